@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct error *error_new(const char *fmt, va_list ap)
+{
+	struct error *err = calloc(1, sizeof(*err));
+
+	if (!err)
+		return NULL;
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	return err;
+}
+
+void error_setg(struct error **errp, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errp || *errp)
+		return;
+	va_start(ap, fmt);
+	*errp = error_new(fmt, ap);
+	va_end(ap);
+}
+
+void error_setg_errno(struct error **errp, int err, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	if (!errp || *errp)
+		return;
+	va_start(ap, fmt);
+	*errp = error_new(fmt, ap);
+	va_end(ap);
+	if (!*errp)
+		return;
+	n = strlen((*errp)->msg);
+	snprintf((*errp)->msg + n, sizeof((*errp)->msg) - n, ": %s", strerror(err < 0 ? -err : err));
+}
+
+void error_prepend(struct error **errp, const char *fmt, ...)
+{
+	char prefix[512], old[sizeof((*errp)->msg)];
+	va_list ap;
+
+	if (!errp || !*errp)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	memcpy(old, (*errp)->msg, sizeof(old));
+	snprintf((*errp)->msg, sizeof((*errp)->msg), "%s: %s", prefix, old);
+}
+
+const char *error_msg(const struct error *err)
+{
+	return err ? err->msg : "(no error)";
+}
+
+void error_free(struct error *err)
+{
+	free(err);
+}
+
+void error_report_free(const char *prog, struct error *err)
+{
+	fprintf(stderr, "%s: %s\n", prog, err ? err->msg : "unknown error (out of memory?)");
+	error_free(err);
+}

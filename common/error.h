@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Control-plane errors: a function that can fail for a reason a user must read takes a trailing
+ * `struct error **errp`, returns -1 (or false / NULL) on failure and fills *errp with a message.
+ * Callers that do not care pass NULL. Never dereference errp yourself; use these helpers.
+ * The data path does not use this: it returns -errno.
+ */
+#ifndef VIREO_COMMON_ERROR_H
+#define VIREO_COMMON_ERROR_H
+
+#include <stdarg.h>
+
+struct error {
+	char msg[1024];
+};
+
+/* Sets *errp to a new error if errp is non-NULL and *errp is still NULL (the first error wins). */
+void error_setg(struct error **errp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like error_setg, appending ": <strerror(err)>" (err is a positive or negative errno). */
+void error_setg_errno(struct error **errp, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prefixes an existing error's message with "<fmt>: " (no-op if there is none). */
+void error_prepend(struct error **errp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *error_msg(const struct error *err);
+void error_free(struct error *err);
+/* Prints "<prog>: <msg>\n" on stderr and frees the error. */
+void error_report_free(const char *prog, struct error *err);
+
+#endif

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/parse.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_number(const char *s, uint64_t *out, char **end)
+{
+	if (!*s || isspace((unsigned char)*s) || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	*out = strtoull(s, end, 0);
+	if (errno || *end == s)
+		return -1;
+	return 0;
+}
+
+int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+	      struct error **errp)
+{
+	char *end;
+	uint64_t v;
+
+	if (parse_number(s, &v, &end) || *end) {
+		error_setg(errp, "%s: '%s' is not a number", opt, s);
+		return -1;
+	}
+	if (v < min || v > max) {
+		error_setg(errp, "%s: %s is out of range [%llu, %llu]", opt, s,
+			   (unsigned long long)min, (unsigned long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int parse_size(const char *opt, const char *s, uint64_t *out, struct error **errp)
+{
+	static const char units[] = "bkmgtpe";
+	const char *u;
+	char *end;
+	uint64_t v;
+	unsigned shift;
+
+	if (parse_number(s, &v, &end))
+		goto bad;
+	if (*end == '\0') {
+		*out = v;
+		return 0;
+	}
+	u = strchr(units, tolower((unsigned char)*end));
+	if (!u)
+		goto bad;
+	shift = (unsigned)(u - units) * 10;
+	end++;
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B") || !strcmp(end, "ib") || !strcmp(end, "b")))
+		end += strlen(end);
+	if (*end)
+		goto bad;
+	if (shift && v > (UINT64_MAX >> shift)) {
+		error_setg(errp, "%s: size '%s' is too large", opt, s);
+		return -1;
+	}
+	*out = v << shift;
+	return 0;
+bad:
+	error_setg(errp, "%s: '%s' is not a size (expected a number with an optional k, M, G or T suffix)",
+		   opt, s);
+	return -1;
+}
+
+int parse_bool(const char *opt, const char *s, bool *out, struct error **errp)
+{
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcmp(s, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcmp(s, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	error_setg(errp, "%s: '%s' is not on or off", opt, s);
+	return -1;
+}

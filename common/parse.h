@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Parsers for command-line values. Each returns 0 or -1 with a message naming the option. */
+#ifndef VIREO_COMMON_PARSE_H
+#define VIREO_COMMON_PARSE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+/* "4096", "64k", "1M", "2G", "1T" (binary multiples; an optional trailing 'B'/'iB' is accepted). */
+int parse_size(const char *opt, const char *s, uint64_t *out, struct error **errp);
+/* Plain unsigned decimal (or 0x hex) within [min, max]. */
+int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+	      struct error **errp);
+/* on|off|yes|no|true|false|1|0 */
+int parse_bool(const char *opt, const char *s, bool *out, struct error **errp);
+
+#endif

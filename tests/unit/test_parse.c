@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/parse.h"
+
+static void parse_size_accepts_suffixes(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t v;
+	} ok[] = {
+		{ "0", 0 }, { "4096", 4096 }, { "64k", 65536 }, { "64K", 65536 }, { "1M", 1 << 20 },
+		{ "2G", 2ULL << 30 }, { "1T", 1ULL << 40 }, { "1GiB", 1ULL << 30 }, { "512B", 512 },
+		{ "0x1000", 4096 },
+	};
+	uint64_t v;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(parse_size("size", ok[i].s, &v, NULL), 0);
+		assert_int_equal(v, ok[i].v);
+	}
+}
+
+static void parse_size_refuses_garbage_naming_the_option(void **state)
+{
+	static const char *const bad[] = { "", "-1", "1X", "k", "1kk", " 1", "18446744073709551615k" };
+	struct error *err = NULL;
+	uint64_t v;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse_size("--memory", bad[i], &v, &err), -1);
+		assert_non_null(err);
+		assert_non_null(strstr(error_msg(err), "--memory"));
+		error_free(err);
+		err = NULL;
+	}
+}
+
+static void parse_u64_bounds(void **state)
+{
+	struct error *err = NULL;
+	uint64_t v;
+
+	assert_int_equal(parse_u64("--cpus", "2", 1, 4, &v, NULL), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(parse_u64("--cpus", "0", 1, 4, &v, &err), -1);
+	assert_non_null(strstr(error_msg(err), "out of range"));
+	error_free(err);
+	err = NULL;
+	assert_int_equal(parse_u64("--cpus", "two", 1, 4, &v, &err), -1);
+	assert_non_null(strstr(error_msg(err), "not a number"));
+	error_free(err);
+}
+
+static void parse_bool_words(void **state)
+{
+	bool b;
+
+	assert_int_equal(parse_bool("readonly", "on", &b, NULL), 0);
+	assert_true(b);
+	assert_int_equal(parse_bool("readonly", "off", &b, NULL), 0);
+	assert_false(b);
+	assert_int_equal(parse_bool("readonly", "maybe", &b, NULL), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(parse_size_accepts_suffixes),
+		cmocka_unit_test(parse_size_refuses_garbage_naming_the_option),
+		cmocka_unit_test(parse_u64_bounds),
+		cmocka_unit_test(parse_bool_words),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
