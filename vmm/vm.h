@@ -56,6 +56,7 @@ struct vm {
 	_Atomic int stop_reason;
 	int exit_status;
 	char stop_msg[256];
+	int stop_efd; /* written once a stop is requested, so a poll loop can wake up */
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, struct error **errp);
@@ -78,6 +79,8 @@ int vm_irq_line(struct vm *vm, uint32_t irq, int level);
 /* Asks the VM to stop; every vCPU leaves KVM_RUN soon after. Thread-safe; first request wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status, const char *fmt,
 		     ...) __attribute__((format(printf, 4, 5)));
+/* Makes every running vCPU leave KVM_RUN (vcpu.c). */
+void vm_kick_vcpus(struct vm *vm);
 static inline bool vm_stopping(struct vm *vm)
 {
 	return atomic_load_explicit(&vm->stop_reason, memory_order_acquire) != VM_STOP_NONE;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package vireo builds, tests and benchmarks with. Run as root.
+# QEMU 10 (the peer we measure against, and the emulated host's engine) comes from bookworm-backports.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+src=/etc/apt/sources.list.d/vireo-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+	mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+	[ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+	cat >"$src" <<EOT
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOT
+fi
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+	build-essential meson ninja-build pkg-config git \
+	liburing-dev libseccomp-dev libcap-ng-dev zlib1g-dev libzstd-dev libjson-c-dev libssl-dev \
+	libcmocka-dev clang lld llvm libclang-rt-14-dev \
+	acpica-tools cpio busybox-static fio libnbd-bin sg3-utils kmod \
+	linux-image-cloud-amd64
+apt-get install -y -q --no-install-recommends -t bookworm-backports \
+	qemu-system-x86 qemu-utils qemu-system-common

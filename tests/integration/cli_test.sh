@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# cli_test.sh VIREO GUEST: bad command lines and bad kernels are refused with a message naming
+# what is wrong, before any guest runs.
+set -u
+vireo=$1 guest=$2
+fails=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+expect() { # expect STATUS TEXT -- ARGS...
+	local want=$1 text=$2; shift 3
+	local out status
+	out=$(timeout 30 "$vireo" "$@" 2>&1); status=$?
+	if [ "$status" -ne "$want" ] || ! grep -qF -- "$text" <<<"$out"; then
+		echo "FAIL: vireo $*: status $status (wanted $want), output: $out (wanted '$text')"
+		fails=$((fails + 1))
+	else
+		echo "ok: vireo $* -> $status: $out" | head -1
+	fi
+}
+expect 0 "Usage: vireo" -- --help
+expect 0 "vireo 0." -- --version
+expect 2 "--cpus" -- run --kernel "$guest" --cpus 0
+expect 2 "--memory" -- run --kernel "$guest" --memory lots
+expect 2 "--kernel" -- run
+expect 2 "--kernel" -- run --kernel "$tmp/missing"
+expect 2 "--serial" -- run --kernel "$guest" --serial pty
+expect 2 "unknown option" -- run --kernel "$guest" --frobnicate
+if [ -c /dev/kvm ]; then
+	head -c 4096 /dev/urandom >"$tmp/random.bin"
+	expect 1 "not a bootable kernel" -- run --kernel "$tmp/random.bin"
+	head -c 100 "$guest" >"$tmp/truncated.elf"
+	expect 1 "truncated.elf" -- run --kernel "$tmp/truncated.elf"
+else
+	echo "note: /dev/kvm missing, kernel-file checks skipped"
+fi
+[ "$fails" -eq 0 ] || exit 1
+echo "all command-line checks passed"

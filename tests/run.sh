@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: a normal build with every suite, then a sanitizer build
+# (-Db_sanitize=address,undefined) running the unit and guest suites again.
+# Suites that need /dev/kvm or the emulated host skip (exit 77) with a reason when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${VIREO_TEST_JOBS:-2}
+
+run_build() { # dir, meson-options..., -- suites...
+	local dir=$1; shift
+	local opts=()
+	while [ "$1" != "--" ]; do opts+=("$1"); shift; done
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "${opts[@]}"
+	fi
+	ninja -C "$dir"
+	local suites=()
+	for s in "$@"; do suites+=(--suite "$s"); done
+	meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "${suites[@]}"
+}
+
+run_build build -- unit integration guest interop e2e
+run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false -- unit integration guest

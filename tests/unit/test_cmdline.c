@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "vmm/config.h"
+
+#define ARGV(...) ((char *[]){ "vireo", __VA_ARGS__, NULL })
+#define ARGC(...) ((int)(sizeof((char *[]){ "vireo", __VA_ARGS__ }) / sizeof(char *)))
+#define PARSE(cfg, errp, ...) cmdline_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), cfg, errp)
+
+/* Every refusal names the option it refuses. */
+static void expect_error(enum cmdline_result r, struct error *err, const char *needle)
+{
+	assert_int_equal(r, CMDLINE_ERROR);
+	assert_non_null(err);
+	if (!strstr(error_msg(err), needle))
+		fail_msg("message '%s' does not name '%s'", error_msg(err), needle);
+	error_free(err);
+}
+
+static void cmdline_run_defaults(void **state)
+{
+	struct vm_config cfg;
+
+	assert_int_equal(PARSE(&cfg, NULL, "run", "--kernel", "/dev/null"), CMDLINE_RUN);
+	assert_string_equal(cfg.kernel, "/dev/null");
+	assert_int_equal(cfg.cpus, 1);
+	assert_int_equal(cfg.memory, 256ULL << 20);
+	assert_int_equal(cfg.serial, SERIAL_STDIO);
+	assert_int_equal(cfg.nr_drives, 0);
+}
+
+static void cmdline_without_run_subcommand(void **state)
+{
+	struct vm_config cfg;
+
+	assert_int_equal(PARSE(&cfg, NULL, "--kernel", "/dev/null", "--cpus", "2", "-m", "1G",
+			       "--serial", "file:/tmp/x", "--drive", "file=a", "--drive", "file=b"),
+			 CMDLINE_RUN);
+	assert_int_equal(cfg.cpus, 2);
+	assert_int_equal(cfg.memory, 1ULL << 30);
+	assert_int_equal(cfg.serial, SERIAL_FILE);
+	assert_string_equal(cfg.serial_path, "/tmp/x");
+	assert_int_equal(cfg.nr_drives, 2);
+	assert_string_equal(cfg.drives[1], "file=b");
+}
+
+static void cmdline_bad_values_name_the_option(void **state)
+{
+	struct vm_config cfg;
+	struct error *err = NULL;
+
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--cpus", "0"), err, "--cpus");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--cpus", "x"), err, "--cpus");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--memory", "12Q"), err,
+		     "--memory");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--memory", "1M"), err,
+		     "--memory");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--serial", "tcp:1"), err,
+		     "--serial");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/nonexistent/k"), err, "--kernel");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--initrd", "/nonexistent"),
+		     err, "--initrd");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--bogus"), err, "--bogus");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel"), err, "--kernel");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run"), err, "--kernel");
+	err = NULL;
+	expect_error(PARSE(&cfg, &err, "launch"), err, "launch");
+}
+
+static void cmdline_help_and_version_exit_ok(void **state)
+{
+	struct vm_config cfg;
+
+	assert_int_equal(PARSE(&cfg, NULL, "--help"), CMDLINE_EXIT_OK);
+	assert_int_equal(PARSE(&cfg, NULL, "run", "-V"), CMDLINE_EXIT_OK);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(cmdline_run_defaults),
+		cmocka_unit_test(cmdline_without_run_subcommand),
+		cmocka_unit_test(cmdline_bad_values_name_the_option),
+		cmocka_unit_test(cmdline_help_and_version_exit_ok),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `vireo run` command-line parsing; every bad value is refused naming its option. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/parse.h"
+#include "common/util.h"
+#include "vmm/config.h"
+
+#define VIREO_VERSION "0.1.0"
+
+void cmdline_usage(void)
+{
+	printf("Usage: vireo [run] --kernel PATH [options]\n"
+	       "Launch a KVM microVM.\n\n"
+	       "  --kernel PATH        kernel to boot: a PVH ELF or a Linux bzImage\n"
+	       "  --initrd PATH        initial ramdisk (Linux) or first PVH module\n"
+	       "  --cmdline STRING     kernel command line\n"
+	       "  --cpus N             number of vCPUs (default 1)\n"
+	       "  -m, --memory SIZE    guest RAM, with k/M/G suffix (default 256M)\n"
+	       "  --serial stdio|file:PATH|none\n"
+	       "                       where the COM1 console goes (default stdio)\n"
+	       "  --drive OPTIONS      a disk: file=PATH,format=raw,if=virtio-blk,num-queues=N,\n"
+	       "                       iothreads=N,cache=none|writeback,readonly=on|off,serial=STR,\n"
+	       "                       poll-max-ns=N (may be given several times)\n"
+	       "  -h, --help           this help\n"
+	       "  -V, --version        version\n\n"
+	       "Exit status: 0 after the guest powers off or resets; (v << 1) | 1 when the guest\n"
+	       "writes v to the debug-exit port 0xf4; 1 with a message on a guest or VMM failure.\n");
+}
+
+static int cmdline_serial(const char *s, struct vm_config *cfg, struct error **errp)
+{
+	if (!strcmp(s, "stdio")) {
+		cfg->serial = SERIAL_STDIO;
+	} else if (!strcmp(s, "none")) {
+		cfg->serial = SERIAL_NONE;
+	} else if (!strncmp(s, "file:", 5) && s[5]) {
+		cfg->serial = SERIAL_FILE;
+		cfg->serial_path = s + 5;
+	} else {
+		error_setg(errp, "--serial: '%s' is not stdio, none or file:PATH", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struct error **errp)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case 'k':
+		cfg->kernel = arg;
+		return 0;
+	case 'i':
+		cfg->initrd = arg;
+		return 0;
+	case 'c':
+		cfg->cmdline = arg;
+		return 0;
+	case 'p':
+		if (parse_u64("--cpus", arg, 1, VM_CONFIG_MAX_VCPUS, &v, errp) < 0)
+			return -1;
+		cfg->cpus = (unsigned int)v;
+		return 0;
+	case 'm':
+		if (parse_size("--memory", arg, &v, errp) < 0)
+			return -1;
+		if (v < 16 * MiB || v > 1024 * GiB || v % (4 * KiB)) {
+			error_setg(errp, "--memory: %s must be a multiple of 4 KiB between 16M and 1T",
+				   arg);
+			return -1;
+		}
+		cfg->memory = v;
+		return 0;
+	case 's':
+		return cmdline_serial(arg, cfg, errp);
+	case 'd':
+		if (cfg->nr_drives == VM_CONFIG_MAX_DRIVES) {
+			error_setg(errp, "--drive: at most %d drives", VM_CONFIG_MAX_DRIVES);
+			return -1;
+		}
+		cfg->drives[cfg->nr_drives++] = arg;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
+				  struct error **errp)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' }, { "cpus", required_argument, NULL, 'p' },
+		{ "memory", required_argument, NULL, 'm' }, { "serial", required_argument, NULL, 's' },
+		{ "drive", required_argument, NULL, 'd' },  { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
+	};
+	int opt, first = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cpus = 1;
+	cfg->memory = 256 * MiB;
+	cfg->cmdline = "";
+	/* argv[0] is the program; an optional "run" subcommand follows */
+	if (argc > 1 && !strcmp(argv[1], "run"))
+		first = 1;
+	else if (argc > 1 && argv[1][0] != '-') {
+		error_setg(errp, "unknown command '%s' (try 'vireo --help')", argv[1]);
+		return CMDLINE_ERROR;
+	}
+	optind = 1 + first;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":m:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			cmdline_usage();
+			return CMDLINE_EXIT_OK;
+		case 'V':
+			printf("vireo %s\n", VIREO_VERSION);
+			return CMDLINE_EXIT_OK;
+		case ':':
+			error_setg(errp, "option '%s' needs a value", argv[optind - 1]);
+			return CMDLINE_ERROR;
+		case '?':
+			error_setg(errp, "unknown option '%s' (try 'vireo --help')", argv[optind - 1]);
+			return CMDLINE_ERROR;
+		default:
+			if (cmdline_option(opt, optarg, cfg, errp) < 0)
+				return CMDLINE_ERROR;
+		}
+	}
+	if (optind < argc) {
+		error_setg(errp, "unexpected argument '%s'", argv[optind]);
+		return CMDLINE_ERROR;
+	}
+	if (!cfg->kernel) {
+		error_setg(errp, "--kernel is required (try 'vireo --help')");
+		return CMDLINE_ERROR;
+	}
+	if (access(cfg->kernel, R_OK) < 0) {
+		error_setg_errno(errp, errno, "--kernel: cannot read '%s'", cfg->kernel);
+		return CMDLINE_ERROR;
+	}
+	if (cfg->initrd && access(cfg->initrd, R_OK) < 0) {
+		error_setg_errno(errp, errno, "--initrd: cannot read '%s'", cfg->initrd);
+		return CMDLINE_ERROR;
+	}
+	return CMDLINE_RUN;
+}

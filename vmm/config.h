@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What `vireo run` was asked to build, as parsed from the command line (cmdline.c). */
+#ifndef VIREO_VMM_CONFIG_H
+#define VIREO_VMM_CONFIG_H
+
+#include <stdint.h>
+
+#include "common/error.h"
+
+#define VM_CONFIG_MAX_DRIVES 16
+#define VM_CONFIG_MAX_VCPUS 255
+
+enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned int cpus;
+	uint64_t memory;
+	enum serial_mode serial;
+	const char *serial_path;
+	const char *drives[VM_CONFIG_MAX_DRIVES];
+	unsigned int nr_drives;
+};
+
+enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_ERROR };
+
+/* Parses argv (after the program name). On CMDLINE_ERROR *errp says which option is wrong. */
+enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
+				  struct error **errp);
+void cmdline_usage(void);
+
+/* Builds and runs the VM; returns the process exit status (vm.h's stop reasons). */
+int machine_run(const struct vm_config *cfg, struct error **errp);
+
+#endif

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Builds the microVM from a vm_config, runs it, and tears it down.
+ *
+ * Threads: the main thread (this file) builds everything, starts the vCPUs and then serves the
+ * console input, signals and the stop request in one poll loop. SIGINT/SIGTERM/SIGHUP are blocked
+ * in every thread and read through a signalfd here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "devices/debug_exit.h"
+#include "devices/uart.h"
+#include "vmm/boot.h"
+#include "vmm/config.h"
+#include "vmm/layout.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+struct machine {
+	struct vm vm;
+	struct uart uart;
+	struct debug_exit debug_exit;
+	int serial_out; /* fd the console goes to, -1 for none */
+	bool tty_raw;
+	struct termios tty_saved;
+};
+
+static void machine_uart_irq(void *opaque, int level)
+{
+	struct machine *m = opaque;
+
+	vm_irq_line(&m->vm, LAYOUT_IRQ_COM1, level);
+}
+
+static void machine_uart_output(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct machine *m = opaque;
+
+	while (m->serial_out >= 0 && len) {
+		ssize_t n = write(m->serial_out, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static const struct uart_ops machine_uart_ops = { machine_uart_irq, machine_uart_output };
+
+static void machine_debug_exit(void *opaque, int status)
+{
+	struct machine *m = opaque;
+
+	vm_request_stop(&m->vm, VM_STOP_DEBUG_EXIT, status, "guest wrote the debug-exit port");
+}
+
+static int machine_serial_open(struct machine *m, const struct vm_config *cfg, struct error **errp)
+{
+	switch (cfg->serial) {
+	case SERIAL_STDIO:
+		m->serial_out = STDOUT_FILENO;
+		break;
+	case SERIAL_NONE:
+		m->serial_out = -1;
+		break;
+	case SERIAL_FILE:
+		m->serial_out = open(cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (m->serial_out < 0) {
+			error_setg_errno(errp, errno, "--serial: cannot open '%s'", cfg->serial_path);
+			return -1;
+		}
+		break;
+	}
+	return 0;
+}
+
+static int machine_devices(struct machine *m, struct error **errp)
+{
+	uart_init(&m->uart, &machine_uart_ops, m);
+	if (bus_add(&m->vm.pio, LAYOUT_PORT_COM1, 8, &uart_bus_ops, &m->uart, "com1", errp) < 0)
+		return -1;
+	m->debug_exit = (struct debug_exit){ machine_debug_exit, m };
+	if (bus_add(&m->vm.pio, LAYOUT_PORT_DEBUG_EXIT, 4, &debug_exit_bus_ops, &m->debug_exit,
+		    "debug-exit", errp) < 0)
+		return -1;
+	return 0;
+}
+
+static int machine_boot(struct machine *m, const struct vm_config *cfg, uint64_t rsdp,
+			struct error **errp)
+{
+	struct boot_params_in in = {
+		.kernel_path = cfg->kernel,
+		.initrd_path = cfg->initrd,
+		.cmdline = cfg->cmdline,
+		.rsdp_gpa = rsdp,
+	};
+	struct boot_cpu_state st;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (boot_load(&m->vm.mem, &in, &st, errp) < 0)
+		return -1;
+	/* start from KVM's reset state so that fields we do not set stay sane */
+	if (ioctl(m->vm.vcpus[0]->fd, KVM_GET_SREGS, &sregs) < 0) {
+		error_setg_errno(errp, errno, "KVM_GET_SREGS failed");
+		return -1;
+	}
+	memset(&regs, 0, sizeof(regs));
+	boot_cpu_to_kvm(&st, &regs, &sregs);
+	return vcpu_set_state(m->vm.vcpus[0], &regs, &sregs, errp);
+}
+
+static void machine_tty_raw(struct machine *m)
+{
+	struct termios t;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &m->tty_saved) < 0)
+		return;
+	t = m->tty_saved;
+	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	t.c_iflag &= ~(tcflag_t)(ICRNL);
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
+		m->tty_raw = true;
+}
+
+/* Serves console input and signals until a stop is requested. */
+static void machine_loop(struct machine *m, const struct vm_config *cfg, int sigfd)
+{
+	struct pollfd pfd[3] = {
+		{ .fd = m->vm.stop_efd, .events = POLLIN },
+		{ .fd = sigfd, .events = POLLIN },
+		{ .fd = cfg->serial == SERIAL_STDIO ? STDIN_FILENO : -1, .events = POLLIN },
+	};
+
+	while (!vm_stopping(&m->vm)) {
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si))
+				vm_request_stop(&m->vm, VM_STOP_POWEROFF, 0,
+						"terminating on signal %u", si.ssi_signo);
+		}
+		if (pfd[2].revents & (POLLIN | POLLHUP)) {
+			uint8_t buf[256];
+			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+			if (n > 0)
+				uart_receive(&m->uart, buf, (size_t)n);
+			else
+				pfd[2].fd = -1; /* EOF: stop reading, keep running */
+		}
+	}
+}
+
+int machine_run(const struct vm_config *cfg, struct error **errp)
+{
+	struct machine *m = calloc(1, sizeof(*m));
+	sigset_t sigs;
+	int sigfd = -1, status = 1;
+	unsigned int i;
+
+	if (!m) {
+		error_setg(errp, "out of memory");
+		return 1;
+	}
+	m->serial_out = -1;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sigfd < 0) {
+		error_setg_errno(errp, errno, "cannot create a signalfd");
+		goto out_free;
+	}
+	if (machine_serial_open(m, cfg, errp) < 0)
+		goto out_sigfd;
+	if (vm_create(&m->vm, cfg->memory, cfg->cpus, errp) < 0)
+		goto out_serial;
+	for (i = 0; i < cfg->cpus; i++) {
+		m->vm.vcpus[i] = vcpu_create(&m->vm, i, errp);
+		if (!m->vm.vcpus[i])
+			goto out_vm;
+	}
+	if (machine_devices(m, errp) < 0 || machine_boot(m, cfg, 0, errp) < 0)
+		goto out_vm;
+	machine_tty_raw(m);
+	for (i = 0; i < cfg->cpus; i++) {
+		if (vcpu_start(m->vm.vcpus[i], errp) < 0) {
+			vm_request_stop(&m->vm, VM_STOP_ERROR, 1, "vCPU start failed");
+			break;
+		}
+	}
+	machine_loop(m, cfg, sigfd);
+	vm_kick_vcpus(&m->vm);
+	for (i = 0; i < cfg->cpus; i++)
+		vcpu_join(m->vm.vcpus[i]);
+	if (m->tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &m->tty_saved);
+	status = m->vm.exit_status;
+	if (m->vm.stop_reason == VM_STOP_ERROR && !(errp && *errp))
+		error_setg(errp, "%s", m->vm.stop_msg);
+out_vm:
+	for (i = 0; i < cfg->cpus && m->vm.vcpus; i++)
+		vcpu_destroy(m->vm.vcpus[i]);
+	vm_destroy(&m->vm);
+out_serial:
+	if (m->serial_out > STDERR_FILENO)
+		close(m->serial_out);
+out_sigfd:
+	close(sigfd);
+out_free:
+	free(m);
+	return status;
+}
