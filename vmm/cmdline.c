@@ -26,6 +26,7 @@ void cmdline_usage(void)
 	       "  --drive OPTIONS      a disk: file=PATH,format=raw,if=virtio-blk,num-queues=N,\n"
 	       "                       iothreads=N,cache=none|writeback,readonly=on|off,serial=STR,\n"
 	       "                       poll-max-ns=N (may be given several times)\n"
+	       "  --boot-timer         print the time from start to the guest's first exit\n"
 	       "  -h, --help           this help\n"
 	       "  -V, --version        version\n\n"
 	       "Exit status: 0 after the guest powers off or resets; (v << 1) | 1 when the guest\n"
@@ -79,6 +80,9 @@ static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struc
 		return 0;
 	case 's':
 		return cmdline_serial(arg, cfg, errp);
+	case 'T':
+		cfg->boot_timer = true;
+		return 0;
 	case 'd':
 		if (cfg->nr_drives == VM_CONFIG_MAX_DRIVES) {
 			error_setg(errp, "--drive: at most %d drives", VM_CONFIG_MAX_DRIVES);
@@ -99,7 +103,8 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "cmdline", required_argument, NULL, 'c' }, { "cpus", required_argument, NULL, 'p' },
 		{ "memory", required_argument, NULL, 'm' }, { "serial", required_argument, NULL, 's' },
 		{ "drive", required_argument, NULL, 'd' },  { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
+		{ "version", no_argument, NULL, 'V' },      { "boot-timer", no_argument, NULL, 'T' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int opt, first = 0;
 

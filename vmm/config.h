@@ -3,6 +3,7 @@
 #ifndef VIREO_VMM_CONFIG_H
 #define VIREO_VMM_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -22,6 +23,8 @@ struct vm_config {
 	const char *serial_path;
 	const char *drives[VM_CONFIG_MAX_DRIVES];
 	unsigned int nr_drives;
+	bool boot_timer;   /* report the time from start to the first guest exit */
+	uint64_t start_ns; /* CLOCK_MONOTONIC when main() began */
 };
 
 enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_ERROR };

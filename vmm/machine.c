@@ -18,8 +18,11 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "common/util.h"
+#include "devices/acpi_pm.h"
 #include "devices/debug_exit.h"
 #include "devices/uart.h"
+#include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/config.h"
 #include "vmm/layout.h"
@@ -30,6 +33,8 @@ struct machine {
 	struct vm vm;
 	struct uart uart;
 	struct debug_exit debug_exit;
+	struct acpi_pm pm;
+	bool pm_ready;
 	int serial_out; /* fd the console goes to, -1 for none */
 	bool tty_raw;
 	struct termios tty_saved;
@@ -67,6 +72,29 @@ static void machine_debug_exit(void *opaque, int status)
 	vm_request_stop(&m->vm, VM_STOP_DEBUG_EXIT, status, "guest wrote the debug-exit port");
 }
 
+static void machine_poweroff(void *opaque)
+{
+	struct machine *m = opaque;
+
+	vm_request_stop(&m->vm, VM_STOP_POWEROFF, 0, "guest powered off (ACPI S5)");
+}
+
+static void machine_reset(void *opaque)
+{
+	struct machine *m = opaque;
+
+	vm_request_stop(&m->vm, VM_STOP_RESET, 0, "guest reset");
+}
+
+static int machine_set_sci(void *opaque, int level)
+{
+	struct machine *m = opaque;
+
+	return vm_irq_line(&m->vm, LAYOUT_IRQ_SCI, level);
+}
+
+static const struct acpi_pm_ops machine_pm_ops = { machine_poweroff, machine_reset, machine_set_sci };
+
 static int machine_serial_open(struct machine *m, const struct vm_config *cfg, struct error **errp)
 {
 	switch (cfg->serial) {
@@ -96,7 +124,22 @@ static int machine_devices(struct machine *m, struct error **errp)
 	if (bus_add(&m->vm.pio, LAYOUT_PORT_DEBUG_EXIT, 4, &debug_exit_bus_ops, &m->debug_exit,
 		    "debug-exit", errp) < 0)
 		return -1;
+	if (acpi_pm_init(&m->pm, &m->vm.pio, &machine_pm_ops, m, errp) < 0)
+		return -1;
+	m->pm_ready = true;
 	return 0;
+}
+
+static int machine_acpi(struct machine *m, const struct vm_config *cfg, uint64_t *rsdp,
+			struct error **errp)
+{
+	struct acpi_config acfg = {
+		.nr_vcpus = cfg->cpus,
+		.mmio64_base = ALIGN_UP(MAX(gmem_end(&m->vm.mem), LAYOUT_4G), GiB),
+		.mmio64_size = LAYOUT_PCI_MMIO64_SIZE,
+	};
+
+	return acpi_build(&m->vm.mem, &acfg, rsdp, errp);
 }
 
 static int machine_boot(struct machine *m, const struct vm_config *cfg, uint64_t rsdp,
@@ -178,6 +221,7 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	struct machine *m = calloc(1, sizeof(*m));
 	sigset_t sigs;
 	int sigfd = -1, status = 1;
+	uint64_t rsdp = 0;
 	unsigned int i;
 
 	if (!m) {
@@ -204,9 +248,12 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		if (!m->vm.vcpus[i])
 			goto out_vm;
 	}
-	if (machine_devices(m, errp) < 0 || machine_boot(m, cfg, 0, errp) < 0)
+	if (machine_devices(m, errp) < 0 || machine_acpi(m, cfg, &rsdp, errp) < 0 ||
+	    machine_boot(m, cfg, rsdp, errp) < 0)
 		goto out_vm;
 	machine_tty_raw(m);
+	if (cfg->boot_timer)
+		m->vm.boot_timer_start_ns = cfg->start_ns;
 	for (i = 0; i < cfg->cpus; i++) {
 		if (vcpu_start(m->vm.vcpus[i], errp) < 0) {
 			vm_request_stop(&m->vm, VM_STOP_ERROR, 1, "vCPU start failed");
@@ -223,6 +270,8 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (m->vm.stop_reason == VM_STOP_ERROR && !(errp && *errp))
 		error_setg(errp, "%s", m->vm.stop_msg);
 out_vm:
+	if (m->pm_ready)
+		acpi_pm_destroy(&m->pm);
 	for (i = 0; i < cfg->cpus && m->vm.vcpus; i++)
 		vcpu_destroy(m->vm.vcpus[i]);
 	vm_destroy(&m->vm);

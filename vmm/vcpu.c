@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/kvm_util.h"
@@ -250,6 +251,19 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	}
 }
 
+/* --boot-timer: vCPU 0's first exit is the guest's first I/O, as near to its start as we can see */
+static void vcpu_boot_timer(struct vm *vm)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	fprintf(stderr, "vireo: boot timer: first guest exit %.3f ms after start\n",
+		(double)(now - vm->boot_timer_start_ns) / 1e6);
+	vm->boot_timer_start_ns = 0; /* once; only vCPU 0 reads or writes it */
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -271,6 +285,8 @@ static void *vcpu_thread(void *arg)
 					vcpu->index, strerror(errno));
 			break;
 		}
+		if (vcpu->index == 0 && vm->boot_timer_start_ns)
+			vcpu_boot_timer(vm);
 		if (!vcpu_handle_exit(vcpu))
 			break;
 	}

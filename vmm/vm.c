@@ -178,12 +178,8 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, struct er
 		error_setg(errp, "out of memory creating the VM");
 		goto fail;
 	}
+	/* KVM_CREATE_IRQCHIP installed the same table; it is pushed with the first MSI route */
 	vm_default_routes(vm);
-	ret = vm_push_routes(vm);
-	if (ret < 0) {
-		error_setg_errno(errp, ret, "KVM_SET_GSI_ROUTING failed");
-		goto fail;
-	}
 	if (vm_setup_memory(vm, ram_size, errp) < 0)
 		goto fail;
 	return 0;
