@@ -26,6 +26,7 @@ void cmdline_usage(void)
 	       "  --drive OPTIONS      a disk: file=PATH,format=raw,if=virtio-blk,num-queues=N,\n"
 	       "                       iothreads=N,cache=none|writeback,readonly=on|off,serial=STR,\n"
 	       "                       poll-max-ns=N (may be given several times)\n"
+	       "  --qmp unix:PATH      QMP monitor on a unix socket (QEMU's protocol)\n"
 	       "  --boot-timer         print the time from start to the guest's first exit\n"
 	       "  -h, --help           this help\n"
 	       "  -V, --version        version\n\n"
@@ -46,6 +47,37 @@ static int cmdline_serial(const char *s, struct vm_config *cfg, struct error **e
 		error_setg(errp, "--serial: '%s' is not stdio, none or file:PATH", s);
 		return -1;
 	}
+	return 0;
+}
+
+/* unix:PATH, with QEMU's ",server" / ",server=on" / ",nowait" / ",wait=off" accepted and implied */
+static int cmdline_qmp(const char *s, struct vm_config *cfg, struct error **errp)
+{
+	static char path[256];
+	static const char *const implied[] = { ",server=on", ",server", ",wait=off", ",nowait" };
+	size_t n;
+	bool again = true;
+
+	if (strncmp(s, "unix:", 5) || !s[5] || strlen(s + 5) >= sizeof(path)) {
+		error_setg(errp, "--qmp: '%s' is not unix:PATH", s);
+		return -1;
+	}
+	strcpy(path, s + 5);
+	while (again) {
+		again = false;
+		for (size_t i = 0; i < sizeof(implied) / sizeof(implied[0]); i++) {
+			n = strlen(path);
+			if (n > strlen(implied[i]) && !strcmp(path + n - strlen(implied[i]), implied[i])) {
+				path[n - strlen(implied[i])] = '\0';
+				again = true;
+			}
+		}
+	}
+	if (strchr(path, ',')) {
+		error_setg(errp, "--qmp: unknown option in '%s' (only unix:PATH is supported)", s);
+		return -1;
+	}
+	cfg->qmp_path = path;
 	return 0;
 }
 
@@ -80,6 +112,8 @@ static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struc
 		return 0;
 	case 's':
 		return cmdline_serial(arg, cfg, errp);
+	case 'q':
+		return cmdline_qmp(arg, cfg, errp);
 	case 'T':
 		cfg->boot_timer = true;
 		return 0;
@@ -104,6 +138,7 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "memory", required_argument, NULL, 'm' }, { "serial", required_argument, NULL, 's' },
 		{ "drive", required_argument, NULL, 'd' },  { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },      { "boot-timer", no_argument, NULL, 'T' },
+		{ "qmp", required_argument, NULL, 'q' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, first = 0;

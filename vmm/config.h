@@ -23,6 +23,7 @@ struct vm_config {
 	const char *serial_path;
 	const char *drives[VM_CONFIG_MAX_DRIVES];
 	unsigned int nr_drives;
+	const char *qmp_path; /* unix socket for the QMP monitor, NULL: none */
 	bool boot_timer;   /* report the time from start to the first guest exit */
 	uint64_t start_ns; /* CLOCK_MONOTONIC when main() began */
 };

@@ -19,26 +19,15 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "devices/acpi_pm.h"
-#include "devices/debug_exit.h"
-#include "devices/uart.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/config.h"
 #include "vmm/layout.h"
+#include "vmm/machine.h"
+#include "vmm/qmp.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
-struct machine {
-	struct vm vm;
-	struct uart uart;
-	struct debug_exit debug_exit;
-	struct acpi_pm pm;
-	bool pm_ready;
-	int serial_out; /* fd the console goes to, -1 for none */
-	bool tty_raw;
-	struct termios tty_saved;
-};
 
 static void machine_uart_irq(void *opaque, int level)
 {
@@ -185,14 +174,18 @@ static void machine_tty_raw(struct machine *m)
 /* Serves console input and signals until a stop is requested. */
 static void machine_loop(struct machine *m, const struct vm_config *cfg, int sigfd)
 {
-	struct pollfd pfd[3] = {
+	struct pollfd pfd[5] = {
 		{ .fd = m->vm.stop_efd, .events = POLLIN },
 		{ .fd = sigfd, .events = POLLIN },
 		{ .fd = cfg->serial == SERIAL_STDIO ? STDIN_FILENO : -1, .events = POLLIN },
+		{ .fd = -1 },
+		{ .fd = -1 },
 	};
 
 	while (!vm_stopping(&m->vm)) {
-		if (poll(pfd, 3, -1) < 0) {
+		if (m->qmp)
+			qmp_fds(m->qmp, &pfd[3]);
+		if (poll(pfd, 5, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -200,9 +193,11 @@ static void machine_loop(struct machine *m, const struct vm_config *cfg, int sig
 		if (pfd[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			if (read(sigfd, &si, sizeof(si)) == sizeof(si))
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+				m->host_stop_reason = "host-signal";
 				vm_request_stop(&m->vm, VM_STOP_POWEROFF, 0,
 						"terminating on signal %u", si.ssi_signo);
+			}
 		}
 		if (pfd[2].revents & (POLLIN | POLLHUP)) {
 			uint8_t buf[256];
@@ -213,7 +208,10 @@ static void machine_loop(struct machine *m, const struct vm_config *cfg, int sig
 			else
 				pfd[2].fd = -1; /* EOF: stop reading, keep running */
 		}
+		if (m->qmp)
+			qmp_handle(m->qmp, &pfd[3], 2);
 	}
+	machine_qmp_shutdown_event(m);
 }
 
 int machine_run(const struct vm_config *cfg, struct error **errp)
@@ -251,6 +249,12 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (machine_devices(m, errp) < 0 || machine_acpi(m, cfg, &rsdp, errp) < 0 ||
 	    machine_boot(m, cfg, rsdp, errp) < 0)
 		goto out_vm;
+	if (cfg->qmp_path) {
+		m->qmp = qmp_server_new(cfg->qmp_path, machine_qmp_commands, machine_qmp_nr_commands,
+					m, errp);
+		if (!m->qmp)
+			goto out_vm;
+	}
 	machine_tty_raw(m);
 	if (cfg->boot_timer)
 		m->vm.boot_timer_start_ns = cfg->start_ns;
@@ -270,6 +274,7 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (m->vm.stop_reason == VM_STOP_ERROR && !(errp && *errp))
 		error_setg(errp, "%s", m->vm.stop_msg);
 out_vm:
+	qmp_server_free(m->qmp);
 	if (m->pm_ready)
 		acpi_pm_destroy(&m->pm);
 	for (i = 0; i < cfg->cpus && m->vm.vcpus; i++)

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The QMP commands of a running microVM. They run on the main thread (see qmp.h). */
+#include <json-c/json.h>
+#include <string.h>
+#include <stdio.h>
+
+
+#include "vmm/machine.h"
+#include "vmm/vcpu.h"
+
+static int qmp_query_status(void *opaque, struct json_object *args, struct json_object **ret,
+			    struct error **errp)
+{
+	struct machine *m = opaque;
+	bool running = !vm_stopping(&m->vm);
+
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "status", json_object_new_string(running ? "running" : "shutdown"));
+	json_object_object_add(*ret, "running", json_object_new_boolean(running));
+	return 0;
+}
+
+static int qmp_query_version(void *opaque, struct json_object *args, struct json_object **ret,
+			     struct error **errp)
+{
+	struct json_object *q = json_object_new_object();
+
+	json_object_object_add(q, "major", json_object_new_int(0));
+	json_object_object_add(q, "minor", json_object_new_int(1));
+	json_object_object_add(q, "micro", json_object_new_int(0));
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "qemu", q);
+	json_object_object_add(*ret, "package", json_object_new_string("vireo"));
+	return 0;
+}
+
+static int qmp_query_kvm(void *opaque, struct json_object *args, struct json_object **ret,
+			 struct error **errp)
+{
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "enabled", json_object_new_boolean(1));
+	json_object_object_add(*ret, "present", json_object_new_boolean(1));
+	return 0;
+}
+
+static int qmp_query_cpus_fast(void *opaque, struct json_object *args, struct json_object **ret,
+			       struct error **errp)
+{
+	struct machine *m = opaque;
+
+	*ret = json_object_new_array();
+	for (unsigned int i = 0; i < m->vm.nr_vcpus; i++) {
+		struct json_object *c = json_object_new_object();
+		char path[64];
+
+		snprintf(path, sizeof(path), "/machine/unattached/device[%u]", i);
+		json_object_object_add(c, "cpu-index", json_object_new_int((int)i));
+		json_object_object_add(c, "qom-path", json_object_new_string(path));
+		json_object_object_add(c, "target", json_object_new_string("x86_64"));
+		json_object_array_add(*ret, c);
+	}
+	return 0;
+}
+
+static int qmp_system_powerdown(void *opaque, struct json_object *args, struct json_object **ret,
+				struct error **errp)
+{
+	struct machine *m = opaque;
+
+	acpi_pm_press_power_button(&m->pm);
+	qmp_event(m->qmp, "POWERDOWN", NULL);
+	return 0;
+}
+
+static int qmp_system_reset(void *opaque, struct json_object *args, struct json_object **ret,
+			    struct error **errp)
+{
+	struct machine *m = opaque;
+
+	/* a microVM does not reboot: a reset ends it, as a guest-initiated reset does */
+	m->host_stop_reason = "host-qmp-system-reset";
+	vm_request_stop(&m->vm, VM_STOP_RESET, 0, "reset requested over QMP");
+	return 0;
+}
+
+static int qmp_quit(void *opaque, struct json_object *args, struct json_object **ret,
+		    struct error **errp)
+{
+	struct machine *m = opaque;
+
+	m->host_stop_reason = "host-qmp-quit";
+	vm_request_stop(&m->vm, VM_STOP_POWEROFF, 0, "quit requested over QMP");
+	return 0;
+}
+
+static int qmp_query_commands(void *opaque, struct json_object *args, struct json_object **ret,
+			      struct error **errp)
+{
+	*ret = json_object_new_array();
+	for (unsigned int i = 0; i < machine_qmp_nr_commands; i++) {
+		struct json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "name", json_object_new_string(machine_qmp_commands[i].name));
+		json_object_array_add(*ret, c);
+	}
+	return 0;
+}
+
+const struct qmp_command machine_qmp_commands[] = {
+	{ "query-commands", qmp_query_commands },
+	{ "query-cpus-fast", qmp_query_cpus_fast },
+	{ "query-kvm", qmp_query_kvm },
+	{ "query-status", qmp_query_status },
+	{ "query-version", qmp_query_version },
+	{ "quit", qmp_quit },
+	{ "system_powerdown", qmp_system_powerdown },
+	{ "system_reset", qmp_system_reset },
+};
+const unsigned int machine_qmp_nr_commands =
+	sizeof(machine_qmp_commands) / sizeof(machine_qmp_commands[0]);
+
+void machine_qmp_shutdown_event(struct machine *m)
+{
+	struct json_object *data;
+	const char *reason = m->host_stop_reason;
+
+	if (!m->qmp)
+		return;
+	if (!reason) {
+		switch (m->vm.stop_reason) {
+		case VM_STOP_RESET:
+			reason = "guest-reset";
+			break;
+		case VM_STOP_ERROR:
+			reason = "guest-panic";
+			break;
+		default:
+			reason = "guest-shutdown";
+			break;
+		}
+	}
+	data = json_object_new_object();
+	json_object_object_add(data, "guest", json_object_new_boolean(!m->host_stop_reason));
+	json_object_object_add(data, "reason", json_object_new_string(reason));
+	qmp_event(m->qmp, "SHUTDOWN", data);
+}
