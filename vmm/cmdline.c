@@ -154,7 +154,10 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		error_setg(errp, "unknown command '%s' (try 'vireo --help')", argv[1]);
 		return CMDLINE_ERROR;
 	}
-	optind = 1 + first;
+	/* getopt treats the first element as the program name: start it at "run" when given */
+	argc -= first;
+	argv += first;
+	optind = 0; /* 0, not 1: glibc then also resets its internal state between calls */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":m:hV", opts, NULL)) != -1) {
 		switch (opt) {

@@ -13,9 +13,12 @@
 #define ARGC(...) ((int)(sizeof((char *[]){ "vireo", __VA_ARGS__ }) / sizeof(char *)))
 #define PARSE(cfg, errp, ...) cmdline_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), cfg, errp)
 
-/* Every refusal names the option it refuses. */
-static void expect_error(enum cmdline_result r, struct error *err, const char *needle)
+/* Every refusal names the option it refuses. err is read after the parse, through a pointer. */
+static void expect_error(enum cmdline_result r, struct error **errp, const char *needle)
 {
+	struct error *err = *errp;
+
+	*errp = NULL;
 	assert_int_equal(r, CMDLINE_ERROR);
 	assert_non_null(err);
 	if (!strstr(error_msg(err), needle))
@@ -55,31 +58,21 @@ static void cmdline_bad_values_name_the_option(void **state)
 	struct vm_config cfg;
 	struct error *err = NULL;
 
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--cpus", "0"), err, "--cpus");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--cpus", "x"), err, "--cpus");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--memory", "12Q"), err,
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--cpus", "0"), &err, "--cpus");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--cpus", "x"), &err, "--cpus");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--memory", "12Q"), &err,
 		     "--memory");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--memory", "1M"), err,
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--memory", "1M"), &err,
 		     "--memory");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--serial", "tcp:1"), err,
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--serial", "tcp:1"), &err,
 		     "--serial");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/nonexistent/k"), err, "--kernel");
-	err = NULL;
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/nonexistent/k"), &err, "--kernel");
 	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--initrd", "/nonexistent"),
-		     err, "--initrd");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--bogus"), err, "--bogus");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run", "--kernel"), err, "--kernel");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "run"), err, "--kernel");
-	err = NULL;
-	expect_error(PARSE(&cfg, &err, "launch"), err, "launch");
+		     &err, "--initrd");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--bogus"), &err, "--bogus");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel"), &err, "--kernel");
+	expect_error(PARSE(&cfg, &err, "run"), &err, "--kernel");
+	expect_error(PARSE(&cfg, &err, "launch"), &err, "launch");
 }
 
 static void cmdline_help_and_version_exit_ok(void **state)
