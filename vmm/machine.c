@@ -116,6 +116,10 @@ static int machine_devices(struct machine *m, struct error **errp)
 	if (acpi_pm_init(&m->pm, &m->vm.pio, &machine_pm_ops, m, errp) < 0)
 		return -1;
 	m->pm_ready = true;
+	if (pci_bus_init(&m->pci, &m->vm.mmio, &m->vm.pio, errp) < 0)
+		return -1;
+	m->pci_ready = true;
+	pci_bus_set_reset_hook(&m->pci, acpi_pm_reset_write, &m->pm);
 	return 0;
 }
 
@@ -275,6 +279,8 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		error_setg(errp, "%s", m->vm.stop_msg);
 out_vm:
 	qmp_server_free(m->qmp);
+	if (m->pci_ready)
+		pci_bus_destroy(&m->pci);
 	if (m->pm_ready)
 		acpi_pm_destroy(&m->pm);
 	for (i = 0; i < cfg->cpus && m->vm.vcpus; i++)

@@ -8,6 +8,7 @@
 
 #include "devices/acpi_pm.h"
 #include "devices/debug_exit.h"
+#include "devices/pci.h"
 #include "devices/uart.h"
 #include "vmm/config.h"
 #include "vmm/qmp.h"
@@ -19,6 +20,8 @@ struct machine {
 	struct debug_exit debug_exit;
 	struct acpi_pm pm;
 	bool pm_ready;
+	struct pci_bus pci;
+	bool pci_ready;
 	int serial_out; /* fd the console goes to, -1 for none */
 	struct qmp_server *qmp;
 	const char *host_stop_reason; /* QMP shutdown reason when the host asked, else NULL */
