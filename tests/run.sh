@@ -20,5 +20,5 @@ run_build() { # dir, meson-options..., -- suites...
 	meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "${suites[@]}"
 }
 
-run_build build -- unit integration guest interop e2e
-run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false -- unit integration guest
+run_build build -- unit integration fuzz guest interop e2e
+run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false -- unit integration fuzz guest

@@ -57,6 +57,7 @@ struct vm {
 	int exit_status;
 	char stop_msg[256];
 	int stop_efd; /* written once a stop is requested, so a poll loop can wake up */
+	uint64_t boot_timer_start_ns; /* non-zero: vCPU 0 reports its first exit (--boot-timer) */
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, struct error **errp);

@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Block layer control plane (options, opening chains) and the synchronous I/O entry points. */
+#include "blockdev/blockdev.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockdev/internal.h"
+#include "common/parse.h"
+#include "common/util.h"
+
+#define PROBE_BYTES 512
+
+/* ---- options --------------------------------------------------------------------------------- */
+
+static int set_string(char **dst, const char *value, const char *key, struct error **errp)
+{
+	char *copy = strdup(value);
+
+	if (!copy) {
+		error_setg(errp, "%s: out of memory", key);
+		return -1;
+	}
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *value,
+		      struct error **errp)
+{
+	struct blockdev_opt *extra;
+
+	if (!strcmp(key, "format")) {
+		if (!*value) {
+			error_setg(errp, "format: empty value");
+			return -1;
+		}
+		return set_string(&opts->format, value, key, errp);
+	}
+	if (!strcmp(key, "cache")) {
+		if (!strcmp(value, "none")) {
+			opts->cache = BLOCKDEV_CACHE_NONE;
+		} else if (!strcmp(value, "writeback")) {
+			opts->cache = BLOCKDEV_CACHE_WRITEBACK;
+		} else {
+			error_setg(errp, "cache: invalid value '%s' (expected none or writeback)",
+				   value);
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "readonly"))
+		return parse_bool("readonly", value, &opts->readonly, errp);
+
+	for (size_t i = 0; i < opts->nr_extra; i++)
+		if (!strcmp(opts->extra[i].key, key))
+			return set_string(&opts->extra[i].value, value, key, errp);
+	extra = realloc(opts->extra, (opts->nr_extra + 1) * sizeof(*extra));
+	if (!extra) {
+		error_setg(errp, "%s: out of memory", key);
+		return -1;
+	}
+	opts->extra = extra;
+	extra[opts->nr_extra].key = strdup(key);
+	extra[opts->nr_extra].value = strdup(value);
+	if (!extra[opts->nr_extra].key || !extra[opts->nr_extra].value) {
+		free(extra[opts->nr_extra].key);
+		free(extra[opts->nr_extra].value);
+		error_setg(errp, "%s: out of memory", key);
+		return -1;
+	}
+	opts->nr_extra++;
+	return 0;
+}
+
+void blockdev_opts_free(struct blockdev_opts *opts)
+{
+	for (size_t i = 0; i < opts->nr_extra; i++) {
+		free(opts->extra[i].key);
+		free(opts->extra[i].value);
+	}
+	free(opts->extra);
+	free(opts->format);
+	memset(opts, 0, sizeof(*opts));
+}
+
+const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key)
+{
+	for (size_t i = 0; i < ctx->opts->nr_extra; i++) {
+		if (!strcmp(ctx->opts->extra[i].key, key)) {
+			if (ctx->used)
+				ctx->used[i] = true;
+			return ctx->opts->extra[i].value;
+		}
+	}
+	return NULL;
+}
+
+/* ---- opening and closing --------------------------------------------------------------------- */
+
+static struct blockdev *node_new(const struct blockdev_driver *drv, const char *filename,
+				 const struct blockdev_opts *opts, struct error **errp)
+{
+	struct blockdev *bs = calloc(1, sizeof(*bs));
+
+	if (!bs || !(bs->filename = strdup(filename))) {
+		free(bs);
+		error_setg(errp, "'%s': out of memory", filename);
+		return NULL;
+	}
+	bs->drv = drv;
+	bs->fd = -1;
+	bs->cache = opts->cache;
+	bs->read_only = opts->readonly;
+	bs->align = 1;
+	bs->mem_align = 1;
+	return bs;
+}
+
+static void node_free(struct blockdev *bs)
+{
+	free(bs->filename);
+	free(bs);
+}
+
+struct blockdev *blockdev_open_file(const char *filename, const struct blockdev_opts *opts,
+				    struct error **errp)
+{
+	static const struct blockdev_opts defaults;
+	struct blockdev_open_ctx ctx;
+	struct blockdev *bs;
+
+	if (!opts)
+		opts = &defaults;
+	ctx = (struct blockdev_open_ctx){ .filename = filename, .opts = opts, .used = NULL };
+	bs = node_new(&blockdev_file, filename, opts, errp);
+	if (!bs)
+		return NULL;
+	if (blockdev_file.open(bs, &ctx, errp) < 0) {
+		node_free(bs);
+		return NULL;
+	}
+	return bs;
+}
+
+struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockdev_driver *drv,
+				      struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	struct blockdev *bs = node_new(drv, ctx->filename, ctx->opts, errp);
+
+	if (!bs)
+		return NULL;
+	bs->file = file;
+	bs->read_only = ctx->opts->readonly || file->read_only;
+	bs->align = file->align;
+	bs->mem_align = file->mem_align;
+	if (drv->open(bs, ctx, errp) < 0) {
+		bs->file = NULL;
+		node_free(bs);
+		return NULL;
+	}
+	return bs;
+}
+
+static const struct blockdev_driver *probe_format(struct blockdev *file)
+{
+	const struct blockdev_driver *best = &blockdev_raw;
+	uint8_t buf[PROBE_BYTES];
+	size_t len = MIN(file->size, sizeof(buf));
+	int best_score = 0;
+
+	if (!len || blockdev_pread(file, 0, buf, len) < 0)
+		return best;
+	for (size_t i = 0; blockdev_formats[i]; i++) {
+		int score;
+
+		if (!blockdev_formats[i]->probe)
+			continue;
+		score = blockdev_formats[i]->probe(buf, len, file->filename);
+		if (score > best_score) {
+			best_score = score;
+			best = blockdev_formats[i];
+		}
+	}
+	return best;
+}
+
+static int refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	for (size_t i = 0; i < ctx->opts->nr_extra; i++) {
+		if (!ctx->used[i]) {
+			error_setg(errp, "'%s': format '%s' does not support the option '%s'",
+				   ctx->filename, bs->drv->name, ctx->opts->extra[i].key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts *opts,
+			       struct error **errp)
+{
+	static const struct blockdev_opts defaults;
+	const struct blockdev_driver *drv = NULL;
+	struct blockdev_open_ctx ctx = { .filename = filename };
+	struct blockdev *file, *bs;
+
+	if (!opts)
+		opts = &defaults;
+	ctx.opts = opts;
+	if (opts->format) {
+		drv = blockdev_find_format(opts->format);
+		if (!drv) {
+			error_setg(errp, "'%s': unknown format '%s'", filename, opts->format);
+			return NULL;
+		}
+	}
+	ctx.used = calloc(opts->nr_extra + 1, sizeof(bool));
+	if (!ctx.used) {
+		error_setg(errp, "'%s': out of memory", filename);
+		return NULL;
+	}
+	file = blockdev_open_file(filename, opts, errp);
+	if (!file)
+		goto err_used;
+	if (!drv)
+		drv = probe_format(file);
+	bs = blockdev_open_format(file, drv, &ctx, errp);
+	if (!bs)
+		goto err_file;
+	if (refuse_unused(bs, &ctx, errp) < 0)
+		goto err_bs;
+	free(ctx.used);
+	return bs;
+
+err_bs:
+	blockdev_close(bs);
+	free(ctx.used);
+	return NULL;
+err_file:
+	blockdev_close(file);
+err_used:
+	free(ctx.used);
+	return NULL;
+}
+
+void blockdev_close(struct blockdev *bs)
+{
+	if (!bs)
+		return;
+	blockdev_slow_stop(bs);
+	if (bs->drv->close)
+		bs->drv->close(bs);
+	blockdev_close(bs->file);
+	blockdev_close(bs->backing);
+	node_free(bs);
+}
+
+const char *blockdev_format_name(const struct blockdev *bs)
+{
+	return bs->drv->name;
+}
+
+int blockdev_truncate(struct blockdev *bs, uint64_t size, struct error **errp)
+{
+	if (bs->read_only) {
+		error_setg(errp, "'%s': cannot resize a read-only image", bs->filename);
+		return -1;
+	}
+	if (!bs->drv->truncate) {
+		error_setg(errp, "'%s': format '%s' cannot be resized", bs->filename,
+			   bs->drv->name);
+		return -1;
+	}
+	return bs->drv->truncate(bs, size, errp);
+}
+
+int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)
+{
+	struct blockdev *bottom = bs;
+
+	memset(info, 0, sizeof(*info));
+	while (bottom->file)
+		bottom = bottom->file;
+	if (bottom != bs && bottom->drv->info) {
+		struct blockdev_info file_info;
+
+		if (bottom->drv->info(bottom, &file_info, errp) < 0)
+			return -1;
+		info->actual_size = file_info.actual_size;
+	}
+	if (bs->drv->info && bs->drv->info(bs, info, errp) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- synchronous I/O ------------------------------------------------------------------------- */
+
+static int check_range(struct blockdev *bs, uint64_t offset, uint64_t len, bool write)
+{
+	if (write && bs->read_only)
+		return -EROFS;
+	if (!bs->drv->protocol && !range_within(offset, len, bs->size))
+		return -EINVAL;
+	return 0;
+}
+
+int blockdev_preadv(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	int ret = check_range(bs, offset, blockdev_iov_size(iov, iovcnt), false);
+
+	if (ret < 0 || iovcnt <= 0)
+		return ret;
+	return bs->drv->preadv(bs, offset, iov, iovcnt);
+}
+
+int blockdev_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	int ret = check_range(bs, offset, blockdev_iov_size(iov, iovcnt), true);
+
+	if (ret < 0 || iovcnt <= 0)
+		return ret;
+	return bs->drv->pwritev(bs, offset, iov, iovcnt);
+}
+
+int blockdev_pread(struct blockdev *bs, uint64_t offset, void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return blockdev_preadv(bs, offset, &iov, 1);
+}
+
+int blockdev_pwrite(struct blockdev *bs, uint64_t offset, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return blockdev_pwritev(bs, offset, &iov, 1);
+}
+
+int blockdev_flush(struct blockdev *bs)
+{
+	if (bs->read_only)
+		return 0;
+	if (bs->drv->flush)
+		return bs->drv->flush(bs);
+	return bs->file ? blockdev_flush(bs->file) : 0;
+}
+
+int blockdev_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
+{
+	int ret = check_range(bs, offset, len, true);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (!bs->drv->discard)
+		return -ENOTSUP;
+	return bs->drv->discard(bs, offset, len);
+}
+
+/* Writes zero buffers: the fallback for drivers without write_zeroes. */
+static int write_zero_buffers(struct blockdev *bs, uint64_t offset, uint64_t len)
+{
+	size_t chunk = MIN(len, 1 * MiB);
+	void *buf;
+	int ret = 0;
+
+	if (posix_memalign(&buf, 4096, ALIGN_UP(chunk, 4096)))
+		return -ENOMEM;
+	memset(buf, 0, chunk);
+	while (len && !ret) {
+		size_t n = MIN(len, chunk);
+
+		ret = bs->drv->pwritev(bs, offset, &(struct iovec){ buf, n }, 1);
+		offset += n;
+		len -= n;
+	}
+	free(buf);
+	return ret;
+}
+
+int blockdev_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags)
+{
+	int ret = check_range(bs, offset, len, true);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (!bs->drv->write_zeroes)
+		return write_zero_buffers(bs, offset, len);
+	return bs->drv->write_zeroes(bs, offset, len, flags);
+}
+
+int blockdev_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, uint64_t *pnum,
+			  uint64_t *map_offset, struct blockdev **map_file)
+{
+	int ret = check_range(bs, offset, len, false);
+
+	if (ret < 0)
+		return ret;
+	if (!len) {
+		*pnum = 0;
+		return 0;
+	}
+	if (!bs->drv->block_status) {
+		*pnum = len;
+		return BLOCKDEV_STATUS_DATA | BLOCKDEV_STATUS_ALLOCATED;
+	}
+	return bs->drv->block_status(bs, offset, len, pnum, map_offset, map_file);
+}
+
+int blockdev_map(struct blockdev *bs, enum blockdev_op op, uint64_t offset, uint64_t len,
+		 struct blockdev_extent *ext)
+{
+	if (bs->drv->map)
+		return bs->drv->map(bs, op, offset, len, ext);
+	*ext = (struct blockdev_extent){ .kind = BLOCKDEV_EXTENT_SLOW, .len = len };
+	return 0;
+}

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The block layer: nodes, drivers, options, and the two ways to do I/O.
+ *
+ * Nodes. A `struct blockdev` is one node of an image graph: a *protocol* node (driver "file")
+ * owns a host fd; a *format* node (raw, qcow2) interprets the bytes of its `file` child and may
+ * have a `backing` node. blockdev_open() builds the chain: it opens the protocol node, probes or
+ * forces the format, and returns the format node. A node owns its children: blockdev_close() on
+ * the top closes the whole chain. Node fields are written while opening (and by truncate, a
+ * control-plane operation done with the iothreads drained) and are read-only otherwise.
+ *
+ * Drivers. One small `const struct blockdev_driver` per format or protocol. Formats are found
+ * through the ordered probe list in blockdev/probe.c (highest score wins, raw is the fallback);
+ * `format=` forces one. Options are a small key=value set: the generic keys (format, cache,
+ * readonly) live in `struct blockdev_opts`; every other key is driver-specific, consumed by the
+ * driver's open through blockdev_opt_get(), and any key no driver consumed is refused by name.
+ *
+ * Two I/O paths.
+ *  (a) Synchronous: blockdev_pread/pwrite/preadv/pwritev/flush/discard/write_zeroes return 0 or
+ *      -errno and may block. They are for tools (vireo-img), block jobs, driver metadata I/O and
+ *      the slow path below. They may be called from any thread; a driver serializes its own
+ *      metadata updates (qcow2: the per-image allocation lock).
+ *  (b) Asynchronous, the fast path of the iothreads: blockdev_submit() on a `struct
+ *      blockdev_queue` (one per iothread per node it serves; see "Queues" below). Format
+ *      translation is apart from the I/O engine: the driver's map() turns a guest range into
+ *      extents (DATA at a host offset of a protocol node, ZERO, BACKING, or SLOW), and the
+ *      iothread's io_uring engine (blockdev/engine.c) moves the bytes with READV/WRITEV on
+ *      registered O_DIRECT fds. map() must be cheap and must not block or take a lock that the
+ *      slow path holds while doing I/O: it runs on every iothread concurrently.
+ *      SLOW extents (qcow2 allocation, COW, compressed clusters, unaligned O_DIRECT access) and
+ *      operations a driver handles itself (flush of a driver with metadata, discard and
+ *      write-zeroes it maps as SLOW) are handed to the node's slow-path worker thread, which
+ *      runs the driver's synchronous ops one request at a time (FIFO, so serialized per image)
+ *      and posts the completion back to the submitting iothread. The iothread never blocks.
+ *
+ * Queues. A `struct blockdev_queue` is a node's context on one iothread (as SPDK's I/O
+ * channel): its pool of sub-I/O records, its cache of registered-file indexes and its in-flight
+ * count. Only its iothread submits on it, drains it and frees it, so it has no lock and no
+ * atomic. Nothing else is shared on the fast path: map() reads driver state that the driver
+ * publishes lock-free (raw: none). The hand-off of slow work is ordered by locks: the worker's
+ * queue mutex (iothread -> worker: the request and its buffers) and the iothread's message
+ * lock (worker -> iothread: what the driver wrote into the guest buffers happens before done()).
+ *
+ * Requests. A device fills a `struct blockdev_req` (usually embedded in its own request
+ * struct), calls blockdev_submit(), and gets `done(req, ret)` exactly once, on the iothread that
+ * submitted it, never from inside blockdev_submit() itself (completions run in the iothread's
+ * completion phase, so a device may submit from within its poll callback without re-entrancy).
+ * ret is 0 or -errno. Short reads/writes and -EAGAIN are resubmitted for the rest, not failed;
+ * reading past the end of a protocol node's file returns zeroes.
+ *
+ * Reuse of freed host ranges: a fast-path request maps a range, then does I/O on it later. A
+ * driver whose slow path frees host ranges (qcow2 discard) must not hand a freed range to a new
+ * allocation while a fast-path request mapped before the free may be in flight (qcow2: reuse
+ * freed clusters only after every queue on the image was drained, e.g. at open or close).
+ */
+#ifndef VIREO_BLOCKDEV_BLOCKDEV_H
+#define VIREO_BLOCKDEV_BLOCKDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "common/error.h"
+#include "iothreads/iothread.h"
+
+struct blockdev;
+struct blockdev_queue;
+struct blockdev_slow;
+struct json_object;
+
+/* Largest number of iovec entries a request may carry (devices advertise SEG_MAX below it). */
+#define BLOCKDEV_MAX_IOV 1024
+
+enum blockdev_cache {
+	BLOCKDEV_CACHE_WRITEBACK = 0, /* page cache; flush = fdatasync */
+	BLOCKDEV_CACHE_NONE,          /* O_DIRECT; flush = fdatasync (device write cache) */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Options
+ */
+
+/* One driver-specific option, e.g. {"l2-cache-size", "4M"}. */
+struct blockdev_opt {
+	char *key;
+	char *value;
+};
+
+/**
+ * struct blockdev_opts - how to open an image
+ * @format: driver name ("raw", "qcow2"); NULL probes the content
+ * @cache: cache mode, for every protocol node of the chain
+ * @readonly: open every node read-only (a format refuses writes with -EROFS)
+ * @extra: driver-specific options, consumed by the drivers' open (unknown keys are refused)
+ * @nr_extra: entries in @extra
+ *
+ * Zero-initialise it (`struct blockdev_opts o = {0};` = probe, writeback, read-write) and fill
+ * it with blockdev_opts_set(); release the copies with blockdev_opts_free().
+ */
+struct blockdev_opts {
+	char *format;
+	enum blockdev_cache cache;
+	bool readonly;
+	struct blockdev_opt *extra;
+	size_t nr_extra;
+};
+
+/**
+ * blockdev_opts_set - set one option from its text form
+ * @opts: options to update
+ * @key: "format", "cache" (none|writeback), "readonly" (on|off|...), or a driver option
+ * @value: its value
+ * @errp: error naming the key and value
+ *
+ * Generic keys are parsed here; any other key is stored in @opts->extra for the drivers (a
+ * key given twice keeps the last value). Returns 0 or -1.
+ */
+int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *value,
+		      struct error **errp);
+
+/* Frees what blockdev_opts_set() copied and zeroes @opts. */
+void blockdev_opts_free(struct blockdev_opts *opts);
+
+/* Handed to a driver's open: the options plus which extra keys were consumed. */
+struct blockdev_open_ctx {
+	const char *filename;
+	const struct blockdev_opts *opts;
+	bool *used; /* opts->nr_extra flags */
+};
+
+/**
+ * blockdev_opt_get - a driver takes one of its options
+ * @ctx: the open context the driver was given
+ * @key: option name
+ *
+ * Returns the value (marking the key consumed so blockdev_open() does not refuse it) or NULL
+ * when the user did not give it.
+ */
+const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
+
+/* ---------------------------------------------------------------------------------------------
+ * Nodes
+ */
+
+/**
+ * struct blockdev - one node of an image chain
+ * @drv: its driver
+ * @opaque: the driver's state
+ * @filename: the file this node was opened from (for messages)
+ * @size: virtual size in bytes (protocol nodes: the file size at open or the last truncate)
+ * @read_only: writes fail with -EROFS
+ * @cache: cache mode it was opened with
+ * @fd: host fd of a protocol node, -1 for format nodes
+ * @align: offset/length alignment the fd requires (O_DIRECT: logical block size, else 1)
+ * @mem_align: buffer address alignment the fd requires (O_DIRECT: 512 or more, else 1)
+ * @file: the protocol child a format reads its bytes from (NULL for a protocol node)
+ * @backing: the backing node (qcow2), NULL if none
+ * @slow: the slow-path worker thread of a top node (started by blockdev_queue_new)
+ */
+struct blockdev {
+	const struct blockdev_driver *drv;
+	void *opaque;
+	char *filename;
+	uint64_t size;
+	bool read_only;
+	enum blockdev_cache cache;
+	int fd;
+	uint32_t align;
+	uint32_t mem_align;
+	struct blockdev *file;
+	struct blockdev *backing;
+	struct blockdev_slow *slow;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Drivers
+ */
+
+enum blockdev_op {
+	BLOCKDEV_OP_READ,
+	BLOCKDEV_OP_WRITE,
+	BLOCKDEV_OP_FLUSH,
+	BLOCKDEV_OP_DISCARD,
+	BLOCKDEV_OP_WRITE_ZEROES,
+};
+
+/*
+ * What map() may answer, per op:
+ *   READ:          DATA, ZERO, BACKING or SLOW
+ *   WRITE:         DATA (written in place) or SLOW
+ *   DISCARD:       DATA (the engine punches a hole in @file), ZERO (nothing to do) or SLOW
+ *   WRITE_ZEROES:  DATA (the engine zeroes the @file range), ZERO (already zero) or SLOW
+ * Any other answer fails the request with -EIO.
+ */
+enum blockdev_extent_kind {
+	BLOCKDEV_EXTENT_DATA,    /* the bytes live in @file at @host_offset */
+	BLOCKDEV_EXTENT_ZERO,    /* reads return zeroes */
+	BLOCKDEV_EXTENT_BACKING, /* read the same guest range from bs->backing */
+	BLOCKDEV_EXTENT_SLOW,    /* the driver must do this range itself, synchronously */
+};
+
+/**
+ * struct blockdev_extent - what map() says about the start of a range
+ * @kind: see enum blockdev_extent_kind
+ * @len: bytes covered, 0 < len <= the length asked
+ * @file: DATA: the protocol node (fd >= 0) that holds the bytes
+ * @host_offset: DATA: offset of the first byte in @file
+ */
+struct blockdev_extent {
+	enum blockdev_extent_kind kind;
+	uint64_t len;
+	struct blockdev *file;
+	uint64_t host_offset;
+};
+
+/* block_status() flags, as qemu-img map reports them */
+#define BLOCKDEV_STATUS_DATA      (1u << 0) /* reads return data (not known zero) */
+#define BLOCKDEV_STATUS_ZERO      (1u << 1) /* reads return zeroes */
+#define BLOCKDEV_STATUS_ALLOCATED (1u << 2) /* this node provides the content (not the backing) */
+#define BLOCKDEV_STATUS_OFFSET    (1u << 3) /* *map_offset / *map_file are valid */
+
+/* write_zeroes() flags */
+#define BLOCKDEV_ZERO_MAY_UNMAP (1u << 0) /* the range may be deallocated */
+
+/**
+ * struct blockdev_info - what `info` reports beyond struct blockdev
+ * @cluster_size: allocation unit, 0 if the format has none
+ * @actual_size: bytes the image occupies on the host (protocol node: st_blocks * 512)
+ * @dirty: the image was not closed cleanly (qcow2 dirty bit)
+ * @specific: a json-c object for qemu-img's "format-specific"."data", set by the driver (the
+ *            caller owns it and json_object_put()s it), or NULL
+ */
+struct blockdev_info {
+	uint64_t cluster_size;
+	uint64_t actual_size;
+	bool dirty;
+	struct json_object *specific;
+};
+
+/**
+ * struct blockdev_driver - the ops of one format or protocol
+ * @name: "file", "raw", "qcow2"
+ * @protocol: opens a host filename itself (no @file child)
+ * @probe: for formats: how sure (0..100) that the first bytes (@len of them, at most 512)
+ *         are this format; NULL = never chosen by probing
+ * @open: set up bs->opaque, bs->size (bs->file is already open for formats); take driver
+ *        options with blockdev_opt_get(); on failure free everything it allocated
+ * @close: release bs->opaque (children are closed by the caller)
+ * @map: fast-path translation of [offset, offset+len) for @op (READ, WRITE, DISCARD,
+ *       WRITE_ZEROES) into the first extent; lock-free, non-blocking, called on any iothread
+ *       concurrently; -errno on a corrupt mapping. NULL: every request takes the slow path.
+ * @preadv: synchronous read, full or -errno (within bs->size; protocol: zeroes past EOF)
+ * @pwritev: synchronous write, full or -errno
+ * @flush: make completed writes stable (formats: metadata, then the file); NULL = flush the
+ *         protocol nodes below (bs->file, then bs->backing is not flushed: it is read-only)
+ * @discard: the range need not keep its data (may be a no-op returning 0)
+ * @write_zeroes: the range reads back as zeroes afterwards; flags BLOCKDEV_ZERO_*
+ * @block_status: status of the start of a range: *pnum bytes have the returned
+ *       BLOCKDEV_STATUS_* flags (>= 0) or -errno; NULL = everything DATA|ALLOCATED
+ * @truncate: change the size (control plane; the caller drained all queues first)
+ * @info: fill the format-specific part of @info; NULL = nothing to add
+ */
+struct blockdev_driver {
+	const char *name;
+	bool protocol;
+	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+	int (*open)(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp);
+	void (*close)(struct blockdev *bs);
+	int (*map)(struct blockdev *bs, enum blockdev_op op, uint64_t offset, uint64_t len,
+		   struct blockdev_extent *ext);
+	int (*preadv)(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+	int (*pwritev)(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+	int (*flush)(struct blockdev *bs);
+	int (*discard)(struct blockdev *bs, uint64_t offset, uint64_t len);
+	int (*write_zeroes)(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags);
+	int (*block_status)(struct blockdev *bs, uint64_t offset, uint64_t len, uint64_t *pnum,
+			    uint64_t *map_offset, struct blockdev **map_file);
+	int (*truncate)(struct blockdev *bs, uint64_t size, struct error **errp);
+	int (*info)(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
+};
+
+extern const struct blockdev_driver blockdev_file;
+extern const struct blockdev_driver blockdev_raw;
+
+/* Format drivers in probe order (blockdev/probe.c), NULL-terminated. */
+extern const struct blockdev_driver *const blockdev_formats[];
+
+/* The format driver called @name, or NULL. */
+const struct blockdev_driver *blockdev_find_format(const char *name);
+
+/* ---------------------------------------------------------------------------------------------
+ * Control plane
+ */
+
+/**
+ * blockdev_open - open an image chain
+ * @filename: host path (file or block device)
+ * @opts: options (NULL = all defaults)
+ * @errp: error naming the file and what went wrong
+ *
+ * Opens the file protocol node, picks the format (opts->format, or by probing), opens it, and
+ * refuses driver options nobody consumed. Returns the top node or NULL.
+ */
+struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts *opts,
+			       struct error **errp);
+
+/**
+ * blockdev_open_format - open a format node over an already open child
+ * @file: the child; on success the new node owns it, on failure the caller still does
+ * @drv: the format driver
+ * @ctx: the open context (filename, options, consumption flags)
+ *
+ * Used by blockdev_open() and by drivers that open a second image (qcow2 external data file).
+ */
+struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockdev_driver *drv,
+				      struct blockdev_open_ctx *ctx, struct error **errp);
+
+/* Opens only the protocol node of @filename (cache and readonly from @opts). */
+struct blockdev *blockdev_open_file(const char *filename, const struct blockdev_opts *opts,
+				    struct error **errp);
+
+/* Closes @bs and, below it, its file and backing children. Every queue on it must be freed. */
+void blockdev_close(struct blockdev *bs);
+
+int blockdev_truncate(struct blockdev *bs, uint64_t size, struct error **errp);
+int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
+/* The driver name of the top node, e.g. "raw". */
+const char *blockdev_format_name(const struct blockdev *bs);
+
+/* ---------------------------------------------------------------------------------------------
+ * Synchronous I/O (any thread; may block). Each returns 0 or -errno: -EINVAL for a range outside
+ * bs->size (format nodes), -EROFS for a write to a read-only node. Protocol nodes accept
+ * writes past their end (the file grows) and read zeroes there.
+ */
+int blockdev_pread(struct blockdev *bs, uint64_t offset, void *buf, size_t len);
+int blockdev_pwrite(struct blockdev *bs, uint64_t offset, const void *buf, size_t len);
+int blockdev_preadv(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+int blockdev_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+int blockdev_flush(struct blockdev *bs);
+int blockdev_discard(struct blockdev *bs, uint64_t offset, uint64_t len);
+int blockdev_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags);
+/* Returns BLOCKDEV_STATUS_* flags for the first *pnum bytes of the range, or -errno. */
+int blockdev_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, uint64_t *pnum,
+			  uint64_t *map_offset, struct blockdev **map_file);
+/* map() of the driver, or a SLOW extent covering the range when it has none. */
+int blockdev_map(struct blockdev *bs, enum blockdev_op op, uint64_t offset, uint64_t len,
+		 struct blockdev_extent *ext);
+
+/* ---------------------------------------------------------------------------------------------
+ * Asynchronous I/O on an iothread (blockdev/engine.c)
+ */
+
+/* Block-layer bookkeeping inside a request; devices do not touch it. */
+struct blockdev_req_priv {
+	struct blockdev_queue *q;
+	struct iothread_op fin; /* runs done() in the completion phase */
+	uint64_t len;           /* total bytes of READ/WRITE */
+	unsigned int pending;   /* sub-I/Os in flight, +1 while issuing */
+	int ret;                /* first error */
+};
+
+/*
+ * Per request, a device (on its iothread, inside its source's poll()):
+ *   1. copies the request header out of guest memory and validates it;
+ *   2. fills a blockdev_req embedded in its own per-request struct: op, offset (bytes), iov
+ *      pointing at guest buffers it bounded with gmem (or len for DISCARD/WRITE_ZEROES), done;
+ *   3. calls blockdev_submit() and moves on to the next chain (nothing reaches the kernel yet:
+ *      the iothread submits the whole turn's SQEs at once);
+ *   4. in done(req, ret) (later, on the same iothread) writes the status byte, puts the chain
+ *      on the used ring, and remembers that an interrupt may be due;
+ *   5. in its source's flush() raises at most one interrupt per queue for the batch.
+ * Guest buffers must stay mapped until done(). bs->align is the block size to advertise
+ * (requests not aligned to it work, through the slow path).
+ */
+
+/**
+ * struct blockdev_req - one asynchronous request
+ * @op: what to do
+ * @offset: byte offset in the node (READ, WRITE, DISCARD, WRITE_ZEROES)
+ * @len: bytes for DISCARD and WRITE_ZEROES (READ/WRITE take their length from @iov)
+ * @iov: buffers (guest memory already translated by the device); valid until done()
+ * @iovcnt: entries in @iov, 1..BLOCKDEV_MAX_IOV (0 for FLUSH, DISCARD, WRITE_ZEROES)
+ * @flags: WRITE_ZEROES: BLOCKDEV_ZERO_*
+ * @done: called exactly once on the submitting iothread with 0 or -errno
+ * @priv: block layer's
+ */
+struct blockdev_req {
+	enum blockdev_op op;
+	uint64_t offset;
+	uint64_t len;
+	struct iovec *iov;
+	int iovcnt;
+	unsigned int flags;
+	void (*done)(struct blockdev_req *req, int ret);
+	struct blockdev_req_priv priv;
+};
+
+/**
+ * blockdev_queue_new - a node's queue context on one iothread
+ * @bs: the top node
+ * @it: the iothread that will submit on it (only that thread may use the queue)
+ *
+ * Control plane (one caller at a time per node); it touches no ring until its first
+ * submission. The first queue on a node starts the node's slow-path worker thread. One per
+ * (node, iothread): the virtqueues of one device served by the same iothread share it.
+ */
+struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *it,
+					  struct error **errp);
+
+/**
+ * blockdev_queue_free - release a queue
+ *
+ * Must be called on the queue's iothread (e.g. through iothread_run_sync) or after that
+ * iothread was destroyed, with no request in flight (see blockdev_queue_drain).
+ */
+void blockdev_queue_free(struct blockdev_queue *q);
+
+/**
+ * blockdev_submit - start a request (on the queue's iothread only)
+ *
+ * Never calls req->done() itself; done() runs in the iothread's completion phase. Range and
+ * read-only checks fail the request with -EINVAL / -EROFS through done().
+ */
+void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req);
+
+/* Requests submitted on @q whose done() has not run yet (queue's iothread only). */
+unsigned int blockdev_queue_inflight(const struct blockdev_queue *q);
+
+/**
+ * blockdev_queue_drain - wait until every request of @q has completed
+ *
+ * On the queue's iothread only (e.g. inside an iothread_run_sync callback, after the device
+ * stopped taking guest requests): runs the iothread's completion processing until
+ * blockdev_queue_inflight() is 0. Returns 0, or -errno if waiting on the ring failed.
+ */
+int blockdev_queue_drain(struct blockdev_queue *q);
+
+#endif

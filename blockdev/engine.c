@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The asynchronous engine: blockdev requests on an iothread's io_uring.
+ *
+ * Ownership. A `struct blockdev_queue` belongs to one iothread: its free list of sub-I/Os, its
+ * registered-file cache and its in-flight count are touched only there, without locks. A request
+ * is split by the node's map() into extents; each DATA extent on an fd becomes one sub-I/O
+ * (`struct blk_io`, one SQE at a time: READV, WRITEV, FSYNC or FALLOCATE). A request counts its
+ * pending pieces in req->priv.pending, with one extra reference held while it is being issued,
+ * so done() cannot run before the last piece is issued; when the count drops to zero the
+ * completion is deferred to the iothread's completion phase (iothread_defer).
+ *
+ * The slow path. Pieces a driver cannot map to a plain fd range (SLOW extents, O_DIRECT pieces
+ * that are not aligned, drivers' own flush, write-zeroes the file system refuses) become a
+ * `struct slow_job` queued to the top node's worker thread (`struct blockdev_slow`). The job
+ * queue is a mutex + condition variable: it is taken only by iothreads handing off slow work
+ * and by the worker, never for fast-path I/O. The worker runs the node's synchronous op and
+ * hands the job back with iothread_post(), so the piece completes on the submitting iothread.
+ * The worker runs one job at a time, which serializes a driver's allocations per image.
+ */
+#include <errno.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blockdev/internal.h"
+#include "common/util.h"
+
+#define IO_INLINE_IOV 8
+#define QUEUE_FILES 8
+
+struct blk_io {
+	struct iothread_op op;
+	struct blockdev_queue *q;
+	struct blockdev_req *req;
+	struct blockdev *file;    /* protocol node with the fd */
+	enum blockdev_op opcode;
+	uint64_t host_offset;     /* in @file */
+	uint64_t req_off;         /* READ/WRITE: where the piece starts in the request's buffers */
+	uint64_t len;
+	uint64_t done;            /* bytes finished (short reads/writes) */
+	struct iovec *iov;        /* what the SQE points at */
+	int iovcnt;
+	struct iovec inline_iov[IO_INLINE_IOV];
+	struct iovec *heap_iov;
+	int heap_cap;
+	struct blk_io *next_free;
+};
+
+struct blockdev_queue {
+	struct blockdev *bs;
+	struct iothread *it;
+	unsigned int inflight;
+	struct blk_io *free_ios;
+	struct {
+		struct blockdev *node;
+		int index;
+	} files[QUEUE_FILES];
+	unsigned int nr_files;
+};
+
+struct slow_job {
+	struct blockdev_queue *q;
+	struct blockdev_req *req;
+	struct blockdev *node;
+	enum blockdev_op op;
+	uint64_t offset;  /* in @node */
+	uint64_t req_off; /* READ/WRITE: in the request's buffers */
+	uint64_t len;
+	unsigned int flags;
+	int ret;
+	struct slow_job *next;
+};
+
+struct blockdev_slow {
+	pthread_t thread;
+	pthread_mutex_t lock; /* guards head/tail/stop */
+	pthread_cond_t cond;
+	struct slow_job *head, **tail;
+	bool stop;
+};
+
+static void issue_range(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs,
+			enum blockdev_op op, uint64_t offset, uint64_t req_off, uint64_t len);
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+static void req_fail(struct blockdev_req *req, int ret)
+{
+	if (!req->priv.ret)
+		req->priv.ret = ret;
+}
+
+static void req_fin(struct iothread_op *op, int res)
+{
+	struct blockdev_req *req = container_of(op, struct blockdev_req, priv.fin);
+
+	req->priv.q->inflight--;
+	req->done(req, req->priv.ret);
+}
+
+static void req_put(struct blockdev_req *req)
+{
+	if (--req->priv.pending == 0)
+		iothread_defer(req->priv.q->it, &req->priv.fin, 0);
+}
+
+/* ---- the slow path --------------------------------------------------------------------------- */
+
+static int slow_run(struct slow_job *job)
+{
+	struct blockdev_req *req = job->req;
+	struct iovec *v;
+	int n, ret;
+
+	switch (job->op) {
+	case BLOCKDEV_OP_READ:
+	case BLOCKDEV_OP_WRITE:
+		n = blockdev_iov_slice(req->iov, req->iovcnt, job->req_off, job->len, NULL, 0);
+		if (n < 0)
+			return n;
+		v = calloc((size_t)n + 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		blockdev_iov_slice(req->iov, req->iovcnt, job->req_off, job->len, v, n);
+		if (job->op == BLOCKDEV_OP_READ)
+			ret = blockdev_preadv(job->node, job->offset, v, n);
+		else
+			ret = blockdev_pwritev(job->node, job->offset, v, n);
+		free(v);
+		return ret;
+	case BLOCKDEV_OP_FLUSH:
+		return blockdev_flush(job->node);
+	case BLOCKDEV_OP_DISCARD:
+		return blockdev_discard(job->node, job->offset, job->len);
+	case BLOCKDEV_OP_WRITE_ZEROES:
+		return blockdev_write_zeroes(job->node, job->offset, job->len, job->flags);
+	}
+	return -EINVAL;
+}
+
+/* On the iothread: the worker finished @arg. */
+static void slow_done(void *arg)
+{
+	struct slow_job *job = arg;
+	struct blockdev_req *req = job->req;
+
+	if (job->ret < 0)
+		req_fail(req, job->ret);
+	free(job);
+	req_put(req);
+}
+
+static void *slow_main(void *arg)
+{
+	struct blockdev_slow *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct slow_job *job;
+
+		while (!s->head && !s->stop)
+			pthread_cond_wait(&s->cond, &s->lock);
+		job = s->head;
+		if (!job)
+			break;
+		s->head = job->next;
+		if (!s->head)
+			s->tail = &s->head;
+		pthread_mutex_unlock(&s->lock);
+		job->ret = slow_run(job);
+		while (iothread_post(job->q->it, slow_done, job) < 0)
+			usleep(1000); /* out of memory: the completion must not be lost */
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int blockdev_slow_start(struct blockdev *bs, struct error **errp)
+{
+	struct blockdev_slow *s;
+	int ret;
+
+	if (bs->slow)
+		return 0;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		error_setg(errp, "'%s': out of memory", bs->filename);
+		return -1;
+	}
+	s->tail = &s->head;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	ret = pthread_create(&s->thread, NULL, slow_main, s);
+	if (ret) {
+		error_setg_errno(errp, ret, "'%s': cannot start the slow-path thread",
+				 bs->filename);
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -1;
+	}
+	pthread_setname_np(s->thread, "blk-slow");
+	bs->slow = s;
+	return 0;
+}
+
+void blockdev_slow_stop(struct blockdev *bs)
+{
+	struct blockdev_slow *s = bs->slow;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	bs->slow = NULL;
+}
+
+/* Hands [offset, offset+len) of @node to the worker; the piece completes through slow_done. */
+static void slow_submit(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *node,
+			enum blockdev_op op, uint64_t offset, uint64_t req_off, uint64_t len)
+{
+	struct blockdev_slow *s = q->bs->slow;
+	struct slow_job *job = malloc(sizeof(*job));
+
+	if (!job) {
+		req_fail(req, -ENOMEM);
+		return;
+	}
+	*job = (struct slow_job){
+		.q = q, .req = req, .node = node, .op = op, .offset = offset, .req_off = req_off,
+		.len = len, .flags = req->flags,
+	};
+	req->priv.pending++;
+	pthread_mutex_lock(&s->lock);
+	*s->tail = job;
+	s->tail = &job->next;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- sub-I/Os on the ring -------------------------------------------------------------------- */
+
+static int queue_file_index(struct blockdev_queue *q, struct blockdev *node)
+{
+	for (unsigned int i = 0; i < q->nr_files; i++)
+		if (q->files[i].node == node)
+			return q->files[i].index;
+	if (q->nr_files == QUEUE_FILES)
+		return -1;
+	q->files[q->nr_files].node = node;
+	q->files[q->nr_files].index = iothread_file_index(q->it, node->fd);
+	return q->files[q->nr_files++].index;
+}
+
+static void io_complete(struct iothread_op *op, int res);
+
+static struct blk_io *io_get(struct blockdev_queue *q)
+{
+	struct blk_io *io = q->free_ios;
+
+	if (io) {
+		q->free_ios = io->next_free;
+	} else {
+		io = calloc(1, sizeof(*io));
+		if (!io)
+			return NULL;
+		io->op.complete = io_complete;
+		io->q = q;
+	}
+	return io;
+}
+
+static void io_put(struct blk_io *io)
+{
+	io->next_free = io->q->free_ios;
+	io->q->free_ios = io;
+}
+
+static void io_finish(struct blk_io *io, int ret)
+{
+	struct blockdev_req *req = io->req;
+
+	if (ret < 0)
+		req_fail(req, ret);
+	io_put(io);
+	req_put(req);
+}
+
+/* Points io->iov at the not yet done part of the piece. Returns 0 or -ENOMEM. */
+static int io_set_iov(struct blk_io *io)
+{
+	struct blockdev_req *req = io->req;
+	uint64_t skip = io->req_off + io->done, len = io->len - io->done;
+	int n;
+
+	if (skip == 0 && len == req->priv.len) {
+		io->iov = req->iov;
+		io->iovcnt = req->iovcnt;
+		return 0;
+	}
+	n = blockdev_iov_slice(req->iov, req->iovcnt, skip, len, io->inline_iov, IO_INLINE_IOV);
+	if (n < 0)
+		return n;
+	if (n <= IO_INLINE_IOV) {
+		io->iov = io->inline_iov;
+	} else {
+		if (n > io->heap_cap) {
+			struct iovec *v = realloc(io->heap_iov, (size_t)n * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			io->heap_iov = v;
+			io->heap_cap = n;
+		}
+		blockdev_iov_slice(req->iov, req->iovcnt, skip, len, io->heap_iov, n);
+		io->iov = io->heap_iov;
+	}
+	io->iovcnt = n;
+	return 0;
+}
+
+/* O_DIRECT takes the rest of this piece as is? */
+static bool io_dio_ok(struct blk_io *io)
+{
+	struct blockdev *f = io->file;
+	uint64_t pos = io->host_offset + io->done, rest = io->len - io->done;
+
+	if (f->align <= 1 && f->mem_align <= 1)
+		return true;
+	return IS_ALIGNED(pos | rest, (uint64_t)f->align) &&
+	       blockdev_iov_dio_ok(io->iov, io->iovcnt, f->mem_align, f->align);
+}
+
+/* Moves the rest of @io to the slow path (on its protocol node) and retires the sub-I/O. */
+static void io_to_slow(struct blk_io *io)
+{
+	slow_submit(io->q, io->req, io->file, io->opcode, io->host_offset + io->done,
+		    io->req_off + io->done, io->len - io->done);
+	io_finish(io, 0);
+}
+
+static void io_issue(struct blk_io *io)
+{
+	struct blockdev_queue *q = io->q;
+	struct io_uring_sqe *sqe;
+	int index, fd, mode, ret, buf;
+	uint64_t off = io->host_offset + io->done;
+
+	if (io->opcode == BLOCKDEV_OP_READ || io->opcode == BLOCKDEV_OP_WRITE) {
+		ret = io_set_iov(io);
+		if (ret < 0) {
+			io_finish(io, ret);
+			return;
+		}
+		if (!io_dio_ok(io)) {
+			io_to_slow(io);
+			return;
+		}
+	}
+	sqe = iothread_get_sqe(q->it, &io->op);
+	if (!sqe) {
+		io_finish(io, -EIO);
+		return;
+	}
+	index = queue_file_index(q, io->file);
+	fd = index >= 0 ? index : io->file->fd;
+	buf = -1;
+	if (io->iovcnt == 1 && io->iov[0].iov_len <= UINT32_MAX)
+		buf = iothread_buffer_index(q->it, io->iov[0].iov_base, io->iov[0].iov_len);
+	switch (io->opcode) {
+	case BLOCKDEV_OP_READ:
+		if (buf >= 0)
+			io_uring_prep_read_fixed(sqe, fd, io->iov[0].iov_base,
+						 (unsigned int)io->iov[0].iov_len, off, buf);
+		else
+			io_uring_prep_readv(sqe, fd, io->iov, (unsigned int)io->iovcnt, off);
+		break;
+	case BLOCKDEV_OP_WRITE:
+		if (buf >= 0)
+			io_uring_prep_write_fixed(sqe, fd, io->iov[0].iov_base,
+						  (unsigned int)io->iov[0].iov_len, off, buf);
+		else
+			io_uring_prep_writev(sqe, fd, io->iov, (unsigned int)io->iovcnt, off);
+		break;
+	case BLOCKDEV_OP_FLUSH:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	case BLOCKDEV_OP_DISCARD:
+	case BLOCKDEV_OP_WRITE_ZEROES:
+		if (io->opcode == BLOCKDEV_OP_DISCARD || (io->req->flags & BLOCKDEV_ZERO_MAY_UNMAP))
+			mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		else
+			mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+		io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)io->len);
+		break;
+	}
+	if (index >= 0)
+		sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+static void io_complete(struct iothread_op *op, int res)
+{
+	struct blk_io *io = container_of(op, struct blk_io, op);
+
+	if (res == -EAGAIN || res == -EINTR) {
+		io_issue(io);
+		return;
+	}
+	if (res < 0) {
+		bool unsupported = res == -EOPNOTSUPP || res == -EINVAL || res == -ENODEV;
+
+		/* discard is a hint; write-zeroes falls back to the driver's own way */
+		if (io->opcode == BLOCKDEV_OP_DISCARD && unsupported)
+			res = 0;
+		else if (io->opcode == BLOCKDEV_OP_WRITE_ZEROES && unsupported) {
+			io_to_slow(io);
+			return;
+		}
+		io_finish(io, res);
+		return;
+	}
+	if (io->opcode == BLOCKDEV_OP_READ || io->opcode == BLOCKDEV_OP_WRITE) {
+		if (res == 0) {
+			if (io->opcode == BLOCKDEV_OP_WRITE) {
+				io_finish(io, -ENOSPC);
+				return;
+			}
+			/* end of file: the rest reads as zeroes */
+			blockdev_iov_zero(io->req->iov, io->req->iovcnt, io->req_off + io->done,
+					  io->len - io->done);
+			io_finish(io, 0);
+			return;
+		}
+		io->done += (uint64_t)res;
+		if (io->done < io->len) { /* short: issue the rest */
+			io_issue(io);
+			return;
+		}
+	}
+	io_finish(io, 0);
+}
+
+static void issue_data(struct blockdev_queue *q, struct blockdev_req *req, enum blockdev_op op,
+		       const struct blockdev_extent *ext, uint64_t req_off)
+{
+	struct blk_io *io = io_get(q);
+
+	if (!io) {
+		req_fail(req, -ENOMEM);
+		return;
+	}
+	io->req = req;
+	io->file = ext->file;
+	io->opcode = op;
+	io->host_offset = ext->host_offset;
+	io->req_off = req_off;
+	io->len = ext->len;
+	io->done = 0;
+	req->priv.pending++;
+	io_issue(io);
+}
+
+/* ---- splitting a request into extents -------------------------------------------------------- */
+
+static void issue_backing(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs,
+			  uint64_t offset, uint64_t req_off, uint64_t len)
+{
+	struct blockdev *b = bs->backing;
+	uint64_t in = 0;
+
+	if (b && offset < b->size)
+		in = MIN(len, b->size - offset);
+	if (in)
+		issue_range(q, req, b, BLOCKDEV_OP_READ, offset, req_off, in);
+	if (in < len) /* past the end of a shorter backing file: zeroes */
+		blockdev_iov_zero(req->iov, req->iovcnt, req_off + in, len - in);
+}
+
+static void issue_range(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs,
+			enum blockdev_op op, uint64_t offset, uint64_t req_off, uint64_t len)
+{
+	while (len && !req->priv.ret) {
+		struct blockdev_extent ext;
+		int ret = blockdev_map(bs, op, offset, len, &ext);
+
+		if (ret < 0) {
+			req_fail(req, ret);
+			return;
+		}
+		if (ext.len == 0 || ext.len > len) {
+			req_fail(req, -EIO); /* driver bug: refuse rather than loop */
+			return;
+		}
+		switch (ext.kind) {
+		case BLOCKDEV_EXTENT_DATA:
+			if (ext.file && ext.file->fd >= 0)
+				issue_data(q, req, op, &ext, req_off);
+			else
+				slow_submit(q, req, bs, op, offset, req_off, ext.len);
+			break;
+		case BLOCKDEV_EXTENT_ZERO:
+			if (op == BLOCKDEV_OP_READ)
+				blockdev_iov_zero(req->iov, req->iovcnt, req_off, ext.len);
+			else if (op == BLOCKDEV_OP_WRITE)
+				req_fail(req, -EIO);
+			/* DISCARD, WRITE_ZEROES: already zero, nothing to do */
+			break;
+		case BLOCKDEV_EXTENT_BACKING:
+			if (op == BLOCKDEV_OP_READ)
+				issue_backing(q, req, bs, offset, req_off, ext.len);
+			else
+				req_fail(req, -EIO);
+			break;
+		case BLOCKDEV_EXTENT_SLOW:
+			slow_submit(q, req, bs, op, offset, req_off, ext.len);
+			break;
+		default:
+			req_fail(req, -EIO);
+			return;
+		}
+		offset += ext.len;
+		if (op == BLOCKDEV_OP_READ || op == BLOCKDEV_OP_WRITE)
+			req_off += ext.len;
+		len -= ext.len;
+	}
+}
+
+static void issue_flush(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs)
+{
+	if (bs->read_only)
+		return;
+	if (bs->fd >= 0) {
+		struct blockdev_extent ext = { .kind = BLOCKDEV_EXTENT_DATA, .file = bs };
+
+		issue_data(q, req, BLOCKDEV_OP_FLUSH, &ext, 0);
+	} else if (bs->drv->flush) {
+		slow_submit(q, req, bs, BLOCKDEV_OP_FLUSH, 0, 0, 0);
+	} else if (bs->file) {
+		issue_flush(q, req, bs->file);
+	}
+}
+
+static int check_req(struct blockdev_queue *q, struct blockdev_req *req)
+{
+	struct blockdev *bs = q->bs;
+	bool write = req->op != BLOCKDEV_OP_READ;
+
+	switch (req->op) {
+	case BLOCKDEV_OP_READ:
+	case BLOCKDEV_OP_WRITE:
+		if (req->iovcnt < 1 || req->iovcnt > BLOCKDEV_MAX_IOV || !req->iov)
+			return -EINVAL;
+		req->priv.len = blockdev_iov_size(req->iov, req->iovcnt);
+		break;
+	case BLOCKDEV_OP_DISCARD:
+	case BLOCKDEV_OP_WRITE_ZEROES:
+		req->priv.len = req->len;
+		break;
+	case BLOCKDEV_OP_FLUSH:
+		return 0;
+	default:
+		return -EINVAL;
+	}
+	if (write && bs->read_only)
+		return -EROFS;
+	if (!range_within(req->offset, req->priv.len, bs->size))
+		return -EINVAL;
+	return 0;
+}
+
+void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req)
+{
+	int ret;
+
+	req->priv.q = q;
+	req->priv.fin.complete = req_fin;
+	req->priv.ret = 0;
+	req->priv.pending = 1; /* held while issuing */
+	q->inflight++;
+	ret = check_req(q, req);
+	if (ret < 0)
+		req_fail(req, ret);
+	else if (req->op == BLOCKDEV_OP_FLUSH)
+		issue_flush(q, req, q->bs);
+	else
+		issue_range(q, req, q->bs, req->op, req->offset, 0, req->priv.len);
+	req_put(req);
+}
+
+/* ---- queues ---------------------------------------------------------------------------------- */
+
+struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *it,
+					  struct error **errp)
+{
+	struct blockdev_queue *q = calloc(1, sizeof(*q));
+
+	if (!q) {
+		error_setg(errp, "'%s': out of memory", bs->filename);
+		return NULL;
+	}
+	if (blockdev_slow_start(bs, errp) < 0) {
+		free(q);
+		return NULL;
+	}
+	q->bs = bs;
+	q->it = it;
+	return q;
+}
+
+void blockdev_queue_free(struct blockdev_queue *q)
+{
+	if (!q)
+		return;
+	if (q->inflight)
+		fprintf(stderr, "vireo: blockdev '%s': queue freed with %u requests in flight\n",
+			q->bs->filename, q->inflight);
+	if (iothread_is_current(q->it))
+		for (unsigned int i = 0; i < q->nr_files; i++)
+			if (q->files[i].index >= 0)
+				iothread_file_release(q->it, q->files[i].node->fd);
+	while (q->free_ios) {
+		struct blk_io *io = q->free_ios;
+
+		q->free_ios = io->next_free;
+		free(io->heap_iov);
+		free(io);
+	}
+	free(q);
+}
+
+unsigned int blockdev_queue_inflight(const struct blockdev_queue *q)
+{
+	return q->inflight;
+}
+
+int blockdev_queue_drain(struct blockdev_queue *q)
+{
+	while (q->inflight) {
+		int ret = iothread_wait_once(q->it);
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}

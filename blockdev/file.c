@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `file` protocol: a host regular file or block device. cache=none opens it O_DIRECT (the
+ * synchronous path bounces and read-modify-writes requests that are not aligned to the logical
+ * block size; the fast path sends those to the slow path), cache=writeback uses the page cache.
+ * Flush is fdatasync, discard is PUNCH_HOLE, write-zeroes is ZERO_RANGE with fallbacks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockdev/internal.h"
+#include "common/util.h"
+
+#define DIO_ALIGN_FALLBACK 4096
+
+struct file_state {
+	bool is_blk;
+};
+
+/* Direct-I/O alignment: statx(STATX_DIOALIGN) where the kernel has it, else 4096 (safe). */
+static void dio_align(struct blockdev *bs, bool is_blk)
+{
+	struct statx stx;
+	int lbs;
+
+	bs->align = bs->mem_align = DIO_ALIGN_FALLBACK;
+	if (is_blk && ioctl(bs->fd, BLKSSZGET, &lbs) == 0 && lbs > 0) {
+		bs->align = bs->mem_align = (uint32_t)lbs;
+		return;
+	}
+#ifdef STATX_DIOALIGN
+	if (statx(bs->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+		bs->align = stx.stx_dio_offset_align;
+		bs->mem_align = MAX(stx.stx_dio_mem_align, 1u);
+	}
+#else
+	(void)stx;
+#endif
+}
+
+static int file_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	int flags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	struct file_state *s;
+	struct stat st;
+
+	if (bs->cache == BLOCKDEV_CACHE_NONE)
+		flags |= O_DIRECT;
+	bs->fd = open(ctx->filename, flags);
+	if (bs->fd < 0) {
+		int err = errno;
+
+		if (err == EINVAL && (flags & O_DIRECT))
+			error_setg(errp, "'%s': the file system does not support O_DIRECT "
+				   "(cache=none); use cache=writeback", ctx->filename);
+		else if ((err == EACCES || err == EROFS) && !bs->read_only)
+			error_setg_errno(errp, err, "could not open '%s' read-write (readonly=on "
+					 "opens it read-only)", ctx->filename);
+		else
+			error_setg_errno(errp, err, "could not open '%s'", ctx->filename);
+		return -1;
+	}
+	if (fstat(bs->fd, &st) < 0) {
+		error_setg_errno(errp, errno, "'%s': fstat", ctx->filename);
+		goto err_close;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		error_setg(errp, "'%s': not a regular file or block device", ctx->filename);
+		goto err_close;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		error_setg(errp, "'%s': out of memory", ctx->filename);
+		goto err_close;
+	}
+	s->is_blk = S_ISBLK(st.st_mode);
+	bs->opaque = s;
+	if (s->is_blk) {
+		if (ioctl(bs->fd, BLKGETSIZE64, &bs->size) < 0) {
+			error_setg_errno(errp, errno, "'%s': BLKGETSIZE64", ctx->filename);
+			goto err_free;
+		}
+	} else {
+		bs->size = (uint64_t)st.st_size;
+	}
+	if (flags & O_DIRECT)
+		dio_align(bs, s->is_blk);
+	return 0;
+
+err_free:
+	free(s);
+	bs->opaque = NULL;
+err_close:
+	close(bs->fd);
+	bs->fd = -1;
+	return -1;
+}
+
+static void file_close(struct blockdev *bs)
+{
+	free(bs->opaque);
+	if (bs->fd >= 0)
+		close(bs->fd);
+	bs->fd = -1;
+}
+
+/* Full read at an aligned (or buffered) position; zeroes past EOF. */
+static int read_full(int fd, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	struct iovec local[64], *cur = (struct iovec *)iov;
+	uint64_t total = blockdev_iov_size(iov, iovcnt), done = 0;
+	int cnt = iovcnt, ret = 0;
+
+	while (done < total) {
+		ssize_t n = preadv(fd, cur, MIN(cnt, IOV_MAX), (off_t)(offset + done));
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			ret = -errno;
+			break;
+		}
+		if (n == 0) { /* EOF: the rest reads as zeroes */
+			blockdev_iov_zero(iov, iovcnt, done, total - done);
+			break;
+		}
+		done += (uint64_t)n;
+		if (done == total)
+			break;
+		/* short read: go on from where it stopped (a prefix of the rest if it is long) */
+		cnt = blockdev_iov_slice(iov, iovcnt, done, total - done, local, ARRAY_SIZE(local));
+		cnt = MIN(cnt, (int)ARRAY_SIZE(local));
+		cur = local;
+	}
+	return ret;
+}
+
+static int write_full(int fd, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	struct iovec local[64], *cur = (struct iovec *)iov;
+	uint64_t total = blockdev_iov_size(iov, iovcnt), done = 0;
+	int cnt = iovcnt;
+
+	while (done < total) {
+		ssize_t n = pwritev(fd, cur, MIN(cnt, IOV_MAX), (off_t)(offset + done));
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENOSPC;
+		done += (uint64_t)n;
+		if (done == total)
+			break;
+		cnt = blockdev_iov_slice(iov, iovcnt, done, total - done, local, ARRAY_SIZE(local));
+		cnt = MIN(cnt, (int)ARRAY_SIZE(local));
+		cur = local;
+	}
+	return 0;
+}
+
+static bool needs_bounce(struct blockdev *bs, uint64_t offset, const struct iovec *iov,
+			 int iovcnt)
+{
+	uint64_t len = blockdev_iov_size(iov, iovcnt);
+
+	if (bs->align <= 1 && bs->mem_align <= 1)
+		return false;
+	return !IS_ALIGNED(offset | len, (uint64_t)bs->align) ||
+	       !blockdev_iov_dio_ok(iov, iovcnt, bs->mem_align, bs->align);
+}
+
+/* An aligned buffer covering [start, end) for an unaligned O_DIRECT request. */
+static void *bounce_alloc(struct blockdev *bs, uint64_t len)
+{
+	void *buf;
+
+	if (posix_memalign(&buf, MAX(bs->mem_align, (uint32_t)sizeof(void *)), len))
+		return NULL;
+	return buf;
+}
+
+static int file_preadv(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	uint64_t len = blockdev_iov_size(iov, iovcnt), start, end;
+	struct iovec biov;
+	void *buf;
+	int ret;
+
+	if (!needs_bounce(bs, offset, iov, iovcnt))
+		return read_full(bs->fd, offset, iov, iovcnt);
+	start = ALIGN_DOWN(offset, (uint64_t)bs->align);
+	end = ALIGN_UP(offset + len, (uint64_t)bs->align);
+	buf = bounce_alloc(bs, end - start);
+	if (!buf)
+		return -ENOMEM;
+	biov = (struct iovec){ buf, end - start };
+	ret = read_full(bs->fd, start, &biov, 1);
+	if (!ret)
+		blockdev_iov_from_buf(iov, iovcnt, 0, (char *)buf + (offset - start), len);
+	free(buf);
+	return ret;
+}
+
+static int file_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	uint64_t len = blockdev_iov_size(iov, iovcnt), start, end, a = bs->align;
+	struct iovec biov;
+	void *buf;
+	int ret = 0;
+
+	if (!needs_bounce(bs, offset, iov, iovcnt))
+		return write_full(bs->fd, offset, iov, iovcnt);
+	start = ALIGN_DOWN(offset, a);
+	end = ALIGN_UP(offset + len, a);
+	buf = bounce_alloc(bs, end - start);
+	if (!buf)
+		return -ENOMEM;
+	/* read-modify-write of the partly covered first and last blocks */
+	if (start != offset)
+		ret = read_full(bs->fd, start, &(struct iovec){ buf, a }, 1);
+	if (!ret && end != offset + len && (end - a != start || start == offset))
+		ret = read_full(bs->fd, end - a,
+				&(struct iovec){ (char *)buf + (end - a - start), a }, 1);
+	if (!ret) {
+		blockdev_iov_to_buf(iov, iovcnt, 0, (char *)buf + (offset - start), len);
+		biov = (struct iovec){ buf, end - start };
+		ret = write_full(bs->fd, start, &biov, 1);
+	}
+	free(buf);
+	return ret;
+}
+
+static int file_flush(struct blockdev *bs)
+{
+	if (bs->read_only)
+		return 0;
+	return fdatasync(bs->fd) < 0 ? -errno : 0;
+}
+
+static int file_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
+{
+	if (fallocate(bs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+		      (off_t)len) == 0)
+		return 0;
+	/* discard is a hint: a file system that cannot punch holes keeps the data */
+	if (errno == EOPNOTSUPP || errno == ENOSYS)
+		return 0;
+	return -errno;
+}
+
+static int zero_by_writing(struct blockdev *bs, uint64_t offset, uint64_t len)
+{
+	size_t chunk = MIN(len, 1 * MiB);
+	void *buf = bounce_alloc(bs, ALIGN_UP(chunk, 4096));
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	memset(buf, 0, ALIGN_UP(chunk, 4096));
+	while (len && !ret) {
+		size_t n = MIN(len, chunk);
+
+		ret = file_pwritev(bs, offset, &(struct iovec){ buf, n }, 1);
+		offset += n;
+		len -= n;
+	}
+	free(buf);
+	return ret;
+}
+
+static int file_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len,
+			     unsigned int flags)
+{
+	static const int modes[] = {
+		FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	};
+	uint64_t size = bs->size;
+
+	/* a hole reads as zeroes (block devices: punching zeroes too); past EOF, extend first */
+	for (size_t i = (flags & BLOCKDEV_ZERO_MAY_UNMAP) ? 1 : 0; i < ARRAY_SIZE(modes); i++) {
+		int mode = modes[i];
+
+		if (offset + len > size && mode == modes[0])
+			mode &= ~FALLOC_FL_KEEP_SIZE;
+		if (fallocate(bs->fd, mode, (off_t)offset, (off_t)len) == 0)
+			return 0;
+		if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+			return -errno;
+	}
+	return zero_by_writing(bs, offset, len);
+}
+
+static int file_map(struct blockdev *bs, enum blockdev_op op, uint64_t offset, uint64_t len,
+		    struct blockdev_extent *ext)
+{
+	*ext = (struct blockdev_extent){
+		.kind = BLOCKDEV_EXTENT_DATA, .len = len, .file = bs, .host_offset = offset,
+	};
+	return 0;
+}
+
+static int file_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, uint64_t *pnum,
+			     uint64_t *map_offset, struct blockdev **map_file)
+{
+	struct file_state *s = bs->opaque;
+	int flags = BLOCKDEV_STATUS_ALLOCATED | BLOCKDEV_STATUS_OFFSET;
+	off_t data, hole;
+
+	*map_offset = offset;
+	*map_file = bs;
+	*pnum = len;
+	if (s->is_blk)
+		return flags | BLOCKDEV_STATUS_DATA;
+	data = lseek(bs->fd, (off_t)offset, SEEK_DATA);
+	if (data < 0) {
+		if (errno == ENXIO) /* only a hole up to EOF */
+			return flags | BLOCKDEV_STATUS_ZERO;
+		return flags | BLOCKDEV_STATUS_DATA; /* SEEK_DATA unsupported: assume data */
+	}
+	if ((uint64_t)data > offset) {
+		*pnum = MIN(len, (uint64_t)data - offset);
+		return flags | BLOCKDEV_STATUS_ZERO;
+	}
+	hole = lseek(bs->fd, (off_t)offset, SEEK_HOLE);
+	if (hole > (off_t)offset)
+		*pnum = MIN(len, (uint64_t)hole - offset);
+	return flags | BLOCKDEV_STATUS_DATA;
+}
+
+static int file_truncate(struct blockdev *bs, uint64_t size, struct error **errp)
+{
+	struct file_state *s = bs->opaque;
+
+	if (s->is_blk) {
+		error_setg(errp, "'%s': cannot resize a block device", bs->filename);
+		return -1;
+	}
+	if (ftruncate(bs->fd, (off_t)size) < 0) {
+		error_setg_errno(errp, errno, "'%s': cannot resize to %llu bytes", bs->filename,
+				 (unsigned long long)size);
+		return -1;
+	}
+	bs->size = size;
+	return 0;
+}
+
+static int file_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)
+{
+	struct stat st;
+
+	if (fstat(bs->fd, &st) < 0) {
+		error_setg_errno(errp, errno, "'%s': fstat", bs->filename);
+		return -1;
+	}
+	memset(info, 0, sizeof(*info));
+	info->actual_size = (uint64_t)st.st_blocks * 512;
+	return 0;
+}
+
+const struct blockdev_driver blockdev_file = {
+	.name = "file",
+	.protocol = true,
+	.open = file_open,
+	.close = file_close,
+	.map = file_map,
+	.preadv = file_preadv,
+	.pwritev = file_pwritev,
+	.flush = file_flush,
+	.discard = file_discard,
+	.write_zeroes = file_write_zeroes,
+	.block_status = file_block_status,
+	.truncate = file_truncate,
+	.info = file_info,
+};

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the files of blockdev/ (not part of the block layer's public interface). */
+#ifndef VIREO_BLOCKDEV_INTERNAL_H
+#define VIREO_BLOCKDEV_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "blockdev/blockdev.h"
+
+/* Total bytes of an iovec array. */
+uint64_t blockdev_iov_size(const struct iovec *iov, int iovcnt);
+
+/*
+ * Writes into @out (room for @outcap entries) the part [@skip, @skip+@len) of @iov. Returns the
+ * number of entries used, or the number needed (> @outcap) when @out is too small; -EINVAL when
+ * @iov is shorter than @skip + @len.
+ */
+int blockdev_iov_slice(const struct iovec *iov, int iovcnt, uint64_t skip, uint64_t len,
+		       struct iovec *out, int outcap);
+
+/* Fills [@skip, @skip+@len) of @iov with zeroes. */
+void blockdev_iov_zero(const struct iovec *iov, int iovcnt, uint64_t skip, uint64_t len);
+
+/* Copies between a flat buffer and [@skip, @skip+@len) of @iov. */
+void blockdev_iov_to_buf(const struct iovec *iov, int iovcnt, uint64_t skip, void *buf,
+			 uint64_t len);
+void blockdev_iov_from_buf(const struct iovec *iov, int iovcnt, uint64_t skip, const void *buf,
+			   uint64_t len);
+
+/* true if O_DIRECT can take @iov as is: bases multiple of @mem_align, lengths of @len_align. */
+bool blockdev_iov_dio_ok(const struct iovec *iov, int iovcnt, uint32_t mem_align,
+			 uint32_t len_align);
+
+/* The slow-path worker of a node (engine.c): created by blockdev_queue_new, freed by close. */
+int blockdev_slow_start(struct blockdev *bs, struct error **errp);
+void blockdev_slow_stop(struct blockdev *bs);
+
+#endif

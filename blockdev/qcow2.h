@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * qcow2 driver internals shared by blockdev/qcow2*.c, plus the entry points vireo-img uses
+ * (create, check). Concurrency rules are in qcow2_driver.c's opening comment.
+ */
+#ifndef VIREO_BLOCKDEV_QCOW2_H
+#define VIREO_BLOCKDEV_QCOW2_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/qcow2_cache.h"
+#include "blockdev/qcow2_format.h"
+#include "common/error.h"
+
+#define QCOW2_DEFAULT_L2_CACHE (8 * 1024 * 1024ULL) /* 64 GiB at 64 KiB clusters */
+#define QCOW2_SLICE_BYTES 4096u
+
+extern const struct blockdev_driver blockdev_qcow2;
+
+/* The active L1 table, published by pointer: replaced whole only by resize. */
+struct qcow2_l1 {
+	uint32_t size;
+	_Atomic uint64_t e[]; /* CPU byte order */
+};
+
+enum qcow2_kind {
+	QCOW2_UNALLOCATED, /* read the backing file, or zeroes */
+	QCOW2_ZERO,        /* reads zeroes (plain, or preallocated when host != 0) */
+	QCOW2_DATA,        /* bytes at host */
+	QCOW2_COMPRESSED,  /* a compressed cluster: host is its L2 entry's descriptor */
+};
+
+/* One mapped run of guest bytes. */
+struct qcow2_run {
+	enum qcow2_kind kind;
+	uint64_t len;
+	uint64_t host;   /* DATA / preallocated ZERO: host offset of the first byte */
+	bool copied;     /* DATA: refcount is 1, may be written in place */
+	uint64_t l2e;    /* the (first) L2 entry's first word (COMPRESSED: the descriptor) */
+};
+
+struct qcow2 {
+	struct blockdev *bs;
+	struct blockdev *file;  /* metadata and (without a data file) data */
+	struct blockdev *data;  /* where data clusters live: file or the external data file */
+	struct blockdev *data_own; /* external data file node we opened */
+	struct qcow2_header h;
+	uint64_t file_size_at_open;
+	unsigned cluster_bits;
+	uint64_t cluster_size;
+	bool ext_l2;
+	unsigned l2_bits;       /* log2 of entries per L2 table */
+	unsigned entry_words;   /* 1 standard, 2 extended */
+	unsigned slice_bits;    /* log2 of entries per cached slice */
+	unsigned sc_bits;       /* log2 of the subcluster size (= cluster_bits without ext L2) */
+	unsigned refcount_bits;
+	unsigned rb_bits;       /* log2 of refcount entries per refcount block */
+	bool read_only;
+	bool ordered;           /* flush between dependent metadata writes */
+	bool repair;            /* opened by check -r: dirty / corrupt images are writable */
+
+	_Atomic(struct qcow2_l1 *) l1;
+	struct qcow2_l1 *l1_retired[8]; /* older L1 arrays, freed at close */
+	unsigned nr_retired;
+	struct qcow2_cache cache;
+	_Atomic bool corrupt;
+	_Atomic int prealloc_state; /* 0 unknown, 1 no, 2 preallocation=metadata (block status) */
+
+	/* everything below: only with @lock held */
+	pthread_mutex_t lock;
+	uint64_t *reftable;     /* CPU byte order */
+	uint64_t reftable_entries;
+	uint64_t free_hint;     /* allocation scans from here; only ever grows (see driver essay) */
+	uint64_t end_cluster;   /* first cluster past everything allocated or in the file */
+	struct {
+		uint64_t off;   /* 0 = empty */
+		uint8_t *buf;
+	} rb[4];
+	unsigned rb_next;
+	uint8_t *cbuf;          /* a cluster of scratch (compressed input) */
+	uint8_t *cbuf2;         /* a cluster of scratch (COW / decompressed output) */
+};
+
+static inline struct qcow2 *qcow2_of(struct blockdev *bs)
+{
+	return bs->opaque;
+}
+
+/* Records a corruption: message on stderr, image flagged, header bit set when writable. */
+void qcow2_signal_corruption(struct qcow2 *q, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* --- qcow2_map.c: lookups (lock-free when @may_block is false) and reads --- */
+/* Maps the start of [off, off+len) (inside one cluster's L2 slice); -EAGAIN on a cache miss
+ * when !may_block, -EIO on corruption. */
+int qcow2_lookup(struct qcow2 *q, uint64_t off, uint64_t len, bool may_block,
+		 struct qcow2_run *run);
+/* Reads @n words (one L2 entry) of the L2 table at @l2 index @idx; lock held. */
+int qcow2_l2_get(struct qcow2 *q, uint64_t l2, uint64_t idx, uint64_t *e);
+/* Writes one L2 entry to disk, then to the cache; lock held. */
+int qcow2_l2_set(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e);
+/* Kind of subcluster @sc (0 without extended L2) of the cluster whose entry is @e (2 words). */
+int qcow2_decode(struct qcow2 *q, const uint64_t *e, unsigned sc, uint64_t l2, uint64_t idx,
+		 struct qcow2_run *run);
+/* Guest bytes [off, off+n) as the backing file (or zeroes past its end) gives them. */
+int qcow2_read_backing(struct qcow2 *q, uint64_t off, uint8_t *buf, uint64_t n);
+int qcow2_read(struct qcow2 *q, uint64_t off, void *buf, uint64_t len);
+int qcow2_decompress(struct qcow2 *q, uint64_t desc, uint8_t *out);
+int qcow2_map_op(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_t len,
+		 struct blockdev_extent *ext);
+int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+		       uint64_t *map_offset, struct blockdev **map_file);
+
+/* --- qcow2_refcount.c (lock held) --- */
+int qcow2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
+int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc);
+/* Allocates @n contiguous clusters (refcount 1 each); returns the host offset or -errno. */
+int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n);
+/* Drops one reference from each cluster of [off, off+len). */
+int qcow2_free_range(struct qcow2 *q, uint64_t off, uint64_t len);
+int qcow2_load_reftable(struct qcow2 *q, struct error **errp);
+void qcow2_rb_drop_cache(struct qcow2 *q);
+uint64_t qcow2_rc_max(const struct qcow2 *q);
+
+/* --- qcow2_write.c (takes the lock itself) --- */
+int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
+int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int flags);
+int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len);
+int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp);
+/* Writes the fields of the fixed header at [from, to) from q->h; lock held. */
+int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to);
+int qcow2_barrier(struct qcow2 *q);
+
+/* --- qcow2_create.c --- */
+struct qcow2_create_opts {
+	uint64_t size;
+	unsigned cluster_bits;     /* default 16 */
+	unsigned version;          /* 2 or 3 (default) */
+	const char *backing_file;
+	const char *backing_fmt;
+	bool lazy_refcounts;
+	bool extended_l2;
+	unsigned refcount_bits;    /* default 16 */
+	unsigned compression_type; /* QCOW2_COMPRESS_* */
+	bool prealloc_metadata;
+};
+/* Creates (or truncates) @filename as an empty qcow2 image. */
+int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp);
+
+/* --- qcow2_check.c --- */
+struct qcow2_check_result {
+	uint64_t corruptions, leaks;
+	uint64_t corruptions_fixed, leaks_fixed;
+	uint64_t check_errors;
+	uint64_t image_end_offset;
+	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
+};
+#define QCOW2_FIX_LEAKS 1u
+#define QCOW2_FIX_ERRORS 2u
+/* Recounts every reference and compares with the refcounts; repairs per @fix. bs must be a
+ * qcow2 node. Returns 0 (result filled) or -1 when the check itself could not run. */
+int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *res,
+		struct error **errp);
+
+#endif

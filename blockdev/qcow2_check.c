@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * qcow2 consistency check: count every reference to every host cluster (header, L1, refcount
+ * table and blocks, L2 tables, data and compressed clusters, snapshot tables and their L1/L2,
+ * the bitmap directory, tables and data), then compare with the stored refcounts. A stored
+ * refcount above the references is a leak; below is a corruption (a cluster could be handed
+ * out twice). Repair sets the stored refcount to the counted one where a refcount block exists.
+ */
+#include "blockdev/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+struct counter {
+	struct qcow2 *q;
+	uint32_t *refs;
+	uint64_t nr;
+	struct qcow2_check_result *res;
+};
+
+static int ref_range(struct counter *c, uint64_t off, uint64_t len, const char *what)
+{
+	struct qcow2 *q = c->q;
+
+	if (!len)
+		return 0;
+	if (off + len < off || off + len > (1ULL << 56)) {
+		fprintf(stderr, "ERROR %s at 0x%" PRIx64 ": offset out of range\n", what, off);
+		c->res->corruptions++;
+		return 0;
+	}
+	for (uint64_t cl = off >> q->cluster_bits; cl <= (off + len - 1) >> q->cluster_bits; cl++) {
+		if (cl >= c->nr) {
+			uint64_t n = MAX(cl + 1, c->nr * 2);
+			uint32_t *r = realloc(c->refs, n * sizeof(*r));
+
+			if (!r)
+				return -ENOMEM;
+			memset(r + c->nr, 0, (n - c->nr) * sizeof(*r));
+			c->refs = r;
+			c->nr = n;
+		}
+		if (c->refs[cl] != UINT32_MAX)
+			c->refs[cl]++;
+	}
+	return 0;
+}
+
+static int read_be64s(struct qcow2 *q, uint64_t off, uint64_t n, uint64_t **out)
+{
+	uint64_t *t = malloc(n * 8 + 8);
+	int ret;
+
+	if (!t)
+		return -ENOMEM;
+	ret = n ? blockdev_pread(q->file, off, t, n * 8) : 0;
+	for (uint64_t i = 0; i < n && !ret; i++)
+		t[i] = qcow2_be64((const uint8_t *)&t[i]);
+	if (ret) {
+		free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_gc)
+{
+	struct qcow2 *q = c->q;
+	uint64_t n = 1ULL << q->l2_bits, *t, prev_end = 0;
+	int ret = read_be64s(q, l2, n * q->entry_words, &t);
+
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < n && !ret; i++) {
+		uint64_t e = t[i * q->entry_words], off = e & QCOW2_OFFSET_MASK, rc;
+		uint64_t words[2] = { e, q->ext_l2 ? t[i * 2 + 1] : 0 };
+		struct qcow2_run r;
+
+		if (!e && !words[1])
+			continue;
+		if (qcow2_decode(q, words, 0, l2, i, &r)) {
+			atomic_store(&q->corrupt, false); /* counted here, not a runtime corruption */
+			fprintf(stderr, "ERROR: invalid L2 entry 0x%016" PRIx64 " (L2 table 0x%" PRIx64
+				", index %" PRIu64 ")\n", e, l2, i);
+			c->res->corruptions++;
+			continue;
+		}
+		if (active && (off || (e & QCOW2_OFLAG_COMPRESSED)) &&
+		    (first_gc + i) << q->cluster_bits < q->h.size)
+			c->res->allocated_clusters++;
+		if (e & QCOW2_OFLAG_COMPRESSED) {
+			unsigned x = 62 - (q->cluster_bits - 8);
+			uint64_t coff = e & ((1ULL << x) - 1);
+			uint64_t nsec = (e >> x) & ((1ULL << (q->cluster_bits - 8)) - 1);
+
+			if (active)
+				c->res->compressed_clusters++;
+			ret = ref_range(c, ALIGN_DOWN(coff, 512), (nsec + 1) * 512, "compressed cluster");
+			continue;
+		}
+		if (!off || q->data != q->file)
+			continue;
+		if (active) {
+			if (prev_end && off != prev_end)
+				c->res->fragmented_clusters++;
+			prev_end = off + q->cluster_size;
+			if ((ret = qcow2_rc_get(q, off >> q->cluster_bits, &rc)))
+				break;
+			if (((e & QCOW2_OFLAG_COPIED) != 0) != (rc == 1)) {
+				fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64
+					" refcount=%" PRIu64 "\n", e, rc);
+				c->res->corruptions++;
+			}
+		}
+		ret = ref_range(c, off, q->cluster_size, "data cluster");
+	}
+	free(t);
+	return ret;
+}
+
+static int count_l1(struct counter *c, uint64_t off, uint32_t size, bool active)
+{
+	struct qcow2 *q = c->q;
+	uint64_t *t;
+	int ret;
+
+	if (!size)
+		return 0;
+	if ((ret = ref_range(c, off, (uint64_t)size * 8, "L1 table")) ||
+	    (ret = read_be64s(q, off, size, &t)))
+		return ret;
+	for (uint32_t i = 0; i < size && !ret; i++) {
+		uint64_t l2 = t[i] & QCOW2_OFFSET_MASK, rc;
+
+		if (!l2)
+			continue;
+		if ((t[i] & QCOW2_L1_RESERVED) || l2 % q->cluster_size) {
+			fprintf(stderr, "ERROR: invalid L1 entry %u: 0x%016" PRIx64 "\n", i, t[i]);
+			c->res->corruptions++;
+			continue;
+		}
+		if (active) {
+			if ((ret = qcow2_rc_get(q, l2 >> q->cluster_bits, &rc)))
+				break;
+			if (((t[i] & QCOW2_OFLAG_COPIED) != 0) != (rc == 1)) {
+				fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%"
+					PRIx64 " refcount=%" PRIu64 "\n", i, t[i], rc);
+				c->res->corruptions++;
+			}
+		}
+		if ((ret = ref_range(c, l2, q->cluster_size, "L2 table")))
+			break;
+		ret = count_l2(c, l2, active, (uint64_t)i << q->l2_bits);
+	}
+	free(t);
+	return ret;
+}
+
+static int count_snapshots(struct counter *c)
+{
+	struct qcow2 *q = c->q;
+	uint64_t off = q->h.snapshots_offset;
+	uint8_t e[40];
+	int ret = 0;
+
+	for (uint32_t i = 0; i < q->h.nb_snapshots && !ret; i++) {
+		uint64_t l1;
+		uint32_t l1_size, extra;
+		uint16_t id_len, name_len;
+
+		if ((ret = blockdev_pread(q->file, off, e, sizeof(e))))
+			break;
+		l1 = qcow2_be64(e);
+		l1_size = qcow2_be32(e + 8);
+		id_len = (uint16_t)((e[12] << 8) | e[13]);
+		name_len = (uint16_t)((e[14] << 8) | e[15]);
+		extra = qcow2_be32(e + 36);
+		if (l1 % q->cluster_size || (uint64_t)l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+			fprintf(stderr, "ERROR: snapshot %u has an invalid L1 table\n", i);
+			c->res->corruptions++;
+		} else {
+			ret = count_l1(c, l1, l1_size, false);
+		}
+		off += ALIGN_UP(40ULL + extra + id_len + name_len, 8);
+	}
+	if (!ret && q->h.nb_snapshots)
+		ret = ref_range(c, q->h.snapshots_offset, off - q->h.snapshots_offset,
+				"snapshot table");
+	return ret;
+}
+
+static int count_bitmaps(struct counter *c)
+{
+	struct qcow2 *q = c->q;
+	uint64_t size = q->h.bitmap_directory_size, pos = 0;
+	uint8_t *dir;
+	int ret;
+
+	if (!q->h.has_bitmaps_ext)
+		return 0;
+	if ((ret = ref_range(c, q->h.bitmap_directory_offset, size, "bitmap directory")))
+		return ret;
+	dir = malloc(size + 1);
+	if (!dir)
+		return -ENOMEM;
+	ret = blockdev_pread(q->file, q->h.bitmap_directory_offset, dir, size);
+	while (!ret && pos + 24 <= size) {
+		uint64_t t = qcow2_be64(dir + pos), *tab;
+		uint32_t n = qcow2_be32(dir + pos + 8), extra = qcow2_be32(dir + pos + 20);
+		uint16_t name = (uint16_t)((dir[pos + 18] << 8) | dir[pos + 19]);
+
+		if (t % q->cluster_size || (uint64_t)n * 8 > QCOW2_MAX_L1_BYTES) {
+			c->res->corruptions++;
+			break;
+		}
+		if ((ret = ref_range(c, t, (uint64_t)n * 8, "bitmap table")) ||
+		    (ret = read_be64s(q, t, n, &tab)))
+			break;
+		for (uint32_t i = 0; i < n && !ret; i++)
+			if (tab[i] & QCOW2_OFFSET_MASK)
+				ret = ref_range(c, tab[i] & QCOW2_OFFSET_MASK, q->cluster_size,
+						"bitmap data");
+		free(tab);
+		pos += ALIGN_UP(24ULL + extra + name, 8);
+	}
+	free(dir);
+	return ret;
+}
+
+static int compare(struct counter *c, unsigned fix)
+{
+	struct qcow2 *q = c->q;
+	uint64_t last = q->reftable_entries << q->rb_bits, end = 0;
+	int ret = 0;
+
+	for (uint64_t cl = 0; cl < last && !ret; cl++) {
+		uint64_t stored, want = cl < c->nr ? c->refs[cl] : 0;
+
+		if (!q->reftable[cl >> q->rb_bits] && !want) {
+			cl = (((cl >> q->rb_bits) + 1) << q->rb_bits) - 1; /* no block: all zero */
+			continue;
+		}
+		if ((ret = qcow2_rc_get(q, cl, &stored)))
+			break;
+		if (want || stored)
+			end = cl + 1;
+		if (stored == want)
+			continue;
+		bool leak = stored > want;
+
+		fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+			leak ? "Leaked" : "ERROR", cl, stored, want);
+		if (leak)
+			c->res->leaks++;
+		else
+			c->res->corruptions++;
+		if (!(fix & (leak ? QCOW2_FIX_LEAKS : QCOW2_FIX_ERRORS)) || want > qcow2_rc_max(q) ||
+		    !q->reftable[cl >> q->rb_bits])
+			continue;
+		if ((ret = qcow2_rc_set(q, cl, want)))
+			break;
+		if (leak)
+			c->res->leaks_fixed++;
+		else
+			c->res->corruptions_fixed++;
+	}
+	for (uint64_t cl = last; cl < c->nr; cl++) {
+		if (!c->refs[cl])
+			continue;
+		fprintf(stderr, "ERROR cluster %" PRIu64 " is referenced but has no refcount block\n",
+			cl);
+		c->res->corruptions++;
+		end = cl + 1;
+	}
+	c->res->image_end_offset = end << q->cluster_bits;
+	return ret;
+}
+
+int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *res,
+		struct error **errp)
+{
+	struct qcow2 *q;
+	struct counter c = { 0 };
+	int ret;
+
+	if (bs->drv != &blockdev_qcow2) {
+		error_setg(errp, "'%s' is not a qcow2 image", bs->filename);
+		return -1;
+	}
+	q = qcow2_of(bs);
+	memset(res, 0, sizeof(*res));
+	c.q = q;
+	c.res = res;
+	res->total_clusters = DIV_ROUND_UP(q->h.size, q->cluster_size);
+	pthread_mutex_lock(&q->lock);
+	ret = ref_range(&c, 0, q->cluster_size, "header");
+	if (!ret)
+		ret = ref_range(&c, q->h.refcount_table_offset,
+				(uint64_t)q->h.refcount_table_clusters << q->cluster_bits,
+				"refcount table");
+	for (uint64_t i = 0; i < q->reftable_entries && !ret; i++)
+		ret = ref_range(&c, q->reftable[i], q->reftable[i] ? q->cluster_size : 0,
+				"refcount block");
+	if (!ret)
+		ret = count_l1(&c, q->h.l1_table_offset, q->h.l1_size, true);
+	if (!ret)
+		ret = count_snapshots(&c);
+	if (!ret)
+		ret = count_bitmaps(&c);
+	if (!ret)
+		ret = compare(&c, fix);
+	if (!ret && fix && res->corruptions == res->corruptions_fixed &&
+	    (q->h.incompatible_features & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT))) {
+		q->h.incompatible_features &= ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
+		ret = qcow2_header_update(q, 72, 80);
+	}
+	if (!ret && fix)
+		ret = blockdev_flush(q->file);
+	pthread_mutex_unlock(&q->lock);
+	free(c.refs);
+	if (ret) {
+		error_setg_errno(errp, ret, "'%s': checking the image", bs->filename);
+		res->check_errors++;
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Creating a qcow2 image. Layout: header cluster, refcount table, refcount blocks, L1 table,
+ * then (preallocation=metadata) every L2 table and a host cluster for every guest cluster.
+ * The refcount table is sized to cover the whole virtual disk plus metadata, so that a
+ * fully written image never needs to grow it; refcount blocks exist only for what is used.
+ */
+#include "blockdev/qcow2.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+struct layout {
+	uint64_t cs;
+	unsigned rb_bits;
+	uint64_t rt_clusters, rb_count, l1_entries, l1_clusters;
+	uint64_t l2_count, data_clusters;
+	uint64_t rt_off, rb_off, l1_off, l2_off, data_off;
+	uint64_t used; /* clusters with refcount 1: [0, used) */
+};
+
+static int check_opts(const struct qcow2_create_opts *o, struct error **errp)
+{
+	if (o->cluster_bits < QCOW2_MIN_CLUSTER_BITS || o->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+		error_setg(errp, "cluster_size: must be a power of two from 512 to 2M");
+		return -1;
+	}
+	if (o->refcount_bits == 0 || o->refcount_bits > 64 ||
+	    (o->refcount_bits & (o->refcount_bits - 1))) {
+		error_setg(errp, "refcount_bits: %u is not a power of two in 1..64", o->refcount_bits);
+		return -1;
+	}
+	if (o->version == 2 && (o->refcount_bits != 16 || o->lazy_refcounts || o->extended_l2 ||
+				o->compression_type != QCOW2_COMPRESS_ZLIB)) {
+		error_setg(errp, "compat=0.10 supports neither lazy_refcounts, extended_l2, "
+			   "compression_type=zstd nor refcount_bits other than 16");
+		return -1;
+	}
+	if (o->extended_l2 && o->cluster_bits < 14) {
+		error_setg(errp, "extended_l2: needs cluster_size of at least 16k");
+		return -1;
+	}
+	if (o->size > QCOW2_MAX_VIRTUAL_SIZE ||
+	    qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2) * 8 > QCOW2_MAX_L1_BYTES) {
+		error_setg(errp, "size: %" PRIu64 " bytes is too large for %llu-byte clusters", o->size,
+			   1ULL << o->cluster_bits);
+		return -1;
+	}
+	if (o->backing_file && strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME) {
+		error_setg(errp, "backing_file: longer than %u bytes", QCOW2_MAX_BACKING_NAME);
+		return -1;
+	}
+	return 0;
+}
+
+static void plan(const struct qcow2_create_opts *o, struct layout *l)
+{
+	unsigned l2_bits = o->cluster_bits - (o->extended_l2 ? 4 : 3);
+	uint64_t guest_clusters = DIV_ROUND_UP(o->size, 1ULL << o->cluster_bits);
+
+	l->cs = 1ULL << o->cluster_bits;
+	l->rb_bits = o->cluster_bits + 3 - (unsigned)__builtin_ctz(o->refcount_bits);
+	l->l1_entries = qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2);
+	l->l1_clusters = MAX(1, DIV_ROUND_UP(l->l1_entries * 8, l->cs));
+	l->l2_count = o->prealloc_metadata ? DIV_ROUND_UP(guest_clusters, 1ULL << l2_bits) : 0;
+	l->data_clusters = o->prealloc_metadata ? guest_clusters : 0;
+	l->rt_clusters = 1;
+	l->rb_count = 1;
+	for (;;) {
+		uint64_t used = 1 + l->rt_clusters + l->rb_count + l->l1_clusters + l->l2_count +
+				l->data_clusters;
+		uint64_t cover = used + guest_clusters + l->l2_count + 16;
+		uint64_t rb = DIV_ROUND_UP(used, 1ULL << l->rb_bits);
+		uint64_t rt = DIV_ROUND_UP(DIV_ROUND_UP(cover, 1ULL << l->rb_bits) * 8, l->cs);
+
+		rt = MIN(MAX(rt, 1), QCOW2_MAX_REFTABLE_BYTES / l->cs);
+		if (rb == l->rb_count && rt == l->rt_clusters) {
+			l->used = used;
+			break;
+		}
+		l->rb_count = rb;
+		l->rt_clusters = rt;
+	}
+	l->rt_off = l->cs;
+	l->rb_off = l->rt_off + l->rt_clusters * l->cs;
+	l->l1_off = l->rb_off + l->rb_count * l->cs;
+	l->l2_off = l->l1_off + l->l1_clusters * l->cs;
+	l->data_off = l->l2_off + l->l2_count * l->cs;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_header(int fd, const struct qcow2_create_opts *o, const struct layout *l,
+			struct error **errp)
+{
+	struct qcow2_header h = { 0 };
+	uint8_t *buf = calloc(1, l->cs);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	h.version = o->version;
+	h.cluster_bits = o->cluster_bits;
+	h.size = o->size;
+	h.l1_size = (uint32_t)l->l1_entries;
+	h.l1_table_offset = l->l1_off;
+	h.refcount_table_offset = l->rt_off;
+	h.refcount_table_clusters = (uint32_t)l->rt_clusters;
+	h.refcount_order = (uint32_t)__builtin_ctz(o->refcount_bits);
+	if (o->lazy_refcounts)
+		h.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+	if (o->extended_l2)
+		h.incompatible_features |= QCOW2_INCOMPAT_EXTL2;
+	if (o->compression_type != QCOW2_COMPRESS_ZLIB) {
+		h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
+		h.compression_type = (uint8_t)o->compression_type;
+	}
+	if (o->backing_file)
+		snprintf(h.backing_file, sizeof(h.backing_file), "%s", o->backing_file);
+	if (o->backing_fmt) {
+		snprintf(h.backing_fmt, sizeof(h.backing_fmt), "%s", o->backing_fmt);
+		h.has_backing_fmt = true;
+	}
+	if (qcow2_header_serialize(&h, buf, l->cs, errp)) {
+		free(buf);
+		return -EINVAL;
+	}
+	ret = pwrite_all(fd, buf, l->cs, 0);
+	free(buf);
+	return ret;
+}
+
+static void put_refcount(uint8_t *b, unsigned bits, uint64_t i)
+{
+	if (bits >= 8)
+		b[i * (bits / 8) + bits / 8 - 1] = 1; /* big endian 1 */
+	else
+		b[i * bits / 8] |= (uint8_t)(1u << ((i * bits) % 8));
+}
+
+static int write_tables(int fd, const struct qcow2_create_opts *o, const struct layout *l)
+{
+	uint64_t big = MAX(l->rt_clusters, MAX(l->rb_count, l->l1_clusters)) * l->cs;
+	uint8_t *buf = calloc(1, MAX(big, l->cs));
+	unsigned words = o->extended_l2 ? 2 : 1;
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < l->rb_count; i++)
+		qcow2_put_be64(buf + 8 * i, l->rb_off + i * l->cs);
+	ret = pwrite_all(fd, buf, l->rt_clusters * l->cs, l->rt_off);
+	memset(buf, 0, big);
+	for (uint64_t c = 0; c < l->used; c++)
+		put_refcount(buf, o->refcount_bits, c);
+	if (!ret)
+		ret = pwrite_all(fd, buf, l->rb_count * l->cs, l->rb_off);
+	memset(buf, 0, big);
+	for (uint64_t i = 0; i < l->l2_count; i++)
+		qcow2_put_be64(buf + 8 * i, (l->l2_off + i * l->cs) | QCOW2_OFLAG_COPIED);
+	if (!ret)
+		ret = pwrite_all(fd, buf, l->l1_clusters * l->cs, l->l1_off);
+	for (uint64_t t = 0; t < l->l2_count && !ret; t++) {
+		uint64_t per = l->cs / (8 * words);
+
+		memset(buf, 0, l->cs);
+		for (uint64_t i = 0; i < per && t * per + i < l->data_clusters; i++) {
+			uint64_t host = l->data_off + (t * per + i) * l->cs;
+
+			qcow2_put_be64(buf + 8 * words * i, host | QCOW2_OFLAG_COPIED);
+			if (words == 2) /* every subcluster reads as zeroes, host cluster reserved */
+				qcow2_put_be64(buf + 16 * i + 8, 0xffffffff00000000ULL);
+		}
+		ret = pwrite_all(fd, buf, l->cs, l->l2_off + t * l->cs);
+	}
+	free(buf);
+	return ret;
+}
+
+int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp)
+{
+	struct layout l;
+	int fd, ret;
+
+	if (check_opts(o, errp))
+		return -1;
+	plan(o, &l);
+	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		error_setg_errno(errp, errno, "'%s': cannot create", filename);
+		return -1;
+	}
+	ret = write_header(fd, o, &l, errp);
+	if (ret == -EINVAL)
+		goto out;
+	if (!ret)
+		ret = write_tables(fd, o, &l);
+	if (!ret && ftruncate(fd, (off_t)(l.used * l.cs)) < 0)
+		ret = -errno;
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	if (ret)
+		error_setg_errno(errp, ret, "'%s': writing the new image", filename);
+out:
+	close(fd);
+	return ret ? -1 : 0;
+}

@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The qcow2 format driver: open/close, the ops table, info.
+ *
+ * Who owns what.
+ *  - Read-mostly state set at open (header fields, geometry, q->data, the backing node) is
+ *    immutable afterwards, except the virtual size and the L1 table, which only truncate changes
+ *    (a control-plane operation run with every queue drained).
+ *  - The active L1 table is an array published through q->l1. Its entries are written (with
+ *    release stores) only under q->lock, after the L2 table they point to is on disk; readers
+ *    load them with acquire. Growing the L1 table publishes a new array and retires the old one
+ *    until close, so a reader holding the old pointer never touches freed memory.
+ *  - L2 slices live in the lock-free cache (qcow2_cache.c: per-slot seqlocks, write-through,
+ *    fixed memory): map() on any iothread reads them without a lock and returns SLOW on a miss.
+ *  - q->lock serializes everything that changes metadata or fills the cache: allocation,
+ *    refcounts (the refcount table and the refcount block cache are only touched under it), COW,
+ *    discard, write-zeroes, L1 growth, header updates, and cache fills on a miss. The slow-path
+ *    worker and the tools take it; map() never does.
+ *  - Writes to a cluster we own (refcount 1, "copied") need no lock: the host offset cannot
+ *    change while such a write is in flight, because only discard / write-zeroes of the same
+ *    guest range could move it, and overlapping requests have no ordering guarantee anyway.
+ *  - Freed clusters are not reused before the image is reopened (q->free_hint only grows), so a
+ *    fast-path request that mapped a cluster before a discard freed it can never scribble over a
+ *    cluster handed to someone else.
+ *  - Refcounts are kept exact at all times (no lazy refcounts): on-disk order is refcount ->
+ *    data -> barrier -> L2/L1 entry -> barrier -> decrement of what was replaced, so a crash
+ *    leaves at most leaked clusters.
+ */
+#include "blockdev/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockdev/internal.h"
+#include "common/parse.h"
+#include "common/util.h"
+
+void qcow2_signal_corruption(struct qcow2 *q, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (atomic_exchange_explicit(&q->corrupt, true, memory_order_relaxed))
+		return; /* report the first one only */
+	fprintf(stderr, "qcow2: %s: image is corrupt: ", q->bs->filename);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s\n", q->read_only ? "" : "; further writes are refused");
+}
+
+static int qcow2_probe_score(const uint8_t *buf, size_t len, const char *filename)
+{
+	return qcow2_probe(buf, len) ? 100 : 0;
+}
+
+static int read_header(struct qcow2 *q, struct error **errp)
+{
+	uint64_t fsize = q->file->size;
+	uint8_t probe[QCOW2_PROBE_LEN] = { 0 };
+	uint8_t *buf;
+	size_t len;
+	int ret;
+
+	ret = blockdev_pread(q->file, 0, probe, MIN(fsize, sizeof(probe)));
+	if (ret) {
+		error_setg_errno(errp, ret, "'%s': reading the qcow2 header", q->bs->filename);
+		return -1;
+	}
+	if (fsize < QCOW2_V2_HEADER_LEN || qcow2_be32(probe + 20) < QCOW2_MIN_CLUSTER_BITS ||
+	    qcow2_be32(probe + 20) > QCOW2_MAX_CLUSTER_BITS) {
+		/* let the parser name the problem from what there is */
+		ret = qcow2_header_parse(probe, MIN(fsize, sizeof(probe)), fsize, &q->h, errp);
+		goto out;
+	}
+	len = MIN(fsize, 1ULL << qcow2_be32(probe + 20));
+	buf = malloc(len);
+	if (!buf) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	ret = blockdev_pread(q->file, 0, buf, len);
+	if (ret)
+		error_setg_errno(errp, ret, "'%s': reading the qcow2 header", q->bs->filename);
+	else
+		ret = qcow2_header_parse(buf, len, fsize, &q->h, errp);
+	free(buf);
+out:
+	if (ret)
+		error_prepend(errp, "'%s'", q->bs->filename);
+	return ret ? -1 : 0;
+}
+
+static void set_geometry(struct qcow2 *q)
+{
+	q->cluster_bits = q->h.cluster_bits;
+	q->cluster_size = 1ULL << q->cluster_bits;
+	q->ext_l2 = q->h.incompatible_features & QCOW2_INCOMPAT_EXTL2;
+	q->entry_words = q->ext_l2 ? 2 : 1;
+	q->l2_bits = q->cluster_bits - (q->ext_l2 ? 4 : 3);
+	q->slice_bits = MIN(q->l2_bits, (unsigned)__builtin_ctz(QCOW2_SLICE_BYTES / (8 * q->entry_words)));
+	q->sc_bits = q->ext_l2 ? q->cluster_bits - 5 : q->cluster_bits;
+	q->refcount_bits = 1u << q->h.refcount_order;
+	q->rb_bits = q->cluster_bits + 3 - q->h.refcount_order;
+}
+
+static int load_l1(struct qcow2 *q, struct error **errp)
+{
+	struct qcow2_l1 *l1 = calloc(1, sizeof(*l1) + (uint64_t)q->h.l1_size * 8 + 8);
+	uint8_t *raw = malloc((uint64_t)q->h.l1_size * 8 + 8);
+	int ret = 0;
+
+	if (!l1 || !raw) {
+		error_setg(errp, "out of memory for the L1 table");
+		goto fail;
+	}
+	l1->size = q->h.l1_size;
+	if (l1->size)
+		ret = blockdev_pread(q->file, q->h.l1_table_offset, raw, (uint64_t)l1->size * 8);
+	if (ret) {
+		error_setg_errno(errp, ret, "reading the L1 table at 0x%" PRIx64, q->h.l1_table_offset);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < l1->size; i++) {
+		uint64_t e = qcow2_be64(raw + 8 * i), l2 = e & QCOW2_OFFSET_MASK;
+
+		if ((e & QCOW2_L1_RESERVED) || l2 % q->cluster_size ||
+		    (l2 && !range_within(l2, q->cluster_size, q->file->size)) ||
+		    (l2 && l2 < q->cluster_size)) {
+			error_setg(errp, "qcow2 L1 entry %u (at 0x%" PRIx64 ") is 0x%016" PRIx64 ": "
+				   "reserved bits set, or the L2 table is misaligned, in the header or "
+				   "past the end of the file", i, q->h.l1_table_offset + (uint64_t)8 * i, e);
+			goto fail;
+		}
+		atomic_init(&l1->e[i], e);
+	}
+	free(raw);
+	atomic_init(&q->l1, l1);
+	return 0;
+fail:
+	free(raw);
+	free(l1);
+	return -1;
+}
+
+static char *relative_to(const char *image, const char *name)
+{
+	char *copy, *dir, *out;
+
+	if (name[0] == '/' || !strchr(image, '/'))
+		return strdup(name);
+	copy = strdup(image);
+	if (!copy)
+		return NULL;
+	dir = dirname(copy);
+	if (asprintf(&out, "%s/%s", dir, name) < 0)
+		out = NULL;
+	free(copy);
+	return out;
+}
+
+static int open_backing(struct qcow2 *q, struct error **errp)
+{
+	struct blockdev_opts o = { 0 };
+	char *path;
+
+	if (!q->h.backing_file[0])
+		return 0;
+	path = relative_to(q->bs->filename, q->h.backing_file);
+	if (!path) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	o.cache = q->bs->cache;
+	o.readonly = true;
+	o.format = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
+	q->bs->backing = blockdev_open(path, &o, errp);
+	free(path);
+	if (!q->bs->backing) {
+		error_prepend(errp, "'%s': cannot open its backing file '%s'", q->bs->filename,
+			      q->h.backing_file);
+		return -1;
+	}
+	return 0;
+}
+
+static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	const char *name = blockdev_opt_get(ctx, "data-file");
+	struct blockdev_opts o = { 0 };
+	char *path;
+
+	q->data = q->file;
+	if (!(q->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
+		if (name) {
+			error_setg(errp, "'%s': data-file given but the image has no external data file",
+				   q->bs->filename);
+			return -1;
+		}
+		return 0;
+	}
+	if (!name && !q->h.has_data_file_ext) {
+		error_setg(errp, "'%s': the image uses an external data file but names none: give "
+			   "data-file=PATH", q->bs->filename);
+		return -1;
+	}
+	path = name ? strdup(name) : relative_to(q->bs->filename, q->h.data_file);
+	if (!path) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	o.cache = q->bs->cache;
+	o.readonly = q->read_only;
+	q->data_own = blockdev_open_file(path, &o, errp);
+	if (!q->data_own)
+		error_prepend(errp, "'%s': cannot open its data file '%s'", q->bs->filename, path);
+	free(path);
+	if (!q->data_own)
+		return -1;
+	q->data = q->data_own;
+	return 0;
+}
+
+static int take_options(struct qcow2 *q, struct blockdev_open_ctx *ctx, uint64_t *cache,
+			struct error **errp)
+{
+	const char *v = blockdev_opt_get(ctx, "l2-cache-size");
+	uint64_t table = (uint64_t)q->h.l1_size << q->cluster_bits;
+	bool barriers = true;
+
+	*cache = MIN(QCOW2_DEFAULT_L2_CACHE, MAX(table, 1ULL << 16));
+	if (v && parse_size("l2-cache-size", v, cache, errp))
+		return -1;
+	if (*cache > (1ULL << 40)) {
+		error_setg(errp, "l2-cache-size: %s is too large", v);
+		return -1;
+	}
+	v = blockdev_opt_get(ctx, "metadata-barriers");
+	if (v && parse_bool("metadata-barriers", v, &barriers, errp))
+		return -1;
+	q->ordered = barriers;
+	v = blockdev_opt_get(ctx, "repair");
+	if (v && parse_bool("repair", v, &q->repair, errp))
+		return -1;
+	return 0;
+}
+
+/* Read-write open: refuse what we must not write, clear autoclear bits we do not maintain. */
+static int prepare_writes(struct qcow2 *q, struct error **errp)
+{
+	uint64_t keep = QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+
+	if (q->repair)
+		goto autoclear;
+
+	if (q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
+		error_setg(errp, "'%s' is marked corrupt (incompatible feature bit 1): open it "
+			   "read-only, or repair it with 'vireo-img check -r all'", q->bs->filename);
+		return -1;
+	}
+	if (q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
+		error_setg(errp, "'%s' was not closed cleanly (dirty bit, lazy refcounts): repair its "
+			   "refcounts with 'vireo-img check -r all' first, or open it read-only",
+			   q->bs->filename);
+		return -1;
+	}
+autoclear:
+	/* we do not update bitmaps: bit 0 must go, so that readers know they are stale */
+	if (q->h.autoclear_features & ~keep) {
+		q->h.autoclear_features &= keep;
+		if (qcow2_header_update(q, 88, 96) || blockdev_flush(q->file)) {
+			error_setg(errp, "'%s': cannot clear the autoclear feature bits",
+				   q->bs->filename);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int alloc_buffers(struct qcow2 *q)
+{
+	q->cbuf = malloc(2 * q->cluster_size);
+	q->cbuf2 = malloc(q->cluster_size);
+	if (!q->cbuf || !q->cbuf2)
+		return -1;
+	for (unsigned i = 0; i < ARRAY_SIZE(q->rb); i++)
+		if (!(q->rb[i].buf = malloc(q->cluster_size)))
+			return -1;
+	return 0;
+}
+
+static void free_state(struct qcow2 *q)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(q->rb); i++)
+		free(q->rb[i].buf);
+	free(q->cbuf);
+	free(q->cbuf2);
+	free(q->reftable);
+	free(atomic_load_explicit(&q->l1, memory_order_relaxed));
+	for (unsigned i = 0; i < q->nr_retired; i++)
+		free(q->l1_retired[i]);
+	qcow2_cache_destroy(&q->cache);
+	if (q->data_own)
+		blockdev_close(q->data_own);
+	qcow2_header_free(&q->h);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+static int qcow2_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	struct qcow2 *q = calloc(1, sizeof(*q));
+	uint64_t cache_bytes;
+
+	if (!q) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&q->lock, NULL);
+	bs->opaque = q;
+	q->bs = bs;
+	q->file = bs->file;
+	q->read_only = bs->read_only;
+	q->file_size_at_open = bs->file->size;
+	q->end_cluster = 0;
+	if (read_header(q, errp))
+		goto fail;
+	set_geometry(q);
+	q->end_cluster = DIV_ROUND_UP(bs->file->size, q->cluster_size);
+	if (take_options(q, ctx, &cache_bytes, errp) || load_l1(q, errp) ||
+	    qcow2_load_reftable(q, errp) || open_data_file(q, ctx, errp))
+		goto fail;
+	if (qcow2_cache_init(&q->cache, cache_bytes, (1u << q->slice_bits) * q->entry_words) ||
+	    alloc_buffers(q)) {
+		error_setg(errp, "out of memory for the qcow2 caches");
+		goto fail;
+	}
+	if (!q->read_only && prepare_writes(q, errp))
+		goto fail;
+	if (open_backing(q, errp))
+		goto fail;
+	bs->size = q->h.size;
+	return 0;
+fail:
+	error_prepend(errp, "qcow2");
+	free_state(q);
+	bs->opaque = NULL;
+	return -1;
+}
+
+static void qcow2_close(struct blockdev *bs)
+{
+	struct qcow2 *q = qcow2_of(bs);
+
+	if (!q)
+		return;
+	if (!q->read_only) {
+		pthread_mutex_lock(&q->lock);
+		if (atomic_load_explicit(&q->corrupt, memory_order_relaxed) && q->h.version >= 3 &&
+		    !(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
+			q->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+			qcow2_header_update(q, 72, 80);
+		}
+		pthread_mutex_unlock(&q->lock);
+		blockdev_flush(q->file);
+		if (q->data != q->file)
+			blockdev_flush(q->data);
+	}
+	free_state(q);
+	bs->opaque = NULL;
+}
+
+static int qcow2_preadv(struct blockdev *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	struct qcow2 *q = qcow2_of(bs);
+
+	for (int i = 0; i < iovcnt; i++) {
+		int ret = qcow2_read(q, off, iov[i].iov_base, iov[i].iov_len);
+
+		if (ret)
+			return ret;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
+static int qcow2_pwritev(struct blockdev *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	struct qcow2 *q = qcow2_of(bs);
+
+	for (int i = 0; i < iovcnt; i++) {
+		int ret = qcow2_write(q, off, iov[i].iov_base, iov[i].iov_len);
+
+		if (ret)
+			return ret;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
+static int qcow2_flush(struct blockdev *bs)
+{
+	struct qcow2 *q = qcow2_of(bs);
+	int ret = blockdev_flush(q->file);
+
+	if (!ret && q->data != q->file)
+		ret = blockdev_flush(q->data);
+	return ret;
+}
+
+static int qcow2_discard(struct blockdev *bs, uint64_t off, uint64_t len)
+{
+	return qcow2_discard_range(qcow2_of(bs), off, len);
+}
+
+static int qcow2_write_zeroes(struct blockdev *bs, uint64_t off, uint64_t len,
+			      unsigned int flags)
+{
+	return qcow2_zero_range(qcow2_of(bs), off, len, flags);
+}
+
+static int qcow2_truncate(struct blockdev *bs, uint64_t size, struct error **errp)
+{
+	return qcow2_grow(qcow2_of(bs), size, errp);
+}
+
+static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)
+{
+	struct qcow2 *q = qcow2_of(bs);
+	struct json_object *o = json_object_new_object();
+	bool v3 = q->h.version >= 3;
+
+	if (!o) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	info->cluster_size = q->cluster_size;
+	info->dirty = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+	json_object_object_add(o, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
+	if (v3 && q->data != q->file) {
+		json_object_object_add(o, "data-file", json_object_new_string(
+			q->h.has_data_file_ext ? q->h.data_file : q->data->filename));
+		json_object_object_add(o, "data-file-raw", json_object_new_boolean(
+			q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW));
+	}
+	json_object_object_add(o, "compression-type", json_object_new_string(
+		q->h.compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib"));
+	if (v3)
+		json_object_object_add(o, "lazy-refcounts", json_object_new_boolean(
+			q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS));
+	json_object_object_add(o, "refcount-bits", json_object_new_int(q->refcount_bits));
+	if (v3) {
+		json_object_object_add(o, "corrupt", json_object_new_boolean(
+			(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) ||
+			atomic_load_explicit(&q->corrupt, memory_order_relaxed)));
+		json_object_object_add(o, "extended-l2", json_object_new_boolean(q->ext_l2));
+	}
+	info->specific = o;
+	return 0;
+}
+
+const struct blockdev_driver blockdev_qcow2 = {
+	.name = "qcow2",
+	.probe = qcow2_probe_score,
+	.open = qcow2_open,
+	.close = qcow2_close,
+	.map = qcow2_map_op,
+	.preadv = qcow2_preadv,
+	.pwritev = qcow2_pwritev,
+	.flush = qcow2_flush,
+	.discard = qcow2_discard,
+	.write_zeroes = qcow2_write_zeroes,
+	.block_status = qcow2_block_status,
+	.truncate = qcow2_truncate,
+	.info = qcow2_info,
+};

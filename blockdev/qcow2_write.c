@@ -1,0 +1,536 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * qcow2 writes: in-place writes to clusters we own (no lock), and under q->lock allocation,
+ * copy-on-write of partial clusters (from the backing file, a compressed or a shared cluster),
+ * new L2 tables, write-zeroes as zero clusters, discard, and growing the L1 table.
+ *
+ * Write order, so that a crash leaves at most leaked clusters:
+ *   refcount of a new cluster  ->  its contents (data, or a zeroed L2 table)  ->  barrier  ->
+ *   the L2 (or L1) entry pointing to it  ->  barrier  ->  refcount decrement of what it replaced.
+ * qcow2_barrier() is a flush of the file (and data file), skipped when the image was opened
+ * with metadata-barriers=off (vireo-img convert to a new file: a crash loses the file anyway).
+ */
+#include "blockdev/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int qcow2_barrier(struct qcow2 *q)
+{
+	int ret;
+
+	if (!q->ordered)
+		return 0;
+	ret = blockdev_flush(q->file);
+	if (!ret && q->data != q->file)
+		ret = blockdev_flush(q->data);
+	return ret;
+}
+
+int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to)
+{
+	uint8_t buf[QCOW2_HEADER_LEN] = { 0 };
+
+	qcow2_header_put_fixed(&q->h, buf);
+	return blockdev_pwrite(q->file, from, buf + from, to - from);
+}
+
+/* Writes the corrupt bit once a corruption was found (lock held). */
+static int check_corrupt(struct qcow2 *q)
+{
+	if (!atomic_load_explicit(&q->corrupt, memory_order_relaxed))
+		return 0;
+	if (q->h.version >= 3 && !(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
+		q->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+		qcow2_header_update(q, 72, 80);
+		blockdev_flush(q->file);
+	}
+	return -EIO;
+}
+
+static int write_l1_entry(struct qcow2 *q, uint64_t l1i, uint64_t v)
+{
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+	uint8_t raw[8];
+	int ret;
+
+	qcow2_put_be64(raw, v);
+	ret = blockdev_pwrite(q->file, q->h.l1_table_offset + l1i * 8, raw, 8);
+	if (!ret)
+		/* release: the new L2 table's contents (file and cache) before its pointer */
+		atomic_store_explicit(&l1->e[l1i], v, memory_order_release);
+	return ret;
+}
+
+/* The L2 table for L1 index @l1i, allocated if missing (lock held). */
+static int ensure_l2(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
+{
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+	uint64_t e = atomic_load_explicit(&l1->e[l1i], memory_order_relaxed);
+	uint8_t *zero;
+	int64_t off;
+	int ret;
+
+	*l2 = e & QCOW2_OFFSET_MASK;
+	if (*l2 && (e & QCOW2_OFLAG_COPIED))
+		return 0;
+	if (*l2) {
+		fprintf(stderr, "qcow2: %s: L2 table at 0x%" PRIx64 " is shared with an internal "
+			"snapshot: writing to it is not supported\n", q->bs->filename, *l2);
+		return -ENOTSUP;
+	}
+	off = qcow2_alloc_clusters(q, 1);
+	if (off < 0)
+		return (int)off;
+	zero = calloc(1, q->cluster_size);
+	if (!zero)
+		return -ENOMEM;
+	ret = blockdev_pwrite(q->file, (uint64_t)off, zero, q->cluster_size);
+	free(zero);
+	if (!ret)
+		ret = qcow2_barrier(q);
+	if (!ret)
+		ret = write_l1_entry(q, l1i, (uint64_t)off | QCOW2_OFLAG_COPIED);
+	*l2 = (uint64_t)off;
+	return ret;
+}
+
+/* Current contents of guest bytes [gco+from, gco+to) of the cluster at guest offset @gco whose
+ * L2 entry is @e, into @dst (which receives to-from bytes). Lock held. */
+static int cur_content(struct qcow2 *q, uint64_t gco, const uint64_t *e, uint64_t l2,
+		       uint64_t idx, uint64_t from, uint64_t to, uint8_t *dst)
+{
+	uint64_t unit = 1ULL << q->sc_bits;
+	int ret = 0;
+
+	if (from >= to)
+		return 0;
+	if (e[0] & QCOW2_OFLAG_COMPRESSED) {
+		uint8_t *tmp = malloc(q->cluster_size);
+
+		if (!tmp)
+			return -ENOMEM;
+		ret = qcow2_decompress(q, e[0], tmp);
+		if (!ret)
+			memcpy(dst, tmp + from, to - from);
+		free(tmp);
+		return ret;
+	}
+	for (uint64_t pos = from; pos < to && !ret;) {
+		uint64_t n = MIN(to, ALIGN_DOWN(pos, unit) + unit) - pos;
+		struct qcow2_run r;
+
+		ret = qcow2_decode(q, e, (unsigned)(pos >> q->sc_bits), l2, idx, &r);
+		if (ret)
+			break;
+		if (r.kind == QCOW2_DATA)
+			ret = blockdev_pread(q->data, r.host + (pos & (unit - 1)), dst + pos - from, n);
+		else if (r.kind == QCOW2_ZERO)
+			memset(dst + pos - from, 0, n);
+		else
+			ret = qcow2_read_backing(q, gco + pos, dst + pos - from, n);
+		pos += n;
+	}
+	return ret;
+}
+
+/* Host cluster for a new guest cluster: allocated, or the guest offset in a data file. */
+static int64_t new_cluster(struct qcow2 *q, uint64_t gco)
+{
+	if (q->data != q->file)
+		return (int64_t)gco;
+	return qcow2_alloc_clusters(q, 1);
+}
+
+/* Drops the reference an L2 entry held (after the entry no longer points there). */
+static int release_entry(struct qcow2 *q, uint64_t e0)
+{
+	if (q->data != q->file)
+		return 0;
+	if (e0 & QCOW2_OFLAG_COMPRESSED) {
+		unsigned x = 62 - (q->cluster_bits - 8);
+		uint64_t coff = e0 & ((1ULL << x) - 1);
+		uint64_t nsec = (e0 >> x) & ((1ULL << (q->cluster_bits - 8)) - 1);
+
+		return qcow2_free_range(q, ALIGN_DOWN(coff, 512), (nsec + 1) * 512);
+	}
+	if (e0 & QCOW2_OFFSET_MASK)
+		return qcow2_free_range(q, e0 & QCOW2_OFFSET_MASK, q->cluster_size);
+	return 0;
+}
+
+/* Publishes new entry @ne for (l2, idx) after the data is stable, then frees the old host
+ * cluster if the entry moved away from it. */
+static int commit_entry(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *old,
+			const uint64_t *ne)
+{
+	int ret = qcow2_barrier(q);
+
+	if (ret)
+		return ret;
+	if (old[0] == ne[0] && (!q->ext_l2 || old[1] == ne[1]))
+		return 0;
+	ret = qcow2_l2_set(q, l2, idx, ne);
+	if (ret)
+		return ret;
+	if ((old[0] & QCOW2_OFLAG_COMPRESSED) ||
+	    ((old[0] & QCOW2_OFFSET_MASK) && (old[0] & QCOW2_OFFSET_MASK) != (ne[0] & QCOW2_OFFSET_MASK))) {
+		ret = qcow2_barrier(q);
+		if (!ret)
+			ret = release_entry(q, old[0]);
+	}
+	return ret;
+}
+
+/* Rewrites the whole cluster into a fresh host cluster (standard entries, or a compressed or
+ * shared cluster with extended entries). */
+static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
+		       const uint64_t *e, uint64_t a, const uint8_t *p, uint64_t n, bool zero_rest)
+{
+	uint64_t host = e[0] & QCOW2_OFFSET_MASK, ne[2];
+	bool in_place = !(e[0] & QCOW2_OFLAG_COMPRESSED) && (e[0] & QCOW2_OFLAG_COPIED) &&
+			(host || q->data != q->file);
+	uint8_t *buf = q->cbuf2;
+	int ret;
+
+	if (!in_place) {
+		int64_t h = new_cluster(q, gco);
+
+		if (h < 0)
+			return (int)h;
+		host = (uint64_t)h;
+	}
+	if (zero_rest) {
+		memset(buf, 0, q->cluster_size);
+	} else {
+		ret = cur_content(q, gco, e, l2, idx, 0, a, buf);
+		if (!ret)
+			ret = cur_content(q, gco, e, l2, idx, a + n, q->cluster_size, buf + a + n);
+		if (ret)
+			return ret;
+	}
+	memcpy(buf + a, p, n);
+	ret = blockdev_pwrite(q->data, host, buf, q->cluster_size);
+	if (ret)
+		return ret;
+	ne[0] = host | QCOW2_OFLAG_COPIED;
+	ne[1] = 0xffffffffu; /* extended: every subcluster allocated */
+	return commit_entry(q, l2, idx, e, ne);
+}
+
+/* Extended L2, a cluster without a host cluster or one we own: touch only the subclusters
+ * written, filling their unwritten parts from their current contents. */
+static int write_subclusters(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
+			     const uint64_t *e, uint64_t a, const uint8_t *p, uint64_t n)
+{
+	uint64_t unit = 1ULL << q->sc_bits, lo = ALIGN_DOWN(a, unit), hi = ALIGN_UP(a + n, unit);
+	uint64_t host = e[0] & QCOW2_OFFSET_MASK, ne[2];
+	uint32_t mask = 0;
+	uint8_t *buf = q->cbuf2;
+	int ret;
+
+	if (!host && q->data == q->file) {
+		int64_t h = new_cluster(q, gco);
+
+		if (h < 0)
+			return (int)h;
+		host = (uint64_t)h;
+	} else if (!host) {
+		host = gco;
+	}
+	for (uint64_t s = lo >> q->sc_bits; s < hi >> q->sc_bits; s++)
+		mask |= 1u << s;
+	ret = cur_content(q, gco, e, l2, idx, lo, a, buf);
+	if (!ret)
+		ret = cur_content(q, gco, e, l2, idx, a + n, hi, buf + (a + n - lo));
+	if (ret)
+		return ret;
+	memcpy(buf + (a - lo), p, n);
+	ret = blockdev_pwrite(q->data, host + lo, buf, hi - lo);
+	if (ret)
+		return ret;
+	ne[0] = host | QCOW2_OFLAG_COPIED;
+	ne[1] = (e[1] | mask) & ~((uint64_t)mask << 32);
+	return commit_entry(q, l2, idx, e, ne);
+}
+
+/* One write inside one cluster (lock held). */
+static int write_locked(struct qcow2 *q, uint64_t off, const uint8_t *p, uint64_t n)
+{
+	uint64_t gco = ALIGN_DOWN(off, q->cluster_size), a = off - gco, l2, e[2] = { 0, 0 };
+	uint64_t gc = off >> q->cluster_bits, idx = gc & ((1ULL << q->l2_bits) - 1);
+	uint64_t host;
+	int ret = check_corrupt(q);
+
+	if (ret || (ret = ensure_l2(q, gc >> q->l2_bits, &l2)) || (ret = qcow2_l2_get(q, l2, idx, e)))
+		return ret;
+	host = e[0] & QCOW2_OFFSET_MASK;
+	if (!q->ext_l2) {
+		struct qcow2_run r;
+
+		if ((ret = qcow2_decode(q, e, 0, l2, idx, &r)))
+			return ret;
+		if (r.kind == QCOW2_DATA && r.copied)
+			return blockdev_pwrite(q->data, r.host + a, p, n);
+		return write_whole(q, gco, l2, idx, e, a, p, n, r.kind == QCOW2_ZERO);
+	}
+	if ((e[0] & QCOW2_OFLAG_COMPRESSED) || (host && !(e[0] & QCOW2_OFLAG_COPIED)))
+		return write_whole(q, gco, l2, idx, e, a, p, n, false);
+	return write_subclusters(q, gco, l2, idx, e, a, p, n);
+}
+
+int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
+{
+	const uint8_t *p = buf;
+
+	if (q->read_only)
+		return -EROFS;
+	while (len) {
+		uint64_t n = MIN(len, q->cluster_size - (off & (q->cluster_size - 1)));
+		struct qcow2_run run;
+		int ret = qcow2_lookup(q, off, n, false, &run);
+
+		if (!ret && run.kind == QCOW2_DATA && run.copied && run.len == n &&
+		    !atomic_load_explicit(&q->corrupt, memory_order_relaxed)) {
+			ret = blockdev_pwrite(q->data, run.host, p, n);
+		} else if (ret == 0 || ret == -EAGAIN) {
+			pthread_mutex_lock(&q->lock);
+			ret = write_locked(q, off, p, n);
+			pthread_mutex_unlock(&q->lock);
+		}
+		if (ret)
+			return ret;
+		off += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Makes whole clusters or subclusters of one cluster read as zeroes (lock held). */
+static int zero_locked(struct qcow2 *q, uint64_t off, uint64_t n, unsigned int flags)
+{
+	uint64_t gc = off >> q->cluster_bits, l1i = gc >> q->l2_bits, l2, e[2] = { 0, 0 }, ne[2];
+	uint64_t idx = gc & ((1ULL << q->l2_bits) - 1), a = off & (q->cluster_size - 1);
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+	uint64_t host;
+	int ret = check_corrupt(q);
+
+	if (ret)
+		return ret;
+	if (!(atomic_load_explicit(&l1->e[l1i], memory_order_relaxed) & QCOW2_OFFSET_MASK) &&
+	    !q->bs->backing)
+		return 0; /* no L2 table, no backing: already reads zeroes */
+	if ((ret = ensure_l2(q, l1i, &l2)) || (ret = qcow2_l2_get(q, l2, idx, e)))
+		return ret;
+	host = e[0] & QCOW2_OFFSET_MASK;
+	if (q->ext_l2 && ((e[0] & QCOW2_OFLAG_COMPRESSED) || (host && !(e[0] & QCOW2_OFLAG_COPIED)))) {
+		uint8_t *zero = calloc(1, n);
+
+		if (!zero)
+			return -ENOMEM;
+		ret = write_whole(q, off - a, l2, idx, e, a, zero, n, false);
+		free(zero);
+		return ret;
+	}
+	if (q->ext_l2) {
+		uint32_t mask = 0;
+
+		for (uint64_t s = a >> q->sc_bits; s < (a + n) >> q->sc_bits; s++)
+			mask |= 1u << s;
+		ne[0] = e[0];
+		ne[1] = (e[1] & ~(uint64_t)mask) | ((uint64_t)mask << 32);
+		if ((uint32_t)ne[1] == 0 && host && (flags & BLOCKDEV_ZERO_MAY_UNMAP)) {
+			ne[0] = 0; /* nothing left allocated: give the cluster back */
+		}
+		return commit_entry(q, l2, idx, e, ne);
+	}
+	bool keep = host && (e[0] & QCOW2_OFLAG_COPIED) && !(flags & BLOCKDEV_ZERO_MAY_UNMAP) &&
+		    !(e[0] & QCOW2_OFLAG_COMPRESSED);
+
+	ne[0] = QCOW2_OFLAG_ZERO | (keep ? host | QCOW2_OFLAG_COPIED : 0);
+	ne[1] = 0;
+	return commit_entry(q, l2, idx, e, ne);
+}
+
+static bool can_zero_in_metadata(const struct qcow2 *q)
+{
+	return q->h.version >= 3 && !(q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+}
+
+int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int flags)
+{
+	uint64_t unit = 1ULL << q->sc_bits;
+	uint8_t *zero = NULL;
+	int ret = 0;
+
+	if (q->read_only)
+		return -EROFS;
+	while (len && !ret) {
+		uint64_t n = MIN(len, q->cluster_size - (off & (q->cluster_size - 1)));
+
+		if (can_zero_in_metadata(q) && IS_ALIGNED(off, unit) && n >= unit) {
+			n = ALIGN_DOWN(n, unit);
+			pthread_mutex_lock(&q->lock);
+			ret = zero_locked(q, off, n, flags);
+			pthread_mutex_unlock(&q->lock);
+		} else {
+			if (!can_zero_in_metadata(q) && !q->bs->backing) {
+				struct qcow2_run run;
+
+				ret = qcow2_lookup(q, off, n, false, &run);
+				if (!ret && run.kind == QCOW2_UNALLOCATED) {
+					n = run.len;
+					goto next;
+				}
+			}
+			n = MIN(n, IS_ALIGNED(off, unit) ? n : unit - (off & (unit - 1)));
+			if (!zero && !(zero = calloc(1, q->cluster_size)))
+				return -ENOMEM;
+			ret = qcow2_write(q, off, zero, n);
+		}
+next:
+		off += n;
+		len -= n;
+	}
+	free(zero);
+	return ret;
+}
+
+static int discard_locked(struct qcow2 *q, uint64_t off)
+{
+	uint64_t gc = off >> q->cluster_bits, l1i = gc >> q->l2_bits, l2, e[2] = { 0, 0 }, ne[2];
+	uint64_t idx = gc & ((1ULL << q->l2_bits) - 1);
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+	uint64_t l1e = atomic_load_explicit(&l1->e[l1i], memory_order_relaxed);
+	int ret = check_corrupt(q);
+
+	if (ret || !(l1e & QCOW2_OFFSET_MASK))
+		return ret;
+	if (!(l1e & QCOW2_OFLAG_COPIED))
+		return 0; /* shared with a snapshot: leave it */
+	l2 = l1e & QCOW2_OFFSET_MASK;
+	if ((ret = qcow2_l2_get(q, l2, idx, e)))
+		return ret;
+	if (!e[0] && !e[1])
+		return 0;
+	/* v3: the cluster reads as zeroes (not the backing file's data, not stale data) */
+	ne[0] = q->h.version >= 3 && !q->ext_l2 ? QCOW2_OFLAG_ZERO : 0;
+	ne[1] = q->ext_l2 ? 0xffffffff00000000ULL : 0;
+	if (!q->bs->backing && !(e[0] & QCOW2_OFFSET_MASK) && !(e[0] & QCOW2_OFLAG_COMPRESSED))
+		return 0;
+	return commit_entry(q, l2, idx, e, ne);
+}
+
+int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+	int ret = 0;
+
+	if (q->read_only)
+		return -EROFS;
+	off = ALIGN_UP(off, q->cluster_size);
+	if (end != q->bs->size)
+		end = ALIGN_DOWN(end, q->cluster_size);
+	pthread_mutex_lock(&q->lock);
+	for (; off < end && !ret; off += q->cluster_size)
+		ret = discard_locked(q, off);
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+/* A bigger L1 table, written to fresh clusters and switched to in the header (lock held). */
+static int grow_l1(struct qcow2 *q, uint64_t need, struct error **errp)
+{
+	struct qcow2_l1 *old = atomic_load_explicit(&q->l1, memory_order_relaxed), *nl1;
+	uint64_t bytes = ALIGN_UP(need * 8, q->cluster_size), entries = bytes / 8;
+	uint64_t old_off = q->h.l1_table_offset, old_size = q->h.l1_size;
+	uint8_t *raw;
+	int64_t off;
+	int ret;
+
+	if (bytes > QCOW2_MAX_L1_BYTES || q->nr_retired == ARRAY_SIZE(q->l1_retired)) {
+		error_setg(errp, "the L1 table would need %" PRIu64 " entries: too many (or too "
+			   "many resizes in one session)", need);
+		return -1;
+	}
+	nl1 = calloc(1, sizeof(*nl1) + entries * 8);
+	raw = calloc(1, bytes);
+	if (!nl1 || !raw) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	nl1->size = (uint32_t)entries;
+	for (uint32_t i = 0; i < old->size; i++) {
+		uint64_t v = atomic_load_explicit(&old->e[i], memory_order_relaxed);
+
+		atomic_store_explicit(&nl1->e[i], v, memory_order_relaxed);
+		qcow2_put_be64(raw + 8 * i, v);
+	}
+	off = qcow2_alloc_clusters(q, bytes >> q->cluster_bits);
+	ret = off < 0 ? (int)off : blockdev_pwrite(q->file, (uint64_t)off, raw, bytes);
+	if (!ret)
+		ret = qcow2_barrier(q);
+	if (ret)
+		goto fail;
+	q->h.l1_table_offset = (uint64_t)off;
+	q->h.l1_size = (uint32_t)entries;
+	ret = qcow2_header_update(q, 36, 48);
+	if (!ret)
+		ret = qcow2_barrier(q);
+	if (ret) {
+		q->h.l1_table_offset = old_off;
+		q->h.l1_size = (uint32_t)old_size;
+		goto fail;
+	}
+	/* release: the copied entries before the new table's pointer; the old array stays alive
+	 * (retired) because a reader may still hold it */
+	atomic_store_explicit(&q->l1, nl1, memory_order_release);
+	q->l1_retired[q->nr_retired++] = old;
+	free(raw);
+	if (old_size)
+		return qcow2_free_range(q, old_off, ALIGN_UP(old_size * 8, q->cluster_size)) ? -1 : 0;
+	return 0;
+fail:
+	error_setg_errno(errp, ret, "growing the L1 table");
+	free(nl1);
+	free(raw);
+	return -1;
+}
+
+int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp)
+{
+	uint64_t need = qcow2_l1_entries_for(size, q->cluster_bits, q->ext_l2), old = q->h.size;
+	int ret = 0;
+
+	if (q->read_only) {
+		error_setg(errp, "%s is read-only", q->bs->filename);
+		return -1;
+	}
+	if (size < q->h.size) {
+		error_setg(errp, "shrinking a qcow2 image is not supported (%" PRIu64 " < %" PRIu64 ")",
+			   size, q->h.size);
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	if (need > atomic_load_explicit(&q->l1, memory_order_relaxed)->size &&
+	    grow_l1(q, need, errp))
+		ret = -1;
+	if (!ret) {
+		q->h.size = size;
+		if (qcow2_header_update(q, 24, 32) || qcow2_barrier(q)) {
+			q->h.size = old;
+			error_setg(errp, "writing the new size into the header of %s", q->bs->filename);
+			ret = -1;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (!ret)
+		q->bs->size = size;
+	return ret;
+}

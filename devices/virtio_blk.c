@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* virtio-blk device: config space and the iothread data path; ownership is in virtio_blk.h. */
+#include "devices/virtio_blk.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "blockdev/blockdev.h"
+#include "common/util.h"
+#include "devices/virtio_pci.h"
+#include "iothreads/iothread.h"
+
+#define VBLK_CONFIG_LEN 60
+#define VBLK_MAX_DISCARD_SECTORS (UINT32_MAX / VBLK_SECTOR)
+#define VBLK_SIZE_MAX (1u << 20) /* largest single segment we advertise */
+#define PCI_CLASS_STORAGE_SCSI 0x010000
+/* buffers per chain we accept: SEG_MAX data segments + header + status */
+#define VBLK_MAX_CHAIN 256
+
+struct vblk_queue;
+
+/* One guest request in flight; the pool of a queue holds queue_size of them. */
+struct vblk_req {
+	struct blockdev_req breq;
+	struct vblk_queue *q;
+	uint16_t head;
+	uint8_t *status;
+	uint32_t used_len; /* bytes written into the writable part, status included */
+	bool flush_after;  /* write-through: FLUSH was not negotiated */
+	struct vblk_req *next_free;
+	struct iovec *iov;  /* cap entries: the popped chain */
+	struct iovec *data; /* cap entries: the data part */
+};
+
+struct vblk_queue {
+	struct vblk *dev;
+	unsigned int index;
+	struct virtq *vq;           /* the transport's queue; ours while running */
+	struct iothread *it;
+	struct blockdev_queue *bq;  /* shared by the device's queues on the same iothread */
+	struct iothread_source src;
+	struct vblk_req *reqs;
+	struct vblk_req *free;
+	struct iovec *iov_pool;
+	unsigned int cap;           /* iovec entries per request */
+	bool pushed;                /* used entries added since the last flush */
+	bool broken_reported;
+	bool running;
+};
+
+struct vblk {
+	struct vpci_dev vpci;
+	char name[32];
+	struct blockdev *bs;
+	bool read_only;
+	char serial[VIRTIO_BLK_ID_BYTES];
+	size_t serial_len;
+	unsigned int nr_queues;
+	unsigned int queue_size;
+	struct vblk_queue *queues;
+	/* distinct iothreads of this device and the blockdev queue on each */
+	unsigned int nr_its;
+	struct iothread **its;
+	struct blockdev_queue **bqs;
+	uint8_t config[VBLK_CONFIG_LEN];
+	struct vblk_limits lim; /* parser limits; features filled in at activation */
+	bool writethrough;      /* the driver did not negotiate FLUSH: writes are made stable */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Data path (the queue's iothread)
+ */
+
+static void req_complete(struct vblk_queue *q, struct vblk_req *r, uint8_t status)
+{
+	if (r->status)
+		*r->status = status; /* published by virtq_push's release store */
+	virtq_push(q->vq, r->head, r->status ? r->used_len : 0);
+	q->pushed = true;
+	r->next_free = q->free;
+	q->free = r;
+}
+
+static uint8_t errno_status(int ret)
+{
+	if (ret == 0)
+		return VIRTIO_BLK_S_OK;
+	if (ret == -EOPNOTSUPP || ret == -ENOTSUP)
+		return VIRTIO_BLK_S_UNSUPP;
+	return VIRTIO_BLK_S_IOERR;
+}
+
+static void req_done(struct blockdev_req *breq, int ret)
+{
+	struct vblk_req *r = container_of(breq, struct vblk_req, breq);
+
+	if (ret == 0 && r->flush_after) {
+		/* a driver without FLUSH expects a completed write to be stable */
+		r->flush_after = false;
+		memset(&r->breq, 0, sizeof(r->breq));
+		r->breq.op = BLOCKDEV_OP_FLUSH;
+		r->breq.done = req_done;
+		blockdev_submit(r->q->bq, &r->breq);
+		return;
+	}
+	if (ret < 0 && r->breq.op == BLOCKDEV_OP_READ)
+		r->used_len = 1; /* nothing valid was read */
+	req_complete(r->q, r, errno_status(ret));
+}
+
+static void copy_serial(struct vblk *b, const struct vblk_parsed *p)
+{
+	uint8_t id[VIRTIO_BLK_ID_BYTES] = { 0 };
+	const uint8_t *s = id;
+
+	memcpy(id, b->serial, b->serial_len);
+	for (unsigned int i = 0; i < p->data_cnt; i++) {
+		memcpy(p->data[i].iov_base, s, p->data[i].iov_len);
+		s += p->data[i].iov_len;
+	}
+}
+
+/* Starts one popped request; every path ends in req_complete now or in req_done later. */
+static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct virtq_elem *e)
+{
+	struct vblk *b = q->dev;
+	struct vblk_parsed p = { .data = r->data };
+	enum vblk_err err = vblk_parse(e, &b->lim, &p);
+
+	r->head = e->head;
+	r->status = p.status;
+	r->used_len = 1;
+	r->flush_after = false;
+	if (err != VBLK_OK) {
+		req_complete(q, r, vblk_err_status(err));
+		return;
+	}
+	memset(&r->breq, 0, sizeof(r->breq));
+	r->breq.done = req_done;
+	switch (p.type) {
+	case VIRTIO_BLK_T_IN:
+		r->used_len = (uint32_t)MIN(p.len + 1, (uint64_t)UINT32_MAX);
+		r->breq.op = BLOCKDEV_OP_READ;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		r->breq.op = BLOCKDEV_OP_WRITE;
+		r->flush_after = b->writethrough;
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		r->breq.op = BLOCKDEV_OP_FLUSH;
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+		r->breq.op = BLOCKDEV_OP_DISCARD;
+		break;
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		r->breq.op = BLOCKDEV_OP_WRITE_ZEROES;
+		if (p.seg_flags & VIRTIO_BLK_SEG_F_UNMAP)
+			r->breq.flags = BLOCKDEV_ZERO_MAY_UNMAP;
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		copy_serial(b, &p);
+		r->used_len = (uint32_t)p.len + 1;
+		req_complete(q, r, VIRTIO_BLK_S_OK);
+		return;
+	}
+	r->breq.offset = p.offset;
+	r->breq.len = p.len;
+	if (r->breq.op == BLOCKDEV_OP_READ || r->breq.op == BLOCKDEV_OP_WRITE) {
+		if (p.data_cnt == 0) { /* zero-length transfer: nothing to do */
+			req_complete(q, r, VIRTIO_BLK_S_OK);
+			return;
+		}
+		r->breq.iov = p.data;
+		r->breq.iovcnt = (int)p.data_cnt;
+	}
+	if ((r->breq.op == BLOCKDEV_OP_DISCARD || r->breq.op == BLOCKDEV_OP_WRITE_ZEROES) &&
+	    p.len == 0) {
+		req_complete(q, r, VIRTIO_BLK_S_OK);
+		return;
+	}
+	blockdev_submit(q->bq, &r->breq);
+}
+
+static int queue_poll(struct iothread_source *src)
+{
+	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
+	int n = 0;
+
+	while (q->free) {
+		struct vblk_req *r = q->free;
+		struct virtq_elem e = { .iov = r->iov, .cap = q->cap };
+		int ret = virtq_pop(q->vq, &e);
+
+		if (ret == 0)
+			break;
+		if (ret < 0) {
+			if (!q->broken_reported) {
+				q->broken_reported = true;
+				fprintf(stderr, "vireo: %s: queue %u: the driver corrupted "
+					"the ring; device needs reset\n", q->dev->name, q->index);
+				vpci_set_needs_reset(&q->dev->vpci);
+			}
+			break;
+		}
+		q->free = r->next_free;
+		n++;
+		req_start(q, r, &e);
+	}
+	return n;
+}
+
+static void queue_notify_enable(struct iothread_source *src, bool enable)
+{
+	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
+
+	/* virtq_set_notify ends with the full barrier the iothread's sleep protocol needs */
+	virtq_set_notify(q->vq, enable);
+}
+
+static void queue_flush(struct iothread_source *src)
+{
+	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
+
+	if (!q->pushed)
+		return;
+	q->pushed = false;
+	if (virtq_should_notify(q->vq) && q->vq->call_fd >= 0)
+		eventfd_write(q->vq->call_fd, 1);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Control plane (vCPU thread under the vpci lock, or main)
+ */
+
+static void config_read(void *opaque, uint32_t off, void *data, unsigned int len)
+{
+	struct vblk *b = opaque;
+
+	memcpy(data, &b->config[off], len);
+}
+
+static void pool_reset(struct vblk_queue *q)
+{
+	q->free = NULL;
+	for (unsigned int i = q->dev->queue_size; i-- > 0;) {
+		q->reqs[i].next_free = q->free;
+		q->free = &q->reqs[i];
+	}
+	q->pushed = false;
+	q->broken_reported = false;
+}
+
+struct drain_arg {
+	struct blockdev_queue *bq;
+};
+
+static int drain_on_iothread(void *arg)
+{
+	struct drain_arg *a = arg;
+
+	return blockdev_queue_drain(a->bq);
+}
+
+static void vblk_reset(void *opaque, struct vpci_dev *v)
+{
+	struct vblk *b = opaque;
+
+	/* first stop taking guest requests on every queue, then wait for what is in flight */
+	for (unsigned int i = 0; i < b->nr_queues; i++) {
+		struct vblk_queue *q = &b->queues[i];
+
+		if (q->running)
+			iothread_remove_source(q->it, &q->src);
+	}
+	for (unsigned int i = 0; i < b->nr_its; i++) {
+		struct drain_arg a = { b->bqs[i] };
+		int ret = iothread_run_sync(b->its[i], drain_on_iothread, &a);
+
+		if (ret < 0)
+			fprintf(stderr, "vireo: %s: draining requests on %s failed: %s\n", b->name,
+				iothread_name(b->its[i]), strerror(-ret));
+	}
+	for (unsigned int i = 0; i < b->nr_queues; i++)
+		b->queues[i].running = false;
+}
+
+static int vblk_activate(void *opaque, struct vpci_dev *v)
+{
+	struct vblk *b = opaque;
+
+	b->lim.discard = vpci_has_feature(v, VIRTIO_BLK_F_DISCARD);
+	b->lim.write_zeroes = vpci_has_feature(v, VIRTIO_BLK_F_WRITE_ZEROES);
+	b->writethrough = !vpci_has_feature(v, VIRTIO_BLK_F_FLUSH);
+	for (unsigned int i = 0; i < b->nr_queues; i++) {
+		struct vblk_queue *q = &b->queues[i];
+		struct error *err = NULL;
+
+		if (!v->queues[i].enabled)
+			continue;
+		pool_reset(q);
+		q->src = (struct iothread_source){ .poll = queue_poll,
+						   .notify_enable = queue_notify_enable,
+						   .flush = queue_flush,
+						   .kick_fd = q->vq->kick_fd };
+		if (iothread_add_source(q->it, &q->src, &err) < 0) {
+			fprintf(stderr, "vireo: %s: queue %u: %s\n", b->name, i, error_msg(err));
+			error_free(err);
+			goto fail;
+		}
+		q->running = true;
+	}
+	return 0;
+fail:
+	vblk_reset(b, v);
+	return -EIO;
+}
+
+static const struct virtio_device_ops vblk_ops = {
+	.config_read = config_read,
+	.config_write = NULL, /* no writable fields: CONFIG_WCE is not offered */
+	.activate = vblk_activate,
+	.reset = vblk_reset,
+};
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	v = htole16(v);
+	memcpy(p, &v, 2);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+/* struct virtio_blk_config, up to write_zeroes_may_unmap and its padding */
+static void config_fill(struct vblk *b, uint32_t blk_size, uint32_t seg_max)
+{
+	uint8_t *c = b->config;
+	unsigned int exp = 0;
+	uint32_t align_sectors = blk_size / VBLK_SECTOR;
+
+	while ((VBLK_SECTOR << exp) < blk_size)
+		exp++;
+	memset(c, 0, sizeof(b->config));
+	put_le64(c + 0, b->lim.capacity);
+	put_le32(c + 8, VBLK_SIZE_MAX);
+	put_le32(c + 12, seg_max);
+	/* geometry (16..19) left 0: not offered */
+	put_le32(c + 20, blk_size);
+	c[24] = (uint8_t)exp; /* physical_block_exp: logical blocks per physical block, log2 */
+	c[25] = 0;            /* alignment_offset */
+	put_le16(c + 26, 1);  /* min_io_size, in logical blocks */
+	put_le32(c + 28, 0);  /* opt_io_size */
+	c[32] = 0;            /* writeback (CONFIG_WCE not offered) */
+	put_le16(c + 34, (uint16_t)b->nr_queues);
+	put_le32(c + 36, VBLK_MAX_DISCARD_SECTORS);
+	put_le32(c + 40, VBLK_MAX_SEGS);
+	put_le32(c + 44, align_sectors);
+	put_le32(c + 48, VBLK_MAX_DISCARD_SECTORS);
+	put_le32(c + 52, VBLK_MAX_SEGS);
+	c[56] = 1; /* write_zeroes_may_unmap */
+}
+
+struct free_arg {
+	struct blockdev_queue *bq;
+};
+
+static int free_on_iothread(void *arg)
+{
+	struct free_arg *a = arg;
+
+	blockdev_queue_free(a->bq);
+	return 0;
+}
+
+static void vblk_free(struct vblk *b)
+{
+	for (unsigned int i = 0; i < b->nr_its; i++) {
+		struct free_arg a = { b->bqs[i] };
+
+		if (b->bqs[i])
+			iothread_run_sync(b->its[i], free_on_iothread, &a);
+	}
+	if (b->queues)
+		for (unsigned int i = 0; i < b->nr_queues; i++) {
+			free(b->queues[i].reqs);
+			free(b->queues[i].iov_pool);
+		}
+	free(b->queues);
+	free(b->its);
+	free(b->bqs);
+	free(b);
+}
+
+static int queues_init(struct vblk *b, const struct vblk_opts *o, struct error **errp)
+{
+	b->queues = calloc(b->nr_queues, sizeof(*b->queues));
+	b->its = calloc(b->nr_queues, sizeof(*b->its));
+	b->bqs = calloc(b->nr_queues, sizeof(*b->bqs));
+	if (!b->queues || !b->its || !b->bqs)
+		goto oom;
+	for (unsigned int i = 0; i < b->nr_queues; i++) {
+		struct vblk_queue *q = &b->queues[i];
+		unsigned int j;
+
+		for (j = 0; j < b->nr_its && b->its[j] != o->iothreads[i]; j++)
+			;
+		if (j == b->nr_its) {
+			b->its[j] = o->iothreads[i];
+			b->bqs[j] = blockdev_queue_new(b->bs, b->its[j], errp);
+			if (!b->bqs[j])
+				return -1;
+			b->nr_its++;
+		}
+		q->dev = b;
+		q->index = i;
+		q->it = b->its[j];
+		q->bq = b->bqs[j];
+		q->cap = MIN(b->queue_size, VBLK_MAX_CHAIN);
+		q->reqs = calloc(b->queue_size, sizeof(*q->reqs));
+		q->iov_pool = calloc((size_t)b->queue_size * 2 * q->cap, sizeof(*q->iov_pool));
+		if (!q->reqs || !q->iov_pool)
+			goto oom;
+		for (unsigned int r = 0; r < b->queue_size; r++) {
+			q->reqs[r].q = q;
+			q->reqs[r].iov = &q->iov_pool[(size_t)r * 2 * q->cap];
+			q->reqs[r].data = q->reqs[r].iov + q->cap;
+		}
+	}
+	return 0;
+oom:
+	error_setg(errp, "%s: out of memory for %u queues of %u", b->name, b->nr_queues,
+		   b->queue_size);
+	return -1;
+}
+
+struct vblk *vblk_create(struct vm *vm, const char *name, const struct vblk_opts *o,
+			 struct error **errp)
+{
+	struct vblk *b;
+	uint64_t features;
+	uint32_t blk_size;
+
+	if (o->num_queues == 0 || o->num_queues >= VPCI_MAX_QUEUES || o->queue_size < 4 ||
+	    o->queue_size > VIRTQ_MAX_SIZE || (o->queue_size & (o->queue_size - 1))) {
+		error_setg(errp, "%s: bad geometry: %u queues of size %u (size: a power of two, "
+			   "4..%u)", name, o->num_queues, o->queue_size, VIRTQ_MAX_SIZE);
+		return NULL;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		error_setg(errp, "%s: out of memory", name);
+		return NULL;
+	}
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->bs = o->bs;
+	b->read_only = o->read_only || o->bs->read_only;
+	b->nr_queues = o->num_queues;
+	b->queue_size = o->queue_size;
+	if (o->serial) {
+		b->serial_len = MIN(strlen(o->serial), sizeof(b->serial));
+		memcpy(b->serial, o->serial, b->serial_len);
+	}
+	blk_size = MAX(VBLK_SECTOR, o->bs->file ? o->bs->file->align : o->bs->align);
+	b->lim = (struct vblk_limits){
+		.capacity = o->bs->size / VBLK_SECTOR,
+		.read_only = b->read_only,
+		.max_discard_sectors = VBLK_MAX_DISCARD_SECTORS,
+		.max_write_zeroes_sectors = VBLK_MAX_DISCARD_SECTORS,
+		.max_segs = VBLK_MAX_SEGS,
+	};
+	config_fill(b, blk_size, MIN(b->queue_size, VBLK_MAX_CHAIN) - 2);
+	if (queues_init(b, o, errp) < 0)
+		goto err;
+	features = 1ull << VIRTIO_BLK_F_SIZE_MAX | 1ull << VIRTIO_BLK_F_SEG_MAX |
+		   1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
+		   1ull << VIRTIO_BLK_F_TOPOLOGY | 1ull << VIRTIO_BLK_F_MQ;
+	if (b->read_only)
+		features |= 1ull << VIRTIO_BLK_F_RO;
+	else
+		features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	if (vpci_init(&b->vpci, vm, b->name, VIRTIO_ID_BLOCK, PCI_CLASS_STORAGE_SCSI, features,
+		      b->nr_queues, (uint16_t)b->queue_size, VBLK_CONFIG_LEN, &vblk_ops, b,
+		      errp) < 0)
+		goto err;
+	for (unsigned int i = 0; i < b->nr_queues; i++)
+		b->queues[i].vq = &b->vpci.queues[i].vq;
+	return b;
+err:
+	vblk_free(b);
+	return NULL;
+}
+
+struct pci_device *vblk_pci(struct vblk *b)
+{
+	return &b->vpci.pci;
+}
+
+void vblk_destroy(struct vblk *b)
+{
+	if (!b)
+		return;
+	vpci_destroy(&b->vpci); /* resets the device: sources removed, requests drained */
+	vblk_free(b);
+}

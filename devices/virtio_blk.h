@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * virtio-blk (virtio 1.2 section 5.2): request parsing (virtio_blk_req.c, pure) and the device
+ * (virtio_blk.c) whose queues run on iothreads.
+ *
+ * Ownership. The device is built by the main thread. Its transport state belongs to virtio-pci
+ * (vpci lock). From DRIVER_OK until reset each enabled queue (struct vblk_queue: its virtq, its
+ * request pool, its iothread_source) belongs to one iothread, which pops chains, submits
+ * blockdev requests on that iothread's blockdev queue, completes them (status byte, used
+ * element) and raises the queue's interrupt through its call eventfd; no lock is taken on that
+ * path. Activation and reset run on a vCPU thread under the vpci lock and reach the iothreads
+ * only through iothread_add_source / iothread_remove_source / iothread_run_sync, which are
+ * synchronous: after reset returns, no iothread touches a ring of this device.
+ *
+ * Every popped chain completes exactly once: with the blockdev result, or with the status the
+ * parser chose (IOERR, UNSUPP); a chain whose status byte cannot be located (no writable byte,
+ * a loop, a bad descriptor index) is returned with used.len = 0 and no status. A corrupt ring
+ * (avail index too far ahead, head out of range) puts the device in DEVICE_NEEDS_RESET.
+ */
+#ifndef VIREO_DEVICES_VIRTIO_BLK_H
+#define VIREO_DEVICES_VIRTIO_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "common/error.h"
+#include "devices/virtqueue.h"
+
+struct vm;
+struct blockdev;
+struct iothread;
+struct pci_device;
+struct vblk;
+
+#define VIRTIO_ID_BLOCK 2
+
+#define VIRTIO_BLK_F_SIZE_MAX 1
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_TOPOLOGY 10
+#define VIRTIO_BLK_F_MQ 12
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_SEG_F_UNMAP 1u
+#define VBLK_SECTOR 512u
+#define VBLK_HDR_SIZE 16
+#define VBLK_SEG_SIZE 16
+/* discard / write-zeroes segments per request that the device accepts (it advertises this) */
+#define VBLK_MAX_SEGS 1
+
+/* Why a request was refused; each maps to one status (vblk_err_status). */
+enum vblk_err {
+	VBLK_OK = 0,
+	VBLK_ERR_CHAIN,       /* the descriptor chain is malformed (elem.err) */
+	VBLK_ERR_NO_STATUS,   /* no device-writable byte at the end for the status */
+	VBLK_ERR_SHORT_HDR,   /* fewer than 16 readable bytes of header */
+	VBLK_ERR_UNSUPP_TYPE, /* unknown request type, or its feature was not negotiated */
+	VBLK_ERR_UNALIGNED,   /* data length not a multiple of 512 */
+	VBLK_ERR_RANGE,       /* sectors beyond the capacity */
+	VBLK_ERR_READ_ONLY,   /* a write, discard or write-zeroes to a read-only drive */
+	VBLK_ERR_SEGS,        /* discard/write-zeroes payload not 1..max segments of 16 bytes */
+	VBLK_ERR_SEG_FLAGS,   /* unknown segment flags, or unmap on a discard */
+	VBLK_ERR_SEG_TOO_BIG, /* num_sectors above max_discard/write_zeroes_sectors */
+	VBLK_ERR_GET_ID_SHORT, /* GET_ID with no room for the id */
+};
+
+/* Status byte for @err: IOERR, or UNSUPP for UNSUPP_TYPE and SEG_FLAGS. */
+uint8_t vblk_err_status(enum vblk_err err);
+const char *vblk_err_name(enum vblk_err err);
+
+/* What the parser checks against. */
+struct vblk_limits {
+	uint64_t capacity; /* sectors */
+	bool read_only;
+	bool discard;      /* VIRTIO_BLK_F_DISCARD negotiated */
+	bool write_zeroes; /* VIRTIO_BLK_F_WRITE_ZEROES negotiated */
+	uint32_t max_discard_sectors;
+	uint32_t max_write_zeroes_sectors;
+	uint32_t max_segs; /* discard / write-zeroes segments, >= 1 */
+};
+
+/**
+ * struct vblk_parsed - a request, checked
+ * @type: VIRTIO_BLK_T_*
+ * @sector: header sector (IN, OUT)
+ * @offset, @len: bytes: IN/OUT the data range; DISCARD/WRITE_ZEROES the (single) segment's
+ * @seg_flags: DISCARD/WRITE_ZEROES segment flags
+ * @data: IN/OUT/GET_ID buffers (the header and status byte cut off), in the caller's array
+ * @data_cnt: entries in @data
+ * @status: host pointer to the status byte, or NULL when it cannot be located; set even when
+ *          parsing fails, so the caller can write vblk_err_status()
+ */
+struct vblk_parsed {
+	uint32_t type;
+	uint64_t sector;
+	uint64_t offset, len;
+	uint32_t seg_flags;
+	struct iovec *data;
+	unsigned int data_cnt;
+	uint8_t *status;
+};
+
+/**
+ * vblk_parse - check one popped chain (pure: reads the element and guest buffers, writes @p)
+ * @e: the element from virtq_pop
+ * @lim: capacity, features, limits
+ * @p: result; p->data must point to an array of at least e->nr_out + e->nr_in entries
+ *
+ * Copies the header (and segments) out of guest memory before looking at them. Returns VBLK_OK
+ * or the first reason the request must fail.
+ */
+enum vblk_err vblk_parse(const struct virtq_elem *e, const struct vblk_limits *lim,
+			 struct vblk_parsed *p);
+
+/**
+ * struct vblk_opts - one virtio-blk device
+ * @bs: the image (top node); the device does not own it
+ * @read_only: offer VIRTIO_BLK_F_RO (writes get IOERR)
+ * @serial: GET_ID string (up to 20 bytes kept), may be NULL
+ * @num_queues: 1..VPCI_MAX_QUEUES - 1
+ * @queue_size: power of two, 2..VIRTQ_MAX_SIZE (SEG_MAX is queue_size - 2, at most
+ *              BLOCKDEV_MAX_IOV)
+ * @iothreads: @num_queues entries: the iothread owning each queue (may repeat)
+ */
+struct vblk_opts {
+	struct blockdev *bs;
+	bool read_only;
+	const char *serial;
+	unsigned int num_queues;
+	unsigned int queue_size;
+	struct iothread **iothreads;
+};
+
+/**
+ * vblk_create - build a virtio-blk PCI function
+ *
+ * Creates the blockdev queues on the iothreads and the virtio-pci transport; plug it with
+ * pci_bus_add_device(bus, vblk_pci(b), -1, errp). Returns the device or NULL.
+ */
+struct vblk *vblk_create(struct vm *vm, const char *name, const struct vblk_opts *o,
+			 struct error **errp);
+struct pci_device *vblk_pci(struct vblk *b);
+/* Stops the queues (as a guest reset), frees the blockdev queues. The iothreads must still run. */
+void vblk_destroy(struct vblk *b);
+
+#endif

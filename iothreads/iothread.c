@@ -1,0 +1,800 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The iothread event loop. The protocol (who owns what, the loop's steps, adaptive polling) is
+ * described in iothread.h; this file adds the details of the message queue:
+ *
+ * Posters (any thread) append to msg_head/msg_tail under msg_lock, set msg_pending, and write the
+ * eventfd when the list was empty. The iothread reads msg_pending (an atomic load, no lock) every
+ * turn and takes the whole list under msg_lock only when it is set. A READ on the eventfd is
+ * kept armed in the ring while the thread sleeps, so a post always wakes it: if the write comes
+ * before the READ is armed, the eventfd counter is non-zero and the READ completes at once.
+ */
+#include "iothreads/iothread.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define IOTHREAD_MAX_FILES 64
+#define IOTHREAD_RING_DEFAULT 256
+
+struct iothread_msg {
+	void (*fn)(void *arg);
+	void *arg;
+	struct iothread_msg *next;
+};
+
+struct iothread_file {
+	int fd;
+	unsigned int refs;
+};
+
+struct iothread {
+	char name[16];
+	pthread_t thread;
+	struct iothread_opts opts;
+	struct io_uring ring;
+	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
+	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
+
+	/* message queue (see the essay above) */
+	pthread_mutex_t msg_lock;
+	struct iothread_msg *msg_head, *msg_tail;
+	atomic_bool msg_pending;
+	int msg_fd;
+	uint64_t msg_buf;
+	bool msg_armed;
+	struct iothread_op msg_op;
+
+	struct iothread_source *sources;
+	struct iothread_op *deferred, **deferred_tail;
+
+	bool files_ok;
+	struct iothread_file files[IOTHREAD_MAX_FILES];
+
+	struct iovec bufs[IOTHREAD_MAX_MEM_REGIONS]; /* registered fixed buffers */
+	int nr_bufs;
+
+	/* start-up handshake */
+	sem_t started;
+	struct error *start_err;
+};
+
+static __thread struct iothread *current_it;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t iothread_poll_ns(const struct iothread *it)
+{
+	return atomic_load_explicit(&it->poll_ns, memory_order_relaxed);
+}
+
+struct iothread *iothread_current(void)
+{
+	return current_it;
+}
+
+bool iothread_is_current(const struct iothread *it)
+{
+	return current_it == it;
+}
+
+const char *iothread_name(const struct iothread *it)
+{
+	return it->name;
+}
+
+/* ---- ring helpers ---------------------------------------------------------------------------- */
+
+struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *op)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&it->ring);
+
+	if (!sqe) {
+		if (io_uring_submit(&it->ring) < 0)
+			return NULL;
+		sqe = io_uring_get_sqe(&it->ring);
+		if (!sqe)
+			return NULL;
+	}
+	/* liburing's prep helpers leave user_data alone, so it may be set before them */
+	io_uring_sqe_set_data(sqe, op);
+	return sqe;
+}
+
+void iothread_defer(struct iothread *it, struct iothread_op *op, int res)
+{
+	op->res = res;
+	op->next = NULL;
+	*it->deferred_tail = op;
+	it->deferred_tail = &op->next;
+}
+
+int iothread_file_index(struct iothread *it, int fd)
+{
+	int free_slot = -1;
+
+	if (!it->files_ok || fd < 0)
+		return -1;
+	for (int i = 0; i < IOTHREAD_MAX_FILES; i++) {
+		if (it->files[i].refs && it->files[i].fd == fd) {
+			it->files[i].refs++;
+			return i;
+		}
+		if (!it->files[i].refs && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		return -1;
+	if (io_uring_register_files_update(&it->ring, free_slot, &fd, 1) != 1)
+		return -1;
+	it->files[free_slot].fd = fd;
+	it->files[free_slot].refs = 1;
+	return free_slot;
+}
+
+void iothread_file_release(struct iothread *it, int fd)
+{
+	int none = -1;
+
+	for (int i = 0; i < IOTHREAD_MAX_FILES; i++) {
+		if (!it->files[i].refs || it->files[i].fd != fd)
+			continue;
+		if (--it->files[i].refs == 0)
+			io_uring_register_files_update(&it->ring, i, &none, 1);
+		return;
+	}
+}
+
+int iothread_buffer_index(const struct iothread *it, const void *buf, size_t len)
+{
+	uintptr_t p = (uintptr_t)buf;
+
+	for (int i = 0; i < it->nr_bufs; i++) {
+		uintptr_t base = (uintptr_t)it->bufs[i].iov_base;
+
+		if (p >= base && range_within(p - base, len, it->bufs[i].iov_len))
+			return i;
+	}
+	return -1;
+}
+
+struct mem_call {
+	struct iothread *it;
+	const struct iovec *regions;
+	int n;
+	struct error **errp;
+};
+
+static int register_memory_fn(void *arg)
+{
+	struct mem_call *c = arg;
+	struct iothread *it = c->it;
+	struct iovec bufs[IOTHREAD_MAX_MEM_REGIONS];
+	int nr = 0, ret;
+
+	for (int i = 0; i < c->n; i++) {
+		char *base = c->regions[i].iov_base;
+		size_t len = c->regions[i].iov_len;
+
+		while (len) {
+			size_t piece = MIN(len, (size_t)GiB);
+
+			if (nr == IOTHREAD_MAX_MEM_REGIONS) {
+				error_setg(c->errp, "iothread %s: more than %d memory regions of at "
+					   "most 1 GiB to register", it->name, IOTHREAD_MAX_MEM_REGIONS);
+				return -1;
+			}
+			bufs[nr++] = (struct iovec){ base, piece };
+			base += piece;
+			len -= piece;
+		}
+	}
+	if (it->nr_bufs) {
+		io_uring_unregister_buffers(&it->ring);
+		it->nr_bufs = 0;
+	}
+	if (!nr)
+		return 0;
+	ret = io_uring_register_buffers(&it->ring, bufs, (unsigned int)nr);
+	if (ret < 0) {
+		error_setg_errno(c->errp, ret, "iothread %s: io_uring_register_buffers (%d regions; "
+				 "RLIMIT_MEMLOCK?)", it->name, nr);
+		return -1;
+	}
+	memcpy(it->bufs, bufs, (size_t)nr * sizeof(bufs[0]));
+	it->nr_bufs = nr;
+	return 0;
+}
+
+int iothread_register_memory(struct iothread *it, const struct iovec *regions, int n,
+			     struct error **errp)
+{
+	struct mem_call c = { it, regions, n, errp };
+	int ret = iothread_run_sync(it, register_memory_fn, &c);
+
+	if (ret == -ENOMEM)
+		error_setg(errp, "iothread %s: out of memory", it->name);
+	return ret < 0 ? -1 : 0;
+}
+
+/* Runs deferred completions; returns how many. */
+static int run_deferred(struct iothread *it)
+{
+	int n = 0;
+
+	while (it->deferred) {
+		struct iothread_op *op = it->deferred;
+
+		it->deferred = op->next;
+		if (!it->deferred)
+			it->deferred_tail = &it->deferred;
+		op->complete(op, op->res);
+		n++;
+	}
+	return n;
+}
+
+/* Reaps every CQE available now; returns how many. */
+static int reap(struct iothread *it)
+{
+	struct io_uring_cqe *cqe;
+	int n = 0;
+
+	while (io_uring_peek_cqe(&it->ring, &cqe) == 0) {
+		struct iothread_op *op = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&it->ring, cqe);
+		if (op)
+			op->complete(op, res);
+		n++;
+	}
+	return n;
+}
+
+static void flush_sources(struct iothread *it)
+{
+	for (struct iothread_source *s = it->sources; s; s = s->next)
+		if (s->flush)
+			s->flush(s);
+}
+
+/* Step 3 and 4 of the loop: submit this turn's SQEs, complete what is done. */
+static int complete_turn(struct iothread *it)
+{
+	int n;
+
+	if (io_uring_sq_ready(&it->ring))
+		io_uring_submit(&it->ring);
+	n = reap(it);
+	n += run_deferred(it);
+	if (n)
+		flush_sources(it);
+	return n;
+}
+
+static int run_messages(struct iothread *it);
+static void arm_msg_read(struct iothread *it);
+
+int iothread_wait_once(struct iothread *it)
+{
+	int ret;
+
+	/* work already there (posted messages, deferred completions, CQEs) counts as one wait */
+	if (run_messages(it) + complete_turn(it))
+		return 0;
+	arm_msg_read(it);
+	do
+		ret = io_uring_submit_and_wait(&it->ring, 1);
+	while (ret == -EINTR);
+	if (ret < 0)
+		return ret;
+	complete_turn(it);
+	return 0;
+}
+
+/* ---- messages -------------------------------------------------------------------------------- */
+
+static void msg_read_done(struct iothread_op *op, int res)
+{
+	struct iothread *it = container_of(op, struct iothread, msg_op);
+
+	it->msg_armed = false;
+}
+
+static void arm_msg_read(struct iothread *it)
+{
+	struct io_uring_sqe *sqe;
+
+	if (it->msg_armed)
+		return;
+	sqe = iothread_get_sqe(it, &it->msg_op);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, it->msg_fd, &it->msg_buf, sizeof(it->msg_buf), 0);
+	it->msg_armed = true;
+}
+
+static int run_messages(struct iothread *it)
+{
+	struct iothread_msg *m;
+	int n = 0;
+
+	/* acquire: pairs with the release store in iothread_post, though the lock orders too */
+	if (!atomic_load_explicit(&it->msg_pending, memory_order_acquire))
+		return 0;
+	pthread_mutex_lock(&it->msg_lock);
+	m = it->msg_head;
+	it->msg_head = it->msg_tail = NULL;
+	atomic_store_explicit(&it->msg_pending, false, memory_order_relaxed);
+	pthread_mutex_unlock(&it->msg_lock);
+	while (m) {
+		struct iothread_msg *next = m->next;
+
+		m->fn(m->arg);
+		free(m);
+		m = next;
+		n++;
+	}
+	return n;
+}
+
+int iothread_post(struct iothread *it, void (*fn)(void *arg), void *arg)
+{
+	struct iothread_msg *m = malloc(sizeof(*m));
+	uint64_t one = 1;
+	bool was_empty;
+
+	if (!m)
+		return -ENOMEM;
+	m->fn = fn;
+	m->arg = arg;
+	m->next = NULL;
+	pthread_mutex_lock(&it->msg_lock);
+	was_empty = !it->msg_head;
+	if (it->msg_tail)
+		it->msg_tail->next = m;
+	else
+		it->msg_head = m;
+	it->msg_tail = m;
+	/* release: a polling iothread that sees the flag also sees the list (it then locks) */
+	atomic_store_explicit(&it->msg_pending, true, memory_order_release);
+	/*
+	 * Wake it inside the lock: the message cannot run (and so its sender cannot go on to
+	 * destroy the iothread and close msg_fd) before this write is done.
+	 */
+	if (was_empty && !iothread_is_current(it)) {
+		ssize_t r = write(it->msg_fd, &one, sizeof(one));
+
+		(void)r; /* fails only when the counter is saturated: already signalled */
+	}
+	pthread_mutex_unlock(&it->msg_lock);
+	return 0;
+}
+
+struct sync_call {
+	int (*fn)(void *arg);
+	void *arg;
+	int ret;
+	sem_t done;
+};
+
+static void sync_call_run(void *arg)
+{
+	struct sync_call *c = arg;
+
+	c->ret = c->fn(c->arg);
+	sem_post(&c->done);
+}
+
+int iothread_run_sync(struct iothread *it, int (*fn)(void *arg), void *arg)
+{
+	struct sync_call c = { .fn = fn, .arg = arg };
+	int ret;
+
+	if (iothread_is_current(it))
+		return fn(arg);
+	sem_init(&c.done, 0, 0);
+	ret = iothread_post(it, sync_call_run, &c);
+	if (ret < 0) {
+		sem_destroy(&c.done);
+		return ret;
+	}
+	while (sem_wait(&c.done) < 0 && errno == EINTR)
+		;
+	sem_destroy(&c.done);
+	return c.ret;
+}
+
+/* ---- sources --------------------------------------------------------------------------------- */
+
+/*
+ * A kick is a READ of the eventfd, which also resets its counter. Kernels that answer a READ of
+ * a non-blocking eventfd with -EAGAIN instead of waiting get a POLL_ADD plus a read() instead.
+ */
+static void kick_read_done(struct iothread_op *op, int res)
+{
+	struct iothread_source *src = container_of(op, struct iothread_source, kick_op);
+
+	src->kick_armed = false;
+	if (res == -EAGAIN && !src->kick_poll) {
+		src->kick_poll = true;
+	} else if (res > 0 && src->kick_poll) {
+		ssize_t r = read(src->kick_fd, &src->kick_buf, sizeof(src->kick_buf));
+
+		(void)r; /* only resets the counter; the loop polls the source anyway */
+	}
+}
+
+static void arm_kicks(struct iothread *it)
+{
+	for (struct iothread_source *s = it->sources; s; s = s->next) {
+		struct io_uring_sqe *sqe;
+
+		if (s->kick_fd < 0 || s->kick_armed)
+			continue;
+		sqe = iothread_get_sqe(it, &s->kick_op);
+		if (!sqe)
+			return;
+		if (s->kick_poll)
+			io_uring_prep_poll_add(sqe, s->kick_fd, POLLIN);
+		else
+			io_uring_prep_read(sqe, s->kick_fd, &s->kick_buf, sizeof(s->kick_buf), 0);
+		s->kick_armed = true;
+	}
+}
+
+static int poll_sources(struct iothread *it)
+{
+	int n = 0;
+
+	for (struct iothread_source *s = it->sources; s; s = s->next) {
+		int r = s->poll(s);
+
+		if (r > 0)
+			n += r;
+	}
+	return n;
+}
+
+static void notify_sources(struct iothread *it, bool enable)
+{
+	for (struct iothread_source *s = it->sources; s; s = s->next)
+		if (s->notify_enable)
+			s->notify_enable(s, enable);
+}
+
+struct source_call {
+	struct iothread *it;
+	struct iothread_source *src;
+};
+
+static int add_source_fn(void *arg)
+{
+	struct source_call *c = arg;
+
+	c->src->kick_op.complete = kick_read_done;
+	c->src->kick_armed = false;
+	c->src->kick_poll = false;
+	if (c->src->notify_enable)
+		c->src->notify_enable(c->src, false);
+	c->src->next = c->it->sources;
+	c->it->sources = c->src;
+	return 0;
+}
+
+int iothread_add_source(struct iothread *it, struct iothread_source *src, struct error **errp)
+{
+	struct source_call c = { it, src };
+	int ret = iothread_run_sync(it, add_source_fn, &c);
+
+	if (ret < 0) {
+		error_setg_errno(errp, ret, "iothread %s: cannot add a source", it->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int remove_source_fn(void *arg)
+{
+	struct source_call *c = arg;
+	struct iothread *it = c->it;
+
+	for (struct iothread_source **p = &it->sources; *p; p = &(*p)->next) {
+		if (*p == c->src) {
+			*p = c->src->next;
+			break;
+		}
+	}
+	if (c->src->kick_armed) {
+		struct io_uring_sqe *sqe = iothread_get_sqe(it, NULL);
+
+		if (sqe)
+			io_uring_prep_cancel(sqe, &c->src->kick_op, 0);
+		/* the READ's CQE (cancelled or completed) clears kick_armed */
+		while (c->src->kick_armed)
+			if (iothread_wait_once(it) < 0)
+				break;
+	}
+	return 0;
+}
+
+void iothread_remove_source(struct iothread *it, struct iothread_source *src)
+{
+	struct source_call c = { it, src };
+
+	iothread_run_sync(it, remove_source_fn, &c);
+}
+
+/* ---- the loop -------------------------------------------------------------------------------- */
+
+uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns, const struct iothread_opts *o)
+{
+	uint64_t max = o->poll_max_ns;
+
+	if (!max || block_ns <= poll_ns)
+		return max ? poll_ns : 0; /* polling paid off (or is off): keep */
+	if (block_ns > max) /* too long a wait to be worth spinning: shrink */
+		return o->poll_shrink ? poll_ns / o->poll_shrink : 0;
+	if (poll_ns < max) { /* work came just after the window: grow */
+		unsigned int grow = o->poll_grow ? o->poll_grow : 2;
+
+		poll_ns = poll_ns ? poll_ns * grow : IOTHREAD_POLL_START_NS;
+		return MIN(poll_ns, max);
+	}
+	return poll_ns;
+}
+
+/* Step 6: notifications on, re-check, sleep in the ring. Returns the requests the re-check took. */
+static int idle_wait(struct iothread *it)
+{
+	int n, ret;
+
+	notify_sources(it, true);
+	n = poll_sources(it);
+	if (!n && !it->deferred && !atomic_load_explicit(&it->msg_pending, memory_order_acquire)) {
+		arm_kicks(it);
+		arm_msg_read(it);
+		do
+			ret = io_uring_submit_and_wait(&it->ring, 1);
+		while (ret == -EINTR);
+		if (ret < 0 && ret != -EBUSY && ret != -EAGAIN) {
+			fprintf(stderr, "vireo: iothread %s: io_uring_submit_and_wait: %s\n",
+				it->name, strerror(-ret));
+			sched_yield();
+		}
+	}
+	notify_sources(it, false);
+	return n;
+}
+
+static void loop(struct iothread *it)
+{
+	uint64_t idle_since = now_ns(), poll_ns;
+
+	while (!atomic_load_explicit(&it->stop, memory_order_relaxed)) {
+		int work = run_messages(it);
+
+		work += poll_sources(it);
+		work += complete_turn(it);
+		if (work) {
+			idle_since = 0;
+			continue;
+		}
+		if (!idle_since)
+			idle_since = now_ns();
+		poll_ns = atomic_load_explicit(&it->poll_ns, memory_order_relaxed);
+		if (poll_ns && now_ns() - idle_since < poll_ns) {
+			/* a busy-polling host thread must yield (TESTBEDS.md) */
+			sched_yield();
+			continue;
+		}
+		if (atomic_load_explicit(&it->stop, memory_order_relaxed))
+			break;
+		idle_wait(it);
+		complete_turn(it);
+		poll_ns = iothread_poll_adjust(poll_ns, now_ns() - idle_since, &it->opts);
+		atomic_store_explicit(&it->poll_ns, poll_ns, memory_order_relaxed);
+		idle_since = 0;
+	}
+}
+
+/*
+ * io_uring operations bypass seccomp, so each ring is locked to what the engine needs: created
+ * disabled, given its sparse file table, restricted to these opcodes, SQE flags and register
+ * operations, then enabled (on this thread, which so becomes its single issuer).
+ */
+static const uint8_t allowed_sqe_ops[] = {
+	IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED,
+	IORING_OP_FSYNC, IORING_OP_FALLOCATE, IORING_OP_READ, IORING_OP_POLL_ADD,
+	IORING_OP_ASYNC_CANCEL,
+};
+static const uint8_t allowed_register_ops[] = {
+	IORING_REGISTER_FILES_UPDATE, IORING_REGISTER_BUFFERS, IORING_UNREGISTER_BUFFERS,
+};
+
+static int ring_restrict(struct iothread *it, struct error **errp)
+{
+	struct io_uring_restriction res[ARRAY_SIZE(allowed_sqe_ops) +
+					ARRAY_SIZE(allowed_register_ops) + 1];
+	unsigned int n = 0;
+	int ret;
+
+	memset(res, 0, sizeof(res));
+	for (size_t i = 0; i < ARRAY_SIZE(allowed_sqe_ops); i++) {
+		res[n].opcode = IORING_RESTRICTION_SQE_OP;
+		res[n++].sqe_op = allowed_sqe_ops[i];
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(allowed_register_ops); i++) {
+		res[n].opcode = IORING_RESTRICTION_REGISTER_OP;
+		res[n++].register_op = allowed_register_ops[i];
+	}
+	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+	res[n++].sqe_flags = IOSQE_FIXED_FILE;
+	/* Debian's liburing 2.3 does not export its wrappers for these two: use the syscall */
+	ret = (int)syscall(__NR_io_uring_register, it->ring.ring_fd, IORING_REGISTER_RESTRICTIONS,
+			   res, n);
+	if (ret < 0) {
+		error_setg_errno(errp, errno, "iothread %s: IORING_REGISTER_RESTRICTIONS", it->name);
+		return -1;
+	}
+	ret = (int)syscall(__NR_io_uring_register, it->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+			   NULL, 0);
+	if (ret < 0) {
+		error_setg_errno(errp, errno, "iothread %s: IORING_REGISTER_ENABLE_RINGS", it->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int ring_init(struct iothread *it, struct error **errp)
+{
+	unsigned int entries = it->opts.ring_entries ?: IOTHREAD_RING_DEFAULT;
+	/*
+	 * SINGLE_ISSUER (Linux 6.0) and COOP_TASKRUN (5.19) save the kernel work; TASKRUN_FLAG
+	 * makes it flag pending completion work, so that io_uring_peek_cqe enters the kernel only
+	 * then. Older kernels refuse unknown flags with -EINVAL: try less (R_DISABLED, for the
+	 * restrictions, is from 5.10 like everything else the engine uses).
+	 */
+	static const unsigned int tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		0,
+	};
+	int ret = -EINVAL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(tries) && ret == -EINVAL; i++)
+		ret = io_uring_queue_init(entries, &it->ring, tries[i] | IORING_SETUP_R_DISABLED);
+	if (ret < 0) {
+		error_setg_errno(errp, ret, "iothread %s: io_uring_queue_init(%u)", it->name,
+				 entries);
+		return -1;
+	}
+	it->files_ok = io_uring_register_files_sparse(&it->ring, IOTHREAD_MAX_FILES) == 0;
+	if (ring_restrict(it, errp) < 0) {
+		io_uring_queue_exit(&it->ring);
+		return -1;
+	}
+	return 0;
+}
+
+static void stop_fn(void *arg)
+{
+	struct iothread *it = arg;
+
+	atomic_store_explicit(&it->stop, true, memory_order_relaxed);
+}
+
+static void *iothread_main(void *arg)
+{
+	struct iothread *it = arg;
+
+	current_it = it;
+	if (ring_init(it, &it->start_err) < 0) {
+		sem_post(&it->started);
+		return NULL;
+	}
+	sem_post(&it->started);
+	loop(it);
+	/* run what raced with the stop, so no run_sync caller waits forever */
+	run_messages(it);
+	io_uring_queue_exit(&it->ring);
+	current_it = NULL;
+	return NULL;
+}
+
+struct iothread *iothread_create(const char *name, const struct iothread_opts *opts,
+				 struct error **errp)
+{
+	struct iothread *it = calloc(1, sizeof(*it));
+	int ret;
+
+	if (!it) {
+		error_setg(errp, "iothread %s: out of memory", name);
+		return NULL;
+	}
+	snprintf(it->name, sizeof(it->name), "%s", name);
+	if (opts)
+		it->opts = *opts;
+	it->poll_ns = it->opts.poll_max_ns ? MIN(it->opts.poll_max_ns, IOTHREAD_POLL_START_NS) : 0;
+	it->deferred_tail = &it->deferred;
+	it->msg_op.complete = msg_read_done;
+	pthread_mutex_init(&it->msg_lock, NULL);
+	sem_init(&it->started, 0, 0);
+	/* blocking: a READ on a non-blocking fd may complete with -EAGAIN instead of waiting */
+	it->msg_fd = eventfd(0, EFD_CLOEXEC);
+	if (it->msg_fd < 0) {
+		error_setg_errno(errp, errno, "iothread %s: eventfd", name);
+		goto err_free;
+	}
+	ret = pthread_create(&it->thread, NULL, iothread_main, it);
+	if (ret) {
+		error_setg_errno(errp, ret, "iothread %s: pthread_create", name);
+		goto err_fd;
+	}
+	pthread_setname_np(it->thread, it->name);
+	while (sem_wait(&it->started) < 0 && errno == EINTR)
+		;
+	if (it->start_err) {
+		pthread_join(it->thread, NULL);
+		if (errp && !*errp)
+			*errp = it->start_err;
+		else
+			error_free(it->start_err);
+		goto err_fd;
+	}
+	return it;
+
+err_fd:
+	close(it->msg_fd);
+err_free:
+	sem_destroy(&it->started);
+	pthread_mutex_destroy(&it->msg_lock);
+	free(it);
+	return NULL;
+}
+
+void iothread_destroy(struct iothread *it)
+{
+	if (!it)
+		return;
+	if (iothread_post(it, stop_fn, it) < 0) {
+		/* cannot allocate a message: set the flag directly and wake the thread */
+		uint64_t one = 1;
+		ssize_t r;
+
+		atomic_store_explicit(&it->stop, true, memory_order_relaxed);
+		atomic_store_explicit(&it->msg_pending, true, memory_order_release);
+		r = write(it->msg_fd, &one, sizeof(one));
+		(void)r;
+	}
+	pthread_join(it->thread, NULL);
+	/* a poster still inside iothread_post holds the lock: wait for it before closing */
+	pthread_mutex_lock(&it->msg_lock);
+	pthread_mutex_unlock(&it->msg_lock);
+	close(it->msg_fd);
+	sem_destroy(&it->started);
+	pthread_mutex_destroy(&it->msg_lock);
+	free(it);
+}

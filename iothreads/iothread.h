@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * iothreads: one event loop thread per `struct iothread`, each with its own io_uring.
+ *
+ * Ownership. Everything inside an iothread (its ring, its registered-file table, its list of
+ * sources, the blockdev queues bound to it) belongs to that thread alone: only it submits, reaps,
+ * registers files, and calls the sources. Other threads reach it only through its message queue
+ * (iothread_post / iothread_run_sync): a mutex-protected list plus an eventfd whose READ is kept
+ * armed in the ring. The lock is taken by posters and by the iothread when a message is flagged,
+ * never on the request path. The ring is created on the thread itself, so
+ * IORING_SETUP_SINGLE_ISSUER holds (used when the kernel has it, as is COOP_TASKRUN).
+ * io_uring operations bypass seccomp, so each ring is restricted before it is enabled to the
+ * opcodes the engine uses (READV, WRITEV, READ_FIXED, WRITE_FIXED, FSYNC, FALLOCATE, READ,
+ * POLL_ADD, ASYNC_CANCEL), the IOSQE_FIXED_FILE flag, and the register operations FILES_UPDATE
+ * and (UN)REGISTER_BUFFERS; anything else completes with -EACCES. An engine that needs a new
+ * opcode adds it to allowed_sqe_ops in iothread.c.
+ *
+ * Sources. A device queue registers a `struct iothread_source` (iothread_add_source). The loop:
+ *
+ *   1. run posted messages (only when the atomic "pending" flag says there are any);
+ *   2. call poll() of every source: it takes the guest requests available now and submits
+ *      them (blockdev_submit queues SQEs; nothing is handed to the kernel yet);
+ *   3. submit the SQEs of this turn in one io_uring_enter (batching);
+ *   4. reap every CQE, run the completions (blockdev done() callbacks), then call flush() of
+ *      every source so that a device raises at most one interrupt per queue per turn;
+ *   5. if step 2 or 4 found work, or less than the current poll time went by since the last
+ *      work, loop again (with sched_yield() when nothing was found: on a shared host a spinning
+ *      thread must yield); otherwise go to sleep:
+ *   6. notify_enable(true) on every source, then poll() again: a request that arrived before
+ *      notifications were on would have sent no kick, so it is caught here (the device's
+ *      notify_enable must order its write of the "notify me" flag before this second read of
+ *      the avail index with a full barrier). If none, sleep in io_uring_submit_and_wait: a READ
+ *      on each source's kick eventfd, the message eventfd and in-flight I/O all wake it.
+ *      Then notify_enable(false) and back to 1.
+ *
+ * Adaptive polling (our own rule, same spirit as QEMU's IOThread aio-poll): let `poll_ns` be
+ * the current busy-poll window, `block_ns` the time from starting to wait for work until work
+ * came (polling plus sleeping). If block_ns <= poll_ns polling paid off: keep it. If block_ns >
+ * poll_max_ns the wait was too long to be worth spinning: shrink (divide by poll_shrink, or
+ * drop to 0 if poll_shrink is 0). Otherwise (work came after the window but within
+ * poll_max_ns) grow: multiply by poll_grow (2 if 0), starting from 4 µs, capped at poll_max_ns.
+ * poll_max_ns = 0 disables polling: the thread sleeps as soon as a turn finds nothing.
+ *
+ * Barriers. msg_pending is stored with release by posters (after linking the message, under
+ * the lock) and loaded with acquire by the loop, so a loop that sees it set finds the message
+ * when it takes the lock. The stop flag and the published poll window are relaxed (the join in
+ * iothread_destroy and the message that set stop order the rest). Everything else is touched
+ * by the iothread alone. The guest-facing barriers (avail index vs. notification flag) are the
+ * device's, in its poll() and notify_enable().
+ *
+ * The engine interface (iothread_get_sqe, struct iothread_op, iothread_file_index) is what
+ * blockdev/engine.c uses to put I/O on the ring; devices do not need it.
+ */
+#ifndef VIREO_IOTHREADS_IOTHREAD_H
+#define VIREO_IOTHREADS_IOTHREAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+struct iothread;
+struct io_uring_sqe;
+struct iovec;
+
+/* Default busy-poll ceiling, as QEMU's IOThread (32 µs), and where a growing window starts. */
+#define IOTHREAD_POLL_MAX_NS_DEFAULT 32768
+#define IOTHREAD_POLL_START_NS 4000
+
+/**
+ * struct iothread_opts - tuning of one iothread
+ * @poll_max_ns: longest busy-poll window in ns; 0 = never poll, sleep when idle
+ * @poll_grow: factor to grow the window by (0 = 2)
+ * @poll_shrink: divisor to shrink it by (0 = reset to 0)
+ * @ring_entries: io_uring SQ size (0 = 256)
+ *
+ * Zero-initialised opts mean: no polling. Most callers want poll_max_ns =
+ * IOTHREAD_POLL_MAX_NS_DEFAULT.
+ */
+struct iothread_opts {
+	uint64_t poll_max_ns;
+	unsigned int poll_grow;
+	unsigned int poll_shrink;
+	unsigned int ring_entries;
+};
+
+/**
+ * struct iothread_op - completion target of one SQE (engine interface)
+ * @complete: called on the iothread with the CQE's res (bytes or -errno)
+ *
+ * Embed it in whatever tracks the I/O and pass it to iothread_get_sqe(); the loop calls
+ * complete() once per CQE.
+ */
+struct iothread_op {
+	void (*complete)(struct iothread_op *op, int res);
+	/* iothread-private: deferred-completion list */
+	struct iothread_op *next;
+	int res;
+};
+
+/**
+ * struct iothread_source - something the loop polls: one virtqueue of a device
+ * @poll: take the requests available now and submit them; return how many it took (0 = none)
+ *        or -errno (logged once; the source stays registered)
+ * @notify_enable: turn guest notifications (kicks) on before sleeping, off while polling; with
+ *        enable=true it must be followed (inside it) by a full barrier so that the caller's
+ *        next poll() reads the avail index after the flag is visible to the guest. May be NULL.
+ * @flush: called after each batch of completions: raise the interrupt if one is due (the
+ *        device coalesces irqfd writes here). May be NULL.
+ * @kick_fd: eventfd the guest's notification signals (KVM ioeventfd), or -1 (pure polling);
+ *        blocking or not. The iothread reads it (resetting its counter) when it sleeps.
+ *
+ * The rest is the iothread's. A source is owned by its device; it must stay allocated until
+ * iothread_remove_source() returned.
+ */
+struct iothread_source {
+	int (*poll)(struct iothread_source *src);
+	void (*notify_enable)(struct iothread_source *src, bool enable);
+	void (*flush)(struct iothread_source *src);
+	int kick_fd;
+
+	/* iothread-private */
+	struct iothread_source *next;
+	struct iothread_op kick_op; /* completion of the armed kick READ */
+	uint64_t kick_buf;
+	bool kick_armed;
+	bool kick_poll; /* this kernel needs POLL_ADD + read() for the kick */
+};
+
+/**
+ * iothread_create - start an iothread
+ * @name: thread name (at most 15 characters are kept), e.g. "io0"
+ * @opts: tuning (NULL = no polling)
+ * @errp: error (ring set-up failure names the io_uring call)
+ *
+ * Creates the thread, which sets up its ring and eventfds; returns once it is running, or NULL.
+ */
+struct iothread *iothread_create(const char *name, const struct iothread_opts *opts,
+				 struct error **errp);
+
+/**
+ * iothread_destroy - stop and join an iothread
+ *
+ * Call from another thread, after every source was removed and every blockdev queue on it was
+ * drained. Frees @it. NULL is a no-op.
+ */
+void iothread_destroy(struct iothread *it);
+
+/**
+ * iothread_run_sync - run @fn(@arg) on the iothread and wait for it
+ *
+ * From any other thread: posts a message and waits; returns fn's return value, or -ENOMEM if
+ * the message could not be allocated. Called on the iothread itself it runs fn inline. Used by
+ * the control plane for set-up, drain, pause and stop; fn runs between loop turns, so it may
+ * call blockdev_queue_drain().
+ */
+int iothread_run_sync(struct iothread *it, int (*fn)(void *arg), void *arg);
+
+/**
+ * iothread_post - run @fn(@arg) on the iothread soon, without waiting
+ *
+ * From any thread (also the iothread itself: it runs at the next turn). Returns 0 or -ENOMEM.
+ */
+int iothread_post(struct iothread *it, void (*fn)(void *arg), void *arg);
+
+/* true when the calling thread is @it. */
+bool iothread_is_current(const struct iothread *it);
+
+/* The thread name given to iothread_create. */
+const char *iothread_name(const struct iothread *it);
+
+/**
+ * iothread_register_memory - let the ring do I/O into these regions with fixed buffers
+ * @regions: host ranges (guest RAM), at most IOTHREAD_MAX_MEM_REGIONS after splitting each
+ *           into pieces of at most 1 GiB
+ * @n: entries in @regions; 0 unregisters
+ *
+ * Opt-in: registration pins every page of the regions (so guest RAM becomes resident and
+ * counts against RLIMIT_MEMLOCK without CAP_IPC_LOCK), and in exchange the kernel does not pin
+ * and unpin the buffer pages on each O_DIRECT request (single-buffer requests then use
+ * READ_FIXED / WRITE_FIXED). From any thread (runs on the iothread); replaces an earlier
+ * registration; requests in flight keep their buffers. Returns 0 or -1 (the iothread keeps
+ * working without fixed buffers).
+ */
+#define IOTHREAD_MAX_MEM_REGIONS 16
+int iothread_register_memory(struct iothread *it, const struct iovec *regions, int n,
+			     struct error **errp);
+
+/**
+ * iothread_add_source - start polling @src on @it
+ *
+ * From any thread (runs on the iothread through iothread_run_sync). The source starts with
+ * notifications disabled, i.e. the loop calls notify_enable(false) first. Returns 0 or -1.
+ */
+int iothread_add_source(struct iothread *it, struct iothread_source *src, struct error **errp);
+
+/**
+ * iothread_remove_source - stop polling @src
+ *
+ * From any thread. Returns once the iothread will not call @src again and its kick READ has
+ * been cancelled and reaped, so the caller may then free @src and close kick_fd. Requests the
+ * source submitted must be drained by the caller (before or after).
+ */
+void iothread_remove_source(struct iothread *it, struct iothread_source *src);
+
+/* ---------------------------------------------------------------------------------------------
+ * Engine interface: iothread only.
+ */
+
+/**
+ * iothread_get_sqe - a free SQE of @it's ring whose completion goes to @op
+ *
+ * Submits the pending SQEs first if the SQ is full. The SQE is handed to the kernel at the end
+ * of the current loop turn (or before the loop sleeps). Returns NULL only if the ring is broken
+ * (the caller then fails its request with -EIO).
+ */
+struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *op);
+
+/**
+ * iothread_file_index - the registered-file index of @fd in @it's ring
+ *
+ * Registers @fd on first use (reference counted). Returns the index (use IOSQE_FIXED_FILE) or
+ * -1 when the table is full or the kernel refused: use the plain fd then.
+ */
+int iothread_file_index(struct iothread *it, int fd);
+
+/**
+ * iothread_defer - complete @op with @res in this turn's completion phase, not now
+ *
+ * For results known at submission time (a range error, a read of a hole), so that callers of
+ * blockdev_submit() never see their done() run inside it.
+ */
+void iothread_defer(struct iothread *it, struct iothread_op *op, int res);
+
+/* Drops one reference taken by iothread_file_index(); the slot is cleared at zero. */
+void iothread_file_release(struct iothread *it, int fd);
+
+/**
+ * iothread_buffer_index - the registered buffer that holds [@buf, @buf+@len), or -1
+ *
+ * For READ_FIXED / WRITE_FIXED (see iothread_register_memory).
+ */
+int iothread_buffer_index(const struct iothread *it, const void *buf, size_t len);
+
+/**
+ * iothread_wait_once - on the iothread: submit, wait for at least one CQE and process it
+ *
+ * For nested waits such as blockdev_queue_drain(); sources are not polled. Returns 0 or -errno.
+ */
+int iothread_wait_once(struct iothread *it);
+
+/**
+ * iothread_poll_adjust - the adaptive polling rule (see the essay above), as a pure function
+ * @poll_ns: current busy-poll window
+ * @block_ns: time from starting to wait until work came
+ * @opts: poll_max_ns, poll_grow, poll_shrink
+ *
+ * Returns the next window. Exposed for tests.
+ */
+uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns,
+			      const struct iothread_opts *opts);
+
+/* The current busy-poll window of @it in ns (read without synchronisation: for statistics). */
+uint64_t iothread_poll_ns(const struct iothread *it);
+
+/* The calling thread's iothread, or NULL on any other thread. */
+struct iothread *iothread_current(void);
+
+#endif

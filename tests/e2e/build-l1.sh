@@ -1,0 +1,91 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds (or finds in the cache) the base of the emulated host's (L1's) initramfs: busybox, the
+# kvm modules, l1-init.sh as /init, the L2 kernel and initramfs under /l2, and with --vmm qemu
+# also qemu-system-x86_64 with its libraries and firmware (the stand-in VMM).
+#
+# The VMM under test and the run's settings are not in it: run.sh appends a small second cpio
+# archive holding them (the kernel unpacks concatenated archives), so rebuilding vireo does not
+# rebuild this one.
+#
+# usage: build-l1.sh --l2-initrd PATH [--vmm vireo|qemu] [--cache-dir DIR] [--kver VERSION]
+# Prints the archive's path on stdout.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+cache=
+kver=
+vmm=vireo
+l2_initrd=
+while (($#)); do
+	case $1 in
+	--cache-dir) cache=$2; shift 2 ;;
+	--kver) kver=$2; shift 2 ;;
+	--vmm) vmm=$2; shift 2 ;;
+	--l2-initrd) l2_initrd=$2; shift 2 ;;
+	-h | --help) sed -n '3,13p' "$0"; exit 0 ;;
+	*) e2e_die "build-l1.sh: unknown argument '$1'" ;;
+	esac
+done
+[[ -n $cache ]] || cache=$(e2e_cache_dir)
+mkdir -p "$cache"
+[[ -n $kver ]] || kver=$(e2e_kernel_version)
+[[ -n $kver ]] || e2e_die "no Debian cloud kernel found in /boot (package linux-image-cloud-amd64)"
+[[ -r $l2_initrd ]] || e2e_die "build-l1.sh: --l2-initrd: cannot read '$l2_initrd'"
+case $vmm in vireo | qemu) ;; *) e2e_die "build-l1.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
+e2e_need_cmd cpio ldd readelf sha256sum
+
+mods=$(e2e_module_closure "$kver" kvm_amd)
+qemu_files=
+qemu_fw=
+if [[ $vmm == qemu ]]; then
+	qemu_bin=$(command -v qemu-system-x86_64) || e2e_die "qemu-system-x86_64 is not installed"
+	qemu_files="$qemu_bin $(e2e_lib_closure "$qemu_bin")"
+	# -M pc with -kernel needs SeaBIOS and the Linux loader option ROMs.
+	for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin; do
+		p=
+		for d in /usr/share/qemu /usr/share/seabios; do
+			[[ -e $d/$f ]] && { p=$d/$f; break; }
+		done
+		[[ -n $p ]] || e2e_die "QEMU firmware $f not found in /usr/share/qemu or /usr/share/seabios"
+		qemu_fw="$qemu_fw $p"
+	done
+fi
+
+key=$({
+	echo "l1 v1 $kver $vmm"
+	cat "$E2E_DIR/lib.sh" "$0" "$E2E_DIR/l1-init.sh"
+	# shellcheck disable=SC2086
+	e2e_stat_key /bin/busybox "/boot/vmlinuz-$kver" "$l2_initrd" $mods $qemu_files $qemu_fw
+} | sha256sum | cut -c1-16)
+out=$cache/l1base-$vmm-$kver-$key.cpio
+if [[ -s $out ]]; then
+	printf '%s\n' "$out"
+	exit 0
+fi
+
+e2e_log "building the L1 initramfs base ($out)"
+stage=$(mktemp -d "$cache/l1-stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/lib/e2e-modules" "$stage/l2" "$stage/etc" "$stage/e2e"
+cp /bin/busybox "$stage/bin/busybox"
+install -m 0755 "$E2E_DIR/l1-init.sh" "$stage/init"
+for m in $mods; do
+	e2e_copy_module "$m" "$stage/lib/e2e-modules"
+	b=$(basename "$m")
+	echo "${b%%.ko*}.ko" >>"$stage/lib/e2e-modules/order"
+done
+cp "/boot/vmlinuz-$kver" "$stage/l2/vmlinuz"
+cp "$l2_initrd" "$stage/l2/initrd.cpio"
+if [[ $vmm == qemu ]]; then
+	e2e_stage_programs "$stage" "$qemu_bin"
+	mkdir -p "$stage/usr/share/e2e-qemu"
+	# shellcheck disable=SC2086
+	cp $qemu_fw "$stage/usr/share/e2e-qemu/"
+	# The run archive's own library path replaces this file: keep QEMU's in a second one.
+	mv "$stage/etc/e2e-libpath" "$stage/etc/e2e-libpath-qemu"
+fi
+e2e_make_cpio "$stage" "$out"
+e2e_prune "$cache/l1base-$vmm-*.cpio" 2
+e2e_log "L1 initramfs base: $(du -h "$out" | cut -f1), modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
+printf '%s\n' "$out"

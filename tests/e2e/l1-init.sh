@@ -1,0 +1,96 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: Apache-2.0
+# /init of the emulated host (L1): the Debian cloud kernel under QEMU TCG with nested SVM.
+#
+# Loads kvm + kvm_amd, checks /dev/kvm, then runs the VMM under test (vireo, or QEMU as a
+# stand-in) on the L2 kernel and initramfs as /e2e/config says. Prints E2E-L1-* lines and
+# E2E-VIREO-EXIT=<status> for tests/e2e/run.sh, then powers L1 off.
+/bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+export PATH=/usr/bin:/sbin:/bin:/usr/sbin
+# The VMM's library directories (and QEMU's, for the stand-in): an initramfs has no ld.so.cache.
+LD_LIBRARY_PATH=$(cat /etc/e2e-libpath* 2>/dev/null | tr ':' '\n' | sort -u | paste -sd: -)
+export LD_LIBRARY_PATH
+cd /tmp
+
+finish() {
+	echo "E2E-L1-DONE"
+	sync
+	poweroff -f
+	sleep 30
+}
+
+echo "E2E-L1-INIT-REACHED uptime=$(cut -d' ' -f1 /proc/uptime)s"
+[ -r /e2e/config ] || { echo "E2E-L1-ERROR=no /e2e/config in the initramfs"; finish; }
+. /e2e/config
+
+for m in $(cat /lib/e2e-modules/order); do
+	if ! insmod "/lib/e2e-modules/$m"; then
+		echo "E2E-L1-ERROR=insmod $m failed"
+		dmesg | tail -n 20
+		finish
+	fi
+done
+if [ ! -c /dev/kvm ]; then
+	echo "E2E-L1-ERROR=no /dev/kvm after loading the kvm modules"
+	dmesg | grep -i -E 'kvm|svm' | tail -n 20
+	finish
+fi
+echo "E2E-L1-KVM=ok ($(dmesg | grep -o 'Nested Paging enabled' | head -n 1))"
+
+drive_vireo=
+drive_qemu=
+if [ -n "$E2E_DISK_SIZE" ]; then
+	# The root file system is RAM-backed: no O_DIRECT there, hence cache=writeback.
+	truncate -s "$E2E_DISK_SIZE" /disk.img
+	drive_vireo="--drive file=/disk.img,format=raw,if=virtio-blk,num-queues=$E2E_QUEUES,iothreads=$E2E_IOTHREADS,cache=writeback"
+	iothreads=
+	mapping=
+	i=0
+	while [ $i -lt "$E2E_IOTHREADS" ]; do
+		iothreads="$iothreads -object iothread,id=io$i"
+		mapping="$mapping${mapping:+,}{\"iothread\":\"io$i\"}"
+		i=$((i + 1))
+	done
+	drive_qemu="$iothreads -blockdev driver=file,filename=/disk.img,node-name=d0 -device {\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$E2E_QUEUES,\"iothread-vq-mapping\":[$mapping]}"
+fi
+
+echo "E2E-L1-VMM=$E2E_VMM test=$E2E_TEST cpus=$E2E_CPUS memory=$E2E_MEMORY uptime=$(cut -d' ' -f1 /proc/uptime)s"
+echo "E2E-L1-L2-CMDLINE=$E2E_L2_CMDLINE"
+set -f # the JSON in $drive_qemu is not a glob
+case $E2E_VMM in
+vireo)
+	echo "E2E-L1-VIREO-VERSION=$(vireo --version 2>&1 | head -n 1)"
+	echo "E2E-L1-RUN: vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio --cmdline '$E2E_L2_CMDLINE' --cpus $E2E_CPUS --memory $E2E_MEMORY $drive_vireo"
+	echo "E2E-L2-CONSOLE-BEGIN"
+	# shellcheck disable=SC2086
+	timeout -s KILL "$E2E_VMM_TIMEOUT" vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio \
+		--cmdline "$E2E_L2_CMDLINE" --cpus "$E2E_CPUS" --memory "$E2E_MEMORY" $drive_vireo
+	rc=$?
+	;;
+qemu)
+	echo "E2E-L1-RUN: qemu-system-x86_64 -M pc -accel kvm -cpu host -smp $E2E_CPUS -m $E2E_MEMORY $drive_qemu"
+	echo "E2E-L2-CONSOLE-BEGIN"
+	# shellcheck disable=SC2086
+	timeout -s KILL "$E2E_VMM_TIMEOUT" qemu-system-x86_64 -L /usr/share/e2e-qemu -M pc \
+		-accel kvm -cpu host -smp "$E2E_CPUS" -m "$E2E_MEMORY" -nodefaults -display none \
+		-serial stdio -monitor none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.cpio \
+		-append "$E2E_L2_CMDLINE" $drive_qemu </dev/null
+	rc=$?
+	;;
+*)
+	echo "E2E-L1-ERROR=unknown VMM '$E2E_VMM'"
+	finish
+	;;
+esac
+echo
+echo "E2E-L2-CONSOLE-END"
+[ $rc -eq 137 ] && echo "E2E-VIREO-TIMEOUT=${E2E_VMM_TIMEOUT}s"
+echo "E2E-VIREO-EXIT=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
+# What L1's KVM said while the VMM ran (failed entries, unhandled MSRs, emulation failures).
+dmesg | grep -i -E 'kvm|svm' | grep -v -E 'Nested Paging|Nested Virtualization|kvm: Nested' |
+	tail -n 20 | sed 's/^/E2E-L1-DMESG: /'
+finish

@@ -1,0 +1,189 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# Test bed 2: boots an emulated host (L1: QEMU TCG with nested SVM, the Debian cloud kernel),
+# runs the VMM under test inside it on the same stock kernel (L2), and checks what L2 printed.
+#
+# usage: run.sh [--test boot|fio] [--vmm vireo|qemu] [--vireo PATH] [--cpus N] [--memory SIZE]
+#               [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
+#               [--l2-append ARGS] [--work-dir DIR] [--cache-dir DIR] [--build-dir DIR]
+#
+#   --test boot   L2 reaches its /init, counts its CPUs (must equal --cpus), powers off; the VMM
+#                 exits 0.
+#   --test fio    as boot, plus a virtio-blk disk with --queues queues served by --iothreads
+#                 iothreads: L2 must see /dev/vda with that many hardware queues, and fio's
+#                 randwrite + crc32c verify must pass.
+#   --vmm qemu    use qemu-system-x86_64 inside L1 instead of vireo (to check the bed itself);
+#                 the default is $E2E_L2_VMM, else vireo.
+#   --l2-append   extra L2 kernel parameters, e.g. "earlyprintk=ttyS0 loglevel=8".
+#
+# Exit status: 0 passed, 1 failed, 77 skipped (the reason is printed). The whole serial log of L1
+# (which carries L2's console) is kept in the work directory as console.log.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+test=boot
+vmm=${E2E_L2_VMM:-vireo}
+vireo=
+cpus=2
+memory=512M
+queues=2
+iothreads=2
+disk_size=256M
+timeout_s=
+l2_append=
+work=
+cache=
+build_dir=
+while (($#)); do
+	case $1 in
+	--test) test=$2; shift 2 ;;
+	--vmm) vmm=$2; shift 2 ;;
+	--vireo) vireo=$2; shift 2 ;;
+	--cpus) cpus=$2; shift 2 ;;
+	--memory) memory=$2; shift 2 ;;
+	--queues) queues=$2; shift 2 ;;
+	--iothreads) iothreads=$2; shift 2 ;;
+	--disk-size) disk_size=$2; shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--l2-append) l2_append=$2; shift 2 ;;
+	--work-dir) work=$2; shift 2 ;;
+	--cache-dir) cache=$2; shift 2 ;;
+	--build-dir) build_dir=$2; shift 2 ;;
+	-h | --help) sed -n '3,21p' "$0"; exit 0 ;;
+	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
+	esac
+done
+case $test in boot | fio) ;; *) e2e_die "run.sh: --test must be boot or fio, not '$test'" ;; esac
+case $vmm in vireo | qemu) ;; *) e2e_die "run.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
+for v in cpus queues iothreads timeout_s; do
+	[[ -z ${!v} || ${!v} =~ ^[1-9][0-9]*$ ]] || e2e_die "run.sh: --${v%_s} must be a positive integer"
+done
+[[ -n $timeout_s ]] || { [[ $test == boot ]] && timeout_s=480 || timeout_s=900; }
+
+why=$(e2e_missing_prereq)
+[[ -z $why ]] || e2e_skip "$why"
+[[ $test == fio ]] && ! command -v fio >/dev/null 2>&1 && e2e_skip "fio is not installed (package fio)"
+if [[ $vmm == vireo ]]; then
+	[[ -n $vireo ]] || e2e_die "run.sh: --vireo PATH is required with --vmm vireo"
+	[[ -x $vireo ]] || e2e_die "run.sh: --vireo: '$vireo' is not an executable"
+	vireo=$(realpath "$vireo")
+	help=$("$vireo" --help 2>&1 || true)
+	grep -q -E '(^|[^-[:alnum:]])run([^-[:alnum:]]|$)' <<<"$help" ||
+		e2e_skip "this vireo has no 'run' command yet ('vireo --help' does not mention it)"
+	[[ $test == fio ]] && ! grep -q -- '--drive' <<<"$help" &&
+		e2e_skip "this vireo has no disks yet ('vireo --help' does not mention --drive)"
+fi
+
+kver=$(e2e_kernel_version)
+[[ -n $cache ]] || cache=$(e2e_cache_dir "$build_dir")
+mkdir -p "$cache"
+[[ -n $work ]] || work=${TMPDIR:-/tmp}/vireo-e2e-$(id -un)/$test-$vmm
+mkdir -p "$work"
+work=$(realpath "$work")
+log=$work/console.log
+rm -f "$log" "$work/l1.cpio"
+
+t0=$(date +%s.%N)
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+l2=$("$E2E_DIR/build-l2.sh" --cache-dir "$cache" --kver "$kver")
+l1base=$("$E2E_DIR/build-l1.sh" --cache-dir "$cache" --kver "$kver" --vmm "$vmm" --l2-initrd "$l2")
+
+# The run's own archive: its settings, and vireo with its libraries.
+l2_cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
+[[ $test == fio ]] && l2_cmdline+=" vireo.queues=$queues"
+[[ -n $l2_append ]] && l2_cmdline+=" $l2_append"
+stage=$(mktemp -d "$work/run-stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
+{
+	echo "E2E_TEST=$test"
+	echo "E2E_VMM=$vmm"
+	echo "E2E_CPUS=$cpus"
+	echo "E2E_MEMORY=$memory"
+	echo "E2E_QUEUES=$queues"
+	echo "E2E_IOTHREADS=$iothreads"
+	[[ $test == fio ]] && echo "E2E_DISK_SIZE=$disk_size" || echo "E2E_DISK_SIZE="
+	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
+	printf 'E2E_L2_CMDLINE=%q\n' "$l2_cmdline"
+} >"$stage/e2e/config"
+if [[ $vmm == vireo ]]; then
+	cp "$vireo" "$stage/usr/bin/vireo"
+	libs=$(e2e_lib_closure "$vireo")
+	for l in $libs; do
+		mkdir -p "$stage/$(dirname "$l")"
+		cp -L "$l" "$stage/$l"
+		dirname "$l"
+	done | sort -u | paste -sd: - >"$stage/etc/e2e-libpath"
+fi
+e2e_make_cpio "$stage" "$work/run.cpio"
+cat "$l1base" "$work/run.cpio" >"$work/l1.cpio"
+rm -f "$work/run.cpio"
+e2e_log "initramfs ready in $(elapsed "$t0") s (L2 $(du -h "$l2" | cut -f1), L1 $(du -h "$work/l1.cpio" | cut -f1))"
+
+# Only one TCG VM at a time on this machine (2 cores shared by everyone).
+exec 9>>"$E2E_TCG_LOCK"
+if ! flock -n 9; then
+	e2e_log "waiting for $E2E_TCG_LOCK (another emulated VM is running)"
+	flock 9
+fi
+e2e_log "booting the emulated host: $test with $vmm, log in $log"
+t1=$(date +%s.%N)
+set +e
+timeout --foreground -s KILL "$timeout_s" qemu-system-x86_64 \
+	-accel tcg,thread=multi,tb-size=512 -cpu qemu64,+svm,+npt -smp 2 -m 3072 \
+	-nodefaults -display none -serial "file:$log" -monitor none -no-reboot \
+	-kernel "/boot/vmlinuz-$kver" -initrd "$work/l1.cpio" \
+	-append "console=ttyS0 panic=-1 loglevel=4" </dev/null
+qrc=$?
+set -e
+flock -u 9
+exec 9>&-
+rm -f "$work/l1.cpio"
+wall=$(elapsed "$t1")
+e2e_log "emulated host ran for $wall s (exit status $qrc)"
+
+# The parse: the serial console ends lines with \r\n.
+tr -d '\r' <"$log" >"$log.txt"
+mv "$log.txt" "$log"
+val() { grep -a -m1 "^$1=" "$log" | cut -d= -f2- | cut -d' ' -f1 || true; }
+
+echo "---- L2 console (from $log) ----"
+sed -n '/^E2E-L2-CONSOLE-BEGIN$/,/^E2E-L2-CONSOLE-END$/p' "$log" | sed '1d;$d'
+echo "---- end of L2 console ----"
+grep -a -E '^E2E-(L1|VIREO)-' "$log" || true
+
+fails=()
+check() { # check WHAT EXPECTED ACTUAL
+	if [[ $2 != "$3" ]]; then
+		fails+=("$1: expected '$2', got '${3:-nothing}'")
+	fi
+}
+((qrc == 0)) || fails+=("the emulated host did not power off by itself (qemu exit status $qrc$( ((qrc == 137)) && echo ", killed after ${timeout_s}s"))")
+grep -a -q '^E2E-L1-INIT-REACHED' "$log" || fails+=("L1 never reached its init")
+l1err=$(val E2E-L1-ERROR)
+[[ -z $l1err ]] || fails+=("L1: $(grep -a -m1 '^E2E-L1-ERROR=' "$log" | cut -d= -f2-)")
+if grep -a -q '^E2E-L1-KVM=ok' "$log"; then
+	check "L2 reached its init" yes "$(grep -a -q '^E2E-L2-INIT-REACHED' "$log" && echo yes)"
+	check "CPUs L2 counts (nproc)" "$cpus" "$(val E2E-L2-NPROC)"
+	check "CPUs in L2's /proc/cpuinfo" "$cpus" "$(val E2E-L2-CPUINFO)"
+	l2fail=$(grep -a -m1 '^E2E-L2-FAIL=' "$log" | cut -d= -f2- || true)
+	[[ -z $l2fail ]] || fails+=("L2's /init: $l2fail")
+	if [[ $test == fio ]]; then
+		check "hardware queues of L2's /dev/vda" "$queues" "$(val E2E-L2-VDA-MQ)"
+		check "fio's exit status in L2" 0 "$(val E2E-L2-FIO-EXIT)"
+	fi
+	check "L2 finished its test" yes "$(grep -a -q '^E2E-L2-DONE' "$log" && echo yes)"
+	check "$vmm's exit status" 0 "$(val E2E-VIREO-EXIT)"
+	grep -a -q 'Kernel panic' "$log" && fails+=("a kernel panicked: $(grep -a -m1 'Kernel panic' "$log")")
+fi
+if ((${#fails[@]})); then
+	echo "---- last 40 lines of $log ----"
+	tail -n 40 "$log"
+	echo "----"
+	for f in "${fails[@]}"; do
+		echo "e2e: FAIL: $f"
+	done
+	exit 1
+fi
+echo "e2e: PASS: $test with $vmm ($cpus CPUs$([[ $test == fio ]] && echo ", $queues queues, $iothreads iothreads")): L1 + L2 in $wall s, total $(elapsed "$t0") s"

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * blk: drive a virtio-blk device (modern 1af4:1042, or transitional 1af4:1001 through its modern
+ * interface) on every queue: write patterns with many requests in flight, flush, read back and
+ * verify, also with a request split over two data segments; check GET_ID's serial, that a read past
+ * the end fails with IOERR, and that DISCARD and WRITE_ZEROES (when offered) read back as zeroes.
+ *
+ * Options: blk-serial=STR (expected serial), blk-features=MASK (accept only these feature bits),
+ * blk-index=N (use the N-th virtio-blk device), blk-require=1 (fail, not skip, without a device). The disk's contents are overwritten: use a scratch
+ * image (at least 1 MiB plus 128 KiB per queue).
+ */
+#include "cases/cases.h"
+#include "drivers/virtio_blk.h"
+
+#define BATCH           16              /* requests in flight per queue */
+#define REQ_BYTES       4096
+#define REQ_SECTORS     (REQ_BYTES / BLK_SECTOR)
+#define QUEUE_SECTORS   (BATCH * REQ_SECTORS)
+#define SPECIAL_BASE    0               /* sectors [0, 64): discard, write-zeroes, 2-segment I/O */
+#define QUEUE_BASE      64              /* queue q uses [QUEUE_BASE + q * QUEUE_SECTORS, ...) */
+
+static struct blk blk;
+static struct blk_req reqs[BATCH];
+static uint8_t wbuf[BATCH][REQ_BYTES] __attribute__((aligned(4096)));
+static uint8_t rbuf[BATCH][REQ_BYTES] __attribute__((aligned(4096)));
+
+static void fill(void *buf, uint64_t sector, unsigned sectors, uint64_t seed)
+{
+	uint64_t *w = buf;
+
+	for (unsigned i = 0; i < sectors * BLK_SECTOR / 8; i++)
+		w[i] = (sector + i / (BLK_SECTOR / 8)) << 20 ^ i ^ seed * 0x9e3779b97f4a7c15ULL;
+}
+
+static bool all_zero(const void *buf, size_t len)
+{
+	const uint8_t *b = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* Submits BATCH requests of one type on queue q, kicks once, waits, checks every status. */
+static int batch(unsigned q, uint32_t type, uint64_t base, uint8_t (*bufs)[REQ_BYTES])
+{
+	for (unsigned i = 0; i < BATCH; i++) {
+		struct vring_buf seg = { bufs[i], REQ_BYTES, false };
+
+		if (blk_submit(&blk, q, &reqs[i], type, base + i * REQ_SECTORS, &seg, 1) < 0)
+			return case_fail("%s", err_get());
+	}
+	blk_kick(&blk, q);
+	if (blk_wait(&blk, q, BATCH, 5000) < 0)
+		return case_fail("%s", err_get());
+	for (unsigned i = 0; i < BATCH; i++)
+		if (reqs[i].status != VIRTIO_BLK_S_OK)
+			return case_fail("queue %u: %s of sector %lu: status %u", q,
+					 type == VIRTIO_BLK_T_IN ? "read" : "write",
+					 base + i * REQ_SECTORS, reqs[i].status);
+	return CASE_OK;
+}
+
+static int check_queue(unsigned q, uint64_t seed)
+{
+	uint64_t base = QUEUE_BASE + (uint64_t)q * QUEUE_SECTORS;
+	int r, s;
+
+	for (unsigned i = 0; i < BATCH; i++)
+		fill(wbuf[i], base + i * REQ_SECTORS, REQ_SECTORS, seed);
+	if ((r = batch(q, VIRTIO_BLK_T_OUT, base, wbuf)) != CASE_OK)
+		return r;
+	if (blk_has(&blk, VIRTIO_BLK_F_FLUSH) &&
+	    (s = blk_sync(&blk, q, VIRTIO_BLK_T_FLUSH, 0, NULL, 0)) != VIRTIO_BLK_S_OK)
+		return s < 0 ? case_fail("%s", err_get()) :
+			       case_fail("queue %u: flush: status %d", q, s);
+	memset(rbuf, 0, sizeof(rbuf));
+	if ((r = batch(q, VIRTIO_BLK_T_IN, base, rbuf)) != CASE_OK)
+		return r;
+	for (unsigned i = 0; i < BATCH; i++)
+		if (memcmp(rbuf[i], wbuf[i], REQ_BYTES))
+			return case_fail("queue %u: sectors %lu-%lu read back differently", q,
+					 base + i * REQ_SECTORS, base + (i + 1) * REQ_SECTORS - 1);
+	return CASE_OK;
+}
+
+/* One write and one read each split over two data segments of 2 KiB. */
+static int check_segments(void)
+{
+	struct vring_buf w[2] = { { wbuf[0], 2048, false }, { wbuf[0] + 2048, 2048, false } };
+	struct vring_buf rd[2] = { { rbuf[0], 2048, false }, { rbuf[0] + 2048, 2048, false } };
+
+	fill(wbuf[0], SPECIAL_BASE + 32, REQ_SECTORS, 7);
+	memset(rbuf[0], 0, REQ_BYTES);
+	if (blk_submit(&blk, 0, &reqs[0], VIRTIO_BLK_T_OUT, SPECIAL_BASE + 32, w, 2) < 0)
+		return case_fail("%s", err_get());
+	blk_kick(&blk, 0);
+	if (blk_wait(&blk, 0, 1, 5000) < 0)
+		return case_fail("%s", err_get());
+	if (blk_submit(&blk, 0, &reqs[1], VIRTIO_BLK_T_IN, SPECIAL_BASE + 32, rd, 2) < 0)
+		return case_fail("%s", err_get());
+	blk_kick(&blk, 0);
+	if (blk_wait(&blk, 0, 1, 5000) < 0)
+		return case_fail("%s", err_get());
+	if (reqs[0].status || reqs[1].status)
+		return case_fail("2-segment write/read: status %u/%u", reqs[0].status,
+				 reqs[1].status);
+	if (memcmp(rbuf[0], wbuf[0], REQ_BYTES))
+		return case_fail("2-segment write/read: data differs");
+	return CASE_OK;
+}
+
+/* Writes a pattern over 8 sectors, applies DISCARD or WRITE_ZEROES, expects zeroes back. */
+static int check_zeroing(uint32_t type, const char *what, uint64_t sector, uint32_t flags)
+{
+	static struct blk_range range;
+	int s;
+
+	fill(wbuf[0], sector, REQ_SECTORS, 3);
+	if ((s = blk_sync(&blk, 0, VIRTIO_BLK_T_OUT, sector, wbuf[0], REQ_BYTES)) != 0)
+		return case_fail("%s: pattern write: status %d (%s)", what, s, err_get());
+	range = (struct blk_range){ .sector = sector, .num_sectors = REQ_SECTORS, .flags = flags };
+	if ((s = blk_sync(&blk, 0, type, 0, &range, sizeof(range))) != 0)
+		return s < 0 ? case_fail("%s: %s", what, err_get()) :
+			       case_fail("%s of sectors %lu-%lu: status %d", what, sector,
+					 sector + REQ_SECTORS - 1, s);
+	memset(rbuf[0], 0xa5, REQ_BYTES);
+	if ((s = blk_sync(&blk, 0, VIRTIO_BLK_T_IN, sector, rbuf[0], REQ_BYTES)) != 0)
+		return case_fail("%s: read back: status %d (%s)", what, s, err_get());
+	if (!all_zero(rbuf[0], REQ_BYTES))
+		return case_fail("sectors %lu-%lu do not read back as zeroes after %s", sector,
+				 sector + REQ_SECTORS - 1, what);
+	printf("  %s: reads back as zeroes\n", what);
+	return CASE_OK;
+}
+
+static int check_serial(void)
+{
+	static char id[20];
+	const char *want = opt_get("blk-serial");
+	int s;
+
+	memset(id, 0, sizeof(id));
+	s = blk_sync(&blk, 0, VIRTIO_BLK_T_GET_ID, 0, id, sizeof(id));
+	if (s != VIRTIO_BLK_S_OK)
+		return s < 0 ? case_fail("GET_ID: %s", err_get()) :
+			       case_fail("GET_ID: status %d", s);
+	printf("  serial \"%.20s\"\n", id);
+	if (want && strncmp(id, want, sizeof(id)))
+		return case_fail("GET_ID returned \"%.20s\", expected blk-serial=%s", id, want);
+	return CASE_OK;
+}
+
+static int find_device(struct pci_dev *d)
+{
+	static const uint16_t ids[] = { 0x1042, 0x1001, 0 };
+	int64_t idx = opt_u64("blk-index", 0), require = opt_u64("blk-require", 0);
+
+	if (idx < 0 || require < 0)
+		return case_fail("%s", err_get());
+	if (pci_init() < 0)
+		return case_fail("%s", err_get());
+	if (!pci_find(0x1af4, ids, idx, d))
+		return (require ? case_fail : case_skip)("no virtio-blk device #%ld (1af4:1042 or "
+							 "1af4:1001; %s)", idx, pci_method());
+	return CASE_OK;
+}
+
+int case_blk(void)
+{
+	int64_t mask = opt_u64("blk-features", -1);
+	uint64_t kicks = 0, need;
+	struct pci_dev d;
+	int r;
+
+	if (opt_get("blk-features") && mask < 0)
+		return case_fail("%s", err_get());
+	if ((r = find_device(&d)) != CASE_OK)
+		return r;
+	if (blk_init(&blk, &d, (uint64_t)mask) < 0)
+		return case_fail("%02x:%02x.%x: %s", PCI_BUS(d.bdf), PCI_DEV(d.bdf), PCI_FN(d.bdf),
+				 err_get());
+	printf("  %02x:%02x.%x %04x:%04x: %lu sectors, block %u, %u queues of %u, features %#lx\n",
+	       PCI_BUS(d.bdf), PCI_DEV(d.bdf), PCI_FN(d.bdf), d.vendor, d.device, blk.capacity,
+	       blk.blk_size, blk.nqueues, blk.q[0].size, blk.features);
+	printf("  common config at %#lx, notify at %#lx (x%u), device config at %#lx\n",
+	       blk.vp.common, blk.vp.notify, blk.vp.notify_mult, blk.vp.device);
+	if ((r = check_serial()) != CASE_OK)
+		goto out;
+	if ((r = blk_sync(&blk, 0, VIRTIO_BLK_T_IN, blk.capacity, rbuf[0], BLK_SECTOR)) !=
+	    VIRTIO_BLK_S_IOERR) {
+		r = case_fail("a read at sector %lu (the capacity) returned %d, expected IOERR (%d)",
+			      blk.capacity, r, VIRTIO_BLK_S_IOERR);
+		goto out;
+	}
+	if (blk_has(&blk, VIRTIO_BLK_F_RO)) {
+		r = case_skip("the device is read-only: write tests need a writable scratch disk");
+		goto out;
+	}
+	need = QUEUE_BASE + (uint64_t)blk.nqueues * QUEUE_SECTORS;
+	if (blk.capacity < need) {
+		r = case_fail("the disk has %lu sectors, the case needs %lu", blk.capacity, need);
+		goto out;
+	}
+	for (unsigned q = 0; q < blk.nqueues; q++)
+		if ((r = check_queue(q, q + 1)) != CASE_OK)
+			goto out;
+	printf("  every queue: %u x %u-byte writes in flight, flush, reads verified\n", BATCH,
+	       REQ_BYTES);
+	if ((r = check_segments()) != CASE_OK)
+		goto out;
+	if (blk_has(&blk, VIRTIO_BLK_F_DISCARD) &&
+	    (r = check_zeroing(VIRTIO_BLK_T_DISCARD, "discard", SPECIAL_BASE, 0)) != CASE_OK)
+		goto out;
+	if (blk_has(&blk, VIRTIO_BLK_F_WRITE_ZEROES) &&
+	    (r = check_zeroing(VIRTIO_BLK_T_WRITE_ZEROES, "write-zeroes", SPECIAL_BASE + 8, 0)) !=
+	    CASE_OK)
+		goto out;
+	if (blk_has(&blk, VIRTIO_BLK_F_WRITE_ZEROES) &&
+	    (r = check_zeroing(VIRTIO_BLK_T_WRITE_ZEROES, "write-zeroes (unmap)",
+			       SPECIAL_BASE + 16, 1)) != CASE_OK)
+		goto out;
+	r = CASE_OK;
+out:
+	for (unsigned q = 0; q < blk.nqueues; q++)
+		kicks += blk.q[q].kicks;
+	printf("  %lu notifications written\n", kicks);
+	virtio_pci_reset(&blk.vp);        /* stop the device using our rings */
+	return r;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* ACPI table discovery (RSDP -> XSDT/RSDT) and the few tables the cases read. */
+#ifndef GUEST_ACPI_H
+#define GUEST_ACPI_H
+
+#include "lib/sys.h"
+
+struct acpi_header {
+	char sig[4];
+	uint32_t length;
+	uint8_t revision;
+	uint8_t checksum;
+	char oem_id[6];
+	char oem_table_id[8];
+	uint32_t oem_revision;
+	uint32_t creator_id;
+	uint32_t creator_revision;
+} __packed;
+
+/* Finds and checks the RSDP (at hint if non-zero, else in the EBDA and 0xe0000-0xfffff). */
+int acpi_init(uint64_t rsdp_hint);
+/* Where the RSDP was found, and which root table is used ("XSDT"/"RSDT"). */
+uint64_t acpi_rsdp_addr(void);
+const char *acpi_root_name(void);
+/* The idx-th table with this signature whose checksum is valid, or NULL. */
+const struct acpi_header *acpi_find(const char *sig, unsigned idx);
+
+#define ACPI_MAX_CPUS 64
+/* Enabled processors in the MADT (LAPIC and x2APIC entries): count, and their APIC IDs. */
+int acpi_madt_cpus(uint32_t *apic_ids, unsigned max);
+/* The MADT's LAPIC address, or 0. */
+uint64_t acpi_madt_lapic(void);
+/* ECAM of PCI segment 0 from the MCFG: false when there is no MCFG. */
+bool acpi_mcfg(uint64_t *base, uint8_t *bus_start, uint8_t *bus_end);
+/* The FADT's PM timer port and width (24 or 32 bits): false when absent. */
+bool acpi_pm_timer(uint16_t *port, unsigned *bits);
+
+#endif

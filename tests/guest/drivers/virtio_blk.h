@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* virtio-blk driver (virtio 1.2 §5.2) over virtio-pci, polled from CPL3, every queue usable. */
+#ifndef GUEST_VIRTIO_BLK_H
+#define GUEST_VIRTIO_BLK_H
+
+#include "drivers/virtio_pci.h"
+#include "drivers/vring.h"
+
+#define VIRTIO_BLK_F_SIZE_MAX           1
+#define VIRTIO_BLK_F_SEG_MAX            2
+#define VIRTIO_BLK_F_RO                 5
+#define VIRTIO_BLK_F_BLK_SIZE           6
+#define VIRTIO_BLK_F_FLUSH              9
+#define VIRTIO_BLK_F_MQ                 12
+#define VIRTIO_BLK_F_DISCARD            13
+#define VIRTIO_BLK_F_WRITE_ZEROES       14
+
+#define VIRTIO_BLK_T_IN                 0
+#define VIRTIO_BLK_T_OUT                1
+#define VIRTIO_BLK_T_FLUSH              4
+#define VIRTIO_BLK_T_GET_ID             8
+#define VIRTIO_BLK_T_DISCARD            11
+#define VIRTIO_BLK_T_WRITE_ZEROES       13
+
+#define VIRTIO_BLK_S_OK                 0
+#define VIRTIO_BLK_S_IOERR              1
+#define VIRTIO_BLK_S_UNSUPP             2
+
+#define BLK_MAX_QUEUES                  16
+#define BLK_QUEUE_SIZE                  128
+#define BLK_SECTOR                      512
+
+/* One request; lives in memory the device can reach (static), not on a stack that may move. */
+struct blk_req {
+	struct {
+		uint32_t type;
+		uint32_t reserved;
+		uint64_t sector;
+	} hdr;
+	uint8_t status;
+	volatile bool done;
+	uint32_t used_len;
+};
+
+/* The body of a DISCARD / WRITE_ZEROES request */
+struct blk_range {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;         /* bit 0: unmap (write-zeroes) */
+};
+
+struct blk {
+	struct virtio_pci vp;
+	uint64_t features;      /* negotiated */
+	uint64_t capacity;      /* in 512-byte sectors */
+	uint32_t blk_size;
+	uint32_t max_discard_sectors, max_write_zeroes_sectors;
+	uint16_t nqueues;
+	struct vring q[BLK_MAX_QUEUES];
+	struct blk_req *inflight[BLK_MAX_QUEUES][BLK_QUEUE_SIZE];
+};
+
+/* Finds the cap windows, negotiates (features_mask limits what we accept), sets up every queue. */
+int blk_init(struct blk *b, const struct pci_dev *d, uint64_t features_mask);
+static inline bool blk_has(const struct blk *b, unsigned feature)
+{
+	return b->features & (1ULL << feature);
+}
+/*
+ * Queues a request on queue q: header, nseg data buffers (the device writes them for IN/GET_ID),
+ * status. Does not notify: call blk_kick(). Returns -1 (err_set) when the queue is full.
+ */
+int blk_submit(struct blk *b, unsigned q, struct blk_req *req, uint32_t type, uint64_t sector,
+	       const struct vring_buf *segs, unsigned nseg);
+void blk_kick(struct blk *b, unsigned q);
+/* Polls queue q until 'count' requests completed; -1 (err_set) on timeout or a bad used entry. */
+int blk_wait(struct blk *b, unsigned q, unsigned count, uint64_t timeout_ms);
+/* Submits one request with one data buffer, waits, returns its status or -1. */
+int blk_sync(struct blk *b, unsigned q, uint32_t type, uint64_t sector, void *buf, uint32_t len);
+
+#endif

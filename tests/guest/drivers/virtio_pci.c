@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* virtio-pci modern transport: capability discovery and the common configuration structure. */
+#include "drivers/virtio_pci.h"
+#include "lib/lib.h"
+
+#define PCI_CAP_VENDOR          0x09
+#define CAP_COMMON              1
+#define CAP_NOTIFY              2
+#define CAP_ISR                 3
+#define CAP_DEVICE              4
+
+/* struct virtio_pci_common_cfg offsets */
+#define CC_DFSELECT             0x00
+#define CC_DF                   0x04
+#define CC_GFSELECT             0x08
+#define CC_GF                   0x0c
+#define CC_MSIX                 0x10
+#define CC_NUMQ                 0x12
+#define CC_STATUS               0x14
+#define CC_Q_SELECT             0x16
+#define CC_Q_SIZE               0x18
+#define CC_Q_MSIX               0x1a
+#define CC_Q_ENABLE             0x1c
+#define CC_Q_NOFF               0x1e
+#define CC_Q_DESC               0x20
+#define CC_Q_AVAIL              0x28
+#define CC_Q_USED               0x30
+#define NO_VECTOR               0xffff
+
+static int map_cap(struct virtio_pci *v, unsigned cap, uint64_t *addr, uint32_t *len)
+{
+	uint16_t bdf = v->pci.bdf;
+	uint8_t bar = pci_read8(bdf, cap + 4);
+	uint32_t off = pci_read32(bdf, cap + 8), length = pci_read32(bdf, cap + 12);
+	struct pci_bar b;
+
+	if (bar > 5 || pci_bar(&v->pci, bar, &b) < 0)
+		return -1;
+	if ((uint64_t)off + length > b.size) {
+		err_set("virtio capability at %#x: [%#x, +%#x) exceeds BAR %u (%#lx bytes)", cap, off,
+			length, bar, b.size);
+		return -1;
+	}
+	*addr = b.addr + off;
+	if (len)
+		*len = length;
+	return 0;
+}
+
+int virtio_pci_init(struct virtio_pci *v, const struct pci_dev *d)
+{
+	uint16_t bdf = d->bdf;
+	unsigned cap = 0;
+
+	*v = (struct virtio_pci){ .pci = *d };
+	while ((cap = pci_find_cap(bdf, PCI_CAP_VENDOR, cap))) {
+		uint8_t type = pci_read8(bdf, cap + 3);
+		int r = 0;
+
+		if (type == CAP_COMMON && !v->common)
+			r = map_cap(v, cap, &v->common, NULL);
+		else if (type == CAP_NOTIFY && !v->notify) {
+			r = map_cap(v, cap, &v->notify, NULL);
+			v->notify_mult = pci_read32(bdf, cap + 16);
+		} else if (type == CAP_ISR && !v->isr)
+			r = map_cap(v, cap, &v->isr, NULL);
+		else if (type == CAP_DEVICE && !v->device)
+			r = map_cap(v, cap, &v->device, &v->device_len);
+		if (r < 0)
+			return -1;
+	}
+	if (!v->common || !v->notify || !v->device) {
+		err_set("%02x:%02x.%x lacks a modern virtio capability (common %s, notify %s, device %s)",
+			PCI_BUS(bdf), PCI_DEV(bdf), PCI_FN(bdf), v->common ? "ok" : "missing",
+			v->notify ? "ok" : "missing", v->device ? "ok" : "missing");
+		return -1;
+	}
+	pci_write16(bdf, PCI_COMMAND, pci_read16(bdf, PCI_COMMAND) | PCI_COMMAND_MEMORY |
+		    PCI_COMMAND_MASTER);
+	virtio_pci_reset(v);
+	virtio_pci_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE);
+	virtio_pci_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	mmio_write32(v->common + CC_DFSELECT, 0);
+	v->features = mmio_read32(v->common + CC_DF);
+	mmio_write32(v->common + CC_DFSELECT, 1);
+	v->features |= (uint64_t)mmio_read32(v->common + CC_DF) << 32;
+	mmio_write16(v->common + CC_MSIX, NO_VECTOR);
+	return 0;
+}
+
+void virtio_pci_reset(struct virtio_pci *v)
+{
+	uint64_t end;
+
+	mmio_write8(v->common + CC_STATUS, 0);
+	end = time_ns() + 1000000000;
+	while (mmio_read8(v->common + CC_STATUS) != 0 && time_ns() < end)
+		cpu_relax();
+}
+
+void virtio_pci_set_status(struct virtio_pci *v, uint8_t status)
+{
+	mmio_write8(v->common + CC_STATUS, status);
+}
+
+uint8_t virtio_pci_status(struct virtio_pci *v)
+{
+	return mmio_read8(v->common + CC_STATUS);
+}
+
+int virtio_pci_set_features(struct virtio_pci *v, uint64_t features)
+{
+	uint8_t s = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+
+	mmio_write32(v->common + CC_GFSELECT, 0);
+	mmio_write32(v->common + CC_GF, features);
+	mmio_write32(v->common + CC_GFSELECT, 1);
+	mmio_write32(v->common + CC_GF, features >> 32);
+	virtio_pci_set_status(v, s | VIRTIO_STATUS_FEATURES_OK);
+	if (!(virtio_pci_status(v) & VIRTIO_STATUS_FEATURES_OK)) {
+		err_set("the device refused features %#lx (status %#x)", features,
+			virtio_pci_status(v));
+		return -1;
+	}
+	return 0;
+}
+
+uint16_t virtio_pci_num_queues(struct virtio_pci *v)
+{
+	return mmio_read16(v->common + CC_NUMQ);
+}
+
+uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size, uint64_t desc,
+				uint64_t avail, uint64_t used)
+{
+	uint16_t max, noff;
+
+	mmio_write16(v->common + CC_Q_SELECT, q);
+	max = mmio_read16(v->common + CC_Q_SIZE);
+	if (max == 0) {
+		err_set("queue %u is not available (size 0)", q);
+		return 0;
+	}
+	if (max < *size)
+		*size = max;
+	mmio_write16(v->common + CC_Q_SIZE, *size);
+	mmio_write16(v->common + CC_Q_MSIX, NO_VECTOR);
+	mmio_write32(v->common + CC_Q_DESC, desc);
+	mmio_write32(v->common + CC_Q_DESC + 4, desc >> 32);
+	mmio_write32(v->common + CC_Q_AVAIL, avail);
+	mmio_write32(v->common + CC_Q_AVAIL + 4, avail >> 32);
+	mmio_write32(v->common + CC_Q_USED, used);
+	mmio_write32(v->common + CC_Q_USED + 4, used >> 32);
+	noff = mmio_read16(v->common + CC_Q_NOFF);
+	mmio_write16(v->common + CC_Q_ENABLE, 1);
+	return v->notify + (uint64_t)noff * v->notify_mult;
+}

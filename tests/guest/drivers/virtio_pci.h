@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* virtio-pci modern transport (virtio 1.2 §4.1), polled: no MSI-X vectors are assigned. */
+#ifndef GUEST_VIRTIO_PCI_H
+#define GUEST_VIRTIO_PCI_H
+
+#include "drivers/pci.h"
+
+#define VIRTIO_STATUS_ACKNOWLEDGE       1
+#define VIRTIO_STATUS_DRIVER            2
+#define VIRTIO_STATUS_DRIVER_OK         4
+#define VIRTIO_STATUS_FEATURES_OK       8
+#define VIRTIO_STATUS_NEEDS_RESET       64
+#define VIRTIO_STATUS_FAILED            128
+
+#define VIRTIO_F_RING_EVENT_IDX         29
+#define VIRTIO_F_VERSION_1              32
+
+struct virtio_pci {
+	struct pci_dev pci;
+	uint64_t common;        /* MMIO addresses of the capability windows */
+	uint64_t notify;
+	uint32_t notify_mult;
+	uint64_t isr;
+	uint64_t device;
+	uint32_t device_len;
+	uint64_t features;      /* offered by the device */
+};
+
+/*
+ * Finds the capabilities, enables memory decoding and bus mastering, resets the device and sets
+ * ACKNOWLEDGE | DRIVER. Returns -1 with err_set() on failure.
+ */
+int virtio_pci_init(struct virtio_pci *v, const struct pci_dev *d);
+/* Writes the driver features, sets FEATURES_OK and checks the device kept it. */
+int virtio_pci_set_features(struct virtio_pci *v, uint64_t features);
+uint16_t virtio_pci_num_queues(struct virtio_pci *v);
+/*
+ * Sets up queue q with at most *size entries (the device's maximum if smaller; written back) on
+ * rings at the given guest-physical addresses, without an MSI-X vector, and enables it.
+ * Returns the queue's notify address, or 0 with err_set().
+ */
+uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size, uint64_t desc,
+				uint64_t avail, uint64_t used);
+void virtio_pci_set_status(struct virtio_pci *v, uint8_t status);
+uint8_t virtio_pci_status(struct virtio_pci *v);
+void virtio_pci_reset(struct virtio_pci *v);
+
+#endif

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * img_io: a tiny qemu-io look-alike over vireo's block layer, for interop tests.
+ *   img_io [-f fmt] [-o driver_opts] FILE -c "write -P 0xab OFF LEN" -c "write -z OFF LEN"
+ *          -c "discard OFF LEN" -c "read -P 0xab OFF LEN" -c "truncate SIZE" ...
+ * Exits 0 when every command succeeded (and every read matched its pattern), 1 otherwise.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockdev/blockdev.h"
+#include "common/parse.h"
+
+static int run(struct blockdev *bs, char *cmd)
+{
+	char *argv[8], *save = NULL, *tok;
+	int argc = 0, pattern = -1, zero = 0, ret;
+	uint64_t off, len;
+	struct error *err = NULL;
+
+	for (tok = strtok_r(cmd, " ", &save); tok && argc < 8; tok = strtok_r(NULL, " ", &save))
+		argv[argc++] = tok;
+	if (argc == 2 && !strcmp(argv[0], "truncate")) {
+		if (parse_size("size", argv[1], &len, &err) || blockdev_truncate(bs, len, &err)) {
+			error_report_free("img_io", err);
+			return -1;
+		}
+		return 0;
+	}
+	if (argc >= 3 && !strcmp(argv[1], "-P")) {
+		pattern = (int)strtol(argv[2], NULL, 0);
+		memmove(argv + 1, argv + 3, (size_t)(argc - 3) * sizeof(*argv));
+		argc -= 2;
+	} else if (argc >= 2 && !strcmp(argv[1], "-z")) {
+		zero = 1;
+		memmove(argv + 1, argv + 2, (size_t)(argc - 2) * sizeof(*argv));
+		argc -= 1;
+	}
+	if (argc != 3 || parse_size("offset", argv[1], &off, &err) ||
+	    parse_size("length", argv[2], &len, &err)) {
+		if (err)
+			error_report_free("img_io", err);
+		fprintf(stderr, "img_io: bad command\n");
+		return -1;
+	}
+	if (!strcmp(argv[0], "discard"))
+		ret = blockdev_discard(bs, off, len);
+	else if (!strcmp(argv[0], "write") && zero)
+		ret = blockdev_write_zeroes(bs, off, len, BLOCKDEV_ZERO_MAY_UNMAP);
+	else {
+		uint8_t *buf = malloc(len ? len : 1);
+
+		if (!buf)
+			return -1;
+		if (!strcmp(argv[0], "write")) {
+			memset(buf, pattern < 0 ? 0xcd : pattern, len);
+			ret = blockdev_pwrite(bs, off, buf, len);
+		} else {
+			ret = blockdev_pread(bs, off, buf, len);
+			for (uint64_t i = 0; !ret && pattern >= 0 && i < len; i++)
+				if (buf[i] != pattern) {
+					fprintf(stderr, "img_io: byte %" PRIu64 " is 0x%02x, not 0x%02x\n",
+						off + i, buf[i], pattern);
+					ret = -1000;
+				}
+		}
+		free(buf);
+	}
+	if (ret && ret != -1000)
+		fprintf(stderr, "img_io: %s %" PRIu64 " %" PRIu64 ": %s\n", argv[0], off, len,
+			strerror(-ret));
+	return ret ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct blockdev_opts o = { 0 };
+	struct error *err = NULL;
+	char *cmds[256];
+	int ncmds = 0, c, status = 0;
+	struct blockdev *bs;
+
+	while ((c = getopt(argc, argv, "f:o:c:r")) != -1) {
+		if (c == 'f' && blockdev_opts_set(&o, "format", optarg, &err))
+			goto fail;
+		if (c == 'o') {
+			char *eq = strchr(optarg, '=');
+
+			if (!eq) {
+				fprintf(stderr, "img_io: -o key=value\n");
+				return 1;
+			}
+			*eq = '\0';
+			if (blockdev_opts_set(&o, optarg, eq + 1, &err))
+				goto fail;
+		}
+		if (c == 'r')
+			o.readonly = true;
+		if (c == 'c' && ncmds < 256)
+			cmds[ncmds++] = optarg;
+		if (c == '?')
+			return 1;
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-r] FILE -c CMD...\n");
+		return 1;
+	}
+	bs = blockdev_open(argv[optind], &o, &err);
+	blockdev_opts_free(&o);
+	if (!bs)
+		goto fail;
+	for (int i = 0; i < ncmds && !status; i++)
+		status = run(bs, cmds[i]) ? 1 : 0;
+	if (!status && blockdev_flush(bs))
+		status = 1;
+	blockdev_close(bs);
+	return status;
+fail:
+	error_report_free("img_io", err);
+	return 1;
+}

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "vmm/drive.h"
+
+static char path[64];
+static char comma_path[80];
+
+static int setup(void **state)
+{
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/vireo-drive-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(comma_path, sizeof(comma_path), "%s,x", path);
+	fd = open(comma_path, O_CREAT | O_RDWR, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(path);
+	unlink(comma_path);
+	return 0;
+}
+
+static struct drive_config cfg;
+
+static void parse_ok(const char *fmt, ...)
+{
+	char spec[512];
+	struct error *err = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(spec, sizeof(spec), fmt, ap);
+	va_end(ap);
+	if (drive_parse(spec, &cfg, &err) < 0)
+		fail_msg("'%s' refused: %s", spec, error_msg(err));
+}
+
+/* The spec must be refused with a message containing @needle. */
+static void parse_fails(const char *needle, const char *fmt, ...)
+{
+	char spec[512];
+	struct error *err = NULL;
+	struct drive_config c;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(spec, sizeof(spec), fmt, ap);
+	va_end(ap);
+	assert_int_equal(drive_parse(spec, &c, &err), -1);
+	assert_non_null(err);
+	if (!strstr(error_msg(err), needle))
+		fail_msg("'%s': message '%s' does not mention '%s'", spec, error_msg(err), needle);
+	error_free(err);
+}
+
+static void defaults_are_filled_in(void **state)
+{
+	parse_ok("file=%s", path);
+	assert_string_equal(cfg.file, path);
+	assert_string_equal(cfg.format, "raw");
+	assert_int_equal(cfg.num_queues, 1);
+	assert_int_equal(cfg.iothreads, 1);
+	assert_int_equal(cfg.queue_size, 256);
+	assert_false(cfg.cache_none);
+	assert_false(cfg.readonly);
+	assert_null(cfg.serial);
+	assert_int_equal(cfg.poll_max_ns, 32768);
+	drive_config_free(&cfg);
+}
+
+static void every_key_is_parsed(void **state)
+{
+	parse_ok("file=%s,format=raw,if=virtio-blk,num-queues=4,iothreads=2,cache=none,"
+		 "readonly=on,serial=disk-1,poll-max-ns=0,queue-size=128", path);
+	assert_int_equal(cfg.num_queues, 4);
+	assert_int_equal(cfg.iothreads, 2);
+	assert_true(cfg.cache_none);
+	assert_true(cfg.readonly);
+	assert_string_equal(cfg.serial, "disk-1");
+	assert_int_equal(cfg.poll_max_ns, 0);
+	assert_true(cfg.poll_max_ns_set);
+	assert_int_equal(cfg.queue_size, 128);
+	/* default mapping: queue i on iothread i mod N */
+	assert_int_equal(cfg.vq_map[0], 0);
+	assert_int_equal(cfg.vq_map[1], 1);
+	assert_int_equal(cfg.vq_map[2], 0);
+	assert_int_equal(cfg.vq_map[3], 1);
+	drive_config_free(&cfg);
+}
+
+static void explicit_queue_mapping_is_used_and_checked(void **state)
+{
+	parse_ok("file=%s,num-queues=3,iothreads=2,iothread-vq-mapping=1:1:0", path);
+	assert_int_equal(cfg.vq_map[0], 1);
+	assert_int_equal(cfg.vq_map[1], 1);
+	assert_int_equal(cfg.vq_map[2], 0);
+	drive_config_free(&cfg);
+	parse_fails("iothread-vq-mapping lists 2 queues",
+		    "file=%s,num-queues=3,iothreads=2,iothread-vq-mapping=0:1", path);
+	parse_fails("names iothread 2", "file=%s,num-queues=2,iothreads=2,iothread-vq-mapping=0:2",
+		    path);
+	parse_fails("iothread-vq-mapping", "file=%s,iothread-vq-mapping=0:x", path);
+	parse_fails("iothread-vq-mapping", "file=%s,iothread-vq-mapping=", path);
+}
+
+static void bad_values_name_their_key(void **state)
+{
+	parse_fails("num-queues", "file=%s,num-queues=0", path);
+	parse_fails("num-queues", "file=%s,num-queues=many", path);
+	parse_fails("iothreads", "file=%s,iothreads=0", path);
+	parse_fails("queue-size", "file=%s,queue-size=100", path);
+	parse_fails("queue-size", "file=%s,queue-size=65536", path);
+	parse_fails("cache", "file=%s,cache=directsync", path);
+	parse_fails("readonly", "file=%s,readonly=maybe", path);
+	parse_fails("serial", "file=%s,serial=123456789012345678901", path);
+	parse_fails("if", "file=%s,if=ide", path);
+	parse_fails("format", "file=%s,format=vmdk", path);
+	parse_fails("poll-max-ns", "file=%s,poll-max-ns=-1", path);
+	parse_fails("'bogus'", "file=%s,bogus=1", path);
+	parse_fails("not key=value", "file=%s,readonly", path);
+}
+
+static void missing_or_absent_files_are_refused(void **state)
+{
+	parse_fails("file= is missing", "num-queues=2");
+	parse_fails("/nonexistent/disk.img", "file=/nonexistent/disk.img");
+	parse_fails("neither a regular file", "file=/tmp");
+	parse_fails("file", "file=,num-queues=1");
+}
+
+static void double_comma_is_a_literal_comma(void **state)
+{
+	char spec[128];
+	char *o = spec;
+
+	/* the path holds a comma: write it doubled */
+	for (const char *p = comma_path; *p; p++) {
+		if (*p == ',')
+			*o++ = ',';
+		*o++ = *p;
+	}
+	*o = '\0';
+	parse_ok("file=%s,serial=a,,b", spec);
+	assert_string_equal(cfg.file, comma_path);
+	assert_string_equal(cfg.serial, "a,b");
+	drive_config_free(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(defaults_are_filled_in),
+		cmocka_unit_test(every_key_is_parsed),
+		cmocka_unit_test(explicit_queue_mapping_is_used_and_checked),
+		cmocka_unit_test(bad_values_name_their_key),
+		cmocka_unit_test(missing_or_absent_files_are_refused),
+		cmocka_unit_test(double_comma_is_a_literal_comma),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* iothreads: cross-thread calls, sources, kicks, the notification re-check, adaptive polling. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "iothreads/iothread.h"
+
+/* Waits up to 5 s; false on timeout. */
+static bool wait_sem(sem_t *s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	while (sem_timedwait(s, &ts) < 0)
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
+static struct iothread *start(uint64_t poll_max_ns)
+{
+	struct iothread_opts o = { .poll_max_ns = poll_max_ns };
+	struct error *err = NULL;
+	struct iothread *it = iothread_create("test-io", &o, &err);
+
+	if (!it)
+		fail_msg("iothread_create: %s", error_msg(err));
+	return it;
+}
+
+static int on_thread(void *arg)
+{
+	struct iothread *it = arg;
+
+	return iothread_is_current(it) && iothread_current() == it ? 42 : -1;
+}
+
+static void run_sync_runs_on_the_iothread_and_returns_its_value(void **state)
+{
+	struct iothread *it = start(0);
+
+	assert_false(iothread_is_current(it));
+	assert_int_equal(iothread_run_sync(it, on_thread, it), 42);
+	assert_string_equal(iothread_name(it), "test-io");
+	iothread_destroy(it);
+}
+
+struct order {
+	int seen[100];
+	int n;
+	sem_t done;
+};
+
+static struct order order;
+
+static void record(void *arg)
+{
+	order.seen[order.n++] = (int)(intptr_t)arg;
+	if (order.n == 100)
+		sem_post(&order.done);
+}
+
+static void posted_messages_run_in_order(void **state)
+{
+	struct iothread *it = start(IOTHREAD_POLL_MAX_NS_DEFAULT);
+
+	sem_init(&order.done, 0, 0);
+	order.n = 0;
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(iothread_post(it, record, (void *)(intptr_t)i), 0);
+	assert_true(wait_sem(&order.done));
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(order.seen[i], i);
+	iothread_destroy(it);
+	sem_destroy(&order.done);
+}
+
+struct fake_src {
+	struct iothread_source src;
+	atomic_int avail;       /* "guest requests" waiting */
+	int taken;
+	int notify_on;          /* last notify_enable state */
+	int enables;            /* how many times notifications were turned on */
+	bool race;              /* make work appear in notify_enable(true), without a kick */
+	sem_t got;
+};
+
+static int fake_poll(struct iothread_source *s)
+{
+	struct fake_src *f = container_of(s, struct fake_src, src);
+	int n = atomic_exchange(&f->avail, 0);
+
+	for (int i = 0; i < n; i++) {
+		f->taken++;
+		sem_post(&f->got);
+	}
+	return n;
+}
+
+static void fake_notify(struct iothread_source *s, bool enable)
+{
+	struct fake_src *f = container_of(s, struct fake_src, src);
+
+	f->notify_on = enable;
+	if (enable) {
+		f->enables++;
+		if (f->race) {
+			/* a request that arrived just before notifications were on: no kick */
+			f->race = false;
+			atomic_fetch_add(&f->avail, 1);
+		}
+	}
+}
+
+static struct fake_src *fake_new(bool with_kick)
+{
+	struct fake_src *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->src.poll = fake_poll;
+	f->src.notify_enable = fake_notify;
+	f->src.kick_fd = with_kick ? eventfd(0, EFD_CLOEXEC) : -1;
+	sem_init(&f->got, 0, 0);
+	return f;
+}
+
+static void fake_free(struct fake_src *f)
+{
+	if (f->src.kick_fd >= 0)
+		close(f->src.kick_fd);
+	sem_destroy(&f->got);
+	free(f);
+}
+
+static void kick(struct fake_src *f)
+{
+	uint64_t one = 1;
+
+	atomic_fetch_add(&f->avail, 1);
+	assert_int_equal(write(f->src.kick_fd, &one, sizeof(one)), sizeof(one));
+}
+
+static void a_kick_wakes_a_sleeping_iothread(void **state)
+{
+	struct iothread *it = start(0);
+	struct fake_src *f = fake_new(true);
+
+	assert_int_equal(iothread_add_source(it, &f->src, NULL), 0);
+	for (int i = 0; i < 50; i++) {
+		usleep(i % 10 == 0 ? 2000 : 0); /* sometimes long enough to be asleep */
+		kick(f);
+		assert_true(wait_sem(&f->got));
+	}
+	iothread_remove_source(it, &f->src);
+	assert_int_equal(f->taken, 50);
+	assert_true(f->enables > 0);
+	assert_false(f->notify_on); /* the loop turns them off again after waking */
+	iothread_destroy(it);
+	fake_free(f);
+}
+
+static void work_arriving_as_notifications_turn_on_is_not_lost(void **state)
+{
+	struct iothread *it = start(0);
+	struct fake_src *f = fake_new(true);
+
+	f->race = true;
+	assert_int_equal(iothread_add_source(it, &f->src, NULL), 0);
+	/* no kick is ever sent: only the re-check after notify_enable(true) can find it */
+	assert_true(wait_sem(&f->got));
+	iothread_remove_source(it, &f->src);
+	iothread_destroy(it);
+	fake_free(f);
+}
+
+static void removing_a_sleeping_source_cancels_its_kick_read(void **state)
+{
+	struct iothread *it = start(0);
+	struct fake_src *f = fake_new(true);
+
+	assert_int_equal(iothread_add_source(it, &f->src, NULL), 0);
+	usleep(10000); /* asleep, with the kick READ armed */
+	iothread_remove_source(it, &f->src);
+	fake_free(f); /* ASan would catch a READ completing into freed memory */
+	usleep(10000);
+	iothread_destroy(it);
+}
+
+static int register_twice(void *arg)
+{
+	struct iothread *it = iothread_current();
+	int fd = *(int *)arg;
+	int a = iothread_file_index(it, fd), b = iothread_file_index(it, fd);
+
+	if (a < 0 || a != b)
+		return -1;
+	iothread_file_release(it, fd);
+	iothread_file_release(it, fd);
+	return 0;
+}
+
+static void a_file_registers_once_per_ring(void **state)
+{
+	struct iothread *it = start(0);
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(iothread_run_sync(it, register_twice, &fd), 0);
+	close(fd);
+	iothread_destroy(it);
+}
+
+static void poll_window_grows_shrinks_and_is_capped(void **state)
+{
+	struct iothread_opts o = { .poll_max_ns = 32768 };
+
+	/* work came within the window: keep */
+	assert_int_equal(iothread_poll_adjust(8000, 5000, &o), 8000);
+	/* after the window but within the ceiling: grow by 2 from 4 µs, capped */
+	assert_int_equal(iothread_poll_adjust(0, 10000, &o), IOTHREAD_POLL_START_NS);
+	assert_int_equal(iothread_poll_adjust(4000, 10000, &o), 8000);
+	assert_int_equal(iothread_poll_adjust(20000, 30000, &o), 32768);
+	/* longer than the ceiling: reset (shrink 0) or divide */
+	assert_int_equal(iothread_poll_adjust(16000, 1000000, &o), 0);
+	o.poll_shrink = 4;
+	assert_int_equal(iothread_poll_adjust(16000, 1000000, &o), 4000);
+	o.poll_grow = 3;
+	assert_int_equal(iothread_poll_adjust(4000, 20000, &o), 12000);
+	/* disabled */
+	o.poll_max_ns = 0;
+	assert_int_equal(iothread_poll_adjust(4000, 20000, &o), 0);
+}
+
+static void a_polling_iothread_sees_work_without_kicks(void **state)
+{
+	const uint64_t max = 200000000ull; /* 200 ms ceiling */
+	struct iothread *it = start(max);
+	struct fake_src *f = fake_new(false); /* no kick fd at all */
+	int ok = 0;
+
+	assert_int_equal(iothread_add_source(it, &f->src, NULL), 0);
+	/* wake it after each window ran out: every wait was short enough to grow the window */
+	for (int i = 0; i < 40 && iothread_poll_ns(it) < max; i++) {
+		usleep((useconds_t)(iothread_poll_ns(it) / 1000 + 2000));
+		iothread_run_sync(it, on_thread, it);
+	}
+	assert_int_equal(iothread_poll_ns(it), max);
+	/* now it spins between requests, so work without a kick is found */
+	for (int i = 0; i < 200; i++) {
+		atomic_fetch_add(&f->avail, 1);
+		ok += wait_sem(&f->got);
+	}
+	assert_int_equal(ok, 200);
+	iothread_remove_source(it, &f->src);
+	iothread_destroy(it);
+	fake_free(f);
+}
+
+struct probe_op {
+	struct iothread_op op;
+	bool done;
+	int res;
+};
+
+static void probe_done(struct iothread_op *op, int res)
+{
+	struct probe_op *p = container_of(op, struct probe_op, op);
+
+	p->done = true;
+	p->res = res;
+}
+
+/* Submits one SQE prepared by @prep on the calling iothread and returns its result. */
+static int submit_one(void (*prep)(struct io_uring_sqe *sqe, void *arg), void *arg)
+{
+	struct iothread *it = iothread_current();
+	struct probe_op p = { .op.complete = probe_done };
+	struct io_uring_sqe *sqe = iothread_get_sqe(it, &p.op);
+
+	if (!sqe)
+		return -EIO;
+	prep(sqe, arg);
+	while (!p.done)
+		if (iothread_wait_once(it) < 0)
+			return -EIO;
+	return p.res;
+}
+
+static void prep_nop(struct io_uring_sqe *sqe, void *arg)
+{
+	io_uring_prep_nop(sqe);
+}
+
+static void prep_openat(struct io_uring_sqe *sqe, void *arg)
+{
+	io_uring_prep_openat(sqe, AT_FDCWD, "/etc/hostname", O_RDONLY, 0);
+}
+
+static void prep_read(struct io_uring_sqe *sqe, void *arg)
+{
+	static char buf[16];
+
+	io_uring_prep_read(sqe, *(int *)arg, buf, sizeof(buf), 0);
+}
+
+static int try_nop(void *arg)
+{
+	return submit_one(prep_nop, arg);
+}
+
+static int try_openat(void *arg)
+{
+	return submit_one(prep_openat, arg);
+}
+
+static int try_read(void *arg)
+{
+	return submit_one(prep_read, arg);
+}
+
+static void the_ring_refuses_operations_outside_its_allowlist(void **state)
+{
+	struct iothread *it = start(0);
+	int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+
+	assert_int_equal(iothread_run_sync(it, try_nop, NULL), -EACCES);
+	assert_int_equal(iothread_run_sync(it, try_openat, NULL), -EACCES);
+	assert_int_equal(iothread_run_sync(it, try_read, &fd), 16);
+	close(fd);
+	iothread_destroy(it);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(run_sync_runs_on_the_iothread_and_returns_its_value),
+		cmocka_unit_test(posted_messages_run_in_order),
+		cmocka_unit_test(a_kick_wakes_a_sleeping_iothread),
+		cmocka_unit_test(work_arriving_as_notifications_turn_on_is_not_lost),
+		cmocka_unit_test(removing_a_sleeping_source_cancels_its_kick_read),
+		cmocka_unit_test(a_file_registers_once_per_ring),
+		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
+		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
+		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

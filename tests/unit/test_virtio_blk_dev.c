@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The virtio-blk device end to end without KVM: a tiny driver in this test programs the
+ * virtio-pci transport through the MMIO bus, puts requests on split rings in fake guest RAM,
+ * kicks through the notify region (forwarded to the queue's eventfd since there is no KVM
+ * ioeventfd) and polls the used ring, while the device serves the queues on real iothreads
+ * over a raw image file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blockdev/blockdev.h"
+#include "devices/pci.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_pci.h"
+#include "iothreads/iothread.h"
+#include "vmm/vm.h"
+
+#define RAM (8u << 20)
+#define QSZ 16
+#define NQ 2
+#define IMG (1u << 20)
+#define BUF 0x100000ull
+
+struct tq {
+	uint64_t desc, avail, used;
+	uint16_t avail_idx, used_seen;
+	unsigned int next_desc;
+};
+
+struct fx {
+	struct vm vm;
+	struct pci_bus pci;
+	struct blockdev *bs;
+	struct iothread *it[2];
+	struct vblk *dev;
+	uint64_t bar0;
+	char path[64];
+	struct tq q[NQ];
+	uint64_t buf_next;
+};
+
+static void w(struct fx *f, uint64_t off, uint64_t v, unsigned int len)
+{
+	bus_write(&f->vm.mmio, f->bar0 + off, &v, len);
+}
+
+static uint64_t r(struct fx *f, uint64_t off, unsigned int len)
+{
+	uint64_t v = 0;
+
+	bus_read(&f->vm.mmio, f->bar0 + off, &v, len);
+	return v;
+}
+
+static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
+{
+	void *p = gmem_ptr(&f->vm.mem, gpa, len);
+
+	assert_non_null(p);
+	return p;
+}
+
+/* The driver side of initialisation (virtio 1.2 3.1.1). */
+static void driver_init(struct fx *f)
+{
+	uint64_t feat;
+
+	w(f, 0x14, 0, 1);
+	assert_int_equal(r(f, 0x14, 1), 0);
+	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+	w(f, 0x00, 0, 4);
+	feat = r(f, 0x04, 4);
+	w(f, 0x00, 1, 4);
+	feat |= r(f, 0x04, 4) << 32;
+	assert_true(feat & (1ull << VIRTIO_F_VERSION_1));
+	assert_true(feat & (1ull << VIRTIO_BLK_F_MQ));
+	w(f, 0x08, 0, 4);
+	w(f, 0x0c, (uint32_t)feat, 4);
+	w(f, 0x08, 1, 4);
+	w(f, 0x0c, (uint32_t)(feat >> 32), 4);
+	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+	assert_true(r(f, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK);
+	assert_int_equal(r(f, 0x12, 2), NQ);
+	for (unsigned int i = 0; i < NQ; i++) {
+		struct tq *q = &f->q[i];
+		uint64_t base = 0x10000 + 0x10000ull * i;
+
+		memset(q, 0, sizeof(*q));
+		q->desc = base;
+		q->avail = base + 0x1000;
+		q->used = base + 0x2000;
+		memset(gp(f, base, 0x3000), 0, 0x3000);
+		w(f, 0x16, i, 2);
+		assert_int_equal(r(f, 0x18, 2), 256 < QSZ ? 256 : QSZ);
+		w(f, 0x18, QSZ, 2);
+		w(f, 0x20, q->desc, 8); /* a 64-bit access is split in two */
+		w(f, 0x28, q->avail, 4);
+		w(f, 0x2c, 0, 4);
+		w(f, 0x30, q->used, 4);
+		w(f, 0x34, 0, 4);
+		w(f, 0x1a, i + 1, 2);
+		assert_int_equal(r(f, 0x1a, 2), i + 1);
+		assert_int_equal(r(f, 0x1e, 2), i);
+		w(f, 0x1c, 1, 2);
+	}
+	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+		   VIRTIO_STATUS_DRIVER_OK, 1);
+	assert_int_equal(r(f, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct blockdev_opts bo = { 0 };
+	struct iothread_opts io = { .poll_max_ns = 0 };
+	struct iothread *map[NQ];
+	struct vblk_opts vo;
+	int fd;
+
+	assert_int_equal(gmem_init(&f->vm.mem, RAM, false), 0);
+	f->vm.vm_fd = -1;
+	bus_init(&f->vm.mmio, "mmio");
+	bus_init(&f->vm.pio, "pio");
+	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, NULL), 0);
+	snprintf(f->path, sizeof(f->path), "/tmp/vireo-vblk-XXXXXX");
+	fd = mkstemp(f->path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, IMG), 0);
+	close(fd);
+	assert_int_equal(blockdev_opts_set(&bo, "format", "raw", NULL), 0);
+	f->bs = blockdev_open(f->path, &bo, NULL);
+	blockdev_opts_free(&bo);
+	assert_non_null(f->bs);
+	f->it[0] = iothread_create("t0", &io, NULL);
+	f->it[1] = iothread_create("t1", &io, NULL);
+	assert_non_null(f->it[0]);
+	assert_non_null(f->it[1]);
+	map[0] = f->it[0];
+	map[1] = f->it[1];
+	vo = (struct vblk_opts){ .bs = f->bs, .serial = "SER123", .num_queues = NQ,
+				 .queue_size = QSZ, .iothreads = map };
+	f->dev = vblk_create(&f->vm, "vblk-test", &vo, NULL);
+	assert_non_null(f->dev);
+	assert_true(pci_bus_add_device(&f->pci, vblk_pci(f->dev), -1, NULL) > 0);
+	f->bar0 = pci_bar_address(vblk_pci(f->dev), 0);
+	assert_int_not_equal(f->bar0, PCI_BAR_UNMAPPED);
+	f->buf_next = BUF;
+	driver_init(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	pci_bus_remove_device(&f->pci, vblk_pci(f->dev));
+	vblk_destroy(f->dev);
+	iothread_destroy(f->it[0]);
+	iothread_destroy(f->it[1]);
+	blockdev_close(f->bs);
+	pci_bus_destroy(&f->pci);
+	bus_destroy(&f->vm.mmio);
+	bus_destroy(&f->vm.pio);
+	gmem_destroy(&f->vm.mem);
+	unlink(f->path);
+	free(f);
+	return 0;
+}
+
+static uint64_t alloc_buf(struct fx *f, uint64_t len)
+{
+	uint64_t a = f->buf_next;
+
+	f->buf_next = (f->buf_next + len + 63) & ~63ull;
+	assert_true(f->buf_next < RAM);
+	return a;
+}
+
+struct seg {
+	uint64_t addr;
+	uint32_t len;
+	bool writable;
+};
+
+/* Puts a chain on queue @qi (descriptors taken round-robin) and kicks. Returns the head. */
+static uint16_t submit(struct fx *f, unsigned int qi, const struct seg *s, unsigned int n)
+{
+	struct tq *q = &f->q[qi];
+	struct virtq_desc *d = gp(f, q->desc, 16 * QSZ);
+	struct virtq_avail *a = gp(f, q->avail, virtq_avail_bytes(QSZ));
+	uint16_t head = (uint16_t)(q->next_desc % QSZ);
+
+	for (unsigned int i = 0; i < n; i++) {
+		uint16_t idx = (uint16_t)((q->next_desc + i) % QSZ);
+
+		d[idx] = (struct virtq_desc){ s[i].addr, s[i].len,
+					      (uint16_t)((s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
+							 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
+					      (uint16_t)((idx + 1) % QSZ) };
+	}
+	q->next_desc += n;
+	a->ring[q->avail_idx % QSZ] = head;
+	__atomic_store_n(&a->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
+	q->avail_idx++;
+	w(f, 0x3000 + 4 * qi, qi, 2); /* notify */
+	return head;
+}
+
+/* Waits for the next used element of queue @qi; returns its len. */
+static uint32_t wait_used(struct fx *f, unsigned int qi, uint16_t head)
+{
+	struct tq *q = &f->q[qi];
+	struct virtq_used *u = gp(f, q->used, virtq_used_bytes(QSZ));
+	struct timespec ts = { 0, 200000 };
+
+	for (int i = 0; i < 25000; i++) {
+		if (__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != q->used_seen) {
+			struct virtq_used_elem e = u->ring[q->used_seen % QSZ];
+
+			q->used_seen++;
+			assert_int_equal(e.id, head);
+			return e.len;
+		}
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("queue %u: no completion", qi);
+	return 0;
+}
+
+/* A request with a header, an optional data buffer and a status byte; returns the status. */
+static uint8_t do_req(struct fx *f, unsigned int qi, uint32_t type, uint64_t sector,
+		      uint64_t data, uint32_t len, bool data_writable, uint32_t *used_len)
+{
+	uint64_t hdr = alloc_buf(f, 16), st = alloc_buf(f, 1);
+	uint8_t *h = gp(f, hdr, 16), *s = gp(f, st, 1);
+	struct seg segs[3];
+	unsigned int n = 0;
+	uint32_t ul;
+
+	memset(h, 0, 16);
+	memcpy(h, &type, 4);
+	memcpy(h + 8, &sector, 8);
+	*s = 0xee;
+	segs[n++] = (struct seg){ hdr, 16, false };
+	if (len)
+		segs[n++] = (struct seg){ data, len, data_writable };
+	segs[n++] = (struct seg){ st, 1, true };
+	ul = wait_used(f, qi, submit(f, qi, segs, n));
+	if (used_len)
+		*used_len = ul;
+	return *s;
+}
+
+static void writes_read_back_on_every_queue(void **state)
+{
+	struct fx *f = *state;
+
+	for (unsigned int qi = 0; qi < NQ; qi++) {
+		uint64_t wb = alloc_buf(f, 4096), rb = alloc_buf(f, 4096);
+		uint8_t *wp = gp(f, wb, 4096), *rp = gp(f, rb, 4096);
+		uint32_t ul;
+
+		for (unsigned int i = 0; i < 4096; i++)
+			wp[i] = (uint8_t)(i * 7 + qi);
+		memset(rp, 0, 4096);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_OUT, 8 + 8 * qi, wb, 4096, false, &ul),
+				 VIRTIO_BLK_S_OK);
+		assert_int_equal(ul, 1);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_IN, 8 + 8 * qi, rb, 4096, true, &ul),
+				 VIRTIO_BLK_S_OK);
+		assert_int_equal(ul, 4097);
+		assert_memory_equal(wp, rp, 4096);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL),
+				 VIRTIO_BLK_S_OK);
+	}
+}
+
+static void get_id_returns_the_serial(void **state)
+{
+	struct fx *f = *state;
+	uint64_t b = alloc_buf(f, 20);
+	char *p = gp(f, b, 20);
+
+	memset(p, 'x', 20);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_GET_ID, 0, b, 20, true, NULL), VIRTIO_BLK_S_OK);
+	assert_memory_equal(p, "SER123\0\0", 8);
+}
+
+static void write_zeroes_and_discard_read_back_zeroes(void **state)
+{
+	struct fx *f = *state;
+	uint64_t wb = alloc_buf(f, 4096), seg = alloc_buf(f, 16);
+	uint8_t *wp = gp(f, wb, 4096), *sp = gp(f, seg, 16);
+	uint64_t sector = 64;
+	uint32_t n = 8, flags = 0;
+	uint64_t hdr = alloc_buf(f, 16), st = alloc_buf(f, 1);
+	uint8_t *h = gp(f, hdr, 16), *s = gp(f, st, 1);
+	uint32_t type = VIRTIO_BLK_T_WRITE_ZEROES;
+	struct seg segs[3];
+
+	memset(wp, 0xab, 4096);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_OUT, sector, wb, 4096, false, NULL), 0);
+	memcpy(sp, &sector, 8);
+	memcpy(sp + 8, &n, 4);
+	memcpy(sp + 12, &flags, 4);
+	for (int round = 0; round < 2; round++) {
+		memset(h, 0, 16);
+		memcpy(h, &type, 4);
+		*s = 0xee;
+		segs[0] = (struct seg){ hdr, 16, false };
+		segs[1] = (struct seg){ seg, 16, false };
+		segs[2] = (struct seg){ st, 1, true };
+		wait_used(f, 1, submit(f, 1, segs, 3));
+		assert_int_equal(*s, VIRTIO_BLK_S_OK);
+		memset(wp, 0xcd, 4096);
+		assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_IN, sector, wb, 4096, true, NULL), 0);
+		if (type == VIRTIO_BLK_T_WRITE_ZEROES)
+			for (unsigned int i = 0; i < 4096; i++)
+				assert_int_equal(wp[i], 0);
+		type = VIRTIO_BLK_T_DISCARD;
+	}
+}
+
+static void malformed_requests_get_error_statuses(void **state)
+{
+	struct fx *f = *state;
+	uint64_t b = alloc_buf(f, 4096);
+
+	/* not a sector multiple, beyond the end, unknown type */
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, 0, b, 100, true, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, IMG / 512, b, 512, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_req(f, 0, 77, 0, 0, 0, false, NULL), VIRTIO_BLK_S_UNSUPP);
+	/* a data buffer outside RAM: the status still arrives */
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, 0, RAM - 256, 4096, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	/* the queue still serves good requests */
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, 0, b, 512, true, NULL), VIRTIO_BLK_S_OK);
+}
+
+static void a_looping_chain_completes_without_status_and_the_queue_goes_on(void **state)
+{
+	struct fx *f = *state;
+	struct tq *q = &f->q[0];
+	struct virtq_desc *d = gp(f, q->desc, 16 * QSZ);
+	struct virtq_avail *a = gp(f, q->avail, virtq_avail_bytes(QSZ));
+	uint64_t b = alloc_buf(f, 512);
+	uint16_t head = (uint16_t)(q->next_desc % QSZ), other = (uint16_t)((head + 1) % QSZ);
+
+	d[head] = (struct virtq_desc){ b, 16, VIRTQ_DESC_F_NEXT, other };
+	d[other] = (struct virtq_desc){ b, 16, VIRTQ_DESC_F_NEXT, head };
+	q->next_desc += 2;
+	a->ring[q->avail_idx % QSZ] = head;
+	__atomic_store_n(&a->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
+	q->avail_idx++;
+	w(f, 0x3000, 0, 2);
+	assert_int_equal(wait_used(f, 0, head), 0);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+}
+
+static void a_corrupt_avail_index_sets_needs_reset_and_reset_recovers(void **state)
+{
+	struct fx *f = *state;
+	struct virtq_avail *a = gp(f, f->q[1].avail, virtq_avail_bytes(QSZ));
+	struct timespec ts = { 0, 1000000 };
+	int i;
+
+	__atomic_store_n(&a->idx, (uint16_t)(f->q[1].avail_idx + QSZ + 5), __ATOMIC_RELEASE);
+	w(f, 0x3004, 1, 2);
+	for (i = 0; i < 5000 && !(r(f, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET); i++)
+		nanosleep(&ts, NULL);
+	assert_true(r(f, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	/* queue 0 is unaffected */
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+	/* reset and bring the device up again */
+	driver_init(f);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+}
+
+static void kicks_follow_a_moved_bar(void **state)
+{
+	struct fx *f = *state;
+	struct pci_device *d = vblk_pci(f->dev);
+	uint64_t old = f->bar0, new = 0xd8000000;
+	uint32_t lo = (uint32_t)new | 0xc, hi = 0;
+
+	/* the guest reprograms BAR 0 (64-bit) through ECAM while the device runs */
+	bus_write(&f->vm.mmio, 0xe0000000ull + (d->slot << 15) + 0x10, &lo, 4);
+	bus_write(&f->vm.mmio, 0xe0000000ull + (d->slot << 15) + 0x14, &hi, 4);
+	assert_int_equal(pci_bar_address(d, 0), new);
+	f->bar0 = new;
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+	f->bar0 = old;
+	assert_int_equal(r(f, 0x14, 1), 0xffffffffffffffffull & 0xff); /* nothing decodes here */
+}
+
+static void config_space_describes_the_disk(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(r(f, 0x2000, 8), IMG / 512);          /* capacity */
+	assert_int_equal(r(f, 0x2000 + 12, 4), QSZ - 2);       /* seg_max */
+	assert_int_equal(r(f, 0x2000 + 20, 4), 512);           /* blk_size */
+	assert_int_equal(r(f, 0x2000 + 34, 2), NQ);            /* num_queues */
+	assert_int_equal(r(f, 0x2000 + 40, 4), 1);             /* max_discard_seg */
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(config_space_describes_the_disk),
+		T(writes_read_back_on_every_queue),
+		T(get_id_returns_the_serial),
+		T(write_zeroes_and_discard_read_back_zeroes),
+		T(malformed_requests_get_error_statuses),
+		T(a_looping_chain_completes_without_status_and_the_queue_goes_on),
+		T(a_corrupt_avail_index_sets_needs_reset_and_reset_recovers),
+		T(kicks_follow_a_moved_bar),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vireo-img create: qemu-img's options (-f, -o, -b, -F, -q) for raw and qcow2. */
+#include "tools/vireo-img.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/parse.h"
+
+struct create_opts {
+	const char *fmt;
+	struct qcow2_create_opts q;
+	char *backing, *backing_fmt;
+	char *prealloc;
+	uint64_t size;
+	bool size_given;
+};
+
+static int take_option(void *opaque, const char *key, const char *value, struct error **errp)
+{
+	struct create_opts *c = opaque;
+	bool raw = !strcmp(c->fmt, "raw");
+	uint64_t v;
+	bool b;
+
+	if (!strcmp(key, "size")) {
+		if (parse_size("size", value, &c->size, errp))
+			return -1;
+		c->size_given = true;
+	} else if (!strcmp(key, "preallocation")) {
+		if (strcmp(value, "off") && strcmp(value, "metadata") && strcmp(value, "falloc") &&
+		    strcmp(value, "full")) {
+			error_setg(errp, "preallocation: '%s' is not off, metadata, falloc or full",
+				   value);
+			return -1;
+		}
+		if (raw && !strcmp(value, "metadata")) {
+			error_setg(errp, "preallocation: raw images take off, falloc or full");
+			return -1;
+		}
+		free(c->prealloc);
+		c->prealloc = strdup(value);
+	} else if (raw) {
+		error_setg(errp, "format raw does not support the option '%s'", key);
+		return -1;
+	} else if (!strcmp(key, "cluster_size")) {
+		if (parse_size("cluster_size", value, &v, errp))
+			return -1;
+		if (v < 512 || v > 2 * 1024 * 1024 || (v & (v - 1))) {
+			error_setg(errp, "cluster_size: %s is not a power of two from 512 to 2M", value);
+			return -1;
+		}
+		c->q.cluster_bits = (unsigned)__builtin_ctzll(v);
+	} else if (!strcmp(key, "compat")) {
+		if (!strcmp(value, "0.10") || !strcmp(value, "v2"))
+			c->q.version = 2;
+		else if (!strcmp(value, "1.1") || !strcmp(value, "v3"))
+			c->q.version = 3;
+		else {
+			error_setg(errp, "compat: '%s' is not 0.10 or 1.1", value);
+			return -1;
+		}
+	} else if (!strcmp(key, "backing_file")) {
+		free(c->backing);
+		c->backing = strdup(value);
+	} else if (!strcmp(key, "backing_fmt")) {
+		free(c->backing_fmt);
+		c->backing_fmt = strdup(value);
+	} else if (!strcmp(key, "lazy_refcounts")) {
+		if (parse_bool("lazy_refcounts", value, &b, errp))
+			return -1;
+		c->q.lazy_refcounts = b;
+	} else if (!strcmp(key, "extended_l2")) {
+		if (parse_bool("extended_l2", value, &b, errp))
+			return -1;
+		c->q.extended_l2 = b;
+	} else if (!strcmp(key, "refcount_bits")) {
+		if (parse_u64("refcount_bits", value, 1, 64, &v, errp))
+			return -1;
+		c->q.refcount_bits = (unsigned)v;
+	} else if (!strcmp(key, "compression_type")) {
+		if (!strcmp(value, "zlib"))
+			c->q.compression_type = QCOW2_COMPRESS_ZLIB;
+		else if (!strcmp(value, "zstd"))
+			c->q.compression_type = QCOW2_COMPRESS_ZSTD;
+		else {
+			error_setg(errp, "compression_type: '%s' is not zlib or zstd", value);
+			return -1;
+		}
+	} else {
+		error_setg(errp, "format qcow2 does not support the option '%s'", key);
+		return -1;
+	}
+	return 0;
+}
+
+/* Size (when not given) and format (when not given) of the backing file. */
+static int inspect_backing(const char *filename, struct create_opts *c, struct error **errp)
+{
+	char *copy = strdup(filename), *path = NULL;
+	struct blockdev *b;
+	int ret = -1;
+
+	if (!copy)
+		return -1;
+	if (c->backing[0] == '/' || !strchr(filename, '/'))
+		path = strdup(c->backing);
+	else if (asprintf(&path, "%s/%s", dirname(copy), c->backing) < 0)
+		path = NULL;
+	free(copy);
+	if (!path)
+		return -1;
+	b = img_open(path, c->backing_fmt, true, NULL, errp);
+	if (!b) {
+		error_prepend(errp, "could not open backing file '%s'", c->backing);
+		goto out;
+	}
+	if (!c->size_given)
+		c->size = b->size;
+	if (!c->backing_fmt)
+		c->backing_fmt = strdup(blockdev_format_name(b));
+	blockdev_close(b);
+	ret = 0;
+out:
+	free(path);
+	return ret;
+}
+
+static int create_raw(const char *filename, const struct create_opts *c, struct error **errp)
+{
+	int fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ret = 0;
+
+	if (fd < 0) {
+		error_setg_errno(errp, errno, "'%s': cannot create", filename);
+		return -1;
+	}
+	if (ftruncate(fd, (off_t)c->size) < 0)
+		ret = -errno;
+	else if (c->prealloc && strcmp(c->prealloc, "off"))
+		ret = posix_fallocate(fd, 0, (off_t)c->size) ? -ENOSPC : 0;
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	if (ret)
+		error_setg_errno(errp, ret, "'%s': cannot size to %" PRIu64 " bytes", filename, c->size);
+	return ret ? -1 : 0;
+}
+
+int img_create_image(const char *filename, const char *fmt, const char *options, uint64_t size,
+		     bool size_given, const char *backing, const char *backing_fmt, bool quiet,
+		     struct error **errp)
+{
+	struct create_opts c = { .fmt = fmt, .size = size, .size_given = size_given };
+	int ret = -1;
+
+	c.q.cluster_bits = 16;
+	c.q.version = 3;
+	c.q.refcount_bits = 16;
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2")) {
+		error_setg(errp, "unknown format '%s': vireo-img creates raw and qcow2", fmt);
+		return -1;
+	}
+	if (backing)
+		c.backing = strdup(backing);
+	if (backing_fmt)
+		c.backing_fmt = strdup(backing_fmt);
+	if (options && img_each_option(options, take_option, &c, errp))
+		goto out;
+	if (c.backing && !strcmp(fmt, "raw")) {
+		error_setg(errp, "format raw has no backing file");
+		goto out;
+	}
+	if (c.backing && inspect_backing(filename, &c, errp))
+		goto out;
+	if (!c.size_given && !c.backing) {
+		error_setg(errp, "image size missing (give it after the file name)");
+		goto out;
+	}
+	if (!strcmp(fmt, "raw")) {
+		if (!quiet)
+			printf("Formatting '%s', fmt=raw size=%" PRIu64 "\n", filename, c.size);
+		ret = create_raw(filename, &c, errp);
+		goto out;
+	}
+	c.q.size = c.size;
+	c.q.backing_file = c.backing;
+	c.q.backing_fmt = c.backing_fmt;
+	c.q.prealloc_metadata = c.prealloc && strcmp(c.prealloc, "off");
+	if (c.prealloc && (!strcmp(c.prealloc, "falloc") || !strcmp(c.prealloc, "full"))) {
+		error_setg(errp, "preallocation=%s is not implemented for qcow2 (use off or metadata)",
+			   c.prealloc);
+		goto out;
+	}
+	if (!quiet) {
+		printf("Formatting '%s', fmt=qcow2 cluster_size=%llu extended_l2=%s compression_type=%s "
+		       "size=%" PRIu64, filename, 1ULL << c.q.cluster_bits,
+		       c.q.extended_l2 ? "on" : "off",
+		       c.q.compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib", c.size);
+		if (c.backing)
+			printf(" backing_file=%s backing_fmt=%s", c.backing, c.backing_fmt);
+		printf(" lazy_refcounts=%s refcount_bits=%u\n", c.q.lazy_refcounts ? "on" : "off",
+		       c.q.refcount_bits);
+	}
+	ret = qcow2_create(filename, &c.q, errp);
+out:
+	free(c.backing);
+	free(c.backing_fmt);
+	free(c.prealloc);
+	return ret;
+}
+
+int img_create(int argc, char **argv)
+{
+	static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	const char *fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+	char *options = NULL;
+	struct error *err = NULL;
+	bool quiet = false, size_given = false;
+	uint64_t size = 0;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+f:o:b:F:quh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'b': backing = optarg; break;
+		case 'F': backing_fmt = optarg; break;
+		case 'q': quiet = true; break;
+		case 'u': break; /* we never need to open the backing file if the size is given */
+		case 'o':
+			if (options) {
+				char *joined;
+
+				if (asprintf(&joined, "%s,%s", options, optarg) < 0)
+					return 1;
+				free(options);
+				options = joined;
+			} else {
+				options = strdup(optarg);
+			}
+			break;
+		case 'h':
+			printf("usage: %s create [-q] [-f fmt] [-b backing [-F fmt]] [-o options] "
+			       "filename [size]\n", IMG_PROG);
+			return 0;
+		default:
+			return img_usage_error("create: bad option");
+		}
+	}
+	if (optind >= argc)
+		return img_usage_error("create: expecting a file name");
+	if (optind + 1 < argc) {
+		if (parse_size("size", argv[optind + 1], &size, &err)) {
+			error_report_free(IMG_PROG, err);
+			return 1;
+		}
+		size_given = true;
+	}
+	if (img_create_image(argv[optind], fmt, options, size, size_given, backing, backing_fmt,
+			     quiet, &err)) {
+		error_report_free(IMG_PROG, err);
+		free(options);
+		return 1;
+	}
+	free(options);
+	return 0;
+}

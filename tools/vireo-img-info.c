@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vireo-img info: qemu-img info's human and JSON output (same field names). */
+#include "tools/vireo-img.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* qemu-img's "full-backing-filename": the name resolved against the image's directory. */
+static char *full_backing(const char *image, const char *backing)
+{
+	char *copy, *out = NULL;
+
+	if (backing[0] == '/' || !strchr(image, '/'))
+		return strdup(backing);
+	copy = strdup(image);
+	if (copy && asprintf(&out, "%s/%s", dirname(copy), backing) < 0)
+		out = NULL;
+	free(copy);
+	return out;
+}
+
+static const char *backing_name(struct blockdev *bs, const char **fmt)
+{
+	struct qcow2 *q;
+
+	*fmt = NULL;
+	if (bs->drv != &blockdev_qcow2)
+		return NULL;
+	q = qcow2_of(bs);
+	if (!q->h.backing_file[0])
+		return NULL;
+	if (q->h.has_backing_fmt)
+		*fmt = q->h.backing_fmt;
+	return q->h.backing_file;
+}
+
+static struct json_object *info_json(struct blockdev *bs, const struct blockdev_info *info)
+{
+	struct json_object *o = json_object_new_object();
+	const char *bfmt, *bname = backing_name(bs, &bfmt);
+
+	if (bname && bfmt)
+		json_object_object_add(o, "backing-filename-format", json_object_new_string(bfmt));
+	json_object_object_add(o, "virtual-size", json_object_new_int64((int64_t)bs->size));
+	json_object_object_add(o, "filename", json_object_new_string(bs->filename));
+	if (info->cluster_size)
+		json_object_object_add(o, "cluster-size",
+				       json_object_new_int64((int64_t)info->cluster_size));
+	json_object_object_add(o, "format", json_object_new_string(blockdev_format_name(bs)));
+	json_object_object_add(o, "actual-size", json_object_new_int64((int64_t)info->actual_size));
+	if (info->specific) {
+		struct json_object *fs = json_object_new_object();
+
+		json_object_object_add(fs, "type", json_object_new_string(blockdev_format_name(bs)));
+		json_object_object_add(fs, "data", json_object_get(info->specific));
+		json_object_object_add(o, "format-specific", fs);
+	}
+	if (bname) {
+		char *full = full_backing(bs->filename, bname);
+
+		json_object_object_add(o, "full-backing-filename",
+				       json_object_new_string(full ? full : bname));
+		json_object_object_add(o, "backing-filename", json_object_new_string(bname));
+		free(full);
+	}
+	json_object_object_add(o, "dirty-flag", json_object_new_boolean(info->dirty));
+	return o;
+}
+
+static void print_specific(struct json_object *data)
+{
+	printf("Format specific information:\n");
+	json_object_object_foreach(data, key, val) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%s", key);
+		for (char *p = name; *p; p++)
+			if (*p == '-')
+				*p = ' ';
+		printf("    %s: %s\n", name, json_object_get_string(val));
+	}
+}
+
+static void info_human(struct blockdev *bs, const struct blockdev_info *info)
+{
+	const char *bfmt, *bname = backing_name(bs, &bfmt);
+	char vs[32], ds[32];
+
+	img_human_size(bs->size, vs, sizeof(vs));
+	img_human_size(info->actual_size, ds, sizeof(ds));
+	printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
+	       bs->filename, blockdev_format_name(bs), vs, bs->size, ds);
+	if (info->cluster_size)
+		printf("cluster_size: %" PRIu64 "\n", info->cluster_size);
+	if (bname) {
+		printf("backing file: %s\n", bname);
+		if (bfmt)
+			printf("backing file format: %s\n", bfmt);
+	}
+	if (info->dirty)
+		printf("cleanly shut down: no\n");
+	if (info->specific)
+		print_specific(info->specific);
+}
+
+int img_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'O' },
+		{ "backing-chain", no_argument, NULL, 'B' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ 0 },
+	};
+	const char *fmt = NULL, *output = "human";
+	struct json_object *chain = NULL;
+	struct error *err = NULL;
+	bool backing_chain = false;
+	struct blockdev *bs;
+	int c, ret = 0;
+
+	while ((c = getopt_long(argc, argv, "+f:U", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'O': output = optarg; break;
+		case 'B': backing_chain = true; break;
+		case 'U': break;
+		default: return img_usage_error("info: bad option");
+		}
+	}
+	if (strcmp(output, "human") && strcmp(output, "json"))
+		return img_usage_error("--output must be human or json, not '%s'", output);
+	if (optind + 1 != argc)
+		return img_usage_error("info: expecting one file name");
+	bs = img_open(argv[optind], fmt, true, NULL, &err);
+	if (!bs) {
+		error_report_free(IMG_PROG, err);
+		return 1;
+	}
+	if (backing_chain && !strcmp(output, "json"))
+		chain = json_object_new_array();
+	for (struct blockdev *cur = bs; cur; cur = backing_chain ? cur->backing : NULL) {
+		struct blockdev_info info;
+
+		if (blockdev_get_info(cur, &info, &err)) {
+			error_report_free(IMG_PROG, err);
+			ret = 1;
+			break;
+		}
+		if (!strcmp(output, "json")) {
+			struct json_object *o = info_json(cur, &info);
+
+			if (chain)
+				json_object_array_add(chain, o);
+			else {
+				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+					JSON_C_TO_STRING_NOSLASHESCAPE));
+				json_object_put(o);
+			}
+		} else {
+			if (cur != bs)
+				printf("\n");
+			info_human(cur, &info);
+		}
+		json_object_put(info.specific);
+	}
+	if (chain) {
+		printf("%s\n", json_object_to_json_string_ext(chain, JSON_C_TO_STRING_PRETTY |
+			JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(chain);
+	}
+	blockdev_close(bs);
+	return ret;
+}

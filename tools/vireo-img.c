@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vireo-img: command dispatch and the helpers the commands share. All image logic is in blockdev/. */
+#include "tools/vireo-img.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+} commands[] = {
+	{ "create", img_create,
+	  "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-o options] filename [size]" },
+	{ "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
+	{ "check", img_check, "check [-q] [-f fmt] [-r leaks|all] [--output=human|json] filename" },
+	{ "convert", img_convert,
+	  "convert [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] [-S sparse_size] "
+	  "filename output_filename" },
+	{ "map", img_map, "map [-f fmt] [--output=human|json] filename" },
+	{ "resize", img_resize, "resize [-f fmt] [--shrink] filename [+|-]size" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: %s COMMAND [options]\n\nCommands:\n", IMG_PROG);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %s %s\n", IMG_PROG, commands[i].usage);
+	fprintf(f, "\nSizes take k, M, G, T suffixes (powers of 1024). Exit status: 0 success, 1 "
+		"error; check: 2 corruptions, 3 leaks.\n");
+}
+
+int img_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", IMG_PROG);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n", IMG_PROG);
+	return 1;
+}
+
+int img_each_option(const char *list, int (*fn)(void *opaque, const char *key, const char *value,
+						struct error **errp),
+		    void *opaque, struct error **errp)
+{
+	char *copy = strdup(list), *save = NULL, *item;
+	int ret = 0;
+
+	if (!copy) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	for (item = strtok_r(copy, ",", &save); item && !ret; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+
+		if (eq)
+			*eq = '\0';
+		ret = fn(opaque, item, eq ? eq + 1 : "on", errp);
+	}
+	free(copy);
+	return ret;
+}
+
+static int set_extra(void *opaque, const char *key, const char *value, struct error **errp)
+{
+	return blockdev_opts_set(opaque, key, value, errp);
+}
+
+struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, const char *extra,
+			  struct error **errp)
+{
+	struct blockdev_opts o = { 0 };
+	struct blockdev *bs = NULL;
+
+	if ((fmt && blockdev_opts_set(&o, "format", fmt, errp)) ||
+	    (extra && img_each_option(extra, set_extra, &o, errp)))
+		goto out;
+	o.readonly = readonly;
+	bs = blockdev_open(filename, &o, errp);
+out:
+	blockdev_opts_free(&o);
+	return bs;
+}
+
+void img_human_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, len, "%0.3g %s", v, units[u]);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("%s version 0.1.0\n", IMG_PROG);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	return img_usage_error("unknown command '%s'", argv[1]);
+}

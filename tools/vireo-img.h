@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vireo-img: one function per command (tools/vireo-img-<command>.c) and the helpers they share. */
+#ifndef VIREO_TOOLS_VIREO_IMG_H
+#define VIREO_TOOLS_VIREO_IMG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/qcow2.h"
+#include "common/error.h"
+
+#define IMG_PROG "vireo-img"
+
+int img_create(int argc, char **argv);
+int img_info(int argc, char **argv);
+int img_check(int argc, char **argv);
+int img_convert(int argc, char **argv);
+int img_map(int argc, char **argv);
+int img_resize(int argc, char **argv);
+
+/* Calls @fn for each key=value of "a=1,b=2" (a bare key means "on"). Returns 0 or -1. */
+int img_each_option(const char *list, int (*fn)(void *opaque, const char *key, const char *value,
+						struct error **errp),
+		    void *opaque, struct error **errp);
+
+/* Opens @filename with format @fmt (NULL probes); @extra is "k=v,..." driver options or NULL. */
+struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, const char *extra,
+			  struct error **errp);
+
+/* qemu-img's human sizes: "64 MiB", "1.5 GiB", "196 KiB". */
+void img_human_size(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * Creates @filename in format @fmt ("raw" or "qcow2") of @size bytes (0 with a backing file:
+ * the backing file's size). @options is qemu-img's -o list; @backing / @backing_fmt come from
+ * -b / -F (NULL if not given). Prints "Formatting ..." unless @quiet.
+ */
+int img_create_image(const char *filename, const char *fmt, const char *options, uint64_t size,
+		     bool size_given, const char *backing, const char *backing_fmt, bool quiet,
+		     struct error **errp);
+
+/* Prints a usage error and returns 1 (qemu-img's status for a bad command line). */
+int img_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

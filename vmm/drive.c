@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* --drive parsing and set-up; the option syntax is in drive.h. */
+#include "vmm/drive.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockdev/blockdev.h"
+#include "common/parse.h"
+#include "common/util.h"
+#include "devices/pci.h"
+#include "devices/virtio_blk.h"
+#include "iothreads/iothread.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Parsing
+ */
+
+/* Splits off the next "key=value" of @s (",," is a literal comma). Returns a malloc'd copy. */
+static char *next_item(const char **s)
+{
+	const char *p = *s;
+	char *out = malloc(strlen(p) + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		if (*p == ',') {
+			if (p[1] == ',') {
+				*o++ = ',';
+				p += 2;
+				continue;
+			}
+			p++;
+			break;
+		}
+		*o++ = *p++;
+	}
+	*o = '\0';
+	*s = p;
+	return out;
+}
+
+static int parse_uint(const char *key, const char *val, uint64_t min, uint64_t max,
+		      unsigned int *out, struct error **errp)
+{
+	uint64_t v;
+
+	if (parse_u64(key, val, min, max, &v, errp) < 0)
+		return -1;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int parse_map(const char *val, uint16_t *map, unsigned int *n, struct error **errp)
+{
+	const char *p = val;
+
+	*n = 0;
+	for (;;) {
+		char *end;
+		unsigned long v;
+
+		if (*n == DRIVE_MAX_QUEUES) {
+			error_setg(errp, "iothread-vq-mapping: more than %d queues",
+				   DRIVE_MAX_QUEUES);
+			return -1;
+		}
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (end == p || errno || v >= DRIVE_MAX_IOTHREADS || *p == '-' || *p == '+') {
+			error_setg(errp, "iothread-vq-mapping: '%s' is not a ':'-separated list of "
+				   "iothread indices (0..%d)", val, DRIVE_MAX_IOTHREADS - 1);
+			return -1;
+		}
+		map[(*n)++] = (uint16_t)v;
+		if (*end == '\0')
+			return 0;
+		if (*end != ':') {
+			error_setg(errp, "iothread-vq-mapping: unexpected '%c' in '%s'", *end, val);
+			return -1;
+		}
+		p = end + 1;
+	}
+}
+
+static int set_string(char **dst, const char *key, const char *val, struct error **errp)
+{
+	if (*dst) {
+		error_setg(errp, "%s given twice", key);
+		return -1;
+	}
+	*dst = strdup(val);
+	if (!*dst) {
+		error_setg(errp, "%s: out of memory", key);
+		return -1;
+	}
+	return 0;
+}
+
+/* Applies one key; map_n/map_given collect iothread-vq-mapping for the final check. */
+static int apply(struct drive_config *c, const char *key, const char *val, unsigned int *map_n,
+		 bool *map_given, struct error **errp)
+{
+	if (!strcmp(key, "file")) {
+		if (!*val) {
+			error_setg(errp, "file: empty path");
+			return -1;
+		}
+		return set_string(&c->file, key, val, errp);
+	}
+	if (!strcmp(key, "format")) {
+		if (strcmp(val, "raw") && !blockdev_find_format(val)) {
+			error_setg(errp, "format: unknown format '%s'", val);
+			return -1;
+		}
+		free(c->format);
+		c->format = NULL;
+		return set_string(&c->format, key, val, errp);
+	}
+	if (!strcmp(key, "if")) {
+		if (strcmp(val, "virtio-blk")) {
+			error_setg(errp, "if: '%s' is not supported (expected virtio-blk)", val);
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "num-queues"))
+		return parse_uint(key, val, 1, DRIVE_MAX_QUEUES, &c->num_queues, errp);
+	if (!strcmp(key, "queue-size")) {
+		if (parse_uint(key, val, 4, VIRTQ_MAX_SIZE, &c->queue_size, errp) < 0)
+			return -1;
+		if (c->queue_size & (c->queue_size - 1)) {
+			error_setg(errp, "queue-size: %s is not a power of two", val);
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "iothreads"))
+		return parse_uint(key, val, 1, DRIVE_MAX_IOTHREADS, &c->iothreads, errp);
+	if (!strcmp(key, "iothread-vq-mapping")) {
+		*map_given = true;
+		return parse_map(val, c->vq_map, map_n, errp);
+	}
+	if (!strcmp(key, "cache")) {
+		if (!strcmp(val, "none")) {
+			c->cache_none = true;
+		} else if (!strcmp(val, "writeback")) {
+			c->cache_none = false;
+		} else {
+			error_setg(errp, "cache: '%s' is not none or writeback", val);
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "readonly"))
+		return parse_bool(key, val, &c->readonly, errp);
+	if (!strcmp(key, "serial")) {
+		if (strlen(val) > VIRTIO_BLK_ID_BYTES) {
+			error_setg(errp, "serial: '%s' is longer than %d bytes", val,
+				   VIRTIO_BLK_ID_BYTES);
+			return -1;
+		}
+		free(c->serial);
+		c->serial = NULL;
+		return set_string(&c->serial, key, val, errp);
+	}
+	if (!strcmp(key, "poll-max-ns")) {
+		c->poll_max_ns_set = true;
+		return parse_u64(key, val, 0, 1000000000ull, &c->poll_max_ns, errp);
+	}
+	error_setg(errp, "unknown key '%s' (expected file, format, if, num-queues, queue-size, "
+		   "iothreads, iothread-vq-mapping, cache, readonly, serial or poll-max-ns)", key);
+	return -1;
+}
+
+static int check_file(const struct drive_config *c, struct error **errp)
+{
+	struct stat st;
+
+	if (!c->file) {
+		error_setg(errp, "file= is missing");
+		return -1;
+	}
+	if (stat(c->file, &st) < 0) {
+		error_setg_errno(errp, errno, "file=%s", c->file);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		error_setg(errp, "file=%s is neither a regular file nor a block device", c->file);
+		return -1;
+	}
+	if (access(c->file, c->readonly ? R_OK : R_OK | W_OK) < 0) {
+		error_setg_errno(errp, errno, "file=%s (%s)", c->file,
+				 c->readonly ? "read access" : "read-write access; or readonly=on");
+		return -1;
+	}
+	return 0;
+}
+
+int drive_parse(const char *spec, struct drive_config *c, struct error **errp)
+{
+	const char *p = spec;
+	unsigned int map_n = 0;
+	bool map_given = false;
+
+	memset(c, 0, sizeof(*c));
+	c->num_queues = 1;
+	c->queue_size = 256;
+	c->iothreads = 1;
+	c->poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT;
+	while (*p) {
+		char *item = next_item(&p), *eq;
+		int ret;
+
+		if (!item) {
+			error_setg(errp, "--drive: out of memory");
+			goto err;
+		}
+		eq = strchr(item, '=');
+		if (!eq) {
+			error_setg(errp, "--drive: '%s' is not key=value", item);
+			free(item);
+			goto err;
+		}
+		*eq = '\0';
+		ret = apply(c, item, eq + 1, &map_n, &map_given, errp);
+		free(item);
+		if (ret < 0) {
+			error_prepend(errp, "--drive");
+			goto err;
+		}
+	}
+	if (!c->format && set_string(&c->format, "format", "raw", errp) < 0)
+		goto err;
+	if (map_given) {
+		if (map_n != c->num_queues) {
+			error_setg(errp, "--drive: iothread-vq-mapping lists %u queues, "
+				   "num-queues is %u", map_n, c->num_queues);
+			goto err;
+		}
+		for (unsigned int i = 0; i < map_n; i++) {
+			if (c->vq_map[i] >= c->iothreads) {
+				error_setg(errp, "--drive: iothread-vq-mapping: queue %u names "
+					   "iothread %u, but iothreads is %u", i, c->vq_map[i],
+					   c->iothreads);
+				goto err;
+			}
+		}
+	} else {
+		for (unsigned int i = 0; i < c->num_queues; i++)
+			c->vq_map[i] = (uint16_t)(i % c->iothreads);
+	}
+	if (c->queue_size < 4) {
+		error_setg(errp, "--drive: queue-size must be at least 4");
+		goto err;
+	}
+	if (check_file(c, errp) < 0) {
+		error_prepend(errp, "--drive");
+		goto err;
+	}
+	return 0;
+err:
+	drive_config_free(c);
+	return -1;
+}
+
+void drive_config_free(struct drive_config *c)
+{
+	free(c->file);
+	free(c->format);
+	free(c->serial);
+	c->file = c->format = c->serial = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Set-up: the registry of shared iothreads and of the drives built so far (main thread only)
+ */
+
+struct drive {
+	struct pci_bus *bus;
+	struct blockdev *bs;
+	struct vblk *dev;
+	char name[32];
+};
+
+static struct iothread *iothreads[DRIVE_MAX_IOTHREADS];
+static uint64_t iothread_poll[DRIVE_MAX_IOTHREADS];
+static struct drive drives[32];
+static unsigned int nr_drives;
+
+static int iothreads_get(const struct drive_config *c, struct error **errp)
+{
+	for (unsigned int i = 0; i < c->iothreads; i++) {
+		struct iothread_opts o = { .poll_max_ns = c->poll_max_ns };
+		char name[16];
+
+		if (iothreads[i]) {
+			if (c->poll_max_ns_set && iothread_poll[i] != c->poll_max_ns) {
+				error_setg(errp, "--drive: poll-max-ns=%llu, but iothread io%u is "
+					   "shared with an earlier drive that set %llu",
+					   (unsigned long long)c->poll_max_ns, i,
+					   (unsigned long long)iothread_poll[i]);
+				return -1;
+			}
+			continue;
+		}
+		snprintf(name, sizeof(name), "io%u", i);
+		iothreads[i] = iothread_create(name, &o, errp);
+		if (!iothreads[i]) {
+			error_prepend(errp, "--drive: iothread %s", name);
+			return -1;
+		}
+		iothread_poll[i] = c->poll_max_ns;
+	}
+	return 0;
+}
+
+static struct blockdev *open_image(const struct drive_config *c, struct error **errp)
+{
+	struct blockdev_opts o = { 0 };
+	struct blockdev *bs = NULL;
+
+	if (blockdev_opts_set(&o, "format", c->format, errp) < 0 ||
+	    blockdev_opts_set(&o, "cache", c->cache_none ? "none" : "writeback", errp) < 0 ||
+	    blockdev_opts_set(&o, "readonly", c->readonly ? "on" : "off", errp) < 0)
+		goto out;
+	bs = blockdev_open(c->file, &o, errp);
+out:
+	blockdev_opts_free(&o);
+	if (!bs)
+		error_prepend(errp, "--drive file=%s", c->file);
+	return bs;
+}
+
+int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp)
+{
+	struct iothread *map[DRIVE_MAX_QUEUES];
+	struct drive_config c;
+	struct drive *d;
+	struct vblk_opts o;
+
+	if (nr_drives == ARRAY_SIZE(drives)) {
+		error_setg(errp, "--drive: at most %zu drives", ARRAY_SIZE(drives));
+		return -1;
+	}
+	if (drive_parse(spec, &c, errp) < 0)
+		return -1;
+	d = &drives[nr_drives];
+	snprintf(d->name, sizeof(d->name), "virtio-blk%u", nr_drives);
+	if (iothreads_get(&c, errp) < 0)
+		goto err;
+	d->bs = open_image(&c, errp);
+	if (!d->bs)
+		goto err;
+	for (unsigned int i = 0; i < c.num_queues; i++)
+		map[i] = iothreads[c.vq_map[i]];
+	o = (struct vblk_opts){ .bs = d->bs, .read_only = c.readonly, .serial = c.serial,
+				.num_queues = c.num_queues, .queue_size = c.queue_size,
+				.iothreads = map };
+	d->dev = vblk_create(vm, d->name, &o, errp);
+	if (!d->dev) {
+		error_prepend(errp, "--drive file=%s", c.file);
+		goto err_close;
+	}
+	if (pci_bus_add_device(bus, vblk_pci(d->dev), -1, errp) < 0) {
+		error_prepend(errp, "--drive file=%s", c.file);
+		goto err_dev;
+	}
+	d->bus = bus;
+	nr_drives++;
+	drive_config_free(&c);
+	return 0;
+err_dev:
+	vblk_destroy(d->dev);
+	d->dev = NULL;
+err_close:
+	blockdev_close(d->bs);
+	d->bs = NULL;
+err:
+	drive_config_free(&c);
+	return -1;
+}
+
+void drive_cleanup(void)
+{
+	for (unsigned int i = 0; i < nr_drives; i++) {
+		pci_bus_remove_device(drives[i].bus, vblk_pci(drives[i].dev));
+		vblk_destroy(drives[i].dev);
+		drives[i].dev = NULL;
+	}
+	for (unsigned int i = 0; i < DRIVE_MAX_IOTHREADS; i++) {
+		iothread_destroy(iothreads[i]);
+		iothreads[i] = NULL;
+	}
+	for (unsigned int i = 0; i < nr_drives; i++) {
+		blockdev_close(drives[i].bs);
+		drives[i].bs = NULL;
+	}
+	nr_drives = 0;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `--drive` for `vireo run`: option parsing and building a virtio-blk disk on its iothreads.
+ *
+ *   --drive file=PATH[,format=raw|qcow2][,if=virtio-blk][,num-queues=N][,queue-size=N]
+ *           [,iothreads=N][,iothread-vq-mapping=I:I:...][,cache=none|writeback]
+ *           [,readonly=on|off][,serial=STR][,poll-max-ns=N]
+ *
+ * Defaults: format=raw, if=virtio-blk, num-queues=1, queue-size=256, iothreads=1,
+ * cache=writeback, readonly=off, no serial, poll-max-ns=32768 (IOTHREAD_POLL_MAX_NS_DEFAULT;
+ * 0 disables busy polling). A literal comma in a value is written ",," (as in QEMU).
+ *
+ * iothread-vq-mapping lists, for queue 0, 1, ..., num-queues - 1, the index of the iothread
+ * (0 .. iothreads - 1) that owns it, separated by ':'; without it queue i goes to iothread
+ * i mod iothreads. Iothreads are shared between drives: iothread k is the same thread "io<k>"
+ * for every drive that uses k; the first drive that uses it sets its poll-max-ns, and a later
+ * drive that asks for a different poll-max-ns for it is refused.
+ *
+ * Main thread only (the registry of iothreads and devices below is not locked).
+ */
+#ifndef VIREO_VMM_DRIVE_H
+#define VIREO_VMM_DRIVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+struct vm;
+struct pci_bus;
+
+#define DRIVE_MAX_QUEUES 256
+#define DRIVE_MAX_IOTHREADS 64
+
+struct drive_config {
+	char *file;
+	char *format;  /* "raw" unless given */
+	unsigned int num_queues;
+	unsigned int queue_size;
+	unsigned int iothreads;
+	bool cache_none;
+	bool readonly;
+	char *serial;  /* NULL: none */
+	uint64_t poll_max_ns;
+	bool poll_max_ns_set;
+	uint16_t vq_map[DRIVE_MAX_QUEUES]; /* queue -> iothread index */
+};
+
+/**
+ * drive_parse - parse and check one --drive value
+ *
+ * Refuses unknown keys, bad values (naming the key), a missing `file` and a file that does not
+ * exist or cannot be opened with the access asked (read, or read-write unless readonly=on).
+ * Returns 0 or -1; on success release @cfg with drive_config_free().
+ */
+int drive_parse(const char *spec, struct drive_config *cfg, struct error **errp);
+void drive_config_free(struct drive_config *cfg);
+
+/**
+ * drive_add - open the image, start or share its iothreads and plug a virtio-blk device
+ * @vm: the VM (before vCPUs run)
+ * @bus: PCI bus 0
+ * @spec: the --drive value
+ *
+ * Returns 0 or -1 with a message that starts with "--drive".
+ */
+int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp);
+
+/*
+ * Tears down every drive: stops the devices' queues, stops the iothreads, closes the images.
+ * Call after the vCPUs stopped and before vm_destroy.
+ */
+void drive_cleanup(void);
+
+#endif
