@@ -43,6 +43,12 @@ struct qcow2_run {
 	uint64_t l2e;    /* the (first) L2 entry's first word (COMPRESSED: the descriptor) */
 };
 
+/* An L2 entry staged for publication (see qcow2_commit). */
+struct qcow2_pending {
+	uint64_t l2, idx;
+	uint64_t old[2], ne[2];
+};
+
 struct qcow2 {
 	struct blockdev *bs;
 	struct blockdev *file;  /* metadata and (without a data file) data */
@@ -83,12 +89,17 @@ struct qcow2 {
 	unsigned rb_next;
 	uint8_t *cbuf;          /* a cluster of scratch (compressed input) */
 	uint8_t *cbuf2;         /* a cluster of scratch (COW / decompressed output) */
+	struct qcow2_pending *pending; /* staged L2 entries of the current locked section */
+	size_t nr_pending, cap_pending;
 };
 
 static inline struct qcow2 *qcow2_of(struct blockdev *bs)
 {
 	return bs->opaque;
 }
+
+/* true if [off, off+len) touches the header cluster, the L1 table or the refcount table */
+bool qcow2_overlaps_metadata(const struct qcow2 *q, uint64_t off, uint64_t len);
 
 /* Records a corruption: message on stderr, image flagged, header bit set when writable. */
 void qcow2_signal_corruption(struct qcow2 *q, const char *fmt, ...)
@@ -134,6 +145,8 @@ int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp);
 /* Writes the fields of the fixed header at [from, to) from q->h; lock held. */
 int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to);
 int qcow2_barrier(struct qcow2 *q);
+/* Publishes the staged L2 entries (one barrier first), then frees what they replaced; lock held. */
+int qcow2_commit(struct qcow2 *q);
 
 /* --- qcow2_create.c --- */
 struct qcow2_create_opts {
@@ -147,6 +160,8 @@ struct qcow2_create_opts {
 	unsigned refcount_bits;    /* default 16 */
 	unsigned compression_type; /* QCOW2_COMPRESS_* */
 	bool prealloc_metadata;
+	const char *data_file;     /* external data file (created raw, @size bytes), or NULL */
+	bool data_file_raw;
 };
 /* Creates (or truncates) @filename as an empty qcow2 image. */
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp);
@@ -161,6 +176,7 @@ struct qcow2_check_result {
 };
 #define QCOW2_FIX_LEAKS 1u
 #define QCOW2_FIX_ERRORS 2u
+#define QCOW2_CHECK_VERBOSE 4u /* print each problem on stderr, as qemu-img check does */
 /* Recounts every reference and compares with the refcounts; repairs per @fix. bs must be a
  * qcow2 node. Returns 0 (result filled) or -1 when the check itself could not run. */
 int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *res,

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,24 @@ struct counter {
 	struct qcow2 *q;
 	uint32_t *refs;
 	uint64_t nr;
+	uint64_t limit; /* clusters in the file: references past it are corruptions */
+	bool verbose;
 	struct qcow2_check_result *res;
 };
+
+static void report(const struct counter *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void report(const struct counter *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->verbose)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
 
 static int ref_range(struct counter *c, uint64_t off, uint64_t len, const char *what)
 {
@@ -30,11 +47,17 @@ static int ref_range(struct counter *c, uint64_t off, uint64_t len, const char *
 	if (!len)
 		return 0;
 	if (off + len < off || off + len > (1ULL << 56)) {
-		fprintf(stderr, "ERROR %s at 0x%" PRIx64 ": offset out of range\n", what, off);
+		report(c, "ERROR %s at 0x%" PRIx64 ": offset out of range\n", what, off);
 		c->res->corruptions++;
 		return 0;
 	}
 	for (uint64_t cl = off >> q->cluster_bits; cl <= (off + len - 1) >> q->cluster_bits; cl++) {
+		if (cl >= c->limit) {
+			report(c, "ERROR %s at 0x%" PRIx64 ": cluster %" PRIu64 " is past the end "
+				"of the file\n", what, off, cl);
+			c->res->corruptions++;
+			return 0;
+		}
 		if (cl >= c->nr) {
 			uint64_t n = MAX(cl + 1, c->nr * 2);
 			uint32_t *r = realloc(c->refs, n * sizeof(*r));
@@ -85,8 +108,7 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 		if (!e && !words[1])
 			continue;
 		if (qcow2_decode(q, words, 0, l2, i, &r)) {
-			atomic_store(&q->corrupt, false); /* counted here, not a runtime corruption */
-			fprintf(stderr, "ERROR: invalid L2 entry 0x%016" PRIx64 " (L2 table 0x%" PRIx64
+			report(c, "ERROR: invalid L2 entry 0x%016" PRIx64 " (L2 table 0x%" PRIx64
 				", index %" PRIu64 ")\n", e, l2, i);
 			c->res->corruptions++;
 			continue;
@@ -113,7 +135,7 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 			if ((ret = qcow2_rc_get(q, off >> q->cluster_bits, &rc)))
 				break;
 			if (((e & QCOW2_OFLAG_COPIED) != 0) != (rc == 1)) {
-				fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64
+				report(c, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64
 					" refcount=%" PRIu64 "\n", e, rc);
 				c->res->corruptions++;
 			}
@@ -141,7 +163,7 @@ static int count_l1(struct counter *c, uint64_t off, uint32_t size, bool active)
 		if (!l2)
 			continue;
 		if ((t[i] & QCOW2_L1_RESERVED) || l2 % q->cluster_size) {
-			fprintf(stderr, "ERROR: invalid L1 entry %u: 0x%016" PRIx64 "\n", i, t[i]);
+			report(c, "ERROR: invalid L1 entry %u: 0x%016" PRIx64 "\n", i, t[i]);
 			c->res->corruptions++;
 			continue;
 		}
@@ -149,7 +171,7 @@ static int count_l1(struct counter *c, uint64_t off, uint32_t size, bool active)
 			if ((ret = qcow2_rc_get(q, l2 >> q->cluster_bits, &rc)))
 				break;
 			if (((t[i] & QCOW2_OFLAG_COPIED) != 0) != (rc == 1)) {
-				fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%"
+				report(c, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%"
 					PRIx64 " refcount=%" PRIu64 "\n", i, t[i], rc);
 				c->res->corruptions++;
 			}
@@ -182,7 +204,7 @@ static int count_snapshots(struct counter *c)
 		name_len = (uint16_t)((e[14] << 8) | e[15]);
 		extra = qcow2_be32(e + 36);
 		if (l1 % q->cluster_size || (uint64_t)l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-			fprintf(stderr, "ERROR: snapshot %u has an invalid L1 table\n", i);
+			report(c, "ERROR: snapshot %u has an invalid L1 table\n", i);
 			c->res->corruptions++;
 		} else {
 			ret = count_l1(c, l1, l1_size, false);
@@ -254,7 +276,7 @@ static int compare(struct counter *c, unsigned fix)
 			continue;
 		bool leak = stored > want;
 
-		fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+		report(c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
 			leak ? "Leaked" : "ERROR", cl, stored, want);
 		if (leak)
 			c->res->leaks++;
@@ -273,7 +295,7 @@ static int compare(struct counter *c, unsigned fix)
 	for (uint64_t cl = last; cl < c->nr; cl++) {
 		if (!c->refs[cl])
 			continue;
-		fprintf(stderr, "ERROR cluster %" PRIu64 " is referenced but has no refcount block\n",
+		report(c, "ERROR cluster %" PRIu64 " is referenced but has no refcount block\n",
 			cl);
 		c->res->corruptions++;
 		end = cl + 1;
@@ -287,6 +309,7 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *re
 {
 	struct qcow2 *q;
 	struct counter c = { 0 };
+	bool was_corrupt;
 	int ret;
 
 	if (bs->drv != &blockdev_qcow2) {
@@ -297,6 +320,9 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *re
 	memset(res, 0, sizeof(*res));
 	c.q = q;
 	c.res = res;
+	was_corrupt = atomic_load(&q->corrupt);
+	c.verbose = fix & QCOW2_CHECK_VERBOSE;
+	c.limit = MAX(q->end_cluster, DIV_ROUND_UP(q->file->size, q->cluster_size));
 	res->total_clusters = DIV_ROUND_UP(q->h.size, q->cluster_size);
 	pthread_mutex_lock(&q->lock);
 	ret = ref_range(&c, 0, q->cluster_size, "header");
@@ -315,13 +341,17 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *re
 		ret = count_bitmaps(&c);
 	if (!ret)
 		ret = compare(&c, fix);
-	if (!ret && fix && res->corruptions == res->corruptions_fixed &&
+	fix &= QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+	/* the dirty / corrupt bits go when a pass finds nothing left to fix */
+	if (!ret && !res->corruptions && !res->leaks && !q->read_only &&
 	    (q->h.incompatible_features & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT))) {
 		q->h.incompatible_features &= ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
 		ret = qcow2_header_update(q, 72, 80);
+		fix = 1;
 	}
 	if (!ret && fix)
 		ret = blockdev_flush(q->file);
+	atomic_store(&q->corrupt, !ret && !res->corruptions ? false : was_corrupt);
 	pthread_mutex_unlock(&q->lock);
 	free(c.refs);
 	if (ret) {

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ struct layout {
 	uint64_t cs;
 	unsigned rb_bits;
 	uint64_t rt_clusters, rb_count, l1_entries, l1_clusters;
-	uint64_t l2_count, data_clusters;
+	uint64_t l2_count, data_clusters, guest_clusters;
 	uint64_t rt_off, rb_off, l1_off, l2_off, data_off;
 	uint64_t used; /* clusters with refcount 1: [0, used) */
 };
@@ -53,6 +54,15 @@ static int check_opts(const struct qcow2_create_opts *o, struct error **errp)
 			   1ULL << o->cluster_bits);
 		return -1;
 	}
+	if (o->data_file && (o->version < 3 || strlen(o->data_file) > QCOW2_MAX_BACKING_NAME)) {
+		error_setg(errp, "data_file: needs compat=1.1 and a name of at most %u bytes",
+			   QCOW2_MAX_BACKING_NAME);
+		return -1;
+	}
+	if (o->data_file_raw && (!o->data_file || o->backing_file)) {
+		error_setg(errp, "data_file_raw: needs data_file and no backing file");
+		return -1;
+	}
 	if (o->backing_file && strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME) {
 		error_setg(errp, "backing_file: longer than %u bytes", QCOW2_MAX_BACKING_NAME);
 		return -1;
@@ -70,7 +80,9 @@ static void plan(const struct qcow2_create_opts *o, struct layout *l)
 	l->l1_entries = qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2);
 	l->l1_clusters = MAX(1, DIV_ROUND_UP(l->l1_entries * 8, l->cs));
 	l->l2_count = o->prealloc_metadata ? DIV_ROUND_UP(guest_clusters, 1ULL << l2_bits) : 0;
-	l->data_clusters = o->prealloc_metadata ? guest_clusters : 0;
+	/* with an external data file, guest cluster N lives at offset N there: nothing to allocate */
+	l->data_clusters = o->prealloc_metadata && !o->data_file ? guest_clusters : 0;
+	l->guest_clusters = guest_clusters;
 	l->rt_clusters = 1;
 	l->rb_count = 1;
 	for (;;) {
@@ -138,6 +150,13 @@ static int write_header(int fd, const struct qcow2_create_opts *o, const struct 
 		h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
 		h.compression_type = (uint8_t)o->compression_type;
 	}
+	if (o->data_file) {
+		h.incompatible_features |= QCOW2_INCOMPAT_DATA_FILE;
+		snprintf(h.data_file, sizeof(h.data_file), "%s", o->data_file);
+		h.has_data_file_ext = true;
+		if (o->data_file_raw)
+			h.autoclear_features |= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+	}
 	if (o->backing_file)
 		snprintf(h.backing_file, sizeof(h.backing_file), "%s", o->backing_file);
 	if (o->backing_fmt) {
@@ -187,8 +206,9 @@ static int write_tables(int fd, const struct qcow2_create_opts *o, const struct 
 		uint64_t per = l->cs / (8 * words);
 
 		memset(buf, 0, l->cs);
-		for (uint64_t i = 0; i < per && t * per + i < l->data_clusters; i++) {
-			uint64_t host = l->data_off + (t * per + i) * l->cs;
+		for (uint64_t i = 0; i < per && t * per + i < l->guest_clusters; i++) {
+			uint64_t host = o->data_file ? (t * per + i) * l->cs :
+						       l->data_off + (t * per + i) * l->cs;
 
 			qcow2_put_be64(buf + 8 * words * i, host | QCOW2_OFLAG_COPIED);
 			if (words == 2) /* every subcluster reads as zeroes, host cluster reserved */
@@ -200,12 +220,41 @@ static int write_tables(int fd, const struct qcow2_create_opts *o, const struct 
 	return ret;
 }
 
+/* Creates (truncates) the external data file, named relative to the image's directory. */
+static int create_data_file(const char *image, const struct qcow2_create_opts *o,
+			    struct error **errp)
+{
+	char *copy = strdup(image), *path = NULL;
+	int fd, ret = 0;
+
+	if (!copy)
+		return -1;
+	if (o->data_file[0] == '/' || !strchr(image, '/'))
+		path = strdup(o->data_file);
+	else if (asprintf(&path, "%s/%s", dirname(copy), o->data_file) < 0)
+		path = NULL;
+	free(copy);
+	if (!path)
+		return -1;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)o->size) < 0) {
+		error_setg_errno(errp, errno, "'%s': cannot create the data file", path);
+		ret = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return ret;
+}
+
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp)
 {
 	struct layout l;
 	int fd, ret;
 
 	if (check_opts(o, errp))
+		return -1;
+	if (o->data_file && create_data_file(filename, o, errp))
 		return -1;
 	plan(o, &l);
 	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -131,10 +131,10 @@ static int load_l1(struct qcow2 *q, struct error **errp)
 
 		if ((e & QCOW2_L1_RESERVED) || l2 % q->cluster_size ||
 		    (l2 && !range_within(l2, q->cluster_size, q->file->size)) ||
-		    (l2 && l2 < q->cluster_size)) {
+		    (l2 && qcow2_overlaps_metadata(q, l2, q->cluster_size))) {
 			error_setg(errp, "qcow2 L1 entry %u (at 0x%" PRIx64 ") is 0x%016" PRIx64 ": "
-				   "reserved bits set, or the L2 table is misaligned, in the header or "
-				   "past the end of the file", i, q->h.l1_table_offset + (uint64_t)8 * i, e);
+				   "reserved bits set, or the L2 table is misaligned, inside the header, "
+				   "L1 or refcount table, or past the end of the file", i, q->h.l1_table_offset + (uint64_t)8 * i, e);
 			goto fail;
 		}
 		atomic_init(&l1->e[i], e);
@@ -164,13 +164,23 @@ static char *relative_to(const char *image, const char *name)
 	return out;
 }
 
+#define QCOW2_MAX_CHAIN 64
+
 static int open_backing(struct qcow2 *q, struct error **errp)
 {
+	/* how many backing opens are nested on this thread: a chain that names itself (or any
+	 * loop) stops here instead of recursing until the stack or the fds run out */
+	static __thread int depth;
 	struct blockdev_opts o = { 0 };
 	char *path;
 
 	if (!q->h.backing_file[0])
 		return 0;
+	if (depth >= QCOW2_MAX_CHAIN) {
+		error_setg(errp, "'%s': backing chain deeper than %d images (does it loop?)",
+			   q->bs->filename, QCOW2_MAX_CHAIN);
+		return -1;
+	}
 	path = relative_to(q->bs->filename, q->h.backing_file);
 	if (!path) {
 		error_setg(errp, "out of memory");
@@ -179,7 +189,9 @@ static int open_backing(struct qcow2 *q, struct error **errp)
 	o.cache = q->bs->cache;
 	o.readonly = true;
 	o.format = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
+	depth++;
 	q->bs->backing = blockdev_open(path, &o, errp);
+	depth--;
 	free(path);
 	if (!q->bs->backing) {
 		error_prepend(errp, "'%s': cannot open its backing file '%s'", q->bs->filename,
@@ -264,10 +276,16 @@ static int prepare_writes(struct qcow2 *q, struct error **errp)
 		return -1;
 	}
 	if (q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
-		error_setg(errp, "'%s' was not closed cleanly (dirty bit, lazy refcounts): repair its "
-			   "refcounts with 'vireo-img check -r all' first, or open it read-only",
-			   q->bs->filename);
-		return -1;
+		/* lazy refcounts left them stale: recount before the first allocation */
+		struct qcow2_check_result r;
+
+		if (qcow2_check(q->bs, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &r, errp) ||
+		    qcow2_check(q->bs, 0, &r, errp) || r.corruptions || r.leaks) {
+			error_setg(errp, "'%s' was not closed cleanly (dirty bit) and its refcounts "
+				   "could not be repaired: see 'vireo-img check -r all'",
+				   q->bs->filename);
+			return -1;
+		}
 	}
 autoclear:
 	/* we do not update bitmaps: bit 0 must go, so that readers know they are stale */
@@ -300,6 +318,7 @@ static void free_state(struct qcow2 *q)
 		free(q->rb[i].buf);
 	free(q->cbuf);
 	free(q->cbuf2);
+	free(q->pending);
 	free(q->reftable);
 	free(atomic_load_explicit(&q->l1, memory_order_relaxed));
 	for (unsigned i = 0; i < q->nr_retired; i++)

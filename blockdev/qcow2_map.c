@@ -133,7 +133,7 @@ bad:
 	return -EIO;
 }
 
-static int l1_entry(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
+static int l1_entry(struct qcow2 *q, uint64_t l1i, uint64_t *l2, bool *copied)
 {
 	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_acquire);
 	uint64_t e;
@@ -146,6 +146,7 @@ static int l1_entry(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
 	 * (on disk and in the cache) were written before */
 	e = atomic_load_explicit(&l1->e[l1i], memory_order_acquire);
 	*l2 = e & QCOW2_OFFSET_MASK;
+	*copied = e & QCOW2_OFLAG_COPIED;
 	if ((e & QCOW2_L1_RESERVED) || *l2 % q->cluster_size) {
 		qcow2_signal_corruption(q, "L1 entry %" PRIu64 " (0x%016" PRIx64 ") is invalid: "
 					"reserved bits set or misaligned L2 offset", l1i, e);
@@ -169,7 +170,8 @@ int qcow2_lookup(struct qcow2 *q, uint64_t off, uint64_t len, bool may_block,
 	uint64_t gc = off >> q->cluster_bits, l1i = gc >> q->l2_bits, l2, key0 = 0;
 	uint64_t unit = 1ULL << q->sc_bits, done = 0;
 	uint64_t idx_mask = (1ULL << q->l2_bits) - 1;
-	int ret = l1_entry(q, l1i, &l2);
+	bool l2_copied = false;
+	int ret = l1_entry(q, l1i, &l2, &l2_copied);
 
 	if (ret)
 		return ret;
@@ -209,6 +211,7 @@ int qcow2_lookup(struct qcow2 *q, uint64_t off, uint64_t len, bool may_block,
 			return ret;
 		if (r.kind == QCOW2_DATA || r.host)
 			r.host += cur & (unit - 1);
+		r.copied = r.copied && l2_copied; /* a shared L2 table: nothing in it is ours alone */
 		if (!done)
 			*run = r;
 		else if (!same_run(run, &r, done))
@@ -369,7 +372,9 @@ int qcow2_map_op(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_
 	if (ret)
 		return ret;
 	ext->len = run.len;
-	if (run.kind == QCOW2_DATA && (op == BLOCKDEV_OP_READ || run.copied)) {
+	if (run.kind == QCOW2_DATA && (op == BLOCKDEV_OP_READ || run.copied) &&
+	    (op == BLOCKDEV_OP_READ || q->data != q->file ||
+	     !qcow2_overlaps_metadata(q, run.host, run.len))) {
 		ext->kind = BLOCKDEV_EXTENT_DATA;
 		ext->file = q->data;
 		ext->host_offset = run.host;

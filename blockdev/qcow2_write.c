@@ -20,6 +20,27 @@
 
 #include "common/util.h"
 
+bool qcow2_overlaps_metadata(const struct qcow2 *q, uint64_t off, uint64_t len)
+{
+	uint64_t l1 = q->h.l1_table_offset, l1_len = ALIGN_UP((uint64_t)q->h.l1_size * 8,
+							       q->cluster_size);
+	uint64_t rt = q->h.refcount_table_offset;
+	uint64_t rt_len = (uint64_t)q->h.refcount_table_clusters << q->cluster_bits;
+
+	return off < q->cluster_size || (off < l1 + l1_len && l1 < off + len) ||
+	       (off < rt + rt_len && rt < off + len);
+}
+
+/* A data cluster that points into metadata: writing it would destroy the image. */
+static int check_data_target(struct qcow2 *q, uint64_t host, uint64_t len)
+{
+	if (q->data != q->file || !qcow2_overlaps_metadata(q, host, len))
+		return 0;
+	qcow2_signal_corruption(q, "data at host offset 0x%" PRIx64 " overlaps the header, L1 or "
+				"refcount table", host);
+	return -EIO;
+}
+
 int qcow2_barrier(struct qcow2 *q)
 {
 	int ret;
@@ -67,6 +88,55 @@ static int write_l1_entry(struct qcow2 *q, uint64_t l1i, uint64_t v)
 	return ret;
 }
 
+/*
+ * The L2 table at @old (L1 index @l1i) has no "copied" flag: an internal snapshot may share it.
+ * If its refcount is 1 it is ours after all; otherwise write a private copy whose entries lose
+ * their "copied" flag (so data clusters are copied on their next write), point the L1 entry at
+ * the copy, and drop our reference to the shared table. A data cluster's refcount counts the
+ * L1 tables that reach it, which this does not change.
+ */
+static int cow_l2(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
+{
+	uint64_t old = *l2, rc, n = 1ULL << q->l2_bits;
+
+	uint8_t *buf;
+	int64_t nl2;
+	int ret;
+
+	if (q->data != q->file)
+		return -ENOTSUP; /* snapshots and external data files do not mix */
+	if ((ret = qcow2_rc_get(q, old >> q->cluster_bits, &rc)))
+		return ret;
+	if (rc == 1)
+		return write_l1_entry(q, l1i, old | QCOW2_OFLAG_COPIED);
+	buf = malloc(q->cluster_size);
+	if (!buf)
+		return -ENOMEM;
+	ret = blockdev_pread(q->file, old, buf, q->cluster_size);
+	for (uint64_t i = 0; i < n && !ret; i++) {
+		uint8_t *p = buf + 8 * q->entry_words * i;
+
+		qcow2_put_be64(p, qcow2_be64(p) & ~QCOW2_OFLAG_COPIED);
+	}
+	nl2 = ret ? ret : qcow2_alloc_clusters(q, 1);
+	if (nl2 < 0) {
+		free(buf);
+		return (int)nl2;
+	}
+	ret = blockdev_pwrite(q->file, (uint64_t)nl2, buf, q->cluster_size);
+	free(buf);
+	if (!ret)
+		ret = qcow2_barrier(q);
+	if (!ret)
+		ret = write_l1_entry(q, l1i, (uint64_t)nl2 | QCOW2_OFLAG_COPIED);
+	if (!ret)
+		ret = qcow2_barrier(q);
+	if (!ret)
+		ret = qcow2_free_range(q, old, q->cluster_size);
+	*l2 = (uint64_t)nl2;
+	return ret;
+}
+
 /* The L2 table for L1 index @l1i, allocated if missing (lock held). */
 static int ensure_l2(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
 {
@@ -79,11 +149,8 @@ static int ensure_l2(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
 	*l2 = e & QCOW2_OFFSET_MASK;
 	if (*l2 && (e & QCOW2_OFLAG_COPIED))
 		return 0;
-	if (*l2) {
-		fprintf(stderr, "qcow2: %s: L2 table at 0x%" PRIx64 " is shared with an internal "
-			"snapshot: writing to it is not supported\n", q->bs->filename, *l2);
-		return -ENOTSUP;
-	}
+	if (*l2)
+		return cow_l2(q, l1i, l2);
 	off = qcow2_alloc_clusters(q, 1);
 	if (off < 0)
 		return (int)off;
@@ -164,27 +231,78 @@ static int release_entry(struct qcow2 *q, uint64_t e0)
 	return 0;
 }
 
-/* Publishes new entry @ne for (l2, idx) after the data is stable, then frees the old host
- * cluster if the entry moved away from it. */
+/*
+ * Publishing L2 entries is batched per request: commit_entry() stages the new entry of a cluster
+ * whose data (and refcount) were just written; qcow2_commit() then does one barrier for all of
+ * them, writes the entries, and (after another barrier) drops the references to what they
+ * replaced. Called before q->lock is released, so nobody sees a staged entry half done.
+ */
+#define QCOW2_MAX_PENDING 4096
+
+int qcow2_commit(struct qcow2 *q)
+{
+	bool release = false;
+	size_t n = q->nr_pending;
+	int ret;
+
+	if (!n)
+		return 0;
+	q->nr_pending = 0;
+	ret = qcow2_barrier(q); /* refcounts and data before the entries that point to them */
+	for (size_t i = 0; i < n && !ret; i++) {
+		const struct qcow2_pending *p = &q->pending[i];
+
+		ret = qcow2_l2_set(q, p->l2, p->idx, p->ne);
+		release |= (p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
+			   ((p->old[0] & QCOW2_OFFSET_MASK) &&
+			    (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK));
+	}
+	if (ret || !release)
+		return ret;
+	ret = qcow2_barrier(q); /* the entries no longer point there before it can be reused */
+	for (size_t i = 0; i < n && !ret; i++) {
+		const struct qcow2_pending *p = &q->pending[i];
+
+		if ((p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
+		    ((p->old[0] & QCOW2_OFFSET_MASK) &&
+		     (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK)))
+			ret = release_entry(q, p->old[0]);
+	}
+	return ret;
+}
+
 static int commit_entry(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *old,
 			const uint64_t *ne)
 {
-	int ret = qcow2_barrier(q);
+	struct qcow2_pending *p;
+	int ret;
 
-	if (ret)
-		return ret;
 	if (old[0] == ne[0] && (!q->ext_l2 || old[1] == ne[1]))
 		return 0;
-	ret = qcow2_l2_set(q, l2, idx, ne);
-	if (ret)
+	if (q->nr_pending == QCOW2_MAX_PENDING && (ret = qcow2_commit(q)))
 		return ret;
-	if ((old[0] & QCOW2_OFLAG_COMPRESSED) ||
-	    ((old[0] & QCOW2_OFFSET_MASK) && (old[0] & QCOW2_OFFSET_MASK) != (ne[0] & QCOW2_OFFSET_MASK))) {
-		ret = qcow2_barrier(q);
-		if (!ret)
-			ret = release_entry(q, old[0]);
+	if (q->nr_pending == q->cap_pending) {
+		size_t cap = q->cap_pending ? q->cap_pending * 2 : 16;
+
+		p = realloc(q->pending, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		q->pending = p;
+		q->cap_pending = cap;
 	}
-	return ret;
+	p = &q->pending[q->nr_pending++];
+	*p = (struct qcow2_pending){ .l2 = l2, .idx = idx, .old = { old[0], old[1] },
+				     .ne = { ne[0], ne[1] } };
+	return 0;
+}
+
+/* Commits what the locked section staged, then releases the lock. */
+static int unlock_commit(struct qcow2 *q, int ret)
+{
+	int r = qcow2_commit(q);
+
+	pthread_mutex_unlock(&q->lock);
+	return ret ? ret : r;
 }
 
 /* Rewrites the whole cluster into a fresh host cluster (standard entries, or a compressed or
@@ -215,7 +333,8 @@ static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 			return ret;
 	}
 	memcpy(buf + a, p, n);
-	ret = blockdev_pwrite(q->data, host, buf, q->cluster_size);
+	ret = check_data_target(q, host, q->cluster_size) ?:
+	      blockdev_pwrite(q->data, host, buf, q->cluster_size);
 	if (ret)
 		return ret;
 	ne[0] = host | QCOW2_OFLAG_COPIED;
@@ -251,7 +370,8 @@ static int write_subclusters(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_
 	if (ret)
 		return ret;
 	memcpy(buf + (a - lo), p, n);
-	ret = blockdev_pwrite(q->data, host + lo, buf, hi - lo);
+	ret = check_data_target(q, host + lo, hi - lo) ?:
+	      blockdev_pwrite(q->data, host + lo, buf, hi - lo);
 	if (ret)
 		return ret;
 	ne[0] = host | QCOW2_OFLAG_COPIED;
@@ -276,7 +396,8 @@ static int write_locked(struct qcow2 *q, uint64_t off, const uint8_t *p, uint64_
 		if ((ret = qcow2_decode(q, e, 0, l2, idx, &r)))
 			return ret;
 		if (r.kind == QCOW2_DATA && r.copied)
-			return blockdev_pwrite(q->data, r.host + a, p, n);
+			return check_data_target(q, r.host + a, n) ?:
+			       blockdev_pwrite(q->data, r.host + a, p, n);
 		return write_whole(q, gco, l2, idx, e, a, p, n, r.kind == QCOW2_ZERO);
 	}
 	if ((e[0] & QCOW2_OFLAG_COMPRESSED) || (host && !(e[0] & QCOW2_OFLAG_COPIED)))
@@ -287,29 +408,32 @@ static int write_locked(struct qcow2 *q, uint64_t off, const uint8_t *p, uint64_
 int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
 {
 	const uint8_t *p = buf;
+	bool locked = false;
+	int ret = 0;
 
 	if (q->read_only)
 		return -EROFS;
-	while (len) {
+	while (len && !ret) {
 		uint64_t n = MIN(len, q->cluster_size - (off & (q->cluster_size - 1)));
 		struct qcow2_run run;
-		int ret = qcow2_lookup(q, off, n, false, &run);
 
+		ret = qcow2_lookup(q, off, n, false, &run);
 		if (!ret && run.kind == QCOW2_DATA && run.copied && run.len == n &&
 		    !atomic_load_explicit(&q->corrupt, memory_order_relaxed)) {
-			ret = blockdev_pwrite(q->data, run.host, p, n);
+			ret = check_data_target(q, run.host, n) ?:
+			      blockdev_pwrite(q->data, run.host, p, n);
 		} else if (ret == 0 || ret == -EAGAIN) {
-			pthread_mutex_lock(&q->lock);
+			/* the rest of the request stays under the lock: one commit for all of it */
+			if (!locked)
+				pthread_mutex_lock(&q->lock);
+			locked = true;
 			ret = write_locked(q, off, p, n);
-			pthread_mutex_unlock(&q->lock);
 		}
-		if (ret)
-			return ret;
 		off += n;
 		p += n;
 		len -= n;
 	}
-	return 0;
+	return locked ? unlock_commit(q, ret) : ret;
 }
 
 /* Makes whole clusters or subclusters of one cluster read as zeroes (lock held). */
@@ -367,6 +491,7 @@ int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int f
 {
 	uint64_t unit = 1ULL << q->sc_bits;
 	uint8_t *zero = NULL;
+	bool locked = false;
 	int ret = 0;
 
 	if (q->read_only)
@@ -376,10 +501,14 @@ int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int f
 
 		if (can_zero_in_metadata(q) && IS_ALIGNED(off, unit) && n >= unit) {
 			n = ALIGN_DOWN(n, unit);
-			pthread_mutex_lock(&q->lock);
+			if (!locked)
+				pthread_mutex_lock(&q->lock);
+			locked = true;
 			ret = zero_locked(q, off, n, flags);
-			pthread_mutex_unlock(&q->lock);
 		} else {
+			if (locked && (ret = unlock_commit(q, 0)))
+				break;
+			locked = false;
 			if (!can_zero_in_metadata(q) && !q->bs->backing) {
 				struct qcow2_run run;
 
@@ -390,8 +519,10 @@ int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int f
 				}
 			}
 			n = MIN(n, IS_ALIGNED(off, unit) ? n : unit - (off & (unit - 1)));
-			if (!zero && !(zero = calloc(1, q->cluster_size)))
-				return -ENOMEM;
+			if (!zero && !(zero = calloc(1, q->cluster_size))) {
+				ret = -ENOMEM;
+				break;
+			}
 			ret = qcow2_write(q, off, zero, n);
 		}
 next:
@@ -399,7 +530,7 @@ next:
 		len -= n;
 	}
 	free(zero);
-	return ret;
+	return locked ? unlock_commit(q, ret) : ret;
 }
 
 static int discard_locked(struct qcow2 *q, uint64_t off)
@@ -434,14 +565,15 @@ int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len)
 
 	if (q->read_only)
 		return -EROFS;
+	if (q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW)
+		return 0; /* the data file must stay a faithful raw image: keep the data */
 	off = ALIGN_UP(off, q->cluster_size);
 	if (end != q->bs->size)
 		end = ALIGN_DOWN(end, q->cluster_size);
 	pthread_mutex_lock(&q->lock);
 	for (; off < end && !ret; off += q->cluster_size)
 		ret = discard_locked(q, off);
-	pthread_mutex_unlock(&q->lock);
-	return ret;
+	return unlock_commit(q, ret);
 }
 
 /* A bigger L1 table, written to fresh clusters and switched to in the header (lock held). */

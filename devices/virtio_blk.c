@@ -185,6 +185,8 @@ static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct vir
 	blockdev_submit(q->bq, &r->breq);
 }
 
+static void queue_flush(struct iothread_source *src);
+
 static int queue_poll(struct iothread_source *src)
 {
 	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
@@ -210,6 +212,12 @@ static int queue_poll(struct iothread_source *src)
 		n++;
 		req_start(q, r, &e);
 	}
+	/*
+	 * Requests completed right here (parse errors, GET_ID) have no CQE that would make the
+	 * iothread call flush() this turn: raise their interrupt now.
+	 */
+	if (q->pushed)
+		queue_flush(src);
 	return n;
 }
 
@@ -348,18 +356,15 @@ static void put_le64(uint8_t *p, uint64_t v)
 static void config_fill(struct vblk *b, uint32_t blk_size, uint32_t seg_max)
 {
 	uint8_t *c = b->config;
-	unsigned int exp = 0;
 	uint32_t align_sectors = blk_size / VBLK_SECTOR;
 
-	while ((VBLK_SECTOR << exp) < blk_size)
-		exp++;
 	memset(c, 0, sizeof(b->config));
 	put_le64(c + 0, b->lim.capacity);
 	put_le32(c + 8, VBLK_SIZE_MAX);
 	put_le32(c + 12, seg_max);
 	/* geometry (16..19) left 0: not offered */
 	put_le32(c + 20, blk_size);
-	c[24] = (uint8_t)exp; /* physical_block_exp: logical blocks per physical block, log2 */
+	c[24] = 0;            /* physical_block_exp: one logical block per physical block */
 	c[25] = 0;            /* alignment_offset */
 	put_le16(c + 26, 1);  /* min_io_size, in logical blocks */
 	put_le32(c + 28, 0);  /* opt_io_size */

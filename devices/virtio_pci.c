@@ -311,9 +311,14 @@ static void status_write(struct vpci_dev *v, uint8_t val)
 		if (!vpci_has_feature(v, VIRTIO_F_VERSION_1))
 			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
 	}
-	/* NEEDS_RESET is the device's bit: the driver cannot set or clear it */
-	val = (uint8_t)((val & ~VIRTIO_STATUS_NEEDS_RESET) | (old & VIRTIO_STATUS_NEEDS_RESET));
-	atomic_store(&v->status, val);
+	/*
+	 * NEEDS_RESET is the device's bit: the driver cannot set or clear it, and an iothread may
+	 * set it concurrently (vpci_set_needs_reset), hence the compare-and-swap.
+	 */
+	val &= (uint8_t)~VIRTIO_STATUS_NEEDS_RESET;
+	while (!atomic_compare_exchange_weak(&v->status, &old,
+					     (uint8_t)(val | (old & VIRTIO_STATUS_NEEDS_RESET))))
+		;
 	if ((val & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) && !v->active &&
 	    (val & VIRTIO_STATUS_FEATURES_OK))
 		device_activate(v);

@@ -101,8 +101,8 @@ struct iothread_op {
 
 /**
  * struct iothread_source - something the loop polls: one virtqueue of a device
- * @poll: take the requests available now and submit them; return how many it took (0 = none)
- *        or -errno (logged once; the source stays registered)
+ * @poll: take the requests available now and submit them; return how many it took (0 = none;
+ *        a negative value counts as 0: the device reports its own errors)
  * @notify_enable: turn guest notifications (kicks) on before sleeping, off while polling; with
  *        enable=true it must be followed (inside it) by a full barrier so that the caller's
  *        next poll() reads the avail index after the flag is visible to the guest. May be NULL.

@@ -111,7 +111,7 @@ int img_check(int argc, char **argv)
 		blockdev_close(bs);
 		return 63; /* qemu-img's status for "not supported" */
 	}
-	if (qcow2_check(bs, fix, &r, &err)) {
+	if (qcow2_check(bs, fix | QCOW2_CHECK_VERBOSE, &r, &err)) {
 		error_report_free(IMG_PROG, err);
 		blockdev_close(bs);
 		return 1;

@@ -19,6 +19,7 @@ struct create_opts {
 	struct qcow2_create_opts q;
 	char *backing, *backing_fmt;
 	char *prealloc;
+	char *data_file;
 	uint64_t size;
 	bool size_given;
 };
@@ -73,6 +74,13 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 	} else if (!strcmp(key, "backing_fmt")) {
 		free(c->backing_fmt);
 		c->backing_fmt = strdup(value);
+	} else if (!strcmp(key, "data_file")) {
+		free(c->data_file);
+		c->data_file = strdup(value);
+	} else if (!strcmp(key, "data_file_raw")) {
+		if (parse_bool("data_file_raw", value, &b, errp))
+			return -1;
+		c->q.data_file_raw = b;
 	} else if (!strcmp(key, "lazy_refcounts")) {
 		if (parse_bool("lazy_refcounts", value, &b, errp))
 			return -1;
@@ -193,6 +201,7 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	c.q.backing_file = c.backing;
 	c.q.backing_fmt = c.backing_fmt;
 	c.q.prealloc_metadata = c.prealloc && strcmp(c.prealloc, "off");
+	c.q.data_file = c.data_file;
 	if (c.prealloc && (!strcmp(c.prealloc, "falloc") || !strcmp(c.prealloc, "full"))) {
 		error_setg(errp, "preallocation=%s is not implemented for qcow2 (use off or metadata)",
 			   c.prealloc);
@@ -213,6 +222,7 @@ out:
 	free(c.backing);
 	free(c.backing_fmt);
 	free(c.prealloc);
+	free(c.data_file);
 	return ret;
 }
 

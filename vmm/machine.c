@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
+#include "vmm/drive.h"
 #include "vmm/config.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"
@@ -104,7 +105,7 @@ static int machine_serial_open(struct machine *m, const struct vm_config *cfg, s
 	return 0;
 }
 
-static int machine_devices(struct machine *m, struct error **errp)
+static int machine_devices(struct machine *m, const struct vm_config *cfg, struct error **errp)
 {
 	uart_init(&m->uart, &machine_uart_ops, m);
 	if (bus_add(&m->vm.pio, LAYOUT_PORT_COM1, 8, &uart_bus_ops, &m->uart, "com1", errp) < 0)
@@ -120,6 +121,9 @@ static int machine_devices(struct machine *m, struct error **errp)
 		return -1;
 	m->pci_ready = true;
 	pci_bus_set_reset_hook(&m->pci, acpi_pm_reset_write, &m->pm);
+	for (unsigned int i = 0; i < cfg->nr_drives; i++)
+		if (drive_add(&m->vm, &m->pci, cfg->drives[i], errp) < 0)
+			return -1;
 	return 0;
 }
 
@@ -250,7 +254,7 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		if (!m->vm.vcpus[i])
 			goto out_vm;
 	}
-	if (machine_devices(m, errp) < 0 || machine_acpi(m, cfg, &rsdp, errp) < 0 ||
+	if (machine_devices(m, cfg, errp) < 0 || machine_acpi(m, cfg, &rsdp, errp) < 0 ||
 	    machine_boot(m, cfg, rsdp, errp) < 0)
 		goto out_vm;
 	if (cfg->qmp_path) {
@@ -279,6 +283,7 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		error_setg(errp, "%s", m->vm.stop_msg);
 out_vm:
 	qmp_server_free(m->qmp);
+	drive_cleanup();
 	if (m->pci_ready)
 		pci_bus_destroy(&m->pci);
 	if (m->pm_ready)

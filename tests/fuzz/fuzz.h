@@ -30,6 +30,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		}                                                                               \
 	} while (0)
 
+/* With FUZZ_VERBOSE=1 in the environment, targets say what each input did (for seed writing). */
+static inline bool fuzz_verbose(void)
+{
+	static int v = -1;
+
+	if (v < 0)
+		v = getenv("FUZZ_VERBOSE") && getenv("FUZZ_VERBOSE")[0] == '1';
+	return v;
+}
+
+#define FUZZ_LOG(...)                                                                           \
+	do {                                                                                    \
+		if (fuzz_verbose())                                                             \
+			fprintf(stderr, __VA_ARGS__);                                           \
+	} while (0)
+
 /* Consumes the input front to back; reads past its end give zeroes. */
 struct fuzz_in {
 	const uint8_t *p;

@@ -29,7 +29,7 @@
 
 #define DEFAULT_ITERATIONS 2000
 #define DEFAULT_SEED 0x766972656f2d667aULL /* "vireo-fz" */
-#define MAX_INPUT (128 * 1024)
+#define REPLAY_MAX_INPUT (128 * 1024)
 #define INPUT_TIMEOUT_S 10
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -83,7 +83,7 @@ static void add_file(const char *path)
 
 	if (fd < 0 || fstat(fd, &st) < 0)
 		die("cannot open '%s'", path, errno);
-	if ((uint64_t)st.st_size > MAX_INPUT)
+	if ((uint64_t)st.st_size > REPLAY_MAX_INPUT)
 		die("'%s' is larger than 128 KiB: keep seeds small", path, 0);
 	if (nr_inputs == cap_inputs) {
 		cap_inputs = cap_inputs ? cap_inputs * 2 : 16;
@@ -173,7 +173,7 @@ static uint64_t interesting(void)
 	return (rng() & 7) == 0 ? (uint64_t)-(int64_t)x : x;
 }
 
-/* Applies one random edit to buf[0..*len) (capacity MAX_INPUT). */
+/* Applies one random edit to buf[0..*len) (capacity REPLAY_MAX_INPUT). */
 static void mutate_once(uint8_t *buf, size_t *len)
 {
 	size_t n = *len, at, k;
@@ -221,7 +221,7 @@ static void mutate_once(uint8_t *buf, size_t *len)
 		break;
 	case 5: /* insert random bytes */
 		k = 1 + below(32);
-		if (n + k > MAX_INPUT)
+		if (n + k > REPLAY_MAX_INPUT)
 			break;
 		at = below(n + 1);
 		memmove(buf + at + k, buf + at, n - at);
@@ -244,7 +244,7 @@ static void mutate_once(uint8_t *buf, size_t *len)
 			break;
 		at = below(o->size);
 		k = 1 + below(o->size - at < 256 ? o->size - at : 256);
-		if (at + k > MAX_INPUT)
+		if (at + k > REPLAY_MAX_INPUT)
 			break;
 		if (at > n)
 			memset(buf + n, 0, at - n);
@@ -335,7 +335,7 @@ int main(int argc, char **argv)
 	for (size_t s = 0; s < nr_inputs; s++)
 		run_one(inputs[s].data, inputs[s].size);
 
-	buf = malloc(MAX_INPUT);
+	buf = malloc(REPLAY_MAX_INPUT);
 	if (!buf)
 		die("out of memory%s", "", 0);
 	for (unsigned long long it = 0; it < iterations; it++) {

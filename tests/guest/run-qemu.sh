@@ -4,7 +4,8 @@
 # 77 (skipped) when QEMU, or /dev/kvm with --kvm-only, is missing.
 #
 # usage: run-qemu.sh [-M q35|pc] [--smp N] [--mem SIZE] [--kvm-only | --tcg] [--timeout S]
-#                    [--disk FILE | --scratch SIZE] [--queues N] [--transitional] [--serial STR]
+#                    [--disk FILE | --scratch SIZE] [--queues N] [--readonly] [--transitional]
+#                    [--serial STR]
 #                    guest.elf [case|key=value ...]
 # Under KVM: -cpu host,-arch-capabilities (TESTBEDS.md); without /dev/kvm: TCG (one TCG VM at a
 # time machine-wide: serialized on /tmp/vireo-tcg.lock).
@@ -12,7 +13,7 @@ set -u
 here=$(dirname "$0")
 . "$here/verdict.sh"
 
-machine=q35 smp=2 mem=256M kvm_only=0 tcg=0 tmo=120 disk='' scratch='' queues=1 disable_legacy=on serial=vireo-test
+machine=q35 smp=2 mem=256M kvm_only=0 tcg=0 tmo=120 disk='' scratch='' queues=1 disable_legacy=on serial=vireo-test ro=off
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-M) machine=$2; shift 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
 	--scratch) scratch=$2; shift 2 ;;
 	--queues) queues=$2; shift 2 ;;
 	--transitional) disable_legacy=off; shift ;;
+	--readonly) ro=on; shift ;;
 	--serial) serial=$2; shift 2 ;;
 	-*) echo "run-qemu.sh: unknown option $1" >&2; exit 2 ;;
 	*) break ;;
@@ -52,7 +54,7 @@ fi
 trap '[ -n "$cleanup" ] && rm -f "$cleanup"' EXIT
 drive=
 if [ -n "$disk" ]; then
-	drive="-drive file=$disk,if=none,id=d0,format=raw,discard=unmap
+	drive="-drive file=$disk,if=none,id=d0,format=raw,discard=unmap,readonly=$ro
 -device virtio-blk-pci,drive=d0,disable-legacy=$disable_legacy,num-queues=$queues,serial=$serial"
 fi
 

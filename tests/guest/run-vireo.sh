@@ -4,15 +4,17 @@
 # (skipped) when /dev/kvm is missing.
 #
 # usage: run-vireo.sh VIREO [--cpus N] [--memory SIZE] [--timeout S] [--drive SPEC]
-#                     [--scratch SIZE] [--queues N] guest.elf [case|key=value ...]
-# --scratch makes a temporary raw file of SIZE and gives it to the guest as a virtio-blk disk.
+#                     [--scratch SIZE] [--queues N] [--iothreads N] [--readonly]
+#                     guest.elf [case|key=value ...]
+# --scratch makes a temporary raw file of SIZE and gives it to the guest as a virtio-blk disk
+# with N queues on N iothreads (--iothreads: another count), read-only with --readonly.
 set -u
 here=$(dirname "$0")
 . "$here/verdict.sh"
 
 [ $# -ge 1 ] || { echo "usage: run-vireo.sh VIREO [options] guest.elf [cmdline...]" >&2; exit 2; }
 vireo=$1; shift
-cpus=2 mem=256M tmo=120 drive='' scratch='' queues=1
+cpus=2 mem=256M tmo=120 drive='' scratch='' queues=1 iothreads='' ro=off
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--cpus) cpus=$2; shift 2 ;;
@@ -21,6 +23,8 @@ while [ $# -gt 0 ]; do
 	--drive) drive=$2; shift 2 ;;
 	--scratch) scratch=$2; shift 2 ;;
 	--queues) queues=$2; shift 2 ;;
+	--iothreads) iothreads=$2; shift 2 ;;
+	--readonly) ro=on; shift ;;
 	-*) echo "run-vireo.sh: unknown option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -38,7 +42,8 @@ if [ -n "$scratch" ]; then
 	disk=$(mktemp "${TMPDIR:-/tmp}/vireo-guest-disk.XXXXXX") || exit 1
 	cleanup=$disk
 	truncate -s "$scratch" "$disk" || exit 1
-	drive="file=$disk,format=raw,if=virtio-blk,num-queues=$queues,serial=vireo-test"
+	drive="file=$disk,format=raw,if=virtio-blk,num-queues=$queues,iothreads=${iothreads:-$queues}"
+	drive="$drive,readonly=$ro,serial=vireo-test"
 fi
 trap '[ -n "$cleanup" ] && rm -f "$cleanup"' EXIT
 

@@ -125,16 +125,39 @@ same_json "chain" info top.qcow2
 same_json "chain" map top.qcow2
 same_content "chain mid" mid.qcow2
 
+# external data files
+rm -f df.qcow2 df.data
+qemu-img create -q -f qcow2 -o data_file=df.data df.qcow2 4M
+qemu-io -f qcow2 "${WRITES[@]}" df.qcow2 >/dev/null
+same_content "qemu data_file" df.qcow2
+same_json "qemu data_file" info df.qcow2
+vireo_clean "qemu data_file" df.qcow2
+
+# a dirty image (lazy refcounts, qemu killed): vireo repairs the refcounts when it opens it
+rm -f d.qcow2
+qemu-img create -q -f qcow2 -o lazy_refcounts=on d.qcow2 4M
+bash -c 'qemu-io -f qcow2 -c "write -P 0x11 0 1M" -c "sigraise 9" d.qcow2; exit 0' >/dev/null 2>&1
+if "$VI" info --output=json d.qcow2 | grep -q '"dirty-flag":true'; then ok "dirty: reported"; else bad "dirty: reported"; fi
+if "$IO" -f qcow2 -c "write -P 0x12 2M 4k" -c "read -P 0x11 0 1M" d.qcow2; then ok "dirty: repaired on open, writable"
+else bad "dirty: repaired on open"; fi
+qemu_clean "dirty" d.qcow2
+if qemu-img info d.qcow2 | grep -q "cleanly shut down: no"; then bad "dirty: bit cleared"; else ok "dirty: bit cleared"; fi
+
 # ---- vireo writes, qemu checks ----
 for o in cluster_size=512 cluster_size=64k cluster_size=2M compat=0.10 refcount_bits=1 \
 	 refcount_bits=64 extended_l2=on lazy_refcounts=on compression_type=zstd \
-	 preallocation=metadata preallocation=metadata,extended_l2=on; do
-	rm -f v.qcow2 ref.raw
+	 preallocation=metadata preallocation=metadata,extended_l2=on data_file=v.data \
+	 data_file=v.data,data_file_raw=on data_file=v.data,preallocation=metadata; do
+	rm -f v.qcow2 ref.raw v.data
 	"$VI" create -q -f qcow2 -o "$o" v.qcow2 4M || { bad "vireo create $o"; continue; }
 	qemu-img create -q -f raw ref.raw 4M
 	qemu-io -f raw "${WRITES_REF[@]}" ref.raw >/dev/null
 	qemu-io -f raw -c "write -z 512k 64k" ref.raw >/dev/null
-	[ "${o#cluster_size=2M}" != "$o" ] && qemu-io -f raw -c "write -P 0xab 512k 64k" ref.raw >/dev/null
+	# vireo keeps the data of a discard smaller than a cluster, and of any discard when the
+	# data file must stay a raw image
+	case $o in cluster_size=2M|*data_file_raw=on*)
+		qemu-io -f raw -c "write -P 0xab 512k 64k" ref.raw >/dev/null ;;
+	esac
 	if "$IO" -f qcow2 "${WRITES[@]}" v.qcow2; then ok "vireo $o: writes"; else bad "vireo $o: writes"; fi
 	qemu_clean "vireo $o" v.qcow2
 	qemu_same "vireo $o" v.qcow2 ref.raw
@@ -168,6 +191,23 @@ for o in cluster_size=64k extended_l2=on cluster_size=512 compat=0.10; do
 	qemu_same "vireo cow $o" t.qcow2 ref.raw
 	same_json "vireo cow $o" info t.qcow2
 done
+
+# internal snapshots (made by qemu-img): vireo copies the shared L2 tables and data clusters on
+# write; the snapshot still holds the old content
+rm -f s.qcow2
+qemu-img create -q -f qcow2 s.qcow2 4M
+qemu-io -f qcow2 -c "write -P 0x10 0 2M" -c "write -P 0x11 3M 100k" s.qcow2 >/dev/null
+qemu-img convert -O raw s.qcow2 before.raw
+qemu-img snapshot -c snap1 s.qcow2
+cp before.raw after.raw
+qemu-io -f raw -c "write -P 0x20 1000 100000" -c "write -z 1M 128k" -c "write -z 1536k 64k" after.raw >/dev/null
+if "$IO" -f qcow2 -c "write -P 0x20 1000 100000" -c "discard 1M 128k" -c "write -z 1536k 64k" s.qcow2
+then ok "snapshot: writes"; else bad "snapshot: writes"; fi
+qemu_clean "snapshot" s.qcow2
+qemu_same "snapshot" s.qcow2 after.raw
+vireo_clean "snapshot" s.qcow2
+qemu-img snapshot -a snap1 s.qcow2
+qemu_same "snapshot: reverted" s.qcow2 before.raw
 
 # refcount table growth: 512-byte clusters, 24 MiB of data (qemu's table covers 8 MiB)
 rm -f g.qcow2

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/eventfd.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,9 +124,11 @@ static bool wait_sem(sem_t *s, int secs)
 }
 
 /* Opens a fresh image; returns false (test skipped) if cache=none is not possible here. */
+static const char *image_dir; /* NULL: $VIREO_TEST_TMPDIR, else /var/tmp */
+
 static bool setup(struct harness *h, const char *cache, bool readonly, uint64_t poll_max_ns)
 {
-	const char *dir = getenv("VIREO_TEST_TMPDIR");
+	const char *dir = image_dir ? image_dir : getenv("VIREO_TEST_TMPDIR");
 	struct iothread_opts io = { .poll_max_ns = poll_max_ns };
 	struct blockdev_opts o = { 0 };
 	struct error *err = NULL;
@@ -613,6 +617,46 @@ static void requests_split_over_every_extent_kind_complete_once(void **state)
 	free(w);
 }
 
+static void write_zeroes_falls_back_where_zero_range_is_refused(void **state)
+{
+	struct harness h;
+	struct treq t;
+	struct statfs sfs;
+	uint8_t *buf;
+
+	/* tmpfs punches holes but refuses FALLOC_FL_ZERO_RANGE */
+	if (statfs("/dev/shm", &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
+		print_message("skipped: /dev/shm is not a tmpfs\n");
+		skip();
+	}
+	image_dir = "/dev/shm";
+	if (!setup(&h, "writeback", false, 0)) {
+		image_dir = NULL;
+		skip();
+	}
+	image_dir = NULL;
+	buf = malloc(64 * 1024);
+	fill(buf, 64 * 1024, 11);
+	assert_int_equal(blockdev_pwrite(h.bs, 0, buf, 64 * 1024), 0);
+	memset(&t, 0, sizeof(t));
+	t.req.op = BLOCKDEV_OP_WRITE_ZEROES;
+	t.req.offset = 4096 + 512;
+	t.req.len = 16 * 1024;
+	run(&h, &t, 1, 1);
+	assert_int_equal(t.ret, 0);
+	{
+		static uint8_t r[64 * 1024];
+
+		assert_int_equal(blockdev_pread(h.bs, 0, r, sizeof(r)), 0);
+		assert_memory_equal(r, buf, 4608);
+		assert_true(all_zero(r + 4608, 16 * 1024));
+		assert_memory_equal(r + 4608 + 16 * 1024, buf + 4608 + 16 * 1024,
+				    sizeof(r) - 4608 - 16 * 1024);
+	}
+	teardown(&h);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -622,6 +666,7 @@ int main(void)
 		cmocka_unit_test(unaligned_buffers_under_cache_none_take_the_slow_path),
 		cmocka_unit_test(reading_past_a_shrunken_file_returns_zeroes),
 		cmocka_unit_test(flush_discard_and_write_zeroes_complete),
+		cmocka_unit_test(write_zeroes_falls_back_where_zero_range_is_refused),
 		cmocka_unit_test(bad_requests_fail_through_done),
 		cmocka_unit_test(writes_to_a_read_only_image_fail_with_erofs),
 		cmocka_unit_test(requests_split_over_every_extent_kind_complete_once),

@@ -11,7 +11,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "devices/pci.h"
 #include "vmm/drive.h"
+#include "vmm/vm.h"
 
 static char path[64];
 static char comma_path[80];
@@ -164,6 +166,43 @@ static void double_comma_is_a_literal_comma(void **state)
 	drive_config_free(&cfg);
 }
 
+static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **state)
+{
+	static struct vm vm;
+	struct pci_bus pci;
+	struct error *err = NULL;
+	char spec[256];
+
+	assert_int_equal(gmem_init(&vm.mem, 16 << 20, false), 0);
+	vm.vm_fd = -1; /* no KVM: the transport skips ioeventfd/irqfd wiring */
+	bus_init(&vm.mmio, "mmio");
+	bus_init(&vm.pio, "pio");
+	assert_int_equal(pci_bus_init(&pci, &vm.mmio, &vm.pio, NULL), 0);
+	snprintf(spec, sizeof(spec), "file=%s,num-queues=2,iothreads=2,poll-max-ns=1000", path);
+	if (drive_add(&vm, &pci, spec, &err) < 0)
+		fail_msg("drive_add: %s", error_msg(err));
+	assert_int_equal(pci_cfg_read(&pci, 1, 0, 0, 4), 0x10421af4);
+	/* a second drive on the same iothreads with another poll-max-ns is refused */
+	snprintf(spec, sizeof(spec), "file=%s,iothreads=1,poll-max-ns=5", path);
+	assert_int_equal(drive_add(&vm, &pci, spec, &err), -1);
+	assert_non_null(strstr(error_msg(err), "shared"));
+	error_free(err);
+	err = NULL;
+	/* without poll-max-ns it shares them */
+	snprintf(spec, sizeof(spec), "file=%s,readonly=on", path);
+	assert_int_equal(drive_add(&vm, &pci, spec, NULL), 0);
+	assert_int_equal(pci_cfg_read(&pci, 2, 0, 0, 4), 0x10421af4);
+	assert_int_equal(drive_add(&vm, &pci, "file=/nonexistent", &err), -1);
+	assert_true(strncmp(error_msg(err), "--drive", 7) == 0);
+	error_free(err);
+	drive_cleanup();
+	assert_int_equal(pci_cfg_read(&pci, 1, 0, 0, 4), 0xffffffff);
+	pci_bus_destroy(&pci);
+	bus_destroy(&vm.mmio);
+	bus_destroy(&vm.pio);
+	gmem_destroy(&vm.mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -173,6 +212,7 @@ int main(void)
 		cmocka_unit_test(bad_values_name_their_key),
 		cmocka_unit_test(missing_or_absent_files_are_refused),
 		cmocka_unit_test(double_comma_is_a_literal_comma),
+		cmocka_unit_test(drive_add_plugs_a_virtio_blk_function_and_shares_iothreads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

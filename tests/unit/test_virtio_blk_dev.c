@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
@@ -407,6 +409,45 @@ static void kicks_follow_a_moved_bar(void **state)
 	assert_int_equal(r(f, 0x14, 1), 0xffffffffffffffffull & 0xff); /* nothing decodes here */
 }
 
+/* Asks for an interrupt at the next used entry of queue @qi; returns the vector's eventfd. */
+static int want_interrupt(struct fx *f, unsigned int qi)
+{
+	struct vpci_dev *v = vblk_pci(f->dev)->opaque;
+	struct virtq_avail *a = gp(f, f->q[qi].avail, virtq_avail_bytes(QSZ));
+	int efd = v->vectors[qi + 1].efd; /* the driver mapped queue i to vector i + 1 */
+	eventfd_t cnt;
+
+	eventfd_read(efd, &cnt); /* clear (non-blocking) */
+	__atomic_store_n(&a->ring[QSZ], f->q[qi].used_seen, __ATOMIC_SEQ_CST); /* used_event */
+	return efd;
+}
+
+static bool interrupted(int efd)
+{
+	struct pollfd p = { .fd = efd, .events = POLLIN };
+
+	return poll(&p, 1, 2000) == 1;
+}
+
+static void every_completion_raises_the_interrupt_the_driver_asked_for(void **state)
+{
+	struct fx *f = *state;
+	uint64_t b = alloc_buf(f, 4096);
+	int efd;
+
+	/* completed by the block layer */
+	efd = want_interrupt(f, 0);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
+	assert_true(interrupted(efd));
+	/* completed by the device itself, without a block-layer completion in that turn */
+	efd = want_interrupt(f, 0);
+	assert_int_equal(do_req(f, 0, 77, 0, 0, 0, false, NULL), VIRTIO_BLK_S_UNSUPP);
+	assert_true(interrupted(efd));
+	efd = want_interrupt(f, 1);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_GET_ID, 0, b, 20, true, NULL), VIRTIO_BLK_S_OK);
+	assert_true(interrupted(efd));
+}
+
 static void config_space_describes_the_disk(void **state)
 {
 	struct fx *f = *state;
@@ -430,6 +471,7 @@ int main(void)
 		T(a_looping_chain_completes_without_status_and_the_queue_goes_on),
 		T(a_corrupt_avail_index_sets_needs_reset_and_reset_recovers),
 		T(kicks_follow_a_moved_bar),
+		T(every_completion_raises_the_interrupt_the_driver_asked_for),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,11 +6,11 @@
  * the end fails with IOERR, and that DISCARD and WRITE_ZEROES (when offered) read back as zeroes.
  *
  * Options: blk-serial=STR (expected serial), blk-features=MASK (accept only these feature bits),
- * blk-index=N (use the N-th virtio-blk device), blk-require=1 (fail, not skip, without a device). The disk's contents are overwritten: use a scratch
- * image (at least 1 MiB plus 128 KiB per queue).
+ * blk-index=N (use the N-th virtio-blk device), blk-require=1 (fail, not skip, without a device),
+ * blk-ro=1 (the drive is read-only: check that writes fail instead). The disk's contents are
+ * overwritten: use a scratch image (at least 32 KiB plus 64 KiB per queue).
  */
-#include "cases/cases.h"
-#include "drivers/virtio_blk.h"
+#include "cases/blk_util.h"
 
 #define BATCH           16              /* requests in flight per queue */
 #define REQ_BYTES       4096
@@ -23,24 +23,6 @@ static struct blk blk;
 static struct blk_req reqs[BATCH];
 static uint8_t wbuf[BATCH][REQ_BYTES] __attribute__((aligned(4096)));
 static uint8_t rbuf[BATCH][REQ_BYTES] __attribute__((aligned(4096)));
-
-static void fill(void *buf, uint64_t sector, unsigned sectors, uint64_t seed)
-{
-	uint64_t *w = buf;
-
-	for (unsigned i = 0; i < sectors * BLK_SECTOR / 8; i++)
-		w[i] = (sector + i / (BLK_SECTOR / 8)) << 20 ^ i ^ seed * 0x9e3779b97f4a7c15ULL;
-}
-
-static bool all_zero(const void *buf, size_t len)
-{
-	const uint8_t *b = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
 
 /* Submits BATCH requests of one type on queue q, kicks once, waits, checks every status. */
 static int batch(unsigned q, uint32_t type, uint64_t base, uint8_t (*bufs)[REQ_BYTES])
@@ -68,7 +50,7 @@ static int check_queue(unsigned q, uint64_t seed)
 	int r, s;
 
 	for (unsigned i = 0; i < BATCH; i++)
-		fill(wbuf[i], base + i * REQ_SECTORS, REQ_SECTORS, seed);
+		blk_fill(wbuf[i], base + i * REQ_SECTORS, REQ_SECTORS, seed);
 	if ((r = batch(q, VIRTIO_BLK_T_OUT, base, wbuf)) != CASE_OK)
 		return r;
 	if (blk_has(&blk, VIRTIO_BLK_F_FLUSH) &&
@@ -91,7 +73,7 @@ static int check_segments(void)
 	struct vring_buf w[2] = { { wbuf[0], 2048, false }, { wbuf[0] + 2048, 2048, false } };
 	struct vring_buf rd[2] = { { rbuf[0], 2048, false }, { rbuf[0] + 2048, 2048, false } };
 
-	fill(wbuf[0], SPECIAL_BASE + 32, REQ_SECTORS, 7);
+	blk_fill(wbuf[0], SPECIAL_BASE + 32, REQ_SECTORS, 7);
 	memset(rbuf[0], 0, REQ_BYTES);
 	if (blk_submit(&blk, 0, &reqs[0], VIRTIO_BLK_T_OUT, SPECIAL_BASE + 32, w, 2) < 0)
 		return case_fail("%s", err_get());
@@ -117,7 +99,7 @@ static int check_zeroing(uint32_t type, const char *what, uint64_t sector, uint3
 	static struct blk_range range;
 	int s;
 
-	fill(wbuf[0], sector, REQ_SECTORS, 3);
+	blk_fill(wbuf[0], sector, REQ_SECTORS, 3);
 	if ((s = blk_sync(&blk, 0, VIRTIO_BLK_T_OUT, sector, wbuf[0], REQ_BYTES)) != 0)
 		return case_fail("%s: pattern write: status %d (%s)", what, s, err_get());
 	range = (struct blk_range){ .sector = sector, .num_sectors = REQ_SECTORS, .flags = flags };
@@ -128,7 +110,7 @@ static int check_zeroing(uint32_t type, const char *what, uint64_t sector, uint3
 	memset(rbuf[0], 0xa5, REQ_BYTES);
 	if ((s = blk_sync(&blk, 0, VIRTIO_BLK_T_IN, sector, rbuf[0], REQ_BYTES)) != 0)
 		return case_fail("%s: read back: status %d (%s)", what, s, err_get());
-	if (!all_zero(rbuf[0], REQ_BYTES))
+	if (!blk_all_zero(rbuf[0], REQ_BYTES))
 		return case_fail("sectors %lu-%lu do not read back as zeroes after %s", sector,
 				 sector + REQ_SECTORS - 1, what);
 	printf("  %s: reads back as zeroes\n", what);
@@ -152,40 +134,67 @@ static int check_serial(void)
 	return CASE_OK;
 }
 
-static int find_device(struct pci_dev *d)
+/*
+ * blk-ro=1: the drive is read-only. Expect VIRTIO_BLK_F_RO, reads on every queue, and every write
+ * (OUT, and DISCARD / WRITE_ZEROES when offered) completing with an error status while the data
+ * stays as it was.
+ */
+static int check_read_only(void)
 {
-	static const uint16_t ids[] = { 0x1042, 0x1001, 0 };
-	int64_t idx = opt_u64("blk-index", 0), require = opt_u64("blk-require", 0);
+	static struct blk_range range;
+	int s;
 
-	if (idx < 0 || require < 0)
-		return case_fail("%s", err_get());
-	if (pci_init() < 0)
-		return case_fail("%s", err_get());
-	if (!pci_find(0x1af4, ids, idx, d))
-		return (require ? case_fail : case_skip)("no virtio-blk device #%ld (1af4:1042 or "
-							 "1af4:1001; %s)", idx, pci_method());
+	if (!blk_has(&blk, VIRTIO_BLK_F_RO))
+		return case_fail("blk-ro=1 but the device does not offer VIRTIO_BLK_F_RO (features "
+				 "%#lx)", blk.features);
+	for (unsigned q = 0; q < blk.nqueues; q++) {
+		uint64_t sector = QUEUE_BASE + (uint64_t)q * QUEUE_SECTORS;
+		int r = batch(q, VIRTIO_BLK_T_IN, sector, rbuf);
+
+		if (r != CASE_OK)
+			return r;
+		memset(wbuf[0], 0x5a, REQ_BYTES);
+		s = blk_sync(&blk, q, VIRTIO_BLK_T_OUT, sector, wbuf[0], REQ_BYTES);
+		if (s != VIRTIO_BLK_S_IOERR)
+			return s < 0 ? case_fail("write on a read-only drive: %s", err_get()) :
+				       case_fail("queue %u: a write to a read-only drive returned "
+						 "status %d, expected IOERR (1)", q, s);
+		if ((s = blk_sync(&blk, q, VIRTIO_BLK_T_IN, sector, rbuf[1], REQ_BYTES)) != 0)
+			return case_fail("queue %u: read after the refused write: status %d (%s)", q,
+					 s, err_get());
+		if (memcmp(rbuf[0], rbuf[1], REQ_BYTES))
+			return case_fail("queue %u: sector %lu changed after a refused write", q,
+					 sector);
+	}
+	printf("  every queue: reads OK, writes refused with IOERR, data unchanged\n");
+	for (unsigned i = 0; i < 2; i++) {
+		uint32_t type = i ? VIRTIO_BLK_T_WRITE_ZEROES : VIRTIO_BLK_T_DISCARD;
+		const char *what = i ? "write-zeroes" : "discard";
+
+		if (!blk_has(&blk, i ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD))
+			continue;
+		range = (struct blk_range){ .sector = QUEUE_BASE, .num_sectors = REQ_SECTORS };
+		s = blk_sync(&blk, 0, type, 0, &range, sizeof(range));
+		if (s != VIRTIO_BLK_S_IOERR && s != VIRTIO_BLK_S_UNSUPP)
+			return s < 0 ? case_fail("%s: %s", what, err_get()) :
+				       case_fail("%s on a read-only drive returned status %d, "
+						 "expected IOERR or UNSUPP", what, s);
+		printf("  %s refused with %s\n", what, s == VIRTIO_BLK_S_IOERR ? "IOERR" : "UNSUPP");
+	}
 	return CASE_OK;
 }
 
 int case_blk(void)
 {
-	int64_t mask = opt_u64("blk-features", -1);
-	uint64_t kicks = 0, need;
-	struct pci_dev d;
+	struct blk_cfg cfg = { 0 };
+	int64_t ro = opt_u64("blk-ro", 0);
+	uint64_t need;
 	int r;
 
-	if (opt_get("blk-features") && mask < 0)
+	if (ro < 0)
 		return case_fail("%s", err_get());
-	if ((r = find_device(&d)) != CASE_OK)
+	if ((r = blk_open(&blk, &cfg, true)) != CASE_OK)
 		return r;
-	if (blk_init(&blk, &d, (uint64_t)mask) < 0)
-		return case_fail("%02x:%02x.%x: %s", PCI_BUS(d.bdf), PCI_DEV(d.bdf), PCI_FN(d.bdf),
-				 err_get());
-	printf("  %02x:%02x.%x %04x:%04x: %lu sectors, block %u, %u queues of %u, features %#lx\n",
-	       PCI_BUS(d.bdf), PCI_DEV(d.bdf), PCI_FN(d.bdf), d.vendor, d.device, blk.capacity,
-	       blk.blk_size, blk.nqueues, blk.q[0].size, blk.features);
-	printf("  common config at %#lx, notify at %#lx (x%u), device config at %#lx\n",
-	       blk.vp.common, blk.vp.notify, blk.vp.notify_mult, blk.vp.device);
 	if ((r = check_serial()) != CASE_OK)
 		goto out;
 	if ((r = blk_sync(&blk, 0, VIRTIO_BLK_T_IN, blk.capacity, rbuf[0], BLK_SECTOR)) !=
@@ -194,13 +203,18 @@ int case_blk(void)
 			      blk.capacity, r, VIRTIO_BLK_S_IOERR);
 		goto out;
 	}
-	if (blk_has(&blk, VIRTIO_BLK_F_RO)) {
-		r = case_skip("the device is read-only: write tests need a writable scratch disk");
-		goto out;
-	}
 	need = QUEUE_BASE + (uint64_t)blk.nqueues * QUEUE_SECTORS;
 	if (blk.capacity < need) {
 		r = case_fail("the disk has %lu sectors, the case needs %lu", blk.capacity, need);
+		goto out;
+	}
+	if (ro) {
+		r = check_read_only();
+		goto out;
+	}
+	if (blk_has(&blk, VIRTIO_BLK_F_RO)) {
+		r = case_skip("the device is read-only: write tests need a writable scratch disk "
+			      "(blk-ro=1 checks a read-only one)");
 		goto out;
 	}
 	for (unsigned q = 0; q < blk.nqueues; q++)
@@ -223,9 +237,7 @@ int case_blk(void)
 		goto out;
 	r = CASE_OK;
 out:
-	for (unsigned q = 0; q < blk.nqueues; q++)
-		kicks += blk.q[q].kicks;
-	printf("  %lu notifications written\n", kicks);
+	printf("  %lu notifications written\n", blk_kicks(&blk));
 	virtio_pci_reset(&blk.vp);        /* stop the device using our rings */
 	return r;
 }

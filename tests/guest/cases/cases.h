@@ -34,5 +34,9 @@ int case_timer(void);
 int case_smp(void);
 int case_idle(void);
 int case_blk(void);
+int case_blk_smp(void);
+int case_blk_reset(void);
+int case_blk_hostile(void);
+int case_bench(void);
 
 #endif

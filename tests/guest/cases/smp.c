@@ -1,99 +1,55 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * smp: start every other CPU the MADT lists with INIT-SIPI-SIPI through the real-mode trampoline
- * (ring0/trampoline.S), let each report its APIC ID from CPL3, then send it a fixed IPI and see its
- * handler count it.
- *
- * Ownership: the BSP writes ap_boot_cpu and starts one AP at a time; an AP writes only its own
- * ap_reports[] slot (apic_id, then alive: x86 keeps the two stores in order) and its ring-0 handler
- * only its own cpus[] counters. The BSP only reads them.
+ * smp: start every other CPU the MADT lists with INIT-SIPI-SIPI (drivers/smp.c), let each report
+ * its APIC ID from CPL3 and take a fixed IPI, then run a function on each through its mailbox.
+ * If another case already started the CPUs, the IPI and mailbox checks run on them again.
  */
 #include "cases/cases.h"
-#include "drivers/acpi.h"
 #include "drivers/lapic.h"
+#include "drivers/smp.h"
 #include "ring0/ring0.h"
 
-struct ap_report {
-	volatile uint32_t apic_id;
-	volatile uint32_t alive;
-};
+static volatile uint32_t ran_on[MAX_CPUS];
 
-static struct ap_report ap_reports[MAX_CPUS];
-
-__noreturn void ap_main(unsigned cpu)
+static void hello(unsigned cpu, void *arg)
 {
-	lapic_enable();
-	ap_reports[cpu].apic_id = lapic_id();
-	barrier();
-	ap_reports[cpu].alive = 1;
-	for (;;)
-		cpu_wait();
+	ran_on[cpu] = lapic_id() + 1;
 }
 
-static bool wait_for(volatile uint32_t *flag, uint64_t ms)
+static int ipi_check(unsigned cpu)
 {
-	uint64_t end = time_ns() + ms * 1000000;
+	uint64_t ipis = cpus[cpu].ipis, end;
 
-	while (!*flag)
-		if (time_ns() > end)
-			return false;
-	return true;
-}
-
-static int start_ap(unsigned slot, uint32_t apic_id)
-{
-	uint64_t ipis, end;
-
-	ap_reports[slot] = (struct ap_report){ 0 };
-	ap_boot_cpu = slot;
-	barrier();
-	if (!lapic_send_ipi(apic_id, LAPIC_ICR_INIT | LAPIC_ICR_LEVEL_ASSERT))
-		return case_fail("INIT to APIC ID %u stayed pending", apic_id);
-	delay_us(10000);
-	for (int i = 0; i < 2 && !ap_reports[slot].alive; i++) {
-		if (!lapic_send_ipi(apic_id, LAPIC_ICR_STARTUP | (TRAMPOLINE_PA >> 12)))
-			return case_fail("SIPI to APIC ID %u stayed pending", apic_id);
-		delay_us(200);
-	}
-	if (!wait_for(&ap_reports[slot].alive, 2000))
-		return case_fail("the CPU with APIC ID %u did not come up within 2 s", apic_id);
-	if (ap_reports[slot].apic_id != apic_id)
-		return case_fail("started APIC ID %u but that CPU reports ID %u", apic_id,
-				 ap_reports[slot].apic_id);
-	ipis = cpus[slot].ipis;
-	if (!lapic_send_ipi(apic_id, LAPIC_ICR_FIXED | VEC_IPI))
-		return case_fail("IPI to APIC ID %u stayed pending", apic_id);
+	if (!lapic_send_ipi(smp_apic_id(cpu), LAPIC_ICR_FIXED | VEC_IPI))
+		return case_fail("IPI to APIC ID %u stayed pending", smp_apic_id(cpu));
 	end = time_ns() + 1000000000;
-	while (cpus[slot].ipis == ipis)
+	while (cpus[cpu].ipis == ipis)
 		if (time_ns() > end)
-			return case_fail("APIC ID %u took no IPI within 1 s", apic_id);
-	printf("  CPU %u (APIC ID %u) online in CPL3, took an IPI\n", slot, apic_id);
+			return case_fail("APIC ID %u took no IPI within 1 s", smp_apic_id(cpu));
 	return CASE_OK;
 }
 
 int case_smp(void)
 {
-	uint32_t ids[ACPI_MAX_CPUS], self = lapic_id();
-	size_t tsize = trampoline_end - trampoline_start;
-	unsigned slot = 1;
-	int n, r;
+	bool again = smp_ncpus() > 1;
+	int n = smp_start(true);
 
-	n = acpi_madt_cpus(ids, ARRAY_SIZE(ids));
 	if (n < 0)
 		return case_fail("%s", err_get());
 	if (n < 2)
 		return case_skip("the MADT lists %d CPU", n);
-	memcpy((void *)TRAMPOLINE_PA, trampoline_start, tsize);
-	for (int i = 0; i < n && i < (int)ARRAY_SIZE(ids); i++) {
-		if (ids[i] == self)
-			continue;
-		if (slot >= MAX_CPUS) {
-			printf("  only %u CPUs supported, not starting the rest\n", MAX_CPUS);
-			break;
-		}
-		r = start_ap(slot++, ids[i]);
-		if (r != CASE_OK)
+	for (int cpu = 1; cpu < n; cpu++) {
+		int r;
+
+		if (again && (r = ipi_check(cpu)) != CASE_OK)
 			return r;
+		ran_on[cpu] = 0;
+		if (!smp_call(cpu, hello, NULL) || !smp_wait(cpu, 1000))
+			return case_fail("%s", err_get());
+		if (ran_on[cpu] != smp_apic_id(cpu) + 1)
+			return case_fail("CPU %d ran its call as APIC ID %d, expected %u", cpu,
+					 (int)ran_on[cpu] - 1, smp_apic_id(cpu));
 	}
+	printf("  %d CPUs online, each ran a call from the boot CPU\n", n);
 	return CASE_OK;
 }

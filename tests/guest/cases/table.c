@@ -8,6 +8,11 @@ const struct guest_case guest_cases[] = {
 	{ "timer", case_timer, true, "take LAPIC timer interrupts" },
 	{ "smp", case_smp, true, "start the other CPUs with INIT-SIPI-SIPI, IPI them" },
 	{ "blk", case_blk, true, "virtio-blk on every queue: verify, flush, serial, discard, zeroes" },
+	{ "blk-smp", case_blk_smp, true, "virtio-blk: every queue from every CPU, concurrently" },
+	{ "blk-reset", case_blk_reset, true, "virtio-blk: reset with I/O in flight, re-initialise" },
+	{ "blk-hostile", case_blk_hostile, false,
+	  "virtio-blk: malformed requests on queue 0, queue 1 keeps serving" },
+	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
 const unsigned guest_ncases = ARRAY_SIZE(guest_cases);

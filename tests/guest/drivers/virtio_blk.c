@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * virtio-blk: feature negotiation, one split ring per queue, request submission and polling.
- * Single-threaded: only the boot CPU's CPL3 code uses a struct blk (drivers/vring.c explains the
- * ordering against the device).
+ * A queue has one owner at a time: a CPU may drive its queues while other CPUs drive theirs (each
+ * touches only q[i] and inflight[i] of its queues); set-up and reset are the boot CPU's alone.
+ * drivers/vring.c explains the ordering against the device.
  */
 #include "drivers/virtio_blk.h"
 #include "lib/lib.h"
@@ -13,14 +14,14 @@
 #define CFG_MAX_DISCARD         36
 #define CFG_MAX_WRITE_ZEROES    48
 
-static struct vring_mem rings[BLK_MAX_QUEUES];
+static struct vring_mem rings[BLK_RING_SETS][BLK_MAX_QUEUES];
 
 static uint64_t wanted_features(void)
 {
 	return 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_RING_EVENT_IDX |
 	       1ULL << VIRTIO_BLK_F_SIZE_MAX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
 	       1ULL << VIRTIO_BLK_F_RO | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
-	       1ULL << VIRTIO_BLK_F_MQ | 1ULL << VIRTIO_BLK_F_DISCARD |
+	       1ULL << VIRTIO_BLK_F_MQ | 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_F_INDIRECT_DESC |
 	       1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
 }
 
@@ -38,10 +39,20 @@ static void read_config(struct blk *b)
 		b->max_write_zeroes_sectors = mmio_read32(cfg + CFG_MAX_WRITE_ZEROES);
 }
 
-int blk_init(struct blk *b, const struct pci_dev *d, uint64_t features_mask)
+int blk_init(struct blk *b, const struct pci_dev *d, const struct blk_cfg *cfg)
 {
-	uint16_t total;
+	static const struct blk_cfg defaults;
+	uint64_t features_mask;
+	uint16_t total, qsize;
 
+	if (!cfg)
+		cfg = &defaults;
+	features_mask = cfg->features_mask ? cfg->features_mask : ~0ULL;
+	qsize = cfg->queue_size && cfg->queue_size < BLK_QUEUE_SIZE ? cfg->queue_size : BLK_QUEUE_SIZE;
+	if (cfg->ring_set >= BLK_RING_SETS) {
+		err_set("ring set %u: there are %u", cfg->ring_set, BLK_RING_SETS);
+		return -1;
+	}
 	memset(b, 0, sizeof(*b));
 	if (virtio_pci_init(&b->vp, d) < 0)
 		return -1;
@@ -62,8 +73,8 @@ int blk_init(struct blk *b, const struct pci_dev *d, uint64_t features_mask)
 	if (b->nqueues > BLK_MAX_QUEUES)
 		b->nqueues = BLK_MAX_QUEUES;
 	for (uint16_t q = 0; q < b->nqueues; q++) {
-		struct vring_mem *m = &rings[q];
-		uint16_t size = BLK_QUEUE_SIZE;
+		struct vring_mem *m = &rings[cfg->ring_set][q];
+		uint16_t size = qsize;
 		uint64_t notify = virtio_pci_setup_queue(&b->vp, q, &size, (uintptr_t)m->desc,
 							 (uintptr_t)m->avail,
 							 (uintptr_t)m->used_hdr);
@@ -120,36 +131,47 @@ void blk_kick(struct blk *b, unsigned q)
 	vring_kick(&b->q[q]);
 }
 
+int blk_poll(struct blk *b, unsigned q, struct blk_req **reqp)
+{
+	uint16_t head;
+	uint32_t len;
+	int r = vring_get_used(&b->q[q], &head, &len);
+	struct blk_req *req;
+
+	if (r <= 0)
+		return r;
+	req = b->inflight[q][head];
+	if (!req) {
+		err_set("queue %u: the device completed descriptor %u, which is not in flight", q,
+			head);
+		return -1;
+	}
+	b->inflight[q][head] = NULL;
+	req->used_len = len;
+	req->done = true;
+	*reqp = req;
+	return 1;
+}
+
 int blk_wait(struct blk *b, unsigned q, unsigned count, uint64_t timeout_ms)
 {
 	uint64_t end = time_ns() + timeout_ms * 1000000;
 
 	while (count) {
-		uint16_t head;
-		uint32_t len;
-		int r = vring_get_used(&b->q[q], &head, &len);
 		struct blk_req *req;
+		int r = blk_poll(b, q, &req);
 
 		if (r < 0)
 			return -1;
 		if (r == 0) {
 			if (time_ns() > end) {
-				err_set("queue %u: %u requests not completed after %lu ms", q, count,
+				err_set("queue %u: %u requests not completed within %lu ms", q, count,
 					timeout_ms);
 				return -1;
 			}
 			cpu_relax();
 			continue;
 		}
-		req = b->inflight[q][head];
-		if (!req) {
-			err_set("queue %u: the device completed descriptor %u, which is not in flight",
-				q, head);
-			return -1;
-		}
-		b->inflight[q][head] = NULL;
-		req->used_len = len;
-		req->done = true;
 		count--;
 	}
 	return 0;
@@ -157,13 +179,14 @@ int blk_wait(struct blk *b, unsigned q, unsigned count, uint64_t timeout_ms)
 
 int blk_sync(struct blk *b, unsigned q, uint32_t type, uint64_t sector, void *buf, uint32_t len)
 {
-	static struct blk_req req;
+	static struct blk_req reqs[BLK_MAX_QUEUES];
+	struct blk_req *req = &reqs[q];
 	struct vring_buf seg = { buf, len, false };
 
-	if (blk_submit(b, q, &req, type, sector, &seg, buf ? 1 : 0) < 0)
+	if (blk_submit(b, q, req, type, sector, &seg, buf ? 1 : 0) < 0)
 		return -1;
 	blk_kick(b, q);
 	if (blk_wait(b, q, 1, 5000) < 0)
 		return -1;
-	return req.status;
+	return req->status;
 }

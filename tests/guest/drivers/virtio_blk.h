@@ -26,6 +26,8 @@
 #define VIRTIO_BLK_S_IOERR              1
 #define VIRTIO_BLK_S_UNSUPP             2
 
+#define VIRTIO_F_INDIRECT_DESC          28
+
 #define BLK_MAX_QUEUES                  16
 #define BLK_QUEUE_SIZE                  128
 #define BLK_SECTOR                      512
@@ -60,8 +62,19 @@ struct blk {
 	struct blk_req *inflight[BLK_MAX_QUEUES][BLK_QUEUE_SIZE];
 };
 
-/* Finds the cap windows, negotiates (features_mask limits what we accept), sets up every queue. */
-int blk_init(struct blk *b, const struct pci_dev *d, uint64_t features_mask);
+/* How blk_init() sets the device up; zeroes mean the defaults. */
+struct blk_cfg {
+	uint64_t features_mask;         /* accept only these feature bits (0: every one we know) */
+	uint16_t queue_size;            /* entries per queue, at most BLK_QUEUE_SIZE (0: that) */
+	unsigned ring_set;              /* which of BLK_RING_SETS ring memories to use */
+};
+#define BLK_RING_SETS                   2
+
+/*
+ * Finds the cap windows, resets the device, negotiates, sets up every queue, sets DRIVER_OK.
+ * Calling it again on the same device is a full reset and re-initialisation. cfg may be NULL.
+ */
+int blk_init(struct blk *b, const struct pci_dev *d, const struct blk_cfg *cfg);
 static inline bool blk_has(const struct blk *b, unsigned feature)
 {
 	return b->features & (1ULL << feature);
@@ -73,9 +86,17 @@ static inline bool blk_has(const struct blk *b, unsigned feature)
 int blk_submit(struct blk *b, unsigned q, struct blk_req *req, uint32_t type, uint64_t sector,
 	       const struct vring_buf *segs, unsigned nseg);
 void blk_kick(struct blk *b, unsigned q);
+/*
+ * Takes one completion from queue q: 1 and *req (its status and used_len filled in), 0 when none
+ * is ready, -1 (err_set) on a bad used entry.
+ */
+int blk_poll(struct blk *b, unsigned q, struct blk_req **req);
 /* Polls queue q until 'count' requests completed; -1 (err_set) on timeout or a bad used entry. */
 int blk_wait(struct blk *b, unsigned q, unsigned count, uint64_t timeout_ms);
-/* Submits one request with one data buffer, waits, returns its status or -1. */
+/*
+ * Submits one request with one data buffer (none if buf is NULL), waits up to 5 s, returns its
+ * status or -1. Uses a request slot of queue q's own: CPUs may call it on different queues at once.
+ */
 int blk_sync(struct blk *b, unsigned q, uint32_t type, uint64_t sector, void *buf, uint32_t len);
 
 #endif

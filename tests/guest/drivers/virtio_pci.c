@@ -88,14 +88,24 @@ int virtio_pci_init(struct virtio_pci *v, const struct pci_dev *d)
 	return 0;
 }
 
-void virtio_pci_reset(struct virtio_pci *v)
+bool virtio_pci_reset(struct virtio_pci *v)
 {
 	uint64_t end;
 
 	mmio_write8(v->common + CC_STATUS, 0);
 	end = time_ns() + 1000000000;
-	while (mmio_read8(v->common + CC_STATUS) != 0 && time_ns() < end)
+	while (mmio_read8(v->common + CC_STATUS) != 0) {
+		if (time_ns() > end)
+			return false;
 		cpu_relax();
+	}
+	return true;
+}
+
+uint16_t virtio_pci_queue_enabled(struct virtio_pci *v, uint16_t q)
+{
+	mmio_write16(v->common + CC_Q_SELECT, q);
+	return mmio_read16(v->common + CC_Q_ENABLE);
 }
 
 void virtio_pci_set_status(struct virtio_pci *v, uint8_t status)

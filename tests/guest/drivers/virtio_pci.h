@@ -43,6 +43,9 @@ uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size
 				uint64_t avail, uint64_t used);
 void virtio_pci_set_status(struct virtio_pci *v, uint8_t status);
 uint8_t virtio_pci_status(struct virtio_pci *v);
-void virtio_pci_reset(struct virtio_pci *v);
+/* Writes 0 to device_status and waits (1 s at most) for it to read 0; false if it did not. */
+bool virtio_pci_reset(struct virtio_pci *v);
+/* queue_enable of queue q as the device presents it. */
+uint16_t virtio_pci_queue_enabled(struct virtio_pci *v, uint16_t q);
 
 #endif

@@ -8,13 +8,19 @@
  * barrier suffices there. Before deciding whether to notify we must read used->flags or avail_event
  * after our avail->idx store became visible: that store->load order needs a full fence (mfence).
  * On the used side, used->idx is read before the entries it covers; x86 keeps loads in order, so a
- * compiler barrier suffices. No interrupts are requested (VRING_AVAIL_F_NO_INTERRUPT): we poll.
+ * compiler barrier suffices.
+ *
+ * No interrupts are requested: without EVENT_IDX the avail ring carries VRING_AVAIL_F_NO_INTERRUPT;
+ * with EVENT_IDX the device ignores that flag and interrupts when used->idx passes used_event, so
+ * we keep used_event half the index space ahead of what we consumed (it is never reached).
+ * Several CPUs may use one struct blk at once as long as each queue has one owner at a time.
  */
 #include "drivers/vring.h"
 #include "lib/lib.h"
 
 #define AVAIL_F_NO_INTERRUPT    1
 #define USED_F_NO_NOTIFY        1
+#define USED_EVENT_AHEAD        0x8000  /* used_event this far ahead of last_used: never reached */
 
 void vring_init(struct vring *r, struct vring_mem *mem, uint16_t size, uint16_t index,
 		bool event_idx)
@@ -25,12 +31,12 @@ void vring_init(struct vring *r, struct vring_mem *mem, uint16_t size, uint16_t 
 	for (uint16_t i = 0; i + 1 < size; i++)
 		mem->desc[i].next = i + 1;
 	mem->avail[0] = AVAIL_F_NO_INTERRUPT;
+	mem->avail[2 + size] = USED_EVENT_AHEAD;
 }
 
 int vring_add(struct vring *r, const struct vring_buf *bufs, unsigned n)
 {
 	uint16_t head = r->free_head, d = head;
-	volatile uint16_t *avail = r->mem->avail;
 
 	if (n == 0 || n > r->nfree)
 		return -1;
@@ -46,9 +52,7 @@ int vring_add(struct vring *r, const struct vring_buf *bufs, unsigned n)
 	}
 	r->free_head = r->mem->desc[d].next;
 	r->nfree -= n;
-	avail[2 + (r->avail_idx & (r->size - 1))] = head;
-	barrier();      /* descriptors and ring slot before the index (x86: stores stay ordered) */
-	avail[1] = ++r->avail_idx;
+	vring_publish(r, head);
 	return head;
 }
 
@@ -102,7 +106,56 @@ int vring_get_used(struct vring *r, uint16_t *head, uint32_t *len)
 	m->desc[d].next = r->free_head;
 	r->free_head = *head;
 	r->nfree += n;
-	if (r->event_idx)       /* used_event: we poll, but keep it current */
-		m->avail[2 + r->size] = r->last_used;
+	if (r->event_idx)       /* we poll: keep the interrupt threshold out of reach */
+		m->avail[2 + r->size] = r->last_used + USED_EVENT_AHEAD;
+	return 1;
+}
+
+bool vring_take_desc(struct vring *r, unsigned n, uint16_t *idx)
+{
+	uint16_t d = r->free_head;
+
+	if (n == 0 || n > r->nfree)
+		return false;
+	for (unsigned i = 0; i < n; i++) {
+		idx[i] = d;
+		d = r->mem->desc[d].next;
+	}
+	r->free_head = d;
+	r->nfree -= n;
+	return true;
+}
+
+void vring_put_desc(struct vring *r, const uint16_t *idx, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		r->mem->desc[idx[i]].next = i + 1 < n ? idx[i + 1] : r->free_head;
+	if (n) {
+		r->free_head = idx[0];
+		r->nfree += n;
+	}
+}
+
+void vring_publish(struct vring *r, uint16_t head)
+{
+	volatile uint16_t *avail = r->mem->avail;
+
+	avail[2 + (r->avail_idx & (r->size - 1))] = head;
+	barrier();      /* descriptors and ring slot before the index (x86: stores stay ordered) */
+	avail[1] = ++r->avail_idx;
+}
+
+int vring_get_used_raw(struct vring *r, uint16_t *id, uint32_t *len)
+{
+	volatile struct vring_mem *m = r->mem;
+
+	if (m->used_hdr[1] == r->last_used)
+		return 0;
+	barrier();      /* used->idx before the entry it covers */
+	*id = m->used[r->last_used & (r->size - 1)].id;
+	*len = m->used[r->last_used & (r->size - 1)].len;
+	r->last_used++;
+	if (r->event_idx)
+		m->avail[2 + r->size] = r->last_used + USED_EVENT_AHEAD;
 	return 1;
 }

@@ -8,6 +8,7 @@
 #define VRING_MAX_SIZE          128
 #define VRING_DESC_F_NEXT       1
 #define VRING_DESC_F_WRITE      2
+#define VRING_DESC_F_INDIRECT   4
 
 struct vring_desc {
 	uint64_t addr;
@@ -60,5 +61,17 @@ void vring_kick(struct vring *r);
  * device returned a head that is not a descriptor index.
  */
 int vring_get_used(struct vring *r, uint16_t *head, uint32_t *len);
+
+/*
+ * Raw access for hand-made (possibly malformed) chains, as the blk-hostile case builds them:
+ * vring_take_desc() unlinks n free descriptors (their indices in idx[], in list order; false if
+ * fewer are free), the caller writes them into r->mem->desc freely, vring_publish() makes head
+ * available, vring_get_used_raw() takes a used entry without walking its chain, and
+ * vring_put_desc() gives the n descriptors back to the free list.
+ */
+bool vring_take_desc(struct vring *r, unsigned n, uint16_t *idx);
+void vring_put_desc(struct vring *r, const uint16_t *idx, unsigned n);
+void vring_publish(struct vring *r, uint16_t head);
+int vring_get_used_raw(struct vring *r, uint16_t *id, uint32_t *len);
 
 #endif

@@ -34,6 +34,12 @@ const char *err_get(void);
 /* Time (lib/time.c): the TSC, calibrated once by time_init() against the ACPI PM timer. */
 extern uint64_t tsc_hz;
 void time_init(void);
+/*
+ * Recalibrates tsc_hz against PIT channel 2 over about ms milliseconds (for benchmarks, ~0.05 %:
+ * each PIT read is bracketed by TSC reads). Returns false (tsc_hz unchanged) when the PIT does not
+ * count.
+ */
+bool time_calibrate_pit(unsigned ms);
 uint64_t time_ns(void);
 void delay_us(uint64_t us);
 

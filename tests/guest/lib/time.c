@@ -41,6 +41,72 @@ void time_init(void)
 	tsc_hz = (c1 - c0) * PMT_HZ / ((t - t0) & mask);
 }
 
+#define PIT_HZ          1193182ULL
+#define PIT_CH2         0x42
+#define PIT_CMD         0x43
+#define PIT_GATE_PORT   0x61
+
+/* Latches and reads channel 2's count; *tsc is when the latch happened (mid of its trap). */
+static uint16_t pit_read(uint64_t *tsc)
+{
+	uint64_t a, b;
+	uint8_t lo, hi;
+
+	a = rdtsc();
+	outb(PIT_CMD, 0x80);            /* latch channel 2 */
+	b = rdtsc();
+	lo = inb(PIT_CH2);
+	hi = inb(PIT_CH2);
+	*tsc = a + (b - a) / 2;
+	return lo | hi << 8;
+}
+
+/*
+ * Channel 2 as a rate generator (mode 2) with a 65536 reload, gated on through port 0x61 with the
+ * speaker off; we sample it faster than it wraps (every ~0.3 ms; it wraps every 55 ms) and add up
+ * the decrements. A vCPU preempted long enough to miss a wrap would count too few ticks, so a gap
+ * of more than 20 ms between two samples restarts the measurement.
+ */
+static bool pit_measure(uint64_t want, uint64_t *tsc_ticks, uint64_t *pit_ticks)
+{
+	uint64_t ticks = 0, t0, t = 0, prev_t, gap = tsc_hz / 50;
+	uint16_t prev, cur;
+	unsigned still = 0;
+
+	prev = pit_read(&t0);
+	prev_t = t0;
+	while (ticks < want) {
+		cur = pit_read(&t);
+		if (t - prev_t > gap)
+			return false;
+		if (cur == prev && ++still > 1000)
+			return false;
+		ticks += (uint16_t)(prev - cur);
+		prev = cur;
+		prev_t = t;
+	}
+	*tsc_ticks = t - t0;
+	*pit_ticks = ticks;
+	return ticks > 0;
+}
+
+bool time_calibrate_pit(unsigned ms)
+{
+	uint64_t tsc_ticks = 0, pit_ticks = 0;
+
+	outb(PIT_GATE_PORT, (inb(PIT_GATE_PORT) & ~0x02) | 0x01);
+	outb(PIT_CMD, 0xb4);            /* channel 2, lo/hi byte, mode 2, binary */
+	outb(PIT_CH2, 0);
+	outb(PIT_CH2, 0);
+	for (int tries = 0; tries < 5; tries++) {
+		if (pit_measure(PIT_HZ * ms / 1000, &tsc_ticks, &pit_ticks)) {
+			tsc_hz = tsc_ticks * PIT_HZ / pit_ticks;
+			return true;
+		}
+	}
+	return false;
+}
+
 uint64_t time_ns(void)
 {
 	uint64_t t = rdtsc();

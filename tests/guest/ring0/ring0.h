@@ -29,7 +29,7 @@ extern volatile uint32_t ap_boot_cpu;   /* slot the next AP to start takes */
 extern uint64_t lapic_base;             /* from IA32_APIC_BASE, read at boot */
 extern const char trampoline_start[], trampoline_end[];
 
-/* CPL3 entry points (main.c, cases/smp.c) */
+/* CPL3 entry points (main.c, drivers/smp.c) */
 __noreturn void guest_main(unsigned cpu);
 __noreturn void ap_main(unsigned cpu);
 

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/blk/run.sh [BUILD_DIR]
+# 4 KiB random I/O through virtio-blk: vireo, then QEMU 10 at its best, then fio on the host,
+# on the same file, for every configuration:
+#   cache   none (O_DIRECT: disk-bound) | writeback (page-cached file: VMM-bound)
+#   rw      randread | randwrite;  qd 1 | 32 (per queue);  queues 1 | 2 (one iothread and one
+#           vCPU per queue; the host runs one fio job per queue)
+# The VMMs run the test guest's benchmark mode (tests/guest/cases/bench.c): it polls the used rings
+# from CPL3, asks for no interrupts and kicks only when EVENT_IDX / NO_NOTIFY say so, prints
+# "BENCH START" when its measured window opens, "BENCH END" when it closes, then a "BENCH iops=..."
+# line. We read the console as it comes and sample the VMM's /proc/PID/stat at START and END.
+#
+# Each measurement prints one line
+#   RESULT vmm=vireo dev=virtio-blk cache=none rw=randread qd=32 queues=2 iops=N p50_us=X
+#          p99_us=Y cpu_us_per_io=Z vmm_cpu_us_per_io=W kicks=K
+# cpu_us_per_io: the VMM process's utime+stime over the window (all threads, vCPUs included, so
+# the guest's own polling counts) per I/O; vmm_cpu_us_per_io: the same minus guest_time (what the
+# VMM itself spent). For vmm=host both are fio's usr+sys per I/O. The run ends with the ratios
+# vireo/QEMU and vireo/host (and QEMU/host) per configuration. A VMM that fails prints a FAILED
+# line with its last words and the run goes on.
+#
+# Environment: BENCH_SECS (measured seconds per run, 10), BENCH_WARMUP_MS (1000), BENCH_QUICK=1
+# (2 s runs, a subset of the configurations), BENCH_VMMS ("vireo qemu host"), BENCH_CACHES,
+# BENCH_RWS, BENCH_QDS, BENCH_QUEUES (space-separated lists), BENCH_SIZE (file size, 1G),
+# BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT).
+# Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
+set -uo pipefail
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+elf=$build/tests/guest/guest.elf
+vireo=$build/vireo
+secs=${BENCH_SECS:-10}
+warmup=${BENCH_WARMUP_MS:-1000}
+size=${BENCH_SIZE:-1G}
+dir=${BENCH_DIR:-$build/bench-blk}
+vmms=${BENCH_VMMS:-vireo qemu host}
+caches=${BENCH_CACHES:-none writeback}
+rws=${BENCH_RWS:-randread randwrite}
+qds=${BENCH_QDS:-1 32}
+queues_list=${BENCH_QUEUES:-1 2}
+subset=""
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	secs=${BENCH_SECS:-2}
+	warmup=${BENCH_WARMUP_MS:-500}
+	subset="randread/1/1 randread/32/2 randwrite/32/2"
+fi
+tck=$(getconf CLK_TCK)
+
+die() { echo "bench/blk: $*" >&2; exit 1; }
+[ -f "$elf" ] || die "no $elf: build first (ninja -C $build)"
+[ -r /dev/kvm ] && [ -w /dev/kvm ] || die "needs /dev/kvm"
+command -v jq >/dev/null || die "needs jq (apt-get install jq)"
+qemu=$(command -v qemu-system-x86_64 || true)
+command -v fio >/dev/null || die "needs fio"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vireo-bench-blk.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# ---- the disk file: fully written (holes would read without touching the disk), on a
+# filesystem that takes O_DIRECT.
+mkdir -p "$dir"
+disk=$dir/disk.raw
+bytes=$(numfmt --from=iec "$size")
+if [ ! -f "$dir/.filled-$bytes" ] || [ "$(stat -c %s "$disk" 2>/dev/null)" != "$bytes" ]; then
+	echo "bench/blk: writing $size of data to $disk"
+	rm -f "$dir"/.filled-*
+	fio --name=fill --filename="$disk" --rw=write --bs=1M --size="$bytes" --direct=1 \
+		--ioengine=io_uring --refill_buffers --output=/dev/null || die "could not fill $disk"
+	touch "$dir/.filled-$bytes"
+fi
+dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null ||
+	die "$disk: O_DIRECT reads fail on $(stat -f -c %T "$disk") (set BENCH_DIR)"
+echo "bench/blk: $disk ($size, $(stat -f -c %T "$disk") on $(df --output=source "$disk" | tail -1))," \
+	"${secs} s per run after ${warmup} ms of warm-up"
+
+declare -A res     # "vmm cache rw qd q" -> "iops p50 p99 cpu vmmcpu"
+
+emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks
+	printf 'RESULT vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s\n' "$@"
+	res["$1 $2 $3 $4 $5"]="$6 $7 $8 $9 ${10}"
+}
+
+field() { # line key
+	sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<" $1"
+}
+
+cpu_ticks() { # pid: "utime+stime guest_time" in clock ticks (every thread of the process)
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13, $41}'
+}
+
+prepare_cache() { # cache: page-cache the file for writeback runs
+	[ "$1" = writeback ] && cat "$disk" >/dev/null
+	return 0
+}
+
+# run_guest vmm cache rw qd q cmd...: runs a VMM on the bench guest, follows its console
+run_guest() {
+	local vmm=$1 cache=$2 rw=$3 qd=$4 q=$5
+	shift 5
+	local fifo=$tmp/console log=$tmp/$vmm.log err=$tmp/$vmm.err
+	local line c0 c1 g0 g1 bench="" pid fd status deadline
+	rm -f "$fifo" && mkfifo "$fifo"
+	"$@" >"$fifo" 2>"$err" </dev/null &
+	pid=$!
+	exec {fd}<"$fifo"
+	: >"$log"
+	deadline=$(( $(date +%s) + secs + warmup / 1000 + 60 ))
+	while :; do
+		if IFS= read -r -t 2 -u "$fd" line; then
+			printf '%s\n' "$line" >>"$log"
+			case "$line" in
+			"BENCH START"*) read -r c0 g0 < <(cpu_ticks "$pid") ;;
+			"BENCH END"*) read -r c1 g1 < <(cpu_ticks "$pid") ;;
+			"BENCH iops="*) bench=$line ;;
+			esac
+		elif [ $? -le 128 ]; then
+			break                           # end of the console
+		elif [ "$(date +%s)" -ge "$deadline" ]; then
+			echo "timed out" >>"$err"
+			kill "$pid" 2>/dev/null
+			break
+		fi
+	done
+	exec {fd}<&-
+	wait "$pid"
+	status=$?
+	if [ -z "$bench" ] || [ -z "${c0:-}" ] || [ -z "${c1:-}" ]; then
+		printf 'FAILED vmm=%s cache=%s rw=%s qd=%s queues=%s: exit status %s: %s\n' "$vmm" \
+			"$cache" "$rw" "$qd" "$q" "$status" \
+			"$( { grep -E 'FAIL|PANIC|error' "$log"; tail -n 3 "$err"; } | tail -n 3 | tr '\n' ' ')"
+		return 1
+	fi
+	local ios iops
+	ios=$(field "$bench" ios)
+	iops=$(field "$bench" iops)
+	emit "$vmm" "$cache" "$rw" "$qd" "$q" "$iops" "$(field "$bench" p50_us)" \
+		"$(field "$bench" p99_us)" \
+		"$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$ios" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')" \
+		"$(awk -v c=$((c1 - c0 - g1 + g0)) -v t="$tck" -v n="$ios" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')" \
+		"$(field "$bench" kicks)"
+}
+
+guest_cmdline() { # rw qd q
+	echo "bench bench-rw=$1 bench-qd=$2 bench-queues=$3 bench-secs=$secs bench-warmup-ms=$warmup"
+}
+
+run_vireo() { # cache rw qd q
+	local c=$1 rw=$2 qd=$3 q=$4
+	[ -x "$vireo" ] || { echo "FAILED vmm=vireo: no $vireo"; return 1; }
+	run_guest vireo "$c" "$rw" "$qd" "$q" "$vireo" run --kernel "$elf" --cpus 2 --memory 256M \
+		--serial stdio --cmdline "$(guest_cmdline "$rw" "$qd" "$q")" \
+		--drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c"
+}
+
+run_qemu() { # cache rw qd q
+	local c=$1 rw=$2 qd=$3 q=$4 direct=off objs=() map="" i
+	[ -n "$qemu" ] || { echo "FAILED vmm=qemu: qemu-system-x86_64 not installed"; return 1; }
+	[ "$c" = none ] && direct=on
+	for ((i = 0; i < q; i++)); do
+		objs+=(-object "iothread,id=io$i")
+		map+="${map:+,}{\"iothread\":\"io$i\"}"
+	done
+	run_guest qemu "$c" "$rw" "$qd" "$q" "$qemu" -M q35 -enable-kvm -cpu host,-arch-capabilities \
+		-smp 2 -m 256M -nodefaults -display none -no-reboot -monitor none -serial stdio \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 "${objs[@]}" \
+		-drive "file=$disk,if=none,id=d0,format=raw,aio=io_uring,cache.direct=$direct" \
+		-device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$q,\"disable-legacy\":\"on\",\"iothread-vq-mapping\":[$map]}" \
+		-kernel "$elf" -append "$(guest_cmdline "$rw" "$qd" "$q")"
+}
+
+run_host() { # cache rw qd q
+	local c=$1 rw=$2 qd=$3 q=$4 direct=0 out=$tmp/fio.json dirn
+	[ "$c" = none ] && direct=1
+	dirn=read
+	[ "$rw" = randwrite ] && dirn=write
+	if ! fio --name=host --filename="$disk" --ioengine=io_uring --direct=$direct --rw="$rw" \
+		--bs=4096 --iodepth="$qd" --numjobs="$q" --size="$bytes" --time_based \
+		--runtime="$secs" --ramp_time="$((warmup / 1000 + 1))" --norandommap --randrepeat=0 \
+		--group_reporting --output-format=json --output="$out" >/dev/null 2>"$tmp/fio.err"; then
+		echo "FAILED vmm=host cache=$c rw=$rw qd=$qd queues=$q: $(tail -n 2 "$tmp/fio.err" | tr '\n' ' ')"
+		return 1
+	fi
+	local iops p50 p99 cpu ios
+	read -r iops ios p50 p99 cpu < <(jq -r --arg d "$dirn" '.jobs[0] as $j | $j[$d] as $x |
+		[($x.iops | floor), $x.total_ios,
+		 ($x.clat_ns.percentile["50.000000"] / 1000), ($x.clat_ns.percentile["99.000000"] / 1000),
+		 (($j.usr_cpu + $j.sys_cpu) / 100 * $j.job_runtime * 1000 / $x.total_ios)] | @tsv' "$out")
+	emit host "$c" "$rw" "$qd" "$q" "$iops" "$(printf '%.1f' "$p50")" "$(printf '%.1f' "$p99")" \
+		"$(printf '%.2f' "$cpu")" "$(printf '%.2f' "$cpu")" 0
+}
+
+configs=()
+for c in $caches; do
+	for rw in $rws; do
+		for qd in $qds; do
+			for q in $queues_list; do
+				if [ -n "$subset" ] && [[ " $subset " != *" $rw/$qd/$q "* ]]; then
+					continue
+				fi
+				configs+=("$c $rw $qd $q")
+			done
+		done
+	done
+done
+
+for cfg in "${configs[@]}"; do
+	read -r c rw qd q <<<"$cfg"
+	for vmm in $vmms; do
+		prepare_cache "$c"
+		"run_$vmm" "$c" "$rw" "$qd" "$q"
+	done
+done
+
+ratio() { # a b -> a/b or n/a
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+
+echo
+echo "Ratios (iops: higher is better for vireo; p50 and cpu: lower is better)"
+for cfg in "${configs[@]}"; do
+	read -r c rw qd q <<<"$cfg"
+	read -r vi vp50 _ vc _ <<<"${res["vireo $cfg"]:-}"
+	read -r qi qp50 _ qc _ <<<"${res["qemu $cfg"]:-}"
+	read -r hi _ <<<"${res["host $cfg"]:-}"
+	printf 'RATIO cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vireo/host iops=%s qemu/host iops=%s\n' \
+		"$c" "$rw" "$qd" "$q" "$(ratio "${vi:-}" "${qi:-}")" "$(ratio "${vp50:-}" "${qp50:-}")" \
+		"$(ratio "${vc:-}" "${qc:-}")" "$(ratio "${vi:-}" "${hi:-}")" "$(ratio "${qi:-}" "${hi:-}")"
+	unset vi vp50 vc qi qp50 qc hi
+done

@@ -1,0 +1,181 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# The main job, as one command: build vireo and the test guest, make the images, launch a microVM
+# running the stock Debian cloud kernel (with a virtio-blk disk and fio inside once vireo has
+# disks), then run the test guest on this host's own KVM.
+#
+# Where this host's KVM cannot run a stock Linux kernel (a paravirtualized nested KVM such as
+# kvm_pvm, or no hardware virtualization at all), the Linux microVM runs inside an emulated host
+# instead (QEMU TCG with nested SVM: tests/e2e/README.md), and this script says so.
+#
+# usage: scripts/demo.sh [--build-dir DIR] [--emulated-host | --direct]
+#   --emulated-host  always run the Linux microVM inside the emulated host
+#   --direct         always run it on this host's /dev/kvm
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tests/e2e/lib.sh"
+
+build=${VIREO_BUILD_DIR:-$root/build}
+mode=auto
+while (($#)); do
+	case $1 in
+	--build-dir) build=$2; shift 2 ;;
+	--emulated-host) mode=emulated; shift ;;
+	--direct) mode=direct; shift ;;
+	-h | --help) sed -n '3,14p' "$0"; exit 0 ;;
+	*) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+t_start=$(date +%s)
+since() { echo "$(($(date +%s) - $1)) s"; }
+results=()
+
+step "Building vireo ($build)"
+t=$(date +%s)
+if [[ ! -f $build/build.ninja ]]; then
+	meson setup "$build" "$root"
+fi
+ninja -C "$build"
+vireo=$build/vireo
+[[ -x $vireo ]] || { echo "demo.sh: the build produced no $vireo" >&2; exit 1; }
+echo "built in $(since "$t")"
+
+step "Building the test guest"
+guest=
+if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^tests/guest/guest.elf:'; then
+	ninja -C "$build" tests/guest/guest.elf
+	guest=$build/tests/guest/guest.elf
+	echo "test guest: $guest"
+else
+	echo "this tree has no test guest target (tests/guest/guest.elf) yet: skipping it"
+fi
+
+help=$("$vireo" --help 2>&1 || true)
+has_drive=no
+grep -q -- '--drive' <<<"$help" && has_drive=yes
+
+step "Making the images"
+t=$(date +%s)
+why=$(e2e_missing_prereq)
+if [[ -n $why ]]; then
+	echo "cannot build the Linux microVM's images: $why" >&2
+	exit 1
+fi
+kver=$(e2e_kernel_version)
+cache=$(e2e_cache_dir "$build")
+l2=$("$root/tests/e2e/build-l2.sh" --cache-dir "$cache" --kver "$kver")
+echo "Linux microVM: kernel /boot/vmlinuz-$kver, initramfs $l2 ($(du -h "$l2" | cut -f1))"
+mkdir -p "$build/demo"
+make_raw() { # path size
+	rm -f "$1"
+	if [[ -x $build/tools/vireo-img ]]; then
+		"$build/tools/vireo-img" create -q -f raw "$1" "$2"
+	else
+		truncate -s "$2" "$1"
+	fi
+	echo "disk image: $1 ($2, raw)"
+}
+if [[ -n $guest && $has_drive == yes ]]; then
+	make_raw "$build/demo/guest-disk.raw" 64M
+fi
+echo "images ready in $(since "$t")"
+
+step "Checking what this host's KVM can run"
+if [[ $mode == auto ]]; then
+	if [[ ! -e /dev/kvm ]]; then
+		mode=emulated
+		echo "This host has no /dev/kvm: the Linux microVM will run inside an emulated host."
+	elif [[ -d /sys/module/kvm_pvm ]]; then
+		mode=emulated
+		echo "This host's KVM is PVM (kvm_pvm loaded), a paravirtualized nested KVM without"
+		echo "hardware virtualization: a stock Linux kernel cannot boot on it. So the Linux microVM"
+		echo "runs inside an emulated host instead: QEMU (software emulation, nested AMD SVM) boots"
+		echo "the Debian cloud kernel, which loads kvm_amd and runs vireo there. This is slow"
+		echo "(about a minute) and proves correctness, not speed."
+	elif ! grep -q -w -E 'svm|vmx' /proc/cpuinfo; then
+		mode=emulated
+		echo "This host's CPU shows no hardware virtualization (no svm/vmx flag): the Linux"
+		echo "microVM will run inside an emulated host (QEMU software emulation, nested SVM)."
+	else
+		mode=direct
+		echo "This host's KVM has hardware virtualization: the Linux microVM runs on it directly."
+	fi
+fi
+
+test=boot
+[[ $has_drive == yes ]] && test=fio
+if [[ $test == boot ]]; then
+	step "Linux microVM: boot to init, 2 CPUs, power off (vireo has no disks yet, so no fio)"
+else
+	step "Linux microVM: a virtio-blk disk with 2 queues and 2 iothreads, fio randwrite + verify"
+fi
+t=$(date +%s)
+set +e
+if [[ $mode == emulated ]]; then
+	"$root/tests/e2e/run.sh" --vireo "$vireo" --test "$test" --cpus 2 --queues 2 --iothreads 2 \
+		--build-dir "$build" --work-dir "$build/demo/e2e-$test"
+	rc=$?
+else
+	[[ -r /dev/kvm && -w /dev/kvm ]] || echo "warning: /dev/kvm is not readable and writable by $(id -un)"
+	cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
+	drive=()
+	if [[ $test == fio ]]; then
+		make_raw "$build/demo/linux-disk.raw" 256M
+		cmdline+=" vireo.queues=2"
+		drive=(--drive "file=$build/demo/linux-disk.raw,format=raw,if=virtio-blk,num-queues=2,iothreads=2,cache=none")
+	fi
+	echo "vireo run --kernel /boot/vmlinuz-$kver --initrd $l2 --cmdline '$cmdline' --cpus 2 --memory 512M ${drive[*]}"
+	timeout --foreground -k 5 300 "$vireo" run --kernel "/boot/vmlinuz-$kver" --initrd "$l2" \
+		--cmdline "$cmdline" --cpus 2 --memory 512M "${drive[@]}" </dev/null | tee "$build/demo/linux-console.log"
+	rc=${PIPESTATUS[0]}
+	if ((rc == 0)); then
+		grep -q '^E2E-L2-DONE' "$build/demo/linux-console.log" || rc=1
+		grep -q '^E2E-L2-FAIL' "$build/demo/linux-console.log" && rc=1
+		[[ $test == boot ]] || grep -q '^E2E-L2-FIO-EXIT=0' "$build/demo/linux-console.log" || rc=1
+	fi
+fi
+set -e
+if ((rc == 0)); then
+	results+=("PASS  Linux microVM ($test, $mode) in $(since "$t")")
+elif ((rc == 77)); then
+	results+=("SKIP  Linux microVM ($test, $mode): see above")
+else
+	results+=("FAIL  Linux microVM ($test, $mode), status $rc, after $(since "$t")")
+fi
+
+step "Test guest on this host's own KVM"
+t=$(date +%s)
+if [[ -z $guest || ! -x $root/tests/guest/run-vireo.sh ]]; then
+	results+=("SKIP  test guest: not in this tree yet")
+elif [[ ! -r /dev/kvm || ! -w /dev/kvm ]]; then
+	echo "no usable /dev/kvm here: cannot run the test guest"
+	results+=("SKIP  test guest: no usable /dev/kvm")
+else
+	drive=()
+	extra=()
+	if [[ $has_drive == yes ]]; then
+		drive=(--drive "file=$build/demo/guest-disk.raw,format=raw,if=virtio-blk,num-queues=2,serial=vireo-test")
+		extra=(blk-serial=vireo-test)
+	fi
+	# run-vireo.sh maps the guest's debug-exit verdict ((v << 1) | 1; 33 = pass) to 0 or 1.
+	echo "vireo run --kernel $guest --cpus 2 --memory 256M ${drive[*]} --cmdline 'cpus=2 ${extra[*]}'"
+	set +e
+	"$root/tests/guest/run-vireo.sh" "$vireo" --cpus 2 --memory 256M "${drive[@]}" "$guest" \
+		cpus=2 "${extra[@]}"
+	rc=$?
+	set -e
+	if ((rc == 0)); then
+		results+=("PASS  test guest on /dev/kvm in $(since "$t")")
+	elif ((rc == 77)); then
+		results+=("SKIP  test guest: see above")
+	else
+		results+=("FAIL  test guest on /dev/kvm after $(since "$t")")
+	fi
+fi
+
+step "Summary ($(since "$t_start") in all)"
+printf '  %s\n' "${results[@]}"
+printf '%s\n' "${results[@]}" | grep -q '^FAIL' && exit 1
+exit 0

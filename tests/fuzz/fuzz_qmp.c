@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Fuzz target: the QMP monitor's input path (vmm/qmp.c) through its real socket.
+ *
+ * One qmp_server lives for the whole process, on a socket in a private temp directory, with a
+ * tiny command table (echo, fail, query-status). Each input is one client session: connect,
+ * accept (greeting), feed the bytes, let the server handle them, drain and check the replies,
+ * disconnect.
+ *
+ * Input: one option byte, then the bytes the client sends.
+ *   bits 0-5  chunk size - 1: the bytes go to the server in writes of 1..64 bytes, each handled
+ *             before the next (so messages are split across reads at every position)
+ *   bit 6     send qmp_capabilities first (so commands reach the table)
+ *   bit 7     send the bytes three times over (reaches the 64 KiB message limit from a small
+ *             input)
+ * A reader thread drains the replies as they come: the server sends with a blocking send() on
+ * the caller's thread, and echoed input can make a reply several times longer than the request.
+ *
+ * Invariants: the server never crashes, and every line it sends is one JSON object carrying
+ * "QMP", "return", "error" or "event".
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "tests/fuzz/fuzz.h"
+#include "vmm/qmp.h"
+
+static struct qmp_server *srv;
+static struct sockaddr_un addr = { .sun_family = AF_UNIX };
+static char dir[] = "/tmp/vireo-fuzz-qmp-XXXXXX";
+
+/* What the client received in one session (written by the reader thread, read after join). */
+struct replies {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static int cmd_echo(void *opaque, struct json_object *args, struct json_object **ret,
+		    struct error **errp)
+{
+	*ret = json_object_get(args);
+	return 0;
+}
+
+static int cmd_fail(void *opaque, struct json_object *args, struct json_object **ret,
+		    struct error **errp)
+{
+	error_setg(errp, "failed as asked, with %s", json_object_to_json_string(args));
+	return -1;
+}
+
+static int cmd_query_status(void *opaque, struct json_object *args, struct json_object **ret,
+			    struct error **errp)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "running", json_object_new_boolean(1));
+	json_object_object_add(o, "status", json_object_new_string("running"));
+	*ret = o;
+	return 0;
+}
+
+static const struct qmp_command cmds[] = {
+	{ "echo", cmd_echo },
+	{ "fail", cmd_fail },
+	{ "query-status", cmd_query_status },
+};
+
+static void cleanup(void)
+{
+	qmp_server_free(srv); /* unlinks the socket */
+	rmdir(dir);
+}
+
+static void setup(void)
+{
+	struct error *err = NULL;
+
+	if (!mkdtemp(dir)) {
+		perror("fuzz_qmp: mkdtemp");
+		abort();
+	}
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/qmp.sock", dir);
+	srv = qmp_server_new(addr.sun_path, cmds, ARRAY_SIZE(cmds), NULL, &err);
+	if (!srv) {
+		fprintf(stderr, "fuzz_qmp: %s\n", error_msg(err));
+		abort();
+	}
+	atexit(cleanup);
+}
+
+static void *reader(void *arg)
+{
+	struct replies *r = arg;
+
+	for (;;) {
+		ssize_t n;
+
+		if (r->cap - r->len < 4096) {
+			r->cap = r->cap ? r->cap * 2 : 16384;
+			r->buf = realloc(r->buf, r->cap);
+			if (!r->buf)
+				abort();
+		}
+		n = recv(r->fd, r->buf + r->len, r->cap - r->len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL;
+		r->len += (size_t)n;
+	}
+}
+
+/* Every complete line must be one QMP message; a session may end inside a line (dropped). */
+static void check_lines(struct replies *r)
+{
+	char *start = r->buf, *end = r->buf + r->len, *nl;
+
+	while (start < end && (nl = memchr(start, '\n', (size_t)(end - start)))) {
+		struct json_object *o;
+		size_t n = (size_t)(nl - start);
+
+		FUZZ_CHECK(n >= 1 && start[n - 1] == '\r', "reply line not ended by CRLF");
+		start[n - 1] = '\0';
+		o = json_tokener_parse(start);
+		FUZZ_CHECK(o && json_object_is_type(o, json_type_object) &&
+			   (json_object_object_get_ex(o, "QMP", NULL) ||
+			    json_object_object_get_ex(o, "return", NULL) ||
+			    json_object_object_get_ex(o, "error", NULL) ||
+			    json_object_object_get_ex(o, "event", NULL)),
+			   "reply is not a QMP message: %.200s", start);
+		json_object_put(o);
+		start = nl + 1;
+	}
+}
+
+static bool connected(void)
+{
+	struct pollfd pfd[2];
+
+	qmp_fds(srv, pfd);
+	return pfd[1].fd >= 0;
+}
+
+/* Lets the server handle what is ready: a pending connection, or readable client bytes. */
+static void serve(void)
+{
+	struct pollfd pfd[2];
+	unsigned int n = qmp_fds(srv, pfd);
+
+	FUZZ_CHECK(poll(pfd, n, 5000) > 0, "the server has nothing to handle");
+	qmp_handle(srv, pfd, n);
+}
+
+static void feed(int c, const uint8_t *p, size_t len, size_t chunk)
+{
+	while (len && connected()) {
+		ssize_t n = send(c, p, MIN(len, chunk), MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+		serve();
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char caps[] = "{\"execute\": \"qmp_capabilities\"}";
+	struct replies r = { .fd = -1 };
+	pthread_t th;
+	size_t chunk;
+	uint8_t opt;
+
+	if (!srv)
+		setup();
+	if (size < 1)
+		return 0;
+	opt = data[0];
+	data++;
+	size--;
+	chunk = 1 + (opt & 63);
+
+	r.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	FUZZ_CHECK(r.fd >= 0, "socket: %s", strerror(errno));
+	FUZZ_CHECK(connect(r.fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "connect: %s",
+		   strerror(errno));
+	if (pthread_create(&th, NULL, reader, &r))
+		abort();
+	serve();
+	FUZZ_CHECK(connected(), "the server did not accept the client");
+	if (opt & 0x40)
+		feed(r.fd, (const uint8_t *)caps, sizeof(caps) - 1, chunk);
+	for (int i = 0; i < ((opt & 0x80) ? 3 : 1); i++)
+		feed(r.fd, data, size, chunk);
+	/* hang up our sending side: the server sees EOF, drops the session, closes its end */
+	shutdown(r.fd, SHUT_WR);
+	for (int i = 0; i < 100 && connected(); i++)
+		serve();
+	FUZZ_CHECK(!connected(), "the server kept a session whose client hung up");
+	pthread_join(th, NULL);
+	close(r.fd);
+	FUZZ_LOG("qmp: %.*s\n", (int)MIN(r.len, 2000), r.buf ? r.buf : "");
+	check_lines(&r);
+	free(r.buf);
+	return 0;
+}

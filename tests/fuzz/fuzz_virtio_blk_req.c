@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Fuzz target: virtio-blk request parsing (devices/virtio_blk_req.c, vblk_parse) on chains
+ * popped by the real virtqueue code from guest memory the input describes.
+ *
+ * Input: a 24-byte header, then the guest memory image (region 0 at GPA 0, padded to 0x200).
+ *   0  u64 capacity   sectors (masked to 2^55 - 1: a disk is at most 2^64 bytes)
+ *   8  u8  flags      0x01 read-only, 0x02 DISCARD, 0x04 WRITE_ZEROES, 0x08 INDIRECT_DESC,
+ *                     0x10 EVENT_IDX
+ *   9  u8  max_segs   1 + max_segs % 4
+ *  10  u8  cap        iovec entries per chain: 1 + cap % 64
+ *  11  u8  split      the image's last (split * 64) bytes go to RAM region 1 (at 1 MiB), if any
+ *  12  u32 max_discard_sectors, 16 u32 max_write_zeroes_sectors, 20 u32 (unused)
+ * The queue has 16 entries: descriptors at 0x0, avail ring at 0x100, used ring at 0x140; the
+ * guest's buffers live anywhere else in the image.
+ *
+ * Invariants for an accepted request: data buffers lie in RAM and add up to the request length,
+ * the byte range fits the capacity, features and read-only are honoured, and the status byte is
+ * known; for every request, the status byte (when located) is inside RAM and gets written.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "common/util.h"
+#include "devices/virtio_blk.h"
+#include "tests/fuzz/fuzz.h"
+
+#define HDR_SIZE 24
+#define QSIZE 16
+#define DESC_GPA 0x0
+#define AVAIL_GPA 0x100
+#define USED_GPA 0x140
+#define MIN_RAM0 0x200
+
+static uint64_t iov_total(const struct iovec *v, unsigned int n, bool write, const struct gmem *m)
+{
+	uint64_t sum = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		FUZZ_CHECK(v[i].iov_base && fuzz_gmem_owns(m, v[i].iov_base, v[i].iov_len),
+			   "data buffer %u (%zu bytes) is not inside RAM", i, v[i].iov_len);
+		if (write)
+			memset(v[i].iov_base, 0x5a, v[i].iov_len);
+		else
+			(void)fuzz_touch_read(v[i].iov_base, v[i].iov_len);
+		sum += v[i].iov_len;
+	}
+	return sum;
+}
+
+static void check_ok(const struct virtq_elem *e, const struct vblk_limits *lim,
+		     const struct vblk_parsed *p, const struct gmem *m)
+{
+	uint64_t bytes = lim->capacity * VBLK_SECTOR;
+
+	FUZZ_CHECK(p->status, "request accepted without a status byte");
+	FUZZ_CHECK(p->data_cnt <= e->nr_out + e->nr_in, "%u data buffers from a chain of %u",
+		   p->data_cnt, e->nr_out + e->nr_in);
+	switch (p->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		FUZZ_CHECK(p->type == VIRTIO_BLK_T_IN || !lim->read_only, "write to a read-only "
+			   "drive accepted");
+		FUZZ_CHECK(p->len % VBLK_SECTOR == 0, "length %llu", (unsigned long long)p->len);
+		FUZZ_CHECK(p->offset == p->sector * VBLK_SECTOR, "offset/sector mismatch");
+		FUZZ_CHECK(p->offset <= bytes && p->len <= bytes - p->offset, "range [%llu, +%llu) "
+			   "past the capacity %llu", (unsigned long long)p->offset,
+			   (unsigned long long)p->len, (unsigned long long)bytes);
+		FUZZ_CHECK(iov_total(p->data, p->data_cnt, p->type == VIRTIO_BLK_T_IN, m) == p->len,
+			   "data buffers do not add up to %llu", (unsigned long long)p->len);
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		FUZZ_CHECK(p->len >= 1 && p->len <= VIRTIO_BLK_ID_BYTES && p->len < e->in_len,
+			   "GET_ID length %llu", (unsigned long long)p->len);
+		FUZZ_CHECK(iov_total(p->data, p->data_cnt, true, m) == p->len,
+			   "GET_ID buffers do not add up");
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		bool discard = p->type == VIRTIO_BLK_T_DISCARD;
+		uint64_t max = discard ? lim->max_discard_sectors : lim->max_write_zeroes_sectors;
+
+		FUZZ_CHECK(discard ? lim->discard : lim->write_zeroes, "feature not negotiated");
+		FUZZ_CHECK(!lim->read_only, "discard/write-zeroes on a read-only drive accepted");
+		FUZZ_CHECK(p->len % VBLK_SECTOR == 0 && p->len <= max * VBLK_SECTOR,
+			   "segment of %llu bytes", (unsigned long long)p->len);
+		FUZZ_CHECK(p->offset <= bytes && p->len <= bytes - p->offset, "segment past the "
+			   "capacity");
+		FUZZ_CHECK(!(p->seg_flags & ~VIRTIO_BLK_SEG_F_UNMAP) &&
+			   !(discard && p->seg_flags), "segment flags 0x%x", p->seg_flags);
+		break;
+	}
+	case VIRTIO_BLK_T_FLUSH:
+		break;
+	default:
+		FUZZ_CHECK(0, "unknown type %u accepted", p->type);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fuzz_in in = { data, size };
+	struct vblk_limits lim = { 0 };
+	struct virtq vq = { 0 };
+	struct virtq_elem e = { 0 };
+	struct gmem m;
+	uint8_t flags, split;
+	size_t tail;
+	int r;
+
+	if (size < HDR_SIZE)
+		return 0;
+	lim.capacity = fuzz_u64(&in) & ((1ULL << 55) - 1);
+	flags = fuzz_u8(&in);
+	lim.read_only = flags & 0x01;
+	lim.discard = flags & 0x02;
+	lim.write_zeroes = flags & 0x04;
+	lim.max_segs = 1 + fuzz_u8(&in) % 4;
+	e.cap = 1 + fuzz_u8(&in) % 64;
+	split = fuzz_u8(&in);
+	lim.max_discard_sectors = fuzz_u32(&in);
+	lim.max_write_zeroes_sectors = fuzz_u32(&in);
+	(void)fuzz_u32(&in);
+
+	tail = MIN((size_t)split * 64, in.n);
+	fuzz_gmem_build(&m, in.p, in.n, in.n - tail, MIN_RAM0);
+	vq = (struct virtq){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA,
+			     .used_gpa = USED_GPA, .event_idx = flags & 0x10,
+			     .indirect = flags & 0x08, .mem = &m, .kick_fd = -1, .call_fd = -1 };
+	if (virtq_start(&vq) < 0)
+		FUZZ_CHECK(0, "the fixed queue layout was refused");
+	e.iov = malloc(e.cap * sizeof(*e.iov));
+	if (!e.iov)
+		abort();
+
+	for (unsigned int chains = 0; (r = virtq_pop(&vq, &e)) == 1; chains++) {
+		unsigned int nr = e.nr_out + e.nr_in;
+		struct vblk_parsed p;
+		enum vblk_err err;
+		uint32_t used_len = 0;
+
+		FUZZ_CHECK(chains < QSIZE, "more chains than the queue holds");
+		/* exactly what the header promises the caller must provide */
+		p.data = malloc((nr ? nr : 1) * sizeof(*p.data));
+		if (!p.data)
+			abort();
+		err = vblk_parse(&e, &lim, &p);
+		FUZZ_LOG("virtio_blk_req: chain %u type %u: %s\n", e.head, p.type,
+			 vblk_err_name(err));
+		FUZZ_CHECK(vblk_err_name(err) != NULL, "no name for %d", err);
+		if (err == VBLK_OK)
+			check_ok(&e, &lim, &p, &m);
+		else
+			FUZZ_CHECK(vblk_err_status(err) != VIRTIO_BLK_S_OK,
+				   "error %d gives status OK", err);
+		if (p.status) {
+			FUZZ_CHECK(fuzz_gmem_owns(&m, p.status, 1), "status byte outside RAM");
+			*p.status = vblk_err_status(err);
+			used_len = 1;
+		}
+		virtq_push(&vq, e.head, used_len);
+		free(p.data);
+	}
+	FUZZ_CHECK(r == 0 || r == -EIO, "virtq_pop returned %d", r);
+	free(e.iov);
+	fuzz_gmem_free(&m);
+	return 0;
+}

@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in tests/fuzz/corpus/<target>/ (committed, so the build does not
+# need this script or its tools). Usage: tests/fuzz/make-seeds.sh [BUILD_DIR]
+# Needs python3, and qemu-img + qemu-io (qemu-utils) for the qcow2 seeds. With BUILD_DIR (default
+# build/) the assembled PVH test guests in BUILD_DIR/tests/integration/*.elf are added too.
+# Every seed stays below 64 KiB. Seeds whose name starts with "crash-" are reproducers of fixed
+# bugs: they are kept as they are.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build}
+corpus=$here/corpus
+for t in boot virtqueue virtio_blk_req qmp qcow2_open cmdline; do
+	mkdir -p "$corpus/$t"
+	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' -delete
+done
+
+python3 - "$corpus" <<'PY'
+import os, struct, sys
+corpus = sys.argv[1]
+
+def put(target, name, data):
+    assert len(data) < 64 * 1024, (target, name, len(data))
+    with open(os.path.join(corpus, target, name), 'wb') as f:
+        f.write(data)
+
+# ---------------------------------------------------------------- boot: option byte + kernel
+def boot_opt(initrd=0, cmdline=0, rsdp=False, small=False):
+    return bytes([initrd | cmdline << 3 | (0x40 if rsdp else 0) | (0x80 if small else 0)])
+
+def xen_note(entry, descsz=4):
+    desc = struct.pack('<I', entry) if descsz == 4 else struct.pack('<Q', entry)
+    return struct.pack('<III', 4, descsz, 18) + b'Xen\0' + desc
+
+def elf(bits, entry=0x100000, note_in='phdr', descsz=4, paddr=0x100000, memsz=0x2000):
+    code = b'\xb0\x2a\xe6\xf4\xf4' + b'\x90' * 11        # mov al,42; out 0xf4,al; hlt
+    note = xen_note(entry, descsz)
+    if bits == 64:
+        ehsz, phsz, shsz = 64, 56, 64
+    else:
+        ehsz, phsz, shsz = 52, 32, 40
+    nph = 2 if note_in == 'phdr' else 1
+    phoff = ehsz
+    code_off = 0x100
+    note_off = code_off + len(code)
+    shoff = (note_off + len(note) + 7) & ~7
+    nsh = 2 if note_in == 'shdr' else 0
+    if bits == 64:
+        eh = b'\x7fELF' + bytes([2, 1, 1]) + bytes(9) + struct.pack(
+            '<HHIQQQIHHHHHH', 2, 62, 1, entry, phoff, shoff if nsh else 0, 0, ehsz, phsz, nph,
+            shsz, nsh, 0)
+        ph = struct.pack('<IIQQQQQQ', 1, 5, code_off, paddr, paddr, len(code) + len(note), memsz, 0x1000)
+        if nph == 2:
+            ph += struct.pack('<IIQQQQQQ', 4, 4, note_off, 0, 0, len(note), len(note), 4)
+        sh = b''
+        if nsh:
+            sh = bytes(shsz) + struct.pack('<IIQQQQIIQQ', 0, 7, 2, 0, note_off, len(note), 0, 0, 4, 0)
+    else:
+        eh = b'\x7fELF' + bytes([1, 1, 1]) + bytes(9) + struct.pack(
+            '<HHIIIIIHHHHHH', 2, 3, 1, entry, phoff, shoff if nsh else 0, 0, ehsz, phsz, nph,
+            shsz, nsh, 0)
+        ph = struct.pack('<IIIIIIII', 1, code_off, paddr, paddr, len(code) + len(note), memsz, 5, 0x1000)
+        if nph == 2:
+            ph += struct.pack('<IIIIIIII', 4, note_off, 0, 0, len(note), len(note), 4, 4)
+        sh = b''
+        if nsh:
+            sh = bytes(shsz) + struct.pack('<IIIIIIIIII', 0, 7, 2, 0, note_off, len(note), 0, 0, 4, 0)
+    img = bytearray(eh + ph)
+    img += bytes(code_off - len(img))
+    img += code + note
+    img += bytes(shoff - len(img)) if nsh else b''
+    img += sh
+    return bytes(img)
+
+put('boot', 'pvh64', boot_opt() + elf(64))
+put('boot', 'pvh64-initrd-cmdline-rsdp', boot_opt(5, 2, True) + elf(64))
+put('boot', 'pvh64-note-in-section', boot_opt(4, 1) + elf(64, note_in='shdr'))
+put('boot', 'pvh32-note8', boot_opt(0, 3) + elf(32, descsz=8))
+put('boot', 'pvh32-small-ram-big-initrd', boot_opt(7, 0, False, True) + elf(32))
+put('boot', 'pvh64-entry-outside', boot_opt() + elf(64, entry=0x200000))
+put('boot', 'pvh64-below-1m', boot_opt() + elf(64, paddr=0x8000))
+put('boot', 'pvh64-truncated', boot_opt() + elf(64)[:100])
+
+def bzimage(version=0x020f, xloadflags=0x7f, relocatable=1, align=0x200000, pref=0x1000000,
+            init_size=0x400000, cmdline_size=0x7ff, initrd_max=0x7fffffff, payload=0x1000,
+            setup_sects=1, jump=0x6a):
+    ss = ((setup_sects or 4) + 1) * 512
+    b = bytearray(ss + payload)
+    b[0x1f1] = setup_sects
+    struct.pack_into('<I', b, 0x1f4, payload // 16)
+    struct.pack_into('<H', b, 0x1fe, 0xaa55)
+    b[0x200] = 0xeb
+    b[0x201] = jump
+    b[0x202:0x206] = b'HdrS'
+    struct.pack_into('<H', b, 0x206, version)
+    struct.pack_into('<H', b, 0x20e, 0x300 - 0x200)
+    b[0x211] = 1
+    struct.pack_into('<I', b, 0x214, 0x100000)
+    struct.pack_into('<I', b, 0x22c, initrd_max)
+    struct.pack_into('<I', b, 0x230, align)
+    b[0x234] = relocatable
+    struct.pack_into('<H', b, 0x236, xloadflags)
+    struct.pack_into('<I', b, 0x238, cmdline_size)
+    struct.pack_into('<Q', b, 0x258, pref)
+    struct.pack_into('<I', b, 0x260, init_size)
+    if ss > 0x300 + 40:
+        b[0x300:0x300 + 30] = b'6.99.0-fuzz (vireo@example) #1'
+    for i in range(payload):
+        b[ss + i] = (i * 13 + 1) & 0xff
+    return bytes(b)
+
+put('boot', 'bz', boot_opt() + bzimage())
+put('boot', 'bz-initrd-cmdline', boot_opt(5, 2, True) + bzimage())
+put('boot', 'bz-cmdline-too-long', boot_opt(0, 5) + bzimage())
+put('boot', 'bz-initrd-ceiling', boot_opt(6) + bzimage(initrd_max=0x3fffff))
+put('boot', 'bz-not-relocatable', boot_opt(4) + bzimage(relocatable=0, pref=0x100000))
+put('boot', 'bz-small-ram', boot_opt(0, 0, False, True) + bzimage(init_size=0x8000))
+put('boot', 'bz-old-protocol', boot_opt() + bzimage(version=0x020b))
+put('boot', 'bz-setup-sects-0', boot_opt() + bzimage(setup_sects=0, payload=0x800))
+put('boot', 'bz-truncated', boot_opt() + bzimage()[:0x300])
+
+# ------------------------------------------------ virtqueue: 24-byte header + guest memory
+def desc(addr, length, flags=0, nxt=0):
+    return struct.pack('<QIHH', addr, length, flags, nxt)
+
+F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
+
+def vq_seed(size_log2, flags, cap, descs, avail, mem_size=0x1000, split=0xffff, bump=0,
+            extra=(), desc_gpa=0, avail_gpa=0x200, used_gpa=0x300, push_len=1):
+    hdr = struct.pack('<HBBIIIHHI', size_log2, flags, cap, desc_gpa, avail_gpa, used_gpa,
+                      split, bump, push_len)
+    mem = bytearray(mem_size)
+    for i, d in enumerate(descs):
+        if d is not None:
+            mem[desc_gpa + 16 * i:desc_gpa + 16 * i + 16] = d
+    struct.pack_into('<HH', mem, avail_gpa, 0, len(avail))
+    for i, h in enumerate(avail):
+        struct.pack_into('<H', mem, avail_gpa + 4 + 2 * i, h)
+    for addr, blob in extra:
+        mem[addr:addr + len(blob)] = blob
+    return hdr + bytes(mem)
+
+chains = [desc(0x400, 16, F_NEXT, 1), desc(0x500, 512, F_NEXT | F_WRITE, 2), desc(0x700, 1, F_WRITE),
+          desc(0x800, 48, F_INDIRECT), None, desc(0x900, 8, F_NEXT, 6), desc(0x908, 8, F_NEXT, 5)]
+indirect = desc(0xa00, 16, F_NEXT, 1) + desc(0xa10, 64, F_NEXT | F_WRITE, 2) + desc(0xa50, 1, F_WRITE)
+put('virtqueue', 'three-chains', vq_seed(3, 0x02, 20, chains, [0, 3, 5], extra=[(0x800, indirect)]))
+put('virtqueue', 'event-idx-bump', vq_seed(3, 0x03, 20, chains, [0, 3], bump=1,
+                                             extra=[(0x800, indirect)]))
+put('virtqueue', 'no-indirect-small-cap', vq_seed(3, 0x08, 0, chains, [0, 3, 5, 0],
+                                                    extra=[(0x800, indirect)]))
+put('virtqueue', 'broken-avail-idx', vq_seed(2, 0x00, 4, chains, [0], bump=0x100))
+put('virtqueue', 'head-out-of-range', vq_seed(1, 0x00, 4, chains, [7]))
+put('virtqueue', 'raw-size-not-power-of-2', vq_seed(6, 0x04, 4, chains, [0]))
+# buffers in RAM region 1 (GPA 1 MiB): the image past 0x1000 lands there
+two = vq_seed(3, 0x02, 20, [desc(0x100000, 32, F_NEXT, 1), desc(0x100ff0, 0x20, F_WRITE)],
+              [0], mem_size=0x1000, split=0x1000) + bytes(0x1000)
+put('virtqueue', 'two-regions-straddle', two)
+put('virtqueue', 'size-256', vq_seed(8, 0x01, 50, chains, list(range(7)) * 4, mem_size=0x2000,
+                                       avail_gpa=0x1000, used_gpa=0x1400,
+                                       extra=[(0x800, indirect)]))
+
+# ----------------------------------------- virtio_blk_req: 24-byte header + guest memory
+def blk_hdr(capacity=2048, flags=0x0e, max_segs=0, cap=63, split=0, max_discard=256,
+            max_wz=256):
+    return struct.pack('<QBBBBIII', capacity, flags, max_segs, cap, split, max_discard, max_wz, 0)
+
+def blk_mem(chains, extra=(), size=0x2000):
+    """chains: list of lists of (addr, len, write); laid out as chained descriptors."""
+    mem = bytearray(size)
+    heads, i = [], 0
+    for ch in chains:
+        heads.append(i)
+        for j, (addr, length, write) in enumerate(ch):
+            fl = (F_WRITE if write else 0) | (F_NEXT if j + 1 < len(ch) else 0)
+            mem[16 * i:16 * i + 16] = desc(addr, length, fl, i + 1)
+            i += 1
+    struct.pack_into('<HH', mem, 0x100, 0, len(heads))
+    for k, h in enumerate(heads):
+        struct.pack_into('<H', mem, 0x104 + 2 * k, h)
+    for addr, blob in extra:
+        mem[addr:addr + len(blob)] = blob
+    return bytes(mem)
+
+def req(t, sector):
+    return struct.pack('<IIQ', t, 0, sector)
+
+def seg(sector, n, flags):
+    return struct.pack('<QII', sector, n, flags)
+
+# (at most 16 descriptors per image: the table ends where the avail ring starts)
+mixed = blk_mem(
+    [[(0x200, 16, 0), (0x1000, 1024, 1), (0x240, 1, 1)],                    # IN
+     [(0x300, 16, 0), (0x1400, 512, 0), (0x340, 1, 1)],                     # OUT
+     [(0x380, 16, 0), (0x3c0, 1, 1)],                                       # FLUSH
+     [(0x400, 16, 0), (0x1800, 20, 1), (0x440, 1, 1)]],                     # GET_ID
+    extra=[(0x200, req(0, 2)), (0x300, req(1, 2047)), (0x380, req(4, 0)), (0x400, req(8, 0))])
+mixed2 = blk_mem(
+    [[(0x480, 32, 0), (0x4c0, 1, 1)],                                       # DISCARD
+     [(0x500, 32, 0), (0x540, 1, 1)],                                       # WRITE_ZEROES
+     [(0x580, 8, 0), (0x588, 8, 0), (0x1c00, 512, 1), (0x5c0, 1, 1)],       # split header
+     [(0x600, 16, 0), (0x640, 1, 1)]],                                      # unknown type
+    extra=[(0x480, req(11, 0) + seg(8, 16, 0)), (0x500, req(13, 0) + seg(100, 8, 1)),
+           (0x580, req(0, 7)), (0x600, req(99, 0))])
+put('virtio_blk_req', 'mixed', blk_hdr() + mixed)
+put('virtio_blk_req', 'mixed2', blk_hdr() + mixed2)
+put('virtio_blk_req', 'mixed-read-only', blk_hdr(flags=0x01) + mixed)
+put('virtio_blk_req', 'mixed2-read-only', blk_hdr(flags=0x01) + mixed2)
+put('virtio_blk_req', 'mixed2-no-features-small-cap', blk_hdr(flags=0x00, cap=1) + mixed2)
+put('virtio_blk_req', 'out-of-range', blk_hdr(capacity=2) + mixed)
+put('virtio_blk_req', 'out-of-range2', blk_hdr(capacity=100) + mixed2)
+put('virtio_blk_req', 'unaligned', blk_hdr() + blk_mem(
+    [[(0x200, 16, 0), (0x1000, 1000, 1), (0x240, 1, 1)]], extra=[(0x200, req(0, 0))]))
+put('virtio_blk_req', 'no-status', blk_hdr() + blk_mem(
+    [[(0x200, 16, 0), (0x1000, 512, 0)]], extra=[(0x200, req(1, 0))]))
+# the request in an indirect table (INDIRECT_DESC negotiated: flag 0x08)
+ind = desc(0x200, 16, F_NEXT, 1) + desc(0x1000, 512, F_NEXT | F_WRITE, 2) + desc(0x240, 1, F_WRITE)
+m = bytearray(blk_mem([[(0x800, 48, 0)]], extra=[(0x200, req(0, 1)), (0x800, ind)]))
+struct.pack_into('<H', m, 0xc, F_INDIRECT)
+put('virtio_blk_req', 'indirect', blk_hdr(flags=0x0e | 0x08) + bytes(m))
+# the data buffer in RAM region 1: the last split*64 bytes of the image go there
+m = blk_mem([[(0x200, 16, 0), (0x100000, 512, 1), (0x240, 1, 1)]], extra=[(0x200, req(0, 0))],
+            size=0x1000)
+put('virtio_blk_req', 'region1-data', blk_hdr(split=8) + m + bytes(512))
+
+# ------------------------------------------------------------------ qmp: option byte + bytes
+def qmp(opt, text):
+    return bytes([opt]) + text.encode()
+
+put('qmp', 'session', qmp(0x40 | 63, '{"execute":"query-status","id":1}\r\n'
+    '{"execute":"echo","arguments":{"a":[1,2.5,{"b":null}],"s":"\\u00e9\\n"},"id":"x"}\n'
+    '{"execute":"fail","arguments":{}}{"execute":"nope"}'))
+put('qmp', 'no-negotiation', qmp(7, '{"execute":"query-status"}{"execute":"qmp_capabilities"}'
+    '{"execute":"qmp_capabilities","id":[1]}'))
+put('qmp', 'byte-by-byte', qmp(0x40, '{ "execute" : "echo", "arguments" : { "k" : "v" } }'))
+put('qmp', 'malformed-then-good', qmp(0x40 | 15, '{"execute": ]\n{"execute":"query-status"}'))
+put('qmp', 'bad-shapes', qmp(0x40 | 31, '[1,2]{"id":3}{"execute":5}{"execute":"echo",'
+    '"arguments":[]}"str"  \t\n 42 null'))
+put('qmp', 'deep-nesting', qmp(0x40 | 63, '[' * 40 + ']' * 40 + '{"execute":"echo"}'))
+put('qmp', 'over-64k', qmp(0x80 | 0x40 | 63, '{"execute":"echo","arguments":{"s":"' + 'A' * 30000))
+put('qmp', 'nul-byte', qmp(0x40 | 3, '{"execute":"echo\0"}{"execute":"query-status"}'))
+
+# --------------------------------------------------------- cmdline: NUL-separated arguments
+def args(*a):
+    return '\0'.join(a).encode()
+
+put('cmdline', 'full', args('run', '--kernel', '/proc/self/exe', '--initrd', '/proc/self/exe',
+    '--cmdline', 'console=ttyS0', '--cpus', '2', '-m', '512M', '--serial', 'file:/tmp/x',
+    '--qmp', 'unix:/tmp/q.sock,server,nowait', '--boot-timer', '--drive',
+    'file=/proc/self/exe,format=raw,if=virtio-blk,num-queues=4,queue-size=128,iothreads=2,'
+    'iothread-vq-mapping=0:1:0:1,cache=none,readonly=on,serial=disk,,0,poll-max-ns=1000'))
+put('cmdline', 'help', args('--help'))
+put('cmdline', 'version', args('run', '-V'))
+put('cmdline', 'missing-value', args('--kernel'))
+put('cmdline', 'bad-values', args('--kernel', '/proc/self/exe', '--cpus', '0', '-m', '1k',
+    '--serial', 'tcp:1', '--qmp', 'unix:', 'extra'))
+put('cmdline', 'drive-spec', b'file=/proc/self/exe,format=qcow2,num-queues=3,iothreads=2,'
+    b'iothread-vq-mapping=1:0:1,readonly=off,serial=01234567890123456789')
+put('cmdline', 'drive-spec-bad', b'file=/nonexistent,,x,queue-size=100,iothread-vq-mapping=0:9')
+PY
+
+# ---------------------------------------------------------------------------- qcow2 seeds
+if command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	(
+		cd "$tmp"
+		q() { qemu-img "$@" >/dev/null; }
+		io() { qemu-io -f qcow2 "$@" >/dev/null; }
+		head -c 65536 /dev/zero | tr '\0' '\273' > backing.raw   # the harness's backing.raw
+		python3 -c "import sys; sys.stdout.buffer.write(bytes((i*7)&0xff for i in range(16384)))" > pattern.raw
+
+		q create -f qcow2 -o cluster_size=512 plain.qcow2 64K
+		io -c 'write -P 0x11 0 4k' -c 'write -z 8k 1k' -c 'write -P 0x22 63k 1k' plain.qcow2
+		q create -f qcow2 -o cluster_size=512,compat=0.10 v2.qcow2 64K
+		io -c 'write -P 0x33 1k 2k' v2.qcow2
+		q convert -c -f raw -O qcow2 -o cluster_size=4096 pattern.raw zlib.qcow2
+		q convert -c -f raw -O qcow2 -o cluster_size=4096,compression_type=zstd pattern.raw zstd.qcow2
+		q create -f qcow2 -o cluster_size=512 -b backing.raw -F raw backing.qcow2 64K
+		io -c 'write -P 0x44 2k 1k' -c 'write -z 4k 1k' backing.qcow2
+		q create -f qcow2 -o cluster_size=512,data_file=data.raw data-file.qcow2 64K
+		io -c 'write -P 0x55 0 2k' data-file.qcow2
+		q create -f qcow2 -o cluster_size=512,refcount_bits=1 rc1.qcow2 64K
+		io -c 'write -P 0x66 0 1k' rc1.qcow2
+		q create -f qcow2 -o cluster_size=512,refcount_bits=64 rc64.qcow2 64K
+		io -c 'write -P 0x77 0 1k' rc64.qcow2
+		q create -f qcow2 -o cluster_size=512 snapshot.qcow2 64K
+		io -c 'write -P 0x88 0 1k' snapshot.qcow2
+		q snapshot -c s1 snapshot.qcow2
+		io -c 'write -P 0x99 0 512' snapshot.qcow2
+		q create -f qcow2 -o cluster_size=512 bitmap.qcow2 64K
+		q bitmap --add bitmap.qcow2 b0
+		q create -f qcow2 -o cluster_size=512,preallocation=metadata prealloc.qcow2 32K
+		q create -f qcow2 -o cluster_size=65536 big-cluster-empty.qcow2 1G
+		for f in *.qcow2; do
+			if [ "$(stat -c %s "$f")" -lt 65536 ]; then
+				cp "$f" "$corpus/qcow2_open/$f"
+			else
+				echo "make-seeds: skipping $f ($(stat -c %s "$f") bytes, over 64 KiB)" >&2
+			fi
+		done
+	)
+else
+	echo "make-seeds: qemu-img/qemu-io not found: qcow2 seeds not regenerated" >&2
+fi
+
+# ------------------------------------------------------- the assembled PVH guests, if built
+for g in exit42 serial_hello triplefault; do
+	f=$build/tests/integration/$g.elf
+	if [ -f "$f" ]; then
+		{ printf '\0'; cat "$f"; } > "$corpus/boot/guest-$g"
+	fi
+done
+echo "seeds: $(find "$corpus" -type f | wc -l) files in $corpus"

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Application processors: start them (INIT-SIPI-SIPI through ring0/trampoline.S) and hand each a
+ * function to run in CPL3. The boot CPU is CPU 0; APs take slots 1.. in MADT order.
+ */
+#ifndef GUEST_SMP_H
+#define GUEST_SMP_H
+
+#include "lib/sys.h"
+
+typedef void (*smp_fn)(unsigned cpu, void *arg);
+
+/*
+ * Starts every CPU the MADT lists (once: later calls return at once). Returns how many CPUs are
+ * online, the boot CPU included, or -1 with err_set(). verbose: print a line per CPU.
+ */
+int smp_start(bool verbose);
+/* CPUs online (1 before smp_start). */
+unsigned smp_ncpus(void);
+/* The APIC ID of CPU slot cpu. */
+uint32_t smp_apic_id(unsigned cpu);
+/*
+ * Makes CPU cpu (an AP) run fn(cpu, arg), waking it with IPIs until it starts; false (err_set) if
+ * it did not start within 1 s or is still busy with an earlier call.
+ */
+bool smp_call(unsigned cpu, smp_fn fn, void *arg);
+/* Waits until CPU cpu returned from its smp_call() function; false (err_set) after timeout_ms. */
+bool smp_wait(unsigned cpu, uint64_t timeout_ms);
+
+#endif

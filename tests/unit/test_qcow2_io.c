@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The qcow2 driver through the block layer: writes and reads, COW from a backing file, zero
+ * clusters, discard, the fast-path map(), the consistency check, hostile metadata refused or
+ * failing requests (never crashing), and lookups racing with allocation.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/qcow2.h"
+
+static char dir[] = "/tmp/vireo-qcow2-test.XXXXXX";
+static char path[256], base[256];
+
+static int setup(void **state)
+{
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(path, sizeof(path), "%s/t.qcow2", dir);
+	snprintf(base, sizeof(base), "%s/base.raw", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(path);
+	unlink(base);
+	rmdir(dir);
+	return 0;
+}
+
+static void create(uint64_t size, unsigned cluster_bits, bool ext_l2, const char *backing)
+{
+	struct qcow2_create_opts o = {
+		.size = size, .cluster_bits = cluster_bits, .version = 3, .refcount_bits = 16,
+		.extended_l2 = ext_l2, .backing_file = backing, .backing_fmt = backing ? "raw" : NULL,
+	};
+	struct error *err = NULL;
+
+	if (qcow2_create(path, &o, &err))
+		fail_msg("create: %s", error_msg(err));
+}
+
+static struct blockdev *open_img(bool ro)
+{
+	struct blockdev_opts o = { .format = "qcow2", .readonly = ro };
+	struct error *err = NULL;
+	struct blockdev *bs = blockdev_open(path, &o, &err);
+
+	if (!bs)
+		fail_msg("open: %s", error_msg(err));
+	return bs;
+}
+
+static void expect_bytes(struct blockdev *bs, uint64_t off, uint64_t len, int pattern)
+{
+	uint8_t *buf = malloc(len);
+
+	assert_int_equal(blockdev_pread(bs, off, buf, len), 0);
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i] != pattern)
+			fail_msg("byte %llu is 0x%02x, expected 0x%02x", (unsigned long long)(off + i),
+				 buf[i], pattern);
+	free(buf);
+}
+
+static void write_pattern(struct blockdev *bs, uint64_t off, uint64_t len, int pattern)
+{
+	uint8_t *buf = malloc(len);
+
+	memset(buf, pattern, len);
+	assert_int_equal(blockdev_pwrite(bs, off, buf, len), 0);
+	free(buf);
+}
+
+static void expect_clean(struct blockdev *bs)
+{
+	struct qcow2_check_result r;
+
+	assert_int_equal(qcow2_check(bs, 0, &r, NULL), 0);
+	assert_int_equal(r.corruptions, 0);
+	assert_int_equal(r.leaks, 0);
+}
+
+static void writes_read_back_across_cluster_sizes_and_reopen(void **state)
+{
+	static const unsigned bits[] = { 9, 12, 16, 21 };
+
+	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+		struct blockdev *bs;
+
+		create(8 << 20, bits[i], false, NULL);
+		bs = open_img(false);
+		write_pattern(bs, 1000, 5000, 0x11);
+		write_pattern(bs, (3 << 20) - 7, 70000, 0x22);
+		expect_bytes(bs, 0, 1000, 0);
+		expect_bytes(bs, 1000, 5000, 0x11);
+		expect_bytes(bs, (3 << 20) - 7, 70000, 0x22);
+		expect_clean(bs);
+		blockdev_close(bs);
+		bs = open_img(true);
+		expect_bytes(bs, 1000, 5000, 0x11);
+		expect_bytes(bs, 6000, 10000, 0);
+		expect_bytes(bs, (3 << 20) - 7, 70000, 0x22);
+		blockdev_close(bs);
+	}
+}
+
+static void partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file(void **state)
+{
+	int fd = open(base, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	uint8_t b[65536];
+	struct blockdev *bs;
+
+	memset(b, 0x5a, sizeof(b));
+	for (int i = 0; i < 32; i++)
+		assert_int_equal(write(fd, b, sizeof(b)), (ssize_t)sizeof(b));
+	close(fd);
+	for (int ext = 0; ext <= 1; ext++) {
+		create(4 << 20, 16, ext, "base.raw");
+		bs = open_img(false);
+		write_pattern(bs, 70000, 100, 0x77);
+		expect_bytes(bs, 65536, 70000 - 65536, 0x5a);
+		expect_bytes(bs, 70000, 100, 0x77);
+		expect_bytes(bs, 70100, 131072 - 70100, 0x5a);
+		/* past the end of the 2 MiB backing file: zeroes */
+		write_pattern(bs, (3 << 20) + 10, 10, 0x78);
+		expect_bytes(bs, 3 << 20, 10, 0);
+		expect_bytes(bs, (3 << 20) + 20, 65536 - 20, 0);
+		expect_clean(bs);
+		blockdev_close(bs);
+	}
+	unlink(base);
+}
+
+static void write_zeroes_and_discard_leave_zero_clusters_and_free_space(void **state)
+{
+	struct blockdev *bs;
+	struct blockdev *file;
+	uint64_t pnum, map;
+	int st;
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	write_pattern(bs, 0, 1 << 20, 0x33);
+	assert_int_equal(blockdev_write_zeroes(bs, 65536, 131072, 0), 0);
+	expect_bytes(bs, 65536, 131072, 0);
+	expect_bytes(bs, 0, 65536, 0x33);
+	st = blockdev_block_status(bs, 65536, 131072, &pnum, &map, &file);
+	assert_true(st & BLOCKDEV_STATUS_ZERO);
+	assert_true(st & BLOCKDEV_STATUS_ALLOCATED); /* kept preallocated (no MAY_UNMAP) */
+	assert_int_equal(blockdev_discard(bs, 262144, 65536 * 3), 0);
+	expect_bytes(bs, 262144, 65536 * 3, 0);
+	assert_int_equal(blockdev_write_zeroes(bs, 512 * 1024, 65536, BLOCKDEV_ZERO_MAY_UNMAP), 0);
+	expect_bytes(bs, 512 * 1024, 65536, 0);
+	/* an unaligned write-zeroes falls back to writing zeroes */
+	assert_int_equal(blockdev_write_zeroes(bs, 700000, 1000, 0), 0);
+	expect_bytes(bs, 700000, 1000, 0);
+	expect_bytes(bs, 701000, 1000, 0x33);
+	expect_clean(bs);
+	blockdev_close(bs);
+}
+
+static void map_gives_data_extents_on_the_fast_path(void **state)
+{
+	struct blockdev_extent ext;
+	struct blockdev *bs;
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_READ, 0, 4096, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_ZERO);
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_WRITE, 0, 4096, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_SLOW); /* needs allocation */
+	write_pattern(bs, 0, 131072, 0x44);
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_WRITE, 4096, 200000, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_DATA);
+	assert_ptr_equal(ext.file, bs->file);
+	assert_int_equal(ext.len, 131072 - 4096); /* the two clusters are contiguous */
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_READ, 131072, 4096, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_ZERO);
+	blockdev_close(bs);
+}
+
+/* Overwrites 8 bytes of the image file. */
+static void poke(uint64_t off, uint64_t v)
+{
+	int fd = open(path, O_WRONLY);
+	uint8_t b[8];
+
+	qcow2_put_be64(b, v);
+	assert_int_equal(pwrite(fd, b, 8, (off_t)off), 8);
+	close(fd);
+}
+
+static uint64_t peek(uint64_t off)
+{
+	int fd = open(path, O_RDONLY);
+	uint8_t b[8];
+
+	assert_int_equal(pread(fd, b, 8, (off_t)off), 8);
+	close(fd);
+	return qcow2_be64(b);
+}
+
+static void a_hostile_l2_entry_fails_the_request_and_marks_the_image_corrupt(void **state)
+{
+	struct blockdev_opts o = { .format = "qcow2" };
+	struct error *err = NULL;
+	struct blockdev *bs;
+	uint64_t l1, l2;
+	uint8_t buf[512];
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	write_pattern(bs, 0, 65536, 0x55);
+	blockdev_close(bs);
+	l1 = peek(40);
+	l2 = peek(l1) & QCOW2_OFFSET_MASK;
+	poke(l2, peek(l2) | (1ULL << 57)); /* a reserved bit */
+	bs = open_img(false);
+	assert_int_equal(blockdev_pread(bs, 0, buf, sizeof(buf)), -EIO);
+	assert_int_equal(blockdev_pwrite(bs, 0, buf, sizeof(buf)), -EIO);
+	blockdev_close(bs);
+	assert_true(peek(72) & QCOW2_INCOMPAT_CORRUPT);
+	assert_null(blockdev_open(path, &o, &err));
+	assert_non_null(strstr(error_msg(err), "corrupt"));
+	error_free(err);
+	err = NULL;
+	/* read-only still opens */
+	bs = open_img(true);
+	blockdev_close(bs);
+}
+
+static void hostile_tables_are_refused_at_open_naming_the_entry(void **state)
+{
+	struct blockdev_opts o = { .format = "qcow2", .readonly = true };
+	struct error *err = NULL;
+	struct blockdev *bs;
+	uint64_t l1, rt;
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	write_pattern(bs, 0, 512, 0x66);
+	blockdev_close(bs);
+	l1 = peek(40);
+	poke(l1, (1ULL << 40) | QCOW2_OFLAG_COPIED); /* L2 table far past the end */
+	assert_null(blockdev_open(path, &o, &err));
+	assert_non_null(strstr(error_msg(err), "L1 entry 0"));
+	error_free(err);
+	err = NULL;
+	create(4 << 20, 16, false, NULL);
+	rt = peek(48);
+	poke(rt, 12345);
+	assert_null(blockdev_open(path, &o, &err));
+	assert_non_null(strstr(error_msg(err), "refcount table entry 0"));
+	error_free(err);
+}
+
+static void check_counts_and_repairs_a_leak(void **state)
+{
+	struct qcow2_check_result r;
+	struct blockdev *bs;
+	struct qcow2 *q;
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	write_pattern(bs, 0, 65536, 0x12);
+	q = qcow2_of(bs);
+	pthread_mutex_lock(&q->lock);
+	assert_true(qcow2_alloc_clusters(q, 2) > 0); /* allocated, never referenced */
+	pthread_mutex_unlock(&q->lock);
+	assert_int_equal(qcow2_check(bs, 0, &r, NULL), 0);
+	assert_int_equal(r.leaks, 2);
+	assert_int_equal(r.corruptions, 0);
+	assert_int_equal(qcow2_check(bs, QCOW2_FIX_LEAKS, &r, NULL), 0);
+	assert_int_equal(r.leaks_fixed, 2);
+	expect_clean(bs);
+	blockdev_close(bs);
+}
+
+static void growing_the_image_grows_l1_and_keeps_data(void **state)
+{
+	struct blockdev *bs;
+
+	create(1 << 20, 9, false, NULL); /* 512-byte clusters: 64 entries per L2 table */
+	bs = open_img(false);
+	write_pattern(bs, 1000, 100, 0x21);
+	assert_int_equal(blockdev_truncate(bs, 64 << 20, NULL), 0);
+	assert_int_equal(bs->size, 64 << 20);
+	write_pattern(bs, 60 << 20, 4096, 0x22);
+	/* and enough data that the refcount table must grow too (18k allocations: without the
+	 * ordering flushes, which this test does not observe, to keep it fast) */
+	qcow2_of(bs)->ordered = false;
+	write_pattern(bs, 10 << 20, 9 << 20, 0x23);
+	expect_bytes(bs, 1000, 100, 0x21);
+	expect_bytes(bs, 60 << 20, 4096, 0x22);
+	expect_bytes(bs, 10 << 20, 9 << 20, 0x23);
+	expect_clean(bs);
+	blockdev_close(bs);
+	bs = open_img(true);
+	assert_int_equal(bs->size, 64 << 20);
+	expect_bytes(bs, 60 << 20, 4096, 0x22);
+	expect_bytes(bs, 10 << 20, 9 << 20, 0x23);
+	blockdev_close(bs);
+}
+
+struct race {
+	struct blockdev *bs;
+	atomic_bool stop;
+	atomic_ulong checked, bad;
+};
+
+#define RACE_CLUSTERS 512
+
+static void *race_reader(void *arg)
+{
+	struct race *r = arg;
+	unsigned seed = (unsigned)(uintptr_t)pthread_self();
+	uint8_t buf[512];
+
+	while (!atomic_load(&r->stop)) {
+		uint64_t c = (uint64_t)(rand_r(&seed) % RACE_CLUSTERS), off = c * 4096 + 1024;
+		struct blockdev_extent ext;
+		uint8_t want = (uint8_t)(c % 251 + 1);
+
+		if (blockdev_map(r->bs, BLOCKDEV_OP_READ, off, sizeof(buf), &ext))
+			atomic_fetch_add(&r->bad, 1);
+		else if (ext.kind == BLOCKDEV_EXTENT_DATA) {
+			/* a published mapping: the data was written before it */
+			if (blockdev_pread(ext.file, ext.host_offset, buf, sizeof(buf)) ||
+			    buf[0] != want || buf[511] != want)
+				atomic_fetch_add(&r->bad, 1);
+			atomic_fetch_add(&r->checked, 1);
+		} else if (blockdev_pread(r->bs, off, buf, sizeof(buf)) ||
+			   (buf[0] != 0 && buf[0] != want) || buf[0] != buf[511]) {
+			atomic_fetch_add(&r->bad, 1);
+		}
+	}
+	return NULL;
+}
+
+static void lookups_race_with_allocation_and_always_see_the_right_cluster(void **state)
+{
+	static struct race r;
+	pthread_t t[3];
+	uint8_t buf[4096];
+
+	create(RACE_CLUSTERS * 4096, 12, false, NULL);
+	r.bs = open_img(false);
+	qcow2_of(r.bs)->ordered = false;
+	atomic_store(&r.stop, false);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, race_reader, &r), 0);
+	for (uint64_t c = 0; c < RACE_CLUSTERS; c++) {
+		uint64_t pick = (c * 211) % RACE_CLUSTERS; /* a scattered order */
+
+		memset(buf, (int)(pick % 251 + 1), sizeof(buf));
+		assert_int_equal(blockdev_pwrite(r.bs, pick * 4096, buf, sizeof(buf)), 0);
+	}
+	atomic_store(&r.stop, true);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&r.bad), 0);
+	expect_clean(r.bs);
+	blockdev_close(r.bs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(writes_read_back_across_cluster_sizes_and_reopen),
+		cmocka_unit_test(partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file),
+		cmocka_unit_test(write_zeroes_and_discard_leave_zero_clusters_and_free_space),
+		cmocka_unit_test(map_gives_data_extents_on_the_fast_path),
+		cmocka_unit_test(a_hostile_l2_entry_fails_the_request_and_marks_the_image_corrupt),
+		cmocka_unit_test(hostile_tables_are_refused_at_open_naming_the_entry),
+		cmocka_unit_test(check_counts_and_repairs_a_leak),
+		cmocka_unit_test(growing_the_image_grows_l1_and_keeps_data),
+		cmocka_unit_test(lookups_race_with_allocation_and_always_see_the_right_cluster),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
