@@ -142,6 +142,12 @@ int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
 int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int flags);
 int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len);
 int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp);
+/* Every guest cluster becomes unallocated (reads the backing file); for commit. */
+int qcow2_make_empty(struct qcow2 *q);
+/* Rewrites the header with another backing file name ("" = none) and format (NULL = none).
+ * Only the header changes: the caller copies data first if the content must stay the same. */
+int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
+			 struct error **errp);
 /* Writes the fields of the fixed header at [from, to) from q->h; lock held. */
 int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to);
 int qcow2_barrier(struct qcow2 *q);
@@ -160,11 +166,28 @@ struct qcow2_create_opts {
 	unsigned refcount_bits;    /* default 16 */
 	unsigned compression_type; /* QCOW2_COMPRESS_* */
 	bool prealloc_metadata;
+	bool prealloc_falloc;      /* also allocate the data clusters in the file (falloc, full) */
 	const char *data_file;     /* external data file (created raw, @size bytes), or NULL */
 	bool data_file_raw;
 };
 /* Creates (or truncates) @filename as an empty qcow2 image. */
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp);
+
+/* --- qcow2_snapshot.c --- */
+struct qcow2_snapshot {
+	char *id, *name;
+	uint64_t l1_table_offset;
+	uint32_t l1_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t disk_size;
+	uint64_t icount; /* UINT64_MAX: not recorded */
+};
+/* The internal snapshots of a qcow2 node (none for other formats). Free with _free. */
+int qcow2_snapshot_list(struct blockdev *bs, struct qcow2_snapshot **out, size_t *nr,
+			struct error **errp);
+void qcow2_snapshot_list_free(struct qcow2_snapshot *list, size_t n);
 
 /* --- qcow2_check.c --- */
 struct qcow2_check_result {

@@ -83,8 +83,8 @@ bool qcow2_cache_lookup(struct qcow2_cache *c, uint64_t key, uint32_t idx, uint3
 		_Atomic uint64_t *words = slot_words(c, base + w);
 
 		for (int tries = 0; tries < 8; tries++) {
-			/* acquire: pairs with the writer's release store ending a change, so the words
-			 * of that version are visible below */
+			/* acquire: pairs with the writer's release store ending a change, so
+			 * the words of that version are visible below */
 			uint32_t s1 = atomic_load_explicit(&s->seq, memory_order_acquire), s2;
 
 			if (s1 & 1) {
@@ -94,9 +94,11 @@ bool qcow2_cache_lookup(struct qcow2_cache *c, uint64_t key, uint32_t idx, uint3
 			if (atomic_load_explicit(&s->key, memory_order_relaxed) != key)
 				break; /* another slice (or a torn key: a harmless false miss) */
 			for (uint32_t i = 0; i < n; i++)
-				out[i] = atomic_load_explicit(&words[idx + i], memory_order_relaxed);
-			/* acquire fence: the loads of key and words above happen before the re-read of
-			 * seq; pairs with the writer's release fence after it made seq odd */
+				out[i] =
+					atomic_load_explicit(&words[idx + i], memory_order_relaxed);
+			/* acquire fence: the loads of key and words above happen before the
+			 * re-read of seq; pairs with the writer's release fence after it made
+			 * seq odd */
 			atomic_thread_fence(memory_order_acquire);
 			s2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
 			if (s1 != s2)

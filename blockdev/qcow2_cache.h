@@ -44,7 +44,8 @@ bool qcow2_cache_lookup(struct qcow2_cache *c, uint64_t key, uint32_t idx, uint3
 
 /* Writers (the image lock held): install a whole slice, replacing a victim. */
 void qcow2_cache_install(struct qcow2_cache *c, uint64_t key, const uint64_t *slice);
-/* Writers: change @n words of a slice if it is cached (a miss re-reads the disk, already updated). */
+/* Writers: change @n words of a slice if it is cached (a miss re-reads the disk, which the
+ * writer already updated). */
 void qcow2_cache_update(struct qcow2_cache *c, uint64_t key, uint32_t idx, uint32_t n,
 			const uint64_t *val);
 /* Writers: forget every slice. */

@@ -123,7 +123,8 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 
 			if (active)
 				c->res->compressed_clusters++;
-			ret = ref_range(c, ALIGN_DOWN(coff, 512), (nsec + 1) * 512, "compressed cluster");
+			ret = ref_range(c, ALIGN_DOWN(coff, 512), (nsec + 1) * 512,
+					"compressed cluster");
 			continue;
 		}
 		if (!off || q->data != q->file)
@@ -282,8 +283,8 @@ static int compare(struct counter *c, unsigned fix)
 			c->res->leaks++;
 		else
 			c->res->corruptions++;
-		if (!(fix & (leak ? QCOW2_FIX_LEAKS : QCOW2_FIX_ERRORS)) || want > qcow2_rc_max(q) ||
-		    !q->reftable[cl >> q->rb_bits])
+		if (!(fix & (leak ? QCOW2_FIX_LEAKS : QCOW2_FIX_ERRORS)) ||
+		    want > qcow2_rc_max(q) || !q->reftable[cl >> q->rb_bits])
 			continue;
 		if ((ret = qcow2_rc_set(q, cl, want)))
 			break;

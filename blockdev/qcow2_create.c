@@ -35,7 +35,8 @@ static int check_opts(const struct qcow2_create_opts *o, struct error **errp)
 	}
 	if (o->refcount_bits == 0 || o->refcount_bits > 64 ||
 	    (o->refcount_bits & (o->refcount_bits - 1))) {
-		error_setg(errp, "refcount_bits: %u is not a power of two in 1..64", o->refcount_bits);
+		error_setg(errp, "refcount_bits: %u is not a power of two in 1..64",
+			   o->refcount_bits);
 		return -1;
 	}
 	if (o->version == 2 && (o->refcount_bits != 16 || o->lazy_refcounts || o->extended_l2 ||
@@ -49,9 +50,10 @@ static int check_opts(const struct qcow2_create_opts *o, struct error **errp)
 		return -1;
 	}
 	if (o->size > QCOW2_MAX_VIRTUAL_SIZE ||
-	    qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2) * 8 > QCOW2_MAX_L1_BYTES) {
-		error_setg(errp, "size: %" PRIu64 " bytes is too large for %llu-byte clusters", o->size,
-			   1ULL << o->cluster_bits);
+	    qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2) * 8 >
+		    QCOW2_MAX_L1_BYTES) {
+		error_setg(errp, "size: %" PRIu64 " bytes is too large for %llu-byte clusters",
+			   o->size, 1ULL << o->cluster_bits);
 		return -1;
 	}
 	if (o->data_file && (o->version < 3 || strlen(o->data_file) > QCOW2_MAX_BACKING_NAME)) {
@@ -80,7 +82,8 @@ static void plan(const struct qcow2_create_opts *o, struct layout *l)
 	l->l1_entries = qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2);
 	l->l1_clusters = MAX(1, DIV_ROUND_UP(l->l1_entries * 8, l->cs));
 	l->l2_count = o->prealloc_metadata ? DIV_ROUND_UP(guest_clusters, 1ULL << l2_bits) : 0;
-	/* with an external data file, guest cluster N lives at offset N there: nothing to allocate */
+	/* with an external data file, guest cluster N lives at offset N there: nothing to
+	 * allocate */
 	l->data_clusters = o->prealloc_metadata && !o->data_file ? guest_clusters : 0;
 	l->guest_clusters = guest_clusters;
 	l->rt_clusters = 1;
@@ -211,7 +214,8 @@ static int write_tables(int fd, const struct qcow2_create_opts *o, const struct 
 						       l->data_off + (t * per + i) * l->cs;
 
 			qcow2_put_be64(buf + 8 * words * i, host | QCOW2_OFLAG_COPIED);
-			if (words == 2) /* every subcluster reads as zeroes, host cluster reserved */
+			/* extended: every subcluster reads as zeroes, the host cluster reserved */
+			if (words == 2)
 				qcow2_put_be64(buf + 16 * i + 8, 0xffffffff00000000ULL);
 		}
 		ret = pwrite_all(fd, buf, l->cs, l->l2_off + t * l->cs);
@@ -269,6 +273,8 @@ int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct
 		ret = write_tables(fd, o, &l);
 	if (!ret && ftruncate(fd, (off_t)(l.used * l.cs)) < 0)
 		ret = -errno;
+	if (!ret && o->prealloc_falloc && l.data_clusters)
+		ret = -posix_fallocate(fd, (off_t)l.data_off, (off_t)(l.data_clusters * l.cs));
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
 	if (ret)

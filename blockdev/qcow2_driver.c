@@ -22,9 +22,13 @@
  *  - Freed clusters are not reused before the image is reopened (q->free_hint only grows), so a
  *    fast-path request that mapped a cluster before a discard freed it can never scribble over a
  *    cluster handed to someone else.
- *  - Refcounts are kept exact at all times (no lazy refcounts): on-disk order is refcount ->
- *    data -> barrier -> L2/L1 entry -> barrier -> decrement of what was replaced, so a crash
- *    leaves at most leaked clusters.
+ *  - Refcounts are kept exact at all times (no lazy refcounts, even when the image allows
+ *    them): on-disk order is refcount -> data -> barrier -> L2/L1 entry -> barrier -> decrement
+ *    of what was replaced, so a crash leaves at most leaked clusters. The L2 entries of one
+ *    request (one locked section) are staged and published together after a single barrier
+ *    (qcow2_commit), so a large allocating write costs one flush, not one per cluster.
+ *  - An image found dirty (lazy refcounts, not closed cleanly) is recounted and repaired when
+ *    opened read-write; one marked corrupt is only opened read-only (or by check -r).
  */
 #include "blockdev/qcow2.h"
 
@@ -103,7 +107,8 @@ static void set_geometry(struct qcow2 *q)
 	q->ext_l2 = q->h.incompatible_features & QCOW2_INCOMPAT_EXTL2;
 	q->entry_words = q->ext_l2 ? 2 : 1;
 	q->l2_bits = q->cluster_bits - (q->ext_l2 ? 4 : 3);
-	q->slice_bits = MIN(q->l2_bits, (unsigned)__builtin_ctz(QCOW2_SLICE_BYTES / (8 * q->entry_words)));
+	q->slice_bits =
+		MIN(q->l2_bits, (unsigned)__builtin_ctz(QCOW2_SLICE_BYTES / (8 * q->entry_words)));
 	q->sc_bits = q->ext_l2 ? q->cluster_bits - 5 : q->cluster_bits;
 	q->refcount_bits = 1u << q->h.refcount_order;
 	q->rb_bits = q->cluster_bits + 3 - q->h.refcount_order;
@@ -123,7 +128,8 @@ static int load_l1(struct qcow2 *q, struct error **errp)
 	if (l1->size)
 		ret = blockdev_pread(q->file, q->h.l1_table_offset, raw, (uint64_t)l1->size * 8);
 	if (ret) {
-		error_setg_errno(errp, ret, "reading the L1 table at 0x%" PRIx64, q->h.l1_table_offset);
+		error_setg_errno(errp, ret, "reading the L1 table at 0x%" PRIx64,
+				 q->h.l1_table_offset);
 		goto fail;
 	}
 	for (uint32_t i = 0; i < l1->size; i++) {
@@ -132,9 +138,11 @@ static int load_l1(struct qcow2 *q, struct error **errp)
 		if ((e & QCOW2_L1_RESERVED) || l2 % q->cluster_size ||
 		    (l2 && !range_within(l2, q->cluster_size, q->file->size)) ||
 		    (l2 && qcow2_overlaps_metadata(q, l2, q->cluster_size))) {
-			error_setg(errp, "qcow2 L1 entry %u (at 0x%" PRIx64 ") is 0x%016" PRIx64 ": "
-				   "reserved bits set, or the L2 table is misaligned, inside the header, "
-				   "L1 or refcount table, or past the end of the file", i, q->h.l1_table_offset + (uint64_t)8 * i, e);
+			error_setg(errp,
+				   "qcow2 L1 entry %u (at 0x%" PRIx64 ") is 0x%016" PRIx64 ": "
+				   "reserved bits set, or the L2 table is misaligned, inside the "
+				   "header, L1 or refcount table, or past the end of the file", i,
+				   q->h.l1_table_offset + (uint64_t)8 * i, e);
 			goto fail;
 		}
 		atomic_init(&l1->e[i], e);
@@ -210,7 +218,8 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 	q->data = q->file;
 	if (!(q->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
 		if (name) {
-			error_setg(errp, "'%s': data-file given but the image has no external data file",
+			error_setg(errp,
+				   "'%s': data-file given but the image has no external data file",
 				   q->bs->filename);
 			return -1;
 		}
@@ -271,8 +280,10 @@ static int prepare_writes(struct qcow2 *q, struct error **errp)
 		goto autoclear;
 
 	if (q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
-		error_setg(errp, "'%s' is marked corrupt (incompatible feature bit 1): open it "
-			   "read-only, or repair it with 'vireo-img check -r all'", q->bs->filename);
+		error_setg(errp,
+			   "'%s' is marked corrupt (incompatible feature bit 1): open it "
+			   "read-only, or repair it with 'vireo-img check -r all'",
+			   q->bs->filename);
 		return -1;
 	}
 	if (q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
@@ -281,7 +292,8 @@ static int prepare_writes(struct qcow2 *q, struct error **errp)
 
 		if (qcow2_check(q->bs, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &r, errp) ||
 		    qcow2_check(q->bs, 0, &r, errp) || r.corruptions || r.leaks) {
-			error_setg(errp, "'%s' was not closed cleanly (dirty bit) and its refcounts "
+			error_setg(errp,
+				   "'%s' was not closed cleanly (dirty bit) and its refcounts "
 				   "could not be repaired: see 'vireo-img check -r all'",
 				   q->bs->filename);
 			return -1;

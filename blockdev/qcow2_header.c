@@ -10,8 +10,9 @@
 
 #include "common/util.h"
 
-#define FIELD_ERR(errp, name, off, fmt, ...)                                                      \
-	error_setg(errp, "qcow2 header field %s (byte %u) " fmt, name, (unsigned)(off), ##__VA_ARGS__)
+#define FIELD_ERR(errp, name, off, fmt, ...)                                                       \
+	error_setg(errp, "qcow2 header field %s (byte %u) " fmt, name, (unsigned)(off),            \
+		   ##__VA_ARGS__)
 
 static const struct {
 	uint8_t type, bit;
@@ -32,7 +33,8 @@ bool qcow2_probe(const uint8_t *buf, size_t len)
 const char *qcow2_feature_name(const struct qcow2_header *h, unsigned type, unsigned bit)
 {
 	for (size_t i = 0; h && i < h->nb_features; i++)
-		if (h->features[i].type == type && h->features[i].bit == bit && h->features[i].name[0])
+		if (h->features[i].type == type && h->features[i].bit == bit &&
+		    h->features[i].name[0])
 			return h->features[i].name;
 	for (size_t i = 0; i < ARRAY_SIZE(known_features); i++)
 		if (known_features[i].type == type && known_features[i].bit == bit)
@@ -119,8 +121,10 @@ static int check_geometry(struct qcow2_header *h, size_t len, struct error **err
 	uint64_t cs;
 
 	if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
-		FIELD_ERR(errp, "cluster_bits", 20, "is %u: cluster sizes from 512 B (9) to 2 MiB (21)"
-			  " are supported", h->cluster_bits);
+		FIELD_ERR(errp, "cluster_bits", 20,
+			  "is %u: cluster sizes from 512 B (9) to 2 MiB (21)"
+			  " are supported",
+			  h->cluster_bits);
 		return -1;
 	}
 	cs = 1ULL << h->cluster_bits;
@@ -132,8 +136,8 @@ static int check_geometry(struct qcow2_header *h, size_t len, struct error **err
 			return -1;
 		}
 		if (h->header_length > len) {
-			FIELD_ERR(errp, "header_length", 100, "is %u but the file holds only %zu bytes",
-				  h->header_length, len);
+			FIELD_ERR(errp, "header_length", 100,
+				  "is %u but the file holds only %zu bytes", h->header_length, len);
 			return -1;
 		}
 		if (h->refcount_order > 6) {
@@ -158,8 +162,10 @@ static int check_features(struct qcow2_header *h, const uint8_t *b, struct error
 		unsigned bit = (unsigned)__builtin_ctzll(unknown);
 		const char *name = qcow2_feature_name(h, 0, bit);
 
-		FIELD_ERR(errp, "incompatible_features", 72, "has unknown bit %u (%s) set: this image "
-			  "needs a feature vireo does not implement", bit, name ? name : "unnamed");
+		FIELD_ERR(errp, "incompatible_features", 72,
+			  "has unknown bit %u (%s) set: this image "
+			  "needs a feature vireo does not implement",
+			  bit, name ? name : "unnamed");
 		return -1;
 	}
 	h->compression_type = QCOW2_COMPRESS_ZLIB;
@@ -182,8 +188,10 @@ static int check_features(struct qcow2_header *h, const uint8_t *b, struct error
 		return -1;
 	}
 	if ((h->incompatible_features & QCOW2_INCOMPAT_EXTL2) && h->cluster_bits < 14) {
-		FIELD_ERR(errp, "cluster_bits", 20, "is %u: extended L2 entries need clusters of at "
-			  "least 16 KiB (14)", h->cluster_bits);
+		FIELD_ERR(errp, "cluster_bits", 20,
+			  "is %u: extended L2 entries need clusters of at "
+			  "least 16 KiB (14)",
+			  h->cluster_bits);
 		return -1;
 	}
 	if ((h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW) &&
@@ -200,8 +208,10 @@ static int check_table(const char *name, unsigned field_off, uint64_t off, uint6
 		       uint64_t cs, uint64_t file_size, struct error **errp)
 {
 	if (off % cs) {
-		FIELD_ERR(errp, name, field_off, "is 0x%" PRIx64 ": not aligned to the cluster size "
-			  "%" PRIu64, off, cs);
+		FIELD_ERR(errp, name, field_off,
+			  "is 0x%" PRIx64 ": not aligned to the cluster size "
+			  "%" PRIu64,
+			  off, cs);
 		return -1;
 	}
 	if (off == 0) {
@@ -238,8 +248,10 @@ static int check_tables(struct qcow2_header *h, uint64_t file_size, struct error
 		return -1;
 	}
 	if (h->l1_size < need) {
-		FIELD_ERR(errp, "l1_size", 36, "is %u entries but a disk of %" PRIu64 " bytes needs "
-			  "%" PRIu64, h->l1_size, h->size, need);
+		FIELD_ERR(errp, "l1_size", 36,
+			  "is %u entries but a disk of %" PRIu64 " bytes needs "
+			  "%" PRIu64,
+			  h->l1_size, h->size, need);
 		return -1;
 	}
 	if (h->l1_size && check_table("l1_table_offset", 40, h->l1_table_offset, l1_len, cs,
@@ -265,9 +277,10 @@ static int check_tables(struct qcow2_header *h, uint64_t file_size, struct error
 					   file_size, errp))
 		return -1;
 	if (overlaps(h->l1_table_offset, ALIGN_UP(l1_len, cs), h->refcount_table_offset, rt_len)) {
-		FIELD_ERR(errp, "l1_table_offset", 40, "is 0x%" PRIx64 ": the L1 table overlaps the "
-			  "refcount table at 0x%" PRIx64, h->l1_table_offset,
-			  h->refcount_table_offset);
+		FIELD_ERR(errp, "l1_table_offset", 40,
+			  "is 0x%" PRIx64 ": the L1 table overlaps the "
+			  "refcount table at 0x%" PRIx64,
+			  h->l1_table_offset, h->refcount_table_offset);
 		return -1;
 	}
 	return 0;
@@ -279,8 +292,10 @@ static int parse_bitmaps_ext(struct qcow2_header *h, const uint8_t *d, uint32_t 
 	uint64_t cs = 1ULL << h->cluster_bits;
 
 	if (len != sizeof(h->bitmaps_ext)) {
-		error_setg(errp, "qcow2 bitmaps extension at byte %" PRIu64 " is %u bytes long, not "
-			   "24", off, len);
+		error_setg(errp,
+			   "qcow2 bitmaps extension at byte %" PRIu64 " is %u bytes long, not "
+			   "24",
+			   off, len);
 		return -1;
 	}
 	memcpy(h->bitmaps_ext, d, len);
@@ -342,15 +357,17 @@ static int keep_unknown(struct qcow2_header *h, uint32_t type, const uint8_t *d,
 static int parse_one_ext(struct qcow2_header *h, uint32_t type, const uint8_t *d, uint32_t len,
 			 uint64_t off, uint64_t file_size, uint32_t *seen, struct error **errp)
 {
-	static const uint32_t known[] = { QCOW2_EXT_BACKING_FMT, QCOW2_EXT_FEATURE_TABLE,
-					  QCOW2_EXT_BITMAPS, QCOW2_EXT_CRYPTO, QCOW2_EXT_DATA_FILE };
+	static const uint32_t known[] = {QCOW2_EXT_BACKING_FMT, QCOW2_EXT_FEATURE_TABLE,
+					 QCOW2_EXT_BITMAPS, QCOW2_EXT_CRYPTO, QCOW2_EXT_DATA_FILE};
 
 	for (unsigned i = 0; i < ARRAY_SIZE(known); i++) {
 		if (type != known[i])
 			continue;
 		if (*seen & (1u << i)) {
-			error_setg(errp, "qcow2 header extension 0x%08x at byte %" PRIu64 " appears "
-				   "twice", type, off);
+			error_setg(errp,
+				   "qcow2 header extension 0x%08x at byte %" PRIu64 " appears "
+				   "twice",
+				   type, off);
 			return -1;
 		}
 		*seen |= 1u << i;
@@ -359,9 +376,12 @@ static int parse_one_ext(struct qcow2_header *h, uint32_t type, const uint8_t *d
 	case QCOW2_EXT_BACKING_FMT:
 	case QCOW2_EXT_DATA_FILE:
 		if (len > QCOW2_MAX_BACKING_NAME) {
-			error_setg(errp, "qcow2 %s extension at byte %" PRIu64 " is %u bytes: longer "
-				   "than %u", type == QCOW2_EXT_DATA_FILE ? "data file name" :
-				   "backing format", off, len, QCOW2_MAX_BACKING_NAME);
+			error_setg(errp,
+				   "qcow2 %s extension at byte %" PRIu64 " is %u bytes: longer "
+				   "than %u",
+				   type == QCOW2_EXT_DATA_FILE ? "data file name"
+							       : "backing format",
+				   off, len, QCOW2_MAX_BACKING_NAME);
 			return -1;
 		}
 		if (type == QCOW2_EXT_DATA_FILE) {
@@ -379,8 +399,10 @@ static int parse_one_ext(struct qcow2_header *h, uint32_t type, const uint8_t *d
 	case QCOW2_EXT_BITMAPS:
 		return parse_bitmaps_ext(h, d, len, off, file_size, errp);
 	case QCOW2_EXT_CRYPTO:
-		error_setg(errp, "qcow2 full disk encryption extension at byte %" PRIu64 ": encrypted "
-			   "images are not supported", off);
+		error_setg(errp,
+			   "qcow2 full disk encryption extension at byte %" PRIu64 ": encrypted "
+			   "images are not supported",
+			   off);
 		return -1;
 	default:
 		if (keep_unknown(h, type, d, len))
@@ -406,9 +428,10 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *b, size_t len
 		if (type == QCOW2_EXT_END)
 			return 0;
 		if (elen > end - off - 8) {
-			error_setg(errp, "qcow2 header extension 0x%08x at byte %" PRIu64 " claims %u "
-				   "bytes, past the end of the header area (byte %" PRIu64 ")", type,
-				   off, elen, end);
+			error_setg(errp,
+				   "qcow2 header extension 0x%08x at byte %" PRIu64 " claims %u "
+				   "bytes, past the end of the header area (byte %" PRIu64 ")",
+				   type, off, elen, end);
 			return -1;
 		}
 		if (parse_one_ext(h, type, b + off + 8, elen, off, file_size, &seen, errp))
@@ -431,9 +454,10 @@ static int parse_backing(struct qcow2_header *h, const uint8_t *b, size_t len,
 	if (h->backing_file_offset < h->header_length ||
 	    !range_within(h->backing_file_offset, h->backing_file_size,
 			  MIN(len, 1ULL << h->cluster_bits))) {
-		FIELD_ERR(errp, "backing_file_offset", 8, "is %" PRIu64 ": the %u-byte name must lie "
-			  "in the first cluster, after the header", h->backing_file_offset,
-			  h->backing_file_size);
+		FIELD_ERR(errp, "backing_file_offset", 8,
+			  "is %" PRIu64 ": the %u-byte name must lie "
+			  "in the first cluster, after the header",
+			  h->backing_file_offset, h->backing_file_size);
 		return -1;
 	}
 	copy_string(h->backing_file, b + h->backing_file_offset, h->backing_file_size);
@@ -472,7 +496,8 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 	    parse_backing(h, buf, len, errp) || keep_tail(h, buf, errp))
 		goto fail;
 	if ((h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) && !h->has_bitmaps_ext) {
-		FIELD_ERR(errp, "autoclear_features", 88, "has bit 0 (bitmaps) set but the image has "
+		FIELD_ERR(errp, "autoclear_features", 88,
+			  "has bit 0 (bitmaps) set but the image has "
 			  "no bitmaps extension");
 		goto fail;
 	}
@@ -568,7 +593,8 @@ int qcow2_header_serialize(struct qcow2_header *h, uint8_t *buf, size_t len, str
 	    put_ext(buf, len, &off, QCOW2_EXT_BITMAPS, h->bitmaps_ext, sizeof(h->bitmaps_ext)))
 		goto full;
 	for (size_t i = 0; i < h->nb_unknown; i++)
-		if (put_ext(buf, len, &off, h->unknown[i].type, h->unknown[i].data, h->unknown[i].len))
+		if (put_ext(buf, len, &off, h->unknown[i].type, h->unknown[i].data,
+			    h->unknown[i].len))
 			goto full;
 	if (off + 8 + blen > len)
 		goto full;

@@ -86,7 +86,8 @@ int qcow2_decode(struct qcow2 *q, const uint64_t *e, unsigned sc, uint64_t l2, u
 		  struct qcow2_run *run)
 {
 	uint64_t off = e[0] & QCOW2_OFFSET_MASK;
-	uint64_t reserved = QCOW2_L2_RESERVED | (q->ext_l2 || q->h.version < 3 ? QCOW2_OFLAG_ZERO : 0);
+	uint64_t reserved =
+		QCOW2_L2_RESERVED | (q->ext_l2 || q->h.version < 3 ? QCOW2_OFLAG_ZERO : 0);
 	bool has_data_file = q->data != q->file;
 
 	run->l2e = e[0];
@@ -185,7 +186,7 @@ int qcow2_lookup(struct qcow2 *q, uint64_t off, uint64_t len, bool may_block,
 		return 0;
 	}
 	while (done < len) {
-		uint64_t cur = off + done, idx = (cur >> q->cluster_bits) & idx_mask, e[2] = { 0, 0 };
+		uint64_t cur = off + done, idx = (cur >> q->cluster_bits) & idx_mask, e[2] = {0, 0};
 		uint64_t key;
 		uint32_t word;
 		unsigned sc = (unsigned)((cur & (q->cluster_size - 1)) >> q->sc_bits);
@@ -211,7 +212,8 @@ int qcow2_lookup(struct qcow2 *q, uint64_t off, uint64_t len, bool may_block,
 			return ret;
 		if (r.kind == QCOW2_DATA || r.host)
 			r.host += cur & (unit - 1);
-		r.copied = r.copied && l2_copied; /* a shared L2 table: nothing in it is ours alone */
+		/* a shared L2 table: nothing in it is ours alone */
+		r.copied = r.copied && l2_copied;
 		if (!done)
 			*run = r;
 		else if (!same_run(run, &r, done))
@@ -363,6 +365,10 @@ int qcow2_map_op(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_
 	ext->kind = BLOCKDEV_EXTENT_SLOW;
 	ext->len = len;
 	if (op != BLOCKDEV_OP_READ && op != BLOCKDEV_OP_WRITE)
+		return 0;
+	/* clusters smaller than the O_DIRECT block: a metadata read-modify-write of a shared
+	 * block could undo a concurrent fast-path data write, so every write goes the slow way */
+	if (op == BLOCKDEV_OP_WRITE && q->cluster_size < q->file->align)
 		return 0;
 	if (atomic_load_explicit(&q->corrupt, memory_order_relaxed) && op == BLOCKDEV_OP_WRITE)
 		return -EIO;

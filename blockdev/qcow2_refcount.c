@@ -47,10 +47,12 @@ int qcow2_load_reftable(struct qcow2 *q, struct error **errp)
 
 		q->reftable[i] = e;
 		if ((e & QCOW2_REFT_RESERVED) || e % q->cluster_size ||
-		    (e && !range_within(e, q->cluster_size, q->file_size_at_open))) {
-			error_setg(errp, "qcow2 refcount table entry %" PRIu64 " (at 0x%" PRIx64 ") is "
-				   "0x%" PRIx64 ": misaligned, reserved bits set or past the end of the "
-				   "file", i, q->h.refcount_table_offset + i * 8, e);
+		    (e && !range_within(e, q->cluster_size, q->file_size_at_open)) ||
+		    (e && qcow2_overlaps_metadata(q, e, q->cluster_size))) {
+			error_setg(errp, "qcow2 refcount table entry %" PRIu64 " (at 0x%" PRIx64
+				   ") is 0x%" PRIx64 ": misaligned, reserved bits set, inside the "
+				   "header, L1 or refcount table, or past the end of the file", i,
+				   q->h.refcount_table_offset + i * 8, e);
 			return -1;
 		}
 	}
@@ -239,7 +241,8 @@ static int grow_reftable(struct qcow2 *q, uint64_t need)
 	uint64_t next = s;
 
 	for (uint64_t b = s >> q->rb_bits; b <= (s + k + t - 1) >> q->rb_bits; b++) {
-		uint64_t first = MAX(s, b << q->rb_bits), last = MIN(s + k + t, (b + 1) << q->rb_bits);
+		uint64_t first = MAX(s, b << q->rb_bits),
+			 last = MIN(s + k + t, (b + 1) << q->rb_bits);
 
 		if (b < q->reftable_entries && q->reftable[b]) {
 			for (uint64_t c = first; c < last; c++)
@@ -334,21 +337,24 @@ int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n)
 
 int qcow2_free_range(struct qcow2 *q, uint64_t off, uint64_t len)
 {
-	for (uint64_t c = off >> q->cluster_bits; c < DIV_ROUND_UP(off + len, q->cluster_size); c++) {
+	for (uint64_t c = off >> q->cluster_bits; c < DIV_ROUND_UP(off + len, q->cluster_size);
+	     c++) {
 		uint64_t rc;
 		int ret = qcow2_rc_get(q, c, &rc);
 
 		if (ret)
 			return ret;
 		if (!rc) {
-			qcow2_signal_corruption(q, "freeing cluster %" PRIu64 " (0x%" PRIx64 ") whose "
-						"refcount is already 0", c, c << q->cluster_bits);
+			qcow2_signal_corruption(q, "freeing cluster %" PRIu64 " (0x%" PRIx64
+						") whose refcount is already 0", c,
+						c << q->cluster_bits);
 			return -EIO;
 		}
 		if ((ret = qcow2_rc_set(q, c, rc - 1)))
 			return ret;
-		/* a freed cluster is not reused in this session: a fast-path request mapped before
-		 * the free may still be doing I/O on it (blockdev.h, "Reuse of freed host ranges") */
+		/* a freed cluster is not reused in this session: a fast-path request mapped
+		 * before the free may still be doing I/O on it (blockdev.h, "Reuse of freed
+		 * host ranges") */
 		if (rc == 1)
 			q->free_hint = MAX(q->free_hint, c + 1);
 	}

@@ -7,6 +7,8 @@
  * Write order, so that a crash leaves at most leaked clusters:
  *   refcount of a new cluster  ->  its contents (data, or a zeroed L2 table)  ->  barrier  ->
  *   the L2 (or L1) entry pointing to it  ->  barrier  ->  refcount decrement of what it replaced.
+ * L2 entries are staged per locked section and published by qcow2_commit() (one barrier for a
+ * whole request); new L2 tables, L1 and refcount table growth publish immediately.
  * qcow2_barrier() is a flush of the file (and data file), skipped when the image was opened
  * with metadata-barriers=off (vireo-img convert to a new file: a crash loses the file anyway).
  */
@@ -196,7 +198,8 @@ static int cur_content(struct qcow2 *q, uint64_t gco, const uint64_t *e, uint64_
 		if (ret)
 			break;
 		if (r.kind == QCOW2_DATA)
-			ret = blockdev_pread(q->data, r.host + (pos & (unit - 1)), dst + pos - from, n);
+			ret = blockdev_pread(q->data, r.host + (pos & (unit - 1)), dst + pos - from,
+					     n);
 		else if (r.kind == QCOW2_ZERO)
 			memset(dst + pos - from, 0, n);
 		else
@@ -387,7 +390,8 @@ static int write_locked(struct qcow2 *q, uint64_t off, const uint8_t *p, uint64_
 	uint64_t host;
 	int ret = check_corrupt(q);
 
-	if (ret || (ret = ensure_l2(q, gc >> q->l2_bits, &l2)) || (ret = qcow2_l2_get(q, l2, idx, e)))
+	if (ret || (ret = ensure_l2(q, gc >> q->l2_bits, &l2)) ||
+	    (ret = qcow2_l2_get(q, l2, idx, e)))
 		return ret;
 	host = e[0] & QCOW2_OFFSET_MASK;
 	if (!q->ext_l2) {
@@ -453,7 +457,8 @@ static int zero_locked(struct qcow2 *q, uint64_t off, uint64_t n, unsigned int f
 	if ((ret = ensure_l2(q, l1i, &l2)) || (ret = qcow2_l2_get(q, l2, idx, e)))
 		return ret;
 	host = e[0] & QCOW2_OFFSET_MASK;
-	if (q->ext_l2 && ((e[0] & QCOW2_OFLAG_COMPRESSED) || (host && !(e[0] & QCOW2_OFLAG_COPIED)))) {
+	if (q->ext_l2 &&
+	    ((e[0] & QCOW2_OFLAG_COMPRESSED) || (host && !(e[0] & QCOW2_OFLAG_COPIED)))) {
 		uint8_t *zero = calloc(1, n);
 
 		if (!zero)
@@ -533,7 +538,8 @@ next:
 	return locked ? unlock_commit(q, ret) : ret;
 }
 
-static int discard_locked(struct qcow2 *q, uint64_t off)
+/* Discards one cluster; @full: it becomes unallocated (reads the backing file again). */
+static int discard_locked(struct qcow2 *q, uint64_t off, bool full)
 {
 	uint64_t gc = off >> q->cluster_bits, l1i = gc >> q->l2_bits, l2, e[2] = { 0, 0 }, ne[2];
 	uint64_t idx = gc & ((1ULL << q->l2_bits) - 1);
@@ -551,14 +557,15 @@ static int discard_locked(struct qcow2 *q, uint64_t off)
 	if (!e[0] && !e[1])
 		return 0;
 	/* v3: the cluster reads as zeroes (not the backing file's data, not stale data) */
-	ne[0] = q->h.version >= 3 && !q->ext_l2 ? QCOW2_OFLAG_ZERO : 0;
-	ne[1] = q->ext_l2 ? 0xffffffff00000000ULL : 0;
-	if (!q->bs->backing && !(e[0] & QCOW2_OFFSET_MASK) && !(e[0] & QCOW2_OFLAG_COMPRESSED))
+	ne[0] = q->h.version >= 3 && !q->ext_l2 && !full ? QCOW2_OFLAG_ZERO : 0;
+	ne[1] = q->ext_l2 && !full ? 0xffffffff00000000ULL : 0;
+	if (!full && !q->bs->backing && !(e[0] & QCOW2_OFFSET_MASK) &&
+	    !(e[0] & QCOW2_OFLAG_COMPRESSED))
 		return 0;
 	return commit_entry(q, l2, idx, e, ne);
 }
 
-int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len)
+static int discard(struct qcow2 *q, uint64_t off, uint64_t len, bool full)
 {
 	uint64_t end = off + len;
 	int ret = 0;
@@ -572,8 +579,63 @@ int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len)
 		end = ALIGN_DOWN(end, q->cluster_size);
 	pthread_mutex_lock(&q->lock);
 	for (; off < end && !ret; off += q->cluster_size)
-		ret = discard_locked(q, off);
+		ret = discard_locked(q, off, full);
 	return unlock_commit(q, ret);
+}
+
+int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len)
+{
+	return discard(q, off, len, false);
+}
+
+int qcow2_make_empty(struct qcow2 *q)
+{
+	if (q->data != q->file)
+		return -ENOTSUP; /* guest clusters of a data file are not refcounted: keep them */
+	return discard(q, 0, q->bs->size, true);
+}
+
+int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
+			 struct error **errp)
+{
+	struct qcow2 *q = qcow2_of(bs);
+	struct qcow2_header h;
+	uint8_t *buf;
+	int ret;
+
+	if (q->read_only || strlen(name) > QCOW2_MAX_BACKING_NAME ||
+	    (fmt && strlen(fmt) > QCOW2_MAX_BACKING_NAME)) {
+		error_setg(errp, "'%s': cannot change the backing file: %s", bs->filename,
+			   q->read_only ? "read-only" : "name too long");
+		return -1;
+	}
+	if (name[0] && (q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
+		error_setg(errp, "'%s': an image with a raw data file cannot have a backing file",
+			   bs->filename);
+		return -1;
+	}
+	buf = calloc(1, q->cluster_size);
+	if (!buf) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	h = q->h; /* shares the extension arrays: serialize only reads them */
+	snprintf(h.backing_file, sizeof(h.backing_file), "%s", name);
+	snprintf(h.backing_fmt, sizeof(h.backing_fmt), "%s", fmt && name[0] ? fmt : "");
+	h.has_backing_fmt = fmt && name[0];
+	ret = qcow2_header_serialize(&h, buf, q->cluster_size, errp) ? -EINVAL : 0;
+	if (!ret)
+		ret = blockdev_pwrite(q->file, 0, buf, q->cluster_size);
+	if (!ret)
+		ret = blockdev_flush(q->file);
+	if (!ret)
+		q->h = h;
+	else if (ret != -EINVAL)
+		error_setg_errno(errp, ret, "'%s': writing the header", bs->filename);
+	pthread_mutex_unlock(&q->lock);
+	free(buf);
+	return ret ? -1 : 0;
 }
 
 /* A bigger L1 table, written to fresh clusters and switched to in the header (lock held). */
@@ -626,7 +688,8 @@ static int grow_l1(struct qcow2 *q, uint64_t need, struct error **errp)
 	q->l1_retired[q->nr_retired++] = old;
 	free(raw);
 	if (old_size)
-		return qcow2_free_range(q, old_off, ALIGN_UP(old_size * 8, q->cluster_size)) ? -1 : 0;
+		return qcow2_free_range(q, old_off, ALIGN_UP(old_size * 8, q->cluster_size)) ? -1
+											     : 0;
 	return 0;
 fail:
 	error_setg_errno(errp, ret, "growing the L1 table");
@@ -645,7 +708,8 @@ int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp)
 		return -1;
 	}
 	if (size < q->h.size) {
-		error_setg(errp, "shrinking a qcow2 image is not supported (%" PRIu64 " < %" PRIu64 ")",
+		error_setg(errp,
+			   "shrinking a qcow2 image is not supported (%" PRIu64 " < %" PRIu64 ")",
 			   size, q->h.size);
 		return -1;
 	}
@@ -657,7 +721,8 @@ int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp)
 		q->h.size = size;
 		if (qcow2_header_update(q, 24, 32) || qcow2_barrier(q)) {
 			q->h.size = old;
-			error_setg(errp, "writing the new size into the header of %s", q->bs->filename);
+			error_setg(errp, "writing the new size into the header of %s",
+				   q->bs->filename);
 			ret = -1;
 		}
 	}

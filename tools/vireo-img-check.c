@@ -43,8 +43,8 @@ static void print_human(const struct qcow2_check_result *r)
 		printf("\n%" PRIu64 " errors were found on the image.\nData may be corrupted, or "
 		       "further writes to the image may corrupt it.\n", r->corruptions);
 	if (r->leaks)
-		printf("\n%" PRIu64 " leaked clusters were found on the image.\nThis means waste of "
-		       "disk space, but no harm to data.\n", r->leaks);
+		printf("\n%" PRIu64 " leaked clusters were found on the image.\nThis means "
+		       "waste of disk space, but no harm to data.\n", r->leaks);
 	if (r->total_clusters && r->allocated_clusters)
 		printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% "
 		       "compressed clusters\n", r->allocated_clusters, r->total_clusters,
@@ -118,9 +118,10 @@ int img_check(int argc, char **argv)
 	}
 	if (fix && (r.leaks_fixed || r.corruptions_fixed)) {
 		if (!quiet && !json)
-			printf("The following inconsistencies were found and repaired:\n\n    %" PRIu64
-			       " leaked clusters\n    %" PRIu64 " corruptions\n\nDouble checking the "
-			       "fixed image now...\n", r.leaks_fixed, r.corruptions_fixed);
+			printf("The following inconsistencies were found and repaired:\n\n    "
+			       "%" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
+			       "Double checking the fixed image now...\n", r.leaks_fixed,
+			       r.corruptions_fixed);
 		if (qcow2_check(bs, 0, &fixed, &err)) {
 			error_report_free(IMG_PROG, err);
 			blockdev_close(bs);

@@ -57,7 +57,8 @@ static int copy(struct convert *c)
 
 	while (off < size) {
 		uint64_t pnum, n;
-		int st = blockdev_block_status(c->src, off, MIN(size - off, CHUNK), &pnum, &map, &file);
+		int st = blockdev_block_status(c->src, off, MIN(size - off, CHUNK), &pnum, &map,
+					       &file);
 		int ret;
 
 		if (st < 0)

@@ -55,7 +55,8 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 		if (parse_size("cluster_size", value, &v, errp))
 			return -1;
 		if (v < 512 || v > 2 * 1024 * 1024 || (v & (v - 1))) {
-			error_setg(errp, "cluster_size: %s is not a power of two from 512 to 2M", value);
+			error_setg(errp, "cluster_size: %s is not a power of two from 512 to 2M",
+				   value);
 			return -1;
 		}
 		c->q.cluster_bits = (unsigned)__builtin_ctzll(v);
@@ -157,7 +158,8 @@ static int create_raw(const char *filename, const struct create_opts *c, struct 
 		ret = -errno;
 	close(fd);
 	if (ret)
-		error_setg_errno(errp, ret, "'%s': cannot size to %" PRIu64 " bytes", filename, c->size);
+		error_setg_errno(errp, ret, "'%s': cannot size to %" PRIu64 " bytes", filename,
+				 c->size);
 	return ret ? -1 : 0;
 }
 
@@ -201,16 +203,13 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	c.q.backing_file = c.backing;
 	c.q.backing_fmt = c.backing_fmt;
 	c.q.prealloc_metadata = c.prealloc && strcmp(c.prealloc, "off");
+	c.q.prealloc_falloc = c.prealloc && (!strcmp(c.prealloc, "falloc") ||
+					     !strcmp(c.prealloc, "full"));
 	c.q.data_file = c.data_file;
-	if (c.prealloc && (!strcmp(c.prealloc, "falloc") || !strcmp(c.prealloc, "full"))) {
-		error_setg(errp, "preallocation=%s is not implemented for qcow2 (use off or metadata)",
-			   c.prealloc);
-		goto out;
-	}
 	if (!quiet) {
-		printf("Formatting '%s', fmt=qcow2 cluster_size=%llu extended_l2=%s compression_type=%s "
-		       "size=%" PRIu64, filename, 1ULL << c.q.cluster_bits,
-		       c.q.extended_l2 ? "on" : "off",
+		printf("Formatting '%s', fmt=qcow2 cluster_size=%llu extended_l2=%s "
+		       "compression_type=%s size=%" PRIu64,
+		       filename, 1ULL << c.q.cluster_bits, c.q.extended_l2 ? "on" : "off",
 		       c.q.compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib", c.size);
 		if (c.backing)
 			printf(" backing_file=%s backing_fmt=%s", c.backing, c.backing_fmt);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* qemu-img's "full-backing-filename": the name resolved against the image's directory. */
 static char *full_backing(const char *image, const char *backing)
@@ -39,10 +40,62 @@ static const char *backing_name(struct blockdev *bs, const char **fmt)
 	return q->h.backing_file;
 }
 
-static struct json_object *info_json(struct blockdev *bs, const struct blockdev_info *info)
+static struct json_object *snapshots_json(const struct qcow2_snapshot *s, size_t n)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_new_object();
+
+		if (s[i].icount != UINT64_MAX)
+			json_object_object_add(o, "icount",
+					       json_object_new_int64((int64_t)s[i].icount));
+		json_object_object_add(
+			o, "vm-clock-nsec",
+			json_object_new_int64((int64_t)(s[i].vm_clock_nsec % 1000000000)));
+		json_object_object_add(o, "name", json_object_new_string(s[i].name));
+		json_object_object_add(o, "date-sec", json_object_new_int64(s[i].date_sec));
+		json_object_object_add(o, "date-nsec", json_object_new_int64(s[i].date_nsec));
+		json_object_object_add(
+			o, "vm-clock-sec",
+			json_object_new_int64((int64_t)(s[i].vm_clock_nsec / 1000000000)));
+		json_object_object_add(o, "id", json_object_new_string(s[i].id));
+		json_object_object_add(o, "vm-state-size",
+				       json_object_new_int64((int64_t)s[i].vm_state_size));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static void snapshots_human(const struct qcow2_snapshot *s, size_t n)
+{
+	printf("Snapshot list:\n%-7s %-17s %7s %19s %15s %10s\n", "ID", "TAG", "VM_SIZE", "DATE",
+	       "VM_CLOCK", "ICOUNT");
+	for (size_t i = 0; i < n; i++) {
+		time_t t = (time_t)s[i].date_sec;
+		uint64_t secs = s[i].vm_clock_nsec / 1000000000;
+		char date[32], size[32];
+		struct tm tm;
+
+		localtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+		img_human_size(s[i].vm_state_size, size, sizeof(size));
+		printf("%-7s %-17s %7s %19s %04" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64
+		       " %10" PRIu64 "\n",
+		       s[i].id, s[i].name, size, date, secs / 3600, secs / 60 % 60, secs % 60,
+		       s[i].vm_clock_nsec / 1000000 % 1000,
+		       s[i].icount == UINT64_MAX ? 0 : s[i].icount);
+	}
+}
+
+static struct json_object *info_json(struct blockdev *bs, const struct blockdev_info *info,
+				     const struct qcow2_snapshot *snaps, size_t nr_snaps)
 {
 	struct json_object *o = json_object_new_object();
 	const char *bfmt, *bname = backing_name(bs, &bfmt);
+
+	if (nr_snaps)
+		json_object_object_add(o, "snapshots", snapshots_json(snaps, nr_snaps));
 
 	if (bname && bfmt)
 		json_object_object_add(o, "backing-filename-format", json_object_new_string(bfmt));
@@ -56,7 +109,8 @@ static struct json_object *info_json(struct blockdev *bs, const struct blockdev_
 	if (info->specific) {
 		struct json_object *fs = json_object_new_object();
 
-		json_object_object_add(fs, "type", json_object_new_string(blockdev_format_name(bs)));
+		json_object_object_add(fs, "type",
+				       json_object_new_string(blockdev_format_name(bs)));
 		json_object_object_add(fs, "data", json_object_get(info->specific));
 		json_object_object_add(o, "format-specific", fs);
 	}
@@ -86,7 +140,8 @@ static void print_specific(struct json_object *data)
 	}
 }
 
-static void info_human(struct blockdev *bs, const struct blockdev_info *info)
+static void info_human(struct blockdev *bs, const struct blockdev_info *info,
+		       const struct qcow2_snapshot *snaps, size_t nr_snaps)
 {
 	const char *bfmt, *bname = backing_name(bs, &bfmt);
 	char vs[32], ds[32];
@@ -102,6 +157,8 @@ static void info_human(struct blockdev *bs, const struct blockdev_info *info)
 		if (bfmt)
 			printf("backing file format: %s\n", bfmt);
 	}
+	if (nr_snaps)
+		snapshots_human(snaps, nr_snaps);
 	if (info->dirty)
 		printf("cleanly shut down: no\n");
 	if (info->specific)
@@ -144,28 +201,33 @@ int img_info(int argc, char **argv)
 	if (backing_chain && !strcmp(output, "json"))
 		chain = json_object_new_array();
 	for (struct blockdev *cur = bs; cur; cur = backing_chain ? cur->backing : NULL) {
+		struct qcow2_snapshot *snaps = NULL;
 		struct blockdev_info info;
+		size_t nr_snaps = 0;
 
-		if (blockdev_get_info(cur, &info, &err)) {
+		if (blockdev_get_info(cur, &info, &err) ||
+		    qcow2_snapshot_list(cur, &snaps, &nr_snaps, &err)) {
 			error_report_free(IMG_PROG, err);
 			ret = 1;
 			break;
 		}
 		if (!strcmp(output, "json")) {
-			struct json_object *o = info_json(cur, &info);
+			struct json_object *o = info_json(cur, &info, snaps, nr_snaps);
 
 			if (chain)
 				json_object_array_add(chain, o);
 			else {
-				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-					JSON_C_TO_STRING_NOSLASHESCAPE));
+				printf("%s\n", json_object_to_json_string_ext(
+						       o, JSON_C_TO_STRING_PRETTY |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
 				json_object_put(o);
 			}
 		} else {
 			if (cur != bs)
 				printf("\n");
-			info_human(cur, &info);
+			info_human(cur, &info, snaps, nr_snaps);
 		}
+		qcow2_snapshot_list_free(snaps, nr_snaps);
 		json_object_put(info.specific);
 	}
 	if (chain) {

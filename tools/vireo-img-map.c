@@ -69,14 +69,15 @@ static void print(const struct extent *e, bool json, bool first)
 {
 	if (!json) {
 		if (e->has_offset && e->data)
-			printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start, e->len,
-			       e->offset, e->file ? e->file->filename : "");
+			printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start,
+			       e->len, e->offset, e->file ? e->file->filename : "");
 		return;
 	}
-	printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d, \"present\": %s, "
-	       "\"zero\": %s, \"data\": %s, \"compressed\": %s", first ? "[" : ",\n", e->start, e->len,
-	       e->depth, e->present ? "true" : "false", e->zero ? "true" : "false",
-	       e->data ? "true" : "false", e->compressed ? "true" : "false");
+	printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d, "
+	       "\"present\": %s, \"zero\": %s, \"data\": %s, \"compressed\": %s",
+	       first ? "[" : ",\n", e->start, e->len, e->depth, e->present ? "true" : "false",
+	       e->zero ? "true" : "false", e->data ? "true" : "false",
+	       e->compressed ? "true" : "false");
 	if (e->has_offset)
 		printf(", \"offset\": %" PRIu64, e->offset);
 	printf("}");
@@ -84,7 +85,7 @@ static void print(const struct extent *e, bool json, bool first)
 
 int img_map(int argc, char **argv)
 {
-	static const struct option longopts[] = { { "output", required_argument, NULL, 'O' }, { 0 } };
+	static const struct option longopts[] = {{"output", required_argument, NULL, 'O'}, {0}};
 	const char *fmt = NULL, *output = "human";
 	struct extent cur = { 0 }, next;
 	struct error *err = NULL;

@@ -41,8 +41,10 @@ int img_resize(int argc, char **argv)
 	else
 		size = delta;
 	if (size < bs->size && !shrink) {
-		error_setg(&err, "use the --shrink option to make '%s' smaller (data past the new end "
-			   "is lost)", argv[optind]);
+		error_setg(&err,
+			   "use the --shrink option to make '%s' smaller (data past the new end "
+			   "is lost)",
+			   argv[optind]);
 		blockdev_close(bs);
 		goto fail;
 	}

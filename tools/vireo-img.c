@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vireo-img: command dispatch and the helpers the commands share. All image logic is in blockdev/. */
+/* vireo-img: command dispatch and the helpers the commands share (image logic is in blockdev/). */
 #include "tools/vireo-img.h"
 
 #include <stdarg.h>
@@ -16,6 +16,7 @@ static const struct {
 	  "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-o options] filename [size]" },
 	{ "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
 	{ "check", img_check, "check [-q] [-f fmt] [-r leaks|all] [--output=human|json] filename" },
+	{ "compare", img_compare, "compare [-q] [-s] [-f fmt] [-F fmt] filename1 filename2" },
 	{ "convert", img_convert,
 	  "convert [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] [-S sparse_size] "
 	  "filename output_filename" },

@@ -15,6 +15,7 @@
 int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_check(int argc, char **argv);
+int img_compare(int argc, char **argv);
 int img_convert(int argc, char **argv);
 int img_map(int argc, char **argv);
 int img_resize(int argc, char **argv);

@@ -15,8 +15,10 @@
 #   RESULT vmm=vireo dev=virtio-blk cache=none rw=randread qd=32 queues=2 iops=N p50_us=X
 #          p99_us=Y cpu_us_per_io=Z vmm_cpu_us_per_io=W kicks=K
 # cpu_us_per_io: the VMM process's utime+stime over the window (all threads, vCPUs included, so
-# the guest's own polling counts) per I/O; vmm_cpu_us_per_io: the same minus guest_time (what the
-# VMM itself spent). For vmm=host both are fio's usr+sys per I/O. The run ends with the ratios
+# the guest's own polling counts) per I/O; vmm_cpu_us_per_io: the same minus guest_time, roughly
+# what the VMM itself spent (guest_time is sampled at ticks while utime+stime are scaled to the
+# precise runtime, so it is approximate; clamped at 0). For vmm=host both are fio's usr+sys per I/O.
+# kicks: notifications the guest wrote in the window (0 when the VMM polls). The run ends with the ratios
 # vireo/QEMU and vireo/host (and QEMU/host) per configuration. A VMM that fails prints a FAILED
 # line with its last words and the run goes on.
 #
@@ -56,10 +58,11 @@ command -v fio >/dev/null || die "needs fio"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vireo-bench-blk.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+logs=$dir/logs    # every run's console and stderr, kept for a look afterwards
 
 # ---- the disk file: fully written (holes would read without touching the disk), on a
 # filesystem that takes O_DIRECT.
-mkdir -p "$dir"
+mkdir -p "$dir" "$logs"
 disk=$dir/disk.raw
 bytes=$(numfmt --from=iec "$size")
 if [ ! -f "$dir/.filled-$bytes" ] || [ "$(stat -c %s "$disk" 2>/dev/null)" != "$bytes" ]; then
@@ -98,7 +101,8 @@ prepare_cache() { # cache: page-cache the file for writeback runs
 run_guest() {
 	local vmm=$1 cache=$2 rw=$3 qd=$4 q=$5
 	shift 5
-	local fifo=$tmp/console log=$tmp/$vmm.log err=$tmp/$vmm.err
+	local fifo=$tmp/console log=$logs/$vmm-$cache-$rw-qd$qd-q$q.log
+	local err=$logs/$vmm-$cache-$rw-qd$qd-q$q.err
 	local line c0 c1 g0 g1 bench="" pid fd status deadline
 	rm -f "$fifo" && mkfifo "$fifo"
 	"$@" >"$fifo" 2>"$err" </dev/null &
@@ -128,7 +132,7 @@ run_guest() {
 	if [ -z "$bench" ] || [ -z "${c0:-}" ] || [ -z "${c1:-}" ]; then
 		printf 'FAILED vmm=%s cache=%s rw=%s qd=%s queues=%s: exit status %s: %s\n' "$vmm" \
 			"$cache" "$rw" "$qd" "$q" "$status" \
-			"$( { grep -E 'FAIL|PANIC|error' "$log"; tail -n 3 "$err"; } | tail -n 3 | tr '\n' ' ')"
+			"$( { grep -E 'FAIL|skip|PANIC|error' "$log"; tail -n 3 "$err"; } | tail -n 3 | tr '\n' ' ')"
 		return 1
 	fi
 	local ios iops
@@ -137,7 +141,8 @@ run_guest() {
 	emit "$vmm" "$cache" "$rw" "$qd" "$q" "$iops" "$(field "$bench" p50_us)" \
 		"$(field "$bench" p99_us)" \
 		"$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$ios" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')" \
-		"$(awk -v c=$((c1 - c0 - g1 + g0)) -v t="$tck" -v n="$ios" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')" \
+		"$(awk -v c=$((c1 - c0 - g1 + g0)) -v t="$tck" -v n="$ios" \
+			'BEGIN {c = c < 0 ? 0 : c; printf "%.2f", c / t * 1e6 / n}')" \
 		"$(field "$bench" kicks)"
 }
 
@@ -177,6 +182,7 @@ run_host() { # cache rw qd q
 	if ! fio --name=host --filename="$disk" --ioengine=io_uring --direct=$direct --rw="$rw" \
 		--bs=4096 --iodepth="$qd" --numjobs="$q" --size="$bytes" --time_based \
 		--runtime="$secs" --ramp_time="$((warmup / 1000 + 1))" --norandommap --randrepeat=0 \
+		--invalidate=0 \
 		--group_reporting --output-format=json --output="$out" >/dev/null 2>"$tmp/fio.err"; then
 		echo "FAILED vmm=host cache=$c rw=$rw qd=$qd queues=$q: $(tail -n 2 "$tmp/fio.err" | tr '\n' ' ')"
 		return 1

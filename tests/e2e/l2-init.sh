@@ -66,12 +66,15 @@ run_fio() {
 	fi
 	# Random 4 KiB writes with a CRC32C in each block, then a read pass that checks them all: one
 	# job pinned to each CPU (or vireo.fiojobs=N), each on its own 16 MiB of the disk, so that
-	# every hardware queue (blk-mq maps them by CPU) carries I/O.
+	# every hardware queue (blk-mq maps them by CPU) carries I/O. The jobs run one after the other
+	# (stonewall): with both L2 CPUs busy at once, nested SVM under TCG has been seen to hang or
+	# reset L2 even with QEMU as the VMM.
 	[ -n "$fiojobs" ] || fiojobs=$(nproc)
 	jobs=
 	i=0
 	while [ $i -lt "$fiojobs" ]; do
 		jobs="$jobs --name=job$i --cpus_allowed=$((i % $(nproc))) --offset=$((i * 16))M"
+		[ $i -gt 0 ] && jobs="$jobs --stonewall"
 		i=$((i + 1))
 	done
 	# shellcheck disable=SC2086

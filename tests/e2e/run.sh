@@ -136,7 +136,7 @@ e2e_log "booting the emulated host: $test with $vmm, log in $log"
 t1=$(date +%s.%N)
 set +e
 timeout --foreground -s KILL "$timeout_s" qemu-system-x86_64 \
-	-accel tcg,thread=multi,tb-size=512 -cpu qemu64,+svm,+npt -smp 2 -m 3072 \
+	-accel tcg,thread=multi,tb-size=512 -cpu "${E2E_L1_CPU:-qemu64,+svm,+npt}" -smp 2 -m 3072 \
 	-nodefaults -display none -serial "file:$log" -monitor none -no-reboot \
 	-kernel "/boot/vmlinuz-$kver" -initrd "$work/l1.cpio" \
 	-append "console=ttyS0 panic=-1 loglevel=4" </dev/null

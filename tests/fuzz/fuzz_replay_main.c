@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -170,7 +169,7 @@ static uint64_t interesting(void)
 	};
 	uint64_t x = v[below(sizeof(v) / sizeof(v[0]))];
 
-	return (rng() & 7) == 0 ? (uint64_t)-(int64_t)x : x;
+	return (rng() & 7) == 0 ? 0 - x : x;
 }
 
 /* Applies one random edit to buf[0..*len) (capacity REPLAY_MAX_INPUT). */
@@ -304,7 +303,7 @@ static void usage(const char *prog)
 int main(int argc, char **argv)
 {
 	unsigned long long iterations = DEFAULT_ITERATIONS, seed = DEFAULT_SEED;
-	const char *prog = basename(strdup(argv[0]));
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 	uint8_t *buf;
 	int i;
 

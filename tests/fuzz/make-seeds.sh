@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
-for t in boot virtqueue virtio_blk_req qmp qcow2_open cmdline; do
+for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' -delete
 done
@@ -225,7 +225,7 @@ put('virtio_blk_req', 'region1-data', blk_hdr(split=8) + m + bytes(512))
 def qmp(opt, text):
     return bytes([opt]) + text.encode()
 
-put('qmp', 'session', qmp(0x40 | 63, '{"execute":"query-status","id":1}\r\n'
+put('qmp', 'session', qmp(0x40 | 32, '{"execute":"query-status","id":1}\r\n'
     '{"execute":"echo","arguments":{"a":[1,2.5,{"b":null}],"s":"\\u00e9\\n"},"id":"x"}\n'
     '{"execute":"fail","arguments":{}}{"execute":"nope"}'))
 put('qmp', 'no-negotiation', qmp(7, '{"execute":"query-status"}{"execute":"qmp_capabilities"}'
@@ -234,8 +234,10 @@ put('qmp', 'byte-by-byte', qmp(0x40, '{ "execute" : "echo", "arguments" : { "k" 
 put('qmp', 'malformed-then-good', qmp(0x40 | 15, '{"execute": ]\n{"execute":"query-status"}'))
 put('qmp', 'bad-shapes', qmp(0x40 | 31, '[1,2]{"id":3}{"execute":5}{"execute":"echo",'
     '"arguments":[]}"str"  \t\n 42 null'))
-put('qmp', 'deep-nesting', qmp(0x40 | 63, '[' * 40 + ']' * 40 + '{"execute":"echo"}'))
-put('qmp', 'over-64k', qmp(0x80 | 0x40 | 63, '{"execute":"echo","arguments":{"s":"' + 'A' * 30000))
+put('qmp', 'deep-nesting', qmp(0x40 | 31, '[' * 40 + ']' * 40 + '{"execute":"echo"}'))
+# three times 30 KB of digits (one unfinished number), in 8 KiB writes: over the 64 KiB limit
+put('qmp', 'over-64k', qmp(0x80 | 0x40 | 63, '1' * 30000))
+put('qmp', 'long-string', qmp(0x40 | 40, '{"execute":"echo","arguments":{"s":"' + 'A' * 30000 + '"}}'))
 put('qmp', 'nul-byte', qmp(0x40 | 3, '{"execute":"echo\0"}{"execute":"query-status"}'))
 
 # --------------------------------------------------------- cmdline: NUL-separated arguments
@@ -293,6 +295,8 @@ if command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
 		for f in *.qcow2; do
 			if [ "$(stat -c %s "$f")" -lt 65536 ]; then
 				cp "$f" "$corpus/qcow2_open/$f"
+				# qcow2_header: 8 bytes of extra file size (0), then the image
+				{ head -c 8 /dev/zero; cat "$f"; } > "$corpus/qcow2_header/$f"
 			else
 				echo "make-seeds: skipping $f ($(stat -c %s "$f") bytes, over 64 KiB)" >&2
 			fi

@@ -62,7 +62,8 @@ static int run(struct blockdev *bs, char *cmd)
 			ret = blockdev_pread(bs, off, buf, len);
 			for (uint64_t i = 0; !ret && pattern >= 0 && i < len; i++)
 				if (buf[i] != pattern) {
-					fprintf(stderr, "img_io: byte %" PRIu64 " is 0x%02x, not 0x%02x\n",
+					fprintf(stderr,
+						"img_io: byte %" PRIu64 " is 0x%02x, not 0x%02x\n",
 						off + i, buf[i], pattern);
 					ret = -1000;
 				}

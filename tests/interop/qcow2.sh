@@ -74,9 +74,11 @@ qemu_clean() { # name image
 	else bad "$1: qemu-img check"; cat check.out; fi
 }
 
-qemu_same() { # name image reference
+qemu_same() { # name image reference (vireo-img compare must agree)
 	if qemu-img compare -q "$2" "$3"; then ok "$1: qemu-img compare"
 	else bad "$1: qemu-img compare"; fi
+	if "$VI" compare -q "$2" "$3"; then ok "$1: vireo-img compare"
+	else bad "$1: vireo-img compare"; fi
 }
 
 WRITES=(-c "write -P 0xab 0 1M" -c "write -P 0x12 1536k 700k" -c "write -P 0x34 3000k 5000"
@@ -146,7 +148,8 @@ if qemu-img info d.qcow2 | grep -q "cleanly shut down: no"; then bad "dirty: bit
 # ---- vireo writes, qemu checks ----
 for o in cluster_size=512 cluster_size=64k cluster_size=2M compat=0.10 refcount_bits=1 \
 	 refcount_bits=64 extended_l2=on lazy_refcounts=on compression_type=zstd \
-	 preallocation=metadata preallocation=metadata,extended_l2=on data_file=v.data \
+	 preallocation=metadata preallocation=metadata,extended_l2=on preallocation=falloc \
+	 preallocation=full,cluster_size=4k data_file=v.data \
 	 data_file=v.data,data_file_raw=on data_file=v.data,preallocation=metadata; do
 	rm -f v.qcow2 ref.raw v.data
 	"$VI" create -q -f qcow2 -o "$o" v.qcow2 4M || { bad "vireo create $o"; continue; }
@@ -199,6 +202,7 @@ qemu-img create -q -f qcow2 s.qcow2 4M
 qemu-io -f qcow2 -c "write -P 0x10 0 2M" -c "write -P 0x11 3M 100k" s.qcow2 >/dev/null
 qemu-img convert -O raw s.qcow2 before.raw
 qemu-img snapshot -c snap1 s.qcow2
+same_json "snapshot" info s.qcow2
 cp before.raw after.raw
 qemu-io -f raw -c "write -P 0x20 1000 100000" -c "write -z 1M 128k" -c "write -z 1536k 64k" after.raw >/dev/null
 if "$IO" -f qcow2 -c "write -P 0x20 1000 100000" -c "discard 1M 128k" -c "write -z 1536k 64k" s.qcow2
@@ -208,6 +212,26 @@ qemu_same "snapshot" s.qcow2 after.raw
 vireo_clean "snapshot" s.qcow2
 qemu-img snapshot -a snap1 s.qcow2
 qemu_same "snapshot: reverted" s.qcow2 before.raw
+
+# mixed chains: a vireo top over qemu's chain, then qemu writes into vireo's image
+rm -f vtop.qcow2
+"$VI" create -q -f qcow2 -b mid.qcow2 -F qcow2 vtop.qcow2 || bad "mixed: create"
+qemu-img convert -O raw mid.qcow2 mref.raw
+W4=(-c "write -P 0x44 5000 9000" -c "write -z 1M 4k" -c "write -P 0x45 7300000 20000")
+qemu-io -f raw "${W4[@]}" mref.raw >/dev/null
+if "$IO" -f qcow2 "${W4[@]}" vtop.qcow2; then ok "mixed: vireo writes"; else bad "mixed: vireo writes"; fi
+qemu_clean "mixed" vtop.qcow2
+qemu_same "mixed" vtop.qcow2 mref.raw
+same_json "mixed" info vtop.qcow2
+same_json "mixed" map vtop.qcow2
+qemu-io -f qcow2 -c "write -P 0x46 100000 300000" -c "write -z 2M 64k" vtop.qcow2 >/dev/null
+same_content "mixed: qemu writes into vireo's image" vtop.qcow2
+vireo_clean "mixed: qemu writes into vireo's image" vtop.qcow2
+
+# compare tells differences (exit 1) apart from identical images (exit 0), as qemu-img does
+"$VI" compare -q vtop.qcow2 mid.qcow2; rc=$?
+qemu-img compare -q vtop.qcow2 mid.qcow2; qrc=$?
+if [ $rc -eq 1 ] && [ $qrc -eq 1 ]; then ok "compare: difference found"; else bad "compare: exit $rc, qemu $qrc"; fi
 
 # refcount table growth: 512-byte clusters, 24 MiB of data (qemu's table covers 8 MiB)
 rm -f g.qcow2

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* qcow2 header parsing: every hostile field is refused with a message naming it; good ones parse. */
+/* qcow2 header parsing: each hostile field is refused with a message naming it; good ones parse. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -44,8 +44,13 @@ static int teardown(void **state)
 static void create(uint64_t size, unsigned cluster_bits, bool ext_l2, const char *backing)
 {
 	struct qcow2_create_opts o = {
-		.size = size, .cluster_bits = cluster_bits, .version = 3, .refcount_bits = 16,
-		.extended_l2 = ext_l2, .backing_file = backing, .backing_fmt = backing ? "raw" : NULL,
+		.size = size,
+		.cluster_bits = cluster_bits,
+		.version = 3,
+		.refcount_bits = 16,
+		.extended_l2 = ext_l2,
+		.backing_file = backing,
+		.backing_fmt = backing ? "raw" : NULL,
 	};
 	struct error *err = NULL;
 
@@ -71,8 +76,8 @@ static void expect_bytes(struct blockdev *bs, uint64_t off, uint64_t len, int pa
 	assert_int_equal(blockdev_pread(bs, off, buf, len), 0);
 	for (uint64_t i = 0; i < len; i++)
 		if (buf[i] != pattern)
-			fail_msg("byte %llu is 0x%02x, expected 0x%02x", (unsigned long long)(off + i),
-				 buf[i], pattern);
+			fail_msg("byte %llu is 0x%02x, expected 0x%02x",
+				 (unsigned long long)(off + i), buf[i], pattern);
 	free(buf);
 }
 
@@ -317,6 +322,38 @@ static void growing_the_image_grows_l1_and_keeps_data(void **state)
 	blockdev_close(bs);
 }
 
+static void a_tiny_l2_cache_evicts_and_stays_correct(void **state)
+{
+	struct blockdev_opts o = { 0 };
+	struct error *err = NULL;
+	struct blockdev *bs;
+
+	create(64 << 20, 12, false, NULL); /* a 4 KiB slice covers 2 MiB */
+	assert_int_equal(blockdev_opts_set(&o, "format", "qcow2", NULL), 0);
+	assert_int_equal(blockdev_opts_set(&o, "l2-cache-size", "4k", NULL), 0);
+	bs = blockdev_open(path, &o, &err);
+	if (!bs)
+		fail_msg("open: %s", error_msg(err));
+	assert_int_equal(qcow2_of(bs)->cache.nr_sets, 1); /* 8 slots for 32 slices */
+	for (uint64_t off = 0; off < (64 << 20); off += 1 << 20)
+		write_pattern(bs, off + 100, 10, (int)(off >> 20) + 1);
+	for (int pass = 0; pass < 2; pass++)
+		for (uint64_t off = 0; off < (64 << 20); off += 1 << 20) {
+			expect_bytes(bs, off + 100, 10, (int)(off >> 20) + 1);
+			expect_bytes(bs, off + 110, 100, 0);
+		}
+	assert_true(atomic_load(&qcow2_of(bs)->cache.misses) > 64);
+	expect_clean(bs);
+	blockdev_close(bs);
+	blockdev_opts_free(&o);
+	assert_int_equal(blockdev_opts_set(&o, "format", "qcow2", NULL), 0);
+	assert_int_equal(blockdev_opts_set(&o, "l2-cache-size", "lots", NULL), 0);
+	assert_null(blockdev_open(path, &o, &err));
+	assert_non_null(strstr(error_msg(err), "l2-cache-size"));
+	error_free(err);
+	blockdev_opts_free(&o);
+}
+
 struct race {
 	struct blockdev *bs;
 	atomic_bool stop;
@@ -389,6 +426,7 @@ int main(void)
 		cmocka_unit_test(hostile_tables_are_refused_at_open_naming_the_entry),
 		cmocka_unit_test(check_counts_and_repairs_a_leak),
 		cmocka_unit_test(growing_the_image_grows_l1_and_keeps_data),
+		cmocka_unit_test(a_tiny_l2_cache_evicts_and_stays_correct),
 		cmocka_unit_test(lookups_race_with_allocation_and_always_see_the_right_cluster),
 	};
 

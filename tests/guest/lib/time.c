@@ -46,8 +46,14 @@ void time_init(void)
 #define PIT_CMD         0x43
 #define PIT_GATE_PORT   0x61
 
-/* Latches and reads channel 2's count; *tsc is when the latch happened (mid of its trap). */
-static uint16_t pit_read(uint64_t *tsc)
+struct pit_sample {
+	uint64_t tsc;           /* when the latch happened: the middle of its trap */
+	uint64_t bracket;       /* how long the latch took: the uncertainty of tsc */
+	uint64_t ticks;         /* PIT ticks counted since the start */
+};
+
+/* Latches and reads channel 2's count. */
+static uint16_t pit_read(struct pit_sample *s)
 {
 	uint64_t a, b;
 	uint8_t lo, hi;
@@ -57,7 +63,8 @@ static uint16_t pit_read(uint64_t *tsc)
 	b = rdtsc();
 	lo = inb(PIT_CH2);
 	hi = inb(PIT_CH2);
-	*tsc = a + (b - a) / 2;
+	s->tsc = a + (b - a) / 2;
+	s->bracket = b - a;
 	return lo | hi << 8;
 }
 
@@ -65,29 +72,46 @@ static uint16_t pit_read(uint64_t *tsc)
  * Channel 2 as a rate generator (mode 2) with a 65536 reload, gated on through port 0x61 with the
  * speaker off; we sample it faster than it wraps (every ~0.3 ms; it wraps every 55 ms) and add up
  * the decrements. A vCPU preempted long enough to miss a wrap would count too few ticks, so a gap
- * of more than 20 ms between two samples restarts the measurement.
+ * of more than 20 ms between two samples restarts the measurement. A vCPU preempted inside a
+ * latch would misplace that sample in time, so each end of the window is the sample with the
+ * tightest bracket among the first and the last PIT_ENDS samples.
  */
+#define PIT_ENDS        16
+
 static bool pit_measure(uint64_t want, uint64_t *tsc_ticks, uint64_t *pit_ticks)
 {
-	uint64_t ticks = 0, t0, t = 0, prev_t, gap = tsc_hz / 50;
+	struct pit_sample first, last[PIT_ENDS], s;
+	uint64_t ticks = 0, prev_t, gap = tsc_hz / 50;
 	uint16_t prev, cur;
-	unsigned still = 0;
+	unsigned still = 0, n = 0;
 
-	prev = pit_read(&t0);
-	prev_t = t0;
-	while (ticks < want) {
-		cur = pit_read(&t);
-		if (t - prev_t > gap)
+	prev = pit_read(&s);
+	s.ticks = 0;
+	first = s;
+	prev_t = s.tsc;
+	while (ticks < want || n < 2 * PIT_ENDS) {
+		cur = pit_read(&s);
+		if (s.tsc - prev_t > gap)
 			return false;
 		if (cur == prev && ++still > 1000)
 			return false;
 		ticks += (uint16_t)(prev - cur);
+		s.ticks = ticks;
 		prev = cur;
-		prev_t = t;
+		prev_t = s.tsc;
+		if (n < PIT_ENDS && s.bracket < first.bracket)
+			first = s;
+		last[n++ % PIT_ENDS] = s;
 	}
-	*tsc_ticks = t - t0;
-	*pit_ticks = ticks;
-	return ticks > 0;
+	s = last[0];
+	for (unsigned i = 1; i < PIT_ENDS; i++)
+		if (last[i].bracket < s.bracket)
+			s = last[i];
+	if (s.ticks <= first.ticks)
+		return false;
+	*tsc_ticks = s.tsc - first.tsc;
+	*pit_ticks = s.ticks - first.ticks;
+	return true;
 }
 
 bool time_calibrate_pit(unsigned ms)

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * qcow2 on the asynchronous path: requests submitted on an iothread go through qcow2's map()
+ * (DATA extents to the io_uring engine, ZERO, BACKING to the backing file, SLOW for allocation
+ * and cache misses to the slow-path worker). Random 4 KiB writes over a backing file, then
+ * reads of every block, must give the model's content; the image must check clean afterwards.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/qcow2.h"
+#include "common/util.h"
+#include "iothreads/iothread.h"
+
+#define IMG_SIZE (8u << 20)
+#define BASE_SIZE (6u << 20) /* shorter than the image: the tail reads zeroes */
+#define BLK 4096u
+#define NBLK (IMG_SIZE / BLK)
+
+struct treq {
+	struct blockdev_req req;
+	struct iovec iov;
+	int calls, ret;
+};
+
+struct dev {
+	struct iothread_source src;
+	struct blockdev_queue *q;
+	struct treq *reqs;
+	int n, next, inflight, completed, qd;
+	atomic_bool go;
+	sem_t finished;
+};
+
+static struct dev dev;
+static char dir[] = "/var/tmp/vireo-qcow2-eng.XXXXXX";
+static char img[256], base[256];
+
+static void done(struct blockdev_req *req, int ret)
+{
+	struct treq *t = container_of(req, struct treq, req);
+
+	t->calls++;
+	t->ret = ret;
+	dev.inflight--;
+	if (++dev.completed == dev.n) {
+		atomic_store(&dev.go, false);
+		sem_post(&dev.finished);
+	}
+}
+
+static int dev_poll(struct iothread_source *s)
+{
+	int taken = 0;
+
+	if (!atomic_load(&dev.go))
+		return 0;
+	while (dev.next < dev.n && dev.inflight < dev.qd) {
+		struct treq *t = &dev.reqs[dev.next++];
+
+		t->req.done = done;
+		dev.inflight++;
+		blockdev_submit(dev.q, &t->req);
+		taken++;
+	}
+	return taken;
+}
+
+static void dev_flush(struct iothread_source *s)
+{
+}
+
+static void run(struct treq *reqs, int n, int qd)
+{
+	struct timespec ts;
+	uint64_t one = 1;
+
+	dev.reqs = reqs;
+	dev.n = n;
+	dev.next = dev.completed = dev.inflight = 0;
+	dev.qd = qd;
+	atomic_store(&dev.go, true);
+	assert_int_equal(write(dev.src.kick_fd, &one, sizeof(one)), sizeof(one));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 120;
+	while (sem_timedwait(&dev.finished, &ts) < 0)
+		assert_int_equal(errno, EINTR);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(reqs[i].calls, 1);
+		if (reqs[i].ret)
+			fail_msg("request %d (%s at %llu) failed: %s", i,
+				 reqs[i].req.op == BLOCKDEV_OP_READ ? "read" : "write",
+				 (unsigned long long)reqs[i].req.offset, strerror(-reqs[i].ret));
+	}
+}
+
+static uint8_t byte_of(uint32_t blk, uint32_t gen, size_t i)
+{
+	return (uint8_t)(blk * 7 + gen * 31 + i * 13 + 1);
+}
+
+static int free_queue(void *arg)
+{
+	int ret = blockdev_queue_drain(dev.q);
+
+	blockdev_queue_free(dev.q);
+	return ret;
+}
+
+static void make_base(void)
+{
+	uint8_t *b = malloc(BASE_SIZE);
+	int fd = open(base, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+
+	for (size_t i = 0; i < BASE_SIZE; i++)
+		b[i] = byte_of((uint32_t)(i / BLK), 0, i % BLK);
+	assert_int_equal(write(fd, b, BASE_SIZE), BASE_SIZE);
+	close(fd);
+	free(b);
+}
+
+struct variant {
+	bool ext;
+	const char *cache;
+};
+
+static void random_writes_over_a_backing_file_read_back_through_the_engine(void **state)
+{
+	enum { N = 600 };
+	struct qcow2_create_opts co = { .size = IMG_SIZE, .cluster_bits = 16, .version = 3,
+					.refcount_bits = 16, .backing_file = "base.raw",
+					.backing_fmt = "raw",
+					.extended_l2 = ((const struct variant *)*state)->ext };
+	struct blockdev_opts o = { 0 };
+	struct iothread_opts io = { .poll_max_ns = 0 };
+	struct qcow2_check_result cr;
+	struct error *err = NULL;
+	struct iothread *it;
+	struct blockdev *bs;
+	uint32_t *gen = calloc(NBLK, sizeof(*gen));
+	struct treq *reqs = calloc(NBLK, sizeof(*reqs));
+	uint8_t *wbuf = NULL, *rbuf = NULL;
+	unsigned seed = 5;
+
+	assert_int_equal(posix_memalign((void **)&wbuf, 4096, (size_t)N * BLK), 0);
+	assert_int_equal(posix_memalign((void **)&rbuf, 4096, (size_t)NBLK * BLK), 0);
+	make_base();
+	if (qcow2_create(img, &co, &err))
+		fail_msg("create: %s", error_msg(err));
+	blockdev_opts_set(&o, "cache", ((const struct variant *)*state)->cache, NULL);
+	bs = blockdev_open(img, &o, &err);
+	blockdev_opts_free(&o);
+	if (!bs && strstr(error_msg(err), "O_DIRECT")) {
+		print_message("skipped: %s\n", error_msg(err));
+		error_free(err);
+		unlink(img);
+		unlink(base);
+		skip();
+	}
+	if (!bs)
+		fail_msg("open: %s", error_msg(err));
+	assert_string_equal(blockdev_format_name(bs), "qcow2");
+	it = iothread_create("q2", &io, &err);
+	assert_non_null(it);
+	dev.q = blockdev_queue_new(bs, it, &err);
+	assert_non_null(dev.q);
+	dev.src.poll = dev_poll;
+	dev.src.flush = dev_flush;
+	dev.src.kick_fd = eventfd(0, EFD_CLOEXEC);
+	sem_init(&dev.finished, 0, 0);
+	assert_int_equal(iothread_add_source(it, &dev.src, NULL), 0);
+
+	/* writes: random blocks, some twice (the second one finds its cluster allocated) */
+	for (int i = 0; i < N; i++) {
+		uint32_t blk = (uint32_t)rand_r(&seed) % NBLK;
+		uint8_t *p = wbuf + (size_t)i * BLK;
+
+		gen[blk]++;
+		for (size_t j = 0; j < BLK; j++)
+			p[j] = byte_of(blk, gen[blk], j);
+		memset(&reqs[i], 0, sizeof(reqs[i]));
+		reqs[i].req.op = BLOCKDEV_OP_WRITE;
+		reqs[i].req.offset = (uint64_t)blk * BLK;
+		reqs[i].iov = (struct iovec){ p, BLK };
+		reqs[i].req.iov = &reqs[i].iov;
+		reqs[i].req.iovcnt = 1;
+	}
+	run(reqs, N, 1); /* one at a time: two writes of one block must not reorder */
+
+	/* reads of every block, twice: cold (slow path fills the cache), then warm (fast path) */
+	for (int pass = 0; pass < 2; pass++) {
+		memset(rbuf, 0xee, (size_t)NBLK * BLK);
+		for (uint32_t b = 0; b < NBLK; b++) {
+			memset(&reqs[b], 0, sizeof(reqs[b]));
+			reqs[b].req.op = BLOCKDEV_OP_READ;
+			reqs[b].req.offset = (uint64_t)b * BLK;
+			reqs[b].iov = (struct iovec){ rbuf + (size_t)b * BLK, BLK };
+			reqs[b].req.iov = &reqs[b].iov;
+			reqs[b].req.iovcnt = 1;
+		}
+		run(reqs, NBLK, 32);
+		for (uint32_t b = 0; b < NBLK; b++)
+			for (size_t j = 0; j < BLK; j++) {
+				uint8_t want = gen[b] || b * BLK < BASE_SIZE ? byte_of(b, gen[b], j) : 0;
+
+				if (rbuf[(size_t)b * BLK + j] != want)
+					fail_msg("pass %d block %u byte %zu: 0x%02x, expected 0x%02x", pass,
+						 b, j, rbuf[(size_t)b * BLK + j], want);
+			}
+	}
+	iothread_remove_source(it, &dev.src);
+	assert_int_equal(iothread_run_sync(it, free_queue, NULL), 0);
+	iothread_destroy(it);
+	assert_int_equal(qcow2_check(bs, 0, &cr, NULL), 0);
+	assert_int_equal(cr.corruptions, 0);
+	assert_int_equal(cr.leaks, 0);
+	blockdev_close(bs);
+	close(dev.src.kick_fd);
+	sem_destroy(&dev.finished);
+	unlink(img);
+	unlink(base);
+	free(gen);
+	free(reqs);
+	free(wbuf);
+	free(rbuf);
+}
+
+static int setup(void **state)
+{
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(img, sizeof(img), "%s/t.qcow2", dir);
+	snprintf(base, sizeof(base), "%s/base.raw", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	rmdir(dir);
+	return 0;
+}
+
+int main(void)
+{
+	static const struct variant standard = { false, "writeback" }, extended = { true, "writeback" },
+				    direct = { false, "none" };
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_prestate(
+			random_writes_over_a_backing_file_read_back_through_the_engine,
+			(void *)&standard),
+		cmocka_unit_test_prestate(
+			random_writes_over_a_backing_file_read_back_through_the_engine,
+			(void *)&extended),
+		cmocka_unit_test_prestate(
+			random_writes_over_a_backing_file_read_back_through_the_engine,
+			(void *)&direct),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
