@@ -112,6 +112,8 @@ int qcow2_lookup(struct qcow2 *q, uint64_t off, uint64_t len, bool may_block,
 		 struct qcow2_run *run);
 /* Reads @n words (one L2 entry) of the L2 table at @l2 index @idx; lock held. */
 int qcow2_l2_get(struct qcow2 *q, uint64_t l2, uint64_t idx, uint64_t *e);
+/* The cached copy of an L2 entry already written to disk; lock held. */
+void qcow2_l2_cache_update(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e);
 /* Writes one L2 entry to disk, then to the cache; lock held. */
 int qcow2_l2_set(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e);
 /* Kind of subcluster @sc (0 without extended L2) of the cluster whose entry is @e (2 words). */
@@ -136,12 +138,16 @@ int qcow2_free_range(struct qcow2 *q, uint64_t off, uint64_t len);
 int qcow2_load_reftable(struct qcow2 *q, struct error **errp);
 void qcow2_rb_drop_cache(struct qcow2 *q);
 uint64_t qcow2_rc_max(const struct qcow2 *q);
+/* Sets entry @i of the refcount block in @b to @v; [*from, *from + *n) is the bytes changed. */
+void qcow2_rb_entry_set(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v,
+			uint64_t *from, unsigned *n);
 
 /* --- qcow2_write.c (takes the lock itself) --- */
 int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
 int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int flags);
 int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len);
-int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp);
+/* New virtual size: grows the L1 table as needed; shrinking frees what lies past the end. */
+int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp);
 /* Every guest cluster becomes unallocated (reads the backing file); for commit. */
 int qcow2_make_empty(struct qcow2 *q);
 /* Rewrites the header with another backing file name ("" = none) and format (NULL = none).

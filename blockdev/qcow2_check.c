@@ -22,6 +22,7 @@ struct counter {
 	uint32_t *refs;
 	uint64_t nr;
 	uint64_t limit; /* clusters in the file: references past it are corruptions */
+	uint64_t unfixable; /* differences a refcount block update cannot fix */
 	bool verbose;
 	struct qcow2_check_result *res;
 };
@@ -265,9 +266,15 @@ static int compare(struct counter *c, unsigned fix)
 	for (uint64_t cl = 0; cl < last && !ret; cl++) {
 		uint64_t stored, want = cl < c->nr ? c->refs[cl] : 0;
 
-		if (!q->reftable[cl >> q->rb_bits] && !want) {
-			cl = (((cl >> q->rb_bits) + 1) << q->rb_bits) - 1; /* no block: all zero */
-			continue;
+		if (!q->reftable[cl >> q->rb_bits] && cl == ALIGN_DOWN(cl, 1ULL << q->rb_bits)) {
+			uint64_t next = cl + (1ULL << q->rb_bits), i = cl;
+
+			while (i < MIN(next, c->nr) && !c->refs[i])
+				i++;
+			if (i >= MIN(next, c->nr)) { /* no block, nothing referenced: all zero */
+				cl = next - 1;
+				continue;
+			}
 		}
 		if ((ret = qcow2_rc_get(q, cl, &stored)))
 			break;
@@ -283,9 +290,12 @@ static int compare(struct counter *c, unsigned fix)
 			c->res->leaks++;
 		else
 			c->res->corruptions++;
-		if (!(fix & (leak ? QCOW2_FIX_LEAKS : QCOW2_FIX_ERRORS)) ||
-		    want > qcow2_rc_max(q) || !q->reftable[cl >> q->rb_bits])
+		if (!(fix & (leak ? QCOW2_FIX_LEAKS : QCOW2_FIX_ERRORS)))
 			continue;
+		if (want > qcow2_rc_max(q) || !q->reftable[cl >> q->rb_bits]) {
+			c->unfixable++;
+			continue;
+		}
 		if ((ret = qcow2_rc_set(q, cl, want)))
 			break;
 		if (leak)
@@ -299,9 +309,91 @@ static int compare(struct counter *c, unsigned fix)
 		report(c, "ERROR cluster %" PRIu64 " is referenced but has no refcount block\n",
 			cl);
 		c->res->corruptions++;
+		c->unfixable++;
 		end = cl + 1;
 	}
 	c->res->image_end_offset = end << q->cluster_bits;
+	return ret;
+}
+
+/*
+ * The counted references are the truth: write a whole new refcount structure (blocks, then the
+ * table) into clusters past everything referenced, switch the header to it, and leave the old
+ * one unreferenced (its clusters are then free). Used by -r all when a referenced cluster has
+ * no refcount block or an entry too narrow for its count.
+ */
+static void unref(struct counter *c, uint64_t cl)
+{
+	if (cl < c->nr && c->refs[cl] && c->refs[cl] != UINT32_MAX)
+		c->refs[cl]--;
+}
+
+static int rebuild(struct counter *c)
+{
+	struct qcow2 *q = c->q;
+	uint64_t s = MAX(c->nr, MAX(q->end_cluster, DIV_ROUND_UP(q->file->size, q->cluster_size)));
+	uint64_t k = 0, t = 0, per = 1ULL << q->rb_bits, *table = NULL;
+	uint8_t *blocks = NULL;
+	int ret = -ENOMEM;
+
+	for (;;) { /* k blocks and a t-cluster table must describe [0, s + k + t) */
+		uint64_t k2 = DIV_ROUND_UP(s + k + t, per);
+		uint64_t t2 = DIV_ROUND_UP(k2 * 8, q->cluster_size);
+
+		if (k2 == k && t2 == t)
+			break;
+		k = k2;
+		t = t2;
+	}
+	if ((t << q->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES)
+		return -EFBIG;
+	blocks = calloc(k, q->cluster_size);
+	table = calloc(t << q->cluster_bits, 1);
+	if (!blocks || !table)
+		goto out;
+	/* the old table and blocks were counted: they are about to be unreferenced */
+	for (uint64_t i = 0; i < q->h.refcount_table_clusters; i++)
+		unref(c, (q->h.refcount_table_offset >> q->cluster_bits) + i);
+	for (uint64_t i = 0; i < q->reftable_entries; i++)
+		if (q->reftable[i])
+			unref(c, q->reftable[i] >> q->cluster_bits);
+	for (uint64_t cl = 0; cl < s + k + t; cl++) {
+		uint64_t v = cl >= s ? 1 : cl < c->nr ? MIN(c->refs[cl], qcow2_rc_max(q)) : 0;
+		uint64_t from;
+		unsigned n;
+
+		if (v)
+			qcow2_rb_entry_set(q, blocks + (cl / per) * q->cluster_size, cl % per, v,
+					   &from, &n);
+	}
+	for (uint64_t b = 0; b < k; b++)
+		qcow2_put_be64((uint8_t *)&table[b], (s + b) << q->cluster_bits);
+	ret = blockdev_pwrite(q->file, s << q->cluster_bits, blocks, k << q->cluster_bits);
+	if (!ret)
+		ret = blockdev_pwrite(q->file, (s + k) << q->cluster_bits, table, t << q->cluster_bits);
+	if (!ret)
+		ret = blockdev_flush(q->file);
+	if (ret)
+		goto out;
+	q->h.refcount_table_offset = (s + k) << q->cluster_bits;
+	q->h.refcount_table_clusters = (uint32_t)t;
+	ret = qcow2_header_update(q, 48, 60);
+	if (!ret)
+		ret = blockdev_flush(q->file);
+	if (ret)
+		goto out;
+	free(q->reftable);
+	q->reftable = table;
+	q->reftable_entries = (t << q->cluster_bits) / 8;
+	for (uint64_t i = 0; i < q->reftable_entries; i++)
+		table[i] = qcow2_be64((const uint8_t *)&table[i]);
+	table = NULL;
+	qcow2_rb_drop_cache(q);
+	q->free_hint = MAX(q->free_hint, s + k + t);
+	q->end_cluster = MAX(q->end_cluster, s + k + t);
+out:
+	free(blocks);
+	free(table);
 	return ret;
 }
 
@@ -342,6 +434,12 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *re
 		ret = count_bitmaps(&c);
 	if (!ret)
 		ret = compare(&c, fix);
+	if (!ret && (fix & QCOW2_FIX_ERRORS) && c.unfixable) {
+		report(&c, "Rebuilding the refcount structure\n");
+		ret = rebuild(&c);
+		if (!ret)
+			res->corruptions_fixed = res->corruptions;
+	}
 	fix &= QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
 	/* the dirty / corrupt bits go when a pass finds nothing left to fix */
 	if (!ret && !res->corruptions && !res->leaks && !q->read_only &&

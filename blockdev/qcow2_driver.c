@@ -457,7 +457,7 @@ static int qcow2_write_zeroes(struct blockdev *bs, uint64_t off, uint64_t len,
 
 static int qcow2_truncate(struct blockdev *bs, uint64_t size, struct error **errp)
 {
-	return qcow2_grow(qcow2_of(bs), size, errp);
+	return qcow2_resize(qcow2_of(bs), size, errp);
 }
 
 static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)

@@ -64,6 +64,15 @@ int qcow2_l2_get(struct qcow2 *q, uint64_t l2, uint64_t idx, uint64_t *e)
 	return -EIO; /* unreachable: we hold the only writer's lock */
 }
 
+void qcow2_l2_cache_update(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e)
+{
+	uint64_t key;
+	uint32_t word;
+
+	slice_pos(q, l2, idx, &key, &word);
+	qcow2_cache_update(&q->cache, key, word, q->entry_words, e);
+}
+
 int qcow2_l2_set(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e)
 {
 	uint8_t raw[16];

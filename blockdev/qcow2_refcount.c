@@ -100,8 +100,8 @@ static uint64_t entry_get(const struct qcow2 *q, const uint8_t *b, uint64_t i)
 }
 
 /* Sets entry @i in @b; returns the byte range [*from, *from + *n) that changed. */
-static void entry_set(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v, uint64_t *from,
-		      unsigned *n)
+void qcow2_rb_entry_set(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v,
+			uint64_t *from, unsigned *n)
 {
 	unsigned bits = q->refcount_bits;
 
@@ -154,7 +154,7 @@ int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc)
 		qcow2_signal_corruption(q, "cluster %" PRIu64 " has no refcount block", cluster);
 		return -EIO;
 	}
-	entry_set(q, b, cluster & ((1ULL << q->rb_bits) - 1), rc, &from, &n);
+	qcow2_rb_entry_set(q, b, cluster & ((1ULL << q->rb_bits) - 1), rc, &from, &n);
 	return blockdev_pwrite(q->file, boff + from, b + from, n);
 }
 
@@ -181,7 +181,7 @@ static int new_block_at(struct qcow2 *q, uint64_t rti, uint64_t c)
 
 	if (!b)
 		return -ENOMEM;
-	entry_set(q, b, c & ((1ULL << q->rb_bits) - 1), 1, &from, &n);
+	qcow2_rb_entry_set(q, b, c & ((1ULL << q->rb_bits) - 1), 1, &from, &n);
 	ret = blockdev_pwrite(q->file, c << q->cluster_bits, b, q->cluster_size);
 	free(b);
 	if (!ret)
@@ -255,7 +255,7 @@ static int grow_reftable(struct qcow2 *q, uint64_t need)
 			uint64_t from;
 			unsigned n;
 
-			entry_set(q, blk, c & ((1ULL << q->rb_bits) - 1), 1, &from, &n);
+			qcow2_rb_entry_set(q, blk, c & ((1ULL << q->rb_bits) - 1), 1, &from, &n);
 		}
 		table[b] = next << q->cluster_bits;
 		if ((ret = blockdev_pwrite(q->file, next << q->cluster_bits, blk, q->cluster_size)))

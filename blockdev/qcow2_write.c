@@ -242,6 +242,24 @@ static int release_entry(struct qcow2 *q, uint64_t e0)
  */
 #define QCOW2_MAX_PENDING 4096
 
+/* Writes @n staged entries for consecutive indexes of one L2 table, then updates the cache. */
+static int write_entries(struct qcow2 *q, const struct qcow2_pending *p, size_t n)
+{
+	uint8_t raw[512 * 16];
+	size_t w = q->entry_words;
+	int ret;
+
+	if (n == 1)
+		return qcow2_l2_set(q, p->l2, p->idx, p->ne);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < w; k++)
+			qcow2_put_be64(raw + 8 * (i * w + k), p[i].ne[k]);
+	ret = blockdev_pwrite(q->file, p->l2 + p->idx * 8 * w, raw, n * 8 * w);
+	for (size_t i = 0; i < n && !ret; i++)
+		qcow2_l2_cache_update(q, p[i].l2, p[i].idx, p[i].ne);
+	return ret;
+}
+
 int qcow2_commit(struct qcow2 *q)
 {
 	bool release = false;
@@ -252,13 +270,19 @@ int qcow2_commit(struct qcow2 *q)
 		return 0;
 	q->nr_pending = 0;
 	ret = qcow2_barrier(q); /* refcounts and data before the entries that point to them */
-	for (size_t i = 0; i < n && !ret; i++) {
+	for (size_t i = 0, run; i < n && !ret; i += run) {
 		const struct qcow2_pending *p = &q->pending[i];
 
-		ret = qcow2_l2_set(q, p->l2, p->idx, p->ne);
-		release |= (p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
-			   ((p->old[0] & QCOW2_OFFSET_MASK) &&
-			    (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK));
+		/* consecutive entries of one L2 table go out in one write */
+		for (run = 1; i + run < n && run < 512 && p[run].l2 == p->l2 &&
+			      p[run].idx == p->idx + run; run++)
+			;
+		ret = write_entries(q, p, run);
+		for (size_t j = 0; j < run; j++)
+			release |= (p[j].old[0] & QCOW2_OFLAG_COMPRESSED) ||
+				   ((p[j].old[0] & QCOW2_OFFSET_MASK) &&
+				    (p[j].old[0] & QCOW2_OFFSET_MASK) !=
+					    (p[j].ne[0] & QCOW2_OFFSET_MASK));
 	}
 	if (ret || !release)
 		return ret;
@@ -698,7 +722,32 @@ fail:
 	return -1;
 }
 
-int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp)
+/*
+ * Before the size drops: the guest clusters past the new end become unallocated (their host
+ * clusters are freed) and the kept part of the last cluster past the end is zeroed, so that
+ * growing the image later shows zeroes there, not old data. The L1 table keeps its size.
+ */
+static int drop_tail(struct qcow2 *q, uint64_t size, struct error **errp)
+{
+	uint64_t keep = ALIGN_UP(size, q->cluster_size);
+	int ret = 0;
+
+	if (q->h.nb_snapshots || q->data != q->file) {
+		error_setg(errp, "'%s': shrinking an image with internal snapshots or an external "
+			   "data file is not supported", q->bs->filename);
+		return -1;
+	}
+	if (keep > size)
+		ret = qcow2_zero_range(q, size, MIN(keep, q->h.size) - size, 0);
+	if (!ret && keep < q->h.size)
+		ret = discard(q, keep, q->h.size - keep, true);
+	if (ret)
+		error_setg_errno(errp, ret, "'%s': freeing the clusters past the new end",
+				 q->bs->filename);
+	return ret ? -1 : 0;
+}
+
+int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp)
 {
 	uint64_t need = qcow2_l1_entries_for(size, q->cluster_bits, q->ext_l2), old = q->h.size;
 	int ret = 0;
@@ -707,12 +756,8 @@ int qcow2_grow(struct qcow2 *q, uint64_t size, struct error **errp)
 		error_setg(errp, "%s is read-only", q->bs->filename);
 		return -1;
 	}
-	if (size < q->h.size) {
-		error_setg(errp,
-			   "shrinking a qcow2 image is not supported (%" PRIu64 " < %" PRIu64 ")",
-			   size, q->h.size);
+	if (size < q->h.size && drop_tail(q, size, errp))
 		return -1;
-	}
 	pthread_mutex_lock(&q->lock);
 	if (need > atomic_load_explicit(&q->l1, memory_order_relaxed)->size &&
 	    grow_l1(q, need, errp))

@@ -22,3 +22,12 @@ run_build() { # dir, meson-options..., -- suites...
 
 run_build build -- unit integration fuzz guest interop e2e
 run_build build-asan -Db_sanitize=address,undefined -Db_lundef=false -- unit integration fuzz guest
+
+# ThreadSanitizer over the lock-free and cross-thread code: the qcow2 cluster cache stress test,
+# the iothreads and the async engine. setarch -R: TSan needs the address space ASLR would scatter.
+if [ ! -f build-tsan/build.ninja ]; then
+	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dguest=disabled
+fi
+tsan_tests=(qcow2_cache qcow2_io qcow2_engine iothread blockdev_engine)
+ninja -C build-tsan "${tsan_tests[@]/#/tests/unit/test_}"
+meson test -C build-tsan --no-rebuild --print-errorlogs --wrapper 'setarch -R' "${tsan_tests[@]}"

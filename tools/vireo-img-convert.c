@@ -27,10 +27,11 @@ static bool all_zero(const uint8_t *p, uint64_t n)
 	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
 }
 
-/* Writes [off, off+n) from c->buf, skipping all-zero runs of c->sparse bytes. */
+/* Writes [off, off+n) from c->buf in as few requests as possible, skipping runs of zeroes of
+ * at least c->sparse bytes (aligned to it). */
 static int write_sparse(struct convert *c, uint64_t off, uint64_t n)
 {
-	uint64_t pos = 0;
+	uint64_t pos = 0, run = 0; /* [run, pos) holds data not written yet */
 
 	if (!c->sparse)
 		return blockdev_pwrite(c->dst, off, c->buf, n);
@@ -38,15 +39,18 @@ static int write_sparse(struct convert *c, uint64_t off, uint64_t n)
 		uint64_t len = MIN(c->sparse - (off + pos) % c->sparse, n - pos);
 		int ret = 0;
 
-		if (!all_zero(c->buf + pos, len))
-			ret = blockdev_pwrite(c->dst, off + pos, c->buf + pos, len);
-		else if (c->existing)
-			ret = blockdev_write_zeroes(c->dst, off + pos, len, 0);
+		if (all_zero(c->buf + pos, len)) {
+			if (pos > run)
+				ret = blockdev_pwrite(c->dst, off + run, c->buf + run, pos - run);
+			if (!ret && c->existing)
+				ret = blockdev_write_zeroes(c->dst, off + pos, len, 0);
+			run = pos + len;
+		}
 		if (ret)
 			return ret;
 		pos += len;
 	}
-	return 0;
+	return pos > run ? blockdev_pwrite(c->dst, off + run, c->buf + run, pos - run) : 0;
 }
 
 static int copy(struct convert *c)

@@ -15,9 +15,11 @@
 int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_check(int argc, char **argv);
+int img_commit(int argc, char **argv);
 int img_compare(int argc, char **argv);
 int img_convert(int argc, char **argv);
 int img_map(int argc, char **argv);
+int img_rebase(int argc, char **argv);
 int img_resize(int argc, char **argv);
 
 /* Calls @fn for each key=value of "a=1,b=2" (a bare key means "on"). Returns 0 or -1. */

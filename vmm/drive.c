@@ -173,9 +173,12 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 		c->poll_max_ns_set = true;
 		return parse_u64(key, val, 0, 1000000000ull, &c->poll_max_ns, errp);
 	}
-	error_setg(errp, "unknown key '%s' (expected file, format, if, num-queues, queue-size, "
-		   "iothreads, iothread-vq-mapping, cache, readonly, serial or poll-max-ns)", key);
-	return -1;
+	/* a driver option: blockdev_open() refuses it by name if the format does not take it */
+	if (!*key) {
+		error_setg(errp, "'=%s': empty key", val);
+		return -1;
+	}
+	return blockdev_opts_set(&c->driver_opts, key, val, errp);
 }
 
 static int check_file(const struct drive_config *c, struct error **errp)
@@ -275,6 +278,7 @@ void drive_config_free(struct drive_config *c)
 	free(c->format);
 	free(c->serial);
 	c->file = c->format = c->serial = NULL;
+	blockdev_opts_free(&c->driver_opts);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -325,6 +329,10 @@ static struct blockdev *open_image(const struct drive_config *c, struct error **
 	struct blockdev_opts o = { 0 };
 	struct blockdev *bs = NULL;
 
+	for (size_t i = 0; i < c->driver_opts.nr_extra; i++)
+		if (blockdev_opts_set(&o, c->driver_opts.extra[i].key,
+				      c->driver_opts.extra[i].value, errp) < 0)
+			goto out;
 	if (blockdev_opts_set(&o, "format", c->format, errp) < 0 ||
 	    blockdev_opts_set(&o, "cache", c->cache_none ? "none" : "writeback", errp) < 0 ||
 	    blockdev_opts_set(&o, "readonly", c->readonly ? "on" : "off", errp) < 0)

@@ -4,11 +4,15 @@
  *
  *   --drive file=PATH[,format=raw|qcow2][,if=virtio-blk][,num-queues=N][,queue-size=N]
  *           [,iothreads=N][,iothread-vq-mapping=I:I:...][,cache=none|writeback]
- *           [,readonly=on|off][,serial=STR][,poll-max-ns=N]
+ *           [,readonly=on|off][,serial=STR][,poll-max-ns=N][,DRIVER-KEY=VALUE]...
  *
  * Defaults: format=raw, if=virtio-blk, num-queues=1, queue-size=256, iothreads=1,
  * cache=writeback, readonly=off, no serial, poll-max-ns=32768 (IOTHREAD_POLL_MAX_NS_DEFAULT;
  * 0 disables busy polling). A literal comma in a value is written ",," (as in QEMU).
+ *
+ * Any other key is a driver option (qcow2: l2-cache-size, metadata-barriers, data-file, ...):
+ * drive_parse() keeps it in @driver_opts and blockdev_open() hands it to the format driver,
+ * which refuses, naming it, a key the format does not take.
  *
  * iothread-vq-mapping lists, for queue 0, 1, ..., num-queues - 1, the index of the iothread
  * (0 .. iothreads - 1) that owns it, separated by ':'; without it queue i goes to iothread
@@ -24,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "blockdev/blockdev.h"
 #include "common/error.h"
 
 struct vm;
@@ -44,13 +49,15 @@ struct drive_config {
 	uint64_t poll_max_ns;
 	bool poll_max_ns_set;
 	uint16_t vq_map[DRIVE_MAX_QUEUES]; /* queue -> iothread index */
+	struct blockdev_opts driver_opts;  /* keys for the format driver (extra only) */
 };
 
 /**
  * drive_parse - parse and check one --drive value
  *
- * Refuses unknown keys, bad values (naming the key), a missing `file` and a file that does not
- * exist or cannot be opened with the access asked (read, or read-write unless readonly=on).
+ * Refuses bad values (naming the key), a missing `file` and a file that does not exist or
+ * cannot be opened with the access asked (read, or read-write unless readonly=on). Keys it
+ * does not know go to @cfg->driver_opts; whether the format takes them is decided at open.
  * Returns 0 or -1; on success release @cfg with drive_config_free().
  */
 int drive_parse(const char *spec, struct drive_config *cfg, struct error **errp);

@@ -25,7 +25,9 @@
 # Environment: BENCH_SECS (measured seconds per run, 10), BENCH_WARMUP_MS (1000), BENCH_QUICK=1
 # (2 s runs, a subset of the configurations), BENCH_VMMS ("vireo qemu host"), BENCH_CACHES,
 # BENCH_RWS, BENCH_QDS, BENCH_QUEUES (space-separated lists), BENCH_SIZE (file size, 1G),
-# BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT).
+# BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT), BENCH_REPEAT
+# (runs of each VMM per configuration, interleaved; MEDIAN lines and the ratios use the medians;
+# 1). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
 # Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
 set -uo pipefail
 build=${1:-build}
@@ -41,6 +43,7 @@ caches=${BENCH_CACHES:-none writeback}
 rws=${BENCH_RWS:-randread randwrite}
 qds=${BENCH_QDS:-1 32}
 queues_list=${BENCH_QUEUES:-1 2}
+repeat=${BENCH_REPEAT:-1}
 subset=""
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	secs=${BENCH_SECS:-2}
@@ -77,11 +80,12 @@ dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null 
 echo "bench/blk: $disk ($size, $(stat -f -c %T "$disk") on $(df --output=source "$disk" | tail -1))," \
 	"${secs} s per run after ${warmup} ms of warm-up"
 
-declare -A res     # "vmm cache rw qd q" -> "iops p50 p99 cpu vmmcpu"
+rep=1              # the run in progress (log file names)
+declare -A res     # "vmm cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu", one per run
 
 emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks
 	printf 'RESULT vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s\n' "$@"
-	res["$1 $2 $3 $4 $5"]="$6 $7 $8 $9 ${10}"
+	res["$1 $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10}"$'\n'
 }
 
 field() { # line key
@@ -101,8 +105,8 @@ prepare_cache() { # cache: page-cache the file for writeback runs
 run_guest() {
 	local vmm=$1 cache=$2 rw=$3 qd=$4 q=$5
 	shift 5
-	local fifo=$tmp/console log=$logs/$vmm-$cache-$rw-qd$qd-q$q.log
-	local err=$logs/$vmm-$cache-$rw-qd$qd-q$q.err
+	local fifo=$tmp/console log=$logs/$vmm-$cache-$rw-qd$qd-q$q-$rep.log
+	local err=$logs/$vmm-$cache-$rw-qd$qd-q$q-$rep.err
 	local line c0 c1 g0 g1 bench="" pid fd status deadline
 	rm -f "$fifo" && mkfifo "$fifo"
 	"$@" >"$fifo" 2>"$err" </dev/null &
@@ -113,10 +117,15 @@ run_guest() {
 	while :; do
 		if IFS= read -r -t 2 -u "$fd" line; then
 			printf '%s\n' "$line" >>"$log"
+			# a damaged console line must not lose the window ("ENCH END" was seen once)
 			case "$line" in
-			"BENCH START"*) read -r c0 g0 < <(cpu_ticks "$pid") ;;
-			"BENCH END"*) read -r c1 g1 < <(cpu_ticks "$pid") ;;
-			"BENCH iops="*) bench=$line ;;
+			*"NCH START"*) read -r c0 g0 < <(cpu_ticks "$pid") ;;
+			*"NCH END"*) read -r c1 g1 < <(cpu_ticks "$pid") ;;
+			*"NCH iops="*) bench=$line ;;
+			esac
+			case "$line" in
+			*NCH" "*) [[ "$line" == BENCH" "* ]] ||
+				echo "NOTE vmm=$vmm: damaged console line \"$line\"" >&2 ;;
 			esac
 		elif [ $? -le 128 ]; then
 			break                           # end of the console
@@ -196,41 +205,73 @@ run_host() { # cache rw qd q
 		"$(printf '%.2f' "$cpu")" "$(printf '%.2f' "$cpu")" 0
 }
 
-configs=()
-for c in $caches; do
-	for rw in $rws; do
-		for qd in $qds; do
-			for q in $queues_list; do
-				if [ -n "$subset" ] && [[ " $subset " != *" $rw/$qd/$q "* ]]; then
-					continue
-				fi
-				configs+=("$c $rw $qd $q")
+main() {
+	local configs=() c rw qd q cfg vmm
+	for c in $caches; do
+		for rw in $rws; do
+			for qd in $qds; do
+				for q in $queues_list; do
+					if [ -n "$subset" ] && [[ " $subset " != *" $rw/$qd/$q "* ]]; then
+						continue
+					fi
+					configs+=("$c $rw $qd $q")
+				done
 			done
 		done
 	done
-done
 
-for cfg in "${configs[@]}"; do
-	read -r c rw qd q <<<"$cfg"
-	for vmm in $vmms; do
-		prepare_cache "$c"
-		"run_$vmm" "$c" "$rw" "$qd" "$q"
+	for cfg in "${configs[@]}"; do
+		read -r c rw qd q <<<"$cfg"
+		for ((rep = 1; rep <= repeat; rep++)); do
+			for vmm in $vmms; do
+				prepare_cache "$c"
+				"run_$vmm" "$c" "$rw" "$qd" "$q"
+			done
+		done
 	done
-done
 
-ratio() { # a b -> a/b or n/a
-	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'
+	echo
+	if [ "$repeat" -gt 1 ]; then
+		echo "Medians of $repeat runs"
+		for cfg in "${configs[@]}"; do
+			read -r c rw qd q <<<"$cfg"
+			for vmm in $vmms; do
+				[ -n "${res["$vmm $cfg"]:-}" ] || continue
+				printf 'MEDIAN vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s runs=%s\n' \
+					"$vmm" "$c" "$rw" "$qd" "$q" $(median "$vmm $cfg")
+			done
+		done
+		echo
+	fi
+	echo "Ratios of the medians (iops: higher is better for vireo; p50 and cpu: lower is better)"
+	for cfg in "${configs[@]}"; do
+		local vi vp50 vc vv qi qp50 qc qv hi
+		read -r c rw qd q <<<"$cfg"
+		read -r vi vp50 _ vc vv _ <<<"$(median "vireo $cfg")"
+		read -r qi qp50 _ qc qv _ <<<"$(median "qemu $cfg")"
+		read -r hi _ <<<"$(median "host $cfg")"
+		printf 'RATIO cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s\n' \
+			"$c" "$rw" "$qd" "$q" "$(ratio "$vi" "$qi")" "$(ratio "$vp50" "$qp50")" \
+			"$(ratio "$vc" "$qc")" "$(ratio "$vv" "$qv")" "$(ratio "$vi" "$hi")" \
+			"$(ratio "$qi" "$hi")"
+	done
 }
 
-echo
-echo "Ratios (iops: higher is better for vireo; p50 and cpu: lower is better)"
-for cfg in "${configs[@]}"; do
-	read -r c rw qd q <<<"$cfg"
-	read -r vi vp50 _ vc _ <<<"${res["vireo $cfg"]:-}"
-	read -r qi qp50 _ qc _ <<<"${res["qemu $cfg"]:-}"
-	read -r hi _ <<<"${res["host $cfg"]:-}"
-	printf 'RATIO cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vireo/host iops=%s qemu/host iops=%s\n' \
-		"$c" "$rw" "$qd" "$q" "$(ratio "${vi:-}" "${qi:-}")" "$(ratio "${vp50:-}" "${qp50:-}")" \
-		"$(ratio "${vc:-}" "${qc:-}")" "$(ratio "${vi:-}" "${hi:-}")" "$(ratio "${qi:-}" "${hi:-}")"
-	unset vi vp50 vc qi qp50 qc hi
-done
+# median "vmm cache rw qd q": per column, the median of the runs: "iops p50 p99 cpu vmmcpu runs"
+median() {
+	[ -n "${res["$1"]:-}" ] || { echo "- - - - - 0"; return; }
+	printf '%s' "${res["$1"]}" | awk '{ for (i = 1; i <= 5; i++) v[i, NR] = $i }
+		END { for (i = 1; i <= 5; i++) {
+			n = 0; for (r = 1; r <= NR; r++) a[++n] = v[i, r]
+			for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] + 0 < a[x] + 0) { t = a[x]; a[x] = a[y]; a[y] = t }
+			printf "%s ", (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+			print NR }'
+}
+
+ratio() { # a b -> a/b or n/a
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "" || b == "-" || b == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+
+# everything is read before anything runs: editing this file during a run cannot derail it
+main "$@"
+exit

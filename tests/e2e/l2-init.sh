@@ -21,12 +21,14 @@ echo "E2E-L2-MEMTOTAL-KB=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
 
 test=boot
 queues=
-fiojobs=
+fiocpus=
+fiosize=8
 for arg in $(cat /proc/cmdline); do
 	case $arg in
 	vireo.test=*) test=${arg#vireo.test=} ;;
 	vireo.queues=*) queues=${arg#vireo.queues=} ;;
-	vireo.fiojobs=*) fiojobs=${arg#vireo.fiojobs=} ;;
+	vireo.fiocpus=*) fiocpus=${arg#vireo.fiocpus=} ;;
+	vireo.fiosize=*) fiosize=${arg#vireo.fiosize=} ;;
 	esac
 done
 echo "E2E-L2-TEST=$test"
@@ -65,22 +67,21 @@ run_fio() {
 		fail "/dev/vda has $nq hardware queues, expected $queues"
 	fi
 	# Random 4 KiB writes with a CRC32C in each block, then a read pass that checks them all: one
-	# job pinned to each CPU (or vireo.fiojobs=N), each on its own 16 MiB of the disk, so that
-	# every hardware queue (blk-mq maps them by CPU) carries I/O. The jobs run one after the other
-	# (stonewall): with both L2 CPUs busy at once, nested SVM under TCG has been seen to hang or
-	# reset L2 even with QEMU as the VMM.
-	[ -n "$fiojobs" ] || fiojobs=$(nproc)
+	# job pinned to each CPU (or to each CPU of vireo.fiocpus=LIST), each on vireo.fiosize=MIB
+	# (default 8) of the disk of its own, so that every hardware queue (blk-mq maps them by CPU)
+	# carries I/O. The jobs run one after the other (stonewall).
+	[ -n "$fiocpus" ] || fiocpus=$(seq -s, 0 $(($(nproc) - 1)))
 	jobs=
 	i=0
-	while [ $i -lt "$fiojobs" ]; do
-		jobs="$jobs --name=job$i --cpus_allowed=$((i % $(nproc))) --offset=$((i * 16))M"
+	for c in $(echo "$fiocpus" | tr ',' ' '); do
+		jobs="$jobs --name=cpu$c --cpus_allowed=$c --offset=$((i * fiosize))M"
 		[ $i -gt 0 ] && jobs="$jobs --stonewall"
 		i=$((i + 1))
 	done
 	# shellcheck disable=SC2086
-	fio --filename=/dev/vda --rw=randwrite --bs=4k --size=16M --ioengine=libaio --direct=1 \
-		--iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 \
-		--group_reporting --eta=never $jobs
+	fio --filename=/dev/vda --rw=randwrite --bs=4k --size="${fiosize}M" --ioengine=libaio \
+		--direct=1 --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--randrepeat=0 --group_reporting --eta=never $jobs
 	echo "E2E-L2-FIO-EXIT=$?"
 	for q in /sys/block/vda/mq/*; do
 		echo "E2E-L2-VDA-QUEUE$(basename "$q")-CPUS=$(cat "$q/cpu_list")"

@@ -5,15 +5,16 @@
 #
 # usage: run.sh [--test boot|fio] [--vmm vireo|qemu] [--vireo PATH] [--cpus N] [--memory SIZE]
 #               [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
-#               [--fio-jobs N] [--l2-append ARGS] [--work-dir DIR] [--cache-dir DIR]
+#               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--work-dir DIR] [--cache-dir DIR]
 #               [--build-dir DIR]
 #
 #   --test boot   L2 reaches its /init, counts its CPUs (must equal --cpus), powers off; the VMM
 #                 exits 0.
 #   --test fio    as boot, plus a virtio-blk disk with --queues queues served by --iothreads
 #                 iothreads: L2 must see /dev/vda with that many hardware queues, and fio's
-#                 randwrite + crc32c verify must pass (--fio-jobs jobs, default one per CPU,
-#                 each pinned to a CPU and on its own 16 MiB).
+#                 randwrite + crc32c verify must pass (one job pinned to each CPU of
+#                 --fio-cpus, e.g. 0,1, default all; each on --fio-size MiB of its own, default
+#                 8; one after the other).
 #   --vmm qemu    use qemu-system-x86_64 inside L1 instead of vireo (to check the bed itself);
 #                 the default is $E2E_L2_VMM, else vireo.
 #   --l2-append   extra L2 kernel parameters, e.g. "earlyprintk=ttyS0 loglevel=8".
@@ -31,7 +32,8 @@ memory=512M
 queues=2
 iothreads=2
 disk_size=256M
-fio_jobs=
+fio_cpus=
+fio_size=
 timeout_s=
 l2_append=
 work=
@@ -47,19 +49,20 @@ while (($#)); do
 	--queues) queues=$2; shift 2 ;;
 	--iothreads) iothreads=$2; shift 2 ;;
 	--disk-size) disk_size=$2; shift 2 ;;
-	--fio-jobs) fio_jobs=$2; shift 2 ;;
+	--fio-cpus) fio_cpus=$2; shift 2 ;;
+	--fio-size) fio_size=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--l2-append) l2_append=$2; shift 2 ;;
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,23p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,24p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
 case $test in boot | fio) ;; *) e2e_die "run.sh: --test must be boot or fio, not '$test'" ;; esac
 case $vmm in vireo | qemu) ;; *) e2e_die "run.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
-for v in cpus queues iothreads timeout_s fio_jobs; do
+for v in cpus queues iothreads timeout_s fio_size; do
 	[[ -z ${!v} || ${!v} =~ ^[1-9][0-9]*$ ]] || e2e_die "run.sh: --${v%_s} must be a positive integer"
 done
 [[ -n $timeout_s ]] || { [[ $test == boot ]] && timeout_s=480 || timeout_s=900; }
@@ -96,7 +99,10 @@ l1base=$("$E2E_DIR/build-l1.sh" --cache-dir "$cache" --kver "$kver" --vmm "$vmm"
 # The run's own archive: its settings, and vireo with its libraries.
 l2_cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
 [[ $test == fio ]] && l2_cmdline+=" vireo.queues=$queues"
-[[ $test == fio && -n $fio_jobs ]] && l2_cmdline+=" vireo.fiojobs=$fio_jobs"
+[[ -z $fio_cpus || $fio_cpus =~ ^[0-9]+(,[0-9]+)*$ ]] ||
+	e2e_die "run.sh: --fio-cpus must be a comma-separated list of CPU numbers"
+[[ $test == fio && -n $fio_cpus ]] && l2_cmdline+=" vireo.fiocpus=$fio_cpus"
+[[ $test == fio && -n $fio_size ]] && l2_cmdline+=" vireo.fiosize=$fio_size"
 [[ -n $l2_append ]] && l2_cmdline+=" $l2_append"
 stage=$(mktemp -d "$work/run-stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT

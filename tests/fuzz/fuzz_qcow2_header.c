@@ -41,7 +41,14 @@ static void compare(const struct qcow2_header *a, const struct qcow2_header *b)
 	SAME(has_data_file_ext);
 	SAME(has_bitmaps_ext);
 	SAME(nb_unknown);
-	SAME(tail_len);
+	/* a v3 header of 104 bytes comes back as the 112 we write: 7 bytes of zero padding */
+	if (a->tail_len) {
+		SAME(tail_len);
+		FUZZ_CHECK(!memcmp(a->tail, b->tail, a->tail_len), "round trip changed the tail");
+	} else {
+		for (uint32_t i = 0; i < b->tail_len; i++)
+			FUZZ_CHECK(b->tail[i] == 0, "round trip invented header bytes");
+	}
 	SAME_STR(backing_file);
 	if (a->has_backing_fmt)
 		SAME_STR(backing_fmt);

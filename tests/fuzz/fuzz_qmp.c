@@ -10,7 +10,7 @@
  * Input: one option byte, then the bytes the client sends.
  *   bits 0-5  chunk size: the bytes go to the server in writes of c bytes, each handled before
  *             the next (so messages are split across reads at every position): c = value + 1
- *             for 0..31, else (value - 31) * 256 (256 .. 8192); past the first 2 KiB of a
+ *             for 0..31, else (value - 31) * 256 (256 .. 8192); past the first 512 bytes of a
  *             feed, writes are 4 KiB
  *   bit 6     send qmp_capabilities first (so commands reach the table)
  *   bit 7     send the bytes three times over (reaches the 64 KiB message limit from a small
@@ -162,13 +162,13 @@ static void serve(void)
 	qmp_handle(srv, pfd, n);
 }
 
-/* Sends in writes of @chunk bytes, past the first 2 KiB in 4 KiB ones (fewer round trips). */
+/* Sends in writes of @chunk bytes, past the first 512 bytes in 4 KiB ones (fewer round trips). */
 static void feed(int c, const uint8_t *p, size_t len, size_t chunk)
 {
 	size_t sent = 0;
 
 	while (len && connected()) {
-		ssize_t n = send(c, p, MIN(len, sent < 2048 ? chunk : 4096), MSG_NOSIGNAL);
+		ssize_t n = send(c, p, MIN(len, sent < 512 ? chunk : 4096), MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;

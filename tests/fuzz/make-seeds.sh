@@ -3,15 +3,15 @@
 # need this script or its tools). Usage: tests/fuzz/make-seeds.sh [BUILD_DIR]
 # Needs python3, and qemu-img + qemu-io (qemu-utils) for the qcow2 seeds. With BUILD_DIR (default
 # build/) the assembled PVH test guests in BUILD_DIR/tests/integration/*.elf are added too.
-# Every seed stays below 64 KiB. Seeds whose name starts with "crash-" are reproducers of fixed
-# bugs: they are kept as they are.
+# Every seed stays below 64 KiB. Files named crash-* (reproducers of fixed bugs) and found-*
+# (inputs libFuzzer found that reach deeper states, picked by hand) are kept as they are.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
 for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline; do
 	mkdir -p "$corpus/$t"
-	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' -delete
+	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
 
 python3 - "$corpus" <<'PY'

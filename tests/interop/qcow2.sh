@@ -145,6 +145,22 @@ else bad "dirty: repaired on open"; fi
 qemu_clean "dirty" d.qcow2
 if qemu-img info d.qcow2 | grep -q "cleanly shut down: no"; then bad "dirty: bit cleared"; else ok "dirty: bit cleared"; fi
 
+# check: a lost refcount block is a corruption (exit 2); -r all rebuilds the refcounts
+for o in cluster_size=64k cluster_size=512; do
+	rm -f rb.qcow2
+	qemu-img create -q -f qcow2 -o "$o" rb.qcow2 4M
+	qemu-io -f qcow2 -c "write -P 9 0 3M" rb.qcow2 >/dev/null
+	qemu-img convert -O raw rb.qcow2 rb.raw
+	rt=$(python3 -c "import struct; print(struct.unpack('>Q', open('rb.qcow2', 'rb').read(56)[48:56])[0])")
+	printf '\0\0\0\0\0\0\0\0' | dd of=rb.qcow2 bs=1 seek="$rt" conv=notrunc 2>/dev/null
+	"$VI" check rb.qcow2 >/dev/null 2>&1; rc=$?
+	if [ $rc -eq 2 ]; then ok "lost refblock $o: check exit 2"; else bad "lost refblock $o: check exit $rc"; fi
+	if "$VI" check -r all rb.qcow2 >/dev/null 2>&1; then ok "lost refblock $o: repaired"
+	else bad "lost refblock $o: repair"; fi
+	qemu_clean "lost refblock $o" rb.qcow2
+	qemu_same "lost refblock $o" rb.qcow2 rb.raw
+done
+
 # ---- vireo writes, qemu checks ----
 for o in cluster_size=512 cluster_size=64k cluster_size=2M compat=0.10 refcount_bits=1 \
 	 refcount_bits=64 extended_l2=on lazy_refcounts=on compression_type=zstd \
@@ -233,6 +249,29 @@ vireo_clean "mixed: qemu writes into vireo's image" vtop.qcow2
 qemu-img compare -q vtop.qcow2 mid.qcow2; qrc=$?
 if [ $rc -eq 1 ] && [ $qrc -eq 1 ]; then ok "compare: difference found"; else bad "compare: exit $rc, qemu $qrc"; fi
 
+# rebase (safe: same content afterwards; unsafe: header only) and commit
+rm -f cb.raw cm.qcow2 ct.qcow2
+qemu-img create -q -f raw cb.raw 4M
+qemu-io -f raw -c "write -P 0x1 0 4M" cb.raw >/dev/null
+"$VI" create -q -f qcow2 -b cb.raw -F raw cm.qcow2
+qemu-io -f qcow2 -c "write -P 0x2 1M 100k" -c "write -z 2M 64k" cm.qcow2 >/dev/null
+"$VI" create -q -f qcow2 -o cluster_size=4k -b cm.qcow2 -F qcow2 ct.qcow2
+qemu-io -f qcow2 -c "write -P 0x3 1050000 5000" -c "write -P 0x4 3M 64k" ct.qcow2 >/dev/null
+qemu-img convert -O raw ct.qcow2 ct-before.raw
+if "$VI" rebase -b cb.raw -F raw ct.qcow2; then ok "rebase"; else bad "rebase"; fi
+qemu_clean "rebase" ct.qcow2
+qemu_same "rebase" ct.qcow2 ct-before.raw
+same_json "rebase" info ct.qcow2
+if "$VI" commit -q ct.qcow2; then ok "commit"; else bad "commit"; fi
+qemu_clean "commit" ct.qcow2
+qemu_same "commit: base" cb.raw ct-before.raw
+qemu_same "commit: emptied top" ct.qcow2 ct-before.raw
+if qemu-img map --output=json ct.qcow2 | grep -q '"depth": 0'; then bad "commit: top is empty"
+else ok "commit: top is empty"; fi
+if "$VI" rebase -u -b "" ct.qcow2 && ! qemu-img info ct.qcow2 | grep -q "backing file"; then
+	ok "rebase -u: backing file removed"; else bad "rebase -u"; fi
+qemu_clean "rebase -u" ct.qcow2
+
 # refcount table growth: 512-byte clusters, 24 MiB of data (qemu's table covers 8 MiB)
 rm -f g.qcow2
 qemu-img create -q -f qcow2 -o cluster_size=512 g.qcow2 32M
@@ -251,6 +290,15 @@ qemu_clean "resize" r.qcow2
 qemu-img create -q -f raw rref.raw 64M
 qemu-io -f raw -c "write -P 0x42 60M 64k" rref.raw >/dev/null
 qemu_same "resize" r.qcow2 rref.raw
+
+# shrink (--shrink), then grow again: the dropped part comes back as zeroes
+if "$VI" resize r.qcow2 1M >/dev/null 2>&1; then bad "resize: shrink needs --shrink"
+else ok "resize: shrink needs --shrink"; fi
+if "$VI" resize --shrink r.qcow2 60000000 >/dev/null && "$VI" resize r.qcow2 64M >/dev/null; then
+	ok "resize: shrink + grow"; else bad "resize: shrink + grow"; fi
+qemu-io -f raw -c "write -z 60000000 4194304" rref.raw >/dev/null
+qemu_clean "resize: shrink" r.qcow2
+qemu_same "resize: shrink" r.qcow2 rref.raw
 
 # convert raw -> qcow2 (vireo) -> raw (qemu)
 for o in cluster_size=64k extended_l2=on refcount_bits=8; do

@@ -11,12 +11,14 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "blockdev/qcow2.h"
 #include "devices/pci.h"
 #include "vmm/drive.h"
 #include "vmm/vm.h"
 
 static char path[64];
 static char comma_path[80];
+static char qpath[80];
 
 static int setup(void **state)
 {
@@ -27,6 +29,7 @@ static int setup(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	snprintf(comma_path, sizeof(comma_path), "%s,x", path);
+	snprintf(qpath, sizeof(qpath), "%s.qcow2", path);
 	fd = open(comma_path, O_CREAT | O_RDWR, 0600);
 	assert_true(fd >= 0);
 	close(fd);
@@ -37,6 +40,7 @@ static int teardown(void **state)
 {
 	unlink(path);
 	unlink(comma_path);
+	unlink(qpath);
 	return 0;
 }
 
@@ -136,8 +140,20 @@ static void bad_values_name_their_key(void **state)
 	parse_fails("if", "file=%s,if=ide", path);
 	parse_fails("format", "file=%s,format=vmdk", path);
 	parse_fails("poll-max-ns", "file=%s,poll-max-ns=-1", path);
-	parse_fails("'bogus'", "file=%s,bogus=1", path);
 	parse_fails("not key=value", "file=%s,readonly", path);
+}
+
+static void unknown_keys_are_kept_for_the_driver(void **state)
+{
+	parse_ok("file=%s,l2-cache-size=1M,metadata-barriers=off,l2-cache-size=2M", path);
+	assert_int_equal(cfg.driver_opts.nr_extra, 2);
+	assert_string_equal(cfg.driver_opts.extra[0].key, "l2-cache-size");
+	assert_string_equal(cfg.driver_opts.extra[0].value, "2M");
+	assert_string_equal(cfg.driver_opts.extra[1].key, "metadata-barriers");
+	assert_string_equal(cfg.driver_opts.extra[1].value, "off");
+	drive_config_free(&cfg);
+	assert_int_equal(cfg.driver_opts.nr_extra, 0);
+	parse_fails("empty key", "file=%s,=1", path);
 }
 
 static void missing_or_absent_files_are_refused(void **state)
@@ -170,6 +186,8 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 {
 	static struct vm vm;
 	struct pci_bus pci;
+	struct qcow2_create_opts qo = { .size = 1 << 20, .cluster_bits = 16, .version = 3,
+					.refcount_bits = 16 };
 	struct error *err = NULL;
 	char spec[256];
 
@@ -195,6 +213,25 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	assert_int_equal(drive_add(&vm, &pci, "file=/nonexistent", &err), -1);
 	assert_true(strncmp(error_msg(err), "--drive", 7) == 0);
 	error_free(err);
+	err = NULL;
+	/* driver options reach the format: raw takes none, qcow2 takes its own and no other */
+	snprintf(spec, sizeof(spec), "file=%s,l2-cache-size=1M", path);
+	assert_int_equal(drive_add(&vm, &pci, spec, &err), -1);
+	if (!strstr(error_msg(err), "'l2-cache-size'") || !strstr(error_msg(err), "'raw'"))
+		fail_msg("raw with l2-cache-size: '%s'", error_msg(err));
+	error_free(err);
+	err = NULL;
+	if (qcow2_create(qpath, &qo, &err) < 0)
+		fail_msg("qcow2_create: %s", error_msg(err));
+	snprintf(spec, sizeof(spec), "file=%s,format=qcow2,l2-cache-size=1M,metadata-barriers=off",
+		 qpath);
+	if (drive_add(&vm, &pci, spec, &err) < 0)
+		fail_msg("qcow2 with its options: %s", error_msg(err));
+	snprintf(spec, sizeof(spec), "file=%s,format=qcow2,bogus=1", qpath);
+	assert_int_equal(drive_add(&vm, &pci, spec, &err), -1);
+	if (!strstr(error_msg(err), "'bogus'"))
+		fail_msg("qcow2 with bogus=1: '%s'", error_msg(err));
+	error_free(err);
 	drive_cleanup();
 	assert_int_equal(pci_cfg_read(&pci, 1, 0, 0, 4), 0xffffffff);
 	pci_bus_destroy(&pci);
@@ -210,6 +247,7 @@ int main(void)
 		cmocka_unit_test(every_key_is_parsed),
 		cmocka_unit_test(explicit_queue_mapping_is_used_and_checked),
 		cmocka_unit_test(bad_values_name_their_key),
+		cmocka_unit_test(unknown_keys_are_kept_for_the_driver),
 		cmocka_unit_test(missing_or_absent_files_are_refused),
 		cmocka_unit_test(double_comma_is_a_literal_comma),
 		cmocka_unit_test(drive_add_plugs_a_virtio_blk_function_and_shares_iothreads),

@@ -40,6 +40,7 @@ struct bq {
 	uint64_t t_submit[MAX_QD];
 	uint64_t rng;
 	uint64_t ios;
+	uint64_t lat_sum, lat_max;      /* TSC ticks */
 	uint32_t hist[NBUCKETS];
 	char err[120];
 };
@@ -120,8 +121,12 @@ static int reap(struct bq *q, bool resubmit)
 			return -1;
 		}
 		if (b.phase == MEASURE) {
+			uint64_t lat = now - q->t_submit[i];
+
 			q->ios++;
-			q->hist[bucket(now - q->t_submit[i])]++;
+			q->lat_sum += lat;
+			q->lat_max = MAX(q->lat_max, lat);
+			q->hist[bucket(lat)]++;
 		}
 		if (resubmit && !submit(q, i))
 			return -1;
@@ -261,9 +266,10 @@ static int parse_options(void)
 	return CASE_OK;
 }
 
-static uint64_t percentile(const uint32_t *hist, uint64_t total, unsigned pct)
+/* The pm-th per-mille latency (500: the median), from the histogram. */
+static uint64_t percentile(const uint32_t *hist, uint64_t total, unsigned pm)
 {
-	uint64_t want = (total * pct + 99) / 100, seen = 0;
+	uint64_t want = (total * pm + 999) / 1000, seen = 0;
 
 	for (unsigned i = 0; i < NBUCKETS; i++) {
 		seen += hist[i];
@@ -284,22 +290,29 @@ static void fmt_us(char *buf, size_t n, uint64_t ticks)
 static int report(void)
 {
 	static uint32_t hist[NBUCKETS];
-	uint64_t ios = 0, ticks = b.t_end - b.t_start, ms = ticks * 1000 / tsc_hz;
-	char p50[24], p99[24];
+	uint64_t ios = 0, sum = 0, max = 0, ticks = b.t_end - b.t_start, ms = ticks * 1000 / tsc_hz;
+	char p50[24], p90[24], p99[24], p999[24], mean[24], maxs[24];
 
 	memset(hist, 0, sizeof(hist));
 	for (unsigned k = 0; k < b.nq; k++) {
 		ios += bqs[k].ios;
+		sum += bqs[k].lat_sum;
+		max = MAX(max, bqs[k].lat_max);
 		for (unsigned i = 0; i < NBUCKETS; i++)
 			hist[i] += bqs[k].hist[i];
 	}
 	if (!ios)
 		return case_fail("no I/O completed in the measured window");
-	fmt_us(p50, sizeof(p50), percentile(hist, ios, 50));
-	fmt_us(p99, sizeof(p99), percentile(hist, ios, 99));
-	printf("BENCH iops=%lu p50_us=%s p99_us=%s ios=%lu secs=%lu.%03lu kicks=%lu rw=%s qd=%u "
-	       "queues=%u cpus=%u bs=%u tsc_mhz=%lu\n", ios * tsc_hz / ticks, p50, p99, ios,
-	       ms / 1000, ms % 1000, b.kicks_end - b.kicks_start,
+	fmt_us(p50, sizeof(p50), percentile(hist, ios, 500));
+	fmt_us(p90, sizeof(p90), percentile(hist, ios, 900));
+	fmt_us(p99, sizeof(p99), percentile(hist, ios, 990));
+	fmt_us(p999, sizeof(p999), percentile(hist, ios, 999));
+	fmt_us(mean, sizeof(mean), sum / ios);
+	fmt_us(maxs, sizeof(maxs), max);
+	printf("BENCH iops=%lu p50_us=%s p99_us=%s ios=%lu secs=%lu.%03lu kicks=%lu mean_us=%s "
+	       "p90_us=%s p999_us=%s max_us=%s rw=%s qd=%u queues=%u cpus=%u bs=%u tsc_mhz=%lu\n",
+	       ios * tsc_hz / ticks, p50, p99, ios, ms / 1000, ms % 1000,
+	       b.kicks_end - b.kicks_start, mean, p90, p999, maxs,
 	       b.type == VIRTIO_BLK_T_IN ? "randread" : "randwrite", b.qd, b.nq, b.ncpus, b.bs,
 	       tsc_hz / 1000000);
 	return CASE_OK;

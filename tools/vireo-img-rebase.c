@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vireo-img rebase: give a qcow2 image another backing file. Safe mode (default) first copies
+ * into the image every range it does not allocate itself where the old and the new backing
+ * files differ, so the guest sees the same content; -u only rewrites the header.
+ */
+#include "tools/vireo-img.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define CHUNK (64 * 1024ULL)
+
+/* Content of [off, off+n) of @b (NULL: no backing file), zeroes past its end. */
+static int read_or_zero(struct blockdev *b, uint64_t off, uint8_t *buf, uint64_t n)
+{
+	uint64_t have = b && off < b->size ? MIN(n, b->size - off) : 0;
+	int ret = have ? blockdev_pread(b, off, buf, have) : 0;
+
+	memset(buf + have, 0, n - have);
+	return ret;
+}
+
+static int copy_differences(struct blockdev *bs, struct blockdev *nb, bool progress)
+{
+	uint8_t *a = malloc(CHUNK), *b = malloc(CHUNK);
+	uint64_t off = 0;
+	int ret = a && b ? 0 : -ENOMEM;
+
+	while (!ret && off < bs->size) {
+		uint64_t n = MIN(CHUNK, bs->size - off), pnum, map;
+		struct blockdev *file;
+		int st = blockdev_block_status(bs, off, n, &pnum, &map, &file);
+
+		if (st < 0) {
+			ret = st;
+			break;
+		}
+		n = MIN(n, pnum);
+		if (!(st & BLOCKDEV_STATUS_ALLOCATED)) {
+			ret = read_or_zero(bs->backing, off, a, n);
+			if (!ret)
+				ret = read_or_zero(nb, off, b, n);
+			if (!ret && memcmp(a, b, n))
+				ret = blockdev_pwrite(bs, off, a, n);
+		}
+		off += n;
+		if (progress)
+			printf("    (%.2f/100%%)\r", off * 100.0 / bs->size);
+	}
+	if (progress)
+		printf("\n");
+	free(a);
+	free(b);
+	return ret;
+}
+
+int img_rebase(int argc, char **argv)
+{
+	const char *fmt = NULL, *bfile = NULL, *bfmt = NULL;
+	struct blockdev *bs = NULL, *nb = NULL;
+	struct error *err = NULL;
+	bool unsafe = false, progress = false;
+	int c, ret;
+
+	while ((c = getopt(argc, argv, "+f:b:F:upqU")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'b': bfile = optarg; break;
+		case 'F': bfmt = optarg; break;
+		case 'u': unsafe = true; break;
+		case 'p': progress = true; break;
+		case 'q': case 'U': break;
+		default: return img_usage_error("rebase: bad option");
+		}
+	}
+	if (optind + 1 != argc || !bfile)
+		return img_usage_error("rebase: expecting -b backing_file and one file name");
+	bs = img_open(argv[optind], fmt, false, NULL, &err);
+	if (!bs)
+		goto fail;
+	if (bs->drv != &blockdev_qcow2) {
+		error_setg(&err, "'%s' is %s: only qcow2 images have a backing file", argv[optind],
+			   blockdev_format_name(bs));
+		goto fail;
+	}
+	if (!unsafe && bfile[0]) {
+		char *copy = strdup(argv[optind]), *path = NULL;
+
+		if (bfile[0] == '/' || !strchr(argv[optind], '/'))
+			path = strdup(bfile);
+		else if (copy && asprintf(&path, "%s/%s", dirname(copy), bfile) < 0)
+			path = NULL;
+		free(copy);
+		nb = path ? img_open(path, bfmt, true, NULL, &err) : NULL;
+		free(path);
+		if (!nb) {
+			error_prepend(&err, "could not open the new backing file '%s'", bfile);
+			goto fail;
+		}
+	}
+	if (!bfmt && nb)
+		bfmt = blockdev_format_name(nb);
+	if (!unsafe && (ret = copy_differences(bs, nb, progress))) {
+		error_setg_errno(&err, ret, "'%s': copying the data the backing files disagree on",
+				 argv[optind]);
+		goto fail;
+	}
+	if (qcow2_change_backing(bs, bfile, bfmt, &err))
+		goto fail;
+	blockdev_close(nb);
+	blockdev_close(bs);
+	return 0;
+fail:
+	error_report_free(IMG_PROG, err);
+	blockdev_close(nb);
+	blockdev_close(bs);
+	return 1;
+}
