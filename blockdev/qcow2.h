@@ -91,6 +91,8 @@ struct qcow2 {
 	uint8_t *cbuf2;         /* a cluster of scratch (COW / decompressed output) */
 	struct qcow2_pending *pending; /* staged L2 entries of the current locked section */
 	size_t nr_pending, cap_pending;
+	uint64_t zhost;         /* host cluster compressed writes append to (0: none) */
+	uint64_t zused;         /* bytes of it used */
 };
 
 static inline struct qcow2 *qcow2_of(struct blockdev *bs)
@@ -160,6 +162,34 @@ int qcow2_barrier(struct qcow2 *q);
 /* Publishes the staged L2 entries (one barrier first), then frees what they replaced; lock held. */
 int qcow2_commit(struct qcow2 *q);
 
+/*
+ * Writes guest cluster [off, off+len) compressed (compression_type of the image): @off is
+ * cluster-aligned and @len is the cluster size, or what is left of the image at its end.
+ * Data that does not shrink is written as a normal cluster. Compressed clusters share host
+ * clusters (each holds a reference per compressed cluster in it). Tools only (slow path):
+ * -ENOTSUP with an external data file.
+ */
+int qcow2_write_compressed(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
+
+/* --- qcow2_amend.c --- */
+struct qcow2_amend_opts {
+	unsigned version;   /* 2 or 3; 0 keeps it */
+	int lazy_refcounts; /* 0 off, 1 on, -1 keeps it */
+};
+/*
+ * Changes the version and the lazy_refcounts bit of an image open read-write (no queues on it).
+ * Downgrading to version 2 expands zero clusters first and refuses, naming the reason, what
+ * version 2 cannot hold (extended L2, zstd, a data file, refcount_bits != 16, bitmaps,
+ * internal snapshots, a dirty image).
+ */
+int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct error **errp);
+
+/* --- qcow2_compress.c --- */
+/* Compresses one cluster @src (cluster_size bytes) into @dst (@cap bytes) in the image's
+ * compression type (zlib: raw deflate, window 4 KiB; zstd: one frame). Returns the compressed
+ * length, -ENOSPC when it does not fit in @cap, or -ENOMEM. */
+int64_t qcow2_compress(const struct qcow2 *q, const void *src, void *dst, uint64_t cap);
+
 /* --- qcow2_create.c --- */
 struct qcow2_create_opts {
 	uint64_t size;
@@ -176,6 +206,13 @@ struct qcow2_create_opts {
 	const char *data_file;     /* external data file (created raw, @size bytes), or NULL */
 	bool data_file_raw;
 };
+/*
+ * Bytes a qcow2 image of @size virtual bytes takes with every cluster allocated: header, L2 and
+ * L1 tables, refcount blocks and table covering all of it (their fixed point), and the data.
+ * The same estimate `qemu-img measure` gives as "fully allocated size".
+ */
+uint64_t qcow2_measure_full(uint64_t size, unsigned cluster_bits, unsigned refcount_bits,
+			    bool extended_l2);
 /* Creates (or truncates) @filename as an empty qcow2 image. */
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp);
 

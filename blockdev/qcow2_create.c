@@ -283,3 +283,25 @@ out:
 	close(fd);
 	return ret ? -1 : 0;
 }
+
+uint64_t qcow2_measure_full(uint64_t size, unsigned cluster_bits, unsigned refcount_bits,
+			    bool extended_l2)
+{
+	uint64_t cs = 1ULL << cluster_bits, data = ALIGN_UP(size, cs);
+	uint64_t l2e = extended_l2 ? 16 : 8, meta = cs; /* the header cluster */
+	uint64_t nl2e = ALIGN_UP(data / cs, cs / l2e), nl1e, clusters;
+	uint64_t per_block = cs * 8 / refcount_bits, per_table = cs / 8;
+	uint64_t blocks = 0, table = 0, n = 0, last;
+
+	meta += nl2e * l2e;                              /* L2 tables */
+	nl1e = ALIGN_UP(nl2e * l2e / cs, cs / 8);
+	meta += nl1e * 8;                                /* the L1 table */
+	clusters = (meta + data) / cs;
+	do { /* refcount blocks and table that also count themselves */
+		last = n;
+		blocks = DIV_ROUND_UP(clusters + table + blocks, per_block);
+		table = DIV_ROUND_UP(blocks, per_table);
+		n = clusters + blocks + table;
+	} while (n != last);
+	return meta + (blocks + table) * cs + data;
+}

@@ -352,6 +352,8 @@ int qcow2_free_range(struct qcow2 *q, uint64_t off, uint64_t len)
 		}
 		if ((ret = qcow2_rc_set(q, c, rc - 1)))
 			return ret;
+		if (c == q->zhost >> q->cluster_bits)
+			q->zhost = 0; /* compressed writes no longer append to it */
 		/* a freed cluster is not reused in this session: a fast-path request mapped
 		 * before the free may still be doing I/O on it (blockdev.h, "Reuse of freed
 		 * host ranges") */

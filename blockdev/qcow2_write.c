@@ -464,6 +464,90 @@ int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
 	return locked ? unlock_commit(q, ret) : ret;
 }
 
+/*
+ * Compressed clusters are packed: q->zhost is the host cluster the last one went to and q->zused
+ * the bytes of it taken; the next one is appended there when it fits (one more reference on that
+ * host cluster), else it starts a fresh host cluster. None crosses a host cluster boundary, so
+ * each holds exactly one reference on exactly one host cluster. Lock held.
+ */
+static int place_compressed(struct qcow2 *q, uint64_t clen, uint64_t *coff)
+{
+	uint64_t c = q->zhost >> q->cluster_bits, rc = 0;
+	int64_t h;
+	int ret;
+
+	if (q->zhost && q->zused + clen <= q->cluster_size) {
+		if ((ret = qcow2_rc_get(q, c, &rc)))
+			return ret;
+		if (rc && rc < qcow2_rc_max(q)) {
+			if ((ret = qcow2_rc_set(q, c, rc + 1)))
+				return ret;
+			goto place;
+		}
+	}
+	h = qcow2_alloc_clusters(q, 1);
+	if (h < 0)
+		return (int)h;
+	q->zhost = (uint64_t)h;
+	q->zused = 0;
+place:
+	*coff = q->zhost + q->zused;
+	q->zused += clen;
+	return 0;
+}
+
+int qcow2_write_compressed(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
+{
+	uint64_t gc = off >> q->cluster_bits, idx = gc & ((1ULL << q->l2_bits) - 1);
+	uint64_t l2, coff = 0, nsec, e[2] = { 0, 0 }, ne[2];
+	unsigned x = 62 - (q->cluster_bits - 8);
+	uint8_t *src, *dst;
+	int64_t clen;
+	int ret;
+
+	if (q->read_only)
+		return -EROFS;
+	if (q->data != q->file)
+		return -ENOTSUP; /* an external data file holds no compressed clusters */
+	if (!IS_ALIGNED(off, q->cluster_size) || !len || len > q->cluster_size ||
+	    (len < q->cluster_size && off + len != q->bs->size))
+		return -EINVAL;
+	src = calloc(1, q->cluster_size);
+	dst = malloc(q->cluster_size);
+	if (!src || !dst) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(src, buf, len); /* the image's last cluster: padded with zeroes */
+	clen = qcow2_compress(q, src, dst, q->cluster_size - 1);
+	if (clen == -ENOSPC) { /* does not shrink: store it as it is */
+		ret = qcow2_write(q, off, buf, len);
+		goto out;
+	}
+	if (clen < 0) {
+		ret = (int)clen;
+		goto out;
+	}
+	pthread_mutex_lock(&q->lock);
+	if ((ret = check_corrupt(q)) || (ret = ensure_l2(q, gc >> q->l2_bits, &l2)) ||
+	    (ret = qcow2_l2_get(q, l2, idx, e)) ||
+	    (ret = place_compressed(q, (uint64_t)clen, &coff)) ||
+	    (ret = check_data_target(q, coff, (uint64_t)clen)) ||
+	    (ret = blockdev_pwrite(q->file, coff, dst, (uint64_t)clen)))
+		goto unlock;
+	/* the descriptor: byte offset, then the 512-byte sectors touched beyond the first */
+	nsec = ((coff & 511) + (uint64_t)clen + 511) / 512 - 1;
+	ne[0] = QCOW2_OFLAG_COMPRESSED | (nsec << x) | coff;
+	ne[1] = 0; /* extended L2: no subcluster bitmap for compressed clusters */
+	ret = commit_entry(q, l2, idx, e, ne);
+unlock:
+	ret = unlock_commit(q, ret);
+out:
+	free(src);
+	free(dst);
+	return ret;
+}
+
 /* Makes whole clusters or subclusters of one cluster read as zeroes (lock held). */
 static int zero_locked(struct qcow2 *q, uint64_t off, uint64_t n, unsigned int flags)
 {
@@ -589,18 +673,56 @@ static int discard_locked(struct qcow2 *q, uint64_t off, bool full)
 	return commit_entry(q, l2, idx, e, ne);
 }
 
+/*
+ * The part of a discard that covers a cluster only partly: zeroed, so that a discarded range
+ * always reads back as zeroes (as whole clusters do above, and as a hole punched in a raw file
+ * does), unless it reads as zeroes already. Called without the lock (qcow2_zero_range takes it).
+ */
+static int discard_partial(struct qcow2 *q, uint64_t off, uint64_t n)
+{
+	struct qcow2_run run;
+	int ret;
+
+	while (n) {
+		uint64_t len;
+		bool zero;
+
+		ret = qcow2_lookup(q, off, n, false, &run);
+		if (ret == -EAGAIN) { /* cache miss: load the slice under the lock */
+			pthread_mutex_lock(&q->lock);
+			ret = qcow2_lookup(q, off, n, true, &run);
+			pthread_mutex_unlock(&q->lock);
+		}
+		if (ret)
+			return ret;
+		len = MIN(run.len, n);
+		zero = run.kind == QCOW2_ZERO ||
+		       (run.kind == QCOW2_UNALLOCATED &&
+			(!q->bs->backing || off >= q->bs->backing->size));
+		if (!zero && (ret = qcow2_zero_range(q, off, len, 0)))
+			return ret;
+		off += len;
+		n -= len;
+	}
+	return 0;
+}
+
 static int discard(struct qcow2 *q, uint64_t off, uint64_t len, bool full)
 {
-	uint64_t end = off + len;
+	uint64_t end = off + len, head, tail;
 	int ret = 0;
 
 	if (q->read_only)
 		return -EROFS;
 	if (q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW)
 		return 0; /* the data file must stay a faithful raw image: keep the data */
-	off = ALIGN_UP(off, q->cluster_size);
-	if (end != q->bs->size)
-		end = ALIGN_DOWN(end, q->cluster_size);
+	head = MIN(ALIGN_UP(off, q->cluster_size), end);
+	tail = end == q->bs->size ? end : MAX(ALIGN_DOWN(end, q->cluster_size), head);
+	if (!full && ((ret = discard_partial(q, off, head - off)) ||
+		      (ret = discard_partial(q, tail, end - tail))))
+		return ret;
+	off = head;
+	end = tail;
 	pthread_mutex_lock(&q->lock);
 	for (; off < end && !ret; off += q->cluster_size)
 		ret = discard_locked(q, off, full);

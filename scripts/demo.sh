@@ -118,17 +118,21 @@ if [[ $mode == emulated ]]; then
 		--build-dir "$build" --work-dir "$build/demo/e2e-$test"
 	rc=$?
 else
-	[[ -r /dev/kvm && -w /dev/kvm ]] || echo "warning: /dev/kvm is not readable and writable by $(id -un)"
+	[[ -r /dev/kvm && -w /dev/kvm ]] ||
+		echo "warning: /dev/kvm is not readable and writable by $(id -un)"
 	cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
 	drive=()
 	if [[ $test == fio ]]; then
 		make_raw "$build/demo/linux-disk.raw" 256M
 		cmdline+=" vireo.queues=2"
-		drive=(--drive "file=$build/demo/linux-disk.raw,format=raw,if=virtio-blk,num-queues=2,iothreads=2,cache=none")
+		drive=(--drive "file=$build/demo/linux-disk.raw,format=raw,if=virtio-blk,num-queues=2")
+		drive[1]+=",iothreads=2,cache=none"
 	fi
-	echo "vireo run --kernel /boot/vmlinuz-$kver --initrd $l2 --cmdline '$cmdline' --cpus 2 --memory 512M ${drive[*]}"
+	echo "vireo run --kernel /boot/vmlinuz-$kver --initrd $l2 --cmdline '$cmdline'" \
+		"--cpus 2 --memory 512M ${drive[*]}"
 	timeout --foreground -k 5 300 "$vireo" run --kernel "/boot/vmlinuz-$kver" --initrd "$l2" \
-		--cmdline "$cmdline" --cpus 2 --memory 512M "${drive[@]}" </dev/null | tee "$build/demo/linux-console.log"
+		--cmdline "$cmdline" --cpus 2 --memory 512M "${drive[@]}" </dev/null |
+		tee "$build/demo/linux-console.log"
 	rc=${PIPESTATUS[0]}
 	if ((rc == 0)); then
 		grep -q '^E2E-L2-DONE' "$build/demo/linux-console.log" || rc=1
@@ -156,7 +160,8 @@ else
 	drive=()
 	extra=()
 	if [[ $has_drive == yes ]]; then
-		drive=(--drive "file=$build/demo/guest-disk.raw,format=raw,if=virtio-blk,num-queues=2,serial=vireo-test")
+		drive=(--drive "file=$build/demo/guest-disk.raw,format=raw,if=virtio-blk,num-queues=2")
+		drive[1]+=",serial=vireo-test"
 		extra=(blk-serial=vireo-test)
 	fi
 	# run-vireo.sh maps the guest's debug-exit verdict ((v << 1) | 1; 33 = pass) to 0 or 1.

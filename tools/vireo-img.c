@@ -15,13 +15,18 @@ static const struct {
 	{ "create", img_create,
 	  "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-o options] filename [size]" },
 	{ "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
+	{ "amend", img_amend, "amend [-q] [-p] [-f fmt] -o options filename" },
 	{ "check", img_check, "check [-q] [-f fmt] [-r leaks|all] [--output=human|json] filename" },
 	{ "commit", img_commit, "commit [-q] [-f fmt] [-b base] [-d] [-p] filename" },
 	{ "compare", img_compare, "compare [-q] [-s] [-f fmt] [-F fmt] filename1 filename2" },
 	{ "convert", img_convert,
-	  "convert [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-o options] [-S sparse_size] "
+	  "convert [-p] [-q] [-n] [-c] [-W] [-m 1] [-f fmt] [-t cache] [-T src_cache] "
+	  "[-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] "
 	  "filename output_filename" },
 	{ "map", img_map, "map [-f fmt] [--output=human|json] filename" },
+	{ "measure", img_measure,
+	  "measure [-f fmt] [-O output_fmt] [-o options] [--output=human|json] "
+	  "(--size N | filename)" },
 	{ "rebase", img_rebase,
 	  "rebase [-q] [-f fmt] [-u] [-p] -b backing_file [-F backing_fmt] filename" },
 	{ "resize", img_resize, "resize [-f fmt] [--shrink] filename [+|-]size" },

@@ -19,6 +19,8 @@ int img_commit(int argc, char **argv);
 int img_compare(int argc, char **argv);
 int img_convert(int argc, char **argv);
 int img_map(int argc, char **argv);
+int img_measure(int argc, char **argv);
+int img_amend(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_resize(int argc, char **argv);
 

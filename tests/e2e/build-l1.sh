@@ -32,7 +32,10 @@ mkdir -p "$cache"
 [[ -n $kver ]] || kver=$(e2e_kernel_version)
 [[ -n $kver ]] || e2e_die "no Debian cloud kernel found in /boot (package linux-image-cloud-amd64)"
 [[ -r $l2_initrd ]] || e2e_die "build-l1.sh: --l2-initrd: cannot read '$l2_initrd'"
-case $vmm in vireo | qemu) ;; *) e2e_die "build-l1.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
+case $vmm in
+vireo | qemu) ;;
+*) e2e_die "build-l1.sh: --vmm must be vireo or qemu, not '$vmm'" ;;
+esac
 e2e_need_cmd cpio ldd readelf sha256sum
 
 mods=$(e2e_module_closure "$kver" kvm_amd)
@@ -87,5 +90,6 @@ if [[ $vmm == qemu ]]; then
 fi
 e2e_make_cpio "$stage" "$out"
 e2e_prune "$cache/l1base-$vmm-*.cpio" 2
-e2e_log "L1 initramfs base: $(du -h "$out" | cut -f1), modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
+e2e_log "L1 initramfs base: $(du -h "$out" | cut -f1)," \
+	"modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
 printf '%s\n' "$out"

@@ -56,5 +56,6 @@ for m in $mods; do
 done
 e2e_make_cpio "$stage" "$out"
 e2e_prune "$cache/l2-*.cpio" 2
-e2e_log "L2 initramfs: $(du -h "$out" | cut -f1), modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
+e2e_log "L2 initramfs: $(du -h "$out" | cut -f1)," \
+	"modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
 printf '%s\n' "$out"

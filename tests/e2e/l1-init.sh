@@ -14,7 +14,7 @@ export PATH=/usr/bin:/sbin:/bin:/usr/sbin
 # The VMM's library directories (and QEMU's, for the stand-in): an initramfs has no ld.so.cache.
 LD_LIBRARY_PATH=$(cat /etc/e2e-libpath* 2>/dev/null | tr ':' '\n' | sort -u | paste -sd: -)
 export LD_LIBRARY_PATH
-cd /tmp
+cd /tmp || exit 1
 
 finish() {
 	echo "E2E-L1-DONE"
@@ -46,7 +46,8 @@ drive_qemu=
 if [ -n "$E2E_DISK_SIZE" ]; then
 	# The root file system is RAM-backed: no O_DIRECT there, hence cache=writeback.
 	truncate -s "$E2E_DISK_SIZE" /disk.img
-	drive_vireo="--drive file=/disk.img,format=raw,if=virtio-blk,num-queues=$E2E_QUEUES,iothreads=$E2E_IOTHREADS,cache=writeback"
+	drive_vireo="--drive file=/disk.img,format=raw,if=virtio-blk,num-queues=$E2E_QUEUES"
+	drive_vireo="$drive_vireo,iothreads=$E2E_IOTHREADS,cache=writeback"
 	iothreads=
 	mapping=
 	i=0
@@ -55,16 +56,20 @@ if [ -n "$E2E_DISK_SIZE" ]; then
 		mapping="$mapping${mapping:+,}{\"iothread\":\"io$i\"}"
 		i=$((i + 1))
 	done
-	drive_qemu="$iothreads -blockdev driver=file,filename=/disk.img,node-name=d0 -device {\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$E2E_QUEUES,\"iothread-vq-mapping\":[$mapping]}"
+	dev="{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$E2E_QUEUES"
+	dev="$dev,\"iothread-vq-mapping\":[$mapping]}"
+	drive_qemu="$iothreads -blockdev driver=file,filename=/disk.img,node-name=d0 -device $dev"
 fi
 
-echo "E2E-L1-VMM=$E2E_VMM test=$E2E_TEST cpus=$E2E_CPUS memory=$E2E_MEMORY uptime=$(cut -d' ' -f1 /proc/uptime)s"
+echo "E2E-L1-VMM=$E2E_VMM test=$E2E_TEST cpus=$E2E_CPUS memory=$E2E_MEMORY" \
+	"uptime=$(cut -d' ' -f1 /proc/uptime)s"
 echo "E2E-L1-L2-CMDLINE=$E2E_L2_CMDLINE"
 set -f # the JSON in $drive_qemu is not a glob
 case $E2E_VMM in
 vireo)
 	echo "E2E-L1-VIREO-VERSION=$(vireo --version 2>&1 | head -n 1)"
-	echo "E2E-L1-RUN: vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio --cmdline '$E2E_L2_CMDLINE' --cpus $E2E_CPUS --memory $E2E_MEMORY $drive_vireo"
+	echo "E2E-L1-RUN: vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio" \
+		"--cmdline '$E2E_L2_CMDLINE' --cpus $E2E_CPUS --memory $E2E_MEMORY $drive_vireo"
 	echo "E2E-L2-CONSOLE-BEGIN"
 	# shellcheck disable=SC2086
 	timeout -s KILL "$E2E_VMM_TIMEOUT" vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio \
@@ -72,7 +77,8 @@ vireo)
 	rc=$?
 	;;
 qemu)
-	echo "E2E-L1-RUN: qemu-system-x86_64 -M pc -accel kvm -cpu host -smp $E2E_CPUS -m $E2E_MEMORY $drive_qemu"
+	echo "E2E-L1-RUN: qemu-system-x86_64 -M pc -accel kvm -cpu host -smp $E2E_CPUS" \
+		"-m $E2E_MEMORY $drive_qemu"
 	echo "E2E-L2-CONSOLE-BEGIN"
 	# shellcheck disable=SC2086
 	timeout -s KILL "$E2E_VMM_TIMEOUT" qemu-system-x86_64 -L /usr/share/e2e-qemu -M pc \
@@ -88,7 +94,7 @@ qemu)
 esac
 echo
 echo "E2E-L2-CONSOLE-END"
-[ $rc -eq 137 ] && echo "E2E-VIREO-TIMEOUT=${E2E_VMM_TIMEOUT}s"
+[ "$rc" -eq 137 ] && echo "E2E-VIREO-TIMEOUT=${E2E_VMM_TIMEOUT}s"
 echo "E2E-VIREO-EXIT=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
 # What L1's KVM said while the VMM ran (failed entries, unhandled MSRs, emulation failures).
 dmesg | grep -i -E 'kvm|svm' | grep -v -E 'Nested Paging|Nested Virtualization|kvm: Nested' |

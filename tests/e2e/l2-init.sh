@@ -10,8 +10,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-[ -r /etc/e2e-libpath ] && export LD_LIBRARY_PATH="$(cat /etc/e2e-libpath)"
-cd /tmp
+[ -r /etc/e2e-libpath ] && LD_LIBRARY_PATH=$(cat /etc/e2e-libpath) && export LD_LIBRARY_PATH
+cd /tmp || exit 1
 
 echo "E2E-L2-INIT-REACHED"
 echo "E2E-L2-KERNEL=$(uname -r)"
@@ -55,7 +55,9 @@ run_fio() {
 	done
 	if [ ! -b /dev/vda ]; then
 		for d in /sys/bus/pci/devices/*; do
-			echo "E2E-L2-PCI: $(basename "$d") $(cat "$d/vendor"):$(cat "$d/device") class $(cat "$d/class") driver $(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)"
+			drv=$(readlink "$d/driver" 2>/dev/null)
+			echo "E2E-L2-PCI: $(basename "$d") $(cat "$d/vendor"):$(cat "$d/device")" \
+				"class $(cat "$d/class") driver ${drv##*/}"
 		done
 		dmesg | grep -i -E 'virtio|vda|pci 0000' | tail -n 20 | sed 's/^/E2E-L2-DMESG: /'
 		fail "no /dev/vda 10 s after loading virtio_blk ($(ls /sys/bus/pci/devices | wc -l) PCI devices)"

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
 # Shared helpers of the emulated-host test bed (sourced by the other scripts, not run).
 #
 # Everything here builds from what Debian packages put on this machine: the cloud kernel and its
 # modules, busybox-static, fio, qemu-system-x86. Archives are cached under e2e_cache_dir, each
 # named after a hash of its inputs, so a rerun with unchanged inputs reuses them.
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 E2E_TCG_LOCK=${E2E_TCG_LOCK:-/tmp/vireo-tcg.lock}
 
@@ -55,7 +57,8 @@ e2e_kernel_version() {
 		return
 	fi
 	v=
-	for k in $(ls -v /boot/vmlinuz-*-cloud-amd64 2>/dev/null); do
+	for k in $(printf '%s\n' /boot/vmlinuz-*-cloud-amd64 | sort -V); do
+		[[ -e $k ]] || continue
 		k=${k#/boot/vmlinuz-}
 		[[ -d /lib/modules/$k ]] && v=$k
 	done
@@ -71,10 +74,16 @@ e2e_missing_prereq() {
 	kver=$(e2e_kernel_version)
 	[[ -n $kver ]] ||
 		{ echo "no Debian cloud kernel in /boot (package linux-image-cloud-amd64)"; return; }
+	[[ -e /boot/vmlinuz-$kver ]] ||
+		{ echo "no /boot/vmlinuz-$kver (package linux-image-cloud-amd64)"; return; }
 	[[ -r /boot/vmlinuz-$kver ]] ||
-		{ echo "/boot/vmlinuz-$kver is not readable (Debian installs it root-only: chmod a+r)"; return; }
-	[[ -x /bin/busybox ]] && file_is_static /bin/busybox ||
-		{ echo "no static /bin/busybox (package busybox-static)"; return; }
+		{ echo "/boot/vmlinuz-$kver is not readable by $(id -un)"; return; }
+	[[ -d /lib/modules/$kver ]] ||
+		{ echo "no /lib/modules/$kver (package linux-image-cloud-amd64)"; return; }
+	if [[ ! -x /bin/busybox ]] || ! file_is_static /bin/busybox; then
+		echo "no static /bin/busybox (package busybox-static)"
+		return
+	fi
 	command -v cpio >/dev/null 2>&1 || { echo "cpio is not installed (package cpio)"; return; }
 	return 0
 }

@@ -5,8 +5,8 @@
 #
 # usage: run.sh [--test boot|fio] [--vmm vireo|qemu] [--vireo PATH] [--cpus N] [--memory SIZE]
 #               [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
-#               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--work-dir DIR] [--cache-dir DIR]
-#               [--build-dir DIR]
+#               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--work-dir DIR]
+#               [--cache-dir DIR] [--build-dir DIR]
 #
 #   --test boot   L2 reaches its /init, counts its CPUs (must equal --cpus), powers off; the VMM
 #                 exits 0.
@@ -69,7 +69,9 @@ done
 
 why=$(e2e_missing_prereq)
 [[ -z $why ]] || e2e_skip "$why"
-[[ $test == fio ]] && ! command -v fio >/dev/null 2>&1 && e2e_skip "fio is not installed (package fio)"
+if [[ $test == fio ]] && ! command -v fio >/dev/null 2>&1; then
+	e2e_skip "fio is not installed (package fio)"
+fi
 if [[ $vmm == vireo ]]; then
 	[[ -n $vireo ]] || e2e_die "run.sh: --vireo PATH is required with --vmm vireo"
 	[[ -x $vireo ]] || e2e_die "run.sh: --vireo: '$vireo' is not an executable"
@@ -130,10 +132,15 @@ fi
 e2e_make_cpio "$stage" "$work/run.cpio"
 cat "$l1base" "$work/run.cpio" >"$work/l1.cpio"
 rm -f "$work/run.cpio"
-e2e_log "initramfs ready in $(elapsed "$t0") s (L2 $(du -h "$l2" | cut -f1), L1 $(du -h "$work/l1.cpio" | cut -f1))"
+e2e_log "initramfs ready in $(elapsed "$t0") s" \
+	"(L2 $(du -h "$l2" | cut -f1), L1 $(du -h "$work/l1.cpio" | cut -f1))"
 
 # Only one TCG VM at a time on this machine (2 cores shared by everyone).
-exec 9>>"$E2E_TCG_LOCK"
+if [[ -e $E2E_TCG_LOCK && ! -w $E2E_TCG_LOCK ]]; then
+	exec 9<"$E2E_TCG_LOCK" # another user's lock file: flock needs only an open descriptor
+else
+	exec 9>>"$E2E_TCG_LOCK"
+fi
 if ! flock -n 9; then
 	e2e_log "waiting for $E2E_TCG_LOCK (another emulated VM is running)"
 	flock 9
@@ -170,7 +177,11 @@ check() { # check WHAT EXPECTED ACTUAL
 		fails+=("$1: expected '$2', got '${3:-nothing}'")
 	fi
 }
-((qrc == 0)) || fails+=("the emulated host did not power off by itself (qemu exit status $qrc$( ((qrc == 137)) && echo ", killed after ${timeout_s}s"))")
+if ((qrc == 137)); then
+	fails+=("the emulated host did not power off within ${timeout_s} s: killed")
+elif ((qrc != 0)); then
+	fails+=("the emulated host's QEMU failed with exit status $qrc")
+fi
 grep -a -q '^E2E-L1-INIT-REACHED' "$log" || fails+=("L1 never reached its init")
 l1err=$(val E2E-L1-ERROR)
 [[ -z $l1err ]] || fails+=("L1: $(grep -a -m1 '^E2E-L1-ERROR=' "$log" | cut -d= -f2-)")
@@ -186,7 +197,8 @@ if grep -a -q '^E2E-L1-KVM=ok' "$log"; then
 	fi
 	check "L2 finished its test" yes "$(grep -a -q '^E2E-L2-DONE' "$log" && echo yes)"
 	check "$vmm's exit status" 0 "$(val E2E-VIREO-EXIT)"
-	grep -a -q 'Kernel panic' "$log" && fails+=("a kernel panicked: $(grep -a -m1 'Kernel panic' "$log")")
+	panic=$(grep -a -m1 'Kernel panic' "$log" || true)
+	[[ -z $panic ]] || fails+=("a kernel panicked: $panic")
 fi
 if ((${#fails[@]})); then
 	echo "---- last 40 lines of $log ----"
@@ -197,4 +209,6 @@ if ((${#fails[@]})); then
 	done
 	exit 1
 fi
-echo "e2e: PASS: $test with $vmm ($cpus CPUs$([[ $test == fio ]] && echo ", $queues queues, $iothreads iothreads")): L1 + L2 in $wall s, total $(elapsed "$t0") s"
+what="$cpus CPUs"
+[[ $test == fio ]] && what+=", $queues queues, $iothreads iothreads"
+echo "e2e: PASS: $test with $vmm ($what): L1 + L2 in $wall s, total $(elapsed "$t0") s"

@@ -172,9 +172,9 @@ for o in cluster_size=512 cluster_size=64k cluster_size=2M compat=0.10 refcount_
 	qemu-img create -q -f raw ref.raw 4M
 	qemu-io -f raw "${WRITES_REF[@]}" ref.raw >/dev/null
 	qemu-io -f raw -c "write -z 512k 64k" ref.raw >/dev/null
-	# vireo keeps the data of a discard smaller than a cluster, and of any discard when the
-	# data file must stay a raw image
-	case $o in cluster_size=2M|*data_file_raw=on*)
+	# a discard reads back as zeroes (the part of a cluster too: it is zeroed), except when
+	# the data file must stay a raw image: then vireo keeps the data
+	case $o in *data_file_raw=on*)
 		qemu-io -f raw -c "write -P 0xab 512k 64k" ref.raw >/dev/null ;;
 	esac
 	if "$IO" -f qcow2 "${WRITES[@]}" v.qcow2; then ok "vireo $o: writes"; else bad "vireo $o: writes"; fi
@@ -336,6 +336,129 @@ for round in $(seq 1 12); do
 	qemu_clean "random $round ($o)" x.qcow2
 	qemu_same "random $round ($o)" x.qcow2 xref.raw
 done
+
+# convert -c: compressed clusters (zlib, zstd, extended L2, small and large clusters), also from
+# a backing chain; qemu-img must read them as the source and find the image clean
+for o in compression_type=zlib compression_type=zstd extended_l2=on cluster_size=4k \
+	 cluster_size=2M compat=0.10; do
+	rm -f cc.qcow2
+	if "$VI" convert -c -O qcow2 -o "$o" src.raw cc.qcow2; then ok "convert -c $o"
+	else bad "convert -c $o"; fi
+	qemu_clean "convert -c $o" cc.qcow2
+	qemu_same "convert -c $o" cc.qcow2 src.raw
+	if qemu-img check cc.qcow2 | grep -q ' [1-9][0-9.]*% compressed clusters'; then
+		ok "convert -c $o: clusters are compressed"
+	else bad "convert -c $o: no compressed clusters"; fi
+done
+rm -f cc.qcow2
+"$VI" convert -c -O qcow2 -o compression_type=zstd top.qcow2 cc.qcow2
+qemu_clean "convert -c chain" cc.qcow2
+qemu_same "convert -c chain" cc.qcow2 top.qcow2
+# incompressible data is stored plainly
+head -c 1M /dev/urandom > rnd.raw
+rm -f cc.qcow2
+"$VI" convert -c -O qcow2 rnd.raw cc.qcow2
+qemu_clean "convert -c random data" cc.qcow2
+qemu_same "convert -c random data" cc.qcow2 rnd.raw
+if "$VI" convert -c -O raw src.raw cc.raw 2>&1 | grep -q "only qcow2"; then
+	ok "convert -c -O raw refused"; else bad "convert -c -O raw refused"; fi
+
+# convert -B: only what the source's top layer holds is written over the new backing file
+rm -f cb.qcow2 cbc.qcow2
+if "$VI" convert -O qcow2 -B mid.qcow2 -F qcow2 top.qcow2 cb.qcow2; then ok "convert -B"
+else bad "convert -B"; fi
+qemu_clean "convert -B" cb.qcow2
+qemu_same "convert -B" cb.qcow2 top.qcow2
+if qemu-img info --output=json cb.qcow2 | python3 -c '
+import json, sys
+i = json.load(sys.stdin)
+sys.exit(0 if i.get("backing-filename") == "mid.qcow2" and i.get("backing-filename-format") == "qcow2" else 1)'
+then ok "convert -B: backing file recorded"; else bad "convert -B: backing file recorded"; fi
+# the 64 KiB clusters the top layer holds (depth 0) are the same in source and target
+top_clusters() {
+	qemu-img map --output=json "$1" | python3 -c '
+import json, sys
+print(sorted({c for e in json.load(sys.stdin) if e["depth"] == 0
+	      for c in range(e["start"] >> 16, (e["start"] + e["length"] + 65535) >> 16)}))'
+}
+if [ "$(top_clusters cb.qcow2)" = "$(top_clusters top.qcow2)" ]; then
+	ok "convert -B: only the top layer written"
+else bad "convert -B: only the top layer written: $(top_clusters cb.qcow2) vs $(top_clusters top.qcow2)"; fi
+"$VI" convert -c -O qcow2 -B mid.qcow2 -F qcow2 top.qcow2 cbc.qcow2
+qemu_clean "convert -c -B" cbc.qcow2
+qemu_same "convert -c -B" cbc.qcow2 top.qcow2
+
+# convert -t / -T cache modes, -W, -m
+for t in none writeback writethrough directsync unsafe; do
+	rm -f ct.qcow2
+	if "$VI" convert -W -t $t -T none -O qcow2 src.raw ct.qcow2; then ok "convert -t $t"
+	else bad "convert -t $t"; fi
+	qemu_same "convert -t $t" ct.qcow2 src.raw
+done
+if "$VI" convert -m 1 -O raw src.raw cm.raw && cmp -s cm.raw src.raw; then ok "convert -m 1"
+else bad "convert -m 1"; fi
+if "$VI" convert -m 8 -O raw src.raw cm.raw 2>&1 | grep -q "not supported"; then
+	ok "convert -m 8 refused"; else bad "convert -m 8 refused"; fi
+
+# measure: the same figures as qemu-img measure, human and JSON
+truncate -s 50M sparse.raw
+qemu-io -f raw -c "write -P 1 10M 4k" -c "write -P 2 30M 1M" sparse.raw >/dev/null
+measure_same() { # args...
+	local a b
+	a=$(qemu-img measure "$@" 2>&1) b=$("$VI" measure "$@" 2>&1)
+	if [ "$a" = "$b" ]; then ok "measure $*"; else bad "measure $*: '$a' vs '$b'"; fi
+	a=$(qemu-img measure --output=json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin))')
+	b=$("$VI" measure --output=json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin))')
+	if [ "$a" = "$b" ]; then ok "measure --output=json $*"; else bad "measure json $*: $a vs $b"; fi
+}
+measure_same -O qcow2 src.raw
+measure_same -O raw src.raw
+measure_same -O qcow2 sparse.raw
+measure_same -O qcow2 -o cluster_size=4k,refcount_bits=1 sparse.raw
+measure_same -O qcow2 top.qcow2
+measure_same -O raw top.qcow2
+measure_same -O qcow2 -o compat=0.10 top.qcow2
+measure_same -O qcow2 cc.qcow2
+measure_same -O qcow2 --size 1G
+measure_same -O qcow2 --size 1000
+measure_same -O qcow2 -o preallocation=metadata --size 64G
+measure_same -O qcow2 -o preallocation=full,extended_l2=on,cluster_size=128k --size 10G
+measure_same -O qcow2 -o refcount_bits=64,cluster_size=512 --size 3G
+measure_same -O raw --size 1000
+
+# amend: compat 1.1 -> 0.10 (zero clusters expanded) -> 1.1, lazy_refcounts on/off
+rm -f am.qcow2 amb.qcow2
+qemu-img create -q -f qcow2 am.qcow2 8M
+qemu-io -f qcow2 -c "write -P 5 0 2M" -c "write -z 512k 128k" -c "write -z -u 1M 64k" \
+	-c "write -z 4M 1M" am.qcow2 >/dev/null
+qemu-img convert -O raw am.qcow2 amref.raw
+amend_check() { # name compat lazy
+	qemu_clean "amend $1" am.qcow2
+	qemu_same "amend $1" am.qcow2 amref.raw
+	if qemu-img info --output=json am.qcow2 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["format-specific"]["data"]
+sys.exit(0 if d["compat"] == sys.argv[1] and str(d.get("lazy-refcounts", False)).lower() == sys.argv[2] else 1)' "$2" "$3"
+	then ok "amend $1: qemu-img info"; else bad "amend $1: qemu-img info"; fi
+}
+"$VI" amend -o compat=0.10 am.qcow2 && amend_check "compat=0.10" 0.10 false
+"$VI" amend -o compat=1.1,lazy_refcounts=on am.qcow2 && amend_check "compat=1.1,lazy_refcounts=on" 1.1 true
+"$VI" amend -o lazy_refcounts=off am.qcow2 && amend_check "lazy_refcounts=off" 1.1 false
+# a zero cluster over a backing file stays zero after the downgrade
+qemu-img create -q -f qcow2 -b amref.raw -F raw amb.qcow2
+qemu-io -f qcow2 -c "write -z 0 192k" amb.qcow2 >/dev/null
+qemu-img convert -O raw amb.qcow2 ambref.raw
+"$VI" amend -o compat=0.10 amb.qcow2
+qemu_clean "amend over backing" amb.qcow2
+qemu_same "amend over backing" amb.qcow2 ambref.raw
+for o in cluster_size=4k refcount_bits=8 extended_l2=on encrypt.format=luks; do
+	if "$VI" amend -o $o am.qcow2 2>&1 | grep -q "'${o%%=*}'"; then ok "amend $o refused by name"
+	else bad "amend $o refused by name"; fi
+done
+rm -f amz.qcow2
+qemu-img create -q -f qcow2 -o compression_type=zstd amz.qcow2 1M
+if "$VI" amend -o compat=0.10 amz.qcow2 2>&1 | grep -q zstd; then ok "amend: zstd image stays 1.1"
+else bad "amend: zstd image stays 1.1"; fi
 
 echo "1..$tests"
 [ $failures -eq 0 ] || { echo "$failures of $tests failed"; exit 1; }

@@ -178,6 +178,32 @@ static void write_zeroes_and_discard_leave_zero_clusters_and_free_space(void **s
 	blockdev_close(bs);
 }
 
+static void partial_cluster_discard_reads_back_as_zeroes_without_allocating(void **state)
+{
+	struct blockdev *bs, *file;
+	uint64_t pnum, map;
+	int st;
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	write_pattern(bs, 0, 1 << 20, 0x44);
+	/* head and tail of a range, and a range inside one cluster */
+	assert_int_equal(blockdev_discard(bs, 65536 - 4096, 65536 + 8192), 0);
+	expect_bytes(bs, 0, 65536 - 4096, 0x44);
+	expect_bytes(bs, 65536 - 4096, 65536 + 8192, 0);
+	expect_bytes(bs, 2 * 65536 + 4096, 4096, 0x44);
+	assert_int_equal(blockdev_discard(bs, 5 * 65536 + 512, 4096), 0);
+	expect_bytes(bs, 5 * 65536, 512, 0x44);
+	expect_bytes(bs, 5 * 65536 + 512, 4096, 0);
+	expect_bytes(bs, 5 * 65536 + 4608, 65536 - 4608, 0x44);
+	/* an unallocated cluster stays unallocated */
+	assert_int_equal(blockdev_discard(bs, (2 << 20) + 4096, 4096), 0);
+	st = blockdev_block_status(bs, 2 << 20, 65536, &pnum, &map, &file);
+	assert_false(st & BLOCKDEV_STATUS_ALLOCATED);
+	expect_clean(bs);
+	blockdev_close(bs);
+}
+
 static void map_gives_data_extents_on_the_fast_path(void **state)
 {
 	struct blockdev_extent ext;
@@ -421,6 +447,7 @@ int main(void)
 		cmocka_unit_test(writes_read_back_across_cluster_sizes_and_reopen),
 		cmocka_unit_test(partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file),
 		cmocka_unit_test(write_zeroes_and_discard_leave_zero_clusters_and_free_space),
+		cmocka_unit_test(partial_cluster_discard_reads_back_as_zeroes_without_allocating),
 		cmocka_unit_test(map_gives_data_extents_on_the_fast_path),
 		cmocka_unit_test(a_hostile_l2_entry_fails_the_request_and_marks_the_image_corrupt),
 		cmocka_unit_test(hostile_tables_are_refused_at_open_naming_the_entry),

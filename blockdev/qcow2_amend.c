@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * qcow2: changing an image's version (compat 0.10 <-> 1.1) and its lazy_refcounts bit in place,
+ * for `vireo-img amend`. Control plane only: the image is open read-write by one tool, with no
+ * queue on it. Downgrading first rewrites every zero cluster of the active L1 table as
+ * version 2 can express it (a plain hole, or zeroes written into a cluster), then the header,
+ * so a crash in between leaves a valid version 3 image.
+ */
+#include "blockdev/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+/* Serializes @h, writes it over the header cluster and makes it current. Lock held. */
+static int write_header(struct qcow2 *q, struct qcow2_header *h, struct error **errp)
+{
+	uint8_t *buf = calloc(1, q->cluster_size);
+	int ret;
+
+	if (!buf) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	ret = qcow2_header_serialize(h, buf, q->cluster_size, errp) ? -EINVAL : 0;
+	if (!ret)
+		ret = blockdev_pwrite(q->file, 0, buf, q->cluster_size);
+	if (!ret)
+		ret = blockdev_flush(q->file);
+	if (!ret)
+		q->h = *h;
+	else if (ret != -EINVAL)
+		error_setg_errno(errp, ret, "'%s': writing the header", q->bs->filename);
+	free(buf);
+	return ret ? -1 : 0;
+}
+
+/* One zero-flagged L2 entry as version 2 can say it. Lock held. */
+static int expand_zero(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e,
+		       const uint8_t *zero, struct error **errp)
+{
+	uint64_t host = e[0] & QCOW2_OFFSET_MASK, ne[2] = { 0, 0 };
+	int ret;
+
+	if (!host && !q->bs->backing)
+		goto set; /* unallocated reads zeroes too */
+	if (host && !(e[0] & QCOW2_OFLAG_COPIED)) {
+		error_setg(errp, "'%s': L2 table at 0x%" PRIx64 " entry %" PRIu64 ": a shared zero "
+			   "cluster cannot be expanded", q->bs->filename, l2, idx);
+		return -1;
+	}
+	if (!host) {
+		int64_t h = qcow2_alloc_clusters(q, 1);
+
+		if (h < 0) {
+			error_setg_errno(errp, (int)-h, "'%s': allocating a cluster", q->bs->filename);
+			return -1;
+		}
+		host = (uint64_t)h;
+	}
+	if ((ret = blockdev_pwrite(q->file, host, zero, q->cluster_size)) ||
+	    (ret = qcow2_barrier(q))) {
+		error_setg_errno(errp, ret, "'%s': writing zeroes at 0x%" PRIx64, q->bs->filename,
+				 host);
+		return -1;
+	}
+	ne[0] = host | QCOW2_OFLAG_COPIED;
+set:
+	if ((ret = qcow2_l2_set(q, l2, idx, ne))) {
+		error_setg_errno(errp, ret, "'%s': writing L2 table at 0x%" PRIx64, q->bs->filename,
+				 l2);
+		return -1;
+	}
+	return 0;
+}
+
+static int expand_zero_clusters(struct qcow2 *q, struct error **errp)
+{
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+	uint8_t *zero = calloc(1, q->cluster_size);
+	int ret = 0;
+
+	if (!zero) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	for (uint64_t i = 0; i < l1->size && !ret; i++) {
+		uint64_t l1e = atomic_load_explicit(&l1->e[i], memory_order_relaxed);
+		uint64_t l2 = l1e & QCOW2_OFFSET_MASK;
+
+		for (uint64_t idx = 0; l2 && idx < (1ULL << q->l2_bits) && !ret; idx++) {
+			uint64_t e[2] = { 0, 0 };
+			int r = qcow2_l2_get(q, l2, idx, e);
+
+			if (r) {
+				error_setg_errno(errp, r, "'%s': reading L2 table at 0x%" PRIx64,
+						 q->bs->filename, l2);
+				ret = -1;
+			} else if ((e[0] & QCOW2_OFLAG_ZERO) && !(e[0] & QCOW2_OFLAG_COMPRESSED)) {
+				ret = expand_zero(q, l2, idx, e, zero, errp);
+			}
+		}
+	}
+	free(zero);
+	return ret;
+}
+
+/* What keeps @q from being written as version 2, or NULL. */
+static const char *v2_obstacle(const struct qcow2 *q)
+{
+	const struct qcow2_header *h = &q->h;
+
+	if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
+		return "it is dirty (repair it with 'vireo-img check -r all' first)";
+	if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
+		return "it is marked corrupt";
+	if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+		return "it has an external data file (data_file)";
+	if (h->incompatible_features & QCOW2_INCOMPAT_EXTL2)
+		return "it uses extended L2 entries (extended_l2=on)";
+	if (h->compression_type != QCOW2_COMPRESS_ZLIB)
+		return "its compression_type is zstd";
+	if (h->refcount_order != 4)
+		return "its refcount_bits is not 16";
+	if (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)
+		return "it holds persistent bitmaps";
+	if (h->nb_snapshots)
+		return "it has internal snapshots (not supported by this downgrade)";
+	if (h->incompatible_features & ~QCOW2_INCOMPAT_KNOWN)
+		return "it has unknown incompatible features";
+	return NULL;
+}
+
+int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct error **errp)
+{
+	struct qcow2 *q = qcow2_of(bs);
+	unsigned version = o->version ? o->version : q->h.version;
+	/* downgrading drops lazy refcounts unless they were asked for (which is refused) */
+	bool lazy = o->lazy_refcounts >= 0 ? o->lazy_refcounts :
+		    version == 3 && (q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+	struct qcow2_header h;
+	uint8_t *old_tail = q->h.tail;
+	const char *why;
+	int ret = -1;
+
+	if (q->read_only) {
+		error_setg(errp, "'%s' is open read-only", bs->filename);
+		return -1;
+	}
+	if (version == 2 && lazy) {
+		error_setg(errp, "lazy_refcounts=on needs compat=1.1 (version 3)");
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	h = q->h; /* shares the extension arrays: serialize only reads them */
+	if (version == 2 && q->h.version == 3) {
+		if ((why = v2_obstacle(q))) {
+			error_setg(errp, "'%s': cannot amend to compat=0.10: %s", bs->filename, why);
+			goto out;
+		}
+		if (expand_zero_clusters(q, errp))
+			goto out;
+		h.version = 2;
+		h.incompatible_features = h.compatible_features = h.autoclear_features = 0;
+		h.tail = NULL; /* version 2 has no room for header bytes past its 72 */
+		h.tail_len = 0;
+	} else if (version == 3 && q->h.version == 2) {
+		h.version = 3;
+		h.refcount_order = 4;
+		h.incompatible_features = h.compatible_features = h.autoclear_features = 0;
+		h.compression_type = QCOW2_COMPRESS_ZLIB;
+	}
+	if (version == 3) {
+		if (!lazy && (h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+			error_setg(errp, "'%s' is dirty: repair it with 'vireo-img check -r all' "
+				   "before turning lazy_refcounts off", bs->filename);
+			goto out;
+		}
+		h.compatible_features = lazy ? h.compatible_features | QCOW2_COMPAT_LAZY_REFCOUNTS :
+					       h.compatible_features & ~QCOW2_COMPAT_LAZY_REFCOUNTS;
+	}
+	ret = write_header(q, &h, errp);
+	if (!ret && q->h.tail != old_tail)
+		free(old_tail);
+out:
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
