@@ -68,6 +68,7 @@ struct qcow2 {
 	bool read_only;
 	bool ordered;           /* flush between dependent metadata writes */
 	bool repair;            /* opened by check -r: dirty / corrupt images are writable */
+	bool close_flush;       /* flush at close (close-flush=off: convert -t unsafe) */
 
 	_Atomic(struct qcow2_l1 *) l1;
 	struct qcow2_l1 *l1_retired[8]; /* older L1 arrays, freed at close */

@@ -254,7 +254,9 @@ static int take_options(struct qcow2 *q, struct blockdev_open_ctx *ctx, uint64_t
 	uint64_t table = (uint64_t)q->h.l1_size << q->cluster_bits;
 	bool barriers = true;
 
-	*cache = MIN(QCOW2_DEFAULT_L2_CACHE, MAX(table, 1ULL << 16));
+	/* twice the L2 tables (up to twice the default's 64 GiB): a set-associative cache only
+	 * as large as its working set loses slices to conflicts (seen: 4 % of raw's IOPS) */
+	*cache = MIN(2 * QCOW2_DEFAULT_L2_CACHE, MAX(2 * table, 1ULL << 18));
 	if (v && parse_size("l2-cache-size", v, cache, errp))
 		return -1;
 	if (*cache > (1ULL << 40)) {
@@ -265,6 +267,10 @@ static int take_options(struct qcow2 *q, struct blockdev_open_ctx *ctx, uint64_t
 	if (v && parse_bool("metadata-barriers", v, &barriers, errp))
 		return -1;
 	q->ordered = barriers;
+	v = blockdev_opt_get(ctx, "close-flush");
+	q->close_flush = true;
+	if (v && parse_bool("close-flush", v, &q->close_flush, errp))
+		return -1;
 	v = blockdev_opt_get(ctx, "repair");
 	if (v && parse_bool("repair", v, &q->repair, errp))
 		return -1;
@@ -398,9 +404,11 @@ static void qcow2_close(struct blockdev *bs)
 			qcow2_header_update(q, 72, 80);
 		}
 		pthread_mutex_unlock(&q->lock);
-		blockdev_flush(q->file);
-		if (q->data != q->file)
-			blockdev_flush(q->data);
+		if (q->close_flush) {
+			blockdev_flush(q->file);
+			if (q->data != q->file)
+				blockdev_flush(q->data);
+		}
 	}
 	free_state(q);
 	bs->opaque = NULL;

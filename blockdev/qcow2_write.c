@@ -350,6 +350,10 @@ static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 			return (int)h;
 		host = (uint64_t)h;
 	}
+	if (a == 0 && n == q->cluster_size) {
+		buf = (uint8_t *)p; /* the whole cluster is new: write it straight from the caller */
+		goto write;
+	}
 	if (zero_rest) {
 		memset(buf, 0, q->cluster_size);
 	} else {
@@ -360,6 +364,7 @@ static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 			return ret;
 	}
 	memcpy(buf + a, p, n);
+write:
 	ret = check_data_target(q, host, q->cluster_size) ?:
 	      blockdev_pwrite(q->data, host, buf, q->cluster_size);
 	if (ret)

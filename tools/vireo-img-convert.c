@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,21 +61,21 @@ static bool all_zero(const uint8_t *p, uint64_t n)
 	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
 }
 
-/* Writes [off, off+n) from c->buf in as few requests as possible, skipping runs of zeroes of
+/* Writes [off, off+n) from @buf in as few requests as possible, skipping runs of zeroes of
  * at least c->sparse bytes (aligned to it). */
-static int write_sparse(struct convert *c, uint64_t off, uint64_t n)
+static int write_sparse(struct convert *c, const uint8_t *buf, uint64_t off, uint64_t n)
 {
 	uint64_t pos = 0, run = 0; /* [run, pos) holds data not written yet */
 
 	if (!c->sparse)
-		return blockdev_pwrite(c->dst, off, c->buf, n);
+		return blockdev_pwrite(c->dst, off, buf, n);
 	while (pos < n) {
 		uint64_t len = MIN(c->sparse - (off + pos) % c->sparse, n - pos);
 		int ret = 0;
 
-		if (all_zero(c->buf + pos, len)) {
+		if (all_zero(buf + pos, len)) {
 			if (pos > run)
-				ret = blockdev_pwrite(c->dst, off + run, c->buf + run, pos - run);
+				ret = blockdev_pwrite(c->dst, off + run, buf + run, pos - run);
 			if (!ret && must_zero(c))
 				ret = blockdev_write_zeroes(c->dst, off + pos, len, 0);
 			run = pos + len;
@@ -83,7 +84,7 @@ static int write_sparse(struct convert *c, uint64_t off, uint64_t n)
 			return ret;
 		pos += len;
 	}
-	return pos > run ? blockdev_pwrite(c->dst, off + run, c->buf + run, pos - run) : 0;
+	return pos > run ? blockdev_pwrite(c->dst, off + run, buf + run, pos - run) : 0;
 }
 
 /* -c: whole target clusters, each compressed unless it reads as zeroes. */
@@ -116,35 +117,141 @@ static int copy_compressed(struct convert *c)
 	return 0;
 }
 
-static int copy(struct convert *c)
+/*
+ * The plain copy is a two-stage pipeline, so that reading the source overlaps writing the
+ * target: a reader thread asks the source's block status, reads data into the next free slot
+ * and publishes it (head); the main thread takes slots in order (tail), writes them and hands
+ * them back. A slot between tail and head belongs to the main thread, any other to the reader;
+ * head, tail, stop and eof change only under p->lock. The block layer's synchronous calls may
+ * be made from any thread (blockdev.h).
+ */
+#define SLOTS 4
+
+struct slot {
+	uint64_t off, n;
+	int st;  /* block status flags, or -errno */
+	uint8_t *buf;
+};
+
+struct pipeline {
+	struct convert *c;
+	struct slot slot[SLOTS];
+	unsigned head, tail;
+	bool stop, eof;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+/* What the target needs for a source range of status @st. */
+enum action { SKIP, ZERO, DATA };
+
+static enum action action_of(const struct convert *c, int st)
 {
+	if (c->backing && !(st & BLOCKDEV_STATUS_ALLOCATED))
+		return SKIP; /* the target's backing file provides it */
+	if ((st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA))
+		return must_zero(c) ? ZERO : SKIP;
+	return DATA;
+}
+
+static void *reader(void *opaque)
+{
+	struct pipeline *p = opaque;
+	struct convert *c = p->c;
 	uint64_t size = c->src->size, off = 0, map;
 	struct blockdev *file;
 
 	while (off < size) {
-		uint64_t pnum, n;
-		int st = blockdev_block_status(c->src, off, MIN(size - off, CHUNK), &pnum, &map,
-					       &file);
-		int ret;
+		struct slot *s;
+		uint64_t pnum;
 
-		if (st < 0)
-			return st;
-		n = MIN(pnum, CHUNK);
-		if (c->backing && !(st & BLOCKDEV_STATUS_ALLOCATED)) {
-			ret = 0; /* the target's backing file provides it */
-		} else if ((st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA)) {
-			ret = must_zero(c) ? blockdev_write_zeroes(c->dst, off, n, 0) : 0;
-		} else {
-			ret = blockdev_pread(c->src, off, c->buf, n);
-			if (!ret)
-				ret = write_sparse(c, off, n);
+		pthread_mutex_lock(&p->lock);
+		while (p->head - p->tail == SLOTS && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop) {
+			pthread_mutex_unlock(&p->lock);
+			break;
 		}
-		if ((ret = written(c, ret)))
-			return ret;
-		off += n;
-		progress(c, n);
+		s = &p->slot[p->head % SLOTS];
+		pthread_mutex_unlock(&p->lock);
+		s->off = off;
+		s->st = blockdev_block_status(c->src, off, MIN(size - off, CHUNK), &pnum, &map,
+					      &file);
+		s->n = s->st < 0 ? 0 : MIN(pnum, CHUNK);
+		if (s->st >= 0 && action_of(c, s->st) == DATA) {
+			int ret = blockdev_pread(c->src, off, s->buf, s->n);
+
+			if (ret)
+				s->st = ret;
+		}
+		off += s->n;
+		pthread_mutex_lock(&p->lock);
+		p->head++;
+		if (s->st < 0)
+			off = size; /* the error ends the copy */
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
 	}
-	return 0;
+	pthread_mutex_lock(&p->lock);
+	p->eof = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static int write_slot(struct convert *c, const struct slot *s)
+{
+	int ret = 0;
+
+	if (s->st < 0)
+		return s->st;
+	switch (action_of(c, s->st)) {
+	case SKIP: break;
+	case ZERO: ret = blockdev_write_zeroes(c->dst, s->off, s->n, 0); break;
+	case DATA: ret = write_sparse(c, s->buf, s->off, s->n); break;
+	}
+	return written(c, ret);
+}
+
+static int copy(struct convert *c)
+{
+	struct pipeline p = { .c = c };
+	pthread_t t;
+	int ret = 0;
+
+	for (unsigned i = 0; i < SLOTS; i++)
+		p.slot[i].buf = c->buf + i * CHUNK;
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	if ((ret = -pthread_create(&t, NULL, reader, &p)))
+		goto out;
+	pthread_mutex_lock(&p.lock);
+	for (;;) {
+		struct slot *s;
+
+		while (p.tail == p.head && !p.eof)
+			pthread_cond_wait(&p.cond, &p.lock);
+		if (p.tail == p.head)
+			break;
+		s = &p.slot[p.tail % SLOTS];
+		pthread_mutex_unlock(&p.lock);
+		ret = write_slot(c, s);
+		if (!ret)
+			progress(c, s->n);
+		pthread_mutex_lock(&p.lock);
+		p.tail++;
+		if (ret)
+			p.stop = true;
+		pthread_cond_broadcast(&p.cond);
+		if (ret)
+			break;
+	}
+	pthread_mutex_unlock(&p.lock);
+	pthread_join(t, NULL);
+out:
+	pthread_cond_destroy(&p.cond);
+	pthread_mutex_destroy(&p.lock);
+	return ret;
 }
 
 /* qemu-img's cache modes: the block layer's cache= plus when to flush. */
@@ -173,7 +280,8 @@ int img_convert(int argc, char **argv)
 	const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
 	const char *src_cache = "writeback", *dst_cache = "writeback";
 	char *options = NULL, dst_opts[96];
-	struct convert c = { .sparse = 4096, .last = UINT64_MAX };
+	/* -t unsafe is qemu-img convert's default: the page cache, no flush at the end */
+	struct convert c = { .sparse = 4096, .last = UINT64_MAX, .no_flush = true };
 	struct error *err = NULL;
 	bool quiet = false, qcow2_out;
 	uint64_t par;
@@ -243,8 +351,9 @@ int img_convert(int argc, char **argv)
 					    backing, backing_fmt, true, &err))
 		goto fail;
 	/* a new target: a crash leaves a useless file anyway, so skip the ordering flushes */
-	snprintf(dst_opts, sizeof(dst_opts), "cache=%s%s", dst_cache,
-		 qcow2_out && !c.existing ? ",metadata-barriers=off" : "");
+	snprintf(dst_opts, sizeof(dst_opts), "cache=%s%s%s", dst_cache,
+		 qcow2_out && !c.existing ? ",metadata-barriers=off" : "",
+		 qcow2_out && c.no_flush ? ",close-flush=off" : "");
 	c.dst = img_open(argv[optind + 1], out_fmt, false, dst_opts, &err);
 	if (!c.dst)
 		goto fail;
@@ -256,7 +365,7 @@ int img_convert(int argc, char **argv)
 		error_setg(&err, "'%s' is smaller than '%s'", argv[optind + 1], argv[optind]);
 		goto fail;
 	}
-	if (posix_memalign((void **)&c.buf, 4096, CHUNK)) {
+	if (posix_memalign((void **)&c.buf, 4096, SLOTS * CHUNK)) {
 		c.buf = NULL;
 		error_setg(&err, "out of memory");
 		goto fail;
