@@ -49,6 +49,7 @@ struct iothread {
 	struct iothread_opts opts;
 	struct io_uring ring;
 	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
+	uint64_t poll_off_until;  /* CLOCK_MONOTONIC ns: the core was contended, do not poll before */
 	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
 
 	/* message queue (see the essay above) */
@@ -605,10 +606,20 @@ static void loop(struct iothread *it)
 		if (!idle_since)
 			idle_since = now_ns();
 		poll_ns = atomic_load_explicit(&it->poll_ns, memory_order_relaxed);
-		if (poll_ns && now_ns() - idle_since < poll_ns) {
+		if (poll_ns && now_ns() - idle_since < poll_ns && now_ns() >= it->poll_off_until) {
+			uint64_t before = now_ns();
+
 			/* a busy-polling host thread must yield (TESTBEDS.md) */
 			sched_yield();
-			continue;
+			/*
+			 * The yield gave the CPU away for a while: another thread (a vCPU) wants this
+			 * core. Polling on would only make the guest, told not to kick us, wait for
+			 * our next time slice. So sleep with notifications on (the guest's next kick
+			 * then wakes us at once) and stay off polling for a while before trying again.
+			 */
+			if (now_ns() - before < IOTHREAD_POLL_STOLEN_NS)
+				continue;
+			it->poll_off_until = now_ns() + IOTHREAD_POLL_BACKOFF_NS;
 		}
 		if (atomic_load_explicit(&it->stop, memory_order_relaxed))
 			break;

@@ -67,6 +67,10 @@ struct iovec;
 /* Default busy-poll ceiling, as QEMU's IOThread (32 µs), and where a growing window starts. */
 #define IOTHREAD_POLL_MAX_NS_DEFAULT 32768
 #define IOTHREAD_POLL_START_NS 4000
+/* a sched_yield() that kept the CPU away longer than this means the core is contended */
+#define IOTHREAD_POLL_STOLEN_NS 50000
+/* how long polling stays off after that */
+#define IOTHREAD_POLL_BACKOFF_NS 20000000
 
 /**
  * struct iothread_opts - tuning of one iothread
