@@ -55,7 +55,8 @@ static int file_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct 
 
 	if (bs->cache == BLOCKDEV_CACHE_NONE)
 		flags |= O_DIRECT;
-	bs->fd = open(ctx->filename, flags);
+	/* O_NONBLOCK: opening a FIFO (a hostile backing file name) must not hang; cleared below */
+	bs->fd = open(ctx->filename, flags | O_NONBLOCK);
 	if (bs->fd < 0) {
 		int err = errno;
 
@@ -75,6 +76,10 @@ static int file_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct 
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
 		error_setg(errp, "'%s': not a regular file or block device", ctx->filename);
+		goto err_close;
+	}
+	if (fcntl(bs->fd, F_SETFL, flags & ~(O_RDONLY | O_RDWR | O_CLOEXEC)) < 0) {
+		error_setg_errno(errp, errno, "'%s': fcntl(F_SETFL)", ctx->filename);
 		goto err_close;
 	}
 	s = calloc(1, sizeof(*s));

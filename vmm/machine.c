@@ -279,7 +279,7 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (m->tty_raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &m->tty_saved);
 	status = m->vm.exit_status;
-	if (m->vm.stop_reason == VM_STOP_ERROR && !(errp && *errp))
+	if (atomic_load(&m->vm.stop_reason) == VM_STOP_ERROR && !(errp && *errp))
 		error_setg(errp, "%s", m->vm.stop_msg);
 out_vm:
 	qmp_server_free(m->qmp);

@@ -127,7 +127,7 @@ void machine_qmp_shutdown_event(struct machine *m)
 	if (!m->qmp)
 		return;
 	if (!reason) {
-		switch (m->vm.stop_reason) {
+		switch (atomic_load(&m->vm.stop_reason)) {
 		case VM_STOP_RESET:
 			reason = "guest-reset";
 			break;

@@ -24,23 +24,35 @@ struct qmp_server {
 	char path[108];
 };
 
+static void qmp_drop_client(struct qmp_server *s);
+
+static int qmp_send_all(struct qmp_server *s, const char *txt, size_t len)
+{
+	while (s->client_fd >= 0 && len) {
+		ssize_t n = send(s->client_fd, txt, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		txt += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static void qmp_send(struct qmp_server *s, struct json_object *obj)
 {
 	const char *txt = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
 	size_t len = strlen(txt);
 
-	while (s->client_fd >= 0 && len) {
-		ssize_t n = send(s->client_fd, txt, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		txt += n;
-		len -= (size_t)n;
-	}
-	if (s->client_fd >= 0)
-		(void)!send(s->client_fd, "\r\n", 2, MSG_NOSIGNAL);
+	/*
+	 * The client socket is non-blocking: a client that stops reading its replies must not
+	 * stall the main thread (console, signals, stop requests). When its socket buffer is full
+	 * it is dropped instead.
+	 */
+	if (qmp_send_all(s, txt, len) < 0 || qmp_send_all(s, "\r\n", 2) < 0)
+		qmp_drop_client(s);
 	json_object_put(obj);
 }
 
@@ -255,13 +267,13 @@ void qmp_handle(struct qmp_server *s, const struct pollfd *pfd, unsigned int n)
 
 	if (n > 1 && pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
 		r = recv(s->client_fd, buf, sizeof(buf), 0);
-		if (r <= 0 && !(r < 0 && errno == EINTR))
+		if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
 			qmp_drop_client(s);
 		else if (r > 0)
 			qmp_input(s, buf, (size_t)r);
 	}
 	if (pfd[0].fd >= 0 && (pfd[0].revents & POLLIN) && s->client_fd < 0) {
-		s->client_fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		s->client_fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (s->client_fd >= 0) {
 			s->tok = json_tokener_new_ex(32);
 			if (!s->tok) {

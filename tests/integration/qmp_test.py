@@ -149,6 +149,28 @@ if "error" not in r or "longer" not in r["error"]["desc"]:
 sock.close()
 if vm.poll() is not None:
     fail("vireo died after an oversized QMP message")
+
+# a client that never reads its replies is dropped; it must not stall the VMM's main thread
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(path)
+sock.recv(65536)
+sock.sendall(b'{"execute": "qmp_capabilities"}')
+sock.setblocking(False)
+flood = b'{"execute": "query-commands"}' * 200
+dropped = False
+deadline = time.time() + 10
+while time.time() < deadline and not dropped:
+    try:
+        sock.send(flood)
+    except BlockingIOError:
+        time.sleep(0.01)
+    except (BrokenPipeError, ConnectionResetError):
+        dropped = True
+sock.close()
+if not dropped:
+    fail("a client that never reads was not dropped (the main thread may be blocked in send)")
+if vm.poll() is not None:
+    fail("vireo died after a client that does not read")
 sock = socket.socket(socket.AF_UNIX)
 sock.connect(path)
 sock.settimeout(10)

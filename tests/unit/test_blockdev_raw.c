@@ -271,6 +271,23 @@ static void a_directory_is_refused(void **state)
 	error_free(err);
 }
 
+/* a FIFO (say, a hostile backing file name) is refused at once: opening it must not block */
+static void a_fifo_is_refused_without_hanging(void **state)
+{
+	char path[] = "/tmp/vireo-test-fifo-XXXXXX";
+	struct error *err = NULL;
+
+	assert_non_null(mkdtemp(path));
+	strcat(path, "/fifo");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_null(blockdev_open(path, NULL, &err));
+	assert_non_null(strstr(error_msg(err), "not a regular file"));
+	error_free(err);
+	unlink(path);
+	*strrchr(path, '/') = '\0';
+	rmdir(path);
+}
+
 static void probing_falls_back_to_raw(void **state)
 {
 	struct fixture *f = *state;
@@ -297,6 +314,7 @@ int main(void)
 		cmocka_unit_test(bad_option_values_are_refused_by_name),
 		cmocka_unit_test(missing_file_is_named_in_the_error),
 		cmocka_unit_test(a_directory_is_refused),
+		cmocka_unit_test(a_fifo_is_refused_without_hanging),
 		WITH_IMAGE(probing_falls_back_to_raw),
 	};
 
