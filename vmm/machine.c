@@ -263,6 +263,8 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		if (!m->qmp)
 			goto out_vm;
 	}
+	if (vm_memory_wait(&m->vm, errp) < 0)
+		goto out_vm;
 	machine_tty_raw(m);
 	if (cfg->boot_timer)
 		m->vm.boot_timer_start_ns = cfg->start_ns;

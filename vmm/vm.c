@@ -84,6 +84,32 @@ static int vm_push_routes(struct vm *vm)
 	return ret;
 }
 
+/*
+ * KVM_SET_USER_MEMORY_REGION mostly waits: the kernel lets an SRCU grace period pass (1-10 ms
+ * on a busy machine) while using little CPU. It runs on a short-lived thread so that the VM's
+ * other set-up (vCPUs, devices, ACPI tables, kernel loading, which only write guest RAM through
+ * our own mapping) overlaps the wait; vm_memory_wait() joins it before a vCPU may run.
+ */
+static void *vm_memslot_thread(void *arg)
+{
+	struct vm *vm = arg;
+
+	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = vm->mem.regions[i].gpa,
+			.memory_size = vm->mem.regions[i].size,
+			.userspace_addr = (uintptr_t)vm->mem.regions[i].host,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			vm->memslot_err = errno;
+			break;
+		}
+	}
+	return NULL;
+}
+
 static int vm_setup_memory(struct vm *vm, uint64_t ram_size, struct error **errp)
 {
 	int ret = gmem_init(&vm->mem, ram_size, true);
@@ -93,17 +119,24 @@ static int vm_setup_memory(struct vm *vm, uint64_t ram_size, struct error **errp
 				 (unsigned long long)(ram_size >> 20));
 		return -1;
 	}
-	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
-		struct kvm_userspace_memory_region slot = {
-			.slot = i,
-			.guest_phys_addr = vm->mem.regions[i].gpa,
-			.memory_size = vm->mem.regions[i].size,
-			.userspace_addr = (uintptr_t)vm->mem.regions[i].host,
-		};
+	ret = pthread_create(&vm->memslot_thread, NULL, vm_memslot_thread, vm);
+	if (ret) {
+		error_setg_errno(errp, ret, "cannot start a thread");
+		return -1;
+	}
+	vm->memslot_pending = true;
+	return 0;
+}
 
-		if (kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot, "KVM_SET_USER_MEMORY_REGION",
-			      errp) < 0)
-			return -1;
+int vm_memory_wait(struct vm *vm, struct error **errp)
+{
+	if (vm->memslot_pending) {
+		pthread_join(vm->memslot_thread, NULL);
+		vm->memslot_pending = false;
+	}
+	if (vm->memslot_err) {
+		error_setg_errno(errp, vm->memslot_err, "KVM_SET_USER_MEMORY_REGION failed");
+		return -1;
 	}
 	return 0;
 }
@@ -190,6 +223,7 @@ fail:
 
 void vm_destroy(struct vm *vm)
 {
+	vm_memory_wait(vm, NULL);
 	gmem_destroy(&vm->mem);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

@@ -57,11 +57,16 @@ struct vm {
 	int exit_status;
 	char stop_msg[256];
 	int stop_efd; /* written once a stop is requested, so a poll loop can wake up */
+	pthread_t memslot_thread; /* registers guest RAM with KVM while set-up goes on */
+	bool memslot_pending;
+	int memslot_err;
 	uint64_t boot_timer_start_ns; /* non-zero: vCPU 0 reports its first exit (--boot-timer) */
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, struct error **errp);
 void vm_destroy(struct vm *vm);
+/* Waits until guest RAM is registered with KVM; call before any vCPU runs. */
+int vm_memory_wait(struct vm *vm, struct error **errp);
 
 /* Registers (assign) or removes an ioeventfd on a guest address. len 0 = any size (MMIO only). */
 int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, bool pio, int efd, bool assign,
