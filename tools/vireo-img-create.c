@@ -36,12 +36,8 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 			return -1;
 		c->size_given = true;
 	} else if (!strcmp(key, "preallocation")) {
-		if (strcmp(value, "off") && strcmp(value, "metadata") && strcmp(value, "falloc") &&
-		    strcmp(value, "full")) {
-			error_setg(errp, "preallocation: '%s' is not off, metadata, falloc or full",
-				   value);
+		if (img_check_prealloc(value, errp) < 0)
 			return -1;
-		}
 		if (raw && !strcmp(value, "metadata")) {
 			error_setg(errp, "preallocation: raw images take off, falloc or full");
 			return -1;

@@ -131,3 +131,14 @@ int main(int argc, char **argv)
 			return commands[i].fn(argc - 1, argv + 1);
 	return img_usage_error("unknown command '%s'", argv[1]);
 }
+
+int img_check_prealloc(const char *value, struct error **errp)
+{
+	static const char *const modes[] = { "off", "metadata", "falloc", "full" };
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(value, modes[i]))
+			return 0;
+	error_setg(errp, "preallocation: '%s' is not off, metadata, falloc or full", value);
+	return -1;
+}

@@ -48,4 +48,7 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 /* Prints a usage error and returns 1 (qemu-img's status for a bad command line). */
 int img_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Checks a preallocation= value (off, metadata, falloc, full); -1 with a message otherwise. */
+int img_check_prealloc(const char *value, struct error **errp);
+
 #endif

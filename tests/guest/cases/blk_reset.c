@@ -25,21 +25,7 @@ static uint8_t rbuf[BATCH][REQ_BYTES] __attribute__((aligned(4096)));
 
 static int io_batch(unsigned q, uint32_t type, uint64_t base, uint8_t (*bufs)[REQ_BYTES])
 {
-	for (unsigned i = 0; i < BATCH; i++) {
-		struct vring_buf seg = { bufs[i], REQ_BYTES, false };
-
-		if (blk_submit(&blk, q, &reqs[i], type, base + i * REQ_SECTORS, &seg, 1) < 0)
-			return case_fail("%s", err_get());
-	}
-	blk_kick(&blk, q);
-	if (blk_wait(&blk, q, BATCH, 5000) < 0)
-		return case_fail("%s", err_get());
-	for (unsigned i = 0; i < BATCH; i++)
-		if (reqs[i].status != VIRTIO_BLK_S_OK)
-			return case_fail("queue %u: %s of sector %lu: status %u", q,
-					 type == VIRTIO_BLK_T_IN ? "read" : "write",
-					 base + i * REQ_SECTORS, reqs[i].status);
-	return CASE_OK;
+	return blk_batch(&blk, q, reqs, BATCH, type, base, &bufs[0][0], REQ_BYTES);
 }
 
 static int write_all(uint64_t seed)

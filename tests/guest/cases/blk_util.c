@@ -68,3 +68,25 @@ uint64_t blk_kicks(const struct blk *b)
 		n += b->q[q].kicks;
 	return n;
 }
+
+int blk_batch(struct blk *b, unsigned q, struct blk_req *reqs, unsigned n, uint32_t type,
+	      uint64_t base, uint8_t *bufs, uint32_t bytes)
+{
+	uint32_t sectors = bytes / BLK_SECTOR;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct vring_buf seg = { bufs + (size_t)i * bytes, bytes, false };
+
+		if (blk_submit(b, q, &reqs[i], type, base + i * sectors, &seg, 1) < 0)
+			return case_fail("%s", err_get());
+	}
+	blk_kick(b, q);
+	if (blk_wait(b, q, n, 5000) < 0)
+		return case_fail("%s", err_get());
+	for (unsigned i = 0; i < n; i++)
+		if (reqs[i].status != VIRTIO_BLK_S_OK)
+			return case_fail("queue %u: %s of sector %lu: status %u", q,
+					 type == VIRTIO_BLK_T_IN ? "read" : "write",
+					 base + i * sectors, reqs[i].status);
+	return CASE_OK;
+}

@@ -19,6 +19,13 @@ int blk_open(struct blk *b, struct blk_cfg *cfg, bool verbose);
 /* A pattern unique to (sector, seed) over sectors * 512 bytes. */
 void blk_fill(void *buf, uint64_t sector, unsigned sectors, uint64_t seed);
 bool blk_all_zero(const void *buf, size_t len);
+/*
+ * Submits n requests of one type on queue q (request i: bytes at bufs + i * bytes, sector
+ * base + i * bytes / 512), kicks once, waits up to 5 s, and checks every status is OK.
+ * Returns a case result.
+ */
+int blk_batch(struct blk *b, unsigned q, struct blk_req *reqs, unsigned n, uint32_t type,
+	      uint64_t base, uint8_t *bufs, uint32_t bytes);
 /* Notifications written on every queue so far. */
 uint64_t blk_kicks(const struct blk *b);
 
