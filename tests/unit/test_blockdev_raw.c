@@ -274,7 +274,7 @@ static void a_directory_is_refused(void **state)
 /* a FIFO (say, a hostile backing file name) is refused at once: opening it must not block */
 static void a_fifo_is_refused_without_hanging(void **state)
 {
-	char path[] = "/tmp/vireo-test-fifo-XXXXXX";
+	char path[64] = "/tmp/vireo-test-fifo-XXXXXX";
 	struct error *err = NULL;
 
 	assert_non_null(mkdtemp(path));
