@@ -46,6 +46,16 @@ static void machine_uart_output(void *opaque, const uint8_t *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN) {
+			/*
+			 * Someone made our stdout non-blocking (it may be shared with a process that
+			 * did) and the reader is behind: wait for room rather than drop console bytes.
+			 */
+			struct pollfd pfd = { .fd = m->serial_out, .events = POLLOUT };
+
+			if (poll(&pfd, 1, 1000) > 0)
+				continue;
+		}
 		if (n <= 0)
 			break;
 		buf += n;
