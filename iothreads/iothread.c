@@ -617,7 +617,8 @@ static void loop(struct iothread *it)
 			 * our next time slice. So sleep with notifications on (the guest's next kick
 			 * then wakes us at once) and stay off polling for a while before trying again.
 			 */
-			if (now_ns() - before < IOTHREAD_POLL_STOLEN_NS)
+			if (now_ns() - before < IOTHREAD_POLL_STOLEN_NS ||
+			    it->opts.poll_keep_on_contention)
 				continue;
 			it->poll_off_until = now_ns() + IOTHREAD_POLL_BACKOFF_NS;
 		}

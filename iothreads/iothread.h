@@ -87,6 +87,12 @@ struct iothread_opts {
 	unsigned int poll_grow;
 	unsigned int poll_shrink;
 	unsigned int ring_entries;
+	/*
+	 * Keep polling even when a sched_yield shows the core is contended (see
+	 * IOTHREAD_POLL_STOLEN_NS). For iothreads on cores of their own; by default polling backs
+	 * off for IOTHREAD_POLL_BACKOFF_NS instead, so that spinning vCPUs do not starve it.
+	 */
+	bool poll_keep_on_contention;
 };
 
 /**
