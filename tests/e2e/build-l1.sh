@@ -27,10 +27,7 @@ while (($#)); do
 	*) e2e_die "build-l1.sh: unknown argument '$1'" ;;
 	esac
 done
-[[ -n $cache ]] || cache=$(e2e_cache_dir)
-mkdir -p "$cache"
-[[ -n $kver ]] || kver=$(e2e_kernel_version)
-[[ -n $kver ]] || e2e_die "no Debian cloud kernel found in /boot (package linux-image-cloud-amd64)"
+e2e_default_cache_and_kernel
 [[ -r $l2_initrd ]] || e2e_die "build-l1.sh: --l2-initrd: cannot read '$l2_initrd'"
 case $vmm in
 vireo | qemu) ;;

@@ -19,10 +19,7 @@ while (($#)); do
 	*) e2e_die "build-l2.sh: unknown argument '$1'" ;;
 	esac
 done
-[[ -n $cache ]] || cache=$(e2e_cache_dir)
-mkdir -p "$cache"
-[[ -n $kver ]] || kver=$(e2e_kernel_version)
-[[ -n $kver ]] || e2e_die "no Debian cloud kernel found in /boot (package linux-image-cloud-amd64)"
+e2e_default_cache_and_kernel
 e2e_need_cmd cpio fio ldd readelf sha256sum
 
 # virtio_pci pulls virtio, virtio_ring and both transport libraries; the rest are the disks.

@@ -66,6 +66,14 @@ e2e_kernel_version() {
 	return 0
 }
 
+# For the archive builders: fills in $cache (created) and $kver when the caller gave none.
+e2e_default_cache_and_kernel() {
+	[[ -n $cache ]] || cache=$(e2e_cache_dir)
+	mkdir -p "$cache"
+	[[ -n $kver ]] || kver=$(e2e_kernel_version)
+	[[ -n $kver ]] || e2e_die "no Debian cloud kernel found in /boot (package linux-image-cloud-amd64)"
+}
+
 # Why the bed cannot run here, printed as one line; nothing if it can.
 e2e_missing_prereq() {
 	local kver
