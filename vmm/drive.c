@@ -173,6 +173,15 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 		c->poll_max_ns_set = true;
 		return parse_u64(key, val, 0, 1000000000ull, &c->poll_max_ns, errp);
 	}
+	if (!strcmp(key, "poll-backoff")) {
+		bool backoff;
+
+		if (parse_bool(key, val, &backoff, errp) < 0)
+			return -1;
+		c->poll_keep = !backoff;
+		c->poll_keep_set = true;
+		return 0;
+	}
 	/* a driver option: blockdev_open() refuses it by name if the format does not take it */
 	if (!*key) {
 		error_setg(errp, "'=%s': empty key", val);
@@ -293,24 +302,42 @@ struct drive {
 };
 
 static struct iothread *iothreads[DRIVE_MAX_IOTHREADS];
-static uint64_t iothread_poll[DRIVE_MAX_IOTHREADS];
+static struct iothread_opts iothread_opts[DRIVE_MAX_IOTHREADS];
 static struct drive drives[32];
 static unsigned int nr_drives;
+
+/* Polling settings a drive gives explicitly must match those of an iothread it shares. */
+static int iothread_opts_match(const struct drive_config *c, unsigned int i, struct error **errp)
+{
+	const struct iothread_opts *o = &iothread_opts[i];
+
+	if (c->poll_max_ns_set && o->poll_max_ns != c->poll_max_ns) {
+		error_setg(errp, "--drive: poll-max-ns=%llu, but iothread io%u is shared with an "
+			   "earlier drive that set %llu", (unsigned long long)c->poll_max_ns, i,
+			   (unsigned long long)o->poll_max_ns);
+		return -1;
+	}
+	if (c->poll_keep_set && o->poll_keep_on_contention != c->poll_keep) {
+		error_setg(errp, "--drive: poll-backoff=%s, but iothread io%u is shared with an "
+			   "earlier drive that set %s", c->poll_keep ? "off" : "on", i,
+			   o->poll_keep_on_contention ? "off" : "on");
+		return -1;
+	}
+	return 0;
+}
 
 static int iothreads_get(const struct drive_config *c, struct error **errp)
 {
 	for (unsigned int i = 0; i < c->iothreads; i++) {
-		struct iothread_opts o = { .poll_max_ns = c->poll_max_ns };
+		struct iothread_opts o = {
+			.poll_max_ns = c->poll_max_ns,
+			.poll_keep_on_contention = c->poll_keep,
+		};
 		char name[16];
 
 		if (iothreads[i]) {
-			if (c->poll_max_ns_set && iothread_poll[i] != c->poll_max_ns) {
-				error_setg(errp, "--drive: poll-max-ns=%llu, but iothread io%u is "
-					   "shared with an earlier drive that set %llu",
-					   (unsigned long long)c->poll_max_ns, i,
-					   (unsigned long long)iothread_poll[i]);
+			if (iothread_opts_match(c, i, errp) < 0)
 				return -1;
-			}
 			continue;
 		}
 		snprintf(name, sizeof(name), "io%u", i);
@@ -319,7 +346,7 @@ static int iothreads_get(const struct drive_config *c, struct error **errp)
 			error_prepend(errp, "--drive: iothread %s", name);
 			return -1;
 		}
-		iothread_poll[i] = c->poll_max_ns;
+		iothread_opts[i] = o;
 	}
 	return 0;
 }

@@ -48,6 +48,8 @@ struct drive_config {
 	char *serial;  /* NULL: none */
 	uint64_t poll_max_ns;
 	bool poll_max_ns_set;
+	bool poll_keep;         /* poll-backoff=off: keep polling on a contended core */
+	bool poll_keep_set;
 	uint16_t vq_map[DRIVE_MAX_QUEUES]; /* queue -> iothread index */
 	struct blockdev_opts driver_opts;  /* keys for the format driver (extra only) */
 };
