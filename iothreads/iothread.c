@@ -567,6 +567,19 @@ uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns, const struct 
 	return poll_ns;
 }
 
+bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
+			     const struct iothread_opts *o)
+{
+	/*
+	 * The yield gave the CPU away for a while: another thread (a vCPU) wants this core.
+	 * Polling on would only make the guest, told not to kick us, wait for our next time
+	 * slice; sleeping with notifications on lets its next kick wake us at once. Unless
+	 * completions of ours came in meanwhile: then the core went to the kernel's io-wq worker
+	 * doing our I/O (buffered writes on ext4 are punted to one), the work we poll for.
+	 */
+	return yield_ns >= IOTHREAD_POLL_STOLEN_NS && !cqes_ready && !o->poll_keep_on_contention;
+}
+
 /* Step 6: notifications on, re-check, sleep in the ring. Returns the requests the re-check took. */
 static int idle_wait(struct iothread *it)
 {
@@ -611,14 +624,8 @@ static void loop(struct iothread *it)
 
 			/* a busy-polling host thread must yield (TESTBEDS.md) */
 			sched_yield();
-			/*
-			 * The yield gave the CPU away for a while: another thread (a vCPU) wants this
-			 * core. Polling on would only make the guest, told not to kick us, wait for
-			 * our next time slice. So sleep with notifications on (the guest's next kick
-			 * then wakes us at once) and stay off polling for a while before trying again.
-			 */
-			if (now_ns() - before < IOTHREAD_POLL_STOLEN_NS ||
-			    it->opts.poll_keep_on_contention)
+			if (!iothread_poll_contended(now_ns() - before,
+						     io_uring_cq_ready(&it->ring), &it->opts))
 				continue;
 			it->poll_off_until = now_ns() + IOTHREAD_POLL_BACKOFF_NS;
 		}

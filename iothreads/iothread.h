@@ -40,6 +40,11 @@
  * drop to 0 if poll_shrink is 0). Otherwise (work came after the window but within
  * poll_max_ns) grow: multiply by poll_grow (2 if 0), starting from 4 µs, capped at poll_max_ns.
  * poll_max_ns = 0 disables polling: the thread sleeps as soon as a turn finds nothing.
+ * Contention back-off: a sched_yield() while polling that kept the core away for more than
+ * IOTHREAD_POLL_STOLEN_NS, with none of our I/O completed meanwhile, means another thread (a
+ * spinning vCPU) wants the core: polling stops for IOTHREAD_POLL_BACKOFF_NS (the guest's kicks
+ * wake the sleeping thread at once). A long yield during which our own completions arrived gave
+ * the core to the kernel's io-wq worker doing our I/O: no back-off (iothread_poll_contended()).
  *
  * Barriers. msg_pending is stored with release by posters (after linking the message, under
  * the lock) and loaded with acquire by the loop, so a loop that sees it set finds the message
@@ -270,6 +275,17 @@ int iothread_wait_once(struct iothread *it);
  */
 uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns,
 			      const struct iothread_opts *opts);
+
+/**
+ * iothread_poll_contended - the contention back-off rule (see the essay above), pure
+ * @yield_ns: how long the polling loop's sched_yield() kept the core away
+ * @cqes_ready: completions of ours that arrived meanwhile
+ * @opts: poll_keep_on_contention
+ *
+ * Returns true when polling should stop for IOTHREAD_POLL_BACKOFF_NS. Exposed for tests.
+ */
+bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
+			     const struct iothread_opts *opts);
 
 /* The current busy-poll window of @it in ns (read without synchronisation: for statistics). */
 uint64_t iothread_poll_ns(const struct iothread *it);

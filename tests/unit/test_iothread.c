@@ -252,6 +252,18 @@ static void poll_window_grows_shrinks_and_is_capped(void **state)
 	assert_int_equal(iothread_poll_adjust(4000, 20000, &o), 0);
 }
 
+static void a_long_yield_backs_off_unless_our_io_completed_meanwhile(void **state)
+{
+	struct iothread_opts o = { .poll_max_ns = 32768 };
+
+	assert_false(iothread_poll_contended(IOTHREAD_POLL_STOLEN_NS - 1, 0, &o));
+	assert_true(iothread_poll_contended(IOTHREAD_POLL_STOLEN_NS, 0, &o));
+	/* the core went to io-wq finishing our writes: not a rival */
+	assert_false(iothread_poll_contended(10 * IOTHREAD_POLL_STOLEN_NS, 1, &o));
+	o.poll_keep_on_contention = true;
+	assert_false(iothread_poll_contended(10 * IOTHREAD_POLL_STOLEN_NS, 0, &o));
+}
+
 static void a_polling_iothread_sees_work_without_kicks(void **state)
 {
 	const uint64_t max = 200000000ull; /* 200 ms ceiling */
@@ -370,6 +382,7 @@ int main(void)
 		cmocka_unit_test(a_file_registers_once_per_ring),
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
+		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
 	};
 
