@@ -567,6 +567,13 @@ uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns, const struct 
 	return poll_ns;
 }
 
+/* CQEs posted, or completion work the kernel flagged for us to run (COOP_TASKRUN) */
+static unsigned int completions_pending(struct iothread *it)
+{
+	return io_uring_cq_ready(&it->ring) +
+	       !!(IO_URING_READ_ONCE(*it->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
+
 bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
 			     const struct iothread_opts *o)
 {
@@ -624,8 +631,8 @@ static void loop(struct iothread *it)
 
 			/* a busy-polling host thread must yield (TESTBEDS.md) */
 			sched_yield();
-			if (!iothread_poll_contended(now_ns() - before,
-						     io_uring_cq_ready(&it->ring), &it->opts))
+			if (!iothread_poll_contended(now_ns() - before, completions_pending(it),
+						     &it->opts))
 				continue;
 			it->poll_off_until = now_ns() + IOTHREAD_POLL_BACKOFF_NS;
 		}
