@@ -7,18 +7,21 @@
 #   rw      randread | randwrite;  qd 1 | 32 (per queue);  queues 1 | 2 (one iothread and one
 #           vCPU per queue; the host runs one fio job per queue)
 # The VMMs run the test guest's benchmark mode (tests/guest/cases/bench.c): it polls the used rings
-# from CPL3, asks for no interrupts and kicks only when EVENT_IDX / NO_NOTIFY say so, prints
+# from CPL3 and asks for no interrupts (BENCH_WAIT=poll), or sleeps in hlt until the queue's MSI-X
+# interrupt whenever it finds no completion (BENCH_WAIT=irq, as a Linux guest running fio does),
+# kicks only when EVENT_IDX / NO_NOTIFY say so, prints
 # "BENCH START" when its measured window opens, "BENCH END" when it closes, then a "BENCH iops=..."
 # line. We read the console as it comes and sample the VMM's /proc/PID/stat at START and END.
 #
 # Each measurement prints one line
 #   RESULT vmm=vireo dev=virtio-blk cache=none rw=randread qd=32 queues=2 iops=N p50_us=X
-#          p99_us=Y cpu_us_per_io=Z vmm_cpu_us_per_io=W kicks=K
+#          p99_us=Y cpu_us_per_io=Z vmm_cpu_us_per_io=W kicks=K wait=poll|irq irqs=I
 # cpu_us_per_io: the VMM process's utime+stime over the window (all threads, vCPUs included, so
 # the guest's own polling counts) per I/O; vmm_cpu_us_per_io: the same minus guest_time, roughly
 # what the VMM itself spent (guest_time is sampled at ticks while utime+stime are scaled to the
 # precise runtime, so it is approximate; clamped at 0). For vmm=host both are fio's usr+sys per I/O.
-# kicks: notifications the guest wrote in the window (0 when the VMM polls). The run ends with the ratios
+# kicks: notifications the guest wrote in the window (0 when the VMM polls); irqs: interrupts the
+# guest took in it (0 with wait=poll; wait=- and irqs=- for the host). The run ends with the ratios
 # vireo/QEMU and vireo/host (and QEMU/host) per configuration. A VMM that fails prints a FAILED
 # line with its last words and the run goes on.
 #
@@ -27,7 +30,8 @@
 # BENCH_RWS, BENCH_QDS, BENCH_QUEUES (space-separated lists), BENCH_SIZE (file size, 1G),
 # BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT), BENCH_REPEAT
 # (runs of each VMM per configuration, interleaved; MEDIAN lines and the ratios use the medians;
-# 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
+# 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0), BENCH_WAIT
+# (poll | irq: how the guest waits for completions, bench-wait=; poll). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
 # Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
 set -uo pipefail
 build=${1:-build}
@@ -44,6 +48,7 @@ rws=${BENCH_RWS:-randread randwrite}
 qds=${BENCH_QDS:-1 32}
 queues_list=${BENCH_QUEUES:-1 2}
 repeat=${BENCH_REPEAT:-1}
+wait=${BENCH_WAIT:-poll}
 vireo_opts=${BENCH_VIREO_DRIVE_OPTS:+,$BENCH_VIREO_DRIVE_OPTS}
 subset=""
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
@@ -54,6 +59,7 @@ fi
 tck=$(getconf CLK_TCK)
 
 die() { echo "bench/blk: $*" >&2; exit 1; }
+case "$wait" in poll|irq) ;; *) die "BENCH_WAIT=$wait: expected poll or irq" ;; esac
 [ -f "$elf" ] || die "no $elf: build first (ninja -C $build)"
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || die "needs /dev/kvm"
 command -v jq >/dev/null || die "needs jq (apt-get install jq)"
@@ -79,13 +85,13 @@ fi
 dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null ||
 	die "$disk: O_DIRECT reads fail on $(stat -f -c %T "$disk") (set BENCH_DIR)"
 echo "bench/blk: $disk ($size, $(stat -f -c %T "$disk") on $(df --output=source "$disk" | tail -1))," \
-	"${secs} s per run after ${warmup} ms of warm-up"
+	"${secs} s per run after ${warmup} ms of warm-up, guest wait=$wait"
 
 rep=1              # the run in progress (log file names)
 declare -A res     # "vmm cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu", one per run
 
-emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks
-	printf 'RESULT vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s\n' "$@"
+emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks wait irqs
+	printf 'RESULT vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s\n' "$@"
 	res["$1 $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10}"$'\n'
 }
 
@@ -106,8 +112,8 @@ prepare_cache() { # cache: page-cache the file for writeback runs
 run_guest() {
 	local vmm=$1 cache=$2 rw=$3 qd=$4 q=$5
 	shift 5
-	local fifo=$tmp/console log=$logs/$vmm-$cache-$rw-qd$qd-q$q-$rep.log
-	local err=$logs/$vmm-$cache-$rw-qd$qd-q$q-$rep.err
+	local fifo=$tmp/console log=$logs/$vmm-$wait-$cache-$rw-qd$qd-q$q-$rep.log
+	local err=$logs/$vmm-$wait-$cache-$rw-qd$qd-q$q-$rep.err
 	local line c0 c1 g0 g1 bench="" pid fd status deadline
 	rm -f "$fifo" && mkfifo "$fifo"
 	"$@" >"$fifo" 2>"$err" </dev/null &
@@ -153,11 +159,12 @@ run_guest() {
 		"$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$ios" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')" \
 		"$(awk -v c=$((c1 - c0 - g1 + g0)) -v t="$tck" -v n="$ios" \
 			'BEGIN {c = c < 0 ? 0 : c; printf "%.2f", c / t * 1e6 / n}')" \
-		"$(field "$bench" kicks)"
+		"$(field "$bench" kicks)" "$wait" "$(field "$bench" irqs)"
 }
 
 guest_cmdline() { # rw qd q
-	echo "bench bench-rw=$1 bench-qd=$2 bench-queues=$3 bench-secs=$secs bench-warmup-ms=$warmup"
+	echo "bench bench-rw=$1 bench-qd=$2 bench-queues=$3 bench-secs=$secs bench-warmup-ms=$warmup" \
+		"bench-wait=$wait"
 }
 
 run_vireo() { # cache rw qd q
@@ -203,7 +210,7 @@ run_host() { # cache rw qd q
 		 ($x.clat_ns.percentile["50.000000"] / 1000), ($x.clat_ns.percentile["99.000000"] / 1000),
 		 (($j.usr_cpu + $j.sys_cpu) / 100 * $j.job_runtime * 1000 / $x.total_ios)] | @tsv' "$out")
 	emit host "$c" "$rw" "$qd" "$q" "$iops" "$(printf '%.1f' "$p50")" "$(printf '%.1f' "$p99")" \
-		"$(printf '%.2f' "$cpu")" "$(printf '%.2f' "$cpu")" 0
+		"$(printf '%.2f' "$cpu")" "$(printf '%.2f' "$cpu")" 0 - -
 }
 
 main() {
@@ -251,8 +258,8 @@ main() {
 		read -r vi vp50 _ vc vv _ <<<"$(median "vireo $cfg")"
 		read -r qi qp50 _ qc qv _ <<<"$(median "qemu $cfg")"
 		read -r hi _ <<<"$(median "host $cfg")"
-		printf 'RATIO cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s\n' \
-			"$c" "$rw" "$qd" "$q" "$(ratio "$vi" "$qi")" "$(ratio "$vp50" "$qp50")" \
+		printf 'RATIO wait=%s cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s\n' \
+			"$wait" "$c" "$rw" "$qd" "$q" "$(ratio "$vi" "$qi")" "$(ratio "$vp50" "$qp50")" \
 			"$(ratio "$vc" "$qc")" "$(ratio "$vv" "$qv")" "$(ratio "$vi" "$hi")" \
 			"$(ratio "$qi" "$hi")"
 	done

@@ -1,28 +1,34 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * bench: random-I/O benchmark of a virtio-blk device, polled from CPL3 (not in "all").
+ * bench: random-I/O benchmark of a virtio-blk device from CPL3 (not in "all").
  *
  * Each queue keeps bench-qd requests of bench-bs bytes in flight at random bs-aligned offsets in
  * the first bench-span bytes of the disk; queue i is driven by CPU i mod ncpus (the APs are started
- * as the smp case does), so bench-queues=2 uses two vCPUs. No interrupts are asked for (see
- * drivers/vring.c) and notifications honour EVENT_IDX / VRING_USED_F_NO_NOTIFY: a polling device
- * gets no kicks. Each completion is timed from its submission to the moment the poll saw it, into a
- * log-linear histogram (32 buckets per power of two).
+ * as the smp case does), so bench-queues=2 uses two vCPUs. bench-wait=poll (the default): the used
+ * rings are polled and no interrupts are asked for (see drivers/vring.c). bench-wait=irq: each
+ * queue has an MSI-X vector aimed at its CPU, and a worker whose reap found nothing arms its
+ * queues, looks again and sleeps in hlt until an interrupt (as a Linux guest waits for fio's
+ * completions), with its LAPIC timer ticking every 100 ms as a backstop. Either way notifications
+ * honour EVENT_IDX / VRING_USED_F_NO_NOTIFY: a polling device gets no kicks. Each completion is
+ * timed from its submission to the moment the reap saw it, into a log-linear histogram (32 buckets
+ * per power of two).
  *
  * Time line: bench-warmup-ms of I/O not counted, then "BENCH START ..." on the console and the
  * measured window of bench-secs seconds, then "BENCH END", a drain, and the result line
- *   BENCH iops=N p50_us=X p99_us=Y ios=N secs=S kicks=K ...
- * (kicks: notifications written in the window; another CPU's counter is read while it runs, which
- * is good enough for a statistic).
+ *   BENCH iops=N p50_us=X p99_us=Y ios=N secs=S kicks=K irqs=I ...
+ * (kicks: notifications written in the window, irqs: device interrupts taken in it, every CPU;
+ * another CPU's counter is read while it runs, which is good enough for a statistic).
  * The TSC is recalibrated against the PIT first. A driver of this guest (bench/blk/run.sh) samples
  * the VMM's CPU time when it reads START and END.
  *
- * Options: bench-rw=randread|randwrite (randread), bench-qd=N (1; at most 32), bench-queues=N (1),
- * bench-secs=N (10), bench-bs=N (4096; a multiple of 512, at most 64 KiB), bench-span=SIZE (the
- * whole disk; K/M/G suffixes), bench-warmup-ms=N (1000), and blk-index / blk-features.
+ * Options: bench-rw=randread|randwrite (randread), bench-wait=poll|irq (poll), bench-qd=N (1; at
+ * most 32), bench-queues=N (1), bench-secs=N (10), bench-bs=N (4096; a multiple of 512, at most
+ * 64 KiB), bench-span=SIZE (the whole disk; K/M/G suffixes), bench-warmup-ms=N (1000), and
+ * blk-index / blk-features.
  * randwrite overwrites the disk.
  */
 #include "cases/blk_util.h"
+#include "drivers/lapic.h"
 #include "drivers/smp.h"
 #include "ring0/ring0.h"
 
@@ -31,6 +37,7 @@
 #define MAX_QUEUES      4
 #define SUB_BITS        5
 #define NBUCKETS        ((64 - SUB_BITS + 1) << SUB_BITS)
+#define BACKSTOP_COUNT  6250000         /* LAPIC timer: 100 ms (62500 = 1 ms, timer.c) */
 
 enum phase { WARMUP, MEASURE, STOP };
 
@@ -51,12 +58,14 @@ static uint8_t bufs[MAX_QUEUES][MAX_QD][MAX_BS] __attribute__((aligned(4096)));
 
 static struct {
 	uint32_t type;
+	bool irq;                       /* bench-wait=irq */
 	unsigned qd, nq, ncpus, bs;
 	uint64_t span_blocks;           /* bs-sized blocks in the span */
 	uint64_t warmup_tsc, window_tsc;
 	volatile enum phase phase;
 	uint64_t t_start, t_end;
 	uint64_t kicks_start, kicks_end;        /* notifications written, at START and END */
+	uint64_t irqs_start, irqs_end;          /* device interrupts taken, at START and END */
 } b;
 
 static unsigned bucket(uint64_t x)
@@ -141,6 +150,29 @@ static int reap(struct bq *q, bool resubmit)
 	return n;
 }
 
+static uint64_t dev_irqs(void)
+{
+	uint64_t n = 0;
+
+	for (unsigned c = 0; c < b.ncpus; c++)
+		n += cpus[c].dev_irqs;
+	return n;
+}
+
+/*
+ * bench-wait=irq, when a reap found nothing: arm this CPU's queues and halt until an interrupt,
+ * unless a completion came in meanwhile (see blk_arm: the counter is read before arming).
+ */
+static void wait_irq(unsigned cpu)
+{
+	uint64_t seen = cpus[cpu].dev_irqs;
+
+	for (unsigned k = cpu; k < b.nq; k += b.ncpus)
+		if (blk_arm(&blk, bqs[k].q))
+			return;
+	cpu_wait_unchanged(&cpus[cpu].dev_irqs, seen);
+}
+
 /* The boot CPU moves the phases: warm-up, START, the window, END. */
 static void drive_phase(void)
 {
@@ -150,12 +182,14 @@ static void drive_phase(void)
 		printf("BENCH START rw=%s qd=%u queues=%u bs=%u\n",
 		       b.type == VIRTIO_BLK_T_IN ? "randread" : "randwrite", b.qd, b.nq, b.bs);
 		b.kicks_start = blk_kicks(&blk);
+		b.irqs_start = dev_irqs();
 		b.t_start = rdtsc();
 		b.phase = MEASURE;
 	} else if (b.phase == MEASURE && now - b.t_start >= b.window_tsc) {
 		b.t_end = now;
 		b.phase = STOP;
 		b.kicks_end = blk_kicks(&blk);
+		b.irqs_end = dev_irqs();
 		printf("BENCH END\n");
 	}
 }
@@ -165,20 +199,31 @@ static void worker(unsigned cpu, void *arg)
 	uint64_t end;
 	unsigned inflight[MAX_QUEUES] = { 0 };
 
+	if (b.irq)
+		lapic_timer_periodic(VEC_TIMER, BACKSTOP_COUNT);
 	for (unsigned k = cpu; k < b.nq; k += b.ncpus) {
 		for (unsigned i = 0; i < b.qd; i++)
 			if (!submit(&bqs[k], i))
-				return;
+				goto out;
 		inflight[k] = b.qd;
 		blk_kick(&blk, bqs[k].q);
 	}
 	while (b.phase != STOP) {
-		for (unsigned k = cpu; k < b.nq; k += b.ncpus)
-			if (reap(&bqs[k], true) < 0)
+		int got = 0;
+
+		for (unsigned k = cpu; k < b.nq; k += b.ncpus) {
+			int n = reap(&bqs[k], true);
+
+			if (n < 0)
 				goto drain;
+			got += n;
+		}
 		if (cpu == 0)
 			drive_phase();
-		cpu_relax();
+		if (b.irq && !got)
+			wait_irq(cpu);
+		else
+			cpu_relax();
 	}
 drain:
 	end = rdtsc() + 5 * tsc_hz;
@@ -188,6 +233,8 @@ drain:
 
 			if (n < 0)
 				break;
+			if (b.irq && !n)
+				wait_irq(cpu);
 			inflight[k] -= n;
 			if ((int64_t)(rdtsc() - end) > 0) {
 				snprintf(bqs[k].err, sizeof(bqs[k].err), "queue %u: %u requests not "
@@ -198,6 +245,9 @@ drain:
 	}
 	if (cpu == 0)
 		b.phase = STOP;         /* a failure on the boot CPU stops the others */
+out:
+	if (b.irq)
+		lapic_timer_stop();
 }
 
 static bool parse_size(const char *s, uint64_t *out)
@@ -225,6 +275,7 @@ static bool parse_size(const char *s, uint64_t *out)
 static int parse_options(void)
 {
 	const char *rw = opt_get("bench-rw"), *span = opt_get("bench-span");
+	const char *wait = opt_get("bench-wait");
 	int64_t qd = opt_u64("bench-qd", 1), nq = opt_u64("bench-queues", 1);
 	int64_t secs = opt_u64("bench-secs", 10), bs = opt_u64("bench-bs", 4096);
 	int64_t warm = opt_u64("bench-warmup-ms", 1000);
@@ -238,6 +289,9 @@ static int parse_options(void)
 		b.type = VIRTIO_BLK_T_OUT;
 	else
 		return case_fail("bench-rw=%s: expected randread or randwrite", rw);
+	if (wait && strcmp(wait, "poll") && strcmp(wait, "irq"))
+		return case_fail("bench-wait=%s: expected poll or irq", wait);
+	b.irq = wait && !strcmp(wait, "irq");
 	if (qd < 1 || qd > MAX_QD)
 		return case_fail("bench-qd=%ld: expected 1..%u", qd, MAX_QD);
 	if (nq < 1 || nq > MAX_QUEUES || nq > blk.nqueues)
@@ -309,18 +363,20 @@ static int report(void)
 	fmt_us(p999, sizeof(p999), percentile(hist, ios, 999));
 	fmt_us(mean, sizeof(mean), sum / ios);
 	fmt_us(maxs, sizeof(maxs), max);
-	printf("BENCH iops=%lu p50_us=%s p99_us=%s ios=%lu secs=%lu.%03lu kicks=%lu mean_us=%s "
-	       "p90_us=%s p999_us=%s max_us=%s rw=%s qd=%u queues=%u cpus=%u bs=%u tsc_mhz=%lu\n",
+	printf("BENCH iops=%lu p50_us=%s p99_us=%s ios=%lu secs=%lu.%03lu kicks=%lu irqs=%lu "
+	       "mean_us=%s p90_us=%s p999_us=%s max_us=%s rw=%s wait=%s qd=%u queues=%u cpus=%u "
+	       "bs=%u tsc_mhz=%lu\n",
 	       ios * tsc_hz / ticks, p50, p99, ios, ms / 1000, ms % 1000,
-	       b.kicks_end - b.kicks_start, mean, p90, p999, maxs,
-	       b.type == VIRTIO_BLK_T_IN ? "randread" : "randwrite", b.qd, b.nq, b.ncpus, b.bs,
-	       tsc_hz / 1000000);
+	       b.kicks_end - b.kicks_start, b.irqs_end - b.irqs_start, mean, p90, p999, maxs,
+	       b.type == VIRTIO_BLK_T_IN ? "randread" : "randwrite", b.irq ? "irq" : "poll", b.qd,
+	       b.nq, b.ncpus, b.bs, tsc_hz / 1000000);
 	return CASE_OK;
 }
 
 int case_bench(void)
 {
-	struct blk_cfg cfg = { 0 };
+	const char *wait = opt_get("bench-wait");
+	struct blk_cfg cfg = { .irq = wait && !strcmp(wait, "irq") };
 	uint64_t pm_hz = tsc_hz;
 	int n, r;
 
@@ -343,6 +399,8 @@ int case_bench(void)
 		}
 		b.ncpus = MIN((unsigned)n, b.nq);
 	}
+	for (unsigned k = 0; b.irq && b.ncpus > 1 && k < b.nq; k++)      /* else: all on CPU 0 */
+		blk_irq_target(&blk, k, smp_apic_id(k % b.ncpus));
 	memset(bqs, 0, sizeof(bqs));
 	for (unsigned k = 0; k < b.nq; k++) {
 		bqs[k].q = k;
@@ -372,5 +430,6 @@ int case_bench(void)
 	r = report();
 out:
 	virtio_pci_reset(&blk.vp);
+	virtio_pci_msix_disable(&blk.vp);
 	return r;
 }

@@ -36,6 +36,7 @@ int case_idle(void);
 int case_blk(void);
 int case_blk_smp(void);
 int case_blk_reset(void);
+int case_blk_irq(void);
 int case_blk_hostile(void);
 int case_bench(void);
 

@@ -10,6 +10,8 @@ const struct guest_case guest_cases[] = {
 	{ "blk", case_blk, true, "virtio-blk on every queue: verify, flush, serial, discard, zeroes" },
 	{ "blk-smp", case_blk_smp, true, "virtio-blk: every queue from every CPU, concurrently" },
 	{ "blk-reset", case_blk_reset, true, "virtio-blk: reset with I/O in flight, re-initialise" },
+	{ "blk-irq", case_blk_irq, true,
+	  "virtio-blk: MSI-X completions on every queue, EVENT_IDX / NO_INTERRUPT suppression" },
 	{ "blk-hostile", case_blk_hostile, false,
 	  "virtio-blk: malformed requests on queue 0, queue 1 keeps serving" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },

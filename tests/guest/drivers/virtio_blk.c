@@ -6,7 +6,9 @@
  * drivers/vring.c explains the ordering against the device.
  */
 #include "drivers/virtio_blk.h"
+#include "drivers/lapic.h"
 #include "lib/lib.h"
+#include "ring0/layout.h"
 
 #define CFG_CAPACITY            0
 #define CFG_BLK_SIZE            20
@@ -72,12 +74,16 @@ int blk_init(struct blk *b, const struct pci_dev *d, const struct blk_cfg *cfg)
 	}
 	if (b->nqueues > BLK_MAX_QUEUES)
 		b->nqueues = BLK_MAX_QUEUES;
+	b->irq = cfg->irq;
+	if (b->irq && virtio_pci_msix_enable(&b->vp, b->nqueues, lapic_id(), VEC_DEV_BASE) < 0)
+		goto fail;
 	for (uint16_t q = 0; q < b->nqueues; q++) {
 		struct vring_mem *m = &rings[cfg->ring_set][q];
 		uint16_t size = qsize;
 		uint64_t notify = virtio_pci_setup_queue(&b->vp, q, &size, (uintptr_t)m->desc,
 							 (uintptr_t)m->avail,
-							 (uintptr_t)m->used_hdr);
+							 (uintptr_t)m->used_hdr,
+							 b->irq ? q : VIRTIO_MSI_NO_VECTOR);
 
 		if (!notify)
 			goto fail;
@@ -129,6 +135,16 @@ int blk_submit(struct blk *b, unsigned q, struct blk_req *req, uint32_t type, ui
 void blk_kick(struct blk *b, unsigned q)
 {
 	vring_kick(&b->q[q]);
+}
+
+bool blk_arm(struct blk *b, unsigned q)
+{
+	return vring_arm(&b->q[q]);
+}
+
+void blk_irq_target(struct blk *b, unsigned q, uint32_t apic_id)
+{
+	virtio_pci_msix_target(&b->vp, q, apic_id, VEC_DEV_BASE + q);
 }
 
 int blk_poll(struct blk *b, unsigned q, struct blk_req **reqp)

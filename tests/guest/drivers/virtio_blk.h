@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* virtio-blk driver (virtio 1.2 §5.2) over virtio-pci, polled from CPL3, every queue usable. */
+/*
+ * virtio-blk driver (virtio 1.2 §5.2) over virtio-pci, every queue usable, polled from CPL3 or,
+ * with blk_cfg.irq, with an MSI-X vector per queue: queue q interrupts on vector VEC_DEV_BASE + q,
+ * counted in cpus[].irqs[q] of the CPU it is aimed at (ring0/ring0.h).
+ */
 #ifndef GUEST_VIRTIO_BLK_H
 #define GUEST_VIRTIO_BLK_H
 
@@ -58,6 +62,7 @@ struct blk {
 	uint32_t blk_size;
 	uint32_t max_discard_sectors, max_write_zeroes_sectors;
 	uint16_t nqueues;
+	bool irq;               /* MSI-X vectors assigned (blk_cfg.irq) */
 	struct vring q[BLK_MAX_QUEUES];
 	struct blk_req *inflight[BLK_MAX_QUEUES][BLK_QUEUE_SIZE];
 };
@@ -67,6 +72,7 @@ struct blk_cfg {
 	uint64_t features_mask;         /* accept only these feature bits (0: every one we know) */
 	uint16_t queue_size;            /* entries per queue, at most BLK_QUEUE_SIZE (0: that) */
 	unsigned ring_set;              /* which of BLK_RING_SETS ring memories to use */
+	bool irq;                       /* MSI-X: a vector per queue, aimed at the calling CPU */
 };
 #define BLK_RING_SETS                   2
 
@@ -86,6 +92,15 @@ static inline bool blk_has(const struct blk *b, unsigned feature)
 int blk_submit(struct blk *b, unsigned q, struct blk_req *req, uint32_t type, uint64_t sector,
 	       const struct vring_buf *segs, unsigned nseg);
 void blk_kick(struct blk *b, unsigned q);
+/*
+ * Interrupt mode (blk_cfg.irq): asks for an interrupt on queue q's next completion and returns
+ * true when completions are already waiting (reap them instead of sleeping). The race-free wait
+ * is: read the interrupt counter, arm, and only if this returned false,
+ * cpu_wait_unchanged(counter, value read). Taking a completion disarms the queue again.
+ */
+bool blk_arm(struct blk *b, unsigned q);
+/* Aims queue q's interrupts at another local APIC (interrupt mode). */
+void blk_irq_target(struct blk *b, unsigned q, uint32_t apic_id);
 /*
  * Takes one completion from queue q: 1 and *req (its status and used_len filled in), 0 when none
  * is ready, -1 (err_set) on a bad used entry.

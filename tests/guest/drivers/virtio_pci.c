@@ -25,7 +25,7 @@
 #define CC_Q_DESC               0x20
 #define CC_Q_AVAIL              0x28
 #define CC_Q_USED               0x30
-#define NO_VECTOR               0xffff
+#define NO_VECTOR               VIRTIO_MSI_NO_VECTOR
 
 static int map_cap(struct virtio_pci *v, unsigned cap, uint64_t *addr, uint32_t *len)
 {
@@ -141,9 +141,9 @@ uint16_t virtio_pci_num_queues(struct virtio_pci *v)
 }
 
 uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size, uint64_t desc,
-				uint64_t avail, uint64_t used)
+				uint64_t avail, uint64_t used, uint16_t vector)
 {
-	uint16_t max, noff;
+	uint16_t max, noff, got;
 
 	mmio_write16(v->common + CC_Q_SELECT, q);
 	max = mmio_read16(v->common + CC_Q_SIZE);
@@ -154,7 +154,12 @@ uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size
 	if (max < *size)
 		*size = max;
 	mmio_write16(v->common + CC_Q_SIZE, *size);
-	mmio_write16(v->common + CC_Q_MSIX, NO_VECTOR);
+	mmio_write16(v->common + CC_Q_MSIX, vector);
+	if (vector != NO_VECTOR && (got = mmio_read16(v->common + CC_Q_MSIX)) != vector) {
+		err_set("queue %u: the device refused MSI-X vector %u (queue_msix_vector reads %#x)",
+			q, vector, got);
+		return 0;
+	}
 	mmio_write32(v->common + CC_Q_DESC, desc);
 	mmio_write32(v->common + CC_Q_DESC + 4, desc >> 32);
 	mmio_write32(v->common + CC_Q_AVAIL, avail);
@@ -164,4 +169,40 @@ uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size
 	noff = mmio_read16(v->common + CC_Q_NOFF);
 	mmio_write16(v->common + CC_Q_ENABLE, 1);
 	return v->notify + (uint64_t)noff * v->notify_mult;
+}
+
+int virtio_pci_msix_enable(struct virtio_pci *v, unsigned n, uint32_t apic_id, uint8_t vec_base)
+{
+	if (msix_init(&v->msix, &v->pci) < 0)
+		return -1;
+	if (v->msix.size < n) {
+		err_set("the MSI-X table has %u entries, %u queues need as many", v->msix.size, n);
+		v->msix.cap = 0;
+		return -1;
+	}
+	/* PCI 3.0 §6.8.2.3: program the entries under the function mask, then lift it */
+	msix_enable_masked(&v->msix);
+	for (unsigned i = 0; i < n; i++)
+		msix_set(&v->msix, i, apic_id, vec_base + i);
+	msix_unmask_function(&v->msix);
+	return 0;
+}
+
+void virtio_pci_msix_target(struct virtio_pci *v, unsigned i, uint32_t apic_id, uint8_t vector)
+{
+	if (v->msix.cap && i < v->msix.size)
+		msix_set(&v->msix, i, apic_id, vector);
+}
+
+uint16_t virtio_pci_queue_vector(struct virtio_pci *v, uint16_t q, uint16_t vector)
+{
+	mmio_write16(v->common + CC_Q_SELECT, q);
+	mmio_write16(v->common + CC_Q_MSIX, vector);
+	return mmio_read16(v->common + CC_Q_MSIX);
+}
+
+void virtio_pci_msix_disable(struct virtio_pci *v)
+{
+	if (v->msix.cap)
+		msix_disable(&v->msix);
 }

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* virtio-pci modern transport (virtio 1.2 §4.1), polled: no MSI-X vectors are assigned. */
+/*
+ * virtio-pci modern transport (virtio 1.2 §4.1). Polled by default (no MSI-X vectors assigned);
+ * virtio_pci_msix_enable() and a vector per queue make it interrupt-driven.
+ */
 #ifndef GUEST_VIRTIO_PCI_H
 #define GUEST_VIRTIO_PCI_H
 
+#include "drivers/msix.h"
 #include "drivers/pci.h"
 
 #define VIRTIO_STATUS_ACKNOWLEDGE       1
@@ -15,6 +19,8 @@
 #define VIRTIO_F_RING_EVENT_IDX         29
 #define VIRTIO_F_VERSION_1              32
 
+#define VIRTIO_MSI_NO_VECTOR            0xffff
+
 struct virtio_pci {
 	struct pci_dev pci;
 	uint64_t common;        /* MMIO addresses of the capability windows */
@@ -24,6 +30,7 @@ struct virtio_pci {
 	uint64_t device;
 	uint32_t device_len;
 	uint64_t features;      /* offered by the device */
+	struct msix msix;       /* msix.cap 0 until virtio_pci_msix_enable() */
 };
 
 /*
@@ -36,11 +43,25 @@ int virtio_pci_set_features(struct virtio_pci *v, uint64_t features);
 uint16_t virtio_pci_num_queues(struct virtio_pci *v);
 /*
  * Sets up queue q with at most *size entries (the device's maximum if smaller; written back) on
- * rings at the given guest-physical addresses, without an MSI-X vector, and enables it.
- * Returns the queue's notify address, or 0 with err_set().
+ * rings at the given guest-physical addresses, with MSI-X table entry 'vector'
+ * (VIRTIO_MSI_NO_VECTOR: none, polled), and enables it. A vector is read back: the device
+ * answers NO_VECTOR when it refuses one (§4.1.4.3, §4.1.5.1.2). Returns the queue's notify
+ * address, or 0 with err_set().
  */
 uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size, uint64_t desc,
-				uint64_t avail, uint64_t used);
+				uint64_t avail, uint64_t used, uint16_t vector);
+/*
+ * Enables MSI-X with table entries 0..n-1 sending vector vec_base + i to the local APIC apic_id
+ * (the configuration change vector stays NO_VECTOR). Call it after virtio_pci_init(), before
+ * setting the queues up. Returns -1 with err_set() without MSI-X or with fewer than n entries.
+ */
+int virtio_pci_msix_enable(struct virtio_pci *v, unsigned n, uint32_t apic_id, uint8_t vec_base);
+/* Points table entry i at another vector and APIC; the queues keep their entries. */
+void virtio_pci_msix_target(struct virtio_pci *v, unsigned i, uint32_t apic_id, uint8_t vector);
+/* Writes queue q's queue_msix_vector and returns what it reads back (before DRIVER_OK). */
+uint16_t virtio_pci_queue_vector(struct virtio_pci *v, uint16_t q, uint16_t vector);
+/* Disables MSI-X again (after a reset: the device has no vectors assigned then). */
+void virtio_pci_msix_disable(struct virtio_pci *v);
 void virtio_pci_set_status(struct virtio_pci *v, uint8_t status);
 uint8_t virtio_pci_status(struct virtio_pci *v);
 /* Writes 0 to device_status and waits (1 s at most) for it to read 0; false if it did not. */

@@ -10,9 +10,14 @@
  * On the used side, used->idx is read before the entries it covers; x86 keeps loads in order, so a
  * compiler barrier suffices.
  *
- * No interrupts are requested: without EVENT_IDX the avail ring carries VRING_AVAIL_F_NO_INTERRUPT;
- * with EVENT_IDX the device ignores that flag and interrupts when used->idx passes used_event, so
- * we keep used_event half the index space ahead of what we consumed (it is never reached).
+ * Polling, we request no interrupts: without EVENT_IDX the avail ring carries
+ * VRING_AVAIL_F_NO_INTERRUPT; with EVENT_IDX the device ignores that flag and interrupts when
+ * used->idx passes used_event, so we keep used_event half the index space ahead of what we
+ * consumed (it is never reached). A driver that wants to sleep arms the ring (vring_arm: used_event
+ * = last_used, or the flag cleared), then must look at used->idx again: the device reads our
+ * request only after it wrote used->idx (it fences in between), so an entry it wrote before seeing
+ * the request is visible to our second look and one written after it raises an interrupt. Our
+ * request store before that second load needs a full fence (mfence). Taking an entry disarms.
  * Several CPUs may use one struct blk at once as long as each queue has one owner at a time.
  */
 #include "drivers/vring.h"
@@ -83,6 +88,53 @@ void vring_kick(struct vring *r)
 	}
 }
 
+static void write_used_event(struct vring *r, uint16_t v)
+{
+	volatile uint16_t *avail = r->mem->avail;
+
+	avail[2 + r->size] = v;
+}
+
+static void write_avail_flags(struct vring *r, uint16_t v)
+{
+	volatile uint16_t *avail = r->mem->avail;
+
+	avail[0] = v;
+}
+
+bool vring_arm(struct vring *r)
+{
+	volatile struct vring_mem *m = r->mem;
+
+	r->armed = true;
+	if (r->event_idx)
+		write_used_event(r, r->last_used);
+	else
+		write_avail_flags(r, 0);
+	mb();           /* the request above before our second look at used->idx */
+	return m->used_hdr[1] != r->last_used;
+}
+
+uint16_t vring_used_idx(const struct vring *r)
+{
+	return ((volatile struct vring_mem *)r->mem)->used_hdr[1];
+}
+
+void vring_set_used_event(struct vring *r, uint16_t idx)
+{
+	write_used_event(r, idx);
+}
+
+/* After taking an entry: back to polling, used_event out of reach (and any request dropped). */
+static void after_used(struct vring *r)
+{
+	if (r->event_idx)
+		write_used_event(r, r->last_used + USED_EVENT_AHEAD);
+	else if (r->armed)
+		write_avail_flags(r, AVAIL_F_NO_INTERRUPT);
+	r->armed = false;
+}
+
 int vring_get_used(struct vring *r, uint16_t *head, uint32_t *len)
 {
 	volatile struct vring_mem *m = r->mem;
@@ -106,8 +158,7 @@ int vring_get_used(struct vring *r, uint16_t *head, uint32_t *len)
 	m->desc[d].next = r->free_head;
 	r->free_head = *head;
 	r->nfree += n;
-	if (r->event_idx)       /* we poll: keep the interrupt threshold out of reach */
-		m->avail[2 + r->size] = r->last_used + USED_EVENT_AHEAD;
+	after_used(r);
 	return 1;
 }
 
@@ -155,7 +206,6 @@ int vring_get_used_raw(struct vring *r, uint16_t *id, uint32_t *len)
 	*id = m->used[r->last_used & (r->size - 1)].id;
 	*len = m->used[r->last_used & (r->size - 1)].len;
 	r->last_used++;
-	if (r->event_idx)
-		m->avail[2 + r->size] = r->last_used + USED_EVENT_AHEAD;
+	after_used(r);
 	return 1;
 }

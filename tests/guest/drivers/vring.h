@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The driver side of a split virtqueue (virtio 1.2 §2.7), polled from CPL3. */
+/*
+ * The driver side of a split virtqueue (virtio 1.2 §2.7), polled from CPL3; vring_arm() asks for
+ * an interrupt on the next completion when the caller wants to sleep instead.
+ */
 #ifndef GUEST_VRING_H
 #define GUEST_VRING_H
 
@@ -44,6 +47,7 @@ struct vring {
 	uint16_t kicked_idx;    /* avail->idx at the last notification decision */
 	uint16_t last_used;     /* used entries consumed */
 	bool event_idx;
+	bool armed;             /* an interrupt is asked for (vring_arm) */
 	uint64_t notify;        /* MMIO address to write the queue index to */
 	uint16_t index;
 	uint64_t kicks;         /* notifications written (statistics) */
@@ -61,6 +65,18 @@ void vring_kick(struct vring *r);
  * device returned a head that is not a descriptor index.
  */
 int vring_get_used(struct vring *r, uint16_t *head, uint32_t *len);
+
+/*
+ * Asks the device to interrupt on its next used entry (EVENT_IDX: used_event = last_used; else
+ * VRING_AVAIL_F_NO_INTERRUPT cleared), then looks at the used ring again: true when entries are
+ * already waiting, whose completion came before the request and raised no interrupt, so the
+ * caller must reap them rather than sleep. Taking an entry (vring_get_used) disarms again.
+ */
+bool vring_arm(struct vring *r);
+/* used->idx as the device last wrote it (for tests that watch completions without taking them). */
+uint16_t vring_used_idx(const struct vring *r);
+/* Writes used_event (EVENT_IDX) as given; a test's tool: vring_get_used() overwrites it. */
+void vring_set_used_event(struct vring *r, uint16_t idx);
 
 /*
  * Raw access for hand-made (possibly malformed) chains, as the blk-hostile case builds them:

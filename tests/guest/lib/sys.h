@@ -72,10 +72,21 @@ static inline void outsb_rep(uint16_t port, const void *buf, size_t n)
 	__asm__ volatile("rep outsb" : "+S"(buf), "+c"(n) : "d"(port) : "memory");
 }
 
-/* Waits for the next interrupt (CPL3: hlt traps, ring 0 does sti; hlt; cli). */
+/* Waits for the next interrupt (from CPL3, hlt traps and ring 0 does sti; hlt; cli). */
 static inline void cpu_wait(void)
 {
-	__asm__ volatile("hlt" : : : "memory");
+	__asm__ volatile("hlt" : : "D"(0) : "memory");
+}
+
+/*
+ * Waits for the next interrupt unless *counter no longer reads seen (CPL3 only). Ring 0 makes the
+ * comparison with interrupts off and then halts atomically (ring0/trap.c), so an interrupt handler
+ * that increments *counter after the caller read 'seen' is never slept through. Returns after any
+ * interrupt: the caller re-checks what it waits for.
+ */
+static inline void cpu_wait_unchanged(const volatile uint64_t *counter, uint64_t seen)
+{
+	__asm__ volatile("hlt" : : "D"(counter), "S"(seen) : "memory");
 }
 
 static inline void cpu_relax(void)

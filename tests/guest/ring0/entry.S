@@ -52,6 +52,12 @@ trap_stubs_pic:
 	.irp v, 0x20,0x21,0x22,0x23,0x24,0x25,0x26,0x27,0x28,0x29,0x2a,0x2b,0x2c,0x2d,0x2e,0x2f
 	STUB \v, 0
 	.endr
+	/* VEC_DEV_BASE..+NR_DEV_VECTORS-1: device MSI-X vectors (one per virtqueue) */
+	.globl trap_stubs_dev
+trap_stubs_dev:
+	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+	STUB VEC_DEV_BASE + \v, 0
+	.endr
 	.globl trap_stub_timer, trap_stub_ipi, trap_stub_spurious
 trap_stub_timer:
 	STUB VEC_TIMER, 0
@@ -111,7 +117,11 @@ enter_user:
 	movl %ecx, %es
 	iretq
 
-/* Wait for an interrupt in ring 0 (for CPL3's hlt): STI's shadow makes STI; HLT atomic. */
+/*
+ * Wait for an interrupt in ring 0 (for CPL3's hlt), entered with interrupts off (the #GP gate
+ * cleared IF): STI's shadow makes STI; HLT atomic, so an interrupt already pending, or one that
+ * comes after a check the caller made with IF clear, wakes the HLT instead of being lost.
+ */
 	.globl ring0_wait
 ring0_wait:
 	sti

@@ -27,6 +27,8 @@
 #define VEC_PIC_BASE    0x20    /* legacy 8259 PICs, masked */
 #define VEC_TIMER       0x30
 #define VEC_IPI         0x31
+#define VEC_DEV_BASE    0x40    /* device MSI-X vectors: VEC_DEV_BASE + i, i < NR_DEV_VECTORS */
+#define NR_DEV_VECTORS  16
 #define VEC_SPURIOUS    0xff
 
 /* The identity map covers [0, IDMAP_END): 2 MiB pages, user-accessible (ring0/boot.S). */

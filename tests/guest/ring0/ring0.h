@@ -20,6 +20,8 @@ struct trap_frame {
 struct cpu {
 	volatile uint64_t ticks;        /* LAPIC timer interrupts taken */
 	volatile uint64_t ipis;         /* VEC_IPI interrupts taken */
+	volatile uint64_t dev_irqs;     /* device interrupts taken, every vector */
+	volatile uint64_t irqs[NR_DEV_VECTORS]; /* per device vector VEC_DEV_BASE + i */
 	volatile uint32_t online;       /* set by ring0_boot() when the CPU enters CPL3 */
 };
 

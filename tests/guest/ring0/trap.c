@@ -3,8 +3,15 @@
  * Ring-0 C code: per-CPU set-up (IDT, TSS, drop to CPL3) and the trap handler.
  *
  * Everything here runs emulated on this machine's KVM (~1 µs per instruction), so it does the
- * least it can: the timer and IPI handlers count and EOI, and the #GP handler performs the port I/O
- * and hlt that CPL3 may not do itself. Anything else is fatal: print the frame and exit(PANIC).
+ * least it can: the timer, IPI and device (MSI-X) handlers count and EOI, and the #GP handler
+ * performs the port I/O and hlt that CPL3 may not do itself. Anything else is fatal: print the
+ * frame and exit(PANIC).
+ *
+ * CPL3's hlt takes an argument (lib/sys.h cpu_wait_unchanged): RDI = the address of a 64-bit
+ * counter, RSI = the value CPL3 last saw there. The #GP gate runs with IF clear, so comparing
+ * the counter here and then STI; HLT cannot miss an interrupt that moves it: one that came
+ * before the compare shows in the counter, one that comes after wakes the HLT. RDI = 0 is a
+ * plain wait for the next interrupt.
  */
 #include "ring0/ring0.h"
 #include "lib/lib.h"
@@ -36,7 +43,8 @@ struct desc_ptr {
 
 extern char kstacks[];
 extern uint64_t gdt[];
-extern const char trap_stubs[], trap_stubs_pic[], trap_stub_timer[], trap_stub_ipi[], trap_stub_spurious[];
+extern const char trap_stubs[], trap_stubs_pic[], trap_stubs_dev[], trap_stub_timer[],
+	trap_stub_ipi[], trap_stub_spurious[];
 void enter_user(void (*fn)(unsigned), unsigned arg, uint64_t rsp);
 void ring0_wait(void);
 
@@ -62,6 +70,8 @@ static void idt_init(void)
 		idt_set(v, trap_stubs + 16 * v);
 	for (unsigned v = 0; v < 16; v++)
 		idt_set(VEC_PIC_BASE + v, trap_stubs_pic + 16 * v);
+	for (unsigned v = 0; v < NR_DEV_VECTORS; v++)
+		idt_set(VEC_DEV_BASE + v, trap_stubs_dev + 16 * v);
 	idt_set(VEC_TIMER, trap_stub_timer);
 	idt_set(VEC_IPI, trap_stub_ipi);
 	idt_set(VEC_SPURIOUS, trap_stub_spurious);
@@ -202,7 +212,8 @@ static bool emulate_gp(struct trap_frame *f)
 		break;
 	}
 	case 0xf4:
-		ring0_wait();
+		if (!f->rdi || *(volatile uint64_t *)(uintptr_t)f->rdi == f->rsi)
+			ring0_wait();
 		break;
 	default:
 		return false;
@@ -234,6 +245,14 @@ void trap_handler(struct trap_frame *f)
 		this_cpu()->ipis++;
 		lapic_eoi();
 		return;
+	case VEC_DEV_BASE ... VEC_DEV_BASE + NR_DEV_VECTORS - 1: {
+		struct cpu *c = this_cpu();
+
+		c->irqs[f->vector - VEC_DEV_BASE]++;
+		c->dev_irqs++;
+		lapic_eoi();
+		return;
+	}
 	case VEC_SPURIOUS:
 	case VEC_PIC_BASE ... VEC_PIC_BASE + 15:
 		return;
