@@ -238,6 +238,14 @@ struct blockdev_info {
 	struct json_object *specific;
 };
 
+/* One write of a group (struct blockdev_driver, @pwritev_group). */
+struct blockdev_write {
+	uint64_t offset;
+	const struct iovec *iov;
+	int iovcnt;
+	int ret; /* set by the driver */
+};
+
 /**
  * struct blockdev_driver - the ops of one format or protocol
  * @name: "file", "raw", "qcow2"
@@ -252,6 +260,10 @@ struct blockdev_info {
  *       concurrently; -errno on a corrupt mapping. NULL: every request takes the slow path.
  * @preadv: synchronous read, full or -errno (within bs->size; protocol: zeroes past EOF)
  * @pwritev: synchronous write, full or -errno
+ * @pwritev_group: optional group commit for the slow-path worker: @n synchronous writes made
+ *       durable-ordered together (a driver with write-ahead metadata pays one barrier for all of
+ *       them, not one each); sets each w[i].ret (0 or -errno). A write fails alone: no metadata
+ *       of a failed write becomes visible. NULL: the worker calls @pwritev for each.
  * @flush: make completed writes stable (formats: metadata, then the file); NULL = flush the
  *         protocol nodes below (bs->file, then bs->backing is not flushed: it is read-only)
  * @discard: the range need not keep its data (may be a no-op returning 0)
@@ -271,6 +283,7 @@ struct blockdev_driver {
 		   struct blockdev_extent *ext);
 	int (*preadv)(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
 	int (*pwritev)(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+	void (*pwritev_group)(struct blockdev *bs, struct blockdev_write *w, size_t n);
 	int (*flush)(struct blockdev *bs);
 	int (*discard)(struct blockdev *bs, uint64_t offset, uint64_t len);
 	int (*write_zeroes)(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags);

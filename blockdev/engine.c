@@ -14,9 +14,15 @@
  * that are not aligned, drivers' own flush, write-zeroes the file system refuses) become a
  * `struct slow_job` queued to the top node's worker thread (`struct blockdev_slow`). The job
  * queue is a mutex + condition variable: it is taken only by iothreads handing off slow work
- * and by the worker, never for fast-path I/O. The worker runs the node's synchronous op and
- * hands the job back with iothread_post(), so the piece completes on the submitting iothread.
- * The worker runs one job at a time, which serializes a driver's allocations per image.
+ * and by the worker, never for fast-path I/O. The worker takes every job queued at once, runs
+ * the node's synchronous ops, and hands each job back with iothread_post(), so the piece
+ * completes on the submitting iothread. Jobs run one after the other, which serializes a
+ * driver's allocations per image, except that the WRITE jobs of one node found together go to
+ * the driver's pwritev_group() in one call when it has one (group commit: qcow2 makes all of
+ * their allocations durable with one barrier, see qcow2_write.c); none of them is handed back
+ * before the call returns. Grouping reorders jobs of different requests only: concurrent
+ * requests have no order, and a FLUSH covers only requests completed before it was submitted,
+ * which are not in the queue any more.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -111,22 +117,32 @@ static void req_put(struct blockdev_req *req)
 
 /* ---- the slow path --------------------------------------------------------------------------- */
 
+/* The job's part of its request's buffers, in a new array (*v, free it); count or -errno. */
+static int slow_iov(const struct slow_job *job, struct iovec **v)
+{
+	const struct blockdev_req *req = job->req;
+	int n = blockdev_iov_slice(req->iov, req->iovcnt, job->req_off, job->len, NULL, 0);
+
+	if (n < 0)
+		return n;
+	*v = calloc((size_t)n + 1, sizeof(**v));
+	if (!*v)
+		return -ENOMEM;
+	blockdev_iov_slice(req->iov, req->iovcnt, job->req_off, job->len, *v, n);
+	return n;
+}
+
 static int slow_run(struct slow_job *job)
 {
-	struct blockdev_req *req = job->req;
 	struct iovec *v;
 	int n, ret;
 
 	switch (job->op) {
 	case BLOCKDEV_OP_READ:
 	case BLOCKDEV_OP_WRITE:
-		n = blockdev_iov_slice(req->iov, req->iovcnt, job->req_off, job->len, NULL, 0);
+		n = slow_iov(job, &v);
 		if (n < 0)
 			return n;
-		v = calloc((size_t)n + 1, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		blockdev_iov_slice(req->iov, req->iovcnt, job->req_off, job->len, v, n);
 		if (job->op == BLOCKDEV_OP_READ)
 			ret = blockdev_preadv(job->node, job->offset, v, n);
 		else
@@ -155,26 +171,99 @@ static void slow_done(void *arg)
 	req_put(req);
 }
 
+static void slow_post(struct slow_job *job)
+{
+	while (iothread_post(job->q->it, slow_done, job) < 0)
+		usleep(1000); /* out of memory: the completion must not be lost */
+}
+
+static bool groupable(const struct slow_job *job)
+{
+	return job->op == BLOCKDEV_OP_WRITE && job->node->drv->pwritev_group;
+}
+
+/*
+ * Runs @first and the other WRITE jobs of its node in *@rest (taken out of that list) as one
+ * group, then hands them all back. Without memory for the group they run one by one.
+ */
+static void slow_run_group(struct slow_job *first, struct slow_job **rest)
+{
+	struct slow_job *g = first, **gt = &first->next, **pp = rest;
+	struct blockdev_write *w;
+	size_t n = 1, k = 0;
+
+	first->next = NULL;
+	while (*pp) { /* move the node's writes from *rest to the group, keeping their order */
+		struct slow_job *j = *pp;
+
+		if (groupable(j) && j->node == first->node) {
+			*pp = j->next;
+			j->next = NULL;
+			*gt = j;
+			gt = &j->next;
+			n++;
+		} else {
+			pp = &j->next;
+		}
+	}
+	w = calloc(n, sizeof(*w));
+	if (!w) {
+		for (struct slow_job *j = g, *next; j; j = next) {
+			next = j->next;
+			j->ret = slow_run(j);
+			slow_post(j);
+		}
+		return;
+	}
+	for (struct slow_job *j = g; j; j = j->next) {
+		struct iovec *v = NULL;
+		int cnt = slow_iov(j, &v);
+
+		j->ret = cnt < 0 ? cnt : 0; /* fails alone: not part of the group */
+		if (cnt >= 0)
+			w[k++] = (struct blockdev_write){ j->offset, v, cnt, 0 };
+	}
+	if (k)
+		first->node->drv->pwritev_group(first->node, w, k);
+	k = 0;
+	for (struct slow_job *j = g, *next; j; j = next) {
+		next = j->next;
+		if (!j->ret) {
+			j->ret = w[k].ret;
+			free((void *)w[k++].iov);
+		}
+		slow_post(j); /* the iothread frees the job */
+	}
+	free(w);
+}
+
 static void *slow_main(void *arg)
 {
 	struct blockdev_slow *s = arg;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		struct slow_job *job;
+		struct slow_job *list;
 
 		while (!s->head && !s->stop)
 			pthread_cond_wait(&s->cond, &s->lock);
-		job = s->head;
-		if (!job)
+		list = s->head; /* take everything queued: one group per node */
+		if (!list)
 			break;
-		s->head = job->next;
-		if (!s->head)
-			s->tail = &s->head;
+		s->head = NULL;
+		s->tail = &s->head;
 		pthread_mutex_unlock(&s->lock);
-		job->ret = slow_run(job);
-		while (iothread_post(job->q->it, slow_done, job) < 0)
-			usleep(1000); /* out of memory: the completion must not be lost */
+		while (list) {
+			struct slow_job *job = list;
+
+			list = job->next;
+			if (groupable(job)) {
+				slow_run_group(job, &list);
+				continue;
+			}
+			job->ret = slow_run(job);
+			slow_post(job);
+		}
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -4,25 +4,35 @@
  * synchronous path bounces and read-modify-writes requests that are not aligned to the logical
  * block size; the fast path sends those to the slow path), cache=writeback uses the page cache.
  * Flush is fdatasync, discard is PUNCH_HOLE, write-zeroes is ZERO_RANGE with fallbacks.
+ *
+ * A large buffered write to a file on ext4 first allocates its range with one fallocate():
+ * ext4 then skips its block-by-block delayed-allocation reservations in the write, which
+ * measured ~25% less CPU for vireo-img convert to a raw file (and tmpfs, measured too, gains
+ * nothing). Allocating never changes the content; the write still sets the file size.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "blockdev/internal.h"
 #include "common/util.h"
 
 #define DIO_ALIGN_FALLBACK 4096
+#define FALLOC_WRITE_MIN (256 * KiB) /* buffered writes this large allocate first (ext4) */
+#define EXT4_MAGIC 0xEF53
 
 struct file_state {
 	bool is_blk;
+	atomic_bool falloc_writes; /* cleared (by any thread) when fallocate is not supported */
 };
 
 /* Direct-I/O alignment: statx(STATX_DIOALIGN) where the kernel has it, else 4096 (safe). */
@@ -51,6 +61,7 @@ static int file_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct 
 {
 	int flags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	struct file_state *s;
+	struct statfs fs;
 	struct stat st;
 
 	if (bs->cache == BLOCKDEV_CACHE_NONE)
@@ -88,6 +99,8 @@ static int file_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct 
 		goto err_close;
 	}
 	s->is_blk = S_ISBLK(st.st_mode);
+	atomic_init(&s->falloc_writes, !s->is_blk && !(flags & O_DIRECT) && !bs->read_only &&
+		    fstatfs(bs->fd, &fs) == 0 && fs.f_type == EXT4_MAGIC);
 	bs->opaque = s;
 	if (s->is_blk) {
 		if (ioctl(bs->fd, BLKGETSIZE64, &bs->size) < 0) {
@@ -218,6 +231,19 @@ static int file_preadv(struct blockdev *bs, uint64_t offset, const struct iovec 
 	return ret;
 }
 
+/* See the opening comment; a failure here is left to the write to report. */
+static void allocate_for_write(struct blockdev *bs, uint64_t offset, uint64_t len)
+{
+	struct file_state *s = bs->opaque;
+
+	if (len < FALLOC_WRITE_MIN ||
+	    !atomic_load_explicit(&s->falloc_writes, memory_order_relaxed))
+		return;
+	if (fallocate(bs->fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) < 0 &&
+	    (errno == EOPNOTSUPP || errno == ENOSYS))
+		atomic_store_explicit(&s->falloc_writes, false, memory_order_relaxed);
+}
+
 static int file_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
 {
 	uint64_t len = blockdev_iov_size(iov, iovcnt), start, end, a = bs->align;
@@ -225,8 +251,10 @@ static int file_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec
 	void *buf;
 	int ret = 0;
 
-	if (!needs_bounce(bs, offset, iov, iovcnt))
+	if (!needs_bounce(bs, offset, iov, iovcnt)) {
+		allocate_for_write(bs, offset, len);
 		return write_full(bs->fd, offset, iov, iovcnt);
+	}
 	start = ALIGN_DOWN(offset, a);
 	end = ALIGN_UP(offset + len, a);
 	buf = bounce_alloc(bs, end - start);

@@ -47,6 +47,8 @@ struct qcow2_run {
 struct qcow2_pending {
 	uint64_t l2, idx;
 	uint64_t old[2], ne[2];
+	size_t job;                /* group commit: index of the write that staged it */
+	struct qcow2_data_io *io;  /* group commit: its data write, run at the commit (or NULL) */
 };
 
 struct qcow2 {
@@ -86,12 +88,19 @@ struct qcow2 {
 	struct {
 		uint64_t off;   /* 0 = empty */
 		uint8_t *buf;
+		uint32_t dirty_lo, dirty_hi; /* bytes not yet written (group commit), or equal */
 	} rb[4];
 	unsigned rb_next;
 	uint8_t *cbuf;          /* a cluster of scratch (compressed input) */
 	uint8_t *cbuf2;         /* a cluster of scratch (COW / decompressed output) */
 	struct qcow2_pending *pending; /* staged L2 entries of the current locked section */
 	size_t nr_pending, cap_pending;
+	uint64_t nr_staged;     /* entries ever staged (tells which writes of a group staged) */
+	bool grouping;          /* inside qcow2_write_group(): see qcow2_write.c */
+	int group_err;          /* first failed commit inside the current group */
+	struct blockdev_write *group_w; /* the group's writes; group_job: the one running */
+	size_t group_job;
+	uint64_t deferred_bytes; /* buffers held by staged entries' data writes */
 	uint64_t zhost;         /* host cluster compressed writes append to (0: none) */
 	uint64_t zused;         /* bytes of it used */
 };
@@ -134,6 +143,8 @@ int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 /* --- qcow2_refcount.c (lock held) --- */
 int qcow2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
 int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc);
+/* Writes the refcount changes a group commit held back (qcow2_barrier does it first). */
+int qcow2_rc_flush(struct qcow2 *q);
 /* Allocates @n contiguous clusters (refcount 1 each); returns the host offset or -errno. */
 int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n);
 /* Drops one reference from each cluster of [off, off+len). */
@@ -162,6 +173,8 @@ int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to);
 int qcow2_barrier(struct qcow2 *q);
 /* Publishes the staged L2 entries (one barrier first), then frees what they replaced; lock held. */
 int qcow2_commit(struct qcow2 *q);
+/* Group commit of @n writes (blockdev_driver.pwritev_group): one barrier for all of them. */
+void qcow2_write_group(struct qcow2 *q, struct blockdev_write *w, size_t n);
 
 /*
  * Writes guest cluster [off, off+len) compressed (compression_type of the image): @off is

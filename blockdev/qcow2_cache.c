@@ -7,7 +7,10 @@
  * the header). The cache is set-associative: a key hashes to one set of QCOW2_CACHE_WAYS slots.
  *
  * Readers are the iothreads (map() on the fast path) and any thread of the slow path. They take
- * no lock and write nothing shared except a slot's CLOCK reference bit (a relaxed hint). Each
+ * no lock and write nothing shared except a slot's CLOCK reference bit (a relaxed hint, stored
+ * only when it was clear). They keep no statistics either: one shared counter bumped per lookup
+ * made the iothreads pass its cache line (which also holds the slots/words pointers every
+ * lookup reads) back and forth on every request; the miss count is kept by the writer. Each
  * slot is a seqlock: `seq` is even when the slot is stable and odd while a writer changes its
  * key or its words. A reader loads seq (acquire), the key and the words it wants (relaxed
  * atomics), an acquire fence, then seq again; if both seq values are equal and even, the copy
@@ -31,11 +34,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The set of @key: a multiplicative hash whose top bits (the well-mixed ones) pick the set, by
+ * scaling them to [0, nr_sets) with a multiply and shift (any number of sets, no division).
+ * Taking `% nr_sets` of its middle bits instead crowded the consecutive slices of a small
+ * image's L2 tables into a few sets, where they evicted each other (a 1 GiB image with
+ * preallocated metadata read at 0.39x raw's IOPS, most lookups missing).
+ */
 static uint32_t set_of(const struct qcow2_cache *c, uint64_t key)
 {
 	uint64_t h = (key >> 9) * 0x9e3779b97f4a7c15ULL;
 
-	return (uint32_t)((h >> 32) % c->nr_sets);
+	return (uint32_t)(((h >> 32) * c->nr_sets) >> 32);
 }
 
 int qcow2_cache_init(struct qcow2_cache *c, uint64_t bytes, uint32_t slice_words)
@@ -103,13 +113,13 @@ bool qcow2_cache_lookup(struct qcow2_cache *c, uint64_t key, uint32_t idx, uint3
 			s2 = atomic_load_explicit(&s->seq, memory_order_relaxed);
 			if (s1 != s2)
 				continue;
+			/* store only when clear: a hot slot's line stays shared between the
+			 * iothreads instead of bouncing on every hit */
 			if (!atomic_load_explicit(&s->ref, memory_order_relaxed))
 				atomic_store_explicit(&s->ref, 1, memory_order_relaxed);
-			atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
 			return true;
 		}
 	}
-	atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
 	return false;
 }
 
@@ -172,6 +182,9 @@ void qcow2_cache_install(struct qcow2_cache *c, uint64_t key, const uint64_t *sl
 		atomic_store_explicit(&words[i], slice[i], memory_order_relaxed);
 	atomic_store_explicit(&s->ref, 1, memory_order_relaxed);
 	write_end(s);
+	/* one writer at a time: no read-modify-write needed */
+	atomic_store_explicit(&c->misses, atomic_load_explicit(&c->misses, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 }
 
 void qcow2_cache_update(struct qcow2_cache *c, uint64_t key, uint32_t idx, uint32_t n,

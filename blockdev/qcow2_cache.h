@@ -24,8 +24,10 @@ struct qcow2_cache {
 	uint32_t nr_sets;
 	uint32_t slice_words;
 	uint8_t *hand;           /* per-set CLOCK hand (writers only) */
-	/* statistics, relaxed */
-	_Atomic uint64_t hits, misses;
+	/* slices loaded after a miss: written by the writer only (install), read relaxed. Readers
+	 * keep no statistics: a counter every lookup bumps is a cache line the iothreads steal
+	 * from each other on every request, and it shared this line with the fields above */
+	_Atomic uint64_t misses;
 };
 
 /* Sizes the cache to @bytes of slice data (at least one set). Returns 0 or -ENOMEM. */

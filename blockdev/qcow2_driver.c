@@ -24,9 +24,10 @@
  *    cluster handed to someone else.
  *  - Refcounts are kept exact at all times (no lazy refcounts, even when the image allows
  *    them): on-disk order is refcount -> data -> barrier -> L2/L1 entry -> barrier -> decrement
- *    of what was replaced, so a crash leaves at most leaked clusters. The L2 entries of one
- *    request (one locked section) are staged and published together after a single barrier
- *    (qcow2_commit), so a large allocating write costs one flush, not one per cluster.
+ *    of what was replaced, so a crash leaves at most leaked clusters. L2 entries are staged and
+ *    published together after a single barrier (qcow2_commit): those of one request, and on
+ *    the slow path those of every write queued at the same time (group commit, pwritev_group;
+ *    protocol in qcow2_write.c), so allocating writes cost one flush per group, not per cluster.
  *  - An image found dirty (lazy refcounts, not closed cleanly) is recounted and repaired when
  *    opened read-write; one marked corrupt is only opened read-only (or by check -r).
  */
@@ -442,6 +443,11 @@ static int qcow2_pwritev(struct blockdev *bs, uint64_t off, const struct iovec *
 	return 0;
 }
 
+static void qcow2_pwritev_group(struct blockdev *bs, struct blockdev_write *w, size_t n)
+{
+	qcow2_write_group(qcow2_of(bs), w, n);
+}
+
 static int qcow2_flush(struct blockdev *bs)
 {
 	struct qcow2 *q = qcow2_of(bs);
@@ -511,6 +517,7 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.map = qcow2_map_op,
 	.preadv = qcow2_preadv,
 	.pwritev = qcow2_pwritev,
+	.pwritev_group = qcow2_pwritev_group,
 	.flush = qcow2_flush,
 	.discard = qcow2_discard,
 	.write_zeroes = qcow2_write_zeroes,

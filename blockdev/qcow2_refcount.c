@@ -4,6 +4,14 @@
  * cluster allocation and freeing, and growth of the refcount table. Everything here runs with
  * q->lock held. Write order: a refcount reaches the file before anything that points to the
  * cluster (callers put a barrier between), so a crash can only leak clusters.
+ *
+ * A refcount change is written at once (the cached block is write-through), except inside a
+ * group commit (q->grouping, qcow2_write.c): there the cached block only records which bytes
+ * changed, and they are written when the block is evicted, at every qcow2_barrier() (which
+ * runs qcow2_rc_flush() before it flushes: so "refcount before barrier before pointer" holds
+ * unchanged) and at the end of the group. The allocations of a group are mostly neighbours in
+ * one block: one write for all of them instead of one each. Writes cover whole O_DIRECT blocks
+ * of the cached copy, so they need no read-modify-write.
  */
 #include "blockdev/qcow2.h"
 
@@ -22,7 +30,7 @@ uint64_t qcow2_rc_max(const struct qcow2 *q)
 void qcow2_rb_drop_cache(struct qcow2 *q)
 {
 	for (unsigned i = 0; i < ARRAY_SIZE(q->rb); i++)
-		q->rb[i].off = 0;
+		q->rb[i].off = q->rb[i].dirty_lo = q->rb[i].dirty_hi = 0;
 }
 
 int qcow2_load_reftable(struct qcow2 *q, struct error **errp)
@@ -59,6 +67,33 @@ int qcow2_load_reftable(struct qcow2 *q, struct error **errp)
 	return 0;
 }
 
+/* Writes the changed bytes of cached block @slot, widened to whole blocks of the file. */
+static int rb_write(struct qcow2 *q, unsigned slot)
+{
+	uint64_t a = MAX(q->file->align, 1), lo = q->rb[slot].dirty_lo, hi = q->rb[slot].dirty_hi;
+	int ret;
+
+	if (lo == hi)
+		return 0;
+	if (a <= q->cluster_size) {
+		lo = ALIGN_DOWN(lo, a);
+		hi = MIN(ALIGN_UP(hi, a), q->cluster_size);
+	}
+	ret = blockdev_pwrite(q->file, q->rb[slot].off + lo, q->rb[slot].buf + lo, hi - lo);
+	if (!ret)
+		q->rb[slot].dirty_lo = q->rb[slot].dirty_hi = 0;
+	return ret;
+}
+
+int qcow2_rc_flush(struct qcow2 *q)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(q->rb) && !ret; i++)
+		ret = rb_write(q, i);
+	return ret;
+}
+
 /* The refcount block for table index @rti, or NULL (*ret = 0) if there is none. */
 static uint8_t *get_block(struct qcow2 *q, uint64_t rti, uint64_t *boff, int *ret)
 {
@@ -73,6 +108,8 @@ static uint8_t *get_block(struct qcow2 *q, uint64_t rti, uint64_t *boff, int *re
 		if (q->rb[i].off == off)
 			return q->rb[i].buf;
 	slot = q->rb_next++ % ARRAY_SIZE(q->rb);
+	if ((*ret = rb_write(q, slot))) /* the victim's held-back changes first */
+		return NULL;
 	q->rb[slot].off = 0;
 	*ret = blockdev_pread(q->file, off, q->rb[slot].buf, q->cluster_size);
 	if (*ret)
@@ -142,7 +179,7 @@ int qcow2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc)
 int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc)
 {
 	uint64_t boff, from;
-	unsigned n;
+	unsigned n, slot;
 	int ret;
 	uint8_t *b = get_block(q, cluster >> q->rb_bits, &boff, &ret);
 
@@ -155,7 +192,16 @@ int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc)
 		return -EIO;
 	}
 	qcow2_rb_entry_set(q, b, cluster & ((1ULL << q->rb_bits) - 1), rc, &from, &n);
-	return blockdev_pwrite(q->file, boff + from, b + from, n);
+	for (slot = 0; q->rb[slot].buf != b; slot++)
+		;
+	if (q->rb[slot].dirty_lo == q->rb[slot].dirty_hi) {
+		q->rb[slot].dirty_lo = (uint32_t)from;
+		q->rb[slot].dirty_hi = (uint32_t)from + n;
+	} else {
+		q->rb[slot].dirty_lo = MIN(q->rb[slot].dirty_lo, (uint32_t)from);
+		q->rb[slot].dirty_hi = MAX(q->rb[slot].dirty_hi, (uint32_t)from + n);
+	}
+	return q->grouping ? 0 : rb_write(q, slot);
 }
 
 static int set_reftable_entry(struct qcow2 *q, uint64_t rti, uint64_t off)

@@ -7,10 +7,40 @@
  * Write order, so that a crash leaves at most leaked clusters:
  *   refcount of a new cluster  ->  its contents (data, or a zeroed L2 table)  ->  barrier  ->
  *   the L2 (or L1) entry pointing to it  ->  barrier  ->  refcount decrement of what it replaced.
- * L2 entries are staged per locked section and published by qcow2_commit() (one barrier for a
- * whole request); new L2 tables, L1 and refcount table growth publish immediately.
- * qcow2_barrier() is a flush of the file (and data file), skipped when the image was opened
- * with metadata-barriers=off (vireo-img convert to a new file: a crash loses the file anyway).
+ * New L2 tables, L1 and refcount table growth publish immediately. L2 entries are staged
+ * (commit_entry) and published together by qcow2_commit(): one barrier, then the entries (to the
+ * file, then to the lock-free cache; with O_DIRECT one write per block of the file, made from
+ * the cached slice with every staged entry of that block, instead of a read-modify-write per
+ * entry), then, only if some entry replaced a cluster, a second barrier and the refcount
+ * decrements. A staged entry is only ever in q->pending, never in the cache, so readers on
+ * other iothreads see the old mapping until the entry's data is durable. qcow2_barrier()
+ * writes the refcount changes held back (qcow2_rc_flush), then flushes the file (and data
+ * file); the flush is skipped when the image was opened with metadata-barriers=off (vireo-img
+ * convert to a new file: a crash loses the file anyway).
+ *
+ * Who commits when. A synchronous caller (qcow2_write, zero, discard, the tools) commits before
+ * it drops q->lock: one barrier per request. The slow-path worker instead hands every write
+ * queued at the same time to qcow2_write_group() (group commit): under one hold of q->lock it
+ * runs each write's allocation (refcounts) and stages its entries, then one qcow2_commit() for
+ * all, then the engine completes them; so N allocating writes share one barrier. The data
+ * writes of fresh clusters, with their copy from the backing file, are kept with the staged
+ * entries and run by that commit in parallel, before its barrier (see "Group commit: the data
+ * write" below), and refcount changes are held in the refcount block cache until a barrier
+ * (qcow2_refcount.c): refcount and data then reach the file in either order, but both before
+ * the barrier, which is all the entry pointing to them needs. Rules inside a group
+ * (q->grouping, q->group_w; each staged entry records the write that staged it):
+ *  - a write about to touch a guest cluster that already has a staged entry (an earlier write
+ *    of the group, or an earlier buffer of the same request) commits the group so far first,
+ *    so it sees that entry published and never allocates the cluster twice;
+ *  - a write that fails (at once, or when its deferred data write fails in a commit) has all
+ *    its staged entries dropped and the clusters they allocated given back; it stops there;
+ *    the other writes' entries are published;
+ *  - a commit whose barrier or entry writes fail fails every write of the group that staged an
+ *    entry; writes that only wrote in place, or staged nothing, keep their status;
+ *  - nothing of the group is completed before its final commit, so a request is complete only
+ *    once its entries are published, and a guest FLUSH (run after the requests it covers
+ *    completed) finds every entry in the file.
+ * Like every other holder of q->lock, a group leaves q->pending empty when it drops the lock.
  */
 #include "blockdev/qcow2.h"
 
@@ -45,10 +75,11 @@ static int check_data_target(struct qcow2 *q, uint64_t host, uint64_t len)
 
 int qcow2_barrier(struct qcow2 *q)
 {
-	int ret;
+	/* refcount changes a group held back are written before whatever follows the barrier */
+	int ret = qcow2_rc_flush(q);
 
-	if (!q->ordered)
-		return 0;
+	if (ret || !q->ordered)
+		return ret;
 	ret = blockdev_flush(q->file);
 	if (!ret && q->data != q->file)
 		ret = blockdev_flush(q->data);
@@ -217,6 +248,14 @@ static int64_t new_cluster(struct qcow2 *q, uint64_t gco)
 	return qcow2_alloc_clusters(q, 1);
 }
 
+/* Gives back a cluster new_cluster() allocated that nothing points to yet (its data write
+ * failed); a failure here only leaks it. */
+static void drop_new_cluster(struct qcow2 *q, uint64_t host)
+{
+	if (q->data == q->file)
+		qcow2_free_range(q, host, q->cluster_size);
+}
+
 /* Drops the reference an L2 entry held (after the entry no longer points there). */
 static int release_entry(struct qcow2 *q, uint64_t e0)
 {
@@ -232,6 +271,116 @@ static int release_entry(struct qcow2 *q, uint64_t e0)
 	if (e0 & QCOW2_OFFSET_MASK)
 		return qcow2_free_range(q, e0 & QCOW2_OFFSET_MASK, q->cluster_size);
 	return 0;
+}
+
+/*
+ * Group commit: the data write of a fresh cluster (and the copy of the rest of it from the
+ * backing file, or zeroes) is not done under the lock one after the other but kept with the
+ * staged entry and run by the commit, before its barrier, by up to DATA_IO_THREADS threads at
+ * once (threads that live for one commit: they only read the backing file and write q->data,
+ * never metadata). Until then the cluster is allocated (refcount 1) and its entry staged, which
+ * nobody outside the group sees.
+ */
+#define DATA_IO_THREADS 8
+#define MAX_DEFERRED_BYTES (32ULL << 20) /* cluster copies held: beyond, run them early */
+
+struct qcow2_data_io {
+	uint64_t gco, host;  /* guest and host offset of the cluster */
+	uint64_t a, n;       /* the new bytes: [a, a+n) of the cluster */
+	const uint8_t *src;  /* the whole new cluster, the caller's (valid until the group ends) */
+	bool zero_rest;      /* the rest of the cluster reads zeroes; else the backing file's */
+	int ret;
+	uint8_t buf[];       /* without @src: a cluster, the new bytes already in place */
+};
+
+struct data_io_batch {
+	struct qcow2 *q;
+	struct qcow2_pending *p;
+	size_t n;
+	atomic_size_t next; /* relaxed: pthread_create/join order everything else */
+};
+
+static void data_io_run(struct qcow2 *q, struct qcow2_data_io *d)
+{
+	uint64_t c = q->cluster_size, tail = d->a + d->n;
+	int ret = 0;
+
+	if (!d->src && d->zero_rest) {
+		memset(d->buf, 0, d->a);
+		memset(d->buf + tail, 0, c - tail);
+	} else if (!d->src) {
+		if (d->a)
+			ret = qcow2_read_backing(q, d->gco, d->buf, d->a);
+		if (!ret && tail < c)
+			ret = qcow2_read_backing(q, d->gco + tail, d->buf + tail, c - tail);
+	}
+	d->ret = ret ? ret : blockdev_pwrite(q->data, d->host, d->src ? d->src : d->buf, c);
+}
+
+static void *data_io_thread(void *arg)
+{
+	struct data_io_batch *b = arg;
+	size_t i;
+
+	while ((i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed)) < b->n)
+		if (b->p[i].io)
+			data_io_run(b->q, b->p[i].io);
+	return NULL;
+}
+
+/* Drops the staged entries of the group's failed writes and gives back the clusters they
+ * allocated, which nothing points to (a failure there only leaks them). Lock held. */
+static void drop_failed(struct qcow2 *q)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < q->nr_pending; i++) {
+		struct qcow2_pending *p = &q->pending[i];
+		uint64_t nh = p->ne[0] & QCOW2_OFFSET_MASK;
+
+		if (q->group_w[p->job].ret >= 0) {
+			q->pending[k++] = *p;
+			continue;
+		}
+		free(p->io);
+		if (q->data == q->file && nh && !(p->ne[0] & QCOW2_OFLAG_COMPRESSED) &&
+		    nh != (p->old[0] & QCOW2_OFFSET_MASK))
+			qcow2_free_range(q, nh, q->cluster_size);
+	}
+	q->nr_pending = k;
+}
+
+/* Runs the deferred data writes of the staged entries; a write whose data write failed fails,
+ * and its entries are dropped. Lock held, in a group. */
+static void run_data_io(struct qcow2 *q)
+{
+	struct data_io_batch b = { .q = q, .p = q->pending, .n = q->nr_pending };
+	pthread_t t[DATA_IO_THREADS - 1];
+	size_t count = 0, nt = 0;
+
+	for (size_t i = 0; i < b.n; i++)
+		count += q->pending[i].io != NULL;
+	if (!count)
+		return;
+	atomic_init(&b.next, 0);
+	while (nt < MIN(count - 1, ARRAY_SIZE(t)) &&
+	       !pthread_create(&t[nt], NULL, data_io_thread, &b))
+		nt++; /* no thread: the rest runs here */
+	data_io_thread(&b);
+	while (nt)
+		pthread_join(t[--nt], NULL);
+	for (size_t i = 0; i < q->nr_pending; i++) {
+		struct qcow2_pending *p = &q->pending[i];
+
+		if (p->io && p->io->ret && q->group_w[p->job].ret >= 0)
+			q->group_w[p->job].ret = p->io->ret;
+	}
+	drop_failed(q);
+	for (size_t i = 0; i < q->nr_pending; i++) {
+		free(q->pending[i].io);
+		q->pending[i].io = NULL;
+	}
+	q->deferred_bytes = 0;
 }
 
 /*
@@ -260,51 +409,116 @@ static int write_entries(struct qcow2 *q, const struct qcow2_pending *p, size_t 
 	return ret;
 }
 
+/* The block of the file (O_DIRECT alignment) holding staged entry @p. */
+static uint64_t entry_block(const struct qcow2 *q, const struct qcow2_pending *p)
+{
+	return ALIGN_DOWN(p->l2 + p->idx * 8 * q->entry_words, (uint64_t)q->file->align);
+}
+
+/*
+ * O_DIRECT: writing one entry is a read-modify-write of a whole block of the file. When the
+ * block's L2 slice is cached (the entry's write loaded it, unless it was evicted since), this
+ * writes the block from the cached copy with every staged entry in it applied (later ones win):
+ * no read, and one write for all of them; marks them in @done. Returns 1 when written, 0 on a
+ * cache miss (nothing done), or -errno.
+ */
+static int write_block(struct qcow2 *q, const struct qcow2_pending *p, size_t i, size_t n,
+		       bool *done)
+{
+	uint64_t w = q->entry_words, sb = (8 * w) << q->slice_bits, words[512];
+	uint64_t blk = entry_block(q, &p[i]), a = q->file->align;
+	uint64_t key = p[i].l2 + ALIGN_DOWN(blk - p[i].l2, sb);
+	uint8_t raw[4096];
+	int ret;
+
+	if (!qcow2_cache_lookup(&q->cache, key, (uint32_t)((blk - key) / 8), (uint32_t)(a / 8),
+				words))
+		return 0;
+	for (size_t j = i; j < n; j++) {
+		if (done[j] || p[j].l2 != p[i].l2 || entry_block(q, &p[j]) != blk)
+			continue;
+		for (size_t k = 0; k < w; k++)
+			words[(p[j].l2 + p[j].idx * 8 * w - blk) / 8 + k] = p[j].ne[k];
+		done[j] = true;
+	}
+	for (uint64_t k = 0; k < a / 8; k++)
+		qcow2_put_be64(raw + 8 * k, words[k]);
+	ret = blockdev_pwrite(q->file, blk, raw, a);
+	for (size_t j = i; j < n && !ret; j++) /* then the cache: file first, as always */
+		if (done[j] && p[j].l2 == p[i].l2 && entry_block(q, &p[j]) == blk)
+			qcow2_l2_cache_update(q, p[j].l2, p[j].idx, p[j].ne);
+	return ret ? ret : 1;
+}
+
+/* Writes the staged entries @p[0..n) to the file and the cache. */
+static int publish(struct qcow2 *q, const struct qcow2_pending *p, size_t n)
+{
+	uint64_t a = q->file->align, sb = (8ULL * q->entry_words) << q->slice_bits;
+	bool *done = a > 1 && a <= sb && a <= 4096 ? calloc(n, sizeof(*done)) : NULL;
+	int ret = 0;
+
+	for (size_t i = 0, run; i < n && !ret; i += run) {
+		run = 1;
+		if (done && (done[i] || (ret = write_block(q, p, i, n, done)) != 0)) {
+			ret = MIN(ret, 0);
+			continue;
+		}
+		/* consecutive entries of one L2 table go out in one write */
+		for (; i + run < n && run < 512 && p[run + i].l2 == p[i].l2 &&
+		       p[run + i].idx == p[i].idx + run && !(done && done[i + run]); run++)
+			;
+		ret = write_entries(q, p + i, run);
+	}
+	free(done);
+	return ret;
+}
+
 int qcow2_commit(struct qcow2 *q)
 {
 	bool release = false;
-	size_t n = q->nr_pending;
+	size_t n;
 	int ret;
 
+	if (q->grouping)
+		run_data_io(q); /* the data before the barrier; drops the entries of failed writes */
+	n = q->nr_pending;
 	if (!n)
 		return 0;
 	q->nr_pending = 0;
 	ret = qcow2_barrier(q); /* refcounts and data before the entries that point to them */
-	for (size_t i = 0, run; i < n && !ret; i += run) {
-		const struct qcow2_pending *p = &q->pending[i];
-
-		/* consecutive entries of one L2 table go out in one write */
-		for (run = 1; i + run < n && run < 512 && p[run].l2 == p->l2 &&
-			      p[run].idx == p->idx + run; run++)
-			;
-		ret = write_entries(q, p, run);
-		for (size_t j = 0; j < run; j++)
-			release |= (p[j].old[0] & QCOW2_OFLAG_COMPRESSED) ||
-				   ((p[j].old[0] & QCOW2_OFFSET_MASK) &&
-				    (p[j].old[0] & QCOW2_OFFSET_MASK) !=
-					    (p[j].ne[0] & QCOW2_OFFSET_MASK));
-	}
-	if (ret || !release)
-		return ret;
-	ret = qcow2_barrier(q); /* the entries no longer point there before it can be reused */
+	if (!ret)
+		ret = publish(q, q->pending, n);
 	for (size_t i = 0; i < n && !ret; i++) {
 		const struct qcow2_pending *p = &q->pending[i];
 
-		if ((p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
-		    ((p->old[0] & QCOW2_OFFSET_MASK) &&
-		     (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK)))
-			ret = release_entry(q, p->old[0]);
+		release |= (p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
+			   ((p->old[0] & QCOW2_OFFSET_MASK) &&
+			    (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK));
 	}
+	if (!ret && release) {
+		ret = qcow2_barrier(q); /* the entries no longer point there before it is reused */
+		for (size_t i = 0; i < n && !ret; i++) {
+			const struct qcow2_pending *p = &q->pending[i];
+
+			if ((p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
+			    ((p->old[0] & QCOW2_OFFSET_MASK) &&
+			     (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK)))
+				ret = release_entry(q, p->old[0]);
+		}
+	}
+	if (ret && q->grouping && !q->group_err)
+		q->group_err = ret; /* some writes of the group lost their entries */
 	return ret;
 }
 
-static int commit_entry(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *old,
-			const uint64_t *ne)
+/* Stages the entry (with @io: its data write, deferred to the commit; see above). */
+static int stage_entry(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *old,
+		       const uint64_t *ne, struct qcow2_data_io *io)
 {
 	struct qcow2_pending *p;
 	int ret;
 
-	if (old[0] == ne[0] && (!q->ext_l2 || old[1] == ne[1]))
+	if (!io && old[0] == ne[0] && (!q->ext_l2 || old[1] == ne[1]))
 		return 0;
 	if (q->nr_pending == QCOW2_MAX_PENDING && (ret = qcow2_commit(q)))
 		return ret;
@@ -318,9 +532,25 @@ static int commit_entry(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64
 		q->cap_pending = cap;
 	}
 	p = &q->pending[q->nr_pending++];
+	q->nr_staged++;
 	*p = (struct qcow2_pending){ .l2 = l2, .idx = idx, .old = { old[0], old[1] },
-				     .ne = { ne[0], ne[1] } };
+				     .ne = { ne[0], ne[1] }, .job = q->group_job, .io = io };
 	return 0;
+}
+
+static int commit_entry(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *old,
+			const uint64_t *ne)
+{
+	return stage_entry(q, l2, idx, old, ne, NULL);
+}
+
+/* Whether the entry at index @idx of the L2 table at @l2 is staged (not yet published). */
+static bool is_staged(const struct qcow2 *q, uint64_t l2, uint64_t idx)
+{
+	for (size_t i = q->nr_pending; i-- > 0;)
+		if (q->pending[i].l2 == l2 && q->pending[i].idx == idx)
+			return true;
+	return false;
 }
 
 /* Commits what the locked section staged, then releases the lock. */
@@ -332,10 +562,41 @@ static int unlock_commit(struct qcow2 *q, int ret)
 	return ret ? ret : r;
 }
 
+/* In a group: stages the entry of the fresh cluster @host with its data write deferred. */
+static int defer_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
+		       const uint64_t *e, uint64_t host, uint64_t a, const uint8_t *p, uint64_t n,
+		       bool zero_rest)
+{
+	bool whole = a == 0 && n == q->cluster_size;
+	uint64_t ne[2] = { host | QCOW2_OFLAG_COPIED, 0xffffffffu };
+	struct qcow2_data_io *d = NULL;
+	int ret = check_data_target(q, host, q->cluster_size);
+
+	if (!ret && !(d = malloc(sizeof(*d) + (whole ? 0 : q->cluster_size))))
+		ret = -ENOMEM;
+	if (!ret) {
+		*d = (struct qcow2_data_io){ .gco = gco, .host = host, .a = a, .n = n,
+					     .src = whole ? p : NULL, .zero_rest = zero_rest };
+		if (!whole)
+			memcpy(d->buf + a, p, n);
+		ret = stage_entry(q, l2, idx, e, ne, d);
+	}
+	if (ret) {
+		free(d);
+		drop_new_cluster(q, host);
+		return ret;
+	}
+	if (!whole && (q->deferred_bytes += q->cluster_size) >= MAX_DEFERRED_BYTES)
+		run_data_io(q);
+	return 0;
+}
+
 /* Rewrites the whole cluster into a fresh host cluster (standard entries, or a compressed or
- * shared cluster with extended entries). */
+ * shared cluster with extended entries). @defer: in a group, with an unallocated or zero
+ * cluster (whose current contents come from the backing file or are zeroes). */
 static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
-		       const uint64_t *e, uint64_t a, const uint8_t *p, uint64_t n, bool zero_rest)
+		       const uint64_t *e, uint64_t a, const uint8_t *p, uint64_t n, bool zero_rest,
+		       bool defer)
 {
 	uint64_t host = e[0] & QCOW2_OFFSET_MASK, ne[2];
 	bool in_place = !(e[0] & QCOW2_OFLAG_COMPRESSED) && (e[0] & QCOW2_OFLAG_COPIED) &&
@@ -349,6 +610,8 @@ static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 		if (h < 0)
 			return (int)h;
 		host = (uint64_t)h;
+		if (defer)
+			return defer_whole(q, gco, l2, idx, e, host, a, p, n, zero_rest);
 	}
 	if (a == 0 && n == q->cluster_size) {
 		buf = (uint8_t *)p; /* the whole cluster is new: write it straight from the caller */
@@ -361,17 +624,21 @@ static int write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 		if (!ret)
 			ret = cur_content(q, gco, e, l2, idx, a + n, q->cluster_size, buf + a + n);
 		if (ret)
-			return ret;
+			goto fail;
 	}
 	memcpy(buf + a, p, n);
 write:
 	ret = check_data_target(q, host, q->cluster_size) ?:
 	      blockdev_pwrite(q->data, host, buf, q->cluster_size);
 	if (ret)
-		return ret;
+		goto fail;
 	ne[0] = host | QCOW2_OFLAG_COPIED;
 	ne[1] = 0xffffffffu; /* extended: every subcluster allocated */
 	return commit_entry(q, l2, idx, e, ne);
+fail:
+	if (!in_place)
+		drop_new_cluster(q, host);
+	return ret;
 }
 
 /* Extended L2, a cluster without a host cluster or one we own: touch only the subclusters
@@ -381,6 +648,7 @@ static int write_subclusters(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_
 {
 	uint64_t unit = 1ULL << q->sc_bits, lo = ALIGN_DOWN(a, unit), hi = ALIGN_UP(a + n, unit);
 	uint64_t host = e[0] & QCOW2_OFFSET_MASK, ne[2];
+	bool fresh = !host;
 	uint32_t mask = 0;
 	uint8_t *buf = q->cbuf2;
 	int ret;
@@ -399,13 +667,16 @@ static int write_subclusters(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_
 	ret = cur_content(q, gco, e, l2, idx, lo, a, buf);
 	if (!ret)
 		ret = cur_content(q, gco, e, l2, idx, a + n, hi, buf + (a + n - lo));
-	if (ret)
+	if (!ret) {
+		memcpy(buf + (a - lo), p, n);
+		ret = check_data_target(q, host + lo, hi - lo) ?:
+		      blockdev_pwrite(q->data, host + lo, buf, hi - lo);
+	}
+	if (ret) {
+		if (fresh)
+			drop_new_cluster(q, host);
 		return ret;
-	memcpy(buf + (a - lo), p, n);
-	ret = check_data_target(q, host + lo, hi - lo) ?:
-	      blockdev_pwrite(q->data, host + lo, buf, hi - lo);
-	if (ret)
-		return ret;
+	}
 	ne[0] = host | QCOW2_OFLAG_COPIED;
 	ne[1] = (e[1] | mask) & ~((uint64_t)mask << 32);
 	return commit_entry(q, l2, idx, e, ne);
@@ -420,21 +691,26 @@ static int write_locked(struct qcow2 *q, uint64_t off, const uint8_t *p, uint64_
 	int ret = check_corrupt(q);
 
 	if (ret || (ret = ensure_l2(q, gc >> q->l2_bits, &l2)) ||
+	    /* in a group: publish an earlier write's entry for this cluster before reading it */
+	    (q->grouping && is_staged(q, l2, idx) && (ret = qcow2_commit(q))) ||
 	    (ret = qcow2_l2_get(q, l2, idx, e)))
 		return ret;
 	host = e[0] & QCOW2_OFFSET_MASK;
 	if (!q->ext_l2) {
 		struct qcow2_run r;
+		bool fresh;
 
 		if ((ret = qcow2_decode(q, e, 0, l2, idx, &r)))
 			return ret;
 		if (r.kind == QCOW2_DATA && r.copied)
 			return check_data_target(q, r.host + a, n) ?:
 			       blockdev_pwrite(q->data, r.host + a, p, n);
-		return write_whole(q, gco, l2, idx, e, a, p, n, r.kind == QCOW2_ZERO);
+		fresh = r.kind == QCOW2_ZERO || r.kind == QCOW2_UNALLOCATED; /* 0s or backing */
+		return write_whole(q, gco, l2, idx, e, a, p, n, r.kind == QCOW2_ZERO,
+				   q->grouping && fresh);
 	}
 	if ((e[0] & QCOW2_OFLAG_COMPRESSED) || (host && !(e[0] & QCOW2_OFLAG_COPIED)))
-		return write_whole(q, gco, l2, idx, e, a, p, n, false);
+		return write_whole(q, gco, l2, idx, e, a, p, n, false, false);
 	return write_subclusters(q, gco, l2, idx, e, a, p, n);
 }
 
@@ -467,6 +743,68 @@ int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
 		len -= n;
 	}
 	return locked ? unlock_commit(q, ret) : ret;
+}
+
+/* One write of a group: 1 when it staged entries, 0 when it did not, or -errno (lock held). A
+ * commit inside it may fail it meanwhile (w->ret < 0: a deferred data write of it failed). */
+static int group_one(struct qcow2 *q, const struct blockdev_write *w)
+{
+	uint64_t staged = q->nr_staged, off = w->offset;
+	int ret = 0;
+
+	for (int i = 0; i < w->iovcnt && !ret && w->ret >= 0; i++) {
+		const uint8_t *p = w->iov[i].iov_base;
+		uint64_t len = w->iov[i].iov_len;
+
+		if (!range_within(off, len, q->bs->size))
+			ret = -EINVAL;
+		while (len && !ret && w->ret >= 0) {
+			uint64_t n = MIN(len, q->cluster_size - (off & (q->cluster_size - 1)));
+
+			ret = write_locked(q, off, p, n);
+			off += n;
+			p += n;
+			len -= n;
+		}
+	}
+	return ret ? ret : q->nr_staged != staged;
+}
+
+void qcow2_write_group(struct qcow2 *q, struct blockdev_write *w, size_t n)
+{
+	int ret;
+
+	for (size_t i = 0; i < n; i++)
+		w[i].ret = q->read_only ? -EROFS : 0;
+	if (q->read_only)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->grouping = true;
+	q->group_err = 0;
+	q->group_w = w;
+	for (size_t i = 0; i < n; i++) {
+		int r;
+
+		q->group_job = i;
+		r = group_one(q, &w[i]);
+		if (r < 0 && w[i].ret >= 0)
+			w[i].ret = r;
+		if (w[i].ret < 0)
+			drop_failed(q); /* nothing of a failed write is published */
+		else
+			w[i].ret = r;
+	}
+	ret = qcow2_commit(q) ?: q->group_err;
+	q->grouping = false;
+	/* what no barrier covered: decrements (a failure keeps them held back for the next
+	 * write; until then they are leaks, nothing any write depends on) */
+	qcow2_rc_flush(q);
+	q->group_w = NULL;
+	q->group_job = 0;
+	pthread_mutex_unlock(&q->lock);
+	for (size_t i = 0; i < n; i++)
+		if (w[i].ret > 0)
+			w[i].ret = ret;
 }
 
 /*
@@ -576,7 +914,7 @@ static int zero_locked(struct qcow2 *q, uint64_t off, uint64_t n, unsigned int f
 
 		if (!zero)
 			return -ENOMEM;
-		ret = write_whole(q, off - a, l2, idx, e, a, zero, n, false);
+		ret = write_whole(q, off - a, l2, idx, e, a, zero, n, false, false);
 		free(zero);
 		return ret;
 	}

@@ -20,8 +20,10 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 {
 	uint8_t *buf = malloc(CHUNK);
 	uint64_t off = 0;
+	struct img_progress prog;
 	int ret = buf ? 0 : -ENOMEM;
 
+	img_progress_start(&prog, progress, top->size);
 	while (!ret && off < top->size) {
 		uint64_t n = MIN(CHUNK, top->size - off), pnum, map;
 		struct blockdev *file;
@@ -39,11 +41,9 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 				ret = blockdev_pwrite(base, off, buf, n);
 		}
 		off += n;
-		if (progress)
-			printf("    (%.2f/100%%)\r", off * 100.0 / top->size);
+		img_progress_update(&prog, off);
 	}
-	if (progress)
-		printf("\n");
+	img_progress_end(&prog);
 	free(buf);
 	return ret ? ret : blockdev_flush(base);
 }

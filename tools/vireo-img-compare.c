@@ -48,7 +48,8 @@ static bool known_zero(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 }
 
 /* 0 identical, 1 differ (message printed), -errno */
-static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *ba, uint8_t *bb)
+static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *ba, uint8_t *bb,
+		   struct img_progress *prog)
 {
 	uint64_t common = MIN(a->size, b->size), off = 0;
 	struct blockdev *longer = a->size > b->size ? a : b;
@@ -59,6 +60,7 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 
 		if (known_zero(a, off, n, &pa) && known_zero(b, off, MIN(n, pa), &pb)) {
 			off += MIN(pa, pb);
+			img_progress_update(prog, off);
 			continue;
 		}
 		if ((ret = blockdev_pread(a, off, ba, n)) || (ret = blockdev_pread(b, off, bb, n)))
@@ -70,6 +72,7 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 			return 1;
 		}
 		off += n;
+		img_progress_update(prog, off);
 	}
 	while (off < longer->size) {
 		uint64_t n = MIN(longer->size - off, CHUNK), d;
@@ -83,6 +86,7 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 			return 1;
 		}
 		off += n;
+		img_progress_update(prog, off);
 	}
 	return 0;
 }
@@ -92,7 +96,8 @@ int img_compare(int argc, char **argv)
 	const char *fmt1 = NULL, *fmt2 = NULL;
 	struct blockdev *a = NULL, *b = NULL;
 	struct error *err = NULL;
-	bool strict = false, quiet = false;
+	bool strict = false, quiet = false, progress = false;
+	struct img_progress prog;
 	uint8_t *ba = NULL, *bb = NULL;
 	int c, ret = 2;
 
@@ -102,7 +107,8 @@ int img_compare(int argc, char **argv)
 		case 'F': fmt2 = optarg; break;
 		case 's': strict = true; break;
 		case 'q': quiet = true; break;
-		case 'p': case 'U': break;
+		case 'p': progress = true; break;
+		case 'U': break;
 		default: img_usage_error("compare: bad option"); return 2;
 		}
 	}
@@ -129,7 +135,12 @@ int img_compare(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	ret = compare(a, b, quiet, ba, bb);
+	img_progress_start(&prog, progress && !quiet, MAX(a->size, b->size));
+	ret = compare(a, b, quiet, ba, bb, &prog);
+	if (ret == 0)
+		img_progress_end(&prog);
+	else if (progress && !quiet)
+		printf("\n");
 	if (ret < 0) {
 		fprintf(stderr, "%s: error while comparing '%s' and '%s': %s\n", IMG_PROG,
 			argv[optind], argv[optind + 1], strerror(-ret));

@@ -31,8 +31,10 @@ static int copy_differences(struct blockdev *bs, struct blockdev *nb, bool progr
 {
 	uint8_t *a = malloc(CHUNK), *b = malloc(CHUNK);
 	uint64_t off = 0;
+	struct img_progress prog;
 	int ret = a && b ? 0 : -ENOMEM;
 
+	img_progress_start(&prog, progress, bs->size);
 	while (!ret && off < bs->size) {
 		uint64_t n = MIN(CHUNK, bs->size - off), pnum, map;
 		struct blockdev *file;
@@ -51,11 +53,9 @@ static int copy_differences(struct blockdev *bs, struct blockdev *nb, bool progr
 				ret = blockdev_pwrite(bs, off, a, n);
 		}
 		off += n;
-		if (progress)
-			printf("    (%.2f/100%%)\r", off * 100.0 / bs->size);
+		img_progress_update(&prog, off);
 	}
-	if (progress)
-		printf("\n");
+	img_progress_end(&prog);
 	free(a);
 	free(b);
 	return ret;
@@ -66,7 +66,7 @@ int img_rebase(int argc, char **argv)
 	const char *fmt = NULL, *bfile = NULL, *bfmt = NULL;
 	struct blockdev *bs = NULL, *nb = NULL;
 	struct error *err = NULL;
-	bool unsafe = false, progress = false;
+	bool unsafe = false, progress = false, quiet = false;
 	int c, ret;
 
 	while ((c = getopt(argc, argv, "+f:b:F:upqU")) != -1) {
@@ -76,7 +76,8 @@ int img_rebase(int argc, char **argv)
 		case 'F': bfmt = optarg; break;
 		case 'u': unsafe = true; break;
 		case 'p': progress = true; break;
-		case 'q': case 'U': break;
+		case 'q': quiet = true; break;
+		case 'U': break;
 		default: return img_usage_error("rebase: bad option");
 		}
 	}
@@ -107,7 +108,7 @@ int img_rebase(int argc, char **argv)
 	}
 	if (!bfmt && nb)
 		bfmt = blockdev_format_name(nb);
-	if (!unsafe && (ret = copy_differences(bs, nb, progress))) {
+	if (!unsafe && (ret = copy_differences(bs, nb, progress && !quiet))) {
 		error_setg_errno(&err, ret, "'%s': copying the data the backing files disagree on",
 				 argv[optind]);
 		goto fail;

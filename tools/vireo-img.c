@@ -18,9 +18,9 @@ static const struct {
 	{ "amend", img_amend, "amend [-q] [-p] [-f fmt] -o options filename" },
 	{ "check", img_check, "check [-q] [-f fmt] [-r leaks|all] [--output=human|json] filename" },
 	{ "commit", img_commit, "commit [-q] [-f fmt] [-b base] [-d] [-p] filename" },
-	{ "compare", img_compare, "compare [-q] [-s] [-f fmt] [-F fmt] filename1 filename2" },
+	{ "compare", img_compare, "compare [-q] [-p] [-s] [-f fmt] [-F fmt] filename1 filename2" },
 	{ "convert", img_convert,
-	  "convert [-p] [-q] [-n] [-c] [-W] [-m 1] [-f fmt] [-t cache] [-T src_cache] "
+	  "convert [-p] [-q] [-n] [-c] [-W] [-m num (1-16, 8)] [-f fmt] [-t cache] [-T src_cache] "
 	  "[-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] "
 	  "filename output_filename" },
 	{ "map", img_map, "map [-f fmt] [--output=human|json] filename" },

@@ -51,4 +51,14 @@ int img_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Checks a preallocation= value (off, metadata, falloc, full); -1 with a message otherwise. */
 int img_check_prealloc(const char *value, struct error **errp);
 
+/* -p (tools/vireo-img-progress.c): start, update with the bytes done so far, end (100%). */
+struct img_progress {
+	bool on;
+	uint64_t total;
+	int last; /* percent last printed */
+};
+void img_progress_start(struct img_progress *p, bool on, uint64_t total);
+void img_progress_update(struct img_progress *p, uint64_t done);
+void img_progress_end(struct img_progress *p);
+
 #endif

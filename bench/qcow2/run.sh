@@ -16,7 +16,12 @@
 # Environment: BENCH_SECS (5), BENCH_WARMUP_MS (1000), BENCH_REPEAT (3; runs interleaved),
 # BENCH_SIZE (1G), BENCH_CACHE (writeback: page-cached files, VMM-bound; none: O_DIRECT),
 # BENCH_QD (32), BENCH_QUEUES (2), BENCH_RWS ("randread randwrite"), BENCH_VMMS ("vireo qemu"),
-# BENCH_DIR (BUILD_DIR/bench-qcow2; must take O_DIRECT for BENCH_CACHE=none).
+# BENCH_DIR (BUILD_DIR/bench-qcow2; must take O_DIRECT for BENCH_CACHE=none),
+# BENCH_IMGS ("raw qcow2 qcow2-sparse"), BENCH_SPARSE_SIZE (virtual size of the sparse overlay;
+# default BENCH_SIZE). With BENCH_SIZE=1G the sparse image's 16384 clusters are mostly allocated
+# within the warm-up at tens of thousands of writes per second, so its randwrite figure is then
+# mostly in-place writes; a sparse overlay much bigger than the backing file (e.g.
+# BENCH_SPARSE_SIZE=16G, writes past the backing file's end copy zeroes) keeps it allocating.
 # Needs /dev/kvm, qemu-img, fio; QEMU runs need qemu-system-x86_64 10.x.
 set -uo pipefail
 build=${1:-build}
@@ -32,7 +37,8 @@ q=${BENCH_QUEUES:-2}
 rws=${BENCH_RWS:-randread randwrite}
 vmms=${BENCH_VMMS:-vireo qemu}
 dir=${BENCH_DIR:-$build/bench-qcow2}
-imgs="raw qcow2 qcow2-sparse"
+imgs=${BENCH_IMGS:-raw qcow2 qcow2-sparse}
+sparse_size=${BENCH_SPARSE_SIZE:-}
 
 die() { echo "bench/qcow2: $*" >&2; exit 1; }
 [ -f "$elf" ] || die "no $elf: build first (ninja -C $build)"
@@ -59,12 +65,40 @@ fi
 fresh_sparse() {
 	rm -f "$dir/sparse.qcow2"
 	qemu-img create -q -f qcow2 -o cluster_size=64k -b "$(realpath "$raw")" -F raw \
-		"$dir/sparse.qcow2" || die "qemu-img create"
+		"$dir/sparse.qcow2" $sparse_size || die "qemu-img create"
 }
 img_file() { # kind
 	case $1 in raw) echo "$raw" ;; qcow2) echo "$dir/disk.qcow2" ;; *) echo "$dir/sparse.qcow2" ;; esac
 }
 img_fmt() { [ "$1" = raw ] && echo raw || echo qcow2; }
+# The same page-cache state before every page-cached run. What the kernel charges per 4 KiB
+# request depends on the folios caching the file, which depend on the file's history (this
+# machine's DAMON reclaim also pages out files idle for about a minute; random reads then refill
+# them 4 KiB at a time). Measured (vireo, 2026-11-25): randread qcow2/raw 0.77 with the qcow2
+# in 4 KiB folios and raw in 2 MiB ones, 0.96-1.04 with both alike; randwrite into a file cached
+# in 2 MiB folios 32-39k IOPS, into the same file not cached 197-272k (a 4 KiB write dirties a
+# whole folio). So: a file the run only reads is written back, dropped and read back in order
+# (2 MiB folios); the image a randwrite run writes is written back and dropped (its writes
+# cache it in 4 KiB folios).
+drop_cache() { # file
+	sync "$1" && dd if="$1" iflag=nocache count=0 status=none ||
+		die "could not drop $1 from the page cache"
+}
+recache() { # file
+	drop_cache "$1"
+	cat "$1" >/dev/null || die "could not read $1"
+}
+page_cache() { # img rw
+	local f; f=$(img_file "$1")
+	if [ "$2" = randread ]; then
+		recache "$f"
+	else
+		drop_cache "$f"
+	fi
+	# the backing file of the sparse overlay is only read
+	[ "$1" = qcow2-sparse ] && recache "$raw"
+	return 0
+}
 
 cmdline() { # rw
 	echo "bench bench-rw=$1 bench-qd=$qd bench-queues=$q bench-secs=$secs bench-warmup-ms=$warmup"
@@ -102,7 +136,7 @@ for ((rep = 1; rep <= repeat; rep++)); do
 			for vmm in $vmms; do
 				[ "$vmm" = qemu ] && [ -z "$qemu" ] && { echo "FAILED vmm=qemu: not installed"; continue; }
 				[ "$img" = qcow2-sparse ] && fresh_sparse
-				[ "$cache" = writeback ] && cat "$raw" "$(img_file "$img")" >/dev/null
+				[ "$cache" = writeback ] && page_cache "$img" "$rw"
 				log=$dir/logs/$vmm-$img-$rw-$rep.log
 				"run_$vmm" "$img" "$rw" >"$log" 2>&1 </dev/null
 				line=$(grep -a '^BENCH iops=' "$log" | tail -1)

@@ -3,6 +3,8 @@
  * img_io: a tiny qemu-io look-alike over vireo's block layer, for interop tests.
  *   img_io [-f fmt] [-o driver_opts] FILE -c "write -P 0xab OFF LEN" -c "write -z OFF LEN"
  *          -c "discard OFF LEN" -c "read -P 0xab OFF LEN" -c "truncate SIZE" ...
+ *   -g N: up to N consecutive "write -P" commands go to the driver's group commit
+ *         (pwritev_group, as the slow-path worker sends them) instead of one by one.
  * Exits 0 when every command succeeded (and every read matched its pattern), 1 otherwise.
  */
 #include <getopt.h>
@@ -13,6 +15,7 @@
 
 #include "blockdev/blockdev.h"
 #include "common/parse.h"
+#include "common/util.h"
 
 static int run(struct blockdev *bs, char *cmd)
 {
@@ -76,15 +79,64 @@ static int run(struct blockdev *bs, char *cmd)
 	return ret ? -1 : 0;
 }
 
+/* Pending "write -P" commands of a group (-g). */
+static struct {
+	struct blockdev_write w[256];
+	struct iovec v[256];
+	int n;
+} grp;
+
+/* Sends the pending group; -1 if a write of it failed. */
+static int group_flush(struct blockdev *bs)
+{
+	int ret = 0;
+
+	if (grp.n)
+		bs->drv->pwritev_group(bs, grp.w, (size_t)grp.n);
+	for (int i = 0; i < grp.n; i++) {
+		if (grp.w[i].ret) {
+			fprintf(stderr, "img_io: grouped write %" PRIu64 ": %s\n", grp.w[i].offset,
+				strerror(-grp.w[i].ret));
+			ret = -1;
+		}
+		free(grp.v[i].iov_base);
+	}
+	grp.n = 0;
+	return ret;
+}
+
+/* Queues @cmd to the group if it is a "write -P OFF LEN"; 1 if queued, 0 if not, -1 on error. */
+static int group_add(struct blockdev *bs, const char *cmd, int max)
+{
+	int pattern;
+	uint64_t off, len;
+	void *buf;
+
+	if (sscanf(cmd, "write -P %i %" SCNu64 " %" SCNu64, &pattern, &off, &len) != 3 ||
+	    !len || off + len < off || off + len > bs->size)
+		return 0;
+	buf = malloc(len);
+	if (!buf)
+		return -1;
+	memset(buf, pattern, len);
+	grp.v[grp.n] = (struct iovec){ buf, len };
+	grp.w[grp.n] = (struct blockdev_write){ .offset = off, .iov = &grp.v[grp.n], .iovcnt = 1 };
+	if (++grp.n == max)
+		return group_flush(bs) ? -1 : 1;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct blockdev_opts o = { 0 };
 	struct error *err = NULL;
 	char *cmds[256];
-	int ncmds = 0, c, status = 0;
+	int ncmds = 0, c, status = 0, group = 0;
 	struct blockdev *bs;
 
-	while ((c = getopt(argc, argv, "f:o:c:r")) != -1) {
+	while ((c = getopt(argc, argv, "f:o:c:rg:")) != -1) {
+		if (c == 'g')
+			group = MIN(atoi(optarg), 256);
 		if (c == 'f' && blockdev_opts_set(&o, "format", optarg, &err))
 			goto fail;
 		if (c == 'o') {
@@ -113,8 +165,20 @@ int main(int argc, char **argv)
 	blockdev_opts_free(&o);
 	if (!bs)
 		goto fail;
-	for (int i = 0; i < ncmds && !status; i++)
-		status = run(bs, cmds[i]) ? 1 : 0;
+	if (group > 0 && !bs->drv->pwritev_group) {
+		fprintf(stderr, "img_io: -g: the %s driver has no group commit\n", bs->drv->name);
+		status = 1;
+	}
+	for (int i = 0; i < ncmds && !status; i++) {
+		int queued = group > 0 ? group_add(bs, cmds[i], group) : 0;
+
+		if (queued < 0 || (!queued && group_flush(bs)))
+			status = 1;
+		else if (!queued)
+			status = run(bs, cmds[i]) ? 1 : 0;
+	}
+	if (!status && group_flush(bs))
+		status = 1;
 	if (!status && blockdev_flush(bs))
 		status = 1;
 	blockdev_close(bs);

@@ -5,6 +5,8 @@
 # the same images. After every kill `qemu-img check` must find no corruption (leaked clusters
 # are allowed: they are what an interrupted allocation leaves); leaks are repaired with
 # `vireo-img check -r leaks` now and then, which qemu-img check must then find clean.
+# Every other round sends the writes in groups of 32 (img_io -g: the group commit the slow-path
+# worker uses, one barrier per group).
 # usage: qcow2-crash.sh VIREO_IMG IMG_IO [ROUNDS]     (exit 77 without qemu-img)
 set -u
 VI=$(realpath "$1")
@@ -34,7 +36,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		*) cmds+=(-c "write -P $((RANDOM % 255 + 1)) $off $len") ;;
 		esac
 	done
-	"$IO" -f qcow2 "${cmds[@]}" "$img" 2>/dev/null &
+	grp=()
+	[ $((round % 2)) -eq 0 ] && grp=(-g 32)
+	"$IO" -f qcow2 "${grp[@]}" "${cmds[@]}" "$img" 2>/dev/null &
 	pid=$!
 	sleep "0.0$((RANDOM % 60 + 5))"
 	kill -9 $pid 2>/dev/null

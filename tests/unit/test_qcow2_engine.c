@@ -4,6 +4,9 @@
  * (DATA extents to the io_uring engine, ZERO, BACKING to the backing file, SLOW for allocation
  * and cache misses to the slow-path worker). Random 4 KiB writes over a backing file, then
  * reads of every block, must give the model's content; the image must check clean afterwards.
+ * Many allocating writes in flight at once go to the worker together and are committed as a
+ * group: those sharing a cluster and those on distinct clusters must all read back, and one
+ * failing write must fail alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,7 +89,9 @@ static void dev_flush(struct iothread_source *s)
 {
 }
 
-static void run(struct treq *reqs, int n, int qd)
+/* Runs @n requests, @qd in flight; all must succeed but request @bad, which must fail with
+ * @bad_ret. */
+static void run_expect(struct treq *reqs, int n, int qd, int bad, int bad_ret)
 {
 	struct timespec ts;
 	uint64_t one = 1;
@@ -102,11 +108,19 @@ static void run(struct treq *reqs, int n, int qd)
 		assert_int_equal(errno, EINTR);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(reqs[i].calls, 1);
-		if (reqs[i].ret)
+		if (i == bad) {
+			if (reqs[i].ret != bad_ret)
+				fail_msg("request %d: %d, expected %d", i, reqs[i].ret, bad_ret);
+		} else if (reqs[i].ret)
 			fail_msg("request %d (%s at %llu) failed: %s", i,
 				 reqs[i].req.op == BLOCKDEV_OP_READ ? "read" : "write",
 				 (unsigned long long)reqs[i].req.offset, strerror(-reqs[i].ret));
 	}
+}
+
+static void run(struct treq *reqs, int n, int qd)
+{
+	run_expect(reqs, n, qd, -1, 0);
 }
 
 static uint8_t byte_of(uint32_t blk, uint32_t gen, size_t i)
@@ -137,32 +151,27 @@ static void make_base(void)
 struct variant {
 	bool ext;
 	const char *cache;
+	unsigned cluster_bits; /* 0: 64 KiB clusters */
 };
 
-static void random_writes_over_a_backing_file_read_back_through_the_engine(void **state)
+static struct blockdev *bs;
+static struct iothread *it;
+
+/* A fresh image over base.raw on one iothread with a queue; skips when O_DIRECT is refused. */
+static void env_open(const struct variant *v)
 {
-	enum { N = 600 };
-	struct qcow2_create_opts co = { .size = IMG_SIZE, .cluster_bits = 16, .version = 3,
+	struct qcow2_create_opts co = { .size = IMG_SIZE, .version = 3,
+					.cluster_bits = v->cluster_bits ? v->cluster_bits : 16,
 					.refcount_bits = 16, .backing_file = "base.raw",
-					.backing_fmt = "raw",
-					.extended_l2 = ((const struct variant *)*state)->ext };
+					.backing_fmt = "raw", .extended_l2 = v->ext };
 	struct blockdev_opts o = { 0 };
 	struct iothread_opts io = { .poll_max_ns = 0 };
-	struct qcow2_check_result cr;
 	struct error *err = NULL;
-	struct iothread *it;
-	struct blockdev *bs;
-	uint32_t *gen = calloc(NBLK, sizeof(*gen));
-	struct treq *reqs = calloc(NBLK, sizeof(*reqs));
-	uint8_t *wbuf = NULL, *rbuf = NULL;
-	unsigned seed = 5;
 
-	assert_int_equal(posix_memalign((void **)&wbuf, 4096, (size_t)N * BLK), 0);
-	assert_int_equal(posix_memalign((void **)&rbuf, 4096, (size_t)NBLK * BLK), 0);
 	make_base();
 	if (qcow2_create(img, &co, &err))
 		fail_msg("create: %s", error_msg(err));
-	blockdev_opts_set(&o, "cache", ((const struct variant *)*state)->cache, NULL);
+	blockdev_opts_set(&o, "cache", v->cache, NULL);
 	bs = blockdev_open(img, &o, &err);
 	blockdev_opts_free(&o);
 	if (!bs && strstr(error_msg(err), "O_DIRECT")) {
@@ -184,45 +193,13 @@ static void random_writes_over_a_backing_file_read_back_through_the_engine(void 
 	dev.src.kick_fd = eventfd(0, EFD_CLOEXEC);
 	sem_init(&dev.finished, 0, 0);
 	assert_int_equal(iothread_add_source(it, &dev.src, NULL), 0);
+}
 
-	/* writes: random blocks, some twice (the second one finds its cluster allocated) */
-	for (int i = 0; i < N; i++) {
-		uint32_t blk = (uint32_t)rand_r(&seed) % NBLK;
-		uint8_t *p = wbuf + (size_t)i * BLK;
+/* Stops the queue, checks the image (no corruption, no leak) and removes it. */
+static void env_close(void)
+{
+	struct qcow2_check_result cr;
 
-		gen[blk]++;
-		for (size_t j = 0; j < BLK; j++)
-			p[j] = byte_of(blk, gen[blk], j);
-		memset(&reqs[i], 0, sizeof(reqs[i]));
-		reqs[i].req.op = BLOCKDEV_OP_WRITE;
-		reqs[i].req.offset = (uint64_t)blk * BLK;
-		reqs[i].iov = (struct iovec){ p, BLK };
-		reqs[i].req.iov = &reqs[i].iov;
-		reqs[i].req.iovcnt = 1;
-	}
-	run(reqs, N, 1); /* one at a time: two writes of one block must not reorder */
-
-	/* reads of every block, twice: cold (slow path fills the cache), then warm (fast path) */
-	for (int pass = 0; pass < 2; pass++) {
-		memset(rbuf, 0xee, (size_t)NBLK * BLK);
-		for (uint32_t b = 0; b < NBLK; b++) {
-			memset(&reqs[b], 0, sizeof(reqs[b]));
-			reqs[b].req.op = BLOCKDEV_OP_READ;
-			reqs[b].req.offset = (uint64_t)b * BLK;
-			reqs[b].iov = (struct iovec){ rbuf + (size_t)b * BLK, BLK };
-			reqs[b].req.iov = &reqs[b].iov;
-			reqs[b].req.iovcnt = 1;
-		}
-		run(reqs, NBLK, 32);
-		for (uint32_t b = 0; b < NBLK; b++)
-			for (size_t j = 0; j < BLK; j++) {
-				uint8_t want = gen[b] || b * BLK < BASE_SIZE ? byte_of(b, gen[b], j) : 0;
-
-				if (rbuf[(size_t)b * BLK + j] != want)
-					fail_msg("pass %d block %u byte %zu: 0x%02x, expected 0x%02x", pass,
-						 b, j, rbuf[(size_t)b * BLK + j], want);
-			}
-	}
 	iothread_remove_source(it, &dev.src);
 	assert_int_equal(iothread_run_sync(it, free_queue, NULL), 0);
 	iothread_destroy(it);
@@ -234,6 +211,151 @@ static void random_writes_over_a_backing_file_read_back_through_the_engine(void 
 	sem_destroy(&dev.finished);
 	unlink(img);
 	unlink(base);
+}
+
+static void set_req(struct treq *t, enum blockdev_op op, uint64_t off, void *p, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	t->req.op = op;
+	t->req.offset = off;
+	t->iov = (struct iovec){ p, len };
+	t->req.iov = &t->iov;
+	t->req.iovcnt = 1;
+}
+
+/* Reads every block back (cold: the slow path fills the cache; then warm: the fast path) and
+ * compares with the model: gen[b] is the generation last written to block b, 0 = base. */
+static void expect_model(struct treq *reqs, const uint32_t *gen, uint8_t *rbuf)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		memset(rbuf, 0xee, (size_t)NBLK * BLK);
+		for (uint32_t b = 0; b < NBLK; b++)
+			set_req(&reqs[b], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
+				rbuf + (size_t)b * BLK, BLK);
+		run(reqs, NBLK, 32);
+		for (size_t i = 0; i < (size_t)NBLK * BLK; i++) {
+			uint32_t b = (uint32_t)(i / BLK);
+			bool old = !gen[b] && b * BLK >= BASE_SIZE; /* past the base: zeroes */
+			uint8_t want = old ? 0 : byte_of(b, gen[b], i % BLK);
+
+			if (rbuf[i] != want)
+				fail_msg("pass %d block %u byte %zu: 0x%02x, not 0x%02x", pass, b,
+					 i % BLK, rbuf[i], want);
+		}
+	}
+}
+
+static void random_writes_over_a_backing_file_read_back_through_the_engine(void **state)
+{
+	enum { N = 600 };
+	uint32_t *gen = calloc(NBLK, sizeof(*gen));
+	struct treq *reqs = calloc(NBLK, sizeof(*reqs));
+	uint8_t *wbuf = NULL, *rbuf = NULL;
+	unsigned seed = 5;
+
+	assert_int_equal(posix_memalign((void **)&wbuf, 4096, (size_t)N * BLK), 0);
+	assert_int_equal(posix_memalign((void **)&rbuf, 4096, (size_t)NBLK * BLK), 0);
+	env_open(*state);
+
+	/* writes: random blocks, some twice (the second one finds its cluster allocated) */
+	for (int i = 0; i < N; i++) {
+		uint32_t blk = (uint32_t)rand_r(&seed) % NBLK;
+		uint8_t *p = wbuf + (size_t)i * BLK;
+
+		gen[blk]++;
+		for (size_t j = 0; j < BLK; j++)
+			p[j] = byte_of(blk, gen[blk], j);
+		set_req(&reqs[i], BLOCKDEV_OP_WRITE, (uint64_t)blk * BLK, p, BLK);
+	}
+	run(reqs, N, 1); /* one at a time: two writes of one block must not reorder */
+	expect_model(reqs, gen, rbuf);
+	env_close();
+	free(gen);
+	free(reqs);
+	free(wbuf);
+	free(rbuf);
+}
+
+/*
+ * Waves of 64 writes in flight, each to a different 4 KiB block, so that many blocks of one
+ * 64 KiB cluster and many new clusters are written by the same group (with 4 KiB clusters: new
+ * L2 tables, the image spans four): no cluster may be allocated twice (that loses data and
+ * leaks), none published before its data.
+ */
+static void concurrent_allocating_writes_to_shared_and_distinct_clusters_read_back(void **state)
+{
+	uint32_t *gen = calloc(NBLK, sizeof(*gen)), *order = malloc(NBLK * sizeof(*order));
+	struct treq *reqs = calloc(NBLK, sizeof(*reqs));
+	uint8_t *wbuf = NULL, *rbuf = NULL;
+	unsigned seed = 11;
+
+	assert_int_equal(posix_memalign((void **)&wbuf, 4096, (size_t)NBLK * BLK), 0);
+	assert_int_equal(posix_memalign((void **)&rbuf, 4096, (size_t)NBLK * BLK), 0);
+	env_open(*state);
+	for (uint32_t b = 0; b < NBLK; b++)
+		order[b] = b;
+	for (uint32_t b = NBLK - 1; b > 0; b--) { /* a random permutation of the blocks */
+		uint32_t k = (uint32_t)rand_r(&seed) % (b + 1), t = order[b];
+
+		order[b] = order[k];
+		order[k] = t;
+	}
+	/* half of the blocks: neighbours in a wave often share a cluster, never a block */
+	for (uint32_t i = 0; i < NBLK / 2; i++) {
+		uint32_t blk = order[i];
+		uint8_t *p = wbuf + (size_t)i * BLK;
+
+		gen[blk] = 1;
+		for (size_t j = 0; j < BLK; j++)
+			p[j] = byte_of(blk, 1, j);
+		set_req(&reqs[i], BLOCKDEV_OP_WRITE, (uint64_t)blk * BLK, p, BLK);
+	}
+	run(reqs, NBLK / 2, 64);
+	expect_model(reqs, gen, rbuf);
+	env_close();
+	free(gen);
+	free(order);
+	free(reqs);
+	free(wbuf);
+	free(rbuf);
+}
+
+/*
+ * One write among many in flight fails (its buffer is unreadable: EFAULT after its cluster was
+ * allocated): it alone completes with the error, its cluster is given back (no leak) and keeps
+ * reading the backing file; every other write succeeds and reads back.
+ */
+static void a_failing_write_among_concurrent_allocating_writes_fails_alone(void **state)
+{
+	enum { N = 96, CLU = 65536, BAD = 5 }; /* BAD: a cluster nobody else writes */
+	uint32_t *gen = calloc(NBLK, sizeof(*gen));
+	struct treq *reqs = calloc(NBLK, sizeof(*reqs));
+	uint8_t *wbuf = NULL, *rbuf = NULL;
+	uint8_t *bad = mmap(NULL, CLU, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int bad_at = N / 2;
+
+	assert_ptr_not_equal(bad, MAP_FAILED);
+	assert_int_equal(posix_memalign((void **)&wbuf, 4096, (size_t)N * BLK), 0);
+	assert_int_equal(posix_memalign((void **)&rbuf, 4096, (size_t)NBLK * BLK), 0);
+	env_open(*state);
+	for (int i = 0; i < N; i++) {
+		/* blocks 0, 3, 6, ... skipping the bad cluster's 16 blocks */
+		uint32_t blk = (uint32_t)i * 3 + (i * 3 >= BAD * 16 ? 48 : 0);
+		uint8_t *p = wbuf + (size_t)i * BLK;
+
+		if (i == bad_at) {
+			set_req(&reqs[i], BLOCKDEV_OP_WRITE, (uint64_t)BAD * CLU, bad, CLU);
+			continue;
+		}
+		gen[blk] = 1;
+		for (size_t j = 0; j < BLK; j++)
+			p[j] = byte_of(blk, 1, j);
+		set_req(&reqs[i], BLOCKDEV_OP_WRITE, (uint64_t)blk * BLK, p, BLK);
+	}
+	run_expect(reqs, N, 64, bad_at, -EFAULT);
+	expect_model(reqs, gen, rbuf);
+	env_close();
+	munmap(bad, CLU);
 	free(gen);
 	free(reqs);
 	free(wbuf);
@@ -257,8 +379,9 @@ static int teardown(void **state)
 
 int main(void)
 {
-	static const struct variant standard = { false, "writeback" }, extended = { true, "writeback" },
-				    direct = { false, "none" };
+	static const struct variant standard = { false, "writeback" };
+	static const struct variant extended = { true, "writeback" }, direct = { false, "none" };
+	static const struct variant small = { false, "writeback", 12 };
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_prestate(
 			random_writes_over_a_backing_file_read_back_through_the_engine,
@@ -268,6 +391,24 @@ int main(void)
 			(void *)&extended),
 		cmocka_unit_test_prestate(
 			random_writes_over_a_backing_file_read_back_through_the_engine,
+			(void *)&direct),
+		cmocka_unit_test_prestate(
+			concurrent_allocating_writes_to_shared_and_distinct_clusters_read_back,
+			(void *)&standard),
+		cmocka_unit_test_prestate(
+			concurrent_allocating_writes_to_shared_and_distinct_clusters_read_back,
+			(void *)&extended),
+		cmocka_unit_test_prestate(
+			concurrent_allocating_writes_to_shared_and_distinct_clusters_read_back,
+			(void *)&direct),
+		cmocka_unit_test_prestate(
+			concurrent_allocating_writes_to_shared_and_distinct_clusters_read_back,
+			(void *)&small),
+		cmocka_unit_test_prestate(
+			a_failing_write_among_concurrent_allocating_writes_fails_alone,
+			(void *)&standard),
+		cmocka_unit_test_prestate(
+			a_failing_write_among_concurrent_allocating_writes_fails_alone,
 			(void *)&direct),
 	};
 

@@ -2,7 +2,8 @@
 /*
  * The qcow2 driver through the block layer: writes and reads, COW from a backing file, zero
  * clusters, discard, the fast-path map(), the consistency check, hostile metadata refused or
- * failing requests (never crashing), and lookups racing with allocation.
+ * failing requests (never crashing), lookups racing with allocation, and group commit (many
+ * writes, one barrier: overlapping ones, a failing one, readers racing with it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2.h"
+#include "common/util.h"
 
 static char dir[] = "/tmp/vireo-qcow2-test.XXXXXX";
 static char path[256], base[256];
@@ -441,6 +444,164 @@ static void lookups_race_with_allocation_and_always_see_the_right_cluster(void *
 	blockdev_close(r.bs);
 }
 
+static bool unallocated(struct blockdev *bs, uint64_t off)
+{
+	struct qcow2_run run;
+	struct qcow2 *q = qcow2_of(bs);
+	int ret;
+
+	pthread_mutex_lock(&q->lock);
+	ret = qcow2_lookup(q, off, 1, true, &run);
+	pthread_mutex_unlock(&q->lock);
+	assert_int_equal(ret, 0);
+	return run.kind == QCOW2_UNALLOCATED;
+}
+
+static void a_group_publishes_overlapping_writes_once_and_nothing_of_a_failed_one(void **state)
+{
+	enum { C = 65536 };
+	uint8_t *p1 = malloc(C), *p2 = malloc(C), *p3 = malloc(C);
+	/* the failing write's second cluster comes from memory the kernel cannot read: EFAULT
+	 * after its first cluster was allocated, written and staged */
+	uint8_t *bad = mmap(NULL, C, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iovec v0 = { p1, 4096 }, v1 = { p2, 4096 }, v2[2] = { { p3, C }, { bad, C } };
+	struct iovec v3 = { p3, 4096 }, v4 = { p1, 8192 }, v5[2] = { { p1, 2048 }, { p2, 2048 } };
+	struct blockdev_write w[] = {
+		{ 0, &v0, 1, 1 },            /* cluster 0, block 0: allocates it */
+		{ 8192, &v1, 1, 1 },         /* cluster 0, block 2: must see the staged entry */
+		{ 4 * C, v2, 2, 1 },         /* clusters 4 and 5: fails */
+		{ 8 * C + 512, &v3, 1, 1 },  /* cluster 8 */
+		{ (4 << 20) - 4096, &v4, 1, 1 }, /* past the end: fails */
+		{ 12 * C, v5, 2, 1 },        /* cluster 12, twice in one request */
+	};
+	static const int want[] = { 0, 0, -EFAULT, 0, -EINVAL, 0 };
+	struct blockdev *bs;
+
+	assert_ptr_not_equal(bad, MAP_FAILED);
+	memset(p1, 0x31, C);
+	memset(p2, 0x32, C);
+	memset(p3, 0x33, C);
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	qcow2_write_group(qcow2_of(bs), w, ARRAY_SIZE(w));
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++)
+		if (w[i].ret != want[i])
+			fail_msg("write %zu: %d, expected %d", i, w[i].ret, want[i]);
+	assert_int_equal(qcow2_of(bs)->nr_pending, 0);
+	assert_false(qcow2_of(bs)->grouping);
+	expect_bytes(bs, 0, 4096, 0x31);
+	expect_bytes(bs, 4096, 4096, 0);
+	expect_bytes(bs, 8192, 4096, 0x32);
+	expect_bytes(bs, 12288, C - 12288, 0);
+	assert_true(unallocated(bs, 4 * C));
+	assert_true(unallocated(bs, 5 * C));
+	expect_bytes(bs, 8 * C, 512, 0);
+	expect_bytes(bs, 8 * C + 512, 4096, 0x33);
+	expect_bytes(bs, 12 * C, 2048, 0x31);
+	expect_bytes(bs, 12 * C + 2048, 2048, 0x32);
+	expect_bytes(bs, 12 * C + 4096, C - 4096, 0);
+	expect_clean(bs); /* the failed write's clusters were given back, not leaked */
+	blockdev_close(bs);
+	/* and the same from the file, reopened */
+	bs = open_img(true);
+	expect_bytes(bs, 0, 4096, 0x31);
+	expect_bytes(bs, 8192, 4096, 0x32);
+	expect_bytes(bs, 4 * C, 2 * C, 0);
+	blockdev_close(bs);
+	munmap(bad, C);
+	free(p1);
+	free(p2);
+	free(p3);
+}
+
+/* Groups of writes (each cluster written twice in its group) while readers map on other
+ * threads: a published mapping always finds its data already there. */
+static void lookups_race_with_group_commits_and_never_see_a_staged_entry(void **state)
+{
+	enum { G = 16 };
+	static struct race r;
+	uint8_t *buf = malloc(RACE_CLUSTERS * 4096);
+	struct blockdev_write w[2 * G];
+	struct iovec v[2 * G];
+	pthread_t t[3];
+
+	create(RACE_CLUSTERS * 4096, 12, false, NULL);
+	r.bs = open_img(false);
+	atomic_store(&r.stop, false);
+	atomic_store(&r.bad, 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, race_reader, &r), 0);
+	for (uint64_t c = 0; c < RACE_CLUSTERS; c += G) {
+		for (int i = 0; i < G; i++) {
+			uint64_t pick = ((c + (uint64_t)i) * 211) % RACE_CLUSTERS;
+			uint8_t *p = buf + pick * 4096;
+
+			memset(p, (int)(pick % 251 + 1), 4096);
+			/* the first half, then (later in the group) the whole cluster */
+			v[i] = (struct iovec){ p, 2048 };
+			v[G + i] = (struct iovec){ p, 4096 };
+			w[i] = (struct blockdev_write){ pick * 4096, &v[i], 1, 1 };
+			w[G + i] = (struct blockdev_write){ pick * 4096, &v[G + i], 1, 1 };
+		}
+		qcow2_write_group(qcow2_of(r.bs), w, 2 * G);
+		for (int i = 0; i < 2 * G; i++)
+			assert_int_equal(w[i].ret, 0);
+	}
+	atomic_store(&r.stop, true);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&r.bad), 0);
+	assert_true(atomic_load(&r.checked) > 0);
+	for (uint64_t c = 0; c < RACE_CLUSTERS; c++)
+		expect_bytes(r.bs, c * 4096, 4096, (int)(c % 251 + 1));
+	expect_clean(r.bs);
+	blockdev_close(r.bs);
+	free(buf);
+}
+
+/* Groups allocating ~33k 512-byte clusters, with refcount changes held back: first with new L2
+ * tables and refcount blocks (each one a barrier, which writes them), then again after a
+ * discard and a reopen, when the freed clusters are reused: the L2 tables and refcount blocks
+ * exist, and nothing writes the changes before a commit but the eviction of a dirty block
+ * from the 4-slot refcount block cache. Every refcount must still be exact. */
+static void a_group_over_many_refcount_blocks_keeps_refcounts_exact(void **state)
+{
+	enum { N = 256, LEN = 65536 };
+	uint8_t *buf = malloc((size_t)N * LEN);
+	struct blockdev_write w[N];
+	struct iovec v[N];
+	struct blockdev *bs;
+
+	create(64 << 20, 9, false, NULL);
+	bs = open_img(false);
+	for (int i = 0; i < N; i++) {
+		uint64_t off = (uint64_t)((i * 97) % N) * 256 * 1024; /* scattered: new L2 tables */
+
+		memset(buf + (size_t)i * LEN, i % 255 + 1, LEN);
+		v[i] = (struct iovec){ buf + (size_t)i * LEN, LEN };
+		w[i] = (struct blockdev_write){ off, &v[i], 1, 0 };
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass) {
+			assert_int_equal(blockdev_discard(bs, 0, 64 << 20), 0);
+			blockdev_close(bs);
+			bs = open_img(false);
+		}
+		qcow2_write_group(qcow2_of(bs), w, N);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(w[i].ret, 0);
+		for (int i = 0; i < N; i++)
+			expect_bytes(bs, w[i].offset, LEN, i % 255 + 1);
+		expect_clean(bs);
+	}
+	blockdev_close(bs);
+	bs = open_img(true);
+	expect_clean(bs);
+	expect_bytes(bs, w[N - 1].offset, LEN, (N - 1) % 255 + 1);
+	blockdev_close(bs);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +616,10 @@ int main(void)
 		cmocka_unit_test(growing_the_image_grows_l1_and_keeps_data),
 		cmocka_unit_test(a_tiny_l2_cache_evicts_and_stays_correct),
 		cmocka_unit_test(lookups_race_with_allocation_and_always_see_the_right_cluster),
+		cmocka_unit_test(
+			a_group_publishes_overlapping_writes_once_and_nothing_of_a_failed_one),
+		cmocka_unit_test(lookups_race_with_group_commits_and_never_see_a_staged_entry),
+		cmocka_unit_test(a_group_over_many_refcount_blocks_keeps_refcounts_exact),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
