@@ -457,6 +457,46 @@ static bool unallocated(struct blockdev *bs, uint64_t off)
 	return run.kind == QCOW2_UNALLOCATED;
 }
 
+static uint64_t host_of(struct blockdev *bs, uint64_t off)
+{
+	struct qcow2_run run;
+	struct qcow2 *q = qcow2_of(bs);
+	int ret;
+
+	pthread_mutex_lock(&q->lock);
+	ret = qcow2_lookup(q, off, 1, true, &run);
+	pthread_mutex_unlock(&q->lock);
+	assert_int_equal(ret, 0);
+	assert_int_equal(run.kind, QCOW2_DATA);
+	return run.host;
+}
+
+static void writes_over_runs_of_fresh_clusters_land_contiguous_read_back_and_leak_nothing(void **state)
+{
+	const uint64_t cs = 64 * 1024;
+	struct blockdev *bs;
+	uint64_t first;
+
+	create(64ULL << 20, 16, false, NULL);
+	bs = open_img(false);
+	write_pattern(bs, cs, 8 * cs, 0x5a);
+	/* a lone cluster in between, then a run that starts on a fresh cluster after it */
+	write_pattern(bs, 20 * cs, cs, 0x11);
+	write_pattern(bs, 21 * cs, 3 * cs + 512, 0x22);
+	first = host_of(bs, cs);
+	for (uint64_t i = 1; i < 8; i++)
+		assert_int_equal(host_of(bs, (1 + i) * cs), first + i * cs);
+	first = host_of(bs, 21 * cs);
+	for (uint64_t i = 1; i < 4; i++)
+		assert_int_equal(host_of(bs, (21 + i) * cs), first + i * cs);
+	expect_bytes(bs, cs, 8 * cs, 0x5a);
+	expect_bytes(bs, 20 * cs, cs, 0x11);
+	expect_bytes(bs, 21 * cs, 3 * cs + 512, 0x22);
+	expect_bytes(bs, 24 * cs + 512, cs - 512, 0);
+	expect_clean(bs);
+	blockdev_close(bs);
+}
+
 static void a_group_publishes_overlapping_writes_once_and_nothing_of_a_failed_one(void **state)
 {
 	enum { C = 65536 };
@@ -616,6 +656,7 @@ int main(void)
 		cmocka_unit_test(growing_the_image_grows_l1_and_keeps_data),
 		cmocka_unit_test(a_tiny_l2_cache_evicts_and_stays_correct),
 		cmocka_unit_test(lookups_race_with_allocation_and_always_see_the_right_cluster),
+		cmocka_unit_test(writes_over_runs_of_fresh_clusters_land_contiguous_read_back_and_leak_nothing),
 		cmocka_unit_test(
 			a_group_publishes_overlapping_writes_once_and_nothing_of_a_failed_one),
 		cmocka_unit_test(lookups_race_with_group_commits_and_never_see_a_staged_entry),
