@@ -80,7 +80,7 @@ static void plan(const struct qcow2_create_opts *o, struct layout *l)
 	l->cs = 1ULL << o->cluster_bits;
 	l->rb_bits = o->cluster_bits + 3 - (unsigned)__builtin_ctz(o->refcount_bits);
 	l->l1_entries = qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2);
-	l->l1_clusters = MAX(1, DIV_ROUND_UP(l->l1_entries * 8, l->cs));
+	l->l1_clusters = DIV_ROUND_UP(l->l1_entries * 8, l->cs); /* none for an empty image */
 	l->l2_count = o->prealloc_metadata ? DIV_ROUND_UP(guest_clusters, 1ULL << l2_bits) : 0;
 	/* with an external data file, guest cluster N lives at offset N there: nothing to
 	 * allocate */
@@ -141,7 +141,7 @@ static int write_header(int fd, const struct qcow2_create_opts *o, const struct 
 	h.cluster_bits = o->cluster_bits;
 	h.size = o->size;
 	h.l1_size = (uint32_t)l->l1_entries;
-	h.l1_table_offset = l->l1_off;
+	h.l1_table_offset = l->l1_clusters ? l->l1_off : 0; /* as qemu-img for size 0 */
 	h.refcount_table_offset = l->rt_off;
 	h.refcount_table_clusters = (uint32_t)l->rt_clusters;
 	h.refcount_order = (uint32_t)__builtin_ctz(o->refcount_bits);

@@ -47,14 +47,8 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 		error_setg(errp, "format raw does not support the option '%s'", key);
 		return -1;
 	} else if (!strcmp(key, "cluster_size")) {
-		if (parse_size("cluster_size", value, &v, errp))
+		if (img_parse_cluster_size(value, &m->cluster_bits, errp))
 			return -1;
-		if (v < 512 || v > 2 * 1024 * 1024 || (v & (v - 1))) {
-			error_setg(errp, "cluster_size: %s is not a power of two from 512 to 2M",
-				   value);
-			return -1;
-		}
-		m->cluster_bits = (unsigned)__builtin_ctzll(v);
 	} else if (!strcmp(key, "refcount_bits")) {
 		if (parse_u64("refcount_bits", value, 1, 64, &v, errp))
 			return -1;

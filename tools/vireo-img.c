@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/parse.h"
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -130,6 +132,20 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
 	return img_usage_error("unknown command '%s'", argv[1]);
+}
+
+int img_parse_cluster_size(const char *value, unsigned *bits, struct error **errp)
+{
+	uint64_t v;
+
+	if (parse_size("cluster_size", value, &v, errp))
+		return -1;
+	if (v < 512 || v > 2 * 1024 * 1024 || (v & (v - 1))) {
+		error_setg(errp, "cluster_size: %s is not a power of two from 512 to 2M", value);
+		return -1;
+	}
+	*bits = (unsigned)__builtin_ctzll(v);
+	return 0;
 }
 
 int img_check_prealloc(const char *value, struct error **errp)

@@ -50,6 +50,8 @@ int img_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Checks a preallocation= value (off, metadata, falloc, full); -1 with a message otherwise. */
 int img_check_prealloc(const char *value, struct error **errp);
+/* -o cluster_size=SIZE: a power of two from 512 B to 2 MiB, as log2 in *bits */
+int img_parse_cluster_size(const char *value, unsigned *bits, struct error **errp);
 
 /* -p (tools/vireo-img-progress.c): start, update with the bytes done so far, end (100%). */
 struct img_progress {

@@ -291,6 +291,14 @@ qemu-img create -q -f raw rref.raw 64M
 qemu-io -f raw -c "write -P 0x42 60M 64k" rref.raw >/dev/null
 qemu_same "resize" r.qcow2 rref.raw
 
+# an empty image (size 0) has no L1 table, as qemu-img makes it; it grows and takes writes
+rm -f e0.qcow2
+"$VI" create -q -f qcow2 e0.qcow2 0
+qemu_clean "size 0" e0.qcow2
+if "$VI" resize e0.qcow2 64M >/dev/null && "$IO" -f qcow2 -c "write -P 0x42 60M 64k" e0.qcow2; then
+	ok "size 0: grow + write"; else bad "size 0: grow + write"; fi
+qemu_same "size 0 grown" e0.qcow2 rref.raw
+
 # shrink (--shrink), then grow again: the dropped part comes back as zeroes
 if "$VI" resize r.qcow2 1M >/dev/null 2>&1; then bad "resize: shrink needs --shrink"
 else ok "resize: shrink needs --shrink"; fi
