@@ -581,10 +581,14 @@ bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
 	 * The yield gave the CPU away for a while: another thread (a vCPU) wants this core.
 	 * Polling on would only make the guest, told not to kick us, wait for our next time
 	 * slice; sleeping with notifications on lets its next kick wake us at once. Unless
-	 * completions of ours came in meanwhile: then the core went to the kernel's io-wq worker
-	 * doing our I/O (buffered writes on ext4 are punted to one), the work we poll for.
+	 * completions of ours came in meanwhile and the yield was short: then the core went to
+	 * the kernel's io-wq worker doing our I/O (buffered writes on ext4 are punted to one), the
+	 * work we poll for. A yield of a whole time slice is a rival's even if completions (of
+	 * O_DIRECT I/O, from the disk's interrupt) arrived meanwhile.
 	 */
-	return yield_ns >= IOTHREAD_POLL_STOLEN_NS && !cqes_ready && !o->poll_keep_on_contention;
+	if (yield_ns < IOTHREAD_POLL_STOLEN_NS || o->poll_keep_on_contention)
+		return false;
+	return !cqes_ready || yield_ns >= IOTHREAD_POLL_SLICE_NS;
 }
 
 /* Step 6: notifications on, re-check, sleep in the ring. Returns the requests the re-check took. */

@@ -43,8 +43,9 @@
  * Contention back-off: a sched_yield() while polling that kept the core away for more than
  * IOTHREAD_POLL_STOLEN_NS, with none of our I/O completed meanwhile, means another thread (a
  * spinning vCPU) wants the core: polling stops for IOTHREAD_POLL_BACKOFF_NS (the guest's kicks
- * wake the sleeping thread at once). A long yield during which our own completions arrived gave
- * the core to the kernel's io-wq worker doing our I/O: no back-off (iothread_poll_contended()).
+ * wake the sleeping thread at once). A yield shorter than IOTHREAD_POLL_SLICE_NS during which
+ * our own completions arrived gave the core to the kernel's io-wq worker doing our I/O: no
+ * back-off (iothread_poll_contended()).
  *
  * Barriers. msg_pending is stored with release by posters (after linking the message, under
  * the lock) and loaded with acquire by the loop, so a loop that sees it set finds the message
@@ -74,6 +75,8 @@ struct iovec;
 #define IOTHREAD_POLL_START_NS 4000
 /* a sched_yield() that kept the CPU away longer than this means the core is contended */
 #define IOTHREAD_POLL_STOLEN_NS 50000
+/* ... even when our completions came meanwhile, if it lasted this long (a time slice) */
+#define IOTHREAD_POLL_SLICE_NS 300000
 /* how long polling stays off after that */
 #define IOTHREAD_POLL_BACKOFF_NS 20000000
 

@@ -259,7 +259,9 @@ static void a_long_yield_backs_off_unless_our_io_completed_meanwhile(void **stat
 	assert_false(iothread_poll_contended(IOTHREAD_POLL_STOLEN_NS - 1, 0, &o));
 	assert_true(iothread_poll_contended(IOTHREAD_POLL_STOLEN_NS, 0, &o));
 	/* the core went to io-wq finishing our writes: not a rival */
-	assert_false(iothread_poll_contended(10 * IOTHREAD_POLL_STOLEN_NS, 1, &o));
+	assert_false(iothread_poll_contended(IOTHREAD_POLL_SLICE_NS - 1, 1, &o));
+	/* a whole slice away is a rival's, whatever completed meanwhile */
+	assert_true(iothread_poll_contended(IOTHREAD_POLL_SLICE_NS, 1, &o));
 	o.poll_keep_on_contention = true;
 	assert_false(iothread_poll_contended(10 * IOTHREAD_POLL_STOLEN_NS, 0, &o));
 }
