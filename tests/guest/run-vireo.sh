@@ -5,6 +5,7 @@
 #
 # usage: run-vireo.sh VIREO [--cpus N] [--memory SIZE] [--timeout S] [--drive SPEC]
 #                     [--scratch SIZE] [--queues N] [--iothreads N] [--readonly]
+#                     [--drive-opts KEY=VAL,...]
 #                     guest.elf [case|key=value ...]
 # --scratch makes a temporary raw file of SIZE and gives it to the guest as a virtio-blk disk
 # with N queues on N iothreads (--iothreads: another count), read-only with --readonly.
@@ -14,7 +15,7 @@ here=$(dirname "$0")
 
 [ $# -ge 1 ] || { echo "usage: run-vireo.sh VIREO [options] guest.elf [cmdline...]" >&2; exit 2; }
 vireo=$1; shift
-cpus=2 mem=256M tmo=120 drive='' scratch='' queues=1 iothreads='' ro=off
+cpus=2 mem=256M tmo=120 drive='' scratch='' queues=1 iothreads='' ro=off dopts=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--cpus) cpus=$2; shift 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
 	--queues) queues=$2; shift 2 ;;
 	--iothreads) iothreads=$2; shift 2 ;;
 	--readonly) ro=on; shift ;;
+	--drive-opts) dopts=,$2; shift 2 ;;
 	-*) echo "run-vireo.sh: unknown option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -43,7 +45,7 @@ if [ -n "$scratch" ]; then
 	cleanup=$disk
 	truncate -s "$scratch" "$disk" || exit 1
 	drive="file=$disk,format=raw,if=virtio-blk,num-queues=$queues,iothreads=${iothreads:-$queues}"
-	drive="$drive,readonly=$ro,serial=vireo-test"
+	drive="$drive,readonly=$ro,serial=vireo-test$dopts"
 fi
 trap '[ -n "$cleanup" ] && rm -f "$cleanup"' EXIT
 

@@ -90,13 +90,15 @@ static void defaults_are_filled_in(void **state)
 	assert_null(cfg.serial);
 	assert_int_equal(cfg.poll_max_ns, 32768);
 	assert_false(cfg.poll_keep);
+	assert_false(cfg.register_memory);
 	drive_config_free(&cfg);
 }
 
 static void every_key_is_parsed(void **state)
 {
 	parse_ok("file=%s,format=raw,if=virtio-blk,num-queues=4,iothreads=2,cache=none,"
-		 "readonly=on,serial=disk-1,poll-max-ns=0,queue-size=128,poll-backoff=off", path);
+		 "readonly=on,serial=disk-1,poll-max-ns=0,queue-size=128,poll-backoff=off,"
+		 "register-memory=on", path);
 	assert_int_equal(cfg.num_queues, 4);
 	assert_int_equal(cfg.iothreads, 2);
 	assert_true(cfg.cache_none);
@@ -106,6 +108,7 @@ static void every_key_is_parsed(void **state)
 	assert_true(cfg.poll_max_ns_set);
 	assert_true(cfg.poll_keep);
 	assert_true(cfg.poll_keep_set);
+	assert_true(cfg.register_memory);
 	assert_int_equal(cfg.queue_size, 128);
 	/* default mapping: queue i on iothread i mod N */
 	assert_int_equal(cfg.vq_map[0], 0);
@@ -144,6 +147,7 @@ static void bad_values_name_their_key(void **state)
 	parse_fails("format", "file=%s,format=vmdk", path);
 	parse_fails("poll-max-ns", "file=%s,poll-max-ns=-1", path);
 	parse_fails("poll-backoff", "file=%s,poll-backoff=sometimes", path);
+	parse_fails("register-memory", "file=%s,register-memory=pinned", path);
 	parse_fails("not key=value", "file=%s,readonly", path);
 }
 
@@ -226,8 +230,8 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	add_fails(&vm, &pci, "shared", "file=%s,iothreads=1,poll-max-ns=5", path);
 	/* ... and so is one that wants polling kept where io0 backs off */
 	add_fails(&vm, &pci, "poll-backoff=off", "file=%s,iothreads=1,poll-backoff=off", path);
-	/* without poll settings it shares them */
-	snprintf(spec, sizeof(spec), "file=%s,readonly=on", path);
+	/* without poll settings it shares them, and may register guest RAM with them */
+	snprintf(spec, sizeof(spec), "file=%s,readonly=on,register-memory=on", path);
 	assert_int_equal(drive_add(&vm, &pci, spec, NULL), 0);
 	assert_int_equal(pci_cfg_read(&pci, 2, 0, 0, 4), 0x10421af4);
 	add_fails(&vm, &pci, "--drive: file=/nonexistent", "file=/nonexistent");
