@@ -444,7 +444,8 @@ static void lookups_race_with_allocation_and_always_see_the_right_cluster(void *
 	blockdev_close(r.bs);
 }
 
-static bool unallocated(struct blockdev *bs, uint64_t off)
+/* The mapping of the byte at @off, looked up under the allocation lock. */
+static struct qcow2_run lookup_at(struct blockdev *bs, uint64_t off)
 {
 	struct qcow2_run run;
 	struct qcow2 *q = qcow2_of(bs);
@@ -454,19 +455,18 @@ static bool unallocated(struct blockdev *bs, uint64_t off)
 	ret = qcow2_lookup(q, off, 1, true, &run);
 	pthread_mutex_unlock(&q->lock);
 	assert_int_equal(ret, 0);
-	return run.kind == QCOW2_UNALLOCATED;
+	return run;
+}
+
+static bool unallocated(struct blockdev *bs, uint64_t off)
+{
+	return lookup_at(bs, off).kind == QCOW2_UNALLOCATED;
 }
 
 static uint64_t host_of(struct blockdev *bs, uint64_t off)
 {
-	struct qcow2_run run;
-	struct qcow2 *q = qcow2_of(bs);
-	int ret;
+	struct qcow2_run run = lookup_at(bs, off);
 
-	pthread_mutex_lock(&q->lock);
-	ret = qcow2_lookup(q, off, 1, true, &run);
-	pthread_mutex_unlock(&q->lock);
-	assert_int_equal(ret, 0);
 	assert_int_equal(run.kind, QCOW2_DATA);
 	return run.host;
 }
