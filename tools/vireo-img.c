@@ -25,6 +25,9 @@ static const struct {
 	  "convert [-p] [-q] [-n] [-c] [-W] [-m num (1-16, 8)] [-f fmt] [-t cache] [-T src_cache] "
 	  "[-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] "
 	  "filename output_filename" },
+	{ "dd", img_dd,
+	  "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input "
+	  "of=output" },
 	{ "map", img_map, "map [-f fmt] [--output=human|json] filename" },
 	{ "measure", img_measure,
 	  "measure [-f fmt] [-O output_fmt] [-o options] [--output=human|json] "

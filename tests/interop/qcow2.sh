@@ -527,5 +527,27 @@ qemu-img create -q -f qcow2 -o compression_type=zstd amz.qcow2 1M
 if "$VI" amend -o compat=0.10 amz.qcow2 2>&1 | grep -q zstd; then ok "amend: zstd image stays 1.1"
 else bad "amend: zstd image stays 1.1"; fi
 
+# dd: the same bytes as qemu-img dd (where their semantics agree) and as dd(1) for skip + count
+head -c 1M /dev/urandom >ddsrc.raw && truncate -s 3M ddsrc.raw
+qemu-img convert -O qcow2 ddsrc.raw ddsrc.qcow2
+rm -f dd1.raw dd1q.raw dd2.qcow2 dd2q.qcow2
+"$VI" dd if=ddsrc.qcow2 of=dd1.raw bs=4k skip=3 && qemu-img dd -f qcow2 if=ddsrc.qcow2 of=dd1q.raw bs=4k skip=3
+if qemu-img compare -q dd1.raw dd1q.raw; then ok "dd qcow2 -> raw, skip: same as qemu-img dd"
+else bad "dd qcow2 -> raw, skip"; fi
+"$VI" dd -O qcow2 if=ddsrc.raw of=dd2.qcow2 bs=64k count=20 &&
+	qemu-img dd -O qcow2 if=ddsrc.raw of=dd2q.qcow2 bs=64k count=20
+qemu_clean "dd raw -> qcow2" dd2.qcow2
+if qemu-img compare -q -s dd2.qcow2 dd2q.qcow2; then ok "dd raw -> qcow2, count: same as qemu-img dd"
+else bad "dd raw -> qcow2, count"; fi
+"$VI" dd if=ddsrc.qcow2 of=dd3.raw bs=1k skip=5 count=7
+if cmp -s dd3.raw <(dd if=ddsrc.raw bs=1k skip=5 count=7 2>/dev/null); then
+	ok "dd skip + count: dd(1)'s bytes"; else bad "dd skip + count"; fi
+for a in "bs=0|bs=0" "foo=1|'foo'" "skip=7000|past its end" "count=1k|count" "|if=INPUT and of=OUTPUT"; do
+	args=${a%%|*} want=${a#*|}
+	if "$VI" dd if=ddsrc.raw ${args:+of=ddbad.raw} $args 2>&1 | grep -q -- "$want" &&
+	   ! "$VI" dd if=ddsrc.raw ${args:+of=ddbad.raw} $args 2>/dev/null; then ok "dd ${args:-without of=} refused"
+	else bad "dd ${args:-without of=} refused naming '$want'"; fi
+done
+
 echo "1..$tests"
 [ $failures -eq 0 ] || { echo "$failures of $tests failed"; exit 1; }
