@@ -21,6 +21,14 @@
 #define GiB (1024ULL * MiB)
 
 /* true if [off, off+len) lies inside [0, size) without overflow */
+/* Whether the @n bytes at @p are all zero. */
+static inline int buf_is_zero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	return n == 0 || (b[0] == 0 && __builtin_memcmp(b, b + 1, n - 1) == 0);
+}
+
 static inline int range_within(uint64_t off, uint64_t len, uint64_t size)
 {
 	return off <= size && len <= size - off;

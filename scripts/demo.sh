@@ -30,6 +30,16 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 t_start=$(date +%s)
 since() { echo "$(($(date +%s) - $1)) s"; }
+# record WHAT STATUS START: a PASS / SKIP (77) / FAIL line for the summary
+record() {
+	if (($2 == 0)); then
+		results+=("PASS  $1 in $(since "$3")")
+	elif (($2 == 77)); then
+		results+=("SKIP  $1: see above")
+	else
+		results+=("FAIL  $1, status $2, after $(since "$3")")
+	fi
+}
 results=()
 
 step "Building vireo ($build)"
@@ -141,13 +151,7 @@ else
 	fi
 fi
 set -e
-if ((rc == 0)); then
-	results+=("PASS  Linux microVM ($test, $mode) in $(since "$t")")
-elif ((rc == 77)); then
-	results+=("SKIP  Linux microVM ($test, $mode): see above")
-else
-	results+=("FAIL  Linux microVM ($test, $mode), status $rc, after $(since "$t")")
-fi
+record "Linux microVM ($test, $mode)" "$rc" "$t"
 
 step "Test guest on this host's own KVM"
 t=$(date +%s)
@@ -171,13 +175,7 @@ else
 		cpus=2 "${extra[@]}"
 	rc=$?
 	set -e
-	if ((rc == 0)); then
-		results+=("PASS  test guest on /dev/kvm in $(since "$t")")
-	elif ((rc == 77)); then
-		results+=("SKIP  test guest: see above")
-	else
-		results+=("FAIL  test guest on /dev/kvm after $(since "$t")")
-	fi
+	record "test guest on /dev/kvm" "$rc" "$t"
 fi
 
 step "Benchmark on this host's own KVM: the test guest's 4 KiB random reads through vireo"

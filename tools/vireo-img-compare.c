@@ -25,12 +25,12 @@ static uint64_t first_diff(const uint8_t *a, const uint8_t *b, uint64_t n)
 	return n;
 }
 
-static uint64_t first_nonzero(const uint8_t *a, uint64_t n)
+/* Reports a difference at @off (unless @quiet); returns 1, compare's "images differ". */
+static int mismatch(bool quiet, uint64_t off)
 {
-	for (uint64_t i = 0; i < n; i++)
-		if (a[i])
-			return i;
-	return n;
+	if (!quiet)
+		printf("Content mismatch at offset %" PRIu64 "!\n", off);
+	return 1;
 }
 
 /* Both zero for the next *pnum bytes, known without reading? */
@@ -66,11 +66,8 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 		if ((ret = blockdev_pread(a, off, ba, n)) || (ret = blockdev_pread(b, off, bb, n)))
 			return ret;
 		d = first_diff(ba, bb, n);
-		if (d < n) {
-			if (!quiet)
-				printf("Content mismatch at offset %" PRIu64 "!\n", off + d);
-			return 1;
-		}
+		if (d < n)
+			return mismatch(quiet, off + d);
 		off += n;
 		img_progress_update(prog, off);
 	}
@@ -79,11 +76,10 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 
 		if ((ret = blockdev_pread(longer, off, ba, n)))
 			return ret;
-		d = first_nonzero(ba, n);
-		if (d < n) {
-			if (!quiet)
-				printf("Content mismatch at offset %" PRIu64 "!\n", off + d);
-			return 1;
+		if (!buf_is_zero(ba, n)) {
+			for (d = 0; !ba[d]; d++)
+				;
+			return mismatch(quiet, off + d);
 		}
 		off += n;
 		img_progress_update(prog, off);

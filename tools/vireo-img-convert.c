@@ -87,11 +87,6 @@ static void progress(struct convert *c, uint64_t n)
 	img_progress_update(&c->prog, c->done);
 }
 
-static bool all_zero(const uint8_t *p, uint64_t n)
-{
-	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
 /* What the target needs for a source range of status @st. */
 enum action { SKIP, ZERO, FILL, DATA };
 
@@ -163,7 +158,7 @@ static int add_data(struct worker *w, uint64_t off, uint64_t len, const uint8_t 
 	for (uint64_t pos = 0; pos < len && !ret; ) {
 		uint64_t n = MIN(c->sparse - (off + pos) % c->sparse, len - pos);
 
-		if (!all_zero(p + pos, n))
+		if (!buf_is_zero(p + pos, n))
 			ret = add(w, W_DATA, off + pos, n, p + pos);
 		else if (must_zero(c))
 			ret = add(w, W_ZERO, off + pos, n, NULL);
@@ -193,7 +188,7 @@ static int prepare_compressed(struct worker *w, uint64_t chunk, uint64_t end)
 		else if (pnum == n && action_of(c, st) == FILL)
 			ret = add(w, W_COMPRESS, off, n, c->zeroes);
 		else if (!(ret = blockdev_pread(c->src, off, p, n))) {
-			if (c->sparse && all_zero(p, n))
+			if (c->sparse && buf_is_zero(p, n))
 				ret = must_zero(c) ? add(w, W_ZERO, off, n, NULL) : 0;
 			else
 				ret = add(w, W_COMPRESS, off, n, p);

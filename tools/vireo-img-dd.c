@@ -31,11 +31,6 @@ struct dd {
 	bool has_count;
 };
 
-static bool all_zero(const uint8_t *p, uint64_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 /* One operand KEY=VALUE; -1 with a message naming it when it is unknown or bad. */
 static int dd_operand(struct dd *d, const char *arg, struct error **errp)
 {
@@ -82,7 +77,7 @@ static int dd_copy(struct blockdev *in, struct blockdev *out, uint64_t from, uin
 		uint64_t n = MIN(DD_CHUNK, len - done);
 
 		ret = blockdev_pread(in, from + done, buf, n);
-		if (!ret && !all_zero(buf, n))
+		if (!ret && !buf_is_zero(buf, n))
 			ret = blockdev_pwrite(out, done, buf, n);
 		done += n;
 	}
