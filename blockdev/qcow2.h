@@ -101,6 +101,7 @@ struct qcow2 {
 	struct blockdev_write *group_w; /* the group's writes; group_job: the one running */
 	size_t group_job;
 	uint64_t deferred_bytes; /* buffers held by staged entries' data writes */
+	struct qcow2_pool *pool; /* group commit's helper threads, started on first need */
 	uint64_t zhost;         /* host cluster compressed writes append to (0: none) */
 	uint64_t zused;         /* bytes of it used */
 };
@@ -175,6 +176,15 @@ int qcow2_barrier(struct qcow2 *q);
 int qcow2_commit(struct qcow2 *q);
 /* Group commit of @n writes (blockdev_driver.pwritev_group): one barrier for all of them. */
 void qcow2_write_group(struct qcow2 *q, struct blockdev_write *w, size_t n);
+
+/*
+ * qcow2_pool.c: runs @fn(@arg) here and on up to @helpers helper threads of @q's pool at once
+ * (started on first use, kept until close); returns when every run has finished. @fn shares
+ * out the work itself. Lock held. With no helpers (or no threads) it just calls @fn here.
+ */
+struct qcow2_pool;
+void qcow2_pool_run(struct qcow2 *q, unsigned int helpers, void (*fn)(void *), void *arg);
+void qcow2_pool_free(struct qcow2_pool *p);
 
 /*
  * Writes guest cluster [off, off+len) compressed (compression_type of the image): @off is

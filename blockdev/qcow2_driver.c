@@ -333,6 +333,7 @@ static int alloc_buffers(struct qcow2 *q)
 
 static void free_state(struct qcow2 *q)
 {
+	qcow2_pool_free(q->pool);
 	for (unsigned i = 0; i < ARRAY_SIZE(q->rb); i++)
 		free(q->rb[i].buf);
 	free(q->cbuf);

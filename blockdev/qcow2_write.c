@@ -277,8 +277,8 @@ static int release_entry(struct qcow2 *q, uint64_t e0)
  * Group commit: the data write of a fresh cluster (and the copy of the rest of it from the
  * backing file, or zeroes) is not done under the lock one after the other but kept with the
  * staged entry and run by the commit, before its barrier, by up to DATA_IO_THREADS threads at
- * once (threads that live for one commit: they only read the backing file and write q->data,
- * never metadata). Until then the cluster is allocated (refcount 1) and its entry staged, which
+ * once (this thread and the image's pool of helpers, qcow2_pool.c: they only read the backing
+ * file and write q->data, never metadata). Until then the cluster is allocated (refcount 1) and its entry staged, which
  * nobody outside the group sees.
  */
 #define DATA_IO_THREADS 8
@@ -297,7 +297,7 @@ struct data_io_batch {
 	struct qcow2 *q;
 	struct qcow2_pending *p;
 	size_t n;
-	atomic_size_t next; /* relaxed: pthread_create/join order everything else */
+	atomic_size_t next; /* relaxed: the pool's mutex orders everything else */
 };
 
 static void data_io_run(struct qcow2 *q, struct qcow2_data_io *d)
@@ -317,7 +317,7 @@ static void data_io_run(struct qcow2 *q, struct qcow2_data_io *d)
 	d->ret = ret ? ret : blockdev_pwrite(q->data, d->host, d->src ? d->src : d->buf, c);
 }
 
-static void *data_io_thread(void *arg)
+static void data_io_share(void *arg)
 {
 	struct data_io_batch *b = arg;
 	size_t i;
@@ -325,7 +325,6 @@ static void *data_io_thread(void *arg)
 	while ((i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed)) < b->n)
 		if (b->p[i].io)
 			data_io_run(b->q, b->p[i].io);
-	return NULL;
 }
 
 /* Drops the staged entries of the group's failed writes and gives back the clusters they
@@ -355,20 +354,14 @@ static void drop_failed(struct qcow2 *q)
 static void run_data_io(struct qcow2 *q)
 {
 	struct data_io_batch b = { .q = q, .p = q->pending, .n = q->nr_pending };
-	pthread_t t[DATA_IO_THREADS - 1];
-	size_t count = 0, nt = 0;
+	size_t count = 0;
 
 	for (size_t i = 0; i < b.n; i++)
 		count += q->pending[i].io != NULL;
 	if (!count)
 		return;
 	atomic_init(&b.next, 0);
-	while (nt < MIN(count - 1, ARRAY_SIZE(t)) &&
-	       !pthread_create(&t[nt], NULL, data_io_thread, &b))
-		nt++; /* no thread: the rest runs here */
-	data_io_thread(&b);
-	while (nt)
-		pthread_join(t[--nt], NULL);
+	qcow2_pool_run(q, count > 1 ? DATA_IO_THREADS - 1 : 0, data_io_share, &b);
 	for (size_t i = 0; i < q->nr_pending; i++) {
 		struct qcow2_pending *p = &q->pending[i];
 

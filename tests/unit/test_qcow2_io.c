@@ -497,6 +497,41 @@ static void writes_over_runs_of_fresh_clusters_land_contiguous_read_back_and_lea
 	blockdev_close(bs);
 }
 
+static void group_commits_share_one_pool_of_helper_threads(void **state)
+{
+	enum { C = 65536, N = 8 };
+	uint8_t *buf = malloc(N * C);
+	struct iovec v[N];
+	struct blockdev_write w[N];
+	struct qcow2_pool *pool;
+	struct blockdev *bs;
+
+	create(4 << 20, 16, false, NULL);
+	bs = open_img(false);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++) { /* partial writes to fresh clusters: deferred data */
+			memset(buf + i * C, 0x40 + round * N + i, C);
+			v[i] = (struct iovec){ buf + i * C, 4096 };
+			w[i] = (struct blockdev_write){ (uint64_t)(round * N + i) * C, &v[i], 1, 1 };
+		}
+		qcow2_write_group(qcow2_of(bs), w, N);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(w[i].ret, 0);
+		if (round == 0)
+			pool = qcow2_of(bs)->pool;
+	}
+	/* started by the first group with several data writes, kept for the next */
+	assert_non_null(pool);
+	assert_ptr_equal(qcow2_of(bs)->pool, pool);
+	for (int i = 0; i < 2 * N; i++) {
+		expect_bytes(bs, (uint64_t)i * C, 4096, 0x40 + i);
+		expect_bytes(bs, (uint64_t)i * C + 4096, C - 4096, 0);
+	}
+	expect_clean(bs);
+	blockdev_close(bs);
+	free(buf);
+}
+
 static void a_group_publishes_overlapping_writes_once_and_nothing_of_a_failed_one(void **state)
 {
 	enum { C = 65536 };
@@ -657,6 +692,7 @@ int main(void)
 		cmocka_unit_test(a_tiny_l2_cache_evicts_and_stays_correct),
 		cmocka_unit_test(lookups_race_with_allocation_and_always_see_the_right_cluster),
 		cmocka_unit_test(writes_over_runs_of_fresh_clusters_land_contiguous_read_back_and_leak_nothing),
+		cmocka_unit_test(group_commits_share_one_pool_of_helper_threads),
 		cmocka_unit_test(
 			a_group_publishes_overlapping_writes_once_and_nothing_of_a_failed_one),
 		cmocka_unit_test(lookups_race_with_group_commits_and_never_see_a_staged_entry),
