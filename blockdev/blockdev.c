@@ -51,6 +51,22 @@ int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *v
 		}
 		return 0;
 	}
+	if (!strcmp(key, "submit")) {
+		static const char *const names[] = {
+			[BLOCKDEV_SUBMIT_AUTO] = "auto",
+			[BLOCKDEV_SUBMIT_EAGER] = "eager",
+			[BLOCKDEV_SUBMIT_BATCHED] = "batched",
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+			if (!strcmp(value, names[i])) {
+				opts->submit = (enum blockdev_submit)i;
+				return 0;
+			}
+		error_setg(errp, "submit: invalid value '%s' (expected auto, eager or batched)",
+			   value);
+		return -1;
+	}
 	if (!strcmp(key, "readonly"))
 		return parse_bool("readonly", value, &opts->readonly, errp);
 
@@ -113,6 +129,8 @@ static struct blockdev *node_new(const struct blockdev_driver *drv, const char *
 	bs->drv = drv;
 	bs->fd = -1;
 	bs->cache = opts->cache;
+	bs->submit_eager = opts->submit == BLOCKDEV_SUBMIT_EAGER ||
+			   (opts->submit == BLOCKDEV_SUBMIT_AUTO && opts->cache == BLOCKDEV_CACHE_NONE);
 	bs->read_only = opts->readonly;
 	bs->align = 1;
 	bs->mem_align = 1;

@@ -77,6 +77,13 @@ enum blockdev_cache {
 	BLOCKDEV_CACHE_NONE,          /* O_DIRECT; flush = fdatasync (device write cache) */
 };
 
+/* When the engine hands a node's SQEs to the kernel (see iothread_submit). */
+enum blockdev_submit {
+	BLOCKDEV_SUBMIT_AUTO = 0, /* eager with cache=none, batched with cache=writeback */
+	BLOCKDEV_SUBMIT_EAGER,    /* each request as soon as it is prepared */
+	BLOCKDEV_SUBMIT_BATCHED,  /* once per iothread loop turn */
+};
+
 /* ---------------------------------------------------------------------------------------------
  * Options
  */
@@ -91,6 +98,7 @@ struct blockdev_opt {
  * struct blockdev_opts - how to open an image
  * @format: driver name ("raw", "qcow2"); NULL probes the content
  * @cache: cache mode, for every protocol node of the chain
+ * @submit: when the asynchronous engine submits the chain's I/O (auto: by cache mode)
  * @readonly: open every node read-only (a format refuses writes with -EROFS)
  * @extra: driver-specific options, consumed by the drivers' open (unknown keys are refused)
  * @nr_extra: entries in @extra
@@ -101,6 +109,7 @@ struct blockdev_opt {
 struct blockdev_opts {
 	char *format;
 	enum blockdev_cache cache;
+	enum blockdev_submit submit;
 	bool readonly;
 	struct blockdev_opt *extra;
 	size_t nr_extra;
@@ -109,7 +118,8 @@ struct blockdev_opts {
 /**
  * blockdev_opts_set - set one option from its text form
  * @opts: options to update
- * @key: "format", "cache" (none|writeback), "readonly" (on|off|...), or a driver option
+ * @key: "format", "cache" (none|writeback), "submit" (auto|eager|batched), "readonly"
+ *       (on|off|...), or a driver option
  * @value: its value
  * @errp: error naming the key and value
  *
@@ -151,6 +161,7 @@ const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
  * @size: virtual size in bytes (protocol nodes: the file size at open or the last truncate)
  * @read_only: writes fail with -EROFS
  * @cache: cache mode it was opened with
+ * @submit_eager: the engine submits this node's I/O at once (iothread_submit), not per turn
  * @fd: host fd of a protocol node, -1 for format nodes
  * @align: offset/length alignment the fd requires (O_DIRECT: logical block size, else 1)
  * @mem_align: buffer address alignment the fd requires (O_DIRECT: 512 or more, else 1)
@@ -165,6 +176,7 @@ struct blockdev {
 	uint64_t size;
 	bool read_only;
 	enum blockdev_cache cache;
+	bool submit_eager;
 	int fd;
 	uint32_t align;
 	uint32_t mem_align;

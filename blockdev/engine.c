@@ -8,7 +8,9 @@
  * (`struct blk_io`, one SQE at a time: READV, WRITEV, FSYNC or FALLOCATE). A request counts its
  * pending pieces in req->priv.pending, with one extra reference held while it is being issued,
  * so done() cannot run before the last piece is issued; when the count drops to zero the
- * completion is deferred to the iothread's completion phase (iothread_defer).
+ * completion is deferred to the iothread's completion phase (iothread_defer). A sub-I/O on a
+ * node with submit_eager (cache=none unless submit= says otherwise) is handed to the kernel as
+ * soon as its SQE is ready (iothread_submit); the rest wait for the turn's single submit.
  *
  * The slow path. Pieces a driver cannot map to a plain fd range (SLOW extents, O_DIRECT pieces
  * that are not aligned, drivers' own flush, write-zeroes the file system refuses) become a
@@ -497,6 +499,8 @@ static void io_issue(struct blk_io *io)
 	}
 	if (index >= 0)
 		sqe->flags |= IOSQE_FIXED_FILE;
+	if (io->file->submit_eager)
+		iothread_submit(q->it);
 }
 
 static void io_complete(struct iothread_op *op, int res)

@@ -123,6 +123,17 @@ struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *o
 	return sqe;
 }
 
+void iothread_submit(struct iothread *it)
+{
+	if (io_uring_sq_ready(&it->ring))
+		io_uring_submit(&it->ring);
+}
+
+unsigned int iothread_sqes_queued(struct iothread *it)
+{
+	return io_uring_sq_ready(&it->ring);
+}
+
 void iothread_defer(struct iothread *it, struct iothread_op *op, int res)
 {
 	op->res = res;

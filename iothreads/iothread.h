@@ -20,7 +20,8 @@
  *   1. run posted messages (only when the atomic "pending" flag says there are any);
  *   2. call poll() of every source: it takes the guest requests available now and submits
  *      them (blockdev_submit queues SQEs; nothing is handed to the kernel yet);
- *   3. submit the SQEs of this turn in one io_uring_enter (batching);
+ *   3. submit the SQEs of this turn in one io_uring_enter (batching); an engine may hand its
+ *      SQEs to the kernel earlier with iothread_submit() (I/O a device serves: see there);
  *   4. reap every CQE, run the completions (blockdev done() callbacks), then call flush() of
  *      every source so that a device raises at most one interrupt per queue per turn;
  *   5. if step 2 or 4 found work, or less than the current poll time went by since the last
@@ -242,6 +243,22 @@ struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *o
  * -1 when the table is full or the kernel refused: use the plain fd then.
  */
 int iothread_file_index(struct iothread *it, int fd);
+
+/**
+ * iothread_submit - hand the SQEs queued so far to the kernel now, not at the end of the turn
+ *
+ * For I/O that a device serves (O_DIRECT): the device starts on it while the loop prepares the
+ * next request, where a batch would leave it idle until the whole turn was parsed and then give
+ * it everything at once. On this project's machine that is worth 10-40 % IOPS at QD32 (the
+ * disk behind an O_DIRECT file serves a stream of single requests faster than waves of 32:
+ * host fio shows the same). Buffered I/O is done by the kernel inside the submit call, so it
+ * stays batched: one syscall for the turn. On the iothread only; a refused submit (-EBUSY,
+ * -EAGAIN) leaves the SQEs for step 3.
+ */
+void iothread_submit(struct iothread *it);
+
+/* SQEs prepared on @it and not yet handed to the kernel (on the iothread; for tests). */
+unsigned int iothread_sqes_queued(struct iothread *it);
 
 /**
  * iothread_defer - complete @op with @res in this turn's completion phase, not now

@@ -391,6 +391,7 @@ static struct blockdev *open_image(const struct drive_config *c, struct error **
 		if (blockdev_opts_set(&o, c->driver_opts.extra[i].key,
 				      c->driver_opts.extra[i].value, errp) < 0)
 			goto out;
+	o.submit = c->driver_opts.submit; /* blockdev_opts_set parsed submit= into it */
 	if (blockdev_opts_set(&o, "format", c->format, errp) < 0 ||
 	    blockdev_opts_set(&o, "cache", c->cache_none ? "none" : "writeback", errp) < 0 ||
 	    blockdev_opts_set(&o, "readonly", c->readonly ? "on" : "off", errp) < 0)

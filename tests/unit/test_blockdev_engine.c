@@ -48,6 +48,7 @@ struct fake_dev {
 	atomic_bool go;
 	bool in_submit;
 	bool done_inside_submit;
+	unsigned int most_sqes_queued; /* after a blockdev_submit() returned, in this run */
 	atomic_int flushes;
 	sem_t finished;
 };
@@ -92,6 +93,7 @@ static int dev_poll(struct iothread_source *s)
 		d->in_submit = true;
 		blockdev_submit(d->q, &t->req);
 		d->in_submit = false;
+		d->most_sqes_queued = MAX(d->most_sqes_queued, iothread_sqes_queued(d->it));
 		taken++;
 	}
 	return taken;
@@ -125,6 +127,7 @@ static bool wait_sem(sem_t *s, int secs)
 
 /* Opens a fresh image; returns false (test skipped) if cache=none is not possible here. */
 static const char *image_dir; /* NULL: $VIREO_TEST_TMPDIR, else /var/tmp */
+static const char *submit_mode; /* NULL: auto */
 
 static bool setup(struct harness *h, const char *cache, bool readonly, uint64_t poll_max_ns)
 {
@@ -142,6 +145,8 @@ static bool setup(struct harness *h, const char *cache, bool readonly, uint64_t 
 	close(fd);
 	blockdev_opts_set(&o, "cache", cache, NULL);
 	blockdev_opts_set(&o, "readonly", readonly ? "on" : "off", NULL);
+	if (submit_mode)
+		assert_int_equal(blockdev_opts_set(&o, "submit", submit_mode, NULL), 0);
 	h->bs = blockdev_open(h->path, &o, &err);
 	blockdev_opts_free(&o);
 	if (!h->bs) {
@@ -201,6 +206,7 @@ static void run(struct harness *h, struct treq *reqs, int n, int qd)
 	d->reqs = reqs;
 	d->n = n;
 	d->next = d->completed = d->inflight = 0;
+	d->most_sqes_queued = 0;
 	d->qd = qd;
 	atomic_store(&d->go, true);
 	assert_int_equal(write(d->src.kick_fd, &one, sizeof(one)), sizeof(one));
@@ -657,6 +663,70 @@ static void write_zeroes_falls_back_where_zero_range_is_refused(void **state)
 	free(buf);
 }
 
+/* Runs 16 writes at QD16 with submit=@mode on a @cache image; returns the most SQEs left queued. */
+static int sqes_left_queued(const char *cache, const char *mode)
+{
+	static uint8_t buf[16][BLK] __attribute__((aligned(4096)));
+	struct treq reqs[16];
+	struct harness h;
+	unsigned int most;
+
+	submit_mode = mode;
+	if (!setup(&h, cache, false, 0)) {
+		submit_mode = NULL;
+		return -1;
+	}
+	submit_mode = NULL;
+	for (int i = 0; i < 16; i++) {
+		fill(buf[i], BLK, (unsigned int)i);
+		set_rw(&reqs[i], BLOCKDEV_OP_WRITE, (uint64_t)i * 3 * BLK, buf[i], BLK);
+	}
+	run(&h, reqs, 16, 16);
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(reqs[i].ret, 0);
+	most = h.dev.most_sqes_queued;
+	teardown(&h);
+	return (int)most;
+}
+
+/* cache=none: a device serves the I/O; it starts on each request while the next is parsed. */
+static void cache_none_requests_reach_the_kernel_as_soon_as_prepared(void **state)
+{
+	int most = sqes_left_queued("none", NULL);
+
+	if (most < 0)
+		skip();
+	assert_int_equal(most, 0);
+	assert_int_equal(sqes_left_queued("none", "eager"), 0);
+}
+
+/* writeback: the kernel copies inside the submit call, so the turn's requests share one. */
+static void writeback_requests_share_the_turns_one_submit(void **state)
+{
+	assert_true(sqes_left_queued("writeback", NULL) >= 2);
+	assert_true(sqes_left_queued("writeback", "batched") >= 2);
+	assert_int_equal(sqes_left_queued("writeback", "eager"), 0);
+}
+
+static void submit_option_takes_auto_eager_batched_and_names_a_bad_value(void **state)
+{
+	struct blockdev_opts o = { 0 };
+	struct error *err = NULL;
+
+	assert_int_equal(o.submit, BLOCKDEV_SUBMIT_AUTO);
+	assert_int_equal(blockdev_opts_set(&o, "submit", "eager", NULL), 0);
+	assert_int_equal(o.submit, BLOCKDEV_SUBMIT_EAGER);
+	assert_int_equal(blockdev_opts_set(&o, "submit", "batched", NULL), 0);
+	assert_int_equal(o.submit, BLOCKDEV_SUBMIT_BATCHED);
+	assert_int_equal(blockdev_opts_set(&o, "submit", "auto", NULL), 0);
+	assert_int_equal(o.submit, BLOCKDEV_SUBMIT_AUTO);
+	assert_int_equal(blockdev_opts_set(&o, "submit", "eagerly", &err), -1);
+	assert_non_null(strstr(error_msg(err), "submit: invalid value 'eagerly'"));
+	error_free(err);
+	assert_int_equal(o.submit, BLOCKDEV_SUBMIT_AUTO);
+	blockdev_opts_free(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -670,6 +740,9 @@ int main(void)
 		cmocka_unit_test(bad_requests_fail_through_done),
 		cmocka_unit_test(writes_to_a_read_only_image_fail_with_erofs),
 		cmocka_unit_test(requests_split_over_every_extent_kind_complete_once),
+		cmocka_unit_test(cache_none_requests_reach_the_kernel_as_soon_as_prepared),
+		cmocka_unit_test(writeback_requests_share_the_turns_one_submit),
+		cmocka_unit_test(submit_option_takes_auto_eager_batched_and_names_a_bad_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

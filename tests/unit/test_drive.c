@@ -98,7 +98,7 @@ static void every_key_is_parsed(void **state)
 {
 	parse_ok("file=%s,format=raw,if=virtio-blk,num-queues=4,iothreads=2,cache=none,"
 		 "readonly=on,serial=disk-1,poll-max-ns=0,queue-size=128,poll-backoff=off,"
-		 "register-memory=on", path);
+		 "register-memory=on,submit=batched", path);
 	assert_int_equal(cfg.num_queues, 4);
 	assert_int_equal(cfg.iothreads, 2);
 	assert_true(cfg.cache_none);
@@ -109,6 +109,7 @@ static void every_key_is_parsed(void **state)
 	assert_true(cfg.poll_keep);
 	assert_true(cfg.poll_keep_set);
 	assert_true(cfg.register_memory);
+	assert_int_equal(cfg.driver_opts.submit, BLOCKDEV_SUBMIT_BATCHED);
 	assert_int_equal(cfg.queue_size, 128);
 	/* default mapping: queue i on iothread i mod N */
 	assert_int_equal(cfg.vq_map[0], 0);
@@ -148,6 +149,7 @@ static void bad_values_name_their_key(void **state)
 	parse_fails("poll-max-ns", "file=%s,poll-max-ns=-1", path);
 	parse_fails("poll-backoff", "file=%s,poll-backoff=sometimes", path);
 	parse_fails("register-memory", "file=%s,register-memory=pinned", path);
+	parse_fails("submit", "file=%s,submit=now", path);
 	parse_fails("not key=value", "file=%s,readonly", path);
 }
 
