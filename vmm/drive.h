@@ -7,7 +7,7 @@
  *           [,readonly=on|off][,serial=STR][,poll-max-ns=N][,DRIVER-KEY=VALUE]...
  *
  * Defaults: format=raw, if=virtio-blk, num-queues=1, queue-size=256, iothreads=1,
- * cache=writeback, readonly=off, no serial, poll-max-ns=32768 (IOTHREAD_POLL_MAX_NS_DEFAULT;
+ * cache=writeback, readonly=off, no serial, poll-max-ns=131072 (IOTHREAD_POLL_MAX_NS_DEFAULT;
  * 0 disables busy polling). A literal comma in a value is written ",," (as in QEMU).
  *
  * Any other key is a driver option (qcow2: l2-cache-size, metadata-barriers, data-file, ...):

@@ -88,7 +88,8 @@ static void defaults_are_filled_in(void **state)
 	assert_false(cfg.cache_none);
 	assert_false(cfg.readonly);
 	assert_null(cfg.serial);
-	assert_int_equal(cfg.poll_max_ns, 32768);
+	assert_int_equal(cfg.poll_max_ns, IOTHREAD_POLL_MAX_NS_DEFAULT);
+	assert_int_equal(cfg.poll_max_ns, 131072);
 	assert_false(cfg.poll_keep);
 	assert_false(cfg.register_memory);
 	drive_config_free(&cfg);
