@@ -175,6 +175,14 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 		c->poll_max_ns_set = true;
 		return parse_u64(key, val, 0, 1000000000ull, &c->poll_max_ns, errp);
 	}
+	if (!strcmp(key, "poll-grow")) {
+		c->poll_grow_set = true;
+		return parse_uint(key, val, 0, 1024, &c->poll_grow, errp);
+	}
+	if (!strcmp(key, "poll-shrink")) {
+		c->poll_shrink_set = true;
+		return parse_uint(key, val, 0, 1024, &c->poll_shrink, errp);
+	}
 	if (!strcmp(key, "register-memory"))
 		return parse_bool(key, val, &c->register_memory, errp);
 	if (!strcmp(key, "poll-backoff")) {
@@ -229,6 +237,7 @@ int drive_parse(const char *spec, struct drive_config *c, struct error **errp)
 	c->queue_size = 256;
 	c->iothreads = 1;
 	c->poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT;
+	c->poll_shrink = IOTHREAD_POLL_SHRINK_DEFAULT;
 	while (*p) {
 		char *item = next_item(&p), *eq;
 		int ret;
@@ -312,23 +321,37 @@ static struct drive drives[32];
 static unsigned int nr_drives;
 
 /* Polling settings a drive gives explicitly must match those of an iothread it shares. */
+/* A drive that sets @key on shared iothread io@i must agree with the drive that created it. */
+static int shared_opt_agrees(bool set, const char *key, unsigned long long mine,
+			     unsigned long long theirs, const char *const *names, unsigned int i,
+			     struct error **errp)
+{
+	char a[24], b[24];
+
+	if (!set || mine == theirs)
+		return 0;
+	snprintf(a, sizeof(a), "%llu", mine);
+	snprintf(b, sizeof(b), "%llu", theirs);
+	error_setg(errp, "--drive: %s=%s, but iothread io%u is shared with an earlier drive that "
+		   "set %s", key, names ? names[mine] : a, i, names ? names[theirs] : b);
+	return -1;
+}
+
 static int iothread_opts_match(const struct drive_config *c, unsigned int i, struct error **errp)
 {
+	static const char *const backoff[] = { "on", "off" }; /* by poll_keep */
 	const struct iothread_opts *o = &iothread_opts[i];
 
-	if (c->poll_max_ns_set && o->poll_max_ns != c->poll_max_ns) {
-		error_setg(errp, "--drive: poll-max-ns=%llu, but iothread io%u is shared with an "
-			   "earlier drive that set %llu", (unsigned long long)c->poll_max_ns, i,
-			   (unsigned long long)o->poll_max_ns);
-		return -1;
-	}
-	if (c->poll_keep_set && o->poll_keep_on_contention != c->poll_keep) {
-		error_setg(errp, "--drive: poll-backoff=%s, but iothread io%u is shared with an "
-			   "earlier drive that set %s", c->poll_keep ? "off" : "on", i,
-			   o->poll_keep_on_contention ? "off" : "on");
-		return -1;
-	}
-	return 0;
+	return shared_opt_agrees(c->poll_max_ns_set, "poll-max-ns", c->poll_max_ns,
+				 o->poll_max_ns, NULL, i, errp) ||
+	       shared_opt_agrees(c->poll_grow_set, "poll-grow", c->poll_grow, o->poll_grow, NULL,
+				 i, errp) ||
+	       shared_opt_agrees(c->poll_shrink_set, "poll-shrink", c->poll_shrink,
+				 o->poll_shrink, NULL, i, errp) ||
+	       shared_opt_agrees(c->poll_keep_set, "poll-backoff", c->poll_keep,
+				 o->poll_keep_on_contention, backoff, i, errp)
+		       ? -1
+		       : 0;
 }
 
 static int iothreads_get(const struct drive_config *c, struct error **errp)
@@ -336,6 +359,8 @@ static int iothreads_get(const struct drive_config *c, struct error **errp)
 	for (unsigned int i = 0; i < c->iothreads; i++) {
 		struct iothread_opts o = {
 			.poll_max_ns = c->poll_max_ns,
+			.poll_grow = c->poll_grow,
+			.poll_shrink = c->poll_shrink,
 			.poll_keep_on_contention = c->poll_keep,
 		};
 		char name[16];

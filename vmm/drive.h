@@ -48,6 +48,10 @@ struct drive_config {
 	char *serial;  /* NULL: none */
 	uint64_t poll_max_ns;
 	bool poll_max_ns_set;
+	unsigned int poll_grow;   /* poll-grow: factor (0 = 2) */
+	bool poll_grow_set;
+	unsigned int poll_shrink; /* poll-shrink: divisor (0 = reset to 0), IOTHREAD_POLL_SHRINK_DEFAULT */
+	bool poll_shrink_set;
 	bool poll_keep;         /* poll-backoff=off: keep polling on a contended core */
 	bool poll_keep_set;
 	bool register_memory;   /* register-memory=on: guest RAM as io_uring fixed buffers */

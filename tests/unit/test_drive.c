@@ -90,6 +90,8 @@ static void defaults_are_filled_in(void **state)
 	assert_null(cfg.serial);
 	assert_int_equal(cfg.poll_max_ns, IOTHREAD_POLL_MAX_NS_DEFAULT);
 	assert_int_equal(cfg.poll_max_ns, 131072);
+	assert_int_equal(cfg.poll_grow, 0);
+	assert_int_equal(cfg.poll_shrink, IOTHREAD_POLL_SHRINK_DEFAULT);
 	assert_false(cfg.poll_keep);
 	assert_false(cfg.register_memory);
 	drive_config_free(&cfg);
@@ -99,7 +101,7 @@ static void every_key_is_parsed(void **state)
 {
 	parse_ok("file=%s,format=raw,if=virtio-blk,num-queues=4,iothreads=2,cache=none,"
 		 "readonly=on,serial=disk-1,poll-max-ns=0,queue-size=128,poll-backoff=off,"
-		 "register-memory=on,submit=batched", path);
+		 "register-memory=on,submit=batched,poll-grow=4,poll-shrink=0", path);
 	assert_int_equal(cfg.num_queues, 4);
 	assert_int_equal(cfg.iothreads, 2);
 	assert_true(cfg.cache_none);
@@ -111,6 +113,9 @@ static void every_key_is_parsed(void **state)
 	assert_true(cfg.poll_keep_set);
 	assert_true(cfg.register_memory);
 	assert_int_equal(cfg.driver_opts.submit, BLOCKDEV_SUBMIT_BATCHED);
+	assert_int_equal(cfg.poll_grow, 4);
+	assert_int_equal(cfg.poll_shrink, 0);
+	assert_true(cfg.poll_grow_set && cfg.poll_shrink_set);
 	assert_int_equal(cfg.queue_size, 128);
 	/* default mapping: queue i on iothread i mod N */
 	assert_int_equal(cfg.vq_map[0], 0);
@@ -151,6 +156,8 @@ static void bad_values_name_their_key(void **state)
 	parse_fails("poll-backoff", "file=%s,poll-backoff=sometimes", path);
 	parse_fails("register-memory", "file=%s,register-memory=pinned", path);
 	parse_fails("submit", "file=%s,submit=now", path);
+	parse_fails("poll-grow", "file=%s,poll-grow=1025", path);
+	parse_fails("poll-shrink", "file=%s,poll-shrink=-2", path);
 	parse_fails("not key=value", "file=%s,readonly", path);
 }
 
@@ -232,7 +239,11 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	/* a second drive on the same iothreads with another poll-max-ns is refused */
 	add_fails(&vm, &pci, "shared", "file=%s,iothreads=1,poll-max-ns=5", path);
 	/* ... and so is one that wants polling kept where io0 backs off */
-	add_fails(&vm, &pci, "poll-backoff=off", "file=%s,iothreads=1,poll-backoff=off", path);
+	add_fails(&vm, &pci, "poll-backoff=off, but iothread io0 is shared with an earlier drive "
+		  "that set on", "file=%s,iothreads=1,poll-backoff=off", path);
+	add_fails(&vm, &pci, "poll-shrink=0, but iothread io0 is shared with an earlier drive "
+		  "that set 2", "file=%s,iothreads=1,poll-shrink=0", path);
+	add_fails(&vm, &pci, "poll-grow=3", "file=%s,iothreads=1,poll-grow=3", path);
 	/* without poll settings it shares them, and may register guest RAM with them */
 	snprintf(spec, sizeof(spec), "file=%s,readonly=on,register-memory=on", path);
 	assert_int_equal(drive_add(&vm, &pci, spec, NULL), 0);

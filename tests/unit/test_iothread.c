@@ -252,6 +252,19 @@ static void poll_window_grows_shrinks_and_is_capped(void **state)
 	assert_int_equal(iothread_poll_adjust(4000, 20000, &o), 0);
 }
 
+/* The VMM's defaults: one completion later than the ceiling halves the window, and the next
+ * disk-speed wait (40 µs) is still inside it, where a reset would make it sleep. */
+static void a_late_completion_halves_the_default_window_instead_of_dropping_it(void **state)
+{
+	struct iothread_opts o = { .poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT,
+				   .poll_shrink = IOTHREAD_POLL_SHRINK_DEFAULT };
+	uint64_t w = iothread_poll_adjust(IOTHREAD_POLL_MAX_NS_DEFAULT, 200000, &o);
+
+	assert_int_equal(w, IOTHREAD_POLL_MAX_NS_DEFAULT / 2);
+	assert_true(w > 40000);
+	assert_int_equal(iothread_poll_adjust(w, 40000, &o), w);
+}
+
 static void a_long_yield_backs_off_unless_our_io_completed_meanwhile(void **state)
 {
 	struct iothread_opts o = { .poll_max_ns = 32768 };
@@ -384,6 +397,7 @@ int main(void)
 		cmocka_unit_test(a_file_registers_once_per_ring),
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
+		cmocka_unit_test(a_late_completion_halves_the_default_window_instead_of_dropping_it),
 		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
 	};
