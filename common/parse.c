@@ -89,3 +89,47 @@ int parse_bool(const char *opt, const char *s, bool *out, struct error **errp)
 	error_setg(errp, "%s: '%s' is not on or off", opt, s);
 	return -1;
 }
+
+/* One CPU number of a list: decimal, below CPU_SETSIZE; *p moves past it. */
+static int cpu_number(const char **p, unsigned long *out)
+{
+	char *end;
+
+	if (**p < '0' || **p > '9')
+		return -1;
+	errno = 0;
+	*out = strtoul(*p, &end, 10);
+	if (errno || *out >= CPU_SETSIZE)
+		return -1;
+	*p = end;
+	return 0;
+}
+
+int parse_cpu_list(const char *opt, const char *s, cpu_set_t *set, struct error **errp)
+{
+	const char *p = s;
+
+	CPU_ZERO(set);
+	for (;;) {
+		unsigned long lo, hi;
+
+		if (cpu_number(&p, &lo) < 0)
+			goto bad;
+		hi = lo;
+		if (*p == '-') {
+			p++;
+			if (cpu_number(&p, &hi) < 0 || hi < lo)
+				goto bad;
+		}
+		for (unsigned long c = lo; c <= hi; c++)
+			CPU_SET(c, set);
+		if (*p == '\0')
+			return 0;
+		if (*p++ != ',')
+			goto bad;
+	}
+bad:
+	error_setg(errp, "%s: '%s' is not a CPU list such as 0-3,5 (CPUs 0 to %d)", opt, s,
+		   CPU_SETSIZE - 1);
+	return -1;
+}

@@ -816,6 +816,22 @@ err_free:
 	return NULL;
 }
 
+int iothread_set_affinity(struct iothread *it, const cpu_set_t *cpus, struct error **errp)
+{
+	int ret = pthread_setaffinity_np(it->thread, sizeof(*cpus), cpus);
+
+	if (ret == EINVAL) {
+		error_setg(errp, "iothread %s: none of these CPUs is online and allowed to vireo",
+			   it->name);
+		return -1;
+	}
+	if (ret) {
+		error_setg_errno(errp, ret, "iothread %s: cannot set its CPU affinity", it->name);
+		return -1;
+	}
+	return 0;
+}
+
 void iothread_destroy(struct iothread *it)
 {
 	if (!it)

@@ -63,6 +63,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sched.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -320,6 +321,13 @@ uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns,
  */
 bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
 			     const struct iothread_opts *opts);
+
+/**
+ * iothread_set_affinity - let @it run only on the host CPUs in @cpus (--affinity ioN=...)
+ *
+ * From any thread. Fails naming the thread when no CPU of @cpus is available to the process.
+ */
+int iothread_set_affinity(struct iothread *it, const cpu_set_t *cpus, struct error **errp);
 
 /* The current busy-poll window of @it in ns (read without synchronisation: for statistics). */
 uint64_t iothread_poll_ns(const struct iothread *it);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,7 +26,12 @@ void cmdline_usage(void)
 	       "                       where the COM1 console goes (default stdio)\n"
 	       "  --drive OPTIONS      a disk: file=PATH,format=raw,if=virtio-blk,num-queues=N,\n"
 	       "                       iothreads=N,cache=none|writeback,readonly=on|off,serial=STR,\n"
-	       "                       poll-max-ns=N,poll-backoff=on|off,register-memory=on|off\n"
+	       "                       poll-max-ns=N,poll-grow=N,poll-shrink=N,poll-backoff=on|off,\n"
+	       "                       register-memory=on|off,submit=auto|eager|batched\n"
+	       "                       (may be given several times)\n"
+	       "  --affinity THREAD=CPUS\n"
+	       "                       host CPUs for vCPU N (vcpuN) or iothread N (ioN), as\n"
+	       "                       taskset -c takes them, e.g. io0=1 or vcpu1=2-3,6\n"
 	       "                       (may be given several times)\n"
 	       "  --qmp unix:PATH      QMP monitor on a unix socket (QEMU's protocol)\n"
 	       "  --boot-timer         print the time from start to the guest's first exit\n"
@@ -82,6 +88,54 @@ static int cmdline_qmp(const char *s, struct vm_config *cfg, struct error **errp
 	return 0;
 }
 
+/* --affinity vcpuN=CPUS | ioN=CPUS (indexes are checked against the VM once it is built) */
+static int cmdline_affinity(const char *s, struct vm_config *cfg, struct error **errp)
+{
+	struct vm_affinity *a;
+	const char *eq = strchr(s, '='), *num;
+	unsigned long index;
+	char name[16], *end;
+
+	if (cfg->nr_affinity == VM_CONFIG_MAX_AFFINITY) {
+		error_setg(errp, "--affinity: at most %d threads", VM_CONFIG_MAX_AFFINITY);
+		return -1;
+	}
+	a = &cfg->affinity[cfg->nr_affinity];
+	if (!eq || (size_t)(eq - s) >= sizeof(name)) {
+		error_setg(errp, "--affinity: '%s' is not THREAD=CPUS (vcpuN=... or ioN=...)", s);
+		return -1;
+	}
+	memcpy(name, s, (size_t)(eq - s));
+	name[eq - s] = '\0';
+	if (!strncmp(name, "vcpu", 4)) {
+		num = name + 4;
+		a->iothread = false;
+	} else if (!strncmp(name, "io", 2)) {
+		num = name + 2;
+		a->iothread = true;
+	} else {
+		error_setg(errp, "--affinity: '%s' is not a thread name (vcpuN or ioN)", name);
+		return -1;
+	}
+	errno = 0;
+	index = strtoul(num, &end, 10);
+	if (*num < '0' || *num > '9' || *end || errno || index > 1023) {
+		error_setg(errp, "--affinity: '%s' is not a thread name (vcpuN or ioN)", name);
+		return -1;
+	}
+	if (parse_cpu_list("--affinity", eq + 1, &a->cpus, errp) < 0)
+		return -1;
+	for (unsigned int i = 0; i < cfg->nr_affinity; i++)
+		if (cfg->affinity[i].iothread == a->iothread && cfg->affinity[i].index == index) {
+			error_setg(errp, "--affinity: %s is given twice", name);
+			return -1;
+		}
+	a->spec = s;
+	a->index = (unsigned int)index;
+	cfg->nr_affinity++;
+	return 0;
+}
+
 static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struct error **errp)
 {
 	uint64_t v;
@@ -118,6 +172,8 @@ static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struc
 	case 'T':
 		cfg->boot_timer = true;
 		return 0;
+	case 'a':
+		return cmdline_affinity(arg, cfg, errp);
 	case 'd':
 		if (cfg->nr_drives == VM_CONFIG_MAX_DRIVES) {
 			error_setg(errp, "--drive: at most %d drives", VM_CONFIG_MAX_DRIVES);
@@ -139,7 +195,7 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "memory", required_argument, NULL, 'm' }, { "serial", required_argument, NULL, 's' },
 		{ "drive", required_argument, NULL, 'd' },  { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },      { "boot-timer", no_argument, NULL, 'T' },
-		{ "qmp", required_argument, NULL, 'q' },
+		{ "qmp", required_argument, NULL, 'q' },    { "affinity", required_argument, NULL, 'a' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, first = 0;
@@ -183,6 +239,13 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		error_setg(errp, "unexpected argument '%s'", argv[optind]);
 		return CMDLINE_ERROR;
 	}
+	for (unsigned int i = 0; i < cfg->nr_affinity; i++)
+		if (!cfg->affinity[i].iothread && cfg->affinity[i].index >= cfg->cpus) {
+			error_setg(errp, "--affinity %s: the VM has %u vCPU%s (vcpu0..vcpu%u)",
+				   cfg->affinity[i].spec, cfg->cpus, cfg->cpus == 1 ? "" : "s",
+				   cfg->cpus - 1);
+			return CMDLINE_ERROR;
+		}
 	if (!cfg->kernel) {
 		error_setg(errp, "--kernel is required (try 'vireo --help')");
 		return CMDLINE_ERROR;

@@ -3,6 +3,7 @@
 #ifndef VIREO_VMM_CONFIG_H
 #define VIREO_VMM_CONFIG_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -10,6 +11,15 @@
 
 #define VM_CONFIG_MAX_DRIVES 16
 #define VM_CONFIG_MAX_VCPUS 255
+#define VM_CONFIG_MAX_AFFINITY 64
+
+/* --affinity vcpuN=CPUS | ioN=CPUS: the host CPUs one of vireo's threads may run on. */
+struct vm_affinity {
+	const char *spec;  /* as given, for messages */
+	bool iothread;     /* ioN (a drive's iothread), else vcpuN */
+	unsigned int index;
+	cpu_set_t cpus;
+};
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
@@ -23,6 +33,8 @@ struct vm_config {
 	const char *serial_path;
 	const char *drives[VM_CONFIG_MAX_DRIVES];
 	unsigned int nr_drives;
+	struct vm_affinity affinity[VM_CONFIG_MAX_AFFINITY];
+	unsigned int nr_affinity;
 	const char *qmp_path; /* unix socket for the QMP monitor, NULL: none */
 	bool boot_timer;   /* report the time from start to the first guest exit */
 	uint64_t start_ns; /* CLOCK_MONOTONIC when main() began */

@@ -354,6 +354,11 @@ static int iothread_opts_match(const struct drive_config *c, unsigned int i, str
 		       : 0;
 }
 
+struct iothread *drive_iothread(unsigned int i)
+{
+	return i < DRIVE_MAX_IOTHREADS ? iothreads[i] : NULL;
+}
+
 static int iothreads_get(const struct drive_config *c, struct error **errp)
 {
 	for (unsigned int i = 0; i < c->iothreads; i++) {

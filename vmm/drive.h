@@ -85,5 +85,7 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
  * Call after the vCPUs stopped and before vm_destroy.
  */
 void drive_cleanup(void);
+/* Iothread io@i shared by the drives added so far, NULL if no drive created it. */
+struct iothread *drive_iothread(unsigned int i);
 
 #endif

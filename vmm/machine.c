@@ -115,6 +115,45 @@ static int machine_serial_open(struct machine *m, const struct vm_config *cfg, s
 	return 0;
 }
 
+/* --affinity ioN=...: the drives' iothreads exist now; a name no drive created is refused. */
+static int machine_iothread_affinity(const struct vm_config *cfg, struct error **errp)
+{
+	for (unsigned int i = 0; i < cfg->nr_affinity; i++) {
+		const struct vm_affinity *a = &cfg->affinity[i];
+		struct iothread *it;
+
+		if (!a->iothread)
+			continue;
+		it = drive_iothread(a->index);
+		if (!it) {
+			error_setg(errp, "--affinity %s: no drive has iothread io%u", a->spec,
+				   a->index);
+			return -1;
+		}
+		if (iothread_set_affinity(it, &a->cpus, errp) < 0) {
+			error_prepend(errp, "--affinity %s", a->spec);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* --affinity vcpuN=...: applied as the vCPUs start (cmdline.c checked the indexes). */
+static int machine_vcpu_affinity(struct machine *m, const struct vm_config *cfg, unsigned int i,
+				 struct error **errp)
+{
+	for (unsigned int k = 0; k < cfg->nr_affinity; k++) {
+		const struct vm_affinity *a = &cfg->affinity[k];
+
+		if (!a->iothread && a->index == i &&
+		    vcpu_set_affinity(m->vm.vcpus[i], &a->cpus, errp) < 0) {
+			error_prepend(errp, "--affinity %s", a->spec);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int machine_devices(struct machine *m, const struct vm_config *cfg, struct error **errp)
 {
 	uart_init(&m->uart, &machine_uart_ops, m);
@@ -134,7 +173,7 @@ static int machine_devices(struct machine *m, const struct vm_config *cfg, struc
 	for (unsigned int i = 0; i < cfg->nr_drives; i++)
 		if (drive_add(&m->vm, &m->pci, cfg->drives[i], errp) < 0)
 			return -1;
-	return 0;
+	return machine_iothread_affinity(cfg, errp);
 }
 
 static int machine_acpi(struct machine *m, const struct vm_config *cfg, uint64_t *rsdp,
@@ -279,7 +318,8 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (cfg->boot_timer)
 		m->vm.boot_timer_start_ns = cfg->start_ns;
 	for (i = 0; i < cfg->cpus; i++) {
-		if (vcpu_start(m->vm.vcpus[i], errp) < 0) {
+		if (vcpu_start(m->vm.vcpus[i], errp) < 0 ||
+		    machine_vcpu_affinity(m, cfg, i, errp) < 0) {
 			vm_request_stop(&m->vm, VM_STOP_ERROR, 1, "vCPU start failed");
 			break;
 		}

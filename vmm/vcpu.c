@@ -301,6 +301,12 @@ int vcpu_start(struct vcpu *vcpu, struct error **errp)
 		error_setg_errno(errp, ret, "cannot start the thread of vCPU %u", vcpu->index);
 		return -1;
 	}
+	{
+		char name[16];
+
+		snprintf(name, sizeof(name), "vcpu%u", vcpu->index); /* as --affinity names it */
+		pthread_setname_np(vcpu->thread, name);
+	}
 	vcpu->started = true;
 	return 0;
 }
@@ -326,4 +332,20 @@ void vm_kick_vcpus(struct vm *vm)
 		if (vcpu->started)
 			pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 	}
+}
+
+int vcpu_set_affinity(struct vcpu *vcpu, const cpu_set_t *cpus, struct error **errp)
+{
+	int ret = pthread_setaffinity_np(vcpu->thread, sizeof(*cpus), cpus);
+
+	if (ret == EINVAL) {
+		error_setg(errp, "vCPU %u: none of these CPUs is online and allowed to vireo",
+			   vcpu->index);
+		return -1;
+	}
+	if (ret) {
+		error_setg_errno(errp, ret, "vCPU %u: cannot set its CPU affinity", vcpu->index);
+		return -1;
+	}
+	return 0;
 }

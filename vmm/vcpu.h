@@ -33,6 +33,8 @@ int vcpu_set_state(struct vcpu *vcpu, const struct kvm_regs *regs, const struct 
 		   struct error **errp);
 /* Starts the thread running KVM_RUN. */
 int vcpu_start(struct vcpu *vcpu, struct error **errp);
+/* Lets a started vCPU's thread run only on the host CPUs in @cpus (--affinity vcpuN=...). */
+int vcpu_set_affinity(struct vcpu *vcpu, const cpu_set_t *cpus, struct error **errp);
 /* Joins the thread (after vm_kick_vcpus). */
 void vcpu_join(struct vcpu *vcpu);
 

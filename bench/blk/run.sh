@@ -30,7 +30,8 @@
 # BENCH_RWS, BENCH_QDS, BENCH_QUEUES (space-separated lists), BENCH_SIZE (file size, 1G),
 # BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT), BENCH_REPEAT
 # (runs of each VMM per configuration, interleaved; MEDIAN lines and the ratios use the medians;
-# 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0), BENCH_WAIT
+# 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0),
+# BENCH_VIREO_ARGS (extra vireo arguments, e.g. "--affinity io0=1 --affinity vcpu0=0"), BENCH_WAIT
 # (poll | irq: how the guest waits for completions, bench-wait=; poll). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
 # Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
 set -uo pipefail
@@ -50,6 +51,7 @@ queues_list=${BENCH_QUEUES:-1 2}
 repeat=${BENCH_REPEAT:-1}
 wait=${BENCH_WAIT:-poll}
 vireo_opts=${BENCH_VIREO_DRIVE_OPTS:+,$BENCH_VIREO_DRIVE_OPTS}
+read -r -a vireo_args <<<"${BENCH_VIREO_ARGS:-}"
 subset=""
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	secs=${BENCH_SECS:-2}
@@ -183,7 +185,8 @@ run_vireo() { # cache rw qd q
 	[ -x "$vireo" ] || { echo "FAILED vmm=vireo: no $vireo"; return 1; }
 	run_guest vireo "$c" "$rw" "$qd" "$q" "$vireo" run --kernel "$elf" --cpus 2 --memory 256M \
 		--serial stdio --cmdline "$(guest_cmdline "$rw" "$qd" "$q")" \
-		--drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts"
+		--drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts" \
+		${vireo_args[@]+"${vireo_args[@]}"}
 }
 
 run_qemu() { # cache rw qd q

@@ -75,6 +75,36 @@ static void cmdline_bad_values_name_the_option(void **state)
 	expect_error(PARSE(&cfg, &err, "launch"), &err, "launch");
 }
 
+static void cmdline_affinity_names_threads_and_cpus(void **state)
+{
+	struct vm_config cfg;
+	struct error *err = NULL;
+
+	assert_int_equal(PARSE(&cfg, NULL, "run", "--kernel", "/dev/null", "--cpus", "2",
+			       "--affinity", "vcpu1=0-1", "--affinity", "io3=1"),
+			 CMDLINE_RUN);
+	assert_int_equal(cfg.nr_affinity, 2);
+	assert_false(cfg.affinity[0].iothread);
+	assert_int_equal(cfg.affinity[0].index, 1);
+	assert_int_equal(CPU_COUNT(&cfg.affinity[0].cpus), 2);
+	assert_true(cfg.affinity[1].iothread);
+	assert_int_equal(cfg.affinity[1].index, 3);
+	assert_true(CPU_ISSET(1, &cfg.affinity[1].cpus));
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--affinity", "vcpu1=0"),
+		     &err, "the VM has 1 vCPU");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--affinity", "cpu0=0"),
+		     &err, "'cpu0' is not a thread name");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--affinity", "io=0"),
+		     &err, "'io' is not a thread name");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--affinity", "io0"),
+		     &err, "not THREAD=CPUS");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--affinity", "io0=2-1"),
+		     &err, "'2-1' is not a CPU list");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--affinity", "io0=1",
+			   "--affinity", "io0=0"),
+		     &err, "io0 is given twice");
+}
+
 static void cmdline_help_and_version_exit_ok(void **state)
 {
 	struct vm_config cfg;
@@ -90,6 +120,7 @@ int main(void)
 		cmocka_unit_test(cmdline_without_run_subcommand),
 		cmocka_unit_test(cmdline_bad_values_name_the_option),
 		cmocka_unit_test(cmdline_help_and_version_exit_ok),
+		cmocka_unit_test(cmdline_affinity_names_threads_and_cpus),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

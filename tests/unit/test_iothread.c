@@ -12,6 +12,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -265,6 +266,37 @@ static void a_late_completion_halves_the_default_window_instead_of_dropping_it(v
 	assert_int_equal(iothread_poll_adjust(w, 40000, &o), w);
 }
 
+static int own_affinity(void *arg)
+{
+	return sched_getaffinity(0, sizeof(cpu_set_t), arg);
+}
+
+static void affinity_confines_the_thread_and_refuses_cpus_that_are_not_there(void **state)
+{
+	struct iothread_opts o = { 0 };
+	struct iothread *it = iothread_create("aff", &o, NULL);
+	struct error *err = NULL;
+	cpu_set_t want, got, bogus;
+	int cpu = -1;
+
+	assert_non_null(it);
+	assert_int_equal(sched_getaffinity(0, sizeof(want), &want), 0);
+	for (int c = CPU_SETSIZE - 1; c >= 0 && cpu < 0; c--)
+		if (CPU_ISSET(c, &want))
+			cpu = c; /* the last CPU we may use */
+	CPU_ZERO(&want);
+	CPU_SET(cpu, &want);
+	assert_int_equal(iothread_set_affinity(it, &want, NULL), 0);
+	assert_int_equal(iothread_run_sync(it, own_affinity, &got), 0);
+	assert_true(CPU_EQUAL(&got, &want));
+	CPU_ZERO(&bogus);
+	CPU_SET(CPU_SETSIZE - 1, &bogus);
+	assert_int_equal(iothread_set_affinity(it, &bogus, &err), -1);
+	assert_non_null(strstr(error_msg(err), "iothread aff: none of these CPUs"));
+	error_free(err);
+	iothread_destroy(it);
+}
+
 static void a_long_yield_backs_off_unless_our_io_completed_meanwhile(void **state)
 {
 	struct iothread_opts o = { .poll_max_ns = 32768 };
@@ -398,6 +430,7 @@ int main(void)
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
 		cmocka_unit_test(a_late_completion_halves_the_default_window_instead_of_dropping_it),
+		cmocka_unit_test(affinity_confines_the_thread_and_refuses_cpus_that_are_not_there),
 		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
 	};

@@ -68,6 +68,28 @@ static void parse_bool_words(void **state)
 	assert_int_equal(parse_bool("readonly", "maybe", &b, NULL), -1);
 }
 
+static void parse_cpu_list_takes_tasksets_syntax(void **state)
+{
+	cpu_set_t set;
+	struct error *err = NULL;
+	static const char *const bad[] = { "", "a", "3-1", "1,", ",1", "1024", "0-", "-1",
+					   "1,,2", "1-2-3", "0x1", " 1" };
+
+	assert_int_equal(parse_cpu_list("--affinity", "3", &set, NULL), 0);
+	assert_int_equal(CPU_COUNT(&set), 1);
+	assert_true(CPU_ISSET(3, &set));
+	assert_int_equal(parse_cpu_list("--affinity", "0,2-4,1023", &set, NULL), 0);
+	assert_int_equal(CPU_COUNT(&set), 5);
+	assert_true(CPU_ISSET(0, &set) && CPU_ISSET(2, &set) && CPU_ISSET(4, &set));
+	assert_true(CPU_ISSET(1023, &set) && !CPU_ISSET(1, &set));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse_cpu_list("--affinity", bad[i], &set, &err), -1);
+		assert_non_null(strstr(error_msg(err), "--affinity"));
+		error_free(err);
+		err = NULL;
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -75,6 +97,7 @@ int main(void)
 		cmocka_unit_test(parse_size_refuses_garbage_naming_the_option),
 		cmocka_unit_test(parse_u64_bounds),
 		cmocka_unit_test(parse_bool_words),
+		cmocka_unit_test(parse_cpu_list_takes_tasksets_syntax),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
