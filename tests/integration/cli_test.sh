@@ -25,11 +25,22 @@ expect 2 "--kernel" -- run
 expect 2 "--kernel" -- run --kernel "$tmp/missing"
 expect 2 "--serial" -- run --kernel "$guest" --serial pty
 expect 2 "unknown option" -- run --kernel "$guest" --frobnicate
+expect 2 "the VM has 1 vCPU" -- run --kernel "$guest" --affinity vcpu1=0
+expect 2 "not a CPU list" -- run --kernel "$guest" --affinity io0=0-
 if [ -c /dev/kvm ]; then
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	expect 1 "not a bootable kernel" -- run --kernel "$tmp/random.bin"
 	head -c 100 "$guest" >"$tmp/truncated.elf"
 	expect 1 "truncated.elf" -- run --kernel "$tmp/truncated.elf"
+	# --affinity: names are checked against the VM built, CPUs against the host
+	truncate -s 1M "$tmp/d.raw"
+	cpu=$(taskset -pc $$ | sed 's/.*: //; s/[-,].*//')
+	expect 85 "" -- run --kernel "$guest" --serial none --drive "file=$tmp/d.raw" \
+		--affinity "io0=$cpu" --affinity "vcpu0=$cpu"
+	expect 1 "--affinity io1=0: no drive has iothread io1" -- run --kernel "$guest" \
+		--drive "file=$tmp/d.raw" --affinity io1=0
+	expect 1 "none of these CPUs is online" -- run --kernel "$guest" --serial none \
+		--drive "file=$tmp/d.raw" --affinity io0=1023
 else
 	echo "note: /dev/kvm missing, kernel-file checks skipped"
 fi
