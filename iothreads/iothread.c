@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/affinity.h"
 #include "common/util.h"
 
 #define IOTHREAD_MAX_FILES 64
@@ -818,18 +819,10 @@ err_free:
 
 int iothread_set_affinity(struct iothread *it, const cpu_set_t *cpus, struct error **errp)
 {
-	int ret = pthread_setaffinity_np(it->thread, sizeof(*cpus), cpus);
+	char who[32];
 
-	if (ret == EINVAL) {
-		error_setg(errp, "iothread %s: none of these CPUs is online and allowed to vireo",
-			   it->name);
-		return -1;
-	}
-	if (ret) {
-		error_setg_errno(errp, ret, "iothread %s: cannot set its CPU affinity", it->name);
-		return -1;
-	}
-	return 0;
+	snprintf(who, sizeof(who), "iothread %s", it->name);
+	return thread_set_affinity(it->thread, cpus, who, errp);
 }
 
 void iothread_destroy(struct iothread *it)

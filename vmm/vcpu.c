@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/affinity.h"
 #include "vmm/kvm_util.h"
 #include "vmm/vm.h"
 
@@ -336,16 +337,8 @@ void vm_kick_vcpus(struct vm *vm)
 
 int vcpu_set_affinity(struct vcpu *vcpu, const cpu_set_t *cpus, struct error **errp)
 {
-	int ret = pthread_setaffinity_np(vcpu->thread, sizeof(*cpus), cpus);
+	char who[32];
 
-	if (ret == EINVAL) {
-		error_setg(errp, "vCPU %u: none of these CPUs is online and allowed to vireo",
-			   vcpu->index);
-		return -1;
-	}
-	if (ret) {
-		error_setg_errno(errp, ret, "vCPU %u: cannot set its CPU affinity", vcpu->index);
-		return -1;
-	}
-	return 0;
+	snprintf(who, sizeof(who), "vCPU %u", vcpu->index);
+	return thread_set_affinity(vcpu->thread, cpus, who, errp);
 }
