@@ -61,9 +61,9 @@
 #ifndef VIREO_IOTHREADS_IOTHREAD_H
 #define VIREO_IOTHREADS_IOTHREAD_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <sched.h>
 #include <stdint.h>
 
 #include "common/error.h"

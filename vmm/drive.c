@@ -320,7 +320,6 @@ static bool iothread_has_memory[DRIVE_MAX_IOTHREADS];
 static struct drive drives[32];
 static unsigned int nr_drives;
 
-/* Polling settings a drive gives explicitly must match those of an iothread it shares. */
 /* A drive that sets @key on shared iothread io@i must agree with the drive that created it. */
 static int shared_opt_agrees(bool set, const char *key, unsigned long long mine,
 			     unsigned long long theirs, const char *const *names, unsigned int i,
@@ -337,6 +336,7 @@ static int shared_opt_agrees(bool set, const char *key, unsigned long long mine,
 	return -1;
 }
 
+/* Polling settings a drive gives explicitly must match those of an iothread it shares. */
 static int iothread_opts_match(const struct drive_config *c, unsigned int i, struct error **errp)
 {
 	static const char *const backoff[] = { "on", "off" }; /* by poll_keep */
