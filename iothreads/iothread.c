@@ -51,6 +51,9 @@ struct iothread {
 	struct io_uring ring;
 	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
 	uint64_t poll_off_until;  /* CLOCK_MONOTONIC ns: the core was contended, do not poll before */
+	unsigned int io_inflight; /* engine SQEs (iothread_get_sqe) not yet reaped */
+	int spin_credit;          /* backed-off spins: see iothread_spin_credit() */
+	unsigned int spin_skips;  /* sleeps without a spin since the credit ran out */
 	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
 
 	/* message queue (see the essay above) */
@@ -108,7 +111,8 @@ const char *iothread_name(const struct iothread *it)
 
 /* ---- ring helpers ---------------------------------------------------------------------------- */
 
-struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *op)
+/* An SQE for the thread's own operations (kick and message READs, cancels): not counted. */
+static struct io_uring_sqe *ring_get_sqe(struct iothread *it, struct iothread_op *op)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&it->ring);
 
@@ -121,6 +125,19 @@ struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *o
 	}
 	/* liburing's prep helpers leave user_data alone, so it may be set before them */
 	io_uring_sqe_set_data(sqe, op);
+	if (op)
+		op->counted = false;
+	return sqe;
+}
+
+struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *op)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(it, op);
+
+	if (sqe && op) {
+		op->counted = true;
+		it->io_inflight++;
+	}
 	return sqe;
 }
 
@@ -279,6 +296,8 @@ static int reap(struct iothread *it)
 		int res = cqe->res;
 
 		io_uring_cqe_seen(&it->ring, cqe);
+		if (op && op->counted)
+			it->io_inflight--;
 		if (op)
 			op->complete(op, res);
 		n++;
@@ -342,7 +361,7 @@ static void arm_msg_read(struct iothread *it)
 
 	if (it->msg_armed)
 		return;
-	sqe = iothread_get_sqe(it, &it->msg_op);
+	sqe = ring_get_sqe(it, &it->msg_op);
 	if (!sqe)
 		return;
 	io_uring_prep_read(sqe, it->msg_fd, &it->msg_buf, sizeof(it->msg_buf), 0);
@@ -467,7 +486,7 @@ static void arm_kicks(struct iothread *it)
 
 		if (s->kick_fd < 0 || s->kick_armed)
 			continue;
-		sqe = iothread_get_sqe(it, &s->kick_op);
+		sqe = ring_get_sqe(it, &s->kick_op);
 		if (!sqe)
 			return;
 		if (s->kick_poll)
@@ -541,7 +560,7 @@ static int remove_source_fn(void *arg)
 		}
 	}
 	if (c->src->kick_armed) {
-		struct io_uring_sqe *sqe = iothread_get_sqe(it, NULL);
+		struct io_uring_sqe *sqe = ring_get_sqe(it, NULL);
 
 		if (sqe)
 			io_uring_prep_cancel(sqe, &c->src->kick_op, 0);
@@ -584,6 +603,30 @@ static unsigned int completions_pending(struct iothread *it)
 {
 	return io_uring_cq_ready(&it->ring) +
 	       !!(IO_URING_READ_ONCE(*it->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+int iothread_spin_credit(int credit, bool found_work)
+{
+	if (found_work)
+		return MIN(credit + 1, IOTHREAD_SPIN_CREDIT_MAX);
+	return MAX(credit - 1, -IOTHREAD_SPIN_CREDIT_MAX);
+}
+
+/*
+ * Backed off: may the thread spin for IOTHREAD_SPIN_NS more before sleeping? Only when none of
+ * our I/O is in flight (with I/O in flight the kernel's worker doing it may need this core) and
+ * the recent spins found work; once the credit is spent, every IOTHREAD_SPIN_PROBE-th sleep
+ * tries again.
+ */
+static bool backed_off_spin(struct iothread *it, uint64_t idle_ns)
+{
+	if (it->io_inflight || idle_ns >= IOTHREAD_SPIN_NS)
+		return false;
+	if (it->spin_credit > 0)
+		return true;
+	if (++it->spin_skips % IOTHREAD_SPIN_PROBE == 0)
+		it->spin_credit = 1;
+	return false;
 }
 
 bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
@@ -629,6 +672,7 @@ static int idle_wait(struct iothread *it)
 static void loop(struct iothread *it)
 {
 	uint64_t idle_since = now_ns(), poll_ns;
+	bool spinning = false; /* in a backed-off spin (backed_off_spin) */
 
 	while (!atomic_load_explicit(&it->stop, memory_order_relaxed)) {
 		int work = run_messages(it);
@@ -636,6 +680,9 @@ static void loop(struct iothread *it)
 		work += poll_sources(it);
 		work += complete_turn(it);
 		if (work) {
+			if (spinning)
+				it->spin_credit = iothread_spin_credit(it->spin_credit, true);
+			spinning = false;
 			idle_since = 0;
 			continue;
 		}
@@ -651,7 +698,14 @@ static void loop(struct iothread *it)
 						     &it->opts))
 				continue;
 			it->poll_off_until = now_ns() + IOTHREAD_POLL_BACKOFF_NS;
+		} else if (poll_ns && backed_off_spin(it, now_ns() - idle_since)) {
+			/* no yield: that would hand a spinning vCPU the core for a time slice */
+			spinning = true;
+			continue;
 		}
+		if (spinning)
+			it->spin_credit = iothread_spin_credit(it->spin_credit, false);
+		spinning = false;
 		if (atomic_load_explicit(&it->stop, memory_order_relaxed))
 			break;
 		idle_wait(it);
@@ -782,6 +836,7 @@ struct iothread *iothread_create(const char *name, const struct iothread_opts *o
 	it->poll_ns = it->opts.poll_max_ns ? MIN(it->opts.poll_max_ns, IOTHREAD_POLL_START_NS) : 0;
 	it->deferred_tail = &it->deferred;
 	it->msg_op.complete = msg_read_done;
+	it->spin_credit = 1;
 	pthread_mutex_init(&it->msg_lock, NULL);
 	sem_init(&it->started, 0, 0);
 	/* blocking: a READ on a non-blocking fd may complete with -EAGAIN instead of waiting */

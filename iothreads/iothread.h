@@ -46,7 +46,13 @@
  * spinning vCPU) wants the core: polling stops for IOTHREAD_POLL_BACKOFF_NS (the guest's kicks
  * wake the sleeping thread at once). A yield shorter than IOTHREAD_POLL_SLICE_NS during which
  * our own completions arrived gave the core to the kernel's io-wq worker doing our I/O: no
- * back-off (iothread_poll_contended()).
+ * back-off (iothread_poll_contended()). While backed off, a thread with none of its I/O in
+ * flight still spins IOTHREAD_SPIN_NS, without yielding, before it sleeps, as long as such
+ * spins keep finding work (a credit, iothread_spin_credit()): the guest's next request comes
+ * within microseconds when the vCPU runs on the other core, and a kick plus a wake-up cost
+ * tens of microseconds here. Measured on 2 cores with 2 spinning vCPUs and 2 iothreads:
+ * page-cached randread QD1 2 queues 38k -> 180k IOPS (medians of 4); without the credit, the
+ * spins cost buffered randwrite QD32 2 queues a third of its IOPS (they rarely found work).
  *
  * Barriers. msg_pending is stored with release by posters (after linking the message, under
  * the lock) and loaded with acquire by the loop, so a loop that sees it set finds the message
@@ -95,6 +101,10 @@ struct iovec;
 #define IOTHREAD_POLL_SLICE_NS 300000
 /* how long polling stays off after that */
 #define IOTHREAD_POLL_BACKOFF_NS 20000000
+/* backed off: spin this long before sleeping while the credit lasts, probe every 64th sleep */
+#define IOTHREAD_SPIN_NS 20000
+#define IOTHREAD_SPIN_CREDIT_MAX 8
+#define IOTHREAD_SPIN_PROBE 64
 
 /**
  * struct iothread_opts - tuning of one iothread
@@ -128,9 +138,10 @@ struct iothread_opts {
  */
 struct iothread_op {
 	void (*complete)(struct iothread_op *op, int res);
-	/* iothread-private: deferred-completion list */
+	/* iothread-private: deferred-completion list, in-flight accounting */
 	struct iothread_op *next;
 	int res;
+	bool counted;
 };
 
 /**
@@ -328,6 +339,16 @@ bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
  * From any thread. Fails naming the thread when no CPU of @cpus is available to the process.
  */
 int iothread_set_affinity(struct iothread *it, const cpu_set_t *cpus, struct error **errp);
+
+/**
+ * iothread_spin_credit - the backed-off spin's credit after one spin (see the essay), pure
+ * @credit: the credit before
+ * @found_work: whether the spin found work before IOTHREAD_SPIN_NS ran out
+ *
+ * +1 for a spin that found work, -1 for one that did not, within +-IOTHREAD_SPIN_CREDIT_MAX.
+ * Exposed for tests.
+ */
+int iothread_spin_credit(int credit, bool found_work);
 
 /* The current busy-poll window of @it in ns (read without synchronisation: for statistics). */
 uint64_t iothread_poll_ns(const struct iothread *it);

@@ -297,6 +297,24 @@ static void affinity_confines_the_thread_and_refuses_cpus_that_are_not_there(voi
 	iothread_destroy(it);
 }
 
+static void backed_off_spins_earn_and_lose_credit_within_bounds(void **state)
+{
+	int c = 1;
+
+	/* spins that find the guest's next request keep the thread spinning, up to a cap */
+	for (int i = 0; i < 20; i++)
+		c = iothread_spin_credit(c, true);
+	assert_int_equal(c, IOTHREAD_SPIN_CREDIT_MAX);
+	/* as many that find nothing spend it, and no more than the cap below zero */
+	for (int i = 0; i < IOTHREAD_SPIN_CREDIT_MAX; i++)
+		c = iothread_spin_credit(c, false);
+	assert_int_equal(c, 0);
+	for (int i = 0; i < 20; i++)
+		c = iothread_spin_credit(c, false);
+	assert_int_equal(c, -IOTHREAD_SPIN_CREDIT_MAX);
+	assert_int_equal(iothread_spin_credit(c, true), -IOTHREAD_SPIN_CREDIT_MAX + 1);
+}
+
 static void a_long_yield_backs_off_unless_our_io_completed_meanwhile(void **state)
 {
 	struct iothread_opts o = { .poll_max_ns = 32768 };
@@ -430,6 +448,7 @@ int main(void)
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
 		cmocka_unit_test(a_late_completion_halves_the_default_window_instead_of_dropping_it),
+		cmocka_unit_test(backed_off_spins_earn_and_lose_credit_within_bounds),
 		cmocka_unit_test(affinity_confines_the_thread_and_refuses_cpus_that_are_not_there),
 		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
