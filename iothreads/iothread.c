@@ -52,7 +52,7 @@ struct iothread {
 	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
 	uint64_t poll_off_until;  /* CLOCK_MONOTONIC ns: the core was contended, do not poll before */
 	unsigned int io_inflight; /* engine SQEs (iothread_get_sqe) not yet reaped */
-	int spin_credit;          /* backed-off spins: see iothread_spin_credit() */
+	int spin_credit;          /* pre-sleep spins: see iothread_spin_credit() */
 	unsigned int spin_skips;  /* sleeps without a spin since the credit ran out */
 	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
 
@@ -613,12 +613,12 @@ int iothread_spin_credit(int credit, bool found_work)
 }
 
 /*
- * Backed off: may the thread spin for IOTHREAD_SPIN_NS more before sleeping? Only when none of
- * our I/O is in flight (with I/O in flight the kernel's worker doing it may need this core) and
- * the recent spins found work; once the credit is spent, every IOTHREAD_SPIN_PROBE-th sleep
- * tries again.
+ * About to sleep (backed off, or the polling window ran out): may the thread spin, without
+ * yielding, until IOTHREAD_SPIN_NS after its last work? Only when none of our I/O is in flight
+ * (with I/O in flight the kernel's worker doing it may need this core) and the recent spins
+ * found work; once the credit is spent, every IOTHREAD_SPIN_PROBE-th sleep tries again.
  */
-static bool backed_off_spin(struct iothread *it, uint64_t idle_ns)
+static bool spin_before_sleeping(struct iothread *it, uint64_t idle_ns)
 {
 	if (it->io_inflight || idle_ns >= IOTHREAD_SPIN_NS)
 		return false;
@@ -672,7 +672,7 @@ static int idle_wait(struct iothread *it)
 static void loop(struct iothread *it)
 {
 	uint64_t idle_since = now_ns(), poll_ns;
-	bool spinning = false; /* in a backed-off spin (backed_off_spin) */
+	bool spinning = false; /* in a spin before sleeping (spin_before_sleeping) */
 
 	while (!atomic_load_explicit(&it->stop, memory_order_relaxed)) {
 		int work = run_messages(it);
@@ -698,7 +698,7 @@ static void loop(struct iothread *it)
 						     &it->opts))
 				continue;
 			it->poll_off_until = now_ns() + IOTHREAD_POLL_BACKOFF_NS;
-		} else if (poll_ns && backed_off_spin(it, now_ns() - idle_since)) {
+		} else if (poll_ns && spin_before_sleeping(it, now_ns() - idle_since)) {
 			/* no yield: that would hand a spinning vCPU the core for a time slice */
 			spinning = true;
 			continue;

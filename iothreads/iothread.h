@@ -46,9 +46,10 @@
  * spinning vCPU) wants the core: polling stops for IOTHREAD_POLL_BACKOFF_NS (the guest's kicks
  * wake the sleeping thread at once). A yield shorter than IOTHREAD_POLL_SLICE_NS during which
  * our own completions arrived gave the core to the kernel's io-wq worker doing our I/O: no
- * back-off (iothread_poll_contended()). While backed off, a thread with none of its I/O in
- * flight still spins IOTHREAD_SPIN_NS, without yielding, before it sleeps, as long as such
- * spins keep finding work (a credit, iothread_spin_credit()): the guest's next request comes
+ * back-off (iothread_poll_contended()). A thread about to sleep (backed off, or its window ran
+ * out) with none of its I/O in flight first spins until IOTHREAD_SPIN_NS after its last work,
+ * without yielding, as long as such spins keep finding work (a credit,
+ * iothread_spin_credit()): the guest's next request comes
  * within microseconds when the vCPU runs on the other core, and a kick plus a wake-up cost
  * tens of microseconds here. Measured on 2 cores with 2 spinning vCPUs and 2 iothreads:
  * page-cached randread QD1 2 queues 38k -> 180k IOPS (medians of 4); without the credit, the
@@ -101,7 +102,7 @@ struct iovec;
 #define IOTHREAD_POLL_SLICE_NS 300000
 /* how long polling stays off after that */
 #define IOTHREAD_POLL_BACKOFF_NS 20000000
-/* backed off: spin this long before sleeping while the credit lasts, probe every 64th sleep */
+/* before sleeping: spin this long after the last work while the credit lasts; probe every 64th */
 #define IOTHREAD_SPIN_NS 20000
 #define IOTHREAD_SPIN_CREDIT_MAX 8
 #define IOTHREAD_SPIN_PROBE 64
@@ -341,7 +342,7 @@ bool iothread_poll_contended(uint64_t yield_ns, unsigned int cqes_ready,
 int iothread_set_affinity(struct iothread *it, const cpu_set_t *cpus, struct error **errp);
 
 /**
- * iothread_spin_credit - the backed-off spin's credit after one spin (see the essay), pure
+ * iothread_spin_credit - the pre-sleep spin's credit after one spin (see the essay), pure
  * @credit: the credit before
  * @found_work: whether the spin found work before IOTHREAD_SPIN_NS ran out
  *

@@ -297,7 +297,7 @@ static void affinity_confines_the_thread_and_refuses_cpus_that_are_not_there(voi
 	iothread_destroy(it);
 }
 
-static void backed_off_spins_earn_and_lose_credit_within_bounds(void **state)
+static void pre_sleep_spins_earn_and_lose_credit_within_bounds(void **state)
 {
 	int c = 1;
 
@@ -448,7 +448,7 @@ int main(void)
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
 		cmocka_unit_test(a_late_completion_halves_the_default_window_instead_of_dropping_it),
-		cmocka_unit_test(backed_off_spins_earn_and_lose_credit_within_bounds),
+		cmocka_unit_test(pre_sleep_spins_earn_and_lose_credit_within_bounds),
 		cmocka_unit_test(affinity_confines_the_thread_and_refuses_cpus_that_are_not_there),
 		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
