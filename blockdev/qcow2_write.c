@@ -466,6 +466,15 @@ static int publish(struct qcow2 *q, const struct qcow2_pending *p, size_t n)
 	return ret;
 }
 
+/* Whether publishing @p left its old cluster unreferenced (compressed, or another cluster). */
+static bool replaces_cluster(const struct qcow2_pending *p)
+{
+	uint64_t old = p->old[0] & QCOW2_OFFSET_MASK;
+
+	return (p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
+	       (old && old != (p->ne[0] & QCOW2_OFFSET_MASK));
+}
+
 int qcow2_commit(struct qcow2 *q)
 {
 	bool release = false;
@@ -481,23 +490,13 @@ int qcow2_commit(struct qcow2 *q)
 	ret = qcow2_barrier(q); /* refcounts and data before the entries that point to them */
 	if (!ret)
 		ret = publish(q, q->pending, n);
-	for (size_t i = 0; i < n && !ret; i++) {
-		const struct qcow2_pending *p = &q->pending[i];
-
-		release |= (p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
-			   ((p->old[0] & QCOW2_OFFSET_MASK) &&
-			    (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK));
-	}
+	for (size_t i = 0; i < n && !ret && !release; i++)
+		release = replaces_cluster(&q->pending[i]);
 	if (!ret && release) {
 		ret = qcow2_barrier(q); /* the entries no longer point there before it is reused */
-		for (size_t i = 0; i < n && !ret; i++) {
-			const struct qcow2_pending *p = &q->pending[i];
-
-			if ((p->old[0] & QCOW2_OFLAG_COMPRESSED) ||
-			    ((p->old[0] & QCOW2_OFFSET_MASK) &&
-			     (p->old[0] & QCOW2_OFFSET_MASK) != (p->ne[0] & QCOW2_OFFSET_MASK)))
-				ret = release_entry(q, p->old[0]);
-		}
+		for (size_t i = 0; i < n && !ret; i++)
+			if (replaces_cluster(&q->pending[i]))
+				ret = release_entry(q, q->pending[i].old[0]);
 	}
 	if (ret && q->grouping && !q->group_err)
 		q->group_err = ret; /* some writes of the group lost their entries */
