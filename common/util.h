@@ -20,7 +20,6 @@
 #define MiB (1024ULL * KiB)
 #define GiB (1024ULL * MiB)
 
-/* true if [off, off+len) lies inside [0, size) without overflow */
 /* Whether the @n bytes at @p are all zero. */
 static inline int buf_is_zero(const void *p, size_t n)
 {
@@ -29,6 +28,7 @@ static inline int buf_is_zero(const void *p, size_t n)
 	return n == 0 || (b[0] == 0 && __builtin_memcmp(b, b + 1, n - 1) == 0);
 }
 
+/* true if [off, off+len) lies inside [0, size) without overflow */
 static inline int range_within(uint64_t off, uint64_t len, uint64_t size)
 {
 	return off <= size && len <= size - off;

@@ -43,7 +43,7 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 		off += n;
 		img_progress_update(&prog, off);
 	}
-	img_progress_end(&prog);
+	img_progress_end(&prog, !ret);
 	free(buf);
 	return ret ? ret : blockdev_flush(base);
 }

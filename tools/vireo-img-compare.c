@@ -133,10 +133,7 @@ int img_compare(int argc, char **argv)
 	}
 	img_progress_start(&prog, progress && !quiet, MAX(a->size, b->size));
 	ret = compare(a, b, quiet, ba, bb, &prog);
-	if (ret == 0)
-		img_progress_end(&prog);
-	else if (progress && !quiet)
-		printf("\n");
+	img_progress_end(&prog, ret == 0);
 	if (ret < 0) {
 		fprintf(stderr, "%s: error while comparing '%s' and '%s': %s\n", IMG_PROG,
 			argv[optind], argv[optind + 1], strerror(-ret));

@@ -490,7 +490,7 @@ int img_convert(int argc, char **argv)
 	ret = copy(&c);
 	if (!ret && !c.no_flush)
 		ret = blockdev_flush(c.dst);
-	img_progress_end(&c.prog);
+	img_progress_end(&c.prog, !ret);
 	if (ret) {
 		error_setg_errno(&err, -ret, "error while converting '%s' to '%s'", argv[optind],
 				 argv[optind + 1]);

@@ -27,8 +27,7 @@
 
 struct dd {
 	const char *in, *out, *fmt, *out_fmt;
-	uint64_t bs, count, skip;
-	bool has_count;
+	uint64_t bs, count, skip; /* count: UINT64_MAX = to the input's end */
 };
 
 /* One operand KEY=VALUE; -1 with a message naming it when it is unknown or bad. */
@@ -56,7 +55,6 @@ static int dd_operand(struct dd *d, const char *arg, struct error **errp)
 	} else if (klen == 5 && !strncmp(arg, "count", 5)) {
 		if (parse_u64("count", val, 0, UINT64_MAX, &d->count, errp))
 			return -1;
-		d->has_count = true;
 	} else if (klen == 4 && !strncmp(arg, "skip", 4)) {
 		if (parse_u64("skip", val, 0, UINT64_MAX, &d->skip, errp))
 			return -1;
@@ -87,7 +85,7 @@ static int dd_copy(struct blockdev *in, struct blockdev *out, uint64_t from, uin
 
 int img_dd(int argc, char **argv)
 {
-	struct dd d = { .bs = 512, .out_fmt = "raw" };
+	struct dd d = { .bs = 512, .count = UINT64_MAX, .out_fmt = "raw" };
 	struct blockdev *in = NULL, *out = NULL;
 	struct error *err = NULL;
 	uint64_t from, len;
@@ -118,8 +116,8 @@ int img_dd(int argc, char **argv)
 	}
 	from = d.skip * d.bs;
 	len = in->size - from;
-	if (d.has_count && d.count < len / d.bs + 1)
-		len = MIN(len, d.count * d.bs);
+	if (d.count <= len / d.bs)
+		len = d.count * d.bs;
 	if (img_create_image(d.out, d.out_fmt, NULL, len, true, NULL, NULL, true, &err) < 0)
 		goto fail;
 	out = img_open(d.out, d.out_fmt, false, NULL, &err);

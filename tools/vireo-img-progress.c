@@ -23,10 +23,10 @@ void img_progress_update(struct img_progress *p, uint64_t done)
 	fflush(stdout);
 }
 
-void img_progress_end(struct img_progress *p)
+void img_progress_end(struct img_progress *p, bool ok)
 {
 	if (!p->on)
 		return;
-	printf("    (100.00/100%%)\n");
+	printf(ok ? "    (100.00/100%%)\n" : "\n"); /* as qemu-img: 100 % only for a success */
 	fflush(stdout);
 }

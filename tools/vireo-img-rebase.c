@@ -55,7 +55,7 @@ static int copy_differences(struct blockdev *bs, struct blockdev *nb, bool progr
 		off += n;
 		img_progress_update(&prog, off);
 	}
-	img_progress_end(&prog);
+	img_progress_end(&prog, !ret);
 	free(a);
 	free(b);
 	return ret;

@@ -62,6 +62,7 @@ struct img_progress {
 };
 void img_progress_start(struct img_progress *p, bool on, uint64_t total);
 void img_progress_update(struct img_progress *p, uint64_t done);
-void img_progress_end(struct img_progress *p);
+/* Ends the line; shows 100 % only when @ok. */
+void img_progress_end(struct img_progress *p, bool ok);
 
 #endif

@@ -110,10 +110,13 @@ static int group_add(struct blockdev *bs, const char *cmd, int max)
 {
 	int pattern;
 	uint64_t off, len;
+	char o[32], l[32];
 	void *buf;
 
-	if (sscanf(cmd, "write -P %i %" SCNu64 " %" SCNu64, &pattern, &off, &len) != 3 ||
-	    !len || off + len < off || off + len > bs->size)
+	/* the offset and length are read as run() reads them ("64k" included) */
+	if (sscanf(cmd, "write -P %i %31s %31s", &pattern, o, l) != 3 ||
+	    parse_size("offset", o, &off, NULL) || parse_size("length", l, &len, NULL) || !len ||
+	    !range_within(off, len, bs->size))
 		return 0;
 	buf = malloc(len);
 	if (!buf)
@@ -135,8 +138,13 @@ int main(int argc, char **argv)
 	struct blockdev *bs;
 
 	while ((c = getopt(argc, argv, "f:o:c:rg:")) != -1) {
-		if (c == 'g')
-			group = MIN(atoi(optarg), 256);
+		if (c == 'g') {
+			uint64_t g;
+
+			if (parse_u64("-g", optarg, 1, ARRAY_SIZE(grp.w), &g, &err))
+				goto fail;
+			group = (int)g;
+		}
 		if (c == 'f' && blockdev_opts_set(&o, "format", optarg, &err))
 			goto fail;
 		if (c == 'o') {
@@ -158,7 +166,7 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-r] FILE -c CMD...\n");
+		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-r] [-g N] FILE -c CMD...\n");
 		return 1;
 	}
 	bs = blockdev_open(argv[optind], &o, &err);

@@ -43,6 +43,12 @@ for round in $(seq 1 "$ROUNDS"); do
 	sleep "0.0$((RANDOM % 60 + 5))"
 	kill -9 $pid 2>/dev/null
 	wait $pid 2>/dev/null
+	rc=$?
+	# 137: killed mid-run, as meant; 0: it finished first; anything else is img_io failing
+	if [ $rc -ne 0 ] && [ $rc -ne 137 ]; then
+		echo "not ok - round $round ($img): img_io exit $rc"
+		failures=$((failures + 1))
+	fi
 	qemu-img check "$img" >check.out 2>&1
 	rc=$?
 	[ $rc -eq 3 ] && leaky=$((leaky + 1))

@@ -671,12 +671,13 @@ static int sqes_left_queued(const char *cache, const char *mode)
 	struct harness h;
 	unsigned int most;
 
+	bool ok;
+
 	submit_mode = mode;
-	if (!setup(&h, cache, false, 0)) {
-		submit_mode = NULL;
-		return -1;
-	}
+	ok = setup(&h, cache, false, 0);
 	submit_mode = NULL;
+	if (!ok)
+		return -1;
 	for (int i = 0; i < 16; i++) {
 		fill(buf[i], BLK, (unsigned int)i);
 		set_rw(&reqs[i], BLOCKDEV_OP_WRITE, (uint64_t)i * 3 * BLK, buf[i], BLK);

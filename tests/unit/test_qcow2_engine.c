@@ -339,7 +339,7 @@ static void a_failing_write_among_concurrent_allocating_writes_fails_alone(void 
 	assert_int_equal(posix_memalign((void **)&rbuf, 4096, (size_t)NBLK * BLK), 0);
 	env_open(*state);
 	for (int i = 0; i < N; i++) {
-		/* blocks 0, 3, 6, ... skipping the bad cluster's 16 blocks */
+		/* blocks 0, 3, 6, ...; from the bad cluster on, 48 blocks (3 clusters) further */
 		uint32_t blk = (uint32_t)i * 3 + (i * 3 >= BAD * 16 ? 48 : 0);
 		uint8_t *p = wbuf + (size_t)i * BLK;
 

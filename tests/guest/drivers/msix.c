@@ -23,16 +23,20 @@ int msix_init(struct msix *m, const struct pci_dev *d)
 {
 	uint32_t tab;
 	struct pci_bar bar;
+	unsigned int cap = pci_find_cap(d->bdf, PCI_CAP_MSIX, 0);
 
-	*m = (struct msix){ .bdf = d->bdf };
-	m->cap = pci_find_cap(d->bdf, PCI_CAP_MSIX, 0);
-	if (!m->cap) {
+	*m = (struct msix){ .bdf = d->bdf }; /* cap and table stay 0 until both are checked */
+	if (!cap) {
 		err_set("%02x:%02x.%x has no MSI-X capability", PCI_BUS(d->bdf), PCI_DEV(d->bdf),
 			PCI_FN(d->bdf));
 		return -1;
 	}
-	m->size = (pci_read16(d->bdf, m->cap + MSIX_CTRL) & MSIX_CTRL_SIZE) + 1;
-	tab = pci_read32(d->bdf, m->cap + MSIX_TABLE);
+	m->size = (pci_read16(d->bdf, cap + MSIX_CTRL) & MSIX_CTRL_SIZE) + 1;
+	tab = pci_read32(d->bdf, cap + MSIX_TABLE);
+	if ((tab & 7) > 5) {
+		err_set("MSI-X table in reserved BAR indicator %u", tab & 7);
+		return -1;
+	}
 	if (pci_bar(d, tab & 7, &bar) < 0)
 		return -1;
 	if ((tab & ~7u) + (uint64_t)m->size * MSIX_ENTRY_SIZE > bar.size) {
@@ -40,6 +44,7 @@ int msix_init(struct msix *m, const struct pci_dev *d)
 			tab & ~7u, tab & 7, bar.size);
 		return -1;
 	}
+	m->cap = cap;
 	m->table = bar.addr + (tab & ~7u);
 	return 0;
 }

@@ -16,6 +16,8 @@
 #define CFG_MAX_DISCARD         36
 #define CFG_MAX_WRITE_ZEROES    48
 
+_Static_assert(BLK_MAX_QUEUES <= NR_DEV_VECTORS, "an MSI-X vector (and IDT stub) per queue");
+
 static struct vring_mem rings[BLK_RING_SETS][BLK_MAX_QUEUES];
 
 static uint64_t wanted_features(void)

@@ -104,15 +104,13 @@ static void write_avail_flags(struct vring *r, uint16_t v)
 
 bool vring_arm(struct vring *r)
 {
-	volatile struct vring_mem *m = r->mem;
-
 	r->armed = true;
 	if (r->event_idx)
 		write_used_event(r, r->last_used);
 	else
 		write_avail_flags(r, 0);
 	mb();           /* the request above before our second look at used->idx */
-	return m->used_hdr[1] != r->last_used;
+	return vring_used_idx(r) != r->last_used;
 }
 
 uint16_t vring_used_idx(const struct vring *r)
