@@ -162,6 +162,29 @@ static uint64_t vcpu_rip(struct vcpu *vcpu)
 	return regs.rip;
 }
 
+/*
+ * A triple fault. On AMD, KVM re-initialises the vCPU when it intercepts the shutdown (the VMCB
+ * is undefined after one), so the registers read back are the reset state, CS:IP f000:fff0:
+ * say that rather than print the reset vector as where the guest failed.
+ */
+static void vcpu_report_shutdown(struct vcpu *vcpu)
+{
+	struct kvm_sregs sregs;
+	uint64_t rip = vcpu_rip(vcpu);
+
+	if (rip == 0xfff0 && ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) == 0 &&
+	    sregs.cs.selector == 0xf000) {
+		vm_request_stop(vcpu->vm, VM_STOP_ERROR, 1,
+				"vCPU %u: guest triple-faulted (KVM_EXIT_SHUTDOWN); where is unknown: "
+				"KVM reset the vCPU (as it does on AMD)",
+				vcpu->index);
+		return;
+	}
+	vm_request_stop(vcpu->vm, VM_STOP_ERROR, 1,
+			"vCPU %u: guest triple-faulted (KVM_EXIT_SHUTDOWN) at RIP 0x%llx", vcpu->index,
+			(unsigned long long)rip);
+}
+
 static void vcpu_handle_io(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
@@ -223,9 +246,7 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_SHUTDOWN:
-		vm_request_stop(vm, VM_STOP_ERROR, 1,
-				"vCPU %u: guest triple-faulted (KVM_EXIT_SHUTDOWN) at RIP 0x%llx",
-				vcpu->index, (unsigned long long)vcpu_rip(vcpu));
+		vcpu_report_shutdown(vcpu);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		vcpu_system_event(vcpu);

@@ -23,6 +23,22 @@ finish() {
 	sleep 30
 }
 
+# A run that has not ended after 60 s: print each of the VMM's threads, its state and where it
+# waits, every 10 s, beside the L2 console's own report (l2-init.sh's stall_watch).
+vmm_watch() {
+	sleep 60
+	while :; do
+		pid=$(pidof "$1")
+		for t in $(ls "/proc/$pid/task"); do
+			t=/proc/$pid/task/$t
+			echo "E2E-L1-STALL: $(cat "$t/comm") $(cut -d' ' -f3 "$t/stat") $(cat "$t/wchan")" \
+				"utime+stime=$(cut -d' ' -f14,15 "$t/stat")"
+			sed 's/^/E2E-L1-STALL:     /' "$t/stack"
+		done
+		sleep 10
+	done
+}
+
 echo "E2E-L1-INIT-REACHED uptime=$(cut -d' ' -f1 /proc/uptime)s"
 [ -r /e2e/config ] || { echo "E2E-L1-ERROR=no /e2e/config in the initramfs"; finish; }
 . /e2e/config
@@ -71,10 +87,13 @@ vireo)
 	echo "E2E-L1-RUN: vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio" \
 		"--cmdline '$E2E_L2_CMDLINE' --cpus $E2E_CPUS --memory $E2E_MEMORY $drive_vireo"
 	echo "E2E-L2-CONSOLE-BEGIN"
+	vmm_watch vireo &
+	watcher=$!
 	# shellcheck disable=SC2086
 	timeout -s KILL "$E2E_VMM_TIMEOUT" vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio \
 		--cmdline "$E2E_L2_CMDLINE" --cpus "$E2E_CPUS" --memory "$E2E_MEMORY" $drive_vireo
 	rc=$?
+	kill "$watcher" 2>/dev/null
 	;;
 qemu)
 	echo "E2E-L1-RUN: qemu-system-x86_64 -M pc -accel kvm -cpu host -smp $E2E_CPUS" \

@@ -23,12 +23,14 @@ test=boot
 queues=
 fiocpus=
 fiosize=8
+stall=30
 for arg in $(cat /proc/cmdline); do
 	case $arg in
 	vireo.test=*) test=${arg#vireo.test=} ;;
 	vireo.queues=*) queues=${arg#vireo.queues=} ;;
 	vireo.fiocpus=*) fiocpus=${arg#vireo.fiocpus=} ;;
 	vireo.fiosize=*) fiosize=${arg#vireo.fiosize=} ;;
+	vireo.stall=*) stall=${arg#vireo.stall=} ;;
 	esac
 done
 echo "E2E-L2-TEST=$test"
@@ -43,6 +45,25 @@ fail() {
 load_modules() {
 	for m in $(cat /lib/e2e-modules/order); do
 		insmod "/lib/e2e-modules/$m" || fail "insmod $m"
+	done
+}
+
+# While fio runs (a few seconds normally): past vireo.stall=SECONDS (default 30), print what the
+# disk's queues hold every 10 s, so that a hung run's log says where the requests are stuck.
+stall_watch() {
+	sleep "$stall"
+	mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	while :; do
+		echo "E2E-L2-STALL: uptime=$(cut -d' ' -f1 /proc/uptime)s inflight=$(cat /sys/block/vda/inflight)"
+		grep -i virtio /proc/interrupts | sed 's/^/E2E-L2-STALL: /'
+		for h in /sys/kernel/debug/block/vda/hctx*; do
+			for f in state busy dispatch; do
+				[ -r "$h/$f" ] || continue
+				sed "s|^|E2E-L2-STALL: ${h##*/}/$f: |" "$h/$f" | head -n 20
+			done
+		done
+		echo w >/proc/sysrq-trigger
+		sleep 10
 	done
 }
 
@@ -80,11 +101,14 @@ run_fio() {
 		[ $i -gt 0 ] && jobs="$jobs --stonewall"
 		i=$((i + 1))
 	done
+	stall_watch &
+	watcher=$!
 	# shellcheck disable=SC2086
 	fio --filename=/dev/vda --rw=randwrite --bs=4k --size="${fiosize}M" --ioengine=libaio \
 		--direct=1 --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 \
 		--randrepeat=0 --group_reporting --eta=never $jobs
 	echo "E2E-L2-FIO-EXIT=$?"
+	kill "$watcher" 2>/dev/null
 	for q in /sys/block/vda/mq/*; do
 		echo "E2E-L2-VDA-QUEUE$(basename "$q")-CPUS=$(cat "$q/cpu_list")"
 	done
