@@ -167,34 +167,55 @@ static int add_data(struct worker *w, uint64_t off, uint64_t len, const uint8_t 
 	return ret;
 }
 
-/* -c: whole target clusters, each compressed unless it reads as zeroes. */
+/* One whole cluster at @off (@n bytes, less only at the image's end): read, then compress or zero. */
+static int compress_cluster(struct worker *w, uint64_t chunk, uint64_t off, uint64_t n)
+{
+	struct convert *c = w->c;
+	uint8_t *p = w->buf + (off - chunk);
+	int ret = blockdev_pread(c->src, off, p, n);
+
+	if (ret)
+		return ret;
+	if (c->sparse && buf_is_zero(p, n))
+		return must_zero(c) ? add(w, W_ZERO, off, n, NULL) : 0;
+	return add(w, W_COMPRESS, off, n, p);
+}
+
+/*
+ * As prepare(), for a compressed target, whose unit is the cluster: block status is asked once
+ * per extent, and the whole clusters an extent covers are skipped, zeroed or filled together; a
+ * cluster that straddles extents is read whole and compressed (or found zero).
+ */
 static int prepare_compressed(struct worker *w, uint64_t chunk, uint64_t end)
 {
 	struct convert *c = w->c;
-	uint64_t cs = qcow2_of(c->dst)->cluster_size, map;
-	struct blockdev *file;
+	uint64_t cs = qcow2_of(c->dst)->cluster_size;
 
-	for (uint64_t off = chunk; off < end; off += cs) {
-		uint64_t n = MIN(cs, end - off), pnum;
-		int st = blockdev_block_status(c->src, off, n, &pnum, &map, &file), ret = 0;
-		uint8_t *p = w->buf + (off - chunk);
+	for (uint64_t off = chunk; off < end;) {
+		uint64_t pnum, map, whole;
+		struct blockdev *file;
+		int st = blockdev_block_status(c->src, off, end - off, &pnum, &map, &file), ret = 0;
+		enum action act;
 
 		if (st < 0)
 			return st;
-		if (pnum == n && action_of(c, st) == SKIP)
-			continue;
-		if (pnum == n && action_of(c, st) == ZERO)
-			ret = add(w, W_ZERO, off, n, NULL);
-		else if (pnum == n && action_of(c, st) == FILL)
-			ret = add(w, W_COMPRESS, off, n, c->zeroes);
-		else if (!(ret = blockdev_pread(c->src, off, p, n))) {
-			if (c->sparse && buf_is_zero(p, n))
-				ret = must_zero(c) ? add(w, W_ZERO, off, n, NULL) : 0;
-			else
-				ret = add(w, W_COMPRESS, off, n, p);
+		if (!pnum || pnum > end - off)
+			return -EIO;
+		/* the clusters the extent covers entirely (the image's last one may be short) */
+		whole = pnum == end - off ? pnum : pnum / cs * cs;
+		act = whole ? action_of(c, st) : DATA;
+		if (act == ZERO)
+			ret = add(w, W_ZERO, off, whole, NULL);
+		for (uint64_t o = off; act == FILL && !ret && o < off + whole; o += cs)
+			ret = add(w, W_COMPRESS, o, MIN(cs, off + whole - o), c->zeroes);
+		if (act == DATA) {
+			whole = MAX(whole, MIN(cs, end - off));
+			for (uint64_t o = off; !ret && o < off + whole; o += cs)
+				ret = compress_cluster(w, chunk, o, MIN(cs, off + whole - o));
 		}
 		if (ret)
 			return ret;
+		off += whole;
 	}
 	return 0;
 }
