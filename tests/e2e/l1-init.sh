@@ -26,11 +26,10 @@ finish() {
 # A run that has not ended after 60 s: print each of the VMM's threads, its state and where it
 # waits, every 10 s, beside the L2 console's own report (l2-init.sh's stall_watch).
 vmm_watch() {
+	set +f # runs in the background, after the VMM's command line turned globbing off
 	sleep 60
 	while :; do
-		pid=$(pidof "$1")
-		for t in $(ls "/proc/$pid/task"); do
-			t=/proc/$pid/task/$t
+		for t in /proc/"$(pidof "$1")"/task/*; do
 			echo "E2E-L1-STALL: $(cat "$t/comm") $(cut -d' ' -f3 "$t/stat") $(cat "$t/wchan")" \
 				"utime+stime=$(cut -d' ' -f14,15 "$t/stat")"
 			sed 's/^/E2E-L1-STALL:     /' "$t/stack"
