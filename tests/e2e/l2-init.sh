@@ -23,7 +23,7 @@ test=boot
 queues=
 fiocpus=
 fiosize=8
-stall=30
+stall=60
 for arg in $(cat /proc/cmdline); do
 	case $arg in
 	vireo.test=*) test=${arg#vireo.test=} ;;
@@ -48,7 +48,7 @@ load_modules() {
 	done
 }
 
-# While fio runs (a few seconds normally): past vireo.stall=SECONDS (default 30), print what the
+# While fio runs (a few seconds normally): past vireo.stall=SECONDS (default 60), print what the
 # disk's queues hold every 10 s, so that a hung run's log says where the requests are stuck.
 stall_watch() {
 	sleep "$stall"
