@@ -4,6 +4,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,56 @@ static void pool_reset(struct vblk_queue *q)
 	}
 	q->pushed = false;
 	q->broken_reported = false;
+}
+
+unsigned int vblk_nr_queues(const struct vblk *b)
+{
+	return b->nr_queues;
+}
+
+struct status_arg {
+	struct vblk_queue *q;
+	struct vblk_queue_status *st;
+};
+
+static int status_on_iothread(void *arg)
+{
+	struct status_arg *a = arg;
+	unsigned int free = 0;
+
+	for (struct vblk_req *r = a->q->free; r; r = r->next_free)
+		free++;
+	a->st->inuse = a->q->dev->queue_size - free;
+	virtq_get_status(a->q->vq, &a->st->vq);
+	return 0;
+}
+
+int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_status *st,
+		      struct error **errp)
+{
+	struct vblk_queue *q;
+	struct status_arg a;
+	int ret = 0;
+
+	if (index >= b->nr_queues) {
+		error_setg(errp, "%s has %u queues: there is no queue %u", b->name, b->nr_queues,
+			   index);
+		return -1;
+	}
+	q = &b->queues[index];
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&b->vpci.lock);
+	st->running = q->running;
+	if (q->running) {
+		st->iothread = iothread_name(q->it);
+		a = (struct status_arg){ q, st };
+		ret = iothread_run_sync(q->it, status_on_iothread, &a);
+	}
+	pthread_mutex_unlock(&b->vpci.lock);
+	if (ret < 0)
+		error_setg_errno(errp, -ret, "%s: iothread %s did not answer for queue %u", b->name,
+				 st->iothread, index);
+	return ret < 0 ? -1 : 0;
 }
 
 struct drain_arg {

@@ -159,4 +159,29 @@ struct pci_device *vblk_pci(struct vblk *b);
 /* Stops the queues (as a guest reset), frees the blockdev queues. The iothreads must still run. */
 void vblk_destroy(struct vblk *b);
 
+/**
+ * struct vblk_queue_status - what QMP x-query-virtio-queue-status shows of one queue
+ * @running: the queue is enabled and served (DRIVER_OK, not reset); the rest is zero if not
+ * @inuse: chains popped and not yet completed
+ * @iothread: the name of the iothread serving it
+ */
+struct vblk_queue_status {
+	bool running;
+	unsigned int inuse;
+	const char *iothread;
+	struct virtq_status vq;
+};
+
+/* Number of queues (num-queues). */
+unsigned int vblk_nr_queues(const struct vblk *b);
+
+/**
+ * vblk_queue_status - a snapshot of queue @index, taken on its iothread (control plane)
+ *
+ * Holds the transport lock (so the guest cannot reset or activate the device meanwhile) and
+ * waits for the queue's iothread to copy the state out. Fails only for an index out of range.
+ */
+int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_status *st,
+		      struct error **errp);
+
 #endif

@@ -240,3 +240,23 @@ bool virtq_set_notify(struct virtq *vq, bool enable)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return avail_pending(vq) != 0;
 }
+
+void virtq_get_status(struct virtq *vq, struct virtq_status *st)
+{
+	*st = (struct virtq_status){
+		.size = vq->size, .desc_gpa = vq->desc_gpa, .avail_gpa = vq->avail_gpa,
+		.used_gpa = vq->used_gpa, .event_idx = vq->event_idx,
+		.signalled_valid = vq->signalled_valid, .notify_enabled = vq->notify_enabled,
+		.broken = vq->broken, .last_avail = vq->last_avail, .used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used,
+	};
+	if (!vq->avail || !vq->used)
+		return; /* not started */
+	st->shadow_avail = LOAD_RELAXED(&vq->avail->idx);
+	st->avail_flags = LOAD_RELAXED(&vq->avail->flags);
+	st->used_flags = LOAD_RELAXED(&vq->used->flags);
+	if (vq->event_idx) {
+		st->used_event = LOAD_RELAXED(used_event_ptr(vq));
+		st->avail_event = LOAD_RELAXED(avail_event_ptr(vq));
+	}
+}

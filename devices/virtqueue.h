@@ -159,6 +159,23 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 bool virtq_should_notify(struct virtq *vq);
 
 /**
+ * struct virtq_status - a snapshot of a started queue, for debugging (QMP x-query-virtio-queue-status)
+ * @last_avail, @used_idx, @signalled_used, @signalled_valid, @notify_enabled, @broken: ours
+ * @shadow_avail: the driver's avail->idx as read now; @avail_flags, @used_flags: both rings' flags
+ * @used_event, @avail_event: the EVENT_IDX words (the driver's and ours), 0 without EVENT_IDX
+ */
+struct virtq_status {
+	uint16_t size;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	bool event_idx, signalled_valid, notify_enabled, broken;
+	uint16_t last_avail, shadow_avail, used_idx, signalled_used;
+	uint16_t avail_flags, used_flags, used_event, avail_event;
+};
+
+/* Fills @st; call on the thread that owns the started queue (the guest's words may change). */
+void virtq_get_status(struct virtq *vq, struct virtq_status *st);
+
+/**
  * virtq_set_notify - ask the driver to kick us (enable) or not to bother (while we poll)
  *
  * Uses avail_event with EVENT_IDX, else VRING_USED_F_NO_NOTIFY. When enabling, a full barrier

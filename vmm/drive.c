@@ -359,6 +359,21 @@ struct iothread *drive_iothread(unsigned int i)
 	return i < DRIVE_MAX_IOTHREADS ? iothreads[i] : NULL;
 }
 
+unsigned int drive_count(void)
+{
+	return nr_drives;
+}
+
+struct vblk *drive_device(unsigned int i)
+{
+	return i < nr_drives ? drives[i].dev : NULL;
+}
+
+const char *drive_name(unsigned int i)
+{
+	return i < nr_drives ? drives[i].name : NULL;
+}
+
 static int iothreads_get(const struct drive_config *c, struct error **errp)
 {
 	for (unsigned int i = 0; i < c->iothreads; i++) {

@@ -85,6 +85,11 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
  * Call after the vCPUs stopped and before vm_destroy.
  */
 void drive_cleanup(void);
+/* The drives added so far, in order: their count, device and name ("virtio-blk0", ...). */
+unsigned int drive_count(void);
+struct vblk *drive_device(unsigned int i);
+const char *drive_name(unsigned int i);
+
 /* Iothread io@i shared by the drives added so far, NULL if no drive created it. */
 struct iothread *drive_iothread(unsigned int i);
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 
+#include "devices/virtio_blk.h"
+#include "vmm/drive.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 
@@ -93,6 +95,92 @@ static int qmp_quit(void *opaque, struct json_object *args, struct json_object *
 	return 0;
 }
 
+/* x-query-virtio: the virtio devices, by the path x-query-virtio-queue-status takes */
+static int qmp_x_query_virtio(void *opaque, struct json_object *args, struct json_object **ret,
+			      struct error **errp)
+{
+	*ret = json_object_new_array();
+	for (unsigned int i = 0; i < drive_count(); i++) {
+		struct json_object *d = json_object_new_object();
+
+		json_object_object_add(d, "path", json_object_new_string(drive_name(i)));
+		json_object_object_add(d, "name", json_object_new_string("virtio-blk"));
+		json_object_object_add(d, "queues",
+				       json_object_new_int((int)vblk_nr_queues(drive_device(i))));
+		json_object_array_add(*ret, d);
+	}
+	return 0;
+}
+
+static struct vblk *device_by_path(struct json_object *args, struct error **errp)
+{
+	struct json_object *p;
+	const char *path;
+
+	if (!args || !json_object_object_get_ex(args, "path", &p) ||
+	    !json_object_is_type(p, json_type_string)) {
+		error_setg(errp, "Parameter 'path' is missing or not a string");
+		return NULL;
+	}
+	path = json_object_get_string(p);
+	for (unsigned int i = 0; i < drive_count(); i++)
+		if (!strcmp(drive_name(i), path))
+			return drive_device(i);
+	error_setg(errp, "No virtio device at path '%s' (x-query-virtio lists them)", path);
+	return NULL;
+}
+
+static void add_int(struct json_object *o, const char *key, int64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64(v));
+}
+
+/* x-query-virtio-queue-status {path, queue}: QEMU's fields, then vireo's own */
+static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *args,
+					   struct json_object **ret, struct error **errp)
+{
+	struct vblk *b = device_by_path(args, errp);
+	struct vblk_queue_status st;
+	struct json_object *q, *o;
+	int64_t index;
+
+	if (!b)
+		return -1;
+	if (!json_object_object_get_ex(args, "queue", &q) || !json_object_is_type(q, json_type_int) ||
+	    (index = json_object_get_int64(q)) < 0 || index > UINT16_MAX) {
+		error_setg(errp, "Parameter 'queue' is missing or not a queue number");
+		return -1;
+	}
+	if (vblk_queue_status(b, (unsigned int)index, &st, errp) < 0)
+		return -1;
+	o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string("virtio-blk"));
+	add_int(o, "queue-index", index);
+	add_int(o, "inuse", st.inuse);
+	add_int(o, "vring-num", st.vq.size);
+	add_int(o, "vring-desc", (int64_t)st.vq.desc_gpa);
+	add_int(o, "vring-avail", (int64_t)st.vq.avail_gpa);
+	add_int(o, "vring-used", (int64_t)st.vq.used_gpa);
+	add_int(o, "last-avail-idx", st.vq.last_avail);
+	add_int(o, "shadow-avail-idx", st.vq.shadow_avail);
+	add_int(o, "used-idx", st.vq.used_idx);
+	add_int(o, "signalled-used", st.vq.signalled_used);
+	json_object_object_add(o, "signalled-used-valid",
+			       json_object_new_boolean(st.vq.signalled_valid));
+	json_object_object_add(o, "running", json_object_new_boolean(st.running));
+	if (st.running)
+		json_object_object_add(o, "iothread", json_object_new_string(st.iothread));
+	json_object_object_add(o, "broken", json_object_new_boolean(st.vq.broken));
+	json_object_object_add(o, "event-idx", json_object_new_boolean(st.vq.event_idx));
+	json_object_object_add(o, "notify-enabled", json_object_new_boolean(st.vq.notify_enabled));
+	add_int(o, "avail-flags", st.vq.avail_flags);
+	add_int(o, "used-flags", st.vq.used_flags);
+	add_int(o, "used-event", st.vq.used_event);
+	add_int(o, "avail-event", st.vq.avail_event);
+	*ret = o;
+	return 0;
+}
+
 static int qmp_query_commands(void *opaque, struct json_object *args, struct json_object **ret,
 			      struct error **errp)
 {
@@ -115,6 +203,8 @@ const struct qmp_command machine_qmp_commands[] = {
 	{ "quit", qmp_quit },
 	{ "system_powerdown", qmp_system_powerdown },
 	{ "system_reset", qmp_system_reset },
+	{ "x-query-virtio", qmp_x_query_virtio },
+	{ "x-query-virtio-queue-status", qmp_x_query_virtio_queue_status },
 };
 const unsigned int machine_qmp_nr_commands =
 	sizeof(machine_qmp_commands) / sizeof(machine_qmp_commands[0]);
