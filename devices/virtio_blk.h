@@ -179,7 +179,8 @@ unsigned int vblk_nr_queues(const struct vblk *b);
  * vblk_queue_status - a snapshot of queue @index, taken on its iothread (control plane)
  *
  * Holds the transport lock (so the guest cannot reset or activate the device meanwhile) and
- * waits for the queue's iothread to copy the state out. Fails only for an index out of range.
+ * waits for the queue's iothread to copy the state out. Fails for an index out of range, or
+ * an iothread that cannot take the request (stopping).
  */
 int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_status *st,
 		      struct error **errp);

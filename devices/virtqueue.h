@@ -159,7 +159,7 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 bool virtq_should_notify(struct virtq *vq);
 
 /**
- * struct virtq_status - a snapshot of a started queue, for debugging (QMP x-query-virtio-queue-status)
+ * struct virtq_status - a snapshot of a started queue, for debugging (x-query-virtio-queue-status)
  * @last_avail, @used_idx, @signalled_used, @signalled_valid, @notify_enabled, @broken: ours
  * @shadow_avail: the driver's avail->idx as read now; @avail_flags, @used_flags: both rings' flags
  * @used_event, @avail_event: the EVENT_IDX words (the driver's and ours), 0 without EVENT_IDX

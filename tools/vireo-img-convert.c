@@ -167,7 +167,7 @@ static int add_data(struct worker *w, uint64_t off, uint64_t len, const uint8_t 
 	return ret;
 }
 
-/* One whole cluster at @off (@n bytes, less only at the image's end): read, then compress or zero. */
+/* One whole cluster at @off (@n bytes: fewer only at the image's end): read, compress or zero. */
 static int compress_cluster(struct worker *w, uint64_t chunk, uint64_t off, uint64_t n)
 {
 	struct convert *c = w->c;
