@@ -341,6 +341,41 @@ static void set_notify_writes_the_flag_or_avail_event(void **state)
 	assert_int_equal(*(uint16_t *)&used(f)->ring[QSZ], 1);
 }
 
+static void status_shows_our_indexes_and_the_drivers_words(void **state)
+{
+	struct fx *f = *state;
+	struct virtq_status st;
+
+	f->vq.event_idx = true;
+	set_desc(f, DESC, 0, BUF, 8, 0, 0);
+	make_avail(f, 0);
+	make_avail(f, 0);
+	make_avail(f, 0);
+	avail(f)->ring[QSZ] = 1; /* used_event */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, f->e.head, 8);
+	assert_true(virtq_should_notify(&f->vq));
+	virtq_set_notify(&f->vq, false);
+	virtq_get_status(&f->vq, &st);
+	assert_int_equal(st.size, QSZ);
+	assert_int_equal(st.desc_gpa, DESC);
+	assert_int_equal(st.avail_gpa, AVAIL);
+	assert_int_equal(st.used_gpa, USED);
+	assert_int_equal(st.last_avail, 1);
+	assert_int_equal(st.shadow_avail, 3); /* the driver's index, two chains not popped yet */
+	assert_int_equal(st.used_idx, 1);
+	assert_int_equal(st.signalled_used, 1);
+	assert_true(st.signalled_valid);
+	assert_true(st.event_idx);
+	assert_false(st.notify_enabled);
+	assert_false(st.broken);
+	assert_int_equal(st.used_event, 1);
+	assert_int_equal(st.avail_event, 1); /* set at the pop, left behind once notify is off */
+	avail(f)->flags = VRING_AVAIL_F_NO_INTERRUPT;
+	virtq_get_status(&f->vq, &st);
+	assert_int_equal(st.avail_flags, VRING_AVAIL_F_NO_INTERRUPT);
+}
+
 /*
  * Randomized: well-formed chains of random shape (direct part, optional indirect tail, random
  * descriptor slots) are popped exactly as built; random garbage never breaks the invariants.
@@ -490,6 +525,7 @@ int main(void)
 		T(notify_follows_used_event_with_event_idx),
 		T(vring_need_event_matches_the_spec_formula),
 		T(set_notify_writes_the_flag_or_avail_event),
+		T(status_shows_our_indexes_and_the_drivers_words),
 		T(random_wellformed_chains_match_the_model),
 		T(random_garbage_keeps_the_invariants),
 	};
