@@ -11,15 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-vireo, guest = sys.argv[1], sys.argv[2]
-if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-    print("SKIP: /dev/kvm is not available")
-    sys.exit(77)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from vmtest import setup  # noqa: E402 (after the path it lives on)
 
-tmp = tempfile.mkdtemp()
+vireo, guest, tmp = setup()
 sock_path = os.path.join(tmp, "qmp.sock")
 disk = os.path.join(tmp, "disk.raw")
 with open(disk, "wb") as f:

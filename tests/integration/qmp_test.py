@@ -8,15 +8,11 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-vireo, guest = sys.argv[1], sys.argv[2]
-if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-    print("SKIP: /dev/kvm is not available")
-    sys.exit(77)
+from vmtest import setup
 
-tmp = tempfile.mkdtemp()
+vireo, guest, tmp = setup()
 path = os.path.join(tmp, "qmp.sock")
 vm = subprocess.Popen([vireo, "run", "--kernel", guest, "--cpus", "2", "--memory", "64M",
                        "--serial", "none", "--qmp", "unix:" + path + ",server,nowait"],
