@@ -3,7 +3,8 @@
 # /init of the emulated host (L1): the Debian cloud kernel under QEMU TCG with nested SVM.
 #
 # Loads kvm + kvm_amd, checks /dev/kvm, then runs the VMM under test (vireo, or QEMU as a
-# stand-in) on the L2 kernel and initramfs as /e2e/config says. Prints E2E-L1-* lines and
+# stand-in) on the L2 kernel and initramfs as /e2e/config says, or (E2E_TEST=guest) our test
+# guest's runs under vireo. Prints E2E-L1-* lines and
 # E2E-VIREO-EXIT=<status> for tests/e2e/run.sh, then powers L1 off.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
@@ -21,6 +22,12 @@ finish() {
 	sync
 	poweroff -f
 	sleep 30
+}
+
+# What L1's KVM said while the VMM ran (failed entries, unhandled MSRs, emulation failures).
+kvm_dmesg() {
+	dmesg | grep -i -E 'kvm|svm' | grep -v -E 'Nested Paging|Nested Virtualization|kvm: Nested' |
+		tail -n 20 | sed 's/^/E2E-L1-DMESG: /'
 }
 
 # A run that has not ended after 60 s: print each of the VMM's threads, its state and where it
@@ -62,6 +69,26 @@ if [ ! -c /dev/kvm ]; then
 	finish
 fi
 echo "E2E-L1-KVM=ok ($(dmesg | grep -o 'Nested Paging enabled' | head -n 1))"
+
+# --test guest: the test guest's vireo runs (tests/guest/vireo-runs.txt, "NAME: OPTIONS -- CMDLINE")
+# on L1's nested KVM, one after the other, each ending in E2E-GUEST-RESULT=NAME STATUS.
+if [ "$E2E_TEST" = guest ]; then
+	echo "E2E-L1-VIREO-VERSION=$(vireo --version 2>&1 | head -n 1)"
+	echo "E2E-L2-CONSOLE-BEGIN"
+	set -f # the runs' words are not globs
+	while read -r name rest; do
+		case $name in '' | '#'*) continue ;; esac
+		name=${name%:}
+		echo "E2E-GUEST-RUN: $name: $rest"
+		# shellcheck disable=SC2086 # options and command line are word lists
+		sh /e2e/guest/run-vireo.sh /usr/bin/vireo --timeout "$E2E_GUEST_TIMEOUT" ${rest%% -- *} \
+			/e2e/guest/guest.elf ${rest#* -- } </dev/null
+		echo "E2E-GUEST-RESULT=$name $?"
+	done </e2e/guest/runs
+	echo "E2E-L2-CONSOLE-END"
+	kvm_dmesg
+	finish
+fi
 
 drive_vireo=
 drive_qemu=
@@ -121,7 +148,5 @@ echo
 echo "E2E-L2-CONSOLE-END"
 [ "$rc" -eq 137 ] && echo "E2E-VIREO-TIMEOUT=${E2E_VMM_TIMEOUT}s"
 echo "E2E-VIREO-EXIT=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
-# What L1's KVM said while the VMM ran (failed entries, unhandled MSRs, emulation failures).
-dmesg | grep -i -E 'kvm|svm' | grep -v -E 'Nested Paging|Nested Virtualization|kvm: Nested' |
-	tail -n 20 | sed 's/^/E2E-L1-DMESG: /'
+kvm_dmesg
 finish

@@ -3,10 +3,10 @@
 # Test bed 2: boots an emulated host (L1: QEMU TCG with nested SVM, the Debian cloud kernel),
 # runs the VMM under test inside it on the same stock kernel (L2), and checks what L2 printed.
 #
-# usage: run.sh [--test boot|fio] [--vmm vireo|qemu] [--vireo PATH] [--cpus N] [--memory SIZE]
-#               [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
-#               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--work-dir DIR]
-#               [--cache-dir DIR] [--build-dir DIR]
+# usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
+#               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
+#               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
+#               [--guest-runs FILE] [--work-dir DIR] [--cache-dir DIR] [--build-dir DIR]
 #
 #   --test boot   L2 reaches its /init, counts its CPUs (must equal --cpus), powers off; the VMM
 #                 exits 0.
@@ -15,6 +15,10 @@
 #                 randwrite + crc32c verify must pass (one job pinned to each CPU of
 #                 --fio-cpus, e.g. 0,1, default all; each on --fio-size MiB of its own, default
 #                 8; one after the other).
+#   --test guest  no Linux in L2: our test guest (--guest-elf) under vireo on L1's nested KVM,
+#                 once for each run of --guest-runs (default tests/guest/vireo-runs.txt, the
+#                 guest suite's vireo runs); every run must pass. For machines whose own
+#                 /dev/kvm cannot run the guest suite.
 #   --vmm qemu    use qemu-system-x86_64 inside L1 instead of vireo (to check the bed itself);
 #                 the default is $E2E_L2_VMM, else vireo.
 #   --l2-append   extra L2 kernel parameters, e.g. "earlyprintk=ttyS0 loglevel=8".
@@ -36,6 +40,8 @@ fio_cpus=
 fio_size=
 timeout_s=
 l2_append=
+guest_elf=
+guest_runs=$E2E_DIR/../guest/vireo-runs.txt
 work=
 cache=
 build_dir=
@@ -53,15 +59,27 @@ while (($#)); do
 	--fio-size) fio_size=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--l2-append) l2_append=$2; shift 2 ;;
+	--guest-elf) guest_elf=$2; shift 2 ;;
+	--guest-runs) guest_runs=$2; shift 2 ;;
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,28p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
-case $test in boot | fio) ;; *) e2e_die "run.sh: --test must be boot or fio, not '$test'" ;; esac
+case $test in
+boot | fio | guest) ;;
+*) e2e_die "run.sh: --test must be boot, fio or guest, not '$test'" ;;
+esac
 case $vmm in vireo | qemu) ;; *) e2e_die "run.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
+if [[ $test == guest ]]; then
+	[[ $vmm == vireo ]] || e2e_die "run.sh: --test guest runs vireo only (QEMU's guest runs need the host's KVM)"
+	[[ -r $guest_elf ]] || e2e_die "run.sh: --test guest needs --guest-elf, the test guest (not '$guest_elf')"
+	[[ -r $guest_runs ]] || e2e_die "run.sh: --guest-runs: cannot read '$guest_runs'"
+	guest_names=$(sed -n 's/^\([^#][^:]*\): .* -- .*$/\1/p' "$guest_runs")
+	[[ -n $guest_names ]] || e2e_die "run.sh: --guest-runs: no 'NAME: OPTIONS -- CMDLINE' line in '$guest_runs'"
+fi
 for v in cpus queues iothreads timeout_s fio_size; do
 	[[ -z ${!v} || ${!v} =~ ^[1-9][0-9]*$ ]] || e2e_die "run.sh: --${v%_s} must be a positive integer"
 done
@@ -79,7 +97,7 @@ if [[ $vmm == vireo ]]; then
 	help=$("$vireo" --help 2>&1 || true)
 	grep -q -E '(^|[^-[:alnum:]])run([^-[:alnum:]]|$)' <<<"$help" ||
 		e2e_skip "this vireo has no 'run' command yet ('vireo --help' does not mention it)"
-	[[ $test == fio ]] && ! grep -q -- '--drive' <<<"$help" &&
+	[[ $test != boot ]] && ! grep -q -- '--drive' <<<"$help" &&
 		e2e_skip "this vireo has no disks yet ('vireo --help' does not mention --drive)"
 fi
 
@@ -119,7 +137,14 @@ mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
 	[[ $test == fio ]] && echo "E2E_DISK_SIZE=$disk_size" || echo "E2E_DISK_SIZE="
 	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
 	printf 'E2E_L2_CMDLINE=%q\n' "$l2_cmdline"
+	echo "E2E_GUEST_TIMEOUT=${E2E_GUEST_TIMEOUT:-300}"
 } >"$stage/e2e/config"
+if [[ $test == guest ]]; then
+	mkdir -p "$stage/e2e/guest"
+	cp "$guest_elf" "$stage/e2e/guest/guest.elf"
+	cp "$guest_runs" "$stage/e2e/guest/runs"
+	cp "$E2E_DIR/../guest/run-vireo.sh" "$E2E_DIR/../guest/verdict.sh" "$stage/e2e/guest/"
+fi
 if [[ $vmm == vireo ]]; then
 	cp "$vireo" "$stage/usr/bin/vireo"
 	libs=$(e2e_lib_closure "$vireo")
@@ -220,7 +245,12 @@ fi
 grep -a -q '^E2E-L1-INIT-REACHED' "$log" || fails+=("L1 never reached its init")
 l1err=$(val E2E-L1-ERROR)
 [[ -z $l1err ]] || fails+=("L1: $(grep -a -m1 '^E2E-L1-ERROR=' "$log" | cut -d= -f2-)")
-if grep -a -q '^E2E-L1-KVM=ok' "$log"; then
+if [[ $test == guest ]] && grep -a -q '^E2E-L1-KVM=ok' "$log"; then
+	for name in $guest_names; do
+		check "the test guest's run $name (E2E-GUEST-RESULT)" 0 \
+			"$(grep -a -m1 "^E2E-GUEST-RESULT=$name " "$log" | cut -d' ' -f2 || true)"
+	done
+elif grep -a -q '^E2E-L1-KVM=ok' "$log"; then
 	check "L2 reached its init" yes "$(grep -a -q '^E2E-L2-INIT-REACHED' "$log" && echo yes)"
 	check "CPUs L2 counts (nproc)" "$cpus" "$(val E2E-L2-NPROC)"
 	check "CPUs in L2's /proc/cpuinfo" "$cpus" "$(val E2E-L2-CPUINFO)"
@@ -246,4 +276,5 @@ if ((${#fails[@]})); then
 fi
 what="$cpus CPUs"
 [[ $test == fio ]] && what+=", $queues queues, $iothreads iothreads"
+[[ $test == guest ]] && what="$(wc -w <<<"$guest_names") runs of the test guest"
 echo "e2e: PASS: $test with $vmm ($what): L1 + L2 in $wall s, total $(elapsed "$t0") s"
