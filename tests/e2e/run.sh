@@ -138,6 +138,10 @@ mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
 	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
 	printf 'E2E_L2_CMDLINE=%q\n' "$l2_cmdline"
 	echo "E2E_GUEST_TIMEOUT=${E2E_GUEST_TIMEOUT:-300}"
+	# a sanitized vireo reports to L1's console as it would here
+	for v in ASAN_OPTIONS UBSAN_OPTIONS; do
+		[[ -z ${!v:-} ]] || printf 'export %s=%q\n' "$v" "${!v}"
+	done
 } >"$stage/e2e/config"
 if [[ $test == guest ]]; then
 	mkdir -p "$stage/e2e/guest"
