@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -446,6 +448,56 @@ static void bad_requests_fail_through_done(void **state)
 	teardown(&h);
 }
 
+/*
+ * The kernel writes only part of a request when it crosses RLIMIT_FSIZE (a genuine short write):
+ * the engine must issue the rest, which then fails with EFBIG, instead of taking the part for
+ * the whole. The bytes below the limit are on disk, those above it are not.
+ */
+static void short_write_is_continued_to_its_end(const char *cache)
+{
+	const uint64_t limit = IMG_SIZE - BLK - 512;
+	struct rlimit old, lim;
+	struct harness h;
+	struct treq t;
+	uint8_t *buf, *got;
+
+	if (!setup(&h, cache, false, 0))
+		skip();
+	assert_int_equal(posix_memalign((void **)&buf, BLK, 2 * BLK), 0);
+	got = malloc(2 * BLK);
+	fill(buf, 2 * BLK, 9);
+	signal(SIGXFSZ, SIG_IGN); /* past the limit: EFBIG instead of the signal's default, a kill */
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = (struct rlimit){ .rlim_cur = limit, .rlim_max = old.rlim_max };
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	set_rw(&t, BLOCKDEV_OP_WRITE, IMG_SIZE - 2 * BLK, buf, 2 * BLK);
+	run(&h, &t, 1, 1);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(t.ret, -EFBIG);
+	{
+		int fd = open(h.path, O_RDONLY);
+
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, got, 2 * BLK, IMG_SIZE - 2 * BLK), 2 * BLK);
+		close(fd);
+	}
+	assert_memory_equal(got, buf, BLK - 512);
+	assert_true(all_zero(got + BLK - 512, BLK + 512));
+	teardown(&h);
+	free(buf);
+	free(got);
+}
+
+static void a_short_write_is_continued_not_taken_for_whole_writeback(void **state)
+{
+	short_write_is_continued_to_its_end("writeback");
+}
+
+static void a_short_write_is_continued_not_taken_for_whole_cache_none(void **state)
+{
+	short_write_is_continued_to_its_end("none");
+}
+
 static void writes_to_a_read_only_image_fail_with_erofs(void **state)
 {
 	struct harness h;
@@ -740,6 +792,8 @@ int main(void)
 		cmocka_unit_test(write_zeroes_falls_back_where_zero_range_is_refused),
 		cmocka_unit_test(bad_requests_fail_through_done),
 		cmocka_unit_test(writes_to_a_read_only_image_fail_with_erofs),
+		cmocka_unit_test(a_short_write_is_continued_not_taken_for_whole_writeback),
+		cmocka_unit_test(a_short_write_is_continued_not_taken_for_whole_cache_none),
 		cmocka_unit_test(requests_split_over_every_extent_kind_complete_once),
 		cmocka_unit_test(cache_none_requests_reach_the_kernel_as_soon_as_prepared),
 		cmocka_unit_test(writeback_requests_share_the_turns_one_submit),
