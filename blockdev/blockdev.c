@@ -129,6 +129,7 @@ static struct blockdev *node_new(const struct blockdev_driver *drv, const char *
 	bs->drv = drv;
 	bs->fd = -1;
 	bs->cache = opts->cache;
+	bs->submit = opts->submit;
 	bs->submit_eager = opts->submit == BLOCKDEV_SUBMIT_EAGER ||
 			   (opts->submit == BLOCKDEV_SUBMIT_AUTO && opts->cache == BLOCKDEV_CACHE_NONE);
 	bs->read_only = opts->readonly;

@@ -161,6 +161,7 @@ const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
  * @size: virtual size in bytes (protocol nodes: the file size at open or the last truncate)
  * @read_only: writes fail with -EROFS
  * @cache: cache mode it was opened with
+ * @submit: the submit mode it was opened with (passed on to its backing and data files)
  * @submit_eager: the engine submits this node's I/O at once (iothread_submit), not per turn
  * @fd: host fd of a protocol node, -1 for format nodes
  * @align: offset/length alignment the fd requires (O_DIRECT: logical block size, else 1)
@@ -176,6 +177,7 @@ struct blockdev {
 	uint64_t size;
 	bool read_only;
 	enum blockdev_cache cache;
+	enum blockdev_submit submit;
 	bool submit_eager;
 	int fd;
 	uint32_t align;

@@ -196,6 +196,7 @@ static int open_backing(struct qcow2 *q, struct error **errp)
 		return -1;
 	}
 	o.cache = q->bs->cache;
+	o.submit = q->bs->submit;
 	o.readonly = true;
 	o.format = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
 	depth++;
@@ -237,6 +238,7 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 		return -1;
 	}
 	o.cache = q->bs->cache;
+	o.submit = q->bs->submit;
 	o.readonly = q->read_only;
 	q->data_own = blockdev_open_file(path, &o, errp);
 	if (!q->data_own)

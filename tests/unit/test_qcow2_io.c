@@ -153,6 +153,40 @@ static void partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file(vo
 	unlink(base);
 }
 
+static const struct blockdev *protocol_of(const struct blockdev *n)
+{
+	return n->file ? n->file : n;
+}
+
+/* submit=eager|batched reaches the backing file's node too, not only the image's own file */
+static void the_submit_mode_reaches_the_backing_file(void **state)
+{
+	static const char *const modes[] = { "eager", "batched" };
+	int fd = open(base, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	create(1 << 20, 16, false, "base.raw");
+	for (int i = 0; i < 2; i++) {
+		struct blockdev_opts o = { 0 };
+		struct error *err = NULL;
+		struct blockdev *bs;
+
+		assert_int_equal(blockdev_opts_set(&o, "format", "qcow2", &err), 0);
+		assert_int_equal(blockdev_opts_set(&o, "submit", modes[i], &err), 0);
+		bs = blockdev_open(path, &o, &err);
+		blockdev_opts_free(&o);
+		if (!bs)
+			fail_msg("open: %s", error_msg(err));
+		assert_non_null(bs->backing);
+		assert_int_equal(protocol_of(bs)->submit_eager, i == 0);
+		assert_int_equal(protocol_of(bs->backing)->submit_eager, i == 0);
+		blockdev_close(bs);
+	}
+	unlink(base);
+}
+
 static void write_zeroes_and_discard_leave_zero_clusters_and_free_space(void **state)
 {
 	struct blockdev *bs;
@@ -682,6 +716,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(writes_read_back_across_cluster_sizes_and_reopen),
 		cmocka_unit_test(partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file),
+		cmocka_unit_test(the_submit_mode_reaches_the_backing_file),
 		cmocka_unit_test(write_zeroes_and_discard_leave_zero_clusters_and_free_space),
 		cmocka_unit_test(partial_cluster_discard_reads_back_as_zeroes_without_allocating),
 		cmocka_unit_test(map_gives_data_extents_on_the_fast_path),
