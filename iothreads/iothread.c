@@ -590,7 +590,7 @@ uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns, const struct 
 	if (block_ns > max) /* too long a wait to be worth spinning: shrink */
 		return o->poll_shrink ? poll_ns / o->poll_shrink : 0;
 	if (poll_ns < max) { /* work came just after the window: grow */
-		unsigned int grow = o->poll_grow ? o->poll_grow : 2;
+		unsigned int grow = o->poll_grow ? o->poll_grow : IOTHREAD_POLL_GROW_DEFAULT;
 
 		poll_ns = poll_ns ? poll_ns * grow : IOTHREAD_POLL_START_NS;
 		return MIN(poll_ns, max);

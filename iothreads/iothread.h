@@ -96,6 +96,8 @@ struct iovec;
  * An idle guest costs one window per halving, not more: the thread sleeps after each.
  */
 #define IOTHREAD_POLL_SHRINK_DEFAULT 2
+/* Default grow factor (QEMU's too: poll-grow=0 means it) */
+#define IOTHREAD_POLL_GROW_DEFAULT 2
 /* a sched_yield() that kept the CPU away longer than this means the core is contended */
 #define IOTHREAD_POLL_STOLEN_NS 50000
 /* ... even when our completions came meanwhile, if it lasted this long (a time slice) */

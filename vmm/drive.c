@@ -177,7 +177,11 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 	}
 	if (!strcmp(key, "poll-grow")) {
 		c->poll_grow_set = true;
-		return parse_uint(key, val, 0, 1024, &c->poll_grow, errp);
+		if (parse_uint(key, val, 0, 1024, &c->poll_grow, errp) < 0)
+			return -1;
+		if (!c->poll_grow) /* 0 means the default factor, as in QEMU */
+			c->poll_grow = IOTHREAD_POLL_GROW_DEFAULT;
+		return 0;
 	}
 	if (!strcmp(key, "poll-shrink")) {
 		c->poll_shrink_set = true;
@@ -237,6 +241,7 @@ int drive_parse(const char *spec, struct drive_config *c, struct error **errp)
 	c->queue_size = 256;
 	c->iothreads = 1;
 	c->poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT;
+	c->poll_grow = IOTHREAD_POLL_GROW_DEFAULT;
 	c->poll_shrink = IOTHREAD_POLL_SHRINK_DEFAULT;
 	while (*p) {
 		char *item = next_item(&p), *eq;

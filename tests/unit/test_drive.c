@@ -90,7 +90,7 @@ static void defaults_are_filled_in(void **state)
 	assert_null(cfg.serial);
 	assert_int_equal(cfg.poll_max_ns, IOTHREAD_POLL_MAX_NS_DEFAULT);
 	assert_int_equal(cfg.poll_max_ns, 131072);
-	assert_int_equal(cfg.poll_grow, 0);
+	assert_int_equal(cfg.poll_grow, 2);
 	assert_int_equal(cfg.poll_shrink, IOTHREAD_POLL_SHRINK_DEFAULT);
 	assert_false(cfg.poll_keep);
 	assert_false(cfg.register_memory);
@@ -244,10 +244,17 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	add_fails(&vm, &pci, "poll-shrink=0, but iothread io0 is shared with an earlier drive "
 		  "that set 2", "file=%s,iothreads=1,poll-shrink=0", path);
 	add_fails(&vm, &pci, "poll-grow=3", "file=%s,iothreads=1,poll-grow=3", path);
+	/* poll-grow=0 and 2 both mean the default factor the first drive has: shared */
+	snprintf(spec, sizeof(spec), "file=%s,readonly=on,poll-max-ns=1000,poll-grow=0", path);
+	if (drive_add(&vm, &pci, spec, &err) < 0)
+		fail_msg("poll-grow=0 on a shared iothread: %s", error_msg(err));
+	snprintf(spec, sizeof(spec), "file=%s,readonly=on,poll-max-ns=1000,poll-grow=2", path);
+	if (drive_add(&vm, &pci, spec, &err) < 0)
+		fail_msg("poll-grow=2 on a shared iothread: %s", error_msg(err));
 	/* without poll settings it shares them, and may register guest RAM with them */
 	snprintf(spec, sizeof(spec), "file=%s,readonly=on,register-memory=on", path);
 	assert_int_equal(drive_add(&vm, &pci, spec, NULL), 0);
-	assert_int_equal(pci_cfg_read(&pci, 2, 0, 0, 4), 0x10421af4);
+	assert_int_equal(pci_cfg_read(&pci, 4, 0, 0, 4), 0x10421af4);
 	add_fails(&vm, &pci, "--drive: file=/nonexistent", "file=/nonexistent");
 	/* driver options reach the format: raw takes none, qcow2 takes its own and no other */
 	add_fails(&vm, &pci, "format 'raw' does not support the option 'l2-cache-size'",
