@@ -167,6 +167,7 @@ static void slow_done(void *arg)
 	struct slow_job *job = arg;
 	struct blockdev_req *req = job->req;
 
+	iothread_io_end(job->q->it);
 	if (job->ret < 0)
 		req_fail(req, job->ret);
 	free(job);
@@ -334,6 +335,7 @@ static void slow_submit(struct blockdev_queue *q, struct blockdev_req *req, stru
 		.len = len, .flags = req->flags,
 	};
 	req->priv.pending++;
+	iothread_io_begin(q->it);
 	pthread_mutex_lock(&s->lock);
 	*s->tail = job;
 	s->tail = &job->next;

@@ -52,6 +52,7 @@ struct iothread {
 	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
 	uint64_t poll_off_until;  /* CLOCK_MONOTONIC ns: the core was contended, do not poll before */
 	unsigned int io_inflight; /* engine SQEs (iothread_get_sqe) not yet reaped */
+	unsigned int io_elsewhere; /* I/O off the ring: iothread_io_begin minus iothread_io_end */
 	int spin_credit;          /* pre-sleep spins: see iothread_spin_credit() */
 	unsigned int spin_skips;  /* sleeps without a spin since the credit ran out */
 	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
@@ -128,6 +129,16 @@ static struct io_uring_sqe *ring_get_sqe(struct iothread *it, struct iothread_op
 	if (op)
 		op->counted = false;
 	return sqe;
+}
+
+void iothread_io_begin(struct iothread *it)
+{
+	it->io_elsewhere++;
+}
+
+void iothread_io_end(struct iothread *it)
+{
+	it->io_elsewhere--;
 }
 
 struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *op)
@@ -620,7 +631,7 @@ int iothread_spin_credit(int credit, bool found_work)
  */
 static bool spin_before_sleeping(struct iothread *it, uint64_t idle_ns)
 {
-	if (it->io_inflight || idle_ns >= IOTHREAD_SPIN_NS)
+	if (it->io_inflight || it->io_elsewhere || idle_ns >= IOTHREAD_SPIN_NS)
 		return false;
 	if (it->spin_credit > 0)
 		return true;

@@ -286,6 +286,14 @@ int iothread_file_index(struct iothread *it, int fd);
  */
 void iothread_submit(struct iothread *it);
 
+/*
+ * iothread_io_begin / iothread_io_end - I/O of this thread's done off the ring (the block
+ * layer's slow-path worker) starts / has completed. On the iothread only. Like ring I/O in
+ * flight, it keeps the thread from spinning before it sleeps: the worker may need this core.
+ */
+void iothread_io_begin(struct iothread *it);
+void iothread_io_end(struct iothread *it);
+
 /* SQEs prepared on @it and not yet handed to the kernel (on the iothread; for tests). */
 unsigned int iothread_sqes_queued(struct iothread *it);
 
