@@ -69,6 +69,7 @@ struct blockdev_queue {
 		int index;
 	} files[QUEUE_FILES];
 	unsigned int nr_files;
+	bool eager_pending; /* a submit_eager node's SQE is queued: submit when the request is */
 };
 
 struct slow_job {
@@ -501,8 +502,8 @@ static void io_issue(struct blk_io *io)
 	}
 	if (index >= 0)
 		sqe->flags |= IOSQE_FIXED_FILE;
-	if (io->file->submit_eager)
-		iothread_submit(q->it);
+	/* one submit per request (blockdev_submit), not per piece; a re-issue goes with the turn */
+	q->eager_pending |= io->file->submit_eager;
 }
 
 static void io_complete(struct iothread_op *op, int res)
@@ -692,6 +693,10 @@ void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req)
 	else
 		issue_range(q, req, q->bs, req->op, req->offset, 0, req->priv.len);
 	req_put(req);
+	if (q->eager_pending) {
+		q->eager_pending = false;
+		iothread_submit(q->it);
+	}
 }
 
 /* ---- queues ---------------------------------------------------------------------------------- */
