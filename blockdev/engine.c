@@ -10,7 +10,8 @@
  * so done() cannot run before the last piece is issued; when the count drops to zero the
  * completion is deferred to the iothread's completion phase (iothread_defer). A sub-I/O on a
  * node with submit_eager (cache=none unless submit= says otherwise) is handed to the kernel as
- * soon as its SQE is ready (iothread_submit); the rest wait for the turn's single submit.
+ * soon as its request is issued, all its pieces in one iothread_submit; the rest (and re-issues
+ * after a short transfer) wait for the turn's single submit.
  *
  * The slow path. Pieces a driver cannot map to a plain fd range (SLOW extents, O_DIRECT pieces
  * that are not aligned, drivers' own flush, write-zeroes the file system refuses) become a
