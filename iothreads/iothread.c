@@ -598,8 +598,11 @@ uint64_t iothread_poll_adjust(uint64_t poll_ns, uint64_t block_ns, const struct 
 
 	if (!max || block_ns <= poll_ns)
 		return max ? poll_ns : 0; /* polling paid off (or is off): keep */
-	if (block_ns > max) /* too long a wait to be worth spinning: shrink */
-		return o->poll_shrink ? poll_ns / o->poll_shrink : 0;
+	if (block_ns > max) { /* too long a wait to be worth spinning: shrink */
+		poll_ns = o->poll_shrink ? poll_ns / o->poll_shrink : 0;
+		/* below the starting window: off, so that the next grow starts there again */
+		return poll_ns < IOTHREAD_POLL_START_NS ? 0 : poll_ns;
+	}
 	if (poll_ns < max) { /* work came just after the window: grow */
 		unsigned int grow = o->poll_grow ? o->poll_grow : IOTHREAD_POLL_GROW_DEFAULT;
 

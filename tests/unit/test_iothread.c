@@ -266,6 +266,26 @@ static void a_late_completion_halves_the_default_window_instead_of_dropping_it(v
 	assert_int_equal(iothread_poll_adjust(w, 40000, &o), w);
 }
 
+/* after a long idle spell the halvings end at 0, and the next late wait grows from the start */
+static void idle_shrinks_the_window_to_off_and_growth_restarts_at_the_start(void **state)
+{
+	struct iothread_opts o = { .poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT,
+				   .poll_shrink = IOTHREAD_POLL_SHRINK_DEFAULT };
+	uint64_t w = IOTHREAD_POLL_MAX_NS_DEFAULT;
+	int halvings = 0;
+
+	while (w) {
+		uint64_t next = iothread_poll_adjust(w, 1000000000, &o);
+
+		assert_true(next == 0 || next >= IOTHREAD_POLL_START_NS);
+		assert_true(next < w);
+		w = next;
+		halvings++;
+	}
+	assert_true(halvings <= 6); /* 128 us -> 4 us -> off */
+	assert_int_equal(iothread_poll_adjust(0, 10000, &o), IOTHREAD_POLL_START_NS);
+}
+
 static int own_affinity(void *arg)
 {
 	return sched_getaffinity(0, sizeof(cpu_set_t), arg);
@@ -448,6 +468,7 @@ int main(void)
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
 		cmocka_unit_test(a_late_completion_halves_the_default_window_instead_of_dropping_it),
+		cmocka_unit_test(idle_shrinks_the_window_to_off_and_growth_restarts_at_the_start),
 		cmocka_unit_test(pre_sleep_spins_earn_and_lose_credit_within_bounds),
 		cmocka_unit_test(affinity_confines_the_thread_and_refuses_cpus_that_are_not_there),
 		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
