@@ -71,7 +71,8 @@ fi
 echo "E2E-L1-KVM=ok ($(dmesg | grep -o 'Nested Paging enabled' | head -n 1))"
 
 # --test guest: the test guest's vireo runs (tests/guest/vireo-runs.txt, "NAME: OPTIONS -- CMDLINE")
-# on L1's nested KVM, one after the other, each ending in E2E-GUEST-RESULT=NAME STATUS.
+# and the tiny guests' tests, on L1's nested KVM, one after the other, each ending in
+# E2E-GUEST-RESULT=NAME STATUS.
 if [ "$E2E_TEST" = guest ]; then
 	echo "E2E-L1-VIREO-VERSION=$(vireo --version 2>&1 | head -n 1)"
 	echo "E2E-L2-CONSOLE-BEGIN"
@@ -85,6 +86,15 @@ if [ "$E2E_TEST" = guest ]; then
 			/e2e/guest/guest.elf ${rest#* -- } </dev/null
 		echo "E2E-GUEST-RESULT=$name $?"
 	done </e2e/guest/runs
+	# the integration suite's tiny guests (tests/integration/vm-tests.txt: NAME | GUEST | STATUS | TEXT)
+	[ -r /e2e/guest/vm-tests ] && while read -r line; do
+		name=${line%% | *} rest=${line#* | }
+		guest=${rest%% | *} rest=${rest#* | }
+		want=${rest%% | *} text=${rest#* | }
+		echo "E2E-GUEST-RUN: $name: $guest, status $want, text '$text'"
+		sh /e2e/guest/vm_test.sh /usr/bin/vireo "/e2e/guest/$guest.elf" "$want" "$text" </dev/null
+		echo "E2E-GUEST-RESULT=$name $?"
+	done </e2e/guest/vm-tests
 	echo "E2E-L2-CONSOLE-END"
 	kvm_dmesg
 	finish

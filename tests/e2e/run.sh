@@ -6,7 +6,8 @@
 # usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
 #               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
 #               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
-#               [--guest-runs FILE] [--work-dir DIR] [--cache-dir DIR] [--build-dir DIR]
+#               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR] [--work-dir DIR]
+#               [--cache-dir DIR] [--build-dir DIR]
 #
 #   --test boot   L2 reaches its /init, counts its CPUs (must equal --cpus), powers off; the VMM
 #                 exits 0.
@@ -18,7 +19,9 @@
 #   --test guest  no Linux in L2: our test guest (--guest-elf) under vireo on L1's nested KVM,
 #                 once for each run of --guest-runs (default tests/guest/vireo-runs.txt, the
 #                 guest suite's vireo runs); every run must pass. For machines whose own
-#                 /dev/kvm cannot run the guest suite.
+#                 /dev/kvm cannot run the guest suite. With --vm-tests (the format of
+#                 tests/integration/vm-tests.txt) and --tiny-guests (the directory of their
+#                 built ELFs), those integration tests run there too.
 #   --vmm qemu    use qemu-system-x86_64 inside L1 instead of vireo (to check the bed itself);
 #                 the default is $E2E_L2_VMM, else vireo.
 #   --l2-append   extra L2 kernel parameters, e.g. "earlyprintk=ttyS0 loglevel=8".
@@ -42,6 +45,8 @@ timeout_s=
 l2_append=
 guest_elf=
 guest_runs=$E2E_DIR/../guest/vireo-runs.txt
+vm_tests=
+tiny_guests=
 work=
 cache=
 build_dir=
@@ -61,10 +66,12 @@ while (($#)); do
 	--l2-append) l2_append=$2; shift 2 ;;
 	--guest-elf) guest_elf=$2; shift 2 ;;
 	--guest-runs) guest_runs=$2; shift 2 ;;
+	--vm-tests) vm_tests=$2; shift 2 ;;
+	--tiny-guests) tiny_guests=$2; shift 2 ;;
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,28p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,32p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -79,6 +86,18 @@ if [[ $test == guest ]]; then
 	[[ -r $guest_runs ]] || e2e_die "run.sh: --guest-runs: cannot read '$guest_runs'"
 	guest_names=$(sed -n 's/^\([^#][^:]*\): .* -- .*$/\1/p' "$guest_runs")
 	[[ -n $guest_names ]] || e2e_die "run.sh: --guest-runs: no 'NAME: OPTIONS -- CMDLINE' line in '$guest_runs'"
+	if [[ -n $vm_tests ]]; then
+		[[ -r $vm_tests ]] || e2e_die "run.sh: --vm-tests: cannot read '$vm_tests'"
+		[[ -d $tiny_guests ]] || e2e_die "run.sh: --vm-tests needs --tiny-guests DIR (not '$tiny_guests')"
+		while IFS= read -r line; do
+			[[ -z $line || $line == '#'* ]] && continue
+			[[ $line =~ ^([^ |]+)\ \|\ ([^ |]+)\ \|\ ([^ |]+)\ \|\ (.+)$ ]] ||
+				e2e_die "run.sh: --vm-tests: '$line' is not 'NAME | GUEST | STATUS | TEXT'"
+			[[ -r $tiny_guests/${BASH_REMATCH[2]}.elf ]] ||
+				e2e_die "run.sh: --vm-tests: no $tiny_guests/${BASH_REMATCH[2]}.elf (build it first)"
+			guest_names+=" ${BASH_REMATCH[1]}"
+		done <"$vm_tests"
+	fi
 fi
 for v in cpus queues iothreads timeout_s fio_size; do
 	[[ -z ${!v} || ${!v} =~ ^[1-9][0-9]*$ ]] || e2e_die "run.sh: --${v%_s} must be a positive integer"
@@ -148,6 +167,10 @@ if [[ $test == guest ]]; then
 	cp "$guest_elf" "$stage/e2e/guest/guest.elf"
 	cp "$guest_runs" "$stage/e2e/guest/runs"
 	cp "$E2E_DIR/../guest/run-vireo.sh" "$E2E_DIR/../guest/verdict.sh" "$stage/e2e/guest/"
+	if [[ -n $vm_tests ]]; then
+		grep -v -e '^#' -e '^$' "$vm_tests" >"$stage/e2e/guest/vm-tests"
+		cp "$E2E_DIR/../integration/vm_test.sh" "$tiny_guests"/*.elf "$stage/e2e/guest/"
+	fi
 fi
 if [[ $vmm == vireo ]]; then
 	cp "$vireo" "$stage/usr/bin/vireo"
@@ -280,5 +303,5 @@ if ((${#fails[@]})); then
 fi
 what="$cpus CPUs"
 [[ $test == fio ]] && what+=", $queues queues, $iothreads iothreads"
-[[ $test == guest ]] && what="$(wc -w <<<"$guest_names") runs of the test guest"
+[[ $test == guest ]] && what="$(wc -w <<<"$guest_names") runs of the test guests"
 echo "e2e: PASS: $test with $vmm ($what): L1 + L2 in $wall s, total $(elapsed "$t0") s"
