@@ -287,7 +287,7 @@ int iothread_file_index(struct iothread *it, int fd);
 void iothread_submit(struct iothread *it);
 
 /*
- * iothread_io_begin / iothread_io_end - I/O of this thread's done off the ring (the block
+ * iothread_io_begin / iothread_io_end - I/O of this thread's that is done off the ring (the block
  * layer's slow-path worker) starts / has completed. On the iothread only. Like ring I/O in
  * flight, it keeps the thread from spinning before it sleeps: the worker may need this core.
  */
