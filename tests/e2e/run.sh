@@ -84,7 +84,13 @@ if [[ $test == guest ]]; then
 	[[ $vmm == vireo ]] || e2e_die "run.sh: --test guest runs vireo only (QEMU's guest runs need the host's KVM)"
 	[[ -r $guest_elf ]] || e2e_die "run.sh: --test guest needs --guest-elf, the test guest (not '$guest_elf')"
 	[[ -r $guest_runs ]] || e2e_die "run.sh: --guest-runs: cannot read '$guest_runs'"
-	guest_names=$(sed -n 's/^\([^#][^:]*\): .* -- .*$/\1/p' "$guest_runs")
+	guest_names=
+	while IFS= read -r line; do # the lines L1's init runs: every one must parse
+		[[ -z $line || $line == '#'* ]] && continue
+		[[ $line =~ ^([^ :]+):\ (.*\ )?--\ .+$ ]] ||
+			e2e_die "run.sh: --guest-runs: '$line' is not 'NAME: OPTIONS -- CMDLINE'"
+		guest_names+=" ${BASH_REMATCH[1]}"
+	done <"$guest_runs"
 	[[ -n $guest_names ]] || e2e_die "run.sh: --guest-runs: no 'NAME: OPTIONS -- CMDLINE' line in '$guest_runs'"
 	if [[ -n $vm_tests ]]; then
 		[[ -r $vm_tests ]] || e2e_die "run.sh: --vm-tests: cannot read '$vm_tests'"
