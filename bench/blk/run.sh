@@ -34,6 +34,11 @@
 # BENCH_VIREO_ARGS (extra vireo arguments, e.g. "--affinity io0=1 --affinity vcpu0=0"), BENCH_WAIT
 # (poll | irq: how the guest waits for completions, bench-wait=; poll). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
 # Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
+#
+# BENCH_VMMS may also name "loop": vireo's device without KVM (build/bench/vireo-blk-loop, see
+# bench/blk/loop.c): one host thread per queue plays the test guest's polling driver on the same
+# drive, so vireo's own per-request code can be measured and profiled where /dev/kvm is missing
+# (BENCH_VMMS="loop host"). Its RESULT lines say vmm=loop and the ratios add loop/host.
 set -uo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,8 +67,10 @@ tck=$(getconf CLK_TCK)
 
 die() { echo "bench/blk: $*" >&2; exit 1; }
 case "$wait" in poll|irq) ;; *) die "BENCH_WAIT=$wait: expected poll or irq" ;; esac
-[ -f "$elf" ] || die "no $elf: build first (ninja -C $build)"
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || die "needs /dev/kvm"
+if [[ " $vmms " == *" vireo "* || " $vmms " == *" qemu "* ]]; then
+	[ -f "$elf" ] || die "no $elf: build first (ninja -C $build)"
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] || die "needs /dev/kvm (BENCH_VMMS=\"loop host\" does not)"
+fi
 command -v jq >/dev/null || die "needs jq (apt-get install jq)"
 qemu=$(command -v qemu-system-x86_64 || true)
 command -v fio >/dev/null || die "needs fio"
@@ -205,6 +212,25 @@ run_qemu() { # cache rw qd q
 		-kernel "$elf" -append "$(guest_cmdline "$rw" "$qd" "$q")"
 }
 
+run_loop() { # cache rw qd q
+	local c=$1 rw=$2 qd=$3 q=$4 out err line
+	local loop=$build/bench/vireo-blk-loop
+	[ -x "$loop" ] || { echo "FAILED vmm=loop: no $loop"; return 1; }
+	out=$logs/loop-$c-$rw-qd$qd-q$q-$rep.log
+	err=$logs/loop-$c-$rw-qd$qd-q$q-$rep.err
+	"$loop" --drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts" \
+		--rw "$rw" --qd "$qd" --secs "$secs" --warmup-ms "$warmup" >"$out" 2>"$err" </dev/null
+	line=$(grep '^BENCH iops=' "$out")
+	if [ -z "$line" ]; then
+		printf 'FAILED vmm=loop cache=%s rw=%s qd=%s queues=%s: %s\n' "$c" "$rw" "$qd" "$q" \
+			"$(tail -n 3 "$err" | tr '\n' ' ')"
+		return 1
+	fi
+	emit loop "$c" "$rw" "$qd" "$q" "$(field "$line" iops)" "$(field "$line" p50_us)" \
+		"$(field "$line" p99_us)" "$(field "$line" cpu_us_per_io)" \
+		"$(field "$line" vmm_cpu_us_per_io)" "$(field "$line" kicks)" poll 0
+}
+
 run_host() { # cache rw qd q
 	local c=$1 rw=$2 qd=$3 q=$4 direct=0 out=$tmp/fio.json dirn
 	[ "$c" = none ] && direct=1
@@ -267,15 +293,16 @@ main() {
 	fi
 	echo "Ratios of the medians (iops: higher is better for vireo; p50 and cpu: lower is better)"
 	for cfg in "${configs[@]}"; do
-		local vi vp50 vc vv qi qp50 qc qv hi
+		local vi vp50 vc vv qi qp50 qc qv hi li
 		read -r c rw qd q <<<"$cfg"
 		read -r vi vp50 _ vc vv _ <<<"$(median "vireo $cfg")"
 		read -r qi qp50 _ qc qv _ <<<"$(median "qemu $cfg")"
 		read -r hi _ <<<"$(median "host $cfg")"
-		printf 'RATIO wait=%s cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s\n' \
+		read -r li _ <<<"$(median "loop $cfg")"
+		printf 'RATIO wait=%s cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s loop/host iops=%s\n' \
 			"$wait" "$c" "$rw" "$qd" "$q" "$(ratio "$vi" "$qi")" "$(ratio "$vp50" "$qp50")" \
 			"$(ratio "$vc" "$qc")" "$(ratio "$vv" "$qv")" "$(ratio "$vi" "$hi")" \
-			"$(ratio "$qi" "$hi")"
+			"$(ratio "$qi" "$hi")" "$(ratio "$li" "$hi")"
 	done
 }
 
