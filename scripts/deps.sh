@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package vireo builds, tests and benchmarks with. Run as root.
 # QEMU 10 (the peer we measure against, and the emulated host's engine) comes from bookworm-backports.
+# python3-minimal, libpython3.11-stdlib: Debian's own python3, which e2e-guest copies into the
+# emulated host for the QMP tests (tests/e2e/build-python.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 src=/etc/apt/sources.list.d/vireo-backports.sources
@@ -21,6 +23,7 @@ apt-get install -y -q --no-install-recommends \
 	liburing-dev libseccomp-dev libcap-ng-dev zlib1g-dev libzstd-dev libjson-c-dev libssl-dev \
 	libcmocka-dev clang lld llvm libclang-rt-14-dev jq \
 	acpica-tools cpio busybox-static fio libnbd-bin sg3-utils kmod \
+	python3-minimal libpython3.11-stdlib \
 	linux-image-cloud-amd64
 apt-get install -y -q --no-install-recommends -t bookworm-backports \
 	qemu-system-x86 qemu-utils qemu-system-common

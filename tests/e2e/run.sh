@@ -6,8 +6,9 @@
 # usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
 #               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
 #               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
-#               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR] [--work-dir DIR]
-#               [--cache-dir DIR] [--build-dir DIR]
+#               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR]
+#               [--vm-program NAME PROGRAM GUEST]... [--work-dir DIR] [--cache-dir DIR]
+#               [--build-dir DIR]
 #
 #   --test boot   L2 reaches its /init, counts its CPUs (must equal --cpus), powers off; the VMM
 #                 exits 0.
@@ -21,7 +22,9 @@
 #                 guest suite's vireo runs); every run must pass. For machines whose own
 #                 /dev/kvm cannot run the guest suite. With --vm-tests (the format of
 #                 tests/integration/vm-tests.txt) and --tiny-guests (the directory of their
-#                 built ELFs), those integration tests run there too.
+#                 built ELFs), those integration tests run there too. Each --vm-program
+#                 runs PROGRAM VIREO GUEST there (the meson tests of that form: cli_test.sh,
+#                 the QMP tests; a .py one with Debian's python3, the rest with sh).
 #   --vmm qemu    use qemu-system-x86_64 inside L1 instead of vireo (to check the bed itself);
 #                 the default is $E2E_L2_VMM, else vireo.
 #   --l2-append   extra L2 kernel parameters, e.g. "earlyprintk=ttyS0 loglevel=8".
@@ -47,6 +50,7 @@ guest_elf=
 guest_runs=$E2E_DIR/../guest/vireo-runs.txt
 vm_tests=
 tiny_guests=
+vm_programs=() # NAME PROGRAM GUEST, three words each
 work=
 cache=
 build_dir=
@@ -68,10 +72,12 @@ while (($#)); do
 	--guest-runs) guest_runs=$2; shift 2 ;;
 	--vm-tests) vm_tests=$2; shift 2 ;;
 	--tiny-guests) tiny_guests=$2; shift 2 ;;
+	--vm-program) (($# >= 4)) || e2e_die "run.sh: --vm-program takes NAME PROGRAM GUEST"
+		vm_programs+=("$2" "$3" "$4"); shift 4 ;;
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,32p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,36p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -104,6 +110,16 @@ if [[ $test == guest ]]; then
 			guest_names+=" ${BASH_REMATCH[1]}"
 		done <"$vm_tests"
 	fi
+	for ((i = 0; i < ${#vm_programs[@]}; i += 3)); do
+		[[ ${vm_programs[i]} =~ ^[^\ ]+$ ]] ||
+			e2e_die "run.sh: --vm-program: '${vm_programs[i]}' is not a NAME (no spaces)"
+		for f in "${vm_programs[@]:i+1:2}"; do
+			[[ -r $f ]] || e2e_die "run.sh: --vm-program ${vm_programs[i]}: cannot read '$f'"
+		done
+		guest_names+=" ${vm_programs[i]}"
+	done
+elif ((${#vm_programs[@]})); then
+	e2e_die "run.sh: --vm-program needs --test guest"
 fi
 for v in cpus queues iothreads timeout_s fio_size; do
 	[[ -z ${!v} || ${!v} =~ ^[1-9][0-9]*$ ]] || e2e_die "run.sh: --${v%_s} must be a positive integer"
@@ -140,6 +156,17 @@ elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 
 l2=$("$E2E_DIR/build-l2.sh" --cache-dir "$cache" --kver "$kver")
 l1base=$("$E2E_DIR/build-l1.sh" --cache-dir "$cache" --kver "$kver" --vmm "$vmm" --l2-initrd "$l2")
+# Python for the .py programs (the QMP tests), in an archive of its own: boot and fio go without.
+# vmtest.py is the set-up they all import (tests/guest's through its path to tests/integration).
+py_programs=()
+for ((i = 1; i < ${#vm_programs[@]}; i += 3)); do
+	[[ ${vm_programs[i]} == *.py ]] && py_programs+=("${vm_programs[i]}")
+done
+l1python=
+if ((${#py_programs[@]})); then
+	l1python=$("$E2E_DIR/build-python.sh" --cache-dir "$cache" "${py_programs[@]}" \
+		"$E2E_DIR/../integration/vmtest.py")
+fi
 
 # The run's own archive: its settings, and vireo with its libraries.
 l2_cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
@@ -177,6 +204,19 @@ if [[ $test == guest ]]; then
 		grep -v -e '^#' -e '^$' "$vm_tests" >"$stage/e2e/guest/vm-tests"
 		cp "$E2E_DIR/../integration/vm_test.sh" "$tiny_guests"/*.elf "$stage/e2e/guest/"
 	fi
+	# each program at /e2e/tests/<its directory>/, as in the tree: the guest's QMP test finds
+	# vmtest.py at ../integration
+	mkdir -p "$stage/e2e/tests/integration"
+	((${#py_programs[@]})) && cp "$E2E_DIR/../integration/vmtest.py" "$stage/e2e/tests/integration/"
+	for ((i = 0; i < ${#vm_programs[@]}; i += 3)); do
+		prog=tests/$(basename "$(dirname "$(realpath "${vm_programs[i + 1]}")")")
+		prog+=/$(basename "${vm_programs[i + 1]}")
+		guest=$(basename "${vm_programs[i + 2]}")
+		mkdir -p "$stage/e2e/$(dirname "$prog")"
+		cp "${vm_programs[i + 1]}" "$stage/e2e/$prog"
+		cp "${vm_programs[i + 2]}" "$stage/e2e/guest/$guest"
+		echo "${vm_programs[i]} /e2e/$prog /e2e/guest/$guest"
+	done >"$stage/e2e/guest/vm-programs"
 fi
 if [[ $vmm == vireo ]]; then
 	cp "$vireo" "$stage/usr/bin/vireo"
@@ -188,7 +228,7 @@ if [[ $vmm == vireo ]]; then
 	done | sort -u | paste -sd: - >"$stage/etc/e2e-libpath"
 fi
 e2e_make_cpio "$stage" "$work/run.cpio"
-cat "$l1base" "$work/run.cpio" >"$work/l1.cpio"
+cat "$l1base" ${l1python:+"$l1python"} "$work/run.cpio" >"$work/l1.cpio"
 rm -f "$work/run.cpio"
 e2e_log "initramfs ready in $(elapsed "$t0") s" \
 	"(L2 $(du -h "$l2" | cut -f1), L1 $(du -h "$work/l1.cpio" | cut -f1))"

@@ -73,11 +73,13 @@ def queue_status(q):
     return r["return"]
 
 
-# wait for the guest to set the device up (DRIVER_OK)
+# wait for the guest to set the device up (DRIVER_OK) and its benchmark to complete requests on
+# both queues: on a slow host (the emulated one of e2e-guest) the guest takes longer than the 0.3 s
+# below to go from DRIVER_OK to its first request
 deadline = time.monotonic() + 10
-while not all(queue_status(q)["running"] for q in (0, 1)):
+while not all(s["running"] and s["used-idx"] for s in map(queue_status, (0, 1))):
     if time.monotonic() > deadline:
-        fail("the queues never ran")
+        fail(f"the queues never carried I/O: {queue_status(0)}, {queue_status(1)}")
     time.sleep(0.05)
 
 for q in (0, 1):
