@@ -52,29 +52,16 @@ if [[ $vmm == qemu ]]; then
 	done
 fi
 
-key=$({
-	echo "l1 v1 $kver $vmm"
-	cat "$E2E_DIR/lib.sh" "$0" "$E2E_DIR/l1-init.sh"
-	# shellcheck disable=SC2086
-	e2e_stat_key /bin/busybox "/boot/vmlinuz-$kver" "$l2_initrd" $mods $qemu_files $qemu_fw
-} | sha256sum | cut -c1-16)
+# shellcheck disable=SC2086
+key=$(e2e_archive_key "l1 v1 $kver $vmm" "$0" "$E2E_DIR/l1-init.sh" -- \
+	/bin/busybox "/boot/vmlinuz-$kver" "$l2_initrd" $mods $qemu_files $qemu_fw)
 out=$cache/l1base-$vmm-$kver-$key.cpio
-if [[ -s $out ]]; then
-	printf '%s\n' "$out"
-	exit 0
-fi
-
-e2e_log "building the L1 initramfs base ($out)"
-stage=$(mktemp -d "$cache/l1-stage.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/bin" "$stage/lib/e2e-modules" "$stage/l2" "$stage/etc" "$stage/e2e"
+e2e_archive_begin "$out" "the L1 initramfs base"
+mkdir -p "$stage/bin" "$stage/l2" "$stage/etc" "$stage/e2e"
 cp /bin/busybox "$stage/bin/busybox"
 install -m 0755 "$E2E_DIR/l1-init.sh" "$stage/init"
-for m in $mods; do
-	e2e_copy_module "$m" "$stage/lib/e2e-modules"
-	b=$(basename "$m")
-	echo "${b%%.ko*}.ko" >>"$stage/lib/e2e-modules/order"
-done
+# shellcheck disable=SC2086
+e2e_stage_modules "$stage" $mods
 cp "/boot/vmlinuz-$kver" "$stage/l2/vmlinuz"
 cp "$l2_initrd" "$stage/l2/initrd.cpio"
 if [[ $vmm == qemu ]]; then
@@ -85,8 +72,7 @@ if [[ $vmm == qemu ]]; then
 	# The run archive's own library path replaces this file: keep QEMU's in a second one.
 	mv "$stage/etc/e2e-libpath" "$stage/etc/e2e-libpath-qemu"
 fi
-e2e_make_cpio "$stage" "$out"
-e2e_prune "$cache/l1base-$vmm-*.cpio" 2
+e2e_archive_end "$out" "$cache/l1base-$vmm-*.cpio"
 e2e_log "L1 initramfs base: $(du -h "$out" | cut -f1)," \
 	"modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
 printf '%s\n' "$out"

@@ -27,32 +27,18 @@ mods=$(e2e_module_closure "$kver" virtio_pci virtio_blk virtio_scsi sd_mod)
 fio_bin=$(command -v fio)
 fio_libs=$(e2e_lib_closure "$fio_bin")
 
-key=$({
-	echo "l2 v1 $kver"
-	cat "$E2E_DIR/lib.sh" "$0" "$E2E_DIR/l2-init.sh"
-	# shellcheck disable=SC2086
-	e2e_stat_key /bin/busybox "$fio_bin" $fio_libs $mods
-} | sha256sum | cut -c1-16)
+# shellcheck disable=SC2086
+key=$(e2e_archive_key "l2 v1 $kver" "$0" "$E2E_DIR/l2-init.sh" -- \
+	/bin/busybox "$fio_bin" $fio_libs $mods)
 out=$cache/l2-$kver-$key.cpio
-if [[ -s $out ]]; then
-	printf '%s\n' "$out"
-	exit 0
-fi
-
-e2e_log "building the L2 initramfs ($out)"
-stage=$(mktemp -d "$cache/l2-stage.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/bin" "$stage/lib/e2e-modules" "$stage/etc"
+e2e_archive_begin "$out" "the L2 initramfs"
+mkdir -p "$stage/bin" "$stage/etc"
 cp /bin/busybox "$stage/bin/busybox"
 install -m 0755 "$E2E_DIR/l2-init.sh" "$stage/init"
 e2e_stage_programs "$stage" "$fio_bin"
-for m in $mods; do
-	e2e_copy_module "$m" "$stage/lib/e2e-modules"
-	b=$(basename "$m")
-	echo "${b%%.ko*}.ko" >>"$stage/lib/e2e-modules/order"
-done
-e2e_make_cpio "$stage" "$out"
-e2e_prune "$cache/l2-*.cpio" 2
+# shellcheck disable=SC2086
+e2e_stage_modules "$stage" $mods
+e2e_archive_end "$out" "$cache/l2-*.cpio"
 e2e_log "L2 initramfs: $(du -h "$out" | cut -f1)," \
 	"modules: $(paste -sd' ' "$stage/lib/e2e-modules/order")"
 printf '%s\n' "$out"

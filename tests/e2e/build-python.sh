@@ -37,21 +37,10 @@ libs=$({
 	done
 } | sort -u)
 
-key=$({
-	echo "python v1"
-	cat "$E2E_DIR/lib.sh" "$0" "$E2E_DIR/py-stdlib.py"
-	# shellcheck disable=SC2086
-	e2e_stat_key "$py" $libs $files
-} | sha256sum | cut -c1-16)
+# shellcheck disable=SC2086
+key=$(e2e_archive_key "python v1" "$0" "$E2E_DIR/py-stdlib.py" -- "$py" $libs $files)
 out=$cache/l1python-$key.cpio
-if [[ -s $out ]]; then
-	printf '%s\n' "$out"
-	exit 0
-fi
-
-e2e_log "building the emulated host's Python ($out)"
-stage=$(mktemp -d "$cache/python-stage.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
+e2e_archive_begin "$out" "the emulated host's Python"
 lib=$(dirname "$(grep -m1 '/os\.py$' <<<"$files")")
 # the interpreter finds its library by os.py and lib-dynload (a platform-library warning otherwise)
 mkdir -p "$stage/usr/bin" "$stage/$lib/lib-dynload" "$stage/etc"
@@ -69,7 +58,6 @@ sys.exit(not compileall.compile_dir(sys.argv[1], ddir=sys.argv[2], quiet=1,
 	e2e_die "build-python.sh: byte-compiling the library failed"
 # the run archive's /etc/e2e-libpath is vireo's: Python's directories go in a file of their own
 for l in $libs; do dirname "$l"; done | sort -u | paste -sd: - >"$stage/etc/e2e-libpath-python"
-e2e_make_cpio "$stage" "$out"
-e2e_prune "$cache/l1python-*.cpio" 2
+e2e_archive_end "$out" "$cache/l1python-*.cpio"
 e2e_log "the emulated host's Python: $(du -h "$out" | cut -f1), $(wc -w <<<"$files") library files"
 printf '%s\n' "$out"

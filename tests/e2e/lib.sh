@@ -188,6 +188,61 @@ e2e_stat_key() {
 	stat -L -c '%n %s %Y' "$@"
 }
 
+# The cached archives. A builder hashes what goes into its archive (e2e_archive_key), names the
+# archive after the hash, and calls e2e_archive_begin: when the cache already holds it, that
+# prints its path and exits the builder; otherwise it sets $stage to a fresh directory removed on
+# exit. The builder fills $stage and calls e2e_archive_end, which writes the archive, keeps only
+# the newest two of its kind and prints its path.
+
+# usage: e2e_archive_key LINE SCRIPT... -- FILE...: a 16-digit hash of LINE, lib.sh, the contents
+# of the SCRIPTs and the e2e_stat_key of the FILEs.
+e2e_archive_key() {
+	local line=$1
+	local -a scripts=()
+	shift
+	while (($#)) && [[ $1 != -- ]]; do
+		scripts+=("$1")
+		shift
+	done
+	(($#)) && shift
+	{
+		echo "$line"
+		cat "$E2E_DIR/lib.sh" "${scripts[@]}"
+		(($#)) && e2e_stat_key "$@"
+	} | sha256sum | cut -c1-16
+}
+
+# usage: e2e_archive_begin OUT WHAT
+e2e_archive_begin() {
+	local out=$1 what=$2
+	if [[ -s $out ]]; then
+		printf '%s\n' "$out"
+		exit 0
+	fi
+	e2e_log "building $what ($out)"
+	stage=$(mktemp -d "$(dirname "$out")/stage.XXXXXX")
+	# shellcheck disable=SC2064 # $stage is meant to expand now
+	trap "rm -rf '$stage'" EXIT
+}
+
+# usage: e2e_archive_end OUT PRUNE_GLOB
+e2e_archive_end() {
+	e2e_make_cpio "$stage" "$1"
+	e2e_prune "$2" 2
+}
+
+# Copies the module files $2... into $1/lib/e2e-modules, with the load order in its file "order".
+e2e_stage_modules() {
+	local stage=$1 m b
+	shift
+	mkdir -p "$stage/lib/e2e-modules"
+	for m in "$@"; do
+		e2e_copy_module "$m" "$stage/lib/e2e-modules"
+		b=$(basename "$m")
+		echo "${b%%.ko*}.ko" >>"$stage/lib/e2e-modules/order"
+	done
+}
+
 # Removes all but the $2 newest files matching glob $1 (the cache would otherwise grow per build).
 e2e_prune() {
 	local glob=$1 keep=$2
