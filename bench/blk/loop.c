@@ -3,7 +3,7 @@
  * vireo-blk-loop: vireo's virtio-blk data path measured without KVM.
  *
  *   vireo-blk-loop --drive SPEC [--rw randread|randwrite] [--qd N] [--bs N] [--secs N]
- *                  [--warmup-ms N] [--span SIZE]
+ *                  [--warmup-ms N] [--span SIZE] [--wait poll|irq]
  *
  * The drive is built by the same code as `vireo run --drive SPEC` (vmm/drive.c: the image, its
  * iothreads, the virtio-blk function behind the virtio-pci transport), in a VM that has guest
@@ -15,6 +15,12 @@
  * notification is an MMIO write to the notify region, which the transport turns into a write to
  * the queue's eventfd (KVM's ioeventfd does that in the kernel).
  *
+ * --wait irq plays bench-wait=irq instead, the way a Linux guest running fio waits: each queue
+ * has its own MSI-X vector; when a look at the used ring finds nothing, the driver arms the ring
+ * (used_event = the next entry), looks again, and sleeps in poll() on the vector's eventfd, the
+ * one KVM would take as an irqfd. The sleep stands in for the vCPU's hlt and the wake-up for the
+ * interrupt's; the guest's interrupt entry and exit are left out. Taking an entry disarms.
+ *
  * What this leaves out of a real guest: VM exits (a notification's, and the guest's own page
  * faults), and the guest kernel's block layer. What it keeps: every instruction vireo runs per
  * request (virtqueue pop, request parsing, the block layer, the io_uring engine, completion,
@@ -24,11 +30,13 @@
  *
  * Output, after --warmup-ms of I/O not counted and a window of --secs seconds:
  *   BENCH iops=N p50_us=X p99_us=Y ios=N secs=S kicks=K cpu_us_per_io=C vmm_cpu_us_per_io=V
+ *         wait=poll|irq irqs=I
  * cpu_us_per_io: the whole process's CPU time (utime+stime, the driver threads and io_uring's
  * workers included) per I/O, as bench/blk/run.sh counts a VMM's; vmm_cpu_us_per_io: the same
  * without the driver threads, i.e. what vireo's side spent. Latency is from a request's
  * submission to the moment its driver saw it in the used ring (TSC, calibrated against
- * CLOCK_MONOTONIC over the window), into a log-linear histogram.
+ * CLOCK_MONOTONIC over the window), into a log-linear histogram. irqs: the wake-ups by the
+ * device's signal in the window (--wait irq; 0 with poll).
  *
  * Threads: main sets up, moves the phases and reads the clocks; driver thread q owns queue q's
  * rings (the guest side) and its statistics until joined. The phase is the only shared state.
@@ -36,6 +44,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -86,13 +95,14 @@ struct lq {
 	volatile uint16_t *avail_event; /* used->ring[size] */
 	uint16_t avail_idx, last_used;
 	uint64_t notify_addr;
+	int irq_fd;                     /* --wait irq: the queue vector's eventfd */
 	struct vlbuf {
 		uint64_t hdr_gpa, data_gpa, status_gpa;
 		uint8_t *hdr, *status;
 		uint64_t t_submit;
 	} req[MAX_QD];
 	uint64_t rng;
-	uint64_t ios, kicks;
+	uint64_t ios, kicks, irqs;
 	uint32_t hist[NBUCKETS];
 	clockid_t cpu_clock;
 	char err[160];
@@ -104,6 +114,8 @@ static struct {
 	uint64_t common;        /* guest address of the common configuration */
 	uint64_t device_cfg;    /* ... and of virtio-blk's configuration (capacity first) */
 	bool event_idx;
+	bool irq;               /* --wait irq */
+	struct vpci_dev *vpci;
 	uint32_t type;
 	unsigned int qd, bs, nq;
 	uint64_t span_blocks;
@@ -182,6 +194,7 @@ static void find_device(uint64_t *notify, uint32_t *notify_mult)
 		}
 		if (!L.common || !*notify || !L.device_cfg)
 			die("the virtio-blk function lacks a common, notify or device capability");
+		L.vpci = L.pci.slots[slot]->opaque; /* for the vectors' eventfds (--wait irq) */
 		return;
 	}
 	die("no virtio-blk function on the PCI bus");
@@ -251,6 +264,13 @@ static void driver_init(void)
 		mmio_w(c + 0x30, base + 0x8000, 4);
 		mmio_w(c + 0x34, 0, 4);
 		q->notify_addr = notify + (uint64_t)mult * mmio_r(c + 0x1e, 2);
+		q->irq_fd = -1;
+		if (L.irq) { /* vector 0 is the configuration's, as Linux has it */
+			mmio_w(c + 0x1a, i + 1, 2);
+			if (mmio_r(c + 0x1a, 2) != i + 1)
+				die("queue %u: the device refused MSI-X vector %u", i, i + 1);
+			q->irq_fd = L.vpci->vectors[i + 1].efd;
+		}
 		mmio_w(c + 0x1c, 1, 2);
 		/* every request's descriptors and buffers are fixed: slot k uses 3k, 3k+1, 3k+2 */
 		for (unsigned int k = 0; k < L.qd; k++) {
@@ -385,6 +405,28 @@ static int reap(struct lq *q, bool resubmit)
 	return n;
 }
 
+/*
+ * --wait irq, after a look found nothing: arm the ring, look again, and sleep until the device
+ * signals the vector (or 100 ms pass, so that the end of the run is seen).
+ */
+static void wait_irq(struct lq *q)
+{
+	struct pollfd p = { .fd = q->irq_fd, .events = POLLIN };
+	uint64_t cnt;
+
+	if (L.event_idx)
+		__atomic_store_n(q->used_event, q->last_used, __ATOMIC_RELAXED);
+	else
+		q->avail->flags = 0;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* arming before the second look */
+	if (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) == q->last_used &&
+	    poll(&p, 1, 100) == 1 && read(q->irq_fd, &cnt, sizeof(cnt)) == sizeof(cnt))
+		q->irqs += atomic_load_explicit(&L.phase, memory_order_relaxed) == MEASURE;
+	if (!L.event_idx)
+		q->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
+	/* with EVENT_IDX, reap() moves used_event out of reach again when it takes an entry */
+}
+
 static void *driver(void *arg)
 {
 	struct lq *q = arg;
@@ -396,9 +438,14 @@ static void *driver(void *arg)
 		submit(q, k);
 	publish(q, 0);
 	while (atomic_load_explicit(&L.phase, memory_order_relaxed) != STOP) {
-		if (reap(q, true) < 0)
+		int n = reap(q, true);
+
+		if (n < 0)
 			goto fail;
-		_mm_pause();
+		if (!n && L.irq)
+			wait_irq(q);
+		else
+			_mm_pause();
 	}
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += 5;
@@ -477,7 +524,7 @@ static double quantile_us(const uint32_t *hist, uint64_t total, double p, double
 static void usage(FILE *f)
 {
 	fputs("usage: vireo-blk-loop --drive SPEC [--rw randread|randwrite] [--qd N] [--bs N]\n"
-	      "                      [--secs N] [--warmup-ms N] [--span SIZE]\n"
+	      "                      [--secs N] [--warmup-ms N] [--span SIZE] [--wait poll|irq]\n"
 	      "Drives vireo's virtio-blk device with host threads in place of a guest (no KVM)\n"
 	      "and prints a BENCH line; see bench/blk/loop.c.\n", f);
 }
@@ -499,14 +546,15 @@ int main(int argc, char **argv)
 		{ "drive", required_argument, NULL, 'd' }, { "rw", required_argument, NULL, 'r' },
 		{ "qd", required_argument, NULL, 'q' },    { "bs", required_argument, NULL, 'b' },
 		{ "secs", required_argument, NULL, 's' },  { "warmup-ms", required_argument, NULL, 'w' },
-		{ "span", required_argument, NULL, 'S' },  { "help", no_argument, NULL, 'h' },
+		{ "span", required_argument, NULL, 'S' },  { "wait", required_argument, NULL, 'W' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *spec = NULL;
 	uint64_t secs = 10, warmup_ms = 1000;
 	uint64_t span = 0, capacity;
 	struct error *err = NULL;
-	uint64_t t0, t1, tsc0, tsc1, cpu0, cpu1, drv0, drv1, ios = 0, kicks = 0;
+	uint64_t t0, t1, tsc0, tsc1, cpu0, cpu1, drv0, drv1, ios = 0, kicks = 0, irqs = 0;
 	static uint32_t hist[NBUCKETS];
 	double tsc_per_us;
 	int c, rc = 0;
@@ -544,6 +592,11 @@ int main(int argc, char **argv)
 		case 'S':
 			if (parse_size("--span", optarg, &span, &err) < 0)
 				die("%s", error_msg(err));
+			break;
+		case 'W':
+			if (strcmp(optarg, "poll") && strcmp(optarg, "irq"))
+				die("--wait %s: expected poll or irq", optarg);
+			L.irq = !strcmp(optarg, "irq");
 			break;
 		case 'h':
 			usage(stdout);
@@ -607,6 +660,7 @@ int main(int argc, char **argv)
 		}
 		ios += L.q[i].ios;
 		kicks += L.q[i].kicks;
+		irqs += L.q[i].irqs;
 		for (unsigned int b = 0; b < NBUCKETS; b++)
 			hist[b] += L.q[i].hist[b];
 	}
@@ -620,11 +674,12 @@ int main(int argc, char **argv)
 
 		tsc_per_us = (double)(tsc1 - tsc0) / ((double)(t1 - t0) / 1e3);
 		printf("BENCH iops=%.0f p50_us=%.1f p99_us=%.1f ios=%" PRIu64 " secs=%.2f kicks=%" PRIu64
-		       " cpu_us_per_io=%.2f vmm_cpu_us_per_io=%.2f\n",
+		       " cpu_us_per_io=%.2f vmm_cpu_us_per_io=%.2f wait=%s irqs=%" PRIu64 "\n",
 		       (double)ios / s, quantile_us(hist, ios, 0.50, tsc_per_us),
 		       quantile_us(hist, ios, 0.99, tsc_per_us), ios, s, kicks,
 		       (double)(cpu1 - cpu0) / 1e3 / (double)ios,
-		       (double)((cpu1 - cpu0) - (drv1 - drv0)) / 1e3 / (double)ios);
+		       (double)((cpu1 - cpu0) - (drv1 - drv0)) / 1e3 / (double)ios,
+		       L.irq ? "irq" : "poll", irqs);
 	} else if (!rc) {
 		fprintf(stderr, "vireo-blk-loop: no I/O completed in the window\n");
 		rc = 1;

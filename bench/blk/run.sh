@@ -39,6 +39,7 @@
 # bench/blk/loop.c): one host thread per queue plays the test guest's polling driver on the same
 # drive, so vireo's own per-request code can be measured and profiled where /dev/kvm is missing
 # (BENCH_VMMS="loop host"). Its RESULT lines say vmm=loop and the ratios add loop/host.
+# BENCH_WAIT applies to it too (--wait: irq sleeps in poll() on the queue vector's eventfd).
 set -uo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -219,7 +220,8 @@ run_loop() { # cache rw qd q
 	out=$logs/loop-$c-$rw-qd$qd-q$q-$rep.log
 	err=$logs/loop-$c-$rw-qd$qd-q$q-$rep.err
 	"$loop" --drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts" \
-		--rw "$rw" --qd "$qd" --secs "$secs" --warmup-ms "$warmup" >"$out" 2>"$err" </dev/null
+		--rw "$rw" --qd "$qd" --secs "$secs" --warmup-ms "$warmup" --wait "$wait" \
+		>"$out" 2>"$err" </dev/null
 	line=$(grep '^BENCH iops=' "$out")
 	if [ -z "$line" ]; then
 		printf 'FAILED vmm=loop cache=%s rw=%s qd=%s queues=%s: %s\n' "$c" "$rw" "$qd" "$q" \
@@ -228,7 +230,8 @@ run_loop() { # cache rw qd q
 	fi
 	emit loop "$c" "$rw" "$qd" "$q" "$(field "$line" iops)" "$(field "$line" p50_us)" \
 		"$(field "$line" p99_us)" "$(field "$line" cpu_us_per_io)" \
-		"$(field "$line" vmm_cpu_us_per_io)" "$(field "$line" kicks)" poll 0
+		"$(field "$line" vmm_cpu_us_per_io)" "$(field "$line" kicks)" "$wait" \
+		"$(field "$line" irqs)"
 }
 
 run_host() { # cache rw qd q
