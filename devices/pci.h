@@ -29,39 +29,13 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/spec/pci.h"
 #include "devices/bus.h"
 
 #define PCI_CFG_SIZE 4096
 #define PCI_SLOTS 32
 #define PCI_NUM_BARS 6
 #define PCI_BAR_UNMAPPED UINT64_MAX
-
-/* config space registers */
-#define PCI_VENDOR_ID 0x00
-#define PCI_DEVICE_ID 0x02
-#define PCI_COMMAND 0x04
-#define PCI_COMMAND_IO 0x1
-#define PCI_COMMAND_MEMORY 0x2
-#define PCI_COMMAND_MASTER 0x4
-#define PCI_COMMAND_INTX_DISABLE 0x400
-#define PCI_STATUS 0x06
-#define PCI_STATUS_CAP_LIST 0x10
-#define PCI_REVISION_ID 0x08
-#define PCI_CLASS_PROG 0x09
-#define PCI_HEADER_TYPE 0x0e
-#define PCI_BASE_ADDRESS_0 0x10
-#define PCI_SUBSYSTEM_VENDOR_ID 0x2c
-#define PCI_SUBSYSTEM_ID 0x2e
-#define PCI_CAPABILITY_LIST 0x34
-#define PCI_INTERRUPT_LINE 0x3c
-#define PCI_INTERRUPT_PIN 0x3d
-
-#define PCI_BAR_SPACE_IO 0x1
-#define PCI_BAR_MEM_TYPE_64 0x4
-#define PCI_BAR_MEM_PREFETCH 0x8
-
-#define PCI_CAP_ID_VNDR 0x09
-#define PCI_CAP_ID_MSIX 0x11
 
 /* flags for pci_device_add_bar */
 #define PCI_BAR_F_MEM64 (1u << 0)
@@ -192,8 +166,6 @@ int pci_add_msix_capability(struct pci_device *d, unsigned int nr_vectors, unsig
 			    struct error **errp);
 
 /* MSI-X Message Control at capability offset @cap (call with the bus lock, e.g. in cfg_write). */
-#define PCI_MSIX_FLAGS_ENABLE 0x8000
-#define PCI_MSIX_FLAGS_MASKALL 0x4000
 uint16_t pci_msix_control(const struct pci_device *d, unsigned int cap);
 
 /**

@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 
 #include "common/error.h"
+#include "common/spec/virtio_blk.h"
 #include "devices/virtqueue.h"
 
 struct vm;
@@ -33,31 +34,6 @@ struct iothread;
 struct pci_device;
 struct vblk;
 
-#define VIRTIO_ID_BLOCK 2
-
-#define VIRTIO_BLK_F_SIZE_MAX 1
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_TOPOLOGY 10
-#define VIRTIO_BLK_F_MQ 12
-#define VIRTIO_BLK_F_DISCARD 13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_T_DISCARD 11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
-
-#define VIRTIO_BLK_ID_BYTES 20
-#define VIRTIO_BLK_SEG_F_UNMAP 1u
 #define VBLK_SECTOR 512u
 #define VBLK_HDR_SIZE 16
 #define VBLK_SEG_SIZE 16

@@ -38,24 +38,14 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/spec/virtio.h"
 #include "devices/pci.h"
 #include "devices/virtqueue.h"
 
 struct vm;
 struct vpci_dev;
 
-#define VIRTIO_PCI_VENDOR 0x1af4
-#define VIRTIO_PCI_DEVICE_BASE 0x1040
-#define VIRTIO_MSI_NO_VECTOR 0xffff
 #define VPCI_MAX_QUEUES 1024
-
-/* device_status bits */
-#define VIRTIO_STATUS_ACKNOWLEDGE 1
-#define VIRTIO_STATUS_DRIVER 2
-#define VIRTIO_STATUS_DRIVER_OK 4
-#define VIRTIO_STATUS_FEATURES_OK 8
-#define VIRTIO_STATUS_NEEDS_RESET 64
-#define VIRTIO_STATUS_FAILED 128
 
 /**
  * struct virtio_device_ops - what a virtio device model gives the transport

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "common/spec/virtio.h"
 #include "vmm/gmem.h"
 
 #define VIRTQ_MAX_SIZE 32768
@@ -33,11 +34,6 @@
 #define VIRTQ_DESC_F_INDIRECT 4
 #define VRING_AVAIL_F_NO_INTERRUPT 1
 #define VRING_USED_F_NO_NOTIFY 1
-
-/* device-independent feature bits */
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
 
 struct virtq_desc {
 	uint64_t addr;

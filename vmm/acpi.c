@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/spec/acpi.h"
 #include "common/util.h"
 #include "vmm/aml.h"
 #include "vmm/layout.h"
@@ -18,32 +19,6 @@
 #define ACPI_OEM_ID       "VIREO "
 #define ACPI_OEM_TABLE_ID "VIREOVM "
 #define ACPI_CREATOR_ID   "VIRO"
-
-struct acpi_header {
-	char signature[4];
-	uint32_t length;
-	uint8_t revision;
-	uint8_t checksum;
-	char oem_id[6];
-	char oem_table_id[8];
-	uint32_t oem_revision;
-	char creator_id[4];
-	uint32_t creator_revision;
-} __attribute__((packed));
-static_assert(sizeof(struct acpi_header) == 36, "ACPI header size");
-
-struct acpi_rsdp {
-	char signature[8];
-	uint8_t checksum; /* over the first 20 bytes */
-	char oem_id[6];
-	uint8_t revision;
-	uint32_t rsdt_address;
-	uint32_t length;
-	uint64_t xsdt_address;
-	uint8_t extended_checksum; /* over all 36 bytes */
-	uint8_t reserved[3];
-} __attribute__((packed));
-static_assert(sizeof(struct acpi_rsdp) == 36, "RSDP size");
 
 /* Generic Address Structure */
 struct acpi_gas {

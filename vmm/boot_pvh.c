@@ -11,51 +11,19 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "common/spec/pvh.h"
 #include "common/util.h"
 #include "vmm/boot_internal.h"
 #include "vmm/e820.h"
 #include "vmm/layout.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
-#define PVH_START_MAGIC 0x336ec578
 #define PVH_START_VERSION 1
-
-/* hvm_start_info (version 1) and friends, little-endian, as Xen's public start_info.h lays out */
-struct pvh_start_info {
-	uint32_t magic;
-	uint32_t version;
-	uint32_t flags;
-	uint32_t nr_modules;
-	uint64_t modlist_paddr;
-	uint64_t cmdline_paddr;
-	uint64_t rsdp_paddr;
-	uint64_t memmap_paddr;
-	uint32_t memmap_entries;
-	uint32_t reserved;
-};
-
-struct pvh_modlist_entry {
-	uint64_t paddr;
-	uint64_t size;
-	uint64_t cmdline_paddr;
-	uint64_t reserved;
-};
-
-struct pvh_memmap_entry {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t type;
-	uint32_t reserved;
-};
-
-_Static_assert(sizeof(struct pvh_start_info) == 56, "hvm_start_info is 56 bytes");
-_Static_assert(sizeof(struct pvh_modlist_entry) == 32, "hvm_modlist_entry is 32 bytes");
-_Static_assert(sizeof(struct pvh_memmap_entry) == 24, "hvm_memmap_table_entry is 24 bytes");
 
 /* Where the pieces go inside the page at LAYOUT_PVH_INFO */
 #define PVH_MODLIST_GPA (LAYOUT_PVH_INFO + 0x40)
 #define PVH_MEMMAP_GPA  (LAYOUT_PVH_INFO + 0x80)
-_Static_assert(0x80 + E820_MAX * sizeof(struct pvh_memmap_entry) <= 0x1000,
+_Static_assert(0x80 + E820_MAX * sizeof(struct hvm_memmap_entry) <= 0x1000,
 	       "start_info, modlist and memmap share one page");
 _Static_assert(LAYOUT_PVH_INFO + 0x1000 <= LAYOUT_ZERO_PAGE, "the PVH page ends before the next");
 
@@ -363,23 +331,23 @@ static int load_segments(const struct elf *e, struct gmem *mem, uint64_t entry, 
 static int write_start_info(struct gmem *mem, const struct boot_params_in *in,
 			    const struct boot_loaded *ld, struct error **errp)
 {
-	struct pvh_start_info si = {
-		.magic = PVH_START_MAGIC,
+	struct hvm_start_info si = {
+		.magic = HVM_START_MAGIC,
 		.version = PVH_START_VERSION,
 		.cmdline_paddr = LAYOUT_CMDLINE,
 		.rsdp_paddr = in->rsdp_gpa,
 		.memmap_paddr = PVH_MEMMAP_GPA,
 	};
-	struct pvh_memmap_entry mm[E820_MAX];
+	struct hvm_memmap_entry mm[E820_MAX];
 	struct e820_entry map[E820_MAX];
 	unsigned int n = e820_build(mem, map);
 
 	memset(mm, 0, sizeof(mm));
 	for (unsigned int i = 0; i < n; i++)
-		mm[i] = (struct pvh_memmap_entry){ map[i].addr, map[i].size, map[i].type, 0 };
+		mm[i] = (struct hvm_memmap_entry){ map[i].addr, map[i].size, map[i].type, 0 };
 	si.memmap_entries = n;
 	if (ld->initrd_size) {
-		struct pvh_modlist_entry mod = { .paddr = ld->initrd_start,
+		struct hvm_modlist_entry mod = { .paddr = ld->initrd_start,
 						 .size = ld->initrd_size };
 
 		si.nr_modules = 1;

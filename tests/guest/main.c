@@ -8,34 +8,14 @@
  * (README.md lists them). Unknown case names fail the run.
  */
 #include "cases/cases.h"
+#include "common/spec/pvh.h"
 #include "drivers/acpi.h"
 #include "drivers/lapic.h"
 #include "drivers/uart.h"
 #include "ring0/ring0.h"
 
-#define PVH_MAGIC       0x336ec578
 #define CMDLINE_MAX     1024
 #define MAX_WORDS       32
-
-struct hvm_start_info {
-	uint32_t magic;
-	uint32_t version;
-	uint32_t flags;
-	uint32_t nr_modules;
-	uint64_t modlist_paddr;
-	uint64_t cmdline_paddr;
-	uint64_t rsdp_paddr;
-	uint64_t memmap_paddr;  /* version 1 */
-	uint32_t memmap_entries;
-	uint32_t reserved;
-} __packed;
-
-struct hvm_memmap_entry {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t type;
-	uint32_t reserved;
-} __packed;
 
 static char cmdline[CMDLINE_MAX];
 static char *words[MAX_WORDS];
@@ -92,7 +72,7 @@ static uint64_t read_start_info(void)
 	const struct hvm_start_info *si = (const void *)(uintptr_t)pvh_info_pa;
 	uint64_t ram = 0;
 
-	if (!pvh_info_pa || si->magic != PVH_MAGIC) {
+	if (!pvh_info_pa || si->magic != HVM_START_MAGIC) {
 		printf("guest: no PVH start info at %#lx (magic %#x)\n", pvh_info_pa,
 		       pvh_info_pa ? si->magic : 0);
 		guest_exit(GUEST_EXIT_PANIC);

@@ -327,7 +327,7 @@ static int run_mode(uint64_t features_mask, uint64_t seed)
 
 	if ((r = blk_open(&blk, &cfg, false)) != CASE_OK)
 		return r;
-	event_idx = blk_has(&blk, VIRTIO_F_RING_EVENT_IDX);
+	event_idx = blk_has(&blk, VIRTIO_F_EVENT_IDX);
 	printf("  %s: %u queues, MSI-X table of %u at %#lx\n", event_idx ? "EVENT_IDX" :
 	       "without EVENT_IDX", blk.nqueues, blk.vp.msix.size, blk.vp.msix.table);
 	if (region(blk.nqueues) > blk.capacity)
@@ -357,8 +357,8 @@ int case_blk_irq(void)
 	r = vector_refusal(&d);
 	if (r == CASE_OK)
 		r = run_mode(0, 7000);
-	if (r == CASE_OK && blk_has(&blk, VIRTIO_F_RING_EVENT_IDX))
-		r = run_mode(blk.features & ~(1ULL << VIRTIO_F_RING_EVENT_IDX), 8000);
+	if (r == CASE_OK && blk_has(&blk, VIRTIO_F_EVENT_IDX))
+		r = run_mode(blk.features & ~(1ULL << VIRTIO_F_EVENT_IDX), 8000);
 	if (blk.vp.common) {
 		virtio_pci_reset(&blk.vp);
 		virtio_pci_msix_disable(&blk.vp);

@@ -9,19 +9,7 @@
 
 #define MAX_TABLE       (1u << 20)
 
-struct rsdp {
-	char sig[8];
-	uint8_t checksum;
-	char oem_id[6];
-	uint8_t revision;
-	uint32_t rsdt;
-	uint32_t length;
-	uint64_t xsdt;
-	uint8_t xchecksum;
-	uint8_t reserved[3];
-} __packed;
-
-static const struct rsdp *rsdp;
+static const struct acpi_rsdp *rsdp;
 static const struct acpi_header *root;
 static unsigned root_entry_size;
 
@@ -35,19 +23,19 @@ static uint8_t sum(const void *p, size_t n)
 	return s;
 }
 
-static bool rsdp_valid(const struct rsdp *r)
+static bool rsdp_valid(const struct acpi_rsdp *r)
 {
-	if (memcmp(r->sig, "RSD PTR ", 8) || sum(r, 20))
+	if (memcmp(r->signature, "RSD PTR ", 8) || sum(r, 20))
 		return false;
 	return r->revision < 2 || (r->length >= sizeof(*r) && r->length < 4096 &&
 				   !sum(r, r->length));
 }
 
-static const struct rsdp *rsdp_scan(uint64_t start, uint64_t end)
+static const struct acpi_rsdp *rsdp_scan(uint64_t start, uint64_t end)
 {
-	for (uint64_t a = start; a + sizeof(struct rsdp) <= end; a += 16)
-		if (rsdp_valid((const struct rsdp *)(uintptr_t)a))
-			return (const struct rsdp *)(uintptr_t)a;
+	for (uint64_t a = start; a + sizeof(struct acpi_rsdp) <= end; a += 16)
+		if (rsdp_valid((const struct acpi_rsdp *)(uintptr_t)a))
+			return (const struct acpi_rsdp *)(uintptr_t)a;
 	return NULL;
 }
 
@@ -59,7 +47,7 @@ static const struct acpi_header *table_at(uint64_t pa, const char *sig)
 		return NULL;
 	if (h->length < sizeof(*h) || h->length > MAX_TABLE || sum(h, h->length))
 		return NULL;
-	if (sig && memcmp(h->sig, sig, 4))
+	if (sig && memcmp(h->signature, sig, 4))
 		return NULL;
 	return h;
 }
@@ -72,8 +60,8 @@ int acpi_init(uint64_t hint)
 	__asm__("" : "+r"(bda)); /* a fixed low address, not a null-pointer offset */
 	ebda = (uint64_t)mmio_read16(bda) << 4;
 
-	if (hint && rsdp_valid((const struct rsdp *)(uintptr_t)hint))
-		rsdp = (const struct rsdp *)(uintptr_t)hint;
+	if (hint && rsdp_valid((const struct acpi_rsdp *)(uintptr_t)hint))
+		rsdp = (const struct acpi_rsdp *)(uintptr_t)hint;
 	if (!rsdp && ebda >= 0x80000 && ebda < 0xa0000)
 		rsdp = rsdp_scan(ebda, ebda + 1024);
 	if (!rsdp)
@@ -82,17 +70,17 @@ int acpi_init(uint64_t hint)
 		err_set("no valid RSDP (hint %#lx, EBDA, 0xe0000-0xfffff)", hint);
 		return -1;
 	}
-	if (rsdp->revision >= 2 && rsdp->xsdt) {
-		root = table_at(rsdp->xsdt, "XSDT");
+	if (rsdp->revision >= 2 && rsdp->xsdt_address) {
+		root = table_at(rsdp->xsdt_address, "XSDT");
 		root_entry_size = 8;
 	}
 	if (!root) {
-		root = table_at(rsdp->rsdt, "RSDT");
+		root = table_at(rsdp->rsdt_address, "RSDT");
 		root_entry_size = 4;
 	}
 	if (!root) {
 		err_set("RSDP at %p: neither XSDT %#lx nor RSDT %#x is a valid table", (void *)rsdp,
-			rsdp->revision >= 2 ? rsdp->xsdt : 0, rsdp->rsdt);
+			rsdp->revision >= 2 ? rsdp->xsdt_address : 0, rsdp->rsdt_address);
 		return -1;
 	}
 	return 0;

@@ -3,19 +3,8 @@
 #ifndef GUEST_ACPI_H
 #define GUEST_ACPI_H
 
+#include "common/spec/acpi.h"
 #include "lib/sys.h"
-
-struct acpi_header {
-	char sig[4];
-	uint32_t length;
-	uint8_t revision;
-	uint8_t checksum;
-	char oem_id[6];
-	char oem_table_id[8];
-	uint32_t oem_revision;
-	uint32_t creator_id;
-	uint32_t creator_revision;
-} __packed;
 
 /* Finds and checks the RSDP (at hint if non-zero, else in the EBDA and 0xe0000-0xfffff). */
 int acpi_init(uint64_t rsdp_hint);

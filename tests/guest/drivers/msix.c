@@ -3,7 +3,6 @@
 #include "drivers/msix.h"
 #include "lib/lib.h"
 
-#define PCI_CAP_MSIX            0x11
 #define MSIX_CTRL               2       /* message control */
 #define  MSIX_CTRL_SIZE         0x07ff  /* table size - 1 */
 #define  MSIX_CTRL_MASKALL      0x4000
@@ -23,7 +22,7 @@ int msix_init(struct msix *m, const struct pci_dev *d)
 {
 	uint32_t tab;
 	struct pci_bar bar;
-	unsigned int cap = pci_find_cap(d->bdf, PCI_CAP_MSIX, 0);
+	unsigned int cap = pci_find_cap(d->bdf, PCI_CAP_ID_MSIX, 0);
 
 	*m = (struct msix){ .bdf = d->bdf }; /* cap and table stay 0 until both are checked */
 	if (!cap) {

@@ -192,7 +192,7 @@ static uint64_t assign_mmio32(uint64_t size)
 
 int pci_bar(const struct pci_dev *d, unsigned i, struct pci_bar *bar)
 {
-	unsigned off = PCI_BAR0 + 4 * i;
+	unsigned off = PCI_BASE_ADDRESS_0 + 4 * i;
 	uint16_t cmd = pci_read16(d->bdf, PCI_COMMAND);
 	uint32_t lo = pci_read32(d->bdf, off), hi = 0, slo, shi = 0xffffffff;
 
@@ -251,7 +251,7 @@ unsigned pci_find_cap(uint16_t bdf, uint8_t id, unsigned from)
 
 	if (!(pci_read16(bdf, PCI_STATUS) & PCI_STATUS_CAP_LIST))
 		return 0;
-	off = from ? pci_read8(bdf, from + 1) : pci_read8(bdf, PCI_CAP_PTR);
+	off = from ? pci_read8(bdf, from + 1) : pci_read8(bdf, PCI_CAPABILITY_LIST);
 	for (; off >= 0x40 && guard < 48; guard++) {
 		off &= ~3u;
 		if (pci_read8(bdf, off) == id)

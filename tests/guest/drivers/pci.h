@@ -3,27 +3,13 @@
 #ifndef GUEST_PCI_H
 #define GUEST_PCI_H
 
+#include "common/spec/pci.h"
 #include "lib/sys.h"
 
 #define PCI_BDF(b, d, f)        ((uint16_t)((b) << 8 | (d) << 3 | (f)))
 #define PCI_BUS(bdf)            ((bdf) >> 8)
 #define PCI_DEV(bdf)            (((bdf) >> 3) & 0x1f)
 #define PCI_FN(bdf)             ((bdf) & 7)
-
-#define PCI_VENDOR_ID           0x00
-#define PCI_DEVICE_ID           0x02
-#define PCI_COMMAND             0x04
-#define  PCI_COMMAND_IO         0x1
-#define  PCI_COMMAND_MEMORY     0x2
-#define  PCI_COMMAND_MASTER     0x4
-#define PCI_STATUS              0x06
-#define  PCI_STATUS_CAP_LIST    0x10
-#define PCI_CLASS_REVISION      0x08
-#define PCI_HEADER_TYPE         0x0e
-#define PCI_BAR0                0x10
-#define PCI_SECONDARY_BUS       0x19
-#define PCI_SUBSYSTEM_ID        0x2e
-#define PCI_CAP_PTR             0x34
 
 struct pci_dev {
 	uint16_t bdf;

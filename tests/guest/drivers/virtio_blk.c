@@ -22,7 +22,7 @@ static struct vring_mem rings[BLK_RING_SETS][BLK_MAX_QUEUES];
 
 static uint64_t wanted_features(void)
 {
-	return 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_RING_EVENT_IDX |
+	return 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX |
 	       1ULL << VIRTIO_BLK_F_SIZE_MAX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
 	       1ULL << VIRTIO_BLK_F_RO | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
 	       1ULL << VIRTIO_BLK_F_MQ | 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_F_INDIRECT_DESC |
@@ -94,7 +94,7 @@ int blk_init(struct blk *b, const struct pci_dev *d, const struct blk_cfg *cfg)
 			goto fail;
 		}
 		/* the device may not touch the rings before DRIVER_OK: initialize them first */
-		vring_init(&b->q[q], m, size, q, blk_has(b, VIRTIO_F_RING_EVENT_IDX));
+		vring_init(&b->q[q], m, size, q, blk_has(b, VIRTIO_F_EVENT_IDX));
 		b->q[q].notify = notify;
 	}
 	virtio_pci_set_status(&b->vp, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |

@@ -7,30 +7,9 @@
 #ifndef GUEST_VIRTIO_BLK_H
 #define GUEST_VIRTIO_BLK_H
 
+#include "common/spec/virtio_blk.h"
 #include "drivers/virtio_pci.h"
 #include "drivers/vring.h"
-
-#define VIRTIO_BLK_F_SIZE_MAX           1
-#define VIRTIO_BLK_F_SEG_MAX            2
-#define VIRTIO_BLK_F_RO                 5
-#define VIRTIO_BLK_F_BLK_SIZE           6
-#define VIRTIO_BLK_F_FLUSH              9
-#define VIRTIO_BLK_F_MQ                 12
-#define VIRTIO_BLK_F_DISCARD            13
-#define VIRTIO_BLK_F_WRITE_ZEROES       14
-
-#define VIRTIO_BLK_T_IN                 0
-#define VIRTIO_BLK_T_OUT                1
-#define VIRTIO_BLK_T_FLUSH              4
-#define VIRTIO_BLK_T_GET_ID             8
-#define VIRTIO_BLK_T_DISCARD            11
-#define VIRTIO_BLK_T_WRITE_ZEROES       13
-
-#define VIRTIO_BLK_S_OK                 0
-#define VIRTIO_BLK_S_IOERR              1
-#define VIRTIO_BLK_S_UNSUPP             2
-
-#define VIRTIO_F_INDIRECT_DESC          28
 
 #define BLK_MAX_QUEUES                  16
 #define BLK_QUEUE_SIZE                  128

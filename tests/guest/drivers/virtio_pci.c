@@ -3,7 +3,6 @@
 #include "drivers/virtio_pci.h"
 #include "lib/lib.h"
 
-#define PCI_CAP_VENDOR          0x09
 #define CAP_COMMON              1
 #define CAP_NOTIFY              2
 #define CAP_ISR                 3
@@ -53,7 +52,7 @@ int virtio_pci_init(struct virtio_pci *v, const struct pci_dev *d)
 	unsigned cap = 0;
 
 	*v = (struct virtio_pci){ .pci = *d };
-	while ((cap = pci_find_cap(bdf, PCI_CAP_VENDOR, cap))) {
+	while ((cap = pci_find_cap(bdf, PCI_CAP_ID_VNDR, cap))) {
 		uint8_t type = pci_read8(bdf, cap + 3);
 		int r = 0;
 

@@ -6,20 +6,9 @@
 #ifndef GUEST_VIRTIO_PCI_H
 #define GUEST_VIRTIO_PCI_H
 
+#include "common/spec/virtio.h"
 #include "drivers/msix.h"
 #include "drivers/pci.h"
-
-#define VIRTIO_STATUS_ACKNOWLEDGE       1
-#define VIRTIO_STATUS_DRIVER            2
-#define VIRTIO_STATUS_DRIVER_OK         4
-#define VIRTIO_STATUS_FEATURES_OK       8
-#define VIRTIO_STATUS_NEEDS_RESET       64
-#define VIRTIO_STATUS_FAILED            128
-
-#define VIRTIO_F_RING_EVENT_IDX         29
-#define VIRTIO_F_VERSION_1              32
-
-#define VIRTIO_MSI_NO_VECTOR            0xffff
 
 struct virtio_pci {
 	struct pci_dev pci;
