@@ -50,9 +50,26 @@ static const char *cls(const struct elf *e)
 	return e->is64 ? "64-bit ELF" : "32-bit ELF";
 }
 
+/*
+ * Copies the header fields this loader uses out of an Elf32_Ehdr or an Elf64_Ehdr @h (the same
+ * names in both, other widths) into struct elf @e, e_machine and e_type into @machine, @type.
+ */
+#define ELF_TAKE_EHDR(e, h, machine, type)		\
+	do {						\
+		(machine) = (h).e_machine;		\
+		(type) = (h).e_type;			\
+		(e)->phoff = (h).e_phoff;		\
+		(e)->shoff = (h).e_shoff;		\
+		(e)->phentsize = (h).e_phentsize;	\
+		(e)->phnum = (h).e_phnum;		\
+		(e)->shentsize = (h).e_shentsize;	\
+		(e)->shnum = (h).e_shnum;		\
+	} while (0)
+
 static int parse_ehdr(struct elf *e, const struct boot_file *f, struct error **errp)
 {
 	uint8_t ei_class = f->size > EI_CLASS ? f->data[EI_CLASS] : 0;
+	uint16_t machine, type;
 	size_t need;
 
 	e->f = f;
@@ -77,31 +94,18 @@ static int parse_ehdr(struct elf *e, const struct boot_file *f, struct error **e
 		Elf64_Ehdr h;
 
 		memcpy(&h, f->data, sizeof(h));
-		if (h.e_machine != EM_X86_64)
-			goto bad_machine;
-		if (h.e_type != ET_EXEC)
-			goto bad_type;
-		e->phoff = h.e_phoff;
-		e->shoff = h.e_shoff;
-		e->phentsize = h.e_phentsize;
-		e->phnum = h.e_phnum;
-		e->shentsize = h.e_shentsize;
-		e->shnum = h.e_shnum;
+		ELF_TAKE_EHDR(e, h, machine, type);
 	} else {
 		Elf32_Ehdr h;
 
 		memcpy(&h, f->data, sizeof(h));
-		if (h.e_machine != EM_386 && h.e_machine != EM_X86_64)
-			goto bad_machine;
-		if (h.e_type != ET_EXEC)
-			goto bad_type;
-		e->phoff = h.e_phoff;
-		e->shoff = h.e_shoff;
-		e->phentsize = h.e_phentsize;
-		e->phnum = h.e_phnum;
-		e->shentsize = h.e_shentsize;
-		e->shnum = h.e_shnum;
+		ELF_TAKE_EHDR(e, h, machine, type);
 	}
+	/* an ELF64 kernel must be x86-64; an ELF32 one may be i386 or x86-64 */
+	if (machine != EM_X86_64 && (e->is64 || machine != EM_386))
+		goto bad_machine;
+	if (type != ET_EXEC)
+		goto bad_type;
 	return 0;
 bad_machine:
 	error_setg(errp, "'%s': not a bootable kernel: %s for machine %u (e_machine), not x86",
