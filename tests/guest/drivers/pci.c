@@ -49,76 +49,76 @@ static void cf8_select(uint16_t bdf, unsigned off)
 	outl(PCI_CF8, 0x80000000u | (uint32_t)bdf << 8 | (off & 0xfc));
 }
 
-uint32_t pci_read32(uint16_t bdf, unsigned off)
+/* A config read of len (1, 2 or 4) bytes; a bus outside the ECAM reads all ones. */
+static uint32_t cfg_read(uint16_t bdf, unsigned off, unsigned len)
 {
 	uint64_t a;
 
 	if (!ecam_base) {
 		cf8_select(bdf, off);
-		return inl(PCI_CFC);
+		if (len == 1)
+			return inb(PCI_CFC + (off & 3));
+		return len == 2 ? inw(PCI_CFC + (off & 2)) : inl(PCI_CFC);
 	}
 	a = ecam_addr(bdf, off);
-	return a ? mmio_read32(a) : 0xffffffff;
+	if (!a)
+		return 0xffffffffu >> (32 - 8 * len);
+	if (len == 1)
+		return mmio_read8(a);
+	return len == 2 ? mmio_read16(a) : mmio_read32(a);
+}
+
+/* A config write of len (1, 2 or 4) bytes; dropped for a bus outside the ECAM. */
+static void cfg_write(uint16_t bdf, unsigned off, unsigned len, uint32_t v)
+{
+	uint64_t a;
+
+	if (!ecam_base) {
+		cf8_select(bdf, off);
+		if (len == 1)
+			outb(PCI_CFC + (off & 3), v);
+		else if (len == 2)
+			outw(PCI_CFC + (off & 2), v);
+		else
+			outl(PCI_CFC, v);
+	} else if ((a = ecam_addr(bdf, off))) {
+		if (len == 1)
+			mmio_write8(a, v);
+		else if (len == 2)
+			mmio_write16(a, v);
+		else
+			mmio_write32(a, v);
+	}
+}
+
+uint32_t pci_read32(uint16_t bdf, unsigned off)
+{
+	return cfg_read(bdf, off, 4);
 }
 
 uint16_t pci_read16(uint16_t bdf, unsigned off)
 {
-	uint64_t a;
-
-	if (!ecam_base) {
-		cf8_select(bdf, off);
-		return inw(PCI_CFC + (off & 2));
-	}
-	a = ecam_addr(bdf, off);
-	return a ? mmio_read16(a) : 0xffff;
+	return cfg_read(bdf, off, 2);
 }
 
 uint8_t pci_read8(uint16_t bdf, unsigned off)
 {
-	uint64_t a;
-
-	if (!ecam_base) {
-		cf8_select(bdf, off);
-		return inb(PCI_CFC + (off & 3));
-	}
-	a = ecam_addr(bdf, off);
-	return a ? mmio_read8(a) : 0xff;
+	return cfg_read(bdf, off, 1);
 }
 
 void pci_write32(uint16_t bdf, unsigned off, uint32_t v)
 {
-	uint64_t a;
-
-	if (!ecam_base) {
-		cf8_select(bdf, off);
-		outl(PCI_CFC, v);
-	} else if ((a = ecam_addr(bdf, off))) {
-		mmio_write32(a, v);
-	}
+	cfg_write(bdf, off, 4, v);
 }
 
 void pci_write16(uint16_t bdf, unsigned off, uint16_t v)
 {
-	uint64_t a;
-
-	if (!ecam_base) {
-		cf8_select(bdf, off);
-		outw(PCI_CFC + (off & 2), v);
-	} else if ((a = ecam_addr(bdf, off))) {
-		mmio_write16(a, v);
-	}
+	cfg_write(bdf, off, 2, v);
 }
 
 void pci_write8(uint16_t bdf, unsigned off, uint8_t v)
 {
-	uint64_t a;
-
-	if (!ecam_base) {
-		cf8_select(bdf, off);
-		outb(PCI_CFC + (off & 3), v);
-	} else if ((a = ecam_addr(bdf, off))) {
-		mmio_write8(a, v);
-	}
+	cfg_write(bdf, off, 1, v);
 }
 
 static int scan_bus(unsigned bus, struct pci_dev *devs, int max, int n, unsigned depth)
