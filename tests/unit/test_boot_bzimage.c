@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "boot_fixture.h"
 #include "common/util.h"
 #include "vmm/boot.h"
 #include "vmm/e820.h"
@@ -84,80 +85,6 @@ static uint8_t *build_bz(const struct bz_opts *o, size_t *len)
 	return b;
 }
 
-static char *write_tmp(const void *data, size_t len)
-{
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	char *path;
-	int fd;
-
-	assert_true(asprintf(&path, "%s/vireo-test-bz-XXXXXX", dir) > 0);
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, data, len), (ssize_t)len);
-	close(fd);
-	return path;
-}
-
-static void drop_tmp(char *path)
-{
-	unlink(path);
-	free(path);
-}
-
-static int load_buf(struct gmem *m, const void *buf, size_t len, const char *cmdline,
-		    const char *initrd, struct boot_cpu_state *st, char *msg, size_t msglen)
-{
-	char *path = write_tmp(buf, len);
-	struct boot_params_in in = { .kernel_path = path, .initrd_path = initrd,
-				     .cmdline = cmdline, .rsdp_gpa = LAYOUT_ACPI_BASE };
-	struct error *err = NULL;
-	int ret = boot_load(m, &in, st, &err);
-
-	if (msg)
-		snprintf(msg, msglen, "%s", ret ? error_msg(err) : "");
-	if (ret) {
-		assert_non_null(err);
-		assert_non_null(strstr(error_msg(err), path));
-	} else {
-		assert_null(err);
-	}
-	error_free(err);
-	drop_tmp(path);
-	return ret;
-}
-
-static uint8_t rd8(const struct gmem *m, uint64_t gpa)
-{
-	uint8_t v = 0;
-
-	assert_int_equal(gmem_read(m, gpa, &v, sizeof(v)), 0);
-	return v;
-}
-
-static uint16_t rd16(const struct gmem *m, uint64_t gpa)
-{
-	uint16_t v = 0;
-
-	assert_int_equal(gmem_read(m, gpa, &v, sizeof(v)), 0);
-	return v;
-}
-
-static uint32_t rd32(const struct gmem *m, uint64_t gpa)
-{
-	uint32_t v = 0;
-
-	assert_int_equal(gmem_read(m, gpa, &v, sizeof(v)), 0);
-	return v;
-}
-
-static uint64_t rd64(const struct gmem *m, uint64_t gpa)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(gmem_read(m, gpa, &v, sizeof(v)), 0);
-	return v;
-}
-
 #define ZP(off) (LAYOUT_ZERO_PAGE + (off))
 
 static void bzimage_loads_kernel_at_pref_address_and_fills_zero_page(void **state)
@@ -174,9 +101,9 @@ static void bzimage_loads_kernel_at_pref_address_and_fills_zero_page(void **stat
 
 	for (size_t i = 0; i < sizeof(initrd); i++)
 		initrd[i] = (uint8_t)(i * 3);
-	ipath = write_tmp(initrd, sizeof(initrd));
+	ipath = bootfx_write_tmp(initrd, sizeof(initrd));
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	assert_int_equal(load_buf(&m, bz, len, "console=ttyS0", ipath, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, bz, len, "console=ttyS0", ipath, &st, NULL, 0), 0);
 
 	/* the protected-mode kernel, at pref_address */
 	assert_memory_equal(gmem_ptr(&m, 0x1000000, PAYLOAD), bz + 1024, PAYLOAD);
@@ -188,25 +115,25 @@ static void bzimage_loads_kernel_at_pref_address_and_fills_zero_page(void **stat
 
 	/* setup header copied from the file, loader fields ours */
 	assert_memory_equal(gmem_ptr(&m, ZP(0x1f1), 0x26c - 0x1f1), bz + 0x1f1, 0x1fa - 0x1f1);
-	assert_int_equal(rd32(&m, ZP(0x202)), 0x53726448);
-	assert_int_equal(rd16(&m, ZP(0x206)), 0x020f);
-	assert_int_equal(rd64(&m, ZP(0x258)), 0x1000000);
-	assert_int_equal(rd32(&m, ZP(0x260)), 0x400000);
-	assert_int_equal(rd16(&m, ZP(0x1fa)), 0xffff);              /* vid_mode */
-	assert_int_equal(rd8(&m, ZP(0x210)), 0xff);                 /* type_of_loader */
-	assert_int_equal(rd8(&m, ZP(0x211)), 0x81);                 /* LOADED_HIGH|CAN_USE_HEAP */
-	assert_int_equal(rd16(&m, ZP(0x224)), 0xfe00);              /* heap_end_ptr */
-	assert_int_equal(rd32(&m, ZP(0x228)), LAYOUT_CMDLINE);      /* cmd_line_ptr */
-	assert_int_equal(rd32(&m, ZP(0x0c8)), 0);                   /* ext_cmd_line_ptr */
-	assert_int_equal(rd64(&m, ZP(0x070)), LAYOUT_ACPI_BASE);    /* acpi_rsdp_addr */
+	assert_int_equal(bootfx_rd32(&m, ZP(0x202)), 0x53726448);
+	assert_int_equal(bootfx_rd16(&m, ZP(0x206)), 0x020f);
+	assert_int_equal(bootfx_rd64(&m, ZP(0x258)), 0x1000000);
+	assert_int_equal(bootfx_rd32(&m, ZP(0x260)), 0x400000);
+	assert_int_equal(bootfx_rd16(&m, ZP(0x1fa)), 0xffff);       /* vid_mode */
+	assert_int_equal(bootfx_rd8(&m, ZP(0x210)), 0xff);          /* type_of_loader */
+	assert_int_equal(bootfx_rd8(&m, ZP(0x211)), 0x81);          /* LOADED_HIGH|CAN_USE_HEAP */
+	assert_int_equal(bootfx_rd16(&m, ZP(0x224)), 0xfe00);       /* heap_end_ptr */
+	assert_int_equal(bootfx_rd32(&m, ZP(0x228)), LAYOUT_CMDLINE); /* cmd_line_ptr */
+	assert_int_equal(bootfx_rd32(&m, ZP(0x0c8)), 0);            /* ext_cmd_line_ptr */
+	assert_int_equal(bootfx_rd64(&m, ZP(0x070)), LAYOUT_ACPI_BASE); /* acpi_rsdp_addr */
 	assert_int_equal(gmem_read(&m, LAYOUT_CMDLINE, cmd, 14), 0);
 	assert_string_equal(cmd, "console=ttyS0");
 
 	/* initrd: page-aligned at the top of RAM, above the kernel's init_size */
-	ird = rd32(&m, ZP(0x218));
-	assert_int_equal(rd32(&m, ZP(0x0c0)), 0);
-	assert_int_equal(rd32(&m, ZP(0x21c)), sizeof(initrd));
-	assert_int_equal(rd32(&m, ZP(0x0c4)), 0);
+	ird = bootfx_rd32(&m, ZP(0x218));
+	assert_int_equal(bootfx_rd32(&m, ZP(0x0c0)), 0);
+	assert_int_equal(bootfx_rd32(&m, ZP(0x21c)), sizeof(initrd));
+	assert_int_equal(bootfx_rd32(&m, ZP(0x0c4)), 0);
 	assert_true(IS_ALIGNED(ird, 4096));
 	assert_true(ird >= 0x1400000);
 	assert_true(ird + sizeof(initrd) <= 128 * MiB && ird + sizeof(initrd) > 128 * MiB - 4096);
@@ -214,28 +141,28 @@ static void bzimage_loads_kernel_at_pref_address_and_fills_zero_page(void **stat
 
 	/* e820 */
 	n = e820_build(&m, map);
-	assert_int_equal(rd8(&m, ZP(0x1e8)), n);
+	assert_int_equal(bootfx_rd8(&m, ZP(0x1e8)), n);
 	for (unsigned int i = 0; i < n; i++) {
-		assert_int_equal(rd64(&m, ZP(0x2d0) + 20 * i), map[i].addr);
-		assert_int_equal(rd64(&m, ZP(0x2d0) + 20 * i + 8), map[i].size);
-		assert_int_equal(rd32(&m, ZP(0x2d0) + 20 * i + 16), map[i].type);
+		assert_int_equal(bootfx_rd64(&m, ZP(0x2d0) + 20 * i), map[i].addr);
+		assert_int_equal(bootfx_rd64(&m, ZP(0x2d0) + 20 * i + 8), map[i].size);
+		assert_int_equal(bootfx_rd32(&m, ZP(0x2d0) + 20 * i + 16), map[i].type);
 	}
 	gmem_destroy(&m);
-	drop_tmp(ipath);
+	bootfx_drop_tmp(ipath);
 	free(bz);
 }
 
 /* Walks the guest's 4-level page tables like the MMU would; returns the physical address. */
 static uint64_t translate(const struct gmem *m, uint64_t cr3, uint64_t va)
 {
-	uint64_t e = rd64(m, (cr3 & ~0xfffULL) + ((va >> 39) & 511) * 8);
+	uint64_t e = bootfx_rd64(m, (cr3 & ~0xfffULL) + ((va >> 39) & 511) * 8);
 
 	assert_true(e & 1);
-	e = rd64(m, (e & 0xffffffffff000ULL) + ((va >> 30) & 511) * 8);
+	e = bootfx_rd64(m, (e & 0xffffffffff000ULL) + ((va >> 30) & 511) * 8);
 	assert_true(e & 1);
 	if (e & 0x80)
 		return (e & 0xfffffc0000000ULL) | (va & 0x3fffffff);
-	e = rd64(m, (e & 0xffffffffff000ULL) + ((va >> 21) & 511) * 8);
+	e = bootfx_rd64(m, (e & 0xffffffffff000ULL) + ((va >> 21) & 511) * 8);
 	assert_true(e & 1);
 	assert_true(e & 2);
 	assert_true(e & 0x80); /* 2 MiB pages */
@@ -265,7 +192,7 @@ static void bzimage_cpu_state_is_long_mode_on_identity_map(void **state)
 	struct gmem m;
 
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
 	assert_int_equal(st.rip, 0x1000200);
 	assert_int_equal(st.loaded.entry, 0x1000200);
 	assert_int_equal(st.rsi, LAYOUT_ZERO_PAGE);
@@ -281,13 +208,13 @@ static void bzimage_cpu_state_is_long_mode_on_identity_map(void **state)
 	assert_int_equal(st.tr.type, 0xb);
 	assert_int_equal(st.tr.limit, 0x67);
 	assert_int_equal(st.gdt_base, LAYOUT_BOOT_GDT);
-	assert_int_equal(rd64(&m, LAYOUT_BOOT_GDT + 0x10), 0x00af9b000000ffffULL);
-	assert_int_equal(rd64(&m, LAYOUT_BOOT_GDT + 0x18), 0x00cf93000000ffffULL);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_GDT + 0x10), 0x00af9b000000ffffULL);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_GDT + 0x18), 0x00cf93000000ffffULL);
 	for (size_t i = 0; i < ARRAY_SIZE(vas); i++)
 		assert_int_equal(translate(&m, st.cr3, vas[i]), vas[i]);
 	/* the tables live where layout.h reserves room for them */
-	assert_int_equal(rd64(&m, LAYOUT_BOOT_PML4) & ~0xfffULL, 0xb000);
-	assert_int_equal(rd64(&m, 0xb000 + 3 * 8) & ~0xfffULL, 0xf000);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_PML4) & ~0xfffULL, 0xb000);
+	assert_int_equal(bootfx_rd64(&m, 0xb000 + 3 * 8) & ~0xfffULL, 0xf000);
 	gmem_destroy(&m);
 	free(bz);
 }
@@ -304,7 +231,7 @@ static void bzimage_setup_sects_zero_means_four(void **state)
 	bz = build_bz(&o, &len);
 	assert_int_equal(len, 5 * 512 + PAYLOAD);
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
 	assert_memory_equal(gmem_ptr(&m, 0x1000000, PAYLOAD), bz + 5 * 512, PAYLOAD);
 	gmem_destroy(&m);
 	free(bz);
@@ -318,7 +245,7 @@ static void bzimage_relocates_when_pref_address_does_not_fit(void **state)
 	struct gmem m;
 
 	assert_int_equal(gmem_init(&m, 16 * MiB, false), 0); /* pref 16 MiB + 4 MiB > RAM */
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
 	assert_int_equal(st.loaded.kernel_start, 0x200000); /* 1 MiB rounded to 2 MiB alignment */
 	assert_int_equal(st.rip, 0x200200);
 	assert_memory_equal(gmem_ptr(&m, 0x200000, PAYLOAD), bz + 1024, PAYLOAD);
@@ -336,7 +263,7 @@ static void expect_refused(struct gmem *m, const struct bz_opts *o, size_t trunc
 
 	if (truncate_to)
 		len = truncate_to;
-	assert_int_equal(load_buf(m, bz, len, cmdline, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(m, bz, len, cmdline, NULL, &st, msg, sizeof(msg)), -1);
 	if (!strstr(msg, want))
 		fail_msg("message \"%s\" lacks \"%s\"", msg, want);
 	free(bz);
@@ -384,11 +311,11 @@ static void bzimage_refuses_bad_boot_flag_and_short_header(void **state)
 
 	assert_int_equal(gmem_init(&m, 64 * MiB, false), 0);
 	put16(bz, 0x1fe, 0x1234);
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, msg, sizeof(msg)), -1);
 	assert_non_null(strstr(msg, "boot_flag at 0x1fe is 0x1234"));
 	put16(bz, 0x1fe, 0xaa55);
 	bz[0x201] = 0x40; /* header would end at 0x242, before init_size */
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, msg, sizeof(msg)), -1);
 	assert_non_null(strstr(msg, "setup header ends at 0x242"));
 	gmem_destroy(&m);
 	free(bz);
@@ -412,19 +339,19 @@ static void bzimage_refuses_truncation_at_every_header_field_boundary(void **sta
 
 	assert_int_equal(gmem_init(&m, 64 * MiB, false), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(cuts); i++) {
-		if (load_buf(&m, bz, cuts[i], NULL, NULL, &st, msg, sizeof(msg)) != -1)
+		if (bootfx_load(&m, bz, cuts[i], NULL, NULL, &st, msg, sizeof(msg)) != -1)
 			fail_msg("bzImage truncated to %zu bytes was accepted", cuts[i]);
 		if (cuts[i] < 0x206)
 			assert_non_null(strstr(msg, "no ELF or bzImage header"));
 		else if (cuts[i] < 0x26c)
 			assert_non_null(strstr(msg, "truncated bzImage"));
 	}
-	load_buf(&m, bz, 0x300, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, bz, 0x300, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "setup code of 1 sectors (setup_sects) ends at 0x400"));
-	load_buf(&m, bz, 0x401, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, bz, 0x401, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "the protected-mode kernel is 65536 bytes (syssize) but only "
 				    "1 follow"));
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
 	gmem_destroy(&m);
 	free(bz);
 }
@@ -442,14 +369,14 @@ static void bzimage_initrd_respects_initrd_addr_max_and_ram(void **state)
 
 	o.initrd_addr_max = 24 * MiB - 1;
 	bz = build_bz(&o, &len);
-	kpath = write_tmp(bz, len);
-	ipath = write_tmp("0123456789", 10);
+	kpath = bootfx_write_tmp(bz, len);
+	ipath = bootfx_write_tmp("0123456789", 10);
 	in.kernel_path = kpath;
 	in.initrd_path = ipath;
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
 	assert_int_equal(boot_load(&m, &in, &st, &err), 0);
 	assert_int_equal(st.loaded.initrd_start, 24 * MiB - 4096);
-	assert_int_equal(rd32(&m, ZP(0x218)), 24 * MiB - 4096);
+	assert_int_equal(bootfx_rd32(&m, ZP(0x218)), 24 * MiB - 4096);
 	/* 24 MiB - 20 MiB (kernel end) = 4 MiB free: a 5 MiB initrd does not fit */
 	assert_int_equal(truncate(ipath, 5 * MiB), 0);
 	assert_int_equal(boot_load(&m, &in, &st, &err), -1);
@@ -458,8 +385,8 @@ static void bzimage_initrd_respects_initrd_addr_max_and_ram(void **state)
 					       "0x1800000"));
 	error_free(err);
 	gmem_destroy(&m);
-	drop_tmp(kpath);
-	drop_tmp(ipath);
+	bootfx_drop_tmp(kpath);
+	bootfx_drop_tmp(ipath);
 	free(bz);
 }
 
@@ -472,12 +399,12 @@ static void bzimage_zero_page_e820_covers_ram_above_4g(void **state)
 	uint64_t last;
 
 	assert_int_equal(gmem_init(&m, 5 * GiB, false), 0);
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
-	assert_int_equal(rd8(&m, ZP(0x1e8)), 6);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_rd8(&m, ZP(0x1e8)), 6);
 	last = ZP(0x2d0) + 20 * 5;
-	assert_int_equal(rd64(&m, last), 4 * GiB);
-	assert_int_equal(rd64(&m, last + 8), 2 * GiB);
-	assert_int_equal(rd32(&m, last + 16), 1);
+	assert_int_equal(bootfx_rd64(&m, last), 4 * GiB);
+	assert_int_equal(bootfx_rd64(&m, last + 8), 2 * GiB);
+	assert_int_equal(bootfx_rd32(&m, last + 16), 1);
 	gmem_destroy(&m);
 	free(bz);
 }
@@ -490,12 +417,12 @@ static void boot_refuses_unknown_file_saying_what_was_found(void **state)
 	struct gmem m;
 
 	assert_int_equal(gmem_init(&m, 64 * MiB, false), 0);
-	assert_int_equal(load_buf(&m, text, sizeof(text) - 1, NULL, NULL, &st, msg, sizeof(msg)),
+	assert_int_equal(bootfx_load(&m, text, sizeof(text) - 1, NULL, NULL, &st, msg, sizeof(msg)),
 			 -1);
 	snprintf(want, sizeof(want), "not a bootable kernel: file of %zu bytes, no ELF or bzImage "
 		 "header", sizeof(text) - 1);
 	assert_non_null(strstr(msg, want));
-	assert_int_equal(load_buf(&m, "", 0, NULL, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(&m, "", 0, NULL, NULL, &st, msg, sizeof(msg)), -1);
 	assert_non_null(strstr(msg, "file of 0 bytes"));
 	gmem_destroy(&m);
 }
@@ -510,7 +437,7 @@ static void boot_cpu_to_kvm_fills_regs_and_keeps_kvm_owned_sregs(void **state)
 	struct gmem m;
 
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	assert_int_equal(load_buf(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
 	memset(&regs, 0x55, sizeof(regs));
 	memset(&sregs, 0, sizeof(sregs));
 	sregs.apic_base = 0xfee00900;
@@ -583,12 +510,12 @@ static void bzimage_loads_the_installed_debian_kernel(void **state)
 	assert_int_equal(st.loaded.kernel_start, pref);
 	assert_int_equal(st.rip, pref + 0x200);
 	assert_int_equal(strncmp(st.loaded.version, ver, strlen(ver)), 0);
-	assert_int_equal(rd32(&m, ZP(0x202)), 0x53726448);
-	assert_int_equal(rd8(&m, ZP(0x210)), 0xff);
+	assert_int_equal(bootfx_rd32(&m, ZP(0x202)), 0x53726448);
+	assert_int_equal(bootfx_rd8(&m, ZP(0x210)), 0xff);
 	if (in.initrd_path) {
 		assert_true(st.loaded.initrd_size > 0);
 		assert_true(st.loaded.initrd_start >= st.loaded.kernel_end);
-		assert_int_equal(rd32(&m, ZP(0x21c)), st.loaded.initrd_size);
+		assert_int_equal(bootfx_rd32(&m, ZP(0x21c)), st.loaded.initrd_size);
 	}
 	print_message("%s: protocol %u.%02u at 0x%llx, \"%s\"\n", path, st.loaded.protocol >> 8,
 		      st.loaded.protocol & 0xff, (unsigned long long)st.loaded.kernel_start,

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "boot_fixture.h"
 #include "common/util.h"
 #include "vmm/boot.h"
 #include "vmm/e820.h"
@@ -37,6 +38,47 @@ static uint8_t pattern(size_t i)
 	return (uint8_t)(i * 7 + 3);
 }
 
+/*
+ * Writes the ELF header, the program headers (PT_LOAD, PT_NOTE) and, with o->note_in_section, the
+ * section headers of an ELF<W> image (W: 32 or 64) into buf. The entry point and the segment's
+ * virtual address are vaddr.
+ */
+#define ELF_HEADERS(W, buf, o, machine, vaddr, phnum, note_size)                                \
+	do {                                                                                    \
+		Elf##W##_Ehdr eh = {                                                            \
+			.e_type = ET_EXEC, .e_machine = (machine), .e_version = EV_CURRENT,     \
+			.e_entry = (Elf##W##_Addr)(vaddr), .e_phoff = sizeof(Elf##W##_Ehdr),    \
+			.e_ehsize = sizeof(Elf##W##_Ehdr), .e_phentsize = sizeof(Elf##W##_Phdr), \
+			.e_phnum = (phnum),                                                     \
+		};                                                                              \
+		Elf##W##_Phdr ph[2] = {                                                         \
+			{ .p_type = PT_LOAD, .p_offset = SEG_OFF,                               \
+			  .p_vaddr = (Elf##W##_Addr)(vaddr),                                    \
+			  .p_paddr = (Elf##W##_Addr)(o)->paddr, .p_filesz = SEG_FILESZ,         \
+			  .p_memsz = SEG_MEMSZ, .p_align = 0x1000 },                            \
+			{ .p_type = PT_NOTE, .p_offset = NOTE_OFF, .p_filesz = (note_size),     \
+			  .p_align = 4 },                                                       \
+		};                                                                              \
+		Elf##W##_Shdr sh[2] = {                                                         \
+			{ 0 },                                                                  \
+			{ .sh_type = SHT_NOTE, .sh_offset = NOTE_OFF, .sh_size = (note_size),   \
+			  .sh_addralign = 4 },                                                  \
+		};                                                                              \
+                                                                                                \
+		memcpy(eh.e_ident, ELFMAG, SELFMAG);                                            \
+		eh.e_ident[EI_CLASS] = ELFCLASS##W;                                             \
+		eh.e_ident[EI_DATA] = ELFDATA2LSB;                                              \
+		eh.e_ident[EI_VERSION] = EV_CURRENT;                                            \
+		if ((o)->note_in_section) {                                                     \
+			eh.e_shoff = SHDR_OFF;                                                  \
+			eh.e_shentsize = sizeof(Elf##W##_Shdr);                                 \
+			eh.e_shnum = 2;                                                         \
+			memcpy((buf) + SHDR_OFF, sh, sizeof(sh));                               \
+		}                                                                               \
+		memcpy((buf), &eh, sizeof(eh));                                                 \
+		memcpy((buf) + eh.e_phoff, ph, (phnum) * sizeof(ph[0]));                        \
+	} while (0)
+
 /* Builds a minimal PVH kernel image into buf (FILE_SIZE bytes). */
 static void build_elf(uint8_t *buf, const struct elf_opts *o)
 {
@@ -54,135 +96,15 @@ static void build_elf(uint8_t *buf, const struct elf_opts *o)
 	memcpy(note + 12, "Xen", 4);
 	memcpy(note + 16, &o->entry, o->desc_size);
 
-	if (o->is64) {
-		Elf64_Ehdr eh = {
-			.e_type = ET_EXEC, .e_machine = EM_X86_64, .e_version = EV_CURRENT,
-			.e_entry = 0xffffffff81000000ULL, .e_phoff = sizeof(Elf64_Ehdr),
-			.e_ehsize = sizeof(Elf64_Ehdr), .e_phentsize = sizeof(Elf64_Phdr),
-			.e_phnum = phnum,
-		};
-		Elf64_Phdr ph[2] = {
-			{ .p_type = PT_LOAD, .p_offset = SEG_OFF, .p_vaddr = 0xffffffff81000000ULL,
-			  .p_paddr = o->paddr, .p_filesz = SEG_FILESZ, .p_memsz = SEG_MEMSZ,
-			  .p_align = 0x1000 },
-			{ .p_type = PT_NOTE, .p_offset = NOTE_OFF, .p_filesz = note_size,
-			  .p_align = 4 },
-		};
-		Elf64_Shdr sh[2] = {
-			{ 0 },
-			{ .sh_type = SHT_NOTE, .sh_offset = NOTE_OFF, .sh_size = note_size,
-			  .sh_addralign = 4 },
-		};
-
-		memcpy(eh.e_ident, ELFMAG, SELFMAG);
-		eh.e_ident[EI_CLASS] = ELFCLASS64;
-		eh.e_ident[EI_DATA] = ELFDATA2LSB;
-		eh.e_ident[EI_VERSION] = EV_CURRENT;
-		if (o->note_in_section) {
-			eh.e_shoff = SHDR_OFF;
-			eh.e_shentsize = sizeof(Elf64_Shdr);
-			eh.e_shnum = 2;
-			memcpy(buf + SHDR_OFF, sh, sizeof(sh));
-		}
-		memcpy(buf, &eh, sizeof(eh));
-		memcpy(buf + eh.e_phoff, ph, phnum * sizeof(ph[0]));
-	} else {
-		Elf32_Ehdr eh = {
-			.e_type = ET_EXEC, .e_machine = EM_386, .e_version = EV_CURRENT,
-			.e_entry = (uint32_t)o->paddr, .e_phoff = sizeof(Elf32_Ehdr),
-			.e_ehsize = sizeof(Elf32_Ehdr), .e_phentsize = sizeof(Elf32_Phdr),
-			.e_phnum = phnum,
-		};
-		Elf32_Phdr ph[2] = {
-			{ .p_type = PT_LOAD, .p_offset = SEG_OFF, .p_vaddr = (uint32_t)o->paddr,
-			  .p_paddr = (uint32_t)o->paddr, .p_filesz = SEG_FILESZ,
-			  .p_memsz = SEG_MEMSZ, .p_align = 0x1000 },
-			{ .p_type = PT_NOTE, .p_offset = NOTE_OFF, .p_filesz = note_size,
-			  .p_align = 4 },
-		};
-		Elf32_Shdr sh[2] = {
-			{ 0 },
-			{ .sh_type = SHT_NOTE, .sh_offset = NOTE_OFF, .sh_size = note_size,
-			  .sh_addralign = 4 },
-		};
-
-		memcpy(eh.e_ident, ELFMAG, SELFMAG);
-		eh.e_ident[EI_CLASS] = ELFCLASS32;
-		eh.e_ident[EI_DATA] = ELFDATA2LSB;
-		eh.e_ident[EI_VERSION] = EV_CURRENT;
-		if (o->note_in_section) {
-			eh.e_shoff = SHDR_OFF;
-			eh.e_shentsize = sizeof(Elf32_Shdr);
-			eh.e_shnum = 2;
-			memcpy(buf + SHDR_OFF, sh, sizeof(sh));
-		}
-		memcpy(buf, &eh, sizeof(eh));
-		memcpy(buf + eh.e_phoff, ph, phnum * sizeof(ph[0]));
-	}
+	if (o->is64)
+		ELF_HEADERS(64, buf, o, EM_X86_64, 0xffffffff81000000ULL, phnum, note_size);
+	else
+		ELF_HEADERS(32, buf, o, EM_386, o->paddr, phnum, note_size);
 }
 
 static const struct elf_opts default64 = {
 	.is64 = true, .desc_size = 8, .paddr = 0x100000, .entry = 0x100040,
 };
-
-static char *write_tmp(const void *data, size_t len)
-{
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	char *path;
-	int fd;
-
-	assert_true(asprintf(&path, "%s/vireo-test-pvh-XXXXXX", dir) > 0);
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, data, len), (ssize_t)len);
-	close(fd);
-	return path;
-}
-
-static void drop_tmp(char *path)
-{
-	unlink(path);
-	free(path);
-}
-
-/* Loads a kernel image from buf; returns boot_load's result, error message in msg (or ""). */
-static int load_buf(struct gmem *m, const void *buf, size_t len, const char *cmdline,
-		    const char *initrd, struct boot_cpu_state *st, char *msg, size_t msglen)
-{
-	char *path = write_tmp(buf, len);
-	struct boot_params_in in = { .kernel_path = path, .initrd_path = initrd,
-				     .cmdline = cmdline, .rsdp_gpa = LAYOUT_ACPI_BASE };
-	struct error *err = NULL;
-	int ret = boot_load(m, &in, st, &err);
-
-	if (msg)
-		snprintf(msg, msglen, "%s", ret ? error_msg(err) : "");
-	if (ret)
-		assert_non_null(err);
-	else
-		assert_null(err);
-	if (ret && msg)
-		assert_non_null(strstr(msg, path));
-	error_free(err);
-	drop_tmp(path);
-	return ret;
-}
-
-static uint32_t rd32(const struct gmem *m, uint64_t gpa)
-{
-	uint32_t v = 0;
-
-	assert_int_equal(gmem_read(m, gpa, &v, sizeof(v)), 0);
-	return v;
-}
-
-static uint64_t rd64(const struct gmem *m, uint64_t gpa)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(gmem_read(m, gpa, &v, sizeof(v)), 0);
-	return v;
-}
 
 static void pvh_elf64_loads_segment_and_zeroes_bss(void **state)
 {
@@ -195,7 +117,7 @@ static void pvh_elf64_loads_segment_and_zeroes_bss(void **state)
 	p = gmem_ptr(&m, 0x100000, SEG_MEMSZ);
 	memset(p, 0xaa, SEG_MEMSZ); /* the bss must be cleared, not assumed zero */
 	build_elf(buf, &default64);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
 	for (size_t i = 0; i < SEG_FILESZ; i++)
 		assert_int_equal(p[i], pattern(i));
 	for (size_t i = SEG_FILESZ; i < SEG_MEMSZ; i++)
@@ -218,36 +140,36 @@ static void pvh_start_info_has_cmdline_rsdp_memmap_and_initrd_module(void **stat
 
 	for (size_t i = 0; i < sizeof(initrd); i++)
 		initrd[i] = (uint8_t)(i ^ 0x5a);
-	ipath = write_tmp(initrd, sizeof(initrd));
+	ipath = bootfx_write_tmp(initrd, sizeof(initrd));
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
 	build_elf(buf, &default64);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), "console=ttyS0 hello", ipath, &st, NULL,
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), "console=ttyS0 hello", ipath, &st, NULL,
 				  0), 0);
-	assert_int_equal(rd32(&m, si + 0), 0x336ec578);            /* magic */
-	assert_int_equal(rd32(&m, si + 4), 1);                     /* version */
-	assert_int_equal(rd32(&m, si + 8), 0);                     /* flags */
-	assert_int_equal(rd32(&m, si + 12), 1);                    /* nr_modules */
-	assert_int_equal(rd64(&m, si + 24), LAYOUT_CMDLINE);       /* cmdline_paddr */
-	assert_int_equal(rd64(&m, si + 32), LAYOUT_ACPI_BASE);     /* rsdp_paddr */
+	assert_int_equal(bootfx_rd32(&m, si + 0), 0x336ec578);            /* magic */
+	assert_int_equal(bootfx_rd32(&m, si + 4), 1);                     /* version */
+	assert_int_equal(bootfx_rd32(&m, si + 8), 0);                     /* flags */
+	assert_int_equal(bootfx_rd32(&m, si + 12), 1);                    /* nr_modules */
+	assert_int_equal(bootfx_rd64(&m, si + 24), LAYOUT_CMDLINE);       /* cmdline_paddr */
+	assert_int_equal(bootfx_rd64(&m, si + 32), LAYOUT_ACPI_BASE);     /* rsdp_paddr */
 	assert_int_equal(gmem_read(&m, LAYOUT_CMDLINE, cmdline, 20), 0);
 	assert_string_equal(cmdline, "console=ttyS0 hello");
 
 	/* memmap: the e820 map, 24-byte entries */
-	mm = rd64(&m, si + 40);
+	mm = bootfx_rd64(&m, si + 40);
 	n = e820_build(&m, map);
-	assert_int_equal(rd32(&m, si + 48), n);
+	assert_int_equal(bootfx_rd32(&m, si + 48), n);
 	for (unsigned int i = 0; i < n; i++) {
-		assert_int_equal(rd64(&m, mm + 24 * i), map[i].addr);
-		assert_int_equal(rd64(&m, mm + 24 * i + 8), map[i].size);
-		assert_int_equal(rd32(&m, mm + 24 * i + 16), map[i].type);
+		assert_int_equal(bootfx_rd64(&m, mm + 24 * i), map[i].addr);
+		assert_int_equal(bootfx_rd64(&m, mm + 24 * i + 8), map[i].size);
+		assert_int_equal(bootfx_rd32(&m, mm + 24 * i + 16), map[i].type);
 	}
 
 	/* one module: the initrd, page-aligned, above the kernel, at the top of RAM */
-	mod = rd64(&m, si + 16);
+	mod = bootfx_rd64(&m, si + 16);
 	assert_true(mod >= LAYOUT_PVH_INFO && mod < LAYOUT_PVH_INFO + 0x1000);
-	ird = rd64(&m, mod);
-	assert_int_equal(rd64(&m, mod + 8), sizeof(initrd));
-	assert_int_equal(rd64(&m, mod + 16), 0);
+	ird = bootfx_rd64(&m, mod);
+	assert_int_equal(bootfx_rd64(&m, mod + 8), sizeof(initrd));
+	assert_int_equal(bootfx_rd64(&m, mod + 16), 0);
 	assert_true(IS_ALIGNED(ird, 4096));
 	assert_true(ird >= st.loaded.kernel_end);
 	assert_true(ird + sizeof(initrd) <= 128 * MiB);
@@ -256,7 +178,7 @@ static void pvh_start_info_has_cmdline_rsdp_memmap_and_initrd_module(void **stat
 	assert_int_equal(st.loaded.initrd_start, ird);
 	assert_int_equal(st.loaded.initrd_size, sizeof(initrd));
 	gmem_destroy(&m);
-	drop_tmp(ipath);
+	bootfx_drop_tmp(ipath);
 }
 
 static void pvh_without_initrd_has_no_modules_and_empty_cmdline(void **state)
@@ -268,9 +190,9 @@ static void pvh_without_initrd_has_no_modules_and_empty_cmdline(void **state)
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
 	memset(gmem_ptr(&m, LAYOUT_CMDLINE, 1), 'x', 1);
 	build_elf(buf, &default64);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
-	assert_int_equal(rd32(&m, LAYOUT_PVH_INFO + 12), 0);
-	assert_int_equal(rd64(&m, LAYOUT_PVH_INFO + 16), 0);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_rd32(&m, LAYOUT_PVH_INFO + 12), 0);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_PVH_INFO + 16), 0);
 	assert_int_equal(*(uint8_t *)gmem_ptr(&m, LAYOUT_CMDLINE, 1), 0);
 	assert_int_equal(st.loaded.initrd_size, 0);
 	gmem_destroy(&m);
@@ -299,7 +221,7 @@ static void pvh_cpu_state_is_flat_32bit_protected_mode_with_ebx_start_info(void 
 
 	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
 	build_elf(buf, &default64);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
 	assert_int_equal(st.rip, 0x100040);
 	assert_int_equal(st.loaded.entry, 0x100040);
 	assert_int_equal(st.rbx, LAYOUT_PVH_INFO);
@@ -323,9 +245,9 @@ static void pvh_cpu_state_is_flat_32bit_protected_mode_with_ebx_start_info(void 
 	/* the GDT in guest memory matches the segment registers */
 	assert_int_equal(st.gdt_base, LAYOUT_BOOT_GDT);
 	assert_true(st.gdt_limit >= 0x27);
-	assert_int_equal(rd64(&m, LAYOUT_BOOT_GDT + 0x10), 0x00cf9b000000ffffULL);
-	assert_int_equal(rd64(&m, LAYOUT_BOOT_GDT + 0x18), 0x00cf93000000ffffULL);
-	assert_int_equal(rd64(&m, LAYOUT_BOOT_GDT + 0x20), 0x00008b0000000067ULL);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_GDT + 0x10), 0x00cf9b000000ffffULL);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_GDT + 0x18), 0x00cf93000000ffffULL);
+	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_GDT + 0x20), 0x00008b0000000067ULL);
 	gmem_destroy(&m);
 }
 
@@ -339,7 +261,7 @@ static void pvh_elf32_with_4_byte_note_loads(void **state)
 
 	assert_int_equal(gmem_init(&m, 64 * MiB, false), 0);
 	build_elf(buf, &o);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
 	assert_int_equal(st.rip, 0x200100);
 	assert_memory_equal(gmem_ptr(&m, 0x200000, SEG_FILESZ), buf + SEG_OFF, SEG_FILESZ);
 	gmem_destroy(&m);
@@ -357,7 +279,7 @@ static void pvh_note_found_in_section_headers_without_pt_note(void **state)
 		o.is64 = is64;
 		o.note_in_section = true;
 		build_elf(buf, &o);
-		assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+		assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
 		assert_int_equal(st.rip, o.entry);
 	}
 	gmem_destroy(&m);
@@ -374,13 +296,13 @@ static void pvh_refuses_elf_without_xen_note_saying_so(void **state)
 	assert_int_equal(gmem_init(&m, 64 * MiB, false), 0);
 	o.no_note = true;
 	build_elf(buf, &o);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, msg, sizeof(msg)), -1);
 	assert_non_null(strstr(msg, "not a bootable kernel: 64-bit ELF without a Xen PVH entry "
 				    "note (XEN_ELFNOTE_PHYS32_ENTRY)"));
 	o.is64 = false;
 	o.desc_size = 4;
 	build_elf(buf, &o);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, msg, sizeof(msg)), -1);
 	assert_non_null(strstr(msg, "32-bit ELF without a Xen PVH entry note"));
 	gmem_destroy(&m);
 }
@@ -399,27 +321,27 @@ static void pvh_refuses_every_truncation(void **state)
 		o.is64 = is64;
 		build_elf(buf, &o);
 		for (size_t len = 0; len < FILE_SIZE; len++) {
-			int r = load_buf(&m, buf, len, NULL, NULL, &st, msg, sizeof(msg));
+			int r = bootfx_load(&m, buf, len, NULL, NULL, &st, msg, sizeof(msg));
 
 			if (r != -1)
 				fail_msg("ELF%d truncated to %zu bytes was accepted",
 					 is64 ? 64 : 32, len);
 		}
-		assert_int_equal(load_buf(&m, buf, FILE_SIZE, NULL, NULL, &st, NULL, 0), 0);
+		assert_int_equal(bootfx_load(&m, buf, FILE_SIZE, NULL, NULL, &st, NULL, 0), 0);
 	}
 	/* a few messages name what is cut short */
 	build_elf(buf, &default64);
-	load_buf(&m, buf, 40, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, buf, 40, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "truncated 64-bit ELF: the file has 40 bytes, the ELF header "
 				    "needs 64"));
-	load_buf(&m, buf, 100, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, buf, 100, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "program header table"));
-	load_buf(&m, buf, NOTE_OFF + 10, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, buf, NOTE_OFF + 10, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "program header 1 (PT_NOTE)"));
-	load_buf(&m, buf, FILE_SIZE - 1, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, buf, FILE_SIZE - 1, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "program header 0 (PT_LOAD) p_offset 0x1000 + p_filesz 0x3000 "
 				    "runs past the end of the file"));
-	load_buf(&m, buf, 3, NULL, NULL, &st, msg, sizeof(msg));
+	bootfx_load(&m, buf, 3, NULL, NULL, &st, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "not a bootable kernel: file of 3 bytes, no ELF or bzImage "
 				    "header"));
 	gmem_destroy(&m);
@@ -434,7 +356,7 @@ static void expect_refused(struct gmem *m, void (*patch)(uint8_t *buf), const ch
 
 	build_elf(buf, &default64);
 	patch(buf);
-	assert_int_equal(load_buf(m, buf, sizeof(buf), NULL, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(m, buf, sizeof(buf), NULL, NULL, &st, msg, sizeof(msg)), -1);
 	if (!strstr(msg, want))
 		fail_msg("message \"%s\" lacks \"%s\"", msg, want);
 }
@@ -500,10 +422,10 @@ static void pvh_refuses_cmdline_longer_than_the_cmdline_area(void **state)
 	build_elf(buf, &default64);
 	memset(cmd, 'a', LAYOUT_CMDLINE_MAX);
 	cmd[LAYOUT_CMDLINE_MAX] = '\0';
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), cmd, NULL, &st, msg, sizeof(msg)), -1);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), cmd, NULL, &st, msg, sizeof(msg)), -1);
 	assert_non_null(strstr(msg, "kernel command line of 65536 bytes is too long"));
 	cmd[LAYOUT_CMDLINE_MAX - 1] = '\0'; /* 65535 + NUL fills the area exactly */
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), cmd, NULL, &st, NULL, 0), 0);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), cmd, NULL, &st, NULL, 0), 0);
 	assert_int_equal(*(uint8_t *)gmem_ptr(&m, LAYOUT_CMDLINE + LAYOUT_CMDLINE_MAX - 1, 1), 0);
 	free(cmd);
 	gmem_destroy(&m);
@@ -521,8 +443,8 @@ static void pvh_refuses_initrd_that_does_not_fit(void **state)
 
 	assert_int_equal(gmem_init(&m, 16 * MiB, false), 0);
 	build_elf(buf, &default64);
-	kpath = write_tmp(buf, sizeof(buf));
-	ipath = write_tmp("", 0);
+	kpath = bootfx_write_tmp(buf, sizeof(buf));
+	ipath = bootfx_write_tmp("", 0);
 	f = fopen(ipath, "r+");
 	assert_non_null(f);
 	assert_int_equal(ftruncate(fileno(f), 15 * MiB), 0); /* kernel ends at 1 MiB + 20 KiB */
@@ -539,8 +461,8 @@ static void pvh_refuses_initrd_that_does_not_fit(void **state)
 	assert_int_equal(boot_load(&m, &in, &st, &err), -1);
 	assert_non_null(strstr(error_msg(err), "is empty"));
 	error_free(err);
-	drop_tmp(kpath);
-	drop_tmp(ipath);
+	bootfx_drop_tmp(kpath);
+	bootfx_drop_tmp(ipath);
 	gmem_destroy(&m);
 }
 
@@ -554,14 +476,14 @@ static void pvh_memmap_covers_ram_above_4g(void **state)
 
 	assert_int_equal(gmem_init(&m, 5 * GiB, false), 0);
 	build_elf(buf, &default64);
-	assert_int_equal(load_buf(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
-	mm = rd64(&m, LAYOUT_PVH_INFO + 40);
-	n = rd32(&m, LAYOUT_PVH_INFO + 48);
+	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	mm = bootfx_rd64(&m, LAYOUT_PVH_INFO + 40);
+	n = bootfx_rd32(&m, LAYOUT_PVH_INFO + 48);
 	assert_int_equal(n, 6);
 	last = mm + 24 * (n - 1);
-	assert_int_equal(rd64(&m, last), 4 * GiB);
-	assert_int_equal(rd64(&m, last + 8), 2 * GiB);
-	assert_int_equal(rd32(&m, last + 16), 1);
+	assert_int_equal(bootfx_rd64(&m, last), 4 * GiB);
+	assert_int_equal(bootfx_rd64(&m, last + 8), 2 * GiB);
+	assert_int_equal(bootfx_rd32(&m, last + 16), 1);
 	gmem_destroy(&m);
 }
 
