@@ -54,6 +54,21 @@ int bootfx_load(struct gmem *m, const void *buf, size_t len, const char *cmdline
 	return ret;
 }
 
+void bootfx_check_flat(const struct boot_segment *s, uint16_t sel, uint8_t type, bool long_code)
+{
+	assert_int_equal(s->base, 0);
+	assert_int_equal(s->limit, 0xffffffff);
+	assert_int_equal(s->selector, sel);
+	assert_int_equal(s->type, type);
+	assert_int_equal(s->present, 1);
+	assert_int_equal(s->s, 1);
+	assert_int_equal(s->dpl, 0);
+	assert_int_equal(s->g, 1);
+	assert_int_equal(s->l, long_code);
+	assert_int_equal(s->db, !long_code);
+	assert_int_equal(s->unusable, 0);
+}
+
 uint64_t bootfx_read(const struct gmem *m, uint64_t gpa, size_t len)
 {
 	uint64_t v = 0;

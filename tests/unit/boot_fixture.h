@@ -3,6 +3,7 @@
 #ifndef VIREO_TESTS_UNIT_BOOT_FIXTURE_H
 #define VIREO_TESTS_UNIT_BOOT_FIXTURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,12 @@ void bootfx_drop_tmp(char *path);
  */
 int bootfx_load(struct gmem *m, const void *buf, size_t len, const char *cmdline,
 		const char *initrd, struct boot_cpu_state *st, char *msg, size_t msglen);
+
+/*
+ * Asserts that @s is a present flat 4 GiB ring-0 segment with this selector and type: 64-bit code
+ * when @long_code, else 32-bit (db set).
+ */
+void bootfx_check_flat(const struct boot_segment *s, uint16_t sel, uint8_t type, bool long_code);
 
 /* Reads @len (1, 2, 4 or 8) little-endian bytes of guest memory at @gpa; asserts they exist. */
 uint64_t bootfx_read(const struct gmem *m, uint64_t gpa, size_t len);

@@ -85,6 +85,17 @@ static uint8_t *build_bz(const struct bz_opts *o, size_t *len)
 	return b;
 }
 
+/* Loads the default image into a new guest of ram bytes (gmem_destroy() it). */
+static void load_defaults(struct gmem *m, uint64_t ram, struct boot_cpu_state *st)
+{
+	size_t len;
+	uint8_t *bz = build_bz(&defaults, &len);
+
+	assert_int_equal(gmem_init(m, ram, false), 0);
+	assert_int_equal(bootfx_load(m, bz, len, NULL, NULL, st, NULL, 0), 0);
+	free(bz);
+}
+
 #define ZP(off) (LAYOUT_ZERO_PAGE + (off))
 
 static void bzimage_loads_kernel_at_pref_address_and_fills_zero_page(void **state)
@@ -169,30 +180,14 @@ static uint64_t translate(const struct gmem *m, uint64_t cr3, uint64_t va)
 	return (e & 0xfffffffe00000ULL) | (va & 0x1fffff);
 }
 
-static void check_flat64(const struct boot_segment *s, uint16_t sel, uint8_t type, bool code)
-{
-	assert_int_equal(s->base, 0);
-	assert_int_equal(s->limit, 0xffffffff);
-	assert_int_equal(s->selector, sel);
-	assert_int_equal(s->type, type);
-	assert_int_equal(s->present, 1);
-	assert_int_equal(s->s, 1);
-	assert_int_equal(s->g, 1);
-	assert_int_equal(s->l, code);
-	assert_int_equal(s->db, !code);
-}
-
 static void bzimage_cpu_state_is_long_mode_on_identity_map(void **state)
 {
 	static const uint64_t vas[] = { 0, LAYOUT_ZERO_PAGE, LAYOUT_CMDLINE, 0x1000200, 0x13fffff,
 					0x7ffff000, 0xfffff000 };
 	struct boot_cpu_state st;
-	size_t len;
-	uint8_t *bz = build_bz(&defaults, &len);
 	struct gmem m;
 
-	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	load_defaults(&m, 128 * MiB, &st);
 	assert_int_equal(st.rip, 0x1000200);
 	assert_int_equal(st.loaded.entry, 0x1000200);
 	assert_int_equal(st.rsi, LAYOUT_ZERO_PAGE);
@@ -201,10 +196,10 @@ static void bzimage_cpu_state_is_long_mode_on_identity_map(void **state)
 	assert_int_equal(st.cr3, LAYOUT_BOOT_PML4);
 	assert_int_equal(st.cr4, 0x20);
 	assert_int_equal(st.efer, 0x500);
-	check_flat64(&st.cs, 0x10, 0xb, true);
-	check_flat64(&st.ds, 0x18, 0x3, false);
-	check_flat64(&st.es, 0x18, 0x3, false);
-	check_flat64(&st.ss, 0x18, 0x3, false);
+	bootfx_check_flat(&st.cs, 0x10, 0xb, true);
+	bootfx_check_flat(&st.ds, 0x18, 0x3, false);
+	bootfx_check_flat(&st.es, 0x18, 0x3, false);
+	bootfx_check_flat(&st.ss, 0x18, 0x3, false);
 	assert_int_equal(st.tr.type, 0xb);
 	assert_int_equal(st.tr.limit, 0x67);
 	assert_int_equal(st.gdt_base, LAYOUT_BOOT_GDT);
@@ -216,7 +211,6 @@ static void bzimage_cpu_state_is_long_mode_on_identity_map(void **state)
 	assert_int_equal(bootfx_rd64(&m, LAYOUT_BOOT_PML4) & ~0xfffULL, 0xb000);
 	assert_int_equal(bootfx_rd64(&m, 0xb000 + 3 * 8) & ~0xfffULL, 0xf000);
 	gmem_destroy(&m);
-	free(bz);
 }
 
 static void bzimage_setup_sects_zero_means_four(void **state)
@@ -393,20 +387,16 @@ static void bzimage_initrd_respects_initrd_addr_max_and_ram(void **state)
 static void bzimage_zero_page_e820_covers_ram_above_4g(void **state)
 {
 	struct boot_cpu_state st;
-	size_t len;
-	uint8_t *bz = build_bz(&defaults, &len);
 	struct gmem m;
 	uint64_t last;
 
-	assert_int_equal(gmem_init(&m, 5 * GiB, false), 0);
-	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	load_defaults(&m, 5 * GiB, &st);
 	assert_int_equal(bootfx_rd8(&m, ZP(0x1e8)), 6);
 	last = ZP(0x2d0) + 20 * 5;
 	assert_int_equal(bootfx_rd64(&m, last), 4 * GiB);
 	assert_int_equal(bootfx_rd64(&m, last + 8), 2 * GiB);
 	assert_int_equal(bootfx_rd32(&m, last + 16), 1);
 	gmem_destroy(&m);
-	free(bz);
 }
 
 static void boot_refuses_unknown_file_saying_what_was_found(void **state)
@@ -432,12 +422,9 @@ static void boot_cpu_to_kvm_fills_regs_and_keeps_kvm_owned_sregs(void **state)
 	struct boot_cpu_state st;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
-	size_t len;
-	uint8_t *bz = build_bz(&defaults, &len);
 	struct gmem m;
 
-	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	assert_int_equal(bootfx_load(&m, bz, len, NULL, NULL, &st, NULL, 0), 0);
+	load_defaults(&m, 128 * MiB, &st);
 	memset(&regs, 0x55, sizeof(regs));
 	memset(&sregs, 0, sizeof(sregs));
 	sregs.apic_base = 0xfee00900;
@@ -465,7 +452,6 @@ static void boot_cpu_to_kvm_fills_regs_and_keeps_kvm_owned_sregs(void **state)
 	assert_int_equal(sregs.tr.type, 0xb);
 	assert_int_equal(sregs.ldt.unusable, 1);
 	gmem_destroy(&m);
-	free(bz);
 }
 
 /* The distribution's kernel: the loader must accept it as Debian's bootloaders do. */

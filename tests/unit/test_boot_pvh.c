@@ -106,6 +106,15 @@ static const struct elf_opts default64 = {
 	.is64 = true, .desc_size = 8, .paddr = 0x100000, .entry = 0x100040,
 };
 
+/* Builds an image into buf (FILE_SIZE bytes) and loads it into a new guest of ram bytes. */
+static void load_elf(struct gmem *m, uint64_t ram, uint8_t *buf, const struct elf_opts *o,
+		     struct boot_cpu_state *st)
+{
+	assert_int_equal(gmem_init(m, ram, false), 0);
+	build_elf(buf, o);
+	assert_int_equal(bootfx_load(m, buf, FILE_SIZE, NULL, NULL, st, NULL, 0), 0);
+}
+
 static void pvh_elf64_loads_segment_and_zeroes_bss(void **state)
 {
 	static uint8_t buf[FILE_SIZE];
@@ -198,30 +207,13 @@ static void pvh_without_initrd_has_no_modules_and_empty_cmdline(void **state)
 	gmem_destroy(&m);
 }
 
-static void check_flat(const struct boot_segment *s, uint16_t sel, uint8_t type)
-{
-	assert_int_equal(s->base, 0);
-	assert_int_equal(s->limit, 0xffffffff);
-	assert_int_equal(s->selector, sel);
-	assert_int_equal(s->type, type);
-	assert_int_equal(s->present, 1);
-	assert_int_equal(s->s, 1);
-	assert_int_equal(s->dpl, 0);
-	assert_int_equal(s->db, 1);
-	assert_int_equal(s->l, 0);
-	assert_int_equal(s->g, 1);
-	assert_int_equal(s->unusable, 0);
-}
-
 static void pvh_cpu_state_is_flat_32bit_protected_mode_with_ebx_start_info(void **state)
 {
 	static uint8_t buf[FILE_SIZE];
 	struct boot_cpu_state st;
 	struct gmem m;
 
-	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	build_elf(buf, &default64);
-	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	load_elf(&m, 128 * MiB, buf, &default64, &st);
 	assert_int_equal(st.rip, 0x100040);
 	assert_int_equal(st.loaded.entry, 0x100040);
 	assert_int_equal(st.rbx, LAYOUT_PVH_INFO);
@@ -230,12 +222,12 @@ static void pvh_cpu_state_is_flat_32bit_protected_mode_with_ebx_start_info(void 
 	assert_int_equal(st.cr3, 0);
 	assert_int_equal(st.cr4, 0);
 	assert_int_equal(st.efer, 0);
-	check_flat(&st.cs, 0x10, 0xb);
-	check_flat(&st.ds, 0x18, 0x3);
-	check_flat(&st.es, 0x18, 0x3);
-	check_flat(&st.ss, 0x18, 0x3);
-	check_flat(&st.fs, 0x18, 0x3);
-	check_flat(&st.gs, 0x18, 0x3);
+	bootfx_check_flat(&st.cs, 0x10, 0xb, false);
+	bootfx_check_flat(&st.ds, 0x18, 0x3, false);
+	bootfx_check_flat(&st.es, 0x18, 0x3, false);
+	bootfx_check_flat(&st.ss, 0x18, 0x3, false);
+	bootfx_check_flat(&st.fs, 0x18, 0x3, false);
+	bootfx_check_flat(&st.gs, 0x18, 0x3, false);
 	/* pvh.pandoc: tr is a 32-bit TSS (active) with base 0 and limit 0x67 */
 	assert_int_equal(st.tr.base, 0);
 	assert_int_equal(st.tr.limit, 0x67);
@@ -259,9 +251,7 @@ static void pvh_elf32_with_4_byte_note_loads(void **state)
 	struct boot_cpu_state st;
 	struct gmem m;
 
-	assert_int_equal(gmem_init(&m, 64 * MiB, false), 0);
-	build_elf(buf, &o);
-	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	load_elf(&m, 64 * MiB, buf, &o, &st);
 	assert_int_equal(st.rip, 0x200100);
 	assert_memory_equal(gmem_ptr(&m, 0x200000, SEG_FILESZ), buf + SEG_OFF, SEG_FILESZ);
 	gmem_destroy(&m);
@@ -474,9 +464,7 @@ static void pvh_memmap_covers_ram_above_4g(void **state)
 	struct gmem m;
 	uint32_t n;
 
-	assert_int_equal(gmem_init(&m, 5 * GiB, false), 0);
-	build_elf(buf, &default64);
-	assert_int_equal(bootfx_load(&m, buf, sizeof(buf), NULL, NULL, &st, NULL, 0), 0);
+	load_elf(&m, 5 * GiB, buf, &default64, &st);
 	mm = bootfx_rd64(&m, LAYOUT_PVH_INFO + 40);
 	n = bootfx_rd32(&m, LAYOUT_PVH_INFO + 48);
 	assert_int_equal(n, 6);
