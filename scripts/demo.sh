@@ -3,7 +3,8 @@
 # The main job, as one command: build vireo and the test guest, make the images, launch a microVM
 # running the stock Debian cloud kernel (with a virtio-blk disk and fio inside once vireo has
 # disks), then run the test guest on this host's own KVM (in the emulated host where there is
-# no usable /dev/kvm) and, on a /dev/kvm, benchmark its disk.
+# no usable /dev/kvm) and, on a /dev/kvm, benchmark its disk. Without a /dev/kvm the benchmark
+# is vireo's data path driven by host threads (bench/blk/loop.c) next to fio on the host.
 #
 # Where this host's KVM cannot run a stock Linux kernel (a paravirtualized nested KVM such as
 # kvm_pvm, or no hardware virtualization at all), the Linux microVM runs inside an emulated host
@@ -192,13 +193,16 @@ else
 	record "test guest on /dev/kvm" "$rc" "$t"
 fi
 
-step "Benchmark on this host's own KVM: the test guest's 4 KiB random reads through vireo"
-if [[ -n $guest && $has_drive == yes && -r /dev/kvm && -w /dev/kvm ]]; then
-	# a page-cached file (cache=writeback): what the VMM itself costs shows; bench/blk/run.sh
-	# compares with QEMU and the host, and covers O_DIRECT too
-	bench_disk=$build/demo/bench-disk.raw
+# a page-cached file (cache=writeback): what the VMM itself costs shows; bench/blk/run.sh
+# compares with QEMU and the host, and covers O_DIRECT too
+bench_disk=$build/demo/bench-disk.raw
+bench_file() {
 	[[ -f $bench_disk ]] || head -c 256M /dev/urandom >"$bench_disk"
 	cat "$bench_disk" >/dev/null
+}
+if [[ -n $guest && $has_drive == yes && -r /dev/kvm && -w /dev/kvm ]]; then
+	step "Benchmark on this host's own KVM: the test guest's 4 KiB random reads through vireo"
+	bench_file
 	bench_cmd=(--cpus 2 --memory 256M --serial stdio
 		--drive "file=$bench_disk,format=raw,if=virtio-blk,num-queues=2,iothreads=2,cache=writeback")
 	for qd in 1 32; do
@@ -212,6 +216,34 @@ if [[ -n $guest && $has_drive == yes && -r /dev/kvm && -w /dev/kvm ]]; then
 		else
 			results+=("FAIL  benchmark at QD$qd: no BENCH line")
 		fi
+	done
+elif [[ -x $build/bench/vireo-blk-loop ]]; then
+	step "Benchmark without KVM: vireo's virtio-blk data path driven by host threads"
+	echo "No usable /dev/kvm here, so no guest can be timed. vireo-blk-loop builds the same drive"
+	echo "as 'vireo run --drive' (iothreads, io_uring, virtio-blk behind virtio-pci) and one host"
+	echo "thread per queue plays the test guest's polling driver (bench/blk/loop.c); then fio runs"
+	echo "the same job on the host itself. The guest's own exits are left out."
+	bench_file
+	for qd in 1 32; do
+		spec="file=$bench_disk,format=raw,if=virtio-blk,num-queues=2,iothreads=2,cache=writeback"
+		echo "vireo-blk-loop --drive $spec --rw randread --qd $qd --secs 3"
+		line=$(timeout 60 "$build/bench/vireo-blk-loop" --drive "$spec" --rw randread \
+			--qd "$qd" --secs 3 --warmup-ms 500 </dev/null | grep '^BENCH iops=' || true)
+		if [[ -z $line ]]; then
+			results+=("FAIL  vireo-blk-loop at QD$qd: no BENCH line")
+			continue
+		fi
+		echo "$line"
+		host=$(fio --name=host --filename="$bench_disk" --ioengine=io_uring --direct=0 \
+			--rw=randread --bs=4096 --iodepth="$qd" --numjobs=2 --time_based --runtime=3 \
+			--ramp_time=1 --norandommap --randrepeat=0 --invalidate=0 --group_reporting \
+			--output-format=terse --terse-version=3 2>/dev/null | cut -d';' -f8 || true)
+		loop_iops=$(sed -E 's/^BENCH iops=([0-9]+).*/\1/' <<<"$line")
+		ratio=n/a
+		[[ $host =~ ^[0-9]+$ ]] && ((host > 0)) &&
+			ratio=$(awk -v a="$loop_iops" -v b="$host" 'BEGIN { printf "%.2f", a / b }')
+		echo "host fio, same job: ${host:-?} IOPS"
+		results+=("BENCH vireo data path (no KVM) randread 4k QD$qd x 2 queues: ${line#BENCH }; host fio ${host:-?} IOPS; vireo/host $ratio")
 	done
 else
 	results+=("SKIP  benchmark: needs the test guest, --drive and /dev/kvm")
