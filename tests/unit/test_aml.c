@@ -17,23 +17,25 @@ static void expect(struct aml *a, const uint8_t *want, size_t len)
 	aml_free(a);
 }
 
+static void expect_namestring(const char *name, const uint8_t *want, size_t len)
+{
+	struct aml a;
+
+	aml_init(&a);
+	aml_namestring(&a, name);
+	expect(&a, want, len);
+}
+
 static void aml_namestring_encodes_root_dual_and_padded_segments(void **state)
 {
 	static const uint8_t dual[] = { '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I', '0' };
 	static const uint8_t padded[] = { '_', 'S', '5', '_' };
 	static const uint8_t multi[] = { 0x2f, 3, 'A', '_', '_', '_', 'B', '_', '_', '_',
 					 'C', '_', '_', '_' };
-	struct aml a;
 
-	aml_init(&a);
-	aml_namestring(&a, "\\_SB.PCI0");
-	expect(&a, dual, sizeof(dual));
-	aml_init(&a);
-	aml_namestring(&a, "_S5");
-	expect(&a, padded, sizeof(padded));
-	aml_init(&a);
-	aml_namestring(&a, "A.B.C");
-	expect(&a, multi, sizeof(multi));
+	expect_namestring("\\_SB.PCI0", dual, sizeof(dual));
+	expect_namestring("_S5", padded, sizeof(padded));
+	expect_namestring("A.B.C", multi, sizeof(multi));
 }
 
 static void aml_namestring_refuses_bad_names(void **state)
@@ -84,30 +86,32 @@ static void aml_eisaid_matches_asl(void **state)
 	aml_free(&a);
 }
 
+/* Builds a Package of n Zero elements into a (aml_free() it). */
+static void zero_package(struct aml *a, int n)
+{
+	size_t m;
+
+	aml_init(a);
+	m = aml_package(a, n);
+	for (int i = 0; i < n; i++)
+		aml_int(a, 0);
+	aml_end(a, m);
+	assert_null(a->err);
+}
+
 /* A package whose PkgLength needs one byte below 64 and two bytes from there on. */
 static void aml_end_inserts_one_and_two_byte_pkglength(void **state)
 {
 	struct aml a;
-	size_t m;
 
-	aml_init(&a);
-	m = aml_package(&a, 61);
-	for (int i = 0; i < 61; i++)
-		aml_int(&a, 0);
-	aml_end(&a, m); /* NumElements + 61 = 62 body bytes, +1 = 63: one byte */
-	assert_null(a.err);
+	zero_package(&a, 61); /* NumElements + 61 = 62 body bytes, +1 = 63: one byte */
 	assert_int_equal(a.len, 1 + 1 + 62);
 	assert_int_equal(a.buf[0], 0x12);
 	assert_int_equal(a.buf[1], 63);
 	assert_int_equal(a.buf[2], 61);
 	aml_free(&a);
 
-	aml_init(&a);
-	m = aml_package(&a, 62);
-	for (int i = 0; i < 62; i++)
-		aml_int(&a, 0);
-	aml_end(&a, m); /* 63 body bytes + 2 = 65 = 0x41: 0x41 & 0xf | 1 << 6, 0x41 >> 4 */
-	assert_null(a.err);
+	zero_package(&a, 62); /* 63 body bytes + 2 = 65 = 0x41: 0x41 & 0xf | 1 << 6, 0x41 >> 4 */
 	assert_int_equal(a.len, 1 + 2 + 63);
 	assert_int_equal(a.buf[1], 0x41);
 	assert_int_equal(a.buf[2], 0x04);

@@ -10,43 +10,45 @@
 #include "vmm/e820.h"
 #include "vmm/layout.h"
 
-static void check_entry(const struct e820_entry *e, uint64_t addr, uint64_t size, uint32_t type)
+/* Builds the map of a guest with ram bytes: n entries, want[] among them from index first on. */
+static void check_map(uint64_t ram, unsigned int n, unsigned int first,
+		      const struct e820_entry *want, size_t nwant)
 {
-	assert_int_equal(e->addr, addr);
-	assert_int_equal(e->size, size);
-	assert_int_equal(e->type, type);
+	struct e820_entry map[E820_MAX];
+	struct gmem m;
+
+	assert_int_equal(gmem_init(&m, ram, false), 0);
+	assert_int_equal(e820_build(&m, map), n);
+	for (size_t i = 0; i < nwant; i++) {
+		assert_int_equal(map[first + i].addr, want[i].addr);
+		assert_int_equal(map[first + i].size, want[i].size);
+		assert_int_equal(map[first + i].type, want[i].type);
+	}
+	gmem_destroy(&m);
 }
 
 static void e820_128m_has_low_ram_legacy_hole_acpi_high_ram_and_ecam(void **state)
 {
-	struct e820_entry map[E820_MAX];
-	struct gmem m;
-	unsigned int n;
+	static const struct e820_entry want[] = {
+		{ 0, 0x9fc00, E820_RAM },
+		{ 0x9fc00, 0xe0000 - 0x9fc00, E820_RESERVED },
+		{ 0xe0000, 0x20000, E820_ACPI },
+		{ 0x100000, 127 * MiB, E820_RAM },
+		{ 0xe0000000, 0x10000000, E820_RESERVED },
+	};
 
-	assert_int_equal(gmem_init(&m, 128 * MiB, false), 0);
-	n = e820_build(&m, map);
-	assert_int_equal(n, 5);
-	check_entry(&map[0], 0, 0x9fc00, E820_RAM);
-	check_entry(&map[1], 0x9fc00, 0xe0000 - 0x9fc00, E820_RESERVED);
-	check_entry(&map[2], 0xe0000, 0x20000, E820_ACPI);
-	check_entry(&map[3], 0x100000, 127 * MiB, E820_RAM);
-	check_entry(&map[4], 0xe0000000, 0x10000000, E820_RESERVED);
-	gmem_destroy(&m);
+	check_map(128 * MiB, 5, 0, want, ARRAY_SIZE(want));
 }
 
 static void e820_5g_splits_ram_around_the_32bit_hole(void **state)
 {
-	struct e820_entry map[E820_MAX];
-	struct gmem m;
-	unsigned int n;
+	static const struct e820_entry want[] = {
+		{ 0x100000, 3 * GiB - MiB, E820_RAM },
+		{ 0xe0000000, 0x10000000, E820_RESERVED },
+		{ 4 * GiB, 2 * GiB, E820_RAM },
+	};
 
-	assert_int_equal(gmem_init(&m, 5 * GiB, false), 0);
-	n = e820_build(&m, map);
-	assert_int_equal(n, 6);
-	check_entry(&map[3], 0x100000, 3 * GiB - MiB, E820_RAM);
-	check_entry(&map[4], 0xe0000000, 0x10000000, E820_RESERVED);
-	check_entry(&map[5], 4 * GiB, 2 * GiB, E820_RAM);
-	gmem_destroy(&m);
+	check_map(5 * GiB, 6, 3, want, ARRAY_SIZE(want));
 }
 
 /* Sorted, disjoint, and the RAM entries add up to all of RAM but the legacy hole. */

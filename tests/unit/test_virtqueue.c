@@ -79,6 +79,16 @@ static struct virtq_avail *avail(struct fx *f)
 	return gmem_ptr(&f->m, AVAIL, virtq_avail_bytes(QSZ));
 }
 
+/* Pops one well-formed chain: this head, nr_out readable and nr_in writable buffers. */
+static void expect_chain(struct fx *f, uint16_t head, unsigned int nr_out, unsigned int nr_in)
+{
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->e.err, 0);
+	assert_int_equal(f->e.head, head);
+	assert_int_equal(f->e.nr_out, nr_out);
+	assert_int_equal(f->e.nr_in, nr_in);
+}
+
 static void pops_a_chain_split_into_readable_and_writable(void **state)
 {
 	struct fx *f = *state;
@@ -87,11 +97,7 @@ static void pops_a_chain_split_into_readable_and_writable(void **state)
 	set_desc(f, DESC, 7, BUF + 0x100, 512, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(f, DESC, 1, BUF + 0x1000, 1, VIRTQ_DESC_F_WRITE, 0);
 	make_avail(f, 3);
-	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-	assert_int_equal(f->e.err, 0);
-	assert_int_equal(f->e.head, 3);
-	assert_int_equal(f->e.nr_out, 2);
-	assert_int_equal(f->e.nr_in, 1);
+	expect_chain(f, 3, 2, 1);
 	assert_int_equal(f->e.out_len, 528);
 	assert_int_equal(f->e.in_len, 1);
 	assert_ptr_equal(f->iov[0].iov_base, gmem_ptr(&f->m, BUF, 16));
@@ -109,10 +115,7 @@ static void pops_an_indirect_table(void **state)
 	set_desc(f, TABLE, 2, BUF + 0x2000, 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
 	set_desc(f, TABLE, 1, BUF + 0x4000, 1, VIRTQ_DESC_F_WRITE, 0);
 	make_avail(f, 0);
-	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-	assert_int_equal(f->e.err, 0);
-	assert_int_equal(f->e.nr_out, 2);
-	assert_int_equal(f->e.nr_in, 2);
+	expect_chain(f, 0, 2, 2);
 	assert_int_equal(f->e.in_len, 4097);
 }
 
@@ -439,11 +442,7 @@ static void random_wellformed_chains_match_the_model(void **state)
 			}
 		}
 		make_avail(f, slots[0]);
-		assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-		assert_int_equal(f->e.err, 0);
-		assert_int_equal(f->e.head, slots[0]);
-		assert_int_equal(f->e.nr_out, nout);
-		assert_int_equal(f->e.nr_in, total - nout);
+		expect_chain(f, slots[0], nout, total - nout);
 		for (unsigned int i = 0; i < total; i++) {
 			assert_ptr_equal(f->iov[i].iov_base, gmem_ptr(&f->m, addr[i], len[i]));
 			assert_int_equal(f->iov[i].iov_len, len[i]);
