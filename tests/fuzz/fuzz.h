@@ -71,6 +71,17 @@ static inline uint16_t fuzz_u16(struct fuzz_in *in) { return (uint16_t)fuzz_take
 static inline uint32_t fuzz_u32(struct fuzz_in *in) { return (uint32_t)fuzz_take(in, 4); }
 static inline uint64_t fuzz_u64(struct fuzz_in *in) { return fuzz_take(in, 8); }
 
+/* Splits the option byte off the front of an input: false when the input is empty. */
+static inline bool fuzz_take_opt(const uint8_t **data, size_t *size, uint8_t *opt)
+{
+	if (*size < 1)
+		return false;
+	*opt = (*data)[0];
+	(*data)++;
+	(*size)--;
+	return true;
+}
+
 /* Guest address of the second RAM region in fuzz_gmem_build (far above any first region). */
 #define FUZZ_GMEM_REGION1_GPA 0x100000ULL
 

@@ -138,11 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!ram)
 		setup();
-	if (size < 1)
+	if (!fuzz_take_opt(&data, &size, &opt))
 		return 0;
-	opt = data[0];
-	data++;
-	size--;
 	if (ftruncate(kernel_fd, 0) < 0 || pwrite(kernel_fd, data, size, 0) != (ssize_t)size)
 		abort();
 	snprintf(kpath, sizeof(kpath), "/proc/self/fd/%d", kernel_fd);

@@ -191,11 +191,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!srv)
 		setup();
-	if (size < 1)
+	if (!fuzz_take_opt(&data, &size, &opt))
 		return 0;
-	opt = data[0];
-	data++;
-	size--;
 	chunk = (opt & 63) < 32 ? (opt & 63) + 1u : ((opt & 63) - 31u) * 256;
 
 	r.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
