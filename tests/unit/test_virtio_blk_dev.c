@@ -28,6 +28,7 @@
 #include "devices/virtio_pci.h"
 #include "iothreads/iothread.h"
 #include "vmm/vm.h"
+#include "vpci_fixture.h"
 
 #define RAM (8u << 20)
 #define QSZ 16
@@ -131,10 +132,7 @@ static int setup(void **state)
 	struct vblk_opts vo;
 	int fd;
 
-	assert_int_equal(gmem_init(&f->vm.mem, RAM, false), 0);
-	f->vm.vm_fd = -1;
-	bus_init(&f->vm.mmio, "mmio");
-	bus_init(&f->vm.pio, "pio");
+	vpcifx_vm_init(&f->vm, RAM);
 	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, NULL), 0);
 	snprintf(f->path, sizeof(f->path), "/tmp/vireo-vblk-XXXXXX");
 	fd = mkstemp(f->path);
@@ -174,9 +172,7 @@ static int teardown(void **state)
 	iothread_destroy(f->it[1]);
 	blockdev_close(f->bs);
 	pci_bus_destroy(&f->pci);
-	bus_destroy(&f->vm.mmio);
-	bus_destroy(&f->vm.pio);
-	gmem_destroy(&f->vm.mem);
+	vpcifx_vm_destroy(&f->vm);
 	unlink(f->path);
 	free(f);
 	return 0;

@@ -21,6 +21,7 @@
 #include "devices/virtio_pci.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
+#include "vpci_fixture.h"
 
 #define NQ 2
 #define QSZ 64
@@ -92,10 +93,7 @@ static int setup_common(void **state, bool want_kvm)
 		}
 		f->kvm = true;
 	} else {
-		assert_int_equal(gmem_init(&f->vm.mem, 16 << 20, false), 0);
-		f->vm.vm_fd = -1;
-		bus_init(&f->vm.mmio, "mmio");
-		bus_init(&f->vm.pio, "pio");
+		vpcifx_vm_init(&f->vm, 16 << 20);
 	}
 	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, NULL), 0);
 	memcpy(f->config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
@@ -127,13 +125,10 @@ static int teardown(void **state)
 	pci_bus_remove_device(&f->pci, &f->v.pci);
 	vpci_destroy(&f->v);
 	pci_bus_destroy(&f->pci);
-	if (f->kvm) {
+	if (f->kvm)
 		vm_destroy(&f->vm);
-	} else {
-		bus_destroy(&f->vm.mmio);
-		bus_destroy(&f->vm.pio);
-		gmem_destroy(&f->vm.mem);
-	}
+	else
+		vpcifx_vm_destroy(&f->vm);
 	free(f);
 	return 0;
 }
