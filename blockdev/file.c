@@ -131,61 +131,51 @@ static void file_close(struct blockdev *bs)
 	bs->fd = -1;
 }
 
-/* Full read at an aligned (or buffered) position; zeroes past EOF. */
-static int read_full(int fd, uint64_t offset, const struct iovec *iov, int iovcnt)
-{
-	struct iovec local[64], *cur = (struct iovec *)iov;
-	uint64_t total = blockdev_iov_size(iov, iovcnt), done = 0;
-	int cnt = iovcnt, ret = 0;
-
-	while (done < total) {
-		ssize_t n = preadv(fd, cur, MIN(cnt, IOV_MAX), (off_t)(offset + done));
-
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			ret = -errno;
-			break;
-		}
-		if (n == 0) { /* EOF: the rest reads as zeroes */
-			blockdev_iov_zero(iov, iovcnt, done, total - done);
-			break;
-		}
-		done += (uint64_t)n;
-		if (done == total)
-			break;
-		/* short read: go on from where it stopped (a prefix of the rest if it is long) */
-		cnt = blockdev_iov_slice(iov, iovcnt, done, total - done, local, ARRAY_SIZE(local));
-		cnt = MIN(cnt, (int)ARRAY_SIZE(local));
-		cur = local;
-	}
-	return ret;
-}
-
-static int write_full(int fd, uint64_t offset, const struct iovec *iov, int iovcnt)
+/*
+ * The whole of @iov at @offset, synchronously, whatever short transfers the kernel makes: a read
+ * past EOF fills the rest with zeroes, a write the kernel takes nothing of fails with -ENOSPC.
+ */
+static int rw_full(int fd, bool write, uint64_t offset, const struct iovec *iov, int iovcnt)
 {
 	struct iovec local[64], *cur = (struct iovec *)iov;
 	uint64_t total = blockdev_iov_size(iov, iovcnt), done = 0;
 	int cnt = iovcnt;
 
 	while (done < total) {
-		ssize_t n = pwritev(fd, cur, MIN(cnt, IOV_MAX), (off_t)(offset + done));
+		int c = MIN(cnt, IOV_MAX);
+		off_t at = (off_t)(offset + done);
+		ssize_t n = write ? pwritev(fd, cur, c, at) : preadv(fd, cur, c, at);
 
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			return -errno;
 		}
-		if (n == 0)
-			return -ENOSPC;
+		if (n == 0) {
+			if (write)
+				return -ENOSPC;
+			blockdev_iov_zero(iov, iovcnt, done, total - done); /* EOF */
+			return 0;
+		}
 		done += (uint64_t)n;
 		if (done == total)
 			break;
+		/* short transfer: go on from where it stopped (a prefix of the rest if it is long) */
 		cnt = blockdev_iov_slice(iov, iovcnt, done, total - done, local, ARRAY_SIZE(local));
 		cnt = MIN(cnt, (int)ARRAY_SIZE(local));
 		cur = local;
 	}
 	return 0;
+}
+
+static int read_full(int fd, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	return rw_full(fd, false, offset, iov, iovcnt);
+}
+
+static int write_full(int fd, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	return rw_full(fd, true, offset, iov, iovcnt);
 }
 
 static bool needs_bounce(struct blockdev *bs, uint64_t offset, const struct iovec *iov,
