@@ -23,36 +23,6 @@
 #define VPCI_NOTIFY_MULT 4
 #define VPCI_MSIX_BAR 2
 
-/* virtio_pci_cap cfg_type */
-#define VIRTIO_PCI_CAP_COMMON_CFG 1
-#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
-#define VIRTIO_PCI_CAP_ISR_CFG 3
-#define VIRTIO_PCI_CAP_DEVICE_CFG 4
-#define VIRTIO_PCI_CAP_PCI_CFG 5
-
-/* struct virtio_pci_common_cfg offsets */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_MSIX 0x10
-#define CC_NUMQ 0x12
-#define CC_STATUS 0x14
-#define CC_CFGGEN 0x15
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_MSIX 0x1a
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_NOFF 0x1e
-#define CC_Q_DESCLO 0x20
-#define CC_Q_DESCHI 0x24
-#define CC_Q_AVAILLO 0x28
-#define CC_Q_AVAILHI 0x2c
-#define CC_Q_USEDLO 0x30
-#define CC_Q_USEDHI 0x34
-#define CC_Q_NDATA 0x38
-#define CC_Q_RESET 0x3a
-#define CC_SIZE 0x3c
 
 #define MSIX_ENTRY_SIZE 16
 #define MSIX_CTRL_MASKBIT 1u
@@ -338,26 +308,26 @@ static uint32_t common_read(struct vpci_dev *v, uint64_t off)
 	struct vpci_queue *q = v->queue_select < v->nr_queues ? &v->queues[v->queue_select] : NULL;
 
 	switch (off) {
-	case CC_DFSELECT: return v->dfselect;
-	case CC_DF: return feature_word(v->host_features, v->dfselect);
-	case CC_GFSELECT: return v->gfselect;
-	case CC_GF: return feature_word(v->driver_features, v->gfselect);
-	case CC_MSIX: return v->config_vector;
-	case CC_NUMQ: return v->nr_queues;
-	case CC_STATUS: return atomic_load(&v->status);
-	case CC_CFGGEN: return v->config_generation;
-	case CC_Q_SELECT: return v->queue_select;
-	case CC_Q_SIZE: return q ? q->vq.size : 0;
-	case CC_Q_MSIX: return q ? q->vector : VIRTIO_MSI_NO_VECTOR;
-	case CC_Q_ENABLE: return q ? q->enabled : 0;
-	case CC_Q_NOFF: return q ? v->queue_select : 0;
-	case CC_Q_DESCLO: return q ? (uint32_t)q->vq.desc_gpa : 0;
-	case CC_Q_DESCHI: return q ? (uint32_t)(q->vq.desc_gpa >> 32) : 0;
-	case CC_Q_AVAILLO: return q ? (uint32_t)q->vq.avail_gpa : 0;
-	case CC_Q_AVAILHI: return q ? (uint32_t)(q->vq.avail_gpa >> 32) : 0;
-	case CC_Q_USEDLO: return q ? (uint32_t)q->vq.used_gpa : 0;
-	case CC_Q_USEDHI: return q ? (uint32_t)(q->vq.used_gpa >> 32) : 0;
-	case CC_Q_NDATA: return q ? v->queue_select : 0;
+	case VIRTIO_PCI_COMMON_DFSELECT: return v->dfselect;
+	case VIRTIO_PCI_COMMON_DF: return feature_word(v->host_features, v->dfselect);
+	case VIRTIO_PCI_COMMON_GFSELECT: return v->gfselect;
+	case VIRTIO_PCI_COMMON_GF: return feature_word(v->driver_features, v->gfselect);
+	case VIRTIO_PCI_COMMON_MSIX: return v->config_vector;
+	case VIRTIO_PCI_COMMON_NUMQ: return v->nr_queues;
+	case VIRTIO_PCI_COMMON_STATUS: return atomic_load(&v->status);
+	case VIRTIO_PCI_COMMON_CFGGEN: return v->config_generation;
+	case VIRTIO_PCI_COMMON_Q_SELECT: return v->queue_select;
+	case VIRTIO_PCI_COMMON_Q_SIZE: return q ? q->vq.size : 0;
+	case VIRTIO_PCI_COMMON_Q_MSIX: return q ? q->vector : VIRTIO_MSI_NO_VECTOR;
+	case VIRTIO_PCI_COMMON_Q_ENABLE: return q ? q->enabled : 0;
+	case VIRTIO_PCI_COMMON_Q_NOFF: return q ? v->queue_select : 0;
+	case VIRTIO_PCI_COMMON_Q_DESCLO: return q ? (uint32_t)q->vq.desc_gpa : 0;
+	case VIRTIO_PCI_COMMON_Q_DESCHI: return q ? (uint32_t)(q->vq.desc_gpa >> 32) : 0;
+	case VIRTIO_PCI_COMMON_Q_AVAILLO: return q ? (uint32_t)q->vq.avail_gpa : 0;
+	case VIRTIO_PCI_COMMON_Q_AVAILHI: return q ? (uint32_t)(q->vq.avail_gpa >> 32) : 0;
+	case VIRTIO_PCI_COMMON_Q_USEDLO: return q ? (uint32_t)q->vq.used_gpa : 0;
+	case VIRTIO_PCI_COMMON_Q_USEDHI: return q ? (uint32_t)(q->vq.used_gpa >> 32) : 0;
+	case VIRTIO_PCI_COMMON_Q_NDATA: return q ? v->queue_select : 0;
 	default: return 0; /* queue_reset (not offered) and reserved */
 	}
 }
@@ -379,9 +349,9 @@ static void common_write(struct vpci_dev *v, uint64_t off, uint32_t val)
 	uint64_t feat;
 
 	switch (off) {
-	case CC_DFSELECT: v->dfselect = val; break;
-	case CC_GFSELECT: v->gfselect = val; break;
-	case CC_GF:
+	case VIRTIO_PCI_COMMON_DFSELECT: v->dfselect = val; break;
+	case VIRTIO_PCI_COMMON_GFSELECT: v->gfselect = val; break;
+	case VIRTIO_PCI_COMMON_GF:
 		if (v->gfselect >= 2 || (atomic_load(&v->status) & VIRTIO_STATUS_FEATURES_OK))
 			break;
 		feat = v->driver_features;
@@ -391,32 +361,32 @@ static void common_write(struct vpci_dev *v, uint64_t off, uint32_t val)
 			set_hi(&feat, val);
 		v->driver_features = feat & v->host_features; /* unoffered bits are dropped */
 		break;
-	case CC_MSIX:
+	case VIRTIO_PCI_COMMON_MSIX:
 		v->config_vector = val < v->nr_vectors ? (uint16_t)val : VIRTIO_MSI_NO_VECTOR;
 		if (v->active)
 			atomic_store(&v->config_efd, vector_efd(v, v->config_vector));
 		break;
-	case CC_STATUS: status_write(v, (uint8_t)val); break;
-	case CC_Q_SELECT: v->queue_select = (uint16_t)val; break;
-	case CC_Q_SIZE:
+	case VIRTIO_PCI_COMMON_STATUS: status_write(v, (uint8_t)val); break;
+	case VIRTIO_PCI_COMMON_Q_SELECT: v->queue_select = (uint16_t)val; break;
+	case VIRTIO_PCI_COMMON_Q_SIZE:
 		/* split rings: a power of two up to the maximum, and only while stopped */
 		if (q && !q->enabled && val && val <= q->max_size && !(val & (val - 1)))
 			q->vq.size = (uint16_t)val;
 		break;
-	case CC_Q_MSIX:
+	case VIRTIO_PCI_COMMON_Q_MSIX:
 		if (q && !running)
 			q->vector = val < v->nr_vectors ? (uint16_t)val : VIRTIO_MSI_NO_VECTOR;
 		break;
-	case CC_Q_ENABLE:
+	case VIRTIO_PCI_COMMON_Q_ENABLE:
 		if (q && !running && val == 1)
 			q->enabled = true;
 		break;
-	case CC_Q_DESCLO: if (q && !q->enabled) set_lo(&q->vq.desc_gpa, val); break;
-	case CC_Q_DESCHI: if (q && !q->enabled) set_hi(&q->vq.desc_gpa, val); break;
-	case CC_Q_AVAILLO: if (q && !q->enabled) set_lo(&q->vq.avail_gpa, val); break;
-	case CC_Q_AVAILHI: if (q && !q->enabled) set_hi(&q->vq.avail_gpa, val); break;
-	case CC_Q_USEDLO: if (q && !q->enabled) set_lo(&q->vq.used_gpa, val); break;
-	case CC_Q_USEDHI: if (q && !q->enabled) set_hi(&q->vq.used_gpa, val); break;
+	case VIRTIO_PCI_COMMON_Q_DESCLO: if (q && !q->enabled) set_lo(&q->vq.desc_gpa, val); break;
+	case VIRTIO_PCI_COMMON_Q_DESCHI: if (q && !q->enabled) set_hi(&q->vq.desc_gpa, val); break;
+	case VIRTIO_PCI_COMMON_Q_AVAILLO: if (q && !q->enabled) set_lo(&q->vq.avail_gpa, val); break;
+	case VIRTIO_PCI_COMMON_Q_AVAILHI: if (q && !q->enabled) set_hi(&q->vq.avail_gpa, val); break;
+	case VIRTIO_PCI_COMMON_Q_USEDLO: if (q && !q->enabled) set_lo(&q->vq.used_gpa, val); break;
+	case VIRTIO_PCI_COMMON_Q_USEDHI: if (q && !q->enabled) set_hi(&q->vq.used_gpa, val); break;
 	default: break; /* read-only fields, queue_reset (not offered), reserved */
 	}
 }
@@ -424,15 +394,15 @@ static void common_write(struct vpci_dev *v, uint64_t off, uint32_t val)
 /* Width of the field at @off in struct virtio_pci_common_cfg (0: not a field start). */
 static unsigned int common_width(uint64_t off)
 {
-	if (off < CC_MSIX)
+	if (off < VIRTIO_PCI_COMMON_MSIX)
 		return off % 4 ? 0 : 4;
-	if (off == CC_STATUS || off == CC_CFGGEN)
+	if (off == VIRTIO_PCI_COMMON_STATUS || off == VIRTIO_PCI_COMMON_CFGGEN)
 		return 1;
-	if (off < CC_Q_DESCLO)
+	if (off < VIRTIO_PCI_COMMON_Q_DESCLO)
 		return off % 2 ? 0 : 2;
-	if (off < CC_Q_NDATA)
+	if (off < VIRTIO_PCI_COMMON_Q_NDATA)
 		return off % 4 ? 0 : 4;
-	if (off < CC_SIZE)
+	if (off < VIRTIO_PCI_COMMON_SIZE)
 		return off % 2 ? 0 : 2;
 	return 0;
 }
@@ -458,7 +428,7 @@ static void bar0_read(void *opaque, uint64_t off, void *data, unsigned int len)
 		return;
 	}
 	pthread_mutex_lock(&v->lock);
-	if (off < CC_SIZE) {
+	if (off < VIRTIO_PCI_COMMON_SIZE) {
 		/* a 64-bit access to queue_desc & co. is two 32-bit ones */
 		if (len == 8 && common_width(off) == 4)
 			val = common_read(v, off) | (uint64_t)common_read(v, off + 4) << 32;
@@ -494,7 +464,7 @@ static void bar0_write(void *opaque, uint64_t off, const void *data, unsigned in
 		}
 		return;
 	}
-	if (off >= CC_SIZE)
+	if (off >= VIRTIO_PCI_COMMON_SIZE)
 		return;
 	pthread_mutex_lock(&v->lock);
 	if (len == 8 && common_width(off) == 4) {
@@ -738,7 +708,8 @@ int vpci_init(struct vpci_dev *v, struct vm *vm, const char *name, uint16_t virt
 			       pow2_at_least(pba_off + DIV_ROUND_UP(v->nr_vectors, 64) * 8), 0,
 			       &msix_ops, v, errp) < 0)
 		goto err;
-	if (add_virtio_cap(v, VIRTIO_PCI_CAP_COMMON_CFG, VPCI_COMMON_OFF, CC_SIZE, false, errp) ||
+	if (add_virtio_cap(v, VIRTIO_PCI_CAP_COMMON_CFG, VPCI_COMMON_OFF, VIRTIO_PCI_COMMON_SIZE,
+			   false, errp) ||
 	    add_virtio_cap(v, VIRTIO_PCI_CAP_NOTIFY_CFG, VPCI_NOTIFY_OFF,
 			   VPCI_NOTIFY_MULT * nr_queues, true, errp) ||
 	    add_virtio_cap(v, VIRTIO_PCI_CAP_ISR_CFG, VPCI_ISR_OFF, 1, false, errp) ||

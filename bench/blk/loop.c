@@ -78,10 +78,6 @@
 #define USED_EVENT_AHEAD 0x8000         /* used_event this far ahead: never reached */
 #define DESC_PER_REQ    3               /* header, data, status: as the test guest's driver */
 
-#define VIRTIO_PCI_CAP_COMMON 1
-#define VIRTIO_PCI_CAP_NOTIFY 2
-#define VIRTIO_PCI_CAP_DEVICE 4
-
 enum phase { WARMUP, MEASURE, STOP };
 
 struct lq {
@@ -172,22 +168,25 @@ static void find_device(uint64_t *notify, uint32_t *notify_mult)
 			continue;
 		*notify = 0;
 		L.common = L.device_cfg = 0;
-		for (cap = pci_cfg_read(&L.pci, slot, 0, 0x34, 1) & 0xfc; cap;
+		for (cap = pci_cfg_read(&L.pci, slot, 0, PCI_CAPABILITY_LIST, 1) & 0xfc; cap;
 		     cap = pci_cfg_read(&L.pci, slot, 0, cap + 1, 1) & 0xfc) {
 			uint8_t type = (uint8_t)pci_cfg_read(&L.pci, slot, 0, cap + 3, 1);
 			unsigned int bar = pci_cfg_read(&L.pci, slot, 0, cap + 4, 1);
 			uint64_t base, off = pci_cfg_read(&L.pci, slot, 0, cap + 8, 4);
+			uint32_t lo;
 
-			if (pci_cfg_read(&L.pci, slot, 0, cap, 1) != 0x09 || bar > 5)
+			if (pci_cfg_read(&L.pci, slot, 0, cap, 1) != PCI_CAP_ID_VNDR || bar > 5)
 				continue;
-			base = pci_cfg_read(&L.pci, slot, 0, 0x10 + 4 * bar, 4) & ~0xfull;
-			if ((pci_cfg_read(&L.pci, slot, 0, 0x10 + 4 * bar, 4) & 0x6) == 0x4)
-				base |= (uint64_t)pci_cfg_read(&L.pci, slot, 0, 0x14 + 4 * bar, 4) << 32;
-			if (type == VIRTIO_PCI_CAP_COMMON) {
+			lo = pci_cfg_read(&L.pci, slot, 0, PCI_BASE_ADDRESS_0 + 4 * bar, 4);
+			base = lo & ~0xfull;
+			if (lo & PCI_BAR_MEM_TYPE_64)
+				base |= (uint64_t)pci_cfg_read(&L.pci, slot, 0,
+							       PCI_BASE_ADDRESS_0 + 4 * (bar + 1), 4) << 32;
+			if (type == VIRTIO_PCI_CAP_COMMON_CFG) {
 				L.common = base + off;
-			} else if (type == VIRTIO_PCI_CAP_DEVICE) {
+			} else if (type == VIRTIO_PCI_CAP_DEVICE_CFG) {
 				L.device_cfg = base + off;
-			} else if (type == VIRTIO_PCI_CAP_NOTIFY) {
+			} else if (type == VIRTIO_PCI_CAP_NOTIFY_CFG) {
 				*notify = base + off;
 				*notify_mult = pci_cfg_read(&L.pci, slot, 0, cap + 16, 4);
 			}
@@ -211,27 +210,27 @@ static void driver_init(void)
 
 	find_device(&notify, &mult);
 	c = L.common;
-	mmio_w(c + 0x14, 0, 1);
-	mmio_w(c + 0x14, st, 1);
-	mmio_w(c + 0x00, 0, 4);
-	feat = mmio_r(c + 0x04, 4);
-	mmio_w(c + 0x00, 1, 4);
-	feat |= mmio_r(c + 0x04, 4) << 32;
+	mmio_w(c + VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	mmio_w(c + VIRTIO_PCI_COMMON_STATUS, st, 1);
+	mmio_w(c + VIRTIO_PCI_COMMON_DFSELECT, 0, 4);
+	feat = mmio_r(c + VIRTIO_PCI_COMMON_DF, 4);
+	mmio_w(c + VIRTIO_PCI_COMMON_DFSELECT, 1, 4);
+	feat |= mmio_r(c + VIRTIO_PCI_COMMON_DF, 4) << 32;
 	want = feat & ((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_BLK_F_MQ) |
 		       (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
 		       (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_FLUSH));
 	if (!(want & (1ull << VIRTIO_F_VERSION_1)))
 		die("the device does not offer VIRTIO_F_VERSION_1");
 	L.event_idx = want & (1ull << VIRTIO_F_EVENT_IDX);
-	mmio_w(c + 0x08, 0, 4);
-	mmio_w(c + 0x0c, (uint32_t)want, 4);
-	mmio_w(c + 0x08, 1, 4);
-	mmio_w(c + 0x0c, (uint32_t)(want >> 32), 4);
+	mmio_w(c + VIRTIO_PCI_COMMON_GFSELECT, 0, 4);
+	mmio_w(c + VIRTIO_PCI_COMMON_GF, (uint32_t)want, 4);
+	mmio_w(c + VIRTIO_PCI_COMMON_GFSELECT, 1, 4);
+	mmio_w(c + VIRTIO_PCI_COMMON_GF, (uint32_t)(want >> 32), 4);
 	st |= VIRTIO_STATUS_FEATURES_OK;
-	mmio_w(c + 0x14, st, 1);
-	if (!(mmio_r(c + 0x14, 1) & VIRTIO_STATUS_FEATURES_OK))
+	mmio_w(c + VIRTIO_PCI_COMMON_STATUS, st, 1);
+	if (!(mmio_r(c + VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK))
 		die("the device refused the features");
-	L.nq = (unsigned int)mmio_r(c + 0x12, 2);
+	L.nq = (unsigned int)mmio_r(c + VIRTIO_PCI_COMMON_NUMQ, 2);
 	if (L.nq == 0 || L.nq > MAX_QUEUES)
 		die("%u queues: this harness drives 1 to %u", L.nq, MAX_QUEUES);
 	for (unsigned int i = 0; i < L.nq; i++) {
@@ -239,8 +238,8 @@ static void driver_init(void)
 		uint64_t base = RING_BASE + RING_STRIDE * i;
 
 		q->index = i;
-		mmio_w(c + 0x16, i, 2);
-		q->size = (uint16_t)mmio_r(c + 0x18, 2);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_SELECT, i, 2);
+		q->size = (uint16_t)mmio_r(c + VIRTIO_PCI_COMMON_Q_SIZE, 2);
 		if (q->size * 16ull + virtq_avail_bytes(q->size) + virtq_used_bytes(q->size) + 8192 >
 		    RING_STRIDE)
 			die("queue %u: size %u too large for this harness", i, q->size);
@@ -257,21 +256,21 @@ static void driver_init(void)
 		q->avail_event = (volatile uint16_t *)&q->used->ring[q->size];
 		q->avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
 		*q->used_event = USED_EVENT_AHEAD;
-		mmio_w(c + 0x20, base, 4);
-		mmio_w(c + 0x24, 0, 4);
-		mmio_w(c + 0x28, base + 0x4000, 4);
-		mmio_w(c + 0x2c, 0, 4);
-		mmio_w(c + 0x30, base + 0x8000, 4);
-		mmio_w(c + 0x34, 0, 4);
-		q->notify_addr = notify + (uint64_t)mult * mmio_r(c + 0x1e, 2);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_DESCLO, base, 4);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_DESCHI, 0, 4);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_AVAILLO, base + 0x4000, 4);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_AVAILHI, 0, 4);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_USEDLO, base + 0x8000, 4);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_USEDHI, 0, 4);
+		q->notify_addr = notify + (uint64_t)mult * mmio_r(c + VIRTIO_PCI_COMMON_Q_NOFF, 2);
 		q->irq_fd = -1;
 		if (L.irq) { /* vector 0 is the configuration's, as Linux has it */
-			mmio_w(c + 0x1a, i + 1, 2);
-			if (mmio_r(c + 0x1a, 2) != i + 1)
+			mmio_w(c + VIRTIO_PCI_COMMON_Q_MSIX, i + 1, 2);
+			if (mmio_r(c + VIRTIO_PCI_COMMON_Q_MSIX, 2) != i + 1)
 				die("queue %u: the device refused MSI-X vector %u", i, i + 1);
 			q->irq_fd = L.vpci->vectors[i + 1].efd;
 		}
-		mmio_w(c + 0x1c, 1, 2);
+		mmio_w(c + VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
 		/* every request's descriptors and buffers are fixed: slot k uses 3k, 3k+1, 3k+2 */
 		for (unsigned int k = 0; k < L.qd; k++) {
 			struct vlbuf *r = &q->req[k];
@@ -296,8 +295,8 @@ static void driver_init(void)
 		}
 		q->rng = 0x9e3779b97f4a7c15ull * (i + 1);
 	}
-	mmio_w(c + 0x14, st | VIRTIO_STATUS_DRIVER_OK, 1);
-	if (mmio_r(c + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET)
+	mmio_w(c + VIRTIO_PCI_COMMON_STATUS, st | VIRTIO_STATUS_DRIVER_OK, 1);
+	if (mmio_r(c + VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET)
 		die("the device needs a reset right after DRIVER_OK");
 }
 
@@ -664,11 +663,11 @@ int main(int argc, char **argv)
 		for (unsigned int b = 0; b < NBUCKETS; b++)
 			hist[b] += L.q[i].hist[b];
 	}
-	if (mmio_r(L.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET) {
+	if (mmio_r(L.common + VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET) {
 		fprintf(stderr, "vireo-blk-loop: the device set DEVICE_NEEDS_RESET\n");
 		rc = 1;
 	}
-	mmio_w(L.common + 0x14, 0, 1); /* reset: the queues stop */
+	mmio_w(L.common + VIRTIO_PCI_COMMON_STATUS, 0, 1); /* reset: the queues stop */
 	if (!rc && ios) {
 		double s = (double)(t1 - t0) / 1e9;
 

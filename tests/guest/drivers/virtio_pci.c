@@ -3,27 +3,6 @@
 #include "drivers/virtio_pci.h"
 #include "lib/lib.h"
 
-#define CAP_COMMON              1
-#define CAP_NOTIFY              2
-#define CAP_ISR                 3
-#define CAP_DEVICE              4
-
-/* struct virtio_pci_common_cfg offsets */
-#define CC_DFSELECT             0x00
-#define CC_DF                   0x04
-#define CC_GFSELECT             0x08
-#define CC_GF                   0x0c
-#define CC_MSIX                 0x10
-#define CC_NUMQ                 0x12
-#define CC_STATUS               0x14
-#define CC_Q_SELECT             0x16
-#define CC_Q_SIZE               0x18
-#define CC_Q_MSIX               0x1a
-#define CC_Q_ENABLE             0x1c
-#define CC_Q_NOFF               0x1e
-#define CC_Q_DESC               0x20
-#define CC_Q_AVAIL              0x28
-#define CC_Q_USED               0x30
 #define NO_VECTOR               VIRTIO_MSI_NO_VECTOR
 
 static int map_cap(struct virtio_pci *v, unsigned cap, uint64_t *addr, uint32_t *len)
@@ -56,14 +35,14 @@ int virtio_pci_init(struct virtio_pci *v, const struct pci_dev *d)
 		uint8_t type = pci_read8(bdf, cap + 3);
 		int r = 0;
 
-		if (type == CAP_COMMON && !v->common)
+		if (type == VIRTIO_PCI_CAP_COMMON_CFG && !v->common)
 			r = map_cap(v, cap, &v->common, NULL);
-		else if (type == CAP_NOTIFY && !v->notify) {
+		else if (type == VIRTIO_PCI_CAP_NOTIFY_CFG && !v->notify) {
 			r = map_cap(v, cap, &v->notify, NULL);
 			v->notify_mult = pci_read32(bdf, cap + 16);
-		} else if (type == CAP_ISR && !v->isr)
+		} else if (type == VIRTIO_PCI_CAP_ISR_CFG && !v->isr)
 			r = map_cap(v, cap, &v->isr, NULL);
-		else if (type == CAP_DEVICE && !v->device)
+		else if (type == VIRTIO_PCI_CAP_DEVICE_CFG && !v->device)
 			r = map_cap(v, cap, &v->device, &v->device_len);
 		if (r < 0)
 			return -1;
@@ -79,11 +58,11 @@ int virtio_pci_init(struct virtio_pci *v, const struct pci_dev *d)
 	virtio_pci_reset(v);
 	virtio_pci_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE);
 	virtio_pci_set_status(v, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	mmio_write32(v->common + CC_DFSELECT, 0);
-	v->features = mmio_read32(v->common + CC_DF);
-	mmio_write32(v->common + CC_DFSELECT, 1);
-	v->features |= (uint64_t)mmio_read32(v->common + CC_DF) << 32;
-	mmio_write16(v->common + CC_MSIX, NO_VECTOR);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_DFSELECT, 0);
+	v->features = mmio_read32(v->common + VIRTIO_PCI_COMMON_DF);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_DFSELECT, 1);
+	v->features |= (uint64_t)mmio_read32(v->common + VIRTIO_PCI_COMMON_DF) << 32;
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_MSIX, NO_VECTOR);
 	return 0;
 }
 
@@ -91,9 +70,9 @@ bool virtio_pci_reset(struct virtio_pci *v)
 {
 	uint64_t end;
 
-	mmio_write8(v->common + CC_STATUS, 0);
+	mmio_write8(v->common + VIRTIO_PCI_COMMON_STATUS, 0);
 	end = time_ns() + 1000000000;
-	while (mmio_read8(v->common + CC_STATUS) != 0) {
+	while (mmio_read8(v->common + VIRTIO_PCI_COMMON_STATUS) != 0) {
 		if (time_ns() > end)
 			return false;
 		cpu_relax();
@@ -103,28 +82,28 @@ bool virtio_pci_reset(struct virtio_pci *v)
 
 uint16_t virtio_pci_queue_enabled(struct virtio_pci *v, uint16_t q)
 {
-	mmio_write16(v->common + CC_Q_SELECT, q);
-	return mmio_read16(v->common + CC_Q_ENABLE);
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_SELECT, q);
+	return mmio_read16(v->common + VIRTIO_PCI_COMMON_Q_ENABLE);
 }
 
 void virtio_pci_set_status(struct virtio_pci *v, uint8_t status)
 {
-	mmio_write8(v->common + CC_STATUS, status);
+	mmio_write8(v->common + VIRTIO_PCI_COMMON_STATUS, status);
 }
 
 uint8_t virtio_pci_status(struct virtio_pci *v)
 {
-	return mmio_read8(v->common + CC_STATUS);
+	return mmio_read8(v->common + VIRTIO_PCI_COMMON_STATUS);
 }
 
 int virtio_pci_set_features(struct virtio_pci *v, uint64_t features)
 {
 	uint8_t s = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
 
-	mmio_write32(v->common + CC_GFSELECT, 0);
-	mmio_write32(v->common + CC_GF, features);
-	mmio_write32(v->common + CC_GFSELECT, 1);
-	mmio_write32(v->common + CC_GF, features >> 32);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_GFSELECT, 0);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_GF, features);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_GFSELECT, 1);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_GF, features >> 32);
 	virtio_pci_set_status(v, s | VIRTIO_STATUS_FEATURES_OK);
 	if (!(virtio_pci_status(v) & VIRTIO_STATUS_FEATURES_OK)) {
 		err_set("the device refused features %#lx (status %#x)", features,
@@ -136,7 +115,7 @@ int virtio_pci_set_features(struct virtio_pci *v, uint64_t features)
 
 uint16_t virtio_pci_num_queues(struct virtio_pci *v)
 {
-	return mmio_read16(v->common + CC_NUMQ);
+	return mmio_read16(v->common + VIRTIO_PCI_COMMON_NUMQ);
 }
 
 uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size, uint64_t desc,
@@ -144,29 +123,29 @@ uint64_t virtio_pci_setup_queue(struct virtio_pci *v, uint16_t q, uint16_t *size
 {
 	uint16_t max, noff, got;
 
-	mmio_write16(v->common + CC_Q_SELECT, q);
-	max = mmio_read16(v->common + CC_Q_SIZE);
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_SELECT, q);
+	max = mmio_read16(v->common + VIRTIO_PCI_COMMON_Q_SIZE);
 	if (max == 0) {
 		err_set("queue %u is not available (size 0)", q);
 		return 0;
 	}
 	if (max < *size)
 		*size = max;
-	mmio_write16(v->common + CC_Q_SIZE, *size);
-	mmio_write16(v->common + CC_Q_MSIX, vector);
-	if (vector != NO_VECTOR && (got = mmio_read16(v->common + CC_Q_MSIX)) != vector) {
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_SIZE, *size);
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_MSIX, vector);
+	if (vector != NO_VECTOR && (got = mmio_read16(v->common + VIRTIO_PCI_COMMON_Q_MSIX)) != vector) {
 		err_set("queue %u: the device refused MSI-X vector %u (queue_msix_vector reads %#x)",
 			q, vector, got);
 		return 0;
 	}
-	mmio_write32(v->common + CC_Q_DESC, desc);
-	mmio_write32(v->common + CC_Q_DESC + 4, desc >> 32);
-	mmio_write32(v->common + CC_Q_AVAIL, avail);
-	mmio_write32(v->common + CC_Q_AVAIL + 4, avail >> 32);
-	mmio_write32(v->common + CC_Q_USED, used);
-	mmio_write32(v->common + CC_Q_USED + 4, used >> 32);
-	noff = mmio_read16(v->common + CC_Q_NOFF);
-	mmio_write16(v->common + CC_Q_ENABLE, 1);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_Q_DESCLO, desc);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_Q_DESCLO + 4, desc >> 32);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_Q_AVAILLO, avail);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_Q_AVAILLO + 4, avail >> 32);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_Q_USEDLO, used);
+	mmio_write32(v->common + VIRTIO_PCI_COMMON_Q_USEDLO + 4, used >> 32);
+	noff = mmio_read16(v->common + VIRTIO_PCI_COMMON_Q_NOFF);
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
 	return v->notify + (uint64_t)noff * v->notify_mult;
 }
 
@@ -195,9 +174,9 @@ void virtio_pci_msix_target(struct virtio_pci *v, unsigned i, uint32_t apic_id, 
 
 uint16_t virtio_pci_queue_vector(struct virtio_pci *v, uint16_t q, uint16_t vector)
 {
-	mmio_write16(v->common + CC_Q_SELECT, q);
-	mmio_write16(v->common + CC_Q_MSIX, vector);
-	return mmio_read16(v->common + CC_Q_MSIX);
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_SELECT, q);
+	mmio_write16(v->common + VIRTIO_PCI_COMMON_Q_MSIX, vector);
+	return mmio_read16(v->common + VIRTIO_PCI_COMMON_Q_MSIX);
 }
 
 void virtio_pci_msix_disable(struct virtio_pci *v)
