@@ -36,6 +36,28 @@ int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64
 	return 0;
 }
 
+int parse_int(const char *opt, const char *s, int min, int max, int *out, struct error **errp)
+{
+	bool neg = *s == '-';
+	int64_t x;
+	char *end;
+	uint64_t v;
+
+	if (parse_number(s + neg, &v, &end) || *end) {
+		error_setg(errp, "%s: '%s' is not a number", opt, s);
+		return -1;
+	}
+	x = v > INT32_MAX ? INT64_MAX : (int64_t)v; /* out of any int range */
+	if (neg)
+		x = -x;
+	if (x < min || x > max) {
+		error_setg(errp, "%s: %s is out of range [%d, %d]", opt, s, min, max);
+		return -1;
+	}
+	*out = (int)x;
+	return 0;
+}
+
 int parse_size(const char *opt, const char *s, uint64_t *out, struct error **errp)
 {
 	static const char units[] = "bkmgtpe";

@@ -14,6 +14,8 @@ int parse_size(const char *opt, const char *s, uint64_t *out, struct error **err
 /* Plain unsigned decimal (or 0x hex) within [min, max]. */
 int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out,
 	      struct error **errp);
+/* A signed decimal (an optional '-', then as parse_u64) within [min, max]. */
+int parse_int(const char *opt, const char *s, int min, int max, int *out, struct error **errp);
 /* A CPU list as taskset -c takes it: "3", "0-3", "0,2-3" (CPUs below CPU_SETSIZE). */
 int parse_cpu_list(const char *opt, const char *s, cpu_set_t *set, struct error **errp);
 /* on|off|yes|no|true|false|1|0 */

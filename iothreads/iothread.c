@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -816,12 +817,25 @@ static void stop_fn(void *arg)
 	atomic_store_explicit(&it->stop, true, memory_order_relaxed);
 }
 
+static int set_nice(struct iothread *it, struct error **errp)
+{
+	/* on Linux the nice value is per thread: PRIO_PROCESS with a thread id */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), it->opts.nice) < 0) {
+		error_setg_errno(errp, errno, "iothread %s: cannot set its nice value to %d (a "
+				 "negative one needs CAP_SYS_NICE or RLIMIT_NICE)", it->name,
+				 it->opts.nice);
+		return -1;
+	}
+	return 0;
+}
+
 static void *iothread_main(void *arg)
 {
 	struct iothread *it = arg;
 
 	current_it = it;
-	if (ring_init(it, &it->start_err) < 0) {
+	if ((it->opts.nice_set && set_nice(it, &it->start_err) < 0) ||
+	    ring_init(it, &it->start_err) < 0) {
 		sem_post(&it->started);
 		return NULL;
 	}

@@ -130,6 +130,14 @@ struct iothread_opts {
 	 * off for IOTHREAD_POLL_BACKOFF_NS instead, so that spinning vCPUs do not starve it.
 	 */
 	bool poll_keep_on_contention;
+	/*
+	 * @nice_set: the thread sets its nice value to @nice (-20..19) before it starts. A
+	 * negative one lets its wake-ups preempt a vCPU spinning on its core (see the drive key
+	 * iothread-nice); lowering it needs CAP_SYS_NICE or a large enough RLIMIT_NICE, and
+	 * iothread_create() fails with a message when the kernel refuses.
+	 */
+	int nice;
+	bool nice_set;
 };
 
 /**

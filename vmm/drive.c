@@ -187,6 +187,10 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 		c->poll_shrink_set = true;
 		return parse_uint(key, val, 0, 1024, &c->poll_shrink, errp);
 	}
+	if (!strcmp(key, "iothread-nice")) {
+		c->iothread_nice_set = true;
+		return parse_int(key, val, -20, 19, &c->iothread_nice, errp);
+	}
 	if (!strcmp(key, "register-memory"))
 		return parse_bool(key, val, &c->register_memory, errp);
 	if (!strcmp(key, "poll-backoff")) {
@@ -347,6 +351,12 @@ static int iothread_opts_match(const struct drive_config *c, unsigned int i, str
 	static const char *const backoff[] = { "on", "off" }; /* by poll_keep */
 	const struct iothread_opts *o = &iothread_opts[i];
 
+	if (c->iothread_nice_set && (!o->nice_set || o->nice != c->iothread_nice)) {
+		error_setg(errp, "--drive: iothread-nice=%d, but iothread io%u is shared with an "
+			   "earlier drive that set %s", c->iothread_nice, i,
+			   o->nice_set ? "another value" : "none");
+		return -1;
+	}
 	return shared_opt_agrees(c->poll_max_ns_set, "poll-max-ns", c->poll_max_ns,
 				 o->poll_max_ns, NULL, i, errp) ||
 	       shared_opt_agrees(c->poll_grow_set, "poll-grow", c->poll_grow, o->poll_grow, NULL,
@@ -387,6 +397,8 @@ static int iothreads_get(const struct drive_config *c, struct error **errp)
 			.poll_grow = c->poll_grow,
 			.poll_shrink = c->poll_shrink,
 			.poll_keep_on_contention = c->poll_keep,
+			.nice = c->iothread_nice,
+			.nice_set = c->iothread_nice_set,
 		};
 		char name[16];
 
@@ -398,7 +410,7 @@ static int iothreads_get(const struct drive_config *c, struct error **errp)
 		snprintf(name, sizeof(name), "io%u", i);
 		iothreads[i] = iothread_create(name, &o, errp);
 		if (!iothreads[i]) {
-			error_prepend(errp, "--drive: iothread %s", name);
+			error_prepend(errp, "--drive"); /* its messages name the iothread */
 			return -1;
 		}
 		iothread_opts[i] = o;

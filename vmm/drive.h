@@ -54,6 +54,8 @@ struct drive_config {
 	bool poll_shrink_set;
 	bool poll_keep;         /* poll-backoff=off: keep polling on a contended core */
 	bool poll_keep_set;
+	int iothread_nice;      /* iothread-nice=N: the iothreads' nice value */
+	bool iothread_nice_set;
 	bool register_memory;   /* register-memory=on: guest RAM as io_uring fixed buffers */
 	uint16_t vq_map[DRIVE_MAX_QUEUES]; /* queue -> iothread index */
 	struct blockdev_opts driver_opts;  /* keys for the format driver (extra only) */

@@ -93,6 +93,7 @@ static void defaults_are_filled_in(void **state)
 	assert_int_equal(cfg.poll_grow, 2);
 	assert_int_equal(cfg.poll_shrink, IOTHREAD_POLL_SHRINK_DEFAULT);
 	assert_false(cfg.poll_keep);
+	assert_false(cfg.iothread_nice_set); /* the iothreads keep the nice value vireo has */
 	assert_false(cfg.register_memory);
 	drive_config_free(&cfg);
 }
@@ -101,7 +102,7 @@ static void every_key_is_parsed(void **state)
 {
 	parse_ok("file=%s,format=raw,if=virtio-blk,num-queues=4,iothreads=2,cache=none,"
 		 "readonly=on,serial=disk-1,poll-max-ns=0,queue-size=128,poll-backoff=off,"
-		 "register-memory=on,submit=batched,poll-grow=4,poll-shrink=0", path);
+		 "register-memory=on,submit=batched,poll-grow=4,poll-shrink=0,iothread-nice=-5", path);
 	assert_int_equal(cfg.num_queues, 4);
 	assert_int_equal(cfg.iothreads, 2);
 	assert_true(cfg.cache_none);
@@ -116,6 +117,8 @@ static void every_key_is_parsed(void **state)
 	assert_int_equal(cfg.poll_grow, 4);
 	assert_int_equal(cfg.poll_shrink, 0);
 	assert_true(cfg.poll_grow_set && cfg.poll_shrink_set);
+	assert_int_equal(cfg.iothread_nice, -5);
+	assert_true(cfg.iothread_nice_set);
 	assert_int_equal(cfg.queue_size, 128);
 	/* default mapping: queue i on iothread i mod N */
 	assert_int_equal(cfg.vq_map[0], 0);
@@ -158,6 +161,8 @@ static void bad_values_name_their_key(void **state)
 	parse_fails("submit", "file=%s,submit=now", path);
 	parse_fails("poll-grow", "file=%s,poll-grow=1025", path);
 	parse_fails("poll-shrink", "file=%s,poll-shrink=-2", path);
+	parse_fails("iothread-nice", "file=%s,iothread-nice=-21", path);
+	parse_fails("iothread-nice", "file=%s,iothread-nice=low", path);
 	parse_fails("not key=value", "file=%s,readonly", path);
 }
 
@@ -244,6 +249,8 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	add_fails(&vm, &pci, "poll-shrink=0, but iothread io0 is shared with an earlier drive "
 		  "that set 2", "file=%s,iothreads=1,poll-shrink=0", path);
 	add_fails(&vm, &pci, "poll-grow=3", "file=%s,iothreads=1,poll-grow=3", path);
+	add_fails(&vm, &pci, "iothread-nice=3, but iothread io0 is shared with an earlier drive "
+		  "that set none", "file=%s,iothreads=1,iothread-nice=3", path);
 	/* poll-grow=0 and 2 both mean the default factor the first drive has: shared */
 	snprintf(spec, sizeof(spec), "file=%s,readonly=on,poll-max-ns=1000,poll-grow=0", path);
 	if (drive_add(&vm, &pci, spec, &err) < 0)

@@ -13,7 +13,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -317,6 +320,56 @@ static void affinity_confines_the_thread_and_refuses_cpus_that_are_not_there(voi
 	iothread_destroy(it);
 }
 
+static int own_nice(void *arg)
+{
+	errno = 0;
+	*(int *)arg = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	return errno ? -errno : 0;
+}
+
+/* Sets or clears CAP_SYS_NICE in this thread's effective set (threads it creates inherit it). */
+static int set_cap_sys_nice(bool on)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	if (on)
+		d[CAP_TO_INDEX(CAP_SYS_NICE)].effective |= CAP_TO_MASK(CAP_SYS_NICE);
+	else
+		d[CAP_TO_INDEX(CAP_SYS_NICE)].effective &= ~CAP_TO_MASK(CAP_SYS_NICE);
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+static void nice_is_set_on_the_thread_and_a_refusal_is_an_error(void **state)
+{
+	struct iothread_opts o = { .nice = 5, .nice_set = true };
+	struct iothread *it = iothread_create("nice", &o, NULL);
+	struct error *err = NULL;
+	struct rlimit rl;
+	int nice = 0;
+
+	assert_non_null(it);
+	assert_int_equal(iothread_run_sync(it, own_nice, &nice), 0);
+	assert_int_equal(nice, 5); /* the thread's own, not the process's */
+	assert_int_equal(getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)), 0);
+	iothread_destroy(it);
+
+	/* lowering it without CAP_SYS_NICE (and with RLIMIT_NICE at 0) is refused */
+	assert_int_equal(getrlimit(RLIMIT_NICE, &rl), 0);
+	if (rl.rlim_cur != 0)
+		skip();
+	assert_int_equal(set_cap_sys_nice(false), 0);
+	o.nice = -5;
+	it = iothread_create("nice", &o, &err);
+	set_cap_sys_nice(true); /* back, if we had it (root) */
+	assert_null(it);
+	assert_non_null(err);
+	assert_non_null(strstr(error_msg(err), "iothread nice: cannot set its nice value to -5"));
+	error_free(err);
+}
+
 static void pre_sleep_spins_earn_and_lose_credit_within_bounds(void **state)
 {
 	int c = 1;
@@ -461,6 +514,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(run_sync_runs_on_the_iothread_and_returns_its_value),
 		cmocka_unit_test(posted_messages_run_in_order),
+		cmocka_unit_test(nice_is_set_on_the_thread_and_a_refusal_is_an_error),
 		cmocka_unit_test(a_kick_wakes_a_sleeping_iothread),
 		cmocka_unit_test(work_arriving_as_notifications_turn_on_is_not_lost),
 		cmocka_unit_test(removing_a_sleeping_source_cancels_its_kick_read),

@@ -57,6 +57,35 @@ static void parse_u64_bounds(void **state)
 	error_free(err);
 }
 
+static void parse_int_takes_a_sign_within_bounds(void **state)
+{
+	static const char *const not_numbers[] = { "", "-", "--1", "+1", "- 1", "1x", "x" };
+	static const char *const out_of_range[] = { "-21", "20", "99999999999", "-99999999999",
+						    "2147483648", "-2147483649" };
+	struct error *err = NULL;
+	int v;
+
+	assert_int_equal(parse_int("iothread-nice", "-10", -20, 19, &v, NULL), 0);
+	assert_int_equal(v, -10);
+	assert_int_equal(parse_int("iothread-nice", "-20", -20, 19, &v, NULL), 0);
+	assert_int_equal(v, -20);
+	assert_int_equal(parse_int("iothread-nice", "19", -20, 19, &v, NULL), 0);
+	assert_int_equal(v, 19);
+	for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++) {
+		assert_int_equal(parse_int("iothread-nice", not_numbers[i], -20, 19, &v, &err), -1);
+		assert_non_null(strstr(error_msg(err), "iothread-nice: '"));
+		assert_non_null(strstr(error_msg(err), "is not a number"));
+		error_free(err);
+		err = NULL;
+	}
+	for (size_t i = 0; i < sizeof(out_of_range) / sizeof(out_of_range[0]); i++) {
+		assert_int_equal(parse_int("iothread-nice", out_of_range[i], -20, 19, &v, &err), -1);
+		assert_non_null(strstr(error_msg(err), "is out of range [-20, 19]"));
+		error_free(err);
+		err = NULL;
+	}
+}
+
 static void parse_bool_words(void **state)
 {
 	bool b;
@@ -96,6 +125,7 @@ int main(void)
 		cmocka_unit_test(parse_size_accepts_suffixes),
 		cmocka_unit_test(parse_size_refuses_garbage_naming_the_option),
 		cmocka_unit_test(parse_u64_bounds),
+		cmocka_unit_test(parse_int_takes_a_sign_within_bounds),
 		cmocka_unit_test(parse_bool_words),
 		cmocka_unit_test(parse_cpu_list_takes_tasksets_syntax),
 	};
