@@ -352,9 +352,12 @@ static int iothread_opts_match(const struct drive_config *c, unsigned int i, str
 	const struct iothread_opts *o = &iothread_opts[i];
 
 	if (c->iothread_nice_set && (!o->nice_set || o->nice != c->iothread_nice)) {
+		char theirs[16] = "none";
+
+		if (o->nice_set)
+			snprintf(theirs, sizeof(theirs), "%d", o->nice);
 		error_setg(errp, "--drive: iothread-nice=%d, but iothread io%u is shared with an "
-			   "earlier drive that set %s", c->iothread_nice, i,
-			   o->nice_set ? "another value" : "none");
+			   "earlier drive that set %s", c->iothread_nice, i, theirs);
 		return -1;
 	}
 	return shared_opt_agrees(c->poll_max_ns_set, "poll-max-ns", c->poll_max_ns,
