@@ -47,7 +47,7 @@ int parse_int(const char *opt, const char *s, int min, int max, int *out, struct
 		error_setg(errp, "%s: '%s' is not a number", opt, s);
 		return -1;
 	}
-	x = v > INT32_MAX ? INT64_MAX : (int64_t)v; /* out of any int range */
+	x = v > (uint64_t)INT32_MAX + 1 ? INT64_MAX : (int64_t)v; /* INT_MIN's magnitude fits */
 	if (neg)
 		x = -x;
 	if (x < min || x > max) {

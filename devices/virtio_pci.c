@@ -164,7 +164,7 @@ static const struct bus_ops msix_ops = { msix_read, msix_write };
  * Queues and ioeventfds (lock held)
  */
 
-static int vector_efd(struct vpci_dev *v, uint16_t vec)
+int vpci_vector_eventfd(const struct vpci_dev *v, uint16_t vec)
 {
 	return vec < v->nr_vectors ? v->vectors[vec].efd : -1;
 }
@@ -246,7 +246,7 @@ static void device_activate(struct vpci_dev *v)
 		q->vq.event_idx = vpci_has_feature(v, VIRTIO_F_EVENT_IDX);
 		q->vq.indirect = vpci_has_feature(v, VIRTIO_F_INDIRECT_DESC);
 		q->vq.kick_fd = q->kick_fd;
-		q->vq.call_fd = vector_efd(v, q->vector);
+		q->vq.call_fd = vpci_vector_eventfd(v, q->vector);
 		ret = virtq_start(&q->vq);
 		if (ret < 0) {
 			fprintf(stderr, "vireo: %s: queue %u is misconfigured by the driver "
@@ -258,7 +258,7 @@ static void device_activate(struct vpci_dev *v)
 			return;
 		}
 	}
-	atomic_store(&v->config_efd, vector_efd(v, v->config_vector));
+	atomic_store(&v->config_efd, vpci_vector_eventfd(v, v->config_vector));
 	ioeventfds_set(v, true);
 	if (v->ops->activate(v->opaque, v) < 0) {
 		ioeventfds_set(v, false);
@@ -364,7 +364,7 @@ static void common_write(struct vpci_dev *v, uint64_t off, uint32_t val)
 	case VIRTIO_PCI_COMMON_MSIX:
 		v->config_vector = val < v->nr_vectors ? (uint16_t)val : VIRTIO_MSI_NO_VECTOR;
 		if (v->active)
-			atomic_store(&v->config_efd, vector_efd(v, v->config_vector));
+			atomic_store(&v->config_efd, vpci_vector_eventfd(v, v->config_vector));
 		break;
 	case VIRTIO_PCI_COMMON_STATUS: status_write(v, (uint8_t)val); break;
 	case VIRTIO_PCI_COMMON_Q_SELECT: v->queue_select = (uint16_t)val; break;

@@ -137,6 +137,9 @@ int vpci_init(struct vpci_dev *v, struct vm *vm, const char *name, uint16_t virt
 /* Stops the device if running (ops->reset), releases KVM wiring and eventfds. */
 void vpci_destroy(struct vpci_dev *v);
 
+/* The eventfd that raises MSI-X vector @vec (its irqfd while unmasked), or -1 if none. */
+int vpci_vector_eventfd(const struct vpci_dev *v, uint16_t vec);
+
 /* Whether the driver accepted feature @bit (valid from FEATURES_OK on). */
 static inline bool vpci_has_feature(const struct vpci_dev *v, unsigned int bit)
 {

@@ -268,7 +268,7 @@ static void driver_init(void)
 			mmio_w(c + VIRTIO_PCI_COMMON_Q_MSIX, i + 1, 2);
 			if (mmio_r(c + VIRTIO_PCI_COMMON_Q_MSIX, 2) != i + 1)
 				die("queue %u: the device refused MSI-X vector %u", i, i + 1);
-			q->irq_fd = L.vpci->vectors[i + 1].efd;
+			q->irq_fd = vpci_vector_eventfd(L.vpci, (uint16_t)(i + 1));
 		}
 		mmio_w(c + VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
 		/* every request's descriptors and buffers are fixed: slot k uses 3k, 3k+1, 3k+2 */

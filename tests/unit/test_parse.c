@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -71,6 +72,9 @@ static void parse_int_takes_a_sign_within_bounds(void **state)
 	assert_int_equal(v, -20);
 	assert_int_equal(parse_int("iothread-nice", "19", -20, 19, &v, NULL), 0);
 	assert_int_equal(v, 19);
+	assert_int_equal(parse_int("x", "-2147483648", INT_MIN, INT_MAX, &v, NULL), 0);
+	assert_int_equal(v, INT_MIN);
+	assert_int_equal(parse_int("x", "2147483648", INT_MIN, INT_MAX, &v, NULL), -1);
 	for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++) {
 		assert_int_equal(parse_int("iothread-nice", not_numbers[i], -20, 19, &v, &err), -1);
 		assert_non_null(strstr(error_msg(err), "iothread-nice: '"));
