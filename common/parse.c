@@ -6,15 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * An unsigned number in C syntax (decimal, 0x hex, 0 octal). 0 when it parsed (*end past it);
+ * 1 when its digits are well formed but do not fit in 64 bits (*out is UINT64_MAX); -1 when
+ * it is not a number at all.
+ */
 static int parse_number(const char *s, uint64_t *out, char **end)
 {
 	if (!*s || isspace((unsigned char)*s) || *s == '-' || *s == '+')
 		return -1;
 	errno = 0;
 	*out = strtoull(s, end, 0);
-	if (errno || *end == s)
+	if (*end == s || (errno && errno != ERANGE))
 		return -1;
-	return 0;
+	return errno == ERANGE;
 }
 
 int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out,
@@ -22,12 +27,13 @@ int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64
 {
 	char *end;
 	uint64_t v;
+	int r = parse_number(s, &v, &end);
 
-	if (parse_number(s, &v, &end) || *end) {
+	if (r < 0 || *end) {
 		error_setg(errp, "%s: '%s' is not a number", opt, s);
 		return -1;
 	}
-	if (v < min || v > max) {
+	if (r > 0 || v < min || v > max) {
 		error_setg(errp, "%s: %s is out of range [%llu, %llu]", opt, s,
 			   (unsigned long long)min, (unsigned long long)max);
 		return -1;
@@ -43,7 +49,7 @@ int parse_int(const char *opt, const char *s, int min, int max, int *out, struct
 	char *end;
 	uint64_t v;
 
-	if (parse_number(s + neg, &v, &end) || *end) {
+	if (parse_number(s + neg, &v, &end) < 0 || *end) {
 		error_setg(errp, "%s: '%s' is not a number", opt, s);
 		return -1;
 	}
@@ -65,23 +71,24 @@ int parse_size(const char *opt, const char *s, uint64_t *out, struct error **err
 	char *end;
 	uint64_t v;
 	unsigned shift;
+	int r = parse_number(s, &v, &end);
 
-	if (parse_number(s, &v, &end))
+	if (r < 0)
 		goto bad;
-	if (*end == '\0') {
-		*out = v;
-		return 0;
+	shift = 0;
+	if (*end) {
+		u = strchr(units, tolower((unsigned char)*end));
+		if (!u)
+			goto bad;
+		shift = (unsigned)(u - units) * 10;
+		end++;
+		if (shift && (!strcmp(end, "iB") || !strcmp(end, "B") || !strcmp(end, "ib") ||
+			      !strcmp(end, "b")))
+			end += strlen(end);
+		if (*end)
+			goto bad;
 	}
-	u = strchr(units, tolower((unsigned char)*end));
-	if (!u)
-		goto bad;
-	shift = (unsigned)(u - units) * 10;
-	end++;
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B") || !strcmp(end, "ib") || !strcmp(end, "b")))
-		end += strlen(end);
-	if (*end)
-		goto bad;
-	if (shift && v > (UINT64_MAX >> shift)) {
+	if (r > 0 || v > (UINT64_MAX >> shift)) {
 		error_setg(errp, "%s: size '%s' is too large", opt, s);
 		return -1;
 	}

@@ -459,7 +459,7 @@ static void short_write_is_continued_to_its_end(const char *cache)
 	struct rlimit old, lim;
 	struct harness h;
 	struct treq t;
-	uint8_t *buf, *got;
+	uint8_t *buf = NULL, *got; /* set by posix_memalign below */
 
 	if (!setup(&h, cache, false, 0))
 		skip();

@@ -56,13 +56,45 @@ static void parse_u64_bounds(void **state)
 	assert_int_equal(parse_u64("--cpus", "two", 1, 4, &v, &err), -1);
 	assert_non_null(strstr(error_msg(err), "not a number"));
 	error_free(err);
+	err = NULL;
+	assert_int_equal(parse_u64("x", "18446744073709551615", 0, UINT64_MAX, &v, NULL), 0);
+	assert_true(v == UINT64_MAX);
+}
+
+/* A number with more digits than 64 bits hold is a number, just too large: say so. */
+static void parse_u64_calls_a_number_past_64_bits_out_of_range(void **state)
+{
+	static const char *const big[] = { "18446744073709551616", "0x10000000000000000",
+					   "99999999999999999999999" };
+	struct error *err = NULL;
+	uint64_t v = 7;
+
+	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+		assert_int_equal(parse_u64("poll-max-ns", big[i], 0, UINT64_MAX, &v, &err), -1);
+		assert_non_null(strstr(error_msg(err), "poll-max-ns:"));
+		assert_non_null(strstr(error_msg(err), "out of range"));
+		error_free(err);
+		err = NULL;
+		assert_int_equal(parse_size("size", big[i], &v, &err), -1);
+		assert_non_null(strstr(error_msg(err), "too large"));
+		error_free(err);
+		err = NULL;
+	}
+	assert_int_equal(v, 7);
+	assert_int_equal(parse_size("size", "16E", &v, &err), -1);
+	assert_non_null(strstr(error_msg(err), "too large"));
+	error_free(err);
+	assert_int_equal(parse_size("size", "15E", &v, NULL), 0);
+	assert_true(v == 15ULL << 60);
 }
 
 static void parse_int_takes_a_sign_within_bounds(void **state)
 {
 	static const char *const not_numbers[] = { "", "-", "--1", "+1", "- 1", "1x", "x" };
 	static const char *const out_of_range[] = { "-21", "20", "99999999999", "-99999999999",
-						    "2147483648", "-2147483649" };
+						    "2147483648", "-2147483649",
+						    "99999999999999999999999",
+						    "-99999999999999999999999" };
 	struct error *err = NULL;
 	int v;
 
@@ -129,6 +161,7 @@ int main(void)
 		cmocka_unit_test(parse_size_accepts_suffixes),
 		cmocka_unit_test(parse_size_refuses_garbage_naming_the_option),
 		cmocka_unit_test(parse_u64_bounds),
+		cmocka_unit_test(parse_u64_calls_a_number_past_64_bits_out_of_range),
 		cmocka_unit_test(parse_int_takes_a_sign_within_bounds),
 		cmocka_unit_test(parse_bool_words),
 		cmocka_unit_test(parse_cpu_list_takes_tasksets_syntax),
