@@ -45,6 +45,7 @@ void error_setg_errno(struct error **errp, int err, const char *fmt, ...)
 void error_prepend(struct error **errp, const char *fmt, ...)
 {
 	char prefix[512], old[sizeof((*errp)->msg)];
+	size_t n, len;
 	va_list ap;
 
 	if (!errp || !*errp)
@@ -53,7 +54,11 @@ void error_prepend(struct error **errp, const char *fmt, ...)
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	memcpy(old, (*errp)->msg, sizeof(old));
-	snprintf((*errp)->msg, sizeof((*errp)->msg), "%s: %s", prefix, old);
+	/* "prefix: old", cut at the buffer's end; the prefix (< 512) always fits. */
+	n = (size_t)snprintf((*errp)->msg, sizeof((*errp)->msg), "%s: ", prefix);
+	len = strnlen(old, sizeof(old) - n - 1);
+	memcpy((*errp)->msg + n, old, len);
+	(*errp)->msg[n + len] = '\0';
 }
 
 const char *error_msg(const struct error *err)
@@ -64,6 +69,14 @@ const char *error_msg(const struct error *err)
 void error_free(struct error *err)
 {
 	free(err);
+}
+
+void error_propagate(struct error **errp, struct error *err)
+{
+	if (errp && !*errp)
+		*errp = err;
+	else
+		error_free(err);
 }
 
 void error_report_free(const char *prog, struct error *err)

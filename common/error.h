@@ -23,6 +23,8 @@ void error_setg_errno(struct error **errp, int err, const char *fmt, ...)
 void error_prepend(struct error **errp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *error_msg(const struct error *err);
 void error_free(struct error *err);
+/* Hands @err (made by another thread, say) to *errp, or frees it if errp or *errp is taken. */
+void error_propagate(struct error **errp, struct error *err);
 /* Prints "<prog>: <msg>\n" on stderr and frees the error. */
 void error_report_free(const char *prog, struct error *err);
 

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -48,6 +47,7 @@ struct iothread_file {
 struct iothread {
 	char name[16];
 	pthread_t thread;
+	pid_t tid; /* the thread's id, set by the thread before it posts `started` */
 	struct iothread_opts opts;
 	struct io_uring ring;
 	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
@@ -109,6 +109,16 @@ bool iothread_is_current(const struct iothread *it)
 const char *iothread_name(const struct iothread *it)
 {
 	return it->name;
+}
+
+pid_t iothread_tid(const struct iothread *it)
+{
+	return it->tid;
+}
+
+const struct iothread_opts *iothread_get_opts(const struct iothread *it)
+{
+	return &it->opts;
 }
 
 /* ---- ring helpers ---------------------------------------------------------------------------- */
@@ -817,24 +827,15 @@ static void stop_fn(void *arg)
 	atomic_store_explicit(&it->stop, true, memory_order_relaxed);
 }
 
-static int set_nice(struct iothread *it, struct error **errp)
-{
-	/* on Linux the nice value is per thread: PRIO_PROCESS with a thread id */
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), it->opts.nice) < 0) {
-		error_setg_errno(errp, errno, "iothread %s: cannot set its nice value to %d (a "
-				 "negative one needs CAP_SYS_NICE or RLIMIT_NICE)", it->name,
-				 it->opts.nice);
-		return -1;
-	}
-	return 0;
-}
-
 static void *iothread_main(void *arg)
 {
 	struct iothread *it = arg;
+	char who[sizeof(it->name) + 16];
 
 	current_it = it;
-	if ((it->opts.nice_set && set_nice(it, &it->start_err) < 0) ||
+	it->tid = (pid_t)syscall(SYS_gettid);
+	snprintf(who, sizeof(who), "iothread %s", it->name);
+	if ((it->opts.nice_set && thread_set_own_nice(it->opts.nice, who, &it->start_err) < 0) ||
 	    ring_init(it, &it->start_err) < 0) {
 		sem_post(&it->started);
 		return NULL;
@@ -883,10 +884,7 @@ struct iothread *iothread_create(const char *name, const struct iothread_opts *o
 		;
 	if (it->start_err) {
 		pthread_join(it->thread, NULL);
-		if (errp && !*errp)
-			*errp = it->start_err;
-		else
-			error_free(it->start_err);
+		error_propagate(errp, it->start_err);
 		goto err_fd;
 	}
 	return it;

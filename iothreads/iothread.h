@@ -72,6 +72,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/error.h"
 
@@ -225,6 +226,10 @@ bool iothread_is_current(const struct iothread *it);
 
 /* The thread name given to iothread_create. */
 const char *iothread_name(const struct iothread *it);
+/* The thread's host id (as QMP's query-iothreads reports it), known once iothread_create returned. */
+pid_t iothread_tid(const struct iothread *it);
+/* The options it was created with. */
+const struct iothread_opts *iothread_get_opts(const struct iothread *it);
 
 /**
  * iothread_register_memory - let the ring do I/O into these regions with fixed buffers

@@ -34,6 +34,9 @@ void cmdline_usage(void)
 	       "                       host CPUs for vCPU N (vcpuN) or iothread N (ioN), as\n"
 	       "                       taskset -c takes them, e.g. io0=1 or vcpu1=2-3,6\n"
 	       "                       (may be given several times)\n"
+	       "  --vcpu-nice N        nice value of every vCPU thread (-20..19; below 0 needs\n"
+	       "                       CAP_SYS_NICE): a positive one lets the drives' iothreads\n"
+	       "                       preempt vCPUs that poll, where they share host CPUs\n"
 	       "  --qmp unix:PATH      QMP monitor on a unix socket (QEMU's protocol)\n"
 	       "  --boot-timer         print the time from start to the guest's first exit\n"
 	       "  -h, --help           this help\n"
@@ -175,6 +178,9 @@ static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struc
 		return 0;
 	case 'a':
 		return cmdline_affinity(arg, cfg, errp);
+	case 'n':
+		cfg->vcpu_nice_set = true;
+		return parse_int("--vcpu-nice", arg, -20, 19, &cfg->vcpu_nice, errp);
 	case 'd':
 		if (cfg->nr_drives == VM_CONFIG_MAX_DRIVES) {
 			error_setg(errp, "--drive: at most %d drives", VM_CONFIG_MAX_DRIVES);
@@ -197,6 +203,7 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "drive", required_argument, NULL, 'd' },  { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },      { "boot-timer", no_argument, NULL, 'T' },
 		{ "qmp", required_argument, NULL, 'q' },    { "affinity", required_argument, NULL, 'a' },
+		{ "vcpu-nice", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, first = 0;

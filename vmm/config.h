@@ -35,6 +35,8 @@ struct vm_config {
 	unsigned int nr_drives;
 	struct vm_affinity affinity[VM_CONFIG_MAX_AFFINITY];
 	unsigned int nr_affinity;
+	bool vcpu_nice_set; /* --vcpu-nice given: each vCPU thread sets its nice value */
+	int vcpu_nice;
 	const char *qmp_path; /* unix socket for the QMP monitor, NULL: none */
 	bool boot_timer;   /* report the time from start to the first guest exit */
 	uint64_t start_ns; /* CLOCK_MONOTONIC when main() began */

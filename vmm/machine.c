@@ -302,6 +302,8 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		m->vm.vcpus[i] = vcpu_create(&m->vm, i, errp);
 		if (!m->vm.vcpus[i])
 			goto out_vm;
+		m->vm.vcpus[i]->nice_set = cfg->vcpu_nice_set;
+		m->vm.vcpus[i]->nice = cfg->vcpu_nice;
 	}
 	if (machine_devices(m, cfg, errp) < 0 || machine_acpi(m, cfg, &rsdp, errp) < 0 ||
 	    machine_boot(m, cfg, rsdp, errp) < 0)

@@ -6,6 +6,7 @@
 
 
 #include "devices/virtio_blk.h"
+#include "iothreads/iothread.h"
 #include "vmm/drive.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
@@ -59,7 +60,34 @@ static int qmp_query_cpus_fast(void *opaque, struct json_object *args, struct js
 		json_object_object_add(c, "cpu-index", json_object_new_int((int)i));
 		json_object_object_add(c, "qom-path", json_object_new_string(path));
 		json_object_object_add(c, "target", json_object_new_string("x86_64"));
+		if (m->vm.vcpus && m->vm.vcpus[i] && vcpu_tid(m->vm.vcpus[i]))
+			json_object_object_add(c, "thread-id",
+					       json_object_new_int(vcpu_tid(m->vm.vcpus[i])));
 		json_object_array_add(*ret, c);
+	}
+	return 0;
+}
+
+/* QEMU's query-iothreads: the drives' iothreads, io0 first, with their host thread ids. */
+static int qmp_query_iothreads(void *opaque, struct json_object *args, struct json_object **ret,
+			       struct error **errp)
+{
+	*ret = json_object_new_array();
+	for (unsigned int i = 0; i < DRIVE_MAX_IOTHREADS; i++) {
+		struct iothread *it = drive_iothread(i);
+		const struct iothread_opts *o;
+		struct json_object *t;
+
+		if (!it)
+			continue;
+		o = iothread_get_opts(it);
+		t = json_object_new_object();
+		json_object_object_add(t, "id", json_object_new_string(iothread_name(it)));
+		json_object_object_add(t, "thread-id", json_object_new_int(iothread_tid(it)));
+		json_object_object_add(t, "poll-max-ns", json_object_new_int64((int64_t)o->poll_max_ns));
+		json_object_object_add(t, "poll-grow", json_object_new_int64(o->poll_grow));
+		json_object_object_add(t, "poll-shrink", json_object_new_int64(o->poll_shrink));
+		json_object_array_add(*ret, t);
 	}
 	return 0;
 }
@@ -197,6 +225,7 @@ static int qmp_query_commands(void *opaque, struct json_object *args, struct jso
 const struct qmp_command machine_qmp_commands[] = {
 	{ "query-commands", qmp_query_commands },
 	{ "query-cpus-fast", qmp_query_cpus_fast },
+	{ "query-iothreads", qmp_query_iothreads },
 	{ "query-kvm", qmp_query_kvm },
 	{ "query-status", qmp_query_status },
 	{ "query-version", qmp_query_version },

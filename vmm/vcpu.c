@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,6 +296,17 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	vcpu->tid = (int)syscall(SYS_gettid);
+	if (vcpu->nice_set) {
+		char who[32];
+
+		snprintf(who, sizeof(who), "vCPU %u", vcpu->index);
+		if (thread_set_own_nice(vcpu->nice, who, &vcpu->start_err) < 0) {
+			sem_post(&vcpu->ready);
+			return NULL;
+		}
+	}
+	sem_post(&vcpu->ready);
 	while (!vm_stopping(vm)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
@@ -317,9 +329,15 @@ static void *vcpu_thread(void *arg)
 
 int vcpu_start(struct vcpu *vcpu, struct error **errp)
 {
-	int ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	int ret;
 
+	if (sem_init(&vcpu->ready, 0, 0) < 0) {
+		error_setg_errno(errp, errno, "vCPU %u: sem_init", vcpu->index);
+		return -1;
+	}
+	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 	if (ret) {
+		sem_destroy(&vcpu->ready);
 		error_setg_errno(errp, ret, "cannot start the thread of vCPU %u", vcpu->index);
 		return -1;
 	}
@@ -328,6 +346,16 @@ int vcpu_start(struct vcpu *vcpu, struct error **errp)
 
 		snprintf(name, sizeof(name), "vcpu%u", vcpu->index); /* as --affinity names it */
 		pthread_setname_np(vcpu->thread, name);
+	}
+	while (sem_wait(&vcpu->ready) < 0 && errno == EINTR)
+		;
+	sem_destroy(&vcpu->ready);
+	if (vcpu->start_err) {
+		pthread_join(vcpu->thread, NULL);
+		error_propagate(errp, vcpu->start_err);
+		vcpu->start_err = NULL;
+		vcpu->tid = 0;
+		return -1;
 	}
 	vcpu->started = true;
 	return 0;
@@ -354,6 +382,11 @@ void vm_kick_vcpus(struct vm *vm)
 		if (vcpu->started)
 			pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 	}
+}
+
+int vcpu_tid(const struct vcpu *vcpu)
+{
+	return vcpu->started ? vcpu->tid : 0;
 }
 
 int vcpu_set_affinity(struct vcpu *vcpu, const cpu_set_t *cpus, struct error **errp)

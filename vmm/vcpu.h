@@ -10,6 +10,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 
 #include "common/error.h"
@@ -23,6 +24,11 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool nice_set; /* --vcpu-nice: the thread sets its nice value to @nice before KVM_RUN */
+	int nice;
+	int tid; /* the thread's host id (QMP's thread-id); written by it before vcpu_start returns */
+	sem_t ready; /* posted by the thread once set up, ... */
+	struct error *start_err; /* ... with this set if it could not be (it then ends) */
 };
 
 /* Creates vCPU `index` (CPUID, LAPIC LINT set-up). Does not start it. */
@@ -31,10 +37,15 @@ void vcpu_destroy(struct vcpu *vcpu);
 /* Loads registers (the BSP's boot state). */
 int vcpu_set_state(struct vcpu *vcpu, const struct kvm_regs *regs, const struct kvm_sregs *sregs,
 		   struct error **errp);
-/* Starts the thread running KVM_RUN. */
+/*
+ * Starts the thread running KVM_RUN and waits until it has set itself up (its thread id, its
+ * nice value): an error there is returned, and the thread is gone.
+ */
 int vcpu_start(struct vcpu *vcpu, struct error **errp);
 /* Lets a started vCPU's thread run only on the host CPUs in @cpus (--affinity vcpuN=...). */
 int vcpu_set_affinity(struct vcpu *vcpu, const cpu_set_t *cpus, struct error **errp);
+/* The thread's host id once vcpu_start succeeded, else 0. */
+int vcpu_tid(const struct vcpu *vcpu);
 /* Joins the thread (after vm_kick_vcpus). */
 void vcpu_join(struct vcpu *vcpu);
 

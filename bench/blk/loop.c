@@ -3,7 +3,7 @@
  * vireo-blk-loop: vireo's virtio-blk data path measured without KVM.
  *
  *   vireo-blk-loop --drive SPEC [--rw randread|randwrite] [--qd N] [--bs N] [--secs N]
- *                  [--warmup-ms N] [--span SIZE] [--wait poll|irq]
+ *                  [--warmup-ms N] [--span SIZE] [--wait poll|irq] [--vcpu-nice N]
  *
  * The drive is built by the same code as `vireo run --drive SPEC` (vmm/drive.c: the image, its
  * iothreads, the virtio-blk function behind the virtio-pci transport), in a VM that has guest
@@ -20,6 +20,9 @@
  * (used_event = the next entry), looks again, and sleeps in poll() on the vector's eventfd, the
  * one KVM would take as an irqfd. The sleep stands in for the vCPU's hlt and the wake-up for the
  * interrupt's; the guest's interrupt entry and exit are left out. Taking an entry disarms.
+ *
+ * --vcpu-nice N gives the driver threads, which stand for the vCPUs, that nice value, as
+ * `vireo run --vcpu-nice N` does to its vCPU threads.
  *
  * What this leaves out of a real guest: VM exits (a notification's, and the guest's own page
  * faults), and the guest kernel's block layer. What it keeps: every instruction vireo runs per
@@ -56,6 +59,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include "common/affinity.h"
 #include "common/error.h"
 #include "common/parse.h"
 #include "devices/bus.h"
@@ -111,6 +115,8 @@ static struct {
 	uint64_t device_cfg;    /* ... and of virtio-blk's configuration (capacity first) */
 	bool event_idx;
 	bool irq;               /* --wait irq */
+	bool vcpu_nice_set;     /* --vcpu-nice: the drivers' nice value, as vireo's vCPUs' */
+	int vcpu_nice;
 	struct vpci_dev *vpci;
 	uint32_t type;
 	unsigned int qd, bs, nq;
@@ -433,6 +439,14 @@ static void *driver(void *arg)
 	struct timespec deadline, now;
 
 	pthread_getcpuclockid(pthread_self(), &q->cpu_clock);
+	if (L.vcpu_nice_set) {
+		struct error *err = NULL;
+		char who[32];
+
+		snprintf(who, sizeof(who), "driver of queue %u", q->index);
+		if (thread_set_own_nice(L.vcpu_nice, who, &err) < 0)
+			die("%s", error_msg(err));
+	}
 	for (unsigned int k = 0; k < L.qd; k++)
 		submit(q, k);
 	publish(q, 0);
@@ -524,6 +538,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: vireo-blk-loop --drive SPEC [--rw randread|randwrite] [--qd N] [--bs N]\n"
 	      "                      [--secs N] [--warmup-ms N] [--span SIZE] [--wait poll|irq]\n"
+	      "                      [--vcpu-nice N]\n"
 	      "Drives vireo's virtio-blk device with host threads in place of a guest (no KVM)\n"
 	      "and prints a BENCH line; see bench/blk/loop.c.\n", f);
 }
@@ -546,7 +561,7 @@ int main(int argc, char **argv)
 		{ "qd", required_argument, NULL, 'q' },    { "bs", required_argument, NULL, 'b' },
 		{ "secs", required_argument, NULL, 's' },  { "warmup-ms", required_argument, NULL, 'w' },
 		{ "span", required_argument, NULL, 'S' },  { "wait", required_argument, NULL, 'W' },
-		{ "help", no_argument, NULL, 'h' },
+		{ "vcpu-nice", required_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *spec = NULL;
@@ -596,6 +611,11 @@ int main(int argc, char **argv)
 			if (strcmp(optarg, "poll") && strcmp(optarg, "irq"))
 				die("--wait %s: expected poll or irq", optarg);
 			L.irq = !strcmp(optarg, "irq");
+			break;
+		case 'n':
+			if (parse_int("--vcpu-nice", optarg, -20, 19, &L.vcpu_nice, &err) < 0)
+				die("%s", error_msg(err));
+			L.vcpu_nice_set = true;
 			break;
 		case 'h':
 			usage(stdout);

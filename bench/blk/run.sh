@@ -32,7 +32,9 @@
 # (runs of each VMM per configuration, interleaved; MEDIAN lines and the ratios use the medians;
 # 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0),
 # BENCH_VIREO_ARGS (extra vireo arguments, e.g. "--affinity io0=1 --affinity vcpu0=0"), BENCH_WAIT
-# (poll | irq: how the guest waits for completions, bench-wait=; poll). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
+# (poll | irq: how the guest waits for completions, bench-wait=; poll), BENCH_VCPU_NICE (a nice
+# value for the vCPU threads: vireo's --vcpu-nice, the loop's drivers, and QEMU's "CPU n/KVM"
+# threads, reniced once its guest prints its first line; unset: none is changed). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
 # Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
 #
 # BENCH_VMMS may also name "loop": vireo's device without KVM (build/bench/vireo-blk-loop, see
@@ -58,6 +60,13 @@ repeat=${BENCH_REPEAT:-1}
 wait=${BENCH_WAIT:-poll}
 vireo_opts=${BENCH_VIREO_DRIVE_OPTS:+,$BENCH_VIREO_DRIVE_OPTS}
 read -r -a vireo_args <<<"${BENCH_VIREO_ARGS:-}"
+vcpu_nice=${BENCH_VCPU_NICE:-}
+nice_args=()
+if [ -n "$vcpu_nice" ]; then
+	[[ "$vcpu_nice" =~ ^-?[0-9]+$ ]] && [ "$vcpu_nice" -ge -20 ] && [ "$vcpu_nice" -le 19 ] ||
+		{ echo "bench/blk: BENCH_VCPU_NICE=$vcpu_nice: expected -20..19" >&2; exit 1; }
+	nice_args=(--vcpu-nice "$vcpu_nice")
+fi
 subset=""
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	secs=${BENCH_SECS:-2}
@@ -95,7 +104,7 @@ fi
 dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null ||
 	die "$disk: O_DIRECT reads fail on $(stat -f -c %T "$disk") (set BENCH_DIR)"
 echo "bench/blk: $disk ($size, $(stat -f -c %T "$disk") on $(df --output=source "$disk" | tail -1))," \
-	"${secs} s per run after ${warmup} ms of warm-up, guest wait=$wait"
+	"${secs} s per run after ${warmup} ms of warm-up, guest wait=$wait${vcpu_nice:+, vCPU nice $vcpu_nice}"
 
 rep=1              # the run in progress (log file names)
 declare -A res     # "vmm cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu", one per run
@@ -129,13 +138,26 @@ prepare_cache() { # cache rw
 	return 0
 }
 
+# BENCH_VCPU_NICE for QEMU, which has no option for it: its vCPU threads (named "CPU n/KVM" with
+# -name debug-threads=on) exist once the guest prints, long before the measured window opens.
+renice_qemu_vcpus() { # pid
+	local t n=0 comm
+	for t in /proc/"$1"/task/*; do
+		comm=$(cat "$t/comm" 2>/dev/null) || continue
+		case "$comm" in
+		"CPU "*/KVM) renice -n "$vcpu_nice" -p "${t##*/}" >/dev/null || return 1; n=$((n + 1)) ;;
+		esac
+	done
+	[ "$n" -gt 0 ] || { echo "bench/blk: no QEMU vCPU thread to renice" >&2; return 1; }
+}
+
 # run_guest vmm cache rw qd q cmd...: runs a VMM on the bench guest, follows its console
 run_guest() {
 	local vmm=$1 cache=$2 rw=$3 qd=$4 q=$5
 	shift 5
 	local fifo=$tmp/console log=$logs/$vmm-$wait-$cache-$rw-qd$qd-q$q-$rep.log
 	local err=$logs/$vmm-$wait-$cache-$rw-qd$qd-q$q-$rep.err
-	local line c0 c1 g0 g1 bench="" pid fd status deadline
+	local line c0 c1 g0 g1 bench="" pid fd status deadline reniced=""
 	rm -f "$fifo" && mkfifo "$fifo"
 	"$@" >"$fifo" 2>"$err" </dev/null &
 	pid=$!
@@ -145,6 +167,10 @@ run_guest() {
 	while :; do
 		if IFS= read -r -t 2 -u "$fd" line; then
 			printf '%s\n' "$line" >>"$log"
+			if [ "$vmm" = qemu ] && [ -n "$vcpu_nice" ] && [ -z "$reniced" ]; then
+				renice_qemu_vcpus "$pid" || { kill "$pid"; break; }
+				reniced=1
+			fi
 			# a damaged console line must not lose the window ("ENCH END" was seen once)
 			case "$line" in
 			*"NCH START"*) read -r c0 g0 < <(cpu_ticks "$pid") ;;
@@ -194,7 +220,7 @@ run_vireo() { # cache rw qd q
 	run_guest vireo "$c" "$rw" "$qd" "$q" "$vireo" run --kernel "$elf" --cpus 2 --memory 256M \
 		--serial stdio --cmdline "$(guest_cmdline "$rw" "$qd" "$q")" \
 		--drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts" \
-		${vireo_args[@]+"${vireo_args[@]}"}
+		${nice_args[@]+"${nice_args[@]}"} ${vireo_args[@]+"${vireo_args[@]}"}
 }
 
 run_qemu() { # cache rw qd q
@@ -207,6 +233,7 @@ run_qemu() { # cache rw qd q
 	done
 	run_guest qemu "$c" "$rw" "$qd" "$q" "$qemu" -M q35 -enable-kvm -cpu host,-arch-capabilities \
 		-smp 2 -m 256M -nodefaults -display none -no-reboot -monitor none -serial stdio \
+		-name bench,debug-threads=on \
 		-device isa-debug-exit,iobase=0xf4,iosize=4 "${objs[@]}" \
 		-drive "file=$disk,if=none,id=d0,format=raw,aio=io_uring,cache.direct=$direct" \
 		-device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$q,\"disable-legacy\":\"on\",\"iothread-vq-mapping\":[$map]}" \
@@ -221,7 +248,7 @@ run_loop() { # cache rw qd q
 	err=$logs/loop-$c-$rw-qd$qd-q$q-$rep.err
 	"$loop" --drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts" \
 		--rw "$rw" --qd "$qd" --secs "$secs" --warmup-ms "$warmup" --wait "$wait" \
-		>"$out" 2>"$err" </dev/null
+		${nice_args[@]+"${nice_args[@]}"} >"$out" 2>"$err" </dev/null
 	line=$(grep '^BENCH iops=' "$out")
 	if [ -z "$line" ]; then
 		printf 'FAILED vmm=loop cache=%s rw=%s qd=%s queues=%s: %s\n' "$c" "$rw" "$qd" "$q" \

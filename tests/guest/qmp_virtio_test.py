@@ -6,15 +6,13 @@ x-query-virtio / x-query-virtio-queue-status (QEMU's debugging commands) meanwhi
 must be consistent with each other and move, each queue must name its iothread, and bad paths or
 queue numbers must be refused by name.
 """
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from vmtest import setup  # noqa: E402 (after the path it lives on)
+from vmtest import Qmp, setup  # noqa: E402 (after the path it lives on)
 
 vireo, guest, tmp = setup()
 sock_path = os.path.join(tmp, "qmp.sock")
@@ -36,31 +34,11 @@ def fail(msg):
     sys.exit(1)
 
 
-deadline = time.monotonic() + 5
-while not os.path.exists(sock_path):
-    if time.monotonic() > deadline:
-        fail("no QMP socket appeared")
-    time.sleep(0.05)
-conn = socket.socket(socket.AF_UNIX)
-conn.connect(sock_path)
-conn.settimeout(10)
-stream = conn.makefile("rw")
-
-
-def execute(name, **arguments):
-    msg = {"execute": name}
-    if arguments:
-        msg["arguments"] = arguments
-    stream.write(json.dumps(msg) + "\n")
-    stream.flush()
-    while True:
-        answer = json.loads(stream.readline())
-        if "event" not in answer:
-            return answer
-
-
-stream.readline()  # greeting
-execute("qmp_capabilities")
+try:
+    qmp = Qmp(sock_path)
+except (OSError, ValueError) as e:
+    fail(str(e))
+execute = qmp.execute
 devices = execute("x-query-virtio").get("return")
 if devices != [{"path": "virtio-blk0", "name": "virtio-blk", "queues": 2}]:
     fail(f"x-query-virtio: {devices}")

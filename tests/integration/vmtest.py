@@ -1,11 +1,15 @@
 """The set-up shared by the Python tests that run vireo on the machine's KVM.
 
 setup() reads VIREO GUEST from the command line, skips (exit 77, the reason printed) without a
-usable /dev/kvm, and returns them with a fresh temporary directory for sockets and disks.
+usable /dev/kvm, and returns them with a fresh temporary directory for sockets and disks. Qmp is
+a small QMP client for the tests that talk to a running vireo.
 """
+import json
 import os
+import socket
 import sys
 import tempfile
+import time
 
 
 def setup():
@@ -14,3 +18,50 @@ def setup():
         print("SKIP: /dev/kvm is not available")
         sys.exit(77)
     return vireo, guest, tempfile.mkdtemp()
+
+
+class Qmp:
+    """A QMP client for a vireo started with --qmp unix:PATH.
+
+    Waits up to 5 s for the socket, reads the greeting and negotiates capabilities. execute()
+    sends one command and returns its answer (a dict with "return" or "error"); events that
+    arrive meanwhile are kept in .events. Raises OSError or ValueError on a broken connection.
+    """
+
+    def __init__(self, path, timeout=10):
+        deadline = time.monotonic() + 5
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise OSError(f"no QMP socket appeared at {path}")
+            time.sleep(0.05)
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.sock.settimeout(timeout)
+        self.stream = self.sock.makefile("rw")
+        self.events = []
+        self.greeting = self._read()
+        answer = self.execute("qmp_capabilities")
+        if answer.get("return") != {}:
+            raise ValueError(f"qmp_capabilities: {answer}")
+
+    def _read(self):
+        line = self.stream.readline()
+        if not line:
+            raise EOFError("the QMP connection closed")
+        return json.loads(line)
+
+    def execute(self, name, **arguments):
+        msg = {"execute": name}
+        if arguments:
+            msg["arguments"] = arguments
+        self.stream.write(json.dumps(msg) + "\n")
+        self.stream.flush()
+        while True:
+            answer = self._read()
+            if "event" not in answer:
+                return answer
+            self.events.append(answer)
+
+    def close(self):
+        self.stream.close()
+        self.sock.close()

@@ -36,6 +36,7 @@ static void cmdline_run_defaults(void **state)
 	assert_int_equal(cfg.memory, 256ULL << 20);
 	assert_int_equal(cfg.serial, SERIAL_STDIO);
 	assert_int_equal(cfg.nr_drives, 0);
+	assert_false(cfg.vcpu_nice_set); /* the vCPU threads keep vireo's own nice value */
 }
 
 static void cmdline_without_run_subcommand(void **state)
@@ -105,6 +106,26 @@ static void cmdline_affinity_names_threads_and_cpus(void **state)
 		     &err, "io0 is given twice");
 }
 
+static void cmdline_vcpu_nice_takes_a_nice_value(void **state)
+{
+	struct vm_config cfg;
+	struct error *err = NULL;
+
+	assert_int_equal(PARSE(&cfg, NULL, "run", "--kernel", "/dev/null", "--vcpu-nice", "10"),
+			 CMDLINE_RUN);
+	assert_true(cfg.vcpu_nice_set);
+	assert_int_equal(cfg.vcpu_nice, 10);
+	assert_int_equal(PARSE(&cfg, NULL, "run", "--kernel", "/dev/null", "--vcpu-nice", "-20"),
+			 CMDLINE_RUN);
+	assert_int_equal(cfg.vcpu_nice, -20);
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--vcpu-nice", "20"), &err,
+		     "--vcpu-nice: 20 is out of range [-20, 19]");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--vcpu-nice", "low"), &err,
+		     "--vcpu-nice: 'low' is not a number");
+	expect_error(PARSE(&cfg, &err, "run", "--kernel", "/dev/null", "--vcpu-nice"), &err,
+		     "--vcpu-nice");
+}
+
 static void cmdline_help_and_version_exit_ok(void **state)
 {
 	struct vm_config cfg;
@@ -121,6 +142,7 @@ int main(void)
 		cmocka_unit_test(cmdline_bad_values_name_the_option),
 		cmocka_unit_test(cmdline_help_and_version_exit_ok),
 		cmocka_unit_test(cmdline_affinity_names_threads_and_cpus),
+		cmocka_unit_test(cmdline_vcpu_nice_takes_a_nice_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
