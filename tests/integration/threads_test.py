@@ -5,9 +5,12 @@ Starts GUEST (a guest that halts) with 2 vCPUs, --vcpu-nice 7 and a drive on 2 i
 iothread-nice=3 (raising a nice value needs no privilege). As under QEMU, query-cpus-fast gives
 each vCPU's host thread-id and query-iothreads each iothread's: each must be a thread of the
 vireo process, named vcpuN / ioN (the names --affinity takes), at its nice value. Without
---vcpu-nice the vCPU threads keep vireo's own.
+--vcpu-nice the vCPU threads keep vireo's own. A nice value the kernel refuses (a negative one
+without CAP_SYS_NICE or RLIMIT_NICE) stops vireo before the guest runs, naming the vCPU.
 """
+import ctypes
 import os
+import resource
 import subprocess
 import sys
 
@@ -86,4 +89,27 @@ for c in qmp.execute("query-cpus-fast")["return"]:
 if qmp.execute("query-iothreads").get("return") != []:
     fail(vm, "query-iothreads lists iothreads on a VM without drives")
 quit(vm, qmp)
-print("ok: query-cpus-fast and query-iothreads give the threads; --vcpu-nice, iothread-nice")
+
+
+def no_sys_nice():
+    """In the child: no CAP_SYS_NICE after exec (even as root) and RLIMIT_NICE 0."""
+    PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23
+    if os.geteuid() == 0 and \
+            ctypes.CDLL(None, use_errno=True).prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_SYS_NICE)")
+    resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
+
+
+try:
+    r = subprocess.run([vireo, "run", "--kernel", guest, "--cpus", "2", "--memory", "64M",
+                        "--serial", "none", "--vcpu-nice", "-5"], preexec_fn=no_sys_nice,
+                       capture_output=True, text=True, timeout=20)
+except subprocess.TimeoutExpired:
+    print("FAIL: --vcpu-nice -5 without CAP_SYS_NICE: vireo ran the guest (killed after 20 s)")
+    sys.exit(1)
+if r.returncode != 1 or "vCPU 0: cannot set its nice value to -5" not in r.stderr \
+        or "CAP_SYS_NICE" not in r.stderr:
+    print(f"FAIL: --vcpu-nice -5 without CAP_SYS_NICE: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    sys.exit(1)
+print("ok: query-cpus-fast and query-iothreads give the threads; --vcpu-nice, iothread-nice;"
+      " a refused nice value stops vireo")
