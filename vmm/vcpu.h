@@ -3,7 +3,9 @@
  * vCPU threads. Each vCPU has one thread that loops in KVM_RUN and dispatches port I/O and MMIO
  * exits to the VM's buses. Only that thread touches its kvm_run page, except `immediate_exit`,
  * which vm_kick_vcpus() sets from any thread before signalling the thread (KVM reads it on entry,
- * so a kick that lands between our stop check and KVM_RUN is not lost).
+ * so a kick that lands between our stop check and KVM_RUN is not lost). The thread writes `tid`
+ * and `start_err` before it posts `ready`; vcpu_start() reads them only after sem_wait(ready),
+ * and they do not change afterwards, so QMP reads `tid` from the main thread without a lock.
  */
 #ifndef VIREO_VMM_VCPU_H
 #define VIREO_VMM_VCPU_H
