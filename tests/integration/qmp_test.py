@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from vmtest import setup
+from vmtest import qmp_connect, setup
 
 vireo, guest, tmp = setup()
 path = os.path.join(tmp, "qmp.sock")
@@ -26,15 +26,10 @@ def fail(msg):
     sys.exit(1)
 
 
-for _ in range(100):
-    if os.path.exists(path):
-        break
-    time.sleep(0.05)
-else:
-    fail("no QMP socket appeared")
-
-sock = socket.socket(socket.AF_UNIX)
-sock.connect(path)
+try:
+    sock = qmp_connect(path)
+except OSError as e:
+    fail(str(e))
 sock.settimeout(10)
 buf = b""
 

@@ -20,22 +20,32 @@ def setup():
     return vireo, guest, tempfile.mkdtemp()
 
 
+def qmp_connect(path, wait=10):
+    """A socket connected to the QMP monitor at path, once vireo listens there (the file exists
+    from bind(), before listen(), and a connect() in between is refused). Raises OSError."""
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise OSError(f"no QMP monitor listening at {path} after {wait} s: {e}")
+            time.sleep(0.05)
+
+
 class Qmp:
     """A QMP client for a vireo started with --qmp unix:PATH.
 
-    Waits up to 5 s for the socket, reads the greeting and negotiates capabilities. execute()
+    Connects with qmp_connect(), reads the greeting and negotiates capabilities. execute()
     sends one command and returns its answer (a dict with "return" or "error"); events that
     arrive meanwhile are kept in .events. Raises OSError or ValueError on a broken connection.
     """
 
     def __init__(self, path, timeout=10):
-        deadline = time.monotonic() + 5
-        while not os.path.exists(path):
-            if time.monotonic() > deadline:
-                raise OSError(f"no QMP socket appeared at {path}")
-            time.sleep(0.05)
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(path)
+        self.sock = qmp_connect(path)
         self.sock.settimeout(timeout)
         self.stream = self.sock.makefile("rw")
         self.events = []
