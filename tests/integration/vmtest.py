@@ -40,16 +40,15 @@ class Qmp:
     """A QMP client for a vireo started with --qmp unix:PATH.
 
     Connects with qmp_connect(), reads the greeting and negotiates capabilities. execute()
-    sends one command and returns its answer (a dict with "return" or "error"); events that
-    arrive meanwhile are kept in .events. Raises OSError or ValueError on a broken connection.
+    sends one command and returns its answer (a dict with "return" or "error"), skipping the
+    events that arrive meanwhile. Raises OSError or ValueError on a broken connection.
     """
 
     def __init__(self, path, timeout=10):
         self.sock = qmp_connect(path)
         self.sock.settimeout(timeout)
         self.stream = self.sock.makefile("rw")
-        self.events = []
-        self.greeting = self._read()
+        self._read()  # the greeting
         answer = self.execute("qmp_capabilities")
         if answer.get("return") != {}:
             raise ValueError(f"qmp_capabilities: {answer}")
@@ -70,8 +69,3 @@ class Qmp:
             answer = self._read()
             if "event" not in answer:
                 return answer
-            self.events.append(answer)
-
-    def close(self):
-        self.stream.close()
-        self.sock.close()
