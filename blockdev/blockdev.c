@@ -183,27 +183,18 @@ struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockd
 	return bs;
 }
 
-static const struct blockdev_driver *probe_format(struct blockdev *file)
+static const struct blockdev_driver *probe_format(struct blockdev *file, struct error **errp)
 {
-	const struct blockdev_driver *best = &blockdev_raw;
 	uint8_t buf[PROBE_BYTES];
 	size_t len = MIN(file->size, sizeof(buf));
-	int best_score = 0;
+	int ret = len ? blockdev_pread(file, 0, buf, len) : 0;
 
-	if (!len || blockdev_pread(file, 0, buf, len) < 0)
-		return best;
-	for (size_t i = 0; blockdev_formats[i]; i++) {
-		int score;
-
-		if (!blockdev_formats[i]->probe)
-			continue;
-		score = blockdev_formats[i]->probe(buf, len, file->filename);
-		if (score > best_score) {
-			best_score = score;
-			best = blockdev_formats[i];
-		}
+	if (ret < 0) {
+		error_setg_errno(errp, ret, "'%s': reading its first bytes to find its format",
+				 file->filename);
+		return NULL;
 	}
-	return best;
+	return blockdev_probe(buf, len, file->filename, errp);
 }
 
 static int refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
@@ -244,8 +235,8 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
 	file = blockdev_open_file(filename, opts, errp);
 	if (!file)
 		goto err_used;
-	if (!drv)
-		drv = probe_format(file);
+	if (!drv && !(drv = probe_format(file, errp)))
+		goto err_file;
 	bs = blockdev_open_format(file, drv, &ctx, errp);
 	if (!bs)
 		goto err_file;
@@ -313,6 +304,36 @@ int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct er
 	if (bs->drv->info && bs->drv->info(bs, info, errp) < 0)
 		return -1;
 	return 0;
+}
+
+int blockdev_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
+			   struct error **errp)
+{
+	*out = NULL;
+	*nr = 0;
+	return bs->drv->snapshot_list ? bs->drv->snapshot_list(bs, out, nr, errp) : 0;
+}
+
+void blockdev_snapshot_list_free(struct blockdev_snapshot *list, size_t n)
+{
+	for (size_t i = 0; list && i < n; i++) {
+		free(list[i].id);
+		free(list[i].name);
+	}
+	free(list);
+}
+
+int blockdev_make_empty(struct blockdev *bs, struct error **errp)
+{
+	if (!bs->drv->make_empty) {
+		error_setg(errp, "'%s': format '%s' cannot be emptied", bs->filename, bs->drv->name);
+		return -1;
+	}
+	if (bs->read_only) {
+		error_setg(errp, "'%s': cannot empty a read-only image", bs->filename);
+		return -1;
+	}
+	return bs->drv->make_empty(bs, errp);
 }
 
 /* ---- synchronous I/O ------------------------------------------------------------------------- */

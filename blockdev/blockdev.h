@@ -10,7 +10,8 @@
  * control-plane operation done with the iothreads drained) and are read-only otherwise.
  *
  * Drivers. One small `const struct blockdev_driver` per format or protocol. Formats are found
- * through the ordered probe list in blockdev/probe.c (highest score wins, raw is the fallback);
+ * through the ordered probe list in blockdev/probe.c (highest score wins; a file carrying a
+ * known format's magic is that format or refused, raw only when no format claims it);
  * `format=` forces one. Options are a small key=value set: the generic keys (format, cache,
  * readonly) live in `struct blockdev_opts`; every other key is driver-specific, consumed by the
  * driver's open through blockdev_opt_get(), and any key no driver consumed is refused by name.
@@ -242,6 +243,9 @@ struct blockdev_extent {
  * @cluster_size: allocation unit, 0 if the format has none
  * @actual_size: bytes the image occupies on the host (protocol node: st_blocks * 512)
  * @dirty: the image was not closed cleanly (qcow2 dirty bit)
+ * @backing_file: the backing file name as the image records it (NULL: none); owned by the
+ *                node, valid until it is closed
+ * @backing_fmt: the backing file's format as the image records it, or NULL
  * @specific: a json-c object for qemu-img's "format-specific"."data", set by the driver (the
  *            caller owns it and json_object_put()s it), or NULL
  */
@@ -249,7 +253,27 @@ struct blockdev_info {
 	uint64_t cluster_size;
 	uint64_t actual_size;
 	bool dirty;
+	const char *backing_file;
+	const char *backing_fmt;
 	struct json_object *specific;
+};
+
+/**
+ * struct blockdev_snapshot - one internal snapshot, as `info` lists it
+ * @id: its id ("1", "2", ...)
+ * @name: its name (tag)
+ * @date_sec: when it was taken (seconds since the epoch)
+ * @date_nsec: and nanoseconds
+ * @vm_clock_nsec: the guest clock then
+ * @vm_state_size: bytes of saved VM state (0 for a disk-only snapshot)
+ * @icount: instruction count, UINT64_MAX when not recorded
+ */
+struct blockdev_snapshot {
+	char *id, *name;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t icount;
 };
 
 /* One write of a group (struct blockdev_driver, @pwritev_group). */
@@ -286,6 +310,10 @@ struct blockdev_write {
  *       BLOCKDEV_STATUS_* flags (>= 0) or -errno; NULL = everything DATA|ALLOCATED
  * @truncate: change the size (control plane; the caller drained all queues first)
  * @info: fill the format-specific part of @info; NULL = nothing to add
+ * @snapshot_list: the node's internal snapshots (a malloc'd array, free with
+ *       blockdev_snapshot_list_free); NULL = the format has none
+ * @make_empty: drop everything the node itself holds, so that it reads as its backing file
+ *       (after a commit); NULL = the format cannot
  */
 struct blockdev_driver {
 	const char *name;
@@ -305,6 +333,9 @@ struct blockdev_driver {
 			    uint64_t *map_offset, struct blockdev **map_file);
 	int (*truncate)(struct blockdev *bs, uint64_t size, struct error **errp);
 	int (*info)(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
+	int (*snapshot_list)(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
+			     struct error **errp);
+	int (*make_empty)(struct blockdev *bs, struct error **errp);
 };
 
 extern const struct blockdev_driver blockdev_file;
@@ -312,6 +343,17 @@ extern const struct blockdev_driver blockdev_raw;
 
 /* Format drivers in probe order (blockdev/probe.c), NULL-terminated. */
 extern const struct blockdev_driver *const blockdev_formats[];
+
+/**
+ * blockdev_probe - the format of an image, from its first bytes
+ * @buf: the first @len bytes of the file (at most 512 are looked at)
+ * @filename: for messages
+ * @errp: set when the bytes carry the magic of a format vireo does not read
+ *
+ * Returns the best-scoring format driver, raw when no format claims the bytes, or NULL.
+ */
+const struct blockdev_driver *blockdev_probe(const uint8_t *buf, size_t len,
+					     const char *filename, struct error **errp);
 
 /* The format driver called @name, or NULL. */
 const struct blockdev_driver *blockdev_find_format(const char *name);
@@ -352,6 +394,12 @@ void blockdev_close(struct blockdev *bs);
 
 int blockdev_truncate(struct blockdev *bs, uint64_t size, struct error **errp);
 int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
+/* The internal snapshots of @bs (none, not an error, for a format without any). */
+int blockdev_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
+			   struct error **errp);
+void blockdev_snapshot_list_free(struct blockdev_snapshot *list, size_t n);
+/* Empties @bs so that it reads as its backing file; an error names a format that cannot. */
+int blockdev_make_empty(struct blockdev *bs, struct error **errp);
 /* The driver name of the top node, e.g. "raw". */
 const char *blockdev_format_name(const struct blockdev *bs);
 

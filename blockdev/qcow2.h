@@ -106,10 +106,17 @@ struct qcow2 {
 	uint64_t zused;         /* bytes of it used */
 };
 
+/* The qcow2 state of @bs, which the caller knows to be a qcow2 node (the driver's own ops). */
 static inline struct qcow2 *qcow2_of(struct blockdev *bs)
 {
 	return bs->opaque;
 }
+
+/*
+ * The qcow2 state of @bs, or NULL with an error naming its format when @bs is not a qcow2 node
+ * (for every qcow2-specific call reached from generic code: never cast another driver's node).
+ */
+struct qcow2 *qcow2_node(struct blockdev *bs, struct error **errp);
 
 /* true if [off, off+len) touches the header cluster, the L1 table or the refcount table */
 bool qcow2_overlaps_metadata(const struct qcow2 *q, uint64_t off, uint64_t len);
@@ -163,8 +170,9 @@ int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int f
 int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len);
 /* New virtual size: grows the L1 table as needed; shrinking frees what lies past the end. */
 int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp);
-/* Every guest cluster becomes unallocated (reads the backing file); for commit. */
-int qcow2_make_empty(struct qcow2 *q);
+/* The driver's make_empty op: every guest cluster becomes unallocated (reads the backing
+ * file); for commit. */
+int qcow2_make_empty(struct blockdev *bs, struct error **errp);
 /* Rewrites the header with another backing file name ("" = none) and format (NULL = none).
  * Only the header changes: the caller copies data first if the content must stay the same. */
 int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
@@ -241,20 +249,9 @@ uint64_t qcow2_measure_full(uint64_t size, unsigned cluster_bits, unsigned refco
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp);
 
 /* --- qcow2_snapshot.c --- */
-struct qcow2_snapshot {
-	char *id, *name;
-	uint64_t l1_table_offset;
-	uint32_t l1_size;
-	uint32_t date_sec, date_nsec;
-	uint64_t vm_clock_nsec;
-	uint64_t vm_state_size;
-	uint64_t disk_size;
-	uint64_t icount; /* UINT64_MAX: not recorded */
-};
-/* The internal snapshots of a qcow2 node (none for other formats). Free with _free. */
-int qcow2_snapshot_list(struct blockdev *bs, struct qcow2_snapshot **out, size_t *nr,
+/* The driver's snapshot_list op: the snapshot table of a qcow2 node. */
+int qcow2_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			struct error **errp);
-void qcow2_snapshot_list_free(struct qcow2_snapshot *list, size_t n);
 
 /* --- qcow2_check.c --- */
 struct qcow2_check_result {

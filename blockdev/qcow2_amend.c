@@ -136,16 +136,21 @@ static const char *v2_obstacle(const struct qcow2 *q)
 
 int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct error **errp)
 {
-	struct qcow2 *q = qcow2_of(bs);
-	unsigned version = o->version ? o->version : q->h.version;
-	/* downgrading drops lazy refcounts unless they were asked for (which is refused) */
-	bool lazy = o->lazy_refcounts >= 0 ? o->lazy_refcounts :
-		    version == 3 && (q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+	struct qcow2 *q = qcow2_node(bs, errp);
+	unsigned version;
+	bool lazy;
 	struct qcow2_header h;
-	uint8_t *old_tail = q->h.tail;
+	uint8_t *old_tail;
 	const char *why;
 	int ret = -1;
 
+	if (!q)
+		return -1;
+	version = o->version ? o->version : q->h.version;
+	/* downgrading drops lazy refcounts unless they were asked for (which is refused) */
+	lazy = o->lazy_refcounts >= 0 ? o->lazy_refcounts :
+	       version == 3 && (q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+	old_tail = q->h.tail;
 	if (q->read_only) {
 		error_setg(errp, "'%s' is open read-only", bs->filename);
 		return -1;

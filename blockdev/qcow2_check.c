@@ -400,16 +400,13 @@ out:
 int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *res,
 		struct error **errp)
 {
-	struct qcow2 *q;
+	struct qcow2 *q = qcow2_node(bs, errp);
 	struct counter c = { 0 };
 	bool was_corrupt;
 	int ret;
 
-	if (bs->drv != &blockdev_qcow2) {
-		error_setg(errp, "'%s' is not a qcow2 image", bs->filename);
+	if (!q)
 		return -1;
-	}
-	q = qcow2_of(bs);
 	memset(res, 0, sizeof(*res));
 	c.q = q;
 	c.res = res;

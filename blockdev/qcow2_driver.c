@@ -59,6 +59,14 @@ void qcow2_signal_corruption(struct qcow2 *q, const char *fmt, ...)
 	fprintf(stderr, "%s\n", q->read_only ? "" : "; further writes are refused");
 }
 
+struct qcow2 *qcow2_node(struct blockdev *bs, struct error **errp)
+{
+	if (bs->drv == &blockdev_qcow2)
+		return qcow2_of(bs);
+	error_setg(errp, "'%s' is a %s image, not qcow2", bs->filename, bs->drv->name);
+	return NULL;
+}
+
 static int qcow2_probe_score(const uint8_t *buf, size_t len, const char *filename)
 {
 	return qcow2_probe(buf, len) ? 100 : 0;
@@ -488,6 +496,10 @@ static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct er
 		return -1;
 	}
 	info->cluster_size = q->cluster_size;
+	if (q->h.backing_file[0]) {
+		info->backing_file = q->h.backing_file;
+		info->backing_fmt = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
+	}
 	info->dirty = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
 	json_object_object_add(o, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
 	if (v3 && q->data != q->file) {
@@ -527,4 +539,6 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.block_status = qcow2_block_status,
 	.truncate = qcow2_truncate,
 	.info = qcow2_info,
+	.snapshot_list = qcow2_snapshot_list,
+	.make_empty = qcow2_make_empty,
 };

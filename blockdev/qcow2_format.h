@@ -114,7 +114,7 @@ struct qcow2_header {
 /* Bytes of the header proper that must be read to learn cluster_bits and header_length. */
 #define QCOW2_PROBE_LEN QCOW2_V3_HEADER_LEN
 
-/* true if buf starts with the qcow2 magic */
+/* true if buf starts with the qcow2 magic (whatever the version field says) */
 bool qcow2_probe(const uint8_t *buf, size_t len);
 
 /**

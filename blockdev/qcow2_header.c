@@ -26,8 +26,9 @@ static const struct {
 
 bool qcow2_probe(const uint8_t *buf, size_t len)
 {
-	return len >= 8 && qcow2_be32(buf) == QCOW2_MAGIC &&
-	       (qcow2_be32(buf + 4) == 2 || qcow2_be32(buf + 4) == 3);
+	/* any version: a damaged or future qcow2 is refused by the header parser, naming the
+	 * field, never opened as raw */
+	return len >= 4 && qcow2_be32(buf) == QCOW2_MAGIC;
 }
 
 const char *qcow2_feature_name(const struct qcow2_header *h, unsigned type, unsigned bit)

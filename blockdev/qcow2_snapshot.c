@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* qcow2 internal snapshots: reading the snapshot table (for info). Every length is bounded. */
+/*
+ * qcow2 internal snapshots: reading the snapshot table (the driver's snapshot_list op, for
+ * info). Every length is bounded.
+ */
 #include "blockdev/qcow2.h"
 
 #include <errno.h>
@@ -12,7 +15,7 @@
 #define MAX_EXTRA 1024 /* QEMU's limit on a snapshot entry's extra data */
 
 static int parse_entry(struct qcow2 *q, const uint8_t *e, uint64_t off,
-		       struct qcow2_snapshot *s, uint64_t *len, struct error **errp)
+		       struct blockdev_snapshot *s, uint64_t *len, struct error **errp)
 {
 	uint32_t extra = qcow2_be32(e + 36);
 	uint16_t id_len = (uint16_t)((e[12] << 8) | e[13]);
@@ -29,16 +32,16 @@ static int parse_entry(struct qcow2 *q, const uint8_t *e, uint64_t off,
 		return -1;
 	}
 	memset(s, 0, sizeof(*s));
-	s->l1_table_offset = qcow2_be64(e);
-	s->l1_size = qcow2_be32(e + 8);
 	s->date_sec = qcow2_be32(e + 16);
 	s->date_nsec = qcow2_be32(e + 20);
 	s->vm_clock_nsec = qcow2_be64(e + 24);
 	s->vm_state_size = qcow2_be32(e + 32);
 	s->icount = UINT64_MAX;
 	strs = malloc((size_t)id_len + name_len + 2);
-	if (!strs)
+	if (!strs) {
+		error_setg(errp, "out of memory");
 		return -1;
+	}
 	ret = blockdev_pread(q->file, off + 40, x, extra);
 	if (!ret)
 		ret = blockdev_pread(q->file, off + 40 + extra, strs, (size_t)id_len + name_len);
@@ -49,30 +52,28 @@ static int parse_entry(struct qcow2 *q, const uint8_t *e, uint64_t off,
 	}
 	if (extra >= 8)
 		s->vm_state_size = qcow2_be64(x);
-	if (extra >= 16)
-		s->disk_size = qcow2_be64(x + 8);
 	if (extra >= 24)
 		s->icount = qcow2_be64(x + 16);
 	s->id = strndup(strs, id_len);
 	s->name = strndup(strs + id_len, name_len);
 	free(strs);
-	if (!s->id || !s->name)
+	if (!s->id || !s->name) {
+		error_setg(errp, "out of memory");
 		return -1;
+	}
 	*len = ALIGN_UP(40ULL + extra + id_len + name_len, 8);
 	return 0;
 }
 
-int qcow2_snapshot_list(struct blockdev *bs, struct qcow2_snapshot **out, size_t *nr,
+int qcow2_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			struct error **errp)
 {
 	struct qcow2 *q = qcow2_of(bs);
 	uint64_t off = q->h.snapshots_offset;
-	struct qcow2_snapshot *list;
+	struct blockdev_snapshot *list;
 	size_t n = 0;
 
-	*out = NULL;
-	*nr = 0;
-	if (bs->drv != &blockdev_qcow2 || !q->h.nb_snapshots)
+	if (!q->h.nb_snapshots)
 		return 0;
 	list = calloc(q->h.nb_snapshots, sizeof(*list));
 	if (!list) {
@@ -97,15 +98,6 @@ int qcow2_snapshot_list(struct blockdev *bs, struct qcow2_snapshot **out, size_t
 	*nr = n;
 	return 0;
 fail:
-	qcow2_snapshot_list_free(list, n + 1);
+	blockdev_snapshot_list_free(list, n + 1);
 	return -1;
-}
-
-void qcow2_snapshot_list_free(struct qcow2_snapshot *list, size_t n)
-{
-	for (size_t i = 0; list && i < n; i++) {
-		free(list[i].id);
-		free(list[i].name);
-	}
-	free(list);
 }

@@ -1121,21 +1121,33 @@ int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len)
 	return discard(q, off, len, false);
 }
 
-int qcow2_make_empty(struct qcow2 *q)
+int qcow2_make_empty(struct blockdev *bs, struct error **errp)
 {
-	if (q->data != q->file)
-		return -ENOTSUP; /* guest clusters of a data file are not refcounted: keep them */
-	return discard(q, 0, q->bs->size, true);
+	struct qcow2 *q = qcow2_of(bs);
+	int ret;
+
+	if (q->data != q->file) {
+		/* guest clusters of a data file are not refcounted: keep them */
+		error_setg(errp, "'%s': an image with an external data file cannot be emptied",
+			   bs->filename);
+		return -1;
+	}
+	ret = discard(q, 0, q->bs->size, true);
+	if (ret)
+		error_setg_errno(errp, ret, "'%s': emptying the image", bs->filename);
+	return ret ? -1 : 0;
 }
 
 int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
 			 struct error **errp)
 {
-	struct qcow2 *q = qcow2_of(bs);
+	struct qcow2 *q = qcow2_node(bs, errp);
 	struct qcow2_header h;
 	uint8_t *buf;
 	int ret;
 
+	if (!q)
+		return -1;
 	if (q->read_only || strlen(name) > QCOW2_MAX_BACKING_NAME ||
 	    (fmt && strlen(fmt) > QCOW2_MAX_BACKING_NAME)) {
 		error_setg(errp, "'%s': cannot change the backing file: %s", bs->filename,

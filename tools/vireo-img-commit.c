@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,21 +49,23 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 	return ret ? ret : blockdev_flush(base);
 }
 
-/* The backing file of @top opened read-write, as its header names it. */
-static struct blockdev *open_base(const char *filename, struct blockdev *top, struct error **errp)
+/* The backing file of @top opened read-write, as the image names it (@info). */
+static struct blockdev *open_base(const char *filename, const struct blockdev_info *info,
+				  struct error **errp)
 {
-	struct qcow2 *q = qcow2_of(top);
 	char *copy = strdup(filename), *path = NULL;
 	struct blockdev *base;
 
-	if (q->h.backing_file[0] == '/' || !strchr(filename, '/'))
-		path = strdup(q->h.backing_file);
-	else if (copy && asprintf(&path, "%s/%s", dirname(copy), q->h.backing_file) < 0)
+	if (info->backing_file[0] == '/' || !strchr(filename, '/'))
+		path = strdup(info->backing_file);
+	else if (copy && asprintf(&path, "%s/%s", dirname(copy), info->backing_file) < 0)
 		path = NULL;
 	free(copy);
-	if (!path)
+	if (!path) {
+		error_setg(errp, "out of memory");
 		return NULL;
-	base = img_open(path, q->h.has_backing_fmt ? q->h.backing_fmt : NULL, false, NULL, errp);
+	}
+	base = img_open(path, info->backing_fmt, false, NULL, errp);
 	free(path);
 	return base;
 }
@@ -71,6 +74,7 @@ int img_commit(int argc, char **argv)
 {
 	const char *fmt = NULL, *want_base = NULL;
 	struct blockdev *top = NULL, *base = NULL;
+	struct blockdev_info info = { 0 };
 	struct error *err = NULL;
 	bool keep = false, progress = false, quiet = false;
 	int c, ret;
@@ -91,17 +95,19 @@ int img_commit(int argc, char **argv)
 	top = img_open(argv[optind], fmt, false, NULL, &err);
 	if (!top)
 		goto fail;
-	if (top->drv != &blockdev_qcow2 || !top->backing) {
+	if (blockdev_get_info(top, &info, &err))
+		goto fail;
+	if (!info.backing_file || !top->backing) {
 		error_setg(&err, "'%s' has no backing file to commit into", argv[optind]);
 		goto fail;
 	}
-	if (want_base && strcmp(want_base, qcow2_of(top)->h.backing_file) &&
+	if (want_base && strcmp(want_base, info.backing_file) &&
 	    strcmp(want_base, top->backing->filename)) {
 		error_setg(&err, "-b %s: only the image's own backing file ('%s') can be the base",
-			   want_base, qcow2_of(top)->h.backing_file);
+			   want_base, info.backing_file);
 		goto fail;
 	}
-	base = open_base(argv[optind], top, &err);
+	base = open_base(argv[optind], &info, &err);
 	if (!base)
 		goto fail;
 	if (base->size < top->size && blockdev_truncate(base, top->size, &err))
@@ -111,10 +117,11 @@ int img_commit(int argc, char **argv)
 				 base->filename);
 		goto fail;
 	}
-	if (!keep && (ret = qcow2_make_empty(qcow2_of(top)))) {
-		error_setg_errno(&err, ret, "'%s': emptying the image after the commit", argv[optind]);
+	if (!keep && blockdev_make_empty(top, &err)) {
+		error_prepend(&err, "after the commit");
 		goto fail;
 	}
+	json_object_put(info.specific);
 	blockdev_close(base);
 	blockdev_close(top);
 	if (!quiet)
@@ -122,6 +129,7 @@ int img_commit(int argc, char **argv)
 	return 0;
 fail:
 	error_report_free(IMG_PROG, err);
+	json_object_put(info.specific);
 	blockdev_close(base);
 	blockdev_close(top);
 	return 1;

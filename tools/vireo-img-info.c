@@ -25,22 +25,7 @@ static char *full_backing(const char *image, const char *backing)
 	return out;
 }
 
-static const char *backing_name(struct blockdev *bs, const char **fmt)
-{
-	struct qcow2 *q;
-
-	*fmt = NULL;
-	if (bs->drv != &blockdev_qcow2)
-		return NULL;
-	q = qcow2_of(bs);
-	if (!q->h.backing_file[0])
-		return NULL;
-	if (q->h.has_backing_fmt)
-		*fmt = q->h.backing_fmt;
-	return q->h.backing_file;
-}
-
-static struct json_object *snapshots_json(const struct qcow2_snapshot *s, size_t n)
+static struct json_object *snapshots_json(const struct blockdev_snapshot *s, size_t n)
 {
 	struct json_object *a = json_object_new_array();
 
@@ -67,7 +52,7 @@ static struct json_object *snapshots_json(const struct qcow2_snapshot *s, size_t
 	return a;
 }
 
-static void snapshots_human(const struct qcow2_snapshot *s, size_t n)
+static void snapshots_human(const struct blockdev_snapshot *s, size_t n)
 {
 	printf("Snapshot list:\n%-7s %-17s %7s %19s %15s %10s\n", "ID", "TAG", "VM_SIZE", "DATE",
 	       "VM_CLOCK", "ICOUNT");
@@ -89,10 +74,10 @@ static void snapshots_human(const struct qcow2_snapshot *s, size_t n)
 }
 
 static struct json_object *info_json(struct blockdev *bs, const struct blockdev_info *info,
-				     const struct qcow2_snapshot *snaps, size_t nr_snaps)
+				     const struct blockdev_snapshot *snaps, size_t nr_snaps)
 {
 	struct json_object *o = json_object_new_object();
-	const char *bfmt, *bname = backing_name(bs, &bfmt);
+	const char *bfmt = info->backing_fmt, *bname = info->backing_file;
 
 	if (nr_snaps)
 		json_object_object_add(o, "snapshots", snapshots_json(snaps, nr_snaps));
@@ -141,9 +126,9 @@ static void print_specific(struct json_object *data)
 }
 
 static void info_human(struct blockdev *bs, const struct blockdev_info *info,
-		       const struct qcow2_snapshot *snaps, size_t nr_snaps)
+		       const struct blockdev_snapshot *snaps, size_t nr_snaps)
 {
-	const char *bfmt, *bname = backing_name(bs, &bfmt);
+	const char *bfmt = info->backing_fmt, *bname = info->backing_file;
 	char vs[32], ds[32];
 
 	img_human_size(bs->size, vs, sizeof(vs));
@@ -201,12 +186,13 @@ int img_info(int argc, char **argv)
 	if (backing_chain && !strcmp(output, "json"))
 		chain = json_object_new_array();
 	for (struct blockdev *cur = bs; cur; cur = backing_chain ? cur->backing : NULL) {
-		struct qcow2_snapshot *snaps = NULL;
-		struct blockdev_info info;
+		struct blockdev_snapshot *snaps = NULL;
+		struct blockdev_info info = { 0 };
 		size_t nr_snaps = 0;
 
 		if (blockdev_get_info(cur, &info, &err) ||
-		    qcow2_snapshot_list(cur, &snaps, &nr_snaps, &err)) {
+		    blockdev_snapshot_list(cur, &snaps, &nr_snaps, &err)) {
+			json_object_put(info.specific);
 			error_report_free(IMG_PROG, err);
 			ret = 1;
 			break;
@@ -227,7 +213,7 @@ int img_info(int argc, char **argv)
 				printf("\n");
 			info_human(cur, &info, snaps, nr_snaps);
 		}
-		qcow2_snapshot_list_free(snaps, nr_snaps);
+		blockdev_snapshot_list_free(snaps, nr_snaps);
 		json_object_put(info.specific);
 	}
 	if (chain) {

@@ -214,7 +214,7 @@ int img_measure(int argc, char **argv)
 		}
 		full = qcow2_measure_full(m.size, m.cluster_bits, m.refcount_bits, m.extended_l2);
 		required = full - virt + data;
-		bitmaps = m.version >= 3 && src && !strcmp(blockdev_format_name(src), "qcow2") &&
+		bitmaps = m.version >= 3 && src && src->drv == &blockdev_qcow2 &&
 			  qcow2_of(src)->h.version >= 3;
 	}
 	print(output, required, full, bitmaps);

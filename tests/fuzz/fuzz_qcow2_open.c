@@ -169,16 +169,19 @@ static void exercise(struct blockdev *bs, uint64_t h)
 			FUZZ_CHECK(ext.len > 0 && ext.len <= want, "map of %llu bytes for %llu",
 				   (unsigned long long)ext.len, (unsigned long long)want);
 	}
-	if (!strcmp(blockdev_format_name(bs), "qcow2")) {
-		struct qcow2_check_result res;
-		struct qcow2_snapshot *snaps = NULL;
+	{
+		struct blockdev_snapshot *snaps = NULL;
 		size_t nr = 0;
 
-		if (qcow2_snapshot_list(bs, &snaps, &nr, &err) == 0)
-			qcow2_snapshot_list_free(snaps, nr);
+		if (blockdev_snapshot_list(bs, &snaps, &nr, &err) == 0)
+			blockdev_snapshot_list_free(snaps, nr);
 		else
 			error_free(err);
 		err = NULL;
+	}
+	if (!strcmp(blockdev_format_name(bs), "qcow2")) {
+		struct qcow2_check_result res;
+
 		/* count only (fix 0): the node is read-only */
 		if (qcow2_check(bs, 0, &res, &err) == 0)
 			FUZZ_LOG("qcow2_open: check: %llu corruptions, %llu leaks\n",
