@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
-for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline; do
+for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -257,6 +257,92 @@ put('cmdline', 'bad-values', args('--kernel', '/proc/self/exe', '--cpus', '0', '
 put('cmdline', 'drive-spec', b'file=/proc/self/exe,format=qcow2,num-queues=3,iothreads=2,'
     b'iothread-vq-mapping=1:0:1,readonly=off,serial=01234567890123456789')
 put('cmdline', 'drive-spec-bad', b'file=/nonexistent,,x,queue-size=100,iothread-vq-mapping=0:9')
+
+# ------------------------------------------------------- probe: the image file, byte for byte
+# (the qcow2 images from qemu-img join these below). Headers carrying each format's magic, laid
+# out as the format's spec says so that a driver for it gets past the magic.
+put('probe', 'empty', b'')
+put('probe', 'zeroes-4k', bytes(4096))
+put('probe', 'zeroes-600', bytes(600))
+put('probe', 'text', b'This is a plain text file, not a disk image.\n' * 20)
+put('probe', 'one-byte', b'Q')
+
+def pad(b, n):
+    return bytes(b) + bytes(n - len(b))
+
+# VMDK monolithic sparse: SparseExtentHeader (little endian), embedded descriptor at sector 1
+desc_txt = (b'# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n'
+            b'createType="monolithicSparse"\n\n# Extent description\n'
+            b'RW 128 SPARSE "img"\n\n# The Disk Data Base\nddb.virtualHWVersion = "4"\n')
+vmdk = struct.pack('<4sIIQQQQIQQQB4sH', b'KDMV', 1, 3, 128, 8, 1, 1, 512, 0, 2, 3, 0,
+                   b'\n \r\n', 0)
+put('probe', 'vmdk-sparse', pad(vmdk, 512) + pad(desc_txt, 512) + bytes(2048))
+put('probe', 'vmdk-descriptor', desc_txt.replace(b'SPARSE "img"', b'FLAT "backing.raw" 0'))
+put('probe', 'vmdk-truncated', vmdk[:40])
+
+# VHDX: the file type identifier ("vhdxfile" + creator, UTF-16); the headers would follow at 64 KiB
+put('probe', 'vhdx-ident', pad(b'vhdxfile' + 'vireo fuzz'.encode('utf-16-le'), 4096))
+
+# VPC (VHD) dynamic disk: footer copy at 0, dynamic header ("cxsparse") at 512, BAT, footer at end
+def vhd_sum(b):
+    return (~sum(b)) & 0xffffffff
+
+def vhd_footer(size, disk_type, data_off):
+    f = bytearray(struct.pack('>8sIIQI4sI4sQQIII16sB', b'conectix', 2, 0x10000, data_off, 0,
+                              b'vpc ', 0x50003, b'Wi2k', size, size, (2 << 16 | 4 << 8 | 17),
+                              disk_type, 0, bytes(range(16)), 0))
+    f = pad(f, 512)
+    f = bytearray(f)
+    struct.pack_into('>I', f, 64, vhd_sum(f))
+    return bytes(f)
+
+dyn = bytearray(pad(struct.pack('>8sQQIIII16sII512s', b'cxsparse', 0xffffffffffffffff, 1536,
+                                0x10000, 32, 0x200000, 0, bytes(16), 0, 0, bytes(512)), 1024))
+struct.pack_into('>I', dyn, 36, vhd_sum(dyn))
+vpc_size = 32 * 0x200000
+put('probe', 'vpc-dynamic', vhd_footer(vpc_size, 3, 512) + bytes(dyn) + b'\xff' * 512 +
+    vhd_footer(vpc_size, 3, 512))
+put('probe', 'vpc-fixed', bytes(4096) + vhd_footer(4096, 2, 0xffffffffffffffff))
+
+# qcow version 1 (big endian): 48-byte header, L1 table at 4 KiB; one with a backing file
+def qcow1(backing=b''):
+    hdr = struct.pack('>4sIQIIQBBHIQ', b'QFI\xfb', 1, 48 if backing else 0, len(backing), 0,
+                      65536, 12, 9, 0, 0, 4096)
+    return pad(hdr + backing, 4096) + bytes(4096)
+
+put('probe', 'qcow1', qcow1())
+put('probe', 'qcow1-backing', qcow1(b'backing.raw'))
+
+# QED (little endian): 4 KiB clusters, one-cluster tables, L1 at 4 KiB; one with a backing file
+def qed(backing=b''):
+    feat = 1 if backing else 0
+    hdr = struct.pack('<4sIIIQQQQQII', b'QED\0', 4096, 1, 1, feat, 0, 0, 4096, 65536,
+                      64 if backing else 0, len(backing))
+    return pad(hdr + backing, 4096) + bytes(4096)
+
+put('probe', 'qed', qed())
+put('probe', 'qed-backing', qed(b'backing.raw'))
+
+# LUKS1 (big endian phdr) and LUKS2 (binary header + JSON area)
+luks1 = struct.pack('>6sH32s32s32sII20s32sI40s', b'LUKS\xba\xbe', 1, b'aes', b'xts-plain64',
+                    b'sha256', 4096, 64, bytes(20), bytes(32), 1000,
+                    b'01234567-89ab-cdef-0123-456789abcdef')
+for i in range(8):
+    luks1 += struct.pack('>II32sII', 0x0000DEAD, 0, bytes(32), 8 + i * 512, 4000)
+put('probe', 'luks1', pad(luks1, 4096))
+luks2 = pad(struct.pack('>6sHQQ48s32s64s40s48sQ', b'LUKS\xba\xbe', 2, 16384, 1, b'vireo',
+                        b'sha256', bytes(64), b'01234567-89ab-cdef-0123-456789abcdef', b'', 0),
+            4096)
+put('probe', 'luks2', luks2 + b'{"keyslots":{},"tokens":{},"segments":{},"digests":{},'
+    b'"config":{"json_size":"12288","keyslots_size":"0"}}')
+
+# VDI: the text banner, then the signature 0xbeda107f at 0x40 (little endian), a v1.1 header
+vdi = bytearray(pad(b'<<< Oracle VM VirtualBox Disk Image >>>\n', 64))
+vdi += struct.pack('<III I', 0xbeda107f, 0x00010001, 0x190, 1)
+vdi += struct.pack('<I', 0) + pad(b'fuzz', 256)
+vdi += struct.pack('<IIIIIIIQIIII', 0x200, 0x400, 0, 0, 0, 512, 0, 1 << 20, 1 << 20, 0, 1, 0)
+vdi = pad(vdi, 0x200) + b'\xff' * 4 + bytes(0x200 - 4)
+put('probe', 'vdi', vdi)
 PY
 
 # ---------------------------------------------------------------------------- qcow2 seeds
@@ -301,6 +387,14 @@ if command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
 				echo "make-seeds: skipping $f ($(stat -c %s "$f") bytes, over 64 KiB)" >&2
 			fi
 		done
+		# probe: qcow2 v2 and v3, with a backing file, with a data file; and a v3 image whose
+		# header says version 9 (a known magic with an unknown version: never raw)
+		for f in plain v2 backing data-file; do
+			cp "$f.qcow2" "$corpus/probe/qcow2-$f"
+		done
+		cp plain.qcow2 v9.qcow2
+		printf '\0\0\0\011' | dd of=v9.qcow2 bs=1 seek=4 conv=notrunc status=none
+		cp v9.qcow2 "$corpus/probe/qcow2-version-9"
 	)
 else
 	echo "make-seeds: qemu-img/qemu-io not found: qcow2 seeds not regenerated" >&2
