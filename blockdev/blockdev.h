@@ -234,6 +234,7 @@ struct blockdev_extent {
 #define BLOCKDEV_STATUS_ZERO      (1u << 1) /* reads return zeroes */
 #define BLOCKDEV_STATUS_ALLOCATED (1u << 2) /* this node provides the content (not the backing) */
 #define BLOCKDEV_STATUS_OFFSET    (1u << 3) /* *map_offset / *map_file are valid */
+#define BLOCKDEV_STATUS_COMPRESSED (1u << 4) /* stored compressed (no host offset to give) */
 
 /* write_zeroes() flags */
 #define BLOCKDEV_ZERO_MAY_UNMAP (1u << 0) /* the range may be deallocated */

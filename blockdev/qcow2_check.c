@@ -105,6 +105,7 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 		uint64_t e = t[i * q->entry_words], off = e & QCOW2_OFFSET_MASK, rc;
 		uint64_t words[2] = { e, q->ext_l2 ? t[i * 2 + 1] : 0 };
 		struct qcow2_run r;
+		bool has_host;
 
 		if (!e && !words[1])
 			continue;
@@ -114,7 +115,11 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 			c->res->corruptions++;
 			continue;
 		}
-		if (active && (off || (e & QCOW2_OFLAG_COMPRESSED)) &&
+		/* offset 0 is a cluster of an external data file when the entry says "copied"
+		 * (its clusters always have refcount 1) and is not a plain zero entry */
+		has_host = off || (q->data != q->file && (e & QCOW2_OFLAG_COPIED) &&
+				   (q->ext_l2 || !(e & QCOW2_OFLAG_ZERO)));
+		if (active && (has_host || (e & QCOW2_OFLAG_COMPRESSED)) &&
 		    (first_gc + i) << q->cluster_bits < q->h.size)
 			c->res->allocated_clusters++;
 		if (e & QCOW2_OFLAG_COMPRESSED) {
@@ -122,18 +127,26 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 			uint64_t coff = e & ((1ULL << x) - 1);
 			uint64_t nsec = (e >> x) & ((1ULL << (q->cluster_bits - 8)) - 1);
 
-			if (active)
+			/* compressed clusters count as fragmented, as qemu-img check counts them:
+			 * reading neighbours re-reads shared sectors */
+			if (active) {
 				c->res->compressed_clusters++;
+				c->res->fragmented_clusters++;
+			}
 			ret = ref_range(c, ALIGN_DOWN(coff, 512), (nsec + 1) * 512,
 					"compressed cluster");
 			continue;
 		}
-		if (!off || q->data != q->file)
+		if (!has_host)
 			continue;
 		if (active) {
 			if (prev_end && off != prev_end)
 				c->res->fragmented_clusters++;
 			prev_end = off + q->cluster_size;
+		}
+		if (q->data != q->file)
+			continue; /* data file clusters are not refcounted */
+		if (active) {
 			if ((ret = qcow2_rc_get(q, off >> q->cluster_bits, &rc)))
 				break;
 			if (((e & QCOW2_OFLAG_COPIED) != 0) != (rc == 1)) {

@@ -452,7 +452,9 @@ int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 	if (ret)
 		return ret;
 	*pnum = run.len;
-	if (run.host && run.kind != QCOW2_COMPRESSED) {
+	/* data clusters always have an offset (0 is a legal one in an external data file);
+	 * zero clusters have one when preallocated */
+	if (run.kind == QCOW2_DATA || (run.kind == QCOW2_ZERO && run.host)) {
 		*map_offset = run.host;
 		*map_file = q->data;
 		flags = BLOCKDEV_STATUS_OFFSET;
@@ -475,7 +477,7 @@ int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 	case QCOW2_ZERO:
 		return flags | BLOCKDEV_STATUS_ZERO | BLOCKDEV_STATUS_ALLOCATED;
 	case QCOW2_COMPRESSED:
-		return BLOCKDEV_STATUS_DATA | BLOCKDEV_STATUS_ALLOCATED;
+		return BLOCKDEV_STATUS_DATA | BLOCKDEV_STATUS_ALLOCATED | BLOCKDEV_STATUS_COMPRESSED;
 	case QCOW2_UNALLOCATED:
 	default:
 		return flags | (bs->backing ? 0 : BLOCKDEV_STATUS_ZERO);

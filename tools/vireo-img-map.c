@@ -46,8 +46,7 @@ static int chain_status(struct blockdev *bs, uint64_t off, uint64_t len, struct 
 			e->has_offset = st & BLOCKDEV_STATUS_OFFSET;
 			e->offset = map;
 			e->file = file;
-			/* qcow2 reports a compressed cluster as allocated data without an offset */
-			e->compressed = cur->drv == &blockdev_qcow2 && e->data && !e->has_offset;
+			e->compressed = st & BLOCKDEV_STATUS_COMPRESSED;
 			if (cur->drv != &blockdev_qcow2 && !(st & BLOCKDEV_STATUS_ZERO))
 				e->present = e->data = true;
 			return 0;
