@@ -172,6 +172,7 @@ struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockd
 	if (!bs)
 		return NULL;
 	bs->file = file;
+	bs->probed = ctx->probed;
 	bs->read_only = ctx->opts->readonly || file->read_only;
 	bs->align = file->align;
 	bs->mem_align = file->mem_align;
@@ -235,6 +236,7 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
 	file = blockdev_open_file(filename, opts, errp);
 	if (!file)
 		goto err_used;
+	ctx.probed = !drv;
 	if (!drv && !(drv = probe_format(file, errp)))
 		goto err_file;
 	bs = blockdev_open_format(file, drv, &ctx, errp);

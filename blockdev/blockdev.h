@@ -137,7 +137,8 @@ void blockdev_opts_free(struct blockdev_opts *opts);
 struct blockdev_open_ctx {
 	const char *filename;
 	const struct blockdev_opts *opts;
-	bool *used; /* opts->nr_extra flags */
+	bool *used;  /* opts->nr_extra flags */
+	bool probed; /* the format was guessed from the content, not given */
 };
 
 /**
@@ -161,6 +162,7 @@ const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
  * @filename: the file this node was opened from (for messages)
  * @size: virtual size in bytes (protocol nodes: the file size at open or the last truncate)
  * @read_only: writes fail with -EROFS
+ * @probed: the format was guessed from the content, not given (raw: see blockdev/raw.c)
  * @cache: cache mode it was opened with
  * @submit: the submit mode it was opened with (passed on to its backing and data files)
  * @submit_eager: the engine submits this node's I/O at once (iothread_submit), not per turn
@@ -177,6 +179,7 @@ struct blockdev {
 	char *filename;
 	uint64_t size;
 	bool read_only;
+	bool probed;
 	enum blockdev_cache cache;
 	enum blockdev_submit submit;
 	bool submit_eager;

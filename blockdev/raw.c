@@ -2,10 +2,20 @@
 /*
  * The `raw` format: the guest sees its file child byte for byte. Every op forwards to bs->file;
  * map() is the identity, so the fast path goes straight to the file's fd.
+ *
+ * A raw node whose format was probed (the user did not say raw) refuses, with -EPERM, a write
+ * that would make its first bytes probe as another format: otherwise a guest could write a
+ * qcow2 header naming a host file as its backing file, and the next probing open would follow
+ * it. Such writes (only those touching the first RAW_GUARD bytes) take the slow path, where
+ * the new first sector is checked; with format=raw given, nothing is checked.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "blockdev/internal.h"
+#include "common/util.h"
+
+#define RAW_GUARD 512 /* bytes blockdev_probe() looks at */
 
 static int raw_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
 {
@@ -16,7 +26,29 @@ static int raw_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 static int raw_map(struct blockdev *bs, enum blockdev_op op, uint64_t offset, uint64_t len,
 		   struct blockdev_extent *ext)
 {
+	if (op == BLOCKDEV_OP_WRITE && bs->probed && offset < RAW_GUARD) {
+		*ext = (struct blockdev_extent){ .kind = BLOCKDEV_EXTENT_SLOW,
+						 .len = MIN(len, RAW_GUARD - offset) };
+		return 0;
+	}
 	return blockdev_map(bs->file, op, offset, len, ext);
+}
+
+/* -EPERM when writing @iov at @offset would make the first bytes claim another format. */
+static int guard_first_sector(struct blockdev *bs, uint64_t offset, const struct iovec *iov,
+			      int iovcnt)
+{
+	uint64_t len = blockdev_iov_size(iov, iovcnt);
+	uint64_t n = MIN(RAW_GUARD, MAX(bs->size, offset + len));
+	const struct blockdev_driver *drv;
+	uint8_t buf[RAW_GUARD];
+	int ret = blockdev_pread(bs->file, 0, buf, n); /* zeroes past the end of the file */
+
+	if (ret)
+		return ret;
+	blockdev_iov_to_buf(iov, iovcnt, 0, buf + offset, MIN(len, n - offset));
+	drv = blockdev_probe(buf, n, bs->filename, NULL);
+	return drv == &blockdev_raw ? 0 : -EPERM;
 }
 
 static int raw_preadv(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
@@ -26,6 +58,12 @@ static int raw_preadv(struct blockdev *bs, uint64_t offset, const struct iovec *
 
 static int raw_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
 {
+	if (bs->probed && offset < RAW_GUARD) {
+		int ret = guard_first_sector(bs, offset, iov, iovcnt);
+
+		if (ret)
+			return ret;
+	}
 	return blockdev_pwritev(bs->file, offset, iov, iovcnt);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,17 +99,23 @@ static void make_file(char *path, size_t size, const void *buf, size_t len)
 	close(fd);
 }
 
-static struct blockdev *open_as(const char *path, const char *format, struct error **errp)
+static struct blockdev *open_rw(const char *path, const char *format, bool readonly,
+			       struct error **errp)
 {
 	struct blockdev_opts o = { 0 };
 	struct blockdev *bs;
 
 	if (format)
 		assert_int_equal(blockdev_opts_set(&o, "format", format, NULL), 0);
-	o.readonly = true;
+	o.readonly = readonly;
 	bs = blockdev_open(path, &o, errp);
 	blockdev_opts_free(&o);
 	return bs;
+}
+
+static struct blockdev *open_as(const char *path, const char *format, struct error **errp)
+{
+	return open_rw(path, format, true, errp);
 }
 
 static void damaged_qcow2_is_refused_not_opened_as_raw(void **state)
@@ -194,6 +201,45 @@ static void generic_calls_on_raw_never_reach_qcow2_code(void **state)
 	unlink(path);
 }
 
+/* A guest of a probed raw disk cannot turn it into a qcow2 (or other) image by writing a header */
+static void probed_raw_refuses_writes_that_would_change_its_format(void **state)
+{
+	static const uint8_t qcow2_hdr[8] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
+	struct blockdev_extent ext;
+	uint8_t back[8];
+	struct blockdev *bs;
+	char path[256];
+
+	make_file(path, 1 << 20, "", 0);
+	bs = open_rw(path, NULL, false, NULL);
+	assert_non_null(bs);
+	assert_true(bs->probed);
+	assert_int_equal(blockdev_pwrite(bs, 0, qcow2_hdr, sizeof(qcow2_hdr)), -EPERM);
+	assert_int_equal(blockdev_pwrite(bs, 0, "KDMV", 4), -EPERM);
+	assert_int_equal(blockdev_pwrite(bs, 0x40, "\x7f\x10\xda\xbe", 4), -EPERM); /* vdi */
+	assert_int_equal(blockdev_pwrite(bs, 0, "hello", 5), 0);
+	assert_int_equal(blockdev_pwrite(bs, 4096, qcow2_hdr, sizeof(qcow2_hdr)), 0);
+	assert_int_equal(blockdev_pread(bs, 0, back, 5), 0);
+	assert_memory_equal(back, "hello", 5);
+	/* the fast path sends only the first sector's writes to the slow path, where they are checked */
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_WRITE, 0, 8192, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_SLOW);
+	assert_int_equal(ext.len, 512);
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_WRITE, 512, 8192, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_DATA);
+	blockdev_close(bs);
+
+	/* format=raw given: the user said what it is, nothing is checked */
+	bs = open_rw(path, "raw", false, NULL);
+	assert_non_null(bs);
+	assert_false(bs->probed);
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_WRITE, 0, 8192, &ext), 0);
+	assert_int_equal(ext.kind, BLOCKDEV_EXTENT_DATA);
+	assert_int_equal(blockdev_pwrite(bs, 0, qcow2_hdr, sizeof(qcow2_hdr)), 0);
+	blockdev_close(bs);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +249,7 @@ int main(void)
 		cmocka_unit_test(damaged_qcow2_is_refused_not_opened_as_raw),
 		cmocka_unit_test(foreign_image_opens_only_when_called_raw),
 		cmocka_unit_test(generic_calls_on_raw_never_reach_qcow2_code),
+		cmocka_unit_test(probed_raw_refuses_writes_that_would_change_its_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
