@@ -422,6 +422,17 @@ static int write_zero_buffers(struct blockdev *bs, uint64_t offset, uint64_t len
 	return ret;
 }
 
+int blockdev_pwrite_compressed(struct blockdev *bs, uint64_t offset, const void *buf,
+			       uint64_t len)
+{
+	int ret = check_range(bs, offset, len, true);
+
+	if (ret)
+		return ret;
+	return bs->drv->pwrite_compressed ? bs->drv->pwrite_compressed(bs, offset, buf, len) :
+					    -ENOTSUP;
+}
+
 int blockdev_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags)
 {
 	int ret = check_range(bs, offset, len, true);

@@ -316,6 +316,8 @@ struct blockdev_write {
  * @info: fill the format-specific part of @info; NULL = nothing to add
  * @snapshot_list: the node's internal snapshots (a malloc'd array, free with
  *       blockdev_snapshot_list_free); NULL = the format has none
+ * @pwrite_compressed: write one whole cluster (the image's last one may be short) stored
+ *       compressed; NULL = the format cannot compress
  * @make_empty: drop everything the node itself holds, so that it reads as its backing file
  *       (after a commit); NULL = the format cannot
  */
@@ -339,6 +341,8 @@ struct blockdev_driver {
 	int (*info)(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
 	int (*snapshot_list)(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			     struct error **errp);
+	int (*pwrite_compressed)(struct blockdev *bs, uint64_t offset, const void *buf,
+				 uint64_t len);
 	int (*make_empty)(struct blockdev *bs, struct error **errp);
 };
 
@@ -419,6 +423,10 @@ int blockdev_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *i
 int blockdev_flush(struct blockdev *bs);
 int blockdev_discard(struct blockdev *bs, uint64_t offset, uint64_t len);
 int blockdev_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags);
+/* One cluster stored compressed (offset cluster-aligned, len a cluster or the image's tail);
+ * -ENOTSUP for a format that cannot compress. */
+int blockdev_pwrite_compressed(struct blockdev *bs, uint64_t offset, const void *buf,
+			       uint64_t len);
 /* Returns BLOCKDEV_STATUS_* flags for the first *pnum bytes of the range, or -errno. */
 int blockdev_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, uint64_t *pnum,
 			  uint64_t *map_offset, struct blockdev **map_file);

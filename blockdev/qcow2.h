@@ -202,6 +202,8 @@ void qcow2_pool_free(struct qcow2_pool *p);
  * -ENOTSUP with an external data file.
  */
 int qcow2_write_compressed(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
+/* The driver's pwrite_compressed op. */
+int qcow2_pwrite_compressed(struct blockdev *bs, uint64_t off, const void *buf, uint64_t len);
 
 /* --- qcow2_amend.c --- */
 struct qcow2_amend_opts {

@@ -540,5 +540,6 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.truncate = qcow2_truncate,
 	.info = qcow2_info,
 	.snapshot_list = qcow2_snapshot_list,
+	.pwrite_compressed = qcow2_pwrite_compressed,
 	.make_empty = qcow2_make_empty,
 };

@@ -883,6 +883,11 @@ place:
 	return 0;
 }
 
+int qcow2_pwrite_compressed(struct blockdev *bs, uint64_t off, const void *buf, uint64_t len)
+{
+	return qcow2_write_compressed(qcow2_of(bs), off, buf, len);
+}
+
 int qcow2_write_compressed(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
 {
 	uint64_t gc = off >> q->cluster_bits, idx = gc & ((1ULL << q->l2_bits) - 1);

@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct convert {
 	bool backing;      /* -B: the target has a backing file: zeroes must be written, and
 			    * what the source's top layer does not hold is skipped */
 	bool compress;     /* -c */
+	uint64_t cluster_size; /* -c: the target's */
 	bool sync_writes;  /* -t writethrough|directsync: flush after every write */
 	bool no_flush;     /* -t unsafe: no flush at the end */
 	bool in_order;     /* no -W: chunks commit in order */
@@ -189,7 +191,7 @@ static int compress_cluster(struct worker *w, uint64_t chunk, uint64_t off, uint
 static int prepare_compressed(struct worker *w, uint64_t chunk, uint64_t end)
 {
 	struct convert *c = w->c;
-	uint64_t cs = qcow2_of(c->dst)->cluster_size;
+	uint64_t cs = c->cluster_size;
 
 	for (uint64_t off = chunk; off < end;) {
 		uint64_t pnum, map, whole;
@@ -265,7 +267,7 @@ static int commit(struct worker *w)
 		case W_DATA: ret = blockdev_pwrite(c->dst, r->off, r->data, r->len); break;
 		case W_ZERO: ret = blockdev_write_zeroes(c->dst, r->off, r->len, 0); break;
 		case W_COMPRESS:
-			ret = qcow2_write_compressed(qcow2_of(c->dst), r->off, r->data, r->len);
+			ret = blockdev_pwrite_compressed(c->dst, r->off, r->data, r->len);
 			break;
 		}
 		if (!ret && c->sync_writes)
@@ -491,9 +493,19 @@ int img_convert(int argc, char **argv)
 	c.dst = img_open(argv[optind + 1], out_fmt, false, dst_opts, &err);
 	if (!c.dst)
 		goto fail;
-	if (c.compress && strcmp(blockdev_format_name(c.dst), "qcow2")) {
-		error_setg(&err, "-c: '%s' is not a qcow2 image", argv[optind + 1]);
-		goto fail;
+	if (c.compress) {
+		struct blockdev_info info;
+
+		if (blockdev_get_info(c.dst, &info, &err))
+			goto fail;
+		json_object_put(info.specific);
+		c.cluster_size = info.cluster_size;
+		if (!c.dst->drv->pwrite_compressed || !c.cluster_size ||
+		    CHUNK % c.cluster_size) {
+			error_setg(&err, "-c: '%s' is a %s image, which cannot hold compressed "
+				   "clusters", argv[optind + 1], blockdev_format_name(c.dst));
+			goto fail;
+		}
 	}
 	if (c.dst->size < c.src->size) {
 		error_setg(&err, "'%s' is smaller than '%s'", argv[optind + 1], argv[optind]);
