@@ -452,9 +452,10 @@ int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 	if (ret)
 		return ret;
 	*pnum = run.len;
-	/* data clusters always have an offset (0 is a legal one in an external data file);
-	 * zero clusters have one when preallocated */
-	if (run.kind == QCOW2_DATA || (run.kind == QCOW2_ZERO && run.host)) {
+	/* a host cluster behind the run (preallocated zero clusters and unallocated subclusters
+	 * of an allocated cluster have one too); data always has one: 0 is a legal offset in an
+	 * external data file */
+	if (run.kind == QCOW2_DATA || (run.host && run.kind != QCOW2_COMPRESSED)) {
 		*map_offset = run.host;
 		*map_file = q->data;
 		flags = BLOCKDEV_STATUS_OFFSET;
