@@ -3,25 +3,55 @@
  * img_io: a tiny qemu-io look-alike over vireo's block layer, for interop tests.
  *   img_io [-f fmt] [-o driver_opts] FILE -c "write -P 0xab OFF LEN" -c "write -z OFF LEN"
  *          -c "discard OFF LEN" -c "read -P 0xab OFF LEN" -c "truncate SIZE" ...
- *   -g N: up to N consecutive "write -P" commands go to the driver's group commit
+ *          -c "write -S SEED OFF LEN" -c "flush" ...
+ *   -g N: up to N consecutive "write -P" / "write -S" commands go to the driver's group commit
  *         (pwritev_group, as the slow-path worker sends them) instead of one by one.
+ *   -l:   the crash-consistency log on stdout (crash_pattern.h), unbuffered: "@W" / "@Z" / "@D"
+ *         before each write -S, write -z and discard is issued (the command's index is its ID),
+ *         "@F ID" once a flush command (or the final flush) returned, "@E" at the very end.
+ * "write -S SEED" writes crash_fill()'s data (crash_pattern.h): unique to the seed and the offset.
  * Exits 0 when every command succeeded (and every read matched its pattern), 1 otherwise.
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blockdev/blockdev.h"
 #include "common/parse.h"
 #include "common/util.h"
+#include "tests/interop/crash_pattern.h"
 
-static int run(struct blockdev *bs, char *cmd)
+#define MAX_CMDS 4096
+
+/* -l: write each log line with one write(2), so that a SIGKILL never leaves one in a buffer */
+static bool logging;
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+	char line[128];
+	va_list ap;
+	int n;
+
+	if (!logging)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > 0 && write(STDOUT_FILENO, line, (size_t)n) != n)
+		abort(); /* a log we cannot trust must not pass a check */
+}
+
+static int run(struct blockdev *bs, char *cmd, int id)
 {
 	char *argv[8], *save = NULL, *tok;
 	int argc = 0, pattern = -1, zero = 0, ret;
-	uint64_t off, len;
+	uint64_t off, len, seed = 0;
+	bool seeded = false;
 	struct error *err = NULL;
 
 	for (tok = strtok_r(cmd, " ", &save); tok && argc < 8; tok = strtok_r(NULL, " ", &save))
@@ -33,7 +63,23 @@ static int run(struct blockdev *bs, char *cmd)
 		}
 		return 0;
 	}
-	if (argc >= 3 && !strcmp(argv[1], "-P")) {
+	if (argc == 1 && !strcmp(argv[0], "flush")) {
+		if ((ret = blockdev_flush(bs))) {
+			fprintf(stderr, "img_io: flush: %s\n", strerror(-ret));
+			return -1;
+		}
+		log_line("@F %d\n", id);
+		return 0;
+	}
+	if (argc >= 3 && !strcmp(argv[1], "-S")) {
+		if (parse_u64("seed", argv[2], 0, UINT64_MAX, &seed, &err)) {
+			error_report_free("img_io", err);
+			return -1;
+		}
+		seeded = true;
+		memmove(argv + 1, argv + 3, (size_t)(argc - 3) * sizeof(*argv));
+		argc -= 2;
+	} else if (argc >= 3 && !strcmp(argv[1], "-P")) {
 		pattern = (int)strtol(argv[2], NULL, 0);
 		memmove(argv + 1, argv + 3, (size_t)(argc - 3) * sizeof(*argv));
 		argc -= 2;
@@ -49,17 +95,25 @@ static int run(struct blockdev *bs, char *cmd)
 		fprintf(stderr, "img_io: bad command\n");
 		return -1;
 	}
-	if (!strcmp(argv[0], "discard"))
+	if (!strcmp(argv[0], "discard")) {
+		log_line("@D %d %" PRIu64 " %" PRIu64 "\n", id, off, len);
 		ret = blockdev_discard(bs, off, len);
-	else if (!strcmp(argv[0], "write") && zero)
+	} else if (!strcmp(argv[0], "write") && zero) {
+		log_line("@Z %d %" PRIu64 " %" PRIu64 "\n", id, off, len);
 		ret = blockdev_write_zeroes(bs, off, len, BLOCKDEV_ZERO_MAY_UNMAP);
-	else {
+	} else {
 		uint8_t *buf = malloc(len ? len : 1);
 
 		if (!buf)
 			return -1;
 		if (!strcmp(argv[0], "write")) {
-			memset(buf, pattern < 0 ? 0xcd : pattern, len);
+			if (seeded) {
+				crash_fill(buf, seed, off, len);
+				log_line("@W %d %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", id, off, len,
+					 seed);
+			} else {
+				memset(buf, pattern < 0 ? 0xcd : pattern, len);
+			}
 			ret = blockdev_pwrite(bs, off, buf, len);
 		} else {
 			ret = blockdev_pread(bs, off, buf, len);
@@ -105,23 +159,31 @@ static int group_flush(struct blockdev *bs)
 	return ret;
 }
 
-/* Queues @cmd to the group if it is a "write -P OFF LEN"; 1 if queued, 0 if not, -1 on error. */
-static int group_add(struct blockdev *bs, const char *cmd, int max)
+/*
+ * Queues @cmd to the group if it is a "write -P PATTERN OFF LEN" or "write -S SEED OFF LEN"; 1 if
+ * queued, 0 if not, -1 on error.
+ */
+static int group_add(struct blockdev *bs, const char *cmd, int max, int id)
 {
-	int pattern;
-	uint64_t off, len;
-	char o[32], l[32];
-	void *buf;
+	uint64_t off, len, val;
+	char o[32], l[32], v[32], kind;
+	uint8_t *buf;
 
-	/* the offset and length are read as run() reads them ("64k" included) */
-	if (sscanf(cmd, "write -P %i %31s %31s", &pattern, o, l) != 3 ||
+	/* the numbers are read as run() reads them ("64k" included) */
+	if (sscanf(cmd, "write -%c %31s %31s %31s", &kind, v, o, l) != 4 ||
+	    (kind != 'P' && kind != 'S') || parse_u64("value", v, 0, UINT64_MAX, &val, NULL) ||
 	    parse_size("offset", o, &off, NULL) || parse_size("length", l, &len, NULL) || !len ||
 	    !range_within(off, len, bs->size))
 		return 0;
 	buf = malloc(len);
 	if (!buf)
 		return -1;
-	memset(buf, pattern, len);
+	if (kind == 'S') {
+		crash_fill(buf, val, off, len);
+		log_line("@W %d %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", id, off, len, val);
+	} else {
+		memset(buf, (int)val, len);
+	}
 	grp.v[grp.n] = (struct iovec){ buf, len };
 	grp.w[grp.n] = (struct blockdev_write){ .offset = off, .iov = &grp.v[grp.n], .iovcnt = 1 };
 	if (++grp.n == max)
@@ -133,11 +195,13 @@ int main(int argc, char **argv)
 {
 	struct blockdev_opts o = { 0 };
 	struct error *err = NULL;
-	char *cmds[256];
+	static char *cmds[MAX_CMDS];
 	int ncmds = 0, c, status = 0, group = 0;
 	struct blockdev *bs;
 
-	while ((c = getopt(argc, argv, "f:o:c:rg:")) != -1) {
+	while ((c = getopt(argc, argv, "f:o:c:rg:l")) != -1) {
+		if (c == 'l')
+			logging = true;
 		if (c == 'g') {
 			uint64_t g;
 
@@ -160,13 +224,17 @@ int main(int argc, char **argv)
 		}
 		if (c == 'r')
 			o.readonly = true;
-		if (c == 'c' && ncmds < 256)
+		if (c == 'c' && ncmds == MAX_CMDS) {
+			fprintf(stderr, "img_io: more than %d commands\n", MAX_CMDS);
+			return 1;
+		}
+		if (c == 'c')
 			cmds[ncmds++] = optarg;
 		if (c == '?')
 			return 1;
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-r] [-g N] FILE -c CMD...\n");
+		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-r] [-g N] [-l] FILE -c CMD...\n");
 		return 1;
 	}
 	bs = blockdev_open(argv[optind], &o, &err);
@@ -178,17 +246,21 @@ int main(int argc, char **argv)
 		status = 1;
 	}
 	for (int i = 0; i < ncmds && !status; i++) {
-		int queued = group > 0 ? group_add(bs, cmds[i], group) : 0;
+		int queued = group > 0 ? group_add(bs, cmds[i], group, i + 1) : 0;
 
 		if (queued < 0 || (!queued && group_flush(bs)))
 			status = 1;
 		else if (!queued)
-			status = run(bs, cmds[i]) ? 1 : 0;
+			status = run(bs, cmds[i], i + 1) ? 1 : 0;
 	}
 	if (!status && group_flush(bs))
 		status = 1;
 	if (!status && blockdev_flush(bs))
 		status = 1;
+	if (!status) {
+		log_line("@F %d\n", ncmds);
+		log_line("@E\n");
+	}
 	blockdev_close(bs);
 	return status;
 fail:

@@ -14,6 +14,8 @@ const struct guest_case guest_cases[] = {
 	  "virtio-blk: MSI-X completions on every queue, EVENT_IDX / NO_INTERRUPT suppression" },
 	{ "blk-hostile", case_blk_hostile, false,
 	  "virtio-blk: malformed requests on queue 0, queue 1 keeps serving" },
+	{ "blk-crashwriter", case_blk_crashwriter, false,
+	  "virtio-blk: random writes, zeroes, discards, flushes, logged for a crash check" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
