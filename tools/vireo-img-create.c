@@ -19,9 +19,11 @@ struct create_opts {
 	struct qcow2_create_opts q;
 	char *backing, *backing_fmt;
 	char *prealloc;
+	char *compat; /* as given, for the "Formatting" line */
 	char *data_file;
 	uint64_t size;
 	bool size_given;
+	bool data_file_raw_given;
 };
 
 static int take_option(void *opaque, const char *key, const char *value, struct error **errp)
@@ -59,6 +61,8 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 			error_setg(errp, "compat: '%s' is not 0.10 or 1.1", value);
 			return -1;
 		}
+		free(c->compat);
+		c->compat = strdup(value);
 	} else if (!strcmp(key, "backing_file")) {
 		free(c->backing);
 		c->backing = strdup(value);
@@ -72,6 +76,7 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 		if (parse_bool("data_file_raw", value, &b, errp))
 			return -1;
 		c->q.data_file_raw = b;
+		c->data_file_raw_given = true;
 	} else if (!strcmp(key, "lazy_refcounts")) {
 		if (parse_bool("lazy_refcounts", value, &b, errp))
 			return -1;
@@ -123,13 +128,32 @@ static int inspect_backing(const char *filename, struct create_opts *c, struct e
 	}
 	if (!c->size_given)
 		c->size = b->size;
-	if (!c->backing_fmt)
-		c->backing_fmt = strdup(blockdev_format_name(b));
 	blockdev_close(b);
 	ret = 0;
 out:
 	free(path);
 	return ret;
+}
+
+/* qemu-img's "Formatting ..." line: the options it prints, in its order (defaults included). */
+static void print_qcow2(const char *filename, const struct create_opts *c)
+{
+	printf("Formatting '%s', fmt=qcow2 cluster_size=%llu extended_l2=%s", filename,
+	       1ULL << c->q.cluster_bits, c->q.extended_l2 ? "on" : "off");
+	if (c->prealloc)
+		printf(" preallocation=%s", c->prealloc);
+	printf(" compression_type=%s size=%" PRIu64,
+	       c->q.compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib", c->size);
+	if (c->compat)
+		printf(" compat=%s", c->compat);
+	if (c->backing)
+		printf(" backing_file=%s backing_fmt=%s", c->backing, c->backing_fmt);
+	if (c->data_file)
+		printf(" data_file=%s", c->data_file);
+	if (c->data_file_raw_given)
+		printf(" data_file_raw=%s", c->q.data_file_raw ? "on" : "off");
+	printf(" lazy_refcounts=%s refcount_bits=%u\n", c->q.lazy_refcounts ? "on" : "off",
+	       c->q.refcount_bits);
 }
 
 static int create_raw(const char *filename, const struct create_opts *c, struct error **errp)
@@ -177,6 +201,12 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 		error_setg(errp, "format raw has no backing file");
 		goto out;
 	}
+	if (c.backing && !c.backing_fmt) {
+		/* qemu-img's rule: a probed backing file could be taken for another format */
+		error_setg(errp, "'%s': backing file '%s' given without its format (-F or "
+			   "backing_fmt=): its format is not probed", filename, c.backing);
+		goto out;
+	}
 	if (c.backing && inspect_backing(filename, &c, errp))
 		goto out;
 	if (!c.size_given && !c.backing) {
@@ -185,7 +215,8 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	}
 	if (!strcmp(fmt, "raw")) {
 		if (!quiet)
-			printf("Formatting '%s', fmt=raw size=%" PRIu64 "\n", filename, c.size);
+			printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", filename, c.size,
+			       c.prealloc ? " preallocation=" : "", c.prealloc ? c.prealloc : "");
 		ret = create_raw(filename, &c, errp);
 		goto out;
 	}
@@ -196,21 +227,14 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	c.q.prealloc_falloc = c.prealloc && (!strcmp(c.prealloc, "falloc") ||
 					     !strcmp(c.prealloc, "full"));
 	c.q.data_file = c.data_file;
-	if (!quiet) {
-		printf("Formatting '%s', fmt=qcow2 cluster_size=%llu extended_l2=%s "
-		       "compression_type=%s size=%" PRIu64,
-		       filename, 1ULL << c.q.cluster_bits, c.q.extended_l2 ? "on" : "off",
-		       c.q.compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib", c.size);
-		if (c.backing)
-			printf(" backing_file=%s backing_fmt=%s", c.backing, c.backing_fmt);
-		printf(" lazy_refcounts=%s refcount_bits=%u\n", c.q.lazy_refcounts ? "on" : "off",
-		       c.q.refcount_bits);
-	}
+	if (!quiet)
+		print_qcow2(filename, &c);
 	ret = qcow2_create(filename, &c.q, errp);
 out:
 	free(c.backing);
 	free(c.backing_fmt);
 	free(c.prealloc);
+	free(c.compat);
 	free(c.data_file);
 	return ret;
 }
