@@ -64,22 +64,35 @@ static bool mergeable(const struct extent *a, const struct extent *b)
 	       (!a->has_offset || a->offset + a->len == b->offset);
 }
 
-static void print(const struct extent *e, bool json, bool first)
+/*
+ * Prints one extent (the JSON list's opening bracket before the first). Returns -1 with a
+ * message when the human form cannot show it: data with no place in a file (a compressed
+ * cluster), which qemu-img map refuses the same way rather than leave it out.
+ */
+static int print(struct blockdev *bs, const struct extent *e, bool json, bool *first)
 {
 	if (!json) {
-		if (e->has_offset && e->data)
+		if (e->data && !e->has_offset) {
+			fprintf(stderr, "%s: '%s': offset %" PRIu64 " holds compressed data, which "
+				"has no offset in a file to show (--output=json shows it)\n",
+				IMG_PROG, bs->filename, e->start);
+			return -1;
+		}
+		if (e->data)
 			printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start,
 			       e->len, e->offset, e->file ? e->file->filename : "");
-		return;
+		return 0;
 	}
 	printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d, "
 	       "\"present\": %s, \"zero\": %s, \"data\": %s, \"compressed\": %s",
-	       first ? "[" : ",\n", e->start, e->len, e->depth, e->present ? "true" : "false",
+	       *first ? "[" : ",\n", e->start, e->len, e->depth, e->present ? "true" : "false",
 	       e->zero ? "true" : "false", e->data ? "true" : "false",
 	       e->compressed ? "true" : "false");
 	if (e->has_offset)
 		printf(", \"offset\": %" PRIu64, e->offset);
 	printf("}");
+	*first = false;
+	return 0;
 }
 
 int img_map(int argc, char **argv)
@@ -124,18 +137,18 @@ int img_map(int argc, char **argv)
 		if (cur.len && mergeable(&cur, &next)) {
 			cur.len += next.len;
 		} else {
-			if (cur.len) {
-				print(&cur, json, first);
-				first = false;
+			if (cur.len && print(bs, &cur, json, &first)) {
+				ret = 1;
+				break;
 			}
 			cur = next;
 		}
 		off += next.len;
 	}
-	if (!ret && cur.len)
-		print(&cur, json, first);
+	if (!ret && cur.len && print(bs, &cur, json, &first))
+		ret = 1;
 	if (json && !ret)
-		printf("%s\n", first && !cur.len ? "[]" : "]");
+		printf("%s\n", first ? "[]" : "]");
 	blockdev_close(bs);
 	return ret;
 }
