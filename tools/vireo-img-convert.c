@@ -94,8 +94,10 @@ enum action { SKIP, ZERO, FILL, DATA };
 
 static enum action action_of(const struct convert *c, int st)
 {
+	/* what the source's backing chain provides, the target's backing file provides (as in
+	 * qemu-img); a source without one reads zeroes there, written as such over the target's */
 	if (c->backing && !(st & BLOCKDEV_STATUS_ALLOCATED))
-		return SKIP; /* the target's backing file provides it */
+		return c->src->backing ? SKIP : ZERO;
 	if ((st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA)) {
 		if (!c->sparse)
 			return FILL; /* -S 0: a fully allocated target, zeroes written as data */
