@@ -1,0 +1,555 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# The vireo-img verb x format matrix (issue 13): every verb on every format vireo-img supports,
+# compared with qemu-img on the same input.
+#
+#  - Formats: raw; qcow2 compat=0.10 and 1.1; each version over a backing file (a qcow2 one and
+#    a raw one); qcow2 with an external data file; a compressed qcow2 (with some plain clusters
+#    written over it). The inputs are made by qemu-img / qemu-io, so they are the peer's images.
+#  - Read-only verbs (info human / json / --backing-chain, check human / json, map human / json,
+#    measure human / json, compare) run on the same file with both tools: same exit code, same
+#    JSON (normalized with jq), same text for the human forms whose text is qemu-img's.
+#  - Modifying verbs (create, convert in each direction, resize, rebase, commit, amend, dd) run
+#    with each tool on its own copy of the inputs: same exit code, then the results compared:
+#    `qemu-img compare` of the two results (and of the source, for convert), `qemu-img check` of
+#    vireo's result clean, `qemu-img info` of both results the same.
+#  - Each verb on a missing file, a directory, an empty file, a file without read permission (run
+#    as nobody), a qcow2 header cut short and qcow2 files cut mid-L1 and mid-refcount table: the
+#    exit code qemu-img gives, a message on stderr naming the file, never a signal.
+#  - Probing: a file that starts with another format's magic (qcow2 version 9, VMDK, VHDX, VPC,
+#    qcow version 1, LUKS, QED, VDI) is refused without -f by info/convert/check/map, with a
+#    message naming the format, and opens as raw with -f raw; plain data, zeroes and text probe
+#    as raw.
+#
+# Any exit status >= 128 of vireo-img (a signal) fails the check it belongs to.
+# Output: one "ok - NAME" / "not ok - NAME" line per check (details of a failure on "#" lines
+# after it), then "N passed, N failed"; exit 1 on any failure, 77 when a peer tool is missing.
+# usage: img-matrix.sh VIREO_IMG
+set -u
+if [ $# -ne 1 ]; then
+	echo "usage: $0 VIREO_IMG" >&2
+	exit 2
+fi
+for t in qemu-img qemu-io jq setpriv; do
+	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
+done
+if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1; then
+	echo "SKIP: no user 'nobody' to run the unreadable-file cases as"
+	exit 77
+fi
+T=$(mktemp -d /tmp/vireo-img-matrix.XXXXXX)
+trap 'cd /; rm -rf "$T"' EXIT
+# 0755 all the way, and a copy of the binary, so that nobody can reach both (unreadable-file cases)
+chmod 755 "$T"
+cp "$(realpath "$1")" "$T/vireo-img"
+VI=$T/vireo-img
+L=$T/log
+mkdir "$L" "$T/src" "$T/bad" "$T/probe"
+export LC_ALL=C
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+bad() { # name [details]
+	failed=$((failed + 1))
+	echo "not ok - $1"
+	if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 24 | sed 's/^/#   /'; fi
+}
+
+# V / Q ARGS...: run vireo-img / qemu-img; stdout, stderr in $L/{v,q}.{out,err}, status in vrc/qrc.
+# NOBODY=1 runs them as nobody.
+as() { if [ "${NOBODY:-0}" = 1 ]; then setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; else "$@"; fi; }
+V() { as "$VI" "$@" >"$L/v.out" 2>"$L/v.err"; vrc=$?; }
+Q() { as qemu-img "$@" >"$L/q.out" 2>"$L/q.err"; qrc=$?; }
+VQ() { V "$@"; Q "$@"; }
+
+stderrs() {
+	echo "vireo-img exit $vrc, stderr: $(head -c 600 "$L/v.err")"
+	echo "qemu-img  exit $qrc, stderr: $(head -c 600 "$L/q.err")"
+}
+
+# Same exit status as qemu-img (and no signal). Returns 0 when both succeeded.
+same_rc() { # name
+	if [ "$vrc" -ge 128 ]; then
+		bad "$1: exit status" "vireo-img killed by signal $((vrc - 128))"$'\n'"$(stderrs)"
+	elif [ "$vrc" = "$qrc" ]; then
+		ok "$1: exit status $vrc"
+	else
+		bad "$1: exit status" "$(stderrs)"
+	fi
+	[ "$vrc" = 0 ] && [ "$qrc" = 0 ]
+}
+
+# The JSON both printed, through the same jq filter, is the same.
+same_json() { # name filter
+	local d
+	if ! jq -S "$2" "$L/q.out" >"$L/q.json" 2>"$L/jq.err"; then
+		bad "$1: json" "qemu-img's output is not JSON: $(head -c 300 "$L/q.out")"
+	elif ! jq -S "$2" "$L/v.out" >"$L/v.json" 2>"$L/jq.err"; then
+		bad "$1: json" "vireo-img's output is not JSON: $(head -c 300 "$L/v.out") $(cat "$L/jq.err")"
+	elif d=$(diff -u "$L/q.json" "$L/v.json"); then
+		ok "$1: json"
+	else
+		bad "$1: json" "--- qemu-img +++ vireo-img"$'\n'"$d"
+	fi
+}
+
+# Both printed the same text (after filter: a command reading stdin).
+same_text() { # name [filter...]
+	local d name=$1
+	shift
+	if [ $# = 0 ]; then set -- cat; fi
+	"$@" <"$L/q.out" >"$L/q.txt"
+	"$@" <"$L/v.out" >"$L/v.txt"
+	if d=$(diff -u "$L/q.txt" "$L/v.txt"); then
+		ok "$name: output"
+	else
+		bad "$name: output" "--- qemu-img +++ vireo-img"$'\n'"$d"
+	fi
+}
+
+# A failure message exists and names the file (only when vireo-img failed).
+names_file() { # name file
+	if [ "$vrc" = 0 ] || [ "$vrc" -ge 128 ]; then return; fi
+	if [ -s "$L/v.err" ] && grep -qF -- "$2" "$L/v.err"; then
+		ok "$1: message names $2"
+	else
+		bad "$1: message names $2" "stderr: $(head -c 600 "$L/v.err")"
+	fi
+}
+
+# qemu-img prints the protocol layer of every image ("Child node '/file':" and what is indented
+# under it) in human info; vireo has no protocol nodes to show. Those lines are compared as JSON
+# "children" by the info_children check, not here.
+no_child_nodes() { awk '/^Child node/ { skip = 1; next } skip && /^ / { next } { skip = 0; print }'; }
+
+# ---------------------------------------------------------------------------------------------
+# Inputs (made by the peer)
+cd "$T/src" || exit 1
+{
+	qemu-img create -q -f raw raw.raw 4M
+	qemu-io -f raw -c 'write -P 0xa1 0 1M' -c 'write -P 0xa2 2M 512k' raw.raw
+	qemu-img create -q -f qcow2 -o compat=0.10 q2.qcow2 4M
+	qemu-io -c 'write -P 0x21 0 256k' -c 'write -z 1M 64k' -c 'write -P 0x22 3M 100k' q2.qcow2
+	qemu-img create -q -f qcow2 q3.qcow2 4M
+	qemu-io -c 'write -P 0x31 0 256k' -c 'write -z 1M 128k' -c 'write -P 0x32 3M 100k' q3.qcow2
+	qemu-img create -q -f qcow2 -o compat=0.10 -b q3.qcow2 -F qcow2 q2b.qcow2
+	qemu-io -c 'write -P 0x61 128k 192k' -c 'write -P 0x62 3100k 8k' q2b.qcow2
+	qemu-img create -q -f qcow2 -b raw.raw -F raw q3b.qcow2 6M
+	qemu-io -c 'write -P 0x41 512k 1M' -c 'write -z 2M 64k' -c 'write -P 0x42 5M 64k' q3b.qcow2
+	qemu-img create -q -f qcow2 -o data_file=q3d.data q3d.qcow2 4M
+	qemu-io -c 'write -P 0x51 0 1M' -c 'write -P 0x52 2M 64k' q3d.qcow2
+	qemu-img convert -c -O qcow2 q3.qcow2 q3c.qcow2
+	qemu-io -c 'write -P 0x71 2M 128k' q3c.qcow2
+	# other content for compare, a new backing file for rebase
+	qemu-img create -q -f raw other.raw 4M
+	qemu-io -f raw -c 'write -P 0xa1 0 1M' -c 'write -P 0xa3 2M 4k' other.raw
+	qemu-img create -q -f raw new.raw 4M
+	qemu-io -f raw -c 'write -P 0x99 1M 1M' new.raw
+	qemu-img create -q -f raw zero.raw 4M
+} >/dev/null || { echo "could not make the inputs"; exit 1; }
+IMAGES="raw.raw q2.qcow2 q3.qcow2 q2b.qcow2 q3b.qcow2 q3d.qcow2 q3c.qcow2"
+declare -A FMT=([raw.raw]=raw [q2.qcow2]=qcow2 [q3.qcow2]=qcow2 [q2b.qcow2]=qcow2
+		[q3b.qcow2]=qcow2 [q3d.qcow2]=qcow2 [q3c.qcow2]=qcow2)
+
+# Fresh copies of every input for each tool, in $T/v and $T/q (same names in both, so that what
+# the tools print about them can be compared).
+fresh() {
+	rm -rf "$T/v" "$T/q"
+	cp -a "$T/src" "$T/v"
+	cp -a "$T/src" "$T/q"
+}
+# in DIR ARGS: V or Q run inside $T/v or $T/q
+WD=$T
+Vin() { (cd "$WD/v" && V "$@"; echo $vrc >"$L/vrc"); vrc=$(cat "$L/vrc"); }
+Qin() { (cd "$WD/q" && Q "$@"; echo $qrc >"$L/qrc"); qrc=$(cat "$L/qrc"); }
+
+# The guest content of @file as qemu-img reads it (raw, into @out), read from inside @dir: qemu-img
+# resolves an image's relative data_file name against its working directory, not the image's.
+content() { # dir file out
+	local f=()
+	case $2 in *.raw | *.data) f=(-f raw) ;; esac
+	(cd "$1" && qemu-img convert "${f[@]}" -O raw "$2" "$3") >"$L/conv.err" 2>&1
+}
+
+# After a modifying verb: the files @files in $T/v and $T/q show the same content and the same
+# `qemu-img info`; vireo's qcow2 files pass `qemu-img check`. With REF=src the content is
+# compared with the file's before the verb instead (in $T/src).
+# Excluded from the info comparison: "actual-size" and "children" (the protocol node: file
+# length and allocation), which describe how each tool laid the image out in its file, not what
+# the image is; two correct tools may differ there.
+same_results() { # name files...
+	local name=$1 f d ref="qemu-img's"
+	shift
+	if [ "${REF:-q}" = src ]; then ref="before"; fi
+	for f in "$@"; do
+		if ! content "$T/${REF:-q}" "$f" "$L/q.raw"; then
+			bad "$name: $f same content as $ref" "$ref: $(cat "$L/conv.err")"
+		elif ! content "$T/v" "$f" "$L/v.raw"; then
+			bad "$name: $f same content as $ref" "vireo-img's: $(cat "$L/conv.err")"
+		elif d=$(cmp "$L/q.raw" "$L/v.raw" 2>&1); then
+			ok "$name: $f same content as $ref"
+		else
+			bad "$name: $f same content as $ref" "$d"
+		fi
+		case $f in *.raw | *.data) continue ;; esac
+		if [ "$(head -c 4 "$T/v/$f")" != $'QFI\xfb' ]; then
+			continue # a raw output (dd, convert -O raw): nothing more to check
+		fi
+		if (cd "$T/v" && qemu-img check "$f") >"$L/chk.out" 2>&1; then
+			ok "$name: $f qemu-img check clean"
+		else
+			bad "$name: $f qemu-img check clean" "$(cat "$L/chk.out")"
+		fi
+		(cd "$T/v" && qemu-img info --output=json "$f") 2>&1 |
+			jq -S 'del(.["actual-size"], .children)' >"$L/vi.json" 2>&1
+		(cd "$T/q" && qemu-img info --output=json "$f") 2>&1 |
+			jq -S 'del(.["actual-size"], .children)' >"$L/qi.json" 2>&1
+		if d=$(diff -u "$L/qi.json" "$L/vi.json"); then
+			ok "$name: $f same qemu-img info"
+		else
+			bad "$name: $f same qemu-img info" "--- qemu-img's +++ vireo-img's"$'\n'"$d"
+		fi
+	done
+}
+
+chain_of() { # image: the files a modifying verb may touch
+	case $1 in
+	q2b.qcow2) echo "$1 q3.qcow2" ;;
+	q3b.qcow2) echo "$1 raw.raw" ;;
+	q3d.qcow2) echo "$1 q3d.data" ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# Read-only verbs, both tools on the same file
+echo "# read-only verbs"
+for img in $IMAGES; do
+	cd "$T/src" || exit 1
+	# info: the JSON "children" (the protocol node under the format node) is compared by its own
+	# check below, so that its absence does not hide other differences; nothing else is excluded.
+	VQ info --output=json "$img"
+	same_rc "info --output=json $img" && same_json "info --output=json $img" 'del(.children)'
+	same_rc "info children $img" && same_json "info children $img" '.children'
+	VQ info "$img"
+	same_rc "info $img" && same_text "info $img" no_child_nodes
+	VQ info --backing-chain --output=json "$img"
+	same_rc "info --backing-chain --output=json $img" &&
+		same_json "info --backing-chain --output=json $img" 'map(del(.children))'
+	VQ info --backing-chain "$img"
+	same_rc "info --backing-chain $img" && same_text "info --backing-chain $img" no_child_nodes
+
+	VQ check --output=json "$img"
+	same_rc "check --output=json $img" && same_json "check --output=json $img" .
+	VQ check "$img"
+	same_rc "check $img" && same_text "check $img"
+
+	VQ map --output=json "$img"
+	same_rc "map --output=json $img" && same_json "map --output=json $img" .
+	VQ map "$img"
+	same_rc "map $img" && same_text "map $img"
+
+	for o in "-O raw" "-O qcow2" "-O qcow2 -o compat=0.10" "-O qcow2 -o cluster_size=4k"; do
+		VQ measure --output=json $o "$img"
+		same_rc "measure --output=json $o $img" && same_json "measure --output=json $o $img" .
+	done
+	VQ measure -O qcow2 "$img"
+	same_rc "measure -O qcow2 $img" && same_text "measure -O qcow2 $img"
+
+	VQ compare "$img" "$img"
+	same_rc "compare $img $img" && same_text "compare $img $img"
+	VQ compare "$img" other.raw
+	same_rc "compare $img other.raw"
+	same_text "compare $img other.raw"
+	# -s: qemu-img also fails on a "block status mismatch", a difference in its internal
+	# block-status flags (EOF, OFFSET_VALID, ...) that vireo has no equivalent of; the status
+	# is compared always, the message only where it is about the size
+	VQ compare -s "$img" raw.raw
+	same_rc "compare -s $img raw.raw"
+	if [ "$img" = q3b.qcow2 ]; then # 6M against 4M
+		same_text "compare -s $img raw.raw (sizes differ)"
+	fi
+done
+cd "$T/src" || exit 1
+VQ measure --output=json -O qcow2 --size 1G
+same_rc "measure --size 1G" && same_json "measure --size 1G" .
+VQ measure --output=json -O qcow2 -o compat=0.10,cluster_size=512 --size 100M
+same_rc "measure --size 100M compat=0.10 cluster_size=512" &&
+	same_json "measure --size 100M compat=0.10 cluster_size=512" .
+VQ compare -f raw -F qcow2 raw.raw q3.qcow2
+same_rc "compare -f raw -F qcow2" && same_text "compare -f raw -F qcow2"
+
+# ---------------------------------------------------------------------------------------------
+echo "# create"
+for c in "-f raw new.img 3M" "-f qcow2 new.img 3M" "-f qcow2 -o compat=0.10 new.img 3M" \
+	"-f qcow2 -o cluster_size=4k,lazy_refcounts=on new.img 3M" \
+	"-f qcow2 -o refcount_bits=1 new.img 3M" "-f qcow2 -o extended_l2=on new.img 3M" \
+	"-f qcow2 -b q3.qcow2 -F qcow2 new.img" "-f qcow2 -b raw.raw -F raw new.img 8M" \
+	"-f qcow2 -o compat=0.10 -b q2.qcow2 -F qcow2 new.img" \
+	"-f qcow2 -o data_file=new.data new.img 3M" \
+	"-f qcow2 -o data_file=new.data,data_file_raw=on new.img 3M" \
+	"-f raw -o preallocation=full new.img 1M" "-f qcow2 -o preallocation=metadata new.img 3M" \
+	"-f qcow2 -o compat=0.10,data_file=new.data new.img 3M" \
+	"-f qcow2 -o compat=0.10,lazy_refcounts=on new.img 3M" "-f raw -b raw.raw new.img 3M" \
+	"-f qcow2 -o cluster_size=3k new.img 3M" "-f qcow2 new.img" "-f qcow2 -b q3.qcow2 new.img"; do
+	fresh
+	Vin create $c
+	Qin create $c
+	if same_rc "create $c"; then
+		same_text "create $c"
+		files=new.img
+		case $c in *data_file=*) files="new.img new.data" ;; esac
+		same_results "create $c" $files
+	fi
+done
+
+# ---------------------------------------------------------------------------------------------
+echo "# convert"
+# The allocation of two converted images, without host offsets (each tool's layout): which
+# ranges are data, zero, holes, compressed, merged where they meet.
+shape='def merge: reduce .[] as $e ([];
+	if length > 0 and (.[-1] | del(.start, .length)) == ($e | del(.start, .length))
+	   and .[-1].start + .[-1].length == $e.start
+	then .[-1].length += $e.length else . + [$e] end);
+	map(del(.offset)) | merge'
+for img in $IMAGES; do
+	for o in "-O raw" "-O qcow2" "-O qcow2 -o compat=0.10" "-c -O qcow2" \
+		"-c -O qcow2 -o compat=0.10" "-O raw -o compat=0.10" "-O qcow2 -o cluster_size=4k" \
+		"-O qcow2 -S 0" "-O qcow2 -o data_file=out.data" "-O qcow2 -B raw.raw -F raw" \
+		"-O qcow2 -B raw.raw" "-c -O qcow2 -B q3.qcow2 -F qcow2"; do
+		fresh
+		Vin convert $o "$img" out
+		Qin convert $o "$img" out
+		name="convert $o $img"
+		same_rc "$name" || continue
+		# with -B, what the source's backing chain holds is taken to be in the new backing
+		# file, and is not copied: the result shows the source only over its own backing
+		case "$img $o" in
+		"q2b.qcow2 "*"-B raw.raw"* | "q3b.qcow2 "*"-B q3.qcow2"*) ;;
+		*)
+		if (cd "$T/v" && qemu-img compare -q "$img" out) >"$L/cmp.err" 2>&1; then
+			ok "$name: same content as the source"
+		else
+			bad "$name: same content as the source" "$(cat "$L/cmp.err")"
+		fi ;;
+		esac
+		case $o in *data_file=*) same_results "$name" out out.data ;; *) same_results "$name" out ;; esac
+		case $o in *qcow2*) ;; *) continue ;; esac
+		(cd "$T/v" && qemu-img map --output=json out) | jq -S "$shape" >"$L/vm.json"
+		(cd "$T/q" && qemu-img map --output=json out) | jq -S "$shape" >"$L/qm.json"
+		if d=$(diff -u "$L/qm.json" "$L/vm.json"); then
+			ok "$name: same allocation as qemu-img's"
+		else
+			bad "$name: same allocation as qemu-img's" "--- qemu-img's +++ vireo-img's"$'\n'"$d"
+		fi
+	done
+done
+
+# ---------------------------------------------------------------------------------------------
+echo "# resize, amend, rebase, commit"
+for img in $IMAGES; do
+	chain=$(chain_of "$img")
+	for args in "+1M" "8M" "3M" "--shrink -1M" "--shrink 3M" "--shrink 1000k" "--shrink 8M"; do
+		set -- $args
+		fresh
+		# qemu-img resize [--shrink] FILE SIZE
+		Vin resize "${@:1:$#-1}" "$img" "${!#}"
+		Qin resize "${@:1:$#-1}" "$img" "${!#}"
+		same_rc "resize $img $args" && same_results "resize $img $args" $chain
+	done
+	for o in compat=0.10 compat=1.1 lazy_refcounts=on compat=1.1,lazy_refcounts=on size=8M \
+		cluster_size=4k; do
+		fresh
+		Vin amend -o $o "$img"
+		Qin amend -o $o "$img"
+		same_rc "amend -o $o $img" && same_results "amend -o $o $img" $chain
+	done
+	for args in "-b new.raw -F raw" "-u -b new.raw -F raw" "-b q3.qcow2 -F qcow2" "-b ''" \
+		"-u -b ''"; do
+		fresh
+		eval "Vin rebase $args $img"
+		eval "Qin rebase $args $img"
+		# a safe rebase keeps what the guest sees: compared with the image before the
+		# rebase, not with qemu-img's result (qemu-img 10 does not keep it on a compat=0.10
+		# image without a backing file: it unmaps the clusters it should write as zeroes,
+		# and the new backing file shows through)
+		case $args in
+		-u*) same_rc "rebase $args $img" && same_results "rebase $args $img" $chain ;;
+		*) same_rc "rebase $args $img" && REF=src same_results "rebase $args $img" $chain ;;
+		esac
+	done
+	for args in "" "-d"; do
+		fresh
+		Vin commit $args "$img"
+		Qin commit $args "$img"
+		same_rc "commit $args $img" && same_results "commit $args $img" $chain
+	done
+done
+
+# ---------------------------------------------------------------------------------------------
+echo "# dd"
+for img in $IMAGES; do
+	for args in "bs=64k" "bs=1M count=2" "bs=4k skip=300" "-O qcow2 bs=512k" \
+		"-O qcow2 bs=64k count=10"; do
+		fresh
+		eval "Vin dd $args if=$img of=out"
+		eval "Qin dd $args if=$img of=out"
+		same_rc "dd $args $img" && same_results "dd $args $img" out
+	done
+	# with both skip and count qemu-img copies count - skip blocks; vireo-img copies count
+	# blocks from skip on, as dd(1) does (tools/vireo-img-dd.c): compared with dd(1)
+	fresh
+	Vin dd bs=64k skip=5 count=20 "if=$img" of=out
+	if [ "$vrc" = 0 ]; then
+		qemu-img convert -O raw "$T/src/$img" "$L/full.raw" &&
+			dd if="$L/full.raw" of="$L/dd.raw" bs=64k skip=5 count=20 status=none
+		if cmp -s "$L/dd.raw" "$T/v/out"; then ok "dd bs=64k skip=5 count=20 $img: as dd(1)"
+		else bad "dd bs=64k skip=5 count=20 $img: as dd(1)"; fi
+	else
+		bad "dd bs=64k skip=5 count=20 $img: exit status" "$(cat "$L/v.err")"
+	fi
+done
+
+# ---------------------------------------------------------------------------------------------
+echo "# bad inputs"
+# A file cut in the middle of its L1 or refcount table: qemu-img opens it (its file layer reads
+# past the end of the file as zeroes) and works on the zeroes; vireo refuses a header whose
+# tables end past the end of the file (DESIGN.md: corrupt images are refused with a clear
+# message). So the expected status is an error's: compare's 2, check's 1 (could not check) or
+# 2 (corruptions found, as qemu-img check says), 1 for every other verb.
+failed_rc() { # name
+	local want=1
+	case $1 in compare*) want=2 ;; check*) [ "$vrc" = 2 ] && want=2 ;; esac
+	if [ "$vrc" -ge 128 ]; then
+		bad "$1: exit status" "vireo-img killed by signal $((vrc - 128))"$'\n'"$(stderrs)"
+	elif [ "$vrc" = "$want" ]; then
+		ok "$1: exit status $vrc"
+	else
+		bad "$1: exit status $want" "$(stderrs)"
+	fi
+}
+# missing, a directory, empty, unreadable (run as nobody), a qcow2 header cut short, qcow2 files
+# cut in the middle of the refcount table and of the L1 table
+cd "$T/bad" || exit 1
+WD=$T/bad
+mkdir badsrc
+qemu-img create -q -f qcow2 badsrc/good.qcow2 4M
+qemu-io -c 'write -P 0x31 0 128k' badsrc/good.qcow2 >/dev/null
+mkdir badsrc/dir.img
+: >badsrc/empty.img
+cp badsrc/good.qcow2 badsrc/noread.img
+chmod 600 badsrc/noread.img
+head -c 40 badsrc/good.qcow2 >badsrc/cut-header.img
+u64() { od -An -t u8 --endian=big -j "$2" -N 8 "$1" | tr -d ' '; }
+head -c $(($(u64 badsrc/good.qcow2 48) + 4)) badsrc/good.qcow2 >badsrc/cut-reftable.img
+head -c $(($(u64 badsrc/good.qcow2 40) + 4)) badsrc/good.qcow2 >badsrc/cut-l1.img
+cp "$T/src/zero.raw" badsrc/
+for f in missing.img dir.img empty.img noread.img cut-header.img cut-reftable.img cut-l1.img; do
+	for verb in "info @" "info --output=json @" "info --backing-chain --output=json @" \
+		"check @" "check --output=json @" "check -r all @" "map @" "map --output=json @" \
+		"convert -O raw @ out" "convert -O qcow2 @ out" "compare @ zero.raw" \
+		"compare zero.raw @" "resize @ +1M" "rebase -b zero.raw -F raw @" \
+		"rebase -u -b zero.raw -F raw @" "commit @" "amend -o compat=1.1 @" \
+		"measure -O qcow2 @" "measure --output=json -O raw @" "dd if=@ of=out" \
+		"create -f qcow2 -b @ -F qcow2 new.img 1M"; do
+		args=${verb//@/$f}
+		NOBODY=0
+		rm -rf v q
+		cp -a badsrc v
+		cp -a badsrc q
+		if [ "$f" = noread.img ]; then
+			NOBODY=1
+			chown nobody v q
+		fi
+		Vin $args
+		Qin $args
+		NOBODY=0
+		case $f in
+		cut-l1.img | cut-reftable.img) failed_rc "$args" ;;
+		*) same_rc "$args" ;;
+		esac
+		names_file "$args" "$f"
+	done
+done
+# create's target: in a missing directory, a directory, a file that may not be written
+rm -rf v q
+cp -a badsrc v
+cp -a badsrc q
+for t in nodir/new.img dir.img; do
+	for f in raw qcow2; do
+		Vin create -f $f "$t" 1M
+		Qin create -f $f "$t" 1M
+		same_rc "create -f $f $t 1M"
+		names_file "create -f $f $t 1M" "$t"
+	done
+done
+chmod 644 v/good.qcow2
+NOBODY=1 V create -f qcow2 "$T/bad/v/good.qcow2" 1M
+NOBODY=1 Q create -f qcow2 "$T/bad/v/good.qcow2" 1M
+same_rc "create over a file nobody may not write"
+names_file "create over a file nobody may not write" good.qcow2
+
+# ---------------------------------------------------------------------------------------------
+echo "# probing"
+cd "$T/probe" || exit 1
+zeros() { head -c 65536 /dev/zero; }
+# magic at the start, then zeroes to 64 KiB
+mk() { { printf "$2"; zeros; } | head -c 65536 >"$1"; }
+cp "$T/src/q3.qcow2" qcow2v9.img
+printf '\x00\x00\x00\x09' | dd of=qcow2v9.img bs=1 seek=4 conv=notrunc status=none
+mk vmdk.img 'KDMV\x01\x00\x00\x00'
+mk vhdx.img 'vhdxfile'
+mk vpc.img 'conectix'
+mk qcow1.img 'QFI\xfb\x00\x00\x00\x01'
+mk luks.img 'LUKS\xba\xbe\x00\x01'
+mk qed.img 'QED\x00'
+mk vdi.img '<<< Oracle VM VirtualBox Disk Image >>>\n'
+printf '\x7f\x10\xda\xbe' | dd of=vdi.img bs=1 seek=64 conv=notrunc status=none
+declare -A NAME=([qcow2v9.img]='qcow2' [vmdk.img]='vmdk' [vhdx.img]='vhdx' [vpc.img]='vpc|vhd'
+		 [qcow1.img]='qcow' [luks.img]='luks' [qed.img]='qed' [vdi.img]='vdi')
+for f in qcow2v9.img vmdk.img vhdx.img vpc.img qcow1.img luks.img qed.img vdi.img; do
+	for verb in "info @" "info --output=json @" "convert -O raw @ out" "check @" "map @"; do
+		rm -f out
+		args=${verb//@/$f}
+		V $args
+		if [ "$vrc" = 1 ]; then
+			ok "probe: $args: exit status 1"
+		else
+			bad "probe: $args: exit status 1" "exit $vrc, stderr: $(cat "$L/v.err")"
+		fi
+		names_file "probe: $args" "$f"
+		if [ "$vrc" != 0 ] && [ "$vrc" -lt 128 ]; then
+			if grep -qiE -- "${NAME[$f]}" "$L/v.err"; then
+				ok "probe: $args: message names the format (${NAME[$f]})"
+			else
+				bad "probe: $args: message names the format (${NAME[$f]})" "$(cat "$L/v.err")"
+			fi
+		fi
+	done
+	VQ info -f raw --output=json "$f"
+	same_rc "probe: info -f raw $f" && same_json "probe: info -f raw $f" 'del(.children)'
+	VQ map -f raw --output=json "$f"
+	same_rc "probe: map -f raw $f" && same_json "probe: map -f raw $f" .
+	VQ check -f raw "$f"
+	same_rc "probe: check -f raw $f"
+	rm -f out
+	V convert -f raw -O raw "$f" out
+	if [ "$vrc" = 0 ] && cmp -s "$f" out; then ok "probe: convert -f raw $f: a copy"
+	else bad "probe: convert -f raw $f: a copy" "exit $vrc, $(cat "$L/v.err")"; fi
+done
+# no magic: raw
+head -c 65536 /dev/urandom >data.img
+zeros >zeroes.img
+for i in $(seq 2000); do echo "line $i of some text"; done | head -c 65536 >text.img
+for f in data.img zeroes.img text.img; do
+	VQ info --output=json "$f"
+	same_rc "probe: info $f" && same_json "probe: info $f" 'del(.children)'
+	rm -f out
+	V convert -O raw "$f" out
+	if [ "$vrc" = 0 ] && cmp -s "$f" out; then ok "probe: convert $f: a copy"
+	else bad "probe: convert $f: a copy" "exit $vrc, $(cat "$L/v.err")"; fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
