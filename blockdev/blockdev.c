@@ -69,6 +69,8 @@ int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *v
 	}
 	if (!strcmp(key, "readonly"))
 		return parse_bool("readonly", value, &opts->readonly, errp);
+	if (!strcmp(key, "repair"))
+		return parse_bool("repair", value, &opts->repair, errp);
 
 	for (size_t i = 0; i < opts->nr_extra; i++)
 		if (!strcmp(opts->extra[i].key, key))
@@ -323,6 +325,17 @@ void blockdev_snapshot_list_free(struct blockdev_snapshot *list, size_t n)
 		free(list[i].name);
 	}
 	free(list);
+}
+
+int blockdev_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
+		   struct error **errp)
+{
+	if (!bs->drv->check) {
+		error_setg(errp, "'%s': format '%s' does not support checks", bs->filename,
+			   bs->drv->name);
+		return -1;
+	}
+	return bs->drv->check(bs, fix, res, errp);
 }
 
 int blockdev_make_empty(struct blockdev *bs, struct error **errp)

@@ -101,6 +101,8 @@ struct blockdev_opt {
  * @cache: cache mode, for every protocol node of the chain
  * @submit: when the asynchronous engine submits the chain's I/O (auto: by cache mode)
  * @readonly: open every node read-only (a format refuses writes with -EROFS)
+ * @repair: opened to be repaired by check (a format may open an image it would otherwise
+ *          refuse, e.g. one marked corrupt)
  * @extra: driver-specific options, consumed by the drivers' open (unknown keys are refused)
  * @nr_extra: entries in @extra
  *
@@ -112,6 +114,7 @@ struct blockdev_opts {
 	enum blockdev_cache cache;
 	enum blockdev_submit submit;
 	bool readonly;
+	bool repair;
 	struct blockdev_opt *extra;
 	size_t nr_extra;
 };
@@ -120,7 +123,7 @@ struct blockdev_opts {
  * blockdev_opts_set - set one option from its text form
  * @opts: options to update
  * @key: "format", "cache" (none|writeback), "submit" (auto|eager|batched), "readonly"
- *       (on|off|...), or a driver option
+ *       (on|off|...), "repair" (on|off), or a driver option
  * @value: its value
  * @errp: error naming the key and value
  *
@@ -263,6 +266,30 @@ struct blockdev_info {
 };
 
 /**
+ * struct blockdev_check_result - what a consistency check found (qemu-img check's fields)
+ * @corruptions: errors found (references to nowhere, wrong refcounts that could lose data)
+ * @leaks: clusters allocated but used by nothing
+ * @corruptions_fixed: of @corruptions, repaired
+ * @leaks_fixed: of @leaks, repaired
+ * @check_errors: places the check could not read
+ * @image_end_offset: the host offset after the last used byte
+ * @allocated_clusters: guest clusters the image holds (of @total_clusters)
+ * @total_clusters: guest clusters of the virtual size
+ * @fragmented_clusters: allocated clusters not right after the previous one on the host
+ * @compressed_clusters: allocated clusters stored compressed
+ */
+struct blockdev_check_result {
+	uint64_t corruptions, leaks;
+	uint64_t corruptions_fixed, leaks_fixed;
+	uint64_t check_errors;
+	uint64_t image_end_offset;
+	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
+};
+#define BLOCKDEV_FIX_LEAKS 1u
+#define BLOCKDEV_FIX_ERRORS 2u
+#define BLOCKDEV_CHECK_VERBOSE 4u /* print each problem on stderr, as qemu-img check does */
+
+/**
  * struct blockdev_snapshot - one internal snapshot, as `info` lists it
  * @id: its id ("1", "2", ...)
  * @name: its name (tag)
@@ -316,6 +343,8 @@ struct blockdev_write {
  * @info: fill the format-specific part of @info; NULL = nothing to add
  * @snapshot_list: the node's internal snapshots (a malloc'd array, free with
  *       blockdev_snapshot_list_free); NULL = the format has none
+ * @check: check the image's metadata and repair what @fix (BLOCKDEV_FIX_*) asks; 0 (result
+ *       filled) or -1 when the check could not run; NULL = the format has nothing to check
  * @pwrite_compressed: write one whole cluster (the image's last one may be short) stored
  *       compressed; NULL = the format cannot compress
  * @make_empty: drop everything the node itself holds, so that it reads as its backing file
@@ -341,6 +370,8 @@ struct blockdev_driver {
 	int (*info)(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
 	int (*snapshot_list)(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			     struct error **errp);
+	int (*check)(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
+		     struct error **errp);
 	int (*pwrite_compressed)(struct blockdev *bs, uint64_t offset, const void *buf,
 				 uint64_t len);
 	int (*make_empty)(struct blockdev *bs, struct error **errp);
@@ -406,6 +437,9 @@ int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct er
 int blockdev_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			   struct error **errp);
 void blockdev_snapshot_list_free(struct blockdev_snapshot *list, size_t n);
+/* The driver's check (see struct blockdev_driver); an error names a format without one. */
+int blockdev_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
+		   struct error **errp);
 /* Empties @bs so that it reads as its backing file; an error names a format that cannot. */
 int blockdev_make_empty(struct blockdev *bs, struct error **errp);
 /* The driver name of the top node, e.g. "raw". */

@@ -256,19 +256,9 @@ int qcow2_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, siz
 			struct error **errp);
 
 /* --- qcow2_check.c --- */
-struct qcow2_check_result {
-	uint64_t corruptions, leaks;
-	uint64_t corruptions_fixed, leaks_fixed;
-	uint64_t check_errors;
-	uint64_t image_end_offset;
-	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
-};
-#define QCOW2_FIX_LEAKS 1u
-#define QCOW2_FIX_ERRORS 2u
-#define QCOW2_CHECK_VERBOSE 4u /* print each problem on stderr, as qemu-img check does */
-/* Recounts every reference and compares with the refcounts; repairs per @fix. bs must be a
- * qcow2 node. Returns 0 (result filled) or -1 when the check itself could not run. */
-int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *res,
+/* The driver's check op: recounts every reference and compares with the refcounts; repairs per
+ * @fix (BLOCKDEV_FIX_*). Returns 0 (result filled) or -1 when the check itself could not run. */
+int qcow2_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
 		struct error **errp);
 
 #endif

@@ -24,7 +24,7 @@ struct counter {
 	uint64_t limit; /* clusters in the file: references past it are corruptions */
 	uint64_t unfixable; /* differences a refcount block update cannot fix */
 	bool verbose;
-	struct qcow2_check_result *res;
+	struct blockdev_check_result *res;
 };
 
 static void report(const struct counter *c, const char *fmt, ...)
@@ -303,7 +303,7 @@ static int compare(struct counter *c, unsigned fix)
 			c->res->leaks++;
 		else
 			c->res->corruptions++;
-		if (!(fix & (leak ? QCOW2_FIX_LEAKS : QCOW2_FIX_ERRORS)))
+		if (!(fix & (leak ? BLOCKDEV_FIX_LEAKS : BLOCKDEV_FIX_ERRORS)))
 			continue;
 		if (want > qcow2_rc_max(q) || !q->reftable[cl >> q->rb_bits]) {
 			c->unfixable++;
@@ -410,7 +410,7 @@ out:
 	return ret;
 }
 
-int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *res,
+int qcow2_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
 		struct error **errp)
 {
 	struct qcow2 *q = qcow2_node(bs, errp);
@@ -424,7 +424,7 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *re
 	c.q = q;
 	c.res = res;
 	was_corrupt = atomic_load(&q->corrupt);
-	c.verbose = fix & QCOW2_CHECK_VERBOSE;
+	c.verbose = fix & BLOCKDEV_CHECK_VERBOSE;
 	c.limit = MAX(q->end_cluster, DIV_ROUND_UP(q->file->size, q->cluster_size));
 	res->total_clusters = DIV_ROUND_UP(q->h.size, q->cluster_size);
 	pthread_mutex_lock(&q->lock);
@@ -444,13 +444,13 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct qcow2_check_result *re
 		ret = count_bitmaps(&c);
 	if (!ret)
 		ret = compare(&c, fix);
-	if (!ret && (fix & QCOW2_FIX_ERRORS) && c.unfixable) {
+	if (!ret && (fix & BLOCKDEV_FIX_ERRORS) && c.unfixable) {
 		report(&c, "Rebuilding the refcount structure\n");
 		ret = rebuild(&c);
 		if (!ret)
 			res->corruptions_fixed = res->corruptions;
 	}
-	fix &= QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+	fix &= BLOCKDEV_FIX_LEAKS | BLOCKDEV_FIX_ERRORS;
 	/* the dirty / corrupt bits go when a pass finds nothing left to fix */
 	if (!ret && !res->corruptions && !res->leaks && !q->read_only &&
 	    (q->h.incompatible_features & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT))) {

@@ -282,9 +282,7 @@ static int take_options(struct qcow2 *q, struct blockdev_open_ctx *ctx, uint64_t
 	q->close_flush = true;
 	if (v && parse_bool("close-flush", v, &q->close_flush, errp))
 		return -1;
-	v = blockdev_opt_get(ctx, "repair");
-	if (v && parse_bool("repair", v, &q->repair, errp))
-		return -1;
+	q->repair = ctx->opts->repair;
 	return 0;
 }
 
@@ -305,9 +303,9 @@ static int prepare_writes(struct qcow2 *q, struct error **errp)
 	}
 	if (q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
 		/* lazy refcounts left them stale: recount before the first allocation */
-		struct qcow2_check_result r;
+		struct blockdev_check_result r;
 
-		if (qcow2_check(q->bs, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &r, errp) ||
+		if (qcow2_check(q->bs, BLOCKDEV_FIX_LEAKS | BLOCKDEV_FIX_ERRORS, &r, errp) ||
 		    qcow2_check(q->bs, 0, &r, errp) || r.corruptions || r.leaks) {
 			error_setg(errp,
 				   "'%s' was not closed cleanly (dirty bit) and its refcounts "
@@ -540,6 +538,7 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.truncate = qcow2_truncate,
 	.info = qcow2_info,
 	.snapshot_list = qcow2_snapshot_list,
+	.check = qcow2_check,
 	.pwrite_compressed = qcow2_pwrite_compressed,
 	.make_empty = qcow2_make_empty,
 };

@@ -14,7 +14,7 @@ static void add_u64(struct json_object *o, const char *key, uint64_t v, bool alw
 		json_object_object_add(o, key, json_object_new_int64((int64_t)v));
 }
 
-static void print_json(struct blockdev *bs, const struct qcow2_check_result *r)
+static void print_json(struct blockdev *bs, const struct blockdev_check_result *r)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -35,7 +35,7 @@ static void print_json(struct blockdev *bs, const struct qcow2_check_result *r)
 	json_object_put(o);
 }
 
-static void print_human(const struct qcow2_check_result *r)
+static void print_human(const struct blockdev_check_result *r)
 {
 	if (!r->corruptions && !r->leaks && !r->check_errors)
 		printf("No errors were found on the image.\n");
@@ -54,7 +54,7 @@ static void print_human(const struct qcow2_check_result *r)
 	printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
-static int status_of(const struct qcow2_check_result *r)
+static int status_of(const struct blockdev_check_result *r)
 {
 	if (r->check_errors)
 		return 1;
@@ -71,7 +71,7 @@ int img_check(int argc, char **argv)
 		{ 0 },
 	};
 	const char *fmt = NULL, *output = "human";
-	struct qcow2_check_result r, fixed;
+	struct blockdev_check_result r, fixed;
 	struct error *err = NULL;
 	unsigned fix = 0;
 	bool quiet = false, json;
@@ -86,9 +86,9 @@ int img_check(int argc, char **argv)
 		case 'U': break;
 		case 'r':
 			if (!strcmp(optarg, "leaks"))
-				fix = QCOW2_FIX_LEAKS;
+				fix = BLOCKDEV_FIX_LEAKS;
 			else if (!strcmp(optarg, "all"))
-				fix = QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+				fix = BLOCKDEV_FIX_LEAKS | BLOCKDEV_FIX_ERRORS;
 			else
 				return img_usage_error("-r must be leaks or all, not '%s'", optarg);
 			break;
@@ -105,13 +105,13 @@ int img_check(int argc, char **argv)
 		error_report_free(IMG_PROG, err);
 		return 1;
 	}
-	if (bs->drv != &blockdev_qcow2) {
-		fprintf(stderr, "%s: This image format (%s) does not support checks\n", IMG_PROG,
-			blockdev_format_name(bs));
+	if (!bs->drv->check) {
+		fprintf(stderr, "%s: '%s': this image format (%s) does not support checks\n",
+			IMG_PROG, argv[optind], blockdev_format_name(bs));
 		blockdev_close(bs);
 		return 63; /* qemu-img's status for "not supported" */
 	}
-	if (qcow2_check(bs, fix | QCOW2_CHECK_VERBOSE, &r, &err)) {
+	if (blockdev_check(bs, fix | BLOCKDEV_CHECK_VERBOSE, &r, &err)) {
 		error_report_free(IMG_PROG, err);
 		blockdev_close(bs);
 		return 1;
@@ -122,7 +122,7 @@ int img_check(int argc, char **argv)
 			       "%" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
 			       "Double checking the fixed image now...\n", r.leaks_fixed,
 			       r.corruptions_fixed);
-		if (qcow2_check(bs, 0, &fixed, &err)) {
+		if (blockdev_check(bs, 0, &fixed, &err)) {
 			error_report_free(IMG_PROG, err);
 			blockdev_close(bs);
 			return 1;

@@ -180,7 +180,7 @@ static void exercise(struct blockdev *bs, uint64_t h)
 		err = NULL;
 	}
 	if (!strcmp(blockdev_format_name(bs), "qcow2")) {
-		struct qcow2_check_result res;
+		struct blockdev_check_result res;
 
 		/* count only (fix 0): the node is read-only */
 		if (qcow2_check(bs, 0, &res, &err) == 0)

@@ -160,7 +160,7 @@ static void generic_calls_on_raw_never_reach_qcow2_code(void **state)
 {
 	struct blockdev_snapshot *snaps = (void *)1;
 	struct qcow2_amend_opts amend = { .version = 3, .lazy_refcounts = -1 };
-	struct qcow2_check_result res;
+	struct blockdev_check_result res;
 	struct blockdev_info info;
 	struct error *err = NULL;
 	struct blockdev *bs;
@@ -178,6 +178,10 @@ static void generic_calls_on_raw_never_reach_qcow2_code(void **state)
 	assert_null(snaps);
 	assert_int_equal(nr, 0);
 
+	assert_int_equal(blockdev_check(bs, 0, &res, &err), -1);
+	assert_non_null(strstr(error_msg(err), "format 'raw' does not support checks"));
+	error_free(err);
+	err = NULL;
 	assert_int_equal(blockdev_make_empty(bs, &err), -1);
 	assert_non_null(strstr(error_msg(err), "format 'raw' cannot be emptied"));
 	error_free(err);

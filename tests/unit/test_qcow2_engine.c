@@ -198,7 +198,7 @@ static void env_open(const struct variant *v)
 /* Stops the queue, checks the image (no corruption, no leak) and removes it. */
 static void env_close(void)
 {
-	struct qcow2_check_result cr;
+	struct blockdev_check_result cr;
 
 	iothread_remove_source(it, &dev.src);
 	assert_int_equal(iothread_run_sync(it, free_queue, NULL), 0);

@@ -95,7 +95,7 @@ static void write_pattern(struct blockdev *bs, uint64_t off, uint64_t len, int p
 
 static void expect_clean(struct blockdev *bs)
 {
-	struct qcow2_check_result r;
+	struct blockdev_check_result r;
 
 	assert_int_equal(qcow2_check(bs, 0, &r, NULL), 0);
 	assert_int_equal(r.corruptions, 0);
@@ -339,7 +339,7 @@ static void hostile_tables_are_refused_at_open_naming_the_entry(void **state)
 
 static void check_counts_and_repairs_a_leak(void **state)
 {
-	struct qcow2_check_result r;
+	struct blockdev_check_result r;
 	struct blockdev *bs;
 	struct qcow2 *q;
 
@@ -353,7 +353,7 @@ static void check_counts_and_repairs_a_leak(void **state)
 	assert_int_equal(qcow2_check(bs, 0, &r, NULL), 0);
 	assert_int_equal(r.leaks, 2);
 	assert_int_equal(r.corruptions, 0);
-	assert_int_equal(qcow2_check(bs, QCOW2_FIX_LEAKS, &r, NULL), 0);
+	assert_int_equal(qcow2_check(bs, BLOCKDEV_FIX_LEAKS, &r, NULL), 0);
 	assert_int_equal(r.leaks_fixed, 2);
 	expect_clean(bs);
 	blockdev_close(bs);
