@@ -499,19 +499,20 @@ static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct er
 		info->backing_fmt = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
 	}
 	info->dirty = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+	/* in qemu-img's order: the human output prints the keys as they come */
 	json_object_object_add(o, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
-	if (v3 && q->data != q->file) {
-		json_object_object_add(o, "data-file", json_object_new_string(
-			q->h.has_data_file_ext ? q->h.data_file : q->data->filename));
-		json_object_object_add(o, "data-file-raw", json_object_new_boolean(
-			q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW));
-	}
 	json_object_object_add(o, "compression-type", json_object_new_string(
 		q->h.compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib"));
 	if (v3)
 		json_object_object_add(o, "lazy-refcounts", json_object_new_boolean(
 			q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS));
 	json_object_object_add(o, "refcount-bits", json_object_new_int(q->refcount_bits));
+	if (v3 && q->data != q->file) {
+		json_object_object_add(o, "data-file", json_object_new_string(
+			q->h.has_data_file_ext ? q->h.data_file : q->data->filename));
+		json_object_object_add(o, "data-file-raw", json_object_new_boolean(
+			q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW));
+	}
 	if (v3) {
 		json_object_object_add(o, "corrupt", json_object_new_boolean(
 			(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT) ||

@@ -19,7 +19,9 @@
 
 static int raw_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
 {
-	bs->size = bs->file->size;
+	/* whole sectors, as qemu sizes a raw image: a partial last sector reads its tail as
+	 * zeroes (the file reads zeroes past its end) and a write there grows the file */
+	bs->size = ALIGN_UP(bs->file->size, 512);
 	return 0;
 }
 

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util.h"
+
 /* qemu-img's "full-backing-filename": the name resolved against the image's directory. */
 static char *full_backing(const char *image, const char *backing)
 {
@@ -73,12 +75,75 @@ static void snapshots_human(const struct blockdev_snapshot *s, size_t n)
 	}
 }
 
+/*
+ * The protocol node under a format node, as qemu-img shows it ("children" / "Child node
+ * '/file'"): its length in whole 512-byte sectors, as qemu measures every node.
+ */
+struct file_child {
+	const char *filename;
+	uint64_t length;
+	uint64_t actual_size;
+};
+
+static bool file_child(struct blockdev *bs, struct file_child *fc)
+{
+	struct blockdev_info fi = { 0 };
+
+	if (!bs->file || blockdev_get_info(bs->file, &fi, NULL))
+		return false;
+	json_object_put(fi.specific);
+	fc->filename = bs->file->filename;
+	fc->length = ALIGN_UP(bs->file->size, 512);
+	fc->actual_size = fi.actual_size;
+	return true;
+}
+
+static struct json_object *children_json(struct blockdev *bs)
+{
+	struct json_object *a = json_object_new_array(), *o, *fs, *c;
+	struct file_child fc;
+
+	if (!file_child(bs, &fc))
+		return a;
+	o = json_object_new_object();
+	json_object_object_add(o, "children", json_object_new_array());
+	json_object_object_add(o, "virtual-size", json_object_new_int64((int64_t)fc.length));
+	json_object_object_add(o, "filename", json_object_new_string(fc.filename));
+	json_object_object_add(o, "format", json_object_new_string("file"));
+	json_object_object_add(o, "actual-size", json_object_new_int64((int64_t)fc.actual_size));
+	fs = json_object_new_object();
+	json_object_object_add(fs, "type", json_object_new_string("file"));
+	json_object_object_add(fs, "data", json_object_new_object());
+	json_object_object_add(o, "format-specific", fs);
+	json_object_object_add(o, "dirty-flag", json_object_new_boolean(false));
+	c = json_object_new_object();
+	json_object_object_add(c, "name", json_object_new_string("file"));
+	json_object_object_add(c, "info", o);
+	json_object_array_add(a, c);
+	return a;
+}
+
+static void children_human(struct blockdev *bs)
+{
+	struct file_child fc;
+	char len[32], ds[32];
+
+	if (!file_child(bs, &fc))
+		return;
+	img_human_size(fc.length, len, sizeof(len));
+	img_human_size(fc.actual_size, ds, sizeof(ds));
+	printf("Child node '/file':\n    filename: %s\n    protocol type: file\n"
+	       "    file length: %s (%" PRIu64 " bytes)\n    disk size: %s\n",
+	       fc.filename, len, fc.length, ds);
+}
+
 static struct json_object *info_json(struct blockdev *bs, const struct blockdev_info *info,
 				     const struct blockdev_snapshot *snaps, size_t nr_snaps)
 {
 	struct json_object *o = json_object_new_object();
 	const char *bfmt = info->backing_fmt, *bname = info->backing_file;
 
+	json_object_object_add(o, "children", children_json(bs));
 	if (nr_snaps)
 		json_object_object_add(o, "snapshots", snapshots_json(snaps, nr_snaps));
 
@@ -148,6 +213,7 @@ static void info_human(struct blockdev *bs, const struct blockdev_info *info,
 		printf("cleanly shut down: no\n");
 	if (info->specific)
 		print_specific(info->specific);
+	children_human(bs);
 }
 
 int img_info(int argc, char **argv)
