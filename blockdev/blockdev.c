@@ -71,6 +71,15 @@ int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *v
 		return parse_bool("readonly", value, &opts->readonly, errp);
 	if (!strcmp(key, "repair"))
 		return parse_bool("repair", value, &opts->repair, errp);
+	if (!strcmp(key, "backing")) {
+		if (strcmp(value, "null")) {
+			error_setg(errp, "backing: '%s' is not supported (only null: no backing file)",
+				   value);
+			return -1;
+		}
+		opts->no_backing = true;
+		return 0;
+	}
 
 	for (size_t i = 0; i < opts->nr_extra; i++)
 		if (!strcmp(opts->extra[i].key, key))

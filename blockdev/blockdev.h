@@ -103,6 +103,9 @@ struct blockdev_opt {
  * @readonly: open every node read-only (a format refuses writes with -EROFS)
  * @repair: opened to be repaired by check (a format may open an image it would otherwise
  *          refuse, e.g. one marked corrupt)
+ * @no_backing: leave the backing file closed (what the image does not hold reads as zeroes):
+ *              for looking at the image itself (info) or rewriting its header (rebase -u),
+ *              never for guest I/O
  * @extra: driver-specific options, consumed by the drivers' open (unknown keys are refused)
  * @nr_extra: entries in @extra
  *
@@ -115,6 +118,7 @@ struct blockdev_opts {
 	enum blockdev_submit submit;
 	bool readonly;
 	bool repair;
+	bool no_backing;
 	struct blockdev_opt *extra;
 	size_t nr_extra;
 };
@@ -123,7 +127,8 @@ struct blockdev_opts {
  * blockdev_opts_set - set one option from its text form
  * @opts: options to update
  * @key: "format", "cache" (none|writeback), "submit" (auto|eager|batched), "readonly"
- *       (on|off|...), "repair" (on|off), or a driver option
+ *       (on|off|...), "repair" (on|off), "backing" (only "null": no_backing), or a
+ *       driver option
  * @value: its value
  * @errp: error naming the key and value
  *

@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "blockdev/internal.h"
 #include "common/parse.h"
@@ -183,19 +184,39 @@ static char *relative_to(const char *image, const char *name)
 
 #define QCOW2_MAX_CHAIN 64
 
+/* The host files of the images whose backing files this thread is opening, outermost first. */
+struct chain_file {
+	dev_t dev;
+	ino_t ino;
+};
+static __thread struct chain_file chain[QCOW2_MAX_CHAIN];
+static __thread int depth; /* entries in chain[] */
+
+/* Which entry of chain[] @path is, or -1. */
+static int chain_find(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		return -1; /* blockdev_open() names the problem */
+	for (int i = 0; i < depth; i++)
+		if (chain[i].dev == st.st_dev && chain[i].ino == st.st_ino)
+			return i;
+	return -1;
+}
+
 static int open_backing(struct qcow2 *q, struct error **errp)
 {
-	/* how many backing opens are nested on this thread: a chain that names itself (or any
-	 * loop) stops here instead of recursing until the stack or the fds run out */
-	static __thread int depth;
 	struct blockdev_opts o = { 0 };
+	struct stat st;
 	char *path;
+	int again;
 
 	if (!q->h.backing_file[0])
 		return 0;
 	if (depth >= QCOW2_MAX_CHAIN) {
-		error_setg(errp, "'%s': backing chain deeper than %d images (does it loop?)",
-			   q->bs->filename, QCOW2_MAX_CHAIN);
+		error_setg(errp, "'%s': backing chain deeper than %d images", q->bs->filename,
+			   QCOW2_MAX_CHAIN);
 		return -1;
 	}
 	path = relative_to(q->bs->filename, q->h.backing_file);
@@ -203,11 +224,23 @@ static int open_backing(struct qcow2 *q, struct error **errp)
 		error_setg(errp, "out of memory");
 		return -1;
 	}
+	/* a chain that names an image of itself would recurse until the fds run out */
+	chain[depth] = (struct chain_file){ 0 };
+	if (!fstat(q->file->fd, &st))
+		chain[depth] = (struct chain_file){ .dev = st.st_dev, .ino = st.st_ino };
+	depth++;
+	if ((again = chain_find(path)) >= 0) {
+		error_setg(errp, "'%s': its backing file '%s' is %s: the backing chain loops",
+			   q->bs->filename, q->h.backing_file, again == depth - 1 ? "the image itself" :
+			   "an image whose backing chain holds it");
+		depth--;
+		free(path);
+		return -1;
+	}
 	o.cache = q->bs->cache;
 	o.submit = q->bs->submit;
 	o.readonly = true;
 	o.format = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
-	depth++;
 	q->bs->backing = blockdev_open(path, &o, errp);
 	depth--;
 	free(path);
@@ -389,7 +422,7 @@ static int qcow2_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct
 	}
 	if (!q->read_only && prepare_writes(q, errp))
 		goto fail;
-	if (open_backing(q, errp))
+	if (!ctx->opts->no_backing && open_backing(q, errp))
 		goto fail;
 	bs->size = q->h.size;
 	return 0;

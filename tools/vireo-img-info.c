@@ -244,7 +244,9 @@ int img_info(int argc, char **argv)
 		return img_usage_error("--output must be human or json, not '%s'", output);
 	if (optind + 1 != argc)
 		return img_usage_error("info: expecting one file name");
-	bs = img_open(argv[optind], fmt, true, NULL, &err);
+	/* as qemu-img: the image alone unless the chain is asked for, so that an image whose
+	 * backing file is missing still shows what it is */
+	bs = img_open(argv[optind], fmt, true, backing_chain ? NULL : "backing=null", &err);
 	if (!bs) {
 		error_report_free(IMG_PROG, err);
 		return 1;

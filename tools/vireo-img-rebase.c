@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
 
@@ -61,6 +62,36 @@ static int copy_differences(struct blockdev *bs, struct blockdev *nb, bool progr
 	return ret;
 }
 
+/* @backing as a path usable from here: relative names are relative to @image's directory. */
+static char *backing_path(const char *image, const char *backing)
+{
+	char *copy, *path = NULL;
+
+	if (backing[0] == '/' || !strchr(image, '/'))
+		return strdup(backing);
+	copy = strdup(image);
+	if (copy && asprintf(&path, "%s/%s", dirname(copy), backing) < 0)
+		path = NULL;
+	free(copy);
+	return path;
+}
+
+/* true if @path, or an image of @nb's backing chain (@nb: @path opened, or NULL), is @bs's file */
+static bool in_chain(struct blockdev *bs, const char *path, struct blockdev *nb)
+{
+	struct stat self, st;
+
+	if (fstat(bs->file->fd, &self))
+		return false;
+	if (!stat(path, &st) && st.st_dev == self.st_dev && st.st_ino == self.st_ino)
+		return true;
+	for (struct blockdev *cur = nb; cur; cur = cur->backing)
+		if (!stat(cur->filename, &st) && st.st_dev == self.st_dev &&
+		    st.st_ino == self.st_ino)
+			return true;
+	return false;
+}
+
 int img_rebase(int argc, char **argv)
 {
 	const char *fmt = NULL, *bfile = NULL, *bfmt = NULL;
@@ -83,7 +114,8 @@ int img_rebase(int argc, char **argv)
 	}
 	if (optind + 1 != argc || !bfile)
 		return img_usage_error("rebase: expecting -b backing_file and one file name");
-	bs = img_open(argv[optind], fmt, false, NULL, &err);
+	/* -u may mend a chain whose old backing file is gone: leave it closed */
+	bs = img_open(argv[optind], fmt, false, unsafe ? "backing=null" : NULL, &err);
 	if (!bs)
 		goto fail;
 	if (bs->drv != &blockdev_qcow2) {
@@ -91,20 +123,28 @@ int img_rebase(int argc, char **argv)
 			   blockdev_format_name(bs));
 		goto fail;
 	}
-	if (!unsafe && bfile[0]) {
-		char *copy = strdup(argv[optind]), *path = NULL;
+	if (bfile[0]) {
+		char *path = backing_path(argv[optind], bfile);
 
-		if (bfile[0] == '/' || !strchr(argv[optind], '/'))
-			path = strdup(bfile);
-		else if (copy && asprintf(&path, "%s/%s", dirname(copy), bfile) < 0)
-			path = NULL;
-		free(copy);
-		nb = path ? img_open(path, bfmt, true, NULL, &err) : NULL;
-		free(path);
-		if (!nb) {
-			error_prepend(&err, "could not open the new backing file '%s'", bfile);
+		if (!path) {
+			error_setg(&err, "out of memory");
 			goto fail;
 		}
+		/* -u: a new backing file that does not open (yet) is allowed, one that does is
+		 * still checked for a loop */
+		nb = img_open(path, bfmt, true, NULL, &err);
+		if (!nb && unsafe) {
+			error_free(err);
+			err = NULL;
+		}
+		if (!nb && !unsafe)
+			error_prepend(&err, "could not open the new backing file '%s'", bfile);
+		else if (in_chain(bs, path, nb))
+			error_setg(&err, "'%s' cannot be the backing file of '%s': that would make "
+				   "the backing chain loop", bfile, argv[optind]);
+		free(path);
+		if (err)
+			goto fail;
 	}
 	if (!bfmt && nb)
 		bfmt = blockdev_format_name(nb);
