@@ -445,10 +445,11 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *b, size_t len
 static int parse_backing(struct qcow2_header *h, const uint8_t *b, size_t len,
 			 struct error **errp)
 {
-	if (!h->backing_file_offset)
+	/* an empty name is no backing file, as qemu reads it */
+	if (!h->backing_file_offset || !h->backing_file_size)
 		return 0;
-	if (h->backing_file_size > QCOW2_MAX_BACKING_NAME || h->backing_file_size == 0) {
-		FIELD_ERR(errp, "backing_file_size", 16, "is %u: must be 1..%u",
+	if (h->backing_file_size > QCOW2_MAX_BACKING_NAME) {
+		FIELD_ERR(errp, "backing_file_size", 16, "is %u: must be 0..%u",
 			  h->backing_file_size, QCOW2_MAX_BACKING_NAME);
 		return -1;
 	}

@@ -268,6 +268,18 @@ static void backing_file_name_must_be_sane(void **state)
 	refused("backing_file_offset", "incompatible");
 }
 
+/* an offset with an empty name is no backing file, as qemu reads it */
+static void empty_backing_file_name_is_no_backing_file(void **state)
+{
+	struct qcow2_header h;
+
+	make(3, 16, "b.img");
+	be32(16, 0);
+	accepted(&h);
+	assert_string_equal(h.backing_file, "");
+	qcow2_header_free(&h);
+}
+
 static void hostile_extensions_are_refused(void **state)
 {
 	/* the first extension (backing format) claims more bytes than the cluster has */
@@ -358,6 +370,7 @@ int main(void)
 		cmocka_unit_test(autoclear_bits_are_checked),
 		cmocka_unit_test(tables_out_of_bounds_or_misaligned_are_refused),
 		cmocka_unit_test(backing_file_name_must_be_sane),
+		cmocka_unit_test(empty_backing_file_name_is_no_backing_file),
 		cmocka_unit_test(hostile_extensions_are_refused),
 		cmocka_unit_test(unknown_extensions_and_header_tail_survive_a_round_trip),
 		cmocka_unit_test(a_small_cluster_header_drops_the_feature_table_to_fit),
