@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vireo-img compare: do two images show the same guest content? qemu-img's semantics: bytes past
- * the end of the shorter image must be zero (unless -s, strict, where sizes must match too).
- * Exit 0 identical, 1 different, 2 error.
+ * the end of the shorter image must be zero; -s (strict) also fails when the sizes differ or
+ * where the allocation differs (the block status of the layer that provides each range: data,
+ * zero, allocated, in a file at an offset, compressed). -F does not default to -f.
+ * Exit 0 identical, 1 different, 2 could not open, 3 block status failed, 4 read failed.
  */
 #include "tools/vireo-img.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,23 +36,54 @@ static int mismatch(bool quiet, uint64_t off)
 	return 1;
 }
 
-/* Both zero for the next *pnum bytes, known without reading? */
-static bool known_zero(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t *pnum)
-{
-	uint64_t map;
-	struct blockdev *file;
-	int st = blockdev_block_status(bs, off, len, pnum, &map, &file);
+/* The block status flags -s compares: qemu-img compare -s fails where they differ. */
+#define STRICT_FLAGS                                                                  \
+	(BLOCKDEV_STATUS_DATA | BLOCKDEV_STATUS_ZERO | BLOCKDEV_STATUS_ALLOCATED |   \
+	 BLOCKDEV_STATUS_OFFSET | BLOCKDEV_STATUS_COMPRESSED)
 
-	if (st < 0) {
-		*pnum = len;
-		return false;
+/*
+ * Block status of what @bs shows at @off (at most @len bytes, *pnum of them): the flags of the
+ * layer of its chain that provides it; zeroes past the end of a shorter backing file. Returns
+ * the flags or -errno.
+ */
+static int chain_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t *pnum)
+{
+	for (struct blockdev *cur = bs;; cur = cur->backing) {
+		struct blockdev *file;
+		uint64_t map;
+		int st;
+
+		if (off >= cur->size) {
+			*pnum = len;
+			return BLOCKDEV_STATUS_ZERO;
+		}
+		st = blockdev_block_status(cur, off, MIN(len, cur->size - off), pnum, &map, &file);
+		if (st < 0 || (st & BLOCKDEV_STATUS_ALLOCATED) || !cur->backing)
+			return st;
+		len = *pnum;
 	}
-	return (st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA) && !bs->backing;
 }
 
-/* 0 identical, 1 differ (message printed), -errno */
-static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *ba, uint8_t *bb,
-		   struct img_progress *prog)
+static bool reads_zero(int st)
+{
+	return (st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA);
+}
+
+/* What failed, for the exit status (qemu-img's: 3 block status, 4 reading). */
+struct failure {
+	int status, err;
+	const char *file;
+};
+
+static int fail(struct failure *f, int status, int err, struct blockdev *bs)
+{
+	*f = (struct failure){ .status = status, .err = -err, .file = bs->filename };
+	return -1;
+}
+
+/* 0 identical, 1 differ (message printed), -1 failed (*f says how) */
+static int compare(struct blockdev *a, struct blockdev *b, bool strict, bool quiet, uint8_t *ba,
+		   uint8_t *bb, struct img_progress *prog, struct failure *f)
 {
 	uint64_t common = MIN(a->size, b->size), off = 0;
 	struct blockdev *longer = a->size > b->size ? a : b;
@@ -57,17 +91,30 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 
 	while (off < common) {
 		uint64_t n = MIN(common - off, CHUNK), pa, pb, d;
+		int sa = chain_status(a, off, n, &pa), sb;
 
-		if (known_zero(a, off, n, &pa) && known_zero(b, off, MIN(n, pa), &pb)) {
-			off += MIN(pa, pb);
-			img_progress_update(prog, off);
-			continue;
+		if (sa < 0)
+			return fail(f, 3, sa, a);
+		sb = chain_status(b, off, pa, &pb);
+		if (sb < 0)
+			return fail(f, 3, sb, b);
+		n = MIN(pa, pb);
+		if (!n)
+			return fail(f, 3, -EIO, a);
+		if (strict && (sa & STRICT_FLAGS) != (sb & STRICT_FLAGS)) {
+			if (!quiet)
+				printf("Strict mode: Offset %" PRIu64 " block status mismatch!\n", off);
+			return 1;
 		}
-		if ((ret = blockdev_pread(a, off, ba, n)) || (ret = blockdev_pread(b, off, bb, n)))
-			return ret;
-		d = first_diff(ba, bb, n);
-		if (d < n)
-			return mismatch(quiet, off + d);
+		if (!reads_zero(sa) || !reads_zero(sb)) {
+			if ((ret = blockdev_pread(a, off, ba, n)))
+				return fail(f, 4, ret, a);
+			if ((ret = blockdev_pread(b, off, bb, n)))
+				return fail(f, 4, ret, b);
+			d = first_diff(ba, bb, n);
+			if (d < n)
+				return mismatch(quiet, off + d);
+		}
 		off += n;
 		img_progress_update(prog, off);
 	}
@@ -75,7 +122,7 @@ static int compare(struct blockdev *a, struct blockdev *b, bool quiet, uint8_t *
 		uint64_t n = MIN(longer->size - off, CHUNK), d;
 
 		if ((ret = blockdev_pread(longer, off, ba, n)))
-			return ret;
+			return fail(f, 4, ret, longer);
 		if (!buf_is_zero(ba, n)) {
 			for (d = 0; !ba[d]; d++)
 				;
@@ -94,6 +141,7 @@ int img_compare(int argc, char **argv)
 	struct error *err = NULL;
 	bool strict = false, quiet = false, progress = false;
 	struct img_progress prog;
+	struct failure failure;
 	uint8_t *ba = NULL, *bb = NULL;
 	int c, ret = 2;
 
@@ -112,8 +160,6 @@ int img_compare(int argc, char **argv)
 		img_usage_error("compare: expecting two file names");
 		return 2;
 	}
-	if (!fmt2)
-		fmt2 = fmt1;
 	a = img_open(argv[optind], fmt1, true, NULL, &err);
 	if (a)
 		b = img_open(argv[optind + 1], fmt2, true, NULL, &err);
@@ -132,12 +178,13 @@ int img_compare(int argc, char **argv)
 		goto out;
 	}
 	img_progress_start(&prog, progress && !quiet, MAX(a->size, b->size));
-	ret = compare(a, b, quiet, ba, bb, &prog);
+	ret = compare(a, b, strict, quiet, ba, bb, &prog, &failure);
 	img_progress_end(&prog, ret == 0);
 	if (ret < 0) {
-		fprintf(stderr, "%s: error while comparing '%s' and '%s': %s\n", IMG_PROG,
-			argv[optind], argv[optind + 1], strerror(-ret));
-		ret = 2;
+		fprintf(stderr, "%s: '%s': %s: %s\n", IMG_PROG, failure.file,
+			failure.status == 3 ? "block status failed" : "read failed",
+			strerror(failure.err));
+		ret = failure.status;
 	} else if (ret == 0 && !quiet) {
 		printf("Images are identical.\n");
 	}
