@@ -39,6 +39,15 @@ int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *v
 		}
 		return set_string(&opts->format, value, key, errp);
 	}
+	if (!strcmp(key, "node-name")) {
+		if (!blockdev_node_name_valid(value)) {
+			error_setg(errp, "node-name '%s': must start with a letter and hold at most "
+				   "%d letters, digits, '-', '.' or '_'", value,
+				   BLOCKDEV_NODE_NAME_MAX - 1);
+			return -1;
+		}
+		return set_string(&opts->node_name, value, key, errp);
+	}
 	if (!strcmp(key, "cache")) {
 		if (!strcmp(value, "none")) {
 			opts->cache = BLOCKDEV_CACHE_NONE;
@@ -110,6 +119,7 @@ void blockdev_opts_free(struct blockdev_opts *opts)
 	}
 	free(opts->extra);
 	free(opts->format);
+	free(opts->node_name);
 	memset(opts, 0, sizeof(*opts));
 }
 
@@ -146,13 +156,30 @@ static struct blockdev *node_new(const struct blockdev_driver *drv, const char *
 	bs->read_only = opts->readonly;
 	bs->align = 1;
 	bs->mem_align = 1;
+	blockdev_register(bs);
 	return bs;
 }
 
 static void node_free(struct blockdev *bs)
 {
+	blockdev_unregister(bs);
 	free(bs->filename);
 	free(bs);
+}
+
+int blockdev_link_child(struct blockdev *parent, struct blockdev_user *link, struct blockdev *child,
+			const char *role, struct error **errp)
+{
+	bool storage = strcmp(role, "backing"); /* file, data-file: the parent's bytes */
+
+	*link = (struct blockdev_user){
+		.parent = parent,
+		.role = role,
+		.perm = BLOCKDEV_PERM_READ |
+			(storage && !parent->read_only ? BLOCKDEV_PERM_WRITE | BLOCKDEV_PERM_RESIZE : 0),
+		.shared = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE_UNCHANGED,
+	};
+	return blockdev_attach(child, link, errp);
 }
 
 struct blockdev *blockdev_open_file(const char *filename, const struct blockdev_opts *opts,
@@ -182,16 +209,22 @@ struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockd
 
 	if (!bs)
 		return NULL;
-	bs->file = file;
 	bs->probed = ctx->probed;
 	bs->read_only = ctx->opts->readonly || file->read_only;
 	bs->align = file->align;
 	bs->mem_align = file->mem_align;
-	if (drv->open(bs, ctx, errp) < 0) {
-		bs->file = NULL;
+	if (blockdev_link_child(bs, &bs->file_link, file, "file", errp) < 0) {
 		node_free(bs);
 		return NULL;
 	}
+	bs->file = file;
+	if (drv->open(bs, ctx, errp) < 0) {
+		bs->file = NULL;
+		blockdev_detach(&bs->file_link);
+		node_free(bs);
+		return NULL;
+	}
+	blockdev_unref(file); /* the caller's reference: the new node owns the child now */
 	return bs;
 }
 
@@ -253,7 +286,8 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
 	bs = blockdev_open_format(file, drv, &ctx, errp);
 	if (!bs)
 		goto err_file;
-	if (refuse_unused(bs, &ctx, errp) < 0)
+	if (refuse_unused(bs, &ctx, errp) < 0 ||
+	    (opts->node_name && blockdev_set_node_name(bs, opts->node_name, errp) < 0))
 		goto err_bs;
 	free(ctx.used);
 	return bs;
@@ -271,13 +305,17 @@ err_used:
 
 void blockdev_close(struct blockdev *bs)
 {
-	if (!bs)
-		return;
+	blockdev_unref(bs);
+}
+
+void blockdev_destroy(struct blockdev *bs)
+{
 	blockdev_slow_stop(bs);
 	if (bs->drv->close)
 		bs->drv->close(bs);
-	blockdev_close(bs->file);
-	blockdev_close(bs->backing);
+	bs->file = bs->backing = NULL;
+	blockdev_detach(&bs->file_link);
+	blockdev_detach(&bs->backing_link);
 	node_free(bs);
 }
 

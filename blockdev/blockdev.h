@@ -67,6 +67,7 @@
 
 struct blockdev;
 struct blockdev_queue;
+struct blockdev_user;
 struct blockdev_slow;
 struct json_object;
 
@@ -101,6 +102,7 @@ struct blockdev_opt {
  * @cache: cache mode, for every protocol node of the chain
  * @submit: when the asynchronous engine submits the chain's I/O (auto: by cache mode)
  * @readonly: open every node read-only (a format refuses writes with -EROFS)
+ * @node_name: the node-name of the top node (NULL: generated)
  * @repair: opened to be repaired by check (a format may open an image it would otherwise
  *          refuse, e.g. one marked corrupt)
  * @no_backing: leave the backing file closed (what the image does not hold reads as zeroes):
@@ -114,6 +116,7 @@ struct blockdev_opt {
  */
 struct blockdev_opts {
 	char *format;
+	char *node_name;
 	enum blockdev_cache cache;
 	enum blockdev_submit submit;
 	bool readonly;
@@ -127,7 +130,7 @@ struct blockdev_opts {
  * blockdev_opts_set - set one option from its text form
  * @opts: options to update
  * @key: "format", "cache" (none|writeback), "submit" (auto|eager|batched), "readonly"
- *       (on|off|...), "repair" (on|off), "backing" (only "null": no_backing), or a
+ *       (on|off|...), "node-name", "repair" (on|off), "backing" (only "null": no_backing), or a
  *       driver option
  * @value: its value
  * @errp: error naming the key and value
@@ -160,6 +163,65 @@ struct blockdev_open_ctx {
 const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
 
 /* ---------------------------------------------------------------------------------------------
+ * The node graph (blockdev/graph.c): names, users and their permissions, references
+ */
+
+#define BLOCKDEV_NODE_NAME_MAX 32 /* bytes of a node name, with its NUL */
+
+/* What a user does to a node (perm) or lets others do (shared), as QEMU's permissions. */
+#define BLOCKDEV_PERM_READ            (1u << 0) /* reads that need a consistent image */
+#define BLOCKDEV_PERM_WRITE           (1u << 1) /* writes that change what readers see */
+#define BLOCKDEV_PERM_WRITE_UNCHANGED (1u << 2) /* writes that leave the content as it was */
+#define BLOCKDEV_PERM_RESIZE          (1u << 3)
+
+/**
+ * struct blockdev_user - one user of a node
+ * @parent: the parent node when the user is a node's child link, else NULL (a device
+ *          frontend; later a job or an export)
+ * @role: a child link's role ("file", "backing", "data-file"), or the user's own name for
+ *        messages ("virtio-blk0")
+ * @perm: BLOCKDEV_PERM_* it needs on the node
+ * @shared: BLOCKDEV_PERM_* it lets other users of the node have
+ * @node: the node it uses (set by blockdev_attach, NULL when detached)
+ * @next: the node's next user
+ */
+struct blockdev_user {
+	struct blockdev *parent;
+	const char *role;
+	unsigned int perm;
+	unsigned int shared;
+	struct blockdev *node;
+	struct blockdev_user *next;
+};
+
+/**
+ * blockdev_attach - @u starts using @bs, and holds a reference on it
+ *
+ * Refused, with a message naming both users, when @u needs something a user of @bs does not
+ * share or does something @u does not share. Control plane.
+ */
+int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error **errp);
+/* @u stops using its node and drops its reference (nothing when not attached). */
+void blockdev_detach(struct blockdev_user *u);
+
+/* Take / drop a reference; the last one closes the node (and drops its children's). */
+struct blockdev *blockdev_ref(struct blockdev *bs);
+void blockdev_unref(struct blockdev *bs);
+
+/* true for a name a user may give: a letter, then up to 30 letters, digits, '-', '.', '_' */
+bool blockdev_node_name_valid(const char *name);
+/* Renames @bs (every node has a name: "#blockN" until given one); refused if taken. */
+int blockdev_set_node_name(struct blockdev *bs, const char *name, struct error **errp);
+/* The open node called @name, or NULL (control plane: valid while nobody closes it). */
+struct blockdev *blockdev_find_node(const char *name);
+/* Calls @fn on every open node, newest first, with the registry locked (@fn must not open or
+ * close nodes). */
+void blockdev_for_each_node(void (*fn)(struct blockdev *bs, void *opaque), void *opaque);
+/* Drops the creator's reference of the node called @name (blockdev-del); refused, naming the
+ * user, while the node has users. */
+int blockdev_node_del(const char *name, struct error **errp);
+
+/* ---------------------------------------------------------------------------------------------
  * Nodes
  */
 
@@ -180,6 +242,10 @@ const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
  * @file: the protocol child a format reads its bytes from (NULL for a protocol node)
  * @backing: the backing node (qcow2), NULL if none
  * @slow: the slow-path worker thread of a top node (started by blockdev_queue_new)
+ * @node_name: its name in the graph (the user's node-name, or "#blockN")
+ * @refs, @users: references and users (graph.c; control plane only)
+ * @file_link, @backing_link: this node as the user of its file and backing children
+ * @reg_prev, @reg_next: the registry's list (graph.c)
  */
 struct blockdev {
 	const struct blockdev_driver *drv;
@@ -197,6 +263,11 @@ struct blockdev {
 	struct blockdev *file;
 	struct blockdev *backing;
 	struct blockdev_slow *slow;
+	char node_name[BLOCKDEV_NODE_NAME_MAX];
+	unsigned int refs;
+	struct blockdev_user *users;
+	struct blockdev_user file_link, backing_link;
+	struct blockdev *reg_prev, *reg_next;
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -433,8 +504,26 @@ struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockd
 struct blockdev *blockdev_open_file(const char *filename, const struct blockdev_opts *opts,
 				    struct error **errp);
 
-/* Closes @bs and, below it, its file and backing children. Every queue on it must be freed. */
+/**
+ * blockdev_close - drop the reference blockdev_open() (or another opener) gave
+ *
+ * The node closes when that was the last reference (it has no users left), and with it the
+ * children nobody else uses. Every queue on it must be freed first.
+ */
 void blockdev_close(struct blockdev *bs);
+
+/**
+ * blockdev_link_child - make @child the @role child of @parent
+ * @parent: the parent node
+ * @link: its user record for the child (bs->file_link, bs->backing_link, or the driver's own)
+ * @role: "file", "backing", "data-file"
+ *
+ * Attaches @link (which holds its own reference on @child) with the permissions a format
+ * needs on that role: read; write and resize too on the file or data file of a writable
+ * parent; other users may only read (or write what leaves the content unchanged).
+ */
+int blockdev_link_child(struct blockdev *parent, struct blockdev_user *link, struct blockdev *child,
+			const char *role, struct error **errp);
 
 int blockdev_truncate(struct blockdev *bs, uint64_t size, struct error **errp);
 int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp);

@@ -34,6 +34,12 @@ void blockdev_iov_from_buf(const struct iovec *iov, int iovcnt, uint64_t skip, c
 bool blockdev_iov_dio_ok(const struct iovec *iov, int iovcnt, uint32_t mem_align,
 			 uint32_t len_align);
 
+/* The registry (graph.c): a new node gets its "#blockN" name and one reference. */
+void blockdev_register(struct blockdev *bs);
+void blockdev_unregister(struct blockdev *bs);
+/* Closes a node whose last reference is gone (blockdev.c). */
+void blockdev_destroy(struct blockdev *bs);
+
 /* The slow-path worker of a node (engine.c): created by blockdev_queue_new, freed by close. */
 int blockdev_slow_start(struct blockdev *bs, struct error **errp);
 void blockdev_slow_stop(struct blockdev *bs);

@@ -55,7 +55,7 @@ struct qcow2 {
 	struct blockdev *bs;
 	struct blockdev *file;  /* metadata and (without a data file) data */
 	struct blockdev *data;  /* where data clusters live: file or the external data file */
-	struct blockdev *data_own; /* external data file node we opened */
+	struct blockdev_user data_link; /* this image as the user of its external data file */
 	struct qcow2_header h;
 	uint64_t file_size_at_open;
 	unsigned cluster_bits;

@@ -208,9 +208,10 @@ static int chain_find(const char *path)
 static int open_backing(struct qcow2 *q, struct error **errp)
 {
 	struct blockdev_opts o = { 0 };
+	struct blockdev *backing;
 	struct stat st;
 	char *path;
-	int again;
+	int again, ret;
 
 	if (!q->h.backing_file[0])
 		return 0;
@@ -241,14 +242,19 @@ static int open_backing(struct qcow2 *q, struct error **errp)
 	o.submit = q->bs->submit;
 	o.readonly = true;
 	o.format = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
-	q->bs->backing = blockdev_open(path, &o, errp);
+	backing = blockdev_open(path, &o, errp);
 	depth--;
 	free(path);
-	if (!q->bs->backing) {
+	if (!backing) {
 		error_prepend(errp, "'%s': cannot open its backing file '%s'", q->bs->filename,
 			      q->h.backing_file);
 		return -1;
 	}
+	ret = blockdev_link_child(q->bs, &q->bs->backing_link, backing, "backing", errp);
+	blockdev_close(backing); /* the link holds it now (or, on failure, nobody) */
+	if (ret)
+		return -1;
+	q->bs->backing = backing;
 	return 0;
 }
 
@@ -256,7 +262,9 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 {
 	const char *name = blockdev_opt_get(ctx, "data-file");
 	struct blockdev_opts o = { 0 };
+	struct blockdev *data;
 	char *path;
+	int ret;
 
 	q->data = q->file;
 	if (!(q->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
@@ -281,13 +289,17 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 	o.cache = q->bs->cache;
 	o.submit = q->bs->submit;
 	o.readonly = q->read_only;
-	q->data_own = blockdev_open_file(path, &o, errp);
-	if (!q->data_own)
+	data = blockdev_open_file(path, &o, errp);
+	if (!data)
 		error_prepend(errp, "'%s': cannot open its data file '%s'", q->bs->filename, path);
 	free(path);
-	if (!q->data_own)
+	if (!data)
 		return -1;
-	q->data = q->data_own;
+	ret = blockdev_link_child(q->bs, &q->data_link, data, "data-file", errp);
+	blockdev_close(data); /* the link holds it now (or, on failure, nobody) */
+	if (ret)
+		return -1;
+	q->data = data;
 	return 0;
 }
 
@@ -385,8 +397,7 @@ static void free_state(struct qcow2 *q)
 	for (unsigned i = 0; i < q->nr_retired; i++)
 		free(q->l1_retired[i]);
 	qcow2_cache_destroy(&q->cache);
-	if (q->data_own)
-		blockdev_close(q->data_own);
+	blockdev_detach(&q->data_link);
 	qcow2_header_free(&q->h);
 	pthread_mutex_destroy(&q->lock);
 	free(q);

@@ -319,6 +319,7 @@ void drive_config_free(struct drive_config *c)
 struct drive {
 	struct pci_bus *bus;
 	struct blockdev *bs;
+	struct blockdev_user user; /* the device as the user of its node */
 	struct vblk *dev;
 	char name[32];
 };
@@ -494,6 +495,16 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
 	d->bs = open_image(&c, errp);
 	if (!d->bs)
 		goto err;
+	/* as QEMU's frontends without share-rw: others may read, not write */
+	d->user = (struct blockdev_user){
+		.role = d->name,
+		.perm = BLOCKDEV_PERM_READ | (c.readonly ? 0 : BLOCKDEV_PERM_WRITE),
+		.shared = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE_UNCHANGED,
+	};
+	if (blockdev_attach(d->bs, &d->user, errp) < 0) {
+		error_prepend(errp, "--drive file=%s", c.file);
+		goto err_close;
+	}
 	for (unsigned int i = 0; i < c.num_queues; i++)
 		map[i] = iothreads[c.vq_map[i]];
 	o = (struct vblk_opts){ .bs = d->bs, .read_only = c.readonly, .serial = c.serial,
@@ -515,6 +526,7 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
 err_dev:
 	vblk_destroy(d->dev);
 	d->dev = NULL;
+	blockdev_detach(&d->user);
 err_close:
 	blockdev_close(d->bs);
 	d->bs = NULL;
@@ -536,6 +548,7 @@ void drive_cleanup(void)
 		iothread_has_memory[i] = false;
 	}
 	for (unsigned int i = 0; i < nr_drives; i++) {
+		blockdev_detach(&drives[i].user);
 		blockdev_close(drives[i].bs);
 		drives[i].bs = NULL;
 	}

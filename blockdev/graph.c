@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The node graph: node names, the registry that finds nodes by name, the users of each node
+ * with their permissions, and references.
+ *
+ * Who owns what.
+ *  - Every node is in the registry from node_new() to node_free(), under a name: the user's
+ *    (node-name=) or a generated "#blockN". The registry list and the name counter are guarded
+ *    by registry_lock, so that a lookup (QMP, and later the job thread and the storage daemon's
+ *    exports) never sees a half-linked node.
+ *  - A node's users list (parents as file / backing / data-file child, frontends, later jobs
+ *    and exports) and its reference count change only on the control plane, one caller at a
+ *    time per node: opening, closing, attaching a frontend, deleting. registry_lock guards
+ *    them too, so that a reader walking the graph sees whole lists.
+ *  - The data path never reads any of this: requests reach nodes through the pointers
+ *    (bs->file, bs->backing, the driver's own) that were set before the first queue existed.
+ *  - References: the creator of a node holds one; every parent holds one on each child. A node
+ *    is closed when the last one goes, after its users are gone (a user holds a reference).
+ *
+ * Permissions, as QEMU's model: each user says what it does to the node (perm) and what it
+ * lets others do (shared). A user is refused when it needs something another user does not
+ * share, or does something it cannot share; the message names both users.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/internal.h"
+#include "common/util.h"
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct blockdev *registry; /* every open node, newest first (bs->reg_next) */
+static unsigned int next_auto_name = 1;
+
+static const char *const perm_names[] = { "read", "write", "write-unchanged", "resize" };
+
+/* "write, resize" for the bits of @perm (at least one). */
+static void perm_string(unsigned perm, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < ARRAY_SIZE(perm_names) && n < len; i++)
+		if (perm & (1u << i))
+			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", perm_names[i]);
+}
+
+/* "node 'disk0' (as its file)" or "virtio-blk0" */
+static void user_label(const struct blockdev_user *u, char *buf, size_t len)
+{
+	if (u->parent)
+		snprintf(buf, len, "node '%s' (as its %s)", u->parent->node_name, u->role);
+	else
+		snprintf(buf, len, "%s", u->role);
+}
+
+bool blockdev_node_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!len || len >= BLOCKDEV_NODE_NAME_MAX ||
+	    !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z')))
+		return false;
+	for (size_t i = 1; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+static struct blockdev *find_locked(const char *name)
+{
+	for (struct blockdev *bs = registry; bs; bs = bs->reg_next)
+		if (!strcmp(bs->node_name, name))
+			return bs;
+	return NULL;
+}
+
+struct blockdev *blockdev_find_node(const char *name)
+{
+	struct blockdev *bs;
+
+	pthread_mutex_lock(&registry_lock);
+	bs = find_locked(name);
+	pthread_mutex_unlock(&registry_lock);
+	return bs;
+}
+
+void blockdev_register(struct blockdev *bs)
+{
+	pthread_mutex_lock(&registry_lock);
+	snprintf(bs->node_name, sizeof(bs->node_name), "#block%u", next_auto_name++);
+	bs->refs = 1;
+	bs->reg_next = registry;
+	if (registry)
+		registry->reg_prev = bs;
+	registry = bs;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void blockdev_unregister(struct blockdev *bs)
+{
+	pthread_mutex_lock(&registry_lock);
+	if (bs->reg_prev)
+		bs->reg_prev->reg_next = bs->reg_next;
+	else
+		registry = bs->reg_next;
+	if (bs->reg_next)
+		bs->reg_next->reg_prev = bs->reg_prev;
+	bs->reg_next = bs->reg_prev = NULL;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+int blockdev_set_node_name(struct blockdev *bs, const char *name, struct error **errp)
+{
+	int ret = -1;
+
+	if (!blockdev_node_name_valid(name)) {
+		error_setg(errp, "node-name '%s': must start with a letter and hold at most %d "
+			   "letters, digits, '-', '.' or '_'", name, BLOCKDEV_NODE_NAME_MAX - 1);
+		return -1;
+	}
+	pthread_mutex_lock(&registry_lock);
+	if (find_locked(name) && find_locked(name) != bs) {
+		error_setg(errp, "node-name '%s' is already in use", name);
+	} else {
+		snprintf(bs->node_name, sizeof(bs->node_name), "%s", name);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return ret;
+}
+
+void blockdev_for_each_node(void (*fn)(struct blockdev *bs, void *opaque), void *opaque)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct blockdev *bs = registry; bs; bs = bs->reg_next)
+		fn(bs, opaque);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* The first user of @bs whose permissions clash with @u's, or NULL. */
+static const struct blockdev_user *conflict(const struct blockdev *bs,
+					     const struct blockdev_user *u, unsigned *clash)
+{
+	for (const struct blockdev_user *o = bs->users; o; o = o->next) {
+		*clash = (u->perm & ~o->shared) | (o->perm & ~u->shared);
+		if (*clash)
+			return o;
+	}
+	return NULL;
+}
+
+int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error **errp)
+{
+	const struct blockdev_user *o;
+	unsigned clash = 0;
+
+	pthread_mutex_lock(&registry_lock);
+	o = conflict(bs, u, &clash);
+	if (o) {
+		char mine[96], theirs[96], what[64];
+		bool they_refuse = u->perm & ~o->shared;
+
+		user_label(u, mine, sizeof(mine));
+		user_label(o, theirs, sizeof(theirs));
+		perm_string(they_refuse ? u->perm & ~o->shared : o->perm & ~u->shared, what,
+			    sizeof(what));
+		pthread_mutex_unlock(&registry_lock);
+		if (they_refuse)
+			error_setg(errp, "node '%s': %s needs %s, which %s, using it already, does "
+				   "not share", bs->node_name, mine, what, theirs);
+		else
+			error_setg(errp, "node '%s': %s cannot use it: %s uses it for %s, which %s "
+				   "does not share", bs->node_name, mine, theirs, what, mine);
+		return -1;
+	}
+	u->node = bs;
+	u->next = bs->users;
+	bs->users = u;
+	bs->refs++;
+	pthread_mutex_unlock(&registry_lock);
+	return 0;
+}
+
+/* Unlinks @u; returns the node, still referenced by @u (the caller drops it). */
+static struct blockdev *unlink_user(struct blockdev_user *u)
+{
+	struct blockdev *bs = u->node;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct blockdev_user **p = &bs->users; *p; p = &(*p)->next) {
+		if (*p == u) {
+			*p = u->next;
+			break;
+		}
+	}
+	u->node = NULL;
+	u->next = NULL;
+	pthread_mutex_unlock(&registry_lock);
+	return bs;
+}
+
+void blockdev_detach(struct blockdev_user *u)
+{
+	if (u && u->node)
+		blockdev_unref(unlink_user(u));
+}
+
+struct blockdev *blockdev_ref(struct blockdev *bs)
+{
+	pthread_mutex_lock(&registry_lock);
+	bs->refs++;
+	pthread_mutex_unlock(&registry_lock);
+	return bs;
+}
+
+void blockdev_unref(struct blockdev *bs)
+{
+	unsigned int left;
+
+	if (!bs)
+		return;
+	pthread_mutex_lock(&registry_lock);
+	left = --bs->refs;
+	pthread_mutex_unlock(&registry_lock);
+	if (!left)
+		blockdev_destroy(bs);
+}
+
+int blockdev_node_del(const char *name, struct error **errp)
+{
+	struct blockdev *bs;
+	char who[96];
+
+	pthread_mutex_lock(&registry_lock);
+	bs = find_locked(name);
+	if (!bs) {
+		pthread_mutex_unlock(&registry_lock);
+		error_setg(errp, "no node named '%s'", name);
+		return -1;
+	}
+	if (bs->users) {
+		user_label(bs->users, who, sizeof(who));
+		pthread_mutex_unlock(&registry_lock);
+		error_setg(errp, "node '%s' is in use by %s", name, who);
+		return -1;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	blockdev_unref(bs);
+	return 0;
+}

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The node graph (blockdev/graph.c): names and the registry, users and their permissions,
+ * references (what closes when).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/qcow2.h"
+
+struct fixture {
+	char raw[240], qcow2[256];
+};
+
+static int make_images(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	const char *dir = getenv("VIREO_TEST_TMPDIR");
+	struct qcow2_create_opts o = { .size = 1 << 20, .cluster_bits = 16, .version = 3,
+				       .refcount_bits = 16 };
+	int fd;
+
+	snprintf(f->raw, sizeof(f->raw), "%s/vireo-graph-XXXXXX", dir ? dir : "/var/tmp");
+	fd = mkstemp(f->raw);
+	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
+		return -1;
+	close(fd);
+	snprintf(f->qcow2, sizeof(f->qcow2), "%s.qcow2", f->raw);
+	o.backing_file = f->raw; /* absolute: the overlay's backing file is the raw image */
+	o.backing_fmt = "raw";
+	if (qcow2_create(f->qcow2, &o, NULL) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int remove_images(void **state)
+{
+	struct fixture *f = *state;
+
+	unlink(f->raw);
+	unlink(f->qcow2);
+	free(f);
+	return 0;
+}
+
+static struct blockdev *open_img(const char *path, const char *name, bool readonly)
+{
+	struct blockdev_opts o = { 0 };
+	struct error *err = NULL;
+	struct blockdev *bs;
+
+	if (name)
+		assert_int_equal(blockdev_opts_set(&o, "node-name", name, NULL), 0);
+	o.readonly = readonly;
+	bs = blockdev_open(path, &o, &err);
+	blockdev_opts_free(&o);
+	if (!bs)
+		fail_msg("open %s: %s", path, error_msg(err));
+	return bs;
+}
+
+static void count(struct blockdev *bs, void *opaque)
+{
+	(*(unsigned *)opaque)++;
+}
+
+static unsigned nodes(void)
+{
+	unsigned n = 0;
+
+	blockdev_for_each_node(count, &n);
+	return n;
+}
+
+static void every_node_has_a_name_and_is_found_by_it(void **state)
+{
+	struct fixture *f = *state;
+	struct blockdev *bs = open_img(f->qcow2, NULL, true);
+
+	/* qcow2, its file, the raw backing node and its file */
+	assert_int_equal(nodes(), 4);
+	assert_true(!strncmp(bs->node_name, "#block", 6));
+	assert_true(!strncmp(bs->file->node_name, "#block", 6));
+	assert_string_not_equal(bs->node_name, bs->file->node_name);
+	assert_ptr_equal(blockdev_find_node(bs->node_name), bs);
+	assert_ptr_equal(blockdev_find_node(bs->backing->node_name), bs->backing);
+	blockdev_close(bs);
+	assert_int_equal(nodes(), 0); /* the children went with it */
+	assert_null(blockdev_find_node("disk0"));
+}
+
+static void node_names_are_checked_and_unique(void **state)
+{
+	struct fixture *f = *state;
+	struct blockdev_opts o = { 0 };
+	struct error *err = NULL;
+	struct blockdev *a = open_img(f->raw, "disk0", true), *b;
+
+	assert_string_equal(a->node_name, "disk0");
+	assert_ptr_equal(blockdev_find_node("disk0"), a);
+	/* a second node may not take the name */
+	assert_int_equal(blockdev_opts_set(&o, "node-name", "disk0", NULL), 0);
+	o.readonly = true;
+	assert_null(blockdev_open(f->raw, &o, &err));
+	assert_non_null(strstr(error_msg(err), "node-name 'disk0' is already in use"));
+	error_free(err);
+	err = NULL;
+	blockdev_opts_free(&o);
+	assert_int_equal(nodes(), 2); /* the refused open left nothing behind */
+	/* QEMU's rules: a letter first, then letters, digits, '-', '.', '_', under 32 bytes */
+	assert_int_equal(blockdev_opts_set(&o, "node-name", "#block1", &err), -1);
+	assert_non_null(strstr(error_msg(err), "must start with a letter"));
+	error_free(err);
+	assert_false(blockdev_node_name_valid("9lives"));
+	assert_false(blockdev_node_name_valid("a b"));
+	assert_false(blockdev_node_name_valid("a23456789012345678901234567890123"));
+	assert_true(blockdev_node_name_valid("a2345678901234567890123456789_1"));
+	assert_true(blockdev_node_name_valid("disk-0.data_1"));
+	b = open_img(f->raw, "disk1", true);
+	assert_int_equal(blockdev_set_node_name(b, "disk0", NULL), -1);
+	assert_int_equal(blockdev_set_node_name(b, "disk2", NULL), 0);
+	assert_ptr_equal(blockdev_find_node("disk2"), b);
+	blockdev_close(b);
+	blockdev_close(a);
+}
+
+static struct blockdev_user frontend(const char *name, bool write)
+{
+	return (struct blockdev_user){
+		.role = name,
+		.perm = BLOCKDEV_PERM_READ | (write ? BLOCKDEV_PERM_WRITE : 0),
+		.shared = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE_UNCHANGED,
+	};
+}
+
+static void a_second_writer_is_refused_naming_both_users(void **state)
+{
+	struct fixture *f = *state;
+	struct blockdev *bs = open_img(f->raw, "disk0", false);
+	struct blockdev_user a = frontend("virtio-blk0", true), b = frontend("virtio-blk1", true);
+	struct blockdev_user r = frontend("virtio-blk2", false);
+	struct error *err = NULL;
+
+	assert_int_equal(blockdev_attach(bs, &a, NULL), 0);
+	assert_int_equal(blockdev_attach(bs, &b, &err), -1);
+	assert_string_equal(error_msg(err), "node 'disk0': virtio-blk1 needs write, which "
+			    "virtio-blk0, using it already, does not share");
+	error_free(err);
+	err = NULL;
+	/* a reader that wants the image unchanged cannot join a writer either */
+	assert_int_equal(blockdev_attach(bs, &r, &err), -1);
+	assert_string_equal(error_msg(err), "node 'disk0': virtio-blk2 cannot use it: "
+			    "virtio-blk0 uses it for write, which virtio-blk2 does not share");
+	error_free(err);
+	err = NULL;
+	blockdev_detach(&a);
+	/* two readers share it; then no writer may come */
+	assert_int_equal(blockdev_attach(bs, &r, NULL), 0);
+	assert_int_equal(blockdev_attach(bs, &a, &err), -1);
+	assert_non_null(strstr(error_msg(err), "virtio-blk0 needs write"));
+	error_free(err);
+	blockdev_detach(&r);
+	blockdev_close(bs);
+}
+
+static void a_backing_node_cannot_be_written_under_its_overlay(void **state)
+{
+	struct fixture *f = *state;
+	struct blockdev *bs = open_img(f->qcow2, "top", false);
+	struct blockdev_user w = frontend("virtio-blk0", true), r = frontend("virtio-blk1", false);
+	struct error *err = NULL;
+	char want[160];
+
+	assert_non_null(bs->backing);
+	snprintf(want, sizeof(want), "needs write, which node 'top' (as its backing), using it "
+		 "already, does not share");
+	assert_int_equal(blockdev_attach(bs->backing, &w, &err), -1);
+	assert_non_null(strstr(error_msg(err), want));
+	error_free(err);
+	/* reading it is fine */
+	assert_int_equal(blockdev_attach(bs->backing, &r, NULL), 0);
+	blockdev_detach(&r);
+	/* nor can anyone write to the file under the qcow2 node */
+	err = NULL;
+	assert_int_equal(blockdev_attach(bs->file, &w, &err), -1);
+	assert_non_null(strstr(error_msg(err), "node 'top' (as its file)"));
+	error_free(err);
+	blockdev_close(bs);
+}
+
+static void a_node_in_use_is_not_deleted(void **state)
+{
+	struct fixture *f = *state;
+	struct blockdev *bs = open_img(f->qcow2, "top", true);
+	struct blockdev_user u = frontend("virtio-blk0", false);
+	char file_name[BLOCKDEV_NODE_NAME_MAX];
+	struct error *err = NULL;
+
+	snprintf(file_name, sizeof(file_name), "%s", bs->file->node_name);
+	assert_int_equal(blockdev_node_del(file_name, &err), -1);
+	assert_non_null(strstr(error_msg(err), "is in use by node 'top' (as its file)"));
+	error_free(err);
+	err = NULL;
+	assert_int_equal(blockdev_attach(bs, &u, NULL), 0);
+	assert_int_equal(blockdev_node_del("top", &err), -1);
+	assert_string_equal(error_msg(err), "node 'top' is in use by virtio-blk0");
+	error_free(err);
+	err = NULL;
+	assert_int_equal(blockdev_node_del("nosuch", &err), -1);
+	assert_string_equal(error_msg(err), "no node named 'nosuch'");
+	error_free(err);
+	blockdev_detach(&u);
+	assert_int_equal(blockdev_node_del("top", NULL), 0);
+	assert_null(blockdev_find_node("top"));
+	assert_null(blockdev_find_node(file_name));
+	assert_int_equal(nodes(), 0);
+}
+
+static void a_child_stays_while_a_parent_uses_it(void **state)
+{
+	struct fixture *f = *state;
+	struct blockdev_opts o = { .readonly = true };
+	struct blockdev_open_ctx ctx = { .filename = f->raw, .opts = &o };
+	struct blockdev *file = blockdev_open_file(f->raw, &o, NULL), *a, *b;
+
+	assert_non_null(file);
+	/* two read-only raw nodes over one file node */
+	a = blockdev_open_format(blockdev_ref(file), &blockdev_raw, &ctx, NULL);
+	b = blockdev_open_format(blockdev_ref(file), &blockdev_raw, &ctx, NULL);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_equal(a->file, file);
+	blockdev_close(file); /* the creator's reference: the parents keep it */
+	assert_int_equal(nodes(), 3);
+	blockdev_close(a);
+	assert_int_equal(nodes(), 2);
+	assert_ptr_equal(b->file, file);
+	blockdev_close(b);
+	assert_int_equal(nodes(), 0);
+}
+
+int main(void)
+{
+#define WITH_IMAGES(t) cmocka_unit_test_setup_teardown(t, make_images, remove_images)
+	const struct CMUnitTest tests[] = {
+		WITH_IMAGES(every_node_has_a_name_and_is_found_by_it),
+		WITH_IMAGES(node_names_are_checked_and_unique),
+		WITH_IMAGES(a_second_writer_is_refused_naming_both_users),
+		WITH_IMAGES(a_backing_node_cannot_be_written_under_its_overlay),
+		WITH_IMAGES(a_node_in_use_is_not_deleted),
+		WITH_IMAGES(a_child_stays_while_a_parent_uses_it),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
