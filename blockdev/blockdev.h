@@ -5,9 +5,12 @@
  * Nodes. A `struct blockdev` is one node of an image graph: a *protocol* node (driver "file")
  * owns a host fd; a *format* node (raw, qcow2) interprets the bytes of its `file` child and may
  * have a `backing` node. blockdev_open() builds the chain: it opens the protocol node, probes or
- * forces the format, and returns the format node. A node owns its children: blockdev_close() on
- * the top closes the whole chain. Node fields are written while opening (and by truncate, a
- * control-plane operation done with the iothreads drained) and are read-only otherwise.
+ * forces the format, and returns the format node. Every node has a name and is found by it;
+ * its users (parents through their child links, device frontends) hold references and
+ * permissions (graph.c): blockdev_close() on the top drops the opener's reference, and a node
+ * closes with its last reference, dropping its children's. Node fields are written while
+ * opening (and by truncate, a control-plane operation done with the iothreads drained) and are
+ * read-only otherwise.
  *
  * Drivers. One small `const struct blockdev_driver` per format or protocol. Formats are found
  * through the ordered probe list in blockdev/probe.c (highest score wins; a file carrying a
