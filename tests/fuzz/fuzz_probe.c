@@ -15,8 +15,9 @@
  *
  * Invariants: an open either succeeds or fails with a message; every node of an opened chain is
  * a file of the temp directory; forcing the format that probing picked opens the same image
- * (same driver, same size); a raw open reads back exactly the input; block status describes a
- * non-empty prefix of what was asked; a read inside the virtual size returns 0 or -errno.
+ * (same driver, same size); a raw open reads back the input, then zeroes to the end of its last
+ * 512-byte sector (raw sizes are whole sectors); block status describes a non-empty prefix of
+ * what was asked; a read inside the virtual size returns 0 or -errno.
  * The probe may refuse what it cannot identify or what carries a format's magic but is not a
  * valid image of it: only a crash, a leak, UB or a broken invariant is a finding.
  */
@@ -262,14 +263,20 @@ static struct blockdev *open_as(const char *format)
 	return bs;
 }
 
-/* A raw node is the file in whole sectors: the same bytes, a partial last sector padded. */
+/*
+ * A raw node is the file in whole sectors (as qemu sizes raw images): the file's bytes, then
+ * zeroes to the end of a partial last sector.
+ */
 static void check_raw(struct blockdev *bs, const uint8_t *data, size_t size)
 {
-	FUZZ_CHECK(bs->size == ALIGN_UP(size, 512), "raw size %llu for a %zu-byte file",
+	FUZZ_CHECK(bs->size == ALIGN_UP((uint64_t)size, 512), "raw size %llu for a %zu-byte file",
 		   (unsigned long long)bs->size, size);
-	if (size && size <= READ_MAX)
-		FUZZ_CHECK(check_read(bs, 0, size) != 0 || !memcmp(readbuf, data, size),
-			   "raw read differs from the file");
+	if (!bs->size || bs->size > READ_MAX || check_read(bs, 0, bs->size) != 0)
+		return;
+	FUZZ_CHECK(!memcmp(readbuf, data, size), "raw read differs from the file");
+	for (uint64_t i = size; i < bs->size; i++)
+		FUZZ_CHECK(!readbuf[i], "raw read past the end of the file gives %#x at %llu",
+			   readbuf[i], (unsigned long long)i);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
