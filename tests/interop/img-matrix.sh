@@ -17,7 +17,7 @@
 #    convert the same allocation (data / zero / hole / compressed ranges).
 #  - check's own statuses on images with a leak (3) and corruptions (2), and their repair.
 #  - Each verb on a missing file, a directory, an empty file, a file without read permission (run
-#    as nobody), a qcow2 header cut short and qcow2 files cut mid-L1 and mid-refcount table: the
+#    as nobody when root), a qcow2 header cut short and qcow2 files cut mid-L1 and mid-refcount table: the
 #    exit code qemu-img gives (an error's for the files cut mid-table, see failed_rc), a message
 #    on stderr naming the file, never a signal.
 #  - Probing: a file that starts with another format's magic (qcow2 version 9, VMDK, VHDX, VPC,
@@ -37,8 +37,8 @@ fi
 for t in qemu-img qemu-io jq setpriv; do
 	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
-if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1; then
-	echo "SKIP: no user 'nobody' to run the unreadable-file cases as"
+if [ "$(id -u)" = 0 ] && { ! id nobody >/dev/null 2>&1 || ! getent group nogroup >/dev/null; }; then
+	echo "SKIP: no user nobody / group nogroup to run the unreadable-file cases as"
 	exit 77
 fi
 T=$(mktemp -d /tmp/vireo-img-matrix.XXXXXX)
@@ -61,8 +61,13 @@ bad() { # name [details]
 }
 
 # V / Q ARGS...: run vireo-img / qemu-img; stdout, stderr in $L/{v,q}.{out,err}, status in vrc/qrc.
-# NOBODY=1 runs them as nobody.
-as() { if [ "${NOBODY:-0}" = 1 ]; then setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; else "$@"; fi; }
+# NOBODY=1 runs them without the power to read a file of mode 000: as nobody when we are root.
+if [ "$(id -u)" = 0 ]; then
+	drop=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+else
+	drop=()
+fi
+as() { if [ "${NOBODY:-0}" = 1 ]; then "${drop[@]}" "$@"; else "$@"; fi; }
 V() { as "$VI" "$@" >"$L/v.out" 2>"$L/v.err"; vrc=$?; }
 Q() { as qemu-img "$@" >"$L/q.out" 2>"$L/q.err"; qrc=$?; }
 VQ() { V "$@"; Q "$@"; }
@@ -516,7 +521,7 @@ failed_rc() { # name
 		bad "$1: exit status $want" "$(stderrs)"
 	fi
 }
-# missing, a directory, empty, unreadable (run as nobody), a qcow2 header cut short, qcow2 files
+# missing, a directory, empty, unreadable (run as nobody when root), a qcow2 header cut short, qcow2 files
 # cut in the middle of the refcount table and of the L1 table
 cd "$T/bad" || exit 1
 WD=$T/bad
@@ -525,8 +530,6 @@ qemu-img create -q -f qcow2 badsrc/good.qcow2 4M
 qemu-io -c 'write -P 0x31 0 128k' badsrc/good.qcow2 >/dev/null
 mkdir badsrc/dir.img
 : >badsrc/empty.img
-cp badsrc/good.qcow2 badsrc/noread.img
-chmod 600 badsrc/noread.img
 head -c 40 badsrc/good.qcow2 >badsrc/cut-header.img
 head -c $(($(u64 badsrc/good.qcow2 48) + 4)) badsrc/good.qcow2 >badsrc/cut-reftable.img
 head -c $(($(u64 badsrc/good.qcow2 40) + 4)) badsrc/good.qcow2 >badsrc/cut-l1.img
@@ -540,10 +543,17 @@ poke64() { printf "$(printf '\\x%02x' $(for i in 7 6 5 4 3 2 1 0; do echo $((($3
 poke64 badsrc/bad-l1.img "$l1" $(((1 << 63) | (l2 + 512)))
 poke64 badsrc/bad-l2.img "$l2" $(((1 << 63) | (3 << 16) + 512))
 cp "$T/src/zero.raw" badsrc/
-if setpriv --reuid=nobody --regid=nogroup --clear-groups test -r badsrc/noread.img; then
-	bad "nobody cannot read noread.img (the unreadable-file cases would test nothing)"
+# noread.img (made in each copy: a non-root user could not copy it): good.qcow2, mode 000
+noread() { # dir
+	cp "$T/bad/badsrc/good.qcow2" "$1/noread.img" && chmod 000 "$1/noread.img" || exit 1
+	if [ "$(id -u)" = 0 ]; then chown nobody "$1"; fi
+}
+mkdir probe-read
+noread probe-read
+if [ ! -e probe-read/noread.img ] || NOBODY=1 as test -r probe-read/noread.img; then
+	bad "noread.img cannot be read (else the unreadable-file cases test nothing)"
 else
-	ok "nobody cannot read noread.img"
+	ok "noread.img cannot be read"
 fi
 for f in missing.img dir.img empty.img noread.img cut-header.img cut-reftable.img cut-l1.img \
 	bad-l1.img bad-l2.img; do
@@ -561,7 +571,8 @@ for f in missing.img dir.img empty.img noread.img cut-header.img cut-reftable.im
 		cp -a badsrc q
 		if [ "$f" = noread.img ]; then
 			NOBODY=1
-			chown nobody v q
+			noread v
+			noread q
 		fi
 		Vin $args
 		Qin $args
@@ -585,11 +596,11 @@ for t in nodir/new.img dir.img; do
 		names_file "create -f $f $t 1M" "$t"
 	done
 done
-chmod 644 v/good.qcow2
+chmod 444 v/good.qcow2
 NOBODY=1 V create -f qcow2 "$T/bad/v/good.qcow2" 1M
 NOBODY=1 Q create -f qcow2 "$T/bad/v/good.qcow2" 1M
-same_rc "create over a file nobody may not write"
-names_file "create over a file nobody may not write" good.qcow2
+same_rc "create over a file that may not be written"
+names_file "create over a file that may not be written" good.qcow2
 
 # ---------------------------------------------------------------------------------------------
 echo "# probing (at ${SECONDS}s)"
