@@ -374,6 +374,11 @@ static struct json_object *parse_json(const char *s, size_t len, struct error **
 		error_setg(errp, "JSON: out of memory");
 		return NULL;
 	}
+	/*
+	 * strict: the lenient mode reads "409E" as 409.0 and "1E+" as 1.0 without a word; text
+	 * after the object is refused below, with a clearer message than the tokener's
+	 */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	obj = json_tokener_parse_ex(tok, s, (int)len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
@@ -434,6 +439,16 @@ static void grave_free(struct json_object *o, void *grave)
 	json_object_put(grave);
 }
 
+/* "key '<key>'" for messages (a key from JSON may hold anything: shown as shown() does). */
+#define KEY_NAME_SIZE (SHOWN_SIZE + 8)
+static const char *key_name(char *buf, const char *key)
+{
+	char kb[SHOWN_SIZE];
+
+	snprintf(buf, KEY_NAME_SIZE, "key '%s'", SHOW(kb, key, strlen(key)));
+	return buf;
+}
+
 /*
  * Looks @key up: 1 when absent (or @o is no object), else 0 with *v its value (NULL for a
  * JSON null).
@@ -453,6 +468,7 @@ static int remove_key(struct json_object *o, const char *key, struct json_object
 		      struct error **errp)
 {
 	struct json_object *grave = json_object_get_userdata(o);
+	char kn[KEY_NAME_SIZE];
 
 	if (v) {
 		if (!grave) {
@@ -469,7 +485,7 @@ static int remove_key(struct json_object *o, const char *key, struct json_object
 	json_object_object_del(o, key);
 	return 0;
 oom:
-	error_setg(errp, "key '%s': out of memory", key);
+	error_setg(errp, "%s: out of memory", key_name(kn, key));
 	return -1;
 }
 
@@ -478,9 +494,9 @@ static int wrong_type(const char *key, struct json_object *v, const char *what,
 		      struct error **errp)
 {
 	const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
-	char vb[SHOWN_SIZE];
+	char vb[SHOWN_SIZE], kn[KEY_NAME_SIZE];
 
-	error_setg(errp, "key '%s': expected %s, got %s", key, what,
+	error_setg(errp, "%s: expected %s, got %s", key_name(kn, key), what,
 		   SHOW(vb, text, strlen(text)));
 	return -1;
 }
@@ -515,7 +531,7 @@ int keyval_take_string(struct json_object *o, const char *key, const char **out,
 int keyval_take_bool(struct json_object *o, const char *key, bool *out, struct error **errp)
 {
 	struct json_object *v;
-	char opt[SHOWN_SIZE + 8];
+	char kn[KEY_NAME_SIZE];
 	bool b;
 
 	if (lookup(o, key, &v))
@@ -523,8 +539,7 @@ int keyval_take_bool(struct json_object *o, const char *key, bool *out, struct e
 	if (json_object_is_type(v, json_type_boolean)) {
 		b = json_object_get_boolean(v);
 	} else if (json_object_is_type(v, json_type_string)) {
-		snprintf(opt, sizeof(opt), "key '%s'", key);
-		if (parse_bool(opt, json_object_get_string(v), &b, errp) < 0)
+		if (parse_bool(key_name(kn, key), json_object_get_string(v), &b, errp) < 0)
 			return -1;
 	} else {
 		return wrong_type(key, v, "on or off", errp);
@@ -535,19 +550,19 @@ int keyval_take_bool(struct json_object *o, const char *key, bool *out, struct e
 	return 0;
 }
 
-/* Shared by take_u64 and take_size: a JSON integer, or a string for @parse. */
+/* Shared by take_u64 and take_size: a JSON integer, or a string parse_u64/parse_size reads. */
 static int take_number(struct json_object *o, const char *key, uint64_t *out, bool size,
 		       struct error **errp)
 {
 	struct json_object *v;
-	char opt[SHOWN_SIZE + 8];
+	char kn[KEY_NAME_SIZE];
 	uint64_t x;
 
 	if (lookup(o, key, &v))
 		return 1;
 	if (json_object_is_type(v, json_type_int)) {
 		if (json_object_get_int64(v) < 0) {
-			error_setg(errp, "key '%s': %lld is negative", key,
+			error_setg(errp, "%s: %lld is negative", key_name(kn, key),
 				   (long long)json_object_get_int64(v));
 			return -1;
 		}
@@ -555,9 +570,8 @@ static int take_number(struct json_object *o, const char *key, uint64_t *out, bo
 	} else if (json_object_is_type(v, json_type_string)) {
 		const char *s = json_object_get_string(v);
 
-		snprintf(opt, sizeof(opt), "key '%s'", key);
-		if ((size ? parse_size(opt, s, &x, errp)
-			  : parse_u64(opt, s, 0, UINT64_MAX, &x, errp)) < 0)
+		if ((size ? parse_size(key_name(kn, key), s, &x, errp)
+			  : parse_u64(key_name(kn, key), s, 0, UINT64_MAX, &x, errp)) < 0)
 			return -1;
 	} else {
 		return wrong_type(key, v, size ? "a size" : "an unsigned integer", errp);

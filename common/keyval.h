@@ -7,7 +7,7 @@
  *     -> {"driver":"qcow2","file":{"driver":"file","filename":"/x"},"node-name":"d0"}
  *   iothread,id=io0 (implied key "qom-type")   -> {"qom-type":"iothread","id":"io0"}
  *   m.0.iothread=io0,m.1.iothread=io1          -> {"m":[{"iothread":"io0"},{"iothread":"io1"}]}
- *   {"driver":"qcow2", ...}                    -> parsed as JSON (must be an object)
+ *   {"driver":"qcow2", ...}                    -> parsed as strict JSON (must be an object)
  *
  * Dotted form: items separated by ',' (a ',' inside a value is written ",,"); each item is
  * key=value, except that the first may be a bare value for the implied key. A key is segments
@@ -33,7 +33,9 @@ struct json_object;
 #define KEYVAL_MAX_DEPTH 16
 
 /*
- * Parses @str (dotted form, or JSON when its first non-space character is '{'). @implied_key
+ * Parses @str (dotted form, or JSON when its first non-space character is '{': json-c's strict
+ * mode, so double quotes only and no trailing commas; NaN, Infinity and strings holding a NUL
+ * are refused, and of a key given twice the last one counts). @implied_key
  * (or NULL) names the key a leading bare value belongs to. Returns a new object (release it
  * with json_object_put) or NULL with *errp set.
  */

@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
-for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe; do
+for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -257,6 +257,24 @@ put('cmdline', 'bad-values', args('--kernel', '/proc/self/exe', '--cpus', '0', '
 put('cmdline', 'drive-spec', b'file=/proc/self/exe,format=qcow2,num-queues=3,iothreads=2,'
     b'iothread-vq-mapping=1:0:1,readonly=off,serial=01234567890123456789')
 put('cmdline', 'drive-spec-bad', b'file=/nonexistent,,x,queue-size=100,iothread-vq-mapping=0:9')
+
+# ------------------------------------------- keyval: option byte (implied key, accessor) + text
+def kv(opt, text):
+    return bytes([opt]) + text.encode()
+
+put('keyval', 'blockdev-nested', kv(0, 'driver=qcow2,file.driver=file,file.filename=/x,'
+    'node-name=d0,cache.direct=on,l2-cache-size=4M'))
+put('keyval', 'object-implied', kv(2, 'iothread,id=io0,poll-max-ns=32768,poll-grow=2'))
+put('keyval', 'device-implied', kv(1 | 4, 'virtio-blk-pci,drive=d0,num-queues=4,serial=a,,b'))
+put('keyval', 'lists', kv(8, 'm.1.iothread=io1,m.0.iothread=io0,v.0=x,v.1=y,n.0.0=z'))
+put('keyval', 'json', kv(12, ' {"driver": "qcow2", "read-only": true, "size": 4096, '
+    '"file": {"driver": "file", "filename": "/x"}, "l": [1, 2.5, null, "on"], '
+    '"s": "1G", "neg": -1}'))
+put('keyval', 'json-bad', kv(0, '{"a": [1, 2}, "b": NaN, "c": "x\\u0000y"}'))
+put('keyval', 'json-deep', kv(0, '{"a":' + '[' * 17 + ']' * 17 + '}'))
+put('keyval', 'errors', kv(3, 'x,a..b=1,=2,a=1,a=2,f=0,f.d=1,a.01=1,a.0=1,a.b=2,q$=1,y,'))
+put('keyval', 'deep-dotted', kv(0, '.'.join('abcdefghijklmnopq') + '=1'))
+put('keyval', 'commas', kv(4, 'a=,,,,,b=c=d,e=,f=,,'))
 
 # ------------------------------------------------------- probe: the image file, byte for byte
 # (the qcow2 images from qemu-img join these below). Headers carrying each format's magic, laid

@@ -278,6 +278,15 @@ static void json_syntax_error_says_where_parsing_stopped(void **state)
 	expect_error("{", NULL, "JSON: the text ends at offset 1", NULL);
 }
 
+static void json_is_strict(void **state)
+{
+	expect_error("{'a': 'b'}", NULL, "JSON: ", "offset");
+	expect_error("{\"a\": 409E}", NULL, "JSON: ", "offset");
+	expect_error("{\"a\": 01}", NULL, "JSON: ", "offset");
+	expect_error("{\"a\": 1,}", NULL, "JSON: ", "offset");
+	expect("{\"a\": 1, \"a\": 2}", NULL, "{\"a\":2}"); /* json-c: the last one counts */
+}
+
 static void json_text_after_the_object_is_refused(void **state)
 {
 	expect_error("{\"a\": 1} x", NULL, "unexpected text after the object at offset 9", "'x'");
@@ -562,6 +571,7 @@ int main(void)
 		cmocka_unit_test(json_form_is_parsed_as_json),
 		cmocka_unit_test(json_and_dotted_forms_agree),
 		cmocka_unit_test(json_syntax_error_says_where_parsing_stopped),
+		cmocka_unit_test(json_is_strict),
 		cmocka_unit_test(json_text_after_the_object_is_refused),
 		cmocka_unit_test(json_deeper_than_16_levels_is_refused),
 		cmocka_unit_test(json_non_finite_numbers_and_nul_are_refused),
