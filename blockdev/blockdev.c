@@ -242,7 +242,8 @@ static const struct blockdev_driver *probe_format(struct blockdev *file, struct 
 	return blockdev_probe(buf, len, file->filename, errp);
 }
 
-static int refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
+int blockdev_refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx,
+			   struct error **errp)
 {
 	for (size_t i = 0; i < ctx->opts->nr_extra; i++) {
 		if (!ctx->used[i]) {
@@ -286,7 +287,7 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
 	bs = blockdev_open_format(file, drv, &ctx, errp);
 	if (!bs)
 		goto err_file;
-	if (refuse_unused(bs, &ctx, errp) < 0 ||
+	if (blockdev_refuse_unused(bs, &ctx, errp) < 0 ||
 	    (opts->node_name && blockdev_set_node_name(bs, opts->node_name, errp) < 0))
 		goto err_bs;
 	free(ctx.used);

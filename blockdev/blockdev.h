@@ -153,6 +153,10 @@ struct blockdev_open_ctx {
 	const struct blockdev_opts *opts;
 	bool *used;  /* opts->nr_extra flags */
 	bool probed; /* the format was guessed from the content, not given */
+	/* nodes the user named to use instead of what the image's header names (blockdev-add's
+	 * "backing" and "data-file"); the driver links them, the caller keeps its reference */
+	struct blockdev *backing;
+	struct blockdev *data_file;
 };
 
 /**
@@ -491,6 +495,19 @@ const struct blockdev_driver *blockdev_find_format(const char *name);
  */
 struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts *opts,
 			       struct error **errp);
+
+/**
+ * blockdev_add - create nodes from a QEMU BlockdevOptions object (blockdev/add.c)
+ * @args: {"driver": "file"|"raw"|"qcow2", "node-name": ..., "read-only": ..., "cache":
+ *        {"direct": ...}, "filename" (file), "file" / "backing" (null: none) / "data-file"
+ *        (a node name or a nested object), and the format's own options}; not changed
+ * @where: what the object came from, for messages ("--blockdev", "blockdev-add")
+ * @errp: names the key and what is wrong with it
+ *
+ * The top node must have a node-name. Returns it, holding the creator's reference (drop it
+ * with blockdev_node_del or blockdev_close), or NULL.
+ */
+struct blockdev *blockdev_add(struct json_object *args, const char *where, struct error **errp);
 
 /**
  * blockdev_open_format - open a format node over an already open child

@@ -37,6 +37,9 @@ bool blockdev_iov_dio_ok(const struct iovec *iov, int iovcnt, uint32_t mem_align
 /* The registry (graph.c): a new node gets its "#blockN" name and one reference. */
 void blockdev_register(struct blockdev *bs);
 void blockdev_unregister(struct blockdev *bs);
+/* Refuses (naming it) the first driver option that the driver's open did not take. */
+int blockdev_refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx,
+			   struct error **errp);
 /* Closes a node whose last reference is gone (blockdev.c). */
 void blockdev_destroy(struct blockdev *bs);
 

@@ -205,7 +205,7 @@ static int chain_find(const char *path)
 	return -1;
 }
 
-static int open_backing(struct qcow2 *q, struct error **errp)
+static int open_backing(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct error **errp)
 {
 	struct blockdev_opts o = { 0 };
 	struct blockdev *backing;
@@ -213,7 +213,18 @@ static int open_backing(struct qcow2 *q, struct error **errp)
 	char *path;
 	int again, ret;
 
-	if (!q->h.backing_file[0])
+	if (ctx->backing) { /* the user's node, instead of what the header names */
+		if (q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW) {
+			error_setg(errp, "'%s': an image whose data file is raw cannot have a "
+				   "backing file", q->bs->filename);
+			return -1;
+		}
+		if (blockdev_link_child(q->bs, &q->bs->backing_link, ctx->backing, "backing", errp))
+			return -1;
+		q->bs->backing = ctx->backing;
+		return 0;
+	}
+	if (!q->h.backing_file[0] || ctx->opts->no_backing)
 		return 0;
 	if (depth >= QCOW2_MAX_CHAIN) {
 		error_setg(errp, "'%s': backing chain deeper than %d images", q->bs->filename,
@@ -268,12 +279,18 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 
 	q->data = q->file;
 	if (!(q->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
-		if (name) {
+		if (name || ctx->data_file) {
 			error_setg(errp,
 				   "'%s': data-file given but the image has no external data file",
 				   q->bs->filename);
 			return -1;
 		}
+		return 0;
+	}
+	if (ctx->data_file) {
+		if (blockdev_link_child(q->bs, &q->data_link, ctx->data_file, "data-file", errp))
+			return -1;
+		q->data = ctx->data_file;
 		return 0;
 	}
 	if (!name && !q->h.has_data_file_ext) {
@@ -433,7 +450,7 @@ static int qcow2_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct
 	}
 	if (!q->read_only && prepare_writes(q, errp))
 		goto fail;
-	if (!ctx->opts->no_backing && open_backing(q, errp))
+	if (open_backing(q, ctx, errp))
 		goto fail;
 	bs->size = q->h.size;
 	return 0;
