@@ -463,10 +463,6 @@ static struct blockdev *open_image(const struct drive_config *c, struct error **
 	    blockdev_opts_set(&o, "readonly", c->readonly ? "on" : "off", errp) < 0)
 		goto out;
 	bs = blockdev_open(c->file, &o, errp);
-	if (bs && bs->probed && !bs->read_only && !strcmp(blockdev_format_name(bs), "raw"))
-		fprintf(stderr, "vireo: warning: --drive file=%s: no format given and probing "
-			"found raw: guest writes that would make its first sector look like another "
-			"format are refused (give format=raw to allow them)\n", c->file);
 out:
 	blockdev_opts_free(&o);
 	if (!bs)
