@@ -272,9 +272,23 @@ put('keyval', 'json', kv(12, ' {"driver": "qcow2", "read-only": true, "size": 40
     '"s": "1G", "neg": -1}'))
 put('keyval', 'json-bad', kv(0, '{"a": [1, 2}, "b": NaN, "c": "x\\u0000y"}'))
 put('keyval', 'json-deep', kv(0, '{"a":' + '[' * 17 + ']' * 17 + '}'))
-put('keyval', 'errors', kv(3, 'x,a..b=1,=2,a=1,a=2,f=0,f.d=1,a.01=1,a.0=1,a.b=2,q$=1,y,'))
 put('keyval', 'deep-dotted', kv(0, '.'.join('abcdefghijklmnopq') + '=1'))
 put('keyval', 'commas', kv(4, 'a=,,,,,b=c=d,e=,f=,,'))
+# one refusal per seed (parsing stops at the first)
+for i, bad in enumerate(['x,a=1', 'a..b=1', '=2', 'a=1,a=2', 'f=0,f.d=1', 'f.d=1,f=0', 'a.01=1',
+                         '0=1', 'a.0=1,a.b=2', 'a.1=1', 'q$=1', '_a=1', 'a\x7f=1', 'a=1,y', 'a=1,',
+                         ',a=1', '{"a": 1', '{"a": 1} x', '{"a": NaN}', '{"a": "\\u0000"}',
+                         "{'a': 1}", '{"a": 409E}']):
+    put('keyval', 'bad-%02d' % i, kv(0, bad))
+# long ones: a 40 KB value whose JSON text ("\/" for each '/') is over the 64 KiB limit, a list
+put('keyval', 'long-value', kv(0, 'a=' + '/' * 40000))
+put('keyval', 'long-list', kv(8, ','.join('l.%d.x=%d' % (i, i) for i in range(2000))))
+# values for each accessor (the option byte's bits 2-3 pick the first; the next keys rotate)
+typed = 'a=64k,b=on,c=0x10,d=2GiB,e=-,f=no,g=,h=1e,i=18446744073709551616,j=false,k=-5,l=1tb'
+for acc in range(4):
+    put('keyval', 'typed-%d' % acc, kv(acc << 2, typed))
+put('keyval', 'json-typed', kv(4, '{"a": true, "b": -5, "c": 1.5, "d": [1], "e": {"f": null}, '
+    '"g": "yes", "h": 18446744073709551615, "i": "\\u000f", "": 0, "j": null}'))
 
 # ------------------------------------------------------- probe: the image file, byte for byte
 # (the qcow2 images from qemu-img join these below). Headers carrying each format's magic, laid
