@@ -47,20 +47,24 @@ struct json_object *keyval_parse(const char *str, const char *implied_key, struc
  * parse (the message names the key and the value; the key stays), and 0 when it stored the
  * value in *out and removed the key from @o, so that keyval_refuse_leftovers() can finally
  * refuse what nobody took. Taken values stay alive as long as @o does (a string from
- * keyval_take_string remains valid): they are kept in @o's json-c userdata, so do not
- * json_object_deep_copy() an object after taking from it, nor set its userdata or serializer.
+ * keyval_take_string remains valid): they are kept in @o's json-c userdata, which
+ * json_object_deep_copy() refuses to copy, so copy an object (or its parent) before taking
+ * from it, not after; and do not set its userdata or serializer.
  */
 /* A JSON string. */
 int keyval_take_string(struct json_object *o, const char *key, const char **out,
 		       struct error **errp);
-/* A JSON boolean, or a string on/off/true/false/yes/no (parse_bool's words). */
+/* A JSON boolean, or a string parse_bool reads: on/off, yes/no, true/false (and 1/0). */
 int keyval_take_bool(struct json_object *o, const char *key, bool *out, struct error **errp);
 /* A non-negative JSON integer, or a string as parse_u64 reads it (decimal or 0x hex). */
 int keyval_take_u64(struct json_object *o, const char *key, uint64_t *out, struct error **errp);
 /* A non-negative JSON integer (bytes), or a string as parse_size reads it ("64k", "1G"). */
 int keyval_take_size(struct json_object *o, const char *key, uint64_t *out,
 		     struct error **errp);
-/* Any value, as it is (an object, a list, null...): borrowed, alive as long as @o. */
+/*
+ * Any value, as it is (an object, a list; NULL for a JSON null): borrowed, alive as long as
+ * @o. -1 only when out of memory.
+ */
 int keyval_take_value(struct json_object *o, const char *key, struct json_object **out);
 
 /*
