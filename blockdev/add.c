@@ -94,6 +94,7 @@ static struct blockdev *add_file(struct json_object *o, const struct blockdev_op
 				 const char *where, struct error **errp)
 {
 	const char *filename = NULL, *aio = NULL;
+	struct blockdev *bs;
 
 	if (keyval_take_string(o, "filename", &filename, errp) < 0 ||
 	    keyval_take_string(o, "aio", &aio, errp) < 0)
@@ -109,7 +110,10 @@ static struct blockdev *add_file(struct json_object *o, const struct blockdev_op
 	}
 	if (keyval_refuse_leftovers(o, where, errp) < 0)
 		return NULL;
-	return blockdev_open_file(filename, opts, errp);
+	bs = blockdev_open_file(filename, opts, errp);
+	if (!bs)
+		error_prepend(errp, "%s", where);
+	return bs;
 }
 
 /* The keys left for the format driver, as driver options ("l2-cache-size": "4M"). */
@@ -174,6 +178,8 @@ static struct blockdev *add_format(struct json_object *o, const struct blockdev_
 	bs = blockdev_open_format(file, drv, &ctx, errp);
 	if (bs)
 		file = NULL; /* the new node took over our reference */
+	else
+		error_prepend(errp, "%s", where);
 	if (bs && blockdev_refuse_unused(bs, &ctx, errp) < 0) {
 		blockdev_close(bs);
 		bs = NULL;

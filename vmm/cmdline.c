@@ -30,6 +30,16 @@ void cmdline_usage(void)
 	       "                       register-memory=on|off,submit=auto|eager|batched,\n"
 	       "                       iothread-nice=N\n"
 	       "                       (may be given several times)\n"
+	       "  --object iothread,id=ID[,poll-max-ns=N,poll-grow=N,poll-shrink=N,\n"
+	       "                       poll-backoff=on|off,nice=N]\n"
+	       "                       an iothread, as QEMU's -object iothread\n"
+	       "  --blockdev OPTIONS   block nodes, with QEMU's -blockdev keys, dotted or JSON:\n"
+	       "                       driver=qcow2,node-name=disk0,file.driver=file,\n"
+	       "                       file.filename=PATH,cache.direct=on,read-only=on,...\n"
+	       "  --device virtio-blk-pci,drive=NODE[,id=ID,num-queues=N,queue-size=N,\n"
+	       "                       serial=STR,iothread=ID|iothread-vq-mapping=ID:ID:...]\n"
+	       "                       a virtio-blk disk serving a node\n"
+	       "                       (each may be given several times)\n"
 	       "  --affinity THREAD=CPUS\n"
 	       "                       host CPUs for vCPU N (vcpuN) or iothread N (ioN), as\n"
 	       "                       taskset -c takes them, e.g. io0=1 or vcpu1=2-3,6\n"
@@ -93,6 +103,18 @@ static int cmdline_qmp(const char *s, struct vm_config *cfg, struct error **errp
 }
 
 /* --affinity vcpuN=CPUS | ioN=CPUS (indexes are checked against the VM once it is built) */
+/* One more value of a repeatable option (checked when the VM is built). */
+static int cmdline_list(const char *opt, const char *arg, const char **list, unsigned int *n,
+			struct error **errp)
+{
+	if (*n == VM_CONFIG_MAX_DRIVES) {
+		error_setg(errp, "%s: at most %d", opt, VM_CONFIG_MAX_DRIVES);
+		return -1;
+	}
+	list[(*n)++] = arg;
+	return 0;
+}
+
 static int cmdline_affinity(const char *s, struct vm_config *cfg, struct error **errp)
 {
 	struct vm_affinity *a;
@@ -182,12 +204,13 @@ static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struc
 		cfg->vcpu_nice_set = true;
 		return parse_int("--vcpu-nice", arg, -20, 19, &cfg->vcpu_nice, errp);
 	case 'd':
-		if (cfg->nr_drives == VM_CONFIG_MAX_DRIVES) {
-			error_setg(errp, "--drive: at most %d drives", VM_CONFIG_MAX_DRIVES);
-			return -1;
-		}
-		cfg->drives[cfg->nr_drives++] = arg;
-		return 0;
+		return cmdline_list("--drive", arg, cfg->drives, &cfg->nr_drives, errp);
+	case 'o':
+		return cmdline_list("--object", arg, cfg->objects, &cfg->nr_objects, errp);
+	case 'b':
+		return cmdline_list("--blockdev", arg, cfg->blockdevs, &cfg->nr_blockdevs, errp);
+	case 'D':
+		return cmdline_list("--device", arg, cfg->devices, &cfg->nr_devices, errp);
 	default:
 		return -1;
 	}
@@ -204,6 +227,8 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "version", no_argument, NULL, 'V' },      { "boot-timer", no_argument, NULL, 'T' },
 		{ "qmp", required_argument, NULL, 'q' },    { "affinity", required_argument, NULL, 'a' },
 		{ "vcpu-nice", required_argument, NULL, 'n' },
+		{ "object", required_argument, NULL, 'o' }, { "blockdev", required_argument, NULL, 'b' },
+		{ "device", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, first = 0;

@@ -33,6 +33,13 @@ struct vm_config {
 	const char *serial_path;
 	const char *drives[VM_CONFIG_MAX_DRIVES];
 	unsigned int nr_drives;
+	/* --object, --blockdev, --device: set up in this order, after --drive's disks */
+	const char *objects[VM_CONFIG_MAX_DRIVES];
+	unsigned int nr_objects;
+	const char *blockdevs[VM_CONFIG_MAX_DRIVES];
+	unsigned int nr_blockdevs;
+	const char *devices[VM_CONFIG_MAX_DRIVES];
+	unsigned int nr_devices;
 	struct vm_affinity affinity[VM_CONFIG_MAX_AFFINITY];
 	unsigned int nr_affinity;
 	bool vcpu_nice_set; /* --vcpu-nice given: each vCPU thread sets its nice value */

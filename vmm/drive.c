@@ -3,6 +3,7 @@
 #include "vmm/drive.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,13 @@
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
+#include "common/keyval.h"
 #include "common/parse.h"
 #include "common/util.h"
 #include "devices/pci.h"
 #include "devices/virtio_blk.h"
 #include "iothreads/iothread.h"
+#include "vmm/iothread_obj.h"
 #include "vmm/vm.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -313,24 +316,24 @@ void drive_config_free(struct drive_config *c)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Set-up: the registry of shared iothreads and of the drives built so far (main thread only)
+ * Set-up: the disks built so far (--drive and --device frontends) and the nodes --blockdev
+ * made (main thread only). Iothreads live in iothread_obj.c, by id.
  */
 
 struct drive {
 	struct pci_bus *bus;
-	struct blockdev *bs;
+	struct blockdev *bs;       /* a reference of the drive's own */
 	struct blockdev_user user; /* the device as the user of its node */
 	struct vblk *dev;
 	char name[32];
 };
 
-static struct iothread *iothreads[DRIVE_MAX_IOTHREADS];
-static struct iothread_opts iothread_opts[DRIVE_MAX_IOTHREADS];
-static bool iothread_has_memory[DRIVE_MAX_IOTHREADS];
 static struct drive drives[32];
 static unsigned int nr_drives;
+static struct blockdev *blockdevs[32]; /* --blockdev's top nodes, each holding its creator's ref */
+static unsigned int nr_blockdevs;
 
-/* A drive that sets @key on shared iothread io@i must agree with the drive that created it. */
+/* A drive that sets @key on shared iothread io@i must agree with the one that created it. */
 static int shared_opt_agrees(bool set, const char *key, unsigned long long mine,
 			     unsigned long long theirs, const char *const *names, unsigned int i,
 			     struct error **errp)
@@ -347,10 +350,10 @@ static int shared_opt_agrees(bool set, const char *key, unsigned long long mine,
 }
 
 /* Polling settings a drive gives explicitly must match those of an iothread it shares. */
-static int iothread_opts_match(const struct drive_config *c, unsigned int i, struct error **errp)
+static int iothread_opts_match(const struct drive_config *c, unsigned int i,
+			       const struct iothread_opts *o, struct error **errp)
 {
 	static const char *const backoff[] = { "on", "off" }; /* by poll_keep */
-	const struct iothread_opts *o = &iothread_opts[i];
 
 	if (c->iothread_nice_set && (!o->nice_set || o->nice != c->iothread_nice)) {
 		char theirs[16] = "none";
@@ -375,7 +378,12 @@ static int iothread_opts_match(const struct drive_config *c, unsigned int i, str
 
 struct iothread *drive_iothread(unsigned int i)
 {
-	return i < DRIVE_MAX_IOTHREADS ? iothreads[i] : NULL;
+	struct iothread_obj *o;
+	char id[16];
+
+	snprintf(id, sizeof(id), "io%u", i);
+	o = iothread_obj_find(id);
+	return o ? o->it : NULL;
 }
 
 unsigned int drive_count(void)
@@ -393,7 +401,9 @@ const char *drive_name(unsigned int i)
 	return i < nr_drives ? drives[i].name : NULL;
 }
 
-static int iothreads_get(const struct drive_config *c, struct error **errp)
+/* io0 .. io<iothreads-1>: shared when they exist, created with the drive's settings if not. */
+static int iothreads_get(const struct drive_config *c, struct iothread_obj **objs,
+			 struct error **errp)
 {
 	for (unsigned int i = 0; i < c->iothreads; i++) {
 		struct iothread_opts o = {
@@ -404,20 +414,18 @@ static int iothreads_get(const struct drive_config *c, struct error **errp)
 			.nice = c->iothread_nice,
 			.nice_set = c->iothread_nice_set,
 		};
-		char name[16];
+		char id[16];
 
-		if (iothreads[i]) {
-			if (iothread_opts_match(c, i, errp) < 0)
+		snprintf(id, sizeof(id), "io%u", i);
+		objs[i] = iothread_obj_find(id);
+		if (objs[i]) {
+			if (iothread_opts_match(c, i, &objs[i]->opts, errp) < 0)
 				return -1;
 			continue;
 		}
-		snprintf(name, sizeof(name), "io%u", i);
-		iothreads[i] = iothread_create(name, &o, errp);
-		if (!iothreads[i]) {
-			error_prepend(errp, "--drive"); /* its messages name the iothread */
+		objs[i] = iothread_obj_create(id, &o, "--drive", errp);
+		if (!objs[i])
 			return -1;
-		}
-		iothread_opts[i] = o;
 	}
 	return 0;
 }
@@ -428,22 +436,19 @@ static int iothreads_get(const struct drive_config *c, struct error **errp)
  * the guest's pages on every request (~8 % more IOPS at QD32, page-cached). The price: all of
  * guest RAM is faulted in and pinned at start, so it is off by default.
  */
-static int iothreads_register_memory(const struct vm *vm, const struct drive_config *c,
-				     struct error **errp)
+static int iothreads_register_memory(const struct vm *vm, struct iothread_obj **objs,
+				     unsigned int n, struct error **errp)
 {
 	struct iovec regions[GMEM_MAX_REGIONS];
-	int n = 0;
+	int nr = 0;
 
 	for (unsigned int k = 0; k < vm->mem.nr_regions; k++)
-		regions[n++] = (struct iovec){ vm->mem.regions[k].host, vm->mem.regions[k].size };
-	for (unsigned int i = 0; i < c->iothreads; i++) {
-		if (iothread_has_memory[i])
-			continue;
-		if (iothread_register_memory(iothreads[i], regions, n, errp) < 0) {
+		regions[nr++] = (struct iovec){ vm->mem.regions[k].host, vm->mem.regions[k].size };
+	for (unsigned int i = 0; i < n; i++) {
+		if (iothread_obj_register_memory(objs[i], regions, nr, errp) < 0) {
 			error_prepend(errp, "--drive: register-memory=on");
 			return -1;
 		}
-		iothread_has_memory[i] = true;
 	}
 	return 0;
 }
@@ -465,69 +470,267 @@ static struct blockdev *open_image(const struct drive_config *c, struct error **
 	bs = blockdev_open(c->file, &o, errp);
 out:
 	blockdev_opts_free(&o);
-	if (!bs)
-		error_prepend(errp, "--drive file=%s", c->file);
 	return bs;
 }
 
-int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp)
+/*
+ * Plugs a virtio-blk function over @bs (the drive takes over the caller's reference) with
+ * @o's geometry; the device attaches as the node's user, as QEMU's frontends without
+ * share-rw: others may read, not write.
+ */
+static int plug(struct vm *vm, struct pci_bus *bus, struct blockdev *bs, struct vblk_opts *o,
+		const char *id, struct error **errp)
 {
-	struct iothread *map[DRIVE_MAX_QUEUES];
-	struct drive_config c;
-	struct drive *d;
-	struct vblk_opts o;
+	struct drive *d = &drives[nr_drives];
 
 	if (nr_drives == ARRAY_SIZE(drives)) {
-		error_setg(errp, "--drive: at most %zu drives", ARRAY_SIZE(drives));
+		error_setg(errp, "at most %zu disks", ARRAY_SIZE(drives));
+		blockdev_close(bs);
 		return -1;
 	}
-	if (drive_parse(spec, &c, errp) < 0)
-		return -1;
-	d = &drives[nr_drives];
-	snprintf(d->name, sizeof(d->name), "virtio-blk%u", nr_drives);
-	if (iothreads_get(&c, errp) < 0 ||
-	    (c.register_memory && iothreads_register_memory(vm, &c, errp) < 0))
-		goto err;
-	d->bs = open_image(&c, errp);
-	if (!d->bs)
-		goto err;
-	/* as QEMU's frontends without share-rw: others may read, not write */
+	for (unsigned int i = 0; id && i < nr_drives; i++) {
+		if (!strcmp(drives[i].name, id)) {
+			error_setg(errp, "id '%s' is already in use", id);
+			blockdev_close(bs);
+			return -1;
+		}
+	}
+	if (id)
+		snprintf(d->name, sizeof(d->name), "%s", id);
+	else
+		snprintf(d->name, sizeof(d->name), "virtio-blk%u", nr_drives);
+	d->bs = bs;
 	d->user = (struct blockdev_user){
 		.role = d->name,
-		.perm = BLOCKDEV_PERM_READ | (c.readonly ? 0 : BLOCKDEV_PERM_WRITE),
+		.perm = BLOCKDEV_PERM_READ | (o->read_only ? 0 : BLOCKDEV_PERM_WRITE),
 		.shared = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE_UNCHANGED,
 	};
-	if (blockdev_attach(d->bs, &d->user, errp) < 0) {
-		error_prepend(errp, "--drive file=%s", c.file);
+	if (blockdev_attach(bs, &d->user, errp) < 0)
 		goto err_close;
-	}
-	for (unsigned int i = 0; i < c.num_queues; i++)
-		map[i] = iothreads[c.vq_map[i]];
-	o = (struct vblk_opts){ .bs = d->bs, .read_only = c.readonly, .serial = c.serial,
-				.num_queues = c.num_queues, .queue_size = c.queue_size,
-				.iothreads = map };
-	d->dev = vblk_create(vm, d->name, &o, errp);
-	if (!d->dev) {
-		error_prepend(errp, "--drive file=%s", c.file);
-		goto err_close;
-	}
-	if (pci_bus_add_device(bus, vblk_pci(d->dev), -1, errp) < 0) {
-		error_prepend(errp, "--drive file=%s", c.file);
+	o->bs = bs;
+	d->dev = vblk_create(vm, d->name, o, errp);
+	if (!d->dev)
+		goto err_detach;
+	if (pci_bus_add_device(bus, vblk_pci(d->dev), -1, errp) < 0)
 		goto err_dev;
-	}
 	d->bus = bus;
 	nr_drives++;
-	drive_config_free(&c);
 	return 0;
 err_dev:
 	vblk_destroy(d->dev);
 	d->dev = NULL;
+err_detach:
 	blockdev_detach(&d->user);
 err_close:
 	blockdev_close(d->bs);
 	d->bs = NULL;
+	return -1;
+}
+
+int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp)
+{
+	struct iothread_obj *objs[DRIVE_MAX_IOTHREADS];
+	struct iothread *map[DRIVE_MAX_QUEUES];
+	struct drive_config c;
+	struct blockdev *bs;
+	struct vblk_opts o;
+
+	if (drive_parse(spec, &c, errp) < 0)
+		return -1;
+	if (iothreads_get(&c, objs, errp) < 0 ||
+	    (c.register_memory && iothreads_register_memory(vm, objs, c.iothreads, errp) < 0))
+		goto err;
+	bs = open_image(&c, errp);
+	if (!bs)
+		goto err_named;
+	for (unsigned int i = 0; i < c.num_queues; i++)
+		map[i] = objs[c.vq_map[i]]->it;
+	o = (struct vblk_opts){ .read_only = c.readonly, .serial = c.serial,
+				.num_queues = c.num_queues, .queue_size = c.queue_size,
+				.iothreads = map };
+	if (plug(vm, bus, bs, &o, NULL, errp) < 0)
+		goto err_named;
+	drive_config_free(&c);
+	return 0;
+err_named:
+	error_prepend(errp, "--drive file=%s", c.file);
 err:
 	drive_config_free(&c);
+	return -1;
+}
+
+int drive_blockdev_add(const char *spec, struct error **errp)
+{
+	struct json_object *args;
+	struct blockdev *bs;
+
+	if (nr_blockdevs == ARRAY_SIZE(blockdevs)) {
+		error_setg(errp, "--blockdev: at most %zu", ARRAY_SIZE(blockdevs));
+		return -1;
+	}
+	args = keyval_parse(spec, NULL, errp);
+	if (!args) {
+		error_prepend(errp, "--blockdev");
+		return -1;
+	}
+	bs = blockdev_add(args, "--blockdev", errp);
+	json_object_put(args);
+	if (!bs)
+		return -1;
+	blockdevs[nr_blockdevs++] = bs;
+	return 0;
+}
+
+/* iothread-vq-mapping of --device: "io0:io1" (vireo's), or QEMU's [{"iothread": "io0"}, ...] */
+static int device_map(struct json_object *v, unsigned int *n, const char **ids, char *buf,
+		      size_t len, struct error **errp)
+{
+	char *save = NULL, *tok;
+
+	*n = 0;
+	if (json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *e = json_object_array_get_idx(v, i), *id = e;
+
+			if (json_object_is_type(e, json_type_object) &&
+			    !json_object_object_get_ex(e, "iothread", &id))
+				id = NULL;
+			if (!json_object_is_type(id, json_type_string) || *n == DRIVE_MAX_QUEUES) {
+				error_setg(errp, "iothread-vq-mapping: entry %zu is not an iothread "
+					   "id or {\"iothread\": ID}", i);
+				return -1;
+			}
+			ids[(*n)++] = json_object_get_string(id);
+		}
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string) ||
+	    (size_t)json_object_get_string_len(v) >= len) {
+		error_setg(errp, "iothread-vq-mapping: expected ID:ID:... or a list");
+		return -1;
+	}
+	snprintf(buf, len, "%s", json_object_get_string(v));
+	for (tok = strtok_r(buf, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+		if (*n == DRIVE_MAX_QUEUES) {
+			error_setg(errp, "iothread-vq-mapping: more than %d queues", DRIVE_MAX_QUEUES);
+			return -1;
+		}
+		ids[(*n)++] = tok;
+	}
+	return 0;
+}
+
+/* The --device keys other than driver and drive, into @o and @map. */
+static int device_keys(struct json_object *a, struct vblk_opts *o, struct iothread **map,
+		       struct error **errp)
+{
+	const char *ids[DRIVE_MAX_QUEUES], *iothread = NULL;
+	char buf[DRIVE_MAX_QUEUES * IOTHREAD_OBJ_ID_MAX];
+	uint64_t nq = 0, qs = 256;
+	struct json_object *mapping = NULL;
+	unsigned int n = 0;
+
+	if (keyval_take_u64(a, "num-queues", &nq, errp) < 0 ||
+	    keyval_take_u64(a, "queue-size", &qs, errp) < 0 ||
+	    keyval_take_string(a, "serial", &o->serial, errp) < 0 ||
+	    keyval_take_string(a, "iothread", &iothread, errp) < 0)
+		return -1;
+	if (keyval_take_value(a, "iothread-vq-mapping", &mapping) == 0 &&
+	    device_map(mapping, &n, ids, buf, sizeof(buf), errp) < 0)
+		return -1;
+	if (keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	if (iothread && mapping) {
+		error_setg(errp, "iothread and iothread-vq-mapping exclude each other");
+		return -1;
+	}
+	if (!nq)
+		nq = mapping ? n : 1;
+	if (nq > DRIVE_MAX_QUEUES || (mapping && n != nq)) {
+		error_setg(errp, "num-queues=%llu: %s", (unsigned long long)nq,
+			   mapping ? "iothread-vq-mapping lists another number of queues" :
+				     "too many queues");
+		return -1;
+	}
+	if (qs < 4 || qs > VIRTQ_MAX_SIZE || (qs & (qs - 1))) {
+		error_setg(errp, "queue-size=%llu is not a power of two in 4..%d",
+			   (unsigned long long)qs, VIRTQ_MAX_SIZE);
+		return -1;
+	}
+	if (o->serial && strlen(o->serial) > VIRTIO_BLK_ID_BYTES) {
+		error_setg(errp, "serial: '%s' is longer than %d bytes", o->serial,
+			   VIRTIO_BLK_ID_BYTES);
+		return -1;
+	}
+	for (unsigned int i = 0; i < nq; i++) {
+		const char *id = mapping ? ids[i] : iothread ? iothread : "io0";
+		struct iothread_obj *t = iothread_obj_find(id);
+
+		if (!t && !mapping && !iothread) { /* no iothread named: io0, as --drive's default */
+			struct iothread_opts def = { .poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT,
+						     .poll_grow = IOTHREAD_POLL_GROW_DEFAULT,
+						     .poll_shrink = IOTHREAD_POLL_SHRINK_DEFAULT };
+
+			t = iothread_obj_create(id, &def, "iothread", errp);
+			if (!t)
+				return -1;
+		}
+		if (!t) {
+			error_setg(errp, "no iothread '%s' (create it with --object iothread,id=%s)",
+				   id, id);
+			return -1;
+		}
+		map[i] = t->it;
+	}
+	o->num_queues = (unsigned int)nq;
+	o->queue_size = (unsigned int)qs;
+	return 0;
+}
+
+int drive_device_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp)
+{
+	struct json_object *a = keyval_parse(spec, "driver", errp);
+	struct iothread *map[DRIVE_MAX_QUEUES];
+	const char *driver = NULL, *node = NULL, *id = NULL;
+	struct vblk_opts o = { 0 };
+	struct blockdev *bs;
+
+	if (!a)
+		goto err;
+	if (keyval_take_string(a, "driver", &driver, errp) < 0 ||
+	    keyval_take_string(a, "drive", &node, errp) < 0 ||
+	    keyval_take_string(a, "id", &id, errp) < 0)
+		goto err;
+	if (id && (!blockdev_node_name_valid(id) || strlen(id) >= sizeof(drives[0].name))) {
+		error_setg(errp, "id '%s': must start with a letter and hold at most 31 letters, "
+			   "digits, '-', '.' or '_'", id);
+		goto err;
+	}
+	if (!driver || strcmp(driver, "virtio-blk-pci")) {
+		error_setg(errp, "driver '%s' is not supported (virtio-blk-pci)",
+			   driver ? driver : "");
+		goto err;
+	}
+	if (!node) {
+		error_setg(errp, "drive= (the node to serve) is missing");
+		goto err;
+	}
+	bs = blockdev_find_node(node);
+	if (!bs) {
+		error_setg(errp, "drive=%s: no node of that name (create it with --blockdev)", node);
+		goto err;
+	}
+	o.iothreads = map;
+	if (device_keys(a, &o, map, errp) < 0)
+		goto err;
+	o.read_only = bs->read_only;
+	if (plug(vm, bus, blockdev_ref(bs), &o, id, errp) < 0) /* plug drops it on failure */
+		goto err;
+	json_object_put(a);
+	return 0;
+err:
+	json_object_put(a);
+	error_prepend(errp, "--device");
 	return -1;
 }
 
@@ -538,15 +741,14 @@ void drive_cleanup(void)
 		vblk_destroy(drives[i].dev);
 		drives[i].dev = NULL;
 	}
-	for (unsigned int i = 0; i < DRIVE_MAX_IOTHREADS; i++) {
-		iothread_destroy(iothreads[i]);
-		iothreads[i] = NULL;
-		iothread_has_memory[i] = false;
-	}
+	iothread_obj_cleanup();
 	for (unsigned int i = 0; i < nr_drives; i++) {
 		blockdev_detach(&drives[i].user);
 		blockdev_close(drives[i].bs);
 		drives[i].bs = NULL;
 	}
 	nr_drives = 0;
+	/* last: a node --blockdev made may be the child of another */
+	while (nr_blockdevs)
+		blockdev_close(blockdevs[--nr_blockdevs]);
 }

@@ -82,9 +82,29 @@ void drive_config_free(struct drive_config *cfg);
  */
 int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp);
 
+/**
+ * drive_blockdev_add - --blockdev SPEC: nodes from QEMU's dotted keys or JSON (blockdev_add)
+ *
+ * The nodes live until drive_cleanup(). Returns 0 or -1 with a message naming the key.
+ */
+int drive_blockdev_add(const char *spec, struct error **errp);
+
+/**
+ * drive_device_add - --device SPEC: a virtio-blk function over an existing node
+ *
+ *   --device virtio-blk-pci,drive=NODE[,id=ID][,num-queues=N][,queue-size=N][,serial=S]
+ *            [,iothread=ID | ,iothread-vq-mapping=ID:ID:...]
+ *
+ * iothread-vq-mapping names the iothread (--object iothread,id=ID) of queue 0, 1, ...; QEMU's
+ * JSON form [{"iothread": ID}, ...] is taken too. Without either, every queue is on io0 (made
+ * with the default settings if nothing made it). The device is read-only when the node is.
+ * Returns 0 or -1 with a message that starts with "--device".
+ */
+int drive_device_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp);
+
 /*
- * Tears down every drive: stops the devices' queues, stops the iothreads, closes the images.
- * Call after the vCPUs stopped and before vm_destroy.
+ * Tears down every disk: stops the devices' queues, stops the iothreads, closes the images and
+ * the nodes --blockdev made. Call after the vCPUs stopped and before vm_destroy.
  */
 void drive_cleanup(void);
 /* The drives added so far, in order: their count, device and name ("virtio-blk0", ...). */

@@ -22,6 +22,7 @@
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/drive.h"
+#include "vmm/iothread_obj.h"
 #include "vmm/config.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"
@@ -170,8 +171,18 @@ static int machine_devices(struct machine *m, const struct vm_config *cfg, struc
 		return -1;
 	m->pci_ready = true;
 	pci_bus_set_reset_hook(&m->pci, acpi_pm_reset_write, &m->pm);
+	/* iothread objects first, as QEMU's -object: --drive shares io0, io1, ... if they exist */
+	for (unsigned int i = 0; i < cfg->nr_objects; i++)
+		if (iothread_obj_add_spec(cfg->objects[i], errp) < 0)
+			return -1;
 	for (unsigned int i = 0; i < cfg->nr_drives; i++)
 		if (drive_add(&m->vm, &m->pci, cfg->drives[i], errp) < 0)
+			return -1;
+	for (unsigned int i = 0; i < cfg->nr_blockdevs; i++)
+		if (drive_blockdev_add(cfg->blockdevs[i], errp) < 0)
+			return -1;
+	for (unsigned int i = 0; i < cfg->nr_devices; i++)
+		if (drive_device_add(&m->vm, &m->pci, cfg->devices[i], errp) < 0)
 			return -1;
 	return machine_iothread_affinity(cfg, errp);
 }

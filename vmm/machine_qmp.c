@@ -8,6 +8,7 @@
 #include "devices/virtio_blk.h"
 #include "iothreads/iothread.h"
 #include "vmm/drive.h"
+#include "vmm/iothread_obj.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 
@@ -68,18 +69,17 @@ static int qmp_query_cpus_fast(void *opaque, struct json_object *args, struct js
 	return 0;
 }
 
-/* QEMU's query-iothreads: the drives' iothreads, io0 first, with their host thread ids. */
+/* QEMU's query-iothreads: the VM's iothreads in the order they were made, with their host
+ * thread ids. */
 static int qmp_query_iothreads(void *opaque, struct json_object *args, struct json_object **ret,
 			       struct error **errp)
 {
 	*ret = json_object_new_array();
-	for (unsigned int i = 0; i < DRIVE_MAX_IOTHREADS; i++) {
-		struct iothread *it = drive_iothread(i);
+	for (unsigned int i = 0; iothread_obj_at(i); i++) {
+		struct iothread *it = iothread_obj_at(i)->it;
 		const struct iothread_opts *o;
 		struct json_object *t;
 
-		if (!it)
-			continue;
 		o = iothread_get_opts(it);
 		t = json_object_new_object();
 		json_object_object_add(t, "id", json_object_new_string(iothread_name(it)));

@@ -41,6 +41,22 @@ if [ -c /dev/kvm ]; then
 		--drive "file=$tmp/d.raw" --affinity io1=0
 	expect 1 "none of these CPUs is online" -- run --kernel "$guest" --serial none \
 		--drive "file=$tmp/d.raw" --affinity io0=1023
+	# --object / --blockdev / --device: refused by name before the guest runs
+	expect 1 "--blockdev: node-name is missing" -- run --kernel "$guest" \
+		--blockdev "driver=file,filename=$tmp/d.raw"
+	expect 1 "--device: drive=d0: no node of that name" -- run --kernel "$guest" \
+		--device virtio-blk-pci,drive=d0
+	expect 1 "--device: no iothread 'x'" -- run --kernel "$guest" \
+		--blockdev "driver=file,node-name=d0,filename=$tmp/d.raw" \
+		--device virtio-blk-pci,drive=d0,iothread=x
+	expect 1 "virtio-blk1 needs write, which virtio-blk0, using it already, does not share" \
+		-- run --kernel "$guest" --blockdev "driver=file,node-name=d0,filename=$tmp/d.raw" \
+		--device virtio-blk-pci,drive=d0 --device virtio-blk-pci,drive=d0
+	expect 1 "--object: type 'memory-backend-ram' is not supported" -- run --kernel "$guest" \
+		--object memory-backend-ram,id=m0
+	expect 85 "" -- run --kernel "$guest" --serial none --object iothread,id=fast \
+		--blockdev "{\"driver\": \"raw\", \"node-name\": \"d0\", \"read-only\": true, \"file\": {\"driver\": \"file\", \"filename\": \"$tmp/d.raw\"}}" \
+		--device virtio-blk-pci,drive=d0,iothread=fast
 else
 	echo "note: /dev/kvm missing, kernel-file checks skipped"
 fi

@@ -14,6 +14,7 @@
 #include "blockdev/qcow2.h"
 #include "devices/pci.h"
 #include "vmm/drive.h"
+#include "vmm/iothread_obj.h"
 #include "vmm/vm.h"
 
 static char path[64];
@@ -45,6 +46,24 @@ static int teardown(void **state)
 }
 
 static struct drive_config cfg;
+
+/* A VM without KVM (the transport skips ioeventfd/irqfd wiring) with a PCI bus. */
+static void rig_up(struct vm *vm, struct pci_bus *pci)
+{
+	assert_int_equal(gmem_init(&vm->mem, 16 << 20, false), 0);
+	vm->vm_fd = -1;
+	bus_init(&vm->mmio, "mmio");
+	bus_init(&vm->pio, "pio");
+	assert_int_equal(pci_bus_init(pci, &vm->mmio, &vm->pio, NULL), 0);
+}
+
+static void rig_down(struct vm *vm, struct pci_bus *pci)
+{
+	pci_bus_destroy(pci);
+	bus_destroy(&vm->mmio);
+	bus_destroy(&vm->pio);
+	gmem_destroy(&vm->mem);
+}
 
 static void parse_ok(const char *fmt, ...)
 {
@@ -232,11 +251,7 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	struct error *err = NULL;
 	char spec[256];
 
-	assert_int_equal(gmem_init(&vm.mem, 16 << 20, false), 0);
-	vm.vm_fd = -1; /* no KVM: the transport skips ioeventfd/irqfd wiring */
-	bus_init(&vm.mmio, "mmio");
-	bus_init(&vm.pio, "pio");
-	assert_int_equal(pci_bus_init(&pci, &vm.mmio, &vm.pio, NULL), 0);
+	rig_up(&vm, &pci);
 	snprintf(spec, sizeof(spec), "file=%s,num-queues=2,iothreads=2,poll-max-ns=1000", path);
 	if (drive_add(&vm, &pci, spec, &err) < 0)
 		fail_msg("drive_add: %s", error_msg(err));
@@ -275,10 +290,86 @@ static void drive_add_plugs_a_virtio_blk_function_and_shares_iothreads(void **st
 	add_fails(&vm, &pci, "'bogus'", "file=%s,format=qcow2,bogus=1", qpath);
 	drive_cleanup();
 	assert_int_equal(pci_cfg_read(&pci, 1, 0, 0, 4), 0xffffffff);
-	pci_bus_destroy(&pci);
-	bus_destroy(&vm.mmio);
-	bus_destroy(&vm.pio);
-	gmem_destroy(&vm.mem);
+	rig_down(&vm, &pci);
+}
+
+/* the formatted --device / --blockdev / --object spec fails with a message holding @want */
+static void __attribute__((format(printf, 5, 6)))
+setup_fails(struct vm *vm, struct pci_bus *pci, int kind, const char *want, const char *fmt, ...)
+{
+	struct error *err = NULL;
+	char spec[512];
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	vsnprintf(spec, sizeof(spec), fmt, ap);
+	va_end(ap);
+	ret = kind == 'D' ? drive_device_add(vm, pci, spec, &err) :
+	      kind == 'b' ? drive_blockdev_add(spec, &err) : iothread_obj_add_spec(spec, &err);
+	if (ret != -1)
+		fail_msg("'%s' succeeded", spec);
+	if (!strstr(error_msg(err), want))
+		fail_msg("'%s': '%s' does not say '%s'", spec, error_msg(err), want);
+	error_free(err);
+}
+
+static void blockdev_object_and_device_build_a_disk_and_refuse_bad_keys(void **state)
+{
+	static struct vm vm;
+	struct pci_bus pci;
+	struct error *err = NULL;
+	char spec[256];
+
+	rig_up(&vm, &pci);
+	assert_int_equal(iothread_obj_add_spec("iothread,id=a,poll-max-ns=0,nice=0", NULL), 0);
+	assert_int_equal(iothread_obj_add_spec("{\"qom-type\": \"iothread\", \"id\": \"b\", "
+					       "\"poll-grow\": 4}", NULL), 0);
+	assert_int_equal(iothread_obj_find("b")->opts.poll_grow, 4);
+	assert_false(iothread_obj_find("a")->opts.poll_max_ns);
+	setup_fails(&vm, &pci, 'o', "--object: id 'a' is already in use", "iothread,id=a");
+	setup_fails(&vm, &pci, 'o', "nice", "iothread,id=c,nice=-30");
+	setup_fails(&vm, &pci, 'o', "unknown key 'poll'", "iothread,id=c,poll=1");
+	setup_fails(&vm, &pci, 'o', "needs an id", "iothread");
+	snprintf(spec, sizeof(spec), "driver=raw,node-name=d0,file.driver=file,file.filename=%s",
+		 path);
+	if (drive_blockdev_add(spec, &err) < 0)
+		fail_msg("--blockdev: %s", error_msg(err));
+	setup_fails(&vm, &pci, 'b', "--blockdev", "driver=raw,node-name=d1,file=nosuch");
+	setup_fails(&vm, &pci, 'b', "--blockdev", "driver=raw,,node-name=x");
+	if (drive_device_add(&vm, &pci, "virtio-blk-pci,drive=d0,id=disk,num-queues=2,"
+			     "iothread-vq-mapping=a:b,serial=s1", &err) < 0)
+		fail_msg("--device: %s", error_msg(err));
+	assert_int_equal(pci_cfg_read(&pci, 1, 0, 0, 4), 0x10421af4);
+	assert_string_equal(drive_name(0), "disk");
+	setup_fails(&vm, &pci, 'D', "needs write, which disk, using it already, does not share",
+		    "virtio-blk-pci,drive=d0");
+	setup_fails(&vm, &pci, 'D', "iothread-vq-mapping lists another number of queues",
+		    "virtio-blk-pci,drive=d0,num-queues=3,iothread-vq-mapping=a:b");
+	setup_fails(&vm, &pci, 'D', "exclude each other",
+		    "virtio-blk-pci,drive=d0,iothread=a,iothread-vq-mapping=a");
+	setup_fails(&vm, &pci, 'D', "queue-size=100", "virtio-blk-pci,drive=d0,queue-size=100");
+	setup_fails(&vm, &pci, 'D', "longer than 20 bytes",
+		    "virtio-blk-pci,drive=d0,serial=123456789012345678901");
+	setup_fails(&vm, &pci, 'D', "drive= (the node to serve) is missing", "virtio-blk-pci");
+	setup_fails(&vm, &pci, 'D', "'virtio-net-pci' is not supported", "virtio-net-pci");
+	setup_fails(&vm, &pci, 'D', "entry 1 is not an iothread id",
+		    "{\"driver\": \"virtio-blk-pci\", \"drive\": \"d0\", "
+		    "\"iothread-vq-mapping\": [{\"iothread\": \"a\"}, 3]}");
+	/* a second device may read it when the first does not write: a read-only node */
+	snprintf(spec, sizeof(spec), "driver=raw,node-name=r0,read-only=on,file.driver=file,"
+		 "file.filename=%s", path);
+	assert_int_equal(drive_blockdev_add(spec, NULL), 0);
+	assert_int_equal(drive_device_add(&vm, &pci, "virtio-blk-pci,drive=r0", NULL), 0);
+	assert_int_equal(drive_device_add(&vm, &pci, "virtio-blk-pci,drive=r0,id=disk2,"
+					  "iothread=b", NULL), 0);
+	setup_fails(&vm, &pci, 'D', "id 'disk2' is already in use",
+		    "virtio-blk-pci,drive=r0,id=disk2");
+	drive_cleanup();
+	assert_null(iothread_obj_find("a"));
+	assert_null(blockdev_find_node("d0"));
+	assert_null(blockdev_find_node("r0"));
+	rig_down(&vm, &pci);
 }
 
 int main(void)
@@ -292,6 +383,7 @@ int main(void)
 		cmocka_unit_test(missing_or_absent_files_are_refused),
 		cmocka_unit_test(double_comma_is_a_literal_comma),
 		cmocka_unit_test(drive_add_plugs_a_virtio_blk_function_and_shares_iothreads),
+		cmocka_unit_test(blockdev_object_and_device_build_a_disk_and_refuse_bad_keys),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The VM's iothreads by id (see iothread_obj.h). Main thread only. */
+#include "vmm/iothread_obj.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "blockdev/blockdev.h"
+#include "common/keyval.h"
+#include "common/parse.h"
+
+static struct iothread_obj objs[IOTHREAD_OBJ_MAX];
+static unsigned int nr_objs;
+
+struct iothread_obj *iothread_obj_find(const char *id)
+{
+	for (unsigned int i = 0; i < nr_objs; i++)
+		if (!strcmp(objs[i].id, id))
+			return &objs[i];
+	return NULL;
+}
+
+struct iothread_obj *iothread_obj_at(unsigned int i)
+{
+	return i < nr_objs ? &objs[i] : NULL;
+}
+
+struct iothread_obj *iothread_obj_create(const char *id, const struct iothread_opts *opts,
+					 const char *who, struct error **errp)
+{
+	struct iothread_obj *o = &objs[nr_objs];
+
+	if (nr_objs == IOTHREAD_OBJ_MAX) {
+		error_setg(errp, "%s: at most %d iothreads", who, IOTHREAD_OBJ_MAX);
+		return NULL;
+	}
+	*o = (struct iothread_obj){ .opts = *opts };
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	o->it = iothread_create(id, opts, errp);
+	if (!o->it) {
+		error_prepend(errp, "%s", who); /* its messages name the iothread */
+		return NULL;
+	}
+	nr_objs++;
+	return o;
+}
+
+/* The --object iothread keys, into @opts (defaults: --drive's). */
+static int take_iothread_keys(struct json_object *a, struct iothread_opts *opts,
+			      struct error **errp)
+{
+	uint64_t grow = IOTHREAD_POLL_GROW_DEFAULT, shrink = IOTHREAD_POLL_SHRINK_DEFAULT;
+	bool backoff = true;
+	struct json_object *v;
+	char num[32];
+
+	opts->poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT;
+	if (keyval_take_u64(a, "poll-max-ns", &opts->poll_max_ns, errp) < 0 ||
+	    keyval_take_u64(a, "poll-grow", &grow, errp) < 0 ||
+	    keyval_take_u64(a, "poll-shrink", &shrink, errp) < 0 ||
+	    keyval_take_bool(a, "poll-backoff", &backoff, errp) < 0)
+		return -1;
+	if (opts->poll_max_ns > 1000000000ull || grow > 1024 || shrink > 1024) {
+		error_setg(errp, "poll-max-ns is at most 1000000000, poll-grow and poll-shrink at "
+			   "most 1024");
+		return -1;
+	}
+	opts->poll_grow = grow ? (unsigned int)grow : IOTHREAD_POLL_GROW_DEFAULT; /* 0: default */
+	opts->poll_shrink = (unsigned int)shrink;
+	opts->poll_keep_on_contention = !backoff;
+	/* nice may be negative: a JSON integer, or a string as parse_int reads it */
+	if (keyval_take_value(a, "nice", &v) == 0) {
+		if (json_object_is_type(v, json_type_int))
+			snprintf(num, sizeof(num), "%lld", (long long)json_object_get_int64(v));
+		else if (json_object_is_type(v, json_type_string))
+			snprintf(num, sizeof(num), "%s", json_object_get_string(v));
+		else
+			num[0] = '\0';
+		if (parse_int("nice", num, -20, 19, &opts->nice, errp) < 0)
+			return -1;
+		opts->nice_set = true;
+	}
+	return 0;
+}
+
+int iothread_obj_add_spec(const char *spec, struct error **errp)
+{
+	struct json_object *a = keyval_parse(spec, "qom-type", errp);
+	struct iothread_opts opts = { 0 };
+	const char *type = NULL, *id = NULL;
+	int ret = -1;
+
+	if (!a)
+		goto out;
+	if (keyval_take_string(a, "qom-type", &type, errp) < 0 ||
+	    keyval_take_string(a, "id", &id, errp) < 0)
+		goto out;
+	if (!type || strcmp(type, "iothread")) {
+		error_setg(errp, "type '%s' is not supported (iothread)", type ? type : "");
+		goto out;
+	}
+	if (!id || !blockdev_node_name_valid(id)) {
+		error_setg(errp, "id '%s': an iothread needs an id that starts with a letter and "
+			   "holds at most %d letters, digits, '-', '.' or '_'", id ? id : "",
+			   IOTHREAD_OBJ_ID_MAX - 1);
+		goto out;
+	}
+	if (iothread_obj_find(id)) {
+		error_setg(errp, "id '%s' is already in use", id);
+		goto out;
+	}
+	if (take_iothread_keys(a, &opts, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
+		goto out;
+	ret = iothread_obj_create(id, &opts, "--object", errp) ? 0 : -1;
+	json_object_put(a);
+	return ret;
+out:
+	json_object_put(a);
+	error_prepend(errp, "--object");
+	return ret;
+}
+
+int iothread_obj_register_memory(struct iothread_obj *o, const struct iovec *regions, int n,
+				 struct error **errp)
+{
+	if (o->has_memory)
+		return 0;
+	if (iothread_register_memory(o->it, regions, n, errp) < 0)
+		return -1;
+	o->has_memory = true;
+	return 0;
+}
+
+void iothread_obj_cleanup(void)
+{
+	for (unsigned int i = 0; i < nr_objs; i++) {
+		iothread_destroy(objs[i].it);
+		objs[i] = (struct iothread_obj){ 0 };
+	}
+	nr_objs = 0;
+}

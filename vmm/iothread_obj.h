@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The VM's iothreads by id: `--object iothread,id=ID,...` (QEMU's iothread object) and the
+ * ones `--drive iothreads=N` makes (io0, io1, ...: a drive shares an iothread of that id if it
+ * exists, whoever made it). Main thread only (set-up, QMP, teardown): nothing here is locked.
+ *
+ *   --object iothread,id=ID[,poll-max-ns=N][,poll-grow=N][,poll-shrink=N]
+ *                      [,poll-backoff=on|off][,nice=N]
+ *
+ * poll-max-ns, poll-grow and poll-shrink are QEMU's iothread properties (defaults as --drive's);
+ * poll-backoff and nice are vireo's (--drive's poll-backoff and iothread-nice).
+ */
+#ifndef VIREO_VMM_IOTHREAD_OBJ_H
+#define VIREO_VMM_IOTHREAD_OBJ_H
+
+#include <stdbool.h>
+#include <sys/uio.h>
+
+#include "common/error.h"
+#include "iothreads/iothread.h"
+
+#define IOTHREAD_OBJ_MAX 64
+#define IOTHREAD_OBJ_ID_MAX 32 /* bytes of an id, with its NUL */
+
+struct iothread_obj {
+	char id[IOTHREAD_OBJ_ID_MAX];
+	struct iothread *it;
+	struct iothread_opts opts; /* what it was created with */
+	bool has_memory;           /* guest RAM registered as its fixed buffers */
+};
+
+/* --object SPEC: only qom-type iothread; refuses bad or unknown keys and a taken id by name. */
+int iothread_obj_add_spec(const char *spec, struct error **errp);
+
+/* Starts iothread @id with @opts (@id must be free); @who prefixes messages. */
+struct iothread_obj *iothread_obj_create(const char *id, const struct iothread_opts *opts,
+					 const char *who, struct error **errp);
+
+/* The iothread called @id, or NULL. */
+struct iothread_obj *iothread_obj_find(const char *id);
+
+/* The iothreads, in the order they were made (for query-iothreads): NULL past the last. */
+struct iothread_obj *iothread_obj_at(unsigned int i);
+
+/* Registers guest RAM (@regions) as @o's fixed buffers, once. */
+int iothread_obj_register_memory(struct iothread_obj *o, const struct iovec *regions, int n,
+				 struct error **errp);
+
+/* Stops every iothread (after the devices on them are gone). */
+void iothread_obj_cleanup(void);
+
+#endif
