@@ -5,175 +5,46 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/util.h"
 
-/* qemu-img's "full-backing-filename": the name resolved against the image's directory. */
-static char *full_backing(const char *image, const char *backing)
+static int64_t get_i64(struct json_object *o, const char *key)
 {
-	char *copy, *out = NULL;
+	struct json_object *v;
 
-	if (backing[0] == '/' || !strchr(image, '/'))
-		return strdup(backing);
-	copy = strdup(image);
-	if (copy && asprintf(&out, "%s/%s", dirname(copy), backing) < 0)
-		out = NULL;
-	free(copy);
-	return out;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
-static struct json_object *snapshots_json(const struct blockdev_snapshot *s, size_t n)
+static const char *get_str(struct json_object *o, const char *key)
 {
-	struct json_object *a = json_object_new_array();
+	struct json_object *v;
 
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *o = json_object_new_object();
-
-		if (s[i].icount != UINT64_MAX)
-			json_object_object_add(o, "icount",
-					       json_object_new_int64((int64_t)s[i].icount));
-		json_object_object_add(
-			o, "vm-clock-nsec",
-			json_object_new_int64((int64_t)(s[i].vm_clock_nsec % 1000000000)));
-		json_object_object_add(o, "name", json_object_new_string(s[i].name));
-		json_object_object_add(o, "date-sec", json_object_new_int64(s[i].date_sec));
-		json_object_object_add(o, "date-nsec", json_object_new_int64(s[i].date_nsec));
-		json_object_object_add(
-			o, "vm-clock-sec",
-			json_object_new_int64((int64_t)(s[i].vm_clock_nsec / 1000000000)));
-		json_object_object_add(o, "id", json_object_new_string(s[i].id));
-		json_object_object_add(o, "vm-state-size",
-				       json_object_new_int64((int64_t)s[i].vm_state_size));
-		json_object_array_add(a, o);
-	}
-	return a;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
 }
 
-static void snapshots_human(const struct blockdev_snapshot *s, size_t n)
+static void snapshots_human(struct json_object *list)
 {
 	printf("Snapshot list:\n%-7s %-17s %7s %19s %15s %10s\n", "ID", "TAG", "VM_SIZE", "DATE",
 	       "VM_CLOCK", "ICOUNT");
-	for (size_t i = 0; i < n; i++) {
-		time_t t = (time_t)s[i].date_sec;
-		uint64_t secs = s[i].vm_clock_nsec / 1000000000;
-		char date[32], size[32];
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *s = json_object_array_get_idx(list, i);
+		time_t t = (time_t)get_i64(s, "date-sec");
+		uint64_t secs = (uint64_t)get_i64(s, "vm-clock-sec");
+		char date[32], size[32], clock[48];
 		struct tm tm;
 
 		localtime_r(&t, &tm);
 		strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-		img_human_size(s[i].vm_state_size, size, sizeof(size));
-		printf("%-7s %-17s %7s %19s %04" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64
-		       " %10" PRIu64 "\n",
-		       s[i].id, s[i].name, size, date, secs / 3600, secs / 60 % 60, secs % 60,
-		       s[i].vm_clock_nsec / 1000000 % 1000,
-		       s[i].icount == UINT64_MAX ? 0 : s[i].icount);
+		img_human_size((uint64_t)get_i64(s, "vm-state-size"), size, sizeof(size));
+		snprintf(clock, sizeof(clock), "%04" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64,
+			 secs / 3600, secs / 60 % 60, secs % 60,
+			 (uint64_t)get_i64(s, "vm-clock-nsec") / 1000000);
+		printf("%-7s %-17s %7s %19s %15s %10" PRIu64 "\n", get_str(s, "id"),
+		       get_str(s, "name"), size, date, clock, (uint64_t)get_i64(s, "icount"));
 	}
-}
-
-/*
- * The protocol node under a format node, as qemu-img shows it ("children" / "Child node
- * '/file'"): its length in whole 512-byte sectors, as qemu measures every node.
- */
-struct file_child {
-	const char *filename;
-	uint64_t length;
-	uint64_t actual_size;
-};
-
-static bool file_child(struct blockdev *bs, struct file_child *fc)
-{
-	struct blockdev_info fi = { 0 };
-
-	if (!bs->file || blockdev_get_info(bs->file, &fi, NULL))
-		return false;
-	json_object_put(fi.specific);
-	fc->filename = bs->file->filename;
-	fc->length = ALIGN_UP(bs->file->size, 512);
-	fc->actual_size = fi.actual_size;
-	return true;
-}
-
-static struct json_object *children_json(struct blockdev *bs)
-{
-	struct json_object *a = json_object_new_array(), *o, *fs, *c;
-	struct file_child fc;
-
-	if (!file_child(bs, &fc))
-		return a;
-	o = json_object_new_object();
-	json_object_object_add(o, "children", json_object_new_array());
-	json_object_object_add(o, "virtual-size", json_object_new_int64((int64_t)fc.length));
-	json_object_object_add(o, "filename", json_object_new_string(fc.filename));
-	json_object_object_add(o, "format", json_object_new_string("file"));
-	json_object_object_add(o, "actual-size", json_object_new_int64((int64_t)fc.actual_size));
-	fs = json_object_new_object();
-	json_object_object_add(fs, "type", json_object_new_string("file"));
-	json_object_object_add(fs, "data", json_object_new_object());
-	json_object_object_add(o, "format-specific", fs);
-	json_object_object_add(o, "dirty-flag", json_object_new_boolean(false));
-	c = json_object_new_object();
-	json_object_object_add(c, "name", json_object_new_string("file"));
-	json_object_object_add(c, "info", o);
-	json_object_array_add(a, c);
-	return a;
-}
-
-static void children_human(struct blockdev *bs)
-{
-	struct file_child fc;
-	char len[32], ds[32];
-
-	if (!file_child(bs, &fc))
-		return;
-	img_human_size(fc.length, len, sizeof(len));
-	img_human_size(fc.actual_size, ds, sizeof(ds));
-	printf("Child node '/file':\n    filename: %s\n    protocol type: file\n"
-	       "    file length: %s (%" PRIu64 " bytes)\n    disk size: %s\n",
-	       fc.filename, len, fc.length, ds);
-}
-
-static struct json_object *info_json(struct blockdev *bs, const struct blockdev_info *info,
-				     const struct blockdev_snapshot *snaps, size_t nr_snaps)
-{
-	struct json_object *o = json_object_new_object();
-	const char *bfmt = info->backing_fmt, *bname = info->backing_file;
-
-	json_object_object_add(o, "children", children_json(bs));
-	if (nr_snaps)
-		json_object_object_add(o, "snapshots", snapshots_json(snaps, nr_snaps));
-
-	if (bname && bfmt)
-		json_object_object_add(o, "backing-filename-format", json_object_new_string(bfmt));
-	json_object_object_add(o, "virtual-size", json_object_new_int64((int64_t)bs->size));
-	json_object_object_add(o, "filename", json_object_new_string(bs->filename));
-	if (info->cluster_size)
-		json_object_object_add(o, "cluster-size",
-				       json_object_new_int64((int64_t)info->cluster_size));
-	json_object_object_add(o, "format", json_object_new_string(blockdev_format_name(bs)));
-	json_object_object_add(o, "actual-size", json_object_new_int64((int64_t)info->actual_size));
-	if (info->specific) {
-		struct json_object *fs = json_object_new_object();
-
-		json_object_object_add(fs, "type",
-				       json_object_new_string(blockdev_format_name(bs)));
-		json_object_object_add(fs, "data", json_object_get(info->specific));
-		json_object_object_add(o, "format-specific", fs);
-	}
-	if (bname) {
-		char *full = full_backing(bs->filename, bname);
-
-		json_object_object_add(o, "full-backing-filename",
-				       json_object_new_string(full ? full : bname));
-		json_object_object_add(o, "backing-filename", json_object_new_string(bname));
-		free(full);
-	}
-	json_object_object_add(o, "dirty-flag", json_object_new_boolean(info->dirty));
-	return o;
 }
 
 static void print_specific(struct json_object *data)
@@ -190,30 +61,41 @@ static void print_specific(struct json_object *data)
 	}
 }
 
-static void info_human(struct blockdev *bs, const struct blockdev_info *info,
-		       const struct blockdev_snapshot *snaps, size_t nr_snaps)
+/* qemu-img's human form of an ImageInfo object (blockdev_image_info). */
+static void info_human(struct json_object *o)
 {
-	const char *bfmt = info->backing_fmt, *bname = info->backing_file;
+	struct json_object *v, *fs, *child, *ci;
+	const char *bname = get_str(o, "backing-filename");
 	char vs[32], ds[32];
 
-	img_human_size(bs->size, vs, sizeof(vs));
-	img_human_size(info->actual_size, ds, sizeof(ds));
-	printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
-	       bs->filename, blockdev_format_name(bs), vs, bs->size, ds);
-	if (info->cluster_size)
-		printf("cluster_size: %" PRIu64 "\n", info->cluster_size);
+	img_human_size((uint64_t)get_i64(o, "virtual-size"), vs, sizeof(vs));
+	img_human_size((uint64_t)get_i64(o, "actual-size"), ds, sizeof(ds));
+	printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRId64 " bytes)\ndisk size: %s\n",
+	       get_str(o, "filename"), get_str(o, "format"), vs, get_i64(o, "virtual-size"), ds);
+	if (json_object_object_get_ex(o, "cluster-size", &v))
+		printf("cluster_size: %" PRId64 "\n", json_object_get_int64(v));
 	if (bname) {
 		printf("backing file: %s\n", bname);
-		if (bfmt)
-			printf("backing file format: %s\n", bfmt);
+		if (get_str(o, "backing-filename-format"))
+			printf("backing file format: %s\n", get_str(o, "backing-filename-format"));
 	}
-	if (nr_snaps)
-		snapshots_human(snaps, nr_snaps);
-	if (info->dirty)
+	if (json_object_object_get_ex(o, "snapshots", &v))
+		snapshots_human(v);
+	if (json_object_object_get_ex(o, "dirty-flag", &v) && json_object_get_boolean(v))
 		printf("cleanly shut down: no\n");
-	if (info->specific)
-		print_specific(info->specific);
-	children_human(bs);
+	if (json_object_object_get_ex(o, "format-specific", &fs) &&
+	    json_object_object_get_ex(fs, "data", &v))
+		print_specific(v);
+	if (json_object_object_get_ex(o, "children", &v) && json_object_array_length(v) &&
+	    (child = json_object_array_get_idx(v, 0)) &&
+	    json_object_object_get_ex(child, "info", &ci)) {
+		img_human_size((uint64_t)get_i64(ci, "virtual-size"), vs, sizeof(vs));
+		img_human_size((uint64_t)get_i64(ci, "actual-size"), ds, sizeof(ds));
+		printf("Child node '/%s':\n    filename: %s\n    protocol type: file\n"
+		       "    file length: %s (%" PRId64 " bytes)\n    disk size: %s\n",
+		       get_str(child, "name"), get_str(ci, "filename"), vs,
+		       get_i64(ci, "virtual-size"), ds);
+	}
 }
 
 int img_info(int argc, char **argv)
@@ -254,35 +136,25 @@ int img_info(int argc, char **argv)
 	if (backing_chain && !strcmp(output, "json"))
 		chain = json_object_new_array();
 	for (struct blockdev *cur = bs; cur; cur = backing_chain ? cur->backing : NULL) {
-		struct blockdev_snapshot *snaps = NULL;
-		struct blockdev_info info = { 0 };
-		size_t nr_snaps = 0;
+		struct json_object *o = blockdev_image_info(cur, &err);
 
-		if (blockdev_get_info(cur, &info, &err) ||
-		    blockdev_snapshot_list(cur, &snaps, &nr_snaps, &err)) {
-			json_object_put(info.specific);
+		if (!o) {
 			error_report_free(IMG_PROG, err);
 			ret = 1;
 			break;
 		}
-		if (!strcmp(output, "json")) {
-			struct json_object *o = info_json(cur, &info, snaps, nr_snaps);
-
-			if (chain)
-				json_object_array_add(chain, o);
-			else {
-				printf("%s\n", json_object_to_json_string_ext(
-						       o, JSON_C_TO_STRING_PRETTY |
-								  JSON_C_TO_STRING_NOSLASHESCAPE));
-				json_object_put(o);
-			}
-		} else {
+		if (strcmp(output, "json")) {
 			if (cur != bs)
 				printf("\n");
-			info_human(cur, &info, snaps, nr_snaps);
+			info_human(o);
+			json_object_put(o);
+		} else if (chain) {
+			json_object_array_add(chain, o);
+		} else {
+			printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+				JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(o);
 		}
-		blockdev_snapshot_list_free(snaps, nr_snaps);
-		json_object_put(info.specific);
 	}
 	if (chain) {
 		printf("%s\n", json_object_to_json_string_ext(chain, JSON_C_TO_STRING_PRETTY |

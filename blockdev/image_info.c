@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * QEMU's ImageInfo for one node: what `vireo-img info --output=json` prints and what QMP's
+ * query-named-block-nodes and query-block show as "image", with qemu-img's field names.
+ */
+#include <json-c/json.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockdev/blockdev.h"
+#include "common/util.h"
+
+static void add_i64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+/* qemu-img's "full-backing-filename": the name resolved against the image's directory. */
+static char *full_backing(const char *image, const char *backing)
+{
+	char *copy, *out = NULL;
+
+	if (backing[0] == '/' || !strchr(image, '/'))
+		return strdup(backing);
+	copy = strdup(image);
+	if (copy && asprintf(&out, "%s/%s", dirname(copy), backing) < 0)
+		out = NULL;
+	free(copy);
+	return out;
+}
+
+static struct json_object *snapshots_json(const struct blockdev_snapshot *s, size_t n)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_new_object();
+
+		if (s[i].icount != UINT64_MAX)
+			add_i64(o, "icount", s[i].icount);
+		add_i64(o, "vm-clock-nsec", s[i].vm_clock_nsec % 1000000000);
+		json_object_object_add(o, "name", json_object_new_string(s[i].name));
+		add_i64(o, "date-sec", s[i].date_sec);
+		add_i64(o, "date-nsec", s[i].date_nsec);
+		add_i64(o, "vm-clock-sec", s[i].vm_clock_nsec / 1000000000);
+		json_object_object_add(o, "id", json_object_new_string(s[i].id));
+		add_i64(o, "vm-state-size", s[i].vm_state_size);
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/*
+ * "children": the protocol node under a format node, in whole 512-byte sectors as qemu
+ * measures every node.
+ */
+static struct json_object *children_json(struct blockdev *bs)
+{
+	struct json_object *a = json_object_new_array(), *o, *fs, *c;
+	struct blockdev_info fi = { 0 };
+
+	if (!bs->file || blockdev_get_info(bs->file, &fi, NULL))
+		return a;
+	json_object_put(fi.specific);
+	o = json_object_new_object();
+	json_object_object_add(o, "children", json_object_new_array());
+	add_i64(o, "virtual-size", ALIGN_UP(bs->file->size, 512));
+	json_object_object_add(o, "filename", json_object_new_string(bs->file->filename));
+	json_object_object_add(o, "format", json_object_new_string("file"));
+	add_i64(o, "actual-size", fi.actual_size);
+	fs = json_object_new_object();
+	json_object_object_add(fs, "type", json_object_new_string("file"));
+	json_object_object_add(fs, "data", json_object_new_object());
+	json_object_object_add(o, "format-specific", fs);
+	json_object_object_add(o, "dirty-flag", json_object_new_boolean(false));
+	c = json_object_new_object();
+	json_object_object_add(c, "name", json_object_new_string("file"));
+	json_object_object_add(c, "info", o);
+	json_object_array_add(a, c);
+	return a;
+}
+
+static struct json_object *image_json(struct blockdev *bs, const struct blockdev_info *info,
+				      const struct blockdev_snapshot *snaps, size_t nr_snaps)
+{
+	struct json_object *o = json_object_new_object();
+	const char *bfmt = info->backing_fmt, *bname = info->backing_file;
+
+	json_object_object_add(o, "children", children_json(bs));
+	if (nr_snaps)
+		json_object_object_add(o, "snapshots", snapshots_json(snaps, nr_snaps));
+	if (bname && bfmt)
+		json_object_object_add(o, "backing-filename-format", json_object_new_string(bfmt));
+	add_i64(o, "virtual-size", bs->size);
+	json_object_object_add(o, "filename", json_object_new_string(bs->filename));
+	if (info->cluster_size)
+		add_i64(o, "cluster-size", info->cluster_size);
+	json_object_object_add(o, "format", json_object_new_string(blockdev_format_name(bs)));
+	add_i64(o, "actual-size", info->actual_size);
+	if (info->specific) {
+		struct json_object *fs = json_object_new_object();
+
+		json_object_object_add(fs, "type", json_object_new_string(blockdev_format_name(bs)));
+		json_object_object_add(fs, "data", json_object_get(info->specific));
+		json_object_object_add(o, "format-specific", fs);
+	}
+	if (bname) {
+		char *full = full_backing(bs->filename, bname);
+
+		json_object_object_add(o, "full-backing-filename",
+				       json_object_new_string(full ? full : bname));
+		json_object_object_add(o, "backing-filename", json_object_new_string(bname));
+		free(full);
+	}
+	json_object_object_add(o, "dirty-flag", json_object_new_boolean(info->dirty));
+	return o;
+}
+
+struct json_object *blockdev_image_info(struct blockdev *bs, struct error **errp)
+{
+	struct blockdev_snapshot *snaps = NULL;
+	struct blockdev_info info = { 0 };
+	struct json_object *o = NULL;
+	size_t nr_snaps = 0;
+
+	if (!blockdev_get_info(bs, &info, errp) &&
+	    !blockdev_snapshot_list(bs, &snaps, &nr_snaps, errp))
+		o = image_json(bs, &info, snaps, nr_snaps);
+	blockdev_snapshot_list_free(snaps, nr_snaps);
+	json_object_put(info.specific);
+	return o;
+}
