@@ -559,26 +559,53 @@ err:
 	return -1;
 }
 
-int drive_blockdev_add(const char *spec, struct error **errp)
+int drive_blockdev_add_json(struct json_object *args, const char *where, struct error **errp)
 {
-	struct json_object *args;
 	struct blockdev *bs;
 
 	if (nr_blockdevs == ARRAY_SIZE(blockdevs)) {
-		error_setg(errp, "--blockdev: at most %zu", ARRAY_SIZE(blockdevs));
+		error_setg(errp, "%s: at most %zu nodes", where, ARRAY_SIZE(blockdevs));
 		return -1;
 	}
-	args = keyval_parse(spec, NULL, errp);
-	if (!args) {
-		error_prepend(errp, "--blockdev");
-		return -1;
-	}
-	bs = blockdev_add(args, "--blockdev", errp);
-	json_object_put(args);
+	bs = blockdev_add(args, where, errp);
 	if (!bs)
 		return -1;
 	blockdevs[nr_blockdevs++] = bs;
 	return 0;
+}
+
+int drive_blockdev_add(const char *spec, struct error **errp)
+{
+	struct json_object *args = keyval_parse(spec, NULL, errp);
+	int ret;
+
+	if (!args) {
+		error_prepend(errp, "--blockdev");
+		return -1;
+	}
+	ret = drive_blockdev_add_json(args, "--blockdev", errp);
+	json_object_put(args);
+	return ret;
+}
+
+int drive_blockdev_del(const char *name, struct error **errp)
+{
+	for (unsigned int i = 0; i < nr_blockdevs; i++) {
+		if (strcmp(blockdevs[i]->node_name, name))
+			continue;
+		if (blockdevs[i]->users) {
+			/* blockdev_node_del names the user */
+			return blockdev_node_del(name, errp);
+		}
+		blockdev_close(blockdevs[i]);
+		blockdevs[i] = blockdevs[--nr_blockdevs];
+		return 0;
+	}
+	if (blockdev_find_node(name))
+		error_setg(errp, "Node '%s' is not owned by the monitor", name);
+	else
+		error_setg(errp, "Failed to find node with node-name='%s'", name);
+	return -1;
 }
 
 /* iothread-vq-mapping of --device: "io0:io1" (vireo's), or QEMU's [{"iothread": "io0"}, ...] */

@@ -31,6 +31,7 @@
 #include "blockdev/blockdev.h"
 #include "common/error.h"
 
+struct json_object;
 struct vm;
 struct pci_bus;
 
@@ -88,6 +89,15 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
  * The nodes live until drive_cleanup(). Returns 0 or -1 with a message naming the key.
  */
 int drive_blockdev_add(const char *spec, struct error **errp);
+
+/* The same from QMP's blockdev-add arguments (@where names the source in messages). */
+int drive_blockdev_add_json(struct json_object *args, const char *where, struct error **errp);
+
+/*
+ * blockdev-del: closes a node --blockdev or blockdev-add made; refused, naming the user, while
+ * it is in use, and for a node they did not make (QEMU's "not owned by the monitor").
+ */
+int drive_blockdev_del(const char *name, struct error **errp);
 
 /**
  * drive_device_add - --device SPEC: a virtio-blk function over an existing node

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 
+#include "common/util.h"
 #include "devices/virtio_blk.h"
 #include "iothreads/iothread.h"
 #include "vmm/drive.h"
@@ -209,6 +210,79 @@ static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *arg
 	return 0;
 }
 
+/* blockdev-add: QEMU's BlockdevOptions, the top node named; it lives until blockdev-del */
+static int qmp_blockdev_add(void *opaque, struct json_object *args, struct json_object **ret,
+			    struct error **errp)
+{
+	if (!args) {
+		error_setg(errp, "blockdev-add: arguments are missing");
+		return -1;
+	}
+	if (drive_blockdev_add_json(args, "blockdev-add", errp) < 0)
+		return -1;
+	*ret = json_object_new_object();
+	return 0;
+}
+
+static int qmp_blockdev_del(void *opaque, struct json_object *args, struct json_object **ret,
+			    struct error **errp)
+{
+	struct json_object *n;
+
+	if (!args || !json_object_object_get_ex(args, "node-name", &n) ||
+	    !json_object_is_type(n, json_type_string)) {
+		error_setg(errp, "Parameter 'node-name' is missing or not a string");
+		return -1;
+	}
+	if (drive_blockdev_del(json_object_get_string(n), errp) < 0)
+		return -1;
+	*ret = json_object_new_object();
+	return 0;
+}
+
+static const char *const no_limits[] = { "bps",	  "bps_rd",  "bps_wr",	      "iops",
+					 "iops_rd", "iops_wr", "write_threshold" };
+
+/* QEMU's BlockDeviceInfo of one node */
+static void named_node(struct blockdev *bs, void *opaque)
+{
+	struct json_object *o = json_object_new_object(), *cache, *image;
+	unsigned int depth = 0;
+
+	for (struct blockdev *b = bs->backing; b; b = b->backing)
+		depth++;
+	json_object_object_add(o, "file", json_object_new_string(bs->filename));
+	json_object_object_add(o, "node-name", json_object_new_string(bs->node_name));
+	json_object_object_add(o, "ro", json_object_new_boolean(bs->read_only));
+	json_object_object_add(o, "drv", json_object_new_string(blockdev_format_name(bs)));
+	if (bs->backing)
+		json_object_object_add(o, "backing_file",
+				       json_object_new_string(bs->backing->filename));
+	add_int(o, "backing_file_depth", depth);
+	json_object_object_add(o, "encrypted", json_object_new_boolean(false));
+	json_object_object_add(o, "detect_zeroes", json_object_new_string("off"));
+	for (size_t i = 0; i < ARRAY_SIZE(no_limits); i++)
+		add_int(o, no_limits[i], 0); /* no throttling yet */
+	cache = json_object_new_object();
+	json_object_object_add(cache, "writeback", json_object_new_boolean(true));
+	json_object_object_add(cache, "direct",
+			       json_object_new_boolean(bs->cache == BLOCKDEV_CACHE_NONE));
+	json_object_object_add(cache, "no-flush", json_object_new_boolean(false));
+	json_object_object_add(o, "cache", cache);
+	image = blockdev_image_info(bs, NULL);
+	if (image)
+		json_object_object_add(o, "image", image);
+	json_object_array_add(opaque, o);
+}
+
+static int qmp_query_named_block_nodes(void *opaque, struct json_object *args,
+				       struct json_object **ret, struct error **errp)
+{
+	*ret = json_object_new_array();
+	blockdev_for_each_node(named_node, *ret);
+	return 0;
+}
+
 static int qmp_query_commands(void *opaque, struct json_object *args, struct json_object **ret,
 			      struct error **errp)
 {
@@ -223,10 +297,13 @@ static int qmp_query_commands(void *opaque, struct json_object *args, struct jso
 }
 
 const struct qmp_command machine_qmp_commands[] = {
+	{ "blockdev-add", qmp_blockdev_add },
+	{ "blockdev-del", qmp_blockdev_del },
 	{ "query-commands", qmp_query_commands },
 	{ "query-cpus-fast", qmp_query_cpus_fast },
 	{ "query-iothreads", qmp_query_iothreads },
 	{ "query-kvm", qmp_query_kvm },
+	{ "query-named-block-nodes", qmp_query_named_block_nodes },
 	{ "query-status", qmp_query_status },
 	{ "query-version", qmp_query_version },
 	{ "quit", qmp_quit },

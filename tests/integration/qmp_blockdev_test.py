@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""qmp_blockdev_test.py VIREO GUEST: nodes over QMP, as QEMU's block layer answers them.
+
+Starts GUEST (a guest that halts) with a node made by --blockdev and a virtio-blk device on it,
+then: query-named-block-nodes lists every node by name with its image info; blockdev-add makes a
+raw node over a nested file node at run time (qcow2 through blockdev-add: tests/unit's
+test_blockdev_add; this program also runs in the emulated host, which has no vireo-img); blockdev-del refuses a node a device uses (the node stays),
+a node the monitor did not make, an unknown node, and deletes the run-time node; blockdev-add
+refuses bad arguments naming the key.
+"""
+import os
+import subprocess
+import sys
+
+from vmtest import Qmp, setup
+
+vireo, guest, tmp = setup()
+raw = os.path.join(tmp, "disk.raw")
+with open(raw, "wb") as f:
+    f.truncate(8 << 20)
+raw2 = os.path.join(tmp, "second.raw")
+with open(raw2, "wb") as f:
+    f.truncate(16 << 20)
+path = os.path.join(tmp, "qmp.sock")
+vm = subprocess.Popen([vireo, "run", "--kernel", guest, "--memory", "64M", "--serial", "none",
+                       "--qmp", f"unix:{path}",
+                       "--blockdev", f"driver=file,node-name=f0,filename={raw}",
+                       "--blockdev", "driver=raw,node-name=d0,file=f0",
+                       "--device", "virtio-blk-pci,drive=d0,id=disk0"],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def fail(msg):
+    vm.kill()
+    print("FAIL:", msg)
+    print(vm.communicate()[0])
+    sys.exit(1)
+
+
+try:
+    qmp = Qmp(path)
+except (OSError, ValueError) as e:
+    fail(str(e))
+
+
+def nodes():
+    r = qmp.execute("query-named-block-nodes")
+    if "return" not in r:
+        fail(f"query-named-block-nodes: {r}")
+    return {n["node-name"]: n for n in r["return"]}
+
+
+def error_of(name, want, **args):
+    r = qmp.execute(name, **args)
+    e = r.get("error", {})
+    if e.get("class") != "GenericError" or want not in e.get("desc", ""):
+        fail(f"{name} {args}: wanted a GenericError saying '{want}', got {r}")
+
+
+n = nodes()
+if set(n) != {"f0", "d0"}:
+    fail(f"nodes at start: {sorted(n)}")
+if n["d0"]["drv"] != "raw" or n["d0"]["file"] != raw or n["d0"]["ro"]:
+    fail(f"d0: {n['d0']}")
+if n["d0"]["image"]["virtual-size"] != 8 << 20 or n["d0"]["image"]["format"] != "raw":
+    fail(f"d0's image: {n['d0']['image']}")
+if n["f0"]["drv"] != "file":
+    fail(f"f0: {n['f0']}")
+
+r = qmp.execute("blockdev-add", driver="raw", **{"node-name": "q0", "read-only": True},
+                file={"driver": "file", "filename": raw2})
+if r.get("return") != {}:
+    fail(f"blockdev-add: {r}")
+n = nodes()
+if "q0" not in n or n["q0"]["image"]["format"] != "raw" or not n["q0"]["ro"] or \
+        n["q0"]["image"]["virtual-size"] != 16 << 20:
+    fail(f"q0 after blockdev-add: {n.get('q0')}")
+implicit = [k for k in n if k.startswith("#block")]
+if len(implicit) != 1 or n[implicit[0]]["file"] != raw2 or not n[implicit[0]]["ro"]:
+    fail(f"the file node under q0 should have a generated name: {sorted(n)}")
+
+error_of("blockdev-del", "node 'd0' is in use by disk0", **{"node-name": "d0"})
+error_of("blockdev-del", "in use by node 'd0' (as its file)", **{"node-name": "f0"})
+error_of("blockdev-del", "is not owned by the monitor", **{"node-name": implicit[0]})
+error_of("blockdev-del", "Failed to find node with node-name='nope'", **{"node-name": "nope"})
+if "d0" not in nodes():
+    fail("d0 went away after a refused blockdev-del")
+error_of("blockdev-add", "unknown key 'bogus'", driver="file", **{"node-name": "x"},
+         filename=raw, bogus=1)
+error_of("blockdev-add", "node-name 'q0' is already in use", driver="file",
+         **{"node-name": "q0"}, filename=raw)
+error_of("blockdev-add", "driver 'vmdk' is not supported", driver="vmdk",
+         **{"node-name": "x"})
+r = qmp.execute("blockdev-del", **{"node-name": "q0"})
+if r.get("return") != {}:
+    fail(f"blockdev-del q0: {r}")
+if set(nodes()) != {"f0", "d0"}:
+    fail(f"nodes after blockdev-del q0: {sorted(nodes())}")
+qmp.execute("quit")
+if vm.wait(timeout=20) != 0:
+    fail("vireo did not exit 0 after quit")
+print("ok: query-named-block-nodes, blockdev-add, blockdev-del and their refusals")
