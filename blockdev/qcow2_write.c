@@ -1038,6 +1038,19 @@ next:
 	return locked ? unlock_commit(q, ret) : ret;
 }
 
+/*
+ * Discards a whole cluster that is unallocated (lock held). Without a backing file (or past its
+ * end) it reads zeroes already. Over a backing file a v3 image makes it a zero cluster, so that
+ * a discarded cluster reads zeroes whatever it held, as an allocated one does below and as
+ * QEMU's qcow2 does (a v2 image cannot: its discarded clusters show the backing file).
+ */
+static int discard_unallocated(struct qcow2 *q, uint64_t off, bool full)
+{
+	if (full || !q->bs->backing || off >= q->bs->backing->size || !can_zero_in_metadata(q))
+		return 0;
+	return zero_locked(q, off, q->cluster_size, 0);
+}
+
 /* Discards one cluster; @full: it becomes unallocated (reads the backing file again). */
 static int discard_locked(struct qcow2 *q, uint64_t off, bool full)
 {
@@ -1047,15 +1060,17 @@ static int discard_locked(struct qcow2 *q, uint64_t off, bool full)
 	uint64_t l1e = atomic_load_explicit(&l1->e[l1i], memory_order_relaxed);
 	int ret = check_corrupt(q);
 
-	if (ret || !(l1e & QCOW2_OFFSET_MASK))
+	if (ret)
 		return ret;
+	if (!(l1e & QCOW2_OFFSET_MASK))
+		return discard_unallocated(q, off, full);
 	if (!(l1e & QCOW2_OFLAG_COPIED))
 		return 0; /* shared with a snapshot: leave it */
 	l2 = l1e & QCOW2_OFFSET_MASK;
 	if ((ret = qcow2_l2_get(q, l2, idx, e)))
 		return ret;
 	if (!e[0] && !e[1])
-		return 0;
+		return discard_unallocated(q, off, full);
 	/* v3: the cluster reads as zeroes (not the backing file's data, not stale data) */
 	ne[0] = q->h.version >= 3 && !q->ext_l2 && !full ? QCOW2_OFLAG_ZERO : 0;
 	ne[1] = q->ext_l2 && !full ? 0xffffffff00000000ULL : 0;

@@ -2,7 +2,7 @@
 /*
  * crash_check: after a writer was killed, does the disk hold what it must?
  *
- *   crash_check [-a MAP.json] -c CLUSTER_SIZE BEFORE.raw LOG AFTER.raw
+ *   crash_check BEFORE.raw LOG AFTER.raw
  *
  * BEFORE.raw is the disk's content when the writer started, LOG its crash log (crash_pattern.h:
  * "@W/@Z/@D" before each operation was issued, "@F ID" after each completed flush; other lines
@@ -16,13 +16,10 @@
  * equals the flushed state or the data of an unflushed operation covering it. A wrong byte is a
  * lost flushed write when a flushed operation of this run wrote it, a stray change otherwise.
  *
- * What a discard leaves is replayed as vireo's qcow2 does it (blockdev/qcow2_write.c, discard()):
- * the parts of clusters it covers partly read as zeroes; a whole cluster it covers reads as
- * zeroes, unless the cluster is unallocated in an image with a backing file, which it leaves
- * unallocated (still reading the backing file). Which clusters are allocated when the writer
- * starts comes from -a (`qemu-img map --output=json` of the image then; without -a, the image
- * has no backing file and the question does not arise); after that, a write, write-zeroes or
- * partial discard allocates every cluster it touches, and no operation deallocates one.
+ * A write-zeroes and a discard both put zeroes: vireo's qcow2 (v3) zeroes the parts of clusters a
+ * discard covers partly and makes the whole ones zero clusters, over a backing file too
+ * (blockdev/qcow2_write.c, discard()), as QEMU does. (Only a v2 image, which has no zero
+ * clusters, lets a discarded cluster show its backing file again: not a case for this checker.)
  *
  * Prints one line of figures ("crash_check: ops=N flushed=F unflushed=U finished=0|1
  * lost_writes=L stray_bytes=S"), and the first wrong ranges. Exits 0 when every byte is right,
@@ -42,19 +39,9 @@ struct op {
 	uint64_t id, off, len, seed;
 };
 
-/* What one operation puts on the disk: zeroes or crash_fill() data over a range. */
-struct seg {
-	uint64_t off, len, seed;
-	bool zero;
-	uint32_t op;            /* index into ops[] */
-};
-
 static struct op *ops;
 static size_t nops, cap_ops;
-static struct seg *segs;
-static size_t nsegs, cap_segs;
-static uint64_t size, cluster;
-static bool *alloc;             /* per cluster; NULL: no backing file */
+static uint64_t size;
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -131,111 +118,38 @@ static uint64_t read_log(const char *path, bool *finished)
 	return flushed;
 }
 
-/* Which clusters hold data or zeroes of the image itself (depth 0) in a qemu-img map. */
-static void read_map(const char *path)
+/* Puts what @o wrote over [o->off + from, o->off + from + n) into buf. */
+static void op_data(const struct op *o, uint64_t from, uint64_t n, uint8_t *buf)
 {
-	uint64_t len;
-	char *text = (char *)read_file(path, &len), *p = text;
-
-	alloc = xrealloc(NULL, size / cluster + 1);
-	memset(alloc, 0, size / cluster + 1);
-	while ((p = strstr(p, "\"start\":"))) {
-		uint64_t start, n;
-		int depth;
-		char *l = strstr(p, "\"length\":"), *d = strstr(p, "\"depth\":");
-
-		if (!l || !d || sscanf(p, "\"start\": %" SCNu64, &start) != 1 ||
-		    sscanf(l, "\"length\": %" SCNu64, &n) != 1 || sscanf(d, "\"depth\": %d", &depth) != 1 ||
-		    start > size || n > size - start) {
-			fprintf(stderr, "crash_check: %s: not a qemu-img map --output=json\n", path);
-			exit(2);
-		}
-		for (uint64_t c = start / cluster; depth == 0 && n && c <= (start + n - 1) / cluster; c++)
-			alloc[c] = true;
-		p++;
-	}
-	free(text);
-}
-
-static void add_seg(uint32_t op, uint64_t off, uint64_t len, bool zero)
-{
-	if (!len)
-		return;
-	if (nsegs == cap_segs) {
-		cap_segs = cap_segs ? cap_segs * 2 : 1024;
-		segs = xrealloc(segs, cap_segs * sizeof(*segs));
-	}
-	segs[nsegs++] = (struct seg){ off, len, ops[op].seed, zero, op };
-}
-
-static void allocate(uint64_t off, uint64_t len)
-{
-	for (uint64_t c = off / cluster; alloc && len && c <= (off + len - 1) / cluster; c++)
-		alloc[c] = true;
-}
-
-/* Appends to segs[] what ops[i] puts on the disk, and updates alloc[] as it does. */
-static void replay(uint32_t i)
-{
-	const struct op *o = &ops[i];
-	uint64_t end = o->off + o->len, head, tail;
-
-	if (o->kind != 'D') {
-		add_seg(i, o->off, o->len, o->kind == 'Z');
-		allocate(o->off, o->len);
-		return;
-	}
-	/* qcow2_write.c discard(): partial clusters zeroed, whole ones discarded */
-	head = end < (o->off + cluster - 1) / cluster * cluster ?
-	       end : (o->off + cluster - 1) / cluster * cluster;
-	tail = end == size ? end : end / cluster * cluster;
-	if (tail < head)
-		tail = head;
-	add_seg(i, o->off, head - o->off, true);
-	allocate(o->off, head - o->off);
-	add_seg(i, tail, end - tail, true);
-	allocate(tail, end - tail);
-	for (uint64_t c = head; c < tail; c += cluster)
-		if (!alloc || alloc[c / cluster])
-			add_seg(i, c, cluster < tail - c ? cluster : tail - c, true);
+	if (o->kind == 'W')
+		crash_fill(buf, o->seed, o->off + from, n);
+	else
+		memset(buf, 0, n);
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: crash_check [-a MAP.json] -c CLUSTER_SIZE BEFORE.raw LOG AFTER.raw\n");
+	fprintf(stderr, "usage: crash_check BEFORE.raw LOG AFTER.raw\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *map = NULL;
 	uint64_t flushed, after_len, lost = 0, stray = 0, shown = 0, nflushed = 0;
 	uint8_t *state, *after, *ok, chunk[65536];
 	uint16_t *owner;
 	bool finished, *lost_op;
-	size_t first_unflushed;
-	int i;
 
-	for (i = 1; i + 1 < argc && argv[i][0] == '-'; i += 2) {
-		if (!strcmp(argv[i], "-a"))
-			map = argv[i + 1];
-		else if (!strcmp(argv[i], "-c"))
-			cluster = strtoull(argv[i + 1], NULL, 0);
-		else
-			usage();
-	}
-	if (argc - i != 3 || !cluster || (cluster & (cluster - 1)))
+	if (argc != 4)
 		usage();
-	state = read_file(argv[i], &size);
-	after = read_file(argv[i + 2], &after_len);
+	state = read_file(argv[1], &size);
+	after = read_file(argv[3], &after_len);
 	if (after_len != size) {
-		fprintf(stderr, "crash_check: %s has %" PRIu64 " bytes, %s %" PRIu64 "\n", argv[i],
-			size, argv[i + 2], after_len);
+		fprintf(stderr, "crash_check: %s has %" PRIu64 " bytes, %s %" PRIu64 "\n", argv[1],
+			size, argv[3], after_len);
 		return 2;
 	}
-	if (map)
-		read_map(map);
-	flushed = read_log(argv[i + 1], &finished);
+	flushed = read_log(argv[2], &finished);
 	if (nops >= UINT16_MAX) {
 		fprintf(stderr, "crash_check: more than %u operations\n", UINT16_MAX - 1);
 		return 2;
@@ -244,38 +158,23 @@ int main(int argc, char **argv)
 	/* the flushed state; owner: which op (index + 1) wrote each byte of it, 0: none */
 	owner = xrealloc(NULL, size * sizeof(*owner));
 	memset(owner, 0, size * sizeof(*owner));
-	first_unflushed = 0;
-	for (uint32_t k = 0; k < nops; k++) {
-		size_t s0 = nsegs;
-
-		replay(k);
-		if (ops[k].id > flushed)
-			continue;
-		nflushed++;
-		for (size_t s = s0; s < nsegs; s++) {
-			if (segs[s].zero)
-				memset(state + segs[s].off, 0, segs[s].len);
-			else
-				crash_fill(state + segs[s].off, segs[s].seed, segs[s].off, segs[s].len);
-			for (uint64_t b = segs[s].off; b < segs[s].off + segs[s].len; b++)
-				owner[b] = (uint16_t)(k + 1);
-		}
-		first_unflushed = nsegs;
+	for (uint32_t k = 0; k < nops && ops[k].id <= flushed; k++, nflushed++) {
+		op_data(&ops[k], 0, ops[k].len, state + ops[k].off);
+		for (uint64_t b = ops[k].off; b < ops[k].off + ops[k].len; b++)
+			owner[b] = (uint16_t)(k + 1);
 	}
 
 	/* ok[b]: an operation after the flush could have put AFTER's byte there */
 	ok = xrealloc(NULL, size);
 	memset(ok, 0, size);
-	for (size_t s = first_unflushed; s < nsegs; s++)
-		for (uint64_t d = 0; d < segs[s].len; d += sizeof(chunk)) {
-			uint64_t n = segs[s].len - d < sizeof(chunk) ? segs[s].len - d : sizeof(chunk);
+	for (size_t k = nflushed; k < nops; k++)
+		for (uint64_t d = 0; d < ops[k].len; d += sizeof(chunk)) {
+			uint64_t n = ops[k].len - d < sizeof(chunk) ? ops[k].len - d : sizeof(chunk);
+			const uint8_t *got = after + ops[k].off + d;
 
-			if (segs[s].zero)
-				memset(chunk, 0, n);
-			else
-				crash_fill(chunk, segs[s].seed, segs[s].off + d, n);
+			op_data(&ops[k], d, n, chunk);
 			for (uint64_t b = 0; b < n; b++)
-				ok[segs[s].off + d + b] |= after[segs[s].off + d + b] == chunk[b];
+				ok[ops[k].off + d + b] |= got[b] == chunk[b];
 		}
 
 	lost_op = xrealloc(NULL, nops + 1);
