@@ -324,11 +324,12 @@ static int drain_on_iothread(void *arg)
 	return blockdev_queue_drain(a->bq);
 }
 
-static void vblk_reset(void *opaque, struct vpci_dev *v)
+/*
+ * Under the vpci lock: stop taking guest requests on every queue, then wait for what is in
+ * flight. Afterwards no iothread touches the device until its sources are added again.
+ */
+static void drain_all(struct vblk *b)
 {
-	struct vblk *b = opaque;
-
-	/* first stop taking guest requests on every queue, then wait for what is in flight */
 	for (unsigned int i = 0; i < b->nr_queues; i++) {
 		struct vblk_queue *q = &b->queues[i];
 
@@ -343,6 +344,13 @@ static void vblk_reset(void *opaque, struct vpci_dev *v)
 			fprintf(stderr, "vireo: %s: draining requests on %s failed: %s\n", b->name,
 				iothread_name(b->its[i]), strerror(-ret));
 	}
+}
+
+static void vblk_reset(void *opaque, struct vpci_dev *v)
+{
+	struct vblk *b = opaque;
+
+	drain_all(b);
 	for (unsigned int i = 0; i < b->nr_queues; i++)
 		b->queues[i].running = false;
 }
@@ -557,6 +565,36 @@ struct vblk *vblk_create(struct vm *vm, const char *name, const struct vblk_opts
 err:
 	vblk_free(b);
 	return NULL;
+}
+
+int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
+{
+	int ret;
+
+	pthread_mutex_lock(&b->vpci.lock);
+	drain_all(b);
+	ret = blockdev_truncate(b->bs, size, errp);
+	if (!ret) {
+		/* no iothread reads lim or config now: adding the sources back publishes them */
+		b->lim.capacity = b->bs->size / VBLK_SECTOR;
+		put_le64(b->config, b->lim.capacity);
+	}
+	for (unsigned int i = 0; i < b->nr_queues; i++) {
+		struct vblk_queue *q = &b->queues[i];
+		struct error *err = NULL;
+
+		if (q->running && iothread_add_source(q->it, &q->src, &err) < 0) {
+			fprintf(stderr, "vireo: %s: queue %u: %s; device needs reset\n", b->name, i,
+				error_msg(err));
+			error_free(err);
+			q->running = false;
+			vpci_set_needs_reset(&b->vpci);
+		}
+	}
+	pthread_mutex_unlock(&b->vpci.lock);
+	if (!ret)
+		vpci_config_changed(&b->vpci); /* the driver rereads the capacity */
+	return ret;
 }
 
 struct pci_device *vblk_pci(struct vblk *b)

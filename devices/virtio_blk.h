@@ -148,6 +148,16 @@ struct vblk_queue_status {
 	struct virtq_status vq;
 };
 
+/**
+ * vblk_resize - block_resize: change the size of the device's node, and tell the driver
+ *
+ * Control plane. Holds the transport lock (the guest cannot reset or activate the device
+ * meanwhile), stops every queue and drains what is in flight, truncates the node, updates
+ * the capacity, restarts the queues, and raises a configuration change interrupt. Fails (the
+ * size unchanged) when the node cannot be resized (read-only, a format that cannot).
+ */
+int vblk_resize(struct vblk *b, uint64_t size, struct error **errp);
+
 /* Number of queues (num-queues). */
 unsigned int vblk_nr_queues(const struct vblk *b);
 

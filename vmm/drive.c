@@ -761,6 +761,35 @@ err:
 	return -1;
 }
 
+int drive_block_resize(const char *device, const char *node, uint64_t size,
+		       struct error **errp)
+{
+	struct blockdev *bs = NULL;
+
+	if (!device == !node) {
+		error_setg(errp, "give either device or node-name");
+		return -1;
+	}
+	if (size % VBLK_SECTOR) {
+		error_setg(errp, "size %llu is not a multiple of %u bytes",
+			   (unsigned long long)size, VBLK_SECTOR);
+		return -1;
+	}
+	for (unsigned int i = 0; i < nr_drives; i++) {
+		if (device ? !strcmp(drives[i].name, device) : !strcmp(drives[i].bs->node_name, node))
+			return vblk_resize(drives[i].dev, size, errp);
+	}
+	if (node)
+		bs = blockdev_find_node(node);
+	if (!bs) {
+		error_setg(errp, device ? "Device '%s' not found" : "Cannot find node '%s'",
+			   device ? device : node);
+		return -1;
+	}
+	/* a node no device serves has no queue on any iothread: nothing to drain */
+	return blockdev_truncate(bs, size, errp);
+}
+
 void drive_cleanup(void)
 {
 	for (unsigned int i = 0; i < nr_drives; i++) {

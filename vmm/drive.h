@@ -113,6 +113,13 @@ int drive_blockdev_del(const char *name, struct error **errp);
 int drive_device_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp);
 
 /*
+ * block_resize: the node of the disk whose id is @device, or the node called @node; a disk's
+ * queues are drained meanwhile and its driver told (vblk_resize). @size: a multiple of 512.
+ */
+int drive_block_resize(const char *device, const char *node, uint64_t size,
+		       struct error **errp);
+
+/*
  * Tears down every disk: stops the devices' queues, stops the iothreads, closes the images and
  * the nodes --blockdev made. Call after the vCPUs stopped and before vm_destroy.
  */

@@ -243,6 +243,34 @@ static int qmp_blockdev_del(void *opaque, struct json_object *args, struct json_
 static const char *const no_limits[] = { "bps",	  "bps_rd",  "bps_wr",	      "iops",
 					 "iops_rd", "iops_wr", "write_threshold" };
 
+/* block_resize {device | node-name, size} */
+static int qmp_block_resize(void *opaque, struct json_object *args, struct json_object **ret,
+			    struct error **errp)
+{
+	struct json_object *d = NULL, *n = NULL, *size = NULL;
+
+	if (args) {
+		json_object_object_get_ex(args, "device", &d);
+		json_object_object_get_ex(args, "node-name", &n);
+		json_object_object_get_ex(args, "size", &size);
+	}
+	if (!json_object_is_type(size, json_type_int) || json_object_get_int64(size) < 0) {
+		error_setg(errp, "Parameter 'size' is missing or not a size in bytes");
+		return -1;
+	}
+	if ((d && !json_object_is_type(d, json_type_string)) ||
+	    (n && !json_object_is_type(n, json_type_string))) {
+		error_setg(errp, "Parameters 'device' and 'node-name' must be strings");
+		return -1;
+	}
+	if (drive_block_resize(d ? json_object_get_string(d) : NULL,
+			       n ? json_object_get_string(n) : NULL,
+			       (uint64_t)json_object_get_int64(size), errp) < 0)
+		return -1;
+	*ret = json_object_new_object();
+	return 0;
+}
+
 /* QEMU's BlockDeviceInfo of one node */
 static void named_node(struct blockdev *bs, void *opaque)
 {
@@ -297,6 +325,7 @@ static int qmp_query_commands(void *opaque, struct json_object *args, struct jso
 }
 
 const struct qmp_command machine_qmp_commands[] = {
+	{ "block_resize", qmp_block_resize },
 	{ "blockdev-add", qmp_blockdev_add },
 	{ "blockdev-del", qmp_blockdev_del },
 	{ "query-commands", qmp_query_commands },

@@ -6,7 +6,8 @@ then: query-named-block-nodes lists every node by name with its image info; bloc
 raw node over a nested file node at run time (qcow2 through blockdev-add: tests/unit's
 test_blockdev_add; this program also runs in the emulated host, which has no vireo-img); blockdev-del refuses a node a device uses (the node stays),
 a node the monitor did not make, an unknown node, and deletes the run-time node; blockdev-add
-refuses bad arguments naming the key.
+refuses bad arguments naming the key; block_resize grows the device's disk (the guest side of it:
+tests/unit's test_virtio_blk_dev) and refuses what cannot be resized.
 """
 import os
 import subprocess
@@ -91,6 +92,14 @@ error_of("blockdev-add", "node-name 'q0' is already in use", driver="file",
          **{"node-name": "q0"}, filename=raw)
 error_of("blockdev-add", "driver 'vmdk' is not supported", driver="vmdk",
          **{"node-name": "x"})
+r = qmp.execute("block_resize", device="disk0", size=32 << 20)
+if r.get("return") != {}:
+    fail(f"block_resize disk0: {r}")
+if nodes()["d0"]["image"]["virtual-size"] != 32 << 20 or os.path.getsize(raw) != 32 << 20:
+    fail(f"after block_resize: {nodes()['d0']['image']}, file {os.path.getsize(raw)}")
+error_of("block_resize", "not a multiple of 512", device="disk0", size=1000)
+error_of("block_resize", "read-only", **{"node-name": "q0"}, size=1 << 20)
+error_of("block_resize", "Device 'nope' not found", device="nope", size=1 << 20)
 r = qmp.execute("blockdev-del", **{"node-name": "q0"})
 if r.get("return") != {}:
     fail(f"blockdev-del q0: {r}")

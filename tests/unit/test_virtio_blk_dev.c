@@ -455,6 +455,38 @@ static void config_space_describes_the_disk(void **state)
 	assert_int_equal(r(f, 0x2000 + 40, 4), 1);             /* max_discard_seg */
 }
 
+/* block_resize: the capacity follows, the driver is told, and every queue serves past the old end */
+static void resize_changes_capacity_with_a_config_change(void **state)
+{
+	struct fx *f = *state;
+	uint8_t gen = (uint8_t)r(f, 0x15, 1);
+	uint64_t b = alloc_buf(f, 4096);
+	struct error *err = NULL;
+
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, IMG / 512, b, 4096, true, NULL),
+			 VIRTIO_BLK_S_IOERR); /* past the end */
+	if (vblk_resize(f->dev, 2 * IMG, &err) < 0)
+		fail_msg("vblk_resize: %s", error_msg(err));
+	assert_int_equal(r(f, 0x2000, 8), 2 * IMG / 512);
+	assert_int_not_equal((uint8_t)r(f, 0x15, 1), gen); /* config_generation moved */
+	for (unsigned int qi = 0; qi < NQ; qi++) {
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_OUT, IMG / 512 + 8 * qi, b, 4096, false,
+					NULL), VIRTIO_BLK_S_OK);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_IN, 2 * IMG / 512 - 8, b, 4096, true,
+					NULL), VIRTIO_BLK_S_OK);
+	}
+	/* shrinking back works too; a read-only node refuses and nothing changes */
+	assert_int_equal(vblk_resize(f->dev, IMG, NULL), 0);
+	assert_int_equal(r(f, 0x2000, 8), IMG / 512);
+	f->bs->read_only = true;
+	assert_int_equal(vblk_resize(f->dev, 4 * IMG, &err), -1);
+	f->bs->read_only = false;
+	assert_non_null(strstr(error_msg(err), "read-only"));
+	error_free(err);
+	assert_int_equal(r(f, 0x2000, 8), IMG / 512);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -468,6 +500,7 @@ int main(void)
 		T(a_corrupt_avail_index_sets_needs_reset_and_reset_recovers),
 		T(kicks_follow_a_moved_bar),
 		T(every_completion_raises_the_interrupt_the_driver_asked_for),
+		T(resize_changes_capacity_with_a_config_change),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
