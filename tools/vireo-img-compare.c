@@ -19,11 +19,23 @@
 
 #define CHUNK (1024 * 1024ULL)
 
-/* Offset of the first differing byte of two buffers, or @n if none. */
+/* qemu-img reports a difference at the start of the first 512-byte sector that differs. */
+#define SECTOR 512ULL
+
+/* Offset of the first sector of two buffers that differs, or @n if none. */
 static uint64_t first_diff(const uint8_t *a, const uint8_t *b, uint64_t n)
 {
-	for (uint64_t i = 0; i < n; i++)
-		if (a[i] != b[i])
+	for (uint64_t i = 0; i < n; i += SECTOR)
+		if (memcmp(a + i, b + i, MIN(SECTOR, n - i)))
+			return i;
+	return n;
+}
+
+/* Offset of the first sector of a buffer that is not zero, or @n if none. */
+static uint64_t first_nonzero(const uint8_t *a, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i += SECTOR)
+		if (!buf_is_zero(a + i, MIN(SECTOR, n - i)))
 			return i;
 	return n;
 }
@@ -36,37 +48,43 @@ static int mismatch(bool quiet, uint64_t off)
 	return 1;
 }
 
+/* A range that ends the image: qemu-img's block status says so (BDRV_BLOCK_EOF), and -s sees it */
+#define STATUS_EOF (1u << 30)
+
 /* The block status flags -s compares: qemu-img compare -s fails where they differ. */
 #define STRICT_FLAGS                                                                  \
 	(BLOCKDEV_STATUS_DATA | BLOCKDEV_STATUS_ZERO | BLOCKDEV_STATUS_ALLOCATED |   \
-	 BLOCKDEV_STATUS_OFFSET | BLOCKDEV_STATUS_COMPRESSED)
+	 BLOCKDEV_STATUS_OFFSET | BLOCKDEV_STATUS_COMPRESSED | STATUS_EOF)
 
 /*
- * Block status of what @bs shows at @off (at most @len bytes, *pnum of them): the flags of the
- * layer of its chain that provides it; zeroes past the end of a shorter backing file. Returns
- * the flags or -errno.
+ * Block status of what @bs shows from @off to its end (*pnum bytes of it): the flags of the
+ * layer of its chain that provides it (zeroes past the end of a shorter backing file), and
+ * STATUS_EOF when the range reaches the end. Returns the flags or -errno.
  */
-static int chain_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t *pnum)
+static int chain_status(struct blockdev *bs, uint64_t off, uint64_t *pnum)
 {
+	uint64_t len = bs->size - off;
+	int st;
+
 	for (struct blockdev *cur = bs;; cur = cur->backing) {
 		struct blockdev *file;
 		uint64_t map;
-		int st;
 
 		if (off >= cur->size) {
 			*pnum = len;
-			return BLOCKDEV_STATUS_ZERO;
+			st = BLOCKDEV_STATUS_ZERO;
+			break;
 		}
 		st = blockdev_block_status(cur, off, MIN(len, cur->size - off), pnum, &map, &file);
-		if (st < 0 || (st & BLOCKDEV_STATUS_ALLOCATED) || !cur->backing)
+		if (st < 0)
 			return st;
+		if (!*pnum)
+			return -EIO;
+		if ((st & BLOCKDEV_STATUS_ALLOCATED) || !cur->backing)
+			break;
 		len = *pnum;
 	}
-}
-
-static bool reads_zero(int st)
-{
-	return (st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA);
+	return st | (off + *pnum == bs->size ? STATUS_EOF : 0);
 }
 
 /* What failed, for the exit status (qemu-img's: 3 block status, 4 reading). */
@@ -81,7 +99,24 @@ static int fail(struct failure *f, int status, int err, struct blockdev *bs)
 	return -1;
 }
 
-/* 0 identical, 1 differ (message printed), -1 failed (*f says how) */
+/* Is [off, off+n) of @bs zero? 0 yes, 1 no (message printed), -1 failed. */
+static int check_zero(struct blockdev *bs, uint64_t off, uint64_t n, bool quiet, uint8_t *buf,
+		      struct failure *f)
+{
+	int ret = blockdev_pread(bs, off, buf, n);
+	uint64_t d;
+
+	if (ret)
+		return fail(f, 4, ret, bs);
+	d = first_nonzero(buf, n);
+	return d < n ? mismatch(quiet, off + d) : 0;
+}
+
+/*
+ * 0 identical, 1 differ (message printed), -1 failed (*f says how). qemu-img's walk: by ranges
+ * of one block status in both images; both zero: equal; both allocated: read and compared;
+ * one allocated: it must read as zeroes; neither: equal (the same backing content).
+ */
 static int compare(struct blockdev *a, struct blockdev *b, bool strict, bool quiet, uint8_t *ba,
 		   uint8_t *bb, struct img_progress *prog, struct failure *f)
 {
@@ -90,23 +125,27 @@ static int compare(struct blockdev *a, struct blockdev *b, bool strict, bool qui
 	int ret;
 
 	while (off < common) {
-		uint64_t n = MIN(common - off, CHUNK), pa, pb, d;
-		int sa = chain_status(a, off, n, &pa), sb;
+		uint64_t pa, pb, n, d;
+		int sa = chain_status(a, off, &pa), sb;
+		bool alloc_a, alloc_b;
 
 		if (sa < 0)
 			return fail(f, 3, sa, a);
-		sb = chain_status(b, off, pa, &pb);
+		sb = chain_status(b, off, &pb);
 		if (sb < 0)
 			return fail(f, 3, sb, b);
 		n = MIN(pa, pb);
-		if (!n)
-			return fail(f, 3, -EIO, a);
 		if (strict && (sa & STRICT_FLAGS) != (sb & STRICT_FLAGS)) {
 			if (!quiet)
 				printf("Strict mode: Offset %" PRIu64 " block status mismatch!\n", off);
 			return 1;
 		}
-		if (!reads_zero(sa) || !reads_zero(sb)) {
+		alloc_a = sa & BLOCKDEV_STATUS_ALLOCATED;
+		alloc_b = sb & BLOCKDEV_STATUS_ALLOCATED;
+		if ((sa & BLOCKDEV_STATUS_ZERO) && (sb & BLOCKDEV_STATUS_ZERO)) {
+			/* both read as zeroes */
+		} else if (alloc_a && alloc_b) {
+			n = MIN(n, CHUNK);
 			if ((ret = blockdev_pread(a, off, ba, n)))
 				return fail(f, 4, ret, a);
 			if ((ret = blockdev_pread(b, off, bb, n)))
@@ -114,19 +153,28 @@ static int compare(struct blockdev *a, struct blockdev *b, bool strict, bool qui
 			d = first_diff(ba, bb, n);
 			if (d < n)
 				return mismatch(quiet, off + d);
+		} else if (alloc_a != alloc_b) {
+			n = MIN(n, CHUNK);
+			ret = check_zero(alloc_a ? a : b, off, n, quiet, ba, f);
+			if (ret)
+				return ret;
 		}
 		off += n;
 		img_progress_update(prog, off);
 	}
+	if (a->size != b->size && !quiet)
+		printf("Warning: Image size mismatch!\n");
 	while (off < longer->size) {
-		uint64_t n = MIN(longer->size - off, CHUNK), d;
+		uint64_t n;
+		int st = chain_status(longer, off, &n);
 
-		if ((ret = blockdev_pread(longer, off, ba, n)))
-			return fail(f, 4, ret, longer);
-		if (!buf_is_zero(ba, n)) {
-			for (d = 0; !ba[d]; d++)
-				;
-			return mismatch(quiet, off + d);
+		if (st < 0)
+			return fail(f, 3, st, longer);
+		if ((st & BLOCKDEV_STATUS_ALLOCATED) && !(st & BLOCKDEV_STATUS_ZERO)) {
+			n = MIN(n, CHUNK);
+			ret = check_zero(longer, off, n, quiet, ba, f);
+			if (ret)
+				return ret;
 		}
 		off += n;
 		img_progress_update(prog, off);
