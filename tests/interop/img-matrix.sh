@@ -5,7 +5,7 @@
 #
 #  - Formats: raw; qcow2 compat=0.10 and 1.1; each version over a backing file (a qcow2 one and
 #    a raw one); qcow2 with an external data file; a compressed qcow2 (with some plain clusters
-#    written over it). The inputs are made by qemu-img / qemu-io, so they are the peer's images.
+#    written over it); and a qcow2 with an internal snapshot. The inputs are made by qemu-img / qemu-io, so they are the peer's images.
 #  - Read-only verbs (info human / json / --backing-chain, check human / json, map human / json,
 #    measure human / json, compare) run on the same file with both tools: same exit code, same
 #    JSON (normalized with jq), same text for the human forms whose text is qemu-img's.
@@ -145,14 +145,24 @@ cd "$T/src" || exit 1
 	qemu-io -c 'write -P 0x51 0 1M' -c 'write -P 0x52 2M 64k' q3d.qcow2
 	qemu-img convert -c -O qcow2 q3.qcow2 q3c.qcow2
 	qemu-io -c 'write -P 0x71 2M 128k' q3c.qcow2
+	# an internal snapshot, then writes over what it holds
+	qemu-img create -q -f qcow2 q3s.qcow2 4M
+	qemu-io -c 'write -P 0x91 0 256k' q3s.qcow2
+	qemu-img snapshot -c snap1 q3s.qcow2
+	qemu-io -c 'write -P 0x92 128k 256k' -c 'write -z 3M 64k' q3s.qcow2
 	# other content for compare, a new backing file for rebase
 	qemu-img create -q -f raw other.raw 4M
 	qemu-io -f raw -c 'write -P 0xa1 0 1M' -c 'write -P 0xa3 2M 4k' other.raw
 	qemu-img create -q -f raw new.raw 4M
 	qemu-io -f raw -c 'write -P 0x99 1M 1M' new.raw
 	qemu-img create -q -f raw zero.raw 4M
+	# raw.raw, longer: with zeroes, and with data past raw.raw's end
+	cp raw.raw long0.raw
+	truncate -s 6M long0.raw
+	cp long0.raw long1.raw
+	qemu-io -f raw -c 'write -P 0xa4 5000k 4k' long1.raw
 } >/dev/null || { echo "could not make the inputs"; exit 1; }
-IMAGES="raw.raw q2.qcow2 q3.qcow2 q2b.qcow2 q3b.qcow2 q3d.qcow2 q3c.qcow2"
+IMAGES="raw.raw q2.qcow2 q3.qcow2 q2b.qcow2 q3b.qcow2 q3d.qcow2 q3c.qcow2 q3s.qcow2"
 mkdir "$T/cv"
 for img in $IMAGES; do
 	qemu-img convert -O raw "$img" "../cv/$img.raw" && qemu-img convert -O qcow2 "$img" "../cv/$img.qcow2" ||
@@ -340,6 +350,11 @@ done
 VQ convert -O qcow2 -B raw.raw q3b.qcow2 out.qcow2
 same_rc "convert -O qcow2 -B raw.raw (no -F)"
 rm -f out.qcow2
+for pair in "raw.raw long0.raw" "long0.raw raw.raw" "raw.raw long1.raw" "long1.raw q3b.qcow2"; do
+	VQ compare $pair
+	same_rc "compare $pair"
+	same_text "compare $pair"
+done
 VQ compare -f raw -F qcow2 raw.raw q3.qcow2
 same_rc "compare -f raw -F qcow2" && same_text "compare -f raw -F qcow2"
 # -F is not -f's default: the second image is probed
@@ -425,6 +440,8 @@ for img in $IMAGES; do
 		"-O raw -o compat=0.10" "-O qcow2 -o cluster_size=4k" \
 		"-O qcow2 -S 0" "-O qcow2 -o data_file=out.data" "-O qcow2 -B raw.raw -F raw" \
 		"-c -O qcow2 -B q3.qcow2 -F qcow2"; do
+		# the snapshot image: what convert copies is its active layer, as any image's
+		case "$img $o" in "q3s.qcow2 -O raw" | "q3s.qcow2 -O qcow2") ;; q3s.qcow2*) continue ;; esac
 		fresh $(own_of "$img") $(backing_of "$img") raw.raw q3.qcow2
 		Vin convert $o "$img" out
 		Qin convert $o "$img" out
@@ -507,6 +524,7 @@ done
 # ---------------------------------------------------------------------------------------------
 echo "# dd (at ${SECONDS}s)"
 for img in $IMAGES; do
+	if [ "$img" = q3s.qcow2 ]; then continue; fi # (its active layer: as any image's)
 	for args in "bs=64k" "bs=1M count=2" "bs=4k skip=300" "-O qcow2 bs=512k"; do
 		fresh $(own_of "$img") $(backing_of "$img")
 		eval "Vin dd $args if=$img of=out"
