@@ -401,6 +401,11 @@ const char *drive_name(unsigned int i)
 	return i < nr_drives ? drives[i].name : NULL;
 }
 
+struct blockdev *drive_node(unsigned int i)
+{
+	return i < nr_drives ? drives[i].bs : NULL;
+}
+
 /* io0 .. io<iothreads-1>: shared when they exist, created with the drive's settings if not. */
 static int iothreads_get(const struct drive_config *c, struct iothread_obj **objs,
 			 struct error **errp)

@@ -124,6 +124,9 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
  * the nodes --blockdev made. Call after the vCPUs stopped and before vm_destroy.
  */
 void drive_cleanup(void);
+/* The disks added so far (--drive, --device), in order: their count, device, name (the
+ * --device id, else "virtio-blk0", ...) and node. */
+struct blockdev *drive_node(unsigned int i);
 /* The drives added so far, in order: their count, device and name ("virtio-blk0", ...). */
 unsigned int drive_count(void);
 struct vblk *drive_device(unsigned int i);

@@ -271,7 +271,7 @@ static int qmp_block_resize(void *opaque, struct json_object *args, struct json_
 	return 0;
 }
 
-/* QEMU's BlockDeviceInfo of one node */
+/* QEMU's BlockDeviceInfo of one node, added to the array @opaque */
 static void named_node(struct blockdev *bs, void *opaque)
 {
 	struct json_object *o = json_object_new_object(), *cache, *image;
@@ -303,6 +303,27 @@ static void named_node(struct blockdev *bs, void *opaque)
 	json_object_array_add(opaque, o);
 }
 
+/* query-block: QEMU's BlockInfo of each disk, its node as "inserted" */
+static int qmp_query_block(void *opaque, struct json_object *args, struct json_object **ret,
+			   struct error **errp)
+{
+	*ret = json_object_new_array();
+	for (unsigned int i = 0; i < drive_count(); i++) {
+		struct json_object *o = json_object_new_object(), *one = json_object_new_array();
+
+		json_object_object_add(o, "device", json_object_new_string(""));
+		json_object_object_add(o, "qdev", json_object_new_string(drive_name(i)));
+		json_object_object_add(o, "type", json_object_new_string("unknown"));
+		json_object_object_add(o, "removable", json_object_new_boolean(false));
+		json_object_object_add(o, "locked", json_object_new_boolean(false));
+		named_node(drive_node(i), one);
+		json_object_object_add(o, "inserted", json_object_get(json_object_array_get_idx(one, 0)));
+		json_object_put(one);
+		json_object_array_add(*ret, o);
+	}
+	return 0;
+}
+
 static int qmp_query_named_block_nodes(void *opaque, struct json_object *args,
 				       struct json_object **ret, struct error **errp)
 {
@@ -331,6 +352,7 @@ const struct qmp_command machine_qmp_commands[] = {
 	{ "query-commands", qmp_query_commands },
 	{ "query-cpus-fast", qmp_query_cpus_fast },
 	{ "query-iothreads", qmp_query_iothreads },
+	{ "query-block", qmp_query_block },
 	{ "query-kvm", qmp_query_kvm },
 	{ "query-named-block-nodes", qmp_query_named_block_nodes },
 	{ "query-status", qmp_query_status },

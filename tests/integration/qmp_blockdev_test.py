@@ -68,6 +68,10 @@ if n["d0"]["image"]["virtual-size"] != 8 << 20 or n["d0"]["image"]["format"] != 
 if n["f0"]["drv"] != "file":
     fail(f"f0: {n['f0']}")
 
+r = qmp.execute("query-block")
+if [(b["qdev"], b["inserted"]["node-name"]) for b in r.get("return", [])] != [("disk0", "d0")]:
+    fail(f"query-block: {r}")
+
 r = qmp.execute("blockdev-add", driver="raw", **{"node-name": "q0", "read-only": True},
                 file={"driver": "file", "filename": raw2})
 if r.get("return") != {}:
