@@ -525,7 +525,9 @@ done
 echo "# dd (at ${SECONDS}s)"
 for img in $IMAGES; do
 	if [ "$img" = q3s.qcow2 ]; then continue; fi # (its active layer: as any image's)
-	for args in "bs=64k" "bs=1M count=2" "bs=4k skip=300" "-O qcow2 bs=512k"; do
+	for args in "bs=64k" "bs=1M count=2" "bs=4k skip=300" "-O qcow2 bs=512k" "bs=1M skip=10"; do
+		# skip past the end (a warning and an empty output) once per format
+		case "$img $args" in raw.raw* | q3.qcow2*) ;; *"skip=10") continue ;; esac
 		fresh $(own_of "$img") $(backing_of "$img")
 		eval "Vin dd $args if=$img of=out"
 		eval "Qin dd $args if=$img of=out"
