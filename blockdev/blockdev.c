@@ -3,6 +3,8 @@
 #include "blockdev/blockdev.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -318,6 +320,19 @@ void blockdev_destroy(struct blockdev *bs)
 	blockdev_detach(&bs->file_link);
 	blockdev_detach(&bs->backing_link);
 	node_free(bs);
+}
+
+char *blockdev_path_beside(const char *image, const char *name)
+{
+	char *copy, *out = NULL;
+
+	if (name[0] == '/' || !strchr(image, '/'))
+		return strdup(name);
+	copy = strdup(image);
+	if (copy && asprintf(&out, "%s/%s", dirname(copy), name) < 0)
+		out = NULL;
+	free(copy);
+	return out;
 }
 
 const char *blockdev_format_name(const struct blockdev *bs)

@@ -558,6 +558,12 @@ int blockdev_check(struct blockdev *bs, unsigned fix, struct blockdev_check_resu
 		   struct error **errp);
 /* Empties @bs so that it reads as its backing file; an error names a format that cannot. */
 int blockdev_make_empty(struct blockdev *bs, struct error **errp);
+/*
+ * @name as a path usable from here: as it is when absolute (or when @image has no directory
+ * part), else relative to @image's directory, as qcow2 resolves its backing and data file
+ * names. malloc'd; NULL when out of memory.
+ */
+char *blockdev_path_beside(const char *image, const char *name);
 /* The driver name of the top node, e.g. "raw". */
 const char *blockdev_format_name(const struct blockdev *bs);
 

@@ -4,7 +4,6 @@
  * query-named-block-nodes and query-block show as "image", with qemu-img's field names.
  */
 #include <json-c/json.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,20 +14,6 @@
 static void add_i64(struct json_object *o, const char *key, uint64_t v)
 {
 	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
-}
-
-/* qemu-img's "full-backing-filename": the name resolved against the image's directory. */
-static char *full_backing(const char *image, const char *backing)
-{
-	char *copy, *out = NULL;
-
-	if (backing[0] == '/' || !strchr(image, '/'))
-		return strdup(backing);
-	copy = strdup(image);
-	if (copy && asprintf(&out, "%s/%s", dirname(copy), backing) < 0)
-		out = NULL;
-	free(copy);
-	return out;
 }
 
 static struct json_object *snapshots_json(const struct blockdev_snapshot *s, size_t n)
@@ -107,7 +92,8 @@ static struct json_object *image_json(struct blockdev *bs, const struct blockdev
 		json_object_object_add(o, "format-specific", fs);
 	}
 	if (bname) {
-		char *full = full_backing(bs->filename, bname);
+		/* qemu-img's "full-backing-filename": resolved against the image's directory */
+		char *full = blockdev_path_beside(bs->filename, bname);
 
 		json_object_object_add(o, "full-backing-filename",
 				       json_object_new_string(full ? full : bname));

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,16 +227,9 @@ static int write_tables(int fd, const struct qcow2_create_opts *o, const struct 
 static int create_data_file(const char *image, const struct qcow2_create_opts *o,
 			    struct error **errp)
 {
-	char *copy = strdup(image), *path = NULL;
+	char *path = blockdev_path_beside(image, o->data_file);
 	int fd, ret = 0;
 
-	if (!copy)
-		return -1;
-	if (o->data_file[0] == '/' || !strchr(image, '/'))
-		path = strdup(o->data_file);
-	else if (asprintf(&path, "%s/%s", dirname(copy), o->data_file) < 0)
-		path = NULL;
-	free(copy);
 	if (!path)
 		return -1;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

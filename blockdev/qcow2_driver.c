@@ -36,7 +36,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,22 +165,6 @@ fail:
 	return -1;
 }
 
-static char *relative_to(const char *image, const char *name)
-{
-	char *copy, *dir, *out;
-
-	if (name[0] == '/' || !strchr(image, '/'))
-		return strdup(name);
-	copy = strdup(image);
-	if (!copy)
-		return NULL;
-	dir = dirname(copy);
-	if (asprintf(&out, "%s/%s", dir, name) < 0)
-		out = NULL;
-	free(copy);
-	return out;
-}
-
 #define QCOW2_MAX_CHAIN 64
 
 /* The host files of the images whose backing files this thread is opening, outermost first. */
@@ -231,7 +214,7 @@ static int open_backing(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct e
 			   QCOW2_MAX_CHAIN);
 		return -1;
 	}
-	path = relative_to(q->bs->filename, q->h.backing_file);
+	path = blockdev_path_beside(q->bs->filename, q->h.backing_file);
 	if (!path) {
 		error_setg(errp, "out of memory");
 		return -1;
@@ -298,7 +281,7 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 			   "data-file=PATH", q->bs->filename);
 		return -1;
 	}
-	path = name ? strdup(name) : relative_to(q->bs->filename, q->h.data_file);
+	path = name ? strdup(name) : blockdev_path_beside(q->bs->filename, q->h.data_file);
 	if (!path) {
 		error_setg(errp, "out of memory");
 		return -1;

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,14 +52,9 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 static struct blockdev *open_base(const char *filename, const struct blockdev_info *info,
 				  struct error **errp)
 {
-	char *copy = strdup(filename), *path = NULL;
+	char *path = blockdev_path_beside(filename, info->backing_file);
 	struct blockdev *base;
 
-	if (info->backing_file[0] == '/' || !strchr(filename, '/'))
-		path = strdup(info->backing_file);
-	else if (copy && asprintf(&path, "%s/%s", dirname(copy), info->backing_file) < 0)
-		path = NULL;
-	free(copy);
 	if (!path) {
 		error_setg(errp, "out of memory");
 		return NULL;

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,17 +107,10 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 /* Size (when not given) and format (when not given) of the backing file. */
 static int inspect_backing(const char *filename, struct create_opts *c, struct error **errp)
 {
-	char *copy = strdup(filename), *path = NULL;
+	char *path = blockdev_path_beside(filename, c->backing);
 	struct blockdev *b;
 	int ret = -1;
 
-	if (!copy)
-		return -1;
-	if (c->backing[0] == '/' || !strchr(filename, '/'))
-		path = strdup(c->backing);
-	else if (asprintf(&path, "%s/%s", dirname(copy), c->backing) < 0)
-		path = NULL;
-	free(copy);
 	if (!path)
 		return -1;
 	b = img_open(path, c->backing_fmt, true, NULL, errp);

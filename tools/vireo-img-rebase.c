@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +61,6 @@ static int copy_differences(struct blockdev *bs, struct blockdev *nb, bool progr
 	return ret;
 }
 
-/* @backing as a path usable from here: relative names are relative to @image's directory. */
-static char *backing_path(const char *image, const char *backing)
-{
-	char *copy, *path = NULL;
-
-	if (backing[0] == '/' || !strchr(image, '/'))
-		return strdup(backing);
-	copy = strdup(image);
-	if (copy && asprintf(&path, "%s/%s", dirname(copy), backing) < 0)
-		path = NULL;
-	free(copy);
-	return path;
-}
-
 /* true if @path, or an image of @nb's backing chain (@nb: @path opened, or NULL), is @bs's file */
 static bool in_chain(struct blockdev *bs, const char *path, struct blockdev *nb)
 {
@@ -124,7 +109,7 @@ int img_rebase(int argc, char **argv)
 		goto fail;
 	}
 	if (bfile[0]) {
-		char *path = backing_path(argv[optind], bfile);
+		char *path = blockdev_path_beside(argv[optind], bfile);
 
 		if (!path) {
 			error_setg(&err, "out of memory");
