@@ -1273,9 +1273,9 @@ static int drop_tail(struct qcow2 *q, uint64_t size, struct error **errp)
 	uint64_t keep = ALIGN_UP(size, q->cluster_size);
 	int ret = 0;
 
-	if (q->h.nb_snapshots || q->data != q->file) {
-		error_setg(errp, "'%s': shrinking an image with internal snapshots or an external "
-			   "data file is not supported", q->bs->filename);
+	if (q->h.nb_snapshots) {
+		error_setg(errp, "'%s': shrinking an image with internal snapshots is not supported",
+			   q->bs->filename);
 		return -1;
 	}
 	if (keep > size)
@@ -1299,6 +1299,10 @@ int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp)
 	}
 	if (size < q->h.size && drop_tail(q, size, errp))
 		return -1;
+	/* an external data file follows the virtual size (it is the disk when raw): grown before
+	 * the header says more, cut after it says less */
+	if (q->data != q->file && size > q->data->size && blockdev_truncate(q->data, size, errp))
+		return -1;
 	pthread_mutex_lock(&q->lock);
 	if (need > atomic_load_explicit(&q->l1, memory_order_relaxed)->size &&
 	    grow_l1(q, need, errp))
@@ -1313,7 +1317,10 @@ int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp)
 		}
 	}
 	pthread_mutex_unlock(&q->lock);
-	if (!ret)
-		q->bs->size = size;
-	return ret;
+	if (ret)
+		return ret;
+	q->bs->size = size;
+	if (q->data != q->file && size < q->data->size && blockdev_truncate(q->data, size, errp))
+		return -1;
+	return 0;
 }
