@@ -5,21 +5,25 @@
 #
 #  - Formats: raw; qcow2 compat=0.10 and 1.1; each version over a backing file (a qcow2 one and
 #    a raw one); qcow2 with an external data file; a compressed qcow2 (with some plain clusters
-#    written over it); and a qcow2 with an internal snapshot. The inputs are made by qemu-img / qemu-io, so they are the peer's images.
+#    written over it); a qcow2 with an internal snapshot. qemu-img and qemu-io make the inputs:
+#    they are the peer's images.
 #  - Read-only verbs (info human / json / --backing-chain, check human / json, map human / json,
-#    measure human / json, compare) run on the same file with both tools: same exit code, same
-#    JSON (normalized with jq), same text for the human forms whose text is qemu-img's.
-#  - Modifying verbs (create, convert in each direction and with -c, -B, -S 0, -o compat=0.10 /
-#    cluster_size / data_file, resize, rebase, commit, amend, dd, check -r) run with each tool on
-#    its own copy of the inputs: same exit code, then the results compared: the same guest
+#    measure human / json, compare, -s included) run on the same file with both tools: the same
+#    exit status, the same JSON (jq -S; nothing excluded), the same human text.
+#  - Modifying verbs (create; convert to raw and qcow2, compat=0.10, -c, -B, -S 0, cluster_size,
+#    data_file; resize; amend; rebase, safe and -u; commit; dd; check -r) run with each tool on
+#    its own copy of the inputs: the same exit status, then the results compared: the same guest
 #    content as qemu-img's result (as the source's, for convert; as before, for a safe rebase),
-#    `qemu-img check` of vireo's result clean, `qemu-img info` of both results the same, and for
-#    convert the same allocation (data / zero / hole / compressed ranges).
+#    `qemu-img check` of vireo's result clean, `qemu-img info` of both results the same (but
+#    "actual-size" and "children": the layout of each tool's file), vireo-img info of vireo's
+#    result the same as qemu-img info of it, and for convert the same allocation (data, zero,
+#    hole, compressed ranges) and vireo-img map of it the same as qemu-img map of it.
 #  - check's own statuses on images with a leak (3) and corruptions (2), and their repair.
-#  - Each verb on a missing file, a directory, an empty file, a file without read permission (run
-#    as nobody when root), a qcow2 header cut short and qcow2 files cut mid-L1 and mid-refcount table: the
-#    exit code qemu-img gives (an error's for the files cut mid-table, see failed_rc), a message
-#    on stderr naming the file, never a signal.
+#  - Each verb on a missing file, a directory, an empty file, a file without read permission
+#    (run as nobody when root), a qcow2 header cut short, qcow2 files cut mid-L1 and
+#    mid-refcount table, an L1 and an L2 entry pointing at misaligned tables / clusters: the exit
+#    status qemu-img gives (an error's where vireo refuses at open what qemu-img reads lazily,
+#    see failed_rc), a message on stderr naming the file, never a signal.
 #  - Probing: a file that starts with another format's magic (qcow2 version 9, VMDK, VHDX, VPC,
 #    qcow version 1, LUKS, QED, VDI) is refused without -f by info/convert/check/map, with a
 #    message naming the format, and opens as raw with -f raw; plain data, zeroes and text probe
@@ -27,18 +31,20 @@
 #
 # Any exit status >= 128 of vireo-img (a signal) fails the check it belongs to.
 # Output: one "ok - NAME" / "not ok - NAME" line per check (details of a failure on "#" lines
-# after it), then "N passed, N failed"; exit 1 on any failure, 77 when a peer tool is missing.
+# after it), "# SECTION (at Ns)" lines, then "N passed, N failed"; exit 1 on any failure, 77 when
+# a peer tool is missing. Takes about a minute on 2 CPUs.
 # usage: img-matrix.sh VIREO_IMG
 set -u
 if [ $# -ne 1 ]; then
 	echo "usage: $0 VIREO_IMG" >&2
 	exit 2
 fi
-for t in qemu-img qemu-io jq setpriv; do
+for t in qemu-img qemu-io jq; do
 	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
-if [ "$(id -u)" = 0 ] && { ! id nobody >/dev/null 2>&1 || ! getent group nogroup >/dev/null; }; then
-	echo "SKIP: no user nobody / group nogroup to run the unreadable-file cases as"
+if [ "$(id -u)" = 0 ] && { ! command -v setpriv >/dev/null || ! id nobody >/dev/null 2>&1 ||
+			   ! getent group nogroup >/dev/null; }; then
+	echo "SKIP: no setpriv, user nobody or group nogroup to run the unreadable-file cases with"
 	exit 77
 fi
 T=$(mktemp -d /tmp/vireo-img-matrix.XXXXXX)
@@ -165,7 +171,8 @@ cd "$T/src" || exit 1
 IMAGES="raw.raw q2.qcow2 q3.qcow2 q2b.qcow2 q3b.qcow2 q3d.qcow2 q3c.qcow2 q3s.qcow2"
 mkdir "$T/cv"
 for img in $IMAGES; do
-	qemu-img convert -O raw "$img" "../cv/$img.raw" && qemu-img convert -O qcow2 "$img" "../cv/$img.qcow2" ||
+	qemu-img convert -O raw "$img" "../cv/$img.raw" &&
+		qemu-img convert -O qcow2 "$img" "../cv/$img.qcow2" ||
 		{ echo "could not make the inputs"; exit 1; }
 done
 
@@ -179,7 +186,15 @@ fresh() { # files...
 	cp -a "${paths[@]}" "$T/v/" && cp -a "${paths[@]}" "$T/q/" || exit 1
 }
 # at DIR CMD...: CMD run inside DIR (no subshell: V and Q set vrc / qrc)
-at() { local here=$PWD; cd "$1" || exit 1; shift; "$@"; local rc=$?; cd "$here" || exit 1; return $rc; }
+at() {
+	local here=$PWD rc
+	cd "$1" || exit 1
+	shift
+	"$@"
+	rc=$?
+	cd "$here" || exit 1
+	return $rc
+}
 # Vin / Qin ARGS: V / Q run inside $WD/v / $WD/q
 WD=$T
 Vin() { at "$WD/v" V "$@"; }
@@ -554,8 +569,9 @@ echo "# bad inputs (at ${SECONDS}s)"
 # past the end of the file as zeroes) and works on the zeroes; vireo refuses a header whose
 # tables end past the end of the file (DESIGN.md: corrupt images are refused with a clear
 # message). Likewise an L1 entry pointing at a misaligned L2 table: qemu-img finds it when a
-# request reaches it, vireo when it opens the image. So the expected status is an error's: compare's 2, check's 1 (could not check) or
-# 2 (corruptions found, as qemu-img check says), 1 for every other verb.
+# request reaches it, vireo when it opens the image. So the expected status is an error's:
+# compare's 2, check's 1 (could not check) or 2 (corruptions found, as qemu-img check says), 1
+# for every other verb.
 failed_rc() { # name
 	local want=1
 	case $1 in compare*) want=2 ;; check*) [ "$vrc" = 2 ] && want=2 ;; esac
@@ -567,8 +583,8 @@ failed_rc() { # name
 		bad "$1: exit status $want" "$(stderrs)"
 	fi
 }
-# missing, a directory, empty, unreadable (run as nobody when root), a qcow2 header cut short, qcow2 files
-# cut in the middle of the refcount table and of the L1 table
+# missing, a directory, empty, unreadable (run as nobody when root), a qcow2 header cut short,
+# qcow2 files cut in the middle of the refcount table and of the L1 table
 cd "$T/bad" || exit 1
 WD=$T/bad
 mkdir badsrc
@@ -584,8 +600,11 @@ l1=$(u64 badsrc/good.qcow2 40)
 l2=$(($(u64 badsrc/good.qcow2 "$l1") & 0xfffffffffffe00))
 cp badsrc/good.qcow2 badsrc/bad-l1.img
 cp badsrc/good.qcow2 badsrc/bad-l2.img
-poke64() { printf "$(printf '\\x%02x' $(for i in 7 6 5 4 3 2 1 0; do echo $((($3 >> (8 * i)) & 255)); done))" |
-	dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
+poke64() { # file offset value: 8 bytes, big-endian
+	local i bytes=
+	for i in 7 6 5 4 3 2 1 0; do bytes+=$(printf '\\x%02x' $((($3 >> (8 * i)) & 255))); done
+	printf "$bytes" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
 poke64 badsrc/bad-l1.img "$l1" $(((1 << 63) | (l2 + 512)))
 poke64 badsrc/bad-l2.img "$l2" $(((1 << 63) | (3 << 16) + 512))
 cp "$T/src/zero.raw" badsrc/
@@ -665,8 +684,8 @@ mk qed.img 'QED\x00'
 mk vdi.img '<<< Oracle VM VirtualBox Disk Image >>>\n'
 printf '\x7f\x10\xda\xbe' | dd of=vdi.img bs=1 seek=64 conv=notrunc status=none
 printf 'KDMV' >vmdk-short.img # a VMDK magic and nothing more
-declare -A NAME=([qcow2v9.img]='qcow2' [vmdk.img]='vmdk' [vmdk-short.img]='vmdk' [vhdx.img]='vhdx' [vpc.img]='vpc|vhd'
-		 [qcow1.img]='qcow' [luks.img]='luks' [qed.img]='qed' [vdi.img]='vdi')
+declare -A NAME=([qcow2v9.img]='qcow2' [vmdk.img]='vmdk' [vmdk-short.img]='vmdk' [vhdx.img]='vhdx'
+		 [vpc.img]='vpc|vhd' [qcow1.img]='qcow' [luks.img]='luks' [qed.img]='qed' [vdi.img]='vdi')
 for f in qcow2v9.img vmdk.img vmdk-short.img vhdx.img vpc.img qcow1.img luks.img qed.img vdi.img; do
 	for verb in "info @" "info --output=json @" "convert -O raw @ out" "check @" "map @"; do
 		rm -f out
