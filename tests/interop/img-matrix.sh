@@ -51,8 +51,13 @@ T=$(mktemp -d /tmp/vireo-img-matrix.XXXXXX)
 trap 'cd /; rm -rf "$T"' EXIT
 # 0755 all the way, and a copy of the binary, so that nobody can reach both (unreadable-file cases)
 chmod 755 "$T"
-cp "$(realpath "$1")" "$T/vireo-img"
+cp "$(realpath "$1")" "$T/vireo-img" && chmod 755 "$T/vireo-img"
 VI=$T/vireo-img
+if ! "$VI" --version >/dev/null 2>&1; then
+	echo "not ok - $1 runs: $("$VI" --version 2>&1 | head -c 300)"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
 L=$T/log
 mkdir "$L" "$T/src" "$T/bad" "$T/probe"
 export LC_ALL=C
@@ -511,7 +516,7 @@ for img in $IMAGES; do
 		fi
 	done
 	for args in "-b new.raw -F raw" "-u -b new.raw -F raw" "-b q3.qcow2 -F qcow2" "-b ''" \
-		"-u -b ''"; do
+		"-u -b ''" "-b new.raw"; do
 		fresh $inputs
 		eval "Vin rebase $args $img"
 		eval "Qin rebase $args $img"
@@ -527,7 +532,7 @@ for img in $IMAGES; do
 			unchanged "rebase $args $img" $backing new.raw
 		fi
 	done
-	for args in "" "-d"; do
+	for args in "" "-d" "-b raw.raw"; do
 		fresh $inputs
 		Vin commit $args "$img"
 		Qin commit $args "$img"
