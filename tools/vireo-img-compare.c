@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * vireo-img compare: do two images show the same guest content? qemu-img's semantics: bytes past
- * the end of the shorter image must be zero; -s (strict) also fails when the sizes differ or
- * where the allocation differs (the block status of the layer that provides each range: data,
- * zero, allocated, in a file at an offset, compressed). -F does not default to -f.
+ * vireo-img compare: do two images show the same guest content? qemu-img's semantics, messages
+ * and walk: bytes past the end of the shorter image must be zero; a difference is reported at
+ * the start of its 512-byte sector; -s (strict) also fails when the sizes differ or where the
+ * block status differs (of the layer that provides each range: data, zero, allocated, at an
+ * offset in a file, compressed, reaching the end). -F does not default to -f.
  * Exit 0 identical, 1 different, 2 could not open, 3 block status failed, 4 read failed.
  */
 #include "tools/vireo-img.h"
