@@ -23,7 +23,7 @@
 #include <sys/uio.h>
 
 #include "common/spec/virtio.h"
-#include "vmm/gmem.h"
+#include "common/gmem.h"
 
 #define VIRTQ_MAX_SIZE 32768
 /* an indirect table holds at most this many descriptors */

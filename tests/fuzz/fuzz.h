@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/gmem.h"
+#include "common/gmem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "devices/virtqueue.h"
+#include "vmm/gmem.h"
 
 #define RAM (1024 * 1024)
 #define QSZ 16
