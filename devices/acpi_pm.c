@@ -6,8 +6,6 @@
 #include <time.h>
 
 #include "common/util.h"
-#include "vmm/acpi.h"
-#include "vmm/layout.h"
 
 #define PM1_STS_BITS (ACPI_PM1_TMR | ACPI_PM1_BM | ACPI_PM1_GBL | ACPI_PM1_PWRBTN | \
 		      ACPI_PM1_SLPBTN | ACPI_PM1_RTC | ACPI_PM1_PCIEXP_WAKE | ACPI_PM1_WAK)
@@ -185,21 +183,31 @@ void acpi_pm_press_power_button(struct acpi_pm *pm)
 	pthread_mutex_unlock(&pm->lock);
 }
 
+/* The registers, in the order of reg_port() */
 static const struct {
-	uint16_t port;
 	uint16_t size;
 	const struct bus_ops *ops;
 	const char *name;
-} pm_ports[] = {
-	{ LAYOUT_PORT_PM1A_EVT, 4, &pm1_evt_ops, "acpi-pm1a-evt" },
-	{ LAYOUT_PORT_PM1A_CNT, 2, &pm1_cnt_ops, "acpi-pm1a-cnt" },
-	{ LAYOUT_PORT_PM_TMR, 4, &pm_tmr_ops, "acpi-pm-tmr" },
-	{ LAYOUT_PORT_GPE0, 4, &gpe0_ops, "acpi-gpe0" },
-	{ LAYOUT_PORT_I8042, 1, &i8042_ops, "i8042-reset" },
+} pm_regs[] = {
+	{ 4, &pm1_evt_ops, "acpi-pm1a-evt" },
+	{ 2, &pm1_cnt_ops, "acpi-pm1a-cnt" },
+	{ 4, &pm_tmr_ops, "acpi-pm-tmr" },
+	{ 4, &gpe0_ops, "acpi-gpe0" },
+	{ 1, &i8042_ops, "i8042-reset" },
 };
 
-int acpi_pm_init(struct acpi_pm *pm, struct bus *pio, const struct acpi_pm_ops *ops, void *opaque,
-		 struct error **errp)
+/* Where register @i of pm_regs is */
+static uint16_t reg_port(const struct acpi_pm *pm, unsigned int i)
+{
+	const struct acpi_pm_ports *p = &pm->ports;
+	const uint16_t port[] = { p->pm1a_evt, p->pm1a_cnt, p->pm_tmr, p->gpe0, p->i8042 };
+
+	_Static_assert(ARRAY_SIZE(port) == ARRAY_SIZE(pm_regs), "a port for every register");
+	return port[i];
+}
+
+int acpi_pm_init(struct acpi_pm *pm, struct bus *pio, const struct acpi_pm_ports *ports,
+		 const struct acpi_pm_ops *ops, void *opaque, struct error **errp)
 {
 	unsigned int i;
 
@@ -208,24 +216,25 @@ int acpi_pm_init(struct acpi_pm *pm, struct bus *pio, const struct acpi_pm_ops *
 	pm->ops = ops;
 	pm->opaque = opaque;
 	pm->pio = pio;
+	pm->ports = *ports;
 	pm->tmr_ns0 = now_ns();
-	for (i = 0; i < ARRAY_SIZE(pm_ports); i++) {
-		if (bus_add(pio, pm_ports[i].port, pm_ports[i].size, pm_ports[i].ops, pm,
-			    pm_ports[i].name, errp) < 0)
+	for (i = 0; i < ARRAY_SIZE(pm_regs); i++) {
+		if (bus_add(pio, reg_port(pm, i), pm_regs[i].size, pm_regs[i].ops, pm,
+			    pm_regs[i].name, errp) < 0)
 			goto err_ports;
 	}
 	return 0;
 
 err_ports:
 	while (i--)
-		bus_remove(pio, pm_ports[i].port, pm);
+		bus_remove(pio, reg_port(pm, i), pm);
 	pthread_mutex_destroy(&pm->lock);
 	return -1;
 }
 
 void acpi_pm_destroy(struct acpi_pm *pm)
 {
-	for (unsigned int i = 0; i < ARRAY_SIZE(pm_ports); i++)
-		bus_remove(pm->pio, pm_ports[i].port, pm);
+	for (unsigned int i = 0; i < ARRAY_SIZE(pm_regs); i++)
+		bus_remove(pm->pio, reg_port(pm, i), pm);
 	pthread_mutex_destroy(&pm->lock);
 }

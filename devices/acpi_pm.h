@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ACPI fixed-hardware power-management registers that vmm/acpi.c's FADT points at, on the
- * port I/O bus:
+ * port I/O bus at the ports of struct acpi_pm_ports (vireo: vmm/layout.h's LAYOUT_PORT_*):
  *
- *   LAYOUT_PORT_PM1A_EVT  4 bytes  PM1a status (write 1 to clear) and enable
- *   LAYOUT_PORT_PM1A_CNT  2 bytes  PM1a control: SCI_EN always set; SLP_EN with SLP_TYP
- *                                  ACPI_SLP_TYP_S5 powers off
- *   LAYOUT_PORT_PM_TMR    4 bytes  PM timer, 3.579545 MHz, 32 bits, from CLOCK_MONOTONIC
- *   LAYOUT_PORT_GPE0      4 bytes  GPE0 status (2 bytes, write 1 to clear) and enable (2 bytes)
- *   LAYOUT_PORT_I8042     1 byte   i8042 command/status: 0xfe resets; reads "no data, not busy"
+ *   pm1a_evt  4 bytes  PM1a status (write 1 to clear) and enable
+ *   pm1a_cnt  2 bytes  PM1a control: SCI_EN always set; SLP_EN with SLP_TYP ACPI_SLP_TYP_S5
+ *                      powers off
+ *   pm_tmr    4 bytes  PM timer, 3.579545 MHz, 32 bits, from CLOCK_MONOTONIC
+ *   gpe0      4 bytes  GPE0 status (2 bytes, write 1 to clear) and enable (2 bytes)
+ *   i8042     1 byte   i8042 command/status: 0xfe resets; reads "no data, not busy"
  *
- * The reset register LAYOUT_PORT_RESET (0xcf9) sits inside the PCI CONFIG_ADDRESS dword at 0xcf8,
- * which the PCI host owns on the bus; it passes single-byte writes to 0xcf9 on to
- * acpi_pm_reset_write(): pci_bus_set_reset_hook(pci, acpi_pm_reset_write, pm).
+ * The register bits are in common/spec/acpi.h.
+ *
+ * The reset register (0xcf9) sits inside the PCI CONFIG_ADDRESS dword at 0xcf8, which the PCI
+ * host owns on the bus; it passes single-byte writes to 0xcf9 on to acpi_pm_reset_write():
+ * pci_bus_set_reset_hook(pci, acpi_pm_reset_write, pm).
  *
  * The SCI is level-triggered: the line is held asserted while any enabled status bit is set.
  * Only the power button (acpi_pm_press_power_button) sets status bits; the other enable bits are
@@ -30,6 +32,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/spec/acpi.h"
 #include "devices/bus.h"
 
 /*
@@ -43,6 +46,15 @@ struct acpi_pm_ops {
 	int (*set_sci)(void *opaque, int level);
 };
 
+/* Where the registers are on the port bus */
+struct acpi_pm_ports {
+	uint16_t pm1a_evt;
+	uint16_t pm1a_cnt;
+	uint16_t pm_tmr;
+	uint16_t gpe0;
+	uint16_t i8042;
+};
+
 struct acpi_pm {
 	pthread_mutex_t lock;
 	uint16_t pm1_sts, pm1_en, pm1_cnt;
@@ -52,36 +64,18 @@ struct acpi_pm {
 	const struct acpi_pm_ops *ops;
 	void *opaque;
 	struct bus *pio;
+	struct acpi_pm_ports ports;
 };
 
-/* PM1 status / enable bits (ACPI 6.5, 4.8.4.1) */
-#define ACPI_PM1_TMR          (1u << 0)
-#define ACPI_PM1_BM           (1u << 4)
-#define ACPI_PM1_GBL          (1u << 5)
-#define ACPI_PM1_PWRBTN       (1u << 8)
-#define ACPI_PM1_SLPBTN       (1u << 9)
-#define ACPI_PM1_RTC          (1u << 10)
-#define ACPI_PM1_PCIEXP_WAKE  (1u << 14)
-#define ACPI_PM1_WAK          (1u << 15)
-/* PM1 control bits (4.8.4.2) */
-#define ACPI_PM1_SCI_EN       (1u << 0)
-#define ACPI_PM1_BM_RLD       (1u << 1)
-#define ACPI_PM1_GBL_RLS      (1u << 2)
-#define ACPI_PM1_SLP_TYP_SHIFT 10
-#define ACPI_PM1_SLP_TYP_MASK (7u << ACPI_PM1_SLP_TYP_SHIFT)
-#define ACPI_PM1_SLP_EN       (1u << 13)
-
-#define ACPI_PM_TIMER_HZ      3579545ULL
-
 /* Registers the ports on `pio`. Returns 0, or -1 with *errp set (a port already taken). */
-int acpi_pm_init(struct acpi_pm *pm, struct bus *pio, const struct acpi_pm_ops *ops, void *opaque,
-		 struct error **errp);
+int acpi_pm_init(struct acpi_pm *pm, struct bus *pio, const struct acpi_pm_ports *ports,
+		 const struct acpi_pm_ops *ops, void *opaque, struct error **errp);
 void acpi_pm_destroy(struct acpi_pm *pm);
 
 /* Sets PWRBTN_STS and raises the SCI if the guest enabled the power button. Any thread. */
 void acpi_pm_press_power_button(struct acpi_pm *pm);
 /*
- * A byte written to the reset register LAYOUT_PORT_RESET (opaque is the struct acpi_pm): a value
+ * A byte written to the reset register (0xcf9; opaque is the struct acpi_pm): a value
  * with RST_CPU (bit 2) set, as 0x06 and 0x0e, resets the VM. Fits pci_bus_set_reset_hook().
  */
 void acpi_pm_reset_write(void *opaque, uint8_t value);

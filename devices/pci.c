@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "vmm/layout.h"
 
 #define PCI_HOST_VENDOR 0x1b36 /* Red Hat: "QEMU PCIe host bridge", no quirks in guests */
 #define PCI_HOST_DEVICE 0x0008
@@ -74,8 +73,8 @@ int pci_device_add_bar(struct pci_device *d, unsigned int bar, uint64_t size, un
 	}
 	if (size < 4 * KiB)
 		size = 4 * KiB;
-	if (size & (size - 1) || size > LAYOUT_PCI_MMIO32_SIZE) {
-		error_setg(errp, "%s: BAR %u size 0x%llx is not a power of two within the window",
+	if (size & (size - 1)) {
+		error_setg(errp, "%s: BAR %u size 0x%llx is not a power of two",
 			   d->name, bar, (unsigned long long)size);
 		return -1;
 	}
@@ -385,22 +384,24 @@ void pci_bus_set_reset_hook(struct pci_bus *b, void (*fn)(void *opaque, uint8_t 
 	pthread_mutex_unlock(&b->lock);
 }
 
-int pci_bus_init(struct pci_bus *b, struct bus *mmio, struct bus *pio, struct error **errp)
+int pci_bus_init(struct pci_bus *b, struct bus *mmio, struct bus *pio,
+		 const struct pci_bus_layout *layout, struct error **errp)
 {
 	memset(b, 0, sizeof(*b));
 	pthread_mutex_init(&b->lock, NULL);
+	b->layout = *layout;
 	b->mmio = mmio;
 	b->pio = pio;
-	b->mmio32_next = LAYOUT_PCI_MMIO32_BASE;
-	b->mmio32_end = LAYOUT_PCI_MMIO32_BASE + LAYOUT_PCI_MMIO32_SIZE;
+	b->mmio32_next = layout->mmio32_base;
+	b->mmio32_end = layout->mmio32_base + layout->mmio32_size;
 	if (mmio) {
-		if (bus_add(mmio, LAYOUT_PCI_ECAM_BASE, LAYOUT_PCI_ECAM_BUSES * MiB, &ecam_ops, b,
+		if (bus_add(mmio, layout->ecam_base, layout->ecam_buses * MiB, &ecam_ops, b,
 			    "pci-ecam", errp) < 0)
 			goto err;
 		b->ecam_registered = true;
 	}
 	if (pio) {
-		if (bus_add(pio, LAYOUT_PORT_PCI_CFG, 8, &cf8_ops, b, "pci-cf8", errp) < 0)
+		if (bus_add(pio, layout->cf8_port, 8, &cf8_ops, b, "pci-cf8", errp) < 0)
 			goto err;
 		b->pio_registered = true;
 	}
@@ -433,9 +434,9 @@ void pci_bus_remove_device(struct pci_bus *b, struct pci_device *d)
 void pci_bus_destroy(struct pci_bus *b)
 {
 	if (b->ecam_registered)
-		bus_remove(b->mmio, LAYOUT_PCI_ECAM_BASE, b);
+		bus_remove(b->mmio, b->layout.ecam_base, b);
 	if (b->pio_registered)
-		bus_remove(b->pio, LAYOUT_PORT_PCI_CFG, b);
+		bus_remove(b->pio, b->layout.cf8_port, b);
 	for (unsigned int s = 0; s < PCI_SLOTS; s++) {
 		struct pci_device *d = b->slots[s];
 

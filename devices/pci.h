@@ -2,10 +2,11 @@
 /*
  * The PCI host bridge: bus 0, one function per slot, conventional (type 0) devices.
  *
- * Config space is reached two ways, which agree: ECAM (MMIO at LAYOUT_PCI_ECAM_BASE, bus 0 only)
- * and the CF8/CFC port pair. Port 0xcf9 sits inside the CF8 dword; it is the reset control
- * register, so the bridge owns 0xcf8..0xcfb and hands byte writes to 0xcf9 to the hook set with
- * pci_bus_set_reset_hook() (do not bus_add 0xcf9 elsewhere).
+ * Config space is reached two ways, which agree: ECAM (MMIO, bus 0 only) and the CF8/CFC port
+ * pair, where the machine's struct pci_bus_layout puts them (vireo: vmm/layout.h). Port 0xcf9
+ * sits inside the CF8 dword; it is the reset control register, so the bridge owns 0xcf8..0xcfb
+ * and hands byte writes to 0xcf9 to the hook set with pci_bus_set_reset_hook() (do not bus_add
+ * 0xcf9 elsewhere).
  *
  * Locking. vCPUs access config space concurrently: one mutex per bus (`lock`) guards every
  * device's config bytes, its BAR state and the CF8 address latch. A BAR move (a config write
@@ -89,8 +90,25 @@ struct pci_device {
 	uint8_t cap_last;  /* offset of the last capability, 0 if none */
 };
 
+/**
+ * struct pci_bus_layout - where the machine puts the host bridge's windows
+ * @mmio32_base, @mmio32_size: the 32-bit MMIO window the VMM places BARs in
+ * @ecam_base: ECAM (config space over MMIO), @ecam_buses buses of 1 MiB decoded from there
+ *             (only bus 0 has functions)
+ * @cf8_port: CONFIG_ADDRESS; the bridge owns the 8 ports from there (CFC..CFF data, and the
+ *            reset register at CF8 + 1)
+ */
+struct pci_bus_layout {
+	uint64_t mmio32_base;
+	uint64_t mmio32_size;
+	uint64_t ecam_base;
+	unsigned int ecam_buses;
+	uint16_t cf8_port;
+};
+
 struct pci_bus {
 	pthread_mutex_t lock;
+	struct pci_bus_layout layout;
 	struct bus *mmio;
 	struct bus *pio;
 	struct pci_device *slots[PCI_SLOTS];
@@ -110,11 +128,13 @@ struct pci_bus {
  * @b: the bus
  * @mmio: MMIO bus (ECAM and BARs are registered there); may be NULL in tests (no ECAM)
  * @pio: port bus (CF8/CFC); may be NULL in tests
+ * @layout: where ECAM, CF8 and the BAR window are (copied)
  * @errp: error
  *
  * Returns 0 or -1.
  */
-int pci_bus_init(struct pci_bus *b, struct bus *mmio, struct bus *pio, struct error **errp);
+int pci_bus_init(struct pci_bus *b, struct bus *mmio, struct bus *pio,
+		 const struct pci_bus_layout *layout, struct error **errp);
 void pci_bus_destroy(struct pci_bus *b);
 
 /* Sets the handler for byte writes to port 0xcf9 (reset control); reads return the last value. */

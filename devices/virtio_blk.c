@@ -510,8 +510,8 @@ oom:
 	return -1;
 }
 
-struct vblk *vblk_create(struct vm *vm, const char *name, const struct vblk_opts *o,
-			 struct error **errp)
+struct vblk *vblk_create(const struct vpci_host *host, const char *name,
+			 const struct vblk_opts *o, struct error **errp)
 {
 	struct vblk *b;
 	uint64_t features;
@@ -555,7 +555,7 @@ struct vblk *vblk_create(struct vm *vm, const char *name, const struct vblk_opts
 		features |= 1ull << VIRTIO_BLK_F_RO;
 	else
 		features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
-	if (vpci_init(&b->vpci, vm, b->name, VIRTIO_ID_BLOCK, PCI_CLASS_STORAGE_SCSI, features,
+	if (vpci_init(&b->vpci, host, b->name, VIRTIO_ID_BLOCK, PCI_CLASS_STORAGE_SCSI, features,
 		      b->nr_queues, (uint16_t)b->queue_size, VBLK_CONFIG_LEN, &vblk_ops, b,
 		      errp) < 0)
 		goto err;

@@ -28,11 +28,11 @@
 #include "common/spec/virtio_blk.h"
 #include "devices/virtqueue.h"
 
-struct vm;
 struct blockdev;
 struct iothread;
 struct pci_device;
 struct vblk;
+struct vpci_host;
 
 #define VBLK_SECTOR 512u
 #define VBLK_HDR_SIZE 16
@@ -126,11 +126,12 @@ struct vblk_opts {
 /**
  * vblk_create - build a virtio-blk PCI function
  *
- * Creates the blockdev queues on the iothreads and the virtio-pci transport; plug it with
+ * Creates the blockdev queues on the iothreads and the virtio-pci transport over @host (guest
+ * memory and KVM wiring, see struct vpci_host in virtio_pci.h); plug it with
  * pci_bus_add_device(bus, vblk_pci(b), -1, errp). Returns the device or NULL.
  */
-struct vblk *vblk_create(struct vm *vm, const char *name, const struct vblk_opts *o,
-			 struct error **errp);
+struct vblk *vblk_create(const struct vpci_host *host, const char *name,
+			 const struct vblk_opts *o, struct error **errp);
 struct pci_device *vblk_pci(struct vblk *b);
 /* Stops the queues (as a guest reset), frees the blockdev queues. The iothreads must still run. */
 void vblk_destroy(struct vblk *b);

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "vmm/vm.h"
 
 /* BAR 0 layout */
 #define VPCI_BAR0_SIZE (16 * KiB)
@@ -27,10 +26,23 @@
 #define MSIX_ENTRY_SIZE 16
 #define MSIX_CTRL_MASKBIT 1u
 
-/* KVM wiring exists (a test may give a struct vm with only guest memory: vm_fd < 0) */
+/* KVM wiring exists (tests and vireo-blk-loop give guest memory only) */
 static bool kvm_wired(const struct vpci_dev *v)
 {
-	return v->vm && v->vm->vm_fd >= 0;
+	return v->host.ops != NULL;
+}
+
+static int vector_irqfd(struct vpci_dev *v, const struct vpci_vector *x, bool assign,
+			struct error **errp)
+{
+	return v->host.ops->irqfd(v->host.opaque, (uint32_t)x->gsi, x->efd, assign, errp);
+}
+
+/* A queue's notify address: an MMIO ioeventfd matching any write width */
+static int notify_ioeventfd(struct vpci_dev *v, uint64_t addr, int efd, bool assign,
+			    struct error **errp)
+{
+	return v->host.ops->ioeventfd(v->host.opaque, addr, 0, false, efd, assign, errp);
 }
 
 static void vpci_log(struct vpci_dev *v, struct error *err)
@@ -58,18 +70,19 @@ static void vector_update(struct vpci_dev *v, unsigned int i)
 	if (!kvm_wired(v))
 		return;
 	if (!vector_unmasked(v, i)) {
-		if (x->irqfd && vm_irqfd(v->vm, (uint32_t)x->gsi, x->efd, false, &err) < 0)
+		if (x->irqfd && vector_irqfd(v, x, false, &err) < 0)
 			vpci_log(v, err);
 		x->irqfd = false;
 		return;
 	}
 	if (x->gsi < 0) {
-		x->gsi = vm_gsi_alloc(v->vm, &err);
+		x->gsi = v->host.ops->gsi_alloc(v->host.opaque, &err);
 		if (x->gsi < 0)
 			goto err;
 	}
 	if (!x->routed || x->route_addr != addr || x->route_data != x->data) {
-		if (vm_msi_route(v->vm, (uint32_t)x->gsi, addr, x->data, &err) < 0)
+		if (v->host.ops->msi_route(v->host.opaque, (uint32_t)x->gsi, addr, x->data,
+					   &err) < 0)
 			goto err;
 		x->routed = true;
 		x->route_addr = addr;
@@ -77,7 +90,7 @@ static void vector_update(struct vpci_dev *v, unsigned int i)
 	}
 	/* attaching an eventfd that was written while masked makes KVM deliver it now */
 	if (!x->irqfd) {
-		if (vm_irqfd(v->vm, (uint32_t)x->gsi, x->efd, true, &err) < 0)
+		if (vector_irqfd(v, x, true, &err) < 0)
 			goto err;
 		x->irqfd = true;
 	}
@@ -176,8 +189,8 @@ static void ioeventfds_set(struct vpci_dev *v, bool assign)
 		struct error *err = NULL;
 
 		if (q->ioeventfd_addr != PCI_BAR_UNMAPPED && !assign) {
-			if (kvm_wired(v) && vm_ioeventfd(v->vm, q->ioeventfd_addr, 0, false,
-							 q->kick_fd, false, &err) < 0)
+			if (kvm_wired(v) && notify_ioeventfd(v, q->ioeventfd_addr, q->kick_fd,
+							   false, &err) < 0)
 				vpci_log(v, err);
 			q->ioeventfd_addr = PCI_BAR_UNMAPPED;
 		}
@@ -188,7 +201,7 @@ static void ioeventfds_set(struct vpci_dev *v, bool assign)
 			/* len 0: any write width; without it the MMIO handler forwards the kick */
 			if (!kvm_wired(v))
 				continue;
-			if (vm_ioeventfd(v->vm, a, 0, false, q->kick_fd, true, &err) < 0) {
+			if (notify_ioeventfd(v, a, q->kick_fd, true, &err) < 0) {
 				vpci_log(v, err);
 				continue;
 			}
@@ -624,8 +637,8 @@ static uint64_t pow2_at_least(uint64_t x)
 	return p;
 }
 
-int vpci_init(struct vpci_dev *v, struct vm *vm, const char *name, uint16_t virtio_id,
-	      uint32_t class_code, uint64_t features, unsigned int nr_queues,
+int vpci_init(struct vpci_dev *v, const struct vpci_host *host, const char *name,
+	      uint16_t virtio_id, uint32_t class_code, uint64_t features, unsigned int nr_queues,
 	      uint16_t max_queue_size, uint32_t config_len, const struct virtio_device_ops *ops,
 	      void *opaque, struct error **errp)
 {
@@ -640,7 +653,8 @@ int vpci_init(struct vpci_dev *v, struct vm *vm, const char *name, uint16_t virt
 		return -1;
 	}
 	pthread_mutex_init(&v->lock, NULL);
-	v->vm = vm;
+	if (host)
+		v->host = *host;
 	v->name = name;
 	v->ops = ops;
 	v->opaque = opaque;
@@ -676,7 +690,7 @@ int vpci_init(struct vpci_dev *v, struct vm *vm, const char *name, uint16_t virt
 		q->max_size = max_queue_size;
 		q->kick_fd = -1;
 		q->ioeventfd_addr = PCI_BAR_UNMAPPED;
-		q->vq.mem = vm ? &vm->mem : NULL;
+		q->vq.mem = v->host.mem;
 		q->vq.kick_fd = q->vq.call_fd = -1;
 		queue_defaults(q);
 		q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -737,8 +751,7 @@ void vpci_destroy(struct vpci_dev *v)
 	for (unsigned int i = 0; i < v->nr_vectors && v->vectors; i++) {
 		struct vpci_vector *x = &v->vectors[i];
 
-		if (x->irqfd && kvm_wired(v) &&
-		    vm_irqfd(v->vm, (uint32_t)x->gsi, x->efd, false, &err) < 0)
+		if (x->irqfd && kvm_wired(v) && vector_irqfd(v, x, false, &err) < 0)
 			vpci_log(v, err);
 		x->irqfd = false;
 		if (x->efd >= 0)

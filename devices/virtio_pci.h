@@ -13,13 +13,15 @@
  *  - `lock` (one per device) guards the transport state: feature words, status, selectors,
  *    queue configuration, the MSI-X table and each vector's KVM wiring. It is taken by the BAR
  *    handlers (vCPU threads) and by the PCI hooks (called under the PCI bus lock, so the order is
- *    pci bus lock -> vpci lock -> vm irq lock). Nothing on the data path takes it.
+ *    pci bus lock -> vpci lock -> the host's locks, e.g. vireo's vm irq lock). Nothing on the data
+ *    path takes it.
  *  - Each vector has an eventfd (`efd`). The data path (an iothread) raises a queue's interrupt
  *    by writing that eventfd, nothing else. While the vector is unmasked (MSI-X enabled, function
  *    not masked, vector control bit clear) the eventfd is a KVM irqfd on the vector's GSI, whose
- *    MSI route holds the table's address/data. Masking detaches the irqfd, so writes accumulate
- *    in the eventfd (= the PBA pending bit; a PBA read polls it); unmasking re-attaches it and
- *    KVM delivers a pending event at once. So masking needs no cooperation from the iothreads.
+ *    MSI route holds the table's address/data (the VMM wires both through struct vpci_host).
+ *    Masking detaches the irqfd, so writes accumulate in the eventfd (= the PBA pending bit; a
+ *    PBA read polls it); unmasking re-attaches it and KVM delivers a pending event at once.
+ *    So masking needs no cooperation from the iothreads.
  *  - Each queue has a kick eventfd, registered as a KVM ioeventfd on the queue's notify address
  *    from DRIVER_OK until reset, and moved when the guest moves BAR 0. A notify write that
  *    reaches userspace anyway (no ioeventfd) is forwarded to the same eventfd.
@@ -42,10 +44,43 @@
 #include "devices/pci.h"
 #include "devices/virtqueue.h"
 
-struct vm;
 struct vpci_dev;
 
 #define VPCI_MAX_QUEUES 1024
+
+/**
+ * struct vpci_host_ops - the KVM wiring the transport asks of the VMM (vireo: vmm/vm.c's
+ * vm_ioeventfd, vm_irqfd, vm_gsi_alloc, vm_msi_route; see there for what each does)
+ * @ioeventfd: register (@assign) or remove @efd as an ioeventfd on guest address @addr
+ *             (@len 0: any write width; @pio: port I/O)
+ * @irqfd: connect (@assign) or disconnect @efd to GSI @gsi
+ * @gsi_alloc: an unused GSI for an MSI route, or -1
+ * @msi_route: point GSI @gsi at the MSI address/data pair
+ *
+ * All return 0 (gsi_alloc: the GSI) or -1 with *errp set. Called with the transport lock held.
+ */
+struct vpci_host_ops {
+	int (*ioeventfd)(void *opaque, uint64_t addr, unsigned int len, bool pio, int efd,
+			 bool assign, struct error **errp);
+	int (*irqfd)(void *opaque, uint32_t gsi, int efd, bool assign, struct error **errp);
+	int (*gsi_alloc)(void *opaque, struct error **errp);
+	int (*msi_route)(void *opaque, uint32_t gsi, uint64_t addr, uint32_t data,
+			 struct error **errp);
+};
+
+/**
+ * struct vpci_host - what the machine gives a virtio-pci function (copied by vpci_init)
+ * @mem: guest memory, which the queues translate their rings and buffers through
+ * @ops: KVM wiring, or NULL for none (tests, vireo-blk-loop): no ioeventfd (a notify write is
+ *       forwarded to the queue's kick eventfd) and no irqfd (the data path's writes to a
+ *       vector's eventfd stay there, to be read by whoever waits on it)
+ * @opaque: passed to @ops
+ */
+struct vpci_host {
+	const struct gmem *mem;
+	const struct vpci_host_ops *ops;
+	void *opaque;
+};
 
 /**
  * struct virtio_device_ops - what a virtio device model gives the transport
@@ -87,7 +122,7 @@ struct vpci_vector {
 
 struct vpci_dev {
 	struct pci_device pci;
-	struct vm *vm;            /* NULL in unit tests: no KVM wiring */
+	struct vpci_host host;
 	const char *name;
 	const struct virtio_device_ops *ops;
 	void *opaque;
@@ -117,7 +152,7 @@ struct vpci_dev {
 
 /**
  * vpci_init - build a virtio-pci function (then plug it with pci_bus_add_device(&v->pci))
- * @vm: the VM (ioeventfd, irqfd, MSI routes), or NULL for tests
+ * @host: guest memory and KVM wiring (see struct vpci_host); NULL: neither
  * @name: for messages, e.g. "virtio-blk0"
  * @virtio_id: device type (2 = block, 8 = SCSI)
  * @class_code: PCI class (block: 0x010000)
@@ -129,8 +164,8 @@ struct vpci_dev {
  *
  * Returns 0 or -1 (eventfd creation, memory).
  */
-int vpci_init(struct vpci_dev *v, struct vm *vm, const char *name, uint16_t virtio_id,
-	      uint32_t class_code, uint64_t features, unsigned int nr_queues,
+int vpci_init(struct vpci_dev *v, const struct vpci_host *host, const char *name,
+	      uint16_t virtio_id, uint32_t class_code, uint64_t features, unsigned int nr_queues,
 	      uint16_t max_queue_size, uint32_t config_len, const struct virtio_device_ops *ops,
 	      void *opaque, struct error **errp);
 

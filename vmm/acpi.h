@@ -13,8 +13,9 @@
  *     windows for I/O 0x1000..0xffff, the 32-bit MMIO window and, if configured, a 64-bit window,
  *     and legacy INTx routed to IOAPIC pins as acpi_pci_intx_gsi() says;
  *   - COM1 (PNP0501) at LAYOUT_PORT_COM1 / LAYOUT_IRQ_COM1;
- *   - poweroff through \_S5 (SLP_TYP ACPI_SLP_TYP_S5), a fixed-feature power button, reset
- *     through the FADT reset register (LAYOUT_PORT_RESET, value ACPI_RESET_VALUE);
+ *   - poweroff through \_S5 (SLP_TYP ACPI_SLP_TYP_S5, common/spec/acpi.h), a fixed-feature
+ *     power button, reset through the FADT reset register (LAYOUT_PORT_RESET, value
+ *     ACPI_RESET_VALUE);
  *   - no 8042, VGA or CMOS RTC (FADT IAPC_BOOT_ARCH), no SMM (SMI_CMD 0: always in ACPI mode).
  */
 #ifndef VIREO_VMM_ACPI_H
@@ -25,7 +26,6 @@
 #include "common/error.h"
 #include "vmm/gmem.h"
 
-#define ACPI_SLP_TYP_S5   5    /* the SLP_TYP that \_S5 declares: acpi_pm treats it as poweroff */
 #define ACPI_RESET_VALUE  0x06 /* FADT RESET_VALUE written to LAYOUT_PORT_RESET */
 #define ACPI_MAX_VCPUS    1024 /* what the tables are sized for */
 

@@ -487,6 +487,7 @@ static int plug(struct vm *vm, struct pci_bus *bus, struct blockdev *bs, struct 
 		const char *id, struct error **errp)
 {
 	struct drive *d = &drives[nr_drives];
+	struct vpci_host host;
 
 	if (nr_drives == ARRAY_SIZE(drives)) {
 		error_setg(errp, "at most %zu disks", ARRAY_SIZE(drives));
@@ -513,7 +514,8 @@ static int plug(struct vm *vm, struct pci_bus *bus, struct blockdev *bs, struct 
 	if (blockdev_attach(bs, &d->user, errp) < 0)
 		goto err_close;
 	o->bs = bs;
-	d->dev = vblk_create(vm, d->name, o, errp);
+	host = vm_vpci_host(vm);
+	d->dev = vblk_create(&host, d->name, o, errp);
 	if (!d->dev)
 		goto err_detach;
 	if (pci_bus_add_device(bus, vblk_pci(d->dev), -1, errp) < 0)

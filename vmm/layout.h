@@ -61,4 +61,8 @@
 #define LAYOUT_IOAPIC_PINS      24
 #define LAYOUT_GSI_MSI_BASE     24 /* first GSI handed out for MSI routes */
 
+/* The same places as the devices take them (layout.c): pci_bus_init() and acpi_pm_init() */
+extern const struct pci_bus_layout layout_pci_bus;
+extern const struct acpi_pm_ports layout_acpi_pm_ports;
+
 #endif

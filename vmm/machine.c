@@ -164,10 +164,10 @@ static int machine_devices(struct machine *m, const struct vm_config *cfg, struc
 	if (bus_add(&m->vm.pio, LAYOUT_PORT_DEBUG_EXIT, 4, &debug_exit_bus_ops, &m->debug_exit,
 		    "debug-exit", errp) < 0)
 		return -1;
-	if (acpi_pm_init(&m->pm, &m->vm.pio, &machine_pm_ops, m, errp) < 0)
+	if (acpi_pm_init(&m->pm, &m->vm.pio, &layout_acpi_pm_ports, &machine_pm_ops, m, errp) < 0)
 		return -1;
 	m->pm_ready = true;
-	if (pci_bus_init(&m->pci, &m->vm.mmio, &m->vm.pio, errp) < 0)
+	if (pci_bus_init(&m->pci, &m->vm.mmio, &m->vm.pio, &layout_pci_bus, errp) < 0)
 		return -1;
 	m->pci_ready = true;
 	pci_bus_set_reset_hook(&m->pci, acpi_pm_reset_write, &m->pm);

@@ -320,6 +320,45 @@ int vm_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, stru
 	return 0;
 }
 
+/* The virtio-pci transport's view of the VM: vm_ioeventfd and friends behind struct vpci_host */
+static int host_ioeventfd(void *vm, uint64_t addr, unsigned int len, bool pio, int efd,
+			  bool assign, struct error **errp)
+{
+	return vm_ioeventfd(vm, addr, len, pio, efd, assign, errp);
+}
+
+static int host_irqfd(void *vm, uint32_t gsi, int efd, bool assign, struct error **errp)
+{
+	return vm_irqfd(vm, gsi, efd, assign, errp);
+}
+
+static int host_gsi_alloc(void *vm, struct error **errp)
+{
+	return vm_gsi_alloc(vm, errp);
+}
+
+static int host_msi_route(void *vm, uint32_t gsi, uint64_t addr, uint32_t data,
+			  struct error **errp)
+{
+	return vm_msi_route(vm, gsi, addr, data, errp);
+}
+
+static const struct vpci_host_ops vm_vpci_host_ops = {
+	.ioeventfd = host_ioeventfd,
+	.irqfd = host_irqfd,
+	.gsi_alloc = host_gsi_alloc,
+	.msi_route = host_msi_route,
+};
+
+struct vpci_host vm_vpci_host(struct vm *vm)
+{
+	return (struct vpci_host){
+		.mem = &vm->mem,
+		.ops = vm->vm_fd >= 0 ? &vm_vpci_host_ops : NULL,
+		.opaque = vm,
+	};
+}
+
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
 	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),

@@ -19,6 +19,7 @@
 
 #include "common/error.h"
 #include "devices/bus.h"
+#include "devices/virtio_pci.h"
 #include "vmm/gmem.h"
 
 #define VM_MAX_GSI 1024
@@ -77,6 +78,12 @@ int vm_irqfd(struct vm *vm, uint32_t gsi, int efd, bool assign, struct error **e
 int vm_gsi_alloc(struct vm *vm, struct error **errp);
 /* Points an allocated GSI at an MSI address/data pair (and pushes the routing table to KVM). */
 int vm_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, struct error **errp);
+/*
+ * What a virtio-pci function needs of the VM: its guest memory, and the four calls above as
+ * struct vpci_host ops. A struct vm without KVM (vm_fd < 0: tests, vireo-blk-loop) gives guest
+ * memory only (ops NULL).
+ */
+struct vpci_host vm_vpci_host(struct vm *vm);
 /* Sends one MSI directly (KVM_SIGNAL_MSI). Returns 0 or -errno. */
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 /* Drives an IOAPIC pin (level 1/0); edge devices call it with 1 then 0. Returns 0 or -errno. */

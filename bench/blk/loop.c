@@ -68,6 +68,7 @@
 #include "devices/virtio_pci.h"
 #include "devices/virtqueue.h"
 #include "vmm/drive.h"
+#include "vmm/layout.h"
 #include "vmm/vm.h"
 
 #define RAM_SIZE        (256ull << 20)
@@ -639,7 +640,7 @@ int main(int argc, char **argv)
 	pthread_cond_init(&L.vm.stop_cond, NULL);
 	bus_init(&L.vm.mmio, "mmio");
 	bus_init(&L.vm.pio, "pio");
-	if (pci_bus_init(&L.pci, &L.vm.mmio, &L.vm.pio, &err) < 0 ||
+	if (pci_bus_init(&L.pci, &L.vm.mmio, &L.vm.pio, &layout_pci_bus, &err) < 0 ||
 	    drive_add(&L.vm, &L.pci, spec, &err) < 0)
 		die("%s", error_msg(err));
 	driver_init();

@@ -48,7 +48,7 @@ static int setup(void **state)
 	struct fixture *f = test_calloc(1, sizeof(*f));
 
 	bus_init(&f->pio, "pio");
-	if (acpi_pm_init(&f->pm, &f->pio, &m_ops, &f->m, NULL) < 0)
+	if (acpi_pm_init(&f->pm, &f->pio, &layout_acpi_pm_ports, &m_ops, &f->m, NULL) < 0)
 		return -1;
 	*state = f;
 	return 0;
@@ -204,7 +204,7 @@ static void acpi_pm_init_refuses_a_taken_port(void **state)
 	struct acpi_pm other;
 	struct error *err = NULL;
 
-	assert_int_equal(acpi_pm_init(&other, &f->pio, &m_ops, &f->m, &err), -1);
+	assert_int_equal(acpi_pm_init(&other, &f->pio, &layout_acpi_pm_ports, &m_ops, &f->m, &err), -1);
 	assert_non_null(strstr(error_msg(err), "acpi-pm1a-evt"));
 	error_free(err);
 	/* the failed init left the first device's ports in place */

@@ -15,6 +15,7 @@
 #include "devices/pci.h"
 #include "vmm/drive.h"
 #include "vmm/iothread_obj.h"
+#include "vmm/layout.h"
 #include "vmm/vm.h"
 
 static char path[64];
@@ -54,7 +55,7 @@ static void rig_up(struct vm *vm, struct pci_bus *pci)
 	vm->vm_fd = -1;
 	bus_init(&vm->mmio, "mmio");
 	bus_init(&vm->pio, "pio");
-	assert_int_equal(pci_bus_init(pci, &vm->mmio, &vm->pio, NULL), 0);
+	assert_int_equal(pci_bus_init(pci, &vm->mmio, &vm->pio, &layout_pci_bus, NULL), 0);
 }
 
 static void rig_down(struct vm *vm, struct pci_bus *pci)

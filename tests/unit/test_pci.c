@@ -63,7 +63,7 @@ static int setup(void **state)
 	memset(&f, 0, sizeof(f));
 	bus_init(&f.mmio, "mmio");
 	bus_init(&f.pio, "pio");
-	assert_int_equal(pci_bus_init(&f.pci, &f.mmio, &f.pio, NULL), 0);
+	assert_int_equal(pci_bus_init(&f.pci, &f.mmio, &f.pio, &layout_pci_bus, NULL), 0);
 	pci_device_init(&f.dev, "test", 0x1af4, 0x1042, 0x010000, 1, &dev_ops, &f);
 	assert_int_equal(pci_device_add_bar(&f.dev, 0, 16 * 1024, PCI_BAR_F_MEM64, &reg_ops, &f,
 					    NULL), 0);

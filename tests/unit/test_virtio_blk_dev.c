@@ -27,6 +27,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_pci.h"
 #include "iothreads/iothread.h"
+#include "vmm/layout.h"
 #include "vmm/vm.h"
 #include "vpci_fixture.h"
 
@@ -130,10 +131,11 @@ static int setup(void **state)
 	struct iothread_opts io = { .poll_max_ns = 0 };
 	struct iothread *map[NQ];
 	struct vblk_opts vo;
+	struct vpci_host host;
 	int fd;
 
 	vpcifx_vm_init(&f->vm, RAM);
-	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, NULL), 0);
+	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, &layout_pci_bus, NULL), 0);
 	snprintf(f->path, sizeof(f->path), "/tmp/vireo-vblk-XXXXXX");
 	fd = mkstemp(f->path);
 	assert_true(fd >= 0);
@@ -151,7 +153,8 @@ static int setup(void **state)
 	map[1] = f->it[1];
 	vo = (struct vblk_opts){ .bs = f->bs, .serial = "SER123", .num_queues = NQ,
 				 .queue_size = QSZ, .iothreads = map };
-	f->dev = vblk_create(&f->vm, "vblk-test", &vo, NULL);
+	host = vm_vpci_host(&f->vm);
+	f->dev = vblk_create(&host, "vblk-test", &vo, NULL);
 	assert_non_null(f->dev);
 	assert_true(pci_bus_add_device(&f->pci, vblk_pci(f->dev), -1, NULL) > 0);
 	f->bar0 = pci_bar_address(vblk_pci(f->dev), 0);

@@ -81,6 +81,7 @@ static void cfg_write(struct fx *f, unsigned int off, uint32_t v, unsigned int l
 static int setup_common(void **state, bool want_kvm)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+	struct vpci_host host;
 	struct error *err = NULL;
 
 	if (want_kvm) {
@@ -95,9 +96,10 @@ static int setup_common(void **state, bool want_kvm)
 	} else {
 		vpcifx_vm_init(&f->vm, 16 << 20);
 	}
-	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, NULL), 0);
+	assert_int_equal(pci_bus_init(&f->pci, &f->vm.mmio, &f->vm.pio, &layout_pci_bus, NULL), 0);
 	memcpy(f->config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
-	assert_int_equal(vpci_init(&f->v, &f->vm, "stub", 5, 0xff0000, 1ull << 3, NQ, QSZ, 8,
+	host = vm_vpci_host(&f->vm);
+	assert_int_equal(vpci_init(&f->v, &host, "stub", 5, 0xff0000, 1ull << 3, NQ, QSZ, 8,
 				   &stub_ops, f, NULL), 0);
 	assert_true(pci_bus_add_device(&f->pci, &f->v.pci, -1, NULL) > 0);
 	f->bar0 = pci_bar_address(&f->v.pci, 0);
