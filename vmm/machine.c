@@ -26,7 +26,7 @@
 #include "vmm/config.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"
-#include "vmm/qmp.h"
+#include "control/qmp_server.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 

@@ -11,7 +11,7 @@
 #include "devices/pci.h"
 #include "devices/uart.h"
 #include "vmm/config.h"
-#include "vmm/qmp.h"
+#include "control/qmp_server.h"
 #include "vmm/vm.h"
 
 struct machine {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Fuzz target: the QMP monitor's input path (vmm/qmp.c) through its real socket.
+ * Fuzz target: the QMP monitor's input path (control/qmp_server.c) through its real socket.
  *
  * One qmp_server lives for the whole process, on a socket in a private temp directory, with a
  * tiny command table (echo, fail, query-status). Each input is one client session: connect,
@@ -32,7 +32,7 @@
 
 #include "common/util.h"
 #include "tests/fuzz/fuzz.h"
-#include "vmm/qmp.h"
+#include "control/qmp_server.h"
 
 static struct qmp_server *srv;
 static struct sockaddr_un addr = { .sun_family = AF_UNIX };

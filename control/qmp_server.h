@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The QMP monitor: QEMU's JSON control protocol on a unix socket, so QMP clients work unchanged.
+ * The QMP server: QEMU's JSON control protocol on a unix socket, so QMP clients work unchanged.
+ * It speaks the protocol (greeting, qmp_capabilities negotiation, dispatch, errors, events) and
+ * knows no command of its own: each program hands it its table (vireo: vmm/machine_qmp.c), so
+ * that vireo and the storage daemon share it.
  *
  * Only the main thread touches a qmp_server: it polls the fds qmp_fds() names and calls
  * qmp_handle() when one is ready. One client at a time (a second connection waits in the
  * backlog). Commands run synchronously on the main thread; each answers once.
  * Input is hostile: a message over QMP_MAX_MESSAGE bytes or malformed JSON gets an error answer
- * (and the connection is dropped if it cannot be resynchronised); it never crashes the VMM.
+ * (and the connection is dropped if it cannot be resynchronised); it never crashes the program.
  */
-#ifndef VIREO_VMM_QMP_H
-#define VIREO_VMM_QMP_H
+#ifndef VIREO_CONTROL_QMP_SERVER_H
+#define VIREO_CONTROL_QMP_SERVER_H
 
 #include <poll.h>
 #include <stdbool.h>

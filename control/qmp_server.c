@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* QMP wire protocol (QEMU docs/interop/qmp-spec.rst): greeting, negotiation, commands, events. */
-#include "vmm/qmp.h"
+#include "control/qmp_server.h"
 
 #include <errno.h>
 #include <json-c/json.h>
