@@ -267,7 +267,9 @@ static int commit(struct worker *w)
 
 		switch (r->kind) {
 		case W_DATA: ret = blockdev_pwrite(c->dst, r->off, r->data, r->len); break;
-		case W_ZERO: ret = blockdev_write_zeroes(c->dst, r->off, r->len, 0); break;
+		case W_ZERO: /* as qemu-img: a zeroed range need not stay allocated */
+			ret = blockdev_write_zeroes(c->dst, r->off, r->len, BLOCKDEV_ZERO_MAY_UNMAP);
+			break;
 		case W_COMPRESS:
 			ret = blockdev_pwrite_compressed(c->dst, r->off, r->data, r->len);
 			break;
