@@ -167,6 +167,11 @@ cd "$T/src" || exit 1
 	qemu-img create -q -f raw new.raw 4M
 	qemu-io -f raw -c 'write -P 0x99 1M 1M' new.raw
 	qemu-img create -q -f raw zero.raw 4M
+	# targets for convert -n
+	qemu-img create -q -f raw full.raw 6M
+	qemu-io -f raw -c 'write -P 0xee 0 6M' full.raw
+	qemu-img create -q -f qcow2 full.qcow2 6M
+	qemu-io -c 'write -P 0xee 0 6M' full.qcow2
 	# raw.raw, longer: with zeroes, and with data past raw.raw's end
 	cp raw.raw long0.raw
 	truncate -s 6M long0.raw
@@ -187,7 +192,7 @@ fresh() { # files...
 	local f paths=()
 	rm -rf "$T/v" "$T/q"
 	mkdir "$T/v" "$T/q"
-	for f in "$@"; do paths+=("$T/src/$f"); done
+	for f in $(printf '%s\n' "$@" | sort -u); do paths+=("$T/src/$f"); done
 	cp -a "${paths[@]}" "$T/v/" && cp -a "${paths[@]}" "$T/q/" || exit 1
 }
 # at DIR CMD...: CMD run inside DIR (no subshell: V and Q set vrc / qrc)
@@ -459,10 +464,15 @@ for img in $IMAGES; do
 	for o in "-O raw" "-O qcow2" "-O qcow2 -o compat=0.10" "-c -O qcow2" \
 		"-O raw -o compat=0.10" "-O qcow2 -o cluster_size=4k" \
 		"-O qcow2 -S 0" "-O qcow2 -o data_file=out.data" "-O qcow2 -B raw.raw -F raw" \
-		"-c -O qcow2 -B q3.qcow2 -F qcow2"; do
+		"-c -O qcow2 -B q3.qcow2 -F qcow2" "-n -O raw" "-n -O qcow2"; do
 		# the snapshot image: what convert copies is its active layer, as any image's
 		case "$img $o" in "q3s.qcow2 -O raw" | "q3s.qcow2 -O qcow2") ;; q3s.qcow2*) continue ;; esac
 		fresh $(own_of "$img") $(backing_of "$img") raw.raw q3.qcow2
+		# -n: into an existing image, larger than the source and full of data
+		case $o in
+		"-n -O raw") cp "$T/src/full.raw" "$T/v/out" && cp "$T/src/full.raw" "$T/q/out" ;;
+		"-n -O qcow2") cp "$T/src/full.qcow2" "$T/v/out" && cp "$T/src/full.qcow2" "$T/q/out" ;;
+		esac
 		Vin convert $o "$img" out
 		Qin convert $o "$img" out
 		name="convert $o $img"
@@ -470,7 +480,7 @@ for img in $IMAGES; do
 		# with -B, what the source's backing chain holds is taken to be in the new backing
 		# file, and is not copied: the result shows the source only over its own backing
 		case "$img $o" in
-		"q2b.qcow2 "*"-B raw.raw"* | "q3b.qcow2 "*"-B q3.qcow2"*) ;;
+		"q2b.qcow2 "*"-B raw.raw"* | "q3b.qcow2 "*"-B q3.qcow2"* | *" -n "*) ;;
 		*)
 		if at "$T/v" qemu-img compare -q "$img" out >"$L/cmp.err" 2>&1; then
 			ok "$name: same content as the source"
@@ -479,7 +489,8 @@ for img in $IMAGES; do
 		fi ;;
 		esac
 		case $o in *data_file=*) same_results "$name" out out.data ;; *) same_results "$name" out ;; esac
-		case $o in *qcow2*) ;; *) continue ;; esac
+		# (a raw target's allocation: where -n wrote zeroes, holes or not)
+		case $o in *qcow2* | "-n -O raw") ;; *) continue ;; esac
 		qjson "$T/v" . "$L/vm-full.json" map --output=json out
 		vjson "$T/v" "$L/vv.json" map --output=json out
 		same_files "$name: vireo-img map of it as qemu-img's" "$L/vm-full.json" "$L/vv.json"
