@@ -5,7 +5,8 @@
  * the start of its 512-byte sector; -s (strict) also fails when the sizes differ or where the
  * block status differs (of the layer that provides each range: data, zero, allocated, at an
  * offset in a file, compressed, reaching the end). -F does not default to -f.
- * Exit 0 identical, 1 different, 2 could not open, 3 block status failed, 4 read failed.
+ * Exit 0 identical, 1 different (or a bad command line), 2 could not open, 3 block status
+ * failed, 4 read failed.
  */
 #include "tools/vireo-img.h"
 
@@ -202,13 +203,11 @@ int img_compare(int argc, char **argv)
 		case 'q': quiet = true; break;
 		case 'p': progress = true; break;
 		case 'U': break;
-		default: img_usage_error("compare: bad option"); return 2;
+		default: return img_usage_error("compare: bad option"); /* 1, as qemu-img */
 		}
 	}
-	if (optind + 2 != argc) {
-		img_usage_error("compare: expecting two file names");
-		return 2;
-	}
+	if (optind + 2 != argc)
+		return img_usage_error("compare: expecting two file names");
 	a = img_open(argv[optind], fmt1, true, NULL, &err);
 	if (a)
 		b = img_open(argv[optind + 1], fmt2, true, NULL, &err);
