@@ -70,6 +70,7 @@ struct vblk {
 	uint8_t config[VBLK_CONFIG_LEN];
 	struct vblk_limits lim; /* parser limits; features filled in at activation */
 	bool writethrough;      /* the driver did not negotiate FLUSH: writes are made stable */
+	uint32_t blk_size;      /* the block size the config space advertises */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -538,6 +539,7 @@ struct vblk *vblk_create(const struct vpci_host *host, const char *name,
 		memcpy(b->serial, o->serial, b->serial_len);
 	}
 	blk_size = MAX(VBLK_SECTOR, o->bs->file ? o->bs->file->align : o->bs->align);
+	b->blk_size = blk_size;
 	b->lim = (struct vblk_limits){
 		.capacity = o->bs->size / VBLK_SECTOR,
 		.read_only = b->read_only,
@@ -567,18 +569,9 @@ err:
 	return NULL;
 }
 
-int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
+/* Under the vpci lock, after drain_all: the running queues take guest requests again. */
+static void resume_all(struct vblk *b)
 {
-	int ret;
-
-	pthread_mutex_lock(&b->vpci.lock);
-	drain_all(b);
-	ret = blockdev_truncate(b->bs, size, errp);
-	if (!ret) {
-		/* no iothread reads lim or config now: adding the sources back publishes them */
-		b->lim.capacity = b->bs->size / VBLK_SECTOR;
-		put_le64(b->config, b->lim.capacity);
-	}
 	for (unsigned int i = 0; i < b->nr_queues; i++) {
 		struct vblk_queue *q = &b->queues[i];
 		struct error *err = NULL;
@@ -591,9 +584,89 @@ int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
 			vpci_set_needs_reset(&b->vpci);
 		}
 	}
+}
+
+int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
+{
+	int ret;
+
+	pthread_mutex_lock(&b->vpci.lock);
+	drain_all(b);
+	ret = blockdev_truncate(b->bs, size, errp);
+	if (!ret) {
+		/* no iothread reads lim or config now: adding the sources back publishes them */
+		b->lim.capacity = b->bs->size / VBLK_SECTOR;
+		put_le64(b->config, b->lim.capacity);
+	}
+	resume_all(b);
 	pthread_mutex_unlock(&b->vpci.lock);
 	if (!ret)
 		vpci_config_changed(&b->vpci); /* the driver rereads the capacity */
+	return ret;
+}
+
+/* A queue of @bs on each of the device's iothreads into @out, or -1 with none left behind. */
+static int queues_for(struct vblk *b, struct blockdev *bs, struct blockdev_queue **out,
+		      struct error **errp)
+{
+	for (unsigned int i = 0; i < b->nr_its; i++) {
+		out[i] = blockdev_queue_new(bs, b->its[i], errp);
+		if (!out[i]) {
+			while (i--) {
+				struct free_arg a = { out[i] };
+
+				iothread_run_sync(b->its[i], free_on_iothread, &a);
+			}
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
+{
+	uint32_t blk_size = MAX(VBLK_SECTOR, bs->file ? bs->file->align : bs->align);
+	struct blockdev_queue **bqs;
+	int ret = -1;
+
+	if (!b->read_only && bs->read_only) {
+		error_setg(errp, "%s: node '%s' is read-only and the device is not", b->name,
+			   bs->node_name);
+		return -1;
+	}
+	if (blk_size != b->blk_size) {
+		error_setg(errp, "%s: node '%s' has %u-byte blocks, the device %u-byte ones", b->name,
+			   bs->node_name, blk_size, b->blk_size);
+		return -1;
+	}
+	bqs = calloc(b->nr_its, sizeof(*bqs));
+	if (!bqs) {
+		error_setg(errp, "%s: out of memory", b->name);
+		return -1;
+	}
+	pthread_mutex_lock(&b->vpci.lock);
+	drain_all(b);
+	if (queues_for(b, bs, bqs, errp) == 0) {
+		/* nothing in flight, no source on any iothread: swap, then free the old queues */
+		for (unsigned int i = 0; i < b->nr_its; i++) {
+			struct free_arg a = { b->bqs[i] };
+
+			for (unsigned int k = 0; k < b->nr_queues; k++)
+				if (b->queues[k].bq == b->bqs[i])
+					b->queues[k].bq = bqs[i];
+			iothread_run_sync(b->its[i], free_on_iothread, &a);
+			b->bqs[i] = bqs[i];
+		}
+		b->bs = bs;
+		b->lim.capacity = bs->size / VBLK_SECTOR;
+		put_le64(b->config, b->lim.capacity);
+		ret = 0;
+	}
+	resume_all(b);
+	pthread_mutex_unlock(&b->vpci.lock);
+	free(bqs);
+	if (!ret)
+		vpci_config_changed(&b->vpci);
 	return ret;
 }
 

@@ -159,6 +159,17 @@ struct vblk_queue_status {
  */
 int vblk_resize(struct vblk *b, uint64_t size, struct error **errp);
 
+/**
+ * vblk_set_node - serve another node (a mirror's pivot, a chain made shorter)
+ *
+ * Control plane. Under the transport lock, stops every queue and drains what is in flight,
+ * moves the device's blockdev queues to @bs (on the same iothreads), then restarts the
+ * queues: no guest request sees half of it. The capacity follows @bs (a configuration change
+ * interrupt tells the driver). Refused, nothing changed, when @bs is read-only under a
+ * writable device or needs another block size. The caller keeps the graph's users right.
+ */
+int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp);
+
 /* Number of queues (num-queues). */
 unsigned int vblk_nr_queues(const struct vblk *b);
 

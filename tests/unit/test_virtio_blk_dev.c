@@ -490,6 +490,56 @@ static void resize_changes_capacity_with_a_config_change(void **state)
 	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
 }
 
+/* the device moves to another node between two requests: reads then come from the new one */
+static void set_node_moves_every_queue_to_the_new_node(void **state)
+{
+	struct fx *f = *state;
+	struct blockdev_opts bo = { 0 };
+	uint64_t b = alloc_buf(f, 4096);
+	uint8_t *p = gp(f, b, 4096);
+	struct error *err = NULL;
+	struct blockdev *other;
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/vireo-vblk-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	memset(p, 0x5a, 4096);
+	assert_int_equal(pwrite(fd, p, 4096, 0), 4096);
+	assert_int_equal(ftruncate(fd, 2 * IMG), 0);
+	close(fd);
+	assert_int_equal(blockdev_opts_set(&bo, "format", "raw", NULL), 0);
+	other = blockdev_open(path, &bo, NULL);
+	blockdev_opts_free(&bo);
+	assert_non_null(other);
+	memset(p, 0, 4096);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(p[0], 0); /* the old node's bytes */
+	if (vblk_set_node(f->dev, other, &err) < 0)
+		fail_msg("vblk_set_node: %s", error_msg(err));
+	assert_int_equal(r(f, 0x2000, 8), 2 * IMG / 512);
+	for (unsigned int qi = 0; qi < NQ; qi++) {
+		memset(p, 0, 4096);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL),
+				 VIRTIO_BLK_S_OK);
+		assert_int_equal(p[0], 0x5a);
+		assert_int_equal(p[4095], 0x5a);
+	}
+	/* back to the first node; a read-only node under this writable device is refused */
+	assert_int_equal(vblk_set_node(f->dev, f->bs, NULL), 0);
+	assert_int_equal(r(f, 0x2000, 8), IMG / 512);
+	other->read_only = true;
+	assert_int_equal(vblk_set_node(f->dev, other, &err), -1);
+	assert_non_null(strstr(error_msg(err), "read-only"));
+	error_free(err);
+	other->read_only = false;
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(p[0], 0);
+	blockdev_close(other);
+	unlink(path);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -504,6 +554,7 @@ int main(void)
 		T(kicks_follow_a_moved_bar),
 		T(every_completion_raises_the_interrupt_the_driver_asked_for),
 		T(resize_changes_capacity_with_a_config_change),
+		T(set_node_moves_every_queue_to_the_new_node),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
