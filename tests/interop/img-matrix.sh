@@ -492,6 +492,7 @@ for img in $IMAGES; do
 		Qin convert $o "$img" out
 		name="convert $o $img"
 		same_rc "$name" || continue
+		same_text "$name"
 		# with -B, what the source's backing chain holds is taken to be in the new backing
 		# file, and is not copied: the result shows the source only over its own backing
 		# (where it is compared with the source's, the content is not compared again with
@@ -535,6 +536,7 @@ for img in $IMAGES; do
 		Vin resize "${@:1:$#-1}" "$img" "${!#}"
 		Qin resize "${@:1:$#-1}" "$img" "${!#}"
 		if same_rc "resize $img $args"; then
+			same_text "resize $img $args"
 			same_results "resize $img $args" $own
 			unchanged "resize $img $args" $backing
 		fi
@@ -544,6 +546,7 @@ for img in $IMAGES; do
 		Vin amend -o $o "$img"
 		Qin amend -o $o "$img"
 		if same_rc "amend -o $o $img"; then
+			same_text "amend -o $o $img"
 			same_results "amend -o $o $img" $own
 			unchanged "amend -o $o $img" $backing
 		fi
@@ -558,6 +561,7 @@ for img in $IMAGES; do
 		# image without a backing file: it unmaps the clusters it should write as zeroes,
 		# and the new backing file shows through)
 		if same_rc "rebase $args $img"; then
+			same_text "rebase $args $img"
 			case $args in
 			-u*) same_results "rebase $args $img" $own ;;
 			*) REF=src same_results "rebase $args $img" $own ;;
@@ -569,8 +573,10 @@ for img in $IMAGES; do
 		fresh $inputs
 		Vin commit $args "$img"
 		Qin commit $args "$img"
-		same_rc "commit ${args:+$args }$img" &&
+		if same_rc "commit ${args:+$args }$img"; then
+			same_text "commit ${args:+$args }$img"
 			same_results "commit ${args:+$args }$img" $own $backing
+		fi
 	done
 done
 
@@ -584,7 +590,10 @@ for img in $IMAGES; do
 		fresh $(own_of "$img") $(backing_of "$img")
 		eval "Vin dd $args if=$img of=out"
 		eval "Qin dd $args if=$img of=out"
-		same_rc "dd $args $img" && same_results "dd $args $img" out
+		if same_rc "dd $args $img"; then
+			same_text "dd $args $img"
+			same_results "dd $args $img" out
+		fi
 	done
 	# with both skip and count qemu-img copies count - skip blocks; vireo-img copies count
 	# blocks from skip on, as dd(1) does (tools/vireo-img-dd.c): compared with dd(1)
