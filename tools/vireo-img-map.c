@@ -78,7 +78,7 @@ static int print(struct blockdev *bs, const struct extent *e, bool json, bool *f
 				IMG_PROG, bs->filename, e->start);
 			return -1;
 		}
-		if (e->data)
+		if (e->data && !e->zero) /* data known to read as zeroes is not listed */
 			printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start,
 			       e->len, e->offset, e->file ? e->file->filename : "");
 		return 0;
