@@ -14,14 +14,14 @@ int img_resize(int argc, char **argv)
 	const char *fmt = NULL, *arg;
 	struct error *err = NULL;
 	struct blockdev *bs;
-	bool shrink = false;
+	bool shrink = false, quiet = false;
 	uint64_t size, delta;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "+f:q", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
-		case 'q': break;
+		case 'q': quiet = true; break;
 		case 's': shrink = true; break;
 		default: return img_usage_error("resize: bad option");
 		}
@@ -53,7 +53,8 @@ int img_resize(int argc, char **argv)
 		goto fail;
 	}
 	blockdev_close(bs);
-	printf("Image resized.\n");
+	if (!quiet)
+		printf("Image resized.\n");
 	return 0;
 fail:
 	error_report_free(IMG_PROG, err);
