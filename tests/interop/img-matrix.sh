@@ -383,6 +383,13 @@ for pair in "raw.raw long0.raw" "long0.raw raw.raw" "raw.raw long1.raw" "long1.r
 	same_rc "compare $pair"
 	same_text "compare $pair"
 done
+# map of a qcow2 file whose data cluster ends in a hole of the file (qemu-img: data and zero;
+# the human form leaves it out)
+cp --sparse=always q3.qcow2 ../cv/q3-sparse.qcow2
+for o in --output=json --output=human; do
+	VQ map $o ../cv/q3-sparse.qcow2
+	same_rc "map $o (a hole in a data cluster)" && same_text "map $o (a hole in a data cluster)"
+done
 VQ compare -f raw -F qcow2 raw.raw q3.qcow2
 same_rc "compare -f raw -F qcow2" && same_text "compare -f raw -F qcow2"
 # -F is not -f's default: the second image is probed
@@ -578,6 +585,16 @@ for img in $IMAGES; do
 			same_results "commit ${args:+$args }$img" $own $backing
 		fi
 	done
+done
+
+# -q: nothing on stdout
+for c in "resize -q q3b.qcow2 +1M" "amend -q -o compat=0.10 q3.qcow2" "commit -q q3b.qcow2" \
+	"rebase -q -b q3.qcow2 -F qcow2 q3b.qcow2" "check -q q3.qcow2" "create -q -f qcow2 n.qcow2 1M" \
+	"convert -q -O qcow2 q3b.qcow2 o.qcow2" "compare -q q3.qcow2 q3b.qcow2"; do
+	fresh q3.qcow2 q3b.qcow2 raw.raw
+	Vin $c
+	Qin $c
+	same_rc "$c" && same_text "$c"
 done
 
 # ---------------------------------------------------------------------------------------------
