@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/parse.h"
@@ -397,6 +398,20 @@ out:
 	return ret;
 }
 
+/* Is @path the file of @bs or of an image in its backing chain? (qemu-img finds out by its image
+ * lock; creating the target would truncate what convert is reading) */
+static bool in_chain(const char *path, struct blockdev *bs)
+{
+	struct stat t, st;
+
+	if (stat(path, &t))
+		return false;
+	for (; bs; bs = bs->backing)
+		if (!stat(bs->filename, &st) && st.st_dev == t.st_dev && st.st_ino == t.st_ino)
+			return true;
+	return false;
+}
+
 /* qemu-img's cache modes: the block layer's cache= plus when to flush. */
 static int cache_mode(const char *opt, const char *mode, bool target, struct convert *c,
 		      const char **cache, struct error **errp)
@@ -487,6 +502,11 @@ int img_convert(int argc, char **argv)
 	c.src = img_open(argv[optind], fmt, true, dst_opts, &err);
 	if (!c.src)
 		goto fail;
+	if (in_chain(argv[optind + 1], c.src)) {
+		error_setg(&err, "'%s' is '%s' or in its backing chain: it cannot be the target",
+			   argv[optind + 1], argv[optind]);
+		goto fail;
+	}
 	if (!c.existing && img_create_image(argv[optind + 1], out_fmt, options, c.src->size, true,
 					    backing, backing_fmt, true, &err))
 		goto fail;
