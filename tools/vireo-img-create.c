@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/parse.h"
+#include "common/util.h"
 
 struct create_opts {
 	const char *fmt;
@@ -209,10 +210,11 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 		if (!quiet)
 			printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", filename, c.size,
 			       c.prealloc ? " preallocation=" : "", c.prealloc ? c.prealloc : "");
+		c.size = ALIGN_UP(c.size, 512); /* whole sectors, as qemu-img creates them */
 		ret = create_raw(filename, &c, errp);
 		goto out;
 	}
-	c.q.size = c.size;
+	c.q.size = ALIGN_UP(c.size, 512);
 	c.q.backing_file = c.backing;
 	c.q.backing_fmt = c.backing_fmt;
 	c.q.prealloc_metadata = c.prealloc && strcmp(c.prealloc, "off");
