@@ -457,7 +457,8 @@ for c in "-f raw new.img 3M" "-f qcow2 new.img 3M" "-f qcow2 -o compat=0.10 new.
 	"-f raw -o preallocation=full new.img 1M" "-f qcow2 -o preallocation=metadata new.img 3M" \
 	"-f qcow2 -o compat=0.10,data_file=new.data new.img 3M" \
 	"-f qcow2 -o compat=0.10,lazy_refcounts=on new.img 3M" "-f raw -b raw.raw new.img 3M" \
-	"-f qcow2 -o cluster_size=3k new.img 3M" "-f qcow2 new.img" "-f qcow2 -b q3.qcow2 new.img"; do
+	"-f qcow2 -o cluster_size=3k new.img 3M" "-f qcow2 new.img" "-f qcow2 -b q3.qcow2 new.img" \
+	"-f raw new.img 1000" "-f qcow2 new.img 1000"; do
 	fresh raw.raw q2.qcow2 q3.qcow2
 	Vin create $c
 	Qin create $c
@@ -585,6 +586,17 @@ for img in $IMAGES; do
 			same_results "commit ${args:+$args }$img" $own $backing
 		fi
 	done
+done
+
+# convert onto its own source or a file of the source's chain: refused (qemu-img: by its image
+# lock), the source left as it was
+for c in "convert -O qcow2 q3.qcow2 q3.qcow2" "convert -O raw q3b.qcow2 raw.raw" \
+	"convert -n -O raw q3b.qcow2 raw.raw"; do
+	fresh q3.qcow2 q3b.qcow2 raw.raw
+	Vin $c
+	Qin $c
+	same_rc "$c" && continue
+	unchanged "$c" q3.qcow2 q3b.qcow2 raw.raw
 done
 
 # -q: nothing on stdout
