@@ -103,7 +103,9 @@ same_rc() { # name
 # The JSON both printed, through the same jq filter, is the same.
 same_json() { # name filter
 	local d
-	if ! jq -S "$2" "$L/q.out" >"$L/q.json" 2>"$L/jq.err"; then
+	if [ ! -s "$L/q.out" ] || [ ! -s "$L/v.out" ]; then
+		bad "$1: json" "no JSON printed"$'\n'"$(stderrs)"
+	elif ! jq -S "$2" "$L/q.out" >"$L/q.json" 2>"$L/jq.err"; then
 		bad "$1: json" "qemu-img's output is not JSON: $(head -c 300 "$L/q.out")"
 	elif ! jq -S "$2" "$L/v.out" >"$L/v.json" 2>"$L/jq.err"; then
 		bad "$1: json" "vireo-img's output is not JSON: $(head -c 300 "$L/v.out") $(cat "$L/jq.err")"
@@ -425,6 +427,9 @@ poke16 corrupt.qcow2 $((refblock + 2 * data / 65536)) '\x00\x00'
 poke16 over.qcow2 $((refblock + 2 * data / 65536)) '\x00\x02'
 for img in leak.qcow2 corrupt.qcow2 over.qcow2; do
 	VQ check "$img"
+	want=2
+	if [ "$img" = leak.qcow2 ]; then want=3; fi
+	if [ "$qrc" != $want ]; then bad "$img is made as meant (qemu-img check: $want)" "$(stderrs)"; fi
 	same_rc "check $img"
 	same_text "check $img"
 	VQ check --output=json "$img"
