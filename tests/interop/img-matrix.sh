@@ -554,7 +554,8 @@ for img in $IMAGES; do
 			unchanged "resize $img $args" $backing
 		fi
 	done
-	for o in compat=0.10 compat=1.1 lazy_refcounts=on size=8M cluster_size=4k; do
+	for o in compat=0.10 compat=1.1 lazy_refcounts=on size=8M size=1M refcount_bits=8 \
+		backing_file=new.raw,backing_fmt=raw cluster_size=4k; do
 		fresh $inputs
 		Vin amend -o $o "$img"
 		Qin amend -o $o "$img"
@@ -602,6 +603,21 @@ for c in "convert -O qcow2 q3.qcow2 q3.qcow2" "convert -O raw q3b.qcow2 raw.raw"
 	Qin $c
 	same_rc "$c" && continue
 	unchanged "$c" q3.qcow2 q3b.qcow2 raw.raw
+done
+
+# commit -b through a chain of three: top.qcow2 -> q3b.qcow2 -> raw.raw
+for args in "-b raw.raw" "-b q3b.qcow2" ""; do
+	fresh q3b.qcow2 raw.raw
+	for d in v q; do
+		qemu-img create -q -f qcow2 -b q3b.qcow2 -F qcow2 "$T/$d/top.qcow2" &&
+			qemu-io -c 'write -P 0x55 1M 64k' "$T/$d/top.qcow2" >/dev/null || exit 1
+	done
+	Vin commit $args top.qcow2
+	Qin commit $args top.qcow2
+	if same_rc "commit ${args:+$args }top.qcow2"; then
+		same_text "commit ${args:+$args }top.qcow2"
+		same_results "commit ${args:+$args }top.qcow2" top.qcow2 q3b.qcow2 raw.raw
+	fi
 done
 
 # -q: nothing on stdout
