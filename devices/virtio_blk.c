@@ -33,6 +33,8 @@ struct vblk_req {
 	uint32_t used_len; /* bytes written into the writable part, status included */
 	bool flush_after;  /* write-through: FLUSH was not negotiated */
 	struct vblk_req *next_free;
+	uint64_t start_ns;  /* iothread_turn_ns at submission */
+	int acct;           /* enum vblk_acct, or -1: not counted (GET_ID, zero-length) */
 	struct iovec *iov;  /* cap entries: the popped chain */
 	struct iovec *data; /* cap entries: the data part */
 };
@@ -48,6 +50,11 @@ struct vblk_queue {
 	struct vblk_req *free;
 	struct iovec *iov_pool;
 	unsigned int cap;           /* iovec entries per request */
+	/* block statistics: written by this queue's iothread only (relaxed load + store, no
+	 * lock prefix), read by any thread (vblk_get_stats) */
+	_Atomic uint64_t st_ops[VBLK_ACCT_NR], st_bytes[VBLK_ACCT_NR], st_ns[VBLK_ACCT_NR];
+	_Atomic uint64_t st_failed[VBLK_ACCT_NR], st_invalid[VBLK_ACCT_NR];
+	_Atomic uint64_t st_last_ns;
 	bool pushed;                /* used entries added since the last flush */
 	bool broken_reported;
 	bool running;
@@ -76,6 +83,26 @@ struct vblk {
 /* ---------------------------------------------------------------------------------------------
  * Data path (the queue's iothread)
  */
+
+/* Adds @v to a counter only this queue's iothread writes. */
+static void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+/* The statistics class of request type @type, or -1. */
+static int acct_of(uint32_t type)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_IN: return VBLK_ACCT_READ;
+	case VIRTIO_BLK_T_OUT: return VBLK_ACCT_WRITE;
+	case VIRTIO_BLK_T_FLUSH: return VBLK_ACCT_FLUSH;
+	case VIRTIO_BLK_T_DISCARD: return VBLK_ACCT_UNMAP;
+	case VIRTIO_BLK_T_WRITE_ZEROES: return VBLK_ACCT_WRITE;
+	default: return -1;
+	}
+}
 
 static void req_complete(struct vblk_queue *q, struct vblk_req *r, uint8_t status)
 {
@@ -111,6 +138,17 @@ static void req_done(struct blockdev_req *breq, int ret)
 	}
 	if (ret < 0 && r->breq.op == BLOCKDEV_OP_READ)
 		r->used_len = 1; /* nothing valid was read */
+	if (r->acct >= 0) {
+		struct vblk_queue *q = r->q;
+		uint64_t now = iothread_turn_ns(q->it);
+
+		stat_add(&q->st_ops[r->acct], 1);
+		stat_add(&q->st_bytes[r->acct], r->breq.len);
+		stat_add(&q->st_ns[r->acct], now - r->start_ns);
+		if (ret < 0)
+			stat_add(&q->st_failed[r->acct], 1);
+		atomic_store_explicit(&q->st_last_ns, now, memory_order_relaxed);
+	}
 	req_complete(r->q, r, errno_status(ret));
 }
 
@@ -137,7 +175,11 @@ static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct vir
 	r->status = p.status;
 	r->used_len = 1;
 	r->flush_after = false;
+	r->acct = -1;
 	if (err != VBLK_OK) {
+		/* refused after the header was read: QEMU's "invalid" requests of that class */
+		if (err >= VBLK_ERR_UNALIGNED && err <= VBLK_ERR_SEG_TOO_BIG && acct_of(p.type) >= 0)
+			stat_add(&q->st_invalid[acct_of(p.type)], 1);
 		req_complete(q, r, vblk_err_status(err));
 		return;
 	}
@@ -184,6 +226,8 @@ static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct vir
 		req_complete(q, r, VIRTIO_BLK_S_OK);
 		return;
 	}
+	r->acct = acct_of(p.type);
+	r->start_ns = iothread_turn_ns(q->it);
 	blockdev_submit(q->bq, &r->breq);
 }
 
@@ -262,6 +306,24 @@ static void pool_reset(struct vblk_queue *q)
 	}
 	q->pushed = false;
 	q->broken_reported = false;
+}
+
+void vblk_get_stats(const struct vblk *b, struct vblk_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	for (unsigned int i = 0; i < b->nr_queues; i++) {
+		struct vblk_queue *q = &b->queues[i];
+		uint64_t last = atomic_load_explicit(&q->st_last_ns, memory_order_relaxed);
+
+		for (unsigned int c = 0; c < VBLK_ACCT_NR; c++) {
+			st->ops[c] += atomic_load_explicit(&q->st_ops[c], memory_order_relaxed);
+			st->bytes[c] += atomic_load_explicit(&q->st_bytes[c], memory_order_relaxed);
+			st->total_ns[c] += atomic_load_explicit(&q->st_ns[c], memory_order_relaxed);
+			st->failed[c] += atomic_load_explicit(&q->st_failed[c], memory_order_relaxed);
+			st->invalid[c] += atomic_load_explicit(&q->st_invalid[c], memory_order_relaxed);
+		}
+		st->last_done_ns = MAX(st->last_done_ns, last);
+	}
 }
 
 unsigned int vblk_nr_queues(const struct vblk *b)

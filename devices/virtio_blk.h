@@ -170,6 +170,32 @@ int vblk_resize(struct vblk *b, uint64_t size, struct error **errp);
  */
 int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp);
 
+/* The request classes QEMU's block statistics count (write-zeroes counts as a write). */
+enum vblk_acct { VBLK_ACCT_READ, VBLK_ACCT_WRITE, VBLK_ACCT_FLUSH, VBLK_ACCT_UNMAP, VBLK_ACCT_NR };
+
+/**
+ * struct vblk_stats - what the device did, QEMU's BlockDeviceStats (query-blockstats)
+ * @ops: requests completed, by class
+ * @bytes: their bytes (discard and write-zeroes: the range)
+ * @total_ns: their time from submission to completion, summed (to the iothread's turn)
+ * @failed: of @ops, those that completed with an error
+ * @invalid: requests refused before submission (out of range, unaligned, to a read-only
+ *           disk, bad segments), by class
+ * @last_done_ns: CLOCK_MONOTONIC of the last completion, 0 if none
+ */
+struct vblk_stats {
+	uint64_t ops[VBLK_ACCT_NR], bytes[VBLK_ACCT_NR], total_ns[VBLK_ACCT_NR];
+	uint64_t failed[VBLK_ACCT_NR], invalid[VBLK_ACCT_NR];
+	uint64_t last_done_ns;
+};
+
+/*
+ * The sums over the device's queues. Any thread: each queue's iothread updates its own
+ * counters with relaxed stores and this reads them with relaxed loads, so a sum may miss a
+ * request completing meanwhile, never tear a counter.
+ */
+void vblk_get_stats(const struct vblk *b, struct vblk_stats *st);
+
 /* Number of queues (num-queues). */
 unsigned int vblk_nr_queues(const struct vblk *b);
 

@@ -54,6 +54,7 @@ struct iothread {
 	uint64_t poll_off_until;  /* CLOCK_MONOTONIC ns: the core was contended, do not poll before */
 	unsigned int io_inflight; /* engine SQEs (iothread_get_sqe) not yet reaped */
 	unsigned int io_elsewhere; /* I/O off the ring: iothread_io_begin minus iothread_io_end */
+	uint64_t turn_ns;         /* CLOCK_MONOTONIC when this loop turn began (iothread_turn_ns) */
 	int spin_credit;          /* pre-sleep spins: see iothread_spin_credit() */
 	unsigned int spin_skips;  /* sleeps without a spin since the credit ran out */
 	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
@@ -104,6 +105,11 @@ struct iothread *iothread_current(void)
 bool iothread_is_current(const struct iothread *it)
 {
 	return current_it == it;
+}
+
+uint64_t iothread_turn_ns(const struct iothread *it)
+{
+	return it->turn_ns;
 }
 
 const char *iothread_name(const struct iothread *it)
@@ -700,7 +706,10 @@ static void loop(struct iothread *it)
 	bool spinning = false; /* in a spin before sleeping (spin_before_sleeping) */
 
 	while (!atomic_load_explicit(&it->stop, memory_order_relaxed)) {
-		int work = run_messages(it);
+		int work;
+
+		it->turn_ns = now_ns(); /* one clock read a turn, for what the devices time */
+		work = run_messages(it);
 
 		work += poll_sources(it);
 		work += complete_turn(it);
@@ -734,6 +743,7 @@ static void loop(struct iothread *it)
 		if (atomic_load_explicit(&it->stop, memory_order_relaxed))
 			break;
 		idle_wait(it);
+		it->turn_ns = now_ns();
 		complete_turn(it);
 		poll_ns = iothread_poll_adjust(poll_ns, now_ns() - idle_since, &it->opts);
 		atomic_store_explicit(&it->poll_ns, poll_ns, memory_order_relaxed);

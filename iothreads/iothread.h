@@ -224,6 +224,13 @@ int iothread_post(struct iothread *it, void (*fn)(void *arg), void *arg);
 /* true when the calling thread is @it. */
 bool iothread_is_current(const struct iothread *it);
 
+/*
+ * When the iothread's current loop turn began (CLOCK_MONOTONIC ns): what it polls, submits and
+ * completes in one turn share this timestamp, so devices can time requests (block statistics)
+ * without a clock read each. On the iothread only.
+ */
+uint64_t iothread_turn_ns(const struct iothread *it);
+
 /* The thread name given to iothread_create. */
 const char *iothread_name(const struct iothread *it);
 /* The thread's host id (as QMP's query-iothreads reports it), known once iothread_create returned. */

@@ -335,6 +335,37 @@ static void write_zeroes_and_discard_read_back_zeroes(void **state)
 	}
 }
 
+/* query-blockstats' counters: by class, on whichever queue, with failures and refusals */
+static void statistics_count_requests_by_class(void **state)
+{
+	struct fx *f = *state;
+	uint64_t b = alloc_buf(f, 8192);
+	struct vblk_stats st;
+
+	vblk_get_stats(f->dev, &st);
+	assert_int_equal(st.ops[VBLK_ACCT_READ] + st.ops[VBLK_ACCT_WRITE], 0);
+	assert_int_equal(st.last_done_ns, 0);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_OUT, 0, b, 4096, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_OUT, 8, b, 8192, false, NULL), VIRTIO_BLK_S_OK);
+	for (unsigned int i = 0; i < 3; i++)
+		assert_int_equal(do_req(f, i % NQ, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL),
+				 VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+	/* past the end: refused before submission, an invalid read */
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, IMG / 512, b, 4096, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	vblk_get_stats(f->dev, &st);
+	assert_int_equal(st.ops[VBLK_ACCT_WRITE], 2);
+	assert_int_equal(st.bytes[VBLK_ACCT_WRITE], 4096 + 8192);
+	assert_int_equal(st.ops[VBLK_ACCT_READ], 3);
+	assert_int_equal(st.bytes[VBLK_ACCT_READ], 3 * 4096);
+	assert_int_equal(st.ops[VBLK_ACCT_FLUSH], 1);
+	assert_int_equal(st.invalid[VBLK_ACCT_READ], 1);
+	assert_int_equal(st.failed[VBLK_ACCT_READ] + st.failed[VBLK_ACCT_WRITE], 0);
+	assert_int_equal(st.ops[VBLK_ACCT_UNMAP], 0);
+	assert_true(st.last_done_ns > 0);
+}
+
 static void malformed_requests_get_error_statuses(void **state)
 {
 	struct fx *f = *state;
@@ -555,6 +586,7 @@ int main(void)
 		T(every_completion_raises_the_interrupt_the_driver_asked_for),
 		T(resize_changes_capacity_with_a_config_change),
 		T(set_node_moves_every_queue_to_the_new_node),
+		T(statistics_count_requests_by_class),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

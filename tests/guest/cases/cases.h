@@ -39,6 +39,7 @@ int case_blk_reset(void);
 int case_blk_irq(void);
 int case_blk_hostile(void);
 int case_blk_crashwriter(void);
+int case_blk_count(void);
 int case_bench(void);
 
 #endif

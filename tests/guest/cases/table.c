@@ -16,6 +16,8 @@ const struct guest_case guest_cases[] = {
 	  "virtio-blk: malformed requests on queue 0, queue 1 keeps serving" },
 	{ "blk-crashwriter", case_blk_crashwriter, false,
 	  "virtio-blk: random writes, zeroes, discards, flushes, logged for a crash check" },
+	{ "blk-count", case_blk_count, false,
+	  "virtio-blk: a known mix of requests for the host to count (query-blockstats)" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
