@@ -49,6 +49,7 @@ if [ "$(id -u)" = 0 ] && { ! command -v setpriv >/dev/null || ! id nobody >/dev/
 fi
 T=$(mktemp -d /tmp/vireo-img-matrix.XXXXXX)
 trap 'cd /; rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM # (the EXIT trap cleans up then too: a test timeout sends TERM)
 # 0755 all the way, and a copy of the binary, so that nobody can reach both (unreadable-file cases)
 chmod 755 "$T"
 cp "$(realpath "$1")" "$T/vireo-img" && chmod 755 "$T/vireo-img"
