@@ -10,7 +10,10 @@
 # lost flushed writes, stray bytes (these three must be 0), and the operations checked (covered
 # by a flush / issued after the last one). Binaries are copied first, so that rebuilding the
 # tree during the run does not change them.
-# Needs qemu-img, qemu-io; without /dev/kvm only the img path runs. ~1.2 s per round on average.
+# Needs qemu-img, qemu-io; without /dev/kvm only the img path runs. ~1.6 s per round on average.
+# Measured here (2 cores, 2026-12-06, 97bddf3): 1320 rounds in 2113 s; 1163 kills mid-run, 157
+# writers finished first, 770 rounds left leaked clusters, 0 corruptions, 0 lost flushed writes,
+# 0 stray bytes; 585075 operations a flush covered checked, 12198 issued after the last flush.
 set -u
 rounds=${1:-1320}
 build=${2:-build}
