@@ -137,8 +137,8 @@ static int load_l1(struct qcow2 *q, struct error **errp)
 	if (l1->size)
 		ret = blockdev_pread(q->file, q->h.l1_table_offset, raw, (uint64_t)l1->size * 8);
 	if (ret) {
-		error_setg_errno(errp, ret, "reading the L1 table at 0x%" PRIx64,
-				 q->h.l1_table_offset);
+		error_setg_errno(errp, ret, "'%s': reading the L1 table at 0x%" PRIx64,
+				 q->bs->filename, q->h.l1_table_offset);
 		goto fail;
 	}
 	for (uint32_t i = 0; i < l1->size; i++) {
@@ -148,10 +148,10 @@ static int load_l1(struct qcow2 *q, struct error **errp)
 		    (l2 && !range_within(l2, q->cluster_size, q->file->size)) ||
 		    (l2 && qcow2_overlaps_metadata(q, l2, q->cluster_size))) {
 			error_setg(errp,
-				   "qcow2 L1 entry %u (at 0x%" PRIx64 ") is 0x%016" PRIx64 ": "
+				   "'%s': L1 entry %u (at 0x%" PRIx64 ") is 0x%016" PRIx64 ": "
 				   "reserved bits set, or the L2 table is misaligned, inside the "
-				   "header, L1 or refcount table, or past the end of the file", i,
-				   q->h.l1_table_offset + (uint64_t)8 * i, e);
+				   "header, L1 or refcount table, or past the end of the file",
+				   q->bs->filename, i, q->h.l1_table_offset + (uint64_t)8 * i, e);
 			goto fail;
 		}
 		atomic_init(&l1->e[i], e);

@@ -57,10 +57,10 @@ int qcow2_load_reftable(struct qcow2 *q, struct error **errp)
 		if ((e & QCOW2_REFT_RESERVED) || e % q->cluster_size ||
 		    (e && !range_within(e, q->cluster_size, q->file_size_at_open)) ||
 		    (e && qcow2_overlaps_metadata(q, e, q->cluster_size))) {
-			error_setg(errp, "qcow2 refcount table entry %" PRIu64 " (at 0x%" PRIx64
+			error_setg(errp, "'%s': refcount table entry %" PRIu64 " (at 0x%" PRIx64
 				   ") is 0x%" PRIx64 ": misaligned, reserved bits set, inside the "
-				   "header, L1 or refcount table, or past the end of the file", i,
-				   q->h.refcount_table_offset + i * 8, e);
+				   "header, L1 or refcount table, or past the end of the file",
+				   q->bs->filename, i, q->h.refcount_table_offset + i * 8, e);
 			return -1;
 		}
 	}

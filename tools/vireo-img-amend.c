@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vireo-img amend: change qcow2 options in place, as far as the format allows: compat
- * (0.10 <-> 1.1), lazy_refcounts, backing_file / backing_fmt, size (growing). Options that
- * would need the image rewritten (cluster_size, refcount_bits, extended_l2, compression_type,
- * data_file, encryption, ...) are refused by name.
+ * (0.10 <-> 1.1), lazy_refcounts, size (growing or shrinking, as resize). The backing file is
+ * rebase's job, as qemu-img says. Options that would need the image rewritten (cluster_size,
+ * refcount_bits, extended_l2, compression_type, data_file, encryption, ...) are refused by
+ * name.
  */
 #include "tools/vireo-img.h"
 
@@ -16,8 +17,6 @@
 
 struct amend {
 	struct qcow2_amend_opts q;
-	char *backing, *backing_fmt;
-	bool backing_given;
 	uint64_t size;
 	bool size_given;
 };
@@ -40,13 +39,9 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 		if (parse_bool("lazy_refcounts", value, &b, errp))
 			return -1;
 		a->q.lazy_refcounts = b;
-	} else if (!strcmp(key, "backing_file")) {
-		free(a->backing);
-		a->backing = strdup(value);
-		a->backing_given = true;
-	} else if (!strcmp(key, "backing_fmt")) {
-		free(a->backing_fmt);
-		a->backing_fmt = strdup(value);
+	} else if (!strcmp(key, "backing_file") || !strcmp(key, "backing_fmt")) {
+		error_setg(errp, "cannot amend the backing file; 'vireo-img rebase' changes it");
+		return -1;
 	} else if (!strcmp(key, "size")) {
 		if (parse_size("size", value, &a->size, errp))
 			return -1;
@@ -65,18 +60,7 @@ static int amend(struct blockdev *bs, struct amend *a, const char *filename, str
 			   blockdev_format_name(bs));
 		return -1;
 	}
-	if (a->backing_fmt && !a->backing_given) {
-		error_setg(errp, "backing_fmt: give backing_file too");
-		return -1;
-	}
-	if (a->size_given && a->size < bs->size) {
-		error_setg(errp, "size: shrinking is not supported by amend (use 'vireo-img resize "
-			   "--shrink')");
-		return -1;
-	}
 	if (qcow2_amend(bs, &a->q, errp))
-		return -1;
-	if (a->backing_given && qcow2_change_backing(bs, a->backing, a->backing_fmt, errp))
 		return -1;
 	if (a->size_given && a->size != bs->size && blockdev_truncate(bs, a->size, errp))
 		return -1;
@@ -118,7 +102,5 @@ fail:
 	error_report_free(IMG_PROG, err);
 out:
 	blockdev_close(bs);
-	free(a.backing);
-	free(a.backing_fmt);
 	return ret;
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vireo-img commit: write what a qcow2 image allocates into its backing file, then (unless -d)
- * empty the image so that it shows the backing file's (now identical) content.
+ * empty the image so that it shows the backing file's (now identical) content. -b BASE commits
+ * into a deeper file of the chain what every image above it holds, and (as qemu-img) leaves
+ * those images as they are.
  */
 #include "tools/vireo-img.h"
 
@@ -11,12 +13,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
 
 #define CHUNK (1024 * 1024ULL)
 
-static int copy_allocated(struct blockdev *top, struct blockdev *base, bool progress)
+/*
+ * The status of [off, off + *n) in the layers from @top down to @stop (excluded): the first
+ * layer that holds the range decides; *n shrinks to what all layers agree on.
+ */
+static int chain_status(struct blockdev *top, struct blockdev *stop, uint64_t off, uint64_t *n)
+{
+	for (struct blockdev *cur = top; cur && cur != stop; cur = cur->backing) {
+		uint64_t pnum, map;
+		struct blockdev *file;
+		int st;
+
+		if (off >= cur->size)
+			continue;
+		st = blockdev_block_status(cur, off, MIN(*n, cur->size - off), &pnum, &map, &file);
+		if (st < 0)
+			return st;
+		*n = MIN(*n, pnum);
+		if (st & BLOCKDEV_STATUS_ALLOCATED)
+			return st;
+	}
+	return 0;
+}
+
+/* Writes into @base what the layers from @top down to @stop (the base's node in the chain,
+ * excluded) hold. */
+static int copy_allocated(struct blockdev *top, struct blockdev *stop, struct blockdev *base,
+			  bool progress)
 {
 	uint8_t *buf = malloc(CHUNK);
 	uint64_t off = 0;
@@ -25,15 +54,13 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 
 	img_progress_start(&prog, progress, top->size);
 	while (!ret && off < top->size) {
-		uint64_t n = MIN(CHUNK, top->size - off), pnum, map;
-		struct blockdev *file;
-		int st = blockdev_block_status(top, off, n, &pnum, &map, &file);
+		uint64_t n = MIN(CHUNK, top->size - off);
+		int st = chain_status(top, stop, off, &n);
 
 		if (st < 0) {
 			ret = st;
 			break;
 		}
-		n = MIN(n, pnum);
 		if (st & BLOCKDEV_STATUS_ALLOCATED) {
 			if (st & BLOCKDEV_STATUS_ZERO && !(st & BLOCKDEV_STATUS_DATA))
 				ret = blockdev_write_zeroes(base, off, n, 0);
@@ -48,26 +75,39 @@ static int copy_allocated(struct blockdev *top, struct blockdev *base, bool prog
 	return ret ? ret : blockdev_flush(base);
 }
 
-/* The backing file of @top opened read-write, as the image names it (@info). */
-static struct blockdev *open_base(const char *filename, const struct blockdev_info *info,
-				  struct error **errp)
+/* true if @path is the host file of @node */
+static bool same_file(const char *path, struct blockdev *node)
 {
-	char *path = blockdev_path_beside(filename, info->backing_file);
-	struct blockdev *base;
+	struct stat a, b;
 
-	if (!path) {
-		error_setg(errp, "out of memory");
-		return NULL;
+	return !stat(path, &a) && !stat(node->filename, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/*
+ * The node of @top's chain that -b names (by the name the images record, or the same file),
+ * or the immediate backing file without -b.
+ */
+static struct blockdev *find_base(struct blockdev *top, const char *image,
+				  const struct blockdev_info *info, const char *want)
+{
+	if (!want || !strcmp(want, info->backing_file))
+		return top->backing;
+	for (struct blockdev *cur = top->backing; cur; cur = cur->backing) {
+		char *path = blockdev_path_beside(image, want);
+		bool found = path && (!strcmp(want, cur->filename) || same_file(path, cur));
+
+		free(path);
+		if (found)
+			return cur;
 	}
-	base = img_open(path, info->backing_fmt, false, NULL, errp);
-	free(path);
-	return base;
+	return NULL;
 }
 
 int img_commit(int argc, char **argv)
 {
 	const char *fmt = NULL, *want_base = NULL;
-	struct blockdev *top = NULL, *base = NULL;
+	struct blockdev *top = NULL, *base = NULL, *stop;
 	struct blockdev_info info = { 0 };
 	struct error *err = NULL;
 	bool keep = false, progress = false, quiet = false;
@@ -95,18 +135,22 @@ int img_commit(int argc, char **argv)
 		error_setg(&err, "'%s' has no backing file to commit into", argv[optind]);
 		goto fail;
 	}
-	if (want_base && strcmp(want_base, info.backing_file) &&
-	    strcmp(want_base, top->backing->filename)) {
-		error_setg(&err, "-b %s: only the image's own backing file ('%s') can be the base",
-			   want_base, info.backing_file);
+	stop = find_base(top, argv[optind], &info, want_base);
+	if (!stop) {
+		error_setg(&err, "-b %s: not a file of the backing chain of '%s'", want_base,
+			   argv[optind]);
 		goto fail;
 	}
-	base = open_base(argv[optind], &info, &err);
+	/* as qemu-img: committing into a deeper base leaves the images above it as they are */
+	if (stop != top->backing)
+		keep = true;
+	/* the chain's node is read-only: open the base's file again, read-write */
+	base = img_open(stop->filename, blockdev_format_name(stop), false, NULL, &err);
 	if (!base)
 		goto fail;
 	if (base->size < top->size && blockdev_truncate(base, top->size, &err))
 		goto fail;
-	if ((ret = copy_allocated(top, base, progress && !quiet))) {
+	if ((ret = copy_allocated(top, stop, base, progress && !quiet))) {
 		error_setg_errno(&err, ret, "committing '%s' into '%s'", argv[optind],
 				 base->filename);
 		goto fail;

@@ -110,9 +110,12 @@ int img_dd(int argc, char **argv)
 	if (!in)
 		goto fail;
 	if (d.skip > in->size / d.bs) {
-		error_setg(&err, "'%s': skip=%" PRIu64 " blocks of %" PRIu64 " bytes is past its "
-			   "end (%" PRIu64 " bytes)", d.in, d.skip, d.bs, in->size);
-		goto fail;
+		/* as dd(1) and qemu-img dd: a warning, and an empty output */
+		fprintf(stderr, "%s: '%s': cannot skip to specified offset (skip=%" PRIu64
+			" blocks of %" PRIu64 " bytes is past its end, %" PRIu64 " bytes)\n",
+			IMG_PROG, d.in, d.skip, d.bs, in->size);
+		d.skip = in->size / d.bs;
+		d.count = 0;
 	}
 	from = d.skip * d.bs;
 	len = in->size - from;

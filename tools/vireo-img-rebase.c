@@ -99,6 +99,12 @@ int img_rebase(int argc, char **argv)
 	}
 	if (optind + 1 != argc || !bfile)
 		return img_usage_error("rebase: expecting -b backing_file and one file name");
+	if (bfile[0] && !bfmt) {
+		/* as qemu-img: a backing file is never probed, its format is recorded */
+		fprintf(stderr, "%s: could not change the backing file to '%s': backing format must "
+			"be specified (-F)\n", IMG_PROG, bfile);
+		return 1;
+	}
 	/* -u may mend a chain whose old backing file is gone: leave it closed */
 	bs = img_open(argv[optind], fmt, false, unsafe ? "backing=null" : NULL, &err);
 	if (!bs)
@@ -131,8 +137,6 @@ int img_rebase(int argc, char **argv)
 		if (err)
 			goto fail;
 	}
-	if (!bfmt && nb)
-		bfmt = blockdev_format_name(nb);
 	if (!unsafe && (ret = copy_differences(bs, nb, progress && !quiet))) {
 		error_setg_errno(&err, ret, "'%s': copying the data the backing files disagree on",
 				 argv[optind]);

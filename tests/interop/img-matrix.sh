@@ -65,8 +65,39 @@ export LC_ALL=C
 passed=0
 failed=0
 
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
+# Known gaps: checks where vireo-img refuses, with a message, what qemu-img does, because the
+# feature is not built yet. Each line is "CHECK-NAME-PATTERN|why"; such a check's failure is
+# reported "ok ... # TODO why", and its success fails ("passes now: drop it from the list"), so
+# the list always says exactly what is missing.
+known_gaps=(
+	"amend -o refcount_bits=8 q3*|changing refcount_bits (rewriting the refcount structures) is not built"
+	"resize q3s.qcow2 --shrink *|shrinking an image with internal snapshots waits for the snapshots work (issue 18)"
+	"amend -o compat=0.10 q3s.qcow2*|downgrading an image with internal snapshots waits for the snapshots work (issue 18)"
+	"amend -o size=1M q3s.qcow2*|shrinking an image with internal snapshots waits for the snapshots work (issue 18)"
+)
+gap_of() { # name: prints the reason when it is a known gap
+	local g
+	for g in "${known_gaps[@]}"; do
+		# shellcheck disable=SC2053 # the pattern is a glob on purpose
+		if [[ $1 == ${g%%|*} ]]; then echo "${g#*|}"; return 0; fi
+	done
+	return 1
+}
+ok() {
+	local why
+	if why=$(gap_of "$1"); then
+		failed=$((failed + 1))
+		echo "not ok - $1 (a known gap passes now: drop it from known_gaps: $why)"
+		return
+	fi
+	passed=$((passed + 1)); echo "ok - $1"
+}
 bad() { # name [details]
+	local why
+	if why=$(gap_of "$1"); then
+		passed=$((passed + 1)); echo "ok - $1 # TODO known gap: $why"
+		return
+	fi
 	failed=$((failed + 1))
 	echo "not ok - $1"
 	if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 24 | sed 's/^/#   /'; fi

@@ -542,7 +542,11 @@ else bad "dd raw -> qcow2, count"; fi
 "$VI" dd if=ddsrc.qcow2 of=dd3.raw bs=1k skip=5 count=7
 if cmp -s dd3.raw <(dd if=ddsrc.raw bs=1k skip=5 count=7 2>/dev/null); then
 	ok "dd skip + count: dd(1)'s bytes"; else bad "dd skip + count"; fi
-for a in "bs=0|bs=0" "foo=1|'foo'" "skip=7000|past its end" "count=1k|count" "|if=INPUT and of=OUTPUT"; do
+# skip past the end: as dd(1) and qemu-img dd, a warning and an empty output, exit 0
+if "$VI" dd if=ddsrc.raw of=ddpast.raw skip=7000 2>&1 | grep -q "past its end" &&
+   "$VI" dd if=ddsrc.raw of=ddpast.raw skip=7000 2>/dev/null && [ ! -s ddpast.raw ]; then
+	ok "dd skip past the end: warned, empty output"; else bad "dd skip past the end"; fi
+for a in "bs=0|bs=0" "foo=1|'foo'" "count=1k|count" "|if=INPUT and of=OUTPUT"; do
 	args=${a%%|*} want=${a#*|}
 	if "$VI" dd if=ddsrc.raw ${args:+of=ddbad.raw} $args 2>&1 | grep -q -- "$want" &&
 	   ! "$VI" dd if=ddsrc.raw ${args:+of=ddbad.raw} $args 2>/dev/null; then ok "dd ${args:-without of=} refused"
