@@ -54,7 +54,7 @@ struct iothread {
 	uint64_t poll_off_until;  /* CLOCK_MONOTONIC ns: the core was contended, do not poll before */
 	unsigned int io_inflight; /* engine SQEs (iothread_get_sqe) not yet reaped */
 	unsigned int io_elsewhere; /* I/O off the ring: iothread_io_begin minus iothread_io_end */
-	uint64_t turn_ns;         /* CLOCK_MONOTONIC when this loop turn began (iothread_turn_ns) */
+	uint64_t turn_ns;         /* CLOCK_MONOTONIC of this turn's phase (iothread_turn_ns) */
 	int spin_credit;          /* pre-sleep spins: see iothread_spin_credit() */
 	unsigned int spin_skips;  /* sleeps without a spin since the credit ran out */
 	atomic_bool stop; /* relaxed: only ends the loop; the message or join orders the rest */
@@ -708,10 +708,13 @@ static void loop(struct iothread *it)
 	while (!atomic_load_explicit(&it->stop, memory_order_relaxed)) {
 		int work;
 
-		it->turn_ns = now_ns(); /* one clock read a turn, for what the devices time */
+		/* two clock reads a turn, for what the devices time: submissions see the turn's
+		 * start, completions the start of its completion phase */
+		it->turn_ns = now_ns();
 		work = run_messages(it);
 
 		work += poll_sources(it);
+		it->turn_ns = now_ns();
 		work += complete_turn(it);
 		if (work) {
 			if (spinning)

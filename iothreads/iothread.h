@@ -225,9 +225,11 @@ int iothread_post(struct iothread *it, void (*fn)(void *arg), void *arg);
 bool iothread_is_current(const struct iothread *it);
 
 /*
- * When the iothread's current loop turn began (CLOCK_MONOTONIC ns): what it polls, submits and
- * completes in one turn share this timestamp, so devices can time requests (block statistics)
- * without a clock read each. On the iothread only.
+ * A timestamp of the iothread's current loop phase (CLOCK_MONOTONIC ns), read twice a turn:
+ * at the start (what the sources poll and submit see it) and at the start of the completion
+ * phase (what completes sees it). Devices time requests with it (block statistics) without a
+ * clock read each; a request submitted and completed in one turn gets the time between the
+ * two. On the iothread only.
  */
 uint64_t iothread_turn_ns(const struct iothread *it);
 

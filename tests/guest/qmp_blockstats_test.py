@@ -7,12 +7,11 @@ built from --blockdev and --device with 2 queues, and checks query-blockstats ag
 the guest says it sent: operations, bytes, the refused read as invalid, times and idle time.
 """
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from vmtest import Qmp, setup  # noqa: E402 (after the path it lives on)
+from vmtest import Vm, setup  # noqa: E402 (after the path it lives on)
 
 vireo, guest, tmp = setup()
 sock_path = os.path.join(tmp, "qmp.sock")
@@ -20,31 +19,15 @@ log_path = os.path.join(tmp, "serial.log")
 disk = os.path.join(tmp, "disk.raw")
 with open(disk, "wb") as f:
     f.truncate(8 << 20)
-vm = subprocess.Popen(
-    [vireo, "run", "--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
-     "--blockdev", f"driver=raw,node-name=d0,file.driver=file,file.filename={disk}",
-     "--device", "virtio-blk-pci,drive=d0,id=disk0,num-queues=2",
-     "--cmdline", "blk-count idle blk-require=1",
-     "--qmp", f"unix:{sock_path}"],
-    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def fail(msg):
-    vm.kill()
-    print("FAIL:", msg)
-    print(vm.communicate()[0][-2000:])
-    if os.path.exists(log_path):
-        print(open(log_path).read()[-2000:])
-    sys.exit(1)
-
-
-try:
-    qmp = Qmp(sock_path)
-except (OSError, ValueError) as e:
-    fail(str(e))
+vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
+              "--blockdev", f"driver=raw,node-name=d0,file.driver=file,file.filename={disk}",
+              "--device", "virtio-blk-pci,drive=d0,id=disk0,num-queues=2",
+              "--cmdline", "blk-count idle blk-require=1"],
+        sock_path, logs=[log_path])
+qmp, fail = vm.qmp, vm.fail
 deadline = time.monotonic() + 60
 while "idle: halting" not in (open(log_path).read() if os.path.exists(log_path) else ""):
-    if vm.poll() is not None or time.monotonic() > deadline:
+    if vm.proc.poll() is not None or time.monotonic() > deadline:
         fail("the guest never reached idle after blk-count")
     time.sleep(0.1)
 log = open(log_path).read()
@@ -74,7 +57,5 @@ if s2["idle_time_ns"] <= s["idle_time_ns"] or s2["rd_operations"] != 3:
 r = qmp.execute("query-blockstats", **{"query-nodes": True})
 if "per device" not in r.get("error", {}).get("desc", ""):
     fail(f"query-nodes: {r}")
-qmp.execute("quit")
-if vm.wait(timeout=20) != 0:
-    fail("vireo did not exit 0 after quit")
+vm.quit()
 print("ok: query-blockstats counts the guest's reads, writes, flush, discard and refused read")

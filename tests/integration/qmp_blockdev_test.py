@@ -10,10 +10,9 @@ refuses bad arguments naming the key; block_resize grows the device's disk (the 
 tests/unit's test_virtio_blk_dev) and refuses what cannot be resized.
 """
 import os
-import subprocess
 import sys
 
-from vmtest import Qmp, setup
+from vmtest import Vm, setup
 
 vireo, guest, tmp = setup()
 raw = os.path.join(tmp, "disk.raw")
@@ -22,26 +21,12 @@ with open(raw, "wb") as f:
 raw2 = os.path.join(tmp, "second.raw")
 with open(raw2, "wb") as f:
     f.truncate(16 << 20)
-path = os.path.join(tmp, "qmp.sock")
-vm = subprocess.Popen([vireo, "run", "--kernel", guest, "--memory", "64M", "--serial", "none",
-                       "--qmp", f"unix:{path}",
-                       "--blockdev", f"driver=file,node-name=f0,filename={raw}",
-                       "--blockdev", "driver=raw,node-name=d0,file=f0",
-                       "--device", "virtio-blk-pci,drive=d0,id=disk0"],
-                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def fail(msg):
-    vm.kill()
-    print("FAIL:", msg)
-    print(vm.communicate()[0])
-    sys.exit(1)
-
-
-try:
-    qmp = Qmp(path)
-except (OSError, ValueError) as e:
-    fail(str(e))
+vm = Vm(vireo, ["--kernel", guest, "--memory", "64M", "--serial", "none",
+              "--blockdev", f"driver=file,node-name=f0,filename={raw}",
+              "--blockdev", "driver=raw,node-name=d0,file=f0",
+              "--device", "virtio-blk-pci,drive=d0,id=disk0"],
+        os.path.join(tmp, "qmp.sock"))
+qmp, fail = vm.qmp, vm.fail
 
 
 def nodes():
@@ -109,7 +94,5 @@ if r.get("return") != {}:
     fail(f"blockdev-del q0: {r}")
 if set(nodes()) != {"f0", "d0"}:
     fail(f"nodes after blockdev-del q0: {sorted(nodes())}")
-qmp.execute("quit")
-if vm.wait(timeout=20) != 0:
-    fail("vireo did not exit 0 after quit")
+vm.quit()
 print("ok: query-named-block-nodes, blockdev-add, blockdev-del and their refusals")

@@ -2,11 +2,12 @@
 
 setup() reads VIREO GUEST from the command line, skips (exit 77, the reason printed) without a
 usable /dev/kvm, and returns them with a fresh temporary directory for sockets and disks. Qmp is
-a small QMP client for the tests that talk to a running vireo.
+a small QMP client for the tests that talk to a running vireo; Vm starts one with it.
 """
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,3 +70,35 @@ class Qmp:
             answer = self._read()
             if "event" not in answer:
                 return answer
+
+
+class Vm:
+    """A vireo run with a QMP monitor, for tests that drive it.
+
+    Starts VIREO run ARGS... --qmp unix:SOCK and connects a Qmp client (self.qmp). fail(msg)
+    kills vireo, prints msg, its output and the files in logs (e.g. a serial log), and exits 1.
+    """
+
+    def __init__(self, vireo, args, sock, logs=()):
+        self.logs = logs
+        self.proc = subprocess.Popen([vireo, "run", *args, "--qmp", f"unix:{sock}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self.qmp = Qmp(sock)
+        except (OSError, ValueError) as e:
+            self.fail(str(e))
+
+    def fail(self, msg):
+        self.proc.kill()
+        print("FAIL:", msg)
+        print(self.proc.communicate()[0][-2000:])
+        for path in self.logs:
+            if os.path.exists(path):
+                print(open(path).read()[-2000:])
+        sys.exit(1)
+
+    def quit(self):
+        """QMP quit; vireo must exit 0."""
+        self.qmp.execute("quit")
+        if self.proc.wait(timeout=20) != 0:
+            self.fail("vireo did not exit 0 after quit")
