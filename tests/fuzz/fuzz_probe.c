@@ -29,132 +29,23 @@
 #include "blockdev/blockdev.h"
 #include "common/util.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_image.h"
 
 #define INPUT_MAX (128 * 1024)
 #define READ_MAX (64 * 1024)
 #define WALK_EXTENTS 32
-#define EXT_DATA_FILE 0x44415441u
 
-static char dir[] = "/tmp/vireo-fuzz-probe-XXXXXX";
-static char img_path[64];
-static int img_fd = -1;
-static uint8_t *scratch, *readbuf;
+static struct fuzz_image img;
+static uint8_t *readbuf;
 
-static void cleanup(void)
-{
-	static const char *const names[] = { "img", "backing.raw", "data.raw" };
-	char p[96];
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-		unlink(p);
-	}
-	rmdir(dir);
-}
-
-static void make_file(const char *name, uint8_t fill)
-{
-	uint8_t buf[64 * 1024];
-	char p[96];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	memset(buf, fill, sizeof(buf));
-	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
-		abort();
-	close(fd);
-}
-
-static void setup(void)
-{
-	if (!mkdtemp(dir)) {
-		perror("fuzz_probe: mkdtemp");
-		abort();
-	}
-	atexit(cleanup);
-	make_file("backing.raw", 0xbb);
-	make_file("data.raw", 0xdd);
-	snprintf(img_path, sizeof(img_path), "%s/img", dir);
-	img_fd = open(img_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	scratch = malloc(INPUT_MAX);
-	readbuf = malloc(READ_MAX);
-	if (img_fd < 0 || !scratch || !readbuf)
-		abort();
-}
-
-static uint64_t be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t le(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = n; i-- > 0;)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void defang(uint8_t *p, uint64_t off, uint64_t len, size_t size)
-{
-	if (!range_within(off, len, size))
-		return;
-	for (uint64_t i = 0; i < len; i++)
-		if (p[off + i] == '/')
-			p[off + i] = '_';
-}
-
-/* qcow (v1) and qcow2: backing name at be64 @8, length be32 @16; qcow2 data-file extension. */
-static void confine_qcow(uint8_t *p, size_t size)
-{
-	uint64_t off;
-
-	defang(p, be(p + 8, 8), be(p + 16, 4), size);
-	if (be(p + 4, 4) < 2)
-		return;
-	off = be(p + 4, 4) >= 3 && size >= 104 ? be(p + 100, 4) : 72;
-	for (int n = 0; n < 4096 && range_within(off, 8, size); n++) {
-		uint32_t type = (uint32_t)be(p + off, 4), len = (uint32_t)be(p + off + 4, 4);
-
-		if (type == 0)
-			break;
-		if (type == EXT_DATA_FILE)
-			defang(p, off + 8, len, size);
-		off += 8 + ALIGN_UP((uint64_t)len, 8);
-	}
-}
-
-/* Keeps every file name the image carries inside the temp directory (see the top comment). */
-static void confine_names(uint8_t *p, size_t size)
-{
-	if (size >= 72 && !memcmp(p, "QFI\xfb", 4))
-		confine_qcow(p, size);
-	if (size >= 64 && !memcmp(p, "QED\0", 4))
-		defang(p, le(p + 56, 4), le(p + 60, 4), size);
-}
-
-static uint64_t hash(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	return h;
-}
 
 static void check_sandboxed(const struct blockdev *bs)
 {
-	size_t n = strlen(dir);
+	size_t n = strlen(img.dir);
 
 	for (int depth = 0; bs; bs = bs->backing, depth++) {
 		for (const struct blockdev *f = bs; f; f = f->file)
-			FUZZ_CHECK(f->filename && !strncmp(f->filename, dir, n) &&
+			FUZZ_CHECK(f->filename && !strncmp(f->filename, img.dir, n) &&
 					   f->filename[n] == '/' && !strstr(f->filename + n, "/.."),
 				   "node %d opened '%s', outside the sandbox", depth,
 				   f->filename ? f->filename : "(null)");
@@ -248,7 +139,7 @@ static struct blockdev *open_as(const char *format)
 
 	o.format = (char *)format;
 	o.readonly = true;
-	bs = blockdev_open(img_path, &o, &err);
+	bs = blockdev_open(img.path, &o, &err);
 	FUZZ_LOG("probe: as %s: %s%s\n", format ? format : "(probe)", bs ? "opened as " : "",
 		 bs ? blockdev_format_name(bs) : error_msg(err));
 	if (!bs) {
@@ -285,15 +176,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t probed_size = 0, h;
 	struct blockdev *bs;
 
-	if (!scratch)
-		setup();
-	if (size > INPUT_MAX)
+	if (!readbuf) {
+		fuzz_image_init(&img, "probe", "img", INPUT_MAX);
+		readbuf = malloc(READ_MAX);
+		if (!readbuf)
+			abort();
+	}
+	if (!fuzz_image_put(&img, data, size))
 		return 0;
-	memcpy(scratch, data, size);
-	confine_names(scratch, size);
-	if (ftruncate(img_fd, 0) < 0 || pwrite(img_fd, scratch, size, 0) != (ssize_t)size)
-		abort();
-	h = hash(data, size);
+	h = fuzz_hash(data, size);
 
 	bs = open_as(NULL);
 	if (bs) {
@@ -316,7 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(bs->drv == blockdev_formats[i], "forced %s, opened as %s", name,
 			   blockdev_format_name(bs));
 		if (bs->drv == &blockdev_raw)
-			check_raw(bs, scratch, size);
+			check_raw(bs, img.buf, size);
 		exercise(bs, h);
 		blockdev_close(bs);
 	}

@@ -23,104 +23,13 @@
 #include "blockdev/qcow2.h"
 #include "common/util.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_image.h"
 
 #define READ_MAX (64 * 1024)
-#define EXT_DATA_FILE 0x44415441u
 
-static char dir[] = "/tmp/vireo-fuzz-qcow2-XXXXXX";
-static char img_path[128];
-static int img_fd = -1;
-static uint8_t *scratch, *readbuf;
+static struct fuzz_image img;
+static uint8_t *readbuf;
 
-static void cleanup(void)
-{
-	static const char *const names[] = { "img.qcow2", "backing.raw", "data.raw" };
-	char p[160];
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-		unlink(p);
-	}
-	rmdir(dir);
-}
-
-static void make_file(const char *name, uint8_t fill)
-{
-	uint8_t buf[64 * 1024];
-	char p[160];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	memset(buf, fill, sizeof(buf));
-	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
-		abort();
-	close(fd);
-}
-
-static void setup(void)
-{
-	if (!mkdtemp(dir)) {
-		perror("fuzz_qcow2_open: mkdtemp");
-		abort();
-	}
-	atexit(cleanup);
-	make_file("backing.raw", 0xbb);
-	make_file("data.raw", 0xdd);
-	snprintf(img_path, sizeof(img_path), "%s/img.qcow2", dir);
-	img_fd = open(img_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	scratch = malloc(128 * 1024);
-	readbuf = malloc(READ_MAX);
-	if (img_fd < 0 || !scratch || !readbuf)
-		abort();
-}
-
-static uint64_t be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void defang(uint8_t *p, uint64_t off, uint64_t len, size_t size)
-{
-	if (!range_within(off, len, size))
-		return;
-	for (uint64_t i = 0; i < len; i++)
-		if (p[off + i] == '/')
-			p[off + i] = '_';
-}
-
-/* Keeps the backing and data file names inside the temp directory (see the top comment). */
-static void confine_names(uint8_t *p, size_t size)
-{
-	uint64_t off;
-
-	if (size < 72 || memcmp(p, "QFI\xfb", 4))
-		return;
-	defang(p, be(p + 8, 8), be(p + 16, 4), size);
-	off = be(p + 4, 4) >= 3 && size >= 104 ? be(p + 100, 4) : 72;
-	for (int n = 0; n < 4096 && range_within(off, 8, size); n++) {
-		uint32_t type = (uint32_t)be(p + off, 4), len = (uint32_t)be(p + off + 4, 4);
-
-		if (type == 0)
-			break;
-		if (type == EXT_DATA_FILE)
-			defang(p, off + 8, len, size);
-		off += 8 + ALIGN_UP((uint64_t)len, 8);
-	}
-}
-
-static uint64_t hash(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	return h;
-}
 
 static void check_read(struct blockdev *bs, uint64_t off, uint64_t len)
 {
@@ -206,24 +115,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct error *err = NULL;
 	struct blockdev *bs;
 
-	if (!scratch)
-		setup();
-	if (size > 128 * 1024)
+	if (!readbuf) {
+		fuzz_image_init(&img, "qcow2", "img.qcow2", 128 * 1024);
+		readbuf = malloc(READ_MAX);
+		if (!readbuf)
+			abort();
+	}
+	if (!fuzz_image_put(&img, data, size))
 		return 0;
-	memcpy(scratch, data, size);
-	confine_names(scratch, size);
-	if (ftruncate(img_fd, 0) < 0 || pwrite(img_fd, scratch, size, 0) != (ssize_t)size)
-		abort();
 	o.format = "qcow2";
 	o.readonly = true;
-	bs = blockdev_open(img_path, &o, &err);
+	bs = blockdev_open(img.path, &o, &err);
 	FUZZ_LOG("qcow2_open: %s\n", bs ? "opened" : error_msg(err));
 	if (!bs) {
 		FUZZ_CHECK(err && error_msg(err)[0], "open failed without a message");
 		error_free(err);
 		return 0;
 	}
-	exercise(bs, hash(data, size));
+	exercise(bs, fuzz_hash(data, size));
 	blockdev_close(bs);
 	return 0;
 }
