@@ -15,63 +15,33 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "blockdev/copy.h"
 #include "common/util.h"
 
-#define CHUNK (1024 * 1024ULL)
-
-/*
- * The status of [off, off + *n) in the layers from @top down to @stop (excluded): the first
- * layer that holds the range decides; *n shrinks to what all layers agree on.
- */
-static int chain_status(struct blockdev *top, struct blockdev *stop, uint64_t off, uint64_t *n)
+static int commit_progress(void *opaque, uint64_t done)
 {
-	for (struct blockdev *cur = top; cur && cur != stop; cur = cur->backing) {
-		uint64_t pnum, map;
-		struct blockdev *file;
-		int st;
-
-		if (off >= cur->size)
-			continue;
-		st = blockdev_block_status(cur, off, MIN(*n, cur->size - off), &pnum, &map, &file);
-		if (st < 0)
-			return st;
-		*n = MIN(*n, pnum);
-		if (st & BLOCKDEV_STATUS_ALLOCATED)
-			return st;
-	}
+	img_progress_update(opaque, done);
 	return 0;
 }
 
 /* Writes into @base what the layers from @top down to @stop (the base's node in the chain,
- * excluded) hold. */
+ * excluded) hold, then flushes it. */
 static int copy_allocated(struct blockdev *top, struct blockdev *stop, struct blockdev *base,
 			  bool progress)
 {
-	uint8_t *buf = malloc(CHUNK);
-	uint64_t off = 0;
 	struct img_progress prog;
-	int ret = buf ? 0 : -ENOMEM;
+	/* zeroes a layer holds are written as zeroes over what the base holds; in order, so the
+	 * base gets the same file whatever the parallelism */
+	struct blockdev_copy o = {
+		.src = top, .dst = base, .length = top->size, .top_only = true, .stop = stop,
+		.write_zeroes = true, .in_order = true, .parallel = 8,
+		.progress = commit_progress, .opaque = &prog,
+	};
+	int ret;
 
 	img_progress_start(&prog, progress, top->size);
-	while (!ret && off < top->size) {
-		uint64_t n = MIN(CHUNK, top->size - off);
-		int st = chain_status(top, stop, off, &n);
-
-		if (st < 0) {
-			ret = st;
-			break;
-		}
-		if (st & BLOCKDEV_STATUS_ALLOCATED) {
-			if (st & BLOCKDEV_STATUS_ZERO && !(st & BLOCKDEV_STATUS_DATA))
-				ret = blockdev_write_zeroes(base, off, n, 0);
-			else if (!(ret = blockdev_pread(top, off, buf, n)))
-				ret = blockdev_pwrite(base, off, buf, n);
-		}
-		off += n;
-		img_progress_update(&prog, off);
-	}
+	ret = blockdev_copy_run(&o);
 	img_progress_end(&prog, !ret);
-	free(buf);
 	return ret ? ret : blockdev_flush(base);
 }
 
