@@ -189,6 +189,7 @@ const char *blockdev_opt_get(struct blockdev_open_ctx *ctx, const char *key);
  *        messages ("virtio-blk0")
  * @perm: BLOCKDEV_PERM_* it needs on the node
  * @shared: BLOCKDEV_PERM_* it lets other users of the node have
+ * @ops, @opaque: a root user's drain hooks (NULL: none)
  * @node: the node it uses (set by blockdev_attach, NULL when detached)
  * @next: the node's next user
  */
@@ -197,8 +198,23 @@ struct blockdev_user {
 	const char *role;
 	unsigned int perm;
 	unsigned int shared;
+	const struct blockdev_user_ops *ops;
+	void *opaque;
 	struct blockdev *node;
 	struct blockdev_user *next;
+};
+
+/**
+ * struct blockdev_user_ops - what a root user (a device frontend; later a job or an export)
+ * does while the graph under its node changes (blockdev_drained_begin/end)
+ * @drained_begin: stop submitting requests and wait until none is in flight
+ * @drained_end: forget what it cached about the nodes below its own (its queues' registered
+ *               files: blockdev_queue_forget_files), then submit again
+ * Both get the user's @opaque. A root user without ops submits no asynchronous I/O.
+ */
+struct blockdev_user_ops {
+	void (*drained_begin)(void *opaque);
+	void (*drained_end)(void *opaque);
 };
 
 /**
@@ -210,6 +226,38 @@ struct blockdev_user {
 int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error **errp);
 /* @u stops using its node and drops its reference (nothing when not attached). */
 void blockdev_detach(struct blockdev_user *u);
+
+/**
+ * struct blockdev_drain - a drained section over the root users above a node
+ */
+struct blockdev_drain {
+	struct blockdev_user **roots;
+	size_t nr;
+};
+
+/**
+ * blockdev_drained_begin - quiesce every root user above @bs
+ *
+ * Control plane. Walks up from @bs through its parents to the root users (frontends) and calls
+ * their drained_begin: afterwards no asynchronous request runs anywhere in the graph that
+ * reaches @bs, until blockdev_drained_end(). Synchronous users (block jobs) must be stopped by
+ * the caller. Returns -1 (out of memory) with nothing drained.
+ */
+int blockdev_drained_begin(struct blockdev *bs, struct blockdev_drain *d, struct error **errp);
+void blockdev_drained_end(struct blockdev_drain *d);
+
+/**
+ * blockdev_set_backing - replace @bs's backing node by @backing (NULL: none)
+ *
+ * The chain shortening of a commit, the new backing of a stream's end or a snapshot. Inside a
+ * drained section over @bs: the new link is attached (permissions checked), bs->backing
+ * switches, the old link is dropped (closing the old backing node when it was the last
+ * reference), and the root users above forget the files they registered. The image's header
+ * is not rewritten: the caller records the new backing file name when it should persist.
+ * Refused, nothing changed, when @bs's format has no backing file, when @backing is @bs or has
+ * @bs in its own chain, or when @backing's users refuse a new reader.
+ */
+int blockdev_set_backing(struct blockdev *bs, struct blockdev *backing, struct error **errp);
 
 /* Take / drop a reference; the last one closes the node (and drops its children's). */
 struct blockdev *blockdev_ref(struct blockdev *bs);
@@ -227,6 +275,8 @@ void blockdev_for_each_node(void (*fn)(struct blockdev *bs, void *opaque), void 
 /* Drops the creator's reference of the node called @name (blockdev-del); refused, naming the
  * user, while the node has users. */
 int blockdev_node_del(const char *name, struct error **errp);
+/* 0 when @bs has no user; else -1 with "node 'X' is in use by Y". */
+int blockdev_check_unused(struct blockdev *bs, struct error **errp);
 
 /* ---------------------------------------------------------------------------------------------
  * Nodes
@@ -402,6 +452,7 @@ struct blockdev_write {
  * struct blockdev_driver - the ops of one format or protocol
  * @name: "file", "raw", "qcow2"
  * @protocol: opens a host filename itself (no @file child)
+ * @has_backing: the format can have a backing node (bs->backing; blockdev_set_backing)
  * @probe: for formats: how sure (0..100) that the first bytes (@len of them, at most 512)
  *         are this format; NULL = never chosen by probing
  * @open: set up bs->opaque, bs->size (bs->file is already open for formats); take driver
@@ -436,6 +487,7 @@ struct blockdev_write {
 struct blockdev_driver {
 	const char *name;
 	bool protocol;
+	bool has_backing;
 	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
 	int (*open)(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp);
 	void (*close)(struct blockdev *bs);
@@ -658,6 +710,15 @@ struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *
  * iothread was destroyed, with no request in flight (see blockdev_queue_drain).
  */
 void blockdev_queue_free(struct blockdev_queue *q);
+
+/**
+ * blockdev_queue_forget_files - drop the queue's registered files of the nodes below its top
+ *
+ * On the queue's iothread, with no request in flight: the chain under the queue's node changed
+ * (blockdev_set_backing), so files it registered may belong to nodes about to close. The next
+ * request registers what it reaches again.
+ */
+void blockdev_queue_forget_files(struct blockdev_queue *q);
 
 /**
  * blockdev_submit - start a request (on the queue's iothread only)

@@ -728,9 +728,7 @@ void blockdev_queue_free(struct blockdev_queue *q)
 		fprintf(stderr, "vireo: blockdev '%s': queue freed with %u requests in flight\n",
 			q->bs->filename, q->inflight);
 	if (iothread_is_current(q->it))
-		for (unsigned int i = 0; i < q->nr_files; i++)
-			if (q->files[i].index >= 0)
-				iothread_file_release(q->it, q->files[i].node->fd);
+		blockdev_queue_forget_files(q);
 	while (q->free_ios) {
 		struct blk_io *io = q->free_ios;
 
@@ -739,6 +737,14 @@ void blockdev_queue_free(struct blockdev_queue *q)
 		free(io);
 	}
 	free(q);
+}
+
+void blockdev_queue_forget_files(struct blockdev_queue *q)
+{
+	for (unsigned int i = 0; i < q->nr_files; i++)
+		if (q->files[i].index >= 0)
+			iothread_file_release(q->it, q->files[i].node->fd);
+	q->nr_files = 0;
 }
 
 unsigned int blockdev_queue_inflight(const struct blockdev_queue *q)

@@ -13,7 +13,13 @@
  *    time per node: opening, closing, attaching a frontend, deleting. registry_lock guards
  *    them too, so that a reader walking the graph sees whole lists.
  *  - The data path never reads any of this: requests reach nodes through the pointers
- *    (bs->file, bs->backing, the driver's own) that were set before the first queue existed.
+ *    (bs->file, bs->backing, the driver's own) that were set before the first queue existed,
+ *    or changed since inside a drained section (blockdev_set_backing).
+ *  - Drained sections: blockdev_drained_begin() finds the root users above a node (parents'
+ *    users, up to the frontends) under registry_lock, then calls their drained_begin hooks
+ *    without it (they wait for their iothreads); drained_end in the reverse order. While
+ *    drained, no asynchronous request is in flight anywhere above the node, so the pointers
+ *    the data path follows may change.
  *  - References: the creator of a node holds one; every parent holds one on each child. A node
  *    is closed when the last one goes, after its users are gone (a user holds a reference).
  *
@@ -21,8 +27,10 @@
  * lets others do (shared). A user is refused when it needs something another user does not
  * share, or does something it cannot share; the message names both users.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "blockdev/blockdev.h"
@@ -155,28 +163,36 @@ static const struct blockdev_user *conflict(const struct blockdev *bs,
 	return NULL;
 }
 
-int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error **errp)
+/* Refuses @u on @bs when a user of @bs clashes with it, naming both (registry_lock held). */
+static int check_locked(const struct blockdev *bs, const struct blockdev_user *u,
+			struct error **errp)
 {
 	const struct blockdev_user *o;
+	char mine[96], theirs[96], what[64];
 	unsigned clash = 0;
+	bool they_refuse;
 
-	pthread_mutex_lock(&registry_lock);
 	o = conflict(bs, u, &clash);
-	if (o) {
-		char mine[96], theirs[96], what[64];
-		bool they_refuse = u->perm & ~o->shared;
+	if (!o)
+		return 0;
+	they_refuse = u->perm & ~o->shared;
+	user_label(u, mine, sizeof(mine));
+	user_label(o, theirs, sizeof(theirs));
+	perm_string(they_refuse ? u->perm & ~o->shared : o->perm & ~u->shared, what, sizeof(what));
+	if (they_refuse)
+		error_setg(errp, "node '%s': %s needs %s, which %s, using it already, does not "
+			   "share", bs->node_name, mine, what, theirs);
+	else
+		error_setg(errp, "node '%s': %s cannot use it: %s uses it for %s, which %s does "
+			   "not share", bs->node_name, mine, theirs, what, mine);
+	return -1;
+}
 
-		user_label(u, mine, sizeof(mine));
-		user_label(o, theirs, sizeof(theirs));
-		perm_string(they_refuse ? u->perm & ~o->shared : o->perm & ~u->shared, what,
-			    sizeof(what));
+int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error **errp)
+{
+	pthread_mutex_lock(&registry_lock);
+	if (check_locked(bs, u, errp)) {
 		pthread_mutex_unlock(&registry_lock);
-		if (they_refuse)
-			error_setg(errp, "node '%s': %s needs %s, which %s, using it already, does "
-				   "not share", bs->node_name, mine, what, theirs);
-		else
-			error_setg(errp, "node '%s': %s cannot use it: %s uses it for %s, which %s "
-				   "does not share", bs->node_name, mine, theirs, what, mine);
 		return -1;
 	}
 	u->node = bs;
@@ -232,25 +248,148 @@ void blockdev_unref(struct blockdev *bs)
 		blockdev_destroy(bs);
 }
 
-int blockdev_node_del(const char *name, struct error **errp)
+int blockdev_check_unused(struct blockdev *bs, struct error **errp)
 {
-	struct blockdev *bs;
 	char who[96];
 
 	pthread_mutex_lock(&registry_lock);
-	bs = find_locked(name);
-	if (!bs) {
-		pthread_mutex_unlock(&registry_lock);
-		error_setg(errp, "no node named '%s'", name);
-		return -1;
-	}
 	if (bs->users) {
 		user_label(bs->users, who, sizeof(who));
 		pthread_mutex_unlock(&registry_lock);
-		error_setg(errp, "node '%s' is in use by %s", name, who);
+		error_setg(errp, "node '%s' is in use by %s", bs->node_name, who);
 		return -1;
 	}
 	pthread_mutex_unlock(&registry_lock);
+	return 0;
+}
+
+int blockdev_node_del(const char *name, struct error **errp)
+{
+	struct blockdev *bs = blockdev_find_node(name);
+
+	if (!bs) {
+		error_setg(errp, "no node named '%s'", name);
+		return -1;
+	}
+	if (blockdev_check_unused(bs, errp))
+		return -1;
 	blockdev_unref(bs);
+	return 0;
+}
+
+/* Adds the root users above @bs to @d (registry_lock held); -ENOMEM. */
+static int collect_roots(struct blockdev *bs, struct blockdev_drain *d, size_t *cap,
+			 unsigned depth)
+{
+	if (depth > 64) /* a graph has no cycles (blockdev_set_backing refuses them) */
+		return 0;
+	for (struct blockdev_user *u = bs->users; u; u = u->next) {
+		bool seen = false;
+
+		if (u->parent) {
+			if (collect_roots(u->parent, d, cap, depth + 1))
+				return -ENOMEM;
+			continue;
+		}
+		for (size_t i = 0; i < d->nr && !seen; i++)
+			seen = d->roots[i] == u;
+		if (seen)
+			continue;
+		if (d->nr == *cap) {
+			size_t n = *cap ? 2 * *cap : 8;
+			struct blockdev_user **r = realloc(d->roots, n * sizeof(*r));
+
+			if (!r)
+				return -ENOMEM;
+			d->roots = r;
+			*cap = n;
+		}
+		d->roots[d->nr++] = u;
+	}
+	return 0;
+}
+
+int blockdev_drained_begin(struct blockdev *bs, struct blockdev_drain *d, struct error **errp)
+{
+	size_t cap = 0;
+	int ret;
+
+	*d = (struct blockdev_drain){ 0 };
+	pthread_mutex_lock(&registry_lock);
+	ret = collect_roots(bs, d, &cap, 0);
+	pthread_mutex_unlock(&registry_lock);
+	if (ret) {
+		free(d->roots);
+		*d = (struct blockdev_drain){ 0 };
+		error_setg(errp, "node '%s': out of memory", bs->node_name);
+		return -1;
+	}
+	for (size_t i = 0; i < d->nr; i++)
+		if (d->roots[i]->ops && d->roots[i]->ops->drained_begin)
+			d->roots[i]->ops->drained_begin(d->roots[i]->opaque);
+	return 0;
+}
+
+void blockdev_drained_end(struct blockdev_drain *d)
+{
+	for (size_t i = d->nr; i--;)
+		if (d->roots[i]->ops && d->roots[i]->ops->drained_end)
+			d->roots[i]->ops->drained_end(d->roots[i]->opaque);
+	free(d->roots);
+	*d = (struct blockdev_drain){ 0 };
+}
+
+int blockdev_set_backing(struct blockdev *bs, struct blockdev *backing, struct error **errp)
+{
+	struct blockdev *old = bs->backing;
+	struct blockdev_user probe;
+	struct blockdev_drain d;
+
+	if (!bs->drv->has_backing) {
+		error_setg(errp, "node '%s' is a %s node, which has no backing file", bs->node_name,
+			   bs->drv->name);
+		return -1;
+	}
+	if (backing == old)
+		return 0;
+	for (struct blockdev *b = backing; b; b = b->backing) {
+		if (b == bs) {
+			error_setg(errp, "node '%s' cannot back node '%s': %s", backing->node_name,
+				   bs->node_name, backing == bs ? "it is the node itself" :
+				   "its backing chain holds that node (a loop)");
+			return -1;
+		}
+	}
+	if (backing) {
+		/* what the new link will ask for, checked before anything changes */
+		probe = (struct blockdev_user){ .parent = bs, .role = "backing",
+						.perm = BLOCKDEV_PERM_READ,
+						.shared = BLOCKDEV_PERM_READ |
+							  BLOCKDEV_PERM_WRITE_UNCHANGED };
+		int ret;
+
+		pthread_mutex_lock(&registry_lock);
+		ret = check_locked(backing, &probe, errp);
+		pthread_mutex_unlock(&registry_lock);
+		if (ret)
+			return -1;
+	}
+	if (blockdev_drained_begin(bs, &d, errp))
+		return -1;
+	if (old)
+		blockdev_ref(old); /* the root users' queues may name its files until drained_end */
+	blockdev_detach(&bs->backing_link);
+	bs->backing = NULL;
+	if (backing && blockdev_link_child(bs, &bs->backing_link, backing, "backing", errp)) {
+		/* checked above, on the control plane's one thread: only a new user in between */
+		if (old && blockdev_link_child(bs, &bs->backing_link, old, "backing", NULL) == 0)
+			bs->backing = old;
+		blockdev_drained_end(&d);
+		blockdev_unref(old);
+		return -1;
+	}
+	bs->backing = backing;
+	blockdev_drained_end(&d);
+	blockdev_unref(old);
 	return 0;
 }

@@ -569,6 +569,7 @@ static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct er
 
 const struct blockdev_driver blockdev_qcow2 = {
 	.name = "qcow2",
+	.has_backing = true,
 	.probe = qcow2_probe_score,
 	.open = qcow2_open,
 	.close = qcow2_close,

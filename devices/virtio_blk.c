@@ -732,6 +732,40 @@ int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
 	return ret;
 }
 
+static int forget_on_iothread(void *arg)
+{
+	struct free_arg *a = arg;
+
+	blockdev_queue_forget_files(a->bq);
+	return 0;
+}
+
+static void vblk_drained_begin(void *opaque)
+{
+	struct vblk *b = opaque;
+
+	pthread_mutex_lock(&b->vpci.lock);
+	drain_all(b);
+}
+
+static void vblk_drained_end(void *opaque)
+{
+	struct vblk *b = opaque;
+
+	for (unsigned int i = 0; i < b->nr_its; i++) {
+		struct free_arg a = { b->bqs[i] };
+
+		iothread_run_sync(b->its[i], forget_on_iothread, &a);
+	}
+	resume_all(b);
+	pthread_mutex_unlock(&b->vpci.lock);
+}
+
+const struct blockdev_user_ops vblk_drain_ops = {
+	.drained_begin = vblk_drained_begin,
+	.drained_end = vblk_drained_end,
+};
+
 struct pci_device *vblk_pci(struct vblk *b)
 {
 	return &b->vpci.pci;

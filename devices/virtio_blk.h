@@ -170,6 +170,13 @@ int vblk_resize(struct vblk *b, uint64_t size, struct error **errp);
  */
 int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp);
 
+/*
+ * The device's drain hooks as the root user of its node (opaque: the struct vblk): a drained
+ * section holds the transport lock with every queue stopped and nothing in flight, and its end
+ * makes the queues forget the files they registered below the node before they run again.
+ */
+extern const struct blockdev_user_ops vblk_drain_ops;
+
 /* The request classes QEMU's block statistics count (write-zeroes counts as a write). */
 enum vblk_acct { VBLK_ACCT_READ, VBLK_ACCT_WRITE, VBLK_ACCT_FLUSH, VBLK_ACCT_UNMAP, VBLK_ACCT_NR };
 

@@ -520,6 +520,9 @@ static int plug(struct vm *vm, struct pci_bus *bus, struct blockdev *bs, struct 
 		goto err_detach;
 	if (pci_bus_add_device(bus, vblk_pci(d->dev), -1, errp) < 0)
 		goto err_dev;
+	/* a change of the graph under the node drains the device first */
+	d->user.ops = &vblk_drain_ops;
+	d->user.opaque = d->dev;
 	d->bus = bus;
 	nr_drives++;
 	return 0;
@@ -600,10 +603,8 @@ int drive_blockdev_del(const char *name, struct error **errp)
 	for (unsigned int i = 0; i < nr_blockdevs; i++) {
 		if (strcmp(blockdevs[i]->node_name, name))
 			continue;
-		if (blockdevs[i]->users) {
-			/* blockdev_node_del names the user */
-			return blockdev_node_del(name, errp);
-		}
+		if (blockdev_check_unused(blockdevs[i], errp))
+			return -1;
 		blockdev_close(blockdevs[i]);
 		blockdevs[i] = blockdevs[--nr_blockdevs];
 		return 0;
@@ -801,6 +802,7 @@ void drive_cleanup(void)
 {
 	for (unsigned int i = 0; i < nr_drives; i++) {
 		pci_bus_remove_device(drives[i].bus, vblk_pci(drives[i].dev));
+		drives[i].user.ops = NULL;
 		vblk_destroy(drives[i].dev);
 		drives[i].dev = NULL;
 	}

@@ -249,6 +249,142 @@ static void a_child_stays_while_a_parent_uses_it(void **state)
 	assert_int_equal(nodes(), 0);
 }
 
+struct drain_count {
+	unsigned begin, end;
+	bool inside;
+};
+
+static void count_begin(void *opaque)
+{
+	struct drain_count *c = opaque;
+
+	assert_false(c->inside);
+	c->inside = true;
+	c->begin++;
+}
+
+static void count_end(void *opaque)
+{
+	struct drain_count *c = opaque;
+
+	assert_true(c->inside);
+	c->inside = false;
+	c->end++;
+}
+
+static const struct blockdev_user_ops counting_ops = { count_begin, count_end };
+
+/* a raw file of @size bytes of @byte beside the fixture's images */
+static void make_filled(const char *path, uint8_t byte, size_t size)
+{
+	uint8_t *b = malloc(size);
+	FILE *fp = fopen(path, "wb");
+
+	assert_non_null(fp);
+	memset(b, byte, size);
+	assert_int_equal(fwrite(b, 1, size, fp), size);
+	fclose(fp);
+	free(b);
+}
+
+static uint8_t first_byte(struct blockdev *bs)
+{
+	uint8_t b = 0xee;
+
+	assert_int_equal(blockdev_pread(bs, 0, &b, 1), 0);
+	return b;
+}
+
+/* The chain under an overlay changes inside a drained section over the root users above it:
+ * reads then reach the new backing node; the old one closes with its last reference. */
+static void set_backing_swaps_the_chain_in_a_drained_section(void **state)
+{
+	struct fixture *f = *state;
+	struct drain_count c = { 0 };
+	struct blockdev_user u = frontend("virtio-blk0", true);
+	struct blockdev *top = open_img(f->qcow2, "top", false), *other;
+	struct error *err = NULL;
+	char other_path[256];
+
+	snprintf(other_path, sizeof(other_path), "%s.other", f->raw);
+	make_filled(other_path, 0x5a, 1 << 20);
+	other = open_img(other_path, "other", true);
+	u.ops = &counting_ops;
+	u.opaque = &c;
+	assert_int_equal(blockdev_attach(top, &u, NULL), 0);
+	assert_int_equal(first_byte(top), 0);
+	assert_int_equal(nodes(), 6); /* top, the raw backing, other, and a file node each */
+	if (blockdev_set_backing(top, other, &err))
+		fail_msg("blockdev_set_backing: %s", error_msg(err));
+	assert_int_equal(c.begin, 1);
+	assert_int_equal(c.end, 1);
+	assert_ptr_equal(top->backing, other);
+	assert_int_equal(first_byte(top), 0x5a);
+	assert_int_equal(nodes(), 4); /* the old backing node and its file closed */
+	/* no backing: what the overlay does not hold reads as zeroes */
+	assert_int_equal(blockdev_set_backing(top, NULL, NULL), 0);
+	assert_int_equal(first_byte(top), 0);
+	assert_int_equal(c.end, 2);
+	assert_int_equal(blockdev_set_backing(top, other, NULL), 0);
+	/* the same backing again: nothing to do, nothing drained */
+	assert_int_equal(blockdev_set_backing(top, other, NULL), 0);
+	assert_int_equal(c.begin, 3);
+	blockdev_close(other); /* the backing link keeps it */
+	assert_int_equal(first_byte(top), 0x5a);
+	blockdev_detach(&u);
+	blockdev_close(top);
+	assert_int_equal(nodes(), 0);
+	unlink(other_path);
+}
+
+static void set_backing_refuses_loops_writers_and_formats_without_backing(void **state)
+{
+	struct fixture *f = *state;
+	struct qcow2_create_opts o = { .size = 1 << 20, .cluster_bits = 16, .version = 3,
+				       .refcount_bits = 16 };
+	struct blockdev_user w = frontend("virtio-blk1", true);
+	struct blockdev *top = open_img(f->qcow2, "top", false), *mid, *raw;
+	struct error *err = NULL;
+	char mid_path[256], raw_path[256];
+
+	snprintf(mid_path, sizeof(mid_path), "%s.mid.qcow2", f->raw);
+	assert_true(qcow2_create(mid_path, &o, NULL) >= 0);
+	mid = open_img(mid_path, "mid", false);
+	snprintf(raw_path, sizeof(raw_path), "%s.w", f->raw);
+	make_filled(raw_path, 1, 1 << 20);
+	raw = open_img(raw_path, "scratch", false);
+
+	assert_int_equal(blockdev_set_backing(top, top, &err), -1);
+	assert_string_equal(error_msg(err), "node 'top' cannot back node 'top': it is the node "
+			    "itself");
+	error_free(err);
+	err = NULL;
+	assert_int_equal(blockdev_set_backing(top, mid, NULL), 0);
+	assert_int_equal(blockdev_set_backing(mid, top, &err), -1);
+	assert_string_equal(error_msg(err), "node 'top' cannot back node 'mid': its backing "
+			    "chain holds that node (a loop)");
+	error_free(err);
+	err = NULL;
+	assert_int_equal(blockdev_set_backing(raw, mid, &err), -1);
+	assert_string_equal(error_msg(err), "node 'scratch' is a raw node, which has no backing "
+			    "file");
+	error_free(err);
+	err = NULL;
+	/* a node someone writes cannot become a backing node (what it reads would change) */
+	assert_int_equal(blockdev_attach(raw, &w, NULL), 0);
+	assert_int_equal(blockdev_set_backing(top, raw, &err), -1);
+	assert_non_null(strstr(error_msg(err), "virtio-blk1 uses it for write"));
+	error_free(err);
+	assert_ptr_equal(top->backing, mid); /* unchanged */
+	blockdev_detach(&w);
+	blockdev_close(raw);
+	blockdev_close(mid);
+	blockdev_close(top);
+	assert_int_equal(nodes(), 0);
+	unlink(mid_path);
+	unlink(raw_path);
+}
+
 int main(void)
 {
 #define WITH_IMAGES(t) cmocka_unit_test_setup_teardown(t, make_images, remove_images)
@@ -259,6 +395,8 @@ int main(void)
 		WITH_IMAGES(a_backing_node_cannot_be_written_under_its_overlay),
 		WITH_IMAGES(a_node_in_use_is_not_deleted),
 		WITH_IMAGES(a_child_stays_while_a_parent_uses_it),
+		WITH_IMAGES(set_backing_swaps_the_chain_in_a_drained_section),
+		WITH_IMAGES(set_backing_refuses_loops_writers_and_formats_without_backing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/qcow2.h"
 #include "devices/pci.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_pci.h"
@@ -571,6 +572,75 @@ static void set_node_moves_every_queue_to_the_new_node(void **state)
 	unlink(path);
 }
 
+/* The backing node under the device's overlay changes while the device runs: the queues,
+ * which registered the old backing file on their iothreads, read the new one afterwards, and
+ * the old node closes under them without a stale registration (ASan would see its use). */
+static void backing_swap_under_the_device_reaches_every_queue(void **state)
+{
+	struct fx *f = *state;
+	struct qcow2_create_opts qo = { .size = IMG, .cluster_bits = 16, .version = 3,
+					.refcount_bits = 16, .backing_file = f->path,
+					.backing_fmt = "raw" };
+	struct blockdev_user u = { .role = "vblk-test",
+				   .perm = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE,
+				   .shared = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE_UNCHANGED,
+				   .ops = &vblk_drain_ops, .opaque = f->dev };
+	struct blockdev_opts bo = { 0 };
+	uint64_t b = alloc_buf(f, 4096);
+	uint8_t *p = gp(f, b, 4096);
+	struct error *err = NULL;
+	struct blockdev *ov, *other;
+	char ov_path[80], other_path[64];
+	int fd;
+
+	snprintf(ov_path, sizeof(ov_path), "%s.qcow2", f->path);
+	assert_true(qcow2_create(ov_path, &qo, NULL) >= 0);
+	snprintf(other_path, sizeof(other_path), "/tmp/vireo-vblk-XXXXXX");
+	fd = mkstemp(other_path);
+	assert_true(fd >= 0);
+	memset(p, 0x5a, 4096);
+	for (unsigned int i = 0; i < IMG / 4096; i++)
+		assert_int_equal(pwrite(fd, p, 4096, (off_t)i * 4096), 4096);
+	close(fd);
+	ov = blockdev_open(ov_path, NULL, NULL);
+	assert_non_null(ov);
+	assert_int_equal(blockdev_opts_set(&bo, "format", "raw", NULL), 0);
+	bo.readonly = true;
+	other = blockdev_open(other_path, &bo, NULL);
+	blockdev_opts_free(&bo);
+	assert_non_null(other);
+	assert_int_equal(vblk_set_node(f->dev, ov, NULL), 0);
+	assert_int_equal(blockdev_attach(ov, &u, NULL), 0);
+	for (unsigned int qi = 0; qi < NQ; qi++) {
+		memset(p, 0xee, 4096);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_IN, 0, b, 4096, true, NULL),
+				 VIRTIO_BLK_S_OK);
+		assert_int_equal(p[0], 0); /* through the overlay to the zeroed raw file */
+	}
+	if (blockdev_set_backing(ov, other, &err))
+		fail_msg("blockdev_set_backing: %s", error_msg(err));
+	blockdev_close(other); /* the overlay's backing link holds it */
+	for (unsigned int qi = 0; qi < NQ; qi++) {
+		memset(p, 0, 4096);
+		assert_int_equal(do_req(f, qi, VIRTIO_BLK_T_IN, 8 * qi, b, 4096, true, NULL),
+				 VIRTIO_BLK_S_OK);
+		assert_int_equal(p[0], 0x5a);
+		assert_int_equal(p[4095], 0x5a);
+	}
+	/* a write allocates in the overlay, with the rest of its cluster copied from the new
+	 * backing node */
+	memset(p, 0x11, 4096);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_OUT, 16, b, 4096, false, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, 24, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(p[0], 0x5a);
+	blockdev_detach(&u);
+	assert_int_equal(vblk_set_node(f->dev, f->bs, NULL), 0);
+	blockdev_close(ov);
+	unlink(ov_path);
+	unlink(other_path);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -586,6 +656,7 @@ int main(void)
 		T(every_completion_raises_the_interrupt_the_driver_asked_for),
 		T(resize_changes_capacity_with_a_config_change),
 		T(set_node_moves_every_queue_to_the_new_node),
+		T(backing_swap_under_the_device_reaches_every_queue),
 		T(statistics_count_requests_by_class),
 	};
 
