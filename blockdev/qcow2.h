@@ -96,7 +96,7 @@ struct qcow2 {
 	struct qcow2_pending *pending; /* staged L2 entries of the current locked section */
 	size_t nr_pending, cap_pending;
 	uint64_t nr_staged;     /* entries ever staged (tells which writes of a group staged) */
-	bool grouping;          /* inside qcow2_write_group(): see qcow2_write.c */
+	bool grouping;          /* inside qcow2_write_group(): see qcow2_commit.c */
 	int group_err;          /* first failed commit inside the current group */
 	struct blockdev_write *group_w; /* the group's writes; group_job: the one running */
 	size_t group_job;
@@ -118,12 +118,15 @@ static inline struct qcow2 *qcow2_of(struct blockdev *bs)
  */
 struct qcow2 *qcow2_node(struct blockdev *bs, struct error **errp);
 
+/* --- qcow2_meta.c: guards every layer shares (the write side's own: qcow2_internal.h) --- */
 /* true if [off, off+len) touches the header cluster, the L1 table or the refcount table */
 bool qcow2_overlaps_metadata(const struct qcow2 *q, uint64_t off, uint64_t len);
 
 /* Records a corruption: message on stderr, image flagged, header bit set when writable. */
 void qcow2_signal_corruption(struct qcow2 *q, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Writes the fields of the fixed header at [from, to) from q->h; lock held. */
+int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to);
 
 /* --- qcow2_map.c: lookups (lock-free when @may_block is false) and reads --- */
 /* Maps the start of [off, off+len) (inside one cluster's L2 slice); -EAGAIN on a cache miss
@@ -153,6 +156,9 @@ int qcow2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
 int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc);
 /* Writes the refcount changes a group commit held back (qcow2_barrier does it first). */
 int qcow2_rc_flush(struct qcow2 *q);
+/* qcow2_rc_flush(), then a flush of the file and the data file (none with
+ * metadata-barriers=off): what was written before reaches the disk before what follows. */
+int qcow2_barrier(struct qcow2 *q);
 /* Allocates @n contiguous clusters (refcount 1 each); returns the host offset or -errno. */
 int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n);
 /* Drops one reference from each cluster of [off, off+len). */
@@ -164,26 +170,25 @@ uint64_t qcow2_rc_max(const struct qcow2 *q);
 void qcow2_rb_entry_set(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v,
 			uint64_t *from, unsigned *n);
 
+/* --- qcow2_commit.c --- */
+/* Publishes the staged L2 entries (one barrier first), then frees what they replaced; lock held. */
+int qcow2_commit(struct qcow2 *q);
+
 /* --- qcow2_write.c (takes the lock itself) --- */
 int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
+/* Group commit of @n writes (blockdev_driver.pwritev_group): one barrier for all of them. */
+void qcow2_write_group(struct qcow2 *q, struct blockdev_write *w, size_t n);
+
+/* --- qcow2_zero.c (takes the lock itself) --- */
 int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int flags);
 int qcow2_discard_range(struct qcow2 *q, uint64_t off, uint64_t len);
-/* New virtual size: grows the L1 table as needed; shrinking frees what lies past the end. */
-int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp);
 /* The driver's make_empty op: every guest cluster becomes unallocated (reads the backing
  * file); for commit. */
 int qcow2_make_empty(struct blockdev *bs, struct error **errp);
-/* Rewrites the header with another backing file name ("" = none) and format (NULL = none).
- * Only the header changes: the caller copies data first if the content must stay the same. */
-int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
-			 struct error **errp);
-/* Writes the fields of the fixed header at [from, to) from q->h; lock held. */
-int qcow2_header_update(struct qcow2 *q, unsigned from, unsigned to);
-int qcow2_barrier(struct qcow2 *q);
-/* Publishes the staged L2 entries (one barrier first), then frees what they replaced; lock held. */
-int qcow2_commit(struct qcow2 *q);
-/* Group commit of @n writes (blockdev_driver.pwritev_group): one barrier for all of them. */
-void qcow2_write_group(struct qcow2 *q, struct blockdev_write *w, size_t n);
+
+/* --- qcow2_resize.c --- */
+/* New virtual size: grows the L1 table as needed; shrinking frees what lies past the end. */
+int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp);
 
 /*
  * qcow2_pool.c: runs @fn(@arg) here and on up to @helpers helper threads of @q's pool at once
@@ -194,6 +199,7 @@ struct qcow2_pool;
 void qcow2_pool_run(struct qcow2 *q, unsigned int helpers, void (*fn)(void *), void *arg);
 void qcow2_pool_free(struct qcow2_pool *p);
 
+/* --- qcow2_write_compressed.c --- */
 /*
  * Writes guest cluster [off, off+len) compressed (compression_type of the image): @off is
  * cluster-aligned and @len is the cluster size, or what is left of the image at its end.
@@ -217,6 +223,10 @@ struct qcow2_amend_opts {
  * internal snapshots, a dirty image).
  */
 int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct error **errp);
+/* Rewrites the header with another backing file name ("" = none) and format (NULL = none).
+ * Only the header changes: the caller copies data first if the content must stay the same. */
+int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
+			 struct error **errp);
 
 /* --- qcow2_compress.c --- */
 /* Compresses one cluster @src (cluster_size bytes) into @dst (@cap bytes) in the image's

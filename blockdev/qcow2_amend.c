@@ -4,12 +4,15 @@
  * for `vireo-img amend`. Control plane only: the image is open read-write by one tool, with no
  * queue on it. Downgrading first rewrites every zero cluster of the active L1 table as
  * version 2 can express it (a plain hole, or zeroes written into a cluster), then the header,
- * so a crash in between leaves a valid version 3 image.
+ * so a crash in between leaves a valid version 3 image. Also the other in-place header change
+ * of the tools: another backing file name and format (`vireo-img rebase`): one header
+ * write and a flush.
  */
 #include "blockdev/qcow2.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,4 +196,49 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 out:
 	pthread_mutex_unlock(&q->lock);
 	return ret;
+}
+
+int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
+			 struct error **errp)
+{
+	struct qcow2 *q = qcow2_node(bs, errp);
+	struct qcow2_header h;
+	uint8_t *buf;
+	int ret;
+
+	if (!q)
+		return -1;
+	if (q->read_only || strlen(name) > QCOW2_MAX_BACKING_NAME ||
+	    (fmt && strlen(fmt) > QCOW2_MAX_BACKING_NAME)) {
+		error_setg(errp, "'%s': cannot change the backing file: %s", bs->filename,
+			   q->read_only ? "read-only" : "name too long");
+		return -1;
+	}
+	if (name[0] && (q->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
+		error_setg(errp, "'%s': an image with a raw data file cannot have a backing file",
+			   bs->filename);
+		return -1;
+	}
+	buf = calloc(1, q->cluster_size);
+	if (!buf) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	h = q->h; /* shares the extension arrays: serialize only reads them */
+	snprintf(h.backing_file, sizeof(h.backing_file), "%s", name);
+	snprintf(h.backing_fmt, sizeof(h.backing_fmt), "%s", fmt && name[0] ? fmt : "");
+	h.has_backing_fmt = fmt && name[0];
+	ret = qcow2_header_serialize(&h, buf, q->cluster_size, errp) ? -EINVAL : 0;
+	if (!ret)
+		ret = blockdev_pwrite(q->file, 0, buf, q->cluster_size);
+	if (!ret)
+		ret = blockdev_flush(q->file);
+	if (!ret)
+		q->h = h;
+	else if (ret != -EINVAL)
+		error_setg_errno(errp, ret, "'%s': writing the header", bs->filename);
+	pthread_mutex_unlock(&q->lock);
+	free(buf);
+	return ret ? -1 : 0;
 }

@@ -27,7 +27,7 @@
  *    of what was replaced, so a crash leaves at most leaked clusters. L2 entries are staged and
  *    published together after a single barrier (qcow2_commit): those of one request, and on
  *    the slow path those of every write queued at the same time (group commit, pwritev_group;
- *    protocol in qcow2_write.c), so allocating writes cost one flush per group, not per cluster.
+ *    protocol in qcow2_commit.c), so allocating writes cost one flush per group, not per cluster.
  *  - An image found dirty (lazy refcounts, not closed cleanly) is recounted and repaired when
  *    opened read-write; one marked corrupt is only opened read-only (or by check -r).
  */
@@ -36,7 +36,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,19 +44,6 @@
 #include "blockdev/internal.h"
 #include "common/parse.h"
 #include "common/util.h"
-
-void qcow2_signal_corruption(struct qcow2 *q, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_exchange_explicit(&q->corrupt, true, memory_order_relaxed))
-		return; /* report the first one only */
-	fprintf(stderr, "qcow2: %s: image is corrupt: ", q->bs->filename);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "%s\n", q->read_only ? "" : "; further writes are refused");
-}
 
 struct qcow2 *qcow2_node(struct blockdev *bs, struct error **errp)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The helper threads of a qcow2 image's group commit (qcow2_write.c, "Group commit: the data
+ * The helper threads of a qcow2 image's group commit (qcow2_commit.c, "Group commit: the data
  * write"): started once, on the first commit that has more than one data write, and kept until
  * the image is closed, so that a commit does not create and join threads every time (and a
  * sandbox can forbid thread creation once the image is running).
@@ -14,7 +14,7 @@
  * zero. When the caller has run the function itself it closes the batch (fn = NULL) and waits
  * for busy to reach zero: a helper that wakes later skips the closed batch, so the argument is
  * never used after the call returns. The function shares out the work itself (an atomic index,
- * see qcow2_write.c), so a helper that joins late finds little or nothing left.
+ * see qcow2_commit.c), so a helper that joins late finds little or nothing left.
  */
 #include "blockdev/qcow2.h"
 

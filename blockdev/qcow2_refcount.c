@@ -6,7 +6,7 @@
  * cluster (callers put a barrier between), so a crash can only leak clusters.
  *
  * A refcount change is written at once (the cached block is write-through), except inside a
- * group commit (q->grouping, qcow2_write.c): there the cached block only records which bytes
+ * group commit (q->grouping, qcow2_commit.c): there the cached block only records which bytes
  * changed, and they are written when the block is evicted, at every qcow2_barrier() (which
  * runs qcow2_rc_flush() before it flushes: so "refcount before barrier before pointer" holds
  * unchanged) and at the end of the group. The allocations of a group are mostly neighbours in
@@ -91,6 +91,19 @@ int qcow2_rc_flush(struct qcow2 *q)
 
 	for (unsigned i = 0; i < ARRAY_SIZE(q->rb) && !ret; i++)
 		ret = rb_write(q, i);
+	return ret;
+}
+
+int qcow2_barrier(struct qcow2 *q)
+{
+	/* refcount changes a group held back are written before whatever follows the barrier */
+	int ret = qcow2_rc_flush(q);
+
+	if (ret || !q->ordered)
+		return ret;
+	ret = blockdev_flush(q->file);
+	if (!ret && q->data != q->file)
+		ret = blockdev_flush(q->data);
 	return ret;
 }
 
