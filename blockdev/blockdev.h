@@ -599,6 +599,9 @@ int blockdev_link_child(struct blockdev *parent, struct blockdev_user *link, str
 
 int blockdev_truncate(struct blockdev *bs, uint64_t size, struct error **errp);
 int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
+/* The whole graph as QEMU's x-debug-query-block-graph: {"nodes": [...], "edges": [...]}
+ * (blockdev/graph_json.c). */
+struct json_object *blockdev_graph_json(void);
 /* QEMU's ImageInfo of @bs alone (qemu-img info --output=json; blockdev/image_info.c). */
 struct json_object *blockdev_image_info(struct blockdev *bs, struct error **errp);
 /* The internal snapshots of @bs (none, not an error, for a format without any). */

@@ -364,8 +364,9 @@ int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_stat
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&b->vpci.lock);
 	st->running = q->running;
+	st->iothread = iothread_name(q->it);
+	st->size_default = b->queue_size;
 	if (q->running) {
-		st->iothread = iothread_name(q->it);
 		a = (struct status_arg){ q, st };
 		ret = iothread_run_sync(q->it, status_on_iothread, &a);
 	}

@@ -138,14 +138,17 @@ void vblk_destroy(struct vblk *b);
 
 /**
  * struct vblk_queue_status - what QMP x-query-virtio-queue-status shows of one queue
- * @running: the queue is enabled and served (DRIVER_OK, not reset); the rest is zero if not
+ * @running: the queue is enabled and served (DRIVER_OK, not reset); @inuse and @vq are zero
+ *           if not
  * @inuse: chains popped and not yet completed
- * @iothread: the name of the iothread serving it
+ * @iothread: the name of the iothread that serves it (iothread-vq-mapping)
+ * @size_default: the queue size the device offers (queue-size=)
  */
 struct vblk_queue_status {
 	bool running;
 	unsigned int inuse;
 	const char *iothread;
+	unsigned int size_default;
 	struct virtq_status vq;
 };
 

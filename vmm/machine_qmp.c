@@ -188,6 +188,7 @@ static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *arg
 	add_int(o, "queue-index", index);
 	add_int(o, "inuse", st.inuse);
 	add_int(o, "vring-num", st.vq.size);
+	add_int(o, "vring-num-default", st.size_default);
 	add_int(o, "vring-desc", (int64_t)st.vq.desc_gpa);
 	add_int(o, "vring-avail", (int64_t)st.vq.avail_gpa);
 	add_int(o, "vring-used", (int64_t)st.vq.used_gpa);
@@ -198,8 +199,7 @@ static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *arg
 	json_object_object_add(o, "signalled-used-valid",
 			       json_object_new_boolean(st.vq.signalled_valid));
 	json_object_object_add(o, "running", json_object_new_boolean(st.running));
-	if (st.running)
-		json_object_object_add(o, "iothread", json_object_new_string(st.iothread));
+	json_object_object_add(o, "iothread", json_object_new_string(st.iothread));
 	json_object_object_add(o, "broken", json_object_new_boolean(st.vq.broken));
 	json_object_object_add(o, "event-idx", json_object_new_boolean(st.vq.event_idx));
 	json_object_object_add(o, "notify-enabled", json_object_new_boolean(st.vq.notify_enabled));
@@ -401,6 +401,14 @@ static int qmp_query_named_block_nodes(void *opaque, struct json_object *args,
 	return 0;
 }
 
+/* x-debug-query-block-graph: nodes, devices and the links between them (QEMU's shape) */
+static int qmp_query_block_graph(void *opaque, struct json_object *args,
+				 struct json_object **ret, struct error **errp)
+{
+	*ret = blockdev_graph_json();
+	return 0;
+}
+
 static int qmp_query_commands(void *opaque, struct json_object *args, struct json_object **ret,
 			      struct error **errp)
 {
@@ -430,6 +438,7 @@ const struct qmp_command machine_qmp_commands[] = {
 	{ "quit", qmp_quit },
 	{ "system_powerdown", qmp_system_powerdown },
 	{ "system_reset", qmp_system_reset },
+	{ "x-debug-query-block-graph", qmp_query_block_graph },
 	{ "x-query-virtio", qmp_x_query_virtio },
 	{ "x-query-virtio-queue-status", qmp_x_query_virtio_queue_status },
 };
