@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The qcow2 on-disk format (QEMU docs/interop/qcow2.txt): constants, the parsed header, and the
+ * The qcow2 on-disk format (versions 2 and 3): constants, the parsed header, and the
  * pure functions that parse, validate and serialize it. Nothing here does I/O; the caller reads
  * the first cluster of the image and hands it in, which keeps every check unit-testable.
  */
