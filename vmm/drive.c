@@ -790,8 +790,9 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
 	if (node)
 		bs = blockdev_find_node(node);
 	if (!bs) {
-		error_setg(errp, device ? "Device '%s' not found" : "Cannot find node '%s'",
-			   device ? device : node);
+		/* QEMU's words (a GenericError there too) */
+		error_setg(errp, "Cannot find device='%s' nor node-name='%s'", device ? device : "",
+			   node ? node : "");
 		return -1;
 	}
 	/* a node no device serves has no queue on any iothread: nothing to drain */

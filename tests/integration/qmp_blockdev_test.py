@@ -88,7 +88,10 @@ if nodes()["d0"]["image"]["virtual-size"] != 32 << 20 or os.path.getsize(raw) !=
     fail(f"after block_resize: {nodes()['d0']['image']}, file {os.path.getsize(raw)}")
 error_of("block_resize", "not a multiple of 512", device="disk0", size=1000)
 error_of("block_resize", "read-only", **{"node-name": "q0"}, size=1 << 20)
-error_of("block_resize", "Device 'nope' not found", device="nope", size=1 << 20)
+error_of("block_resize", "Cannot find device='nope' nor node-name=''", device="nope",
+         size=1 << 20)
+error_of("block_resize", "Cannot find device='' nor node-name='nope'", **{"node-name": "nope"},
+         size=1 << 20)
 r = qmp.execute("blockdev-del", **{"node-name": "q0"})
 if r.get("return") != {}:
     fail(f"blockdev-del q0: {r}")
