@@ -35,6 +35,8 @@ struct vblk_req {
 	struct vblk_req *next_free;
 	uint64_t start_ns;  /* iothread_turn_ns at submission */
 	int acct;           /* enum vblk_acct, or -1: not counted (GET_ID, zero-length) */
+	uint64_t acct_len;  /* its bytes, and where it ends, kept for the statistics (a */
+	uint64_t acct_end;  /* write-through write's breq becomes a FLUSH before it completes) */
 	struct iovec *iov;  /* cap entries: the popped chain */
 	struct iovec *data; /* cap entries: the data part */
 };
@@ -55,6 +57,7 @@ struct vblk_queue {
 	_Atomic uint64_t st_ops[VBLK_ACCT_NR], st_bytes[VBLK_ACCT_NR], st_ns[VBLK_ACCT_NR];
 	_Atomic uint64_t st_failed[VBLK_ACCT_NR], st_invalid[VBLK_ACCT_NR];
 	_Atomic uint64_t st_last_ns;
+	_Atomic uint64_t st_wr_highest; /* end of the furthest write that succeeded */
 	bool pushed;                /* used entries added since the last flush */
 	bool broken_reported;
 	bool running;
@@ -143,10 +146,13 @@ static void req_done(struct blockdev_req *breq, int ret)
 		uint64_t now = iothread_turn_ns(q->it);
 
 		stat_add(&q->st_ops[r->acct], 1);
-		stat_add(&q->st_bytes[r->acct], r->breq.len);
+		stat_add(&q->st_bytes[r->acct], r->acct_len);
 		stat_add(&q->st_ns[r->acct], now - r->start_ns);
 		if (ret < 0)
 			stat_add(&q->st_failed[r->acct], 1);
+		else if (r->acct == VBLK_ACCT_WRITE &&
+			 r->acct_end > atomic_load_explicit(&q->st_wr_highest, memory_order_relaxed))
+			atomic_store_explicit(&q->st_wr_highest, r->acct_end, memory_order_relaxed);
 		atomic_store_explicit(&q->st_last_ns, now, memory_order_relaxed);
 	}
 	req_complete(r->q, r, errno_status(ret));
@@ -227,6 +233,8 @@ static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct vir
 		return;
 	}
 	r->acct = acct_of(p.type);
+	r->acct_len = r->breq.len;
+	r->acct_end = r->breq.offset + r->breq.len;
 	r->start_ns = iothread_turn_ns(q->it);
 	blockdev_submit(q->bq, &r->breq);
 }
@@ -314,6 +322,7 @@ void vblk_get_stats(const struct vblk *b, struct vblk_stats *st)
 	for (unsigned int i = 0; i < b->nr_queues; i++) {
 		struct vblk_queue *q = &b->queues[i];
 		uint64_t last = atomic_load_explicit(&q->st_last_ns, memory_order_relaxed);
+		uint64_t wr = atomic_load_explicit(&q->st_wr_highest, memory_order_relaxed);
 
 		for (unsigned int c = 0; c < VBLK_ACCT_NR; c++) {
 			st->ops[c] += atomic_load_explicit(&q->st_ops[c], memory_order_relaxed);
@@ -323,6 +332,7 @@ void vblk_get_stats(const struct vblk *b, struct vblk_stats *st)
 			st->invalid[c] += atomic_load_explicit(&q->st_invalid[c], memory_order_relaxed);
 		}
 		st->last_done_ns = MAX(st->last_done_ns, last);
+		st->wr_highest_offset = MAX(st->wr_highest_offset, wr);
 	}
 }
 

@@ -192,11 +192,13 @@ enum vblk_acct { VBLK_ACCT_READ, VBLK_ACCT_WRITE, VBLK_ACCT_FLUSH, VBLK_ACCT_UNM
  * @invalid: requests refused before submission (out of range, unaligned, to a read-only
  *           disk, bad segments), by class
  * @last_done_ns: CLOCK_MONOTONIC of the last completion, 0 if none
+ * @wr_highest_offset: the end of the furthest write (or write-zeroes) that succeeded
  */
 struct vblk_stats {
 	uint64_t ops[VBLK_ACCT_NR], bytes[VBLK_ACCT_NR], total_ns[VBLK_ACCT_NR];
 	uint64_t failed[VBLK_ACCT_NR], invalid[VBLK_ACCT_NR];
 	uint64_t last_done_ns;
+	uint64_t wr_highest_offset;
 };
 
 /*

@@ -356,6 +356,7 @@ static struct json_object *stats_json(const struct vblk_stats *st)
 			(int64_t)((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec -
 				  st->last_done_ns));
 	}
+	add_int(o, "wr_highest_offset", (int64_t)st->wr_highest_offset);
 	json_object_object_add(o, "account_invalid", json_object_new_boolean(true));
 	json_object_object_add(o, "account_failed", json_object_new_boolean(true));
 	json_object_object_add(o, "timed_stats", json_object_new_array());

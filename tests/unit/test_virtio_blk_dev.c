@@ -77,8 +77,9 @@ static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
 	return p;
 }
 
-/* The driver side of initialisation (virtio 1.2 3.1.1). */
-static void driver_init(struct fx *f)
+/* The driver side of initialisation (virtio 1.2 3.1.1), accepting every feature offered but
+ * those in @refuse. */
+static void driver_init_without(struct fx *f, uint64_t refuse)
 {
 	uint64_t feat;
 
@@ -91,6 +92,7 @@ static void driver_init(struct fx *f)
 	feat |= r(f, 0x04, 4) << 32;
 	assert_true(feat & (1ull << VIRTIO_F_VERSION_1));
 	assert_true(feat & (1ull << VIRTIO_BLK_F_MQ));
+	feat &= ~refuse;
 	w(f, 0x08, 0, 4);
 	w(f, 0x0c, (uint32_t)feat, 4);
 	w(f, 0x08, 1, 4);
@@ -123,6 +125,11 @@ static void driver_init(struct fx *f)
 	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
 		   VIRTIO_STATUS_DRIVER_OK, 1);
 	assert_int_equal(r(f, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
+static void driver_init(struct fx *f)
+{
+	driver_init_without(f, 0);
 }
 
 static int setup(void **state)
@@ -365,6 +372,25 @@ static void statistics_count_requests_by_class(void **state)
 	assert_int_equal(st.failed[VBLK_ACCT_READ] + st.failed[VBLK_ACCT_WRITE], 0);
 	assert_int_equal(st.ops[VBLK_ACCT_UNMAP], 0);
 	assert_true(st.last_done_ns > 0);
+	assert_int_equal(st.wr_highest_offset, 8 * 512 + 8192);
+}
+
+/* A driver without FLUSH gets write-through: each write is followed by a flush before it
+ * completes, and still counts as one write of its bytes. */
+static void write_through_writes_count_as_writes_of_their_bytes(void **state)
+{
+	struct fx *f = *state;
+	uint64_t b = alloc_buf(f, 8192);
+	struct vblk_stats st;
+
+	driver_init_without(f, 1ull << VIRTIO_BLK_F_FLUSH);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_OUT, 16, b, 8192, false, NULL),
+			 VIRTIO_BLK_S_OK);
+	vblk_get_stats(f->dev, &st);
+	assert_int_equal(st.ops[VBLK_ACCT_WRITE], 1);
+	assert_int_equal(st.bytes[VBLK_ACCT_WRITE], 8192);
+	assert_int_equal(st.ops[VBLK_ACCT_FLUSH], 0);
+	assert_int_equal(st.wr_highest_offset, 16 * 512 + 8192);
 }
 
 static void malformed_requests_get_error_statuses(void **state)
@@ -658,6 +684,7 @@ int main(void)
 		T(set_node_moves_every_queue_to_the_new_node),
 		T(backing_swap_under_the_device_reaches_every_queue),
 		T(statistics_count_requests_by_class),
+		T(write_through_writes_count_as_writes_of_their_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
