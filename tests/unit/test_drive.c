@@ -13,6 +13,7 @@
 
 #include "blockdev/qcow2.h"
 #include "devices/pci.h"
+#include "devices/virtio_blk.h"
 #include "vmm/drive.h"
 #include "vmm/iothread_obj.h"
 #include "vmm/layout.h"
@@ -315,6 +316,22 @@ setup_fails(struct vm *vm, struct pci_bus *pci, int kind, const char *want, cons
 	error_free(err);
 }
 
+/* the iothreads serving device @i's queues, in queue order, are @want ("a:b:...") */
+static void assert_queues_on(unsigned int i, const char *want)
+{
+	struct vblk *b = drive_device(i);
+	char got[256] = "";
+
+	for (unsigned int q = 0; q < vblk_nr_queues(b); q++) {
+		struct vblk_queue_status st;
+
+		assert_int_equal(vblk_queue_status(b, q, &st, NULL), 0);
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", q ? ":" : "",
+			 st.iothread);
+	}
+	assert_string_equal(got, want);
+}
+
 static void blockdev_object_and_device_build_a_disk_and_refuse_bad_keys(void **state)
 {
 	static struct vm vm;
@@ -345,8 +362,24 @@ static void blockdev_object_and_device_build_a_disk_and_refuse_bad_keys(void **s
 	assert_string_equal(drive_name(0), "disk");
 	setup_fails(&vm, &pci, 'D', "needs write, which disk, using it already, does not share",
 		    "virtio-blk-pci,drive=d0");
-	setup_fails(&vm, &pci, 'D', "iothread-vq-mapping lists another number of queues",
-		    "virtio-blk-pci,drive=d0,num-queues=3,iothread-vq-mapping=a:b");
+	setup_fails(&vm, &pci, 'D', "iothread-vq-mapping lists 2 iothreads for 1 queues",
+		    "virtio-blk-pci,drive=d0,num-queues=1,iothread-vq-mapping=a:b");
+	setup_fails(&vm, &pci, 'D', "give \"vqs\" on every entry or on none",
+		    "{\"driver\": \"virtio-blk-pci\", \"drive\": \"d0\", \"iothread-vq-mapping\": "
+		    "[{\"iothread\": \"a\", \"vqs\": [0]}, {\"iothread\": \"b\"}]}");
+	setup_fails(&vm, &pci, 'D', "vqs of 'a': 5 is not a queue of the device (0..1)",
+		    "{\"driver\": \"virtio-blk-pci\", \"drive\": \"d0\", \"num-queues\": 2, "
+		    "\"iothread-vq-mapping\": [{\"iothread\": \"a\", \"vqs\": [0, 5]}]}");
+	setup_fails(&vm, &pci, 'D', "queue 0 is mapped twice ('a' and 'b')",
+		    "{\"driver\": \"virtio-blk-pci\", \"drive\": \"d0\", \"iothread-vq-mapping\": "
+		    "[{\"iothread\": \"a\", \"vqs\": [0]}, {\"iothread\": \"b\", \"vqs\": [0]}]}");
+	setup_fails(&vm, &pci, 'D', "queue 1 has no iothread",
+		    "{\"driver\": \"virtio-blk-pci\", \"drive\": \"d0\", \"num-queues\": 3, "
+		    "\"iothread-vq-mapping\": [{\"iothread\": \"a\", \"vqs\": [0]}, "
+		    "{\"iothread\": \"b\", \"vqs\": [2]}]}");
+	setup_fails(&vm, &pci, 'D', "entry 0 is not an iothread id",
+		    "{\"driver\": \"virtio-blk-pci\", \"drive\": \"d0\", \"iothread-vq-mapping\": "
+		    "[{\"iothread\": \"a\", \"queues\": [0]}]}");
 	setup_fails(&vm, &pci, 'D', "exclude each other",
 		    "virtio-blk-pci,drive=d0,iothread=a,iothread-vq-mapping=a");
 	setup_fails(&vm, &pci, 'D', "queue-size=100", "virtio-blk-pci,drive=d0,queue-size=100");
@@ -366,6 +399,17 @@ static void blockdev_object_and_device_build_a_disk_and_refuse_bad_keys(void **s
 					  "iothread=b", NULL), 0);
 	setup_fails(&vm, &pci, 'D', "id 'disk2' is already in use",
 		    "virtio-blk-pci,drive=r0,id=disk2");
+	/* as QEMU: without vqs, the queues go round-robin over the iothreads listed; with them,
+	 * each queue where it is named */
+	assert_int_equal(drive_device_add(&vm, &pci, "virtio-blk-pci,drive=r0,id=rr,num-queues=4,"
+					  "iothread-vq-mapping=a:b", NULL), 0);
+	assert_queues_on(drive_count() - 1, "a:b:a:b");
+	assert_int_equal(drive_device_add(&vm, &pci, "{\"driver\": \"virtio-blk-pci\", "
+					  "\"drive\": \"r0\", \"id\": \"vq\", "
+					  "\"iothread-vq-mapping\": [{\"iothread\": \"b\", "
+					  "\"vqs\": [0, 2]}, {\"iothread\": \"a\", \"vqs\": [1]}]}",
+					  NULL), 0);
+	assert_queues_on(drive_count() - 1, "b:a:b");
 	drive_cleanup();
 	assert_null(iothread_obj_find("a"));
 	assert_null(blockdev_find_node("d0"));
