@@ -113,16 +113,27 @@ drive_qemu=
 if [ -n "$E2E_DISK_SIZE" ]; then
 	# The root file system is RAM-backed: no O_DIRECT there, hence cache=writeback.
 	truncate -s "$E2E_DISK_SIZE" /disk.img
-	drive_vireo="--drive file=/disk.img,format=raw,if=virtio-blk,num-queues=$E2E_QUEUES"
-	drive_vireo="$drive_vireo,iothreads=$E2E_IOTHREADS,cache=writeback"
 	iothreads=
 	mapping=
+	vq_map=
 	i=0
 	while [ $i -lt "$E2E_IOTHREADS" ]; do
 		iothreads="$iothreads -object iothread,id=io$i"
 		mapping="$mapping${mapping:+,}{\"iothread\":\"io$i\"}"
+		vq_map="$vq_map${vq_map:+:}io$i"
 		i=$((i + 1))
 	done
+	if [ "${E2E_DISK_FORM:-drive}" = blockdev ]; then
+		# the same disk as the --drive below, by its parts (QEMU's spelling of each)
+		drive_vireo="$(echo "$iothreads" | sed 's/-object/--object/g')"
+		drive_vireo="$drive_vireo --blockdev driver=raw,node-name=d0,file.driver=file"
+		drive_vireo="$drive_vireo,file.filename=/disk.img"
+		drive_vireo="$drive_vireo --device virtio-blk-pci,drive=d0,num-queues=$E2E_QUEUES"
+		drive_vireo="$drive_vireo,iothread-vq-mapping=$vq_map"
+	else
+		drive_vireo="--drive file=/disk.img,format=raw,if=virtio-blk,num-queues=$E2E_QUEUES"
+		drive_vireo="$drive_vireo,iothreads=$E2E_IOTHREADS,cache=writeback"
+	fi
 	dev="{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$E2E_QUEUES"
 	dev="$dev,\"iothread-vq-mapping\":[$mapping]}"
 	drive_qemu="$iothreads -blockdev driver=file,filename=/disk.img,node-name=d0 -device $dev"

@@ -4,7 +4,8 @@
 # runs the VMM under test inside it on the same stock kernel (L2), and checks what L2 printed.
 #
 # usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
-#               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE] [--timeout SECS]
+#               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE]
+#               [--disk-form drive|blockdev] [--timeout SECS]
 #               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
 #               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR]
 #               [--vm-program NAME PROGRAM GUEST]... [--work-dir DIR] [--cache-dir DIR]
@@ -16,7 +17,9 @@
 #                 iothreads: L2 must see /dev/vda with that many hardware queues, and fio's
 #                 randwrite + crc32c verify must pass (one job pinned to each CPU of
 #                 --fio-cpus, e.g. 0,1, default all; each on --fio-size MiB of its own, default
-#                 8; one after the other).
+#                 8; one after the other). --disk-form says how vireo is given the disk:
+#                 `--drive` (default), or `--object iothread` + `--blockdev` + `--device
+#                 virtio-blk-pci,iothread-vq-mapping=...`.
 #   --test guest  no Linux in L2: our test guest (--guest-elf) under vireo on L1's nested KVM,
 #                 once for each run of --guest-runs (default tests/guest/vireo-runs.txt, the
 #                 guest suite's vireo runs); every run must pass. For machines whose own
@@ -42,6 +45,7 @@ memory=512M
 queues=2
 iothreads=2
 disk_size=256M
+disk_form=drive
 fio_cpus=
 fio_size=
 timeout_s=
@@ -64,6 +68,7 @@ while (($#)); do
 	--queues) queues=$2; shift 2 ;;
 	--iothreads) iothreads=$2; shift 2 ;;
 	--disk-size) disk_size=$2; shift 2 ;;
+	--disk-form) disk_form=$2; shift 2 ;;
 	--fio-cpus) fio_cpus=$2; shift 2 ;;
 	--fio-size) fio_size=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
@@ -77,7 +82,7 @@ while (($#)); do
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,36p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,40p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -86,6 +91,10 @@ boot | fio | guest) ;;
 *) e2e_die "run.sh: --test must be boot, fio or guest, not '$test'" ;;
 esac
 case $vmm in vireo | qemu) ;; *) e2e_die "run.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
+case $disk_form in
+drive | blockdev) ;;
+*) e2e_die "run.sh: --disk-form must be drive or blockdev, not '$disk_form'" ;;
+esac
 if [[ $test == guest ]]; then
 	[[ $vmm == vireo ]] || e2e_die "run.sh: --test guest runs vireo only (QEMU's guest runs need the host's KVM)"
 	[[ -r $guest_elf ]] || e2e_die "run.sh: --test guest needs --guest-elf, the test guest (not '$guest_elf')"
@@ -186,6 +195,7 @@ mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
 	echo "E2E_MEMORY=$memory"
 	echo "E2E_QUEUES=$queues"
 	echo "E2E_IOTHREADS=$iothreads"
+	echo "E2E_DISK_FORM=$disk_form"
 	[[ $test == fio ]] && echo "E2E_DISK_SIZE=$disk_size" || echo "E2E_DISK_SIZE="
 	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
 	printf 'E2E_L2_CMDLINE=%q\n' "$l2_cmdline"
