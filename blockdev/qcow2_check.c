@@ -75,32 +75,44 @@ static int ref_range(struct counter *c, uint64_t off, uint64_t len, const char *
 	return 0;
 }
 
-static int read_be64s(struct qcow2 *q, uint64_t off, uint64_t n, uint64_t **out)
+/*
+ * Reads the table of @n big-endian words at @off into *@out (room for @n + 1 words), in host
+ * order. Only the words that start inside the file (c->limit clusters) are read; *@have says how
+ * many, and the word after them is 0. Past its end the file reads as zeroes, and a zero entry
+ * references nothing, so callers look at the first *@have words only: a hostile image can carry
+ * thousands of snapshots, each with a 32 MiB L1 table past the end of a small file.
+ */
+static int read_be64s(const struct counter *c, uint64_t off, uint64_t n, uint64_t **out,
+		      uint64_t *have)
 {
-	uint64_t *t = malloc(n * 8 + 8);
+	uint64_t end = c->limit << c->q->cluster_bits, *t = malloc(n * 8 + 8);
 	int ret;
 
 	if (!t)
 		return -ENOMEM;
-	ret = n ? blockdev_pread(q->file, off, t, n * 8) : 0;
+	n = off < end ? MIN(n, DIV_ROUND_UP(end - off, 8)) : 0;
+	ret = n ? blockdev_pread(c->q->file, off, t, n * 8) : 0;
 	for (uint64_t i = 0; i < n && !ret; i++)
 		t[i] = qcow2_be64((const uint8_t *)&t[i]);
 	if (ret) {
 		free(t);
 		return ret;
 	}
+	t[n] = 0;
 	*out = t;
+	*have = n;
 	return 0;
 }
 
 static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_gc)
 {
 	struct qcow2 *q = c->q;
-	uint64_t n = 1ULL << q->l2_bits, *t, prev_end = 0;
-	int ret = read_be64s(q, l2, n * q->entry_words, &t);
+	uint64_t n = 1ULL << q->l2_bits, *t, have, prev_end = 0;
+	int ret = read_be64s(c, l2, n * q->entry_words, &t, &have);
 
 	if (ret)
 		return ret;
+	n = MIN(n, DIV_ROUND_UP(have, q->entry_words)); /* an entry's second word may be t[have] */
 	for (uint64_t i = 0; i < n && !ret; i++) {
 		uint64_t e = t[i * q->entry_words], off = e & QCOW2_OFFSET_MASK, rc;
 		uint64_t words[2] = { e, q->ext_l2 ? t[i * 2 + 1] : 0 };
@@ -164,15 +176,15 @@ static int count_l2(struct counter *c, uint64_t l2, bool active, uint64_t first_
 static int count_l1(struct counter *c, uint64_t off, uint32_t size, bool active)
 {
 	struct qcow2 *q = c->q;
-	uint64_t *t;
+	uint64_t *t, have;
 	int ret;
 
 	if (!size)
 		return 0;
 	if ((ret = ref_range(c, off, (uint64_t)size * 8, "L1 table")) ||
-	    (ret = read_be64s(q, off, size, &t)))
+	    (ret = read_be64s(c, off, size, &t, &have)))
 		return ret;
-	for (uint32_t i = 0; i < size && !ret; i++) {
+	for (uint32_t i = 0; i < have && !ret; i++) {
 		uint64_t l2 = t[i] & QCOW2_OFFSET_MASK, rc;
 
 		if (!l2)
@@ -235,7 +247,7 @@ static int count_snapshots(struct counter *c)
 static int count_bitmaps(struct counter *c)
 {
 	struct qcow2 *q = c->q;
-	uint64_t size = q->h.bitmap_directory_size, pos = 0;
+	uint64_t size = q->h.bitmap_directory_size, pos = 0, have;
 	uint8_t *dir;
 	int ret;
 
@@ -257,9 +269,9 @@ static int count_bitmaps(struct counter *c)
 			break;
 		}
 		if ((ret = ref_range(c, t, (uint64_t)n * 8, "bitmap table")) ||
-		    (ret = read_be64s(q, t, n, &tab)))
+		    (ret = read_be64s(c, t, n, &tab, &have)))
 			break;
-		for (uint32_t i = 0; i < n && !ret; i++)
+		for (uint32_t i = 0; i < have && !ret; i++)
 			if (tab[i] & QCOW2_OFFSET_MASK)
 				ret = ref_range(c, tab[i] & QCOW2_OFFSET_MASK, q->cluster_size,
 						"bitmap data");

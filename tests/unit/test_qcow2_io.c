@@ -359,6 +359,42 @@ static void check_counts_and_repairs_a_leak(void **state)
 	blockdev_close(bs);
 }
 
+/*
+ * Snapshot L1 tables past the end of the file: each is one corruption, and none is read (past
+ * the end the file reads as zeroes, which reference nothing). Reading them cost a hostile image
+ * of a few KiB 32 MiB per snapshot, and one at an offset no read can reach failed the check.
+ */
+static void check_counts_tables_past_the_end_of_the_file_without_reading_them(void **state)
+{
+	enum { FAR = 64 };
+	uint8_t tab[(FAR + 1) * 40] = { 0 };
+	struct blockdev_check_result r;
+	struct blockdev *bs;
+	uint64_t at;
+	int fd;
+
+	create(4 << 20, 16, false, NULL);
+	fd = open(path, O_RDWR);
+	at = ALIGN_UP((uint64_t)lseek(fd, 0, SEEK_END), 65536); /* a cluster of its own */
+	for (int i = 0; i <= FAR; i++) {
+		/* 1 TiB apart past the end, then one where no read can go; 32 MiB L1s */
+		qcow2_put_be64(tab + 40 * i, i < FAR ? (uint64_t)(i + 1) << 40 : 1ULL << 63);
+		qcow2_put_be32(tab + 40 * i + 8, QCOW2_MAX_L1_BYTES / 8);
+	}
+	assert_int_equal(pwrite(fd, tab, sizeof(tab), (off_t)at), sizeof(tab));
+	assert_int_equal(ftruncate(fd, (off_t)at + 65536), 0);
+	close(fd);
+	poke(56, (peek(56) & ~0xffffffffULL) | (FAR + 1)); /* nb_snapshots */
+	poke(64, at);					  /* snapshots_offset */
+	bs = open_img(true);
+	assert_int_equal(qcow2_check(bs, 0, &r, NULL), 0);
+	/* each table past the end, the one out of range, the snapshot table with refcount 0 */
+	assert_int_equal(r.corruptions, FAR + 1 + 1);
+	assert_int_equal(r.leaks, 0);
+	assert_int_equal(r.check_errors, 0);
+	blockdev_close(bs);
+}
+
 static void growing_the_image_grows_l1_and_keeps_data(void **state)
 {
 	struct blockdev *bs;
@@ -723,6 +759,7 @@ int main(void)
 		cmocka_unit_test(a_hostile_l2_entry_fails_the_request_and_marks_the_image_corrupt),
 		cmocka_unit_test(hostile_tables_are_refused_at_open_naming_the_entry),
 		cmocka_unit_test(check_counts_and_repairs_a_leak),
+		cmocka_unit_test(check_counts_tables_past_the_end_of_the_file_without_reading_them),
 		cmocka_unit_test(growing_the_image_grows_l1_and_keeps_data),
 		cmocka_unit_test(a_tiny_l2_cache_evicts_and_stays_correct),
 		cmocka_unit_test(lookups_race_with_allocation_and_always_see_the_right_cluster),
