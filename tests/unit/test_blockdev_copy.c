@@ -133,16 +133,25 @@ static void copy_or_fail(struct blockdev_copy *o)
 		fail_msg("blockdev_copy_run: %s", strerror(-ret));
 }
 
+/* A raw target @name filled with 0xee, for copies that must overwrite (write_zeroes) */
+static struct blockdev *dirty_raw_target(const char *name)
+{
+	struct blockdev *dst;
+
+	make_raw(name, SIZE);
+	dst = open_img(name, "raw");
+	fill(dst, 0, SIZE, 0xee);
+	return dst;
+}
+
 static void whole_copy_reads_as_the_source(void **state)
 {
 	struct blockdev *src = patterned_qcow2("src.qcow2"), *dst;
 	struct blockdev_copy o = { .length = SIZE, .sparse = 4096, .in_order = true,
 				   .parallel = 4 };
 
-	make_raw("dst.raw", SIZE);
 	/* the target holds other bytes: without write_zeroes they would stay, with it they go */
-	dst = open_img("dst.raw", "raw");
-	fill(dst, 0, SIZE, 0xee);
+	dst = dirty_raw_target("dst.raw");
 	o.src = src;
 	o.dst = dst;
 	o.write_zeroes = true;
@@ -217,9 +226,7 @@ static void a_range_copies_only_that_range(void **state)
 				   .in_order = true, .parallel = 3, .progress = count_progress,
 				   .opaque = &p };
 
-	make_raw("dst3.raw", SIZE);
-	dst = open_img("dst3.raw", "raw");
-	fill(dst, 0, SIZE, 0xee);
+	dst = dirty_raw_target("dst3.raw");
 	o.src = src;
 	o.dst = dst;
 	o.write_zeroes = true;
