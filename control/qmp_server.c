@@ -8,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/util.h"
 
 struct qmp_server {
 	int listen_fd;
@@ -26,32 +29,39 @@ struct qmp_server {
 
 static void qmp_drop_client(struct qmp_server *s);
 
-static int qmp_send_all(struct qmp_server *s, const char *txt, size_t len)
+/* Sends the @n pieces of @iov (which it advances) in as few sendmsg() calls as it takes. */
+static int qmp_send_all(struct qmp_server *s, struct iovec *iov, size_t n)
 {
-	while (s->client_fd >= 0 && len) {
-		ssize_t n = send(s->client_fd, txt, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (s->client_fd >= 0 && n) {
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = n };
+		ssize_t r = sendmsg(s->client_fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (n < 0 && errno == EINTR)
+		if (r < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (r <= 0)
 			return -1;
-		txt += n;
-		len -= (size_t)n;
+		for (; n && (size_t)r >= iov->iov_len; iov++, n--)
+			r -= (ssize_t)iov->iov_len;
+		if (n) {
+			iov->iov_base = (char *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
 	}
 	return 0;
 }
 
 static void qmp_send(struct qmp_server *s, struct json_object *obj)
 {
-	const char *txt = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
-	size_t len = strlen(txt);
+	size_t len;
+	const char *txt = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &len);
+	struct iovec line[2] = { { (void *)txt, len }, { "\r\n", 2 } };
 
 	/*
 	 * The client socket is non-blocking: a client that stops reading its replies must not
 	 * stall the main thread (console, signals, stop requests). When its socket buffer is full
-	 * it is dropped instead.
+	 * it is dropped instead. The line and its CRLF go in one call (one syscall per reply).
 	 */
-	if (qmp_send_all(s, txt, len) < 0 || qmp_send_all(s, "\r\n", 2) < 0)
+	if (qmp_send_all(s, line, ARRAY_SIZE(line)) < 0)
 		qmp_drop_client(s);
 	json_object_put(obj);
 }
