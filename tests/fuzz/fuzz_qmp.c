@@ -15,8 +15,10 @@
  *   bit 6     send qmp_capabilities first (so commands reach the table)
  *   bit 7     send the bytes three times over (reaches the 64 KiB message limit from a small
  *             input)
- * A reader thread drains the replies as they come: the server sends with a blocking send() on
- * the caller's thread, and echoed input can make a reply several times longer than the request.
+ * The client reads the replies between two turns of the server, all that is there: the server
+ * sends without blocking (a client that does not read is dropped once its socket buffer is
+ * full), so what one turn sends must fit in that buffer, as for a client that reads in its own
+ * poll loop. One thread does both sides, so a session is the same every time it runs.
  *
  * Invariants: the server never crashes, and every line it sends is one JSON object carrying
  * "QMP", "return", "error" or "event".
@@ -24,7 +26,6 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -38,12 +39,15 @@ static struct qmp_server *srv;
 static struct sockaddr_un addr = { .sun_family = AF_UNIX };
 static char dir[] = "/tmp/vireo-fuzz-qmp-XXXXXX";
 
-/* What the client received in one session (written by the reader thread, read after join). */
+/* What the client received in one session (buf and cap kept from one session to the next). */
 struct replies {
 	int fd;
 	char *buf;
 	size_t len, cap;
+	bool eof; /* the server closed its end */
 };
+
+static struct replies client = { .fd = -1 };
 
 static int cmd_echo(void *opaque, struct json_object *args, struct json_object **ret,
 		    struct error **errp)
@@ -79,6 +83,7 @@ static const struct qmp_command cmds[] = {
 static void cleanup(void)
 {
 	qmp_server_free(srv); /* unlinks the socket */
+	free(client.buf);
 	rmdir(dir);
 }
 
@@ -99,38 +104,57 @@ static void setup(void)
 	atexit(cleanup);
 }
 
-static void *reader(void *arg)
+/* Reads what the server sent so far (@wait: until it closes its end). */
+static void drain(struct replies *r, bool wait)
 {
-	struct replies *r = arg;
-
-	for (;;) {
+	while (!r->eof) {
+		size_t space;
 		ssize_t n;
 
-		if (r->cap - r->len < 4096) {
-			r->cap = r->cap ? r->cap * 2 : 16384;
+		if (r->cap - r->len < 65536) {
+			r->cap = r->cap ? r->cap * 2 : 262144;
 			r->buf = realloc(r->buf, r->cap);
 			if (!r->buf)
 				abort();
 		}
-		n = recv(r->fd, r->buf + r->len, r->cap - r->len, 0);
+		space = r->cap - r->len;
+		n = recv(r->fd, r->buf + r->len, space, wait ? 0 : MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return NULL;
-		r->len += (size_t)n;
+		if (n < 0 && errno == EAGAIN && !wait)
+			return;
+		/* the server closed its end (a reset when it left some of our bytes unread) */
+		FUZZ_CHECK(n >= 0 || errno == ECONNRESET, "recv: %s", strerror(errno));
+		r->eof = n <= 0;
+		if (n > 0)
+			r->len += (size_t)n;
+		/* a stream recv takes all that is queued, up to @space: the socket is empty now,
+		 * and nothing sends to it while we are here (one thread plays both sides) */
+		if (!wait && (size_t)n < space)
+			return;
 	}
 }
 
-/* Every complete line must be one QMP message; a session may end inside a line (dropped). */
+/*
+ * Every complete line must be one QMP message; a session may end inside a line (dropped). A
+ * line equal to the one before it (the same error, again) has been checked already.
+ */
 static void check_lines(struct replies *r)
 {
-	char *start = r->buf, *end = r->buf + r->len, *nl;
+	char *start = r->buf, *end = r->buf + r->len, *nl, *prev = NULL;
+	size_t prev_n = 0;
 
 	while (start < end && (nl = memchr(start, '\n', (size_t)(end - start)))) {
 		struct json_object *o;
 		size_t n = (size_t)(nl - start);
 
 		FUZZ_CHECK(n >= 1 && start[n - 1] == '\r', "reply line not ended by CRLF");
+		if (prev && n == prev_n && !memcmp(start, prev, n - 1)) { /* prev's CR is a NUL */
+			start = nl + 1;
+			continue;
+		}
+		prev = start;
+		prev_n = n;
 		start[n - 1] = '\0';
 		o = json_tokener_parse(start);
 		FUZZ_CHECK(o && json_object_is_type(o, json_type_object) &&
@@ -152,23 +176,27 @@ static bool connected(void)
 	return pfd[1].fd >= 0;
 }
 
-/* Lets the server handle what is ready: a pending connection, or readable client bytes. */
-static void serve(void)
+/*
+ * Lets the server handle what is ready (a pending connection, or readable client bytes), then
+ * the client read what it sent.
+ */
+static void serve(struct replies *r)
 {
 	struct pollfd pfd[2];
 	unsigned int n = qmp_fds(srv, pfd);
 
 	FUZZ_CHECK(poll(pfd, n, 5000) > 0, "the server has nothing to handle");
 	qmp_handle(srv, pfd, n);
+	drain(r, false);
 }
 
 /* Sends in writes of @chunk bytes, past the first 512 bytes in 4 KiB ones (fewer round trips). */
-static void feed(int c, const uint8_t *p, size_t len, size_t chunk)
+static void feed(struct replies *r, const uint8_t *p, size_t len, size_t chunk)
 {
 	size_t sent = 0;
 
 	while (len && connected()) {
-		ssize_t n = send(c, p, MIN(len, sent < 512 ? chunk : 4096), MSG_NOSIGNAL);
+		ssize_t n = send(r->fd, p, MIN(len, sent < 512 ? chunk : 4096), MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -177,15 +205,14 @@ static void feed(int c, const uint8_t *p, size_t len, size_t chunk)
 		p += n;
 		len -= (size_t)n;
 		sent += (size_t)n;
-		serve();
+		serve(r);
 	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char caps[] = "{\"execute\": \"qmp_capabilities\"}";
-	struct replies r = { .fd = -1 };
-	pthread_t th;
+	struct replies *r = &client;
 	size_t chunk;
 	uint8_t opt;
 
@@ -195,27 +222,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	chunk = (opt & 63) < 32 ? (opt & 63) + 1u : ((opt & 63) - 31u) * 256;
 
-	r.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	FUZZ_CHECK(r.fd >= 0, "socket: %s", strerror(errno));
-	FUZZ_CHECK(connect(r.fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "connect: %s",
+	r->len = 0;
+	r->eof = false;
+	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	FUZZ_CHECK(r->fd >= 0, "socket: %s", strerror(errno));
+	FUZZ_CHECK(connect(r->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "connect: %s",
 		   strerror(errno));
-	if (pthread_create(&th, NULL, reader, &r))
-		abort();
-	serve();
+	serve(r);
 	FUZZ_CHECK(connected(), "the server did not accept the client");
 	if (opt & 0x40)
-		feed(r.fd, (const uint8_t *)caps, sizeof(caps) - 1, chunk);
+		feed(r, (const uint8_t *)caps, sizeof(caps) - 1, chunk);
 	for (int i = 0; i < ((opt & 0x80) ? 3 : 1); i++)
-		feed(r.fd, data, size, chunk);
+		feed(r, data, size, chunk);
 	/* hang up our sending side: the server sees EOF, drops the session, closes its end */
-	shutdown(r.fd, SHUT_WR);
+	shutdown(r->fd, SHUT_WR);
 	for (int i = 0; i < 100 && connected(); i++)
-		serve();
+		serve(r);
 	FUZZ_CHECK(!connected(), "the server kept a session whose client hung up");
-	pthread_join(th, NULL);
-	close(r.fd);
-	FUZZ_LOG("qmp: %.*s\n", (int)MIN(r.len, 2000), r.buf ? r.buf : "");
-	check_lines(&r);
-	free(r.buf);
+	drain(r, true);
+	close(r->fd);
+	FUZZ_LOG("qmp: %.*s\n", (int)MIN(r->len, 2000), r->buf ? r->buf : "");
+	check_lines(r);
 	return 0;
 }
