@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
-for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval; do
+for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval scsi_cdb; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -289,6 +289,59 @@ for acc in range(4):
     put('keyval', 'typed-%d' % acc, kv(acc << 2, typed))
 put('keyval', 'json-typed', kv(4, '{"a": true, "b": -5, "c": 1.5, "d": [1], "e": {"f": null}, '
     '"g": "yes", "h": 18446744073709551615, "i": "\\u000f", "": 0, "j": null}'))
+
+# ------------------------------------ scsi_cdb: option byte, geometry, sense room, CDB, param list
+def scsi(opt, cdb, param=b'', cap=8192, mult=0, descs=7, room=252):
+    return (bytes([opt]) + struct.pack('<IBBH', cap, mult, descs, room) + bytes([len(cdb)]) +
+            bytes(cdb) + param)
+
+def be(n, v):
+    return v.to_bytes(n, 'big')
+
+def unmap_list(ranges):
+    bd = b''.join(be(8, l) + be(4, n) + bytes(4) for l, n in ranges)
+    return be(2, 6 + len(bd)) + be(2, len(bd)) + bytes(4) + bd
+
+caching = bytes([0x08, 0x12, 0x04]) + bytes(17)
+control = bytes([0x0a, 0x0a, 0x06, 0x10]) + bytes(8)
+put('scsi_cdb', 'tur', scsi(0, [0x00, 0, 0, 0, 0, 0]))
+put('scsi_cdb', 'request-sense-desc', scsi(0x20, [0x03, 1, 0, 0, 252, 0]))
+put('scsi_cdb', 'inquiry', scsi(0, [0x12, 0, 0, 0, 96, 0]))
+for page in (0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2):
+    put('scsi_cdb', 'inquiry-vpd-%02x' % page, scsi(2, [0x12, 1, page, 0, 255, 0]))
+put('scsi_cdb', 'read-capacity-10', scsi(0, [0x25] + [0] * 9))
+put('scsi_cdb', 'read-capacity-16', scsi(2, [0x9e, 0x10] + [0] * 10 + [32, 0, 0, 0]))
+put('scsi_cdb', 'read-6', scsi(0, [0x08, 0, 0, 8, 0, 0]))
+put('scsi_cdb', 'write-6-ro', scsi(1, [0x0a, 0, 0, 8, 1, 0]))
+put('scsi_cdb', 'read-10-fua', scsi(0, [0x28, 0x18, 0, 0, 0, 16, 0, 0, 8, 0]))
+put('scsi_cdb', 'write-10', scsi(0, [0x2a, 0x08, 0, 0, 0x1f, 0xff, 0, 0, 1, 0]))
+put('scsi_cdb', 'read-12', scsi(0, [0xa8, 0] + list(be(4, 100)) + list(be(4, 4)) + [0, 0]))
+put('scsi_cdb', 'write-16-range', scsi(0, [0x8a, 0] + list(be(8, 8190)) + list(be(4, 4)) + [0, 0]))
+put('scsi_cdb', 'verify-16-bytchk', scsi(0, [0x8f, 0x02] + list(be(8, 10)) + list(be(4, 4)) + [0, 0]))
+put('scsi_cdb', 'verify-10', scsi(0, [0x2f, 0, 0, 0, 0, 10, 0, 0, 4, 0]))
+put('scsi_cdb', 'write-same-10-unmap', scsi(2, [0x41, 0x08, 0, 0, 0, 0, 0, 0, 64, 0]))
+put('scsi_cdb', 'write-same-16-ndob', scsi(2, [0x93, 0x09] + list(be(8, 0)) + list(be(4, 64)) + [0, 0]))
+put('scsi_cdb', 'sync-cache-10', scsi(0, [0x35, 2, 0, 0, 0, 0, 0, 0, 0, 0]))
+put('scsi_cdb', 'sync-cache-16', scsi(0, [0x91, 0] + list(be(8, 8)) + list(be(4, 8)) + [0, 0]))
+put('scsi_cdb', 'unmap', scsi(2, [0x42, 0, 0, 0, 0, 0, 0, 0, 40, 0],
+                             unmap_list([(0, 8), (100, 0), (8000, 192)])))
+put('scsi_cdb', 'unmap-too-many', scsi(2, [0x42, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+                                      unmap_list([(i, 1) for i in range(9)])))
+put('scsi_cdb', 'mode-sense-6-caching', scsi(0, [0x1a, 0, 0x08, 0, 255, 0]))
+put('scsi_cdb', 'mode-sense-10-all', scsi(0, [0x5a, 0x10, 0x3f, 0xff, 0, 0, 0, 1, 0, 0]))
+put('scsi_cdb', 'mode-sense-saved', scsi(0, [0x1a, 0, 0xc8, 0, 255, 0]))
+put('scsi_cdb', 'mode-select-6', scsi(0x80, [0x15, 0x10, 0, 0, 4 + 8 + 20, 0],
+                                     bytes([0, 0, 0, 8]) + be(4, 8192) + be(4, 512) + caching))
+put('scsi_cdb', 'mode-select-10', scsi(0xc0, [0x55, 0x10, 0, 0, 0, 0, 0, 0, 8 + 12 + 20, 0],
+                                      bytes(8) + control + caching))
+put('scsi_cdb', 'report-luns', scsi(0, [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]))
+put('scsi_cdb', 'report-opcodes-all', scsi(2, [0xa3, 0x0c, 0x80, 0, 0, 0, 0, 0, 8, 0, 0, 0]))
+put('scsi_cdb', 'report-opcodes-one', scsi(0, [0xa3, 0x0c, 2, 0x9e, 0, 0x10, 0, 0, 0, 64, 0, 0]))
+put('scsi_cdb', 'start-stop', scsi(0, [0x1b, 1, 0, 0, 0x31, 0]))
+put('scsi_cdb', 'prevent', scsi(0, [0x1e, 0, 0, 0, 1, 0]))
+put('scsi_cdb', 'short-read-16', scsi(0, [0x88, 0, 0, 0]))
+put('scsi_cdb', 'unknown', scsi(0x20, [0xd0] + [0] * 15, room=5))
+put('scsi_cdb', 'naca', scsi(0, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0x04]))
 
 # ------------------------------------------------------- probe: the image file, byte for byte
 # (the qcow2 images from qemu-img join these below). Headers carrying each format's magic, laid
