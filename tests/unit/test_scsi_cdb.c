@@ -700,7 +700,7 @@ static void mode_select_parameter_list(void **state)
 	struct scsi_cmd c6 = { .kind = SCSI_K_MODE_SELECT, .pf = true };
 	struct scsi_cmd c10 = { .kind = SCSI_K_MODE_SELECT, .pf = true, .ten = true };
 	struct scsi_mode out;
-	uint8_t b[64];
+	uint8_t b[64] = { 0 };
 	size_t len;
 
 	/* nothing, or a header alone: no change */
