@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 
 #include "blockdev/blockdev.h"
 #include "common/util.h"
+#include "devices/virtio_ioq.h"
 #include "devices/virtio_pci.h"
 #include "iothreads/iothread.h"
 
@@ -42,25 +42,14 @@ struct vblk_req {
 };
 
 struct vblk_queue {
+	struct vioq ioq;            /* the virtqueue on its iothread */
 	struct vblk *dev;
-	unsigned int index;
-	struct virtq *vq;           /* the transport's queue; ours while running */
-	struct iothread *it;
 	struct blockdev_queue *bq;  /* shared by the device's queues on the same iothread */
-	struct iothread_source src;
 	struct vblk_req *reqs;
 	struct vblk_req *free;
 	struct iovec *iov_pool;
 	unsigned int cap;           /* iovec entries per request */
-	/* block statistics: written by this queue's iothread only (relaxed load + store, no
-	 * lock prefix), read by any thread (vblk_get_stats) */
-	_Atomic uint64_t st_ops[VBLK_ACCT_NR], st_bytes[VBLK_ACCT_NR], st_ns[VBLK_ACCT_NR];
-	_Atomic uint64_t st_failed[VBLK_ACCT_NR], st_invalid[VBLK_ACCT_NR];
-	_Atomic uint64_t st_last_ns;
-	_Atomic uint64_t st_wr_highest; /* end of the furthest write that succeeded */
-	bool pushed;                /* used entries added since the last flush */
-	bool broken_reported;
-	bool running;
+	struct vioq_counters st;    /* block statistics (vblk_get_stats) */
 };
 
 struct vblk {
@@ -74,8 +63,7 @@ struct vblk {
 	unsigned int queue_size;
 	struct vblk_queue *queues;
 	/* distinct iothreads of this device and the blockdev queue on each */
-	unsigned int nr_its;
-	struct iothread **its;
+	struct vioq_threads threads;
 	struct blockdev_queue **bqs;
 	uint8_t config[VBLK_CONFIG_LEN];
 	struct vblk_limits lim; /* parser limits; features filled in at activation */
@@ -87,22 +75,15 @@ struct vblk {
  * Data path (the queue's iothread)
  */
 
-/* Adds @v to a counter only this queue's iothread writes. */
-static void stat_add(_Atomic uint64_t *c, uint64_t v)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
-			      memory_order_relaxed);
-}
-
 /* The statistics class of request type @type, or -1. */
 static int acct_of(uint32_t type)
 {
 	switch (type) {
-	case VIRTIO_BLK_T_IN: return VBLK_ACCT_READ;
-	case VIRTIO_BLK_T_OUT: return VBLK_ACCT_WRITE;
-	case VIRTIO_BLK_T_FLUSH: return VBLK_ACCT_FLUSH;
-	case VIRTIO_BLK_T_DISCARD: return VBLK_ACCT_UNMAP;
-	case VIRTIO_BLK_T_WRITE_ZEROES: return VBLK_ACCT_WRITE;
+	case VIRTIO_BLK_T_IN: return VIOQ_ACCT_READ;
+	case VIRTIO_BLK_T_OUT: return VIOQ_ACCT_WRITE;
+	case VIRTIO_BLK_T_FLUSH: return VIOQ_ACCT_FLUSH;
+	case VIRTIO_BLK_T_DISCARD: return VIOQ_ACCT_UNMAP;
+	case VIRTIO_BLK_T_WRITE_ZEROES: return VIOQ_ACCT_WRITE;
 	default: return -1;
 	}
 }
@@ -111,8 +92,7 @@ static void req_complete(struct vblk_queue *q, struct vblk_req *r, uint8_t statu
 {
 	if (r->status)
 		*r->status = status; /* published by virtq_push's release store */
-	virtq_push(q->vq, r->head, r->status ? r->used_len : 0);
-	q->pushed = true;
+	vioq_push(&q->ioq, r->head, r->status ? r->used_len : 0);
 	r->next_free = q->free;
 	q->free = r;
 }
@@ -141,20 +121,9 @@ static void req_done(struct blockdev_req *breq, int ret)
 	}
 	if (ret < 0 && r->breq.op == BLOCKDEV_OP_READ)
 		r->used_len = 1; /* nothing valid was read */
-	if (r->acct >= 0) {
-		struct vblk_queue *q = r->q;
-		uint64_t now = iothread_turn_ns(q->it);
-
-		stat_add(&q->st_ops[r->acct], 1);
-		stat_add(&q->st_bytes[r->acct], r->acct_len);
-		stat_add(&q->st_ns[r->acct], now - r->start_ns);
-		if (ret < 0)
-			stat_add(&q->st_failed[r->acct], 1);
-		else if (r->acct == VBLK_ACCT_WRITE &&
-			 r->acct_end > atomic_load_explicit(&q->st_wr_highest, memory_order_relaxed))
-			atomic_store_explicit(&q->st_wr_highest, r->acct_end, memory_order_relaxed);
-		atomic_store_explicit(&q->st_last_ns, now, memory_order_relaxed);
-	}
+	if (r->acct >= 0)
+		vioq_count(&r->q->st, (unsigned int)r->acct, r->acct_len, r->start_ns,
+			   iothread_turn_ns(r->q->ioq.it), ret < 0, r->acct_end);
 	req_complete(r->q, r, errno_status(ret));
 }
 
@@ -185,7 +154,7 @@ static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct vir
 	if (err != VBLK_OK) {
 		/* refused after the header was read: QEMU's "invalid" requests of that class */
 		if (err >= VBLK_ERR_UNALIGNED && err <= VBLK_ERR_SEG_TOO_BIG && acct_of(p.type) >= 0)
-			stat_add(&q->st_invalid[acct_of(p.type)], 1);
+			vioq_count_invalid(&q->st, (unsigned int)acct_of(p.type));
 		req_complete(q, r, vblk_err_status(err));
 		return;
 	}
@@ -235,33 +204,22 @@ static void req_start(struct vblk_queue *q, struct vblk_req *r, const struct vir
 	r->acct = acct_of(p.type);
 	r->acct_len = r->breq.len;
 	r->acct_end = r->breq.offset + r->breq.len;
-	r->start_ns = iothread_turn_ns(q->it);
+	r->start_ns = iothread_turn_ns(q->ioq.it);
 	blockdev_submit(q->bq, &r->breq);
 }
 
-static void queue_flush(struct iothread_source *src);
-
 static int queue_poll(struct iothread_source *src)
 {
-	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
+	struct vblk_queue *q = container_of(src, struct vblk_queue, ioq.src);
 	int n = 0;
 
 	while (q->free) {
 		struct vblk_req *r = q->free;
 		struct virtq_elem e = { .iov = r->iov, .cap = q->cap };
-		int ret = virtq_pop(q->vq, &e);
+		int ret = vioq_pop(&q->ioq, &e);
 
-		if (ret == 0)
+		if (ret <= 0)
 			break;
-		if (ret < 0) {
-			if (!q->broken_reported) {
-				q->broken_reported = true;
-				fprintf(stderr, "vireo: %s: queue %u: the driver corrupted "
-					"the ring; device needs reset\n", q->dev->name, q->index);
-				vpci_set_needs_reset(&q->dev->vpci);
-			}
-			break;
-		}
 		q->free = r->next_free;
 		n++;
 		req_start(q, r, &e);
@@ -270,28 +228,8 @@ static int queue_poll(struct iothread_source *src)
 	 * Requests completed right here (parse errors, GET_ID) have no CQE that would make the
 	 * iothread call flush() this turn: raise their interrupt now.
 	 */
-	if (q->pushed)
-		queue_flush(src);
+	vioq_flush(&q->ioq);
 	return n;
-}
-
-static void queue_notify_enable(struct iothread_source *src, bool enable)
-{
-	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
-
-	/* virtq_set_notify ends with the full barrier the iothread's sleep protocol needs */
-	virtq_set_notify(q->vq, enable);
-}
-
-static void queue_flush(struct iothread_source *src)
-{
-	struct vblk_queue *q = container_of(src, struct vblk_queue, src);
-
-	if (!q->pushed)
-		return;
-	q->pushed = false;
-	if (virtq_should_notify(q->vq) && q->vq->call_fd >= 0)
-		eventfd_write(q->vq->call_fd, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -312,28 +250,13 @@ static void pool_reset(struct vblk_queue *q)
 		q->reqs[i].next_free = q->free;
 		q->free = &q->reqs[i];
 	}
-	q->pushed = false;
-	q->broken_reported = false;
 }
 
-void vblk_get_stats(const struct vblk *b, struct vblk_stats *st)
+void vblk_get_stats(const struct vblk *b, struct vioq_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	for (unsigned int i = 0; i < b->nr_queues; i++) {
-		struct vblk_queue *q = &b->queues[i];
-		uint64_t last = atomic_load_explicit(&q->st_last_ns, memory_order_relaxed);
-		uint64_t wr = atomic_load_explicit(&q->st_wr_highest, memory_order_relaxed);
-
-		for (unsigned int c = 0; c < VBLK_ACCT_NR; c++) {
-			st->ops[c] += atomic_load_explicit(&q->st_ops[c], memory_order_relaxed);
-			st->bytes[c] += atomic_load_explicit(&q->st_bytes[c], memory_order_relaxed);
-			st->total_ns[c] += atomic_load_explicit(&q->st_ns[c], memory_order_relaxed);
-			st->failed[c] += atomic_load_explicit(&q->st_failed[c], memory_order_relaxed);
-			st->invalid[c] += atomic_load_explicit(&q->st_invalid[c], memory_order_relaxed);
-		}
-		st->last_done_ns = MAX(st->last_done_ns, last);
-		st->wr_highest_offset = MAX(st->wr_highest_offset, wr);
-	}
+	for (unsigned int i = 0; i < b->nr_queues; i++)
+		vioq_counters_sum(&b->queues[i].st, st);
 }
 
 unsigned int vblk_nr_queues(const struct vblk *b)
@@ -354,7 +277,7 @@ static int status_on_iothread(void *arg)
 	for (struct vblk_req *r = a->q->free; r; r = r->next_free)
 		free++;
 	a->st->inuse = a->q->dev->queue_size - free;
-	virtq_get_status(a->q->vq, &a->st->vq);
+	virtq_get_status(a->q->ioq.vq, &a->st->vq);
 	return 0;
 }
 
@@ -373,12 +296,12 @@ int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_stat
 	q = &b->queues[index];
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&b->vpci.lock);
-	st->running = q->running;
-	st->iothread = iothread_name(q->it);
+	st->running = q->ioq.running;
+	st->iothread = iothread_name(q->ioq.it);
 	st->size_default = b->queue_size;
-	if (q->running) {
+	if (q->ioq.running) {
 		a = (struct status_arg){ q, st };
-		ret = iothread_run_sync(q->it, status_on_iothread, &a);
+		ret = iothread_run_sync(q->ioq.it, status_on_iothread, &a);
 	}
 	pthread_mutex_unlock(&b->vpci.lock);
 	if (ret < 0)
@@ -387,37 +310,15 @@ int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_stat
 	return ret < 0 ? -1 : 0;
 }
 
-struct drain_arg {
-	struct blockdev_queue *bq;
-};
-
-static int drain_on_iothread(void *arg)
-{
-	struct drain_arg *a = arg;
-
-	return blockdev_queue_drain(a->bq);
-}
-
 /*
  * Under the vpci lock: stop taking guest requests on every queue, then wait for what is in
  * flight. Afterwards no iothread touches the device until its sources are added again.
  */
 static void drain_all(struct vblk *b)
 {
-	for (unsigned int i = 0; i < b->nr_queues; i++) {
-		struct vblk_queue *q = &b->queues[i];
-
-		if (q->running)
-			iothread_remove_source(q->it, &q->src);
-	}
-	for (unsigned int i = 0; i < b->nr_its; i++) {
-		struct drain_arg a = { b->bqs[i] };
-		int ret = iothread_run_sync(b->its[i], drain_on_iothread, &a);
-
-		if (ret < 0)
-			fprintf(stderr, "vireo: %s: draining requests on %s failed: %s\n", b->name,
-				iothread_name(b->its[i]), strerror(-ret));
-	}
+	for (unsigned int i = 0; i < b->nr_queues; i++)
+		vioq_pause(&b->queues[i].ioq);
+	vioq_bqs_drain(&b->threads, b->bqs, b->name);
 }
 
 static void vblk_reset(void *opaque, struct vpci_dev *v)
@@ -426,7 +327,7 @@ static void vblk_reset(void *opaque, struct vpci_dev *v)
 
 	drain_all(b);
 	for (unsigned int i = 0; i < b->nr_queues; i++)
-		b->queues[i].running = false;
+		b->queues[i].ioq.running = false;
 }
 
 static int vblk_activate(void *opaque, struct vpci_dev *v)
@@ -443,16 +344,11 @@ static int vblk_activate(void *opaque, struct vpci_dev *v)
 		if (!v->queues[i].enabled)
 			continue;
 		pool_reset(q);
-		q->src = (struct iothread_source){ .poll = queue_poll,
-						   .notify_enable = queue_notify_enable,
-						   .flush = queue_flush,
-						   .kick_fd = q->vq->kick_fd };
-		if (iothread_add_source(q->it, &q->src, &err) < 0) {
+		if (vioq_start(&q->ioq, queue_poll, &err) < 0) {
 			fprintf(stderr, "vireo: %s: queue %u: %s\n", b->name, i, error_msg(err));
 			error_free(err);
 			goto fail;
 		}
-		q->running = true;
 	}
 	return 0;
 fail:
@@ -467,24 +363,6 @@ static const struct virtio_device_ops vblk_ops = {
 	.reset = vblk_reset,
 };
 
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, 2);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
 /* struct virtio_blk_config, up to write_zeroes_may_unmap and its padding */
 static void config_fill(struct vblk *b, uint32_t blk_size, uint32_t seg_max)
 {
@@ -492,52 +370,36 @@ static void config_fill(struct vblk *b, uint32_t blk_size, uint32_t seg_max)
 	uint32_t align_sectors = blk_size / VBLK_SECTOR;
 
 	memset(c, 0, sizeof(b->config));
-	put_le64(c + 0, b->lim.capacity);
-	put_le32(c + 8, VBLK_SIZE_MAX);
-	put_le32(c + 12, seg_max);
+	vio_put_le64(c + 0, b->lim.capacity);
+	vio_put_le32(c + 8, VBLK_SIZE_MAX);
+	vio_put_le32(c + 12, seg_max);
 	/* geometry (16..19) left 0: not offered */
-	put_le32(c + 20, blk_size);
+	vio_put_le32(c + 20, blk_size);
 	c[24] = 0;            /* physical_block_exp: one logical block per physical block */
 	c[25] = 0;            /* alignment_offset */
-	put_le16(c + 26, 1);  /* min_io_size, in logical blocks */
-	put_le32(c + 28, 0);  /* opt_io_size */
+	vio_put_le16(c + 26, 1);  /* min_io_size, in logical blocks */
+	vio_put_le32(c + 28, 0);  /* opt_io_size */
 	c[32] = 0;            /* writeback (CONFIG_WCE not offered) */
-	put_le16(c + 34, (uint16_t)b->nr_queues);
-	put_le32(c + 36, VBLK_MAX_DISCARD_SECTORS);
-	put_le32(c + 40, VBLK_MAX_SEGS);
-	put_le32(c + 44, align_sectors);
-	put_le32(c + 48, VBLK_MAX_DISCARD_SECTORS);
-	put_le32(c + 52, VBLK_MAX_SEGS);
+	vio_put_le16(c + 34, (uint16_t)b->nr_queues);
+	vio_put_le32(c + 36, VBLK_MAX_DISCARD_SECTORS);
+	vio_put_le32(c + 40, VBLK_MAX_SEGS);
+	vio_put_le32(c + 44, align_sectors);
+	vio_put_le32(c + 48, VBLK_MAX_DISCARD_SECTORS);
+	vio_put_le32(c + 52, VBLK_MAX_SEGS);
 	c[56] = 1; /* write_zeroes_may_unmap */
-}
-
-struct free_arg {
-	struct blockdev_queue *bq;
-};
-
-static int free_on_iothread(void *arg)
-{
-	struct free_arg *a = arg;
-
-	blockdev_queue_free(a->bq);
-	return 0;
 }
 
 static void vblk_free(struct vblk *b)
 {
-	for (unsigned int i = 0; i < b->nr_its; i++) {
-		struct free_arg a = { b->bqs[i] };
-
-		if (b->bqs[i])
-			iothread_run_sync(b->its[i], free_on_iothread, &a);
-	}
+	if (b->bqs)
+		vioq_bqs_free(&b->threads, b->bqs);
 	if (b->queues)
 		for (unsigned int i = 0; i < b->nr_queues; i++) {
 			free(b->queues[i].reqs);
 			free(b->queues[i].iov_pool);
 		}
 	free(b->queues);
-	free(b->its);
+	free(b->threads.its);
 	free(b->bqs);
 	free(b);
 }
@@ -545,26 +407,21 @@ static void vblk_free(struct vblk *b)
 static int queues_init(struct vblk *b, const struct vblk_opts *o, struct error **errp)
 {
 	b->queues = calloc(b->nr_queues, sizeof(*b->queues));
-	b->its = calloc(b->nr_queues, sizeof(*b->its));
+	b->threads.its = calloc(b->nr_queues, sizeof(*b->threads.its));
 	b->bqs = calloc(b->nr_queues, sizeof(*b->bqs));
-	if (!b->queues || !b->its || !b->bqs)
+	if (!b->queues || !b->threads.its || !b->bqs)
 		goto oom;
+	for (unsigned int i = 0; i < b->nr_queues; i++)
+		vioq_threads_add(&b->threads, o->iothreads[i]);
+	if (vioq_bqs_new(&b->threads, b->bs, b->bqs, errp) < 0)
+		return -1;
 	for (unsigned int i = 0; i < b->nr_queues; i++) {
 		struct vblk_queue *q = &b->queues[i];
-		unsigned int j;
+		int j = vioq_threads_find(&b->threads, o->iothreads[i]);
 
-		for (j = 0; j < b->nr_its && b->its[j] != o->iothreads[i]; j++)
-			;
-		if (j == b->nr_its) {
-			b->its[j] = o->iothreads[i];
-			b->bqs[j] = blockdev_queue_new(b->bs, b->its[j], errp);
-			if (!b->bqs[j])
-				return -1;
-			b->nr_its++;
-		}
 		q->dev = b;
-		q->index = i;
-		q->it = b->its[j];
+		q->ioq = (struct vioq){ .vpci = &b->vpci, .name = b->name, .index = i,
+					.it = o->iothreads[i] };
 		q->bq = b->bqs[j];
 		q->cap = MIN(b->queue_size, VBLK_MAX_CHAIN);
 		q->reqs = calloc(b->queue_size, sizeof(*q->reqs));
@@ -635,7 +492,7 @@ struct vblk *vblk_create(const struct vpci_host *host, const char *name,
 		      errp) < 0)
 		goto err;
 	for (unsigned int i = 0; i < b->nr_queues; i++)
-		b->queues[i].vq = &b->vpci.queues[i].vq;
+		b->queues[i].ioq.vq = &b->vpci.queues[i].vq;
 	return b;
 err:
 	vblk_free(b);
@@ -645,18 +502,8 @@ err:
 /* Under the vpci lock, after drain_all: the running queues take guest requests again. */
 static void resume_all(struct vblk *b)
 {
-	for (unsigned int i = 0; i < b->nr_queues; i++) {
-		struct vblk_queue *q = &b->queues[i];
-		struct error *err = NULL;
-
-		if (q->running && iothread_add_source(q->it, &q->src, &err) < 0) {
-			fprintf(stderr, "vireo: %s: queue %u: %s; device needs reset\n", b->name, i,
-				error_msg(err));
-			error_free(err);
-			q->running = false;
-			vpci_set_needs_reset(&b->vpci);
-		}
-	}
+	for (unsigned int i = 0; i < b->nr_queues; i++)
+		vioq_resume(&b->queues[i].ioq);
 }
 
 int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
@@ -669,31 +516,13 @@ int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
 	if (!ret) {
 		/* no iothread reads lim or config now: adding the sources back publishes them */
 		b->lim.capacity = b->bs->size / VBLK_SECTOR;
-		put_le64(b->config, b->lim.capacity);
+		vio_put_le64(b->config, b->lim.capacity);
 	}
 	resume_all(b);
 	pthread_mutex_unlock(&b->vpci.lock);
 	if (!ret)
 		vpci_config_changed(&b->vpci); /* the driver rereads the capacity */
 	return ret;
-}
-
-/* A queue of @bs on each of the device's iothreads into @out, or -1 with none left behind. */
-static int queues_for(struct vblk *b, struct blockdev *bs, struct blockdev_queue **out,
-		      struct error **errp)
-{
-	for (unsigned int i = 0; i < b->nr_its; i++) {
-		out[i] = blockdev_queue_new(bs, b->its[i], errp);
-		if (!out[i]) {
-			while (i--) {
-				struct free_arg a = { out[i] };
-
-				iothread_run_sync(b->its[i], free_on_iothread, &a);
-			}
-			return -1;
-		}
-	}
-	return 0;
 }
 
 int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
@@ -712,27 +541,22 @@ int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
 			   bs->node_name, blk_size, b->blk_size);
 		return -1;
 	}
-	bqs = calloc(b->nr_its, sizeof(*bqs));
+	bqs = calloc(b->threads.n, sizeof(*bqs));
 	if (!bqs) {
 		error_setg(errp, "%s: out of memory", b->name);
 		return -1;
 	}
 	pthread_mutex_lock(&b->vpci.lock);
 	drain_all(b);
-	if (queues_for(b, bs, bqs, errp) == 0) {
+	if (vioq_bqs_new(&b->threads, bs, bqs, errp) == 0) {
 		/* nothing in flight, no source on any iothread: swap, then free the old queues */
-		for (unsigned int i = 0; i < b->nr_its; i++) {
-			struct free_arg a = { b->bqs[i] };
-
-			for (unsigned int k = 0; k < b->nr_queues; k++)
-				if (b->queues[k].bq == b->bqs[i])
-					b->queues[k].bq = bqs[i];
-			iothread_run_sync(b->its[i], free_on_iothread, &a);
-			b->bqs[i] = bqs[i];
-		}
+		for (unsigned int k = 0; k < b->nr_queues; k++)
+			b->queues[k].bq = bqs[vioq_threads_find(&b->threads, b->queues[k].ioq.it)];
+		vioq_bqs_free(&b->threads, b->bqs);
+		memcpy(b->bqs, bqs, b->threads.n * sizeof(*bqs));
 		b->bs = bs;
 		b->lim.capacity = bs->size / VBLK_SECTOR;
-		put_le64(b->config, b->lim.capacity);
+		vio_put_le64(b->config, b->lim.capacity);
 		ret = 0;
 	}
 	resume_all(b);
@@ -741,14 +565,6 @@ int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
 	if (!ret)
 		vpci_config_changed(&b->vpci);
 	return ret;
-}
-
-static int forget_on_iothread(void *arg)
-{
-	struct free_arg *a = arg;
-
-	blockdev_queue_forget_files(a->bq);
-	return 0;
 }
 
 static void vblk_drained_begin(void *opaque)
@@ -763,11 +579,7 @@ static void vblk_drained_end(void *opaque)
 {
 	struct vblk *b = opaque;
 
-	for (unsigned int i = 0; i < b->nr_its; i++) {
-		struct free_arg a = { b->bqs[i] };
-
-		iothread_run_sync(b->its[i], forget_on_iothread, &a);
-	}
+	vioq_bqs_forget(&b->threads, b->bqs);
 	resume_all(b);
 	pthread_mutex_unlock(&b->vpci.lock);
 }

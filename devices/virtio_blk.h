@@ -26,6 +26,7 @@
 
 #include "common/error.h"
 #include "common/spec/virtio_blk.h"
+#include "devices/virtio_ioq.h"
 #include "devices/virtqueue.h"
 
 struct blockdev;
@@ -180,33 +181,11 @@ int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp);
  */
 extern const struct blockdev_user_ops vblk_drain_ops;
 
-/* The request classes QEMU's block statistics count (write-zeroes counts as a write). */
-enum vblk_acct { VBLK_ACCT_READ, VBLK_ACCT_WRITE, VBLK_ACCT_FLUSH, VBLK_ACCT_UNMAP, VBLK_ACCT_NR };
-
-/**
- * struct vblk_stats - what the device did, QEMU's BlockDeviceStats (query-blockstats)
- * @ops: requests completed, by class
- * @bytes: their bytes (discard and write-zeroes: the range)
- * @total_ns: their time from submission to completion, summed (to the iothread's turn)
- * @failed: of @ops, those that completed with an error
- * @invalid: requests refused before submission (out of range, unaligned, to a read-only
- *           disk, bad segments), by class
- * @last_done_ns: CLOCK_MONOTONIC of the last completion, 0 if none
- * @wr_highest_offset: the end of the furthest write (or write-zeroes) that succeeded
- */
-struct vblk_stats {
-	uint64_t ops[VBLK_ACCT_NR], bytes[VBLK_ACCT_NR], total_ns[VBLK_ACCT_NR];
-	uint64_t failed[VBLK_ACCT_NR], invalid[VBLK_ACCT_NR];
-	uint64_t last_done_ns;
-	uint64_t wr_highest_offset;
-};
-
 /*
- * The sums over the device's queues. Any thread: each queue's iothread updates its own
- * counters with relaxed stores and this reads them with relaxed loads, so a sum may miss a
- * request completing meanwhile, never tear a counter.
+ * The sums over the device's queues (struct vioq_stats, devices/virtio_ioq.h). Any thread: a
+ * sum may miss a request completing meanwhile, never tear a counter.
  */
-void vblk_get_stats(const struct vblk *b, struct vblk_stats *st);
+void vblk_get_stats(const struct vblk *b, struct vioq_stats *st);
 
 /* Number of queues (num-queues). */
 unsigned int vblk_nr_queues(const struct vblk *b);

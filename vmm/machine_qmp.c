@@ -326,14 +326,14 @@ static int qmp_query_block(void *opaque, struct json_object *args, struct json_o
 }
 
 /* QEMU's BlockDeviceStats from a device's counters */
-static struct json_object *stats_json(const struct vblk_stats *st)
+static struct json_object *stats_json(const struct vioq_stats *st)
 {
-	static const char *const cls[VBLK_ACCT_NR] = { "rd", "wr", "flush", "unmap" };
+	static const char *const cls[VIOQ_ACCT_NR] = { "rd", "wr", "flush", "unmap" };
 	struct json_object *o = json_object_new_object();
 	char key[48];
 
-	for (unsigned int c = 0; c < VBLK_ACCT_NR; c++) {
-		if (c != VBLK_ACCT_FLUSH) {
+	for (unsigned int c = 0; c < VIOQ_ACCT_NR; c++) {
+		if (c != VIOQ_ACCT_FLUSH) {
 			snprintf(key, sizeof(key), "%s_bytes", cls[c]);
 			add_int(o, key, (int64_t)st->bytes[c]);
 			snprintf(key, sizeof(key), "%s_merged", cls[c]);
@@ -381,7 +381,7 @@ static int qmp_query_blockstats(void *opaque, struct json_object *args, struct j
 	*ret = json_object_new_array();
 	for (unsigned int i = 0; i < drive_count(); i++) {
 		struct json_object *o = json_object_new_object();
-		struct vblk_stats st;
+		struct vioq_stats st;
 
 		vblk_get_stats(drive_device(i), &st);
 		json_object_object_add(o, "device", json_object_new_string(""));

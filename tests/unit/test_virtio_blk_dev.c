@@ -348,10 +348,10 @@ static void statistics_count_requests_by_class(void **state)
 {
 	struct fx *f = *state;
 	uint64_t b = alloc_buf(f, 8192);
-	struct vblk_stats st;
+	struct vioq_stats st;
 
 	vblk_get_stats(f->dev, &st);
-	assert_int_equal(st.ops[VBLK_ACCT_READ] + st.ops[VBLK_ACCT_WRITE], 0);
+	assert_int_equal(st.ops[VIOQ_ACCT_READ] + st.ops[VIOQ_ACCT_WRITE], 0);
 	assert_int_equal(st.last_done_ns, 0);
 	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_OUT, 0, b, 4096, false, NULL), VIRTIO_BLK_S_OK);
 	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_OUT, 8, b, 8192, false, NULL), VIRTIO_BLK_S_OK);
@@ -363,14 +363,14 @@ static void statistics_count_requests_by_class(void **state)
 	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_IN, IMG / 512, b, 4096, true, NULL),
 			 VIRTIO_BLK_S_IOERR);
 	vblk_get_stats(f->dev, &st);
-	assert_int_equal(st.ops[VBLK_ACCT_WRITE], 2);
-	assert_int_equal(st.bytes[VBLK_ACCT_WRITE], 4096 + 8192);
-	assert_int_equal(st.ops[VBLK_ACCT_READ], 3);
-	assert_int_equal(st.bytes[VBLK_ACCT_READ], 3 * 4096);
-	assert_int_equal(st.ops[VBLK_ACCT_FLUSH], 1);
-	assert_int_equal(st.invalid[VBLK_ACCT_READ], 1);
-	assert_int_equal(st.failed[VBLK_ACCT_READ] + st.failed[VBLK_ACCT_WRITE], 0);
-	assert_int_equal(st.ops[VBLK_ACCT_UNMAP], 0);
+	assert_int_equal(st.ops[VIOQ_ACCT_WRITE], 2);
+	assert_int_equal(st.bytes[VIOQ_ACCT_WRITE], 4096 + 8192);
+	assert_int_equal(st.ops[VIOQ_ACCT_READ], 3);
+	assert_int_equal(st.bytes[VIOQ_ACCT_READ], 3 * 4096);
+	assert_int_equal(st.ops[VIOQ_ACCT_FLUSH], 1);
+	assert_int_equal(st.invalid[VIOQ_ACCT_READ], 1);
+	assert_int_equal(st.failed[VIOQ_ACCT_READ] + st.failed[VIOQ_ACCT_WRITE], 0);
+	assert_int_equal(st.ops[VIOQ_ACCT_UNMAP], 0);
 	assert_true(st.last_done_ns > 0);
 	assert_int_equal(st.wr_highest_offset, 8 * 512 + 8192);
 }
@@ -381,15 +381,15 @@ static void write_through_writes_count_as_writes_of_their_bytes(void **state)
 {
 	struct fx *f = *state;
 	uint64_t b = alloc_buf(f, 8192);
-	struct vblk_stats st;
+	struct vioq_stats st;
 
 	driver_init_without(f, 1ull << VIRTIO_BLK_F_FLUSH);
 	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_OUT, 16, b, 8192, false, NULL),
 			 VIRTIO_BLK_S_OK);
 	vblk_get_stats(f->dev, &st);
-	assert_int_equal(st.ops[VBLK_ACCT_WRITE], 1);
-	assert_int_equal(st.bytes[VBLK_ACCT_WRITE], 8192);
-	assert_int_equal(st.ops[VBLK_ACCT_FLUSH], 0);
+	assert_int_equal(st.ops[VIOQ_ACCT_WRITE], 1);
+	assert_int_equal(st.bytes[VIOQ_ACCT_WRITE], 8192);
+	assert_int_equal(st.ops[VIOQ_ACCT_FLUSH], 0);
 	assert_int_equal(st.wr_highest_offset, 16 * 512 + 8192);
 }
 
