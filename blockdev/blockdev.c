@@ -414,6 +414,17 @@ int blockdev_make_empty(struct blockdev *bs, struct error **errp)
 	return bs->drv->make_empty(bs, errp);
 }
 
+int blockdev_change_backing_file(struct blockdev *bs, const char *name, const char *fmt,
+				 struct error **errp)
+{
+	if (!bs->drv->change_backing_file) {
+		error_setg(errp, "'%s': format '%s' has no backing file", bs->filename,
+			   bs->drv->name);
+		return -1;
+	}
+	return bs->drv->change_backing_file(bs, name ? name : "", fmt, errp);
+}
+
 /* ---- synchronous I/O ------------------------------------------------------------------------- */
 
 static int check_range(struct blockdev *bs, uint64_t offset, uint64_t len, bool write)
@@ -455,6 +466,17 @@ int blockdev_pwrite(struct blockdev *bs, uint64_t offset, const void *buf, size_
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
 	return blockdev_pwritev(bs, offset, &iov, 1);
+}
+
+int blockdev_populate(struct blockdev *bs, uint64_t offset, const void *buf, uint64_t len)
+{
+	int ret = check_range(bs, offset, len, true);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (!bs->drv->populate)
+		return -ENOTSUP;
+	return bs->drv->populate(bs, offset, buf, len);
 }
 
 int blockdev_flush(struct blockdev *bs)

@@ -483,6 +483,12 @@ struct blockdev_write {
  *       compressed; NULL = the format cannot compress
  * @make_empty: drop everything the node itself holds, so that it reads as its backing file
  *       (after a commit); NULL = the format cannot
+ * @populate: write @buf over the parts of the range the node does not hold itself (those that
+ *       read from the backing node), leave the parts it holds as they are; atomic against
+ *       concurrent writes to the node, so a guest write is never overwritten by older data
+ *       (block-stream); NULL = the format has no backing node
+ * @change_backing_file: record another backing file name and format in the image (NULL name
+ *       or "": none); the node's backing link is the caller's (blockdev_set_backing)
  */
 struct blockdev_driver {
 	const char *name;
@@ -510,6 +516,9 @@ struct blockdev_driver {
 	int (*pwrite_compressed)(struct blockdev *bs, uint64_t offset, const void *buf,
 				 uint64_t len);
 	int (*make_empty)(struct blockdev *bs, struct error **errp);
+	int (*populate)(struct blockdev *bs, uint64_t offset, const void *buf, uint64_t len);
+	int (*change_backing_file)(struct blockdev *bs, const char *name, const char *fmt,
+				   struct error **errp);
 };
 
 extern const struct blockdev_driver blockdev_file;
@@ -613,6 +622,12 @@ int blockdev_check(struct blockdev *bs, unsigned fix, struct blockdev_check_resu
 		   struct error **errp);
 /* Empties @bs so that it reads as its backing file; an error names a format that cannot. */
 int blockdev_make_empty(struct blockdev *bs, struct error **errp);
+/* The driver's populate (see struct blockdev_driver); -ENOTSUP for a format without backing. */
+int blockdev_populate(struct blockdev *bs, uint64_t offset, const void *buf, uint64_t len);
+/* Records @name (NULL: none) and @fmt as the image's backing file; an error names a format
+ * that cannot. */
+int blockdev_change_backing_file(struct blockdev *bs, const char *name, const char *fmt,
+				 struct error **errp);
 /*
  * @name as a path usable from here: as it is when absolute (or when @image has no directory
  * part), else relative to @image's directory, as qcow2 resolves its backing and data file

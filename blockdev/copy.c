@@ -81,12 +81,8 @@ struct worker {
 	size_t nr_w, cap_w;
 };
 
-/*
- * The status of [off, off + *n) in the layers from @top down to @stop (excluded): the first
- * layer that holds the range decides; *n shrinks to what all layers agree on. 0 when none
- * holds it.
- */
-static int chain_status(struct blockdev *top, struct blockdev *stop, uint64_t off, uint64_t *n)
+int blockdev_chain_status(struct blockdev *top, struct blockdev *stop, uint64_t off,
+			  uint64_t *n)
 {
 	for (struct blockdev *cur = top; cur && cur != stop; cur = cur->backing) {
 		uint64_t pnum, map;
@@ -117,7 +113,7 @@ static int status(const struct copy *c, uint64_t off, uint64_t end, uint64_t *pn
 
 	*pnum = end - off;
 	if (o->top_only)
-		st = chain_status(o->src, o->stop, off, pnum);
+		st = blockdev_chain_status(o->src, o->stop, off, pnum);
 	else
 		st = blockdev_block_status(o->src, off, end - off, pnum, &map, &file);
 	if (st >= 0 && (!*pnum || *pnum > end - off))

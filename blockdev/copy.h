@@ -76,4 +76,12 @@ struct blockdev_copy {
  */
 int blockdev_copy_run(const struct blockdev_copy *copy);
 
+/*
+ * The status (BLOCKDEV_STATUS_*) of [off, off + *n) in the layers from @top down to @stop
+ * (excluded): the first layer that holds the range decides, and *n shrinks to what all layers
+ * agree on. 0 when none of them holds it (what @stop, or past the chain's end zeroes, gives).
+ */
+int blockdev_chain_status(struct blockdev *top, struct blockdev *stop, uint64_t off,
+			  uint64_t *n);
+
 #endif

@@ -175,6 +175,8 @@ void qcow2_rb_entry_set(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t 
 int qcow2_commit(struct qcow2 *q);
 
 /* --- qcow2_write.c (takes the lock itself) --- */
+/* block-stream: writes only what the image does not hold itself (driver op populate). */
+int qcow2_populate(struct blockdev *bs, uint64_t off, const void *buf, uint64_t len);
 int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len);
 /* Group commit of @n writes (blockdev_driver.pwritev_group): one barrier for all of them. */
 void qcow2_write_group(struct qcow2 *q, struct blockdev_write *w, size_t n);

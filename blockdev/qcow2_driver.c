@@ -573,4 +573,6 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.check = qcow2_check,
 	.pwrite_compressed = qcow2_pwrite_compressed,
 	.make_empty = qcow2_make_empty,
+	.populate = qcow2_populate,
+	.change_backing_file = qcow2_change_backing,
 };

@@ -265,6 +265,47 @@ int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
 	return locked ? qcow2_unlock_commit(q, ret) : ret;
 }
 
+/*
+ * block-stream's write: @buf over the parts of [off, off+len) this image does not hold (those
+ * that read from the backing file), the rest left as it is. Decided and written under the
+ * lock, where a guest write to an unallocated cluster is decided too: the guest's write either
+ * came first (the cluster is allocated, and left alone here) or comes after and overwrites
+ * what this wrote. Never older data over newer.
+ */
+int qcow2_populate(struct blockdev *bs, uint64_t off, const void *buf, uint64_t len)
+{
+	struct qcow2 *q = bs->opaque;
+	uint64_t unit = 1ULL << q->sc_bits;
+	const uint8_t *p = buf;
+	int ret;
+
+	if (q->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&q->lock);
+	ret = qcow2_check_corrupt(q);
+	while (len && !ret) {
+		uint64_t n = MIN(len, unit - (off & (unit - 1)));
+		uint64_t gc = off >> q->cluster_bits, idx = gc & ((1ULL << q->l2_bits) - 1);
+		unsigned sc = (unsigned)((off & (q->cluster_size - 1)) >> q->sc_bits);
+		uint64_t l2, e[2] = { 0, 0 };
+		struct qcow2_run r;
+
+		/* another subcluster of a cluster written just before: publish that entry first,
+		 * so this one is read, and staged, with it */
+		if ((ret = qcow2_ensure_l2(q, gc >> q->l2_bits, &l2)) ||
+		    (qcow2_is_staged(q, l2, idx) && (ret = qcow2_commit(q))) ||
+		    (ret = qcow2_l2_get(q, l2, idx, e)) ||
+		    (ret = qcow2_decode(q, e, sc, l2, idx, &r)))
+			break;
+		if (r.kind == QCOW2_UNALLOCATED)
+			ret = write_locked(q, off, p, n);
+		off += n;
+		p += n;
+		len -= n;
+	}
+	return qcow2_unlock_commit(q, ret);
+}
+
 /* One write of a group: 1 when it staged entries, 0 when it did not, or -errno (lock held). A
  * commit inside it may fail it meanwhile (w->ret < 0: a deferred data write of it failed). */
 static int group_one(struct qcow2 *q, const struct blockdev_write *w)

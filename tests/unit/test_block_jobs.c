@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Block jobs without a VM: block-stream and block-commit on real image chains (content kept,
+ * the chain made shorter in memory and in the image headers), QEMU's events in QEMU's order,
+ * pause, resume, cancel, manual finalize and dismiss, the verbs a state refuses, and what a
+ * job refuses to start on.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/job_chain.h"
+#include "blockdev/qcow2.h"
+
+#define MiB (1024 * 1024ULL)
+#define SIZE (6 * MiB)
+
+static char dir[200];
+static char events[64][96]; /* "NAME" or "JOB_STATUS_CHANGE status" */
+static unsigned nr_events;
+
+static void emit(void *opaque, const char *name, struct json_object *data)
+{
+	struct json_object *st, *e;
+
+	if (json_object_object_get_ex(data, "error", &e))
+		print_message("%s: %s\n", name, json_object_get_string(e));
+	if (nr_events < 64) {
+		if (json_object_object_get_ex(data, "status", &st) &&
+		    !strcmp(name, "JOB_STATUS_CHANGE"))
+			snprintf(events[nr_events++], 96, "%s", json_object_get_string(st));
+		else
+			snprintf(events[nr_events++], 96, "%s", name);
+	}
+	json_object_put(data);
+}
+
+static const char *path(const char *name)
+{
+	static char buf[4][256];
+	static unsigned i;
+	char *p = buf[i++ % 4];
+
+	snprintf(p, 256, "%s/%s", dir, name);
+	return p;
+}
+
+static int setup(void **state)
+{
+	const char *tmp = getenv("VIREO_TEST_TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/vireo-jobs-XXXXXX", tmp ? tmp : "/var/tmp");
+	if (!mkdtemp(dir))
+		return -1;
+	return job_manager_init(emit, NULL, NULL);
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+
+	job_manager_shutdown();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) ? -1 : 0;
+}
+
+static void make_qcow2(const char *name, const char *backing, const char *fmt)
+{
+	struct qcow2_create_opts o = { .size = SIZE, .cluster_bits = 16, .version = 3,
+				       .refcount_bits = 16, .backing_file = backing,
+				       .backing_fmt = fmt };
+	struct error *err = NULL;
+
+	if (qcow2_create(path(name), &o, &err) < 0)
+		fail_msg("create %s: %s", name, error_msg(err));
+}
+
+static struct blockdev *open_img(const char *name, const char *node, bool ro)
+{
+	struct blockdev_opts o = { .readonly = ro };
+	struct error *err = NULL;
+	struct blockdev *bs;
+
+	if (node)
+		assert_int_equal(blockdev_opts_set(&o, "node-name", node, NULL), 0);
+	bs = blockdev_open(path(name), &o, &err);
+	blockdev_opts_free(&o);
+	if (!bs)
+		fail_msg("open %s: %s", name, error_msg(err));
+	return bs;
+}
+
+static void fill(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t byte)
+{
+	uint8_t *b = malloc(len);
+
+	memset(b, byte, len);
+	assert_int_equal(blockdev_pwrite(bs, off, b, len), 0);
+	free(b);
+}
+
+static uint8_t *slurp(struct blockdev *bs)
+{
+	uint8_t *b = malloc(SIZE);
+
+	assert_int_equal(blockdev_pread(bs, 0, b, SIZE), 0);
+	return b;
+}
+
+/*
+ * base.raw (0x11 everywhere) <- mid.qcow2 (0x22 at 1 MiB, zeroes at 3 MiB) <- top.qcow2 (0x33
+ * at 0). Returns top, opened read-write with its chain.
+ */
+static struct blockdev *make_chain(void)
+{
+	struct blockdev *bs;
+	int fd = open(path("base.raw"), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	uint8_t *b = malloc(SIZE);
+
+	assert_true(fd >= 0);
+	memset(b, 0x11, SIZE);
+	assert_int_equal(write(fd, b, SIZE), SIZE);
+	close(fd);
+	free(b);
+	make_qcow2("mid.qcow2", "base.raw", "raw");
+	bs = open_img("mid.qcow2", NULL, false);
+	fill(bs, MiB, 512 * 1024, 0x22);
+	assert_int_equal(blockdev_write_zeroes(bs, 3 * MiB, 256 * 1024, 0), 0);
+	blockdev_close(bs);
+	make_qcow2("top.qcow2", "mid.qcow2", "qcow2");
+	bs = open_img("top.qcow2", "top", false);
+	fill(bs, 0, 64 * 1024, 0x33);
+	nr_events = 0;
+	return bs;
+}
+
+/* Runs the control plane until @j reaches @want (or, with NULL, until no job is left). */
+static void wait_for(const char *id, enum job_status want)
+{
+	for (int i = 0; i < 2000; i++) {
+		struct pollfd p = { .fd = job_manager_fd(), .events = POLLIN };
+		struct job *j;
+
+		poll(&p, 1, 10);
+		job_manager_poll();
+		j = job_find(id);
+		if (want == JOB_STATUS_NULL ? !j : j && job_status(j) == want)
+			return;
+	}
+	fail_msg("job '%s' did not reach %s", id, job_status_name(want));
+}
+
+static void assert_events(const char *const *want)
+{
+	unsigned n = 0;
+
+	while (want[n])
+		n++;
+	for (unsigned i = 0; i < n && i < nr_events; i++)
+		if (strcmp(events[i], want[i]))
+			fail_msg("event %u is %s, not %s", i, events[i], want[i]);
+	assert_int_equal(nr_events, n);
+}
+
+/* What @name's header records as its backing file. */
+static void assert_header_backing(const char *name, const char *want)
+{
+	struct blockdev_opts o = { .readonly = true, .no_backing = true };
+	struct blockdev_info info;
+	struct blockdev *bs = blockdev_open(path(name), &o, NULL);
+
+	assert_non_null(bs);
+	assert_int_equal(blockdev_get_info(bs, &info, NULL), 0);
+	if (!want)
+		assert_null(info.backing_file);
+	else
+		assert_string_equal(info.backing_file, want);
+	json_object_put(info.specific);
+	blockdev_close(bs);
+}
+
+static const struct job_opts auto_opts = { .id = "j0", .auto_finalize = true,
+					   .auto_dismiss = true };
+
+static void stream_takes_in_the_chain_down_to_a_base(void **state)
+{
+	struct blockdev *top = make_chain();
+	struct blockdev *base = top->backing->backing;
+	uint8_t *before = slurp(top), *after;
+	char *base_abs = realpath(path("base.raw"), NULL);
+	static const char *const want[] = { "created", "running", "waiting", "pending",
+					    "BLOCK_JOB_COMPLETED", "concluded", "null", NULL };
+	struct error *err = NULL;
+
+	if (!job_stream_start(&auto_opts, top, base, NULL, &err))
+		fail_msg("block-stream: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_events(want);
+	assert_ptr_equal(top->backing, base);
+	after = slurp(top);
+	assert_memory_equal(before, after, SIZE);
+	assert_header_backing("top.qcow2", base_abs);
+	free(before);
+	free(after);
+	free(base_abs);
+	blockdev_close(top);
+}
+
+static void stream_of_the_whole_chain_leaves_no_backing(void **state)
+{
+	struct blockdev *top = make_chain();
+	uint8_t *before = slurp(top), *after;
+	struct error *err = NULL;
+
+	if (!job_stream_start(&auto_opts, top, NULL, NULL, &err))
+		fail_msg("block-stream: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_null(top->backing);
+	after = slurp(top);
+	assert_memory_equal(before, after, SIZE);
+	assert_header_backing("top.qcow2", NULL);
+	free(before);
+	free(after);
+	blockdev_close(top);
+}
+
+static void commit_writes_an_intermediate_image_into_its_base(void **state)
+{
+	struct blockdev *top = make_chain(), *mid = top->backing, *base = mid->backing, *b;
+	uint8_t *before = slurp(top), *after, byte = 0;
+	char *base_abs = realpath(path("base.raw"), NULL);
+	struct error *err = NULL;
+
+	if (!job_commit_start(&auto_opts, top, mid, base, NULL, &err))
+		fail_msg("block-commit: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_NULL);
+	/* mid and the read-only base node are gone: top backs onto the base opened read-write */
+	assert_string_equal(top->backing->filename, path("base.raw"));
+	assert_false(top->backing->read_only);
+	assert_null(top->backing->backing);
+	after = slurp(top);
+	assert_memory_equal(before, after, SIZE);
+	assert_header_backing("top.qcow2", base_abs);
+	blockdev_close(top);
+	/* the base file itself now holds what mid held: its data and its zeroes */
+	b = open_img("base.raw", NULL, true);
+	assert_int_equal(blockdev_pread(b, MiB, &byte, 1), 0);
+	assert_int_equal(byte, 0x22);
+	assert_int_equal(blockdev_pread(b, 3 * MiB, &byte, 1), 0);
+	assert_int_equal(byte, 0);
+	assert_int_equal(blockdev_pread(b, 0, &byte, 1), 0);
+	assert_int_equal(byte, 0x11); /* top's own data stays in top */
+	blockdev_close(b);
+	free(before);
+	free(after);
+	free(base_abs);
+}
+
+static void pause_resume_and_cancel_follow_qemus_states(void **state)
+{
+	struct blockdev *top = make_chain(), *mid = top->backing;
+	struct job_opts o = auto_opts;
+	static const char *const want[] = { "created", "running", "paused", "running", "aborting",
+					    "BLOCK_JOB_CANCELLED", "concluded", "null", NULL };
+	struct error *err = NULL;
+	struct job *j;
+
+	o.speed = 64 * 1024; /* a range a second and a half: it is still running below */
+	j = job_stream_start(&o, top, NULL, NULL, &err);
+	assert_non_null(j);
+	assert_int_equal(job_pause(j, NULL), 0);
+	wait_for("j0", JOB_STATUS_PAUSED);
+	assert_int_equal(job_pause(j, &err), -1);
+	assert_string_equal(error_msg(err), "Job 'j0' is already paused");
+	error_free(err);
+	err = NULL;
+	assert_int_equal(job_resume(j, NULL), 0);
+	wait_for("j0", JOB_STATUS_RUNNING);
+	assert_int_equal(job_resume(j, &err), -1);
+	assert_string_equal(error_msg(err), "Can't resume a job that was not paused");
+	error_free(err);
+	err = NULL;
+	assert_int_equal(job_complete(j, &err), -1);
+	assert_string_equal(error_msg(err), "Job 'j0' in state 'running' cannot accept command "
+			    "verb 'complete'");
+	error_free(err);
+	assert_int_equal(job_cancel(j, false, NULL), 0);
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_events(want);
+	assert_ptr_equal(top->backing, mid); /* cancelled: the chain stays */
+	blockdev_close(top);
+}
+
+static void manual_finalize_and_dismiss_wait_for_their_verbs(void **state)
+{
+	struct blockdev *top = make_chain(), *base = top->backing->backing;
+	struct job_opts o = { .id = "manual" };
+	struct json_object *list;
+	struct error *err = NULL;
+	struct job *j = job_stream_start(&o, top, base, NULL, &err);
+
+	assert_non_null(j);
+	wait_for("manual", JOB_STATUS_PENDING);
+	assert_ptr_not_equal(top->backing, base); /* not before job-finalize */
+	assert_int_equal(job_dismiss(j, &err), -1);
+	assert_string_equal(error_msg(err), "Job 'manual' in state 'pending' cannot accept "
+			    "command verb 'dismiss'");
+	error_free(err);
+	list = job_query_jobs();
+	assert_string_equal(json_object_get_string(json_object_object_get(
+				    json_object_array_get_idx(list, 0), "status")), "pending");
+	json_object_put(list);
+	assert_int_equal(job_finalize(j, NULL), 0);
+	assert_ptr_equal(top->backing, base);
+	assert_int_equal(job_status(j), JOB_STATUS_CONCLUDED);
+	assert_int_equal(job_dismiss(j, NULL), 0);
+	assert_null(job_find("manual"));
+	blockdev_close(top);
+}
+
+static void jobs_refuse_busy_nodes_bad_chains_and_active_commit(void **state)
+{
+	struct blockdev *top = make_chain(), *mid = top->backing, *base = mid->backing;
+	struct blockdev *other = open_img("base.raw", "other", true);
+	struct job_opts slow = auto_opts, second = auto_opts;
+	struct error *err = NULL;
+	struct job *j;
+
+	slow.speed = 65536;
+	j = job_stream_start(&slow, top, base, NULL, NULL);
+	assert_non_null(j);
+	second.id = "j1";
+	assert_null(job_commit_start(&second, top, mid, base, NULL, &err));
+	assert_non_null(strstr(error_msg(err), "is busy: block device is in use by a block job"));
+	error_free(err);
+	err = NULL;
+	assert_null(job_stream_start(&auto_opts, top, base, NULL, &err));
+	assert_string_equal(error_msg(err), "Job ID 'j0' already in use");
+	error_free(err);
+	err = NULL;
+	assert_int_equal(job_cancel(j, false, NULL), 0);
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_null(job_commit_start(&second, top, top, base, NULL, &err));
+	assert_non_null(strstr(error_msg(err), "committing the active image 'top' needs the "
+			       "mirror's machinery"));
+	error_free(err);
+	err = NULL;
+	assert_null(job_stream_start(&second, top, other, NULL, &err));
+	assert_string_equal(error_msg(err), "node 'other' is not in the backing chain of 'top'");
+	error_free(err);
+	err = NULL;
+	assert_null(job_stream_start(&second, other, NULL, NULL, &err));
+	assert_non_null(strstr(error_msg(err), "has no backing file to stream from"));
+	error_free(err);
+	blockdev_close(other);
+	blockdev_close(top);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(stream_takes_in_the_chain_down_to_a_base),
+		cmocka_unit_test(stream_of_the_whole_chain_leaves_no_backing),
+		cmocka_unit_test(commit_writes_an_intermediate_image_into_its_base),
+		cmocka_unit_test(pause_resume_and_cancel_follow_qemus_states),
+		cmocka_unit_test(manual_finalize_and_dismiss_wait_for_their_verbs),
+		cmocka_unit_test(jobs_refuse_busy_nodes_bad_chains_and_active_commit),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
