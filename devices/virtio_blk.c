@@ -266,7 +266,7 @@ unsigned int vblk_nr_queues(const struct vblk *b)
 
 struct status_arg {
 	struct vblk_queue *q;
-	struct vblk_queue_status *st;
+	struct vioq_status *st;
 };
 
 static int status_on_iothread(void *arg)
@@ -281,7 +281,7 @@ static int status_on_iothread(void *arg)
 	return 0;
 }
 
-int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_status *st,
+int vblk_queue_status(struct vblk *b, unsigned int index, struct vioq_status *st,
 		      struct error **errp)
 {
 	struct vblk_queue *q;

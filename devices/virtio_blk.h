@@ -138,22 +138,6 @@ struct pci_device *vblk_pci(struct vblk *b);
 void vblk_destroy(struct vblk *b);
 
 /**
- * struct vblk_queue_status - what QMP x-query-virtio-queue-status shows of one queue
- * @running: the queue is enabled and served (DRIVER_OK, not reset); @inuse and @vq are zero
- *           if not
- * @inuse: chains popped and not yet completed
- * @iothread: the name of the iothread that serves it (iothread-vq-mapping)
- * @size_default: the queue size the device offers (queue-size=)
- */
-struct vblk_queue_status {
-	bool running;
-	unsigned int inuse;
-	const char *iothread;
-	unsigned int size_default;
-	struct virtq_status vq;
-};
-
-/**
  * vblk_resize - block_resize: change the size of the device's node, and tell the driver
  *
  * Control plane. Holds the transport lock (the guest cannot reset or activate the device
@@ -197,7 +181,7 @@ unsigned int vblk_nr_queues(const struct vblk *b);
  * waits for the queue's iothread to copy the state out. Fails for an index out of range, or
  * an iothread that cannot take the request (stopping).
  */
-int vblk_queue_status(struct vblk *b, unsigned int index, struct vblk_queue_status *st,
+int vblk_queue_status(struct vblk *b, unsigned int index, struct vioq_status *st,
 		      struct error **errp);
 
 #endif

@@ -80,6 +80,22 @@ void vioq_pause(struct vioq *q);
 /* Control plane, after vioq_pause: the source goes back; on failure the device needs reset. */
 void vioq_resume(struct vioq *q);
 
+/**
+ * struct vioq_status - what QMP x-query-virtio-queue-status shows of one queue
+ * @running: the queue is enabled and served (DRIVER_OK, not reset); @inuse and @vq are zero
+ *           if not
+ * @inuse: chains popped and not yet completed
+ * @iothread: the name of the iothread that serves it (iothread-vq-mapping)
+ * @size_default: the queue size the device offers (queue-size=)
+ */
+struct vioq_status {
+	bool running;
+	unsigned int inuse;
+	const char *iothread;
+	unsigned int size_default;
+	struct virtq_status vq;
+};
+
 /* The distinct iothreads of a device. */
 struct vioq_threads {
 	unsigned int n;

@@ -170,7 +170,7 @@ static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *arg
 					   struct json_object **ret, struct error **errp)
 {
 	struct vblk *b = device_by_path(args, errp);
-	struct vblk_queue_status st;
+	struct vioq_status st;
 	struct json_object *q, *o;
 	int64_t index;
 

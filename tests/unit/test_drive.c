@@ -323,7 +323,7 @@ static void assert_queues_on(unsigned int i, const char *want)
 	char got[256] = "";
 
 	for (unsigned int q = 0; q < vblk_nr_queues(b); q++) {
-		struct vblk_queue_status st;
+		struct vioq_status st;
 
 		assert_int_equal(vblk_queue_status(b, q, &st, NULL), 0);
 		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", q ? ":" : "",
