@@ -26,6 +26,19 @@ void error_setg(struct error **errp, const char *fmt, ...)
 	va_end(ap);
 }
 
+void error_set_class(struct error **errp, enum error_class cls, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errp || *errp)
+		return;
+	va_start(ap, fmt);
+	*errp = error_new(fmt, ap);
+	va_end(ap);
+	if (*errp)
+		(*errp)->cls = cls;
+}
+
 void error_setg_errno(struct error **errp, int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -64,6 +77,19 @@ void error_prepend(struct error **errp, const char *fmt, ...)
 const char *error_msg(const struct error *err)
 {
 	return err ? err->msg : "(no error)";
+}
+
+const char *error_class_name(const struct error *err)
+{
+	static const char *const names[] = {
+		[ERROR_CLASS_GENERIC] = "GenericError",
+		[ERROR_CLASS_DEVICE_NOT_FOUND] = "DeviceNotFound",
+		[ERROR_CLASS_COMMAND_NOT_FOUND] = "CommandNotFound",
+	};
+
+	if (!err || (unsigned int)err->cls >= sizeof(names) / sizeof(names[0]))
+		return names[ERROR_CLASS_GENERIC];
+	return names[err->cls];
 }
 
 void error_free(struct error *err)

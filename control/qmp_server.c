@@ -219,7 +219,7 @@ static void qmp_dispatch(struct qmp_server *s, struct json_object *req)
 		args = args ? json_object_get(args) : json_object_new_object();
 		if (cmd->run(s->opaque, args, &ret, &err) < 0) {
 			json_object_put(args);
-			qmp_send_error(s, id, "GenericError", error_msg(err));
+			qmp_send_error(s, id, error_class_name(err), error_msg(err));
 			error_free(err);
 			return;
 		}

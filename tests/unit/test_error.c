@@ -74,6 +74,22 @@ static void error_propagate_hands_over_once_and_frees_the_rest(void **state)
 	assert_null(err);
 }
 
+static void error_classes_name_qmp_classes_and_survive_prepend(void **state)
+{
+	struct error *err = NULL;
+
+	assert_string_equal(error_class_name(NULL), "GenericError");
+	error_set_class(&err, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found", "x");
+	error_prepend(&err, "device_del");
+	assert_string_equal(error_class_name(err), "DeviceNotFound");
+	assert_string_equal(error_msg(err), "device_del: Device 'x' not found");
+	error_free(err);
+	err = NULL;
+	error_setg(&err, "plain");
+	assert_string_equal(error_class_name(err), "GenericError");
+	error_free(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -81,6 +97,7 @@ int main(void)
 		cmocka_unit_test(error_setg_errno_appends_strerror_of_either_sign),
 		cmocka_unit_test(error_prepend_adds_context_and_cuts_a_long_message_at_the_end),
 		cmocka_unit_test(error_propagate_hands_over_once_and_frees_the_rest),
+		cmocka_unit_test(error_classes_name_qmp_classes_and_survive_prepend),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
