@@ -20,6 +20,7 @@
 #include "iothreads/iothread.h"
 #include "vmm/devopts.h"
 #include "vmm/iothread_obj.h"
+#include "vmm/scsi.h"
 #include "vmm/vm.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -129,10 +130,12 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 		return set_string(&c->format, key, val, errp);
 	}
 	if (!strcmp(key, "if")) {
-		if (strcmp(val, "virtio-blk")) {
-			error_setg(errp, "if: '%s' is not supported (expected virtio-blk)", val);
+		if (strcmp(val, "virtio-blk") && strcmp(val, "scsi")) {
+			error_setg(errp, "if: '%s' is not supported (expected virtio-blk or scsi)",
+				   val);
 			return -1;
 		}
+		c->if_scsi = !strcmp(val, "scsi");
 		return 0;
 	}
 	if (!strcmp(key, "num-queues"))
@@ -495,8 +498,8 @@ static int plug(struct vm *vm, struct pci_bus *bus, struct blockdev *bs, struct 
 		blockdev_close(bs);
 		return -1;
 	}
-	for (unsigned int i = 0; id && i < nr_drives; i++) {
-		if (!strcmp(drives[i].name, id)) {
+	for (unsigned int i = 0; id && i <= nr_drives; i++) {
+		if (i == nr_drives ? scsibus_id_in_use(id) : !strcmp(drives[i].name, id)) {
 			error_setg(errp, "id '%s' is already in use", id);
 			blockdev_close(bs);
 			return -1;
@@ -559,7 +562,9 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
 	o = (struct vblk_opts){ .read_only = c.readonly, .serial = c.serial,
 				.num_queues = c.num_queues, .queue_size = c.queue_size,
 				.iothreads = map };
-	if (plug(vm, bus, bs, &o, NULL, errp) < 0)
+	if (c.if_scsi ? scsibus_drive_add(vm, bus, bs, c.readonly, c.serial, c.num_queues,
+					  c.queue_size, map, errp) < 0
+		      : plug(vm, bus, bs, &o, NULL, errp) < 0)
 		goto err_named;
 	drive_config_free(&c);
 	return 0;
@@ -644,10 +649,15 @@ int drive_device_add(struct vm *vm, struct pci_bus *bus, const char *spec, struc
 	struct vblk_opts o = { 0 };
 	struct blockdev *bs;
 
-	if (!a)
+	if (!a || keyval_take_string(a, "driver", &driver, errp) < 0)
 		goto err;
-	if (keyval_take_string(a, "driver", &driver, errp) < 0 ||
-	    keyval_take_string(a, "drive", &node, errp) < 0 ||
+	if (scsibus_handles(driver)) { /* virtio-scsi-pci, scsi-hd */
+		if (scsibus_device_add(vm, bus, driver, a, false, errp) < 0)
+			goto err;
+		json_object_put(a);
+		return 0;
+	}
+	if (keyval_take_string(a, "drive", &node, errp) < 0 ||
 	    keyval_take_string(a, "id", &id, errp) < 0)
 		goto err;
 	if (id && (!blockdev_node_name_valid(id) || strlen(id) >= sizeof(drives[0].name))) {
@@ -656,7 +666,8 @@ int drive_device_add(struct vm *vm, struct pci_bus *bus, const char *spec, struc
 		goto err;
 	}
 	if (!driver || strcmp(driver, "virtio-blk-pci")) {
-		error_setg(errp, "driver '%s' is not supported (virtio-blk-pci)",
+		error_setg(errp, "driver '%s' is not supported (virtio-blk-pci, virtio-scsi-pci, "
+			   "scsi-hd)",
 			   driver ? driver : "");
 		goto err;
 	}
@@ -687,6 +698,7 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
 		       struct error **errp)
 {
 	struct blockdev *bs = NULL;
+	int ret;
 
 	if (!device == !node) {
 		error_setg(errp, "give either device or node-name");
@@ -701,6 +713,9 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
 		if (device ? !strcmp(drives[i].name, device) : !strcmp(drives[i].bs->node_name, node))
 			return vblk_resize(drives[i].dev, size, errp);
 	}
+	ret = scsibus_block_resize(device, node, size, errp); /* a scsi-hd's */
+	if (ret != 1)
+		return ret;
 	if (node)
 		bs = blockdev_find_node(node);
 	if (!bs) {
@@ -715,6 +730,7 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
 
 void drive_cleanup(void)
 {
+	scsibus_cleanup(); /* its disks before the iothreads and the nodes */
 	for (unsigned int i = 0; i < nr_drives; i++) {
 		pci_bus_remove_device(drives[i].bus, vblk_pci(drives[i].dev));
 		drives[i].user.ops = NULL;

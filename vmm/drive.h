@@ -2,9 +2,12 @@
 /*
  * `--drive` for `vireo run`: option parsing and building a virtio-blk disk on its iothreads.
  *
- *   --drive file=PATH[,format=raw|qcow2][,if=virtio-blk][,num-queues=N][,queue-size=N]
+ *   --drive file=PATH[,format=raw|qcow2][,if=virtio-blk|scsi][,num-queues=N][,queue-size=N]
  *           [,iothreads=N][,iothread-vq-mapping=I:I:...][,cache=none|writeback]
  *           [,readonly=on|off][,serial=STR][,poll-max-ns=N][,DRIVER-KEY=VALUE]...
+ *
+ * if=scsi makes the disk a scsi-hd on virtio-scsi controller scsi0 (see vmm/scsi.h), which
+ * the first such drive creates with its queue keys.
  *
  * Defaults: format=raw, if=virtio-blk, num-queues=1, queue-size=256, iothreads=1,
  * cache=writeback, readonly=off, no serial, poll-max-ns=131072 (IOTHREAD_POLL_MAX_NS_DEFAULT;
@@ -47,6 +50,7 @@ struct drive_config {
 	bool cache_none;
 	bool readonly;
 	char *serial;  /* NULL: none */
+	bool if_scsi;  /* if=scsi: a scsi-hd on controller scsi0 */
 	uint64_t poll_max_ns;
 	bool poll_max_ns_set;
 	unsigned int poll_grow;   /* poll-grow: factor (0 = 2) */

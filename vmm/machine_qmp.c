@@ -8,10 +8,12 @@
 
 #include "common/util.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_scsi.h"
 #include "iothreads/iothread.h"
 #include "vmm/drive.h"
 #include "vmm/iothread_obj.h"
 #include "vmm/machine.h"
+#include "vmm/scsi.h"
 #include "vmm/vcpu.h"
 
 static int qmp_query_status(void *opaque, struct json_object *args, struct json_object **ret,
@@ -139,10 +141,22 @@ static int qmp_x_query_virtio(void *opaque, struct json_object *args, struct jso
 				       json_object_new_int((int)vblk_nr_queues(drive_device(i))));
 		json_object_array_add(*ret, d);
 	}
+	for (unsigned int i = 0; i < scsibus_nr_controllers(); i++) {
+		struct json_object *d = json_object_new_object();
+
+		json_object_object_add(d, "path", json_object_new_string(scsibus_controller_id(i)));
+		json_object_object_add(d, "name", json_object_new_string("virtio-scsi"));
+		/* control, event and the request queues */
+		json_object_object_add(d, "queues", json_object_new_int(
+			2 + (int)vscsi_nr_queues(scsibus_controller(i))));
+		json_object_array_add(*ret, d);
+	}
 	return 0;
 }
 
-static struct vblk *device_by_path(struct json_object *args, struct error **errp)
+/* The device at @args' path: a virtio-blk one (*scsi NULL), or a virtio-scsi one in *scsi. */
+static struct vblk *device_by_path(struct json_object *args, struct vscsi **scsi,
+				   struct error **errp)
 {
 	struct json_object *p;
 	const char *path;
@@ -153,9 +167,16 @@ static struct vblk *device_by_path(struct json_object *args, struct error **errp
 		return NULL;
 	}
 	path = json_object_get_string(p);
+	*scsi = NULL;
 	for (unsigned int i = 0; i < drive_count(); i++)
 		if (!strcmp(drive_name(i), path))
 			return drive_device(i);
+	for (unsigned int i = 0; i < scsibus_nr_controllers(); i++) {
+		if (!strcmp(scsibus_controller_id(i), path)) {
+			*scsi = scsibus_controller(i);
+			return NULL;
+		}
+	}
 	error_setg(errp, "No virtio device at path '%s' (x-query-virtio lists them)", path);
 	return NULL;
 }
@@ -169,22 +190,24 @@ static void add_int(struct json_object *o, const char *key, int64_t v)
 static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *args,
 					   struct json_object **ret, struct error **errp)
 {
-	struct vblk *b = device_by_path(args, errp);
+	struct vscsi *scsi = NULL;
+	struct vblk *b = device_by_path(args, &scsi, errp);
 	struct vioq_status st;
 	struct json_object *q, *o;
 	int64_t index;
 
-	if (!b)
+	if (!b && !scsi)
 		return -1;
 	if (!json_object_object_get_ex(args, "queue", &q) || !json_object_is_type(q, json_type_int) ||
 	    (index = json_object_get_int64(q)) < 0 || index > UINT16_MAX) {
 		error_setg(errp, "Parameter 'queue' is missing or not a queue number");
 		return -1;
 	}
-	if (vblk_queue_status(b, (unsigned int)index, &st, errp) < 0)
+	if (b ? vblk_queue_status(b, (unsigned int)index, &st, errp) < 0
+	      : vscsi_queue_status(scsi, (unsigned int)index, &st, errp) < 0)
 		return -1;
 	o = json_object_new_object();
-	json_object_object_add(o, "name", json_object_new_string("virtio-blk"));
+	json_object_object_add(o, "name", json_object_new_string(b ? "virtio-blk" : "virtio-scsi"));
 	add_int(o, "queue-index", index);
 	add_int(o, "inuse", st.inuse);
 	add_int(o, "vring-num", st.vq.size);
@@ -304,20 +327,24 @@ static void named_node(struct blockdev *bs, void *opaque)
 	json_object_array_add(opaque, o);
 }
 
-/* query-block: QEMU's BlockInfo of each disk, its node as "inserted" */
+/* query-block: QEMU's BlockInfo of each disk (virtio-blk, then scsi-hd), its node as "inserted" */
 static int qmp_query_block(void *opaque, struct json_object *args, struct json_object **ret,
 			   struct error **errp)
 {
+	unsigned int nblk = drive_count();
+
 	*ret = json_object_new_array();
-	for (unsigned int i = 0; i < drive_count(); i++) {
+	for (unsigned int i = 0; i < nblk + scsibus_nr_disks(); i++) {
 		struct json_object *o = json_object_new_object(), *one = json_object_new_array();
+		const char *name = i < nblk ? drive_name(i) : scsibus_disk_id(i - nblk);
+		struct blockdev *bs = i < nblk ? drive_node(i) : scsibus_disk_node(i - nblk);
 
 		json_object_object_add(o, "device", json_object_new_string(""));
-		json_object_object_add(o, "qdev", json_object_new_string(drive_name(i)));
+		json_object_object_add(o, "qdev", json_object_new_string(name));
 		json_object_object_add(o, "type", json_object_new_string("unknown"));
 		json_object_object_add(o, "removable", json_object_new_boolean(false));
 		json_object_object_add(o, "locked", json_object_new_boolean(false));
-		named_node(drive_node(i), one);
+		named_node(bs, one);
 		json_object_object_add(o, "inserted", json_object_get(json_object_array_get_idx(one, 0)));
 		json_object_put(one);
 		json_object_array_add(*ret, o);
@@ -379,15 +406,21 @@ static int qmp_query_blockstats(void *opaque, struct json_object *args, struct j
 		return -1;
 	}
 	*ret = json_object_new_array();
-	for (unsigned int i = 0; i < drive_count(); i++) {
+	for (unsigned int i = 0; i < drive_count() + scsibus_nr_disks(); i++) {
 		struct json_object *o = json_object_new_object();
+		unsigned int k = i - drive_count(); /* the scsi-hd's index past the virtio-blk */
+		bool blk = i < drive_count();
 		struct vioq_stats st;
 
-		vblk_get_stats(drive_device(i), &st);
+		if (blk)
+			vblk_get_stats(drive_device(i), &st);
+		else
+			scsibus_disk_stats(k, &st);
 		json_object_object_add(o, "device", json_object_new_string(""));
-		json_object_object_add(o, "qdev", json_object_new_string(drive_name(i)));
-		json_object_object_add(o, "node-name",
-				       json_object_new_string(drive_node(i)->node_name));
+		json_object_object_add(o, "qdev", json_object_new_string(
+			blk ? drive_name(i) : scsibus_disk_id(k)));
+		json_object_object_add(o, "node-name", json_object_new_string(
+			(blk ? drive_node(i) : scsibus_disk_node(k))->node_name));
 		json_object_object_add(o, "stats", stats_json(&st));
 		json_object_array_add(*ret, o);
 	}
@@ -410,6 +443,76 @@ static int qmp_query_block_graph(void *opaque, struct json_object *args,
 	return 0;
 }
 
+/* device_add: a scsi-hd on a virtio-scsi controller while the guest runs */
+static int qmp_device_add(void *opaque, struct json_object *args, struct json_object **ret,
+			  struct error **errp)
+{
+	struct machine *m = opaque;
+	struct json_object *a, *d;
+	const char *driver;
+	int r;
+
+	if (!args || !json_object_object_get_ex(args, "driver", &d) ||
+	    !json_object_is_type(d, json_type_string)) {
+		error_setg(errp, "Parameter 'driver' is missing or not a string");
+		return -1;
+	}
+	driver = json_object_get_string(d);
+	if (!scsibus_handles(driver) || strcmp(driver, "scsi-hd")) {
+		error_setg(errp, "driver '%s' cannot be hot-plugged (scsi-hd can)", driver);
+		return -1;
+	}
+	a = json_object_new_object();
+	json_object_object_foreach(args, key, val)
+		if (strcmp(key, "driver"))
+			json_object_object_add(a, key, json_object_get(val));
+	r = scsibus_device_add(&m->vm, &m->pci, driver, a, true, errp);
+	json_object_put(a);
+	if (r < 0)
+		return -1;
+	*ret = json_object_new_object();
+	return 0;
+}
+
+/* device_del: a scsi-hd goes at once (DEVICE_DELETED follows); other devices stay */
+static int qmp_device_del(void *opaque, struct json_object *args, struct json_object **ret,
+			  struct error **errp)
+{
+	struct machine *m = opaque;
+	struct json_object *i, *ev;
+	char path[96];
+	const char *id;
+	int r;
+
+	if (!args || !json_object_object_get_ex(args, "id", &i) ||
+	    !json_object_is_type(i, json_type_string)) {
+		error_setg(errp, "Parameter 'id' is missing or not a string");
+		return -1;
+	}
+	id = json_object_get_string(i);
+	r = scsibus_device_del(id, errp);
+	if (r < 0)
+		return -1;
+	if (r == 1) {
+		for (unsigned int k = 0; k < drive_count(); k++) {
+			if (!strcmp(drive_name(k), id)) {
+				error_setg(errp, "Device '%s' (virtio-blk-pci) cannot be "
+					   "hot-unplugged", id);
+				return -1;
+			}
+		}
+		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found", id);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
+	ev = json_object_new_object();
+	json_object_object_add(ev, "device", json_object_new_string(id));
+	json_object_object_add(ev, "path", json_object_new_string(path));
+	qmp_event(m->qmp, "DEVICE_DELETED", ev);
+	*ret = json_object_new_object();
+	return 0;
+}
+
 static int qmp_query_commands(void *opaque, struct json_object *args, struct json_object **ret,
 			      struct error **errp)
 {
@@ -427,6 +530,8 @@ const struct qmp_command machine_qmp_commands[] = {
 	{ "block_resize", qmp_block_resize },
 	{ "blockdev-add", qmp_blockdev_add },
 	{ "blockdev-del", qmp_blockdev_del },
+	{ "device_add", qmp_device_add },
+	{ "device_del", qmp_device_del },
 	{ "query-commands", qmp_query_commands },
 	{ "query-cpus-fast", qmp_query_cpus_fast },
 	{ "query-iothreads", qmp_query_iothreads },
