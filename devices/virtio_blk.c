@@ -264,50 +264,27 @@ unsigned int vblk_nr_queues(const struct vblk *b)
 	return b->nr_queues;
 }
 
-struct status_arg {
-	struct vblk_queue *q;
-	struct vioq_status *st;
-};
-
-static int status_on_iothread(void *arg)
+/* On the queue's iothread: chains popped and not completed. */
+static unsigned int queue_inuse(void *arg)
 {
-	struct status_arg *a = arg;
+	struct vblk_queue *q = arg;
 	unsigned int free = 0;
 
-	for (struct vblk_req *r = a->q->free; r; r = r->next_free)
+	for (struct vblk_req *r = q->free; r; r = r->next_free)
 		free++;
-	a->st->inuse = a->q->dev->queue_size - free;
-	virtq_get_status(a->q->ioq.vq, &a->st->vq);
-	return 0;
+	return q->dev->queue_size - free;
 }
 
 int vblk_queue_status(struct vblk *b, unsigned int index, struct vioq_status *st,
 		      struct error **errp)
 {
-	struct vblk_queue *q;
-	struct status_arg a;
-	int ret = 0;
-
 	if (index >= b->nr_queues) {
 		error_setg(errp, "%s has %u queues: there is no queue %u", b->name, b->nr_queues,
 			   index);
 		return -1;
 	}
-	q = &b->queues[index];
-	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&b->vpci.lock);
-	st->running = q->ioq.running;
-	st->iothread = iothread_name(q->ioq.it);
-	st->size_default = b->queue_size;
-	if (q->ioq.running) {
-		a = (struct status_arg){ q, st };
-		ret = iothread_run_sync(q->ioq.it, status_on_iothread, &a);
-	}
-	pthread_mutex_unlock(&b->vpci.lock);
-	if (ret < 0)
-		error_setg_errno(errp, -ret, "%s: iothread %s did not answer for queue %u", b->name,
-				 st->iothread, index);
-	return ret < 0 ? -1 : 0;
+	return vioq_get_status(&b->queues[index].ioq, b->queue_size, queue_inuse,
+			       &b->queues[index], st, errp);
 }
 
 /*
@@ -448,12 +425,9 @@ struct vblk *vblk_create(const struct vpci_host *host, const char *name,
 	uint64_t features;
 	uint32_t blk_size;
 
-	if (o->num_queues == 0 || o->num_queues >= VPCI_MAX_QUEUES || o->queue_size < 4 ||
-	    o->queue_size > VIRTQ_MAX_SIZE || (o->queue_size & (o->queue_size - 1))) {
-		error_setg(errp, "%s: bad geometry: %u queues of size %u (size: a power of two, "
-			   "4..%u)", name, o->num_queues, o->queue_size, VIRTQ_MAX_SIZE);
+	if (vioq_check_geometry(name, o->num_queues, VPCI_MAX_QUEUES - 1, o->queue_size,
+				errp) < 0)
 		return NULL;
-	}
 	b = calloc(1, sizeof(*b));
 	if (!b) {
 		error_setg(errp, "%s: out of memory", name);

@@ -3,6 +3,7 @@
 #include "devices/virtio_ioq.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -83,6 +84,54 @@ void vioq_resume(struct vioq *q)
 		q->running = false;
 		vpci_set_needs_reset(q->vpci);
 	}
+}
+
+struct status_arg {
+	struct vioq *q;
+	unsigned int (*inuse)(void *arg);
+	void *arg;
+	struct vioq_status *st;
+};
+
+static int status_on_iothread(void *arg)
+{
+	struct status_arg *a = arg;
+
+	a->st->inuse = a->inuse ? a->inuse(a->arg) : 0;
+	virtq_get_status(a->q->vq, &a->st->vq);
+	return 0;
+}
+
+int vioq_get_status(struct vioq *q, unsigned int size_default,
+		    unsigned int (*inuse)(void *arg), void *arg, struct vioq_status *st,
+		    struct error **errp)
+{
+	struct status_arg a = { q, inuse, arg, st };
+	int ret = 0;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&q->vpci->lock);
+	st->running = q->running;
+	st->iothread = iothread_name(q->it);
+	st->size_default = size_default;
+	if (q->running)
+		ret = iothread_run_sync(q->it, status_on_iothread, &a);
+	pthread_mutex_unlock(&q->vpci->lock);
+	if (ret < 0)
+		error_setg_errno(errp, -ret, "%s: iothread %s did not answer for queue %u", q->name,
+				 st->iothread, q->index);
+	return ret < 0 ? -1 : 0;
+}
+
+int vioq_check_geometry(const char *name, unsigned int nq, unsigned int max_nq,
+			unsigned int qs, struct error **errp)
+{
+	if (nq == 0 || nq > max_nq || qs < 4 || qs > VIRTQ_MAX_SIZE || (qs & (qs - 1))) {
+		error_setg(errp, "%s: bad geometry: %u queues of size %u (1..%u queues; size: a "
+			   "power of two, 4..%u)", name, nq, qs, max_nq, VIRTQ_MAX_SIZE);
+		return -1;
+	}
+	return 0;
 }
 
 int vioq_threads_find(const struct vioq_threads *t, const struct iothread *it)

@@ -96,6 +96,23 @@ struct vioq_status {
 	struct virtq_status vq;
 };
 
+/*
+ * Control plane: a snapshot of @q for x-query-virtio-queue-status, under the device's vpci
+ * lock (the guest cannot reset or activate the device meanwhile); a running queue's state is
+ * copied on its iothread, where @inuse(@arg) counts the chains popped and not completed.
+ * Fails for an iothread that cannot take the request (stopping).
+ */
+int vioq_get_status(struct vioq *q, unsigned int size_default,
+		    unsigned int (*inuse)(void *arg), void *arg, struct vioq_status *st,
+		    struct error **errp);
+
+/*
+ * Control plane: @nq queues (1..@max_nq) of @qs entries (a power of two, 4..VIRTQ_MAX_SIZE),
+ * or -1 with @errp naming device @name.
+ */
+int vioq_check_geometry(const char *name, unsigned int nq, unsigned int max_nq,
+			unsigned int qs, struct error **errp);
+
 /* The distinct iothreads of a device. */
 struct vioq_threads {
 	unsigned int n;

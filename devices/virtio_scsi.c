@@ -922,13 +922,9 @@ struct vscsi *vscsi_create(const struct vpci_host *host, const char *name,
 	uint64_t features = 1ull << VIRTIO_SCSI_F_HOTPLUG | 1ull << VIRTIO_SCSI_F_CHANGE;
 	struct vscsi *s;
 
-	if (o->num_queues == 0 || o->num_queues > VPCI_MAX_QUEUES - Q_REQ0 ||
-	    o->queue_size < 4 || o->queue_size > VIRTQ_MAX_SIZE ||
-	    (o->queue_size & (o->queue_size - 1))) {
-		error_setg(errp, "%s: bad geometry: %u request queues of size %u (size: a power of "
-			   "two, 4..%u)", name, o->num_queues, o->queue_size, VIRTQ_MAX_SIZE);
+	if (vioq_check_geometry(name, o->num_queues, VPCI_MAX_QUEUES - Q_REQ0, o->queue_size,
+				errp) < 0)
 		return NULL;
-	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		error_setg(errp, "%s: out of memory", name);
@@ -1157,10 +1153,10 @@ void vscsi_lun_get_stats(const struct vscsi_lun *l, struct vioq_stats *st)
 struct status_arg {
 	struct vscsi *s;
 	struct vioq *q;
-	struct vioq_status *st;
 };
 
-static int status_on_iothread(void *arg)
+/* On the queue's iothread: chains popped and not completed (the event queue keeps none). */
+static unsigned int queue_inuse(void *arg)
 {
 	struct status_arg *a = arg;
 	unsigned int n = 0;
@@ -1170,21 +1166,20 @@ static int status_on_iothread(void *arg)
 
 		for (struct vscsi_req *r = q->free; r; r = r->next_free)
 			n++;
-		a->st->inuse = a->s->queue_size - n;
-	} else if (a->q->index == Q_CTRL) {
+		return a->s->queue_size - n;
+	}
+	if (a->q->index == Q_CTRL) {
 		for (struct vscsi_tmf *t = a->s->tmf_free; t; t = t->next_free)
 			n++;
-		a->st->inuse = a->s->queue_size - n;
+		return a->s->queue_size - n;
 	}
-	virtq_get_status(a->q->vq, &a->st->vq);
 	return 0;
 }
 
 int vscsi_queue_status(struct vscsi *s, unsigned int index, struct vioq_status *st,
 		       struct error **errp)
 {
-	struct status_arg a = { s, NULL, st };
-	int ret = 0;
+	struct status_arg a = { s, NULL };
 
 	if (index >= Q_REQ0 + s->nr_queues) {
 		error_setg(errp, "%s has %u queues: there is no queue %u", s->name,
@@ -1193,16 +1188,5 @@ int vscsi_queue_status(struct vscsi *s, unsigned int index, struct vioq_status *
 	}
 	a.q = index == Q_CTRL ? &s->ctrl : index == Q_EVENT ? &s->evq :
 		&s->queues[index - Q_REQ0].ioq;
-	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&s->vpci.lock);
-	st->running = a.q->running;
-	st->iothread = iothread_name(a.q->it);
-	st->size_default = s->queue_size;
-	if (a.q->running)
-		ret = iothread_run_sync(a.q->it, status_on_iothread, &a);
-	pthread_mutex_unlock(&s->vpci.lock);
-	if (ret < 0)
-		error_setg_errno(errp, -ret, "%s: iothread %s did not answer for queue %u", s->name,
-				 st->iothread, index);
-	return ret < 0 ? -1 : 0;
+	return vioq_get_status(a.q, s->queue_size, queue_inuse, &a, st, errp);
 }
