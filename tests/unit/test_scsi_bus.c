@@ -24,6 +24,7 @@
 #include "vmm/layout.h"
 #include "vmm/scsi.h"
 #include "vmm/vm.h"
+#include "vpci_fixture.h"
 
 static char path[2][64];
 
@@ -50,10 +51,7 @@ static int teardown(void **state)
 
 static void rig_up(struct vm *vm, struct pci_bus *pci)
 {
-	assert_int_equal(gmem_init(&vm->mem, 16 << 20, false), 0);
-	vm->vm_fd = -1;
-	bus_init(&vm->mmio, "mmio");
-	bus_init(&vm->pio, "pio");
+	vpcifx_vm_init(vm, 16 << 20);
 	assert_int_equal(pci_bus_init(pci, &vm->mmio, &vm->pio, &layout_pci_bus, NULL), 0);
 }
 
@@ -61,9 +59,7 @@ static void rig_down(struct vm *vm, struct pci_bus *pci)
 {
 	drive_cleanup();
 	pci_bus_destroy(pci);
-	bus_destroy(&vm->mmio);
-	bus_destroy(&vm->pio);
-	gmem_destroy(&vm->mem);
+	vpcifx_vm_destroy(vm);
 }
 
 static void device_ok(struct vm *vm, struct pci_bus *pci, const char *spec)

@@ -38,12 +38,6 @@
 #define IMG (1u << 20)
 #define BUF 0x100000ull
 
-struct tq {
-	uint64_t desc, avail, used;
-	uint16_t avail_idx, used_seen;
-	unsigned int next_desc;
-};
-
 struct fx {
 	struct vm vm;
 	struct pci_bus pci;
@@ -52,29 +46,23 @@ struct fx {
 	struct vblk *dev;
 	uint64_t bar0;
 	char path[64];
-	struct tq q[NQ];
+	struct vpcifx_ring q[NQ];
 	uint64_t buf_next;
 };
 
 static void w(struct fx *f, uint64_t off, uint64_t v, unsigned int len)
 {
-	bus_write(&f->vm.mmio, f->bar0 + off, &v, len);
+	vpcifx_w(&f->vm, f->bar0 + off, v, len);
 }
 
 static uint64_t r(struct fx *f, uint64_t off, unsigned int len)
 {
-	uint64_t v = 0;
-
-	bus_read(&f->vm.mmio, f->bar0 + off, &v, len);
-	return v;
+	return vpcifx_r(&f->vm, f->bar0 + off, len);
 }
 
 static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
 {
-	void *p = gmem_ptr(&f->vm.mem, gpa, len);
-
-	assert_non_null(p);
-	return p;
+	return vpcifx_gp(&f->vm, gpa, len);
 }
 
 /* The driver side of initialisation (virtio 1.2 3.1.1), accepting every feature offered but
@@ -101,10 +89,11 @@ static void driver_init_without(struct fx *f, uint64_t refuse)
 	assert_true(r(f, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK);
 	assert_int_equal(r(f, 0x12, 2), NQ);
 	for (unsigned int i = 0; i < NQ; i++) {
-		struct tq *q = &f->q[i];
+		struct vpcifx_ring *q = &f->q[i];
 		uint64_t base = 0x10000 + 0x10000ull * i;
 
 		memset(q, 0, sizeof(*q));
+		q->size = QSZ;
 		q->desc = base;
 		q->avail = base + 0x1000;
 		q->used = base + 0x2000;
@@ -198,32 +187,11 @@ static uint64_t alloc_buf(struct fx *f, uint64_t len)
 	return a;
 }
 
-struct seg {
-	uint64_t addr;
-	uint32_t len;
-	bool writable;
-};
-
-/* Puts a chain on queue @qi (descriptors taken round-robin) and kicks. Returns the head. */
-static uint16_t submit(struct fx *f, unsigned int qi, const struct seg *s, unsigned int n)
+/* Puts a chain on queue @qi and kicks. Returns the head. */
+static uint16_t submit(struct fx *f, unsigned int qi, const struct vpcifx_seg *s, unsigned int n)
 {
-	struct tq *q = &f->q[qi];
-	struct virtq_desc *d = gp(f, q->desc, 16 * QSZ);
-	struct virtq_avail *a = gp(f, q->avail, virtq_avail_bytes(QSZ));
-	uint16_t head = (uint16_t)(q->next_desc % QSZ);
+	uint16_t head = vpcifx_post(&f->vm, &f->q[qi], s, n);
 
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((q->next_desc + i) % QSZ);
-
-		d[idx] = (struct virtq_desc){ s[i].addr, s[i].len,
-					      (uint16_t)((s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
-							 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
-					      (uint16_t)((idx + 1) % QSZ) };
-	}
-	q->next_desc += n;
-	a->ring[q->avail_idx % QSZ] = head;
-	__atomic_store_n(&a->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
-	q->avail_idx++;
 	w(f, 0x3000 + 4 * qi, qi, 2); /* notify */
 	return head;
 }
@@ -231,22 +199,12 @@ static uint16_t submit(struct fx *f, unsigned int qi, const struct seg *s, unsig
 /* Waits for the next used element of queue @qi; returns its len. */
 static uint32_t wait_used(struct fx *f, unsigned int qi, uint16_t head)
 {
-	struct tq *q = &f->q[qi];
-	struct virtq_used *u = gp(f, q->used, virtq_used_bytes(QSZ));
-	struct timespec ts = { 0, 200000 };
+	struct virtq_used_elem e;
 
-	for (int i = 0; i < 25000; i++) {
-		if (__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != q->used_seen) {
-			struct virtq_used_elem e = u->ring[q->used_seen % QSZ];
-
-			q->used_seen++;
-			assert_int_equal(e.id, head);
-			return e.len;
-		}
-		nanosleep(&ts, NULL);
-	}
-	fail_msg("queue %u: no completion", qi);
-	return 0;
+	if (!vpcifx_try_used(&f->vm, &f->q[qi], 25000, &e))
+		fail_msg("queue %u: no completion", qi);
+	assert_int_equal(e.id, head);
+	return e.len;
 }
 
 /* A request with a header, an optional data buffer and a status byte; returns the status. */
@@ -255,7 +213,7 @@ static uint8_t do_req(struct fx *f, unsigned int qi, uint32_t type, uint64_t sec
 {
 	uint64_t hdr = alloc_buf(f, 16), st = alloc_buf(f, 1);
 	uint8_t *h = gp(f, hdr, 16), *s = gp(f, st, 1);
-	struct seg segs[3];
+	struct vpcifx_seg segs[3];
 	unsigned int n = 0;
 	uint32_t ul;
 
@@ -263,10 +221,10 @@ static uint8_t do_req(struct fx *f, unsigned int qi, uint32_t type, uint64_t sec
 	memcpy(h, &type, 4);
 	memcpy(h + 8, &sector, 8);
 	*s = 0xee;
-	segs[n++] = (struct seg){ hdr, 16, false };
+	segs[n++] = (struct vpcifx_seg){ hdr, 16, false };
 	if (len)
-		segs[n++] = (struct seg){ data, len, data_writable };
-	segs[n++] = (struct seg){ st, 1, true };
+		segs[n++] = (struct vpcifx_seg){ data, len, data_writable };
+	segs[n++] = (struct vpcifx_seg){ st, 1, true };
 	ul = wait_used(f, qi, submit(f, qi, segs, n));
 	if (used_len)
 		*used_len = ul;
@@ -318,7 +276,7 @@ static void write_zeroes_and_discard_read_back_zeroes(void **state)
 	uint64_t hdr = alloc_buf(f, 16), st = alloc_buf(f, 1);
 	uint8_t *h = gp(f, hdr, 16), *s = gp(f, st, 1);
 	uint32_t type = VIRTIO_BLK_T_WRITE_ZEROES;
-	struct seg segs[3];
+	struct vpcifx_seg segs[3];
 
 	memset(wp, 0xab, 4096);
 	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_OUT, sector, wb, 4096, false, NULL), 0);
@@ -329,9 +287,9 @@ static void write_zeroes_and_discard_read_back_zeroes(void **state)
 		memset(h, 0, 16);
 		memcpy(h, &type, 4);
 		*s = 0xee;
-		segs[0] = (struct seg){ hdr, 16, false };
-		segs[1] = (struct seg){ seg, 16, false };
-		segs[2] = (struct seg){ st, 1, true };
+		segs[0] = (struct vpcifx_seg){ hdr, 16, false };
+		segs[1] = (struct vpcifx_seg){ seg, 16, false };
+		segs[2] = (struct vpcifx_seg){ st, 1, true };
 		wait_used(f, 1, submit(f, 1, segs, 3));
 		assert_int_equal(*s, VIRTIO_BLK_S_OK);
 		memset(wp, 0xcd, 4096);
@@ -413,7 +371,7 @@ static void malformed_requests_get_error_statuses(void **state)
 static void a_looping_chain_completes_without_status_and_the_queue_goes_on(void **state)
 {
 	struct fx *f = *state;
-	struct tq *q = &f->q[0];
+	struct vpcifx_ring *q = &f->q[0];
 	struct virtq_desc *d = gp(f, q->desc, 16 * QSZ);
 	struct virtq_avail *a = gp(f, q->avail, virtq_avail_bytes(QSZ));
 	uint64_t b = alloc_buf(f, 512);

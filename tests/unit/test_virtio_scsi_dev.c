@@ -40,12 +40,6 @@
 #define BUF 0x100000ull
 #define NLUN 3
 
-struct tq {
-	uint64_t desc, avail, used;
-	uint16_t avail_idx, used_seen;
-	unsigned int next_desc;
-};
-
 struct fx {
 	struct vm vm;
 	struct pci_bus pci;
@@ -56,7 +50,7 @@ struct fx {
 	struct vscsi *dev;
 	uint64_t bar0;
 	char path[NLUN + 1][64];
-	struct tq q[NVQ];
+	struct vpcifx_ring q[NVQ];
 	uint64_t buf_next;
 	uint32_t cdb_size, sense_size;
 };
@@ -67,23 +61,17 @@ static const struct { uint8_t target; uint16_t lun; } addr[NLUN + 1] = {
 
 static void w(struct fx *f, uint64_t off, uint64_t v, unsigned int len)
 {
-	bus_write(&f->vm.mmio, f->bar0 + off, &v, len);
+	vpcifx_w(&f->vm, f->bar0 + off, v, len);
 }
 
 static uint64_t r(struct fx *f, uint64_t off, unsigned int len)
 {
-	uint64_t v = 0;
-
-	bus_read(&f->vm.mmio, f->bar0 + off, &v, len);
-	return v;
+	return vpcifx_r(&f->vm, f->bar0 + off, len);
 }
 
 static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
 {
-	void *p = gmem_ptr(&f->vm.mem, gpa, len);
-
-	assert_non_null(p);
-	return p;
+	return vpcifx_gp(&f->vm, gpa, len);
 }
 
 static void driver_init(struct fx *f)
@@ -106,10 +94,11 @@ static void driver_init(struct fx *f)
 	assert_true(r(f, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK);
 	assert_int_equal(r(f, 0x12, 2), NVQ);
 	for (unsigned int i = 0; i < NVQ; i++) {
-		struct tq *q = &f->q[i];
+		struct vpcifx_ring *q = &f->q[i];
 		uint64_t base = 0x10000 + 0x4000ull * i;
 
 		memset(q, 0, sizeof(*q));
+		q->size = QSZ;
 		q->desc = base;
 		q->avail = base + 0x1000;
 		q->used = base + 0x2000;
@@ -241,55 +230,20 @@ static uint64_t alloc_buf(struct fx *f, uint64_t len)
 	return a;
 }
 
-struct seg {
-	uint64_t addr;
-	uint32_t len;
-	bool writable;
-};
-
-/* Puts a chain on queue @qi (descriptors round-robin); kicks unless @nokick. */
-static uint16_t post(struct fx *f, unsigned int qi, const struct seg *s, unsigned int n,
+/* Puts a chain on queue @qi; kicks if @kick. Returns the head. */
+static uint16_t post(struct fx *f, unsigned int qi, const struct vpcifx_seg *s, unsigned int n,
 		     bool kick)
 {
-	struct tq *q = &f->q[qi];
-	struct virtq_desc *d = gp(f, q->desc, 16 * QSZ);
-	struct virtq_avail *a = gp(f, q->avail, virtq_avail_bytes(QSZ));
-	uint16_t head = (uint16_t)(q->next_desc % QSZ);
+	uint16_t head = vpcifx_post(&f->vm, &f->q[qi], s, n);
 
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((q->next_desc + i) % QSZ);
-
-		d[idx] = (struct virtq_desc){ s[i].addr, s[i].len,
-					      (uint16_t)((s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
-							 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
-					      (uint16_t)((idx + 1) % QSZ) };
-	}
-	q->next_desc += n;
-	a->ring[q->avail_idx % QSZ] = head;
-	__atomic_store_n(&a->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
-	q->avail_idx++;
 	if (kick)
 		w(f, 0x3000 + 4 * qi, qi, 2);
 	return head;
 }
 
-/* The next used element of queue @qi if there is one now (or within @tries * 0.2 ms). */
 static bool try_used(struct fx *f, unsigned int qi, int tries, struct virtq_used_elem *out)
 {
-	struct tq *q = &f->q[qi];
-	struct virtq_used *u = gp(f, q->used, virtq_used_bytes(QSZ));
-	struct timespec ts = { 0, 200000 };
-
-	for (int i = 0; i <= tries; i++) {
-		if (__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != q->used_seen) {
-			*out = u->ring[q->used_seen % QSZ];
-			q->used_seen++;
-			return true;
-		}
-		if (i < tries)
-			nanosleep(&ts, NULL);
-	}
-	return false;
+	return vpcifx_try_used(&f->vm, &f->q[qi], tries, out);
 }
 
 static uint32_t wait_used(struct fx *f, unsigned int qi, uint16_t head)
@@ -319,7 +273,7 @@ struct cmd {
 	uint16_t head;
 };
 
-static unsigned int cmd_segs(struct fx *f, struct cmd *c, struct seg *s)
+static unsigned int cmd_segs(struct fx *f, struct cmd *c, struct vpcifx_seg *s)
 {
 	uint32_t hl = VIRTIO_SCSI_REQ_HDR_SIZE + f->cdb_size;
 	uint32_t rl = VIRTIO_SCSI_RESP_HDR_SIZE + f->sense_size;
@@ -336,12 +290,12 @@ static unsigned int cmd_segs(struct fx *f, struct cmd *c, struct seg *s)
 	memcpy(h + VIRTIO_SCSI_REQ_HDR_SIZE, c->cdb, MIN(f->cdb_size, 32u));
 	c->resp = alloc_buf(f, rl);
 	memset(gp(f, c->resp, rl), 0xee, rl);
-	s[n++] = (struct seg){ hdr, hl, false };
+	s[n++] = (struct vpcifx_seg){ hdr, hl, false };
 	if (c->dout_len)
-		s[n++] = (struct seg){ c->dout, c->dout_len, false };
-	s[n++] = (struct seg){ c->resp, rl, true };
+		s[n++] = (struct vpcifx_seg){ c->dout, c->dout_len, false };
+	s[n++] = (struct vpcifx_seg){ c->resp, rl, true };
 	if (c->din_len)
-		s[n++] = (struct seg){ c->din, c->din_len, true };
+		s[n++] = (struct vpcifx_seg){ c->din, c->din_len, true };
 	return n;
 }
 
@@ -358,7 +312,7 @@ static void cmd_results(struct fx *f, struct cmd *c)
 
 static void cmd_post(struct fx *f, unsigned int rq, struct cmd *c)
 {
-	struct seg s[4];
+	struct vpcifx_seg s[4];
 
 	c->head = post(f, 2 + rq, s, cmd_segs(f, c, s), true);
 }
@@ -563,9 +517,9 @@ static void bad_cdbs_get_the_right_sense(void **state)
 static void hostile_descriptors_complete_and_the_queue_goes_on(void **state)
 {
 	struct fx *f = *state;
-	struct tq *q = &f->q[2];
+	struct vpcifx_ring *q = &f->q[2];
 	uint64_t hdr = alloc_buf(f, 64), resp = alloc_buf(f, 128), b = alloc_buf(f, 512);
-	struct seg s[3];
+	struct vpcifx_seg s[3];
 	struct cmd c;
 	uint8_t *rp = gp(f, resp, 128);
 
@@ -573,24 +527,24 @@ static void hostile_descriptors_complete_and_the_queue_goes_on(void **state)
 	/* header shorter than 19 + cdb_size: FAILURE */
 	memset(gp(f, hdr, 64), 0, 64);
 	*(uint8_t *)gp(f, hdr, 1) = 1;
-	s[0] = (struct seg){ hdr, 40, false };
-	s[1] = (struct seg){ resp, 108, true };
+	s[0] = (struct vpcifx_seg){ hdr, 40, false };
+	s[1] = (struct vpcifx_seg){ resp, 108, true };
 	rp[11] = 0xee;
 	assert_int_equal(wait_used(f, 2, post(f, 2, s, 2, true)), 12 + 96);
 	assert_int_equal(rp[11], VIRTIO_SCSI_S_FAILURE);
 	/* writable part shorter than the response: returned with nothing written */
-	s[0] = (struct seg){ hdr, 51, false };
-	s[1] = (struct seg){ resp, 100, true };
+	s[0] = (struct vpcifx_seg){ hdr, 51, false };
+	s[1] = (struct vpcifx_seg){ resp, 100, true };
 	assert_int_equal(wait_used(f, 2, post(f, 2, s, 2, true)), 0);
 	/* data-in and data-out both: FAILURE */
-	s[1] = (struct seg){ b, 512, false };
-	s[2] = (struct seg){ resp, 128, true };
+	s[1] = (struct vpcifx_seg){ b, 512, false };
+	s[2] = (struct vpcifx_seg){ resp, 128, true };
 	rp[11] = 0xee;
 	assert_int_equal(wait_used(f, 2, post(f, 2, s, 3, true)), 12 + 96);
 	assert_int_equal(rp[11], VIRTIO_SCSI_S_FAILURE);
 	/* a data buffer outside RAM: FAILURE, the response still arrives */
-	s[1] = (struct seg){ RAM - 256, 4096, false };
-	s[2] = (struct seg){ resp, 108, true };
+	s[1] = (struct vpcifx_seg){ RAM - 256, 4096, false };
+	s[2] = (struct vpcifx_seg){ resp, 108, true };
 	rp[11] = 0xee;
 	wait_used(f, 2, post(f, 2, s, 3, true));
 	assert_int_equal(rp[11], VIRTIO_SCSI_S_FAILURE);
@@ -646,7 +600,7 @@ static uint16_t tmf_post(struct fx *f, uint32_t subtype, uint8_t target, uint16_
 	uint64_t req = alloc_buf(f, 24), resp = alloc_buf(f, 1);
 	uint8_t *p = gp(f, req, 24);
 	uint32_t type = VIRTIO_SCSI_T_TMF;
-	struct seg s[2] = { { req, 24, false }, { resp, 1, true } };
+	struct vpcifx_seg s[2] = { { req, 24, false }, { resp, 1, true } };
 
 	memset(p, 0, 24);
 	memcpy(p, &type, 4);
@@ -675,7 +629,7 @@ static void task_management_answers_when_idle(void **state)
 	struct fx *f = *state;
 	uint64_t req = alloc_buf(f, 16), resp = alloc_buf(f, 5);
 	uint8_t *p = gp(f, req, 16), *rp = gp(f, resp, 5);
-	struct seg s[2] = { { req, 16, false }, { resp, 5, true } };
+	struct vpcifx_seg s[2] = { { req, 16, false }, { resp, 5, true } };
 	struct cmd c = { .target = 0, .lun = 2 };
 	uint32_t type = VIRTIO_SCSI_T_AN_QUERY, req_ev = 0xff;
 
@@ -794,7 +748,7 @@ static uint64_t post_event_bufs(struct fx *f, unsigned int n)
 	uint64_t b = alloc_buf(f, 16 * n);
 
 	for (unsigned int i = 0; i < n; i++) {
-		struct seg s = { b + 16 * i, 16, true };
+		struct vpcifx_seg s = { b + 16 * i, 16, true };
 
 		memset(gp(f, b + 16 * i, 16), 0xee, 16);
 		post(f, 1, &s, 1, true);

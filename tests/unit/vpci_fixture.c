@@ -7,12 +7,75 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <time.h>
+
 void vpcifx_vm_init(struct vm *vm, uint64_t ram)
 {
 	assert_int_equal(gmem_init(&vm->mem, ram, false), 0);
 	vm->vm_fd = -1;
 	bus_init(&vm->mmio, "mmio");
 	bus_init(&vm->pio, "pio");
+}
+
+void vpcifx_w(struct vm *vm, uint64_t addr, uint64_t v, unsigned int len)
+{
+	bus_write(&vm->mmio, addr, &v, len);
+}
+
+uint64_t vpcifx_r(struct vm *vm, uint64_t addr, unsigned int len)
+{
+	uint64_t v = 0;
+
+	bus_read(&vm->mmio, addr, &v, len);
+	return v;
+}
+
+void *vpcifx_gp(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	void *p = gmem_ptr(&vm->mem, gpa, len);
+
+	assert_non_null(p);
+	return p;
+}
+
+uint16_t vpcifx_post(struct vm *vm, struct vpcifx_ring *q, const struct vpcifx_seg *s,
+		     unsigned int n)
+{
+	struct virtq_desc *d = vpcifx_gp(vm, q->desc, virtq_desc_bytes(q->size));
+	struct virtq_avail *a = vpcifx_gp(vm, q->avail, virtq_avail_bytes(q->size));
+	uint16_t head = (uint16_t)(q->next_desc % q->size);
+
+	for (unsigned int i = 0; i < n; i++) {
+		uint16_t idx = (uint16_t)((q->next_desc + i) % q->size);
+
+		d[idx] = (struct virtq_desc){ s[i].addr, s[i].len,
+					      (uint16_t)((s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
+							 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
+					      (uint16_t)((idx + 1) % q->size) };
+	}
+	q->next_desc += n;
+	a->ring[q->avail_idx % q->size] = head;
+	__atomic_store_n(&a->idx, (uint16_t)(q->avail_idx + 1), __ATOMIC_RELEASE);
+	q->avail_idx++;
+	return head;
+}
+
+bool vpcifx_try_used(struct vm *vm, struct vpcifx_ring *q, int tries,
+		     struct virtq_used_elem *out)
+{
+	struct virtq_used *u = vpcifx_gp(vm, q->used, virtq_used_bytes(q->size));
+	struct timespec ts = { 0, 200000 };
+
+	for (int i = 0; i <= tries; i++) {
+		if (__atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != q->used_seen) {
+			*out = u->ring[q->used_seen % q->size];
+			q->used_seen++;
+			return true;
+		}
+		if (i < tries)
+			nanosleep(&ts, NULL);
+	}
+	return false;
 }
 
 void vpcifx_vm_destroy(struct vm *vm)

@@ -3,13 +3,42 @@
 #ifndef VIREO_TESTS_UNIT_VPCI_FIXTURE_H
 #define VIREO_TESTS_UNIT_VPCI_FIXTURE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/virtqueue.h"
 #include "vmm/vm.h"
 
 /* Guest RAM of @ram bytes, empty MMIO and port buses, no KVM (vm_fd -1). */
 void vpcifx_vm_init(struct vm *vm, uint64_t ram);
 /* Frees what vpcifx_vm_init() set up. */
 void vpcifx_vm_destroy(struct vm *vm);
+
+/* MMIO access at @addr, and a host pointer to @len bytes of guest RAM (asserted to exist). */
+void vpcifx_w(struct vm *vm, uint64_t addr, uint64_t v, unsigned int len);
+uint64_t vpcifx_r(struct vm *vm, uint64_t addr, unsigned int len);
+void *vpcifx_gp(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* The driver's side of one split ring in the fake guest RAM. */
+struct vpcifx_ring {
+	uint64_t desc, avail, used;
+	uint16_t size;
+	uint16_t avail_idx, used_seen;
+	unsigned int next_desc;
+};
+
+struct vpcifx_seg {
+	uint64_t addr;
+	uint32_t len;
+	bool writable;
+};
+
+/* Puts a chain of @n buffers on @q (descriptors taken round-robin) and publishes it; returns
+ * its head. The caller kicks. */
+uint16_t vpcifx_post(struct vm *vm, struct vpcifx_ring *q, const struct vpcifx_seg *s,
+		     unsigned int n);
+/* The next used element of @q, polling @tries times 0.2 ms; false if none came. */
+bool vpcifx_try_used(struct vm *vm, struct vpcifx_ring *q, int tries,
+		     struct virtq_used_elem *out);
 
 #endif
