@@ -69,51 +69,9 @@ static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
  * those in @refuse. */
 static void driver_init_without(struct fx *f, uint64_t refuse)
 {
-	uint64_t feat;
+	uint64_t feat = vpcifx_driver_init(&f->vm, f->bar0, refuse, f->q, NQ, QSZ, 0x10000);
 
-	w(f, 0x14, 0, 1);
-	assert_int_equal(r(f, 0x14, 1), 0);
-	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	w(f, 0x00, 0, 4);
-	feat = r(f, 0x04, 4);
-	w(f, 0x00, 1, 4);
-	feat |= r(f, 0x04, 4) << 32;
-	assert_true(feat & (1ull << VIRTIO_F_VERSION_1));
 	assert_true(feat & (1ull << VIRTIO_BLK_F_MQ));
-	feat &= ~refuse;
-	w(f, 0x08, 0, 4);
-	w(f, 0x0c, (uint32_t)feat, 4);
-	w(f, 0x08, 1, 4);
-	w(f, 0x0c, (uint32_t)(feat >> 32), 4);
-	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
-	assert_true(r(f, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK);
-	assert_int_equal(r(f, 0x12, 2), NQ);
-	for (unsigned int i = 0; i < NQ; i++) {
-		struct vpcifx_ring *q = &f->q[i];
-		uint64_t base = 0x10000 + 0x10000ull * i;
-
-		memset(q, 0, sizeof(*q));
-		q->size = QSZ;
-		q->desc = base;
-		q->avail = base + 0x1000;
-		q->used = base + 0x2000;
-		memset(gp(f, base, 0x3000), 0, 0x3000);
-		w(f, 0x16, i, 2);
-		assert_int_equal(r(f, 0x18, 2), 256 < QSZ ? 256 : QSZ);
-		w(f, 0x18, QSZ, 2);
-		w(f, 0x20, q->desc, 8); /* a 64-bit access is split in two */
-		w(f, 0x28, q->avail, 4);
-		w(f, 0x2c, 0, 4);
-		w(f, 0x30, q->used, 4);
-		w(f, 0x34, 0, 4);
-		w(f, 0x1a, i + 1, 2);
-		assert_int_equal(r(f, 0x1a, 2), i + 1);
-		assert_int_equal(r(f, 0x1e, 2), i);
-		w(f, 0x1c, 1, 2);
-	}
-	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-		   VIRTIO_STATUS_DRIVER_OK, 1);
-	assert_int_equal(r(f, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET, 0);
 }
 
 static void driver_init(struct fx *f)

@@ -76,46 +76,10 @@ static void *gp(struct fx *f, uint64_t gpa, uint64_t len)
 
 static void driver_init(struct fx *f)
 {
-	uint64_t feat;
+	uint64_t feat = vpcifx_driver_init(&f->vm, f->bar0, 0, f->q, NVQ, QSZ, 0x4000);
 
-	w(f, 0x14, 0, 1);
-	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	w(f, 0x00, 0, 4);
-	feat = r(f, 0x04, 4);
-	w(f, 0x00, 1, 4);
-	feat |= r(f, 0x04, 4) << 32;
 	assert_true(feat & (1ull << VIRTIO_SCSI_F_HOTPLUG));
 	assert_true(feat & (1ull << VIRTIO_SCSI_F_CHANGE));
-	w(f, 0x08, 0, 4);
-	w(f, 0x0c, (uint32_t)feat, 4);
-	w(f, 0x08, 1, 4);
-	w(f, 0x0c, (uint32_t)(feat >> 32), 4);
-	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
-	assert_true(r(f, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK);
-	assert_int_equal(r(f, 0x12, 2), NVQ);
-	for (unsigned int i = 0; i < NVQ; i++) {
-		struct vpcifx_ring *q = &f->q[i];
-		uint64_t base = 0x10000 + 0x4000ull * i;
-
-		memset(q, 0, sizeof(*q));
-		q->size = QSZ;
-		q->desc = base;
-		q->avail = base + 0x1000;
-		q->used = base + 0x2000;
-		memset(gp(f, base, 0x3000), 0, 0x3000);
-		w(f, 0x16, i, 2);
-		w(f, 0x18, QSZ, 2);
-		w(f, 0x20, q->desc, 8);
-		w(f, 0x28, q->avail, 4);
-		w(f, 0x2c, 0, 4);
-		w(f, 0x30, q->used, 4);
-		w(f, 0x34, 0, 4);
-		w(f, 0x1a, i + 1, 2);
-		w(f, 0x1c, 1, 2);
-	}
-	w(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-		   VIRTIO_STATUS_DRIVER_OK, 1);
-	assert_int_equal(r(f, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET, 0);
 	f->cdb_size = 32;
 	f->sense_size = 96;
 }

@@ -33,6 +33,16 @@ struct vpcifx_seg {
 	bool writable;
 };
 
+/**
+ * vpcifx_driver_init - the driver's side of initialisation (virtio 1.2 3.1.1) through the
+ * common config at @bar0: accept every feature offered but @refuse, then @nq rings of
+ * @size entries at 0x10000 + @stride * i (desc, avail +0x1000, used +0x2000, zeroed), queue i
+ * on MSI-X vector i + 1, DRIVER_OK. Returns the features offered.
+ */
+uint64_t vpcifx_driver_init(struct vm *vm, uint64_t bar0, uint64_t refuse,
+			    struct vpcifx_ring *rings, unsigned int nq, uint16_t size,
+			    uint64_t stride);
+
 /* Puts a chain of @n buffers on @q (descriptors taken round-robin) and publishes it; returns
  * its head. The caller kicks. */
 uint16_t vpcifx_post(struct vm *vm, struct vpcifx_ring *q, const struct vpcifx_seg *s,
