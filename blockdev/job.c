@@ -378,6 +378,8 @@ enum job_on_error job_io_error(struct job *job, int ret, bool read)
 
 	pthread_mutex_lock(&m.lock);
 	a = job->on_error;
+	if (a == JOB_ON_ERROR_ENOSPC)
+		a = ret == -ENOSPC ? JOB_ON_ERROR_STOP : JOB_ON_ERROR_REPORT;
 	json_object_object_add(d, "device", json_object_new_string(job->id));
 	json_object_object_add(d, "operation", json_object_new_string(read ? "read" : "write"));
 	json_object_object_add(d, "action", json_object_new_string(actions[a]));

@@ -55,6 +55,7 @@ enum job_on_error {
 	JOB_ON_ERROR_REPORT, /* the job fails */
 	JOB_ON_ERROR_IGNORE, /* the job goes on past the failed piece, and fails at its end */
 	JOB_ON_ERROR_STOP,   /* the job pauses (BLOCK_JOB_ERROR); job-resume tries again */
+	JOB_ON_ERROR_ENOSPC, /* STOP when out of space, else REPORT */
 };
 
 /* Step results besides -errno. */
@@ -132,7 +133,8 @@ const char *job_id(const struct job *job);
 void job_progress(struct job *job, uint64_t current, uint64_t total, uint64_t copied);
 /* Bytes a step should work on: the chunk, or less under a low speed. */
 uint64_t job_step_bytes(struct job *job);
-/* Step side: I/O of the step failed with @ret; reports BLOCK_JOB_ERROR and says what to do. */
+/* Step side: I/O of the step failed with @ret; reports BLOCK_JOB_ERROR and says what to do
+ * (REPORT, IGNORE or STOP: ENOSPC is resolved to one of them). */
 enum job_on_error job_io_error(struct job *job, int ret, bool read);
 
 /* The live job called @id, or NULL. */

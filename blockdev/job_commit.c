@@ -45,11 +45,12 @@ static int commit_step(struct job *job)
 	o.length = MIN(job_step_bytes(job), c->size - c->off);
 	ret = blockdev_copy_run(&o);
 	if (ret) {
-		switch (job_io_error(job, ret, false)) {
-		case JOB_ON_ERROR_REPORT: return ret;
-		case JOB_ON_ERROR_STOP: return JOB_STEP_MORE;
-		case JOB_ON_ERROR_IGNORE: break;
-		}
+		enum job_on_error a = job_io_error(job, ret, false);
+
+		if (a == JOB_ON_ERROR_REPORT)
+			return ret;
+		if (a == JOB_ON_ERROR_STOP)
+			return JOB_STEP_MORE;
 	}
 	c->off += o.length;
 	job_progress(job, c->off, c->size, ret ? 0 : o.length);

@@ -55,11 +55,12 @@ static int stream_step(struct job *job)
 		}
 	}
 	if (ret) {
-		switch (job_io_error(job, ret, read)) {
-		case JOB_ON_ERROR_REPORT: return ret;
-		case JOB_ON_ERROR_STOP: return JOB_STEP_MORE; /* the same range after job-resume */
-		case JOB_ON_ERROR_IGNORE: break;
-		}
+		enum job_on_error a = job_io_error(job, ret, read);
+
+		if (a == JOB_ON_ERROR_REPORT)
+			return ret;
+		if (a == JOB_ON_ERROR_STOP)
+			return JOB_STEP_MORE; /* the same range after job-resume */
 	}
 	s->off += n;
 	job_progress(job, s->off, size, copy && !ret ? n : 0);

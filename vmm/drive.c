@@ -728,6 +728,17 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
 	return blockdev_truncate(bs, size, errp);
 }
 
+struct blockdev *drive_find_node(const char *name)
+{
+	for (unsigned int i = 0; i < nr_drives; i++)
+		if (!strcmp(drives[i].name, name))
+			return drives[i].bs;
+	for (unsigned int i = 0; i < scsibus_nr_disks(); i++)
+		if (!strcmp(scsibus_disk_id(i), name))
+			return scsibus_disk_node(i);
+	return NULL;
+}
+
 void drive_cleanup(void)
 {
 	scsibus_cleanup(); /* its disks before the iothreads and the nodes */

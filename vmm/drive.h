@@ -135,6 +135,9 @@ struct blockdev *drive_node(unsigned int i);
 unsigned int drive_count(void);
 struct vblk *drive_device(unsigned int i);
 const char *drive_name(unsigned int i);
+/* The node of the disk (virtio-blk or scsi-hd) called @name (its id), or NULL: what a QMP
+ * "device" argument names. */
+struct blockdev *drive_find_node(const char *name);
 
 /* Iothread io@i shared by the drives added so far, NULL if no drive created it. */
 struct iothread *drive_iothread(unsigned int i);

@@ -18,7 +18,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "blockdev/job.h"
 #include "common/util.h"
+#include "control/job_qmp.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/drive.h"
@@ -239,21 +241,30 @@ static void machine_tty_raw(struct machine *m)
 		m->tty_raw = true;
 }
 
-/* Serves console input and signals until a stop is requested. */
+/* A block job's event, to the QMP client. */
+static void machine_job_event(void *opaque, const char *name, struct json_object *data)
+{
+	struct machine *m = opaque;
+
+	qmp_event(m->qmp, name, data);
+}
+
+/* Serves console input, signals, QMP and block jobs until a stop is requested. */
 static void machine_loop(struct machine *m, const struct vm_config *cfg, int sigfd)
 {
-	struct pollfd pfd[5] = {
+	struct pollfd pfd[6] = {
 		{ .fd = m->vm.stop_efd, .events = POLLIN },
 		{ .fd = sigfd, .events = POLLIN },
 		{ .fd = cfg->serial == SERIAL_STDIO ? STDIN_FILENO : -1, .events = POLLIN },
 		{ .fd = -1 },
 		{ .fd = -1 },
+		{ .fd = job_manager_fd(), .events = POLLIN },
 	};
 
 	while (!vm_stopping(&m->vm)) {
 		if (m->qmp)
 			qmp_fds(m->qmp, &pfd[3]);
-		if (poll(pfd, 5, -1) < 0) {
+		if (poll(pfd, 6, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -278,6 +289,8 @@ static void machine_loop(struct machine *m, const struct vm_config *cfg, int sig
 		}
 		if (m->qmp)
 			qmp_handle(m->qmp, &pfd[3], 2);
+		if (pfd[5].revents & POLLIN)
+			job_manager_poll(); /* events, and jobs to finalize */
 	}
 	machine_qmp_shutdown_event(m);
 }
@@ -324,6 +337,10 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 					m, errp);
 		if (!m->qmp)
 			goto out_vm;
+		/* block jobs are started, driven and reported over QMP */
+		if (job_manager_init(machine_job_event, m, errp) < 0)
+			goto out_vm;
+		job_qmp_set_lookup(drive_find_node);
 	}
 	if (vm_memory_wait(&m->vm, errp) < 0)
 		goto out_vm;
@@ -347,6 +364,7 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (atomic_load(&m->vm.stop_reason) == VM_STOP_ERROR && !(errp && *errp))
 		error_setg(errp, "%s", m->vm.stop_msg);
 out_vm:
+	job_manager_shutdown(); /* before the nodes its jobs hold go */
 	qmp_server_free(m->qmp);
 	drive_cleanup();
 	if (m->pci_ready)

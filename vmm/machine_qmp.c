@@ -7,6 +7,7 @@
 
 
 #include "common/util.h"
+#include "control/job_qmp.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_scsi.h"
 #include "iothreads/iothread.h"
@@ -527,6 +528,7 @@ static int qmp_query_commands(void *opaque, struct json_object *args, struct jso
 }
 
 const struct qmp_command machine_qmp_commands[] = {
+	JOB_QMP_COMMANDS,
 	{ "block_resize", qmp_block_resize },
 	{ "blockdev-add", qmp_blockdev_add },
 	{ "blockdev-del", qmp_blockdev_del },

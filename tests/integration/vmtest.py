@@ -41,12 +41,15 @@ class Qmp:
     """A QMP client for a vireo started with --qmp unix:PATH.
 
     Connects with qmp_connect(), reads the greeting and negotiates capabilities. execute()
-    sends one command and returns its answer (a dict with "return" or "error"), skipping the
-    events that arrive meanwhile. Raises OSError or ValueError on a broken connection.
+    sends one command and returns its answer (a dict with "return" or "error"); the events that
+    arrive meanwhile are kept in self.events, in order, for wait_event(). Raises OSError or
+    ValueError on a broken connection.
     """
 
     def __init__(self, path, timeout=10):
+        self.events = []
         self.sock = qmp_connect(path)
+        self.timeout = timeout
         self.sock.settimeout(timeout)
         self.stream = self.sock.makefile("rw")
         self._read()  # the greeting
@@ -70,6 +73,26 @@ class Qmp:
             answer = self._read()
             if "event" not in answer:
                 return answer
+            self.events.append(answer)
+
+    def wait_event(self, name, timeout=60, match=None):
+        """The first kept or coming event called name (for which match(event) holds), taken
+        out of self.events; raises TimeoutError after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name and (match is None or match(e)):
+                    return self.events.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {name} event in {timeout} s")
+            self.sock.settimeout(left)
+            try:
+                self.events.append(self._read())
+            except TimeoutError:
+                raise TimeoutError(f"no {name} event in {timeout} s") from None
+            finally:
+                self.sock.settimeout(self.timeout)
 
 
 class Vm:
