@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Block layer control plane (options, opening chains) and the synchronous I/O entry points. */
 #include "blockdev/blockdev.h"
+#include "blockdev/bitmap.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -319,6 +320,7 @@ void blockdev_destroy(struct blockdev *bs)
 	bs->file = bs->backing = NULL;
 	blockdev_detach(&bs->file_link);
 	blockdev_detach(&bs->backing_link);
+	blockdev_bitmaps_free(bs);
 	node_free(bs);
 }
 
@@ -351,7 +353,17 @@ int blockdev_truncate(struct blockdev *bs, uint64_t size, struct error **errp)
 			   bs->drv->name);
 		return -1;
 	}
-	return bs->drv->truncate(bs, size, errp);
+	/* a growing node's bitmaps cover the new part before anything can write it */
+	if (size > bs->size && blockdev_bitmaps_resize(bs, size) < 0) {
+		error_setg(errp, "'%s': out of memory for its dirty bitmaps", bs->filename);
+		return -1;
+	}
+	if (bs->drv->truncate(bs, size, errp) < 0)
+		return -1; /* bitmaps grown for nothing cover bytes nobody writes: harmless */
+	if (blockdev_bitmaps_resize(bs, bs->size) < 0)
+		fprintf(stderr, "vireo: '%s': dirty bitmaps keep their old size (out of memory)\n",
+			bs->filename);
+	return 0;
 }
 
 int blockdev_get_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)
@@ -451,7 +463,10 @@ int blockdev_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec *i
 
 	if (ret < 0 || iovcnt <= 0)
 		return ret;
-	return bs->drv->pwritev(bs, offset, iov, iovcnt);
+	ret = bs->drv->pwritev(bs, offset, iov, iovcnt);
+	/* a failed write may have written part: dirty either way */
+	blockdev_bitmaps_mark(bs, offset, blockdev_iov_size(iov, iovcnt));
+	return ret;
 }
 
 int blockdev_pread(struct blockdev *bs, uint64_t offset, void *buf, size_t len)
@@ -496,7 +511,9 @@ int blockdev_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
 		return ret;
 	if (!bs->drv->discard)
 		return -ENOTSUP;
-	return bs->drv->discard(bs, offset, len);
+	ret = bs->drv->discard(bs, offset, len);
+	blockdev_bitmaps_mark(bs, offset, len);
+	return ret;
 }
 
 /* Writes zero buffers: the fallback for drivers without write_zeroes. */
@@ -537,9 +554,10 @@ int blockdev_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len, un
 
 	if (ret < 0 || !len)
 		return ret;
-	if (!bs->drv->write_zeroes)
-		return write_zero_buffers(bs, offset, len);
-	return bs->drv->write_zeroes(bs, offset, len, flags);
+	ret = bs->drv->write_zeroes ? bs->drv->write_zeroes(bs, offset, len, flags) :
+				      write_zero_buffers(bs, offset, len);
+	blockdev_bitmaps_mark(bs, offset, len);
+	return ret;
 }
 
 int blockdev_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, uint64_t *pnum,

@@ -72,6 +72,7 @@ struct blockdev;
 struct blockdev_queue;
 struct blockdev_user;
 struct blockdev_slow;
+struct blockdev_bitmap;
 struct json_object;
 
 /* Largest number of iovec entries a request may carry (devices advertise SEG_MAX below it). */
@@ -325,6 +326,8 @@ struct blockdev {
 	struct blockdev_user *users;
 	struct blockdev_user file_link, backing_link;
 	struct blockdev *reg_prev, *reg_next;
+	struct blockdev_bitmap *_Atomic bitmaps; /* bitmap.c: the live list, walked lock-free */
+	struct blockdev_bitmap *bitmaps_all;     /* bitmap.c: every one, freed with the node */
 };
 
 /* ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blockdev/bitmap.h"
 #include "blockdev/internal.h"
 #include "common/util.h"
 
@@ -110,6 +111,10 @@ static void req_fin(struct iothread_op *op, int res)
 	struct blockdev_req *req = container_of(op, struct blockdev_req, priv.fin);
 
 	req->priv.q->inflight--;
+	/* dirty bitmaps see a write once it completed (a mirror that reads the range after
+	 * finding it dirty reads the new data); a failed one may have written part of it */
+	if (req->op != BLOCKDEV_OP_READ && req->op != BLOCKDEV_OP_FLUSH)
+		blockdev_bitmaps_mark(req->priv.q->bs, req->offset, req->len);
 	req->done(req, req->priv.ret);
 }
 

@@ -20,7 +20,7 @@ void job_qmp_set_lookup(struct blockdev *(*fn)(const char *device))
 	lookup = fn;
 }
 
-static struct blockdev *find_device(const char *device, struct error **errp)
+struct blockdev *job_qmp_find_node(const char *device, struct error **errp)
 {
 	struct blockdev *bs = lookup ? lookup(device) : NULL;
 
@@ -267,7 +267,7 @@ int job_qmp_block_stream(void *o, struct json_object *a, struct json_object **re
 	struct job_opts jo;
 	int r;
 
-	if (need_string(a, "device", &device, errp) < 0 || !(top = find_device(device, errp)) ||
+	if (need_string(a, "device", &device, errp) < 0 || !(top = job_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    (r = chain_node(a, top, "base-node", "base", &base, errp)) < 0 ||
@@ -296,7 +296,7 @@ int job_qmp_block_commit(void *o, struct json_object *a, struct json_object **re
 	struct blockdev *active, *top = NULL, *base = NULL;
 	struct job_opts jo;
 
-	if (need_string(a, "device", &device, errp) < 0 || !(active = find_device(device, errp)) ||
+	if (need_string(a, "device", &device, errp) < 0 || !(active = job_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    chain_node(a, active, "top-node", "top", &top, errp) < 0 ||

@@ -14,6 +14,9 @@ struct blockdev;
 
 /* The node "device" names, or NULL (default: a node name). */
 void job_qmp_set_lookup(struct blockdev *(*lookup)(const char *device));
+/* The node a QMP "device" or "node" argument names: a program's disk, else a node name; NULL
+ * with QEMU's "Cannot find device=... nor node-name=..." */
+struct blockdev *job_qmp_find_node(const char *device, struct error **errp);
 
 #define JOB_QMP_COMMANDS \
 	{ "block-commit", job_qmp_block_commit }, \

@@ -7,6 +7,8 @@
 
 
 #include "common/util.h"
+#include "blockdev/bitmap.h"
+#include "control/bitmap_qmp.h"
 #include "control/job_qmp.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_scsi.h"
@@ -325,6 +327,8 @@ static void named_node(struct blockdev *bs, void *opaque)
 	image = blockdev_image_info(bs, NULL);
 	if (image)
 		json_object_object_add(o, "image", image);
+	if (bs->bitmaps)
+		json_object_object_add(o, "dirty-bitmaps", blockdev_bitmaps_info(bs));
 	json_object_array_add(opaque, o);
 }
 
@@ -528,6 +532,7 @@ static int qmp_query_commands(void *opaque, struct json_object *args, struct jso
 }
 
 const struct qmp_command machine_qmp_commands[] = {
+	BITMAP_QMP_COMMANDS,
 	JOB_QMP_COMMANDS,
 	{ "block_resize", qmp_block_resize },
 	{ "blockdev-add", qmp_blockdev_add },

@@ -109,6 +109,8 @@ while "@W 100 " not in log():
     time.sleep(0.05)
 if chain() != ["top.qcow2", "mid.qcow2", "base.qcow2"]:
     fail(f"chain at the start: {chain()}")
+# a dirty bitmap on the disk sees the guest's writes (and none of the jobs' own)
+ok("block-dirty-bitmap-add", node="disk", name="track", granularity=MiB)
 
 # 1. pause, resume, cancel
 ok("block-stream", device="disk", **{"job-id": "slow"}, speed=64 * 1024)
@@ -161,6 +163,11 @@ while "idle: halting" not in log():
     time.sleep(0.2)
 if "blk-crashwriter: done" not in log() and "@E" not in log():
     fail(f"blk-crashwriter failed: {log()[-500:]}")
+track = [b for n in ok("query-named-block-nodes") if n["node-name"] == "disk"
+         for b in n.get("dirty-bitmaps", [])]
+if len(track) != 1 or not MiB <= track[0]["count"] <= size:
+    fail(f"the dirty bitmap after the guest's writes: {track}")
+print(f"ok: the bitmap marks {track[0]['count'] // MiB} MiB written")
 vm.quit()
 
 for img in (top, base):

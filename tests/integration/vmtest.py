@@ -63,8 +63,8 @@ class Qmp:
             raise EOFError("the QMP connection closed")
         return json.loads(line)
 
-    def execute(self, name, **arguments):
-        msg = {"execute": name}
+    def execute(self, command, /, **arguments):
+        msg = {"execute": command}
         if arguments:
             msg["arguments"] = arguments
         self.stream.write(json.dumps(msg) + "\n")

@@ -22,6 +22,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "blockdev/bitmap.h"
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2.h"
 #include "devices/pci.h"
@@ -289,6 +290,23 @@ static void statistics_count_requests_by_class(void **state)
 	assert_int_equal(st.ops[VIOQ_ACCT_UNMAP], 0);
 	assert_true(st.last_done_ns > 0);
 	assert_int_equal(st.wr_highest_offset, 8 * 512 + 8192);
+}
+
+/* Guest writes, write-zeroes and discards mark the node's dirty bitmap when they complete, on
+ * the iothread that served them; reads and flushes do not. */
+static void guest_writes_mark_the_nodes_dirty_bitmap(void **state)
+{
+	struct fx *f = *state;
+	struct blockdev_bitmap *bm = blockdev_bitmap_add(f->bs, "dirty", 4096, false, NULL);
+	uint64_t b = alloc_buf(f, 8192);
+
+	assert_non_null(bm);
+	assert_int_equal(do_req(f, 0, VIRTIO_BLK_T_OUT, 16, b, 8192, false, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_IN, 64, b, 4096, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(f, 1, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(blockdev_bitmap_count(bm), 8192);
+	assert_int_equal(blockdev_bitmap_remove(f->bs, bm, NULL), 0);
 }
 
 /* A driver without FLUSH gets write-through: each write is followed by a flush before it
@@ -601,6 +619,7 @@ int main(void)
 		T(backing_swap_under_the_device_reaches_every_queue),
 		T(statistics_count_requests_by_class),
 		T(write_through_writes_count_as_writes_of_their_bytes),
+		T(guest_writes_mark_the_nodes_dirty_bitmap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
