@@ -41,5 +41,6 @@ int case_blk_hostile(void);
 int case_blk_crashwriter(void);
 int case_blk_count(void);
 int case_bench(void);
+int case_scsi_luns(void);
 
 #endif

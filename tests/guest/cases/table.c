@@ -18,6 +18,8 @@ const struct guest_case guest_cases[] = {
 	  "virtio-blk: random writes, zeroes, discards, flushes, logged for a crash check" },
 	{ "blk-count", case_blk_count, false,
 	  "virtio-blk: a known mix of requests for the host to count (query-blockstats)" },
+	{ "scsi-luns", case_scsi_luns, false,
+	  "virtio-scsi: REPORT LUNS, INQUIRY and READ CAPACITY of each LUN, absent LUN and target" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
