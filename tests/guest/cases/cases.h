@@ -42,5 +42,6 @@ int case_blk_crashwriter(void);
 int case_blk_count(void);
 int case_bench(void);
 int case_scsi_luns(void);
+int case_scsi_rw(void);
 
 #endif

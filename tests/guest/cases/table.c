@@ -20,6 +20,8 @@ const struct guest_case guest_cases[] = {
 	  "virtio-blk: a known mix of requests for the host to count (query-blockstats)" },
 	{ "scsi-luns", case_scsi_luns, false,
 	  "virtio-scsi: REPORT LUNS, INQUIRY and READ CAPACITY of each LUN, absent LUN and target" },
+	{ "scsi-rw", case_scsi_rw, false,
+	  "virtio-scsi: write, read, verify on every queue from every CPU, FUA, sync, unmap" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
