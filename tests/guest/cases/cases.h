@@ -43,5 +43,6 @@ int case_blk_count(void);
 int case_bench(void);
 int case_scsi_luns(void);
 int case_scsi_rw(void);
+int case_scsi_bad(void);
 
 #endif

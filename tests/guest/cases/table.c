@@ -22,6 +22,8 @@ const struct guest_case guest_cases[] = {
 	  "virtio-scsi: REPORT LUNS, INQUIRY and READ CAPACITY of each LUN, absent LUN and target" },
 	{ "scsi-rw", case_scsi_rw, false,
 	  "virtio-scsi: write, read, verify on every queue from every CPU, FUA, sync, unmap" },
+	{ "scsi-bad", case_scsi_bad, false,
+	  "virtio-scsi: bad CDBs give the right sense; malformed requests; the device keeps serving" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
