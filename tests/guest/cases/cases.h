@@ -44,5 +44,6 @@ int case_bench(void);
 int case_scsi_luns(void);
 int case_scsi_rw(void);
 int case_scsi_bad(void);
+int case_scsi_tmf(void);
 
 #endif

@@ -24,6 +24,8 @@ const struct guest_case guest_cases[] = {
 	  "virtio-scsi: write, read, verify on every queue from every CPU, FUA, sync, unmap" },
 	{ "scsi-bad", case_scsi_bad, false,
 	  "virtio-scsi: bad CDBs give the right sense; malformed requests; the device keeps serving" },
+	{ "scsi-tmf", case_scsi_tmf, false,
+	  "virtio-scsi: ABORT TASK, QUERY TASK, LUN and I_T nexus reset with I/O in flight" },
 	{ "bench", case_bench, false, "virtio-blk random-I/O benchmark (bench-* options)" },
 	{ "idle", case_idle, false, "wait with hlt, taking timer interrupts, until powered off" },
 };
