@@ -37,7 +37,7 @@ struct blockdev_bitmap *blockdev_bitmap_find(struct blockdev *bs, const char *na
 					     struct error **errp)
 {
 	for (struct blockdev_bitmap *b = atomic_load(&bs->bitmaps); b; b = atomic_load(&b->next))
-		if (!strcmp(b->name, name))
+		if (b->name[0] && !strcmp(b->name, name)) /* internal ones have no name */
 			return b;
 	error_setg(errp, "Dirty bitmap '%s' not found", name);
 	return NULL;
@@ -48,8 +48,11 @@ struct blockdev_bitmap *blockdev_bitmap_add(struct blockdev *bs, const char *nam
 					    struct error **errp)
 {
 	struct blockdev_bitmap *b;
+	bool internal = !name;
 
-	if (!name[0] || strlen(name) >= BLOCKDEV_BITMAP_NAME_MAX) {
+	if (internal)
+		name = "";
+	else if (!name[0] || strlen(name) >= BLOCKDEV_BITMAP_NAME_MAX) {
 		error_setg(errp, "Bitmap name '%.64s' is %s", name,
 			   name[0] ? "too long" : "empty");
 		return NULL;
@@ -61,7 +64,7 @@ struct blockdev_bitmap *blockdev_bitmap_add(struct blockdev *bs, const char *nam
 		error_setg(errp, "Granularity must be power of 2 between 512 and 2147483648");
 		return NULL;
 	}
-	if (blockdev_bitmap_find(bs, name, NULL)) {
+	if (!internal && blockdev_bitmap_find(bs, name, NULL)) {
 		error_setg(errp, "Bitmap already exists: %s", name);
 		return NULL;
 	}
@@ -313,7 +316,11 @@ struct json_object *blockdev_bitmaps_info(struct blockdev *bs)
 	struct json_object *a = json_object_new_array();
 
 	for (struct blockdev_bitmap *b = atomic_load(&bs->bitmaps); b; b = atomic_load(&b->next)) {
-		struct json_object *o = json_object_new_object();
+		struct json_object *o;
+
+		if (!b->name[0])
+			continue; /* a job's own */
+		o = json_object_new_object();
 
 		json_object_object_add(o, "name", json_object_new_string(b->name));
 		json_object_object_add(o, "count",

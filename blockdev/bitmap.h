@@ -35,7 +35,7 @@ struct blockdev_bitmap;
 
 /* A new bitmap @name on @bs (all clean, recording unless @disabled); refused, by name, when the
  * name is taken on the node, empty or too long, or the granularity is no power of two in
- * range (0: the default). */
+ * range (0: the default). @name NULL: a job's own, which no query lists and no name finds. */
 struct blockdev_bitmap *blockdev_bitmap_add(struct blockdev *bs, const char *name,
 					    uint64_t granularity, bool disabled,
 					    struct error **errp);

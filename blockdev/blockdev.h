@@ -211,11 +211,14 @@ struct blockdev_user {
  * @drained_begin: stop submitting requests and wait until none is in flight
  * @drained_end: forget what it cached about the nodes below its own (its queues' registered
  *               files: blockdev_queue_forget_files), then submit again
- * Both get the user's @opaque. A root user without ops submits no asynchronous I/O.
+ * @replace: inside a drained section: serve @bs instead of the node (blockdev_replace_node, a
+ *           mirror's pivot); -1 with nothing changed. NULL: the user cannot move.
+ * All get the user's @opaque. A root user without ops submits no asynchronous I/O.
  */
 struct blockdev_user_ops {
 	void (*drained_begin)(void *opaque);
 	void (*drained_end)(void *opaque);
+	int (*replace)(void *opaque, struct blockdev *bs, struct error **errp);
 };
 
 /**
@@ -259,6 +262,16 @@ void blockdev_drained_end(struct blockdev_drain *d);
  * @bs in its own chain, or when @backing's users refuse a new reader.
  */
 int blockdev_set_backing(struct blockdev *bs, struct blockdev *backing, struct error **errp);
+
+/**
+ * blockdev_replace_node - the root users of @old (device frontends) move to @new
+ *
+ * Inside a drained section over @old (the caller's): each root user is attached to @new
+ * (permissions checked first, for all), detached from @old, and told by its replace hook.
+ * Refused, nothing changed, when a user cannot move (no hook), when @old is a child of another
+ * node (only a top node is replaced), or when @new's users refuse one of them. A mirror's pivot.
+ */
+int blockdev_replace_node(struct blockdev *old, struct blockdev *new, struct error **errp);
 
 /* Take / drop a reference; the last one closes the node (and drops its children's). */
 struct blockdev *blockdev_ref(struct blockdev *bs);
@@ -305,6 +318,13 @@ int blockdev_check_unused(struct blockdev *bs, struct error **errp);
  * @file_link, @backing_link: this node as the user of its file and backing children
  * @reg_prev, @reg_next: the registry's list (graph.c)
  */
+/*
+ * Called on the iothread for each guest write (@iov) or write-zeroes / discard (@iov NULL) that
+ * completed on a node, before the guest is told; its result is ignored.
+ */
+typedef int blockdev_write_hook_fn(void *opaque, uint64_t off, const struct iovec *iov,
+				   int iovcnt, uint64_t len);
+
 struct blockdev {
 	const struct blockdev_driver *drv;
 	void *opaque;
@@ -326,9 +346,16 @@ struct blockdev {
 	struct blockdev_user *users;
 	struct blockdev_user file_link, backing_link;
 	struct blockdev *reg_prev, *reg_next;
+	/* a write-blocking mirror's hook, called for each write completing on the node (engine) */
+	blockdev_write_hook_fn *_Atomic write_hook;
+	void *_Atomic write_hook_opaque;
 	struct blockdev_bitmap *_Atomic bitmaps; /* bitmap.c: the live list, walked lock-free */
 	struct blockdev_bitmap *bitmaps_all;     /* bitmap.c: every one, freed with the node */
 };
+
+/* Sets (or with NULL clears) @bs's write hook; clear it with no request in flight (a drained
+ * section) before freeing what @opaque points to. */
+void blockdev_set_write_hook(struct blockdev *bs, blockdev_write_hook_fn *fn, void *opaque);
 
 /* ---------------------------------------------------------------------------------------------
  * Drivers

@@ -113,8 +113,18 @@ static void req_fin(struct iothread_op *op, int res)
 	req->priv.q->inflight--;
 	/* dirty bitmaps see a write once it completed (a mirror that reads the range after
 	 * finding it dirty reads the new data); a failed one may have written part of it */
-	if (req->op != BLOCKDEV_OP_READ && req->op != BLOCKDEV_OP_FLUSH)
-		blockdev_bitmaps_mark(req->priv.q->bs, req->offset, req->len);
+	if (req->op != BLOCKDEV_OP_READ && req->op != BLOCKDEV_OP_FLUSH) {
+		struct blockdev *bs = req->priv.q->bs;
+		blockdev_write_hook_fn *hook;
+
+		blockdev_bitmaps_mark(bs, req->offset, req->len);
+		/* after the marks (blockdev_set_write_hook's users rely on the order) */
+		hook = atomic_load(&bs->write_hook);
+		if (hook && !req->priv.ret)
+			hook(atomic_load(&bs->write_hook_opaque), req->offset,
+			     req->op == BLOCKDEV_OP_WRITE ? req->iov : NULL,
+			     req->op == BLOCKDEV_OP_WRITE ? req->iovcnt : 0, req->len);
+	}
 	req->done(req, req->priv.ret);
 }
 

@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,4 +393,58 @@ int blockdev_set_backing(struct blockdev *bs, struct blockdev *backing, struct e
 	blockdev_drained_end(&d);
 	blockdev_unref(old);
 	return 0;
+}
+
+int blockdev_replace_node(struct blockdev *old, struct blockdev *new, struct error **errp)
+{
+	struct blockdev_user *moving[32];
+	size_t n = 0, done;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct blockdev_user *u = old->users; u; u = u->next) {
+		char who[96];
+
+		user_label(u, who, sizeof(who));
+		if (u->parent || !u->ops || !u->ops->replace || n == ARRAY_SIZE(moving)) {
+			pthread_mutex_unlock(&registry_lock);
+			error_setg(errp, "node '%s': %s cannot move to node '%s'", old->node_name, who,
+				   new->node_name);
+			return -1;
+		}
+		if (check_locked(new, u, errp)) {
+			pthread_mutex_unlock(&registry_lock);
+			return -1;
+		}
+		moving[n++] = u;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	for (done = 0; done < n; done++) {
+		struct blockdev_user *u = moving[done];
+
+		if (u->ops->replace(u->opaque, new, errp) < 0)
+			goto back; /* @u is still @old's */
+		blockdev_unref(unlink_user(u)); /* @old stays: the caller holds it */
+		if (blockdev_attach(new, u, errp) < 0) {
+			/* checked above: only a user that came in between refuses it */
+			u->ops->replace(u->opaque, old, NULL);
+			blockdev_attach(old, u, NULL);
+			goto back;
+		}
+	}
+	return 0;
+back: /* the users that moved go back to @old */
+	while (done--) {
+		struct blockdev_user *u = moving[done];
+
+		u->ops->replace(u->opaque, old, NULL);
+		blockdev_detach(u);
+		blockdev_attach(old, u, NULL);
+	}
+	return -1;
+}
+
+void blockdev_set_write_hook(struct blockdev *bs, blockdev_write_hook_fn *fn, void *opaque)
+{
+	atomic_store(&bs->write_hook_opaque, opaque);
+	atomic_store(&bs->write_hook, fn); /* seq_cst: ordered against the bitmap's enable bit */
 }

@@ -31,6 +31,7 @@
 #define IOPRIO_CLASS_IDLE 3
 #define IOPRIO_CLASS_SHIFT 13
 #define IOPRIO_WHO_PROCESS 1
+#define JOB_WAIT_NS 10000000ULL /* 10 ms: how soon a job with nothing to do looks again */
 
 struct job {
 	char id[JOB_ID_MAX];
@@ -46,7 +47,8 @@ struct job {
 	bool cancelled;
 	bool complete_req;
 	bool busy;                /* in a step, without the lock */
-	bool idle_ready;          /* READY with nothing to do until job-complete */
+	bool no_pivot;            /* cancelled in READY without force: complete, keep the source */
+	uint64_t not_before;      /* JOB_STEP_WAIT, or nothing to do in READY: when to step again */
 	bool auto_finalize, auto_dismiss;
 	enum job_on_error on_error;
 	int ret;                  /* the first error, or -ECANCELED */
@@ -234,8 +236,10 @@ static bool ready_to_step(struct job *j, uint64_t now, uint64_t *wake)
 		set_status(j, JOB_STATUS_WAITING);
 		return false;
 	}
-	if (j->idle_ready)
+	if (now < j->not_before) {
+		*wake = MIN(*wake, j->not_before);
 		return false;
+	}
 	wait = token_bucket_wait_ns(&j->tb, now);
 	if (wait) {
 		*wake = MIN(*wake, now + wait);
@@ -261,10 +265,16 @@ static struct job *pick(uint64_t now, uint64_t *wake)
 /* What a step's result does to its job (lock held). */
 static void after_step(struct job *j, int r)
 {
-	token_bucket_take(&j->tb, j->copied, now_ns());
+	uint64_t now = now_ns();
+
+	token_bucket_take(&j->tb, j->copied, now);
 	j->copied = 0;
 	if (r == JOB_STEP_MORE)
 		return;
+	if (r == JOB_STEP_WAIT) {
+		j->not_before = now + JOB_WAIT_NS;
+		return;
+	}
 	if (r < 0 || j->ret) { /* failed now, or at its end after ignored errors */
 		to_aborting(j, r < 0 ? r : j->ret);
 		return;
@@ -273,7 +283,8 @@ static void after_step(struct job *j, int r)
 		set_status(j, JOB_STATUS_WAITING);
 		return;
 	}
-	j->idle_ready = true;
+	/* in sync: READY, and the job keeps following the writes that come */
+	j->not_before = now + JOB_WAIT_NS;
 	if (j->status == JOB_STATUS_RUNNING) {
 		set_status(j, JOB_STATUS_READY);
 		queue_event("BLOCK_JOB_READY", block_job_data(j));
@@ -587,7 +598,6 @@ int job_complete(struct job *j, struct error **errp)
 			error_setg(errp, "The active block job '%s' cannot be completed", j->id);
 		} else {
 			j->complete_req = true;
-			j->idle_ready = false;
 			pthread_cond_broadcast(&m.cond);
 			ret = 0;
 		}
@@ -600,21 +610,39 @@ int job_cancel(struct job *j, bool force, struct error **errp)
 {
 	int ret = -1;
 
-	(void)force; /* no job yet completes differently when cancelled in READY */
 	pthread_mutex_lock(&m.lock);
-	if (verb_check(j, V_CANCEL, errp) == 0) {
+	if (verb_check(j, V_CANCEL, errp) < 0)
+		goto out;
+	ret = 0;
+	if (!force && j->drv->needs_complete &&
+	    (j->status == JOB_STATUS_READY || j->status == JOB_STATUS_STANDBY)) {
+		/* QEMU's block-job-cancel of a job in sync: it completes, but does not pivot */
+		j->no_pivot = true;
+		j->complete_req = true;
+		j->pause_count = 0;
+		j->user_paused = false;
+	} else {
 		j->cancelled = true;
-		j->idle_ready = false;
 		/* the thread aborts a stepping job; the control plane one that is not stepped */
 		if (j->status == JOB_STATUS_WAITING || j->status == JOB_STATUS_PENDING ||
 		    j->status == JOB_STATUS_CREATED)
 			to_aborting(j, -ECANCELED);
-		pthread_cond_broadcast(&m.cond);
 		notify();
-		ret = 0;
 	}
+	pthread_cond_broadcast(&m.cond);
+out:
 	pthread_mutex_unlock(&m.lock);
 	return ret;
+}
+
+bool job_no_pivot(struct job *j)
+{
+	bool v;
+
+	pthread_mutex_lock(&m.lock);
+	v = j->no_pivot;
+	pthread_mutex_unlock(&m.lock);
+	return v;
 }
 
 static void unlink_job(struct job *j)

@@ -59,14 +59,16 @@ enum job_on_error {
 };
 
 /* Step results besides -errno. */
-#define JOB_STEP_DONE 0 /* no work left */
+#define JOB_STEP_DONE 0 /* no work left (a job that needs complete: in sync, READY) */
 #define JOB_STEP_MORE 1 /* call again */
+#define JOB_STEP_WAIT 2 /* nothing to do right now: call again a little later */
 
 /**
  * struct job_driver - one kind of job
  * @type: QEMU's JobType ("stream", "commit", ...)
- * @needs_complete: the job reaches READY when its work is done and waits there for
- *                  job-complete (mirror, active commit); otherwise it goes on to WAITING
+ * @needs_complete: the job reaches READY when its work is done, keeps stepping there (every
+ *                  10 ms when a step says it is done) and waits for job-complete (mirror,
+ *                  active commit); otherwise it goes on to WAITING
  * @step: job thread: a bounded piece of work; JOB_STEP_MORE, JOB_STEP_DONE, or -errno (the
  *        job fails with it)
  * @prepare: control plane, after the work succeeded: make the result visible (change the
@@ -126,6 +128,9 @@ void job_manager_poll(void);
 struct job *job_start(const struct job_driver *drv, void *opaque, const struct job_opts *o,
 		      struct blockdev *const *nodes, struct error **errp);
 
+/* Control plane, in prepare: was the job cancelled in READY without force? (QEMU's mirror
+ * then completes without pivoting.) */
+bool job_no_pivot(struct job *job);
 /* The driver's state of @job. */
 void *job_opaque(struct job *job);
 const char *job_id(const struct job *job);

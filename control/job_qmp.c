@@ -5,12 +5,17 @@
  */
 #include "control/job_qmp.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "blockdev/blockdev.h"
 #include "blockdev/job_chain.h"
+#include "blockdev/job_mirror.h"
+#include "blockdev/qcow2.h"
 #include "common/keyval.h"
 
 static struct blockdev *(*lookup)(const char *device);
@@ -188,6 +193,24 @@ int job_qmp_query_block_jobs(void *o, struct json_object *a, struct json_object 
 
 /* ---- starting jobs ------------------------------------------------------------------------- */
 
+static int on_error_of(const char *key, const char *v, enum job_on_error *out,
+		       struct error **errp)
+{
+	if (!v || !strcmp(v, "report"))
+		*out = JOB_ON_ERROR_REPORT;
+	else if (!strcmp(v, "ignore"))
+		*out = JOB_ON_ERROR_IGNORE;
+	else if (!strcmp(v, "stop"))
+		*out = JOB_ON_ERROR_STOP;
+	else if (!strcmp(v, "enospc"))
+		*out = JOB_ON_ERROR_ENOSPC;
+	else {
+		error_setg(errp, "%s: '%s' is not report, ignore, stop or enospc", key, v);
+		return -1;
+	}
+	return 0;
+}
+
 /* What every block job command takes: job-id (default @device), speed, on-error,
  * auto-finalize, auto-dismiss; filter-node-name is refused (no filter node is inserted). */
 static int job_opts(struct json_object *a, const char *device, struct job_opts *o,
@@ -207,19 +230,7 @@ static int job_opts(struct json_object *a, const char *device, struct job_opts *
 		error_setg(errp, "filter-node-name: vireo's jobs insert no filter node");
 		return -1;
 	}
-	if (!on_error || !strcmp(on_error, "report"))
-		o->on_error = JOB_ON_ERROR_REPORT;
-	else if (!strcmp(on_error, "ignore"))
-		o->on_error = JOB_ON_ERROR_IGNORE;
-	else if (!strcmp(on_error, "stop"))
-		o->on_error = JOB_ON_ERROR_STOP;
-	else if (!strcmp(on_error, "enospc"))
-		o->on_error = JOB_ON_ERROR_ENOSPC;
-	else {
-		error_setg(errp, "on-error: '%s' is not report, ignore, stop or enospc", on_error);
-		return -1;
-	}
-	return 0;
+	return on_error_of("on-error", on_error, &o->on_error, errp);
 }
 
 /* The node that @node_key names, or the node of @top's chain below it that @file_key (may be
@@ -305,4 +316,160 @@ int job_qmp_block_commit(void *o, struct json_object *a, struct json_object **re
 		return -1;
 	return job_commit_start(&jo, active, top ? top : active, base, backing_file, errp) ? 0 :
 											       -1;
+}
+
+/* ---- mirror -------------------------------------------------------------------------------- */
+
+/* The arguments blockdev-mirror and drive-mirror share, after device and target. */
+static int mirror_args(struct json_object *a, struct job_mirror_opts *mo, struct job_opts *jo,
+		       struct error **errp)
+{
+	const char *sync = NULL, *mode = NULL, *src_err = NULL, *dst_err = NULL, *replaces = NULL;
+	enum job_on_error e1, e2;
+	uint64_t buf_size;
+	bool unmap = true;
+
+	*mo = (struct job_mirror_opts){ 0 };
+	if (keyval_take_string(a, "sync", &sync, errp) < 0 ||
+	    keyval_take_string(a, "copy-mode", &mode, errp) < 0 ||
+	    keyval_take_u64(a, "granularity", &mo->granularity, errp) < 0 ||
+	    keyval_take_u64(a, "buf-size", &buf_size, errp) < 0 || /* ours is the chunk */
+	    keyval_take_bool(a, "unmap", &unmap, errp) < 0 ||
+	    keyval_take_string(a, "on-source-error", &src_err, errp) < 0 ||
+	    keyval_take_string(a, "on-target-error", &dst_err, errp) < 0 ||
+	    keyval_take_string(a, "replaces", &replaces, errp) < 0)
+		return -1;
+	if (!sync) {
+		error_setg(errp, "Parameter 'sync' is missing");
+		return -1;
+	}
+	if (!strcmp(sync, "full"))
+		mo->sync = JOB_MIRROR_SYNC_FULL;
+	else if (!strcmp(sync, "top"))
+		mo->sync = JOB_MIRROR_SYNC_TOP;
+	else if (!strcmp(sync, "none"))
+		mo->sync = JOB_MIRROR_SYNC_NONE;
+	else {
+		error_setg(errp, "sync: '%s' is not full, top or none (bitmap syncs are backup's)",
+			   sync);
+		return -1;
+	}
+	if (mode && strcmp(mode, "background") && strcmp(mode, "write-blocking")) {
+		error_setg(errp, "copy-mode: '%s' is not background or write-blocking", mode);
+		return -1;
+	}
+	mo->write_blocking = mode && !strcmp(mode, "write-blocking");
+	if (replaces) {
+		error_setg(errp, "replaces: vireo's mirror replaces the device's node only");
+		return -1;
+	}
+	/* one policy for the job's I/O: the stricter of the two */
+	if (on_error_of("on-source-error", src_err, &e1, errp) < 0 ||
+	    on_error_of("on-target-error", dst_err, &e2, errp) < 0)
+		return -1;
+	jo->on_error = e1 == JOB_ON_ERROR_REPORT || e2 == JOB_ON_ERROR_REPORT ?
+			       JOB_ON_ERROR_REPORT : e2;
+	return 0;
+}
+
+int job_qmp_blockdev_mirror(void *o, struct json_object *a, struct json_object **ret,
+			    struct error **errp)
+{
+	const char *device, *target_name;
+	struct blockdev *src, *target;
+	struct job_mirror_opts mo;
+	struct job_opts jo;
+
+	if (need_string(a, "device", &device, errp) < 0 ||
+	    need_string(a, "target", &target_name, errp) < 0 ||
+	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    mirror_args(a, &mo, &jo, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	target = blockdev_find_node(target_name);
+	if (!target) {
+		error_setg(errp, "Cannot find node '%s'", target_name);
+		return -1;
+	}
+	return job_mirror_start(&jo, src, target, &mo, errp) ? 0 : -1;
+}
+
+/* drive-mirror's target, made (mode=absolute-paths) or opened (existing). */
+static struct blockdev *drive_mirror_target(struct blockdev *src, const char *path,
+					    const char *format, const char *node_name,
+					    bool existing, const struct job_mirror_opts *mo,
+					    struct error **errp)
+{
+	struct blockdev_opts bo = { 0 };
+	struct blockdev *bs = NULL;
+
+	if (!format)
+		format = blockdev_format_name(src);
+	if (!existing) {
+		if (!strcmp(format, "qcow2")) {
+			struct qcow2_create_opts qo = { .size = src->size, .cluster_bits = 16,
+							.version = 3, .refcount_bits = 16 };
+
+			if (mo->sync == JOB_MIRROR_SYNC_TOP && src->backing) {
+				qo.backing_file = src->backing->filename;
+				qo.backing_fmt = blockdev_format_name(src->backing);
+			}
+			if (qcow2_create(path, &qo, errp) < 0)
+				return NULL;
+		} else if (!strcmp(format, "raw")) {
+			int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+			if (fd < 0 || ftruncate(fd, (off_t)src->size) < 0) {
+				error_setg_errno(errp, errno, "creating '%s'", path);
+				if (fd >= 0)
+					close(fd);
+				return NULL;
+			}
+			close(fd);
+			if (mo->sync == JOB_MIRROR_SYNC_TOP && src->backing) {
+				error_setg(errp, "sync=top needs a target with a backing file: format "
+					   "raw has none");
+				return NULL;
+			}
+		} else {
+			error_setg(errp, "format: vireo creates raw and qcow2 images, not '%s'",
+				   format);
+			return NULL;
+		}
+	}
+	if (blockdev_opts_set(&bo, "format", format, errp) == 0 &&
+	    (!node_name || blockdev_opts_set(&bo, "node-name", node_name, errp) == 0))
+		bs = blockdev_open(path, &bo, errp);
+	blockdev_opts_free(&bo);
+	return bs;
+}
+
+int job_qmp_drive_mirror(void *o, struct json_object *a, struct json_object **ret,
+			 struct error **errp)
+{
+	const char *device, *path, *format = NULL, *node_name = NULL, *mode = NULL;
+	struct blockdev *src, *target;
+	struct job_mirror_opts mo;
+	struct job_opts jo;
+	struct job *job;
+
+	if (need_string(a, "device", &device, errp) < 0 ||
+	    need_string(a, "target", &path, errp) < 0 ||
+	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    mirror_args(a, &mo, &jo, errp) < 0 ||
+	    keyval_take_string(a, "format", &format, errp) < 0 ||
+	    keyval_take_string(a, "node-name", &node_name, errp) < 0 ||
+	    keyval_take_string(a, "mode", &mode, errp) < 0 ||
+	    keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	if (mode && strcmp(mode, "absolute-paths") && strcmp(mode, "existing")) {
+		error_setg(errp, "mode: '%s' is not absolute-paths or existing", mode);
+		return -1;
+	}
+	target = drive_mirror_target(src, path, format, node_name,
+				     mode && !strcmp(mode, "existing"), &mo, errp);
+	if (!target)
+		return -1;
+	job = job_mirror_start(&jo, src, target, &mo, errp);
+	blockdev_close(target); /* the job's reference keeps it; the devices' after the pivot */
+	return job ? 0 : -1;
 }

@@ -69,6 +69,7 @@ struct vblk {
 	struct vblk_limits lim; /* parser limits; features filled in at activation */
 	bool writethrough;      /* the driver did not negotiate FLUSH: writes are made stable */
 	uint32_t blk_size;      /* the block size the config space advertises */
+	bool config_pending;    /* a node swap in a drained section changed it: tell at its end */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -499,11 +500,10 @@ int vblk_resize(struct vblk *b, uint64_t size, struct error **errp)
 	return ret;
 }
 
-int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
+/* May the device serve @bs instead of its node? */
+static int node_fits(const struct vblk *b, const struct blockdev *bs, struct error **errp)
 {
 	uint32_t blk_size = MAX(VBLK_SECTOR, bs->file ? bs->file->align : bs->align);
-	struct blockdev_queue **bqs;
-	int ret = -1;
 
 	if (!b->read_only && bs->read_only) {
 		error_setg(errp, "%s: node '%s' is read-only and the device is not", b->name,
@@ -515,13 +515,19 @@ int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
 			   bs->node_name, blk_size, b->blk_size);
 		return -1;
 	}
-	bqs = calloc(b->threads.n, sizeof(*bqs));
+	return 0;
+}
+
+/* Moves the device's blockdev queues to @bs (vpci lock held, everything drained). */
+static int swap_node(struct vblk *b, struct blockdev *bs, struct error **errp)
+{
+	struct blockdev_queue **bqs = calloc(b->threads.n, sizeof(*bqs));
+	int ret = -1;
+
 	if (!bqs) {
 		error_setg(errp, "%s: out of memory", b->name);
 		return -1;
 	}
-	pthread_mutex_lock(&b->vpci.lock);
-	drain_all(b);
 	if (vioq_bqs_new(&b->threads, bs, bqs, errp) == 0) {
 		/* nothing in flight, no source on any iothread: swap, then free the old queues */
 		for (unsigned int k = 0; k < b->nr_queues; k++)
@@ -533,12 +539,32 @@ int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
 		vio_put_le64(b->config, b->lim.capacity);
 		ret = 0;
 	}
+	free(bqs);
+	return ret;
+}
+
+int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp)
+{
+	int ret;
+
+	if (node_fits(b, bs, errp) < 0)
+		return -1;
+	pthread_mutex_lock(&b->vpci.lock);
+	drain_all(b);
+	ret = swap_node(b, bs, errp);
 	resume_all(b);
 	pthread_mutex_unlock(&b->vpci.lock);
-	free(bqs);
 	if (!ret)
 		vpci_config_changed(&b->vpci);
 	return ret;
+}
+
+int vblk_set_node_drained(struct vblk *b, struct blockdev *bs, struct error **errp)
+{
+	if (node_fits(b, bs, errp) < 0 || swap_node(b, bs, errp) < 0)
+		return -1;
+	b->config_pending = true; /* told when the section ends */
+	return 0;
 }
 
 static void vblk_drained_begin(void *opaque)
@@ -552,10 +578,14 @@ static void vblk_drained_begin(void *opaque)
 static void vblk_drained_end(void *opaque)
 {
 	struct vblk *b = opaque;
+	bool changed = b->config_pending;
 
 	vioq_bqs_forget(&b->threads, b->bqs);
+	b->config_pending = false;
 	resume_all(b);
 	pthread_mutex_unlock(&b->vpci.lock);
+	if (changed)
+		vpci_config_changed(&b->vpci);
 }
 
 const struct blockdev_user_ops vblk_drain_ops = {

@@ -157,6 +157,10 @@ int vblk_resize(struct vblk *b, uint64_t size, struct error **errp);
  * writable device or needs another block size. The caller keeps the graph's users right.
  */
 int vblk_set_node(struct vblk *b, struct blockdev *bs, struct error **errp);
+/* The same, inside a drained section over the device's node (vblk_drain_ops), which has the
+ * transport lock and everything drained already (a mirror's pivot): the configuration change
+ * interrupt goes out when the section ends. */
+int vblk_set_node_drained(struct vblk *b, struct blockdev *bs, struct error **errp);
 
 /*
  * The device's drain hooks as the root user of its node (opaque: the struct vblk): a drained

@@ -106,6 +106,7 @@ struct vscsi {
 	struct vscsi_lun *luns[VSCSI_MAX_LUNS];
 	unsigned int nr_luns;
 	_Atomic uint32_t cdb_size, sense_size;
+	unsigned int drain_nest;        /* drained sections open over its LUNs (control plane) */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -1083,7 +1084,8 @@ int vscsi_lun_resize(struct vscsi_lun *l, uint64_t size, struct error **errp)
 	return ret;
 }
 
-int vscsi_lun_set_node(struct vscsi_lun *l, struct blockdev *bs, struct error **errp)
+/* Moves @l's blockdev queues to @bs (vpci lock held, everything drained). */
+static int lun_swap_node(struct vscsi_lun *l, struct blockdev *bs, struct error **errp)
 {
 	struct vscsi *s = l->dev;
 	struct blockdev_queue **bqs = calloc(s->threads.n, sizeof(*bqs));
@@ -1093,8 +1095,6 @@ int vscsi_lun_set_node(struct vscsi_lun *l, struct blockdev *bs, struct error **
 		error_setg(errp, "%s: out of memory", s->name);
 		return -1;
 	}
-	pthread_mutex_lock(&s->vpci.lock);
-	drain_all(s);
 	if (vioq_bqs_new(&s->threads, bs, bqs, errp) == 0) {
 		if (scsi_disk_set_node(l->disk, bs, errp) == 0) {
 			vioq_bqs_free(&s->threads, l->bqs);
@@ -1105,16 +1105,38 @@ int vscsi_lun_set_node(struct vscsi_lun *l, struct blockdev *bs, struct error **
 			vioq_bqs_free(&s->threads, bqs);
 		}
 	}
-	resume_all(s);
-	pthread_mutex_unlock(&s->vpci.lock);
 	free(bqs);
 	return ret;
 }
 
+int vscsi_lun_set_node(struct vscsi_lun *l, struct blockdev *bs, struct error **errp)
+{
+	struct vscsi *s = l->dev;
+	int ret;
+
+	pthread_mutex_lock(&s->vpci.lock);
+	drain_all(s);
+	ret = lun_swap_node(l, bs, errp);
+	resume_all(s);
+	pthread_mutex_unlock(&s->vpci.lock);
+	return ret;
+}
+
+int vscsi_lun_set_node_drained(struct vscsi_lun *l, struct blockdev *bs, struct error **errp)
+{
+	return lun_swap_node(l, bs, errp);
+}
+
+/*
+ * Several LUNs of one controller may be under the same drained section (their nodes share a
+ * backing node): the first begin takes the transport lock and drains, the last end resumes.
+ */
 static void vscsi_drained_begin(void *opaque)
 {
 	struct vscsi_lun *l = opaque;
 
+	if (l->dev->drain_nest++)
+		return;
 	pthread_mutex_lock(&l->dev->vpci.lock);
 	drain_all(l->dev);
 }
@@ -1124,6 +1146,8 @@ static void vscsi_drained_end(void *opaque)
 	struct vscsi_lun *l = opaque;
 
 	vioq_bqs_forget(&l->dev->threads, l->bqs);
+	if (--l->dev->drain_nest)
+		return;
 	resume_all(l->dev);
 	pthread_mutex_unlock(&l->dev->vpci.lock);
 }

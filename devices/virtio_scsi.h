@@ -209,6 +209,8 @@ int vscsi_lun_resize(struct vscsi_lun *l, uint64_t size, struct error **errp);
 
 /* Drained: the LUN serves another node (see scsi_disk_set_node); the caller keeps the users. */
 int vscsi_lun_set_node(struct vscsi_lun *l, struct blockdev *bs, struct error **errp);
+/* The same inside a drained section over @l's node (vscsi_drain_ops): a mirror's pivot. */
+int vscsi_lun_set_node_drained(struct vscsi_lun *l, struct blockdev *bs, struct error **errp);
 
 /* A LUN's drain hooks as the root user of its node (opaque: the struct vscsi_lun). */
 extern const struct blockdev_user_ops vscsi_drain_ops;

@@ -482,6 +482,40 @@ out:
 	return bs;
 }
 
+/* The drive as its node's root user: the device's drain hooks, and a move to another node
+ * (a mirror's pivot) that moves the drive's own reference too. */
+static void drive_drained_begin(void *opaque)
+{
+	struct drive *d = opaque;
+
+	vblk_drain_ops.drained_begin(d->dev);
+}
+
+static void drive_drained_end(void *opaque)
+{
+	struct drive *d = opaque;
+
+	vblk_drain_ops.drained_end(d->dev);
+}
+
+static int drive_replace(void *opaque, struct blockdev *bs, struct error **errp)
+{
+	struct drive *d = opaque;
+	struct blockdev *old = d->bs;
+
+	if (vblk_set_node_drained(d->dev, bs, errp) < 0)
+		return -1;
+	d->bs = blockdev_ref(bs);
+	blockdev_unref(old);
+	return 0;
+}
+
+static const struct blockdev_user_ops drive_user_ops = {
+	.drained_begin = drive_drained_begin,
+	.drained_end = drive_drained_end,
+	.replace = drive_replace,
+};
+
 /*
  * Plugs a virtio-blk function over @bs (the drive takes over the caller's reference) with
  * @o's geometry; the device attaches as the node's user, as QEMU's frontends without
@@ -525,8 +559,8 @@ static int plug(struct vm *vm, struct pci_bus *bus, struct blockdev *bs, struct 
 	if (pci_bus_add_device(bus, vblk_pci(d->dev), -1, errp) < 0)
 		goto err_dev;
 	/* a change of the graph under the node drains the device first */
-	d->user.ops = &vblk_drain_ops;
-	d->user.opaque = d->dev;
+	d->user.ops = &drive_user_ops;
+	d->user.opaque = d;
 	d->bus = bus;
 	nr_drives++;
 	return 0;

@@ -160,6 +160,40 @@ static struct scsi_ctl *ctl_for_bus(const char *bus, struct error **errp)
  * A disk on @c over @bs (the reference goes to the disk, or is dropped on failure): attaches
  * as the node's user (others may read, not write), then the LUN.
  */
+/* A scsi-hd as its node's root user: the controller's drain hooks, and a move to another node
+ * (a mirror's pivot) that moves the disk's own reference too. */
+static void hd_drained_begin(void *opaque)
+{
+	struct scsi_hd *h = opaque;
+
+	vscsi_drain_ops.drained_begin(h->lun);
+}
+
+static void hd_drained_end(void *opaque)
+{
+	struct scsi_hd *h = opaque;
+
+	vscsi_drain_ops.drained_end(h->lun);
+}
+
+static int hd_replace(void *opaque, struct blockdev *bs, struct error **errp)
+{
+	struct scsi_hd *h = opaque;
+	struct blockdev *old = h->bs;
+
+	if (vscsi_lun_set_node_drained(h->lun, bs, errp) < 0)
+		return -1;
+	h->bs = blockdev_ref(bs);
+	blockdev_unref(old);
+	return 0;
+}
+
+static const struct blockdev_user_ops hd_user_ops = {
+	.drained_begin = hd_drained_begin,
+	.drained_end = hd_drained_end,
+	.replace = hd_replace,
+};
+
 static int hd_plug(struct scsi_ctl *c, struct blockdev *bs, const char *id,
 		   struct vscsi_lun_opts *lo, struct error **errp)
 {
@@ -190,8 +224,8 @@ static int hd_plug(struct scsi_ctl *c, struct blockdev *bs, const char *id,
 	if (!h->lun)
 		goto err_detach;
 	/* a change of the graph under the node drains the controller first */
-	h->user.ops = &vscsi_drain_ops;
-	h->user.opaque = h->lun;
+	h->user.ops = &hd_user_ops;
+	h->user.opaque = h;
 	hds[nr_hds++] = h;
 	return 0;
 err_detach:

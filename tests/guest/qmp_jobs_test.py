@@ -9,10 +9,14 @@ it writes:
      paused/running/aborting and BLOCK_JOB_CANCELLED come, the chain stays;
   2. block-commit writes mid into base and the chain becomes top <- base (query-named-block-nodes
      and query-block show it; QEMU's events in QEMU's order);
-  3. block-stream takes base into top, which then has no backing file.
+  3. block-stream takes base into top, which then has no backing file;
+  4. blockdev-mirror (copy-mode=write-blocking) to a node made by blockdev-add reaches READY;
+     block-job-cancel then completes it without moving the disk;
+  5. drive-mirror to a new qcow2 reaches READY; job-complete moves the disk onto it (query-block)
+     and the guest goes on writing there.
 Once the guest is done and vireo quit, qemu-img check passes on every image, top.qcow2 has no
-backing file, and crash_check (tests/interop) finds the disk holding, byte for byte, the
-content the chain had at the start with every logged operation replayed on it.
+backing file, and crash_check (tests/interop) finds the mirror's target holding, byte for byte,
+the content the chain had at the start with every logged operation replayed on it.
 Needs qemu-img and qemu-io (Debian: qemu-utils); skips without them.
 """
 import os
@@ -62,7 +66,7 @@ log_path = os.path.join(tmp, "serial.log")
 vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
               "--blockdev", f"driver=qcow2,node-name=disk,file.driver=file,file.filename={top}",
               "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2",
-              "--cmdline", "blk-crashwriter crash-seed=7 crash-ops=10000 crash-qd=8 "
+              "--cmdline", "blk-crashwriter crash-seed=7 crash-ops=15000 crash-qd=8 "
               "crash-maxlen=65536 blk-require=1 idle"],
         os.path.join(tmp, "qmp.sock"), logs=[log_path])
 qmp, fail = vm.qmp, vm.fail
@@ -124,8 +128,9 @@ if statuses("slow", "paused") != ["paused"]:
     fail("job-pause")
 ok("job-resume", id="slow")
 ok("block-job-cancel", device="slow")
-if statuses("slow", "null") != ["running", "aborting", "concluded", "null"]:
-    fail("resume and cancel")
+seen = statuses("slow", "null")
+if seen != ["running", "aborting", "concluded", "null"]:
+    fail(f"resume and cancel: {seen}")
 qmp.wait_event("BLOCK_JOB_CANCELLED", match=lambda e: e["data"]["device"] == "slow")
 if chain() != ["top.qcow2", "mid.qcow2", "base.qcow2"]:
     fail(f"chain after the cancel: {chain()}")
@@ -152,6 +157,45 @@ if "error" in done["data"]:
     fail(f"block-stream: {done}")
 if chain() != ["top.qcow2"]:
     fail(f"chain after block-stream: {chain()}")
+# 4. a write-blocking mirror to a node made by blockdev-add, cancelled once in sync: it
+# completes without moving the disk (QEMU's point-in-time copy)
+t1 = os.path.join(tmp, "t1.qcow2")
+run("qemu-img", "create", "-q", "-f", "qcow2", t1, str(size))
+ok("blockdev-add", driver="qcow2", **{"node-name": "t1"},
+   file={"driver": "file", "filename": t1})
+ok("blockdev-mirror", device="disk", target="t1", sync="full", **{"job-id": "m1",
+   "copy-mode": "write-blocking"})
+qmp.wait_event("BLOCK_JOB_READY", match=lambda e: e["data"]["device"] == "m1")
+jobs = ok("query-block-jobs")
+if not jobs or not jobs[0]["ready"] or jobs[0]["type"] != "mirror":
+    fail(f"query-block-jobs in sync: {jobs}")
+ok("block-job-cancel", device="m1")
+done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "m1")
+if "error" in done["data"]:
+    fail(f"mirror m1: {done}")
+statuses("m1", "null")
+if chain() != ["top.qcow2"]:
+    fail(f"a mirror cancelled in sync moved the disk: {chain()}")
+ok("blockdev-del", **{"node-name": "t1"})
+
+# 5. drive-mirror to a new image, then job-complete: the guest goes on writing on the target
+target = os.path.join(tmp, "mirror.qcow2")
+ok("drive-mirror", device="disk", target=target, format="qcow2", sync="full",
+   **{"job-id": "m2", "node-name": "mirrored"})
+qmp.wait_event("BLOCK_JOB_READY", match=lambda e: e["data"]["device"] == "m2")
+ok("job-complete", id="m2")
+if statuses("m2", "null")[-4:] != ["waiting", "pending", "concluded", "null"]:
+    fail("mirror m2's states")
+done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "m2")
+if "error" in done["data"]:
+    fail(f"mirror m2: {done}")
+inserted = ok("query-block")[0]["inserted"]
+if inserted["node-name"] != "mirrored" or inserted["file"] != target:
+    fail(f"the disk after the pivot: {inserted}")
+e = qmp.execute("block-job-complete", device="m2")
+if "not found" not in e.get("error", {}).get("desc", ""):
+    fail(f"block-job-complete of a finished job: {e}")
+
 if "@E" in log():
     fail("the guest finished writing before the jobs did: raise crash-ops")
 print(f"ok: the jobs ended while the guest wrote (operation {log().count(chr(10) + '@')})")
@@ -164,22 +208,23 @@ while "idle: halting" not in log():
 if "blk-crashwriter: done" not in log() and "@E" not in log():
     fail(f"blk-crashwriter failed: {log()[-500:]}")
 track = [b for n in ok("query-named-block-nodes") if n["node-name"] == "disk"
-         for b in n.get("dirty-bitmaps", [])]
+         for b in n.get("dirty-bitmaps", [])]  # the source's, written until the pivot
 if len(track) != 1 or not MiB <= track[0]["count"] <= size:
     fail(f"the dirty bitmap after the guest's writes: {track}")
 print(f"ok: the bitmap marks {track[0]['count'] // MiB} MiB written")
 vm.quit()
 
-for img in (top, base):
+for img in (top, base, target):
     run("qemu-img", "check", "-q", img)
 info = run("qemu-img", "info", top)
 if "backing file" in info:
     fail(f"top.qcow2 still has a backing file:\n{info}")
+# the guest's disk is the mirror's target now: it must hold every write, the last ones too
 after = os.path.join(tmp, "after.raw")
-run("qemu-img", "convert", "-O", "raw", top, after)
+run("qemu-img", "convert", "-O", "raw", target, after)
 r = subprocess.run([crash_check, before, log_path, after], capture_output=True, text=True)
 print(r.stdout.strip())
 if r.returncode:
     print(f"FAIL: crash_check: {r.stdout}{r.stderr}")
     sys.exit(1)
-print("PASS: commit and stream under a writing guest kept every byte")
+print("PASS: commit, stream and mirror under a writing guest kept every byte")

@@ -22,6 +22,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/job_chain.h"
+#include "blockdev/job_mirror.h"
 #include "blockdev/qcow2.h"
 
 #define MiB (1024 * 1024ULL)
@@ -368,6 +369,67 @@ static void jobs_refuse_busy_nodes_bad_chains_and_active_commit(void **state)
 	blockdev_close(top);
 }
 
+/* A stand-in device: the node it serves, and how often it was drained and moved. */
+struct fake_dev {
+	struct blockdev_user user;
+	struct blockdev *bs;
+	unsigned int drains, moves;
+};
+
+static void fake_begin(void *o) { ((struct fake_dev *)o)->drains++; }
+static void fake_end(void *o) { (void)o; }
+static int fake_replace(void *o, struct blockdev *bs, struct error **errp)
+{
+	struct fake_dev *d = o;
+
+	d->bs = bs;
+	d->moves++;
+	return 0;
+}
+
+static const struct blockdev_user_ops fake_ops = { fake_begin, fake_end, fake_replace };
+
+static void mirror_follows_writes_and_moves_the_device_on_complete(void **state)
+{
+	struct blockdev *top = make_chain(), *target;
+	struct fake_dev dev = { .user = { .role = "fake-disk",
+					   .perm = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE,
+					   .shared = BLOCKDEV_PERM_READ |
+						     BLOCKDEV_PERM_WRITE_UNCHANGED,
+					   .ops = &fake_ops } };
+	struct job_mirror_opts mo = { .sync = JOB_MIRROR_SYNC_FULL };
+	struct error *err = NULL;
+	uint8_t *before, *after;
+	struct job *j;
+
+	dev.user.opaque = &dev;
+	dev.bs = top;
+	assert_int_equal(blockdev_attach(top, &dev.user, NULL), 0);
+	make_qcow2("target.qcow2", NULL, NULL);
+	target = open_img("target.qcow2", "target", false);
+	j = job_mirror_start(&auto_opts, top, target, &mo, &err);
+	if (!j)
+		fail_msg("mirror: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_READY);
+	/* in sync, a write to the source reaches the target before the pivot */
+	fill(top, 5 * MiB, 4096, 0x44);
+	before = slurp(top);
+	assert_int_equal(job_complete(j, NULL), 0);
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_ptr_equal(dev.bs, target);
+	assert_int_equal(dev.moves, 1);
+	assert_true(dev.drains >= 1);
+	assert_ptr_equal(dev.user.node, target);
+	after = slurp(target);
+	assert_memory_equal(before, after, SIZE);
+	assert_null(target->backing); /* sync=full: the whole chain, flattened */
+	blockdev_detach(&dev.user);
+	blockdev_close(target);
+	blockdev_close(top);
+	free(before);
+	free(after);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +439,7 @@ int main(void)
 		cmocka_unit_test(pause_resume_and_cancel_follow_qemus_states),
 		cmocka_unit_test(manual_finalize_and_dismiss_wait_for_their_verbs),
 		cmocka_unit_test(jobs_refuse_busy_nodes_bad_chains_and_active_commit),
+		cmocka_unit_test(mirror_follows_writes_and_moves_the_device_on_complete),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
