@@ -26,8 +26,8 @@ struct job *job_stream_start(const struct job_opts *o, struct blockdev *top,
 /*
  * block-commit: what the images from @top down to @base (excluded) hold is written into @base,
  * then the image above @top (in @active's chain) backs onto @base, recording @backing_file
- * (NULL: @base's file name). @top == @active (active commit) is refused: it needs the mirror's
- * machinery.
+ * (NULL: @base's file name). @top == @active (active commit): a mirror of the disk into @base,
+ * READY when in sync, and job-complete moves the disk's devices onto @base.
  */
 struct job *job_commit_start(const struct job_opts *o, struct blockdev *active,
 			     struct blockdev *top, struct blockdev *base,

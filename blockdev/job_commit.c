@@ -21,6 +21,7 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/copy.h"
 #include "blockdev/job_chain.h"
+#include "blockdev/job_mirror.h"
 #include "common/util.h"
 
 struct commit {
@@ -131,6 +132,38 @@ static struct blockdev *open_base_rw(struct blockdev *base, struct error **errp)
 	return bs;
 }
 
+/*
+ * block-commit of the active image: a mirror of the disk into @base opened read-write, which
+ * the disk's devices move onto on job-complete (job_mirror.c).
+ */
+static struct job *active_commit(const struct job_opts *o, struct blockdev *active,
+				 struct blockdev *base, struct error **errp)
+{
+	struct job_mirror_opts mo = { .sync = JOB_MIRROR_SYNC_TOP, .active_commit = true };
+	struct blockdev *base_rw;
+	struct job *job;
+
+	if (!base)
+		for (base = active->backing; base && base->backing; base = base->backing)
+			;
+	if (!base || !job_chain_below(active, base)) {
+		error_setg(errp, "base: %s is not in the backing chain of '%s'",
+			   base ? base->node_name : "nothing", active->node_name);
+		return NULL;
+	}
+	base_rw = open_base_rw(base, errp);
+	if (!base_rw)
+		return NULL;
+	if (base_rw->size != active->size && blockdev_truncate(base_rw, active->size, errp) < 0) {
+		blockdev_close(base_rw);
+		return NULL;
+	}
+	mo.stop = base;
+	job = job_mirror_start(o, active, base_rw, &mo, errp);
+	blockdev_close(base_rw); /* the job holds it, then the devices */
+	return job;
+}
+
 struct job *job_commit_start(const struct job_opts *o, struct blockdev *active,
 			     struct blockdev *top, struct blockdev *base,
 			     const char *backing_file, struct error **errp)
@@ -140,12 +173,8 @@ struct job *job_commit_start(const struct job_opts *o, struct blockdev *active,
 	struct job *job;
 	size_t n = 0;
 
-	if (top == active) {
-		error_setg(errp, "committing the active image '%s' needs the mirror's machinery "
-			   "(a pivot on job-complete), which vireo does not have yet: commit an "
-			   "image below it (top-node)", active->node_name);
-		return NULL;
-	}
+	if (top == active)
+		return active_commit(o, active, base, errp);
 	if (!job_chain_below(active, top)) {
 		error_setg(errp, "top: node '%s' is not in the backing chain of '%s'",
 			   top->node_name, active->node_name);

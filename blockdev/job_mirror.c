@@ -20,7 +20,9 @@
  * a write that overlaps the range a step is copying at that moment is marked dirty again.
  *
  * sync=top copies only what the source's top image holds; the target must read the rest from a
- * backing file of its own (drive-mirror makes it so).
+ * backing file of its own (drive-mirror makes it so). block-commit of the active image is this
+ * job too: a sync=top mirror of the disk into its base (opened again read-write), copying what
+ * the images above the base hold; the pivot leaves the disk on the base.
  *
  * Ownership: the step (job thread) owns m->cursor and m->copied; the bitmap is shared as
  * bitmap.h says; m->busy_start/end (the range a step copies) are atomics the write hook reads;
@@ -194,6 +196,16 @@ static const struct job_driver mirror_driver = {
 	.clean = mirror_clean,
 };
 
+/* block-commit of the active image is a mirror into the base, under QEMU's name for it */
+static const struct job_driver active_commit_driver = {
+	.type = "commit",
+	.needs_complete = true,
+	.step = mirror_step,
+	.prepare = mirror_prepare,
+	.abort = mirror_abort,
+	.clean = mirror_clean,
+};
+
 struct job *job_mirror_start(const struct job_opts *o, struct blockdev *src,
 			     struct blockdev *target, const struct job_mirror_opts *mo,
 			     struct error **errp)
@@ -202,7 +214,8 @@ struct job *job_mirror_start(const struct job_opts *o, struct blockdev *src,
 	struct mirror *m;
 	struct job *job;
 
-	if (target == src || job_chain_below(src, target) || job_chain_below(target, src)) {
+	if (target == src || (!mo->active_commit && job_chain_below(src, target)) ||
+	    job_chain_below(target, src)) {
 		error_setg(errp, "target: node '%s' is the source or in its backing chain",
 			   target->node_name);
 		return NULL;
@@ -223,7 +236,7 @@ struct job *job_mirror_start(const struct job_opts *o, struct blockdev *src,
 	m->src = src;
 	m->target = target;
 	m->top_only = mo->sync == JOB_MIRROR_SYNC_TOP;
-	m->stop = m->top_only ? src->backing : NULL;
+	m->stop = m->top_only ? (mo->stop ? mo->stop : src->backing) : NULL;
 	m->write_blocking = mo->write_blocking;
 	/* the source changes under the guest, and the job needs nothing of it but reads; the
 	 * target is the job's to write until the pivot */
@@ -247,7 +260,8 @@ struct job *job_mirror_start(const struct job_opts *o, struct blockdev *src,
 		goto fail_src;
 	blockdev_ref(src);
 	blockdev_ref(target);
-	job = job_start(&mirror_driver, m, o, nodes, errp);
+	job = job_start(mo->active_commit ? &active_commit_driver : &mirror_driver, m, o, nodes,
+			errp);
 	if (!job) {
 		blockdev_unref(target);
 		blockdev_unref(src);

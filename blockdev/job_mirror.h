@@ -15,6 +15,10 @@ struct job_mirror_opts {
 	enum job_mirror_sync sync;
 	uint64_t granularity;  /* of the dirty bitmap; 0: 64 KiB */
 	bool write_blocking;   /* copy-mode=write-blocking */
+	/* block-commit of the active image: reported as a commit job; sync=top copies what the
+	 * images above @stop hold (the base the target is opened from) */
+	bool active_commit;
+	struct blockdev *stop;
 };
 
 /*

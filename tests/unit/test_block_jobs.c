@@ -2,8 +2,8 @@
 /*
  * Block jobs without a VM: block-stream and block-commit on real image chains (content kept,
  * the chain made shorter in memory and in the image headers), QEMU's events in QEMU's order,
- * pause, resume, cancel, manual finalize and dismiss, the verbs a state refuses, and what a
- * job refuses to start on.
+ * pause, resume, cancel, manual finalize and dismiss, the verbs a state refuses, what a job
+ * refuses to start on, and the mirror (and active commit) moving a device on job-complete.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -353,11 +353,6 @@ static void jobs_refuse_busy_nodes_bad_chains_and_active_commit(void **state)
 	err = NULL;
 	assert_int_equal(job_cancel(j, false, NULL), 0);
 	wait_for("j0", JOB_STATUS_NULL);
-	assert_null(job_commit_start(&second, top, top, base, NULL, &err));
-	assert_non_null(strstr(error_msg(err), "committing the active image 'top' needs the "
-			       "mirror's machinery"));
-	error_free(err);
-	err = NULL;
 	assert_null(job_stream_start(&second, top, other, NULL, &err));
 	assert_string_equal(error_msg(err), "node 'other' is not in the backing chain of 'top'");
 	error_free(err);
@@ -430,6 +425,44 @@ static void mirror_follows_writes_and_moves_the_device_on_complete(void **state)
 	free(after);
 }
 
+static void active_commit_moves_the_device_onto_the_base(void **state)
+{
+	struct blockdev *top = make_chain(), *base = top->backing->backing;
+	struct fake_dev dev = { .user = { .role = "fake-disk",
+					   .perm = BLOCKDEV_PERM_READ | BLOCKDEV_PERM_WRITE,
+					   .shared = BLOCKDEV_PERM_READ |
+						     BLOCKDEV_PERM_WRITE_UNCHANGED,
+					   .ops = &fake_ops } };
+	static const char *const want[] = { "created", "running", "ready", "BLOCK_JOB_READY",
+					    "waiting", "pending", "BLOCK_JOB_COMPLETED",
+					    "concluded", "null", NULL };
+	struct error *err = NULL;
+	uint8_t *before, *after;
+	struct job *j;
+
+	dev.user.opaque = &dev;
+	dev.bs = top;
+	assert_int_equal(blockdev_attach(top, &dev.user, NULL), 0);
+	j = job_commit_start(&auto_opts, top, top, base, NULL, &err);
+	if (!j)
+		fail_msg("active commit: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_READY);
+	fill(top, 2 * MiB, 4096, 0x55); /* in sync: it follows */
+	before = slurp(top);
+	assert_int_equal(job_complete(j, NULL), 0);
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_events(want);
+	/* the device is on the base file, opened read-write, which holds everything now */
+	assert_string_equal(dev.bs->filename, path("base.raw"));
+	assert_false(dev.bs->read_only);
+	after = slurp(dev.bs);
+	assert_memory_equal(before, after, SIZE);
+	blockdev_detach(&dev.user);
+	blockdev_close(top);
+	free(before);
+	free(after);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -440,6 +473,7 @@ int main(void)
 		cmocka_unit_test(manual_finalize_and_dismiss_wait_for_their_verbs),
 		cmocka_unit_test(jobs_refuse_busy_nodes_bad_chains_and_active_commit),
 		cmocka_unit_test(mirror_follows_writes_and_moves_the_device_on_complete),
+		cmocka_unit_test(active_commit_moves_the_device_onto_the_base),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
