@@ -20,13 +20,13 @@
  * Malformed requests, hand-built on request queue 0 (or the control queue), as blk-hostile does:
  * each waits (scsi-bad-ms, 1000) for a response written, the chain returned bare (used length
  * 0, nothing written), or DEVICE_NEEDS_RESET; then TEST UNIT READY + a READ(10) must succeed on
- * request queue 1 (unless scsi-bad-peer=qemu) and, after a re-initialisation when the device
+ * request queue 1 (unless scsi-peer=qemu) and, after a re-initialisation when the device
  * asked for one, on queue 0, and the control queue must answer a QUERY TASK. What each accepts (virtio 1.2 5.6.6.1):
  *   request errors: the response the spec names: VIRTIO_SCSI_S_OVERRUN when the CDB needs more
  *   data than the buffers in its direction hold (a READ with a data-out buffer, a WRITE with a
  *   data-in buffer, a READ longer than its buffer), VIRTIO_SCSI_S_FAILURE for data-out and
  *   data-in together without VIRTIO_SCSI_F_INOUT and for a header shorter than 19 + cdb_size
- *   bytes (QEMU: DEVICE_NEEDS_RESET, accepted with scsi-bad-peer=qemu);
+ *   bytes (QEMU: DEVICE_NEEDS_RESET, accepted with scsi-peer=qemu);
  *   ring errors (a loop, no writable descriptor, a response buffer shorter than 12 + sense_size,
  *   a buffer outside RAM, a bad avail entry, a control request shorter than its type): bare,
  *   DEVICE_NEEDS_RESET or VIRTIO_SCSI_S_FAILURE.
@@ -580,19 +580,16 @@ static int hostile(void)
 int case_scsi_bad(void)
 {
 	int64_t ms = opt_u64("scsi-bad-ms", 1000);
-	const char *peer = opt_get("scsi-bad-peer");
 	uint8_t cdb[16];
 	uint16_t ua;
 	int r;
 
 	if (ms <= 0)
 		return case_fail("scsi-bad-ms: %s", ms == 0 ? "a wait of 0 ms" : err_get());
-	if (peer && strcmp(peer, "qemu"))
-		return case_fail("scsi-bad-peer=%s: only \"qemu\" is known", peer);
 	wait_ms = ms;
-	peer_qemu = peer;
 	if ((r = scsi_open(&scsi, &env, NULL, false)) != CASE_OK)
 		return r;
+	peer_qemu = env.peer_qemu;
 	for (unsigned l = 0; l < 2; l++) {
 		unsigned lun = l ? env.ro_lun : 0;
 

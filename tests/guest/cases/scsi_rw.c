@@ -84,7 +84,9 @@ static bool batch(unsigned cpu, unsigned q, unsigned lun, bool write, uint64_t l
 
 		if (!scsi_good(r, write ? "write" : "read", why, sizeof(why)))
 			return cpu_fail(cpu, q, lun, why);
-		if (r->resp.residual || r->used_len != sizeof(r->resp) + (write ? 0 : REQ_BYTES)) {
+		/* QEMU's used length counts data-out too (spec 2.7.8: bytes written) */
+		if (r->resp.residual || r->used_len != sizeof(r->resp) +
+						       (write && !env.peer_qemu ? 0 : REQ_BYTES)) {
 			snprintf(why, sizeof(why), "%s of LBA %lu: residual %u, used length %u",
 				 write ? "write" : "read", lba + i * REQ_BLOCKS, r->resp.residual,
 				 r->used_len);

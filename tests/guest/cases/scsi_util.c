@@ -14,13 +14,17 @@ static int read_env(struct scsi_env *env)
 	int64_t t = opt_u64("scsi-target", 0), n = opt_u64("scsi-luns", 0);
 	int64_t mib = opt_u64("scsi-size-mib", 0), ro = opt_lun("scsi-ro");
 	int64_t direct = opt_lun("scsi-direct");
+	const char *peer = opt_get("scsi-peer");
 
 	if (t < 0 || t > 255 || n < 0 || n > SCSI_MAX_LUNS || mib < 0 || ro < 0 || direct < 0)
 		return case_fail("scsi options: %s", t > 255 ? "scsi-target above 255" :
 				 n > SCSI_MAX_LUNS ? "scsi-luns above 8" :
 				 ro < 0 || direct < 0 ? "a LUN above 16383" : err_get());
+	if (peer && strcmp(peer, "qemu"))
+		return case_fail("scsi-peer=%s: only \"qemu\" is known", peer);
 	*env = (struct scsi_env){ .target = t, .nluns = n, .size = (uint64_t)mib << 20,
-				  .ro_lun = ro, .direct_lun = direct };
+				  .ro_lun = ro, .direct_lun = direct, .peer_qemu = peer,
+				  .vendor = peer ? "QEMU    " : "VIREO   " };
 	return CASE_OK;
 }
 

@@ -6,7 +6,8 @@
  * Options: scsi-require=1 (fail, not skip, without a controller), scsi-index=N (the N-th
  * controller), scsi-target=T (0), scsi-luns=N (LUNs expected, 0..N-1 unless REPORT LUNS says
  * others), scsi-size-mib=N (each LUN's size), scsi-ro=LUN (a read-only LUN), scsi-direct=LUN
- * (the cache=none LUN scsi-tmf keeps busy).
+ * (the cache=none LUN scsi-tmf keeps busy), scsi-peer=qemu (QEMU's scsi-hd: vendor "QEMU", and
+ * its known deviations, which the cases name).
  */
 #ifndef GUEST_SCSI_UTIL_H
 #define GUEST_SCSI_UTIL_H
@@ -69,6 +70,8 @@ struct scsi_env {
 	unsigned nluns;                 /* scsi-luns (0: not given) */
 	uint64_t size;                  /* scsi-size-mib in bytes (0: not given) */
 	unsigned ro_lun, direct_lun;    /* SCSI_NO_LUN: not given */
+	bool peer_qemu;                 /* scsi-peer=qemu */
+	const char *vendor;             /* INQUIRY vendor: "VIREO   ", or "QEMU    " */
 };
 
 /*
