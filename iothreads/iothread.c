@@ -70,6 +70,7 @@ struct iothread {
 
 	struct iothread_source *sources;
 	struct iothread_op *deferred, **deferred_tail;
+	struct iothread_timer *timers; /* armed, sorted by deadline (see "Timers" in iothread.h) */
 
 	bool files_ok;
 	struct iothread_file files[IOTHREAD_MAX_FILES];
@@ -340,14 +341,95 @@ static void flush_sources(struct iothread *it)
 			s->flush(s);
 }
 
+/* ---- timers ---------------------------------------------------------------------------------- */
+
+uint64_t iothread_clock_ns(void)
+{
+	return now_ns();
+}
+
+bool iothread_timer_armed(const struct iothread_timer *t)
+{
+	return t->armed;
+}
+
+void iothread_timer_cancel(struct iothread *it, struct iothread_timer *t)
+{
+	if (!t->armed)
+		return;
+	for (struct iothread_timer **p = &it->timers; *p; p = &(*p)->next) {
+		if (*p == t) {
+			*p = t->next;
+			break;
+		}
+	}
+	t->armed = false;
+}
+
+void iothread_timer_arm(struct iothread *it, struct iothread_timer *t, uint64_t deadline_ns)
+{
+	struct iothread_timer **p = &it->timers;
+
+	iothread_timer_cancel(it, t);
+	while (*p && (*p)->deadline_ns <= deadline_ns) /* after those due at the same time */
+		p = &(*p)->next;
+	t->deadline_ns = deadline_ns;
+	t->next = *p;
+	*p = t;
+	t->armed = true;
+}
+
+/* Fires the timers due by now; returns how many. */
+static int run_timers(struct iothread *it)
+{
+	uint64_t now;
+	int n = 0;
+
+	if (!it->timers)
+		return 0;
+	now = now_ns();
+	while (it->timers && it->timers->deadline_ns <= now) {
+		struct iothread_timer *t = it->timers;
+
+		it->timers = t->next;
+		t->armed = false;
+		t->fire(t);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Waits in the ring for a CQE, no longer than the earliest timer: io_uring_submit_and_wait
+ * with the wait's own timeout. 0 (also when the timeout ran out), or -errno.
+ */
+static int ring_wait(struct iothread *it)
+{
+	struct __kernel_timespec ts;
+	struct io_uring_cqe *cqe;
+	uint64_t now;
+	int ret;
+
+	if (!it->timers)
+		return io_uring_submit_and_wait(&it->ring, 1);
+	now = now_ns();
+	if (it->timers->deadline_ns <= now)
+		return io_uring_submit(&it->ring) < 0 ? -EIO : 0;
+	ts.tv_sec = (long long)((it->timers->deadline_ns - now) / 1000000000ull);
+	ts.tv_nsec = (long long)((it->timers->deadline_ns - now) % 1000000000ull);
+	ret = io_uring_submit_and_wait_timeout(&it->ring, &cqe, 1, &ts, NULL);
+	return ret == -ETIME ? 0 : ret;
+}
+
 /* Step 3 and 4 of the loop: submit this turn's SQEs, complete what is done. */
 static int complete_turn(struct iothread *it)
 {
 	int n;
 
+	n = run_timers(it); /* before the submit: what a timer issues goes with it */
 	if (io_uring_sq_ready(&it->ring))
 		io_uring_submit(&it->ring);
-	n = reap(it);
+	n += reap(it);
 	n += run_deferred(it);
 	if (n)
 		flush_sources(it);
@@ -366,7 +448,7 @@ int iothread_wait_once(struct iothread *it)
 		return 0;
 	arm_msg_read(it);
 	do
-		ret = io_uring_submit_and_wait(&it->ring, 1);
+		ret = ring_wait(it);
 	while (ret == -EINTR);
 	if (ret < 0)
 		return ret;
@@ -688,7 +770,7 @@ static int idle_wait(struct iothread *it)
 		arm_kicks(it);
 		arm_msg_read(it);
 		do
-			ret = io_uring_submit_and_wait(&it->ring, 1);
+			ret = ring_wait(it);
 		while (ret == -EINTR);
 		if (ret < 0 && ret != -EBUSY && ret != -EAGAIN) {
 			fprintf(stderr, "vireo: iothread %s: io_uring_submit_and_wait: %s\n",

@@ -31,8 +31,18 @@
  *      notifications were on would have sent no kick, so it is caught here (the device's
  *      notify_enable must order its write of the "notify me" flag before this second read of
  *      the avail index with a full barrier). If none, sleep in io_uring_submit_and_wait: a READ
- *      on each source's kick eventfd, the message eventfd and in-flight I/O all wake it.
+ *      on each source's kick eventfd, the message eventfd and in-flight I/O all wake it, and
+ *      the earliest armed timer bounds the wait (the wait's own timeout, IORING_ENTER_EXT_ARG).
  *      Then notify_enable(false) and back to 1.
+ *
+ * Timers. A `struct iothread_timer` is armed for a CLOCK_MONOTONIC deadline on one iothread and
+ * fires there, in step 3/4 of the first turn at or after its deadline (before the turn's
+ * submit, so that what it issues goes with that submit). The armed timers are a list sorted by
+ * deadline, touched only by the iothread (arm, cancel and fire all run there); a polling thread
+ * compares the head against the clock once a turn, a sleeping one sleeps no longer than the
+ * head's deadline. The wait's timeout is the ring's timer (an IORING_OP_TIMEOUT that liburing
+ * would otherwise add needs no opcode in the allowlist this way, and no cancel when the
+ * deadline moves). Nested waits (iothread_wait_once, so a drain) fire timers too.
  *
  * Adaptive polling (our own rule, same spirit as QEMU's IOThread aio-poll): let `poll_ns` be
  * the current busy-poll window, `block_ns` the time from starting to wait for work until work
@@ -388,5 +398,43 @@ uint64_t iothread_poll_ns(const struct iothread *it);
 
 /* The calling thread's iothread, or NULL on any other thread. */
 struct iothread *iothread_current(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Timers (see "Timers" in the essay above): iothread only.
+ */
+
+/**
+ * struct iothread_timer - a one-shot timer on an iothread
+ * @fire: called on the iothread once the deadline passed (the timer is disarmed first, so
+ *        fire may arm it again)
+ *
+ * Zero-initialise it and set @fire; the rest is the iothread's. It must stay allocated while
+ * armed.
+ */
+struct iothread_timer {
+	void (*fire)(struct iothread_timer *t);
+	/* iothread-private */
+	uint64_t deadline_ns;
+	struct iothread_timer *next;
+	bool armed;
+};
+
+/* CLOCK_MONOTONIC now, in ns (the clock timers' deadlines are in). */
+uint64_t iothread_clock_ns(void);
+
+/**
+ * iothread_timer_arm - fire @t on @it at @deadline_ns (CLOCK_MONOTONIC)
+ *
+ * On @it only. Re-arming an armed timer moves its deadline. A deadline already past fires in
+ * the current turn's completion phase, never inside this call. Timers with the same deadline
+ * fire in the order they were armed.
+ */
+void iothread_timer_arm(struct iothread *it, struct iothread_timer *t, uint64_t deadline_ns);
+
+/* Disarms @t (nothing when it is not armed). On @it only. */
+void iothread_timer_cancel(struct iothread *it, struct iothread_timer *t);
+
+/* true while @t is armed. */
+bool iothread_timer_armed(const struct iothread_timer *t);
 
 #endif

@@ -509,6 +509,136 @@ static void the_ring_refuses_operations_outside_its_allowlist(void **state)
 	iothread_destroy(it);
 }
 
+/* ---- timers ---- */
+
+struct tmr {
+	struct iothread_timer t;
+	struct iothread *it;
+	int id;
+	uint64_t deadline, fired_at;
+	int rearm;              /* fire arms it again this many times */
+	sem_t *done;
+};
+
+static int fired[8], nr_fired;
+
+static void tmr_fire(struct iothread_timer *t)
+{
+	struct tmr *m = container_of(t, struct tmr, t);
+
+	m->fired_at = iothread_clock_ns();
+	fired[nr_fired++] = m->id;
+	if (m->rearm > 0) {
+		m->rearm--;
+		m->deadline = m->fired_at + 1000000;
+		iothread_timer_arm(m->it, &m->t, m->deadline);
+		return;
+	}
+	if (m->done)
+		sem_post(m->done);
+}
+
+struct arm_call {
+	struct tmr *m;
+	uint64_t at;
+	bool cancel;
+};
+
+static int arm_fn(void *arg)
+{
+	struct arm_call *c = arg;
+
+	if (c->cancel) {
+		iothread_timer_cancel(c->m->it, &c->m->t);
+		return 0;
+	}
+	c->m->deadline = c->at;
+	iothread_timer_arm(c->m->it, &c->m->t, c->at);
+	/* never fired inside arm, even when due */
+	return nr_fired;
+}
+
+static void arm(struct tmr *m, uint64_t at)
+{
+	struct arm_call c = { m, at, false };
+
+	iothread_run_sync(m->it, arm_fn, &c);
+}
+
+/* a sleeping iothread (no polling) wakes for its timers, in deadline order, never early; a
+ * cancelled one does not fire, a re-armed one fires at its new deadline, fire may re-arm */
+static void timers_wake_a_sleeping_iothread_in_deadline_order(void **state)
+{
+	struct iothread *it = start(0);
+	struct tmr m[4] = { 0 };
+	sem_t done;
+	uint64_t now = iothread_clock_ns();
+	struct arm_call cancel = { &m[3], 0, true };
+
+	sem_init(&done, 0, 0);
+	nr_fired = 0;
+	for (int i = 0; i < 4; i++)
+		m[i] = (struct tmr){ .t.fire = tmr_fire, .it = it, .id = i };
+	m[0].done = &done;
+	m[0].rearm = 2;
+	arm(&m[0], now + 60000000); /* 60 ms, then twice 1 ms more */
+	arm(&m[1], now + 20000000);
+	arm(&m[2], now + 90000000);
+	arm(&m[2], now + 40000000); /* moved earlier */
+	arm(&m[3], now + 30000000);
+	iothread_run_sync(it, arm_fn, &cancel);
+	assert_true(wait_sem(&done));
+	assert_int_equal(nr_fired, 5);
+	assert_int_equal(fired[0], 1);
+	assert_int_equal(fired[1], 2);
+	assert_int_equal(fired[2], 0);
+	assert_int_equal(fired[3], 0);
+	assert_int_equal(fired[4], 0);
+	for (int i = 0; i < 3; i++)
+		assert_true(m[i].fired_at >= m[i].deadline);
+	assert_int_equal(m[3].fired_at, 0);
+	assert_false(iothread_timer_armed(&m[0].t));
+	iothread_destroy(it);
+	sem_destroy(&done);
+}
+
+static int due_now_fn(void *arg)
+{
+	struct tmr *m = arg;
+
+	iothread_timer_arm(m->it, &m->t, iothread_clock_ns() - 1);
+	return nr_fired; /* a due timer does not fire inside arm */
+}
+
+static int wait_for_timer_fn(void *arg)
+{
+	struct tmr *m = arg;
+
+	iothread_timer_arm(m->it, &m->t, iothread_clock_ns() + 5000000);
+	while (iothread_timer_armed(&m->t)) /* a nested wait (a drain) fires timers too */
+		if (iothread_wait_once(m->it) < 0)
+			return -1;
+	return nr_fired;
+}
+
+static void a_due_timer_fires_in_the_turn_and_nested_waits_fire_timers(void **state)
+{
+	struct iothread *it = start(IOTHREAD_POLL_MAX_NS_DEFAULT);
+	struct tmr m = { .t.fire = tmr_fire, .id = 5 };
+	sem_t done;
+
+	sem_init(&done, 0, 0);
+	m.it = it;
+	m.done = &done;
+	nr_fired = 0;
+	assert_int_equal(iothread_run_sync(it, due_now_fn, &m), 0);
+	assert_true(wait_sem(&done));
+	assert_int_equal(nr_fired, 1);
+	assert_int_equal(iothread_run_sync(it, wait_for_timer_fn, &m), 2);
+	iothread_destroy(it);
+	sem_destroy(&done);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -527,6 +657,8 @@ int main(void)
 		cmocka_unit_test(affinity_confines_the_thread_and_refuses_cpus_that_are_not_there),
 		cmocka_unit_test(a_long_yield_backs_off_unless_our_io_completed_meanwhile),
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
+		cmocka_unit_test(timers_wake_a_sleeping_iothread_in_deadline_order),
+		cmocka_unit_test(a_due_timer_fires_in_the_turn_and_nested_waits_fire_timers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
