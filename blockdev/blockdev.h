@@ -615,6 +615,31 @@ struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockd
 struct blockdev *blockdev_open_file(const char *filename, const struct blockdev_opts *opts,
 				    struct error **errp);
 
+/* Preallocation (QEMU's PreallocMode): what creating an image allocates on the host. */
+enum blockdev_prealloc {
+	BLOCKDEV_PREALLOC_OFF,      /* nothing: a sparse file */
+	BLOCKDEV_PREALLOC_METADATA, /* formats: their metadata for every cluster */
+	BLOCKDEV_PREALLOC_FALLOC,   /* the host blocks, with fallocate (reading as zeroes) */
+	BLOCKDEV_PREALLOC_FULL,     /* the host blocks, written with zeroes */
+};
+/* The mode called @name ("off", "metadata", "falloc", "full"), or -1. */
+int blockdev_prealloc_parse(const char *name);
+
+/**
+ * blockdev_file_create - create (or empty) the host file @filename, @size bytes long
+ * @prealloc: OFF, FALLOC or FULL (METADATA is refused: a file has no metadata)
+ * @nocow: turn copy-on-write off first (btrfs; ignored where the file system has no such flag)
+ *
+ * QEMU's blockdev-create with driver "file", and what vireo-img create does for raw images and
+ * qcow2 data files. Returns 0 or -1 with QEMU's message ("Could not create '...'").
+ */
+int blockdev_file_create(const char *filename, uint64_t size, enum blockdev_prealloc prealloc,
+			 bool nocow, struct error **errp);
+/* Allocates [@off, @off + @len) of the file node @bs as @mode says (FALLOC, FULL; the file
+ * grows to cover the range): a format's preallocation. */
+int blockdev_file_preallocate(struct blockdev *bs, uint64_t off, uint64_t len,
+			      enum blockdev_prealloc mode, struct error **errp);
+
 /**
  * blockdev_close - drop the reference blockdev_open() (or another opener) gave
  *

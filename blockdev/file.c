@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -408,3 +409,123 @@ const struct blockdev_driver blockdev_file = {
 	.truncate = file_truncate,
 	.info = file_info,
 };
+
+/* ---- creating a file (QEMU's blockdev-create with driver "file", and vireo-img create) ------ */
+
+/* Writes zeroes over [@off, @off + @len) of @fd (preallocation=full). */
+static int write_zeroes_fd(int fd, uint64_t off, uint64_t len)
+{
+	size_t chunk = 1 * MiB;
+	void *buf;
+	int ret = 0;
+
+	if (posix_memalign(&buf, 4096, chunk)) /* aligned for an O_DIRECT node's fd */
+		return -ENOMEM;
+	memset(buf, 0, chunk);
+	while (len && !ret) {
+		ssize_t w = pwrite(fd, buf, (size_t)MIN(chunk, len), (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			ret = w < 0 ? -errno : -EIO;
+		} else {
+			off += (uint64_t)w;
+			len -= (uint64_t)w;
+		}
+	}
+	free(buf);
+	return ret;
+}
+
+/* Allocates [@off, @off + @len) of @fd as @mode says (OFF and METADATA: nothing). */
+static int preallocate_fd(int fd, const char *filename, uint64_t off, uint64_t len,
+			  enum blockdev_prealloc mode, struct error **errp)
+{
+	int ret = 0;
+
+	if (mode == BLOCKDEV_PREALLOC_FALLOC && len)
+		ret = -posix_fallocate(fd, (off_t)off, (off_t)len);
+	else if (mode == BLOCKDEV_PREALLOC_FULL)
+		ret = write_zeroes_fd(fd, off, len);
+	if (ret)
+		error_setg_errno(errp, -ret, "'%s': %s", filename,
+				 mode == BLOCKDEV_PREALLOC_FULL ?
+					 "Could not write zeros for preallocation" :
+					 "Could not preallocate new data");
+	return ret ? -1 : 0;
+}
+
+int blockdev_file_preallocate(struct blockdev *bs, uint64_t off, uint64_t len,
+			      enum blockdev_prealloc mode, struct error **errp)
+{
+	if (bs->drv != &blockdev_file) {
+		error_setg(errp, "'%s': only a file node can be preallocated", bs->filename);
+		return -1;
+	}
+	if (preallocate_fd(bs->fd, bs->filename, off, len, mode, errp) < 0)
+		return -1;
+	if (off + len > bs->size && !((struct file_state *)bs->opaque)->is_blk)
+		bs->size = off + len; /* the file grew */
+	return 0;
+}
+
+/* Copy-on-write off (btrfs): only an empty file takes the flag; others ignore it, as QEMU does. */
+static void set_nocow(int fd)
+{
+#ifdef FS_NOCOW_FL
+	int attr;
+
+	if (ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0) {
+		attr |= FS_NOCOW_FL;
+		(void)ioctl(fd, FS_IOC_SETFLAGS, &attr);
+	}
+#else
+	(void)fd;
+#endif
+}
+
+int blockdev_file_create(const char *filename, uint64_t size, enum blockdev_prealloc prealloc,
+			 bool nocow, struct error **errp)
+{
+	int fd;
+
+	if (prealloc == BLOCKDEV_PREALLOC_METADATA) {
+		error_setg(errp, "preallocation: a file takes off, falloc or full, not metadata");
+		return -1;
+	}
+	fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		error_setg_errno(errp, errno, "Could not create '%s'", filename);
+		return -1;
+	}
+	if (nocow)
+		set_nocow(fd);
+	if (ftruncate(fd, (off_t)size) < 0) {
+		error_setg_errno(errp, errno, "'%s': could not resize to %" PRIu64 " bytes",
+				 filename, size);
+		goto err_close;
+	}
+	if (preallocate_fd(fd, filename, 0, size, prealloc, errp) < 0)
+		goto err_close;
+	if (fsync(fd) < 0) {
+		error_setg_errno(errp, errno, "'%s': fsync", filename);
+		goto err_close;
+	}
+	close(fd);
+	return 0;
+
+err_close:
+	close(fd);
+	return -1;
+}
+
+int blockdev_prealloc_parse(const char *name)
+{
+	static const char *const names[] = { "off", "metadata", "falloc", "full" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(name, names[i]))
+			return (int)i;
+	return -1;
+}

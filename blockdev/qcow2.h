@@ -259,8 +259,21 @@ struct qcow2_create_opts {
  */
 uint64_t qcow2_measure_full(uint64_t size, unsigned cluster_bits, unsigned refcount_bits,
 			    bool extended_l2);
-/* Creates (or truncates) @filename as an empty qcow2 image. */
+/* How qcow2_create_check's messages spell the options: qemu-img's -o keys, or QMP's. */
+enum qcow2_create_names { QCOW2_NAMES_IMG, QCOW2_NAMES_QMP };
+/* Refuses options that make no valid image (or that QEMU refuses), naming the option. */
+int qcow2_create_check(const struct qcow2_create_opts *o, enum qcow2_create_names names,
+		       struct error **errp);
+/* Creates (or truncates) @filename as an empty qcow2 image (and o->data_file beside it). */
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp);
+/*
+ * Writes an empty qcow2 image onto the open file node @file (QEMU's blockdev-create: a file
+ * or a block device; grown when shorter than the image's metadata, never shrunk). @data (or
+ * NULL) is the open external data file, which o->data_file names in the header: grown to the
+ * virtual size. Synchronous: the caller is @file's only writer.
+ */
+int qcow2_create_on(struct blockdev *file, struct blockdev *data,
+		    const struct qcow2_create_opts *o, struct error **errp);
 
 /* --- qcow2_snapshot.c --- */
 /* The driver's snapshot_list op: the snapshot table of a qcow2 node. */

@@ -26,46 +26,85 @@ struct layout {
 	uint64_t used; /* clusters with refcount 1: [0, used) */
 };
 
-static int check_opts(const struct qcow2_create_opts *o, struct error **errp)
+/* The options' names in each spelling (enum qcow2_create_names): qemu-img's -o, QMP's. */
+enum key { K_SIZE, K_CLUSTER, K_REFCOUNT, K_LAZY, K_EXTL2, K_COMPRESSION, K_DATA_FILE,
+	   K_DATA_RAW, K_BACKING, K_PREALLOC, K_V3, K_NR };
+static const char *const key_names[][K_NR] = {
+	[QCOW2_NAMES_IMG] = { "size", "cluster_size", "refcount_bits", "lazy_refcounts",
+			      "extended_l2", "compression_type", "data_file", "data_file_raw",
+			      "backing_file", "preallocation", "compat=1.1" },
+	[QCOW2_NAMES_QMP] = { "size", "cluster-size", "refcount-bits", "lazy-refcounts",
+			      "extended-l2", "compression-type", "data-file", "data-raw",
+			      "backing-file", "preallocation", "version=v3" },
+};
+
+/* What needs version 3 with @o (the first such option), or K_NR. */
+static enum key needs_v3(const struct qcow2_create_opts *o)
 {
+	if (o->refcount_bits != 16)
+		return K_REFCOUNT;
+	if (o->lazy_refcounts)
+		return K_LAZY;
+	if (o->extended_l2)
+		return K_EXTL2;
+	if (o->compression_type != QCOW2_COMPRESS_ZLIB)
+		return K_COMPRESSION;
+	return o->data_file ? K_DATA_FILE : K_NR;
+}
+
+int qcow2_create_check(const struct qcow2_create_opts *o, enum qcow2_create_names names,
+		       struct error **errp)
+{
+	const char *const *k = key_names[names];
+	enum key v3 = needs_v3(o);
+
 	if (o->cluster_bits < QCOW2_MIN_CLUSTER_BITS || o->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
-		error_setg(errp, "cluster_size: must be a power of two from 512 to 2M");
+		error_setg(errp, "%s: must be a power of two from 512 to 2M", k[K_CLUSTER]);
 		return -1;
 	}
 	if (o->refcount_bits == 0 || o->refcount_bits > 64 ||
 	    (o->refcount_bits & (o->refcount_bits - 1))) {
-		error_setg(errp, "refcount_bits: %u is not a power of two in 1..64",
+		error_setg(errp, "%s: %u is not a power of two in 1..64", k[K_REFCOUNT],
 			   o->refcount_bits);
 		return -1;
 	}
-	if (o->version == 2 && (o->refcount_bits != 16 || o->lazy_refcounts || o->extended_l2 ||
-				o->compression_type != QCOW2_COMPRESS_ZLIB)) {
-		error_setg(errp, "compat=0.10 supports neither lazy_refcounts, extended_l2, "
-			   "compression_type=zstd nor refcount_bits other than 16");
+	if (o->version == 2 && v3 != K_NR) {
+		static const char *const what[K_NR] = { [K_REFCOUNT] = " other than 16",
+			[K_LAZY] = "=on", [K_EXTL2] = "=on", [K_COMPRESSION] = "=zstd" };
+
+		error_setg(errp, "%s%s needs %s", k[v3], what[v3] ? what[v3] : "", k[K_V3]);
 		return -1;
 	}
 	if (o->extended_l2 && o->cluster_bits < 14) {
-		error_setg(errp, "extended_l2: needs cluster_size of at least 16k");
+		error_setg(errp, "%s: needs %s of at least 16k", k[K_EXTL2], k[K_CLUSTER]);
 		return -1;
 	}
 	if (o->size > QCOW2_MAX_VIRTUAL_SIZE ||
 	    qcow2_l1_entries_for(o->size, o->cluster_bits, o->extended_l2) * 8 >
 		    QCOW2_MAX_L1_BYTES) {
-		error_setg(errp, "size: %" PRIu64 " bytes is too large for %llu-byte clusters",
-			   o->size, 1ULL << o->cluster_bits);
+		error_setg(errp, "%s: %" PRIu64 " bytes is too large for %llu-byte clusters",
+			   k[K_SIZE], o->size, 1ULL << o->cluster_bits);
 		return -1;
 	}
-	if (o->data_file && (o->version < 3 || strlen(o->data_file) > QCOW2_MAX_BACKING_NAME)) {
-		error_setg(errp, "data_file: needs compat=1.1 and a name of at most %u bytes",
+	if (o->data_file && strlen(o->data_file) > QCOW2_MAX_BACKING_NAME) {
+		error_setg(errp, "%s: a name of at most %u bytes", k[K_DATA_FILE],
 			   QCOW2_MAX_BACKING_NAME);
 		return -1;
 	}
 	if (o->data_file_raw && (!o->data_file || o->backing_file)) {
-		error_setg(errp, "data_file_raw: needs data_file and no backing file");
+		error_setg(errp, "%s: needs %s and no %s", k[K_DATA_RAW], k[K_DATA_FILE],
+			   k[K_BACKING]);
 		return -1;
 	}
 	if (o->backing_file && strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME) {
-		error_setg(errp, "backing_file: longer than %u bytes", QCOW2_MAX_BACKING_NAME);
+		error_setg(errp, "%s: longer than %u bytes", k[K_BACKING], QCOW2_MAX_BACKING_NAME);
+		return -1;
+	}
+	/* preallocated clusters would hide the backing file, unless their subclusters can say
+	 * "unallocated" (QEMU's rule) */
+	if (o->backing_file && o->prealloc_metadata && !o->extended_l2) {
+		error_setg(errp, "%s: with a %s needs %s=on", k[K_PREALLOC], k[K_BACKING],
+			   k[K_EXTL2]);
 		return -1;
 	}
 	return 0;
@@ -109,26 +148,8 @@ static void plan(const struct qcow2_create_opts *o, struct layout *l)
 	l->data_off = l->l2_off + l->l2_count * l->cs;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int write_header(int fd, const struct qcow2_create_opts *o, const struct layout *l,
-			struct error **errp)
+static int write_header(struct blockdev *file, const struct qcow2_create_opts *o,
+			const struct layout *l, struct error **errp)
 {
 	struct qcow2_header h = { 0 };
 	uint8_t *buf = calloc(1, l->cs);
@@ -169,7 +190,7 @@ static int write_header(int fd, const struct qcow2_create_opts *o, const struct 
 		free(buf);
 		return -EINVAL;
 	}
-	ret = pwrite_all(fd, buf, l->cs, 0);
+	ret = blockdev_pwrite(file, 0, buf, l->cs);
 	free(buf);
 	return ret;
 }
@@ -182,7 +203,8 @@ static void put_refcount(uint8_t *b, unsigned bits, uint64_t i)
 		b[i * bits / 8] |= (uint8_t)(1u << ((i * bits) % 8));
 }
 
-static int write_tables(int fd, const struct qcow2_create_opts *o, const struct layout *l)
+static int write_tables(struct blockdev *file, const struct qcow2_create_opts *o,
+			const struct layout *l)
 {
 	uint64_t big = MAX(l->rt_clusters, MAX(l->rb_count, l->l1_clusters)) * l->cs;
 	uint8_t *buf = calloc(1, MAX(big, l->cs));
@@ -193,17 +215,17 @@ static int write_tables(int fd, const struct qcow2_create_opts *o, const struct 
 		return -ENOMEM;
 	for (uint64_t i = 0; i < l->rb_count; i++)
 		qcow2_put_be64(buf + 8 * i, l->rb_off + i * l->cs);
-	ret = pwrite_all(fd, buf, l->rt_clusters * l->cs, l->rt_off);
+	ret = blockdev_pwrite(file, l->rt_off, buf, l->rt_clusters * l->cs);
 	memset(buf, 0, big);
 	for (uint64_t c = 0; c < l->used; c++)
 		put_refcount(buf, o->refcount_bits, c);
 	if (!ret)
-		ret = pwrite_all(fd, buf, l->rb_count * l->cs, l->rb_off);
+		ret = blockdev_pwrite(file, l->rb_off, buf, l->rb_count * l->cs);
 	memset(buf, 0, big);
 	for (uint64_t i = 0; i < l->l2_count; i++)
 		qcow2_put_be64(buf + 8 * i, (l->l2_off + i * l->cs) | QCOW2_OFLAG_COPIED);
 	if (!ret)
-		ret = pwrite_all(fd, buf, l->l1_clusters * l->cs, l->l1_off);
+		ret = blockdev_pwrite(file, l->l1_off, buf, l->l1_clusters * l->cs);
 	for (uint64_t t = 0; t < l->l2_count && !ret; t++) {
 		uint64_t per = l->cs / (8 * words);
 
@@ -213,67 +235,100 @@ static int write_tables(int fd, const struct qcow2_create_opts *o, const struct 
 						       l->data_off + (t * per + i) * l->cs;
 
 			qcow2_put_be64(buf + 8 * words * i, host | QCOW2_OFLAG_COPIED);
-			/* extended: every subcluster reads as zeroes, the host cluster reserved */
-			if (words == 2)
+			/* extended: every subcluster reads as zeroes, the host cluster reserved;
+			 * over a backing file they stay unallocated (read from it) */
+			if (words == 2 && !o->backing_file)
 				qcow2_put_be64(buf + 16 * i + 8, 0xffffffff00000000ULL);
 		}
-		ret = pwrite_all(fd, buf, l->cs, l->l2_off + t * l->cs);
+		ret = blockdev_pwrite(file, l->l2_off + t * l->cs, buf, l->cs);
 	}
 	free(buf);
 	return ret;
 }
 
-/* Creates (truncates) the external data file, named relative to the image's directory. */
-static int create_data_file(const char *image, const struct qcow2_create_opts *o,
-			    struct error **errp)
+/* The layout of @l onto @file, which covers at least its used clusters afterwards. */
+static int write_image(struct blockdev *file, const struct qcow2_create_opts *o,
+		       const struct layout *l, struct error **errp)
 {
-	char *path = blockdev_path_beside(image, o->data_file);
-	int fd, ret = 0;
+	uint64_t end = l->used * l->cs;
+	int ret;
 
-	if (!path)
+	/* grown first, so that the writes below stay inside; never shrunk (as QEMU: the node may
+	 * be a block device, or a file the user sized) */
+	if (file->size < end && blockdev_truncate(file, end, errp) < 0)
 		return -1;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, (off_t)o->size) < 0) {
-		error_setg_errno(errp, errno, "'%s': cannot create the data file", path);
-		ret = -1;
+	ret = write_header(file, o, l, errp);
+	if (ret == -EINVAL)
+		return -1;
+	if (!ret)
+		ret = write_tables(file, o, l);
+	if (ret) {
+		error_setg_errno(errp, -ret, "'%s': writing the new image", file->filename);
+		return -1;
 	}
-	if (fd >= 0)
-		close(fd);
-	free(path);
-	return ret;
+	if (o->prealloc_falloc && l->data_clusters &&
+	    blockdev_file_preallocate(file, l->data_off, l->data_clusters * l->cs,
+				      BLOCKDEV_PREALLOC_FALLOC, errp) < 0)
+		return -1;
+	return 0;
+}
+
+int qcow2_create_on(struct blockdev *file, struct blockdev *data,
+		    const struct qcow2_create_opts *o, struct error **errp)
+{
+	struct layout l;
+	int ret;
+
+	if (qcow2_create_check(o, QCOW2_NAMES_IMG, errp))
+		return -1;
+	plan(o, &l);
+	if (data && data->size < o->size && blockdev_truncate(data, o->size, errp) < 0)
+		return -1;
+	if (data && o->prealloc_falloc &&
+	    blockdev_file_preallocate(data, 0, o->size, BLOCKDEV_PREALLOC_FALLOC, errp) < 0)
+		return -1;
+	if (write_image(file, o, &l, errp) < 0)
+		return -1;
+	ret = blockdev_flush(file);
+	if (!ret && data)
+		ret = blockdev_flush(data);
+	if (ret) {
+		error_setg_errno(errp, -ret, "'%s': flushing the new image", file->filename);
+		return -1;
+	}
+	return 0;
 }
 
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp)
 {
-	struct layout l;
-	int fd, ret;
+	struct blockdev *file, *data = NULL;
+	char *data_path = NULL;
+	int ret = -1;
 
-	if (check_opts(o, errp))
+	if (qcow2_create_check(o, QCOW2_NAMES_IMG, errp))
 		return -1;
-	if (o->data_file && create_data_file(filename, o, errp))
-		return -1;
-	plan(o, &l);
-	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		error_setg_errno(errp, errno, "'%s': cannot create", filename);
-		return -1;
+	/* the data file is named relative to the image's directory */
+	if (o->data_file) {
+		data_path = blockdev_path_beside(filename, o->data_file);
+		if (!data_path) {
+			error_setg(errp, "out of memory");
+			return -1;
+		}
+		if (blockdev_file_create(data_path, o->size, BLOCKDEV_PREALLOC_OFF, false, errp) ||
+		    !(data = blockdev_open_file(data_path, NULL, errp)))
+			goto out;
 	}
-	ret = write_header(fd, o, &l, errp);
-	if (ret == -EINVAL)
+	if (blockdev_file_create(filename, 0, BLOCKDEV_PREALLOC_OFF, false, errp) < 0)
 		goto out;
-	if (!ret)
-		ret = write_tables(fd, o, &l);
-	if (!ret && ftruncate(fd, (off_t)(l.used * l.cs)) < 0)
-		ret = -errno;
-	if (!ret && o->prealloc_falloc && l.data_clusters)
-		ret = -posix_fallocate(fd, (off_t)l.data_off, (off_t)(l.data_clusters * l.cs));
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	if (ret)
-		error_setg_errno(errp, ret, "'%s': writing the new image", filename);
+	file = blockdev_open_file(filename, NULL, errp);
+	if (file) {
+		ret = qcow2_create_on(file, data, o, errp);
+		blockdev_close(file);
+	}
 out:
-	close(fd);
-	return ret ? -1 : 0;
+	blockdev_close(data);
+	free(data_path);
+	return ret;
 }
 
 uint64_t qcow2_measure_full(uint64_t size, unsigned cluster_bits, unsigned refcount_bits,

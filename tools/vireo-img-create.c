@@ -149,27 +149,6 @@ static void print_qcow2(const char *filename, const struct create_opts *c)
 	       c->q.refcount_bits);
 }
 
-static int create_raw(const char *filename, const struct create_opts *c, struct error **errp)
-{
-	int fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ret = 0;
-
-	if (fd < 0) {
-		error_setg_errno(errp, errno, "'%s': cannot create", filename);
-		return -1;
-	}
-	if (ftruncate(fd, (off_t)c->size) < 0)
-		ret = -errno;
-	else if (c->prealloc && strcmp(c->prealloc, "off"))
-		ret = posix_fallocate(fd, 0, (off_t)c->size) ? -ENOSPC : 0;
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	if (ret)
-		error_setg_errno(errp, ret, "'%s': cannot size to %" PRIu64 " bytes", filename,
-				 c->size);
-	return ret ? -1 : 0;
-}
-
 int img_create_image(const char *filename, const char *fmt, const char *options, uint64_t size,
 		     bool size_given, const char *backing, const char *backing_fmt, bool quiet,
 		     struct error **errp)
@@ -211,7 +190,10 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 			printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", filename, c.size,
 			       c.prealloc ? " preallocation=" : "", c.prealloc ? c.prealloc : "");
 		c.size = ALIGN_UP(c.size, 512); /* whole sectors, as qemu-img creates them */
-		ret = create_raw(filename, &c, errp);
+		ret = blockdev_file_create(filename, c.size,
+					   c.prealloc ? blockdev_prealloc_parse(c.prealloc) :
+							BLOCKDEV_PREALLOC_OFF,
+					   false, errp);
 		goto out;
 	}
 	c.q.size = ALIGN_UP(c.size, 512);
