@@ -20,6 +20,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/internal.h"
+#include "blockdev/throttle.h"
 #include "common/keyval.h"
 
 #define ADD_MAX_DEPTH 16 /* nested child objects */
@@ -58,22 +59,15 @@ static int take_cache(struct json_object *o, bool *direct, const char *where,
 }
 
 /*
- * The child @key of @o: NULL with *absent set when not given; an existing node named by a
- * string (a new reference); or a node created from an object.
+ * A BlockdevRef @v: an existing node named by a string (a new reference), or a node created
+ * from an object (nested @depth deep). Messages say "@where: @key: ...".
  */
-static struct blockdev *take_child(struct json_object *o, const char *key,
-				   const struct inherit *in, int depth, const char *where,
-				   bool *absent, bool *null, struct error **errp)
+static struct blockdev *open_ref(struct json_object *v, const struct inherit *in, int depth,
+				 const char *where, const char *key, struct error **errp)
 {
-	struct json_object *v;
 	struct blockdev *bs = NULL;
 	char sub[96];
 
-	*absent = keyval_take_value(o, key, &v) != 0;
-	if (null)
-		*null = !*absent && json_object_is_type(v, json_type_null);
-	if (*absent || (null && *null))
-		return NULL;
 	if (json_object_is_type(v, json_type_string)) {
 		bs = blockdev_find_node(json_object_get_string(v));
 		if (!bs)
@@ -83,11 +77,29 @@ static struct blockdev *take_child(struct json_object *o, const char *key,
 			blockdev_ref(bs);
 	} else if (json_object_is_type(v, json_type_object)) {
 		snprintf(sub, sizeof(sub), "%s.%s", where, key);
-		bs = add_node(v, in, depth + 1, sub, errp);
+		bs = add_node(v, in, depth, sub, errp);
 	} else {
 		error_setg(errp, "%s: %s: expected a node name or an object", where, key);
 	}
 	return bs;
+}
+
+/*
+ * The child @key of @o: NULL with *absent set when not given; an existing node named by a
+ * string (a new reference); or a node created from an object.
+ */
+static struct blockdev *take_child(struct json_object *o, const char *key,
+				   const struct inherit *in, int depth, const char *where,
+				   bool *absent, bool *null, struct error **errp)
+{
+	struct json_object *v;
+
+	*absent = keyval_take_value(o, key, &v) != 0;
+	if (null)
+		*null = !*absent && json_object_is_type(v, json_type_null);
+	if (*absent || (null && *null))
+		return NULL;
+	return open_ref(v, in, depth + 1, where, key, errp);
 }
 
 static struct blockdev *add_file(struct json_object *o, const struct blockdev_opts *opts,
@@ -157,6 +169,13 @@ static struct blockdev *add_format(struct json_object *o, const struct blockdev_
 			error_setg(errp, "%s: driver %s needs a file", where, drv->name);
 		return NULL;
 	}
+	/* the engine throttles the requests of a queue on a throttle node: one at the top */
+	if (blockdev_throttle_node_group(file) && drv != &blockdev_throttle) {
+		error_setg(errp, "%s: file: node '%s' is a throttle node, which must be the top of "
+			   "its chain (put the throttle node over the %s node instead)", where,
+			   file->node_name, drv->name);
+		goto out;
+	}
 	if (qcow2) {
 		ctx.backing = take_child(o, "backing", &mine, depth, where, &absent, &null, errp);
 		if (!ctx.backing && !absent && !null)
@@ -212,16 +231,18 @@ static struct blockdev *add_node(struct json_object *o, const struct inherit *in
 	    take_cache(o, &direct, where, errp) < 0)
 		return NULL;
 	if (!driver) {
-		error_setg(errp, "%s: driver is missing (file, raw or qcow2)", where);
+		error_setg(errp, "%s: driver is missing (file, raw, qcow2 or throttle)", where);
 		return NULL;
 	}
 	if (!depth && !name) {
 		error_setg(errp, "%s: node-name is missing (the top node needs one)", where);
 		return NULL;
 	}
-	if (strcmp(driver, "file") && !(drv = blockdev_find_format(driver))) {
-		error_setg(errp, "%s: driver '%s' is not supported (file, raw or qcow2)", where,
-			   driver);
+	if (!strcmp(driver, "throttle"))
+		drv = &blockdev_throttle; /* a filter: never probed, not a format of images */
+	else if (strcmp(driver, "file") && !(drv = blockdev_find_format(driver))) {
+		error_setg(errp, "%s: driver '%s' is not supported (file, raw, qcow2 or throttle)",
+			   where, driver);
 		return NULL;
 	}
 	opts.readonly = ro;
@@ -260,6 +281,24 @@ struct blockdev *blockdev_add(struct json_object *args, const char *where, struc
 		return NULL;
 	}
 	bs = add_node(copy, &defaults, 0, where, errp);
+	json_object_put(copy);
+	return bs;
+}
+
+struct blockdev *blockdev_open_ref(struct json_object *ref, const char *where, const char *key,
+				   struct error **errp)
+{
+	static const struct inherit defaults;
+	struct json_object *copy = NULL;
+	struct blockdev *bs;
+
+	if (!json_object_is_type(ref, json_type_object))
+		return open_ref(ref, &defaults, 1, where, key, errp);
+	if (json_object_deep_copy(ref, &copy, NULL) < 0) {
+		error_setg(errp, "%s: out of memory", where);
+		return NULL;
+	}
+	bs = open_ref(copy, &defaults, 1, where, key, errp); /* nested: no node-name needed */
 	json_object_put(copy);
 	return bs;
 }

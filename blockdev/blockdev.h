@@ -726,6 +726,7 @@ struct blockdev_req_priv {
 	uint64_t len;           /* total bytes of READ/WRITE */
 	unsigned int pending;   /* sub-I/Os in flight, +1 while issuing */
 	int ret;                /* first error */
+	struct blockdev_req *held_next; /* throttle: the next held or released request */
 };
 
 /*

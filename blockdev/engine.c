@@ -38,6 +38,7 @@
 
 #include "blockdev/bitmap.h"
 #include "blockdev/internal.h"
+#include "blockdev/throttle.h"
 #include "common/util.h"
 
 #define IO_INLINE_IOV 8
@@ -72,6 +73,7 @@ struct blockdev_queue {
 	} files[QUEUE_FILES];
 	unsigned int nr_files;
 	bool eager_pending; /* a submit_eager node's SQE is queued: submit when the request is */
+	struct throttle_member *thr; /* a throttle node's: its group holds requests (throttle.c) */
 };
 
 struct slow_job {
@@ -702,17 +704,35 @@ void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req)
 	req->priv.pending = 1; /* held while issuing */
 	q->inflight++;
 	ret = check_req(q, req);
-	if (ret < 0)
+	if (ret < 0) {
 		req_fail(req, ret);
-	else if (req->op == BLOCKDEV_OP_FLUSH)
-		issue_flush(q, req, q->bs);
+		req_put(req);
+		return;
+	}
+	if (q->thr && blockdev_throttle_hold(q->thr, req))
+		return; /* the throttle issues it when its group lets it go (blockdev_queue_issue) */
+	blockdev_queue_issue(q, req);
+}
+
+void blockdev_queue_issue(struct blockdev_queue *q, struct blockdev_req *req)
+{
+	/* a throttle node passes its requests to its file child */
+	struct blockdev *bs = q->thr ? q->bs->file : q->bs;
+
+	if (req->op == BLOCKDEV_OP_FLUSH)
+		issue_flush(q, req, bs);
 	else
-		issue_range(q, req, q->bs, req->op, req->offset, 0, req->priv.len);
+		issue_range(q, req, bs, req->op, req->offset, 0, req->priv.len);
 	req_put(req);
 	if (q->eager_pending) {
 		q->eager_pending = false;
 		iothread_submit(q->it);
 	}
+}
+
+struct throttle_member *blockdev_queue_throttle(const struct blockdev_queue *q)
+{
+	return q->thr;
 }
 
 /* ---- queues ---------------------------------------------------------------------------------- */
@@ -732,6 +752,13 @@ struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *
 	}
 	q->bs = bs;
 	q->it = it;
+	if (blockdev_throttle_node_group(bs)) {
+		q->thr = blockdev_throttle_member_new(bs, q, it, errp);
+		if (!q->thr) {
+			free(q);
+			return NULL;
+		}
+	}
 	return q;
 }
 
@@ -744,6 +771,7 @@ void blockdev_queue_free(struct blockdev_queue *q)
 			q->bs->filename, q->inflight);
 	if (iothread_is_current(q->it))
 		blockdev_queue_forget_files(q);
+	blockdev_throttle_member_free(q->thr);
 	while (q->free_ios) {
 		struct blk_io *io = q->free_ios;
 
@@ -769,6 +797,8 @@ unsigned int blockdev_queue_inflight(const struct blockdev_queue *q)
 
 int blockdev_queue_drain(struct blockdev_queue *q)
 {
+	if (q->thr) /* what the throttle holds goes now: a drain does not wait for the limits */
+		blockdev_throttle_flush(q->thr);
 	while (q->inflight) {
 		int ret = iothread_wait_once(q->it);
 

@@ -43,6 +43,15 @@ int blockdev_refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx,
 /* Closes a node whose last reference is gone (blockdev.c). */
 void blockdev_destroy(struct blockdev *bs);
 
+/*
+ * Throttling's side of the engine (engine.c): the throttle member of a queue whose node is a
+ * throttle node (else NULL), and the issue of a request blockdev_submit() handed to the
+ * throttle (checked, counted in flight), on the queue's iothread.
+ */
+struct throttle_member;
+struct throttle_member *blockdev_queue_throttle(const struct blockdev_queue *q);
+void blockdev_queue_issue(struct blockdev_queue *q, struct blockdev_req *req);
+
 /* The slow-path worker of a node (engine.c): created by blockdev_queue_new, freed by close. */
 int blockdev_slow_start(struct blockdev *bs, struct error **errp);
 void blockdev_slow_stop(struct blockdev *bs);
