@@ -109,6 +109,32 @@ static int set_string(char **dst, const char *key, const char *val, struct error
 	return 0;
 }
 
+/*
+ * A throttling key: QEMU -drive's iops=, bps_rd=, iops_max_length=, ... or its throttling.*
+ * spelling (throttling.iops-total=). 0 when @key is none; else 1, c->throttle_set false when
+ * the value was refused.
+ */
+static int take_throttle_key(struct drive_config *c, const char *key, const char *val,
+			     struct error **errp)
+{
+	bool dotted = !strncmp(key, "throttling.", 11);
+	enum throttle_keys voc = dotted ? THROTTLE_KEYS_GROUP : THROTTLE_KEYS_LEGACY;
+	const char *name = dotted ? key + 11 : key;
+	uint64_t v;
+
+	if (!throttle_limits_get_key(&c->throttle, voc, name, &v)) {
+		if (!dotted)
+			return 0;
+		error_setg(errp, "%s: not a throttling key (throttling.iops-total, "
+			   "throttling.bps-read-max, ...)", key);
+		c->throttle_set = false;
+		return 1;
+	}
+	c->throttle_set = parse_u64(key, val, 0, THROTTLE_VALUE_MAX, &v, errp) == 0 &&
+			  throttle_limits_set_key(&c->throttle, voc, name, v, errp) == 1;
+	return 1;
+}
+
 /* Applies one key; map_n/map_given collect iothread-vq-mapping for the final check. */
 static int apply(struct drive_config *c, const char *key, const char *val, unsigned int *map_n,
 		 bool *map_given, struct error **errp)
@@ -209,6 +235,13 @@ static int apply(struct drive_config *c, const char *key, const char *val, unsig
 		c->poll_keep_set = true;
 		return 0;
 	}
+	if (!strcmp(key, "group") || !strcmp(key, "throttling.group")) {
+		free(c->throttle_group);
+		c->throttle_group = NULL;
+		return set_string(&c->throttle_group, key, val, errp);
+	}
+	if (take_throttle_key(c, key, val, errp))
+		return c->throttle_set ? 0 : -1;
 	/* a driver option: blockdev_open() refuses it by name if the format does not take it */
 	if (!*key) {
 		error_setg(errp, "'=%s': empty key", val);
@@ -254,6 +287,7 @@ int drive_parse(const char *spec, struct drive_config *c, struct error **errp)
 	c->poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT;
 	c->poll_grow = IOTHREAD_POLL_GROW_DEFAULT;
 	c->poll_shrink = IOTHREAD_POLL_SHRINK_DEFAULT;
+	throttle_limits_init(&c->throttle);
 	while (*p) {
 		char *item = next_item(&p), *eq;
 		int ret;
@@ -300,6 +334,15 @@ int drive_parse(const char *spec, struct drive_config *c, struct error **errp)
 		error_setg(errp, "--drive: queue-size must be at least 4");
 		goto err;
 	}
+	if (c->throttle_group && !c->throttle_set) {
+		error_setg(errp, "--drive: group=%s without any throttling limit (iops=, bps=, ...)",
+			   c->throttle_group);
+		goto err;
+	}
+	if (c->throttle_set && throttle_limits_check(&c->throttle, errp) < 0) {
+		error_prepend(errp, "--drive: throttling: ");
+		goto err;
+	}
 	if (check_file(c, errp) < 0) {
 		error_prepend(errp, "--drive");
 		goto err;
@@ -315,7 +358,8 @@ void drive_config_free(struct drive_config *c)
 	free(c->file);
 	free(c->format);
 	free(c->serial);
-	c->file = c->format = c->serial = NULL;
+	free(c->throttle_group);
+	c->file = c->format = c->serial = c->throttle_group = NULL;
 	blockdev_opts_free(&c->driver_opts);
 }
 
@@ -482,6 +526,47 @@ out:
 	return bs;
 }
 
+/*
+ * A throttle node over @bs (taking over the caller's reference) in the drive's group: the one
+ * group= names, else one named after the device; given limits replace a group's. QEMU's
+ * -drive throttles at its BlockBackend; a filter node here does the same for the device.
+ */
+static struct blockdev *throttle_over(struct blockdev *bs, const struct drive_config *c,
+				      struct error **errp)
+{
+	struct blockdev_opts o = { 0 };
+	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
+	struct blockdev_throttle_group *g;
+	struct blockdev *t = NULL;
+	const char *name = c->throttle_group;
+	bool used[1] = { false };
+	char def[32];
+
+	if (!name) {
+		snprintf(def, sizeof(def), c->if_scsi ? "scsi-drive%u" : "virtio-blk%u",
+			 c->if_scsi ? scsibus_nr_disks() : nr_drives);
+		name = def;
+	}
+	g = blockdev_throttle_group_find(name);
+	if (g) {
+		if (blockdev_throttle_group_set_limits(g, &c->throttle, errp) < 0)
+			goto out;
+		blockdev_throttle_group_ref(g);
+	} else if (!(g = blockdev_throttle_group_new(name, &c->throttle, errp))) {
+		goto out;
+	}
+	o.readonly = c->readonly;
+	ctx.used = used;
+	if (blockdev_opts_set(&o, "throttle-group", name, errp) == 0)
+		t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
+	blockdev_throttle_group_unref(g); /* the node holds the group */
+out:
+	blockdev_opts_free(&o);
+	if (!t)
+		blockdev_close(bs);
+	return t;
+}
+
 /* The drive as its node's root user: the device's drain hooks, and a move to another node
  * (a mirror's pivot) that moves the drive's own reference too. */
 static void drive_drained_begin(void *opaque)
@@ -589,6 +674,8 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
 	    (c.register_memory && iothreads_register_memory(vm, objs, c.iothreads, errp) < 0))
 		goto err;
 	bs = open_image(&c, errp);
+	if (bs && c.throttle_set)
+		bs = throttle_over(bs, &c, errp);
 	if (!bs)
 		goto err_named;
 	for (unsigned int i = 0; i < c.num_queues; i++)

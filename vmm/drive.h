@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/throttle.h"
 #include "common/error.h"
 
 struct json_object;
@@ -63,6 +64,9 @@ struct drive_config {
 	bool iothread_nice_set;
 	bool register_memory;   /* register-memory=on: guest RAM as io_uring fixed buffers */
 	uint16_t vq_map[DRIVE_MAX_QUEUES]; /* queue -> iothread index */
+	struct throttle_limits throttle;   /* iops=, bps_rd=, throttling.iops-total=, ... */
+	bool throttle_set;                 /* a throttling key was given */
+	char *throttle_group;              /* group= / throttling.group= (NULL: the device's name) */
 	struct blockdev_opts driver_opts;  /* keys for the format driver (extra only) */
 };
 

@@ -7,11 +7,15 @@
 #include <string.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/throttle.h"
 #include "common/keyval.h"
 #include "common/parse.h"
+#include "common/util.h"
 
 static struct iothread_obj objs[IOTHREAD_OBJ_MAX];
 static unsigned int nr_objs;
+static struct blockdev_throttle_group *groups[32]; /* --object throttle-group: ours to drop */
+static unsigned int nr_groups;
 
 struct iothread_obj *iothread_obj_find(const char *id)
 {
@@ -84,6 +88,31 @@ static int take_iothread_keys(struct json_object *a, struct iothread_opts *opts,
 	return 0;
 }
 
+/* --object throttle-group,id=ID,limits.iops-total=N,... (or x-iops-total=N, QEMU's legacy) */
+static int throttle_group_add(struct json_object *a, const char *id, struct error **errp)
+{
+	struct throttle_limits l;
+	struct blockdev_throttle_group *g;
+
+	if (!id || !blockdev_node_name_valid(id)) {
+		error_setg(errp, "id '%s': a throttle-group needs an id that starts with a letter "
+			   "and holds at most %d letters, digits, '-', '.' or '_'", id ? id : "",
+			   BLOCKDEV_NODE_NAME_MAX - 1);
+		return -1;
+	}
+	if (nr_groups == ARRAY_SIZE(groups)) {
+		error_setg(errp, "at most %zu throttle groups", ARRAY_SIZE(groups));
+		return -1;
+	}
+	if (throttle_limits_take(a, &l, id, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	g = blockdev_throttle_group_new(id, &l, errp);
+	if (!g)
+		return -1;
+	groups[nr_groups++] = g;
+	return 0;
+}
+
 int iothread_obj_add_spec(const char *spec, struct error **errp)
 {
 	struct json_object *a = keyval_parse(spec, "qom-type", errp);
@@ -96,8 +125,16 @@ int iothread_obj_add_spec(const char *spec, struct error **errp)
 	if (keyval_take_string(a, "qom-type", &type, errp) < 0 ||
 	    keyval_take_string(a, "id", &id, errp) < 0)
 		goto out;
+	if (type && !strcmp(type, "throttle-group")) {
+		ret = throttle_group_add(a, id, errp);
+		if (ret < 0)
+			goto out;
+		json_object_put(a);
+		return 0;
+	}
 	if (!type || strcmp(type, "iothread")) {
-		error_setg(errp, "type '%s' is not supported (iothread)", type ? type : "");
+		error_setg(errp, "type '%s' is not supported (iothread, throttle-group)",
+			   type ? type : "");
 		goto out;
 	}
 	if (!id || !blockdev_node_name_valid(id)) {
@@ -139,4 +176,7 @@ void iothread_obj_cleanup(void)
 		objs[i] = (struct iothread_obj){ 0 };
 	}
 	nr_objs = 0;
+	for (unsigned int i = 0; i < nr_groups; i++)
+		blockdev_throttle_group_unref(groups[i]);
+	nr_groups = 0;
 }

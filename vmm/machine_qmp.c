@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "blockdev/bitmap.h"
+#include "blockdev/throttle.h"
 #include "control/bitmap_qmp.h"
 #include "control/job_qmp.h"
 #include "devices/virtio_blk.h"
@@ -267,8 +268,120 @@ static int qmp_blockdev_del(void *opaque, struct json_object *args, struct json_
 	return 0;
 }
 
+/* The disk QMP's device or id names (a virtio-blk or scsi-hd id): its top node, or NULL. */
+static struct blockdev *disk_node(const char *name)
+{
+	for (unsigned int i = 0; i < drive_count(); i++)
+		if (!strcmp(drive_name(i), name))
+			return drive_node(i);
+	for (unsigned int i = 0; i < scsibus_nr_disks(); i++)
+		if (!strcmp(scsibus_disk_id(i), name))
+			return scsibus_disk_node(i);
+	return NULL;
+}
+
+/*
+ * block_set_io_throttle {device | id, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, and
+ * optionally *_max, *_max_length, iops_size, group}: QEMU's BlockIOThrottle, every limit not
+ * given 0 (lengths 1), set live on the group of the disk's throttle node.
+ */
+static int qmp_block_set_io_throttle(void *opaque, struct json_object *args,
+				     struct json_object **ret, struct error **errp)
+{
+	static const char *const required[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd",
+						"iops_wr" };
+	const char *name = NULL, *group = NULL;
+	struct blockdev_throttle_group *g;
+	struct throttle_limits l;
+	struct blockdev *bs;
+	struct json_object *v;
+
+	if (!args || !json_object_is_type(args, json_type_object)) {
+		error_setg(errp, "block_set_io_throttle: arguments are missing");
+		return -1;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
+		if (!json_object_object_get_ex(args, required[i], NULL)) {
+			error_setg(errp, "Parameter '%s' is missing", required[i]);
+			return -1;
+		}
+	}
+	throttle_limits_init(&l);
+	json_object_object_foreach(args, key, val) {
+		uint64_t dummy;
+
+		if (!strcmp(key, "device") || !strcmp(key, "id") || !strcmp(key, "group")) {
+			if (!json_object_is_type(val, json_type_string)) {
+				error_setg(errp, "Parameter '%s' expects a string", key);
+				return -1;
+			}
+			if (!strcmp(key, "group"))
+				group = json_object_get_string(val);
+			else
+				name = json_object_get_string(val);
+			continue;
+		}
+		if (!throttle_limits_get_key(&l, THROTTLE_KEYS_LEGACY, key, &dummy)) {
+			error_setg(errp, "Parameter '%s' is unexpected", key);
+			return -1;
+		}
+		if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 0) {
+			error_setg(errp, "Parameter '%s' expects a non-negative integer", key);
+			return -1;
+		}
+		if (throttle_limits_set_key(&l, THROTTLE_KEYS_LEGACY, key,
+					    (uint64_t)json_object_get_int64(val), errp) < 0)
+			return -1;
+	}
+	/* QEMU's lengths default to 1: a 0 given means "not set" there too */
+	for (int k = 0; k < THROTTLE_KINDS; k++)
+		if (!l.l[k].max_length)
+			l.l[k].max_length = 1;
+	if (!name) {
+		error_setg(errp, "Need exactly one of 'device' and 'id'");
+		return -1;
+	}
+	bs = disk_node(name);
+	if (!bs) {
+		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found", name);
+		return -1;
+	}
+	g = blockdev_throttle_node_group(bs);
+	if (!g) {
+		error_setg(errp, "Device '%s' has no throttling to change: give it limits when it "
+			   "is created (--drive iops=..., bps=...) or put it on a throttle node", name);
+		return -1;
+	}
+	if (group && strcmp(group, blockdev_throttle_group_name(g))) {
+		error_setg(errp, "Device '%s' is in throttle group '%s': moving it to '%s' is not "
+			   "supported", name, blockdev_throttle_group_name(g), group);
+		return -1;
+	}
+	if (blockdev_throttle_group_set_limits(g, &l, errp) < 0)
+		return -1;
+	v = json_object_new_object();
+	*ret = v;
+	return 0;
+}
+
 static const char *const no_limits[] = { "bps",	  "bps_rd",  "bps_wr",	      "iops",
 					 "iops_rd", "iops_wr", "write_threshold" };
+
+/* A throttle node's limits, as query-block's BlockDeviceInfo has them (and its group). */
+static void throttle_info(struct json_object *o, struct blockdev_throttle_group *g)
+{
+	struct throttle_limits l;
+	const char *key;
+
+	blockdev_throttle_group_limits(g, &l);
+	for (unsigned int i = 0; (key = throttle_key_name(THROTTLE_KEYS_LEGACY, i)); i++) {
+		uint64_t v = 0;
+
+		throttle_limits_get_key(&l, THROTTLE_KEYS_LEGACY, key, &v);
+		json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+	}
+	json_object_object_add(o, "group", json_object_new_string(blockdev_throttle_group_name(g)));
+}
 
 /* block_resize {device | node-name, size} */
 static int qmp_block_resize(void *opaque, struct json_object *args, struct json_object **ret,
@@ -317,7 +430,9 @@ static void named_node(struct blockdev *bs, void *opaque)
 	json_object_object_add(o, "encrypted", json_object_new_boolean(false));
 	json_object_object_add(o, "detect_zeroes", json_object_new_string("off"));
 	for (size_t i = 0; i < ARRAY_SIZE(no_limits); i++)
-		add_int(o, no_limits[i], 0); /* no throttling yet */
+		add_int(o, no_limits[i], 0); /* 0 unless a throttle node (below) */
+	if (blockdev_throttle_node_group(bs))
+		throttle_info(o, blockdev_throttle_node_group(bs));
 	cache = json_object_new_object();
 	json_object_object_add(cache, "writeback", json_object_new_boolean(true));
 	json_object_object_add(cache, "direct",
@@ -535,6 +650,7 @@ const struct qmp_command machine_qmp_commands[] = {
 	BITMAP_QMP_COMMANDS,
 	JOB_QMP_COMMANDS,
 	{ "block_resize", qmp_block_resize },
+	{ "block_set_io_throttle", qmp_block_set_io_throttle },
 	{ "blockdev-add", qmp_blockdev_add },
 	{ "blockdev-del", qmp_blockdev_del },
 	{ "device_add", qmp_device_add },
