@@ -30,11 +30,12 @@ kvm_dmesg() {
 		tail -n 20 | sed 's/^/E2E-L1-DMESG: /'
 }
 
-# A run that has not ended after 60 s: print each of the VMM's threads, its state and where it
-# waits, every 10 s, beside the L2 console's own report (l2-init.sh's stall_watch).
+# A run that has not ended after $vmm_stall s (default 60): print each of the VMM's threads, its
+# state and where it waits, every 10 s, beside the L2 console's own report (l2-init.sh's
+# stall_watch).
 vmm_watch() {
 	set +f # runs in the background, after the VMM's command line turned globbing off
-	sleep 60
+	sleep "${vmm_stall:-60}"
 	while :; do
 		for t in /proc/"$(pidof "$1")"/task/*; do
 			echo "E2E-L1-STALL: $(cat "$t/comm") $(cut -d' ' -f3 "$t/stat") $(cat "$t/wchan")" \
@@ -110,6 +111,7 @@ fi
 
 drive_vireo=
 drive_qemu=
+qmp_steps=
 if [ -n "$E2E_DISK_SIZE" ]; then
 	# The root file system is RAM-backed: no O_DIRECT there, hence cache=writeback.
 	truncate -s "$E2E_DISK_SIZE" /disk.img
@@ -123,7 +125,40 @@ if [ -n "$E2E_DISK_SIZE" ]; then
 		vq_map="$vq_map${vq_map:+:}io$i"
 		i=$((i + 1))
 	done
-	if [ "${E2E_DISK_FORM:-drive}" = blockdev ]; then
+	if [ "${E2E_DISK_FORM:-drive}" = scsi ]; then
+		# two LUNs of a virtio-scsi controller, each over a disk file of its own; a third file
+		# for the LUN that L2 has hot-added over QMP (qmp_steps)
+		truncate -s "$E2E_DISK_SIZE" /disk1.img
+		truncate -s "$E2E_HOT_DISK_SIZE" /disk2.img
+		hd="--device scsi-hd,bus=scsi0.0,scsi-id=0"
+		drive_vireo="$(echo "$iothreads" | sed 's/-object/--object/g')"
+		drive_vireo="$drive_vireo --blockdev driver=raw,node-name=d0,file.driver=file"
+		drive_vireo="$drive_vireo,file.filename=/disk.img"
+		drive_vireo="$drive_vireo --blockdev driver=raw,node-name=d1,file.driver=file"
+		drive_vireo="$drive_vireo,file.filename=/disk1.img"
+		drive_vireo="$drive_vireo --device virtio-scsi-pci,id=scsi0,num-queues=$E2E_QUEUES"
+		drive_vireo="$drive_vireo,iothread-vq-mapping=$vq_map"
+		drive_vireo="$drive_vireo $hd,id=hd0,drive=d0,lun=0 $hd,id=hd1,drive=d1,lun=1"
+		drive_vireo="$drive_vireo --qmp unix:/tmp/qmp.sock"
+		ctl="{\"driver\":\"virtio-scsi-pci\",\"id\":\"scsi0\",\"num_queues\":$E2E_QUEUES"
+		ctl="$ctl,\"iothread-vq-mapping\":[$mapping]}"
+		drive_qemu="$iothreads"
+		for n in 0 1; do
+			f=/disk.img
+			[ $n -eq 0 ] || f=/disk$n.img
+			drive_qemu="$drive_qemu -blockdev driver=raw,node-name=d$n,discard=unmap"
+			drive_qemu="$drive_qemu,file.driver=file,file.filename=$f,file.discard=unmap"
+		done
+		# JSON for the disks too: QEMU makes the JSON -devices after the others
+		drive_qemu="$drive_qemu -device $ctl"
+		for n in 0 1; do
+			drive_qemu="$drive_qemu -device {\"driver\":\"scsi-hd\",\"bus\":\"scsi0.0\""
+			drive_qemu="$drive_qemu,\"scsi-id\":0,\"id\":\"hd$n\",\"drive\":\"d$n\",\"lun\":$n}"
+		done
+		drive_qemu="$drive_qemu -qmp unix:/tmp/qmp.sock,server=on,wait=off"
+		qmp_steps="hotadd hotdel"
+		vmm_stall=150 # the whole run takes ~60 s under a busy host
+	elif [ "${E2E_DISK_FORM:-drive}" = blockdev ]; then
 		# the same disk as the --drive below, by its parts (QEMU's spelling of each)
 		drive_vireo="$(echo "$iothreads" | sed 's/-object/--object/g')"
 		drive_vireo="$drive_vireo --blockdev driver=raw,node-name=d0,file.driver=file"
@@ -134,10 +169,53 @@ if [ -n "$E2E_DISK_SIZE" ]; then
 		drive_vireo="--drive file=/disk.img,format=raw,if=virtio-blk,num-queues=$E2E_QUEUES"
 		drive_vireo="$drive_vireo,iothreads=$E2E_IOTHREADS,cache=writeback"
 	fi
-	dev="{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$E2E_QUEUES"
-	dev="$dev,\"iothread-vq-mapping\":[$mapping]}"
-	drive_qemu="$iothreads -blockdev driver=file,filename=/disk.img,node-name=d0 -device $dev"
+	if [ "${E2E_DISK_FORM:-drive}" != scsi ]; then
+		dev="{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$E2E_QUEUES"
+		dev="$dev,\"iothread-vq-mapping\":[$mapping]}"
+		drive_qemu="$iothreads -blockdev driver=file,filename=/disk.img,node-name=d0 -device $dev"
+	fi
 fi
+
+# QMP on L2's demand: L2 prints E2E-L2-QMP-WANTED=STEP on its console (which run_vmm copies to
+# /tmp/l2-console.log) for each step of $qmp_steps in turn, and waits for what that step does;
+# qmp.py, one process for all steps, sends each step's commands and prints E2E-L1-QMP-STEP=STATUS.
+qmp_watch() {
+	set --
+	for step in $qmp_steps; do
+		set -- "$@" "@$step"
+		case $step in
+		hotadd)
+			node='"driver":"raw","node-name":"d2","file":{"driver":"file","filename":"/disk2.img"}'
+			hd='"driver":"scsi-hd","id":"hd2","drive":"d2","bus":"scsi0.0","scsi-id":0,"lun":2'
+			set -- "$@" "{\"execute\":\"blockdev-add\",\"arguments\":{$node}}" \
+				"{\"execute\":\"device_add\",\"arguments\":{$hd}}"
+			;;
+		hotdel) set -- "$@" '{"execute":"device_del","arguments":{"id":"hd2"}}' ;;
+		esac
+	done
+	# at the lowest priority (busybox has renice, no nice): its start-up, seconds on this CPU,
+	# takes what the VMM leaves
+	sh -c 'renice -n 19 -p $$ >/dev/null && exec python3 /e2e/qmp.py "$@"' qmp \
+		--console /tmp/l2-console.log /tmp/qmp.sock "$@" </dev/null
+}
+
+# Runs the VMM's command ("$@"), its console on L1's; with QMP steps also into
+# /tmp/l2-console.log for qmp_watch. Sets $rc to the VMM's exit status.
+run_vmm() {
+	if [ -z "$qmp_steps" ]; then
+		"$@"
+		rc=$?
+		return
+	fi
+	qmp_watch &
+	qwatcher=$!
+	{
+		"$@"
+		echo $? >/tmp/vmm.rc
+	} | tee /tmp/l2-console.log
+	rc=$(cat /tmp/vmm.rc)
+	kill "$qwatcher" 2>/dev/null
+}
 
 echo "E2E-L1-VMM=$E2E_VMM test=$E2E_TEST cpus=$E2E_CPUS memory=$E2E_MEMORY" \
 	"uptime=$(cut -d' ' -f1 /proc/uptime)s"
@@ -152,9 +230,9 @@ vireo)
 	vmm_watch vireo &
 	watcher=$!
 	# shellcheck disable=SC2086
-	timeout -s KILL "$E2E_VMM_TIMEOUT" vireo run --kernel /l2/vmlinuz --initrd /l2/initrd.cpio \
-		--cmdline "$E2E_L2_CMDLINE" --cpus "$E2E_CPUS" --memory "$E2E_MEMORY" $drive_vireo
-	rc=$?
+	run_vmm timeout -s KILL "$E2E_VMM_TIMEOUT" vireo run --kernel /l2/vmlinuz \
+		--initrd /l2/initrd.cpio --cmdline "$E2E_L2_CMDLINE" --cpus "$E2E_CPUS" \
+		--memory "$E2E_MEMORY" $drive_vireo
 	kill "$watcher" 2>/dev/null
 	;;
 qemu)
@@ -162,11 +240,10 @@ qemu)
 		"-m $E2E_MEMORY $drive_qemu"
 	echo "E2E-L2-CONSOLE-BEGIN"
 	# shellcheck disable=SC2086
-	timeout -s KILL "$E2E_VMM_TIMEOUT" qemu-system-x86_64 -L /usr/share/e2e-qemu -M pc \
+	run_vmm timeout -s KILL "$E2E_VMM_TIMEOUT" qemu-system-x86_64 -L /usr/share/e2e-qemu -M pc \
 		-accel kvm -cpu host -smp "$E2E_CPUS" -m "$E2E_MEMORY" -nodefaults -display none \
 		-serial stdio -monitor none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.cpio \
 		-append "$E2E_L2_CMDLINE" $drive_qemu </dev/null
-	rc=$?
 	;;
 *)
 	echo "E2E-L1-ERROR=unknown VMM '$E2E_VMM'"

@@ -5,7 +5,7 @@
 #
 # usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
 #               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE]
-#               [--disk-form drive|blockdev] [--timeout SECS]
+#               [--disk-form drive|blockdev|scsi] [--timeout SECS]
 #               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
 #               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR]
 #               [--vm-program NAME PROGRAM GUEST]... [--work-dir DIR] [--cache-dir DIR]
@@ -19,7 +19,13 @@
 #                 --fio-cpus, e.g. 0,1, default all; each on --fio-size MiB of its own, default
 #                 8; one after the other). --disk-form says how vireo is given the disk:
 #                 `--drive` (default), or `--object iothread` + `--blockdev` + `--device
-#                 virtio-blk-pci,iothread-vq-mapping=...`.
+#                 virtio-blk-pci,iothread-vq-mapping=...`. `--disk-form scsi` makes it two
+#                 LUNs (two disk files) of one virtio-scsi-pci controller with --queues queues
+#                 on --iothreads iothreads: L2 must see /dev/sda and /dev/sdb with that many
+#                 hardware queues each, pass fio on both at once and sg3-utils' checks
+#                 (sg_inq, sg_vpd -p bl, sg_readcap -l, sg_unmap, sg_sync), then see a third
+#                 LUN come and go as L1 hot-adds and removes it over QMP. --fio-size
+#                 defaults to 2 there.
 #   --test guest  no Linux in L2: our test guest (--guest-elf) under vireo on L1's nested KVM,
 #                 once for each run of --guest-runs (default tests/guest/vireo-runs.txt, the
 #                 guest suite's vireo runs); every run must pass. For machines whose own
@@ -82,7 +88,7 @@ while (($#)); do
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,40p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,44p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -93,8 +99,13 @@ esac
 case $vmm in vireo | qemu) ;; *) e2e_die "run.sh: --vmm must be vireo or qemu, not '$vmm'" ;; esac
 case $disk_form in
 drive | blockdev) ;;
-*) e2e_die "run.sh: --disk-form must be drive or blockdev, not '$disk_form'" ;;
+scsi) [[ $test == fio ]] || e2e_die "run.sh: --disk-form scsi needs --test fio" ;;
+*) e2e_die "run.sh: --disk-form must be drive, blockdev or scsi, not '$disk_form'" ;;
 esac
+hot_disk_size=64M # --disk-form scsi: the LUN hot-added over QMP
+# SCSI in L2 costs ~4x virtio-blk's time per I/O in the bed, under either VMM, and there are two
+# LUNs: 2 MiB a job keeps the run near e2e-fio's length
+[[ $disk_form == scsi && -z $fio_size ]] && fio_size=2
 if [[ $test == guest ]]; then
 	[[ $vmm == vireo ]] || e2e_die "run.sh: --test guest runs vireo only (QEMU's guest runs need the host's KVM)"
 	[[ -r $guest_elf ]] || e2e_die "run.sh: --test guest needs --guest-elf, the test guest (not '$guest_elf')"
@@ -140,6 +151,13 @@ why=$(e2e_missing_prereq)
 if [[ $test == fio ]] && ! command -v fio >/dev/null 2>&1; then
 	e2e_skip "fio is not installed (package fio)"
 fi
+if [[ $disk_form == scsi ]]; then
+	for c in sg_inq sg_vpd sg_readcap sg_unmap sg_sync; do
+		command -v $c >/dev/null 2>&1 || e2e_skip "$c is not installed (package sg3-utils)"
+	done
+	[[ -x /usr/bin/python3 ]] || e2e_skip "no /usr/bin/python3 for the QMP client (package python3-minimal)"
+	disk_bytes=$(numfmt --from=iec "$disk_size") || e2e_die "run.sh: --disk-size: '$disk_size'?"
+fi
 if [[ $vmm == vireo ]]; then
 	[[ -n $vireo ]] || e2e_die "run.sh: --vireo PATH is required with --vmm vireo"
 	[[ -x $vireo ]] || e2e_die "run.sh: --vireo: '$vireo' is not an executable"
@@ -175,11 +193,14 @@ l1python=
 if ((${#py_programs[@]})); then
 	l1python=$("$E2E_DIR/build-python.sh" --cache-dir "$cache" "${py_programs[@]}" \
 		"$E2E_DIR/../integration/vmtest.py")
+elif [[ $disk_form == scsi ]]; then # L1's QMP client, for the hot-plugged LUN
+	l1python=$("$E2E_DIR/build-python.sh" --cache-dir "$cache" "$E2E_DIR/qmp.py")
 fi
 
 # The run's own archive: its settings, and vireo with its libraries.
 l2_cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
 [[ $test == fio ]] && l2_cmdline+=" vireo.queues=$queues"
+[[ $disk_form == scsi ]] && l2_cmdline+=" vireo.disk=scsi"
 [[ -z $fio_cpus || $fio_cpus =~ ^[0-9]+(,[0-9]+)*$ ]] ||
 	e2e_die "run.sh: --fio-cpus must be a comma-separated list of CPU numbers"
 [[ $test == fio && -n $fio_cpus ]] && l2_cmdline+=" vireo.fiocpus=$fio_cpus"
@@ -196,6 +217,7 @@ mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
 	echo "E2E_QUEUES=$queues"
 	echo "E2E_IOTHREADS=$iothreads"
 	echo "E2E_DISK_FORM=$disk_form"
+	echo "E2E_HOT_DISK_SIZE=$hot_disk_size"
 	[[ $test == fio ]] && echo "E2E_DISK_SIZE=$disk_size" || echo "E2E_DISK_SIZE="
 	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
 	printf 'E2E_L2_CMDLINE=%q\n' "$l2_cmdline"
@@ -228,6 +250,7 @@ if [[ $test == guest ]]; then
 		echo "${vm_programs[i]} /e2e/$prog /e2e/guest/$guest"
 	done >"$stage/e2e/guest/vm-programs"
 fi
+[[ $disk_form == scsi ]] && cp "$E2E_DIR/qmp.py" "$stage/e2e/qmp.py"
 if [[ $vmm == vireo ]]; then
 	cp "$vireo" "$stage/usr/bin/vireo"
 	libs=$(e2e_lib_closure "$vireo")
@@ -318,6 +341,32 @@ check() { # check WHAT EXPECTED ACTUAL
 		fails+=("$1: expected '$2', got '${3:-nothing}'")
 	fi
 }
+# --disk-form scsi: what L2 and L1 printed of the LUNs, sg3-utils and the hot-plug
+scsi_checks() {
+	local d vendor=VIREO
+	[[ $vmm == qemu ]] && vendor=QEMU
+	for d in SDA SDB; do
+		check "hardware queues of L2's /dev/${d,,}" "$queues" "$(val "E2E-L2-$d-MQ")"
+		check "sg_readcap -l's device size of /dev/${d,,}" "$disk_bytes" \
+			"$(val "E2E-L2-$d-READCAP-BYTES")"
+	done
+	check "fio's exit status in L2 (both LUNs at once)" 0 "$(val E2E-L2-FIO-EXIT)"
+	check "sg_inq's vendor of /dev/sda" "$vendor" "$(val E2E-L2-SDA-VENDOR)"
+	local unmap
+	unmap=$(val E2E-L2-SDA-VPD-BL-MAX-UNMAP)
+	[[ $unmap =~ ^[1-9][0-9]*$ ]] ||
+		fails+=("sg_vpd -p bl of /dev/sda: expected the block limits page with a maximum unmap LBA count, got '${unmap:-nothing}'")
+	check "/dev/sdb's range before sg_unmap" data "$(val E2E-L2-SDB-UNMAP-BEFORE)"
+	check "sg_unmap's exit status on /dev/sdb" 0 "$(val E2E-L2-SDB-UNMAP-EXIT)"
+	check "/dev/sdb's unmapped range reads zeroes" yes "$(val E2E-L2-SDB-UNMAP-ZEROES)"
+	check "sg_sync's exit status on /dev/sda" 0 "$(val E2E-L2-SDA-SYNC-EXIT)"
+	check "the QMP hot-add (blockdev-add, device_add) from L1" 0 "$(val E2E-L1-QMP-hotadd)"
+	check "the hot-added /dev/sdc's size" "$(numfmt --from=iec "$hot_disk_size")" \
+		"$(val E2E-L2-SDC-SIZE-BYTES)"
+	check "fio's exit status on the hot-added /dev/sdc" 0 "$(val E2E-L2-SDC-FIO-EXIT)"
+	check "the QMP device_del from L1" 0 "$(val E2E-L1-QMP-hotdel)"
+	check "/dev/sdc gone after device_del" yes "$(val E2E-L2-SDC-GONE)"
+}
 if ((qrc == 137)); then
 	fails+=("the emulated host did not power off within ${timeout_s} s: killed")
 elif ((qrc == 124)); then
@@ -339,7 +388,9 @@ elif grep -a -q '^E2E-L1-KVM=ok' "$log"; then
 	check "CPUs in L2's /proc/cpuinfo" "$cpus" "$(val E2E-L2-CPUINFO)"
 	l2fail=$(grep -a -m1 '^E2E-L2-FAIL=' "$log" | cut -d= -f2- || true)
 	[[ -z $l2fail ]] || fails+=("L2's /init: $l2fail")
-	if [[ $test == fio ]]; then
+	if [[ $test == fio && $disk_form == scsi ]]; then
+		scsi_checks
+	elif [[ $test == fio ]]; then
 		check "hardware queues of L2's /dev/vda" "$queues" "$(val E2E-L2-VDA-MQ)"
 		check "fio's exit status in L2" 0 "$(val E2E-L2-FIO-EXIT)"
 	fi
@@ -359,5 +410,6 @@ if ((${#fails[@]})); then
 fi
 what="$cpus CPUs"
 [[ $test == fio ]] && what+=", $queues queues, $iothreads iothreads"
+[[ $disk_form == scsi ]] && what+=", virtio-scsi: 2 LUNs + 1 hot-plugged"
 [[ $test == guest ]] && what="$(wc -w <<<"$guest_names") runs of the test guests"
 echo "e2e: PASS: $test with $vmm ($what): L1 + L2 in $wall s, total $(elapsed "$t0") s"
