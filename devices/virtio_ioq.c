@@ -304,7 +304,9 @@ unsigned int vioq_iov_tail(const struct iovec *iov, unsigned int cnt, uint64_t s
 			skip -= iov[i].iov_len;
 			continue;
 		}
-		struct iovec v = { (uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip };
+		/* a buffer outside guest RAM (NULL) stays NULL for the caller to refuse */
+		uint8_t *base = iov[i].iov_base ? (uint8_t *)iov[i].iov_base + skip : NULL;
+		struct iovec v = { base, iov[i].iov_len - skip };
 
 		out[n++] = v; /* read before written: @out may be @iov */
 		skip = 0;

@@ -183,7 +183,7 @@ void vioq_iov_from_buf(const struct iovec *iov, unsigned int cnt, uint64_t skip,
 		       const void *src, uint64_t len);
 /*
  * The part of @iov after its first @skip bytes into @out (room for @cnt entries, may be
- * @iov itself); returns the entries.
+ * @iov itself); returns the entries. An entry outside guest RAM (NULL base) stays NULL.
  */
 unsigned int vioq_iov_tail(const struct iovec *iov, unsigned int cnt, uint64_t skip,
 			   struct iovec *out);
