@@ -9,7 +9,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
-for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval scsi_cdb; do
+for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval scsi_cdb \
+	virtio_scsi_req; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -220,6 +221,91 @@ put('virtio_blk_req', 'indirect', blk_hdr(flags=0x0e | 0x08) + bytes(m))
 m = blk_mem([[(0x200, 16, 0), (0x100000, 512, 1), (0x240, 1, 1)]], extra=[(0x200, req(0, 0))],
             size=0x1000)
 put('virtio_blk_req', 'region1-data', blk_hdr(split=8) + m + bytes(512))
+
+# ---------------------------------------- virtio_scsi_req: 16-byte header + guest memory
+# (blk_mem's layout: 16 descriptors at most, avail ring at 0x100)
+def vscsi_hdr(ctrl=False, indirect=False, cap=63, split=0, cdb_size=32, sense_size=96):
+    flags = (0x01 if ctrl else 0) | (0x02 if indirect else 0) | 0x04
+    return struct.pack('<BBBBIII', flags, cap, split, 0, cdb_size - 1, sense_size, 0)
+
+def lun(target=0, n=0):
+    return bytes([1, target, 0x40 | (n >> 8), n & 0xff, 0, 0, 0, 0])
+
+def cmd(cdb, l=lun(), tag=1, cdb_size=32):
+    return l + struct.pack('<QBBB', tag, 0, 0, 0) + bytes(cdb).ljust(cdb_size, b'\0')[:cdb_size]
+
+read10 = [0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0]
+write10 = [0x2a, 0, 0, 0, 0, 8, 0, 0, 1, 0]
+tur = [0, 0, 0, 0, 0, 0]
+inquiry = [0x12, 0, 0, 0, 96, 0]
+# READ(10) in, WRITE(10) out, TEST UNIT READY, a bidirectional one, a short response, a short header
+cmds = blk_mem(
+    [[(0x200, 51, 0), (0x300, 108, 1), (0x1000, 512, 1)],
+     [(0x400, 51, 0), (0x1400, 512, 0), (0x480, 108, 1)],
+     [(0x500, 51, 0), (0x580, 108, 1)],
+     [(0x600, 51, 0), (0x1800, 16, 0), (0x680, 108, 1), (0x1900, 16, 1)],
+     [(0x700, 51, 0), (0x780, 10, 1)],
+     [(0x800, 20, 0), (0x880, 108, 1)]],
+    extra=[(0x200, cmd(read10)), (0x400, cmd(write10, lun(0, 1))), (0x500, cmd(tur, lun(3, 0))),
+           (0x600, cmd(write10)), (0x700, cmd(tur)), (0x800, cmd(tur))])
+put('virtio_scsi_req', 'cmd-mixed', vscsi_hdr() + cmds)
+put('virtio_scsi_req', 'cmd-mixed-small-cap', vscsi_hdr(cap=2) + cmds)
+put('virtio_scsi_req', 'cmd-mixed-sense-0', vscsi_hdr(sense_size=0) + cmds)
+# header, CDB and response split over descriptors; a CDB longer than SCSI_CDB_MAX; no LUN
+# (byte 0 not 1), a second-level LUN, a LUN past 255
+cmds2 = blk_mem(
+    [[(0x200, 8, 0), (0x240, 43, 0), (0x300, 60, 1), (0x340, 48, 1), (0x1000, 96, 1)],
+     [(0x400, 19 + 64, 0), (0x480, 108, 1)],
+     [(0x500, 51, 0), (0x580, 108, 1)],
+     [(0x600, 51, 0), (0x680, 108, 1)],
+     [(0x700, 51, 0), (0x780, 108, 1)]],
+    extra=[(0x200, cmd(inquiry)[:8]), (0x240, cmd(inquiry)[8:]),
+           (0x400, cmd(read10, cdb_size=64)),
+           (0x500, cmd(tur, bytes([0, 0, 0x40, 0, 0, 0, 0, 0]))),
+           (0x600, cmd(tur, lun(0, 2)[:4] + bytes([0x40, 1, 0, 0]))),
+           (0x700, cmd(tur, lun(1, 300)))])
+put('virtio_scsi_req', 'cmd-split-and-luns', vscsi_hdr() + cmds2)
+put('virtio_scsi_req', 'cmd-cdb-64', vscsi_hdr(cdb_size=64) + blk_mem(
+    [[(0x400, 19 + 64, 0), (0x480, 108, 1), (0x1000, 512, 1)]],
+    extra=[(0x400, cmd(read10, cdb_size=64))]))
+put('virtio_scsi_req', 'cmd-cdb-6', vscsi_hdr(cdb_size=6) + blk_mem(
+    [[(0x400, 19 + 6, 0), (0x480, 108, 1)]], extra=[(0x400, cmd(tur, cdb_size=6))]))
+# buffers outside RAM: the data-in, then the response
+put('virtio_scsi_req', 'cmd-fault', vscsi_hdr() + blk_mem(
+    [[(0x200, 51, 0), (0x300, 108, 1), (0x50000, 512, 1)], [(0x400, 51, 0), (0x60000, 108, 1)]],
+    extra=[(0x200, cmd(read10)), (0x400, cmd(tur))]))
+# the request in an indirect table
+ind = desc(0x200, 51, F_NEXT, 1) + desc(0x300, 108, F_NEXT | F_WRITE, 2) + desc(0x1000, 512, F_WRITE)
+m = bytearray(blk_mem([[(0x800, 48, 0)]], extra=[(0x200, cmd(read10)), (0x800, ind)]))
+struct.pack_into('<H', m, 0xc, F_INDIRECT)
+put('virtio_scsi_req', 'cmd-indirect', vscsi_hdr(indirect=True) + bytes(m))
+# the data-in buffer in RAM region 1
+m = blk_mem([[(0x200, 51, 0), (0x300, 108, 1), (0x100000, 512, 1)]],
+            extra=[(0x200, cmd(read10))], size=0x1000)
+put('virtio_scsi_req', 'cmd-region1-data', vscsi_hdr(split=8) + m + bytes(512))
+
+def tmf(sub, l=lun(), tag=7):
+    return struct.pack('<II', 0, sub) + l + struct.pack('<Q', tag)
+
+def an(t, l=lun(), ev=0x44):
+    return struct.pack('<I', t) + l + struct.pack('<I', ev)
+
+# ABORT TASK, LOGICAL UNIT RESET, I_T NEXUS RESET without room for the answer, AN QUERY,
+# AN SUBSCRIBE (its answer split), an unknown type, a short TMF, a short AN
+ctrl = blk_mem(
+    [[(0x200, 24, 0), (0x240, 1, 1)],
+     [(0x280, 24, 0), (0x2c0, 1, 1)],
+     [(0x300, 24, 0)],
+     [(0x400, 16, 0), (0x440, 5, 1)],
+     [(0x480, 16, 0), (0x4c0, 2, 1), (0x4d0, 3, 1)],
+     [(0x500, 4, 0), (0x540, 1, 1)],
+     [(0x580, 10, 0), (0x5c0, 1, 1)],
+     [(0x600, 8, 0), (0x640, 5, 1)]],
+    extra=[(0x200, tmf(0)), (0x280, tmf(5, lun(0, 1))), (0x300, tmf(4)),
+           (0x400, an(1)), (0x480, an(2, lun(2, 0))), (0x500, struct.pack('<I', 9)),
+           (0x580, tmf(6)[:10]), (0x600, an(1)[:8])])
+put('virtio_scsi_req', 'ctrl-mixed', vscsi_hdr(ctrl=True) + ctrl)
+put('virtio_scsi_req', 'ctrl-mixed-small-cap', vscsi_hdr(ctrl=True, cap=1) + ctrl)
 
 # ------------------------------------------------------------------ qmp: option byte + bytes
 def qmp(opt, text):
