@@ -119,13 +119,13 @@ static void req_fin(struct iothread_op *op, int res)
 		struct blockdev *bs = req->priv.q->bs;
 		blockdev_write_hook_fn *hook;
 
-		blockdev_bitmaps_mark(bs, req->offset, req->len);
+		blockdev_bitmaps_mark(bs, req->offset, req->priv.len);
 		/* after the marks (blockdev_set_write_hook's users rely on the order) */
 		hook = atomic_load(&bs->write_hook);
 		if (hook && !req->priv.ret)
 			hook(atomic_load(&bs->write_hook_opaque), req->offset,
 			     req->op == BLOCKDEV_OP_WRITE ? req->iov : NULL,
-			     req->op == BLOCKDEV_OP_WRITE ? req->iovcnt : 0, req->len);
+			     req->op == BLOCKDEV_OP_WRITE ? req->iovcnt : 0, req->priv.len);
 	}
 	req->done(req, req->priv.ret);
 }
@@ -694,6 +694,14 @@ static int check_req(struct blockdev_queue *q, struct blockdev_req *req)
 	return 0;
 }
 
+/* A backup's copy-before-write, if the node has one (see blockdev_before_write_fn). */
+static int before_write(struct blockdev *bs, uint64_t off, uint64_t len)
+{
+	blockdev_before_write_fn *fn = atomic_load(&bs->before_write);
+
+	return fn ? fn(atomic_load(&bs->before_write_opaque), off, len) : 0;
+}
+
 void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req)
 {
 	int ret;
@@ -704,6 +712,8 @@ void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req)
 	req->priv.pending = 1; /* held while issuing */
 	q->inflight++;
 	ret = check_req(q, req);
+	if (ret >= 0 && req->op != BLOCKDEV_OP_READ && req->op != BLOCKDEV_OP_FLUSH)
+		ret = before_write(q->bs, req->offset, req->priv.len);
 	if (ret < 0) {
 		req_fail(req, ret);
 		req_put(req);

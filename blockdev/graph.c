@@ -448,3 +448,9 @@ void blockdev_set_write_hook(struct blockdev *bs, blockdev_write_hook_fn *fn, vo
 	atomic_store(&bs->write_hook_opaque, opaque);
 	atomic_store(&bs->write_hook, fn); /* seq_cst: ordered against the bitmap's enable bit */
 }
+
+void blockdev_set_before_write(struct blockdev *bs, blockdev_before_write_fn *fn, void *opaque)
+{
+	atomic_store(&bs->before_write_opaque, opaque);
+	atomic_store(&bs->before_write, fn);
+}

@@ -485,7 +485,8 @@ struct job *job_start(const struct job_driver *drv, void *opaque, const struct j
 		return NULL;
 	}
 	snprintf(j->id, sizeof(j->id), "%s", o->id);
-	memcpy(j->nodes, nodes, n * sizeof(*nodes));
+	if (n)
+		memcpy(j->nodes, nodes, n * sizeof(*nodes));
 	j->nr_nodes = n;
 	j->drv = drv;
 	j->opaque = opaque;
