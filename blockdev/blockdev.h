@@ -324,12 +324,6 @@ int blockdev_check_unused(struct blockdev *bs, struct error **errp);
  */
 typedef int blockdev_write_hook_fn(void *opaque, uint64_t off, const struct iovec *iov,
 				   int iovcnt, uint64_t len);
-/*
- * Called on the submitting thread before a write, write-zeroes or discard of [off, off+len) on
- * a node is issued: a backup's copy-before-write copies the old data out first. A negative
- * result fails the request; a backup breaks its own job instead and returns 0.
- */
-typedef int blockdev_before_write_fn(void *opaque, uint64_t off, uint64_t len);
 
 struct blockdev {
 	const struct blockdev_driver *drv;
@@ -355,9 +349,6 @@ struct blockdev {
 	/* a write-blocking mirror's hook, called for each write completing on the node (engine) */
 	blockdev_write_hook_fn *_Atomic write_hook;
 	void *_Atomic write_hook_opaque;
-	/* a backup's copy-before-write, called before each write is issued (engine) */
-	blockdev_before_write_fn *_Atomic before_write;
-	void *_Atomic before_write_opaque;
 	struct blockdev_bitmap *_Atomic bitmaps; /* bitmap.c: the live list, walked lock-free */
 	struct blockdev_bitmap *bitmaps_all;     /* bitmap.c: every one, freed with the node */
 };
@@ -365,8 +356,6 @@ struct blockdev {
 /* Sets (or with NULL clears) @bs's write hook; clear it with no request in flight (a drained
  * section) before freeing what @opaque points to. */
 void blockdev_set_write_hook(struct blockdev *bs, blockdev_write_hook_fn *fn, void *opaque);
-/* Sets (or with NULL clears) @bs's before-write hook, likewise inside a drained section. */
-void blockdev_set_before_write(struct blockdev *bs, blockdev_before_write_fn *fn, void *opaque);
 
 /* ---------------------------------------------------------------------------------------------
  * Drivers
@@ -610,6 +599,13 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
  * with blockdev_node_del or blockdev_close), or NULL.
  */
 struct blockdev *blockdev_add(struct json_object *args, const char *where, struct error **errp);
+/*
+ * A QEMU BlockdevRef (blockdev-create's "file" and "data-file"): a node name gives that node
+ * (a new reference), an object a node created from it as blockdev_add does (node-name
+ * optional), which closes with the reference returned. Messages say "@where: @key: ...".
+ */
+struct blockdev *blockdev_open_ref(struct json_object *ref, const char *where, const char *key,
+				   struct error **errp);
 
 /**
  * blockdev_open_format - open a format node over an already open child

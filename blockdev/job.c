@@ -381,6 +381,19 @@ uint64_t job_step_bytes(struct job *job)
 	return MIN(BLOCKDEV_COPY_CHUNK, MAX(speed / 10, 65536) / 65536 * 65536);
 }
 
+int job_step_fail(struct job *job, int ret, const char *msg)
+{
+	pthread_mutex_lock(&m.lock);
+	set_error(job, ret, msg);
+	pthread_mutex_unlock(&m.lock);
+	return ret;
+}
+
+bool job_is_block_job(const struct job *job)
+{
+	return !job->drv->plain;
+}
+
 enum job_on_error job_io_error(struct job *job, int ret, bool read)
 {
 	static const char *const actions[] = { "report", "ignore", "stop" };
@@ -695,7 +708,9 @@ static void conclude(struct job *j)
 		j->drv->abort(j);
 		pthread_mutex_lock(&m.lock);
 	}
-	if (j->ret == -ECANCELED && j->cancelled) {
+	if (j->drv->plain) {
+		/* a plain job's end shows in its status (and query-jobs' error) only */
+	} else if (j->ret == -ECANCELED && j->cancelled) {
 		queue_event("BLOCK_JOB_CANCELLED", block_job_data(j));
 	} else {
 		struct json_object *d = block_job_data(j);
@@ -879,7 +894,11 @@ struct json_object *job_query_block_jobs(void)
 
 	pthread_mutex_lock(&m.lock);
 	for (struct job *j = m.jobs; j; j = j->next) {
-		struct json_object *o = block_job_data(j);
+		struct json_object *o;
+
+		if (j->drv->plain)
+			continue;
+		o = block_job_data(j);
 
 		json_object_object_add(o, "busy", json_object_new_boolean(j->busy));
 		json_object_object_add(o, "paused", json_object_new_boolean(j->pause_count > 0));

@@ -66,6 +66,8 @@ enum job_on_error {
 /**
  * struct job_driver - one kind of job
  * @type: QEMU's JobType ("stream", "commit", ...)
+ * @plain: a QEMU Job that is not a BlockJob (blockdev-create): JOB_STATUS_CHANGE only, no
+ *         BLOCK_JOB_* event, not in query-block-jobs, not found by the block-job-* verbs
  * @needs_complete: the job reaches READY when its work is done, keeps stepping there (every
  *                  10 ms when a step says it is done) and waits for job-complete (mirror,
  *                  active commit); otherwise it goes on to WAITING
@@ -83,6 +85,7 @@ enum job_on_error {
  */
 struct job_driver {
 	const char *type;
+	bool plain;
 	bool needs_complete;
 	int (*step)(struct job *job);
 	int (*prepare)(struct job *job, struct error **errp);
@@ -138,6 +141,11 @@ const char *job_id(const struct job *job);
 void job_progress(struct job *job, uint64_t current, uint64_t total, uint64_t copied);
 /* Bytes a step should work on: the chunk, or less under a low speed. */
 uint64_t job_step_bytes(struct job *job);
+/* Step side: the step fails with @ret (returned) and @msg as the job's error (default:
+ * strerror). */
+int job_step_fail(struct job *job, int ret, const char *msg);
+/* Is @job a block job (see struct job_driver, @plain)? */
+bool job_is_block_job(const struct job *job);
 /* Step side: I/O of the step failed with @ret; reports BLOCK_JOB_ERROR and says what to do
  * (REPORT, IGNORE or STOP: ENOSPC is resolved to one of them). */
 enum job_on_error job_io_error(struct job *job, int ret, bool read);

@@ -13,12 +13,12 @@
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
-#include "blockdev/bitmap.h"
-#include "blockdev/job_backup.h"
 #include "blockdev/job_chain.h"
+#include "blockdev/job_create.h"
 #include "blockdev/job_mirror.h"
 #include "blockdev/qcow2.h"
 #include "common/keyval.h"
+#include "common/util.h"
 
 static struct blockdev *(*lookup)(const char *device);
 
@@ -53,7 +53,7 @@ static struct job *find_job(const char *id, bool block, struct error **errp)
 {
 	struct job *j = job_find(id);
 
-	if (!j) {
+	if (!j || (block && !job_is_block_job(j))) {
 		if (block)
 			error_setg(errp, "Block job '%s' not found", id);
 		else
@@ -395,11 +395,11 @@ int job_qmp_blockdev_mirror(void *o, struct json_object *a, struct json_object *
 	return job_mirror_start(&jo, src, target, &mo, errp) ? 0 : -1;
 }
 
-/* drive-mirror's and drive-backup's target, made (mode=absolute-paths) or opened (existing);
- * @top: it backs onto @src's backing file (sync=top). */
-static struct blockdev *drive_job_target(struct blockdev *src, const char *path,
-					 const char *format, const char *node_name, bool existing,
-					 bool top, struct error **errp)
+/* drive-mirror's target, made (mode=absolute-paths) or opened (existing). */
+static struct blockdev *drive_mirror_target(struct blockdev *src, const char *path,
+					    const char *format, const char *node_name,
+					    bool existing, const struct job_mirror_opts *mo,
+					    struct error **errp)
 {
 	struct blockdev_opts bo = { 0 };
 	struct blockdev *bs = NULL;
@@ -411,27 +411,21 @@ static struct blockdev *drive_job_target(struct blockdev *src, const char *path,
 			struct qcow2_create_opts qo = { .size = src->size, .cluster_bits = 16,
 							.version = 3, .refcount_bits = 16 };
 
-			if (top && src->backing) {
+			if (mo->sync == JOB_MIRROR_SYNC_TOP && src->backing) {
 				qo.backing_file = src->backing->filename;
 				qo.backing_fmt = blockdev_format_name(src->backing);
 			}
 			if (qcow2_create(path, &qo, errp) < 0)
 				return NULL;
 		} else if (!strcmp(format, "raw")) {
-			int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-			if (fd < 0 || ftruncate(fd, (off_t)src->size) < 0) {
-				error_setg_errno(errp, errno, "creating '%s'", path);
-				if (fd >= 0)
-					close(fd);
-				return NULL;
-			}
-			close(fd);
-			if (top && src->backing) {
+			if (mo->sync == JOB_MIRROR_SYNC_TOP && src->backing) {
 				error_setg(errp, "sync=top needs a target with a backing file: format "
 					   "raw has none");
 				return NULL;
 			}
+			if (blockdev_file_create(path, src->size, BLOCKDEV_PREALLOC_OFF, false,
+						 errp) < 0)
+				return NULL;
 		} else {
 			error_setg(errp, "format: vireo creates raw and qcow2 images, not '%s'",
 				   format);
@@ -467,8 +461,8 @@ int job_qmp_drive_mirror(void *o, struct json_object *a, struct json_object **re
 		error_setg(errp, "mode: '%s' is not absolute-paths or existing", mode);
 		return -1;
 	}
-	target = drive_job_target(src, path, format, node_name, mode && !strcmp(mode, "existing"),
-				  mo.sync == JOB_MIRROR_SYNC_TOP, errp);
+	target = drive_mirror_target(src, path, format, node_name,
+				     mode && !strcmp(mode, "existing"), &mo, errp);
 	if (!target)
 		return -1;
 	job = job_mirror_start(&jo, src, target, &mo, errp);
@@ -476,133 +470,164 @@ int job_qmp_drive_mirror(void *o, struct json_object *a, struct json_object **re
 	return job ? 0 : -1;
 }
 
-/* ---- backup -------------------------------------------------------------------------------- */
+/* ---- blockdev-create ----------------------------------------------------------------------- */
 
-/* The arguments blockdev-backup and drive-backup share, after device and target. */
-static int backup_args(struct json_object *a, struct blockdev *src, struct job_backup_opts *bo,
-		       struct job_opts *jo, const char **mode, struct error **errp)
+/* A member of blockdev-create's "options" that must be given: 0, or -1 with QEMU's message. */
+static int need_option(int taken, const char *key, struct error **errp)
 {
-	const char *sync = NULL, *bitmap = NULL, *bmode = NULL, *src_err = NULL, *dst_err = NULL;
-	bool compress = false, discard_source = false;
-	enum job_on_error e1, e2;
-	struct json_object *perf = NULL;
+	if (taken > 0)
+		error_setg(errp, "Parameter 'options.%s' is missing", key);
+	return taken ? -1 : 0;
+}
 
-	*bo = (struct job_backup_opts){ 0 };
-	if (keyval_take_string(a, "sync", &sync, errp) < 0 ||
-	    keyval_take_string(a, "bitmap", &bitmap, errp) < 0 ||
-	    keyval_take_string(a, "bitmap-mode", &bmode, errp) < 0 ||
-	    keyval_take_bool(a, "compress", &compress, errp) < 0 ||
-	    keyval_take_bool(a, "discard-source", &discard_source, errp) < 0 ||
-	    keyval_take_value(a, "x-perf", &perf) < 0 ||
-	    keyval_take_string(a, "on-source-error", &src_err, errp) < 0 ||
-	    keyval_take_string(a, "on-target-error", &dst_err, errp) < 0 ||
-	    (mode && keyval_take_string(a, "mode", mode, errp) < 0))
-		return -1;
-	if (!sync) {
-		error_setg(errp, "Parameter 'sync' is missing");
+static int prealloc_arg(const char *v, bool metadata, enum blockdev_prealloc *out,
+			struct error **errp)
+{
+	int p = v ? blockdev_prealloc_parse(v) : BLOCKDEV_PREALLOC_OFF;
+
+	if (p < 0 || (!metadata && p == BLOCKDEV_PREALLOC_METADATA)) {
+		error_setg(errp, "preallocation: '%s' is not off, %sfalloc or full", v,
+			   metadata ? "metadata, " : "");
 		return -1;
 	}
-	if (!strcmp(sync, "full"))
-		bo->sync = JOB_BACKUP_SYNC_FULL;
-	else if (!strcmp(sync, "top"))
-		bo->sync = JOB_BACKUP_SYNC_TOP;
-	else if (!strcmp(sync, "none"))
-		bo->sync = JOB_BACKUP_SYNC_NONE;
-	else if (!strcmp(sync, "bitmap") || !strcmp(sync, "incremental"))
-		bo->sync = JOB_BACKUP_SYNC_BITMAP;
-	else {
-		error_setg(errp, "sync: '%s' is not full, top, none, bitmap or incremental", sync);
-		return -1;
-	}
-	if (compress || discard_source) {
-		error_setg(errp, "%s: not supported by vireo's backup",
-			   compress ? "compress" : "discard-source");
-		return -1;
-	}
-	if (!bmode || !strcmp(bmode, "on-success"))
-		bo->bitmap_mode = JOB_BITMAP_ON_SUCCESS;
-	else if (!strcmp(bmode, "never"))
-		bo->bitmap_mode = JOB_BITMAP_NEVER;
-	else if (!strcmp(bmode, "always"))
-		bo->bitmap_mode = JOB_BITMAP_ALWAYS;
-	else {
-		error_setg(errp, "bitmap-mode: '%s' is not on-success, never or always", bmode);
-		return -1;
-	}
-	if (!strcmp(sync, "incremental") && bmode && bo->bitmap_mode != JOB_BITMAP_ON_SUCCESS) {
-		error_setg(errp, "Bitmap sync mode must be 'on-success' when using sync mode "
-			   "'incremental'");
-		return -1;
-	}
-	if (bmode && !bitmap) {
-		error_setg(errp, "Cannot specify bitmap sync mode without a bitmap");
-		return -1;
-	}
-	if (bitmap) {
-		if (bo->sync == JOB_BACKUP_SYNC_NONE || bo->sync == JOB_BACKUP_SYNC_TOP) {
-			error_setg(errp, "a bitmap goes with sync=bitmap, incremental or full, not "
-				   "'%s'", sync);
-			return -1;
-		}
-		bo->bitmap = blockdev_bitmap_find(src, bitmap, errp);
-		if (!bo->bitmap)
-			return -1;
-	}
-	if (on_error_of("on-source-error", src_err, &e1, errp) < 0 ||
-	    on_error_of("on-target-error", dst_err, &e2, errp) < 0)
-		return -1;
-	jo->on_error = e1 == JOB_ON_ERROR_REPORT || e2 == JOB_ON_ERROR_REPORT ?
-			       JOB_ON_ERROR_REPORT : e2;
+	*out = (enum blockdev_prealloc)p;
 	return 0;
 }
 
-int job_qmp_blockdev_backup(void *o, struct json_object *a, struct json_object **ret,
+/* QEMU's BlockdevCreateOptionsFile. */
+static int create_file_args(struct json_object *o, struct job_create_opts *co,
 			    struct error **errp)
 {
-	const char *device, *target_name;
-	struct blockdev *src, *target;
-	struct job_backup_opts bo;
-	struct job_opts jo;
+	const char *prealloc = NULL;
 
-	if (need_string(a, "device", &device, errp) < 0 ||
-	    need_string(a, "target", &target_name, errp) < 0 ||
-	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
-	    backup_args(a, src, &bo, &jo, NULL, errp) < 0 ||
-	    keyval_refuse_leftovers(a, NULL, errp) < 0)
+	co->driver = JOB_CREATE_FILE;
+	if (need_option(keyval_take_string(o, "filename", &co->filename, errp), "filename",
+			errp) < 0 ||
+	    need_option(keyval_take_size(o, "size", &co->size, errp), "size", errp) < 0 ||
+	    keyval_take_string(o, "preallocation", &prealloc, errp) < 0 ||
+	    keyval_take_bool(o, "nocow", &co->nocow, errp) < 0 ||
+	    keyval_refuse_leftovers(o, "options", errp) < 0)
 		return -1;
-	target = blockdev_find_node(target_name);
-	if (!target) {
-		error_setg(errp, "Cannot find node '%s'", target_name);
-		return -1;
-	}
-	return job_backup_start(&jo, src, target, &bo, errp) ? 0 : -1;
+	return prealloc_arg(prealloc, false, &co->prealloc, errp);
 }
 
-int job_qmp_drive_backup(void *o, struct json_object *a, struct json_object **ret,
-			 struct error **errp)
+/* The scalar members of QEMU's BlockdevCreateOptionsQcow2, into @q. */
+static int qcow2_args(struct json_object *o, struct qcow2_create_opts *q, struct error **errp)
 {
-	const char *device, *path, *format = NULL, *mode = NULL;
-	struct blockdev *src, *target;
-	struct job_backup_opts bo;
-	struct job_opts jo;
-	struct job *job;
+	const char *version = NULL, *prealloc = NULL, *compression = NULL;
+	uint64_t cluster = 65536, refcount = 16;
+	enum blockdev_prealloc p;
+	struct json_object *encrypt = NULL;
 
-	if (need_string(a, "device", &device, errp) < 0 ||
-	    need_string(a, "target", &path, errp) < 0 ||
-	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
-	    backup_args(a, src, &bo, &jo, &mode, errp) < 0 ||
-	    keyval_take_string(a, "format", &format, errp) < 0 ||
-	    keyval_refuse_leftovers(a, NULL, errp) < 0)
+	*q = (struct qcow2_create_opts){ .version = 3 };
+	if (need_option(keyval_take_size(o, "size", &q->size, errp), "size", errp) < 0 ||
+	    keyval_take_string(o, "version", &version, errp) < 0 ||
+	    keyval_take_string(o, "backing-file", &q->backing_file, errp) < 0 ||
+	    keyval_take_string(o, "backing-fmt", &q->backing_fmt, errp) < 0 ||
+	    keyval_take_value(o, "encrypt", &encrypt) < 0 ||
+	    keyval_take_size(o, "cluster-size", &cluster, errp) < 0 ||
+	    keyval_take_string(o, "preallocation", &prealloc, errp) < 0 ||
+	    keyval_take_bool(o, "lazy-refcounts", &q->lazy_refcounts, errp) < 0 ||
+	    keyval_take_u64(o, "refcount-bits", &refcount, errp) < 0 ||
+	    keyval_take_bool(o, "data-raw", &q->data_file_raw, errp) < 0 ||
+	    keyval_take_bool(o, "extended-l2", &q->extended_l2, errp) < 0 ||
+	    keyval_take_string(o, "compression-type", &compression, errp) < 0 ||
+	    keyval_refuse_leftovers(o, "options", errp) < 0 ||
+	    prealloc_arg(prealloc, true, &p, errp) < 0)
 		return -1;
-	if (mode && strcmp(mode, "absolute-paths") && strcmp(mode, "existing")) {
-		error_setg(errp, "mode: '%s' is not absolute-paths or existing", mode);
+	if (encrypt) {
+		error_setg(errp, "encrypt: vireo does not create encrypted qcow2 images");
 		return -1;
 	}
-	target = drive_job_target(src, path, format, NULL, mode && !strcmp(mode, "existing"),
-				  bo.sync == JOB_BACKUP_SYNC_TOP, errp);
-	if (!target)
+	if (version && strcmp(version, "v2") && strcmp(version, "v3")) {
+		error_setg(errp, "version: '%s' is not v2 or v3", version);
 		return -1;
-	job = job_backup_start(&jo, src, target, &bo, errp);
-	blockdev_close(target); /* the job's reference keeps it until it ends */
-	return job ? 0 : -1;
+	}
+	if (compression && strcmp(compression, "zlib") && strcmp(compression, "zstd")) {
+		error_setg(errp, "compression-type: '%s' is not zlib or zstd", compression);
+		return -1;
+	}
+	if (q->size % 512) {
+		error_setg(errp, "size: must be a multiple of 512 bytes");
+		return -1;
+	}
+	if (q->backing_fmt && !q->backing_file) {
+		error_setg(errp, "backing-fmt: cannot be used without backing-file");
+		return -1;
+	}
+	q->version = version && !strcmp(version, "v2") ? 2 : 3;
+	q->compression_type = compression && !strcmp(compression, "zstd") ? QCOW2_COMPRESS_ZSTD :
+									     QCOW2_COMPRESS_ZLIB;
+	/* a size that is no power of two gets 0 bits, which the check refuses by name */
+	q->cluster_bits = cluster && !(cluster & (cluster - 1)) ? (unsigned)__builtin_ctzll(cluster) :
+								   0;
+	q->refcount_bits = (unsigned)MIN(refcount, 4096);
+	q->prealloc_metadata = p != BLOCKDEV_PREALLOC_OFF;
+	q->prealloc_falloc = p == BLOCKDEV_PREALLOC_FALLOC || p == BLOCKDEV_PREALLOC_FULL;
+	return 0;
+}
+
+/* QEMU's BlockdevCreateOptionsQcow2: "file" and "data-file" are BlockdevRefs of nodes that
+ * exist (a node name) or that the job opens for itself (an object). */
+static int create_qcow2_args(struct json_object *o, struct job_create_opts *co,
+			     struct error **errp)
+{
+	struct json_object *file = NULL, *data = NULL;
+
+	co->driver = JOB_CREATE_QCOW2;
+	if (need_option(keyval_take_value(o, "file", &file), "file", errp) < 0 ||
+	    keyval_take_value(o, "data-file", &data) < 0 || qcow2_args(o, &co->qcow2, errp) < 0)
+		return -1;
+	/* every option checked before a node is opened; the data file's name comes with it */
+	co->qcow2.data_file = data ? "data-file" : NULL;
+	if (qcow2_create_check(&co->qcow2, QCOW2_NAMES_QMP, errp) < 0)
+		return -1;
+	co->file = blockdev_open_ref(file, "blockdev-create", "file", errp);
+	if (!co->file)
+		return -1;
+	if (data) {
+		co->data_file = blockdev_open_ref(data, "blockdev-create", "data-file", errp);
+		if (!co->data_file)
+			return -1;
+		co->qcow2.data_file = co->data_file->filename;
+		return qcow2_create_check(&co->qcow2, QCOW2_NAMES_QMP, errp);
+	}
+	return 0;
+}
+
+int job_qmp_blockdev_create(void *o, struct json_object *a, struct json_object **ret,
+			    struct error **errp)
+{
+	/* QEMU's create job: JOB_DEFAULT | JOB_MANUAL_DISMISS */
+	struct job_opts jo = { .auto_finalize = true, .auto_dismiss = false };
+	struct job_create_opts co = { 0 };
+	struct json_object *opts = NULL;
+	const char *driver = NULL;
+	int r = -1;
+
+	if (need_string(a, "job-id", &jo.id, errp) < 0 ||
+	    keyval_take_value(a, "options", &opts) < 0 ||
+	    keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	if (!opts || !json_object_is_type(opts, json_type_object)) {
+		error_setg(errp, opts ? "Invalid parameter type for 'options', expected: object" :
+					"Parameter 'options' is missing");
+		return -1;
+	}
+	if (need_option(keyval_take_string(opts, "driver", &driver, errp), "driver", errp) < 0)
+		return -1;
+	if (!strcmp(driver, "file"))
+		r = create_file_args(opts, &co, errp);
+	else if (!strcmp(driver, "qcow2"))
+		r = create_qcow2_args(opts, &co, errp);
+	else if (!strcmp(driver, "raw")) { /* QEMU's raw has no bdrv_co_create */
+		if (keyval_refuse_leftovers(opts, "options", errp) == 0)
+			error_setg(errp, "Driver does not support blockdev-create");
+	} else
+		error_setg(errp, "Block driver '%s' not found or not supported", driver);
+	if (r == 0)
+		r = job_create_start(&jo, &co, errp) ? 0 : -1;
+	blockdev_close(co.data_file); /* the job holds its own references */
+	blockdev_close(co.file);
+	return r;
 }

@@ -3,7 +3,9 @@
  * Block jobs without a VM: block-stream and block-commit on real image chains (content kept,
  * the chain made shorter in memory and in the image headers), QEMU's events in QEMU's order,
  * pause, resume, cancel, manual finalize and dismiss, the verbs a state refuses, what a job
- * refuses to start on, and the mirror (and active commit) moving a device on job-complete.
+ * refuses to start on, and the mirror (and active commit) moving a device on job-complete;
+ * blockdev-create (through its QMP command): files and qcow2 images on them with each option
+ * set, read back, bad options refused by name before a job exists, QEMU's plain-job events.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,11 +23,11 @@
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
-#include "blockdev/bitmap.h"
-#include "blockdev/job_backup.h"
 #include "blockdev/job_chain.h"
+#include "blockdev/job_create.h"
 #include "blockdev/job_mirror.h"
 #include "blockdev/qcow2.h"
+#include "control/job_qmp.h"
 
 #define MiB (1024 * 1024ULL)
 #define SIZE (6 * MiB)
@@ -465,50 +467,334 @@ static void active_commit_moves_the_device_onto_the_base(void **state)
 	free(after);
 }
 
-/* Backups without a guest: sync=bitmap copies what the bitmap marks and nothing else, and
- * bitmap-mode decides what the bitmap holds afterwards. (Copy-before-write under a writing
- * guest: tests/guest/qmp_backup_test.py.) */
-static void backup_copies_what_the_bitmap_marks_and_settles_it(void **state)
-{
-	struct blockdev *top = make_chain(), *target;
-	struct blockdev_bitmap *u = blockdev_bitmap_add(top, "u", 65536, false, NULL);
-	struct job_backup_opts bo = { .sync = JOB_BACKUP_SYNC_BITMAP, .bitmap = u };
-	struct error *err = NULL;
-	uint8_t byte = 0xee;
+/* ---- blockdev-create ----------------------------------------------------------------------- */
 
-	assert_non_null(u);
-	fill(top, 2 * MiB, 4096, 0x66); /* marks one granule */
-	assert_int_equal(blockdev_bitmap_count(u), 65536);
-	make_qcow2("bk.qcow2", NULL, NULL);
-	target = open_img("bk.qcow2", "bk", false);
-	if (!job_backup_start(&auto_opts, top, target, &bo, &err))
-		fail_msg("backup: %s", error_msg(err));
-	wait_for("j0", JOB_STATUS_NULL);
-	assert_int_equal(blockdev_pread(target, 2 * MiB, &byte, 1), 0);
-	assert_int_equal(byte, 0x66);
-	assert_int_equal(blockdev_pread(target, 2 * MiB + 65536, &byte, 1), 0);
-	assert_int_equal(byte, 0); /* not marked: not copied */
-	assert_int_equal(blockdev_bitmap_count(u), 0); /* on-success: synchronized */
-	assert_true(blockdev_bitmap_enabled(u));
-	assert_false(blockdev_bitmap_busy(u));
-	/* never: the bits stay; a full backup copies everything, the chain's data too */
-	fill(top, 3 * MiB, 4096, 0x77);
-	bo = (struct job_backup_opts){ .sync = JOB_BACKUP_SYNC_FULL, .bitmap = u,
-				       .bitmap_mode = JOB_BITMAP_NEVER };
-	if (!job_backup_start(&auto_opts, top, target, &bo, &err))
-		fail_msg("backup: %s", error_msg(err));
-	wait_for("j0", JOB_STATUS_NULL);
-	assert_int_equal(blockdev_bitmap_count(u), 65536);
-	assert_int_equal(blockdev_pread(target, MiB, &byte, 1), 0);
-	assert_int_equal(byte, 0x22); /* mid's data, through the chain */
-	/* a bitmap that is busy, and sync=bitmap without one, are refused */
-	bo = (struct job_backup_opts){ .sync = JOB_BACKUP_SYNC_BITMAP };
-	assert_null(job_backup_start(&auto_opts, top, target, &bo, &err));
-	assert_string_equal(error_msg(err), "Bitmap sync mode must be given a bitmap");
+/* blockdev-create with @fmt's arguments (JSON; %s are filled from the varargs). */
+static int qmp_create(struct error **errp, const char *fmt, ...)
+{
+	struct json_object *args, *ret = NULL;
+	char buf[1024];
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	args = json_tokener_parse(buf);
+	if (!args)
+		fail_msg("bad JSON: %s", buf);
+	r = job_qmp_blockdev_create(NULL, args, &ret, errp);
+	json_object_put(args);
+	json_object_put(ret);
+	return r;
+}
+
+/* Runs the create job @id to CONCLUDED, checks it succeeded, and dismisses it. */
+static void run_create(const char *id)
+{
+	struct json_object *list = job_query_jobs(), *e;
+
+	json_object_put(list);
+	wait_for(id, JOB_STATUS_CONCLUDED);
+	list = job_query_jobs();
+	if (json_object_object_get_ex(json_object_array_get_idx(list, 0), "error", &e))
+		fail_msg("job %s: %s", id, json_object_get_string(e));
+	json_object_put(list);
+	assert_int_equal(job_dismiss(job_find(id), NULL), 0);
+	job_manager_poll(); /* its "null" */
+}
+
+/* A file node called @node over @name (a new, empty file made with blockdev-create). */
+static void add_file_node(const char *name, const char *node)
+{
+	char buf[512];
+	struct json_object *o;
+	struct error *err = NULL;
+
+	if (qmp_create(&err, "{\"job-id\": \"mk\", \"options\": {\"driver\": \"file\", "
+		       "\"filename\": \"%s\", \"size\": 0}}", path(name)) < 0)
+		fail_msg("create %s: %s", name, error_msg(err));
+	run_create("mk");
+	snprintf(buf, sizeof(buf), "{\"driver\": \"file\", \"filename\": \"%s\", "
+		 "\"node-name\": \"%s\"}", path(name), node);
+	o = json_tokener_parse(buf);
+	assert_non_null(blockdev_add(o, "blockdev-add", NULL));
+	json_object_put(o);
+}
+
+static const char *info_str(struct json_object *sp, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(sp, key, &v) ? json_object_to_json_string(v) : "-";
+}
+
+static void file_then_qcow2_with_each_option_set(void **state)
+{
+	static const struct {
+		const char *opts; /* the qcow2 options after "file" and "size" */
+		uint64_t cluster;
+		const char *compat, *lazy, *refcount, *ext_l2, *zstd;
+	} sets[] = {
+		{ "", 65536, "\"1.1\"", "false", "16", "false", "\"zlib\"" },
+		{ ", \"version\": \"v2\", \"cluster-size\": 4096", 4096, "\"0.10\"", "-", "16",
+		  "-", "\"zlib\"" },
+		{ ", \"version\": \"v3\", \"cluster-size\": 131072, \"lazy-refcounts\": true, "
+		  "\"refcount-bits\": 64, \"compression-type\": \"zstd\", \"extended-l2\": true, "
+		  "\"preallocation\": \"metadata\"",
+		  131072, "\"1.1\"", "true", "64", "true", "\"zstd\"" },
+		{ ", \"cluster-size\": \"16k\", \"refcount-bits\": 1, \"preallocation\": "
+		  "\"falloc\"", 16384, "\"1.1\"", "false", "1", "false", "\"zlib\"" },
+		{ ", \"preallocation\": \"full\", \"lazy-refcounts\": false", 65536, "\"1.1\"",
+		  "false", "16", "false", "\"zlib\"" },
+	};
+	static const char *const want[] = { "created", "running", "waiting", "pending",
+					    "concluded", "null", NULL };
+
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		struct blockdev_check_result res;
+		struct blockdev_info info;
+		struct error *err = NULL;
+		struct blockdev *bs;
+		uint8_t buf[4096], back[4096];
+
+		add_file_node("c.qcow2", "cfile");
+		nr_events = 0;
+		if (qmp_create(&err, "{\"job-id\": \"c%zu\", \"options\": {\"driver\": \"qcow2\", "
+			       "\"file\": \"cfile\", \"size\": %llu%s}}", i, 8 * MiB,
+			       sets[i].opts) < 0)
+			fail_msg("set %zu: %s", i, error_msg(err));
+		char id[8];
+		snprintf(id, sizeof(id), "c%zu", i);
+		run_create(id);
+		assert_events(want); /* no BLOCK_JOB_COMPLETED: a plain job */
+		assert_int_equal(blockdev_node_del("cfile", NULL), 0);
+
+		bs = open_img("c.qcow2", NULL, false);
+		assert_string_equal(blockdev_format_name(bs), "qcow2");
+		assert_int_equal(bs->size, 8 * MiB);
+		assert_int_equal(blockdev_get_info(bs, &info, NULL), 0);
+		assert_int_equal(info.cluster_size, sets[i].cluster);
+		assert_string_equal(info_str(info.specific, "compat"), sets[i].compat);
+		assert_string_equal(info_str(info.specific, "lazy-refcounts"), sets[i].lazy);
+		assert_string_equal(info_str(info.specific, "refcount-bits"), sets[i].refcount);
+		assert_string_equal(info_str(info.specific, "extended-l2"), sets[i].ext_l2);
+		assert_string_equal(info_str(info.specific, "compression-type"), sets[i].zstd);
+		json_object_put(info.specific);
+		memset(buf, 0x5a, sizeof(buf));
+		assert_int_equal(blockdev_pwrite(bs, 3 * MiB, buf, sizeof(buf)), 0);
+		assert_int_equal(blockdev_pread(bs, 3 * MiB, back, sizeof(back)), 0);
+		assert_memory_equal(buf, back, sizeof(buf));
+		assert_int_equal(blockdev_check(bs, 0, &res, NULL), 0);
+		assert_int_equal(res.corruptions + res.leaks + res.check_errors, 0);
+		blockdev_close(bs);
+	}
+}
+
+static void qcow2_with_a_backing_file_a_data_file_and_a_nested_file(void **state)
+{
+	struct error *err = NULL;
+	struct blockdev_info info;
+	struct blockdev *bs;
+	uint8_t *b;
+	int fd = open(path("b.raw"), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+
+	/* a backing file: preallocated extended-L2 clusters leave its data visible */
+	b = malloc(SIZE);
+	memset(b, 0x11, SIZE);
+	assert_int_equal(write(fd, b, SIZE), SIZE);
+	close(fd);
+	add_file_node("o.qcow2", "ofile");
+	if (qmp_create(&err, "{\"job-id\": \"cb\", \"options\": {\"driver\": \"qcow2\", \"file\": "
+		       "\"ofile\", \"size\": %llu, \"backing-file\": \"%s\", \"backing-fmt\": "
+		       "\"raw\", \"extended-l2\": true, \"preallocation\": \"metadata\"}}", SIZE,
+		       path("b.raw")) < 0)
+		fail_msg("backing: %s", error_msg(err));
+	run_create("cb");
+	assert_int_equal(blockdev_node_del("ofile", NULL), 0);
+	bs = open_img("o.qcow2", NULL, true);
+	assert_int_equal(blockdev_get_info(bs, &info, NULL), 0);
+	assert_string_equal(info.backing_file, path("b.raw"));
+	assert_string_equal(info.backing_fmt, "raw");
+	json_object_put(info.specific);
+	free(b);
+	b = slurp(bs);
+	for (uint64_t i = 0; i < SIZE; i += 4096)
+		assert_int_equal(b[i], 0x11);
+	blockdev_close(bs);
+	free(b);
+
+	/* an external data file (data-raw), the image's file given as a nested BlockdevRef (of
+	 * a file that exists: QEMU opens it, and so does vireo) */
+	add_file_node("d.data", "dfile");
+	assert_int_equal(qmp_create(NULL, "{\"job-id\": \"mk\", \"options\": {\"driver\": "
+				    "\"file\", \"filename\": \"%s\", \"size\": 0}}",
+				    path("n.qcow2")), 0);
+	run_create("mk");
+	assert_int_equal(blockdev_find_node("dfile")->size, 0);
+	if (qmp_create(&err, "{\"job-id\": \"cd\", \"options\": {\"driver\": \"qcow2\", \"file\": "
+		       "{\"driver\": \"file\", \"filename\": \"%s\"}, \"size\": %llu, "
+		       "\"data-file\": \"dfile\", \"data-raw\": true}}", path("n.qcow2"), SIZE) < 0)
+		fail_msg("data file: %s", error_msg(err));
+	run_create("cd");
+	assert_int_equal(blockdev_find_node("dfile")->size, SIZE); /* grown to the disk */
+	assert_int_equal(blockdev_node_del("dfile", NULL), 0);
+	bs = open_img("n.qcow2", NULL, false);
+	assert_int_equal(blockdev_get_info(bs, &info, NULL), 0);
+	/* the header names the data file as its node does (QEMU: the node's filename) */
+	assert_string_equal(json_object_get_string(json_object_object_get(info.specific,
+									  "data-file")),
+			    path("d.data"));
+	assert_string_equal(info_str(info.specific, "data-file-raw"), "true");
+	json_object_put(info.specific);
+	fill(bs, MiB, 4096, 0x77);
+	blockdev_close(bs);
+	/* data-raw: the bytes are in the data file, where the guest put them */
+	fd = open(path("d.data"), O_RDONLY);
+	b = malloc(4096);
+	assert_int_equal(pread(fd, b, 4096, MiB), 4096);
+	assert_int_equal(b[0], 0x77);
+	close(fd);
+	free(b);
+}
+
+static void create_refuses_bad_options_by_name(void **state)
+{
+	static const struct {
+		const char *options, *msg;
+	} bad[] = {
+		{ "{}", "Parameter 'options.driver' is missing" },
+		{ "{\"driver\": \"raw\"}", "Driver does not support blockdev-create" },
+		{ "{\"driver\": \"raw\", \"size\": 1}", "options: unknown key 'size'" },
+		{ "{\"driver\": \"vmdk\"}", "Block driver 'vmdk' not found or not supported" },
+		{ "{\"driver\": \"file\", \"filename\": \"x\"}", "Parameter 'options.size' is missing" },
+		{ "{\"driver\": \"file\", \"size\": 0}", "Parameter 'options.filename' is missing" },
+		{ "{\"driver\": \"file\", \"filename\": \"x\", \"size\": 0, \"preallocation\": "
+		  "\"metadata\"}", "preallocation: 'metadata' is not off, falloc or full" },
+		{ "{\"driver\": \"file\", \"filename\": \"x\", \"size\": 0, \"bogus\": 1}",
+		  "options: unknown key 'bogus'" },
+		{ "{\"driver\": \"qcow2\", \"size\": 0}", "Parameter 'options.file' is missing" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\"}", "Parameter 'options.size' is missing" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"nosuch\", \"size\": 0}",
+		  "blockdev-create: file: no node named 'nosuch'" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"ro\", \"size\": 0}",
+		  "file: node 'ro' is read-only" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 1000}",
+		  "size: must be a multiple of 512 bytes" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"cluster-size\": 3000}",
+		  "cluster-size: must be a power of two from 512 to 2M" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"cluster-size\": "
+		  "4194304}", "cluster-size: must be a power of two from 512 to 2M" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"version\": \"v4\"}",
+		  "version: 'v4' is not v2 or v3" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"version\": \"v2\", "
+		  "\"lazy-refcounts\": true}", "lazy-refcounts=on needs version=v3" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"version\": \"v2\", "
+		  "\"compression-type\": \"zstd\"}", "compression-type=zstd needs version=v3" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"version\": \"v2\", "
+		  "\"refcount-bits\": 8}", "refcount-bits other than 16 needs version=v3" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"refcount-bits\": 3}",
+		  "refcount-bits: 3 is not a power of two in 1..64" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"extended-l2\": true, "
+		  "\"cluster-size\": 4096}", "extended-l2: needs cluster-size of at least 16k" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"compression-type\": "
+		  "\"lz4\"}", "compression-type: 'lz4' is not zlib or zstd" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"preallocation\": "
+		  "\"some\"}", "preallocation: 'some' is not off, metadata, falloc or full" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"encrypt\": "
+		  "{\"format\": \"luks\"}}", "encrypt: vireo does not create encrypted qcow2 images" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"data-raw\": true}",
+		  "data-raw: needs data-file and no backing-file" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"backing-fmt\": \"raw\"}",
+		  "backing-fmt: cannot be used without backing-file" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"backing-file\": \"b\", "
+		  "\"preallocation\": \"metadata\"}",
+		  "preallocation: with a backing-file needs extended-l2=on" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"data-file\": \"nosuch\"}",
+		  "blockdev-create: data-file: no node named 'nosuch'" },
+		{ "{\"driver\": \"qcow2\", \"file\": \"cf\", \"size\": 0, \"cluster_size\": 4096}",
+		  "options: unknown key 'cluster_size'" },
+	};
+	struct json_object *o;
+	char buf[512];
+
+	add_file_node("bad.qcow2", "cf");
+	snprintf(buf, sizeof(buf), "{\"driver\": \"file\", \"filename\": \"%s\", \"node-name\": "
+		 "\"ro\", \"read-only\": true}", path("bad.qcow2"));
+	o = json_tokener_parse(buf);
+	assert_non_null(blockdev_add(o, "blockdev-add", NULL));
+	json_object_put(o);
+	nr_events = 0;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct error *err = NULL;
+
+		if (qmp_create(&err, "{\"job-id\": \"bad\", \"options\": %s}", bad[i].options) == 0)
+			fail_msg("accepted: %s", bad[i].options);
+		if (strcmp(error_msg(err), bad[i].msg))
+			fail_msg("%s: '%s', not '%s'", bad[i].options, error_msg(err), bad[i].msg);
+		error_free(err);
+		assert_null(job_find("bad"));
+	}
+	assert_int_equal(nr_events, 0); /* refused before a job existed */
+	assert_int_equal(blockdev_check_unused(blockdev_find_node("cf"), NULL), 0);
+	assert_int_equal(blockdev_node_del("ro", NULL), 0);
+	assert_int_equal(blockdev_node_del("cf", NULL), 0);
+}
+
+static void create_is_a_plain_job_that_waits_for_dismiss(void **state)
+{
+	/* QEMU's states of a failed job */
+	static const char *const want[] = { "created", "running", "aborting", "concluded", NULL };
+	static const char *const want_null[] = { "created", "running", "aborting", "concluded",
+						 "null", NULL };
+	struct json_object *list, *j, *v;
+	struct error *err = NULL;
+	char msg[300];
+
+	nr_events = 0;
+	/* a creation that fails fails the job, which concludes and waits all the same */
+	assert_int_equal(qmp_create(NULL, "{\"job-id\": \"cx\", \"options\": {\"driver\": "
+				    "\"file\", \"filename\": \"%s/nodir/x.img\", \"size\": 0}}", dir),
+			 0);
+	wait_for("cx", JOB_STATUS_CONCLUDED);
+	for (int i = 0; i < 20; i++) { /* a dismissable job never moves on by itself */
+		poll(NULL, 0, 5);
+		job_manager_poll();
+	}
+	assert_events(want);
+	list = job_query_jobs();
+	j = json_object_array_get_idx(list, 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(j, "type")), "create");
+	assert_string_equal(json_object_get_string(json_object_object_get(j, "status")),
+			    "concluded");
+	assert_int_equal(json_object_get_int(json_object_object_get(j, "current-progress")), 1);
+	assert_int_equal(json_object_get_int(json_object_object_get(j, "total-progress")), 1);
+	assert_true(json_object_object_get_ex(j, "error", &v));
+	snprintf(msg, sizeof(msg), "Could not create '%s/nodir/x.img': No such file or directory",
+		 dir);
+	assert_string_equal(json_object_get_string(v), msg);
+	json_object_put(list);
+	/* not a block job: query-block-jobs and the block-job-* verbs do not see it */
+	list = job_query_block_jobs();
+	assert_int_equal(json_object_array_length(list), 0);
+	json_object_put(list);
+	list = json_tokener_parse("{\"device\": \"cx\"}");
+	assert_int_equal(job_qmp_block_job_cancel(NULL, list, NULL, &err), -1);
+	assert_string_equal(error_msg(err), "Block job 'cx' not found");
 	error_free(err);
-	blockdev_bitmap_remove(top, u, NULL);
-	blockdev_close(target);
-	blockdev_close(top);
+	err = NULL;
+	json_object_put(list);
+	/* the id stays taken until job-dismiss */
+	assert_int_equal(qmp_create(&err, "{\"job-id\": \"cx\", \"options\": {\"driver\": "
+				    "\"file\", \"filename\": \"%s\", \"size\": 0}}", path("y.img")),
+			 -1);
+	assert_string_equal(error_msg(err), "Job ID 'cx' already in use");
+	error_free(err);
+	assert_int_equal(job_dismiss(job_find("cx"), NULL), 0);
+	job_manager_poll();
+	assert_events(want_null);
+	assert_null(job_find("cx"));
+	assert_int_equal(access(path("y.img"), F_OK), -1);
 }
 
 int main(void)
@@ -522,7 +808,10 @@ int main(void)
 		cmocka_unit_test(jobs_refuse_busy_nodes_bad_chains_and_active_commit),
 		cmocka_unit_test(mirror_follows_writes_and_moves_the_device_on_complete),
 		cmocka_unit_test(active_commit_moves_the_device_onto_the_base),
-		cmocka_unit_test(backup_copies_what_the_bitmap_marks_and_settles_it),
+		cmocka_unit_test(file_then_qcow2_with_each_option_set),
+		cmocka_unit_test(qcow2_with_a_backing_file_a_data_file_and_a_nested_file),
+		cmocka_unit_test(create_refuses_bad_options_by_name),
+		cmocka_unit_test(create_is_a_plain_job_that_waits_for_dismiss),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
