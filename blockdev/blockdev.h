@@ -324,6 +324,12 @@ int blockdev_check_unused(struct blockdev *bs, struct error **errp);
  */
 typedef int blockdev_write_hook_fn(void *opaque, uint64_t off, const struct iovec *iov,
 				   int iovcnt, uint64_t len);
+/*
+ * Called on the submitting thread before a write, write-zeroes or discard of [off, off+len) on
+ * a node is issued: a backup's copy-before-write copies the old data out first. A negative
+ * result fails the request; a backup breaks its own job instead and returns 0.
+ */
+typedef int blockdev_before_write_fn(void *opaque, uint64_t off, uint64_t len);
 
 struct blockdev {
 	const struct blockdev_driver *drv;
@@ -349,6 +355,9 @@ struct blockdev {
 	/* a write-blocking mirror's hook, called for each write completing on the node (engine) */
 	blockdev_write_hook_fn *_Atomic write_hook;
 	void *_Atomic write_hook_opaque;
+	/* a backup's copy-before-write, called before each write is issued (engine) */
+	blockdev_before_write_fn *_Atomic before_write;
+	void *_Atomic before_write_opaque;
 	struct blockdev_bitmap *_Atomic bitmaps; /* bitmap.c: the live list, walked lock-free */
 	struct blockdev_bitmap *bitmaps_all;     /* bitmap.c: every one, freed with the node */
 };
@@ -356,6 +365,8 @@ struct blockdev {
 /* Sets (or with NULL clears) @bs's write hook; clear it with no request in flight (a drained
  * section) before freeing what @opaque points to. */
 void blockdev_set_write_hook(struct blockdev *bs, blockdev_write_hook_fn *fn, void *opaque);
+/* Sets (or with NULL clears) @bs's before-write hook, likewise inside a drained section. */
+void blockdev_set_before_write(struct blockdev *bs, blockdev_before_write_fn *fn, void *opaque);
 
 /* ---------------------------------------------------------------------------------------------
  * Drivers

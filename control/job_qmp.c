@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/bitmap.h"
+#include "blockdev/job_backup.h"
 #include "blockdev/job_chain.h"
 #include "blockdev/job_create.h"
 #include "blockdev/job_mirror.h"
@@ -395,11 +397,11 @@ int job_qmp_blockdev_mirror(void *o, struct json_object *a, struct json_object *
 	return job_mirror_start(&jo, src, target, &mo, errp) ? 0 : -1;
 }
 
-/* drive-mirror's target, made (mode=absolute-paths) or opened (existing). */
-static struct blockdev *drive_mirror_target(struct blockdev *src, const char *path,
-					    const char *format, const char *node_name,
-					    bool existing, const struct job_mirror_opts *mo,
-					    struct error **errp)
+/* drive-mirror's and drive-backup's target, made (mode=absolute-paths) or opened (existing);
+ * @top: it backs onto @src's backing file (sync=top). */
+static struct blockdev *drive_job_target(struct blockdev *src, const char *path,
+					 const char *format, const char *node_name, bool existing,
+					 bool top, struct error **errp)
 {
 	struct blockdev_opts bo = { 0 };
 	struct blockdev *bs = NULL;
@@ -411,14 +413,14 @@ static struct blockdev *drive_mirror_target(struct blockdev *src, const char *pa
 			struct qcow2_create_opts qo = { .size = src->size, .cluster_bits = 16,
 							.version = 3, .refcount_bits = 16 };
 
-			if (mo->sync == JOB_MIRROR_SYNC_TOP && src->backing) {
+			if (top && src->backing) {
 				qo.backing_file = src->backing->filename;
 				qo.backing_fmt = blockdev_format_name(src->backing);
 			}
 			if (qcow2_create(path, &qo, errp) < 0)
 				return NULL;
 		} else if (!strcmp(format, "raw")) {
-			if (mo->sync == JOB_MIRROR_SYNC_TOP && src->backing) {
+			if (top && src->backing) {
 				error_setg(errp, "sync=top needs a target with a backing file: format "
 					   "raw has none");
 				return NULL;
@@ -461,12 +463,143 @@ int job_qmp_drive_mirror(void *o, struct json_object *a, struct json_object **re
 		error_setg(errp, "mode: '%s' is not absolute-paths or existing", mode);
 		return -1;
 	}
-	target = drive_mirror_target(src, path, format, node_name,
-				     mode && !strcmp(mode, "existing"), &mo, errp);
+	target = drive_job_target(src, path, format, node_name, mode && !strcmp(mode, "existing"),
+				  mo.sync == JOB_MIRROR_SYNC_TOP, errp);
 	if (!target)
 		return -1;
 	job = job_mirror_start(&jo, src, target, &mo, errp);
 	blockdev_close(target); /* the job's reference keeps it; the devices' after the pivot */
+	return job ? 0 : -1;
+}
+
+/* ---- backup -------------------------------------------------------------------------------- */
+
+/* The arguments blockdev-backup and drive-backup share, after device and target. */
+static int backup_args(struct json_object *a, struct blockdev *src, struct job_backup_opts *bo,
+		       struct job_opts *jo, const char **mode, struct error **errp)
+{
+	const char *sync = NULL, *bitmap = NULL, *bmode = NULL, *src_err = NULL, *dst_err = NULL;
+	bool compress = false, discard_source = false;
+	enum job_on_error e1, e2;
+	struct json_object *perf = NULL;
+
+	*bo = (struct job_backup_opts){ 0 };
+	if (keyval_take_string(a, "sync", &sync, errp) < 0 ||
+	    keyval_take_string(a, "bitmap", &bitmap, errp) < 0 ||
+	    keyval_take_string(a, "bitmap-mode", &bmode, errp) < 0 ||
+	    keyval_take_bool(a, "compress", &compress, errp) < 0 ||
+	    keyval_take_bool(a, "discard-source", &discard_source, errp) < 0 ||
+	    keyval_take_value(a, "x-perf", &perf) < 0 ||
+	    keyval_take_string(a, "on-source-error", &src_err, errp) < 0 ||
+	    keyval_take_string(a, "on-target-error", &dst_err, errp) < 0 ||
+	    (mode && keyval_take_string(a, "mode", mode, errp) < 0))
+		return -1;
+	if (!sync) {
+		error_setg(errp, "Parameter 'sync' is missing");
+		return -1;
+	}
+	if (!strcmp(sync, "full"))
+		bo->sync = JOB_BACKUP_SYNC_FULL;
+	else if (!strcmp(sync, "top"))
+		bo->sync = JOB_BACKUP_SYNC_TOP;
+	else if (!strcmp(sync, "none"))
+		bo->sync = JOB_BACKUP_SYNC_NONE;
+	else if (!strcmp(sync, "bitmap") || !strcmp(sync, "incremental"))
+		bo->sync = JOB_BACKUP_SYNC_BITMAP;
+	else {
+		error_setg(errp, "sync: '%s' is not full, top, none, bitmap or incremental", sync);
+		return -1;
+	}
+	if (compress || discard_source) {
+		error_setg(errp, "%s: not supported by vireo's backup",
+			   compress ? "compress" : "discard-source");
+		return -1;
+	}
+	if (!bmode || !strcmp(bmode, "on-success"))
+		bo->bitmap_mode = JOB_BITMAP_ON_SUCCESS;
+	else if (!strcmp(bmode, "never"))
+		bo->bitmap_mode = JOB_BITMAP_NEVER;
+	else if (!strcmp(bmode, "always"))
+		bo->bitmap_mode = JOB_BITMAP_ALWAYS;
+	else {
+		error_setg(errp, "bitmap-mode: '%s' is not on-success, never or always", bmode);
+		return -1;
+	}
+	if (!strcmp(sync, "incremental") && bmode && bo->bitmap_mode != JOB_BITMAP_ON_SUCCESS) {
+		error_setg(errp, "Bitmap sync mode must be 'on-success' when using sync mode "
+			   "'incremental'");
+		return -1;
+	}
+	if (bmode && !bitmap) {
+		error_setg(errp, "Cannot specify bitmap sync mode without a bitmap");
+		return -1;
+	}
+	if (bitmap) {
+		if (bo->sync == JOB_BACKUP_SYNC_NONE || bo->sync == JOB_BACKUP_SYNC_TOP) {
+			error_setg(errp, "a bitmap goes with sync=bitmap, incremental or full, not "
+				   "'%s'", sync);
+			return -1;
+		}
+		bo->bitmap = blockdev_bitmap_find(src, bitmap, errp);
+		if (!bo->bitmap)
+			return -1;
+	}
+	if (on_error_of("on-source-error", src_err, &e1, errp) < 0 ||
+	    on_error_of("on-target-error", dst_err, &e2, errp) < 0)
+		return -1;
+	jo->on_error = e1 == JOB_ON_ERROR_REPORT || e2 == JOB_ON_ERROR_REPORT ?
+			       JOB_ON_ERROR_REPORT : e2;
+	return 0;
+}
+
+int job_qmp_blockdev_backup(void *o, struct json_object *a, struct json_object **ret,
+			    struct error **errp)
+{
+	const char *device, *target_name;
+	struct blockdev *src, *target;
+	struct job_backup_opts bo;
+	struct job_opts jo;
+
+	if (need_string(a, "device", &device, errp) < 0 ||
+	    need_string(a, "target", &target_name, errp) < 0 ||
+	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    backup_args(a, src, &bo, &jo, NULL, errp) < 0 ||
+	    keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	target = blockdev_find_node(target_name);
+	if (!target) {
+		error_setg(errp, "Cannot find node '%s'", target_name);
+		return -1;
+	}
+	return job_backup_start(&jo, src, target, &bo, errp) ? 0 : -1;
+}
+
+int job_qmp_drive_backup(void *o, struct json_object *a, struct json_object **ret,
+			 struct error **errp)
+{
+	const char *device, *path, *format = NULL, *mode = NULL;
+	struct blockdev *src, *target;
+	struct job_backup_opts bo;
+	struct job_opts jo;
+	struct job *job;
+
+	if (need_string(a, "device", &device, errp) < 0 ||
+	    need_string(a, "target", &path, errp) < 0 ||
+	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    backup_args(a, src, &bo, &jo, &mode, errp) < 0 ||
+	    keyval_take_string(a, "format", &format, errp) < 0 ||
+	    keyval_refuse_leftovers(a, NULL, errp) < 0)
+		return -1;
+	if (mode && strcmp(mode, "absolute-paths") && strcmp(mode, "existing")) {
+		error_setg(errp, "mode: '%s' is not absolute-paths or existing", mode);
+		return -1;
+	}
+	target = drive_job_target(src, path, format, NULL, mode && !strcmp(mode, "existing"),
+				  bo.sync == JOB_BACKUP_SYNC_TOP, errp);
+	if (!target)
+		return -1;
+	job = job_backup_start(&jo, src, target, &bo, errp);
+	blockdev_close(target); /* the job's reference keeps it until it ends */
 	return job ? 0 : -1;
 }
 

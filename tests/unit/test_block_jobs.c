@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/bitmap.h"
+#include "blockdev/job_backup.h"
 #include "blockdev/job_chain.h"
 #include "blockdev/job_create.h"
 #include "blockdev/job_mirror.h"
@@ -467,6 +469,52 @@ static void active_commit_moves_the_device_onto_the_base(void **state)
 	free(after);
 }
 
+/* Backups without a guest: sync=bitmap copies what the bitmap marks and nothing else, and
+ * bitmap-mode decides what the bitmap holds afterwards. (Copy-before-write under a writing
+ * guest: tests/guest/qmp_backup_test.py.) */
+static void backup_copies_what_the_bitmap_marks_and_settles_it(void **state)
+{
+	struct blockdev *top = make_chain(), *target;
+	struct blockdev_bitmap *u = blockdev_bitmap_add(top, "u", 65536, false, NULL);
+	struct job_backup_opts bo = { .sync = JOB_BACKUP_SYNC_BITMAP, .bitmap = u };
+	struct error *err = NULL;
+	uint8_t byte = 0xee;
+
+	assert_non_null(u);
+	fill(top, 2 * MiB, 4096, 0x66); /* marks one granule */
+	assert_int_equal(blockdev_bitmap_count(u), 65536);
+	make_qcow2("bk.qcow2", NULL, NULL);
+	target = open_img("bk.qcow2", "bk", false);
+	if (!job_backup_start(&auto_opts, top, target, &bo, &err))
+		fail_msg("backup: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_int_equal(blockdev_pread(target, 2 * MiB, &byte, 1), 0);
+	assert_int_equal(byte, 0x66);
+	assert_int_equal(blockdev_pread(target, 2 * MiB + 65536, &byte, 1), 0);
+	assert_int_equal(byte, 0); /* not marked: not copied */
+	assert_int_equal(blockdev_bitmap_count(u), 0); /* on-success: synchronized */
+	assert_true(blockdev_bitmap_enabled(u));
+	assert_false(blockdev_bitmap_busy(u));
+	/* never: the bits stay; a full backup copies everything, the chain's data too */
+	fill(top, 3 * MiB, 4096, 0x77);
+	bo = (struct job_backup_opts){ .sync = JOB_BACKUP_SYNC_FULL, .bitmap = u,
+				       .bitmap_mode = JOB_BITMAP_NEVER };
+	if (!job_backup_start(&auto_opts, top, target, &bo, &err))
+		fail_msg("backup: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_NULL);
+	assert_int_equal(blockdev_bitmap_count(u), 65536);
+	assert_int_equal(blockdev_pread(target, MiB, &byte, 1), 0);
+	assert_int_equal(byte, 0x22); /* mid's data, through the chain */
+	/* a bitmap that is busy, and sync=bitmap without one, are refused */
+	bo = (struct job_backup_opts){ .sync = JOB_BACKUP_SYNC_BITMAP };
+	assert_null(job_backup_start(&auto_opts, top, target, &bo, &err));
+	assert_string_equal(error_msg(err), "Bitmap sync mode must be given a bitmap");
+	error_free(err);
+	blockdev_bitmap_remove(top, u, NULL);
+	blockdev_close(target);
+	blockdev_close(top);
+}
+
 /* ---- blockdev-create ----------------------------------------------------------------------- */
 
 /* blockdev-create with @fmt's arguments (JSON; %s are filled from the varargs). */
@@ -812,6 +860,7 @@ int main(void)
 		cmocka_unit_test(qcow2_with_a_backing_file_a_data_file_and_a_nested_file),
 		cmocka_unit_test(create_refuses_bad_options_by_name),
 		cmocka_unit_test(create_is_a_plain_job_that_waits_for_dismiss),
+		cmocka_unit_test(backup_copies_what_the_bitmap_marks_and_settles_it),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
