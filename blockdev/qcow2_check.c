@@ -76,21 +76,23 @@ static int ref_range(struct counter *c, uint64_t off, uint64_t len, const char *
 }
 
 /*
- * Reads the table of @n big-endian words at @off into *@out (room for @n + 1 words), in host
- * order. Only the words that start inside the file (c->limit clusters) are read; *@have says how
- * many, and the word after them is 0. Past its end the file reads as zeroes, and a zero entry
- * references nothing, so callers look at the first *@have words only: a hostile image can carry
- * thousands of snapshots, each with a 32 MiB L1 table past the end of a small file.
+ * Reads the table of @n big-endian words at @off into *@out, in host order. Only the words that
+ * start inside the file (c->limit clusters) are read; *@have says how many, and the word after
+ * them is 0 (*@out has room for *@have + 1 words). Past its end the file reads as zeroes, and a
+ * zero entry references nothing, so callers look at the first *@have words only: a hostile
+ * image can carry thousands of snapshots, each with a 32 MiB L1 table past the end of a small
+ * file, or reaching far past it.
  */
 static int read_be64s(const struct counter *c, uint64_t off, uint64_t n, uint64_t **out,
 		      uint64_t *have)
 {
-	uint64_t end = c->limit << c->q->cluster_bits, *t = malloc(n * 8 + 8);
+	uint64_t end = c->limit << c->q->cluster_bits, *t;
 	int ret;
 
+	n = off < end ? MIN(n, DIV_ROUND_UP(end - off, 8)) : 0;
+	t = malloc(n * 8 + 8);
 	if (!t)
 		return -ENOMEM;
-	n = off < end ? MIN(n, DIV_ROUND_UP(end - off, 8)) : 0;
 	ret = n ? blockdev_pread(c->q->file, off, t, n * 8) : 0;
 	for (uint64_t i = 0; i < n && !ret; i++)
 		t[i] = qcow2_be64((const uint8_t *)&t[i]);
