@@ -28,8 +28,8 @@ struct blockdev *job_qmp_find_node(const char *device, struct error **errp);
 	{ "block-job-resume", job_qmp_block_job_resume }, \
 	{ "block-job-set-speed", job_qmp_block_job_set_speed }, \
 	{ "block-stream", job_qmp_block_stream }, \
-	{ "blockdev-create", job_qmp_blockdev_create }, \
 	{ "blockdev-backup", job_qmp_blockdev_backup }, \
+	{ "blockdev-create", job_qmp_blockdev_create }, \
 	{ "blockdev-mirror", job_qmp_blockdev_mirror }, \
 	{ "drive-backup", job_qmp_drive_backup }, \
 	{ "drive-mirror", job_qmp_drive_mirror }, \
@@ -47,8 +47,8 @@ struct blockdev *job_qmp_find_node(const char *device, struct error **errp);
 	       struct error **errp)
 JOB_QMP_DECLARE(job_qmp_block_commit);
 JOB_QMP_DECLARE(job_qmp_block_stream);
-JOB_QMP_DECLARE(job_qmp_blockdev_create);
 JOB_QMP_DECLARE(job_qmp_blockdev_backup);
+JOB_QMP_DECLARE(job_qmp_blockdev_create);
 JOB_QMP_DECLARE(job_qmp_blockdev_mirror);
 JOB_QMP_DECLARE(job_qmp_drive_backup);
 JOB_QMP_DECLARE(job_qmp_drive_mirror);
