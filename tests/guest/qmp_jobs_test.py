@@ -75,18 +75,11 @@ vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_p
               "--cmdline", "blk-crashwriter crash-seed=7 crash-ops=30000 crash-qd=8 "
               "crash-maxlen=65536 blk-require=1 idle"],
         os.path.join(tmp, "qmp.sock"), logs=[log_path])
-qmp, fail = vm.qmp, vm.fail
+qmp, fail, ok = vm.qmp, vm.fail, vm.ok
 
 
 def log():
     return open(log_path, errors="replace").read() if os.path.exists(log_path) else ""
-
-
-def ok(cmd, **args):
-    r = qmp.execute(cmd, **args)
-    if "return" not in r:
-        fail(f"{cmd} {args}: {r}")
-    return r["return"]
 
 
 def statuses(job, until):

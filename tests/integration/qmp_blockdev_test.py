@@ -36,13 +36,6 @@ def nodes():
     return {n["node-name"]: n for n in r["return"]}
 
 
-def error_of(name, want, **args):
-    r = qmp.execute(name, **args)
-    e = r.get("error", {})
-    if e.get("class") != "GenericError" or want not in e.get("desc", ""):
-        fail(f"{name} {args}: wanted a GenericError saying '{want}', got {r}")
-
-
 n = nodes()
 if set(n) != {"f0", "d0"}:
     fail(f"nodes at start: {sorted(n)}")
@@ -69,28 +62,28 @@ implicit = [k for k in n if k.startswith("#block")]
 if len(implicit) != 1 or n[implicit[0]]["file"] != raw2 or not n[implicit[0]]["ro"]:
     fail(f"the file node under q0 should have a generated name: {sorted(n)}")
 
-error_of("blockdev-del", "node 'd0' is in use by disk0", **{"node-name": "d0"})
-error_of("blockdev-del", "in use by node 'd0' (as its file)", **{"node-name": "f0"})
-error_of("blockdev-del", "is not owned by the monitor", **{"node-name": implicit[0]})
-error_of("blockdev-del", "Failed to find node with node-name='nope'", **{"node-name": "nope"})
+vm.refused("blockdev-del", "node 'd0' is in use by disk0", **{"node-name": "d0"})
+vm.refused("blockdev-del", "in use by node 'd0' (as its file)", **{"node-name": "f0"})
+vm.refused("blockdev-del", "is not owned by the monitor", **{"node-name": implicit[0]})
+vm.refused("blockdev-del", "Failed to find node with node-name='nope'", **{"node-name": "nope"})
 if "d0" not in nodes():
     fail("d0 went away after a refused blockdev-del")
-error_of("blockdev-add", "unknown key 'bogus'", driver="file", **{"node-name": "x"},
+vm.refused("blockdev-add", "unknown key 'bogus'", driver="file", **{"node-name": "x"},
          filename=raw, bogus=1)
-error_of("blockdev-add", "node-name 'q0' is already in use", driver="file",
+vm.refused("blockdev-add", "node-name 'q0' is already in use", driver="file",
          **{"node-name": "q0"}, filename=raw)
-error_of("blockdev-add", "driver 'vmdk' is not supported", driver="vmdk",
+vm.refused("blockdev-add", "driver 'vmdk' is not supported", driver="vmdk",
          **{"node-name": "x"})
 r = qmp.execute("block_resize", device="disk0", size=32 << 20)
 if r.get("return") != {}:
     fail(f"block_resize disk0: {r}")
 if nodes()["d0"]["image"]["virtual-size"] != 32 << 20 or os.path.getsize(raw) != 32 << 20:
     fail(f"after block_resize: {nodes()['d0']['image']}, file {os.path.getsize(raw)}")
-error_of("block_resize", "not a multiple of 512", device="disk0", size=1000)
-error_of("block_resize", "read-only", **{"node-name": "q0"}, size=1 << 20)
-error_of("block_resize", "Cannot find device='nope' nor node-name=''", device="nope",
+vm.refused("block_resize", "not a multiple of 512", device="disk0", size=1000)
+vm.refused("block_resize", "read-only", **{"node-name": "q0"}, size=1 << 20)
+vm.refused("block_resize", "Cannot find device='nope' nor node-name=''", device="nope",
          size=1 << 20)
-error_of("block_resize", "Cannot find device='' nor node-name='nope'", **{"node-name": "nope"},
+vm.refused("block_resize", "Cannot find device='' nor node-name='nope'", **{"node-name": "nope"},
          size=1 << 20)
 r = qmp.execute("blockdev-del", **{"node-name": "q0"})
 if r.get("return") != {}:

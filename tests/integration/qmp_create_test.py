@@ -23,17 +23,11 @@ vm = Vm(vireo, ["--kernel", guest, "--memory", "64M", "--serial", "none"],
 qmp, fail = vm.qmp, vm.fail
 
 
-def ok(name, **args):
-    r = qmp.execute(name, **args)
-    if r.get("return") != {}:
-        fail(f"{name} {args}: {r}")
+ok = vm.ok
 
 
 def error_of(want, **args):
-    r = qmp.execute("blockdev-create", **args)
-    e = r.get("error", {})
-    if e.get("class") != "GenericError" or want not in e.get("desc", ""):
-        fail(f"blockdev-create {args}: wanted a GenericError saying '{want}', got {r}")
+    vm.refused("blockdev-create", want, **args)
 
 
 def states(job, want):

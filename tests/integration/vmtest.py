@@ -99,7 +99,8 @@ class Vm:
     """A vireo run with a QMP monitor, for tests that drive it.
 
     Starts VIREO run ARGS... --qmp unix:SOCK and connects a Qmp client (self.qmp). fail(msg)
-    kills vireo, prints msg, its output and the files in logs (e.g. a serial log), and exits 1.
+    kills vireo, prints msg, its output and the files in logs (e.g. a serial log), and exits 1;
+    ok() and refused() run a command that must succeed or fail.
     """
 
     def __init__(self, vireo, args, sock, logs=()):
@@ -119,6 +120,20 @@ class Vm:
             if os.path.exists(path):
                 print(open(path).read()[-2000:])
         sys.exit(1)
+
+    def ok(self, command, /, **arguments):
+        """The command's "return"; fail()s on an error answer."""
+        r = self.qmp.execute(command, **arguments)
+        if "return" not in r:
+            self.fail(f"{command} {arguments}: {r}")
+        return r["return"]
+
+    def refused(self, command, want, /, **arguments):
+        """The command must fail with a GenericError whose text holds want."""
+        r = self.qmp.execute(command, **arguments)
+        e = r.get("error", {})
+        if e.get("class") != "GenericError" or want not in e.get("desc", ""):
+            self.fail(f"{command} {arguments}: wanted a GenericError saying '{want}', got {r}")
 
     def quit(self):
         """QMP quit; vireo must exit 0."""
