@@ -528,6 +528,16 @@ int keyval_take_string(struct json_object *o, const char *key, const char **out,
 	return 0;
 }
 
+int keyval_need_string(struct json_object *o, const char *key, const char **out,
+		       struct error **errp)
+{
+	int r = keyval_take_string(o, key, out, errp);
+
+	if (r > 0)
+		error_setg(errp, "Parameter '%s' is missing", key);
+	return r ? -1 : 0;
+}
+
 int keyval_take_bool(struct json_object *o, const char *key, bool *out, struct error **errp)
 {
 	struct json_object *v;

@@ -54,6 +54,10 @@ struct json_object *keyval_parse(const char *str, const char *implied_key, struc
 /* A JSON string. */
 int keyval_take_string(struct json_object *o, const char *key, const char **out,
 		       struct error **errp);
+/* keyval_take_string for a key that must be there: -1 with QMP's "Parameter 'KEY' is missing"
+ * when it is absent (0 or -1 only). */
+int keyval_need_string(struct json_object *o, const char *key, const char **out,
+		       struct error **errp);
 /* A JSON boolean, or a string parse_bool reads: on/off, yes/no, true/false (and 1/0). */
 int keyval_take_bool(struct json_object *o, const char *key, bool *out, struct error **errp);
 /* A non-negative JSON integer, or a string as parse_u64 reads it (decimal or 0x hex). */

@@ -14,16 +14,6 @@
 #include "common/keyval.h"
 #include "control/job_qmp.h"
 
-static int need_string(struct json_object *a, const char *key, const char **out,
-		       struct error **errp)
-{
-	int r = keyval_take_string(a, key, out, errp);
-
-	if (r > 0)
-		error_setg(errp, "Parameter '%s' is missing", key);
-	return r ? -1 : 0;
-}
-
 /* {"node", "name"}: the bitmap, every argument taken; NULL with the error. */
 static struct blockdev_bitmap *node_and_name(struct json_object *a, struct blockdev **bs,
 					     bool may_be_busy, struct error **errp)
@@ -31,7 +21,8 @@ static struct blockdev_bitmap *node_and_name(struct json_object *a, struct block
 	const char *node, *name;
 	struct blockdev_bitmap *b;
 
-	if (need_string(a, "node", &node, errp) < 0 || need_string(a, "name", &name, errp) < 0 ||
+	if (keyval_need_string(a, "node", &node, errp) < 0 ||
+	    keyval_need_string(a, "name", &name, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(*bs = job_qmp_find_node(node, errp)) ||
 	    !(b = blockdev_bitmap_find(*bs, name, errp)))
 		return NULL;
@@ -51,7 +42,8 @@ int bitmap_qmp_add(void *o, struct json_object *a, struct json_object **ret,
 	bool persistent = false, disabled = false;
 	struct blockdev *bs;
 
-	if (need_string(a, "node", &node, errp) < 0 || need_string(a, "name", &name, errp) < 0 ||
+	if (keyval_need_string(a, "node", &node, errp) < 0 ||
+	    keyval_need_string(a, "name", &name, errp) < 0 ||
 	    keyval_take_u64(a, "granularity", &gran, errp) < 0 ||
 	    keyval_take_bool(a, "persistent", &persistent, errp) < 0 ||
 	    keyval_take_bool(a, "disabled", &disabled, errp) < 0 ||
@@ -140,7 +132,8 @@ int bitmap_qmp_merge(void *o, struct json_object *a, struct json_object **ret,
 	struct blockdev *bs;
 	size_t n;
 
-	if (need_string(a, "node", &node, errp) < 0 || need_string(a, "target", &target, errp) < 0)
+	if (keyval_need_string(a, "node", &node, errp) < 0 ||
+	    keyval_need_string(a, "target", &target, errp) < 0)
 		return -1;
 	if (keyval_take_value(a, "bitmaps", &list) != 0 ||
 	    !json_object_is_type(list, json_type_array)) {

@@ -40,16 +40,6 @@ struct blockdev *job_qmp_find_node(const char *device, struct error **errp)
 	return bs;
 }
 
-static int need_string(struct json_object *a, const char *key, const char **out,
-		       struct error **errp)
-{
-	int r = keyval_take_string(a, key, out, errp);
-
-	if (r > 0)
-		error_setg(errp, "Parameter '%s' is missing", key);
-	return r ? -1 : 0;
-}
-
 /* The live job @id, or NULL with QEMU's message. */
 static struct job *find_job(const char *id, bool block, struct error **errp)
 {
@@ -69,84 +59,41 @@ static struct job *job_arg(struct json_object *a, const char *key, struct error 
 {
 	const char *id;
 
-	if (need_string(a, key, &id, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
+	if (keyval_need_string(a, key, &id, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
 		return NULL;
 	return find_job(id, strcmp(key, "id"), errp);
 }
 
-int job_qmp_job_pause(void *o, struct json_object *a, struct json_object **ret,
-		      struct error **errp)
+/* A verb on the job @key names ("id" for job-*, "device" for block-job-*). */
+static int verb(struct json_object *a, const char *key, int (*fn)(struct job *, struct error **),
+		struct error **errp)
 {
-	struct job *j = job_arg(a, "id", errp);
+	struct job *j = job_arg(a, key, errp);
 
-	return j ? job_pause(j, errp) : -1;
+	return j ? fn(j, errp) : -1;
 }
 
-int job_qmp_block_job_pause(void *o, struct json_object *a, struct json_object **ret,
-			    struct error **errp)
+static int cancel_forced(struct job *j, struct error **errp)
 {
-	struct job *j = job_arg(a, "device", errp);
-
-	return j ? job_pause(j, errp) : -1;
+	return job_cancel(j, true, errp);
 }
 
-int job_qmp_job_resume(void *o, struct json_object *a, struct json_object **ret,
-		       struct error **errp)
-{
-	struct job *j = job_arg(a, "id", errp);
-
-	return j ? job_resume(j, errp) : -1;
-}
-
-int job_qmp_block_job_resume(void *o, struct json_object *a, struct json_object **ret,
-			     struct error **errp)
-{
-	struct job *j = job_arg(a, "device", errp);
-
-	return j ? job_resume(j, errp) : -1;
-}
-
-int job_qmp_job_complete(void *o, struct json_object *a, struct json_object **ret,
-			 struct error **errp)
-{
-	struct job *j = job_arg(a, "id", errp);
-
-	return j ? job_complete(j, errp) : -1;
-}
-
-int job_qmp_block_job_complete(void *o, struct json_object *a, struct json_object **ret,
-			       struct error **errp)
-{
-	struct job *j = job_arg(a, "device", errp);
-
-	return j ? job_complete(j, errp) : -1;
-}
-
-/* job-finalize and block-job-finalize both take "id" */
-int job_qmp_job_finalize(void *o, struct json_object *a, struct json_object **ret,
-			 struct error **errp)
-{
-	struct job *j = job_arg(a, "id", errp);
-
-	return j ? job_finalize(j, errp) : -1;
-}
-
-/* job-dismiss and block-job-dismiss both take "id" */
-int job_qmp_job_dismiss(void *o, struct json_object *a, struct json_object **ret,
-			struct error **errp)
-{
-	struct job *j = job_arg(a, "id", errp);
-
-	return j ? job_dismiss(j, errp) : -1;
-}
-
-int job_qmp_job_cancel(void *o, struct json_object *a, struct json_object **ret,
-		       struct error **errp)
-{
-	struct job *j = job_arg(a, "id", errp);
-
-	return j ? job_cancel(j, true, errp) : -1;
-}
+#define JOB_QMP_VERB(name, key, fn) \
+	int name(void *o, struct json_object *a, struct json_object **ret, struct error **errp) \
+	{ \
+		return verb(a, key, fn, errp); \
+	}
+JOB_QMP_VERB(job_qmp_job_pause, "id", job_pause)
+JOB_QMP_VERB(job_qmp_block_job_pause, "device", job_pause)
+JOB_QMP_VERB(job_qmp_job_resume, "id", job_resume)
+JOB_QMP_VERB(job_qmp_block_job_resume, "device", job_resume)
+JOB_QMP_VERB(job_qmp_job_complete, "id", job_complete)
+JOB_QMP_VERB(job_qmp_block_job_complete, "device", job_complete)
+/* job-finalize and block-job-finalize both take "id"; so do the dismisses */
+JOB_QMP_VERB(job_qmp_job_finalize, "id", job_finalize)
+JOB_QMP_VERB(job_qmp_job_dismiss, "id", job_dismiss)
+/* job-cancel has no force: QEMU's forces it */
+JOB_QMP_VERB(job_qmp_job_cancel, "id", cancel_forced)
 
 int job_qmp_block_job_cancel(void *o, struct json_object *a, struct json_object **ret,
 			     struct error **errp)
@@ -155,7 +102,7 @@ int job_qmp_block_job_cancel(void *o, struct json_object *a, struct json_object 
 	bool force = false;
 	struct job *j;
 
-	if (need_string(a, "device", &id, errp) < 0 ||
+	if (keyval_need_string(a, "device", &id, errp) < 0 ||
 	    keyval_take_bool(a, "force", &force, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(j = find_job(id, true, errp)))
 		return -1;
@@ -169,7 +116,7 @@ int job_qmp_block_job_set_speed(void *o, struct json_object *a, struct json_obje
 	const char *id;
 	struct job *j;
 
-	if (need_string(a, "device", &id, errp) < 0)
+	if (keyval_need_string(a, "device", &id, errp) < 0)
 		return -1;
 	if (keyval_take_u64(a, "speed", &speed, errp) != 0) {
 		if (!errp || !*errp)
@@ -282,7 +229,7 @@ int job_qmp_block_stream(void *o, struct json_object *a, struct json_object **re
 	struct job_opts jo;
 	int r;
 
-	if (need_string(a, "device", &device, errp) < 0 || !(top = job_qmp_find_node(device, errp)) ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 || !(top = job_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    (r = chain_node(a, top, "base-node", "base", &base, errp)) < 0 ||
@@ -311,7 +258,7 @@ int job_qmp_block_commit(void *o, struct json_object *a, struct json_object **re
 	struct blockdev *active, *top = NULL, *base = NULL;
 	struct job_opts jo;
 
-	if (need_string(a, "device", &device, errp) < 0 || !(active = job_qmp_find_node(device, errp)) ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 || !(active = job_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    chain_node(a, active, "top-node", "top", &top, errp) < 0 ||
@@ -384,8 +331,8 @@ int job_qmp_blockdev_mirror(void *o, struct json_object *a, struct json_object *
 	struct job_mirror_opts mo;
 	struct job_opts jo;
 
-	if (need_string(a, "device", &device, errp) < 0 ||
-	    need_string(a, "target", &target_name, errp) < 0 ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 ||
+	    keyval_need_string(a, "target", &target_name, errp) < 0 ||
 	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    mirror_args(a, &mo, &jo, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
 		return -1;
@@ -450,8 +397,8 @@ int job_qmp_drive_mirror(void *o, struct json_object *a, struct json_object **re
 	struct job_opts jo;
 	struct job *job;
 
-	if (need_string(a, "device", &device, errp) < 0 ||
-	    need_string(a, "target", &path, errp) < 0 ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 ||
+	    keyval_need_string(a, "target", &path, errp) < 0 ||
 	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    mirror_args(a, &mo, &jo, errp) < 0 ||
 	    keyval_take_string(a, "format", &format, errp) < 0 ||
@@ -560,8 +507,8 @@ int job_qmp_blockdev_backup(void *o, struct json_object *a, struct json_object *
 	struct job_backup_opts bo;
 	struct job_opts jo;
 
-	if (need_string(a, "device", &device, errp) < 0 ||
-	    need_string(a, "target", &target_name, errp) < 0 ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 ||
+	    keyval_need_string(a, "target", &target_name, errp) < 0 ||
 	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    backup_args(a, src, &bo, &jo, NULL, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0)
@@ -583,8 +530,8 @@ int job_qmp_drive_backup(void *o, struct json_object *a, struct json_object **re
 	struct job_opts jo;
 	struct job *job;
 
-	if (need_string(a, "device", &device, errp) < 0 ||
-	    need_string(a, "target", &path, errp) < 0 ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 ||
+	    keyval_need_string(a, "target", &path, errp) < 0 ||
 	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    backup_args(a, src, &bo, &jo, &mode, errp) < 0 ||
 	    keyval_take_string(a, "format", &format, errp) < 0 ||
@@ -738,7 +685,7 @@ int job_qmp_blockdev_create(void *o, struct json_object *a, struct json_object *
 	const char *driver = NULL;
 	int r = -1;
 
-	if (need_string(a, "job-id", &jo.id, errp) < 0 ||
+	if (keyval_need_string(a, "job-id", &jo.id, errp) < 0 ||
 	    keyval_take_value(a, "options", &opts) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0)
 		return -1;
