@@ -229,7 +229,8 @@ int job_qmp_block_stream(void *o, struct json_object *a, struct json_object **re
 	struct job_opts jo;
 	int r;
 
-	if (keyval_need_string(a, "device", &device, errp) < 0 || !(top = job_qmp_find_node(device, errp)) ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 ||
+	    !(top = job_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    (r = chain_node(a, top, "base-node", "base", &base, errp)) < 0 ||
@@ -258,7 +259,8 @@ int job_qmp_block_commit(void *o, struct json_object *a, struct json_object **re
 	struct blockdev *active, *top = NULL, *base = NULL;
 	struct job_opts jo;
 
-	if (keyval_need_string(a, "device", &device, errp) < 0 || !(active = job_qmp_find_node(device, errp)) ||
+	if (keyval_need_string(a, "device", &device, errp) < 0 ||
+	    !(active = job_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    chain_node(a, active, "top-node", "top", &top, errp) < 0 ||
