@@ -7,7 +7,11 @@
  * against the device.
  */
 #include "drivers/virtio_scsi.h"
+#include "drivers/lapic.h"
 #include "lib/lib.h"
+#include "ring0/layout.h"
+
+_Static_assert(SCSI_MAX_REQ_QUEUES <= NR_DEV_VECTORS, "an MSI-X vector (and IDT stub) per queue");
 
 static struct vring_mem rings[SCSI_NVQ];
 
@@ -53,10 +57,10 @@ static int setup_queues(struct scsi *s, uint16_t qsize)
 	for (uint16_t q = 0; q < SCSI_VQ_REQ0 + s->nreq; q++) {
 		struct vring_mem *m = &rings[q];
 		uint16_t size = qsize;
+		uint16_t vec = s->irq && q >= SCSI_VQ_REQ0 ? q - SCSI_VQ_REQ0 : VIRTIO_MSI_NO_VECTOR;
 		uint64_t notify = virtio_pci_setup_queue(&s->vp, q, &size, (uintptr_t)m->desc,
 							 (uintptr_t)m->avail,
-							 (uintptr_t)m->used_hdr,
-							 VIRTIO_MSI_NO_VECTOR);
+							 (uintptr_t)m->used_hdr, vec);
 
 		if (!notify)
 			return -1;
@@ -106,6 +110,9 @@ int scsi_init(struct scsi *s, const struct pci_dev *d, const struct scsi_cfg *cf
 		goto fail;
 	}
 	s->nreq = MIN(s->num_queues, SCSI_MAX_REQ_QUEUES);
+	s->irq = cfg->irq;
+	if (s->irq && virtio_pci_msix_enable(&s->vp, s->nreq, lapic_id(), VEC_DEV_BASE) < 0)
+		goto fail;
 	if (setup_queues(s, qsize) < 0)
 		goto fail;
 	for (unsigned i = 0; !cfg->no_events && i < SCSI_EVENT_BUFS; i++)
@@ -172,6 +179,16 @@ int scsi_submit(struct scsi *s, unsigned q, struct scsi_req *r, unsigned target,
 void scsi_kick(struct scsi *s, unsigned q)
 {
 	vring_kick(&s->q[SCSI_VQ_REQ0 + q]);
+}
+
+bool scsi_arm(struct scsi *s, unsigned q)
+{
+	return vring_arm(&s->q[SCSI_VQ_REQ0 + q]);
+}
+
+void scsi_irq_target(struct scsi *s, unsigned q, uint32_t apic_id)
+{
+	virtio_pci_msix_target(&s->vp, q, apic_id, VEC_DEV_BASE + q);
 }
 
 /* Takes a used entry of virtqueue vq: 1 with the object it carried. */

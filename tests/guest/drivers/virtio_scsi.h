@@ -4,7 +4,9 @@
  * and asynchronous notification requests), the event queue (SCSI_EVENT_BUFS buffers kept posted)
  * and every request queue (struct virtio_scsi_cmd_req + CDB, data-out, then
  * struct virtio_scsi_cmd_resp + sense, data-in). As the virtio-blk driver, a queue has one owner
- * CPU at a time; set-up and reset are the boot CPU's. No interrupts are asked for.
+ * CPU at a time; set-up and reset are the boot CPU's. No interrupts are asked for unless
+ * scsi_cfg.irq: then request queue q has MSI-X vector VEC_DEV_BASE + q (table entry q), counted in
+ * cpus[].irqs[q] of the CPU it is aimed at (ring0/ring0.h); the control and event queues have none.
  *
  * Queue numbers in this API: request queues are 0..nreq-1 (virtqueue 2 + q); the control and
  * event queues have their own functions.
@@ -96,6 +98,7 @@ struct scsi {
 	uint32_t sense_size, cdb_size, max_lun;
 	uint16_t max_channel, max_target;
 	uint16_t nreq;                  /* request queues driven (at most SCSI_MAX_REQ_QUEUES) */
+	bool irq;                       /* MSI-X vectors assigned (scsi_cfg.irq) */
 	struct vring q[SCSI_NVQ];
 	void *inflight[SCSI_NVQ][SCSI_QUEUE_SIZE];
 	uint64_t tags[SCSI_MAX_REQ_QUEUES];     /* the next tag of each request queue */
@@ -107,6 +110,7 @@ struct scsi_cfg {
 	uint64_t features_mask;         /* accept only these feature bits (0: every one we know) */
 	uint16_t queue_size;            /* entries per queue, at most SCSI_QUEUE_SIZE (0: that) */
 	bool no_events;                 /* post no event buffers */
+	bool irq;                       /* MSI-X: a vector per request queue, aimed at the calling CPU */
 };
 
 /*
@@ -130,6 +134,13 @@ void scsi_lun_field(uint8_t out[8], unsigned target, unsigned lun);
 int scsi_submit(struct scsi *s, unsigned q, struct scsi_req *r, unsigned target, unsigned lun,
 		const uint8_t *cdb, unsigned cdb_len, const struct vring_buf *segs, unsigned nseg);
 void scsi_kick(struct scsi *s, unsigned q);
+/*
+ * Interrupt mode (scsi_cfg.irq): asks for an interrupt on request queue q's next completion; true
+ * when completions are already waiting. The race-free wait is blk_arm()'s (drivers/virtio_blk.h).
+ */
+bool scsi_arm(struct scsi *s, unsigned q);
+/* Aims request queue q's interrupts at another local APIC (interrupt mode). */
+void scsi_irq_target(struct scsi *s, unsigned q, uint32_t apic_id);
 /* Takes one completion of request queue q: 1 and *r, 0 when none is ready, -1 on a bad entry. */
 int scsi_poll(struct scsi *s, unsigned q, struct scsi_req **r);
 /* Polls queue q until 'count' commands completed; -1 (err_set) on timeout. */
