@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # bench/blk/run.sh [BUILD_DIR]
-# 4 KiB random I/O through virtio-blk: vireo, then QEMU 10 at its best, then fio on the host,
-# on the same file, for every configuration:
+# 4 KiB random I/O through virtio-blk and/or virtio-scsi (BENCH_DEVS): vireo, then QEMU 10 at its
+# best, then fio on the host, on the same file, for every configuration:
 #   cache   none (O_DIRECT: disk-bound) | writeback (page-cached file: VMM-bound)
 #   rw      randread | randwrite;  qd 1 | 32 (per queue);  queues 1 | 2 (one iothread and one
 #           vCPU per queue; the host runs one fio job per queue)
@@ -13,6 +13,17 @@
 # "BENCH START" when its measured window opens, "BENCH END" when it closes, then a "BENCH iops=..."
 # line. We read the console as it comes and sample the VMM's /proc/PID/stat at START and END.
 #
+# Devices (BENCH_DEVS, "virtio-blk" by default; "virtio-blk virtio-scsi" runs both, interleaved):
+#   virtio-blk   vireo --drive if=virtio-blk,num-queues=N,iothreads=N; QEMU -drive aio=io_uring +
+#                virtio-blk-pci with iothread-vq-mapping (JSON -device)
+#   virtio-scsi  vireo --object iothread x N, --blockdev raw over file (cache.direct as the cache
+#                mode), --device virtio-scsi-pci,num-queues=N,iothread-vq-mapping=io0:io1..,
+#                --device scsi-hd; QEMU the same with -object iothread, -blockdev file with
+#                aio=io_uring and JSON -devices; the guest runs bench-dev=scsi: READ(10)/WRITE(10)
+#                of LUN 0, bench-qd per request queue, the same loop and BENCH lines as virtio-blk.
+#                The loop tool (vmm=loop) drives virtio-blk only and is skipped here; host fio
+#                runs once per configuration whatever the devices (its lines say dev=-).
+#
 # Each measurement prints one line
 #   RESULT vmm=vireo dev=virtio-blk cache=none rw=randread qd=32 queues=2 iops=N p50_us=X
 #          p99_us=Y cpu_us_per_io=Z vmm_cpu_us_per_io=W kicks=K wait=poll|irq irqs=I
@@ -22,15 +33,19 @@
 # precise runtime, so it is approximate; clamped at 0). For vmm=host both are fio's usr+sys per I/O.
 # kicks: notifications the guest wrote in the window (0 when the VMM polls); irqs: interrupts the
 # guest took in it (0 with wait=poll; wait=- and irqs=- for the host). The run ends with the ratios
-# vireo/QEMU and vireo/host (and QEMU/host) per configuration. A VMM that fails prints a FAILED
-# line with its last words and the run goes on.
+# vireo/QEMU and vireo/host (and QEMU/host) per device and configuration, and with both devices
+# DEVRATIO lines: virtio-scsi / virtio-blk for each VMM (iops, and cpu per I/O). A VMM that fails
+# prints a FAILED line with its last words and the run goes on.
 #
 # Environment: BENCH_SECS (measured seconds per run, 10), BENCH_WARMUP_MS (1000), BENCH_QUICK=1
-# (2 s runs, a subset of the configurations), BENCH_VMMS ("vireo qemu host"), BENCH_CACHES,
+# (2 s runs, a subset of the configurations), BENCH_VMMS ("vireo qemu host"), BENCH_DEVS
+# ("virtio-blk"; "virtio-blk virtio-scsi" for both, see above), BENCH_CACHES,
 # BENCH_RWS, BENCH_QDS, BENCH_QUEUES (space-separated lists), BENCH_SIZE (file size, 1G),
 # BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT), BENCH_REPEAT
 # (runs of each VMM per configuration, interleaved; MEDIAN lines and the ratios use the medians;
-# 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0),
+# 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0; for virtio-scsi
+# its iothread keys poll-max-ns, poll-grow, poll-shrink, poll-backoff and iothread-nice go onto
+# the --object iothreads, and other keys onto the file node),
 # BENCH_VIREO_ARGS (extra vireo arguments, e.g. "--affinity io0=1 --affinity vcpu0=0"), BENCH_WAIT
 # (poll | irq: how the guest waits for completions, bench-wait=; poll), BENCH_VCPU_NICE (a nice
 # value for the vCPU threads: vireo's --vcpu-nice, the loop's drivers, and QEMU's "CPU n/KVM"
@@ -52,6 +67,7 @@ warmup=${BENCH_WARMUP_MS:-1000}
 size=${BENCH_SIZE:-1G}
 dir=${BENCH_DIR:-$build/bench-blk}
 vmms=${BENCH_VMMS:-vireo qemu host}
+devs=${BENCH_DEVS:-virtio-blk}
 caches=${BENCH_CACHES:-none writeback}
 rws=${BENCH_RWS:-randread randwrite}
 qds=${BENCH_QDS:-1 32}
@@ -77,6 +93,20 @@ tck=$(getconf CLK_TCK)
 
 die() { echo "bench/blk: $*" >&2; exit 1; }
 case "$wait" in poll|irq) ;; *) die "BENCH_WAIT=$wait: expected poll or irq" ;; esac
+for dev in $devs; do
+	case "$dev" in virtio-blk|virtio-scsi) ;;
+	*) die "BENCH_DEVS: $dev: expected virtio-blk and/or virtio-scsi" ;; esac
+done
+[ -n "$devs" ] || die "BENCH_DEVS is empty"
+# BENCH_VIREO_DRIVE_OPTS for virtio-scsi: iothread keys onto --object iothread, others onto the file
+scsi_io_opts="" scsi_file_opts=""
+for kv in ${BENCH_VIREO_DRIVE_OPTS:+${BENCH_VIREO_DRIVE_OPTS//,/ }}; do
+	case "${kv%%=*}" in
+	poll-max-ns|poll-grow|poll-shrink|poll-backoff) scsi_io_opts+=",$kv" ;;
+	iothread-nice) scsi_io_opts+=",nice=${kv#*=}" ;;
+	*) scsi_file_opts+=",file.$kv" ;;
+	esac
+done
 if [[ " $vmms " == *" vireo "* || " $vmms " == *" qemu "* ]]; then
 	[ -f "$elf" ] || die "no $elf: build first (ninja -C $build)"
 	[ -r /dev/kvm ] && [ -w /dev/kvm ] || die "needs /dev/kvm (BENCH_VMMS=\"loop host\" does not)"
@@ -107,11 +137,14 @@ echo "bench/blk: $disk ($size, $(stat -f -c %T "$disk") on $(df --output=source 
 	"${secs} s per run after ${warmup} ms of warm-up, guest wait=$wait${vcpu_nice:+, vCPU nice $vcpu_nice}"
 
 rep=1              # the run in progress (log file names)
-declare -A res     # "vmm cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu", one per run
+dev=virtio-blk     # the device in progress (run_vireo, run_qemu, emit)
+declare -A res     # "vmm dev cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu", one per run
 
-emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks wait irqs
-	printf 'RESULT vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s\n' "$@"
-	res["$1 $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10}"$'\n'
+emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks wait irqs (dev: $dev, - for host)
+	local d=$dev
+	[ "$1" = host ] && d=-
+	printf 'RESULT vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s\n' "$1" "$d" "${@:2}"
+	res["$1 $d $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10}"$'\n'
 }
 
 field() { # line key
@@ -155,8 +188,8 @@ renice_qemu_vcpus() { # pid
 run_guest() {
 	local vmm=$1 cache=$2 rw=$3 qd=$4 q=$5
 	shift 5
-	local fifo=$tmp/console log=$logs/$vmm-$wait-$cache-$rw-qd$qd-q$q-$rep.log
-	local err=$logs/$vmm-$wait-$cache-$rw-qd$qd-q$q-$rep.err
+	local fifo=$tmp/console log=$logs/$vmm-${dev#virtio-}-$wait-$cache-$rw-qd$qd-q$q-$rep.log
+	local err=$logs/$vmm-${dev#virtio-}-$wait-$cache-$rw-qd$qd-q$q-$rep.err
 	local line c0 c1 g0 g1 bench="" pid fd status deadline reniced=""
 	rm -f "$fifo" && mkfifo "$fifo"
 	"$@" >"$fifo" 2>"$err" </dev/null &
@@ -193,8 +226,8 @@ run_guest() {
 	wait "$pid"
 	status=$?
 	if [ -z "$bench" ] || [ -z "${c0:-}" ] || [ -z "${c1:-}" ]; then
-		printf 'FAILED vmm=%s cache=%s rw=%s qd=%s queues=%s: exit status %s: %s\n' "$vmm" \
-			"$cache" "$rw" "$qd" "$q" "$status" \
+		printf 'FAILED vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s: exit status %s: %s\n' \
+			"$vmm" "$dev" "$cache" "$rw" "$qd" "$q" "$status" \
 			"$( { grep -E 'FAIL|skip|PANIC|error' "$log"; tail -n 3 "$err"; } | tail -n 3 | tr '\n' ' ')"
 		return 1
 	fi
@@ -210,33 +243,61 @@ run_guest() {
 }
 
 guest_cmdline() { # rw qd q
-	echo "bench bench-rw=$1 bench-qd=$2 bench-queues=$3 bench-secs=$secs bench-warmup-ms=$warmup" \
-		"bench-wait=$wait"
+	local d=""
+	[ "$dev" = virtio-scsi ] && d=" bench-dev=scsi"
+	echo "bench$d bench-rw=$1 bench-qd=$2 bench-queues=$3 bench-secs=$secs" \
+		"bench-warmup-ms=$warmup bench-wait=$wait"
+}
+
+# vireo's arguments for the disk: $dev with q queues, one iothread each, cache mode c
+vireo_disk_args() { # cache q
+	local c=$1 q=$2 i map="" direct=off
+	if [ "$dev" = virtio-blk ]; then
+		echo "--drive"
+		echo "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts"
+		return
+	fi
+	[ "$c" = none ] && direct=on
+	for ((i = 0; i < q; i++)); do
+		printf '%s\n' --object "iothread,id=io$i$scsi_io_opts"
+		map+="${map:+:}io$i"
+	done
+	printf '%s\n' --blockdev \
+		"driver=raw,node-name=d0,file.driver=file,file.filename=$disk,file.aio=io_uring,file.cache.direct=$direct$scsi_file_opts" \
+		--device "virtio-scsi-pci,id=scsi0,num-queues=$q,iothread-vq-mapping=$map" \
+		--device "scsi-hd,drive=d0,bus=scsi0.0,scsi-id=0,lun=0"
 }
 
 run_vireo() { # cache rw qd q
-	local c=$1 rw=$2 qd=$3 q=$4
+	local c=$1 rw=$2 qd=$3 q=$4 disk_args
 	[ -x "$vireo" ] || { echo "FAILED vmm=vireo: no $vireo"; return 1; }
+	mapfile -t disk_args < <(vireo_disk_args "$c" "$q")
 	run_guest vireo "$c" "$rw" "$qd" "$q" "$vireo" run --kernel "$elf" --cpus 2 --memory 256M \
-		--serial stdio --cmdline "$(guest_cmdline "$rw" "$qd" "$q")" \
-		--drive "file=$disk,format=raw,if=virtio-blk,num-queues=$q,iothreads=$q,cache=$c$vireo_opts" \
+		--serial stdio --cmdline "$(guest_cmdline "$rw" "$qd" "$q")" "${disk_args[@]}" \
 		${nice_args[@]+"${nice_args[@]}"} ${vireo_args[@]+"${vireo_args[@]}"}
 }
 
 run_qemu() { # cache rw qd q
-	local c=$1 rw=$2 qd=$3 q=$4 direct=off objs=() map="" i
+	local c=$1 rw=$2 qd=$3 q=$4 direct=off objs=() map="" i disk_args
 	[ -n "$qemu" ] || { echo "FAILED vmm=qemu: qemu-system-x86_64 not installed"; return 1; }
 	[ "$c" = none ] && direct=on
 	for ((i = 0; i < q; i++)); do
 		objs+=(-object "iothread,id=io$i")
 		map+="${map:+,}{\"iothread\":\"io$i\"}"
 	done
+	if [ "$dev" = virtio-blk ]; then
+		disk_args=(-drive "file=$disk,if=none,id=d0,format=raw,aio=io_uring,cache.direct=$direct"
+			-device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$q,\"disable-legacy\":\"on\",\"iothread-vq-mapping\":[$map]}")
+	else
+		# JSON for the disk too: QEMU makes the JSON -devices after the others
+		disk_args=(-blockdev "{\"driver\":\"raw\",\"node-name\":\"d0\",\"file\":{\"driver\":\"file\",\"filename\":\"$disk\",\"aio\":\"io_uring\",\"cache\":{\"direct\":$([ "$direct" = on ] && echo true || echo false)}}}"
+			-device "{\"driver\":\"virtio-scsi-pci\",\"id\":\"scsi0\",\"num_queues\":$q,\"disable-legacy\":\"on\",\"iothread-vq-mapping\":[$map]}"
+			-device "{\"driver\":\"scsi-hd\",\"drive\":\"d0\",\"bus\":\"scsi0.0\",\"scsi-id\":0,\"lun\":0}")
+	fi
 	run_guest qemu "$c" "$rw" "$qd" "$q" "$qemu" -M q35 -enable-kvm -cpu host,-arch-capabilities \
 		-smp 2 -m 256M -nodefaults -display none -no-reboot -monitor none -serial stdio \
 		-name bench,debug-threads=on \
-		-device isa-debug-exit,iobase=0xf4,iosize=4 "${objs[@]}" \
-		-drive "file=$disk,if=none,id=d0,format=raw,aio=io_uring,cache.direct=$direct" \
-		-device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$q,\"disable-legacy\":\"on\",\"iothread-vq-mapping\":[$map]}" \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 "${objs[@]}" "${disk_args[@]}" \
 		-kernel "$elf" -append "$(guest_cmdline "$rw" "$qd" "$q")"
 }
 
@@ -298,12 +359,21 @@ main() {
 		done
 	done
 
+	local first_dev=${devs%% *} d
+	if [[ " $vmms " == *" loop "* && " $devs " == *" virtio-scsi "* ]]; then
+		echo "NOTE vmm=loop: bench/blk/loop.c drives virtio-blk only: no virtio-scsi loop runs"
+	fi
 	for cfg in "${configs[@]}"; do
 		read -r c rw qd q <<<"$cfg"
 		for ((rep = 1; rep <= repeat; rep++)); do
-			for vmm in $vmms; do
-				prepare_cache "$c" "$rw"
-				"run_$vmm" "$c" "$rw" "$qd" "$q"
+			for dev in $devs; do
+				for vmm in $vmms; do
+					# host fio has no device: once per configuration and run
+					[ "$vmm" = host ] && [ "$dev" != "$first_dev" ] && continue
+					[ "$vmm" = loop ] && [ "$dev" != virtio-blk ] && continue
+					prepare_cache "$c" "$rw"
+					"run_$vmm" "$c" "$rw" "$qd" "$q"
+				done
 			done
 		done
 	done
@@ -314,9 +384,11 @@ main() {
 		for cfg in "${configs[@]}"; do
 			read -r c rw qd q <<<"$cfg"
 			for vmm in $vmms; do
-				[ -n "${res["$vmm $cfg"]:-}" ] || continue
-				printf 'MEDIAN vmm=%s dev=virtio-blk cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s runs=%s\n' \
-					"$vmm" "$c" "$rw" "$qd" "$q" $(median "$vmm $cfg")
+				for d in $devs -; do
+					[ -n "${res["$vmm $d $cfg"]:-}" ] || continue
+					printf 'MEDIAN vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s runs=%s\n' \
+						"$vmm" "$d" "$c" "$rw" "$qd" "$q" $(median "$vmm $d $cfg")
+				done
 			done
 		done
 		echo
@@ -325,14 +397,31 @@ main() {
 	for cfg in "${configs[@]}"; do
 		local vi vp50 vc vv qi qp50 qc qv hi li
 		read -r c rw qd q <<<"$cfg"
-		read -r vi vp50 _ vc vv _ <<<"$(median "vireo $cfg")"
-		read -r qi qp50 _ qc qv _ <<<"$(median "qemu $cfg")"
-		read -r hi _ <<<"$(median "host $cfg")"
-		read -r li _ <<<"$(median "loop $cfg")"
-		printf 'RATIO wait=%s cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s loop/host iops=%s\n' \
-			"$wait" "$c" "$rw" "$qd" "$q" "$(ratio "$vi" "$qi")" "$(ratio "$vp50" "$qp50")" \
-			"$(ratio "$vc" "$qc")" "$(ratio "$vv" "$qv")" "$(ratio "$vi" "$hi")" \
-			"$(ratio "$qi" "$hi")" "$(ratio "$li" "$hi")"
+		read -r hi _ <<<"$(median "host - $cfg")"
+		for d in $devs; do
+			read -r vi vp50 _ vc vv _ <<<"$(median "vireo $d $cfg")"
+			read -r qi qp50 _ qc qv _ <<<"$(median "qemu $d $cfg")"
+			read -r li _ <<<"$(median "loop $d $cfg")"
+			printf 'RATIO dev=%s wait=%s cache=%s rw=%s qd=%s queues=%s vireo/qemu iops=%s p50=%s cpu=%s vmm_cpu=%s vireo/host iops=%s qemu/host iops=%s loop/host iops=%s\n' \
+				"$d" "$wait" "$c" "$rw" "$qd" "$q" "$(ratio "$vi" "$qi")" \
+				"$(ratio "$vp50" "$qp50")" "$(ratio "$vc" "$qc")" "$(ratio "$vv" "$qv")" \
+				"$(ratio "$vi" "$hi")" "$(ratio "$qi" "$hi")" "$(ratio "$li" "$hi")"
+		done
+	done
+	[[ " $devs " == *" virtio-blk "* && " $devs " == *" virtio-scsi "* ]] || return 0
+	echo
+	echo "virtio-scsi / virtio-blk, same VMM (iops: higher is better for scsi; cpu: lower)"
+	for cfg in "${configs[@]}"; do
+		read -r c rw qd q <<<"$cfg"
+		for vmm in $vmms; do
+			local bi bc bv si sc sv
+			[ "$vmm" = vireo ] || [ "$vmm" = qemu ] || continue
+			read -r bi _ _ bc bv _ <<<"$(median "$vmm virtio-blk $cfg")"
+			read -r si _ _ sc sv _ <<<"$(median "$vmm virtio-scsi $cfg")"
+			printf 'DEVRATIO vmm=%s wait=%s cache=%s rw=%s qd=%s queues=%s scsi/blk iops=%s cpu=%s vmm_cpu=%s\n' \
+				"$vmm" "$wait" "$c" "$rw" "$qd" "$q" "$(ratio "$si" "$bi")" \
+				"$(ratio "$sc" "$bc")" "$(ratio "$sv" "$bv")"
+		done
 	done
 }
 
