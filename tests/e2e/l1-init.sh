@@ -176,6 +176,24 @@ if [ -n "$E2E_DISK_SIZE" ]; then
 	fi
 fi
 
+# --mirror: while L2's fio writes, the disk is mirrored to a new qcow2 in L1's RAM (drive-mirror
+# over QMP at L2's step "mirror"); at its step "pivot", after the writes, L1 waits for
+# BLOCK_JOB_READY, sends job-complete, waits for BLOCK_JOB_COMPLETED and sees the disk on
+# /mirror.qcow2 in query-block; fio's verify then reads the target. L2 waits for each step's
+# E2E-L1-QMP-STEP line on its serial input (the VMM's standard input, the FIFO qmp_answer).
+qmp_answer=
+if [ "${E2E_MIRROR:-0}" = 1 ] && [ -n "$drive_vireo$drive_qemu" ]; then
+	mirror_dev=d0 # the node of --disk-form blockdev and of QEMU's command line
+	[ "$E2E_VMM" = vireo ] && [ "${E2E_DISK_FORM:-drive}" = drive ] && mirror_dev=virtio-blk0
+	drive_vireo="$drive_vireo --qmp unix:/tmp/qmp.sock"
+	drive_qemu="$drive_qemu -qmp unix:/tmp/qmp.sock,server=on,wait=off"
+	qmp_steps="mirror pivot"
+	qmp_answer=/tmp/l2-input
+	vmm_stall=150 # two fio passes and Python's start: ~60 s under a busy host
+	mkfifo "$qmp_answer"
+	exec 3<>"$qmp_answer" # read-write: never blocks, and the VMM never sees its end
+fi
+
 # QMP on L2's demand: L2 prints E2E-L2-QMP-WANTED=STEP on its console (which run_vmm copies to
 # /tmp/l2-console.log) for each step of $qmp_steps in turn, and waits for what that step does;
 # qmp.py, one process for all steps, sends each step's commands and prints E2E-L1-QMP-STEP=STATUS.
@@ -191,12 +209,23 @@ qmp_watch() {
 				"{\"execute\":\"device_add\",\"arguments\":{$hd}}"
 			;;
 		hotdel) set -- "$@" '{"execute":"device_del","arguments":{"id":"hd2"}}' ;;
+		mirror)
+			m="\"device\":\"$mirror_dev\",\"job-id\":\"m0\",\"target\":\"/mirror.qcow2\""
+			m="$m,\"format\":\"qcow2\",\"sync\":\"full\",\"mode\":\"absolute-paths\""
+			set -- "$@" "{\"execute\":\"drive-mirror\",\"arguments\":{$m}}"
+			;;
+		pivot)
+			set -- "$@" %BLOCK_JOB_READY \
+				'{"execute":"job-complete","arguments":{"id":"m0"}}' %BLOCK_JOB_COMPLETED \
+				'{"execute":"query-block"}' '?"file": "/mirror.qcow2"'
+			;;
 		esac
 	done
 	# at the lowest priority (busybox has renice, no nice): its start-up, seconds on this CPU,
 	# takes what the VMM leaves
 	sh -c 'renice -n 19 -p $$ >/dev/null && exec python3 /e2e/qmp.py "$@"' qmp \
-		--console /tmp/l2-console.log /tmp/qmp.sock "$@" </dev/null
+		--console /tmp/l2-console.log ${qmp_answer:+--answer "$qmp_answer"} /tmp/qmp.sock "$@" \
+		</dev/null
 }
 
 # Runs the VMM's command ("$@"), its console on L1's; with QMP steps also into
@@ -210,7 +239,11 @@ run_vmm() {
 	qmp_watch &
 	qwatcher=$!
 	{
-		"$@"
+		if [ -n "$qmp_answer" ]; then
+			"$@" <&3 # L1's answers to L2, on its serial input
+		else
+			"$@"
+		fi
 		echo $? >/tmp/vmm.rc
 	} | tee /tmp/l2-console.log
 	rc=$(cat /tmp/vmm.rc)
@@ -254,5 +287,15 @@ echo
 echo "E2E-L2-CONSOLE-END"
 [ "$rc" -eq 137 ] && echo "E2E-VIREO-TIMEOUT=${E2E_VMM_TIMEOUT}s"
 echo "E2E-VIREO-EXIT=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
+# --mirror: L2 wrote nothing after the pivot (fio only verified), so the source the VMM left and
+# the qcow2 it moved onto must hold the same data; the qcow2 must pass a check
+if [ -n "$qmp_answer" ] && [ -x /usr/bin/vireo-img ]; then
+	vireo-img check /mirror.qcow2 2>&1 | sed 's/^/E2E-L1-MIRROR: check: /'
+	echo "E2E-L1-MIRROR-CHECK=$(vireo-img check -q /mirror.qcow2 >/dev/null 2>&1; echo $?)"
+	vireo-img compare -f raw -F qcow2 /disk.img /mirror.qcow2 2>&1 |
+		sed 's/^/E2E-L1-MIRROR: compare: /'
+	echo "E2E-L1-MIRROR-COMPARE=$(vireo-img compare -q -f raw -F qcow2 /disk.img /mirror.qcow2 \
+		>/dev/null 2>&1; echo $?)"
+fi
 kvm_dmesg
 finish

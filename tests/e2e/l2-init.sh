@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # /init of the L2 microVM (the stock Debian kernel under the VMM being tested).
 #
-# Reads vireo.test=boot|fio (and vireo.queues=N, vireo.disk=blk|scsi) from the kernel command
+# Reads vireo.test=boot|fio (and vireo.queues=N, vireo.disk=blk|scsi, vireo.mirror=1) from the kernel command
 # line, prints E2E-L2-* lines that tests/e2e/run.sh parses, then powers off (ACPI S5 through the
 # kernel).
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
@@ -26,6 +26,7 @@ fiocpus=
 fiosize=8
 stall=60
 disk=blk
+mirror=0
 for arg in $(cat /proc/cmdline); do
 	case $arg in
 	vireo.test=*) test=${arg#vireo.test=} ;;
@@ -34,6 +35,7 @@ for arg in $(cat /proc/cmdline); do
 	vireo.fiosize=*) fiosize=${arg#vireo.fiosize=} ;;
 	vireo.stall=*) stall=${arg#vireo.stall=} ;;
 	vireo.disk=*) disk=${arg#vireo.disk=} ;;
+	vireo.mirror=*) mirror=${arg#vireo.mirror=} ;;
 	esac
 done
 echo "E2E-L2-TEST=$test"
@@ -108,7 +110,7 @@ disk_queues() {
 # vireo.fiosize=MIB (default 8) of its disk of its own, so that every hardware queue (blk-mq maps
 # them by CPU) of every disk carries I/O. One CPU's jobs run at once, on all the disks; the
 # CPUs' groups one after the other (stonewall). Prints E2E-L2-FIO-EXIT.
-run_fio() { # DISK...
+fio_jobs() { # DISK...: sets $jobs
 	[ -n "$fiocpus" ] || fiocpus=$(seq -s, 0 $(($(nproc) - 1)))
 	jobs=
 	i=0
@@ -122,6 +124,9 @@ run_fio() { # DISK...
 		done
 		i=$((i + 1))
 	done
+}
+run_fio() { # DISK...
+	fio_jobs "$@"
 	stall_watch "$@" &
 	watcher=$!
 	# shellcheck disable=SC2086
@@ -130,6 +135,9 @@ run_fio() { # DISK...
 		--randrepeat=0 --group_reporting --eta=never $jobs
 	echo "E2E-L2-FIO-EXIT=$? uptime=$(cut -d' ' -f1 /proc/uptime)s"
 	kill "$watcher" 2>/dev/null
+	queue_cpus "$@"
+}
+queue_cpus() { # DISK...
 	for d in "$@"; do
 		for q in "/sys/block/$d/mq/"*; do
 			echo "E2E-L2-$(echo "$d" | tr a-z A-Z)-QUEUE$(basename "$q")-CPUS=$(cat "$q/cpu_list")"
@@ -137,11 +145,56 @@ run_fio() { # DISK...
 	done
 }
 
+# Asks L1 for QMP step $1 (E2E-L2-QMP-WANTED=STEP, as the hot-plug does) and waits up to 300 s
+# for L1's answer E2E-L1-QMP-STEP=STATUS on the serial console's input; fails unless it is 0.
+qmp_step() {
+	stty -echo 2>/dev/null # L1's answer is not echoed into the log
+	echo "E2E-L2-QMP-WANTED=$1 uptime=$(cut -d' ' -f1 /proc/uptime)s"
+	got=
+	while read -r -t 300 line; do
+		case $line in *"E2E-L1-QMP-$1="*)
+			got=${line#*E2E-L1-QMP-$1=}
+			got=$(echo "$got" | tr -d '\r ')
+			break
+			;;
+		esac
+	done
+	echo "E2E-L2-QMP-DONE-$1=${got:-none} uptime=$(cut -d' ' -f1 /proc/uptime)s"
+	[ "$got" = 0 ] || fail "L1's QMP step $1 answered '${got:-nothing in 300 s}'"
+}
+
+# vireo.mirror=1: fio as run_fio, in two passes: the writes (each block with its crc32c) while L1
+# mirrors the disk to a new qcow2, then L1 pivots the disk onto it (job-complete), then fio's
+# verify-only pass reads every block back from there. The same jobs and seeds (randrepeat) in
+# both passes, so that the second finds the first's blocks. Prints E2E-L2-FIO-WRITE-EXIT and
+# E2E-L2-FIO-EXIT (the verify).
+run_fio_mirror() { # DISK...
+	fio_jobs "$@"
+	qmp_step mirror
+	stall_watch "$@" &
+	watcher=$!
+	set -- --rw=randwrite --bs=4k --size="${fiosize}M" --ioengine=libaio --direct=1 \
+		--iodepth=16 --verify=crc32c --verify_fatal=1 --group_reporting --eta=never
+	# shellcheck disable=SC2086
+	fio "$@" --do_verify=0 $jobs
+	echo "E2E-L2-FIO-WRITE-EXIT=$? uptime=$(cut -d' ' -f1 /proc/uptime)s"
+	kill "$watcher" 2>/dev/null
+	qmp_step pivot
+	# shellcheck disable=SC2086
+	fio "$@" --verify_only $jobs
+	echo "E2E-L2-FIO-EXIT=$? uptime=$(cut -d' ' -f1 /proc/uptime)s"
+	queue_cpus vda
+}
+
 run_blk() {
 	load_modules
 	wait_disk vda virtio_blk
 	disk_queues vda
-	run_fio vda
+	if [ "$mirror" = 1 ]; then
+		run_fio_mirror vda
+	else
+		run_fio vda
+	fi
 }
 
 # sg3-utils on the LUNs, through SG_IO on the block devices: each answer goes out as a line

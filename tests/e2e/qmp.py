@@ -1,14 +1,20 @@
-"""qmp.py [--console FILE] SOCKET [@STEP] COMMAND...: the emulated host's QMP client.
+"""qmp.py [--console FILE] [--answer FILE] SOCKET [@STEP] COMMAND...: the emulated host's QMP client.
 
 (busybox's nc has no unix sockets.) Connects to the VMM's QMP socket (vireo --qmp unix:PATH, or
-QEMU's -qmp unix:PATH,server=on), negotiates capabilities, then sends each COMMAND (a JSON
-object: {"execute": ..., "arguments": ...}) in turn, printing each reply as
-`E2E-L1-QMP: COMMAND -> REPLY`; events between replies are skipped. An argument @STEP starts a
-step: its commands wait until FILE (the L2 console, which L1's /init copies there) holds a line
-E2E-L2-QMP-WANTED=STEP, and when they have all returned, E2E-L1-QMP-STEP=0 goes out (=1 at an
-error reply, and the client stops). One process for every step: Python takes a while to start on
-the emulated CPU (L1's /init starts it at nice 19; it goes back to 0 once connected). Exit
-status 0 when every command returned, 1 otherwise.
+QEMU's -qmp unix:PATH,server=on), negotiates capabilities, then takes its arguments in turn:
+  COMMAND  a JSON object ({"execute": ..., "arguments": ...}): sent, its reply printed as
+           `E2E-L1-QMP: COMMAND -> REPLY`; an error reply fails the step;
+  %EVENT   waits (up to 300 s) for the event EVENT, printed as `E2E-L1-QMP: event EVENT -> DATA`;
+           an event whose data holds "error" fails the step. Events that came earlier count (they
+           are kept in order as they arrive, each taken once);
+  ?TEXT    the last reply must contain TEXT (e.g. a file name in query-block), else the step fails.
+An argument @STEP starts a step: its commands wait until FILE (the L2 console, which L1's /init
+copies there) holds a line E2E-L2-QMP-WANTED=STEP, and when they have all returned,
+E2E-L1-QMP-STEP=0 goes out (=1 at a failure, and the client stops). With --answer, that line is
+also written to the file given (a FIFO that is the VMM's standard input: L2 reads it on its
+serial console, so that it can wait for a step to be done). One process for every step: Python
+takes a while to start on the emulated CPU (L1's /init starts it at nice 19; it goes back to 0
+once connected). Exit status 0 when every step passed, 1 otherwise.
 """
 import json
 import os
@@ -41,35 +47,68 @@ def wait_for_line(console, prefix):
         time.sleep(0.2)
 
 
-def main(argv):
-    console = None
-    if len(argv) >= 2 and argv[0] == "--console":
-        console, argv = argv[1], argv[2:]
-    if not argv:
-        sys.exit(__doc__)
-    sock = connect(argv[0])
-    lines = sock.makefile("r", encoding="utf-8")
+class Client:
+    def __init__(self, path):
+        self.sock = connect(path)
+        self.lines = self.sock.makefile("r", encoding="utf-8")
+        self.events = []
+        self.last = ""
+        self.sock.settimeout(60)
+        if "QMP" not in json.loads(self.lines.readline()):
+            raise ValueError("no QMP greeting")
 
-    def reply():
-        sock.settimeout(60)
+    def read(self, timeout):
+        self.sock.settimeout(timeout)
+        line = self.lines.readline()
+        if not line:
+            raise EOFError("the VMM closed its QMP socket")
+        return json.loads(line)
+
+    def send(self, cmd):
+        self.sock.sendall(cmd.encode() + b"\n")
         while True:
-            line = lines.readline()
-            if not line:
-                raise EOFError("the VMM closed its QMP socket")
-            msg = json.loads(line)
-            if "return" in msg or "error" in msg:
-                return msg
-
-    def send(cmd):
-        sock.sendall(cmd.encode() + b"\n")
-        msg = reply()
-        print(f"E2E-L1-QMP: {cmd} -> {json.dumps(msg)}", flush=True)
+            msg = self.read(60)
+            if "event" in msg:
+                self.events.append(msg)
+            elif "return" in msg or "error" in msg:
+                break
+        self.last = json.dumps(msg)
+        print(f"E2E-L1-QMP: {cmd} -> {self.last}", flush=True)
         return "error" not in msg
 
-    sock.settimeout(60)
-    if "QMP" not in json.loads(lines.readline()):
-        raise ValueError("no QMP greeting")
-    if not send('{"execute": "qmp_capabilities"}'):
+    def wait_event(self, name, timeout=300):
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, e in enumerate(self.events):
+                if e["event"] == name:
+                    del self.events[i]
+                    self.last = json.dumps(e.get("data", {}))
+                    print(f"E2E-L1-QMP: event {name} -> {self.last}", flush=True)
+                    return "error" not in e.get("data", {})
+            left = deadline - time.monotonic()
+            if left <= 0:
+                print(f"E2E-L1-QMP: no event {name} in {timeout} s", flush=True)
+                return False
+            try:
+                msg = self.read(left)
+            except socket.timeout:
+                continue
+            if "event" in msg:
+                self.events.append(msg)
+
+
+def main(argv):
+    console = answer = None
+    while len(argv) >= 2 and argv[0] in ("--console", "--answer"):
+        if argv[0] == "--console":
+            console = argv[1]
+        else:
+            answer = argv[1]
+        argv = argv[2:]
+    if not argv:
+        sys.exit(__doc__)
+    qmp = Client(argv[0])
+    if not qmp.send('{"execute": "qmp_capabilities"}'):
         return 1
     # started at nice 19 so that its start-up took only what the VMM left; from here on it
     # sleeps, and must not starve behind the VMM when L2 asks (L1 runs it as root)
@@ -77,17 +116,38 @@ def main(argv):
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     except OSError:
         pass
+
+    def done(step, status):
+        line = f"E2E-L1-QMP-{step}={status}"
+        print(line, flush=True)
+        if answer:  # a FIFO: never wait for a reader (L1's /init holds one open)
+            try:
+                fd = os.open(answer, os.O_WRONLY | os.O_NONBLOCK)
+                os.write(fd, (line + "\n").encode())
+                os.close(fd)
+            except OSError as e:
+                print(f"E2E-L1-QMP: cannot answer into {answer}: {e}", flush=True)
+
     step = None
     for arg in argv[1:] + ["@"]:
         if arg.startswith("@"):
             if step:
-                print(f"E2E-L1-QMP-{step}=0", flush=True)
+                done(step, 0)
             step = arg[1:]
             if step and console:
                 wait_for_line(console, f"E2E-L2-QMP-WANTED={step}".encode())
-        elif not send(arg):
+            continue
+        if arg.startswith("%"):
+            passed = qmp.wait_event(arg[1:])
+        elif arg.startswith("?"):
+            passed = arg[1:] in qmp.last
+            if not passed:
+                print(f"E2E-L1-QMP: '{arg[1:]}' is not in the last reply", flush=True)
+        else:
+            passed = qmp.send(arg)
+        if not passed:
             if step:
-                print(f"E2E-L1-QMP-{step}=1", flush=True)
+                done(step, 1)
             return 1
     return 0
 

@@ -5,7 +5,7 @@
 #
 # usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
 #               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE]
-#               [--disk-form drive|blockdev|scsi] [--timeout SECS]
+#               [--disk-form drive|blockdev|scsi] [--mirror [--vireo-img PATH]] [--timeout SECS]
 #               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
 #               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR]
 #               [--vm-program NAME PROGRAM GUEST]... [--work-dir DIR] [--cache-dir DIR]
@@ -26,6 +26,12 @@
 #                 (sg_inq, sg_vpd -p bl, sg_readcap -l, sg_unmap, sg_sync), then see a third
 #                 LUN come and go as L1 hot-adds and removes it over QMP. --fio-size
 #                 defaults to 2 there.
+#   --mirror      with --test fio (drive or blockdev): fio writes while L1 mirrors the disk to a
+#                 new qcow2 (drive-mirror over QMP), L1 pivots onto it after the writes
+#                 (BLOCK_JOB_READY, job-complete, BLOCK_JOB_COMPLETED, query-block names it),
+#                 and fio's verify pass then reads the target. With --vireo-img (default: the
+#                 build's tools/vireo-img beside --vireo), L1 then checks the qcow2 and compares
+#                 it with the source.
 #   --test guest  no Linux in L2: our test guest (--guest-elf) under vireo on L1's nested KVM,
 #                 once for each run of --guest-runs (default tests/guest/vireo-runs.txt, the
 #                 guest suite's vireo runs); every run must pass. For machines whose own
@@ -52,6 +58,8 @@ queues=2
 iothreads=2
 disk_size=256M
 disk_form=drive
+mirror=0
+vireo_img=
 fio_cpus=
 fio_size=
 timeout_s=
@@ -75,6 +83,8 @@ while (($#)); do
 	--iothreads) iothreads=$2; shift 2 ;;
 	--disk-size) disk_size=$2; shift 2 ;;
 	--disk-form) disk_form=$2; shift 2 ;;
+	--mirror) mirror=1; shift ;;
+	--vireo-img) vireo_img=$2; shift 2 ;;
 	--fio-cpus) fio_cpus=$2; shift 2 ;;
 	--fio-size) fio_size=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
@@ -88,7 +98,7 @@ while (($#)); do
 	--work-dir) work=$2; shift 2 ;;
 	--cache-dir) cache=$2; shift 2 ;;
 	--build-dir) build_dir=$2; shift 2 ;;
-	-h | --help) sed -n '3,44p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,48p' "$0"; exit 0 ;;
 	*) e2e_die "run.sh: unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -102,6 +112,10 @@ drive | blockdev) ;;
 scsi) [[ $test == fio ]] || e2e_die "run.sh: --disk-form scsi needs --test fio" ;;
 *) e2e_die "run.sh: --disk-form must be drive, blockdev or scsi, not '$disk_form'" ;;
 esac
+if ((mirror)); then
+	[[ $test == fio && $disk_form != scsi ]] ||
+		e2e_die "run.sh: --mirror needs --test fio with --disk-form drive or blockdev"
+fi
 hot_disk_size=64M # --disk-form scsi: the LUN hot-added over QMP
 # SCSI in L2 costs ~4x virtio-blk's time per I/O in the bed, under either VMM, and there are two
 # LUNs: 2 MiB a job keeps the run near e2e-fio's length
@@ -155,8 +169,10 @@ if [[ $disk_form == scsi ]]; then
 	for c in sg_inq sg_vpd sg_readcap sg_unmap sg_sync; do
 		command -v $c >/dev/null 2>&1 || e2e_skip "$c is not installed (package sg3-utils)"
 	done
-	[[ -x /usr/bin/python3 ]] || e2e_skip "no /usr/bin/python3 for the QMP client (package python3-minimal)"
 	disk_bytes=$(numfmt --from=iec "$disk_size") || e2e_die "run.sh: --disk-size: '$disk_size'?"
+fi
+if [[ $disk_form == scsi ]] || ((mirror)); then
+	[[ -x /usr/bin/python3 ]] || e2e_skip "no /usr/bin/python3 for the QMP client (package python3-minimal)"
 fi
 if [[ $vmm == vireo ]]; then
 	[[ -n $vireo ]] || e2e_die "run.sh: --vireo PATH is required with --vmm vireo"
@@ -167,6 +183,10 @@ if [[ $vmm == vireo ]]; then
 		e2e_skip "this vireo has no 'run' command yet ('vireo --help' does not mention it)"
 	[[ $test != boot ]] && ! grep -q -- '--drive' <<<"$help" &&
 		e2e_skip "this vireo has no disks yet ('vireo --help' does not mention --drive)"
+	if ((mirror)); then
+		[[ -n $vireo_img ]] || vireo_img=$(dirname "$vireo")/tools/vireo-img
+		[[ -x $vireo_img ]] || e2e_die "run.sh: --vireo-img: '$vireo_img' is not an executable"
+	fi
 fi
 
 kver=$(e2e_kernel_version)
@@ -193,7 +213,7 @@ l1python=
 if ((${#py_programs[@]})); then
 	l1python=$("$E2E_DIR/build-python.sh" --cache-dir "$cache" "${py_programs[@]}" \
 		"$E2E_DIR/../integration/vmtest.py")
-elif [[ $disk_form == scsi ]]; then # L1's QMP client, for the hot-plugged LUN
+elif [[ $disk_form == scsi ]] || ((mirror)); then # L1's QMP client (hot-plug, mirror)
 	l1python=$("$E2E_DIR/build-python.sh" --cache-dir "$cache" "$E2E_DIR/qmp.py")
 fi
 
@@ -201,6 +221,7 @@ fi
 l2_cmdline="console=ttyS0 panic=-1 loglevel=4 vireo.test=$test"
 [[ $test == fio ]] && l2_cmdline+=" vireo.queues=$queues"
 [[ $disk_form == scsi ]] && l2_cmdline+=" vireo.disk=scsi"
+((mirror)) && l2_cmdline+=" vireo.mirror=1"
 [[ -z $fio_cpus || $fio_cpus =~ ^[0-9]+(,[0-9]+)*$ ]] ||
 	e2e_die "run.sh: --fio-cpus must be a comma-separated list of CPU numbers"
 [[ $test == fio && -n $fio_cpus ]] && l2_cmdline+=" vireo.fiocpus=$fio_cpus"
@@ -217,6 +238,7 @@ mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
 	echo "E2E_QUEUES=$queues"
 	echo "E2E_IOTHREADS=$iothreads"
 	echo "E2E_DISK_FORM=$disk_form"
+	echo "E2E_MIRROR=$mirror"
 	echo "E2E_HOT_DISK_SIZE=$hot_disk_size"
 	[[ $test == fio ]] && echo "E2E_DISK_SIZE=$disk_size" || echo "E2E_DISK_SIZE="
 	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
@@ -250,10 +272,11 @@ if [[ $test == guest ]]; then
 		echo "${vm_programs[i]} /e2e/$prog /e2e/guest/$guest"
 	done >"$stage/e2e/guest/vm-programs"
 fi
-[[ $disk_form == scsi ]] && cp "$E2E_DIR/qmp.py" "$stage/e2e/qmp.py"
+[[ $disk_form == scsi ]] || ((mirror)) && cp "$E2E_DIR/qmp.py" "$stage/e2e/qmp.py"
 if [[ $vmm == vireo ]]; then
 	cp "$vireo" "$stage/usr/bin/vireo"
-	libs=$(e2e_lib_closure "$vireo")
+	[[ -n $vireo_img ]] && cp "$vireo_img" "$stage/usr/bin/vireo-img"
+	libs=$(e2e_lib_closure "$vireo"; [[ -z $vireo_img ]] || e2e_lib_closure "$vireo_img")
 	for l in $libs; do
 		mkdir -p "$stage/$(dirname "$l")"
 		cp -L "$l" "$stage/$l"
@@ -367,6 +390,19 @@ scsi_checks() {
 	check "the QMP device_del from L1" 0 "$(val E2E-L1-QMP-hotdel)"
 	check "/dev/sdc gone after device_del" yes "$(val E2E-L2-SDC-GONE)"
 }
+# --mirror: the QMP steps, both fio passes, and the target as L1 found it afterwards
+mirror_checks() {
+	check "fio's write pass in L2 (while mirroring)" 0 "$(val E2E-L2-FIO-WRITE-EXIT)"
+	check "drive-mirror from L1" 0 "$(val E2E-L1-QMP-mirror)"
+	check "the pivot from L1 (READY, job-complete, COMPLETED, query-block shows the qcow2)" 0 \
+		"$(val E2E-L1-QMP-pivot)"
+	check "L1's answer to the pivot, as L2 read it" 0 "$(val E2E-L2-QMP-DONE-pivot)"
+	check "fio's verify pass in L2 (after the pivot, on the target)" 0 "$(val E2E-L2-FIO-EXIT)"
+	if [[ -n $vireo_img ]]; then
+		check "vireo-img check of the target" 0 "$(val E2E-L1-MIRROR-CHECK)"
+		check "vireo-img compare of the source and the target" 0 "$(val E2E-L1-MIRROR-COMPARE)"
+	fi
+}
 if ((qrc == 137)); then
 	fails+=("the emulated host did not power off within ${timeout_s} s: killed")
 elif ((qrc == 124)); then
@@ -393,6 +429,7 @@ elif grep -a -q '^E2E-L1-KVM=ok' "$log"; then
 	elif [[ $test == fio ]]; then
 		check "hardware queues of L2's /dev/vda" "$queues" "$(val E2E-L2-VDA-MQ)"
 		check "fio's exit status in L2" 0 "$(val E2E-L2-FIO-EXIT)"
+		((mirror)) && mirror_checks
 	fi
 	check "L2 finished its test" yes "$(grep -a -q '^E2E-L2-DONE' "$log" && echo yes)"
 	check "$vmm's exit status" 0 "$(val E2E-VIREO-EXIT)"
@@ -411,5 +448,6 @@ fi
 what="$cpus CPUs"
 [[ $test == fio ]] && what+=", $queues queues, $iothreads iothreads"
 [[ $disk_form == scsi ]] && what+=", virtio-scsi: 2 LUNs + 1 hot-plugged"
+((mirror)) && what+=", mirrored to a qcow2 and pivoted between fio's writes and its verify"
 [[ $test == guest ]] && what="$(wc -w <<<"$guest_names") runs of the test guests"
 echo "e2e: PASS: $test with $vmm ($what): L1 + L2 in $wall s, total $(elapsed "$t0") s"
