@@ -190,6 +190,9 @@ static void to_aborting(struct job *j, int ret)
 	set_error(j, ret, NULL);
 	set_status(j, JOB_STATUS_ABORTING);
 	pthread_cond_broadcast(&m.cond);
+	/* job_manager_shutdown() waits on m.idle for every job to leave the moving states: a job
+	 * the job thread aborts between steps (cancelled while READY or waiting) ends no step */
+	pthread_cond_broadcast(&m.idle);
 }
 
 /* ---- the job thread ------------------------------------------------------------------------ */

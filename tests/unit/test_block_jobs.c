@@ -17,9 +17,11 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
@@ -845,6 +847,50 @@ static void create_is_a_plain_job_that_waits_for_dismiss(void **state)
 	assert_int_equal(access(path("y.img"), F_OK), -1);
 }
 
+static void *shutdown_thread(void *arg)
+{
+	job_manager_shutdown();
+	return arg;
+}
+
+/*
+ * quit with jobs that are not stepping at that moment (a READY mirror, a stream waiting for its
+ * speed): job_manager_shutdown() cancels them and returns once each was aborted, instead of
+ * waiting for a step that never comes (vireo hung in quit).
+ */
+static void shutdown_cancels_a_ready_mirror_and_a_throttled_stream(void **state)
+{
+	struct blockdev *top = make_chain(), *target, *other;
+	struct job_mirror_opts mo = { .sync = JOB_MIRROR_SYNC_FULL };
+	struct job_opts so = { .id = "slow", .speed = 1, .auto_finalize = true,
+			       .auto_dismiss = true };
+	struct error *err = NULL;
+	struct timespec ts;
+	pthread_t t;
+
+	make_qcow2("target.qcow2", NULL, NULL);
+	target = open_img("target.qcow2", "target", false);
+	if (!job_mirror_start(&auto_opts, top, target, &mo, &err))
+		fail_msg("mirror: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_READY);
+	make_qcow2("other.qcow2", "mid.qcow2", "qcow2");
+	other = open_img("other.qcow2", "other", false);
+	if (!job_stream_start(&so, other, NULL, NULL, &err))
+		fail_msg("stream: %s", error_msg(err));
+	wait_for("slow", JOB_STATUS_RUNNING);
+	assert_int_equal(pthread_create(&t, NULL, shutdown_thread, NULL), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20;
+	if (pthread_timedjoin_np(t, NULL, &ts))
+		fail_msg("job_manager_shutdown() did not return in 20 s");
+	assert_null(job_find("j0"));
+	assert_null(job_find("slow"));
+	assert_int_equal(job_manager_init(emit, NULL, NULL), 0); /* for the tests after this one */
+	blockdev_close(other);
+	blockdev_close(target);
+	blockdev_close(top);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -861,6 +907,7 @@ int main(void)
 		cmocka_unit_test(create_refuses_bad_options_by_name),
 		cmocka_unit_test(create_is_a_plain_job_that_waits_for_dismiss),
 		cmocka_unit_test(backup_copies_what_the_bitmap_marks_and_settles_it),
+		cmocka_unit_test(shutdown_cancels_a_ready_mirror_and_a_throttled_stream),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
