@@ -54,6 +54,7 @@ struct copy {
 	uint64_t next;     /* the next chunk to take */
 	uint64_t commit;   /* in order: the chunk whose turn it is to commit */
 	int err;           /* first error */
+	bool err_write;    /* ... from a write to the target */
 	uint64_t done;     /* bytes of the range committed */
 };
 
@@ -354,8 +355,10 @@ static void *work(void *opaque)
 		if (go)
 			ret = commit(w);
 		pthread_mutex_lock(&c->lock);
-		if (ret && !c->err)
+		if (ret && !c->err) {
 			c->err = ret;
+			c->err_write = go; /* commit()'s error, not prepare()'s */
+		}
 		if (go && !ret) {
 			c->commit = end;
 			chunk_done(c, end - chunk);
@@ -435,6 +438,8 @@ int blockdev_copy_run(const struct blockdev_copy *o)
 	for (unsigned i = 1; i < started; i++)
 		pthread_join(w[i].thread, NULL);
 	ret = c.err;
+	if (o->write_failed)
+		*o->write_failed = ret && c.err_write;
 out:
 	for (unsigned i = 0; i < o->parallel; i++) {
 		free(w[i].buf);

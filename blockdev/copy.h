@@ -65,6 +65,9 @@ struct blockdev_copy {
 	unsigned window;
 	blockdev_copy_progress_fn *progress;
 	void *opaque;
+	/* if set: told whether the error returned came from a write to @dst (a job applies its
+	 * on-target-error policy to those, on-source-error to the rest) */
+	bool *write_failed;
 };
 
 /*

@@ -50,7 +50,7 @@ struct job {
 	bool no_pivot;            /* cancelled in READY without force: complete, keep the source */
 	uint64_t not_before;      /* JOB_STEP_WAIT, or nothing to do in READY: when to step again */
 	bool auto_finalize, auto_dismiss;
-	enum job_on_error on_error;
+	enum job_on_error on_error, on_target_error;
 	int ret;                  /* the first error, or -ECANCELED */
 	char error[256];
 	struct token_bucket tb;
@@ -404,7 +404,7 @@ enum job_on_error job_io_error(struct job *job, int ret, bool read)
 	enum job_on_error a;
 
 	pthread_mutex_lock(&m.lock);
-	a = job->on_error;
+	a = read ? job->on_error : job->on_target_error;
 	if (a == JOB_ON_ERROR_ENOSPC)
 		a = ret == -ENOSPC ? JOB_ON_ERROR_STOP : JOB_ON_ERROR_REPORT;
 	json_object_object_add(d, "device", json_object_new_string(job->id));
@@ -510,6 +510,7 @@ struct job *job_start(const struct job_driver *drv, void *opaque, const struct j
 	j->auto_finalize = o->auto_finalize;
 	j->auto_dismiss = o->auto_dismiss;
 	j->on_error = o->on_error;
+	j->on_target_error = o->on_target_error;
 	token_bucket_init(&j->tb, o->speed, BLOCKDEV_COPY_CHUNK, now_ns());
 	pthread_mutex_lock(&m.lock);
 	if (find_locked(j->id)) {

@@ -99,7 +99,9 @@ struct job_driver {
  * @speed: bytes per second, 0 for no limit
  * @auto_finalize: go from pending to concluded without job-finalize
  * @auto_dismiss: go from concluded to null without job-dismiss
- * @on_error: what a failed step does
+ * @on_error: what a failed step does (a mirror's or backup's: when reading the source)
+ * @on_target_error: what a failed write to a mirror's or backup's target does (other jobs:
+ *                   the same as @on_error)
  */
 struct job_opts {
 	const char *id;
@@ -107,6 +109,7 @@ struct job_opts {
 	bool auto_finalize;
 	bool auto_dismiss;
 	enum job_on_error on_error;
+	enum job_on_error on_target_error;
 };
 
 /*
@@ -146,7 +149,8 @@ uint64_t job_step_bytes(struct job *job);
 int job_step_fail(struct job *job, int ret, const char *msg);
 /* Is @job a block job (see struct job_driver, @plain)? */
 bool job_is_block_job(const struct job *job);
-/* Step side: I/O of the step failed with @ret; reports BLOCK_JOB_ERROR and says what to do
+/* Step side: I/O of the step failed with @ret, reading (@read: the source policy, on-error or
+ * on-source-error) or writing (on-target-error); reports BLOCK_JOB_ERROR and says what to do
  * (REPORT, IGNORE or STOP: ENOSPC is resolved to one of them). */
 enum job_on_error job_io_error(struct job *job, int ret, bool read);
 

@@ -46,6 +46,7 @@ struct backup {
 	bool top_only, sync_none;
 	struct blockdev_bitmap *copy;   /* still to copy: the job's own, on @src, not recording */
 	pthread_mutex_t lock;
+	bool write_failed;              /* lock: the last copy's error came from the target */
 	atomic_int cbw_error;
 	struct blockdev_bitmap *user, *successor;
 	bool user_was_enabled;
@@ -60,6 +61,7 @@ static int copy_range(struct backup *b, uint64_t off, uint64_t len)
 		.src = b->src, .dst = b->target, .offset = off, .length = len,
 		.top_only = b->top_only, .stop = b->stop, .write_zeroes = true,
 		.zero_flags = BLOCKDEV_ZERO_MAY_UNMAP, .in_order = true, .parallel = 1,
+		.write_failed = &b->write_failed,
 	};
 
 	return blockdev_copy_run(&o);
@@ -115,6 +117,7 @@ static int backup_step(struct job *job)
 	struct backup *b = job_opaque(job);
 	uint64_t start, len;
 	int64_t r;
+	bool write_failed;
 	int err = atomic_load(&b->cbw_error);
 
 	if (err)
@@ -131,9 +134,10 @@ static int backup_step(struct job *job)
 		return b->sync_none ? JOB_STEP_WAIT : JOB_STEP_DONE;
 	}
 	r = copy_pending(b, start, len);
+	write_failed = b->write_failed;
 	pthread_mutex_unlock(&b->lock);
 	if (r < 0) {
-		enum job_on_error a = job_io_error(job, (int)r, false);
+		enum job_on_error a = job_io_error(job, (int)r, !write_failed);
 
 		if (a == JOB_ON_ERROR_REPORT)
 			return (int)r;

@@ -35,9 +35,11 @@ struct commit {
 static int commit_step(struct job *job)
 {
 	struct commit *c = job_opaque(job);
+	bool write_failed = false;
 	struct blockdev_copy o = {
 		.src = c->top, .dst = c->base_rw, .offset = c->off, .top_only = true,
 		.stop = c->base, .write_zeroes = true, .in_order = true, .parallel = 1,
+		.write_failed = &write_failed,
 	};
 	int ret;
 
@@ -46,7 +48,7 @@ static int commit_step(struct job *job)
 	o.length = MIN(job_step_bytes(job), c->size - c->off);
 	ret = blockdev_copy_run(&o);
 	if (ret) {
-		enum job_on_error a = job_io_error(job, ret, false);
+		enum job_on_error a = job_io_error(job, ret, !write_failed);
 
 		if (a == JOB_ON_ERROR_REPORT)
 			return ret;

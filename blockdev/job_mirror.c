@@ -52,13 +52,15 @@ struct mirror {
 	_Atomic uint64_t busy_start, busy_end; /* the range a step copies now (end 0: none) */
 };
 
-/* Copies [off, off+len) of the source to the target: -errno, 0. */
-static int copy_range(struct mirror *m, uint64_t off, uint64_t len)
+/* Copies [off, off+len) of the source to the target: -errno (*@write_failed, if given: from a
+ * write to the target), 0. */
+static int copy_range(struct mirror *m, uint64_t off, uint64_t len, bool *write_failed)
 {
 	struct blockdev_copy o = {
 		.src = m->src, .dst = m->target, .offset = off, .length = len,
 		.top_only = m->top_only, .stop = m->stop, .write_zeroes = true,
 		.zero_flags = BLOCKDEV_ZERO_MAY_UNMAP, .in_order = true, .parallel = 1,
+		.write_failed = write_failed,
 	};
 
 	return blockdev_copy_run(&o);
@@ -68,6 +70,7 @@ static int mirror_step(struct job *job)
 {
 	struct mirror *m = job_opaque(job);
 	uint64_t start, len;
+	bool write_failed = false;
 	int ret;
 
 	if (!blockdev_bitmap_next_dirty(m->dirty, m->cursor, job_step_bytes(job), &start, &len)) {
@@ -82,13 +85,13 @@ static int mirror_step(struct job *job)
 	blockdev_bitmap_reset(m->dirty, start, len);
 	atomic_store(&m->busy_start, start);
 	atomic_store(&m->busy_end, start + len);
-	ret = copy_range(m, start, len);
+	ret = copy_range(m, start, len, &write_failed);
 	atomic_store(&m->busy_end, 0);
 	if (ret) {
 		enum job_on_error a;
 
 		blockdev_bitmap_set(m->dirty, start, len); /* still to copy */
-		a = job_io_error(job, ret, false);
+		a = job_io_error(job, ret, !write_failed);
 		if (a == JOB_ON_ERROR_REPORT)
 			return ret;
 		if (a == JOB_ON_ERROR_STOP)
@@ -125,7 +128,7 @@ static int copy_the_rest(struct mirror *m, struct error **errp)
 		int ret;
 
 		blockdev_bitmap_reset(m->dirty, start, len);
-		ret = copy_range(m, start, len);
+		ret = copy_range(m, start, len, NULL);
 		if (ret) {
 			error_setg_errno(errp, -ret, "copying to '%s'", m->target->node_name);
 			return -1;

@@ -181,7 +181,10 @@ static int job_opts(struct json_object *a, const char *device, struct job_opts *
 		error_setg(errp, "filter-node-name: vireo's jobs insert no filter node");
 		return -1;
 	}
-	return on_error_of("on-error", on_error, &o->on_error, errp);
+	if (on_error_of("on-error", on_error, &o->on_error, errp) < 0)
+		return -1;
+	o->on_target_error = o->on_error; /* one policy for stream's and commit's I/O */
+	return 0;
 }
 
 /* The node that @node_key names, or the node of @top's chain below it that @file_key (may be
@@ -278,7 +281,6 @@ static int mirror_args(struct json_object *a, struct job_mirror_opts *mo, struct
 		       struct error **errp)
 {
 	const char *sync = NULL, *mode = NULL, *src_err = NULL, *dst_err = NULL, *replaces = NULL;
-	enum job_on_error e1, e2;
 	uint64_t buf_size;
 	bool unmap = true;
 
@@ -316,12 +318,10 @@ static int mirror_args(struct json_object *a, struct job_mirror_opts *mo, struct
 		error_setg(errp, "replaces: vireo's mirror replaces the device's node only");
 		return -1;
 	}
-	/* one policy for the job's I/O: the stricter of the two */
-	if (on_error_of("on-source-error", src_err, &e1, errp) < 0 ||
-	    on_error_of("on-target-error", dst_err, &e2, errp) < 0)
+	/* QEMU's: on-source-error for reading the source, on-target-error for writing the target */
+	if (on_error_of("on-source-error", src_err, &jo->on_error, errp) < 0 ||
+	    on_error_of("on-target-error", dst_err, &jo->on_target_error, errp) < 0)
 		return -1;
-	jo->on_error = e1 == JOB_ON_ERROR_REPORT || e2 == JOB_ON_ERROR_REPORT ?
-			       JOB_ON_ERROR_REPORT : e2;
 	return 0;
 }
 
@@ -429,7 +429,6 @@ static int backup_args(struct json_object *a, struct blockdev *src, struct job_b
 {
 	const char *sync = NULL, *bitmap = NULL, *bmode = NULL, *src_err = NULL, *dst_err = NULL;
 	bool compress = false, discard_source = false;
-	enum job_on_error e1, e2;
 	struct json_object *perf = NULL;
 
 	*bo = (struct job_backup_opts){ 0 };
@@ -493,11 +492,9 @@ static int backup_args(struct json_object *a, struct blockdev *src, struct job_b
 		if (!bo->bitmap)
 			return -1;
 	}
-	if (on_error_of("on-source-error", src_err, &e1, errp) < 0 ||
-	    on_error_of("on-target-error", dst_err, &e2, errp) < 0)
+	if (on_error_of("on-source-error", src_err, &jo->on_error, errp) < 0 ||
+	    on_error_of("on-target-error", dst_err, &jo->on_target_error, errp) < 0)
 		return -1;
-	jo->on_error = e1 == JOB_ON_ERROR_REPORT || e2 == JOB_ON_ERROR_REPORT ?
-			       JOB_ON_ERROR_REPORT : e2;
 	return 0;
 }
 
