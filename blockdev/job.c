@@ -32,6 +32,8 @@
 #define IOPRIO_CLASS_SHIFT 13
 #define IOPRIO_WHO_PROCESS 1
 #define JOB_WAIT_NS 10000000ULL /* 10 ms: how soon a job with nothing to do looks again */
+#define JOB_STARVE_NS 1000000000ULL /* a job that could step and did not for 1 s is starving */
+#define JOB_WATCH_MS 500            /* how often the control plane looks (job_manager_poll) */
 
 struct job {
 	char id[JOB_ID_MAX];
@@ -68,7 +70,10 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond, idle;
 	pthread_t thread;
+	pid_t tid;          /* the job thread's, for the boost */
 	bool thread_started, stopping;
+	uint64_t last_step_ns; /* when the job thread last ended a step (or started) */
+	bool boosted;       /* given normal priority for one step against starvation */
 	int efd;
 	struct job *jobs;
 	struct job *cursor; /* the job after which the thread looks first (round robin) */
@@ -201,6 +206,7 @@ static void lower_priority(void)
 {
 	struct sched_param sp = { 0 };
 
+	m.tid = (pid_t)syscall(SYS_gettid);
 	pthread_setname_np(pthread_self(), "job");
 	/* best effort: a job at normal priority is slower to yield, not wrong */
 	if (sched_setscheduler(0, SCHED_IDLE, &sp) < 0)
@@ -320,6 +326,13 @@ static void *job_thread(void *arg)
 		pthread_mutex_lock(&m.lock);
 		j->busy = false;
 		after_step(j, r);
+		m.last_step_ns = now_ns();
+		if (m.boosted) { /* the one step it was given: idle again */
+			struct sched_param sp = { 0 };
+
+			sched_setscheduler(0, SCHED_IDLE, &sp);
+			m.boosted = false;
+		}
 		pthread_cond_broadcast(&m.idle);
 	}
 	pthread_mutex_unlock(&m.lock);
@@ -347,6 +360,7 @@ static int start_thread(struct error **errp)
 		return -1;
 	}
 	m.thread_started = true;
+	m.last_step_ns = now_ns();
 	return 0;
 }
 
@@ -779,6 +793,39 @@ static bool advance_one(void)
 	return false;
 }
 
+/*
+ * Jobs run on the CPU time guests leave (SCHED_IDLE), which on a host whose cores are all busy
+ * is none: a job that could step and has not for JOB_STARVE_NS gets one step at normal
+ * priority, so it goes on at a trickle instead of never (lock held).
+ */
+static void watch_starvation(void)
+{
+	struct sched_param sp = { 0 };
+	uint64_t now = now_ns();
+	bool wants = false;
+
+	if (!m.thread_started || m.boosted || now - m.last_step_ns < JOB_STARVE_NS)
+		return;
+	for (struct job *j = m.jobs; j && !wants; j = j->next)
+		wants = !j->busy && !j->pause_count && now >= j->not_before &&
+			(j->status == JOB_STATUS_RUNNING || j->status == JOB_STATUS_READY) &&
+			!token_bucket_wait_ns(&j->tb, now);
+	if (wants && sched_setscheduler(m.tid, SCHED_OTHER, &sp) == 0)
+		m.boosted = true;
+}
+
+int job_manager_timeout_ms(void)
+{
+	int ms = -1;
+
+	pthread_mutex_lock(&m.lock);
+	for (struct job *j = m.jobs; j && ms < 0; j = j->next)
+		if (j->status == JOB_STATUS_RUNNING || j->status == JOB_STATUS_READY)
+			ms = JOB_WATCH_MS;
+	pthread_mutex_unlock(&m.lock);
+	return ms;
+}
+
 void job_manager_poll(void)
 {
 	struct event *e;
@@ -789,6 +836,7 @@ void job_manager_poll(void)
 	if (read(m.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
 	pthread_mutex_lock(&m.lock);
+	watch_starvation();
 	while (advance_one())
 		;
 	e = m.ev_head;

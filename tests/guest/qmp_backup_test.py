@@ -58,7 +58,10 @@ run("qemu-img", "create", "-q", "-f", "qcow2", os.path.join(tmp, "slow.qcow2"), 
 log_path = os.path.join(tmp, "serial.log")
 vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
               "--blockdev", f"driver=qcow2,node-name=disk,file.driver=file,file.filename={disk}",
-              "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2",
+              "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2,iothread=io0",
+              # the job thread runs at SCHED_IDLE, on CPU time the guest leaves: blk-crashwriter
+              # spins, so its vCPU yields to it (nice 19) and the iothread does not poll
+              "--vcpu-nice", "19", "--object", "iothread,id=io0,poll-max-ns=0",
               "--cmdline", "blk-crashwriter crash-seed=11 crash-ops=30000 crash-qd=8 "
               "crash-maxlen=65536 blk-require=1 idle"],
         os.path.join(tmp, "qmp.sock"), logs=[log_path])
@@ -89,7 +92,7 @@ def backup(job, **args):
     first = len(lines())
     ok("blockdev-backup", device="disk0", **{"job-id": job}, **args)
     last = len(lines())
-    done = qmp.wait_event("BLOCK_JOB_COMPLETED", timeout=120,
+    done = qmp.wait_event("BLOCK_JOB_COMPLETED", timeout=240,
                           match=lambda e: e["data"]["device"] == job)
     if "error" in done["data"]:
         fail(f"{job}: {done}")
@@ -137,7 +140,8 @@ busy = [b for n in ok("query-named-block-nodes") if n["node-name"] == "disk"
 if not busy or not busy[0]["busy"] or busy[0]["recording"]:
     fail(f"a backup's bitmap is frozen and busy while it runs: {busy}")
 ok("block-job-cancel", device="slow")
-qmp.wait_event("BLOCK_JOB_CANCELLED", match=lambda e: e["data"]["device"] == "slow")
+qmp.wait_event("BLOCK_JOB_CANCELLED", timeout=240,
+               match=lambda e: e["data"]["device"] == "slow")
 after = [b for n in ok("query-named-block-nodes") if n["node-name"] == "disk"
          for b in n["dirty-bitmaps"] if b["name"] == "inc"]
 if not after or after[0]["busy"] or not after[0]["recording"]:

@@ -71,7 +71,10 @@ run("qemu-img", "convert", "-O", "raw", top, before)
 log_path = os.path.join(tmp, "serial.log")
 vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
               "--blockdev", f"driver=qcow2,node-name=disk,file.driver=file,file.filename={top}",
-              "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2",
+              "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2,iothread=io0",
+              # the job thread runs at SCHED_IDLE, on CPU time the guest leaves: blk-crashwriter
+              # spins, so its vCPU yields to it (nice 19) and the iothread does not poll
+              "--vcpu-nice", "19", "--object", "iothread,id=io0,poll-max-ns=0",
               "--cmdline", "blk-crashwriter crash-seed=7 crash-ops=30000 crash-qd=8 "
               "crash-maxlen=65536 blk-require=1 idle"],
         os.path.join(tmp, "qmp.sock"), logs=[log_path])
@@ -82,11 +85,20 @@ def log():
     return open(log_path, errors="replace").read() if os.path.exists(log_path) else ""
 
 
+JOBS = 240  # seconds a job may take: it runs on the CPU time the guest leaves
+
+
+def job_event(name, job):
+    """The next event called name about job."""
+    return qmp.wait_event(name, timeout=JOBS, match=lambda e: e["data"]["device"] == job)
+
+
 def statuses(job, until):
     """The JOB_STATUS_CHANGE statuses of job, up to and including until."""
     seen = []
     while not seen or seen[-1] != until:
-        e = qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e: e["data"]["id"] == job)
+        e = qmp.wait_event("JOB_STATUS_CHANGE", timeout=JOBS,
+                           match=lambda e: e["data"]["id"] == job)
         seen.append(e["data"]["status"])
     return seen
 
@@ -130,7 +142,7 @@ ok("block-job-cancel", device="slow")
 seen = statuses("slow", "null")
 if seen != ["running", "aborting", "concluded", "null"]:
     fail(f"resume and cancel: {seen}")
-qmp.wait_event("BLOCK_JOB_CANCELLED", match=lambda e: e["data"]["device"] == "slow")
+job_event("BLOCK_JOB_CANCELLED", "slow")
 if chain() != ["top.qcow2", "mid.qcow2", "low.qcow2", "base.qcow2"]:
     fail(f"chain after the cancel: {chain()}")
 
@@ -138,7 +150,7 @@ if chain() != ["top.qcow2", "mid.qcow2", "low.qcow2", "base.qcow2"]:
 ok("block-commit", device="disk0", **{"job-id": "c"}, top=mid, base=low)
 if statuses("c", "null") != ["created", "running", "waiting", "pending", "concluded", "null"]:
     fail("block-commit's states")
-done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "c")
+done = job_event("BLOCK_JOB_COMPLETED", "c")
 if "error" in done["data"] or done["data"]["offset"] != size:
     fail(f"block-commit: {done}")
 if chain() != ["top.qcow2", "low.qcow2", "base.qcow2"]:
@@ -148,7 +160,7 @@ if chain() != ["top.qcow2", "low.qcow2", "base.qcow2"]:
 ok("block-stream", device="disk0", **{"job-id": "s"}, base=base)
 if statuses("s", "null")[-1] != "null":
     fail("block-stream did not end")
-done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "s")
+done = job_event("BLOCK_JOB_COMPLETED", "s")
 if "error" in done["data"]:
     fail(f"block-stream: {done}")
 if chain() != ["top.qcow2", "base.qcow2"]:
@@ -156,11 +168,11 @@ if chain() != ["top.qcow2", "base.qcow2"]:
 
 # 4. commit the active image into base: in sync, then the disk moves onto base
 ok("block-commit", device="disk0", **{"job-id": "ac"})
-ready = qmp.wait_event("BLOCK_JOB_READY", match=lambda e: e["data"]["device"] == "ac")
+ready = job_event("BLOCK_JOB_READY", "ac")
 if ready["data"]["type"] != "commit":
     fail(f"an active commit is a commit job: {ready}")
 ok("block-job-complete", device="ac")
-done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "ac")
+done = job_event("BLOCK_JOB_COMPLETED", "ac")
 if "error" in done["data"]:
     fail(f"active commit: {done}")
 statuses("ac", "null")
@@ -174,12 +186,12 @@ ok("blockdev-add", driver="qcow2", **{"node-name": "t1"},
    file={"driver": "file", "filename": t1})
 ok("blockdev-mirror", device="disk0", target="t1", sync="full", **{"job-id": "m1",
    "copy-mode": "write-blocking"})
-qmp.wait_event("BLOCK_JOB_READY", match=lambda e: e["data"]["device"] == "m1")
+job_event("BLOCK_JOB_READY", "m1")
 jobs = ok("query-block-jobs")
 if not jobs or not jobs[0]["ready"] or jobs[0]["type"] != "mirror":
     fail(f"query-block-jobs in sync: {jobs}")
 ok("block-job-cancel", device="m1")
-done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "m1")
+done = job_event("BLOCK_JOB_COMPLETED", "m1")
 if "error" in done["data"]:
     fail(f"mirror m1: {done}")
 statuses("m1", "null")
@@ -191,11 +203,11 @@ ok("blockdev-del", **{"node-name": "t1"})
 target = os.path.join(tmp, "mirror.qcow2")
 ok("drive-mirror", device="disk0", target=target, format="qcow2", sync="full",
    **{"job-id": "m2", "node-name": "mirrored"})
-qmp.wait_event("BLOCK_JOB_READY", match=lambda e: e["data"]["device"] == "m2")
+job_event("BLOCK_JOB_READY", "m2")
 ok("job-complete", id="m2")
 if statuses("m2", "null")[-4:] != ["waiting", "pending", "concluded", "null"]:
     fail("mirror m2's states")
-done = qmp.wait_event("BLOCK_JOB_COMPLETED", match=lambda e: e["data"]["device"] == "m2")
+done = job_event("BLOCK_JOB_COMPLETED", "m2")
 if "error" in done["data"]:
     fail(f"mirror m2: {done}")
 inserted = ok("query-block")[0]["inserted"]
