@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blockdev/io_error.h"
 #include "common/util.h"
 
 /* Parameter data built on the stack: the largest is REPORT LUNS (8 + 8 * SCSI_DISK_MAX_LUNS). */
@@ -21,6 +22,7 @@
 
 struct scsi_disk {
 	struct blockdev *bs;
+	const char *name;        /* for BLOCK_IO_ERROR */
 	uint16_t lun;
 	bool ro_opt;
 	struct scsi_geom geom;
@@ -616,6 +618,9 @@ static bool io_next(struct scsi_req *r, int ret)
 	if (ret < 0) {
 		struct scsi_sense_err e = errno_sense(r, ret);
 
+		if (ret != -EINVAL && ret != -EOPNOTSUPP) /* the host's failure, not the request's */
+			blockdev_io_error(r->priv.d->name, r->priv.d->bs->node_name,
+					  r->priv.breq.op != BLOCKDEV_OP_READ, ret);
 		io_free(r);
 		return check(r, &e);
 	}
@@ -931,6 +936,7 @@ struct scsi_disk *scsi_disk_create(const struct scsi_disk_opts *o, struct error 
 		return NULL;
 	}
 	d->bs = o->bs;
+	d->name = o->name ? o->name : "";
 	d->lun = o->lun;
 	d->ro_opt = o->read_only;
 	d->geom.block_size = bsz;

@@ -76,9 +76,12 @@ struct scsi_disk;
  *             many; called on an iothread, so the transport keeps the list safe to read
  *             there. NULL: the target has this LUN only.
  * @list_opaque: passed to @list_luns
+ * @name: the device's name in its BLOCK_IO_ERROR events (the caller keeps it while the disk
+ *        lives), NULL: ""
  */
 struct scsi_disk_opts {
 	struct blockdev *bs;
+	const char *name;
 	uint16_t lun;
 	bool read_only;
 	const char *serial;

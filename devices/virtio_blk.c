@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/io_error.h"
 #include "common/util.h"
 #include "devices/virtio_ioq.h"
 #include "devices/virtio_pci.h"
@@ -122,6 +123,9 @@ static void req_done(struct blockdev_req *breq, int ret)
 	}
 	if (ret < 0 && r->breq.op == BLOCKDEV_OP_READ)
 		r->used_len = 1; /* nothing valid was read */
+	if (ret < 0 && errno_status(ret) == VIRTIO_BLK_S_IOERR && ret != -EINVAL)
+		blockdev_io_error(r->q->dev->name, r->q->dev->bs->node_name,
+				  r->breq.op != BLOCKDEV_OP_READ, ret); /* the host failed it */
 	if (r->acct >= 0)
 		vioq_count(&r->q->st, (unsigned int)r->acct, r->acct_len, r->start_ns,
 			   iothread_turn_ns(r->q->ioq.it), ret < 0, r->acct_end);

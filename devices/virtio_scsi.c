@@ -994,7 +994,8 @@ static struct vscsi_lun *lun_new(struct vscsi *s, const struct vscsi_lun_opts *o
 	l->target = o->target;
 	l->lun = o->lun;
 	l->bs = o->bs;
-	d = (struct scsi_disk_opts){ .bs = o->bs, .lun = o->lun, .read_only = o->read_only,
+	d = (struct scsi_disk_opts){ .bs = o->bs, .name = o->name, .lun = o->lun,
+				     .read_only = o->read_only,
 				     .serial = o->serial, .wwn = o->wwn, .discard = true,
 				     .list_luns = list_luns, .list_opaque = l };
 	l->disk = scsi_disk_create(&d, errp);

@@ -177,9 +177,11 @@ const char *vscsi_name(const struct vscsi *s);
  * @target, @lun: its address (0..VSCSI_MAX_TARGET, 0..VSCSI_MAX_LUN)
  * @read_only: DATA PROTECT on writes (also when @bs is read-only)
  * @serial, @wwn: VPD 80h and 83h (see struct scsi_disk_opts)
+ * @name: the scsi-hd's id, in its BLOCK_IO_ERROR events (kept by the caller while the LUN is)
  */
 struct vscsi_lun_opts {
 	struct blockdev *bs;
+	const char *name;
 	uint8_t target;
 	uint16_t lun;
 	bool read_only;

@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "blockdev/io_error.h"
 #include "blockdev/job.h"
 #include "common/util.h"
 #include "control/job_qmp.h"
@@ -249,22 +250,25 @@ static void machine_job_event(void *opaque, const char *name, struct json_object
 	qmp_event(m->qmp, name, data);
 }
 
-/* Serves console input, signals, QMP and block jobs until a stop is requested. */
+/* Serves console input, signals, QMP, block jobs and the devices' I/O error reports until a
+ * stop is requested. */
 static void machine_loop(struct machine *m, const struct vm_config *cfg, int sigfd)
 {
-	struct pollfd pfd[6] = {
+	int held = -1; /* ms until a held BLOCK_IO_ERROR is due */
+	struct pollfd pfd[7] = {
 		{ .fd = m->vm.stop_efd, .events = POLLIN },
 		{ .fd = sigfd, .events = POLLIN },
 		{ .fd = cfg->serial == SERIAL_STDIO ? STDIN_FILENO : -1, .events = POLLIN },
 		{ .fd = -1 },
 		{ .fd = -1 },
 		{ .fd = job_manager_fd(), .events = POLLIN },
+		{ .fd = blockdev_io_error_fd(), .events = POLLIN },
 	};
 
 	while (!vm_stopping(&m->vm)) {
 		if (m->qmp)
 			qmp_fds(m->qmp, &pfd[3]);
-		if (poll(pfd, 6, -1) < 0) {
+		if (poll(pfd, 7, held) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -291,6 +295,8 @@ static void machine_loop(struct machine *m, const struct vm_config *cfg, int sig
 			qmp_handle(m->qmp, &pfd[3], 2);
 		if (pfd[5].revents & POLLIN)
 			job_manager_poll(); /* events, and jobs to finalize */
+		if ((pfd[6].revents & POLLIN) || held >= 0) /* without QMP: dropped */
+			held = blockdev_io_error_poll(m->qmp ? machine_job_event : NULL, m);
 	}
 	machine_qmp_shutdown_event(m);
 }

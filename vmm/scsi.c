@@ -212,6 +212,7 @@ static int hd_plug(struct scsi_ctl *c, struct blockdev *bs, const char *id,
 	h->ctl = c;
 	h->bs = bs;
 	lo->bs = bs;
+	lo->name = h->id;
 	lo->read_only = lo->read_only || bs->read_only;
 	h->user = (struct blockdev_user){
 		.role = h->id,
