@@ -152,6 +152,8 @@ static int mirror_prepare(struct job *job, struct error **errp)
 		return -1;
 	blockdev_set_write_hook(m->src, NULL, NULL);
 	ret = copy_the_rest(m, errp);
+	if (!ret) /* all copied: BLOCK_JOB_COMPLETED's offset is its len, as QEMU's */
+		job_progress(job, m->copied, m->copied, 0);
 	if (!ret && !job_no_pivot(job)) {
 		/* the job writes no more: the devices take the target with their own rights */
 		blockdev_detach(&m->target_user);
