@@ -33,6 +33,7 @@
 #define IOPRIO_WHO_PROCESS 1
 #define JOB_WAIT_NS 10000000ULL /* 10 ms: how soon a job with nothing to do looks again */
 #define JOB_STARVE_NS 1000000000ULL /* a job that could step and did not for 1 s is starving */
+#define JOB_BOOST_NS 50000000ULL    /* then it steps at normal priority for 50 ms */
 #define JOB_WATCH_MS 500            /* how often the control plane looks (job_manager_poll) */
 
 struct job {
@@ -73,7 +74,8 @@ static struct {
 	pid_t tid;          /* the job thread's, for the boost */
 	bool thread_started, stopping;
 	uint64_t last_step_ns; /* when the job thread last ended a step (or started) */
-	bool boosted;       /* given normal priority for one step against starvation */
+	bool boosted;       /* given normal priority against starvation... */
+	uint64_t boost_end; /* ...until then */
 	int efd;
 	struct job *jobs;
 	struct job *cursor; /* the job after which the thread looks first (round robin) */
@@ -327,7 +329,7 @@ static void *job_thread(void *arg)
 		j->busy = false;
 		after_step(j, r);
 		m.last_step_ns = now_ns();
-		if (m.boosted) { /* the one step it was given: idle again */
+		if (m.boosted && m.last_step_ns >= m.boost_end) { /* its time is up: idle again */
 			struct sched_param sp = { 0 };
 
 			sched_setscheduler(0, SCHED_IDLE, &sp);
@@ -795,8 +797,8 @@ static bool advance_one(void)
 
 /*
  * Jobs run on the CPU time guests leave (SCHED_IDLE), which on a host whose cores are all busy
- * is none: a job that could step and has not for JOB_STARVE_NS gets one step at normal
- * priority, so it goes on at a trickle instead of never (lock held).
+ * is none: a job that could step and has not for JOB_STARVE_NS steps at normal priority for
+ * JOB_BOOST_NS, so it goes on at a twentieth of its pace instead of never (lock held).
  */
 static void watch_starvation(void)
 {
@@ -810,8 +812,10 @@ static void watch_starvation(void)
 		wants = !j->busy && !j->pause_count && now >= j->not_before &&
 			(j->status == JOB_STATUS_RUNNING || j->status == JOB_STATUS_READY) &&
 			!token_bucket_wait_ns(&j->tb, now);
-	if (wants && sched_setscheduler(m.tid, SCHED_OTHER, &sp) == 0)
+	if (wants && sched_setscheduler(m.tid, SCHED_OTHER, &sp) == 0) {
 		m.boosted = true;
+		m.boost_end = now + JOB_BOOST_NS;
+	}
 }
 
 int job_manager_timeout_ms(void)

@@ -13,8 +13,8 @@
  * cancel, complete) and its speed (a token bucket: after a step that copied N bytes the job
  * waits until the bucket has paid them off). It runs at SCHED_IDLE, and its synchronous
  * block-layer I/O at the idle I/O priority, so guests' vCPUs and iothreads go first; on a host
- * whose cores are all busy that leaves a job nothing, so the control plane gives a job that
- * could step and has not for a second one step at normal priority (job_manager_poll). Whatever
+ * whose cores are all busy that leaves a job nothing, so the control plane lets a job that
+ * could step and has not for a second step at normal priority for 50 ms (job_manager_poll). Whatever
  * changes the graph (prepare, abort, clean: the chain made shorter, a backing link dropped) runs
  * on the control-plane thread, in job_manager_poll(), which the program calls when the fd of
  * job_manager_fd() is readable; events are queued by either thread and handed to the program's
@@ -124,8 +124,8 @@ int job_manager_init(void (*emit)(void *opaque, const char *name, struct json_ob
 void job_manager_shutdown(void);
 /* An eventfd: readable when job_manager_poll() has work (events, jobs to finalize). */
 int job_manager_fd(void);
-/* Control plane: emits queued events, finalizes and dismisses what may be, and gives a job
- * starved of CPU time one step at normal priority. */
+/* Control plane: emits queued events, finalizes and dismisses what may be, and lets a job
+ * starved of CPU time step at normal priority for a while. */
 void job_manager_poll(void);
 /* How long the control plane may wait before calling job_manager_poll() again even with its fd
  * quiet (the starvation watch while jobs run): milliseconds, or -1 for no limit. */

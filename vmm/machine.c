@@ -266,9 +266,12 @@ static void machine_loop(struct machine *m, const struct vm_config *cfg, int sig
 	};
 
 	while (!vm_stopping(&m->vm)) {
+		int jobs = job_manager_timeout_ms();
+		int wait = held < 0 ? jobs : jobs < 0 ? held : MIN(held, jobs);
+
 		if (m->qmp)
 			qmp_fds(m->qmp, &pfd[3]);
-		if (poll(pfd, 7, held) < 0) {
+		if (poll(pfd, 7, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -293,8 +296,9 @@ static void machine_loop(struct machine *m, const struct vm_config *cfg, int sig
 		}
 		if (m->qmp)
 			qmp_handle(m->qmp, &pfd[3], 2);
-		if (pfd[5].revents & POLLIN)
-			job_manager_poll(); /* events, and jobs to finalize */
+		/* events, jobs to finalize, and while jobs run a look for one starved of CPU */
+		if ((pfd[5].revents & POLLIN) || jobs >= 0)
+			job_manager_poll();
 		if ((pfd[6].revents & POLLIN) || held >= 0) /* without QMP: dropped */
 			held = blockdev_io_error_poll(m->qmp ? machine_job_event : NULL, m);
 	}
