@@ -6,7 +6,9 @@ A chain base.qcow2 <- low.qcow2 <- mid.qcow2 <- top.qcow2, each holding data of 
 headers). The guest runs blk-crashwriter: random writes, write-zeroes, discards and flushes, each
 logged. While it writes:
   1. block-stream with a speed limit is paused, resumed and cancelled: JOB_STATUS_CHANGE
-     paused/running/aborting and BLOCK_JOB_CANCELLED come, the chain stays;
+     paused/running/aborting and BLOCK_JOB_CANCELLED come, the chain stays; a sync=none mirror
+     at 512 KiB/s falls behind the guest's writes in the background (it dirties more than that),
+     and keeps up with copy-mode=write-blocking;
   2. block-commit writes mid into low: the chain becomes top <- low <- base
      (query-named-block-nodes shows it; QEMU's events in QEMU's order);
   3. block-stream takes low into top: top <- base;
@@ -75,7 +77,7 @@ vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_p
               # the job thread runs at SCHED_IDLE, on CPU time the guest leaves: blk-crashwriter
               # spins, so its vCPU yields to it (nice 19) and the iothread does not poll
               "--vcpu-nice", "19", "--object", "iothread,id=io0,poll-max-ns=0",
-              "--cmdline", "blk-crashwriter crash-seed=7 crash-ops=30000 crash-qd=8 "
+              "--cmdline", "blk-crashwriter crash-seed=7 crash-ops=50000 crash-qd=8 "
               "crash-maxlen=65536 blk-require=1 idle"],
         os.path.join(tmp, "qmp.sock"), logs=[log_path])
 qmp, fail, ok = vm.qmp, vm.fail, vm.ok
@@ -145,6 +147,26 @@ if seen != ["running", "aborting", "concluded", "null"]:
 job_event("BLOCK_JOB_CANCELLED", "slow")
 if chain() != ["top.qcow2", "mid.qcow2", "low.qcow2", "base.qcow2"]:
     fail(f"chain after the cancel: {chain()}")
+
+# 1b. a mirror that cannot converge in the background converges with write-blocking: sync=none
+# at 512 KiB/s, while the guest dirties far more than that each second; how far behind it is
+# shows in query-block-jobs (len - offset)
+nul = os.path.join(tmp, "none.qcow2")
+run("qemu-img", "create", "-q", "-f", "qcow2", nul, str(size))
+ok("blockdev-add", driver="qcow2", **{"node-name": "none"},
+   file={"driver": "file", "filename": nul})
+for mode, converges in (("background", False), ("write-blocking", True)):
+    ok("blockdev-mirror", device="disk0", target="none", sync="none", speed=512 * 1024,
+       **{"job-id": "n", "copy-mode": mode})
+    time.sleep(10)
+    job = [j for j in ok("query-block-jobs") if j["device"] == "n"][0]
+    behind = job["len"] - job["offset"]  # dirty, still to copy
+    if (behind < 4 * MiB) != converges:
+        fail(f"copy-mode={mode}: {behind >> 10} KiB behind the guest after 10 s: {job}")
+    ok("block-job-cancel", device="n", force=True)
+    statuses("n", "null")
+    print(f"ok: copy-mode={mode} is {behind >> 10} KiB behind the guest's writes after 10 s")
+ok("blockdev-del", **{"node-name": "none"})
 
 # 2. commit mid into low
 ok("block-commit", device="disk0", **{"job-id": "c"}, top=mid, base=low)
