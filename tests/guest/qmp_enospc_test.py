@@ -23,24 +23,13 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from vmtest import Vm, setup  # noqa: E402 (after the path it lives on)
+from vmtest import Vm, need_qemu_tools, run, setup  # noqa: E402
 
 vireo, guest, tmp = setup()
-for tool in ("qemu-img", "qemu-io"):
-    if not shutil.which(tool):
-        print(f"SKIP: {tool} is not installed (Debian: qemu-utils)")
-        sys.exit(77)
+need_qemu_tools()
 
 MiB = 1 << 20
 size = 64 * MiB
-
-
-def run(*cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        print(f"FAIL: {' '.join(cmd)}: {r.stdout}{r.stderr}")
-        sys.exit(1)
-    return r.stdout
 
 
 small = os.path.join(tmp, "small")

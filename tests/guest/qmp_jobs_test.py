@@ -25,35 +25,19 @@ replayed on it.
 Needs qemu-img and qemu-io (Debian: qemu-utils); skips without them.
 """
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from vmtest import Vm, setup  # noqa: E402 (after the path it lives on)
+from vmtest import Vm, crash_check_of, need_qemu_tools, run, setup  # noqa: E402
 
 vireo, guest, tmp = setup()
-for tool in ("qemu-img", "qemu-io"):
-    if not shutil.which(tool):
-        print(f"SKIP: {tool} is not installed (Debian: qemu-utils)")
-        sys.exit(77)
-crash_check = os.path.join(os.path.dirname(os.path.abspath(vireo)), "tests", "interop",
-                           "crash_check")
-if not os.access(crash_check, os.X_OK):
-    print(f"FAIL: no crash_check at {crash_check} (built with the interop tests)")
-    sys.exit(1)
+need_qemu_tools()
+crash_check = crash_check_of(vireo)
 
 MiB = 1 << 20
 size = 64 * MiB
-
-
-def run(*cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        print(f"FAIL: {' '.join(cmd)}: {r.stdout}{r.stderr}")
-        sys.exit(1)
-    return r.stdout
 
 
 base, low, mid, top = (os.path.join(tmp, n) for n in ("base.qcow2", "low.qcow2", "mid.qcow2",

@@ -1,11 +1,14 @@
 """The set-up shared by the Python tests that run vireo on the machine's KVM.
 
 setup() reads VIREO GUEST from the command line, skips (exit 77, the reason printed) without a
-usable /dev/kvm, and returns them with a fresh temporary directory for sockets and disks. Qmp is
+usable /dev/kvm, and returns them with a fresh temporary directory for sockets and disks
+(removed at exit). Qmp is
 a small QMP client for the tests that talk to a running vireo; Vm starts one with it.
 """
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +21,38 @@ def setup():
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("SKIP: /dev/kvm is not available")
         sys.exit(77)
-    return vireo, guest, tempfile.mkdtemp()
+    tmp = tempfile.mkdtemp()
+    # a test's images can reach gigabytes: gone at exit (VIREO_KEEP_TMP=1 keeps them to look at)
+    if not os.environ.get("VIREO_KEEP_TMP"):
+        atexit.register(shutil.rmtree, tmp, True)
+    return vireo, guest, tmp
+
+
+def need_qemu_tools():
+    """Skips (exit 77) without qemu-img and qemu-io, which the host-only tests compare with."""
+    for tool in ("qemu-img", "qemu-io"):
+        if not shutil.which(tool):
+            print(f"SKIP: {tool} is not installed (Debian: qemu-utils)")
+            sys.exit(77)
+
+
+def crash_check_of(vireo):
+    """tests/interop's crash_check, built beside vireo; fails without it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(vireo)), "tests", "interop",
+                        "crash_check")
+    if not os.access(path, os.X_OK):
+        print(f"FAIL: no crash_check at {path} (built with the interop tests)")
+        sys.exit(1)
+    return path
+
+
+def run(*cmd):
+    """Runs a host command; its output, or FAIL with it and exit 1."""
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        print(f"FAIL: {' '.join(cmd)}: {r.stdout}{r.stderr}")
+        sys.exit(1)
+    return r.stdout
 
 
 def qmp_connect(path, wait=10):
