@@ -46,7 +46,7 @@ vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_p
               # the job thread runs at SCHED_IDLE, on CPU time the guest leaves: blk-crashwriter
               # spins, so its vCPU yields to it (nice 19) and the iothread does not poll
               "--vcpu-nice", "19", "--object", "iothread,id=io0,poll-max-ns=0",
-              "--cmdline", "blk-crashwriter crash-seed=11 crash-ops=30000 crash-qd=8 "
+              "--cmdline", "blk-crashwriter crash-seed=11 crash-ops=100000000 crash-qd=8 "
               "crash-maxlen=65536 blk-require=1 idle"],
         os.path.join(tmp, "qmp.sock"), logs=[log_path])
 qmp, fail = vm.qmp, vm.fail
@@ -148,16 +148,8 @@ dirty = [b for n in ok("query-named-block-nodes") if n["node-name"] == "disk"
 if not 0 < dirty < size:
     fail(f"the bitmap after the full backup marks {dirty} bytes")
 f2, l2 = backup("b2", target="inc", sync="incremental", bitmap="inc")
-if "@E" in open(log_path).read():
-    fail("the guest finished writing before the backups did: raise crash-ops")
 ok("blockdev-del", **{"node-name": "inc"})
-
-deadline = time.monotonic() + 300
-while "idle: halting" not in open(log_path, errors="replace").read():
-    if vm.proc.poll() is not None or time.monotonic() > deadline:
-        fail("blk-crashwriter did not finish")
-    time.sleep(0.2)
-vm.quit()
+vm.quit()  # the guest still writing: the backups hold their points in time, not the end
 print(f"ok: the incremental backup copied {dirty // MiB} MiB marked since the full one")
 check(full, f1, l1, "full")
 check(inc, f2, l2, "incremental")
