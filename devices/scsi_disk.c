@@ -801,6 +801,12 @@ static void req_init(struct scsi_disk *d, struct blockdev_queue *q, struct scsi_
 
 bool scsi_disk_submit(struct scsi_disk *d, struct blockdev_queue *q, struct scsi_req *r)
 {
+	return scsi_disk_submit_parsed(d, q, r, NULL);
+}
+
+bool scsi_disk_submit_parsed(struct scsi_disk *d, struct blockdev_queue *q, struct scsi_req *r,
+			     const struct scsi_cmd *parsed)
+{
 	struct scsi_cmd *c = &r->priv.cmd;
 	struct scsi_sense_err e;
 	size_t len = MIN((size_t)r->cdb_len, sizeof(r->cdb));
@@ -808,7 +814,9 @@ bool scsi_disk_submit(struct scsi_disk *d, struct blockdev_queue *q, struct scsi
 	req_init(d, q, r);
 	if ((len == 0 || !ua_exempt(r->cdb[0])) && take_ua(d, &e))
 		return check(r, &e);
-	if (!scsi_cdb_parse(r->cdb, len, &d->geom, c, &e))
+	if (parsed)
+		*c = *parsed;
+	else if (!scsi_cdb_parse(r->cdb, len, &d->geom, c, &e))
 		return check(r, &e);
 	switch (c->dir) {
 	case SCSI_DIR_IN:

@@ -167,6 +167,10 @@ void scsi_disk_destroy(struct scsi_disk *d);
  * when it went to the block layer (done() comes later). See the header comment.
  */
 bool scsi_disk_submit(struct scsi_disk *d, struct blockdev_queue *q, struct scsi_req *r);
+/* The same, for a caller that parsed the CDB already against this LUN's geometry (@c, with
+ * scsi_cdb_parse): it is not parsed a second time. */
+bool scsi_disk_submit_parsed(struct scsi_disk *d, struct blockdev_queue *q, struct scsi_req *r,
+			     const struct scsi_cmd *c);
 
 /**
  * scsi_disk_execute_sync - execute one command to the end on the calling thread

@@ -285,26 +285,26 @@ static int acct_of(uint8_t opcode)
  * less room than they asked (the data is cut). Also fills the statistics fields.
  */
 static bool buffers_fit(struct vscsi_req *r, const struct vscsi_lun *l,
-			const struct vscsi_cmd_parsed *p)
+			const struct vscsi_cmd_parsed *p, struct scsi_cmd *c, bool *parsed)
 {
 	const struct scsi_geom *g = scsi_disk_geom(l->disk);
 	struct scsi_sense_err e;
-	struct scsi_cmd c;
 
 	r->acct = acct_of(p->cdb_len ? p->cdb[0] : 0xff);
-	if (!scsi_cdb_parse(p->cdb, p->cdb_len, g, &c, &e)) {
+	*parsed = scsi_cdb_parse(p->cdb, p->cdb_len, g, c, &e);
+	if (!*parsed) {
 		if (r->acct >= 0 && e.key != SCSI_KEY_UNIT_ATTENTION)
 			vioq_count_invalid(&l->st[r->q->ioq.index - Q_REQ0], (unsigned int)r->acct);
 		r->acct = -1;
 		return true; /* the LUN reports it (after a pending unit attention) */
 	}
-	r->data_in = c.dir == SCSI_DIR_IN;
-	r->acct_end = (c.lba + c.nblocks) * g->block_size;
-	switch (c.dir) {
+	r->data_in = c->dir == SCSI_DIR_IN;
+	r->acct_end = (c->lba + c->nblocks) * g->block_size;
+	switch (c->dir) {
 	case SCSI_DIR_OUT:
-		return p->din_len == 0 && p->dout_len >= c.xfer_len;
+		return p->din_len == 0 && p->dout_len >= c->xfer_len;
 	case SCSI_DIR_IN:
-		return p->dout_len == 0 && (c.kind != SCSI_K_READ || p->din_len >= c.xfer_len);
+		return p->dout_len == 0 && (c->kind != SCSI_K_READ || p->din_len >= c->xfer_len);
 	default:
 		return p->din_len == 0 && p->dout_len == 0;
 	}
@@ -317,6 +317,8 @@ static void cmd_start(struct vscsi_queue *q, struct vscsi_req *r, const struct v
 	uint32_t sense_size = atomic_load_explicit(&s->sense_size, memory_order_relaxed);
 	uint32_t cdb_size = atomic_load_explicit(&s->cdb_size, memory_order_relaxed);
 	struct vscsi_cmd_parsed p;
+	struct scsi_cmd c;
+	bool parsed;
 	enum vscsi_err err = vscsi_parse_cmd(e, cdb_size, sense_size, r->data, &p);
 	struct vscsi_lun *l;
 	uint16_t lun;
@@ -362,7 +364,7 @@ static void cmd_start(struct vscsi_queue *q, struct vscsi_req *r, const struct v
 		cmd_complete(q, r);
 		return;
 	}
-	if (!buffers_fit(r, l, &p)) {
+	if (!buffers_fit(r, l, &p, &c, &parsed)) {
 		cmd_fail(q, r, VIRTIO_SCSI_S_OVERRUN, p.din_len + p.dout_len);
 		return;
 	}
@@ -370,7 +372,8 @@ static void cmd_start(struct vscsi_queue *q, struct vscsi_req *r, const struct v
 	r->seq = q->seq++;
 	r->start_ns = iothread_turn_ns(q->ioq.it);
 	r->inflight = true;
-	if (scsi_disk_submit(l->disk, l->bqs[q->tix], &r->sr))
+	/* parsed once, here: the LUN does not parse the CDB again */
+	if (scsi_disk_submit_parsed(l->disk, l->bqs[q->tix], &r->sr, parsed ? &c : NULL))
 		cmd_done(&r->sr); /* completed inline */
 }
 
