@@ -419,6 +419,10 @@ int blockdev_copy_run(const struct blockdev_copy *o)
 		pthread_cond_init(&w[i].turn, NULL);
 	}
 	for (unsigned i = 0; i < o->parallel; i++) {
+		if (i == 0 && o->buf) { /* the caller's, kept between copies */
+			w[i].buf = o->buf;
+			continue;
+		}
 		if (posix_memalign((void **)&w[i].buf, 4096, CHUNK)) {
 			w[i].buf = NULL;
 			ret = -ENOMEM;
@@ -442,7 +446,8 @@ int blockdev_copy_run(const struct blockdev_copy *o)
 		*o->write_failed = ret && c.err_write;
 out:
 	for (unsigned i = 0; i < o->parallel; i++) {
-		free(w[i].buf);
+		if (w[i].buf != o->buf)
+			free(w[i].buf);
 		free(w[i].w);
 		pthread_cond_destroy(&w[i].turn);
 	}

@@ -421,6 +421,13 @@ bool job_is_block_job(const struct job *job)
 	return !job->drv->plain;
 }
 
+uint8_t *job_chunk_buf(uint8_t **buf)
+{
+	if (!*buf && posix_memalign((void **)buf, 4096, BLOCKDEV_COPY_CHUNK))
+		*buf = NULL;
+	return *buf;
+}
+
 enum job_on_error job_io_error(struct job *job, int ret, bool read)
 {
 	static const char *const actions[] = { "report", "ignore", "stop" };

@@ -50,6 +50,7 @@ struct mirror {
 	struct blockdev_user src_user, target_user;
 	uint64_t cursor, copied;
 	_Atomic uint64_t busy_start, busy_end; /* the range a step copies now (end 0: none) */
+	uint8_t *buf;                   /* the copy's, kept from chunk to chunk */
 };
 
 /* Copies [off, off+len) of the source to the target: -errno (*@write_failed, if given: from a
@@ -60,7 +61,7 @@ static int copy_range(struct mirror *m, uint64_t off, uint64_t len, bool *write_
 		.src = m->src, .dst = m->target, .offset = off, .length = len,
 		.top_only = m->top_only, .stop = m->stop, .write_zeroes = true,
 		.zero_flags = BLOCKDEV_ZERO_MAY_UNMAP, .in_order = true, .parallel = 1,
-		.write_failed = write_failed,
+		.write_failed = write_failed, .buf = job_chunk_buf(&m->buf),
 	};
 
 	return blockdev_copy_run(&o);
@@ -189,6 +190,7 @@ static void mirror_clean(struct job *job)
 	blockdev_bitmap_remove(m->src, m->dirty, NULL);
 	blockdev_unref(m->target);
 	blockdev_unref(m->src);
+	free(m->buf);
 	free(m);
 }
 
