@@ -8,6 +8,11 @@
  * turn and takes the whole list under msg_lock only when it is set. A READ on the eventfd is
  * kept armed in the ring while the thread sleeps, so a post always wakes it: if the write comes
  * before the READ is armed, the eventfd counter is non-zero and the READ completes at once.
+ *
+ * A message may wait inside itself (a drain's iothread_wait_once, waiting for requests whose
+ * completions come back as messages from the slow-path worker). So the messages a turn took
+ * but has not run yet stay on the thread (msg_run, oldest first), not in a local list: the
+ * nested wait runs them, and then what was posted since. Only the thread touches msg_run.
  */
 #include "iothreads/iothread.h"
 
@@ -62,6 +67,7 @@ struct iothread {
 	/* message queue (see the essay above) */
 	pthread_mutex_t msg_lock;
 	struct iothread_msg *msg_head, *msg_tail;
+	struct iothread_msg *msg_run; /* taken from the queue, not run yet (thread only) */
 	atomic_bool msg_pending;
 	int msg_fd;
 	uint64_t msg_buf;
@@ -480,23 +486,26 @@ static void arm_msg_read(struct iothread *it)
 
 static int run_messages(struct iothread *it)
 {
-	struct iothread_msg *m;
 	int n = 0;
 
 	/* acquire: pairs with the release store in iothread_post, though the lock orders too */
-	if (!atomic_load_explicit(&it->msg_pending, memory_order_acquire))
-		return 0;
-	pthread_mutex_lock(&it->msg_lock);
-	m = it->msg_head;
-	it->msg_head = it->msg_tail = NULL;
-	atomic_store_explicit(&it->msg_pending, false, memory_order_relaxed);
-	pthread_mutex_unlock(&it->msg_lock);
-	while (m) {
-		struct iothread_msg *next = m->next;
+	if (atomic_load_explicit(&it->msg_pending, memory_order_acquire)) {
+		struct iothread_msg **tail = &it->msg_run;
 
+		while (*tail) /* only inside a nested wait: older messages first */
+			tail = &(*tail)->next;
+		pthread_mutex_lock(&it->msg_lock);
+		*tail = it->msg_head;
+		it->msg_head = it->msg_tail = NULL;
+		atomic_store_explicit(&it->msg_pending, false, memory_order_relaxed);
+		pthread_mutex_unlock(&it->msg_lock);
+	}
+	while (it->msg_run) {
+		struct iothread_msg *m = it->msg_run;
+
+		it->msg_run = m->next; /* before the call: a wait inside it runs the rest */
 		m->fn(m->arg);
 		free(m);
-		m = next;
 		n++;
 	}
 	return n;

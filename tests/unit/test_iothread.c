@@ -639,6 +639,69 @@ static void a_due_timer_fires_in_the_turn_and_nested_waits_fire_timers(void **st
 	sem_destroy(&done);
 }
 
+/*
+ * A message that waits inside itself (a drain waiting for a request whose completion comes back
+ * as a message from the slow-path worker) while that message was taken from the queue in the
+ * same batch: the nested wait must run it. A timer bounds the wait so a failure is not a hang.
+ */
+struct nested {
+	struct iothread *it;
+	sem_t gate, done;
+	struct iothread_timer limit;
+	bool limit_hit;
+	atomic_bool completion_ran;
+	bool seen_inside;
+};
+
+static struct nested nested;
+
+static void nested_limit(struct iothread_timer *t)
+{
+	nested.limit_hit = true;
+}
+
+static void nested_block(void *arg)
+{
+	while (sem_wait(&nested.gate) < 0 && errno == EINTR)
+		;
+}
+
+static void nested_drain(void *arg)
+{
+	nested.limit.fire = nested_limit;
+	iothread_timer_arm(nested.it, &nested.limit, iothread_clock_ns() + 2000000000ull);
+	while (!atomic_load(&nested.completion_ran) && !nested.limit_hit)
+		if (iothread_wait_once(nested.it) < 0)
+			break;
+	nested.seen_inside = atomic_load(&nested.completion_ran);
+	iothread_timer_cancel(nested.it, &nested.limit);
+	sem_post(&nested.done);
+}
+
+static void nested_completion(void *arg)
+{
+	atomic_store(&nested.completion_ran, true);
+}
+
+static void a_message_waiting_inside_itself_runs_the_messages_taken_with_it(void **state)
+{
+	nested.it = start(0);
+	sem_init(&nested.gate, 0, 0);
+	sem_init(&nested.done, 0, 0);
+	/* the thread is held in the first message while the next two queue up: one batch */
+	assert_int_equal(iothread_post(nested.it, nested_block, NULL), 0);
+	usleep(20000);
+	assert_int_equal(iothread_post(nested.it, nested_drain, NULL), 0);
+	assert_int_equal(iothread_post(nested.it, nested_completion, NULL), 0);
+	sem_post(&nested.gate);
+	assert_true(wait_sem(&nested.done));
+	assert_false(nested.limit_hit);
+	assert_true(nested.seen_inside);
+	iothread_destroy(nested.it);
+	sem_destroy(&nested.gate);
+	sem_destroy(&nested.done);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -659,6 +722,7 @@ int main(void)
 		cmocka_unit_test(a_polling_iothread_sees_work_without_kicks),
 		cmocka_unit_test(timers_wake_a_sleeping_iothread_in_deadline_order),
 		cmocka_unit_test(a_due_timer_fires_in_the_turn_and_nested_waits_fire_timers),
+		cmocka_unit_test(a_message_waiting_inside_itself_runs_the_messages_taken_with_it),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
