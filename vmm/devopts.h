@@ -16,7 +16,7 @@
 
 #include "common/error.h"
 #include "vmm/drive.h"
-#include "vmm/iothread_obj.h"
+#include "control/iothread_obj.h"
 
 struct iothread;
 struct json_object;

@@ -19,7 +19,7 @@
 #include "devices/virtio_blk.h"
 #include "iothreads/iothread.h"
 #include "vmm/devopts.h"
-#include "vmm/iothread_obj.h"
+#include "control/iothread_obj.h"
 #include "vmm/scsi.h"
 #include "vmm/vm.h"
 

@@ -25,7 +25,7 @@
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
 #include "vmm/drive.h"
-#include "vmm/iothread_obj.h"
+#include "control/iothread_obj.h"
 #include "vmm/config.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"

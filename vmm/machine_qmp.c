@@ -15,7 +15,7 @@
 #include "devices/virtio_scsi.h"
 #include "iothreads/iothread.h"
 #include "vmm/drive.h"
-#include "vmm/iothread_obj.h"
+#include "control/iothread_obj.h"
 #include "vmm/machine.h"
 #include "vmm/scsi.h"
 #include "vmm/vcpu.h"

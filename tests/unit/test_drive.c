@@ -15,7 +15,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_blk.h"
 #include "vmm/drive.h"
-#include "vmm/iothread_obj.h"
+#include "control/iothread_obj.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
 

@@ -20,7 +20,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_scsi.h"
 #include "vmm/drive.h"
-#include "vmm/iothread_obj.h"
+#include "control/iothread_obj.h"
 #include "vmm/layout.h"
 #include "vmm/scsi.h"
 #include "vmm/vm.h"

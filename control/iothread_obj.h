@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The VM's iothreads by id: `--object iothread,id=ID,...` (QEMU's iothread object) and the
- * ones `--drive iothreads=N` makes (io0, io1, ...: a drive shares an iothread of that id if it
- * exists, whoever made it). Main thread only (set-up, QMP, teardown): nothing here is locked.
+ * A program's --object's by id, for vireo and the storage daemon alike: QEMU's iothread object
+ * (`--object iothread,id=ID,...`; in vireo also the ones `--drive iothreads=N` makes: io0,
+ * io1, ...: a drive shares an iothread of that id if it exists, whoever made it) and its
+ * throttle-group object. Main thread only (set-up, QMP, teardown): nothing here is locked.
  *
  *   --object iothread,id=ID[,poll-max-ns=N][,poll-grow=N][,poll-shrink=N]
  *                      [,poll-backoff=on|off][,nice=N]
+ *   --object throttle-group,id=ID,limits.iops-total=N,...
  *
  * poll-max-ns, poll-grow and poll-shrink are QEMU's iothread properties (defaults as --drive's);
  * poll-backoff and nice are vireo's (--drive's poll-backoff and iothread-nice).
  */
-#ifndef VIREO_VMM_IOTHREAD_OBJ_H
-#define VIREO_VMM_IOTHREAD_OBJ_H
+#ifndef VIREO_CONTROL_IOTHREAD_OBJ_H
+#define VIREO_CONTROL_IOTHREAD_OBJ_H
 
 #include <stdbool.h>
 #include <sys/uio.h>
@@ -29,7 +31,8 @@ struct iothread_obj {
 	bool has_memory;           /* guest RAM registered as its fixed buffers */
 };
 
-/* --object SPEC: only qom-type iothread; refuses bad or unknown keys and a taken id by name. */
+/* --object SPEC: qom-type iothread or throttle-group; refuses bad or unknown keys and a taken
+ * id by name. */
 int iothread_obj_add_spec(const char *spec, struct error **errp);
 
 /* Starts iothread @id with @opts (@id must be free); @who prefixes messages. */

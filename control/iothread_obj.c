@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The VM's iothreads by id (see iothread_obj.h). Main thread only. */
-#include "vmm/iothread_obj.h"
+/* A program's iothread and throttle-group objects by id (see iothread_obj.h). Main thread only. */
+#include "control/iothread_obj.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
