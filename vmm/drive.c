@@ -13,6 +13,7 @@
 
 #include "blockdev/blockdev.h"
 #include "common/keyval.h"
+#include "control/block_nodes.h"
 #include "common/parse.h"
 #include "common/util.h"
 #include "devices/pci.h"
@@ -378,8 +379,6 @@ struct drive {
 
 static struct drive drives[32];
 static unsigned int nr_drives;
-static struct blockdev *blockdevs[32]; /* --blockdev's top nodes, each holding its creator's ref */
-static unsigned int nr_blockdevs;
 
 /* A drive that sets @key on shared iothread io@i must agree with the one that created it. */
 static int shared_opt_agrees(bool set, const char *key, unsigned long long mine,
@@ -696,53 +695,6 @@ err:
 	return -1;
 }
 
-int drive_blockdev_add_json(struct json_object *args, const char *where, struct error **errp)
-{
-	struct blockdev *bs;
-
-	if (nr_blockdevs == ARRAY_SIZE(blockdevs)) {
-		error_setg(errp, "%s: at most %zu nodes", where, ARRAY_SIZE(blockdevs));
-		return -1;
-	}
-	bs = blockdev_add(args, where, errp);
-	if (!bs)
-		return -1;
-	blockdevs[nr_blockdevs++] = bs;
-	return 0;
-}
-
-int drive_blockdev_add(const char *spec, struct error **errp)
-{
-	struct json_object *args = keyval_parse(spec, NULL, errp);
-	int ret;
-
-	if (!args) {
-		error_prepend(errp, "--blockdev");
-		return -1;
-	}
-	ret = drive_blockdev_add_json(args, "--blockdev", errp);
-	json_object_put(args);
-	return ret;
-}
-
-int drive_blockdev_del(const char *name, struct error **errp)
-{
-	for (unsigned int i = 0; i < nr_blockdevs; i++) {
-		if (strcmp(blockdevs[i]->node_name, name))
-			continue;
-		if (blockdev_check_unused(blockdevs[i], errp))
-			return -1;
-		blockdev_close(blockdevs[i]);
-		blockdevs[i] = blockdevs[--nr_blockdevs];
-		return 0;
-	}
-	if (blockdev_find_node(name))
-		error_setg(errp, "Node '%s' is not owned by the monitor", name);
-	else
-		error_setg(errp, "Failed to find node with node-name='%s'", name);
-	return -1;
-}
-
 /* The --device keys other than driver and drive, into @o and @map. */
 static int device_keys(struct json_object *a, struct vblk_opts *o, struct iothread **map,
 		       struct error **errp)
@@ -877,6 +829,5 @@ void drive_cleanup(void)
 	}
 	nr_drives = 0;
 	/* last: a node --blockdev made may be the child of another */
-	while (nr_blockdevs)
-		blockdev_close(blockdevs[--nr_blockdevs]);
+	block_nodes_cleanup();
 }

@@ -35,7 +35,6 @@
 #include "blockdev/throttle.h"
 #include "common/error.h"
 
-struct json_object;
 struct vm;
 struct pci_bus;
 
@@ -92,22 +91,6 @@ void drive_config_free(struct drive_config *cfg);
 int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp);
 
 /**
- * drive_blockdev_add - --blockdev SPEC: nodes from QEMU's dotted keys or JSON (blockdev_add)
- *
- * The nodes live until drive_cleanup(). Returns 0 or -1 with a message naming the key.
- */
-int drive_blockdev_add(const char *spec, struct error **errp);
-
-/* The same from QMP's blockdev-add arguments (@where names the source in messages). */
-int drive_blockdev_add_json(struct json_object *args, const char *where, struct error **errp);
-
-/*
- * blockdev-del: closes a node --blockdev or blockdev-add made; refused, naming the user, while
- * it is in use, and for a node they did not make (QEMU's "not owned by the monitor").
- */
-int drive_blockdev_del(const char *name, struct error **errp);
-
-/**
  * drive_device_add - --device SPEC: a virtio-blk function over an existing node
  *
  *   --device virtio-blk-pci,drive=NODE[,id=ID][,num-queues=N][,queue-size=N][,serial=S]
@@ -129,7 +112,8 @@ int drive_block_resize(const char *device, const char *node, uint64_t size,
 
 /*
  * Tears down every disk: stops the devices' queues, stops the iothreads, closes the images and
- * the nodes --blockdev made. Call after the vCPUs stopped and before vm_destroy.
+ * the nodes --blockdev made (block_nodes_cleanup). Call after the vCPUs stopped and before
+ * vm_destroy.
  */
 void drive_cleanup(void);
 /* The disks added so far (--drive, --device), in order: their count, device, name (the

@@ -21,6 +21,7 @@
 #include "blockdev/io_error.h"
 #include "blockdev/job.h"
 #include "common/util.h"
+#include "control/block_nodes.h"
 #include "control/job_qmp.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
@@ -182,7 +183,7 @@ static int machine_devices(struct machine *m, const struct vm_config *cfg, struc
 		if (drive_add(&m->vm, &m->pci, cfg->drives[i], errp) < 0)
 			return -1;
 	for (unsigned int i = 0; i < cfg->nr_blockdevs; i++)
-		if (drive_blockdev_add(cfg->blockdevs[i], errp) < 0)
+		if (block_nodes_add_spec(cfg->blockdevs[i], errp) < 0)
 			return -1;
 	for (unsigned int i = 0; i < cfg->nr_devices; i++)
 		if (drive_device_add(&m->vm, &m->pci, cfg->devices[i], errp) < 0)

@@ -10,6 +10,7 @@
 #include "blockdev/bitmap.h"
 #include "blockdev/throttle.h"
 #include "control/bitmap_qmp.h"
+#include "control/block_nodes.h"
 #include "control/job_qmp.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_scsi.h"
@@ -246,7 +247,7 @@ static int qmp_blockdev_add(void *opaque, struct json_object *args, struct json_
 		error_setg(errp, "blockdev-add: arguments are missing");
 		return -1;
 	}
-	if (drive_blockdev_add_json(args, "blockdev-add", errp) < 0)
+	if (block_nodes_add_json(args, "blockdev-add", errp) < 0)
 		return -1;
 	*ret = json_object_new_object();
 	return 0;
@@ -262,7 +263,7 @@ static int qmp_blockdev_del(void *opaque, struct json_object *args, struct json_
 		error_setg(errp, "Parameter 'node-name' is missing or not a string");
 		return -1;
 	}
-	if (drive_blockdev_del(json_object_get_string(n), errp) < 0)
+	if (block_nodes_del(json_object_get_string(n), errp) < 0)
 		return -1;
 	*ret = json_object_new_object();
 	return 0;

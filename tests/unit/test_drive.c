@@ -15,6 +15,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_blk.h"
 #include "vmm/drive.h"
+#include "control/block_nodes.h"
 #include "control/iothread_obj.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
@@ -308,7 +309,7 @@ setup_fails(struct vm *vm, struct pci_bus *pci, int kind, const char *want, cons
 	vsnprintf(spec, sizeof(spec), fmt, ap);
 	va_end(ap);
 	ret = kind == 'D' ? drive_device_add(vm, pci, spec, &err) :
-	      kind == 'b' ? drive_blockdev_add(spec, &err) : iothread_obj_add_spec(spec, &err);
+	      kind == 'b' ? block_nodes_add_spec(spec, &err) : iothread_obj_add_spec(spec, &err);
 	if (ret != -1)
 		fail_msg("'%s' succeeded", spec);
 	if (!strstr(error_msg(err), want))
@@ -351,7 +352,7 @@ static void blockdev_object_and_device_build_a_disk_and_refuse_bad_keys(void **s
 	setup_fails(&vm, &pci, 'o', "needs an id", "iothread");
 	snprintf(spec, sizeof(spec), "driver=raw,node-name=d0,file.driver=file,file.filename=%s",
 		 path);
-	if (drive_blockdev_add(spec, &err) < 0)
+	if (block_nodes_add_spec(spec, &err) < 0)
 		fail_msg("--blockdev: %s", error_msg(err));
 	setup_fails(&vm, &pci, 'b', "--blockdev", "driver=raw,node-name=d1,file=nosuch");
 	setup_fails(&vm, &pci, 'b', "--blockdev", "driver=raw,,node-name=x");
@@ -393,7 +394,7 @@ static void blockdev_object_and_device_build_a_disk_and_refuse_bad_keys(void **s
 	/* a second device may read it when the first does not write: a read-only node */
 	snprintf(spec, sizeof(spec), "driver=raw,node-name=r0,read-only=on,file.driver=file,"
 		 "file.filename=%s", path);
-	assert_int_equal(drive_blockdev_add(spec, NULL), 0);
+	assert_int_equal(block_nodes_add_spec(spec, NULL), 0);
 	assert_int_equal(drive_device_add(&vm, &pci, "virtio-blk-pci,drive=r0", NULL), 0);
 	assert_int_equal(drive_device_add(&vm, &pci, "virtio-blk-pci,drive=r0,id=disk2,"
 					  "iothread=b", NULL), 0);

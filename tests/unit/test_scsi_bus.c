@@ -20,6 +20,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_scsi.h"
 #include "vmm/drive.h"
+#include "control/block_nodes.h"
 #include "control/iothread_obj.h"
 #include "vmm/layout.h"
 #include "vmm/scsi.h"
@@ -86,7 +87,7 @@ static void node(const char *name, int file, bool ro)
 
 	snprintf(spec, sizeof(spec), "driver=raw,node-name=%s,read-only=%s,file.driver=file,"
 		 "file.filename=%s", name, ro ? "on" : "off", path[file]);
-	assert_int_equal(drive_blockdev_add(spec, NULL), 0);
+	assert_int_equal(block_nodes_add_spec(spec, NULL), 0);
 }
 
 static void controllers_and_luns_from_device_options(void **state)
