@@ -23,30 +23,9 @@
 
 #include "common/util.h"
 #include "devices/virtio_blk.h"
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_vq.h"
 
 #define HDR_SIZE 24
-#define QSIZE 16
-#define DESC_GPA 0x0
-#define AVAIL_GPA 0x100
-#define USED_GPA 0x140
-#define MIN_RAM0 0x200
-
-static uint64_t iov_total(const struct iovec *v, unsigned int n, bool write, const struct gmem *m)
-{
-	uint64_t sum = 0;
-
-	for (unsigned int i = 0; i < n; i++) {
-		FUZZ_CHECK(v[i].iov_base && fuzz_gmem_owns(m, v[i].iov_base, v[i].iov_len),
-			   "data buffer %u (%zu bytes) is not inside RAM", i, v[i].iov_len);
-		if (write)
-			memset(v[i].iov_base, 0x5a, v[i].iov_len);
-		else
-			(void)fuzz_touch_read(v[i].iov_base, v[i].iov_len);
-		sum += v[i].iov_len;
-	}
-	return sum;
-}
 
 static void check_ok(const struct virtq_elem *e, const struct vblk_limits *lim,
 		     const struct vblk_parsed *p, const struct gmem *m)
@@ -66,13 +45,13 @@ static void check_ok(const struct virtq_elem *e, const struct vblk_limits *lim,
 		FUZZ_CHECK(p->offset <= bytes && p->len <= bytes - p->offset, "range [%llu, +%llu) "
 			   "past the capacity %llu", (unsigned long long)p->offset,
 			   (unsigned long long)p->len, (unsigned long long)bytes);
-		FUZZ_CHECK(iov_total(p->data, p->data_cnt, p->type == VIRTIO_BLK_T_IN, m) == p->len,
+		FUZZ_CHECK(fuzz_iov_total(p->data, p->data_cnt, p->type == VIRTIO_BLK_T_IN, m) == p->len,
 			   "data buffers do not add up to %llu", (unsigned long long)p->len);
 		break;
 	case VIRTIO_BLK_T_GET_ID:
 		FUZZ_CHECK(p->len >= 1 && p->len <= VIRTIO_BLK_ID_BYTES && p->len < e->in_len,
 			   "GET_ID length %llu", (unsigned long long)p->len);
-		FUZZ_CHECK(iov_total(p->data, p->data_cnt, true, m) == p->len,
+		FUZZ_CHECK(fuzz_iov_total(p->data, p->data_cnt, true, m) == p->len,
 			   "GET_ID buffers do not add up");
 		break;
 	case VIRTIO_BLK_T_DISCARD:
@@ -101,11 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = { data, size };
 	struct vblk_limits lim = { 0 };
-	struct virtq vq = { 0 };
-	struct virtq_elem e = { 0 };
-	struct gmem m;
-	uint8_t flags, split;
-	size_t tail;
+	struct fuzz_vq f;
+	uint8_t flags, split, cap;
 	int r;
 
 	if (size < HDR_SIZE)
@@ -116,53 +92,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.discard = flags & 0x02;
 	lim.write_zeroes = flags & 0x04;
 	lim.max_segs = 1 + fuzz_u8(&in) % 4;
-	e.cap = 1 + fuzz_u8(&in) % 64;
+	cap = fuzz_u8(&in);
 	split = fuzz_u8(&in);
 	lim.max_discard_sectors = fuzz_u32(&in);
 	lim.max_write_zeroes_sectors = fuzz_u32(&in);
 	(void)fuzz_u32(&in);
+	fuzz_vq_start(&f, &in, split, 1 + cap % 64, flags & 0x10, flags & 0x08);
 
-	tail = MIN((size_t)split * 64, in.n);
-	fuzz_gmem_build(&m, in.p, in.n, in.n - tail, MIN_RAM0);
-	vq = (struct virtq){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA,
-			     .used_gpa = USED_GPA, .event_idx = flags & 0x10,
-			     .indirect = flags & 0x08, .mem = &m, .kick_fd = -1, .call_fd = -1 };
-	if (virtq_start(&vq) < 0)
-		FUZZ_CHECK(0, "the fixed queue layout was refused");
-	e.iov = malloc(e.cap * sizeof(*e.iov));
-	if (!e.iov)
-		abort();
-
-	for (unsigned int chains = 0; (r = virtq_pop(&vq, &e)) == 1; chains++) {
-		unsigned int nr = e.nr_out + e.nr_in;
+	for (unsigned int chains = 0; (r = virtq_pop(&f.vq, &f.e)) == 1; chains++) {
+		unsigned int nr = f.e.nr_out + f.e.nr_in;
 		struct vblk_parsed p;
 		enum vblk_err err;
 		uint32_t used_len = 0;
 
-		FUZZ_CHECK(chains < QSIZE, "more chains than the queue holds");
+		FUZZ_CHECK(chains < FUZZ_VQ_SIZE, "more chains than the queue holds");
 		/* exactly what the header promises the caller must provide */
 		p.data = malloc((nr ? nr : 1) * sizeof(*p.data));
 		if (!p.data)
 			abort();
-		err = vblk_parse(&e, &lim, &p);
-		FUZZ_LOG("virtio_blk_req: chain %u type %u: %s\n", e.head, p.type,
+		err = vblk_parse(&f.e, &lim, &p);
+		FUZZ_LOG("virtio_blk_req: chain %u type %u: %s\n", f.e.head, p.type,
 			 vblk_err_name(err));
 		FUZZ_CHECK(vblk_err_name(err) != NULL, "no name for %d", err);
 		if (err == VBLK_OK)
-			check_ok(&e, &lim, &p, &m);
+			check_ok(&f.e, &lim, &p, &f.m);
 		else
 			FUZZ_CHECK(vblk_err_status(err) != VIRTIO_BLK_S_OK,
 				   "error %d gives status OK", err);
 		if (p.status) {
-			FUZZ_CHECK(fuzz_gmem_owns(&m, p.status, 1), "status byte outside RAM");
+			FUZZ_CHECK(fuzz_gmem_owns(&f.m, p.status, 1), "status byte outside RAM");
 			*p.status = vblk_err_status(err);
 			used_len = 1;
 		}
-		virtq_push(&vq, e.head, used_len);
+		virtq_push(&f.vq, f.e.head, used_len);
 		free(p.data);
 	}
-	FUZZ_CHECK(r == 0 || r == -EIO, "virtq_pop returned %d", r);
-	free(e.iov);
-	fuzz_gmem_free(&m);
+	fuzz_vq_finish(&f, r);
 	return 0;
 }

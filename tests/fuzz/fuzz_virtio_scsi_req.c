@@ -30,31 +30,9 @@
 #include "common/spec/virtio_scsi.h"
 #include "common/util.h"
 #include "devices/virtio_scsi.h"
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_vq.h"
 
 #define HDR_SIZE 16
-#define QSIZE 16
-#define DESC_GPA 0x0
-#define AVAIL_GPA 0x100
-#define USED_GPA 0x140
-#define MIN_RAM0 0x200
-
-/* The sum of @n buffers, each checked to be RAM; written (device-writable) or read. */
-static uint64_t iov_total(const struct iovec *v, unsigned int n, bool write, const struct gmem *m)
-{
-	uint64_t sum = 0;
-
-	for (unsigned int i = 0; i < n; i++) {
-		FUZZ_CHECK(v[i].iov_base && fuzz_gmem_owns(m, v[i].iov_base, v[i].iov_len),
-			   "data buffer %u (%zu bytes) is not inside RAM", i, v[i].iov_len);
-		if (write)
-			memset(v[i].iov_base, 0x5a, v[i].iov_len);
-		else
-			(void)fuzz_touch_read(v[i].iov_base, v[i].iov_len);
-		sum += v[i].iov_len;
-	}
-	return sum;
-}
 
 /* Writes a response of @len bytes at the start of @v as the device does; it must fit in RAM. */
 static void write_resp(const struct iovec *v, unsigned int n, uint64_t len, const struct gmem *m)
@@ -111,9 +89,9 @@ static uint32_t one_cmd(const struct virtq_elem *e, uint32_t cdb_size, uint32_t 
 			   "data lengths %llu/%llu", (unsigned long long)p.dout_len,
 			   (unsigned long long)p.din_len);
 		FUZZ_CHECK(!(p.dout_len && p.din_len), "bidirectional request accepted");
-		FUZZ_CHECK(iov_total(p.dout, p.dout_cnt, false, m) == p.dout_len,
+		FUZZ_CHECK(fuzz_iov_total(p.dout, p.dout_cnt, false, m) == p.dout_len,
 			   "data-out buffers do not add up to %llu", (unsigned long long)p.dout_len);
-		FUZZ_CHECK(iov_total(p.din, p.din_cnt, true, m) == p.din_len,
+		FUZZ_CHECK(fuzz_iov_total(p.din, p.din_cnt, true, m) == p.din_len,
 			   "data-in buffers do not add up to %llu", (unsigned long long)p.din_len);
 		check_lun(p.lun);
 	}
@@ -156,44 +134,30 @@ static uint32_t one_ctrl(const struct virtq_elem *e, const struct gmem *m)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = { data, size };
-	struct virtq vq = { 0 };
-	struct virtq_elem e = { 0 };
 	uint32_t cdb_size, sense_size;
-	struct gmem m;
-	uint8_t flags, split;
-	size_t tail;
+	struct fuzz_vq f;
+	uint8_t flags, split, cap;
 	int r;
 
 	if (size < HDR_SIZE)
 		return 0;
 	flags = fuzz_u8(&in);
-	e.cap = 1 + fuzz_u8(&in) % 64;
+	cap = fuzz_u8(&in);
 	split = fuzz_u8(&in);
 	(void)fuzz_u8(&in);
 	cdb_size = 1 + fuzz_u32(&in) % VSCSI_CDB_SIZE_MAX;
 	sense_size = fuzz_u32(&in) % (VSCSI_SENSE_SIZE_MAX + 1);
 	(void)fuzz_u32(&in);
+	fuzz_vq_start(&f, &in, split, 1 + cap % 64, flags & 0x04, flags & 0x02);
 
-	tail = MIN((size_t)split * 64, in.n);
-	fuzz_gmem_build(&m, in.p, in.n, in.n - tail, MIN_RAM0);
-	vq = (struct virtq){ .size = QSIZE, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA,
-			     .used_gpa = USED_GPA, .event_idx = flags & 0x04,
-			     .indirect = flags & 0x02, .mem = &m, .kick_fd = -1, .call_fd = -1 };
-	if (virtq_start(&vq) < 0)
-		FUZZ_CHECK(0, "the fixed queue layout was refused");
-	e.iov = malloc(e.cap * sizeof(*e.iov));
-	if (!e.iov)
-		abort();
-
-	for (unsigned int chains = 0; (r = virtq_pop(&vq, &e)) == 1; chains++) {
+	for (unsigned int chains = 0; (r = virtq_pop(&f.vq, &f.e)) == 1; chains++) {
 		uint32_t used;
 
-		FUZZ_CHECK(chains < QSIZE, "more chains than the queue holds");
-		used = flags & 0x01 ? one_ctrl(&e, &m) : one_cmd(&e, cdb_size, sense_size, &m);
-		virtq_push(&vq, e.head, used);
+		FUZZ_CHECK(chains < FUZZ_VQ_SIZE, "more chains than the queue holds");
+		used = flags & 0x01 ? one_ctrl(&f.e, &f.m)
+				    : one_cmd(&f.e, cdb_size, sense_size, &f.m);
+		virtq_push(&f.vq, f.e.head, used);
 	}
-	FUZZ_CHECK(r == 0 || r == -EIO, "virtq_pop returned %d", r);
-	free(e.iov);
-	fuzz_gmem_free(&m);
+	fuzz_vq_finish(&f, r);
 	return 0;
 }
