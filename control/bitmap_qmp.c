@@ -12,7 +12,7 @@
 #include "blockdev/bitmap.h"
 #include "blockdev/blockdev.h"
 #include "common/keyval.h"
-#include "control/job_qmp.h"
+#include "control/block_qmp.h"
 
 /* {"node", "name"}: the bitmap, every argument taken; NULL with the error. */
 static struct blockdev_bitmap *node_and_name(struct json_object *a, struct blockdev **bs,
@@ -23,7 +23,7 @@ static struct blockdev_bitmap *node_and_name(struct json_object *a, struct block
 
 	if (keyval_need_string(a, "node", &node, errp) < 0 ||
 	    keyval_need_string(a, "name", &name, errp) < 0 ||
-	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(*bs = job_qmp_find_node(node, errp)) ||
+	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(*bs = block_qmp_find_node(node, errp)) ||
 	    !(b = blockdev_bitmap_find(*bs, name, errp)))
 		return NULL;
 	if (!may_be_busy && blockdev_bitmap_busy(b)) {
@@ -47,7 +47,7 @@ int bitmap_qmp_add(void *o, struct json_object *a, struct json_object **ret,
 	    keyval_take_u64(a, "granularity", &gran, errp) < 0 ||
 	    keyval_take_bool(a, "persistent", &persistent, errp) < 0 ||
 	    keyval_take_bool(a, "disabled", &disabled, errp) < 0 ||
-	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(bs = job_qmp_find_node(node, errp)))
+	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(bs = block_qmp_find_node(node, errp)))
 		return -1;
 	if (persistent) {
 		error_setg(errp, "persistent: vireo keeps dirty bitmaps in memory only (qcow2 "
@@ -119,7 +119,7 @@ static struct blockdev_bitmap *source(struct json_object *e, struct blockdev *bs
 			   "B}", i);
 		return NULL;
 	}
-	bs = job_qmp_find_node(json_object_get_string(node), errp);
+	bs = block_qmp_find_node(json_object_get_string(node), errp);
 	return bs ? blockdev_bitmap_find(bs, json_object_get_string(name), errp) : NULL;
 }
 
@@ -140,7 +140,7 @@ int bitmap_qmp_merge(void *o, struct json_object *a, struct json_object **ret,
 		error_setg(errp, "Parameter 'bitmaps' is missing or not a list");
 		return -1;
 	}
-	if (keyval_refuse_leftovers(a, NULL, errp) < 0 || !(bs = job_qmp_find_node(node, errp)) ||
+	if (keyval_refuse_leftovers(a, NULL, errp) < 0 || !(bs = block_qmp_find_node(node, errp)) ||
 	    !(dst = blockdev_bitmap_find(bs, target, errp)))
 		return -1;
 	if (blockdev_bitmap_busy(dst)) {

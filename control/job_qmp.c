@@ -21,24 +21,7 @@
 #include "blockdev/qcow2.h"
 #include "common/keyval.h"
 #include "common/util.h"
-
-static struct blockdev *(*lookup)(const char *device);
-
-void job_qmp_set_lookup(struct blockdev *(*fn)(const char *device))
-{
-	lookup = fn;
-}
-
-struct blockdev *job_qmp_find_node(const char *device, struct error **errp)
-{
-	struct blockdev *bs = lookup ? lookup(device) : NULL;
-
-	if (!bs)
-		bs = blockdev_find_node(device);
-	if (!bs)
-		error_setg(errp, "Cannot find device='%s' nor node-name='%s'", device, device);
-	return bs;
-}
+#include "control/block_qmp.h"
 
 /* The live job @id, or NULL with QEMU's message. */
 static struct job *find_job(const char *id, bool block, struct error **errp)
@@ -233,7 +216,7 @@ int job_qmp_block_stream(void *o, struct json_object *a, struct json_object **re
 	int r;
 
 	if (keyval_need_string(a, "device", &device, errp) < 0 ||
-	    !(top = job_qmp_find_node(device, errp)) ||
+	    !(top = block_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    (r = chain_node(a, top, "base-node", "base", &base, errp)) < 0 ||
@@ -263,7 +246,7 @@ int job_qmp_block_commit(void *o, struct json_object *a, struct json_object **re
 	struct job_opts jo;
 
 	if (keyval_need_string(a, "device", &device, errp) < 0 ||
-	    !(active = job_qmp_find_node(device, errp)) ||
+	    !(active = block_qmp_find_node(device, errp)) ||
 	    job_opts(a, device, &jo, errp) < 0 ||
 	    keyval_take_string(a, "backing-file", &backing_file, errp) < 0 ||
 	    chain_node(a, active, "top-node", "top", &top, errp) < 0 ||
@@ -335,7 +318,7 @@ int job_qmp_blockdev_mirror(void *o, struct json_object *a, struct json_object *
 
 	if (keyval_need_string(a, "device", &device, errp) < 0 ||
 	    keyval_need_string(a, "target", &target_name, errp) < 0 ||
-	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    !(src = block_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    mirror_args(a, &mo, &jo, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
 		return -1;
 	target = blockdev_find_node(target_name);
@@ -401,7 +384,7 @@ int job_qmp_drive_mirror(void *o, struct json_object *a, struct json_object **re
 
 	if (keyval_need_string(a, "device", &device, errp) < 0 ||
 	    keyval_need_string(a, "target", &path, errp) < 0 ||
-	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    !(src = block_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    mirror_args(a, &mo, &jo, errp) < 0 ||
 	    keyval_take_string(a, "format", &format, errp) < 0 ||
 	    keyval_take_string(a, "node-name", &node_name, errp) < 0 ||
@@ -508,7 +491,7 @@ int job_qmp_blockdev_backup(void *o, struct json_object *a, struct json_object *
 
 	if (keyval_need_string(a, "device", &device, errp) < 0 ||
 	    keyval_need_string(a, "target", &target_name, errp) < 0 ||
-	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    !(src = block_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    backup_args(a, src, &bo, &jo, NULL, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0)
 		return -1;
@@ -531,7 +514,7 @@ int job_qmp_drive_backup(void *o, struct json_object *a, struct json_object **re
 
 	if (keyval_need_string(a, "device", &device, errp) < 0 ||
 	    keyval_need_string(a, "target", &path, errp) < 0 ||
-	    !(src = job_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
+	    !(src = block_qmp_find_node(device, errp)) || job_opts(a, device, &jo, errp) < 0 ||
 	    backup_args(a, src, &bo, &jo, &mode, errp) < 0 ||
 	    keyval_take_string(a, "format", &format, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0)

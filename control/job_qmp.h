@@ -2,21 +2,13 @@
 /*
  * The QMP commands of block jobs (QEMU's names and arguments), for every program that has a
  * job manager (vireo, the storage daemon): each lists them in its command table. They run on
- * the control-plane thread. A program says how a "device" argument names a node with
- * job_qmp_set_lookup() (vireo: a disk's id, or a node name).
+ * the control-plane thread. A "device" argument names a node as block_qmp_find_node() says
+ * (vireo: a disk's id, or a node name).
  */
 #ifndef VIREO_CONTROL_JOB_QMP_H
 #define VIREO_CONTROL_JOB_QMP_H
 
 #include "control/qmp_server.h"
-
-struct blockdev;
-
-/* The node "device" names, or NULL (default: a node name). */
-void job_qmp_set_lookup(struct blockdev *(*lookup)(const char *device));
-/* The node a QMP "device" or "node" argument names: a program's disk, else a node name; NULL
- * with QEMU's "Cannot find device=... nor node-name=..." */
-struct blockdev *job_qmp_find_node(const char *device, struct error **errp);
 
 #define JOB_QMP_COMMANDS \
 	{ "block-commit", job_qmp_block_commit }, \

@@ -770,35 +770,11 @@ err:
 int drive_block_resize(const char *device, const char *node, uint64_t size,
 		       struct error **errp)
 {
-	struct blockdev *bs = NULL;
-	int ret;
-
-	if (!device == !node) {
-		error_setg(errp, "give either device or node-name");
-		return -1;
-	}
-	if (size % VBLK_SECTOR) {
-		error_setg(errp, "size %llu is not a multiple of %u bytes",
-			   (unsigned long long)size, VBLK_SECTOR);
-		return -1;
-	}
 	for (unsigned int i = 0; i < nr_drives; i++) {
 		if (device ? !strcmp(drives[i].name, device) : !strcmp(drives[i].bs->node_name, node))
 			return vblk_resize(drives[i].dev, size, errp);
 	}
-	ret = scsibus_block_resize(device, node, size, errp); /* a scsi-hd's */
-	if (ret != 1)
-		return ret;
-	if (node)
-		bs = blockdev_find_node(node);
-	if (!bs) {
-		/* QEMU's words (a GenericError there too) */
-		error_setg(errp, "Cannot find device='%s' nor node-name='%s'", device ? device : "",
-			   node ? node : "");
-		return -1;
-	}
-	/* a node no device serves has no queue on any iothread: nothing to drain */
-	return blockdev_truncate(bs, size, errp);
+	return scsibus_block_resize(device, node, size, errp); /* a scsi-hd's, or 1 */
 }
 
 struct blockdev *drive_find_node(const char *name)

@@ -104,8 +104,9 @@ int drive_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error
 int drive_device_add(struct vm *vm, struct pci_bus *bus, const char *spec, struct error **errp);
 
 /*
- * block_resize: the node of the disk whose id is @device, or the node called @node; a disk's
- * queues are drained meanwhile and its driver told (vblk_resize). @size: a multiple of 512.
+ * block_resize of the disk whose id is @device, or whose node is called @node (control/
+ * block_qmp.h's resize hook): its queues are drained meanwhile and its driver told
+ * (vblk_resize). @size: a multiple of 512. 0 or -1; 1 when no disk is so named.
  */
 int drive_block_resize(const char *device, const char *node, uint64_t size,
 		       struct error **errp);

@@ -22,6 +22,7 @@
 #include "blockdev/job.h"
 #include "common/util.h"
 #include "control/block_nodes.h"
+#include "control/block_qmp.h"
 #include "control/job_qmp.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
@@ -351,7 +352,8 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		/* block jobs are started, driven and reported over QMP */
 		if (job_manager_init(machine_job_event, m, errp) < 0)
 			goto out_vm;
-		job_qmp_set_lookup(drive_find_node);
+		block_qmp_set_hooks(&(struct block_qmp_hooks){ drive_find_node,
+							       drive_block_resize });
 	}
 	if (vm_memory_wait(&m->vm, errp) < 0)
 		goto out_vm;

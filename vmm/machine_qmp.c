@@ -7,10 +7,8 @@
 
 
 #include "common/util.h"
-#include "blockdev/bitmap.h"
-#include "blockdev/throttle.h"
 #include "control/bitmap_qmp.h"
-#include "control/block_nodes.h"
+#include "control/block_qmp.h"
 #include "control/job_qmp.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_scsi.h"
@@ -239,215 +237,6 @@ static int qmp_x_query_virtio_queue_status(void *opaque, struct json_object *arg
 	return 0;
 }
 
-/* blockdev-add: QEMU's BlockdevOptions, the top node named; it lives until blockdev-del */
-static int qmp_blockdev_add(void *opaque, struct json_object *args, struct json_object **ret,
-			    struct error **errp)
-{
-	if (!args) {
-		error_setg(errp, "blockdev-add: arguments are missing");
-		return -1;
-	}
-	if (block_nodes_add_json(args, "blockdev-add", errp) < 0)
-		return -1;
-	*ret = json_object_new_object();
-	return 0;
-}
-
-static int qmp_blockdev_del(void *opaque, struct json_object *args, struct json_object **ret,
-			    struct error **errp)
-{
-	struct json_object *n;
-
-	if (!args || !json_object_object_get_ex(args, "node-name", &n) ||
-	    !json_object_is_type(n, json_type_string)) {
-		error_setg(errp, "Parameter 'node-name' is missing or not a string");
-		return -1;
-	}
-	if (block_nodes_del(json_object_get_string(n), errp) < 0)
-		return -1;
-	*ret = json_object_new_object();
-	return 0;
-}
-
-/* The disk QMP's device or id names (a virtio-blk or scsi-hd id): its top node, or NULL. */
-static struct blockdev *disk_node(const char *name)
-{
-	for (unsigned int i = 0; i < drive_count(); i++)
-		if (!strcmp(drive_name(i), name))
-			return drive_node(i);
-	for (unsigned int i = 0; i < scsibus_nr_disks(); i++)
-		if (!strcmp(scsibus_disk_id(i), name))
-			return scsibus_disk_node(i);
-	return NULL;
-}
-
-/*
- * block_set_io_throttle {device | id, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, and
- * optionally *_max, *_max_length, iops_size, group}: QEMU's BlockIOThrottle, every limit not
- * given 0 (lengths 1), set live on the group of the disk's throttle node.
- */
-static int qmp_block_set_io_throttle(void *opaque, struct json_object *args,
-				     struct json_object **ret, struct error **errp)
-{
-	static const char *const required[] = { "bps", "bps_rd", "bps_wr", "iops", "iops_rd",
-						"iops_wr" };
-	const char *name = NULL, *group = NULL;
-	struct blockdev_throttle_group *g;
-	struct throttle_limits l;
-	struct blockdev *bs;
-	struct json_object *v;
-
-	if (!args || !json_object_is_type(args, json_type_object)) {
-		error_setg(errp, "block_set_io_throttle: arguments are missing");
-		return -1;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
-		if (!json_object_object_get_ex(args, required[i], NULL)) {
-			error_setg(errp, "Parameter '%s' is missing", required[i]);
-			return -1;
-		}
-	}
-	throttle_limits_init(&l);
-	json_object_object_foreach(args, key, val) {
-		uint64_t dummy;
-
-		if (!strcmp(key, "device") || !strcmp(key, "id") || !strcmp(key, "group")) {
-			if (!json_object_is_type(val, json_type_string)) {
-				error_setg(errp, "Parameter '%s' expects a string", key);
-				return -1;
-			}
-			if (!strcmp(key, "group"))
-				group = json_object_get_string(val);
-			else
-				name = json_object_get_string(val);
-			continue;
-		}
-		if (!throttle_limits_get_key(&l, THROTTLE_KEYS_LEGACY, key, &dummy)) {
-			error_setg(errp, "Parameter '%s' is unexpected", key);
-			return -1;
-		}
-		if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 0) {
-			error_setg(errp, "Parameter '%s' expects a non-negative integer", key);
-			return -1;
-		}
-		if (throttle_limits_set_key(&l, THROTTLE_KEYS_LEGACY, key,
-					    (uint64_t)json_object_get_int64(val), errp) < 0)
-			return -1;
-	}
-	/* QEMU's lengths default to 1: a 0 given means "not set" there too */
-	for (int k = 0; k < THROTTLE_KINDS; k++)
-		if (!l.l[k].max_length)
-			l.l[k].max_length = 1;
-	if (!name) {
-		error_setg(errp, "Need exactly one of 'device' and 'id'");
-		return -1;
-	}
-	bs = disk_node(name);
-	if (!bs) {
-		error_set_class(errp, ERROR_CLASS_DEVICE_NOT_FOUND, "Device '%s' not found", name);
-		return -1;
-	}
-	g = blockdev_throttle_node_group(bs);
-	if (!g) {
-		error_setg(errp, "Device '%s' has no throttling to change: give it limits when it "
-			   "is created (--drive iops=..., bps=...) or put it on a throttle node", name);
-		return -1;
-	}
-	if (group && strcmp(group, blockdev_throttle_group_name(g))) {
-		error_setg(errp, "Device '%s' is in throttle group '%s': moving it to '%s' is not "
-			   "supported", name, blockdev_throttle_group_name(g), group);
-		return -1;
-	}
-	if (blockdev_throttle_group_set_limits(g, &l, errp) < 0)
-		return -1;
-	v = json_object_new_object();
-	*ret = v;
-	return 0;
-}
-
-static const char *const no_limits[] = { "bps",	  "bps_rd",  "bps_wr",	      "iops",
-					 "iops_rd", "iops_wr", "write_threshold" };
-
-/* A throttle node's limits, as query-block's BlockDeviceInfo has them (and its group). */
-static void throttle_info(struct json_object *o, struct blockdev_throttle_group *g)
-{
-	struct throttle_limits l;
-	const char *key;
-
-	blockdev_throttle_group_limits(g, &l);
-	for (unsigned int i = 0; (key = throttle_key_name(THROTTLE_KEYS_LEGACY, i)); i++) {
-		uint64_t v = 0;
-
-		throttle_limits_get_key(&l, THROTTLE_KEYS_LEGACY, key, &v);
-		json_object_object_add(o, key, json_object_new_int64((int64_t)v));
-	}
-	json_object_object_add(o, "group", json_object_new_string(blockdev_throttle_group_name(g)));
-}
-
-/* block_resize {device | node-name, size} */
-static int qmp_block_resize(void *opaque, struct json_object *args, struct json_object **ret,
-			    struct error **errp)
-{
-	struct json_object *d = NULL, *n = NULL, *size = NULL;
-
-	if (args) {
-		json_object_object_get_ex(args, "device", &d);
-		json_object_object_get_ex(args, "node-name", &n);
-		json_object_object_get_ex(args, "size", &size);
-	}
-	if (!json_object_is_type(size, json_type_int) || json_object_get_int64(size) < 0) {
-		error_setg(errp, "Parameter 'size' is missing or not a size in bytes");
-		return -1;
-	}
-	if ((d && !json_object_is_type(d, json_type_string)) ||
-	    (n && !json_object_is_type(n, json_type_string))) {
-		error_setg(errp, "Parameters 'device' and 'node-name' must be strings");
-		return -1;
-	}
-	if (drive_block_resize(d ? json_object_get_string(d) : NULL,
-			       n ? json_object_get_string(n) : NULL,
-			       (uint64_t)json_object_get_int64(size), errp) < 0)
-		return -1;
-	*ret = json_object_new_object();
-	return 0;
-}
-
-/* QEMU's BlockDeviceInfo of one node, added to the array @opaque */
-static void named_node(struct blockdev *bs, void *opaque)
-{
-	struct json_object *o = json_object_new_object(), *cache, *image;
-	unsigned int depth = 0;
-
-	for (struct blockdev *b = bs->backing; b; b = b->backing)
-		depth++;
-	json_object_object_add(o, "file", json_object_new_string(bs->filename));
-	json_object_object_add(o, "node-name", json_object_new_string(bs->node_name));
-	json_object_object_add(o, "ro", json_object_new_boolean(bs->read_only));
-	json_object_object_add(o, "drv", json_object_new_string(blockdev_format_name(bs)));
-	if (bs->backing)
-		json_object_object_add(o, "backing_file",
-				       json_object_new_string(bs->backing->filename));
-	add_int(o, "backing_file_depth", depth);
-	json_object_object_add(o, "encrypted", json_object_new_boolean(false));
-	json_object_object_add(o, "detect_zeroes", json_object_new_string("off"));
-	for (size_t i = 0; i < ARRAY_SIZE(no_limits); i++)
-		add_int(o, no_limits[i], 0); /* 0 unless a throttle node (below) */
-	if (blockdev_throttle_node_group(bs))
-		throttle_info(o, blockdev_throttle_node_group(bs));
-	cache = json_object_new_object();
-	json_object_object_add(cache, "writeback", json_object_new_boolean(true));
-	json_object_object_add(cache, "direct",
-			       json_object_new_boolean(bs->cache == BLOCKDEV_CACHE_NONE));
-	json_object_object_add(cache, "no-flush", json_object_new_boolean(false));
-	json_object_object_add(o, "cache", cache);
-	image = blockdev_image_info(bs, NULL);
-	if (image)
-		json_object_object_add(o, "image", image);
-	if (bs->bitmaps)
-		json_object_object_add(o, "dirty-bitmaps", blockdev_bitmaps_info(bs));
-	json_object_array_add(opaque, o);
-}
-
 /* query-block: QEMU's BlockInfo of each disk (virtio-blk, then scsi-hd), its node as "inserted" */
 static int qmp_query_block(void *opaque, struct json_object *args, struct json_object **ret,
 			   struct error **errp)
@@ -456,7 +245,7 @@ static int qmp_query_block(void *opaque, struct json_object *args, struct json_o
 
 	*ret = json_object_new_array();
 	for (unsigned int i = 0; i < nblk + scsibus_nr_disks(); i++) {
-		struct json_object *o = json_object_new_object(), *one = json_object_new_array();
+		struct json_object *o = json_object_new_object();
 		const char *name = i < nblk ? drive_name(i) : scsibus_disk_id(i - nblk);
 		struct blockdev *bs = i < nblk ? drive_node(i) : scsibus_disk_node(i - nblk);
 
@@ -465,9 +254,7 @@ static int qmp_query_block(void *opaque, struct json_object *args, struct json_o
 		json_object_object_add(o, "type", json_object_new_string("unknown"));
 		json_object_object_add(o, "removable", json_object_new_boolean(false));
 		json_object_object_add(o, "locked", json_object_new_boolean(false));
-		named_node(bs, one);
-		json_object_object_add(o, "inserted", json_object_get(json_object_array_get_idx(one, 0)));
-		json_object_put(one);
+		json_object_object_add(o, "inserted", block_qmp_node_info(bs));
 		json_object_array_add(*ret, o);
 	}
 	return 0;
@@ -545,22 +332,6 @@ static int qmp_query_blockstats(void *opaque, struct json_object *args, struct j
 		json_object_object_add(o, "stats", stats_json(&st));
 		json_object_array_add(*ret, o);
 	}
-	return 0;
-}
-
-static int qmp_query_named_block_nodes(void *opaque, struct json_object *args,
-				       struct json_object **ret, struct error **errp)
-{
-	*ret = json_object_new_array();
-	blockdev_for_each_node(named_node, *ret);
-	return 0;
-}
-
-/* x-debug-query-block-graph: nodes, devices and the links between them (QEMU's shape) */
-static int qmp_query_block_graph(void *opaque, struct json_object *args,
-				 struct json_object **ret, struct error **errp)
-{
-	*ret = blockdev_graph_json();
 	return 0;
 }
 
@@ -649,11 +420,8 @@ static int qmp_query_commands(void *opaque, struct json_object *args, struct jso
 
 const struct qmp_command machine_qmp_commands[] = {
 	BITMAP_QMP_COMMANDS,
+	BLOCK_QMP_COMMANDS,
 	JOB_QMP_COMMANDS,
-	{ "block_resize", qmp_block_resize },
-	{ "block_set_io_throttle", qmp_block_set_io_throttle },
-	{ "blockdev-add", qmp_blockdev_add },
-	{ "blockdev-del", qmp_blockdev_del },
 	{ "device_add", qmp_device_add },
 	{ "device_del", qmp_device_del },
 	{ "query-commands", qmp_query_commands },
@@ -662,13 +430,11 @@ const struct qmp_command machine_qmp_commands[] = {
 	{ "query-block", qmp_query_block },
 	{ "query-blockstats", qmp_query_blockstats },
 	{ "query-kvm", qmp_query_kvm },
-	{ "query-named-block-nodes", qmp_query_named_block_nodes },
 	{ "query-status", qmp_query_status },
 	{ "query-version", qmp_query_version },
 	{ "quit", qmp_quit },
 	{ "system_powerdown", qmp_system_powerdown },
 	{ "system_reset", qmp_system_reset },
-	{ "x-debug-query-block-graph", qmp_query_block_graph },
 	{ "x-query-virtio", qmp_x_query_virtio },
 	{ "x-query-virtio-queue-status", qmp_x_query_virtio_queue_status },
 };
