@@ -166,13 +166,8 @@ static void worker(unsigned cpu, void *arg)
 static int run_rounds(void)
 {
 	for (rd.round = 0; rd.round < rd.ncpus; rd.round++) {
-		for (unsigned c = 1; c < rd.ncpus; c++)
-			if (!smp_call(c, worker, NULL))
-				return case_fail("round %u: %s", rd.round, err_get());
-		worker(0, NULL);
-		for (unsigned c = 1; c < rd.ncpus; c++)
-			if (!smp_wait(c, 60000))
-				return case_fail("round %u: %s", rd.round, err_get());
+		if (!smp_run_all(worker, NULL, 60000))
+			return case_fail("round %u: %s", rd.round, err_get());
 		for (unsigned c = 0; c < rd.ncpus; c++)
 			if (rd.err[c][0])
 				return case_fail("round %u: %s", rd.round, rd.err[c]);

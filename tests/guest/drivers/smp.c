@@ -193,3 +193,17 @@ bool smp_wait(unsigned cpu, uint64_t timeout_ms)
 	barrier();      /* done before the results stored ahead of it */
 	return true;
 }
+
+bool smp_run_all(smp_fn fn, void *arg, uint64_t timeout_ms)
+{
+	unsigned n = smp_ncpus();
+
+	for (unsigned c = 1; c < n; c++)
+		if (!smp_call(c, fn, arg))
+			return false;
+	fn(0, arg);
+	for (unsigned c = 1; c < n; c++)
+		if (!smp_wait(c, timeout_ms))
+			return false;
+	return true;
+}

@@ -26,5 +26,10 @@ uint32_t smp_apic_id(unsigned cpu);
 bool smp_call(unsigned cpu, smp_fn fn, void *arg);
 /* Waits until CPU cpu returned from its smp_call() function; false (err_set) after timeout_ms. */
 bool smp_wait(unsigned cpu, uint64_t timeout_ms);
+/*
+ * Runs fn(cpu, arg) on every online CPU at once (the boot CPU's in line, after the APs were
+ * started) and waits for all; false (err_set) if an AP did not start or finish in timeout_ms.
+ */
+bool smp_run_all(smp_fn fn, void *arg, uint64_t timeout_ms);
 
 #endif
