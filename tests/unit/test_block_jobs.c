@@ -32,11 +32,11 @@
 #include "blockdev/job_mirror.h"
 #include "blockdev/qcow2.h"
 #include "control/job_qmp.h"
+#include "tests/unit/img_fixture.h"
 
 #define MiB (1024 * 1024ULL)
 #define SIZE (6 * MiB)
 
-static char dir[200];
 static char events[64][96]; /* "NAME" or "JOB_STATUS_CHANGE status" */
 static unsigned nr_events;
 
@@ -56,68 +56,27 @@ static void emit(void *opaque, const char *name, struct json_object *data)
 	json_object_put(data);
 }
 
-static const char *path(const char *name)
-{
-	static char buf[4][256];
-	static unsigned i;
-	char *p = buf[i++ % 4];
-
-	snprintf(p, 256, "%s/%s", dir, name);
-	return p;
-}
-
 static int setup(void **state)
 {
-	const char *tmp = getenv("VIREO_TEST_TMPDIR");
-
-	snprintf(dir, sizeof(dir), "%s/vireo-jobs-XXXXXX", tmp ? tmp : "/var/tmp");
-	if (!mkdtemp(dir))
+	if (imgfx_setup("jobs") < 0)
 		return -1;
 	return job_manager_init(emit, NULL, NULL);
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	job_manager_shutdown();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) ? -1 : 0;
+	return imgfx_teardown();
 }
 
 static void make_qcow2(const char *name, const char *backing, const char *fmt)
 {
-	struct qcow2_create_opts o = { .size = SIZE, .cluster_bits = 16, .version = 3,
-				       .refcount_bits = 16, .backing_file = backing,
-				       .backing_fmt = fmt };
-	struct error *err = NULL;
-
-	if (qcow2_create(path(name), &o, &err) < 0)
-		fail_msg("create %s: %s", name, error_msg(err));
+	imgfx_make_qcow2(name, SIZE, backing, fmt);
 }
 
 static struct blockdev *open_img(const char *name, const char *node, bool ro)
 {
-	struct blockdev_opts o = { .readonly = ro };
-	struct error *err = NULL;
-	struct blockdev *bs;
-
-	if (node)
-		assert_int_equal(blockdev_opts_set(&o, "node-name", node, NULL), 0);
-	bs = blockdev_open(path(name), &o, &err);
-	blockdev_opts_free(&o);
-	if (!bs)
-		fail_msg("open %s: %s", name, error_msg(err));
-	return bs;
-}
-
-static void fill(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t byte)
-{
-	uint8_t *b = malloc(len);
-
-	memset(b, byte, len);
-	assert_int_equal(blockdev_pwrite(bs, off, b, len), 0);
-	free(b);
+	return imgfx_open(name, NULL, node, ro);
 }
 
 static uint8_t *slurp(struct blockdev *bs)
@@ -135,7 +94,7 @@ static uint8_t *slurp(struct blockdev *bs)
 static struct blockdev *make_chain(void)
 {
 	struct blockdev *bs;
-	int fd = open(path("base.raw"), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	int fd = open(imgfx_path("base.raw"), O_CREAT | O_TRUNC | O_WRONLY, 0644);
 	uint8_t *b = malloc(SIZE);
 
 	assert_true(fd >= 0);
@@ -145,12 +104,12 @@ static struct blockdev *make_chain(void)
 	free(b);
 	make_qcow2("mid.qcow2", "base.raw", "raw");
 	bs = open_img("mid.qcow2", NULL, false);
-	fill(bs, MiB, 512 * 1024, 0x22);
+	imgfx_fill(bs, MiB, 512 * 1024, 0x22);
 	assert_int_equal(blockdev_write_zeroes(bs, 3 * MiB, 256 * 1024, 0), 0);
 	blockdev_close(bs);
 	make_qcow2("top.qcow2", "mid.qcow2", "qcow2");
 	bs = open_img("top.qcow2", "top", false);
-	fill(bs, 0, 64 * 1024, 0x33);
+	imgfx_fill(bs, 0, 64 * 1024, 0x33);
 	nr_events = 0;
 	return bs;
 }
@@ -188,7 +147,7 @@ static void assert_header_backing(const char *name, const char *want)
 {
 	struct blockdev_opts o = { .readonly = true, .no_backing = true };
 	struct blockdev_info info;
-	struct blockdev *bs = blockdev_open(path(name), &o, NULL);
+	struct blockdev *bs = blockdev_open(imgfx_path(name), &o, NULL);
 
 	assert_non_null(bs);
 	assert_int_equal(blockdev_get_info(bs, &info, NULL), 0);
@@ -208,7 +167,7 @@ static void stream_takes_in_the_chain_down_to_a_base(void **state)
 	struct blockdev *top = make_chain();
 	struct blockdev *base = top->backing->backing;
 	uint8_t *before = slurp(top), *after;
-	char *base_abs = realpath(path("base.raw"), NULL);
+	char *base_abs = realpath(imgfx_path("base.raw"), NULL);
 	static const char *const want[] = { "created", "running", "waiting", "pending",
 					    "BLOCK_JOB_COMPLETED", "concluded", "null", NULL };
 	struct error *err = NULL;
@@ -249,14 +208,14 @@ static void commit_writes_an_intermediate_image_into_its_base(void **state)
 {
 	struct blockdev *top = make_chain(), *mid = top->backing, *base = mid->backing, *b;
 	uint8_t *before = slurp(top), *after, byte = 0;
-	char *base_abs = realpath(path("base.raw"), NULL);
+	char *base_abs = realpath(imgfx_path("base.raw"), NULL);
 	struct error *err = NULL;
 
 	if (!job_commit_start(&auto_opts, top, mid, base, NULL, &err))
 		fail_msg("block-commit: %s", error_msg(err));
 	wait_for("j0", JOB_STATUS_NULL);
 	/* mid and the read-only base node are gone: top backs onto the base opened read-write */
-	assert_string_equal(top->backing->filename, path("base.raw"));
+	assert_string_equal(top->backing->filename, imgfx_path("base.raw"));
 	assert_false(top->backing->read_only);
 	assert_null(top->backing->backing);
 	after = slurp(top);
@@ -415,7 +374,7 @@ static void mirror_follows_writes_and_moves_the_device_on_complete(void **state)
 		fail_msg("mirror: %s", error_msg(err));
 	wait_for("j0", JOB_STATUS_READY);
 	/* in sync, a write to the source reaches the target before the pivot */
-	fill(top, 5 * MiB, 4096, 0x44);
+	imgfx_fill(top, 5 * MiB, 4096, 0x44);
 	before = slurp(top);
 	assert_int_equal(job_complete(j, NULL), 0);
 	wait_for("j0", JOB_STATUS_NULL);
@@ -455,13 +414,13 @@ static void active_commit_moves_the_device_onto_the_base(void **state)
 	if (!j)
 		fail_msg("active commit: %s", error_msg(err));
 	wait_for("j0", JOB_STATUS_READY);
-	fill(top, 2 * MiB, 4096, 0x55); /* in sync: it follows */
+	imgfx_fill(top, 2 * MiB, 4096, 0x55); /* in sync: it follows */
 	before = slurp(top);
 	assert_int_equal(job_complete(j, NULL), 0);
 	wait_for("j0", JOB_STATUS_NULL);
 	assert_events(want);
 	/* the device is on the base file, opened read-write, which holds everything now */
-	assert_string_equal(dev.bs->filename, path("base.raw"));
+	assert_string_equal(dev.bs->filename, imgfx_path("base.raw"));
 	assert_false(dev.bs->read_only);
 	after = slurp(dev.bs);
 	assert_memory_equal(before, after, SIZE);
@@ -483,7 +442,7 @@ static void backup_copies_what_the_bitmap_marks_and_settles_it(void **state)
 	uint8_t byte = 0xee;
 
 	assert_non_null(u);
-	fill(top, 2 * MiB, 4096, 0x66); /* marks one granule */
+	imgfx_fill(top, 2 * MiB, 4096, 0x66); /* marks one granule */
 	assert_int_equal(blockdev_bitmap_count(u), 65536);
 	make_qcow2("bk.qcow2", NULL, NULL);
 	target = open_img("bk.qcow2", "bk", false);
@@ -498,7 +457,7 @@ static void backup_copies_what_the_bitmap_marks_and_settles_it(void **state)
 	assert_true(blockdev_bitmap_enabled(u));
 	assert_false(blockdev_bitmap_busy(u));
 	/* never: the bits stay; a full backup copies everything, the chain's data too */
-	fill(top, 3 * MiB, 4096, 0x77);
+	imgfx_fill(top, 3 * MiB, 4096, 0x77);
 	bo = (struct job_backup_opts){ .sync = JOB_BACKUP_SYNC_FULL, .bitmap = u,
 				       .bitmap_mode = JOB_BITMAP_NEVER };
 	if (!job_backup_start(&auto_opts, top, target, &bo, &err))
@@ -562,11 +521,11 @@ static void add_file_node(const char *name, const char *node)
 	struct error *err = NULL;
 
 	if (qmp_create(&err, "{\"job-id\": \"mk\", \"options\": {\"driver\": \"file\", "
-		       "\"filename\": \"%s\", \"size\": 0}}", path(name)) < 0)
+		       "\"filename\": \"%s\", \"size\": 0}}", imgfx_path(name)) < 0)
 		fail_msg("create %s: %s", name, error_msg(err));
 	run_create("mk");
 	snprintf(buf, sizeof(buf), "{\"driver\": \"file\", \"filename\": \"%s\", "
-		 "\"node-name\": \"%s\"}", path(name), node);
+		 "\"node-name\": \"%s\"}", imgfx_path(name), node);
 	o = json_tokener_parse(buf);
 	assert_non_null(blockdev_add(o, "blockdev-add", NULL));
 	json_object_put(o);
@@ -647,7 +606,7 @@ static void qcow2_with_a_backing_file_a_data_file_and_a_nested_file(void **state
 	struct blockdev_info info;
 	struct blockdev *bs;
 	uint8_t *b;
-	int fd = open(path("b.raw"), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	int fd = open(imgfx_path("b.raw"), O_CREAT | O_TRUNC | O_WRONLY, 0644);
 
 	/* a backing file: preallocated extended-L2 clusters leave its data visible */
 	b = malloc(SIZE);
@@ -658,13 +617,13 @@ static void qcow2_with_a_backing_file_a_data_file_and_a_nested_file(void **state
 	if (qmp_create(&err, "{\"job-id\": \"cb\", \"options\": {\"driver\": \"qcow2\", \"file\": "
 		       "\"ofile\", \"size\": %llu, \"backing-file\": \"%s\", \"backing-fmt\": "
 		       "\"raw\", \"extended-l2\": true, \"preallocation\": \"metadata\"}}", SIZE,
-		       path("b.raw")) < 0)
+		       imgfx_path("b.raw")) < 0)
 		fail_msg("backing: %s", error_msg(err));
 	run_create("cb");
 	assert_int_equal(blockdev_node_del("ofile", NULL), 0);
 	bs = open_img("o.qcow2", NULL, true);
 	assert_int_equal(blockdev_get_info(bs, &info, NULL), 0);
-	assert_string_equal(info.backing_file, path("b.raw"));
+	assert_string_equal(info.backing_file, imgfx_path("b.raw"));
 	assert_string_equal(info.backing_fmt, "raw");
 	json_object_put(info.specific);
 	free(b);
@@ -679,12 +638,12 @@ static void qcow2_with_a_backing_file_a_data_file_and_a_nested_file(void **state
 	add_file_node("d.data", "dfile");
 	assert_int_equal(qmp_create(NULL, "{\"job-id\": \"mk\", \"options\": {\"driver\": "
 				    "\"file\", \"filename\": \"%s\", \"size\": 0}}",
-				    path("n.qcow2")), 0);
+				    imgfx_path("n.qcow2")), 0);
 	run_create("mk");
 	assert_int_equal(blockdev_find_node("dfile")->size, 0);
 	if (qmp_create(&err, "{\"job-id\": \"cd\", \"options\": {\"driver\": \"qcow2\", \"file\": "
 		       "{\"driver\": \"file\", \"filename\": \"%s\"}, \"size\": %llu, "
-		       "\"data-file\": \"dfile\", \"data-raw\": true}}", path("n.qcow2"), SIZE) < 0)
+		       "\"data-file\": \"dfile\", \"data-raw\": true}}", imgfx_path("n.qcow2"), SIZE) < 0)
 		fail_msg("data file: %s", error_msg(err));
 	run_create("cd");
 	assert_int_equal(blockdev_find_node("dfile")->size, SIZE); /* grown to the disk */
@@ -694,13 +653,13 @@ static void qcow2_with_a_backing_file_a_data_file_and_a_nested_file(void **state
 	/* the header names the data file as its node does (QEMU: the node's filename) */
 	assert_string_equal(json_object_get_string(json_object_object_get(info.specific,
 									  "data-file")),
-			    path("d.data"));
+			    imgfx_path("d.data"));
 	assert_string_equal(info_str(info.specific, "data-file-raw"), "true");
 	json_object_put(info.specific);
-	fill(bs, MiB, 4096, 0x77);
+	imgfx_fill(bs, MiB, 4096, 0x77);
 	blockdev_close(bs);
 	/* data-raw: the bytes are in the data file, where the guest put them */
-	fd = open(path("d.data"), O_RDONLY);
+	fd = open(imgfx_path("d.data"), O_RDONLY);
 	b = malloc(4096);
 	assert_int_equal(pread(fd, b, 4096, MiB), 4096);
 	assert_int_equal(b[0], 0x77);
@@ -770,7 +729,7 @@ static void create_refuses_bad_options_by_name(void **state)
 
 	add_file_node("bad.qcow2", "cf");
 	snprintf(buf, sizeof(buf), "{\"driver\": \"file\", \"filename\": \"%s\", \"node-name\": "
-		 "\"ro\", \"read-only\": true}", path("bad.qcow2"));
+		 "\"ro\", \"read-only\": true}", imgfx_path("bad.qcow2"));
 	o = json_tokener_parse(buf);
 	assert_non_null(blockdev_add(o, "blockdev-add", NULL));
 	json_object_put(o);
@@ -804,7 +763,8 @@ static void create_is_a_plain_job_that_waits_for_dismiss(void **state)
 	nr_events = 0;
 	/* a creation that fails fails the job, which concludes and waits all the same */
 	assert_int_equal(qmp_create(NULL, "{\"job-id\": \"cx\", \"options\": {\"driver\": "
-				    "\"file\", \"filename\": \"%s/nodir/x.img\", \"size\": 0}}", dir),
+				    "\"file\", \"filename\": \"%s\", \"size\": 0}}",
+				    imgfx_path("nodir/x.img")),
 			 0);
 	wait_for("cx", JOB_STATUS_CONCLUDED);
 	for (int i = 0; i < 20; i++) { /* a dismissable job never moves on by itself */
@@ -820,8 +780,8 @@ static void create_is_a_plain_job_that_waits_for_dismiss(void **state)
 	assert_int_equal(json_object_get_int(json_object_object_get(j, "current-progress")), 1);
 	assert_int_equal(json_object_get_int(json_object_object_get(j, "total-progress")), 1);
 	assert_true(json_object_object_get_ex(j, "error", &v));
-	snprintf(msg, sizeof(msg), "Could not create '%s/nodir/x.img': No such file or directory",
-		 dir);
+	snprintf(msg, sizeof(msg), "Could not create '%s': No such file or directory",
+		 imgfx_path("nodir/x.img"));
 	assert_string_equal(json_object_get_string(v), msg);
 	json_object_put(list);
 	/* not a block job: query-block-jobs and the block-job-* verbs do not see it */
@@ -836,7 +796,7 @@ static void create_is_a_plain_job_that_waits_for_dismiss(void **state)
 	json_object_put(list);
 	/* the id stays taken until job-dismiss */
 	assert_int_equal(qmp_create(&err, "{\"job-id\": \"cx\", \"options\": {\"driver\": "
-				    "\"file\", \"filename\": \"%s\", \"size\": 0}}", path("y.img")),
+				    "\"file\", \"filename\": \"%s\", \"size\": 0}}", imgfx_path("y.img")),
 			 -1);
 	assert_string_equal(error_msg(err), "Job ID 'cx' already in use");
 	error_free(err);
@@ -844,7 +804,7 @@ static void create_is_a_plain_job_that_waits_for_dismiss(void **state)
 	job_manager_poll();
 	assert_events(want_null);
 	assert_null(job_find("cx"));
-	assert_int_equal(access(path("y.img"), F_OK), -1);
+	assert_int_equal(access(imgfx_path("y.img"), F_OK), -1);
 }
 
 static void *shutdown_thread(void *arg)

@@ -20,95 +20,25 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/copy.h"
 #include "blockdev/qcow2.h"
+#include "tests/unit/img_fixture.h"
 
 #define MiB (1024 * 1024ULL)
 #define SIZE (9 * MiB) /* five chunks, the last one short */
 
-static char dir[200];
-
 static int setup(void **state)
 {
-	const char *tmp = getenv("VIREO_TEST_TMPDIR");
-
-	snprintf(dir, sizeof(dir), "%s/vireo-copy-XXXXXX", tmp ? tmp : "/var/tmp");
-	return mkdtemp(dir) ? 0 : -1;
+	return imgfx_setup("copy");
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) ? -1 : 0;
+	return imgfx_teardown();
 }
 
-static const char *path(const char *name)
-{
-	static char buf[4][256];
-	static unsigned i;
-	char *p = buf[i++ % 4];
-
-	snprintf(p, 256, "%s/%s", dir, name);
-	return p;
-}
-
-static void make_raw(const char *name, uint64_t size)
-{
-	int fd = open(path(name), O_CREAT | O_TRUNC | O_WRONLY, 0644);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
-	close(fd);
-}
-
+/* A qcow2 of @size, backed by the raw image @backing if any. */
 static void make_qcow2(const char *name, uint64_t size, const char *backing)
 {
-	struct qcow2_create_opts o = { .size = size, .cluster_bits = 16, .version = 3,
-				       .refcount_bits = 16 };
-	struct error *err = NULL;
-
-	if (backing) {
-		o.backing_file = path(backing);
-		o.backing_fmt = "raw";
-	}
-	if (qcow2_create(path(name), &o, &err) < 0)
-		fail_msg("create %s: %s", name, error_msg(err));
-}
-
-static struct blockdev *open_img(const char *name, const char *fmt)
-{
-	struct blockdev_opts o = { 0 };
-	struct error *err = NULL;
-	struct blockdev *bs;
-
-	assert_int_equal(blockdev_opts_set(&o, "format", fmt, NULL), 0);
-	bs = blockdev_open(path(name), &o, &err);
-	blockdev_opts_free(&o);
-	if (!bs)
-		fail_msg("open %s: %s", name, error_msg(err));
-	return bs;
-}
-
-static void fill(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t byte)
-{
-	uint8_t *b = malloc(len);
-
-	memset(b, byte, len);
-	assert_int_equal(blockdev_pwrite(bs, off, b, len), 0);
-	free(b);
-}
-
-/* [off, off+len) of @bs reads as @byte */
-static void assert_reads(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t byte)
-{
-	uint8_t *b = malloc(len);
-
-	assert_int_equal(blockdev_pread(bs, off, b, len), 0);
-	for (uint64_t i = 0; i < len; i++)
-		if (b[i] != byte)
-			fail_msg("byte %llu reads %#x, not %#x", (unsigned long long)(off + i),
-				 b[i], byte);
-	free(b);
+	imgfx_make_qcow2(name, size, backing ? imgfx_path(backing) : NULL, backing ? "raw" : NULL);
 }
 
 /* A source with data in every chunk, a zeroed range, a hole and a data run of zeroes. */
@@ -117,10 +47,10 @@ static struct blockdev *patterned_qcow2(const char *name)
 	struct blockdev *bs;
 
 	make_qcow2(name, SIZE, NULL);
-	bs = open_img(name, "qcow2");
+	bs = imgfx_open(name, "qcow2", NULL, false);
 	for (uint64_t off = 0; off < SIZE; off += 2 * MiB)
-		fill(bs, off, 256 * 1024, (uint8_t)(0x10 + off / MiB));
-	fill(bs, 3 * MiB, 512 * 1024, 0);  /* data that is zeroes */
+		imgfx_fill(bs, off, 256 * 1024, (uint8_t)(0x10 + off / MiB));
+	imgfx_fill(bs, 3 * MiB, 512 * 1024, 0);  /* data that is zeroes */
 	assert_int_equal(blockdev_write_zeroes(bs, 5 * MiB, MiB, 0), 0);
 	return bs;
 }
@@ -138,9 +68,9 @@ static struct blockdev *dirty_raw_target(const char *name)
 {
 	struct blockdev *dst;
 
-	make_raw(name, SIZE);
-	dst = open_img(name, "raw");
-	fill(dst, 0, SIZE, 0xee);
+	imgfx_make_raw(name, SIZE);
+	dst = imgfx_open(name, "raw", NULL, false);
+	imgfx_fill(dst, 0, SIZE, 0xee);
 	return dst;
 }
 
@@ -159,11 +89,11 @@ static void whole_copy_reads_as_the_source(void **state)
 	for (uint64_t off = 0; off < SIZE; off += 2 * MiB) {
 		uint64_t end = off + 2 * MiB < SIZE ? off + 2 * MiB : SIZE;
 
-		assert_reads(dst, off, 256 * 1024, (uint8_t)(0x10 + off / MiB));
-		assert_reads(dst, off + 256 * 1024, end - off - 256 * 1024, 0);
+		imgfx_assert_reads(dst, off, 256 * 1024, (uint8_t)(0x10 + off / MiB));
+		imgfx_assert_reads(dst, off + 256 * 1024, end - off - 256 * 1024, 0);
 	}
-	assert_reads(dst, 3 * MiB, MiB, 0);
-	assert_reads(dst, 5 * MiB, MiB, 0);
+	imgfx_assert_reads(dst, 3 * MiB, MiB, 0);
+	imgfx_assert_reads(dst, 5 * MiB, MiB, 0);
 	blockdev_close(dst);
 	blockdev_close(src);
 }
@@ -179,11 +109,11 @@ static void zero_ranges_are_skipped_on_a_fresh_target(void **state)
 	struct blockdev *file;
 
 	make_qcow2("dst2.qcow2", SIZE, NULL);
-	dst = open_img("dst2.qcow2", "qcow2");
+	dst = imgfx_open("dst2.qcow2", "qcow2", NULL, false);
 	o.src = src;
 	o.dst = dst;
 	copy_or_fail(&o);
-	assert_reads(dst, 2 * MiB, 256 * 1024, 0x12);
+	imgfx_assert_reads(dst, 2 * MiB, 256 * 1024, 0x12);
 	/* the hole after a data run, the data run of zeroes, the zeroed range */
 	static const uint64_t unallocated[][2] = {
 		{ 2 * MiB + 256 * 1024, 3 * MiB }, { 3 * MiB, 4 * MiB }, { 5 * MiB, 6 * MiB },
@@ -233,10 +163,10 @@ static void a_range_copies_only_that_range(void **state)
 	copy_or_fail(&o);
 	assert_int_equal(p.last, 5 * MiB);
 	assert_int_equal(p.calls, 4); /* [1.5,2) [2,4) [4,6) [6,6.5) */
-	assert_reads(dst, 0, MiB + 512 * 1024, 0xee);
-	assert_reads(dst, 2 * MiB, 256 * 1024, 0x12);
-	assert_reads(dst, 5 * MiB, MiB, 0);
-	assert_reads(dst, MiB + 512 * 1024 + 5 * MiB, SIZE - (MiB + 512 * 1024 + 5 * MiB), 0xee);
+	imgfx_assert_reads(dst, 0, MiB + 512 * 1024, 0xee);
+	imgfx_assert_reads(dst, 2 * MiB, 256 * 1024, 0x12);
+	imgfx_assert_reads(dst, 5 * MiB, MiB, 0);
+	imgfx_assert_reads(dst, MiB + 512 * 1024 + 5 * MiB, SIZE - (MiB + 512 * 1024 + 5 * MiB), 0xee);
 	blockdev_close(dst);
 	blockdev_close(src);
 }
@@ -250,15 +180,15 @@ static void progress_callback_stops_the_copy(void **state)
 	struct blockdev_copy o = { .length = SIZE, .in_order = true, .parallel = 1,
 				   .progress = count_progress, .opaque = &p };
 
-	make_raw("dst4.raw", SIZE);
-	dst = open_img("dst4.raw", "raw");
+	imgfx_make_raw("dst4.raw", SIZE);
+	dst = imgfx_open("dst4.raw", "raw", NULL, false);
 	o.src = src;
 	o.dst = dst;
 	assert_int_equal(blockdev_copy_run(&o), -ECANCELED);
 	assert_int_equal(p.calls, 2);
-	assert_reads(dst, 2 * MiB, 256 * 1024, 0x12);
-	assert_reads(dst, 4 * MiB, 256 * 1024, 0);  /* never written */
-	assert_reads(dst, 8 * MiB, 256 * 1024, 0);
+	imgfx_assert_reads(dst, 2 * MiB, 256 * 1024, 0x12);
+	imgfx_assert_reads(dst, 4 * MiB, 256 * 1024, 0);  /* never written */
+	imgfx_assert_reads(dst, 8 * MiB, 256 * 1024, 0);
 	blockdev_close(dst);
 	blockdev_close(src);
 }
@@ -271,31 +201,31 @@ static void top_layers_only_reach_the_base(void **state)
 	struct blockdev_copy o = { .length = SIZE, .top_only = true, .write_zeroes = true,
 				   .in_order = true, .parallel = 2 };
 
-	make_raw("base.raw", SIZE);
-	base = open_img("base.raw", "raw");
-	fill(base, 0, SIZE, 0xaa);
+	imgfx_make_raw("base.raw", SIZE);
+	base = imgfx_open("base.raw", "raw", NULL, false);
+	imgfx_fill(base, 0, SIZE, 0xaa);
 	blockdev_close(base);
 	make_qcow2("top.qcow2", SIZE, "base.raw");
-	top = open_img("top.qcow2", "qcow2");
-	fill(top, MiB, 64 * 1024, 0xbb);
+	top = imgfx_open("top.qcow2", "qcow2", NULL, false);
+	imgfx_fill(top, MiB, 64 * 1024, 0xbb);
 	assert_int_equal(blockdev_write_zeroes(top, 4 * MiB, 128 * 1024, 0), 0);
-	base = open_img("base.raw", "raw");
+	base = imgfx_open("base.raw", "raw", NULL, false);
 	o.src = top;
 	o.dst = base;
 	o.stop = top->backing;
 	copy_or_fail(&o);
-	assert_reads(base, 0, MiB, 0xaa);
-	assert_reads(base, MiB, 64 * 1024, 0xbb);
-	assert_reads(base, MiB + 64 * 1024, 3 * MiB - 64 * 1024, 0xaa);
-	assert_reads(base, 4 * MiB, 128 * 1024, 0);
-	assert_reads(base, 4 * MiB + 128 * 1024, SIZE - 4 * MiB - 128 * 1024, 0xaa);
+	imgfx_assert_reads(base, 0, MiB, 0xaa);
+	imgfx_assert_reads(base, MiB, 64 * 1024, 0xbb);
+	imgfx_assert_reads(base, MiB + 64 * 1024, 3 * MiB - 64 * 1024, 0xaa);
+	imgfx_assert_reads(base, 4 * MiB, 128 * 1024, 0);
+	imgfx_assert_reads(base, 4 * MiB + 128 * 1024, SIZE - 4 * MiB - 128 * 1024, 0xaa);
 	blockdev_close(base);
 	blockdev_close(top);
 }
 
 static void *slurp(const char *name, size_t *len)
 {
-	FILE *f = fopen(path(name), "rb");
+	FILE *f = fopen(imgfx_path(name), "rb");
 	void *buf;
 	long n;
 
@@ -319,12 +249,12 @@ static void copy_to_new_qcow2(struct blockdev *src, const char *name, unsigned p
 				   .cluster_size = compress ? 65536 : 0 };
 
 	make_qcow2(name, SIZE, NULL);
-	dst = open_img(name, "qcow2");
+	dst = imgfx_open(name, "qcow2", NULL, false);
 	o.src = src;
 	o.dst = dst;
 	copy_or_fail(&o);
-	assert_reads(dst, 8 * MiB, 256 * 1024, 0x18);
-	assert_reads(dst, 5 * MiB, MiB, 0);
+	imgfx_assert_reads(dst, 8 * MiB, 256 * 1024, 0x18);
+	imgfx_assert_reads(dst, 5 * MiB, MiB, 0);
 	blockdev_close(dst);
 }
 
@@ -365,8 +295,8 @@ static void bad_options_are_refused_before_copying(void **state)
 	struct blockdev *src = patterned_qcow2("src7.qcow2"), *dst;
 	struct blockdev_copy o = { .length = SIZE, .parallel = 1 };
 
-	make_raw("dst7.raw", SIZE / 2);
-	dst = open_img("dst7.raw", "raw");
+	imgfx_make_raw("dst7.raw", SIZE / 2);
+	dst = imgfx_open("dst7.raw", "raw", NULL, false);
 	o.src = src;
 	o.dst = dst;
 	assert_int_equal(blockdev_copy_run(&o), -EINVAL); /* past the target's end */
@@ -385,7 +315,7 @@ static void bad_options_are_refused_before_copying(void **state)
 	o.compress = false;
 	o.length = 0;
 	assert_int_equal(blockdev_copy_run(&o), 0);      /* nothing to copy */
-	assert_reads(dst, 0, SIZE / 2, 0);
+	imgfx_assert_reads(dst, 0, SIZE / 2, 0);
 	blockdev_close(dst);
 	blockdev_close(src);
 }
