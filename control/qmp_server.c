@@ -102,7 +102,7 @@ struct qmp_server *qmp_server_new(const char *path, const struct qmp_command *cm
 	struct qmp_server *s;
 
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		error_setg(errp, "--qmp: socket path '%s' is longer than %zu bytes", path,
+		error_setg(errp, "socket path '%s' is longer than %zu bytes", path,
 			   sizeof(addr.sun_path) - 1);
 		return NULL;
 	}
@@ -119,13 +119,13 @@ struct qmp_server *qmp_server_new(const char *path, const struct qmp_command *cm
 	strcpy(addr.sun_path, path);
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s->listen_fd < 0) {
-		error_setg_errno(errp, errno, "--qmp: cannot create a socket");
+		error_setg_errno(errp, errno, "cannot create a socket");
 		goto fail;
 	}
 	unlink(path);
 	if (bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    listen(s->listen_fd, 4) < 0) {
-		error_setg_errno(errp, errno, "--qmp: cannot listen on '%s'", path);
+		error_setg_errno(errp, errno, "cannot listen on '%s'", path);
 		goto fail;
 	}
 	return s;
@@ -293,6 +293,19 @@ void qmp_handle(struct qmp_server *s, const struct pollfd *pfd, unsigned int n)
 			qmp_greet(s);
 		}
 	}
+}
+
+struct json_object *qmp_command_list(const struct qmp_command *cmds, unsigned int nr_cmds)
+{
+	struct json_object *list = json_object_new_array();
+
+	for (unsigned int i = 0; i < nr_cmds; i++) {
+		struct json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "name", json_object_new_string(cmds[i].name));
+		json_object_array_add(list, c);
+	}
+	return list;
 }
 
 void qmp_event(struct qmp_server *s, const char *name, struct json_object *data)

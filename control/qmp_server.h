@@ -36,7 +36,8 @@ struct qmp_command {
 
 struct qmp_server;
 
-/* Listens on a unix socket at path (an existing socket file is replaced). */
+/* Listens on a unix socket at path (an existing socket file is replaced); the caller prefixes
+ * an error with the option that gave the path. */
 struct qmp_server *qmp_server_new(const char *path, const struct qmp_command *cmds,
 				  unsigned int nr_cmds, void *opaque, struct error **errp);
 void qmp_server_free(struct qmp_server *s);
@@ -44,6 +45,8 @@ void qmp_server_free(struct qmp_server *s);
 unsigned int qmp_fds(struct qmp_server *s, struct pollfd *pfd);
 /* Handles readiness reported in the pollfds qmp_fds() filled. */
 void qmp_handle(struct qmp_server *s, const struct pollfd *pfd, unsigned int n);
+/* query-commands' answer: the names of @cmds (a program's table; a new array). */
+struct json_object *qmp_command_list(const struct qmp_command *cmds, unsigned int nr_cmds);
 /* Sends an event to the connected client, if any (data may be NULL; it is consumed). */
 void qmp_event(struct qmp_server *s, const char *name, struct json_object *data);
 

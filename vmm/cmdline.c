@@ -9,9 +9,8 @@
 
 #include "common/parse.h"
 #include "common/util.h"
+#include "common/version.h"
 #include "vmm/config.h"
-
-#define VIREO_VERSION "0.1.0"
 
 void cmdline_usage(void)
 {

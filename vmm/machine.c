@@ -347,8 +347,10 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 	if (cfg->qmp_path) {
 		m->qmp = qmp_server_new(cfg->qmp_path, machine_qmp_commands, machine_qmp_nr_commands,
 					m, errp);
-		if (!m->qmp)
+		if (!m->qmp) {
+			error_prepend(errp, "--qmp");
 			goto out_vm;
+		}
 		/* block jobs are started, driven and reported over QMP */
 		if (job_manager_init(machine_job_event, m, errp) < 0)
 			goto out_vm;

@@ -12,9 +12,8 @@
 #include "control/job_qmp.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_scsi.h"
-#include "iothreads/iothread.h"
 #include "vmm/drive.h"
-#include "control/iothread_obj.h"
+#include "control/info_qmp.h"
 #include "vmm/machine.h"
 #include "vmm/scsi.h"
 #include "vmm/vcpu.h"
@@ -28,20 +27,6 @@ static int qmp_query_status(void *opaque, struct json_object *args, struct json_
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "status", json_object_new_string(running ? "running" : "shutdown"));
 	json_object_object_add(*ret, "running", json_object_new_boolean(running));
-	return 0;
-}
-
-static int qmp_query_version(void *opaque, struct json_object *args, struct json_object **ret,
-			     struct error **errp)
-{
-	struct json_object *q = json_object_new_object();
-
-	json_object_object_add(q, "major", json_object_new_int(0));
-	json_object_object_add(q, "minor", json_object_new_int(1));
-	json_object_object_add(q, "micro", json_object_new_int(0));
-	*ret = json_object_new_object();
-	json_object_object_add(*ret, "qemu", q);
-	json_object_object_add(*ret, "package", json_object_new_string("vireo"));
 	return 0;
 }
 
@@ -72,29 +57,6 @@ static int qmp_query_cpus_fast(void *opaque, struct json_object *args, struct js
 			json_object_object_add(c, "thread-id",
 					       json_object_new_int(vcpu_tid(m->vm.vcpus[i])));
 		json_object_array_add(*ret, c);
-	}
-	return 0;
-}
-
-/* QEMU's query-iothreads: the VM's iothreads in the order they were made, with their host
- * thread ids. */
-static int qmp_query_iothreads(void *opaque, struct json_object *args, struct json_object **ret,
-			       struct error **errp)
-{
-	*ret = json_object_new_array();
-	for (unsigned int i = 0; iothread_obj_at(i); i++) {
-		struct iothread *it = iothread_obj_at(i)->it;
-		const struct iothread_opts *o;
-		struct json_object *t;
-
-		o = iothread_get_opts(it);
-		t = json_object_new_object();
-		json_object_object_add(t, "id", json_object_new_string(iothread_name(it)));
-		json_object_object_add(t, "thread-id", json_object_new_int(iothread_tid(it)));
-		json_object_object_add(t, "poll-max-ns", json_object_new_int64((int64_t)o->poll_max_ns));
-		json_object_object_add(t, "poll-grow", json_object_new_int64(o->poll_grow));
-		json_object_object_add(t, "poll-shrink", json_object_new_int64(o->poll_shrink));
-		json_object_array_add(*ret, t);
 	}
 	return 0;
 }
@@ -408,30 +370,23 @@ static int qmp_device_del(void *opaque, struct json_object *args, struct json_ob
 static int qmp_query_commands(void *opaque, struct json_object *args, struct json_object **ret,
 			      struct error **errp)
 {
-	*ret = json_object_new_array();
-	for (unsigned int i = 0; i < machine_qmp_nr_commands; i++) {
-		struct json_object *c = json_object_new_object();
-
-		json_object_object_add(c, "name", json_object_new_string(machine_qmp_commands[i].name));
-		json_object_array_add(*ret, c);
-	}
+	*ret = qmp_command_list(machine_qmp_commands, machine_qmp_nr_commands);
 	return 0;
 }
 
 const struct qmp_command machine_qmp_commands[] = {
 	BITMAP_QMP_COMMANDS,
 	BLOCK_QMP_COMMANDS,
+	INFO_QMP_COMMANDS,
 	JOB_QMP_COMMANDS,
 	{ "device_add", qmp_device_add },
 	{ "device_del", qmp_device_del },
 	{ "query-commands", qmp_query_commands },
 	{ "query-cpus-fast", qmp_query_cpus_fast },
-	{ "query-iothreads", qmp_query_iothreads },
 	{ "query-block", qmp_query_block },
 	{ "query-blockstats", qmp_query_blockstats },
 	{ "query-kvm", qmp_query_kvm },
 	{ "query-status", qmp_query_status },
-	{ "query-version", qmp_query_version },
 	{ "quit", qmp_quit },
 	{ "system_powerdown", qmp_system_powerdown },
 	{ "system_reset", qmp_system_reset },
