@@ -419,8 +419,8 @@ int blockdev_copy_run(const struct blockdev_copy *o)
 		pthread_cond_init(&w[i].turn, NULL);
 	}
 	for (unsigned i = 0; i < o->parallel; i++) {
-		if (i == 0 && o->buf) { /* the caller's, kept between copies */
-			w[i].buf = o->buf;
+		if (o->bufs) { /* the caller's, kept between copies */
+			w[i].buf = o->bufs[i];
 			continue;
 		}
 		if (posix_memalign((void **)&w[i].buf, 4096, CHUNK)) {
@@ -446,7 +446,7 @@ int blockdev_copy_run(const struct blockdev_copy *o)
 		*o->write_failed = ret && c.err_write;
 out:
 	for (unsigned i = 0; i < o->parallel; i++) {
-		if (w[i].buf != o->buf)
+		if (!o->bufs)
 			free(w[i].buf);
 		free(w[i].w);
 		pthread_cond_destroy(&w[i].turn);

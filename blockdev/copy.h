@@ -65,10 +65,10 @@ struct blockdev_copy {
 	unsigned window;
 	blockdev_copy_progress_fn *progress;
 	void *opaque;
-	/* optional: a BLOCKDEV_COPY_CHUNK buffer (4 KiB aligned) the first worker uses instead of
-	 * one allocated per call; a job copying chunk after chunk keeps one (a 2 MiB allocation
-	 * is an mmap and its page faults each time) */
-	uint8_t *buf;
+	/* optional: @parallel BLOCKDEV_COPY_CHUNK buffers (4 KiB aligned), one per worker, used
+	 * instead of buffers allocated per call; a job copying chunk after chunk keeps them (a
+	 * 2 MiB allocation is an mmap and its page faults each time) */
+	uint8_t *const *bufs;
 	/* if set: told whether the error returned came from a write to @dst (a job applies its
 	 * on-target-error policy to those, on-source-error to the rest) */
 	bool *write_failed;

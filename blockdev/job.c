@@ -395,7 +395,7 @@ void job_progress(struct job *job, uint64_t current, uint64_t total, uint64_t co
 	pthread_mutex_unlock(&m.lock);
 }
 
-uint64_t job_step_bytes(struct job *job)
+uint64_t job_step_bytes_up_to(struct job *job, uint64_t max)
 {
 	uint64_t speed;
 
@@ -404,8 +404,13 @@ uint64_t job_step_bytes(struct job *job)
 	pthread_mutex_unlock(&m.lock);
 	/* a tenth of a second's worth under a speed, so the pace is even, in 64 KiB units */
 	if (!speed)
-		return BLOCKDEV_COPY_CHUNK;
+		return max;
 	return MIN(BLOCKDEV_COPY_CHUNK, MAX(speed / 10, 65536) / 65536 * 65536);
+}
+
+uint64_t job_step_bytes(struct job *job)
+{
+	return job_step_bytes_up_to(job, BLOCKDEV_COPY_CHUNK);
 }
 
 int job_step_fail(struct job *job, int ret, const char *msg)
@@ -421,11 +426,22 @@ bool job_is_block_job(const struct job *job)
 	return !job->drv->plain;
 }
 
-uint8_t *job_chunk_buf(uint8_t **buf)
+uint8_t *const *job_chunk_bufs(uint8_t **bufs, unsigned int n)
 {
-	if (!*buf && posix_memalign((void **)buf, 4096, BLOCKDEV_COPY_CHUNK))
-		*buf = NULL;
-	return *buf;
+	for (unsigned int i = 0; i < n; i++)
+		if (!bufs[i] && posix_memalign((void **)&bufs[i], 4096, BLOCKDEV_COPY_CHUNK)) {
+			bufs[i] = NULL;
+			return NULL;
+		}
+	return bufs;
+}
+
+void job_chunk_bufs_free(uint8_t **bufs, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		free(bufs[i]);
+		bufs[i] = NULL;
+	}
 }
 
 enum job_on_error job_io_error(struct job *job, int ret, bool read)

@@ -150,9 +150,13 @@ const char *job_id(const struct job *job);
 void job_progress(struct job *job, uint64_t current, uint64_t total, uint64_t copied);
 /* Bytes a step should work on: the chunk, or less under a low speed. */
 uint64_t job_step_bytes(struct job *job);
-/* A job's copy buffer (BLOCKDEV_COPY_CHUNK bytes) in *@buf, allocated on first use and kept
- * (the job frees it); NULL when out of memory, and the copy then allocates its own. */
-uint8_t *job_chunk_buf(uint8_t **buf);
+/* The same for a job whose steps may be larger when it runs at full speed: @max then. */
+uint64_t job_step_bytes_up_to(struct job *job, uint64_t max);
+/* A job's @n copy buffers (BLOCKDEV_COPY_CHUNK bytes each) in @bufs, allocated on first use
+ * and kept from step to step (blockdev_copy's .bufs); NULL if one cannot be allocated (the copy
+ * then allocates its own). The job frees them (job_chunk_bufs_free). */
+uint8_t *const *job_chunk_bufs(uint8_t **bufs, unsigned int n);
+void job_chunk_bufs_free(uint8_t **bufs, unsigned int n);
 /* Step side: the step fails with @ret (returned) and @msg as the job's error (default:
  * strerror). */
 int job_step_fail(struct job *job, int ret, const char *msg);

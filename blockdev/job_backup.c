@@ -53,7 +53,7 @@ struct backup {
 	enum job_bitmap_mode mode;
 	struct blockdev_user src_user, target_user;
 	uint64_t cursor, copied, total;
-	uint8_t *buf;              /* the copy's, kept from chunk to chunk (job_chunk_buf) */
+	uint8_t *buf;              /* the copy's, kept from chunk to chunk (job_chunk_bufs) */
 };
 
 static int copy_range(struct backup *b, uint64_t off, uint64_t len)
@@ -62,7 +62,7 @@ static int copy_range(struct backup *b, uint64_t off, uint64_t len)
 		.src = b->src, .dst = b->target, .offset = off, .length = len,
 		.top_only = b->top_only, .stop = b->stop, .write_zeroes = true,
 		.zero_flags = BLOCKDEV_ZERO_MAY_UNMAP, .in_order = true, .parallel = 1,
-		.write_failed = &b->write_failed, .buf = job_chunk_buf(&b->buf),
+		.write_failed = &b->write_failed, .bufs = job_chunk_bufs(&b->buf, 1),
 	};
 
 	return blockdev_copy_run(&o);
@@ -211,7 +211,7 @@ static void backup_clean(struct job *job)
 	blockdev_detach(&b->src_user);
 	blockdev_bitmap_remove(b->src, b->copy, NULL);
 	pthread_mutex_destroy(&b->lock);
-	free(b->buf);
+	job_chunk_bufs_free(&b->buf, 1);
 	blockdev_unref(b->target);
 	blockdev_unref(b->src);
 	free(b);

@@ -30,7 +30,7 @@ struct commit {
 	char *backing_name;
 	struct blockdev_user user; /* the job as base_rw's writer */
 	uint64_t off, size;
-	uint8_t *buf;              /* the copy's, kept from chunk to chunk (job_chunk_buf) */
+	uint8_t *buf;              /* the copy's, kept from chunk to chunk (job_chunk_bufs) */
 };
 
 static int commit_step(struct job *job)
@@ -40,7 +40,7 @@ static int commit_step(struct job *job)
 	struct blockdev_copy o = {
 		.src = c->top, .dst = c->base_rw, .offset = c->off, .top_only = true,
 		.stop = c->base, .write_zeroes = true, .in_order = true, .parallel = 1,
-		.write_failed = &write_failed, .buf = job_chunk_buf(&c->buf),
+		.write_failed = &write_failed, .bufs = job_chunk_bufs(&c->buf, 1),
 	};
 	int ret;
 
@@ -109,7 +109,7 @@ static void commit_clean(struct job *job)
 	blockdev_unref(c->top);
 	blockdev_unref(c->above);
 	free(c->backing_name);
-	free(c->buf);
+	job_chunk_bufs_free(&c->buf, 1);
 	free(c);
 }
 

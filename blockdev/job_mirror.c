@@ -40,6 +40,14 @@
 #include "blockdev/job_mirror.h"
 #include "common/util.h"
 
+/*
+ * At full speed a step copies up to MIRROR_STEP_MAX bytes of a dirty run with MIRROR_PARALLEL
+ * chunks in flight (reads of the next chunks overlap the write of the first), as QEMU's mirror
+ * keeps up to 16 MiB in flight; under a speed, a chunk at most, one at a time.
+ */
+#define MIRROR_PARALLEL 4
+#define MIRROR_STEP_MAX (8 * BLOCKDEV_COPY_CHUNK)
+
 struct mirror {
 	struct job *job;
 	struct blockdev *src, *target;
@@ -50,18 +58,21 @@ struct mirror {
 	struct blockdev_user src_user, target_user;
 	uint64_t cursor, copied;
 	_Atomic uint64_t busy_start, busy_end; /* the range a step copies now (end 0: none) */
-	uint8_t *buf;                   /* the copy's, kept from chunk to chunk */
+	uint8_t *bufs[MIRROR_PARALLEL]; /* the copy's, kept from step to step */
 };
 
 /* Copies [off, off+len) of the source to the target: -errno (*@write_failed, if given: from a
  * write to the target), 0. */
 static int copy_range(struct mirror *m, uint64_t off, uint64_t len, bool *write_failed)
 {
+	uint64_t chunks = (off + len + BLOCKDEV_COPY_CHUNK - 1) / BLOCKDEV_COPY_CHUNK -
+			  off / BLOCKDEV_COPY_CHUNK;
 	struct blockdev_copy o = {
 		.src = m->src, .dst = m->target, .offset = off, .length = len,
 		.top_only = m->top_only, .stop = m->stop, .write_zeroes = true,
-		.zero_flags = BLOCKDEV_ZERO_MAY_UNMAP, .in_order = true, .parallel = 1,
-		.write_failed = write_failed, .buf = job_chunk_buf(&m->buf),
+		.zero_flags = BLOCKDEV_ZERO_MAY_UNMAP, .in_order = true,
+		.parallel = (unsigned int)MIN(chunks, (uint64_t)MIRROR_PARALLEL),
+		.write_failed = write_failed, .bufs = job_chunk_bufs(m->bufs, MIRROR_PARALLEL),
 	};
 
 	return blockdev_copy_run(&o);
@@ -74,7 +85,8 @@ static int mirror_step(struct job *job)
 	bool write_failed = false;
 	int ret;
 
-	if (!blockdev_bitmap_next_dirty(m->dirty, m->cursor, job_step_bytes(job), &start, &len)) {
+	if (!blockdev_bitmap_next_dirty(m->dirty, m->cursor,
+					job_step_bytes_up_to(job, MIRROR_STEP_MAX), &start, &len)) {
 		job_progress(job, m->copied, m->copied, 0);
 		if (m->cursor) { /* look from the start again before saying it is in sync */
 			m->cursor = 0;
@@ -190,7 +202,7 @@ static void mirror_clean(struct job *job)
 	blockdev_bitmap_remove(m->src, m->dirty, NULL);
 	blockdev_unref(m->target);
 	blockdev_unref(m->src);
-	free(m->buf);
+	job_chunk_bufs_free(m->bufs, MIRROR_PARALLEL);
 	free(m);
 }
 
