@@ -231,7 +231,7 @@ static struct blockdev *add_node(struct json_object *o, const struct inherit *in
 	    take_cache(o, &direct, where, errp) < 0)
 		return NULL;
 	if (!driver) {
-		error_setg(errp, "%s: driver is missing (file, raw, qcow2 or throttle)", where);
+		error_setg(errp, "%s: driver is missing (file, nbd, raw, qcow2 or throttle)", where);
 		return NULL;
 	}
 	if (!depth && !name) {
@@ -240,9 +240,11 @@ static struct blockdev *add_node(struct json_object *o, const struct inherit *in
 	}
 	if (!strcmp(driver, "throttle"))
 		drv = &blockdev_throttle; /* a filter: never probed, not a format of images */
+	else if (!strcmp(driver, "nbd"))
+		drv = &blockdev_nbd; /* a protocol, as file */
 	else if (strcmp(driver, "file") && !(drv = blockdev_find_format(driver))) {
-		error_setg(errp, "%s: driver '%s' is not supported (file, raw, qcow2 or throttle)",
-			   where, driver);
+		error_setg(errp, "%s: driver '%s' is not supported (file, nbd, raw, qcow2 or "
+			   "throttle)", where, driver);
 		return NULL;
 	}
 	opts.readonly = ro;
@@ -256,7 +258,12 @@ static struct blockdev *add_node(struct json_object *o, const struct inherit *in
 		error_setg(errp, "%s: node-name '%s' is already in use", where, name);
 		return NULL;
 	}
-	bs = drv ? add_format(o, drv, &opts, depth, where, errp) : add_file(o, &opts, where, errp);
+	if (drv == &blockdev_nbd)
+		bs = blockdev_nbd_add(o, &opts, where, errp);
+	else if (drv)
+		bs = add_format(o, drv, &opts, depth, where, errp);
+	else
+		bs = add_file(o, &opts, where, errp);
 	if (bs && name && blockdev_set_node_name(bs, name, errp) < 0) {
 		blockdev_close(bs);
 		bs = NULL;

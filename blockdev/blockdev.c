@@ -205,6 +205,20 @@ struct blockdev *blockdev_open_file(const char *filename, const struct blockdev_
 	return bs;
 }
 
+struct blockdev *blockdev_open_protocol(const struct blockdev_driver *drv,
+					struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	struct blockdev *bs = node_new(drv, ctx->filename, ctx->opts, errp);
+
+	if (!bs)
+		return NULL;
+	if (drv->open(bs, ctx, errp) < 0) {
+		node_free(bs);
+		return NULL;
+	}
+	return bs;
+}
+
 struct blockdev *blockdev_open_format(struct blockdev *file, const struct blockdev_driver *drv,
 				      struct blockdev_open_ctx *ctx, struct error **errp)
 {
@@ -281,7 +295,10 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
 		error_setg(errp, "'%s': out of memory", filename);
 		return NULL;
 	}
-	file = blockdev_open_file(filename, opts, errp);
+	if (blockdev_is_nbd(filename))
+		file = blockdev_open_protocol(&blockdev_nbd, &ctx, errp);
+	else
+		file = blockdev_open_file(filename, opts, errp);
 	if (!file)
 		goto err_used;
 	ctx.probed = !drv;
@@ -328,7 +345,9 @@ char *blockdev_path_beside(const char *image, const char *name)
 {
 	char *copy, *out = NULL;
 
-	if (name[0] == '/' || !strchr(image, '/'))
+	/* an NBD export is named as it is, and names nothing beside itself */
+	if (name[0] == '/' || !strchr(image, '/') || blockdev_is_nbd(name) ||
+	    blockdev_is_nbd(image))
 		return strdup(name);
 	copy = strdup(image);
 	if (copy && asprintf(&out, "%s/%s", dirname(copy), name) < 0)

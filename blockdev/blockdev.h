@@ -564,6 +564,24 @@ struct blockdev_driver {
 
 extern const struct blockdev_driver blockdev_file;
 extern const struct blockdev_driver blockdev_raw;
+/* The NBD client (blockdev/nbd_*.c): a protocol node on an NBD server's export. */
+extern const struct blockdev_driver blockdev_nbd;
+
+/* true when @filename names an NBD export (nbd://, nbd+unix://, nbd:HOST:PORT, ...), which
+ * blockdev_open() connects to instead of opening a host file */
+bool blockdev_is_nbd(const char *filename);
+
+/**
+ * blockdev_nbd_create - an NBD export as the target of a new image (vireo-img create/convert)
+ * @filename: the export (nbd://...)
+ * @min_size: the bytes the image needs: a smaller export is refused
+ *
+ * An export cannot be created or resized: it is opened read-write (its node returned, close it
+ * with blockdev_close), checked for size, and its first sector zeroed so that what it held
+ * before is not probed as a format. NULL with a message on failure.
+ */
+struct blockdev *blockdev_nbd_create(const char *filename, uint64_t min_size,
+				     struct error **errp);
 
 /* Format drivers in probe order (blockdev/probe.c), NULL-terminated. */
 extern const struct blockdev_driver *const blockdev_formats[];
@@ -588,21 +606,23 @@ const struct blockdev_driver *blockdev_find_format(const char *name);
 
 /**
  * blockdev_open - open an image chain
- * @filename: host path (file or block device)
+ * @filename: host path (file or block device), or an NBD export (blockdev_is_nbd)
  * @opts: options (NULL = all defaults)
  * @errp: error naming the file and what went wrong
  *
- * Opens the file protocol node, picks the format (opts->format, or by probing), opens it, and
- * refuses driver options nobody consumed. Returns the top node or NULL.
+ * Opens the protocol node (file, or nbd for an NBD filename: its options, e.g.
+ * reconnect-delay, come from @opts too), picks the format (opts->format, or by probing), opens
+ * it, and refuses driver options nobody consumed. Returns the top node or NULL.
  */
 struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts *opts,
 			       struct error **errp);
 
 /**
  * blockdev_add - create nodes from a QEMU BlockdevOptions object (blockdev/add.c)
- * @args: {"driver": "file"|"raw"|"qcow2", "node-name": ..., "read-only": ..., "cache":
- *        {"direct": ...}, "filename" (file), "file" / "backing" (null: none) / "data-file"
- *        (a node name or a nested object), and the format's own options}; not changed
+ * @args: {"driver": "file"|"raw"|"qcow2"|"nbd", "node-name": ..., "read-only": ..., "cache":
+ *        {"direct": ...}, "filename" (file), "server" / "export" / "reconnect-delay" /
+ *        "open-timeout" (nbd), "file" / "backing" (null: none) / "data-file" (a node name or
+ *        a nested object), and the format's own options}; not changed
  * @where: what the object came from, for messages ("--blockdev", "blockdev-add")
  * @errp: names the key and what is wrong with it
  *

@@ -53,7 +53,14 @@ static struct json_object *children_json(struct blockdev *bs)
 	json_object_object_add(o, "children", json_object_new_array());
 	add_i64(o, "virtual-size", ALIGN_UP(bs->file->size, 512));
 	json_object_object_add(o, "filename", json_object_new_string(bs->file->filename));
-	json_object_object_add(o, "format", json_object_new_string("file"));
+	json_object_object_add(o, "format", json_object_new_string(bs->file->drv->name));
+	if (bs->file->drv != &blockdev_file) { /* an NBD export: no size on disk, as qemu-img */
+		c = json_object_new_object();
+		json_object_object_add(c, "name", json_object_new_string("file"));
+		json_object_object_add(c, "info", o);
+		json_object_array_add(a, c);
+		return a;
+	}
 	add_i64(o, "actual-size", fi.actual_size);
 	fs = json_object_new_object();
 	json_object_object_add(fs, "type", json_object_new_string("file"));
@@ -65,6 +72,14 @@ static struct json_object *children_json(struct blockdev *bs)
 	json_object_object_add(c, "info", o);
 	json_object_array_add(a, c);
 	return a;
+}
+
+/* Whether @bs's bytes are an NBD export's, whose size on disk the client cannot know. */
+static bool on_nbd(const struct blockdev *bs)
+{
+	while (bs->file)
+		bs = bs->file;
+	return bs->drv == &blockdev_nbd;
 }
 
 static struct json_object *image_json(struct blockdev *bs, const struct blockdev_info *info,
@@ -83,7 +98,8 @@ static struct json_object *image_json(struct blockdev *bs, const struct blockdev
 	if (info->cluster_size)
 		add_i64(o, "cluster-size", info->cluster_size);
 	json_object_object_add(o, "format", json_object_new_string(blockdev_format_name(bs)));
-	add_i64(o, "actual-size", info->actual_size);
+	if (!on_nbd(bs))
+		add_i64(o, "actual-size", info->actual_size);
 	if (info->specific) {
 		struct json_object *fs = json_object_new_object();
 
@@ -100,7 +116,8 @@ static struct json_object *image_json(struct blockdev *bs, const struct blockdev
 		json_object_object_add(o, "backing-filename", json_object_new_string(bname));
 		free(full);
 	}
-	json_object_object_add(o, "dirty-flag", json_object_new_boolean(info->dirty));
+	if (!on_nbd(bs) || info->dirty)
+		json_object_object_add(o, "dirty-flag", json_object_new_boolean(info->dirty));
 	return o;
 }
 

@@ -40,6 +40,13 @@ void blockdev_unregister(struct blockdev *bs);
 /* Refuses (naming it) the first driver option that the driver's open did not take. */
 int blockdev_refuse_unused(struct blockdev *bs, struct blockdev_open_ctx *ctx,
 			   struct error **errp);
+/* A protocol node of @drv on ctx->filename with ctx->opts (blockdev.c); the driver takes its
+ * options through @ctx. */
+struct blockdev *blockdev_open_protocol(const struct blockdev_driver *drv,
+					struct blockdev_open_ctx *ctx, struct error **errp);
+/* --blockdev driver=nbd (nbd_open.c): the node of QEMU's BlockdevOptionsNbd keys in @o. */
+struct blockdev *blockdev_nbd_add(struct json_object *o, struct blockdev_opts *opts,
+				  const char *where, struct error **errp);
 /* Closes a node whose last reference is gone (blockdev.c). */
 void blockdev_destroy(struct blockdev *bs);
 

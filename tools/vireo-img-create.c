@@ -149,6 +149,30 @@ static void print_qcow2(const char *filename, const struct create_opts *c)
 	       c->q.refcount_bits);
 }
 
+/*
+ * An image on an NBD export, which cannot be created or resized (qemu-img does the same): a raw
+ * image needs an export of at least @size bytes, a qcow2 image (@q) is written into it.
+ */
+static int create_on_nbd(const char *filename, uint64_t size, const struct qcow2_create_opts *q,
+			 struct error **errp)
+{
+	struct blockdev *bs;
+	int ret = 0;
+
+	if (q && q->data_file) {
+		error_setg(errp, "'%s': an image on an NBD export cannot have a data file",
+			   filename);
+		return -1;
+	}
+	bs = blockdev_nbd_create(filename, size, errp);
+	if (!bs)
+		return -1;
+	if (q)
+		ret = qcow2_create_on(bs, NULL, q, errp);
+	blockdev_close(bs);
+	return ret;
+}
+
 int img_create_image(const char *filename, const char *fmt, const char *options, uint64_t size,
 		     bool size_given, const char *backing, const char *backing_fmt, bool quiet,
 		     struct error **errp)
@@ -189,6 +213,10 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 		if (!quiet)
 			printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", filename, c.size,
 			       c.prealloc ? " preallocation=" : "", c.prealloc ? c.prealloc : "");
+		if (blockdev_is_nbd(filename)) { /* an export is there already: check it */
+			ret = create_on_nbd(filename, c.size, NULL, errp);
+			goto out;
+		}
 		c.size = ALIGN_UP(c.size, 512); /* whole sectors, as qemu-img creates them */
 		ret = blockdev_file_create(filename, c.size,
 					   c.prealloc ? blockdev_prealloc_parse(c.prealloc) :
@@ -205,7 +233,10 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	c.q.data_file = c.data_file;
 	if (!quiet)
 		print_qcow2(filename, &c);
-	ret = qcow2_create(filename, &c.q, errp);
+	if (blockdev_is_nbd(filename))
+		ret = create_on_nbd(filename, 0, &c.q, errp);
+	else
+		ret = qcow2_create(filename, &c.q, errp);
 out:
 	free(c.backing);
 	free(c.backing_fmt);

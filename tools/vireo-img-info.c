@@ -61,6 +61,15 @@ static void print_specific(struct json_object *data)
 	}
 }
 
+/* "disk size": what @o's actual-size says, or "unavailable" (an NBD export's) */
+static void disk_size(struct json_object *o, char *buf, size_t len)
+{
+	if (json_object_object_get_ex(o, "actual-size", NULL))
+		img_human_size((uint64_t)get_i64(o, "actual-size"), buf, len);
+	else
+		snprintf(buf, len, "unavailable");
+}
+
 /* qemu-img's human form of an ImageInfo object (blockdev_image_info). */
 static void info_human(struct json_object *o)
 {
@@ -69,7 +78,7 @@ static void info_human(struct json_object *o)
 	char vs[32], ds[32];
 
 	img_human_size((uint64_t)get_i64(o, "virtual-size"), vs, sizeof(vs));
-	img_human_size((uint64_t)get_i64(o, "actual-size"), ds, sizeof(ds));
+	disk_size(o, ds, sizeof(ds));
 	printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRId64 " bytes)\ndisk size: %s\n",
 	       get_str(o, "filename"), get_str(o, "format"), vs, get_i64(o, "virtual-size"), ds);
 	if (json_object_object_get_ex(o, "cluster-size", &v))
@@ -90,10 +99,10 @@ static void info_human(struct json_object *o)
 	    (child = json_object_array_get_idx(v, 0)) &&
 	    json_object_object_get_ex(child, "info", &ci)) {
 		img_human_size((uint64_t)get_i64(ci, "virtual-size"), vs, sizeof(vs));
-		img_human_size((uint64_t)get_i64(ci, "actual-size"), ds, sizeof(ds));
-		printf("Child node '/%s':\n    filename: %s\n    protocol type: file\n"
+		disk_size(ci, ds, sizeof(ds));
+		printf("Child node '/%s':\n    filename: %s\n    protocol type: %s\n"
 		       "    file length: %s (%" PRId64 " bytes)\n    disk size: %s\n",
-		       get_str(child, "name"), get_str(ci, "filename"), vs,
+		       get_str(child, "name"), get_str(ci, "filename"), get_str(ci, "format"), vs,
 		       get_i64(ci, "virtual-size"), ds);
 	}
 }

@@ -3,7 +3,7 @@
  * img_io: a tiny qemu-io look-alike over vireo's block layer, for interop tests.
  *   img_io [-f fmt] [-o driver_opts] FILE -c "write -P 0xab OFF LEN" -c "write -z OFF LEN"
  *          -c "discard OFF LEN" -c "read -P 0xab OFF LEN" -c "truncate SIZE" ...
- *          -c "write -S SEED OFF LEN" -c "flush" ...
+ *          -c "write -S SEED OFF LEN" -c "flush" -c "sleep MS" ...
  *   -g N: up to N consecutive "write -P" / "write -S" commands go to the driver's group commit
  *         (pwritev_group, as the slow-path worker sends them) instead of one by one.
  *   -l:   the crash-consistency log on stdout (crash_pattern.h), unbuffered: "@W" / "@Z" / "@D"
@@ -61,6 +61,10 @@ static int run(struct blockdev *bs, char *cmd, int id)
 			error_report_free("img_io", err);
 			return -1;
 		}
+		return 0;
+	}
+	if (argc == 2 && !strcmp(argv[0], "sleep")) { /* milliseconds: a peer restarts meanwhile */
+		usleep((useconds_t)strtoul(argv[1], NULL, 10) * 1000);
 		return 0;
 	}
 	if (argc == 1 && !strcmp(argv[0], "flush")) {
