@@ -11,8 +11,9 @@
  * IORING_SETUP_SINGLE_ISSUER holds (used when the kernel has it, as is COOP_TASKRUN).
  * io_uring operations bypass seccomp, so each ring is restricted before it is enabled to the
  * opcodes the engine uses (READV, WRITEV, READ_FIXED, WRITE_FIXED, FSYNC, FALLOCATE, READ,
- * POLL_ADD, ASYNC_CANCEL), the IOSQE_FIXED_FILE flag, and the register operations FILES_UPDATE
- * and (UN)REGISTER_BUFFERS; anything else completes with -EACCES. An engine that needs a new
+ * POLL_ADD, ASYNC_CANCEL) and the NBD server's sockets use (ACCEPT, RECV, SENDMSG), the
+ * IOSQE_FIXED_FILE flag, and the register operations FILES_UPDATE and (UN)REGISTER_BUFFERS;
+ * anything else completes with -EACCES. An engine that needs a new
  * opcode adds it to allowed_sqe_ops in iothread.c.
  *
  * Sources. A device queue registers a `struct iothread_source` (iothread_add_source). The loop:
