@@ -7,9 +7,10 @@
  *
  * Only the main thread touches a qmp_server: it polls the fds qmp_fds() names and calls
  * qmp_handle() when one is ready. One client at a time (a second connection waits in the
- * backlog). Commands run synchronously on the main thread; each answers once.
- * Input is hostile: a message over QMP_MAX_MESSAGE bytes or malformed JSON gets an error answer
- * (and the connection is dropped if it cannot be resynchronised); it never crashes the program.
+ * backlog). Commands run synchronously on the main thread; each answers once. The protocol
+ * itself is qmp_session.h's: input is hostile (a message over QMP_MAX_MESSAGE bytes or
+ * malformed JSON gets an error answer, and the connection is dropped if it cannot be
+ * resynchronised); replies the client does not read wait in a bounded buffer.
  */
 #ifndef VIREO_CONTROL_QMP_SERVER_H
 #define VIREO_CONTROL_QMP_SERVER_H

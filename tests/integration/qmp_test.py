@@ -141,6 +141,27 @@ sock.close()
 if vm.poll() is not None:
     fail("vireo died after an oversized QMP message")
 
+# a client that sends many commands before it reads gets every reply, though they add up to
+# far more than the socket buffer holds (they wait in the server's output buffer)
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(path)
+sock.settimeout(10)
+buf = b""
+recv()
+cmd("qmp_capabilities")
+N = 1500
+sock.sendall(b"".join(b'{"execute": "query-commands", "id": %d}' % i for i in range(N)))
+time.sleep(1)
+got = 0
+for i in range(N):
+    r = recv()
+    if r.get("id") != i or not isinstance(r.get("return"), list):
+        fail(f"reply {i} to a late reader is {str(r)[:200]}")
+    got += len(json.dumps(r))
+if got < 1 << 20:
+    fail(f"the replies were only {got} bytes: the test does not exceed a socket buffer")
+sock.close()
+
 # a client that never reads its replies is dropped; it must not stall the VMM's main thread
 sock = socket.socket(socket.AF_UNIX)
 sock.connect(path)
