@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The inside of an NBD connection (nbd_conn.h), shared by nbd_conn.c (buffers, output queue,
+ * requests' lifetime), nbd_opt.c (the handshake) and nbd_cmd.c (the transmission phase). One
+ * thread at a time; see nbd_conn.h.
+ */
+#ifndef VIREO_BLOCKDEV_NBD_CONN_PRIV_H
+#define VIREO_BLOCKDEV_NBD_CONN_PRIV_H
+
+#include "blockdev/nbd_conn.h"
+
+#define NBD_CONN_RBUF 65536u /* the conn's receive buffer: headers, options, small payloads */
+
+/* What the bytes coming in are. */
+enum nbd_rx {
+	NBD_RX_CLIENT_FLAGS,  /* 32-bit client flags */
+	NBD_RX_OPT_HDR,       /* IHAVEOPT, option, length */
+	NBD_RX_OPT_DATA,      /* option data, into opt_buf */
+	NBD_RX_REQ_HDR,       /* a request header */
+	NBD_RX_PAYLOAD,       /* a write's payload, into cur->buf */
+	NBD_RX_SKIP,          /* bytes to drop (an option or payload refused), then skip_done() */
+};
+
+/* One piece of output: a header kept inline and optional data elsewhere. */
+struct nbd_out {
+	struct nbd_out *next;
+	struct nbd_io *io;    /* the request whose reply this is (released when sent), or NULL */
+	uint8_t *heap;        /* freed once sent (data may point into it) */
+	const uint8_t *data;
+	size_t hdr_len, data_len;
+	size_t sent;          /* of hdr_len + data_len */
+	uint8_t hdr[40];
+};
+
+/* What happens once a skip ends. */
+enum nbd_skip_then {
+	NBD_SKIP_OPT_REPLY,   /* reply skip_err to option opt (data too long / unknown option) */
+	NBD_SKIP_ABORT,       /* NBD_OPT_ABORT's data: ACK and drain */
+	NBD_SKIP_REQ_REPLY,   /* a refused write's payload: reply skip_err to cur */
+};
+
+struct nbd_conn {
+	const struct nbd_conn_ops *ops;
+	void *opaque;
+	size_t priv_size;
+	struct nbd_conn_limits lim;
+	char peer[64];
+	char reason[192];
+	enum nbd_conn_state state;
+
+	/* input: valid bytes are rbuf[rpos, rpos + rlen) */
+	uint8_t *rbuf;
+	size_t rpos, rlen;
+	enum nbd_rx rx;
+	bool stalled;          /* a request header waits for room (lim) */
+
+	/* the option being received */
+	uint32_t opt, opt_len, opt_got;
+	uint8_t *opt_buf;
+	/* a skip in progress */
+	uint64_t skip;
+	enum nbd_skip_then skip_then;
+	uint32_t skip_err;
+	const char *skip_msg;
+
+	/* the write whose payload is being received, or whose payload is skipped */
+	struct nbd_io *cur;
+	uint64_t cur_got;
+
+	/* negotiated */
+	bool fixed;            /* the client set NBD_FLAG_C_FIXED_NEWSTYLE */
+	bool no_zeroes;
+	bool structured;
+	char *meta_export;     /* NBD_OPT_SET_META_CONTEXT's export, NULL: none */
+	unsigned int meta_mask;
+	struct nbd_export *exp;
+	const struct nbd_export_desc *desc;
+	uint16_t tx_flags;
+
+	/* output */
+	struct nbd_out *out_head, **out_tail;
+	size_t out_bytes;
+
+	/* requests: every nbd_io allocated, and those at the backend */
+	unsigned int nr_io, at_backend;
+	size_t io_bytes;
+	struct nbd_io *io_cache;
+	unsigned int nr_io_cache;
+
+	/* entry points: work is finished at the outermost one's end */
+	unsigned int depth;
+	bool want_wake, want_process;
+};
+
+/* nbd_conn.c */
+struct nbd_out *nbd_out_new(struct nbd_conn *c, struct nbd_io *io, size_t hdr_len);
+void nbd_out_push(struct nbd_conn *c, struct nbd_out *o);
+void nbd_conn_fail(struct nbd_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nbd_conn_skip(struct nbd_conn *c, uint64_t n, enum nbd_skip_then then, uint32_t err,
+		   const char *msg);
+struct nbd_io *nbd_io_new(struct nbd_conn *c);
+void nbd_io_put(struct nbd_conn *c, struct nbd_io *io);
+void nbd_conn_set_export(struct nbd_conn *c, struct nbd_export *exp);
+
+/* nbd_opt.c: the handshake */
+bool nbd_opt_greeting(struct nbd_conn *c);
+/* Consumes what it can of rbuf in the handshake states; false when it needs more bytes. */
+bool nbd_opt_step(struct nbd_conn *c);
+void nbd_opt_skip_done(struct nbd_conn *c);
+/* The transmission flags of @d for this connection. */
+uint16_t nbd_opt_tx_flags(const struct nbd_conn *c, const struct nbd_export_desc *d);
+
+/* nbd_cmd.c: the transmission phase */
+bool nbd_cmd_step(struct nbd_conn *c);
+void nbd_cmd_skip_done(struct nbd_conn *c);
+void nbd_cmd_reply(struct nbd_conn *c, struct nbd_io *io);
+
+/*
+ * nbd_cmd_check - the pure check of one request against its connection (fuzzed)
+ * @r: the decoded request
+ * @d: the export
+ * @tx_flags: the transmission flags the client was given
+ * @structured: structured replies negotiated
+ * @meta_mask: metadata contexts selected for this export
+ * @msg: set to a message for the client when refused
+ *
+ * Returns 0 (go ahead), an NBD_E* error for the client, or -1: the client broke the framing
+ * (bad magic, or a write payload beyond NBD_MAX_PAYLOAD whose bytes we will not read): hard
+ * disconnect.
+ */
+int nbd_cmd_check(const struct nbd_request *r, const struct nbd_export_desc *d, uint16_t tx_flags,
+		  bool structured, unsigned int meta_mask, const char **msg);
+
+#endif

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The NBD server's shared structures: the server (nbd_server.c: listening sockets, accept),
+ * a client connection's transport (nbd_transport.c: io_uring RECV/SENDMSG on an iothread) and
+ * an export with its data path (nbd_export.c). Who owns what is said at each field:
+ *   [lock]   srv->lock (any thread)
+ *   [srv-it] the server's iothread only
+ *   [exp-it] the export's iothread only
+ *   [cl-it]  the iothread the client runs on now (cl->it)
+ *   [fixed]  written before the object is published, read-only afterwards
+ *   [ctl]    the control plane (nbd_server.h callers), one at a time
+ */
+#ifndef VIREO_BLOCKDEV_NBD_INTERNAL_H
+#define VIREO_BLOCKDEV_NBD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "blockdev/blockdev.h"
+#include "blockdev/nbd_conn.h"
+#include "blockdev/nbd_server.h"
+#include "iothreads/iothread.h"
+
+#define NBD_MAX_LISTENERS 8  /* addresses one inet server listens on (IPv4 + IPv6, ...) */
+#define NBD_TX_IOV 64        /* iovec entries per SENDMSG */
+
+struct nbd_export;
+struct nbd_client;
+struct nbd_status_job;
+
+struct nbd_listener {
+	struct nbd_server *srv;       /* [fixed] */
+	int fd;                       /* [fixed] */
+	struct iothread_op op;        /* [srv-it] the armed ACCEPT */
+	bool armed;                   /* [srv-it] */
+	bool dead;                    /* [srv-it] accept failed for good */
+	struct sockaddr_storage peer; /* [srv-it] where ACCEPT writes the client's address */
+	socklen_t peer_len;
+	struct iothread_timer retry;  /* [srv-it] re-arm after a transient error (EMFILE) */
+};
+
+struct nbd_server {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;               /* broadcast when a connection is freed */
+	struct iothread *it;               /* [fixed] accepts and handshakes */
+	unsigned int max_conns;            /* [fixed] 0: no limit */
+	unsigned int handshake_ms;         /* [fixed] */
+	enum nbd_addr_type type;           /* [fixed] */
+	char *unix_path;                   /* [fixed] unlinked at stop */
+	int port;                          /* [fixed] */
+	struct nbd_listener lis[NBD_MAX_LISTENERS];
+	unsigned int nr_lis;               /* [fixed] */
+	unsigned int nr_conns;             /* [lock] connections not yet freed */
+	bool stopping;                     /* [lock] */
+	struct nbd_export *exports;        /* [lock] oldest first */
+	struct nbd_client *hs_clients;     /* [srv-it] connections in their handshake */
+	struct iothread_op cancel_op;      /* [srv-it] completion of ACCEPT cancels */
+};
+
+struct nbd_export {
+	struct nbd_server *srv;            /* [fixed] */
+	char *id, *name, *description, *bitmap_name; /* [fixed] */
+	struct nbd_export_desc desc;       /* [fixed] */
+	struct iothread *it;               /* [fixed] */
+	struct blockdev_bitmap *bitmap;    /* [fixed] */
+	/* the node and its queue on @it: changed only in a drained section (a pivot), read by
+	 * the iothread and the status worker outside of one */
+	struct blockdev *bs;
+	struct blockdev_queue *q;
+	struct blockdev_user user;         /* [ctl] the export as the node's root user */
+	unsigned int refs;                 /* [lock] the registry's, connections' and lookups' */
+	unsigned int nr_conns;             /* [lock] connections that chose it, not yet freed */
+	bool deleting;                     /* [lock] no new connection may choose it */
+	struct nbd_export *next;           /* [lock] */
+	struct nbd_client *clients;        /* [exp-it] connections adopted here */
+	unsigned int quiesced;             /* [exp-it] drained sections open: park requests */
+	struct nbd_bio *parked, **parked_tail; /* [exp-it] requests held by a drained section */
+	unsigned int status_busy;          /* [exp-it] block status jobs at the worker */
+	/* the block status worker: its queue is guarded by wlock */
+	pthread_t worker;
+	bool worker_started;
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	struct nbd_bio *jobs, **jobs_tail;
+	bool wstop;
+};
+
+/* The backend's part of a request (nbd_io.priv). [exp-it], or the worker's while a job. */
+struct nbd_bio {
+	struct blockdev_req breq;
+	struct iovec iov;
+	struct nbd_io *io;
+	struct nbd_export *exp;
+	bool flushing;        /* a FUA write's flush */
+	int ret;
+	struct nbd_bio *next; /* parked list or the worker's queue */
+};
+
+struct nbd_client {
+	struct nbd_server *srv;            /* [fixed] */
+	struct nbd_conn *conn;             /* [cl-it] */
+	struct iothread *it;               /* [cl-it] changes when it moves to its export */
+	struct nbd_export *exp;            /* [cl-it] set by go */
+	int fd;                            /* [fixed] */
+	struct iothread_op recv_op, send_op, reap_op;
+	bool recv_armed, send_armed, reap_pending;
+	bool moving;                       /* go happened: move to exp->it once nothing is armed */
+	bool shut;                         /* shutdown(2) done */
+	bool counted_on_exp;               /* [lock] counted in exp->nr_conns */
+	struct msghdr msg;
+	struct iovec iov[NBD_TX_IOV];
+	struct iothread_timer hs_timer;    /* [srv-it] the handshake's deadline */
+	struct nbd_client *next, **pprev;  /* srv->hs_clients or exp->clients */
+};
+
+/* nbd_export.c */
+extern const struct nbd_conn_ops nbd_server_conn_ops;
+void nbd_export_unref_locked(struct nbd_export *exp);
+int nbd_export_del_all(struct nbd_server *srv);
+void nbd_export_submit(struct nbd_io *io);
+
+/* nbd_transport.c */
+/* A new connection on @fd (the server's iothread); -1 when it could not be set up (fd closed) */
+int nbd_client_start(struct nbd_server *srv, int fd, const char *peer);
+/* Disconnects every client of @list (on the iothread that owns the list). */
+void nbd_clients_close(struct nbd_client *list, const char *reason);
+/* nbd_conn_ops callbacks */
+void nbd_client_go(void *opaque, struct nbd_conn *c, struct nbd_export *exp);
+void nbd_client_wake(void *opaque, struct nbd_conn *c);
+
+/* nbd_server.c */
+/* A connection was freed (counted in @exp's connections too when @exp): take it out of the
+ * counts, wake the waiters, re-arm the ACCEPTs of a full server. Without srv->lock. */
+void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_export *exp);
+
+#endif

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The NBD server's transport: one client connection's socket on an iothread's io_uring, moving
+ * the bytes of its nbd_conn (nbd_conn.h) with IORING_OP_RECV and IORING_OP_SENDMSG.
+ *
+ * Ownership. A client (struct nbd_client) and its conn belong to one iothread at a time, cl->it:
+ * the server's iothread from the accept through the handshake (linked in srv->hs_clients), then
+ * the iothread of the export it chose (linked in exp->clients). Only that thread arms its SQEs,
+ * runs their completions and calls into the conn, so neither has a lock. The handshake runs on
+ * the server's iothread and not on a control thread: a slow or silent client then costs no
+ * thread, only its handshake deadline (srv->handshake_ms, a timer on that iothread).
+ *
+ * The move. When the conn's handshake ends (nbd_conn_ops.go) the conn is held: it parses
+ * nothing more. Once neither a RECV nor a SENDMSG of the client is armed on the server's ring
+ * (a completion could not run anywhere else), the client leaves srv->hs_clients and its
+ * adoption is posted to the export's iothread (iothread_post orders everything written before
+ * it), which links it in exp->clients and resumes the conn; bytes the client sent early wait in
+ * the conn's buffer. An export being deleted when the adoption runs closes the client instead.
+ *
+ * The end. A conn that is closed (a hard disconnect, the end of a soft one, a failed socket)
+ * gets shutdown(2), which completes an armed RECV or SENDMSG at once; once nothing is armed and
+ * no request is at the backend, the client is freed from a deferred completion (never inside
+ * a conn callback), its fd closed, and the server told (nbd_server_conn_gone) so that a full
+ * server accepts again and nbd_server_stop / nbd_export_del can see the count drop.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blockdev/nbd_internal.h"
+#include "common/util.h"
+
+static void update(struct nbd_client *cl);
+
+static void unlink_client(struct nbd_client *cl)
+{
+	if (!cl->pprev)
+		return;
+	*cl->pprev = cl->next;
+	if (cl->next)
+		cl->next->pprev = cl->pprev;
+	cl->next = NULL;
+	cl->pprev = NULL;
+}
+
+static void link_client(struct nbd_client **head, struct nbd_client *cl)
+{
+	cl->next = *head;
+	if (*head)
+		(*head)->pprev = &cl->next;
+	*head = cl;
+	cl->pprev = head;
+}
+
+/* ---- freeing --------------------------------------------------------------------------------- */
+
+static bool finished(const struct nbd_client *cl)
+{
+	return nbd_conn_state(cl->conn) == NBD_CONN_CLOSED && !cl->recv_armed &&
+	       !cl->send_armed && !nbd_conn_busy(cl->conn) && !cl->moving;
+}
+
+static void client_free(struct nbd_client *cl)
+{
+	struct nbd_server *srv = cl->srv;
+	const char *why = nbd_conn_close_reason(cl->conn);
+	struct nbd_export *exp;
+
+	if (why[0])
+		fprintf(stderr, "vireo: NBD client %s: %s\n", nbd_conn_peer(cl->conn), why);
+	iothread_timer_cancel(cl->it, &cl->hs_timer);
+	unlink_client(cl);
+	close(cl->fd);
+	nbd_conn_free(cl->conn); /* drops its export reference (takes srv->lock) */
+	exp = cl->counted_on_exp ? cl->exp : NULL;
+	free(cl);
+	nbd_server_conn_gone(srv, exp);
+}
+
+static void move(struct nbd_client *cl);
+
+/* Moving and freeing happen here, in the completion phase after the callbacks that asked for
+ * them returned: a client posted to another iothread or freed is not touched again. */
+static void reap(struct iothread_op *op, int res)
+{
+	struct nbd_client *cl = container_of(op, struct nbd_client, reap_op);
+
+	cl->reap_pending = false;
+	if (cl->moving && !cl->recv_armed && !cl->send_armed)
+		move(cl);
+	else if (finished(cl))
+		client_free(cl);
+	else
+		update(cl);
+}
+
+static void schedule_reap(struct nbd_client *cl)
+{
+	if (!cl->reap_pending) {
+		cl->reap_pending = true;
+		iothread_defer(cl->it, &cl->reap_op, 0);
+	}
+}
+
+/* ---- socket I/O ------------------------------------------------------------------------------ */
+
+static void recv_done(struct iothread_op *op, int res)
+{
+	struct nbd_client *cl = container_of(op, struct nbd_client, recv_op);
+
+	cl->recv_armed = false;
+	if (res >= 0)
+		nbd_conn_rx_done(cl->conn, (size_t)res); /* 0: end of stream */
+	else if (res != -EINTR && res != -EAGAIN)
+		nbd_conn_close(cl->conn, res == -ECONNRESET ? "connection reset by the client" :
+				 "receive failed");
+	update(cl);
+}
+
+static void send_done(struct iothread_op *op, int res)
+{
+	struct nbd_client *cl = container_of(op, struct nbd_client, send_op);
+
+	cl->send_armed = false;
+	if (res > 0)
+		nbd_conn_tx_done(cl->conn, (size_t)res);
+	else if (res != -EINTR && res != -EAGAIN)
+		nbd_conn_close(cl->conn, res == -EPIPE || res == -ECONNRESET ?
+				 "the client went away before reading its replies" : "send failed");
+	update(cl);
+}
+
+static bool arm_recv(struct nbd_client *cl, void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe = iothread_get_sqe(cl->it, &cl->recv_op);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_recv(sqe, cl->fd, buf, len, 0);
+	cl->recv_armed = true;
+	return true;
+}
+
+static bool arm_send(struct nbd_client *cl, int n)
+{
+	struct io_uring_sqe *sqe = iothread_get_sqe(cl->it, &cl->send_op);
+
+	if (!sqe)
+		return false;
+	cl->msg = (struct msghdr){ .msg_iov = cl->iov, .msg_iovlen = (size_t)n };
+	io_uring_prep_sendmsg(sqe, cl->fd, &cl->msg, MSG_NOSIGNAL);
+	cl->send_armed = true;
+	return true;
+}
+
+/* ---- the move to the export's iothread ------------------------------------------------------- */
+
+static void adopt(void *arg)
+{
+	struct nbd_client *cl = arg;
+	struct nbd_export *exp = cl->exp;
+	bool gone;
+
+	cl->it = exp->it;
+	cl->moving = false;
+	pthread_mutex_lock(&exp->srv->lock);
+	gone = exp->deleting;
+	pthread_mutex_unlock(&exp->srv->lock);
+	link_client(&exp->clients, cl);
+	if (gone)
+		nbd_conn_close(cl->conn, "the export was deleted");
+	else
+		nbd_conn_resume(cl->conn);
+	update(cl);
+}
+
+static void move(struct nbd_client *cl)
+{
+	iothread_timer_cancel(cl->it, &cl->hs_timer);
+	unlink_client(cl);
+	if (iothread_post(cl->exp->it, adopt, cl) == 0)
+		return;
+	/* no memory for the message: stay, and end the connection here */
+	link_client(&cl->srv->hs_clients, cl);
+	cl->moving = false;
+	nbd_conn_close(cl->conn, "out of memory while entering the transmission phase");
+	update(cl);
+}
+
+void nbd_client_go(void *opaque, struct nbd_conn *c, struct nbd_export *exp)
+{
+	struct nbd_client *cl = opaque;
+
+	cl->exp = exp;
+	cl->moving = true;
+	pthread_mutex_lock(&cl->srv->lock);
+	exp->nr_conns++;
+	cl->counted_on_exp = true;
+	pthread_mutex_unlock(&cl->srv->lock);
+}
+
+/* ---- what to do next ------------------------------------------------------------------------- */
+
+/* Arms what the conn wants (one RECV, one SENDMSG at most), moves it, or frees it (deferred). */
+static void update(struct nbd_client *cl)
+{
+	struct nbd_conn *c = cl->conn;
+	enum nbd_conn_state st = nbd_conn_state(c);
+
+	if (st == NBD_CONN_CLOSED) {
+		if (!cl->shut) {
+			shutdown(cl->fd, SHUT_RDWR); /* completes what is armed */
+			cl->shut = true;
+		}
+		cl->moving = false;
+	}
+	if (cl->moving) {
+		if (!cl->recv_armed && !cl->send_armed)
+			schedule_reap(cl);
+		return;
+	}
+	if (st == NBD_CONN_CLOSED) {
+		if (finished(cl))
+			schedule_reap(cl);
+		return;
+	}
+	if (!cl->send_armed) {
+		int n = nbd_conn_tx_iov(c, cl->iov, NBD_TX_IOV);
+
+		if (n && !arm_send(cl, n)) {
+			nbd_conn_close(c, "the iothread's ring is broken");
+			update(cl);
+			return;
+		}
+	}
+	if (!cl->recv_armed && st != NBD_CONN_HELD) {
+		size_t len;
+		void *buf = nbd_conn_rx_buf(c, &len);
+
+		if (len && !arm_recv(cl, buf, len)) {
+			nbd_conn_close(c, "the iothread's ring is broken");
+			update(cl);
+		}
+	}
+}
+
+void nbd_client_wake(void *opaque, struct nbd_conn *c)
+{
+	update(opaque);
+}
+
+/* ---- start and forced ends ------------------------------------------------------------------- */
+
+static void handshake_late(struct iothread_timer *t)
+{
+	struct nbd_client *cl = container_of(t, struct nbd_client, hs_timer);
+
+	if (nbd_conn_state(cl->conn) == NBD_CONN_HANDSHAKE)
+		nbd_conn_close(cl->conn, "the handshake did not finish in time");
+}
+
+int nbd_client_start(struct nbd_server *srv, int fd, const char *peer)
+{
+	struct nbd_client *cl = calloc(1, sizeof(*cl));
+
+	if (!cl)
+		goto err;
+	cl->conn = nbd_conn_new(&nbd_server_conn_ops, cl, sizeof(struct nbd_bio), NULL, peer);
+	if (!cl->conn)
+		goto err;
+	cl->srv = srv;
+	cl->fd = fd;
+	cl->it = srv->it;
+	cl->recv_op.complete = recv_done;
+	cl->send_op.complete = send_done;
+	cl->reap_op.complete = reap;
+	cl->hs_timer.fire = handshake_late;
+	link_client(&srv->hs_clients, cl);
+	iothread_timer_arm(cl->it, &cl->hs_timer,
+			   iothread_clock_ns() + (uint64_t)srv->handshake_ms * 1000000);
+	update(cl); /* the greeting */
+	return 0;
+err:
+	fprintf(stderr, "vireo: NBD client %s: out of memory\n", peer);
+	free(cl);
+	close(fd);
+	return -1;
+}
+
+void nbd_clients_close(struct nbd_client *list, const char *reason)
+{
+	for (struct nbd_client *cl = list, *next; cl; cl = next) {
+		next = cl->next; /* update() may only defer the free: the list stays */
+		nbd_conn_close(cl->conn, reason);
+	}
+}
