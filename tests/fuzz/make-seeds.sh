@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
 for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval scsi_cdb \
-	virtio_scsi_req; do
+	virtio_scsi_req nbd_reply; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -514,6 +514,58 @@ vdi += struct.pack('<I', 0) + pad(b'fuzz', 256)
 vdi += struct.pack('<IIIIIIIQIIII', 0x200, 0x400, 0, 0, 0, 512, 0, 1 << 20, 1 << 20, 0, 1, 0)
 vdi = pad(vdi, 0x200) + b'\xff' * 4 + bytes(0x200 - 4)
 put('probe', 'vdi', vdi)
+
+# ------------------------------- nbd_reply: the NBD client reading a server (fuzz_nbd_reply.c)
+# handshake (option bit 0): the server's side of it
+def nbd_rep(opt, typ, data=b''):
+    return struct.pack('>QIII', 0x3e889045565a9, opt, typ, len(data)) + data
+
+NBD_GREET = struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 3)
+nbd_modern = (NBD_GREET + nbd_rep(8, 1) +
+              nbd_rep(10, 4, struct.pack('>I', 5) + b'base:allocation') + nbd_rep(10, 1) +
+              nbd_rep(7, 3, struct.pack('>HQH', 0, 64 << 20, 0x1 | 0x4 | 0x8 | 0x20 | 0x40)) +
+              nbd_rep(7, 3, struct.pack('>HIII', 3, 512, 4096, 32 << 20)) +
+              nbd_rep(7, 3, struct.pack('>H', 1) + b'fuzz') + nbd_rep(7, 1))
+put('nbd_reply', 'hs-modern', b'\x01' + nbd_modern)
+put('nbd_reply', 'hs-no-structured-no-go',
+    b'\x01' + struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 1) +
+    nbd_rep(8, 0x80000001) + nbd_rep(7, 0x80000001) + struct.pack('>QH', 1 << 20, 3) +
+    bytes(124))
+put('nbd_reply', 'hs-export-name-only',
+    b'\x01' + struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 2) +
+    struct.pack('>QH', 4096, 1))
+put('nbd_reply', 'hs-unknown-export',
+    b'\x01' + NBD_GREET + nbd_rep(8, 1) + nbd_rep(10, 0x80000006) +
+    nbd_rep(7, 0x80000006, b'export not present') + nbd_rep(2, 1))
+
+# replies: option (structured 2, base:allocation 4, context id 3 << 3), 4 requests, the stream
+def nbd_req(typ, flags=0, off=0, length=512, skip=0):
+    return struct.pack('<BBHHB', typ, flags, off, length - 1, skip) + b'\0'
+NBD_COOKIES = [0x100 + i * 0x1111 for i in range(4)]
+def nbd_simple(err, cookie, data=b''):
+    return struct.pack('>IIQ', 0x67446698, err, cookie) + data
+def nbd_chunk(flags, typ, cookie, payload=b''):
+    return struct.pack('>IHHQI', 0x668e33ef, flags, typ, cookie, len(payload)) + payload
+
+table = (nbd_req(0, 0, 1, 4096, 7) + nbd_req(1, 0, 2, 1024) + nbd_req(5, 1, 0, 65536) +
+         nbd_req(2))
+c = NBD_COOKIES
+stream = (nbd_chunk(0, 1, c[0], struct.pack('>Q', 512 + 1024) + b'\xcd' * 3072) +
+          nbd_chunk(0, 2, c[0], struct.pack('>QI', 512, 1024)) +
+          nbd_simple(0, c[1]) +
+          nbd_chunk(0, 5, c[2], struct.pack('>III', 3, 32768, 3)) +
+          nbd_chunk(1, 0, c[0]) + nbd_chunk(1, 0, c[2]) + nbd_simple(0, c[3]))
+put('nbd_reply', 'rx-structured', bytes([2 | 4 | 3 << 3]) + table + stream)
+errors = (nbd_chunk(0, 0x8002, c[0], struct.pack('>IH', 5, 3) + b'bad' +
+                    struct.pack('>Q', 512 + 100)) +
+          nbd_chunk(1, 0x8001, c[1], struct.pack('>IH', 28, 0)) +
+          nbd_chunk(1, 0x8001, c[2], struct.pack('>IH', 22, 4) + b'nope') +
+          nbd_chunk(1, 0, c[0]) +
+          nbd_chunk(1, 0x8001, c[3], struct.pack('>IH', 5, 0)))
+put('nbd_reply', 'rx-errors', bytes([2 | 4 | 3 << 3]) + table + errors)
+simple_table = nbd_req(0, 0, 0, 2000, 200) + nbd_req(1) + nbd_req(4) + nbd_req(3)
+put('nbd_reply', 'rx-simple', b'\x00' + simple_table + nbd_simple(0, c[0], b'\x5a' * 2000) +
+    nbd_simple(1, c[1]) + nbd_simple(0, c[3]) + nbd_simple(0, c[2]))
 PY
 
 # ---------------------------------------------------------------------------- qcow2 seeds
