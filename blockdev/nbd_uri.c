@@ -60,7 +60,7 @@ static char *decode(const char *s, size_t n, const char *what, const char *filen
 	char *out = malloc(n + 1), *o = out;
 
 	if (!out) {
-		error_setg(errp, "'%s': out of memory", filename);
+		error_setg(errp, "'%.200s': out of memory", filename);
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -73,7 +73,7 @@ static char *decode(const char *s, size_t n, const char *what, const char *filen
 		hi = i + 2 < n ? hexval(s[i + 1]) : -1;
 		lo = i + 2 < n ? hexval(s[i + 2]) : -1;
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-			error_setg(errp, "'%s': the %s holds a bad percent escape at '%.3s'",
+			error_setg(errp, "'%.200s': the %s holds a bad percent escape at '%.3s'",
 				   filename, what, s + i);
 			free(out);
 			return NULL;
@@ -90,7 +90,7 @@ static char *dup_n(const char *s, size_t n, const char *filename, struct error *
 	char *out = strndup(s, n);
 
 	if (!out)
-		error_setg(errp, "'%s': out of memory", filename);
+		error_setg(errp, "'%.200s': out of memory", filename);
 	return out;
 }
 
@@ -120,21 +120,21 @@ static int parse_hostport(const char *s, size_t n, bool port_required, struct nb
 		const char *close = memchr(s, ']', n);
 
 		if (!close || close == s + 1) {
-			error_setg(errp, "'%s': an IPv6 address needs its closing ']'", filename);
+			error_setg(errp, "'%.200s': an IPv6 address needs its closing ']'", filename);
 			return -1;
 		}
 		host = s + 1;
 		hlen = (size_t)(close - host);
 		colon = close + 1 < s + n ? close + 1 : NULL;
 		if (colon && *colon != ':') {
-			error_setg(errp, "'%s': expected ':PORT' after the IPv6 address", filename);
+			error_setg(errp, "'%.200s': expected ':PORT' after the IPv6 address", filename);
 			return -1;
 		}
 	} else {
 		colon = memchr(s, ':', n);
 		hlen = colon ? (size_t)(colon - s) : n;
 		if (colon && memchr(colon + 1, ':', n - hlen - 1)) {
-			error_setg(errp, "'%s': a host with ':' (IPv6) must be written in [brackets]",
+			error_setg(errp, "'%.200s': a host with ':' (IPv6) must be written in [brackets]",
 				   filename);
 			return -1;
 		}
@@ -144,7 +144,7 @@ static int parse_hostport(const char *s, size_t n, bool port_required, struct nb
 	} else {
 		for (size_t i = 0; i < hlen; i++) {
 			if (!isgraph((unsigned char)host[i]) || strchr("/?#@%", host[i])) {
-				error_setg(errp, "'%s': the host '%.*s' holds '%c'", filename,
+				error_setg(errp, "'%.200s': the host '%.*s' holds '%c'", filename,
 					   (int)hlen, host, host[i]);
 				return -1;
 			}
@@ -157,13 +157,13 @@ static int parse_hostport(const char *s, size_t n, bool port_required, struct nb
 		size_t plen = (size_t)(s + n - colon - 1);
 
 		if (!port_valid(colon + 1, plen)) {
-			error_setg(errp, "'%s': the port '%.*s' is not a number from 1 to 65535",
+			error_setg(errp, "'%.200s': the port '%.*s' is not a number from 1 to 65535",
 				   filename, (int)plen, colon + 1);
 			return -1;
 		}
 		t->port = dup_n(colon + 1, plen, filename, errp);
 	} else if (port_required) {
-		error_setg(errp, "'%s': expected nbd:HOST:PORT", filename);
+		error_setg(errp, "'%.200s': expected nbd:HOST:PORT", filename);
 		return -1;
 	} else {
 		t->port = dup_n(DEFAULT_PORT, strlen(DEFAULT_PORT), filename, errp);
@@ -179,12 +179,12 @@ static int parse_query(const char *q, struct nbd_target *t, const char *filename
 		size_t n = strcspn(q, "&");
 
 		if (!has_prefix(q, "socket=") || n < 7) {
-			error_setg(errp, "'%s': unknown parameter '%.*s' (nbd+unix takes socket=PATH)",
+			error_setg(errp, "'%.200s': unknown parameter '%.*s' (nbd+unix takes socket=PATH)",
 				   filename, (int)n, q);
 			return -1;
 		}
 		if (t->path) {
-			error_setg(errp, "'%s': socket= is given twice", filename);
+			error_setg(errp, "'%.200s': socket= is given twice", filename);
 			return -1;
 		}
 		t->path = decode(q + 7, n - 7, "socket path", filename, errp);
@@ -200,7 +200,7 @@ static int parse_query(const char *q, struct nbd_target *t, const char *filename
 static int check_export(const struct nbd_target *t, const char *filename, struct error **errp)
 {
 	if (strlen(t->export) > NBD_MAX_STRING) {
-		error_setg(errp, "'%s': the export name is longer than %u bytes", filename,
+		error_setg(errp, "'%.200s': the export name is longer than %u bytes", filename,
 			   NBD_MAX_STRING);
 		return -1;
 	}
@@ -215,13 +215,13 @@ static int parse_uri(const char *filename, const char *rest, bool unix_sock, str
 	size_t plen;
 
 	if (strchr(rest, '#')) {
-		error_setg(errp, "'%s': an NBD URI has no #fragment", filename);
+		error_setg(errp, "'%.200s': an NBD URI has no #fragment", filename);
 		return -1;
 	}
 	t->type = unix_sock ? NBD_ADDR_UNIX : NBD_ADDR_INET;
 	if (unix_sock) {
 		if (alen) {
-			error_setg(errp, "'%s': nbd+unix:// takes no host (nbd+unix:///EXPORT?socket="
+			error_setg(errp, "'%.200s': nbd+unix:// takes no host (nbd+unix:///EXPORT?socket="
 				   "PATH)", filename);
 			return -1;
 		}
@@ -241,11 +241,11 @@ static int parse_uri(const char *filename, const char *rest, bool unix_sock, str
 		if (query && parse_query(query, t, filename, errp) < 0)
 			return -1;
 		if (!t->path || !*t->path) {
-			error_setg(errp, "'%s': nbd+unix:// needs ?socket=PATH", filename);
+			error_setg(errp, "'%.200s': nbd+unix:// needs ?socket=PATH", filename);
 			return -1;
 		}
 	} else if (query) {
-		error_setg(errp, "'%s': an nbd:// URI takes no ?parameters (socket= is for "
+		error_setg(errp, "'%.200s': an nbd:// URI takes no ?parameters (socket= is for "
 			   "nbd+unix://)", filename);
 		return -1;
 	}
@@ -261,7 +261,7 @@ static int parse_legacy(const char *filename, const char *rest, struct nbd_targe
 
 	t->export = ex ? strdup(ex + strlen(":exportname=")) : strdup("");
 	if (!t->export) {
-		error_setg(errp, "'%s': out of memory", filename);
+		error_setg(errp, "'%.200s': out of memory", filename);
 		return -1;
 	}
 	if (check_export(t, filename, errp) < 0)
@@ -269,7 +269,7 @@ static int parse_legacy(const char *filename, const char *rest, struct nbd_targe
 	if (has_prefix(rest, "unix:")) {
 		t->type = NBD_ADDR_UNIX;
 		if (n <= 5) {
-			error_setg(errp, "'%s': expected nbd:unix:PATH", filename);
+			error_setg(errp, "'%.200s': expected nbd:unix:PATH", filename);
 			return -1;
 		}
 		t->path = dup_n(rest + 5, n - 5, filename, errp);
@@ -277,7 +277,7 @@ static int parse_legacy(const char *filename, const char *rest, struct nbd_targe
 	}
 	t->type = NBD_ADDR_INET;
 	if (!n) {
-		error_setg(errp, "'%s': expected nbd:HOST:PORT or nbd:unix:PATH", filename);
+		error_setg(errp, "'%.200s': expected nbd:HOST:PORT or nbd:unix:PATH", filename);
 		return -1;
 	}
 	return parse_hostport(rest, n, true, t, filename, errp);
@@ -297,7 +297,7 @@ int nbd_uri_parse(const char *filename, struct nbd_target *t, struct error **err
 
 	memset(t, 0, sizeof(*t));
 	if (has_prefix(filename, "nbds")) {
-		error_setg(errp, "'%s': NBD over TLS (nbds) is not supported by vireo's NBD client",
+		error_setg(errp, "'%.200s': NBD over TLS (nbds) is not supported by vireo's NBD client",
 			   filename);
 		return -1;
 	}
@@ -311,7 +311,7 @@ int nbd_uri_parse(const char *filename, struct nbd_target *t, struct error **err
 		ret = parse_legacy(filename, filename + 4, t, errp);
 		goto out;
 	}
-	error_setg(errp, "'%s': not an NBD filename (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT"
+	error_setg(errp, "'%.200s': not an NBD filename (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT"
 		   "?socket=PATH, nbd:HOST:PORT[:exportname=EXPORT] or nbd:unix:PATH"
 		   "[:exportname=EXPORT])", filename);
 out:
