@@ -301,6 +301,7 @@ struct blockdev *blockdev_open(const char *filename, const struct blockdev_opts 
 		file = blockdev_open_file(filename, opts, errp);
 	if (!file)
 		goto err_used;
+	ctx.filename = file->filename; /* an NBD node's is its canonical form */
 	ctx.probed = !drv;
 	if (!drv && !(drv = probe_format(file, errp)))
 		goto err_file;

@@ -69,8 +69,9 @@ int nbd_uri_parse(const char *filename, struct nbd_target *t, struct error **err
 int nbd_target_from_json(struct json_object *o, struct nbd_target *t, const char *where,
 			 struct error **errp);
 
-/* A filename naming @t in QEMU's form (nbd://host:port/export, nbd+unix:///export?socket=...),
- * malloc'd; NULL when out of memory. */
+/* The filename naming @t as QEMU shows an NBD node's (nbd://host[:port][/export],
+ * nbd+unix://[/export]?socket=...; unusual bytes percent-escaped), malloc'd; NULL when out of
+ * memory. nbd_uri_parse() gives @t back from it. */
 char *nbd_target_uri(const struct nbd_target *t);
 
 void nbd_target_free(struct nbd_target *t);

@@ -835,6 +835,18 @@ static struct nbd_state *state_new(struct blockdev *bs)
 	return s;
 }
 
+/* The node is known by its export's canonical filename, whatever form the user wrote. */
+static int set_canonical_name(struct blockdev *bs, const struct nbd_target *t)
+{
+	char *uri = nbd_target_uri(t);
+
+	if (!uri)
+		return -1;
+	free(bs->filename);
+	bs->filename = uri;
+	return 0;
+}
+
 static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
 {
 	struct nbd_state *s = state_new(bs);
@@ -850,6 +862,10 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 	    nbd_uri_parse(ctx->filename, &s->target, errp) < 0)
 		goto err;
 	s->reconnect_ns = delay * 1000000000ull;
+	if (set_canonical_name(bs, &s->target) < 0) {
+		error_setg(errp, "'%s': out of memory", ctx->filename);
+		goto err;
+	}
 	fd = first_connect(s, open_timeout, errp);
 	if (fd < 0) {
 		error_prepend(errp, "'%s'", ctx->filename);

@@ -348,16 +348,21 @@ char *nbd_target_uri(const struct nbd_target *t)
 
 	if (!out)
 		return NULL;
+	/* QEMU's forms: no default port, no '/' without an export */
 	if (t->type == NBD_ADDR_UNIX) {
-		len = (size_t)snprintf(out, cap, "nbd+unix:///");
+		len = (size_t)snprintf(out, cap, "nbd+unix://%s", *t->export ? "/" : "");
 		encode(out, &len, t->export, true);
 		len += (size_t)snprintf(out + len, cap - len, "?socket=");
 		encode(out, &len, t->path, true);
 		return out;
 	}
-	len = (size_t)snprintf(out, cap, strchr(t->host, ':') ? "nbd://[%s]:%s/" : "nbd://%s:%s/",
-			       t->host, t->port);
-	encode(out, &len, t->export, true);
+	len = (size_t)snprintf(out, cap, strchr(t->host, ':') ? "nbd://[%s]" : "nbd://%s", t->host);
+	if (strcmp(t->port, DEFAULT_PORT))
+		len += (size_t)snprintf(out + len, cap - len, ":%s", t->port);
+	if (*t->export) {
+		out[len++] = '/';
+		encode(out, &len, t->export, true);
+	}
 	return out;
 }
 

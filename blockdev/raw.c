@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "blockdev/bitmap.h"
 #include "blockdev/internal.h"
 #include "common/util.h"
 
@@ -69,6 +70,27 @@ static int raw_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec 
 	return blockdev_pwritev(bs->file, offset, iov, iovcnt);
 }
 
+/*
+ * The slow-path worker's writes found together go on to the file's group commit when it has one
+ * (an NBD export pipelines them), each write as raw_pwritev() would do it otherwise: one that
+ * touches a probed image's first sector is checked alone.
+ */
+static void raw_pwritev_group(struct blockdev *bs, struct blockdev_write *w, size_t n)
+{
+	bool alone = !bs->file->drv->pwritev_group;
+
+	for (size_t i = 0; i < n && !alone; i++)
+		alone = bs->probed && w[i].offset < RAW_GUARD;
+	if (alone) {
+		for (size_t i = 0; i < n; i++)
+			w[i].ret = raw_pwritev(bs, w[i].offset, w[i].iov, w[i].iovcnt);
+		return;
+	}
+	bs->file->drv->pwritev_group(bs->file, w, n);
+	for (size_t i = 0; i < n; i++) /* as blockdev_pwritev() on the file would */
+		blockdev_bitmaps_mark(bs->file, w[i].offset, blockdev_iov_size(w[i].iov, w[i].iovcnt));
+}
+
 static int raw_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
 {
 	return blockdev_discard(bs->file, offset, len);
@@ -100,6 +122,7 @@ const struct blockdev_driver blockdev_raw = {
 	.map = raw_map,
 	.preadv = raw_preadv,
 	.pwritev = raw_pwritev,
+	.pwritev_group = raw_pwritev_group,
 	.discard = raw_discard,
 	.write_zeroes = raw_write_zeroes,
 	.block_status = raw_block_status,

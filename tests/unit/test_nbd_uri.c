@@ -174,12 +174,25 @@ static void canonical_uri_round_trips(void **state)
 			free(uri);
 		}
 	}
-	t = (struct nbd_target){ .type = NBD_ADDR_INET, .host = "h", .port = "10809", .export = "e" };
+	/* QEMU's forms */
 	{
-		char *uri = nbd_target_uri(&t);
+		static const struct {
+			struct nbd_target t;
+			const char *uri;
+		} forms[] = {
+			{ { NBD_ADDR_INET, "h", "10809", NULL, "e" }, "nbd://h/e" },
+			{ { NBD_ADDR_INET, "h", "99", NULL, "" }, "nbd://h:99" },
+			{ { NBD_ADDR_INET, "::1", "10809", NULL, "" }, "nbd://[::1]" },
+			{ { NBD_ADDR_UNIX, NULL, NULL, "/s", "e" }, "nbd+unix:///e?socket=/s" },
+			{ { NBD_ADDR_UNIX, NULL, NULL, "/s", "" }, "nbd+unix://?socket=/s" },
+		};
 
-		assert_string_equal(uri, "nbd://h:10809/e");
-		free(uri);
+		for (size_t i = 0; i < ARRAY_SIZE(forms); i++) {
+			char *uri = nbd_target_uri(&forms[i].t);
+
+			assert_string_equal(uri, forms[i].uri);
+			free(uri);
+		}
 	}
 }
 

@@ -1,0 +1,228 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# vireo's NBD client (blockdev/nbd_*.c, issue 17) against qemu-nbd: exports of a raw and a
+# qcow2 image, read-only and writable, on a unix socket and on TCP 127.0.0.1 (a free port).
+#
+#  - vireo-img info (human and JSON), map (human and JSON) and compare of nbd:// and
+#    nbd+unix:// sources, and of the nbd:HOST:PORT:exportname= and nbd:unix: forms: the same
+#    text as qemu-img's on the same URI;
+#  - vireo-img convert from exports (to raw and qcow2 files) and onto exports (-n and without:
+#    raw, and a qcow2 image written into a raw export; onto a qcow2 export over TCP), each
+#    result checked with qemu-img compare (and qemu-img check for the qcow2 one);
+#  - write-zeroes and discard reaching the server (a sparse source converted with -n over
+#    data: the export's map shows the holes), an unaligned write (read-modify-write);
+#  - refusals with a message: an unknown export, a read-only export opened read-write, a
+#    server that is not there;
+#  - reconnection: qemu-nbd killed (SIGKILL) between requests and while 64 writes of 256 KiB
+#    are going, restarted within reconnect-delay: every request succeeds and every byte is
+#    there (qemu-io); without reconnect-delay a request fails at once with EIO; with a delay
+#    that runs out it fails after the delay.
+# Output: "ok - NAME" / "not ok - NAME" lines, then "N passed, N failed"; exit 1 on a failure,
+# 77 without qemu-nbd, qemu-img, qemu-io or python3 (for a free port). About 20 s.
+# usage: nbd-client.sh VIREO_IMG IMG_IO
+set -u
+if [ $# -ne 2 ]; then
+	echo "usage: $0 VIREO_IMG IMG_IO" >&2
+	exit 2
+fi
+for t in qemu-nbd qemu-img qemu-io python3; do
+	command -v $t >/dev/null || { echo "SKIP: $t not installed (qemu-utils, python3)"; exit 77; }
+done
+VI=$(realpath "$1")
+IO=$(realpath "$2")
+T=$(mktemp -d /tmp/vireo-nbd-client.XXXXXX)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	cd /
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$T" || exit 1
+pass=0 fail=0
+ok() { echo "ok - $1"; pass=$((pass + 1)); }
+not_ok() {
+	echo "not ok - $1"
+	shift
+	[ $# -gt 0 ] && printf '%s\n' "$@" | head -c 3000 | sed 's/^/# /'
+	fail=$((fail + 1))
+}
+# check NAME CMD...: ok when CMD succeeds (its output shown on failure)
+check() {
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+# same NAME "CMD A" "CMD B": both succeed with the same output
+same() {
+	local a b
+	a=$(eval "$2" 2>&1) || { not_ok "$1" "vireo: $a"; return; }
+	b=$(eval "$3" 2>&1) || { not_ok "$1" "qemu: $b"; return; }
+	if [ "$a" = "$b" ]; then ok "$1"; else not_ok "$1" "$(diff <(echo "$a") <(echo "$b"))"; fi
+}
+# refused NAME WANT CMD...: CMD fails (not by a signal) with WANT in its output
+refused() {
+	local name=$1 want=$2 out rc
+	shift 2
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [[ "$out" == *"$want"* ]]; then
+		ok "$name"
+	else
+		not_ok "$name" "status $rc, wanted a message with '$want':" "$out"
+	fi
+}
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# serve NAME ARGS...: qemu-nbd --fork (returns once it listens), its pid kept in $NAME.pid
+serve() {
+	local name=$1
+	shift
+	qemu-nbd --fork --pid-file="$T/$name.pid" -t "$@" || return 1
+	PIDS="$PIDS $(cat "$T/$name.pid")"
+}
+# stop NAME: SIGKILL, and wait until it is gone (a zombie counts: its sockets are closed)
+stop() {
+	local pid
+	pid=$(cat "$T/$1.pid")
+	kill -9 "$pid" 2>/dev/null
+	while [ -e /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null; do
+		sleep 0.02
+	done
+}
+
+# ---- images: data, a hole, zeroes written, data at the end (the peer's own qcow2) ----
+qemu-img create -q -f qcow2 src.qcow2 64M
+qemu-io -f qcow2 -c "write -P 0xab 0 1M" -c "write -P 0xcd 10M 3M" -c "write -z 20M 1M" \
+	-c "write -P 0xef 63M 1M" src.qcow2 >/dev/null
+qemu-img convert -O raw src.qcow2 src.raw
+qemu-img create -q -f raw w.raw 64M
+qemu-io -f raw -c "write -P 0x77 0 64M" w.raw >/dev/null # old data that zeroes must overwrite
+qemu-img create -q -f qcow2 w.qcow2 64M
+qemu-img create -q -f raw r.raw 64M
+P1=$(free_port)
+serve q -f qcow2 -r -k "$T/q.sock" -x q src.qcow2 || { echo "not ok - qemu-nbd starts"; exit 1; }
+serve r -f raw -r -b 127.0.0.1 -p "$P1" -x r src.raw
+serve w -f raw --discard=unmap -k "$T/w.sock" -x w w.raw
+P2=$(free_port)
+serve wq -f qcow2 --discard=unmap -b 127.0.0.1 -p "$P2" -x wq w.qcow2
+Q="nbd+unix:///q?socket=$T/q.sock"
+R="nbd://127.0.0.1:$P1/r"
+W="nbd+unix:///w?socket=$T/w.sock"
+WQ="nbd://127.0.0.1:$P2/wq"
+
+echo "# sources"
+for u in "$Q" "$R" "nbd:unix:$T/q.sock:exportname=q" "nbd:127.0.0.1:$P1:exportname=r"; do
+	same "info $u" "$VI info '$u'" "qemu-img info '$u'"
+done
+same "info --output=json $Q" "$VI info --output=json '$Q' | python3 -m json.tool" \
+	"qemu-img info --output=json '$Q' | python3 -m json.tool"
+for u in "$Q" "$R"; do
+	same "map $u" "$VI map '$u'" "qemu-img map '$u'"
+	same "map --output=json $u" "$VI map --output=json '$u'" "qemu-img map --output=json '$u'"
+done
+check "compare $Q $R" "$VI" compare "$Q" "$R"
+check "compare src.qcow2 $Q" "$VI" compare src.qcow2 "$Q"
+check "convert -O qcow2 $Q" "$VI" convert -O qcow2 "$Q" out.qcow2
+check "  qemu-img compare" qemu-img compare src.qcow2 out.qcow2
+check "  qemu-img check" qemu-img check -q out.qcow2
+check "convert -O raw $R" "$VI" convert -O raw "$R" out.raw
+check "  qemu-img compare" qemu-img compare src.qcow2 out.raw
+refused "other data differs" "mismatch" "$VI" compare "$Q" w.raw
+
+echo "# targets"
+check "convert -n -O raw onto $W" "$VI" convert -n -O raw src.qcow2 "$W"
+check "  qemu-img compare" qemu-img compare -U src.qcow2 "$W"
+if "$VI" map --output=json "$W" | grep -q '"start": 1048576, "length": 9437184, .*"zero": true'
+then ok "  the zeroes over old data are holes in the export (write-zeroes, may unmap)"
+else not_ok "  the zeroes over old data are holes in the export (write-zeroes, may unmap)" \
+	"$("$VI" map --output=json "$W" 2>&1)"; fi
+check "convert -O raw onto $W (create: size checked, first sector zeroed)" \
+	"$VI" convert -O raw src.qcow2 "$W"
+check "  qemu-img compare" qemu-img compare -U src.qcow2 "$W"
+check "convert -O qcow2 into the raw export $W" "$VI" convert -O qcow2 src.qcow2 "$W"
+check "  qemu-img compare of the qcow2 inside" qemu-img compare -U -f qcow2 -F qcow2 src.qcow2 w.raw
+check "  qemu-img check of it" qemu-img check -U -q -f qcow2 w.raw
+check "  vireo-img reads it back through NBD (probed qcow2)" "$VI" compare src.qcow2 "$W"
+check "convert -n onto the qcow2 export $WQ" "$VI" convert -n -O raw src.raw "$WQ"
+check "  qemu-img compare" qemu-img compare src.raw "$WQ"
+check "unaligned write and write-zeroes (img_io)" "$IO" -f raw "$WQ" -c "write -P 0x42 1000 3000" \
+	-c "write -z 5000 100000" -c "read -P 0x42 1000 3000" -c "read -P 0 5000 100000" \
+	-c "discard 32M 1M" -c "flush"
+check "  seen by qemu-io" qemu-io -U -r -f qcow2 -c "read -P 0x42 1000 3000" \
+	-c "read -P 0 5000 100000" -c "read -P 0xab 0 1000" -c "read -P 0xab 105000 943576" w.qcow2
+refused "a file that is not an export is not created" "export holds" \
+	"$VI" create -f raw "$W" 65M
+
+echo "# refusals"
+refused "unknown export" "no export 'nope'" "$VI" info "nbd+unix:///nope?socket=$T/q.sock"
+refused "read-only export opened read-write" "read-only" "$VI" convert -n -O raw src.raw "$Q"
+refused "no server" "could not connect" "$VI" info "nbd+unix:///x?socket=$T/none.sock"
+refused "TLS" "TLS" "$VI" info "nbds://127.0.0.1:$P1/r"
+refused "bad filename" "port" "$VI" info "nbd://127.0.0.1:0/r"
+
+echo "# reconnect"
+RR="nbd+unix:///rr?socket=$T/rr.sock"
+serve rr -f raw -k "$T/rr.sock" -x rr r.raw
+# killed between requests: the next request waits for the new server
+"$IO" -f raw -o reconnect-delay=20 "$RR" -c "write -P 0x11 0 1M" -c "sleep 1500" \
+	-c "read -P 0x11 0 1M" -c "write -P 0x22 1M 1M" -c "flush" > rc1.log 2>&1 &
+io=$!
+sleep 0.5
+stop rr
+sleep 1.5
+serve rr -f raw -k "$T/rr.sock" -x rr r.raw
+if wait $io; then ok "killed between requests: the next ones wait, then succeed"
+else not_ok "killed between requests: the next ones wait, then succeed" "$(cat rc1.log)"; fi
+# killed while 64 writes of 256 KiB go, in groups of 8 (as the slow path sends a device's):
+# the server is stopped first, so that writes are in flight when it dies; they go again
+cmds=()
+for i in $(seq 0 63); do
+	cmds+=(-c "write -P $((i + 1)) $((i * 256))K 256K")
+	[ $((i % 8)) = 7 ] && cmds+=(-c "sleep 20")
+done
+"$IO" -f raw -g 8 -o reconnect-delay=20 "$RR" "${cmds[@]}" -c "flush" > rc2.log 2>&1 &
+io=$!
+sleep 0.1
+kill -STOP "$(cat "$T/rr.pid")"
+sleep 0.3
+stop rr
+sleep 1
+serve rr -f raw -k "$T/rr.sock" -x rr r.raw
+if wait $io; then ok "killed mid-way through 64 writes: all succeed after the reconnection"
+else not_ok "killed mid-way through 64 writes: all succeed after the reconnection" "$(cat rc2.log)"; fi
+grep -q "connection lost" rc2.log && ok "  the loss and the reconnection are logged" ||
+	not_ok "  the loss and the reconnection are logged" "$(cat rc2.log)"
+reads=()
+for i in $(seq 0 63); do reads+=(-c "read -P $((i + 1)) $((i * 256))K 256K"); done
+check "  every byte written (qemu-io)" qemu-io -U -r -f raw "${reads[@]}" r.raw
+# without reconnect-delay: a request while the server is gone fails at once
+"$IO" -f raw "$RR" -c "write -P 0x33 0 4K" -c "sleep 800" -c "read -P 0x33 0 4K" > rc3.log 2>&1 &
+io=$!
+sleep 0.3
+stop rr
+start=$(date +%s%N)
+if wait $io; then not_ok "without reconnect-delay: EIO at once" "$(cat rc3.log)"
+elif grep -q "Input/output error" rc3.log && [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 1500 ]
+then ok "without reconnect-delay: EIO at once"
+else not_ok "without reconnect-delay: EIO at once" "$(cat rc3.log)"; fi
+# a delay that runs out: EIO after it
+serve rr -f raw -k "$T/rr.sock" -x rr r.raw
+"$IO" -f raw -o reconnect-delay=1 "$RR" -c "write -P 0x33 0 4K" -c "sleep 300" \
+	-c "read -P 0x33 0 4K" > rc4.log 2>&1 &
+io=$!
+sleep 0.1
+stop rr
+start=$(date +%s%N)
+if wait $io; then not_ok "reconnect-delay=1 runs out: EIO after it" "$(cat rc4.log)"
+else
+	ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	if grep -q "not back within reconnect-delay" rc4.log && [ $ms -ge 700 ] && [ $ms -lt 3000 ]
+	then ok "reconnect-delay=1 runs out: EIO after it (${ms} ms)"
+	else not_ok "reconnect-delay=1 runs out: EIO after it" "after $ms ms" "$(cat rc4.log)"; fi
+fi
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
