@@ -273,6 +273,24 @@ int blockdev_set_backing(struct blockdev *bs, struct blockdev *backing, struct e
  */
 int blockdev_replace_node(struct blockdev *old, struct blockdev *new, struct error **errp);
 
+/* Opens a filter node over @bs (its child; the reference the filter takes is its own), or
+ * NULL with the error. */
+typedef struct blockdev *blockdev_open_filter_fn(struct blockdev *bs, void *arg,
+						 struct error **errp);
+
+/**
+ * blockdev_insert_filter - put a filter node over @bs and move @bs's root users onto it
+ *
+ * Inside a drained section over @bs (the caller's): the root users leave @bs while
+ * @open_filter links the filter to it (so the filter's link does not clash with the users it
+ * stands in for), then move onto the filter, as blockdev_replace_node moves them. Returns the
+ * filter, with a reference for the caller (blockdev_close it when the users hold it), or NULL
+ * with the error and nothing changed.
+ */
+struct blockdev *blockdev_insert_filter(struct blockdev *bs,
+					 blockdev_open_filter_fn *open_filter, void *arg,
+					 struct error **errp);
+
 /* Take / drop a reference; the last one closes the node (and drops its children's). */
 struct blockdev *blockdev_ref(struct blockdev *bs);
 void blockdev_unref(struct blockdev *bs);

@@ -395,29 +395,39 @@ int blockdev_set_backing(struct blockdev *bs, struct blockdev *backing, struct e
 	return 0;
 }
 
-int blockdev_replace_node(struct blockdev *old, struct blockdev *new, struct error **errp)
+/* The root users of @old that can move, in @moving (up to @max); checked against @new's users
+ * when @new is given. -1 with the error when one cannot. */
+static int movers(struct blockdev *old, struct blockdev *new, struct blockdev_user **moving,
+		  size_t max, size_t *n, const char *new_name, struct error **errp)
 {
-	struct blockdev_user *moving[32];
-	size_t n = 0, done;
-
+	*n = 0;
 	pthread_mutex_lock(&registry_lock);
 	for (struct blockdev_user *u = old->users; u; u = u->next) {
 		char who[96];
 
 		user_label(u, who, sizeof(who));
-		if (u->parent || !u->ops || !u->ops->replace || n == ARRAY_SIZE(moving)) {
+		if (u->parent || !u->ops || !u->ops->replace || *n == max) {
 			pthread_mutex_unlock(&registry_lock);
-			error_setg(errp, "node '%s': %s cannot move to node '%s'", old->node_name, who,
-				   new->node_name);
+			error_setg(errp, "node '%s': %s cannot move to %s", old->node_name, who,
+				   new_name);
 			return -1;
 		}
-		if (check_locked(new, u, errp)) {
+		if (new && check_locked(new, u, errp)) {
 			pthread_mutex_unlock(&registry_lock);
 			return -1;
 		}
-		moving[n++] = u;
+		moving[(*n)++] = u;
 	}
 	pthread_mutex_unlock(&registry_lock);
+	return 0;
+}
+
+/* Moves @moving[0..n) from @old to @new; back to @old, and -1, if one cannot. */
+static int move_users(struct blockdev_user **moving, size_t n, struct blockdev *old,
+		      struct blockdev *new, struct error **errp)
+{
+	size_t done;
+
 	for (done = 0; done < n; done++) {
 		struct blockdev_user *u = moving[done];
 
@@ -425,7 +435,7 @@ int blockdev_replace_node(struct blockdev *old, struct blockdev *new, struct err
 			goto back; /* @u is still @old's */
 		blockdev_unref(unlink_user(u)); /* @old stays: the caller holds it */
 		if (blockdev_attach(new, u, errp) < 0) {
-			/* checked above: only a user that came in between refuses it */
+			/* checked: only a user that came in between refuses it */
 			u->ops->replace(u->opaque, old, NULL);
 			blockdev_attach(old, u, NULL);
 			goto back;
@@ -441,6 +451,49 @@ back: /* the users that moved go back to @old */
 		blockdev_attach(old, u, NULL);
 	}
 	return -1;
+}
+
+int blockdev_replace_node(struct blockdev *old, struct blockdev *new, struct error **errp)
+{
+	struct blockdev_user *moving[32];
+	char name[48];
+	size_t n;
+
+	snprintf(name, sizeof(name), "node '%s'", new->node_name);
+	if (movers(old, new, moving, ARRAY_SIZE(moving), &n, name, errp) < 0)
+		return -1;
+	return move_users(moving, n, old, new, errp);
+}
+
+struct blockdev *blockdev_insert_filter(struct blockdev *bs,
+					 blockdev_open_filter_fn *open_filter, void *arg,
+					 struct error **errp)
+{
+	struct blockdev_user *moving[32];
+	struct blockdev *f;
+	size_t n;
+
+	if (movers(bs, NULL, moving, ARRAY_SIZE(moving), &n, "a filter node over it", errp) < 0)
+		return NULL;
+	/* off @bs while the filter takes it as its child: the filter's link asks for what the
+	 * users had (they move onto the filter, which passes their requests down) */
+	for (size_t i = 0; i < n; i++)
+		unlink_user(moving[i]); /* each user's reference on @bs stays until it moved */
+	f = open_filter(bs, arg, errp);
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&registry_lock);
+		moving[i]->node = bs;
+		moving[i]->next = bs->users;
+		bs->users = moving[i];
+		pthread_mutex_unlock(&registry_lock);
+	}
+	if (!f)
+		return NULL;
+	if (move_users(moving, n, bs, f, errp) < 0) {
+		blockdev_close(f);
+		return NULL;
+	}
+	return f;
 }
 
 void blockdev_set_write_hook(struct blockdev *bs, blockdev_write_hook_fn *fn, void *opaque)

@@ -73,8 +73,61 @@ int block_qmp_blockdev_del(void *opaque, struct json_object *args, struct json_o
 	return 0;
 }
 
-/* The throttle group of the node @name (a device's, or a node's), or NULL with the error. */
-static struct blockdev_throttle_group *throttled(const char *name, struct error **errp)
+/* blockdev_insert_filter's opener: a throttle node in group @arg over @bs. */
+static struct blockdev *open_throttle(struct blockdev *bs, void *arg, struct error **errp)
+{
+	struct blockdev_opts o = { .readonly = bs->read_only };
+	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
+	struct blockdev *t = NULL;
+	bool used[1] = { false };
+
+	ctx.used = used;
+	blockdev_ref(bs); /* the throttle node's child, on success */
+	if (blockdev_opts_set(&o, "throttle-group", arg, errp) == 0)
+		t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
+	blockdev_opts_free(&o);
+	if (!t)
+		blockdev_unref(bs);
+	return t;
+}
+
+/*
+ * A device with no throttling gets it as QEMU gives it (throttling at the device): a throttle
+ * node in group @group (default: named after the device) goes over the device's node, and the
+ * device moves onto it, inside a drained section. Returns the group, or NULL with the error.
+ */
+static struct blockdev_throttle_group *throttle_insert(const char *dev, struct blockdev *bs,
+							const char *group,
+							const struct throttle_limits *l,
+							struct error **errp)
+{
+	const char *name = group ? group : dev;
+	struct blockdev_throttle_group *g = blockdev_throttle_group_find(name);
+	struct blockdev *t = NULL;
+	struct blockdev_drain d;
+
+	if (g) {
+		if (blockdev_throttle_group_set_limits(g, l, errp) < 0)
+			return NULL;
+		blockdev_throttle_group_ref(g);
+	} else if (!(g = blockdev_throttle_group_new(name, l, errp))) {
+		return NULL;
+	}
+	if (blockdev_drained_begin(bs, &d, errp) == 0) {
+		t = blockdev_insert_filter(bs, open_throttle, (void *)name, errp);
+		blockdev_drained_end(&d);
+	}
+	if (t)
+		blockdev_close(t); /* the device holds it now */
+	blockdev_throttle_group_unref(g); /* the node holds the group */
+	return t ? g : NULL;
+}
+
+/* The throttle group of the node @name (a device's, or a node's): the device's is made when
+ * it has none (throttle_insert); NULL with the error. */
+static struct blockdev_throttle_group *throttled(const char *name, const char *group,
+						 const struct throttle_limits *l,
+						 struct error **errp)
 {
 	struct blockdev *bs = device_node(name);
 	struct blockdev_throttle_group *g;
@@ -85,9 +138,8 @@ static struct blockdev_throttle_group *throttled(const char *name, struct error 
 	}
 	g = blockdev_throttle_node_group(bs);
 	if (!g && hooks.device_node)
-		error_setg(errp, "Device '%s' has no throttling to change: give it limits when it "
-			   "is created (--drive iops=..., bps=...) or put it on a throttle node", name);
-	else if (!g)
+		return throttle_insert(name, bs, group, l, errp);
+	if (!g)
 		error_setg(errp, "Node '%s' has no throttling to change: name a throttle node "
 			   "(driver=throttle,throttle-group=G,file=NODE)", name);
 	return g;
@@ -97,7 +149,7 @@ static struct blockdev_throttle_group *throttled(const char *name, struct error 
  * block_set_io_throttle {device | id, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, and
  * optionally *_max, *_max_length, iops_size, group}: QEMU's BlockIOThrottle, every limit not
  * given 0 (lengths 1), set live on the group of the disk's throttle node (a program without
- * devices: of the throttle node so named).
+ * devices: of the throttle node so named). A disk without one gets one (throttle_insert).
  */
 int block_qmp_set_io_throttle(void *opaque, struct json_object *args, struct json_object **ret,
 			      struct error **errp)
@@ -153,7 +205,16 @@ int block_qmp_set_io_throttle(void *opaque, struct json_object *args, struct jso
 		error_setg(errp, "Need exactly one of 'device' and 'id'");
 		return -1;
 	}
-	g = throttled(name, errp);
+	if (!throttle_limits_enabled(&l) && hooks.device_node) {
+		struct blockdev *bs = device_node(name);
+
+		/* all limits 0 on a disk without throttling: nothing to turn off (QEMU: the same) */
+		if (bs && !blockdev_throttle_node_group(bs)) {
+			*ret = json_object_new_object();
+			return 0;
+		}
+	}
+	g = throttled(name, group, &l, errp);
 	if (!g)
 		return -1;
 	if (group && strcmp(group, blockdev_throttle_group_name(g))) {

@@ -7,8 +7,9 @@ its average, an unknown throttling.* key of --drive, group= without limits. Then
 throttle-group object (limits.* and x- keys) shared by two throttle nodes with a virtio-blk disk
 on each, and a --drive with QEMU -drive's iops=/bps_wr= keys: query-block reports each disk's
 limits and group; block_set_io_throttle changes them live (both disks of the shared group see
-it), refuses bad limits, a missing parameter, an unknown device, a disk without throttling and
-a move to another group, and leaves the limits as they were when it refuses. (That the limits
+it), gives a disk without throttling a throttle node of its own (as QEMU throttles any disk;
+all limits 0 there change nothing), refuses bad limits, a missing parameter, an unknown device
+and a move to another group, and leaves the limits as they were when it refuses. (That the limits
 hold: tests/unit's test_throttle and test_blockdev_throttle, and bench/throttle.)
 """
 import os
@@ -18,7 +19,7 @@ from vmtest import Vm, setup
 
 vireo, guest, tmp = setup()
 disks = []
-for i in range(3):
+for i in range(4):
     p = os.path.join(tmp, f"d{i}.raw")
     with open(p, "wb") as f:
         f.truncate(8 << 20)
@@ -59,7 +60,9 @@ vm = Vm(vireo, base + [
     "--blockdev", "driver=throttle,node-name=t1,throttle-group=tg0,file=r1",
     "--device", "virtio-blk-pci,drive=t0,id=disk0",
     "--device", "virtio-blk-pci,drive=t1,id=disk1",
-    "--drive", f"file={disks[2]},format=raw,iops=300,bps_wr=1048576,iops_size=8192"],
+    "--drive", f"file={disks[2]},format=raw,iops=300,bps_wr=1048576,iops_size=8192",
+    "--blockdev", f"driver=raw,node-name=r3,file.driver=file,file.filename={disks[3]}",
+    "--device", "virtio-blk-pci,drive=r3,id=disk3"],
     os.path.join(tmp, "qmp.sock"))
 qmp, fail = vm.qmp, vm.fail
 
@@ -103,6 +106,21 @@ r = qmp.execute("block_set_io_throttle", id="virtio-blk0", **dict(zero, bps=4096
 if r.get("return") != {}:
     fail(f"block_set_io_throttle: {r}")
 want("virtio-blk0", bps=4096000, iops=0, bps_wr=0, iops_size=0)
+
+# a disk without throttling: all zero changes nothing; limits put a throttle node over it
+r = qmp.execute("block_set_io_throttle", device="disk3", **zero)
+if r.get("return") != {}:
+    fail(f"block_set_io_throttle, all 0, on a disk without throttling: {r}")
+want("disk3", drv="raw", **{"node-name": "r3"})
+r = qmp.execute("block_set_io_throttle", device="disk3", **dict(zero, iops=100, bps_rd=8192))
+if r.get("return") != {}:
+    fail(f"block_set_io_throttle on a disk without throttling: {r}")
+want("disk3", drv="throttle", group="disk3", iops=100, bps_rd=8192)
+names = [n["node-name"] for n in qmp.execute("query-named-block-nodes")["return"]]
+if "r3" not in names:
+    fail(f"r3 is gone from the named nodes after the throttle node went over it: {names}")
+refused("Device 'disk3' is in throttle group 'disk3': moving it to 'tg0' is not supported",
+        device="disk3", group="tg0", **zero)
 
 refused("cannot be used at the same time", device="disk0", **dict(zero, iops=5, iops_rd=5))
 refused("cannot be lower than", device="disk0", **dict(zero, iops=50, iops_max=10))

@@ -16,6 +16,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2.h"
+#include "blockdev/throttle.h"
 
 struct fixture {
 	char raw[240], qcow2[256];
@@ -385,6 +386,93 @@ static void set_backing_refuses_loops_writers_and_formats_without_backing(void *
 	unlink(raw_path);
 }
 
+struct mover {
+	struct drain_count c;
+	struct blockdev *served; /* what the replace hook was told */
+};
+
+static int mover_replace(void *opaque, struct blockdev *bs, struct error **errp)
+{
+	((struct mover *)opaque)->served = bs;
+	return 0;
+}
+
+static void mover_begin(void *opaque)
+{
+	count_begin(&((struct mover *)opaque)->c);
+}
+
+static void mover_end(void *opaque)
+{
+	count_end(&((struct mover *)opaque)->c);
+}
+
+static const struct blockdev_user_ops mover_ops = { mover_begin, mover_end, mover_replace };
+
+static struct blockdev *open_throttle(struct blockdev *bs, void *arg, struct error **errp)
+{
+	struct blockdev_opts o = { 0 };
+	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
+	bool used[1] = { false };
+	struct blockdev *t;
+
+	if (!arg) {
+		error_setg(errp, "refused as asked");
+		return NULL;
+	}
+	ctx.used = used;
+	blockdev_ref(bs);
+	assert_int_equal(blockdev_opts_set(&o, "throttle-group", arg, NULL), 0);
+	t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
+	blockdev_opts_free(&o);
+	if (!t)
+		blockdev_unref(bs);
+	return t;
+}
+
+/* A filter goes over a node a writer uses (its link would clash with that writer were the
+ * writer not moving onto it); the writer then serves the filter. A failed open changes nothing. */
+static void a_filter_goes_over_a_node_and_its_users_move_onto_it(void **state)
+{
+	struct fixture *f = *state;
+	struct mover m = { 0 };
+	struct blockdev_user u = frontend("virtio-blk0", true), other = frontend("x", true);
+	struct blockdev *bs = open_img(f->raw, "disk0", false), *t;
+	struct throttle_limits l;
+	struct blockdev_drain d;
+	struct error *err = NULL;
+
+	throttle_limits_init(&l);
+	assert_non_null(blockdev_throttle_group_new("g0", &l, NULL));
+	u.ops = &mover_ops;
+	u.opaque = &m;
+	assert_int_equal(blockdev_attach(bs, &u, NULL), 0);
+	assert_int_equal(blockdev_drained_begin(bs, &d, NULL), 0);
+	assert_null(blockdev_insert_filter(bs, open_throttle, NULL, &err));
+	assert_string_equal(error_msg(err), "refused as asked");
+	error_free(err);
+	assert_ptr_equal(u.node, bs);
+	assert_null(m.served);
+	t = blockdev_insert_filter(bs, open_throttle, "g0", &err);
+	if (!t)
+		fail_msg("blockdev_insert_filter: %s", error_msg(err));
+	blockdev_drained_end(&d);
+	assert_int_equal(m.c.begin, 1);
+	assert_int_equal(m.c.end, 1);
+	assert_ptr_equal(u.node, t);
+	assert_ptr_equal(m.served, t);
+	assert_ptr_equal(t->file, bs);
+	assert_int_equal(first_byte(t), 0);
+	/* the filter writes the node now: another writer is refused there */
+	assert_int_equal(blockdev_attach(bs, &other, NULL), -1);
+	blockdev_close(t); /* the user holds it */
+	blockdev_close(bs); /* the filter holds it */
+	assert_int_equal(nodes(), 3); /* the filter, the raw node, its file node */
+	blockdev_detach(&u);
+	assert_int_equal(nodes(), 0);
+	blockdev_throttle_group_unref(blockdev_throttle_group_find("g0"));
+}
+
 int main(void)
 {
 #define WITH_IMAGES(t) cmocka_unit_test_setup_teardown(t, make_images, remove_images)
@@ -397,6 +485,7 @@ int main(void)
 		WITH_IMAGES(a_child_stays_while_a_parent_uses_it),
 		WITH_IMAGES(set_backing_swaps_the_chain_in_a_drained_section),
 		WITH_IMAGES(set_backing_refuses_loops_writers_and_formats_without_backing),
+		WITH_IMAGES(a_filter_goes_over_a_node_and_its_users_move_onto_it),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
