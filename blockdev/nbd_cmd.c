@@ -82,14 +82,14 @@ int nbd_cmd_check(const struct nbd_request *r, const struct nbd_export_desc *d, 
 		}
 		return 0;
 	}
+	if (r->type == NBD_CMD_READ && r->len > d->max_payload) {
+		*msg = "a read longer than the maximum payload size";
+		return structured ? NBD_EOVERFLOW : NBD_EINVAL;
+	}
 	if (r->offset > d->size || r->len > d->size - r->offset) {
 		*msg = "the range goes past the end of the export";
 		return r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC :
 										     NBD_EINVAL;
-	}
-	if (r->type == NBD_CMD_READ && r->len > d->max_payload) {
-		*msg = "a read longer than the maximum payload size";
-		return structured ? NBD_EOVERFLOW : NBD_EINVAL;
 	}
 	if (r->type == NBD_CMD_BLOCK_STATUS) {
 		if (!structured || !meta_mask) {

@@ -74,7 +74,7 @@ struct nbd_conn *nbd_conn_new(const struct nbd_conn_ops *ops, void *opaque, size
 		c->lim = *lim;
 	if (!c->lim.max_requests)
 		c->lim.max_requests = NBD_CONN_MAX_REQUESTS;
-	if (c->lim.max_bytes < NBD_MAX_PAYLOAD)
+	if (!c->lim.max_bytes)
 		c->lim.max_bytes = NBD_CONN_MAX_BYTES;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "client");
 	c->out_tail = &c->out_head;

@@ -58,7 +58,7 @@ struct nbd_export_desc {
 /* Requests held by one connection and their bytes (payloads, read buffers, status replies). */
 struct nbd_conn_limits {
 	unsigned int max_requests;  /* 0: NBD_CONN_MAX_REQUESTS */
-	size_t max_bytes;           /* 0: NBD_CONN_MAX_BYTES; at least NBD_MAX_PAYLOAD */
+	size_t max_bytes;           /* 0: NBD_CONN_MAX_BYTES (one request is always let in) */
 };
 #define NBD_CONN_MAX_REQUESTS 128
 #define NBD_CONN_MAX_BYTES (2 * (size_t)NBD_MAX_PAYLOAD)

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
 for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval scsi_cdb \
-	virtio_scsi_req nbd_reply; do
+	virtio_scsi_req nbd_reply nbd_server; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -566,6 +566,73 @@ put('nbd_reply', 'rx-errors', bytes([2 | 4 | 3 << 3]) + table + errors)
 simple_table = nbd_req(0, 0, 0, 2000, 200) + nbd_req(1) + nbd_req(4) + nbd_req(3)
 put('nbd_reply', 'rx-simple', b'\x00' + simple_table + nbd_simple(0, c[0], b'\x5a' * 2000) +
     nbd_simple(1, c[1]) + nbd_simple(0, c[3]) + nbd_simple(0, c[2]))
+# ------------------------------- nbd_server: the NBD server's connection (fuzz_nbd_server.c)
+# option byte: bit 0 canned handshake, bit 1 no structured replies, bit 2 export "" (read-only),
+# bits 3-5 piece size 1 << n, bit 6 replies read only at the end; then ops
+def srv_opt(canned=True, structured=True, ro=False, piece=3, lazy=False):
+    return bytes([(1 if canned else 0) | (0 if structured else 2) | (4 if ro else 0) |
+                  piece << 3 | (64 if lazy else 0)])
+def srv_req(typ, off, length, flags=0):
+    return bytes([0, typ]) + struct.pack('<HQI', flags, off, length)
+def srv_raw(b):
+    return b''.join(bytes([1, len(b[i:i + 255])]) + b[i:i + 255] for i in range(0, len(b), 255))
+SRV_DONE = bytes([3])
+def be_opt(opt, data=b''):
+    return struct.pack('>QII', 0x49484156454F5054, opt, len(data)) + data
+def be_name(n, reqs=()):
+    return struct.pack('>I', len(n)) + n + struct.pack('>H', len(reqs)) + \
+        b''.join(struct.pack('>H', r) for r in reqs)
+def be_meta(n, qs):
+    return struct.pack('>I', len(n)) + n + struct.pack('>I', len(qs)) + \
+        b''.join(struct.pack('>I', len(q)) + q for q in qs)
+# every command, good and bad, through the canned handshake (structured, export "a")
+cmds = (srv_req(0, 0, 4096) + srv_req(1, 8192, 4096) + srv_req(1, 0, 4096, 1) +
+        srv_req(3, 0, 0) + srv_req(4, 4096, 65536) + srv_req(5, 0, 65536) +
+        srv_req(6, 0, 4096, 2) + srv_req(6, 0, 4096, 16) + srv_req(7, 0, 1 << 20) +
+        srv_req(7, 4096, 65536, 8) + srv_req(0, 0, 65536, 4) + srv_req(0, 0, 0) + SRV_DONE +
+        bytes([2, 3, 0, 7, 1, 8, 2, 64]) + SRV_DONE)
+put('nbd_server', 'cmd-all', srv_opt() + cmds)
+put('nbd_server', 'cmd-all-simple', srv_opt(structured=False) + cmds)
+put('nbd_server', 'cmd-all-readonly', srv_opt(ro=True) + cmds)
+put('nbd_server', 'cmd-all-bytewise', srv_opt(piece=0) + cmds)
+put('nbd_server', 'cmd-lazy-reader', srv_opt(lazy=True) +
+    b''.join(srv_req(0, 0, 256 << 10) for _ in range(40)) + SRV_DONE)
+errs = (srv_req(0, (1 << 20) - 10, 4096) + srv_req(1, (1 << 20) - 100, 4096) +
+        srv_req(9, 0, 0) + srv_req(3, 1, 0) + srv_req(0, 0, 0x82000001) +
+        srv_req(7, 0, 0) + srv_req(0, 0xfffffffffffffff0, 4096) + srv_req(0, 0, 4096, 0x20) +
+        SRV_DONE + srv_req(2, 0, 0) + SRV_DONE)
+put('nbd_server', 'cmd-errors-then-disc', srv_opt() + errs)
+put('nbd_server', 'cmd-bad-magic', srv_opt() + srv_req(0, 0, 512) +
+    srv_raw(struct.pack('>IHHQQI', 0x25609514, 0, 0, 1, 0, 512)) + SRV_DONE)
+put('nbd_server', 'cmd-huge-write', srv_opt() + srv_req(1, 0, 0xffffffff) + SRV_DONE)
+put('nbd_server', 'cmd-eof-midway', srv_opt() + srv_req(1, 0, 65536) + bytes([4]))
+put('nbd_server', 'cmd-transport-fails', srv_opt() + srv_req(0, 0, 65536) + bytes([5]))
+# raw handshakes: every option, well and badly formed
+hs = (struct.pack('>I', 3) + be_opt(3) + be_opt(3, b'x') + be_opt(6, be_name(b'a', (0, 1, 2, 3))) +
+      be_opt(6, be_name(b'', (1, 2))) + be_opt(7, be_name(b'zz')) + be_opt(6, b'\0\0') +
+      be_opt(9, be_meta(b'a', [])) + be_opt(8) + be_opt(8, b'x') + be_opt(9, be_meta(b'a', [])) +
+      be_opt(9, be_meta(b'a', [b'base:', b'qemu:', b'qemu:dirty-bitmap:', b'x-y:z'])) +
+      be_opt(10, be_meta(b'a', [b'base:allocation', b'qemu:dirty-bitmap:bm', b'nocolon'])) +
+      be_opt(10, be_meta(b'nope', [b'base:allocation'])) + be_opt(5) + be_opt(11) +
+      be_opt(4242, b'\x55' * 300) + be_opt(7, be_name(b'a', (3,))))
+put('nbd_server', 'hs-every-option', srv_opt(canned=False) + srv_raw(hs) +
+    srv_req(0, 0, 4096) + SRV_DONE)
+put('nbd_server', 'hs-export-name', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 1) + be_opt(1, b'a')) + srv_req(0, 0, 4096) + SRV_DONE)
+put('nbd_server', 'hs-export-name-zeroes', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 1) + be_opt(1, b'')) + SRV_DONE)
+put('nbd_server', 'hs-export-name-unknown', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 3) + be_opt(1, b'nope')) + SRV_DONE)
+put('nbd_server', 'hs-not-fixed', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 0) + be_opt(3)) + SRV_DONE)
+put('nbd_server', 'hs-bad-flags', srv_opt(canned=False) + srv_raw(struct.pack('>I', 8)) + SRV_DONE)
+put('nbd_server', 'hs-abort', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 1) + be_opt(2, b'junk')) + SRV_DONE)
+put('nbd_server', 'hs-bad-magic', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 1) + b'IHAVEOPX' + struct.pack('>II', 3, 0)) + SRV_DONE)
+put('nbd_server', 'hs-too-big', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 1) + struct.pack('>QII', 0x49484156454F5054, 7, 70000)) +
+    srv_raw(b'\0' * 1000) + SRV_DONE)
 PY
 
 # ---------------------------------------------------------------------------- qcow2 seeds

@@ -1,0 +1,1201 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The NBD server (blockdev/nbd_server.h) driven by a hand-written client over a socketpair (and
+ * the server's unix socket): the handshake and each option, each command with simple and
+ * structured replies, the protocol's errors (bad magic, unknown option, read past the end,
+ * oversize lengths, truncated requests, writes to a read-only export), a client that does not
+ * read its replies, drained sections, export deletion, max-connections and the handshake
+ * deadline. The image is a sparse raw file: data at [64 KiB, 128 KiB) and [1 MiB, 1 MiB+4 KiB),
+ * holes elsewhere; writes go to [2 MiB, 4 MiB).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blockdev/bitmap.h"
+#include "blockdev/blockdev.h"
+#include "blockdev/nbd_proto.h"
+#include "blockdev/nbd_server.h"
+#include "iothreads/iothread.h"
+#include "tests/unit/img_fixture.h"
+
+#define IMG_SIZE (4u << 20)
+#define DATA1_OFF (64u << 10)
+#define DATA1_LEN (64u << 10)
+#define DATA2_OFF (1u << 20)
+#define DATA2_LEN 4096u
+#define WR_OFF (2u << 20)
+#define MAX_REP (1u << 20)
+
+static struct iothread *it;
+static struct blockdev *bs;
+static struct nbd_server *srv;
+static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+/* ---- fixture --------------------------------------------------------------------------------- */
+
+static struct nbd_server *server_start(unsigned int max_conns, unsigned int handshake_ms)
+{
+	struct nbd_server_opts so = {
+		.type = NBD_ADDR_UNIX, .path = sock_path, .iothread = it,
+		.max_connections = max_conns, .handshake_ms = handshake_ms,
+	};
+	struct nbd_export_opts rw = {
+		.id = "e-rw", .node = bs, .name = "rw", .writable = true, .bitmap = "b0",
+		.iothread = it,
+	};
+	struct nbd_export_opts ro = {
+		.id = "e-ro", .node = bs, .name = "ro", .description = "a read-only view",
+		.iothread = it,
+	};
+	struct error *err = NULL;
+	struct nbd_server *s = nbd_server_start(&so, &err);
+
+	if (!s || nbd_export_add(s, &rw, &err) < 0 || nbd_export_add(s, &ro, &err) < 0)
+		fail_msg("%s", error_msg(err));
+	return s;
+}
+
+static int group_setup(void **state)
+{
+	struct iothread_opts io = { 0 };
+	struct error *err = NULL;
+
+	if (imgfx_setup("nbd") < 0)
+		return -1;
+	snprintf(sock_path, sizeof(sock_path), "%s", imgfx_path("nbd.sock"));
+	imgfx_make_raw("disk.raw", IMG_SIZE);
+	bs = imgfx_open("disk.raw", "raw", "nbdtest", false);
+	imgfx_fill(bs, DATA1_OFF, DATA1_LEN, 0xaa);
+	imgfx_fill(bs, DATA2_OFF, DATA2_LEN, 0xbb);
+	if (!blockdev_bitmap_add(bs, "b0", 65536, false, &err))
+		fail_msg("%s", error_msg(err));
+	it = iothread_create("nbd-test", &io, &err);
+	if (!it)
+		fail_msg("%s", error_msg(err));
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	iothread_destroy(it);
+	blockdev_close(bs);
+	return imgfx_teardown();
+}
+
+static int setup(void **state)
+{
+	srv = server_start(0, 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	nbd_server_stop(srv);
+	srv = NULL;
+	return 0;
+}
+
+/* ---- a blocking client ----------------------------------------------------------------------- */
+
+static void xwrite(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n) {
+		ssize_t r = send(fd, b, n, MSG_NOSIGNAL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			fail_msg("send: %s", strerror(errno));
+		b += r;
+		n -= (size_t)r;
+	}
+}
+
+/* false on end of stream or a 5 s timeout */
+static bool xread(int fd, void *p, size_t n)
+{
+	uint8_t *b = p;
+
+	while (n) {
+		ssize_t r = recv(fd, b, n, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		b += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+static void must_read(int fd, void *p, size_t n)
+{
+	if (!xread(fd, p, n))
+		fail_msg("the server closed the connection or went silent");
+}
+
+/* The server closes the connection within @ms (everything it sends before is dropped). */
+static bool closed_within(int fd, int ms)
+{
+	uint8_t buf[4096];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		ssize_t r;
+
+		if (poll(&p, 1, ms) <= 0)
+			return false;
+		r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return true;
+		if (r < 0 && errno != EAGAIN && errno != EINTR)
+			return false;
+	}
+}
+
+/* Nothing arrives within @ms. */
+static bool silent_for(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 0;
+}
+
+static int timeouts(int fd)
+{
+	struct timeval tv = { .tv_sec = 5 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* A socketpair whose other end the server serves. */
+static int connect_pair(void)
+{
+	struct error *err = NULL;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	if (nbd_server_add_client(srv, sv[0], &err) < 0)
+		fail_msg("%s", error_msg(err));
+	return timeouts(sv[1]);
+}
+
+/* A connection to the server's unix socket. */
+static int connect_unix(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock_path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return timeouts(fd);
+}
+
+/* Reads the greeting and answers with @cflags. */
+static void greet(int fd, uint32_t cflags)
+{
+	uint8_t g[NBD_HANDSHAKE_LEN], f[4];
+
+	must_read(fd, g, sizeof(g));
+	assert_true(nbd_get_be64(g) == NBD_INIT_PASSWD);
+	assert_true(nbd_get_be64(g + 8) == NBD_OPTS_MAGIC);
+	assert_int_equal(nbd_get_be16(g + 16), NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	nbd_put_be32(f, cflags);
+	xwrite(fd, f, sizeof(f));
+}
+
+static int client(uint32_t cflags)
+{
+	int fd = connect_pair();
+
+	greet(fd, cflags);
+	return fd;
+}
+
+static void send_opt(int fd, uint32_t opt, const void *data, uint32_t len)
+{
+	uint8_t h[NBD_OPT_HDR_LEN];
+
+	nbd_encode_opt_hdr(h, opt, len);
+	xwrite(fd, h, sizeof(h));
+	if (len)
+		xwrite(fd, data, len);
+}
+
+struct rep {
+	uint32_t opt, type, len;
+	uint8_t data[MAX_REP];
+};
+
+static struct rep *read_rep(int fd, struct rep *r)
+{
+	uint8_t h[NBD_OPT_REPLY_HDR_LEN];
+	struct nbd_opt_reply_hdr rh;
+
+	must_read(fd, h, sizeof(h));
+	nbd_decode_opt_reply_hdr(h, &rh);
+	assert_true(rh.magic == NBD_REP_MAGIC);
+	assert_true(rh.len <= MAX_REP);
+	r->opt = rh.option;
+	r->type = rh.type;
+	r->len = rh.len;
+	must_read(fd, r->data, rh.len);
+	return r;
+}
+
+/* One reply of @type to @opt. */
+static void expect_rep(int fd, struct rep *r, uint32_t opt, uint32_t type)
+{
+	read_rep(fd, r);
+	if (r->opt != opt || r->type != type)
+		fail_msg("reply %#x to option %u, expected %#x to %u (%.*s)", r->type, r->opt, type,
+			 opt, NBD_REP_IS_ERR(r->type) ? (int)r->len : 0, (char *)r->data);
+}
+
+/* NBD_OPT_INFO/GO data: name, then the info requests. */
+static uint32_t info_data(uint8_t *buf, const char *name, const uint16_t *req, uint16_t n)
+{
+	uint32_t nl = (uint32_t)strlen(name);
+
+	nbd_put_be32(buf, nl);
+	memcpy(buf + 4, name, nl);
+	nbd_put_be16(buf + 4 + nl, n);
+	for (uint16_t i = 0; i < n; i++)
+		nbd_put_be16(buf + 6 + nl + 2 * i, req[i]);
+	return 6 + nl + 2u * n;
+}
+
+/* *_META_CONTEXT data: export name, queries. */
+static uint32_t meta_data(uint8_t *buf, const char *name, const char *const *q, uint32_t n)
+{
+	uint32_t nl = (uint32_t)strlen(name), pos;
+
+	nbd_put_be32(buf, nl);
+	memcpy(buf + 4, name, nl);
+	nbd_put_be32(buf + 4 + nl, n);
+	pos = 8 + nl;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t ql = (uint32_t)strlen(q[i]);
+
+		nbd_put_be32(buf + pos, ql);
+		memcpy(buf + pos + 4, q[i], ql);
+		pos += 4 + ql;
+	}
+	return pos;
+}
+
+/* Negotiates (structured replies and base:allocation + the bitmap when @structured), then GO
+ * on @name; returns the transmission flags. */
+static uint16_t go(int fd, const char *name, bool structured)
+{
+	static struct rep r;
+	uint8_t buf[512];
+	uint16_t flags = 0;
+	uint32_t len;
+
+	if (structured) {
+		const char *q[] = { NBD_META_BASE_ALLOCATION, "qemu:dirty-bitmap:b0" };
+
+		send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		expect_rep(fd, &r, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK);
+		len = meta_data(buf, name, q, 2);
+		send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len);
+		for (;;) {
+			read_rep(fd, &r);
+			if (r.type == NBD_REP_ACK)
+				break;
+			assert_int_equal(r.type, NBD_REP_META_CONTEXT);
+		}
+	}
+	len = info_data(buf, name, NULL, 0);
+	send_opt(fd, NBD_OPT_GO, buf, len);
+	for (;;) {
+		read_rep(fd, &r);
+		if (r.type == NBD_REP_ACK)
+			break;
+		if (r.type != NBD_REP_INFO)
+			fail_msg("GO %s: reply %#x: %.*s", name, r.type, (int)r.len, (char *)r.data);
+		if (nbd_get_be16(r.data) == NBD_INFO_EXPORT)
+			flags = nbd_get_be16(r.data + 10);
+	}
+	return flags;
+}
+
+static void send_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
+		     uint32_t len, const void *payload)
+{
+	uint8_t h[NBD_REQUEST_LEN];
+
+	nbd_encode_request(h, &(struct nbd_request){ .flags = flags, .type = type,
+						     .cookie = cookie, .offset = off, .len = len });
+	xwrite(fd, h, sizeof(h));
+	if (payload)
+		xwrite(fd, payload, len);
+}
+
+/* A simple reply; its error. */
+static uint32_t simple_reply(int fd, uint64_t cookie)
+{
+	uint8_t h[NBD_SIMPLE_REPLY_LEN];
+	struct nbd_simple_reply r;
+
+	must_read(fd, h, sizeof(h));
+	nbd_decode_simple_reply(h, &r);
+	assert_true(r.magic == NBD_SIMPLE_REPLY_MAGIC);
+	assert_true(r.cookie == cookie);
+	return r.error;
+}
+
+struct chunk {
+	uint16_t flags, type;
+	uint64_t cookie;
+	uint32_t len;
+	uint8_t *data; /* malloc'd */
+};
+
+static void read_chunk(int fd, struct chunk *c)
+{
+	uint8_t h[NBD_STRUCTURED_REPLY_LEN];
+	struct nbd_chunk_hdr ch;
+
+	must_read(fd, h, sizeof(h));
+	nbd_decode_chunk_hdr(h, &ch);
+	assert_true(ch.magic == NBD_STRUCTURED_REPLY_MAGIC);
+	assert_true(ch.len <= NBD_MAX_PAYLOAD + 64);
+	c->flags = ch.flags;
+	c->type = ch.type;
+	c->cookie = ch.cookie;
+	c->len = (uint32_t)ch.len;
+	c->data = malloc(c->len + 1);
+	must_read(fd, c->data, c->len);
+}
+
+/* The error of a structured reply that is one error chunk. */
+static uint32_t error_chunk(int fd, uint64_t cookie)
+{
+	struct chunk c;
+	uint32_t err;
+
+	read_chunk(fd, &c);
+	assert_true(c.cookie == cookie);
+	assert_int_equal(c.type, NBD_REPLY_TYPE_ERROR);
+	assert_true(c.flags & NBD_REPLY_FLAG_DONE);
+	assert_true(c.len >= 6);
+	err = nbd_get_be32(c.data);
+	assert_int_equal(nbd_get_be16(c.data + 4), c.len - 6);
+	free(c.data);
+	return err;
+}
+
+/* A structured read reply assembled into @buf (holes as zeroes); the number of hole chunks. */
+static unsigned int read_structured(int fd, uint64_t cookie, uint64_t off, uint8_t *buf,
+				    uint32_t len)
+{
+	uint64_t covered = 0;
+	unsigned int holes = 0;
+	struct chunk c;
+
+	do {
+		read_chunk(fd, &c);
+		assert_true(c.cookie == cookie);
+		if (c.type == NBD_REPLY_TYPE_OFFSET_DATA) {
+			uint64_t o = nbd_get_be64(c.data);
+
+			assert_true(o >= off && o - off + (c.len - 8) <= len);
+			memcpy(buf + (o - off), c.data + 8, c.len - 8);
+			covered += c.len - 8;
+		} else if (c.type == NBD_REPLY_TYPE_OFFSET_HOLE) {
+			uint64_t o = nbd_get_be64(c.data);
+			uint32_t n = nbd_get_be32(c.data + 8);
+
+			assert_int_equal(c.len, 12);
+			assert_true(n && o >= off && o - off + n <= len);
+			memset(buf + (o - off), 0, n);
+			covered += n;
+			holes++;
+		} else if (c.type != NBD_REPLY_TYPE_NONE) {
+			fail_msg("chunk type %#x in a read reply", c.type);
+		}
+		free(c.data);
+	} while (!(c.flags & NBD_REPLY_FLAG_DONE));
+	assert_true(covered == len);
+	return holes;
+}
+
+static void fill(uint8_t *p, size_t n, uint8_t b)
+{
+	memset(p, b, n);
+}
+
+static bool all(const uint8_t *p, size_t n, uint8_t b)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != b)
+			return false;
+	return true;
+}
+
+/* ---- handshake ------------------------------------------------------------------------------- */
+
+static void test_greeting_and_unknown_client_flags(void **state)
+{
+	int fd = client(1u << 7); /* an unknown client flag: the server MUST drop us */
+
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+	fd = connect_unix(); /* and the listening socket serves the same */
+	greet(fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+	send_opt(fd, NBD_OPT_ABORT, NULL, 0);
+	{
+		static struct rep r;
+
+		expect_rep(fd, &r, NBD_OPT_ABORT, NBD_REP_ACK);
+	}
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+}
+
+static void test_opt_list(void **state)
+{
+	static struct rep r;
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE), seen = 0;
+
+	send_opt(fd, NBD_OPT_LIST, NULL, 0);
+	for (;;) {
+		read_rep(fd, &r);
+		if (r.type == NBD_REP_ACK)
+			break;
+		assert_int_equal(r.type, NBD_REP_SERVER);
+		uint32_t nl = nbd_get_be32(r.data);
+
+		assert_true(nl <= r.len - 4);
+		if (nl == 2 && !memcmp(r.data + 4, "rw", 2))
+			seen |= 1;
+		if (nl == 2 && !memcmp(r.data + 4, "ro", 2)) {
+			seen |= 2;
+			assert_int_equal(r.len - 4 - nl, strlen("a read-only view"));
+		}
+	}
+	assert_int_equal(seen, 3);
+	send_opt(fd, NBD_OPT_LIST, "x", 1); /* no data allowed */
+	expect_rep(fd, &r, NBD_OPT_LIST, NBD_REP_ERR_INVALID);
+	close(fd);
+}
+
+static void test_opt_info_and_go(void **state)
+{
+	static const uint16_t req[] = { NBD_INFO_NAME, NBD_INFO_DESCRIPTION, NBD_INFO_BLOCK_SIZE };
+	static struct rep r;
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	bool got_exp = false, got_bs = false, got_name = false, got_desc = false;
+	uint8_t buf[256];
+	uint32_t len = info_data(buf, "ro", req, 3);
+
+	send_opt(fd, NBD_OPT_INFO, buf, len);
+	for (;;) {
+		read_rep(fd, &r);
+		if (r.type == NBD_REP_ACK)
+			break;
+		assert_int_equal(r.type, NBD_REP_INFO);
+		switch (nbd_get_be16(r.data)) {
+		case NBD_INFO_EXPORT: {
+			struct nbd_info_export ie = { 0 };
+
+			assert_true(nbd_decode_info_export(r.data, r.len, &ie));
+			assert_true(ie.size == IMG_SIZE);
+			assert_true(ie.flags & NBD_FLAG_HAS_FLAGS);
+			assert_true(ie.flags & NBD_FLAG_READ_ONLY);
+			assert_true(ie.flags & NBD_FLAG_CAN_MULTI_CONN);
+			assert_false(ie.flags & NBD_FLAG_SEND_DF); /* no structured replies */
+			got_exp = true;
+			break;
+		}
+		case NBD_INFO_BLOCK_SIZE: {
+			struct nbd_info_block_size b = { 0 };
+
+			assert_true(nbd_decode_info_block_size(r.data, r.len, &b));
+			assert_true(nbd_block_size_valid(&b));
+			assert_int_equal(b.max, NBD_MAX_PAYLOAD);
+			got_bs = true;
+			break;
+		}
+		case NBD_INFO_NAME:
+			assert_int_equal(r.len, 4);
+			assert_memory_equal(r.data + 2, "ro", 2);
+			got_name = true;
+			break;
+		case NBD_INFO_DESCRIPTION:
+			assert_memory_equal(r.data + 2, "a read-only view", r.len - 2);
+			got_desc = true;
+			break;
+		}
+	}
+	assert_true(got_exp && got_bs && got_name && got_desc);
+	/* an unknown export: an error, and the session goes on */
+	len = info_data(buf, "nope", NULL, 0);
+	send_opt(fd, NBD_OPT_GO, buf, len);
+	expect_rep(fd, &r, NBD_OPT_GO, NBD_REP_ERR_UNKNOWN);
+	/* information requests that do not fill the data: invalid */
+	len = info_data(buf, "rw", req, 3);
+	send_opt(fd, NBD_OPT_GO, buf, len - 1);
+	expect_rep(fd, &r, NBD_OPT_GO, NBD_REP_ERR_INVALID);
+	/* a name longer than the data */
+	nbd_put_be32(buf, 1000);
+	send_opt(fd, NBD_OPT_INFO, buf, len);
+	expect_rep(fd, &r, NBD_OPT_INFO, NBD_REP_ERR_INVALID);
+	/* then GO works, and the transmission phase with it */
+	assert_true(go(fd, "rw", false) & NBD_FLAG_SEND_FUA);
+	send_req(fd, NBD_CMD_FLUSH, 0, 7, 0, 0, NULL);
+	assert_int_equal(simple_reply(fd, 7), 0);
+	close(fd);
+}
+
+static void test_unknown_and_oversize_options(void **state)
+{
+	static struct rep r;
+	static uint8_t big[70000]; /* more than the server keeps of an option */
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	memset(big, 0x5a, sizeof(big));
+	send_opt(fd, 4242, big, 100); /* unknown: its data is skipped */
+	expect_rep(fd, &r, 4242, NBD_REP_ERR_UNSUP);
+	send_opt(fd, NBD_OPT_EXTENDED_HEADERS, NULL, 0); /* not implemented */
+	expect_rep(fd, &r, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_UNSUP);
+	send_opt(fd, NBD_OPT_STARTTLS, NULL, 0); /* no TLS */
+	expect_rep(fd, &r, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP);
+	send_opt(fd, NBD_OPT_GO, big, sizeof(big)); /* longer than the server keeps */
+	expect_rep(fd, &r, NBD_OPT_GO, NBD_REP_ERR_TOO_BIG);
+	send_opt(fd, NBD_OPT_STRUCTURED_REPLY, "x", 1);
+	expect_rep(fd, &r, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID);
+	send_opt(fd, NBD_OPT_LIST, NULL, 0); /* still in sync */
+	do
+		read_rep(fd, &r);
+	while (r.type == NBD_REP_SERVER);
+	assert_int_equal(r.type, NBD_REP_ACK);
+	close(fd);
+}
+
+static void test_bad_option_magic(void **state)
+{
+	uint8_t h[NBD_OPT_HDR_LEN];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	nbd_encode_opt_hdr(h, NBD_OPT_LIST, 0);
+	h[0] ^= 0xff;
+	xwrite(fd, h, sizeof(h));
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+}
+
+static void test_meta_contexts(void **state)
+{
+	static struct rep r;
+	const char *q_all[] = { "base:", "qemu:", "x-unknown:thing" };
+	const char *q_set[] = { "base:allocation", "qemu:dirty-bitmap:nope", "zzz:y" };
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE), n = 0;
+	uint8_t buf[512];
+	uint32_t len = meta_data(buf, "rw", NULL, 0);
+
+	send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len); /* before structured replies */
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_ERR_INVALID);
+	send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	expect_rep(fd, &r, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK);
+	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, buf, len); /* no query: everything */
+	for (;;) {
+		read_rep(fd, &r);
+		if (r.type == NBD_REP_ACK)
+			break;
+		assert_int_equal(r.type, NBD_REP_META_CONTEXT);
+		assert_int_equal(nbd_get_be32(r.data), 0);
+		n++;
+	}
+	assert_int_equal(n, 2);
+	len = meta_data(buf, "rw", q_all, 3); /* namespace wildcards */
+	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, buf, len);
+	for (n = 0;; n++) {
+		read_rep(fd, &r);
+		if (r.type == NBD_REP_ACK)
+			break;
+	}
+	assert_int_equal(n, 2);
+	len = meta_data(buf, "ro", q_set, 3); /* one of three exists */
+	send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len);
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT);
+	assert_int_equal(r.len, 4 + strlen("base:allocation"));
+	assert_memory_equal(r.data + 4, "base:allocation", r.len - 4);
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK);
+	len = meta_data(buf, "nope", q_set, 1);
+	send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len);
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_ERR_UNKNOWN);
+	len = meta_data(buf, "rw", q_set, 1);
+	nbd_put_be32(buf + 6 + 4, 1000); /* the query's length runs past the data */
+	send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len);
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_ERR_INVALID);
+	/* the failed SET cleared the selection: BLOCK_STATUS is refused after GO */
+	go(fd, "ro", false);
+	send_req(fd, NBD_CMD_BLOCK_STATUS, 0, 9, 0, 4096, NULL);
+	assert_int_equal(error_chunk(fd, 9), NBD_EINVAL);
+	close(fd);
+}
+
+static void test_export_name(void **state)
+{
+	uint8_t rep[NBD_EXPORT_NAME_REPLY_LEN + NBD_ZERO_PAD_LEN], data[512];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	send_opt(fd, NBD_OPT_EXPORT_NAME, "ro", 2);
+	must_read(fd, rep, sizeof(rep)); /* with the 124 zeroes */
+	assert_true(nbd_get_be64(rep) == IMG_SIZE);
+	assert_true(nbd_get_be16(rep + 8) & NBD_FLAG_READ_ONLY);
+	assert_true(all(rep + 10, NBD_ZERO_PAD_LEN, 0));
+	send_req(fd, NBD_CMD_READ, 0, 1, DATA2_OFF, sizeof(data), NULL);
+	assert_int_equal(simple_reply(fd, 1), 0);
+	must_read(fd, data, sizeof(data));
+	assert_true(all(data, sizeof(data), 0xbb));
+	close(fd);
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	send_opt(fd, NBD_OPT_EXPORT_NAME, "rw", 2);
+	must_read(fd, rep, NBD_EXPORT_NAME_REPLY_LEN); /* no zeroes */
+	send_req(fd, NBD_CMD_FLUSH, 0, 2, 0, 0, NULL);
+	assert_int_equal(simple_reply(fd, 2), 0);
+	close(fd);
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	send_opt(fd, NBD_OPT_EXPORT_NAME, "nope", 4); /* cannot be refused: disconnect */
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+}
+
+/* ---- commands -------------------------------------------------------------------------------- */
+
+static void test_simple_commands(void **state)
+{
+	static uint8_t buf[65536], back[65536];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	uint16_t flags = go(fd, "rw", false);
+
+	assert_true(flags & NBD_FLAG_SEND_WRITE_ZEROES);
+	assert_false(flags & NBD_FLAG_READ_ONLY);
+	fill(buf, sizeof(buf), 0x5c);
+	send_req(fd, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 1, WR_OFF, sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 1), 0);
+	send_req(fd, NBD_CMD_READ, 0, 2, WR_OFF, sizeof(back), NULL);
+	assert_int_equal(simple_reply(fd, 2), 0);
+	must_read(fd, back, sizeof(back));
+	assert_memory_equal(buf, back, sizeof(buf));
+	send_req(fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE, 3, WR_OFF, 4096, NULL);
+	assert_int_equal(simple_reply(fd, 3), 0);
+	send_req(fd, NBD_CMD_TRIM, 0, 4, WR_OFF + 8192, 8192, NULL);
+	assert_int_equal(simple_reply(fd, 4), 0);
+	send_req(fd, NBD_CMD_CACHE, 0, 5, 0, 65536, NULL);
+	assert_int_equal(simple_reply(fd, 5), 0);
+	send_req(fd, NBD_CMD_FLUSH, 0, 6, 0, 0, NULL);
+	assert_int_equal(simple_reply(fd, 6), 0);
+	send_req(fd, NBD_CMD_READ, 0, 7, WR_OFF, 16384, NULL);
+	assert_int_equal(simple_reply(fd, 7), 0);
+	must_read(fd, back, 16384);
+	assert_true(all(back, 4096, 0));          /* zeroed */
+	assert_true(all(back + 4096, 4096, 0x5c)); /* untouched */
+	/* the trimmed range's content is unspecified; the rest of the write is there */
+	send_req(fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 8, WR_OFF, 4096, NULL);
+	{
+		uint32_t e = simple_reply(fd, 8);
+
+		assert_true(e == 0 || e == NBD_ENOTSUP);
+	}
+	imgfx_assert_reads(bs, WR_OFF + 16384, sizeof(buf) - 16384, 0x5c);
+	close(fd);
+}
+
+static void test_structured_reads(void **state)
+{
+	static uint8_t buf[2u << 20];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	unsigned int holes;
+	struct chunk c;
+
+	go(fd, "ro", true);
+	/* [0, 2 MiB): hole, data (64 KiB of 0xaa), hole, data (4 KiB of 0xbb), hole */
+	send_req(fd, NBD_CMD_READ, 0, 1, 0, sizeof(buf), NULL);
+	holes = read_structured(fd, 1, 0, buf, sizeof(buf));
+	assert_true(holes >= 3);
+	assert_true(all(buf, DATA1_OFF, 0));
+	assert_true(all(buf + DATA1_OFF, DATA1_LEN, 0xaa));
+	assert_true(all(buf + DATA1_OFF + DATA1_LEN, DATA2_OFF - DATA1_OFF - DATA1_LEN, 0));
+	assert_true(all(buf + DATA2_OFF, DATA2_LEN, 0xbb));
+	assert_true(all(buf + DATA2_OFF + DATA2_LEN, sizeof(buf) - DATA2_OFF - DATA2_LEN, 0));
+	/* don't fragment: one data chunk, the holes as zeroes */
+	send_req(fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 2, 0, 256 << 10, NULL);
+	read_chunk(fd, &c);
+	assert_int_equal(c.type, NBD_REPLY_TYPE_OFFSET_DATA);
+	assert_true(c.flags & NBD_REPLY_FLAG_DONE);
+	assert_int_equal(c.len, 8 + (256 << 10));
+	assert_true(all(c.data + 8 + DATA1_OFF, DATA1_LEN, 0xaa));
+	assert_true(all(c.data + 8, DATA1_OFF, 0));
+	free(c.data);
+	/* a read of length 0: a final chunk with nothing in it */
+	send_req(fd, NBD_CMD_READ, 0, 3, 0, 0, NULL);
+	read_chunk(fd, &c);
+	assert_true(c.type == NBD_REPLY_TYPE_NONE && (c.flags & NBD_REPLY_FLAG_DONE));
+	free(c.data);
+	/* past the end: an error chunk, and the connection goes on */
+	send_req(fd, NBD_CMD_READ, 0, 4, IMG_SIZE - 4096, 8192, NULL);
+	assert_int_equal(error_chunk(fd, 4), NBD_EINVAL);
+	send_req(fd, NBD_CMD_READ, 0, 5, UINT64_MAX - 10, 4096, NULL); /* offset + len wraps */
+	assert_int_equal(error_chunk(fd, 5), NBD_EINVAL);
+	/* longer than the maximum payload */
+	send_req(fd, NBD_CMD_READ, 0, 6, 0, NBD_MAX_PAYLOAD + 1, NULL);
+	assert_int_equal(error_chunk(fd, 6), NBD_EOVERFLOW);
+	/* a flag not valid for READ */
+	send_req(fd, NBD_CMD_READ, NBD_CMD_FLAG_REQ_ONE, 7, 0, 4096, NULL);
+	assert_int_equal(error_chunk(fd, 7), NBD_EINVAL);
+	close(fd);
+}
+
+/* Reads a block status reply: extents per context id (up to @max each); returns the count of
+ * context 1 (base:allocation) and fills @ext with them. */
+static unsigned int block_status(int fd, uint64_t cookie, uint32_t *ext, unsigned int max,
+				 unsigned int *n_dirty, uint32_t *dirty)
+{
+	unsigned int n = 0;
+	struct chunk c;
+
+	*n_dirty = 0;
+	do {
+		read_chunk(fd, &c);
+		assert_true(c.cookie == cookie);
+		assert_int_equal(c.type, NBD_REPLY_TYPE_BLOCK_STATUS);
+		assert_true(c.len >= 12 && (c.len - 4) % 8 == 0);
+		uint32_t id = nbd_get_be32(c.data), cnt = (c.len - 4) / 8;
+
+		for (uint32_t i = 0; i < cnt && i < max; i++) {
+			uint32_t *dst = id == 1 ? ext + 2 * i : dirty + 2 * i;
+
+			dst[0] = nbd_get_be32(c.data + 4 + 8 * i);
+			dst[1] = nbd_get_be32(c.data + 8 + 8 * i);
+			assert_true(dst[0] > 0);
+		}
+		if (id == 1)
+			n = cnt;
+		else
+			*n_dirty = cnt;
+		free(c.data);
+	} while (!(c.flags & NBD_REPLY_FLAG_DONE));
+	return n;
+}
+
+static void test_block_status(void **state)
+{
+	uint32_t ext[64], dirty[64];
+	static uint8_t buf[4096];
+	unsigned int n, nd;
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "rw", true);
+	send_req(fd, NBD_CMD_BLOCK_STATUS, 0, 1, 0, 2u << 20, NULL);
+	n = block_status(fd, 1, ext, 32, &nd, dirty);
+	/* hole, data, hole, data, hole: the raw file's own holes */
+	assert_int_equal(n, 5);
+	assert_int_equal(ext[0], DATA1_OFF);
+	assert_int_equal(ext[1], NBD_STATE_HOLE | NBD_STATE_ZERO);
+	assert_int_equal(ext[2], DATA1_LEN);
+	assert_int_equal(ext[3], 0);
+	assert_int_equal(ext[5], NBD_STATE_HOLE | NBD_STATE_ZERO);
+	assert_int_equal(ext[6], DATA2_LEN);
+	assert_int_equal(ext[7], 0);
+	assert_true(nd >= 1);
+	/* one extent only */
+	send_req(fd, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 2, DATA1_OFF + 4096, 1u << 20,
+		 NULL);
+	n = block_status(fd, 2, ext, 32, &nd, dirty);
+	assert_int_equal(n, 1);
+	assert_int_equal(nd, 1);
+	assert_int_equal(ext[0], DATA1_LEN - 4096);
+	assert_int_equal(ext[1], 0);
+	/* a write through the export dirties the bitmap's granules */
+	fill(buf, sizeof(buf), 0x77);
+	send_req(fd, NBD_CMD_WRITE, 0, 3, WR_OFF + (1u << 20), sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 3), 0);
+	send_req(fd, NBD_CMD_BLOCK_STATUS, 0, 4, WR_OFF + (1u << 20) - 65536, 3 * 65536, NULL);
+	n = block_status(fd, 4, ext, 32, &nd, dirty);
+	assert_int_equal(nd, 3);
+	assert_int_equal(dirty[0], 65536);
+	assert_int_equal(dirty[1], 0);
+	assert_int_equal(dirty[2], 65536);
+	assert_int_equal(dirty[3], NBD_STATE_DIRTY);
+	assert_int_equal(dirty[4], 65536);
+	/* past the end, and length 0 */
+	send_req(fd, NBD_CMD_BLOCK_STATUS, 0, 5, IMG_SIZE, 4096, NULL);
+	assert_int_equal(error_chunk(fd, 5), NBD_EINVAL);
+	send_req(fd, NBD_CMD_BLOCK_STATUS, 0, 6, 0, 0, NULL);
+	assert_int_equal(error_chunk(fd, 6), NBD_EINVAL);
+	close(fd);
+}
+
+static void test_errors_keep_the_connection(void **state)
+{
+	static uint8_t buf[8192];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "rw", false);
+	fill(buf, sizeof(buf), 0x11);
+	/* a write past the end: its payload is read, ENOSPC, and the stream stays in step */
+	send_req(fd, NBD_CMD_WRITE, 0, 1, IMG_SIZE - 4096, sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 1), NBD_ENOSPC);
+	send_req(fd, NBD_CMD_READ, 0, 2, IMG_SIZE - 4096, 8192, NULL);
+	assert_int_equal(simple_reply(fd, 2), NBD_EINVAL);
+	send_req(fd, 99, 0, 3, 0, 0, NULL); /* unknown command */
+	assert_int_equal(simple_reply(fd, 3), NBD_EINVAL);
+	send_req(fd, NBD_CMD_WRITE, NBD_CMD_FLAG_DF, 4, WR_OFF, 512, buf); /* DF on a write */
+	assert_int_equal(simple_reply(fd, 4), NBD_EINVAL);
+	send_req(fd, NBD_CMD_FLUSH, 0, 5, 4096, 0, NULL);
+	assert_int_equal(simple_reply(fd, 5), NBD_EINVAL);
+	/* without structured replies a read longer than the maximum payload is invalid */
+	send_req(fd, NBD_CMD_READ, 0, 6, 0, NBD_MAX_PAYLOAD + 4096, NULL);
+	assert_int_equal(simple_reply(fd, 6), NBD_EINVAL);
+	send_req(fd, NBD_CMD_TRIM, 0, 7, IMG_SIZE, 1, NULL);
+	assert_int_equal(simple_reply(fd, 7), NBD_EINVAL);
+	send_req(fd, NBD_CMD_WRITE_ZEROES, 0, 8, IMG_SIZE - 1, 2, NULL);
+	assert_int_equal(simple_reply(fd, 8), NBD_ENOSPC);
+	send_req(fd, NBD_CMD_WRITE, 0, 9, WR_OFF, 512, buf); /* and a good one */
+	assert_int_equal(simple_reply(fd, 9), 0);
+	imgfx_assert_reads(bs, IMG_SIZE - 4096, 4096, 0);
+	close(fd);
+}
+
+static void test_read_only_export(void **state)
+{
+	static uint8_t buf[4096];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	uint16_t flags = go(fd, "ro", false);
+
+	assert_true(flags & NBD_FLAG_READ_ONLY);
+	fill(buf, sizeof(buf), 0xee);
+	send_req(fd, NBD_CMD_WRITE, 0, 1, DATA2_OFF, sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 1), NBD_EPERM);
+	send_req(fd, NBD_CMD_TRIM, 0, 2, DATA2_OFF, 4096, NULL);
+	assert_int_equal(simple_reply(fd, 2), NBD_EPERM);
+	send_req(fd, NBD_CMD_WRITE_ZEROES, 0, 3, DATA2_OFF, 4096, NULL);
+	assert_int_equal(simple_reply(fd, 3), NBD_EPERM);
+	send_req(fd, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 4, DATA2_OFF, sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 4), NBD_EINVAL); /* FUA was not offered */
+	send_req(fd, NBD_CMD_FLUSH, 0, 5, 0, 0, NULL);
+	assert_int_equal(simple_reply(fd, 5), 0);
+	imgfx_assert_reads(bs, DATA2_OFF, DATA2_LEN, 0xbb);
+	close(fd);
+}
+
+static void test_framing_violations_disconnect(void **state)
+{
+	uint8_t h[NBD_REQUEST_LEN];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "rw", false);
+	nbd_encode_request(h, &(struct nbd_request){ .type = NBD_CMD_READ, .len = 512 });
+	h[0] ^= 1; /* bad magic */
+	xwrite(fd, h, sizeof(h));
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "rw", false);
+	/* a write payload beyond the maximum: its bytes cannot be skipped safely */
+	send_req(fd, NBD_CMD_WRITE, 0, 1, 0, 0x7fffffff, NULL);
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "rw", false);
+	xwrite(fd, h, 10); /* a truncated request, then the client goes */
+	close(fd);
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "rw", false);
+	send_req(fd, NBD_CMD_WRITE, 0, 1, WR_OFF, 65536, NULL);
+	{
+		static const uint8_t part[100];
+
+		xwrite(fd, part, sizeof(part)); /* a truncated payload */
+	}
+	close(fd);
+}
+
+/* Connections of export @name as nbd_export_list sees them. */
+struct count_arg {
+	const char *name;
+	unsigned int n;
+};
+
+static void count_one(void *opaque, const struct nbd_export_info *info)
+{
+	struct count_arg *a = opaque;
+
+	if (!strcmp(info->name, a->name))
+		a->n = info->connections;
+}
+
+static unsigned int connections(const char *name)
+{
+	struct count_arg a = { name, 0 };
+
+	nbd_export_list(srv, count_one, &a);
+	return a.n;
+}
+
+/* Waits up to 3 s for export @name to have @n connections. */
+static bool wait_connections(const char *name, unsigned int n)
+{
+	for (int i = 0; i < 300; i++) {
+		if (connections(name) == n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, rss = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void test_client_not_reading_replies(void **state)
+{
+	enum { N = 400, LEN = 1u << 20 };
+	static uint8_t back[LEN];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE), sent = 0;
+	long before;
+
+	go(fd, "ro", false);
+	before = rss_kib();
+	/* 400 MiB of replies asked for, none read: the server must stop reading the requests
+	 * (our sends stall) and hold no more than its limit */
+	for (sent = 0; sent < N; sent++) {
+		uint8_t h[NBD_REQUEST_LEN];
+		ssize_t r;
+
+		nbd_encode_request(h, &(struct nbd_request){ .type = NBD_CMD_READ,
+							     .cookie = (uint64_t)sent,
+							     .offset = 0, .len = LEN });
+		r = send(fd, h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			if (poll(&p, 1, 500) <= 0)
+				break; /* the server stopped reading: what we wanted */
+			r = send(fd, h, sizeof(h), MSG_NOSIGNAL);
+		}
+		assert_int_equal(r, sizeof(h));
+	}
+	usleep(200000);
+	assert_true(rss_kib() - before < 200 * 1024);
+	/* every request sent is answered, in full, once we read */
+	for (int i = 0; i < N; i++) {
+		uint8_t h[NBD_REQUEST_LEN];
+
+		if (i >= sent) { /* the rest, now that the server reads again */
+			nbd_encode_request(h, &(struct nbd_request){ .type = NBD_CMD_READ,
+								     .cookie = (uint64_t)i,
+								     .offset = 0, .len = LEN });
+			xwrite(fd, h, sizeof(h));
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		uint8_t r[NBD_SIMPLE_REPLY_LEN];
+		struct nbd_simple_reply sr;
+
+		must_read(fd, r, sizeof(r));
+		nbd_decode_simple_reply(r, &sr);
+		assert_true(sr.magic == NBD_SIMPLE_REPLY_MAGIC && sr.error == 0);
+		assert_true(sr.cookie < N);
+		must_read(fd, back, LEN);
+		assert_true(all(back + DATA1_OFF, DATA1_LEN, 0xaa));
+	}
+	close(fd);
+}
+
+static void test_disc_answers_what_is_in_flight(void **state)
+{
+	static uint8_t buf[65536];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "rw", false);
+	fill(buf, sizeof(buf), 0x3c);
+	for (int i = 0; i < 8; i++)
+		send_req(fd, NBD_CMD_WRITE, 0, (uint64_t)i, WR_OFF + (uint64_t)i * sizeof(buf),
+			 sizeof(buf), buf);
+	send_req(fd, NBD_CMD_DISC, 0, 100, 0, 0, NULL);
+	for (int i = 0; i < 8; i++) {
+		uint8_t r[NBD_SIMPLE_REPLY_LEN];
+
+		must_read(fd, r, sizeof(r));
+		assert_int_equal(nbd_get_be32(r + 4), 0);
+	}
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+	imgfx_assert_reads(bs, WR_OFF, 8 * sizeof(buf), 0x3c);
+	assert_true(wait_connections("rw", 0));
+}
+
+static void test_drained_section_parks_requests(void **state)
+{
+	struct blockdev_drain d;
+	static uint8_t buf[4096];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "rw", false);
+	send_req(fd, NBD_CMD_FLUSH, 0, 1, 0, 0, NULL);
+	assert_int_equal(simple_reply(fd, 1), 0);
+	assert_int_equal(blockdev_drained_begin(bs, &d, NULL), 0);
+	fill(buf, sizeof(buf), 0x99);
+	send_req(fd, NBD_CMD_WRITE, 0, 2, WR_OFF, sizeof(buf), buf);
+	assert_true(silent_for(fd, 200)); /* held while the section is open */
+	imgfx_assert_reads(bs, WR_OFF, 4096, 0x3c); /* and not written */
+	blockdev_drained_end(&d);
+	assert_int_equal(simple_reply(fd, 2), 0);
+	imgfx_assert_reads(bs, WR_OFF, 4096, 0x99);
+	close(fd);
+}
+
+static void test_export_del(void **state)
+{
+	struct error *err = NULL;
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "ro", false);
+	assert_true(wait_connections("ro", 1));
+	assert_int_equal(nbd_export_del(srv, "e-ro", NBD_EXPORT_DEL_SAFE, &err), -1);
+	assert_non_null(strstr(error_msg(err), "in use"));
+	error_free(err);
+	err = NULL;
+	assert_int_equal(nbd_export_del(srv, "e-ro", NBD_EXPORT_DEL_HARD, &err), 0);
+	assert_true(closed_within(fd, 3000));
+	close(fd);
+	assert_int_equal(nbd_export_del(srv, "e-ro", NBD_EXPORT_DEL_HARD, &err), -1);
+	error_free(err);
+	err = NULL;
+	/* a new client cannot choose it */
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	{
+		static struct rep r;
+		uint8_t buf[64];
+		uint32_t len = info_data(buf, "ro", NULL, 0);
+
+		send_opt(fd, NBD_OPT_GO, buf, len);
+		expect_rep(fd, &r, NBD_OPT_GO, NBD_REP_ERR_UNKNOWN);
+	}
+	close(fd);
+	/* add errors: a taken id, a taken name, no node, a read-only node exported writable */
+	{
+		struct nbd_export_opts o = { .id = "e-rw", .node = bs, .iothread = it };
+
+		assert_int_equal(nbd_export_add(srv, &o, &err), -1);
+		error_free(err);
+		err = NULL;
+		o = (struct nbd_export_opts){ .id = "x", .node = bs, .name = "rw", .iothread = it };
+		assert_int_equal(nbd_export_add(srv, &o, &err), -1);
+		error_free(err);
+		err = NULL;
+		o = (struct nbd_export_opts){ .id = "x", .node_name = "nonode", .iothread = it };
+		assert_int_equal(nbd_export_add(srv, &o, &err), -1);
+		assert_non_null(strstr(error_msg(err), "nonode"));
+		error_free(err);
+		err = NULL;
+		o = (struct nbd_export_opts){ .id = "x", .node = bs, .name = "x", .bitmap = "b1",
+					      .iothread = it };
+		assert_int_equal(nbd_export_add(srv, &o, &err), -1); /* no such bitmap */
+		error_free(err);
+	}
+}
+
+static void test_max_connections_and_handshake_deadline(void **state)
+{
+	int a, b, c;
+
+	nbd_server_stop(srv);
+	srv = server_start(2, 300);
+	a = connect_unix();
+	b = connect_unix();
+	c = connect_unix();
+	greet(a, NBD_FLAG_C_FIXED_NEWSTYLE);
+	greet(b, NBD_FLAG_C_FIXED_NEWSTYLE);
+	assert_true(silent_for(c, 150)); /* waits in the backlog: the server is full */
+	/* a and b say nothing more: their handshakes time out, and c gets its turn */
+	assert_true(closed_within(a, 3000));
+	assert_true(closed_within(b, 3000));
+	greet(c, NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(c, "rw", false); /* in time */
+	usleep(500 * 1000); /* past the deadline: transmission is not timed */
+	send_req(c, NBD_CMD_FLUSH, 0, 1, 0, 0, NULL);
+	assert_int_equal(simple_reply(c, 1), 0);
+	close(a);
+	close(b);
+	close(c);
+}
+
+static void test_stop_with_clients(void **state)
+{
+	int a = client(NBD_FLAG_C_FIXED_NEWSTYLE), b = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(a, "rw", true);
+	nbd_server_stop(srv);
+	srv = NULL;
+	assert_true(closed_within(a, 3000));
+	assert_true(closed_within(b, 3000));
+	close(a);
+	close(b);
+	srv = server_start(0, 0); /* for the teardown */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_greeting_and_unknown_client_flags, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_opt_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_opt_info_and_go, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_and_oversize_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_option_magic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_contexts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_simple_commands, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_structured_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_block_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors_keep_the_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_export, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_framing_violations_disconnect, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_client_not_reading_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disc_answers_what_is_in_flight, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_drained_section_parks_requests, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_export_del, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_connections_and_handshake_deadline, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stop_with_clients, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
