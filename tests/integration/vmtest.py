@@ -3,7 +3,8 @@
 setup() reads VIREO GUEST from the command line, skips (exit 77, the reason printed) without a
 usable /dev/kvm, and returns them with a fresh temporary directory for sockets and disks
 (removed at exit). Qmp is
-a small QMP client for the tests that talk to a running vireo; Vm starts one with it.
+a small QMP client for the tests that talk to a running vireo; Vm starts one with it, Daemon a
+vireo-storage-daemon.
 """
 import atexit
 import json
@@ -16,16 +17,21 @@ import tempfile
 import time
 
 
+def tmpdir():
+    """A fresh temporary directory, removed at exit."""
+    tmp = tempfile.mkdtemp()
+    # a test's images can reach gigabytes: gone at exit (VIREO_KEEP_TMP=1 keeps them to look at)
+    if not os.environ.get("VIREO_KEEP_TMP"):
+        atexit.register(shutil.rmtree, tmp, True)
+    return tmp
+
+
 def setup():
     vireo, guest = sys.argv[1], sys.argv[2]
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("SKIP: /dev/kvm is not available")
         sys.exit(77)
-    tmp = tempfile.mkdtemp()
-    # a test's images can reach gigabytes: gone at exit (VIREO_KEEP_TMP=1 keeps them to look at)
-    if not os.environ.get("VIREO_KEEP_TMP"):
-        atexit.register(shutil.rmtree, tmp, True)
-    return vireo, guest, tmp
+    return vireo, guest, tmpdir()
 
 
 def need_qemu_tools():
@@ -129,22 +135,12 @@ class Qmp:
                 self.sock.settimeout(self.timeout)
 
 
-class Vm:
-    """A vireo run with a QMP monitor, for tests that drive it.
+class _Monitored:
+    """A process under test with a QMP client (self.qmp, self.proc): fail(msg) kills it,
+    prints msg, its output and the files in self.logs and exits 1; ok() and refused() run a
+    command that must succeed or fail."""
 
-    Starts VIREO run ARGS... --qmp unix:SOCK and connects a Qmp client (self.qmp). fail(msg)
-    kills vireo, prints msg, its output and the files in logs (e.g. a serial log), and exits 1;
-    ok() and refused() run a command that must succeed or fail.
-    """
-
-    def __init__(self, vireo, args, sock, logs=()):
-        self.logs = logs
-        self.proc = subprocess.Popen([vireo, "run", *args, "--qmp", f"unix:{sock}"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            self.qmp = Qmp(sock)
-        except (OSError, ValueError) as e:
-            self.fail(str(e))
+    name = "the process"
 
     def fail(self, msg):
         self.proc.kill()
@@ -170,7 +166,47 @@ class Vm:
             self.fail(f"{command} {arguments}: wanted a GenericError saying '{want}', got {r}")
 
     def quit(self):
-        """QMP quit; vireo must exit 0."""
+        """QMP quit; the process must exit 0."""
         self.qmp.execute("quit")
         if self.proc.wait(timeout=20) != 0:
-            self.fail("vireo did not exit 0 after quit")
+            self.fail(f"{self.name} did not exit 0 after quit")
+
+
+class Vm(_Monitored):
+    """A vireo run with a QMP monitor, for tests that drive it.
+
+    Starts VIREO run ARGS... --qmp unix:SOCK and connects a Qmp client (self.qmp). fail(msg)
+    kills vireo, prints msg, its output and the files in logs (e.g. a serial log), and exits 1;
+    ok() and refused() run a command that must succeed or fail.
+    """
+
+    name = "vireo"
+
+    def __init__(self, vireo, args, sock, logs=()):
+        self.logs = logs
+        self.proc = subprocess.Popen([vireo, "run", *args, "--qmp", f"unix:{sock}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self.qmp = Qmp(sock)
+        except (OSError, ValueError) as e:
+            self.fail(str(e))
+
+
+class Daemon(_Monitored):
+    """A vireo-storage-daemon with a QMP monitor: DAEMON ARGS... --chardev socket,id=qmp0,
+    path=SOCK,server=on,wait=off --monitor chardev=qmp0, and a Qmp client (self.qmp); the rest
+    as Vm's. prefix (e.g. ["strace", ...]) runs it under another program."""
+
+    name = "vireo-storage-daemon"
+
+    def __init__(self, daemon, args, sock, logs=(), prefix=()):
+        self.logs = logs
+        self.proc = subprocess.Popen(
+            [*prefix, daemon, *args, "--chardev",
+             f"socket,id=qmp0,path={sock},server=on,wait=off", "--monitor", "chardev=qmp0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        atexit.register(self.proc.kill)  # never left running by a test that raised
+        try:
+            self.qmp = Qmp(sock)
+        except (OSError, ValueError) as e:
+            self.fail(str(e))

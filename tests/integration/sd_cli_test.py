@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""sd_cli_test.py DAEMON: vireo-storage-daemon refuses bad options, naming them, with status 1.
+
+Each bad command line must end at once with status 1 and a message on stderr that starts with
+"vireo-storage-daemon: " and names the option (and what is wrong with it); --help and --version
+exit 0; nothing is left running or listening.
+"""
+import os
+import subprocess
+import sys
+
+from vmtest import tmpdir
+
+daemon = sys.argv[1]
+tmp = tmpdir()
+img = os.path.join(tmp, "a.raw")
+with open(img, "wb") as f:
+    f.truncate(1 << 20)
+sock = os.path.join(tmp, "m.sock")
+chardev = f"socket,id=m,path={sock},server=on,wait=off"
+node = f"driver=file,node-name=f0,filename={img}"
+
+# (arguments, what stderr must say)
+bad = [
+    (["--bogus"], "unknown option '--bogus'"),
+    (["--blockdev"], "option '--blockdev' needs a value"),
+    (["stray"], "unexpected argument 'stray'"),
+    (["--blockdev", "driver=file,node-name=f0"], "--blockdev"),
+    (["--blockdev", f"{node},bogus=1"], "unknown key 'bogus'"),
+    (["--blockdev", "driver=vmdk,node-name=v0"], "driver 'vmdk' is not supported"),
+    (["--blockdev", f"driver=file,node-name=f0,filename={tmp}/nope"], "nope"),
+    (["--blockdev", node, "--blockdev", node], "node-name 'f0' is already in use"),
+    (["--blockdev", "{not json"], "--blockdev"),
+    (["--object", "memory-backend-ram,id=r"], "--object: type 'memory-backend-ram' is not"),
+    (["--object", "iothread"], "--object: id ''"),
+    (["--object", "iothread,id=io0", "--object", "iothread,id=io0"],
+     "--object: id 'io0' is already in use"),
+    (["--object", "iothread,id=io0,poll-max-ns=x"], "poll-max-ns"),
+    (["--object", "throttle-group,id=g,limits.iops-totl=1"], "iops-totl"),
+    (["--chardev", "file,id=m,path=/dev/null"], "--chardev: backend 'file' is not supported"),
+    (["--chardev", "socket,path=/x,server=on"], "--chardev: id ''"),
+    (["--chardev", "socket,id=m,server=on"], "--chardev: path= is missing"),
+    (["--chardev", "socket,id=m,path=/x"], "--chardev: server=on is needed"),
+    (["--chardev", "socket,id=m,path=/x,server=on,wait=on"], "--chardev: wait=on"),
+    (["--chardev", "socket,id=m,path=/x,server=on,telnet=on"], "--chardev: unknown key 'telnet'"),
+    (["--chardev", chardev, "--chardev", chardev], "--chardev: id 'm' is already in use"),
+    (["--monitor", "chardev=m"], "--monitor: chardev 'm' not found"),
+    (["--chardev", chardev, "--monitor", "m", "--monitor", "m"],
+     "--monitor: chardev 'm' is already used"),
+    (["--chardev", chardev, "--monitor", "m,mode=readline"], "--monitor: mode 'readline'"),
+    (["--chardev", chardev, "--monitor", "m,pretty=on"], "--monitor: pretty=on"),
+    (["--monitor", "mode=control"], "--monitor: Parameter 'chardev' is missing"),
+    (["--chardev", f"socket,id=m,path={tmp}/no/such/dir/s,server=on", "--monitor", "m"],
+     "--monitor"),
+    (["--pidfile", f"{tmp}/no/such/dir/pid"], "--pidfile: cannot open"),
+    (["--pidfile", ""], "--pidfile: empty path"),
+]
+failed = 0
+for args, want in bad:
+    try:
+        r = subprocess.run([daemon, *args], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        print(f"FAIL: {args}: still running after 20 s")
+        failed += 1
+        continue
+    if r.returncode != 1 or want not in r.stderr or \
+            not r.stderr.startswith("vireo-storage-daemon: "):
+        print(f"FAIL: {args}: status {r.returncode}, stderr {r.stderr!r}; wanted 1 and "
+              f"'{want}'")
+        failed += 1
+for args in (["--help"], ["-h"], ["--version"], ["-V"]):
+    r = subprocess.run([daemon, *args], capture_output=True, text=True, timeout=20)
+    if r.returncode != 0 or r.stderr or "vireo-storage-daemon" not in r.stdout:
+        print(f"FAIL: {args}: status {r.returncode}, {r.stdout!r} {r.stderr!r}")
+        failed += 1
+if os.path.exists(sock):
+    print(f"FAIL: a refused command line left {sock}")
+    failed += 1
+if failed:
+    sys.exit(1)
+print(f"PASS: {len(bad)} bad command lines refused by name")
