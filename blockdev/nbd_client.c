@@ -544,6 +544,8 @@ static int settle(struct nbd_export_info *info, struct error **errp)
 	}
 	info->max_payload = MIN(info->max_payload, NBD_CLIENT_MAX_PAYLOAD);
 	info->max_payload = ALIGN_DOWN(info->max_payload, info->min_block);
+	/* a tail shorter than the minimum block cannot be addressed: it is not shown (QEMU too) */
+	info->size = ALIGN_DOWN(info->size, (uint64_t)info->min_block);
 	if (!info->structured)
 		info->base_allocation = false;
 	return 0;

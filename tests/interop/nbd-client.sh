@@ -6,6 +6,7 @@
 #  - vireo-img info (human and JSON), map (human and JSON) and compare of nbd:// and
 #    nbd+unix:// sources, and of the nbd:HOST:PORT:exportname= and nbd:unix: forms: the same
 #    text as qemu-img's on the same URI;
+#  - a qcow2 image over a backing file on NBD: info --backing-chain and map as qemu-img's;
 #  - vireo-img convert from exports (to raw and qcow2 files) and onto exports (-n and without:
 #    raw, and a qcow2 image written into a raw export; onto a qcow2 export over TCP), each
 #    result checked with qemu-img compare (and qemu-img check for the qcow2 one);
@@ -103,7 +104,8 @@ qemu-io -f raw -c "write -P 0x77 0 64M" w.raw >/dev/null # old data that zeroes 
 qemu-img create -q -f qcow2 w.qcow2 64M
 qemu-img create -q -f raw r.raw 64M
 P1=$(free_port)
-serve q -f qcow2 -r -k "$T/q.sock" -x q src.qcow2 || { echo "not ok - qemu-nbd starts"; exit 1; }
+serve q -f qcow2 -r -e 4 -k "$T/q.sock" -x q src.qcow2 ||
+	{ echo "not ok - qemu-nbd starts"; exit 1; }
 serve r -f raw -r -b 127.0.0.1 -p "$P1" -x r src.raw
 serve w -f raw --discard=unmap -k "$T/w.sock" -x w w.raw
 P2=$(free_port)
@@ -131,6 +133,14 @@ check "  qemu-img check" qemu-img check -q out.qcow2
 check "convert -O raw $R" "$VI" convert -O raw "$R" out.raw
 check "  qemu-img compare" qemu-img compare src.qcow2 out.raw
 refused "other data differs" "mismatch" "$VI" compare "$Q" w.raw
+
+echo "# a backing file on NBD"
+check "create -b $Q" "$VI" create -q -f qcow2 -b "$Q" -F raw ov.qcow2
+same "info --backing-chain" "$VI info --backing-chain ov.qcow2" "qemu-img info --backing-chain ov.qcow2"
+same "map --output=json" "$VI map --output=json ov.qcow2" "qemu-img map --output=json ov.qcow2"
+check "compare with the source" "$VI" compare ov.qcow2 src.qcow2
+check "written over (img_io), read through" "$IO" ov.qcow2 -c "write -P 0x99 10M 64K" \
+	-c "read -P 0x99 10M 64K" -c "read -P 0xcd 11M 1M" -c "read -P 0xab 0 1M"
 
 echo "# targets"
 check "convert -n -O raw onto $W" "$VI" convert -n -O raw src.qcow2 "$W"
