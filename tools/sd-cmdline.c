@@ -28,7 +28,8 @@ static int add_step(struct sd_config *c, enum sd_step_kind kind, const char *spe
 		    const struct sd_chardev *chr, struct error **errp)
 {
 	if (c->nr_steps == SD_MAX_STEPS) {
-		error_setg(errp, "at most %d of --object, --blockdev and --monitor", SD_MAX_STEPS);
+		error_setg(errp, "at most %d of --object, --blockdev, --monitor, --nbd-server and "
+			   "--export", SD_MAX_STEPS);
 		return -1;
 	}
 	c->steps[c->nr_steps++] = (struct sd_step){ .kind = kind, .spec = spec, .chr = chr };
@@ -43,6 +44,16 @@ static int opt_object(struct sd_config *c, const char *arg, struct error **errp)
 static int opt_blockdev(struct sd_config *c, const char *arg, struct error **errp)
 {
 	return add_step(c, SD_STEP_BLOCKDEV, arg, NULL, errp);
+}
+
+static int opt_nbd_server(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return add_step(c, SD_STEP_NBD_SERVER, arg, NULL, errp);
+}
+
+static int opt_export(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return add_step(c, SD_STEP_EXPORT, arg, NULL, errp);
 }
 
 static int opt_pidfile(struct sd_config *c, const char *arg, struct error **errp)
@@ -206,6 +217,16 @@ static const struct sd_option options[] = {
 	  "a unix socket for a --monitor (the daemon never waits for its client)" },
 	{ "monitor", true, opt_monitor,
 	  "[chardev=]ID[,mode=control]\tQMP (QEMU's protocol) on the socket of --chardev ID" },
+	{ "nbd-server", true, opt_nbd_server,
+	  "addr.type=inet,addr.host=HOST,addr.port=PORT | addr.type=unix,addr.path=PATH\n"
+	  "[,max-connections=N][,handshake-max-seconds=N]\t"
+	  "the NBD server (one; TLS is not supported yet)" },
+	{ "export", true, opt_export,
+	  "[type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=TEXT]\n"
+	  "[,writable=on|off][,bitmap=NAME][,iothread=ID]\t"
+	  "an NBD export of a node (name: what clients ask for, the node's name by\n"
+	  "default; bitmap: a dirty bitmap as qemu:dirty-bitmap:NAME; iothread: where its\n"
+	  "clients are served, the server's own by default)" },
 	{ "pidfile", true, opt_pidfile,
 	  "PATH\twrite the daemon's pid to PATH (locked; removed at exit)" },
 	{ "daemonize", false, opt_daemonize,

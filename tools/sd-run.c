@@ -5,9 +5,10 @@
  *
  * Threads: this file runs on the main thread. SIGINT, SIGTERM and SIGHUP are blocked before any
  * other thread starts (so every iothread and the job thread inherit the mask) and read here
- * through a signalfd. At exit the jobs are cancelled and finished first (job_manager_shutdown:
- * none writes any more), then every node the monitor owns is flushed, the iothreads stop, and
- * the nodes close.
+ * through a signalfd. At exit the NBD server stops first (every client disconnected once its
+ * requests completed, every export gone), then the jobs are cancelled and finished
+ * (job_manager_shutdown: none writes any more), then every node is flushed, the iothreads
+ * stop, and the nodes close.
  */
 #include <errno.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "control/block_nodes.h"
 #include "control/block_qmp.h"
 #include "control/iothread_obj.h"
+#include "control/nbd_qmp.h"
 #include "tools/sd.h"
 
 static int setup_step(const struct sd_step *s, struct error **errp)
@@ -36,6 +38,10 @@ static int setup_step(const struct sd_step *s, struct error **errp)
 			return -1;
 		}
 		return 0;
+	case SD_STEP_NBD_SERVER:
+		return nbd_qmp_server_start_spec(s->spec, errp); /* its messages say --nbd-server */
+	case SD_STEP_EXPORT:
+		return nbd_qmp_export_add_spec(s->spec, errp); /* its messages say --export */
 	}
 	return -1;
 }
@@ -71,22 +77,25 @@ static void sd_loop(int sigfd)
 	}
 }
 
-/* Flushes every node the monitor owns (and so their children); -1 when one failed. */
+static void flush_node(struct blockdev *bs, void *opaque)
+{
+	struct error **errp = opaque;
+	int r = blockdev_flush(bs);
+
+	if (r < 0 && !(errp && *errp))
+		error_setg_errno(errp, r, "flushing node '%s' (%s)", bs->node_name, bs->filename);
+}
+
+/* Flushes every node (exported, owned by the monitor, their children); -1 when one failed. */
 static int flush_all(struct error **errp)
 {
-	struct blockdev *bs;
-	int ret = 0;
+	struct error *err = NULL;
 
-	for (unsigned int i = 0; (bs = block_nodes_at(i)); i++) {
-		int r = blockdev_flush(bs);
-
-		if (r < 0 && !ret) {
-			error_setg_errno(errp, r, "flushing node '%s' (%s)", bs->node_name,
-					 bs->filename);
-			ret = -1;
-		}
-	}
-	return ret;
+	blockdev_for_each_node(flush_node, &err);
+	if (!err)
+		return 0;
+	error_propagate(errp, err);
+	return -1;
 }
 
 int sd_run(const struct sd_config *cfg, struct error **errp)
@@ -107,6 +116,7 @@ int sd_run(const struct sd_config *cfg, struct error **errp)
 	}
 	/* no devices here: a QMP "device" argument names a node */
 	block_qmp_set_hooks(&(struct block_qmp_hooks){ 0 });
+	nbd_qmp_init(sd_event, NULL);
 	if (job_manager_init(sd_event, NULL, errp) < 0)
 		goto out;
 	for (unsigned int i = 0; i < cfg->nr_steps; i++)
@@ -118,6 +128,7 @@ int sd_run(const struct sd_config *cfg, struct error **errp)
 	sd_loop(sigfd);
 	status = 0;
 out:
+	nbd_qmp_cleanup(); /* clients disconnected, their requests completed, exports gone */
 	job_manager_shutdown(); /* before the nodes its jobs hold go */
 	if (flush_all(status ? NULL : errp) < 0)
 		status = 1;

@@ -42,6 +42,8 @@ enum sd_step_kind {
 	SD_STEP_OBJECT,   /* --object: an iothread or a throttle group */
 	SD_STEP_BLOCKDEV, /* --blockdev: nodes */
 	SD_STEP_MONITOR,  /* --monitor: QMP on a --chardev's socket */
+	SD_STEP_NBD_SERVER, /* --nbd-server: the NBD server */
+	SD_STEP_EXPORT,   /* --export: an NBD export */
 };
 
 struct sd_step {
