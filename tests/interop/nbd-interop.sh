@@ -7,10 +7,13 @@
 #   and into an export (several connections: multi-conn) with equal checksums; qemu-img convert
 #   from and to nbd://, qemu-img compare and qemu-io reading and writing nbd://; 64 clients at
 #   once; every image passes qemu-img check afterwards.
-# Usage: nbd-interop.sh NBD_SERVE   (the program that serves one image: tests/interop/nbd_serve.c)
+# Usage: nbd-interop.sh DAEMON   (vireo-storage-daemon, which serves each image: --blockdev,
+# --nbd-server on a unix socket, --export, or over QMP block-dirty-bitmap-add + block-export-add
+# with the bitmap, through tests/integration/vmtest.py's QMP client)
 # Exits 77 when a peer is missing. Temporary files go under ${VIREO_TEST_TMPDIR:-/var/tmp}.
 set -uo pipefail
-serve=${1:?usage: nbd-interop.sh NBD_SERVE}
+daemon=$(realpath "${1:?usage: nbd-interop.sh DAEMON}") # the script works in its temp dir
+integration=$(cd "$(dirname "$0")/../integration" && pwd)
 for t in qemu-img qemu-io nbdinfo nbdcopy; do
 	command -v $t >/dev/null || { echo "SKIP: $t not installed (qemu-utils, libnbd-bin)"; exit 77; }
 done
@@ -32,25 +35,58 @@ ok() {
 	echo "ok: $*"
 }
 
-# serve IMAGE [nbd_serve options]: starts the server on $tmp/s.sock; sets $uri (export "disk")
+# serve IMAGE [--format FMT] [--name NAME] [--writable] [--bitmap NAME]: the daemon serves IMAGE
+# (node "disk", read-only unless --writable) as export NAME (default "disk") on $tmp/s.sock, with
+# an enabled dirty bitmap exported as qemu:dirty-bitmap:NAME for --bitmap; sets $uri
 serve() {
-	local img=$1
+	local img=$1 fmt=raw name=disk writable=off bitmap=
 	shift
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--format) fmt=$2; shift 2 ;;
+		--name) name=$2; shift 2 ;;
+		--writable) writable=on; shift ;;
+		--bitmap) bitmap=$2; shift 2 ;;
+		*) echo "FAIL: serve: unknown option $1"; exit 1 ;;
+		esac
+	done
 	stop
 	rm -f pidfile
-	"$serve" --socket "$tmp/s.sock" --pidfile "$tmp/pidfile" "$@" "$img" 2>>serve.log &
+	local export=(--export "type=nbd,id=e0,node-name=disk,name=$name,writable=$writable")
+	[ -n "$bitmap" ] && export=() # added over QMP below, once the bitmap exists
+	local ro=on
+	[ $writable = on ] && ro=off
+	"$daemon" --blockdev "driver=$fmt,node-name=disk,read-only=$ro,file.driver=file,file.filename=$tmp/$img" \
+		--nbd-server "addr.type=unix,addr.path=$tmp/s.sock" "${export[@]}" \
+		--chardev "socket,id=m,path=$tmp/qmp.sock,server=on,wait=off" --monitor m \
+		--pidfile "$tmp/pidfile" 2>>serve.log &
 	pid=$!
 	for _ in $(seq 100); do
 		[ -s pidfile ] && break
 		kill -0 $pid 2>/dev/null || break
 		sleep 0.05
 	done
-	[ -s pidfile ] || { echo "FAIL: nbd_serve did not start"; cat serve.log; exit 1; }
-	uri="nbd+unix:///disk?socket=$tmp/s.sock"
+	[ -s pidfile ] || { echo "FAIL: the daemon did not start"; cat serve.log; exit 1; }
+	if [ -n "$bitmap" ]; then
+		python3 - "$integration" "$tmp/qmp.sock" "$bitmap" "$name" "$writable" <<'PY' \
+			|| { echo "FAIL: the bitmap's export over QMP"; exit 1; }
+import sys
+sys.path.insert(0, sys.argv[1])
+from vmtest import Qmp
+q = Qmp(sys.argv[2])
+for cmd, args in (("block-dirty-bitmap-add", {"node": "disk", "name": sys.argv[3]}),
+                  ("block-export-add", {"type": "nbd", "id": "e0", "node-name": "disk",
+                                        "name": sys.argv[4], "writable": sys.argv[5] == "on",
+                                        "bitmaps": [sys.argv[3]]})):
+    r = q.execute(cmd, **args)
+    assert "return" in r, (cmd, r)
+PY
+	fi
+	uri="nbd+unix:///$name?socket=$tmp/s.sock"
 }
 stop() {
 	if [ -n "$pid" ]; then
-		kill "$pid" && wait "$pid" || fail "nbd_serve did not exit cleanly"
+		kill "$pid" && wait "$pid" || fail "the daemon did not exit cleanly"
 		pid=
 	fi
 }
@@ -189,7 +225,7 @@ else
 fi
 
 if grep -q "AddressSanitizer\|runtime error" serve.log; then
-	fail "sanitizer reports in nbd_serve's log"; cat serve.log
+	fail "sanitizer reports in the daemon's log"; cat serve.log
 fi
 [ $fails = 0 ] && echo "nbd-interop: all passed" || echo "nbd-interop: $fails failure(s)"
 [ $fails = 0 ]
