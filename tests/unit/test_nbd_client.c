@@ -65,7 +65,8 @@ static struct nbd_stream stream_of(struct mem *m)
 static void put(struct mem *m, const void *p, size_t n)
 {
 	assert_true(n <= sizeof(m->in) - m->in_len);
-	memcpy(m->in + m->in_len, p, n);
+	if (n)
+		memcpy(m->in + m->in_len, p, n);
 	m->in_len += n;
 }
 
@@ -221,7 +222,7 @@ static void handshake_falls_back_on_an_old_server(void **state)
 	if (nbd_handshake(&s, "x", &info, &err) < 0)
 		fail_msg("%s", error_msg(err));
 	assert_int_equal(m->pos, m->in_len);
-	assert_true(info.size == 12345);
+	assert_true(info.size == 12288); /* 12345 cut to whole 512-byte blocks */
 	assert_false(info.structured);
 	assert_false(info.base_allocation);
 	assert_int_equal(info.min_block, 512); /* the cautious default without structured */
