@@ -19,6 +19,8 @@ with open(img, "wb") as f:
 sock = os.path.join(tmp, "m.sock")
 chardev = f"socket,id=m,path={sock},server=on,wait=off"
 node = f"driver=file,node-name=f0,filename={img}"
+nbd = os.path.join(tmp, "nbd.sock")
+server = ["--nbd-server", f"addr.type=unix,addr.path={nbd}"]
 
 # (arguments, what stderr must say)
 bad = [
@@ -53,6 +55,39 @@ bad = [
     (["--chardev", f"socket,id=m,path={tmp}/no/such/dir/s,server=on", "--monitor", "m"],
      "--monitor"),
     (["--pidfile", f"{tmp}/no/such/dir/pid"], "--pidfile: cannot open"),
+    (["--nbd-server", "max-connections=2"], "--nbd-server: addr.type is missing"),
+    (["--nbd-server", "addr.type=fd,addr.str=3"], "--nbd-server: addr: type 'fd' is not"),
+    (["--nbd-server", "addr.type=unix"], "--nbd-server: addr: Parameter 'path' is missing"),
+    (["--nbd-server", "addr.type=unix,addr.path=/x,addr.tight=on"],
+     "--nbd-server: addr: unknown key 'tight'"),
+    (["--nbd-server", f"addr.type=unix,addr.path={nbd},max-connections=x"],
+     "--nbd-server: key 'max-connections'"),
+    (["--nbd-server", f"addr.type=unix,addr.path={nbd},handshake-max-seconds=0"],
+     "--nbd-server: handshake-max-seconds"),
+    (["--nbd-server", f"addr.type=unix,addr.path={nbd},tls-creds=tls0"], "--nbd-server"),
+    (["--nbd-server", f"addr.type=unix,addr.path={nbd},bogus=1"],
+     "--nbd-server: unknown key 'bogus'"),
+    (["--nbd-server", f"addr.type=unix,addr.path={tmp}/no/such/dir/s"], "--nbd-server"),
+    (["--nbd-server", f"addr.type=unix,addr.path={nbd}", "--nbd-server",
+      f"addr.type=unix,addr.path={nbd}2"], "--nbd-server: NBD server already running"),
+    (["--blockdev", node, "--export", "nbd,id=e,node-name=f0"],
+     "--export: NBD server not running"),
+    (["--blockdev", node, *server, "--export", "fuse,id=e,node-name=f0"],
+     "--export: type 'fuse' is not supported"),
+    (["--blockdev", node, *server, "--export", "nbd,node-name=f0"],
+     "--export: Parameter 'id' is missing"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=nope"], "--export"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=f0,iothread=io9"],
+     "--export: iothread 'io9' not found"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=f0,writethrough=on"],
+     "--export: writethrough=on is not supported"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=f0,allocation-depth=on"],
+     "--export: allocation-depth=on is not supported"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=f0,bitmap=b0"], "--export"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=f0,bitmaps.0=a,bitmaps.1=b"],
+     "--export: bitmaps: one bitmap name per export"),
+    (["--blockdev", node, *server, "--export", "nbd,id=e,node-name=f0",
+      "--export", "nbd,id=e,node-name=f0,name=other"], "--export"),
     (["--pidfile", ""], "--pidfile: empty path"),
 ]
 failed = 0
@@ -73,9 +108,10 @@ for args in (["--help"], ["-h"], ["--version"], ["-V"]):
     if r.returncode != 0 or r.stderr or "vireo-storage-daemon" not in r.stdout:
         print(f"FAIL: {args}: status {r.returncode}, {r.stdout!r} {r.stderr!r}")
         failed += 1
-if os.path.exists(sock):
-    print(f"FAIL: a refused command line left {sock}")
-    failed += 1
+for left in (sock, nbd):
+    if os.path.exists(left):
+        print(f"FAIL: a refused command line left {left}")
+        failed += 1
 if failed:
     sys.exit(1)
 print(f"PASS: {len(bad)} bad command lines refused by name")
