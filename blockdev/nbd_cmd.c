@@ -16,8 +16,6 @@
 #include "blockdev/nbd_conn_priv.h"
 #include "common/util.h"
 
-#define BUF_ALIGN 4096
-
 /* ---- the check ------------------------------------------------------------------------------- */
 
 /* Command flags valid for @type given @tx_flags. */
@@ -366,8 +364,8 @@ static void dispatch(struct nbd_conn *c, struct nbd_io *io)
 	case NBD_CMD_READ:
 		if (!io->len)
 			break;
-		if (posix_memalign((void **)&io->buf, BUF_ALIGN, (size_t)io->len)) {
-			io->buf = NULL;
+		io->buf = nbd_buf_get(c, (size_t)io->len);
+		if (!io->buf) {
 			reply_err(c, io, NBD_ENOMEM, "the server is out of memory");
 			return;
 		}
@@ -444,8 +442,7 @@ static bool header(struct nbd_conn *c)
 	if (r.type == NBD_CMD_WRITE && r.len) {
 		c->cur = io;
 		c->cur_got = 0;
-		if (!err && posix_memalign((void **)&io->buf, BUF_ALIGN, (size_t)r.len)) {
-			io->buf = NULL;
+		if (!err && !(io->buf = nbd_buf_get(c, (size_t)r.len))) {
 			err = NBD_ENOMEM;
 			msg = "the server is out of memory";
 		}

@@ -95,21 +95,33 @@ static void out_free(struct nbd_out *o)
 	free(o);
 }
 
+static void drop_output(struct nbd_conn *c);
+
 void nbd_conn_free(struct nbd_conn *c)
 {
 	if (!c)
 		return;
-	while (c->out_head) { /* only after a close that raced nothing; normally empty */
-		struct nbd_out *o = c->out_head;
+	/* what a close left for the transport's SQEs to finish with: now nothing refers to it */
+	drop_output(c);
+	if (c->cur) {
+		struct nbd_io *io = c->cur;
 
-		c->out_head = o->next;
-		out_free(o);
+		c->cur = NULL;
+		nbd_io_put(c, io);
 	}
 	while (c->io_cache) {
 		struct nbd_io *io = c->io_cache;
 
 		c->io_cache = io->next;
 		free(io);
+	}
+	for (unsigned int k = 0; k < NBD_BUF_CLASSES; k++) {
+		while (c->buf_cache[k]) {
+			void *p = c->buf_cache[k];
+
+			c->buf_cache[k] = *(void **)p;
+			free(p);
+		}
 	}
 	if (c->exp)
 		c->ops->export_put(c->opaque, c->exp);
@@ -151,6 +163,49 @@ void nbd_conn_set_export(struct nbd_conn *c, struct nbd_export *exp)
 	c->tx_flags = nbd_opt_tx_flags(c, c->desc);
 }
 
+/* ---- buffers --------------------------------------------------------------------------------- */
+
+static unsigned int buf_class(size_t len)
+{
+	unsigned int k = 0;
+
+	while (((size_t)1 << (NBD_BUF_MIN_SHIFT + k)) < len)
+		k++;
+	return k;
+}
+
+uint8_t *nbd_buf_get(struct nbd_conn *c, size_t len)
+{
+	unsigned int k = buf_class(len);
+	void *p;
+
+	if (k >= NBD_BUF_CLASSES)
+		return NULL;
+	p = c->buf_cache[k];
+	if (p) {
+		c->buf_cache[k] = *(void **)p;
+		c->buf_cached -= (size_t)1 << (NBD_BUF_MIN_SHIFT + k);
+		return p;
+	}
+	if (posix_memalign(&p, 4096, (size_t)1 << (NBD_BUF_MIN_SHIFT + k)))
+		return NULL;
+	return p;
+}
+
+static void buf_put(struct nbd_conn *c, void *p, size_t len)
+{
+	unsigned int k = buf_class(len);
+	size_t size = (size_t)1 << (NBD_BUF_MIN_SHIFT + k);
+
+	if (c->buf_cached + size > NBD_CONN_BUF_CACHE) {
+		free(p);
+		return;
+	}
+	*(void **)p = c->buf_cache[k];
+	c->buf_cache[k] = p;
+	c->buf_cached += size;
+}
+
 /* ---- requests -------------------------------------------------------------------------------- */
 
 struct nbd_io *nbd_io_new(struct nbd_conn *c)
@@ -174,7 +229,8 @@ struct nbd_io *nbd_io_new(struct nbd_conn *c)
 
 static void io_free(struct nbd_conn *c, struct nbd_io *io)
 {
-	free(io->buf);
+	if (io->buf)
+		buf_put(c, io->buf, (size_t)io->len);
 	for (unsigned int i = 0; i < NBD_CTX_COUNT; i++)
 		free(io->ext[i].buf);
 	c->nr_io--;
@@ -316,14 +372,9 @@ void nbd_conn_close(struct nbd_conn *c, const char *reason)
 	if (c->state != NBD_CONN_CLOSED) {
 		if (reason && !c->reason[0])
 			snprintf(c->reason, sizeof(c->reason), "%s", reason);
+		/* nothing is freed here: a RECV may still be filling the write payload or the
+		 * option buffer, a SENDMSG still reading the output; nbd_conn_free drops them */
 		c->state = NBD_CONN_CLOSED;
-		drop_output(c);
-		if (c->cur) { /* a write whose payload was arriving: never reached the backend */
-			struct nbd_io *io = c->cur;
-
-			c->cur = NULL;
-			nbd_io_put(c, io);
-		}
 		c->want_wake = true;
 	}
 	leave(c);

@@ -162,7 +162,8 @@ struct nbd_conn *nbd_conn_new(const struct nbd_conn_ops *ops, void *opaque, size
 			      const struct nbd_conn_limits *lim, const char *peer);
 
 /* Frees a connection in state NBD_CONN_CLOSED with no request at the backend (nbd_conn_busy
- * false). Drops its export reference. */
+ * false) and no transfer of the transport's in progress on its buffers (a closed conn keeps
+ * its output and receive buffers until here). Drops its export reference. */
 void nbd_conn_free(struct nbd_conn *c);
 
 enum nbd_conn_state nbd_conn_state(const struct nbd_conn *c);
@@ -184,7 +185,8 @@ int nbd_conn_tx_iov(struct nbd_conn *c, struct iovec *iov, int max);
 /* @n bytes of the output were sent. */
 void nbd_conn_tx_done(struct nbd_conn *c, size_t n);
 
-/* The transport failed or the server closes the connection: hard disconnect. */
+/* The transport failed or the server closes the connection: hard disconnect. Frees nothing:
+ * transfers the transport has started on the conn's buffers may finish. */
 void nbd_conn_close(struct nbd_conn *c, const char *reason);
 /* Ends a hold (NBD_CONN_HELD): the transmission phase starts; parses what was received. */
 void nbd_conn_resume(struct nbd_conn *c);

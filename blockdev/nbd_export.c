@@ -515,7 +515,9 @@ static int swap_on_iothread(void *arg)
 	struct blockdev_queue *old = a->exp->q;
 
 	a->exp->q = a->q;
+	pthread_mutex_lock(&a->exp->srv->lock); /* nbd_export_list reads the node's name */
 	a->exp->bs = a->bs;
+	pthread_mutex_unlock(&a->exp->srv->lock);
 	blockdev_queue_free(old); /* drained: nothing in flight on it */
 	return 0;
 }

@@ -2,7 +2,7 @@
 /*
  * Fuzz target: the NBD server's connection state machine (blockdev/nbd_conn.c, nbd_opt.c,
  * nbd_cmd.c): the handshake and the command stream, driven without a socket through
- * nbd_conn.h, with a fake catalog (export "a": writable, 1 MiB, bitmap "bm"; export "":
+ * nbd_conn.h, with a fake catalog (export "a": writable, 256 KiB, bitmap "bm"; export "":
  * read-only, 64 KiB, with a description) and a fake backend whose requests complete in an
  * order the input chooses.
  *
@@ -13,7 +13,7 @@
  *   option bit 6  the client reads its replies only at the end (the limits must hold)
  *   ops (an op byte, then its arguments):
  *     0  a request: type, flags (2), offset (8), length (4) read from the input; the cookie is
- *        the harness's counter; a write gets a payload of min(length, 256 KiB) bytes (a longer
+ *        the harness's counter; a write gets a payload of min(length, 64 KiB) bytes (a longer
  *        one is cut short: the stream then desynchronizes, which is allowed)
  *     1  n (1 byte) raw bytes from the input, sent as they are (the stream may desynchronize)
  *     2  complete k (1 byte) of the requests at the backend, picked by the next bytes
@@ -40,15 +40,15 @@
 #include "common/util.h"
 #include "tests/fuzz/fuzz.h"
 
-#define DISK_A (1u << 20)
+#define DISK_A (256u << 10)
 #define DISK_RO (64u << 10)
 #define MAX_PENDING 256
 #define MAX_REQS 4096
-#define MAX_WRITE (256u << 10)
+#define MAX_WRITE (64u << 10)
 #define STREAM_MAX (8u << 20)
 /* small limits, so that a small input reaches them */
 #define LIM_REQUESTS 16
-#define LIM_BYTES (1u << 20)
+#define LIM_BYTES (512u << 10)
 
 static const struct nbd_conn_limits lim = { LIM_REQUESTS, LIM_BYTES };
 

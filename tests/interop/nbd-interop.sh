@@ -217,6 +217,23 @@ nbdinfo --size "$uri" >/dev/null || fail "the server does not answer after 64 cl
 stop
 qemu-io -r -f raw -c 'read -P 0x77 60M 1M' many.raw >/dev/null || fail "the write beside 64 readers is lost"
 
+# ---- over TCP, on a free port
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$daemon" --blockdev "driver=raw,node-name=disk,read-only=on,file.driver=file,file.filename=$tmp/many.raw" \
+	--nbd-server "addr.type=inet,addr.host=127.0.0.1,addr.port=$port" \
+	--export "type=nbd,id=e0,node-name=disk,name=disk" --pidfile "$tmp/pidfile.tcp" \
+	2>>serve.log &
+tpid=$!
+for _ in $(seq 100); do [ -s pidfile.tcp ] && break; sleep 0.05; done
+if nbdinfo --size "nbd://127.0.0.1:$port/disk" >/dev/null &&
+   qemu-img compare -q -f raw many.raw "nbd://127.0.0.1:$port/disk" &&
+   nbdcopy "nbd://127.0.0.1:$port/disk" null:; then
+	ok "TCP: nbdinfo, qemu-img compare, nbdcopy over nbd://127.0.0.1:$port"
+else
+	fail "the export over TCP (port $port)"
+fi
+kill $tpid && wait $tpid || fail "the daemon (TCP) did not exit cleanly"
+
 # ---- the kernel's client, where the machine has it
 if command -v nbd-client >/dev/null && [ -e /dev/nbd0 ] && [ "$(id -u)" = 0 ]; then
 	echo "note: nbd-client found, kernel client not exercised by this script yet"

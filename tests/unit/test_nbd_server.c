@@ -4,8 +4,8 @@
  * the server's unix socket): the handshake and each option, each command with simple and
  * structured replies, the protocol's errors (bad magic, unknown option, read past the end,
  * oversize lengths, truncated requests, writes to a read-only export), a client that does not
- * read its replies, drained sections, export deletion, max-connections and the handshake
- * deadline. The image is a sparse raw file: data at [64 KiB, 128 KiB) and [1 MiB, 1 MiB+4 KiB),
+ * read its replies, drained sections, a pivot (the export moves to another node), export
+ * deletion, max-connections, the handshake deadline, and a TCP listener. The image is a sparse raw file: data at [64 KiB, 128 KiB) and [1 MiB, 1 MiB+4 KiB),
  * holes elsewhere; writes go to [2 MiB, 4 MiB).
  */
 #include <setjmp.h>
@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -1168,6 +1170,104 @@ static void test_stop_with_clients(void **state)
 	srv = server_start(0, 0); /* for the teardown */
 }
 
+static void test_pivot_moves_the_export(void **state)
+{
+	struct nbd_export_opts o = { .id = "e-p", .node_name = "pivsrc", .name = "p",
+				     .writable = true, .iothread = it };
+	struct blockdev *src, *dst;
+	struct blockdev_drain d;
+	struct error *err = NULL;
+	static uint8_t buf[4096];
+	int fd;
+
+	imgfx_make_raw("piv-src.raw", IMG_SIZE);
+	imgfx_make_raw("piv-dst.raw", IMG_SIZE);
+	src = imgfx_open("piv-src.raw", "raw", "pivsrc", false);
+	dst = imgfx_open("piv-dst.raw", "raw", "pivdst", false);
+	imgfx_fill(src, 0, 4096, 0x01);
+	imgfx_fill(dst, 0, 4096, 0x02);
+	if (nbd_export_add(srv, &o, &err) < 0)
+		fail_msg("%s", error_msg(err));
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "p", false);
+	send_req(fd, NBD_CMD_READ, 0, 1, 0, sizeof(buf), NULL);
+	assert_int_equal(simple_reply(fd, 1), 0);
+	must_read(fd, buf, sizeof(buf));
+	assert_true(all(buf, sizeof(buf), 0x01));
+	/* a mirror's pivot: the export's requests go to the target from now on */
+	assert_int_equal(blockdev_drained_begin(src, &d, NULL), 0);
+	if (blockdev_replace_node(src, dst, &err) < 0)
+		fail_msg("%s", error_msg(err));
+	blockdev_drained_end(&d);
+	send_req(fd, NBD_CMD_READ, 0, 2, 0, sizeof(buf), NULL);
+	assert_int_equal(simple_reply(fd, 2), 0);
+	must_read(fd, buf, sizeof(buf));
+	assert_true(all(buf, sizeof(buf), 0x02));
+	fill(buf, sizeof(buf), 0x03);
+	send_req(fd, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 3, 4096, sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 3), 0);
+	imgfx_assert_reads(dst, 4096, 4096, 0x03);
+	imgfx_assert_reads(src, 4096, 4096, 0x00);
+	close(fd);
+	assert_int_equal(nbd_export_del(srv, "e-p", NBD_EXPORT_DEL_HARD, NULL), 0);
+	assert_int_equal(blockdev_check_unused(src, NULL), 0);
+	assert_int_equal(blockdev_check_unused(dst, NULL), 0);
+	blockdev_close(src);
+	blockdev_close(dst);
+}
+
+static void test_tcp_listener(void **state)
+{
+	struct nbd_server_opts so = { .type = NBD_ADDR_INET, .host = "127.0.0.1", .port = "0",
+				      .iothread = it };
+	struct nbd_export_opts eo = { .id = "e-tcp", .node = bs, .name = "tcp", .iothread = it };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct nbd_server *tcp;
+	struct error *err = NULL;
+	uint8_t data[4096];
+	int fd, port;
+
+	tcp = nbd_server_start(&so, &err);
+	if (!tcp || nbd_export_add(tcp, &eo, &err) < 0)
+		fail_msg("%s", error_msg(err));
+	port = nbd_server_port(tcp);
+	assert_true(port > 0);
+	/* a second server on the same port is refused with the address in the message */
+	{
+		char p[16];
+		struct nbd_server_opts again = so;
+
+		snprintf(p, sizeof(p), "%d", port);
+		again.port = p;
+		assert_null(nbd_server_start(&again, &err));
+		assert_non_null(strstr(error_msg(err), "127.0.0.1"));
+		error_free(err);
+		err = NULL;
+	}
+	/* TLS is refused, by name */
+	so.tls_creds = "tls0";
+	assert_null(nbd_server_start(&so, &err));
+	assert_non_null(strstr(error_msg(err), "TLS"));
+	error_free(err);
+	fd = timeouts(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	greet(fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "tcp", true);
+	send_req(fd, NBD_CMD_READ, NBD_CMD_FLAG_DF, 1, DATA2_OFF, sizeof(data), NULL);
+	{
+		struct chunk c;
+
+		read_chunk(fd, &c);
+		assert_int_equal(c.type, NBD_REPLY_TYPE_OFFSET_DATA);
+		assert_true(all(c.data + 8, sizeof(data), 0xbb));
+		free(c.data);
+	}
+	close(fd);
+	nbd_server_stop(tcp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1195,6 +1295,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_connections_and_handshake_deadline, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stop_with_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pivot_moves_the_export, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tcp_listener, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
