@@ -413,6 +413,54 @@ int blockdev_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, 
 	return bs->drv->snapshot_list ? bs->drv->snapshot_list(bs, out, nr, errp) : 0;
 }
 
+/* The driver of @bs has op @op, or -1 with the error naming its format. */
+static int snapshot_op(struct blockdev *bs, const void *op, struct error **errp)
+{
+	if (op)
+		return 0;
+	error_setg(errp, "'%s': format '%s' does not support internal snapshots", bs->filename,
+		   bs->drv->name);
+	return -1;
+}
+
+int blockdev_snapshot_create(struct blockdev *bs, const char *name, uint64_t vm_clock_nsec,
+			     struct blockdev_snapshot *made, struct error **errp)
+{
+	if (snapshot_op(bs, bs->drv->snapshot_create, errp))
+		return -1;
+	return bs->drv->snapshot_create(bs, name, vm_clock_nsec, made, errp);
+}
+
+int blockdev_snapshot_goto(struct blockdev *bs, const char *id_or_name, struct error **errp)
+{
+	if (snapshot_op(bs, bs->drv->snapshot_goto, errp))
+		return -1;
+	return bs->drv->snapshot_goto(bs, id_or_name, errp);
+}
+
+int blockdev_snapshot_delete(struct blockdev *bs, const char *id, const char *name,
+			     struct blockdev_snapshot *deleted, struct error **errp)
+{
+	if (snapshot_op(bs, bs->drv->snapshot_delete, errp))
+		return -1;
+	return bs->drv->snapshot_delete(bs, id, name, deleted, errp);
+}
+
+int blockdev_snapshot_load_tmp(struct blockdev *bs, const char *id, const char *name,
+			       struct error **errp)
+{
+	if (snapshot_op(bs, bs->drv->snapshot_load_tmp, errp))
+		return -1;
+	return bs->drv->snapshot_load_tmp(bs, id, name, errp);
+}
+
+void blockdev_snapshot_clear(struct blockdev_snapshot *s)
+{
+	free(s->id);
+	free(s->name);
+	s->id = s->name = NULL;
+}
+
 void blockdev_snapshot_list_free(struct blockdev_snapshot *list, size_t n)
 {
 	for (size_t i = 0; list && i < n; i++) {

@@ -536,6 +536,9 @@ struct blockdev_write {
  * @info: fill the format-specific part of @info; NULL = nothing to add
  * @snapshot_list: the node's internal snapshots (a malloc'd array, free with
  *       blockdev_snapshot_list_free); NULL = the format has none
+ * @snapshot_create, @snapshot_goto, @snapshot_delete, @snapshot_load_tmp: internal snapshots
+ *       (see blockdev_snapshot_create and the others); control plane, with the node's queues
+ *       drained; NULL = the format has none
  * @check: check the image's metadata and repair what @fix (BLOCKDEV_FIX_*) asks; 0 (result
  *       filled) or -1 when the check could not run; NULL = the format has nothing to check
  * @pwrite_compressed: write one whole cluster (the image's last one may be short) stored
@@ -570,6 +573,13 @@ struct blockdev_driver {
 	int (*info)(struct blockdev *bs, struct blockdev_info *info, struct error **errp);
 	int (*snapshot_list)(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			     struct error **errp);
+	int (*snapshot_create)(struct blockdev *bs, const char *name, uint64_t vm_clock_nsec,
+			       struct blockdev_snapshot *made, struct error **errp);
+	int (*snapshot_goto)(struct blockdev *bs, const char *id_or_name, struct error **errp);
+	int (*snapshot_delete)(struct blockdev *bs, const char *id, const char *name,
+			       struct blockdev_snapshot *deleted, struct error **errp);
+	int (*snapshot_load_tmp)(struct blockdev *bs, const char *id, const char *name,
+				 struct error **errp);
 	int (*check)(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
 		     struct error **errp);
 	int (*pwrite_compressed)(struct blockdev *bs, uint64_t offset, const void *buf,
@@ -728,6 +738,28 @@ struct json_object *blockdev_image_info(struct blockdev *bs, struct error **errp
 int blockdev_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			   struct error **errp);
 void blockdev_snapshot_list_free(struct blockdev_snapshot *list, size_t n);
+/*
+ * Internal snapshots (control plane; the caller drained the node's queues or is its only
+ * user). Each refuses, naming the format, a node whose format has none.
+ *  create:   a new snapshot @name (names may repeat, as qemu-img allows; the ID is the next
+ *            number) of the whole disk, no VM state; @made (or NULL) receives it
+ *  goto:     the disk becomes snapshot @id_or_name (an ID first, then a name), its size too
+ *  delete:   the first snapshot with ID @id and name @name (NULL: any); @deleted (or NULL)
+ *            receives what it was
+ *  load_tmp: a node opened read-only reads as the snapshot with ID @id and name @name (NULL:
+ *            any) until it is closed (convert -l); nothing is written
+ * @made / @deleted are freed with blockdev_snapshot_list_free(p, 1) when malloc'd, or their
+ * strings freed by the caller (blockdev_snapshot_clear).
+ */
+int blockdev_snapshot_create(struct blockdev *bs, const char *name, uint64_t vm_clock_nsec,
+			     struct blockdev_snapshot *made, struct error **errp);
+int blockdev_snapshot_goto(struct blockdev *bs, const char *id_or_name, struct error **errp);
+int blockdev_snapshot_delete(struct blockdev *bs, const char *id, const char *name,
+			     struct blockdev_snapshot *deleted, struct error **errp);
+int blockdev_snapshot_load_tmp(struct blockdev *bs, const char *id, const char *name,
+			       struct error **errp);
+/* Frees the strings of one snapshot record (not the record). */
+void blockdev_snapshot_clear(struct blockdev_snapshot *s);
 /* The driver's check (see struct blockdev_driver); an error names a format without one. */
 int blockdev_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
 		   struct error **errp);

@@ -118,6 +118,15 @@ static inline struct qcow2 *qcow2_of(struct blockdev *bs)
  */
 struct qcow2 *qcow2_node(struct blockdev *bs, struct error **errp);
 
+/* Bytes of the image file as far as this session knows: its size at open, or past the last
+ * cluster allocated since (the file node's size is not updated by writes past its end). */
+static inline uint64_t qcow2_file_end(const struct qcow2 *q)
+{
+	uint64_t alloc = q->end_cluster << q->cluster_bits;
+
+	return q->file->size > alloc ? q->file->size : alloc;
+}
+
 /* --- qcow2_meta.c: guards every layer shares (the write side's own: qcow2_internal.h) --- */
 /* true if [off, off+len) touches the header cluster, the L1 table or the refcount table */
 bool qcow2_overlaps_metadata(const struct qcow2 *q, uint64_t off, uint64_t len);
@@ -220,9 +229,9 @@ struct qcow2_amend_opts {
 };
 /*
  * Changes the version and the lazy_refcounts bit of an image open read-write (no queues on it).
- * Downgrading to version 2 expands zero clusters first and refuses, naming the reason, what
- * version 2 cannot hold (extended L2, zstd, a data file, refcount_bits != 16, bitmaps,
- * internal snapshots, a dirty image).
+ * Downgrading to version 2 expands zero clusters first (the snapshots' too) and refuses, naming
+ * the reason, what version 2 cannot hold (extended L2, zstd, a data file, refcount_bits != 16,
+ * bitmaps, snapshots of another size or with VM state, a dirty image).
  */
 int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct error **errp);
 /* Rewrites the header with another backing file name ("" = none) and format (NULL = none).
@@ -275,10 +284,31 @@ int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct
 int qcow2_create_on(struct blockdev *file, struct blockdev *data,
 		    const struct qcow2_create_opts *o, struct error **errp);
 
-/* --- qcow2_snapshot.c --- */
+/* --- qcow2_snapshot.c: the snapshot table --- */
 /* The driver's snapshot_list op: the snapshot table of a qcow2 node. */
 int qcow2_snapshot_list(struct blockdev *bs, struct blockdev_snapshot **out, size_t *nr,
 			struct error **errp);
+/* The whole table (h.nb_snapshots entries; NULL when none) and its length in bytes. */
+int qcow2_snapshots_read(struct qcow2 *q, struct qcow2_snapshot **out, uint64_t *bytes,
+			 struct error **errp);
+/* The first entry whose ID is @id (NULL: any) and name @name (NULL: any), or -1. */
+int qcow2_snapshot_find(const struct qcow2_snapshot *s, uint32_t n, const char *id,
+			const char *name);
+/* The entry whose ID is @what, else the first whose name is, or -1 (QEMU's order). */
+int qcow2_snapshot_find_id_or_name(const struct qcow2_snapshot *s, uint32_t n, const char *what);
+/* Writes @n entries as a new table (fresh clusters), switches the header to it and frees the
+ * old one (@old_bytes long); -errno. Lock held. */
+int qcow2_snapshots_write(struct qcow2 *q, const struct qcow2_snapshot *s, uint32_t n,
+			  uint64_t old_bytes);
+
+/* --- qcow2_snapshot_ops.c: the driver's snapshot ops (struct blockdev_driver) --- */
+int qcow2_snapshot_create(struct blockdev *bs, const char *name, uint64_t vm_clock_nsec,
+			  struct blockdev_snapshot *made, struct error **errp);
+int qcow2_snapshot_goto(struct blockdev *bs, const char *id_or_name, struct error **errp);
+int qcow2_snapshot_delete(struct blockdev *bs, const char *id, const char *name,
+			  struct blockdev_snapshot *deleted, struct error **errp);
+int qcow2_snapshot_load_tmp(struct blockdev *bs, const char *id, const char *name,
+			    struct error **errp);
 
 /* --- qcow2_check.c --- */
 /* The driver's check op: recounts every reference and compares with the refcounts; repairs per

@@ -2,8 +2,9 @@
 /*
  * qcow2: changing an image's version (compat 0.10 <-> 1.1) and its lazy_refcounts bit in place,
  * for `vireo-img amend`. Control plane only: the image is open read-write by one tool, with no
- * queue on it. Downgrading first rewrites every zero cluster of the active L1 table as
- * version 2 can express it (a plain hole, or zeroes written into a cluster), then the header,
+ * queue on it. Downgrading first rewrites every zero cluster (of the active L1 table and of
+ * every internal snapshot's) as version 2 can express it (a plain hole, or zeroes written into a
+ * cluster), then the header,
  * so a crash in between leaves a valid version 3 image. Also the other in-place header change
  * of the tools: another backing file name and format (`vireo-img rebase`): one header
  * write and a flush.
@@ -41,60 +42,69 @@ static int write_header(struct qcow2 *q, struct qcow2_header *h, struct error **
 	return ret ? -1 : 0;
 }
 
-/* One zero-flagged L2 entry as version 2 can say it. Lock held. */
-static int expand_zero(struct qcow2 *q, uint64_t l2, uint64_t idx, const uint64_t *e,
-		       const uint8_t *zero, struct error **errp)
+/*
+ * One zero-flagged entry of the L2 table at @l2 (which @l2rc L1 entries reach) as version 2
+ * can say it: unallocated when nothing shows through, else a cluster of zeroes. A
+ * preallocated cluster only this entry holds (its refcount is @l2rc) is zeroed in place;
+ * otherwise a fresh one takes @l2rc references and the old one loses as many. Lock held.
+ */
+static int expand_zero(struct qcow2 *q, uint64_t l2, uint64_t l2rc, uint64_t idx,
+		       const uint64_t *e, const uint8_t *zero, struct error **errp)
 {
-	uint64_t host = e[0] & QCOW2_OFFSET_MASK, ne[2] = { 0, 0 };
+	uint64_t host = e[0] & QCOW2_OFFSET_MASK, old = host, hrc = 0, ne[2] = { 0, 0 };
 	int ret;
 
 	if (!host && !q->bs->backing)
 		goto set; /* unallocated reads zeroes too */
-	if (host && !(e[0] & QCOW2_OFLAG_COPIED)) {
-		error_setg(errp, "'%s': L2 table at 0x%" PRIx64 " entry %" PRIu64 ": a shared zero "
-			   "cluster cannot be expanded", q->bs->filename, l2, idx);
-		return -1;
-	}
-	if (!host) {
+	if (host && (ret = qcow2_rc_get(q, host >> q->cluster_bits, &hrc)))
+		goto io;
+	if (!host || hrc != l2rc) {
 		int64_t h = qcow2_alloc_clusters(q, 1);
 
 		if (h < 0) {
-			error_setg_errno(errp, (int)-h, "'%s': allocating a cluster", q->bs->filename);
-			return -1;
+			ret = (int)h;
+			goto io;
 		}
 		host = (uint64_t)h;
+		if (l2rc > 1 && (ret = qcow2_rc_set(q, host >> q->cluster_bits, l2rc)))
+			goto io;
 	}
 	if ((ret = blockdev_pwrite(q->file, host, zero, q->cluster_size)) ||
-	    (ret = qcow2_barrier(q))) {
-		error_setg_errno(errp, ret, "'%s': writing zeroes at 0x%" PRIx64, q->bs->filename,
-				 host);
-		return -1;
-	}
-	ne[0] = host | QCOW2_OFLAG_COPIED;
+	    (ret = qcow2_barrier(q)))
+		goto io;
+	ne[0] = host | (l2rc == 1 && (host != old || hrc == 1) ? QCOW2_OFLAG_COPIED : 0);
 set:
-	if ((ret = qcow2_l2_set(q, l2, idx, ne))) {
-		error_setg_errno(errp, ret, "'%s': writing L2 table at 0x%" PRIx64, q->bs->filename,
-				 l2);
-		return -1;
-	}
-	return 0;
+	if ((ret = qcow2_l2_set(q, l2, idx, ne)))
+		goto io;
+	for (uint64_t k = 0; old && host != old && k < l2rc && !ret; k++)
+		ret = qcow2_free_range(q, old, q->cluster_size);
+	if (!ret)
+		return 0;
+io:
+	error_setg_errno(errp, ret, "'%s': expanding the zero cluster of L2 table 0x%" PRIx64
+			 " entry %" PRIu64, q->bs->filename, l2, idx);
+	return -1;
 }
 
-static int expand_zero_clusters(struct qcow2 *q, struct error **errp)
+/* Every zero entry of the L2 tables the L1 table @l1 (@n entries) reaches. A table two L1
+ * tables share is seen twice; the second time it has no zero entry left. */
+static int expand_l1(struct qcow2 *q, const uint64_t *l1, uint64_t n, const uint8_t *zero,
+		     struct error **errp)
 {
-	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
-	uint8_t *zero = calloc(1, q->cluster_size);
 	int ret = 0;
 
-	if (!zero) {
-		error_setg(errp, "out of memory");
-		return -1;
-	}
-	for (uint64_t i = 0; i < l1->size && !ret; i++) {
-		uint64_t l1e = atomic_load_explicit(&l1->e[i], memory_order_relaxed);
-		uint64_t l2 = l1e & QCOW2_OFFSET_MASK;
+	for (uint64_t i = 0; i < n && !ret; i++) {
+		uint64_t l2 = l1[i] & QCOW2_OFFSET_MASK, l2rc;
 
-		for (uint64_t idx = 0; l2 && idx < (1ULL << q->l2_bits) && !ret; idx++) {
+		if (!l2)
+			continue;
+		if (l2 % q->cluster_size || !range_within(l2, q->cluster_size, qcow2_file_end(q)) ||
+		    (ret = qcow2_rc_get(q, l2 >> q->cluster_bits, &l2rc))) {
+			error_setg(errp, "'%s': L1 entry %" PRIu64 " (0x%016" PRIx64 ") points "
+				   "outside the file", q->bs->filename, i, l1[i]);
+			return -1;
+		}
+		for (uint64_t idx = 0; idx < (1ULL << q->l2_bits) && !ret; idx++) {
 			uint64_t e[2] = { 0, 0 };
 			int r = qcow2_l2_get(q, l2, idx, e);
 
@@ -103,10 +113,59 @@ static int expand_zero_clusters(struct qcow2 *q, struct error **errp)
 						 q->bs->filename, l2);
 				ret = -1;
 			} else if ((e[0] & QCOW2_OFLAG_ZERO) && !(e[0] & QCOW2_OFLAG_COMPRESSED)) {
-				ret = expand_zero(q, l2, idx, e, zero, errp);
+				ret = expand_zero(q, l2, l2rc, idx, e, zero, errp);
 			}
 		}
 	}
+	return ret;
+}
+
+/* The L1 table of @count entries at @off, host order (@n set), or NULL with the error. */
+static uint64_t *read_table(struct qcow2 *q, uint64_t off, uint32_t count, struct error **errp)
+{
+	uint64_t *t = calloc((uint64_t)count + 1, 8);
+	int ret = -ENOMEM;
+
+	if (t && (!count || range_within(off, (uint64_t)count * 8, qcow2_file_end(q))))
+		ret = count ? blockdev_pread(q->file, off, t, (uint64_t)count * 8) : 0;
+	else if (t)
+		ret = -EINVAL;
+	if (ret) {
+		error_setg_errno(errp, ret, "'%s': reading the L1 table at 0x%" PRIx64,
+				 q->bs->filename, off);
+		free(t);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < count; i++)
+		t[i] = qcow2_be64((const uint8_t *)&t[i]);
+	return t;
+}
+
+/* The zero clusters of the active L1 table and of every snapshot's. */
+static int expand_zero_clusters(struct qcow2 *q, const struct qcow2_snapshot *s, uint32_t ns,
+				struct error **errp)
+{
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+	uint8_t *zero = calloc(1, q->cluster_size);
+	uint64_t *t = calloc((uint64_t)l1->size + 1, 8);
+	int ret = 0;
+
+	if (!zero || !t) {
+		error_setg(errp, "out of memory");
+		ret = -1;
+		goto out;
+	}
+	for (uint32_t i = 0; i < l1->size; i++)
+		t[i] = atomic_load_explicit(&l1->e[i], memory_order_relaxed);
+	ret = expand_l1(q, t, l1->size, zero, errp);
+	for (uint32_t i = 0; i < ns && !ret; i++) {
+		uint64_t *st = read_table(q, s[i].l1_table_offset, s[i].l1_size, errp);
+
+		ret = st ? expand_l1(q, st, s[i].l1_size, zero, errp) : -1;
+		free(st);
+	}
+out:
+	free(t);
 	free(zero);
 	return ret;
 }
@@ -130,8 +189,6 @@ static const char *v2_obstacle(const struct qcow2 *q)
 		return "its refcount_bits is not 16";
 	if (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)
 		return "it holds persistent bitmaps";
-	if (h->nb_snapshots)
-		return "it has internal snapshots (not supported by this downgrade)";
 	if (h->incompatible_features & ~QCOW2_INCOMPAT_KNOWN)
 		return "it has unknown incompatible features";
 	return NULL;
@@ -143,6 +200,8 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 	unsigned version;
 	bool lazy;
 	struct qcow2_header h;
+	struct qcow2_snapshot *snaps = NULL;
+	uint64_t snap_bytes;
 	uint8_t *old_tail;
 	const char *why;
 	int ret = -1;
@@ -169,7 +228,20 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 			error_setg(errp, "'%s': cannot amend to compat=0.10: %s", bs->filename, why);
 			goto out;
 		}
-		if (expand_zero_clusters(q, errp))
+		if (qcow2_snapshots_read(q, &snaps, &snap_bytes, errp))
+			goto out;
+		/* version 2 keeps snapshots, but not of another size nor with VM state */
+		for (uint32_t i = 0; i < q->h.nb_snapshots; i++) {
+			if (snaps[i].vm_state_size || (snaps[i].disk_size != UINT64_MAX &&
+						       snaps[i].disk_size != q->h.size)) {
+				error_setg(errp, "'%s': Internal snapshots prevent downgrade of image "
+					   "(snapshot '%s' %s)", bs->filename, snaps[i].name,
+					   snaps[i].vm_state_size ? "holds VM state" :
+					   "is of another size");
+				goto out;
+			}
+		}
+		if (expand_zero_clusters(q, snaps, q->h.nb_snapshots, errp))
 			goto out;
 		h.version = 2;
 		h.incompatible_features = h.compatible_features = h.autoclear_features = 0;
@@ -195,6 +267,7 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 		free(old_tail);
 out:
 	pthread_mutex_unlock(&q->lock);
+	qcow2_snapshots_free(snaps, q->h.nb_snapshots);
 	return ret;
 }
 

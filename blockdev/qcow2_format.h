@@ -148,6 +148,52 @@ const char *qcow2_feature_name(const struct qcow2_header *h, unsigned type, unsi
 /* Guest clusters an L1 table must cover for a disk of @size bytes. */
 uint64_t qcow2_l1_entries_for(uint64_t size, unsigned cluster_bits, bool extended_l2);
 
+/* --- the snapshot table (blockdev/qcow2_snaptable.c): pure, no I/O --- */
+#define QCOW2_SNAPSHOT_HEADER_LEN 40
+#define QCOW2_SNAPSHOT_MAX_EXTRA 1024  /* QEMU's limit on an entry's extra data */
+#define QCOW2_SNAPSHOT_EXTRA_LEN 24    /* what we write: VM state size, disk size, icount */
+#define QCOW2_MAX_SNAPSHOT_TABLE (64 * 1024 * 1024ULL)
+
+/*
+ * One entry of the snapshot table. Strings are NUL-terminated copies; @extra is the entry's
+ * extra data byte for byte, written back as it came (fields we do not know survive a rewrite).
+ */
+struct qcow2_snapshot {
+	uint64_t l1_table_offset;
+	uint32_t l1_size;
+	char *id, *name;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size; /* the 64-bit field of the extra data when present */
+	uint64_t disk_size;     /* UINT64_MAX: the entry does not record it */
+	uint64_t icount;        /* UINT64_MAX: not recorded (or -1) */
+	uint32_t extra_len;
+	uint8_t *extra;
+};
+
+/* Bytes of the entry whose first QCOW2_SNAPSHOT_HEADER_LEN bytes are @hdr, without the padding
+ * to 8 that follows it (which the file may end in: qemu-img does not pad the file). */
+uint64_t qcow2_snapshot_entry_len(const uint8_t *hdr);
+/**
+ * qcow2_snapshot_parse - one snapshot table entry
+ * @buf: the whole entry (qcow2_snapshot_entry_len bytes)
+ * @index, @off: which entry it is and where it lies in the file (for messages)
+ * @cluster_bits: the image's
+ * @sn: filled on success; release with qcow2_snapshot_free (also after a failure)
+ *
+ * Refuses, naming the entry and the field, extra data over QCOW2_SNAPSHOT_MAX_EXTRA, an L1
+ * table offset not aligned to the cluster size, or an L1 table over QCOW2_MAX_L1_BYTES.
+ */
+int qcow2_snapshot_parse(const uint8_t *buf, uint32_t index, uint64_t off, unsigned cluster_bits,
+			 struct qcow2_snapshot *sn, struct error **errp);
+/* Bytes qcow2_snapshot_put() writes for @sn (padded to 8). */
+uint64_t qcow2_snapshot_size(const struct qcow2_snapshot *sn);
+/* Serializes @sn into @buf (qcow2_snapshot_size bytes, zeroed by the caller). */
+void qcow2_snapshot_put(const struct qcow2_snapshot *sn, uint8_t *buf);
+void qcow2_snapshot_free(struct qcow2_snapshot *sn);
+/* Frees @n entries and the array. */
+void qcow2_snapshots_free(struct qcow2_snapshot *s, uint32_t n);
+
 static inline uint64_t qcow2_be64(const uint8_t *p)
 {
 	return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |

@@ -4,7 +4,8 @@
  * to fresh clusters, switched to in the header, and published by pointer; the old array is
  * retired rather than freed (until close), since a lock-free reader may still hold it.
  * Shrinking first frees the clusters past the new end and zeroes the kept tail of the last
- * cluster. An external data file follows the virtual size. Control plane: runs with every
+ * cluster (internal snapshots keep theirs: a cluster they share loses one reference, and a
+ * shared L2 table is copied first, as on any write). An external data file follows the virtual size. Control plane: runs with every
  * queue drained, and takes q->lock for the header and L1 changes.
  */
 #include "blockdev/qcow2.h"
@@ -86,11 +87,6 @@ static int drop_tail(struct qcow2 *q, uint64_t size, struct error **errp)
 	uint64_t keep = ALIGN_UP(size, q->cluster_size);
 	int ret = 0;
 
-	if (q->h.nb_snapshots) {
-		error_setg(errp, "'%s': shrinking an image with internal snapshots is not supported",
-			   q->bs->filename);
-		return -1;
-	}
 	if (keep > size)
 		ret = qcow2_zero_range(q, size, MIN(keep, q->h.size) - size, 0);
 	if (!ret && keep < q->h.size)

@@ -53,6 +53,39 @@ static bool in_chain(const char *path, struct blockdev *bs)
 	return false;
 }
 
+/*
+ * -l: "snapshot.id=ID,snapshot.name=NAME" (either or both; both must match), or an ID or a name
+ * (the ID first), as qemu-img; @bs (read-only) then reads as that snapshot.
+ */
+static int load_snapshot(struct blockdev *bs, const char *param, struct error **errp)
+{
+	char *copy, *save = NULL, *id = NULL, *name = NULL;
+	int ret = -1;
+
+	if (strncmp(param, "snapshot.", 9))
+		return blockdev_snapshot_load_tmp(bs, param, NULL, NULL) &&
+		       blockdev_snapshot_load_tmp(bs, NULL, param, errp) ? -1 : 0;
+	copy = strdup(param);
+	if (!copy) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(kv, "snapshot.id=", 12)) {
+			id = kv + 12;
+		} else if (!strncmp(kv, "snapshot.name=", 14)) {
+			name = kv + 14;
+		} else {
+			error_setg(errp, "-l: '%s' is not snapshot.id=ID or snapshot.name=NAME", kv);
+			goto out;
+		}
+	}
+	ret = blockdev_snapshot_load_tmp(bs, id, name, errp);
+out:
+	free(copy);
+	return ret;
+}
+
 /* qemu-img's cache modes: the block layer's cache= plus when to flush. */
 static int cache_mode(const char *opt, const char *mode, bool target, struct convert *c,
 		      const char **cache, struct error **errp)
@@ -77,6 +110,7 @@ static int cache_mode(const char *opt, const char *mode, bool target, struct con
 int img_convert(int argc, char **argv)
 {
 	const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+	const char *snapshot = NULL;
 	const char *src_cache = "writeback", *dst_cache = "writeback";
 	char *options = NULL, dst_opts[96];
 	/* -t unsafe is qemu-img convert's default: the page cache, no flush at the end */
@@ -89,7 +123,7 @@ int img_convert(int argc, char **argv)
 
 	o->in_order = true;
 	o->parallel = 8;
-	while ((opt = getopt(argc, argv, "+f:O:o:S:pqnUWcB:F:m:t:T:")) != -1) {
+	while ((opt = getopt(argc, argv, "+f:O:o:S:pqnUWcB:F:m:t:T:l:")) != -1) {
 		switch (opt) {
 		case 'f': fmt = optarg; break;
 		case 'O': out_fmt = optarg; break;
@@ -101,6 +135,7 @@ int img_convert(int argc, char **argv)
 		case 'B': backing = optarg; break;
 		case 'F': backing_fmt = optarg; break;
 		case 'W': o->in_order = false; break;
+		case 'l': snapshot = optarg; break;
 		case 'U': break;
 		case 'S':
 			if (parse_size("-S", optarg, &sparse, &err))
@@ -145,6 +180,10 @@ int img_convert(int argc, char **argv)
 	o->src = img_open(argv[optind], fmt, true, dst_opts, &err);
 	if (!o->src)
 		goto fail;
+	if (snapshot && load_snapshot(o->src, snapshot, &err)) {
+		error_prepend(&err, "Failed to load snapshot");
+		goto fail;
+	}
 	if (in_chain(argv[optind + 1], o->src)) {
 		error_setg(&err, "'%s' is '%s' or in its backing chain: it cannot be the target",
 			   argv[optind + 1], argv[optind]);

@@ -25,7 +25,7 @@ static const char *get_str(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
 }
 
-static void snapshots_human(struct json_object *list)
+void img_print_snapshots(struct json_object *list)
 {
 	printf("Snapshot list:\n%-7s %-17s %7s %19s %15s %10s\n", "ID", "TAG", "VM_SIZE", "DATE",
 	       "VM_CLOCK", "ICOUNT");
@@ -89,7 +89,7 @@ static void info_human(struct json_object *o)
 			printf("backing file format: %s\n", get_str(o, "backing-filename-format"));
 	}
 	if (json_object_object_get_ex(o, "snapshots", &v))
-		snapshots_human(v);
+		img_print_snapshots(v);
 	if (json_object_object_get_ex(o, "dirty-flag", &v) && json_object_get_boolean(v))
 		printf("cleanly shut down: no\n");
 	if (json_object_object_get_ex(o, "format-specific", &fs) &&

@@ -24,7 +24,7 @@ static const struct {
 	{ "convert", img_convert,
 	  "convert [-p] [-q] [-n] [-c] [-W] [-m num (1-16, 8)] [-f fmt] [-t cache] [-T src_cache] "
 	  "[-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] "
-	  "filename output_filename" },
+	  "[-l snapshot_param] filename output_filename" },
 	{ "dd", img_dd,
 	  "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input "
 	  "of=output" },
@@ -35,6 +35,8 @@ static const struct {
 	{ "rebase", img_rebase,
 	  "rebase [-q] [-f fmt] [-u] [-p] -b backing_file [-F backing_fmt] filename" },
 	{ "resize", img_resize, "resize [-f fmt] [--shrink] filename [+|-]size" },
+	{ "snapshot", img_snapshot,
+	  "snapshot [-q] [-U] [-f fmt] [-l | -a snapshot | -c snapshot | -d snapshot] filename" },
 };
 
 static void usage(FILE *f)

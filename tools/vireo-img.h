@@ -24,6 +24,7 @@ int img_measure(int argc, char **argv);
 int img_amend(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_resize(int argc, char **argv);
+int img_snapshot(int argc, char **argv);
 
 /* Calls @fn for each key=value of "a=1,b=2" (a bare key means "on"). Returns 0 or -1. */
 int img_each_option(const char *list, int (*fn)(void *opaque, const char *key, const char *value,
@@ -33,6 +34,10 @@ int img_each_option(const char *list, int (*fn)(void *opaque, const char *key, c
 /* Opens @filename with format @fmt (NULL probes); @extra is "k=v,..." driver options or NULL. */
 struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, const char *extra,
 			  struct error **errp);
+
+/* qemu-img's "Snapshot list:" table of an ImageInfo's "snapshots" array (info, snapshot -l). */
+struct json_object;
+void img_print_snapshots(struct json_object *list);
 
 /* qemu-img's human sizes: "64 MiB", "1.5 GiB", "196 KiB". */
 void img_human_size(uint64_t bytes, char *buf, size_t len);

@@ -2,7 +2,8 @@
 /*
  * Fuzz target: opening a hostile qcow2 image read-only (blockdev/qcow2*.c through
  * blockdev_open), then info, snapshot list, check (no repair), block status, map and reads at a
- * few places.
+ * few places; then, when it lists internal snapshots, the first one loaded (load_tmp: the
+ * snapshot table entry and its L1 table) and block status, map and reads again through it.
  *
  * Input: the image file, byte for byte. It is written to img.qcow2 in a private temp directory
  * that also holds backing.raw and data.raw (64 KiB each), so images naming those as backing or
@@ -109,6 +110,27 @@ static void exercise(struct blockdev *bs, uint64_t h)
 	}
 }
 
+/* The first snapshot listed, loaded read-only, then read through as the image was. */
+static void load_first_snapshot(struct blockdev *bs, uint64_t h)
+{
+	struct blockdev_snapshot *snaps = NULL;
+	struct error *err = NULL;
+	size_t nr = 0;
+	int r;
+
+	if (blockdev_snapshot_list(bs, &snaps, &nr, NULL) || !nr) {
+		blockdev_snapshot_list_free(snaps, nr);
+		return;
+	}
+	r = blockdev_snapshot_load_tmp(bs, snaps[0].id, NULL, &err);
+	FUZZ_LOG("qcow2_open: load snapshot %s: %s\n", snaps[0].id, r ? error_msg(err) : "ok");
+	FUZZ_CHECK(!r || (err && error_msg(err)[0]), "load_tmp failed without a message");
+	error_free(err);
+	blockdev_snapshot_list_free(snaps, nr);
+	if (!r)
+		exercise(bs, h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct blockdev_opts o = { 0 };
@@ -133,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	exercise(bs, fuzz_hash(data, size));
+	load_first_snapshot(bs, fuzz_hash(data, size));
 	blockdev_close(bs);
 	return 0;
 }

@@ -664,6 +664,33 @@ if command -v qemu-img >/dev/null && command -v qemu-io >/dev/null; then
 		io -c 'write -P 0x88 0 1k' snapshot.qcow2
 		q snapshot -c s1 snapshot.qcow2
 		io -c 'write -P 0x99 0 512' snapshot.qcow2
+		# internal snapshots (issue 18): two of them across a size change, one over a
+		# compressed cluster; and hostile copies: extra data over 1 KiB, a misaligned L1
+		# table, an L1 table past the end of the file, an L1 entry with reserved bits
+		q create -f qcow2 -o cluster_size=512 snapshots.qcow2 32K
+		io -c 'write -P 0x21 0 2k' snapshots.qcow2
+		q snapshot -c s1 snapshots.qcow2
+		q resize snapshots.qcow2 48K
+		io -c 'write -P 0x22 1k 2k' -c 'write -P 0x23 40k 1k' snapshots.qcow2
+		q snapshot -c s2 snapshots.qcow2
+		q convert -c -f raw -O qcow2 -o cluster_size=4096 pattern.raw zsnap.qcow2
+		q snapshot -c z zsnap.qcow2
+		io -c 'write -P 0x24 0 1k' zsnap.qcow2
+		for bad in extra l1-misaligned l1-past-end l1-reserved; do
+			cp snapshot.qcow2 snapshot-bad-$bad.qcow2
+			python3 - snapshot-bad-$bad.qcow2 $bad <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b")
+f.seek(64); t = struct.unpack(">Q", f.read(8))[0]
+f.seek(t); l1 = struct.unpack(">Q", f.read(8))[0]
+def put(off, fmt, v): f.seek(off); f.write(struct.pack(fmt, v))
+if sys.argv[2] == "extra": put(t + 36, ">I", 4096)
+if sys.argv[2] == "l1-misaligned": put(t, ">Q", l1 + 256)
+if sys.argv[2] == "l1-past-end": put(t, ">Q", 1 << 30)
+if sys.argv[2] == "l1-reserved":
+    f.seek(l1); e = struct.unpack(">Q", f.read(8))[0]; put(l1, ">Q", e | 3)
+PY
+		done
 		q create -f qcow2 -o cluster_size=512 bitmap.qcow2 64K
 		q bitmap --add bitmap.qcow2 b0
 		q create -f qcow2 -o cluster_size=512,preallocation=metadata prealloc.qcow2 32K

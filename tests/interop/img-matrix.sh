@@ -71,9 +71,6 @@ failed=0
 # the list always says exactly what is missing.
 known_gaps=(
 	"amend -o refcount_bits=8 q3*|changing refcount_bits (rewriting the refcount structures) is not built"
-	"resize q3s.qcow2 --shrink *|shrinking an image with internal snapshots waits for the snapshots work (issue 18)"
-	"amend -o compat=0.10 q3s.qcow2*|downgrading an image with internal snapshots waits for the snapshots work (issue 18)"
-	"amend -o size=1M q3s.qcow2*|shrinking an image with internal snapshots waits for the snapshots work (issue 18)"
 )
 gap_of() { # name: prints the reason when it is a known gap
 	local g
