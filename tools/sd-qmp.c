@@ -16,6 +16,7 @@
 #include "tools/sd.h"
 
 static struct qmp_server *monitors[SD_MAX_MONITORS];
+static unsigned int nr_fds[SD_MAX_MONITORS]; /* how many pollfds each filled last */
 static unsigned int nr_monitors;
 static bool quit;
 
@@ -82,15 +83,21 @@ unsigned int sd_monitor_fds(struct pollfd *pfd)
 {
 	unsigned int n = 0;
 
-	for (unsigned int i = 0; i < nr_monitors; i++)
-		n += qmp_fds(monitors[i], &pfd[n]);
+	for (unsigned int i = 0; i < nr_monitors; i++) {
+		nr_fds[i] = qmp_fds(monitors[i], &pfd[n]);
+		n += nr_fds[i];
+	}
 	return n;
 }
 
 void sd_monitor_handle(const struct pollfd *pfd)
 {
-	for (unsigned int i = 0; i < nr_monitors; i++)
-		qmp_handle(monitors[i], &pfd[2 * i], 2);
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < nr_monitors; i++) {
+		qmp_handle(monitors[i], &pfd[n], nr_fds[i]);
+		n += nr_fds[i];
+	}
 }
 
 void sd_monitor_cleanup(void)

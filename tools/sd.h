@@ -88,7 +88,8 @@ void sd_pidfile_remove(void);
 /* The daemon's monitors (sd-qmp.c): a QMP server on @path, and an event to every client. */
 int sd_monitor_add(const char *path, struct error **errp);
 void sd_event(void *opaque, const char *name, struct json_object *data);
-/* Fills @pfd with every monitor's fds (2 each); returns how many it filled. */
+/* Fills @pfd with every monitor's fds (at most 2 each); returns how many it filled.
+ * sd_monitor_handle() then takes the same array back after poll(). */
 unsigned int sd_monitor_fds(struct pollfd *pfd);
 void sd_monitor_handle(const struct pollfd *pfd);
 void sd_monitor_cleanup(void);
