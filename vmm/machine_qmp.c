@@ -10,6 +10,7 @@
 #include "control/bitmap_qmp.h"
 #include "control/block_qmp.h"
 #include "control/job_qmp.h"
+#include "control/snapshot_qmp.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_scsi.h"
 #include "vmm/drive.h"
@@ -379,6 +380,7 @@ const struct qmp_command machine_qmp_commands[] = {
 	BLOCK_QMP_COMMANDS,
 	INFO_QMP_COMMANDS,
 	JOB_QMP_COMMANDS,
+	SNAPSHOT_QMP_COMMANDS,
 	{ "device_add", qmp_device_add },
 	{ "device_del", qmp_device_del },
 	{ "query-commands", qmp_query_commands },
