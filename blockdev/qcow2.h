@@ -234,6 +234,13 @@ struct qcow2_amend_opts {
  * bitmaps, snapshots of another size or with VM state, a dirty image).
  */
 int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct error **errp);
+/*
+ * qcow2_recompress.c: switches the image's compression type (QCOW2_COMPRESS_*) in place: every
+ * compressed cluster of the active disk is first stored plainly, then the header changes (a
+ * zstd image needs version 3), then each is compressed again in the new type; a crash leaves
+ * every cluster readable. Refused while a snapshot holds compressed clusters. Tools only.
+ */
+int qcow2_set_compression(struct blockdev *bs, unsigned type, struct error **errp);
 /* Rewrites the header with another backing file name ("" = none) and format (NULL = none).
  * Only the header changes: the caller copies data first if the content must stay the same. */
 int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,

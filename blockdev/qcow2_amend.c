@@ -10,6 +10,7 @@
  * write and a flush.
  */
 #include "blockdev/qcow2.h"
+#include "blockdev/qcow2_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,8 +20,7 @@
 
 #include "common/util.h"
 
-/* Serializes @h, writes it over the header cluster and makes it current. Lock held. */
-static int write_header(struct qcow2 *q, struct qcow2_header *h, struct error **errp)
+int qcow2_write_header(struct qcow2 *q, struct qcow2_header *h, struct error **errp)
 {
 	uint8_t *buf = calloc(1, q->cluster_size);
 	int ret;
@@ -262,7 +262,7 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 		h.compatible_features = lazy ? h.compatible_features | QCOW2_COMPAT_LAZY_REFCOUNTS :
 					       h.compatible_features & ~QCOW2_COMPAT_LAZY_REFCOUNTS;
 	}
-	ret = write_header(q, &h, errp);
+	ret = qcow2_write_header(q, &h, errp);
 	if (!ret && q->h.tail != old_tail)
 		free(old_tail);
 out:

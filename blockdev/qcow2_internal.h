@@ -64,6 +64,10 @@ int qcow2_write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 		      const uint64_t *e, uint64_t a, const uint8_t *p, uint64_t n, bool zero_rest,
 		      bool defer);
 
+/* --- qcow2_amend.c --- */
+/* Serializes @h, writes it over the header cluster (then a flush) and makes it q->h. */
+int qcow2_write_header(struct qcow2 *q, struct qcow2_header *h, struct error **errp);
+
 /* --- qcow2_zero.c --- */
 /* Every whole cluster of [off, off+len) (and a last partial one at the image's end) becomes
  * unallocated: it reads the backing file again. Takes the lock itself. */

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * vireo-img amend: change qcow2 options in place, as far as the format allows: compat
- * (0.10 <-> 1.1), lazy_refcounts, size (growing or shrinking, as resize). The backing file is
- * rebase's job, as qemu-img says. Options that would need the image rewritten (cluster_size,
- * refcount_bits, extended_l2, compression_type, data_file, encryption, ...) are refused by
- * name.
+ * (0.10 <-> 1.1), lazy_refcounts, size (growing or shrinking, as resize), compression_type
+ * (qemu-img takes it at create only: the compressed clusters are stored again in the new type).
+ * The backing file is rebase's job, as qemu-img says. Options that would need the image
+ * rewritten (cluster_size, refcount_bits, extended_l2, data_file, encryption, ...) are refused
+ * by name.
  */
 #include "tools/vireo-img.h"
 
@@ -17,6 +18,7 @@
 
 struct amend {
 	struct qcow2_amend_opts q;
+	int compression; /* QCOW2_COMPRESS_*, -1 keeps it */
 	uint64_t size;
 	bool size_given;
 };
@@ -42,6 +44,15 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 	} else if (!strcmp(key, "backing_file") || !strcmp(key, "backing_fmt")) {
 		error_setg(errp, "cannot amend the backing file; 'vireo-img rebase' changes it");
 		return -1;
+	} else if (!strcmp(key, "compression_type")) {
+		if (!strcmp(value, "zlib")) {
+			a->compression = QCOW2_COMPRESS_ZLIB;
+		} else if (!strcmp(value, "zstd")) {
+			a->compression = QCOW2_COMPRESS_ZSTD;
+		} else {
+			error_setg(errp, "compression_type: '%s' is not zlib or zstd", value);
+			return -1;
+		}
 	} else if (!strcmp(key, "size")) {
 		if (parse_size("size", value, &a->size, errp))
 			return -1;
@@ -60,7 +71,12 @@ static int amend(struct blockdev *bs, struct amend *a, const char *filename, str
 			   blockdev_format_name(bs));
 		return -1;
 	}
-	if (qcow2_amend(bs, &a->q, errp))
+	/* zstd needs version 3: an upgrade first, a downgrade after leaving zstd */
+	if (a->q.version == 3 && qcow2_amend(bs, &a->q, errp))
+		return -1;
+	if (a->compression >= 0 && qcow2_set_compression(bs, (unsigned)a->compression, errp))
+		return -1;
+	if (a->q.version != 3 && qcow2_amend(bs, &a->q, errp))
 		return -1;
 	if (a->size_given && a->size != bs->size && blockdev_truncate(bs, a->size, errp))
 		return -1;
@@ -69,7 +85,7 @@ static int amend(struct blockdev *bs, struct amend *a, const char *filename, str
 
 int img_amend(int argc, char **argv)
 {
-	struct amend a = { .q = { .lazy_refcounts = -1 } };
+	struct amend a = { .q = { .lazy_refcounts = -1 }, .compression = -1 };
 	const char *fmt = NULL;
 	char *options = NULL;
 	struct blockdev *bs = NULL;

@@ -526,6 +526,42 @@ rm -f amz.qcow2
 qemu-img create -q -f qcow2 -o compression_type=zstd amz.qcow2 1M
 if "$VI" amend -o compat=0.10 amz.qcow2 2>&1 | grep -q zstd; then ok "amend: zstd image stays 1.1"
 else bad "amend: zstd image stays 1.1"; fi
+# amend -o compression_type (qemu-img takes it at create only): the compressed clusters are
+# stored again in the new type, qemu-img reads the same bytes and finds them still compressed
+for from in zlib zstd; do
+	to=zstd; [ $from = zstd ] && to=zlib
+	rm -f amc.qcow2
+	qemu-img convert -c -O qcow2 -o compression_type=$from src.raw amc.qcow2
+	qemu-io -c "write -P 0x77 64k 4k" amc.qcow2 >/dev/null
+	qemu-img convert -O raw amc.qcow2 amcref.raw
+	if "$VI" amend -o compression_type=$to amc.qcow2 &&
+	   qemu-img info amc.qcow2 | grep -q "compression type: $to"; then
+		ok "amend compression_type $from -> $to"
+	else bad "amend compression_type $from -> $to"; fi
+	qemu_clean "amend compression_type $from -> $to" amc.qcow2
+	qemu_same "amend compression_type $from -> $to" amc.qcow2 amcref.raw
+	if qemu-img check amc.qcow2 | grep -q ' [1-9][0-9.]*% compressed clusters'; then
+		ok "amend compression_type $from -> $to: still compressed"
+	else bad "amend compression_type $from -> $to: still compressed"; fi
+done
+"$VI" convert -c -O qcow2 -o compression_type=zstd amc.qcow2 amz2.qcow2
+if "$VI" amend -o compat=0.10,compression_type=zlib amz2.qcow2 &&
+   qemu-img info amz2.qcow2 | grep -q "compat: 0.10"; then ok "amend zstd -> zlib, compat=0.10"
+else bad "amend zstd -> zlib, compat=0.10"; fi
+qemu_same "amend zstd -> zlib, compat=0.10" amz2.qcow2 amcref.raw
+qemu-img create -q -f qcow2 -o compat=0.10 amv2.qcow2 1M
+if "$VI" amend -o compression_type=zstd amv2.qcow2 2>&1 | grep -q "needs compat=1.1"; then
+	ok "amend compression_type=zstd of a v2 image refused"
+else bad "amend compression_type=zstd of a v2 image refused"; fi
+if "$VI" amend -o compat=1.1,compression_type=zstd amv2.qcow2 &&
+   qemu-img info amv2.qcow2 | grep -q "compression type: zstd"; then
+	ok "amend compat=1.1,compression_type=zstd"
+else bad "amend compat=1.1,compression_type=zstd"; fi
+qemu_clean "amend compat=1.1,compression_type=zstd" amv2.qcow2
+qemu-img snapshot -c s amc.qcow2
+if "$VI" amend -o compression_type=zstd amc.qcow2 2>&1 | grep -q "snapshot 's' holds compressed"
+then ok "amend compression_type refused under a snapshot with compressed clusters"
+else bad "amend compression_type refused under a snapshot with compressed clusters"; fi
 
 # dd: the same bytes as qemu-img dd (where their semantics agree) and as dd(1) for skip + count
 head -c 1M /dev/urandom >ddsrc.raw && truncate -s 3M ddsrc.raw
