@@ -548,6 +548,23 @@ void nbd_conn_rx_done(struct nbd_conn *c, size_t n)
 	leave(c);
 }
 
+void nbd_conn_require_tls(struct nbd_conn *c)
+{
+	c->tls_required = true;
+}
+
+void nbd_conn_tls_done(struct nbd_conn *c)
+{
+	enter(c);
+	if (c->state == NBD_CONN_STARTTLS) {
+		c->state = NBD_CONN_HANDSHAKE;
+		c->tls_active = true;
+		c->want_process = true;
+		c->want_wake = true;
+	}
+	leave(c);
+}
+
 void nbd_conn_resume(struct nbd_conn *c)
 {
 	enter(c);

@@ -127,6 +127,10 @@ struct nbd_io {
  *          once, on the conn's thread, then or later
  * @wake: the conn has output to send, takes input again, or closed: the transport should
  *        look at it (called at the end of a conn entry point, never inside the conn's work)
+ * @starttls: NBD_OPT_STARTTLS was accepted (its NBD_REP_ACK is the last plaintext queued):
+ *        once that is sent the transport runs the TLS handshake, then calls nbd_conn_tls_done;
+ *        the conn reads nothing meanwhile (state NBD_CONN_STARTTLS). Only with
+ *        nbd_conn_require_tls().
  */
 struct nbd_conn_ops {
 	struct nbd_export *(*export_get)(void *opaque, const char *name);
@@ -137,11 +141,13 @@ struct nbd_conn_ops {
 	void (*go)(void *opaque, struct nbd_conn *c, struct nbd_export *exp);
 	void (*submit)(void *opaque, struct nbd_io *io);
 	void (*wake)(void *opaque, struct nbd_conn *c);
+	void (*starttls)(void *opaque, struct nbd_conn *c);
 };
 
 /* Where a connection is. */
 enum nbd_conn_state {
 	NBD_CONN_HANDSHAKE,   /* option haggling */
+	NBD_CONN_STARTTLS,    /* the TLS handshake runs (the transport's): nothing is read */
 	NBD_CONN_HELD,        /* the handshake ended; waiting for nbd_conn_resume */
 	NBD_CONN_TRANSMISSION,
 	NBD_CONN_DRAINING,    /* soft disconnect (NBD_OPT_ABORT, NBD_CMD_DISC): reads nothing
@@ -160,6 +166,16 @@ enum nbd_conn_state {
  */
 struct nbd_conn *nbd_conn_new(const struct nbd_conn_ops *ops, void *opaque, size_t priv_size,
 			      const struct nbd_conn_limits *lim, const char *peer);
+
+/*
+ * The server insists on TLS (proto.md's FORCEDTLS mode): before NBD_OPT_STARTTLS succeeded,
+ * every option but STARTTLS and ABORT is refused with NBD_REP_ERR_TLS_REQD and
+ * NBD_OPT_EXPORT_NAME ends the connection. Call before any input.
+ */
+void nbd_conn_require_tls(struct nbd_conn *c);
+/* The transport's TLS handshake succeeded: option haggling goes on, encrypted, with nothing
+ * negotiated before it kept (proto.md, NBD_OPT_STARTTLS). */
+void nbd_conn_tls_done(struct nbd_conn *c);
 
 /* Frees a connection in state NBD_CONN_CLOSED with no request at the backend (nbd_conn_busy
  * false) and no transfer of the transport's in progress on its buffers (a closed conn keeps

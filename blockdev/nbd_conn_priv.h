@@ -75,6 +75,8 @@ struct nbd_conn {
 	uint64_t cur_got;
 
 	/* negotiated */
+	bool tls_required;     /* FORCEDTLS: nothing but STARTTLS and ABORT before TLS */
+	bool tls_active;       /* STARTTLS succeeded */
 	bool fixed;            /* the client set NBD_FLAG_C_FIXED_NEWSTYLE */
 	bool no_zeroes;
 	bool structured;

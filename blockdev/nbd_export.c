@@ -126,6 +126,7 @@ const struct nbd_conn_ops nbd_server_conn_ops = {
 	.go = nbd_client_go,
 	.submit = exp_submit,
 	.wake = nbd_client_wake,
+	.starttls = nbd_client_starttls,
 };
 
 /* ---- block status (the worker thread) -------------------------------------------------------- */

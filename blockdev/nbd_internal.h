@@ -45,6 +45,7 @@ struct nbd_server {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;               /* broadcast when a connection is freed */
 	struct iothread *it;               /* [fixed] accepts and handshakes */
+	struct nbd_tls_creds *tls;         /* [fixed] the caller's, or NULL: no TLS */
 	unsigned int max_conns;            /* [fixed] 0: no limit */
 	unsigned int handshake_ms;         /* [fixed] */
 	enum nbd_addr_type type;           /* [fixed] */
@@ -108,6 +109,14 @@ struct nbd_client {
 	bool recv_armed, send_armed, reap_pending;
 	bool moving;                       /* go happened: move to exp->it once nothing is armed */
 	bool shut;                         /* shutdown(2) done */
+	bool forced;                       /* closed by the server (stop, export deletion) */
+	bool send_failed;
+	bool in_update, update_again;      /* update() runs; run it once more */
+	struct nbd_tls_session *tls;       /* after NBD_OPT_STARTTLS */
+	bool tls_start;                    /* STARTTLS accepted: start once its reply is sent */
+	bool tls_ready;                    /* the TLS handshake completed */
+	bool bye_done;                     /* close_notify queued */
+	bool send_cipher;                  /* the armed SENDMSG sends the session's ciphertext */
 	bool counted_on_exp;               /* [lock] counted in exp->nr_conns */
 	struct msghdr msg;
 	struct iovec iov[NBD_TX_IOV];
@@ -129,6 +138,7 @@ void nbd_clients_close(struct nbd_client *list, const char *reason);
 /* nbd_conn_ops callbacks */
 void nbd_client_go(void *opaque, struct nbd_conn *c, struct nbd_export *exp);
 void nbd_client_wake(void *opaque, struct nbd_conn *c);
+void nbd_client_starttls(void *opaque, struct nbd_conn *c);
 
 /* nbd_server.c */
 /* A connection was freed (counted in @exp's connections too when @exp): take it out of the

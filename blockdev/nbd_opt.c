@@ -432,6 +432,37 @@ out:
 	free(name);
 }
 
+static void opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+	if (!c->tls_required) {
+		rep_err(c, NBD_REP_ERR_UNSUP, "TLS is not configured on this server");
+		return;
+	}
+	if (c->tls_active) {
+		rep_err(c, NBD_REP_ERR_INVALID, "TLS is already running");
+		return;
+	}
+	if (len) {
+		rep_err(c, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+		return;
+	}
+	if (c->rlen) { /* the client MUST wait for the reply before its TLS handshake */
+		nbd_conn_fail(c, "the client sent data after NBD_OPT_STARTTLS before its reply");
+		return;
+	}
+	if (!rep(c, NBD_REP_ACK, NULL, 0))
+		return;
+	/* nothing negotiated in plaintext survives the upgrade (proto.md) */
+	c->structured = false;
+	free(c->meta_export);
+	c->meta_export = NULL;
+	c->meta_mask = 0;
+	c->rx = NBD_RX_OPT_HDR; /* the next option comes encrypted */
+	c->state = NBD_CONN_STARTTLS;
+	c->want_wake = true;
+	c->ops->starttls(c->opaque, c);
+}
+
 static void opt_abort(struct nbd_conn *c)
 {
 	/* the client may not wait for it (proto.md): the send may fail, that is fine */
@@ -456,7 +487,7 @@ static void opt_run(struct nbd_conn *c)
 		opt_list(c, len);
 		break;
 	case NBD_OPT_STARTTLS:
-		rep_err(c, NBD_REP_ERR_UNSUP, "TLS is not supported by this server");
+		opt_starttls(c, len);
 		break;
 	case NBD_OPT_INFO:
 	case NBD_OPT_GO:
@@ -508,6 +539,16 @@ static void opt_begin(struct nbd_conn *c, uint32_t opt, uint32_t len)
 		/* without fixed newstyle there is no way to refuse an option */
 		nbd_conn_fail(c, "%s from a client without fixed newstyle negotiation",
 			      nbd_opt_name(opt));
+		return;
+	}
+	if (c->tls_required && !c->tls_active && opt != NBD_OPT_STARTTLS &&
+	    opt != NBD_OPT_ABORT) {
+		if (opt == NBD_OPT_EXPORT_NAME) { /* it cannot be refused with a reply */
+			nbd_conn_fail(c, "NBD_OPT_EXPORT_NAME before TLS, which this server requires");
+			return;
+		}
+		nbd_conn_skip(c, len, NBD_SKIP_OPT_REPLY, NBD_REP_ERR_TLS_REQD,
+			      "this server requires TLS: send NBD_OPT_STARTTLS first");
 		return;
 	}
 	if (opt == NBD_OPT_EXPORT_NAME && len > NBD_MAX_STRING) {

@@ -346,10 +346,13 @@ struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct erro
 	struct nbd_server *srv;
 	int ret;
 
-	if (o->tls_creds || o->tls_authz) {
-		error_setg(errp, "NBD server: TLS is not supported yet (tls-creds '%s'); serve "
-			   "over a unix socket or a trusted network", o->tls_creds ? o->tls_creds :
-			   o->tls_authz);
+	if (o->tls_creds && !o->tls) {
+		error_setg(errp, "NBD server: TLS credentials '%s' not found", o->tls_creds);
+		return NULL;
+	}
+	if (o->tls_authz) {
+		error_setg(errp, "NBD server: tls-authz ('%s') is not supported: every client with "
+			   "valid credentials is served", o->tls_authz);
 		return NULL;
 	}
 	if (!o->iothread) {
@@ -364,6 +367,7 @@ struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct erro
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	srv->it = o->iothread;
+	srv->tls = o->tls;
 	srv->type = o->type;
 	srv->max_conns = o->max_connections;
 	srv->handshake_ms = o->handshake_ms ? o->handshake_ms : NBD_SERVER_HANDSHAKE_MS_DEFAULT;

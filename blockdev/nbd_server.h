@@ -6,8 +6,9 @@
  * NBD_OPT_GO / INFO / EXPORT_NAME / LIST / ABORT / STRUCTURED_REPLY / LIST_META_CONTEXT /
  * SET_META_CONTEXT (base:allocation, qemu:dirty-bitmap:NAME); READ (structured replies with
  * holes), WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (NO_HOLE, FAST_ZERO), BLOCK_STATUS, CACHE,
- * DISC. Not implemented, and refused as the protocol asks: NBD_OPT_STARTTLS (NBD_REP_ERR_UNSUP;
- * nbd_server_start refuses tls-creds), NBD_OPT_EXTENDED_HEADERS (NBD_REP_ERR_UNSUP).
+ * DISC; TLS (NBD_OPT_STARTTLS, GnuTLS x509 or PSK credentials: blockdev/nbd_tls.h), required
+ * for every export when the server has credentials (proto.md's FORCEDTLS mode). Not
+ * implemented, and refused as the protocol asks: NBD_OPT_EXTENDED_HEADERS (NBD_REP_ERR_UNSUP).
  *
  * Threads. Everything here is control plane: one caller at a time (the daemon's main thread),
  * and these calls may block (they wait for iothreads). The server accepts connections and runs
@@ -30,6 +31,7 @@
 #include "common/error.h"
 
 struct nbd_server;
+struct nbd_tls_creds;
 struct blockdev;
 struct iothread;
 
@@ -52,7 +54,11 @@ enum nbd_addr_type {
  * @iothread: where connections are accepted and their handshakes run (required)
  * @handshake_ms: a client that has not finished its handshake by then is disconnected
  *                (0: NBD_SERVER_HANDSHAKE_MS_DEFAULT)
- * @tls_creds, @tls_authz: TLS is not implemented yet: any value is refused
+ * @tls: credentials (nbd_tls_creds_x509_new / _psk_new; the caller's, kept until the server
+ *       stopped): every client must start TLS before anything else (FORCEDTLS); NULL: no TLS
+ * @tls_creds: the name the user gave the credentials (for messages); set without @tls, it is
+ *             refused as not found
+ * @tls_authz: not supported: any value is refused
  */
 struct nbd_server_opts {
 	enum nbd_addr_type type;
@@ -62,6 +68,7 @@ struct nbd_server_opts {
 	unsigned int max_connections;
 	struct iothread *iothread;
 	unsigned int handshake_ms;
+	struct nbd_tls_creds *tls;
 	const char *tls_creds;
 	const char *tls_authz;
 };

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "blockdev/nbd_internal.h"
+#include "blockdev/nbd_tls.h"
 #include "common/util.h"
 
 static void update(struct nbd_client *cl);
@@ -74,6 +75,7 @@ static void client_free(struct nbd_client *cl)
 	iothread_timer_cancel(cl->it, &cl->hs_timer);
 	unlink_client(cl);
 	close(cl->fd);
+	nbd_tls_session_free(cl->tls);
 	nbd_conn_free(cl->conn); /* drops its export reference (takes srv->lock) */
 	exp = cl->counted_on_exp ? cl->exp : NULL;
 	free(cl);
@@ -112,11 +114,13 @@ static void recv_done(struct iothread_op *op, int res)
 	struct nbd_client *cl = container_of(op, struct nbd_client, recv_op);
 
 	cl->recv_armed = false;
-	if (res >= 0)
-		nbd_conn_rx_done(cl->conn, (size_t)res); /* 0: end of stream */
-	else if (res != -EINTR && res != -EAGAIN)
+	if (res < 0 && res != -EINTR && res != -EAGAIN)
 		nbd_conn_close(cl->conn, res == -ECONNRESET ? "connection reset by the client" :
 				 "receive failed");
+	else if (res >= 0 && cl->tls) /* ciphertext: update() decrypts what the conn takes */
+		nbd_tls_cin_done(cl->tls, (size_t)res);
+	else if (res >= 0)
+		nbd_conn_rx_done(cl->conn, (size_t)res); /* 0: end of stream */
 	update(cl);
 }
 
@@ -125,11 +129,15 @@ static void send_done(struct iothread_op *op, int res)
 	struct nbd_client *cl = container_of(op, struct nbd_client, send_op);
 
 	cl->send_armed = false;
-	if (res > 0)
-		nbd_conn_tx_done(cl->conn, (size_t)res);
-	else if (res != -EINTR && res != -EAGAIN)
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		cl->send_failed = true;
 		nbd_conn_close(cl->conn, res == -EPIPE || res == -ECONNRESET ?
 				 "the client went away before reading its replies" : "send failed");
+	} else if (res > 0 && cl->send_cipher) {
+		nbd_tls_cout_done(cl->tls, (size_t)res);
+	} else if (res > 0) {
+		nbd_conn_tx_done(cl->conn, (size_t)res);
+	}
 	update(cl);
 }
 
@@ -144,7 +152,8 @@ static bool arm_recv(struct nbd_client *cl, void *buf, size_t len)
 	return true;
 }
 
-static bool arm_send(struct nbd_client *cl, int n)
+/* Sends cl->iov[0, n): the session's ciphertext when @cipher, else the conn's plaintext. */
+static bool arm_send(struct nbd_client *cl, int n, bool cipher)
 {
 	struct io_uring_sqe *sqe = iothread_get_sqe(cl->it, &cl->send_op);
 
@@ -153,6 +162,7 @@ static bool arm_send(struct nbd_client *cl, int n)
 	cl->msg = (struct msghdr){ .msg_iov = cl->iov, .msg_iovlen = (size_t)n };
 	io_uring_prep_sendmsg(sqe, cl->fd, &cl->msg, MSG_NOSIGNAL);
 	cl->send_armed = true;
+	cl->send_cipher = cipher;
 	return true;
 }
 
@@ -204,52 +214,196 @@ void nbd_client_go(void *opaque, struct nbd_conn *c, struct nbd_export *exp)
 
 /* ---- what to do next ------------------------------------------------------------------------- */
 
-/* Arms what the conn wants (one RECV, one SENDMSG at most), moves it, or frees it (deferred). */
-static void update(struct nbd_client *cl)
+#define TLS_COUT_MAX (256 * 1024) /* ciphertext queued before encrypting more replies */
+
+/* A closed conn: shut the socket down (after a clean TLS close_notify), free it when idle. */
+static void update_closed(struct nbd_client *cl)
+{
+	bool clean = !nbd_conn_close_reason(cl->conn)[0] && !cl->forced && !cl->send_failed;
+
+	cl->moving = false;
+	if (clean && cl->tls && cl->tls_ready && !cl->bye_done) {
+		cl->bye_done = true;
+		nbd_tls_bye(cl->tls);
+	}
+	if (!cl->shut && clean && cl->tls && nbd_tls_cout_pending(cl->tls)) {
+		int n = cl->send_armed ? 0 : nbd_tls_cout_iov(cl->tls, cl->iov, NBD_TX_IOV);
+
+		if (!cl->send_armed && (!n || !arm_send(cl, n, true)))
+			cl->send_failed = true;
+		if (!cl->send_failed)
+			return; /* the alert goes first */
+	}
+	if (!cl->shut) {
+		shutdown(cl->fd, SHUT_RDWR); /* completes what is armed */
+		cl->shut = true;
+	}
+	if (finished(cl))
+		schedule_reap(cl);
+}
+
+/* STARTTLS was accepted: once its plaintext reply is out, the session starts. */
+static bool start_tls(struct nbd_client *cl)
+{
+	struct error *err = NULL;
+	int n;
+
+	if (cl->send_armed)
+		return false;
+	n = nbd_conn_tx_iov(cl->conn, cl->iov, NBD_TX_IOV);
+	if (n) {
+		if (!arm_send(cl, n, false))
+			nbd_conn_close(cl->conn, "the iothread's ring is broken");
+		return false;
+	}
+	cl->tls_start = false;
+	cl->tls = nbd_tls_session_new(cl->srv->tls, &err);
+	if (!cl->tls) {
+		nbd_conn_close(cl->conn, error_msg(err));
+		error_free(err);
+		return false;
+	}
+	return true;
+}
+
+/* TLS: handshake, then encrypt replies and decrypt requests as the conn takes them. */
+static void update_tls(struct nbd_client *cl)
 {
 	struct nbd_conn *c = cl->conn;
-	enum nbd_conn_state st = nbd_conn_state(c);
+	const char *why = NULL;
+	size_t room = 0;
+	void *buf;
 
-	if (st == NBD_CONN_CLOSED) {
-		if (!cl->shut) {
-			shutdown(cl->fd, SHUT_RDWR); /* completes what is armed */
-			cl->shut = true;
+	if (!cl->tls_ready) {
+		int r = nbd_tls_handshake(cl->tls, &why);
+
+		if (r == -EPROTO) {
+			nbd_conn_close(c, why);
+			return;
 		}
-		cl->moving = false;
+		if (!r) {
+			cl->tls_ready = true;
+			nbd_conn_tls_done(c); /* calls back: update() runs again */
+		}
+	}
+	while (cl->tls_ready && nbd_tls_cout_pending(cl->tls) < TLS_COUT_MAX) {
+		/* not cl->iov: an armed SENDMSG's msghdr points at it */
+		struct iovec plain[16];
+		int n = nbd_conn_tx_iov(c, plain, (int)ARRAY_SIZE(plain));
+		size_t taken = 0;
+
+		if (!n)
+			break;
+		for (int i = 0; i < n; i++) {
+			ssize_t w = nbd_tls_write(cl->tls, plain[i].iov_base, plain[i].iov_len, &why);
+
+			if (w < 0) {
+				nbd_conn_close(c, why);
+				return;
+			}
+			taken += (size_t)w;
+			if ((size_t)w < plain[i].iov_len)
+				break; /* one record at a time */
+		}
+		nbd_conn_tx_done(c, taken);
+	}
+	if (!cl->send_armed) {
+		int n = nbd_tls_cout_iov(cl->tls, cl->iov, NBD_TX_IOV);
+
+		if (n && !arm_send(cl, n, true)) {
+			nbd_conn_close(c, "the iothread's ring is broken");
+			return;
+		}
+	}
+	while (cl->tls_ready && (buf = nbd_conn_rx_buf(c, &room)) && room) {
+		ssize_t r = nbd_tls_read(cl->tls, buf, room, &why);
+
+		if (r == -EAGAIN)
+			break;
+		if (r < 0) {
+			nbd_conn_close(c, why);
+			return;
+		}
+		nbd_conn_rx_done(c, (size_t)r); /* 0: the end of the client's stream */
+		if (!r)
+			return;
+	}
+	if (!cl->recv_armed && (!cl->tls_ready || room)) {
+		buf = nbd_tls_cin_buf(cl->tls, &room);
+		if (room && !arm_recv(cl, buf, room))
+			nbd_conn_close(c, "the iothread's ring is broken");
+	}
+}
+
+static void update_plain(struct nbd_client *cl)
+{
+	struct nbd_conn *c = cl->conn;
+	size_t len;
+	void *buf;
+
+	if (!cl->send_armed) {
+		int n = nbd_conn_tx_iov(c, cl->iov, NBD_TX_IOV);
+
+		if (n && !arm_send(cl, n, false)) {
+			nbd_conn_close(c, "the iothread's ring is broken");
+			return;
+		}
+	}
+	if (!cl->recv_armed && nbd_conn_state(c) != NBD_CONN_HELD) {
+		buf = nbd_conn_rx_buf(c, &len);
+		if (len && !arm_recv(cl, buf, len))
+			nbd_conn_close(c, "the iothread's ring is broken");
+	}
+}
+
+static void update_once(struct nbd_client *cl)
+{
+	if (nbd_conn_state(cl->conn) == NBD_CONN_CLOSED) {
+		update_closed(cl);
+		return;
 	}
 	if (cl->moving) {
 		if (!cl->recv_armed && !cl->send_armed)
 			schedule_reap(cl);
 		return;
 	}
-	if (st == NBD_CONN_CLOSED) {
-		if (finished(cl))
-			schedule_reap(cl);
+	if (cl->tls_start && !start_tls(cl))
+		return;
+	if (cl->tls)
+		update_tls(cl);
+	else
+		update_plain(cl);
+}
+
+/*
+ * Arms what the conn wants (one RECV, one SENDMSG at most), moves it, or frees it (deferred).
+ * The conn's entry points called from here call back (nbd_client_wake): that only asks for
+ * another round.
+ */
+static void update(struct nbd_client *cl)
+{
+	if (cl->in_update) {
+		cl->update_again = true;
 		return;
 	}
-	if (!cl->send_armed) {
-		int n = nbd_conn_tx_iov(c, cl->iov, NBD_TX_IOV);
-
-		if (n && !arm_send(cl, n)) {
-			nbd_conn_close(c, "the iothread's ring is broken");
-			update(cl);
-			return;
-		}
-	}
-	if (!cl->recv_armed && st != NBD_CONN_HELD) {
-		size_t len;
-		void *buf = nbd_conn_rx_buf(c, &len);
-
-		if (len && !arm_recv(cl, buf, len)) {
-			nbd_conn_close(c, "the iothread's ring is broken");
-			update(cl);
-		}
-	}
+	cl->in_update = true;
+	do {
+		cl->update_again = false;
+		update_once(cl);
+	} while (cl->update_again);
+	cl->in_update = false;
 }
 
 void nbd_client_wake(void *opaque, struct nbd_conn *c)
 {
 	update(opaque);
+}
+
+void nbd_client_starttls(void *opaque, struct nbd_conn *c)
+{
+	struct nbd_client *cl = opaque;
+
+	cl->tls_start = true; /* update() starts the session once the reply is sent */
 }
 
 /* ---- start and forced ends ------------------------------------------------------------------- */
@@ -278,6 +432,8 @@ int nbd_client_start(struct nbd_server *srv, int fd, const char *peer)
 	cl->send_op.complete = send_done;
 	cl->reap_op.complete = reap;
 	cl->hs_timer.fire = handshake_late;
+	if (srv->tls)
+		nbd_conn_require_tls(cl->conn);
 	link_client(&srv->hs_clients, cl);
 	iothread_timer_arm(cl->it, &cl->hs_timer,
 			   iothread_clock_ns() + (uint64_t)srv->handshake_ms * 1000000);
@@ -294,6 +450,8 @@ void nbd_clients_close(struct nbd_client *list, const char *reason)
 {
 	for (struct nbd_client *cl = list, *next; cl; cl = next) {
 		next = cl->next; /* update() may only defer the free: the list stays */
+		cl->forced = true; /* no close_notify waits for a client that may not read */
 		nbd_conn_close(cl->conn, reason);
+		update(cl);
 	}
 }

@@ -11,6 +11,8 @@
  *                 SET_META_CONTEXT base:allocation + qemu:dirty-bitmap:bm, GO "a" (bit 2: "")
  *   option bits 3-5  the size of the pieces the bytes are fed in (1 << value)
  *   option bit 6  the client reads its replies only at the end (the limits must hold)
+ *   option bit 7  the server requires TLS (FORCEDTLS): the canned handshake starts with
+ *                 NBD_OPT_STARTTLS, and the harness "completes" the TLS handshake at once
  *   ops (an op byte, then its arguments):
  *     0  a request: type, flags (2), offset (8), length (4) read from the input; the cookie is
  *        the harness's counter; a write gets a payload of min(length, 64 KiB) bytes (a longer
@@ -149,9 +151,17 @@ static void x_wake(void *opaque, struct nbd_conn *c)
 {
 }
 
+static bool tls_pending;
+
+static void x_starttls(void *opaque, struct nbd_conn *c)
+{
+	FUZZ_CHECK(!tls_pending, "STARTTLS twice");
+	tls_pending = true;
+}
+
 static const struct nbd_conn_ops ops = {
 	.export_get = x_get, .export_put = x_put, .export_desc = x_desc, .export_list = x_list,
-	.go = x_go, .submit = x_submit, .wake = x_wake,
+	.go = x_go, .submit = x_submit, .wake = x_wake, .starttls = x_starttls,
 };
 
 static uint64_t rnd(void)
@@ -453,6 +463,13 @@ static void pump(bool read_replies)
 		uint8_t *buf;
 		bool moved = false;
 
+		if (tls_pending && nbd_conn_state(h.c) == NBD_CONN_STARTTLS) {
+			/* the ACK is the last plaintext: nothing may follow it before TLS */
+			take_output(SIZE_MAX);
+			tls_pending = false;
+			nbd_conn_tls_done(h.c);
+			moved = true;
+		}
 		if (h.held && nbd_conn_state(h.c) == NBD_CONN_HELD) {
 			h.held = false;
 			nbd_conn_resume(h.c);
@@ -531,6 +548,11 @@ static void canned_handshake(uint8_t opt)
 
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 	out(b, 4);
+	if (opt & 128) { /* a client waits for STARTTLS's reply before anything else */
+		nbd_encode_opt_hdr(hd, NBD_OPT_STARTTLS, 0);
+		out(hd, sizeof(hd));
+		pump(true);
+	}
 	structured = !(opt & 2);
 	if (structured) {
 		nbd_encode_opt_hdr(hd, NBD_OPT_STRUCTURED_REPLY, 0);
@@ -584,6 +606,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h.c = nbd_conn_new(&ops, NULL, 0, &lim, "fuzz");
 	if (!h.c)
 		abort();
+	tls_pending = false;
+	if (opt & 128)
+		nbd_conn_require_tls(h.c);
 	if (canned)
 		canned_handshake(opt);
 	else

@@ -630,6 +630,13 @@ put('nbd_server', 'hs-abort', srv_opt(canned=False) +
     srv_raw(struct.pack('>I', 1) + be_opt(2, b'junk')) + SRV_DONE)
 put('nbd_server', 'hs-bad-magic', srv_opt(canned=False) +
     srv_raw(struct.pack('>I', 1) + b'IHAVEOPX' + struct.pack('>II', 3, 0)) + SRV_DONE)
+# TLS required (option bit 7): the canned handshake starts with STARTTLS; raw: refusals first
+put('nbd_server', 'tls-cmd-all', bytes([srv_opt()[0] | 128]) + cmds)
+put('nbd_server', 'tls-refusals', bytes([srv_opt(canned=False)[0] | 128]) +
+    srv_raw(struct.pack('>I', 1) + be_opt(3) + be_opt(7, be_name(b'a')) + be_opt(4242, b'x' * 9) +
+            be_opt(5, b'x') + be_opt(5) + be_opt(3)) + SRV_DONE)
+put('nbd_server', 'tls-export-name', bytes([srv_opt(canned=False)[0] | 128]) +
+    srv_raw(struct.pack('>I', 1) + be_opt(1, b'a')) + SRV_DONE)
 put('nbd_server', 'hs-too-big', srv_opt(canned=False) +
     srv_raw(struct.pack('>I', 1) + struct.pack('>QII', 0x49484156454F5054, 7, 70000)) +
     srv_raw(b'\0' * 1000) + SRV_DONE)
