@@ -499,7 +499,8 @@ struct blockdev_snapshot {
 	uint64_t icount;
 };
 
-/* One write of a group (struct blockdev_driver, @pwritev_group). */
+/* One write of a group (struct blockdev_driver, @pwritev_group), or one read of a group
+ * (@preadv_group: @iov are the buffers to fill). */
 struct blockdev_write {
 	uint64_t offset;
 	const struct iovec *iov;
@@ -526,6 +527,9 @@ struct blockdev_write {
  *       durable-ordered together (a driver with write-ahead metadata pays one barrier for all of
  *       them, not one each); sets each w[i].ret (0 or -errno). A write fails alone: no metadata
  *       of a failed write becomes visible. NULL: the worker calls @pwritev for each.
+ * @preadv_group: optional, the same for the worker's reads found together: @n synchronous
+ *       reads in one call (a network driver pipelines them); sets each r[i].ret. NULL: the
+ *       worker calls @preadv for each.
  * @flush: make completed writes stable (formats: metadata, then the file); NULL = flush the
  *         protocol nodes below (bs->file, then bs->backing is not flushed: it is read-only)
  * @discard: the range need not keep its data (may be a no-op returning 0)
@@ -564,6 +568,7 @@ struct blockdev_driver {
 	int (*preadv)(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
 	int (*pwritev)(struct blockdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
 	void (*pwritev_group)(struct blockdev *bs, struct blockdev_write *w, size_t n);
+	void (*preadv_group)(struct blockdev *bs, struct blockdev_write *r, size_t n);
 	int (*flush)(struct blockdev *bs);
 	int (*discard)(struct blockdev *bs, uint64_t offset, uint64_t len);
 	int (*write_zeroes)(struct blockdev *bs, uint64_t offset, uint64_t len, unsigned int flags);

@@ -22,10 +22,11 @@
  * completes on the submitting iothread. Jobs run one after the other, which serializes a
  * driver's allocations per image, except that the WRITE jobs of one node found together go to
  * the driver's pwritev_group() in one call when it has one (group commit: qcow2 makes all of
- * their allocations durable with one barrier, see qcow2_write.c); none of them is handed back
- * before the call returns. Grouping reorders jobs of different requests only: concurrent
- * requests have no order, and a FLUSH covers only requests completed before it was submitted,
- * which are not in the queue any more.
+ * their allocations durable with one barrier, see qcow2_write.c), and its READ jobs found
+ * together to its preadv_group() likewise (an NBD export gets them pipelined instead of one
+ * round trip each); none of them is handed back before the call returns. Grouping reorders
+ * jobs of different requests only: concurrent requests have no order, and a FLUSH covers only
+ * requests completed before it was submitted, which are not in the queue any more.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -201,12 +202,14 @@ static void slow_post(struct slow_job *job)
 
 static bool groupable(const struct slow_job *job)
 {
-	return job->op == BLOCKDEV_OP_WRITE && job->node->drv->pwritev_group;
+	return (job->op == BLOCKDEV_OP_WRITE && job->node->drv->pwritev_group) ||
+	       (job->op == BLOCKDEV_OP_READ && job->node->drv->preadv_group);
 }
 
 /*
- * Runs @first and the other WRITE jobs of its node in *@rest (taken out of that list) as one
- * group, then hands them all back. Without memory for the group they run one by one.
+ * Runs @first and the other jobs of its node and op (WRITE or READ) in *@rest (taken out of that
+ * list) as one group, then hands them all back. Without memory for the group they run one by
+ * one.
  */
 static void slow_run_group(struct slow_job *first, struct slow_job **rest)
 {
@@ -215,10 +218,10 @@ static void slow_run_group(struct slow_job *first, struct slow_job **rest)
 	size_t n = 1, k = 0;
 
 	first->next = NULL;
-	while (*pp) { /* move the node's writes from *rest to the group, keeping their order */
+	while (*pp) { /* move the node's writes (reads) from *rest to the group, in order */
 		struct slow_job *j = *pp;
 
-		if (groupable(j) && j->node == first->node) {
+		if (groupable(j) && j->node == first->node && j->op == first->op) {
 			*pp = j->next;
 			j->next = NULL;
 			*gt = j;
@@ -245,7 +248,9 @@ static void slow_run_group(struct slow_job *first, struct slow_job **rest)
 		if (cnt >= 0)
 			w[k++] = (struct blockdev_write){ j->offset, v, cnt, 0 };
 	}
-	if (k)
+	if (k && first->op == BLOCKDEV_OP_READ)
+		first->node->drv->preadv_group(first->node, w, k);
+	else if (k)
 		first->node->drv->pwritev_group(first->node, w, k);
 	k = 0;
 	for (struct slow_job *j = g, *next; j; j = next) {

@@ -36,34 +36,78 @@
 #define MAX_REPLIES 64 /* replies to one option before the server is taken for hostile */
 #define IOV_BATCH 64
 
-/* ---- the socket stream ------------------------------------------------------------------- */
+/* ---- the socket stream ------------------------------------------------------------------ */
+
+/*
+ * Reads go through the socket's buffer: one recv() takes whatever has arrived (several small
+ * replies at once), and the reader copies from it; a read at least half the buffer's size that
+ * the buffer cannot serve goes straight into its destination. The server sends nothing
+ * unasked, so nothing read ahead is lost between the handshake and the transmission phase.
+ */
+static int sock_recv(struct nbd_socket *sk, void *dst, size_t len, int flags)
+{
+	ssize_t n;
+
+	do
+		n = recv(sk->fd, dst, len, flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+	return n ? (int)MIN((size_t)n, (size_t)INT32_MAX) : -ECONNRESET;
+}
 
 static int sock_read(void *opaque, void *buf, size_t len)
 {
-	int fd = *(int *)opaque;
+	struct nbd_socket *sk = opaque;
 	char *p = buf;
 
 	while (len) {
-		ssize_t n = recv(fd, p, len, MSG_WAITALL);
+		size_t have = sk->len - sk->pos;
+		int n;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		if (have) {
+			size_t take = MIN(have, len);
+
+			memcpy(p, sk->buf + sk->pos, take);
+			sk->pos += take;
+			p += take;
+			len -= take;
+			continue;
 		}
-		if (n == 0)
-			return -ECONNRESET;
-		p += n;
-		len -= (size_t)n;
+		sk->pos = sk->len = 0;
+		if (len >= sizeof(sk->buf) / 2) { /* large: straight into place */
+			n = sock_recv(sk, p, len, MSG_WAITALL);
+			if (n < 0)
+				return n;
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		n = sock_recv(sk, sk->buf, sizeof(sk->buf), 0);
+		if (n < 0)
+			return n;
+		sk->len = (size_t)n;
 	}
 	return 0;
 }
 
 static int sock_readv(void *opaque, const struct iovec *iov, int iovcnt)
 {
+	struct nbd_socket *sk = opaque;
 	uint64_t total = blockdev_iov_size(iov, iovcnt), done = 0;
-	int fd = *(int *)opaque;
 
+	/* what the buffer holds first, then large reads straight into the buffers */
+	while (done < total && (sk->pos < sk->len || total - done < sizeof(sk->buf) / 2)) {
+		struct iovec v[1];
+		int ret;
+
+		blockdev_iov_slice(iov, iovcnt, done, MIN(total - done, (uint64_t)sizeof(sk->buf)), v,
+				   1);
+		ret = sock_read(sk, v[0].iov_base, v[0].iov_len);
+		if (ret < 0)
+			return ret;
+		done += v[0].iov_len;
+	}
 	while (done < total) {
 		struct iovec v[IOV_BATCH];
 		struct msghdr m = { .msg_iov = v };
@@ -71,7 +115,7 @@ static int sock_readv(void *opaque, const struct iovec *iov, int iovcnt)
 		ssize_t got;
 
 		m.msg_iovlen = (size_t)MIN(n, IOV_BATCH);
-		got = recvmsg(fd, &m, MSG_WAITALL);
+		got = recvmsg(sk->fd, &m, MSG_WAITALL);
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
@@ -86,11 +130,11 @@ static int sock_readv(void *opaque, const struct iovec *iov, int iovcnt)
 
 static int sock_write(void *opaque, const void *buf, size_t len)
 {
-	int fd = *(int *)opaque;
+	struct nbd_socket *sk = opaque;
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(sk->fd, p, len, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -103,9 +147,11 @@ static int sock_write(void *opaque, const void *buf, size_t len)
 	return 0;
 }
 
-void nbd_stream_socket(struct nbd_stream *s, int *fd)
+void nbd_stream_socket(struct nbd_stream *s, struct nbd_socket *sk, int fd)
 {
-	*s = (struct nbd_stream){ sock_read, sock_readv, sock_write, fd };
+	sk->fd = fd;
+	sk->pos = sk->len = 0;
+	*s = (struct nbd_stream){ sock_read, sock_readv, sock_write, sk };
 }
 
 /* ---- connecting -------------------------------------------------------------------------- */

@@ -92,8 +92,15 @@ struct nbd_stream {
 	void *opaque;
 };
 
-/* A stream over a connected socket (blocking; opaque is a pointer to the int fd). */
-void nbd_stream_socket(struct nbd_stream *s, int *fd);
+/* A connected socket and the bytes read from it ahead of its reader. */
+struct nbd_socket {
+	int fd;
+	size_t pos, len;
+	uint8_t buf[16384];
+};
+
+/* A stream over the blocking socket @fd, reading through @sk's buffer. */
+void nbd_stream_socket(struct nbd_stream *s, struct nbd_socket *sk, int fd);
 
 /* ---- connecting and the handshake (nbd_client.c) ----------------------------------------- */
 

@@ -4,9 +4,10 @@
  *
  * How I/O runs. The driver has no map(): every request of a device takes the block layer's
  * slow path (engine.c), so the iothreads never block and the driver only implements the
- * synchronous ops, which block. Those are called by the node's slow-path worker (one request
- * at a time for the devices of all iothreads), by the job thread, by vireo-img's copy workers
- * (several at once) and by the control plane, concurrently. The socket is blocking. A call
+ * synchronous ops, which block. Those are called by the node's slow-path worker (for the
+ * devices of all iothreads: the reads, and the writes, it finds queued together go in one
+ * preadv_group / pwritev_group call), by the job thread, by vireo-img's copy workers (several
+ * at once) and by the control plane, concurrently. The socket is blocking. A call
  * turns its range into wire requests of at most the server's maximum payload (aligned to its
  * minimum block size; unaligned edges are read-modify-written under one lock), sends them
  * pipelined (up to NBD_SLOTS in flight on the connection, from every caller together), and
@@ -104,6 +105,7 @@ struct nbd_state {
 	pthread_t rx;
 	int fd;
 	struct nbd_reply_ctx ctx;
+	struct nbd_socket sock;
 	uint8_t discard[NBD_REPLY_DISCARD_LEN];
 };
 
@@ -360,7 +362,7 @@ static void receive(struct nbd_state *s)
 	struct nbd_stream st;
 	struct nbd_reply_result res;
 
-	nbd_stream_socket(&st, &s->fd);
+	nbd_stream_socket(&st, &s->sock, s->fd);
 	while (nbd_reply_read(&st, &s->ctx, &res) == 0) {
 		struct nbd_op *op;
 
@@ -430,7 +432,7 @@ static int try_connect(struct nbd_state *s, unsigned int timeout_ms,
 	}
 	s->rx_fd = fd;
 	pthread_mutex_unlock(&s->lock);
-	nbd_stream_socket(&st, &fd);
+	nbd_stream_socket(&st, &s->sock, fd); /* the receiver's buffer: it is not reading now */
 	if (nbd_handshake(&st, s->target.export, info, errp) < 0 ||
 	    (s->opened && compatible(s, info, errp) < 0)) {
 		pthread_mutex_lock(&s->lock);
@@ -603,7 +605,7 @@ static int nbd_pwritev(struct blockdev *bs, uint64_t offset, const struct iovec 
 	return ret;
 }
 
-/* Runs the @n ops of @ops, each a piece of write @owner[i] of @w, and records the results. */
+/* Runs the @n ops of @ops, each a piece of request @owner[i] of @w, and records the results. */
 static void run_group(struct nbd_state *s, struct nbd_op *ops, const size_t *owner, size_t n,
 		      struct blockdev_write *w)
 {
@@ -614,10 +616,12 @@ static void run_group(struct nbd_state *s, struct nbd_op *ops, const size_t *own
 }
 
 /*
- * The slow-path worker's writes found together (the devices' writes of all iothreads): sent
- * pipelined, BATCH wire requests at a time, rather than one write after the other.
+ * The slow-path worker's reads or writes found together (the devices' requests of all
+ * iothreads): sent pipelined, BATCH wire requests at a time, rather than one after the other.
+ * A request that is not aligned, or not inside the export, goes alone through @one.
  */
-static void nbd_pwritev_group(struct blockdev *bs, struct blockdev_write *w, size_t n)
+static void run_requests(struct blockdev *bs, uint16_t type, struct blockdev_write *w, size_t n,
+			 int (*one)(struct blockdev *, uint64_t, const struct iovec *, int))
 {
 	struct nbd_state *s = bs->opaque;
 	struct nbd_op ops[BATCH];
@@ -628,14 +632,14 @@ static void nbd_pwritev_group(struct blockdev *bs, struct blockdev_write *w, siz
 
 		w[i].ret = 0;
 		if (!range_within(w[i].offset, len, bs->size) || !aligned(s, w[i].offset, len)) {
-			w[i].ret = nbd_pwritev(bs, w[i].offset, w[i].iov, w[i].iovcnt);
+			w[i].ret = one(bs, w[i].offset, w[i].iov, w[i].iovcnt);
 			continue;
 		}
 		while (pos < len) {
 			uint32_t piece = (uint32_t)MIN(len - pos, (uint64_t)s->info.max_payload);
 
-			op_init(&ops[k], NBD_CMD_WRITE, 0, w[i].offset + pos, piece, w[i].iov,
-				w[i].iovcnt, pos);
+			op_init(&ops[k], type, 0, w[i].offset + pos, piece, w[i].iov, w[i].iovcnt,
+				pos);
 			owner[k++] = i;
 			pos += piece;
 			if (k == BATCH) {
@@ -646,6 +650,16 @@ static void nbd_pwritev_group(struct blockdev *bs, struct blockdev_write *w, siz
 	}
 	if (k)
 		run_group(s, ops, owner, k, w);
+}
+
+static void nbd_pwritev_group(struct blockdev *bs, struct blockdev_write *w, size_t n)
+{
+	run_requests(bs, NBD_CMD_WRITE, w, n, nbd_pwritev);
+}
+
+static void nbd_preadv_group(struct blockdev *bs, struct blockdev_write *r, size_t n)
+{
+	run_requests(bs, NBD_CMD_READ, r, n, nbd_preadv);
 }
 
 static int nbd_flush(struct blockdev *bs)
@@ -934,6 +948,7 @@ const struct blockdev_driver blockdev_nbd = {
 	.preadv = nbd_preadv,
 	.pwritev = nbd_pwritev,
 	.pwritev_group = nbd_pwritev_group,
+	.preadv_group = nbd_preadv_group,
 	.flush = nbd_flush,
 	.discard = nbd_discard,
 	.write_zeroes = nbd_write_zeroes,

@@ -91,6 +91,17 @@ static void raw_pwritev_group(struct blockdev *bs, struct blockdev_write *w, siz
 		blockdev_bitmaps_mark(bs->file, w[i].offset, blockdev_iov_size(w[i].iov, w[i].iovcnt));
 }
 
+/* The worker's reads found together, to the file's preadv_group when it has one (NBD). */
+static void raw_preadv_group(struct blockdev *bs, struct blockdev_write *r, size_t n)
+{
+	if (bs->file->drv->preadv_group) {
+		bs->file->drv->preadv_group(bs->file, r, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		r[i].ret = raw_preadv(bs, r[i].offset, r[i].iov, r[i].iovcnt);
+}
+
 static int raw_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
 {
 	return blockdev_discard(bs->file, offset, len);
@@ -123,6 +134,7 @@ const struct blockdev_driver blockdev_raw = {
 	.preadv = raw_preadv,
 	.pwritev = raw_pwritev,
 	.pwritev_group = raw_pwritev_group,
+	.preadv_group = raw_preadv_group,
 	.discard = raw_discard,
 	.write_zeroes = raw_write_zeroes,
 	.block_status = raw_block_status,
