@@ -30,6 +30,9 @@
  * disconnected on its iothread, and the caller waits for every connection that chose it to be
  * freed (each frees after its requests completed); then the node's user is detached, the queue
  * freed on the iothread and the worker stopped. The memory goes with the last reference.
+ * Deletion waits for a drained section that parked the export's requests to end. It must not
+ * overlap a drained section another thread (a block job) begins on the node: that one could
+ * call the hooks of an export being freed. The caller serializes the two, as for devices.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -17,6 +17,14 @@
  * it), which links it in exp->clients and resumes the conn; bytes the client sent early wait in
  * the conn's buffer. An export being deleted when the adoption runs closes the client instead.
  *
+ * TLS. After NBD_OPT_STARTTLS's reply went out in plaintext, the client's bytes pass through
+ * its GnuTLS session (nbd_tls.h), still on the same thread: a RECV fills the session's
+ * ciphertext buffer (which stays put while the RECV is armed), update() decrypts as much as the
+ * conn takes and encrypts the conn's replies a record at a time while less than TLS_COUT_MAX
+ * bytes of ciphertext wait, and a SENDMSG sends the session's chunks (which never move while it
+ * is armed). The plaintext iovecs live on the stack: cl->iov belongs to the armed SENDMSG.
+ * A clean end sends the close_notify before the shutdown.
+ *
  * The end. A conn that is closed (a hard disconnect, the end of a soft one, a failed socket)
  * gets shutdown(2), which completes an armed RECV or SENDMSG at once; once nothing is armed and
  * no request is at the backend, the client is freed from a deferred completion (never inside
