@@ -36,18 +36,20 @@ struct iothread_obj *iothread_obj_create(const char *id, const struct iothread_o
 	struct iothread_obj *o = &objs[nr_objs];
 
 	if (nr_objs == IOTHREAD_OBJ_MAX) {
-		error_setg(errp, "%s: at most %d iothreads", who, IOTHREAD_OBJ_MAX);
-		return NULL;
+		error_setg(errp, "at most %d iothreads", IOTHREAD_OBJ_MAX);
+		goto err;
 	}
 	*o = (struct iothread_obj){ .opts = *opts };
 	snprintf(o->id, sizeof(o->id), "%s", id);
-	o->it = iothread_create(id, opts, errp);
-	if (!o->it) {
-		error_prepend(errp, "%s", who); /* its messages name the iothread */
-		return NULL;
-	}
+	o->it = iothread_create(id, opts, errp); /* its messages name the iothread */
+	if (!o->it)
+		goto err;
 	nr_objs++;
 	return o;
+err:
+	if (who)
+		error_prepend(errp, "%s", who);
+	return NULL;
 }
 
 /* The --object iothread keys, into @opts (defaults: --drive's). */
@@ -113,48 +115,44 @@ static int throttle_group_add(struct json_object *a, const char *id, struct erro
 	return 0;
 }
 
-int iothread_obj_add_spec(const char *spec, struct error **errp)
+int iothread_obj_add_json(struct json_object *a, struct error **errp)
 {
-	struct json_object *a = keyval_parse(spec, "qom-type", errp);
 	struct iothread_opts opts = { 0 };
 	const char *type = NULL, *id = NULL;
-	int ret = -1;
 
-	if (!a)
-		goto out;
 	if (keyval_take_string(a, "qom-type", &type, errp) < 0 ||
 	    keyval_take_string(a, "id", &id, errp) < 0)
-		goto out;
-	if (type && !strcmp(type, "throttle-group")) {
-		ret = throttle_group_add(a, id, errp);
-		if (ret < 0)
-			goto out;
-		json_object_put(a);
-		return 0;
-	}
+		return -1;
+	if (type && !strcmp(type, "throttle-group"))
+		return throttle_group_add(a, id, errp);
 	if (!type || strcmp(type, "iothread")) {
 		error_setg(errp, "type '%s' is not supported (iothread, throttle-group)",
 			   type ? type : "");
-		goto out;
+		return -1;
 	}
 	if (!id || !blockdev_node_name_valid(id)) {
 		error_setg(errp, "id '%s': an iothread needs an id that starts with a letter and "
 			   "holds at most %d letters, digits, '-', '.' or '_'", id ? id : "",
 			   IOTHREAD_OBJ_ID_MAX - 1);
-		goto out;
+		return -1;
 	}
 	if (iothread_obj_find(id)) {
 		error_setg(errp, "id '%s' is already in use", id);
-		goto out;
+		return -1;
 	}
 	if (take_iothread_keys(a, &opts, errp) < 0 || keyval_refuse_leftovers(a, NULL, errp) < 0)
-		goto out;
-	ret = iothread_obj_create(id, &opts, "--object", errp) ? 0 : -1;
+		return -1;
+	return iothread_obj_create(id, &opts, NULL, errp) ? 0 : -1;
+}
+
+int iothread_obj_add_spec(const char *spec, struct error **errp)
+{
+	struct json_object *a = keyval_parse(spec, "qom-type", errp);
+	int ret = a ? iothread_obj_add_json(a, errp) : -1;
+
 	json_object_put(a);
-	return ret;
-out:
-	json_object_put(a);
-	error_prepend(errp, "--object");
+	if (ret < 0)
+		error_prepend(errp, "--object");
 	return ret;
 }
 

@@ -21,6 +21,8 @@
 #include "common/error.h"
 #include "iothreads/iothread.h"
 
+struct json_object;
+
 #define IOTHREAD_OBJ_MAX 64
 #define IOTHREAD_OBJ_ID_MAX 32 /* bytes of an id, with its NUL */
 
@@ -34,8 +36,11 @@ struct iothread_obj {
 /* --object SPEC: qom-type iothread or throttle-group; refuses bad or unknown keys and a taken
  * id by name. */
 int iothread_obj_add_spec(const char *spec, struct error **errp);
+/* The same from --object's parsed keys (the caller's @a; keys are taken from it); its message
+ * does not name the option. */
+int iothread_obj_add_json(struct json_object *a, struct error **errp);
 
-/* Starts iothread @id with @opts (@id must be free); @who prefixes messages. */
+/* Starts iothread @id with @opts (@id must be free); @who (or NULL) prefixes messages. */
 struct iothread_obj *iothread_obj_create(const char *id, const struct iothread_opts *opts,
 					 const char *who, struct error **errp);
 

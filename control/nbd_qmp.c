@@ -14,6 +14,7 @@
 #include "blockdev/nbd_server.h"
 #include "common/keyval.h"
 #include "control/iothread_obj.h"
+#include "control/tls_obj.h"
 #include "iothreads/iothread.h"
 
 static struct nbd_server *srv;
@@ -122,6 +123,7 @@ static int server_start(struct json_object *a, struct json_object *addr, struct 
 			   "handshake in a bounded time)", UINT_MAX / 1000);
 		return -1;
 	}
+	o.tls = o.tls_creds ? tls_obj_find(o.tls_creds) : NULL; /* none: the server says so */
 	o.max_connections = (unsigned int)max_conns;
 	o.handshake_ms = (unsigned int)(handshake_s * 1000);
 	srv_iothread = iothread_create("nbd-server", NULL, errp); /* no polling: idle sleeps */

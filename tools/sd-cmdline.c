@@ -209,9 +209,13 @@ static const struct sd_option options[] = {
 	  "cache.direct=on,read-only=on,..." },
 	{ "object", true, opt_object,
 	  "iothread,id=ID[,poll-max-ns=N,poll-grow=N,poll-shrink=N,\n"
-	  "poll-backoff=on|off,nice=N] | throttle-group,id=ID,limits.iops-total=N,...\t"
-	  "an iothread, as QEMU's -object iothread; or I/O limits shared by the\n"
-	  "throttle nodes naming the group, as QEMU's -object throttle-group" },
+	  "poll-backoff=on|off,nice=N] | throttle-group,id=ID,limits.iops-total=N,...\n"
+	  "| tls-creds-x509,id=ID,endpoint=server,dir=DIR[,verify-peer=on|off]\n"
+	  "| tls-creds-psk,id=ID,endpoint=server,dir=DIR\t"
+	  "an iothread, as QEMU's -object iothread; I/O limits shared by the throttle\n"
+	  "nodes naming the group, as QEMU's -object throttle-group; or the NBD server's\n"
+	  "TLS credentials: DIR holds ca-cert.pem, server-cert.pem, server-key.pem\n"
+	  "(x509), or keys.psk (psktool's username:hexkey lines)" },
 	{ "chardev", true, opt_chardev,
 	  "socket,id=ID,path=PATH,server=on[,wait=off]\t"
 	  "a unix socket for a --monitor (the daemon never waits for its client)" },
@@ -219,8 +223,8 @@ static const struct sd_option options[] = {
 	  "[chardev=]ID[,mode=control]\tQMP (QEMU's protocol) on the socket of --chardev ID" },
 	{ "nbd-server", true, opt_nbd_server,
 	  "addr.type=inet,addr.host=HOST,addr.port=PORT | addr.type=unix,addr.path=PATH\n"
-	  "[,max-connections=N][,handshake-max-seconds=N]\t"
-	  "the NBD server (one; TLS is not supported yet)" },
+	  "[,max-connections=N][,handshake-max-seconds=N][,tls-creds=ID]\t"
+	  "the NBD server (one); with tls-creds every client must use TLS" },
 	{ "export", true, opt_export,
 	  "[type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=TEXT]\n"
 	  "[,writable=on|off][,bitmap=NAME][,iothread=ID]\t"

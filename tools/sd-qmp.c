@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The daemon's QMP: its command table (the block layer's, the jobs', the bitmaps', the NBD
- * server's, plus quit and query-commands) served on every --monitor, and the events sent to all of them. Main
+ * The daemon's QMP: its command table (the block layer's, the jobs', the bitmaps', the
+ * snapshots', the NBD server's, plus quit and query-commands) served on every --monitor, and the events sent to all of them. Main
  * thread only.
  */
 #include <json-c/json.h>
@@ -12,6 +12,7 @@
 #include "control/info_qmp.h"
 #include "control/job_qmp.h"
 #include "control/nbd_qmp.h"
+#include "control/snapshot_qmp.h"
 #include "control/qmp_server.h"
 #include "tools/sd.h"
 
@@ -46,6 +47,7 @@ static const struct qmp_command commands[] = {
 	INFO_QMP_COMMANDS,
 	JOB_QMP_COMMANDS,
 	NBD_QMP_COMMANDS,
+	SNAPSHOT_QMP_COMMANDS,
 	{ "query-commands", qmp_query_commands },
 	{ "quit", qmp_quit },
 };

@@ -11,25 +11,54 @@
  * stop, and the nodes close.
  */
 #include <errno.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
 #include "blockdev/job.h"
+#include "common/keyval.h"
 #include "common/util.h"
 #include "control/block_nodes.h"
 #include "control/block_qmp.h"
 #include "control/iothread_obj.h"
 #include "control/nbd_qmp.h"
+#include "control/tls_obj.h"
 #include "tools/sd.h"
+
+/* --object: an iothread or a throttle group (as vireo's), or TLS credentials */
+static int object_add(const char *spec, struct error **errp)
+{
+	struct json_object *a = keyval_parse(spec, "qom-type", errp), *t;
+	const char *type;
+	int ret = -1;
+
+	if (!a)
+		goto out;
+	type = json_object_object_get_ex(a, "qom-type", &t) && json_object_is_type(t, json_type_string)
+		       ? json_object_get_string(t) : "";
+	if (tls_obj_handles(type))
+		ret = tls_obj_add_json(a, errp);
+	else if (!strcmp(type, "iothread") || !strcmp(type, "throttle-group"))
+		ret = iothread_obj_add_json(a, errp);
+	else
+		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, "
+			   "tls-creds-x509, tls-creds-psk)", type);
+out:
+	json_object_put(a);
+	if (ret < 0)
+		error_prepend(errp, "--object");
+	return ret;
+}
 
 static int setup_step(const struct sd_step *s, struct error **errp)
 {
 	switch (s->kind) {
 	case SD_STEP_OBJECT:
-		return iothread_obj_add_spec(s->spec, errp); /* its messages say --object */
+		return object_add(s->spec, errp);
 	case SD_STEP_BLOCKDEV:
 		return block_nodes_add_spec(s->spec, errp); /* its messages say --blockdev */
 	case SD_STEP_MONITOR:
@@ -134,6 +163,7 @@ out:
 		status = 1;
 	sd_monitor_cleanup();
 	iothread_obj_cleanup();
+	tls_obj_cleanup(); /* after the server that used them */
 	block_nodes_cleanup();
 	sd_pidfile_remove();
 	close(sigfd);

@@ -6,6 +6,7 @@ qcow2 over its backing file from the header, a throttle node) and a --chardev + 
 over QMP: query-commands lists the block layer's, the jobs' and the bitmaps' commands;
 query-named-block-nodes and query-iothreads show what the command line made; block-stream pulls
 the backing file's data into the qcow2 (qemu-img: its content unchanged, no backing file left);
+an internal snapshot of it, an external one over it and an active block-commit back into it;
 blockdev-create makes a raw file, blockdev-add opens it and blockdev-backup sync=full copies a
 node into it (qemu-img compare: equal); a dirty bitmap is added and shown; block_set_io_throttle
 changes a throttle node's group (a "device" names a node here) and refuses a node without one;
@@ -37,6 +38,8 @@ run("qemu-img", "create", "-q", "-f", "qcow2", "-b", path("base.qcow2"), "-F", "
     path("top.qcow2"))
 run("qemu-io", "-c", "write -P 0xcc 512k 1M", path("top.qcow2"))
 run("qemu-img", "convert", "-O", "raw", path("top.qcow2"), path("expected.raw"))
+run("qemu-img", "create", "-q", "-f", "qcow2", "-b", path("top.qcow2"), "-F", "qcow2",
+    path("over.qcow2"))
 with open(path("small.raw"), "wb") as f:
     f.truncate(1 << 20)
 
@@ -60,7 +63,10 @@ want = {"blockdev-add", "blockdev-del", "query-named-block-nodes", "query-block-
         "job-pause", "job-resume", "block-dirty-bitmap-add", "block-dirty-bitmap-remove",
         "block-dirty-bitmap-clear", "block-dirty-bitmap-merge", "block_set_io_throttle",
         "block_resize", "query-version", "query-commands", "query-iothreads", "quit",
-        "x-debug-query-block-graph"}
+        "x-debug-query-block-graph", "blockdev-snapshot-sync", "blockdev-snapshot",
+        "blockdev-snapshot-internal-sync", "blockdev-snapshot-delete-internal-sync",
+        "nbd-server-start", "nbd-server-stop", "block-export-add", "block-export-del",
+        "query-block-exports"}
 if want - have:
     d.fail(f"query-commands lacks {sorted(want - have)}")
 r = qmp.execute("query-status")
@@ -102,6 +108,19 @@ if d.ok("query-block-jobs"):
     d.fail(f"a job is left: {d.ok('query-block-jobs')}")
 if nodes()["top"]["backing_file_depth"] != 0:
     d.fail(f"top after the stream: {nodes()['top']}")
+
+# an internal snapshot of top, an external one over it (an overlay blockdev-add opened), then
+# an active commit back into top
+d.ok("blockdev-snapshot-internal-sync", device="top", name="s1")
+d.ok("blockdev-add", driver="qcow2", **{"node-name": "over"}, backing=None,
+     file={"driver": "file", "filename": path("over.qcow2")})
+d.ok("blockdev-snapshot", node="top", overlay="over")
+if nodes()["over"]["backing_file"] != path("top.qcow2"):
+    d.fail(f"over after blockdev-snapshot: {nodes()['over']}")
+d.ok("block-commit", device="over", **{"job-id": "k0"})
+qmp.wait_event("BLOCK_JOB_READY", timeout=30, match=lambda e: e["data"]["device"] == "k0")
+d.ok("job-complete", id="k0")
+job_done("k0")
 
 # blockdev-create + blockdev-add + blockdev-backup sync=full
 d.ok("blockdev-create", **{"job-id": "c0"},
@@ -149,6 +168,8 @@ d.quit()
 if os.path.exists(sock):
     d.fail("the monitor's socket is left after quit")
 info = run("qemu-img", "info", "-U", path("top.qcow2"))
+if "s1" not in run("qemu-img", "snapshot", "-l", path("top.qcow2")):
+    d.fail("top.qcow2 has no internal snapshot s1")
 if "backing file" in info:
     d.fail(f"top.qcow2 still names a backing file after the stream:\n{info}")
 run("qemu-img", "check", path("top.qcow2"))
