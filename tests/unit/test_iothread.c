@@ -418,8 +418,10 @@ static void a_polling_iothread_sees_work_without_kicks(void **state)
 	int ok = 0;
 
 	assert_int_equal(iothread_add_source(it, &f->src, NULL), 0);
-	/* wake it after each window ran out: every wait was short enough to grow the window */
-	for (int i = 0; i < 40 && iothread_poll_ns(it) < max; i++) {
+	/* wake it after each window ran out: every wait was short enough to grow the window
+	 * (on a loaded machine a wake-up may land while the thread is still in its window, found
+	 * by polling, which leaves the window as it is: try many times) */
+	for (int i = 0; i < 1000 && iothread_poll_ns(it) < max; i++) {
 		usleep((useconds_t)(iothread_poll_ns(it) / 1000 + 2000));
 		iothread_run_sync(it, on_thread, it);
 	}
@@ -558,11 +560,12 @@ static int arm_fn(void *arg)
 	return nr_fired;
 }
 
-static void arm(struct tmr *m, uint64_t at)
+/* arm_fn for each call of a list ended by one without a timer */
+static int arm_all_fn(void *arg)
 {
-	struct arm_call c = { m, at, false };
-
-	iothread_run_sync(m->it, arm_fn, &c);
+	for (struct arm_call *c = arg; c->m; c++)
+		arm_fn(c);
+	return 0;
 }
 
 /* a sleeping iothread (no polling) wakes for its timers, in deadline order, never early; a
@@ -581,12 +584,16 @@ static void timers_wake_a_sleeping_iothread_in_deadline_order(void **state)
 		m[i] = (struct tmr){ .t.fire = tmr_fire, .it = it, .id = i };
 	m[0].done = &done;
 	m[0].rearm = 2;
-	arm(&m[0], now + 60000000); /* 60 ms, then twice 1 ms more */
-	arm(&m[1], now + 20000000);
-	arm(&m[2], now + 90000000);
-	arm(&m[2], now + 40000000); /* moved earlier */
-	arm(&m[3], now + 30000000);
-	iothread_run_sync(it, arm_fn, &cancel);
+	/* all in one call on the thread: on a loaded machine, separate calls could let the
+	 * first timers come due before the last ones are armed or cancelled */
+	iothread_run_sync(it, arm_all_fn, (struct arm_call[]){
+		{ &m[0], now + 60000000 }, /* 60 ms, then twice 1 ms more */
+		{ &m[1], now + 20000000 },
+		{ &m[2], now + 90000000 },
+		{ &m[2], now + 40000000 }, /* moved earlier */
+		{ &m[3], now + 30000000 },
+		cancel,
+		{ NULL } });
 	assert_true(wait_sem(&done));
 	assert_int_equal(nr_fired, 5);
 	assert_int_equal(fired[0], 1);
