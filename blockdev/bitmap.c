@@ -19,6 +19,8 @@ struct blockdev_bitmap {
 	_Atomic uint64_t *words;
 	atomic_bool enabled;
 	atomic_bool busy;
+	bool persistent;          /* control plane only */
+	bool inconsistent;        /* control plane only */
 	struct blockdev_bitmap *_Atomic next; /* the node's live list */
 	struct blockdev_bitmap *all_next;     /* every bitmap of the node, removed ones too */
 };
@@ -329,8 +331,107 @@ struct json_object *blockdev_bitmaps_info(struct blockdev *bs)
 		json_object_object_add(o, "recording",
 				       json_object_new_boolean(atomic_load(&b->enabled)));
 		json_object_object_add(o, "busy", json_object_new_boolean(atomic_load(&b->busy)));
-		json_object_object_add(o, "persistent", json_object_new_boolean(false));
+		json_object_object_add(o, "persistent", json_object_new_boolean(b->persistent));
+		if (b->inconsistent)
+			json_object_object_add(o, "inconsistent", json_object_new_boolean(true));
 		json_object_array_add(a, o);
 	}
 	return a;
+}
+
+void blockdev_bitmap_set_persistent(struct blockdev_bitmap *b, bool on)
+{
+	b->persistent = on;
+}
+
+bool blockdev_bitmap_persistent(const struct blockdev_bitmap *b)
+{
+	return b->persistent;
+}
+
+void blockdev_bitmap_set_inconsistent(struct blockdev_bitmap *b)
+{
+	b->inconsistent = true;
+	atomic_store(&b->enabled, false);
+}
+
+bool blockdev_bitmap_inconsistent(const struct blockdev_bitmap *b)
+{
+	return b->inconsistent;
+}
+
+int blockdev_bitmap_check(const struct blockdev_bitmap *b, struct error **errp)
+{
+	if (atomic_load(&b->busy)) {
+		error_setg(errp, "Bitmap '%s' is currently in use by another operation and cannot "
+			   "be used", b->name);
+		return -1;
+	}
+	if (b->inconsistent) {
+		error_setg(errp, "Bitmap '%s' is inconsistent and cannot be used; try "
+			   "block-dirty-bitmap-remove to delete this bitmap from disk", b->name);
+		return -1;
+	}
+	return 0;
+}
+
+bool blockdev_bitmap_live(struct blockdev *bs, const struct blockdev_bitmap *b)
+{
+	for (struct blockdev_bitmap *x = atomic_load(&bs->bitmaps); x; x = atomic_load(&x->next))
+		if (x == b)
+			return true;
+	return false;
+}
+
+void blockdev_bitmap_for_each(struct blockdev *bs,
+			      void (*fn)(struct blockdev_bitmap *b, void *opaque), void *opaque)
+{
+	for (struct blockdev_bitmap *b = atomic_load(&bs->bitmaps); b; b = atomic_load(&b->next))
+		if (b->name[0])
+			fn(b, opaque);
+}
+
+uint64_t blockdev_bitmap_bytes(const struct blockdev_bitmap *b)
+{
+	return (b->nr_bits + 7) / 8;
+}
+
+void blockdev_bitmap_get_bytes(struct blockdev_bitmap *b, uint64_t off, uint8_t *buf,
+			       uint64_t len)
+{
+	uint64_t words = (b->nr_bits + 63) / 64;
+
+	for (uint64_t i = 0; i < len; i++) {
+		uint64_t byte = off + i, w = byte / 8;
+
+		buf[i] = w < words ? (uint8_t)(atomic_load_explicit(&b->words[w],
+								    memory_order_relaxed) >>
+					       (8 * (byte % 8))) : 0;
+	}
+}
+
+void blockdev_bitmap_set_bytes(struct blockdev_bitmap *b, uint64_t off, const uint8_t *buf,
+			       uint64_t len)
+{
+	for (uint64_t i = 0; i < len; i++) {
+		uint64_t byte = off + i, bit = byte * 8, v = buf[i];
+
+		if (!v || bit >= b->nr_bits)
+			continue;
+		if (b->nr_bits - bit < 8) /* the tail past the last granule stays clear */
+			v &= (1u << (b->nr_bits - bit)) - 1;
+		atomic_fetch_or_explicit(&b->words[byte / 8], v << (8 * (byte % 8)),
+					 memory_order_relaxed);
+	}
+}
+
+int blockdev_bitmap_can_store(struct blockdev *bs, const char *name, uint64_t granularity,
+			      struct error **errp)
+{
+	if (!bs->drv->bitmap_can_store) {
+		error_setg(errp, "Can't store persistent bitmaps to %s: format '%s' has no "
+			   "persistent bitmaps", bs->node_name, bs->drv->name);
+		return -1;
+	}
+	return bs->drv->bitmap_can_store(bs, name, granularity, errp);
 }

@@ -2,8 +2,9 @@
 /*
  * Dirty bitmaps: which parts of a node were written since a point in time, one bit per
  * @granularity bytes (QEMU's block-dirty-bitmap-*). Backup and mirror track their work with the
- * same structure; a bitmap lives in memory only (persistent ones, stored in qcow2, come with
- * qcow2's bitmaps).
+ * same structure. A bitmap lives in memory; a persistent one is also stored in its node's
+ * image by the format driver (qcow2: loaded at open, stored at close, blockdev/qcow2_bitmap.c),
+ * which sees it here as any other and serializes its bits with the *_bytes calls.
  *
  * Threads. Every completed guest write, write-zeroes and discard on a node sets the bits of its
  * range in each enabled bitmap of the node, on whatever iothread it completed: one atomic OR per
@@ -17,6 +18,7 @@
 #define VIREO_BLOCKDEV_BITMAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -74,6 +76,43 @@ void blockdev_bitmap_merge(struct blockdev_bitmap *dst, struct blockdev_bitmap *
 /* Makes every bitmap of @bs cover @size bytes (a resize, with the node's I/O drained). -1:
  * out of memory, nothing changed. */
 int blockdev_bitmaps_resize(struct blockdev *bs, uint64_t size);
+
+/*
+ * Persistent bitmaps. @persistent: the node's format driver stores the bitmap in the image at
+ * close (set by the driver for what it loaded, by QMP's add for persistent=true). An
+ * inconsistent one was found in use in the image (not stored cleanly: its bits are unknown): it
+ * records nothing and cannot be used, only removed. Control plane.
+ */
+void blockdev_bitmap_set_persistent(struct blockdev_bitmap *b, bool on);
+bool blockdev_bitmap_persistent(const struct blockdev_bitmap *b);
+void blockdev_bitmap_set_inconsistent(struct blockdev_bitmap *b);
+bool blockdev_bitmap_inconsistent(const struct blockdev_bitmap *b);
+/* 0 when @b may be used (changed, merged into, given to a job); else -1 with QEMU's message
+ * (a job uses it, or it is inconsistent). */
+int blockdev_bitmap_check(const struct blockdev_bitmap *b, struct error **errp);
+/* Whether @b is among @bs's bitmaps (not removed). */
+bool blockdev_bitmap_live(struct blockdev *bs, const struct blockdev_bitmap *b);
+/* The live bitmaps of @bs in order, @fn called on each with the list unchanged meanwhile
+ * (control plane). */
+void blockdev_bitmap_for_each(struct blockdev *bs,
+			      void (*fn)(struct blockdev_bitmap *b, void *opaque), void *opaque);
+/*
+ * The serialized form (qcow2's bitmap data): one bit per granule, bit k of the bitmap at byte
+ * k / 8, bit k % 8 (least significant first); the bytes past the last granule's read as 0.
+ * get copies bytes [@off, @off+@len) out; set ORs them in (bits past the end are ignored).
+ */
+uint64_t blockdev_bitmap_bytes(const struct blockdev_bitmap *b);
+void blockdev_bitmap_get_bytes(struct blockdev_bitmap *b, uint64_t off, uint8_t *buf,
+			       uint64_t len);
+void blockdev_bitmap_set_bytes(struct blockdev_bitmap *b, uint64_t off, const uint8_t *buf,
+			       uint64_t len);
+
+/*
+ * Whether @bs's format can store a new persistent bitmap @name of @granularity: 0, or -1 with
+ * the reason (the driver's bitmap_can_store op; a format without one cannot).
+ */
+int blockdev_bitmap_can_store(struct blockdev *bs, const char *name, uint64_t granularity,
+			      struct error **errp);
 
 /* QEMU's BlockDirtyInfo list of @bs's bitmaps (query-block, query-named-block-nodes). */
 struct json_object *blockdev_bitmaps_info(struct blockdev *bs);

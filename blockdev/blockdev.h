@@ -555,6 +555,9 @@ struct blockdev_write {
  *       (block-stream); NULL = the format has no backing node
  * @change_backing_file: record another backing file name and format in the image (NULL name
  *       or "": none); the node's backing link is the caller's (blockdev_set_backing)
+ * @bitmap_can_store: whether a new persistent dirty bitmap @name of @granularity can be stored
+ *       in the image (bitmap.h; the driver loads and stores persistent bitmaps itself, at open
+ *       and close); NULL = the format has no persistent bitmaps
  */
 struct blockdev_driver {
 	const char *name;
@@ -593,6 +596,8 @@ struct blockdev_driver {
 	int (*populate)(struct blockdev *bs, uint64_t offset, const void *buf, uint64_t len);
 	int (*change_backing_file)(struct blockdev *bs, const char *name, const char *fmt,
 				   struct error **errp);
+	int (*bitmap_can_store)(struct blockdev *bs, const char *name, uint64_t granularity,
+				struct error **errp);
 };
 
 extern const struct blockdev_driver blockdev_file;

@@ -273,11 +273,8 @@ struct job *job_backup_start(const struct job_opts *o, struct blockdev *src,
 		error_setg(errp, "Bitmap sync mode must be given a bitmap");
 		return NULL;
 	}
-	if (bo->bitmap && blockdev_bitmap_busy(bo->bitmap)) {
-		error_setg(errp, "Bitmap '%s' is currently in use by another operation and cannot "
-			   "be used", blockdev_bitmap_name(bo->bitmap));
+	if (bo->bitmap && blockdev_bitmap_check(bo->bitmap, errp))
 		return NULL;
-	}
 	b = calloc(1, sizeof(*b));
 	if (!b) {
 		error_setg(errp, "out of memory");

@@ -104,6 +104,11 @@ struct qcow2 {
 	struct qcow2_pool *pool; /* group commit's helper threads, started on first need */
 	uint64_t zhost;         /* host cluster compressed writes append to (0: none) */
 	uint64_t zused;         /* bytes of it used */
+
+	/* persistent dirty bitmaps (qcow2_bitmap.c): control plane only */
+	struct qcow2_bitmap *bm;         /* the bitmap directory as the file holds it */
+	struct blockdev_bitmap **bm_mem; /* each entry's bitmap in memory, NULL: kept as it is */
+	uint32_t nr_bm;
 };
 
 /* The qcow2 state of @bs, which the caller knows to be a qcow2 node (the driver's own ops). */
@@ -316,6 +321,25 @@ int qcow2_snapshot_delete(struct blockdev *bs, const char *id, const char *name,
 			  struct blockdev_snapshot *deleted, struct error **errp);
 int qcow2_snapshot_load_tmp(struct blockdev *bs, const char *id, const char *name,
 			    struct error **errp);
+
+/* --- qcow2_bitmap.c: persistent dirty bitmaps (bitmap.h's persistent ones) --- */
+/*
+ * At open (after the header, L1 and refcounts): reads the bitmap directory and loads each
+ * bitmap into an in-memory bitmap of the node (enabled when its "auto" flag is set; one found
+ * in use becomes inconsistent), and on a writable image marks them in use on disk. An image
+ * whose bitmaps extension is stale (autoclear bit clear) has its bitmaps ignored (and, when
+ * writable, the extension dropped). Hostile entries are refused by name.
+ */
+int qcow2_bitmaps_load(struct qcow2 *q, struct error **errp);
+/* At close of a writable image: stores the node's persistent bitmaps (a new directory, the
+ * header switched to it, the old clusters freed); problems are printed. */
+void qcow2_bitmaps_store(struct qcow2 *q);
+void qcow2_bitmaps_release(struct qcow2 *q);
+/* The driver's bitmap_can_store op. */
+int qcow2_bitmap_can_store(struct blockdev *bs, const char *name, uint64_t granularity,
+			   struct error **errp);
+/* qemu-img info's "bitmaps" list (format-specific data), or NULL when there is none. */
+struct json_object *qcow2_bitmaps_info(struct qcow2 *q);
 
 /* --- qcow2_check.c --- */
 /* The driver's check op: recounts every reference and compares with the refcounts; repairs per

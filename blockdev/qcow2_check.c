@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blockdev/bitmap.h"
 #include "common/util.h"
 
 struct counter {
@@ -284,6 +285,30 @@ static int count_bitmaps(struct counter *c)
 	return ret;
 }
 
+/*
+ * Bitmaps found in use at open (not stored cleanly; QEMU shows them with the "in-use" flag and
+ * refuses to use them): reported, not counted as corruptions (the metadata is sound, only the
+ * bits are stale), and with -r all removed, which closing the image writes.
+ */
+static void stale_bitmaps(struct counter *c, unsigned fix)
+{
+	struct qcow2 *q = c->q;
+
+	for (uint32_t i = 0; i < q->nr_bm; i++) {
+		struct blockdev_bitmap *m = q->bm_mem[i];
+		bool drop = (fix & BLOCKDEV_FIX_ERRORS) && m && !q->read_only;
+
+		if (m ? !blockdev_bitmap_inconsistent(m) || !blockdev_bitmap_live(q->bs, m) :
+			!(q->bm[i].flags & QCOW2_BITMAP_IN_USE))
+			continue;
+		report(c, "%s bitmap '%s': it was in use when the image was last closed, so its "
+		       "bits are inconsistent%s\n", drop ? "Removing" : "Warning:", q->bm[i].name,
+		       drop || (fix & BLOCKDEV_FIX_ERRORS) ? "" : " ('check -r all' removes it)");
+		if (drop)
+			blockdev_bitmap_remove(q->bs, m, NULL);
+	}
+}
+
 static int compare(struct counter *c, unsigned fix)
 {
 	struct qcow2 *q = c->q;
@@ -456,6 +481,8 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result 
 		ret = count_snapshots(&c);
 	if (!ret)
 		ret = count_bitmaps(&c);
+	if (!ret)
+		stale_bitmaps(&c, fix);
 	if (!ret)
 		ret = compare(&c, fix);
 	if (!ret && (fix & BLOCKDEV_FIX_ERRORS) && c.unfixable) {

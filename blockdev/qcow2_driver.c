@@ -41,6 +41,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "blockdev/bitmap.h"
 #include "blockdev/internal.h"
 #include "common/parse.h"
 #include "common/util.h"
@@ -320,7 +321,9 @@ static int take_options(struct qcow2 *q, struct blockdev_open_ctx *ctx, uint64_t
 /* Read-write open: refuse what we must not write, clear autoclear bits we do not maintain. */
 static int prepare_writes(struct qcow2 *q, struct error **errp)
 {
-	uint64_t keep = QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+	/* bit 0 stays when the bitmaps extension is there: we keep the bitmaps up to date */
+	uint64_t keep = QCOW2_AUTOCLEAR_DATA_FILE_RAW |
+			(q->h.has_bitmaps_ext ? QCOW2_AUTOCLEAR_BITMAPS : 0);
 
 	if (q->repair)
 		goto autoclear;
@@ -346,7 +349,7 @@ static int prepare_writes(struct qcow2 *q, struct error **errp)
 		}
 	}
 autoclear:
-	/* we do not update bitmaps: bit 0 must go, so that readers know they are stale */
+	/* the autoclear bits we do not maintain go, so that readers know what is stale */
 	if (q->h.autoclear_features & ~keep) {
 		q->h.autoclear_features &= keep;
 		if (qcow2_header_update(q, 88, 96) || blockdev_flush(q->file)) {
@@ -383,6 +386,7 @@ static void free_state(struct qcow2 *q)
 	for (unsigned i = 0; i < q->nr_retired; i++)
 		free(q->l1_retired[i]);
 	qcow2_cache_destroy(&q->cache);
+	qcow2_bitmaps_release(q);
 	blockdev_detach(&q->data_link);
 	qcow2_header_free(&q->h);
 	pthread_mutex_destroy(&q->lock);
@@ -419,12 +423,13 @@ static int qcow2_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct
 	}
 	if (!q->read_only && prepare_writes(q, errp))
 		goto fail;
-	if (open_backing(q, ctx, errp))
+	bs->size = q->h.size; /* the size the node's bitmaps cover */
+	if (qcow2_bitmaps_load(q, errp) || open_backing(q, ctx, errp))
 		goto fail;
-	bs->size = q->h.size;
 	return 0;
 fail:
 	error_prepend(errp, "qcow2");
+	blockdev_bitmaps_free(bs); /* what loading added to the node */
 	free_state(q);
 	bs->opaque = NULL;
 	return -1;
@@ -437,6 +442,7 @@ static void qcow2_close(struct blockdev *bs)
 	if (!q)
 		return;
 	if (!q->read_only) {
+		qcow2_bitmaps_store(q);
 		pthread_mutex_lock(&q->lock);
 		if (atomic_load_explicit(&q->corrupt, memory_order_relaxed) && q->h.version >= 3 &&
 		    !(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
@@ -516,7 +522,7 @@ static int qcow2_truncate(struct blockdev *bs, uint64_t size, struct error **err
 static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)
 {
 	struct qcow2 *q = qcow2_of(bs);
-	struct json_object *o = json_object_new_object();
+	struct json_object *o = json_object_new_object(), *bitmaps;
 	bool v3 = q->h.version >= 3;
 
 	if (!o) {
@@ -536,6 +542,8 @@ static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct er
 	if (v3)
 		json_object_object_add(o, "lazy-refcounts", json_object_new_boolean(
 			q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS));
+	if (v3 && (bitmaps = qcow2_bitmaps_info(q)))
+		json_object_object_add(o, "bitmaps", bitmaps);
 	json_object_object_add(o, "refcount-bits", json_object_new_int(q->refcount_bits));
 	if (v3 && q->data != q->file) {
 		json_object_object_add(o, "data-file", json_object_new_string(
@@ -579,4 +587,5 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.make_empty = qcow2_make_empty,
 	.populate = qcow2_populate,
 	.change_backing_file = qcow2_change_backing,
+	.bitmap_can_store = qcow2_bitmap_can_store,
 };

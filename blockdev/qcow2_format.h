@@ -194,6 +194,60 @@ void qcow2_snapshot_free(struct qcow2_snapshot *sn);
 /* Frees @n entries and the array. */
 void qcow2_snapshots_free(struct qcow2_snapshot *s, uint32_t n);
 
+/* --- persistent dirty bitmaps: the bitmap directory (blockdev/qcow2_bitmap_dir.c): pure --- */
+#define QCOW2_BITMAP_IN_USE (1u << 0)      /* not stored cleanly: its bits are unknown */
+#define QCOW2_BITMAP_AUTO (1u << 1)        /* enabled: records every write */
+#define QCOW2_BITMAP_EXTRA_COMPAT (1u << 2) /* unknown extra data may be ignored */
+#define QCOW2_BITMAP_FLAGS_KNOWN 7u
+#define QCOW2_BITMAP_TYPE_DIRTY 1
+#define QCOW2_BITMAP_ENTRY_LEN 24          /* the fixed part of a directory entry */
+#define QCOW2_BITMAP_MAX_NAME 1023
+#define QCOW2_MAX_BITMAPS 65535
+#define QCOW2_BITMAP_MIN_GRAN_BITS 9
+#define QCOW2_BITMAP_MAX_GRAN_BITS 31
+#define QCOW2_BITMAP_MAX_DATA (512 * 1024 * 1024ULL) /* QEMU's limit on one bitmap's data */
+#define QCOW2_BITMAP_MAX_DIR (64 * 1024 * 1024ULL)
+#define QCOW2_BITMAP_TABLE_RESERVED 0xff000000000001feULL /* bits 1-8 and 56-63 */
+
+/* One entry of the bitmap directory; @name NUL-terminated, @extra kept byte for byte. */
+struct qcow2_bitmap {
+	uint64_t table_offset;
+	uint32_t table_size; /* entries of the bitmap table: clusters of bitmap data */
+	uint32_t flags;
+	uint8_t type;
+	uint8_t gran_bits;
+	char *name;
+	uint32_t extra_len;
+	uint8_t *extra;
+};
+
+/* Bytes of the directory entry whose first QCOW2_BITMAP_ENTRY_LEN bytes are @hdr, unpadded. */
+uint64_t qcow2_bitmap_entry_len(const uint8_t *hdr);
+/**
+ * qcow2_bitmap_parse - one bitmap directory entry
+ * @buf: the whole entry (qcow2_bitmap_entry_len bytes)
+ * @index, @off: which entry and where it lies in the file (for messages)
+ * @cluster_bits, @disk_size: the image's
+ * @bm: filled on success; release with qcow2_bitmap_free (also after a failure)
+ *
+ * Refuses, naming the bitmap and the field: an empty or over-long name, a type other than
+ * dirty tracking, reserved flag bits, a granularity outside 512 B..2 GiB, a misaligned table,
+ * or a table size that is not what the disk's size and the granularity need.
+ */
+int qcow2_bitmap_parse(const uint8_t *buf, uint32_t index, uint64_t off, unsigned cluster_bits,
+		       uint64_t disk_size, struct qcow2_bitmap *bm, struct error **errp);
+/* Bytes qcow2_bitmap_put() writes for @bm (padded to 8). */
+uint64_t qcow2_bitmap_size(const struct qcow2_bitmap *bm);
+/* Serializes @bm into @buf (qcow2_bitmap_size bytes, zeroed by the caller). */
+void qcow2_bitmap_put(const struct qcow2_bitmap *bm, uint8_t *buf);
+void qcow2_bitmap_free(struct qcow2_bitmap *bm);
+void qcow2_bitmaps_free(struct qcow2_bitmap *bm, uint32_t n);
+/* Bytes of bitmap data for @disk_size bytes at 2^@gran_bits bytes per bit. */
+uint64_t qcow2_bitmap_data_bytes(uint64_t disk_size, unsigned gran_bits);
+/* Entries of its bitmap table (clusters of data). */
+uint64_t qcow2_bitmap_table_entries(uint64_t disk_size, unsigned gran_bits,
+				    unsigned cluster_bits);
+
 static inline uint64_t qcow2_be64(const uint8_t *p)
 {
 	return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |

@@ -22,6 +22,7 @@
  */
 #include "blockdev/qcow2.h"
 #include "blockdev/qcow2_internal.h"
+#include "blockdev/bitmap.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -533,6 +534,9 @@ static int goto_locked(struct qcow2 *q, const char *what, struct error **errp)
 	if (switch_active(q, l1, (uint64_t)off, size, errp))
 		goto out;
 	l1 = NULL;
+	if (size != q->bs->size && blockdev_bitmaps_resize(q->bs, size) < 0)
+		fprintf(stderr, "qcow2: '%s': dirty bitmaps keep their old size (out of memory)\n",
+			q->bs->filename);
 	q->bs->size = size;
 	if (walk(q, old, oldn, -1, false, active, errp))
 		goto out;

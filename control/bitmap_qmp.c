@@ -2,7 +2,9 @@
 /*
  * QMP's block-dirty-bitmap-* commands (QEMU's names, arguments and messages) over
  * blockdev/bitmap.h, for every program with a block layer: each lists BITMAP_QMP_COMMANDS in its
- * command table. Bitmaps live in memory: persistent=true is refused.
+ * command table. persistent=true asks the node's format whether it can store the bitmap (qcow2
+ * v3, writable): the driver writes it into the image when the node closes. A bitmap found
+ * inconsistent in the image can only be removed.
  */
 #include "control/bitmap_qmp.h"
 
@@ -26,11 +28,8 @@ static struct blockdev_bitmap *node_and_name(struct json_object *a, struct block
 	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(*bs = block_qmp_find_node(node, errp)) ||
 	    !(b = blockdev_bitmap_find(*bs, name, errp)))
 		return NULL;
-	if (!may_be_busy && blockdev_bitmap_busy(b)) {
-		error_setg(errp, "Bitmap '%s' is currently in use by another operation and cannot "
-			   "be used", name);
+	if (!may_be_busy && blockdev_bitmap_check(b, errp))
 		return NULL;
-	}
 	return b;
 }
 
@@ -40,6 +39,7 @@ int bitmap_qmp_add(void *o, struct json_object *a, struct json_object **ret,
 	const char *node, *name;
 	uint64_t gran = 0;
 	bool persistent = false, disabled = false;
+	struct blockdev_bitmap *b;
 	struct blockdev *bs;
 
 	if (keyval_need_string(a, "node", &node, errp) < 0 ||
@@ -49,12 +49,12 @@ int bitmap_qmp_add(void *o, struct json_object *a, struct json_object **ret,
 	    keyval_take_bool(a, "disabled", &disabled, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0 || !(bs = block_qmp_find_node(node, errp)))
 		return -1;
-	if (persistent) {
-		error_setg(errp, "persistent: vireo keeps dirty bitmaps in memory only (qcow2 "
-			   "bitmaps are not written yet)");
+	if (persistent && blockdev_bitmap_can_store(bs, name, gran, errp))
 		return -1;
-	}
-	return blockdev_bitmap_add(bs, name, gran, disabled, errp) ? 0 : -1;
+	if (!(b = blockdev_bitmap_add(bs, name, gran, disabled, errp)))
+		return -1;
+	blockdev_bitmap_set_persistent(b, persistent);
+	return 0;
 }
 
 int bitmap_qmp_remove(void *o, struct json_object *a, struct json_object **ret,
@@ -143,11 +143,8 @@ int bitmap_qmp_merge(void *o, struct json_object *a, struct json_object **ret,
 	if (keyval_refuse_leftovers(a, NULL, errp) < 0 || !(bs = block_qmp_find_node(node, errp)) ||
 	    !(dst = blockdev_bitmap_find(bs, target, errp)))
 		return -1;
-	if (blockdev_bitmap_busy(dst)) {
-		error_setg(errp, "Bitmap '%s' is currently in use by another operation and cannot "
-			   "be used", target);
+	if (blockdev_bitmap_check(dst, errp))
 		return -1;
-	}
 	n = json_object_array_length(list);
 	if (n > sizeof(srcs) / sizeof(srcs[0])) {
 		error_setg(errp, "bitmaps: at most %zu sources", sizeof(srcs) / sizeof(srcs[0]));
@@ -155,7 +152,8 @@ int bitmap_qmp_merge(void *o, struct json_object *a, struct json_object **ret,
 	}
 	/* every source found before any bit moves */
 	for (size_t i = 0; i < n; i++)
-		if (!(srcs[i] = source(json_object_array_get_idx(list, i), bs, i, errp)))
+		if (!(srcs[i] = source(json_object_array_get_idx(list, i), bs, i, errp)) ||
+		    (blockdev_bitmap_inconsistent(srcs[i]) && blockdev_bitmap_check(srcs[i], errp)))
 			return -1;
 	for (size_t i = 0; i < n; i++)
 		blockdev_bitmap_merge(dst, srcs[i]);

@@ -47,18 +47,36 @@ void img_print_snapshots(struct json_object *list)
 	}
 }
 
+/* One value of the format-specific data at @indent spaces, as qemu-img nests them: an object's
+ * keys and a list's "[i]" each on a line of their own, below the key, four spaces further in. */
+static void print_value(const char *key, struct json_object *val, int indent)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s", key);
+	for (char *p = name; *p; p++)
+		if (*p == '-')
+			*p = ' ';
+	if (json_object_is_type(val, json_type_object)) {
+		printf("%*s%s:\n", indent, "", name);
+		json_object_object_foreach(val, k, v)
+			print_value(k, v, indent + 4);
+	} else if (json_object_is_type(val, json_type_array)) {
+		printf("%*s%s:\n", indent, "", name);
+		for (size_t i = 0; i < json_object_array_length(val); i++) {
+			snprintf(name, sizeof(name), "[%zu]", i);
+			print_value(name, json_object_array_get_idx(val, i), indent + 4);
+		}
+	} else {
+		printf("%*s%s: %s\n", indent, "", name, json_object_get_string(val));
+	}
+}
+
 static void print_specific(struct json_object *data)
 {
 	printf("Format specific information:\n");
-	json_object_object_foreach(data, key, val) {
-		char name[64];
-
-		snprintf(name, sizeof(name), "%s", key);
-		for (char *p = name; *p; p++)
-			if (*p == '-')
-				*p = ' ';
-		printf("    %s: %s\n", name, json_object_get_string(val));
-	}
+	json_object_object_foreach(data, key, val)
+		print_value(key, val, 4);
 }
 
 /* "disk size": what @o's actual-size says, or "unavailable" (an NBD export's) */

@@ -18,6 +18,9 @@ static const struct {
 	  "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-o options] filename [size]" },
 	{ "info", img_info, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] filename" },
 	{ "amend", img_amend, "amend [-q] [-p] [-f fmt] -o options filename" },
+	{ "bitmap", img_bitmap,
+	  "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+	  "[-b source_file [-F source_fmt]] [-g granularity] [-f fmt] filename bitmap" },
 	{ "check", img_check, "check [-q] [-f fmt] [-r leaks|all] [--output=human|json] filename" },
 	{ "commit", img_commit, "commit [-q] [-f fmt] [-b base] [-d] [-p] filename" },
 	{ "compare", img_compare, "compare [-q] [-p] [-s] [-f fmt] [-F fmt] filename1 filename2" },

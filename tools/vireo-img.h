@@ -12,6 +12,7 @@
 
 #define IMG_PROG "vireo-img"
 
+int img_bitmap(int argc, char **argv);
 int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_check(int argc, char **argv);
