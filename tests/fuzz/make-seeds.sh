@@ -700,6 +700,36 @@ PY
 		done
 		q create -f qcow2 -o cluster_size=512 bitmap.qcow2 64K
 		q bitmap --add bitmap.qcow2 b0
+		# persistent bitmaps with data (issue 18): two granularities, one disabled, one left
+		# in use; hostile copies: a bad type, granularity bits 40, a table entry with reserved
+		# bits, an entry running past the directory
+		q create -f qcow2 -o cluster_size=512 bitmaps.qcow2 64K
+		q bitmap --add -g 512 bitmaps.qcow2 fine
+		q bitmap --add -g 8k --disable bitmaps.qcow2 coarse
+		io -c 'write -P 0x31 1k 3k' -c 'write -z 40k 2k' bitmaps.qcow2
+		for bad in in-use type gran table-reserved past-dir; do
+			cp bitmaps.qcow2 bitmap-bad-$bad.qcow2
+			python3 - bitmap-bad-$bad.qcow2 $bad <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b")
+data = open(sys.argv[1], "rb").read()
+off = struct.unpack(">I", data[100:104])[0]
+while True:
+    typ, ln = struct.unpack(">II", data[off:off + 8])
+    if typ == 0x23852875:
+        d = struct.unpack(">Q", data[off + 24:off + 32])[0]
+        break
+    off += 8 + ((ln + 7) & ~7)
+t = struct.unpack(">Q", data[d:d + 8])[0]
+def put(o, fmt, v): f.seek(o); f.write(struct.pack(fmt, v))
+if sys.argv[2] == "in-use": put(d + 12, ">I", 3)
+if sys.argv[2] == "type": put(d + 16, "B", 2)
+if sys.argv[2] == "gran": put(d + 17, "B", 40)
+if sys.argv[2] == "table-reserved":
+    put(t, ">Q", struct.unpack(">Q", data[t:t + 8])[0] | (1 << 60))
+if sys.argv[2] == "past-dir": put(d + 20, ">I", 4096)
+PY
+		done
 		q create -f qcow2 -o cluster_size=512,preallocation=metadata prealloc.qcow2 32K
 		q create -f qcow2 -o cluster_size=65536 big-cluster-empty.qcow2 1G
 		for f in *.qcow2; do
