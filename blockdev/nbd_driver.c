@@ -11,8 +11,11 @@
  * turns its range into wire requests of at most the server's maximum payload (aligned to its
  * minimum block size; unaligned edges are read-modify-written under one lock), sends them
  * pipelined (up to NBD_SLOTS in flight on the connection, from every caller together), and
- * sleeps until each is answered. One receiver thread per node reads every reply
- * (nbd_reply.c checks it against its request) and hands it to its request by cookie.
+ * sleeps until each is answered. One receiver thread per node reads every reply through the
+ * socket's buffer (nbd_reply.c checks it against its request) and hands it to its request by
+ * cookie. Read-modify-write covers only unaligned requests against each other: an aligned write
+ * into a block that an unaligned one is rewriting meanwhile may be lost, as concurrent writes
+ * to one block may be anyway (and with a minimum block size of 1, qemu-nbd's, none is needed).
  *
  * Ownership.
  *   s->lock guards the connection's state (state, gen, fail_fast, drop_ns, rx_fd), the slot
@@ -38,7 +41,8 @@
  * once it has passed since the drop (immediately with reconnect-delay=0), waiting and new
  * requests fail with -EIO until a connection is back, which ends the failing. Closing the node
  * sends NBD_CMD_DISC, shuts the socket down (which ends the receiver's read or handshake) and
- * joins the receiver.
+ * joins the receiver (which may first finish a connect() under way: RECONNECT_TIMEOUT_MS at
+ * most, to a host that drops packets).
  */
 #include <errno.h>
 #include <inttypes.h>
