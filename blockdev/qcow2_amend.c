@@ -54,8 +54,8 @@ static int expand_zero(struct qcow2 *q, uint64_t l2, uint64_t l2rc, uint64_t idx
 	uint64_t host = e[0] & QCOW2_OFFSET_MASK, old = host, hrc = 0, ne[2] = { 0, 0 };
 	int ret;
 
-	if (!host && !q->bs->backing)
-		goto set; /* unallocated reads zeroes too */
+	if (!host && !q->bs->backing && !q->h.backing_file[0])
+		goto set; /* unallocated reads zeroes too (no backing file, linked or named) */
 	if (host && (ret = qcow2_rc_get(q, host >> q->cluster_bits, &hrc)))
 		goto io;
 	if (!host || hrc != l2rc) {

@@ -73,4 +73,18 @@ int qcow2_write_header(struct qcow2 *q, struct qcow2_header *h, struct error **e
  * unallocated: it reads the backing file again. Takes the lock itself. */
 int qcow2_deallocate_range(struct qcow2 *q, uint64_t off, uint64_t len);
 
+/*
+ * Whether an unallocated cluster at @off shows a backing file through, now or whenever the
+ * image is opened again: the backing node linked now, or (none linked: opened with
+ * backing=null, as an incremental backup's target is) the one the header names. Zeroes and
+ * discards must then be written as zero clusters; only where nothing can show through may an
+ * unallocated cluster stand for zeroes.
+ */
+static inline bool qcow2_backing_shows(const struct qcow2 *q, uint64_t off)
+{
+	if (q->bs->backing)
+		return off < q->bs->backing->size;
+	return q->h.backing_file[0] != '\0';
+}
+
 #endif

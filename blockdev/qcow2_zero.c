@@ -27,7 +27,7 @@ static int zero_locked(struct qcow2 *q, uint64_t off, uint64_t n, unsigned int f
 	if (ret)
 		return ret;
 	if (!(atomic_load_explicit(&l1->e[l1i], memory_order_relaxed) & QCOW2_OFFSET_MASK) &&
-	    !q->bs->backing)
+	    !qcow2_backing_shows(q, off))
 		return 0; /* no L2 table, no backing: already reads zeroes */
 	if ((ret = qcow2_ensure_l2(q, l1i, &l2)) || (ret = qcow2_l2_get(q, l2, idx, e)))
 		return ret;
@@ -89,7 +89,7 @@ int qcow2_zero_range(struct qcow2 *q, uint64_t off, uint64_t len, unsigned int f
 			if (locked && (ret = qcow2_unlock_commit(q, 0)))
 				break;
 			locked = false;
-			if (!can_zero_in_metadata(q) && !q->bs->backing) {
+			if (!can_zero_in_metadata(q) && !qcow2_backing_shows(q, off)) {
 				struct qcow2_run run;
 
 				ret = qcow2_lookup(q, off, n, false, &run);
@@ -121,7 +121,7 @@ next:
  */
 static int discard_unallocated(struct qcow2 *q, uint64_t off, bool full)
 {
-	if (full || !q->bs->backing || off >= q->bs->backing->size || !can_zero_in_metadata(q))
+	if (full || !qcow2_backing_shows(q, off) || !can_zero_in_metadata(q))
 		return 0;
 	return zero_locked(q, off, q->cluster_size, 0);
 }
@@ -149,7 +149,7 @@ static int discard_locked(struct qcow2 *q, uint64_t off, bool full)
 	/* v3: the cluster reads as zeroes (not the backing file's data, not stale data) */
 	ne[0] = q->h.version >= 3 && !q->ext_l2 && !full ? QCOW2_OFLAG_ZERO : 0;
 	ne[1] = q->ext_l2 && !full ? 0xffffffff00000000ULL : 0;
-	if (!full && !q->bs->backing && !(e[0] & QCOW2_OFFSET_MASK) &&
+	if (!full && !qcow2_backing_shows(q, off) && !(e[0] & QCOW2_OFFSET_MASK) &&
 	    !(e[0] & QCOW2_OFLAG_COMPRESSED))
 		return 0;
 	return qcow2_commit_entry(q, l2, idx, e, ne);
@@ -179,8 +179,7 @@ static int discard_partial(struct qcow2 *q, uint64_t off, uint64_t n)
 			return ret;
 		len = MIN(run.len, n);
 		zero = run.kind == QCOW2_ZERO ||
-		       (run.kind == QCOW2_UNALLOCATED &&
-			(!q->bs->backing || off >= q->bs->backing->size));
+		       (run.kind == QCOW2_UNALLOCATED && !qcow2_backing_shows(q, off));
 		if (!zero && (ret = qcow2_zero_range(q, off, len, 0)))
 			return ret;
 		off += len;

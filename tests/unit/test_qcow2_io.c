@@ -153,6 +153,49 @@ static void partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file(vo
 	unlink(base);
 }
 
+/*
+ * An image opened without its backing file (backing=null: an incremental backup's target)
+ * still has one in its header: zeroes and discards written then must read as zeroes when it is
+ * opened again with its backing file, not show the backing file's data through.
+ */
+static void zeroes_written_without_the_backing_file_stay_zeroes_over_it(void **state)
+{
+	int fd = open(base, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	struct blockdev_opts o = { .format = "qcow2", .no_backing = true };
+	uint8_t b[65536];
+	struct error *err = NULL;
+	struct blockdev *bs;
+
+	memset(b, 0x5a, sizeof(b));
+	for (int i = 0; i < 32; i++)
+		assert_int_equal(write(fd, b, sizeof(b)), (ssize_t)sizeof(b));
+	close(fd);
+	for (int ext = 0; ext <= 1; ext++) {
+		create(4 << 20, 16, ext, "base.raw");
+		bs = blockdev_open(path, &o, &err);
+		if (!bs)
+			fail_msg("open with backing=null: %s", error_msg(err));
+		assert_null(bs->backing);
+		assert_int_equal(blockdev_write_zeroes(bs, 0, 131072, BLOCKDEV_ZERO_MAY_UNMAP), 0);
+		assert_int_equal(blockdev_write_zeroes(bs, 262144, 65536, 0), 0);
+		assert_int_equal(blockdev_discard(bs, 393216, 131072), 0);
+		assert_int_equal(blockdev_discard(bs, 600000, 1000), 0); /* part of a cluster */
+		blockdev_close(bs);
+		bs = open_img(true);
+		assert_non_null(bs->backing);
+		expect_bytes(bs, 0, 131072, 0);
+		expect_bytes(bs, 131072, 131072, 0x5a);
+		expect_bytes(bs, 262144, 65536, 0);
+		expect_bytes(bs, 327680, 65536, 0x5a);
+		expect_bytes(bs, 393216, 131072, 0);
+		expect_bytes(bs, 600000, 1000, 0);
+		/* (the rest of that cluster was copied from no backing file: zeroes too) */
+		expect_bytes(bs, 655360, 65536, 0x5a);
+		blockdev_close(bs);
+	}
+	unlink(base);
+}
+
 static const struct blockdev *protocol_of(const struct blockdev *n)
 {
 	return n->file ? n->file : n;
@@ -754,6 +797,7 @@ int main(void)
 		cmocka_unit_test(partial_writes_copy_the_rest_of_the_cluster_from_the_backing_file),
 		cmocka_unit_test(the_submit_mode_reaches_the_backing_file),
 		cmocka_unit_test(write_zeroes_and_discard_leave_zero_clusters_and_free_space),
+		cmocka_unit_test(zeroes_written_without_the_backing_file_stay_zeroes_over_it),
 		cmocka_unit_test(partial_cluster_discard_reads_back_as_zeroes_without_allocating),
 		cmocka_unit_test(map_gives_data_extents_on_the_fast_path),
 		cmocka_unit_test(a_hostile_l2_entry_fails_the_request_and_marks_the_image_corrupt),
