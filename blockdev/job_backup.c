@@ -153,17 +153,6 @@ static int backup_step(struct job *job)
 	return JOB_STEP_MORE;
 }
 
-/* Ends the copy-before-write, with no guest write in flight (control plane). */
-static void stop_hook(struct backup *b)
-{
-	struct blockdev_drain d;
-	bool drained = blockdev_drained_begin(b->src, &d, NULL) == 0;
-
-	blockdev_set_before_write(b->src, NULL, NULL);
-	if (drained)
-		blockdev_drained_end(&d);
-}
-
 /* The user's bitmap after the job, by bitmap-mode (see the top of the file). */
 static void settle_bitmap(struct backup *b, bool ok)
 {
@@ -182,16 +171,32 @@ static void settle_bitmap(struct backup *b, bool ok)
 	b->user = NULL;
 }
 
+/*
+ * Ends the copy-before-write and settles the user's bitmap, with no guest write in flight
+ * (control plane): a write completing while the successor is merged into the user's bitmap
+ * could set its bit in the successor after the merge read it (its iothread saw the user's
+ * bitmap still disabled), and be lost with the successor.
+ */
+static void end_point_in_time(struct backup *b, bool ok)
+{
+	struct blockdev_drain d;
+	bool drained = blockdev_drained_begin(b->src, &d, NULL) == 0;
+
+	blockdev_set_before_write(b->src, NULL, NULL);
+	settle_bitmap(b, ok);
+	if (drained)
+		blockdev_drained_end(&d);
+}
+
 static int backup_prepare(struct job *job, struct error **errp)
 {
 	struct backup *b = job_opaque(job);
 
-	stop_hook(b);
 	if (blockdev_flush(b->target) < 0) {
 		error_setg(errp, "flushing the backup target '%s' failed", b->target->node_name);
-		return -1;
+		return -1; /* abort ends it */
 	}
-	settle_bitmap(b, true);
+	end_point_in_time(b, true);
 	return 0;
 }
 
@@ -199,8 +204,7 @@ static void backup_abort(struct job *job)
 {
 	struct backup *b = job_opaque(job);
 
-	stop_hook(b);
-	settle_bitmap(b, false);
+	end_point_in_time(b, false);
 }
 
 static void backup_clean(struct job *job)
