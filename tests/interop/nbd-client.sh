@@ -18,14 +18,18 @@
 #    are going, restarted within reconnect-delay: every request succeeds and every byte is
 #    there (qemu-io); without reconnect-delay a request fails at once with EIO; with a delay
 #    that runs out it fails after the delay.
+#  - the other servers: a qcow2 image exported by qemu-storage-daemon (when installed) and by
+#    vireo-storage-daemon (when given): info and map as qemu-img's, writes and reads (img_io),
+#    convert checked with qemu-img compare.
 # Output: "ok - NAME" / "not ok - NAME" lines, then "N passed, N failed"; exit 1 on a failure,
 # 77 without qemu-nbd, qemu-img, qemu-io or python3 (for a free port). About 20 s.
-# usage: nbd-client.sh VIREO_IMG IMG_IO
+# usage: nbd-client.sh VIREO_IMG IMG_IO [VIREO_STORAGE_DAEMON]
 set -u
-if [ $# -ne 2 ]; then
-	echo "usage: $0 VIREO_IMG IMG_IO" >&2
+if [ $# -ne 2 ] && [ $# -ne 3 ]; then
+	echo "usage: $0 VIREO_IMG IMG_IO [VIREO_STORAGE_DAEMON]" >&2
 	exit 2
 fi
+VSD=${3:+$(realpath "$3")}
 for t in qemu-nbd qemu-img qemu-io python3; do
 	command -v $t >/dev/null || { echo "SKIP: $t not installed (qemu-utils, python3)"; exit 77; }
 done
@@ -232,6 +236,44 @@ else
 	if grep -q "not back within reconnect-delay" rc4.log && [ $ms -ge 700 ] && [ $ms -lt 3000 ]
 	then ok "reconnect-delay=1 runs out: EIO after it (${ms} ms)"
 	else not_ok "reconnect-delay=1 runs out: EIO after it" "after $ms ms" "$(cat rc4.log)"; fi
+fi
+
+echo "# other servers"
+# other_server NAME URI: what a daemon exports (a copy of src.qcow2 as qcow2 node "d")
+other_server() {
+	local name=$1 u=$2
+	same "$name: info" "$VI info '$u'" "qemu-img info '$u'"
+	same "$name: map --output=json" "$VI map --output=json '$u'" "qemu-img map --output=json '$u'"
+	check "$name: writes and reads (img_io)" "$IO" "$u" -c "write -P 0x5e 5M 64K" \
+		-c "read -P 0x5e 5M 64K" -c "read -P 0xab 0 1M" -c "write -z 10M 1M" \
+		-c "discard 12M 1M" -c "read -P 0 10M 1M" -c "flush"
+	check "$name: convert from it" "$VI" convert -O raw "$u" "$name.raw"
+	check "$name:   qemu-img compare" qemu-img compare "$name.raw" "$u"
+}
+if command -v qemu-storage-daemon >/dev/null; then
+	cp src.qcow2 qsd.qcow2
+	if qemu-storage-daemon --blockdev driver=file,node-name=f,filename=qsd.qcow2 \
+		--blockdev driver=qcow2,node-name=q,file=f \
+		--nbd-server addr.type=unix,addr.path="$T/qsd.sock" \
+		--export type=nbd,id=e,node-name=q,name=d,writable=on \
+		--pidfile "$T/qsd.pid" --daemonize; then
+		PIDS="$PIDS $(cat "$T/qsd.pid")"
+		other_server qemu-storage-daemon "nbd+unix:///d?socket=$T/qsd.sock"
+	else
+		not_ok "qemu-storage-daemon starts"
+	fi
+else
+	echo "ok - qemu-storage-daemon # SKIP not installed"
+fi
+if [ -n "$VSD" ]; then
+	cp src.qcow2 vsd.qcow2
+	"$VSD" --blockdev driver=qcow2,node-name=q,file.driver=file,file.filename=vsd.qcow2 \
+		--nbd-server addr.type=unix,addr.path="$T/vsd.sock" \
+		--export type=nbd,id=e,node-name=q,name=d,writable=on > vsd.log 2>&1 &
+	PIDS="$PIDS $!"
+	disown $! # no "Killed" notice from bash at the end
+	for _ in $(seq 100); do [ -S "$T/vsd.sock" ] && break; sleep 0.05; done
+	other_server vireo-storage-daemon "nbd+unix:///d?socket=$T/vsd.sock"
 fi
 
 echo "$pass passed, $fail failed"
