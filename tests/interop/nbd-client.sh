@@ -89,6 +89,10 @@ serve() {
 	PIDS="$PIDS $(cat "$T/$name.pid")"
 }
 # stop NAME: SIGKILL, and wait until it is gone (a zombie counts: its sockets are closed)
+# started LOG: waits (10 s at most) until img_io -l logged its first flush: it is connected
+started() {
+	for _ in $(seq 200); do grep -q "^@F" "$1" 2>/dev/null && return; sleep 0.05; done
+}
 stop() {
 	local pid
 	pid=$(cat "$T/$1.pid")
@@ -181,10 +185,10 @@ echo "# reconnect"
 RR="nbd+unix:///rr?socket=$T/rr.sock"
 serve rr -f raw -k "$T/rr.sock" -x rr r.raw
 # killed between requests: the next request waits for the new server
-"$IO" -f raw -o reconnect-delay=20 "$RR" -c "write -P 0x11 0 1M" -c "sleep 1500" \
+"$IO" -l -f raw -o reconnect-delay=20 "$RR" -c "write -P 0x11 0 1M" -c "flush" -c "sleep 1500" \
 	-c "read -P 0x11 0 1M" -c "write -P 0x22 1M 1M" -c "flush" > rc1.log 2>&1 &
 io=$!
-sleep 0.5
+started rc1.log
 stop rr
 sleep 1.5
 serve rr -f raw -k "$T/rr.sock" -x rr r.raw
@@ -192,14 +196,15 @@ if wait $io; then ok "killed between requests: the next ones wait, then succeed"
 else not_ok "killed between requests: the next ones wait, then succeed" "$(cat rc1.log)"; fi
 # killed while 64 writes of 256 KiB go, in groups of 8 (as the slow path sends a device's):
 # the server is stopped first, so that writes are in flight when it dies; they go again
-cmds=()
+cmds=(-c "flush")
 for i in $(seq 0 63); do
 	cmds+=(-c "write -P $((i + 1)) $((i * 256))K 256K")
 	[ $((i % 8)) = 7 ] && cmds+=(-c "sleep 20")
 done
-"$IO" -f raw -g 8 -o reconnect-delay=20 "$RR" "${cmds[@]}" -c "flush" > rc2.log 2>&1 &
+"$IO" -l -f raw -g 8 -o reconnect-delay=20 "$RR" "${cmds[@]}" -c "flush" > rc2.log 2>&1 &
 io=$!
-sleep 0.1
+started rc2.log
+sleep 0.05
 kill -STOP "$(cat "$T/rr.pid")"
 sleep 0.3
 stop rr
@@ -213,9 +218,10 @@ reads=()
 for i in $(seq 0 63); do reads+=(-c "read -P $((i + 1)) $((i * 256))K 256K"); done
 check "  every byte written (qemu-io)" qemu-io -U -r -f raw "${reads[@]}" r.raw
 # without reconnect-delay: a request while the server is gone fails at once
-"$IO" -f raw "$RR" -c "write -P 0x33 0 4K" -c "sleep 800" -c "read -P 0x33 0 4K" > rc3.log 2>&1 &
+"$IO" -l -f raw "$RR" -c "write -P 0x33 0 4K" -c "flush" -c "sleep 800" -c "read -P 0x33 0 4K" \
+	> rc3.log 2>&1 &
 io=$!
-sleep 0.3
+started rc3.log
 stop rr
 start=$(date +%s%N)
 if wait $io; then not_ok "without reconnect-delay: EIO at once" "$(cat rc3.log)"
@@ -224,10 +230,10 @@ then ok "without reconnect-delay: EIO at once"
 else not_ok "without reconnect-delay: EIO at once" "$(cat rc3.log)"; fi
 # a delay that runs out: EIO after it
 serve rr -f raw -k "$T/rr.sock" -x rr r.raw
-"$IO" -f raw -o reconnect-delay=1 "$RR" -c "write -P 0x33 0 4K" -c "sleep 300" \
+"$IO" -l -f raw -o reconnect-delay=1 "$RR" -c "write -P 0x33 0 4K" -c "flush" -c "sleep 300" \
 	-c "read -P 0x33 0 4K" > rc4.log 2>&1 &
 io=$!
-sleep 0.1
+started rc4.log
 stop rr
 start=$(date +%s%N)
 if wait $io; then not_ok "reconnect-delay=1 runs out: EIO after it" "$(cat rc4.log)"
