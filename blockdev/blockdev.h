@@ -513,6 +513,8 @@ struct blockdev_write {
  * @name: "file", "raw", "qcow2"
  * @protocol: opens a host filename itself (no @file child)
  * @has_backing: the format can have a backing node (bs->backing; blockdev_set_backing)
+ * @filter: passes every request on to its file child (a throttle node): a write to it is a
+ *       write to the child, whose dirty bitmaps record it too
  * @probe: for formats: how sure (0..100) that the first bytes (@len of them, at most 512)
  *         are this format; NULL = never chosen by probing
  * @open: set up bs->opaque, bs->size (bs->file is already open for formats); take driver
@@ -563,6 +565,7 @@ struct blockdev_driver {
 	const char *name;
 	bool protocol;
 	bool has_backing;
+	bool filter;
 	int (*probe)(const uint8_t *buf, size_t len, const char *filename);
 	int (*open)(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp);
 	void (*close)(struct blockdev *bs);

@@ -120,7 +120,10 @@ static void req_fin(struct iothread_op *op, int res)
 		struct blockdev *bs = req->priv.q->bs;
 		blockdev_write_hook_fn *hook;
 
-		blockdev_bitmaps_mark(bs, req->offset, req->priv.len);
+		/* and those of the nodes under filters (a throttle node over the image): the
+		 * request went to them too */
+		for (struct blockdev *n = bs; n; n = n->drv->filter ? n->file : NULL)
+			blockdev_bitmaps_mark(n, req->offset, req->priv.len);
 		/* after the marks (blockdev_set_write_hook's users rely on the order) */
 		hook = atomic_load(&bs->write_hook);
 		if (hook && !req->priv.ret)

@@ -522,6 +522,7 @@ static int thr_truncate(struct blockdev *bs, uint64_t size, struct error **errp)
 
 const struct blockdev_driver blockdev_throttle = {
 	.name = "throttle",
+	.filter = true,
 	.open = thr_open,
 	.close = thr_close,
 	.map = thr_map,

@@ -28,14 +28,13 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/job.h"
 #include "blockdev/qcow2.h"
-#include "blockdev/throttle.h"
 #include "common/keyval.h"
 #include "control/block_qmp.h"
 
 /* The image under any filter nodes over it (what an internal snapshot is taken of). */
 static struct blockdev *skip_filters(struct blockdev *bs)
 {
-	while (bs->drv == &blockdev_throttle && bs->file)
+	while (bs->drv->filter && bs->file)
 		bs = bs->file;
 	return bs;
 }

@@ -4,7 +4,8 @@ the guest's writes and is stored at a clean shutdown, and is left marked in use 
 (issue 18).
 
 The disk's image gets an enabled persistent bitmap from qemu-img (b0, 64 KiB granules). vireo
-runs the test guest's blk-crashwriter for a few hundred writes, write-zeroes and discards, each
+runs the test guest's blk-crashwriter on it (under a throttle node: the image's bitmaps record
+what goes through the filter) for a few hundred writes, write-zeroes and discards, each
 logged, then the guest idles: query-block shows b0 persistent and recording; QMP adds a second
 persistent bitmap (q1, 1 MiB granules) and a memory-only one. After QMP quit, qemu-img check is
 clean, qemu-img info lists b0 and q1 (not in use), and the dirty granules of b0 as qemu-nbd
@@ -39,13 +40,18 @@ run("qemu-img", "bitmap", "--add", disk, "b0")
 log_path = os.path.join(tmp, "serial.log")
 
 
-def start(ops):
+def start(ops, throttled=False):
+    """vireo with the test guest on disk (under a throttle node when throttled)."""
     if os.path.exists(log_path):
         os.unlink(log_path)
+    throttle = ["--object", "throttle-group,id=tg0,limits.iops-total=1000000",
+                "--blockdev", "driver=throttle,node-name=thr,throttle-group=tg0,file=disk"]
     return Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
                       "--blockdev",
                       f"driver=qcow2,node-name=disk,file.driver=file,file.filename={disk}",
-                      "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2",
+                      *(throttle if throttled else []), "--device",
+                      f"virtio-blk-pci,drive={'thr' if throttled else 'disk'},id=disk0,"
+                      "num-queues=2",
                       "--cmdline", f"blk-crashwriter crash-seed=5 crash-ops={ops} crash-qd=8 "
                       "crash-maxlen=65536 blk-require=1 idle"],
               os.path.join(tmp, "qmp.sock"), logs=[log_path])
@@ -56,8 +62,8 @@ def log():
 
 
 def bitmaps(vm):
-    return {b["name"]: b for d in vm.ok("query-block") if d["qdev"] == "disk0"
-            for b in d["inserted"].get("dirty-bitmaps", [])}
+    return {b["name"]: b for n in vm.ok("query-named-block-nodes") if n["node-name"] == "disk"
+            for b in n.get("dirty-bitmaps", [])}
 
 
 def dirty(name):
@@ -84,8 +90,8 @@ def dirty(name):
     return granules
 
 
-# 1. a clean run: the guest writes, idles, vireo quits
-vm = start(300)
+# 1. a clean run: the guest writes through a throttle node over the image, idles, vireo quits
+vm = start(300, throttled=True)
 deadline = time.monotonic() + 60
 while "idle: halting" not in log():
     if vm.proc.poll() is not None or time.monotonic() > deadline:
