@@ -14,8 +14,9 @@
  *
  * A "device" names a program's device or a node (block_qmp_find_node). Internal snapshots go
  * through filter nodes (a throttle node over the image) to the image itself, as QEMU's do; an
- * external one goes over the top node only: its users, which must all be able to move (a
- * device, an export), move onto the overlay as a mirror's pivot moves them.
+ * external one goes over the top node only (a filter there is refused): its users, which must
+ * all be able to move (a device, an export), move onto the overlay as a mirror's pivot moves
+ * them.
  */
 #include "control/snapshot_qmp.h"
 
@@ -231,6 +232,13 @@ static int snapshot_target_ok(struct blockdev *bs, struct error **errp)
 {
 	if (not_busy(bs, errp))
 		return -1;
+	if (bs->drv->filter) {
+		/* over the filter, the overlay would take the writes unfiltered; under it, the
+		 * filter's own link would have to move, which the graph does not do yet */
+		error_setg(errp, "node '%s' is a %s filter: an external snapshot of a filtered disk "
+			   "is not supported", bs->node_name, bs->drv->name);
+		return -1;
+	}
 	if (blockdev_flush(bs) < 0) {
 		error_setg(errp, "Failed to flush node '%s'", bs->node_name);
 		return -1;
