@@ -41,6 +41,7 @@ int nbd_cmd_check(const struct nbd_request *r, const struct nbd_export_desc *d, 
 {
 	bool writes = r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
 		      r->type == NBD_CMD_WRITE_ZEROES;
+	uint64_t size = __atomic_load_n(&d->size, __ATOMIC_RELAXED); /* block_resize changes it */
 
 	if (r->magic != NBD_REQUEST_MAGIC) {
 		*msg = "bad request magic";
@@ -84,7 +85,7 @@ int nbd_cmd_check(const struct nbd_request *r, const struct nbd_export_desc *d, 
 		*msg = "a read longer than the maximum payload size";
 		return structured ? NBD_EOVERFLOW : NBD_EINVAL;
 	}
-	if (r->offset > d->size || r->len > d->size - r->offset) {
+	if (r->offset > size || r->len > size - r->offset) {
 		*msg = "the range goes past the end of the export";
 		return r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC :
 										     NBD_EINVAL;

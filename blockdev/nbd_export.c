@@ -504,6 +504,9 @@ static void exp_drained_end(void *opaque)
 {
 	struct nbd_export *exp = opaque;
 
+	/* a block_resize in the section: clients see the new size from their next handshake
+	 * and their requests' range checks (read by connections on other threads: atomic) */
+	__atomic_store_n(&exp->desc.size, exp->bs->size, __ATOMIC_RELAXED);
 	iothread_run_sync(exp->it, resume_on_iothread, exp);
 }
 

@@ -170,7 +170,8 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *p, uint32_t len)
 		nbd_conn_fail(c, "out of memory for the reply to NBD_OPT_EXPORT_NAME");
 		goto out;
 	}
-	nbd_encode_export_name_reply(o->hdr, d->size, nbd_opt_tx_flags(c, d));
+	nbd_encode_export_name_reply(o->hdr, __atomic_load_n(&d->size, __ATOMIC_RELAXED),
+				     nbd_opt_tx_flags(c, d));
 	nbd_out_push(c, o);
 	enter_transmission(c, exp, name);
 out:
@@ -271,7 +272,8 @@ static void opt_info_go(struct nbd_conn *c, const uint8_t *p, uint32_t len)
 	if (!exp)
 		goto out;
 	d = c->ops->export_desc(exp);
-	nbd_encode_info_export(info_exp, &(struct nbd_info_export){ d->size,
+	nbd_encode_info_export(info_exp, &(struct nbd_info_export){
+		__atomic_load_n(&d->size, __ATOMIC_RELAXED),
 								   nbd_opt_tx_flags(c, d) });
 	/* always sent (a client that did not ask ignores it): unaligned requests are served
 	 * too, so nobody is refused for not asking (no NBD_REP_ERR_BLOCK_SIZE_REQD) */

@@ -1080,6 +1080,26 @@ static void test_drained_section_parks_requests(void **state)
 	close(fd);
 }
 
+/* A node resized inside a drained section (block_resize): a new client sees the new size, and
+ * the export serves the new range. */
+static void test_resize_is_seen_by_new_clients(void **state)
+{
+	uint8_t rep[NBD_EXPORT_NAME_REPLY_LEN + NBD_ZERO_PAD_LEN];
+	struct blockdev_drain d;
+	int fd;
+
+	assert_int_equal(blockdev_drained_begin(bs, &d, NULL), 0);
+	assert_int_equal(blockdev_truncate(bs, IMG_SIZE + 1048576, NULL), 0);
+	blockdev_drained_end(&d);
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	send_opt(fd, NBD_OPT_EXPORT_NAME, "rw", 2);
+	must_read(fd, rep, sizeof(rep));
+	assert_true(nbd_get_be64(rep) == IMG_SIZE + 1048576);
+	send_req(fd, NBD_CMD_WRITE_ZEROES, 0, 1, IMG_SIZE, 65536, NULL);
+	assert_int_equal(simple_reply(fd, 1), 0);
+	close(fd);
+}
+
 static void test_export_del(void **state)
 {
 	struct error *err = NULL;
@@ -1288,6 +1308,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_client_not_reading_replies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disc_answers_what_is_in_flight, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_resize_is_seen_by_new_clients, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_drained_section_parks_requests, setup,
 						teardown),
