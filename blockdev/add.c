@@ -128,15 +128,26 @@ static struct blockdev *add_file(struct json_object *o, const struct blockdev_op
 	return bs;
 }
 
-/* The keys left for the format driver, as driver options ("l2-cache-size": "4M"). */
-static int take_driver_options(struct json_object *o, struct blockdev_opts *opts,
-			       const char *where, struct error **errp)
+/* The keys left for the format driver, as driver options ("l2-cache-size": "4M"); an object's
+ * keys dotted under its own ("encrypt": {"key-secret": ...} is "encrypt.key-secret"). */
+static int take_driver_options(struct json_object *o, const char *prefix,
+			       struct blockdev_opts *opts, const char *where, struct error **errp)
 {
-	json_object_object_foreach(o, key, v) {
-		char num[32];
+	json_object_object_foreach(o, name, v) {
+		char num[32], key[128];
 		const char *s;
 
+		snprintf(key, sizeof(key), "%s%s", prefix, name);
 		switch (json_object_get_type(v)) {
+		case json_type_object:
+			if (strlen(key) > 64) {
+				error_setg(errp, "%s: key '%.64s...' is too long", where, key);
+				return -1;
+			}
+			strcat(key, ".");
+			if (take_driver_options(v, key, opts, where, errp) < 0)
+				return -1;
+			continue;
 		case json_type_string: s = json_object_get_string(v); break;
 		case json_type_boolean: s = json_object_get_boolean(v) ? "on" : "off"; break;
 		case json_type_int:
@@ -186,7 +197,7 @@ static struct blockdev *add_format(struct json_object *o, const struct blockdev_
 		if (!ctx.data_file && !absent)
 			goto out;
 	}
-	if (take_driver_options(o, opts, where, errp) < 0)
+	if (take_driver_options(o, "", opts, where, errp) < 0)
 		goto out;
 	ctx.filename = file->filename;
 	ctx.used = calloc(opts->nr_extra + 1, sizeof(bool));

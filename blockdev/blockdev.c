@@ -83,6 +83,8 @@ int blockdev_opts_set(struct blockdev_opts *opts, const char *key, const char *v
 		return parse_bool("readonly", value, &opts->readonly, errp);
 	if (!strcmp(key, "repair"))
 		return parse_bool("repair", value, &opts->repair, errp);
+	if (!strcmp(key, "no-io"))
+		return parse_bool("no-io", value, &opts->no_io, errp);
 	if (!strcmp(key, "backing")) {
 		if (strcmp(value, "null")) {
 			error_setg(errp, "backing: '%s' is not supported (only null: no backing file)",

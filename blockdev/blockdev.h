@@ -112,6 +112,8 @@ struct blockdev_opt {
  * @no_backing: leave the backing file closed (what the image does not hold reads as zeroes):
  *              for looking at the image itself (info) or rewriting its header (rebase -u),
  *              never for guest I/O
+ * @no_io: opened to look at its metadata only (info, "no-io"): an encrypted image opens
+ *         without its key, and its data cannot be read or written (-EACCES)
  * @extra: driver-specific options, consumed by the drivers' open (unknown keys are refused)
  * @nr_extra: entries in @extra
  *
@@ -126,6 +128,7 @@ struct blockdev_opts {
 	bool readonly;
 	bool repair;
 	bool no_backing;
+	bool no_io;
 	struct blockdev_opt *extra;
 	size_t nr_extra;
 };
@@ -134,8 +137,8 @@ struct blockdev_opts {
  * blockdev_opts_set - set one option from its text form
  * @opts: options to update
  * @key: "format", "cache" (none|writeback), "submit" (auto|eager|batched), "readonly"
- *       (on|off|...), "node-name", "repair" (on|off), "backing" (only "null": no_backing), or a
- *       driver option
+ *       (on|off|...), "node-name", "repair" (on|off), "backing" (only "null": no_backing),
+ *       "no-io" (on|off), or a driver option
  * @value: its value
  * @errp: error naming the key and value
  *
@@ -442,6 +445,7 @@ struct blockdev_extent {
  * @cluster_size: allocation unit, 0 if the format has none
  * @actual_size: bytes the image occupies on the host (protocol node: st_blocks * 512)
  * @dirty: the image was not closed cleanly (qcow2 dirty bit)
+ * @encrypted: the image's data is encrypted (luks, qcow2 encrypt.format=luks)
  * @backing_file: the backing file name as the image records it (NULL: none); owned by the
  *                node, valid until it is closed
  * @backing_fmt: the backing file's format as the image records it, or NULL
@@ -452,6 +456,7 @@ struct blockdev_info {
 	uint64_t cluster_size;
 	uint64_t actual_size;
 	bool dirty;
+	bool encrypted;
 	const char *backing_file;
 	const char *backing_fmt;
 	struct json_object *specific;
@@ -605,6 +610,8 @@ struct blockdev_driver {
 
 extern const struct blockdev_driver blockdev_file;
 extern const struct blockdev_driver blockdev_raw;
+/* LUKS1 images (blockdev/luks.c): AES-XTS-plain64 under a passphrase (key-secret=ID). */
+extern const struct blockdev_driver blockdev_luks;
 /* The NBD client (blockdev/nbd_*.c): a protocol node on an NBD server's export. */
 extern const struct blockdev_driver blockdev_nbd;
 

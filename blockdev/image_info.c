@@ -116,6 +116,8 @@ static struct json_object *image_json(struct blockdev *bs, const struct blockdev
 		json_object_object_add(o, "backing-filename", json_object_new_string(bname));
 		free(full);
 	}
+	if (info->encrypted)
+		json_object_object_add(o, "encrypted", json_object_new_boolean(true));
 	if (!on_nbd(bs) || info->dirty)
 		json_object_object_add(o, "dirty-flag", json_object_new_boolean(info->dirty));
 	return o;

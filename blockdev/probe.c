@@ -11,11 +11,13 @@
 #include <string.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/luks.h"
 #include "blockdev/qcow2.h"
 #include "common/util.h"
 
 const struct blockdev_driver *const blockdev_formats[] = {
 	&blockdev_qcow2,
+	&blockdev_luks,
 	&blockdev_raw,
 	NULL,
 };
@@ -35,7 +37,8 @@ static const struct {
 	{ "vpc (VHD)", 0, 8, "conectix" },
 	{ "vdi", 0x40, 4, "\x7f\x10\xda\xbe" },
 	{ "qed", 0, 4, "QED\0" },
-	{ "luks", 0, 6, "LUKS\xba\xbe" },
+	{ "luks (version 2)", 0, 8, "LUKS\xba\xbe\0\2" },
+	{ "luks (not version 1)", 0, 6, "LUKS\xba\xbe" },
 	{ "parallels", 0, 16, "WithoutFreeSpace" },
 	{ "parallels", 0, 16, "WithouFreSpacExt" },
 	{ "bochs", 0, 22, "Bochs Virtual HD Image" },
@@ -56,6 +59,9 @@ const struct blockdev_driver *blockdev_probe(const uint8_t *buf, size_t len,
 	const struct blockdev_driver *best = &blockdev_raw;
 	int best_score = 0;
 
+	/* a format we read claims it first (LUKS version 1 is ours, other LUKS versions not) */
+	if (luks_probe(buf, len))
+		return &blockdev_luks;
 	for (size_t i = 0; i < ARRAY_SIZE(foreign); i++) {
 		if (len >= foreign[i].offset + foreign[i].len &&
 		    !memcmp(buf + foreign[i].offset, foreign[i].magic, foreign[i].len)) {

@@ -13,6 +13,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2_cache.h"
+#include "blockdev/luks.h"
 #include "blockdev/qcow2_format.h"
 #include "common/error.h"
 
@@ -105,6 +106,11 @@ struct qcow2 {
 	uint64_t zhost;         /* host cluster compressed writes append to (0: none) */
 	uint64_t zused;         /* bytes of it used */
 
+	/* encrypt.format=luks: the volume key (read-only after open), NULL when the data is
+	 * plain (or the image was opened with no-io); the LUKS header, for info */
+	struct luks_key *crypto;
+	struct luks_header *luks;
+
 	/* persistent dirty bitmaps (qcow2_bitmap.c): control plane only */
 	struct qcow2_bitmap *bm;         /* the bitmap directory as the file holds it */
 	struct blockdev_bitmap **bm_mem; /* each entry's bitmap in memory, NULL: kept as it is */
@@ -133,6 +139,14 @@ static inline uint64_t qcow2_file_end(const struct qcow2 *q)
 }
 
 /* --- qcow2_meta.c: guards every layer shares (the write side's own: qcow2_internal.h) --- */
+/*
+ * Guest data at host offset @host of the data file: read and decrypted, or encrypted (a copy)
+ * and written, when the image is encrypted (the IV of each 512-byte sector its host offset's
+ * sector, as QEMU's LUKS in qcow2), else plain blockdev_pread/pwrite. Partial sectors are
+ * read-modify-written: encrypted data always takes the slow path, one request at a time.
+ */
+int qcow2_data_pread(struct qcow2 *q, uint64_t host, void *buf, uint64_t len);
+int qcow2_data_pwrite(struct qcow2 *q, uint64_t host, const void *buf, uint64_t len);
 /* true if [off, off+len) touches the header cluster, the L1 table or the refcount table */
 bool qcow2_overlaps_metadata(const struct qcow2 *q, uint64_t off, uint64_t len);
 
@@ -257,6 +271,16 @@ int qcow2_change_backing(struct blockdev *bs, const char *name, const char *fmt,
  * length, -ENOSPC when it does not fit in @cap, or -ENOMEM. */
 int64_t qcow2_compress(const struct qcow2 *q, const void *src, void *dst, uint64_t cap);
 
+/* --- qcow2_crypto.c --- */
+/* Makes the new, empty image @bs (open read-write, nothing written to its disk yet) encrypted
+ * with LUKS: slot 0 holds the passphrase in secret @secret (PBKDF2 for about @iter_time ms). */
+int qcow2_encrypt_new(struct blockdev *bs, const char *secret, unsigned int iter_time,
+		      struct error **errp);
+
+/* luks_amend on the encryption header of @bs (opened read-write with its key). */
+int qcow2_amend_encryption(struct blockdev *bs, const struct luks_amend *a,
+			   struct error **errp);
+
 /* --- qcow2_create.c --- */
 struct qcow2_create_opts {
 	uint64_t size;
@@ -272,6 +296,8 @@ struct qcow2_create_opts {
 	bool prealloc_falloc;      /* also allocate the data clusters in the file (falloc, full) */
 	const char *data_file;     /* external data file (created raw, @size bytes), or NULL */
 	bool data_file_raw;
+	const char *encrypt_secret; /* encrypt.format=luks: the secret's id (NULL: plain) */
+	unsigned int encrypt_iter_time; /* its PBKDF2 time in ms (0: LUKS_DEFAULT_ITER_TIME) */
 };
 /*
  * Bytes a qcow2 image of @size virtual bytes takes with every cluster allocated: header, L2 and

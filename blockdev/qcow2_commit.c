@@ -93,7 +93,7 @@ static void data_io_run(struct qcow2 *q, struct qcow2_data_io *d)
 		if (!ret && tail < c)
 			ret = qcow2_read_backing(q, d->gco + tail, d->buf + tail, c - tail);
 	}
-	d->ret = ret ? ret : blockdev_pwrite(q->data, d->host, d->src ? d->src : d->buf, c);
+	d->ret = ret ? ret : qcow2_data_pwrite(q, d->host, d->src ? d->src : d->buf, c);
 }
 
 static void data_io_share(void *arg)

@@ -107,6 +107,12 @@ int qcow2_create_check(const struct qcow2_create_opts *o, enum qcow2_create_name
 			   k[K_EXTL2]);
 		return -1;
 	}
+	/* preallocated clusters of an encrypted image would read as ciphertext of nothing */
+	if (o->encrypt_secret && (o->prealloc_metadata || o->data_file_raw)) {
+		error_setg(errp, "encryption: not with %s", o->prealloc_metadata ? k[K_PREALLOC] :
+			   k[K_DATA_RAW]);
+		return -1;
+	}
 	return 0;
 }
 
@@ -299,6 +305,23 @@ int qcow2_create_on(struct blockdev *file, struct blockdev *data,
 	return 0;
 }
 
+/* encrypt.format=luks: the new image opened and given its LUKS header. */
+static int encrypt(const char *filename, const struct qcow2_create_opts *o,
+		   struct error **errp)
+{
+	struct blockdev_opts bo = { .format = "qcow2" };
+	struct blockdev *bs = blockdev_open(filename, &bo, errp);
+	int ret;
+
+	if (!bs)
+		return -1;
+	ret = qcow2_encrypt_new(bs, o->encrypt_secret,
+				o->encrypt_iter_time ? o->encrypt_iter_time :
+						       LUKS_DEFAULT_ITER_TIME, errp);
+	blockdev_close(bs);
+	return ret;
+}
+
 int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct error **errp)
 {
 	struct blockdev *file, *data = NULL;
@@ -325,6 +348,8 @@ int qcow2_create(const char *filename, const struct qcow2_create_opts *o, struct
 		ret = qcow2_create_on(file, data, o, errp);
 		blockdev_close(file);
 	}
+	if (!ret && o->encrypt_secret)
+		ret = encrypt(filename, o, errp);
 out:
 	blockdev_close(data);
 	free(data_path);

@@ -290,6 +290,65 @@ static int open_data_file(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct
 	return 0;
 }
 
+static int read_luks(void *opaque, uint64_t off, void *buf, size_t len)
+{
+	struct qcow2 *q = opaque;
+
+	return blockdev_pread(q->file, q->h.crypto_offset + off, buf, len);
+}
+
+/* encrypt.format=luks: the LUKS header in its clusters, and the volume key unlocked with the
+ * passphrase of encrypt.key-secret (none needed for no-io). */
+static int open_encryption(struct qcow2 *q, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	const char *fmt = blockdev_opt_get(ctx, "encrypt.format");
+	uint8_t buf[LUKS_HEADER_LEN];
+	const uint8_t *pass;
+	size_t len;
+
+	if (fmt && (strcmp(fmt, "luks") || q->h.crypt_method != QCOW2_CRYPT_LUKS)) {
+		error_setg(errp, "'%s': encrypt.format=%s does not match the image's encryption "
+			   "(%s)", q->bs->filename, fmt,
+			   q->h.crypt_method == QCOW2_CRYPT_LUKS ? "luks" : "none");
+		return -1;
+	}
+	if (q->h.crypt_method != QCOW2_CRYPT_LUKS) {
+		if (blockdev_opt_get(ctx, "encrypt.key-secret")) {
+			error_setg(errp, "'%s': encrypt.key-secret given but the image is not "
+				   "encrypted", q->bs->filename);
+			return -1;
+		}
+		return 0;
+	}
+	if (q->h.crypto_len < LUKS_HEADER_LEN || blockdev_pread(q->file, q->h.crypto_offset, buf,
+								  sizeof(buf))) {
+		error_setg(errp, "'%s': reading the LUKS header at 0x%" PRIx64, q->bs->filename,
+			   q->h.crypto_offset);
+		return -1;
+	}
+	q->luks = calloc(1, sizeof(*q->luks));
+	if (!q->luks) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	if (luks_header_parse(buf, sizeof(buf), q->h.crypto_len, q->luks, errp))
+		goto fail;
+	if (ctx->opts->no_io && !blockdev_opt_get(ctx, "encrypt.key-secret"))
+		return 0; /* metadata only: no key */
+	q->crypto = calloc(1, sizeof(*q->crypto));
+	if (!q->crypto) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	if (luks_passphrase(ctx, "encrypt.key-secret", &pass, &len, errp) ||
+	    luks_unlock(q->luks, pass, len, read_luks, q, q->crypto, errp))
+		goto fail;
+	return 0;
+fail:
+	error_prepend(errp, "'%s'", q->bs->filename);
+	return -1;
+}
+
 static int take_options(struct qcow2 *q, struct blockdev_open_ctx *ctx, uint64_t *cache,
 			struct error **errp)
 {
@@ -387,6 +446,10 @@ static void free_state(struct qcow2 *q)
 		free(q->l1_retired[i]);
 	qcow2_cache_destroy(&q->cache);
 	qcow2_bitmaps_release(q);
+	if (q->crypto)
+		luks_key_wipe(q->crypto);
+	free(q->crypto);
+	free(q->luks);
 	blockdev_detach(&q->data_link);
 	qcow2_header_free(&q->h);
 	pthread_mutex_destroy(&q->lock);
@@ -414,7 +477,8 @@ static int qcow2_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct
 	set_geometry(q);
 	q->end_cluster = DIV_ROUND_UP(bs->file->size, q->cluster_size);
 	if (take_options(q, ctx, &cache_bytes, errp) || load_l1(q, errp) ||
-	    qcow2_load_reftable(q, errp) || open_data_file(q, ctx, errp))
+	    qcow2_load_reftable(q, errp) || open_data_file(q, ctx, errp) ||
+	    open_encryption(q, ctx, errp))
 		goto fail;
 	if (qcow2_cache_init(&q->cache, cache_bytes, (1u << q->slice_bits) * q->entry_words) ||
 	    alloc_buffers(q)) {
@@ -535,6 +599,7 @@ static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct er
 		info->backing_fmt = q->h.has_backing_fmt ? q->h.backing_fmt : NULL;
 	}
 	info->dirty = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+	info->encrypted = q->luks != NULL;
 	/* in qemu-img's order: the human output prints the keys as they come */
 	json_object_object_add(o, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
 	json_object_object_add(o, "compression-type", json_object_new_string(
@@ -545,6 +610,8 @@ static int qcow2_info(struct blockdev *bs, struct blockdev_info *info, struct er
 	if (v3 && (bitmaps = qcow2_bitmaps_info(q)))
 		json_object_object_add(o, "bitmaps", bitmaps);
 	json_object_object_add(o, "refcount-bits", json_object_new_int(q->refcount_bits));
+	if (q->luks)
+		json_object_object_add(o, "encrypt", luks_info_json(q->luks, true));
 	if (v3 && q->data != q->file) {
 		json_object_object_add(o, "data-file", json_object_new_string(
 			q->h.has_data_file_ext ? q->h.data_file : q->data->filename));

@@ -47,6 +47,10 @@
 #define QCOW2_EXT_CRYPTO 0x0537be77u
 #define QCOW2_EXT_DATA_FILE 0x44415441u
 
+#define QCOW2_CRYPT_NONE 0
+#define QCOW2_CRYPT_AES 1  /* the old AES-CBC: not supported */
+#define QCOW2_CRYPT_LUKS 2
+
 #define QCOW2_COMPRESS_ZLIB 0
 #define QCOW2_COMPRESS_ZSTD 1
 
@@ -100,6 +104,8 @@ struct qcow2_header {
 	bool has_backing_fmt, has_data_file_ext;
 	struct qcow2_feature_name *features;
 	size_t nb_features;
+	bool has_crypto_ext;     /* crypt_method 2 (LUKS): where its header lies */
+	uint64_t crypto_offset, crypto_len;
 	bool has_bitmaps_ext;
 	uint8_t bitmaps_ext[24]; /* raw, preserved */
 	uint32_t nb_bitmaps;
@@ -125,7 +131,8 @@ bool qcow2_probe(const uint8_t *buf, size_t len);
  * @h:         filled on success; release with qcow2_header_free (also after a failure)
  *
  * Refuses, naming the field and its offset in the header, anything we cannot read safely: bad
- * magic or version, cluster size outside 512 B..2 MiB, encryption, unknown incompatible features,
+ * magic or version, cluster size outside 512 B..2 MiB, the old AES encryption, LUKS encryption
+ * without its header extension (or the extension without it), unknown incompatible features,
  * tables that are misaligned, past the end of the file, absurdly large or overlapping.
  */
 int qcow2_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,

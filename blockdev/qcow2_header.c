@@ -147,9 +147,14 @@ static int check_geometry(struct qcow2_header *h, size_t len, struct error **err
 			return -1;
 		}
 	}
-	if (h->crypt_method) {
-		FIELD_ERR(errp, "crypt_method", 32, "is %u: encrypted images are not supported",
-			  h->crypt_method);
+	if (h->crypt_method == QCOW2_CRYPT_AES) {
+		FIELD_ERR(errp, "crypt_method", 32, "is 1: images encrypted with the old AES "
+			  "method are not supported (QEMU only reads them: convert them there)");
+		return -1;
+	}
+	if (h->crypt_method > QCOW2_CRYPT_LUKS) {
+		FIELD_ERR(errp, "crypt_method", 32, "is %u: only 0 (none) and 2 (LUKS) are "
+			  "supported for encrypted images", h->crypt_method);
 		return -1;
 	}
 	return 0;
@@ -321,6 +326,31 @@ static int parse_bitmaps_ext(struct qcow2_header *h, const uint8_t *d, uint32_t 
 	return 0;
 }
 
+static int parse_crypto_ext(struct qcow2_header *h, const uint8_t *d, uint32_t len,
+			    uint64_t off, uint64_t file_size, struct error **errp)
+{
+	uint64_t cs = 1ULL << h->cluster_bits;
+
+	if (len != 16) {
+		error_setg(errp, "qcow2 full disk encryption extension at byte %" PRIu64 " is %u "
+			   "bytes long, not 16", off, len);
+		return -1;
+	}
+	h->crypto_offset = qcow2_be64(d);
+	h->crypto_len = qcow2_be64(d + 8);
+	if (!h->crypto_offset || h->crypto_offset % cs || !h->crypto_len ||
+	    h->crypto_len > 64 * 1024 * 1024 ||
+	    !range_within(h->crypto_offset, h->crypto_len, file_size)) {
+		error_setg(errp, "qcow2 full disk encryption extension at byte %" PRIu64 ": the "
+			   "encryption header (offset 0x%" PRIx64 ", %" PRIu64 " bytes) is misaligned, "
+			   "empty, too large or past the end of the file", off, h->crypto_offset,
+			   h->crypto_len);
+		return -1;
+	}
+	h->has_crypto_ext = true;
+	return 0;
+}
+
 static int parse_feature_table(struct qcow2_header *h, const uint8_t *d, uint32_t len)
 {
 	size_t n = len / 48;
@@ -400,11 +430,7 @@ static int parse_one_ext(struct qcow2_header *h, uint32_t type, const uint8_t *d
 	case QCOW2_EXT_BITMAPS:
 		return parse_bitmaps_ext(h, d, len, off, file_size, errp);
 	case QCOW2_EXT_CRYPTO:
-		error_setg(errp,
-			   "qcow2 full disk encryption extension at byte %" PRIu64 ": encrypted "
-			   "images are not supported",
-			   off);
-		return -1;
+		return parse_crypto_ext(h, d, len, off, file_size, errp);
 	default:
 		if (keep_unknown(h, type, d, len))
 			goto nomem;
@@ -497,6 +523,17 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 	if (check_features(h, buf, errp) || check_tables(h, file_size, errp) ||
 	    parse_backing(h, buf, len, errp) || keep_tail(h, buf, errp))
 		goto fail;
+	if ((h->crypt_method == QCOW2_CRYPT_LUKS) != h->has_crypto_ext) {
+		if (h->has_crypto_ext)
+			error_setg(errp, "qcow2 full disk encryption extension present but "
+				   "crypt_method (byte 32) is %u: the image is not encrypted",
+				   h->crypt_method);
+		else
+			FIELD_ERR(errp, "crypt_method", 32, "is 2 (LUKS) but the full disk "
+				  "encryption header extension is missing: the encrypted image is "
+				  "damaged");
+		goto fail;
+	}
 	if ((h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) && !h->has_bitmaps_ext) {
 		FIELD_ERR(errp, "autoclear_features", 88,
 			  "has bit 0 (bitmaps) set but the image has "
@@ -585,6 +622,14 @@ int qcow2_header_serialize(struct qcow2_header *h, uint8_t *buf, size_t len, str
 	if (h->has_data_file_ext &&
 	    put_ext(buf, len, &off, QCOW2_EXT_DATA_FILE, h->data_file, strlen(h->data_file)))
 		goto full;
+	if (h->has_crypto_ext) {
+		uint8_t c[16];
+
+		qcow2_put_be64(c, h->crypto_offset);
+		qcow2_put_be64(c + 8, h->crypto_len);
+		if (put_ext(buf, len, &off, QCOW2_EXT_CRYPTO, c, sizeof(c)))
+			goto full;
+	}
 	/* the feature name table only helps other readers' messages: drop it when a small
 	 * cluster has no room for it next to the backing file name */
 	if (h->version >= 3 && (len - off >= 8 + ARRAY_SIZE(known_features) * 48 + 8 +

@@ -343,7 +343,7 @@ int qcow2_read(struct qcow2 *q, uint64_t off, void *buf, uint64_t len)
 			return ret;
 		switch (run.kind) {
 		case QCOW2_DATA:
-			ret = blockdev_pread(q->data, run.host, p, run.len);
+			ret = qcow2_data_pread(q, run.host, p, run.len);
 			break;
 		case QCOW2_ZERO:
 			memset(p, 0, run.len);
@@ -387,6 +387,8 @@ int qcow2_map_op(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_
 	if (ret)
 		return ret;
 	ext->len = run.len;
+	if (q->luks && run.kind == QCOW2_DATA)
+		return 0; /* ciphertext: the slow path decrypts and encrypts */
 	if (run.kind == QCOW2_DATA && (op == BLOCKDEV_OP_READ || run.copied) &&
 	    (op == BLOCKDEV_OP_READ || q->data != q->file ||
 	     !qcow2_overlaps_metadata(q, run.host, run.len))) {
@@ -455,7 +457,8 @@ int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 	/* a host cluster behind the run (preallocated zero clusters and unallocated subclusters
 	 * of an allocated cluster have one too); data always has one: 0 is a legal offset in an
 	 * external data file */
-	if (run.kind == QCOW2_DATA || (run.host && run.kind != QCOW2_COMPRESSED)) {
+	if ((run.kind == QCOW2_DATA || (run.host && run.kind != QCOW2_COMPRESSED)) &&
+	    !q->luks) { /* an encrypted image's host bytes are ciphertext: no offset, as QEMU */
 		*map_offset = run.host;
 		*map_file = q->data;
 		flags = BLOCKDEV_STATUS_OFFSET;
@@ -465,7 +468,7 @@ int qcow2_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t
 		/* a data cluster in a hole of the file reads as zeroes (preallocation=metadata) */
 		uint64_t fnum = 0, fmap;
 		struct blockdev *ffile;
-		int fst = metadata_preallocated(q) ?
+		int fst = metadata_preallocated(q) && !q->luks ?
 			blockdev_block_status(q->data, run.host, run.len, &fnum, &fmap, &ffile) : 0;
 
 		if (fst > 0 && fnum) {

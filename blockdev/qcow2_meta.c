@@ -15,6 +15,8 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/util.h"
 
@@ -71,4 +73,45 @@ int qcow2_check_corrupt(struct qcow2 *q)
 		blockdev_flush(q->file);
 	}
 	return -EIO;
+}
+
+/* [host, host+len) of an encrypted image through a bounce buffer of whole sectors. */
+static int crypt_rw(struct qcow2 *q, uint64_t host, void *rbuf, const void *wbuf, uint64_t len)
+{
+	uint64_t a = ALIGN_DOWN(host, LUKS_SECTOR), b = ALIGN_UP(host + len, LUKS_SECTOR);
+	uint8_t *buf = malloc(b - a);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	if (rbuf || a != host || b != host + len)
+		ret = blockdev_pread(q->data, a, buf, b - a) ?:
+		      luks_crypt(q->crypto, false, a / LUKS_SECTOR, buf, b - a);
+	if (!ret && rbuf) {
+		memcpy(rbuf, buf + (host - a), len);
+	} else if (!ret) {
+		memcpy(buf + (host - a), wbuf, len);
+		ret = luks_crypt(q->crypto, true, a / LUKS_SECTOR, buf, b - a) ?:
+		      blockdev_pwrite(q->data, a, buf, b - a);
+	}
+	free(buf);
+	return ret;
+}
+
+int qcow2_data_pread(struct qcow2 *q, uint64_t host, void *buf, uint64_t len)
+{
+	if (!q->luks)
+		return blockdev_pread(q->data, host, buf, len);
+	if (!q->crypto)
+		return -EACCES; /* opened without its key (no-io) */
+	return crypt_rw(q, host, buf, NULL, len);
+}
+
+int qcow2_data_pwrite(struct qcow2 *q, uint64_t host, const void *buf, uint64_t len)
+{
+	if (!q->luks)
+		return blockdev_pwrite(q->data, host, buf, len);
+	if (!q->crypto)
+		return -EACCES;
+	return crypt_rw(q, host, NULL, buf, len);
 }

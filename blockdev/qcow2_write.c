@@ -47,7 +47,7 @@ static int cur_content(struct qcow2 *q, uint64_t gco, const uint64_t *e, uint64_
 		if (ret)
 			break;
 		if (r.kind == QCOW2_DATA)
-			ret = blockdev_pread(q->data, r.host + (pos & (unit - 1)), dst + pos - from,
+			ret = qcow2_data_pread(q, r.host + (pos & (unit - 1)), dst + pos - from,
 					     n);
 		else if (r.kind == QCOW2_ZERO)
 			memset(dst + pos - from, 0, n);
@@ -96,7 +96,7 @@ int qcow2_write_whole(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_t idx,
 	memcpy(buf + a, p, n);
 write:
 	ret = qcow2_check_data_target(q, host, q->cluster_size) ?:
-	      blockdev_pwrite(q->data, host, buf, q->cluster_size);
+	      qcow2_data_pwrite(q, host, buf, q->cluster_size);
 	if (ret)
 		goto fail;
 	ne[0] = host | QCOW2_OFLAG_COPIED;
@@ -137,7 +137,7 @@ static int write_subclusters(struct qcow2 *q, uint64_t gco, uint64_t l2, uint64_
 	if (!ret) {
 		memcpy(buf + (a - lo), p, n);
 		ret = qcow2_check_data_target(q, host + lo, hi - lo) ?:
-		      blockdev_pwrite(q->data, host + lo, buf, hi - lo);
+		      qcow2_data_pwrite(q, host + lo, buf, hi - lo);
 	}
 	if (ret) {
 		if (fresh)
@@ -171,7 +171,7 @@ static int write_locked(struct qcow2 *q, uint64_t off, const uint8_t *p, uint64_
 			return ret;
 		if (r.kind == QCOW2_DATA && r.copied)
 			return qcow2_check_data_target(q, r.host + a, n) ?:
-			       blockdev_pwrite(q->data, r.host + a, p, n);
+			       qcow2_data_pwrite(q, r.host + a, p, n);
 		fresh = r.kind == QCOW2_ZERO || r.kind == QCOW2_UNALLOCATED; /* 0s or backing */
 		return qcow2_write_whole(q, gco, l2, idx, e, a, p, n, r.kind == QCOW2_ZERO,
 					 q->grouping && fresh);
@@ -215,7 +215,7 @@ static int64_t write_fresh_run(struct qcow2 *q, uint64_t off, const uint8_t *p, 
 	if (host < 0)
 		return host;
 	ret = qcow2_check_data_target(q, (uint64_t)host, k << q->cluster_bits) ?:
-	      blockdev_pwrite(q->data, (uint64_t)host, p, k << q->cluster_bits);
+	      qcow2_data_pwrite(q, (uint64_t)host, p, k << q->cluster_bits);
 	if (ret) { /* nothing points at the run yet: give it back */
 		qcow2_free_range(q, (uint64_t)host, k << q->cluster_bits);
 		return ret;
@@ -245,7 +245,7 @@ int qcow2_write(struct qcow2 *q, uint64_t off, const void *buf, uint64_t len)
 		if (!ret && run.kind == QCOW2_DATA && run.copied && run.len == n &&
 		    !atomic_load_explicit(&q->corrupt, memory_order_relaxed)) {
 			ret = qcow2_check_data_target(q, run.host, n) ?:
-			      blockdev_pwrite(q->data, run.host, p, n);
+			      qcow2_data_pwrite(q, run.host, p, n);
 		} else if (ret == 0 || ret == -EAGAIN) {
 			/* the rest of the request stays under the lock: one commit for all of it */
 			int64_t r;

@@ -63,8 +63,8 @@ int qcow2_write_compressed(struct qcow2 *q, uint64_t off, const void *buf, uint6
 
 	if (q->read_only)
 		return -EROFS;
-	if (q->data != q->file)
-		return -ENOTSUP; /* an external data file holds no compressed clusters */
+	if (q->data != q->file || q->luks)
+		return -ENOTSUP; /* an external data file (or encryption) has no compressed clusters */
 	if (!IS_ALIGNED(off, q->cluster_size) || !len || len > q->cluster_size ||
 	    (len < q->cluster_size && off + len != q->bs->size))
 		return -EINVAL;

@@ -9,6 +9,7 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/throttle.h"
 #include "common/keyval.h"
+#include "common/secret.h"
 #include "common/parse.h"
 #include "common/util.h"
 
@@ -125,8 +126,15 @@ int iothread_obj_add_json(struct json_object *a, struct error **errp)
 		return -1;
 	if (type && !strcmp(type, "throttle-group"))
 		return throttle_group_add(a, id, errp);
+	if (type && !strcmp(type, "secret")) { /* an encrypted image's passphrase */
+		if (!id) {
+			error_setg(errp, "Parameter 'id' is missing");
+			return -1;
+		}
+		return secret_add(id, a, errp);
+	}
 	if (!type || strcmp(type, "iothread")) {
-		error_setg(errp, "type '%s' is not supported (iothread, throttle-group)",
+		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, secret)",
 			   type ? type : "");
 		return -1;
 	}

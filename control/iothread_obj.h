@@ -8,6 +8,8 @@
  *   --object iothread,id=ID[,poll-max-ns=N][,poll-grow=N][,poll-shrink=N]
  *                      [,poll-backoff=on|off][,nice=N]
  *   --object throttle-group,id=ID,limits.iops-total=N,...
+ *   --object secret,id=ID,data=...|file=PATH[,format=base64]   (common/secret.h: an encrypted
+ *                      image's key-secret / encrypt.key-secret)
  *
  * poll-max-ns, poll-grow and poll-shrink are QEMU's iothread properties (defaults as --drive's);
  * poll-backoff and nice are vireo's (--drive's poll-backoff and iothread-nice).

@@ -86,6 +86,32 @@ out:
 	return ret;
 }
 
+/* Appends to @opts the key option among -o @options that opens an encrypted target
+ * (key-secret= for luks, encrypt.key-secret= for qcow2). */
+static int secret_option(const char *options, const char *fmt, char *opts, size_t len,
+			 struct error **errp)
+{
+	const char *key = !strcmp(fmt, "luks") ? "key-secret=" : "encrypt.key-secret=";
+	const char *p = options;
+	size_t klen = strlen(key), n = strlen(opts);
+
+	while (p && *p) {
+		if (!strncmp(p, key, klen)) {
+			size_t vlen = strcspn(p + klen, ",");
+
+			if (n + 1 + klen + vlen >= len) {
+				error_setg(errp, "-o %s: the secret's id is too long", key);
+				return -1;
+			}
+			snprintf(opts + n, len - n, ",%s%.*s", key, (int)vlen, p + klen);
+			return 0;
+		}
+		p = strchr(p, ',');
+		p = p ? p + 1 : NULL;
+	}
+	return 0;
+}
+
 /* qemu-img's cache modes: the block layer's cache= plus when to flush. */
 static int cache_mode(const char *opt, const char *mode, bool target, struct convert *c,
 		      const char **cache, struct error **errp)
@@ -112,7 +138,7 @@ int img_convert(int argc, char **argv)
 	const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
 	const char *snapshot = NULL;
 	const char *src_cache = "writeback", *dst_cache = "writeback";
-	char *options = NULL, dst_opts[96];
+	char *options = NULL, dst_opts[256];
 	/* -t unsafe is qemu-img convert's default: the page cache, no flush at the end */
 	struct convert c = { .no_flush = true };
 	struct blockdev_copy *o = &c.copy;
@@ -196,6 +222,9 @@ int img_convert(int argc, char **argv)
 	snprintf(dst_opts, sizeof(dst_opts), "cache=%s%s%s", dst_cache,
 		 qcow2_out && !c.existing ? ",metadata-barriers=off" : "",
 		 qcow2_out && c.no_flush ? ",close-flush=off" : "");
+	/* an encrypted target opens with the key it was created with (-o key-secret=ID) */
+	if (secret_option(options, out_fmt, dst_opts, sizeof(dst_opts), &err))
+		goto fail;
 	o->dst = img_open(argv[optind + 1], out_fmt, false, dst_opts, &err);
 	if (!o->dst)
 		goto fail;
@@ -205,6 +234,11 @@ int img_convert(int argc, char **argv)
 		if (blockdev_get_info(o->dst, &info, &err))
 			goto fail;
 		json_object_put(info.specific);
+		if (info.encrypted) {
+			error_setg(&err, "-c: '%s' is encrypted, and compressed clusters cannot "
+				   "be", argv[optind + 1]);
+			goto fail;
+		}
 		o->cluster_size = info.cluster_size;
 		if (!o->dst->drv->pwrite_compressed || !o->cluster_size ||
 		    BLOCKDEV_COPY_CHUNK % o->cluster_size) {
@@ -223,7 +257,7 @@ int img_convert(int argc, char **argv)
 	o->fill_zeroes = !sparse;
 	/* a target that may hold data, or one over a backing file, gets zeroes written
 	 * explicitly; as qemu-img, a zeroed range need not stay allocated */
-	o->write_zeroes = c.existing || c.backing;
+	o->write_zeroes = c.existing || c.backing || !strcmp(out_fmt, "luks");
 	o->zero_flags = BLOCKDEV_ZERO_MAY_UNMAP;
 	/* -B: what the source's backing chain provides, the target's backing file provides; a
 	 * source without one reads zeroes there */

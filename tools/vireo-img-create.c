@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vireo-img create: qemu-img's options (-f, -o, -b, -F, -q) for raw and qcow2. */
+/* vireo-img create: qemu-img's options (-f, -o, -b, -F, -q) for raw, qcow2 and luks. */
 #include "tools/vireo-img.h"
 
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blockdev/luks.h"
 #include "common/parse.h"
 #include "common/util.h"
 
@@ -24,7 +25,45 @@ struct create_opts {
 	uint64_t size;
 	bool size_given;
 	bool data_file_raw_given;
+	char *key_secret;       /* luks: key-secret (qcow2: encrypt.key-secret) */
+	unsigned int iter_time; /* luks: iter-time (ms), 0 = not given */
+	bool encrypt, encrypt_opt; /* qcow2: encrypt.format=luks, another encrypt.* given */
 };
+
+/* luks's options: key-secret and iter-time; the algorithms only as vireo writes them. */
+static int take_luks_option(struct create_opts *c, const char *key, const char *value,
+			    struct error **errp)
+{
+	static const struct { const char *key, *only; } fixed[] = {
+		{ "cipher-alg", "aes-256" }, { "cipher-mode", "xts" },
+		{ "ivgen-alg", "plain64" }, { "hash-alg", "sha256" },
+	};
+	uint64_t v;
+
+	if (!strcmp(key, "key-secret")) {
+		free(c->key_secret);
+		c->key_secret = strdup(value);
+		return 0;
+	}
+	if (!strcmp(key, "iter-time")) {
+		if (parse_u64("iter-time", value, 1, 600000, &v, errp))
+			return -1;
+		c->iter_time = (unsigned int)v;
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++) {
+		if (strcmp(key, fixed[i].key))
+			continue;
+		if (strcmp(value, fixed[i].only)) {
+			error_setg(errp, "%s: '%s' is not supported (vireo creates LUKS volumes with "
+				   "%s)", key, value, fixed[i].only);
+			return -1;
+		}
+		return 0;
+	}
+	error_setg(errp, "format luks does not support the option '%s'", key);
+	return -1;
+}
 
 static int take_option(void *opaque, const char *key, const char *value, struct error **errp)
 {
@@ -46,8 +85,23 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 		}
 		free(c->prealloc);
 		c->prealloc = strdup(value);
+	} else if (!strcmp(c->fmt, "luks")) {
+		return take_luks_option(c, key, value, errp);
 	} else if (raw) {
 		error_setg(errp, "format raw does not support the option '%s'", key);
+		return -1;
+	} else if (!strcmp(key, "encrypt.format")) {
+		if (strcmp(value, "luks")) {
+			error_setg(errp, "encrypt.format: '%s' is not supported (only luks)", value);
+			return -1;
+		}
+		c->encrypt = true;
+	} else if (!strncmp(key, "encrypt.", 8)) {
+		c->encrypt_opt = true; /* checked once encrypt.format is known */
+		return take_luks_option(c, key + 8, value, errp);
+	} else if (!strcmp(key, "encryption")) {
+		error_setg(errp, "encryption: the old AES encryption is not supported (use "
+			   "encrypt.format=luks)");
 		return -1;
 	} else if (!strcmp(key, "cluster_size")) {
 		if (img_parse_cluster_size(value, &c->q.cluster_bits, errp))
@@ -131,8 +185,14 @@ out:
 /* qemu-img's "Formatting ..." line: the options it prints, in its order (defaults included). */
 static void print_qcow2(const char *filename, const struct create_opts *c)
 {
-	printf("Formatting '%s', fmt=qcow2 cluster_size=%llu extended_l2=%s", filename,
-	       1ULL << c->q.cluster_bits, c->q.extended_l2 ? "on" : "off");
+	printf("Formatting '%s', fmt=qcow2", filename);
+	if (c->encrypt) {
+		printf(" encrypt.format=luks encrypt.key-secret=%s", c->key_secret);
+		if (c->iter_time)
+			printf(" encrypt.iter-time=%u", c->iter_time);
+	}
+	printf(" cluster_size=%llu extended_l2=%s", 1ULL << c->q.cluster_bits,
+	       c->q.extended_l2 ? "on" : "off");
 	if (c->prealloc)
 		printf(" preallocation=%s", c->prealloc);
 	printf(" compression_type=%s size=%" PRIu64,
@@ -183,8 +243,8 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	c.q.cluster_bits = 16;
 	c.q.version = 3;
 	c.q.refcount_bits = 16;
-	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2")) {
-		error_setg(errp, "unknown format '%s': vireo-img creates raw and qcow2", fmt);
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "luks")) {
+		error_setg(errp, "unknown format '%s': vireo-img creates raw, qcow2 and luks", fmt);
 		return -1;
 	}
 	if (backing)
@@ -193,8 +253,8 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 		c.backing_fmt = strdup(backing_fmt);
 	if (options && img_each_option(options, take_option, &c, errp))
 		goto out;
-	if (c.backing && !strcmp(fmt, "raw")) {
-		error_setg(errp, "format raw has no backing file");
+	if (c.backing && strcmp(fmt, "qcow2")) {
+		error_setg(errp, "format %s has no backing file", fmt);
 		goto out;
 	}
 	if (c.backing && !c.backing_fmt) {
@@ -207,6 +267,28 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 		goto out;
 	if (!c.size_given && !c.backing) {
 		error_setg(errp, "image size missing (give it after the file name)");
+		goto out;
+	}
+	if (!strcmp(fmt, "luks")) {
+		if (c.prealloc && strcmp(c.prealloc, "off")) {
+			error_setg(errp, "preallocation: luks images are created with off only");
+			goto out;
+		}
+		if (!quiet) {
+			printf("Formatting '%s', fmt=luks size=%" PRIu64, filename, c.size);
+			if (c.key_secret)
+				printf(" key-secret=%s", c.key_secret);
+			if (c.iter_time)
+				printf(" iter-time=%u", c.iter_time);
+			printf("\n");
+		}
+		if (blockdev_is_nbd(filename)) {
+			error_setg(errp, "'%s': a luks image on an NBD export is not supported",
+				   filename);
+			goto out;
+		}
+		ret = luks_create(filename, c.size, c.key_secret,
+				  c.iter_time ? c.iter_time : LUKS_DEFAULT_ITER_TIME, errp);
 		goto out;
 	}
 	if (!strcmp(fmt, "raw")) {
@@ -223,6 +305,18 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 							BLOCKDEV_PREALLOC_OFF,
 					   false, errp);
 		goto out;
+	}
+	if (c.encrypt_opt && !c.encrypt) {
+		error_setg(errp, "encrypt.* options need encrypt.format=luks");
+		goto out;
+	}
+	if (c.encrypt) {
+		c.q.encrypt_secret = c.key_secret;
+		c.q.encrypt_iter_time = c.iter_time;
+		if (!c.key_secret) {
+			error_setg(errp, "Parameter 'encrypt.key-secret' is required for cipher");
+			goto out;
+		}
 	}
 	c.q.size = ALIGN_UP(c.size, 512);
 	c.q.backing_file = c.backing;
@@ -243,6 +337,7 @@ out:
 	free(c.prealloc);
 	free(c.compat);
 	free(c.data_file);
+	free(c.key_secret);
 	return ret;
 }
 

@@ -99,6 +99,8 @@ static void info_human(struct json_object *o)
 	disk_size(o, ds, sizeof(ds));
 	printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRId64 " bytes)\ndisk size: %s\n",
 	       get_str(o, "filename"), get_str(o, "format"), vs, get_i64(o, "virtual-size"), ds);
+	if (json_object_object_get_ex(o, "encrypted", &v) && json_object_get_boolean(v))
+		printf("encrypted: yes\n");
 	if (json_object_object_get_ex(o, "cluster-size", &v))
 		printf("cluster_size: %" PRId64 "\n", json_object_get_int64(v));
 	if (bname) {
@@ -155,7 +157,8 @@ int img_info(int argc, char **argv)
 		return img_usage_error("info: expecting one file name");
 	/* as qemu-img: the image alone unless the chain is asked for, so that an image whose
 	 * backing file is missing still shows what it is */
-	bs = img_open(argv[optind], fmt, true, backing_chain ? NULL : "backing=null", &err);
+	bs = img_open(argv[optind], fmt, true, backing_chain ? "no-io=on" : "backing=null,no-io=on",
+		      &err);
 	if (!bs) {
 		error_report_free(IMG_PROG, err);
 		return 1;

@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
+#include "common/keyval.h"
 #include "common/parse.h"
+#include "common/secret.h"
 
 static const struct {
 	const char *name;
@@ -90,20 +94,106 @@ static int set_extra(void *opaque, const char *key, const char *value, struct er
 	return blockdev_opts_set(opaque, key, value, errp);
 }
 
+bool img_image_opts;
+
+/* The options under @prefix of --image-opts' object @v into @o (nested objects dotted). */
+static int take_image_opts(struct json_object *v, const char *prefix, struct blockdev_opts *o,
+			   const char **filename, struct error **errp)
+{
+	json_object_object_foreach(v, key, val) {
+		char name[256];
+
+		snprintf(name, sizeof(name), "%s%s", prefix, key);
+		if (json_object_is_type(val, json_type_object)) {
+			char sub[264];
+
+			snprintf(sub, sizeof(sub), "%s.", name);
+			if (take_image_opts(val, sub, o, filename, errp))
+				return -1;
+		} else if (!strcmp(name, "file.filename") ||
+			   (!strcmp(name, "filename") && !*filename)) {
+			*filename = json_object_get_string(val);
+		} else if (!strcmp(name, "file.driver") || !strcmp(name, "driver")) {
+			const char *d = json_object_get_string(val);
+
+			if (!strcmp(name, "driver") && strcmp(d, "file") &&
+			    blockdev_opts_set(o, "format", d, errp))
+				return -1;
+			if (!strcmp(name, "file.driver") && strcmp(d, "file")) {
+				error_setg(errp, "--image-opts: file.driver '%s': only file", d);
+				return -1;
+			}
+		} else if (blockdev_opts_set(o, name, json_object_get_string(val), errp)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, const char *extra,
 			  struct error **errp)
 {
 	struct blockdev_opts o = { 0 };
+	struct json_object *spec = NULL;
 	struct blockdev *bs = NULL;
 
+	/* --image-opts: a user's image argument is an option string (a real path holding '=' is
+	 * not expected there; the images vireo-img opens itself never go through this) */
+	if (img_image_opts && strchr(filename, '=')) {
+		const char *path = NULL;
+
+		if (!(spec = keyval_parse(filename, NULL, errp)) ||
+		    take_image_opts(spec, "", &o, &path, errp))
+			goto out;
+		if (!path) {
+			error_setg(errp, "--image-opts: '%s' names no file.filename", filename);
+			goto out;
+		}
+		filename = path;
+	}
 	if ((fmt && blockdev_opts_set(&o, "format", fmt, errp)) ||
 	    (extra && img_each_option(extra, set_extra, &o, errp)))
 		goto out;
 	o.readonly = readonly;
 	bs = blockdev_open(filename, &o, errp);
 out:
+	json_object_put(spec);
 	blockdev_opts_free(&o);
 	return bs;
+}
+
+/*
+ * qemu-img's options that may come before or after a command's own: --object (secrets) and
+ * --image-opts. Taken out of @argv (which keeps the rest in order); -1 with the error.
+ */
+static int take_global_options(int *argc, char **argv, struct error **errp)
+{
+	int out = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		const char *spec = NULL;
+
+		if (!strcmp(argv[i], "--object") && i + 1 < *argc)
+			spec = argv[++i];
+		else if (!strncmp(argv[i], "--object=", 9))
+			spec = argv[i] + 9;
+		else if (!strcmp(argv[i], "--image-opts")) {
+			img_image_opts = true;
+			continue;
+		} else {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (strncmp(spec, "secret,", 7) && strncmp(spec, "qom-type=secret,", 16)) {
+			error_setg(errp, "--object '%s': only secret objects are supported", spec);
+			return -1;
+		}
+		if (secret_add_spec(spec, errp))
+			return -1;
+	}
+	*argc = out;
+	argv[out] = NULL;
+	return 0;
 }
 
 void img_human_size(uint64_t bytes, char *buf, size_t len)
@@ -136,9 +226,17 @@ int main(int argc, char **argv)
 		printf("%s version 0.1.0\n", IMG_PROG);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		struct error *err = NULL;
+
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		if (take_global_options(&argc, argv, &err)) {
+			error_report_free(IMG_PROG, err);
+			return 1;
+		}
+		return commands[i].fn(argc - 1, argv + 1);
+	}
 	return img_usage_error("unknown command '%s'", argv[1]);
 }
 

@@ -32,6 +32,10 @@ int img_each_option(const char *list, int (*fn)(void *opaque, const char *key, c
 						struct error **errp),
 		    void *opaque, struct error **errp);
 
+/* --image-opts was given: image arguments holding '=' are option strings
+ * ("driver=luks,file.filename=x.luks,key-secret=sec0"). */
+extern bool img_image_opts;
+
 /* Opens @filename with format @fmt (NULL probes); @extra is "k=v,..." driver options or NULL. */
 struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, const char *extra,
 			  struct error **errp);

@@ -6,6 +6,7 @@
  *          -c "write -S SEED OFF LEN" -c "flush" -c "sleep MS" ...
  *   -g N: up to N consecutive "write -P" / "write -S" commands go to the driver's group commit
  *         (pwritev_group, as the slow-path worker sends them) instead of one by one.
+ *   -s SPEC: a secret object (secret,id=sec0,data=...) for an encrypted image's key-secret
  *   -l:   the crash-consistency log on stdout (crash_pattern.h), unbuffered: "@W" / "@Z" / "@D"
  *         before each write -S, write -z and discard is issued (the command's index is its ID),
  *         "@F ID" once a flush command (or the final flush) returned, "@E" at the very end.
@@ -22,6 +23,7 @@
 
 #include "blockdev/blockdev.h"
 #include "common/parse.h"
+#include "common/secret.h"
 #include "common/util.h"
 #include "tests/interop/crash_pattern.h"
 
@@ -203,9 +205,11 @@ int main(int argc, char **argv)
 	int ncmds = 0, c, status = 0, group = 0;
 	struct blockdev *bs;
 
-	while ((c = getopt(argc, argv, "f:o:c:rg:l")) != -1) {
+	while ((c = getopt(argc, argv, "f:o:c:rg:ls:")) != -1) {
 		if (c == 'l')
 			logging = true;
+		if (c == 's' && secret_add_spec(optarg, &err))
+			goto fail;
 		if (c == 'g') {
 			uint64_t g;
 
@@ -238,7 +242,8 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-r] [-g N] [-l] FILE -c CMD...\n");
+		fprintf(stderr, "usage: img_io [-f fmt] [-o k=v] [-s secret] [-r] [-g N] [-l] FILE "
+			"-c CMD...\n");
 		return 1;
 	}
 	bs = blockdev_open(argv[optind], &o, &err);

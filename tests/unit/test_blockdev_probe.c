@@ -66,7 +66,8 @@ static void foreign_magic_is_refused_naming_the_format(void **state)
 		{ 0, "conectix", 8, "vpc (VHD)" },
 		{ 0x40, "\x7f\x10\xda\xbe", 4, "vdi" },
 		{ 0, "QED\0", 4, "qed" },
-		{ 0, "LUKS\xba\xbe", 6, "luks" },
+		{ 0, "LUKS\xba\xbe", 6, "luks (not version 1)" },
+		{ 0, "LUKS\xba\xbe\0\2", 8, "luks (version 2)" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
