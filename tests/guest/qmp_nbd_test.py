@@ -9,11 +9,13 @@ write-zeroes, discards and flushes, each logged). While it writes:
   2. blockdev-mirror onto an NBD node made by blockdev-add (driver=nbd, a TCP export of
      qemu-nbd on 127.0.0.1) reaches READY; job-complete moves the disk onto it (query-block);
   3. drive-mirror from there onto a third export named by its nbd+unix:// filename
-     (mode=existing) reaches READY; job-complete moves the disk there.
-The guest goes on writing on the last target, then vireo quits under it; crash_check
-(tests/interop) finds that export's file holding the disk's first content with every flushed
-operation replayed on it. Needs qemu-nbd, qemu-img and qemu-io (Debian: qemu-utils); skips
-without them.
+     (mode=existing) reaches READY; job-complete moves the disk there;
+  4. live storage migration: blockdev-mirror onto a writable export of vireo-storage-daemon
+     (a qcow2 image, the export on an iothread of the daemon's) reaches READY and pivots.
+The guest goes on writing on the last target, then vireo quits under it and the daemon quits
+(flushing); qemu-img check passes on the daemon's image, and crash_check (tests/interop) finds
+it holding the disk's first content with every flushed operation replayed on it. Needs qemu-nbd, qemu-img and qemu-io (Debian: qemu-utils); skips without them.
+Arguments: VIREO GUEST VIREO_STORAGE_DAEMON.
 """
 import os
 import shutil
@@ -24,9 +26,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from vmtest import Vm, crash_check_of, need_qemu_tools, run, setup  # noqa: E402
+from vmtest import Daemon, Vm, crash_check_of, need_qemu_tools, run, setup  # noqa: E402
 
 vireo, guest, tmp = setup()
+daemon_bin = sys.argv[3]
 need_qemu_tools()
 if not shutil.which("qemu-nbd"):
     print("SKIP: qemu-nbd is not installed (Debian: qemu-utils)")
@@ -71,7 +74,11 @@ before = os.path.join(tmp, "before.raw")
 shutil.copyfile(disk, before)
 for t in (t1, t2):
     run("qemu-img", "create", "-q", "-f", "raw", t, str(size))
+t3 = os.path.join(tmp, "t3.qcow2")
+run("qemu-img", "create", "-q", "-f", "qcow2", t3, str(size))
 disk_sock, t2_sock = os.path.join(tmp, "disk.sock"), os.path.join(tmp, "t2.sock")
+t3_sock = os.path.join(tmp, "t3.sock")
+sd = None
 port = free_port()
 try:
     serve("disk", disk, "-k", disk_sock)
@@ -155,16 +162,44 @@ try:
     n = writes()
     wait_writes(n + 300, "after the pivot onto the third export")
     print(f"ok: drive-mirror onto {t2_uri} reached READY and pivoted")
+
+    # 4. live storage migration onto vireo-storage-daemon's export
+    sd = Daemon(daemon_bin, ["--object", "iothread,id=sdio",
+                             "--blockdev", "driver=qcow2,node-name=t3,file.driver=file,"
+                             f"file.filename={t3}",
+                             "--nbd-server", f"addr.type=unix,addr.path={t3_sock}",
+                             "--export", "type=nbd,id=e3,node-name=t3,name=t3,writable=on,"
+                             "iothread=sdio"],
+                os.path.join(tmp, "sd.sock"))
+    ok("blockdev-add", driver="nbd", **{"node-name": "t3"}, export="t3",
+       server={"type": "unix", "path": t3_sock})
+    ok("blockdev-mirror", device="disk0", target="t3", sync="full", **{"job-id": "m3"})
+    mirror_done("m3")
+    inserted = ok("query-block")[0]["inserted"]
+    if inserted["node-name"] != "t3":
+        fail(f"the disk after the pivot onto the storage daemon: {inserted}")
+    n = writes()
+    wait_writes(n + 300, "after the pivot onto vireo-storage-daemon")
+    print("ok: blockdev-mirror onto vireo-storage-daemon's export reached READY and pivoted")
     if any(e["event"] == "BLOCK_IO_ERROR" for e in qmp.events):
         fail(f"guest I/O failed: {qmp.events}")
     vm.quit()
+    if sd.qmp.execute("quit").get("return") != {} or sd.proc.wait(timeout=30) != 0:
+        fail("vireo-storage-daemon did not quit cleanly")
 finally:
     kill_all()
+    if sd and sd.proc.poll() is None:
+        sd.proc.kill()
 
-# the last target holds every flushed write (the server's page cache is the file's)
-r = subprocess.run([crash_check, before, log_path, t2], capture_output=True, text=True)
+# the daemon's image holds every flushed write (what the earlier targets held came to it
+# through the mirrors, so they are checked through it)
+run("qemu-img", "check", "-q", t3)
+t3_raw = os.path.join(tmp, "t3.raw")
+run("qemu-img", "convert", "-O", "raw", t3, t3_raw)
+r = subprocess.run([crash_check, before, log_path, t3_raw], capture_output=True, text=True)
 print(r.stdout.strip())
 if r.returncode:
     print(f"FAIL: crash_check: {r.stdout}{r.stderr}")
     sys.exit(1)
-print("PASS: a VM on NBD survived its server's restart and moved onto two NBD exports")
+print("PASS: a VM on NBD survived its server's restart and moved onto three NBD exports, the "
+      "last one vireo-storage-daemon's")
