@@ -49,8 +49,8 @@ static int take_string(const uint8_t *p, size_t n, char *out, const char *field,
 		error_setg(errp, "LUKS header field %s (byte %u) is not NUL-terminated", field, at);
 		return -1;
 	}
-	memcpy(out, p, n);
-	out[n] = '\0';
+	memset(out, 0, n + 1);
+	memcpy(out, p, strnlen((const char *)p, n)); /* what follows the NUL is padding */
 	return 0;
 }
 

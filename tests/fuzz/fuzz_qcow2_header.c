@@ -26,6 +26,9 @@ static void compare(const struct qcow2_header *a, const struct qcow2_header *b)
 	SAME(cluster_bits);
 	SAME(size);
 	SAME(crypt_method);
+	SAME(has_crypto_ext);
+	SAME(crypto_offset);
+	SAME(crypto_len);
 	SAME(l1_size);
 	SAME(l1_table_offset);
 	SAME(refcount_table_offset);

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
 corpus=$here/corpus
 for t in boot virtqueue virtio_blk_req qmp qcow2_open qcow2_header cmdline probe keyval scsi_cdb \
-	virtio_scsi_req nbd_reply nbd_server; do
+	virtio_scsi_req nbd_reply nbd_server luks_header; do
 	mkdir -p "$corpus/$t"
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
@@ -699,6 +699,21 @@ if sys.argv[2] == "l1-reserved":
 PY
 		done
 		q create -f qcow2 -o cluster_size=512 bitmap.qcow2 64K
+		# LUKS (issue 18): luks_header gets a u32 area size, then a volume's first 592 bytes
+		# (qemu-img's, with aes-256 and aes-128 keys, sha256 and sha1); qcow2_header the header
+		# cluster of an encrypted qcow2 image (its LUKS header lies past the 64 KiB a seed
+		# may hold: the extra file size says where)
+		sec=(--object secret,id=s,data=seed)
+		q create -f luks "${sec[@]}" -o key-secret=s,iter-time=1 l256.luks 64K
+		q create -f luks "${sec[@]}" -o key-secret=s,iter-time=1,cipher-alg=aes-128,hash-alg=sha1 l128.luks 64K
+		for f in l256 l128; do
+			{ python3 -c 'import struct, sys; sys.stdout.buffer.write(struct.pack("<I", int(sys.argv[1])))' \
+				"$(stat -c %s $f.luks)"; head -c 592 $f.luks; } > "$corpus/luks_header/$f"
+		done
+		q create -f qcow2 "${sec[@]}" -o cluster_size=512,encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=1 enc.qcow2 64K
+		{ python3 -c 'import struct, sys; sys.stdout.buffer.write(struct.pack("<Q", 4 << 20))'; head -c 512 enc.qcow2; } \
+			> "$corpus/qcow2_header/encrypted-luks"
+		rm -f enc.qcow2 l256.luks l128.luks
 		q bitmap --add bitmap.qcow2 b0
 		# persistent bitmaps with data (issue 18): two granularities, one disabled, one left
 		# in use; hostile copies: a bad type, granularity bits 40, a table entry with reserved
