@@ -69,7 +69,7 @@ static int expand_zero(struct qcow2 *q, uint64_t l2, uint64_t l2rc, uint64_t idx
 		if (l2rc > 1 && (ret = qcow2_rc_set(q, host >> q->cluster_bits, l2rc)))
 			goto io;
 	}
-	if ((ret = blockdev_pwrite(q->file, host, zero, q->cluster_size)) ||
+	if ((ret = qcow2_data_pwrite(q, host, zero, q->cluster_size)) || /* encrypted: zeroes */
 	    (ret = qcow2_barrier(q)))
 		goto io;
 	ne[0] = host | (l2rc == 1 && (host != old || hrc == 1) ? QCOW2_OFLAG_COPIED : 0);
