@@ -137,7 +137,7 @@ int main(int argc, char **argv)
 {
 	uint64_t flushed, after_len, lost = 0, stray = 0, shown = 0, nflushed = 0;
 	uint8_t *state, *after, *ok, chunk[65536];
-	uint16_t *owner;
+	uint32_t *owner; /* 4 bytes a byte: a 64 MiB disk takes 256 MiB */
 	bool finished, *lost_op;
 
 	if (argc != 4)
@@ -150,8 +150,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	flushed = read_log(argv[2], &finished);
-	if (nops >= UINT16_MAX) {
-		fprintf(stderr, "crash_check: more than %u operations\n", UINT16_MAX - 1);
+	if (nops >= UINT32_MAX) {
+		fprintf(stderr, "crash_check: more than %u operations\n", UINT32_MAX - 1);
 		return 2;
 	}
 
@@ -161,7 +161,7 @@ int main(int argc, char **argv)
 	for (uint32_t k = 0; k < nops && ops[k].id <= flushed; k++, nflushed++) {
 		op_data(&ops[k], 0, ops[k].len, state + ops[k].off);
 		for (uint64_t b = ops[k].off; b < ops[k].off + ops[k].len; b++)
-			owner[b] = (uint16_t)(k + 1);
+			owner[b] = (uint32_t)(k + 1);
 	}
 
 	/* ok[b]: an operation after the flush could have put AFTER's byte there */

@@ -1012,21 +1012,19 @@ static void test_client_not_reading_replies(void **state)
 	}
 	usleep(200000);
 	assert_true(rss_kib() - before < 200 * 1024);
-	/* every request sent is answered, in full, once we read */
-	for (int i = 0; i < N; i++) {
-		uint8_t h[NBD_REQUEST_LEN];
-
-		if (i >= sent) { /* the rest, now that the server reads again */
-			nbd_encode_request(h, &(struct nbd_request){ .type = NBD_CMD_READ,
-								     .cookie = (uint64_t)i,
-								     .offset = 0, .len = LEN });
-			xwrite(fd, h, sizeof(h));
-		}
-	}
-	for (int i = 0; i < N; i++) {
-		uint8_t r[NBD_SIMPLE_REPLY_LEN];
+	/* every request sent is answered, in full, once we read; the rest go one per reply read
+	 * (the server takes requests again only as its replies leave) */
+	for (int i = 0, next = sent; i < N; i++) {
+		uint8_t r[NBD_SIMPLE_REPLY_LEN], h[NBD_REQUEST_LEN];
 		struct nbd_simple_reply sr;
 
+		if (next < N && (next == i || i > 0)) {
+			nbd_encode_request(h, &(struct nbd_request){ .type = NBD_CMD_READ,
+								     .cookie = (uint64_t)next,
+								     .offset = 0, .len = LEN });
+			xwrite(fd, h, sizeof(h));
+			next++;
+		}
 		must_read(fd, r, sizeof(r));
 		nbd_decode_simple_reply(r, &sr);
 		assert_true(sr.magic == NBD_SIMPLE_REPLY_MAGIC && sr.error == 0);
