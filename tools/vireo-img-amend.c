@@ -35,8 +35,8 @@ struct amend {
 };
 
 /* The key slot options (qcow2: under "encrypt."; luks: as they are). */
-static int take_slot_option(struct amend *a, const char *key, const char *value,
-			    struct error **errp)
+static int take_slot_option(struct amend *a, const char *prefix, const char *key,
+			    const char *value, struct error **errp)
 {
 	uint64_t v;
 
@@ -61,7 +61,8 @@ static int take_slot_option(struct amend *a, const char *key, const char *value,
 			return -1;
 		a->iter_time = (unsigned int)v;
 	} else {
-		error_setg(errp, "amend: changing the encryption option '%s' is not supported", key);
+		error_setg(errp, "amend: changing the encryption option '%s%s' is not supported",
+			   prefix, key);
 		return -1;
 	}
 	return 0;
@@ -73,10 +74,10 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 	bool b;
 
 	if (!strncmp(key, "encrypt.", 8))
-		return take_slot_option(a, key + 8, value, errp);
+		return take_slot_option(a, "encrypt.", key + 8, value, errp);
 	if (!strcmp(key, "state") || !strcmp(key, "new-secret") || !strcmp(key, "old-secret") ||
 	    !strcmp(key, "keyslot") || !strcmp(key, "iter-time"))
-		return take_slot_option(a, key, value, errp);
+		return take_slot_option(a, "", key, value, errp);
 
 	if (!strcmp(key, "compat")) {
 		if (!strcmp(value, "0.10") || !strcmp(value, "v2")) {

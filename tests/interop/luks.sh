@@ -15,19 +15,9 @@
 set -u
 VI=$(realpath "$1")
 IO=$(realpath "$2")
-for t in qemu-img qemu-io python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-luks.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-failures=0
-tests=0
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-bad() { tests=$((tests + 1)); failures=$((failures + 1)); echo "not ok $tests - $1"; }
-run() { # name command...: succeeds
-	if "${@:2}" >run.out 2>&1; then ok "$1"; else bad "$1"; sed 's/^/#   /' run.out; fi
-}
+. "$(dirname "$(realpath "$0")")/tap.sh"
+tap_start luks qemu-img qemu-io python3
+
 refused() { # name pattern command...: exit 1 with a message matching pattern
 	"${@:3}" >ref.out 2>&1
 	local rc=$?
@@ -191,5 +181,4 @@ hostile "stripes" "key slot 0" "put(208 + 44, '>I', 0)"
 hostile "key material past the end" "past the end of the header area" "put(208 + 40, '>I', 1 << 30)"
 hostile "payload past the end of the file" "payload offset" "put(104, '>I', 1 << 30)"
 
-echo "$((tests - failures)) passed, $failures failed"
-[ $failures = 0 ]
+tap_end

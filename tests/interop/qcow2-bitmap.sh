@@ -18,20 +18,9 @@
 set -u
 VI=$(realpath "$1")
 IO=$(realpath "$2")
-for t in qemu-img qemu-io qemu-nbd nbdinfo python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-qcow2-bitmap.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-failures=0
-tests=0
+. "$(dirname "$(realpath "$0")")/tap.sh"
+tap_start qcow2-bitmap qemu-img qemu-io qemu-nbd nbdinfo python3
 
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-bad() { tests=$((tests + 1)); failures=$((failures + 1)); echo "not ok $tests - $1"; }
-run() { # name command...: succeeds
-	if "${@:2}" >run.out 2>&1; then ok "$1"; else bad "$1"; sed 's/^/#   /' run.out; fi
-}
 clean() { # name image: both checks clean
 	if qemu-img check "$2" >check.out 2>&1 && "$VI" check "$2" >>check.out 2>&1; then
 		ok "$1: checks clean"
@@ -225,5 +214,4 @@ hostile "table entry reserved bits" "reserved" \
 hostile "data cluster on the refcount table" "refcount table" \
 	"put(t, '>Q', struct.unpack('>Q', data[48:56])[0])"
 
-echo "$((tests - failures)) passed, $failures failed"
-[ $failures = 0 ]
+tap_end

@@ -18,20 +18,8 @@
 # usage: qcow2-snapshot.sh VIREO_IMG        (exit 77 when qemu-img / qemu-io / python3 are missing)
 set -u
 VI=$(realpath "$1")
-for t in qemu-img qemu-io python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-qcow2-snapshot.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-failures=0
-tests=0
-
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-bad() { tests=$((tests + 1)); failures=$((failures + 1)); echo "not ok $tests - $1"; }
-run() { # name command...: succeeds
-	if "${@:2}" >run.out 2>&1; then ok "$1"; else bad "$1"; sed 's/^/#   /' run.out; fi
-}
+. "$(dirname "$(realpath "$0")")/tap.sh"
+tap_start qcow2-snapshot qemu-img qemu-io python3
 
 clean() { # name image: both checks clean
 	if qemu-img check "$2" >check.out 2>&1 && "$VI" check "$2" >>check.out 2>&1; then
@@ -272,5 +260,4 @@ cp x.qcow2 x.orig
 if cmp -s x.qcow2 x.orig; then ok "a refused delete changes nothing"
 else bad "a refused delete changes nothing"; fi
 
-echo "$((tests - failures)) passed, $failures failed"
-[ $failures = 0 ]
+tap_end

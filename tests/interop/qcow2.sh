@@ -12,17 +12,8 @@
 set -u
 VI=$(realpath "$1")
 IO=$(realpath "$2")
-for t in qemu-img qemu-io python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-qcow2-interop.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-failures=0
-tests=0
-
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-bad() { tests=$((tests + 1)); failures=$((failures + 1)); echo "not ok $tests - $1"; }
+. "$(dirname "$(realpath "$0")")/tap.sh"
+tap_start qcow2-interop qemu-img qemu-io python3
 
 # same guest content as qemu-img sees it
 same_content() { # name image
@@ -589,5 +580,4 @@ for a in "bs=0|bs=0" "foo=1|'foo'" "count=1k|count" "|if=INPUT and of=OUTPUT"; d
 	else bad "dd ${args:-without of=} refused naming '$want'"; fi
 done
 
-echo "1..$tests"
-[ $failures -eq 0 ] || { echo "$failures of $tests failed"; exit 1; }
+tap_end
