@@ -17,7 +17,7 @@
 
 #include "control/qmp_server.h"
 
-#define QMP_MAX_OUTPUT (16 * 1024 * 1024)
+#define QMP_MAX_OUTPUT (4 * 1024 * 1024)
 
 struct qmp_session;
 struct json_object;
