@@ -189,6 +189,14 @@ static int check_locked(const struct blockdev *bs, const struct blockdev_user *u
 	return -1;
 }
 
+/* Puts @u on @bs's list of users (registry_lock held; the reference is the caller's). */
+static void link_user_locked(struct blockdev *bs, struct blockdev_user *u)
+{
+	u->node = bs;
+	u->next = bs->users;
+	bs->users = u;
+}
+
 int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error **errp)
 {
 	pthread_mutex_lock(&registry_lock);
@@ -196,9 +204,7 @@ int blockdev_attach(struct blockdev *bs, struct blockdev_user *u, struct error *
 		pthread_mutex_unlock(&registry_lock);
 		return -1;
 	}
-	u->node = bs;
-	u->next = bs->users;
-	bs->users = u;
+	link_user_locked(bs, u);
 	bs->refs++;
 	pthread_mutex_unlock(&registry_lock);
 	return 0;
@@ -480,13 +486,10 @@ struct blockdev *blockdev_insert_filter(struct blockdev *bs,
 	for (size_t i = 0; i < n; i++)
 		unlink_user(moving[i]); /* each user's reference on @bs stays until it moved */
 	f = open_filter(bs, arg, errp);
-	for (size_t i = 0; i < n; i++) {
-		pthread_mutex_lock(&registry_lock);
-		moving[i]->node = bs;
-		moving[i]->next = bs->users;
-		bs->users = moving[i];
-		pthread_mutex_unlock(&registry_lock);
-	}
+	pthread_mutex_lock(&registry_lock);
+	for (size_t i = 0; i < n; i++)
+		link_user_locked(bs, moving[i]); /* with the reference it kept */
+	pthread_mutex_unlock(&registry_lock);
 	if (!f)
 		return NULL;
 	if (move_users(moving, n, bs, f, errp) < 0) {

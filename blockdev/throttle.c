@@ -534,3 +534,32 @@ const struct blockdev_driver blockdev_throttle = {
 	.block_status = thr_block_status,
 	.truncate = thr_truncate,
 };
+
+struct blockdev *blockdev_throttle_open_over(struct blockdev *bs, const char *group,
+					     struct error **errp)
+{
+	struct blockdev_opts o = { .readonly = bs->read_only };
+	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
+	struct blockdev *t = NULL;
+	bool used[1] = { false };
+
+	ctx.used = used;
+	if (blockdev_opts_set(&o, "throttle-group", group, errp) == 0)
+		t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
+	blockdev_opts_free(&o);
+	return t;
+}
+
+struct blockdev_throttle_group *blockdev_throttle_group_get(const char *name,
+							    const struct throttle_limits *l,
+							    struct error **errp)
+{
+	struct blockdev_throttle_group *g = blockdev_throttle_group_find(name);
+
+	if (!g)
+		return blockdev_throttle_group_new(name, l, errp);
+	if (blockdev_throttle_group_set_limits(g, l, errp) < 0)
+		return NULL;
+	blockdev_throttle_group_ref(g);
+	return g;
+}

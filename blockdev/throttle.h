@@ -148,6 +148,20 @@ int blockdev_throttle_group_set_limits(struct blockdev_throttle_group *g,
 /* The group of a throttle node, or NULL when @bs is not one. */
 struct blockdev_throttle_group *blockdev_throttle_node_group(const struct blockdev *bs);
 
+/* The group @name with limits @l, made if it does not exist, a reference for the caller;
+ * NULL with @errp set (bad limits). */
+struct blockdev_throttle_group *blockdev_throttle_group_get(const char *name,
+							    const struct throttle_limits *l,
+							    struct error **errp);
+
+/*
+ * blockdev_throttle_open_over - a throttle node in group @group (which must exist) over @bs,
+ * read-only as @bs is. On success the node owns the caller's reference on @bs; on failure
+ * (NULL, @errp set) the caller still does.
+ */
+struct blockdev *blockdev_throttle_open_over(struct blockdev *bs, const char *group,
+					     struct error **errp);
+
 /*
  * The engine's side (blockdev/engine.c), on the queue's iothread:
  * blockdev_throttle_member_new: the queue @q of throttle node @bs on @it joins the node's group

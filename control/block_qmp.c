@@ -76,16 +76,8 @@ int block_qmp_blockdev_del(void *opaque, struct json_object *args, struct json_o
 /* blockdev_insert_filter's opener: a throttle node in group @arg over @bs. */
 static struct blockdev *open_throttle(struct blockdev *bs, void *arg, struct error **errp)
 {
-	struct blockdev_opts o = { .readonly = bs->read_only };
-	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
-	struct blockdev *t = NULL;
-	bool used[1] = { false };
+	struct blockdev *t = blockdev_throttle_open_over(blockdev_ref(bs), arg, errp);
 
-	ctx.used = used;
-	blockdev_ref(bs); /* the throttle node's child, on success */
-	if (blockdev_opts_set(&o, "throttle-group", arg, errp) == 0)
-		t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
-	blockdev_opts_free(&o);
 	if (!t)
 		blockdev_unref(bs);
 	return t;
@@ -102,17 +94,12 @@ static struct blockdev_throttle_group *throttle_insert(const char *dev, struct b
 							struct error **errp)
 {
 	const char *name = group ? group : dev;
-	struct blockdev_throttle_group *g = blockdev_throttle_group_find(name);
+	struct blockdev_throttle_group *g = blockdev_throttle_group_get(name, l, errp);
 	struct blockdev *t = NULL;
 	struct blockdev_drain d;
 
-	if (g) {
-		if (blockdev_throttle_group_set_limits(g, l, errp) < 0)
-			return NULL;
-		blockdev_throttle_group_ref(g);
-	} else if (!(g = blockdev_throttle_group_new(name, l, errp))) {
+	if (!g)
 		return NULL;
-	}
 	if (blockdev_drained_begin(bs, &d, errp) == 0) {
 		t = blockdev_insert_filter(bs, open_throttle, (void *)name, errp);
 		blockdev_drained_end(&d);

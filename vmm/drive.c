@@ -535,12 +535,9 @@ out:
 static struct blockdev *throttle_over(struct blockdev *bs, const struct drive_config *c,
 				      struct error **errp)
 {
-	struct blockdev_opts o = { 0 };
-	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
 	struct blockdev_throttle_group *g;
 	struct blockdev *t = NULL;
 	const char *name = c->throttle_group;
-	bool used[1] = { false };
 	char def[32];
 
 	if (!name) {
@@ -548,21 +545,12 @@ static struct blockdev *throttle_over(struct blockdev *bs, const struct drive_co
 			 c->if_scsi ? scsibus_nr_disks() : nr_drives);
 		name = def;
 	}
-	g = blockdev_throttle_group_find(name);
-	if (g) {
-		if (blockdev_throttle_group_set_limits(g, &c->throttle, errp) < 0)
-			goto out;
-		blockdev_throttle_group_ref(g);
-	} else if (!(g = blockdev_throttle_group_new(name, &c->throttle, errp))) {
+	g = blockdev_throttle_group_get(name, &c->throttle, errp);
+	if (!g)
 		goto out;
-	}
-	o.readonly = c->readonly;
-	ctx.used = used;
-	if (blockdev_opts_set(&o, "throttle-group", name, errp) == 0)
-		t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
+	t = blockdev_throttle_open_over(bs, name, errp);
 	blockdev_throttle_group_unref(g); /* the node holds the group */
 out:
-	blockdev_opts_free(&o);
 	if (!t)
 		blockdev_close(bs);
 	return t;

@@ -411,20 +411,13 @@ static const struct blockdev_user_ops mover_ops = { mover_begin, mover_end, move
 
 static struct blockdev *open_throttle(struct blockdev *bs, void *arg, struct error **errp)
 {
-	struct blockdev_opts o = { 0 };
-	struct blockdev_open_ctx ctx = { .filename = bs->filename, .opts = &o };
-	bool used[1] = { false };
 	struct blockdev *t;
 
 	if (!arg) {
 		error_setg(errp, "refused as asked");
 		return NULL;
 	}
-	ctx.used = used;
-	blockdev_ref(bs);
-	assert_int_equal(blockdev_opts_set(&o, "throttle-group", arg, NULL), 0);
-	t = blockdev_open_format(bs, &blockdev_throttle, &ctx, errp);
-	blockdev_opts_free(&o);
+	t = blockdev_throttle_open_over(blockdev_ref(bs), arg, errp);
 	if (!t)
 		blockdev_unref(bs);
 	return t;
