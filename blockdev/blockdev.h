@@ -73,6 +73,8 @@ struct blockdev_queue;
 struct blockdev_user;
 struct blockdev_slow;
 struct blockdev_bitmap;
+struct blockdev_create_ctx;
+struct blockdev_create_opt_desc;
 struct json_object;
 
 /* Largest number of iovec entries a request may carry (devices advertise SEG_MAX below it). */
@@ -565,6 +567,9 @@ struct blockdev_write {
  * @bitmap_can_store: whether a new persistent dirty bitmap @name of @granularity can be stored
  *       in the image (bitmap.h; the driver loads and stores persistent bitmaps itself, at open
  *       and close); NULL = the format has no persistent bitmaps
+ * @create_opts, @create: creating an image of the format (blockdev/create.h: vireo-img create,
+ *       convert -O): the -o options it takes (a table ending with a NULL name) and the op that
+ *       writes a new image with them; NULL = the tools create it their own way or not at all
  */
 struct blockdev_driver {
 	const char *name;
@@ -606,6 +611,8 @@ struct blockdev_driver {
 				   struct error **errp);
 	int (*bitmap_can_store)(struct blockdev *bs, const char *name, uint64_t granularity,
 				struct error **errp);
+	const struct blockdev_create_opt_desc *create_opts;
+	int (*create)(const struct blockdev_create_ctx *ctx, struct error **errp);
 };
 
 extern const struct blockdev_driver blockdev_file;

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vireo-img create: qemu-img's options (-f, -o, -b, -F, -q) for raw, qcow2 and luks. */
+/*
+ * vireo-img create: qemu-img's options (-f, -o, -b, -F, -q) for raw, qcow2 and luks, and for every
+ * format whose driver creates its images (blockdev/create.h).
+ */
 #include "tools/vireo-img.h"
 
 #include <errno.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blockdev/create.h"
 #include "blockdev/luks.h"
 #include "common/parse.h"
 #include "common/util.h"
@@ -159,27 +163,39 @@ static int take_option(void *opaque, const char *key, const char *value, struct 
 	return 0;
 }
 
-/* Size (when not given) and format (when not given) of the backing file. */
-static int inspect_backing(const char *filename, struct create_opts *c, struct error **errp)
+/* The size of backing file @backing of image @filename (opened as @backing_fmt) into *@size. */
+static int backing_size(const char *filename, const char *backing, const char *backing_fmt,
+			uint64_t *size, struct error **errp)
 {
-	char *path = blockdev_path_beside(filename, c->backing);
+	char *path = blockdev_path_beside(filename, backing);
 	struct blockdev *b;
 	int ret = -1;
 
 	if (!path)
 		return -1;
-	b = img_open(path, c->backing_fmt, true, NULL, errp);
+	b = img_open(path, backing_fmt, true, NULL, errp);
 	if (!b) {
-		error_prepend(errp, "could not open backing file '%s'", c->backing);
+		error_prepend(errp, "could not open backing file '%s'", backing);
 		goto out;
 	}
-	if (!c->size_given)
-		c->size = b->size;
+	*size = b->size;
 	blockdev_close(b);
 	ret = 0;
 out:
 	free(path);
 	return ret;
+}
+
+/* Size (when not given) of the backing file. */
+static int inspect_backing(const char *filename, struct create_opts *c, struct error **errp)
+{
+	uint64_t size;
+
+	if (backing_size(filename, c->backing, c->backing_fmt, &size, errp))
+		return -1;
+	if (!c->size_given)
+		c->size = size;
+	return 0;
 }
 
 /* qemu-img's "Formatting ..." line: the options it prints, in its order (defaults included). */
@@ -233,6 +249,137 @@ static int create_on_nbd(const char *filename, uint64_t size, const struct qcow2
 	return ret;
 }
 
+/* ", vpc, vdi": the formats created through their drivers, for messages. */
+static const char *creatable_formats(void)
+{
+	static char buf[256];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; blockdev_formats[i]; i++)
+		if (blockdev_formats[i]->create && n < sizeof(buf))
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ", %s",
+					      blockdev_formats[i]->name);
+	return buf;
+}
+
+/* The -o options of a format created through its driver (blockdev/create.h), size apart. */
+struct driver_opts {
+	struct blockdev_opt *v;
+	size_t n;
+	uint64_t size;
+	bool size_given;
+};
+
+static int add_driver_opt(struct driver_opts *d, const char *key, const char *value,
+			  struct error **errp)
+{
+	struct blockdev_opt *v = realloc(d->v, (d->n + 1) * sizeof(*v));
+
+	if (!v) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	d->v = v;
+	v[d->n].key = strdup(key);
+	v[d->n].value = strdup(value);
+	d->n++;
+	if (!v[d->n - 1].key || !v[d->n - 1].value) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int take_driver_option(void *opaque, const char *key, const char *value,
+			      struct error **errp)
+{
+	struct driver_opts *d = opaque;
+
+	if (strcmp(key, "size"))
+		return add_driver_opt(d, key, value, errp);
+	if (parse_size("size", value, &d->size, errp))
+		return -1;
+	d->size_given = true;
+	return 0;
+}
+
+/* The last value of @key among @d's options, or NULL. */
+static const char *driver_opt(const struct driver_opts *d, const char *key)
+{
+	for (size_t i = d->n; i-- > 0;)
+		if (!strcmp(d->v[i].key, key))
+			return d->v[i].value;
+	return NULL;
+}
+
+/*
+ * A format whose driver creates its images (vpc, vdi, ...): the options are checked against the
+ * driver's table, -b / -F become its backing_file / backing_fmt options (refused for a format
+ * without them), and qemu-img's "Formatting" line is printed from the same table.
+ */
+static int create_by_driver(const struct blockdev_driver *drv, const char *filename,
+			    const char *options, uint64_t size, bool size_given,
+			    const char *backing, const char *backing_fmt, bool quiet,
+			    struct error **errp)
+{
+	struct driver_opts d = { .size = size, .size_given = size_given };
+	struct blockdev_create_ctx ctx = { 0 };
+	char *summary = NULL;
+	int ret = -1;
+
+	if (options && img_each_option(options, take_driver_option, &d, errp))
+		goto out;
+	if ((backing && add_driver_opt(&d, "backing_file", backing, errp)) ||
+	    (backing_fmt && add_driver_opt(&d, "backing_fmt", backing_fmt, errp)))
+		goto out;
+	backing = driver_opt(&d, "backing_file");
+	backing_fmt = driver_opt(&d, "backing_fmt");
+	if (backing && !blockdev_create_takes(drv, "backing_file")) {
+		error_setg(errp, "format %s has no backing file", drv->name);
+		goto out;
+	}
+	if (backing && !backing_fmt) {
+		error_setg(errp, "'%s': backing file '%s' given without its format (-F or "
+			   "backing_fmt=): its format is not probed", filename, backing);
+		goto out;
+	}
+	if (backing && !d.size_given) {
+		if (backing_size(filename, backing, backing_fmt, &d.size, errp))
+			goto out;
+		d.size_given = true;
+	}
+	if (!d.size_given) {
+		error_setg(errp, "image size missing (give it after the file name)");
+		goto out;
+	}
+	if (blockdev_create_prepare(&ctx, drv, filename, d.size, d.v, d.n, errp))
+		goto out;
+	if (!quiet) {
+		summary = blockdev_create_summary(&ctx);
+		if (!summary) {
+			error_setg(errp, "out of memory");
+			goto out;
+		}
+		printf("Formatting '%s', fmt=%s %s\n", filename, drv->name, summary);
+	}
+	if (blockdev_is_nbd(filename)) {
+		error_setg(errp, "'%s': a %s image on an NBD export is not supported", filename,
+			   drv->name);
+		goto out;
+	}
+	ret = blockdev_create_run(&ctx, errp);
+out:
+	blockdev_create_free(&ctx);
+	free(summary);
+	for (size_t i = 0; i < d.n; i++) {
+		free(d.v[i].key);
+		free(d.v[i].value);
+	}
+	free(d.v);
+	return ret;
+}
+
 int img_create_image(const char *filename, const char *fmt, const char *options, uint64_t size,
 		     bool size_given, const char *backing, const char *backing_fmt, bool quiet,
 		     struct error **errp)
@@ -244,7 +391,13 @@ int img_create_image(const char *filename, const char *fmt, const char *options,
 	c.q.version = 3;
 	c.q.refcount_bits = 16;
 	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2") && strcmp(fmt, "luks")) {
-		error_setg(errp, "unknown format '%s': vireo-img creates raw, qcow2 and luks", fmt);
+		const struct blockdev_driver *drv = blockdev_find_format(fmt);
+
+		if (drv && drv->create)
+			return create_by_driver(drv, filename, options, size, size_given, backing,
+						backing_fmt, quiet, errp);
+		error_setg(errp, "unknown format '%s': vireo-img creates raw, qcow2, luks%s", fmt,
+			   creatable_formats());
 		return -1;
 	}
 	if (backing)

@@ -48,9 +48,10 @@ void img_print_snapshots(struct json_object *list);
 void img_human_size(uint64_t bytes, char *buf, size_t len);
 
 /*
- * Creates @filename in format @fmt ("raw" or "qcow2") of @size bytes (0 with a backing file:
- * the backing file's size). @options is qemu-img's -o list; @backing / @backing_fmt come from
- * -b / -F (NULL if not given). Prints "Formatting ..." unless @quiet.
+ * Creates @filename in format @fmt (raw, qcow2, luks, or a format whose driver has a create
+ * op) of @size bytes (0 with a backing file: the backing file's size). @options is qemu-img's
+ * -o list; @backing / @backing_fmt come from -b / -F (NULL if not given). Prints
+ * "Formatting ..." unless @quiet.
  */
 int img_create_image(const char *filename, const char *fmt, const char *options, uint64_t size,
 		     bool size_given, const char *backing, const char *backing_fmt, bool quiet,
