@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/affinity.h"
+#include "seccomp/thread.h"
 #include "vmm/kvm_util.h"
 #include "vmm/vm.h"
 
@@ -287,26 +288,28 @@ static void vcpu_boot_timer(struct vm *vm)
 	vm->boot_timer_start_ns = 0; /* once; only vCPU 0 reads or writes it */
 }
 
-static void *vcpu_thread(void *arg)
+/* The thread's own set-up, before its filter: the kick signal, its id, its nice value. */
+static int vcpu_thread_setup(void *arg, struct error **errp)
 {
 	struct vcpu *vcpu = arg;
-	struct vm *vm = vcpu->vm;
 	sigset_t set;
+	char who[32];
 
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	vcpu->tid = (int)syscall(SYS_gettid);
-	if (vcpu->nice_set) {
-		char who[32];
+	if (!vcpu->nice_set)
+		return 0;
+	snprintf(who, sizeof(who), "vCPU %u", vcpu->index);
+	return thread_set_own_nice(vcpu->nice, who, errp);
+}
 
-		snprintf(who, sizeof(who), "vCPU %u", vcpu->index);
-		if (thread_set_own_nice(vcpu->nice, who, &vcpu->start_err) < 0) {
-			sem_post(&vcpu->ready);
-			return NULL;
-		}
-	}
-	sem_post(&vcpu->ready);
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	struct vm *vm = vcpu->vm;
+
 	while (!vm_stopping(vm)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
@@ -329,31 +332,11 @@ static void *vcpu_thread(void *arg)
 
 int vcpu_start(struct vcpu *vcpu, struct error **errp)
 {
-	int ret;
+	char name[16];
 
-	if (sem_init(&vcpu->ready, 0, 0) < 0) {
-		error_setg_errno(errp, errno, "vCPU %u: sem_init", vcpu->index);
-		return -1;
-	}
-	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
-	if (ret) {
-		sem_destroy(&vcpu->ready);
-		error_setg_errno(errp, ret, "cannot start the thread of vCPU %u", vcpu->index);
-		return -1;
-	}
-	{
-		char name[16];
-
-		snprintf(name, sizeof(name), "vcpu%u", vcpu->index); /* as --affinity names it */
-		pthread_setname_np(vcpu->thread, name);
-	}
-	while (sem_wait(&vcpu->ready) < 0 && errno == EINTR)
-		;
-	sem_destroy(&vcpu->ready);
-	if (vcpu->start_err) {
-		pthread_join(vcpu->thread, NULL);
-		error_propagate(errp, vcpu->start_err);
-		vcpu->start_err = NULL;
+	snprintf(name, sizeof(name), "vcpu%u", vcpu->index); /* as --affinity names it */
+	if (sandbox_thread_spawn(&vcpu->thread, SANDBOX_ROLE_VCPU, name, vcpu_thread_setup,
+				 vcpu_thread, vcpu, errp) < 0) {
 		vcpu->tid = 0;
 		return -1;
 	}

@@ -4,15 +4,14 @@
  * exits to the VM's buses. Only that thread touches its kvm_run page, except `immediate_exit`,
  * which vm_kick_vcpus() sets from any thread before signalling the thread (KVM reads it on entry,
  * so a kick that lands between our stop check and KVM_RUN is not lost). The thread writes `tid`
- * and `start_err` before it posts `ready`; vcpu_start() reads them only after sem_wait(ready),
- * and they do not change afterwards, so QMP reads `tid` from the main thread without a lock.
+ * in its set-up, which sandbox_thread_spawn() waits for, and it does not change afterwards, so
+ * QMP reads `tid` from the main thread without a lock.
  */
 #ifndef VIREO_VMM_VCPU_H
 #define VIREO_VMM_VCPU_H
 
 #include <linux/kvm.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdbool.h>
 
 #include "common/error.h"
@@ -29,8 +28,6 @@ struct vcpu {
 	bool nice_set; /* --vcpu-nice: the thread sets its nice value to @nice before KVM_RUN */
 	int nice;
 	int tid; /* the thread's host id (QMP's thread-id); written by it before vcpu_start returns */
-	sem_t ready; /* posted by the thread once set up, ... */
-	struct error *start_err; /* ... with this set if it could not be (it then ends) */
 };
 
 /* Creates vCPU `index` (CPUID, LAPIC LINT set-up). Does not start it. */
@@ -40,8 +37,8 @@ void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_set_state(struct vcpu *vcpu, const struct kvm_regs *regs, const struct kvm_sregs *sregs,
 		   struct error **errp);
 /*
- * Starts the thread running KVM_RUN and waits until it has set itself up (its thread id, its
- * nice value): an error there is returned, and the thread is gone.
+ * Starts the thread running KVM_RUN (sandboxed as a vCPU) and waits until it has set itself up
+ * (its thread id, its nice value, its filter): an error there is returned, and the thread is gone.
  */
 int vcpu_start(struct vcpu *vcpu, struct error **errp);
 /* Lets a started vCPU's thread run only on the host CPUs in @cpus (--affinity vcpuN=...). */

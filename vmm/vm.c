@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "seccomp/thread.h"
 #include "vmm/kvm_util.h"
 #include "vmm/layout.h"
 
@@ -119,11 +120,9 @@ static int vm_setup_memory(struct vm *vm, uint64_t ram_size, struct error **errp
 				 (unsigned long long)(ram_size >> 20));
 		return -1;
 	}
-	ret = pthread_create(&vm->memslot_thread, NULL, vm_memslot_thread, vm);
-	if (ret) {
-		error_setg_errno(errp, ret, "cannot start a thread");
+	if (sandbox_thread_spawn(&vm->memslot_thread, SANDBOX_ROLE_MEMSLOT, "memslot", NULL,
+				 vm_memslot_thread, vm, errp) < 0)
 		return -1;
-	}
 	vm->memslot_pending = true;
 	return 0;
 }

@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The allowlists of every thread role (roles.h says how they are shaped). The README's table is
+ * printed from these arrays by sandbox-table; a test checks that it is current.
+ *
+ * How to read a role: its groups, plus the groups of every role it may start once its own filter
+ * is on (`spawns`): a thread inherits its creator's filter and adds its own, the kernel answering
+ * with the stricter of the two, so the creator's filter must let the new thread run. Everything
+ * else kills the process (--sandbox on) or is logged (--sandbox log).
+ *
+ * What no role may do after start: exec, fork, ptrace, mount or any namespace call, create an
+ * io_uring (iothreads make theirs in their set-up, before the filter), map anything executable,
+ * open a socket of a family other than unix, IPv4 and IPv6, or use an ioctl not listed here.
+ */
+#include "seccomp/roles.h"
+
+#include <asm/unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/io_uring.h>
+#include <linux/kvm.h>
+#include <linux/prctl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+
+#include "common/util.h"
+
+#define SYS(n, w) { __NR_##n, #n, NULL, 0, w }
+#define SYSC(n, c, w) { __NR_##n, #n, &(c), 0, w }
+#define SYSE(n, e, w) { __NR_##n, #n, NULL, e, w }
+#define V(x) { x, #x }
+#define ONE_OF(a, v) { a, SANDBOX_ONE_OF, 0, v, ARRAY_SIZE(v) }
+#define GROUP(id, what, ...)                                                                  \
+	static const struct sandbox_rule id##_rules[] = { __VA_ARGS__ };                       \
+	static const struct sandbox_group id = { #id, what, id##_rules, ARRAY_SIZE(id##_rules), 0 }
+
+/* The vCPU kick (vmm/vcpu.c: SIGRTMIN + 1 with glibc's SIGRTMIN of 34; sandbox.c checks it). */
+#define SANDBOX_SIG_VCPU_KICK 35
+
+/* ---- argument conditions ---------------------------------------------------------------------- */
+
+static const struct sandbox_val prot_exec[] = { V(PROT_EXEC) };
+static const struct sandbox_cond no_exec = { 2, SANDBOX_MASK_CLEAR, PROT_EXEC, prot_exec, 1 };
+
+static const struct sandbox_val clone_thread_v[] = { V(CLONE_THREAD), V(CLONE_VM) };
+static const struct sandbox_cond clone_thread = { 0, SANDBOX_MASK_SET, CLONE_THREAD | CLONE_VM,
+						  clone_thread_v, 2 };
+
+static const struct sandbox_val abort_sig_v[] = { V(SIGABRT) };
+static const struct sandbox_cond abort_sig = ONE_OF(2, abort_sig_v);
+static const struct sandbox_val kick_sig_v[] = { V(SIGABRT), { SANDBOX_SIG_VCPU_KICK,
+							       "SIGRTMIN+1" } };
+static const struct sandbox_cond kick_sig = ONE_OF(2, kick_sig_v);
+
+static const struct sandbox_val spawn_prctl_v[] = {
+	V(PR_SET_NAME), V(PR_SET_NO_NEW_PRIVS), V(PR_CAPBSET_READ), V(PR_CAP_AMBIENT),
+};
+static const struct sandbox_cond spawn_prctl = ONE_OF(0, spawn_prctl_v);
+
+static const struct sandbox_val filter_op_v[] = { V(SECCOMP_SET_MODE_FILTER) };
+static const struct sandbox_cond filter_op = ONE_OF(0, filter_op_v);
+
+static const struct sandbox_val socket_families_v[] = { V(AF_UNIX), V(AF_INET), V(AF_INET6) };
+static const struct sandbox_cond socket_families = ONE_OF(0, socket_families_v);
+
+static const struct sandbox_val uring_enter_v[] = {
+	V(IORING_ENTER_GETEVENTS), V(IORING_ENTER_SQ_WAKEUP), V(IORING_ENTER_SQ_WAIT),
+	V(IORING_ENTER_EXT_ARG),
+};
+static const struct sandbox_cond uring_enter_flags = {
+	3, SANDBOX_MASK_ONLY,
+	IORING_ENTER_GETEVENTS | IORING_ENTER_SQ_WAKEUP | IORING_ENTER_SQ_WAIT | IORING_ENTER_EXT_ARG,
+	uring_enter_v, ARRAY_SIZE(uring_enter_v)
+};
+
+/* what iothread.c's ring_restrict lets the ring register after it is enabled */
+static const struct sandbox_val uring_register_v[] = {
+	V(IORING_REGISTER_FILES_UPDATE), V(IORING_REGISTER_BUFFERS), V(IORING_UNREGISTER_BUFFERS),
+};
+static const struct sandbox_cond uring_register_ops = ONE_OF(1, uring_register_v);
+
+static const struct sandbox_val fcntl_v[] = {
+	V(F_GETFL), V(F_SETFL), V(F_GETFD), V(F_SETFD), V(F_DUPFD_CLOEXEC),
+};
+static const struct sandbox_cond fcntl_cmds = ONE_OF(1, fcntl_v);
+
+/* ioctl's command is its second argument */
+static const struct sandbox_val ioctl_vcpu_v[] = {
+	V(KVM_RUN), V(KVM_GET_REGS), V(KVM_GET_SREGS), V(TCGETS),
+	V(KVM_IRQ_LINE), V(KVM_SIGNAL_MSI), V(KVM_IOEVENTFD), V(KVM_IRQFD), V(KVM_SET_GSI_ROUTING),
+};
+static const struct sandbox_cond ioctl_vcpu = ONE_OF(1, ioctl_vcpu_v);
+
+static const struct sandbox_val ioctl_memslot_v[] = { V(KVM_SET_USER_MEMORY_REGION) };
+static const struct sandbox_cond ioctl_memslot = ONE_OF(1, ioctl_memslot_v);
+
+static const struct sandbox_val ioctl_block_v[] = {
+	V(BLKGETSIZE64), V(BLKSSZGET), V(FS_IOC_GETFLAGS), V(FS_IOC_SETFLAGS), V(TCGETS),
+};
+static const struct sandbox_cond ioctl_block = ONE_OF(1, ioctl_block_v);
+
+static const struct sandbox_val ioctl_main_v[] = {
+	V(BLKGETSIZE64), V(BLKSSZGET), V(FS_IOC_GETFLAGS), V(FS_IOC_SETFLAGS), V(TCGETS),
+	V(TCSETS), V(KVM_IRQ_LINE), V(KVM_SIGNAL_MSI), V(KVM_IOEVENTFD), V(KVM_IRQFD),
+	V(KVM_SET_GSI_ROUTING), V(KVM_GET_REGS), V(KVM_GET_SREGS),
+};
+static const struct sandbox_cond ioctl_main = ONE_OF(1, ioctl_main_v);
+
+/* ---- groups ------------------------------------------------------------------------------------ */
+
+GROUP(base, "every thread: memory, locks, time, its own end",
+	SYS(futex, "mutexes, condition variables, semaphores, joins"),
+	SYS(write, "log lines on stderr; eventfd and console writes"),
+	SYSC(mmap, no_exec, "malloc arenas and large blocks, thread stacks"),
+	SYSC(mprotect, no_exec, "malloc heap growth, stack guard pages"),
+	SYS(munmap, "free of large blocks, thread stacks"),
+	SYS(mremap, "realloc of large blocks"),
+	SYS(madvise, "malloc trimming; a thread's stack given back as it ends"),
+	SYS(brk, "the main malloc arena"),
+	SYS(rt_sigprocmask, "glibc blocks signals around thread start and end, abort()"),
+	SYS(rt_sigreturn, "return from a signal handler"),
+	SYS(restart_syscall, "a call interrupted by a signal resumes"),
+	SYS(clock_gettime, "time (the vDSO's fallback)"),
+	SYS(gettimeofday, "time (the vDSO's fallback)"),
+	SYS(clock_nanosleep, "short sleeps (retries, back-offs)"),
+	SYS(nanosleep, "short sleeps (retries, back-offs)"),
+	SYS(sched_yield, "polling loops give the core away"),
+	SYS(getpid, "log lines, thread ids"),
+	SYS(gettid, "thread ids (query-iothreads, query-cpus-fast)"),
+	SYSC(tgkill, abort_sig, "abort() on a failed assertion"),
+	SYS(getrandom, "OpenSSL and GnuTLS randomness, malloc's tcache seed"),
+	SYS(exit, "the thread ends"),
+	SYS(exit_group, "the process ends"),
+	SYSE(clone3, ENOSYS, "refused: glibc then uses clone, whose flags a filter can check"),
+);
+
+GROUP(spawn, "a thread that starts threads once under its filter (the new one runs under it too)",
+	SYSC(clone, clone_thread, "pthread_create: threads only, never a process"),
+	SYS(set_robust_list, "the new thread registers its robust futex list"),
+	SYS(rseq, "the new thread registers its restartable sequence area"),
+	SYSC(prctl, spawn_prctl, "the new thread names itself, sets no_new_privs, clears ambient caps"),
+	SYS(capget, "the new thread drops its capabilities (libcap-ng)"),
+	SYS(capset, "the new thread drops its capabilities (libcap-ng)"),
+	SYSC(seccomp, filter_op, "the new thread loads its own filter"),
+);
+
+GROUP(fd_io, "data path on files already open",
+	SYS(read, "eventfds, pipes, files"),
+	SYS(pread64, "image data and metadata"),
+	SYS(pwrite64, "image data and metadata"),
+	SYS(preadv, "image data"),
+	SYS(pwritev, "image data"),
+	SYS(preadv2, "image data"),
+	SYS(pwritev2, "image data (RWF_DSYNC for FUA)"),
+	SYS(fsync, "flush"),
+	SYS(fdatasync, "flush"),
+	SYS(fallocate, "write zeroes, discard, preallocation"),
+	SYS(ftruncate, "resize"),
+	SYS(lseek, "SEEK_DATA/SEEK_HOLE for block status"),
+	SYS(fstat, "sizes of open files"),
+	SYS(newfstatat, "fstat (glibc's form, AT_EMPTY_PATH)"),
+	SYSC(fcntl, fcntl_cmds, "file status flags"),
+	SYSC(ioctl, ioctl_block, "block device size and sector size, nocow flag, isatty()"),
+	SYS(close, "files and sockets this thread is done with"),
+);
+
+GROUP(uring, "an iothread's ring",
+	SYSC(io_uring_enter, uring_enter_flags, "submit and wait on its own ring"),
+	SYSC(io_uring_register, uring_register_ops,
+	     "fixed files and buffers, as the ring's restrictions allow"),
+	SYS(read, "its message eventfd, when the ring is not available"),
+	SYS(close, "files it no longer uses"),
+	SYS(ppoll, "waits without the ring"),
+	SYS(poll, "waits without the ring"),
+	SYS(sched_getaffinity, "sysconf(_SC_NPROCESSORS_ONLN)"),
+	SYS(recvfrom, "NBD server connections (TLS records)"),
+	SYS(sendto, "NBD server connections"),
+	SYS(sendmsg, "NBD server connections"),
+	SYS(shutdown, "NBD server: a connection ends"),
+	SYS(setsockopt, "NBD server: TCP_NODELAY on accepted connections"),
+);
+
+GROUP(vcpu, "a vCPU",
+	SYSC(ioctl, ioctl_vcpu,
+	     "KVM_RUN; registers for error messages; the devices' interrupts and eventfds"),
+	SYS(read, "eventfds"),
+	SYS(close, "eventfds of queues reset by the guest"),
+	SYS(eventfd2, "ioeventfds and irqfds of queues the guest enables"),
+	SYS(poll, "a console output that is behind"),
+);
+
+GROUP(memslot, "the memory registration thread",
+	SYSC(ioctl, ioctl_memslot, "KVM_SET_USER_MEMORY_REGION"),
+);
+
+GROUP(sockets, "sockets of a client (NBD)",
+	SYSC(socket, socket_families, "connect to the NBD server (unix, IPv4, IPv6)"),
+	SYS(connect, "connect to the NBD server"),
+	SYS(setsockopt, "TCP_NODELAY, timeouts"),
+	SYS(getsockopt, "SO_ERROR of a non-blocking connect"),
+	SYS(getsockname, "name resolution (AI_ADDRCONFIG)"),
+	SYS(recvfrom, "replies"),
+	SYS(recvmsg, "replies"),
+	SYS(sendto, "requests, DNS"),
+	SYS(sendmsg, "requests"),
+	SYS(sendmmsg, "DNS queries"),
+	SYS(shutdown, "disconnect"),
+	SYS(poll, "connect timeout, DNS"),
+	SYS(ppoll, "connect timeout, DNS"),
+	SYS(close, "sockets"),
+	SYS(read, "the resolver's files"),
+	SYS(openat, "the resolver reads /etc/hosts, /etc/resolv.conf, /etc/nsswitch.conf"),
+	SYS(newfstatat, "the resolver's files"),
+	SYS(fstat, "the resolver's files"),
+	SYSC(fcntl, fcntl_cmds, "blocking mode"),
+	SYS(bind, "name resolution"),
+);
+
+GROUP(control, "the control plane: QMP, blockdev-add, images opened and created",
+	SYS(openat, "blockdev-add, snapshots and mirror targets open and create images"),
+	SYS(open, "libraries that still call open()"),
+	SYS(unlink, "pid file, sockets, temporary files"),
+	SYS(unlinkat, "pid file, sockets"),
+	SYS(readlink, "realpath()"),
+	SYS(stat, "realpath(), file checks"),
+	SYS(lstat, "realpath()"),
+	SYS(statfs, "O_DIRECT alignment, file system type"),
+	SYS(fstatfs, "O_DIRECT alignment, file system type"),
+	SYS(statx, "file checks"),
+	SYS(access, "file checks"),
+	SYS(faccessat, "file checks"),
+	SYS(faccessat2, "file checks"),
+	SYS(getdents64, "directories (TLS credentials)"),
+	SYS(getcwd, "relative paths"),
+	SYS(dup, "descriptors handed to another node"),
+	SYS(dup2, "descriptors"),
+	SYS(dup3, "descriptors"),
+	SYS(eventfd2, "eventfds of new queues and nodes"),
+	SYS(pipe2, "pipes"),
+	SYS(flock, "image locks"),
+	SYSC(ioctl, ioctl_main,
+	     "block device geometry, nocow flag, the console's mode, the VM's interrupts"),
+	SYS(poll, "the main loop"),
+	SYS(ppoll, "the main loop"),
+	SYS(accept4, "QMP clients"),
+	SYS(accept, "QMP clients"),
+	SYS(bind, "nbd-server-start, QMP sockets"),
+	SYS(listen, "nbd-server-start"),
+	SYS(getpeername, "QMP clients"),
+	SYS(rt_sigaction, "signal dispositions"),
+	SYS(sched_getaffinity, "CPU counts"),
+	SYS(sched_setaffinity, "--affinity of threads started late"),
+	SYS(sched_setscheduler, "the job thread's priority"),
+	SYS(ioprio_set, "the job thread's I/O priority"),
+	SYS(setpriority, "nice values"),
+	SYS(getpriority, "nice values"),
+	SYSC(tgkill, kick_sig, "vCPU kicks (pthread_kill), abort()"),
+	SYS(uname, "version strings"),
+	SYS(sysinfo, "memory sizes"),
+	SYS(getrusage, "statistics"),
+	SYS(getuid, "file checks"),
+	SYS(geteuid, "file checks"),
+	SYS(getgid, "file checks"),
+	SYS(getegid, "file checks"),
+	SYS(fchmod, "created files"),
+	SYS(memfd_create, "temporary buffers"),
+	SYS(sync_file_range, "flushes"),
+	SYS(fadvise64, "page cache hints"),
+);
+
+GROUP(job_prio, "the job thread's priority",
+	SYS(sched_setscheduler, "SCHED_IDLE, and normal priority while it is starved"),
+	SYS(sched_getscheduler, "its policy"),
+	SYS(ioprio_set, "the idle I/O class"),
+	SYS(setpriority, "nice"),
+);
+
+GROUP(files_open, "a thread that opens or creates images (blockdev-create, mirror targets)",
+	SYS(openat, "images opened and created by jobs"),
+	SYS(unlink, "a failed create cleans up"),
+	SYS(statfs, "O_DIRECT alignment"),
+	SYS(fstatfs, "O_DIRECT alignment"),
+	SYS(eventfd2, "eventfds of new nodes"),
+	SYS(readlink, "realpath()"),
+	SYS(getcwd, "relative paths"),
+	SYS(sched_getaffinity, "CPU counts (copy windows)"),
+);
+
+/* ---- roles ------------------------------------------------------------------------------------ */
+
+#define ROLE(...) (const struct sandbox_group *const[]) { __VA_ARGS__, NULL }
+#define BIT(r) (1u << (r))
+
+const struct sandbox_role_def sandbox_roles[SANDBOX_ROLE_NR] = {
+	[SANDBOX_ROLE_MAIN] = {
+		"main", "vireo's main thread once the VM is built: QMP, signals, the console",
+		ROLE(&base, &spawn, &fd_io, &control, &sockets),
+		BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL) | BIT(SANDBOX_ROLE_JOB) |
+			BIT(SANDBOX_ROLE_NBD_RX),
+		{ __NR_poll },
+	},
+	[SANDBOX_ROLE_SD_MAIN] = {
+		"sd-main", "vireo-storage-daemon's main thread once set up: QMP, signals",
+		ROLE(&base, &spawn, &fd_io, &control, &sockets),
+		BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL) | BIT(SANDBOX_ROLE_JOB) |
+			BIT(SANDBOX_ROLE_NBD_RX) | BIT(SANDBOX_ROLE_NBD_EXPORT) |
+			BIT(SANDBOX_ROLE_IOTHREAD),
+		{ __NR_poll },
+	},
+	[SANDBOX_ROLE_VCPU] = {
+		"vcpu", "a vCPU: KVM_RUN and the devices' port and MMIO handlers",
+		ROLE(&base, &vcpu), 0, { __NR_ioctl },
+	},
+	[SANDBOX_ROLE_IOTHREAD] = {
+		"iothread", "an iothread: its virtqueues or NBD connections, on its io_uring",
+		ROLE(&base, &uring, &fd_io), 0, { __NR_io_uring_enter },
+	},
+	[SANDBOX_ROLE_MEMSLOT] = {
+		"memslot", "registers guest memory with KVM while the VM is built, then ends",
+		ROLE(&base, &memslot), 0, { 0 },
+	},
+	[SANDBOX_ROLE_ENGINE] = {
+		"engine", "a node's slow-path worker: the drivers' blocking calls (NBD, LUKS, ...)",
+		ROLE(&base, &fd_io, &sockets), 0, { __NR_futex },
+	},
+	[SANDBOX_ROLE_QCOW2_POOL] = {
+		"qcow2-pool", "a qcow2 image's group-commit helpers (data writes of one commit)",
+		ROLE(&base, &fd_io), 0, { __NR_futex },
+	},
+	[SANDBOX_ROLE_JOB] = {
+		"job", "the block job thread: stream, commit, mirror, backup, create",
+		ROLE(&base, &spawn, &fd_io, &job_prio, &files_open, &sockets),
+		BIT(SANDBOX_ROLE_COPY) | BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL),
+		{ 0 },
+	},
+	[SANDBOX_ROLE_COPY] = {
+		"copy", "a mirror's extra copy workers (they live for one copy)",
+		ROLE(&base, &fd_io, &sockets), 0, { 0 },
+	},
+	[SANDBOX_ROLE_NBD_EXPORT] = {
+		"nbd-export", "an NBD export's block status worker",
+		ROLE(&base, &fd_io), 0, { 0 },
+	},
+	[SANDBOX_ROLE_NBD_RX] = {
+		"nbd-rx", "an NBD client node's receiver: replies, and reconnecting",
+		ROLE(&base, &fd_io, &sockets), 0, { __NR_recvfrom },
+	},
+};
+
+/* ---- the sanitizers' runtimes ------------------------------------------------------------------ */
+
+static const struct sandbox_rule sanitizer_rules[] = {
+	SYS(sigaltstack, "the runtimes' alternate signal stacks"),
+	SYS(rt_sigaction, "the runtimes' signal handlers"),
+	SYS(openat, "reports read /proc/self/maps and the binary to symbolize"),
+	SYS(read, "/proc/self/maps"),
+	SYS(close, "/proc/self/maps"),
+	SYS(readlink, "/proc/self/exe"),
+	SYS(newfstatat, "files the reports read"),
+	SYS(fstat, "files the reports read"),
+	SYS(getrlimit, "stack limits"),
+	SYS(prlimit64, "stack limits"),
+	SYS(sched_getaffinity, "the runtimes' CPU counts"),
+	SYS(prctl, "the runtimes' thread settings"),
+	SYS(clone, "LeakSanitizer's tracer at exit"),
+	SYS(ptrace, "LeakSanitizer stops the threads to scan them"),
+	SYS(wait4, "LeakSanitizer waits for its tracer"),
+	SYS(getdents64, "LeakSanitizer lists the threads in /proc/self/task"),
+	SYS(getppid, "LeakSanitizer's tracer"),
+	SYS(kill, "LeakSanitizer's tracer"),
+	SYS(pipe2, "the symbolizer"),
+	SYS(lseek, "files the reports read"),
+};
+const struct sandbox_group sandbox_group_sanitizer = {
+	"sanitizer", "sanitizer builds only (ASan, UBSan, TSan runtimes)", sanitizer_rules,
+	ARRAY_SIZE(sanitizer_rules), 1,
+};
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                      \
+	__has_feature(undefined_behavior_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+int sandbox_sanitized(void)
+{
+#if defined(SANITIZED) || defined(VIREO_SANITIZED)
+	return 1;
+#else
+	return 0;
+#endif
+}
