@@ -33,6 +33,7 @@ struct nbd_status_job;
 struct nbd_listener {
 	struct nbd_server *srv;       /* [fixed] */
 	int fd;                       /* [fixed] */
+	int fix;                      /* [srv-it] fd's slot in the iothread's fixed file table */
 	struct iothread_op op;        /* [srv-it] the armed ACCEPT */
 	bool armed;                   /* [srv-it] */
 	bool dead;                    /* [srv-it] accept failed for good */
@@ -105,6 +106,7 @@ struct nbd_client {
 	struct iothread *it;               /* [cl-it] changes when it moves to its export */
 	struct nbd_export *exp;            /* [cl-it] set by go */
 	int fd;                            /* [fixed] */
+	int fix;                           /* [cl-it] fd's slot in cl->it's fixed files, or -1 */
 	struct iothread_op recv_op, send_op, reap_op;
 	bool recv_armed, send_armed, reap_pending;
 	bool moving;                       /* go happened: move to exp->it once nothing is armed */

@@ -153,6 +153,7 @@ static void arm_accepts(struct nbd_server *srv)
 		l->peer_len = sizeof(l->peer);
 		io_uring_prep_accept(sqe, l->fd, (struct sockaddr *)&l->peer, &l->peer_len,
 				     SOCK_CLOEXEC);
+		iothread_sqe_fixed(sqe, l->fix);
 		l->armed = true;
 	}
 }
@@ -181,9 +182,28 @@ void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_export *exp)
 		arm_accepts(srv);
 }
 
+struct start_call {
+	struct nbd_server *srv;
+	struct error **errp;
+};
+
+/* The listening sockets into the ring's fixed file table (its SQEs name no plain fd), then the
+ * ACCEPTs. */
 static int start_on_iothread(void *arg)
 {
-	arm_accepts(arg);
+	struct start_call *c = arg;
+	struct nbd_server *srv = c->srv;
+
+	for (unsigned int i = 0; i < srv->nr_lis; i++) {
+		srv->lis[i].fix = iothread_file_register(srv->it, srv->lis[i].fd,
+							 "the NBD server's listening socket", c->errp);
+		if (srv->lis[i].fix < 0) {
+			while (i--)
+				iothread_file_release(srv->it, srv->lis[i].fd);
+			return -EMFILE;
+		}
+	}
+	arm_accepts(srv);
 	return 0;
 }
 
@@ -331,12 +351,16 @@ static int stop_on_iothread(void *arg)
 			continue;
 		sqe = iothread_get_sqe(srv->it, &srv->cancel_op);
 		if (sqe)
-			io_uring_prep_cancel(sqe, &l->op, 0);
+			iothread_prep_cancel(sqe, &l->op);
 	}
-	for (unsigned int i = 0; i < srv->nr_lis; i++)
+	for (unsigned int i = 0; i < srv->nr_lis; i++) {
 		while (srv->lis[i].armed)
 			if (iothread_wait_once(srv->it) < 0)
 				break;
+		if (srv->lis[i].fix >= 0)
+			iothread_file_release(srv->it, srv->lis[i].fd);
+		srv->lis[i].fix = -1;
+	}
 	nbd_clients_close(srv->hs_clients, "the server is stopping");
 	return 0;
 }
@@ -344,6 +368,7 @@ static int stop_on_iothread(void *arg)
 struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct error **errp)
 {
 	struct nbd_server *srv;
+	struct error *err = NULL;
 	int ret;
 
 	if (o->tls_creds && !o->tls) {
@@ -380,11 +405,16 @@ struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct erro
 		goto err;
 	for (unsigned int i = 0; i < srv->nr_lis; i++) {
 		srv->lis[i].srv = srv;
+		srv->lis[i].fix = -1;
 		srv->lis[i].op.complete = accept_done;
 		srv->lis[i].retry.fire = accept_retry;
 	}
-	if (iothread_run_sync(srv->it, start_on_iothread, srv) < 0) {
-		error_setg(errp, "NBD server: out of memory");
+	ret = iothread_run_sync(srv->it, start_on_iothread, &(struct start_call){ srv, &err });
+	if (ret < 0) {
+		if (err)
+			error_propagate(errp, err);
+		else
+			error_setg(errp, "NBD server: out of memory");
 		goto err;
 	}
 	return srv;

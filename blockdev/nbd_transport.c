@@ -82,6 +82,8 @@ static void client_free(struct nbd_client *cl)
 		fprintf(stderr, "vireo: NBD client %s: %s\n", nbd_conn_peer(cl->conn), why);
 	iothread_timer_cancel(cl->it, &cl->hs_timer);
 	unlink_client(cl);
+	if (cl->fix >= 0)
+		iothread_file_release(cl->it, cl->fd);
 	close(cl->fd);
 	nbd_tls_session_free(cl->tls);
 	nbd_conn_free(cl->conn); /* drops its export reference (takes srv->lock) */
@@ -156,6 +158,7 @@ static bool arm_recv(struct nbd_client *cl, void *buf, size_t len)
 	if (!sqe)
 		return false;
 	io_uring_prep_recv(sqe, cl->fd, buf, len, 0);
+	iothread_sqe_fixed(sqe, cl->fix);
 	cl->recv_armed = true;
 	return true;
 }
@@ -169,6 +172,7 @@ static bool arm_send(struct nbd_client *cl, int n, bool cipher)
 		return false;
 	cl->msg = (struct msghdr){ .msg_iov = cl->iov, .msg_iovlen = (size_t)n };
 	io_uring_prep_sendmsg(sqe, cl->fd, &cl->msg, MSG_NOSIGNAL);
+	iothread_sqe_fixed(sqe, cl->fix);
 	cl->send_armed = true;
 	cl->send_cipher = cipher;
 	return true;
@@ -188,8 +192,13 @@ static void adopt(void *arg)
 	gone = exp->deleting;
 	pthread_mutex_unlock(&exp->srv->lock);
 	link_client(&exp->clients, cl);
+	cl->fix = gone ? -1 : iothread_file_index(cl->it, cl->fd);
 	if (gone)
 		nbd_conn_close(cl->conn, "the export was deleted");
+	else if (cl->fix < 0)
+		nbd_conn_close(cl->conn, cl->fix == -EMFILE ? "the export's iothread cannot take "
+			       "the socket: its ring's fixed file table is full" : "the export's "
+			       "iothread cannot register the socket in its ring");
 	else
 		nbd_conn_resume(cl->conn);
 	update(cl);
@@ -199,6 +208,9 @@ static void move(struct nbd_client *cl)
 {
 	iothread_timer_cancel(cl->it, &cl->hs_timer);
 	unlink_client(cl);
+	/* the slot is this ring's: the export's iothread registers the socket in its own */
+	iothread_file_release(cl->it, cl->fd);
+	cl->fix = -1;
 	if (iothread_post(cl->exp->it, adopt, cl) == 0)
 		return;
 	/* no memory for the message: stay, and end the connection here */
@@ -436,6 +448,16 @@ int nbd_client_start(struct nbd_server *srv, int fd, const char *peer)
 	cl->srv = srv;
 	cl->fd = fd;
 	cl->it = srv->it;
+	cl->fix = iothread_file_index(cl->it, fd);
+	if (cl->fix < 0) {
+		fprintf(stderr, "vireo: NBD client %s: refused: the server's iothread cannot "
+			"register its socket in its ring's fixed file table: %s\n", peer,
+			cl->fix == -EMFILE ? "the table is full" : strerror(-cl->fix));
+		nbd_conn_free(cl->conn);
+		free(cl);
+		close(fd);
+		return -1;
+	}
 	cl->recv_op.complete = recv_done;
 	cl->send_op.complete = send_done;
 	cl->reap_op.complete = reap;

@@ -17,6 +17,12 @@ static struct iothread_obj objs[IOTHREAD_OBJ_MAX];
 static unsigned int nr_objs;
 static struct blockdev_throttle_group *groups[32]; /* --object throttle-group: ours to drop */
 static unsigned int nr_groups;
+static bool serve_sockets; /* iothread_obj_serve_sockets() was called */
+
+void iothread_obj_serve_sockets(void)
+{
+	serve_sockets = true;
+}
 
 struct iothread_obj *iothread_obj_find(const char *id)
 {
@@ -41,8 +47,9 @@ struct iothread_obj *iothread_obj_create(const char *id, const struct iothread_o
 		goto err;
 	}
 	*o = (struct iothread_obj){ .opts = *opts };
+	o->opts.serves_sockets |= serve_sockets;
 	snprintf(o->id, sizeof(o->id), "%s", id);
-	o->it = iothread_create(id, opts, errp); /* its messages name the iothread */
+	o->it = iothread_create(id, &o->opts, errp); /* its messages name the iothread */
 	if (!o->it)
 		goto err;
 	nr_objs++;

@@ -42,6 +42,13 @@ int iothread_obj_add_spec(const char *spec, struct error **errp);
  * does not name the option. */
 int iothread_obj_add_json(struct json_object *a, struct error **errp);
 
+/*
+ * The iothreads made from now on serve sockets too (iothread_opts.serves_sockets: their rings
+ * allow the NBD server's ACCEPT, RECV and SENDMSG): the storage daemon's, whose exports may
+ * name any of them. vireo's rings carry block I/O only.
+ */
+void iothread_obj_serve_sockets(void);
+
 /* Starts iothread @id with @opts (@id must be free); @who (or NULL) prefixes messages. */
 struct iothread_obj *iothread_obj_create(const char *id, const struct iothread_opts *opts,
 					 const char *who, struct error **errp);

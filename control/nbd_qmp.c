@@ -126,7 +126,9 @@ static int server_start(struct json_object *a, struct json_object *addr, struct 
 	o.tls = o.tls_creds ? tls_obj_find(o.tls_creds) : NULL; /* none: the server says so */
 	o.max_connections = (unsigned int)max_conns;
 	o.handshake_ms = (unsigned int)(handshake_s * 1000);
-	srv_iothread = iothread_create("nbd-server", NULL, errp); /* no polling: idle sleeps */
+	/* no polling: idle sleeps; its ring carries the sockets */
+	srv_iothread = iothread_create("nbd-server", &(struct iothread_opts){ .serves_sockets = true },
+				       errp);
 	if (!srv_iothread)
 		return -1;
 	o.iothread = srv_iothread;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -34,8 +35,8 @@
 
 #include "common/affinity.h"
 #include "common/util.h"
+#include "seccomp/thread.h"
 
-#define IOTHREAD_MAX_FILES 64
 #define IOTHREAD_RING_DEFAULT 256
 
 struct iothread_msg {
@@ -52,7 +53,7 @@ struct iothread_file {
 struct iothread {
 	char name[16];
 	pthread_t thread;
-	pid_t tid; /* the thread's id, set by the thread before it posts `started` */
+	pid_t tid; /* the thread's id, set in its set-up (iothread_create waits for it) */
 	struct iothread_opts opts;
 	struct io_uring ring;
 	_Atomic uint64_t poll_ns; /* current busy-poll window; written by the thread, relaxed */
@@ -78,15 +79,13 @@ struct iothread {
 	struct iothread_op *deferred, **deferred_tail;
 	struct iothread_timer *timers; /* armed, sorted by deadline (see "Timers" in iothread.h) */
 
-	bool files_ok;
-	struct iothread_file files[IOTHREAD_MAX_FILES];
+	/* the ring's fixed file table: slot i holds files[i].fd while files[i].refs > 0 */
+	struct iothread_file *files;
+	unsigned int files_cap;
+	int msg_index; /* msg_fd's slot */
 
 	struct iovec bufs[IOTHREAD_MAX_MEM_REGIONS]; /* registered fixed buffers */
 	int nr_bufs;
-
-	/* start-up handshake */
-	sem_t started;
-	struct error *start_err;
 };
 
 static __thread struct iothread *current_it;
@@ -195,40 +194,139 @@ void iothread_defer(struct iothread *it, struct iothread_op *op, int res)
 	it->deferred_tail = &op->next;
 }
 
+/*
+ * The ceiling of the fixed file table: opts.max_files, and the kernel refuses a table larger
+ * than RLIMIT_NOFILE (liburing raises the soft limit up to the hard one on the way).
+ */
+static unsigned int files_ceiling(const struct iothread *it)
+{
+	unsigned int max = it->opts.max_files ? it->opts.max_files : IOTHREAD_FILES_MAX;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+	    rl.rlim_max < max)
+		max = (unsigned int)rl.rlim_max;
+	return max;
+}
+
+/*
+ * Doubles the table, up to its ceiling. The kernel has no resize: the table is unregistered and
+ * registered again, bigger, with every file at its slot, so the indexes in use stay valid (SQEs
+ * in flight hold references to their files, not to the table).
+ */
+static int files_grow(struct iothread *it)
+{
+	unsigned int cap = it->files_cap, max = files_ceiling(it), ncap;
+	struct iothread_file *nf;
+	int *fds, ret;
+
+	if (cap >= max)
+		return -EMFILE;
+	ncap = MIN(cap * 2, max);
+	nf = realloc(it->files, ncap * sizeof(*nf));
+	if (!nf)
+		return -ENOMEM;
+	memset(nf + cap, 0, (ncap - cap) * sizeof(*nf));
+	it->files = nf;
+	fds = malloc(ncap * sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < ncap; i++)
+		fds[i] = i < cap && nf[i].refs ? nf[i].fd : -1;
+	ret = io_uring_unregister_files(&it->ring);
+	if (ret == 0) {
+		ret = io_uring_register_files(&it->ring, fds, ncap);
+		if (ret == 0)
+			it->files_cap = ncap;
+		else if (io_uring_register_files(&it->ring, fds, cap) < 0)
+			/* not even the old size again: every request of this ring fails from now */
+			fprintf(stderr, "vireo: iothread %s: lost its ring's fixed file table while "
+				"growing it to %u files: its I/O fails\n", it->name, ncap);
+	}
+	free(fds);
+	return ret < 0 ? ret : 0;
+}
+
 int iothread_file_index(struct iothread *it, int fd)
 {
-	int free_slot = -1;
+	unsigned int slot;
+	int ret;
 
-	if (!it->files_ok || fd < 0)
-		return -1;
-	for (int i = 0; i < IOTHREAD_MAX_FILES; i++) {
+	if (fd < 0)
+		return -EBADF;
+	for (unsigned int i = 0; i < it->files_cap; i++)
 		if (it->files[i].refs && it->files[i].fd == fd) {
 			it->files[i].refs++;
-			return i;
+			return (int)i;
 		}
-		if (!it->files[i].refs && free_slot < 0)
-			free_slot = i;
+	for (slot = 0; slot < it->files_cap && it->files[slot].refs; slot++)
+		;
+	if (slot == it->files_cap) {
+		ret = files_grow(it);
+		if (ret < 0)
+			return ret;
 	}
-	if (free_slot < 0)
+	ret = io_uring_register_files_update(&it->ring, slot, &fd, 1);
+	if (ret != 1)
+		return ret < 0 ? ret : -EIO;
+	it->files[slot].fd = fd;
+	it->files[slot].refs = 1;
+	return (int)slot;
+}
+
+/* The message of a failed iothread_file_index(). */
+void iothread_file_error(struct iothread *it, int err, const char *what, struct error **errp)
+{
+	if (err == -EMFILE)
+		error_setg(errp, "iothread %s: cannot register %s in its ring's fixed file table: "
+			   "the table is full (%u files, the most it may hold: at most %u, and "
+			   "RLIMIT_NOFILE)", it->name, what, it->files_cap,
+			   it->opts.max_files ? it->opts.max_files : IOTHREAD_FILES_MAX);
+	else
+		error_setg_errno(errp, -err, "iothread %s: cannot register %s in its ring's fixed "
+				 "file table", it->name, what);
+}
+
+int iothread_file_register(struct iothread *it, int fd, const char *what, struct error **errp)
+{
+	int ret = iothread_file_index(it, fd);
+
+	if (ret < 0) {
+		iothread_file_error(it, ret, what, errp);
 		return -1;
-	if (io_uring_register_files_update(&it->ring, free_slot, &fd, 1) != 1)
-		return -1;
-	it->files[free_slot].fd = fd;
-	it->files[free_slot].refs = 1;
-	return free_slot;
+	}
+	return ret;
 }
 
 void iothread_file_release(struct iothread *it, int fd)
 {
 	int none = -1;
 
-	for (int i = 0; i < IOTHREAD_MAX_FILES; i++) {
+	for (unsigned int i = 0; i < it->files_cap; i++) {
 		if (!it->files[i].refs || it->files[i].fd != fd)
 			continue;
 		if (--it->files[i].refs == 0)
 			io_uring_register_files_update(&it->ring, i, &none, 1);
 		return;
 	}
+}
+
+void iothread_sqe_fixed(struct io_uring_sqe *sqe, int index)
+{
+	sqe->fd = index;
+	sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+void iothread_prep_cancel(struct io_uring_sqe *sqe, struct iothread_op *op)
+{
+	io_uring_prep_cancel(sqe, op, 0);
+	/* a restricted ring requires the flag on every SQE; a cancel by user_data ignores it */
+	sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+unsigned int iothread_files_capacity(const struct iothread *it)
+{
+	return it->files_cap;
 }
 
 int iothread_buffer_index(const struct iothread *it, const void *buf, size_t len)
@@ -481,6 +579,7 @@ static void arm_msg_read(struct iothread *it)
 	if (!sqe)
 		return;
 	io_uring_prep_read(sqe, it->msg_fd, &it->msg_buf, sizeof(it->msg_buf), 0);
+	iothread_sqe_fixed(sqe, it->msg_index);
 	it->msg_armed = true;
 }
 
@@ -612,6 +711,7 @@ static void arm_kicks(struct iothread *it)
 			io_uring_prep_poll_add(sqe, s->kick_fd, POLLIN);
 		else
 			io_uring_prep_read(sqe, s->kick_fd, &s->kick_buf, sizeof(s->kick_buf), 0);
+		iothread_sqe_fixed(sqe, s->kick_index);
 		s->kick_armed = true;
 	}
 }
@@ -645,6 +745,13 @@ static int add_source_fn(void *arg)
 {
 	struct source_call *c = arg;
 
+	if (c->src->kick_fd >= 0) {
+		int index = iothread_file_index(c->it, c->src->kick_fd);
+
+		if (index < 0)
+			return index;
+		c->src->kick_index = index;
+	}
 	c->src->kick_op.complete = kick_read_done;
 	c->src->kick_armed = false;
 	c->src->kick_poll = false;
@@ -660,8 +767,12 @@ int iothread_add_source(struct iothread *it, struct iothread_source *src, struct
 	struct source_call c = { it, src };
 	int ret = iothread_run_sync(it, add_source_fn, &c);
 
+	if (ret == -ENOMEM) {
+		error_setg(errp, "iothread %s: cannot add a source: out of memory", it->name);
+		return -1;
+	}
 	if (ret < 0) {
-		error_setg_errno(errp, ret, "iothread %s: cannot add a source", it->name);
+		iothread_file_error(it, ret, "a queue's notification eventfd", errp);
 		return -1;
 	}
 	return 0;
@@ -682,12 +793,14 @@ static int remove_source_fn(void *arg)
 		struct io_uring_sqe *sqe = ring_get_sqe(it, NULL);
 
 		if (sqe)
-			io_uring_prep_cancel(sqe, &c->src->kick_op, 0);
+			iothread_prep_cancel(sqe, &c->src->kick_op);
 		/* the READ's CQE (cancelled or completed) clears kick_armed */
 		while (c->src->kick_armed)
 			if (iothread_wait_once(it) < 0)
 				break;
 	}
+	if (c->src->kick_fd >= 0)
+		iothread_file_release(it, c->src->kick_fd);
 	return 0;
 }
 
@@ -846,38 +959,51 @@ static void loop(struct iothread *it)
 }
 
 /*
- * io_uring operations bypass seccomp, so each ring is locked to what the engine needs: created
- * disabled, given its sparse file table, restricted to these opcodes, SQE flags and register
- * operations, then enabled (on this thread, which so becomes its single issuer).
+ * io_uring operations bypass seccomp, so each ring is locked to what its users submit: created
+ * disabled, given its sparse file table, restricted to the opcodes below, to SQEs that name a
+ * registered file (IOSQE_FIXED_FILE required, no other flag) and to the register operations
+ * the table and the fixed buffers need, then enabled (on this thread, which so becomes its
+ * single issuer). A plain fd in an SQE, or another opcode, completes with -EACCES.
  */
-static const uint8_t allowed_sqe_ops[] = {
+static const uint8_t engine_sqe_ops[] = {
+	/* blockdev/engine.c: guest I/O, with or without registered buffers, flush, discard */
 	IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED,
-	IORING_OP_FSYNC, IORING_OP_FALLOCATE, IORING_OP_READ, IORING_OP_POLL_ADD,
-	IORING_OP_ASYNC_CANCEL,
-	/* the NBD server's sockets (blockdev/nbd_server.c, nbd_transport.c) */
+	IORING_OP_FSYNC, IORING_OP_FALLOCATE,
+	/* this loop: the message and kick eventfds (READ, or POLL_ADD on old kernels), and the
+	 * cancel of a removed source's kick */
+	IORING_OP_READ, IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL,
+};
+/* the NBD server's sockets (blockdev/nbd_server.c, nbd_transport.c): opts.serves_sockets */
+static const uint8_t socket_sqe_ops[] = {
 	IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SENDMSG,
 };
 static const uint8_t allowed_register_ops[] = {
-	IORING_REGISTER_FILES_UPDATE, IORING_REGISTER_BUFFERS, IORING_UNREGISTER_BUFFERS,
+	IORING_REGISTER_FILES_UPDATE,                      /* a file in or out of a slot */
+	IORING_UNREGISTER_FILES, IORING_REGISTER_FILES,    /* the table grows (files_grow) */
+	IORING_REGISTER_BUFFERS, IORING_UNREGISTER_BUFFERS, /* register-memory=on */
 };
 
 static int ring_restrict(struct iothread *it, struct error **errp)
 {
-	struct io_uring_restriction res[ARRAY_SIZE(allowed_sqe_ops) +
+	struct io_uring_restriction res[ARRAY_SIZE(engine_sqe_ops) + ARRAY_SIZE(socket_sqe_ops) +
 					ARRAY_SIZE(allowed_register_ops) + 1];
 	unsigned int n = 0;
 	int ret;
 
 	memset(res, 0, sizeof(res));
-	for (size_t i = 0; i < ARRAY_SIZE(allowed_sqe_ops); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(engine_sqe_ops); i++) {
 		res[n].opcode = IORING_RESTRICTION_SQE_OP;
-		res[n++].sqe_op = allowed_sqe_ops[i];
+		res[n++].sqe_op = engine_sqe_ops[i];
+	}
+	for (size_t i = 0; it->opts.serves_sockets && i < ARRAY_SIZE(socket_sqe_ops); i++) {
+		res[n].opcode = IORING_RESTRICTION_SQE_OP;
+		res[n++].sqe_op = socket_sqe_ops[i];
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(allowed_register_ops); i++) {
 		res[n].opcode = IORING_RESTRICTION_REGISTER_OP;
 		res[n++].register_op = allowed_register_ops[i];
 	}
-	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
 	res[n++].sqe_flags = IOSQE_FIXED_FILE;
 	/* Debian's liburing 2.3 does not export its wrappers for these two: use the syscall */
 	ret = (int)syscall(__NR_io_uring_register, it->ring.ring_fd, IORING_REGISTER_RESTRICTIONS,
@@ -918,12 +1044,31 @@ static int ring_init(struct iothread *it, struct error **errp)
 				 entries);
 		return -1;
 	}
-	it->files_ok = io_uring_register_files_sparse(&it->ring, IOTHREAD_MAX_FILES) == 0;
-	if (ring_restrict(it, errp) < 0) {
-		io_uring_queue_exit(&it->ring);
-		return -1;
+	it->files = calloc(IOTHREAD_FILES_START, sizeof(*it->files));
+	if (!it->files) {
+		error_setg(errp, "iothread %s: out of memory", it->name);
+		goto err_ring;
 	}
+	/* every SQE names a registered file: without a table the ring could do nothing */
+	ret = io_uring_register_files_sparse(&it->ring, IOTHREAD_FILES_START);
+	if (ret < 0) {
+		error_setg_errno(errp, -ret, "iothread %s: io_uring_register_files_sparse(%u)",
+				 it->name, IOTHREAD_FILES_START);
+		goto err_files;
+	}
+	it->files_cap = IOTHREAD_FILES_START;
+	it->msg_index = iothread_file_register(it, it->msg_fd, "its message eventfd", errp);
+	if (it->msg_index < 0 || ring_restrict(it, errp) < 0)
+		goto err_files;
 	return 0;
+
+err_files:
+	free(it->files);
+	it->files = NULL;
+	it->files_cap = 0;
+err_ring:
+	io_uring_queue_exit(&it->ring);
+	return -1;
 }
 
 static void stop_fn(void *arg)
@@ -933,7 +1078,8 @@ static void stop_fn(void *arg)
 	atomic_store_explicit(&it->stop, true, memory_order_relaxed);
 }
 
-static void *iothread_main(void *arg)
+/* The thread's own set-up, before its sandbox filter: its nice value and its ring. */
+static int iothread_setup(void *arg, struct error **errp)
 {
 	struct iothread *it = arg;
 	char who[sizeof(it->name) + 16];
@@ -941,16 +1087,20 @@ static void *iothread_main(void *arg)
 	current_it = it;
 	it->tid = (pid_t)syscall(SYS_gettid);
 	snprintf(who, sizeof(who), "iothread %s", it->name);
-	if ((it->opts.nice_set && thread_set_own_nice(it->opts.nice, who, &it->start_err) < 0) ||
-	    ring_init(it, &it->start_err) < 0) {
-		sem_post(&it->started);
-		return NULL;
-	}
-	sem_post(&it->started);
+	if (it->opts.nice_set && thread_set_own_nice(it->opts.nice, who, errp) < 0)
+		return -1;
+	return ring_init(it, errp);
+}
+
+static void *iothread_main(void *arg)
+{
+	struct iothread *it = arg;
+
 	loop(it);
 	/* run what raced with the stop, so no run_sync caller waits forever */
 	run_messages(it);
 	io_uring_queue_exit(&it->ring);
+	free(it->files);
 	current_it = NULL;
 	return NULL;
 }
@@ -959,7 +1109,6 @@ struct iothread *iothread_create(const char *name, const struct iothread_opts *o
 				 struct error **errp)
 {
 	struct iothread *it = calloc(1, sizeof(*it));
-	int ret;
 
 	if (!it) {
 		error_setg(errp, "iothread %s: out of memory", name);
@@ -973,32 +1122,20 @@ struct iothread *iothread_create(const char *name, const struct iothread_opts *o
 	it->msg_op.complete = msg_read_done;
 	it->spin_credit = 1;
 	pthread_mutex_init(&it->msg_lock, NULL);
-	sem_init(&it->started, 0, 0);
 	/* blocking: a READ on a non-blocking fd may complete with -EAGAIN instead of waiting */
 	it->msg_fd = eventfd(0, EFD_CLOEXEC);
 	if (it->msg_fd < 0) {
 		error_setg_errno(errp, errno, "iothread %s: eventfd", name);
 		goto err_free;
 	}
-	ret = pthread_create(&it->thread, NULL, iothread_main, it);
-	if (ret) {
-		error_setg_errno(errp, ret, "iothread %s: pthread_create", name);
+	if (sandbox_thread_spawn(&it->thread, SANDBOX_ROLE_IOTHREAD, it->name, iothread_setup,
+				 iothread_main, it, errp) < 0)
 		goto err_fd;
-	}
-	pthread_setname_np(it->thread, it->name);
-	while (sem_wait(&it->started) < 0 && errno == EINTR)
-		;
-	if (it->start_err) {
-		pthread_join(it->thread, NULL);
-		error_propagate(errp, it->start_err);
-		goto err_fd;
-	}
 	return it;
 
 err_fd:
 	close(it->msg_fd);
 err_free:
-	sem_destroy(&it->started);
 	pthread_mutex_destroy(&it->msg_lock);
 	free(it);
 	return NULL;
@@ -1031,7 +1168,6 @@ void iothread_destroy(struct iothread *it)
 	pthread_mutex_lock(&it->msg_lock);
 	pthread_mutex_unlock(&it->msg_lock);
 	close(it->msg_fd);
-	sem_destroy(&it->started);
 	pthread_mutex_destroy(&it->msg_lock);
 	free(it);
 }

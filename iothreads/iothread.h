@@ -127,6 +127,10 @@ struct iovec;
  * @poll_grow: factor to grow the window by (0 = 2)
  * @poll_shrink: divisor to shrink it by (0 = reset to 0)
  * @ring_entries: io_uring SQ size (0 = 256)
+ * @max_files: the most files its ring's fixed file table may grow to (0 = IOTHREAD_FILES_MAX;
+ *       the kernel also holds it to RLIMIT_NOFILE)
+ * @serves_sockets: the ring may carry the NBD server's socket operations (ACCEPT, RECV,
+ *       SENDMSG) besides the block engine's; the storage daemon's iothreads only
  *
  * Zero-initialised opts mean: no polling. Most callers want poll_max_ns =
  * IOTHREAD_POLL_MAX_NS_DEFAULT.
@@ -150,7 +154,18 @@ struct iothread_opts {
 	 */
 	int nice;
 	bool nice_set;
+	unsigned int max_files;
+	bool serves_sockets;
 };
+
+/*
+ * The ring's fixed file table: it starts with IOTHREAD_FILES_START slots and doubles when full,
+ * up to IOTHREAD_FILES_MAX (or opts.max_files). Every SQE names a registered file: the ring
+ * refuses a plain fd (IORING_RESTRICTION_SQE_FLAGS_REQUIRED), see ring_restrict() in
+ * iothread.c.
+ */
+#define IOTHREAD_FILES_START 64
+#define IOTHREAD_FILES_MAX 4096
 
 /**
  * struct iothread_op - completion target of one SQE (engine interface)
@@ -189,6 +204,7 @@ struct iothread_source {
 	int kick_fd;
 
 	/* iothread-private */
+	int kick_index; /* kick_fd's slot in the ring's fixed file table */
 	struct iothread_source *next;
 	struct iothread_op kick_op; /* completion of the armed kick READ */
 	uint64_t kick_buf;
@@ -272,7 +288,9 @@ int iothread_register_memory(struct iothread *it, const struct iovec *regions, i
  * iothread_add_source - start polling @src on @it
  *
  * From any thread (runs on the iothread through iothread_run_sync). The source starts with
- * notifications disabled, i.e. the loop calls notify_enable(false) first. Returns 0 or -1.
+ * notifications disabled, i.e. the loop calls notify_enable(false) first. Its kick_fd (if any)
+ * takes a slot of the ring's fixed file table until it is removed. Returns 0 or -1 (a full
+ * table: the message says so).
  */
 int iothread_add_source(struct iothread *it, struct iothread_source *src, struct error **errp);
 
@@ -301,10 +319,30 @@ struct io_uring_sqe *iothread_get_sqe(struct iothread *it, struct iothread_op *o
 /**
  * iothread_file_index - the registered-file index of @fd in @it's ring
  *
- * Registers @fd on first use (reference counted). Returns the index (use IOSQE_FIXED_FILE) or
- * -1 when the table is full or the kernel refused: use the plain fd then.
+ * Registers @fd on first use (reference counted), growing the table when it is full. Returns
+ * the index, which the SQE takes as its fd with IOSQE_FIXED_FILE (iothread_sqe_fixed), or
+ * -errno: -EMFILE when the table holds as many files as it may (opts.max_files, RLIMIT_NOFILE),
+ * -EBADF for a negative @fd, or what the kernel answered. There is no plain-fd fallback: the
+ * ring refuses SQEs without IOSQE_FIXED_FILE (-EACCES).
  */
 int iothread_file_index(struct iothread *it, int fd);
+
+/*
+ * iothread_file_register - iothread_file_index with a message: -1 and "iothread NAME: cannot
+ * register WHAT in its ring's fixed file table: ..." (for a full table, how many it holds).
+ */
+int iothread_file_register(struct iothread *it, int fd, const char *what, struct error **errp);
+/* The message iothread_file_register gives for iothread_file_index's -errno @err. */
+void iothread_file_error(struct iothread *it, int err, const char *what, struct error **errp);
+
+/* Points @sqe, prepared for a plain fd, at registered file @index (sets IOSQE_FIXED_FILE). */
+void iothread_sqe_fixed(struct io_uring_sqe *sqe, int index);
+
+/* Prepares @sqe to cancel @op's SQE (by user_data), as a restricted ring takes it. */
+void iothread_prep_cancel(struct io_uring_sqe *sqe, struct iothread_op *op);
+
+/* Slots of @it's fixed file table now (it grows when full; for tests). */
+unsigned int iothread_files_capacity(const struct iothread *it);
 
 /**
  * iothread_submit - hand the SQEs queued so far to the kernel now, not at the end of the turn

@@ -145,6 +145,7 @@ int sd_run(const struct sd_config *cfg, struct error **errp)
 	}
 	/* no devices here: a QMP "device" argument names a node */
 	block_qmp_set_hooks(&(struct block_qmp_hooks){ 0 });
+	iothread_obj_serve_sockets(); /* an NBD export may name any iothread */
 	nbd_qmp_init(sd_event, NULL);
 	if (job_manager_init(sd_event, NULL, errp) < 0)
 		goto out;
@@ -152,6 +153,9 @@ int sd_run(const struct sd_config *cfg, struct error **errp)
 		if (setup_step(&cfg->steps[i], errp) < 0)
 			goto out;
 	if (cfg->pidfile && sd_pidfile_write(cfg->pidfile, errp) < 0)
+		goto out;
+	/* set up: the main thread serves the monitors and signals only (and tells the parent) */
+	if (sandbox_lockdown_main(SANDBOX_ROLE_SD_MAIN, errp) < 0)
 		goto out;
 	sd_daemon_ready();
 	sd_loop(sigfd);

@@ -16,6 +16,7 @@
 #include <linux/capability.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -484,6 +485,30 @@ static void prep_read(struct io_uring_sqe *sqe, void *arg)
 	io_uring_prep_read(sqe, *(int *)arg, buf, sizeof(buf), 0);
 }
 
+/* A file and the slot it got in the ring's fixed file table. */
+struct fixed {
+	int fd;
+	int index;
+};
+
+static void prep_read_fixed_file(struct io_uring_sqe *sqe, void *arg)
+{
+	static char buf[16];
+	struct fixed *f = arg;
+
+	io_uring_prep_read(sqe, f->fd, buf, sizeof(buf), 0);
+	iothread_sqe_fixed(sqe, f->index);
+}
+
+static void prep_recv_fixed_file(struct io_uring_sqe *sqe, void *arg)
+{
+	static char buf[16];
+	struct fixed *f = arg;
+
+	io_uring_prep_recv(sqe, f->fd, buf, sizeof(buf), 0);
+	iothread_sqe_fixed(sqe, f->index);
+}
+
 static int try_nop(void *arg)
 {
 	return submit_one(prep_nop, arg);
@@ -499,16 +524,173 @@ static int try_read(void *arg)
 	return submit_one(prep_read, arg);
 }
 
+/* Registers @f->fd, submits what @prep makes of it, releases it: the SQE's result. */
+static int try_fixed(struct fixed *f, void (*prep)(struct io_uring_sqe *sqe, void *arg))
+{
+	struct iothread *it = iothread_current();
+	int ret;
+
+	f->index = iothread_file_index(it, f->fd);
+	if (f->index < 0)
+		return f->index;
+	ret = submit_one(prep, f);
+	iothread_file_release(it, f->fd);
+	return ret;
+}
+
+static int try_read_fixed(void *arg)
+{
+	return try_fixed(arg, prep_read_fixed_file);
+}
+
+static int try_recv_fixed(void *arg)
+{
+	return try_fixed(arg, prep_recv_fixed_file);
+}
+
 static void the_ring_refuses_operations_outside_its_allowlist(void **state)
 {
 	struct iothread *it = start(0);
 	int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	struct fixed zero = { fd, -1 };
 
 	assert_int_equal(iothread_run_sync(it, try_nop, NULL), -EACCES);
 	assert_int_equal(iothread_run_sync(it, try_openat, NULL), -EACCES);
-	assert_int_equal(iothread_run_sync(it, try_read, &fd), 16);
+	/* the same READ: refused on a plain fd, done on a registered one */
+	assert_int_equal(iothread_run_sync(it, try_read, &fd), -EACCES);
+	assert_int_equal(iothread_run_sync(it, try_read_fixed, &zero), 16);
 	close(fd);
 	iothread_destroy(it);
+}
+
+/* A block iothread's ring takes no socket operation; one that serves sockets (the storage
+ * daemon's, for the NBD server) takes RECV, on a registered socket only. */
+static void only_a_ring_that_serves_sockets_takes_socket_operations(void **state)
+{
+	struct iothread_opts net = { .serves_sockets = true };
+	struct iothread *blk = start(0), *srv = start_opts(&net);
+	int sv[2];
+	struct fixed f;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	f = (struct fixed){ sv[0], -1 };
+	assert_int_equal(write(sv[1], "0123456789abcdef", 16), 16);
+	assert_int_equal(iothread_run_sync(blk, try_recv_fixed, &f), -EACCES);
+	assert_int_equal(iothread_run_sync(srv, try_recv_fixed, &f), 16);
+	assert_int_equal(write(sv[1], "0123456789abcdef", 16), 16);
+	assert_int_equal(iothread_run_sync(srv, try_read, &sv[0]), -EACCES); /* plain fd */
+	close(sv[0]);
+	close(sv[1]);
+	iothread_destroy(blk);
+	iothread_destroy(srv);
+}
+
+#define MANY_FILES 256
+
+struct many {
+	int fds[MANY_FILES];
+	int index[MANY_FILES];
+	unsigned int caps[MANY_FILES];
+	int refused;
+	struct error *err;
+};
+
+/* Registers every fd of @m (one slot each), then one more than the table may hold. */
+static int register_many(void *arg)
+{
+	struct iothread *it = iothread_current();
+	struct many *m = arg;
+	struct fixed last;
+	int ret;
+
+	/* the message eventfd holds slot 0: MANY_FILES - 1 more fill a table of MANY_FILES */
+	for (int i = 0; i < MANY_FILES - 1; i++) {
+		m->index[i] = iothread_file_index(it, m->fds[i]);
+		m->caps[i] = iothread_files_capacity(it);
+	}
+	m->refused = iothread_file_index(it, m->fds[MANY_FILES - 1]);
+	ret = iothread_file_register(it, m->fds[MANY_FILES - 1], "'one too many'", &m->err);
+	/* a file at a slot past the first table's still works: the table grew under it */
+	last = (struct fixed){ m->fds[MANY_FILES - 2], m->index[MANY_FILES - 2] };
+	if (ret != -1 || submit_one(prep_read_fixed_file, &last) != 16)
+		return -1;
+	for (int i = 0; i < MANY_FILES - 1; i++)
+		iothread_file_release(it, m->fds[i]);
+	return 0;
+}
+
+static void the_file_table_grows_then_refuses_with_a_message(void **state)
+{
+	struct iothread_opts o = { .max_files = MANY_FILES };
+	struct rlimit rl;
+	struct iothread *it;
+	struct many *m = calloc(1, sizeof(*m));
+
+	assert_non_null(m);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < 2 * MANY_FILES) {
+		print_message("skipped: RLIMIT_NOFILE is below %d\n", 2 * MANY_FILES);
+		free(m);
+		skip();
+	}
+	it = start_opts(&o);
+	assert_int_equal(iothread_files_capacity(it), IOTHREAD_FILES_START);
+	for (int i = 0; i < MANY_FILES; i++) {
+		m->fds[i] = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+		assert_true(m->fds[i] >= 0);
+	}
+	assert_int_equal(iothread_run_sync(it, register_many, m), 0);
+	for (int i = 0; i < MANY_FILES - 1; i++) {
+		assert_true(m->index[i] > 0 && m->index[i] < MANY_FILES);
+		for (int k = 0; k < i; k++)
+			assert_int_not_equal(m->index[i], m->index[k]);
+	}
+	/* it doubled as it filled: 64, 128, 256 */
+	assert_int_equal(m->caps[IOTHREAD_FILES_START - 2], IOTHREAD_FILES_START);
+	assert_int_equal(m->caps[IOTHREAD_FILES_START - 1], 2 * IOTHREAD_FILES_START);
+	assert_int_equal(m->caps[MANY_FILES - 2], MANY_FILES);
+	assert_int_equal(m->refused, -EMFILE);
+	assert_non_null(m->err);
+	assert_non_null(strstr(error_msg(m->err), "iothread test-io: cannot register 'one too "
+				"many' in its ring's fixed file table: the table is full (256 files"));
+	error_free(m->err);
+	for (int i = 0; i < MANY_FILES; i++)
+		close(m->fds[i]);
+	iothread_destroy(it);
+	free(m);
+}
+
+static int fill_table(void *arg)
+{
+	struct many *m = arg;
+
+	for (int i = 0; i < IOTHREAD_FILES_START - 1; i++)
+		if (iothread_file_index(iothread_current(), m->fds[i]) < 0)
+			return -1;
+	return 0;
+}
+
+/* A queue's kick eventfd takes a slot too: a full table refuses the source, saying why. */
+static void a_source_is_refused_when_the_table_is_full(void **state)
+{
+	struct iothread_opts o = { .max_files = IOTHREAD_FILES_START };
+	struct iothread *it = start_opts(&o);
+	struct fake_src *f = fake_new(true);
+	struct many *m = calloc(1, sizeof(*m));
+	struct error *err = NULL;
+
+	assert_non_null(m);
+	for (int i = 0; i < IOTHREAD_FILES_START - 1; i++)
+		m->fds[i] = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(iothread_run_sync(it, fill_table, m), 0);
+	assert_int_equal(iothread_add_source(it, &f->src, &err), -1);
+	assert_non_null(strstr(error_msg(err), "cannot register a queue's notification eventfd "
+				"in its ring's fixed file table: the table is full"));
+	error_free(err);
+	iothread_destroy(it);
+	for (int i = 0; i < IOTHREAD_FILES_START - 1; i++)
+		close(m->fds[i]);
+	fake_free(f);
+	free(m);
 }
 
 /* ---- timers ---- */
@@ -720,6 +902,9 @@ int main(void)
 		cmocka_unit_test(removing_a_sleeping_source_cancels_its_kick_read),
 		cmocka_unit_test(a_file_registers_once_per_ring),
 		cmocka_unit_test(the_ring_refuses_operations_outside_its_allowlist),
+		cmocka_unit_test(only_a_ring_that_serves_sockets_takes_socket_operations),
+		cmocka_unit_test(the_file_table_grows_then_refuses_with_a_message),
+		cmocka_unit_test(a_source_is_refused_when_the_table_is_full),
 		cmocka_unit_test(poll_window_grows_shrinks_and_is_capped),
 		cmocka_unit_test(a_late_completion_halves_the_default_window_instead_of_dropping_it),
 		cmocka_unit_test(idle_shrinks_the_window_to_off_and_growth_restarts_at_the_start),

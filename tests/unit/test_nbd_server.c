@@ -72,7 +72,7 @@ static struct nbd_server *server_start(unsigned int max_conns, unsigned int hand
 
 static int group_setup(void **state)
 {
-	struct iothread_opts io = { 0 };
+	struct iothread_opts io = { .serves_sockets = true }; /* the NBD server's ring */
 	struct error *err = NULL;
 
 	if (imgfx_setup("nbd") < 0)

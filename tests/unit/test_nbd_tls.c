@@ -136,7 +136,7 @@ static void make_pki(void)
 
 static int group_setup(void **state)
 {
-	struct iothread_opts io = { 0 };
+	struct iothread_opts io = { .serves_sockets = true }; /* the NBD server's ring */
 	struct error *err = NULL;
 	FILE *f;
 
