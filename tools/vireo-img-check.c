@@ -18,8 +18,9 @@ static void print_json(struct blockdev *bs, const struct blockdev_check_result *
 {
 	struct json_object *o = json_object_new_object();
 
-	add_u64(o, "image-end-offset", r->image_end_offset, true);
-	add_u64(o, "total-clusters", r->total_clusters, true);
+	/* as qemu-img: a format whose check does not count them (vhdx) has neither */
+	add_u64(o, "image-end-offset", r->image_end_offset, false);
+	add_u64(o, "total-clusters", r->total_clusters, false);
 	add_u64(o, "check-errors", r->check_errors, true);
 	add_u64(o, "leaks", r->leaks, false);
 	add_u64(o, "corruptions", r->corruptions, false);
@@ -51,7 +52,8 @@ static void print_human(const struct blockdev_check_result *r)
 		       r->allocated_clusters * 100.0 / r->total_clusters,
 		       r->fragmented_clusters * 100.0 / r->allocated_clusters,
 		       r->compressed_clusters * 100.0 / r->allocated_clusters);
-	printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
+	if (r->image_end_offset)
+		printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
 static int status_of(const struct blockdev_check_result *r)
