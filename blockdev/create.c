@@ -2,10 +2,12 @@
 /* The generic create hook (blockdev/create.h): a format's -o options checked against its table. */
 #include "blockdev/create.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/parse.h"
 
@@ -187,4 +189,22 @@ uint64_t blockdev_create_size(const struct blockdev_create_ctx *ctx, const char 
 	if (d->def && !parse_size(d->name, d->def, &v, NULL))
 		return v;
 	return def;
+}
+
+int blockdev_create_uuid(uint8_t uuid[16])
+{
+	size_t got = 0;
+
+	while (got < 16) {
+		ssize_t n = getrandom(uuid + got, 16 - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		got += (size_t)n;
+	}
+	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40); /* version 4: random */
+	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80); /* the RFC 4122 variant */
+	return 0;
 }

@@ -10,6 +10,10 @@
  * a value of the wrong type or outside its choices is refused, naming the key and the format),
  * blockdev_create_summary() gives the text of qemu-img's line, and blockdev_create_run() calls
  * the driver, which reads its options back with blockdev_create_str() and friends.
+ *
+ * A format with a create op also takes the open option close-flush=on|off (qcow2's: off, the
+ * file is not flushed when the node closes): vireo-img convert opens the target it created with
+ * close-flush=off under -t unsafe, its default, as qemu-img never flushes such a target.
  */
 #ifndef VIREO_BLOCKDEV_CREATE_H
 #define VIREO_BLOCKDEV_CREATE_H
@@ -90,5 +94,8 @@ const char *blockdev_create_str(const struct blockdev_create_ctx *ctx, const cha
 bool blockdev_create_bool(const struct blockdev_create_ctx *ctx, const char *name);
 uint64_t blockdev_create_size(const struct blockdev_create_ctx *ctx, const char *name,
 			      uint64_t def);
+
+/* A random (version 4) UUID in RFC 4122 byte order, for a new image's identity; 0 or -errno. */
+int blockdev_create_uuid(uint8_t uuid[16]);
 
 #endif

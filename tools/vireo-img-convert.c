@@ -137,6 +137,7 @@ int img_convert(int argc, char **argv)
 {
 	const char *fmt = NULL, *out_fmt = "raw", *backing = NULL, *backing_fmt = NULL;
 	const char *snapshot = NULL;
+	const struct blockdev_driver *out_drv;
 	const char *src_cache = "writeback", *dst_cache = "writeback";
 	char *options = NULL, dst_opts[256];
 	/* -t unsafe is qemu-img convert's default: the page cache, no flush at the end */
@@ -219,9 +220,12 @@ int img_convert(int argc, char **argv)
 					    backing, backing_fmt, true, &err))
 		goto fail;
 	/* a new target: a crash leaves a useless file anyway, so skip the ordering flushes */
+	/* qcow2 and the formats created through their drivers take close-flush (create.h) */
+	out_drv = blockdev_find_format(out_fmt);
 	snprintf(dst_opts, sizeof(dst_opts), "cache=%s%s%s", dst_cache,
 		 qcow2_out && !c.existing ? ",metadata-barriers=off" : "",
-		 qcow2_out && c.no_flush ? ",close-flush=off" : "");
+		 (qcow2_out || (out_drv && out_drv->create)) && c.no_flush ? ",close-flush=off" :
+									     "");
 	/* an encrypted target opens with the key it was created with (-o key-secret=ID) */
 	if (secret_option(options, out_fmt, dst_opts, sizeof(dst_opts), &err))
 		goto fail;

@@ -18,6 +18,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2.h"
+#include "blockdev/vpc.h"
 
 static const struct blockdev_driver *probe(const void *buf, size_t len, struct error **errp)
 {
@@ -51,6 +52,19 @@ static void qcow2_magic_is_qcow2_whatever_the_version(void **state)
 	assert_null(err);
 }
 
+/* A dynamic VHD's footer copy is vpc's whatever it holds (the driver names a damaged field);
+ * a fixed VHD has nothing at its start and is raw, as QEMU probes it. */
+static void vhd_magic_is_vpc(void **state)
+{
+	uint8_t h[512] = { 'c', 'o', 'n', 'e', 'c', 't', 'i', 'x' };
+	struct error *err = NULL;
+
+	assert_ptr_equal(probe(h, sizeof(h), &err), &blockdev_vpc);
+	assert_ptr_equal(probe(h, 8, &err), &blockdev_vpc);
+	assert_ptr_equal(probe(h, 7, &err), &blockdev_raw);
+	assert_null(err);
+}
+
 static void foreign_magic_is_refused_naming_the_format(void **state)
 {
 	static const struct {
@@ -63,7 +77,6 @@ static void foreign_magic_is_refused_naming_the_format(void **state)
 		{ 0, "KDMV", 4, "vmdk" },
 		{ 0, "# Disk DescriptorFile", 21, "vmdk (descriptor file)" },
 		{ 0, "vhdxfile", 8, "vhdx" },
-		{ 0, "conectix", 8, "vpc (VHD)" },
 		{ 0x40, "\x7f\x10\xda\xbe", 4, "vdi" },
 		{ 0, "QED\0", 4, "qed" },
 		{ 0, "LUKS\xba\xbe", 6, "luks (not version 1)" },
@@ -222,6 +235,7 @@ static void probed_raw_refuses_writes_that_would_change_its_format(void **state)
 	assert_int_equal(blockdev_pwrite(bs, 0, qcow2_hdr, sizeof(qcow2_hdr)), -EPERM);
 	assert_int_equal(blockdev_pwrite(bs, 0, "KDMV", 4), -EPERM);
 	assert_int_equal(blockdev_pwrite(bs, 0x40, "\x7f\x10\xda\xbe", 4), -EPERM); /* vdi */
+	assert_int_equal(blockdev_pwrite(bs, 0, "conectix", 8), -EPERM); /* vpc */
 	assert_int_equal(blockdev_pwrite(bs, 0, "hello", 5), 0);
 	assert_int_equal(blockdev_pwrite(bs, 4096, qcow2_hdr, sizeof(qcow2_hdr)), 0);
 	assert_int_equal(blockdev_pread(bs, 0, back, 5), 0);
@@ -250,6 +264,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(plain_bytes_probe_as_raw),
 		cmocka_unit_test(qcow2_magic_is_qcow2_whatever_the_version),
+		cmocka_unit_test(vhd_magic_is_vpc),
 		cmocka_unit_test(foreign_magic_is_refused_naming_the_format),
 		cmocka_unit_test(damaged_qcow2_is_refused_not_opened_as_raw),
 		cmocka_unit_test(foreign_image_opens_only_when_called_raw),
