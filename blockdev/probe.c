@@ -13,6 +13,7 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/luks.h"
 #include "blockdev/qcow2.h"
+#include "blockdev/vdi.h"
 #include "blockdev/vpc.h"
 #include "common/util.h"
 
@@ -20,6 +21,7 @@ const struct blockdev_driver *const blockdev_formats[] = {
 	&blockdev_qcow2,
 	&blockdev_luks,
 	&blockdev_vpc,
+	&blockdev_vdi,
 	&blockdev_raw,
 	NULL,
 };
@@ -36,7 +38,6 @@ static const struct {
 	{ "vmdk (ESX COWD)", 0, 4, "COWD" },
 	{ "vmdk (descriptor file)", 0, 21, "# Disk DescriptorFile" },
 	{ "vhdx", 0, 8, "vhdxfile" },
-	{ "vdi", 0x40, 4, "\x7f\x10\xda\xbe" },
 	{ "qed", 0, 4, "QED\0" },
 	{ "luks (version 2)", 0, 8, "LUKS\xba\xbe\0\2" },
 	{ "luks (not version 1)", 0, 6, "LUKS\xba\xbe" },

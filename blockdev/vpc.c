@@ -7,9 +7,10 @@
  * offset, and map() hands the whole range to the fast path. A dynamic image maps through its
  * BAT, kept in a block table (blocktab.c, which says who owns what): reads of allocated blocks
  * and writes to them are fast-path DATA extents, unallocated blocks read as zeroes, and a write
- * to one takes the slow path, which places the block at the end of the file: its sector bitmap
- * (all sectors present, as QEMU writes it), its data from a 4 KiB-aligned offset (so that
- * O_DIRECT I/O on a new image needs no bounce), and the footer again after it. The BAT entries
+ * to one takes the slow path, which places the block after the end of the file (never over
+ * bytes a crash may have left past the last block): its sector bitmap (all sectors present,
+ * as QEMU writes it), its data from a 4 KiB-aligned offset (so that O_DIRECT I/O on a new
+ * image needs no bounce), and the footer again after it. The BAT entries
  * of new blocks are written at the next flush, after the file is flushed (so that no entry on
  * disk points past what the file holds), and when the image is closed (flushed first unless
  * opened with close-flush=off, as vireo-img convert -t unsafe opens its new target).
@@ -156,6 +157,9 @@ static int open_dynamic(struct vpc *v, uint64_t size, uint64_t file_size, struct
 	if (vpc_bat_check(v->bat, v->dyn.max_entries, v->dyn.block_size, meta_end, file_size,
 			  &v->next, errp))
 		return -1;
+	/* new blocks go after every byte of the file but its footer: never over what a crash
+	 * left between the last block and the end, which would then show in them */
+	v->next = MAX(v->next, file_size - VPC_FOOTER_LEN);
 	nr = (uint32_t)DIV_ROUND_UP(size, v->dyn.block_size); /* <= max_entries: checked */
 	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->dyn.block_size), size,
 			  v->file, vpc_alloc, v)) {

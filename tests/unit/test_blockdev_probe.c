@@ -18,6 +18,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2.h"
+#include "blockdev/vdi.h"
 #include "blockdev/vpc.h"
 
 static const struct blockdev_driver *probe(const void *buf, size_t len, struct error **errp)
@@ -65,6 +66,19 @@ static void vhd_magic_is_vpc(void **state)
 	assert_null(err);
 }
 
+/* The VDI signature at 0x40 is vdi's, whatever the banner before it says. */
+static void vdi_signature_is_vdi(void **state)
+{
+	uint8_t h[512] = { 0 };
+	struct error *err = NULL;
+
+	memcpy(h + 0x40, "\x7f\x10\xda\xbe", 4);
+	assert_ptr_equal(probe(h, sizeof(h), &err), &blockdev_vdi);
+	assert_ptr_equal(probe(h, 0x44, &err), &blockdev_vdi);
+	assert_ptr_equal(probe(h, 0x43, &err), &blockdev_raw);
+	assert_null(err);
+}
+
 static void foreign_magic_is_refused_naming_the_format(void **state)
 {
 	static const struct {
@@ -77,7 +91,6 @@ static void foreign_magic_is_refused_naming_the_format(void **state)
 		{ 0, "KDMV", 4, "vmdk" },
 		{ 0, "# Disk DescriptorFile", 21, "vmdk (descriptor file)" },
 		{ 0, "vhdxfile", 8, "vhdx" },
-		{ 0x40, "\x7f\x10\xda\xbe", 4, "vdi" },
 		{ 0, "QED\0", 4, "qed" },
 		{ 0, "LUKS\xba\xbe", 6, "luks (not version 1)" },
 		{ 0, "LUKS\xba\xbe\0\2", 8, "luks (version 2)" },
@@ -265,6 +278,7 @@ int main(void)
 		cmocka_unit_test(plain_bytes_probe_as_raw),
 		cmocka_unit_test(qcow2_magic_is_qcow2_whatever_the_version),
 		cmocka_unit_test(vhd_magic_is_vpc),
+		cmocka_unit_test(vdi_signature_is_vdi),
 		cmocka_unit_test(foreign_magic_is_refused_naming_the_format),
 		cmocka_unit_test(damaged_qcow2_is_refused_not_opened_as_raw),
 		cmocka_unit_test(foreign_image_opens_only_when_called_raw),

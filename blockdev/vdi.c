@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `vdi` format driver: VirtualBox images, static and dynamic (blockdev/vdi.h), read and
+ * written, live too.
+ *
+ * Both map through the block map, kept in a block table (blocktab.c, which says who owns
+ * what): allocated blocks are fast-path DATA extents, unallocated and discarded ones read as
+ * zeroes, and a write to one takes the slow path, which appends a data block after the last
+ * one in the file (never over bytes a crash may have left there) and zeroes its last 4 KiB, so
+ * that the file covers it and its unwritten bytes read as zeroes. The new map entries and the
+ * header's count of allocated blocks are written at the next flush, after the file is flushed,
+ * and when the image is closed (flushed first unless opened with close-flush=off).
+ *
+ * A block map with an entry past the data area's blocks, or two entries sharing a data block,
+ * is read (read-only) but not written: vireo-img check reports both, as qemu-img check does.
+ */
+#include "blockdev/vdi.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockdev/blocktab.h"
+#include "blockdev/create.h"
+#include "blockdev/internal.h"
+#include "common/parse.h"
+#include "common/util.h"
+
+#define MAP_PER_SECTOR (512 / 4)
+#define TRAILER 4096 /* zeroes written at the end of a new block: the file covers it */
+#define DATA_ALIGN 4096 /* a new image's data area starts there */
+
+struct vdi {
+	struct blockdev *file;
+	struct vdi_header h;
+	bool close_flush;
+	uint32_t *map;      /* the block map (host order); under t.lock */
+	uint8_t *dirty;     /* per map sector: holds entries not written yet; under t.lock */
+	bool dirty_any;     /* map sectors or the header's count to write; under t.lock */
+	uint32_t next;      /* the data block index a new block takes; under t.lock */
+	uint8_t *zeroes;    /* TRAILER bytes */
+	struct blocktab t;
+};
+
+static int vdi_probe_score(const uint8_t *buf, size_t len, const char *filename)
+{
+	return vdi_probe(buf, len) ? 100 : 0;
+}
+
+static int vdi_alloc(void *opaque, uint32_t idx, uint64_t *host);
+
+/* The block map, checked, and the block table from it. */
+static int load_map(struct vdi *v, struct blockdev *bs, uint64_t file_size, struct error **errp)
+{
+	uint32_t n = v->h.blocks_in_image, nr;
+	struct vdi_map_report r;
+	int ret;
+
+	v->map = malloc(sizeof(*v->map) * (n ? n : 1)); /* inside the file: checked */
+	v->dirty = calloc(DIV_ROUND_UP(n, MAP_PER_SECTOR) + 1, 1);
+	if (!v->map || !v->dirty) {
+		error_setg(errp, "out of memory for a block map of %" PRIu32 " entries", n);
+		return -1;
+	}
+	ret = n ? blockdev_pread(v->file, v->h.offset_bmap, v->map, (size_t)n * 4) : 0;
+	if (ret) {
+		error_setg_errno(errp, ret, "reading the block map");
+		return -1;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		v->map[i] = le32toh(v->map[i]);
+	if (vdi_map_check(&v->h, v->map, file_size, false, &r, errp))
+		return -1;
+	if ((r.bad_index || r.duplicates) && !bs->read_only) {
+		error_setg(errp, "the block map has %" PRIu32 " entries past the data area and %"
+			   PRIu32 " sharing a data block: open it read-only (vireo-img check "
+			   "lists them)", r.bad_index, r.duplicates);
+		return -1;
+	}
+	/* after every block the map names and every byte of the file */
+	v->next = (uint32_t)MIN((uint64_t)UINT32_MAX - 2,
+				MAX((uint64_t)r.max_index,
+				    DIV_ROUND_UP(file_size - v->h.offset_data, v->h.block_size)));
+	nr = (uint32_t)DIV_ROUND_UP(v->h.disk_size, v->h.block_size); /* <= n: checked */
+	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->h.block_size), bs->size,
+			  v->file, vdi_alloc, v)) {
+		error_setg(errp, "out of memory for a table of %" PRIu32 " blocks", nr);
+		return -1;
+	}
+	v->t.recurse = v->h.type == VDI_TYPE_STATIC;
+	for (uint32_t i = 0; i < nr; i++)
+		if (v->map[i] != VDI_UNALLOCATED && v->map[i] != VDI_DISCARDED)
+			blocktab_set(&v->t, i, vdi_block_offset(&v->h, v->map[i]));
+	return 0;
+}
+
+static void free_state(struct vdi *v)
+{
+	blocktab_destroy(&v->t);
+	free(v->map);
+	free(v->dirty);
+	free(v->zeroes);
+	free(v);
+}
+
+static int vdi_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	struct vdi *v = calloc(1, sizeof(*v));
+	uint8_t buf[VDI_HEADER_LEN];
+	const char *s;
+	int ret;
+
+	if (!v) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	v->file = bs->file;
+	v->close_flush = true;
+	s = blockdev_opt_get(ctx, "close-flush");
+	if (s && parse_bool("close-flush", s, &v->close_flush, errp))
+		goto fail;
+	if (bs->file->size < VDI_HEADER_LEN) {
+		error_setg(errp, "the file (%" PRIu64 " bytes) is too short for a VDI header",
+			   bs->file->size);
+		goto fail;
+	}
+	ret = blockdev_pread(v->file, 0, buf, sizeof(buf));
+	if (ret) {
+		error_setg_errno(errp, ret, "reading the VDI header");
+		goto fail;
+	}
+	if (vdi_header_parse(buf, bs->file->size, &v->h, errp))
+		goto fail;
+	/* VBoxManage convertfromraw writes odd sizes: the last sector is whole, as QEMU reads it */
+	bs->size = ALIGN_UP(v->h.disk_size, 512ULL);
+	v->zeroes = calloc(1, TRAILER);
+	if (!v->zeroes) {
+		error_setg(errp, "out of memory");
+		goto fail;
+	}
+	if (load_map(v, bs, bs->file->size, errp))
+		goto fail;
+	bs->opaque = v;
+	return 0;
+fail:
+	error_prepend(errp, "'%s'", bs->filename);
+	free_state(v);
+	return -1;
+}
+
+/* The header's count of allocated blocks and the map sectors not written yet (t.lock held):
+ * after a flush of the file when @ordered, so that the blocks they point to are stable. */
+static int write_map(struct vdi *v, bool ordered)
+{
+	uint32_t n = v->h.blocks_in_image;
+	uint8_t count[4];
+	int ret = 0;
+
+	if (!v->dirty_any)
+		return 0;
+	if (ordered)
+		ret = blockdev_flush(v->file);
+	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(n, MAP_PER_SECTOR); s++) {
+		uint32_t le[MAP_PER_SECTOR], first = s * MAP_PER_SECTOR;
+		uint32_t cnt = MIN(MAP_PER_SECTOR, n - first);
+
+		if (!v->dirty[s])
+			continue;
+		for (uint32_t i = 0; i < cnt; i++)
+			le[i] = htole32(v->map[first + i]);
+		ret = blockdev_pwrite(v->file, v->h.offset_bmap + (uint64_t)first * 4, le, cnt * 4);
+		if (!ret)
+			v->dirty[s] = 0;
+	}
+	if (!ret) {
+		uint32_t le = htole32(v->h.blocks_allocated);
+
+		memcpy(count, &le, 4);
+		ret = blockdev_pwrite(v->file, 0x184, count, 4); /* blocks_allocated */
+	}
+	if (!ret)
+		v->dirty_any = false;
+	return ret;
+}
+
+static void vdi_close(struct blockdev *bs)
+{
+	struct vdi *v = bs->opaque;
+
+	if (!v)
+		return;
+	if (!bs->read_only) {
+		pthread_mutex_lock(&v->t.lock);
+		if (write_map(v, v->close_flush))
+			fprintf(stderr, "vireo: '%s': writing the block map failed: blocks written "
+				"since the last flush are lost\n", bs->filename);
+		pthread_mutex_unlock(&v->t.lock);
+		if (v->close_flush)
+			blockdev_flush(v->file);
+	}
+	free_state(v);
+	bs->opaque = NULL;
+}
+
+/* blocktab_alloc_fn: a new data block after everything in the file (t.lock held). */
+static int vdi_alloc(void *opaque, uint32_t idx, uint64_t *host)
+{
+	struct vdi *v = opaque;
+	uint64_t at = vdi_block_offset(&v->h, v->next);
+	uint32_t tail = MIN((uint32_t)TRAILER, v->h.block_size);
+	int ret;
+
+	if (v->next >= v->h.blocks_in_image)
+		return -ENOSPC; /* the data area has no index left (a map with holes) */
+	ret = blockdev_pwrite(v->file, at + v->h.block_size - tail, v->zeroes, tail);
+	if (ret)
+		return ret;
+	v->map[idx] = v->next++;
+	v->h.blocks_allocated++;
+	v->dirty[idx / MAP_PER_SECTOR] = 1;
+	v->dirty_any = true;
+	*host = at;
+	return 0;
+}
+
+static int vdi_map(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_t len,
+		   struct blockdev_extent *ext)
+{
+	return blocktab_map(&((struct vdi *)bs->opaque)->t, op, off, len, ext);
+}
+
+static int vdi_preadv(struct blockdev *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	return blocktab_preadv(&((struct vdi *)bs->opaque)->t, off, iov, iovcnt);
+}
+
+static int vdi_pwritev(struct blockdev *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	return blocktab_pwritev(&((struct vdi *)bs->opaque)->t, off, iov, iovcnt);
+}
+
+static int vdi_flush(struct blockdev *bs)
+{
+	struct vdi *v = bs->opaque;
+	int ret;
+
+	pthread_mutex_lock(&v->t.lock);
+	ret = write_map(v, true);
+	pthread_mutex_unlock(&v->t.lock);
+	return ret ?: blockdev_flush(v->file);
+}
+
+static int vdi_discard(struct blockdev *bs, uint64_t off, uint64_t len)
+{
+	return blocktab_discard(&((struct vdi *)bs->opaque)->t, off, len);
+}
+
+static int vdi_write_zeroes(struct blockdev *bs, uint64_t off, uint64_t len, unsigned int flags)
+{
+	return blocktab_write_zeroes(&((struct vdi *)bs->opaque)->t, off, len, flags);
+}
+
+static int vdi_block_status(struct blockdev *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+			    uint64_t *map_offset, struct blockdev **map_file)
+{
+	return blocktab_block_status(&((struct vdi *)bs->opaque)->t, off, len, pnum, map_offset,
+				     map_file);
+}
+
+static int vdi_info(struct blockdev *bs, struct blockdev_info *info, struct error **errp)
+{
+	info->cluster_size = ((struct vdi *)bs->opaque)->h.block_size;
+	return 0;
+}
+
+/* As qemu-img check: data block indexes past the data area, shared data blocks, and a count
+ * of allocated blocks in the header that the map does not match. Nothing is repaired. */
+static int vdi_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result *res,
+		     struct error **errp)
+{
+	struct vdi *v = bs->opaque;
+	struct vdi_map_report r;
+	int ret;
+
+	if (fix & (BLOCKDEV_FIX_LEAKS | BLOCKDEV_FIX_ERRORS)) {
+		error_setg(errp, "'%s': vdi images cannot be repaired (check them without -r)",
+			   bs->filename);
+		return -1;
+	}
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_lock(&v->t.lock);
+	ret = vdi_map_check(&v->h, v->map, bs->file->size, fix & BLOCKDEV_CHECK_VERBOSE, &r, errp);
+	if (!ret && r.allocated != v->h.blocks_allocated) {
+		if (fix & BLOCKDEV_CHECK_VERBOSE)
+			fprintf(stderr, "ERROR: allocated blocks mismatch, is %" PRIu32 ", should "
+				"be %" PRIu32 "\n", r.allocated, v->h.blocks_allocated);
+		res->corruptions++;
+	}
+	pthread_mutex_unlock(&v->t.lock);
+	if (ret) {
+		error_prepend(errp, "'%s'", bs->filename);
+		return -1;
+	}
+	res->corruptions += r.bad_index + r.duplicates;
+	return 0;
+}
+
+/* ---- creating an image ----------------------------------------------------------------- */
+
+static const struct blockdev_create_opt_desc vdi_create_opts[] = {
+	{ "static", BLOCKDEV_CREATE_BOOL, "off", NULL },
+	{ "preallocation", BLOCKDEV_CREATE_STR, NULL, "off|falloc|full" },
+	{ "nocow", BLOCKDEV_CREATE_BOOL, NULL, NULL },
+	{ NULL },
+};
+
+/* A new image's header: @size bytes (whole sectors) in 1 MiB blocks. */
+static int new_header(uint64_t size, bool is_static, struct vdi_header *h, struct error **errp)
+{
+	uint64_t blocks;
+	int ret;
+
+	size = ALIGN_UP(size, 512ULL);
+	if (size > VDI_DISK_MAX) {
+		error_setg(errp, "size: %" PRIu64 " bytes is larger than a VDI image can be (%llu)",
+			   size, VDI_DISK_MAX);
+		return -1;
+	}
+	blocks = DIV_ROUND_UP(size, (uint64_t)VDI_BLOCK_DEFAULT);
+	memset(h, 0, sizeof(*h));
+	snprintf(h->text, sizeof(h->text), "<<< QEMU VM Virtual Disk Image >>>\n");
+	h->signature = VDI_SIGNATURE;
+	h->version = VDI_VERSION_1_1;
+	h->header_size = VDI_HEADER_SIZE_1_1;
+	h->type = is_static ? VDI_TYPE_STATIC : VDI_TYPE_DYNAMIC;
+	h->offset_bmap = VDI_HEADER_LEN;
+	h->offset_data = (uint32_t)ALIGN_UP(VDI_HEADER_LEN + blocks * 4, (uint64_t)DATA_ALIGN);
+	h->sector_size = 512;
+	h->disk_size = size;
+	h->block_size = VDI_BLOCK_DEFAULT;
+	h->blocks_in_image = (uint32_t)blocks;
+	h->blocks_allocated = is_static ? (uint32_t)blocks : 0;
+	ret = blockdev_create_uuid(h->uuid_image) ?: blockdev_create_uuid(h->uuid_last_snap);
+	if (ret) {
+		error_setg_errno(errp, ret, "generating the image's UUIDs");
+		return -1;
+	}
+	return 0;
+}
+
+static int vdi_create(const struct blockdev_create_ctx *ctx, struct error **errp)
+{
+	const char *pre = blockdev_create_str(ctx, "preallocation");
+	bool is_static = blockdev_create_bool(ctx, "static");
+	enum blockdev_prealloc mode = pre ? blockdev_prealloc_parse(pre) : BLOCKDEV_PREALLOC_OFF;
+	struct blockdev_opts o = { 0 };
+	struct blockdev *file;
+	struct vdi_header h;
+	uint8_t *buf;
+	uint64_t meta;
+	int ret;
+
+	if (!is_static && mode != BLOCKDEV_PREALLOC_OFF) {
+		error_setg(errp, "preallocation: a dynamic vdi image allocates its blocks as they "
+			   "are written (off only; static=on preallocates)");
+		return -1;
+	}
+	if (new_header(ctx->size, is_static, &h, errp))
+		return -1;
+	if (blockdev_file_create(ctx->filename,
+				 vdi_block_offset(&h, is_static ? h.blocks_in_image : 0),
+				 is_static ? mode : BLOCKDEV_PREALLOC_OFF,
+				 blockdev_create_bool(ctx, "nocow"), errp))
+		return -1;
+	meta = h.offset_bmap + (uint64_t)h.blocks_in_image * 4;
+	buf = malloc(meta);
+	if (!buf) {
+		error_setg(errp, "out of memory for a block map of %" PRIu32 " entries",
+			   h.blocks_in_image);
+		return -1;
+	}
+	vdi_header_put(&h, buf);
+	for (uint32_t i = 0; i < h.blocks_in_image; i++) {
+		uint32_t le = htole32(is_static ? i : VDI_UNALLOCATED);
+
+		memcpy(buf + h.offset_bmap + (uint64_t)i * 4, &le, 4);
+	}
+	file = blockdev_open_file(ctx->filename, &o, errp);
+	ret = file ? blockdev_pwrite(file, 0, buf, meta) ?: blockdev_flush(file) : -1;
+	free(buf);
+	if (!file)
+		return -1;
+	blockdev_close(file);
+	if (ret) {
+		error_setg_errno(errp, ret, "'%s': writing the VDI header", ctx->filename);
+		return -1;
+	}
+	return 0;
+}
+
+const struct blockdev_driver blockdev_vdi = {
+	.name = "vdi",
+	.probe = vdi_probe_score,
+	.open = vdi_open,
+	.close = vdi_close,
+	.map = vdi_map,
+	.preadv = vdi_preadv,
+	.pwritev = vdi_pwritev,
+	.flush = vdi_flush,
+	.discard = vdi_discard,
+	.write_zeroes = vdi_write_zeroes,
+	.block_status = vdi_block_status,
+	.info = vdi_info,
+	.check = vdi_check,
+	.create_opts = vdi_create_opts,
+	.create = vdi_create,
+};
