@@ -13,6 +13,7 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/luks.h"
 #include "blockdev/qcow2.h"
+#include "blockdev/vmdk.h"
 #include "blockdev/vdi.h"
 #include "blockdev/vpc.h"
 #include "common/util.h"
@@ -22,6 +23,7 @@ const struct blockdev_driver *const blockdev_formats[] = {
 	&blockdev_luks,
 	&blockdev_vpc,
 	&blockdev_vdi,
+	&blockdev_vmdk,
 	&blockdev_raw,
 	NULL,
 };
@@ -34,9 +36,7 @@ static const struct {
 	const char *magic;
 } foreign[] = {
 	{ "qcow (version 1)", 0, 8, "QFI\xfb\0\0\0\1" },
-	{ "vmdk", 0, 4, "KDMV" },
 	{ "vmdk (ESX COWD)", 0, 4, "COWD" },
-	{ "vmdk (descriptor file)", 0, 21, "# Disk DescriptorFile" },
 	{ "vhdx", 0, 8, "vhdxfile" },
 	{ "qed", 0, 4, "QED\0" },
 	{ "luks (version 2)", 0, 8, "LUKS\xba\xbe\0\2" },
