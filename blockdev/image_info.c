@@ -37,40 +37,75 @@ static struct json_object *snapshots_json(const struct blockdev_snapshot *s, siz
 	return a;
 }
 
-/*
- * "children": the protocol node under a format node, in whole 512-byte sectors as qemu
- * measures every node.
- */
-static struct json_object *children_json(struct blockdev *bs)
+/* One entry of "children": the protocol node @f as the child @name, in whole 512-byte sectors
+ * as qemu measures every node. */
+static struct json_object *child_json(struct blockdev *f, const char *name)
 {
-	struct json_object *a = json_object_new_array(), *o, *fs, *c;
+	struct json_object *o, *fs, *c;
 	struct blockdev_info fi = { 0 };
 
-	if (!bs->file || blockdev_get_info(bs->file, &fi, NULL))
-		return a;
+	if (blockdev_get_info(f, &fi, NULL))
+		return NULL;
 	json_object_put(fi.specific);
 	o = json_object_new_object();
 	json_object_object_add(o, "children", json_object_new_array());
-	add_i64(o, "virtual-size", ALIGN_UP(bs->file->size, 512));
-	json_object_object_add(o, "filename", json_object_new_string(bs->file->filename));
-	json_object_object_add(o, "format", json_object_new_string(bs->file->drv->name));
-	if (bs->file->drv != &blockdev_file) { /* an NBD export: no size on disk, as qemu-img */
-		c = json_object_new_object();
-		json_object_object_add(c, "name", json_object_new_string("file"));
-		json_object_object_add(c, "info", o);
-		json_object_array_add(a, c);
-		return a;
+	add_i64(o, "virtual-size", ALIGN_UP(f->size, 512));
+	json_object_object_add(o, "filename", json_object_new_string(f->filename));
+	json_object_object_add(o, "format", json_object_new_string(f->drv->name));
+	if (f->drv == &blockdev_file) { /* an NBD export has no size on disk, as qemu-img */
+		add_i64(o, "actual-size", fi.actual_size);
+		fs = json_object_new_object();
+		json_object_object_add(fs, "type", json_object_new_string("file"));
+		json_object_object_add(fs, "data", json_object_new_object());
+		json_object_object_add(o, "format-specific", fs);
+		json_object_object_add(o, "dirty-flag", json_object_new_boolean(false));
 	}
-	add_i64(o, "actual-size", fi.actual_size);
-	fs = json_object_new_object();
-	json_object_object_add(fs, "type", json_object_new_string("file"));
-	json_object_object_add(fs, "data", json_object_new_object());
-	json_object_object_add(o, "format-specific", fs);
-	json_object_object_add(o, "dirty-flag", json_object_new_boolean(false));
 	c = json_object_new_object();
-	json_object_object_add(c, "name", json_object_new_string("file"));
+	json_object_object_add(c, "name", json_object_new_string(name));
 	json_object_object_add(c, "info", o);
-	json_object_array_add(a, c);
+	return c;
+}
+
+/* The protocol children of a node other than its file (a vmdk's "extents.N"), found through
+ * their links; the backing file and a data file are not listed, as qemu-img lists neither. */
+struct extra_children {
+	struct blockdev *parent;
+	const struct blockdev_user *links[64];
+	size_t nr;
+};
+
+static void find_children(struct blockdev *bs, void *opaque)
+{
+	struct extra_children *x = opaque;
+
+	for (const struct blockdev_user *u = bs->users; u; u = u->next)
+		if (u->parent == x->parent && bs->drv->protocol && strcmp(u->role, "file") &&
+		    strcmp(u->role, "backing") && strcmp(u->role, "data-file") &&
+		    x->nr < ARRAY_SIZE(x->links))
+			x->links[x->nr++] = u;
+}
+
+/* qemu lists a node's children newest first: the file, linked at open, comes last */
+static int newest_first(const void *a, const void *b)
+{
+	const struct blockdev_user *x = *(const struct blockdev_user *const *)a;
+	const struct blockdev_user *y = *(const struct blockdev_user *const *)b;
+
+	return strverscmp(y->role, x->role);
+}
+
+static struct json_object *children_json(struct blockdev *bs)
+{
+	struct json_object *a = json_object_new_array(), *c;
+	struct extra_children x = { .parent = bs };
+
+	blockdev_for_each_node(find_children, &x);
+	qsort(x.links, x.nr, sizeof(x.links[0]), newest_first);
+	for (size_t i = 0; i < x.nr; i++)
+		if ((c = child_json(x.links[i]->node, x.links[i]->role)))
+			json_object_array_add(a, c);
+	if (bs->file && (c = child_json(bs->file, "file")))
+		json_object_array_add(a, c);
 	return a;
 }
 

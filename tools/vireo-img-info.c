@@ -115,15 +115,18 @@ static void info_human(struct json_object *o)
 	if (json_object_object_get_ex(o, "format-specific", &fs) &&
 	    json_object_object_get_ex(fs, "data", &v))
 		print_specific(v);
-	if (json_object_object_get_ex(o, "children", &v) && json_object_array_length(v) &&
-	    (child = json_object_array_get_idx(v, 0)) &&
-	    json_object_object_get_ex(child, "info", &ci)) {
-		img_human_size((uint64_t)get_i64(ci, "virtual-size"), vs, sizeof(vs));
-		disk_size(ci, ds, sizeof(ds));
-		printf("Child node '/%s':\n    filename: %s\n    protocol type: %s\n"
-		       "    file length: %s (%" PRId64 " bytes)\n    disk size: %s\n",
-		       get_str(child, "name"), get_str(ci, "filename"), get_str(ci, "format"), vs,
-		       get_i64(ci, "virtual-size"), ds);
+	if (json_object_object_get_ex(o, "children", &v)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			child = json_object_array_get_idx(v, i);
+			if (!json_object_object_get_ex(child, "info", &ci))
+				continue;
+			img_human_size((uint64_t)get_i64(ci, "virtual-size"), vs, sizeof(vs));
+			disk_size(ci, ds, sizeof(ds));
+			printf("Child node '/%s':\n    filename: %s\n    protocol type: %s\n"
+			       "    file length: %s (%" PRId64 " bytes)\n    disk size: %s\n",
+			       get_str(child, "name"), get_str(ci, "filename"), get_str(ci, "format"),
+			       vs, get_i64(ci, "virtual-size"), ds);
+		}
 	}
 }
 
