@@ -223,7 +223,8 @@ int img_convert(int argc, char **argv)
 	/* qcow2 and the formats created through their drivers take close-flush (create.h) */
 	out_drv = blockdev_find_format(out_fmt);
 	snprintf(dst_opts, sizeof(dst_opts), "cache=%s%s%s", dst_cache,
-		 qcow2_out && !c.existing ? ",metadata-barriers=off" : "",
+		 (qcow2_out || !strcmp(out_fmt, "vmdk")) && !c.existing ? ",metadata-barriers=off" :
+									     "",
 		 (qcow2_out || (out_drv && out_drv->create)) && c.no_flush ? ",close-flush=off" :
 									     "");
 	/* an encrypted target opens with the key it was created with (-o key-secret=ID) */
