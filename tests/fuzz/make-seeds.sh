@@ -769,6 +769,9 @@ else
 	echo "make-seeds: qemu-img/qemu-io not found: qcow2 seeds not regenerated" >&2
 fi
 
+# ------------------------------------------------- vmdk (issue 20): headers, descriptors, probe
+bash "$here/make-vmdk-seeds.sh" "$corpus" "$build/tools/vireo-img"
+
 # ------------------------------------------------------- the assembled PVH guests, if built
 for g in exit42 serial_hello triplefault; do
 	f=$build/tests/integration/$g.elf
