@@ -30,6 +30,9 @@
  * replays it. An image is refused too when a present block lies past the end of the file (a
  * truncated image, as qemu-img), over the header section, the log, the BAT or the metadata
  * region, or over another block; check -r opens it to report those as corruptions.
+ *
+ * Options: close-flush=on|off (off: vireo-img convert's new target under -t unsafe; no flush
+ * but those asked for, the BAT written in place at close; see vhdx_commit.c).
  */
 #include "blockdev/vhdx.h"
 
@@ -41,6 +44,7 @@
 
 #include "blockdev/internal.h"
 #include "blockdev/vhdx_internal.h"
+#include "common/parse.h"
 #include "common/util.h"
 
 static int vhdx_probe_score(const uint8_t *buf, size_t len, const char *filename)
@@ -143,13 +147,20 @@ static int open_log(struct vhdx *v, struct error **errp)
 static int vhdx_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
 {
 	struct vhdx *v = calloc(1, sizeof(*v));
+	const char *close_flush = blockdev_opt_get(ctx, "close-flush");
 	struct vhdx_bat_report rep;
 	struct vhdx_io io;
+	bool flush = true;
 
 	if (!v) {
 		error_setg(errp, "out of memory");
 		return -1;
 	}
+	if (close_flush && parse_bool("close-flush", close_flush, &flush, errp)) {
+		free(v);
+		return -1;
+	}
+	v->unsafe = !flush;
 	pthread_mutex_init(&v->lock, NULL);
 	v->bs = bs;
 	v->file = bs->file;
@@ -201,8 +212,6 @@ static int vhdx_map(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint
 
 	if (!present(e))
 		kind = op == BLOCKDEV_OP_WRITE ? BLOCKDEV_EXTENT_SLOW : BLOCKDEV_EXTENT_ZERO;
-	else if (op == BLOCKDEV_OP_DISCARD && v->m.leave_allocated)
-		kind = BLOCKDEV_EXTENT_ZERO; /* a fixed disk keeps its blocks: nothing to do */
 	else if (op != BLOCKDEV_OP_READ && !ready)
 		kind = BLOCKDEV_EXTENT_SLOW; /* the header first (vhdx_prepare_write) */
 	else
@@ -335,7 +344,8 @@ static int vhdx_flush(struct blockdev *bs)
 }
 
 /* Discard and write-zeroes: only present blocks hold anything; the file range under them is
- * punched (discard: unless the disk is fixed) or zeroed. */
+ * punched or zeroed (a block stays present: a fixed disk keeps its blocks, and reads zeroes
+ * there as a raw disk does after a discard). */
 static int zero_present(struct blockdev *bs, uint64_t off, uint64_t len, bool discard,
 			unsigned int flags)
 {
@@ -343,8 +353,6 @@ static int zero_present(struct blockdev *bs, uint64_t off, uint64_t len, bool di
 	uint64_t bsz = v->m.block_size;
 	int ret = 0;
 
-	if (discard && v->m.leave_allocated)
-		return 0;
 	for (uint64_t done = 0; done < len && !ret;) {
 		uint64_t pos = off + done, n = MIN(len - done, bsz - pos % bsz);
 		uint64_t e = entry_of(v, pos / bsz), host = (e & VHDX_BAT_OFFSET_MASK) + pos % bsz;

@@ -82,7 +82,7 @@ int vhdx_prepare_write(struct vhdx *v)
 	if (atomic_load_explicit(&v->data_ready, memory_order_relaxed))
 		return 0;
 	ret = vhdx_guid_random(&h.file_write) ?: vhdx_guid_random(&h.data_write) ?:
-	      vhdx_header_update(v, &h) ?: blockdev_flush(v->file);
+	      vhdx_header_update(v, &h) ?: v->unsafe ? 0 : blockdev_flush(v->file);
 	if (ret)
 		return ret;
 	/* release: pairs with map()'s acquire; the header is durable before any change */
@@ -211,11 +211,38 @@ int vhdx_commit(struct vhdx *v)
 	return 0;
 }
 
+/* close-flush=off: the dirty BAT sectors straight in place, nothing flushed. */
+static int write_in_place(struct vhdx *v)
+{
+	uint64_t nsec = v->bat_len / VHDX_BAT_PER_SECTOR;
+	uint8_t *buf = malloc(VHDX_LOG_SECTOR);
+	int ret = buf ? 0 : -ENOMEM;
+
+	for (uint64_t s = 0; s < nsec && !ret && v->ndirty; s++) {
+		if (!(v->dirty[s / 64] & (1ULL << (s % 64))))
+			continue;
+		for (unsigned k = 0; k < VHDX_BAT_PER_SECTOR; k++)
+			vhdx_put64(buf + 8 * k, atomic_load_explicit(
+				&v->bat[s * VHDX_BAT_PER_SECTOR + k], memory_order_relaxed));
+		ret = blockdev_pwrite(v->file, v->m.bat_offset + s * VHDX_LOG_SECTOR, buf,
+				      VHDX_LOG_SECTOR);
+		if (!ret) {
+			v->dirty[s / 64] &= ~(1ULL << (s % 64));
+			v->ndirty--;
+		}
+	}
+	free(buf);
+	return ret;
+}
+
 int vhdx_close_log(struct vhdx *v)
 {
 	struct vhdx_header h = v->m.hdr;
-	int ret = vhdx_commit(v) ?: blockdev_flush(v->file);
+	int ret;
 
+	if (v->unsafe && !v->log_active)
+		return write_in_place(v);
+	ret = vhdx_commit(v) ?: blockdev_flush(v->file);
 	if (ret || !v->log_active)
 		return ret;
 	memset(&h.log_guid, 0, sizeof(h.log_guid));

@@ -19,6 +19,10 @@ struct vhdx {
 	/* set at open; m.hdr and m.hdr_slot change under @lock (header updates) */
 	struct vhdx_meta m;
 	bool read_only;
+	/* opened with close-flush=off (vireo-img convert's new target under -t unsafe): no
+	 * flush is made but those the user asks for; at close the BAT goes in place, not
+	 * through the log (a crash loses such an image anyway) */
+	bool unsafe;
 	bool replayed;    /* the log was replayed at open (check counts it as fixed) */
 	uint64_t bat_len; /* entries of @bat: bat_entries rounded up to whole sectors */
 	/* the BAT, host order; entries change only under @lock, with release stores after the
@@ -52,7 +56,8 @@ int vhdx_prepare_write(struct vhdx *v);
 void vhdx_mark_dirty(struct vhdx *v, uint64_t i);
 /* Every changed BAT sector through the log, then in place (see vhdx_commit.c). */
 int vhdx_commit(struct vhdx *v);
-/* Commit, flush, and empty the log (header with a zero log GUID), for a clean close. */
+/* Commit, flush, and empty the log (header with a zero log GUID), for a clean close; with
+ * v->unsafe, the BAT sectors in place and no flush. */
 int vhdx_close_log(struct vhdx *v);
 /* Replays the log found at open (read-write), then flushes and empties it. */
 int vhdx_replay(struct vhdx *v, const struct vhdx_log_seq *seq, struct error **errp);

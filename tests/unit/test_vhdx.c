@@ -783,11 +783,14 @@ static void fixed_image_writes_in_place(void **state)
 	imgfx_fill(bs, 3 * VHDX_MIB, VHDX_MIB, 0x3f);
 	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_READ, 3 * VHDX_MIB, 4096, &e), 0);
 	assert_int_equal(e.host_offset, 11 * VHDX_MIB);
-	/* a fixed disk keeps its blocks: discard does nothing */
-	assert_int_equal(blockdev_discard(bs, 3 * VHDX_MIB, VHDX_MIB), 0);
-	imgfx_assert_reads(bs, 3 * VHDX_MIB, VHDX_MIB, 0x3f);
+	/* a fixed disk keeps its blocks: discard punches the file under them */
 	assert_int_equal(blockdev_write_zeroes(bs, 3 * VHDX_MIB, 4096, 0), 0);
 	imgfx_assert_reads(bs, 3 * VHDX_MIB, 4096, 0);
+	imgfx_assert_reads(bs, 3 * VHDX_MIB + 4096, VHDX_MIB - 4096, 0x3f);
+	assert_int_equal(blockdev_discard(bs, 3 * VHDX_MIB, VHDX_MIB), 0);
+	imgfx_assert_reads(bs, 3 * VHDX_MIB, VHDX_MIB, 0);
+	assert_int_equal(blockdev_map(bs, BLOCKDEV_OP_READ, 3 * VHDX_MIB, 4096, &e), 0);
+	assert_int_equal(e.kind, BLOCKDEV_EXTENT_DATA);
 	blockdev_close(bs);
 	bs = imgfx_open("fixed.vhdx", "vhdx", NULL, true);
 	assert_int_equal(bs->file->size, size);
