@@ -85,7 +85,7 @@ static inline uint64_t vdi_block_offset(const struct vdi_header *h, uint32_t ind
 
 /*
  * struct vdi_map_report - what vdi_map_check found in a block map
- * @allocated: entries pointing at a data block
+ * @allocated: entries pointing at a data block of the data area (as the header counts them)
  * @max_index: the largest data block index used + 1 (0: none)
  * @bad_index: entries whose index is not below blocks_in_image
  * @duplicates: entries pointing at a data block an earlier entry points at

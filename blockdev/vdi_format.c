@@ -219,8 +219,9 @@ int vdi_map_check(const struct vdi_header *h, const uint32_t *map, uint64_t file
 			free(owner);
 			return -1;
 		}
-		r->allocated++;
 		r->max_index = MAX(r->max_index, e + 1);
+		if (e < n)
+			r->allocated++;
 		if (e >= n) {
 			r->bad_index++;
 			if (print)

@@ -59,8 +59,8 @@ static int vpc_probe_score(const uint8_t *buf, size_t len, const char *filename)
 	return vpc_probe(buf, len) ? 100 : 0;
 }
 
-/* The footer: the copy at offset 0 (dynamic images), else (or if that one is damaged) the one
- * in the last sector. *@at is where it was found. */
+/* The footer: the copy at offset 0 (dynamic images), else (or if that one's checksum shows it
+ * damaged) the one in the last sector. *@at is where it was found. */
 static int read_footer(struct vpc *v, uint64_t file_size, uint64_t *at, struct error **errp)
 {
 	uint8_t buf[VPC_FOOTER_LEN];
@@ -75,8 +75,9 @@ static int read_footer(struct vpc *v, uint64_t file_size, uint64_t *at, struct e
 	ret = blockdev_pread(v->file, 0, buf, sizeof(buf));
 	if (!ret && vpc_probe(buf, sizeof(buf))) {
 		*at = 0;
-		if (!vpc_footer_parse(buf, &v->footer, &first))
-			return 0;
+		if (vpc_footer_intact(buf))
+			return vpc_footer_parse(buf, &v->footer, errp); /* intact: it says */
+		vpc_footer_parse(buf, &v->footer, &first);
 	}
 	*at = file_size - VPC_FOOTER_LEN;
 	if (!ret)

@@ -88,6 +88,9 @@ struct vpc_dyn {
  * the checksum field counted as zeroes (at @skip, 4 bytes). */
 uint32_t vpc_checksum(const uint8_t *buf, size_t len, size_t skip);
 
+/* true when the VPC_FOOTER_LEN bytes at @buf hold a footer whose checksum is right */
+bool vpc_footer_intact(const uint8_t *buf);
+
 /* true when @buf (@len bytes) starts with a footer copy ("conectix"): a dynamic VHD */
 bool vpc_probe(const uint8_t *buf, size_t len);
 

@@ -59,6 +59,12 @@ enum {
 	F_CHECKSUM = 64, F_UUID = 68, F_SAVED_STATE = 84,
 };
 
+bool vpc_footer_intact(const uint8_t *buf)
+{
+	return !memcmp(buf + F_COOKIE, "conectix", 8) &&
+	       vpc_checksum(buf, VPC_FOOTER_LEN, F_CHECKSUM) == be32(buf + F_CHECKSUM);
+}
+
 int vpc_footer_parse(const uint8_t *buf, struct vpc_footer *f, struct error **errp)
 {
 	uint32_t sum;
@@ -318,8 +324,8 @@ int vpc_bat_check(const uint32_t *bat, uint32_t n, uint32_t block_size, uint64_t
 		if (bat[i] == VPC_BAT_FREE)
 			continue;
 		if (off < meta_end || !range_within(off, span, file_size)) {
-			error_setg(errp, "BAT entry %" PRIu32 " puts block %" PRIu32 " at offset "
-				   "%" PRIu64 ", %s", i, i, off,
+			error_setg(errp, "BAT entry %" PRIu32 " puts its block at offset "
+				   "%" PRIu64 ", %s", i, off,
 				   off < meta_end ? "inside the image's metadata" :
 						    "past the end of the file (truncated image?)");
 			return -1;
