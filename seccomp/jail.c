@@ -180,10 +180,12 @@ static int reap(pid_t child, const sigset_t *sigs)
 	siginfo_t si;
 	int st;
 
-	/* the child has its own copies: ours would only keep a reader of them waiting */
+	/* the child has its own copies: ours would only keep a reader of them (a pipe, the
+	 * storage daemon's --daemonize parent waiting for its ready byte) waiting */
 	close(STDIN_FILENO);
 	close(STDOUT_FILENO);
 	close(STDERR_FILENO);
+	sandbox_close_inherited_fds();
 	for (;;) {
 		if (sigwaitinfo(sigs, &si) < 0)
 			continue;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "seccomp/jail.h"
 #include "tools/sd.h"
 
 static int ready_fd = -1; /* --daemonize: the pipe to the waiting parent */
@@ -114,7 +115,8 @@ int sd_pidfile_write(const char *path, struct error **errp)
 		;
 	if (r < 0)
 		return -1;
-	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	/* with --jail --new-pid-ns getpid() is 1: the pid the host knows */
+	len = snprintf(buf, sizeof(buf), "%d\n", (int)sandbox_jail_host_pid());
 	if (ftruncate(pid_fd, 0) < 0 || pwrite(pid_fd, buf, (size_t)len, 0) != len) {
 		error_setg_errno(errp, errno, "--pidfile: cannot write '%s'", path);
 		goto err;
