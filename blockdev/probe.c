@@ -14,6 +14,7 @@
 #include "blockdev/luks.h"
 #include "blockdev/qcow2.h"
 #include "blockdev/vmdk.h"
+#include "blockdev/vhdx.h"
 #include "blockdev/vdi.h"
 #include "blockdev/vpc.h"
 #include "common/util.h"
@@ -23,6 +24,7 @@ const struct blockdev_driver *const blockdev_formats[] = {
 	&blockdev_luks,
 	&blockdev_vpc,
 	&blockdev_vdi,
+	&blockdev_vhdx,
 	&blockdev_vmdk,
 	&blockdev_raw,
 	NULL,
@@ -37,7 +39,6 @@ static const struct {
 } foreign[] = {
 	{ "qcow (version 1)", 0, 8, "QFI\xfb\0\0\0\1" },
 	{ "vmdk (ESX COWD)", 0, 4, "COWD" },
-	{ "vhdx", 0, 8, "vhdxfile" },
 	{ "qed", 0, 4, "QED\0" },
 	{ "luks (version 2)", 0, 8, "LUKS\xba\xbe\0\2" },
 	{ "luks (not version 1)", 0, 6, "LUKS\xba\xbe" },
