@@ -772,6 +772,9 @@ fi
 # ------------------------------------------------- vmdk (issue 20): headers, descriptors, probe
 bash "$here/make-vmdk-seeds.sh" "$corpus" "$build/tools/vireo-img"
 
+# ------------------------------------------- vhdx (issue 20): header section and log, probe
+bash "$here/make-vhdx-seeds.sh" "$corpus" "$build/tools/vireo-img"
+
 # ------------------------------------------------------- the assembled PVH guests, if built
 for g in exit42 serial_hello triplefault; do
 	f=$build/tests/integration/$g.elf
