@@ -5,6 +5,8 @@
 #   convert-qcow2-raw  convert -O raw   of a qcow2 image (64 KiB clusters) with realistic content
 #   convert-raw-qcow2  convert -O qcow2 of the same content as a sparse raw file
 #   check-sparse       check of a 1 TiB qcow2 with 2 GiB allocated in 2048 scattered extents
+#   convert-raw-FMT    convert -O FMT of the raw file, for each FMT of BENCH_FORMATS
+#   convert-FMT-raw    convert -O raw of the same content in FMT (made once by qemu-img)
 # The content (mkimage.py): BENCH_IMG_MIB (1536) MiB, ~60 % extents of real files from /usr
 # (libraries, binaries, docs), ~10 % zeroes written as data, the rest holes. Both tools use their
 # defaults (page cache, a flush at the end); the target is deleted before each run.
@@ -12,7 +14,9 @@
 #   RESULT bench=img op=convert-qcow2-raw tool=vireo-img secs=X
 # and at the end, per op, the throughput ratio qemu-img secs / vireo-img secs (goal >= 1.2).
 # Environment: BENCH_DIR (BUILD_DIR/bench-img; ~6 GiB free needed), BENCH_REPEAT (3),
-# BENCH_IMG_MIB (1536), BENCH_KEEP=1 keeps the generated images for the next run.
+# BENCH_IMG_MIB (1536), BENCH_KEEP=1 keeps the generated images for the next run,
+# BENCH_FORMATS: foreign formats to convert to and from ("vhdx vpc:subformat=fixed": a format,
+# with -o options after a colon; none by default).
 set -uo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +24,8 @@ vi=$(realpath "$build/tools/vireo-img")
 dir=${BENCH_DIR:-$build/bench-img}
 repeat=${BENCH_REPEAT:-3}
 mib=${BENCH_IMG_MIB:-1536}
+formats=${BENCH_FORMATS:-}
+ops="convert-qcow2-raw convert-raw-qcow2 check-sparse"
 
 die() { echo "bench/img: $*" >&2; exit 1; }
 [ -x "$vi" ] || die "no $vi: build first (ninja -C $build)"
@@ -42,6 +48,12 @@ if [ ! -f big.qcow2 ]; then
 	done
 	qemu-io -f qcow2 "${args[@]}" big.qcow2 >/dev/null || die "qemu-io"
 fi
+for f in $formats; do
+	fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:}
+	[ -f "src.$fmt" ] || qemu-img convert -O "$fmt" ${o:+-o "$o"} src.raw "src.$fmt" ||
+		die "qemu-img convert -O $fmt"
+	ops="$ops convert-raw-$fmt convert-$fmt-raw"
+done
 echo "bench/img: src.raw $(du -h src.raw | cut -f1) allocated of ${mib} MiB;" \
      "src.qcow2 $(du -h src.qcow2 | cut -f1); big.qcow2 $(du -h big.qcow2 | cut -f1)"
 
@@ -58,7 +70,7 @@ declare -A best
 run_op() { # op tool cmd...
 	local op=$1 tool=$2 s
 	shift 2
-	rm -f out.raw out.qcow2
+	rm -f out.*
 	sync
 	s=$(timed "$@")
 	printf 'RESULT bench=img op=%s tool=%s secs=%.3f\n' "$op" "$tool" "$s"
@@ -74,12 +86,18 @@ for r in $(seq 1 "$repeat"); do
 		run_op convert-qcow2-raw $tool "$bin" convert -O raw src.qcow2 out.raw
 		run_op convert-raw-qcow2 $tool "$bin" convert -O qcow2 src.raw out.qcow2
 		run_op check-sparse $tool "$bin" check big.qcow2
+		for f in $formats; do
+			fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:}
+			run_op "convert-raw-$fmt" $tool "$bin" convert -O "$fmt" ${o:+-o "$o"} src.raw \
+				"out.$fmt"
+			run_op "convert-$fmt-raw" $tool "$bin" convert -O raw "src.$fmt" out.raw
+		done
 	done
 done
-rm -f out.raw out.qcow2 err.txt
-for op in convert-qcow2-raw convert-raw-qcow2 check-sparse; do
+rm -f out.* err.txt
+for op in $ops; do
 	v=${best[$op/vireo-img]} q=${best[$op/qemu-img]}
 	printf 'BEST bench=img op=%s vireo-img=%.3f qemu-img=%.3f ratio=%.2f (qemu-img secs / vireo-img secs; goal >= 1.2)\n' \
 		"$op" "$v" "$q" "$(echo "$q / $v" | bc -l)"
 done
-[ "${BENCH_KEEP:-0}" = 1 ] || rm -f src.raw src.qcow2 big.qcow2
+[ "${BENCH_KEEP:-0}" = 1 ] || rm -f src.* big.qcow2
