@@ -771,6 +771,8 @@ fi
 
 # ------------------------------------------------- vmdk (issue 20): headers, descriptors, probe
 bash "$here/make-vmdk-seeds.sh" "$corpus" "$build/tools/vireo-img"
+# --------------------------------------------- vpc and vdi (issue 20): headers, BATs, probe
+bash "$here/make-vpc-seeds.sh" "$corpus" "$build/tools/vireo-img"
 
 # ------------------------------------------- vhdx (issue 20): header section and log, probe
 bash "$here/make-vhdx-seeds.sh" "$corpus" "$build/tools/vireo-img"
