@@ -919,6 +919,14 @@ void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req);
 
 /* Requests submitted on @q whose done() has not run yet (queue's iothread only). */
 unsigned int blockdev_queue_inflight(const struct blockdev_queue *q);
+/*
+ * Requests the frontends (virtio devices, NBD exports: every queue's user) have submitted so
+ * far, on all queues of the process; any thread. The sum only grows while queues live (a queue
+ * freed takes its count with it): callers look for a change, not at the value. The job manager
+ * yields to guests while it changes (job.c).
+ */
+uint64_t blockdev_frontend_requests(void);
+
 
 /**
  * blockdev_queue_drain - wait until every request of @q has completed

@@ -32,6 +32,7 @@
 #include <linux/falloc.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,16 @@ struct blockdev_queue {
 	bool eager_pending; /* a submit_eager node's SQE is queued: submit when the request is */
 	struct throttle_member *thr; /* a throttle node's: its group holds requests (throttle.c) */
 };
+	/* requests submitted: written by the queue's iothread only, read by the job thread
+	 * (blockdev_frontend_requests); on the queue's own cache lines, so no bouncing */
+	_Atomic uint64_t submitted;
+	struct blockdev_queue *all_prev, *all_next; /* every queue (all_queues) */
 
 struct slow_job {
+/* Every queue, for blockdev_frontend_requests(): added and removed on the control plane. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct blockdev_queue *all_queues;
+
 	struct blockdev_queue *q;
 	struct blockdev_req *req;
 	struct blockdev *node;
@@ -754,6 +763,9 @@ struct throttle_member *blockdev_queue_throttle(const struct blockdev_queue *q)
 }
 
 /* ---- queues ---------------------------------------------------------------------------------- */
+	atomic_store_explicit(&q->submitted,
+			      atomic_load_explicit(&q->submitted, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 
 struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *it,
 					  struct error **errp)
@@ -825,3 +837,28 @@ int blockdev_queue_drain(struct blockdev_queue *q)
 	}
 	return 0;
 }
+	pthread_mutex_lock(&all_lock);
+	q->all_next = all_queues;
+	if (all_queues)
+		all_queues->all_prev = q;
+	all_queues = q;
+	pthread_mutex_unlock(&all_lock);
+uint64_t blockdev_frontend_requests(void)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&all_lock);
+	for (struct blockdev_queue *q = all_queues; q; q = q->all_next)
+		n += atomic_load_explicit(&q->submitted, memory_order_relaxed);
+	pthread_mutex_unlock(&all_lock);
+	return n;
+}
+
+	pthread_mutex_lock(&all_lock);
+	if (q->all_prev)
+		q->all_prev->all_next = q->all_next;
+	else
+		all_queues = q->all_next;
+	if (q->all_next)
+		q->all_next->all_prev = q->all_prev;
+	pthread_mutex_unlock(&all_lock);

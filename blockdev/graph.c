@@ -38,7 +38,9 @@
 #include "blockdev/internal.h"
 #include "common/util.h"
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+/* recursive: blockdev_for_each_node's callbacks may look at the graph again (QMP's
+ * query-named-block-nodes lists each node's children, image_info.c, through it) */
+static pthread_mutex_t registry_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static struct blockdev *registry; /* every open node, newest first (bs->reg_next) */
 static unsigned int next_auto_name = 1;
 

@@ -24,6 +24,7 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/copy.h"
+#include "blockdev/job_yield.h"
 #include "common/token_bucket.h"
 #include "common/util.h"
 
@@ -59,6 +60,7 @@ struct job {
 	struct token_bucket tb;
 	uint64_t copied;          /* bytes of the current step, for the speed */
 	struct job *next;
+	struct job_yield_progress yield; /* the job thread's: does it keep up while yielding? */
 };
 
 struct event {
@@ -77,6 +79,8 @@ static struct {
 	bool boosted;       /* given normal priority against starvation... */
 	uint64_t boost_end; /* ...until then */
 	int efd;
+	struct job_yield yield; /* the job thread's look at the frontends' requests (job_yield.h) */
+	bool yielding;      /* ...which found them busy: steps are small and spaced out */
 	struct job *jobs;
 	struct job *cursor; /* the job after which the thread looks first (round robin) */
 	struct event *ev_head, **ev_tail;
@@ -310,6 +314,7 @@ static void *job_thread(void *arg)
 		uint64_t wake = UINT64_MAX;
 		struct job *j = pick(now_ns(), &wake);
 		int r;
+		uint64_t step_start;
 
 		if (!j) {
 			if (wake == UINT64_MAX) {
@@ -324,11 +329,21 @@ static void *job_thread(void *arg)
 		}
 		j->busy = true;
 		pthread_mutex_unlock(&m.lock);
+		step_start = now_ns();
+		/* a job with a speed goes at it, one without takes what the guests leave, as
+		 * long as it keeps up (job_yield.h) */
+		m.yielding = job_yield_active(&m.yield, blockdev_frontend_requests(), step_start) &&
+			     !j->speed &&
+			     job_yield_keeps_up(&j->yield, j->total - MIN(j->current, j->total),
+						step_start);
 		r = j->drv->step(j);
 		pthread_mutex_lock(&m.lock);
 		j->busy = false;
 		after_step(j, r);
 		m.last_step_ns = now_ns();
+		if (m.yielding)
+			j->not_before = MAX(j->not_before,
+					    now_ns() + job_yield_wait_ns(now_ns() - step_start));
 		if (m.boosted && m.last_step_ns >= m.boost_end) { /* its time is up: idle again */
 			struct sched_param sp = { 0 };
 
@@ -403,9 +418,11 @@ uint64_t job_step_bytes_up_to(struct job *job, uint64_t max)
 	speed = job->speed;
 	pthread_mutex_unlock(&m.lock);
 	/* a tenth of a second's worth under a speed, so the pace is even, in 64 KiB units */
+	if (m.yielding) /* frontends are busy: a small step (job_yield.h) */
+		max = MIN(max, JOB_YIELD_BYTES);
 	if (!speed)
 		return max;
-	return MIN(BLOCKDEV_COPY_CHUNK, MAX(speed / 10, 65536) / 65536 * 65536);
+	return MIN(max, MIN(BLOCKDEV_COPY_CHUNK, MAX(speed / 10, 65536) / 65536 * 65536));
 }
 
 uint64_t job_step_bytes(struct job *job)

@@ -124,7 +124,11 @@ static int backup_step(struct job *job)
 	if (err)
 		return err; /* a hook could not copy: the point in time is lost */
 	pthread_mutex_lock(&b->lock);
-	if (!blockdev_bitmap_next_dirty(b->copy, b->cursor, job_step_bytes(job), &start, &len)) {
+	/* whole granules: a step's bits are cleared only where it covers a granule whole */
+	if (!blockdev_bitmap_next_dirty(b->copy, b->cursor,
+					ALIGN_UP(job_step_bytes(job),
+						 blockdev_bitmap_granularity(b->copy)),
+					&start, &len)) {
 		pthread_mutex_unlock(&b->lock);
 		if (b->cursor) {
 			b->cursor = 0;

@@ -85,8 +85,11 @@ static int mirror_step(struct job *job)
 	bool write_failed = false;
 	int ret;
 
+	/* whole granules: a step's bits are cleared only where it covers a granule whole */
 	if (!blockdev_bitmap_next_dirty(m->dirty, m->cursor,
-					job_step_bytes_up_to(job, MIRROR_STEP_MAX), &start, &len)) {
+					ALIGN_UP(job_step_bytes_up_to(job, MIRROR_STEP_MAX),
+						 blockdev_bitmap_granularity(m->dirty)),
+					&start, &len)) {
 		job_progress(job, m->copied, m->copied, 0);
 		if (m->cursor) { /* look from the start again before saying it is in sync */
 			m->cursor = 0;

@@ -186,6 +186,7 @@ class Vm(_Monitored):
         self.logs = logs
         self.proc = subprocess.Popen([vireo, "run", *args, "--qmp", f"unix:{sock}"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        atexit.register(self.proc.kill)  # never left running by a test that raised
         try:
             self.qmp = Qmp(sock)
         except (OSError, ValueError) as e:

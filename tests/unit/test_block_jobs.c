@@ -476,6 +476,49 @@ static void backup_copies_what_the_bitmap_marks_and_settles_it(void **state)
 	blockdev_close(top);
 }
 
+/*
+ * A job whose steps are smaller than its bitmap's granularity (a speed whose tenth of a second
+ * is less than a granule, or a job yielding to guests) still clears every granule: steps cover
+ * whole granules. Before, a 1 MiB step over 2 MiB granules cleared none, and the mirror and the
+ * backup copied the same ranges for ever.
+ */
+static void steps_smaller_than_a_granule_still_finish(void **state)
+{
+	struct blockdev *top = make_chain(), *target;
+	struct job_opts slow = auto_opts;
+	struct job_mirror_opts mo = { .sync = JOB_MIRROR_SYNC_FULL, .granularity = 2 * MiB };
+	struct job_backup_opts bo = { .sync = JOB_BACKUP_SYNC_FULL, .granularity = 2 * MiB };
+	struct error *err = NULL;
+	uint8_t *before, *after;
+	struct job *j;
+
+	slow.speed = 10 * MiB; /* steps of a tenth of that: 1 MiB */
+	make_qcow2("target.qcow2", NULL, NULL);
+	target = open_img("target.qcow2", "target", false);
+	j = job_mirror_start(&slow, top, target, &mo, &err);
+	if (!j)
+		fail_msg("mirror: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_READY);
+	assert_int_equal(job_cancel(j, false, NULL), 0); /* in READY: a point-in-time copy */
+	wait_for("j0", JOB_STATUS_NULL);
+	before = slurp(top);
+	after = slurp(target);
+	assert_memory_equal(before, after, SIZE);
+	free(after);
+	blockdev_close(target);
+	make_qcow2("bk.qcow2", NULL, NULL);
+	target = open_img("bk.qcow2", "bk", false);
+	if (!job_backup_start(&slow, top, target, &bo, &err))
+		fail_msg("backup: %s", error_msg(err));
+	wait_for("j0", JOB_STATUS_NULL);
+	after = slurp(target);
+	assert_memory_equal(before, after, SIZE);
+	free(before);
+	free(after);
+	blockdev_close(target);
+	blockdev_close(top);
+}
+
 /* ---- blockdev-create ----------------------------------------------------------------------- */
 
 /* blockdev-create with @fmt's arguments (JSON; %s are filled from the varargs). */
@@ -867,6 +910,7 @@ int main(void)
 		cmocka_unit_test(create_refuses_bad_options_by_name),
 		cmocka_unit_test(create_is_a_plain_job_that_waits_for_dismiss),
 		cmocka_unit_test(backup_copies_what_the_bitmap_marks_and_settles_it),
+		cmocka_unit_test(steps_smaller_than_a_granule_still_finish),
 		cmocka_unit_test(shutdown_cancels_a_ready_mirror_and_a_throttled_stream),
 	};
 
