@@ -64,7 +64,7 @@ struct sandbox_jail {
 /*
  * Takes one of the options above (@name without the dashes: "jail", "uid", "gid",
  * "new-pid-ns", "new-net-ns"; @arg NULL for the last two). 1 when @name is not one of them,
- * 0 when taken, -1 with a message naming the option.
+ * 0 when taken, -1 with a message about the value (the caller prefixes the option's name).
  */
 int sandbox_jail_option(struct sandbox_jail *j, const char *name, const char *arg,
 			struct error **errp);

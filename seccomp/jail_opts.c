@@ -10,12 +10,14 @@
 #include "seccomp/jail.h"
 
 /* A numeric id (as Firecracker's jailer takes them): 0 .. 2^32 - 2 (-1 means "unchanged"). */
-static int take_id(const char *opt, const char *arg, unsigned int *out, struct error **errp)
+static int take_id(const char *arg, unsigned int *out, struct error **errp)
 {
 	uint64_t v;
 
-	if (parse_u64(opt, arg, 0, 0xfffffffeu, &v, errp) < 0)
+	if (parse_u64("id", arg, 0, 0xfffffffeu, &v, NULL) < 0) {
+		error_setg(errp, "'%s' is not a numeric id (0 to 4294967294)", arg);
 		return -1;
+	}
 	*out = (unsigned int)v;
 	return 0;
 }
@@ -27,17 +29,17 @@ int sandbox_jail_option(struct sandbox_jail *j, const char *name, const char *ar
 
 	if (!strcmp(name, "jail")) {
 		if (!arg || !*arg) {
-			error_setg(errp, "--jail: empty directory");
+			error_setg(errp, "empty directory");
 			return -1;
 		}
 		j->dir = arg;
 	} else if (!strcmp(name, "uid")) {
-		if (take_id("--uid", arg, &id, errp) < 0)
+		if (take_id(arg, &id, errp) < 0)
 			return -1;
 		j->uid = (uid_t)id;
 		j->uid_set = true;
 	} else if (!strcmp(name, "gid")) {
-		if (take_id("--gid", arg, &id, errp) < 0)
+		if (take_id(arg, &id, errp) < 0)
 			return -1;
 		j->gid = (gid_t)id;
 		j->gid_set = true;
