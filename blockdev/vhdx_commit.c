@@ -243,7 +243,9 @@ int vhdx_close_log(struct vhdx *v)
 	if (v->unsafe && !v->log_active)
 		return write_in_place(v);
 	ret = vhdx_commit(v) ?: blockdev_flush(v->file);
-	if (ret || !v->log_active)
+	/* a log GUID another writer left with nothing valid under it goes too, once we wrote */
+	if (ret || (!v->log_active && (vhdx_guid_is_zero(&h.log_guid) ||
+				       !atomic_load_explicit(&v->data_ready, memory_order_relaxed))))
 		return ret;
 	memset(&h.log_guid, 0, sizeof(h.log_guid));
 	ret = vhdx_header_update(v, &h) ?: blockdev_flush(v->file);
