@@ -194,6 +194,30 @@ if [ "${E2E_MIRROR:-0}" = 1 ] && [ -n "$drive_vireo$drive_qemu" ]; then
 	exec 3<>"$qmp_answer" # read-write: never blocks, and the VMM never sees its end
 fi
 
+# --mirror-to nbd (live storage migration): the new qcow2 is a vireo-storage-daemon's writable
+# NBD export on a unix socket; the mirror step adds it to the VMM as an nbd node and mirrors
+# onto that, and after the VMM the daemon is stopped by SIGTERM, which must flush the qcow2.
+sd_pid=
+if [ -n "$qmp_answer" ] && [ "${E2E_MIRROR_TO:-qcow2}" = nbd ]; then
+	vireo-img create -q -f qcow2 /mirror.qcow2 "$E2E_DISK_SIZE"
+	vireo-storage-daemon \
+		--blockdev driver=qcow2,node-name=t0,file.driver=file,file.filename=/mirror.qcow2 \
+		--nbd-server addr.type=unix,addr.path=/tmp/nbd.sock \
+		--export type=nbd,id=e0,node-name=t0,name=mirror,writable=on >/tmp/sd.log 2>&1 &
+	sd_pid=$!
+	i=0
+	while [ ! -S /tmp/nbd.sock ] && [ $i -lt 300 ] && kill -0 "$sd_pid" 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ -S /tmp/nbd.sock ]; then
+		echo "E2E-L1-SD-START=ok"
+	else
+		echo "E2E-L1-SD-START=failed"
+		sed 's/^/E2E-L1-SD: /' /tmp/sd.log
+	fi
+fi
+
 # QMP on L2's demand: L2 prints E2E-L2-QMP-WANTED=STEP on its console (which run_vmm copies to
 # /tmp/l2-console.log) for each step of $qmp_steps in turn, and waits for what that step does;
 # qmp.py, one process for all steps, sends each step's commands and prints E2E-L1-QMP-STEP=STATUS.
@@ -210,14 +234,25 @@ qmp_watch() {
 			;;
 		hotdel) set -- "$@" '{"execute":"device_del","arguments":{"id":"hd2"}}' ;;
 		mirror)
-			m="\"device\":\"$mirror_dev\",\"job-id\":\"m0\",\"target\":\"/mirror.qcow2\""
-			m="$m,\"format\":\"qcow2\",\"sync\":\"full\",\"mode\":\"absolute-paths\""
-			set -- "$@" "{\"execute\":\"drive-mirror\",\"arguments\":{$m}}"
+			if [ -n "$sd_pid" ]; then
+				a='"driver":"nbd","node-name":"remote","export":"mirror"'
+				a="$a,\"server\":{\"type\":\"unix\",\"path\":\"/tmp/nbd.sock\"}"
+				m="\"device\":\"$mirror_dev\",\"job-id\":\"m0\",\"target\":\"remote\""
+				m="$m,\"sync\":\"full\""
+				set -- "$@" "{\"execute\":\"blockdev-add\",\"arguments\":{$a}}" \
+					"{\"execute\":\"blockdev-mirror\",\"arguments\":{$m}}"
+			else
+				m="\"device\":\"$mirror_dev\",\"job-id\":\"m0\",\"target\":\"/mirror.qcow2\""
+				m="$m,\"format\":\"qcow2\",\"sync\":\"full\",\"mode\":\"absolute-paths\""
+				set -- "$@" "{\"execute\":\"drive-mirror\",\"arguments\":{$m}}"
+			fi
 			;;
 		pivot)
+			on='?"file": "/mirror.qcow2"'
+			[ -n "$sd_pid" ] && on='?"node-name": "remote"'
 			set -- "$@" %BLOCK_JOB_READY \
 				'{"execute":"job-complete","arguments":{"id":"m0"}}' %BLOCK_JOB_COMPLETED \
-				'{"execute":"query-block"}' '?"file": "/mirror.qcow2"'
+				'{"execute":"query-block"}' "$on"
 			;;
 		esac
 	done
@@ -287,6 +322,13 @@ echo
 echo "E2E-L2-CONSOLE-END"
 [ "$rc" -eq 137 ] && echo "E2E-VIREO-TIMEOUT=${E2E_VMM_TIMEOUT}s"
 echo "E2E-VIREO-EXIT=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
+# --mirror-to nbd: the daemon flushes its export's qcow2 when SIGTERM stops it
+if [ -n "$sd_pid" ]; then
+	kill -TERM "$sd_pid" 2>/dev/null
+	wait "$sd_pid"
+	echo "E2E-L1-SD-EXIT=$?"
+	sed 's/^/E2E-L1-SD: /' /tmp/sd.log
+fi
 # --mirror: L2 wrote nothing after the pivot (fio only verified), so the source the VMM left and
 # the qcow2 it moved onto must hold the same data; the qcow2 must pass a check
 if [ -n "$qmp_answer" ] && [ -x /usr/bin/vireo-img ]; then

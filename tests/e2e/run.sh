@@ -5,7 +5,8 @@
 #
 # usage: run.sh [--test boot|fio|guest] [--vmm vireo|qemu] [--vireo PATH] [--cpus N]
 #               [--memory SIZE] [--queues N] [--iothreads N] [--disk-size SIZE]
-#               [--disk-form drive|blockdev|scsi] [--mirror [--vireo-img PATH]] [--timeout SECS]
+#               [--disk-form drive|blockdev|scsi] [--mirror [--mirror-to qcow2|nbd]
+#               [--vireo-img PATH] [--storage-daemon PATH]] [--timeout SECS]
 #               [--fio-cpus LIST] [--fio-size MIB] [--l2-append ARGS] [--guest-elf PATH]
 #               [--guest-runs FILE] [--vm-tests FILE --tiny-guests DIR]
 #               [--vm-program NAME PROGRAM GUEST]... [--work-dir DIR] [--cache-dir DIR]
@@ -31,7 +32,12 @@
 #                 (BLOCK_JOB_READY, job-complete, BLOCK_JOB_COMPLETED, query-block names it),
 #                 and fio's verify pass then reads the target. With --vireo-img (default: the
 #                 build's tools/vireo-img beside --vireo), L1 then checks the qcow2 and compares
-#                 it with the source.
+#                 it with the source. --mirror-to nbd makes it live storage migration: the
+#                 qcow2 is served by a vireo-storage-daemon in L1 (--storage-daemon, default
+#                 the build's tools/vireo-storage-daemon) as a writable NBD export on a unix
+#                 socket; L1 adds it to the VMM as an nbd node (blockdev-add) and mirrors onto
+#                 it with blockdev-mirror, the pivot leaves the disk on the NBD node, and the
+#                 daemon, stopped by SIGTERM after the VMM, must have flushed the qcow2.
 #   --test guest  no Linux in L2: our test guest (--guest-elf) under vireo on L1's nested KVM,
 #                 once for each run of --guest-runs (default tests/guest/vireo-runs.txt, the
 #                 guest suite's vireo runs); every run must pass. For machines whose own
@@ -59,7 +65,9 @@ iothreads=2
 disk_size=256M
 disk_form=drive
 mirror=0
+mirror_to=qcow2
 vireo_img=
+storage_daemon=
 fio_cpus=
 fio_size=
 timeout_s=
@@ -84,7 +92,9 @@ while (($#)); do
 	--disk-size) disk_size=$2; shift 2 ;;
 	--disk-form) disk_form=$2; shift 2 ;;
 	--mirror) mirror=1; shift ;;
+	--mirror-to) mirror_to=$2; shift 2 ;;
 	--vireo-img) vireo_img=$2; shift 2 ;;
+	--storage-daemon) storage_daemon=$2; shift 2 ;;
 	--fio-cpus) fio_cpus=$2; shift 2 ;;
 	--fio-size) fio_size=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
@@ -116,6 +126,11 @@ if ((mirror)); then
 	[[ $test == fio && $disk_form != scsi ]] ||
 		e2e_die "run.sh: --mirror needs --test fio with --disk-form drive or blockdev"
 fi
+case $mirror_to in
+qcow2) ;;
+nbd) ((mirror)) || e2e_die "run.sh: --mirror-to needs --mirror" ;;
+*) e2e_die "run.sh: --mirror-to must be qcow2 or nbd, not '$mirror_to'" ;;
+esac
 hot_disk_size=64M # --disk-form scsi: the LUN hot-added over QMP
 # SCSI in L2 costs ~4x virtio-blk's time per I/O in the bed, under either VMM, and there are two
 # LUNs: 2 MiB a job keeps the run near e2e-fio's length
@@ -187,6 +202,14 @@ if [[ $vmm == vireo ]]; then
 		[[ -n $vireo_img ]] || vireo_img=$(dirname "$vireo")/tools/vireo-img
 		[[ -x $vireo_img ]] || e2e_die "run.sh: --vireo-img: '$vireo_img' is not an executable"
 	fi
+	if ((mirror)) && [[ $mirror_to == nbd ]]; then
+		[[ -n $storage_daemon ]] ||
+			storage_daemon=$(dirname "$vireo")/tools/vireo-storage-daemon
+		[[ -x $storage_daemon ]] ||
+			e2e_die "run.sh: --storage-daemon: '$storage_daemon' is not an executable"
+	else
+		storage_daemon=
+	fi
 fi
 
 kver=$(e2e_kernel_version)
@@ -239,6 +262,7 @@ mkdir -p "$stage/e2e" "$stage/usr/bin" "$stage/etc"
 	echo "E2E_IOTHREADS=$iothreads"
 	echo "E2E_DISK_FORM=$disk_form"
 	echo "E2E_MIRROR=$mirror"
+	echo "E2E_MIRROR_TO=$mirror_to"
 	echo "E2E_HOT_DISK_SIZE=$hot_disk_size"
 	[[ $test == fio ]] && echo "E2E_DISK_SIZE=$disk_size" || echo "E2E_DISK_SIZE="
 	echo "E2E_VMM_TIMEOUT=$((timeout_s > 120 ? timeout_s - 60 : timeout_s / 2))"
@@ -276,7 +300,9 @@ fi
 if [[ $vmm == vireo ]]; then
 	cp "$vireo" "$stage/usr/bin/vireo"
 	[[ -n $vireo_img ]] && cp "$vireo_img" "$stage/usr/bin/vireo-img"
-	libs=$(e2e_lib_closure "$vireo"; [[ -z $vireo_img ]] || e2e_lib_closure "$vireo_img")
+	[[ -n $storage_daemon ]] && cp "$storage_daemon" "$stage/usr/bin/vireo-storage-daemon"
+	libs=$(e2e_lib_closure "$vireo"; [[ -z $vireo_img ]] || e2e_lib_closure "$vireo_img"
+	       [[ -z $storage_daemon ]] || e2e_lib_closure "$storage_daemon")
 	for l in $libs; do
 		mkdir -p "$stage/$(dirname "$l")"
 		cp -L "$l" "$stage/$l"
@@ -393,9 +419,18 @@ scsi_checks() {
 # --mirror: the QMP steps, both fio passes, and the target as L1 found it afterwards
 mirror_checks() {
 	check "fio's write pass in L2 (while mirroring)" 0 "$(val E2E-L2-FIO-WRITE-EXIT)"
-	check "drive-mirror from L1" 0 "$(val E2E-L1-QMP-mirror)"
-	check "the pivot from L1 (READY, job-complete, COMPLETED, query-block shows the qcow2)" 0 \
-		"$(val E2E-L1-QMP-pivot)"
+	if [[ $mirror_to == nbd ]]; then
+		check "vireo-storage-daemon's NBD export in L1" ok "$(val E2E-L1-SD-START)"
+		check "blockdev-add of the export and blockdev-mirror from L1" 0 \
+			"$(val E2E-L1-QMP-mirror)"
+		check "the pivot from L1 (READY, job-complete, COMPLETED, query-block shows the NBD node)" \
+			0 "$(val E2E-L1-QMP-pivot)"
+		check "vireo-storage-daemon's exit status after SIGTERM" 0 "$(val E2E-L1-SD-EXIT)"
+	else
+		check "drive-mirror from L1" 0 "$(val E2E-L1-QMP-mirror)"
+		check "the pivot from L1 (READY, job-complete, COMPLETED, query-block shows the qcow2)" \
+			0 "$(val E2E-L1-QMP-pivot)"
+	fi
 	check "L1's answer to the pivot, as L2 read it" 0 "$(val E2E-L2-QMP-DONE-pivot)"
 	check "fio's verify pass in L2 (after the pivot, on the target)" 0 "$(val E2E-L2-FIO-EXIT)"
 	if [[ -n $vireo_img ]]; then
@@ -448,6 +483,6 @@ fi
 what="$cpus CPUs"
 [[ $test == fio ]] && what+=", $queues queues, $iothreads iothreads"
 [[ $disk_form == scsi ]] && what+=", virtio-scsi: 2 LUNs + 1 hot-plugged"
-((mirror)) && what+=", mirrored to a qcow2 and pivoted between fio's writes and its verify"
+((mirror)) && what+=", mirrored to a qcow2${storage_daemon:+ over NBD} and pivoted between fio's writes and its verify"
 [[ $test == guest ]] && what="$(wc -w <<<"$guest_names") runs of the test guests"
 echo "e2e: PASS: $test with $vmm ($what): L1 + L2 in $wall s, total $(elapsed "$t0") s"
