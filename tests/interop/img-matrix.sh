@@ -27,7 +27,9 @@
 #  - Probing: a file that starts with another format's magic (qcow2 version 9, VMDK, VHDX, VPC,
 #    qcow version 1, LUKS, QED, VDI) is refused without -f by info/convert/check/map, with a
 #    message naming the format, and opens as raw with -f raw; plain data, zeroes and text probe
-#    as raw.
+#    as raw. VPC and VDI are formats vireo reads (issue 20): their magic followed by zeroes is a
+#    damaged image of that format, refused the same way (the message names the damaged field
+#    and the format) and by qemu-img too.
 #
 # Any exit status >= 128 of vireo-img (a signal) fails the check it belongs to.
 # Output: one "ok - NAME" / "not ok - NAME" line per check (details of a failure on "#" lines
@@ -842,6 +844,11 @@ for f in qcow2v9.img vmdk.img vmdk-short.img vhdx.img vpc.img qcow1.img luks.img
 	qemu-img convert -f raw -O raw "$f" qout
 	if [ "$vrc" = 0 ] && cmp -s qout out; then ok "probe: convert -f raw $f: as qemu-img's"
 	else bad "probe: convert -f raw $f: as qemu-img's" "exit $vrc, $(cat "$L/v.err")"; fi
+done
+# VPC and VDI magics are vireo's formats now: qemu-img's probe takes them too, and refuses them
+for f in vpc.img vdi.img; do
+	VQ info "$f"
+	same_rc "probe: info $f, a damaged ${f%.img} image, as qemu-img"
 done
 # no magic: raw
 perl -e 'srand(1); print map { chr(int(rand(256))) } 1 .. 65536' >data.img
