@@ -211,11 +211,13 @@ static const struct sd_option options[] = {
 	  "iothread,id=ID[,poll-max-ns=N,poll-grow=N,poll-shrink=N,\n"
 	  "poll-backoff=on|off,nice=N] | throttle-group,id=ID,limits.iops-total=N,...\n"
 	  "| tls-creds-x509,id=ID,endpoint=server,dir=DIR[,verify-peer=on|off]\n"
-	  "| tls-creds-psk,id=ID,endpoint=server,dir=DIR\t"
+	  "| tls-creds-psk,id=ID,endpoint=server,dir=DIR\n"
+	  "| secret,id=ID,data=STRING|file=PATH[,format=raw|base64]\t"
 	  "an iothread, as QEMU's -object iothread; I/O limits shared by the throttle\n"
-	  "nodes naming the group, as QEMU's -object throttle-group; or the NBD server's\n"
+	  "nodes naming the group, as QEMU's -object throttle-group; the NBD server's\n"
 	  "TLS credentials: DIR holds ca-cert.pem, server-cert.pem, server-key.pem\n"
-	  "(x509), or keys.psk (psktool's username:hexkey lines)" },
+	  "(x509), or keys.psk (psktool's username:hexkey lines); or an encrypted\n"
+	  "image's passphrase (a --blockdev's encrypt.key-secret=ID)" },
 	{ "chardev", true, opt_chardev,
 	  "socket,id=ID,path=PATH,server=on[,wait=off]\t"
 	  "a unix socket for a --monitor (the daemon never waits for its client)" },

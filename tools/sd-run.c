@@ -29,7 +29,7 @@
 #include "control/tls_obj.h"
 #include "tools/sd.h"
 
-/* --object: an iothread or a throttle group (as vireo's), or TLS credentials */
+/* --object: an iothread, a throttle group or a secret (as vireo's), or TLS credentials */
 static int object_add(const char *spec, struct error **errp)
 {
 	struct json_object *a = keyval_parse(spec, "qom-type", errp), *t;
@@ -42,10 +42,11 @@ static int object_add(const char *spec, struct error **errp)
 		       ? json_object_get_string(t) : "";
 	if (tls_obj_handles(type))
 		ret = tls_obj_add_json(a, errp);
-	else if (!strcmp(type, "iothread") || !strcmp(type, "throttle-group"))
+	else if (!strcmp(type, "iothread") || !strcmp(type, "throttle-group") ||
+		 !strcmp(type, "secret"))
 		ret = iothread_obj_add_json(a, errp);
 	else
-		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, "
+		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, secret, "
 			   "tls-creds-x509, tls-creds-psk)", type);
 out:
 	json_object_put(a);

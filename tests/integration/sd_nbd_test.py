@@ -9,7 +9,9 @@ is refused by the read-only one. Over QMP: block-export-add of a node with a dir
 is connected and done in mode hard, each with BLOCK_EXPORT_DELETED; nbd-server-stop (events for
 the exports left), nbd-server-start on TCP and an export there (qemu-img compare over nbd://);
 blockdev-mirror of an exported node pivots the export onto the target (query-block-exports names
-it, writes reach the target's file). Refusals by name: a second server, an export without a
+it, writes reach the target's file). An encrypted qcow2 (--object secret, file=) is exported in
+the clear: qemu-io reads what qemu-io wrote into it with the passphrase, and what it writes
+through the export qemu-io reads back with the passphrase afterwards. Refusals by name: a second server, an export without a
 server, an unknown node, iothread or type. SIGTERM right after a client's write: status 0, the
 write in the image, qemu-img check clean.
 """
@@ -47,9 +49,18 @@ with open(path("r.raw"), "wb") as f:
     f.write(b"\x22" * (4 << 20))
 with open(path("t.raw"), "wb") as f:
     f.truncate(16 << 20)
+with open(path("pw"), "w") as f:
+    f.write("sesame")
+secret = ["--object", f"secret,id=s0,file={path('pw')}"]
+enc_opts = f"driver=qcow2,encrypt.key-secret=s0,file.filename={path('e.qcow2')}"
+run("qemu-img", "create", "-q", "-f", "qcow2", *secret, "-o",
+    "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", path("e.qcow2"), "8M")
+run("qemu-io", *secret, "--image-opts", "-c", "write -P 0x5a 1M 64k", enc_opts)
 
 d = Daemon(daemon, [
-    "--object", "iothread,id=io1,poll-max-ns=0",
+    "--object", "iothread,id=io1,poll-max-ns=0", *secret,
+    "--blockdev", f"driver=qcow2,node-name=c0,encrypt.key-secret=s0,file.driver=file,"
+                  f"file.filename={path('e.qcow2')}",
     "--blockdev", f"driver=qcow2,node-name=d0,file.driver=file,file.filename={path('d.qcow2')}",
     "--blockdev", f"driver=raw,node-name=r0,read-only=on,file.driver=file,"
                   f"file.filename={path('r.raw')}",
@@ -72,6 +83,13 @@ r = subprocess.run(["qemu-io", "-f", "raw", "-c", "write -P 0x44 0 4k", uri("r0"
 if "wrote" in r.stdout:
     d.fail(f"a write through the read-only export succeeded: {r.stdout}")
 run("qemu-io", "-r", "-f", "raw", "-c", "read -P 0x22 0 4M", uri("r0"))
+
+# an encrypted image, exported in the clear
+d.ok("block-export-add", type="nbd", id="ec", **{"node-name": "c0"}, name="enc", writable=True)
+run("qemu-io", "-f", "raw", "-c", "read -P 0x5a 1M 64k", "-c", "read -P 0 0 1M",
+    "-c", "write -P 0xa5 3M 4k", uri("enc"))
+d.ok("block-export-del", id="ec")
+qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=10)
 
 # an export with a dirty bitmap, added over QMP
 d.ok("block-dirty-bitmap-add", node="d0", name="b0")
@@ -150,4 +168,6 @@ if d.proc.wait(timeout=30) != 0:
 run("qemu-io", "-r", "-f", "raw", "-c", "read -P 0x66 2M 64k", "-c", "read -P 0x11 1M 1M",
     "-c", "read -P 0x33 4M 64k", path("t.raw"))
 run("qemu-img", "check", path("d.qcow2"))
+run("qemu-io", "-r", *secret, "--image-opts", "-c", "read -P 0xa5 3M 4k", "-c",
+    "read -P 0x5a 1M 64k", enc_opts)
 print("PASS")
