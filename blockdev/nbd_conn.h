@@ -36,11 +36,11 @@ struct nbd_conn;
 struct nbd_export; /* the catalog's; opaque here */
 
 /* Metadata contexts a connection may select (the bit of nbd_io.ctx_mask and the context id
- * minus one). */
+ * minus one): base:allocation, then the export's bitmaps in order. */
 enum nbd_ctx {
 	NBD_CTX_BASE_ALLOCATION = 0,
-	NBD_CTX_DIRTY_BITMAP = 1,
-	NBD_CTX_COUNT
+	NBD_CTX_DIRTY_BITMAP = 1, /* the first bitmap; bitmap k is NBD_CTX_DIRTY_BITMAP + k */
+	NBD_CTX_COUNT = NBD_CTX_DIRTY_BITMAP + NBD_MAX_EXPORT_BITMAPS
 };
 
 /* What the handshake tells a client about an export; fixed while the export exists. */
@@ -49,7 +49,8 @@ struct nbd_export_desc {
 	const char *description;  /* NULL: none */
 	uint64_t size;
 	bool writable;
-	const char *bitmap;       /* exposed as qemu:dirty-bitmap:NAME, or NULL */
+	const char *const *bitmaps; /* each exposed as qemu:dirty-bitmap:NAME */
+	unsigned int nr_bitmaps;    /* <= NBD_MAX_EXPORT_BITMAPS */
 	uint32_t min_block;       /* NBD_INFO_BLOCK_SIZE */
 	uint32_t pref_block;
 	uint32_t max_payload;     /* <= NBD_MAX_PAYLOAD */

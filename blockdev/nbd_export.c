@@ -80,7 +80,8 @@ static void exp_free(struct nbd_export *exp)
 	free(exp->id);
 	free(exp->name);
 	free(exp->description);
-	free(exp->bitmap_name);
+	for (unsigned int k = 0; k < exp->nr_bitmaps; k++)
+		free(exp->bitmap_names[k]);
 	free(exp);
 }
 
@@ -189,9 +190,10 @@ static int status_run(struct nbd_bio *b)
 	if (io->ctx_mask & (1u << NBD_CTX_BASE_ALLOCATION))
 		ret = status_allocation(b->exp->bs, &io->ext[NBD_CTX_BASE_ALLOCATION],
 					io->offset, end);
-	if (!ret && (io->ctx_mask & (1u << NBD_CTX_DIRTY_BITMAP)))
-		ret = status_dirty(b->exp->bitmap, &io->ext[NBD_CTX_DIRTY_BITMAP], io->offset,
-				   end);
+	for (unsigned int k = 0; !ret && k < b->exp->nr_bitmaps; k++)
+		if (io->ctx_mask & (1u << (NBD_CTX_DIRTY_BITMAP + k)))
+			ret = status_dirty(b->exp->bitmaps[k], &io->ext[NBD_CTX_DIRTY_BITMAP + k],
+					   io->offset, end);
 	return ret;
 }
 
@@ -545,7 +547,7 @@ static int exp_replace(void *opaque, struct blockdev *bs, struct error **errp)
 			   bs->node_name);
 		return -1;
 	}
-	if (exp->bitmap) {
+	if (exp->nr_bitmaps) {
 		error_setg(errp, "NBD export '%s' exports a dirty bitmap of node '%s'", exp->id,
 			   exp->bs->node_name);
 		return -1;
@@ -631,36 +633,67 @@ static int check_free_locked(struct nbd_server *srv, const char *id, const char 
 	return 0;
 }
 
-static int bitmap_take(struct nbd_export *exp, const struct nbd_export_opts *o,
+/* Releases the bitmaps bitmaps_take() made busy. */
+static void bitmaps_release(struct nbd_export *exp)
+{
+	for (unsigned int k = 0; k < exp->nr_bitmaps; k++)
+		blockdev_bitmap_set_busy(exp->bitmaps[k], false);
+}
+
+/* One of @o's bitmaps, checked and made busy: the export's next one. */
+static int bitmap_take(struct nbd_export *exp, const struct nbd_export_opts *o, const char *name,
 		       struct error **errp)
 {
-	if (!o->bitmap)
-		return 0;
-	exp->bitmap = blockdev_bitmap_find(exp->bs, o->bitmap, errp);
-	if (!exp->bitmap)
+	struct blockdev_bitmap *b = blockdev_bitmap_find(exp->bs, name, errp);
+	unsigned int k = exp->nr_bitmaps;
+
+	if (!b)
 		return -1;
-	if (blockdev_bitmap_busy(exp->bitmap)) {
-		error_setg(errp, "Bitmap '%s' is in use", o->bitmap);
-		goto err;
+	for (unsigned int i = 0; i < k; i++)
+		if (exp->bitmaps[i] == b) {
+			error_setg(errp, "Bitmap '%s' is given twice", name);
+			return -1;
+		}
+	if (blockdev_bitmap_busy(b)) {
+		error_setg(errp, "Bitmap '%s' is in use", name);
+		return -1;
 	}
-	if (!o->writable && blockdev_bitmap_enabled(exp->bitmap)) {
-		error_setg(errp, "Enabled bitmap '%s' incompatible with readonly export", o->bitmap);
-		goto err;
+	if (!o->writable && blockdev_bitmap_enabled(b)) {
+		error_setg(errp, "Enabled bitmap '%s' incompatible with readonly export", name);
+		return -1;
 	}
-	if (strlen(NBD_META_QEMU_DIRTY_BITMAP_PREFIX) + strlen(o->bitmap) > NBD_MAX_STRING) {
-		error_setg(errp, "Bitmap '%s': its name is too long for NBD", o->bitmap);
-		goto err;
+	if (strlen(NBD_META_QEMU_DIRTY_BITMAP_PREFIX) + strlen(name) > NBD_MAX_STRING) {
+		error_setg(errp, "Bitmap '%s': its name is too long for NBD", name);
+		return -1;
 	}
-	exp->bitmap_name = strdup(o->bitmap);
-	if (!exp->bitmap_name) {
+	exp->bitmap_names[k] = strdup(name);
+	if (!exp->bitmap_names[k]) {
 		error_setg(errp, "out of memory");
-		goto err;
+		return -1;
 	}
-	blockdev_bitmap_set_busy(exp->bitmap, true);
+	exp->bitmaps[k] = b;
+	exp->nr_bitmaps++;
+	blockdev_bitmap_set_busy(b, true);
 	return 0;
-err:
-	exp->bitmap = NULL;
-	return -1;
+}
+
+/* @o's bitmaps, each shown as qemu:dirty-bitmap:NAME and busy while exported. */
+static int bitmaps_take(struct nbd_export *exp, const struct nbd_export_opts *o,
+			struct error **errp)
+{
+	if (o->nr_bitmaps > NBD_MAX_EXPORT_BITMAPS) {
+		error_setg(errp, "%u bitmaps: an export shows at most %d", o->nr_bitmaps,
+			   NBD_MAX_EXPORT_BITMAPS);
+		return -1;
+	}
+	for (unsigned int k = 0; k < o->nr_bitmaps; k++)
+		if (bitmap_take(exp, o, o->bitmaps[k], errp) < 0) {
+			bitmaps_release(exp);
+			return -1;
+		}
+	exp->desc.bitmaps = (const char *const *)exp->bitmap_names;
+	exp->desc.nr_bitmaps = exp->nr_bitmaps;
+	return 0;
 }
 
 static struct nbd_export *exp_new(struct nbd_server *srv, const struct nbd_export_opts *o,
@@ -715,9 +748,8 @@ int nbd_export_add(struct nbd_server *srv, const struct nbd_export_opts *o, stru
 		error_setg(errp, "NBD export '%s': out of memory", o->id);
 		return -1;
 	}
-	if (bitmap_take(exp, o, errp) < 0)
+	if (bitmaps_take(exp, o, errp) < 0)
 		goto err_free;
-	exp->desc.bitmap = exp->bitmap_name;
 	exp->user = (struct blockdev_user){
 		.role = exp->id,
 		.perm = BLOCKDEV_PERM_READ | (o->writable ? BLOCKDEV_PERM_WRITE : 0),
@@ -765,8 +797,7 @@ err_queue:
 err_detach:
 	blockdev_detach(&exp->user);
 err_bitmap:
-	if (exp->bitmap)
-		blockdev_bitmap_set_busy(exp->bitmap, false);
+	bitmaps_release(exp);
 err_free:
 	exp_free(exp);
 	return -1;
@@ -801,8 +832,7 @@ static void teardown(struct nbd_server *srv, struct nbd_export *exp)
 	pthread_cond_signal(&exp->wcond);
 	pthread_mutex_unlock(&exp->wlock);
 	pthread_join(exp->worker, NULL);
-	if (exp->bitmap)
-		blockdev_bitmap_set_busy(exp->bitmap, false);
+	bitmaps_release(exp);
 	pthread_mutex_lock(&srv->lock);
 	nbd_export_unref_locked(exp);
 	pthread_mutex_unlock(&srv->lock);
@@ -869,7 +899,8 @@ void nbd_export_list(struct nbd_server *srv,
 	for (struct nbd_export *e = srv->exports; e; e = e->next) {
 		struct nbd_export_info info = {
 			.id = e->id, .name = e->name, .description = e->description,
-			.node_name = e->bs->node_name, .bitmap = e->bitmap_name,
+			.node_name = e->bs->node_name,
+			.bitmaps = (const char *const *)e->bitmap_names, .nr_bitmaps = e->nr_bitmaps,
 			.writable = e->desc.writable, .connections = e->nr_conns,
 		};
 

@@ -63,10 +63,13 @@ struct nbd_server {
 
 struct nbd_export {
 	struct nbd_server *srv;            /* [fixed] */
-	char *id, *name, *description, *bitmap_name; /* [fixed] */
+	char *id, *name, *description;     /* [fixed] */
 	struct nbd_export_desc desc;       /* [fixed] */
 	struct iothread *it;               /* [fixed] */
-	struct blockdev_bitmap *bitmap;    /* [fixed] */
+	/* [fixed] the dirty bitmaps it shows, and their names (desc.bitmaps) */
+	struct blockdev_bitmap *bitmaps[NBD_MAX_EXPORT_BITMAPS];
+	char *bitmap_names[NBD_MAX_EXPORT_BITMAPS];
+	unsigned int nr_bitmaps;
 	/* the node and its queue on @it: changed only in a drained section (a pivot), read by
 	 * the iothread and the status worker outside of one */
 	struct blockdev *bs;

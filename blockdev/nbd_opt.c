@@ -311,13 +311,12 @@ static unsigned int query_match(const struct nbd_export_desc *d, const uint8_t *
 #define IS(s) (len == sizeof(s) - 1 && !memcmp(q, s, len))
 	if (IS(alloc) || (list && IS(base)))
 		return 1u << NBD_CTX_BASE_ALLOCATION;
-	if (!d->bitmap)
-		return 0;
-	if (list && (IS(qemu) || IS(dirty)))
-		return 1u << NBD_CTX_DIRTY_BITMAP;
-	if (len == dlen + strlen(d->bitmap) && !memcmp(q, dirty, dlen) &&
-	    !memcmp(q + dlen, d->bitmap, len - dlen))
-		return 1u << NBD_CTX_DIRTY_BITMAP;
+	if (list && (IS(qemu) || IS(dirty))) /* every bitmap */
+		return ((1u << d->nr_bitmaps) - 1) << NBD_CTX_DIRTY_BITMAP;
+	for (unsigned int k = 0; k < d->nr_bitmaps; k++)
+		if (len == dlen + strlen(d->bitmaps[k]) && !memcmp(q, dirty, dlen) &&
+		    !memcmp(q + dlen, d->bitmaps[k], len - dlen))
+			return 1u << (NBD_CTX_DIRTY_BITMAP + k);
 	return 0;
 #undef IS
 }
@@ -328,7 +327,8 @@ static void ctx_name(const struct nbd_export_desc *d, enum nbd_ctx ctx, char *bu
 	if (ctx == NBD_CTX_BASE_ALLOCATION)
 		snprintf(buf, len, "%s", NBD_META_BASE_ALLOCATION);
 	else
-		snprintf(buf, len, "%s%s", NBD_META_QEMU_DIRTY_BITMAP_PREFIX, d->bitmap);
+		snprintf(buf, len, "%s%s", NBD_META_QEMU_DIRTY_BITMAP_PREFIX,
+			 d->bitmaps[ctx - NBD_CTX_DIRTY_BITMAP]);
 }
 
 /* One NBD_REP_META_CONTEXT per selected context, then NBD_REP_ACK. */
@@ -421,7 +421,7 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *p, uint32_t len)
 		}
 		if (list && !nq) /* everything the export has */
 			mask = 1u << NBD_CTX_BASE_ALLOCATION |
-			       (d->bitmap ? 1u << NBD_CTX_DIRTY_BITMAP : 0);
+			       ((1u << d->nr_bitmaps) - 1) << NBD_CTX_DIRTY_BITMAP;
 		rep_contexts(c, d, mask, list);
 	}
 	c->ops->export_put(c->opaque, exp);

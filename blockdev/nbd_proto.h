@@ -143,6 +143,7 @@
 /* ---- sizes ---- */
 #define NBD_DEFAULT_PORT 10809
 #define NBD_MAX_STRING 4096u                 /* export names, messages, context names */
+#define NBD_MAX_EXPORT_BITMAPS 8             /* ours: qemu:dirty-bitmap:NAME contexts per export */
 #define NBD_MAX_PAYLOAD (32u * 1024 * 1024)  /* 2^25: the max payload vireo advertises/accepts */
 #define NBD_MIN_BLOCK_SIZE_DEFAULT 1u
 #define NBD_PREF_BLOCK_SIZE_DEFAULT 4096u

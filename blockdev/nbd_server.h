@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "blockdev/nbd_proto.h"
 #include "common/error.h"
 
 struct nbd_server;
@@ -108,8 +109,9 @@ int nbd_server_add_client(struct nbd_server *srv, int fd, struct error **errp);
  * @name: the name clients ask for (NULL: the node's name); unique, at most NBD_MAX_STRING bytes
  * @description: shown by NBD_OPT_LIST and NBD_INFO_DESCRIPTION (NULL: none)
  * @writable: clients may write (the node must be writable)
- * @bitmap: a dirty bitmap of the node exposed as the metadata context qemu:dirty-bitmap:NAME
- *          (NULL: none); it is busy while exported; an enabled one only on a writable export
+ * @bitmaps, @nr_bitmaps: dirty bitmaps of the node, each exposed as the metadata context
+ *          qemu:dirty-bitmap:NAME (at most NBD_MAX_EXPORT_BITMAPS, none twice); each is busy
+ *          while exported; an enabled one only on a writable export
  * @iothread: where the export's connections and requests run (required: the daemon gives its
  *            default one)
  */
@@ -120,7 +122,8 @@ struct nbd_export_opts {
 	const char *name;
 	const char *description;
 	bool writable;
-	const char *bitmap;
+	const char *const *bitmaps;
+	unsigned int nr_bitmaps;
 	struct iothread *iothread;
 };
 
@@ -151,7 +154,7 @@ int nbd_export_del(struct nbd_server *srv, const char *id, enum nbd_export_del_m
 
 /**
  * struct nbd_export_info - one export as nbd_export_list reports it (query-block-exports)
- * @id, @name, @description, @node_name, @bitmap: as added (the node's name as it is now)
+ * @id, @name, @description, @node_name, @bitmaps: as added (the node's name as it is now)
  * @writable: as added
  * @connections: connected clients that chose this export
  */
@@ -160,7 +163,8 @@ struct nbd_export_info {
 	const char *name;
 	const char *description;
 	const char *node_name;
-	const char *bitmap;
+	const char *const *bitmaps;
+	unsigned int nr_bitmaps;
 	bool writable;
 	unsigned int connections;
 };

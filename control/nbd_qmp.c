@@ -204,30 +204,48 @@ out:
 	return r;
 }
 
-/* bitmap=B or bitmaps=[B] (QEMU's older and newer spellings): the one bitmap, or NULL. */
-static int take_bitmap(struct json_object *a, const char **bitmap, struct error **errp)
+/* bitmap=B or bitmaps=[B, ...] (QEMU's older and newer spellings) into @names (at most
+ * NBD_MAX_EXPORT_BITMAPS; the strings stay @a's). */
+static int take_bitmaps(struct json_object *a, const char **names, unsigned int *nr,
+			struct error **errp)
 {
 	struct json_object *list = NULL, *b;
+	const char *one = NULL;
+	size_t n;
 
-	if (keyval_take_string(a, "bitmap", bitmap, errp) < 0 ||
+	*nr = 0;
+	if (keyval_take_string(a, "bitmap", &one, errp) < 0 ||
 	    keyval_take_value(a, "bitmaps", &list) < 0)
 		return -1;
+	if (one && list) {
+		error_setg(errp, "bitmap and bitmaps: give one of them");
+		return -1;
+	}
+	if (one) {
+		names[(*nr)++] = one;
+		return 0;
+	}
 	if (!list)
 		return 0;
-	if (!json_object_is_type(list, json_type_array) || json_object_array_length(list) > 1 ||
-	    *bitmap) {
-		error_setg(errp, "bitmaps: one bitmap name per export ([\"NAME\"] or "
-			   "bitmaps.0=NAME)");
+	if (!json_object_is_type(list, json_type_array)) {
+		error_setg(errp, "bitmaps: a list of bitmap names ([\"A\", \"B\"] or "
+			   "bitmaps.0=A,bitmaps.1=B)");
 		return -1;
 	}
-	if (!json_object_array_length(list))
-		return 0;
-	b = json_object_array_get_idx(list, 0);
-	if (!json_object_is_type(b, json_type_string)) {
-		error_setg(errp, "bitmaps: give the bitmap by its name on the exported node");
+	n = json_object_array_length(list);
+	if (n > NBD_MAX_EXPORT_BITMAPS) {
+		error_setg(errp, "bitmaps: %zu bitmaps, an export shows at most %d", n,
+			   NBD_MAX_EXPORT_BITMAPS);
 		return -1;
 	}
-	*bitmap = json_object_get_string(b);
+	for (size_t i = 0; i < n; i++) {
+		b = json_object_array_get_idx(list, i);
+		if (!json_object_is_type(b, json_type_string)) {
+			error_setg(errp, "bitmaps: give each bitmap by its name on the exported node");
+			return -1;
+		}
+		names[(*nr)++] = json_object_get_string(b);
+	}
 	return 0;
 }
 
@@ -257,7 +275,7 @@ static int take_unsupported(struct json_object *a, struct error **errp)
 static int export_add(struct json_object *a, struct error **errp)
 {
 	struct nbd_export_opts o = { 0 };
-	const char *type, *iothread = NULL;
+	const char *type, *iothread = NULL, *bitmaps[NBD_MAX_EXPORT_BITMAPS];
 	struct iothread_obj *it;
 
 	if (keyval_need_string(a, "type", &type, errp) < 0)
@@ -272,13 +290,14 @@ static int export_add(struct json_object *a, struct error **errp)
 	    keyval_take_string(a, "description", &o.description, errp) < 0 ||
 	    keyval_take_bool(a, "writable", &o.writable, errp) < 0 ||
 	    keyval_take_string(a, "iothread", &iothread, errp) < 0 ||
-	    take_bitmap(a, &o.bitmap, errp) < 0 || take_unsupported(a, errp) < 0 ||
+	    take_bitmaps(a, bitmaps, &o.nr_bitmaps, errp) < 0 || take_unsupported(a, errp) < 0 ||
 	    keyval_refuse_leftovers(a, NULL, errp) < 0)
 		return -1;
 	if (!srv) {
 		error_setg(errp, "NBD server not running (nbd-server-start, --nbd-server)");
 		return -1;
 	}
+	o.bitmaps = bitmaps;
 	o.iothread = srv_iothread;
 	if (iothread) {
 		it = iothread_obj_find(iothread);

@@ -229,10 +229,10 @@ static const struct sd_option options[] = {
 	  "the NBD server (one); with tls-creds every client must use TLS" },
 	{ "export", true, opt_export,
 	  "[type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=TEXT]\n"
-	  "[,writable=on|off][,bitmap=NAME][,iothread=ID]\t"
+	  "[,writable=on|off][,bitmap=NAME|bitmaps.0=NAME,bitmaps.1=NAME...][,iothread=ID]\t"
 	  "an NBD export of a node (name: what clients ask for, the node's name by\n"
-	  "default; bitmap: a dirty bitmap as qemu:dirty-bitmap:NAME; iothread: where its\n"
-	  "clients are served, the server's own by default)" },
+	  "default; bitmaps: up to 8 dirty bitmaps, each as qemu:dirty-bitmap:NAME;\n"
+	  "iothread: where its clients are served, the server's own by default)" },
 	{ "pidfile", true, opt_pidfile,
 	  "PATH\twrite the daemon's pid to PATH (locked; removed at exit)" },
 	{ "daemonize", false, opt_daemonize,

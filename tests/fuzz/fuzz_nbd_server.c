@@ -2,7 +2,7 @@
 /*
  * Fuzz target: the NBD server's connection state machine (blockdev/nbd_conn.c, nbd_opt.c,
  * nbd_cmd.c): the handshake and the command stream, driven without a socket through
- * nbd_conn.h, with a fake catalog (export "a": writable, 256 KiB, bitmap "bm"; export "":
+ * nbd_conn.h, with a fake catalog (export "a": writable, 256 KiB, bitmaps "bm" and "b2"; export "":
  * read-only, 64 KiB, with a description) and a fake backend whose requests complete in an
  * order the input chooses.
  *
@@ -586,7 +586,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t opt = fuzz_u8(&in);
 	bool lazy = opt & 64, ended = false;
 
-	exps[0] = (struct fexp){ { .name = "a", .size = DISK_A, .writable = true, .bitmap = "bm",
+	exps[0] = (struct fexp){ { .name = "a", .size = DISK_A, .writable = true,
+				   .bitmaps = (const char *const[]){ "bm", "b2" }, .nr_bitmaps = 2,
 				   .min_block = 1, .pref_block = 4096,
 				   .max_payload = NBD_MAX_PAYLOAD } };
 	exps[1] = (struct fexp){ { .name = "", .description = "read-only", .size = DISK_RO,

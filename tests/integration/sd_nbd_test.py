@@ -4,8 +4,8 @@
 --nbd-server on a unix socket with a --export of a qcow2 node (writable) and one of a raw node
 (read-only, on an --object iothread): nbdinfo --list shows both with their names and modes;
 query-block-exports answers QEMU's BlockExportInfo; qemu-io writes through the writable one and
-is refused by the read-only one. Over QMP: block-export-add of a node with a dirty bitmap
-(--map=qemu:dirty-bitmap shows a write), block-export-del refused in mode safe while a client
+is refused by the read-only one. Over QMP: block-export-add of a node with two dirty bitmaps
+(--map=qemu:dirty-bitmap:NAME of each shows a write at its granularity), block-export-del refused in mode safe while a client
 is connected and done in mode hard, each with BLOCK_EXPORT_DELETED; nbd-server-stop (events for
 the exports left), nbd-server-start on TCP and an export there (qemu-img compare over nbd://);
 blockdev-mirror of an exported node pivots the export onto the target (query-block-exports names
@@ -93,13 +93,18 @@ qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=10)
 
 # an export with a dirty bitmap, added over QMP
 d.ok("block-dirty-bitmap-add", node="d0", name="b0")
+d.ok("block-dirty-bitmap-add", node="d0", name="b1", granularity=1 << 20)
 d.ok("block-export-add", type="nbd", id="e2", **{"node-name": "d0"}, name="tracked",
-     writable=True, bitmaps=["b0"])
+     writable=True, bitmaps=["b0", "b1"])
 run("qemu-io", "-f", "raw", "-c", "write -P 0x55 8M 4k", uri("tracked"))
-m = run("nbdinfo", "--map=qemu:dirty-bitmap:b0", uri("tracked"))
-dirty = [line.split() for line in m.splitlines() if line.split()[2] == "1"]
-if [(int(s), int(n)) for s, n, *_ in dirty] != [(8 << 20, 65536)]:
-    d.fail(f"qemu:dirty-bitmap:b0 after a 4 KiB write at 8 MiB:\n{m}")
+for name, gran in (("b0", 65536), ("b1", 1 << 20)):  # each bitmap its own context
+    m = run("nbdinfo", f"--map=qemu:dirty-bitmap:{name}", uri("tracked"))
+    dirty = [line.split() for line in m.splitlines() if line.split()[2] == "1"]
+    if [(int(s), int(n)) for s, n, *_ in dirty] != [(8 << 20, gran)]:
+        d.fail(f"qemu:dirty-bitmap:{name} after a 4 KiB write at 8 MiB:\n{m}")
+ctx = run("nbdinfo", "--list", "--content", uri("tracked"))
+if "qemu:dirty-bitmap:b0" not in ctx or "qemu:dirty-bitmap:b1" not in ctx:
+    d.fail(f"the export's metadata contexts:\n{ctx}")
 
 # block-export-del: safe refused while a client is connected, hard disconnects it
 client = subprocess.Popen(["qemu-io", "-f", "raw", uri("tracked")], stdin=subprocess.PIPE,

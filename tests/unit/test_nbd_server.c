@@ -55,7 +55,8 @@ static struct nbd_server *server_start(unsigned int max_conns, unsigned int hand
 		.max_connections = max_conns, .handshake_ms = handshake_ms,
 	};
 	struct nbd_export_opts rw = {
-		.id = "e-rw", .node = bs, .name = "rw", .writable = true, .bitmap = "b0",
+		.id = "e-rw", .node = bs, .name = "rw", .writable = true,
+		.bitmaps = (const char *const[]){ "b0", "b2" }, .nr_bitmaps = 2,
 		.iothread = it,
 	};
 	struct nbd_export_opts ro = {
@@ -82,7 +83,8 @@ static int group_setup(void **state)
 	bs = imgfx_open("disk.raw", "raw", "nbdtest", false);
 	imgfx_fill(bs, DATA1_OFF, DATA1_LEN, 0xaa);
 	imgfx_fill(bs, DATA2_OFF, DATA2_LEN, 0xbb);
-	if (!blockdev_bitmap_add(bs, "b0", 65536, false, &err))
+	if (!blockdev_bitmap_add(bs, "b0", 65536, false, &err) ||
+	    !blockdev_bitmap_add(bs, "b2", 65536, false, &err))
 		fail_msg("%s", error_msg(err));
 	it = iothread_create("nbd-test", &io, &err);
 	if (!it)
@@ -612,6 +614,7 @@ static void test_meta_contexts(void **state)
 	static struct rep r;
 	const char *q_all[] = { "base:", "qemu:", "x-unknown:thing" };
 	const char *q_set[] = { "base:allocation", "qemu:dirty-bitmap:nope", "zzz:y" };
+	const char *q_second[] = { "qemu:dirty-bitmap:b2" };
 	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE), n = 0;
 	uint8_t buf[512];
 	uint32_t len = meta_data(buf, "rw", NULL, 0);
@@ -629,7 +632,7 @@ static void test_meta_contexts(void **state)
 		assert_int_equal(nbd_get_be32(r.data), 0);
 		n++;
 	}
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 3); /* base:allocation and both bitmaps */
 	len = meta_data(buf, "rw", q_all, 3); /* namespace wildcards */
 	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, buf, len);
 	for (n = 0;; n++) {
@@ -637,7 +640,14 @@ static void test_meta_contexts(void **state)
 		if (r.type == NBD_REP_ACK)
 			break;
 	}
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 3);
+	len = meta_data(buf, "rw", q_second, 1); /* the second bitmap: context id 3 */
+	send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len);
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT);
+	assert_int_equal(nbd_get_be32(r.data), 3);
+	assert_int_equal(r.len, 4 + strlen(q_second[0]));
+	assert_memory_equal(r.data + 4, q_second[0], r.len - 4);
+	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK);
 	len = meta_data(buf, "ro", q_set, 3); /* one of three exists */
 	send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, len);
 	expect_rep(fd, &r, NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT);
@@ -1152,8 +1162,9 @@ static void test_export_del(void **state)
 		assert_non_null(strstr(error_msg(err), "nonode"));
 		error_free(err);
 		err = NULL;
-		o = (struct nbd_export_opts){ .id = "x", .node = bs, .name = "x", .bitmap = "b1",
-					      .iothread = it };
+		o = (struct nbd_export_opts){ .id = "x", .node = bs, .name = "x",
+					      .bitmaps = (const char *const[]){ "b1" },
+					      .nr_bitmaps = 1, .iothread = it };
 		assert_int_equal(nbd_export_add(srv, &o, &err), -1); /* no such bitmap */
 		error_free(err);
 	}
