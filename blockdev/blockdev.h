@@ -917,8 +917,6 @@ void blockdev_queue_forget_files(struct blockdev_queue *q);
  */
 void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req);
 
-/* Requests submitted on @q whose done() has not run yet (queue's iothread only). */
-unsigned int blockdev_queue_inflight(const struct blockdev_queue *q);
 /*
  * Requests the frontends (virtio devices, NBD exports: every queue's user) have submitted so
  * far, on all queues of the process; any thread. The sum only grows while queues live (a queue
@@ -927,6 +925,8 @@ unsigned int blockdev_queue_inflight(const struct blockdev_queue *q);
  */
 uint64_t blockdev_frontend_requests(void);
 
+/* Requests submitted on @q whose done() has not run yet (queue's iothread only). */
+unsigned int blockdev_queue_inflight(const struct blockdev_queue *q);
 
 /**
  * blockdev_queue_drain - wait until every request of @q has completed

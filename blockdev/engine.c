@@ -76,17 +76,17 @@ struct blockdev_queue {
 	unsigned int nr_files;
 	bool eager_pending; /* a submit_eager node's SQE is queued: submit when the request is */
 	struct throttle_member *thr; /* a throttle node's: its group holds requests (throttle.c) */
-};
 	/* requests submitted: written by the queue's iothread only, read by the job thread
 	 * (blockdev_frontend_requests); on the queue's own cache lines, so no bouncing */
 	_Atomic uint64_t submitted;
 	struct blockdev_queue *all_prev, *all_next; /* every queue (all_queues) */
+};
 
-struct slow_job {
 /* Every queue, for blockdev_frontend_requests(): added and removed on the control plane. */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct blockdev_queue *all_queues;
 
+struct slow_job {
 	struct blockdev_queue *q;
 	struct blockdev_req *req;
 	struct blockdev *node;
@@ -728,6 +728,9 @@ void blockdev_submit(struct blockdev_queue *q, struct blockdev_req *req)
 	req->priv.ret = 0;
 	req->priv.pending = 1; /* held while issuing */
 	q->inflight++;
+	atomic_store_explicit(&q->submitted,
+			      atomic_load_explicit(&q->submitted, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	ret = check_req(q, req);
 	if (ret >= 0 && req->op != BLOCKDEV_OP_READ && req->op != BLOCKDEV_OP_FLUSH)
 		ret = before_write(q->bs, req->offset, req->priv.len);
@@ -763,9 +766,6 @@ struct throttle_member *blockdev_queue_throttle(const struct blockdev_queue *q)
 }
 
 /* ---- queues ---------------------------------------------------------------------------------- */
-	atomic_store_explicit(&q->submitted,
-			      atomic_load_explicit(&q->submitted, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
 
 struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *it,
 					  struct error **errp)
@@ -789,13 +789,38 @@ struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *
 			return NULL;
 		}
 	}
+	pthread_mutex_lock(&all_lock);
+	q->all_next = all_queues;
+	if (all_queues)
+		all_queues->all_prev = q;
+	all_queues = q;
+	pthread_mutex_unlock(&all_lock);
 	return q;
+}
+
+uint64_t blockdev_frontend_requests(void)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&all_lock);
+	for (struct blockdev_queue *q = all_queues; q; q = q->all_next)
+		n += atomic_load_explicit(&q->submitted, memory_order_relaxed);
+	pthread_mutex_unlock(&all_lock);
+	return n;
 }
 
 void blockdev_queue_free(struct blockdev_queue *q)
 {
 	if (!q)
 		return;
+	pthread_mutex_lock(&all_lock);
+	if (q->all_prev)
+		q->all_prev->all_next = q->all_next;
+	else
+		all_queues = q->all_next;
+	if (q->all_next)
+		q->all_next->all_prev = q->all_prev;
+	pthread_mutex_unlock(&all_lock);
 	if (q->inflight)
 		fprintf(stderr, "vireo: blockdev '%s': queue freed with %u requests in flight\n",
 			q->bs->filename, q->inflight);
@@ -837,28 +862,3 @@ int blockdev_queue_drain(struct blockdev_queue *q)
 	}
 	return 0;
 }
-	pthread_mutex_lock(&all_lock);
-	q->all_next = all_queues;
-	if (all_queues)
-		all_queues->all_prev = q;
-	all_queues = q;
-	pthread_mutex_unlock(&all_lock);
-uint64_t blockdev_frontend_requests(void)
-{
-	uint64_t n = 0;
-
-	pthread_mutex_lock(&all_lock);
-	for (struct blockdev_queue *q = all_queues; q; q = q->all_next)
-		n += atomic_load_explicit(&q->submitted, memory_order_relaxed);
-	pthread_mutex_unlock(&all_lock);
-	return n;
-}
-
-	pthread_mutex_lock(&all_lock);
-	if (q->all_prev)
-		q->all_prev->all_next = q->all_next;
-	else
-		all_queues = q->all_next;
-	if (q->all_next)
-		q->all_next->all_prev = q->all_prev;
-	pthread_mutex_unlock(&all_lock);

@@ -59,8 +59,8 @@ struct job {
 	char error[256];
 	struct token_bucket tb;
 	uint64_t copied;          /* bytes of the current step, for the speed */
-	struct job *next;
 	struct job_yield_progress yield; /* the job thread's: does it keep up while yielding? */
+	struct job *next;
 };
 
 struct event {
@@ -78,9 +78,9 @@ static struct {
 	uint64_t last_step_ns; /* when the job thread last ended a step (or started) */
 	bool boosted;       /* given normal priority against starvation... */
 	uint64_t boost_end; /* ...until then */
-	int efd;
 	struct job_yield yield; /* the job thread's look at the frontends' requests (job_yield.h) */
 	bool yielding;      /* ...which found them busy: steps are small and spaced out */
+	int efd;
 	struct job *jobs;
 	struct job *cursor; /* the job after which the thread looks first (round robin) */
 	struct event *ev_head, **ev_tail;
@@ -313,8 +313,8 @@ static void *job_thread(void *arg)
 	while (!m.stopping) {
 		uint64_t wake = UINT64_MAX;
 		struct job *j = pick(now_ns(), &wake);
-		int r;
 		uint64_t step_start;
+		int r;
 
 		if (!j) {
 			if (wake == UINT64_MAX) {
@@ -328,7 +328,6 @@ static void *job_thread(void *arg)
 			continue;
 		}
 		j->busy = true;
-		pthread_mutex_unlock(&m.lock);
 		step_start = now_ns();
 		/* a job with a speed goes at it, one without takes what the guests leave, as
 		 * long as it keeps up (job_yield.h) */
@@ -336,14 +335,15 @@ static void *job_thread(void *arg)
 			     !j->speed &&
 			     job_yield_keeps_up(&j->yield, j->total - MIN(j->current, j->total),
 						step_start);
+		pthread_mutex_unlock(&m.lock);
 		r = j->drv->step(j);
 		pthread_mutex_lock(&m.lock);
 		j->busy = false;
 		after_step(j, r);
-		m.last_step_ns = now_ns();
 		if (m.yielding)
 			j->not_before = MAX(j->not_before,
 					    now_ns() + job_yield_wait_ns(now_ns() - step_start));
+		m.last_step_ns = now_ns();
 		if (m.boosted && m.last_step_ns >= m.boost_end) { /* its time is up: idle again */
 			struct sched_param sp = { 0 };
 
@@ -416,10 +416,10 @@ uint64_t job_step_bytes_up_to(struct job *job, uint64_t max)
 
 	pthread_mutex_lock(&m.lock);
 	speed = job->speed;
-	pthread_mutex_unlock(&m.lock);
-	/* a tenth of a second's worth under a speed, so the pace is even, in 64 KiB units */
 	if (m.yielding) /* frontends are busy: a small step (job_yield.h) */
 		max = MIN(max, JOB_YIELD_BYTES);
+	pthread_mutex_unlock(&m.lock);
+	/* a tenth of a second's worth under a speed, so the pace is even, in 64 KiB units */
 	if (!speed)
 		return max;
 	return MIN(max, MIN(BLOCKDEV_COPY_CHUNK, MAX(speed / 10, 65536) / 65536 * 65536));
