@@ -40,6 +40,7 @@
 
 #include "blockdev/blockdev.h"
 #include "common/util.h"
+#include "seccomp/thread.h"
 
 #define CHUNK BLOCKDEV_COPY_CHUNK
 
@@ -430,7 +431,8 @@ int blockdev_copy_run(const struct blockdev_copy *o)
 		}
 	}
 	for (; started < o->parallel; started++) {
-		if ((ret = -pthread_create(&w[started].thread, NULL, work, &w[started]))) {
+		if ((ret = sandbox_thread_spawn(&w[started].thread, SANDBOX_ROLE_COPY, "blk-copy",
+						NULL, work, &w[started], NULL))) {
 			pthread_mutex_lock(&c.lock);
 			c.err = ret;
 			wake(&c);

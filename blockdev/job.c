@@ -27,6 +27,7 @@
 #include "blockdev/job_yield.h"
 #include "common/token_bucket.h"
 #include "common/util.h"
+#include "seccomp/thread.h"
 
 #define JOB_ID_MAX 128
 #define IOPRIO_CLASS_IDLE 3
@@ -369,9 +370,10 @@ static int start_thread(struct error **errp)
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&m.idle, NULL);
 	m.stopping = false;
-	ret = pthread_create(&m.thread, NULL, job_thread, NULL);
-	if (ret) {
-		error_setg_errno(errp, ret, "cannot start the job thread");
+	ret = sandbox_thread_spawn(&m.thread, SANDBOX_ROLE_JOB, "job", NULL, job_thread, NULL,
+				   errp);
+	if (ret < 0) {
+		error_prepend(errp, "the job thread");
 		pthread_cond_destroy(&m.cond);
 		pthread_cond_destroy(&m.idle);
 		return -1;

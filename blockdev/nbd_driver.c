@@ -59,6 +59,7 @@
 #include "common/keyval.h"
 #include "common/parse.h"
 #include "common/util.h"
+#include "seccomp/thread.h"
 
 #define NBD_SLOTS 16              /* requests in flight on one connection */
 #define BATCH NBD_SLOTS           /* wire requests one call prepares at a time */
@@ -869,7 +870,7 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 {
 	struct nbd_state *s = state_new(bs);
 	uint64_t delay, open_timeout;
-	int fd, ret;
+	int fd;
 
 	if (!s) {
 		error_setg(errp, "'%s': out of memory", ctx->filename);
@@ -901,15 +902,13 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 	bs->align = s->info.min_block;
 	bs->opaque = s;
 	go_live(s, fd, &s->info);
-	ret = pthread_create(&s->rx, NULL, rx_main, s);
-	if (ret) {
-		error_setg_errno(errp, ret, "'%s': cannot start the NBD receiver thread",
-				 ctx->filename);
+	if (sandbox_thread_spawn(&s->rx, SANDBOX_ROLE_NBD_RX, "nbd-rx", NULL, rx_main, s,
+				 errp) < 0) {
+		error_prepend(errp, "'%s': the NBD receiver thread", ctx->filename);
 		close(fd);
 		bs->opaque = NULL;
 		goto err;
 	}
-	pthread_setname_np(s->rx, "nbd-rx");
 	return 0;
 err:
 	state_free(s);

@@ -45,6 +45,7 @@
 #include "blockdev/copy.h"
 #include "blockdev/nbd_internal.h"
 #include "common/util.h"
+#include "seccomp/thread.h"
 
 #define HOLE_SEEK_MIN (64 * 1024) /* reads this long ask the file for its holes */
 #define MAP_DEPTH 16              /* backing nodes a read's hole search follows */
@@ -761,13 +762,11 @@ int nbd_export_add(struct nbd_server *srv, const struct nbd_export_opts *o, stru
 	exp->q = blockdev_queue_new(bs, exp->it, errp);
 	if (!exp->q)
 		goto err_detach;
-	ret = pthread_create(&exp->worker, NULL, worker_main, exp);
-	if (ret) {
-		error_setg_errno(errp, ret, "NBD export '%s': cannot start its worker thread",
-				 o->id);
+	if (sandbox_thread_spawn(&exp->worker, SANDBOX_ROLE_NBD_EXPORT, "nbd-status", NULL,
+				 worker_main, exp, errp) < 0) {
+		error_prepend(errp, "NBD export '%s': its worker thread", o->id);
 		goto err_queue;
 	}
-	pthread_setname_np(exp->worker, "nbd-status");
 	exp->worker_started = true;
 	pthread_mutex_lock(&srv->lock);
 	ret = check_free_locked(srv, exp->id, exp->name, errp); /* again: the lock was dropped */

@@ -23,11 +23,19 @@
 #define PRIORITY_X509 "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
 #define PRIORITY_PSK "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1:+ECDHE-PSK:+DHE-PSK:+PSK"
 
+struct psk_key {
+	char *user;
+	gnutls_datum_t key;
+};
+
 struct nbd_tls_creds {
 	bool psk;
 	bool verify_peer;
 	gnutls_certificate_credentials_t x509;
 	gnutls_psk_server_credentials_t pskc;
+	/* keys.psk, read once here: a handshake runs on an iothread, whose sandbox opens nothing */
+	struct psk_key *keys;
+	size_t nr_keys;
 };
 
 #define COUT_CHUNK (64 * 1024)
@@ -80,6 +88,12 @@ void nbd_tls_creds_free(struct nbd_tls_creds *c)
 		gnutls_certificate_free_credentials(c->x509);
 	if (c->pskc)
 		gnutls_psk_free_server_credentials(c->pskc);
+	for (size_t i = 0; i < c->nr_keys; i++) {
+		free(c->keys[i].user);
+		gnutls_memset(c->keys[i].key.data, 0, c->keys[i].key.size);
+		gnutls_free(c->keys[i].key.data);
+	}
+	free(c->keys);
 	free(c);
 }
 
@@ -147,27 +161,100 @@ err:
 	return NULL;
 }
 
+/* One "username:hexkey" line of keys.psk (psktool's format); -1 when it is not one. */
+static int psk_parse_line(struct nbd_tls_creds *c, char *line)
+{
+	char *colon = strchr(line, ':');
+	size_t n = strcspn(line, "\r\n");
+	struct psk_key *k;
+	gnutls_datum_t hex;
+
+	line[n] = '\0';
+	if (!n)
+		return 0; /* blank lines are allowed */
+	if (!colon || colon == line)
+		return -1;
+	*colon = '\0';
+	k = realloc(c->keys, (c->nr_keys + 1) * sizeof(*k));
+	if (!k)
+		return -1;
+	c->keys = k;
+	k = &c->keys[c->nr_keys];
+	hex = (gnutls_datum_t){ (unsigned char *)colon + 1, (unsigned int)strlen(colon + 1) };
+	if (!hex.size || gnutls_hex_decode2(&hex, &k->key) < 0)
+		return -1;
+	k->user = strdup(line);
+	if (!k->user) {
+		gnutls_free(k->key.data);
+		return -1;
+	}
+	c->nr_keys++;
+	return 0;
+}
+
+static int psk_load(struct nbd_tls_creds *c, const char *path, struct error **errp)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned int no = 0;
+	int ret = 0;
+
+	if (!f) {
+		error_setg_errno(errp, errno, "TLS: cannot read the pre-shared keys '%s'", path);
+		return -1;
+	}
+	while (!ret && getline(&line, &cap, f) >= 0) {
+		no++;
+		if (psk_parse_line(c, line) < 0) {
+			error_setg(errp, "TLS: '%s' line %u is not username:hexkey", path, no);
+			ret = -1;
+		}
+	}
+	if (line)
+		gnutls_memset(line, 0, cap);
+	free(line);
+	fclose(f);
+	if (!ret && !c->nr_keys) {
+		error_setg(errp, "TLS: '%s' holds no key", path);
+		ret = -1;
+	}
+	return ret;
+}
+
+/* GnuTLS asks for a client's key during the handshake: from memory. */
+static int psk_lookup(gnutls_session_t gs, const gnutls_datum_t *user, gnutls_datum_t *key)
+{
+	struct nbd_tls_session *s = gnutls_session_get_ptr(gs);
+
+	for (size_t i = 0; s && i < s->creds->nr_keys; i++) {
+		const struct psk_key *k = &s->creds->keys[i];
+
+		if (strlen(k->user) != user->size || memcmp(k->user, user->data, user->size))
+			continue;
+		key->data = gnutls_malloc(k->key.size);
+		if (!key->data)
+			return -1;
+		memcpy(key->data, k->key.data, k->key.size);
+		key->size = k->key.size;
+		return 0;
+	}
+	return -1;
+}
+
 struct nbd_tls_creds *nbd_tls_creds_psk_new(const char *dir, struct error **errp)
 {
 	struct nbd_tls_creds *c = calloc(1, sizeof(*c));
 	char *keys = path_in(dir, "keys.psk");
-	int ret;
 
 	if (!c || !keys || gnutls_psk_allocate_server_credentials(&c->pskc) < 0) {
 		error_setg(errp, "TLS: out of memory");
 		goto err;
 	}
 	c->psk = true;
-	if (access(keys, R_OK) != 0) { /* GnuTLS reads it only at the first handshake */
-		error_setg_errno(errp, errno, "TLS: cannot read the pre-shared keys '%s'", keys);
+	if (psk_load(c, keys, errp) < 0)
 		goto err;
-	}
-	ret = gnutls_psk_set_server_credentials_file(c->pskc, keys);
-	if (ret < 0) {
-		error_setg(errp, "TLS: cannot use the pre-shared keys '%s': %s", keys,
-			   gnutls_strerror(ret));
-		goto err;
-	}
+	gnutls_psk_set_server_credentials_function2(c->pskc, psk_lookup);
 	gnutls_psk_set_server_known_dh_params(c->pskc, GNUTLS_SEC_PARAM_MEDIUM);
 	free(keys);
 	return c;
@@ -277,6 +364,7 @@ struct nbd_tls_session *nbd_tls_session_new(struct nbd_tls_creds *creds, struct 
 							      GNUTLS_CERT_REQUIRE :
 							      GNUTLS_CERT_IGNORE);
 	gnutls_transport_set_ptr(s->gs, s);
+	gnutls_session_set_ptr(s->gs, s); /* for psk_lookup */
 	gnutls_transport_set_push_function(s->gs, push);
 	gnutls_transport_set_pull_function(s->gs, pull);
 	gnutls_transport_set_pull_timeout_function(s->gs, pull_timeout);

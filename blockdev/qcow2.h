@@ -102,7 +102,7 @@ struct qcow2 {
 	struct blockdev_write *group_w; /* the group's writes; group_job: the one running */
 	size_t group_job;
 	uint64_t deferred_bytes; /* buffers held by staged entries' data writes */
-	struct qcow2_pool *pool; /* group commit's helper threads, started on first need */
+	struct qcow2_pool *pool; /* group commit's helper threads, started at a read-write open */
 	uint64_t zhost;         /* host cluster compressed writes append to (0: none) */
 	uint64_t zused;         /* bytes of it used */
 
@@ -221,12 +221,17 @@ int qcow2_make_empty(struct blockdev *bs, struct error **errp);
 int qcow2_resize(struct qcow2 *q, uint64_t size, struct error **errp);
 
 /*
- * qcow2_pool.c: runs @fn(@arg) here and on up to @helpers helper threads of @q's pool at once
- * (started on first use, kept until close); returns when every run has finished. @fn shares
- * out the work itself. Lock held. With no helpers (or no threads) it just calls @fn here.
+ * qcow2_pool.c: runs @fn(@arg) here and on up to @helpers helper threads of @q's pool at once;
+ * returns when every run has finished. @fn shares out the work itself. Lock held. With no
+ * helpers (or no pool) it just calls @fn here.
  */
 struct qcow2_pool;
 void qcow2_pool_run(struct qcow2 *q, unsigned int helpers, void (*fn)(void *), void *arg);
+/* Starts @q's pool of up to @nr helpers (fewer if the system gives fewer, none on failure: the
+ * commits then run their data writes on their own thread), at a read-write open. */
+void qcow2_pool_start(struct qcow2 *q, unsigned int nr);
+/* The helpers a read-write image starts (qcow2_commit.c's DATA_IO_THREADS - 1). */
+#define QCOW2_POOL_HELPERS 7
 void qcow2_pool_free(struct qcow2_pool *p);
 
 /* --- qcow2_write_compressed.c --- */

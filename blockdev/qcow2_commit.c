@@ -60,7 +60,7 @@
  * file and write q->data, never metadata). Until then the cluster is allocated (refcount 1)
  * and its entry staged, which nobody outside the group sees.
  */
-#define DATA_IO_THREADS 8
+#define DATA_IO_THREADS (QCOW2_POOL_HELPERS + 1)
 #define MAX_DEFERRED_BYTES (32ULL << 20) /* cluster copies held: beyond, run them early */
 
 struct qcow2_data_io {

@@ -487,6 +487,8 @@ static int qcow2_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct
 	}
 	if (!q->read_only && prepare_writes(q, errp))
 		goto fail;
+	if (!q->read_only) /* now, not at the first commit: see qcow2_pool.c */
+		qcow2_pool_start(q, QCOW2_POOL_HELPERS);
 	bs->size = q->h.size; /* the size the node's bitmaps cover */
 	if (qcow2_bitmaps_load(q, errp) || open_backing(q, ctx, errp))
 		goto fail;

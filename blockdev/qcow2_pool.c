@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The helper threads of a qcow2 image's group commit (qcow2_commit.c, "Group commit: the data
- * write"): started once, on the first commit that has more than one data write, and kept until
- * the image is closed, so that a commit does not create and join threads every time (and a
- * sandbox can forbid thread creation once the image is running).
+ * write"): started when the image opens read-write and kept until it is closed, so that a
+ * commit does not create and join threads every time, and so that the threads that write (the
+ * slow-path worker, an iothread, the job thread) need not be allowed to start threads under the
+ * sandbox (seccomp/roles.c).
  *
  * Ownership. The pool belongs to its image; qcow2_pool_run() is called with q->lock held, so
  * one batch runs at a time. A batch is a function and an argument the caller shares with the
@@ -20,6 +21,8 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+
+#include "seccomp/thread.h"
 
 struct qcow2_pool {
 	pthread_mutex_t lock;
@@ -62,32 +65,29 @@ static void *pool_main(void *opaque)
 	return NULL;
 }
 
-/* A pool of up to @nr threads (fewer if the system gives fewer), or NULL. */
-static struct qcow2_pool *pool_new(unsigned int nr)
+void qcow2_pool_start(struct qcow2 *q, unsigned int nr)
 {
 	struct qcow2_pool *p = calloc(1, sizeof(*p) + nr * sizeof(pthread_t));
 
 	if (!p)
-		return NULL;
+		return;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->done, NULL);
-	while (p->nr < nr && !pthread_create(&p->threads[p->nr], NULL, pool_main, p))
+	while (p->nr < nr && !sandbox_thread_spawn(&p->threads[p->nr], SANDBOX_ROLE_QCOW2_POOL,
+						   "qcow2-pool", NULL, pool_main, p, NULL))
 		p->nr++;
 	if (!p->nr) {
 		qcow2_pool_free(p);
-		return NULL;
+		return;
 	}
-	return p;
+	q->pool = p;
 }
 
 void qcow2_pool_run(struct qcow2 *q, unsigned int helpers, void (*fn)(void *), void *arg)
 {
-	struct qcow2_pool *p;
+	struct qcow2_pool *p = q->pool;
 
-	if (helpers && !q->pool)
-		q->pool = pool_new(helpers);
-	p = q->pool;
 	if (!helpers || !p) { /* nothing to share, or no threads: all of it here */
 		fn(arg);
 		return;

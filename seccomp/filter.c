@@ -40,7 +40,25 @@ unsigned int sandbox_role_closure(enum sandbox_role role)
 	return set;
 }
 
-/* Calls f(rule, opaque) for every rule of @role's filter (its closure, the sanitizers'). */
+/* Calls f on @g's rules unless @seen holds @g already; returns the new count of @seen. */
+static unsigned int visit(const struct sandbox_group *g, const struct sandbox_group **seen,
+			  unsigned int nr_seen, void (*f)(const struct sandbox_rule *r, void *opaque),
+			  void *opaque)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr_seen && seen[i] != g; i++)
+		;
+	if (i < nr_seen || nr_seen == 64)
+		return nr_seen;
+	seen[nr_seen++] = g;
+	for (size_t k = 0; k < g->nr_rules; k++)
+		f(&g->rules[k], opaque);
+	return nr_seen;
+}
+
+/* Calls f(rule, opaque) for every rule of @role's filter: its groups, those of every role in its
+ * closure and their set-up's, the sanitizers'. */
 static void for_each_rule(enum sandbox_role role,
 			  void (*f)(const struct sandbox_rule *r, void *opaque), void *opaque)
 {
@@ -48,19 +66,14 @@ static void for_each_rule(enum sandbox_role role,
 	unsigned int nr_seen = 0, set = sandbox_role_closure(role);
 
 	for (unsigned int r = 0; r < SANDBOX_ROLE_NR; r++) {
+		const struct sandbox_group *const *g = sandbox_roles[r].groups;
+
 		if (!(set & (1u << r)))
 			continue;
-		for (const struct sandbox_group *const *g = sandbox_roles[r].groups; *g; g++) {
-			unsigned int i;
-
-			for (i = 0; i < nr_seen && seen[i] != *g; i++)
-				;
-			if (i < nr_seen || nr_seen == ARRAY_SIZE(seen))
-				continue;
-			seen[nr_seen++] = *g;
-			for (size_t k = 0; k < (*g)->nr_rules; k++)
-				f(&(*g)->rules[k], opaque);
-		}
+		for (; *g; g++)
+			nr_seen = visit(*g, seen, nr_seen, f, opaque);
+		if (r != role && sandbox_roles[r].setup) /* started under this filter */
+			nr_seen = visit(sandbox_roles[r].setup, seen, nr_seen, f, opaque);
 	}
 	if (sandbox_sanitized())
 		for (size_t k = 0; k < sandbox_group_sanitizer.nr_rules; k++)

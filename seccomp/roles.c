@@ -30,11 +30,11 @@
 
 #include "common/util.h"
 
-#define SYS(n, w) { __NR_##n, #n, NULL, 0, w }
-#define SYSC(n, c, w) { __NR_##n, #n, &(c), 0, w }
-#define SYSE(n, e, w) { __NR_##n, #n, NULL, e, w }
+#define SYS(n, w) { __NR_##n, #n, NULL, 0, NULL, w }
+#define SYSC(n, c, w) { __NR_##n, #n, &(c), 0, NULL, w }
+#define SYSE(n, e, w) { __NR_##n, #n, NULL, e, #e, w }
 #define V(x) { x, #x }
-#define ONE_OF(a, v) { a, SANDBOX_ONE_OF, 0, v, ARRAY_SIZE(v) }
+#define ONE_OF(a, l, v) { a, SANDBOX_ONE_OF, 0, v, ARRAY_SIZE(v), l }
 #define GROUP(id, what, ...)                                                                  \
 	static const struct sandbox_rule id##_rules[] = { __VA_ARGS__ };                       \
 	static const struct sandbox_group id = { #id, what, id##_rules, ARRAY_SIZE(id##_rules), 0 }
@@ -45,28 +45,29 @@
 /* ---- argument conditions ---------------------------------------------------------------------- */
 
 static const struct sandbox_val prot_exec[] = { V(PROT_EXEC) };
-static const struct sandbox_cond no_exec = { 2, SANDBOX_MASK_CLEAR, PROT_EXEC, prot_exec, 1 };
+static const struct sandbox_cond no_exec = { 2, SANDBOX_MASK_CLEAR, PROT_EXEC, prot_exec, 1, "prot" };
 
 static const struct sandbox_val clone_thread_v[] = { V(CLONE_THREAD), V(CLONE_VM) };
 static const struct sandbox_cond clone_thread = { 0, SANDBOX_MASK_SET, CLONE_THREAD | CLONE_VM,
-						  clone_thread_v, 2 };
+						  clone_thread_v, 2, "flags" };
 
 static const struct sandbox_val abort_sig_v[] = { V(SIGABRT) };
-static const struct sandbox_cond abort_sig = ONE_OF(2, abort_sig_v);
+static const struct sandbox_cond abort_sig = ONE_OF(2, "sig", abort_sig_v);
+/* signals sent with every signal blocked (glibc's pthread_kill): never reportable, so allowed */
 static const struct sandbox_val kick_sig_v[] = { V(SIGABRT), { SANDBOX_SIG_VCPU_KICK,
 							       "SIGRTMIN+1" } };
-static const struct sandbox_cond kick_sig = ONE_OF(2, kick_sig_v);
+static const struct sandbox_cond kick_sig = ONE_OF(2, "sig", kick_sig_v);
 
 static const struct sandbox_val spawn_prctl_v[] = {
 	V(PR_SET_NAME), V(PR_SET_NO_NEW_PRIVS), V(PR_CAPBSET_READ), V(PR_CAP_AMBIENT),
 };
-static const struct sandbox_cond spawn_prctl = ONE_OF(0, spawn_prctl_v);
+static const struct sandbox_cond spawn_prctl = ONE_OF(0, "option", spawn_prctl_v);
 
 static const struct sandbox_val filter_op_v[] = { V(SECCOMP_SET_MODE_FILTER) };
-static const struct sandbox_cond filter_op = ONE_OF(0, filter_op_v);
+static const struct sandbox_cond filter_op = ONE_OF(0, "operation", filter_op_v);
 
 static const struct sandbox_val socket_families_v[] = { V(AF_UNIX), V(AF_INET), V(AF_INET6) };
-static const struct sandbox_cond socket_families = ONE_OF(0, socket_families_v);
+static const struct sandbox_cond socket_families = ONE_OF(0, "domain", socket_families_v);
 
 static const struct sandbox_val uring_enter_v[] = {
 	V(IORING_ENTER_GETEVENTS), V(IORING_ENTER_SQ_WAKEUP), V(IORING_ENTER_SQ_WAIT),
@@ -75,41 +76,45 @@ static const struct sandbox_val uring_enter_v[] = {
 static const struct sandbox_cond uring_enter_flags = {
 	3, SANDBOX_MASK_ONLY,
 	IORING_ENTER_GETEVENTS | IORING_ENTER_SQ_WAKEUP | IORING_ENTER_SQ_WAIT | IORING_ENTER_EXT_ARG,
-	uring_enter_v, ARRAY_SIZE(uring_enter_v)
+	uring_enter_v, ARRAY_SIZE(uring_enter_v), "flags"
 };
 
 /* what iothread.c's ring_restrict lets the ring register after it is enabled */
 static const struct sandbox_val uring_register_v[] = {
 	V(IORING_REGISTER_FILES_UPDATE), V(IORING_REGISTER_BUFFERS), V(IORING_UNREGISTER_BUFFERS),
 };
-static const struct sandbox_cond uring_register_ops = ONE_OF(1, uring_register_v);
+static const struct sandbox_cond uring_register_ops = ONE_OF(1, "opcode", uring_register_v);
+
+static const struct sandbox_val empty_path_v[] = { V(AT_EMPTY_PATH) };
+static const struct sandbox_cond empty_path = { 3, SANDBOX_MASK_SET, AT_EMPTY_PATH, empty_path_v,
+						1, "flags" };
 
 static const struct sandbox_val fcntl_v[] = {
 	V(F_GETFL), V(F_SETFL), V(F_GETFD), V(F_SETFD), V(F_DUPFD_CLOEXEC),
 };
-static const struct sandbox_cond fcntl_cmds = ONE_OF(1, fcntl_v);
+static const struct sandbox_cond fcntl_cmds = ONE_OF(1, "cmd", fcntl_v);
 
 /* ioctl's command is its second argument */
 static const struct sandbox_val ioctl_vcpu_v[] = {
 	V(KVM_RUN), V(KVM_GET_REGS), V(KVM_GET_SREGS), V(TCGETS),
 	V(KVM_IRQ_LINE), V(KVM_SIGNAL_MSI), V(KVM_IOEVENTFD), V(KVM_IRQFD), V(KVM_SET_GSI_ROUTING),
 };
-static const struct sandbox_cond ioctl_vcpu = ONE_OF(1, ioctl_vcpu_v);
+static const struct sandbox_cond ioctl_vcpu = ONE_OF(1, "request", ioctl_vcpu_v);
 
 static const struct sandbox_val ioctl_memslot_v[] = { V(KVM_SET_USER_MEMORY_REGION) };
-static const struct sandbox_cond ioctl_memslot = ONE_OF(1, ioctl_memslot_v);
+static const struct sandbox_cond ioctl_memslot = ONE_OF(1, "request", ioctl_memslot_v);
 
 static const struct sandbox_val ioctl_block_v[] = {
 	V(BLKGETSIZE64), V(BLKSSZGET), V(FS_IOC_GETFLAGS), V(FS_IOC_SETFLAGS), V(TCGETS),
 };
-static const struct sandbox_cond ioctl_block = ONE_OF(1, ioctl_block_v);
+static const struct sandbox_cond ioctl_block = ONE_OF(1, "request", ioctl_block_v);
 
 static const struct sandbox_val ioctl_main_v[] = {
 	V(BLKGETSIZE64), V(BLKSSZGET), V(FS_IOC_GETFLAGS), V(FS_IOC_SETFLAGS), V(TCGETS),
 	V(TCSETS), V(KVM_IRQ_LINE), V(KVM_SIGNAL_MSI), V(KVM_IOEVENTFD), V(KVM_IRQFD),
 	V(KVM_SET_GSI_ROUTING), V(KVM_GET_REGS), V(KVM_GET_SREGS),
 };
-static const struct sandbox_cond ioctl_main = ONE_OF(1, ioctl_main_v);
+static const struct sandbox_cond ioctl_main = ONE_OF(1, "request", ioctl_main_v);
 
 /* ---- groups ------------------------------------------------------------------------------------ */
 
@@ -137,6 +142,10 @@ GROUP(base, "every thread: memory, locks, time, its own end",
 	SYS(exit, "the thread ends"),
 	SYS(exit_group, "the process ends"),
 	SYSE(clone3, ENOSYS, "refused: glibc then uses clone, whose flags a filter can check"),
+	SYSE(openat, EACCES, "refused where not allowed: glibc opens /proc/sys/vm/overcommit_memory "
+	     "(malloc, the first heap shrink) and /sys/devices/system/cpu/online (sysconf) from any "
+	     "thread, and copes"),
+	SYSE(open, EACCES, "as openat"),
 );
 
 GROUP(spawn, "a thread that starts threads once under its filter (the new one runs under it too)",
@@ -163,7 +172,7 @@ GROUP(fd_io, "data path on files already open",
 	SYS(ftruncate, "resize"),
 	SYS(lseek, "SEEK_DATA/SEEK_HOLE for block status"),
 	SYS(fstat, "sizes of open files"),
-	SYS(newfstatat, "fstat (glibc's form, AT_EMPTY_PATH)"),
+	SYSC(newfstatat, empty_path, "fstat(), as glibc makes it: an fd and an empty path"),
 	SYSC(fcntl, fcntl_cmds, "file status flags"),
 	SYSC(ioctl, ioctl_block, "block device size and sector size, nocow flag, isatty()"),
 	SYS(close, "files and sockets this thread is done with"),
@@ -186,6 +195,7 @@ GROUP(uring, "an iothread's ring",
 );
 
 GROUP(vcpu, "a vCPU",
+	SYSC(tgkill, kick_sig, "a vCPU that stops the VM kicks the others (pthread_kill)"),
 	SYSC(ioctl, ioctl_vcpu,
 	     "KVM_RUN; registers for error messages; the devices' interrupts and eventfds"),
 	SYS(read, "eventfds"),
@@ -198,27 +208,35 @@ GROUP(memslot, "the memory registration thread",
 	SYSC(ioctl, ioctl_memslot, "KVM_SET_USER_MEMORY_REGION"),
 );
 
-GROUP(sockets, "sockets of a client (NBD)",
-	SYSC(socket, socket_families, "connect to the NBD server (unix, IPv4, IPv6)"),
-	SYS(connect, "connect to the NBD server"),
-	SYS(setsockopt, "TCP_NODELAY, timeouts"),
-	SYS(getsockopt, "SO_ERROR of a non-blocking connect"),
-	SYS(getsockname, "name resolution (AI_ADDRCONFIG)"),
+GROUP(nbd_io, "requests to an NBD server on a connection already made (any thread doing I/O)",
+	SYS(sendmsg, "requests"),
+	SYS(sendto, "requests"),
 	SYS(recvfrom, "replies"),
 	SYS(recvmsg, "replies"),
-	SYS(sendto, "requests, DNS"),
-	SYS(sendmsg, "requests"),
-	SYS(sendmmsg, "DNS queries"),
-	SYS(shutdown, "disconnect"),
-	SYS(poll, "connect timeout, DNS"),
-	SYS(ppoll, "connect timeout, DNS"),
-	SYS(close, "sockets"),
+	SYS(shutdown, "a connection that failed"),
+	SYS(poll, "waits on the socket"),
+	SYS(ppoll, "waits on the socket"),
+);
+
+static const struct sandbox_val ro_open_v[] = { V(O_WRONLY), V(O_RDWR), V(O_CREAT), V(O_TRUNC) };
+static const struct sandbox_cond ro_open = { 2, SANDBOX_MASK_CLEAR,
+					     O_WRONLY | O_RDWR | O_CREAT | O_TRUNC, ro_open_v,
+					     ARRAY_SIZE(ro_open_v), "flags" };
+
+GROUP(nbd_connect, "connecting to an NBD server (again): sockets and name resolution",
+	SYSC(socket, socket_families, "unix, IPv4 and IPv6 stream sockets; the resolver's UDP"),
+	SYS(connect, "the server; the resolver's name servers"),
+	SYS(setsockopt, "TCP_NODELAY, timeouts"),
+	SYS(getsockopt, "SO_ERROR of a non-blocking connect"),
+	SYS(getsockname, "the resolver"),
+	SYS(bind, "the resolver"),
+	SYS(sendmmsg, "the resolver's queries"),
+	SYSC(fcntl, fcntl_cmds, "blocking mode"),
+	SYSC(openat, ro_open, "the resolver reads /etc/hosts, resolv.conf, nsswitch.conf, gai.conf"),
 	SYS(read, "the resolver's files"),
-	SYS(openat, "the resolver reads /etc/hosts, /etc/resolv.conf, /etc/nsswitch.conf"),
+	SYS(close, "sockets, the resolver's files"),
 	SYS(newfstatat, "the resolver's files"),
 	SYS(fstat, "the resolver's files"),
-	SYSC(fcntl, fcntl_cmds, "blocking mode"),
-	SYS(bind, "name resolution"),
 );
 
 GROUP(control, "the control plane: QMP, blockdev-add, images opened and created",
@@ -237,6 +255,7 @@ GROUP(control, "the control plane: QMP, blockdev-add, images opened and created"
 	SYS(faccessat2, "file checks"),
 	SYS(getdents64, "directories (TLS credentials)"),
 	SYS(getcwd, "relative paths"),
+	SYS(chdir, "--daemonize moves to /"),
 	SYS(dup, "descriptors handed to another node"),
 	SYS(dup2, "descriptors"),
 	SYS(dup3, "descriptors"),
@@ -291,6 +310,19 @@ GROUP(files_open, "a thread that opens or creates images (blockdev-create, mirro
 	SYS(sched_getaffinity, "CPU counts (copy windows)"),
 );
 
+GROUP(nice_setup, "a thread's set-up: its nice value (--vcpu-nice, iothread-nice)",
+	SYS(setpriority, "the thread's own nice value"),
+	SYS(getpriority, "the thread's own nice value"),
+);
+
+GROUP(uring_setup, "an iothread's set-up: its ring, made disabled, restricted, then enabled",
+	SYS(io_uring_setup, "the ring (IORING_SETUP_R_DISABLED)"),
+	SYS(io_uring_register, "sparse fixed files, the restrictions, enabling the ring"),
+	SYS(setpriority, "the thread's own nice value (iothread-nice)"),
+	SYS(getpriority, "the thread's own nice value"),
+	SYS(prlimit64, "the fixed file table's ceiling (RLIMIT_NOFILE)"),
+);
+
 /* ---- roles ------------------------------------------------------------------------------------ */
 
 #define ROLE(...) (const struct sandbox_group *const[]) { __VA_ARGS__, NULL }
@@ -298,57 +330,73 @@ GROUP(files_open, "a thread that opens or creates images (blockdev-create, mirro
 
 const struct sandbox_role_def sandbox_roles[SANDBOX_ROLE_NR] = {
 	[SANDBOX_ROLE_MAIN] = {
-		"main", "vireo's main thread once the VM is built: QMP, signals, the console",
-		ROLE(&base, &spawn, &fd_io, &control, &sockets),
-		BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL) | BIT(SANDBOX_ROLE_JOB) |
-			BIT(SANDBOX_ROLE_NBD_RX),
-		{ __NR_poll },
+		.name = "main",
+		.what = "vireo's main thread once the VM is built: QMP, signals, the console",
+		.groups = ROLE(&base, &spawn, &fd_io, &control, &nbd_io, &nbd_connect),
+		.spawns = BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL) |
+			  BIT(SANDBOX_ROLE_JOB) | BIT(SANDBOX_ROLE_NBD_RX),
+		.hot = { __NR_poll },
 	},
 	[SANDBOX_ROLE_SD_MAIN] = {
-		"sd-main", "vireo-storage-daemon's main thread once set up: QMP, signals",
-		ROLE(&base, &spawn, &fd_io, &control, &sockets),
-		BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL) | BIT(SANDBOX_ROLE_JOB) |
-			BIT(SANDBOX_ROLE_NBD_RX) | BIT(SANDBOX_ROLE_NBD_EXPORT) |
-			BIT(SANDBOX_ROLE_IOTHREAD),
-		{ __NR_poll },
+		.name = "sd-main",
+		.what = "vireo-storage-daemon's main thread once set up: QMP, signals",
+		.groups = ROLE(&base, &spawn, &fd_io, &control, &nbd_io, &nbd_connect),
+		.spawns = BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL) |
+			  BIT(SANDBOX_ROLE_JOB) | BIT(SANDBOX_ROLE_NBD_RX) |
+			  BIT(SANDBOX_ROLE_NBD_EXPORT) | BIT(SANDBOX_ROLE_IOTHREAD),
+		.hot = { __NR_poll },
 	},
 	[SANDBOX_ROLE_VCPU] = {
-		"vcpu", "a vCPU: KVM_RUN and the devices' port and MMIO handlers",
-		ROLE(&base, &vcpu), 0, { __NR_ioctl },
+		.name = "vcpu",
+		.what = "a vCPU: KVM_RUN and the devices' port and MMIO handlers",
+		.groups = ROLE(&base, &vcpu),
+		.setup = &nice_setup,
+		.hot = { __NR_ioctl },
 	},
 	[SANDBOX_ROLE_IOTHREAD] = {
-		"iothread", "an iothread: its virtqueues or NBD connections, on its io_uring",
-		ROLE(&base, &uring, &fd_io), 0, { __NR_io_uring_enter },
+		.name = "iothread",
+		.what = "an iothread: its virtqueues or NBD connections, on its io_uring",
+		.groups = ROLE(&base, &uring, &fd_io),
+		.setup = &uring_setup,
+		.hot = { __NR_io_uring_enter },
 	},
 	[SANDBOX_ROLE_MEMSLOT] = {
-		"memslot", "registers guest memory with KVM while the VM is built, then ends",
-		ROLE(&base, &memslot), 0, { 0 },
+		.name = "memslot",
+		.what = "registers guest memory with KVM while the VM is built, then ends",
+		.groups = ROLE(&base, &memslot),
 	},
 	[SANDBOX_ROLE_ENGINE] = {
-		"engine", "a node's slow-path worker: the drivers' blocking calls (NBD, LUKS, ...)",
-		ROLE(&base, &fd_io, &sockets), 0, { __NR_futex },
+		.name = "engine",
+		.what = "a node's slow-path worker: the drivers' blocking calls (NBD, LUKS, ...)",
+		.groups = ROLE(&base, &fd_io, &nbd_io),
 	},
 	[SANDBOX_ROLE_QCOW2_POOL] = {
-		"qcow2-pool", "a qcow2 image's group-commit helpers (data writes of one commit)",
-		ROLE(&base, &fd_io), 0, { __NR_futex },
+		.name = "qcow2-pool",
+		.what = "a qcow2 image's group-commit helpers (data writes of one commit)",
+		.groups = ROLE(&base, &fd_io, &nbd_io),
 	},
 	[SANDBOX_ROLE_JOB] = {
-		"job", "the block job thread: stream, commit, mirror, backup, create",
-		ROLE(&base, &spawn, &fd_io, &job_prio, &files_open, &sockets),
-		BIT(SANDBOX_ROLE_COPY) | BIT(SANDBOX_ROLE_ENGINE) | BIT(SANDBOX_ROLE_QCOW2_POOL),
-		{ 0 },
+		.name = "job",
+		.what = "the block job thread: stream, commit, mirror, backup, create",
+		.groups = ROLE(&base, &spawn, &fd_io, &job_prio, &files_open, &nbd_io, &nbd_connect),
+		.spawns = BIT(SANDBOX_ROLE_COPY) | BIT(SANDBOX_ROLE_ENGINE) |
+			  BIT(SANDBOX_ROLE_QCOW2_POOL),
 	},
 	[SANDBOX_ROLE_COPY] = {
-		"copy", "a mirror's extra copy workers (they live for one copy)",
-		ROLE(&base, &fd_io, &sockets), 0, { 0 },
+		.name = "copy",
+		.what = "a mirror's extra copy workers (they live for one copy)",
+		.groups = ROLE(&base, &fd_io, &nbd_io),
 	},
 	[SANDBOX_ROLE_NBD_EXPORT] = {
-		"nbd-export", "an NBD export's block status worker",
-		ROLE(&base, &fd_io), 0, { 0 },
+		.name = "nbd-export",
+		.what = "an NBD export's block status worker",
+		.groups = ROLE(&base, &fd_io, &nbd_io),
 	},
 	[SANDBOX_ROLE_NBD_RX] = {
-		"nbd-rx", "an NBD client node's receiver: replies, and reconnecting",
-		ROLE(&base, &fd_io, &sockets), 0, { __NR_recvfrom },
+		.name = "nbd-rx",
+		.what = "an NBD client node's receiver: replies, and reconnecting",
+		.groups = ROLE(&base, &nbd_io, &nbd_connect),
+		.hot = { __NR_recvfrom },
 	},
 };
 

@@ -29,6 +29,7 @@ struct sandbox_cond {
 	uint64_t mask;                 /* the MASK_ kinds */
 	const struct sandbox_val *vals; /* ONE_OF; for MASK_ kinds, the bits' names */
 	size_t nr_vals;
+	const char *label; /* the argument's name in the man page ("prot", "request") */
 };
 
 struct sandbox_rule {
@@ -36,6 +37,7 @@ struct sandbox_rule {
 	const char *name;                /* as libseccomp and strace name it */
 	const struct sandbox_cond *cond; /* NULL: any arguments */
 	int err;                         /* 0: allowed; else the call fails with this errno */
+	const char *err_name;            /* ... "ENOSYS" */
 	const char *why;
 };
 
@@ -51,6 +53,9 @@ struct sandbox_role_def {
 	const char *name;  /* "iothread" */
 	const char *what;  /* a line for the README */
 	const struct sandbox_group *const *groups; /* NULL-terminated */
+	/* what its thread's set-up needs before its own filter goes on (a ring to create): in
+	 * the filters of the roles that start it once under theirs, not in its own; or NULL */
+	const struct sandbox_group *setup;
 	unsigned int spawns; /* 1u << role: what it may start once under its filter */
 	int hot[4];        /* calls made on the data path, tested first (0-terminated) */
 };

@@ -141,6 +141,27 @@ static void describe(struct line *l, const siginfo_t *si, const greg_t *g, int r
 		put(l, ", which its role does not allow");
 }
 
+/* The register holding the path of a call that takes one, or -1. */
+static int path_arg(int nr)
+{
+	switch (nr) {
+	case __NR_open: case __NR_stat: case __NR_lstat: case __NR_unlink: case __NR_readlink:
+	case __NR_chdir: case __NR_statfs: case __NR_mkdir: case __NR_access: case __NR_rmdir:
+		return REG_RDI;
+	case __NR_openat: case __NR_newfstatat: case __NR_unlinkat: case __NR_faccessat:
+	case __NR_faccessat2: case __NR_statx: case __NR_mkdirat: case __NR_readlinkat:
+		return REG_RSI;
+	default:
+		return -1;
+	}
+}
+
+static void put_path(struct line *l, const char *p)
+{
+	for (int i = 0; p[i] && i < 160 && l->len < sizeof(l->buf) - 2; i++)
+		l->buf[l->len++] = p[i];
+}
+
 static bool first_time(int role, int nr)
 {
 	uint32_t bit = 1u << (nr % 32);
@@ -180,7 +201,15 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 					  g[REG_R8], g[REG_R9]);
 	}
 	if (first_time(sandbox_self_role(), nr)) {
+		int pa = path_arg(nr);
+
 		describe(&l, si, g, sandbox_self_role());
+		/* the path the kernel read without a fault, so it may be read here too */
+		if (pa >= 0 && ret >= 0 && g[pa]) {
+			put(&l, " on '");
+			put_path(&l, (const char *)g[pa]);
+			put(&l, "'");
+		}
 		if (si->si_arch != AUDIT_ARCH_X86_64)
 			put(&l, ": failed with ENOSYS (another ABI)\n");
 		else if (nr == __NR_clone || nr == __NR_fork || nr == __NR_vfork ||

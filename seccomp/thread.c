@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <semaphore.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -25,6 +26,7 @@ struct start {
 	void *arg;
 	sem_t ready;
 	struct error *err;
+	bool failed_setup; /* err came from setup, not from the lockdown */
 };
 
 static void *thread_start(void *opaque)
@@ -36,8 +38,15 @@ static void *thread_start(void *opaque)
 
 	/* its own name, with prctl: pthread_setname_np on another thread opens /proc */
 	prctl(PR_SET_NAME, s->name, 0, 0, 0);
-	if ((s->setup && s->setup(arg, &s->err) < 0) ||
-	    sandbox_lockdown_self(role, s->name, &s->err) < 0) {
+	sandbox_self_set(role, s->name); /* the SIGSYS report names it from here on */
+	if (s->setup && s->setup(arg, &s->err) < 0) {
+		if (!s->err)
+			error_setg(&s->err, "thread %s: its set-up failed", s->name);
+		s->failed_setup = true;
+		sem_post(&s->ready);
+		return NULL;
+	}
+	if (sandbox_lockdown_self(role, s->name, &s->err) < 0) {
 		sem_post(&s->ready);
 		return NULL;
 	}
@@ -68,17 +77,18 @@ int sandbox_thread_spawn(pthread_t *thread, enum sandbox_role role, const char *
 	int ret;
 
 	if (may_spawn(role, errp) < 0)
-		return -1;
+		return -EPERM;
 	snprintf(s.name, sizeof(s.name), "%s", name);
 	if (sem_init(&s.ready, 0, 0) < 0) {
-		error_setg_errno(errp, errno, "thread %s: sem_init", s.name);
-		return -1;
+		ret = errno;
+		error_setg_errno(errp, ret, "thread %s: sem_init", s.name);
+		return -ret;
 	}
 	ret = pthread_create(thread, NULL, thread_start, &s);
 	if (ret) {
 		sem_destroy(&s.ready);
 		error_setg_errno(errp, ret, "cannot start thread %s", s.name);
-		return -1;
+		return -ret;
 	}
 	while (sem_wait(&s.ready) < 0 && errno == EINTR)
 		;
@@ -86,7 +96,7 @@ int sandbox_thread_spawn(pthread_t *thread, enum sandbox_role role, const char *
 	if (s.err) {
 		pthread_join(*thread, NULL);
 		error_propagate(errp, s.err);
-		return -1;
+		return s.failed_setup ? -EINVAL : -EPERM;
 	}
 	return 0;
 }

@@ -19,7 +19,8 @@
  * @fn and the error comes back here through @errp; the thread is joined. A thread already under
  * a filter may start only the roles its own allows (roles.c): others are refused here, by name,
  * instead of dying.
- * Returns 0 (and *@thread, to join) or -1.
+ * Returns 0 (and *@thread, to join), or a negative errno (for the data path's callers) with
+ * *@errp set: pthread_create's, -EPERM when the sandbox refused, -EINVAL when @setup failed.
  */
 int sandbox_thread_spawn(pthread_t *thread, enum sandbox_role role, const char *name,
 			 int (*setup)(void *arg, struct error **errp), void *(*fn)(void *arg),

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 
 #include "common/error.h"
+#include "seccomp/sandbox.h"
 
 struct json_object;
 
@@ -59,6 +60,7 @@ struct sd_config {
 	unsigned int nr_chardevs;
 	const char *pidfile; /* --pidfile, NULL: none */
 	bool daemonize;
+	enum sandbox_mode sandbox; /* --sandbox: on by default */
 };
 
 enum sd_cmdline_result { SD_CMDLINE_RUN, SD_CMDLINE_EXIT_OK, SD_CMDLINE_ERROR };

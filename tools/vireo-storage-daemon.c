@@ -26,6 +26,9 @@ int main(int argc, char **argv)
 		if (r != 0) /* the parent, with the child's verdict, or a failure */
 			goto out;
 	}
+	/* before any thread: each one starts under its role's filter (seccomp/sandbox.h) */
+	if (sandbox_init(cfg.sandbox, SD_PROG, &err) < 0)
+		goto out;
 	status = sd_run(&cfg, &err);
 out:
 	if (err)

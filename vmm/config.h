@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "seccomp/sandbox.h"
 
 #define VM_CONFIG_MAX_DRIVES 16
 #define VM_CONFIG_MAX_VCPUS 255
@@ -46,6 +47,7 @@ struct vm_config {
 	int vcpu_nice;
 	const char *qmp_path; /* unix socket for the QMP monitor, NULL: none */
 	bool boot_timer;   /* report the time from start to the first guest exit */
+	enum sandbox_mode sandbox; /* --sandbox: on by default */
 	uint64_t start_ns; /* CLOCK_MONOTONIC when main() began */
 };
 

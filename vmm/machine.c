@@ -32,6 +32,7 @@
 #include "vmm/layout.h"
 #include "vmm/machine.h"
 #include "control/qmp_server.h"
+#include "seccomp/sandbox.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -320,6 +321,9 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		return 1;
 	}
 	m->serial_out = -1;
+	/* before any thread: each one starts under its role's filter (seccomp/sandbox.h) */
+	if (sandbox_init(cfg->sandbox, "vireo", errp) < 0)
+		goto out_free;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
@@ -369,6 +373,10 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 			break;
 		}
 	}
+	/* set-up done: from here on the main thread serves QMP, signals and the console, and
+	 * tears the VM down (a guest may have stopped it already) */
+	if (sandbox_lockdown_main(SANDBOX_ROLE_MAIN, errp) < 0)
+		vm_request_stop(&m->vm, VM_STOP_ERROR, 1, "sandbox: the main thread's lockdown failed");
 	machine_loop(m, cfg, sigfd);
 	vm_kick_vcpus(&m->vm);
 	for (i = 0; i < cfg->cpus; i++)
