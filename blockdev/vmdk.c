@@ -490,7 +490,7 @@ static int vmdk_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct 
 	atomic_init(&v->cid_done, bs->read_only);
 	return 0;
 fail_named:
-	error_prepend(errp, "'%s'", bs->filename);
+	error_prepend(errp, "'%s': vmdk image", bs->filename);
 fail:
 	vmdk_close(bs);
 	return -1;
