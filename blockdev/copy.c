@@ -131,7 +131,8 @@ static enum action action_of(const struct copy *c, int st)
 	 * the chain's end the source reads zeroes, written as such over what the target holds */
 	if (o->top_only && !(st & BLOCKDEV_STATUS_ALLOCATED))
 		return o->stop ? SKIP : o->write_zeroes ? ZERO : SKIP;
-	if ((st & BLOCKDEV_STATUS_ZERO) && !(st & BLOCKDEV_STATUS_DATA)) {
+	/* reads as zeroes: a hole, or a format's data over a hole of its file (DATA|ZERO) */
+	if (st & BLOCKDEV_STATUS_ZERO) {
 		if (o->fill_zeroes)
 			return FILL;
 		return o->write_zeroes ? ZERO : SKIP;
