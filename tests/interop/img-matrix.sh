@@ -29,7 +29,8 @@
 #    message naming the format, and opens as raw with -f raw; plain data, zeroes and text probe
 #    as raw. VPC and VDI are formats vireo reads (issue 20): their magic followed by zeroes is a
 #    damaged image of that format, refused the same way (the message names the damaged field
-#    and the format) and by qemu-img too.
+#    and the format) and by qemu-img too. So is VMDK: its magic followed by zeroes (a grain size
+#    of 0) or alone (a header cut short).
 #
 # Any exit status >= 128 of vireo-img (a signal) fails the check it belongs to.
 # Output: one "ok - NAME" / "not ok - NAME" line per check (details of a failure on "#" lines
@@ -846,7 +847,7 @@ for f in qcow2v9.img vmdk.img vmdk-short.img vhdx.img vpc.img qcow1.img luks.img
 	else bad "probe: convert -f raw $f: as qemu-img's" "exit $vrc, $(cat "$L/v.err")"; fi
 done
 # VPC and VDI magics are vireo's formats now: qemu-img's probe takes them too, and refuses them
-for f in vpc.img vdi.img; do
+for f in vpc.img vdi.img vmdk.img vmdk-short.img; do
 	VQ info "$f"
 	same_rc "probe: info $f, a damaged ${f%.img} image, as qemu-img"
 done
