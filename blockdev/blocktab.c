@@ -226,6 +226,10 @@ int blocktab_block_status(struct blocktab *t, uint64_t off, uint64_t len, uint64
 		*pnum = n;
 		return BLOCKDEV_STATUS_ZERO | BLOCKDEV_STATUS_ALLOCATED;
 	}
+	/* with the blocks after it that follow it in the file too (VDI images, mostly) */
+	for (uint32_t i = idx + 1; n < len && i < t->nr &&
+	     blocktab_get(t, i) == host + ((uint64_t)(i - idx) << t->bits); i++)
+		n += MIN(len - n, 1ULL << t->bits);
 	host += in_block(t, off);
 	*pnum = n;
 	*map_offset = host;
