@@ -3,7 +3,8 @@
 # Seeds of the VHD and VDI fuzz targets (issue 20), run by make-seeds.sh: small images made by
 # qemu-img (and by vireo-img when given) for corpus/vpc_header and corpus/vdi_header (each the
 # image's real size as a u64, then its first 8 KiB, or all of a fixed VHD, which ends with its
-# footer: the rest reads as zeroes), and for corpus/probe (the first 8 KiB).
+# footer: the rest reads as zeroes), and for corpus/probe (the first 8 KiB, named img-vpc-* and
+# img-vdi-*: make-seeds.sh writes vpc-* and vdi there itself).
 # Usage: make-vpc-seeds.sh CORPUS [VIREO_IMG]
 set -euo pipefail
 corpus=$(realpath "$1")
@@ -17,7 +18,7 @@ mkdir -p "$corpus/vpc_header" "$corpus/vdi_header" "$corpus/probe"
 for t in vpc_header vdi_header; do
 	find "$corpus/$t" -maxdepth 1 -type f ! -name 'crash-*' ! -name 'found-*' -delete
 done
-rm -f "$corpus"/probe/vpc-* "$corpus"/probe/vdi-*
+rm -f "$corpus"/probe/img-vpc-* "$corpus"/probe/img-vdi-*
 tmp=$(mktemp -d /tmp/vireo-vpc-seeds.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -57,11 +58,11 @@ for f in *.vpc; do
 	case $f in
 	*fixed*) seed vpc_header "${f%.vpc}" "$f" 65536 ;; # a fixed VHD: all of it (< 40 KiB)
 	*) seed vpc_header "${f%.vpc}" "$f"
-	   head -c 8192 "$f" >"$corpus/probe/vpc-${f%.vpc}" ;;
+	   head -c 8192 "$f" >"$corpus/probe/img-vpc-${f%.vpc}" ;;
 	esac
 done
 for f in *.vdi; do
 	seed vdi_header "${f%.vdi}" "$f"
-	head -c 8192 "$f" >"$corpus/probe/vdi-${f%.vdi}"
+	head -c 8192 "$f" >"$corpus/probe/img-vdi-${f%.vdi}"
 done
 echo "make-vpc-seeds: $(ls "$corpus/vpc_header" | wc -l) vpc, $(ls "$corpus/vdi_header" | wc -l) vdi seeds"
