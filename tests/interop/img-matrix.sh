@@ -30,7 +30,8 @@
 #    as raw. VPC and VDI are formats vireo reads (issue 20): their magic followed by zeroes is a
 #    damaged image of that format, refused the same way (the message names the damaged field
 #    and the format) and by qemu-img too. So is VMDK: its magic followed by zeroes (a grain size
-#    of 0) or alone (a header cut short).
+#    of 0) or alone (a header cut short). So is VHDX, and a real VHDX image probes as vhdx,
+#    its info and content as qemu-img's.
 #
 # Any exit status >= 128 of vireo-img (a signal) fails the check it belongs to.
 # Output: one "ok - NAME" / "not ok - NAME" line per check (details of a failure on "#" lines
@@ -851,6 +852,16 @@ for f in vpc.img vdi.img vmdk.img vmdk-short.img; do
 	VQ info "$f"
 	same_rc "probe: info $f, a damaged ${f%.img} image, as qemu-img"
 done
+# a real VHDX image (vireo reads the format now, issue 20) probes as vhdx, as qemu-img shows it
+qemu-img create -q -f vhdx -o block_size=1M real.vhdx 16M
+qemu-io -f vhdx -c 'write -P 0x42 3M 64k' real.vhdx >/dev/null
+VQ info --output=json real.vhdx
+same_rc "probe: info real.vhdx" && same_json "probe: info real.vhdx" .
+rm -f out qout
+V convert -O raw real.vhdx out
+qemu-img convert -O raw real.vhdx qout
+if [ "$vrc" = 0 ] && cmp -s qout out; then ok "probe: convert real.vhdx: as qemu-img's"
+else bad "probe: convert real.vhdx: as qemu-img's" "exit $vrc, $(cat "$L/v.err")"; fi
 # no magic: raw
 perl -e 'srand(1); print map { chr(int(rand(256))) } 1 .. 65536' >data.img
 zeros >zeroes.img
