@@ -33,7 +33,7 @@
  *
  * Output, after --warmup-ms of I/O not counted and a window of --secs seconds:
  *   BENCH iops=N p50_us=X p99_us=Y ios=N secs=S kicks=K cpu_us_per_io=C vmm_cpu_us_per_io=V
- *         wait=poll|irq irqs=I
+ *         wait=poll|irq irqs=I p999_us=Z max_us=M
  * cpu_us_per_io: the whole process's CPU time (utime+stime, the driver threads and io_uring's
  * workers included) per I/O, as bench/blk/run.sh counts a VMM's; vmm_cpu_us_per_io: the same
  * without the driver threads, i.e. what vireo's side spent. Latency is from a request's
@@ -105,6 +105,7 @@ struct lq {
 	uint64_t rng;
 	uint64_t ios, kicks, irqs;
 	uint32_t hist[NBUCKETS];
+	uint64_t max_lat;        /* the longest request of the window, in TSC ticks */
 	clockid_t cpu_clock;
 	char err[160];
 };
@@ -397,8 +398,12 @@ static int reap(struct lq *q, bool resubmit)
 			return -1;
 		}
 		if (measure) {
+			uint64_t lat = now - q->req[k].t_submit;
+
 			q->ios++;
-			q->hist[bucket(now - q->req[k].t_submit)]++;
+			q->hist[bucket(lat)]++;
+			if (lat > q->max_lat)
+				q->max_lat = lat;
 		}
 		if (resubmit)
 			submit(q, k);
@@ -571,6 +576,7 @@ int main(int argc, char **argv)
 	struct error *err = NULL;
 	uint64_t t0, t1, tsc0, tsc1, cpu0, cpu1, drv0, drv1, ios = 0, kicks = 0, irqs = 0;
 	static uint32_t hist[NBUCKETS];
+	uint64_t max_lat = 0;
 	double tsc_per_us;
 	int c, rc = 0;
 
@@ -683,6 +689,8 @@ int main(int argc, char **argv)
 		irqs += L.q[i].irqs;
 		for (unsigned int b = 0; b < NBUCKETS; b++)
 			hist[b] += L.q[i].hist[b];
+		if (L.q[i].max_lat > max_lat)
+			max_lat = L.q[i].max_lat;
 	}
 	if (mmio_r(L.common + VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET) {
 		fprintf(stderr, "vireo-blk-loop: the device set DEVICE_NEEDS_RESET\n");
@@ -694,12 +702,14 @@ int main(int argc, char **argv)
 
 		tsc_per_us = (double)(tsc1 - tsc0) / ((double)(t1 - t0) / 1e3);
 		printf("BENCH iops=%.0f p50_us=%.1f p99_us=%.1f ios=%" PRIu64 " secs=%.2f kicks=%" PRIu64
-		       " cpu_us_per_io=%.2f vmm_cpu_us_per_io=%.2f wait=%s irqs=%" PRIu64 "\n",
+		       " cpu_us_per_io=%.2f vmm_cpu_us_per_io=%.2f wait=%s irqs=%" PRIu64
+		       " p999_us=%.1f max_us=%.1f\n",
 		       (double)ios / s, quantile_us(hist, ios, 0.50, tsc_per_us),
 		       quantile_us(hist, ios, 0.99, tsc_per_us), ios, s, kicks,
 		       (double)(cpu1 - cpu0) / 1e3 / (double)ios,
 		       (double)((cpu1 - cpu0) - (drv1 - drv0)) / 1e3 / (double)ios,
-		       L.irq ? "irq" : "poll", irqs);
+		       L.irq ? "irq" : "poll", irqs, quantile_us(hist, ios, 0.999, tsc_per_us),
+		       (double)max_lat / tsc_per_us);
 	} else if (!rc) {
 		fprintf(stderr, "vireo-blk-loop: no I/O completed in the window\n");
 		rc = 1;

@@ -27,6 +27,10 @@
 # Each measurement prints one line
 #   RESULT vmm=vireo dev=virtio-blk cache=none rw=randread qd=32 queues=2 iops=N p50_us=X
 #          p99_us=Y cpu_us_per_io=Z vmm_cpu_us_per_io=W kicks=K wait=poll|irq irqs=I
+#          p999_us=T max_us=M fill=F
+# and at the end, besides the ratios, a TAIL line per configuration and VMM: the medians of p99,
+# p99.9 and the longest request (bench/blk/uring-lat.sh splits such a tail between the device and
+# the ring).
 # cpu_us_per_io: the VMM process's utime+stime over the window (all threads, vCPUs included, so
 # the guest's own polling counts) per I/O; vmm_cpu_us_per_io: the same minus guest_time, roughly
 # what the VMM itself spent (guest_time is sampled at ticks while utime+stime are scaled to the
@@ -41,7 +45,12 @@
 # (2 s runs, a subset of the configurations), BENCH_VMMS ("vireo qemu host"), BENCH_DEVS
 # ("virtio-blk"; "virtio-blk virtio-scsi" for both, see above), BENCH_CACHES,
 # BENCH_RWS, BENCH_QDS, BENCH_QUEUES (space-separated lists), BENCH_SIZE (file size, 1G),
-# BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT), BENCH_REPEAT
+# BENCH_DIR (where the file lives, BUILD_DIR/bench-blk: it must support O_DIRECT), BENCH_FILL
+# (how the file is made, which decides what the file system does under a write: urandom, the
+# default: every extent written with random data, dd from /dev/urandom with conv=fsync; zero:
+# every extent written with zeroes; fallocate: allocated, unwritten extents, so a first write
+# converts them; sparse: a hole, so a write allocates; the file is made again when the fill
+# changes), BENCH_REPEAT
 # (runs of each VMM per configuration, interleaved; MEDIAN lines and the ratios use the medians;
 # 1), BENCH_VIREO_DRIVE_OPTS (extra --drive keys for vireo, e.g. poll-max-ns=0; for virtio-scsi
 # its iothread keys poll-max-ns, poll-grow, poll-shrink, poll-backoff and iothread-nice go onto
@@ -124,12 +133,24 @@ logs=$dir/logs    # every run's console and stderr, kept for a look afterwards
 mkdir -p "$dir" "$logs"
 disk=$dir/disk.raw
 bytes=$(numfmt --from=iec "$size")
-if [ ! -f "$dir/.filled-$bytes" ] || [ "$(stat -c %s "$disk" 2>/dev/null)" != "$bytes" ]; then
-	echo "bench/blk: writing $size of data to $disk"
-	rm -f "$dir"/.filled-*
-	fio --name=fill --filename="$disk" --rw=write --bs=1M --size="$bytes" --direct=1 \
-		--ioengine=io_uring --refill_buffers --output=/dev/null || die "could not fill $disk"
-	touch "$dir/.filled-$bytes"
+fill=${BENCH_FILL:-urandom}
+case $fill in
+urandom | zero | fallocate | sparse) ;;
+*) die "BENCH_FILL: '$fill' is not urandom, zero, fallocate or sparse" ;;
+esac
+if [ ! -f "$dir/.filled-$fill-$bytes" ] || [ "$(stat -c %s "$disk" 2>/dev/null)" != "$bytes" ]; then
+	echo "bench/blk: making $disk ($size, $fill)"
+	rm -f "$dir"/.filled-* "$disk"
+	case $fill in
+	urandom | zero)
+		dd if=/dev/$fill of="$disk" bs=1M count=$((bytes >> 20)) conv=fsync status=none ||
+			die "could not fill $disk"
+		;;
+	fallocate) fallocate -l "$bytes" "$disk" || die "could not fallocate $disk" ;;
+	sparse) truncate -s "$bytes" "$disk" || die "could not make $disk" ;;
+	esac
+	[ "$(stat -c %s "$disk")" = "$bytes" ] || die "$disk: BENCH_SIZE must be whole MiB"
+	touch "$dir/.filled-$fill-$bytes"
 fi
 dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null ||
 	die "$disk: O_DIRECT reads fail on $(stat -f -c %T "$disk") (set BENCH_DIR)"
@@ -138,13 +159,13 @@ echo "bench/blk: $disk ($size, $(stat -f -c %T "$disk") on $(df --output=source 
 
 rep=1              # the run in progress (log file names)
 dev=virtio-blk     # the device in progress (run_vireo, run_qemu, emit)
-declare -A res     # "vmm dev cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu", one per run
+declare -A res     # "vmm dev cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu p999 max", one per run
 
-emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks wait irqs (dev: $dev, - for host)
+emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks wait irqs p999 max (dev: $dev, - for host)
 	local d=$dev
 	[ "$1" = host ] && d=-
-	printf 'RESULT vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s\n' "$1" "$d" "${@:2}"
-	res["$1 $d $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10}"$'\n'
+	printf 'RESULT vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s p999_us=%s max_us=%s fill=%s\n' "$1" "$d" "${@:2:14}" "$fill"
+	res["$1 $d $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10} ${14:--} ${15:--}"$'\n'
 }
 
 field() { # line key
@@ -239,7 +260,8 @@ run_guest() {
 		"$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$ios" 'BEGIN {printf "%.2f", c / t * 1e6 / n}')" \
 		"$(awk -v c=$((c1 - c0 - g1 + g0)) -v t="$tck" -v n="$ios" \
 			'BEGIN {c = c < 0 ? 0 : c; printf "%.2f", c / t * 1e6 / n}')" \
-		"$(field "$bench" kicks)" "$wait" "$(field "$bench" irqs)"
+		"$(field "$bench" kicks)" "$wait" "$(field "$bench" irqs)" \
+		"$(field "$bench" p999_us)" "$(field "$bench" max_us)"
 }
 
 guest_cmdline() { # rw qd q
@@ -319,7 +341,7 @@ run_loop() { # cache rw qd q
 	emit loop "$c" "$rw" "$qd" "$q" "$(field "$line" iops)" "$(field "$line" p50_us)" \
 		"$(field "$line" p99_us)" "$(field "$line" cpu_us_per_io)" \
 		"$(field "$line" vmm_cpu_us_per_io)" "$(field "$line" kicks)" "$wait" \
-		"$(field "$line" irqs)"
+		"$(field "$line" irqs)" "$(field "$line" p999_us)" "$(field "$line" max_us)"
 }
 
 run_host() { # cache rw qd q
@@ -335,13 +357,15 @@ run_host() { # cache rw qd q
 		echo "FAILED vmm=host cache=$c rw=$rw qd=$qd queues=$q: $(tail -n 2 "$tmp/fio.err" | tr '\n' ' ')"
 		return 1
 	fi
-	local iops p50 p99 cpu ios
-	read -r iops ios p50 p99 cpu < <(jq -r --arg d "$dirn" '.jobs[0] as $j | $j[$d] as $x |
+	local iops p50 p99 cpu ios p999 max
+	read -r iops ios p50 p99 cpu p999 max < <(jq -r --arg d "$dirn" '.jobs[0] as $j | $j[$d] as $x |
 		[($x.iops | floor), $x.total_ios,
 		 ($x.clat_ns.percentile["50.000000"] / 1000), ($x.clat_ns.percentile["99.000000"] / 1000),
-		 (($j.usr_cpu + $j.sys_cpu) / 100 * $j.job_runtime * 1000 / $x.total_ios)] | @tsv' "$out")
+		 (($j.usr_cpu + $j.sys_cpu) / 100 * $j.job_runtime * 1000 / $x.total_ios),
+		 ($x.clat_ns.percentile["99.900000"] / 1000), ($x.clat_ns.max / 1000)] | @tsv' "$out")
 	emit host "$c" "$rw" "$qd" "$q" "$iops" "$(printf '%.1f' "$p50")" "$(printf '%.1f' "$p99")" \
-		"$(printf '%.2f' "$cpu")" "$(printf '%.2f' "$cpu")" 0 - -
+		"$(printf '%.2f' "$cpu")" "$(printf '%.2f' "$cpu")" 0 - - "$(printf '%.1f' "$p999")" \
+		"$(printf '%.1f' "$max")"
 }
 
 main() {
@@ -386,7 +410,7 @@ main() {
 			for vmm in $vmms; do
 				for d in $devs -; do
 					[ -n "${res["$vmm $d $cfg"]:-}" ] || continue
-					printf 'MEDIAN vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s runs=%s\n' \
+					printf 'MEDIAN vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s p999_us=%s max_us=%s runs=%s\n' \
 						"$vmm" "$d" "$c" "$rw" "$qd" "$q" $(median "$vmm $d $cfg")
 				done
 			done
@@ -408,6 +432,20 @@ main() {
 				"$(ratio "$vi" "$hi")" "$(ratio "$qi" "$hi")" "$(ratio "$li" "$hi")"
 		done
 	done
+	echo
+	echo "Tail latency, medians of the runs (fill=$fill)"
+	for cfg in "${configs[@]}"; do
+		read -r c rw qd q <<<"$cfg"
+		for vmm in $vmms; do
+			for d in $devs -; do
+				local p99 p999 mx
+				[ -n "${res["$vmm $d $cfg"]:-}" ] || continue
+				read -r _ _ p99 _ _ p999 mx _ <<<"$(median "$vmm $d $cfg")"
+				printf 'TAIL vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s fill=%s p99_us=%s p999_us=%s max_us=%s\n' \
+					"$vmm" "$d" "$c" "$rw" "$qd" "$q" "$fill" "$p99" "$p999" "$mx"
+			done
+		done
+	done
 	[[ " $devs " == *" virtio-blk "* && " $devs " == *" virtio-scsi "* ]] || return 0
 	echo
 	echo "virtio-scsi / virtio-blk, same VMM (iops: higher is better for scsi; cpu: lower)"
@@ -425,11 +463,12 @@ main() {
 	done
 }
 
-# median "vmm cache rw qd q": per column, the median of the runs: "iops p50 p99 cpu vmmcpu runs"
+# median "vmm cache rw qd q": per column, the median of the runs:
+# "iops p50 p99 cpu vmmcpu p999 max runs"
 median() {
-	[ -n "${res["$1"]:-}" ] || { echo "- - - - - 0"; return; }
-	printf '%s' "${res["$1"]}" | awk '{ for (i = 1; i <= 5; i++) v[i, NR] = $i }
-		END { for (i = 1; i <= 5; i++) {
+	[ -n "${res["$1"]:-}" ] || { echo "- - - - - - - 0"; return; }
+	printf '%s' "${res["$1"]}" | awk '{ for (i = 1; i <= 7; i++) v[i, NR] = $i }
+		END { for (i = 1; i <= 7; i++) {
 			n = 0; for (r = 1; r <= NR; r++) a[++n] = v[i, r]
 			for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] + 0 < a[x] + 0) { t = a[x]; a[x] = a[y]; a[y] = t }
 			printf "%s ", (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
