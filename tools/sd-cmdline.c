@@ -77,6 +77,32 @@ static int opt_sandbox(struct sd_config *c, const char *arg, struct error **errp
 	return sandbox_parse_mode(arg, &c->sandbox, "value", errp);
 }
 
+/* --jail, --uid, --gid, --new-pid-ns, --new-net-ns (seccomp/jail.h) */
+static int opt_jail_dir(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return sandbox_jail_option(&c->jail, "jail", arg, errp);
+}
+
+static int opt_uid(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return sandbox_jail_option(&c->jail, "uid", arg, errp);
+}
+
+static int opt_gid(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return sandbox_jail_option(&c->jail, "gid", arg, errp);
+}
+
+static int opt_new_pid_ns(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return sandbox_jail_option(&c->jail, "new-pid-ns", NULL, errp);
+}
+
+static int opt_new_net_ns(struct sd_config *c, const char *arg, struct error **errp)
+{
+	return sandbox_jail_option(&c->jail, "new-net-ns", NULL, errp);
+}
+
 static struct sd_chardev *find_chardev(struct sd_config *c, const char *id)
 {
 	for (unsigned int i = 0; i < c->nr_chardevs; i++)
@@ -247,6 +273,17 @@ static const struct sd_option options[] = {
 	  "on|log|off\tevery thread under a seccomp filter of its role, without capabilities\n"
 	  "(on, the default: a call outside the list kills the daemon by SIGSYS, naming\n"
 	  "the thread and the call; log: the call goes through and is reported once)" },
+	{ "jail", true, opt_jail_dir,
+	  "DIR\trun jailed in DIR (a new mount namespace whose root is DIR): every path on\n"
+	  "the command line (images, sockets, --pidfile, TLS and secret files) is inside\n"
+	  "DIR, as the jailed daemon sees it; needs --uid and --gid, and root to start" },
+	{ "uid", true, opt_uid, "N\tthe user the jailed daemon runs as" },
+	{ "gid", true, opt_gid, "N\tthe group the jailed daemon runs as" },
+	{ "new-pid-ns", false, opt_new_pid_ns,
+	  "\tjailed in a new PID namespace too (the daemon is its PID 1; a parent stays\n"
+	  "outside to pass on signals and the exit status)" },
+	{ "new-net-ns", false, opt_new_net_ns,
+	  "\tjailed in a new, empty network namespace too (unix sockets only)" },
 	{ "help", false, opt_help, "\tthis help (-h)" },
 	{ "version", false, opt_version, "\tthe version (-V)" },
 };
@@ -346,6 +383,12 @@ enum sd_cmdline_result sd_cmdline_parse(int argc, char **argv, struct sd_config 
 		error_setg(errp, "unexpected argument '%s' (try '%s --help')", argv[optind], SD_PROG);
 		return SD_CMDLINE_ERROR;
 	}
+	if (sandbox_jail_check(&cfg->jail, errp) < 0)
+		return SD_CMDLINE_ERROR;
+	for (unsigned int i = 0; i < cfg->nr_steps; i++)
+		if (cfg->steps[i].kind == SD_STEP_BLOCKDEV &&
+		    sandbox_jail_scan_devices(&cfg->jail, cfg->steps[i].spec, errp) < 0)
+			return SD_CMDLINE_ERROR;
 	return SD_CMDLINE_RUN;
 }
 
@@ -356,4 +399,5 @@ void sd_config_free(struct sd_config *cfg)
 		free(cfg->chardevs[i].path);
 	}
 	cfg->nr_chardevs = 0;
+	sandbox_jail_free(&cfg->jail);
 }

@@ -27,6 +27,7 @@
 #include "control/iothread_obj.h"
 #include "control/nbd_qmp.h"
 #include "control/tls_obj.h"
+#include "seccomp/privs.h"
 #include "tools/sd.h"
 
 /* --object: an iothread, a throttle group or a secret (as vireo's), or TLS credentials */
@@ -154,6 +155,11 @@ int sd_run(const struct sd_config *cfg, struct error **errp)
 		if (setup_step(&cfg->steps[i], errp) < 0)
 			goto out;
 	if (cfg->pidfile && sd_pidfile_write(cfg->pidfile, errp) < 0)
+		goto out;
+	/* set up: the fds it opened bound RLIMIT_NOFILE, and in a jail (a uid of its own) its
+	 * tasks are bounded too (seccomp/privs.h) */
+	if (sandbox_limit_resources(SANDBOX_NOFILE_MARGIN_DAEMON,
+				    cfg->jail.dir ? SANDBOX_NPROC_MARGIN : 0, errp) < 0)
 		goto out;
 	/* set up: the main thread serves the monitors and signals only (and tells the parent) */
 	if (sandbox_lockdown_main(SANDBOX_ROLE_SD_MAIN, errp) < 0)

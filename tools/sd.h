@@ -21,6 +21,7 @@
 #include <stdbool.h>
 
 #include "common/error.h"
+#include "seccomp/jail.h"
 #include "seccomp/sandbox.h"
 
 struct json_object;
@@ -61,6 +62,7 @@ struct sd_config {
 	const char *pidfile; /* --pidfile, NULL: none */
 	bool daemonize;
 	enum sandbox_mode sandbox; /* --sandbox: on by default */
+	struct sandbox_jail jail;  /* --jail ...: main() enters it after --daemonize's fork */
 };
 
 enum sd_cmdline_result { SD_CMDLINE_RUN, SD_CMDLINE_EXIT_OK, SD_CMDLINE_ERROR };

@@ -60,6 +60,7 @@ void cmdline_usage(void)
 	       "                       capabilities (on, the default: a call outside the list\n"
 	       "                       kills vireo by SIGSYS, naming the thread and the call; log:\n"
 	       "                       the call goes through and is reported once; off: none)\n"
+	       SANDBOX_JAIL_HELP
 	       "  -h, --help           this help\n"
 	       "  -V, --version        version\n\n"
 	       "Exit status: 0 after the guest powers off or resets; (v << 1) | 1 when the guest\n"
@@ -242,10 +243,14 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "vcpu-nice", required_argument, NULL, 'n' },
 		{ "object", required_argument, NULL, 'o' }, { "blockdev", required_argument, NULL, 'b' },
 		{ "device", required_argument, NULL, 'D' },
+		/* the jail's (seccomp/jail.h): taken by name, as 'J' */
+		{ "jail", required_argument, NULL, 'J' }, { "uid", required_argument, NULL, 'J' },
+		{ "gid", required_argument, NULL, 'J' }, { "new-pid-ns", no_argument, NULL, 'J' },
+		{ "new-net-ns", no_argument, NULL, 'J' },
 		{ "sandbox", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt, first = 0;
+	int opt, first = 0, index;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->cpus = 1;
@@ -264,8 +269,14 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 	argv += first;
 	optind = 0; /* 0, not 1: glibc then also resets its internal state between calls */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":m:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":m:hV", opts, &index)) != -1) {
 		switch (opt) {
+		case 'J':
+			if (sandbox_jail_option(&cfg->jail, opts[index].name, optarg, errp) < 0) {
+				error_prepend(errp, "--%s", opts[index].name);
+				return CMDLINE_ERROR;
+			}
+			break;
 		case 'h':
 			cmdline_usage();
 			return CMDLINE_EXIT_OK;
@@ -298,13 +309,29 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		error_setg(errp, "--kernel is required (try 'vireo --help')");
 		return CMDLINE_ERROR;
 	}
+	if (sandbox_jail_check(&cfg->jail, errp) < 0)
+		return CMDLINE_ERROR;
+	cfg->jail.kvm = true;
+	for (unsigned int i = 0; i < cfg->nr_drives; i++)
+		if (sandbox_jail_scan_devices(&cfg->jail, cfg->drives[i], errp) < 0)
+			return CMDLINE_ERROR;
+	for (unsigned int i = 0; i < cfg->nr_blockdevs; i++)
+		if (sandbox_jail_scan_devices(&cfg->jail, cfg->blockdevs[i], errp) < 0)
+			return CMDLINE_ERROR;
+	if (cfg->jail.dir) /* the paths are inside the jail: main() checks them there */
+		return CMDLINE_RUN;
+	return cmdline_check_files(cfg, errp) < 0 ? CMDLINE_ERROR : CMDLINE_RUN;
+}
+
+int cmdline_check_files(const struct vm_config *cfg, struct error **errp)
+{
 	if (access(cfg->kernel, R_OK) < 0) {
 		error_setg_errno(errp, errno, "--kernel: cannot read '%s'", cfg->kernel);
-		return CMDLINE_ERROR;
+		return -1;
 	}
 	if (cfg->initrd && access(cfg->initrd, R_OK) < 0) {
 		error_setg_errno(errp, errno, "--initrd: cannot read '%s'", cfg->initrd);
-		return CMDLINE_ERROR;
+		return -1;
 	}
-	return CMDLINE_RUN;
+	return 0;
 }

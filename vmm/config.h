@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "seccomp/jail.h"
 #include "seccomp/sandbox.h"
 
 #define VM_CONFIG_MAX_DRIVES 16
@@ -49,6 +50,8 @@ struct vm_config {
 	bool boot_timer;   /* report the time from start to the first guest exit */
 	enum sandbox_mode sandbox; /* --sandbox: on by default */
 	uint64_t start_ns; /* CLOCK_MONOTONIC when main() began */
+	/* --jail DIR --uid N --gid N [--new-pid-ns] [--new-net-ns]: main() enters it */
+	struct sandbox_jail jail;
 };
 
 enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_ERROR };
@@ -57,6 +60,8 @@ enum cmdline_result { CMDLINE_RUN, CMDLINE_EXIT_OK, CMDLINE_ERROR };
 enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 				  struct error **errp);
 void cmdline_usage(void);
+/* The kernel and initrd are readable (where the VM will open them: inside a jail, once in it). */
+int cmdline_check_files(const struct vm_config *cfg, struct error **errp);
 
 /* Builds and runs the VM; returns the process exit status (vm.h's stop reasons). */
 int machine_run(const struct vm_config *cfg, struct error **errp);

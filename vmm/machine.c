@@ -32,6 +32,7 @@
 #include "vmm/layout.h"
 #include "vmm/machine.h"
 #include "control/qmp_server.h"
+#include "seccomp/privs.h"
 #include "seccomp/sandbox.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -373,6 +374,12 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 			break;
 		}
 	}
+	/* set-up done: the fds it opened bound RLIMIT_NOFILE; in a jail (a uid of its own) its
+	 * tasks are bounded too (seccomp/privs.h) */
+	if (!vm_stopping(&m->vm) &&
+	    sandbox_limit_resources(SANDBOX_NOFILE_MARGIN_VMM,
+				    cfg->jail.dir ? cfg->cpus + SANDBOX_NPROC_MARGIN : 0, errp) < 0)
+		vm_request_stop(&m->vm, VM_STOP_ERROR, 1, "the process's limits could not be set");
 	/* set-up done: from here on the main thread serves QMP, signals and the console, and
 	 * tears the VM down (a guest may have stopped it already) */
 	if (sandbox_lockdown_main(SANDBOX_ROLE_MAIN, errp) < 0)
