@@ -481,6 +481,8 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result 
 		ret = count_snapshots(&c);
 	if (!ret)
 		ret = count_bitmaps(&c);
+	if (!ret && q->h.has_crypto_ext) /* the LUKS header and key material (encrypt.format) */
+		ret = ref_range(&c, q->h.crypto_offset, q->h.crypto_len, "encryption header");
 	if (!ret)
 		stale_bitmaps(&c, fix);
 	if (!ret)
