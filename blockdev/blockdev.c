@@ -651,6 +651,7 @@ int blockdev_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, ui
 int blockdev_map(struct blockdev *bs, enum blockdev_op op, uint64_t offset, uint64_t len,
 		 struct blockdev_extent *ext)
 {
+	ext->crypt = NULL; /* plain, unless an encrypting driver says otherwise */
 	if (bs->drv->map)
 		return bs->drv->map(bs, op, offset, len, ext);
 	*ext = (struct blockdev_extent){ .kind = BLOCKDEV_EXTENT_SLOW, .len = len };

@@ -76,6 +76,7 @@ struct blockdev_bitmap;
 struct blockdev_create_ctx;
 struct blockdev_create_opt_desc;
 struct json_object;
+struct luks_key;
 
 /* Largest number of iovec entries a request may carry (devices advertise SEG_MAX below it). */
 #define BLOCKDEV_MAX_IOV 1024
@@ -424,12 +425,21 @@ enum blockdev_extent_kind {
  * @len: bytes covered, 0 < len <= the length asked
  * @file: DATA: the protocol node (fd >= 0) that holds the bytes
  * @host_offset: DATA: offset of the first byte in @file
+ * @crypt: DATA of READ or WRITE: the key the bytes are encrypted with in @file (AES-XTS-plain64
+ *         on 512-byte sectors, blockdev/luks.h; @host_offset and @len whole sectors), NULL
+ *         when they are plain (blockdev_map clears it before asking the driver). The engine
+ *         decrypts a read's buffers in place when the read completed and writes an encrypted
+ *         copy of a write's data (blockdev/engine_crypt.c); anyone else reading the file
+ *         directly sees ciphertext.
+ * @crypt_sector: with @crypt: the IV (plain64 sector number) of the byte at @host_offset
  */
 struct blockdev_extent {
 	enum blockdev_extent_kind kind;
 	uint64_t len;
 	struct blockdev *file;
 	uint64_t host_offset;
+	const struct luks_key *crypt;
+	uint64_t crypt_sector;
 };
 
 /* block_status() flags, as qemu-img map reports them */

@@ -27,6 +27,13 @@
  * round trip each); none of them is handed back before the call returns. Grouping reorders
  * jobs of different requests only: concurrent requests have no order, and a FLUSH covers only
  * requests completed before it was submitted, which are not in the queue any more.
+ *
+ * Encrypted extents (a DATA extent with a key, see struct blockdev_extent) stay on the ring:
+ * a read is decrypted in its buffers once the whole piece arrived, a write sends a copy that
+ * was encrypted into the piece's bounce buffer, both on the iothread with the queue's own
+ * cipher contexts (engine_crypt.c). When the ring cannot take such a piece (O_DIRECT
+ * alignment), the node that mapped it does the whole piece on the slow path, decrypting and
+ * encrypting itself.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -39,11 +46,13 @@
 #include <unistd.h>
 
 #include "blockdev/bitmap.h"
+#include "blockdev/engine_crypt.h"
 #include "blockdev/internal.h"
 #include "blockdev/throttle.h"
 #include "common/util.h"
 
 #define IO_INLINE_IOV 8
+#define BOUNCE_KEEP (256u << 10) /* a sub-I/O keeps a bounce buffer up to this size for reuse */
 #define QUEUE_FILES 8
 
 struct blk_io {
@@ -62,6 +71,15 @@ struct blk_io {
 	struct iovec *heap_iov;
 	int heap_cap;
 	struct blk_io *next_free;
+	/* an encrypted piece (extent @crypt): its key, the IV of its first byte, and the node
+	 * and offset it was mapped from (where the slow path redoes it when the ring cannot) */
+	const struct luks_key *crypt;
+	uint64_t crypt_sector;
+	struct blockdev *node;
+	uint64_t node_off;
+	bool in_bounce;           /* the I/O moves @bounce, not the request's buffers */
+	uint8_t *bounce;          /* a write's ciphertext, or a read's when the buffers cannot */
+	size_t bounce_cap;
 };
 
 struct blockdev_queue {
@@ -76,6 +94,7 @@ struct blockdev_queue {
 	unsigned int nr_files;
 	bool eager_pending; /* a submit_eager node's SQE is queued: submit when the request is */
 	struct throttle_member *thr; /* a throttle node's: its group holds requests (throttle.c) */
+	struct blockdev_ciphers ciphers; /* encrypted extents' contexts (engine_crypt.c) */
 	/* requests submitted: written by the queue's iothread only, read by the job thread
 	 * (blockdev_frontend_requests); on the queue's own cache lines, so no bouncing */
 	_Atomic uint64_t submitted;
@@ -413,6 +432,11 @@ static struct blk_io *io_get(struct blockdev_queue *q)
 
 static void io_put(struct blk_io *io)
 {
+	if (io->bounce_cap > BOUNCE_KEEP) {
+		free(io->bounce);
+		io->bounce = NULL;
+		io->bounce_cap = 0;
+	}
 	io->next_free = io->q->free_ios;
 	io->q->free_ios = io;
 }
@@ -434,6 +458,12 @@ static int io_set_iov(struct blk_io *io)
 	uint64_t skip = io->req_off + io->done, len = io->len - io->done;
 	int n;
 
+	if (io->in_bounce) {
+		io->inline_iov[0] = (struct iovec){ io->bounce + io->done, len };
+		io->iov = io->inline_iov;
+		io->iovcnt = 1;
+		return 0;
+	}
 	if (skip == 0 && len == req->priv.len) {
 		io->iov = req->iov;
 		io->iovcnt = req->iovcnt;
@@ -472,12 +502,86 @@ static bool io_dio_ok(struct blk_io *io)
 	       blockdev_iov_dio_ok(io->iov, io->iovcnt, f->mem_align, f->align);
 }
 
-/* Moves the rest of @io to the slow path (on its protocol node) and retires the sub-I/O. */
+/*
+ * Moves the rest of @io to the slow path (on its protocol node) and retires the sub-I/O. An
+ * encrypted piece goes whole to the node that mapped it, which decrypts (encrypts) it there:
+ * what a read brought in so far is ciphertext, and a write's is written again, the same.
+ */
 static void io_to_slow(struct blk_io *io)
 {
-	slow_submit(io->q, io->req, io->file, io->opcode, io->host_offset + io->done,
-		    io->req_off + io->done, io->len - io->done);
+	if (io->crypt)
+		slow_submit(io->q, io->req, io->node, io->opcode, io->node_off, io->req_off,
+			    io->len);
+	else
+		slow_submit(io->q, io->req, io->file, io->opcode, io->host_offset + io->done,
+			    io->req_off + io->done, io->len - io->done);
 	io_finish(io, 0);
+}
+
+/* An aligned bounce buffer of at least @io->len bytes in io->bounce; 0 or -ENOMEM. */
+static int io_bounce(struct blk_io *io)
+{
+	void *p;
+
+	if (io->bounce_cap >= io->len)
+		return 0;
+	if (posix_memalign(&p, MAX(io->file->mem_align, 4096u), io->len))
+		return -ENOMEM;
+	free(io->bounce);
+	io->bounce = p;
+	io->bounce_cap = io->len;
+	return 0;
+}
+
+/*
+ * An encrypted write's data, encrypted into the bounce buffer that the ring then writes (the
+ * guest's memory is read once and never changed). 0 or -errno.
+ */
+static int crypt_write_prepare(struct blk_io *io)
+{
+	struct blockdev_req *req = io->req;
+	struct luks_cipher *c = blockdev_ciphers_get(&io->q->ciphers, io->crypt);
+	int ret = c ? io_bounce(io) : -ENOMEM;
+
+	if (ret)
+		return ret;
+	blockdev_iov_to_buf(req->iov, req->iovcnt, io->req_off, io->bounce, io->len);
+	io->in_bounce = true;
+	return luks_cipher_run(c, true, io->crypt_sector, io->bounce, io->len);
+}
+
+/*
+ * An encrypted read whose buffers O_DIRECT cannot take as they are reads into the bounce
+ * buffer instead (when nothing arrived yet and the file range itself is aligned). true when
+ * it switched.
+ */
+static bool crypt_read_to_bounce(struct blk_io *io)
+{
+	struct blockdev *f = io->file;
+
+	if (!io->crypt || io->opcode != BLOCKDEV_OP_READ || io->in_bounce || io->done ||
+	    !IS_ALIGNED(io->host_offset | io->len, (uint64_t)MAX(f->align, 1u)) || io_bounce(io))
+		return false;
+	io->in_bounce = true;
+	return true;
+}
+
+/* The whole encrypted read arrived: decrypt it into the request's buffers. 0 or -errno. */
+static int crypt_read_done(struct blk_io *io)
+{
+	struct blockdev_req *req = io->req;
+	struct luks_cipher *c = blockdev_ciphers_get(&io->q->ciphers, io->crypt);
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	if (!io->in_bounce)
+		return blockdev_crypt_iov(c, false, io->crypt_sector, req->iov, req->iovcnt,
+					  io->req_off, io->len);
+	ret = luks_cipher_run(c, false, io->crypt_sector, io->bounce, io->len);
+	if (!ret)
+		blockdev_iov_from_buf(req->iov, req->iovcnt, io->req_off, io->bounce, io->len);
+	return ret;
 }
 
 static void io_issue(struct blk_io *io)
@@ -489,6 +593,8 @@ static void io_issue(struct blk_io *io)
 
 	if (io->opcode == BLOCKDEV_OP_READ || io->opcode == BLOCKDEV_OP_WRITE) {
 		ret = io_set_iov(io);
+		if (!ret && !io_dio_ok(io) && crypt_read_to_bounce(io))
+			ret = io_set_iov(io);
 		if (ret < 0) {
 			io_finish(io, ret);
 			return;
@@ -568,10 +674,14 @@ static void io_complete(struct iothread_op *op, int res)
 				io_finish(io, -ENOSPC);
 				return;
 			}
-			/* end of file: the rest reads as zeroes */
-			blockdev_iov_zero(io->req->iov, io->req->iovcnt, io->req_off + io->done,
-					  io->len - io->done);
-			io_finish(io, 0);
+			/* end of file: the rest reads as zeroes (encrypted: as the sync path, zeroes
+			 * of the file, decrypted) */
+			if (io->in_bounce)
+				memset(io->bounce + io->done, 0, io->len - io->done);
+			else
+				blockdev_iov_zero(io->req->iov, io->req->iovcnt,
+						  io->req_off + io->done, io->len - io->done);
+			io_finish(io, io->crypt ? crypt_read_done(io) : 0);
 			return;
 		}
 		io->done += (uint64_t)res;
@@ -579,15 +689,27 @@ static void io_complete(struct iothread_op *op, int res)
 			io_issue(io);
 			return;
 		}
+		if (io->crypt && io->opcode == BLOCKDEV_OP_READ) {
+			io_finish(io, crypt_read_done(io));
+			return;
+		}
 	}
 	io_finish(io, 0);
 }
 
-static void issue_data(struct blockdev_queue *q, struct blockdev_req *req, enum blockdev_op op,
-		       const struct blockdev_extent *ext, uint64_t req_off)
+/* A DATA extent of @bs at @offset (the request's bytes from @req_off) onto the ring. */
+static void issue_data(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs,
+		       enum blockdev_op op, const struct blockdev_extent *ext, uint64_t offset,
+		       uint64_t req_off)
 {
-	struct blk_io *io = io_get(q);
+	struct blk_io *io;
+	int ret;
 
+	if (ext->crypt && (op != BLOCKDEV_OP_READ && op != BLOCKDEV_OP_WRITE)) {
+		req_fail(req, -EIO); /* driver bug: only data is encrypted */
+		return;
+	}
+	io = io_get(q);
 	if (!io) {
 		req_fail(req, -ENOMEM);
 		return;
@@ -599,7 +721,19 @@ static void issue_data(struct blockdev_queue *q, struct blockdev_req *req, enum 
 	io->req_off = req_off;
 	io->len = ext->len;
 	io->done = 0;
+	io->crypt = ext->crypt;
+	io->crypt_sector = ext->crypt_sector;
+	io->node = bs;
+	io->node_off = offset;
+	io->in_bounce = false;
 	req->priv.pending++;
+	if (io->crypt && op == BLOCKDEV_OP_WRITE) {
+		ret = crypt_write_prepare(io);
+		if (ret < 0) {
+			io_finish(io, ret);
+			return;
+		}
+	}
 	io_issue(io);
 }
 
@@ -637,7 +771,7 @@ static void issue_range(struct blockdev_queue *q, struct blockdev_req *req, stru
 		switch (ext.kind) {
 		case BLOCKDEV_EXTENT_DATA:
 			if (ext.file && ext.file->fd >= 0)
-				issue_data(q, req, op, &ext, req_off);
+				issue_data(q, req, bs, op, &ext, offset, req_off);
 			else
 				slow_submit(q, req, bs, op, offset, req_off, ext.len);
 			break;
@@ -675,7 +809,7 @@ static void issue_flush(struct blockdev_queue *q, struct blockdev_req *req, stru
 	if (bs->fd >= 0) {
 		struct blockdev_extent ext = { .kind = BLOCKDEV_EXTENT_DATA, .file = bs };
 
-		issue_data(q, req, BLOCKDEV_OP_FLUSH, &ext, 0);
+		issue_data(q, req, bs, BLOCKDEV_OP_FLUSH, &ext, 0, 0);
 	} else if (bs->drv->flush) {
 		slow_submit(q, req, bs, BLOCKDEV_OP_FLUSH, 0, 0, 0);
 	} else if (bs->file) {
@@ -832,8 +966,10 @@ void blockdev_queue_free(struct blockdev_queue *q)
 
 		q->free_ios = io->next_free;
 		free(io->heap_iov);
+		free(io->bounce);
 		free(io);
 	}
+	blockdev_ciphers_clear(&q->ciphers);
 	free(q);
 }
 
@@ -843,6 +979,7 @@ void blockdev_queue_forget_files(struct blockdev_queue *q)
 		if (q->files[i].index >= 0)
 			iothread_file_release(q->it, q->files[i].node->fd);
 	q->nr_files = 0;
+	blockdev_ciphers_clear(&q->ciphers); /* the keys of the chain's nodes may go too */
 }
 
 unsigned int blockdev_queue_inflight(const struct blockdev_queue *q)

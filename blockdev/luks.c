@@ -6,10 +6,13 @@
  * unlocks the volume key at open; a wrong one is refused there. Opened with no-io (info), it
  * needs no key and only shows the header.
  *
- * Every request takes the slow path (no map(): the engine never sees ciphertext offsets):
- * reads decrypt into the caller's buffer, writes encrypt a copy, sector by sector, partial
- * sectors read-modify-write. The key is read-only after open and luks_crypt keeps no state,
- * so requests need no lock between them.
+ * On the iothreads, map() gives whole sectors of reads and writes to the engine as encrypted
+ * DATA extents of the file (the key, and the IV of the first sector: the engine decrypts and
+ * encrypts with its own per-queue cipher contexts, blockdev/engine_crypt.c); discards are
+ * nothing to do. The synchronous path (tools, jobs, and what the engine hands back: partial
+ * sectors, write-zeroes) decrypts into the caller's buffer and encrypts a copy, sector by
+ * sector, partial sectors read-modify-write. The key is read-only after open and luks_crypt
+ * keeps no state, so requests need no lock between them.
  */
 #include "blockdev/luks.h"
 
@@ -139,6 +142,30 @@ static int rw(struct blockdev *bs, uint64_t off, const struct iovec *iov, int io
 	return ret;
 }
 
+/* Fast path: whole sectors of reads and writes are encrypted DATA of the file. */
+static int luks_map(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_t len,
+		    struct blockdev_extent *ext)
+{
+	struct luks *l = bs->opaque;
+	uint64_t n = ALIGN_DOWN(len, LUKS_SECTOR);
+
+	*ext = (struct blockdev_extent){ .kind = BLOCKDEV_EXTENT_SLOW, .len = len };
+	if (op == BLOCKDEV_OP_DISCARD) {
+		ext->kind = BLOCKDEV_EXTENT_ZERO; /* ignored, as luks_discard: nothing to do */
+		return 0;
+	}
+	if ((op != BLOCKDEV_OP_READ && op != BLOCKDEV_OP_WRITE) || l->locked ||
+	    off % LUKS_SECTOR || !n)
+		return 0;
+	ext->kind = BLOCKDEV_EXTENT_DATA;
+	ext->len = n;
+	ext->file = bs->file;
+	ext->host_offset = l->payload + off;
+	ext->crypt = &l->key;
+	ext->crypt_sector = off / LUKS_SECTOR;
+	return 0;
+}
+
 static int luks_preadv(struct blockdev *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	return rw(bs, off, iov, iovcnt, false);
@@ -206,6 +233,7 @@ const struct blockdev_driver blockdev_luks = {
 	.probe = luks_probe_score,
 	.open = luks_open,
 	.close = luks_close,
+	.map = luks_map,
 	.preadv = luks_preadv,
 	.pwritev = luks_pwritev,
 	.discard = luks_discard,

@@ -56,6 +56,10 @@ struct luks_header {
 struct luks_key {
 	uint8_t key[LUKS_KEY_MAX];
 	unsigned int key_bytes; /* 32 (AES-128-XTS) or 64 (AES-256-XTS) */
+	/* set by luks_unlock: a number no other key of the process gets, so that a cache of
+	 * cipher contexts (the engine's, per queue) never takes a new key that happens to lie
+	 * where a freed one did for that one; 0 for keys made otherwise */
+	uint64_t id;
 };
 
 /* true if @buf starts with the LUKS magic and version 1 */
@@ -155,5 +159,18 @@ int luks_crypt(const struct luks_key *key, bool encrypt, uint64_t sector, uint8_
 	       size_t len);
 /* Forgets the key bytes. */
 void luks_key_wipe(struct luks_key *key);
+
+/*
+ * A cipher context of one key (its AES-XTS key schedules, both directions), for one thread at
+ * a time: where luks_crypt makes a context per call, the engine keeps one per queue and key
+ * (blockdev/engine_crypt.c), made on the queue's iothread, so that the fast path takes no lock
+ * and shares nothing mutable. NULL when out of memory or OpenSSL refuses the key.
+ */
+struct luks_cipher;
+struct luks_cipher *luks_cipher_new(const struct luks_key *key);
+/* luks_crypt with @c's key: @len bytes (whole sectors) at @buf in place; 0 or -EIO. */
+int luks_cipher_run(struct luks_cipher *c, bool encrypt, uint64_t sector, uint8_t *buf,
+		    size_t len);
+void luks_cipher_free(struct luks_cipher *c);
 
 #endif

@@ -5,7 +5,9 @@
  * plain64 IV (the sector number, little-endian), random salts and keys (RAND_bytes).
  *
  * Threads: luks_crypt keeps nothing between calls (a cipher context of its own per call), so
- * any number of threads may encrypt and decrypt with one key at once, without a lock.
+ * any number of threads may encrypt and decrypt with one key at once, without a lock. A
+ * struct luks_cipher keeps the contexts between calls instead (the key schedule is made once),
+ * and belongs to one thread at a time: its owner's (an engine queue's iothread).
  */
 #include "blockdev/luks.h"
 
@@ -13,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +38,11 @@ void luks_key_wipe(struct luks_key *key)
 	OPENSSL_cleanse(key, sizeof(*key));
 }
 
-int luks_crypt(const struct luks_key *key, bool encrypt, uint64_t sector, uint8_t *buf,
-	       size_t len)
+/* Each 512-byte sector of @buf through @ctx (keyed for @encrypt), its IV the sector number. */
+static int xts_sectors(EVP_CIPHER_CTX *ctx, bool encrypt, uint64_t sector, uint8_t *buf,
+		       size_t len)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-	const EVP_CIPHER *c = cipher_of(key->key_bytes);
-	int ret = ctx ? 0 : -ENOMEM;
-
-	if (!ret && !EVP_CipherInit_ex(ctx, c, NULL, key->key, NULL, encrypt))
-		ret = -EIO;
-	for (size_t off = 0; !ret && off < len; off += LUKS_SECTOR, sector++) {
+	for (size_t off = 0; off < len; off += LUKS_SECTOR, sector++) {
 		uint8_t iv[16] = { 0 };
 		int n;
 
@@ -53,10 +51,66 @@ int luks_crypt(const struct luks_key *key, bool encrypt, uint64_t sector, uint8_
 		if (!EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, encrypt) ||
 		    !EVP_CipherUpdate(ctx, buf + off, &n, buf + off, LUKS_SECTOR) ||
 		    n != LUKS_SECTOR)
-			ret = -EIO;
+			return -EIO;
 	}
+	return 0;
+}
+
+/* A context of @key for one direction, or NULL. */
+static EVP_CIPHER_CTX *ctx_new(const struct luks_key *key, bool encrypt)
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+	if (ctx && !EVP_CipherInit_ex(ctx, cipher_of(key->key_bytes), NULL, key->key, NULL,
+				      encrypt)) {
+		EVP_CIPHER_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int luks_crypt(const struct luks_key *key, bool encrypt, uint64_t sector, uint8_t *buf,
+	       size_t len)
+{
+	EVP_CIPHER_CTX *ctx = ctx_new(key, encrypt);
+	int ret = ctx ? xts_sectors(ctx, encrypt, sector, buf, len) : -EIO;
+
 	EVP_CIPHER_CTX_free(ctx);
 	return ret;
+}
+
+struct luks_cipher {
+	EVP_CIPHER_CTX *enc, *dec;
+};
+
+struct luks_cipher *luks_cipher_new(const struct luks_key *key)
+{
+	struct luks_cipher *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->enc = ctx_new(key, true);
+	c->dec = ctx_new(key, false);
+	if (!c->enc || !c->dec) {
+		luks_cipher_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+int luks_cipher_run(struct luks_cipher *c, bool encrypt, uint64_t sector, uint8_t *buf,
+		    size_t len)
+{
+	return xts_sectors(encrypt ? c->enc : c->dec, encrypt, sector, buf, len);
+}
+
+void luks_cipher_free(struct luks_cipher *c)
+{
+	if (!c)
+		return;
+	EVP_CIPHER_CTX_free(c->enc); /* it wipes the key schedule */
+	EVP_CIPHER_CTX_free(c->dec);
+	free(c);
 }
 
 static int pbkdf2(const struct luks_header *h, const uint8_t *pass, size_t len,
@@ -159,8 +213,12 @@ int luks_unlock(const struct luks_header *h, const uint8_t *pass, size_t len,
 		if (h->slots[i].active != LUKS_SLOT_ENABLED)
 			continue;
 		r = try_slot(h, &h->slots[i], pass, len, read, opaque, key);
-		if (r == 1)
+		if (r == 1) {
+			static _Atomic uint64_t last_id;
+
+			key->id = atomic_fetch_add_explicit(&last_id, 1, memory_order_relaxed) + 1;
 			return 0;
+		}
 		if (r < 0) {
 			luks_key_wipe(key);
 			error_setg(errp, "LUKS key slot %u: reading or decrypting its key material "

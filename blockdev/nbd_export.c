@@ -267,8 +267,8 @@ static bool map_one(struct blockdev *bs, uint64_t off, uint64_t len, bool seek, 
 		case BLOCKDEV_EXTENT_ZERO:
 			*hole = true;
 			return true;
-		case BLOCKDEV_EXTENT_DATA:
-			if (seek && ext.file && ext.file->drv == &blockdev_file) {
+		case BLOCKDEV_EXTENT_DATA: /* a hole under ciphertext does not read as zeroes */
+			if (seek && ext.file && ext.file->drv == &blockdev_file && !ext.crypt) {
 				uint64_t pnum, map;
 				struct blockdev *file;
 				int st = blockdev_block_status(ext.file, ext.host_offset, ext.len,

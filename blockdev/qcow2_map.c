@@ -364,6 +364,28 @@ int qcow2_read(struct qcow2 *q, uint64_t off, void *buf, uint64_t len)
 	return 0;
 }
 
+/*
+ * Allocated data of an encrypted image (ext->kind SLOW, len the run's): whole sectors go to
+ * the engine as ciphertext to decrypt (encrypt) with the image's key, the IV the host sector
+ * (as the slow path's qcow2_data_pread/pwrite); partial sectors, and an image opened without
+ * its key, stay SLOW.
+ */
+static int crypt_extent(struct qcow2 *q, uint64_t off, struct blockdev_extent *ext,
+			const struct qcow2_run *run)
+{
+	uint64_t n = ALIGN_DOWN(run->len, LUKS_SECTOR);
+
+	if (!q->crypto || off % LUKS_SECTOR || !n)
+		return 0;
+	ext->kind = BLOCKDEV_EXTENT_DATA;
+	ext->len = n;
+	ext->file = q->data;
+	ext->host_offset = run->host;
+	ext->crypt = q->crypto;
+	ext->crypt_sector = run->host / LUKS_SECTOR;
+	return 0;
+}
+
 int qcow2_map_op(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_t len,
 		 struct blockdev_extent *ext)
 {
@@ -387,11 +409,11 @@ int qcow2_map_op(struct blockdev *bs, enum blockdev_op op, uint64_t off, uint64_
 	if (ret)
 		return ret;
 	ext->len = run.len;
-	if (q->luks && run.kind == QCOW2_DATA)
-		return 0; /* ciphertext: the slow path decrypts and encrypts */
 	if (run.kind == QCOW2_DATA && (op == BLOCKDEV_OP_READ || run.copied) &&
 	    (op == BLOCKDEV_OP_READ || q->data != q->file ||
 	     !qcow2_overlaps_metadata(q, run.host, run.len))) {
+		if (q->luks)
+			return crypt_extent(q, off, ext, &run);
 		ext->kind = BLOCKDEV_EXTENT_DATA;
 		ext->file = q->data;
 		ext->host_offset = run.host;
