@@ -5,11 +5,14 @@
  *
  * Both map through the block map, kept in a block table (blocktab.c, which says who owns
  * what): allocated blocks are fast-path DATA extents, unallocated and discarded ones read as
- * zeroes, and a write to one takes the slow path, which appends a data block after the last
- * one in the file (never over bytes a crash may have left there) and zeroes its last 4 KiB, so
- * that the file covers it and its unwritten bytes read as zeroes. The new map entries and the
- * header's count of allocated blocks are written at the next flush, after the file is flushed,
- * and when the image is closed (flushed first unless opened with close-flush=off).
+ * zeroes, and a write to one takes the slow path, which adds a data block after the last one
+ * the map names (where QEMU adds its own: the data area's indexes are bounded), zeroing what a
+ * crash may have left there, or writing its last 4 KiB past the end of the file, so that the
+ * file covers it and its unwritten bytes read as zeroes. The header's count of
+ * allocated blocks and the new map entries are written at the next flush (the count first: it
+ * may run ahead of the map after a crash, never behind it, see write_map), the map after a
+ * flush of the file, and when the image is closed (flushed first unless opened with
+ * close-flush=off).
  *
  * A block map with an entry past the data area's blocks, or two entries sharing a data block,
  * is read (read-only) but not written: vireo-img check reports both, as qemu-img check does.
@@ -41,6 +44,7 @@ struct vdi {
 	uint8_t *dirty;     /* per map sector: holds entries not written yet; under t.lock */
 	bool dirty_any;     /* map sectors or the header's count to write; under t.lock */
 	uint32_t next;      /* the data block index a new block takes; under t.lock */
+	uint64_t file_end;  /* bytes the file holds; under t.lock */
 	uint8_t *zeroes;    /* TRAILER bytes */
 	struct blocktab t;
 };
@@ -80,10 +84,10 @@ static int load_map(struct vdi *v, struct blockdev *bs, uint64_t file_size, stru
 			   "lists them)", r.bad_index, r.duplicates);
 		return -1;
 	}
-	/* after every block the map names and every byte of the file */
-	v->next = (uint32_t)MIN((uint64_t)UINT32_MAX - 2,
-				MAX((uint64_t)r.max_index,
-				    DIV_ROUND_UP(file_size - v->h.offset_data, v->h.block_size)));
+	/* after every block the map names: the count QEMU places its next block at, as long as
+	 * the map is dense (it is, unless another tool left holes in it) */
+	v->next = r.max_index;
+	v->file_end = file_size;
 	nr = (uint32_t)DIV_ROUND_UP(v->h.disk_size, v->h.block_size); /* <= n: checked */
 	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->h.block_size), bs->size,
 			  v->file, vdi_alloc, v)) {
@@ -151,35 +155,34 @@ fail:
 	return -1;
 }
 
-/* The header's count of allocated blocks and the map sectors not written yet (t.lock held):
- * after a flush of the file when @ordered, so that the blocks they point to are stable. */
+/*
+ * The header's count of allocated blocks, then the map sectors not written yet (t.lock held),
+ * after a flush of the file when @ordered, so that the blocks they point to are stable first.
+ * The count goes first: it may run ahead of the map, never behind it, because QEMU places a
+ * new block at the index the count gives (a count behind the map would make it reuse a block).
+ */
 static int write_map(struct vdi *v, bool ordered)
 {
-	uint32_t n = v->h.blocks_in_image;
-	uint8_t count[4];
-	int ret = 0;
+	uint32_t n = v->h.blocks_in_image, le = htole32(v->h.blocks_allocated);
+	int ret;
 
 	if (!v->dirty_any)
 		return 0;
-	if (ordered)
+	ret = blockdev_pwrite(v->file, VDI_OFF_BLOCKS_ALLOCATED, &le, 4);
+	if (!ret && ordered)
 		ret = blockdev_flush(v->file);
 	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(n, MAP_PER_SECTOR); s++) {
-		uint32_t le[MAP_PER_SECTOR], first = s * MAP_PER_SECTOR;
+		uint32_t map[MAP_PER_SECTOR], first = s * MAP_PER_SECTOR;
 		uint32_t cnt = MIN(MAP_PER_SECTOR, n - first);
 
 		if (!v->dirty[s])
 			continue;
 		for (uint32_t i = 0; i < cnt; i++)
-			le[i] = htole32(v->map[first + i]);
-		ret = blockdev_pwrite(v->file, v->h.offset_bmap + (uint64_t)first * 4, le, cnt * 4);
+			map[i] = htole32(v->map[first + i]);
+		ret = blockdev_pwrite(v->file, v->h.offset_bmap + (uint64_t)first * 4, map,
+				      cnt * 4);
 		if (!ret)
 			v->dirty[s] = 0;
-	}
-	if (!ret) {
-		uint32_t le = htole32(v->h.blocks_allocated);
-
-		memcpy(count, &le, 4);
-		ret = blockdev_pwrite(v->file, 0x184, count, 4); /* blocks_allocated */
 	}
 	if (!ret)
 		v->dirty_any = false;
@@ -205,19 +208,29 @@ static void vdi_close(struct blockdev *bs)
 	bs->opaque = NULL;
 }
 
-/* blocktab_alloc_fn: a new data block after everything in the file (t.lock held). */
+/*
+ * blocktab_alloc_fn: a new data block after every block the map names (t.lock held). Bytes a
+ * crash left there (a block written whose map entry never was) are zeroed first, as QEMU
+ * writes its new blocks whole; past the end of the file, its last 4 KiB are written, so that
+ * the file covers it and it reads as zeroes.
+ */
 static int vdi_alloc(void *opaque, uint32_t idx, uint64_t *host)
 {
 	struct vdi *v = opaque;
 	uint64_t at = vdi_block_offset(&v->h, v->next);
 	uint32_t tail = MIN((uint32_t)TRAILER, v->h.block_size);
-	int ret;
+	int ret = 0;
 
 	if (v->next >= v->h.blocks_in_image)
 		return -ENOSPC; /* the data area has no index left (a map with holes) */
-	ret = blockdev_pwrite(v->file, at + v->h.block_size - tail, v->zeroes, tail);
+	if (at < v->file_end)
+		ret = blockdev_write_zeroes(v->file, at, MIN(v->h.block_size, v->file_end - at),
+					    BLOCKDEV_ZERO_MAY_UNMAP);
+	if (!ret)
+		ret = blockdev_pwrite(v->file, at + v->h.block_size - tail, v->zeroes, tail);
 	if (ret)
 		return ret;
+	v->file_end = MAX(v->file_end, at + v->h.block_size);
 	v->map[idx] = v->next++;
 	v->h.blocks_allocated++;
 	v->dirty[idx / MAP_PER_SECTOR] = 1;

@@ -25,6 +25,7 @@ struct blockdev_driver;
 extern const struct blockdev_driver blockdev_vdi;
 
 #define VDI_HEADER_LEN 512
+#define VDI_OFF_BLOCKS_ALLOCATED 0x184 /* the header's count, rewritten as blocks are added */
 #define VDI_SIGNATURE 0xbeda107fu
 #define VDI_VERSION_1_1 0x00010001u
 #define VDI_HEADER_SIZE_1_1 0x180u /* the header_size QEMU writes (from 0x48 to 0x1c8) */
