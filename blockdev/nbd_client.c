@@ -4,6 +4,10 @@
  * and the fixed newstyle handshake over a byte stream, up to the transmission phase.
  *
  * The handshake asks for what the driver can use and takes what the server grants:
+ *   0. With TLS credentials (nbd_handshake_tls), NBD_OPT_STARTTLS first, as proto.md advises a
+ *      client that insists on TLS, so that no option goes in plaintext; a server that is not
+ *      fixed newstyle or refuses it is refused (never a plaintext fallback), and after its
+ *      NBD_REP_ACK the caller's TLS handshake turns the stream into one through the session.
  *   1. NBD_OPT_STRUCTURED_REPLY: holes in sparse reads, errors with messages, block status.
  *      Refused: simple replies only, no block status.
  *   2. NBD_OPT_SET_META_CONTEXT base:allocation (after structured replies only). Refused or
@@ -287,12 +291,16 @@ struct opt_reply {
 	uint8_t data[NBD_CLIENT_MAX_OPT_REPLY + 1];
 };
 
-static int io_error(int ret, const char *what, struct error **errp)
+static int io_error(const struct nbd_stream *s, int ret, const char *what, struct error **errp)
 {
+	const char *why = ret == -EPROTO && s->why ? s->why(s->opaque) : NULL;
+
 	if (ret == -ECONNRESET)
 		error_setg(errp, "the NBD server closed the connection %s", what);
 	else if (ret == -ETIMEDOUT)
 		error_setg(errp, "the NBD server did not answer %s in time", what);
+	else if (why)
+		error_setg(errp, "NBD handshake: %s (%s)", why, what);
 	else
 		error_setg_errno(errp, ret, "NBD handshake: %s", what);
 	return -1;
@@ -301,14 +309,20 @@ static int io_error(int ret, const char *what, struct error **errp)
 static int send_option(const struct nbd_stream *s, uint32_t opt, const uint8_t *data,
 		       uint32_t len, struct error **errp)
 {
-	uint8_t hdr[NBD_OPT_HDR_LEN];
+	uint8_t *m = malloc(NBD_OPT_HDR_LEN + len);
 	int ret;
 
-	nbd_encode_opt_hdr(hdr, opt, len);
-	ret = s->write(s->opaque, hdr, sizeof(hdr));
-	if (!ret && len)
-		ret = s->write(s->opaque, data, len);
-	return ret < 0 ? io_error(ret, "while sending an option", errp) : 0;
+	if (!m) {
+		error_setg(errp, "NBD handshake: out of memory");
+		return -1;
+	}
+	/* in one write: over TLS, one record */
+	nbd_encode_opt_hdr(m, opt, len);
+	if (len)
+		memcpy(m + NBD_OPT_HDR_LEN, data, len);
+	ret = s->write(s->opaque, m, NBD_OPT_HDR_LEN + len);
+	free(m);
+	return ret < 0 ? io_error(s, ret, "while sending an option", errp) : 0;
 }
 
 static int read_reply(const struct nbd_stream *s, uint32_t opt, struct opt_reply *r,
@@ -322,7 +336,7 @@ static int read_reply(const struct nbd_stream *s, uint32_t opt, struct opt_reply
 	snprintf(what, sizeof(what), "after %s", nbd_opt_name(opt));
 	ret = s->read(s->opaque, hdr, sizeof(hdr));
 	if (ret < 0)
-		return io_error(ret, what, errp);
+		return io_error(s, ret, what, errp);
 	nbd_decode_opt_reply_hdr(hdr, &h);
 	if (h.magic != NBD_REP_MAGIC) {
 		error_setg(errp, "NBD handshake: bad option reply magic %#llx %s",
@@ -340,7 +354,7 @@ static int read_reply(const struct nbd_stream *s, uint32_t opt, struct opt_reply
 	}
 	ret = h.len ? s->read(s->opaque, r->data, h.len) : 0;
 	if (ret < 0)
-		return io_error(ret, what, errp);
+		return io_error(s, ret, what, errp);
 	r->type = h.type;
 	r->len = h.len;
 	r->data[h.len] = '\0';
@@ -531,8 +545,9 @@ static int opt_go(const struct nbd_stream *s, const char *export, struct nbd_exp
 			error_setg(errp, "the NBD server has no export '%s'%s%s", export,
 				   r->len ? ": " : "", reply_message(r));
 		} else if (r->type == NBD_REP_ERR_TLS_REQD) {
-			error_setg(errp, "the NBD server requires TLS for export '%s', which vireo's "
-				   "NBD client does not support", export);
+			error_setg(errp, "the NBD server requires TLS for export '%s': give the "
+				   "node tls-creds (an --object tls-creds-x509 or tls-creds-psk with "
+				   "endpoint=client)", export);
 		} else {
 			unexpected(r, NBD_OPT_GO, errp);
 		}
@@ -562,10 +577,33 @@ static int opt_export_name(const struct nbd_stream *s, const char *export, bool 
 		return -1;
 	}
 	if (ret < 0)
-		return io_error(ret, "after NBD_OPT_EXPORT_NAME", errp);
+		return io_error(s, ret, "after NBD_OPT_EXPORT_NAME", errp);
 	info->size = nbd_get_be64(b);
 	info->flags = nbd_get_be16(b + 8);
 	return 0;
+}
+
+/* NBD_OPT_STARTTLS, and the TLS handshake once the server accepted it; never plaintext. */
+static int opt_starttls(struct nbd_stream *s, const struct nbd_starttls *tls, struct opt_reply *r,
+			struct error **errp)
+{
+	if (send_option(s, NBD_OPT_STARTTLS, NULL, 0, errp) < 0 ||
+	    read_reply(s, NBD_OPT_STARTTLS, r, errp) < 0)
+		return -1;
+	if (r->type == NBD_REP_ACK && !r->len)
+		return tls->start(tls->opaque, s, errp);
+	if (!NBD_REP_IS_ERR(r->type))
+		return unexpected(r, NBD_OPT_STARTTLS, errp);
+	if (r->type == NBD_REP_ERR_UNSUP)
+		error_setg(errp, "the NBD server does not support TLS (NBD_OPT_STARTTLS: "
+			   "NBD_REP_ERR_UNSUP%s%s)", r->len ? ": " : "", reply_message(r));
+	else
+		error_setg(errp, "the NBD server refused TLS (NBD_OPT_STARTTLS: %s%s%s)",
+			   rep_name(r->type), r->len ? ": " : "", reply_message(r));
+	/* a soft disconnect (the reply does not matter) */
+	if (!send_option(s, NBD_OPT_ABORT, NULL, 0, NULL))
+		read_reply(s, NBD_OPT_ABORT, r, NULL);
+	return -1;
 }
 
 /* The defaults of what the server did not say, and the checks of what it did. */
@@ -600,6 +638,14 @@ static int settle(struct nbd_export_info *info, struct error **errp)
 int nbd_handshake(const struct nbd_stream *s, const char *export, struct nbd_export_info *info,
 		  struct error **errp)
 {
+	struct nbd_stream cur = *s;
+
+	return nbd_handshake_tls(&cur, export, NULL, info, errp);
+}
+
+int nbd_handshake_tls(struct nbd_stream *s, const char *export, const struct nbd_starttls *tls,
+		      struct nbd_export_info *info, struct error **errp)
+{
 	uint8_t b[NBD_HANDSHAKE_LEN];
 	struct opt_reply *r;
 	uint16_t hs_flags;
@@ -609,7 +655,7 @@ int nbd_handshake(const struct nbd_stream *s, const char *export, struct nbd_exp
 	memset(info, 0, sizeof(*info));
 	ret = s->read(s->opaque, b, sizeof(b));
 	if (ret < 0)
-		return io_error(ret, "before its greeting", errp);
+		return io_error(s, ret, "before its greeting", errp);
 	if (nbd_get_be64(b) != NBD_INIT_PASSWD) {
 		error_setg(errp, "not an NBD server (its greeting starts %#llx, not NBDMAGIC)",
 			   (unsigned long long)nbd_get_be64(b));
@@ -626,6 +672,11 @@ int nbd_handshake(const struct nbd_stream *s, const char *export, struct nbd_exp
 		return -1;
 	}
 	hs_flags = nbd_get_be16(b + 16);
+	if (tls && !(hs_flags & NBD_FLAG_FIXED_NEWSTYLE)) {
+		error_setg(errp, "the NBD server cannot do TLS: it does not speak the fixed newstyle "
+			   "negotiation");
+		return -1;
+	}
 	if (hs_flags & NBD_FLAG_FIXED_NEWSTYLE)
 		cflags |= NBD_FLAG_C_FIXED_NEWSTYLE;
 	if (hs_flags & NBD_FLAG_NO_ZEROES)
@@ -633,13 +684,17 @@ int nbd_handshake(const struct nbd_stream *s, const char *export, struct nbd_exp
 	nbd_put_be32(b, cflags);
 	ret = s->write(s->opaque, b, NBD_CLIENT_FLAGS_LEN);
 	if (ret < 0)
-		return io_error(ret, "while sending the client flags", errp);
+		return io_error(s, ret, "while sending the client flags", errp);
 	r = malloc(sizeof(*r));
 	if (!r) {
 		error_setg(errp, "NBD handshake: out of memory");
 		return -1;
 	}
 	ret = 1;
+	if (tls && opt_starttls(s, tls, r, errp) < 0) {
+		free(r);
+		return -1;
+	}
 	if (hs_flags & NBD_FLAG_FIXED_NEWSTYLE) {
 		bool refused = false;
 

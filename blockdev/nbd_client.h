@@ -3,7 +3,9 @@
  * The NBD client's pieces (the driver itself is blockdev/nbd_driver.c):
  *   nbd_uri.c     where an export is: the filenames nbd://, nbd+unix://, nbd:HOST:PORT, and
  *                 the --blockdev keys server.type/host/port/path + export
- *   nbd_client.c  connecting and the fixed-newstyle handshake, over a byte stream
+ *   nbd_client.c  connecting and the fixed-newstyle handshake, over a byte stream (with
+ *                 NBD_OPT_STARTTLS first when the node has tls-creds)
+ *   nbd_tls_client.c  the TLS session the stream then goes through (GnuTLS)
  *   nbd_reply.c   the transmission phase's replies, read and checked against the request
  *                 they answer (pure: a byte stream in, the request's result out; fuzzed)
  * Everything a server sends is hostile: every length is bounded before anything is read into
@@ -81,15 +83,17 @@ void nbd_target_free(struct nbd_target *t);
 /**
  * struct nbd_stream - how the handshake and the reply reader move bytes
  * @read: fill @buf with exactly @len bytes: 0, or -errno (-ECONNRESET at end of stream,
- *        -ETIMEDOUT when the peer is silent too long)
+ *        -ETIMEDOUT when the peer is silent too long, -EPROTO when TLS failed)
  * @readv: the same into an iovec array (the bytes of @iov in order)
  * @write: send exactly @len bytes: 0 or -errno
+ * @why: optional: what an -EPROTO was (a TLS stream's failure), or NULL
  */
 struct nbd_stream {
 	int (*read)(void *opaque, void *buf, size_t len);
 	int (*readv)(void *opaque, const struct iovec *iov, int iovcnt);
 	int (*write)(void *opaque, const void *buf, size_t len);
 	void *opaque;
+	const char *(*why)(void *opaque);
 };
 
 /* A connected socket and the bytes read from it ahead of its reader. */
@@ -101,6 +105,42 @@ struct nbd_socket {
 
 /* A stream over the blocking socket @fd, reading through @sk's buffer. */
 void nbd_stream_socket(struct nbd_stream *s, struct nbd_socket *sk, int fd);
+
+/* ---- TLS (nbd_tls_client.c) ---------------------------------------------------------------- */
+
+struct nbd_tls_creds;
+struct nbd_tls_client;
+
+/**
+ * nbd_tls_client_start - the client's side of the TLS handshake, after NBD_OPT_STARTTLS
+ * @creds: client credentials (endpoint=client: nbd_tls_creds_x509_client_new / _psk_client_new)
+ * @fd: the connected socket, blocking, with the handshake's timeouts
+ * @hostname: x509 with verify-peer: the name the server's certificate must hold (NULL: the
+ *            CA's signature only)
+ *
+ * Returns the session, or NULL with a message saying what failed: the certificate check (what
+ * was wrong with it), an alert from the server, a key the server did not take.
+ *
+ * A session is used by two threads at most: one reads (its stream's read/readv), one at a time
+ * writes (nbd_tls_client_writev, the stream's write, nbd_tls_client_bye); see nbd_tls_client.c.
+ */
+struct nbd_tls_client *nbd_tls_client_start(struct nbd_tls_creds *creds, int fd,
+					    const char *hostname, struct error **errp);
+
+/* A stream through the session (its read side and its write side). */
+void nbd_tls_client_stream(struct nbd_stream *s, struct nbd_tls_client *t);
+
+/* Sends the bytes of @iov (whole TLS records of them): 0, or -errno (-EPROTO: TLS failed). */
+int nbd_tls_client_writev(struct nbd_tls_client *t, const struct iovec *iov, int iovcnt);
+
+/* The last TLS failure's text ("" if none). */
+const char *nbd_tls_client_error(const struct nbd_tls_client *t);
+
+/* The close_notify (best effort; by the writing side). */
+void nbd_tls_client_bye(struct nbd_tls_client *t);
+
+/* Frees the session (neither side uses it any more; the socket is the caller's). */
+void nbd_tls_client_free(struct nbd_tls_client *t);
 
 /* ---- connecting and the handshake (nbd_client.c) ----------------------------------------- */
 
@@ -143,6 +183,28 @@ struct nbd_export_info {
  */
 int nbd_handshake(const struct nbd_stream *s, const char *export, struct nbd_export_info *info,
 		  struct error **errp);
+
+/**
+ * struct nbd_starttls - TLS for nbd_handshake_tls
+ * @start: the server accepted NBD_OPT_STARTTLS: run the TLS handshake and make *@s a stream
+ *         through the session; 0, or -1 with a message
+ * @opaque: for @start
+ */
+struct nbd_starttls {
+	int (*start)(void *opaque, struct nbd_stream *s, struct error **errp);
+	void *opaque;
+};
+
+/**
+ * nbd_handshake_tls - nbd_handshake, over TLS when @tls is given
+ *
+ * With @tls, NBD_OPT_STARTTLS goes first, and everything after its NBD_REP_ACK (the rest of
+ * the negotiation and, through the stream @tls made, the transmission phase) runs over TLS.
+ * A server that is not fixed newstyle or refuses STARTTLS is refused: never plaintext.
+ * *@s is the stream to go on with afterwards (the TLS one).
+ */
+int nbd_handshake_tls(struct nbd_stream *s, const char *export, const struct nbd_starttls *tls,
+		      struct nbd_export_info *info, struct error **errp);
 
 /**
  * nbd_connect - a connected socket to @t's server

@@ -21,8 +21,8 @@
  *   s->lock guards the connection's state (state, gen, fail_fast, drop_ns, rx_fd), the slot
  *     table (which request each in-flight cookie is) and every request's state and result;
  *     s->cond (CLOCK_MONOTONIC) is broadcast when any of them changes.
- *   s->send_lock guards sending: send_fd and send_gen, and the bytes of a request going out
- *     whole. A caller takes a slot under s->lock, then sends under s->send_lock only if
+ *   s->send_lock guards sending: send_fd, send_tls and send_gen, and the bytes of a request
+ *     going out whole. A caller takes a slot under s->lock, then sends under s->send_lock only if
  *     send_gen is still the generation it took the slot in; so a request is never written to
  *     a socket other than the one its cookie belongs to, even if the fd number was reused.
  *   The receiver thread owns the socket's reading side and the socket's life: it alone
@@ -32,6 +32,17 @@
  *     before the caller sees DONE.
  *   The export's geometry and flags (s->info) are fixed at open: a reconnection must offer at
  *     least what the first connection did, the same size, or it is refused and retried.
+ *
+ * TLS (tls-creds=ID: client credentials of the --object registry, nbd_tls_obj.h). Each
+ * connection, the first and every reconnection, sends NBD_OPT_STARTTLS first and runs the TLS
+ * handshake (the server's certificate checked against the CA and tls-hostname, else
+ * server.host) before anything else; from then on its bytes go through its GnuTLS session
+ * (nbd_tls_client.c). GnuTLS lets one thread receive while another sends on a session, and no
+ * more: so the receiver alone reads through it (s->tls) and the senders write through it
+ * (s->send_tls) one at a time under s->send_lock, as they write the socket; the receiver makes
+ * the session before it publishes it (go_live, under send_lock) and frees it only after it
+ * took it back (drop, under send_lock), so no sender holds a freed session. Requests are
+ * gathered into whole TLS records.
  *
  * Reconnection. When the connection drops (end of stream, a socket error, or a reply that
  * breaks the protocol, which fails its own request with -EIO), the receiver shuts the socket,
@@ -56,6 +67,8 @@
 
 #include "blockdev/internal.h"
 #include "blockdev/nbd_client.h"
+#include "blockdev/nbd_tls.h"
+#include "blockdev/nbd_tls_obj.h"
 #include "common/keyval.h"
 #include "common/parse.h"
 #include "common/util.h"
@@ -89,6 +102,8 @@ struct nbd_state {
 	struct nbd_export_info info; /* the first connection's; read-only after open */
 	bool opened;                 /* info is set: later connections are checked against it */
 	uint64_t reconnect_ns;
+	struct nbd_tls_creds *creds; /* a reference, or NULL: no TLS */
+	char *tls_hostname;          /* what the server's certificate must name, or NULL */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -102,6 +117,7 @@ struct nbd_state {
 
 	pthread_mutex_t send_lock;
 	int send_fd;
+	struct nbd_tls_client *send_tls; /* send_fd's session, or NULL */
 	uint64_t send_gen;
 
 	pthread_mutex_t rmw_lock; /* read-modify-write of partly covered blocks */
@@ -109,6 +125,7 @@ struct nbd_state {
 	/* the receiver's own */
 	pthread_t rx;
 	int fd;
+	struct nbd_tls_client *tls; /* fd's session, or NULL */
 	struct nbd_reply_ctx ctx;
 	struct nbd_socket sock;
 	uint8_t discard[NBD_REPLY_DISCARD_LEN];
@@ -137,42 +154,65 @@ static void log_msg(struct nbd_state *s, const char *fmt, ...)
 
 /* ---- sending ----------------------------------------------------------------------------- */
 
-/* The request header and, for a write, its data, whole; 0 or -errno. */
-static int send_request(int fd, const struct nbd_op *op)
+/* @n iovecs on the connection: through its TLS session, or all of them with sendmsg(). */
+static int send_iov(int fd, struct nbd_tls_client *tls, struct iovec *v, int n)
 {
-	const struct nbd_creq *c = &op->cmd;
-	struct nbd_request r = { .flags = c->flags, .type = c->type, .cookie = op->cookie,
-				 .offset = c->offset, .len = c->len };
-	uint8_t hdr[NBD_REQUEST_LEN];
-	uint64_t total, done = 0;
+	struct msghdr m = { .msg_iov = v, .msg_iovlen = (size_t)n };
 
-	nbd_encode_request(hdr, &r);
-	total = sizeof(hdr) + (c->type == NBD_CMD_WRITE ? c->len : 0);
-	while (done < total) {
-		struct iovec v[IOV_BATCH];
-		struct msghdr m = { .msg_iov = v };
-		int n = 0;
-		ssize_t sent;
+	if (tls)
+		return nbd_tls_client_writev(tls, v, n);
+	while (m.msg_iovlen) {
+		ssize_t sent = sendmsg(fd, &m, MSG_NOSIGNAL);
 
-		if (done < sizeof(hdr))
-			v[n++] = (struct iovec){ hdr + done, sizeof(hdr) - done };
-		if (total > sizeof(hdr)) {
-			uint64_t skip = done > sizeof(hdr) ? done - sizeof(hdr) : 0;
-			int k = blockdev_iov_slice(c->iov, c->iovcnt, c->iov_skip + skip,
-						   c->len - skip, v + n, IOV_BATCH - n);
-
-			if (k < 0)
-				return -EFAULT;
-			n += MIN(k, IOV_BATCH - n);
-		}
-		m.msg_iovlen = (size_t)n;
-		sent = sendmsg(fd, &m, MSG_NOSIGNAL);
 		if (sent < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		done += (uint64_t)sent;
+		while (m.msg_iovlen && (size_t)sent >= m.msg_iov->iov_len) {
+			sent -= (ssize_t)m.msg_iov->iov_len;
+			m.msg_iov++;
+			m.msg_iovlen--;
+		}
+		if (m.msg_iovlen) {
+			m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + sent;
+			m.msg_iov->iov_len -= (size_t)sent;
+		}
+	}
+	return 0;
+}
+
+/* The request header and, for a write, its data, whole (under send_lock); 0 or -errno. */
+static int send_request(int fd, struct nbd_tls_client *tls, const struct nbd_op *op)
+{
+	const struct nbd_creq *c = &op->cmd;
+	struct nbd_request r = { .flags = c->flags, .type = c->type, .cookie = op->cookie,
+				 .offset = c->offset, .len = c->len };
+	uint8_t hdr[NBD_REQUEST_LEN];
+	uint64_t len = c->type == NBD_CMD_WRITE ? c->len : 0, done = 0;
+	bool first = true;
+
+	nbd_encode_request(hdr, &r);
+	while (first || done < len) {
+		struct iovec v[IOV_BATCH];
+		int n = 0, k, ret;
+		uint64_t batch;
+
+		if (first)
+			v[n++] = (struct iovec){ hdr, sizeof(hdr) };
+		if (done < len) {
+			k = blockdev_iov_slice(c->iov, c->iovcnt, c->iov_skip + done, len - done,
+					       v + n, IOV_BATCH - n);
+			if (k < 0)
+				return -EFAULT;
+			n += MIN(k, IOV_BATCH - n);
+		}
+		batch = blockdev_iov_size(v, n) - (first ? sizeof(hdr) : 0);
+		ret = send_iov(fd, tls, v, n);
+		if (ret < 0)
+			return ret;
+		done += batch;
+		first = false;
 	}
 	return 0;
 }
@@ -214,7 +254,7 @@ static int submit(struct nbd_state *s, struct nbd_op *op)
 	if (s->send_gen != op->gen || s->send_fd < 0) {
 		ret = -ECONNRESET; /* dropped meanwhile: the receiver hands the request back */
 	} else {
-		ret = send_request(s->send_fd, op);
+		ret = send_request(s->send_fd, s->send_tls, op);
 		if (ret < 0) /* the stream is broken: make the receiver see it at once */
 			shutdown(s->send_fd, SHUT_RDWR);
 	}
@@ -336,6 +376,7 @@ static void drop(struct nbd_state *s, struct nbd_creq *bad)
 	shutdown(fd, SHUT_RDWR); /* a sender blocked in sendmsg returns */
 	pthread_mutex_lock(&s->send_lock);
 	s->send_fd = -1;
+	s->send_tls = NULL; /* no sender uses the session past this point */
 	pthread_mutex_unlock(&s->send_lock);
 	pthread_mutex_lock(&s->lock);
 	s->rx_fd = -1;
@@ -357,6 +398,8 @@ static void drop(struct nbd_state *s, struct nbd_creq *bad)
 	}
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	nbd_tls_client_free(s->tls);
+	s->tls = NULL;
 	close(fd);
 	s->fd = -1;
 }
@@ -367,7 +410,10 @@ static void receive(struct nbd_state *s)
 	struct nbd_stream st;
 	struct nbd_reply_result res;
 
-	nbd_stream_socket(&st, &s->sock, s->fd);
+	if (s->tls)
+		nbd_tls_client_stream(&st, s->tls);
+	else
+		nbd_stream_socket(&st, &s->sock, s->fd);
 	while (nbd_reply_read(&st, &s->ctx, &res) == 0) {
 		struct nbd_op *op;
 
@@ -382,7 +428,9 @@ static void receive(struct nbd_state *s)
 	pthread_mutex_lock(&s->lock);
 	if (s->state != CLOSING) {
 		if (res.err == NBD_REPLY_IO)
-			log_msg(s, "connection lost (%s); %s", strerror(-res.io_errno),
+			log_msg(s, "connection lost (%s); %s",
+				res.io_errno == -EPROTO && s->tls ? nbd_tls_client_error(s->tls) :
+								     strerror(-res.io_errno),
 				s->reconnect_ns ? "reconnecting, requests wait" :
 						  "reconnecting, requests fail until it is back");
 		else
@@ -419,13 +467,41 @@ static int compatible(struct nbd_state *s, const struct nbd_export_info *n, stru
 	return 0;
 }
 
-/* One connection attempt: connect, handshake, check; the new fd or -1. */
+struct tls_start {
+	struct nbd_state *s;
+	int fd;
+	struct nbd_tls_client *tls; /* made once the server accepted NBD_OPT_STARTTLS */
+};
+
+/* The server accepted NBD_OPT_STARTTLS: the TLS handshake, then the stream through it. */
+static int start_tls(void *opaque, struct nbd_stream *st, struct error **errp)
+{
+	struct tls_start *t = opaque;
+	struct nbd_state *s = t->s;
+
+	if (s->sock.pos != s->sock.len) { /* it must wait for our first TLS message */
+		error_setg(errp, "the NBD server sent data after accepting NBD_OPT_STARTTLS");
+		return -1;
+	}
+	t->tls = nbd_tls_client_start(s->creds, t->fd, s->tls_hostname, errp);
+	if (!t->tls)
+		return -1;
+	nbd_tls_client_stream(st, t->tls);
+	return 0;
+}
+
+/* One connection attempt: connect, (TLS,) handshake, check; the new fd (and its TLS session in
+ * *@tls) or -1. */
 static int try_connect(struct nbd_state *s, unsigned int timeout_ms,
-		       struct nbd_export_info *info, struct error **errp)
+		       struct nbd_export_info *info, struct nbd_tls_client **tls,
+		       struct error **errp)
 {
 	struct nbd_stream st;
 	int fd = nbd_connect(&s->target, timeout_ms, errp);
+	struct tls_start ts = { s, fd, NULL };
+	struct nbd_starttls hook = { start_tls, &ts };
 
+	*tls = NULL;
 	if (fd < 0)
 		return -1;
 	pthread_mutex_lock(&s->lock); /* close() shuts a handshake down through rx_fd */
@@ -438,25 +514,31 @@ static int try_connect(struct nbd_state *s, unsigned int timeout_ms,
 	s->rx_fd = fd;
 	pthread_mutex_unlock(&s->lock);
 	nbd_stream_socket(&st, &s->sock, fd); /* the receiver's buffer: it is not reading now */
-	if (nbd_handshake(&st, s->target.export, info, errp) < 0 ||
+	if (nbd_handshake_tls(&st, s->target.export, s->creds ? &hook : NULL, info, errp) < 0 ||
 	    (s->opened && compatible(s, info, errp) < 0)) {
 		pthread_mutex_lock(&s->lock);
 		s->rx_fd = -1;
 		pthread_mutex_unlock(&s->lock);
+		nbd_tls_client_free(ts.tls);
 		close(fd);
 		return -1;
 	}
 	nbd_socket_timeouts(fd, 0);
+	*tls = ts.tls;
 	return fd;
 }
 
-/* Makes @fd the connection requests go to (the receiver's, or open's before it starts). */
-static void go_live(struct nbd_state *s, int fd, const struct nbd_export_info *info)
+/* Makes @fd (and its TLS session @tls) the connection requests go to (the receiver's, or
+ * open's before it starts). */
+static void go_live(struct nbd_state *s, int fd, struct nbd_tls_client *tls,
+		    const struct nbd_export_info *info)
 {
 	s->fd = fd;
+	s->tls = tls;
 	s->ctx.meta_id = info->meta_id; /* context ids are per connection */
 	pthread_mutex_lock(&s->send_lock);
 	s->send_fd = fd;
+	s->send_tls = tls; /* made and handshaken before: the unlock publishes it */
 	s->send_gen = s->gen; /* only the receiver changes gen: no lock needed to read it */
 	pthread_mutex_unlock(&s->send_lock);
 	pthread_mutex_lock(&s->lock);
@@ -477,6 +559,7 @@ static int reconnect(struct nbd_state *s)
 
 	for (;;) {
 		struct nbd_export_info info;
+		struct nbd_tls_client *tls;
 		struct error *err = NULL;
 		struct timespec ts;
 		uint64_t deadline;
@@ -493,9 +576,9 @@ static int reconnect(struct nbd_state *s)
 			pthread_cond_broadcast(&s->cond);
 		}
 		pthread_mutex_unlock(&s->lock);
-		fd = try_connect(s, RECONNECT_TIMEOUT_MS, &info, &err);
+		fd = try_connect(s, RECONNECT_TIMEOUT_MS, &info, &tls, &err);
 		if (fd >= 0) {
-			go_live(s, fd, &info);
+			go_live(s, fd, tls, &info);
 			log_msg(s, "reconnected");
 			return 0;
 		}
@@ -798,7 +881,8 @@ static int take_seconds(struct blockdev_open_ctx *ctx, const char *key, uint64_t
 }
 
 /* The first connection, retried for @timeout_s seconds when the server is not there yet. */
-static int first_connect(struct nbd_state *s, uint64_t timeout_s, struct error **errp)
+static int first_connect(struct nbd_state *s, uint64_t timeout_s, struct nbd_tls_client **tls,
+			 struct error **errp)
 {
 	uint64_t end = now_ns() + timeout_s * 1000000000ull;
 	unsigned int wait_ms = RETRY_MIN_MS;
@@ -806,7 +890,7 @@ static int first_connect(struct nbd_state *s, uint64_t timeout_s, struct error *
 
 	for (;;) {
 		struct error *err = NULL;
-		int fd = try_connect(s, OPEN_TIMEOUT_MS, &info, &err);
+		int fd = try_connect(s, OPEN_TIMEOUT_MS, &info, tls, &err);
 
 		if (fd >= 0) {
 			s->info = info;
@@ -830,6 +914,8 @@ static void state_free(struct nbd_state *s)
 	pthread_mutex_destroy(&s->send_lock);
 	pthread_mutex_destroy(&s->rmw_lock);
 	nbd_target_free(&s->target);
+	nbd_tls_creds_unref(s->creds);
+	free(s->tls_hostname);
 	free(s);
 }
 
@@ -866,9 +952,45 @@ static int set_canonical_name(struct blockdev *bs, const struct nbd_target *t)
 	return 0;
 }
 
+/* tls-creds (client credentials by id) and tls-hostname (else server.host; none on a unix
+ * socket: the CA's signature is checked, no name). */
+static int take_tls(struct nbd_state *s, struct blockdev_open_ctx *ctx, struct error **errp)
+{
+	const char *id = blockdev_opt_get(ctx, "tls-creds");
+	const char *host = blockdev_opt_get(ctx, "tls-hostname");
+	struct nbd_tls_creds *c;
+
+	if (!id) {
+		if (!host)
+			return 0;
+		error_setg(errp, "'%s': tls-hostname needs tls-creds", ctx->filename);
+		return -1;
+	}
+	c = nbd_tls_obj_creds(id);
+	if (!c) {
+		error_setg(errp, "'%s': tls-creds: no TLS credentials '%s' (an --object "
+			   "tls-creds-x509 or tls-creds-psk with endpoint=client)", ctx->filename, id);
+		return -1;
+	}
+	if (!nbd_tls_creds_is_client(c)) {
+		error_setg(errp, "'%s': TLS credentials '%s' are a server's (endpoint=server); the "
+			   "NBD client needs endpoint=client", ctx->filename, id);
+		return -1;
+	}
+	s->creds = nbd_tls_creds_ref(c);
+	if (!host && s->target.type == NBD_ADDR_INET)
+		host = s->target.host;
+	if (host && !(s->tls_hostname = strdup(host))) {
+		error_setg(errp, "'%s': out of memory", ctx->filename);
+		return -1;
+	}
+	return 0;
+}
+
 static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct error **errp)
 {
 	struct nbd_state *s = state_new(bs);
+	struct nbd_tls_client *tls = NULL;
 	uint64_t delay, open_timeout;
 	int fd;
 
@@ -878,14 +1000,14 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 	}
 	if (take_seconds(ctx, "reconnect-delay", &delay, errp) < 0 ||
 	    take_seconds(ctx, "open-timeout", &open_timeout, errp) < 0 ||
-	    nbd_uri_parse(ctx->filename, &s->target, errp) < 0)
+	    nbd_uri_parse(ctx->filename, &s->target, errp) < 0 || take_tls(s, ctx, errp) < 0)
 		goto err;
 	s->reconnect_ns = delay * 1000000000ull;
 	if (set_canonical_name(bs, &s->target) < 0) {
 		error_setg(errp, "'%s': out of memory", ctx->filename);
 		goto err;
 	}
-	fd = first_connect(s, open_timeout, errp);
+	fd = first_connect(s, open_timeout, &tls, errp);
 	if (fd < 0) {
 		error_prepend(errp, "'%s'", ctx->filename);
 		goto err;
@@ -893,6 +1015,7 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 	if ((s->info.flags & NBD_FLAG_READ_ONLY) && !bs->read_only) {
 		error_setg(errp, "'%s': the NBD export is read-only (open it read-only: readonly=on, "
 			   "read-only=on)", ctx->filename);
+		nbd_tls_client_free(tls);
 		close(fd);
 		goto err;
 	}
@@ -901,10 +1024,11 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 	bs->size = s->info.size;
 	bs->align = s->info.min_block;
 	bs->opaque = s;
-	go_live(s, fd, &s->info);
+	go_live(s, fd, tls, &s->info);
 	if (sandbox_thread_spawn(&s->rx, SANDBOX_ROLE_NBD_RX, "nbd-rx", NULL, rx_main, s,
 				 errp) < 0) {
 		error_prepend(errp, "'%s': the NBD receiver thread", ctx->filename);
+		nbd_tls_client_free(tls);
 		close(fd);
 		bs->opaque = NULL;
 		goto err;
@@ -929,14 +1053,19 @@ static void nbd_close(struct blockdev *bs)
 	/* no request is in flight (the node has no user left): a soft disconnect */
 	nbd_encode_request(disc, &(struct nbd_request){ .type = NBD_CMD_DISC });
 	pthread_mutex_lock(&s->send_lock);
-	if (s->send_fd >= 0)
+	if (s->send_fd >= 0 && s->send_tls) {
+		if (!nbd_tls_client_writev(s->send_tls, &(struct iovec){ disc, sizeof(disc) }, 1))
+			nbd_tls_client_bye(s->send_tls); /* the sender's end of the session */
+	} else if (s->send_fd >= 0) {
 		(void)!send(s->send_fd, disc, sizeof(disc), MSG_NOSIGNAL);
+	}
 	pthread_mutex_unlock(&s->send_lock);
 	pthread_mutex_lock(&s->lock);
 	if (s->rx_fd >= 0) /* ends the receiver's read, or a reconnection's handshake */
 		shutdown(s->rx_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->rx, NULL);
+	nbd_tls_client_free(s->tls); /* the receiver's drop freed it already, unless it never ran */
 	if (s->fd >= 0)
 		close(s->fd);
 	state_free(s);

@@ -46,7 +46,8 @@ struct nbd_server {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;               /* broadcast when a connection is freed */
 	struct iothread *it;               /* [fixed] accepts and handshakes */
-	struct nbd_tls_creds *tls;         /* [fixed] the caller's, or NULL: no TLS */
+	struct nbd_tls_creds *tls;         /* [fixed] a reference, or NULL: no TLS */
+	struct nbd_tls_authz *authz;       /* [fixed] the server's copy, or NULL: no tls-authz */
 	unsigned int max_conns;            /* [fixed] 0: no limit */
 	unsigned int handshake_ms;         /* [fixed] */
 	enum nbd_addr_type type;           /* [fixed] */

@@ -3,7 +3,8 @@
  * NBD nodes on the control plane: --blockdev driver=nbd (QEMU's BlockdevOptionsNbd keys),
  * and an export as the target of a new image. Both come down to the one way an NBD node
  * opens: blockdev_open_protocol() with the export's canonical filename (nbd_target_uri) and
- * the driver's options (reconnect-delay, open-timeout), as blockdev_open() does for a filename.
+ * the driver's options (reconnect-delay, open-timeout, tls-creds, tls-hostname), as
+ * blockdev_open() does for a filename.
  */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -33,6 +34,18 @@ static int take_option(struct json_object *o, const char *key, struct blockdev_o
 	return blockdev_opts_set(opts, key, num, errp);
 }
 
+/* String @key from @o into the driver options. */
+static int take_string(struct json_object *o, const char *key, struct blockdev_opts *opts,
+		       struct error **errp)
+{
+	const char *v;
+	int r = keyval_take_string(o, key, &v, errp);
+
+	if (r)
+		return r < 0 ? -1 : 0;
+	return blockdev_opts_set(opts, key, v, errp);
+}
+
 /* The node of @uri with @opts; every driver option must be taken. */
 static struct blockdev *open_uri(const char *uri, const struct blockdev_opts *opts,
 				 struct error **errp)
@@ -57,19 +70,16 @@ static struct blockdev *open_uri(const char *uri, const struct blockdev_opts *op
 struct blockdev *blockdev_nbd_add(struct json_object *o, struct blockdev_opts *opts,
 				  const char *where, struct error **errp)
 {
-	struct json_object *tls;
 	struct nbd_target t;
 	struct blockdev *bs = NULL;
 	char *uri = NULL;
 
-	if (!keyval_take_value(o, "tls-creds", &tls)) {
-		error_setg(errp, "%s: tls-creds: vireo's NBD client does not support TLS", where);
-		return NULL;
-	}
 	if (nbd_target_from_json(o, &t, where, errp) < 0)
 		return NULL;
 	if (take_option(o, "reconnect-delay", opts, errp) < 0 ||
 	    take_option(o, "open-timeout", opts, errp) < 0 ||
+	    take_string(o, "tls-creds", opts, errp) < 0 ||
+	    take_string(o, "tls-hostname", opts, errp) < 0 ||
 	    keyval_refuse_leftovers(o, where, errp) < 0)
 		goto out;
 	uri = nbd_target_uri(&t);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "blockdev/nbd_internal.h"
+#include "blockdev/nbd_tls.h"
 #include "common/util.h"
 
 #define LISTEN_BACKLOG 128
@@ -328,6 +329,8 @@ static void server_free(struct nbd_server *srv)
 	if (srv->unix_path)
 		unlink(srv->unix_path);
 	free(srv->unix_path);
+	nbd_tls_creds_unref(srv->tls);
+	nbd_tls_authz_free(srv->authz);
 	pthread_cond_destroy(&srv->cond);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);
@@ -365,21 +368,48 @@ static int stop_on_iothread(void *arg)
 	return 0;
 }
 
+/* The TLS options fit together: server credentials, and a tls-authz that has a client
+ * certificate to check. */
+static int check_tls(const struct nbd_server_opts *o, struct error **errp)
+{
+	const char *name = o->tls_creds ? o->tls_creds : "";
+
+	if (o->tls_creds && !o->tls) {
+		error_setg(errp, "NBD server: TLS credentials '%s' not found", o->tls_creds);
+		return -1;
+	}
+	if (o->tls && nbd_tls_creds_is_client(o->tls)) {
+		error_setg(errp, "NBD server: TLS credentials '%s' are a client's (endpoint=client); "
+			   "the server needs endpoint=server", name);
+		return -1;
+	}
+	if (o->tls_authz && !o->authz) {
+		error_setg(errp, "NBD server: tls-authz: no authz object '%s'", o->tls_authz);
+		return -1;
+	}
+	if (!o->authz)
+		return 0;
+	if (!o->tls) {
+		error_setg(errp, "NBD server: tls-authz '%s' needs tls-creds", o->tls_authz);
+		return -1;
+	}
+	if (!nbd_tls_creds_verify_peer(o->tls)) {
+		error_setg(errp, "NBD server: tls-authz '%s' checks the client's x509 certificate, "
+			   "which TLS credentials '%s' do not ask for (%s)", o->tls_authz, name,
+			   nbd_tls_creds_is_psk(o->tls) ? "tls-creds-psk" : "verify-peer=off");
+		return -1;
+	}
+	return 0;
+}
+
 struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct error **errp)
 {
 	struct nbd_server *srv;
 	struct error *err = NULL;
 	int ret;
 
-	if (o->tls_creds && !o->tls) {
-		error_setg(errp, "NBD server: TLS credentials '%s' not found", o->tls_creds);
+	if (check_tls(o, errp) < 0)
 		return NULL;
-	}
-	if (o->tls_authz) {
-		error_setg(errp, "NBD server: tls-authz ('%s') is not supported: every client with "
-			   "valid credentials is served", o->tls_authz);
-		return NULL;
-	}
 	if (!o->iothread) {
 		error_setg(errp, "NBD server: no iothread given");
 		return NULL;
@@ -392,7 +422,11 @@ struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct erro
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	srv->it = o->iothread;
-	srv->tls = o->tls;
+	srv->tls = o->tls ? nbd_tls_creds_ref(o->tls) : NULL;
+	if (o->authz && !(srv->authz = nbd_tls_authz_new(nbd_tls_authz_id(o->authz),
+							 nbd_tls_authz_identity(o->authz),
+							 errp)))
+		goto err;
 	srv->type = o->type;
 	srv->max_conns = o->max_connections;
 	srv->handshake_ms = o->handshake_ms ? o->handshake_ms : NBD_SERVER_HANDSHAKE_MS_DEFAULT;

@@ -33,6 +33,7 @@
 
 struct nbd_server;
 struct nbd_tls_creds;
+struct nbd_tls_authz;
 struct blockdev;
 struct iothread;
 
@@ -55,11 +56,13 @@ enum nbd_addr_type {
  * @iothread: where connections are accepted and their handshakes run (required)
  * @handshake_ms: a client that has not finished its handshake by then is disconnected
  *                (0: NBD_SERVER_HANDSHAKE_MS_DEFAULT)
- * @tls: credentials (nbd_tls_creds_x509_new / _psk_new; the caller's, kept until the server
- *       stopped): every client must start TLS before anything else (FORCEDTLS); NULL: no TLS
+ * @tls: server credentials (nbd_tls_creds_x509_new / _psk_new; the server takes a reference):
+ *       every client must start TLS before anything else (FORCEDTLS); NULL: no TLS
  * @tls_creds: the name the user gave the credentials (for messages); set without @tls, it is
  *             refused as not found
- * @tls_authz: not supported: any value is refused
+ * @authz: the identity a client's x509 certificate must name (the server keeps a copy); needs
+ *         x509 credentials with verify-peer; NULL: every client with valid credentials
+ * @tls_authz: its name (for messages); set without @authz, it is refused as not found
  */
 struct nbd_server_opts {
 	enum nbd_addr_type type;
@@ -71,6 +74,7 @@ struct nbd_server_opts {
 	unsigned int handshake_ms;
 	struct nbd_tls_creds *tls;
 	const char *tls_creds;
+	const struct nbd_tls_authz *authz;
 	const char *tls_authz;
 };
 

@@ -6,37 +6,18 @@
  * full), cout what GnuTLS pushed and the socket has not taken yet (the transport encrypts more
  * only while less than its own bound is queued).
  */
-#include "blockdev/nbd_tls.h"
-
 #include <errno.h>
-#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "blockdev/nbd_tls_priv.h"
 #include "common/util.h"
 
 #define NBD_TLS_CIN (64 * 1024)
-/* TLS 1.2 at least (proto.md "TLS versions"); PSK suites only with PSK credentials */
-#define PRIORITY_X509 "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
-#define PRIORITY_PSK "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1:+ECDHE-PSK:+DHE-PSK:+PSK"
-
-struct psk_key {
-	char *user;
-	gnutls_datum_t key;
-};
-
-struct nbd_tls_creds {
-	bool psk;
-	bool verify_peer;
-	gnutls_certificate_credentials_t x509;
-	gnutls_psk_server_credentials_t pskc;
-	/* keys.psk, read once here: a handshake runs on an iothread, whose sandbox opens nothing */
-	struct psk_key *keys;
-	size_t nr_keys;
-};
 
 #define COUT_CHUNK (64 * 1024)
 
@@ -48,6 +29,7 @@ struct cout_chunk {
 
 struct nbd_tls_session {
 	struct nbd_tls_creds *creds;
+	const struct nbd_tls_authz *authz;
 	gnutls_session_t gs;
 	uint8_t *cin;
 	size_t cin_pos, cin_len;
@@ -58,7 +40,7 @@ struct nbd_tls_session {
 	struct cout_chunk *cout_head, *cout_tail;
 	size_t cout_pending;
 	bool cout_oom;
-	char why[160]; /* the last failure, for nbd_tls_*'s *why */
+	char why[400]; /* the last failure, for nbd_tls_*'s *why */
 };
 
 static const char *failed(struct nbd_tls_session *s, const char *what, int ret)
@@ -66,202 +48,6 @@ static const char *failed(struct nbd_tls_session *s, const char *what, int ret)
 	snprintf(s->why, sizeof(s->why), "TLS %s failed: %s", what,
 		 s->cout_oom ? "out of memory" : gnutls_strerror(ret));
 	return s->why;
-}
-
-/* ---- credentials ----------------------------------------------------------------------------- */
-
-static char *path_in(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-
-	if (p)
-		snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
-void nbd_tls_creds_free(struct nbd_tls_creds *c)
-{
-	if (!c)
-		return;
-	if (c->x509)
-		gnutls_certificate_free_credentials(c->x509);
-	if (c->pskc)
-		gnutls_psk_free_server_credentials(c->pskc);
-	for (size_t i = 0; i < c->nr_keys; i++) {
-		free(c->keys[i].user);
-		gnutls_memset(c->keys[i].key.data, 0, c->keys[i].key.size);
-		gnutls_free(c->keys[i].key.data);
-	}
-	free(c->keys);
-	free(c);
-}
-
-/* Loads @dir/@name with @load; -1 with a message naming the file when it fails. */
-static int load_x509(struct nbd_tls_creds *c, const char *dir, const char *name, bool required,
-		     int (*load)(gnutls_certificate_credentials_t, const char *,
-				 gnutls_x509_crt_fmt_t),
-		     const char *what, struct error **errp)
-{
-	char *p = path_in(dir, name);
-	int ret;
-
-	if (!p) {
-		error_setg(errp, "out of memory");
-		return -1;
-	}
-	if (!required && access(p, R_OK) != 0) {
-		free(p);
-		return 0;
-	}
-	ret = load(c->x509, p, GNUTLS_X509_FMT_PEM);
-	if (ret < 0)
-		error_setg(errp, "TLS: cannot load the %s '%s': %s", what, p, gnutls_strerror(ret));
-	free(p);
-	return ret < 0 ? -1 : 0;
-}
-
-struct nbd_tls_creds *nbd_tls_creds_x509_new(const char *dir, bool verify_peer,
-					     struct error **errp)
-{
-	struct nbd_tls_creds *c = calloc(1, sizeof(*c));
-	char *cert = NULL, *key = NULL;
-	int ret;
-
-	if (!c || gnutls_certificate_allocate_credentials(&c->x509) < 0) {
-		error_setg(errp, "TLS: out of memory");
-		goto err;
-	}
-	c->verify_peer = verify_peer;
-	if (load_x509(c, dir, "ca-cert.pem", verify_peer, gnutls_certificate_set_x509_trust_file,
-		      "CA certificate", errp) < 0 ||
-	    load_x509(c, dir, "ca-crl.pem", false, gnutls_certificate_set_x509_crl_file,
-		      "certificate revocation list", errp) < 0)
-		goto err;
-	cert = path_in(dir, "server-cert.pem");
-	key = path_in(dir, "server-key.pem");
-	if (!cert || !key) {
-		error_setg(errp, "TLS: out of memory");
-		goto err;
-	}
-	ret = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
-	if (ret < 0) {
-		error_setg(errp, "TLS: cannot load the server certificate '%s' and key '%s': %s",
-			   cert, key, gnutls_strerror(ret));
-		goto err;
-	}
-	gnutls_certificate_set_known_dh_params(c->x509, GNUTLS_SEC_PARAM_MEDIUM);
-	free(cert);
-	free(key);
-	return c;
-err:
-	free(cert);
-	free(key);
-	nbd_tls_creds_free(c);
-	return NULL;
-}
-
-/* One "username:hexkey" line of keys.psk (psktool's format); -1 when it is not one. */
-static int psk_parse_line(struct nbd_tls_creds *c, char *line)
-{
-	char *colon = strchr(line, ':');
-	size_t n = strcspn(line, "\r\n");
-	struct psk_key *k;
-	gnutls_datum_t hex;
-
-	line[n] = '\0';
-	if (!n)
-		return 0; /* blank lines are allowed */
-	if (!colon || colon == line)
-		return -1;
-	*colon = '\0';
-	k = realloc(c->keys, (c->nr_keys + 1) * sizeof(*k));
-	if (!k)
-		return -1;
-	c->keys = k;
-	k = &c->keys[c->nr_keys];
-	hex = (gnutls_datum_t){ (unsigned char *)colon + 1, (unsigned int)strlen(colon + 1) };
-	if (!hex.size || gnutls_hex_decode2(&hex, &k->key) < 0)
-		return -1;
-	k->user = strdup(line);
-	if (!k->user) {
-		gnutls_free(k->key.data);
-		return -1;
-	}
-	c->nr_keys++;
-	return 0;
-}
-
-static int psk_load(struct nbd_tls_creds *c, const char *path, struct error **errp)
-{
-	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	unsigned int no = 0;
-	int ret = 0;
-
-	if (!f) {
-		error_setg_errno(errp, errno, "TLS: cannot read the pre-shared keys '%s'", path);
-		return -1;
-	}
-	while (!ret && getline(&line, &cap, f) >= 0) {
-		no++;
-		if (psk_parse_line(c, line) < 0) {
-			error_setg(errp, "TLS: '%s' line %u is not username:hexkey", path, no);
-			ret = -1;
-		}
-	}
-	if (line)
-		gnutls_memset(line, 0, cap);
-	free(line);
-	fclose(f);
-	if (!ret && !c->nr_keys) {
-		error_setg(errp, "TLS: '%s' holds no key", path);
-		ret = -1;
-	}
-	return ret;
-}
-
-/* GnuTLS asks for a client's key during the handshake: from memory. */
-static int psk_lookup(gnutls_session_t gs, const gnutls_datum_t *user, gnutls_datum_t *key)
-{
-	struct nbd_tls_session *s = gnutls_session_get_ptr(gs);
-
-	for (size_t i = 0; s && i < s->creds->nr_keys; i++) {
-		const struct psk_key *k = &s->creds->keys[i];
-
-		if (strlen(k->user) != user->size || memcmp(k->user, user->data, user->size))
-			continue;
-		key->data = gnutls_malloc(k->key.size);
-		if (!key->data)
-			return -1;
-		memcpy(key->data, k->key.data, k->key.size);
-		key->size = k->key.size;
-		return 0;
-	}
-	return -1;
-}
-
-struct nbd_tls_creds *nbd_tls_creds_psk_new(const char *dir, struct error **errp)
-{
-	struct nbd_tls_creds *c = calloc(1, sizeof(*c));
-	char *keys = path_in(dir, "keys.psk");
-
-	if (!c || !keys || gnutls_psk_allocate_server_credentials(&c->pskc) < 0) {
-		error_setg(errp, "TLS: out of memory");
-		goto err;
-	}
-	c->psk = true;
-	if (psk_load(c, keys, errp) < 0)
-		goto err;
-	gnutls_psk_set_server_credentials_function2(c->pskc, psk_lookup);
-	gnutls_psk_set_server_known_dh_params(c->pskc, GNUTLS_SEC_PARAM_MEDIUM);
-	free(keys);
-	return c;
-err:
-	free(keys);
-	nbd_tls_creds_free(c);
-	return NULL;
 }
 
 /* ---- GnuTLS's transport: our buffers --------------------------------------------------------- */
@@ -330,7 +116,9 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *buf, size_t len)
 
 /* ---- sessions -------------------------------------------------------------------------------- */
 
-struct nbd_tls_session *nbd_tls_session_new(struct nbd_tls_creds *creds, struct error **errp)
+struct nbd_tls_session *nbd_tls_session_new(struct nbd_tls_creds *creds,
+					    const struct nbd_tls_authz *authz,
+					    struct error **errp)
 {
 	struct nbd_tls_session *s = calloc(1, sizeof(*s));
 	const char *err_pos = NULL;
@@ -342,6 +130,7 @@ struct nbd_tls_session *nbd_tls_session_new(struct nbd_tls_creds *creds, struct 
 		return NULL;
 	}
 	s->creds = creds;
+	s->authz = authz;
 	ret = gnutls_init(&s->gs, GNUTLS_SERVER | GNUTLS_NONBLOCK);
 	if (ret < 0) {
 		free(s->cin);
@@ -349,10 +138,10 @@ struct nbd_tls_session *nbd_tls_session_new(struct nbd_tls_creds *creds, struct 
 		error_setg(errp, "TLS: gnutls_init: %s", gnutls_strerror(ret));
 		return NULL;
 	}
-	ret = gnutls_priority_set_direct(s->gs, creds->psk ? PRIORITY_PSK : PRIORITY_X509,
-					 &err_pos);
+	ret = gnutls_priority_set_direct(s->gs, creds->psk ? NBD_TLS_PRIORITY_PSK :
+							     NBD_TLS_PRIORITY_X509, &err_pos);
 	if (ret >= 0)
-		ret = creds->psk ? gnutls_credentials_set(s->gs, GNUTLS_CRD_PSK, creds->pskc) :
+		ret = creds->psk ? gnutls_credentials_set(s->gs, GNUTLS_CRD_PSK, creds->psk_server) :
 				   gnutls_credentials_set(s->gs, GNUTLS_CRD_CERTIFICATE, creds->x509);
 	if (ret < 0) {
 		error_setg(errp, "TLS: session set-up: %s", gnutls_strerror(ret));
@@ -364,7 +153,7 @@ struct nbd_tls_session *nbd_tls_session_new(struct nbd_tls_creds *creds, struct 
 							      GNUTLS_CERT_REQUIRE :
 							      GNUTLS_CERT_IGNORE);
 	gnutls_transport_set_ptr(s->gs, s);
-	gnutls_session_set_ptr(s->gs, s); /* for psk_lookup */
+	gnutls_session_set_ptr(s->gs, creds); /* for the PSK lookup (nbd_tls_creds.c) */
 	gnutls_transport_set_push_function(s->gs, push);
 	gnutls_transport_set_pull_function(s->gs, pull);
 	gnutls_transport_set_pull_timeout_function(s->gs, pull_timeout);
@@ -447,22 +236,64 @@ size_t nbd_tls_cout_pending(const struct nbd_tls_session *s)
 	return s->cout_pending;
 }
 
+/* The distinguished name of the client's certificate (RFC 4514, as QEMU prints it) into
+ * s->why's room @dn; -1 when there is no certificate or it cannot be read. */
+static int peer_dn(struct nbd_tls_session *s, char *dn, size_t len)
+{
+	unsigned int n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(s->gs, &n);
+	gnutls_x509_crt_t crt;
+	size_t size = len;
+	int ret;
+
+	if (!certs || !n || gnutls_x509_crt_init(&crt) < 0)
+		return -1;
+	ret = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+	if (ret >= 0)
+		ret = gnutls_x509_crt_get_dn(crt, dn, &size);
+	gnutls_x509_crt_deinit(crt);
+	return ret < 0 ? -1 : 0;
+}
+
+/* The handshake is done: the client's certificate, and whom the tls-authz lets in. */
+static int check_peer(struct nbd_tls_session *s, const char **why)
+{
+	unsigned int status = 0;
+	char dn[256];
+	int ret;
+
+	if (s->creds->psk || !s->creds->verify_peer)
+		return 0;
+	ret = gnutls_certificate_verify_peers2(s->gs, &status);
+	if (ret < 0 || status) {
+		*why = "TLS: the client's certificate was not verified by the CA";
+		return -EPROTO;
+	}
+	if (!s->authz)
+		return 0;
+	if (peer_dn(s, dn, sizeof(dn)) < 0) {
+		snprintf(s->why, sizeof(s->why), "TLS: the client's certificate has no "
+			 "distinguished name that tls-authz '%s' could check (at most %zu bytes)",
+			 nbd_tls_authz_id(s->authz), sizeof(dn) - 1);
+	} else if (!nbd_tls_authz_allows(s->authz, dn)) {
+		snprintf(s->why, sizeof(s->why), "TLS: the client's certificate '%s' is not "
+			 "allowed by tls-authz '%s'", dn, nbd_tls_authz_id(s->authz));
+	} else {
+		return 0;
+	}
+	/* the client learns why from the alert, rather than from a closed connection */
+	gnutls_alert_send(s->gs, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
+	*why = s->why;
+	return -EPROTO;
+}
+
 int nbd_tls_handshake(struct nbd_tls_session *s, const char **why)
 {
 	for (;;) {
 		int ret = gnutls_handshake(s->gs);
-		unsigned int status = 0;
 
-		if (ret == 0) {
-			if (s->creds->psk || !s->creds->verify_peer)
-				return 0;
-			ret = gnutls_certificate_verify_peers2(s->gs, &status);
-			if (ret < 0 || status) {
-				*why = "TLS: the client's certificate was not verified by the CA";
-				return -EPROTO;
-			}
-			return 0;
-		}
+		if (ret == 0)
+			return check_peer(s, why);
 		if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
 			if (s->cin_eof) {
 				*why = "TLS: the client closed the connection during the handshake";

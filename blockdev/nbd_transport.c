@@ -240,13 +240,15 @@ void nbd_client_go(void *opaque, struct nbd_conn *c, struct nbd_export *exp)
 static void update_closed(struct nbd_client *cl)
 {
 	bool clean = !nbd_conn_close_reason(cl->conn)[0] && !cl->forced && !cl->send_failed;
+	/* a client refused at the end of its TLS handshake: the access_denied alert goes out */
+	bool refused = cl->tls && !cl->tls_ready && !cl->forced && !cl->send_failed;
 
 	cl->moving = false;
 	if (clean && cl->tls && cl->tls_ready && !cl->bye_done) {
 		cl->bye_done = true;
 		nbd_tls_bye(cl->tls);
 	}
-	if (!cl->shut && clean && cl->tls && nbd_tls_cout_pending(cl->tls)) {
+	if (!cl->shut && (clean || refused) && cl->tls && nbd_tls_cout_pending(cl->tls)) {
 		int n = cl->send_armed ? 0 : nbd_tls_cout_iov(cl->tls, cl->iov, NBD_TX_IOV);
 
 		if (!cl->send_armed && (!n || !arm_send(cl, n, true)))
@@ -277,7 +279,7 @@ static bool start_tls(struct nbd_client *cl)
 		return false;
 	}
 	cl->tls_start = false;
-	cl->tls = nbd_tls_session_new(cl->srv->tls, &err);
+	cl->tls = nbd_tls_session_new(cl->srv->tls, cl->srv->authz, &err);
 	if (!cl->tls) {
 		nbd_conn_close(cl->conn, error_msg(err));
 		error_free(err);

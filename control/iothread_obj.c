@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blockdev/blockdev.h"
+#include "blockdev/nbd_tls_obj.h"
 #include "blockdev/throttle.h"
 #include "common/keyval.h"
 #include "common/secret.h"
@@ -140,9 +141,11 @@ int iothread_obj_add_json(struct json_object *a, struct error **errp)
 		}
 		return secret_add(id, a, errp);
 	}
+	if (nbd_tls_obj_handles(type)) /* TLS credentials, tls-authz */
+		return nbd_tls_obj_add(type, id, a, errp);
 	if (!type || strcmp(type, "iothread")) {
-		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, secret)",
-			   type ? type : "");
+		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, secret, "
+			   "tls-creds-x509, tls-creds-psk, authz-simple)", type ? type : "");
 		return -1;
 	}
 	if (!id || !blockdev_node_name_valid(id)) {
@@ -192,4 +195,5 @@ void iothread_obj_cleanup(void)
 	for (unsigned int i = 0; i < nr_groups; i++)
 		blockdev_throttle_group_unref(groups[i]);
 	nr_groups = 0;
+	nbd_tls_obj_cleanup(); /* their users hold their own references */
 }

@@ -10,6 +10,8 @@
  *   --object throttle-group,id=ID,limits.iops-total=N,...
  *   --object secret,id=ID,data=...|file=PATH[,format=base64]   (common/secret.h: an encrypted
  *                      image's key-secret / encrypt.key-secret)
+ *   --object tls-creds-x509|tls-creds-psk|authz-simple,id=ID,...   (blockdev/nbd_tls_obj.h: the
+ *                      NBD server's and the NBD client's TLS, the server's tls-authz)
  *
  * poll-max-ns, poll-grow and poll-shrink are QEMU's iothread properties (defaults as --drive's);
  * poll-backoff and nice are vireo's (--drive's poll-backoff and iothread-nice).

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "blockdev/nbd_server.h"
+#include "blockdev/nbd_tls_obj.h"
 #include "common/keyval.h"
 #include "control/iothread_obj.h"
-#include "control/tls_obj.h"
 #include "iothreads/iothread.h"
 
 static struct nbd_server *srv;
@@ -123,7 +123,9 @@ static int server_start(struct json_object *a, struct json_object *addr, struct 
 			   "handshake in a bounded time)", UINT_MAX / 1000);
 		return -1;
 	}
-	o.tls = o.tls_creds ? tls_obj_find(o.tls_creds) : NULL; /* none: the server says so */
+	/* names without objects: the server says so */
+	o.tls = o.tls_creds ? nbd_tls_obj_creds(o.tls_creds) : NULL;
+	o.authz = o.tls_authz ? nbd_tls_obj_authz(o.tls_authz) : NULL;
 	o.max_connections = (unsigned int)max_conns;
 	o.handshake_ms = (unsigned int)(handshake_s * 1000);
 	/* no polling: idle sleeps; its ring carries the sockets */

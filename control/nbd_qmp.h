@@ -4,9 +4,10 @@
  * blockdev/nbd_server.h: one server per process, as QEMU's.
  *
  *   nbd-server-start {addr: SocketAddressLegacy, max-connections, handshake-max-seconds,
- *                     tls-creds, tls-authz}            QEMU's; TLS is refused by the server
+ *                     tls-creds, tls-authz}            QEMU's (TLS objects: nbd_tls_obj.h)
  *   --nbd-server addr.type=inet,addr.host=H,addr.port=P | addr.type=unix,addr.path=PATH
- *                [,max-connections=N][,handshake-max-seconds=N]   (flat SocketAddress)
+ *                [,max-connections=N][,handshake-max-seconds=N][,tls-creds=ID][,tls-authz=ID]
+ *                                                      (flat SocketAddress)
  *   nbd-server-stop                                    every export goes (BLOCK_EXPORT_DELETED)
  *   block-export-add / --export [type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=D]
  *                [,writable=on|off][,bitmaps.0=B | bitmap=B][,iothread=ID][,fixed-iothread=..]

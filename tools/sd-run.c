@@ -20,13 +20,13 @@
 
 #include "blockdev/blockdev.h"
 #include "blockdev/job.h"
+#include "blockdev/nbd_tls_obj.h"
 #include "common/keyval.h"
 #include "common/util.h"
 #include "control/block_nodes.h"
 #include "control/block_qmp.h"
 #include "control/iothread_obj.h"
 #include "control/nbd_qmp.h"
-#include "control/tls_obj.h"
 #include "seccomp/privs.h"
 #include "tools/sd.h"
 
@@ -41,14 +41,14 @@ static int object_add(const char *spec, struct error **errp)
 		goto out;
 	type = json_object_object_get_ex(a, "qom-type", &t) && json_object_is_type(t, json_type_string)
 		       ? json_object_get_string(t) : "";
-	if (tls_obj_handles(type))
-		ret = tls_obj_add_json(a, errp);
+	if (nbd_tls_obj_handles(type))
+		ret = nbd_tls_obj_add_json(a, errp);
 	else if (!strcmp(type, "iothread") || !strcmp(type, "throttle-group") ||
 		 !strcmp(type, "secret"))
 		ret = iothread_obj_add_json(a, errp);
 	else
 		error_setg(errp, "type '%s' is not supported (iothread, throttle-group, secret, "
-			   "tls-creds-x509, tls-creds-psk)", type);
+			   "tls-creds-x509, tls-creds-psk, authz-simple)", type);
 out:
 	json_object_put(a);
 	if (ret < 0)
@@ -174,7 +174,7 @@ out:
 		status = 1;
 	sd_monitor_cleanup();
 	iothread_obj_cleanup();
-	tls_obj_cleanup(); /* after the server that used them */
+	nbd_tls_obj_cleanup(); /* the server and NBD nodes hold their own references */
 	block_nodes_cleanup();
 	sd_pidfile_remove();
 	close(sigfd);

@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "blockdev/nbd_tls_obj.h"
 #include "common/keyval.h"
 #include "common/parse.h"
 #include "common/secret.h"
@@ -130,6 +131,52 @@ static int take_image_opts(struct json_object *v, const char *prefix, struct blo
 	return 0;
 }
 
+/* Whether --image-opts' object @v puts its node on an NBD export (driver=nbd, or a format
+ * whose file.driver=nbd). */
+static bool names_nbd(struct json_object *v)
+{
+	struct json_object *d, *f;
+
+	if (json_object_object_get_ex(v, "driver", &d) && json_object_is_type(d, json_type_string) &&
+	    !strcmp(json_object_get_string(d), "nbd"))
+		return true;
+	return json_object_object_get_ex(v, "file", &f) && json_object_is_type(f, json_type_object) &&
+	       names_nbd(f);
+}
+
+/*
+ * An NBD export by QEMU's BlockdevOptionsNbd keys (server.type, server.host, server.port,
+ * server.path, export, tls-creds, tls-hostname, reconnect-delay, ...), under a format or as
+ * it is: the nodes blockdev-add would make (the format is the options' driver, never probed).
+ */
+static struct blockdev *open_nbd_opts(struct json_object *spec, const char *fmt, bool readonly,
+				      struct error **errp)
+{
+	static const char where[] = "--image-opts";
+	struct json_object *ro;
+	struct error *err = NULL;
+	struct blockdev *bs;
+
+	if (fmt) {
+		error_setg(errp, "%s: -f %s: the options' driver says the format", where, fmt);
+		return NULL;
+	}
+	if (!json_object_object_get_ex(spec, "read-only", &ro))
+		json_object_object_add(spec, "read-only", json_object_new_boolean(readonly));
+	bs = blockdev_open_ref(spec, where, "x", &err);
+	if (err) { /* its messages name the object "--image-opts.x" (a child "--image-opts.x.file") */
+		const char *m = error_msg(err);
+		size_t n = strlen(where);
+
+		if (!strncmp(m, where, n) && !strncmp(m + n, ".x", 2))
+			error_setg(errp, "%s%s", where, m + n + 2);
+		else
+			error_setg(errp, "%s", m);
+		error_free(err);
+	}
+	return bs;
+}
+
 struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, const char *extra,
 			  struct error **errp)
 {
@@ -142,8 +189,13 @@ struct blockdev *img_open(const char *filename, const char *fmt, bool readonly, 
 	if (img_image_opts && strchr(filename, '=')) {
 		const char *path = NULL;
 
-		if (!(spec = keyval_parse(filename, NULL, errp)) ||
-		    take_image_opts(spec, "", &o, &path, errp))
+		if (!(spec = keyval_parse(filename, NULL, errp)))
+			goto out;
+		if (names_nbd(spec)) {
+			bs = open_nbd_opts(spec, fmt, readonly, errp);
+			goto out;
+		}
+		if (take_image_opts(spec, "", &o, &path, errp))
 			goto out;
 		if (!path) {
 			error_setg(errp, "--image-opts: '%s' names no file.filename", filename);
@@ -163,9 +215,32 @@ out:
 }
 
 /*
- * qemu-img's options that may come before or after a command's own: --object (secrets) and
- * --image-opts. Taken out of @argv (which keeps the rest in order); -1 with the error.
+ * qemu-img's options that may come before or after a command's own: --object (secrets, and
+ * the NBD client's TLS credentials: tls-creds-x509 and tls-creds-psk with endpoint=client)
+ * and --image-opts. Taken out of @argv (which keeps the rest in order); -1 with the error.
  */
+/* --object: a secret, or TLS credentials for NBD exports */
+static int add_object(const char *spec, struct error **errp)
+{
+	struct json_object *a = keyval_parse(spec, "qom-type", errp), *t;
+	const char *type;
+	int ret = -1;
+
+	if (!a)
+		return -1;
+	type = json_object_object_get_ex(a, "qom-type", &t) && json_object_is_type(t, json_type_string)
+		       ? json_object_get_string(t) : "";
+	if (!strcmp(type, "secret"))
+		ret = secret_add_json(a, errp);
+	else if (nbd_tls_obj_handles(type) && strcmp(type, "authz-simple"))
+		ret = nbd_tls_obj_add_json(a, errp);
+	else
+		error_setg(errp, "type '%s' is not supported (secret, tls-creds-x509, "
+			   "tls-creds-psk)", type);
+	json_object_put(a);
+	return ret;
+}
+
 static int take_global_options(int *argc, char **argv, struct error **errp)
 {
 	int out = 1;
@@ -184,12 +259,10 @@ static int take_global_options(int *argc, char **argv, struct error **errp)
 			argv[out++] = argv[i];
 			continue;
 		}
-		if (strncmp(spec, "secret,", 7) && strncmp(spec, "qom-type=secret,", 16)) {
-			error_setg(errp, "--object '%s': only secret objects are supported", spec);
+		if (add_object(spec, errp) < 0) {
+			error_prepend(errp, "--object '%s'", spec);
 			return -1;
 		}
-		if (secret_add_spec(spec, errp))
-			return -1;
 	}
 	*argc = out;
 	argv[out] = NULL;
@@ -228,14 +301,18 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		struct error *err = NULL;
+		int status;
 
 		if (strcmp(argv[1], commands[i].name))
 			continue;
 		if (take_global_options(&argc, argv, &err)) {
 			error_report_free(IMG_PROG, err);
+			nbd_tls_obj_cleanup();
 			return 1;
 		}
-		return commands[i].fn(argc - 1, argv + 1);
+		status = commands[i].fn(argc - 1, argv + 1);
+		nbd_tls_obj_cleanup(); /* nodes on the credentials hold their own reference */
+		return status;
 	}
 	return img_usage_error("unknown command '%s'", argv[1]);
 }

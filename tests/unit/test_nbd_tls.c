@@ -197,7 +197,7 @@ static void start(struct srv *sv, struct nbd_tls_creds *creds)
 static void stop(struct srv *sv)
 {
 	nbd_server_stop(sv->s);
-	nbd_tls_creds_free(sv->creds);
+	nbd_tls_creds_unref(sv->creds);
 }
 
 /* ---- a client: plaintext, then through a GnuTLS session -------------------------------------- */
