@@ -15,7 +15,8 @@
  * close-flush=off).
  *
  * A block map with an entry past the data area's blocks, or two entries sharing a data block,
- * is read (read-only) but not written: vireo-img check reports both, as qemu-img check does.
+ * is read (read-only) but not written: vireo-img check reports both, as qemu-img check does,
+ * and check -r (an open for repair) says that vdi images are not repaired, as qemu-img does.
  */
 #include "blockdev/vdi.h"
 
@@ -57,7 +58,8 @@ static int vdi_probe_score(const uint8_t *buf, size_t len, const char *filename)
 static int vdi_alloc(void *opaque, uint32_t idx, uint64_t *host);
 
 /* The block map, checked, and the block table from it. */
-static int load_map(struct vdi *v, struct blockdev *bs, uint64_t file_size, struct error **errp)
+static int load_map(struct vdi *v, struct blockdev *bs, struct blockdev_open_ctx *ctx,
+		    uint64_t file_size, struct error **errp)
 {
 	uint32_t n = v->h.blocks_in_image, nr;
 	struct vdi_map_report r;
@@ -78,7 +80,7 @@ static int load_map(struct vdi *v, struct blockdev *bs, uint64_t file_size, stru
 		v->map[i] = le32toh(v->map[i]);
 	if (vdi_map_check(&v->h, v->map, file_size, false, &r, errp))
 		return -1;
-	if ((r.bad_index || r.duplicates) && !bs->read_only) {
+	if ((r.bad_index || r.duplicates) && !bs->read_only && !ctx->opts->repair) {
 		error_setg(errp, "the block map has %" PRIu32 " entries past the data area and %"
 			   PRIu32 " sharing a data block: open it read-only (vireo-img check "
 			   "lists them)", r.bad_index, r.duplicates);
@@ -145,7 +147,7 @@ static int vdi_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 		error_setg(errp, "out of memory");
 		goto fail;
 	}
-	if (load_map(v, bs, bs->file->size, errp))
+	if (load_map(v, bs, ctx, bs->file->size, errp))
 		goto fail;
 	bs->opaque = v;
 	return 0;
