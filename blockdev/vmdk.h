@@ -4,8 +4,9 @@
  *
  *  vmdk_format.h  on-disk layout and the pure parsers (header, descriptor)
  *  vmdk.c         the node: descriptor and extents, map(), the synchronous ops, info, check
- *  vmdk_sparse.c  one hosted sparse extent: grain tables, allocation, compressed grains, the
- *                 stream footer
+ *  vmdk_sparse.c  one hosted sparse extent (with vmdk_alloc.c, vmdk_grain.c, vmdk_check.c:
+ *                 vmdk_sparse_priv.h): grain tables, allocation, compressed grains, the stream
+ *                 footer
  *  vmdk_create.c  new images of each subformat (vireo-img create, convert -O vmdk)
  */
 #ifndef VIREO_BLOCKDEV_VMDK_H
@@ -71,24 +72,6 @@ int vmdk_sparse_flush(struct vmdk_sparse *sp);
 /* Checks every grain table entry; @verbose prints each problem on stderr naming @name. */
 int vmdk_sparse_check(struct vmdk_sparse *sp, const char *name, bool verbose,
 		      struct blockdev_check_result *res);
-
-/**
- * struct vmdk_sparse_layout - a new sparse extent (vmdk_sparse_format)
- * @sectors: its capacity
- * @desc: the embedded descriptor's text (NULL: none)
- * @zeroed_grain: set the zeroed-grain flag (version 2)
- * @stream: streamOptimized: compressed grains with markers, directory at the end (version 3)
- */
-struct vmdk_sparse_layout {
-	uint64_t sectors;
-	const char *desc;
-	bool zeroed_grain;
-	bool stream;
-};
-
-/* Writes an empty sparse extent into the empty file node @file. */
-int vmdk_sparse_format(struct blockdev *file, const struct vmdk_sparse_layout *l,
-		       struct error **errp);
 
 /* vireo-img create -f vmdk, convert -O vmdk (vmdk_create.c) */
 extern const struct blockdev_create_opt_desc vmdk_create_opts[];

@@ -8,10 +8,11 @@
  *   monolithicFlat        FILE (descriptor) + BASE-flat.vmdk
  *   twoGbMaxExtentSparse  FILE (descriptor) + BASE-s001.vmdk, ... (2 GiB each)
  *   twoGbMaxExtentFlat    FILE (descriptor) + BASE-f001.vmdk, ...
- * where BASE is FILE without its extension. The descriptor's geometry is qemu-img's: 16 heads
+ * where BASE is FILE without its extension, and the extents keep FILE's extension
+ * (disk.img: disk-flat.img), as qemu-img names them. The descriptor's geometry is qemu-img's: 16 heads
  * for IDE, 255 for the SCSI adapters, 63 sectors, cylinders = sectors / (heads * 63).
  */
-#include "blockdev/vmdk.h"
+#include "blockdev/vmdk_sparse_priv.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,6 +37,20 @@ const struct blockdev_create_opt_desc vmdk_create_opts[] = {
 	{ "preallocation", BLOCKDEV_CREATE_STR, NULL, "off|falloc|full" },
 	{ "nocow", BLOCKDEV_CREATE_BOOL, NULL, NULL },
 	{ NULL },
+};
+
+/**
+ * struct vmdk_sparse_layout - a new sparse extent
+ * @sectors: its capacity
+ * @desc: the embedded descriptor's text (NULL: none)
+ * @zeroed_grain: set the zeroed-grain flag (version 2)
+ * @stream: streamOptimized: compressed grains with markers, directory at the end (version 3)
+ */
+struct vmdk_sparse_layout {
+	uint64_t sectors;
+	const char *desc;
+	bool zeroed_grain;
+	bool stream;
 };
 
 struct plan {
@@ -155,7 +170,7 @@ static int plan_extents(struct plan *p, struct error **errp)
 	uint64_t per = p->split ? TWO_GB_SECTORS : p->sectors ? p->sectors : 1;
 	size_t n = p->split ? (size_t)MAX(DIV_ROUND_UP(p->sectors, per), 1) : 1;
 	char *base = base_of(p->filename);
-	const char *bname;
+	const char *bname, *ext = p->filename + (base ? strlen(base) : 0);
 	int ret = -1;
 
 	p->ext = calloc(n, sizeof(*p->ext));
@@ -178,9 +193,10 @@ static int plan_extents(struct plan *p, struct error **errp)
 				goto oom;
 			continue;
 		}
-		if ((p->split ? asprintf(&e->filename, "%s-%c%03zu.vmdk", bname, p->flat ? 'f' : 's',
-					 i + 1) :
-				asprintf(&e->filename, "%s-flat.vmdk", bname)) < 0) {
+		/* qemu-img's names: BASE-flat.EXT, BASE-s001.EXT, ... (EXT: FILE's extension) */
+		if ((p->split ? asprintf(&e->filename, "%s-%c%03zu%s", bname, p->flat ? 'f' : 's',
+					 i + 1, ext) :
+				asprintf(&e->filename, "%s-flat%s", bname, ext)) < 0) {
 			e->filename = NULL;
 			goto oom;
 		}
@@ -200,6 +216,100 @@ out:
 	return ret;
 }
 
+static int sparse_format(struct blockdev *file, const struct vmdk_sparse_layout *l,
+		       struct error **errp)
+{
+	struct vmdk_header h = {
+		.version = l->stream ? 3 : l->zeroed_grain ? 2 : 1,
+		.flags = VMDK_FLAG_NL_DETECT | VMDK_FLAG_RGD,
+		.capacity = l->sectors,
+		.grain_size = 128,
+		.desc_offset = 1,
+		.desc_size = 20,
+		.gtes_per_gt = 512,
+	};
+	uint64_t nr_gt = vmdk_gd_entries(&h), gt_sec = 4, dir_sec = DIV_ROUND_UP(nr_gt * 4, 512);
+	uint64_t meta_end, bytes;
+	uint8_t *buf;
+	int ret;
+
+	if (l->zeroed_grain)
+		h.flags |= VMDK_FLAG_ZERO_GRAIN;
+	if (l->stream) {
+		h.flags = VMDK_FLAG_NL_DETECT | VMDK_FLAG_COMPRESS | VMDK_FLAG_MARKERS;
+		h.compress = VMDK_COMPRESS_DEFLATE;
+		h.gd_offset = VMDK_GD_AT_END;
+		h.overhead = 128;
+		meta_end = 128;
+	} else {
+		h.rgd_offset = 21;
+		h.gd_offset = h.rgd_offset + dir_sec + nr_gt * gt_sec;
+		meta_end = h.gd_offset + dir_sec + nr_gt * gt_sec;
+		h.overhead = ALIGN_UP(meta_end, h.grain_size);
+	}
+	if (nr_gt > VMDK_MAX_GD_ENTRIES || h.overhead + 2 * nr_gt * gt_sec > UINT32_MAX) {
+		error_setg(errp, "a size of %" PRIu64 " bytes is too large for a sparse extent",
+			   l->sectors * VMDK_SECTOR);
+		return -1;
+	}
+	/* a stream file starts as its header and descriptor, an empty directory and the footer */
+	bytes = h.overhead * VMDK_SECTOR + (l->stream ? (1 + dir_sec + 3) * VMDK_SECTOR : 0);
+	buf = calloc(1, l->stream ? bytes : meta_end * VMDK_SECTOR);
+	if (!buf) {
+		error_setg(errp, "out of memory");
+		return -1;
+	}
+	vmdk_header_put(&h, buf);
+	if (l->desc)
+		memcpy(buf + VMDK_SECTOR, l->desc, MIN(strlen(l->desc), 20 * VMDK_SECTOR));
+	if (l->stream) {
+		uint8_t *p = buf + h.overhead * VMDK_SECTOR;
+		struct vmdk_header f = h;
+
+		vmdk_marker_put(p, dir_sec, VMDK_MARKER_GD);
+		f.gd_offset = h.overhead + 1;
+		p += (1 + dir_sec) * VMDK_SECTOR;
+		vmdk_marker_put(p, 1, VMDK_MARKER_FOOTER);
+		vmdk_header_put(&f, p + VMDK_SECTOR);
+	} else {
+		for (int copy = 0; copy < 2; copy++) {
+			uint64_t dir = copy ? h.gd_offset : h.rgd_offset;
+
+			for (uint64_t i = 0; i < nr_gt; i++)
+				vmdk_put32(buf + dir * VMDK_SECTOR + 4 * i,
+				      (uint32_t)(dir + dir_sec + i * gt_sec));
+		}
+		/* the file covers its metadata and reads as zeroes up to the first grain */
+	}
+	if (l->stream) {
+		ret = blockdev_pwrite(file, 0, buf, bytes);
+	} else {
+		/* the header, the descriptor and the two directories: the zeroed tables stay holes */
+		ret = blockdev_pwrite(file, 0, buf, (1 + h.desc_size + dir_sec) * VMDK_SECTOR);
+		if (!ret)
+			ret = blockdev_pwrite(file, h.gd_offset * VMDK_SECTOR,
+					      buf + h.gd_offset * VMDK_SECTOR, dir_sec * VMDK_SECTOR);
+		if (!ret && h.overhead == meta_end)
+			ret = blockdev_pwrite(file, (meta_end - 1) * VMDK_SECTOR,
+					      buf + (meta_end - 1) * VMDK_SECTOR, VMDK_SECTOR);
+	}
+	free(buf);
+	if (!ret && !l->stream && h.overhead > meta_end) { /* the first grain's place */
+		struct error *err = NULL;
+
+		if (blockdev_truncate(file, h.overhead * VMDK_SECTOR, &err)) {
+			error_propagate(errp, err);
+			return -1;
+		}
+	}
+	if (ret) {
+		error_setg_errno(errp, -ret, "'%s': writing the sparse extent's header",
+				 file->filename);
+		return -1;
+	}
+	return 0;
+}
+
 /* A sparse extent file at @path: created empty, formatted, its metadata preallocated as asked. */
 static int make_sparse(const struct plan *p, const char *path, uint64_t sectors, const char *desc,
 		       struct error **errp)
@@ -215,7 +325,7 @@ static int make_sparse(const struct plan *p, const char *path, uint64_t sectors,
 	file = blockdev_open_file(path, &o, errp);
 	if (!file)
 		return -1;
-	ret = vmdk_sparse_format(file, &l, errp);
+	ret = sparse_format(file, &l, errp);
 	if (!ret && p->prealloc != BLOCKDEV_PREALLOC_OFF)
 		ret = blockdev_file_preallocate(file, 0, file->size, p->prealloc, errp);
 	if (!ret && blockdev_flush(file)) {
