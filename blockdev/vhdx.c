@@ -9,14 +9,16 @@
  *    v->bat's address and length, v->read_only. The node has no truncate: none of it changes.
  *  - The BAT lives in memory (v->bat). An entry changes only under v->lock, and only from "not
  *    present" (NOT_PRESENT, ZERO, UNMAPPED, UNDEFINED: the block reads as zeroes) to
- *    FULLY_PRESENT at a new file offset, stored with release after the block's data is
- *    written; map() on any iothread and the synchronous reads load it with acquire, so whoever
- *    sees the new entry also sees the data under it. An entry never changes once present, so
- *    a fast-path request that mapped a block can never land in a block given to someone else.
+ *    FULLY_PRESENT at a new file offset, stored with release once the file covers the block;
+ *    map() on any iothread and the synchronous reads load it with acquire. An entry never
+ *    changes once present, so a fast-path request that mapped a block can never land in a
+ *    block given to someone else.
  *  - A new block is appended at v->alloc_end (past everything in the file when it was opened:
- *    the range reads as zeroes), the file is extended over it, then the write's data goes in;
- *    the rest of the block stays zeroes. Two writers to one absent block: the second finds it
- *    present under the lock and writes in place.
+ *    the range reads as zeroes, as the absent block did) and the file extended over it under
+ *    the lock; the write that allocated it then writes its data in place like any other.
+ *    Two writers to one absent block: the second finds it present under the lock. A commit
+ *    that makes a new entry durable before that data is written (a flush racing the write)
+ *    leaves zeroes there after a crash: the block's content before the unfinished write.
  *  - Writes to a present block need no lock: the block cannot move.
  *  - v->data_ready gates every change of the disk (WRITE, DISCARD, WRITE_ZEROES of present
  *    blocks: map() answers SLOW until it is set): the header's DataWriteGuid must be new and
@@ -283,33 +285,35 @@ static int ready(struct vhdx *v)
 	return ret;
 }
 
-/* A write into block @block, absent when looked at: allocate it unless someone just did. */
+/*
+ * A write into block @block, absent when looked at: allocate it unless someone just did, then
+ * write in place. The lock covers the allocation only (a new range of the file, extended over
+ * it, and the entry published), not the data write: the new block reads as zeroes, which is
+ * what the absent block read, so a reader (or a commit making the entry durable) that sees it
+ * before the data is there sees the disk as it was, as with any write still in flight.
+ */
 static int alloc_write(struct vhdx *v, uint64_t block, uint64_t in, const struct iovec *iov,
 		       int iovcnt, uint64_t skip, uint64_t len)
 {
 	uint64_t i = vhdx_bat_index(&v->m, block), bsz = v->m.block_size, e, off;
-	int ret;
 
 	pthread_mutex_lock(&v->lock);
 	e = atomic_load_explicit(&v->bat[i], memory_order_relaxed);
-	if (present(e)) {
-		pthread_mutex_unlock(&v->lock);
-		return file_io(v, true, (e & VHDX_BAT_OFFSET_MASK) + in, iov, iovcnt, skip, len);
+	if (!present(e)) {
+		off = v->alloc_end;
+		if (off + bsz > VHDX_MAX_FILE_OFFSET ||
+		    blockdev_truncate(v->file, off + bsz, NULL)) {
+			pthread_mutex_unlock(&v->lock);
+			return -ENOSPC;
+		}
+		v->alloc_end = off + bsz;
+		e = off | VHDX_BLOCK_FULLY_PRESENT;
+		/* release: the file extended over the block before anyone uses the entry */
+		atomic_store_explicit(&v->bat[i], e, memory_order_release);
+		vhdx_mark_dirty(v, i);
 	}
-	off = v->alloc_end;
-	ret = -ENOSPC;
-	if (off + bsz > VHDX_MAX_FILE_OFFSET || blockdev_truncate(v->file, off + bsz, NULL))
-		goto out;
-	ret = file_io(v, true, off + in, iov, iovcnt, skip, len);
-	if (ret)
-		goto out;
-	v->alloc_end = off + bsz;
-	/* release: the block's data before the entry that makes readers use it */
-	atomic_store_explicit(&v->bat[i], off | VHDX_BLOCK_FULLY_PRESENT, memory_order_release);
-	vhdx_mark_dirty(v, i);
-out:
 	pthread_mutex_unlock(&v->lock);
-	return ret;
+	return file_io(v, true, (e & VHDX_BAT_OFFSET_MASK) + in, iov, iovcnt, skip, len);
 }
 
 static int vhdx_pwritev(struct blockdev *bs, uint64_t off, const struct iovec *iov, int iovcnt)
