@@ -208,3 +208,40 @@ int blockdev_create_uuid(uint8_t uuid[16])
 	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80); /* the RFC 4122 variant */
 	return 0;
 }
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct blockdev_create_opt_desc *const *)a)->name,
+		      (*(const struct blockdev_create_opt_desc *const *)b)->name);
+}
+
+void blockdev_create_help(const struct blockdev_driver *drv, FILE *out)
+{
+	static const struct blockdev_create_opt_desc size = {
+		"size", BLOCKDEV_CREATE_SIZE, NULL, NULL, "Virtual disk size" };
+	static const char *const types[] = {
+		[BLOCKDEV_CREATE_STR] = "<str>", [BLOCKDEV_CREATE_BOOL] = "<bool (on/off)>",
+		[BLOCKDEV_CREATE_SIZE] = "<size>",
+	};
+	const struct blockdev_create_opt_desc *d = drv->create_opts, **v;
+	size_t n = 1;
+
+	while (d && d[n - 1].name)
+		n++;
+	v = calloc(n, sizeof(*v));
+	if (!v)
+		return;
+	v[0] = &size;
+	for (size_t i = 1; i < n; i++)
+		v[i] = &d[i - 1];
+	qsort(v, n, sizeof(*v), by_name);
+	fprintf(out, "Supported options:\n");
+	for (size_t i = 0; i < n; i++) {
+		char left[64];
+
+		snprintf(left, sizeof(left), "%s=%s", v[i]->name, types[v[i]->type]);
+		fprintf(out, "  %-22s%s%s\n", left, v[i]->help ? " - " : "",
+			v[i]->help ? v[i]->help : "");
+	}
+	free(v);
+}

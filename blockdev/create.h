@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "blockdev/blockdev.h"
 
@@ -37,12 +38,14 @@ enum blockdev_create_type {
  * @def: the default qemu-img shows on its "Formatting" line when the option is not given
  *       (NULL: shown only when given)
  * @choices: a STR option's allowed values, '|'-separated ("dynamic|fixed"); NULL: any
+ * @help: what -o help says of it (qemu-img's words; NULL: nothing)
  */
 struct blockdev_create_opt_desc {
 	const char *name;
 	enum blockdev_create_type type;
 	const char *def;
 	const char *choices;
+	const char *help;
 };
 
 /**
@@ -77,6 +80,10 @@ int blockdev_create_prepare(struct blockdev_create_ctx *ctx, const struct blockd
 			    const char *filename, uint64_t size, const struct blockdev_opt *opts,
 			    size_t nr_opts, struct error **errp);
 void blockdev_create_free(struct blockdev_create_ctx *ctx);
+
+/* -o help: "Supported options:" and each option of @drv's create (size too), sorted, as
+ * qemu-img lists them. */
+void blockdev_create_help(const struct blockdev_driver *drv, FILE *out);
 
 /* true when @drv's create takes the option @name */
 bool blockdev_create_takes(const struct blockdev_driver *drv, const char *name);

@@ -326,9 +326,11 @@ static int vdi_check(struct blockdev *bs, unsigned fix, struct blockdev_check_re
 /* ---- creating an image ----------------------------------------------------------------- */
 
 static const struct blockdev_create_opt_desc vdi_create_opts[] = {
-	{ "static", BLOCKDEV_CREATE_BOOL, "off", NULL },
-	{ "preallocation", BLOCKDEV_CREATE_STR, NULL, "off|falloc|full" },
-	{ "nocow", BLOCKDEV_CREATE_BOOL, NULL, NULL },
+	{ "static", BLOCKDEV_CREATE_BOOL, "off", NULL, "VDI static (pre-allocated) image" },
+	{ "preallocation", BLOCKDEV_CREATE_STR, NULL, "off|falloc|full",
+	  "Preallocation mode (allowed values: off, falloc, full)" },
+	{ "nocow", BLOCKDEV_CREATE_BOOL, NULL, NULL,
+	  "Turn off copy-on-write (valid only on btrfs)" },
 	{ NULL },
 };
 

@@ -383,10 +383,15 @@ static int vpc_info(struct blockdev *bs, struct blockdev_info *info, struct erro
 /* ---- creating an image ----------------------------------------------------------------- */
 
 static const struct blockdev_create_opt_desc vpc_create_opts[] = {
-	{ "subformat", BLOCKDEV_CREATE_STR, NULL, "dynamic|fixed" },
-	{ "force_size", BLOCKDEV_CREATE_BOOL, NULL, NULL },
-	{ "preallocation", BLOCKDEV_CREATE_STR, NULL, "off|falloc|full" },
-	{ "nocow", BLOCKDEV_CREATE_BOOL, NULL, NULL },
+	{ "subformat", BLOCKDEV_CREATE_STR, NULL, "dynamic|fixed",
+	  "Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} " },
+	{ "force_size", BLOCKDEV_CREATE_BOOL, NULL, NULL,
+	  "Force disk size calculation to use the actual size specified, rather than using the "
+	  "nearest CHS-based calculation" },
+	{ "preallocation", BLOCKDEV_CREATE_STR, NULL, "off|falloc|full",
+	  "Preallocation mode (allowed values: off, falloc, full)" },
+	{ "nocow", BLOCKDEV_CREATE_BOOL, NULL, NULL,
+	  "Turn off copy-on-write (valid only on btrfs)" },
 	{ NULL },
 };
 

@@ -494,6 +494,24 @@ out:
 	return ret;
 }
 
+static int is_help(void *opaque, const char *key, const char *value, struct error **errp)
+{
+	*(bool *)opaque |= !strcmp(key, "help") || !strcmp(key, "?");
+	return 0;
+}
+
+/* -o help (or -o ?) for a format created through its driver: its options listed, true. */
+static bool format_help(const char *fmt, const char *options)
+{
+	const struct blockdev_driver *drv = blockdev_find_format(fmt);
+	bool help = false;
+
+	if (!drv || !drv->create || img_each_option(options, is_help, &help, NULL) || !help)
+		return false;
+	blockdev_create_help(drv, stdout);
+	return true;
+}
+
 int img_create(int argc, char **argv)
 {
 	static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
@@ -539,6 +557,10 @@ int img_create(int argc, char **argv)
 			return 1;
 		}
 		size_given = true;
+	}
+	if (options && format_help(fmt, options)) {
+		free(options);
+		return 0;
 	}
 	if (img_create_image(argv[optind], fmt, options, size, size_given, backing, backing_fmt,
 			     quiet, &err)) {
