@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Writes to one sparse VMDK extent: in place to allocated grains (no lock: they never move),
- * allocating grains at the end of the file (under sp->lock: data, a flush when ordered, then
- * the table entries, so a crash leaves at most a leaked grain), zeroes, and new grain tables
- * for a directory entry that had none. Compressed files go to vmdk_grain.c. The ownership of
- * what is shared is vmdk_sparse.c's essay.
+ * allocating grains at the end of the file (under sp->lock), zeroes, new grain tables for a
+ * directory entry that had none, and the tables' way to the file at flush (below: a crash
+ * leaves at most leaked grains, never an entry pointing at unwritten data). Compressed files go
+ * to vmdk_grain.c. The ownership of what is shared is vmdk_sparse.c's essay.
  */
 #include "blockdev/vmdk_sparse_priv.h"
 
@@ -15,98 +15,158 @@
 #include "blockdev/internal.h"
 #include "common/util.h"
 
-/* Writes the on-disk sectors of table @gi holding entries [first, last] (and the redundant
- * copy's), from the in-memory table (lock held). */
-static int gt_store(struct vmdk_sparse *sp, uint64_t gi, uint32_t first, uint32_t last)
+/*
+ * Table entries reach the file at flush and close, not with each allocation (as a qcow2 image's
+ * metadata is cached until a flush): the grains written since the last flush are flushed first,
+ * then the table sectors that point at them, so an entry on disk never points at a grain whose
+ * data is not; a crash loses (leaks) only what the guest had not flushed. sp->gt_dirty (a byte
+ * per table: a bit per 128-entry sector) and sp->dirty (the tables with a bit set) say what to
+ * write; sp->dir_dirty that a new table's directory entries are to be written, after it.
+ */
+static int mark_dirty(struct vmdk_sparse *sp, uint64_t gi, uint32_t first, uint32_t last)
+{
+	uint8_t bits = 0;
+
+	if (!sp->gt_dirty && !(sp->gt_dirty = calloc(sp->nr_gt, 1)))
+		return -ENOMEM;
+	for (uint32_t s = first / 128; s <= last / 128; s++)
+		bits |= (uint8_t)(1u << s);
+	if (!sp->gt_dirty[gi]) {
+		if (sp->nr_dirty == sp->cap_dirty) {
+			size_t cap = sp->cap_dirty ? 2 * sp->cap_dirty : 64;
+			uint64_t *d = realloc(sp->dirty, cap * sizeof(*d));
+
+			if (!d)
+				return -ENOMEM;
+			sp->dirty = d;
+			sp->cap_dirty = cap;
+		}
+		sp->dirty[sp->nr_dirty++] = gi;
+	}
+	sp->gt_dirty[gi] |= bits;
+	return 0;
+}
+
+/* The sectors @bits of table @gi (and of its redundant copy) to the file (lock held). */
+static int gt_store(struct vmdk_sparse *sp, uint64_t gi, uint8_t bits)
 {
 	vmdk_gte *t = atomic_load_explicit(&sp->gt[gi], memory_order_relaxed);
-	uint32_t a = first / 128 * 128, b = MIN(last / 128 * 128 + 128, sp->h.gtes_per_gt);
-	uint64_t bytes = ALIGN_UP((uint64_t)(b - a) * 4, VMDK_SECTOR);
-	uint8_t buf[VMDK_MAX_GTES * 4] = { 0 };
+	uint8_t buf[VMDK_SECTOR];
 	int ret = 0;
 
-	if (sp->stream) {
-		sp->tail_dirty = true;
-		return 0;
+	for (uint32_t s = 0; s < 8 && !ret; s++) {
+		uint32_t a = s * 128, b = MIN(a + 128, sp->h.gtes_per_gt);
+
+		if (!(bits & (1u << s)) || a >= b)
+			continue;
+		memset(buf, 0, sizeof(buf));
+		for (uint32_t i = a; i < b; i++)
+			vmdk_put32(buf + 4 * (i - a), atomic_load_explicit(&t[i],
+									memory_order_relaxed));
+		ret = blockdev_pwrite(sp->file, (uint64_t)sp->gd[gi] * VMDK_SECTOR + a * 4ULL, buf,
+				      VMDK_SECTOR);
+		if (!ret && sp->rgd && sp->rgd[gi])
+			ret = blockdev_pwrite(sp->file, (uint64_t)sp->rgd[gi] * VMDK_SECTOR + a * 4ULL,
+					      buf, VMDK_SECTOR);
 	}
-	for (uint32_t i = a; i < b; i++)
-		vmdk_put32(buf + 4 * (i - a), atomic_load_explicit(&t[i], memory_order_relaxed));
-	ret = blockdev_pwrite(sp->file, (uint64_t)sp->gd[gi] * VMDK_SECTOR + (uint64_t)a * 4, buf,
-			      bytes);
-	if (!ret && sp->rgd && sp->rgd[gi])
-		ret = blockdev_pwrite(sp->file, (uint64_t)sp->rgd[gi] * VMDK_SECTOR + (uint64_t)a * 4,
-				      buf, bytes);
 	return ret;
 }
 
-/* Writes directory entry @gi of @dir (at @sector) to the file (lock held). */
-static int dir_store(struct vmdk_sparse *sp, const uint32_t *dir, uint64_t sector, uint64_t gi)
+/* The whole directory @dir at @sector (lock held). */
+static int dir_store(struct vmdk_sparse *sp, const uint32_t *dir, uint64_t sector)
 {
-	uint64_t a = gi / 128 * 128, b = MIN(a + 128, sp->nr_gt);
-	uint8_t buf[VMDK_SECTOR] = { 0 };
+	uint64_t bytes = ALIGN_UP(sp->nr_gt * 4, VMDK_SECTOR);
+	uint8_t *buf = calloc(1, bytes);
+	int ret;
 
-	for (uint64_t i = a; i < b; i++)
-		vmdk_put32(buf + 4 * (i - a), dir[i]);
-	return blockdev_pwrite(sp->file, sector * VMDK_SECTOR + a * 4, buf, VMDK_SECTOR);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < sp->nr_gt; i++)
+		vmdk_put32(buf + 4 * i, dir[i]);
+	ret = blockdev_pwrite(sp->file, sector * VMDK_SECTOR, buf, bytes);
+	free(buf);
+	return ret;
+}
+
+int vmdk_tables_out(struct vmdk_sparse *sp)
+{
+	int ret = 0;
+
+	if (!sp->nr_dirty && !sp->dir_dirty)
+		return 0;
+	/* the grains (and new tables' zeroes) before the entries that point at them */
+	if (sp->barriers)
+		ret = blockdev_flush(sp->file);
+	for (size_t i = 0; i < sp->nr_dirty && !ret; i++) {
+		ret = gt_store(sp, sp->dirty[i], sp->gt_dirty[sp->dirty[i]]);
+		if (!ret)
+			sp->gt_dirty[sp->dirty[i]] = 0;
+	}
+	if (ret)
+		return ret;
+	sp->nr_dirty = 0;
+	if (sp->dir_dirty) {
+		/* the new tables before the directory entries that point at them */
+		if (sp->barriers)
+			ret = blockdev_flush(sp->file);
+		if (!ret)
+			ret = dir_store(sp, sp->gd, sp->h.gd_offset);
+		if (!ret && sp->rgd)
+			ret = dir_store(sp, sp->rgd, sp->h.rgd_offset);
+		if (!ret)
+			sp->dir_dirty = false;
+	}
+	return ret;
 }
 
 /* Table @gi has a place on disk (lock held): a new zeroed one (and its redundant copy) is
- * appended and the directories point at it. A stream file keeps its tables in memory. */
+ * appended, the directories pointing at it from the next flush on. A stream file keeps its
+ * tables in memory. */
 int vmdk_gt_place(struct vmdk_sparse *sp, uint64_t gi)
 {
+	uint64_t at = sp->end, bytes = sp->rgd ? 2 * sp->gt_bytes : sp->gt_bytes;
 	uint8_t *zero;
-	uint64_t at = sp->end, rat = 0;
 	int ret;
 
 	if (sp->stream || sp->gd[gi])
 		return 0;
-	if (sp->end / VMDK_SECTOR + 2 * sp->gt_bytes / VMDK_SECTOR > UINT32_MAX)
+	if (sp->end / VMDK_SECTOR + bytes / VMDK_SECTOR > UINT32_MAX)
 		return -ENOSPC;
-	zero = calloc(1, 2 * sp->gt_bytes);
+	zero = calloc(1, bytes);
 	if (!zero)
 		return -ENOMEM;
-	if (sp->rgd)
-		rat = at + sp->gt_bytes;
-	ret = blockdev_pwrite(sp->file, at, zero, sp->rgd ? 2 * sp->gt_bytes : sp->gt_bytes);
+	ret = blockdev_pwrite(sp->file, at, zero, bytes);
 	free(zero);
-	if (!ret && sp->barriers)
-		ret = blockdev_flush(sp->file);
 	if (ret)
 		return ret;
 	sp->gd[gi] = (uint32_t)(at / VMDK_SECTOR);
 	if (sp->rgd)
-		sp->rgd[gi] = (uint32_t)(rat / VMDK_SECTOR);
-	ret = dir_store(sp, sp->gd, sp->h.gd_offset, gi);
-	if (!ret && sp->rgd)
-		ret = dir_store(sp, sp->rgd, sp->h.rgd_offset, gi);
-	if (ret)
-		return ret;
-	sp->end += sp->rgd ? 2 * sp->gt_bytes : sp->gt_bytes;
+		sp->rgd[gi] = (uint32_t)((at + sp->gt_bytes) / VMDK_SECTOR);
+	sp->dir_dirty = true;
+	sp->end += bytes;
 	ret = vmdk_add_gt_sector(sp, sp->gd[gi]);
 	if (!ret && sp->rgd)
 		ret = vmdk_add_gt_sector(sp, sp->rgd[gi]);
 	return ret;
 }
 
-/* Points entries [idx, idx + n) of table @gi at the grains from sector @first, @step apart
- * (0: the given sectors), then writes the table (lock held; the grains are written). */
+/* Points entries [idx, idx + n) of table @gi at the grains at @sectors (lock held; the grains
+ * are written): at once for readers, on disk at the next flush. */
 int vmdk_set_entries(struct vmdk_sparse *sp, uint64_t gi, uint32_t idx, uint32_t n,
-		       const uint32_t *sectors)
+		     const uint32_t *sectors)
 {
 	vmdk_gte *t = atomic_load_explicit(&sp->gt[gi], memory_order_relaxed);
 
 	if (!n)
 		return 0;
-	if (sp->barriers && !sp->stream) {
-		int ret = blockdev_flush(sp->file); /* the data before the entries that point at it */
-
-		if (ret)
-			return ret;
-	}
 	for (uint32_t i = 0; i < n; i++)
 		/* pairs with the acquire loads of map() and lookups: the grain is written */
 		atomic_store_explicit(&t[idx + i], sectors[i], memory_order_release);
-	return gt_store(sp, gi, idx, idx + n - 1);
+	if (sp->stream) {
+		sp->tail_dirty = true;
+		return 0;
+	}
+	return mark_dirty(sp, gi, idx, idx + n - 1);
 }
 
 /*
@@ -117,7 +177,7 @@ int vmdk_set_entries(struct vmdk_sparse *sp, uint64_t gi, uint32_t idx, uint32_t
 static int64_t alloc_run(struct vmdk_sparse *sp, uint64_t off, const struct iovec *iov,
 			 int iovcnt, uint64_t skip, uint64_t len)
 {
-	uint64_t gi = off / sp->cover, g0 = off / sp->grain, head = off % sp->grain;
+	uint64_t gi = off / sp->cover, head = off % sp->grain;
 	uint32_t idx = (uint32_t)(off % sp->cover / sp->grain), n = 0;
 	uint32_t sectors[VMDK_MAX_GTES];
 	uint64_t bytes, end;
@@ -163,7 +223,6 @@ static int64_t alloc_run(struct vmdk_sparse *sp, uint64_t off, const struct iove
 		sp->end += bytes;
 		ret = vmdk_set_entries(sp, gi, idx, n, sectors);
 	}
-	(void)g0;
 	free(buf);
 	pthread_mutex_unlock(&sp->lock);
 	return ret ? ret : (int64_t)(end - head);

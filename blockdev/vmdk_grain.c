@@ -502,7 +502,8 @@ static int write_tail(struct vmdk_sparse *sp)
 	return ret;
 }
 
-/* What flush and close write (lock held): the pending grain, then a stream's tail. */
+/* What flush and close write (lock held): the pending grain, then a stream's tail or the
+ * tables changed since the last flush. */
 int vmdk_settle(struct vmdk_sparse *sp)
 {
 	int ret = 0;
@@ -513,5 +514,7 @@ int vmdk_settle(struct vmdk_sparse *sp)
 		ret = pending_out(sp);
 	if (!ret && sp->stream && sp->tail_dirty)
 		ret = write_tail(sp);
+	if (!ret && !sp->stream)
+		ret = vmdk_tables_out(sp);
 	return ret;
 }

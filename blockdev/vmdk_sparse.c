@@ -15,15 +15,16 @@
  *    is NULL. Tables stay until close: memory grows with the part of the disk touched, 2 KiB
  *    per 32 MiB at qemu-img's geometry.
  *  - Table entries are atomics. An entry changes only under sp->lock, after the grain's data
- *    was written (and, with barriers, made durable): a release store that pairs with the
- *    acquire load in map() and lookups, so whoever sees the new entry reads the new grain.
- *    The on-disk table (and its redundant copy) is written after the entry is stored.
+ *    was written: a release store that pairs with the acquire load in map() and lookups, so
+ *    whoever sees the new entry reads the new grain. The on-disk table (and its redundant
+ *    copy) is written at the next flush, after the data it points at was flushed
+ *    (vmdk_alloc.c).
  *  - Allocated uncompressed grains never move and are never freed, so a write to one needs no
  *    lock: the fast path and the synchronous path write them in place. A grain set to read
  *    zeroes (write-zeroes of a whole grain) is simply forgotten (leaked), as QEMU does.
  *  - sp->lock also covers the directories (gd, rgd), the sorted list of table sectors used for
- *    overlap checks, the append point @end, the pending partial grain of a compressed file,
- *    and the stream tail's state. It is held while an allocating write's data goes to the file
+ *    overlap checks, the append point @end, the tables still to write, the pending partial
+ *    grain of a compressed file, and the stream tail's state. It is held while an allocating write's data goes to the file
  *    (allocations are serialized per extent: the slow path's worker and vireo-img only).
  *
  * Compressed files (streamOptimized) are written by appending: a whole grain is compressed
@@ -317,6 +318,8 @@ static void sparse_free(struct vmdk_sparse *sp)
 	free(sp->rgd);
 	free(sp->gt_sectors);
 	free(sp->pending_buf);
+	free(sp->gt_dirty);
+	free(sp->dirty);
 	vmdk_zpool_free(sp->zpool);
 	pthread_mutex_destroy(&sp->lock);
 	free(sp);

@@ -53,6 +53,10 @@ struct vmdk_sparse {
 	size_t nr_gt_sectors, cap_gt_sectors;
 	uint64_t end;               /* where the next grain goes */
 	bool tail_dirty;            /* stream: tables, directory and footer to write */
+	uint8_t *gt_dirty;          /* per table, its sectors to write at flush (vmdk_alloc.c) */
+	uint64_t *dirty;            /* the tables with dirty sectors */
+	size_t nr_dirty, cap_dirty;
+	bool dir_dirty;             /* new tables: the directories to write after them */
 	uint64_t pending_grain;     /* compressed: the grain in @pending_buf, UINT64_MAX: none */
 	uint8_t *pending_buf;
 	struct vmdk_zpool *zpool;   /* compressed, writable: deflate helpers (NULL: none yet) */
@@ -117,6 +121,9 @@ int vmdk_file_io(struct vmdk_sparse *sp, bool write, uint64_t host, const struct
 int vmdk_gt_place(struct vmdk_sparse *sp, uint64_t gi);
 int vmdk_set_entries(struct vmdk_sparse *sp, uint64_t gi, uint32_t idx, uint32_t n,
 		     const uint32_t *sectors);
+/* Writes the tables (and directories) changed since the last time, after a flush of the data
+ * they point at (lock held; flush and close). */
+int vmdk_tables_out(struct vmdk_sparse *sp);
 
 /* vmdk_grain.c */
 int vmdk_grain_inflate(struct vmdk_sparse *sp, uint64_t g, uint32_t e, uint8_t *out);

@@ -186,6 +186,22 @@ refused "create: unknown adapter" "adapter_type" \
 refused "create: a backing file" "no backing file" \
 	"$VI" create -q -f vmdk -b q-monolithicSparse.vmdk -F vmdk x.vmdk
 
+# a crash (SIGKILL) after a flush and an unflushed allocating write: the image is consistent
+# (the tables reach the file at flush, after the data), the flushed data is there
+for z in off on; do
+	rm -f crash.vmdk log.txt
+	qemu-img create -q -f vmdk -o zeroed_grain=$z crash.vmdk 64M
+	"$IO" -l -f vmdk crash.vmdk -c 'write -P 0x41 0 1M' -c 'write -z 1M 64k' -c flush \
+		-c 'write -P 0x42 8M 3M' -c 'write -P 0x43 100k 8k' -c 'sleep 20000' >log.txt &
+	pid=$!
+	for i in $(seq 100); do grep -q '^@F' log.txt 2>/dev/null && break; sleep 0.1; done
+	sleep 0.5
+	kill -9 $pid; wait $pid 2>/dev/null
+	qclean "zeroed_grain=$z: killed after a flush" crash.vmdk
+	qreads "zeroed_grain=$z: killed after a flush: the flushed data" crash.vmdk "0x41 0 100k" \
+		"0x41 108k 916k" "0 1M 64k"
+done
+
 # a stream is written only as a new file: in place it is refused with the reason
 refused "streamOptimized written in place" "cannot be written in place" \
 	"$IO" -f vmdk q-streamOptimized.vmdk -c 'write -P 1 0 64k'
