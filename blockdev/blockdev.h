@@ -895,8 +895,10 @@ struct blockdev_req {
  * @bs: the top node
  * @it: the iothread that will submit on it (only that thread may use the queue)
  *
- * Control plane (one caller at a time per node); it touches no ring until its first
- * submission. The first queue on a node starts the node's slow-path worker thread. One per
+ * Control plane (one caller at a time per node). It registers the files of @bs's chain in
+ * the iothread's ring (whose SQEs name registered files only): a ring whose fixed file table
+ * cannot take them refuses the queue, naming the file. Free it on its iothread, which releases
+ * them. The first queue on a node starts the node's slow-path worker thread. One per
  * (node, iothread): the virtqueues of one device served by the same iothread share it.
  */
 struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *it,

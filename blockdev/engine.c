@@ -53,7 +53,6 @@
 
 #define IO_INLINE_IOV 8
 #define BOUNCE_KEEP (256u << 10) /* a sub-I/O keeps a bounce buffer up to this size for reuse */
-#define QUEUE_FILES 8
 
 struct blk_io {
 	struct iothread_op op;
@@ -89,9 +88,10 @@ struct blockdev_queue {
 	struct blk_io *free_ios;
 	struct {
 		struct blockdev *node;
-		int index;
-	} files[QUEUE_FILES];
-	unsigned int nr_files;
+		int index; /* its slot in the iothread ring's fixed file table */
+	} *files;
+	unsigned int nr_files, files_cap;
+	bool files_refused; /* a file could not be registered: said once on stderr */
 	bool eager_pending; /* a submit_eager node's SQE is queued: submit when the request is */
 	struct throttle_member *thr; /* a throttle node's: its group holds requests (throttle.c) */
 	struct blockdev_ciphers ciphers; /* encrypted extents' contexts (engine_crypt.c) */
@@ -400,16 +400,49 @@ static void slow_submit(struct blockdev_queue *q, struct blockdev_req *req, stru
 
 /* ---- sub-I/Os on the ring -------------------------------------------------------------------- */
 
+/*
+ * @node's slot in the ring's fixed file table, registered on first use (the queue's chain is
+ * registered when the queue is made; a node that joins it later, here). -errno when the table
+ * cannot take it: the ring takes no plain fd, so the piece fails.
+ */
 static int queue_file_index(struct blockdev_queue *q, struct blockdev *node)
 {
+	int index;
+
 	for (unsigned int i = 0; i < q->nr_files; i++)
 		if (q->files[i].node == node)
 			return q->files[i].index;
-	if (q->nr_files == QUEUE_FILES)
-		return -1;
+	if (q->nr_files == q->files_cap) {
+		unsigned int cap = q->files_cap ? 2 * q->files_cap : 4;
+		void *p = realloc(q->files, cap * sizeof(*q->files));
+
+		if (!p)
+			return -ENOMEM;
+		q->files = p;
+		q->files_cap = cap;
+	}
+	index = iothread_file_index(q->it, node->fd);
+	if (index < 0)
+		return index;
 	q->files[q->nr_files].node = node;
-	q->files[q->nr_files].index = iothread_file_index(q->it, node->fd);
-	return q->files[q->nr_files++].index;
+	q->files[q->nr_files++].index = index;
+	return index;
+}
+
+/* A piece on @node failed because its file has no slot: said once per queue. */
+static void queue_file_refused(struct blockdev_queue *q, struct blockdev *node, int err)
+{
+	struct error *e = NULL;
+	char what[300];
+
+	if (q->files_refused)
+		return;
+	q->files_refused = true;
+	snprintf(what, sizeof(what), "'%s' (node '%s')", node->filename, node->node_name);
+	iothread_file_error(q->it, err, what, &e);
+	fprintf(stderr, "vireo: blockdev '%s': %s: its requests fail\n", q->bs->node_name,
+		error_msg(e));
+	error_free(e);
 }
 
 static void io_complete(struct iothread_op *op, int res);
@@ -604,13 +637,18 @@ static void io_issue(struct blk_io *io)
 			return;
 		}
 	}
+	index = queue_file_index(q, io->file);
+	if (index < 0) {
+		queue_file_refused(q, io->file, index);
+		io_finish(io, index);
+		return;
+	}
 	sqe = iothread_get_sqe(q->it, &io->op);
 	if (!sqe) {
 		io_finish(io, -EIO);
 		return;
 	}
-	index = queue_file_index(q, io->file);
-	fd = index >= 0 ? index : io->file->fd;
+	fd = index; /* a slot of the fixed file table: IOSQE_FIXED_FILE below */
 	buf = -1;
 	if (io->iovcnt == 1 && io->iov[0].iov_len <= UINT32_MAX)
 		buf = iothread_buffer_index(q->it, io->iov[0].iov_base, io->iov[0].iov_len);
@@ -641,8 +679,7 @@ static void io_issue(struct blk_io *io)
 		io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)io->len);
 		break;
 	}
-	if (index >= 0)
-		sqe->flags |= IOSQE_FIXED_FILE;
+	sqe->flags |= IOSQE_FIXED_FILE;
 	/* one submit per request (blockdev_submit), not per piece; a re-issue goes with the turn */
 	q->eager_pending |= io->file->submit_eager;
 }
@@ -901,10 +938,48 @@ struct throttle_member *blockdev_queue_throttle(const struct blockdev_queue *q)
 
 /* ---- queues ---------------------------------------------------------------------------------- */
 
+/* Registers the files of @n and of the nodes under it (file, backing) in the queue's ring. */
+static int register_chain(struct blockdev_queue *q, struct blockdev *n, struct error **errp)
+{
+	char what[300];
+	int ret;
+
+	if (!n)
+		return 0;
+	if (n->fd >= 0) {
+		ret = queue_file_index(q, n);
+		if (ret < 0) {
+			snprintf(what, sizeof(what), "'%s' (node '%s')", n->filename, n->node_name);
+			iothread_file_error(q->it, ret, what, errp);
+			return -1;
+		}
+	}
+	if (register_chain(q, n->file, errp) < 0)
+		return -1;
+	return register_chain(q, n->backing, errp);
+}
+
+struct chain_call {
+	struct blockdev_queue *q;
+	struct error **errp;
+};
+
+/* On the queue's iothread: 0, or 1 when a file could not be registered (none stays). */
+static int register_chain_fn(void *arg)
+{
+	struct chain_call *c = arg;
+
+	if (register_chain(c->q, c->q->bs, c->errp) == 0)
+		return 0;
+	blockdev_queue_forget_files(c->q);
+	return 1;
+}
+
 struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *it,
 					  struct error **errp)
 {
 	struct blockdev_queue *q = calloc(1, sizeof(*q));
+	int ret;
 
 	if (!q) {
 		error_setg(errp, "'%s': out of memory", bs->filename);
@@ -922,6 +997,17 @@ struct blockdev_queue *blockdev_queue_new(struct blockdev *bs, struct iothread *
 			free(q);
 			return NULL;
 		}
+	}
+	/* the chain's files into the ring now: a ring whose table cannot take them refuses the
+	 * queue (and so the drive) here, with a message, rather than failing its requests */
+	ret = iothread_run_sync(it, register_chain_fn, &(struct chain_call){ q, errp });
+	if (ret) {
+		if (ret < 0)
+			error_setg(errp, "'%s': out of memory", bs->filename);
+		blockdev_throttle_member_free(q->thr);
+		free(q->files);
+		free(q);
+		return NULL;
 	}
 	pthread_mutex_lock(&all_lock);
 	q->all_next = all_queues;
@@ -970,6 +1056,7 @@ void blockdev_queue_free(struct blockdev_queue *q)
 		free(io);
 	}
 	blockdev_ciphers_clear(&q->ciphers);
+	free(q->files);
 	free(q);
 }
 

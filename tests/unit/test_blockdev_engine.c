@@ -130,11 +130,12 @@ static bool wait_sem(sem_t *s, int secs)
 /* Opens a fresh image; returns false (test skipped) if cache=none is not possible here. */
 static const char *image_dir; /* NULL: $VIREO_TEST_TMPDIR, else /var/tmp */
 static const char *submit_mode; /* NULL: auto */
+static unsigned int max_files; /* the iothread's fixed file table ceiling; 0: the default */
 
 static bool setup(struct harness *h, const char *cache, bool readonly, uint64_t poll_max_ns)
 {
 	const char *dir = image_dir ? image_dir : getenv("VIREO_TEST_TMPDIR");
-	struct iothread_opts io = { .poll_max_ns = poll_max_ns };
+	struct iothread_opts io = { .poll_max_ns = poll_max_ns, .max_files = max_files };
 	struct blockdev_opts o = { 0 };
 	struct error *err = NULL;
 	int fd;
@@ -675,6 +676,100 @@ static void requests_split_over_every_extent_kind_complete_once(void **state)
 	free(w);
 }
 
+struct filler {
+	int fds[IOTHREAD_FILES_START];
+	int n;
+};
+
+/* Fills the ring's fixed file table with /dev/zero fds until it refuses one. */
+static int fill_table(void *arg)
+{
+	struct filler *f = arg;
+
+	while (f->n < IOTHREAD_FILES_START) {
+		int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+
+		if (iothread_file_index(iothread_current(), fd) == -EMFILE) {
+			close(fd);
+			return 0;
+		}
+		f->fds[f->n++] = fd;
+	}
+	return -1;
+}
+
+static int release_one(void *arg)
+{
+	struct filler *f = arg;
+
+	iothread_file_release(iothread_current(), f->fds[--f->n]);
+	close(f->fds[f->n]);
+	return 0;
+}
+
+static int release_all(void *arg)
+{
+	struct filler *f = arg;
+
+	while (f->n)
+		release_one(f);
+	return 0;
+}
+
+/*
+ * The ring takes no plain fd: a node whose file its full fixed file table cannot take is
+ * refused when its queue is made (so the drive is refused at start), naming the file.
+ */
+static void a_full_file_table_refuses_a_new_queue_naming_the_file(void **state)
+{
+	struct blockdev_opts o = { 0 };
+	struct blockdev_queue *q;
+	struct blockdev *other;
+	struct error *err = NULL;
+	struct filler f = { .n = 0 };
+	struct harness h;
+	char path[300];
+	int fd;
+
+	max_files = IOTHREAD_FILES_START;
+	if (!setup(&h, "writeback", false, 0)) {
+		max_files = 0;
+		skip();
+	}
+	max_files = 0;
+	snprintf(path, sizeof(path), "%s.other", h.path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, IMG_SIZE), 0);
+	close(fd);
+	blockdev_opts_set(&o, "cache", "writeback", NULL);
+	other = blockdev_open(path, &o, &err);
+	blockdev_opts_free(&o);
+	assert_non_null(other);
+	/* the harness's image, its kick eventfd and the message eventfd hold three slots */
+	assert_int_equal(iothread_run_sync(h.it, fill_table, &f), 0);
+	assert_null(blockdev_queue_new(other, h.it, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(error_msg(err), "iothread eng: cannot register '"));
+	assert_non_null(strstr(error_msg(err), ".other' (node '"));
+	assert_non_null(strstr(error_msg(err), "in its ring's fixed file table: the table is full"));
+	error_free(err);
+	err = NULL;
+	/* one slot free: the same node gets its queue */
+	assert_int_equal(iothread_run_sync(h.it, release_one, &f), 0);
+	q = blockdev_queue_new(other, h.it, &err);
+	assert_non_null(q);
+	{
+		struct fake_dev d = { .q = q };
+
+		assert_int_equal(iothread_run_sync(h.it, free_queue, &d), 0);
+	}
+	assert_int_equal(iothread_run_sync(h.it, release_all, &f), 0);
+	blockdev_close(other);
+	unlink(path);
+	teardown(&h);
+}
+
 static void write_zeroes_falls_back_where_zero_range_is_refused(void **state)
 {
 	struct harness h;
@@ -790,6 +885,7 @@ int main(void)
 		cmocka_unit_test(reading_past_a_shrunken_file_returns_zeroes),
 		cmocka_unit_test(flush_discard_and_write_zeroes_complete),
 		cmocka_unit_test(write_zeroes_falls_back_where_zero_range_is_refused),
+		cmocka_unit_test(a_full_file_table_refuses_a_new_queue_naming_the_file),
 		cmocka_unit_test(bad_requests_fail_through_done),
 		cmocka_unit_test(writes_to_a_read_only_image_fail_with_erofs),
 		cmocka_unit_test(a_short_write_is_continued_not_taken_for_whole_writeback),
