@@ -19,6 +19,7 @@ struct blockdev_bitmap {
 	_Atomic uint64_t *words;
 	atomic_bool enabled;
 	atomic_bool busy;
+	atomic_bool changed;      /* bits changed since blockdev_bitmap_set_unchanged() */
 	bool persistent;          /* control plane only */
 	bool inconsistent;        /* control plane only */
 	struct blockdev_bitmap *_Atomic next; /* the node's live list */
@@ -156,6 +157,17 @@ uint64_t blockdev_bitmap_granularity(const struct blockdev_bitmap *b)
 	return b->gran;
 }
 
+/*
+ * A bit of @b changed. Written once per change of state, read first: a write that finds its
+ * bits set already (most of them, on a hot disk) stores nothing, so the line stays shared.
+ * Relaxed: the control plane reads it after the writers stopped (the node's queues drained).
+ */
+static void note_change(struct blockdev_bitmap *b)
+{
+	if (!atomic_load_explicit(&b->changed, memory_order_relaxed))
+		atomic_store_explicit(&b->changed, true, memory_order_relaxed);
+}
+
 /* Sets (@set) or clears bits [first, last] with one atomic operation per word. */
 static void change_bits(struct blockdev_bitmap *b, uint64_t first, uint64_t last, bool set)
 {
@@ -163,11 +175,17 @@ static void change_bits(struct blockdev_bitmap *b, uint64_t first, uint64_t last
 		unsigned int lo = w == first / 64 ? first % 64 : 0;
 		unsigned int hi = w == last / 64 ? last % 64 : 63;
 		uint64_t mask = (hi == 63 ? ~0ULL : ((1ULL << (hi + 1)) - 1)) & ~((1ULL << lo) - 1);
+		uint64_t old;
 
-		if (set)
-			atomic_fetch_or_explicit(&b->words[w], mask, memory_order_relaxed);
-		else
-			atomic_fetch_and_explicit(&b->words[w], ~mask, memory_order_relaxed);
+		if (set) {
+			old = atomic_fetch_or_explicit(&b->words[w], mask, memory_order_relaxed);
+			if ((old & mask) != mask)
+				note_change(b);
+		} else {
+			old = atomic_fetch_and_explicit(&b->words[w], ~mask, memory_order_relaxed);
+			if (old & mask)
+				note_change(b);
+		}
 	}
 }
 
@@ -207,7 +225,8 @@ void blockdev_bitmap_reset(struct blockdev_bitmap *b, uint64_t off, uint64_t len
 void blockdev_bitmap_clear(struct blockdev_bitmap *b)
 {
 	for (uint64_t w = 0; w < (b->nr_bits + 63) / 64; w++)
-		atomic_store_explicit(&b->words[w], 0, memory_order_relaxed);
+		if (atomic_exchange_explicit(&b->words[w], 0, memory_order_relaxed))
+			note_change(b);
 }
 
 void blockdev_bitmaps_mark(struct blockdev *bs, uint64_t off, uint64_t len)
@@ -308,6 +327,7 @@ int blockdev_bitmaps_resize(struct blockdev *bs, uint64_t size)
 		b->words = fresh[i];
 		b->size = size;
 		b->nr_bits = bits_for(size, b->gran_bits);
+		note_change(b); /* as many bits as the new size has */
 	}
 	free(fresh);
 	return 0;
@@ -420,9 +440,33 @@ void blockdev_bitmap_set_bytes(struct blockdev_bitmap *b, uint64_t off, const ui
 			continue;
 		if (b->nr_bits - bit < 8) /* the tail past the last granule stays clear */
 			v &= (1u << (b->nr_bits - bit)) - 1;
-		atomic_fetch_or_explicit(&b->words[byte / 8], v << (8 * (byte % 8)),
-					 memory_order_relaxed);
+		v <<= 8 * (byte % 8);
+		if ((atomic_fetch_or_explicit(&b->words[byte / 8], v, memory_order_relaxed) & v) != v)
+			note_change(b);
 	}
+}
+
+bool blockdev_bitmap_changed(const struct blockdev_bitmap *b)
+{
+	return atomic_load_explicit(&b->changed, memory_order_relaxed);
+}
+
+void blockdev_bitmap_set_unchanged(struct blockdev_bitmap *b)
+{
+	atomic_store_explicit(&b->changed, false, memory_order_relaxed);
+}
+
+int blockdev_bitmap_delete(struct blockdev *bs, struct blockdev_bitmap *b, struct error **errp)
+{
+	if (atomic_load(&b->busy)) {
+		error_setg(errp, "Bitmap '%s' is currently in use by another operation and cannot "
+			   "be used", b->name);
+		return -1;
+	}
+	/* out of the image first: when that fails, the bitmap stays, as QEMU's */
+	if (b->persistent && bs->drv->bitmap_remove && bs->drv->bitmap_remove(bs, b->name, errp))
+		return -1;
+	return blockdev_bitmap_remove(bs, b, errp);
 }
 
 int blockdev_bitmap_can_store(struct blockdev *bs, const char *name, uint64_t granularity,

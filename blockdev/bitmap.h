@@ -46,6 +46,12 @@ struct blockdev_bitmap *blockdev_bitmap_find(struct blockdev *bs, const char *na
 					     struct error **errp);
 /* Unlinks @b (refused while a job uses it). */
 int blockdev_bitmap_remove(struct blockdev *bs, struct blockdev_bitmap *b, struct error **errp);
+/*
+ * QMP's block-dirty-bitmap-remove: @b leaves the node and, when persistent, the image at once
+ * (the format's bitmap_remove), as QEMU's; refused, nothing changed, while a job uses it or
+ * when the format cannot change the image. Control plane.
+ */
+int blockdev_bitmap_delete(struct blockdev *bs, struct blockdev_bitmap *b, struct error **errp);
 /* Frees every bitmap of @bs, removed ones too (the node is closing: nothing writes it). */
 void blockdev_bitmaps_free(struct blockdev *bs);
 
@@ -87,6 +93,13 @@ void blockdev_bitmap_set_persistent(struct blockdev_bitmap *b, bool on);
 bool blockdev_bitmap_persistent(const struct blockdev_bitmap *b);
 void blockdev_bitmap_set_inconsistent(struct blockdev_bitmap *b);
 bool blockdev_bitmap_inconsistent(const struct blockdev_bitmap *b);
+/*
+ * Whether a bit of @b changed (set, cleared, merged, resized) since
+ * blockdev_bitmap_set_unchanged(): a format storing persistent bitmaps rewrites only those at
+ * close. Writers set it on any thread; read it with the writers stopped (the node drained).
+ */
+bool blockdev_bitmap_changed(const struct blockdev_bitmap *b);
+void blockdev_bitmap_set_unchanged(struct blockdev_bitmap *b);
 /* 0 when @b may be used (changed, merged into, given to a job); else -1 with QEMU's message
  * (a job uses it, or it is inconsistent). */
 int blockdev_bitmap_check(const struct blockdev_bitmap *b, struct error **errp);

@@ -577,6 +577,10 @@ struct blockdev_write {
  * @bitmap_can_store: whether a new persistent dirty bitmap @name of @granularity can be stored
  *       in the image (bitmap.h; the driver loads and stores persistent bitmaps itself, at open
  *       and close); NULL = the format has no persistent bitmaps
+ * @bitmap_remove: the persistent bitmap @name leaves the image now, not at close (QMP's
+ *       block-dirty-bitmap-remove, as QEMU's): 0, also when the image holds none of that name
+ *       (one added since open), or -1 with the reason, the image unchanged; NULL = the format
+ *       has no persistent bitmaps
  * @create_opts, @create: creating an image of the format (blockdev/create.h: vireo-img create,
  *       convert -O): the -o options it takes (a table ending with a NULL name) and the op that
  *       writes a new image with them; NULL = the tools create it their own way or not at all
@@ -621,6 +625,7 @@ struct blockdev_driver {
 				   struct error **errp);
 	int (*bitmap_can_store)(struct blockdev *bs, const char *name, uint64_t granularity,
 				struct error **errp);
+	int (*bitmap_remove)(struct blockdev *bs, const char *name, struct error **errp);
 	const struct blockdev_create_opt_desc *create_opts;
 	int (*create)(const struct blockdev_create_ctx *ctx, struct error **errp);
 };

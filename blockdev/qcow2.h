@@ -371,6 +371,8 @@ int qcow2_bitmap_can_store(struct blockdev *bs, const char *name, uint64_t granu
 			   struct error **errp);
 /* qemu-img info's "bitmaps" list (format-specific data), or NULL when there is none. */
 struct json_object *qcow2_bitmaps_info(struct qcow2 *q);
+/* The driver's bitmap_remove (blockdev.h): stored bitmap @name out of the image at once. */
+int qcow2_bitmap_remove(struct blockdev *bs, const char *name, struct error **errp);
 
 /* --- qcow2_check.c --- */
 /* The driver's check op: recounts every reference and compares with the refcounts; repairs per

@@ -11,14 +11,23 @@
  * On disk. Opening a writable image sets the "in use" flag of every bitmap it loaded, in place
  * (one 4-byte write per entry, then a flush): until the image is closed cleanly the stored bits
  * are stale, and a crash leaves them marked so; such a bitmap loads as inconsistent (it records
- * nothing and can only be removed; check -r all removes it). Closing writes every persistent
- * bitmap of the node afresh: its data clusters (an all-zero cluster is left out of the table as
- * a zero entry), its table, then a new directory with the flags clear, a barrier, and the
- * header switched to the directory (the bitmaps extension and autoclear bit 0 in one header
- * write); only then are the old directory, tables and data freed. A crash at any point leaves
- * the old directory (in use) or the new one, and at most leaked clusters. Entries this code
- * does not load (unknown extra data without the "compatible" flag) and inconsistent bitmaps
- * are written back as they were.
+ * nothing and can only be removed; check -r all removes it). Closing writes afresh the
+ * persistent bitmaps whose bits changed since they were loaded (or that are new): their data
+ * clusters (an all-zero cluster is left out of the table as a zero entry), their tables, then
+ * a new directory with the flags clear (the other entries keep their tables and data), a
+ * barrier, and the header switched to the directory (the bitmaps extension and autoclear bit
+ * 0 in one header write); only then are the replaced directory, tables and data freed. A
+ * crash at any point leaves the old directory (in use) or the new one, and at most leaked
+ * clusters. When no bitmap changed, came or went, the directory stays where it is and only
+ * its flags are rewritten in place (in use cleared, "auto" as the bitmap records or not), one
+ * 4-byte write per entry and a flush, as opening set them. Entries this code does not load
+ * (unknown extra data without the "compatible" flag) and inconsistent bitmaps are written
+ * back as they were.
+ *
+ * QMP's block-dirty-bitmap-remove of a stored bitmap takes it out of the image at once, as
+ * QEMU's: a new directory without its entry (the others as the file holds them, in use), a
+ * barrier, the header switched, then its table, data and the old directory freed and the
+ * refcounts flushed.
  */
 #include "blockdev/qcow2.h"
 #include "blockdev/qcow2_internal.h"
@@ -184,6 +193,7 @@ static int load_one(struct qcow2 *q, uint32_t i, uint8_t *buf, struct error **er
 		blockdev_bitmap_set_bytes(b, at, buf, n);
 	}
 	free(t);
+	blockdev_bitmap_set_unchanged(b); /* what the image holds: closing keeps it as it is */
 	return 0;
 }
 
@@ -360,6 +370,65 @@ static int copy_entry(const struct qcow2_bitmap *bm, struct qcow2_bitmap *out)
 	return 0;
 }
 
+/* Entry @bm as closing leaves it for in-memory bitmap @m: not in use, "auto" if it records. */
+static uint32_t closed_flags(const struct qcow2_bitmap *bm, struct blockdev_bitmap *m)
+{
+	uint32_t f = bm->flags & ~(QCOW2_BITMAP_IN_USE | QCOW2_BITMAP_AUTO);
+
+	return f | (blockdev_bitmap_enabled(m) ? QCOW2_BITMAP_AUTO : 0);
+}
+
+/* Loaded entry @i is stored again as it is (its data did not change since open)? */
+static bool unchanged(struct qcow2 *q, uint32_t i)
+{
+	struct blockdev_bitmap *m = q->bm_mem[i];
+
+	return m && blockdev_bitmap_live(q->bs, m) && !blockdev_bitmap_inconsistent(m) &&
+	       !blockdev_bitmap_changed(m);
+}
+
+/*
+ * No bitmap changed, came or went: the directory's flags rewritten in place (in use cleared,
+ * "auto" as each records), then a flush. 1 when it cannot be done this way, 0 or -errno.
+ * Lock held.
+ */
+static int flags_in_place(struct qcow2 *q, const struct live *l)
+{
+	uint64_t pos = q->h.bitmap_directory_offset;
+	bool any = false;
+	int ret;
+
+	for (uint32_t i = 0; i < q->nr_bm; i++) {
+		struct blockdev_bitmap *m = q->bm_mem[i];
+
+		if (m && (!blockdev_bitmap_live(q->bs, m) ||
+			  (!blockdev_bitmap_inconsistent(m) && blockdev_bitmap_changed(m))))
+			return 1; /* removed or changed (an inconsistent one stays as it is) */
+	}
+	for (uint32_t k = 0; k < l->n; k++) {
+		bool known = false;
+
+		for (uint32_t i = 0; i < q->nr_bm; i++)
+			known |= q->bm_mem[i] == l->v[k];
+		if (!known)
+			return 1; /* new */
+	}
+	for (uint32_t i = 0; i < q->nr_bm; i++) {
+		struct qcow2_bitmap *bm = &q->bm[i];
+		uint8_t flags[4];
+
+		if (unchanged(q, i) && closed_flags(bm, q->bm_mem[i]) != bm->flags) {
+			bm->flags = closed_flags(bm, q->bm_mem[i]);
+			qcow2_put_be32(flags, bm->flags);
+			if ((ret = blockdev_pwrite(q->file, pos + 12, flags, sizeof(flags))))
+				return ret;
+			any = true;
+		}
+		pos += qcow2_bitmap_size(bm);
+	}
+	return any ? blockdev_flush(q->file) : 0;
+}
+
 /* Frees bitmap @bm's data and table clusters (its table was checked at load). Lock held. */
 static int free_clusters(struct qcow2 *q, const struct qcow2_bitmap *bm)
 {
@@ -439,6 +508,10 @@ static int store_locked(struct qcow2 *q, const struct live *l, struct error **er
 			replaced[i] = true; /* removed */
 		} else if (!m || blockdev_bitmap_inconsistent(m)) {
 			ret = copy_entry(&q->bm[i], &d[n++]);
+		} else if (unchanged(q, i)) { /* its table and data stay */
+			ret = copy_entry(&q->bm[i], &d[n]);
+			d[n].flags = closed_flags(&q->bm[i], m);
+			n++;
 		} else {
 			replaced[i] = true;
 			ret = write_fresh(q, m, &d[n++]);
@@ -483,8 +556,15 @@ void qcow2_bitmaps_store(struct qcow2 *q)
 	if (l.oom) {
 		fprintf(stderr, "qcow2: '%s': out of memory storing the bitmaps\n", q->bs->filename);
 	} else if ((l.n || q->nr_bm) && !atomic_load(&q->corrupt)) {
+		int ret;
+
 		pthread_mutex_lock(&q->lock);
-		if (store_locked(q, &l, &err))
+		ret = flags_in_place(q, &l);
+		if (ret < 0)
+			error_setg_errno(&err, -ret, "clearing the in-use flags");
+		else if (ret > 0)
+			store_locked(q, &l, &err);
+		if (err)
 			fprintf(stderr, "qcow2: '%s': storing the persistent bitmaps: %s\n",
 				q->bs->filename, error_msg(err));
 		pthread_mutex_unlock(&q->lock);
@@ -494,6 +574,61 @@ void qcow2_bitmaps_store(struct qcow2 *q)
 }
 
 /* --- QMP and info --- */
+
+int qcow2_bitmap_remove(struct blockdev *bs, const char *name, struct error **errp)
+{
+	struct qcow2 *q = qcow2_of(bs);
+	uint64_t old_off = q->h.bitmap_directory_offset, old_size = q->h.bitmap_directory_size;
+	struct qcow2_bitmap *d = NULL, gone;
+	uint32_t i, n = 0;
+	int ret = 0;
+
+	for (i = 0; i < q->nr_bm; i++)
+		if (q->bm_mem[i] && !strcmp(q->bm[i].name, name))
+			break;
+	if (i == q->nr_bm)
+		return 0; /* added since open: nothing stored yet */
+	if (q->read_only || atomic_load(&q->corrupt)) {
+		error_setg(errp, "Bitmap '%s' is readonly and cannot be modified", name);
+		return -1;
+	}
+	pthread_mutex_lock(&q->lock);
+	d = calloc((size_t)q->nr_bm, sizeof(*d));
+	if (!d)
+		ret = -ENOMEM;
+	for (uint32_t k = 0; k < q->nr_bm && !ret; k++)
+		if (k != i)
+			ret = copy_entry(&q->bm[k], &d[n++]); /* as the file holds it (in use) */
+	if (ret) {
+		error_setg_errno(errp, -ret, "Failed to remove bitmap '%s' from the image", name);
+		goto out;
+	}
+	if (write_dir(q, d, n, errp)) {
+		error_prepend(errp, "Failed to remove bitmap '%s' from the image: ", name);
+		ret = -1;
+		goto out;
+	}
+	/* the image no longer names it: its clusters and the old directory go */
+	ret = free_clusters(q, &q->bm[i]);
+	if (!ret)
+		ret = qcow2_free_range(q, old_off, ALIGN_UP(old_size, q->cluster_size));
+	if (!ret)
+		ret = qcow2_barrier(q);
+	if (ret)
+		fprintf(stderr, "qcow2: '%s': bitmap '%s' removed, but freeing its clusters failed "
+			"(%s): they are leaked ('check -r leaks' frees them)\n", bs->filename, name,
+			strerror(-ret));
+	ret = 0;
+	gone = q->bm[i];
+	memmove(&q->bm[i], &q->bm[i + 1], (q->nr_bm - i - 1) * sizeof(*q->bm));
+	memmove(&q->bm_mem[i], &q->bm_mem[i + 1], (q->nr_bm - i - 1) * sizeof(*q->bm_mem));
+	q->nr_bm--;
+	qcow2_bitmap_free(&gone);
+out:
+	pthread_mutex_unlock(&q->lock);
+	qcow2_bitmaps_free(d, n);
+	return ret ? -1 : 0;
+}
 
 int qcow2_bitmap_can_store(struct blockdev *bs, const char *name, uint64_t granularity,
 			   struct error **errp)

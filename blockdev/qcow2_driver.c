@@ -657,4 +657,5 @@ const struct blockdev_driver blockdev_qcow2 = {
 	.populate = qcow2_populate,
 	.change_backing_file = qcow2_change_backing,
 	.bitmap_can_store = qcow2_bitmap_can_store,
+	.bitmap_remove = qcow2_bitmap_remove,
 };

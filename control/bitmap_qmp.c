@@ -3,8 +3,9 @@
  * QMP's block-dirty-bitmap-* commands (QEMU's names, arguments and messages) over
  * blockdev/bitmap.h, for every program with a block layer: each lists BITMAP_QMP_COMMANDS in its
  * command table. persistent=true asks the node's format whether it can store the bitmap (qcow2
- * v3, writable): the driver writes it into the image when the node closes. A bitmap found
- * inconsistent in the image can only be removed.
+ * v3, writable): the driver writes it into the image when the node closes. Removing a
+ * persistent bitmap takes it out of the image at once, as QEMU's. A bitmap found inconsistent
+ * in the image can only be removed.
  */
 #include "control/bitmap_qmp.h"
 
@@ -63,7 +64,7 @@ int bitmap_qmp_remove(void *o, struct json_object *a, struct json_object **ret,
 	struct blockdev *bs;
 	struct blockdev_bitmap *b = node_and_name(a, &bs, true, errp);
 
-	return b ? blockdev_bitmap_remove(bs, b, errp) : -1;
+	return b ? blockdev_bitmap_delete(bs, b, errp) : -1;
 }
 
 int bitmap_qmp_clear(void *o, struct json_object *a, struct json_object **ret,

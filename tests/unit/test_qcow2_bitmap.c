@@ -4,7 +4,10 @@
  * each hostile field refused by name), the serialized bit order of in-memory bitmaps, and
  * through the block layer: a persistent bitmap's bits survive close and reopen, a disabled one
  * stays disabled, one left in use (the file copied while the image was open) loads
- * inconsistent and refuses to be used, removing the last one drops the extension.
+ * inconsistent and refuses to be used, removing the last one drops the extension. Closing
+ * rewrites only the bitmaps whose bits changed (the others keep their tables; with none
+ * changed the directory stays and only its flags change), and removing a stored bitmap takes
+ * it out of the image at once: a second open of the file sees it gone before the first closes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -198,6 +201,179 @@ static void persistent_round_trip(void **state)
 	blockdev_close(bs);
 }
 
+/* Entry @name of the directory as a read-only open of @file finds it (copied), or fails. */
+static struct qcow2_bitmap stored(const char *file, const char *name, uint64_t *dir_off)
+{
+	struct blockdev *bs = imgfx_open(file, "qcow2", NULL, true);
+	struct qcow2 *q = bs->opaque;
+	struct qcow2_bitmap found = { 0 };
+
+	*dir_off = q->h.bitmap_directory_offset;
+	for (uint32_t i = 0; i < q->nr_bm; i++) {
+		if (!strcmp(q->bm[i].name, name)) {
+			found = q->bm[i];
+			found.name = NULL; /* freed with the node */
+			found.extra = NULL;
+		}
+	}
+	if (!found.gran_bits)
+		fail_msg("%s: no bitmap '%s' stored", file, name);
+	blockdev_close(bs);
+	return found;
+}
+
+static bool is_stored(struct blockdev *bs, const char *name)
+{
+	struct qcow2 *q = bs->opaque;
+
+	for (uint32_t i = 0; i < q->nr_bm; i++)
+		if (!strcmp(q->bm[i].name, name))
+			return true;
+	return false;
+}
+
+static void check_clean(const char *file)
+{
+	struct blockdev *bs = imgfx_open(file, "qcow2", NULL, false);
+	struct blockdev_check_result r;
+
+	assert_int_equal(blockdev_check(bs, 0, &r, NULL), 0);
+	assert_int_equal(r.corruptions, 0);
+	assert_int_equal(r.leaks, 0);
+	blockdev_close(bs);
+}
+
+/* Three stored bitmaps: a and b recording, c not; a and b dirty over the first 64 KiB. */
+static void make_three(const char *file)
+{
+	struct blockdev *bs;
+
+	imgfx_make_qcow2(file, 4 << 20, NULL, NULL);
+	bs = imgfx_open(file, "qcow2", NULL, false);
+	blockdev_bitmap_set_persistent(blockdev_bitmap_add(bs, "a", 0, false, NULL), true);
+	blockdev_bitmap_set_persistent(blockdev_bitmap_add(bs, "b", 0, false, NULL), true);
+	blockdev_bitmap_set_persistent(blockdev_bitmap_add(bs, "c", 0, true, NULL), true);
+	imgfx_fill(bs, 0, 4096, 0x33);
+	blockdev_close(bs);
+}
+
+static void only_changed_bitmaps_are_rewritten_at_close(void **state)
+{
+	struct qcow2_bitmap a0, b0, c0, a1, b1, c1;
+	uint64_t dir0, dir1;
+	struct blockdev *bs;
+
+	make_three("ch.qcow2");
+	a0 = stored("ch.qcow2", "a", &dir0);
+	b0 = stored("ch.qcow2", "b", &dir0);
+	c0 = stored("ch.qcow2", "c", &dir0);
+	assert_int_not_equal(a0.table_offset, 0);
+
+	/* opened and closed, a write over what is dirty already, b disabled: nothing is
+	 * rewritten, the directory's flags change in place */
+	bs = imgfx_open("ch.qcow2", "qcow2", NULL, false);
+	imgfx_fill(bs, 0, 4096, 0x44);
+	blockdev_bitmap_enable(blockdev_bitmap_find(bs, "b", NULL), false);
+	blockdev_close(bs);
+	a1 = stored("ch.qcow2", "a", &dir1);
+	b1 = stored("ch.qcow2", "b", &dir1);
+	assert_int_equal(dir1, dir0);
+	assert_int_equal(a1.table_offset, a0.table_offset);
+	assert_int_equal(b1.table_offset, b0.table_offset);
+	assert_int_equal(a1.flags, QCOW2_BITMAP_AUTO); /* not in use */
+	assert_int_equal(b1.flags, 0);                 /* no longer auto */
+	check_clean("ch.qcow2");
+
+	/* a write to a clean granule changes a (b and c do not record): a alone is rewritten */
+	bs = imgfx_open("ch.qcow2", "qcow2", NULL, false);
+	imgfx_fill(bs, 1 << 20, 4096, 0x55);
+	blockdev_close(bs);
+	a1 = stored("ch.qcow2", "a", &dir1);
+	b1 = stored("ch.qcow2", "b", &dir1);
+	c1 = stored("ch.qcow2", "c", &dir1);
+	assert_int_not_equal(dir1, dir0); /* a new directory */
+	assert_int_not_equal(a1.table_offset, a0.table_offset);
+	assert_int_equal(b1.table_offset, b0.table_offset);
+	assert_int_equal(c1.table_offset, c0.table_offset);
+	assert_int_equal(a1.flags | b1.flags | c1.flags, QCOW2_BITMAP_AUTO);
+	check_clean("ch.qcow2");
+	bs = imgfx_open("ch.qcow2", "qcow2", NULL, true);
+	assert_int_equal(blockdev_bitmap_count(blockdev_bitmap_find(bs, "a", NULL)), 2 * 65536);
+	assert_int_equal(blockdev_bitmap_count(blockdev_bitmap_find(bs, "b", NULL)), 65536);
+	blockdev_close(bs);
+
+	/* clearing a dirty bitmap changes it; clearing a clean one does not */
+	bs = imgfx_open("ch.qcow2", "qcow2", NULL, false);
+	blockdev_bitmap_clear(blockdev_bitmap_find(bs, "b", NULL));
+	blockdev_bitmap_clear(blockdev_bitmap_find(bs, "c", NULL));
+	blockdev_close(bs);
+	b1 = stored("ch.qcow2", "b", &dir1);
+	c1 = stored("ch.qcow2", "c", &dir1);
+	assert_int_not_equal(b1.table_offset, b0.table_offset);
+	assert_int_equal(c1.table_offset, c0.table_offset);
+	check_clean("ch.qcow2");
+	bs = imgfx_open("ch.qcow2", "qcow2", NULL, true);
+	assert_int_equal(blockdev_bitmap_count(blockdev_bitmap_find(bs, "b", NULL)), 0);
+	blockdev_close(bs);
+}
+
+static void removing_a_stored_bitmap_takes_it_out_of_the_image_at_once(void **state)
+{
+	struct blockdev *bs, *other, *ro;
+	struct blockdev_bitmap *b;
+	struct error *err = NULL;
+	uint64_t dir;
+
+	make_three("rm.qcow2");
+	bs = imgfx_open("rm.qcow2", "qcow2", NULL, false);
+	blockdev_bitmap_set_persistent(blockdev_bitmap_add(bs, "new", 0, false, NULL), true);
+	assert_int_equal(blockdev_bitmap_delete(bs, blockdev_bitmap_find(bs, "b", NULL), &err),
+			 0);
+	assert_null(blockdev_bitmap_find(bs, "b", NULL));
+	/* not yet stored: nothing to take out */
+	assert_int_equal(blockdev_bitmap_delete(bs, blockdev_bitmap_find(bs, "new", NULL), &err),
+			 0);
+	/* what another program opening the file now sees (as qemu-img info -U would) */
+	other = imgfx_open("rm.qcow2", "qcow2", NULL, true);
+	assert_true(is_stored(other, "a") && is_stored(other, "c"));
+	assert_false(is_stored(other, "b"));
+	assert_true(blockdev_bitmap_inconsistent(blockdev_bitmap_find(other, "a", NULL)));
+	/* a read-only node refuses, keeping it */
+	b = blockdev_bitmap_find(other, "c", NULL);
+	assert_int_equal(blockdev_bitmap_delete(other, b, &err), -1);
+	assert_non_null(strstr(error_msg(err), "readonly"));
+	error_free(err);
+	err = NULL;
+	assert_non_null(blockdev_bitmap_find(other, "c", NULL));
+	blockdev_close(other);
+	/* the last one out drops the extension, while the node is still open */
+	assert_int_equal(blockdev_bitmap_delete(bs, blockdev_bitmap_find(bs, "a", NULL), &err), 0);
+	assert_int_equal(blockdev_bitmap_delete(bs, blockdev_bitmap_find(bs, "c", NULL), &err), 0);
+	ro = imgfx_open("rm.qcow2", "qcow2", NULL, true);
+	assert_int_equal(nr_stored(ro), 0);
+	assert_false(((struct qcow2 *)ro->opaque)->h.has_bitmaps_ext);
+	blockdev_close(ro);
+	blockdev_close(bs);
+	check_clean("rm.qcow2");
+
+	/* an inconsistent one (a crash left it in use) goes at once too */
+	make_three("rm2.qcow2");
+	bs = imgfx_open("rm2.qcow2", "qcow2", NULL, false);
+	copy_file("rm2.qcow2", "rm3.qcow2"); /* as a kill -9 leaves it */
+	blockdev_close(bs);
+	bs = imgfx_open("rm3.qcow2", "qcow2", NULL, false);
+	b = blockdev_bitmap_find(bs, "a", NULL);
+	assert_true(blockdev_bitmap_inconsistent(b));
+	assert_int_equal(blockdev_bitmap_delete(bs, b, &err), 0);
+	other = imgfx_open("rm3.qcow2", "qcow2", NULL, true);
+	assert_false(is_stored(other, "a"));
+	assert_true(is_stored(other, "b"));
+	blockdev_close(other);
+	blockdev_close(bs);
+	(void)stored("rm3.qcow2", "c", &dir);
+	check_clean("rm3.qcow2");
+}
+
 static int setup(void **state)
 {
 	return imgfx_setup("qcow2-bitmap");
@@ -215,6 +391,8 @@ int main(void)
 		cmocka_unit_test(entry_hostile),
 		cmocka_unit_test(bytes_bit_order),
 		cmocka_unit_test(persistent_round_trip),
+		cmocka_unit_test(only_changed_bitmaps_are_rewritten_at_close),
+		cmocka_unit_test(removing_a_stored_bitmap_takes_it_out_of_the_image_at_once),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
