@@ -40,7 +40,7 @@ struct nbd_tls_session {
 	struct cout_chunk *cout_head, *cout_tail;
 	size_t cout_pending;
 	bool cout_oom;
-	char why[400]; /* the last failure, for nbd_tls_*'s *why */
+	char why[1200]; /* the last failure, for nbd_tls_*'s *why */
 };
 
 static const char *failed(struct nbd_tls_session *s, const char *what, int ret)
@@ -236,8 +236,8 @@ size_t nbd_tls_cout_pending(const struct nbd_tls_session *s)
 	return s->cout_pending;
 }
 
-/* The distinguished name of the client's certificate (RFC 4514, as QEMU prints it) into
- * s->why's room @dn; -1 when there is no certificate or it cannot be read. */
+/* The distinguished name of the client's certificate into @dn, as QEMU's tls-authz takes it
+ * (gnutls_x509_crt_get_dn); -1 when there is no certificate or it cannot be read. */
 static int peer_dn(struct nbd_tls_session *s, char *dn, size_t len)
 {
 	unsigned int n = 0;
@@ -259,7 +259,7 @@ static int peer_dn(struct nbd_tls_session *s, char *dn, size_t len)
 static int check_peer(struct nbd_tls_session *s, const char **why)
 {
 	unsigned int status = 0;
-	char dn[256];
+	char dn[1025]; /* nbd_tls_obj.c takes identities of up to 1024 bytes */
 	int ret;
 
 	if (s->creds->psk || !s->creds->verify_peer)
@@ -303,6 +303,8 @@ int nbd_tls_handshake(struct nbd_tls_session *s, const char **why)
 		}
 		if (gnutls_error_is_fatal(ret)) {
 			*why = failed(s, "handshake", ret);
+			/* queued for the client (the transport sends it before the end) */
+			gnutls_alert_send_appropriate(s->gs, ret);
 			return -EPROTO;
 		}
 		/* a warning alert: go on */

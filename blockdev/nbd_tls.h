@@ -69,8 +69,10 @@ bool nbd_tls_creds_verify_peer(const struct nbd_tls_creds *creds);
 
 /*
  * tls-authz (QEMU's authz-simple): the one client identity a server lets in, the
- * distinguished name of the client's x509 certificate as GnuTLS prints it (RFC 4514 order:
- * "CN=laptop.example.com,O=Example Org,L=London,ST=London,C=GB"), compared exactly.
+ * distinguished name of the client's x509 certificate as gnutls_x509_crt_get_dn prints it,
+ * which is what QEMU compares: in the certificate's own (ASN.1) order, so for the names CAs and
+ * certtool make "C=GB,ST=London,L=London,O=Example Org,CN=laptop.example.com" (certtool -i
+ * shows RFC 4514's reverse order); compared exactly.
  */
 struct nbd_tls_authz *nbd_tls_authz_new(const char *id, const char *identity,
 					struct error **errp);
@@ -103,8 +105,9 @@ size_t nbd_tls_cout_pending(const struct nbd_tls_session *s);
 /*
  * Advances the handshake with what arrived: 0 once it is complete (and the peer verified, and
  * let in by the tls-authz), -EAGAIN while it needs more bytes, -EPROTO when it failed (*why
- * says how, static text or GnuTLS's). A client refused after the handshake is sent a fatal
- * access_denied alert first: nbd_tls_cout_pending() holds it.
+ * says how, static text or GnuTLS's). A failed handshake queues the alert that tells the
+ * client why (access_denied for a client the tls-authz refused): nbd_tls_cout_pending()
+ * holds it.
  */
 int nbd_tls_handshake(struct nbd_tls_session *s, const char **why);
 

@@ -265,19 +265,21 @@ static void handshake_failed(struct nbd_tls_client *t, struct nbd_tls_creds *c, 
 		gnutls_free(out.data);
 		return;
 	}
+	char hint[160] = "";
+
 	ret = failure(t, ret, t->rx_err ? t->rx_err : t->tx_err, t->rx_why, sizeof(t->rx_why),
 		      "handshake");
+	if (c->psk && ret != -ETIMEDOUT) /* what a server does with a key it lacks varies */
+		snprintf(hint, sizeof(hint), " (does the server hold this key for user '%s'?)",
+			 c->psk_user);
 	if (ret == -ECONNRESET)
-		error_setg(errp, "TLS handshake: the server closed the connection");
+		error_setg(errp, "TLS handshake: the server closed the connection%s", hint);
 	else if (ret == -ETIMEDOUT)
 		error_setg(errp, "TLS handshake: the server did not answer in time");
 	else if (ret != -EPROTO)
-		error_setg_errno(errp, ret, "TLS handshake");
-	else if (c->psk)
-		error_setg(errp, "%s (is the key of user '%s' the server's?)", t->rx_why,
-			   c->psk_user);
+		error_setg(errp, "TLS handshake: %s%s", strerror(-ret), hint);
 	else
-		error_setg(errp, "%s", t->rx_why);
+		error_setg(errp, "%s%s", t->rx_why, hint);
 }
 
 struct nbd_tls_client *nbd_tls_client_start(struct nbd_tls_creds *creds, int fd,

@@ -15,7 +15,8 @@
  *       of username (default "qemu", as QEMU's)
  *   authz-simple,id=ID,identity=NAME
  *       the one client a server's tls-authz=ID lets in: its x509 certificate's distinguished
- *       name, as QEMU prints it ("CN=laptop.example.com,O=Example Org,L=London,ST=London,C=GB")
+ *       name as QEMU compares it (gnutls_x509_crt_get_dn: the certificate's own order, e.g.
+ *       "C=GB,,O=Example Org,,CN=laptop.example.com" with its commas doubled in an option)
  *
  * endpoint is "client" by default, as QEMU's. Objects live until nbd_tls_obj_cleanup() (no
  * object-del); a server or an NBD node holds its own reference to the credentials it uses, so

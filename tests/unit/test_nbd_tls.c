@@ -3,8 +3,8 @@
  * The NBD server's TLS (blockdev/nbd_tls.c, NBD_OPT_STARTTLS) driven by a GnuTLS client over a
  * socketpair: FORCEDTLS refusals before the upgrade (NBD_REP_ERR_TLS_REQD, NBD_OPT_EXPORT_NAME
  * disconnected, STARTTLS with data), then the upgrade with pre-shared keys and with x509
- * certificates (a CA, a server and a client certificate made here with GnuTLS), options and
- * commands encrypted, STARTTLS twice refused, a wrong key, a client without a certificate and
+ * certificates (a CA, a server and a client certificate made here with GnuTLS, tls_fixture.h),
+ * options and commands encrypted, STARTTLS twice refused, a wrong key, a client without a certificate and
  * a client whose certificate another CA signed are refused, 64 requests in flight (6 MiB each
  * way) come back intact, a clean NBD_CMD_DISC ends with the TLS close_notify, and credentials
  * that cannot be loaded are refused by file name.
@@ -17,13 +17,11 @@
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
@@ -32,6 +30,7 @@
 #include "blockdev/nbd_tls.h"
 #include "iothreads/iothread.h"
 #include "tests/unit/img_fixture.h"
+#include "tests/unit/tls_fixture.h"
 
 #define IMG_SIZE (4u << 20)
 #define PSK_HEX "0123456789abcdef0123456789abcdef"
@@ -42,103 +41,33 @@ static char dir_x509[512], dir_bad[512], dir_psk[512];
 
 /* ---- certificates ---------------------------------------------------------------------------- */
 
-struct pki {
-	gnutls_x509_privkey_t key;
-	gnutls_x509_crt_t crt;
-};
-
-static void make_cert(struct pki *p, const char *cn, bool ca, const struct pki *issuer,
-		      unsigned int serial, int purpose)
-{
-	unsigned char sn = (unsigned char)serial;
-	time_t now = time(NULL);
-
-	assert_int_equal(gnutls_x509_privkey_init(&p->key), 0);
-	assert_int_equal(gnutls_x509_privkey_generate(p->key, GNUTLS_PK_ECDSA,
-			 GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0), 0);
-	assert_int_equal(gnutls_x509_crt_init(&p->crt), 0);
-	gnutls_x509_crt_set_version(p->crt, 3);
-	gnutls_x509_crt_set_serial(p->crt, &sn, 1);
-	gnutls_x509_crt_set_activation_time(p->crt, now - 3600);
-	gnutls_x509_crt_set_expiration_time(p->crt, now + 86400);
-	gnutls_x509_crt_set_dn_by_oid(p->crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn));
-	assert_int_equal(gnutls_x509_crt_set_key(p->crt, p->key), 0);
-	gnutls_x509_crt_set_basic_constraints(p->crt, ca, -1);
-	if (ca) {
-		gnutls_x509_crt_set_key_usage(p->crt, GNUTLS_KEY_KEY_CERT_SIGN |
-					      GNUTLS_KEY_CRL_SIGN);
-	} else {
-		gnutls_x509_crt_set_key_usage(p->crt, GNUTLS_KEY_DIGITAL_SIGNATURE);
-		gnutls_x509_crt_set_key_purpose_oid(p->crt, purpose == 0 ? GNUTLS_KP_TLS_WWW_SERVER :
-						    GNUTLS_KP_TLS_WWW_CLIENT, 0);
-		gnutls_x509_crt_set_subject_alt_name(p->crt, GNUTLS_SAN_DNSNAME, "localhost", 9,
-						     GNUTLS_FSAN_SET);
-	}
-	assert_int_equal(gnutls_x509_crt_sign2(p->crt, issuer ? issuer->crt : p->crt,
-					       issuer ? issuer->key : p->key,
-					       GNUTLS_DIG_SHA256, 0), 0);
-}
-
-static void write_datum(const char *dir, const char *name, const gnutls_datum_t *d)
-{
-	char path[600];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	assert_int_equal(fwrite(d->data, 1, d->size, f), d->size);
-	fclose(f);
-}
-
-static void save(const struct pki *p, const char *dir, const char *cert, const char *key)
-{
-	gnutls_datum_t d;
-
-	assert_int_equal(gnutls_x509_crt_export2(p->crt, GNUTLS_X509_FMT_PEM, &d), 0);
-	write_datum(dir, cert, &d);
-	gnutls_free(d.data);
-	if (key) {
-		assert_int_equal(gnutls_x509_privkey_export2(p->key, GNUTLS_X509_FMT_PEM, &d), 0);
-		write_datum(dir, key, &d);
-		gnutls_free(d.data);
-	}
-}
-
-static void pki_free(struct pki *p)
-{
-	gnutls_x509_crt_deinit(p->crt);
-	gnutls_x509_privkey_deinit(p->key);
-}
-
 /* dir_x509: the CA and the server's and a client's certificates; dir_bad: a client
  * certificate from another CA. */
 static void make_pki(void)
 {
-	struct pki ca, server, client, ca2, client2;
+	struct tlsfx_pki ca, server, client, ca2, client2;
 
-	make_cert(&ca, "vireo test CA", true, NULL, 1, 0);
-	make_cert(&server, "localhost", false, &ca, 2, 0);
-	make_cert(&client, "client", false, &ca, 3, 1);
-	make_cert(&ca2, "another CA", true, NULL, 4, 0);
-	make_cert(&client2, "client", false, &ca2, 5, 1);
-	save(&ca, dir_x509, "ca-cert.pem", NULL);
-	save(&server, dir_x509, "server-cert.pem", "server-key.pem");
-	save(&client, dir_x509, "client-cert.pem", "client-key.pem");
-	save(&ca, dir_bad, "ca-cert.pem", NULL);
-	save(&client2, dir_bad, "client-cert.pem", "client-key.pem");
-	pki_free(&ca);
-	pki_free(&server);
-	pki_free(&client);
-	pki_free(&ca2);
-	pki_free(&client2);
+	tlsfx_make(&ca, TLSFX_CA, "CN=vireo test CA", NULL, 1);
+	tlsfx_make(&server, TLSFX_SERVER, "CN=localhost", &ca, 2);
+	tlsfx_make(&client, TLSFX_CLIENT, "CN=client", &ca, 3);
+	tlsfx_make(&ca2, TLSFX_CA, "CN=another CA", NULL, 4);
+	tlsfx_make(&client2, TLSFX_CLIENT, "CN=client", &ca2, 5);
+	tlsfx_save(&ca, dir_x509, "ca-cert.pem", NULL);
+	tlsfx_save(&server, dir_x509, "server-cert.pem", "server-key.pem");
+	tlsfx_save(&client, dir_x509, "client-cert.pem", "client-key.pem");
+	tlsfx_save(&ca, dir_bad, "ca-cert.pem", NULL);
+	tlsfx_save(&client2, dir_bad, "client-cert.pem", "client-key.pem");
+	tlsfx_free(&ca);
+	tlsfx_free(&server);
+	tlsfx_free(&client);
+	tlsfx_free(&ca2);
+	tlsfx_free(&client2);
 }
 
 static int group_setup(void **state)
 {
 	struct iothread_opts io = { .serves_sockets = true }; /* the NBD server's ring */
 	struct error *err = NULL;
-	FILE *f;
 
 	if (imgfx_setup("nbdtls") < 0)
 		return -1;
@@ -148,15 +77,7 @@ static int group_setup(void **state)
 	if (mkdir(dir_x509, 0700) || mkdir(dir_bad, 0700) || mkdir(dir_psk, 0700))
 		return -1;
 	make_pki();
-	{
-		char path[600];
-
-		snprintf(path, sizeof(path), "%s/keys.psk", dir_psk);
-		f = fopen(path, "w");
-		assert_non_null(f);
-		fprintf(f, "alice:%s\n", PSK_HEX);
-		fclose(f);
-	}
+	tlsfx_write_psk(dir_psk, "alice", PSK_HEX);
 	imgfx_make_raw("disk.raw", IMG_SIZE);
 	bs = imgfx_open("disk.raw", "raw", "tlsdisk", false);
 	imgfx_fill(bs, 0, 4096, 0x42);
