@@ -19,6 +19,7 @@
 #include "blockdev/blockdev.h"
 #include "blockdev/qcow2.h"
 #include "blockdev/vdi.h"
+#include "blockdev/vhdx.h"
 #include "blockdev/vpc.h"
 
 static const struct blockdev_driver *probe(const void *buf, size_t len, struct error **errp)
@@ -50,6 +51,17 @@ static void qcow2_magic_is_qcow2_whatever_the_version(void **state)
 	assert_ptr_equal(probe(h, sizeof(h), &err), &blockdev_qcow2);
 	h[7] = 0;
 	assert_ptr_equal(probe(h, 4, &err), &blockdev_qcow2);
+	assert_null(err);
+}
+
+/* The VHDX file identifier is vhdx's, whatever follows it (the driver names a damaged field). */
+static void vhdx_magic_is_vhdx(void **state)
+{
+	uint8_t h[512] = { 'v', 'h', 'd', 'x', 'f', 'i', 'l', 'e' };
+	struct error *err = NULL;
+
+	assert_ptr_equal(probe(h, sizeof(h), &err), &blockdev_vhdx);
+	assert_ptr_equal(probe(h, 8, &err), &blockdev_vhdx);
 	assert_null(err);
 }
 
@@ -90,7 +102,6 @@ static void foreign_magic_is_refused_naming_the_format(void **state)
 		{ 0, "QFI\xfb\0\0\0\1", 8, "qcow (version 1)" },
 		{ 0, "KDMV", 4, "vmdk" },
 		{ 0, "# Disk DescriptorFile", 21, "vmdk (descriptor file)" },
-		{ 0, "vhdxfile", 8, "vhdx" },
 		{ 0, "QED\0", 4, "qed" },
 		{ 0, "LUKS\xba\xbe", 6, "luks (not version 1)" },
 		{ 0, "LUKS\xba\xbe\0\2", 8, "luks (version 2)" },
@@ -279,6 +290,7 @@ int main(void)
 		cmocka_unit_test(qcow2_magic_is_qcow2_whatever_the_version),
 		cmocka_unit_test(vhd_magic_is_vpc),
 		cmocka_unit_test(vdi_signature_is_vdi),
+		cmocka_unit_test(vhdx_magic_is_vhdx),
 		cmocka_unit_test(foreign_magic_is_refused_naming_the_format),
 		cmocka_unit_test(damaged_qcow2_is_refused_not_opened_as_raw),
 		cmocka_unit_test(foreign_image_opens_only_when_called_raw),
