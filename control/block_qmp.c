@@ -21,6 +21,11 @@ void block_qmp_set_hooks(const struct block_qmp_hooks *h)
 	hooks = *h;
 }
 
+uint64_t block_qmp_vm_clock_ns(void)
+{
+	return hooks.vm_clock_ns ? hooks.vm_clock_ns() : 0;
+}
+
 /* The node of the program's device @name; without devices, the node called @name. */
 static struct blockdev *device_node(const char *name)
 {

@@ -27,14 +27,19 @@ struct blockdev;
  * @resize: block_resize of @device's disk or of node @node when a device serves it (the
  *          program drains the device and tells it the new size): 0 or -1, or 1 when no device
  *          serves it. NULL: no device ever does. @size is a multiple of 512.
+ * @vm_clock_ns: the guest's running time in ns (QEMU's vm_clock: what an internal snapshot
+ *          taken over QMP records as its VM clock). NULL: no VM, the snapshots record 0.
  */
 struct block_qmp_hooks {
 	struct blockdev *(*device_node)(const char *name);
 	int (*resize)(const char *device, const char *node, uint64_t size, struct error **errp);
+	uint64_t (*vm_clock_ns)(void);
 };
 
 /* Sets the program's hooks (copied); before the first command runs. */
 void block_qmp_set_hooks(const struct block_qmp_hooks *hooks);
+/* The program's VM clock (struct block_qmp_hooks), 0 without a VM. */
+uint64_t block_qmp_vm_clock_ns(void);
 
 /*
  * The node a QMP "device" or "node" argument names: a program's device, else a node name;

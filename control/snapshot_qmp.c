@@ -5,7 +5,8 @@
  * thread only.
  *
  *   blockdev-snapshot-internal-sync          an internal snapshot of a disk's image, taken
- *   blockdev-snapshot-delete-internal-sync   inside a drained section (no request runs meanwhile)
+ *   blockdev-snapshot-delete-internal-sync   inside a drained section (no request runs meanwhile),
+ *                                            recording the VM clock (block_qmp_vm_clock_ns)
  *   blockdev-snapshot-sync                   a new qcow2 overlay over a running disk: created
  *                                            (or opened, mode=existing) with the disk's image as
  *                                            its backing file, and the disk's users moved onto
@@ -72,7 +73,8 @@ static int create_internal(struct blockdev *bs, void *arg, struct error **errp)
 {
 	struct internal *in = arg;
 
-	return blockdev_snapshot_create(bs, in->name, 0, NULL, errp);
+	/* the guest's running time, as QEMU records it (0 in a program with no VM) */
+	return blockdev_snapshot_create(bs, in->name, block_qmp_vm_clock_ns(), NULL, errp);
 }
 
 int snapshot_qmp_internal_sync(void *o, struct json_object *a, struct json_object **ret,

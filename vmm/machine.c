@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blockdev/io_error.h"
@@ -102,6 +103,27 @@ static int machine_set_sci(void *opaque, int level)
 }
 
 static const struct acpi_pm_ops machine_pm_ops = { machine_poweroff, machine_reset, machine_set_sci };
+
+/* CLOCK_MONOTONIC when the vCPUs were started (0 before): main thread only, as QMP. */
+static uint64_t machine_started_ns;
+
+static uint64_t machine_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The guest's running time, QEMU's vm_clock (what internal snapshots record): it starts when
+ * the vCPUs do and, vireo having no pause, runs with the host's monotonic clock from then on
+ * (a reset does not restart it, as QEMU's).
+ */
+static uint64_t machine_vm_clock_ns(void)
+{
+	return machine_started_ns ? machine_now_ns() - machine_started_ns : 0;
+}
 
 static int machine_serial_open(struct machine *m, const struct vm_config *cfg, struct error **errp)
 {
@@ -360,13 +382,15 @@ int machine_run(const struct vm_config *cfg, struct error **errp)
 		if (job_manager_init(machine_job_event, m, errp) < 0)
 			goto out_vm;
 		block_qmp_set_hooks(&(struct block_qmp_hooks){ drive_find_node,
-							       drive_block_resize });
+							       drive_block_resize,
+							       machine_vm_clock_ns });
 	}
 	if (vm_memory_wait(&m->vm, errp) < 0)
 		goto out_vm;
 	machine_tty_raw(m);
 	if (cfg->boot_timer)
 		m->vm.boot_timer_start_ns = cfg->start_ns;
+	machine_started_ns = machine_now_ns();
 	for (i = 0; i < cfg->cpus; i++) {
 		if (vcpu_start(m->vm.vcpus[i], errp) < 0 ||
 		    machine_vcpu_affinity(m, cfg, i, errp) < 0) {

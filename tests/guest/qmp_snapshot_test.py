@@ -6,18 +6,20 @@ The test guest's disk is a qcow2 image holding data of its own; blk-crashwriter 
 data, zeroes and discards to it, with flushes, each logged. While it writes:
   1. blockdev-snapshot-internal-sync takes s1, then s2; a repeated name, an empty one and an
      unknown device are refused with QEMU's messages;
-  2. blockdev-snapshot-delete-internal-sync deletes s1 and answers its SnapshotInfo; a second
+  2. blockdev-snapshot-delete-internal-sync deletes s1 and answers its SnapshotInfo (its VM
+     clock, as QEMU's, the guest's running time: above 0, below the time vireo ran); a second
      delete is refused;
   3. blockdev-snapshot-sync puts a new overlay (ov1.qcow2, created by vireo with the disk's image
      as backing file) over the disk: the device moves onto it (query-block);
   4. blockdev-snapshot puts ov2.qcow2 (made by qemu-img, blockdev-add with backing null) over
      ov1, and refusals: an overlay in use, one with a backing image.
 Then vireo quits while the guest still writes. qemu-img check passes on every image; qemu-img
-lists s2 only; and crash_check (tests/interop) finds s2 (read with qemu-img convert -l), the
+lists s2 only, with a VM clock past s1's and below the time vireo ran until then; and crash_check (tests/interop) finds s2 (read with qemu-img convert -l), the
 disk image's own content, and ov1 over it each holding the disk at their points in time, and
 the whole chain the guest's every flushed write.
 Needs qemu-img and qemu-io (Debian: qemu-utils); skips without them.
 """
+import json
 import os
 import subprocess
 import sys
@@ -42,6 +44,7 @@ before = os.path.join(tmp, "before.raw")
 run("qemu-img", "convert", "-O", "raw", disk, before)
 
 log_path = os.path.join(tmp, "serial.log")
+launched = time.monotonic()
 vm = Vm(vireo, ["--kernel", guest, "--memory", "128M", "--serial", f"file:{log_path}",
               "--blockdev", f"driver=qcow2,node-name=disk,file.driver=file,file.filename={disk}",
               "--device", "virtio-blk-pci,drive=disk,id=disk0,num-queues=2,iothread=io0",
@@ -113,6 +116,7 @@ def disk_node():
 # 1. internal snapshots
 wait_ops(200)
 at("blockdev-snapshot-internal-sync", device="disk0", name="s1")
+ran_s1 = time.monotonic() - launched
 refused("blockdev-snapshot-internal-sync", "Snapshot with name 's1' already exists on device",
         device="disk0", name="s1")
 refused("blockdev-snapshot-internal-sync", "Name is empty", device="disk0", name="")
@@ -120,11 +124,15 @@ refused("blockdev-snapshot-internal-sync", "Cannot find device='nope'", device="
         name="x")
 wait_ops(writes() + 500)
 t_s2 = at("blockdev-snapshot-internal-sync", device="disk", name="s2")
+ran_s2 = time.monotonic() - launched
 
 # 2. delete s1
 info = ok("blockdev-snapshot-delete-internal-sync", device="disk0", name="s1")
 if info.get("id") != "1" or info.get("name") != "s1" or info.get("vm-state-size") != 0:
     fail(f"SnapshotInfo of the deleted snapshot: {info}")
+clock_s1 = info.get("vm-clock-sec", 0) + info.get("vm-clock-nsec", 0) / 1e9
+if not 0 < clock_s1 < ran_s1:
+    fail(f"s1's VM clock is {clock_s1} s, vireo had run {ran_s1:.3f} s: {info}")
 refused("blockdev-snapshot-delete-internal-sync",
         "Snapshot with id '(null)' and name 's1' does not exist on device 'disk0'",
         device="disk0", name="s1")
@@ -164,6 +172,11 @@ for image in (disk, ov1, ov2):
 listing = run("qemu-img", "snapshot", "-l", disk)
 if " s2 " not in listing or " s1 " in listing:
     fail(f"qemu-img snapshot -l: {listing}")
+s2 = [sn for sn in json.loads(run("qemu-img", "info", "--output=json", disk))["snapshots"]
+      if sn["name"] == "s2"][0]
+clock_s2 = s2["vm-clock-sec"] + s2["vm-clock-nsec"] / 1e9
+if not clock_s1 < clock_s2 < ran_s2:
+    fail(f"s2's VM clock is {clock_s2} s (s1's {clock_s1} s), vireo had run {ran_s2:.3f} s")
 holds("s2", disk, t_s2, snapshot="s2")
 holds("disk", disk, t_ov1)
 holds("ov1", ov1, t_ov2)
