@@ -17,7 +17,10 @@
  * through filter nodes (a throttle node over the image) to the image itself, as QEMU's do; an
  * external one goes over the top node only (a filter there is refused): its users, which must
  * all be able to move (a device, an export), move onto the overlay as a mirror's pivot moves
- * them.
+ * them, and hold it. Over a node nothing uses, the overlay is created (the file stays, its
+ * backing file the node's) and then dropped, nothing holding it, as QEMU's (the node's own
+ * reference is the monitor's, and moves to no one): the node stays as it was, where QEMU also
+ * reopens it read-only (vireo cannot reopen an image).
  */
 #include "control/snapshot_qmp.h"
 
@@ -308,8 +311,12 @@ int snapshot_qmp_sync(void *o, struct json_object *a, struct json_object **ret,
 		error_setg(errp, "format '%s': vireo's overlays are qcow2 images", format);
 		return -1;
 	}
-	if (snode && blockdev_find_node(snode)) {
-		error_setg(errp, "Duplicate nodes with node-name='%s'", snode);
+	if (node && !snode) {
+		error_setg(errp, "New overlay node-name missing");
+		return -1;
+	}
+	if (snode && block_qmp_find_node(snode, NULL)) { /* a node or a device: one namespace */
+		error_setg(errp, "New overlay node-name already in use");
 		return -1;
 	}
 	if (snapshot_target_ok(bs, errp) ||
