@@ -29,7 +29,8 @@
  *      translation is apart from the I/O engine: the driver's map() turns a guest range into
  *      extents (DATA at a host offset of a protocol node, ZERO, BACKING, or SLOW), and the
  *      iothread's io_uring engine (blockdev/engine.c) moves the bytes with READV/WRITEV on
- *      registered O_DIRECT fds. map() must be cheap and must not block or take a lock that the
+ *      registered O_DIRECT fds. A DATA extent of an encrypted image carries its key: the
+ *      engine decrypts what it read and writes an encrypted copy, on the iothread. map() must be cheap and must not block or take a lock that the
  *      slow path holds while doing I/O: it runs on every iothread concurrently.
  *      SLOW extents (qcow2 allocation, COW, compressed clusters, unaligned O_DIRECT access) and
  *      operations a driver handles itself (flush of a driver with metadata, discard and
