@@ -3,9 +3,9 @@
 # VDI against qemu-img (issue 20), for each subformat: dynamic and static.
 #
 #  - qemu-img's images (qemu-io writes at known offsets, sparse between, across a block
-#    boundary, in the last sector): vireo-img info (human and JSON), map (human and JSON) and
-#    check give what qemu-img gives; convert -O raw is qemu-img compare-equal to the image,
-#    vireo-img compare agrees.
+#    boundary, in the last sector): vireo-img info (human and JSON), map (human and JSON),
+#    check and measure (-O raw, -O qcow2) give what qemu-img gives; convert -O raw is
+#    qemu-img compare-equal to the image, vireo-img compare agrees.
 #  - vireo-img's images: create prints qemu-img's "Formatting" line and makes qemu-img's disk
 #    size; written by vireo (img_io) they read in qemu-io, pass qemu-img check and compare equal
 #    to qemu's image with the same writes; written by qemu-io they read in vireo; qemu-img info
@@ -78,6 +78,10 @@ for k in $KINDS; do
 	both map q-$k.vdi && same_rc "map $k" && same_text "map $k"
 	both check q-$k.vdi && same_rc "check $k" && same_text "check $k"
 	both check --output=json q-$k.vdi && same_rc "check json $k" && same_json "check json $k"
+	for o in raw qcow2; do
+		both measure --output=json -O $o q-$k.vdi && same_rc "measure -O $o $k" &&
+			same_json "measure -O $o $k"
+	done
 	run "convert -O raw $k" "$VI" convert -O raw q-$k.vdi q-$k.raw
 	run "qemu-img compare $k with vireo's raw" qemu-img compare -F raw q-$k.vdi q-$k.raw
 	run "vireo-img compare $k with the raw" "$VI" compare -F raw q-$k.vdi q-$k.raw

@@ -4,9 +4,9 @@
 # force_size=on (the fixed one is Azure's: an exact size, 1 MiB aligned).
 #
 #  - qemu-img's images (qemu-io writes at known offsets, sparse between, across a block
-#    boundary, in the last sector): vireo-img info (human and JSON), map (human and JSON) and
-#    check give what qemu-img gives; convert -O raw is qemu-img compare-equal to the image,
-#    vireo-img compare agrees.
+#    boundary, in the last sector): vireo-img info (human and JSON), map (human and JSON),
+#    check and measure (-O raw, -O qcow2) give what qemu-img gives; convert -O raw is
+#    qemu-img compare-equal to the image, vireo-img compare agrees.
 #  - vireo-img's images: create prints qemu-img's "Formatting" line and makes the disk size
 #    qemu-img makes; written by vireo (img_io) they read in qemu-io and compare equal to
 #    qemu's image with the same writes; written by qemu-io they read in vireo; qemu-img info
@@ -17,7 +17,7 @@
 #  - Hostile images: a file too short, damaged checksums, a BAT past the end, blocks past the
 #    end or overlapping, a bad block size, a differencing disk, a fixed disk larger than its
 #    file: refused with a message naming the file and what is wrong, never a signal.
-#  - resize and measure refused, as qemu-img refuses them.
+#  - resize and measure -O vpc refused, as qemu-img refuses them.
 # usage: img-vpc.sh VIREO_IMG IMG_IO    (~15 s; exit 77 without qemu-img, qemu-io, jq, python3)
 set -u
 if [ $# -ne 2 ]; then
@@ -84,6 +84,10 @@ for k in $KINDS; do
 	both map -f vpc --output=json q-$k.vpc && same_rc "map json $k" && same_json "map json $k"
 	both map -f vpc q-$k.vpc && same_rc "map $k" && same_text "map $k"
 	both check -f vpc q-$k.vpc && same_rc "check $k (not supported by either)"
+	for o in raw qcow2; do
+		both measure -f vpc --output=json -O $o q-$k.vpc && same_rc "measure -O $o $k" &&
+			same_json "measure -O $o $k"
+	done
 	run "convert -O raw $k" "$VI" convert -f vpc -O raw q-$k.vpc q-$k.raw
 	run "qemu-img compare $k with vireo's raw" qemu-img compare -f vpc -F raw q-$k.vpc q-$k.raw
 	run "vireo-img compare $k with the raw" "$VI" compare -f vpc -F raw q-$k.vpc q-$k.raw
