@@ -221,14 +221,11 @@ static char *extent_path(struct blockdev *bs, const struct vmdk_desc_extent *de,
 		error_setg(errp, "cannot resolve the descriptor's directory");
 		goto fail;
 	}
-	if (strncmp(real, dir, strlen(dir)) || real[strlen(dir)] != '/' ||
-	    (!strcmp(dir, "/") && real[0] != '/')) {
-		if (strcmp(dir, "/")) {
-			error_setg(errp, "extent %zu (line %u) '%s' resolves to '%s', outside the "
-				   "descriptor's directory '%s' (extents-outside=on allows it)", i,
-				   de->line, de->filename, real, dir);
-			goto fail;
-		}
+	if (strcmp(dir, "/") && (strncmp(real, dir, strlen(dir)) || real[strlen(dir)] != '/')) {
+		error_setg(errp, "extent %zu (line %u) '%s' resolves to '%s', outside the "
+			   "descriptor's directory '%s' (extents-outside=on allows it)", i, de->line,
+			   de->filename, real, dir);
+		goto fail;
 	}
 	free(dcopy);
 	return path;
@@ -703,6 +700,16 @@ static int vmdk_write_zeroes(struct blockdev *bs, uint64_t off, uint64_t len, un
 	return cid_update(bs) ?: each_extent(bs->opaque, off, NULL, 0, len, zero_extent);
 }
 
+/* convert -c: a streamOptimized image's grains are compressed anyway; the other subformats
+ * store the cluster as it is, as qemu-img's vmdk driver does */
+static int vmdk_pwrite_compressed(struct blockdev *bs, uint64_t off, const void *buf,
+				  uint64_t len)
+{
+	struct iovec v = { (void *)buf, len };
+
+	return vmdk_pwritev(bs, off, &v, 1);
+}
+
 static int vmdk_discard(struct blockdev *bs, uint64_t off, uint64_t len)
 {
 	return 0; /* a hint; grains are never freed */
@@ -824,6 +831,7 @@ const struct blockdev_driver blockdev_vmdk = {
 	.block_status = vmdk_block_status,
 	.info = vmdk_info,
 	.check = vmdk_check,
+	.pwrite_compressed = vmdk_pwrite_compressed,
 	.create_opts = vmdk_create_opts,
 	.create = vmdk_create,
 };

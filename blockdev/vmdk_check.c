@@ -74,7 +74,8 @@ int vmdk_sparse_check(struct vmdk_sparse *sp, const char *name, bool verbose,
 		}
 	}
 	/* two entries on one grain: writing one changes the other */
-	qsort(grains, nr, sizeof(*grains), cmp_u64);
+	if (nr)
+		qsort(grains, nr, sizeof(*grains), cmp_u64);
 	for (uint64_t i = 1; !sp->compressed && i < nr; i++) {
 		if (grains[i] < grains[i - 1] + sp->h.grain_size) {
 			res->corruptions++;

@@ -164,7 +164,8 @@ static int check_tables(struct vmdk_sparse *sp, uint64_t limit, struct error **e
 			}
 		}
 	}
-	qsort(sp->gt_sectors, sp->nr_gt_sectors, sizeof(uint32_t), cmp_u32);
+	if (sp->nr_gt_sectors)
+		qsort(sp->gt_sectors, sp->nr_gt_sectors, sizeof(uint32_t), cmp_u32);
 	for (size_t i = 1; i < sp->nr_gt_sectors; i++) {
 		if ((uint64_t)sp->gt_sectors[i] * VMDK_SECTOR <
 		    (uint64_t)sp->gt_sectors[i - 1] * VMDK_SECTOR + sp->gt_bytes) {

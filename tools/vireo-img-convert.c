@@ -190,8 +190,9 @@ int img_convert(int argc, char **argv)
 		c.progress = false;
 	qcow2_out = !strcmp(out_fmt, "qcow2");
 	c.backing = backing != NULL;
-	if (o->compress && !qcow2_out) {
-		error_setg(&err, "-c: compression is not supported for format '%s' (only qcow2)",
+	if (o->compress && !(blockdev_find_format(out_fmt) &&
+			     blockdev_find_format(out_fmt)->pwrite_compressed)) {
+		error_setg(&err, "-c: compression is not supported for format '%s' (qcow2, vmdk)",
 			   out_fmt);
 		goto fail;
 	}

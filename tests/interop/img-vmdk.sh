@@ -147,6 +147,14 @@ rm -f qc.vmdk
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized src.raw qc.vmdk
 same_verbs "streamOptimized converted by qemu-img" qc.vmdk
 
+# convert -c, as qemu-img takes it: a stream's grains are compressed anyway, a sparse image
+# stores them as they are
+for o in subformat=streamOptimized subformat=monolithicSparse; do
+	rm -f c.vmdk
+	if "$VI" convert -c -O vmdk -o $o src.qcow2 c.vmdk && qemu-img compare -q src.qcow2 c.vmdk
+	then ok "convert -c -O vmdk -o $o"; else bad "convert -c -O vmdk -o $o"; fi
+done
+
 # create: qemu-img's Formatting line and descriptor, but the CID
 for o in "" "subformat=monolithicFlat,adapter_type=lsilogic,hwversion=7,toolsversion=12" \
 	 "subformat=twoGbMaxExtentFlat,compat6=on" "subformat=twoGbMaxExtentSparse,zeroed_grain=on" \
