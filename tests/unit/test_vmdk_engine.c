@@ -7,7 +7,8 @@
  * so that both allocate the same grains at once; everything reads back as the model says,
  * through the engine (cold tables, then warm) and after the image is closed, flushed and opened
  * again; the image checks clean. A streamOptimized image is read by both threads at once.
- * Variants: monolithicSparse (writeback and O_DIRECT), zeroed grains, twoGbMaxExtentFlat.
+ * Variants: monolithicSparse (writeback and O_DIRECT), zeroed grains, twoGbMaxExtentFlat, and
+ * a descriptor whose extents are a flat file, a sparse file and another range of the flat one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -213,18 +214,45 @@ static void queues_close(void)
 	}
 }
 
-static void create(const char *subformat, bool zeroed)
+static void create_at(const char *path, uint64_t size, const char *subformat, bool zeroed)
 {
 	struct blockdev_opt o[2] = { { "subformat", (char *)subformat },
 				     { "zeroed_grain", zeroed ? "on" : "off" } };
 	struct blockdev_create_ctx ctx;
 	struct error *err = NULL;
 
-	if (blockdev_create_prepare(&ctx, &blockdev_vmdk, img, IMG_SIZE, o,
+	if (blockdev_create_prepare(&ctx, &blockdev_vmdk, path, size, o,
 				    strstr(subformat, "Flat") ? 1 : 2, &err) ||
 	    blockdev_create_run(&ctx, &err))
 		fail_msg("create: %s", error_msg(err));
 	blockdev_create_free(&ctx);
+}
+
+/* "mixed": a descriptor of three extents, a flat file, a sparse file and a flat range of the
+ * same first file after its first range: requests cross from one file to another */
+static void create(const char *subformat, bool zeroed)
+{
+	char path[300];
+	FILE *f;
+
+	if (strcmp(subformat, "mixed")) {
+		create_at(img, IMG_SIZE, subformat, zeroed);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/d-a.raw", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), 4u << 20), 0);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/d-b.vmdk", dir);
+	create_at(path, 3u << 20, "monolithicSparse", zeroed);
+	f = fopen(img, "w");
+	assert_non_null(f);
+	fprintf(f, "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n"
+		"createType=\"custom\"\nRW %u FLAT \"d-a.raw\" 0\nRW %u SPARSE \"d-b.vmdk\"\n"
+		"RW %u FLAT \"d-a.raw\" %u\n", (3u << 20) / 512, (3u << 20) / 512,
+		(2u << 20) / 512, (3u << 20) / 512);
+	fclose(f);
 }
 
 static void set_req(struct treq *t, enum blockdev_op op, uint64_t off, void *p, size_t len)
@@ -388,6 +416,7 @@ int main(void)
 	static const struct variant sparse_direct = { "monolithicSparse", "none", false };
 	static const struct variant zeroed = { "monolithicSparse", "writeback", true };
 	static const struct variant flat = { "twoGbMaxExtentFlat", "writeback", false };
+	static const struct variant mixed = { "mixed", "none", false };
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_prestate(interleaved_writes_from_two_iothreads_read_back,
 					  (void *)&sparse),
@@ -397,6 +426,8 @@ int main(void)
 					  (void *)&zeroed),
 		cmocka_unit_test_prestate(interleaved_writes_from_two_iothreads_read_back,
 					  (void *)&flat),
+		cmocka_unit_test_prestate(interleaved_writes_from_two_iothreads_read_back,
+					  (void *)&mixed),
 		cmocka_unit_test(a_stream_image_is_read_from_two_iothreads),
 	};
 
