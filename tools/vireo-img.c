@@ -144,6 +144,19 @@ static bool names_nbd(struct json_object *v)
 	       names_nbd(f);
 }
 
+/* Whether a format a command names (convert's -O raw by default) is the options' driver: the
+ * same, or raw over a plain export (driver=nbd). */
+static bool fits_driver(struct json_object *spec, const char *fmt)
+{
+	struct json_object *d;
+	const char *drv;
+
+	if (!json_object_object_get_ex(spec, "driver", &d) || !json_object_is_type(d, json_type_string))
+		return false;
+	drv = json_object_get_string(d);
+	return !strcmp(drv, fmt) || (!strcmp(drv, "nbd") && !strcmp(fmt, "raw"));
+}
+
 /*
  * An NBD export by QEMU's BlockdevOptionsNbd keys (server.type, server.host, server.port,
  * server.path, export, tls-creds, tls-hostname, reconnect-delay, ...), under a format or as
@@ -157,8 +170,8 @@ static struct blockdev *open_nbd_opts(struct json_object *spec, const char *fmt,
 	struct error *err = NULL;
 	struct blockdev *bs;
 
-	if (fmt) {
-		error_setg(errp, "%s: -f %s: the options' driver says the format", where, fmt);
+	if (fmt && !fits_driver(spec, fmt)) {
+		error_setg(errp, "%s: format %s: the options' driver says the format", where, fmt);
 		return NULL;
 	}
 	if (!json_object_object_get_ex(spec, "read-only", &ro))
