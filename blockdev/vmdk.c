@@ -19,8 +19,8 @@
  * unless the node is opened with extents-outside=on. An extent naming the descriptor itself,
  * and two extents sharing a file (a sparse one, or overlapping flat ranges), are refused.
  *
- * Writes: flat and sparse extents are written live (allocations ordered data, flush, table
- * entry, so a crash leaves at most a leaked grain). Compressed (streamOptimized) files are
+ * Writes: flat and sparse extents are written live (new grains' table entries reach the file
+ * at the next flush, after their data: a crash loses only unflushed writes). Compressed (streamOptimized) files are
  * written only as a new file by vireo-img (metadata-barriers=off): a stream file's tables and
  * footer are rewritten at its end at every flush, so a crash in between leaves it unreadable;
  * opened read-write otherwise, such an image is refused with that reason.
