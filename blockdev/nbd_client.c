@@ -322,6 +322,13 @@ static int send_option(const struct nbd_stream *s, uint32_t opt, const uint8_t *
 		memcpy(m + NBD_OPT_HDR_LEN, data, len);
 	ret = s->write(s->opaque, m, NBD_OPT_HDR_LEN + len);
 	free(m);
+	if (ret < 0 && (ret == -EPIPE || ret == -ECONNRESET) && s->why) {
+		uint8_t b;
+
+		/* a TLS server that ended the session may have said why first: its alert */
+		if (s->read(s->opaque, &b, 1) == -EPROTO)
+			ret = -EPROTO;
+	}
 	return ret < 0 ? io_error(s, ret, "while sending an option", errp) : 0;
 }
 
