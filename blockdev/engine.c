@@ -50,6 +50,7 @@
 #include "blockdev/internal.h"
 #include "blockdev/throttle.h"
 #include "common/util.h"
+#include "seccomp/thread.h"
 
 #define IO_INLINE_IOV 8
 #define BOUNCE_KEEP (256u << 10) /* a sub-I/O keeps a bounce buffer up to this size for reuse */
@@ -331,7 +332,6 @@ static void *slow_main(void *arg)
 int blockdev_slow_start(struct blockdev *bs, struct error **errp)
 {
 	struct blockdev_slow *s;
-	int ret;
 
 	if (bs->slow)
 		return 0;
@@ -343,16 +343,14 @@ int blockdev_slow_start(struct blockdev *bs, struct error **errp)
 	s->tail = &s->head;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	ret = pthread_create(&s->thread, NULL, slow_main, s);
-	if (ret) {
-		error_setg_errno(errp, ret, "'%s': cannot start the slow-path thread",
-				 bs->filename);
+	if (sandbox_thread_spawn(&s->thread, SANDBOX_ROLE_ENGINE, "blk-slow", NULL, slow_main, s,
+				 errp) < 0) {
+		error_prepend(errp, "'%s': the slow-path thread", bs->filename);
 		pthread_cond_destroy(&s->cond);
 		pthread_mutex_destroy(&s->lock);
 		free(s);
 		return -1;
 	}
-	pthread_setname_np(s->thread, "blk-slow");
 	bs->slow = s;
 	return 0;
 }
