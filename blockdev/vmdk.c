@@ -182,7 +182,7 @@ static int open_monolithic(struct blockdev *bs, struct vmdk *v, struct error **e
 	return ret;
 }
 
-/* dev/ino of @path; false when it cannot be stat'ed */
+/* @a and @b name the same file (false when either cannot be stat'ed) */
 static bool same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
@@ -235,26 +235,42 @@ fail:
 	return NULL;
 }
 
-/* Two extents may not share a file, except flat ones on ranges apart. */
+/* Two extents may not share a file, except flat ones on ranges apart (each path stat'ed once:
+ * a hostile descriptor may list thousands). */
 static int check_shared(struct blockdev *bs, struct vmdk *v, const char **paths,
 			struct error **errp)
 {
+	struct stat *st = calloc(v->nr + 1, sizeof(*st));
+	bool *known = calloc(v->nr + 1, sizeof(*known));
+	int ret = -1;
+
+	if (!st || !known) {
+		error_setg(errp, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < v->nr; i++)
+		known[i] = paths[i] && !stat(paths[i], &st[i]);
 	for (size_t i = 0; i < v->nr; i++) {
 		for (size_t j = 0; j < i; j++) {
 			struct vmdk_extent *a = &v->ext[i], *b = &v->ext[j];
 			bool flat = a->type == VMDK_EXTENT_FLAT && b->type == VMDK_EXTENT_FLAT;
 
-			if (!paths[i] || !paths[j] || !same_file(paths[i], paths[j]))
+			if (!known[i] || !known[j] || st[i].st_dev != st[j].st_dev ||
+			    st[i].st_ino != st[j].st_ino)
 				continue;
 			if (flat && (a->flat_off >= b->flat_off + b->len ||
 				     b->flat_off >= a->flat_off + a->len))
 				continue;
 			error_setg(errp, "extents %zu and %zu share the file '%s'%s", j, i,
 				   paths[i], flat ? " on overlapping ranges" : "");
-			return -1;
+			goto out;
 		}
 	}
-	return 0;
+	ret = 0;
+out:
+	free(st);
+	free(known);
+	return ret;
 }
 
 static int open_extent_file(struct blockdev *bs, struct vmdk *v, struct vmdk_extent *e,
