@@ -241,14 +241,19 @@ static const struct sd_option options[] = {
 	{ "object", true, opt_object,
 	  "iothread,id=ID[,poll-max-ns=N,poll-grow=N,poll-shrink=N,\n"
 	  "poll-backoff=on|off,nice=N] | throttle-group,id=ID,limits.iops-total=N,...\n"
-	  "| tls-creds-x509,id=ID,endpoint=server,dir=DIR[,verify-peer=on|off]\n"
-	  "| tls-creds-psk,id=ID,endpoint=server,dir=DIR\n"
+	  "| tls-creds-x509,id=ID,endpoint=server|client,dir=DIR[,verify-peer=on|off]\n"
+	  "| tls-creds-psk,id=ID,endpoint=server|client,dir=DIR[,username=NAME]\n"
+	  "| authz-simple,id=ID,identity=DN\n"
 	  "| secret,id=ID,data=STRING|file=PATH[,format=raw|base64]\t"
 	  "an iothread, as QEMU's -object iothread; I/O limits shared by the throttle\n"
-	  "nodes naming the group, as QEMU's -object throttle-group; the NBD server's\n"
-	  "TLS credentials: DIR holds ca-cert.pem, server-cert.pem, server-key.pem\n"
-	  "(x509), or keys.psk (psktool's username:hexkey lines); or an encrypted\n"
-	  "image's passphrase (a --blockdev's encrypt.key-secret=ID)" },
+	  "nodes naming the group, as QEMU's -object throttle-group; TLS credentials of\n"
+	  "the NBD server (DIR holds ca-cert.pem, server-cert.pem, server-key.pem) or of\n"
+	  "a --blockdev driver=nbd's tls-creds=ID (endpoint=client, the default: DIR holds\n"
+	  "ca-cert.pem, and client-cert.pem, client-key.pem for a server that checks\n"
+	  "clients), or keys.psk (psktool's username:hexkey lines; a client uses\n"
+	  "username's); the client certificate an --nbd-server's tls-authz=ID lets in\n"
+	  "(its distinguished name, commas doubled); or an encrypted image's passphrase\n"
+	  "(a --blockdev's encrypt.key-secret=ID)" },
 	{ "chardev", true, opt_chardev,
 	  "socket,id=ID,path=PATH,server=on[,wait=off]\t"
 	  "a unix socket for a --monitor (the daemon never waits for its client)" },
@@ -256,8 +261,9 @@ static const struct sd_option options[] = {
 	  "[chardev=]ID[,mode=control]\tQMP (QEMU's protocol) on the socket of --chardev ID" },
 	{ "nbd-server", true, opt_nbd_server,
 	  "addr.type=inet,addr.host=HOST,addr.port=PORT | addr.type=unix,addr.path=PATH\n"
-	  "[,max-connections=N][,handshake-max-seconds=N][,tls-creds=ID]\t"
-	  "the NBD server (one); with tls-creds every client must use TLS" },
+	  "[,max-connections=N][,handshake-max-seconds=N][,tls-creds=ID][,tls-authz=ID]\t"
+	  "the NBD server (one); with tls-creds every client must use TLS, with\n"
+	  "tls-authz only the client whose certificate the authz-simple object names" },
 	{ "export", true, opt_export,
 	  "[type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=TEXT]\n"
 	  "[,writable=on|off][,bitmap=NAME|bitmaps.0=NAME,bitmaps.1=NAME...][,iothread=ID]\t"

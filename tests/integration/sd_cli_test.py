@@ -34,7 +34,10 @@ bad = [
     (["--blockdev", node, "--blockdev", node], "node-name 'f0' is already in use"),
     (["--blockdev", "{not json"], "--blockdev"),
     (["--object", "memory-backend-ram,id=r"], "--object: type 'memory-backend-ram' is not"),
-    (["--object", f"tls-creds-psk,id=t,dir={tmp}"], "--object: endpoint=client is not supported"),
+    (["--object", f"tls-creds-psk,id=t,endpoint=both,dir={tmp}"],
+     "--object: endpoint 'both' is not server or client"),
+    (["--object", f"tls-creds-psk,id=t,dir={tmp},username=u"], f"{tmp}/keys.psk"),  # a client's
+    (["--object", "authz-simple,id=a"], "--object: Parameter 'identity' is missing"),
     (["--object", "tls-creds-psk,id=t,endpoint=server"], "--object: dir= "),
     (["--object", f"tls-creds-psk,endpoint=server,dir={tmp}"], "--object: id ''"),
     (["--object", f"tls-creds-psk,id=t,endpoint=server,dir={tmp}"], f"{tmp}/keys.psk"),
