@@ -72,7 +72,7 @@ vm.refused("blockdev-add", "unknown key 'bogus'", driver="file", **{"node-name":
          filename=raw, bogus=1)
 vm.refused("blockdev-add", "node-name 'q0' is already in use", driver="file",
          **{"node-name": "q0"}, filename=raw)
-vm.refused("blockdev-add", "driver 'vmdk' is not supported", driver="vmdk",
+vm.refused("blockdev-add", "driver 'qed' is not supported", driver="qed",
          **{"node-name": "x"})
 r = qmp.execute("block_resize", device="disk0", size=32 << 20)
 if r.get("return") != {}:

@@ -155,7 +155,7 @@ static void a_backing_node_given_by_name_replaces_the_header_one(void **state)
 static void bad_objects_are_refused_by_name(void **state)
 {
 	refused("driver is missing", "{\"node-name\": \"x\", \"filename\": \"%s\"}", raw);
-	refused("driver 'vmdk' is not supported", "{\"driver\": \"vmdk\", \"node-name\": \"x\"}",
+	refused("driver 'qed' is not supported", "{\"driver\": \"qed\", \"node-name\": \"x\"}",
 		NULL);
 	refused("node-name is missing", "{\"driver\": \"file\", \"filename\": \"%s\"}", raw);
 	refused("node-name '9x'", "{\"driver\": \"file\", \"node-name\": \"9x\", "

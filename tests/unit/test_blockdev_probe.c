@@ -100,8 +100,8 @@ static void foreign_magic_is_refused_naming_the_format(void **state)
 		const char *name;
 	} cases[] = {
 		{ 0, "QFI\xfb\0\0\0\1", 8, "qcow (version 1)" },
-		{ 0, "KDMV", 4, "vmdk" },
-		{ 0, "# Disk DescriptorFile", 21, "vmdk (descriptor file)" },
+		{ 0, "COWD", 4, "vmdk (ESX COWD)" },
+		{ 0, "WithoutFreeSpace", 16, "parallels" },
 		{ 0, "QED\0", 4, "qed" },
 		{ 0, "LUKS\xba\xbe", 6, "luks (not version 1)" },
 		{ 0, "LUKS\xba\xbe\0\2", 8, "luks (version 2)" },
@@ -182,9 +182,9 @@ static void foreign_image_opens_only_when_called_raw(void **state)
 	struct blockdev *bs;
 	char path[256];
 
-	make_file(path, 65536, "KDMV\1\0\0\0", 8);
+	make_file(path, 65536, "QED\0", 4);
 	assert_null(open_as(path, NULL, &err));
-	assert_non_null(strstr(error_msg(err), "is a vmdk image"));
+	assert_non_null(strstr(error_msg(err), "is a qed image"));
 	error_free(err);
 	err = NULL;
 	bs = open_as(path, "raw", &err);

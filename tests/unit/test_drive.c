@@ -176,7 +176,7 @@ static void bad_values_name_their_key(void **state)
 	parse_fails("readonly", "file=%s,readonly=maybe", path);
 	parse_fails("serial", "file=%s,serial=123456789012345678901", path);
 	parse_fails("if", "file=%s,if=ide", path);
-	parse_fails("format", "file=%s,format=vmdk", path);
+	parse_fails("format", "file=%s,format=qed", path);
 	parse_fails("poll-max-ns", "file=%s,poll-max-ns=-1", path);
 	parse_fails("poll-backoff", "file=%s,poll-backoff=sometimes", path);
 	parse_fails("register-memory", "file=%s,register-memory=pinned", path);
