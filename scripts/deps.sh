@@ -22,6 +22,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	build-essential meson ninja-build pkg-config git \
 	liburing-dev libseccomp-dev libcap-ng-dev zlib1g-dev libzstd-dev libjson-c-dev libssl-dev \
+	libdeflate-dev \
 	libcmocka-dev clang lld llvm libclang-rt-14-dev jq libgnutls28-dev gnutls-bin \
 	acpica-tools cpio busybox-static fio libnbd-bin sg3-utils kmod strace \
 	python3-minimal libpython3.11-stdlib \
