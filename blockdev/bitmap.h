@@ -3,8 +3,9 @@
  * Dirty bitmaps: which parts of a node were written since a point in time, one bit per
  * @granularity bytes (QEMU's block-dirty-bitmap-*). Backup and mirror track their work with the
  * same structure. A bitmap lives in memory; a persistent one is also stored in its node's
- * image by the format driver (qcow2: loaded at open, stored at close, blockdev/qcow2_bitmap.c),
- * which sees it here as any other and serializes its bits with the *_bytes calls.
+ * image by the format driver (qcow2: loaded at open, stored at close when its bits changed,
+ * taken out of the image at once by blockdev_bitmap_delete; blockdev/qcow2_bitmap.c), which
+ * sees it here as any other and serializes its bits with the *_bytes calls.
  *
  * Threads. Every completed guest write, write-zeroes and discard on a node sets the bits of its
  * range in each enabled bitmap of the node, on whatever iothread it completed: one atomic OR per
