@@ -25,7 +25,7 @@ struct nbd_tls_psk_key {
 };
 
 struct nbd_tls_creds {
-	unsigned int refs;          /* atomic */
+	_Atomic unsigned int refs;  /* atomic */
 	bool client;                /* endpoint=client */
 	bool psk;
 	bool verify_peer;           /* x509: check the peer's certificate */

@@ -359,7 +359,7 @@ rm -f cc.qcow2
 "$VI" convert -c -O qcow2 rnd.raw cc.qcow2
 qemu_clean "convert -c random data" cc.qcow2
 qemu_same "convert -c random data" cc.qcow2 rnd.raw
-if "$VI" convert -c -O raw src.raw cc.raw 2>&1 | grep -q "only qcow2"; then
+if "$VI" convert -c -O raw src.raw cc.raw 2>&1 | grep -q "compression is not supported for format .raw."; then
 	ok "convert -c -O raw refused"; else bad "convert -c -O raw refused"; fi
 
 # convert -B: only what the source's top layer holds is written over the new backing file
