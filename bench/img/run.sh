@@ -16,7 +16,8 @@
 # Environment: BENCH_DIR (BUILD_DIR/bench-img; ~6 GiB free needed), BENCH_REPEAT (3),
 # BENCH_IMG_MIB (1536), BENCH_KEEP=1 keeps the generated images for the next run,
 # BENCH_FORMATS: foreign formats to convert to and from ("vhdx vpc:subformat=fixed": a format,
-# with -o options after a colon; none by default).
+# with -o options after a colon, named after their values in the ops: vpc-fixed, vdi-static
+# for static=on; none by default).
 set -uo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,11 +49,13 @@ if [ ! -f big.qcow2 ]; then
 	done
 	qemu-io -f qcow2 "${args[@]}" big.qcow2 >/dev/null || die "qemu-io"
 fi
+# a variant's name: its format and option values, vpc:subformat=fixed -> vpc-fixed
+variant() { local o=${1#"${1%%:*}"}; o=${o#:}; echo "${1%%:*}$(echo "$o" | sed 's/\([^,=]*\)=on/-/g; s/[^,]*=/-/g; s/,//g')"; }
 for f in $formats; do
-	fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:}
-	[ -f "src.$fmt" ] || qemu-img convert -O "$fmt" ${o:+-o "$o"} src.raw "src.$fmt" ||
+	fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:} v=$(variant "$f")
+	[ -f "src.$v" ] || qemu-img convert -O "$fmt" ${o:+-o "$o"} src.raw "src.$v" ||
 		die "qemu-img convert -O $fmt"
-	ops="$ops convert-raw-$fmt convert-$fmt-raw"
+	ops="$ops convert-raw-$v convert-$v-raw"
 done
 echo "bench/img: src.raw $(du -h src.raw | cut -f1) allocated of ${mib} MiB;" \
      "src.qcow2 $(du -h src.qcow2 | cut -f1); big.qcow2 $(du -h big.qcow2 | cut -f1)"
@@ -87,10 +90,11 @@ for r in $(seq 1 "$repeat"); do
 		run_op convert-raw-qcow2 $tool "$bin" convert -O qcow2 src.raw out.qcow2
 		run_op check-sparse $tool "$bin" check big.qcow2
 		for f in $formats; do
-			fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:}
-			run_op "convert-raw-$fmt" $tool "$bin" convert -O "$fmt" ${o:+-o "$o"} src.raw \
-				"out.$fmt"
-			run_op "convert-$fmt-raw" $tool "$bin" convert -O raw "src.$fmt" out.raw
+			fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:} v=$(variant "$f")
+			run_op "convert-raw-$v" $tool "$bin" convert -O "$fmt" ${o:+-o "$o"} src.raw \
+				"out.$v"
+			# -f: a fixed VHD probes as raw
+			run_op "convert-$v-raw" $tool "$bin" convert -f "$fmt" -O raw "src.$v" out.raw
 		done
 	done
 done
