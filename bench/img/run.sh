@@ -50,7 +50,7 @@ if [ ! -f big.qcow2 ]; then
 	qemu-io -f qcow2 "${args[@]}" big.qcow2 >/dev/null || die "qemu-io"
 fi
 # a variant's name: its format and option values, vpc:subformat=fixed -> vpc-fixed
-variant() { local o=${1#"${1%%:*}"}; o=${o#:}; echo "${1%%:*}$(echo "$o" | sed 's/\([^,=]*\)=on/-/g; s/[^,]*=/-/g; s/,//g')"; }
+variant() { local o=${1#"${1%%:*}"}; o=${o#:}; echo "${1%%:*}$(echo "$o" | sed 's/\([^,=]*\)=on/-\1/g; s/[^,]*=/-/g; s/,//g')"; }
 for f in $formats; do
 	fmt=${f%%:*} o=${f#"${f%%:*}"} o=${o#:} v=$(variant "$f")
 	[ -f "src.$v" ] || qemu-img convert -O "$fmt" ${o:+-o "$o"} src.raw "src.$v" ||
