@@ -29,11 +29,11 @@
 #include "blockdev/internal.h"
 #include "common/util.h"
 
-int blocktab_init(struct blocktab *t, uint32_t nr, unsigned int bits, uint64_t disk_size,
-		  struct blockdev *file, blocktab_alloc_fn *alloc, void *opaque)
+int blocktab_init(struct blocktab *t, uint32_t nr, unsigned int bits, struct blockdev *file,
+		  blocktab_alloc_fn *alloc, void *opaque)
 {
-	*t = (struct blocktab){ .nr = nr, .bits = bits, .disk_size = disk_size, .file = file,
-				.alloc = alloc, .opaque = opaque };
+	*t = (struct blocktab){ .nr = nr, .bits = bits, .file = file, .alloc = alloc,
+				.opaque = opaque };
 	t->host = calloc(nr ? nr : 1, sizeof(*t->host));
 	if (!t->host)
 		return -1;

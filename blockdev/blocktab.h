@@ -30,7 +30,6 @@ struct blocktab {
 	_Atomic uint64_t *host; /* per block: its data's host offset, 0 = not allocated */
 	uint32_t nr;            /* blocks */
 	unsigned int bits;      /* log2 of the block size */
-	uint64_t disk_size;     /* bytes the node shows (at most nr blocks) */
 	bool recurse;           /* every block is allocated (static images): block status also
 				   asks the file which ranges are holes, as QEMU does */
 	struct blockdev *file;
@@ -40,8 +39,8 @@ struct blocktab {
 };
 
 /* Sets up an empty table (every block not allocated); -1 when out of memory. */
-int blocktab_init(struct blocktab *t, uint32_t nr, unsigned int bits, uint64_t disk_size,
-		  struct blockdev *file, blocktab_alloc_fn *alloc, void *opaque);
+int blocktab_init(struct blocktab *t, uint32_t nr, unsigned int bits, struct blockdev *file,
+		  blocktab_alloc_fn *alloc, void *opaque);
 void blocktab_destroy(struct blocktab *t);
 
 /* Sets block @idx's host offset while opening (no other thread can see the table yet). */

@@ -91,8 +91,8 @@ static int load_map(struct vdi *v, struct blockdev *bs, struct blockdev_open_ctx
 	v->next = r.max_index;
 	v->file_end = file_size;
 	nr = (uint32_t)DIV_ROUND_UP(v->h.disk_size, v->h.block_size); /* <= n: checked */
-	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->h.block_size), bs->size,
-			  v->file, vdi_alloc, v)) {
+	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->h.block_size), v->file,
+			  vdi_alloc, v)) {
 		error_setg(errp, "out of memory for a table of %" PRIu32 " blocks", nr);
 		return -1;
 	}

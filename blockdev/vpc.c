@@ -162,8 +162,8 @@ static int open_dynamic(struct vpc *v, uint64_t size, uint64_t file_size, struct
 	 * left between the last block and the end, which would then show in them */
 	v->next = MAX(v->next, file_size - VPC_FOOTER_LEN);
 	nr = (uint32_t)DIV_ROUND_UP(size, v->dyn.block_size); /* <= max_entries: checked */
-	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->dyn.block_size), size,
-			  v->file, vpc_alloc, v)) {
+	if (blocktab_init(&v->t, nr, (unsigned int)__builtin_ctz(v->dyn.block_size), v->file,
+			  vpc_alloc, v)) {
 		error_setg(errp, "out of memory for a table of %" PRIu32 " blocks", nr);
 		return -1;
 	}
