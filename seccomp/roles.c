@@ -58,9 +58,7 @@ static const struct sandbox_val kick_sig_v[] = { V(SIGABRT), { SANDBOX_SIG_VCPU_
 							       "SIGRTMIN+1" } };
 static const struct sandbox_cond kick_sig = ONE_OF(2, "sig", kick_sig_v);
 
-static const struct sandbox_val spawn_prctl_v[] = {
-	V(PR_SET_NAME), V(PR_SET_NO_NEW_PRIVS), V(PR_CAPBSET_READ), V(PR_CAP_AMBIENT),
-};
+static const struct sandbox_val spawn_prctl_v[] = { V(PR_SET_NAME), V(PR_SET_NO_NEW_PRIVS) };
 static const struct sandbox_cond spawn_prctl = ONE_OF(0, "option", spawn_prctl_v);
 
 static const struct sandbox_val filter_op_v[] = { V(SECCOMP_SET_MODE_FILTER) };
@@ -81,7 +79,8 @@ static const struct sandbox_cond uring_enter_flags = {
 
 /* what iothread.c's ring_restrict lets the ring register after it is enabled */
 static const struct sandbox_val uring_register_v[] = {
-	V(IORING_REGISTER_FILES_UPDATE), V(IORING_REGISTER_BUFFERS), V(IORING_UNREGISTER_BUFFERS),
+	V(IORING_REGISTER_FILES_UPDATE), V(IORING_REGISTER_FILES), V(IORING_UNREGISTER_FILES),
+	V(IORING_REGISTER_BUFFERS), V(IORING_UNREGISTER_BUFFERS),
 };
 static const struct sandbox_cond uring_register_ops = ONE_OF(1, "opcode", uring_register_v);
 
@@ -96,7 +95,7 @@ static const struct sandbox_cond fcntl_cmds = ONE_OF(1, "cmd", fcntl_v);
 
 /* ioctl's command is its second argument */
 static const struct sandbox_val ioctl_vcpu_v[] = {
-	V(KVM_RUN), V(KVM_GET_REGS), V(KVM_GET_SREGS), V(TCGETS),
+	V(KVM_RUN), V(KVM_GET_REGS), V(KVM_GET_SREGS),
 	V(KVM_IRQ_LINE), V(KVM_SIGNAL_MSI), V(KVM_IOEVENTFD), V(KVM_IRQFD), V(KVM_SET_GSI_ROUTING),
 };
 static const struct sandbox_cond ioctl_vcpu = ONE_OF(1, "request", ioctl_vcpu_v);
@@ -112,7 +111,7 @@ static const struct sandbox_cond ioctl_block = ONE_OF(1, "request", ioctl_block_
 static const struct sandbox_val ioctl_main_v[] = {
 	V(BLKGETSIZE64), V(BLKSSZGET), V(FS_IOC_GETFLAGS), V(FS_IOC_SETFLAGS), V(TCGETS),
 	V(TCSETS), V(KVM_IRQ_LINE), V(KVM_SIGNAL_MSI), V(KVM_IOEVENTFD), V(KVM_IRQFD),
-	V(KVM_SET_GSI_ROUTING), V(KVM_GET_REGS), V(KVM_GET_SREGS),
+	V(KVM_SET_GSI_ROUTING),
 };
 static const struct sandbox_cond ioctl_main = ONE_OF(1, "request", ioctl_main_v);
 
@@ -139,6 +138,7 @@ GROUP(base, "every thread: memory, locks, time, its own end",
 	SYS(gettid, "thread ids (query-iothreads, query-cpus-fast)"),
 	SYSC(tgkill, abort_sig, "abort() on a failed assertion"),
 	SYS(getrandom, "OpenSSL and GnuTLS randomness, malloc's tcache seed"),
+	SYS(sched_getaffinity, "sysconf(_SC_NPROCESSORS_ONLN) once /sys is refused"),
 	SYS(exit, "the thread ends"),
 	SYS(exit_group, "the process ends"),
 	SYSE(clone3, ENOSYS, "refused: glibc then uses clone, whose flags a filter can check"),
@@ -152,7 +152,7 @@ GROUP(spawn, "a thread that starts threads once under its filter (the new one ru
 	SYSC(clone, clone_thread, "pthread_create: threads only, never a process"),
 	SYS(set_robust_list, "the new thread registers its robust futex list"),
 	SYS(rseq, "the new thread registers its restartable sequence area"),
-	SYSC(prctl, spawn_prctl, "the new thread names itself, sets no_new_privs, clears ambient caps"),
+	SYSC(prctl, spawn_prctl, "the new thread names itself and sets no_new_privs"),
 	SYS(capget, "the new thread drops its capabilities (libcap-ng)"),
 	SYS(capset, "the new thread drops its capabilities (libcap-ng)"),
 	SYSC(seccomp, filter_op, "the new thread loads its own filter"),
@@ -178,30 +178,22 @@ GROUP(fd_io, "data path on files already open",
 	SYS(close, "files and sockets this thread is done with"),
 );
 
-GROUP(uring, "an iothread's ring",
-	SYSC(io_uring_enter, uring_enter_flags, "submit and wait on its own ring"),
+GROUP(uring, "an iothread: its own ring, and the NBD server's connections on it",
+	SYSC(io_uring_enter, uring_enter_flags, "submit to and wait on its own ring"),
 	SYSC(io_uring_register, uring_register_ops,
-	     "fixed files and buffers, as the ring's restrictions allow"),
-	SYS(read, "its message eventfd, when the ring is not available"),
-	SYS(close, "files it no longer uses"),
-	SYS(ppoll, "waits without the ring"),
-	SYS(poll, "waits without the ring"),
-	SYS(sched_getaffinity, "sysconf(_SC_NPROCESSORS_ONLN)"),
-	SYS(recvfrom, "NBD server connections (TLS records)"),
-	SYS(sendto, "NBD server connections"),
-	SYS(sendmsg, "NBD server connections"),
-	SYS(shutdown, "NBD server: a connection ends"),
+	     "its fixed file table and buffers, as the ring's restrictions allow"),
+	SYS(prlimit64, "the fixed file table's ceiling (RLIMIT_NOFILE) when it grows"),
+	SYS(close, "files and connections it is done with"),
+	SYS(lseek, "SEEK_DATA/SEEK_HOLE: the holes an NBD read skips"),
 	SYS(setsockopt, "NBD server: TCP_NODELAY on accepted connections"),
+	SYS(shutdown, "NBD server: a connection that ends"),
 );
 
 GROUP(vcpu, "a vCPU",
-	SYSC(tgkill, kick_sig, "a vCPU that stops the VM kicks the others (pthread_kill)"),
 	SYSC(ioctl, ioctl_vcpu,
 	     "KVM_RUN; registers for error messages; the devices' interrupts and eventfds"),
-	SYS(read, "eventfds"),
-	SYS(close, "eventfds of queues reset by the guest"),
-	SYS(eventfd2, "ioeventfds and irqfds of queues the guest enables"),
-	SYS(poll, "a console output that is behind"),
+	SYSC(tgkill, kick_sig, "a vCPU that stops the VM kicks the others (pthread_kill)"),
+	SYS(poll, "the console's output, when its reader is behind"),
 );
 
 GROUP(memslot, "the memory registration thread",
@@ -237,59 +229,29 @@ GROUP(nbd_connect, "connecting to an NBD server (again): sockets and name resolu
 	SYS(close, "sockets, the resolver's files"),
 	SYS(newfstatat, "the resolver's files"),
 	SYS(fstat, "the resolver's files"),
+	SYS(uname, "the TLS client's handshake (GnuTLS asks for the host's name)"),
 );
 
-GROUP(control, "the control plane: QMP, blockdev-add, images opened and created",
-	SYS(openat, "blockdev-add, snapshots and mirror targets open and create images"),
-	SYS(open, "libraries that still call open()"),
-	SYS(unlink, "pid file, sockets, temporary files"),
-	SYS(unlinkat, "pid file, sockets"),
-	SYS(readlink, "realpath()"),
-	SYS(stat, "realpath(), file checks"),
-	SYS(lstat, "realpath()"),
-	SYS(statfs, "O_DIRECT alignment, file system type"),
-	SYS(fstatfs, "O_DIRECT alignment, file system type"),
-	SYS(statx, "file checks"),
-	SYS(access, "file checks"),
-	SYS(faccessat, "file checks"),
-	SYS(faccessat2, "file checks"),
-	SYS(getdents64, "directories (TLS credentials)"),
-	SYS(getcwd, "relative paths"),
-	SYS(chdir, "--daemonize moves to /"),
-	SYS(dup, "descriptors handed to another node"),
-	SYS(dup2, "descriptors"),
-	SYS(dup3, "descriptors"),
-	SYS(eventfd2, "eventfds of new queues and nodes"),
-	SYS(pipe2, "pipes"),
-	SYS(flock, "image locks"),
+GROUP(control, "the control plane: QMP, blockdev-add, snapshots, images opened and created",
+	SYS(openat, "blockdev-add, snapshot overlays, mirror targets; /dev/null (--daemonize)"),
+	SYS(newfstatat, "stat() of image paths"),
+	SYS(readlink, "realpath() of backing file names"),
+	SYS(getcwd, "realpath() of relative names"),
+	SYS(unlink, "the QMP socket and the pid file at exit"),
+	SYS(fstatfs, "the file system of an image opened (ext4's preallocation)"),
+	SYS(eventfd2, "eventfds of new queues, nodes and jobs"),
 	SYSC(ioctl, ioctl_main,
-	     "block device geometry, nocow flag, the console's mode, the VM's interrupts"),
+	     "block device geometry and the nocow flag of new images; the console's mode; the "
+	     "VM's interrupts (block_resize's configuration change)"),
 	SYS(poll, "the main loop"),
-	SYS(ppoll, "the main loop"),
 	SYS(accept4, "QMP clients"),
-	SYS(accept, "QMP clients"),
-	SYS(bind, "nbd-server-start, QMP sockets"),
+	SYS(bind, "nbd-server-start"),
 	SYS(listen, "nbd-server-start"),
-	SYS(getpeername, "QMP clients"),
-	SYS(rt_sigaction, "signal dispositions"),
-	SYS(sched_getaffinity, "CPU counts"),
-	SYS(sched_setaffinity, "--affinity of threads started late"),
-	SYS(sched_setscheduler, "the job thread's priority"),
-	SYS(ioprio_set, "the job thread's I/O priority"),
-	SYS(setpriority, "nice values"),
-	SYS(getpriority, "nice values"),
-	SYSC(tgkill, kick_sig, "vCPU kicks (pthread_kill), abort()"),
-	SYS(uname, "version strings"),
-	SYS(sysinfo, "memory sizes"),
-	SYS(getrusage, "statistics"),
-	SYS(getuid, "file checks"),
-	SYS(geteuid, "file checks"),
-	SYS(getgid, "file checks"),
-	SYS(getegid, "file checks"),
-	SYS(fchmod, "created files"),
-	SYS(memfd_create, "temporary buffers"),
-	SYS(sync_file_range, "flushes"),
-	SYS(fadvise64, "page cache hints"),
+	SYS(getsockname, "nbd-server-start on port 0: the port it got"),
+	SYSC(tgkill, kick_sig, "vCPU kicks (pthread_kill) when the VM stops"),
+	SYS(rt_sigaction, "signal dispositions at exit"),
+	SYS(chdir, "--daemonize: the daemon moves to / once it is ready"),
+	SYS(dup2, "--daemonize: stdio onto /dev/null once it is ready"),
 );
 
 GROUP(job_prio, "the job thread's priority",
@@ -302,12 +264,11 @@ GROUP(job_prio, "the job thread's priority",
 GROUP(files_open, "a thread that opens or creates images (blockdev-create, mirror targets)",
 	SYS(openat, "images opened and created by jobs"),
 	SYS(unlink, "a failed create cleans up"),
-	SYS(statfs, "O_DIRECT alignment"),
-	SYS(fstatfs, "O_DIRECT alignment"),
 	SYS(eventfd2, "eventfds of new nodes"),
 	SYS(readlink, "realpath()"),
 	SYS(getcwd, "relative paths"),
-	SYS(sched_getaffinity, "CPU counts (copy windows)"),
+	SYS(newfstatat, "stat() of image paths"),
+	SYS(fstatfs, "the file system of an image opened (ext4's preallocation)"),
 );
 
 GROUP(nice_setup, "a thread's set-up: its nice value (--vcpu-nice, iothread-nice)",
@@ -356,6 +317,8 @@ const struct sandbox_role_def sandbox_roles[SANDBOX_ROLE_NR] = {
 	[SANDBOX_ROLE_IOTHREAD] = {
 		.name = "iothread",
 		.what = "an iothread: its virtqueues or NBD connections, on its io_uring",
+		/* fd_io: a backup's copy-before-write reads the old data on the guest's
+		 * iothread, before its write goes on */
 		.groups = ROLE(&base, &uring, &fd_io),
 		.setup = &uring_setup,
 		.hot = { __NR_io_uring_enter },
@@ -405,24 +368,31 @@ const struct sandbox_role_def sandbox_roles[SANDBOX_ROLE_NR] = {
 static const struct sandbox_rule sanitizer_rules[] = {
 	SYS(sigaltstack, "the runtimes' alternate signal stacks"),
 	SYS(rt_sigaction, "the runtimes' signal handlers"),
-	SYS(openat, "reports read /proc/self/maps and the binary to symbolize"),
-	SYS(read, "/proc/self/maps"),
-	SYS(close, "/proc/self/maps"),
-	SYS(readlink, "/proc/self/exe"),
-	SYS(newfstatat, "files the reports read"),
-	SYS(fstat, "files the reports read"),
+	SYS(prctl, "the runtimes' settings; LeakSanitizer's PR_SET_PTRACER, PR_SET_PDEATHSIG"),
+	SYS(clone, "LeakSanitizer's tracer task, at exit"),
+	SYS(ptrace, "LeakSanitizer's tracer stops the threads to scan their registers"),
+	SYS(wait4, "LeakSanitizer and its tracer wait for each other"),
+	SYS(getppid, "LeakSanitizer's tracer"),
+	SYS(kill, "the runtimes' reports"),
+	/* the runtimes' own calls on x86-64 are the old ones (open, not openat) */
+	SYS(open, "reports read /proc/self/maps; the tracer lists /proc/PID/task"),
+	SYS(openat, "the same, from glibc"),
+	SYS(getdents, "the tracer lists /proc/PID/task"),
+	SYS(getdents64, "the same, from glibc"),
+	SYS(read, "/proc files"),
+	SYS(close, "/proc files"),
+	SYS(stat, "the runtimes' file checks"),
+	SYS(lstat, "the runtimes' file checks"),
+	SYS(fstat, "the runtimes' file checks"),
+	SYS(newfstatat, "the runtimes' file checks"),
+	SYS(readlink, "/proc/self/exe for reports"),
+	SYS(lseek, "files the reports read"),
+	SYS(pipe, "the symbolizer"),
+	SYS(pipe2, "the symbolizer"),
+	SYS(dup2, "the symbolizer"),
 	SYS(getrlimit, "stack limits"),
 	SYS(prlimit64, "stack limits"),
-	SYS(sched_getaffinity, "the runtimes' CPU counts"),
-	SYS(prctl, "the runtimes' thread settings"),
-	SYS(clone, "LeakSanitizer's tracer at exit"),
-	SYS(ptrace, "LeakSanitizer stops the threads to scan them"),
-	SYS(wait4, "LeakSanitizer waits for its tracer"),
-	SYS(getdents64, "LeakSanitizer lists the threads in /proc/self/task"),
-	SYS(getppid, "LeakSanitizer's tracer"),
-	SYS(kill, "LeakSanitizer's tracer"),
-	SYS(pipe2, "the symbolizer"),
-	SYS(lseek, "files the reports read"),
+	SYS(tgkill, "the runtimes' reports (any signal)"),
 };
 const struct sandbox_group sandbox_group_sanitizer = {
 	"sanitizer", "sanitizer builds only (ASan, UBSan, TSan runtimes)", sanitizer_rules,

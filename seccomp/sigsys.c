@@ -205,7 +205,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 
 		describe(&l, si, g, sandbox_self_role());
 		/* the path the kernel read without a fault, so it may be read here too */
-		if (pa >= 0 && ret >= 0 && g[pa]) {
+		if (pa >= 0 && ret != -EFAULT && g[pa]) {
 			put(&l, " on '");
 			put_path(&l, (const char *)g[pa]);
 			put(&l, "'");

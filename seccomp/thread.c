@@ -63,9 +63,10 @@ static int may_spawn(enum sandbox_role role, struct error **errp)
 
 	if (self < 0 || (sandbox_role_closure((enum sandbox_role)self) & (1u << role)))
 		return 0;
-	error_setg(errp, "sandbox: a %s thread may not start a %s thread once its filter is on "
-		   "(seccomp/roles.c: %s.spawns)", sandbox_role_name((enum sandbox_role)self),
-		   sandbox_role_name(role), sandbox_role_name((enum sandbox_role)self));
+	error_setg(errp, "sandbox: thread '%s' (role %s) may not start a thread of role %s once its "
+		   "filter is on (seccomp/roles.c: the spawns of role %s)", sandbox_self_name(),
+		   sandbox_role_name((enum sandbox_role)self), sandbox_role_name(role),
+		   sandbox_role_name((enum sandbox_role)self));
 	return -1;
 }
 
