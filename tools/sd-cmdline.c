@@ -103,11 +103,6 @@ static int opt_new_net_ns(struct sd_config *c, const char *arg, struct error **e
 	return sandbox_jail_option(&c->jail, "new-net-ns", NULL, errp);
 }
 
-static int opt_sandbox(struct sd_config *c, const char *arg, struct error **errp)
-{
-	return sandbox_parse_mode(arg, &c->sandbox, "value", errp);
-}
-
 static struct sd_chardev *find_chardev(struct sd_config *c, const char *id)
 {
 	for (unsigned int i = 0; i < c->nr_chardevs; i++)
@@ -295,10 +290,6 @@ static const struct sd_option options[] = {
 	  "outside to pass on signals and the exit status)" },
 	{ "new-net-ns", false, opt_new_net_ns,
 	  "\tjailed in a new, empty network namespace too (unix sockets only)" },
-	{ "sandbox", true, opt_sandbox,
-	  "on|log|off\tevery thread under a seccomp filter of its role, without capabilities\n"
-	  "(on, the default: a call outside the list kills the daemon by SIGSYS, naming\n"
-	  "the thread and the call; log: the call goes through and is reported once)" },
 	{ "help", false, opt_help, "\tthis help (-h)" },
 	{ "version", false, opt_version, "\tthe version (-V)" },
 };
@@ -365,8 +356,7 @@ enum sd_cmdline_result sd_cmdline_parse(int argc, char **argv, struct sd_config 
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->sandbox = SANDBOX_OFF; /* on once every suite has run under the filters (issue 19) */
-	cfg->sandbox = SANDBOX_OFF; /* on once every suite has run under the filters (issue 19) */
+	cfg->sandbox = SANDBOX_ON;
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
 		longopts[i] = (struct option){ options[i].name,
 					       options[i].has_arg ? required_argument : no_argument,

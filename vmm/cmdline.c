@@ -65,10 +65,6 @@ void cmdline_usage(void)
 	       "                       capabilities (on, the default: a call outside the list\n"
 	       "                       kills vireo by SIGSYS, naming the thread and the call; log:\n"
 	       "                       the call goes through and is reported once; off: none)\n"
-	       "  --sandbox on|log|off every thread under a seccomp filter of its role, without\n"
-	       "                       capabilities (on, the default: a call outside the list\n"
-	       "                       kills vireo by SIGSYS, naming the thread and the call; log:\n"
-	       "                       the call goes through and is reported once; off: none)\n"
 	       SANDBOX_JAIL_HELP
 	       "  -h, --help           this help\n"
 	       "  -V, --version        version\n\n"
@@ -234,8 +230,6 @@ static int cmdline_option(int opt, const char *arg, struct vm_config *cfg, struc
 		return cmdline_list("--device", arg, cfg->devices, &cfg->nr_devices, errp);
 	case 'S':
 		return sandbox_parse_mode(arg, &cfg->sandbox, "--sandbox", errp);
-	case 'S':
-		return sandbox_parse_mode(arg, &cfg->sandbox, "--sandbox", errp);
 	default:
 		return -1;
 	}
@@ -254,7 +248,6 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 		{ "vcpu-nice", required_argument, NULL, 'n' },
 		{ "object", required_argument, NULL, 'o' }, { "blockdev", required_argument, NULL, 'b' },
 		{ "device", required_argument, NULL, 'D' },
-		{ "sandbox", required_argument, NULL, 'S' },
 		/* the jail's (seccomp/jail.h): taken by name, as 'J' */
 		{ "jail", required_argument, NULL, 'J' }, { "uid", required_argument, NULL, 'J' },
 		{ "gid", required_argument, NULL, 'J' }, { "new-pid-ns", no_argument, NULL, 'J' },
@@ -268,8 +261,7 @@ enum cmdline_result cmdline_parse(int argc, char **argv, struct vm_config *cfg,
 	cfg->cpus = 1;
 	cfg->memory = 256 * MiB;
 	cfg->cmdline = "";
-	cfg->sandbox = SANDBOX_OFF; /* on once every suite has run under the filters (issue 19) */
-	cfg->sandbox = SANDBOX_OFF; /* on once every suite has run under the filters (issue 19) */
+	cfg->sandbox = SANDBOX_ON;
 	/* argv[0] is the program; an optional "run" subcommand follows */
 	if (argc > 1 && !strcmp(argv[1], "run"))
 		first = 1;
