@@ -32,12 +32,12 @@ meson test -C build-asan --no-rebuild --print-errorlogs e2e-guest
 # job thread against the control plane, dirty bitmaps marked from many threads, the virtio-blk
 # device's drained sections (reset, resize, node swap) against its iothreads, and virtio-scsi's
 # task management across its iothreads (aborts waiting for requests in flight, hot-plugged LUNs,
-# resize).
+# resize), VHD and VDI blocks allocated from two iothreads at once.
 # setarch -R: TSan needs the address space ASLR would scatter.
 if [ ! -f build-tsan/build.ninja ]; then
 	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dguest=disabled
 fi
 tsan_tests=(qcow2_cache qcow2_io qcow2_engine luks_engine iothread blockdev_engine blockdev_graph
-	blockdev_copy block_jobs blockdev_bitmap virtio_blk_dev virtio_scsi_dev vmdk_engine)
+	blockdev_copy block_jobs blockdev_bitmap virtio_blk_dev virtio_scsi_dev vmdk_engine vpc_vdi_engine)
 ninja -C build-tsan "${tsan_tests[@]/#/tests/unit/test_}"
 meson test -C build-tsan --no-rebuild --print-errorlogs --wrapper 'setarch -R' "${tsan_tests[@]}"
