@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/sandbox/run.sh [BUILD_DIR]: what the sandbox costs the data path.
+#  1. vireo-sandbox-cost: ns per system call that an iothread's filter adds (its ring's wait,
+#     an eventfd write, gettid), with the sandbox on against off, in alternating rounds.
+#  2. bench/blk/run.sh with vireo only, `--sandbox on` and `--sandbox off` interleaved for
+#     ROUNDS rounds (the order alternates), the same configurations each time; per
+#     configuration the median IOPS of each mode and their ratio, and each round's ratio.
+# Environment: ROUNDS (6), and bench/blk/run.sh's BENCH_CACHES (writeback none), BENCH_QDS
+# (1 32), BENCH_QUEUES (2), BENCH_SECS (5), BENCH_SIZE (256M), ... On a busy machine the rounds
+# scatter widely: read the medians, and the cost per call, which does not depend on the load.
+set -euo pipefail
+build=$(realpath "${1:-build}")
+here=$(dirname "$(realpath "$0")")
+rounds=${ROUNDS:-6}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+"$build/bench/vireo-sandbox-cost" 20 200000
+echo
+for r in $(seq 1 "$rounds"); do
+	if ((r % 2)); then order="on off"; else order="off on"; fi
+	for m in $order; do
+		BENCH_VMMS=vireo BENCH_VIREO_ARGS="--sandbox $m" BENCH_SECS=${BENCH_SECS:-5} \
+		BENCH_CACHES="${BENCH_CACHES:-writeback none}" BENCH_RWS=${BENCH_RWS:-randread} \
+		BENCH_QDS="${BENCH_QDS:-1 32}" BENCH_QUEUES="${BENCH_QUEUES:-2}" \
+		BENCH_SIZE=${BENCH_SIZE:-256M} bash "$here/../blk/run.sh" "$build" 2>&1 |
+			sed -n "s/^RESULT /RESULT sandbox=$m round=$r /p" | tee -a "$out"
+	done
+done
+python3 - "$out" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+    f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+    key = f"cache={f['cache']} rw={f['rw']} qd={f['qd']} queues={f['queues']}"
+    runs[key][(f["sandbox"], f["round"])] = float(f["iops"])
+for key, r in sorted(runs.items()):
+    on = [v for (m, _), v in r.items() if m == "on"]
+    off = [v for (m, _), v in r.items() if m == "off"]
+    pairs = [r[("on", k)] / r[("off", k)] for (m, k) in r if m == "on" and ("off", k) in r]
+    print(f"RATIO {key} on/off={statistics.median(on) / statistics.median(off):.3f} "
+          f"(median IOPS on {statistics.median(on):.0f}, off {statistics.median(off):.0f}; "
+          f"rounds {' '.join(f'{p:.2f}' for p in pairs)})")
+PY
