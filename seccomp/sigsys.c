@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <linux/audit.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -241,5 +242,10 @@ int sandbox_sigsys_init(enum sandbox_mode mode, const char *prog, struct error *
 		error_setg_errno(errp, errno, "sandbox: cannot handle SIGSYS");
 		return -1;
 	}
+	/* a SIGSYS blocked by whoever started us would kill without a word (the kernel forces
+	 * it): every thread inherits this mask */
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
 	return 0;
 }
