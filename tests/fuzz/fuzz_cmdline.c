@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "devices/virtqueue.h"
 #include "devices/virtio_blk.h"
+#include "seccomp/jail.h"
 #include "tests/fuzz/fuzz.h"
 #include "vmm/config.h"
 #include "vmm/drive.h"
@@ -98,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (unsigned int i = 0; i < cfg.nr_drives; i++)
 			check_drive(cfg.drives[i]);
 	}
+	sandbox_jail_free(&cfg.jail); /* as vireo's main(): the /dev paths --jail will need */
 	/* the raw input (up to its first NUL) as one --drive value */
 	check_drive(buf);
 	free(buf);

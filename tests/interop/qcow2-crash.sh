@@ -79,6 +79,7 @@ fi
 
 T=$(mktemp -d /tmp/vireo-qcow2-crash.XXXXXX)
 trap 'rm -rf "$T"' EXIT
+. "$(dirname "$(realpath "$0")")/crash-window.sh"
 cd "$T" || exit 1
 RANDOM=42
 SIZE=$((32 * 1024 * 1024))
@@ -125,7 +126,7 @@ linger() {
 	done
 }
 
-# img_writer IMG LOG: img_io with 400 operations, killed after 2-120 ms
+# img_writer IMG LOG: img_io with 400 operations, killed after 2-120 ms (crash-window.sh)
 img_writer() {
 	local cmds=() grp=() off len pick i
 	for i in $(seq 1 400); do
@@ -149,12 +150,7 @@ img_writer() {
 	[ $((rounds[$key] % 2)) -eq 0 ] && grp=(-g 32)
 	"$IO" -l -f qcow2 -o cache="$cache" "${grp[@]}" "${cmds[@]}" "$1" >"$2" 2>writer.err &
 	pid=$!
-	# 1 round in 8 has time to finish
-	if [ $((RANDOM % 8)) -eq 0 ]; then
-		linger 100
-	else
-		sleep "0.$(printf %03d $((RANDOM % 118 + 2)))"
-	fi
+	crash_kill_after "$key/$cache" 120
 }
 
 # vm_writer IMG LOG: the test guest's blk-crashwriter under vireo, killed while it runs

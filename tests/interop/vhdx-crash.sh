@@ -50,6 +50,7 @@ if [ "$PATHS" != img ] && { [ -z "$ELF" ] || ! [ -r /dev/kvm ] || ! [ -w /dev/kv
 fi
 T=$(mktemp -d /tmp/vireo-vhdx-crash.XXXXXX)
 trap 'rm -rf "$T"' EXIT
+. "$(dirname "$(realpath "$0")")/crash-window.sh"
 cd "$T" || exit 1
 RANDOM=20
 SIZE=$((32 * 1024 * 1024))
@@ -77,7 +78,7 @@ linger() { # N: waits up to N times 50 ms for the writer to end by itself
 	done
 }
 
-img_writer() { # IMG LOG: 300 operations, killed after 2-150 ms
+img_writer() { # IMG LOG: 300 operations, killed after 2-150 ms (crash-window.sh)
 	local cmds=() off len pick i
 	for i in $(seq 1 300); do
 		pick=$((RANDOM % 100))
@@ -95,8 +96,7 @@ img_writer() { # IMG LOG: 300 operations, killed after 2-150 ms
 	done
 	"$IO" -l -f vhdx -o cache="$cache" "${cmds[@]}" "$1" >"$2" 2>writer.err &
 	pid=$!
-	if [ $((RANDOM % 8)) -eq 0 ]; then linger 100
-	else sleep "0.$(printf %03d $((RANDOM % 148 + 2)))"; fi
+	crash_kill_after "$key/$cache" 150
 }
 
 vm_writer() { # IMG LOG: the test guest's blk-crashwriter, killed while it runs

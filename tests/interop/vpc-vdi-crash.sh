@@ -23,6 +23,7 @@ VI=$(realpath "$1")
 IO=$(realpath "$2")
 CHECK=$(realpath "$3")
 . "$(dirname "$(realpath "$0")")/tap.sh"
+. "$(dirname "$(realpath "$0")")/crash-window.sh"
 tap_start vpc-vdi-crash qemu-img
 
 SIZE=$((24 * 1024 * 1024))
@@ -66,7 +67,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	ops
 	"$IO" -l -f "$fmt" -o cache=$cache "${cmds[@]}" "$name.img" >log 2>writer.err &
 	pid=$!
-	sleep "0.$(printf %03d $((RANDOM % 90 + 5)))"
+	crash_kill_after "$name/$cache" 95
 	kill -9 $pid 2>/dev/null
 	wait $pid 2>/dev/null
 	rc=$?
