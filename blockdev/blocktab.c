@@ -23,7 +23,9 @@
  */
 #include "blockdev/blocktab.h"
 
+#include <endian.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "blockdev/internal.h"
@@ -254,4 +256,59 @@ uint32_t blocktab_allocated(struct blocktab *t)
 	for (uint32_t i = 0; i < t->nr; i++)
 		n += blocktab_get(t, i) != 0;
 	return n;
+}
+
+#define DISK_PER_SECTOR (512 / 4)
+
+int blocktab_disk_load(struct blocktab_disk *d, struct blockdev *file, uint64_t offset,
+		       uint32_t n, bool big_endian, const char *what, struct error **errp)
+{
+	int ret;
+
+	*d = (struct blocktab_disk){ .n = n, .offset = offset, .big_endian = big_endian };
+	d->e = malloc(n ? (size_t)n * 4 : 1);
+	d->dirty = calloc(DIV_ROUND_UP(n, DISK_PER_SECTOR) + 1, 1);
+	if (!d->e || !d->dirty) {
+		error_setg(errp, "out of memory for a %s of %" PRIu32 " entries", what, n);
+		return -1;
+	}
+	ret = n ? blockdev_pread(file, offset, d->e, (size_t)n * 4) : 0;
+	if (ret) {
+		error_setg_errno(errp, ret, "reading the %s", what);
+		return -1;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		d->e[i] = big_endian ? be32toh(d->e[i]) : le32toh(d->e[i]);
+	return 0;
+}
+
+int blocktab_disk_write(struct blocktab_disk *d, struct blockdev *file)
+{
+	int ret = 0;
+
+	if (!d->dirty_any)
+		return 0;
+	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(d->n, DISK_PER_SECTOR); s++) {
+		uint32_t buf[DISK_PER_SECTOR], first = s * DISK_PER_SECTOR;
+		uint32_t cnt = MIN(DISK_PER_SECTOR, d->n - first);
+
+		if (!d->dirty[s])
+			continue;
+		for (uint32_t i = 0; i < cnt; i++)
+			buf[i] = d->big_endian ? htobe32(d->e[first + i]) : htole32(d->e[first + i]);
+		ret = blockdev_pwrite(file, d->offset + (uint64_t)first * 4, buf, cnt * 4);
+		if (!ret)
+			d->dirty[s] = 0;
+	}
+	if (!ret)
+		d->dirty_any = false;
+	return ret;
+}
+
+void blocktab_disk_free(struct blocktab_disk *d)
+{
+	free(d->e);
+	free(d->dirty);
+	d->e = NULL;
+	d->dirty = NULL;
 }

@@ -67,4 +67,32 @@ int blocktab_block_status(struct blocktab *t, uint64_t off, uint64_t len, uint64
 /* Blocks allocated (for info and check). */
 uint32_t blocktab_allocated(struct blocktab *t);
 
+/*
+ * The format's own table of 32-bit entries in the file (VHD's BAT, VDI's block map), kept in
+ * host order with a flag per 512-byte sector of it: loaded at open, changed by the alloc
+ * callback (the blocktab's lock held), and its changed sectors written back at a flush.
+ */
+struct blocktab_disk {
+	uint32_t *e;      /* the entries, host order; under the blocktab's lock */
+	uint32_t n;
+	uint64_t offset;  /* of the table in the file */
+	bool big_endian;  /* VHD's; VDI's is little-endian */
+	uint8_t *dirty;   /* per sector: holds entries not written yet */
+	bool dirty_any;
+};
+
+/* Reads @n entries at @offset of @file (the caller checked they lie inside it); @what names
+ * the table in a message ("BAT", "block map"). */
+int blocktab_disk_load(struct blocktab_disk *d, struct blockdev *file, uint64_t offset,
+		       uint32_t n, bool big_endian, const char *what, struct error **errp);
+static inline void blocktab_disk_set(struct blocktab_disk *d, uint32_t idx, uint32_t v)
+{
+	d->e[idx] = v;
+	d->dirty[idx / 128] = 1;
+	d->dirty_any = true;
+}
+/* Writes the sectors that changed since the last call; 0 or -errno (they stay dirty). */
+int blocktab_disk_write(struct blocktab_disk *d, struct blockdev *file);
+void blocktab_disk_free(struct blocktab_disk *d);
+
 #endif

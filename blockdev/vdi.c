@@ -33,7 +33,6 @@
 #include "common/parse.h"
 #include "common/util.h"
 
-#define MAP_PER_SECTOR (512 / 4)
 #define TRAILER 4096 /* zeroes written at the end of a new block: the file covers it */
 #define DATA_ALIGN 4096 /* a new image's data area starts there */
 
@@ -41,9 +40,8 @@ struct vdi {
 	struct blockdev *file;
 	struct vdi_header h;
 	bool close_flush;
-	uint32_t *map;      /* the block map (host order); under t.lock */
-	uint8_t *dirty;     /* per map sector: holds entries not written yet; under t.lock */
-	bool dirty_any;     /* map sectors or the header's count to write; under t.lock */
+	struct blocktab_disk map; /* the block map; its dirty_any also stands for the header's
+				     count; under t.lock */
 	uint32_t next;      /* the data block index a new block takes; under t.lock */
 	uint64_t file_end;  /* bytes the file holds; under t.lock */
 	uint8_t *zeroes;    /* TRAILER bytes */
@@ -63,22 +61,10 @@ static int load_map(struct vdi *v, struct blockdev *bs, struct blockdev_open_ctx
 {
 	uint32_t n = v->h.blocks_in_image, nr;
 	struct vdi_map_report r;
-	int ret;
 
-	v->map = malloc(sizeof(*v->map) * (n ? n : 1)); /* inside the file: checked */
-	v->dirty = calloc(DIV_ROUND_UP(n, MAP_PER_SECTOR) + 1, 1);
-	if (!v->map || !v->dirty) {
-		error_setg(errp, "out of memory for a block map of %" PRIu32 " entries", n);
-		return -1;
-	}
-	ret = n ? blockdev_pread(v->file, v->h.offset_bmap, v->map, (size_t)n * 4) : 0;
-	if (ret) {
-		error_setg_errno(errp, ret, "reading the block map");
-		return -1;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		v->map[i] = le32toh(v->map[i]);
-	if (vdi_map_check(&v->h, v->map, file_size, false, &r, errp))
+	/* inside the file: checked */
+	if (blocktab_disk_load(&v->map, v->file, v->h.offset_bmap, n, false, "block map", errp) ||
+	    vdi_map_check(&v->h, v->map.e, file_size, false, &r, errp))
 		return -1;
 	if ((r.bad_index || r.duplicates) && !bs->read_only && !ctx->opts->repair) {
 		error_setg(errp, "the block map has %" PRIu32 " entries past the data area and %"
@@ -98,16 +84,15 @@ static int load_map(struct vdi *v, struct blockdev *bs, struct blockdev_open_ctx
 	}
 	v->t.recurse = v->h.type == VDI_TYPE_STATIC;
 	for (uint32_t i = 0; i < nr; i++)
-		if (v->map[i] != VDI_UNALLOCATED && v->map[i] != VDI_DISCARDED)
-			blocktab_set(&v->t, i, vdi_block_offset(&v->h, v->map[i]));
+		if (v->map.e[i] != VDI_UNALLOCATED && v->map.e[i] != VDI_DISCARDED)
+			blocktab_set(&v->t, i, vdi_block_offset(&v->h, v->map.e[i]));
 	return 0;
 }
 
 static void free_state(struct vdi *v)
 {
 	blocktab_destroy(&v->t);
-	free(v->map);
-	free(v->dirty);
+	blocktab_disk_free(&v->map);
 	free(v->zeroes);
 	free(v);
 }
@@ -165,30 +150,13 @@ fail:
  */
 static int write_map(struct vdi *v, bool ordered)
 {
-	uint32_t n = v->h.blocks_in_image, le = htole32(v->h.blocks_allocated);
-	int ret;
+	uint32_t le = htole32(v->h.blocks_allocated);
 
-	if (!v->dirty_any)
+	if (!v->map.dirty_any)
 		return 0;
-	ret = blockdev_pwrite(v->file, VDI_OFF_BLOCKS_ALLOCATED, &le, 4);
-	if (!ret && ordered)
-		ret = blockdev_flush(v->file);
-	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(n, MAP_PER_SECTOR); s++) {
-		uint32_t map[MAP_PER_SECTOR], first = s * MAP_PER_SECTOR;
-		uint32_t cnt = MIN(MAP_PER_SECTOR, n - first);
-
-		if (!v->dirty[s])
-			continue;
-		for (uint32_t i = 0; i < cnt; i++)
-			map[i] = htole32(v->map[first + i]);
-		ret = blockdev_pwrite(v->file, v->h.offset_bmap + (uint64_t)first * 4, map,
-				      cnt * 4);
-		if (!ret)
-			v->dirty[s] = 0;
-	}
-	if (!ret)
-		v->dirty_any = false;
-	return ret;
+	return blockdev_pwrite(v->file, VDI_OFF_BLOCKS_ALLOCATED, &le, 4) ?:
+	       (ordered ? blockdev_flush(v->file) : 0) ?:
+	       blocktab_disk_write(&v->map, v->file);
 }
 
 static void vdi_close(struct blockdev *bs)
@@ -233,10 +201,8 @@ static int vdi_alloc(void *opaque, uint32_t idx, uint64_t *host)
 	if (ret)
 		return ret;
 	v->file_end = MAX(v->file_end, at + v->h.block_size);
-	v->map[idx] = v->next++;
+	blocktab_disk_set(&v->map, idx, v->next++);
 	v->h.blocks_allocated++;
-	v->dirty[idx / MAP_PER_SECTOR] = 1;
-	v->dirty_any = true;
 	*host = at;
 	return 0;
 }
@@ -307,7 +273,7 @@ static int vdi_check(struct blockdev *bs, unsigned fix, struct blockdev_check_re
 	}
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_lock(&v->t.lock);
-	ret = vdi_map_check(&v->h, v->map, bs->file->size, fix & BLOCKDEV_CHECK_VERBOSE, &r, errp);
+	ret = vdi_map_check(&v->h, v->map.e, bs->file->size, fix & BLOCKDEV_CHECK_VERBOSE, &r, errp);
 	if (!ret && r.allocated != v->h.blocks_allocated) {
 		if (fix & BLOCKDEV_CHECK_VERBOSE)
 			fprintf(stderr, "ERROR: allocated blocks mismatch, is %" PRIu32 ", should "

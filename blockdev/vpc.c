@@ -35,7 +35,6 @@
 #include "common/util.h"
 
 #define VPC_DATA_ALIGN 4096 /* where a new block's data starts */
-#define BAT_PER_SECTOR (VPC_SECTOR / 4)
 
 struct vpc {
 	struct blockdev *file;
@@ -47,9 +46,7 @@ struct vpc {
 	struct vpc_dyn dyn;
 	uint32_t bitmap_size;
 	uint8_t *bitmap;    /* a new block's sector bitmap: all ones */
-	uint32_t *bat;      /* every BAT entry (host order); under t.lock */
-	uint8_t *dirty;     /* per BAT sector: holds entries not written yet; under t.lock */
-	bool dirty_any;
+	struct blocktab_disk bat; /* under t.lock */
 	uint64_t next;      /* where the next block's room starts; under t.lock */
 	struct blocktab t;
 };
@@ -120,7 +117,7 @@ static int vpc_alloc(void *opaque, uint32_t idx, uint64_t *host);
 static int open_dynamic(struct vpc *v, uint64_t size, uint64_t file_size, struct error **errp)
 {
 	uint8_t buf[VPC_DYN_LEN];
-	uint64_t meta_end, bat_len;
+	uint64_t meta_end;
 	uint32_t nr;
 	int ret;
 
@@ -138,24 +135,18 @@ static int open_dynamic(struct vpc *v, uint64_t size, uint64_t file_size, struct
 	    vpc_layout_check(&v->footer, &v->dyn, size, file_size, &meta_end, errp))
 		return -1;
 	v->bitmap_size = vpc_bitmap_size(v->dyn.block_size);
-	bat_len = (uint64_t)v->dyn.max_entries * 4; /* inside the file: checked above */
-	v->bat = malloc(bat_len ? bat_len : 1);
-	v->dirty = calloc(DIV_ROUND_UP(v->dyn.max_entries, BAT_PER_SECTOR) + 1, 1);
 	v->bitmap = malloc(v->bitmap_size);
-	if (!v->bat || !v->dirty || !v->bitmap) {
-		error_setg(errp, "out of memory for a BAT of %" PRIu32 " entries",
-			   v->dyn.max_entries);
+	if (!v->bitmap) {
+		error_setg(errp, "out of memory for a block bitmap of %" PRIu32 " bytes",
+			   v->bitmap_size);
 		return -1;
 	}
 	memset(v->bitmap, 0xff, v->bitmap_size);
-	ret = bat_len ? blockdev_pread(v->file, v->dyn.table_offset, v->bat, bat_len) : 0;
-	if (ret) {
-		error_setg_errno(errp, ret, "reading the BAT");
+	/* inside the file: checked above */
+	if (blocktab_disk_load(&v->bat, v->file, v->dyn.table_offset, v->dyn.max_entries, true,
+			       "BAT", errp))
 		return -1;
-	}
-	for (uint32_t i = 0; i < v->dyn.max_entries; i++)
-		v->bat[i] = be32toh(v->bat[i]);
-	if (vpc_bat_check(v->bat, v->dyn.max_entries, v->dyn.block_size, meta_end, file_size,
+	if (vpc_bat_check(v->bat.e, v->dyn.max_entries, v->dyn.block_size, meta_end, file_size,
 			  &v->next, errp))
 		return -1;
 	/* new blocks go after every byte of the file but its footer: never over what a crash
@@ -168,16 +159,15 @@ static int open_dynamic(struct vpc *v, uint64_t size, uint64_t file_size, struct
 		return -1;
 	}
 	for (uint32_t i = 0; i < nr; i++)
-		if (v->bat[i] != VPC_BAT_FREE)
-			blocktab_set(&v->t, i, (uint64_t)v->bat[i] * VPC_SECTOR + v->bitmap_size);
+		if (v->bat.e[i] != VPC_BAT_FREE)
+			blocktab_set(&v->t, i, (uint64_t)v->bat.e[i] * VPC_SECTOR + v->bitmap_size);
 	return 0;
 }
 
 static void free_state(struct vpc *v)
 {
 	blocktab_destroy(&v->t);
-	free(v->bat);
-	free(v->dirty);
+	blocktab_disk_free(&v->bat);
 	free(v->bitmap);
 	free(v);
 }
@@ -229,29 +219,9 @@ fail:
  */
 static int write_bat(struct vpc *v, bool ordered)
 {
-	uint32_t n = v->dyn.max_entries;
-	int ret = 0;
-
-	if (!v->dirty_any)
+	if (!v->bat.dirty_any)
 		return 0;
-	if (ordered)
-		ret = blockdev_flush(v->file);
-	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(n, BAT_PER_SECTOR); s++) {
-		uint32_t be[BAT_PER_SECTOR], first = s * BAT_PER_SECTOR;
-		uint32_t cnt = MIN(BAT_PER_SECTOR, n - first);
-
-		if (!v->dirty[s])
-			continue;
-		for (uint32_t i = 0; i < cnt; i++)
-			be[i] = htobe32(v->bat[first + i]);
-		ret = blockdev_pwrite(v->file, v->dyn.table_offset + (uint64_t)first * 4, be,
-				      cnt * 4);
-		if (!ret)
-			v->dirty[s] = 0;
-	}
-	if (!ret)
-		v->dirty_any = false;
-	return ret;
+	return (ordered ? blockdev_flush(v->file) : 0) ?: blocktab_disk_write(&v->bat, v->file);
 }
 
 static void vpc_close(struct blockdev *bs)
@@ -289,9 +259,7 @@ static int vpc_alloc(void *opaque, uint32_t idx, uint64_t *host)
 	      blockdev_pwrite(v->file, end, v->footer_buf, VPC_FOOTER_LEN);
 	if (ret)
 		return ret;
-	v->bat[idx] = (uint32_t)(bitmap / VPC_SECTOR);
-	v->dirty[idx / BAT_PER_SECTOR] = 1;
-	v->dirty_any = true;
+	blocktab_disk_set(&v->bat, idx, (uint32_t)(bitmap / VPC_SECTOR));
 	v->next = end;
 	*host = data;
 	return 0;
