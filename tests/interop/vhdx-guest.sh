@@ -12,22 +12,7 @@
 #                   filled by qemu-io (every block present: the guest's I/O is in place)
 # Exit 77 without /dev/kvm, qemu-img or qemu-io.
 set -u
-VIREO=$(realpath "$1")
-VI=$(realpath "$2")
-ELF=$(realpath "$3")
-KIND=$4
-HERE=$(dirname "$(realpath "$0")")
-GUEST=$HERE/../guest
-
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm is not available"; exit 77; }
-for t in qemu-img qemu-io; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-vhdx-guest.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
-run() { echo "+ $*"; "$@" || fail "'$*' failed"; }
+. "$(dirname "$(realpath "$0")")/guest-lib.sh"
 
 # the guest's cases write below 4 MiB: [32M, 64M) is never touched
 case "$KIND" in
@@ -51,10 +36,7 @@ size=$(stat -c %s img.vhdx)
 echo "+ qemu-img check img.vhdx"
 qemu-img check img.vhdx || fail "qemu-img check found problems in the image the guest wrote"
 run "$VI" check img.vhdx
-run "$VI" convert -O raw img.vhdx ours.raw
-run qemu-img convert -O raw img.vhdx theirs.raw
-cmp ours.raw theirs.raw || fail "vireo-img and qemu-img read different content"
-run qemu-io -r -f vhdx "${tail[@]}" img.vhdx >/dev/null
+read_same vhdx img.vhdx
 if [ "$KIND" = fixed ] && [ "$(stat -c %s img.vhdx)" != "$size" ]; then
 	fail "the fixed image grew from $size to $(stat -c %s img.vhdx) bytes"
 fi

@@ -15,22 +15,7 @@
 #         stream   qemu-img convert -o subformat=streamOptimized of a filled raw file: read-only
 # Exit 77 without /dev/kvm, qemu-img or qemu-io.
 set -u
-VIREO=$(realpath "$1")
-VI=$(realpath "$2")
-ELF=$(realpath "$3")
-KIND=$4
-HERE=$(dirname "$(realpath "$0")")
-GUEST=$HERE/../guest
-
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm is not available"; exit 77; }
-for t in qemu-img qemu-io; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-vmdk-guest.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
-run() { echo "+ $*"; "$@" || fail "'$*' failed"; }
+. "$(dirname "$(realpath "$0")")/guest-lib.sh"
 
 # the guest's cases write below 4 MiB: [32M, 64M) is never touched
 cache=writeback
@@ -76,10 +61,7 @@ fi
 echo "+ qemu-img check img.vmdk"
 qemu-img check img.vmdk || fail "qemu-img check found problems in the image the guest wrote"
 run "$VI" check img.vmdk
-run "$VI" convert -O raw img.vmdk ours.raw
-run qemu-img convert -O raw img.vmdk theirs.raw
-cmp ours.raw theirs.raw || fail "vireo-img and qemu-img read different content"
-run qemu-io -r -f vmdk "${tail[@]}" img.vmdk >/dev/null
+read_same vmdk img.vmdk
 if [ "$KIND" = stream ] && [ "$(md5sum img.vmdk)" != "$sum" ]; then
 	fail "the read-only stream image changed"
 fi

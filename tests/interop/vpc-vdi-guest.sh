@@ -16,22 +16,7 @@
 #         vdi-static   qemu-img create -o static=on, written by qemu-io
 # Exit 77 without /dev/kvm, qemu-img or qemu-io.
 set -u
-VIREO=$(realpath "$1")
-VI=$(realpath "$2")
-ELF=$(realpath "$3")
-KIND=$4
-HERE=$(dirname "$(realpath "$0")")
-GUEST=$HERE/../guest
-
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "SKIP: /dev/kvm is not available"; exit 77; }
-for t in qemu-img qemu-io; do
-	command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-T=$(mktemp -d /tmp/vireo-vpc-vdi-guest.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
-run() { echo "+ $*"; "$@" || fail "'$*' failed"; }
+. "$(dirname "$(realpath "$0")")/guest-lib.sh"
 
 # the guest's cases write below 4 MiB: [32M, 64M) is never touched
 fmt=${KIND%%-*}
@@ -68,10 +53,7 @@ if [ $fmt = vdi ]; then
 	qemu-img check $img || fail "qemu-img check found problems in the image the guest wrote"
 	run "$VI" check $img
 fi
-run "$VI" convert -f $fmt -O raw $img ours.raw
-run qemu-img convert -f $fmt -O raw $img theirs.raw
-cmp ours.raw theirs.raw || fail "vireo-img and qemu-img read different content"
-run qemu-io -r -f $fmt "${tail[@]}" $img >/dev/null
+read_same $fmt $img
 case "$KIND" in
 vpc-fixed | vdi-static)
 	[ "$(stat -c %s $img)" = "$size" ] ||
