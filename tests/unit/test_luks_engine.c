@@ -20,13 +20,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <semaphore.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
@@ -36,33 +32,14 @@
 #include "common/secret.h"
 #include "common/util.h"
 #include "iothreads/iothread.h"
+#include "tests/unit/engine_fixture.h"
 
 #define IMG_SIZE (4u << 20)
 #define BLK 4096u
 #define NBLK (IMG_SIZE / BLK)
 #define SPLIT 100 /* a split buffer's first piece: inside the first sector */
 
-struct dev;
-
-struct treq {
-	struct blockdev_req req;
-	struct iovec iov[2];
-	struct dev *dev;
-	int calls, ret;
-};
-
-/* One queue on its own iothread, submitting its list of requests @qd at a time. */
-struct dev {
-	struct iothread_source src;
-	struct iothread *it;
-	struct blockdev_queue *q;
-	struct treq *reqs;
-	int n, next, inflight, completed, qd;
-	atomic_bool go;
-	sem_t finished;
-};
-
-static struct dev devs[2];
+static struct engfx_dev devs[2];
 static char dir[] = "/var/tmp/vireo-luks-eng.XXXXXX";
 static char img[256];
 static uint8_t *model;
@@ -73,75 +50,10 @@ struct variant {
 	const char *cache;
 };
 
-static void done(struct blockdev_req *req, int ret)
-{
-	struct treq *t = container_of(req, struct treq, req);
-	struct dev *d = t->dev;
-
-	t->calls++;
-	t->ret = ret;
-	d->inflight--;
-	if (++d->completed == d->n) {
-		atomic_store(&d->go, false);
-		sem_post(&d->finished);
-	}
-}
-
-static int dev_poll(struct iothread_source *s)
-{
-	struct dev *d = container_of(s, struct dev, src);
-	int taken = 0;
-
-	if (!atomic_load(&d->go))
-		return 0;
-	while (d->next < d->n && d->inflight < d->qd) {
-		struct treq *t = &d->reqs[d->next++];
-
-		t->req.done = done;
-		d->inflight++;
-		blockdev_submit(d->q, &t->req);
-		taken++;
-	}
-	return taken;
-}
-
-static void dev_flush(struct iothread_source *s)
-{
-}
-
 /* Both queues run their lists at once; every request must succeed. */
 static void run_both(void)
 {
-	struct timespec ts;
-	uint64_t one = 1;
-
-	for (int k = 0; k < 2; k++) {
-		devs[k].next = devs[k].completed = devs[k].inflight = 0;
-		atomic_store(&devs[k].go, devs[k].n > 0);
-	}
-	for (int k = 0; k < 2; k++)
-		assert_int_equal(write(devs[k].src.kick_fd, &one, sizeof(one)), sizeof(one));
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 120;
-	for (int k = 0; k < 2; k++) {
-		if (!devs[k].n)
-			continue;
-		while (sem_timedwait(&devs[k].finished, &ts) < 0)
-			assert_int_equal(errno, EINTR);
-	}
-	for (int k = 0; k < 2; k++) {
-		for (int i = 0; i < devs[k].n; i++) {
-			struct treq *t = &devs[k].reqs[i];
-
-			assert_int_equal(t->calls, 1);
-			if (t->ret)
-				fail_msg("queue %d request %d (%s at %llu, %zu bytes): %s", k, i,
-					 t->req.op == BLOCKDEV_OP_READ ? "read" : "write",
-					 (unsigned long long)t->req.offset,
-					 (size_t)(t->iov[0].iov_len + t->iov[1].iov_len),
-					 strerror(-t->ret));
-		}
-	}
+	engfx_run(devs, 2);
 }
 
 static uint8_t byte_of(uint64_t off, uint32_t gen)
@@ -150,14 +62,13 @@ static uint8_t byte_of(uint64_t off, uint32_t gen)
 }
 
 /* Queue @k's next request: @len bytes at @off through @p, in one buffer or split in two. */
-static struct treq *add_req(int k, enum blockdev_op op, uint64_t off, uint8_t *p, size_t len,
+static struct engfx_req *add_req(int k, enum blockdev_op op, uint64_t off, uint8_t *p, size_t len,
 			    bool split)
 {
-	struct dev *d = &devs[k];
-	struct treq *t = &d->reqs[d->n++];
+	struct engfx_dev *d = &devs[k];
+	struct engfx_req *t = &d->reqs[d->n++];
 
 	memset(t, 0, sizeof(*t));
-	t->dev = d;
 	t->req.op = op;
 	t->req.offset = off;
 	t->req.iov = t->iov;
@@ -189,40 +100,17 @@ static void expect(const uint8_t *p, uint64_t off, size_t len, const char *what)
 				 (unsigned long long)(off + i), p[i], model[off + i]);
 }
 
-static int free_queue(void *arg)
-{
-	struct dev *d = arg;
-	int ret = blockdev_queue_drain(d->q);
-
-	blockdev_queue_free(d->q);
-	return ret;
-}
-
 /* The image opened as @v says; false when O_DIRECT is refused here. */
 static bool open_image(const struct variant *v, const char *cache)
 {
-	struct blockdev_opts o = { 0 };
-	struct error *err = NULL;
-
-	blockdev_opts_set(&o, "format", v->format, NULL);
-	blockdev_opts_set(&o, "cache", cache, NULL);
-	blockdev_opts_set(&o, !strcmp(v->format, "luks") ? "key-secret" : "encrypt.key-secret",
-			  "sec0", NULL);
-	bs = blockdev_open(img, &o, &err);
-	blockdev_opts_free(&o);
-	if (!bs && strstr(error_msg(err), "O_DIRECT")) {
-		print_message("skipped: %s\n", error_msg(err));
-		error_free(err);
-		return false;
-	}
-	if (!bs)
-		fail_msg("open: %s", error_msg(err));
-	return true;
+	bs = engfx_open_image(img, v->format, cache, false,
+			      !strcmp(v->format, "luks") ? "key-secret" : "encrypt.key-secret",
+			      "sec0");
+	return bs != NULL;
 }
 
 static void env_open(const struct variant *v)
 {
-	struct iothread_opts io = { .poll_max_ns = 0 };
 	struct error *err = NULL;
 
 	if (!strcmp(v->format, "luks")) {
@@ -241,38 +129,18 @@ static void env_open(const struct variant *v)
 		skip();
 	}
 	memset(model, 0, IMG_SIZE);
+	engfx_devs_open(devs, 2, bs, "lk");
 	for (int k = 0; k < 2; k++) {
-		struct dev *d = &devs[k];
-		char name[8];
-
-		snprintf(name, sizeof(name), "lk%d", k);
-		d->it = iothread_create(name, &io, &err);
-		assert_non_null(d->it);
-		d->q = blockdev_queue_new(bs, d->it, &err);
-		if (!d->q)
-			fail_msg("queue: %s", error_msg(err));
-		d->reqs = calloc(2 * NBLK, sizeof(*d->reqs));
-		d->qd = 16;
-		d->src.poll = dev_poll;
-		d->src.flush = dev_flush;
-		d->src.kick_fd = eventfd(0, EFD_CLOEXEC);
-		sem_init(&d->finished, 0, 0);
-		assert_int_equal(iothread_add_source(d->it, &d->src, NULL), 0);
+		devs[k].reqs = calloc(2 * NBLK, sizeof(*devs[k].reqs));
+		devs[k].qd = 16;
 	}
 }
 
 static void env_close(void)
 {
-	for (int k = 0; k < 2; k++) {
-		struct dev *d = &devs[k];
-
-		iothread_remove_source(d->it, &d->src);
-		assert_int_equal(iothread_run_sync(d->it, free_queue, d), 0);
-		iothread_destroy(d->it);
-		close(d->src.kick_fd);
-		sem_destroy(&d->finished);
-		free(d->reqs);
-	}
+	engfx_devs_close(devs, 2);
+	for (int k = 0; k < 2; k++)
+		free(devs[k].reqs);
 	blockdev_close(bs);
 	bs = NULL;
 }

@@ -16,13 +16,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <semaphore.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "blockdev/blockdev.h"
@@ -31,29 +27,12 @@
 #include "blockdev/vpc.h"
 #include "common/util.h"
 #include "iothreads/iothread.h"
+#include "tests/unit/engine_fixture.h"
 
 #define IMG_SIZE (8u << 20)
 #define BLK 4096u
 #define NBLK (IMG_SIZE / BLK)
 #define NDEV 2
-
-struct treq {
-	struct blockdev_req req;
-	struct iovec iov;
-	struct dev *d;
-	int calls, ret;
-};
-
-/* One iothread's requester: its queue and its list of requests. */
-struct dev {
-	struct iothread_source src;
-	struct iothread *it;
-	struct blockdev_queue *q;
-	struct treq *reqs;
-	int n, next, inflight, completed, qd;
-	atomic_bool go;
-	sem_t finished;
-};
 
 struct variant {
 	const struct blockdev_driver *drv;
@@ -61,152 +40,41 @@ struct variant {
 	const char *cache;
 };
 
-static struct dev devs[NDEV];
+static struct engfx_dev devs[NDEV];
 static char dir[] = "/var/tmp/vireo-vpc-vdi-eng.XXXXXX";
 static char img[300];
 static struct blockdev *bs;
 
-/* On the device's iothread: its own counters only. */
-static void done(struct blockdev_req *req, int ret)
-{
-	struct treq *t = container_of(req, struct treq, req);
-	struct dev *d = t->d;
-
-	t->calls++;
-	t->ret = ret;
-	d->inflight--;
-	if (++d->completed == d->n) {
-		atomic_store(&d->go, false);
-		sem_post(&d->finished);
-	}
-}
-
-static int dev_poll(struct iothread_source *s)
-{
-	struct dev *d = container_of(s, struct dev, src);
-	int taken = 0;
-
-	while (atomic_load(&d->go) && d->next < d->n && d->inflight < d->qd) {
-		struct treq *t = &d->reqs[d->next++];
-
-		t->req.done = done;
-		t->d = d;
-		d->inflight++;
-		blockdev_submit(d->q, &t->req);
-		taken++;
-	}
-	return taken;
-}
-
-static void dev_flush(struct iothread_source *s)
-{
-}
-
 /* Each device runs its requests, @qd in flight; every one must succeed, once. */
-static void run(struct treq **reqs, const int *n, int qd)
+static void run(struct engfx_req **reqs, const int *n, int qd)
 {
-	struct timespec ts;
-	uint64_t one = 1;
-
 	for (int i = 0; i < NDEV; i++) {
 		devs[i].reqs = reqs[i];
 		devs[i].n = n[i];
-		devs[i].next = devs[i].completed = devs[i].inflight = 0;
 		devs[i].qd = qd;
-		atomic_store(&devs[i].go, n[i] > 0);
 	}
-	for (int i = 0; i < NDEV; i++)
-		assert_int_equal(write(devs[i].src.kick_fd, &one, sizeof(one)), sizeof(one));
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 120;
-	for (int i = 0; i < NDEV; i++)
-		while (n[i] && sem_timedwait(&devs[i].finished, &ts) < 0)
-			assert_int_equal(errno, EINTR);
-	for (int i = 0; i < NDEV; i++)
-		for (int j = 0; j < n[i]; j++) {
-			assert_int_equal(reqs[i][j].calls, 1);
-			if (reqs[i][j].ret)
-				fail_msg("device %d request %d at %llu: %s", i, j,
-					 (unsigned long long)reqs[i][j].req.offset,
-					 strerror(-reqs[i][j].ret));
-		}
-}
-
-static int free_queue(void *arg)
-{
-	struct dev *d = arg;
-	int ret = blockdev_queue_drain(d->q);
-
-	blockdev_queue_free(d->q);
-	return ret;
+	engfx_run(devs, NDEV);
 }
 
 static void queues_open(void)
 {
-	struct iothread_opts io = { .poll_max_ns = 0 };
-	struct error *err = NULL;
-
-	for (int i = 0; i < NDEV; i++) {
-		struct dev *d = &devs[i];
-		char name[8];
-
-		snprintf(name, sizeof(name), "vv%d", i);
-		d->it = iothread_create(name, &io, &err);
-		assert_non_null(d->it);
-		d->q = blockdev_queue_new(bs, d->it, &err);
-		assert_non_null(d->q);
-		d->src.poll = dev_poll;
-		d->src.flush = dev_flush;
-		d->src.kick_fd = eventfd(0, EFD_CLOEXEC);
-		sem_init(&d->finished, 0, 0);
-		assert_int_equal(iothread_add_source(d->it, &d->src, NULL), 0);
-	}
+	engfx_devs_open(devs, NDEV, bs, "vv");
 }
 
 static void queues_close(void)
 {
-	for (int i = 0; i < NDEV; i++) {
-		struct dev *d = &devs[i];
-
-		iothread_remove_source(d->it, &d->src);
-		assert_int_equal(iothread_run_sync(d->it, free_queue, d), 0);
-		iothread_destroy(d->it);
-		close(d->src.kick_fd);
-		sem_destroy(&d->finished);
-	}
+	engfx_devs_close(devs, NDEV);
 }
 
 static struct blockdev *open_img(const struct variant *v, bool readonly)
 {
-	struct blockdev_opts o = { 0 };
-	struct error *err = NULL;
-	struct blockdev *b;
+	struct blockdev *b = engfx_open_image(img, v->drv->name, v->cache, readonly, NULL, NULL);
 
-	blockdev_opts_set(&o, "format", v->drv->name, NULL);
-	blockdev_opts_set(&o, "cache", v->cache, NULL);
-	o.readonly = readonly;
-	b = blockdev_open(img, &o, &err);
-	blockdev_opts_free(&o);
-	if (!b && strstr(error_msg(err), "O_DIRECT")) {
-		print_message("skipped: %s\n", error_msg(err));
-		error_free(err);
-		skip();
-	}
 	if (!b)
-		fail_msg("open: %s", error_msg(err));
+		skip();
 	return b;
 }
 
-static void set_req(struct treq *t, enum blockdev_op op, uint64_t off, void *p, size_t len)
-{
-	memset(t, 0, sizeof(*t));
-	t->req.op = op;
-	t->req.offset = off;
-	t->req.len = len;
-	t->iov = (struct iovec){ p, len };
-	t->req.iov = p ? &t->iov : NULL;
-	t->req.iovcnt = p ? 1 : 0;
-}
 
 static uint8_t byte_of(uint32_t blk, uint32_t gen, size_t i)
 {
@@ -227,16 +95,16 @@ static void check_model(const uint32_t *gen, const uint8_t *rbuf)
 /* Every block read through the engine, 7-block runs to each device in turn. */
 static void engine_reads_model(const uint32_t *gen, uint8_t *rbuf)
 {
-	struct treq *reqs[NDEV];
+	struct engfx_req *reqs[NDEV];
 	int n[NDEV] = { 0 };
 
 	for (int i = 0; i < NDEV; i++)
-		reqs[i] = calloc(NBLK, sizeof(struct treq));
+		reqs[i] = calloc(NBLK, sizeof(struct engfx_req));
 	memset(rbuf, 0xee, IMG_SIZE);
 	for (uint32_t b = 0; b < NBLK; b++) {
 		int d = (int)(b / 7 % NDEV);
 
-		set_req(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
+		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
 			(uint8_t *)rbuf + (size_t)b * BLK, BLK);
 	}
 	run(reqs, n, 16);
@@ -251,7 +119,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	struct blockdev_opt opt = { (char *)v->key, (char *)v->value };
 	uint32_t *gen = calloc(NBLK, sizeof(*gen));
 	struct blockdev_create_ctx ctx;
-	struct treq *reqs[NDEV];
+	struct engfx_req *reqs[NDEV];
 	uint8_t *wbuf = NULL, *rbuf = NULL;
 	int n[NDEV] = { 0 };
 	unsigned int seed = 7;
@@ -259,7 +127,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	assert_int_equal(posix_memalign((void **)&wbuf, 4096, IMG_SIZE), 0);
 	assert_int_equal(posix_memalign((void **)&rbuf, 4096, IMG_SIZE), 0);
 	for (int i = 0; i < NDEV; i++)
-		reqs[i] = calloc(NBLK, sizeof(struct treq));
+		reqs[i] = calloc(NBLK, sizeof(struct engfx_req));
 	snprintf(img, sizeof(img), "%s/d.%s", dir, v->drv->name);
 	assert_int_equal(blockdev_create_prepare(&ctx, v->drv, img, IMG_SIZE, &opt, 1, NULL), 0);
 	assert_int_equal(blockdev_create_run(&ctx, NULL), 0);
@@ -277,19 +145,19 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 		gen[b] = 1;
 		for (size_t j = 0; j < BLK; j++)
 			p[j] = byte_of(b, 1, j);
-		set_req(&reqs[d][n[d]++], BLOCKDEV_OP_WRITE, (uint64_t)b * BLK, p, BLK);
+		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_WRITE, (uint64_t)b * BLK, p, BLK);
 	}
 	run(reqs, n, 32);
 	/* zeroes and discards over written and unwritten blocks, then a flush */
 	n[0] = n[1] = 0;
 	for (uint32_t b = 0; b < 16; b++) {
 		gen[b] = 0;
-		set_req(&reqs[0][n[0]++], BLOCKDEV_OP_WRITE_ZEROES, (uint64_t)b * BLK, NULL, BLK);
+		engfx_set(&reqs[0][n[0]++], BLOCKDEV_OP_WRITE_ZEROES, (uint64_t)b * BLK, NULL, BLK);
 	}
 	for (uint32_t b = 600; b < 700; b++)
 		gen[b] = 0;
-	set_req(&reqs[1][n[1]++], BLOCKDEV_OP_DISCARD, 600 * BLK, NULL, 100 * BLK);
-	set_req(&reqs[1][n[1]++], BLOCKDEV_OP_FLUSH, 0, NULL, 0);
+	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_DISCARD, 600 * BLK, NULL, 100 * BLK);
+	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_FLUSH, 0, NULL, 0);
 	run(reqs, n, 8);
 	engine_reads_model(gen, rbuf);
 	queues_close();

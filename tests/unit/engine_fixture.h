@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Requesters on iothreads for block-driver tests on the asynchronous path: each "device" is an
+ * iothread with a queue on one node and a list of requests it submits, @qd at a time, from its
+ * poll callback; the test thread starts them all at once and waits until every request
+ * completed, each exactly once and successfully. Failures end the test (cmocka fail_msg).
+ *
+ * Ownership: a device's counters are touched only by its iothread while it runs (done() and
+ * poll run there); the test thread sets the list up before it sets `go` and reads the results
+ * after `finished` is posted.
+ */
+#ifndef VIREO_TESTS_UNIT_ENGINE_FIXTURE_H
+#define VIREO_TESTS_UNIT_ENGINE_FIXTURE_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "blockdev/blockdev.h"
+#include "iothreads/iothread.h"
+
+struct engfx_dev;
+
+struct engfx_req {
+	struct blockdev_req req;
+	struct iovec iov[2];
+	struct engfx_dev *d; /* the device that submitted it */
+	int calls, ret;
+};
+
+struct engfx_dev {
+	struct iothread_source src;
+	struct iothread *it;
+	struct blockdev_queue *q;
+	struct engfx_req *reqs; /* the test's list: n of them, qd in flight */
+	int n, next, inflight, completed, qd;
+	atomic_bool go;
+	sem_t finished;
+};
+
+/* Opens @path as @format with cache=@cache (and @key=@value when @key); NULL, with a
+ * message printed, when this file system refuses O_DIRECT (the caller skips). */
+struct blockdev *engfx_open_image(const char *path, const char *format, const char *cache,
+				  bool readonly, const char *key, const char *value);
+/* @ndev iothreads named "<prefix>N", each with a queue on @bs and its poll source. */
+void engfx_devs_open(struct engfx_dev *devs, int ndev, struct blockdev *bs, const char *prefix);
+/* Drains and frees the queues, stops the iothreads (the request lists stay the test's). */
+void engfx_devs_close(struct engfx_dev *devs, int ndev);
+/* Every device runs its list at once; each request must complete once, successfully. */
+void engfx_run(struct engfx_dev *devs, int ndev);
+/* @t as one request of @len bytes at @off through @p (NULL: no buffer). */
+void engfx_set(struct engfx_req *t, enum blockdev_op op, uint64_t off, void *p, size_t len);
+
+#endif
