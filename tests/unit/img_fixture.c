@@ -7,12 +7,15 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "blockdev/create.h"
 #include "blockdev/qcow2.h"
+#include "common/util.h"
 #include "tests/unit/img_fixture.h"
 
 static char dir[200];
@@ -101,4 +104,70 @@ void imgfx_assert_reads(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t
 			fail_msg("byte %llu reads %#x, not %#x", (unsigned long long)(off + i),
 				 b[i], byte);
 	free(b);
+}
+
+int imgfx_create(const struct blockdev_driver *drv, const char *name, uint64_t size,
+		 const char *key, const char *value)
+{
+	struct blockdev_opt o = { (char *)key, (char *)value };
+	struct blockdev_create_ctx ctx;
+	int ret = blockdev_create_prepare(&ctx, drv, imgfx_path(name), size, &o, key ? 1 : 0,
+					  NULL);
+
+	if (!ret)
+		ret = blockdev_create_run(&ctx, NULL);
+	blockdev_create_free(&ctx);
+	return ret;
+}
+
+struct pieces {
+	struct blockdev *bs;
+	unsigned int id;
+	uint8_t byte0;
+	uint64_t end, stride;
+};
+
+static void *pieces_thread(void *arg)
+{
+	struct pieces *p = arg;
+	uint8_t buf[4096];
+
+	memset(buf, p->byte0 + p->id, sizeof(buf));
+	for (uint64_t off = p->id * 4096ULL; off < p->end; off += p->stride)
+		if (blockdev_pwrite(p->bs, off, buf, sizeof(buf)))
+			return (void *)1;
+	return NULL;
+}
+
+void imgfx_pieces_write(struct blockdev *bs, unsigned int nthreads, uint8_t byte0, uint64_t end,
+			uint64_t stride)
+{
+	pthread_t th[16];
+	struct pieces p[16];
+
+	assert_true(nthreads <= 16);
+	for (unsigned int i = 0; i < nthreads; i++) {
+		p[i] = (struct pieces){ bs, i, byte0, end, stride };
+		assert_int_equal(pthread_create(&th[i], NULL, pieces_thread, &p[i]), 0);
+	}
+	for (unsigned int i = 0; i < nthreads; i++) {
+		void *r;
+
+		pthread_join(th[i], &r);
+		if (r)
+			fail_msg("writer %u: a write failed", i);
+	}
+	imgfx_pieces_check(bs, nthreads, byte0, end, stride);
+}
+
+void imgfx_pieces_check(struct blockdev *bs, unsigned int nthreads, uint8_t byte0, uint64_t end,
+			uint64_t stride)
+{
+	for (uint64_t base = 0; base < end; base += stride) {
+		for (unsigned int id = 0; id < nthreads && base + id * 4096ULL < end; id++)
+			imgfx_assert_reads(bs, base + id * 4096ULL, 4096, byte0 + id);
+		if (base + nthreads * 4096ULL < end) /* between the pieces: never written */
+			imgfx_assert_reads(bs, base + nthreads * 4096ULL,
+					   MIN(stride, end - base) - nthreads * 4096ULL, 0);
+	}
 }

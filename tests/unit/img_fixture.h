@@ -27,5 +27,16 @@ struct blockdev *imgfx_open(const char *name, const char *fmt, const char *node,
 void imgfx_fill(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t byte);
 /* [off, off+len) reads as @byte. */
 void imgfx_assert_reads(struct blockdev *bs, uint64_t off, uint64_t len, uint8_t byte);
+/* An image of @drv made by its create hook, with one create option (@key=@value) or none
+ * (@key NULL); 0 or -errno. */
+int imgfx_create(const struct blockdev_driver *drv, const char *name, uint64_t size,
+		 const char *key, const char *value);
+/* @nthreads (at most 16) threads write into @bs at once, thread i a 4 KiB piece of byte @byte0+i at
+ * i*4096 + k*@stride for every k below @end (so that they reach the same blocks together);
+ * then, and with _check, every piece reads back and what lies between reads as zeroes. */
+void imgfx_pieces_write(struct blockdev *bs, unsigned int nthreads, uint8_t byte0, uint64_t end,
+			uint64_t stride);
+void imgfx_pieces_check(struct blockdev *bs, unsigned int nthreads, uint8_t byte0, uint64_t end,
+			uint64_t stride);
 
 #endif

@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,68 +124,24 @@ static void map_check_counts_as_qemu_img(void **state)
 
 static int create(const char *name, uint64_t size, bool is_static)
 {
-	struct blockdev_opt o = { "static", is_static ? "on" : "off" };
-	struct blockdev_create_ctx ctx;
-	int ret = blockdev_create_prepare(&ctx, &blockdev_vdi, imgfx_path(name), size, &o, 1,
-					  NULL);
-
-	if (!ret)
-		ret = blockdev_create_run(&ctx, NULL);
-	blockdev_create_free(&ctx);
-	return ret;
+	return imgfx_create(&blockdev_vdi, name, size, "static", is_static ? "on" : "off");
 }
 
-struct writer {
-	struct blockdev *bs;
-	unsigned int id;
-};
-
-static void *write_pieces(void *arg)
-{
-	struct writer *w = arg;
-	uint8_t buf[4096];
-
-	memset(buf, 0x20 + w->id, sizeof(buf));
-	for (uint64_t off = w->id * 4096ULL; off < 6ULL << 20; off += 128 << 10)
-		if (blockdev_pwrite(w->bs, off, buf, sizeof(buf)))
-			return (void *)1;
-	return NULL;
-}
-
-static void check_pieces(struct blockdev *bs)
-{
-	for (unsigned int id = 0; id < 8; id++)
-		for (uint64_t off = id * 4096ULL; off < 6ULL << 20; off += 128 << 10)
-			imgfx_assert_reads(bs, off, 4096, 0x20 + id);
-	imgfx_assert_reads(bs, 32 << 10, 4096, 0);
-	imgfx_assert_reads(bs, 6 << 20, 2 << 20, 0);
-}
-
+/* 8 writers, each writing its own 4 KiB of every 128 KiB in the first 6 blocks */
 static void concurrent_writers_and_reopen(void **state)
 {
-	pthread_t th[8];
-	struct writer w[8];
 	struct blockdev *bs;
 	struct stat st;
 
 	assert_int_equal(create("c.vdi", 8 << 20, false), 0);
 	bs = imgfx_open("c.vdi", "vdi", NULL, false);
-	for (unsigned int i = 0; i < 8; i++) {
-		w[i] = (struct writer){ bs, i };
-		assert_int_equal(pthread_create(&th[i], NULL, write_pieces, &w[i]), 0);
-	}
-	for (unsigned int i = 0; i < 8; i++) {
-		void *r;
-
-		pthread_join(th[i], &r);
-		assert_null(r);
-	}
-	check_pieces(bs);
+	imgfx_pieces_write(bs, 8, 0x20, 6 << 20, 128 << 10);
+	imgfx_assert_reads(bs, 6 << 20, 2 << 20, 0);
 	assert_int_equal(stat(imgfx_path("c.vdi"), &st), 0);
 	assert_int_equal(st.st_size, 4096 + (6 << 20)); /* 6 blocks, each placed once */
 	blockdev_close(bs);
 	bs = imgfx_open("c.vdi", "vdi", NULL, true);
-	check_pieces(bs);
+	imgfx_pieces_check(bs, 8, 0x20, 6 << 20, 128 << 10);
 	blockdev_close(bs);
 }
 

@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,66 +210,21 @@ static void bat_entries_bounded(void **state)
 
 static int create(const char *name, uint64_t size, const char *k, const char *v)
 {
-	struct blockdev_opt o = { (char *)k, (char *)v };
-	struct blockdev_create_ctx ctx;
-	int ret = blockdev_create_prepare(&ctx, &blockdev_vpc, imgfx_path(name), size, &o,
-					  k ? 1 : 0, NULL);
-
-	if (!ret)
-		ret = blockdev_create_run(&ctx, NULL);
-	blockdev_create_free(&ctx);
-	return ret;
-}
-
-struct writer {
-	struct blockdev *bs;
-	unsigned int id;
-};
-
-/* 8 writers, each writing its own 4 KiB of every 256 KiB in the first 4 blocks */
-static void *write_pieces(void *arg)
-{
-	struct writer *w = arg;
-	uint8_t buf[4096];
-
-	memset(buf, 0x10 + w->id, sizeof(buf));
-	for (uint64_t off = w->id * 4096ULL; off < 8ULL << 20; off += 256 << 10)
-		if (blockdev_pwrite(w->bs, off, buf, sizeof(buf)))
-			return (void *)1;
-	return NULL;
-}
-
-static void check_pieces(struct blockdev *bs)
-{
-	for (unsigned int id = 0; id < 8; id++)
-		for (uint64_t off = id * 4096ULL; off < 8ULL << 20; off += 256 << 10)
-			imgfx_assert_reads(bs, off, 4096, 0x10 + id);
-	imgfx_assert_reads(bs, 32 << 10, 4096, 0); /* between the pieces: never written */
-	imgfx_assert_reads(bs, 8 << 20, 1 << 20, 0);
+	return imgfx_create(&blockdev_vpc, name, size, k, v);
 }
 
 static void concurrent_writers_allocate_each_block_once(void **state)
 {
-	pthread_t th[8];
-	struct writer w[8];
 	struct blockdev *bs;
 	struct stat st;
 	uint64_t pnum, map;
 	struct blockdev *file;
 
+	/* 8 writers, each writing its own 4 KiB of every 256 KiB in the first 4 blocks */
 	assert_int_equal(create("c.vpc", 16 << 20, NULL, NULL), 0);
 	bs = imgfx_open("c.vpc", "vpc", NULL, false);
-	for (unsigned int i = 0; i < 8; i++) {
-		w[i] = (struct writer){ bs, i };
-		assert_int_equal(pthread_create(&th[i], NULL, write_pieces, &w[i]), 0);
-	}
-	for (unsigned int i = 0; i < 8; i++) {
-		void *r;
-
-		pthread_join(th[i], &r);
-		assert_null(r);
-	}
-	check_pieces(bs);
+	imgfx_pieces_write(bs, 8, 0x10, 8 << 20, 256 << 10);
+	imgfx_assert_reads(bs, 8 << 20, 1 << 20, 0);
 	/* 4 blocks placed, each once: the file holds the metadata, 4 blocks and a footer */
 	assert_int_equal(stat(imgfx_path("c.vpc"), &st), 0);
 	assert_true(st.st_size <= 8192 + 4 * (4096 + (2 << 20)) + 512);
@@ -286,7 +240,7 @@ static void concurrent_writers_allocate_each_block_once(void **state)
 	blockdev_close(bs);
 	/* the BAT reached the file: the same content after reopening, read-only */
 	bs = imgfx_open("c.vpc", "vpc", NULL, true);
-	check_pieces(bs);
+	imgfx_pieces_check(bs, 8, 0x10, 8 << 20, 256 << 10);
 	blockdev_close(bs);
 }
 
