@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 
 #include "blockdev/blockdev.h"
-#include "blockdev/create.h"
 #include "blockdev/vdi.h"
 #include "tests/unit/img_fixture.h"
 

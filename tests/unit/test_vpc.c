@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 
 #include "blockdev/blockdev.h"
-#include "blockdev/create.h"
 #include "blockdev/vpc.h"
 #include "tests/unit/img_fixture.h"
 
