@@ -29,21 +29,6 @@ IO=$(realpath "$2")
 . "$(dirname "$(realpath "$0")")/tap.sh"
 tap_start img-vdi qemu-img qemu-io jq python3
 
-both() {
-	"$VI" "$@" >v.out 2>v.err; vrc=$?
-	qemu-img "$@" >q.out 2>q.err; qrc=$?
-	[ $vrc -lt 128 ] || { bad "$* (vireo-img killed by a signal: $vrc)"; return 1; }
-}
-same_rc() {
-	if [ $vrc = $qrc ]; then ok "$1: exit status $vrc"; return 0; fi
-	bad "$1: exit status $vrc, qemu-img's $qrc"
-	sed 's/^/#   vireo-img: /' v.err; sed 's/^/#   qemu-img: /' q.err
-	return 1
-}
-same_text() {
-	if cmp -s v.out q.out; then ok "$1: same output"; return; fi
-	bad "$1: same output"; diff q.out v.out | sed 's/^/#   /' | head -20
-}
 # JSON equal (check: vireo-img may print the image end offset and cluster count as 0 where
 # qemu-img's vdi check leaves them out)
 same_json() {

@@ -29,22 +29,6 @@ IO=$(realpath "$2")
 . "$(dirname "$(realpath "$0")")/tap.sh"
 tap_start img-vpc qemu-img qemu-io jq python3
 
-# Both tools with the same arguments: vrc/qrc, v.out/q.out, v.err/q.err. A signal fails.
-both() {
-	"$VI" "$@" >v.out 2>v.err; vrc=$?
-	qemu-img "$@" >q.out 2>q.err; qrc=$?
-	[ $vrc -lt 128 ] || { bad "$* (vireo-img killed by a signal: $vrc)"; return 1; }
-}
-same_rc() { # name
-	if [ $vrc = $qrc ]; then ok "$1: exit status $vrc"; return 0; fi
-	bad "$1: exit status $vrc, qemu-img's $qrc"
-	sed 's/^/#   vireo-img: /' v.err; sed 's/^/#   qemu-img: /' q.err
-	return 1
-}
-same_text() { # name
-	if cmp -s v.out q.out; then ok "$1: same output"; return; fi
-	bad "$1: same output"; diff q.out v.out | sed 's/^/#   /' | head -20
-}
 same_json() { # name
 	if cmp -s <(jq -S . v.out) <(jq -S . q.out); then ok "$1: same JSON"; return; fi
 	bad "$1: same JSON"; diff <(jq -S . q.out) <(jq -S . v.out) | sed 's/^/#   /' | head -20
