@@ -298,11 +298,11 @@ static struct sent *find(uint64_t cookie)
 	return NULL;
 }
 
-/* Parses what it can of rx; returns the bytes used (0: need more). */
-static size_t parse_one(uint64_t at)
+/* Parses what it can of rx from @off; returns the bytes used (0: need more). */
+static size_t parse_one(uint64_t at, size_t off)
 {
-	const uint8_t *p = rx;
-	size_t n = rx_len;
+	const uint8_t *p = rx + off;
+	size_t n = rx_len - off;
 
 	if (at == 0) { /* the greeting */
 		if (n < NBD_HANDSHAKE_LEN)
@@ -444,14 +444,16 @@ static void take_output(size_t max)
 		return;
 	out_total += got;
 	nbd_conn_tx_done(h.c, got);
-	for (;;) {
-		size_t used = rx_len ? parse_one(parsed) : 0;
-
-		if (!used)
-			break;
-		memmove(rx, rx + used, rx_len - used);
-		rx_len -= used;
+	/* parsed replies are dropped once at the end: a memmove per reply made a client that
+	 * reads only at the end (option bit 6) quadratic */
+	for (size_t used, off = 0;; off += used) {
+		used = off < rx_len ? parse_one(parsed, off) : 0;
 		parsed += used;
+		if (!used) {
+			memmove(rx, rx + off, rx_len - off);
+			rx_len -= off;
+			break;
+		}
 	}
 }
 
