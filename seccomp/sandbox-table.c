@@ -155,13 +155,45 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
+/* The table @o in @text (the README, @len bytes) checked or written back: 0, 1 or 2. */
+static int update_or_check(const char *path, const char *mode, char *text, size_t len,
+			   const struct out *o)
+{
+	char *b, *e;
+	FILE *f;
+
+	b = strstr(text, BEGIN);
+	e = b ? strstr(b, END) : NULL;
+	if (!b || !e) {
+		fprintf(stderr, "sandbox-table: '%s' has no sandbox table (its markers are missing)\n",
+			path);
+		return 1;
+	}
+	e += strlen(END);
+	if (!strcmp(mode, "--check")) {
+		if ((size_t)(e - b) == o->len && !memcmp(b, o->buf, o->len))
+			return 0;
+		fprintf(stderr, "sandbox-table: the table in '%s' is not seccomp/roles.c's: run "
+			"'sandbox-table --update %s' (from the build directory)\n", path, path);
+		return 1;
+	}
+	f = fopen(path, "w");
+	if (!f || fwrite(text, 1, (size_t)(b - text), f) != (size_t)(b - text) ||
+	    fwrite(o->buf, 1, o->len, f) != o->len ||
+	    fwrite(e, 1, len - (size_t)(e - text), f) != len - (size_t)(e - text) || fclose(f)) {
+		fprintf(stderr, "sandbox-table: cannot write '%s': %s\n", path, strerror(errno));
+		return 2;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct out o = { 0 };
 	const char *mode = argc > 2 ? argv[1] : NULL, *path = argc > 2 ? argv[2] : NULL;
-	char *text, *b, *e;
+	char *text;
 	size_t len;
-	FILE *f;
+	int ret;
 
 	if (argc != 1 && !(argc == 3 && (!strcmp(mode, "--check") || !strcmp(mode, "--update")))) {
 		fprintf(stderr, "usage: sandbox-table [--check|--update README.md]\n");
@@ -173,30 +205,12 @@ int main(int argc, char **argv)
 	emit(&o, "%s", END);
 	if (!mode) {
 		fwrite(o.buf, 1, o.len, stdout);
+		free(o.buf);
 		return 0;
 	}
 	text = slurp(path, &len);
-	b = strstr(text, BEGIN);
-	e = b ? strstr(b, END) : NULL;
-	if (!b || !e) {
-		fprintf(stderr, "sandbox-table: '%s' has no sandbox table (its markers are missing)\n",
-			path);
-		return 1;
-	}
-	e += strlen(END);
-	if (!strcmp(mode, "--check")) {
-		if ((size_t)(e - b) == o.len && !memcmp(b, o.buf, o.len))
-			return 0;
-		fprintf(stderr, "sandbox-table: the table in '%s' is not seccomp/roles.c's: run "
-			"'sandbox-table --update %s' (from the build directory)\n", path, path);
-		return 1;
-	}
-	f = fopen(path, "w");
-	if (!f || fwrite(text, 1, (size_t)(b - text), f) != (size_t)(b - text) ||
-	    fwrite(o.buf, 1, o.len, f) != o.len ||
-	    fwrite(e, 1, len - (size_t)(e - text), f) != len - (size_t)(e - text) || fclose(f)) {
-		fprintf(stderr, "sandbox-table: cannot write '%s': %s\n", path, strerror(errno));
-		return 2;
-	}
-	return 0;
+	ret = update_or_check(path, mode, text, len, &o);
+	free(text);
+	free(o.buf);
+	return ret;
 }

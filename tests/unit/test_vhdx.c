@@ -481,10 +481,11 @@ static void log_entry_may_wrap_at_the_end_of_the_log(void **state)
 static void log_refusals(void **state)
 {
 	struct vhdx_log_seq seq;
-	uint8_t *e = img.b + VHDX_MIB;
+	uint8_t *e; /* the log's first entry: build() allocates img.b anew each time */
 	uint64_t len;
 
 	build();
+	e = img.b + VHDX_MIB;
 	set_log_guid(&log_guid);
 	len = put_entry(0, 3, 0, 1, 0x70, &log_guid);
 	vhdx_put64(e + 64 + 16, 4096); /* the descriptor's target: the header section */
@@ -493,6 +494,7 @@ static void log_refusals(void **state)
 	bat_sector_is(0, 0); /* nothing written */
 
 	build();
+	e = img.b + VHDX_MIB;
 	set_log_guid(&log_guid);
 	len = put_entry(0, 3, 0, 1, 0x70, &log_guid);
 	vhdx_put64(e + 48, img.size + VHDX_MIB); /* flushed when the file was larger */
@@ -500,6 +502,7 @@ static void log_refusals(void **state)
 	assert_non_null(strstr(find_and_replay(&seq), "the image was truncated"));
 
 	build();
+	e = img.b + VHDX_MIB;
 	set_log_guid(&log_guid);
 	len = put_entry(0, 3, 0, 1, 0x70, &log_guid);
 	memcpy(img.b + VHDX_MIB + VHDX_LOG_SECTOR, "DATA", 4); /* the data sector */
@@ -508,6 +511,7 @@ static void log_refusals(void **state)
 
 	/* a zero descriptor (no data sector) zeroes its range */
 	build();
+	e = img.b + VHDX_MIB;
 	set_log_guid(&log_guid);
 	memset(img.b + lay.bat_offset, 0xee, 2 * VHDX_LOG_SECTOR);
 	len = put_entry(0, 3, 0, 1, 0x70, &log_guid);
