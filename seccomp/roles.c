@@ -235,6 +235,7 @@ GROUP(nbd_connect, "connecting to an NBD server (again): sockets and name resolu
 GROUP(control, "the control plane: QMP, blockdev-add, snapshots, images opened and created",
 	SYS(openat, "blockdev-add, snapshot overlays, mirror targets; /dev/null (--daemonize)"),
 	SYS(newfstatat, "stat() of image paths"),
+	SYS(statx, "the direct-I/O alignment of an image opened with cache=none (STATX_DIOALIGN)"),
 	SYS(readlink, "realpath() of backing file names"),
 	SYS(getcwd, "realpath() of relative names"),
 	SYS(unlink, "the QMP socket and the pid file at exit"),
@@ -268,6 +269,7 @@ GROUP(files_open, "a thread that opens or creates images (blockdev-create, mirro
 	SYS(readlink, "realpath()"),
 	SYS(getcwd, "relative paths"),
 	SYS(newfstatat, "stat() of image paths"),
+	SYS(statx, "the direct-I/O alignment of an image opened with cache=none (STATX_DIOALIGN)"),
 	SYS(fstatfs, "the file system of an image opened (ext4's preallocation)"),
 );
 

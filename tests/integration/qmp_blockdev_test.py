@@ -7,7 +7,8 @@ raw node over a nested file node at run time (qcow2 through blockdev-add: tests/
 test_blockdev_add; this program also runs in the emulated host, which has no vireo-img); blockdev-del refuses a node a device uses (the node stays),
 a node the monitor did not make, an unknown node, and deletes the run-time node; blockdev-add
 refuses bad arguments naming the key; block_resize grows the device's disk (the guest side of it:
-tests/unit's test_virtio_blk_dev) and refuses what cannot be resized.
+tests/unit's test_virtio_blk_dev) and refuses what cannot be resized; a file node opened with
+cache.direct=on at run time (the sandbox lets its statx() through).
 """
 import os
 import sys
@@ -85,6 +86,21 @@ vm.refused("block_resize", "Cannot find device='nope' nor node-name=''", device=
          size=1 << 20)
 vm.refused("block_resize", "Cannot find device='' nor node-name='nope'", **{"node-name": "nope"},
          size=1 << 20)
+# cache.direct at run time, under the default --sandbox on: the file driver asks statx() for
+# the direct-I/O alignment on the control thread (a mirror target is opened this way)
+try:
+    os.close(os.open(raw2, os.O_RDONLY | os.O_DIRECT))
+    direct = True
+except OSError:
+    direct = False  # tmpfs: no O_DIRECT to try
+if direct:
+    r = qmp.execute("blockdev-add", driver="file", **{"node-name": "dio0"}, filename=raw2,
+                    cache={"direct": True})
+    if r.get("return") != {}:
+        fail(f"blockdev-add cache.direct=on: {r}")
+    r = qmp.execute("blockdev-del", **{"node-name": "dio0"})
+    if r.get("return") != {}:
+        fail(f"blockdev-del dio0: {r}")
 r = qmp.execute("blockdev-del", **{"node-name": "q0"})
 if r.get("return") != {}:
     fail(f"blockdev-del q0: {r}")
