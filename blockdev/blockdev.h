@@ -564,7 +564,9 @@ struct blockdev_write {
  *       (see blockdev_snapshot_create and the others); control plane, with the node's queues
  *       drained; NULL = the format has none
  * @check: check the image's metadata and repair what @fix (BLOCKDEV_FIX_*) asks; 0 (result
- *       filled) or -1 when the check could not run; NULL = the format has nothing to check
+ *       filled) or -1 when the check could not run, -EOPNOTSUPP when @fix asks a repair the
+ *       format cannot make (qemu-img's "not supported", exit 63); NULL = the format has
+ *       nothing to check
  * @pwrite_compressed: write one whole cluster (the image's last one may be short) stored
  *       compressed; NULL = the format cannot compress
  * @make_empty: drop everything the node itself holds, so that it reads as its backing file

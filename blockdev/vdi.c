@@ -269,7 +269,7 @@ static int vdi_check(struct blockdev *bs, unsigned fix, struct blockdev_check_re
 	if (fix & (BLOCKDEV_FIX_LEAKS | BLOCKDEV_FIX_ERRORS)) {
 		error_setg(errp, "'%s': vdi images cannot be repaired (check them without -r)",
 			   bs->filename);
-		return -1;
+		return -EOPNOTSUPP;
 	}
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_lock(&v->t.lock);

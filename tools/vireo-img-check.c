@@ -2,6 +2,7 @@
 /* vireo-img check: qemu-img's output and exit codes (0 clean, 1 error, 2 corruptions, 3 leaks). */
 #include "tools/vireo-img.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -77,6 +78,7 @@ int img_check(int argc, char **argv)
 	struct error *err = NULL;
 	unsigned fix = 0;
 	bool quiet = false, json;
+	int ret;
 	struct blockdev *bs;
 	int c;
 
@@ -113,10 +115,11 @@ int img_check(int argc, char **argv)
 		blockdev_close(bs);
 		return 63; /* qemu-img's status for "not supported" */
 	}
-	if (blockdev_check(bs, fix | BLOCKDEV_CHECK_VERBOSE, &r, &err)) {
+	ret = blockdev_check(bs, fix | BLOCKDEV_CHECK_VERBOSE, &r, &err);
+	if (ret) {
 		error_report_free(IMG_PROG, err);
 		blockdev_close(bs);
-		return 1;
+		return ret == -EOPNOTSUPP ? 63 : 1; /* 63: a repair the format cannot make */
 	}
 	if (fix && (r.leaks_fixed || r.corruptions_fixed)) {
 		if (!quiet && !json)
