@@ -258,8 +258,6 @@ uint32_t blocktab_allocated(struct blocktab *t)
 	return n;
 }
 
-#define DISK_PER_SECTOR (512 / 4)
-
 int blocktab_disk_load(struct blocktab_disk *d, struct blockdev *file, uint64_t offset,
 		       uint32_t n, bool big_endian, const char *what, struct error **errp)
 {
@@ -267,7 +265,7 @@ int blocktab_disk_load(struct blocktab_disk *d, struct blockdev *file, uint64_t 
 
 	*d = (struct blocktab_disk){ .n = n, .offset = offset, .big_endian = big_endian };
 	d->e = malloc(n ? (size_t)n * 4 : 1);
-	d->dirty = calloc(DIV_ROUND_UP(n, DISK_PER_SECTOR) + 1, 1);
+	d->dirty = calloc(DIV_ROUND_UP(n, BLOCKTAB_DISK_PER_SECTOR) + 1, 1);
 	if (!d->e || !d->dirty) {
 		error_setg(errp, "out of memory for a %s of %" PRIu32 " entries", what, n);
 		return -1;
@@ -288,9 +286,9 @@ int blocktab_disk_write(struct blocktab_disk *d, struct blockdev *file)
 
 	if (!d->dirty_any)
 		return 0;
-	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(d->n, DISK_PER_SECTOR); s++) {
-		uint32_t buf[DISK_PER_SECTOR], first = s * DISK_PER_SECTOR;
-		uint32_t cnt = MIN(DISK_PER_SECTOR, d->n - first);
+	for (uint32_t s = 0; !ret && s < DIV_ROUND_UP(d->n, BLOCKTAB_DISK_PER_SECTOR); s++) {
+		uint32_t buf[BLOCKTAB_DISK_PER_SECTOR], first = s * BLOCKTAB_DISK_PER_SECTOR;
+		uint32_t cnt = MIN(BLOCKTAB_DISK_PER_SECTOR, d->n - first);
 
 		if (!d->dirty[s])
 			continue;

@@ -72,6 +72,8 @@ uint32_t blocktab_allocated(struct blocktab *t);
  * host order with a flag per 512-byte sector of it: loaded at open, changed by the alloc
  * callback (the blocktab's lock held), and its changed sectors written back at a flush.
  */
+#define BLOCKTAB_DISK_PER_SECTOR (512 / 4) /* entries per 512-byte sector of the table */
+
 struct blocktab_disk {
 	uint32_t *e;      /* the entries, host order; under the blocktab's lock */
 	uint32_t n;
@@ -88,7 +90,7 @@ int blocktab_disk_load(struct blocktab_disk *d, struct blockdev *file, uint64_t 
 static inline void blocktab_disk_set(struct blocktab_disk *d, uint32_t idx, uint32_t v)
 {
 	d->e[idx] = v;
-	d->dirty[idx / 128] = 1;
+	d->dirty[idx / BLOCKTAB_DISK_PER_SECTOR] = 1;
 	d->dirty_any = true;
 }
 /* Writes the sectors that changed since the last call; 0 or -errno (they stay dirty). */
