@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -152,6 +153,33 @@ void engfx_run(struct engfx_dev *devs, int ndev)
 					 (int)t->req.op, (unsigned long long)t->req.offset, len,
 					 strerror(-t->ret));
 		}
+}
+
+void engfx_run_lists(struct engfx_dev *devs, int ndev, struct engfx_req **reqs, const int *n,
+		     int qd)
+{
+	for (int i = 0; i < ndev; i++) {
+		devs[i].reqs = reqs[i];
+		devs[i].n = n[i];
+		devs[i].qd = qd;
+	}
+	engfx_run(devs, ndev);
+}
+
+void engfx_add_half_writes(struct engfx_req **reqs, int *n, int ndev, uint8_t *wbuf,
+			   uint32_t *gen, uint32_t nblk, uint32_t bsize, unsigned int *seed)
+{
+	for (uint32_t b = 0; b < nblk; b++) {
+		uint8_t *p = wbuf + (size_t)b * bsize;
+		int d = (int)(b % (uint32_t)ndev);
+
+		if (rand_r(seed) % 2)
+			continue;
+		gen[b] = 1;
+		for (size_t j = 0; j < bsize; j++)
+			p[j] = engfx_byte(b, 1, j);
+		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_WRITE, (uint64_t)b * bsize, p, bsize);
+	}
 }
 
 void engfx_set(struct engfx_req *t, enum blockdev_op op, uint64_t off, void *p, size_t len)

@@ -50,6 +50,18 @@ void engfx_devs_open(struct engfx_dev *devs, int ndev, struct blockdev *bs, cons
 void engfx_devs_close(struct engfx_dev *devs, int ndev);
 /* Every device runs its list at once; each request must complete once, successfully. */
 void engfx_run(struct engfx_dev *devs, int ndev);
+/* engfx_run with @ndev lists: device i runs @reqs[i]'s @n[i] requests, @qd in flight. */
+void engfx_run_lists(struct engfx_dev *devs, int ndev, struct engfx_req **reqs, const int *n,
+		     int qd);
+/* The byte at @i of block @blk after write generation @gen (0: never written, reads zero). */
+static inline uint8_t engfx_byte(uint32_t blk, uint32_t gen, size_t i)
+{
+	return gen ? (uint8_t)(blk * 7 + gen * 31 + i * 13 + 1) : 0;
+}
+/* About half of @nblk blocks of @bsize bytes (picked by rand_r(@seed)) get generation 1 in
+ * @gen and a write of it, from @wbuf, appended to device b % @ndev's list (@n counts). */
+void engfx_add_half_writes(struct engfx_req **reqs, int *n, int ndev, uint8_t *wbuf,
+			   uint32_t *gen, uint32_t nblk, uint32_t bsize, unsigned int *seed);
 /* @t as one request of @len bytes at @off through @p (NULL: no buffer). */
 void engfx_set(struct engfx_req *t, enum blockdev_op op, uint64_t off, void *p, size_t len);
 

@@ -39,22 +39,6 @@ static char dir[] = "/var/tmp/vireo-vmdk-eng.XXXXXX";
 static char img[256];
 static struct blockdev *bs;
 
-/* Each device runs its @n requests (@qd in flight), all at once; all must succeed. */
-static void run(struct engfx_req **reqs, const int *n, int qd)
-{
-	for (int i = 0; i < NDEV; i++) {
-		devs[i].reqs = reqs[i];
-		devs[i].n = n[i];
-		devs[i].qd = qd;
-	}
-	engfx_run(devs, NDEV);
-}
-
-static uint8_t byte_of(uint32_t blk, uint32_t gen, size_t i)
-{
-	return gen ? (uint8_t)(blk * 7 + gen * 31 + i * 13 + 1) : 0;
-}
-
 struct variant {
 	const char *subformat;
 	const char *cache;
@@ -137,13 +121,13 @@ static void expect_model(const uint32_t *gen, uint8_t *rbuf)
 		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
 			rbuf + (size_t)b * BLK, BLK);
 	}
-	run(reqs, n, 16);
+	engfx_run_lists(devs, NDEV, reqs, n, 16);
 	for (size_t i = 0; i < IMG_SIZE; i++) {
 		uint32_t b = (uint32_t)(i / BLK);
 
-		if (rbuf[i] != byte_of(b, gen[b], i % BLK))
+		if (rbuf[i] != engfx_byte(b, gen[b], i % BLK))
 			fail_msg("block %u byte %zu: 0x%02x, not 0x%02x", b, i % BLK, rbuf[i],
-				 byte_of(b, gen[b], i % BLK));
+				 engfx_byte(b, gen[b], i % BLK));
 	}
 	for (int i = 0; i < NDEV; i++)
 		free(reqs[i]);
@@ -167,18 +151,8 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	bs = open_img(v->cache, false);
 	queues_open();
 	/* every block once, half the disk: block b to device b % 2, grains shared by both */
-	for (uint32_t b = 0; b < NBLK; b++) {
-		uint8_t *p = wbuf + (size_t)b * BLK;
-		int d = (int)(b % NDEV);
-
-		if (rand_r(&seed) % 2)
-			continue;
-		gen[b] = 1;
-		for (size_t j = 0; j < BLK; j++)
-			p[j] = byte_of(b, 1, j);
-		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_WRITE, (uint64_t)b * BLK, p, BLK);
-	}
-	run(reqs, n, 32);
+	engfx_add_half_writes(reqs, n, NDEV, wbuf, gen, NBLK, BLK, &seed);
+	engfx_run_lists(devs, NDEV, reqs, n, 32);
 	/* some written blocks zeroed again, a whole grain among them */
 	n[0] = n[1] = 0;
 	for (uint32_t b = 0; b < 16; b++) {
@@ -188,7 +162,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	gen[100] = 0;
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_WRITE_ZEROES, 100 * BLK, NULL, BLK);
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_FLUSH, 0, NULL, 0);
-	run(reqs, n, 8);
+	engfx_run_lists(devs, NDEV, reqs, n, 8);
 	expect_model(gen, rbuf);
 	expect_model(gen, rbuf); /* warm: the tables are loaded, reads go to the fast path */
 	queues_close();
@@ -234,7 +208,7 @@ static void a_stream_image_is_read_from_two_iothreads(void **state)
 	for (uint32_t b = 0; b < NBLK; b++) {
 		gen[b] = b % 3 ? 2 : 0;
 		for (size_t j = 0; j < BLK; j++)
-			wbuf[(size_t)b * BLK + j] = byte_of(b, gen[b], j);
+			wbuf[(size_t)b * BLK + j] = engfx_byte(b, gen[b], j);
 	}
 	/* in pieces: whole grains, partial ones, a hole */
 	assert_int_equal(blockdev_pwrite(w, 0, wbuf, 3 << 20), 0);

@@ -45,17 +45,6 @@ static char dir[] = "/var/tmp/vireo-vpc-vdi-eng.XXXXXX";
 static char img[300];
 static struct blockdev *bs;
 
-/* Each device runs its requests, @qd in flight; every one must succeed, once. */
-static void run(struct engfx_req **reqs, const int *n, int qd)
-{
-	for (int i = 0; i < NDEV; i++) {
-		devs[i].reqs = reqs[i];
-		devs[i].n = n[i];
-		devs[i].qd = qd;
-	}
-	engfx_run(devs, NDEV);
-}
-
 static void queues_open(void)
 {
 	engfx_devs_open(devs, NDEV, bs, "vv");
@@ -76,19 +65,14 @@ static struct blockdev *open_img(const struct variant *v, bool readonly)
 }
 
 
-static uint8_t byte_of(uint32_t blk, uint32_t gen, size_t i)
-{
-	return gen ? (uint8_t)(blk * 7 + gen * 31 + i * 13 + 1) : 0;
-}
-
 static void check_model(const uint32_t *gen, const uint8_t *rbuf)
 {
 	for (size_t i = 0; i < IMG_SIZE; i++) {
 		uint32_t b = (uint32_t)(i / BLK);
 
-		if (rbuf[i] != byte_of(b, gen[b], i % BLK))
+		if (rbuf[i] != engfx_byte(b, gen[b], i % BLK))
 			fail_msg("block %u byte %zu: 0x%02x, not 0x%02x", b, i % BLK, rbuf[i],
-				 byte_of(b, gen[b], i % BLK));
+				 engfx_byte(b, gen[b], i % BLK));
 	}
 }
 
@@ -107,7 +91,7 @@ static void engine_reads_model(const uint32_t *gen, uint8_t *rbuf)
 		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
 			(uint8_t *)rbuf + (size_t)b * BLK, BLK);
 	}
-	run(reqs, n, 16);
+	engfx_run_lists(devs, NDEV, reqs, n, 16);
 	check_model(gen, rbuf);
 	for (int i = 0; i < NDEV; i++)
 		free(reqs[i]);
@@ -136,18 +120,8 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	assert_true(bs->size >= IMG_SIZE);
 	queues_open();
 	/* about half the blocks, block b from device b % 2: the same disk blocks from both */
-	for (uint32_t b = 0; b < NBLK; b++) {
-		uint8_t *p = wbuf + (size_t)b * BLK;
-		int d = (int)(b % NDEV);
-
-		if (rand_r(&seed) % 2)
-			continue;
-		gen[b] = 1;
-		for (size_t j = 0; j < BLK; j++)
-			p[j] = byte_of(b, 1, j);
-		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_WRITE, (uint64_t)b * BLK, p, BLK);
-	}
-	run(reqs, n, 32);
+	engfx_add_half_writes(reqs, n, NDEV, wbuf, gen, NBLK, BLK, &seed);
+	engfx_run_lists(devs, NDEV, reqs, n, 32);
 	/* zeroes and discards over written and unwritten blocks, then a flush */
 	n[0] = n[1] = 0;
 	for (uint32_t b = 0; b < 16; b++) {
@@ -158,7 +132,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 		gen[b] = 0;
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_DISCARD, 600 * BLK, NULL, 100 * BLK);
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_FLUSH, 0, NULL, 0);
-	run(reqs, n, 8);
+	engfx_run_lists(devs, NDEV, reqs, n, 8);
 	engine_reads_model(gen, rbuf);
 	queues_close();
 	blockdev_close(bs);
