@@ -182,6 +182,39 @@ void engfx_add_half_writes(struct engfx_req **reqs, int *n, int ndev, uint8_t *w
 	}
 }
 
+void engfx_check_model(const uint32_t *gen, const uint8_t *rbuf, uint32_t nblk, uint32_t bsize)
+{
+	for (size_t i = 0; i < (size_t)nblk * bsize; i++) {
+		uint32_t b = (uint32_t)(i / bsize);
+
+		if (rbuf[i] != engfx_byte(b, gen[b], i % bsize))
+			fail_msg("block %u byte %zu: 0x%02x, not 0x%02x", b, i % bsize, rbuf[i],
+				 engfx_byte(b, gen[b], i % bsize));
+	}
+}
+
+void engfx_read_model(struct engfx_dev *devs, int ndev, const uint32_t *gen, uint8_t *rbuf,
+		      uint32_t nblk, uint32_t bsize)
+{
+	struct engfx_req *reqs[16];
+	int n[16] = { 0 };
+
+	assert_true(ndev <= 16);
+	for (int i = 0; i < ndev; i++)
+		reqs[i] = calloc(nblk, sizeof(struct engfx_req));
+	memset(rbuf, 0xee, (size_t)nblk * bsize);
+	for (uint32_t b = 0; b < nblk; b++) {
+		int d = (int)(b / 7 % (uint32_t)ndev);
+
+		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * bsize,
+			  rbuf + (size_t)b * bsize, bsize);
+	}
+	engfx_run_lists(devs, ndev, reqs, n, 16);
+	engfx_check_model(gen, rbuf, nblk, bsize);
+	for (int i = 0; i < ndev; i++)
+		free(reqs[i]);
+}
+
 void engfx_set(struct engfx_req *t, enum blockdev_op op, uint64_t off, void *p, size_t len)
 {
 	memset(t, 0, sizeof(*t));

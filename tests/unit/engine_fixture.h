@@ -62,6 +62,12 @@ static inline uint8_t engfx_byte(uint32_t blk, uint32_t gen, size_t i)
  * @gen and a write of it, from @wbuf, appended to device b % @ndev's list (@n counts). */
 void engfx_add_half_writes(struct engfx_req **reqs, int *n, int ndev, uint8_t *wbuf,
 			   uint32_t *gen, uint32_t nblk, uint32_t bsize, unsigned int *seed);
+/* @rbuf (@nblk blocks of @bsize) holds what generations @gen say, or the test fails. */
+void engfx_check_model(const uint32_t *gen, const uint8_t *rbuf, uint32_t nblk, uint32_t bsize);
+/* Every block read into @rbuf through the engine, runs of 7 blocks to each device in turn,
+ * then checked against @gen. */
+void engfx_read_model(struct engfx_dev *devs, int ndev, const uint32_t *gen, uint8_t *rbuf,
+		      uint32_t nblk, uint32_t bsize);
 /* @t as one request of @len bytes at @off through @p (NULL: no buffer). */
 void engfx_set(struct engfx_req *t, enum blockdev_op op, uint64_t off, void *p, size_t len);
 

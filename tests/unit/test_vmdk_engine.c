@@ -106,33 +106,6 @@ static void create(const char *subformat, bool zeroed)
 }
 
 
-/* Every block, read through the engine by both devices (each half), matches the model. */
-static void expect_model(const uint32_t *gen, uint8_t *rbuf)
-{
-	struct engfx_req *reqs[NDEV];
-	int n[NDEV] = { 0 };
-
-	for (int i = 0; i < NDEV; i++)
-		reqs[i] = calloc(NBLK, sizeof(struct engfx_req));
-	memset(rbuf, 0xee, IMG_SIZE);
-	for (uint32_t b = 0; b < NBLK; b++) {
-		int d = (int)(b / 7 % NDEV);
-
-		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
-			rbuf + (size_t)b * BLK, BLK);
-	}
-	engfx_run_lists(devs, NDEV, reqs, n, 16);
-	for (size_t i = 0; i < IMG_SIZE; i++) {
-		uint32_t b = (uint32_t)(i / BLK);
-
-		if (rbuf[i] != engfx_byte(b, gen[b], i % BLK))
-			fail_msg("block %u byte %zu: 0x%02x, not 0x%02x", b, i % BLK, rbuf[i],
-				 engfx_byte(b, gen[b], i % BLK));
-	}
-	for (int i = 0; i < NDEV; i++)
-		free(reqs[i]);
-}
-
 static void interleaved_writes_from_two_iothreads_read_back(void **state)
 {
 	const struct variant *v = *state;
@@ -163,8 +136,9 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_WRITE_ZEROES, 100 * BLK, NULL, BLK);
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_FLUSH, 0, NULL, 0);
 	engfx_run_lists(devs, NDEV, reqs, n, 8);
-	expect_model(gen, rbuf);
-	expect_model(gen, rbuf); /* warm: the tables are loaded, reads go to the fast path */
+	engfx_read_model(devs, NDEV, gen, rbuf, NBLK, BLK);
+	/* warm: the tables are loaded, reads go to the fast path */
+	engfx_read_model(devs, NDEV, gen, rbuf, NBLK, BLK);
 	queues_close();
 	blockdev_close(bs);
 
@@ -177,7 +151,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 		assert_int_equal(cr.corruptions, 0);
 	}
 	queues_open();
-	expect_model(gen, rbuf);
+	engfx_read_model(devs, NDEV, gen, rbuf, NBLK, BLK);
 	queues_close();
 	blockdev_close(bs);
 	for (int i = 0; i < NDEV; i++)
@@ -218,7 +192,7 @@ static void a_stream_image_is_read_from_two_iothreads(void **state)
 	blockdev_close(w);
 	bs = open_img("writeback", true);
 	queues_open();
-	expect_model(gen, rbuf);
+	engfx_read_model(devs, NDEV, gen, rbuf, NBLK, BLK);
 	queues_close();
 	blockdev_close(bs);
 	free(gen);

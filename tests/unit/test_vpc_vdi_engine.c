@@ -65,38 +65,6 @@ static struct blockdev *open_img(const struct variant *v, bool readonly)
 }
 
 
-static void check_model(const uint32_t *gen, const uint8_t *rbuf)
-{
-	for (size_t i = 0; i < IMG_SIZE; i++) {
-		uint32_t b = (uint32_t)(i / BLK);
-
-		if (rbuf[i] != engfx_byte(b, gen[b], i % BLK))
-			fail_msg("block %u byte %zu: 0x%02x, not 0x%02x", b, i % BLK, rbuf[i],
-				 engfx_byte(b, gen[b], i % BLK));
-	}
-}
-
-/* Every block read through the engine, 7-block runs to each device in turn. */
-static void engine_reads_model(const uint32_t *gen, uint8_t *rbuf)
-{
-	struct engfx_req *reqs[NDEV];
-	int n[NDEV] = { 0 };
-
-	for (int i = 0; i < NDEV; i++)
-		reqs[i] = calloc(NBLK, sizeof(struct engfx_req));
-	memset(rbuf, 0xee, IMG_SIZE);
-	for (uint32_t b = 0; b < NBLK; b++) {
-		int d = (int)(b / 7 % NDEV);
-
-		engfx_set(&reqs[d][n[d]++], BLOCKDEV_OP_READ, (uint64_t)b * BLK,
-			(uint8_t *)rbuf + (size_t)b * BLK, BLK);
-	}
-	engfx_run_lists(devs, NDEV, reqs, n, 16);
-	check_model(gen, rbuf);
-	for (int i = 0; i < NDEV; i++)
-		free(reqs[i]);
-}
-
 static void interleaved_writes_from_two_iothreads_read_back(void **state)
 {
 	const struct variant *v = *state;
@@ -133,7 +101,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_DISCARD, 600 * BLK, NULL, 100 * BLK);
 	engfx_set(&reqs[1][n[1]++], BLOCKDEV_OP_FLUSH, 0, NULL, 0);
 	engfx_run_lists(devs, NDEV, reqs, n, 8);
-	engine_reads_model(gen, rbuf);
+	engfx_read_model(devs, NDEV, gen, rbuf, NBLK, BLK);
 	queues_close();
 	blockdev_close(bs);
 
@@ -141,7 +109,7 @@ static void interleaved_writes_from_two_iothreads_read_back(void **state)
 	bs = open_img(v, true);
 	memset(rbuf, 0xee, IMG_SIZE);
 	assert_int_equal(blockdev_pread(bs, 0, rbuf, IMG_SIZE), 0);
-	check_model(gen, rbuf);
+	engfx_check_model(gen, rbuf, NBLK, BLK);
 	if (bs->drv->check) {
 		struct blockdev_check_result cr;
 
