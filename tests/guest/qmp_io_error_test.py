@@ -32,11 +32,12 @@ def serial(path):
     return open(path, errors="replace").read() if os.path.exists(path) else ""
 
 
-def wait_line(vm, path, text, timeout=60):
+def wait_line(vm, path, text, timeout=60, times=1):
+    """Waits until the guest has printed @text @times times."""
     deadline = time.monotonic() + timeout
-    while text not in serial(path):
+    while serial(path).count(text) < times:
         if vm.proc.poll() is not None or time.monotonic() > deadline:
-            vm.fail(f"the guest did not print '{text}'")
+            vm.fail(f"the guest did not print '{text}' {times} time(s)")
         time.sleep(0.05)
 
 
@@ -123,7 +124,7 @@ try:
         subprocess.run(["fallocate", "-p", "-o", "0", "-l", str(64 * MiB),
                         os.path.join(small, "blk.raw")], check=True)
     wait_line(vm, log2, "FAIL blk-crashwriter")
-    wait_line(vm, log2, "FAIL scsi-rw")
+    wait_line(vm, log2, "FAIL scsi-rw", times=2)  # both runs failed: hd0's 2nd is held
     got = io_errors(vm, 2.5)
     # scsi-rw stops at LUN 0's first failed write: hd1 gets none
     want = {"disk0": "nb", "hd0": "ns0"}
