@@ -58,7 +58,10 @@
 # BENCH_VIREO_ARGS (extra vireo arguments, e.g. "--affinity io0=1 --affinity vcpu0=0"), BENCH_WAIT
 # (poll | irq: how the guest waits for completions, bench-wait=; poll), BENCH_VCPU_NICE (a nice
 # value for the vCPU threads: vireo's --vcpu-nice, the loop's drivers, and QEMU's "CPU n/KVM"
-# threads, reniced once its guest prints its first line; unset: none is changed). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
+# threads, reniced once its guest prints its first line; unset: none is changed), BENCH_SYSCALLS=1
+# (perf stat counts the VMM's system calls, every thread, over the measured window: the RESULT
+# lines of vireo and QEMU end with syscalls_per_io, uring_enter_per_io and ioctl_per_io; needs
+# perf and root). This machine's figures drift 2-5x with the other load on its 2 cores: use 3 or more.
 # Needs /dev/kvm, qemu-system-x86_64 (10.x: iothread-vq-mapping), fio, jq.
 #
 # BENCH_VMMS may also name "loop": vireo's device without KVM (build/bench/vireo-blk-loop, see
@@ -164,12 +167,41 @@ declare -A res     # "vmm dev cache rw qd q" -> lines "iops p50 p99 cpu vmmcpu p
 emit() { # vmm cache rw qd q iops p50 p99 cpu vmmcpu kicks wait irqs p999 max (dev: $dev, - for host)
 	local d=$dev
 	[ "$1" = host ] && d=-
-	printf 'RESULT vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s p999_us=%s max_us=%s fill=%s\n' "$1" "$d" "${@:2:14}" "$fill"
+	printf 'RESULT vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s iops=%s p50_us=%s p99_us=%s cpu_us_per_io=%s vmm_cpu_us_per_io=%s kicks=%s wait=%s irqs=%s p999_us=%s max_us=%s fill=%s%s\n' "$1" "$d" "${@:2:14}" "$fill" "${sys_fields:-}"
 	res["$1 $d $2 $3 $4 $5"]+="$6 $7 $8 $9 ${10} ${14:--} ${15:--}"$'\n'
+	sys_fields=""
 }
 
 field() { # line key
 	sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<" $1"
+}
+
+# BENCH_SYSCALLS=1: perf stat on every thread of a VMM from the window's start to its end
+sys_start() { # pid
+	[ "${BENCH_SYSCALLS:-0}" = 1 ] || return 0
+	perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter \
+		-e syscalls:sys_enter_ioctl -p "$1" -o "$tmp/syscalls.csv" 2>/dev/null &
+	sys_pid=$!
+}
+sys_stop() {
+	[ -n "${sys_pid:-}" ] || return 0
+	kill -INT "$sys_pid" 2>/dev/null
+	wait "$sys_pid" 2>/dev/null
+	sys_pid=""
+	sys_counted=1
+}
+sys_per_io() { # ios: sys_fields, the counts per I/O of the window sys_stop ended
+	sys_fields=""
+	[ -n "${sys_counted:-}" ] || return 0
+	sys_counted=""
+	sys_fields=$(awk -F, -v n="$1" '
+		$3 == "raw_syscalls:sys_enter" { all = $1 }
+		$3 == "syscalls:sys_enter_io_uring_enter" { ur = $1 }
+		$3 == "syscalls:sys_enter_ioctl" { io = $1 }
+		END { if (all == "" || n <= 0) exit 1
+		      printf " syscalls_per_io=%.4f uring_enter_per_io=%.4f ioctl_per_io=%.4f",
+			     all / n, ur / n, io / n }' "$tmp/syscalls.csv") ||
+		echo "bench/blk: perf stat counted no system calls (BENCH_SYSCALLS=1 needs perf, root)" >&2
 }
 
 cpu_ticks() { # pid: "utime+stime guest_time" in clock ticks (every thread of the process)
@@ -227,8 +259,8 @@ run_guest() {
 			fi
 			# a damaged console line must not lose the window ("ENCH END" was seen once)
 			case "$line" in
-			*"NCH START"*) read -r c0 g0 < <(cpu_ticks "$pid") ;;
-			*"NCH END"*) read -r c1 g1 < <(cpu_ticks "$pid") ;;
+			*"NCH START"*) read -r c0 g0 < <(cpu_ticks "$pid"); sys_start "$pid" ;;
+			*"NCH END"*) read -r c1 g1 < <(cpu_ticks "$pid"); sys_stop ;;
 			*"NCH iops="*) bench=$line ;;
 			esac
 			case "$line" in
@@ -244,9 +276,11 @@ run_guest() {
 		fi
 	done
 	exec {fd}<&-
+	sys_stop # a VMM that ended inside the window
 	wait "$pid"
 	status=$?
 	if [ -z "$bench" ] || [ -z "${c0:-}" ] || [ -z "${c1:-}" ]; then
+		sys_counted=""
 		printf 'FAILED vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s: exit status %s: %s\n' \
 			"$vmm" "$dev" "$cache" "$rw" "$qd" "$q" "$status" \
 			"$( { grep -E 'FAIL|skip|PANIC|error' "$log"; tail -n 3 "$err"; } | tail -n 3 | tr '\n' ' ')"
@@ -254,6 +288,7 @@ run_guest() {
 	fi
 	local ios iops
 	ios=$(field "$bench" ios)
+	sys_per_io "$ios"
 	iops=$(field "$bench" iops)
 	emit "$vmm" "$cache" "$rw" "$qd" "$q" "$iops" "$(field "$bench" p50_us)" \
 		"$(field "$bench" p99_us)" \

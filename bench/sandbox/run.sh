@@ -3,7 +3,12 @@
 # bench/sandbox/run.sh [BUILD_DIR]: what the sandbox costs the data path.
 #  1. vireo-sandbox-cost: ns per system call that an iothread's filter adds (its ring's wait,
 #     an eventfd write, gettid), with the sandbox on against off, in alternating rounds.
-#  2. bench/blk/run.sh with vireo only, `--sandbox on` and `--sandbox off` interleaved for
+#  2. How many system calls vireo makes per request: one pass of the configurations with the
+#     sandbox on and BENCH_SYSCALLS=1 (perf stat over the measured window, every thread; skipped
+#     without perf). With (1) it bounds the sandbox's cost without the load's noise: every call
+#     charged the dearest filtered call's extra ns, on the thread that serves every request (the
+#     iothread polls: a request takes 1/IOPS of it), BOUND = calls per I/O x ns x IOPS.
+#  3. bench/blk/run.sh with vireo only, `--sandbox on` and `--sandbox off` interleaved for
 #     ROUNDS rounds (the order alternates), the same configurations each time; per
 #     configuration the median IOPS of each mode and their ratio, and each round's ratio.
 # Environment: ROUNDS (6), and bench/blk/run.sh's BENCH_CACHES (writeback none), BENCH_QDS
@@ -14,18 +19,42 @@ build=$(realpath "${1:-build}")
 here=$(dirname "$(realpath "$0")")
 rounds=${ROUNDS:-6}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out.cost" "$out.sys"' EXIT
 
-"$build/bench/vireo-sandbox-cost" 20 200000
+"$build/bench/vireo-sandbox-cost" 20 200000 | tee "$out.cost"
+echo
+blk() { # mode [env...]: one pass of the configurations, RESULT lines tagged with the mode
+	local m=$1
+	shift
+	env "$@" BENCH_VMMS=vireo BENCH_VIREO_ARGS="--sandbox $m" BENCH_SECS=${BENCH_SECS:-5} \
+		BENCH_CACHES="${BENCH_CACHES:-writeback none}" BENCH_RWS=${BENCH_RWS:-randread} \
+		BENCH_QDS="${BENCH_QDS:-1 32}" BENCH_QUEUES="${BENCH_QUEUES:-2}" \
+		BENCH_SIZE=${BENCH_SIZE:-256M} bash "$here/../blk/run.sh" "$build" 2>&1 |
+		sed -n "s/^RESULT /RESULT sandbox=$m /p"
+}
+if command -v perf >/dev/null; then
+	blk on BENCH_SYSCALLS=1 | tee "$out.sys"
+	python3 - "$out.cost" "$out.sys" <<'PY'
+import re, sys
+extra = max(float(x) for x in re.findall(r"filter \+([0-9.]+) ns", open(sys.argv[1]).read()))
+for line in open(sys.argv[2]):
+    f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+    if "syscalls_per_io" not in f:
+        continue
+    calls, iops = float(f["syscalls_per_io"]), float(f["iops"])
+    print(f"BOUND cache={f['cache']} rw={f['rw']} qd={f['qd']} queues={f['queues']} "
+          f"cost<={100 * calls * extra * iops / 1e9:.2f}% ({calls:.3f} calls per I/O, "
+          f"{float(f['uring_enter_per_io']):.3f} of them io_uring_enter, x {extra:.1f} ns "
+          f"x {iops:.0f} IOPS)")
+PY
+else
+	echo "NOTE: no perf: the system calls per request are not counted (apt-get install linux-perf)"
+fi
 echo
 for r in $(seq 1 "$rounds"); do
 	if ((r % 2)); then order="on off"; else order="off on"; fi
 	for m in $order; do
-		BENCH_VMMS=vireo BENCH_VIREO_ARGS="--sandbox $m" BENCH_SECS=${BENCH_SECS:-5} \
-		BENCH_CACHES="${BENCH_CACHES:-writeback none}" BENCH_RWS=${BENCH_RWS:-randread} \
-		BENCH_QDS="${BENCH_QDS:-1 32}" BENCH_QUEUES="${BENCH_QUEUES:-2}" \
-		BENCH_SIZE=${BENCH_SIZE:-256M} bash "$here/../blk/run.sh" "$build" 2>&1 |
-			sed -n "s/^RESULT /RESULT sandbox=$m round=$r /p" | tee -a "$out"
+		blk "$m" | sed "s/^RESULT sandbox=$m /&round=$r /" | tee -a "$out"
 	done
 done
 python3 - "$out" <<'PY'

@@ -61,7 +61,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(err && error_msg(err)[0], "refused without a message");
 		FUZZ_LOG("vhdx_header: %s\n", error_msg(err));
 		error_free(err);
-		free(f.b);
 		return 0;
 	}
 	check_loaded(&f, &m);
@@ -80,6 +79,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 (unsigned long long)m.data_blocks, (unsigned long long)r.present,
 		 (unsigned long long)(r.bad + r.past_eof));
 	free(bat);
-	free(f.b);
 	return 0;
 }
