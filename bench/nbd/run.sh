@@ -10,7 +10,8 @@
 # writable export. nbdcopy opens 4 connections when the server advertises multi-conn: vireo's
 # does for a writable export (its flushes cover every connection); QEMU 10's do not (its
 # --export has no multi-conn key yet; qemu-nbd gets --shared=8 all the same).
-# Prints a line per run (NBD ...), then per format and operation the medians and
+# Prints a line per run (NBD ...; for read and write also the CPU seconds nbdcopy and the server
+# spent), then per format and operation the medians and
 # vireo / the faster peer. Goal (issue 17): >= 1.2.
 #
 # Environment: NBD_SIZE (1G), NBD_REPEAT (3: runs per figure, interleaved), NBD_FORMATS
@@ -117,12 +118,16 @@ fresh() {
 	qemu-img create -q -f "$1" "$dir/write.$1" "$bytes" || die "cannot create $dir/write.$1"
 }
 
-secs_of() { # COMMAND...: its wall time in seconds, or FAIL
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@" >/dev/null 2>>"$dir/logs/errors.log" || { echo FAIL; return; }
-	t1=$(date +%s.%N)
-	echo "$t1 - $t0" | bc -l
+secs_of() { # COMMAND...: "WALL CPU", its wall time and CPU time (user + system) in seconds,
+	# or FAIL
+	local t TIMEFORMAT='%R %U %S'
+	t=$( { time "$@" >/dev/null 2>>"$dir/logs/errors.log"; } 2>&1) || { echo FAIL; return; }
+	awk '{printf "%s %.2f\n", $1, $2 + $3}' <<<"$t"
+}
+
+server_cpu() { # PID: the server's CPU time so far (user + system), in seconds
+	awk -v t="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / t}' \
+		"/proc/$1/stat" 2>/dev/null || echo -
 }
 
 fio_iops() { # RW: IOPS of fio's nbd engine against $uri
@@ -166,8 +171,14 @@ for ((r = 1; r <= repeat; r++)); do
 					;;
 				*) die "NBD_OPS: unknown operation '$op'" ;;
 				esac
+				cpu=""
+				if [ "$unit" = s ] && [ "$v" != FAIL ]; then
+					# where the copy's CPU went: the client's against the server's
+					cpu=" client_cpu_s=${v#* } server_cpu_s=$(server_cpu "$pid")"
+					v=${v%% *}
+				fi
 				stop_server
-				echo "NBD format=$f op=$op server=$s $unit=$v load=$(load)"
+				echo "NBD format=$f op=$op server=$s $unit=$v$cpu load=$(load)"
 				vals[$f,$op,$s]+="$v "
 			done
 		done
