@@ -79,7 +79,7 @@ fi
 
 T=$(mktemp -d /tmp/vireo-qcow2-crash.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-. "$(dirname "$(realpath "$0")")/crash-window.sh"
+. "$(dirname "$(realpath "$0")")/crash-lib.sh"
 cd "$T" || exit 1
 RANDOM=42
 SIZE=$((32 * 1024 * 1024))
@@ -117,16 +117,7 @@ new_image() {
 	qemu-img convert -O raw "$1-$2.qcow2" "$1-$2.raw"
 }
 
-# linger N: waits up to N times 50 ms for the writer ($pid) to end by itself
-linger() {
-	local i
-	for i in $(seq 1 "$1"); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-}
-
-# img_writer IMG LOG: img_io with 400 operations, killed after 2-120 ms (crash-window.sh)
+# img_writer IMG LOG: img_io with 400 operations, killed after 2-120 ms (crash-lib.sh)
 img_writer() {
 	local cmds=() grp=() off len pick i
 	for i in $(seq 1 400); do
@@ -154,32 +145,7 @@ img_writer() {
 }
 
 # vm_writer IMG LOG: the test guest's blk-crashwriter under vireo, killed while it runs
-vm_writer() {
-	# not under timeout(1): the kill must reach vireo itself (it always comes)
-	"$VIREO" run --kernel "$ELF" --cpus 1 --memory 256M --serial "file:$2" \
-		--cmdline "blk-crashwriter crash-seed=$round crash-ops=$VM_OPS blk-require=1" \
-		--drive "file=$1,format=qcow2,if=virtio-blk,num-queues=2,iothreads=2,cache=$cache" \
-		</dev/null >/dev/null 2>writer.err &
-	pid=$!
-	# the guest makes ~700 operations a second after ~50 ms of boot; 1 round in 8 has time to
-	# finish them
-	local ms=$(( (RANDOM * 32768 + RANDOM) % (VM_OPS * 3 / 2) + 50 ))
-	if [ $((RANDOM % 8)) -eq 0 ]; then
-		linger $((VM_OPS / 10 + 100))
-	else
-		sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
-	fi
-}
-
-# keep ROUND WHY: keeps the image and the log of a failing round
-keep() {
-	local d=/tmp/vireo-crash-failure-$1
-	mkdir -p "$d"
-	cp "$img" "$raw" log check.out "$d/" 2>/dev/null
-	cp "$raw" "$d/before.raw"
-	cp after.raw "$d/after.raw" 2>/dev/null
-	echo "# kept in $d: $2"
-}
+vm_writer() { crash_vm_writer qcow2 "$@"; }
 
 failures=0
 for round in $(seq 1 "$ROUNDS"); do
@@ -195,19 +161,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	cache=writeback
 	[ $((rounds[$key] / 2 % 2)) -eq 1 ] && cache=none
 	"${path}_writer" "$img" log
-	kill -9 $pid 2>/dev/null
-	wait $pid 2>/dev/null
-	rc=$?
-	# 137: killed mid-run, as meant; img_io 0 / the guest's pass (33): it finished first
-	if [ $rc -eq 137 ]; then
-		killed[$key]=$(( ${killed[$key]:-0} + 1 ))
-	elif [ $rc -eq 0 ] || { [ "$path" = vm ] && [ $rc -eq 33 ]; }; then
-		finished[$key]=$(( ${finished[$key]:-0} + 1 ))
-	else
-		echo "not ok - round $round ($key): the writer exited with $rc"
-		tail -5 writer.err log 2>/dev/null
-		failures=$((failures + 1))
-	fi
+	crash_reap
 	qemu-img check "$img" >check.out 2>&1
 	rc=$?
 	[ $rc -eq 3 ] && leaky[$key]=$(( ${leaky[$key]:-0} + 1 ))
@@ -216,27 +170,19 @@ for round in $(seq 1 "$ROUNDS"); do
 		cat check.out
 		corrupt[$key]=$(( ${corrupt[$key]:-0} + 1 ))
 		failures=$((failures + 1))
-		keep "$round" "qemu-img check exit $rc"
+		crash_keep vireo-crash-failure "qemu-img check exit $rc"
 		new_image "$name" "$path"
 		continue
 	fi
 	qemu-img convert -O raw "$img" after.raw
-	"$CHECK" "$raw" log after.raw >check.out 2>&1
+	crash_compare ""
 	rc=$?
-	line=$(grep '^crash_check:' check.out)
 	for f in flushed unflushed; do
-		v=$(sed -n "s/.* $f=\([0-9]*\).*/\1/p" <<<"$line")
+		v=$(sed -n "s/.* $f=\([0-9]*\).*/\1/p" <<<"$crash_line")
 		eval "$f[\$key]=\$(( \${$f[\$key]:-0} + ${v:-0} ))"
 	done
 	if [ $rc -ne 0 ]; then
-		echo "not ok - round $round ($key): crash_check exit $rc"
-		head -12 check.out
-		v=$(sed -n 's/.* lost_writes=\([0-9]*\).*/\1/p' <<<"$line")
-		lost[$key]=$(( ${lost[$key]:-0} + ${v:-0} ))
-		v=$(sed -n 's/.* stray_bytes=\([0-9]*\).*/\1/p' <<<"$line")
-		stray[$key]=$(( ${stray[$key]:-0} + ${v:-0} ))
-		failures=$((failures + 1))
-		keep "$round" "crash_check exit $rc"
+		crash_keep vireo-crash-failure "crash_check exit $rc"
 		new_image "$name" "$path"
 		continue
 	fi
@@ -248,7 +194,7 @@ for round in $(seq 1 "$ROUNDS"); do
 			cat check.out
 			corrupt[$key]=$(( ${corrupt[$key]:-0} + 1 ))
 			failures=$((failures + 1))
-			keep "$round" "not clean after vireo-img check -r leaks"
+			crash_keep vireo-crash-failure "not clean after vireo-img check -r leaks"
 			new_image "$name" "$path"
 		fi
 	fi

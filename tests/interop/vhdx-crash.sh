@@ -50,7 +50,7 @@ if [ "$PATHS" != img ] && { [ -z "$ELF" ] || ! [ -r /dev/kvm ] || ! [ -w /dev/kv
 fi
 T=$(mktemp -d /tmp/vireo-vhdx-crash.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-. "$(dirname "$(realpath "$0")")/crash-window.sh"
+. "$(dirname "$(realpath "$0")")/crash-lib.sh"
 cd "$T" || exit 1
 RANDOM=20
 SIZE=$((32 * 1024 * 1024))
@@ -70,15 +70,7 @@ new_image() { # NAME PATH
 	qemu-img convert -O raw "$1-$2.vhdx" "$1-$2.raw"
 }
 
-linger() { # N: waits up to N times 50 ms for the writer to end by itself
-	local i
-	for i in $(seq 1 "$1"); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-}
-
-img_writer() { # IMG LOG: 300 operations, killed after 2-150 ms (crash-window.sh)
+img_writer() { # IMG LOG: 300 operations, killed after 2-150 ms (crash-lib.sh)
 	local cmds=() off len pick i
 	for i in $(seq 1 300); do
 		pick=$((RANDOM % 100))
@@ -99,24 +91,7 @@ img_writer() { # IMG LOG: 300 operations, killed after 2-150 ms (crash-window.sh
 	crash_kill_after "$key/$cache" 150
 }
 
-vm_writer() { # IMG LOG: the test guest's blk-crashwriter, killed while it runs
-	"$VIREO" run --kernel "$ELF" --cpus 1 --memory 256M --serial "file:$2" \
-		--cmdline "blk-crashwriter crash-seed=$round crash-ops=$VM_OPS blk-require=1" \
-		--drive "file=$1,format=vhdx,if=virtio-blk,num-queues=2,iothreads=2,cache=$cache" \
-		</dev/null >/dev/null 2>writer.err &
-	pid=$!
-	local ms=$(( (RANDOM * 32768 + RANDOM) % (VM_OPS * 3 / 2) + 50 ))
-	if [ $((RANDOM % 8)) -eq 0 ]; then linger $((VM_OPS / 10 + 100))
-	else sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"; fi
-}
-
-keep() { # ROUND WHY
-	local d=/tmp/vireo-vhdx-crash-failure-$1
-	mkdir -p "$d"
-	cp "$img" "$raw" log check.out "$d/" 2>/dev/null
-	cp after.raw "$d/" 2>/dev/null
-	echo "# kept in $d: $2"
-}
+vm_writer() { crash_vm_writer vhdx "$@"; } # IMG LOG: the guest's writer, killed while it runs
 
 failures=0
 for round in $(seq 1 "$ROUNDS"); do
@@ -129,18 +104,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	cache=writeback
 	[ $((rounds[$key] / 2 % 2)) -eq 1 ] && cache=none
 	"${path}_writer" "$img" log
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	rc=$?
-	if [ $rc -eq 137 ]; then
-		killed[$key]=$(( ${killed[$key]:-0} + 1 ))
-	elif [ $rc -eq 0 ] || { [ "$path" = vm ] && [ $rc -eq 33 ]; }; then
-		finished[$key]=$(( ${finished[$key]:-0} + 1 ))
-	else
-		echo "not ok - round $round ($key): the writer exited with $rc"
-		tail -5 writer.err
-		failures=$((failures + 1))
-	fi
+	crash_reap
 	# a log left to replay? then the replay: qemu's in odd rounds, vireo's in even ones
 	qemu-img info "$img" 2>&1 | grep -q "needs to be replayed" &&
 		replayed[$key]=$(( ${replayed[$key]:-0} + 1 ))
@@ -161,21 +125,15 @@ for round in $(seq 1 "$ROUNDS"); do
 		cat check.out
 		corrupt[$key]=$(( ${corrupt[$key]:-0} + 1 ))
 		failures=$((failures + 1))
-		keep "$round" "not clean"
+		crash_keep vireo-vhdx-crash-failure "not clean"
 		new_image "$name" "$path"
 		continue
 	fi
 	qemu-img convert -O raw "$img" after.raw
-	"$CHECK" "$raw" log after.raw >check.out 2>&1
+	crash_compare " after $who's replay"
 	rc=$?
 	if [ $rc -ne 0 ]; then
-		line=$(grep '^crash_check:' check.out)
-		echo "not ok - round $round ($key): crash_check exit $rc after $who's replay"
-		head -12 check.out
-		lost[$key]=$(( ${lost[$key]:-0} + $(sed -n 's/.* lost_writes=\([0-9]*\).*/\1/p' <<<"$line") ))
-		stray[$key]=$(( ${stray[$key]:-0} + $(sed -n 's/.* stray_bytes=\([0-9]*\).*/\1/p' <<<"$line") ))
-		failures=$((failures + 1))
-		keep "$round" "crash_check exit $rc"
+		crash_keep vireo-vhdx-crash-failure "crash_check exit $rc"
 		new_image "$name" "$path"
 		continue
 	fi

@@ -23,7 +23,7 @@ VI=$(realpath "$1")
 IO=$(realpath "$2")
 CHECK=$(realpath "$3")
 . "$(dirname "$(realpath "$0")")/tap.sh"
-. "$(dirname "$(realpath "$0")")/crash-window.sh"
+. "$(dirname "$(realpath "$0")")/crash-lib.sh"
 tap_start vpc-vdi-crash qemu-img
 
 SIZE=$((24 * 1024 * 1024))
