@@ -65,8 +65,6 @@ static void crc_init(void)
 					  crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vhdx_crc32c loads words little-endian");
-
 NO_FUZZ_COVERAGE uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -74,11 +72,7 @@ NO_FUZZ_COVERAGE uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len)
 	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
 	while (len >= 8) {
-		uint32_t lo, hi;
-
-		memcpy(&lo, p, 4); /* x86-64: little-endian, as the checksum wants */
-		memcpy(&hi, p + 4, 4);
-		lo ^= crc;
+		uint32_t lo = vhdx_le32(p) ^ crc, hi = vhdx_le32(p + 4);
 
 		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
 		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^

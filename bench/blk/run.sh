@@ -178,6 +178,7 @@ field() { # line key
 
 # BENCH_SYSCALLS=1: perf stat on every thread of a VMM from the window's start to its end
 sys_start() { # pid
+	rm -f "$tmp/syscalls.csv" # no run's counts left for the next to report
 	[ "${BENCH_SYSCALLS:-0}" = 1 ] || return 0
 	perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter \
 		-e syscalls:sys_enter_ioctl -p "$1" -o "$tmp/syscalls.csv" 2>/dev/null &
@@ -188,19 +189,17 @@ sys_stop() {
 	kill -INT "$sys_pid" 2>/dev/null
 	wait "$sys_pid" 2>/dev/null
 	sys_pid=""
-	sys_counted=1
 }
 sys_per_io() { # ios: sys_fields, the counts per I/O of the window sys_stop ended
 	sys_fields=""
-	[ -n "${sys_counted:-}" ] || return 0
-	sys_counted=""
+	[ "${BENCH_SYSCALLS:-0}" = 1 ] || return 0
 	sys_fields=$(awk -F, -v n="$1" '
 		$3 == "raw_syscalls:sys_enter" { all = $1 }
 		$3 == "syscalls:sys_enter_io_uring_enter" { ur = $1 }
 		$3 == "syscalls:sys_enter_ioctl" { io = $1 }
 		END { if (all == "" || n <= 0) exit 1
 		      printf " syscalls_per_io=%.4f uring_enter_per_io=%.4f ioctl_per_io=%.4f",
-			     all / n, ur / n, io / n }' "$tmp/syscalls.csv") ||
+			     all / n, ur / n, io / n }' "$tmp/syscalls.csv" 2>/dev/null) ||
 		echo "bench/blk: perf stat counted no system calls (BENCH_SYSCALLS=1 needs perf, root)" >&2
 }
 
@@ -280,7 +279,6 @@ run_guest() {
 	wait "$pid"
 	status=$?
 	if [ -z "$bench" ] || [ -z "${c0:-}" ] || [ -z "${c1:-}" ]; then
-		sys_counted=""
 		printf 'FAILED vmm=%s dev=%s cache=%s rw=%s qd=%s queues=%s: exit status %s: %s\n' \
 			"$vmm" "$dev" "$cache" "$rw" "$qd" "$q" "$status" \
 			"$( { grep -E 'FAIL|skip|PANIC|error' "$log"; tail -n 3 "$err"; } | tail -n 3 | tr '\n' ' ')"

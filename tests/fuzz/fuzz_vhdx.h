@@ -105,7 +105,7 @@ NO_FUZZ_COVERAGE static void fuzz_vhdx_fix_log(struct fuzz_vhdx *f, const uint8_
 
 		if (memcmp(e, "loge", 4) || !n || n % 4096 || n > len || n > sizeof(entry))
 			continue;
-		uint64_t first = n < len - s ? n : len - s; /* the entry may wrap to the log's start */
+		uint64_t first = MIN(n, len - s); /* the entry may wrap to the log's start */
 
 		memcpy(entry, f->b + off + s, first);
 		memcpy(entry + first, f->b + off, n - first);
@@ -118,7 +118,6 @@ static void fuzz_vhdx_fix(struct fuzz_vhdx *f)
 {
 	static const uint64_t hdr[2] = { VHDX_HEADER1_OFF, VHDX_HEADER2_OFF };
 	static const uint64_t reg[2] = { VHDX_REGION1_OFF, VHDX_REGION2_OFF };
-
 	uint8_t c[4];
 
 	for (int i = 0; i < 2; i++) {
