@@ -201,7 +201,7 @@ void engfx_read_model(struct engfx_dev *devs, int ndev, const uint32_t *gen, uin
 
 	assert_true(ndev <= 16);
 	for (int i = 0; i < ndev; i++)
-		reqs[i] = calloc(nblk, sizeof(struct engfx_req));
+		assert_non_null(reqs[i] = calloc(nblk, sizeof(struct engfx_req)));
 	memset(rbuf, 0xee, (size_t)nblk * bsize);
 	for (uint32_t b = 0; b < nblk; b++) {
 		int d = (int)(b / 7 % (uint32_t)ndev);
