@@ -452,6 +452,12 @@ struct blockdev_extent {
 
 /* write_zeroes() flags */
 #define BLOCKDEV_ZERO_MAY_UNMAP (1u << 0) /* the range may be deallocated */
+/* blockdev_submit() READ flag: move the bytes into the pipe @splice_fix names instead of @iov,
+ * page references and no copy (IORING_OP_SPLICE). Only a read that the node maps to one plain
+ * (not encrypted) DATA extent of a page-cached file can: any other fails with -EOPNOTSUPP
+ * before a byte moved. A read that fails otherwise may have left some of its bytes in the
+ * pipe (the caller empties it). @iov stays required: it is the read's length. */
+#define BLOCKDEV_READ_SPLICE (1u << 1)
 
 /**
  * struct blockdev_info - what `info` reports beyond struct blockdev
@@ -883,7 +889,10 @@ struct blockdev_req_priv {
  * @len: bytes for DISCARD and WRITE_ZEROES (READ/WRITE take their length from @iov)
  * @iov: buffers (guest memory already translated by the device); valid until done()
  * @iovcnt: entries in @iov, 1..BLOCKDEV_MAX_IOV (0 for FLUSH, DISCARD, WRITE_ZEROES)
- * @flags: WRITE_ZEROES: BLOCKDEV_ZERO_*
+ * @flags: WRITE_ZEROES: BLOCKDEV_ZERO_*; READ: BLOCKDEV_READ_SPLICE
+ * @splice_fix: READ with BLOCKDEV_READ_SPLICE: the slot of a pipe's write end in the
+ *              submitting iothread's fixed file table (iothread_file_index), with room for
+ *              the whole read
  * @done: called exactly once on the submitting iothread with 0 or -errno
  * @priv: block layer's
  */
@@ -894,6 +903,7 @@ struct blockdev_req {
 	struct iovec *iov;
 	int iovcnt;
 	unsigned int flags;
+	int splice_fix;
 	void (*done)(struct blockdev_req *req, int ret);
 	struct blockdev_req_priv priv;
 };

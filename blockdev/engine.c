@@ -78,6 +78,7 @@ struct blk_io {
 	struct blockdev *node;
 	uint64_t node_off;
 	bool in_bounce;           /* the I/O moves @bounce, not the request's buffers */
+	bool splice;              /* a READ into the request's pipe (BLOCKDEV_READ_SPLICE) */
 	uint8_t *bounce;          /* a write's ciphertext, or a read's when the buffers cannot */
 	size_t bounce_cap;
 };
@@ -622,7 +623,7 @@ static void io_issue(struct blk_io *io)
 	int index, fd, mode, ret, buf;
 	uint64_t off = io->host_offset + io->done;
 
-	if (io->opcode == BLOCKDEV_OP_READ || io->opcode == BLOCKDEV_OP_WRITE) {
+	if (!io->splice && (io->opcode == BLOCKDEV_OP_READ || io->opcode == BLOCKDEV_OP_WRITE)) {
 		ret = io_set_iov(io);
 		if (!ret && !io_dio_ok(io) && crypt_read_to_bounce(io))
 			ret = io_set_iov(io);
@@ -647,6 +648,13 @@ static void io_issue(struct blk_io *io)
 		return;
 	}
 	fd = index; /* a slot of the fixed file table: IOSQE_FIXED_FILE below */
+	if (io->splice) { /* file (fixed: SPLICE_F_FD_IN_FIXED) -> the pipe (IOSQE_FIXED_FILE) */
+		io_uring_prep_splice(sqe, fd, (int64_t)off, io->req->splice_fix, -1,
+				     (unsigned int)(io->len - io->done),
+				     SPLICE_F_FD_IN_FIXED | SPLICE_F_MOVE);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		return;
+	}
 	buf = -1;
 	if (io->iovcnt == 1 && io->iov[0].iov_len <= UINT32_MAX)
 		buf = iothread_buffer_index(q->it, io->iov[0].iov_base, io->iov[0].iov_len);
@@ -709,6 +717,10 @@ static void io_complete(struct iothread_op *op, int res)
 				io_finish(io, -ENOSPC);
 				return;
 			}
+			if (io->splice) { /* no zeroes to splice: the caller reads it again */
+				io_finish(io, -ENODATA);
+				return;
+			}
 			/* end of file: the rest reads as zeroes (encrypted: as the sync path, zeroes
 			 * of the file, decrypted) */
 			if (io->in_bounce)
@@ -761,6 +773,7 @@ static void issue_data(struct blockdev_queue *q, struct blockdev_req *req, struc
 	io->node = bs;
 	io->node_off = offset;
 	io->in_bounce = false;
+	io->splice = op == BLOCKDEV_OP_READ && (req->flags & BLOCKDEV_READ_SPLICE);
 	req->priv.pending++;
 	if (io->crypt && op == BLOCKDEV_OP_WRITE) {
 		ret = crypt_write_prepare(io);
@@ -835,6 +848,30 @@ static void issue_range(struct blockdev_queue *q, struct blockdev_req *req, stru
 			req_off += ext.len;
 		len -= ext.len;
 	}
+}
+
+/*
+ * A BLOCKDEV_READ_SPLICE read: one piece from the file into the pipe, which keeps the bytes in
+ * order. The pipe holds references to the file's page-cache pages, so a range that is freed
+ * and reused later would show its new bytes: a driver reuses freed ranges only after every
+ * queue drained (see "Reuse of freed host ranges" in blockdev.h), which waits for this
+ * request, and the caller sends the pipe's bytes on before it tells anyone the read is done.
+ */
+static void issue_splice(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs)
+{
+	struct blockdev_extent ext;
+	int ret = blockdev_map(bs, BLOCKDEV_OP_READ, req->offset, req->priv.len, &ext);
+
+	if (ret < 0) {
+		req_fail(req, ret);
+		return;
+	}
+	if (ext.kind != BLOCKDEV_EXTENT_DATA || ext.len != req->priv.len || ext.crypt ||
+	    !ext.file || ext.file->fd < 0 || ext.file->align > 1 || !req->priv.len) {
+		req_fail(req, -EOPNOTSUPP); /* nothing moved: the caller reads it into @iov */
+		return;
+	}
+	issue_data(q, req, bs, BLOCKDEV_OP_READ, &ext, req->offset, 0);
 }
 
 static void issue_flush(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs)
@@ -920,6 +957,8 @@ void blockdev_queue_issue(struct blockdev_queue *q, struct blockdev_req *req)
 
 	if (req->op == BLOCKDEV_OP_FLUSH)
 		issue_flush(q, req, bs);
+	else if (req->op == BLOCKDEV_OP_READ && (req->flags & BLOCKDEV_READ_SPLICE))
+		issue_splice(q, req, bs);
 	else
 		issue_range(q, req, bs, req->op, req->offset, 0, req->priv.len);
 	req_put(req);

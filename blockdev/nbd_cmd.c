@@ -179,7 +179,8 @@ static bool read_chunk(struct nbd_conn *c, struct nbd_io *io, uint64_t off, uint
 			nbd_encode_chunk_hdr(o->hdr, flags, NBD_REPLY_TYPE_OFFSET_DATA, io->cookie,
 					     NBD_OFFSET_DATA_HDR_LEN + len);
 			nbd_put_be64(o->hdr + NBD_STRUCTURED_REPLY_LEN, io->offset + off);
-			o->data = io->buf + off;
+			o->data = io->pipe ? NULL : io->buf + off; /* a pipe holds the whole read */
+			o->pipe = io->pipe;
 			o->data_len = len;
 		}
 	}
@@ -210,7 +211,8 @@ static void reply_read(struct nbd_conn *c, struct nbd_io *io)
 		o = nbd_out_new(c, io, NBD_SIMPLE_REPLY_LEN);
 		if (o) {
 			nbd_encode_simple_reply(o->hdr, 0, io->cookie);
-			o->data = io->buf;
+			o->data = io->pipe ? NULL : io->buf;
+			o->pipe = io->pipe;
 			o->data_len = io->len;
 		}
 		push(c, o);

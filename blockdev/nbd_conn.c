@@ -263,9 +263,11 @@ void nbd_conn_io_done(struct nbd_io *io, int ret)
 	io->at_backend = false;
 	c->at_backend--;
 	io->ret = ret;
-	if (c->state == NBD_CONN_CLOSED)
+	if (c->state == NBD_CONN_CLOSED) {
 		nbd_io_put(c, io);
-	else
+		if (!c->at_backend)
+			c->want_wake = true; /* the transport may free the connection now */
+	} else
 		nbd_cmd_reply(c, io);
 	leave(c);
 }
@@ -326,6 +328,8 @@ int nbd_conn_tx_iov(struct nbd_conn *c, struct iovec *iov, int max)
 			iov[n++] = (struct iovec){ o->hdr + off, o->hdr_len - off };
 			off = o->hdr_len;
 		}
+		if (o->pipe)
+			break; /* its data goes by nbd_conn_tx_pipe */
 		if (n < max && o->data_len && off < o->hdr_len + o->data_len) {
 			size_t d = off - o->hdr_len;
 
@@ -333,6 +337,16 @@ int nbd_conn_tx_iov(struct nbd_conn *c, struct iovec *iov, int max)
 		}
 	}
 	return n;
+}
+
+int nbd_conn_tx_pipe(struct nbd_conn *c, size_t *len)
+{
+	const struct nbd_out *o = c->out_head;
+
+	if (c->state == NBD_CONN_CLOSED || !o || !o->pipe || o->sent < o->hdr_len)
+		return 0;
+	*len = o->hdr_len + o->data_len - o->sent;
+	return o->pipe;
 }
 
 void nbd_conn_tx_done(struct nbd_conn *c, size_t n)

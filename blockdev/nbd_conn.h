@@ -90,6 +90,9 @@ struct nbd_extents {
  * @want_holes: READ: the reply may describe holes; the backend may then fill @seg (the bytes of
  *              a hole in @buf are not sent). Otherwise every byte of @buf is sent.
  * @seg, @nr_seg: READ: the range as data/hole pieces in order, summing to @len (0: all data)
+ * @pipe: READ: 0, or 1 + the number of the transport's pipe that holds the read's @len bytes
+ *        instead of @buf (the backend spliced them there; no holes then): the reply's data
+ *        goes out of that pipe (nbd_conn_tx_pipe)
  * @ctx_mask: BLOCK_STATUS: the selected contexts (1 << enum nbd_ctx)
  * @ext: BLOCK_STATUS: one reply per selected context, filled with nbd_extents_add()
  * @priv: @priv_size bytes for the backend (nbd_conn_new), zeroed for each request
@@ -103,6 +106,7 @@ struct nbd_io {
 	bool want_holes;
 	unsigned int nr_seg;
 	struct nbd_read_seg seg[NBD_CONN_READ_SEGS];
+	int pipe;
 	unsigned int ctx_mask;
 	struct nbd_extents ext[NBD_CTX_COUNT];
 	/* the conn's */
@@ -197,8 +201,13 @@ void *nbd_conn_rx_buf(struct nbd_conn *c, size_t *len);
 /* @n bytes arrived at the last nbd_conn_rx_buf(); 0 means end of stream. */
 void nbd_conn_rx_done(struct nbd_conn *c, size_t n);
 
-/* Fills @iov (at most @max entries) with the output waiting; returns the count. */
+/* Fills @iov (at most @max entries) with the output waiting; returns the count. The list
+ * stops before bytes that wait in a pipe (nbd_io.pipe). */
 int nbd_conn_tx_iov(struct nbd_conn *c, struct iovec *iov, int max);
+/* The next bytes of the output wait in a pipe: returns 1 + its number and sets *@len to how
+ * many of them go next (the transport moves them and calls nbd_conn_tx_done); 0: use
+ * nbd_conn_tx_iov. */
+int nbd_conn_tx_pipe(struct nbd_conn *c, size_t *len);
 /* @n bytes of the output were sent. */
 void nbd_conn_tx_done(struct nbd_conn *c, size_t n);
 

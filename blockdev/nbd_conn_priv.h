@@ -33,7 +33,8 @@ struct nbd_out {
 	struct nbd_out *next;
 	struct nbd_io *io;    /* the request whose reply this is (released when sent), or NULL */
 	uint8_t *heap;        /* freed once sent (data may point into it) */
-	const uint8_t *data;
+	const uint8_t *data;  /* NULL when @pipe */
+	int pipe;             /* 0, or 1 + the transport's pipe the data waits in (nbd_io.pipe) */
 	size_t hdr_len, data_len;
 	size_t sent;          /* of hdr_len + data_len */
 	uint8_t hdr[40];

@@ -17,7 +17,12 @@
  * holes come from the driver's map() (lock-free, never blocks: unallocated qcow2 clusters, zero
  * clusters) and, for a read of at least HOLE_SEEK_MIN bytes mapped to a regular file, from the
  * file's own holes (SEEK_DATA/SEEK_HOLE, as qemu-nbd); the rest is one blockdev read of the
- * whole range, skipped when it is all holes.
+ * whole range, skipped when it is all holes. A read with no hole to describe on a plaintext
+ * connection goes into one of the client's pipes instead of its buffer when the node maps it
+ * to one page-cached extent (BLOCKDEV_READ_SPLICE: the pipe takes references to the page
+ * cache, no copy), and the transport splices it on into the socket, so the bytes are copied
+ * once, by the client's receive, instead of three times. A splice the block layer refuses or
+ * that fails reads the range again into the buffer.
  *
  * Drained sections. The export is its node's root user with drain hooks: drained_begin posts to
  * the iothread a message that parks every new request (and the flush after a FUA write) and
@@ -120,7 +125,7 @@ static void exp_list(void *opaque, void (*fn)(void *arg, const struct nbd_export
 
 static void exp_submit(void *opaque, struct nbd_io *io)
 {
-	nbd_export_submit(io);
+	nbd_export_submit(opaque, io);
 }
 
 const struct nbd_conn_ops nbd_server_conn_ops = {
@@ -364,6 +369,12 @@ static bool zero_is_fast(struct blockdev *bs, uint64_t off, uint64_t len)
 
 /* ---- the data path (the export's iothread) --------------------------------------------------- */
 
+/* A read with no hole to describe: its bytes may be spliced (see start()). */
+static bool read_all_data(const struct nbd_io *io)
+{
+	return !io->want_holes || !io->nr_seg || (io->nr_seg == 1 && !io->seg[0].hole);
+}
+
 static void issue(struct nbd_export *exp, struct nbd_bio *b);
 
 static void bio_done(struct blockdev_req *req, int ret)
@@ -371,6 +382,20 @@ static void bio_done(struct blockdev_req *req, int ret)
 	struct nbd_bio *b = container_of(req, struct nbd_bio, breq);
 	struct nbd_io *io = b->io;
 
+	if (b->pipe) {
+		int p = b->pipe;
+
+		b->pipe = 0;
+		if (!ret) { /* the bytes wait in the pipe: the reply sends them from there */
+			b->cl->pipes[p - 1].left = io->len;
+			io->pipe = p;
+		} else { /* read it into the buffer instead (a real error repeats there) */
+			nbd_client_pipe_put(b->cl, p, ret != -EOPNOTSUPP);
+			b->no_splice = true;
+			issue(b->exp, b);
+			return;
+		}
+	}
 	if (!ret && (io->flags & NBD_CMD_FLAG_FUA) && !b->flushing &&
 	    (io->type == NBD_CMD_WRITE || io->type == NBD_CMD_WRITE_ZEROES ||
 	     io->type == NBD_CMD_TRIM)) {
@@ -407,6 +432,17 @@ static void start(struct nbd_export *exp, struct nbd_bio *b)
 		r->op = io->type == NBD_CMD_READ ? BLOCKDEV_OP_READ : BLOCKDEV_OP_WRITE;
 		r->iov = &b->iov;
 		r->iovcnt = 1;
+		if (io->type == NBD_CMD_READ && !b->no_splice && read_all_data(io)) {
+			int p = nbd_client_pipe_get(b->cl, io->len, b);
+
+			if (p < 0)
+				return; /* waits for a pipe */
+			if (p) {
+				b->pipe = p;
+				r->flags = BLOCKDEV_READ_SPLICE;
+				r->splice_fix = b->cl->pipes[p - 1].fix[1];
+			}
+		}
 		break;
 	case NBD_CMD_FLUSH:
 		r->op = BLOCKDEV_OP_FLUSH;
@@ -448,11 +484,17 @@ static void issue(struct nbd_export *exp, struct nbd_bio *b)
 	start(exp, b);
 }
 
-void nbd_export_submit(struct nbd_io *io)
+void nbd_export_restart(struct nbd_bio *b)
+{
+	issue(b->exp, b);
+}
+
+void nbd_export_submit(struct nbd_client *cl, struct nbd_io *io)
 {
 	struct nbd_bio *b = (struct nbd_bio *)io->priv;
 
 	b->io = io;
+	b->cl = cl;
 	b->exp = io->exp;
 	issue(b->exp, b);
 }
@@ -907,3 +949,4 @@ void nbd_export_list(struct nbd_server *srv,
 	}
 	pthread_mutex_unlock(&srv->lock);
 }
+

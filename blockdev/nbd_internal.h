@@ -14,6 +14,7 @@
 #define VIREO_BLOCKDEV_NBD_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -25,6 +26,9 @@
 
 #define NBD_MAX_LISTENERS 8  /* addresses one inet server listens on (IPv4 + IPv6, ...) */
 #define NBD_TX_IOV 64        /* iovec entries per SENDMSG */
+#define NBD_PIPES 16         /* pipes per connection: its spliced reads not yet sent */
+#define NBD_PIPE_SIZE (256u << 10) /* each pipe's size (F_SETPIPE_SZ): the longest spliced read */
+#define NBD_SERVER_PIPES 256 /* pipes of all connections, at most a 1/8 of RLIMIT_NOFILE */
 
 struct nbd_export;
 struct nbd_client;
@@ -56,6 +60,7 @@ struct nbd_server {
 	struct nbd_listener lis[NBD_MAX_LISTENERS];
 	unsigned int nr_lis;               /* [fixed] */
 	unsigned int nr_conns;             /* [lock] connections not yet freed */
+	_Atomic int pipes_left;            /* pipes connections may still make (nbd_transport.c) */
 	bool stopping;                     /* [lock] */
 	struct nbd_export *exports;        /* [lock] oldest first */
 	struct nbd_client *hs_clients;     /* [srv-it] connections in their handshake */
@@ -100,6 +105,9 @@ struct nbd_bio {
 	struct nbd_io *io;
 	struct nbd_export *exp;
 	bool flushing;        /* a FUA write's flush */
+	bool no_splice;       /* READ: a splice failed: read into the buffer */
+	int pipe;             /* READ: 1 + the client's pipe being filled, or 0 */
+	struct nbd_client *cl;
 	int ret;
 	struct nbd_bio *next; /* parked list or the worker's queue */
 };
@@ -124,6 +132,20 @@ struct nbd_client {
 	bool bye_done;                     /* close_notify queued */
 	bool send_cipher;                  /* the armed SENDMSG sends the session's ciphertext */
 	bool counted_on_exp;               /* [lock] counted in exp->nr_conns */
+	/* [cl-it] plaintext connections in the transmission phase: pipes their reads are spliced
+	 * through (page cache -> pipe -> socket, no copy: nbd_export.c fills one, the transport
+	 * empties it into the socket); made on adoption, both ends in cl->it's fixed files */
+	struct nbd_pipe {
+		int fd[2], fix[2];             /* read and write end; their slots */
+		size_t left;                   /* bytes of a read in it, not yet sent */
+		bool busy;                     /* given to a read, until its bytes were sent */
+		bool dead;                     /* closed */
+	} pipes[NBD_PIPES];
+	unsigned int nr_pipes;             /* made (pipes[0, nr_pipes)) */
+	unsigned int live_pipes;           /* of them not closed */
+	bool no_more_pipes;                /* making one failed: do not try again */
+	struct nbd_bio *pipe_wait, **pipe_wait_tail; /* reads waiting for a free pipe */
+	int splice_pipe;                   /* 1 + the pipe the armed send_op splices from, or 0 */
 	struct msghdr msg;
 	struct iovec iov[NBD_TX_IOV];
 	struct iothread_timer hs_timer;    /* [srv-it] the handshake's deadline */
@@ -134,7 +156,9 @@ struct nbd_client {
 extern const struct nbd_conn_ops nbd_server_conn_ops;
 void nbd_export_unref_locked(struct nbd_export *exp);
 int nbd_export_del_all(struct nbd_server *srv);
-void nbd_export_submit(struct nbd_io *io);
+void nbd_export_submit(struct nbd_client *cl, struct nbd_io *io);
+/* Starts @b again (it waited for a pipe), or parks it while a drained section is open. */
+void nbd_export_restart(struct nbd_bio *b);
 
 /* nbd_transport.c */
 /* A new connection on @fd (the server's iothread); -1 when it could not be set up (fd closed) */
@@ -145,6 +169,16 @@ void nbd_clients_close(struct nbd_client *list, const char *reason);
 void nbd_client_go(void *opaque, struct nbd_conn *c, struct nbd_export *exp);
 void nbd_client_wake(void *opaque, struct nbd_conn *c);
 void nbd_client_starttls(void *opaque, struct nbd_conn *c);
+/*
+ * A pipe for read @b of @len bytes: 1 + the number of a free one of @cl, now busy; 0: the read
+ * cannot be spliced (no pipes, too long, the connection closing): read it into its buffer;
+ * -1: every pipe is busy and @b waits in cl->pipe_wait: nbd_export_restart(b) runs it when
+ * one is free again (or, with b->no_splice set, once the connection closes).
+ */
+int nbd_client_pipe_get(struct nbd_client *cl, uint64_t len, struct nbd_bio *b);
+/* A read gave back pipe @p (1 + its number) unused: with @dirty, what is in it is unknown and
+ * the pipe is closed; else it is free again. */
+void nbd_client_pipe_put(struct nbd_client *cl, int p, bool dirty);
 
 /* nbd_server.c */
 /* A connection was freed (counted in @exp's connections too when @exp): take it out of the

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -402,6 +403,18 @@ static int check_tls(const struct nbd_server_opts *o, struct error **errp)
 	return 0;
 }
 
+/* Pipes the server's connections may make for spliced reads: NBD_SERVER_PIPES, within an
+ * eighth of the descriptors the process may have (two each: a quarter of them). */
+static int pipe_budget(void)
+{
+	struct rlimit rl;
+	rlim_t n = NBD_SERVER_PIPES;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		n = MIN(n, rl.rlim_cur / 8);
+	return (int)n;
+}
+
 struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct error **errp)
 {
 	struct nbd_server *srv;
@@ -429,6 +442,7 @@ struct nbd_server *nbd_server_start(const struct nbd_server_opts *o, struct erro
 		goto err;
 	srv->type = o->type;
 	srv->max_conns = o->max_connections;
+	srv->pipes_left = pipe_budget();
 	srv->handshake_ms = o->handshake_ms ? o->handshake_ms : NBD_SERVER_HANDSHAKE_MS_DEFAULT;
 	srv->cancel_op.complete = cancel_done;
 	if (o->type == NBD_ADDR_UNIX)

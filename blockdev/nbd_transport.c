@@ -25,6 +25,17 @@
  * is armed). The plaintext iovecs live on the stack: cl->iov belongs to the armed SENDMSG.
  * A clean end sends the close_notify before the shutdown.
  *
+ * Splice. A plaintext connection in the transmission phase makes up to NBD_PIPES pipes as its
+ * reads want them (both ends in the export's ring's fixed file table), within the server's
+ * budget (srv->pipes_left, shared by every iothread, so pipes never take the descriptors
+ * new connections need), and a read waits for one of them to be free rather than be copied
+ * while they are all busy (they are, while the socket is the slower). The export fills one with a
+ * read's bytes (page-cache references: nbd_export.c), the conn queues the reply's header with
+ * a note that its data waits in that pipe (nbd_conn_tx_pipe), and send_op sends the header
+ * with SENDMSG, then splices the pipe into the socket (IORING_OP_SPLICE, which io_uring runs
+ * on its own workers). The pipe is free again once it is empty. A pipe a failed read left
+ * bytes in is closed, not reused; the pipes close with the client.
+ *
  * The end. A conn that is closed (a hard disconnect, the end of a soft one, a failed socket)
  * gets shutdown(2), which completes an armed RECV or SENDMSG at once; once nothing is armed and
  * no request is at the backend, the client is freed from a deferred completion (never inside
@@ -32,7 +43,9 @@
  * server accepts again and nbd_server_stop / nbd_export_del can see the count drop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +77,115 @@ static void link_client(struct nbd_client **head, struct nbd_client *cl)
 	cl->pprev = head;
 }
 
+/* ---- pipes ---------------------------------------------------------------------------------- */
+
+static void pipe_close(struct nbd_client *cl, struct nbd_pipe *p)
+{
+	for (int e = 0; e < 2; e++) {
+		if (p->fd[e] < 0)
+			continue;
+		if (p->fix[e] >= 0)
+			iothread_file_release(cl->it, p->fd[e]);
+		close(p->fd[e]);
+		p->fd[e] = p->fix[e] = -1;
+	}
+	if (!p->dead) {
+		cl->live_pipes--;
+		atomic_fetch_add(&cl->srv->pipes_left, 1);
+	}
+	p->dead = true;
+	p->busy = true; /* never given out again */
+}
+
+/* A pipe is free again, or there is no pipe to wait for any more: one waiter (every waiter
+ * when @all) goes on, the ones that cannot have a pipe any more reading into their buffers. */
+static void pipe_wake(struct nbd_client *cl, bool all)
+{
+	bool none = !cl->live_pipes || nbd_conn_state(cl->conn) == NBD_CONN_CLOSED;
+
+	while (cl->pipe_wait) {
+		struct nbd_bio *b = cl->pipe_wait;
+
+		cl->pipe_wait = b->next;
+		if (!cl->pipe_wait)
+			cl->pipe_wait_tail = &cl->pipe_wait;
+		b->no_splice = none;
+		nbd_export_restart(b);
+		if (!all && !none)
+			break;
+	}
+}
+
+static void pipes_free(struct nbd_client *cl)
+{
+	for (unsigned int i = 0; i < cl->nr_pipes; i++)
+		pipe_close(cl, &cl->pipes[i]);
+	cl->nr_pipes = 0;
+}
+
+/*
+ * One more pipe for @cl, of NBD_PIPE_SIZE bytes, both ends in the ring: 1 + its number, or 0
+ * when the server's budget (srv->pipes_left), the fd limit, the user's pipe pages or the
+ * ring's table say no (the connection then stops asking: its reads are copied instead).
+ */
+static int pipe_make(struct nbd_client *cl)
+{
+	struct nbd_pipe *p = &cl->pipes[cl->nr_pipes];
+
+	if (cl->no_more_pipes || cl->nr_pipes == NBD_PIPES)
+		return 0;
+	if (atomic_fetch_sub(&cl->srv->pipes_left, 1) <= 0) {
+		atomic_fetch_add(&cl->srv->pipes_left, 1);
+		cl->no_more_pipes = true;
+		return 0;
+	}
+	*p = (struct nbd_pipe){ .fd = { -1, -1 }, .fix = { -1, -1 } };
+	cl->nr_pipes++;
+	cl->live_pipes++;
+	if (pipe2(p->fd, O_CLOEXEC) < 0 ||
+	    fcntl(p->fd[1], F_SETPIPE_SZ, (int)NBD_PIPE_SIZE) < (int)NBD_PIPE_SIZE ||
+	    (p->fix[0] = iothread_file_index(cl->it, p->fd[0])) < 0 ||
+	    (p->fix[1] = iothread_file_index(cl->it, p->fd[1])) < 0) {
+		pipe_close(cl, p);
+		cl->nr_pipes--;
+		cl->no_more_pipes = true;
+		return 0;
+	}
+	p->busy = true;
+	return (int)cl->nr_pipes;
+}
+
+int nbd_client_pipe_get(struct nbd_client *cl, uint64_t len, struct nbd_bio *b)
+{
+	int p;
+
+	if (len > NBD_PIPE_SIZE || cl->tls || nbd_conn_state(cl->conn) == NBD_CONN_CLOSED)
+		return 0;
+	for (unsigned int i = 0; i < cl->nr_pipes; i++) {
+		if (!cl->pipes[i].busy) {
+			cl->pipes[i].busy = true;
+			cl->pipes[i].left = 0;
+			return (int)i + 1;
+		}
+	}
+	p = pipe_make(cl);
+	if (p || !cl->live_pipes)
+		return p;
+	b->next = NULL;
+	*cl->pipe_wait_tail = b;
+	cl->pipe_wait_tail = &b->next;
+	return -1;
+}
+
+void nbd_client_pipe_put(struct nbd_client *cl, int p, bool dirty)
+{
+	if (dirty)
+		pipe_close(cl, &cl->pipes[p - 1]);
+	else
+		cl->pipes[p - 1].busy = false;
+	pipe_wake(cl, false);
+}
+
 /* ---- freeing --------------------------------------------------------------------------------- */
 
 static bool finished(const struct nbd_client *cl)
@@ -82,6 +204,7 @@ static void client_free(struct nbd_client *cl)
 		fprintf(stderr, "vireo: NBD client %s: %s\n", nbd_conn_peer(cl->conn), why);
 	iothread_timer_cancel(cl->it, &cl->hs_timer);
 	unlink_client(cl);
+	pipes_free(cl);
 	if (cl->fix >= 0)
 		iothread_file_release(cl->it, cl->fd);
 	close(cl->fd);
@@ -137,8 +260,21 @@ static void recv_done(struct iothread_op *op, int res)
 static void send_done(struct iothread_op *op, int res)
 {
 	struct nbd_client *cl = container_of(op, struct nbd_client, send_op);
+	int p = cl->splice_pipe;
 
 	cl->send_armed = false;
+	cl->splice_pipe = 0;
+	if (p && res > 0) {
+		struct nbd_pipe *pp = &cl->pipes[p - 1];
+
+		pp->left -= MIN(pp->left, (size_t)res);
+		if (!pp->left) {
+			pp->busy = false;
+			pipe_wake(cl, false);
+		}
+	} else if (p && !res) {
+		res = -EIO; /* the pipe had nothing: never expected */
+	}
 	if (res < 0 && res != -EINTR && res != -EAGAIN) {
 		cl->send_failed = true;
 		nbd_conn_close(cl->conn, res == -EPIPE || res == -ECONNRESET ?
@@ -175,6 +311,23 @@ static bool arm_send(struct nbd_client *cl, int n, bool cipher)
 	iothread_sqe_fixed(sqe, cl->fix);
 	cl->send_armed = true;
 	cl->send_cipher = cipher;
+	return true;
+}
+
+/* Splices the next @len bytes of pipe @p (1 + its number) into the socket. */
+static bool arm_splice(struct nbd_client *cl, int p, size_t len)
+{
+	struct io_uring_sqe *sqe = iothread_get_sqe(cl->it, &cl->send_op);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_splice(sqe, cl->pipes[p - 1].fix[0], -1, cl->fix, -1,
+			     (unsigned int)MIN(len, (size_t)UINT32_MAX),
+			     SPLICE_F_FD_IN_FIXED | SPLICE_F_MOVE);
+	iothread_sqe_fixed(sqe, cl->fix);
+	cl->send_armed = true;
+	cl->send_cipher = false;
+	cl->splice_pipe = p;
 	return true;
 }
 
@@ -244,6 +397,7 @@ static void update_closed(struct nbd_client *cl)
 	bool refused = cl->tls && !cl->tls_ready && !cl->forced && !cl->send_failed;
 
 	cl->moving = false;
+	pipe_wake(cl, true); /* reads waiting for a pipe read into their buffers and end */
 	if (clean && cl->tls && cl->tls_ready && !cl->bye_done) {
 		cl->bye_done = true;
 		nbd_tls_bye(cl->tls);
@@ -364,9 +518,11 @@ static void update_plain(struct nbd_client *cl)
 	void *buf;
 
 	if (!cl->send_armed) {
-		int n = nbd_conn_tx_iov(c, cl->iov, NBD_TX_IOV);
+		size_t plen;
+		int p = nbd_conn_tx_pipe(c, &plen);
+		int n = p ? 0 : nbd_conn_tx_iov(c, cl->iov, NBD_TX_IOV);
 
-		if (n && !arm_send(cl, n, false)) {
+		if ((p && !arm_splice(cl, p, plen)) || (n && !arm_send(cl, n, false))) {
 			nbd_conn_close(c, "the iothread's ring is broken");
 			return;
 		}
@@ -460,6 +616,7 @@ int nbd_client_start(struct nbd_server *srv, int fd, const char *peer)
 		close(fd);
 		return -1;
 	}
+	cl->pipe_wait_tail = &cl->pipe_wait;
 	cl->recv_op.complete = recv_done;
 	cl->send_op.complete = send_done;
 	cl->reap_op.complete = reap;
@@ -487,3 +644,4 @@ void nbd_clients_close(struct nbd_client *list, const char *reason)
 		update(cl);
 	}
 }
+

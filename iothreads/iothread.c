@@ -973,9 +973,11 @@ static const uint8_t engine_sqe_ops[] = {
 	 * cancel of a removed source's kick */
 	IORING_OP_READ, IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL,
 };
-/* the NBD server's sockets (blockdev/nbd_server.c, nbd_transport.c): opts.serves_sockets */
+/* the NBD server's sockets (blockdev/nbd_server.c, nbd_transport.c): opts.serves_sockets;
+ * SPLICE: an NBD read's bytes from the image's page cache into a pipe (blockdev/engine.c,
+ * BLOCKDEV_READ_SPLICE) and from the pipe into the socket */
 static const uint8_t socket_sqe_ops[] = {
-	IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SENDMSG,
+	IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SENDMSG, IORING_OP_SPLICE,
 };
 static const uint8_t allowed_register_ops[] = {
 	IORING_REGISTER_FILES_UPDATE,                      /* a file in or out of a slot */

@@ -92,6 +92,8 @@ static const struct sandbox_val fcntl_v[] = {
 	V(F_GETFL), V(F_SETFL), V(F_GETFD), V(F_SETFD), V(F_DUPFD_CLOEXEC),
 };
 static const struct sandbox_cond fcntl_cmds = ONE_OF(1, "cmd", fcntl_v);
+static const struct sandbox_val fcntl_pipe_v[] = { V(F_SETPIPE_SZ) };
+static const struct sandbox_cond fcntl_pipe = ONE_OF(1, "cmd", fcntl_pipe_v);
 
 /* ioctl's command is its second argument */
 static const struct sandbox_val ioctl_vcpu_v[] = {
@@ -187,6 +189,8 @@ GROUP(uring, "an iothread: its own ring, and the NBD server's connections on it"
 	SYS(lseek, "SEEK_DATA/SEEK_HOLE: the holes an NBD read skips"),
 	SYS(setsockopt, "NBD server: TCP_NODELAY on accepted connections"),
 	SYS(shutdown, "NBD server: a connection that ends"),
+	SYS(pipe2, "NBD server: the pipes a connection's reads are spliced through"),
+	SYSC(fcntl, fcntl_pipe, "NBD server: those pipes' size (F_SETPIPE_SZ)"),
 );
 
 GROUP(vcpu, "a vCPU",

@@ -131,11 +131,13 @@ static bool wait_sem(sem_t *s, int secs)
 static const char *image_dir; /* NULL: $VIREO_TEST_TMPDIR, else /var/tmp */
 static const char *submit_mode; /* NULL: auto */
 static unsigned int max_files; /* the iothread's fixed file table ceiling; 0: the default */
+static bool serves_sockets;   /* the ring takes SPLICE (an NBD server's) */
 
 static bool setup(struct harness *h, const char *cache, bool readonly, uint64_t poll_max_ns)
 {
 	const char *dir = image_dir ? image_dir : getenv("VIREO_TEST_TMPDIR");
-	struct iothread_opts io = { .poll_max_ns = poll_max_ns, .max_files = max_files };
+	struct iothread_opts io = { .poll_max_ns = poll_max_ns, .max_files = max_files,
+				    .serves_sockets = serves_sockets };
 	struct blockdev_opts o = { 0 };
 	struct error *err = NULL;
 	int fd;
@@ -382,6 +384,119 @@ static void reading_past_a_shrunken_file_returns_zeroes(void **state)
 	}
 	teardown(&h);
 	free(buf);
+}
+
+/* ---- BLOCKDEV_READ_SPLICE ---------------------------------------------------------------------- */
+
+struct spliced {
+	struct harness h;
+	int pipe[2];
+	int fix; /* the write end's slot in the ring */
+};
+
+static int pipe_register(void *arg)
+{
+	struct spliced *s = arg;
+
+	s->fix = iothread_file_index(iothread_current(), s->pipe[1]);
+	return s->fix < 0 ? s->fix : 0;
+}
+
+static int pipe_release(void *arg)
+{
+	struct spliced *s = arg;
+
+	iothread_file_release(iothread_current(), s->pipe[1]);
+	return 0;
+}
+
+static bool splice_setup(struct spliced *s, const char *cache)
+{
+	bool ok;
+
+	serves_sockets = true;
+	ok = setup(&s->h, cache, false, 0);
+	serves_sockets = false;
+	if (!ok)
+		return false;
+	assert_int_equal(pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_true(fcntl(s->pipe[1], F_SETPIPE_SZ, 256 << 10) >= (256 << 10));
+	assert_int_equal(iothread_run_sync(s->h.it, pipe_register, s), 0);
+	return true;
+}
+
+static void splice_teardown(struct spliced *s)
+{
+	iothread_run_sync(s->h.it, pipe_release, s);
+	teardown(&s->h);
+	close(s->pipe[0]);
+	close(s->pipe[1]);
+}
+
+/* Bytes waiting in the pipe, read out into @buf (at most @len). */
+static size_t pipe_drain(struct spliced *s, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len && (n = read(s->pipe[0], buf + got, len - got)) > 0)
+		got += (size_t)n;
+	return got;
+}
+
+static void run_spliced(struct spliced *s, struct treq *t, uint64_t off, uint8_t *buf,
+			size_t len)
+{
+	set_rw(t, BLOCKDEV_OP_READ, off, buf, len);
+	t->req.flags = BLOCKDEV_READ_SPLICE;
+	t->req.splice_fix = s->fix;
+	run(&s->h, t, 1, 1);
+}
+
+static void a_spliced_read_puts_the_bytes_in_the_pipe_not_the_buffer(void **state)
+{
+	enum { LEN = 192 << 10 };
+	static uint8_t want[LEN], buf[LEN], back[LEN + 1];
+	struct spliced s;
+	struct treq t;
+
+	if (!splice_setup(&s, "writeback"))
+		skip();
+	fill(want, LEN, 9);
+	assert_int_equal(blockdev_pwrite(s.h.bs, 3 * BLK, want, LEN), 0);
+	run_spliced(&s, &t, 3 * BLK, buf, LEN);
+	assert_int_equal(t.ret, 0);
+	assert_true(all_zero(buf, LEN)); /* the buffer is only the read's length */
+	assert_int_equal(pipe_drain(&s, back, sizeof(back)), LEN);
+	assert_memory_equal(back, want, LEN);
+	splice_teardown(&s);
+}
+
+static void a_read_the_page_cache_cannot_serve_is_refused_before_a_byte_moves(void **state)
+{
+	static uint8_t buf[4 * BLK], back[4 * BLK];
+	struct spliced s;
+	struct treq t;
+
+	/* O_DIRECT: no page cache to take the pages of */
+	if (splice_setup(&s, "none")) {
+		run_spliced(&s, &t, 0, buf, BLK);
+		assert_int_equal(t.ret, -EOPNOTSUPP);
+		assert_int_equal(pipe_drain(&s, back, sizeof(back)), 0);
+		splice_teardown(&s);
+	}
+	/* the file ends inside the range: what is there goes, then -ENODATA (the caller empties
+	 * the pipe and reads the range again, where the rest reads as zeroes) */
+	if (!splice_setup(&s, "writeback"))
+		skip();
+	fill(buf, 2 * BLK, 4);
+	assert_int_equal(blockdev_pwrite(s.h.bs, IMG_SIZE - 2 * BLK, buf, 2 * BLK), 0);
+	assert_int_equal(truncate(s.h.path, IMG_SIZE - BLK), 0);
+	run_spliced(&s, &t, IMG_SIZE - 2 * BLK, back, 2 * BLK);
+	assert_int_equal(t.ret, -ENODATA);
+	assert_int_equal(pipe_drain(&s, back, sizeof(back)), BLK);
+	assert_memory_equal(back, buf, BLK);
+	splice_teardown(&s);
 }
 
 static void flush_discard_and_write_zeroes_complete(void **state)
@@ -883,6 +998,8 @@ int main(void)
 		cmocka_unit_test(random_writes_then_reads_with_fixed_buffers),
 		cmocka_unit_test(unaligned_buffers_under_cache_none_take_the_slow_path),
 		cmocka_unit_test(reading_past_a_shrunken_file_returns_zeroes),
+		cmocka_unit_test(a_spliced_read_puts_the_bytes_in_the_pipe_not_the_buffer),
+		cmocka_unit_test(a_read_the_page_cache_cannot_serve_is_refused_before_a_byte_moves),
 		cmocka_unit_test(flush_discard_and_write_zeroes_complete),
 		cmocka_unit_test(write_zeroes_falls_back_where_zero_range_is_refused),
 		cmocka_unit_test(a_full_file_table_refuses_a_new_queue_naming_the_file),

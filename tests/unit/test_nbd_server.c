@@ -1055,6 +1055,64 @@ static void test_client_not_reading_replies(void **state)
 	close(fd);
 }
 
+/* Pipes this process has open (/proc/self/fd links "pipe:[N]"). */
+static int pipes_open(void)
+{
+	char path[64], link[64];
+	int n = 0;
+
+	for (int fd = 0; fd < 4096; fd++) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len > 0 && !strncmp(link, "pipe:", 5))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * Page-cached reads go from the page cache through a pipe into the socket: more reads in
+ * flight than a connection has pipes wait for one to be free, and are answered in full; a
+ * client that goes away while reads wait for pipes is freed, its pipes with it.
+ */
+static void test_reads_are_spliced_and_wait_for_a_free_pipe(void **state)
+{
+	enum { N = 40, LEN = 32u << 10 };
+	static uint8_t back[LEN];
+	int before = pipes_open(), fd, after;
+	bool seen[N] = { false };
+
+	for (int i = 0; i < N; i++)
+		imgfx_fill(bs, WR_OFF + (uint64_t)i * LEN, LEN, (uint8_t)(0x10 + i));
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "rw", false);
+	for (int i = 0; i < N; i++)
+		send_req(fd, NBD_CMD_READ, 0, (uint64_t)i, WR_OFF + (uint64_t)i * LEN, LEN, NULL);
+	for (int i = 0; i < N; i++) {
+		uint8_t r[NBD_SIMPLE_REPLY_LEN];
+		struct nbd_simple_reply sr;
+
+		must_read(fd, r, sizeof(r));
+		nbd_decode_simple_reply(r, &sr);
+		assert_true(sr.magic == NBD_SIMPLE_REPLY_MAGIC && sr.error == 0);
+		assert_true(sr.cookie < N && !seen[sr.cookie]);
+		seen[sr.cookie] = true;
+		must_read(fd, back, LEN);
+		assert_true(all(back, LEN, (uint8_t)(0x10 + sr.cookie)));
+	}
+	after = pipes_open();
+	assert_true(after > before);            /* the reads went through pipes */
+	assert_true(after - before <= 2 * 16);  /* both ends of at most NBD_PIPES */
+	/* reads waiting for pipes, then the client goes */
+	for (int i = 0; i < N; i++)
+		send_req(fd, NBD_CMD_READ, 0, (uint64_t)i, WR_OFF + (uint64_t)i * LEN, LEN, NULL);
+	close(fd);
+	assert_true(wait_connections("rw", 0));
+	assert_int_equal(pipes_open(), before);
+}
+
 static void test_disc_answers_what_is_in_flight(void **state)
 {
 	static uint8_t buf[65536];
@@ -1326,6 +1384,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_framing_violations_disconnect, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_client_not_reading_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reads_are_spliced_and_wait_for_a_free_pipe,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disc_answers_what_is_in_flight, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_resize_is_seen_by_new_clients, setup,
