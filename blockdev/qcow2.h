@@ -96,6 +96,10 @@ struct qcow2 {
 	uint8_t *cbuf2;         /* a cluster of scratch (COW / decompressed output) */
 	struct qcow2_pending *pending; /* staged L2 entries of the current locked section */
 	size_t nr_pending, cap_pending;
+	/* L2 entries of group commits that are in the cache but not yet in the file (see
+	 * "Lazy publication" in qcow2_commit.c): written by the next qcow2_barrier() */
+	struct qcow2_pending *lazy;
+	size_t nr_lazy, cap_lazy;
 	uint64_t nr_staged;     /* entries ever staged (tells which writes of a group staged) */
 	bool grouping;          /* inside qcow2_write_group(): see qcow2_commit.c */
 	int group_err;          /* first failed commit inside the current group */
@@ -185,8 +189,18 @@ int qcow2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc);
 /* Writes the refcount changes a group commit held back (qcow2_barrier does it first). */
 int qcow2_rc_flush(struct qcow2 *q);
 /* qcow2_rc_flush(), then a flush of the file and the data file (none with
- * metadata-barriers=off): what was written before reaches the disk before what follows. */
+ * metadata-barriers=off): what was written before reaches the disk before what follows. Then
+ * the lazily published L2 entries are written (qcow2_lazy_write), which that made safe. */
 int qcow2_barrier(struct qcow2 *q);
+/* --- qcow2_commit.c (lock held) --- */
+/* Writes the lazily published L2 entries to the file (after a barrier only). */
+int qcow2_lazy_write(struct qcow2 *q);
+/* Before reading L2 tables from the file rather than through the cache: puts the lazily
+ * published entries there (a barrier, then their writes). 0 or -errno. */
+int qcow2_lazy_sync(struct qcow2 *q);
+/* Overlays the lazily published entries that fall in the slice at file offset @key
+ * (@words: its words, CPU byte order) just read from the file. */
+void qcow2_lazy_overlay(const struct qcow2 *q, uint64_t key, uint64_t *words, uint64_t nwords);
 /* Allocates @n contiguous clusters (refcount 1 each); returns the host offset or -errno. */
 int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n);
 /* Drops one reference from each cluster of [off, off+len). */

@@ -54,7 +54,9 @@ static int cow_l2(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
 	buf = malloc(q->cluster_size);
 	if (!buf)
 		return -ENOMEM;
-	ret = blockdev_pread(q->file, old, buf, q->cluster_size);
+	ret = qcow2_lazy_sync(q); /* the table as the cache has it */
+	if (!ret)
+		ret = blockdev_pread(q->file, old, buf, q->cluster_size);
 	for (uint64_t i = 0; i < n && !ret; i++) {
 		uint8_t *p = buf + 8 * q->entry_words * i;
 

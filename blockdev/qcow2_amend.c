@@ -204,7 +204,7 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 	uint64_t snap_bytes;
 	uint8_t *old_tail;
 	const char *why;
-	int ret = -1;
+	int ret = -1, sync;
 
 	if (!q)
 		return -1;
@@ -223,6 +223,10 @@ int qcow2_amend(struct blockdev *bs, const struct qcow2_amend_opts *o, struct er
 	}
 	pthread_mutex_lock(&q->lock);
 	h = q->h; /* shares the extension arrays: serialize only reads them */
+	if ((sync = qcow2_lazy_sync(q))) { /* the L2 tables as the cache has them */
+		error_setg_errno(errp, sync, "'%s': writing the last L2 entries", bs->filename);
+		goto out;
+	}
 	if (version == 2 && q->h.version == 3) {
 		if ((why = v2_obstacle(q))) {
 			error_setg(errp, "'%s': cannot amend to compat=0.10: %s", bs->filename, why);

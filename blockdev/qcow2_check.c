@@ -467,7 +467,9 @@ int qcow2_check(struct blockdev *bs, unsigned fix, struct blockdev_check_result 
 	c.limit = MAX(q->end_cluster, DIV_ROUND_UP(q->file->size, q->cluster_size));
 	res->total_clusters = DIV_ROUND_UP(q->h.size, q->cluster_size);
 	pthread_mutex_lock(&q->lock);
-	ret = ref_range(&c, 0, q->cluster_size, "header");
+	ret = qcow2_lazy_sync(q); /* the L2 tables are read from the file */
+	if (!ret)
+		ret = ref_range(&c, 0, q->cluster_size, "header");
 	if (!ret)
 		ret = ref_range(&c, q->h.refcount_table_offset,
 				(uint64_t)q->h.refcount_table_clusters << q->cluster_bits,

@@ -42,6 +42,19 @@
  *    once its entries are published, and a guest FLUSH (run after the requests it covers
  *    completed) finds every entry in the file.
  * Like every other holder of q->lock, a group leaves q->pending empty when it drops the lock.
+ *
+ * Lazy publication. A group's commit whose entries replace nothing (fresh allocations: no
+ * refcount to drop after them) skips its barrier: it puts the entries in the cache, where every
+ * reader sees them at once, and keeps them in q->lazy, not yet in the file. The next barrier,
+ * whoever makes it (a commit that needs one, a FLUSH, close, QCOW2_MAX_LAZY entries waiting),
+ * makes their data and refcounts durable with everything else and then writes them
+ * (qcow2_lazy_write), so the order above holds: an entry reaches the file only after what it
+ * points to. A crash before loses those writes, which no FLUSH covered, and leaks their clusters.
+ * So a stream of allocating writes pays one barrier per QCOW2_MAX_LAZY clusters, or per FLUSH,
+ * instead of one per group. What reads L2 tables from the file sees them too: a slice loaded
+ * into the cache gets them overlaid (qcow2_lazy_overlay), and the few readers that go to the
+ * file itself (COW of a shared L2 table, snapshots, check, amend, recompress) call
+ * qcow2_lazy_sync() first.
  */
 #include "blockdev/qcow2.h"
 #include "blockdev/qcow2_internal.h"
@@ -259,6 +272,65 @@ static bool replaces_cluster(const struct qcow2_pending *p)
 	       (old && old != (p->ne[0] & QCOW2_OFFSET_MASK));
 }
 
+#define QCOW2_MAX_LAZY 16384 /* lazily published entries before a barrier writes them */
+
+int qcow2_lazy_write(struct qcow2 *q)
+{
+	size_t n = q->nr_lazy;
+
+	q->nr_lazy = 0;
+	return n ? publish(q, q->lazy, n) : 0;
+}
+
+int qcow2_lazy_sync(struct qcow2 *q)
+{
+	return q->nr_lazy ? qcow2_barrier(q) : 0;
+}
+
+void qcow2_lazy_overlay(const struct qcow2 *q, uint64_t key, uint64_t *words, uint64_t nwords)
+{
+	uint64_t w = q->entry_words;
+
+	for (size_t i = 0; i < q->nr_lazy; i++) { /* in order: a later entry wins */
+		const struct qcow2_pending *p = &q->lazy[i];
+		uint64_t at = p->l2 + p->idx * 8 * w;
+
+		if (at < key || at >= key + nwords * 8)
+			continue;
+		for (uint64_t k = 0; k < w; k++)
+			words[(at - key) / 8 + k] = p->ne[k];
+	}
+}
+
+/* A group's entries that replace nothing go to the cache now and to the file after the next
+ * barrier (see "Lazy publication" above); false: publish them the usual way. */
+static bool publish_lazily(struct qcow2 *q, size_t n)
+{
+	if (!q->grouping || !q->ordered)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (replaces_cluster(&q->pending[i]))
+			return false;
+	if (q->nr_lazy + n > q->cap_lazy) {
+		size_t cap = MAX(q->nr_lazy + n, q->cap_lazy ? 2 * q->cap_lazy : 256);
+		struct qcow2_pending *p = realloc(q->lazy, cap * sizeof(*p));
+
+		if (!p)
+			return false;
+		q->lazy = p;
+		q->cap_lazy = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct qcow2_pending *p = &q->pending[i];
+
+		q->lazy[q->nr_lazy++] = (struct qcow2_pending){ .l2 = p->l2, .idx = p->idx,
+								 .old = { p->old[0], p->old[1] },
+								 .ne = { p->ne[0], p->ne[1] } };
+		qcow2_l2_cache_update(q, p->l2, p->idx, p->ne);
+	}
+	return true;
+}
+
 int qcow2_commit(struct qcow2 *q)
 {
 	bool release = false;
@@ -271,6 +343,12 @@ int qcow2_commit(struct qcow2 *q)
 	if (!n)
 		return 0;
 	q->nr_pending = 0;
+	if (publish_lazily(q, n)) {
+		ret = q->nr_lazy >= QCOW2_MAX_LAZY ? qcow2_barrier(q) : 0;
+		if (ret && !q->group_err)
+			q->group_err = ret;
+		return ret;
+	}
 	ret = qcow2_barrier(q); /* refcounts and data before the entries that point to them */
 	if (!ret)
 		ret = publish(q, q->pending, n);

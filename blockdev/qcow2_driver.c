@@ -440,6 +440,7 @@ static void free_state(struct qcow2 *q)
 	free(q->cbuf);
 	free(q->cbuf2);
 	free(q->pending);
+	free(q->lazy);
 	free(q->reftable);
 	free(atomic_load_explicit(&q->l1, memory_order_relaxed));
 	for (unsigned i = 0; i < q->nr_retired; i++)
@@ -510,6 +511,9 @@ static void qcow2_close(struct blockdev *bs)
 	if (!q->read_only) {
 		qcow2_bitmaps_store(q);
 		pthread_mutex_lock(&q->lock);
+		if (qcow2_lazy_sync(q))
+			fprintf(stderr, "vireo: qcow2 '%s': the last L2 entries could not be written at "
+				"close: the writes they map are lost\n", q->bs->filename);
 		if (atomic_load_explicit(&q->corrupt, memory_order_relaxed) && q->h.version >= 3 &&
 		    !(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
 			q->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
@@ -562,7 +566,13 @@ static void qcow2_pwritev_group(struct blockdev *bs, struct blockdev_write *w, s
 static int qcow2_flush(struct blockdev *bs)
 {
 	struct qcow2 *q = qcow2_of(bs);
-	int ret = blockdev_flush(q->file);
+	int ret;
+
+	pthread_mutex_lock(&q->lock);
+	ret = qcow2_lazy_sync(q); /* the entries a flush must find in the file */
+	pthread_mutex_unlock(&q->lock);
+	if (!ret)
+		ret = blockdev_flush(q->file);
 
 	if (!ret && q->data != q->file)
 		ret = blockdev_flush(q->data);

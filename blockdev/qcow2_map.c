@@ -33,6 +33,7 @@ static int load_slice(struct qcow2 *q, uint64_t key)
 	if (ret == 0) {
 		for (uint64_t i = 0; i < n / 8; i++)
 			slice[i] = qcow2_be64((const uint8_t *)&slice[i]);
+		qcow2_lazy_overlay(q, key, slice, n / 8); /* entries the file does not have yet */
 		qcow2_cache_install(&q->cache, key, slice);
 	}
 	free(slice);

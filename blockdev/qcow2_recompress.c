@@ -48,6 +48,7 @@ static int find_compressed(struct qcow2 *q, struct offsets *o)
 	int ret = 0;
 
 	pthread_mutex_lock(&q->lock);
+	ret = qcow2_lazy_sync(q); /* the L2 tables are read from the file */
 	for (uint32_t i = 0; i < l1->size && !ret; i++) {
 		uint64_t l2 = atomic_load_explicit(&l1->e[i], memory_order_relaxed) &
 			      QCOW2_OFFSET_MASK;

@@ -104,7 +104,7 @@ int qcow2_barrier(struct qcow2 *q)
 	ret = blockdev_flush(q->file);
 	if (!ret && q->data != q->file)
 		ret = blockdev_flush(q->data);
-	return ret;
+	return ret ? ret : qcow2_lazy_write(q);
 }
 
 /* The refcount block for table index @rti, or NULL (*ret = 0) if there is none. */

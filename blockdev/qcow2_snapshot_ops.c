@@ -124,7 +124,8 @@ static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t n)
 				   "refcount table, or past the end of the file", w->what, i, l1[i]);
 			return -EINVAL;
 		}
-		if ((ret = blockdev_pread(q->file, l2, w->l2, q->cluster_size))) {
+		if ((ret = qcow2_lazy_sync(q)) ||
+		    (ret = blockdev_pread(q->file, l2, w->l2, q->cluster_size))) {
 			error_setg_errno(w->errp, ret, "%s: reading the L2 table at 0x%" PRIx64,
 					 w->what, l2);
 			return ret;
@@ -176,8 +177,10 @@ static int want_copied(struct qcow2 *q, uint64_t e, bool *copied)
 static int fix_l2(struct qcow2 *q, uint64_t l2, uint8_t *buf)
 {
 	bool changed = false;
-	int ret = blockdev_pread(q->file, l2, buf, q->cluster_size);
+	int ret = qcow2_lazy_sync(q);
 
+	if (!ret)
+		ret = blockdev_pread(q->file, l2, buf, q->cluster_size);
 	for (uint64_t j = 0; j < (1ULL << q->l2_bits) && !ret; j++) {
 		uint8_t *p = buf + 8 * q->entry_words * j;
 		uint64_t e = qcow2_be64(p);

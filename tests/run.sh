@@ -37,7 +37,7 @@ meson test -C build-asan --no-rebuild --print-errorlogs e2e-guest
 if [ ! -f build-tsan/build.ninja ]; then
 	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dguest=disabled
 fi
-tsan_tests=(qcow2_cache qcow2_io qcow2_engine luks_engine iothread blockdev_engine blockdev_graph
+tsan_tests=(qcow2_cache qcow2_io qcow2_engine qcow2_lazy luks_engine iothread blockdev_engine blockdev_graph
 	blockdev_copy block_jobs blockdev_bitmap virtio_blk_dev virtio_scsi_dev vmdk_engine vpc_vdi_engine)
 ninja -C build-tsan "${tsan_tests[@]/#/tests/unit/test_}"
 meson test -C build-tsan --no-rebuild --print-errorlogs --wrapper 'setarch -R' "${tsan_tests[@]}"
