@@ -422,6 +422,17 @@ out:
 	return ret ? -1 : 0;
 }
 
+/* The L2 tables in the file are the ones a snapshot operation works on: lazily published
+ * entries go there first (lock held). 0, or -1 with the error. */
+static int lazy_sync(struct qcow2 *q, struct error **errp)
+{
+	int ret = qcow2_lazy_sync(q);
+
+	if (ret)
+		error_setg_errno(errp, ret, "'%s': writing the last L2 entries", q->bs->filename);
+	return ret ? -1 : 0;
+}
+
 int qcow2_snapshot_create(struct blockdev *bs, const char *name, uint64_t vm_clock_nsec,
 			  struct blockdev_snapshot *made, struct error **errp)
 {
@@ -429,6 +440,10 @@ int qcow2_snapshot_create(struct blockdev *bs, const char *name, uint64_t vm_clo
 	int ret;
 
 	pthread_mutex_lock(&q->lock);
+	if (lazy_sync(q, errp)) {
+		pthread_mutex_unlock(&q->lock);
+		return -1;
+	}
 	ret = usable(q, true, errp) ? -1 : create_locked(q, name, vm_clock_nsec, made, errp);
 	q->zhost = 0; /* compressed writes start a fresh host cluster */
 	pthread_mutex_unlock(&q->lock);
@@ -564,6 +579,10 @@ int qcow2_snapshot_goto(struct blockdev *bs, const char *id_or_name, struct erro
 	int ret;
 
 	pthread_mutex_lock(&q->lock);
+	if (lazy_sync(q, errp)) {
+		pthread_mutex_unlock(&q->lock);
+		return -1;
+	}
 	ret = usable(q, true, errp) ? -1 : goto_locked(q, id_or_name, errp);
 	q->zhost = 0;
 	pthread_mutex_unlock(&q->lock);
@@ -628,6 +647,10 @@ int qcow2_snapshot_delete(struct blockdev *bs, const char *id, const char *name,
 	int ret;
 
 	pthread_mutex_lock(&q->lock);
+	if (lazy_sync(q, errp)) {
+		pthread_mutex_unlock(&q->lock);
+		return -1;
+	}
 	ret = usable(q, true, errp) ? -1 : delete_locked(q, id, name, deleted, errp);
 	q->zhost = 0;
 	pthread_mutex_unlock(&q->lock);

@@ -499,7 +499,7 @@ static void a_tiny_l2_cache_evicts_and_stays_correct(void **state)
 struct race {
 	struct blockdev *bs;
 	atomic_bool stop;
-	atomic_ulong checked, bad;
+	atomic_ulong checked, bad, lookups;
 };
 
 #define RACE_CLUSTERS 512
@@ -515,6 +515,7 @@ static void *race_reader(void *arg)
 		struct blockdev_extent ext;
 		uint8_t want = (uint8_t)(c % 251 + 1);
 
+		atomic_fetch_add(&r->lookups, 1);
 		if (blockdev_map(r->bs, BLOCKDEV_OP_READ, off, sizeof(buf), &ext))
 			atomic_fetch_add(&r->bad, 1);
 		else if (ext.kind == BLOCKDEV_EXTENT_DATA) {
@@ -717,8 +718,13 @@ static void lookups_race_with_group_commits_and_never_see_a_staged_entry(void **
 	r.bs = open_img(false);
 	atomic_store(&r.stop, false);
 	atomic_store(&r.bad, 0);
+	atomic_store(&r.lookups, 0);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, race_reader, &r), 0);
+	/* the readers run before the first group: without barriers (lazy publication) the
+	 * groups are over in a moment */
+	for (int i = 0; i < 5000 && atomic_load(&r.lookups) < 3; i++)
+		usleep(1000);
 	for (uint64_t c = 0; c < RACE_CLUSTERS; c += G) {
 		for (int i = 0; i < G; i++) {
 			uint64_t pick = ((c + (uint64_t)i) * 211) % RACE_CLUSTERS;
@@ -735,6 +741,8 @@ static void lookups_race_with_group_commits_and_never_see_a_staged_entry(void **
 		for (int i = 0; i < 2 * G; i++)
 			assert_int_equal(w[i].ret, 0);
 	}
+	for (int i = 0; i < 5000 && !atomic_load(&r.checked); i++)
+		usleep(1000); /* a mapping checked, at least after the last group */
 	atomic_store(&r.stop, true);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
