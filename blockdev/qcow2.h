@@ -100,6 +100,8 @@ struct qcow2 {
 	 * "Lazy publication" in qcow2_commit.c): written by the next qcow2_barrier() */
 	struct qcow2_pending *lazy;
 	size_t nr_lazy, cap_lazy;
+	struct { uint64_t l1i, v; } *lazy_l1; /* L1 entries of new L2 tables, likewise */
+	size_t nr_lazy_l1, cap_lazy_l1;
 	uint64_t nr_staged;     /* entries ever staged (tells which writes of a group staged) */
 	bool grouping;          /* inside qcow2_write_group(): see qcow2_commit.c */
 	int group_err;          /* first failed commit inside the current group */
@@ -193,8 +195,12 @@ int qcow2_rc_flush(struct qcow2 *q);
  * the lazily published L2 entries are written (qcow2_lazy_write), which that made safe. */
 int qcow2_barrier(struct qcow2 *q);
 /* --- qcow2_commit.c (lock held) --- */
-/* Writes the lazily published L2 entries to the file (after a barrier only). */
+/* Writes the lazily published L1 and L2 entries to the file (after a barrier only). */
 int qcow2_lazy_write(struct qcow2 *q);
+/* Points L1 entry @l1i at a new, zeroed L2 table (@v: its offset and flags) in memory now and
+ * in the file after the next barrier; only inside a group commit (qcow2_lazy_l1_ok). */
+int qcow2_lazy_l1(struct qcow2 *q, uint64_t l1i, uint64_t v);
+bool qcow2_lazy_l1_ok(const struct qcow2 *q);
 /* Before reading L2 tables from the file rather than through the cache: puts the lazily
  * published entries there (a barrier, then their writes). 0 or -errno. */
 int qcow2_lazy_sync(struct qcow2 *q);

@@ -5,8 +5,9 @@
  * or, when an internal snapshot shares it, copied; a data cluster is allocated (with an
  * external data file: the guest offset itself) and given back if its data write fails; the
  * reference an old L2 entry held is dropped once no entry points there. New L2 tables are
- * published at once (contents, barrier, L1 entry); data clusters are published by the commit
- * (qcow2_commit.c), which also says in which order.
+ * published at once (contents, barrier, L1 entry), or in a group commit lazily (contents, the
+ * L1 entry in memory, and in the file after the next barrier: "Lazy publication" in
+ * qcow2_commit.c); data clusters are published by the commit, which also says in which order.
  */
 #include "blockdev/qcow2.h"
 #include "blockdev/qcow2_internal.h"
@@ -103,9 +104,9 @@ int qcow2_ensure_l2(struct qcow2 *q, uint64_t l1i, uint64_t *l2)
 		return -ENOMEM;
 	ret = blockdev_pwrite(q->file, (uint64_t)off, zero, q->cluster_size);
 	free(zero);
-	if (!ret)
-		ret = qcow2_barrier(q);
-	if (!ret)
+	if (!ret && qcow2_lazy_l1_ok(q)) /* the entry follows the next barrier */
+		ret = qcow2_lazy_l1(q, l1i, (uint64_t)off | QCOW2_OFLAG_COPIED);
+	else if (!ret && !(ret = qcow2_barrier(q)))
 		ret = write_l1_entry(q, l1i, (uint64_t)off | QCOW2_OFLAG_COPIED);
 	*l2 = (uint64_t)off;
 	return ret;

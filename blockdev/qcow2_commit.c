@@ -50,8 +50,10 @@
  * makes their data and refcounts durable with everything else and then writes them
  * (qcow2_lazy_write), so the order above holds: an entry reaches the file only after what it
  * points to. A crash before loses those writes, which no FLUSH covered, and leaks their clusters.
+ * The L1 entry of an L2 table a group allocates is lazy the same way (qcow2_lazy_l1): the
+ * zeroed table is written, the entry set in memory at once, in the file after a barrier.
  * So a stream of allocating writes pays one barrier per QCOW2_MAX_LAZY clusters, or per FLUSH,
- * instead of one per group. What reads L2 tables from the file sees them too: a slice loaded
+ * instead of one per group and two per new L2 table. What reads L2 tables from the file sees them too: a slice loaded
  * into the cache gets them overlaid (qcow2_lazy_overlay), and the few readers that go to the
  * file itself (COW of a shared L2 table, snapshots, check, amend, recompress) call
  * qcow2_lazy_sync() first.
@@ -272,19 +274,54 @@ static bool replaces_cluster(const struct qcow2_pending *p)
 	       (old && old != (p->ne[0] & QCOW2_OFFSET_MASK));
 }
 
-#define QCOW2_MAX_LAZY 16384 /* lazily published entries before a barrier writes them */
+#define QCOW2_MAX_LAZY 65536 /* lazily published entries before a barrier writes them */
 
 int qcow2_lazy_write(struct qcow2 *q)
 {
 	size_t n = q->nr_lazy;
+	int ret = 0;
 
+	for (size_t i = 0; i < q->nr_lazy_l1 && !ret; i++) {
+		uint8_t raw[8];
+
+		qcow2_put_be64(raw, q->lazy_l1[i].v);
+		ret = blockdev_pwrite(q->file, q->h.l1_table_offset + q->lazy_l1[i].l1i * 8, raw, 8);
+	}
+	if (ret)
+		return ret; /* kept for the next barrier */
+	q->nr_lazy_l1 = 0;
 	q->nr_lazy = 0;
 	return n ? publish(q, q->lazy, n) : 0;
 }
 
 int qcow2_lazy_sync(struct qcow2 *q)
 {
-	return q->nr_lazy ? qcow2_barrier(q) : 0;
+	return q->nr_lazy || q->nr_lazy_l1 ? qcow2_barrier(q) : 0;
+}
+
+bool qcow2_lazy_l1_ok(const struct qcow2 *q)
+{
+	return q->grouping && q->ordered;
+}
+
+int qcow2_lazy_l1(struct qcow2 *q, uint64_t l1i, uint64_t v)
+{
+	struct qcow2_l1 *l1 = atomic_load_explicit(&q->l1, memory_order_relaxed);
+
+	if (q->nr_lazy_l1 == q->cap_lazy_l1) {
+		size_t cap = q->cap_lazy_l1 ? 2 * q->cap_lazy_l1 : 8;
+		void *p = realloc(q->lazy_l1, cap * sizeof(*q->lazy_l1));
+
+		if (!p)
+			return -ENOMEM;
+		q->lazy_l1 = p;
+		q->cap_lazy_l1 = cap;
+	}
+	q->lazy_l1[q->nr_lazy_l1].l1i = l1i;
+	q->lazy_l1[q->nr_lazy_l1++].v = v;
+	/* release: the new table's (zeroed) contents before its pointer */
+	atomic_store_explicit(&l1->e[l1i], v, memory_order_release);
+	return 0;
 }
 
 void qcow2_lazy_overlay(const struct qcow2 *q, uint64_t key, uint64_t *words, uint64_t nwords)

@@ -441,6 +441,7 @@ static void free_state(struct qcow2 *q)
 	free(q->cbuf2);
 	free(q->pending);
 	free(q->lazy);
+	free(q->lazy_l1);
 	free(q->reftable);
 	free(atomic_load_explicit(&q->l1, memory_order_relaxed));
 	for (unsigned i = 0; i < q->nr_retired; i++)
