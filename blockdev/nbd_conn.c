@@ -593,10 +593,34 @@ void nbd_conn_resume(struct nbd_conn *c)
 
 /* ---- block status replies -------------------------------------------------------------------- */
 
+/* NBD_REPLY_TYPE_BLOCK_STATUS_EXT's descriptors: 64-bit length and flags. */
+static bool extents_add_wide(struct nbd_extents *e, uint64_t len, uint32_t flags)
+{
+	if (e->n) {
+		uint8_t *last = e->buf + NBD_BLOCK_STATUS_EXT_HDR_LEN +
+				(size_t)(e->n - 1) * NBD_EXTENT_EXT_LEN;
+
+		if (nbd_get_be64(last + 8) == flags) { /* lengths sum to at most the export */
+			nbd_put_be64(last, nbd_get_be64(last) + len);
+			e->covered += len;
+			return true;
+		}
+	}
+	if (e->n == e->cap)
+		return false;
+	nbd_encode_extent_ext(e->buf + NBD_BLOCK_STATUS_EXT_HDR_LEN +
+			      (size_t)e->n * NBD_EXTENT_EXT_LEN, len, flags);
+	e->n++;
+	e->covered += len;
+	return true;
+}
+
 bool nbd_extents_add(struct nbd_extents *e, uint64_t len, uint32_t flags)
 {
 	if (!len)
 		return true;
+	if (e->wide)
+		return extents_add_wide(e, len, flags);
 	if (e->n) {
 		uint8_t *last = e->buf + NBD_BLOCK_STATUS_HDR_LEN +
 				(size_t)(e->n - 1) * NBD_EXTENT_LEN;

@@ -76,9 +76,10 @@ struct nbd_read_seg {
 
 /* A block status reply being built: wire bytes (context id, then descriptors). */
 struct nbd_extents {
-	uint8_t *buf;       /* 4 + 8 * cap bytes */
+	uint8_t *buf;       /* 4 + 8 * cap bytes; wide: 8 + 16 * cap */
 	uint32_t n, cap;
 	uint64_t covered;   /* bytes the descriptors cover so far */
+	bool wide;          /* extended headers: NBD_REPLY_TYPE_BLOCK_STATUS_EXT's 64-bit lengths */
 };
 
 /**
@@ -221,7 +222,9 @@ void nbd_conn_io_done(struct nbd_io *io, int ret);
 
 /*
  * nbd_extents_add - append a descriptor to a block status reply (merging with the last one
- * when the flags are the same); false when the reply is full (the caller stops)
+ * when the flags are the same); false when the reply is full (the caller stops). Without
+ * extended headers a descriptor holds at most UINT32_MAX bytes: a longer @len is refused as
+ * a full reply would be.
  */
 bool nbd_extents_add(struct nbd_extents *e, uint64_t len, uint32_t flags);
 

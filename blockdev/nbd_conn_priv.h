@@ -37,7 +37,15 @@ struct nbd_out {
 	int pipe;             /* 0, or 1 + the transport's pipe the data waits in (nbd_io.pipe) */
 	size_t hdr_len, data_len;
 	size_t sent;          /* of hdr_len + data_len */
-	uint8_t hdr[40];
+	uint8_t hdr[48];      /* the longest: an extended reply header + a hole's payload (44) */
+};
+
+/* The transmission phase's messages, as the handshake negotiated them (each implies the ones
+ * before it: extended headers carry structured replies). */
+enum nbd_mode {
+	NBD_MODE_SIMPLE,      /* compact requests, simple replies */
+	NBD_MODE_STRUCTURED,  /* NBD_OPT_STRUCTURED_REPLY: compact requests, structured replies */
+	NBD_MODE_EXTENDED,    /* NBD_OPT_EXTENDED_HEADERS: 32-byte requests and reply headers only */
 };
 
 /* What happens once a skip ends. */
@@ -80,7 +88,7 @@ struct nbd_conn {
 	bool tls_active;       /* STARTTLS succeeded */
 	bool fixed;            /* the client set NBD_FLAG_C_FIXED_NEWSTYLE */
 	bool no_zeroes;
-	bool structured;
+	enum nbd_mode mode;
 	char *meta_export;     /* NBD_OPT_SET_META_CONTEXT's export, NULL: none */
 	unsigned int meta_mask;
 	struct nbd_export *exp;
@@ -134,15 +142,19 @@ void nbd_cmd_reply(struct nbd_conn *c, struct nbd_io *io);
  * @r: the decoded request
  * @d: the export
  * @tx_flags: the transmission flags the client was given
- * @structured: structured replies negotiated
+ * @mode: what was negotiated (the header @r came in: compact, or extended)
  * @meta_mask: metadata contexts selected for this export
  * @msg: set to a message for the client when refused
  *
  * Returns 0 (go ahead), an NBD_E* error for the client, or -1: the client broke the framing
- * (bad magic, or a write payload beyond NBD_MAX_PAYLOAD whose bytes we will not read): hard
- * disconnect.
+ * (a magic other than @mode's, or a payload beyond the export's maximum whose bytes we will not
+ * read): hard disconnect. A refused request's payload (nbd_cmd_payload) is still read and
+ * dropped before the error goes out.
  */
 int nbd_cmd_check(const struct nbd_request *r, const struct nbd_export_desc *d, uint16_t tx_flags,
-		  bool structured, unsigned int meta_mask, const char **msg);
+		  enum nbd_mode mode, unsigned int meta_mask, const char **msg);
+/* The payload bytes that follow request @r's header in @mode: a write's length, or an extended
+ * request's length when it has NBD_CMD_FLAG_PAYLOAD_LEN; else 0. */
+uint64_t nbd_cmd_payload(const struct nbd_request *r, enum nbd_mode mode);
 
 #endif

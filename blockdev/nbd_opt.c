@@ -81,8 +81,9 @@ uint16_t nbd_opt_tx_flags(const struct nbd_conn *c, const struct nbd_export_desc
 		     NBD_FLAG_SEND_FAST_ZERO;
 	else
 		f |= NBD_FLAG_READ_ONLY;
-	if (c->structured)
+	if (c->mode >= NBD_MODE_STRUCTURED)
 		f |= NBD_FLAG_SEND_DF;
+	/* not NBD_FLAG_BLOCK_STATUS_PAYLOAD: a BLOCK_STATUS with a payload is refused (nbd_cmd.c) */
 	return f;
 }
 
@@ -145,8 +146,13 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *p, uint32_t len)
 	struct nbd_export *exp;
 	const struct nbd_export_desc *d;
 	struct nbd_out *o;
-	char *name = wire_string(p, len);
+	char *name;
 
+	if (c->mode == NBD_MODE_EXTENDED) { /* the client MUST NOT (proto.md); no reply can say no */
+		nbd_conn_fail(c, "NBD_OPT_EXPORT_NAME after NBD_OPT_EXTENDED_HEADERS");
+		return;
+	}
+	name = wire_string(p, len);
 	if (!name) {
 		nbd_conn_fail(c, "NBD_OPT_EXPORT_NAME: the name holds a NUL byte (or no memory)");
 		return;
@@ -370,8 +376,9 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *p, uint32_t len)
 		c->meta_export = NULL;
 		c->meta_mask = 0;
 	}
-	if (!c->structured) {
-		rep_err(c, NBD_REP_ERR_INVALID, "%s: negotiate structured replies first", what);
+	if (c->mode == NBD_MODE_SIMPLE) {
+		rep_err(c, NBD_REP_ERR_INVALID, "%s: negotiate structured replies or extended headers "
+			"first", what);
 		return;
 	}
 	if (len < 8 || (nlen = nbd_get_be32(p)) > len - 8) {
@@ -455,7 +462,7 @@ static void opt_starttls(struct nbd_conn *c, uint32_t len)
 	if (!rep(c, NBD_REP_ACK, NULL, 0))
 		return;
 	/* nothing negotiated in plaintext survives the upgrade (proto.md) */
-	c->structured = false;
+	c->mode = NBD_MODE_SIMPLE;
 	free(c->meta_export);
 	c->meta_export = NULL;
 	c->meta_mask = 0;
@@ -463,6 +470,33 @@ static void opt_starttls(struct nbd_conn *c, uint32_t len)
 	c->state = NBD_CONN_STARTTLS;
 	c->want_wake = true;
 	c->ops->starttls(c->opaque, c);
+}
+
+static void opt_structured(struct nbd_conn *c, uint32_t len)
+{
+	if (len) {
+		rep_err(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+		return;
+	}
+	if (c->mode == NBD_MODE_EXTENDED) { /* no way back to compact headers (proto.md) */
+		rep_err(c, NBD_REP_ERR_EXT_HEADER_REQD, "extended headers are already negotiated");
+		return;
+	}
+	c->mode = NBD_MODE_STRUCTURED;
+	rep(c, NBD_REP_ACK, NULL, 0);
+}
+
+/* Extended headers (proto.md's EXTENDED_HEADERS extension): structured replies with them, after
+ * structured replies or without. Contexts selected before stay: all of ours have 32-bit status,
+ * which BLOCK_STATUS_EXT carries as well. */
+static void opt_extended(struct nbd_conn *c, uint32_t len)
+{
+	if (len) {
+		rep_err(c, NBD_REP_ERR_INVALID, "NBD_OPT_EXTENDED_HEADERS takes no data");
+		return;
+	}
+	c->mode = NBD_MODE_EXTENDED;
+	rep(c, NBD_REP_ACK, NULL, 0);
 }
 
 static void opt_abort(struct nbd_conn *c)
@@ -496,12 +530,10 @@ static void opt_run(struct nbd_conn *c)
 		opt_info_go(c, p, len);
 		break;
 	case NBD_OPT_STRUCTURED_REPLY:
-		if (len) {
-			rep_err(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
-			break;
-		}
-		c->structured = true;
-		rep(c, NBD_REP_ACK, NULL, 0);
+		opt_structured(c, len);
+		break;
+	case NBD_OPT_EXTENDED_HEADERS:
+		opt_extended(c, len);
 		break;
 	case NBD_OPT_LIST_META_CONTEXT:
 	case NBD_OPT_SET_META_CONTEXT:
@@ -525,8 +557,9 @@ static bool known(uint32_t opt)
 	case NBD_OPT_STRUCTURED_REPLY:
 	case NBD_OPT_LIST_META_CONTEXT:
 	case NBD_OPT_SET_META_CONTEXT:
+	case NBD_OPT_EXTENDED_HEADERS:
 		return true;
-	default: /* NBD_OPT_EXTENDED_HEADERS among them: not implemented */
+	default:
 		return false;
 	}
 }

@@ -4,11 +4,17 @@
  * nbd-server-start, nbd-server-stop, block-export-add, block-export-del and query-block-exports
  * call. The protocol is NetworkBlockDevice/nbd doc/proto.md: fixed newstyle handshake with
  * NBD_OPT_GO / INFO / EXPORT_NAME / LIST / ABORT / STRUCTURED_REPLY / LIST_META_CONTEXT /
- * SET_META_CONTEXT (base:allocation, qemu:dirty-bitmap:NAME); READ (structured replies with
- * holes), WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (NO_HOLE, FAST_ZERO), BLOCK_STATUS, CACHE,
- * DISC; TLS (NBD_OPT_STARTTLS, GnuTLS x509 or PSK credentials: blockdev/nbd_tls.h), required
- * for every export when the server has credentials (proto.md's FORCEDTLS mode). Not
- * implemented, and refused as the protocol asks: NBD_OPT_EXTENDED_HEADERS (NBD_REP_ERR_UNSUP).
+ * SET_META_CONTEXT (base:allocation, qemu:dirty-bitmap:NAME) / EXTENDED_HEADERS; READ
+ * (structured replies with holes), WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (NO_HOLE, FAST_ZERO),
+ * BLOCK_STATUS, CACHE, DISC; TLS (NBD_OPT_STARTTLS, GnuTLS x509 or PSK credentials:
+ * blockdev/nbd_tls.h), required for every export when the server has credentials (proto.md's
+ * FORCEDTLS mode). Extended headers (the EXTENDED_HEADERS extension, its branch of proto.md):
+ * 32-byte requests and reply headers, structured replies with them (NBD_OPT_STRUCTURED_REPLY
+ * after them: NBD_REP_ERR_EXT_HEADER_REQD), 64-bit effect lengths for TRIM, WRITE_ZEROES, CACHE
+ * and BLOCK_STATUS (NBD_REPLY_TYPE_BLOCK_STATUS_EXT) bounded by the export, READ and WRITE by
+ * the maximum payload (32 MiB); NBD_FLAG_BLOCK_STATUS_PAYLOAD is not offered (a payload on
+ * BLOCK_STATUS, or any command but WRITE, is read and refused with NBD_EINVAL). A request
+ * header of the kind not negotiated ends the connection, as a broken magic does.
  *
  * Threads. Everything here is control plane: one caller at a time (the daemon's main thread),
  * and these calls may block (they wait for iothreads). The server accepts connections and runs

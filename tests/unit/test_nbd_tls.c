@@ -364,6 +364,8 @@ static void test_forcedtls_refusals(void **state)
 	assert_int_equal(read_rep(&c, NBD_OPT_GO), NBD_REP_ERR_TLS_REQD);
 	send_opt(&c, 4242, "xyz", 3);
 	assert_int_equal(read_rep(&c, 4242), NBD_REP_ERR_TLS_REQD);
+	send_opt(&c, NBD_OPT_EXTENDED_HEADERS, NULL, 0); /* nothing is negotiated in plaintext */
+	assert_int_equal(read_rep(&c, NBD_OPT_EXTENDED_HEADERS), NBD_REP_ERR_TLS_REQD);
 	send_opt(&c, NBD_OPT_STARTTLS, "x", 1);
 	assert_int_equal(read_rep(&c, NBD_OPT_STARTTLS), NBD_REP_ERR_INVALID);
 	send_opt(&c, NBD_OPT_EXPORT_NAME, "disk", 4); /* cannot be refused: disconnected */
