@@ -5,8 +5,10 @@
 #   image's own data/hole map (qemu-img map) for raw and qcow2 images, and
 #   --map=qemu:dirty-bitmap:NAME equal to what was written through the export; nbdcopy out of
 #   and into an export (several connections: multi-conn) with equal checksums; qemu-img convert
-#   from and to nbd://, qemu-img compare and qemu-io reading and writing nbd://; 64 clients at
-#   once; every image passes qemu-img check afterwards.
+#   from and to nbd://, qemu-img compare and qemu-io reading and writing nbd://; extended headers
+#   with QEMU's clients (qemu-io, qemu-img map/compare, qemu-nbd as a client; proven by QEMU's
+#   trace events) and a 6 GiB write-zeroes in one request; 64 clients at once; every image passes
+#   qemu-img check afterwards.
 # Usage: nbd-interop.sh DAEMON   (vireo-storage-daemon, which serves each image: --blockdev,
 # --nbd-server on a unix socket, --export, or over QMP block-dirty-bitmap-add + block-export-add
 # with the bitmap, through tests/integration/vmtest.py's QMP client)
@@ -204,6 +206,75 @@ got=$(nbd_map qemu:dirty-bitmap:b1 1 | tr '\n' ' ')
 [ "$got" = "0 1048576 1114112 5242880 5308416 16777216 " ] && ok "dirty bitmap exact: $got" \
 	|| fail "dirty bitmap: clean ranges '$got'"
 stop
+
+# ---- extended headers: QEMU 10's clients ask for NBD_OPT_EXTENDED_HEADERS; their trace events
+# (the log backend, on stderr) show that our server ACKed it, that every reply was an extended
+# chunk (no simple reply, no wrong header), block status came as NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+# and a 6 GiB write-zeroes went out as one request; reads, writes and maps must still agree
+if qemu-img --trace help 2>&1 | grep -qx nbd_receive_option_reply; then
+	fails0=$fails
+	qemu-img create -q -f raw big.raw 8G
+	qemu-io -f raw -c 'write -P 0x42 4k 4k' -c 'write -P 0x41 5G 64k' -c 'write -P 0x44 7G 1M' \
+		big.raw >/dev/null
+	serve big.raw --format raw --writable
+	ext_ok() { # LOG WHAT: the log shows an extended-header session with no compact reply
+		grep -q 'Received option reply 11 (extended headers), type 1 (ack)' "$1" \
+			|| { fail "$2: extended headers were not negotiated"; grep option "$1"; return; }
+		! grep -q 'nbd_receive_simple_reply\|nbd_receive_wrong_header' "$1" \
+			|| fail "$2: a simple reply or wrong header after extended headers"
+	}
+	qemu-io --trace 'nbd_*' -f raw -c 'write -P 0x43 1M 1M' -c 'read -P 0x43 1M 1M' \
+		-c 'read -P 0x42 4k 4k' -c 'read -P 0x41 5G 64k' -c 'read -P 0 6G 1M' -c 'flush' \
+		"$uri" >/dev/null 2>ext-io.log || fail "qemu-io over extended headers"
+	ext_ok ext-io.log qemu-io
+	grep -q 'Got reply chunk header: { flags = 0x1, type = 0 (none)' ext-io.log \
+		|| fail "qemu-io: writes and flush not answered with NBD_REPLY_TYPE_NONE"
+	grep -q 'type = 2 (hole)' ext-io.log || fail "qemu-io: no hole chunk in the extended reads"
+	qemu-img --trace 'nbd_*' map --output=json -f raw "$uri" > map-nbd.json 2>ext-map.log \
+		|| fail "qemu-img map over extended headers"
+	ext_ok ext-map.log "qemu-img map"
+	grep -q 'type = 6 (block status (64-bit))' ext-map.log \
+		|| fail "qemu-img map: no NBD_REPLY_TYPE_BLOCK_STATUS_EXT chunk"
+	diff <(qemu_data raw big.raw) <(qemu-img map --output=json -f raw "$uri" | python3 -c '
+import json, sys
+out = []
+for e in json.load(sys.stdin):
+    if e["data"]:
+        if out and out[-1][1] == e["start"]:
+            out[-1][1] += e["length"]
+        else:
+            out.append([e["start"], e["start"] + e["length"]])
+for s, e in out: print(s, e)') > ext-map.diff \
+		&& ok "qemu-img map over extended headers = qemu-img map of the file" \
+		|| { fail "qemu-img map over extended headers differs:"; cat ext-map.diff; }
+	qemu-img --trace 'nbd_receive_option_reply' compare -f raw -F raw big.raw "$uri" \
+		>/dev/null 2>ext-cmp.log || fail "qemu-img compare over extended headers"
+	ext_ok ext-cmp.log "qemu-img compare"
+	# qemu-nbd as our client: it serves our export again, and qemu-img compares through it
+	qemu-nbd -f raw -k "$tmp/proxy.sock" --trace 'nbd_receive_option_reply' "$uri" \
+		2>ext-nbd.log &
+	qpid=$!
+	for _ in $(seq 100); do [ -S proxy.sock ] && break; sleep 0.05; done
+	qemu-img compare -f raw -F raw big.raw "nbd+unix:///?socket=$tmp/proxy.sock" >/dev/null \
+		|| fail "qemu-img compare through qemu-nbd, our client over extended headers"
+	kill $qpid; wait $qpid 2>/dev/null
+	ext_ok ext-nbd.log qemu-nbd
+	# 64-bit effect lengths: 6 GiB zeroed (unmapping allowed: holes) in one request
+	qemu-io --trace 'nbd_send_request' -f raw -c 'write -z -u -n 1G 6G' -c 'read -P 0 5G 64k' \
+		-c 'read -P 0x44 7G 1M' "$uri" >/dev/null 2>ext-zero.log \
+		|| fail "a 6 GiB write-zeroes over extended headers"
+	[ "$(grep -c 'type = 6 (write zeroes)' ext-zero.log)" = 1 ] && \
+		grep -q '.from = 1073741824, .len = 6442450944, .*write zeroes' ext-zero.log \
+		|| { fail "the write-zeroes did not go out as one 6 GiB request"; grep zeroes ext-zero.log; }
+	qemu-img compare -q -f raw -F raw big.raw "$uri" || fail "qemu-img compare after the 6 GiB zeroing"
+	stop
+	qemu-io -r -f raw -c 'read -P 0x43 1M 1M' -c 'read -P 0 5G 64k' -c 'read -P 0x44 7G 1M' \
+		big.raw >/dev/null || fail "extended-header writes are not in the image"
+	[ $fails = $fails0 ] && ok "extended headers: qemu-io, qemu-img map/compare, qemu-nbd, 6 GiB write-zeroes"
+	rm -f big.raw
+else
+	echo "note: this qemu-img has no trace events: extended headers not checked"
+fi
 
 # ---- 64 clients at once, reading while one writes
 qemu-img convert -f qcow2 -O raw b.qcow2 many.raw
