@@ -656,7 +656,9 @@ static void io_issue(struct blk_io *io)
 		return;
 	}
 	buf = -1;
-	if (io->iovcnt == 1 && io->iov[0].iov_len <= UINT32_MAX)
+	/* io->iov is set (io_set_iov) for reads and writes only: a recycled sub-I/O's is stale */
+	if ((io->opcode == BLOCKDEV_OP_READ || io->opcode == BLOCKDEV_OP_WRITE) &&
+	    io->iovcnt == 1 && io->iov[0].iov_len <= UINT32_MAX)
 		buf = iothread_buffer_index(q->it, io->iov[0].iov_base, io->iov[0].iov_len);
 	switch (io->opcode) {
 	case BLOCKDEV_OP_READ:

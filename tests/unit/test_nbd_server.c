@@ -1489,6 +1489,34 @@ static long rss_kib(void)
 	return rss * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* The export's block layer queue recycles its sub-I/Os across connections: a trim on a new
+ * connection after a write on one that is gone must not look at the gone write's buffers
+ * (ASan: a use after free in the engine, before it looked at buffers only for reads and
+ * writes). */
+static void test_trim_after_another_clients_write(void **state)
+{
+	static uint8_t buf[65536];
+	int fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+
+	go(fd, "rw", false);
+	fill(buf, sizeof(buf), 0x2b);
+	send_req(fd, NBD_CMD_WRITE, 0, 1, WR_OFF, sizeof(buf), buf);
+	assert_int_equal(simple_reply(fd, 1), 0);
+	close(fd);
+	assert_true(wait_connections("rw", 0)); /* its requests are freed */
+	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
+	go(fd, "rw", false);
+	send_req(fd, NBD_CMD_TRIM, 0, 2, WR_OFF, 4096, NULL);
+	assert_int_equal(simple_reply(fd, 2), 0);
+	send_req(fd, NBD_CMD_WRITE_ZEROES, 0, 3, WR_OFF + 4096, 4096, NULL);
+	assert_int_equal(simple_reply(fd, 3), 0);
+	send_req(fd, NBD_CMD_FLUSH, 0, 4, 0, 0, NULL);
+	assert_int_equal(simple_reply(fd, 4), 0);
+	close(fd);
+	imgfx_assert_reads(bs, WR_OFF + 4096, 4096, 0);
+	imgfx_assert_reads(bs, WR_OFF + 8192, sizeof(buf) - 8192, 0x2b);
+}
+
 static void test_client_not_reading_replies(void **state)
 {
 	enum { N = 400, LEN = 1u << 20 };
@@ -1886,6 +1914,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_extended_block_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extended_beyond_4g, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extended_framing_violations, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_trim_after_another_clients_write, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_client_not_reading_replies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reads_are_spliced_and_wait_for_a_free_pipe,
