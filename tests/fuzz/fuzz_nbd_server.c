@@ -8,15 +8,19 @@
  *
  * Input: an option byte, then the client's bytes as ops.
  *   option bit 0  a canned handshake first: fixed newstyle, STRUCTURED_REPLY (bit 1 clear),
+ *                 EXTENDED_HEADERS (bit 5 set; after STRUCTURED_REPLY when both),
  *                 SET_META_CONTEXT base:allocation + qemu:dirty-bitmap:bm, GO "a" (bit 2: "")
- *   option bits 3-5  the size of the pieces the bytes are fed in (1 << value)
+ *   option bits 3-4  the size of the pieces the bytes are fed in (1 << value)
+ *   option bit 5  extended headers (above): requests are 32 bytes, replies extended chunks
  *   option bit 6  the client reads its replies only at the end (the limits must hold)
  *   option bit 7  the server requires TLS (FORCEDTLS): the canned handshake starts with
  *                 NBD_OPT_STARTTLS, and the harness "completes" the TLS handshake at once
  *   ops (an op byte, then its arguments):
  *     0  a request: type, flags (2), offset (8), length (4) read from the input; the cookie is
- *        the harness's counter; a write gets a payload of min(length, 64 KiB) bytes (a longer
- *        one is cut short: the stream then desynchronizes, which is allowed)
+ *        the harness's counter; with extended headers the flags' high byte shifts the length
+ *        left (by its low 5 bits: lengths past 4 GiB); a write (and with extended headers a
+ *        request with NBD_CMD_FLAG_PAYLOAD_LEN) gets a payload of min(length, 64 KiB) bytes
+ *        (a longer one is cut short: the stream then desynchronizes, which is allowed)
  *     1  n (1 byte) raw bytes from the input, sent as they are (the stream may desynchronize)
  *     2  complete k (1 byte) of the requests at the backend, picked by the next bytes
  *     3  feed everything, complete everything, read every reply
@@ -28,9 +32,11 @@
  * LIM_REQUESTS (the limit it is given) are held; the server's output parses: the greeting,
  * option replies with the reply magic and bounded lengths, then (until the client
  * desynchronizes the stream) replies whose cookies are of requests sent and not yet answered,
- * simple replies only where allowed, chunks with consistent lengths inside their request's
- * range, a read answered with exactly its bytes, and every request answered once when the
- * connection ends cleanly.
+ * simple replies only where allowed (never with extended headers), chunks of the negotiated
+ * kind (extended ones echoing their request's offset, block status as BLOCK_STATUS_EXT with a
+ * descriptor count that matches) with consistent lengths inside their request's range, a read
+ * answered with exactly its bytes, and every request answered once when the connection ends
+ * cleanly.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -258,6 +264,7 @@ static struct sent reqs[MAX_REQS];
 static unsigned int nr_reqs;
 static bool desync;      /* the client sent bytes we do not model: stop checking replies */
 static bool structured;  /* negotiated by the canned handshake */
+static bool extended;    /* NBD_OPT_EXTENDED_HEADERS too */
 static bool canned;
 
 /* The client's byte stream, fed to the conn in pieces. */
@@ -335,6 +342,7 @@ static size_t parse_one(uint64_t at, size_t off)
 		struct sent *s;
 		size_t need = NBD_SIMPLE_REPLY_LEN;
 
+		FUZZ_CHECK(!extended, "a simple reply after extended headers were negotiated");
 		if (n < need)
 			return 0;
 		nbd_decode_simple_reply(p, &r);
@@ -349,24 +357,32 @@ static size_t parse_one(uint64_t at, size_t off)
 		s->answered = true;
 		return need;
 	}
-	FUZZ_CHECK(nbd_get_be32(p) == NBD_STRUCTURED_REPLY_MAGIC, "reply magic %08x",
+	FUZZ_CHECK(nbd_get_be32(p) == (extended ? NBD_EXTENDED_REPLY_MAGIC :
+					   NBD_STRUCTURED_REPLY_MAGIC), "reply magic %08x",
 		   nbd_get_be32(p));
 	FUZZ_CHECK(structured, "a structured reply that was not negotiated");
 	{
+		size_t hlen = extended ? NBD_EXTENDED_REPLY_LEN : NBD_STRUCTURED_REPLY_LEN;
 		struct nbd_chunk_hdr ch;
-		const uint8_t *d = p + NBD_STRUCTURED_REPLY_LEN;
+		const uint8_t *d = p + hlen;
 		struct sent *s;
 
-		if (n < NBD_STRUCTURED_REPLY_LEN)
+		if (n < hlen)
 			return 0;
-		nbd_decode_chunk_hdr(p, &ch);
-		FUZZ_CHECK(ch.len <= NBD_MAX_PAYLOAD + 4 + 8ull * NBD_CONN_MAX_EXTENTS,
+		if (extended)
+			nbd_decode_extended_reply_hdr(p, &ch);
+		else
+			nbd_decode_chunk_hdr(p, &ch);
+		FUZZ_CHECK(ch.len <= NBD_MAX_PAYLOAD + 8 + 16ull * NBD_CONN_MAX_EXTENTS,
 			   "a %llu-byte chunk", (unsigned long long)ch.len);
-		if (n < NBD_STRUCTURED_REPLY_LEN + ch.len)
+		if (n < hlen + ch.len)
 			return 0;
 		s = find(ch.cookie);
 		FUZZ_CHECK(s, "a chunk for cookie %llu, not in flight",
 			   (unsigned long long)ch.cookie);
+		FUZZ_CHECK(!extended || ch.offset == s->offset,
+			   "an extended chunk with offset %llu for a request at %llu",
+			   (unsigned long long)ch.offset, (unsigned long long)s->offset);
 		switch (ch.type) {
 		case NBD_REPLY_TYPE_NONE:
 			FUZZ_CHECK(ch.len == 0 && (ch.flags & NBD_REPLY_FLAG_DONE), "bad NONE");
@@ -393,6 +409,7 @@ static size_t parse_one(uint64_t at, size_t off)
 			break;
 		}
 		case NBD_REPLY_TYPE_BLOCK_STATUS:
+			FUZZ_CHECK(!extended, "compact block status with extended headers");
 			FUZZ_CHECK(s->type == NBD_CMD_BLOCK_STATUS, "status for a %u", s->type);
 			FUZZ_CHECK(ch.len >= 12 && (ch.len - 4) % 8 == 0, "status of %llu bytes",
 				   (unsigned long long)ch.len);
@@ -400,6 +417,20 @@ static size_t parse_one(uint64_t at, size_t off)
 				   nbd_get_be32(d));
 			for (uint64_t i = 4; i < ch.len; i += 8)
 				FUZZ_CHECK(nbd_get_be32(d + i), "an empty extent");
+			break;
+		case NBD_REPLY_TYPE_BLOCK_STATUS_EXT:
+			FUZZ_CHECK(extended, "BLOCK_STATUS_EXT without extended headers");
+			FUZZ_CHECK(s->type == NBD_CMD_BLOCK_STATUS, "status for a %u", s->type);
+			FUZZ_CHECK(ch.len >= 24 && (ch.len - 8) % 16 == 0, "status of %llu bytes",
+				   (unsigned long long)ch.len);
+			FUZZ_CHECK(nbd_get_be32(d) == 1 || nbd_get_be32(d) == 2, "context %u",
+				   nbd_get_be32(d));
+			FUZZ_CHECK(nbd_get_be32(d + 4) == (ch.len - 8) / 16,
+				   "descriptor count %u in %llu bytes", nbd_get_be32(d + 4),
+				   (unsigned long long)ch.len);
+			for (uint64_t i = 8; i < ch.len; i += 16)
+				FUZZ_CHECK(nbd_get_be64(d + i) && !(nbd_get_be64(d + i + 8) >> 32),
+					   "an empty extent or 64-bit flags");
 			break;
 		case NBD_REPLY_TYPE_ERROR:
 			FUZZ_CHECK(ch.len >= 6 && nbd_get_be16(d + 4) <= ch.len - 6 &&
@@ -415,7 +446,7 @@ static size_t parse_one(uint64_t at, size_t off)
 					   (unsigned long long)s->covered);
 			s->answered = true;
 		}
-		return NBD_STRUCTURED_REPLY_LEN + (size_t)ch.len;
+		return hlen + (size_t)ch.len;
 	}
 }
 
@@ -500,15 +531,20 @@ static void pump(bool read_replies)
 
 static void op_request(struct fuzz_in *in)
 {
-	uint8_t hd[NBD_REQUEST_LEN];
+	uint8_t hd[NBD_EXTENDED_REQUEST_LEN];
 	struct nbd_request r = { 0 };
 	uint64_t size = DISK_A;
+	uint16_t flags;
+	bool payload;
 
 	/* one statement each: the order of an initializer list's calls is unspecified */
 	r.type = fuzz_u8(in) % 10;
-	r.flags = fuzz_u16(in) & 0x3f;
+	flags = fuzz_u16(in);
+	r.flags = flags & 0x3f;
 	r.offset = fuzz_u64(in);
 	r.len = fuzz_u32(in);
+	if (extended)
+		r.len <<= (flags >> 8) & 31;
 
 	/* most requests inside the export, some anywhere */
 	if (!(r.offset >> 63)) {
@@ -517,9 +553,15 @@ static void op_request(struct fuzz_in *in)
 			r.len %= (size - r.offset) + 1;
 	}
 	r.cookie = nr_reqs + 1000;
-	nbd_encode_request(hd, &r);
-	out(hd, sizeof(hd));
-	if (r.type == NBD_CMD_WRITE) {
+	if (extended) {
+		nbd_encode_extended_request(hd, &r);
+		out(hd, NBD_EXTENDED_REQUEST_LEN);
+	} else {
+		nbd_encode_request(hd, &r);
+		out(hd, NBD_REQUEST_LEN);
+	}
+	payload = r.type == NBD_CMD_WRITE || (extended && (r.flags & NBD_CMD_FLAG_PAYLOAD_LEN));
+	if (payload) {
 		size_t n = (size_t)MIN(r.len, (uint64_t)MAX_WRITE);
 		uint8_t *pl = calloc(1, n + 1);
 
@@ -555,10 +597,17 @@ static void canned_handshake(uint8_t opt)
 		out(hd, sizeof(hd));
 		pump(true);
 	}
-	structured = !(opt & 2);
-	if (structured) {
+	extended = opt & 32;
+	structured = !(opt & 2) || extended;
+	if (!(opt & 2)) {
 		nbd_encode_opt_hdr(hd, NBD_OPT_STRUCTURED_REPLY, 0);
 		out(hd, sizeof(hd));
+	}
+	if (extended) {
+		nbd_encode_opt_hdr(hd, NBD_OPT_EXTENDED_HEADERS, 0);
+		out(hd, sizeof(hd));
+	}
+	if (structured) {
 		nbd_put_be32(b, nl);
 		memcpy(b + 4, name, nl);
 		nbd_put_be32(b + 4 + nl, 2);
@@ -598,14 +647,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&h, 0, sizeof(h));
 	h.rng = 0x9e3779b97f4a7c15ull ^ size;
 	nr_reqs = 0;
-	desync = structured = false;
+	desync = structured = extended = false;
 	canned = opt & 1;
 	out_total = parsed = 0;
 	rx_len = 0;
 	if (!stream && !(stream = malloc(STREAM_MAX)))
 		abort();
 	s_len = s_pos = 0;
-	piece = (size_t)1 << ((opt >> 3) & 7);
+	piece = (size_t)1 << ((opt >> 3) & 3);
 	h.c = nbd_conn_new(&ops, NULL, 0, &lim, "fuzz");
 	if (!h.c)
 		abort();

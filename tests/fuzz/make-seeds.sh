@@ -568,12 +568,13 @@ put('nbd_reply', 'rx-simple', b'\x00' + simple_table + nbd_simple(0, c[0], b'\x5
     nbd_simple(1, c[1]) + nbd_simple(0, c[3]) + nbd_simple(0, c[2]))
 # ------------------------------- nbd_server: the NBD server's connection (fuzz_nbd_server.c)
 # option byte: bit 0 canned handshake, bit 1 no structured replies, bit 2 export "" (read-only),
-# bits 3-5 piece size 1 << n, bit 6 replies read only at the end; then ops
-def srv_opt(canned=True, structured=True, ro=False, piece=3, lazy=False):
+# bits 3-4 piece size 1 << n, bit 5 extended headers, bit 6 replies read only at the end; then ops
+def srv_opt(canned=True, structured=True, ro=False, piece=3, lazy=False, extended=False):
     return bytes([(1 if canned else 0) | (0 if structured else 2) | (4 if ro else 0) |
-                  piece << 3 | (64 if lazy else 0)])
-def srv_req(typ, off, length, flags=0):
-    return bytes([0, typ]) + struct.pack('<HQI', flags, off, length)
+                  piece << 3 | (32 if extended else 0) | (64 if lazy else 0)])
+# shift: with extended headers the length is shifted left by it (the flags' high byte)
+def srv_req(typ, off, length, flags=0, shift=0):
+    return bytes([0, typ]) + struct.pack('<HQI', flags | shift << 8, off, length)
 def srv_raw(b):
     return b''.join(bytes([1, len(b[i:i + 255])]) + b[i:i + 255] for i in range(0, len(b), 255))
 SRV_DONE = bytes([3])
@@ -640,6 +641,32 @@ put('nbd_server', 'tls-export-name', bytes([srv_opt(canned=False)[0] | 128]) +
 put('nbd_server', 'hs-too-big', srv_opt(canned=False) +
     srv_raw(struct.pack('>I', 1) + struct.pack('>QII', 0x49484156454F5054, 7, 70000)) +
     srv_raw(b'\0' * 1000) + SRV_DONE)
+# extended headers (option bit 5): alone, after structured replies, with TLS; 64-bit lengths,
+# NBD_CMD_FLAG_PAYLOAD_LEN (0x20) where it is and is not allowed, then framing violations
+PL = 0x20
+put('nbd_server', 'ext-cmd-all', srv_opt(structured=False, extended=True) + cmds)
+put('nbd_server', 'ext-cmd-all-after-structured', srv_opt(extended=True) + cmds)
+put('nbd_server', 'ext-cmd-all-readonly', srv_opt(ro=True, extended=True) + cmds)
+put('nbd_server', 'tls-ext-cmd-all', bytes([srv_opt(extended=True)[0] | 128]) + cmds)
+put('nbd_server', 'ext-lazy-reader', srv_opt(lazy=True, extended=True) +
+    b''.join(srv_req(0, 0, 256 << 10) for _ in range(40)) + SRV_DONE)
+ext = (srv_req(1, 4096, 4096, PL) + srv_req(1, 8192, 4096, PL | 1) +
+       srv_req(4, 0, 1, 0, 33) + srv_req(6, 0, 1, 2, 33) + srv_req(5, 0, 1, 0, 40) +
+       srv_req(7, 0, 1, 0, 33) + srv_req(7, 0, 1, 8, 17) + srv_req(0, 0, 1, 0, 26) +
+       srv_req(7, 0, 12, PL) + srv_req(3, 0, 16, PL) + srv_req(0, 0, 8, PL) +
+       srv_req(9, 0, 4, PL) + srv_req(0, 0, 4096, 4) + SRV_DONE +
+       bytes([2, 4, 0, 7, 1, 8, 2, 64, 3, 0]) + SRV_DONE + srv_req(1, 0, 1, PL, 30) + SRV_DONE)
+put('nbd_server', 'ext-64bit-and-payloads', srv_opt(extended=True) + ext)
+put('nbd_server', 'ext-compact-header', srv_opt(extended=True) + srv_req(3, 0, 0) +
+    srv_raw(struct.pack('>IHHQQI', 0x25609513, 0, 3, 7, 0, 0)) + SRV_DONE)
+put('nbd_server', 'cmd-extended-header', srv_opt() + srv_req(3, 0, 0) +
+    srv_raw(struct.pack('>IHHQQQ', 0x21e41c71, 0, 3, 7, 0, 0)) + SRV_DONE)
+hsx = (struct.pack('>I', 3) + be_opt(11, b'x') + be_opt(11) + be_opt(8) + be_opt(11) +
+       be_opt(10, be_meta(b'a', [b'base:allocation'])) + be_opt(7, be_name(b'a')))
+put('nbd_server', 'hs-extended', srv_opt(canned=False) + srv_raw(hsx) +
+    srv_raw(struct.pack('>IHHQQQ', 0x21e41c71, 0, 7, 1, 0, 65536)) + SRV_DONE)
+put('nbd_server', 'hs-extended-export-name', srv_opt(canned=False) +
+    srv_raw(struct.pack('>I', 1) + be_opt(11) + be_opt(1, b'a')) + SRV_DONE)
 PY
 
 # ---------------------------------------------------------------------------- qcow2 seeds
