@@ -403,6 +403,24 @@ static int opt_structured(const struct nbd_stream *s, struct nbd_export_info *in
 	return unexpected(r, NBD_OPT_STRUCTURED_REPLY, errp);
 }
 
+/* Extended headers (proto.md's EXTENDED_HEADERS extension), structured replies with them. A
+ * refusal (QEMU before 8.2, libnbd's servers before 1.18, ...) leaves compact headers: the
+ * caller asks for structured replies then. */
+static int opt_extended(const struct nbd_stream *s, struct nbd_export_info *info,
+			struct opt_reply *r, struct error **errp)
+{
+	if (send_option(s, NBD_OPT_EXTENDED_HEADERS, NULL, 0, errp) < 0 ||
+	    read_reply(s, NBD_OPT_EXTENDED_HEADERS, r, errp) < 0)
+		return -1;
+	if (r->type == NBD_REP_ACK && !r->len) {
+		info->extended = info->structured = true;
+		return 0;
+	}
+	if (NBD_REP_IS_ERR(r->type) && r->type != NBD_REP_ERR_SHUTDOWN)
+		return 0;
+	return unexpected(r, NBD_OPT_EXTENDED_HEADERS, errp);
+}
+
 /* Option data: the export name with its length, then what @tail holds. */
 static uint8_t *name_option(const char *export, const uint8_t *tail, uint32_t tail_len,
 			    uint32_t *len)
@@ -705,11 +723,17 @@ int nbd_handshake_tls(struct nbd_stream *s, const char *export, const struct nbd
 	if (hs_flags & NBD_FLAG_FIXED_NEWSTYLE) {
 		bool refused = false;
 
-		if (opt_structured(s, info, r, errp) < 0 ||
+		if (opt_extended(s, info, r, errp) < 0 ||
+		    (!info->extended && opt_structured(s, info, r, errp) < 0) ||
 		    (info->structured && opt_meta_context(s, export, info, r, errp) < 0))
 			ret = -1;
 		else
 			ret = opt_go(s, export, info, r, &refused, errp);
+		if (ret == 1 && info->extended) { /* NBD_OPT_EXPORT_NAME is not allowed now */
+			error_setg(errp, "the NBD server took extended headers but not NBD_OPT_GO");
+			ret = -1;
+			refused = true;
+		}
 		if (refused) /* a soft disconnect, as proto.md asks (the reply does not matter) */
 			if (!send_option(s, NBD_OPT_ABORT, NULL, 0, NULL))
 				read_reply(s, NBD_OPT_ABORT, r, NULL);

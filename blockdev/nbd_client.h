@@ -148,7 +148,9 @@ void nbd_tls_client_free(struct nbd_tls_client *t);
  * struct nbd_export_info - what the handshake agreed on
  * @size: the export's size in bytes
  * @flags: its transmission flags (NBD_FLAG_*)
- * @structured: structured replies were negotiated
+ * @structured: structured replies were negotiated (extended headers carry them too)
+ * @extended: extended headers were negotiated (NBD_OPT_EXTENDED_HEADERS): 32-byte requests and
+ *            replies, 64-bit lengths
  * @meta_id: the context id of base:allocation (valid when @base_allocation)
  * @base_allocation: the server selected base:allocation (block status works)
  * @min_block, @pref_block, @max_payload: size constraints (the server's, or the defaults)
@@ -158,6 +160,7 @@ struct nbd_export_info {
 	uint64_t size;
 	uint16_t flags;
 	bool structured;
+	bool extended;
 	bool base_allocation;
 	uint32_t meta_id;
 	uint32_t min_block, pref_block, max_payload;
@@ -176,10 +179,10 @@ struct nbd_export_info {
  * @info: filled on success
  * @errp: what failed, with the server's message when it sent one
  *
- * Asks for structured replies, then for base:allocation, then NBD_OPT_GO with
- * NBD_INFO_BLOCK_SIZE. A server that refuses structured replies or metadata contexts is used
- * without them; one that does not know NBD_OPT_GO (or is not fixed newstyle) gets
- * NBD_OPT_EXPORT_NAME. Returns 0 or -1.
+ * Asks for extended headers (or, refused, structured replies), then for base:allocation, then
+ * NBD_OPT_GO with NBD_INFO_BLOCK_SIZE. A server that refuses extended headers, structured
+ * replies or metadata contexts is used without them; one that does not know NBD_OPT_GO (or is
+ * not fixed newstyle) gets NBD_OPT_EXPORT_NAME. Returns 0 or -1.
  */
 int nbd_handshake(const struct nbd_stream *s, const char *export, struct nbd_export_info *info,
 		  struct error **errp);
@@ -226,20 +229,22 @@ void nbd_socket_timeouts(int fd, unsigned int timeout_ms);
  * struct nbd_creq - one request as the reply reader sees it
  * @type: NBD_CMD_READ, WRITE, FLUSH, TRIM, WRITE_ZEROES or BLOCK_STATUS
  * @flags: the request's NBD_CMD_FLAG_*
- * @offset, @len: the request's range
+ * @offset, @len: the request's range (READ and WRITE: at most the maximum payload; more than
+ *                4 GiB only with extended headers)
  * @iov, @iovcnt, @iov_skip: READ: where the data goes (bytes @iov_skip.. of @iov)
  * The rest is the reader's, zeroed before the request is sent:
  * @err: the first error the server reported (a positive errno), 0 if none
  * @msg: its message, if it sent one (NUL-terminated, cut to fit)
  * @pieces, @nr_pieces: READ: the ranges received, relative to @offset, merged when adjacent
  * @status_flags, @status_len: BLOCK_STATUS: the first extent of the base:allocation context
+ *                             (its flags' low 32 bits: base:allocation has no more)
  * @got_status: BLOCK_STATUS: that extent arrived
  */
 struct nbd_creq {
 	uint16_t type;
 	uint16_t flags;
 	uint64_t offset;
-	uint32_t len;
+	uint64_t len;
 	const struct iovec *iov;
 	int iovcnt;
 	uint64_t iov_skip;
@@ -251,7 +256,7 @@ struct nbd_creq {
 	} pieces[NBD_REPLY_MAX_PIECES];
 	unsigned int nr_pieces;
 	uint32_t status_flags;
-	uint32_t status_len;
+	uint64_t status_len;
 	bool got_status;
 };
 
@@ -277,6 +282,8 @@ enum nbd_reply_err {
 	NBD_REPLY_BAD_EXTENT,     /* an extent of length 0, or longer than the request */
 	NBD_REPLY_TWO_STATUS,     /* a second status chunk for the context */
 	NBD_REPLY_INCOMPLETE,     /* a successful end before the request was answered whole */
+	NBD_REPLY_WRONG_HEADER,   /* a compact reply after extended headers, or the reverse */
+	NBD_REPLY_BAD_OFFSET,     /* an extended header whose offset is not its request's */
 	NBD_REPLY_ERR_NR,
 };
 
@@ -286,6 +293,7 @@ const char *nbd_reply_err_name(enum nbd_reply_err err);
 /**
  * struct nbd_reply_ctx - what the reader needs besides the stream
  * @structured: structured replies were negotiated
+ * @extended: extended headers were negotiated (then @structured too): only extended chunks
  * @meta_id: the base:allocation context id (when @base_allocation)
  * @base_allocation: a context was selected
  * @lookup: the in-flight request with @cookie, or NULL (the request stays valid until the
@@ -297,6 +305,7 @@ const char *nbd_reply_err_name(enum nbd_reply_err err);
 #define NBD_REPLY_DISCARD_LEN 8192u
 struct nbd_reply_ctx {
 	bool structured;
+	bool extended;
 	bool base_allocation;
 	uint32_t meta_id;
 	struct nbd_creq *(*lookup)(void *opaque, uint64_t cookie);
@@ -324,7 +333,8 @@ struct nbd_reply_result {
 };
 
 /**
- * nbd_reply_read - read one reply message (a simple reply, or one structured chunk) from @s
+ * nbd_reply_read - read one reply message (a simple reply, or one structured or extended
+ * chunk) from @s
  *
  * Finds the request it answers through ctx->lookup, checks the message against it, and puts
  * what it carries where the request wants it: read data into the request's buffers, a hole as

@@ -9,7 +9,8 @@
  * preadv_group / pwritev_group call), by the job thread, by vireo-img's copy workers (several
  * at once) and by the control plane, concurrently. The socket is blocking. A call
  * turns its range into wire requests of at most the server's maximum payload (aligned to its
- * minimum block size; unaligned edges are read-modify-written under one lock), sends them
+ * minimum block size; unaligned edges are read-modify-written under one lock; with extended
+ * headers a trim or write-zeroes goes whole, with its 64-bit length), sends them
  * pipelined (up to NBD_SLOTS in flight on the connection, from every caller together), and
  * sleeps until each is answered. One receiver thread per node reads every reply through the
  * socket's buffer (nbd_reply.c checks it against its request) and hands it to its request by
@@ -182,24 +183,41 @@ static int send_iov(int fd, struct nbd_tls_client *tls, struct iovec *v, int n)
 	return 0;
 }
 
+/* A request header, compact or extended (a write's with NBD_CMD_FLAG_PAYLOAD_LEN, as
+ * proto.md asks); its length. */
+static size_t encode_request(uint8_t *hdr, const struct nbd_request *r, bool extended)
+{
+	struct nbd_request x = *r;
+
+	if (!extended) {
+		nbd_encode_request(hdr, &x);
+		return NBD_REQUEST_LEN;
+	}
+	if (x.type == NBD_CMD_WRITE)
+		x.flags |= NBD_CMD_FLAG_PAYLOAD_LEN;
+	nbd_encode_extended_request(hdr, &x);
+	return NBD_EXTENDED_REQUEST_LEN;
+}
+
 /* The request header and, for a write, its data, whole (under send_lock); 0 or -errno. */
-static int send_request(int fd, struct nbd_tls_client *tls, const struct nbd_op *op)
+static int send_request(int fd, struct nbd_tls_client *tls, const struct nbd_op *op,
+			bool extended)
 {
 	const struct nbd_creq *c = &op->cmd;
 	struct nbd_request r = { .flags = c->flags, .type = c->type, .cookie = op->cookie,
 				 .offset = c->offset, .len = c->len };
-	uint8_t hdr[NBD_REQUEST_LEN];
+	uint8_t hdr[NBD_EXTENDED_REQUEST_LEN];
+	size_t hdr_len = encode_request(hdr, &r, extended);
 	uint64_t len = c->type == NBD_CMD_WRITE ? c->len : 0, done = 0;
 	bool first = true;
 
-	nbd_encode_request(hdr, &r);
 	while (first || done < len) {
 		struct iovec v[IOV_BATCH];
 		int n = 0, k, ret;
 		uint64_t batch;
 
 		if (first)
-			v[n++] = (struct iovec){ hdr, sizeof(hdr) };
+			v[n++] = (struct iovec){ hdr, hdr_len };
 		if (done < len) {
 			k = blockdev_iov_slice(c->iov, c->iovcnt, c->iov_skip + done, len - done,
 					       v + n, IOV_BATCH - n);
@@ -207,7 +225,7 @@ static int send_request(int fd, struct nbd_tls_client *tls, const struct nbd_op 
 				return -EFAULT;
 			n += MIN(k, IOV_BATCH - n);
 		}
-		batch = blockdev_iov_size(v, n) - (first ? sizeof(hdr) : 0);
+		batch = blockdev_iov_size(v, n) - (first ? hdr_len : 0);
 		ret = send_iov(fd, tls, v, n);
 		if (ret < 0)
 			return ret;
@@ -254,7 +272,7 @@ static int submit(struct nbd_state *s, struct nbd_op *op)
 	if (s->send_gen != op->gen || s->send_fd < 0) {
 		ret = -ECONNRESET; /* dropped meanwhile: the receiver hands the request back */
 	} else {
-		ret = send_request(s->send_fd, s->send_tls, op);
+		ret = send_request(s->send_fd, s->send_tls, op, s->info.extended);
 		if (ret < 0) /* the stream is broken: make the receiver see it at once */
 			shutdown(s->send_fd, SHUT_RDWR);
 	}
@@ -298,7 +316,7 @@ static int run_ops(struct nbd_state *s, struct nbd_op *ops, size_t n)
 }
 
 static void op_init(struct nbd_op *op, uint16_t type, uint16_t flags, uint64_t offset,
-		    uint32_t len, const struct iovec *iov, int iovcnt, uint64_t skip)
+		    uint64_t len, const struct iovec *iov, int iovcnt, uint64_t skip)
 {
 	memset(op, 0, sizeof(*op));
 	op->cmd.type = type;
@@ -315,7 +333,7 @@ static void op_init(struct nbd_op *op, uint16_t type, uint16_t flags, uint64_t o
  * (READ and WRITE: bytes @skip.. of @iov).
  */
 static int run_range(struct nbd_state *s, uint16_t type, uint16_t flags, uint64_t offset,
-		     uint64_t len, const struct iovec *iov, int iovcnt, uint64_t skip, uint32_t max)
+		     uint64_t len, const struct iovec *iov, int iovcnt, uint64_t skip, uint64_t max)
 {
 	struct nbd_op ops[BATCH];
 	uint64_t pos = 0;
@@ -325,7 +343,7 @@ static int run_range(struct nbd_state *s, uint16_t type, uint16_t flags, uint64_
 		size_t n = 0;
 
 		for (; n < BATCH && pos < len; n++) {
-			uint32_t piece = (uint32_t)MIN(len - pos, (uint64_t)max);
+			uint64_t piece = MIN(len - pos, max);
 
 			op_init(&ops[n], type, flags, offset + pos, piece, iov, iovcnt, skip + pos);
 			pos += piece;
@@ -458,6 +476,7 @@ static int compatible(struct nbd_state *s, const struct nbd_export_info *n, stru
 		return -1;
 	}
 	if ((n->flags & need) != need || n->structured != o->structured ||
+	    n->extended != o->extended ||
 	    (o->base_allocation && !n->base_allocation) || n->min_block > o->min_block ||
 	    n->max_payload < o->max_payload) {
 		error_setg(errp, "the server offers less than before (flags %#x, were %#x)",
@@ -761,6 +780,25 @@ static int nbd_flush(struct blockdev *bs)
 	return run_ops(s, &op, 1);
 }
 
+/*
+ * TRIM and WRITE_ZEROES carry no payload: with extended headers a range goes as one request of
+ * up to 2^63 bytes, else in pieces of the maximum payload (what QEMU's server takes). A server
+ * may still refuse a long one as too costly (NBD_EOVERFLOW, proto.md): then in pieces again.
+ */
+static int run_effect(struct nbd_state *s, uint16_t type, uint16_t flags, uint64_t offset,
+		      uint64_t len)
+{
+	int ret;
+
+	if (s->info.extended && len > s->info.max_payload) {
+		ret = run_range(s, type, flags, offset, len, NULL, 0, 0,
+				ALIGN_DOWN((uint64_t)INT64_MAX, (uint64_t)s->info.min_block));
+		if (ret != -EOVERFLOW)
+			return ret;
+	}
+	return run_range(s, type, flags, offset, len, NULL, 0, 0, s->info.max_payload);
+}
+
 static int nbd_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
 {
 	struct nbd_state *s = bs->opaque;
@@ -773,7 +811,7 @@ static int nbd_discard(struct blockdev *bs, uint64_t offset, uint64_t len)
 	start = ALIGN_UP(offset, a);
 	if (end <= start)
 		return 0;
-	ret = run_range(s, NBD_CMD_TRIM, 0, start, end - start, NULL, 0, 0, s->info.max_payload);
+	ret = run_effect(s, NBD_CMD_TRIM, 0, start, end - start);
 	return ret == -ENOTSUP || ret == -EINVAL ? 0 : ret;
 }
 
@@ -812,9 +850,9 @@ static int nbd_write_zeroes(struct blockdev *bs, uint64_t offset, uint64_t len,
 	if (!ret && end < offset + len)
 		ret = write_zero_buffers(bs, end, offset + len - end);
 	if (!ret)
-		ret = run_range(s, NBD_CMD_WRITE_ZEROES,
-				flags & BLOCKDEV_ZERO_MAY_UNMAP ? 0 : NBD_CMD_FLAG_NO_HOLE, start,
-				end - start, NULL, 0, 0, s->info.max_payload);
+		ret = run_effect(s, NBD_CMD_WRITE_ZEROES,
+				 flags & BLOCKDEV_ZERO_MAY_UNMAP ? 0 : NBD_CMD_FLAG_NO_HOLE, start,
+				 end - start);
 	return ret;
 }
 
@@ -834,17 +872,17 @@ static int nbd_block_status(struct blockdev *bs, uint64_t offset, uint64_t len, 
 		return known | BLOCKDEV_STATUS_ZERO;
 	len = MIN(len, bs->size - offset);
 	*pnum = len;
-	q = ALIGN_DOWN(MIN(len, (uint64_t)UINT32_MAX), a);
+	q = ALIGN_DOWN(s->info.extended ? len : MIN(len, (uint64_t)UINT32_MAX), a);
 	if (!s->info.base_allocation || !IS_ALIGNED(offset, a) || !q) {
 		if (!IS_ALIGNED(offset, a))
 			*pnum = MIN(len, ALIGN_UP(offset, a) - offset);
 		return known | BLOCKDEV_STATUS_DATA;
 	}
-	op_init(&op, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, offset, (uint32_t)q, NULL, 0, 0);
+	op_init(&op, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, offset, q, NULL, 0, 0);
 	ret = run_ops(s, &op, 1);
 	if (ret < 0)
 		return ret;
-	*pnum = MIN((uint64_t)op.cmd.status_len, q);
+	*pnum = MIN(op.cmd.status_len, q);
 	return known | (op.cmd.status_flags & NBD_STATE_HOLE ? 0 : BLOCKDEV_STATUS_DATA) |
 	       (op.cmd.status_flags & NBD_STATE_ZERO ? BLOCKDEV_STATUS_ZERO : 0);
 }
@@ -1020,6 +1058,7 @@ static int nbd_open(struct blockdev *bs, struct blockdev_open_ctx *ctx, struct e
 		goto err;
 	}
 	s->ctx.structured = s->info.structured;
+	s->ctx.extended = s->info.extended;
 	s->ctx.base_allocation = s->info.base_allocation;
 	bs->size = s->info.size;
 	bs->align = s->info.min_block;
@@ -1042,7 +1081,8 @@ err:
 static void nbd_close(struct blockdev *bs)
 {
 	struct nbd_state *s = bs->opaque;
-	uint8_t disc[NBD_REQUEST_LEN];
+	uint8_t disc[NBD_EXTENDED_REQUEST_LEN];
+	size_t disc_len;
 
 	if (!s)
 		return;
@@ -1051,13 +1091,14 @@ static void nbd_close(struct blockdev *bs)
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	/* no request is in flight (the node has no user left): a soft disconnect */
-	nbd_encode_request(disc, &(struct nbd_request){ .type = NBD_CMD_DISC });
+	disc_len = encode_request(disc, &(struct nbd_request){ .type = NBD_CMD_DISC },
+				  s->info.extended);
 	pthread_mutex_lock(&s->send_lock);
 	if (s->send_fd >= 0 && s->send_tls) {
-		if (!nbd_tls_client_writev(s->send_tls, &(struct iovec){ disc, sizeof(disc) }, 1))
+		if (!nbd_tls_client_writev(s->send_tls, &(struct iovec){ disc, disc_len }, 1))
 			nbd_tls_client_bye(s->send_tls); /* the sender's end of the session */
 	} else if (s->send_fd >= 0) {
-		(void)!send(s->send_fd, disc, sizeof(disc), MSG_NOSIGNAL);
+		(void)!send(s->send_fd, disc, disc_len, MSG_NOSIGNAL);
 	}
 	pthread_mutex_unlock(&s->send_lock);
 	pthread_mutex_lock(&s->lock);

@@ -1,17 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Replies in the NBD transmission phase, as the client reads them: one message at a time (a
- * simple reply, or one chunk of a structured reply), matched to its request by cookie and
- * checked against that request before a byte of payload lands anywhere.
+ * simple reply, or one chunk of a structured reply, or with extended headers one extended
+ * chunk), matched to its request by cookie and checked against that request before a byte of
+ * payload lands anywhere.
  *
  * What is checked, each with its own enum nbd_reply_err: the magic (and that structured
- * replies were negotiated before one arrives); the cookie names a request in flight; the chunk
+ * replies were negotiated before one arrives; with extended headers, that nothing else does);
+ * an extended header's offset is its request's; the cookie names a request in flight; the chunk
  * type is known and valid for the request's command; the length is exact for fixed-size
  * chunks and bounded for the others (data by the request's length, an error chunk by a 4 KiB
  * message, block status by 2^20 extents); data and holes lie inside the request and overlap
  * nothing received before (received ranges are tracked, at most NBD_REPLY_MAX_PIECES disjoint
  * ones at a time); error offsets lie inside the request; block status comes from the selected
- * context, once, with extents of non-zero length that REQ_ONE bounds by the request; and a
+ * context, once, as the negotiated chunk type (NBD_REPLY_TYPE_BLOCK_STATUS_EXT with extended
+ * headers, its descriptor count matching), with extents of non-zero length that REQ_ONE bounds
+ * by the request; and a
  * reply that ends without error has answered the whole request (every byte of a read, the
  * status of a block status).
  *
@@ -54,6 +58,8 @@ const char *nbd_reply_err_name(enum nbd_reply_err err)
 		[NBD_REPLY_BAD_EXTENT] = "extent of length 0 or longer than the request",
 		[NBD_REPLY_TWO_STATUS] = "second block status chunk for the context",
 		[NBD_REPLY_INCOMPLETE] = "reply ended before answering the whole request",
+		[NBD_REPLY_WRONG_HEADER] = "reply header of a kind that was not negotiated",
+		[NBD_REPLY_BAD_OFFSET] = "extended reply header with another request's offset",
 	};
 
 	return (unsigned int)err < ARRAY_SIZE(names) && names[err] ? names[err] : "?";
@@ -222,16 +228,16 @@ static int offset_data(const struct nbd_stream *s, struct nbd_creq *cmd, uint64_
 	uint64_t off, n;
 
 	if (len <= NBD_OFFSET_DATA_HDR_LEN || len - NBD_OFFSET_DATA_HDR_LEN > cmd->len)
-		return fail(res, NBD_REPLY_BAD_LENGTH, "data chunk of %llu bytes for a read of %u",
-			    (unsigned long long)len, cmd->len);
+		return fail(res, NBD_REPLY_BAD_LENGTH, "data chunk of %llu bytes for a read of %llu",
+			    (unsigned long long)len, (unsigned long long)cmd->len);
 	if (rd(s, b, sizeof(b), res) < 0)
 		return -1;
 	off = nbd_get_be64(b);
 	n = len - NBD_OFFSET_DATA_HDR_LEN;
 	if (!in_request(cmd, off, n))
-		return fail(res, NBD_REPLY_OUT_OF_RANGE, "data at %llu+%llu for a read at %llu+%u",
+		return fail(res, NBD_REPLY_OUT_OF_RANGE, "data at %llu+%llu for a read at %llu+%llu",
 			    (unsigned long long)off, (unsigned long long)n,
-			    (unsigned long long)cmd->offset, cmd->len);
+			    (unsigned long long)cmd->offset, (unsigned long long)cmd->len);
 	if (add_piece(cmd, (uint32_t)(off - cmd->offset), (uint32_t)(off - cmd->offset + n),
 		      res) < 0)
 		return -1;
@@ -255,8 +261,9 @@ static int offset_hole(const struct nbd_stream *s, struct nbd_creq *cmd, uint64_
 	if (!n)
 		return fail(res, NBD_REPLY_ZERO_HOLE, "hole at %llu", (unsigned long long)off);
 	if (!in_request(cmd, off, n))
-		return fail(res, NBD_REPLY_OUT_OF_RANGE, "hole at %llu+%u for a read at %llu+%u",
-			    (unsigned long long)off, n, (unsigned long long)cmd->offset, cmd->len);
+		return fail(res, NBD_REPLY_OUT_OF_RANGE, "hole at %llu+%u for a read at %llu+%llu",
+			    (unsigned long long)off, n, (unsigned long long)cmd->offset,
+			    (unsigned long long)cmd->len);
 	if (add_piece(cmd, (uint32_t)(off - cmd->offset), (uint32_t)(off - cmd->offset + n),
 		      res) < 0)
 		return -1;
@@ -288,11 +295,51 @@ static int block_status(const struct nbd_stream *s, const struct nbd_reply_ctx *
 	if (cmd->got_status)
 		return fail(res, NBD_REPLY_TWO_STATUS, "context id %u", id);
 	if (!elen || (one && elen > cmd->len))
-		return fail(res, NBD_REPLY_BAD_EXTENT, "extent of %u bytes for a request of %u",
-			    elen, cmd->len);
+		return fail(res, NBD_REPLY_BAD_EXTENT, "extent of %u bytes for a request of %llu",
+			    elen, (unsigned long long)cmd->len);
 	cmd->got_status = true;
 	cmd->status_len = elen;
 	cmd->status_flags = nbd_get_be32(b + 8);
+	return rd_discard(s, ctx, len - sizeof(b), res); /* the extents after the first */
+}
+
+/* NBD_REPLY_TYPE_BLOCK_STATUS_EXT: context id, descriptor count, 64-bit extents. */
+static int block_status_ext(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx,
+			    struct nbd_creq *cmd, uint64_t len, struct nbd_reply_result *res)
+{
+	uint8_t b[NBD_BLOCK_STATUS_EXT_HDR_LEN + NBD_EXTENT_EXT_LEN];
+	uint32_t id, count;
+	uint64_t elen, n;
+	bool one = cmd->flags & NBD_CMD_FLAG_REQ_ONE;
+
+	if (!ctx->base_allocation)
+		return fail(res, NBD_REPLY_BAD_CONTEXT, "block status, no context was selected");
+	n = len >= NBD_BLOCK_STATUS_EXT_HDR_LEN ?
+		    (len - NBD_BLOCK_STATUS_EXT_HDR_LEN) / NBD_EXTENT_EXT_LEN : 0;
+	if (len < sizeof(b) || (len - NBD_BLOCK_STATUS_EXT_HDR_LEN) % NBD_EXTENT_EXT_LEN ||
+	    n > NBD_MAX_EXTENTS || (one && len != sizeof(b)))
+		return fail(res, NBD_REPLY_BAD_LENGTH, "block status chunk of %llu bytes%s",
+			    (unsigned long long)len, one ? " (24 expected with REQ_ONE)" : "");
+	if (rd(s, b, sizeof(b), res) < 0)
+		return -1;
+	id = nbd_get_be32(b);
+	count = nbd_get_be32(b + 4);
+	if (count != n)
+		return fail(res, NBD_REPLY_BAD_LENGTH, "descriptor count %u in a chunk of %llu "
+			    "descriptors", count, (unsigned long long)n);
+	if (id != ctx->meta_id)
+		return fail(res, NBD_REPLY_BAD_CONTEXT, "context id %u (base:allocation is %u)",
+			    id, ctx->meta_id);
+	if (cmd->got_status)
+		return fail(res, NBD_REPLY_TWO_STATUS, "context id %u", id);
+	elen = nbd_get_be64(b + NBD_BLOCK_STATUS_EXT_HDR_LEN);
+	if (!elen || (one && elen > cmd->len))
+		return fail(res, NBD_REPLY_BAD_EXTENT, "extent of %llu bytes for a request of %llu",
+			    (unsigned long long)elen, (unsigned long long)cmd->len);
+	cmd->got_status = true;
+	cmd->status_len = elen;
+	/* base:allocation's status is 32 bits (proto.md: the high ones are zero) */
+	cmd->status_flags = (uint32_t)nbd_get_be64(b + NBD_BLOCK_STATUS_EXT_HDR_LEN + 8);
 	return rd_discard(s, ctx, len - sizeof(b), res); /* the extents after the first */
 }
 
@@ -325,27 +372,32 @@ static int error_chunk(const struct nbd_stream *s, const struct nbd_reply_ctx *c
 			return fail(res, NBD_REPLY_BAD_TYPE, "error offset in a reply to a flush");
 		if (!in_request(cmd, off, 1))
 			return fail(res, NBD_REPLY_OUT_OF_RANGE, "error at %llu for a request at "
-				    "%llu+%u", (unsigned long long)off,
-				    (unsigned long long)cmd->offset, cmd->len);
+				    "%llu+%llu", (unsigned long long)off,
+				    (unsigned long long)cmd->offset, (unsigned long long)cmd->len);
 	}
 	set_err(cmd, nbd_err_to_errno(err), b + NBD_ERROR_CHUNK_HDR_LEN, mlen);
 	return 0;
 }
 
-static int chunk(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx, const uint8_t *hdr,
-		 struct nbd_reply_result *res)
+/* One structured or extended chunk whose header is @h (its payload follows on @s). */
+static int chunk(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx,
+		 const struct nbd_chunk_hdr *hp, struct nbd_reply_result *res)
 {
-	struct nbd_chunk_hdr h;
+	const struct nbd_chunk_hdr h = *hp;
+	uint16_t status_type = ctx->extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT :
+					       NBD_REPLY_TYPE_BLOCK_STATUS;
 	struct nbd_creq *cmd;
 	int ret;
 
-	nbd_decode_chunk_hdr(hdr, &h);
 	cmd = ctx->lookup(ctx->opaque, h.cookie);
 	res->cookie = h.cookie;
 	if (!cmd)
 		return fail(res, NBD_REPLY_UNKNOWN_COOKIE, "chunk (type %u) with cookie %#llx",
 			    h.type, (unsigned long long)h.cookie);
 	res->cmd = cmd;
+	if (ctx->extended && h.offset != cmd->offset)
+		return fail(res, NBD_REPLY_BAD_OFFSET, "offset %llu in a reply to a request at %llu",
+			    (unsigned long long)h.offset, (unsigned long long)cmd->offset);
 	if (NBD_REPLY_TYPE_IS_ERR(h.type)) {
 		ret = error_chunk(s, ctx, cmd, h.type, h.len, res);
 	} else if (h.type == NBD_REPLY_TYPE_NONE) {
@@ -359,8 +411,9 @@ static int chunk(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx, co
 		ret = offset_data(s, cmd, h.len, res);
 	} else if (h.type == NBD_REPLY_TYPE_OFFSET_HOLE && cmd->type == NBD_CMD_READ) {
 		ret = offset_hole(s, cmd, h.len, res);
-	} else if (h.type == NBD_REPLY_TYPE_BLOCK_STATUS && cmd->type == NBD_CMD_BLOCK_STATUS) {
-		ret = block_status(s, ctx, cmd, h.len, res);
+	} else if (h.type == status_type && cmd->type == NBD_CMD_BLOCK_STATUS) {
+		ret = ctx->extended ? block_status_ext(s, ctx, cmd, h.len, res) :
+				      block_status(s, ctx, cmd, h.len, res);
 	} else {
 		return fail(res, NBD_REPLY_BAD_TYPE, "chunk type %u in a reply to %s", h.type,
 			    nbd_cmd_name(cmd->type));
@@ -373,8 +426,8 @@ static int chunk(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx, co
 	if (cmd->err)
 		return 0;
 	if (cmd->type == NBD_CMD_READ && !nbd_creq_read_complete(cmd))
-		return fail(res, NBD_REPLY_INCOMPLETE, "a read of %u bytes answered in part",
-			    cmd->len);
+		return fail(res, NBD_REPLY_INCOMPLETE, "a read of %llu bytes answered in part",
+			    (unsigned long long)cmd->len);
 	if (cmd->type == NBD_CMD_BLOCK_STATUS && !cmd->got_status)
 		return fail(res, NBD_REPLY_INCOMPLETE, "block status without a status chunk");
 	return 0;
@@ -383,13 +436,19 @@ static int chunk(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx, co
 int nbd_reply_read(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx,
 		   struct nbd_reply_result *res)
 {
-	uint8_t hdr[NBD_STRUCTURED_REPLY_LEN];
+	uint8_t hdr[NBD_EXTENDED_REPLY_LEN];
+	struct nbd_chunk_hdr h;
 	uint32_t magic;
 
 	memset(res, 0, sizeof(*res));
 	if (rd(s, hdr, 4, res) < 0)
 		return -1;
 	magic = nbd_get_be32(hdr);
+	if (ctx->extended != (magic == NBD_EXTENDED_REPLY_MAGIC) &&
+	    (magic == NBD_SIMPLE_REPLY_MAGIC || magic == NBD_STRUCTURED_REPLY_MAGIC ||
+	     magic == NBD_EXTENDED_REPLY_MAGIC))
+		return fail(res, NBD_REPLY_WRONG_HEADER, "magic %#x %s extended headers", magic,
+			    ctx->extended ? "after" : "without");
 	if (magic == NBD_SIMPLE_REPLY_MAGIC) {
 		if (rd(s, hdr + 4, NBD_SIMPLE_REPLY_LEN - 4, res) < 0)
 			return -1;
@@ -400,7 +459,14 @@ int nbd_reply_read(const struct nbd_stream *s, const struct nbd_reply_ctx *ctx,
 			return fail(res, NBD_REPLY_UNNEGOTIATED, "magic %#x", magic);
 		if (rd(s, hdr + 4, NBD_STRUCTURED_REPLY_LEN - 4, res) < 0)
 			return -1;
-		return chunk(s, ctx, hdr, res);
+		nbd_decode_chunk_hdr(hdr, &h);
+		return chunk(s, ctx, &h, res);
+	}
+	if (magic == NBD_EXTENDED_REPLY_MAGIC) {
+		if (rd(s, hdr + 4, NBD_EXTENDED_REPLY_LEN - 4, res) < 0)
+			return -1;
+		nbd_decode_extended_reply_hdr(hdr, &h);
+		return chunk(s, ctx, &h, res);
 	}
 	return fail(res, NBD_REPLY_BAD_MAGIC, "magic %#x", magic);
 }

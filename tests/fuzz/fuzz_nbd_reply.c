@@ -7,7 +7,7 @@
  * Input: an option byte, then for replies a 32-byte table of 4 requests, then the stream.
  *   option bit 0: the handshake (the rest of the input is the server's side of it);
  *          else replies: bit 1 structured replies negotiated, bit 2 base:allocation selected
- *          (context id: bits 3-4)
+ *          (context id: bits 3-4), bit 5 extended headers negotiated (structured with them)
  *   each request (8 bytes): type (byte % 7: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES,
  *          BLOCK_STATUS, or none), flags (REQ_ONE: bit 0), offset (16 bits, times 512), length
  *          (16 bits, + 1), where its bytes cross from its first buffer to its second (8
@@ -21,7 +21,8 @@
  * the request under REQ_ONE; an error is a positive errno with a printable message; a refused
  * reply has a reason and a detail; a handshake that succeeds agrees on sane sizes (power-of-2
  * minimum block up to 64 KiB, maximum payload a multiple of it up to 32 MiB, base:allocation
- * only with structured replies, a size below 2^63), one that fails says why.
+ * only with structured replies, extended headers only with them, a size below 2^63), one
+ * that fails says why.
  */
 #include <errno.h>
 
@@ -108,10 +109,11 @@ static void check_handshake(const uint8_t *data, size_t size)
 	FUZZ_CHECK(info.max_payload <= NBD_MAX_PAYLOAD && info.max_payload % info.min_block == 0,
 		   "maximum payload %u (minimum block %u)", info.max_payload, info.min_block);
 	FUZZ_CHECK(!info.base_allocation || info.structured, "base:allocation without structured");
+	FUZZ_CHECK(!info.extended || info.structured, "extended headers without structured");
 	FUZZ_CHECK(info.size <= (uint64_t)INT64_MAX, "size %llu", (unsigned long long)info.size);
 	FUZZ_CHECK(info.flags & NBD_FLAG_HAS_FLAGS, "flags %#x", info.flags);
-	FUZZ_LOG("handshake: size %llu flags %#x structured %d\n", (unsigned long long)info.size,
-		 info.flags, info.structured);
+	FUZZ_LOG("handshake: size %llu flags %#x structured %d extended %d\n",
+		 (unsigned long long)info.size, info.flags, info.structured, info.extended);
 }
 
 static const uint16_t types[] = { NBD_CMD_READ, NBD_CMD_WRITE, NBD_CMD_FLUSH, NBD_CMD_TRIM,
@@ -184,7 +186,8 @@ static void check_done(const struct req *r)
 	if (c->type == NBD_CMD_BLOCK_STATUS) {
 		FUZZ_CHECK(c->got_status && c->status_len, "status finished without an extent");
 		FUZZ_CHECK(!(c->flags & NBD_CMD_FLAG_REQ_ONE) || c->status_len <= c->len,
-			   "REQ_ONE extent of %u for %u", c->status_len, c->len);
+			   "REQ_ONE extent of %llu for %llu", (unsigned long long)c->status_len,
+			   (unsigned long long)c->len);
 	}
 }
 
@@ -196,7 +199,8 @@ static void check_replies(uint8_t opt, const uint8_t *data, size_t size)
 	struct stream st;
 	struct nbd_stream s = { s_read, s_readv, s_write, &st };
 	struct nbd_reply_ctx ctx = {
-		.structured = opt & 2, .base_allocation = opt & 4, .meta_id = (opt >> 3) & 3,
+		.structured = opt & (2 | 32), .extended = opt & 32, .base_allocation = opt & 4,
+		.meta_id = (opt >> 3) & 3,
 		.lookup = lookup, .opaque = &t, .discard = discard, .discard_len = sizeof(discard),
 	};
 	struct nbd_reply_result res;

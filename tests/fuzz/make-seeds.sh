@@ -521,24 +521,34 @@ def nbd_rep(opt, typ, data=b''):
     return struct.pack('>QIII', 0x3e889045565a9, opt, typ, len(data)) + data
 
 NBD_GREET = struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 3)
-nbd_modern = (NBD_GREET + nbd_rep(8, 1) +
+NO_EXT = nbd_rep(11, 0x80000001) # the client asks for extended headers first
+nbd_modern = (NBD_GREET + NO_EXT + nbd_rep(8, 1) +
               nbd_rep(10, 4, struct.pack('>I', 5) + b'base:allocation') + nbd_rep(10, 1) +
               nbd_rep(7, 3, struct.pack('>HQH', 0, 64 << 20, 0x1 | 0x4 | 0x8 | 0x20 | 0x40)) +
               nbd_rep(7, 3, struct.pack('>HIII', 3, 512, 4096, 32 << 20)) +
               nbd_rep(7, 3, struct.pack('>H', 1) + b'fuzz') + nbd_rep(7, 1))
 put('nbd_reply', 'hs-modern', b'\x01' + nbd_modern)
+put('nbd_reply', 'hs-extended',
+    b'\x01' + NBD_GREET + nbd_rep(11, 1) +
+    nbd_rep(10, 4, struct.pack('>I', 0) + b'base:allocation') + nbd_rep(10, 1) +
+    nbd_rep(7, 3, struct.pack('>HQH', 0, 8 << 30, 0x1 | 0x4 | 0x8 | 0x20 | 0x40)) +
+    nbd_rep(7, 3, struct.pack('>HIII', 3, 1, 4096, 32 << 20)) + nbd_rep(7, 1))
+put('nbd_reply', 'hs-extended-no-go',
+    b'\x01' + NBD_GREET + nbd_rep(11, 1) + nbd_rep(10, 1) + nbd_rep(7, 0x80000001) +
+    nbd_rep(2, 1))
 put('nbd_reply', 'hs-no-structured-no-go',
-    b'\x01' + struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 1) +
+    b'\x01' + struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 1) + NO_EXT +
     nbd_rep(8, 0x80000001) + nbd_rep(7, 0x80000001) + struct.pack('>QH', 1 << 20, 3) +
     bytes(124))
 put('nbd_reply', 'hs-export-name-only',
     b'\x01' + struct.pack('>QQH', 0x4e42444d41474943, 0x49484156454f5054, 2) +
     struct.pack('>QH', 4096, 1))
 put('nbd_reply', 'hs-unknown-export',
-    b'\x01' + NBD_GREET + nbd_rep(8, 1) + nbd_rep(10, 0x80000006) +
+    b'\x01' + NBD_GREET + NO_EXT + nbd_rep(8, 1) + nbd_rep(10, 0x80000006) +
     nbd_rep(7, 0x80000006, b'export not present') + nbd_rep(2, 1))
 
-# replies: option (structured 2, base:allocation 4, context id 3 << 3), 4 requests, the stream
+# replies: option (structured 2, base:allocation 4, context id 3 << 3, extended headers 32),
+# 4 requests, the stream
 def nbd_req(typ, flags=0, off=0, length=512, skip=0):
     return struct.pack('<BBHHB', typ, flags, off, length - 1, skip) + b'\0'
 NBD_COOKIES = [0x100 + i * 0x1111 for i in range(4)]
@@ -566,6 +576,20 @@ put('nbd_reply', 'rx-errors', bytes([2 | 4 | 3 << 3]) + table + errors)
 simple_table = nbd_req(0, 0, 0, 2000, 200) + nbd_req(1) + nbd_req(4) + nbd_req(3)
 put('nbd_reply', 'rx-simple', b'\x00' + simple_table + nbd_simple(0, c[0], b'\x5a' * 2000) +
     nbd_simple(1, c[1]) + nbd_simple(0, c[3]) + nbd_simple(0, c[2]))
+# extended headers: 32-byte chunks echoing the request's offset (requests at offset * 512)
+def nbd_xchunk(flags, typ, cookie, off, payload=b''):
+    return struct.pack('>IHHQQQ', 0x6e8a278c, flags, typ, cookie, off, len(payload)) + payload
+xstream = (nbd_xchunk(0, 1, c[0], 512, struct.pack('>Q', 512 + 1024) + b'\xcd' * 3072) +
+           nbd_xchunk(0, 2, c[0], 512, struct.pack('>QI', 512, 1024)) +
+           nbd_xchunk(1, 0, c[1], 1024) +
+           nbd_xchunk(0, 6, c[2], 0, struct.pack('>IIQQ', 3, 1, 32768, 3)) +
+           nbd_xchunk(1, 0, c[0], 512) + nbd_xchunk(1, 0, c[2], 0) +
+           nbd_xchunk(1, 0x8001, c[3], 0, struct.pack('>IH', 5, 2) + b'no'))
+put('nbd_reply', 'rx-extended', bytes([2 | 4 | 3 << 3 | 32]) + table + xstream)
+put('nbd_reply', 'rx-extended-wrong-offset', bytes([2 | 4 | 3 << 3 | 32]) + table +
+    nbd_xchunk(1, 0, c[1], 0))
+put('nbd_reply', 'rx-extended-compact-chunk', bytes([2 | 4 | 3 << 3 | 32]) + table +
+    nbd_chunk(1, 0, c[1]))
 # ------------------------------- nbd_server: the NBD server's connection (fuzz_nbd_server.c)
 # option byte: bit 0 canned handshake, bit 1 no structured replies, bit 2 export "" (read-only),
 # bits 3-4 piece size 1 << n, bit 5 extended headers, bit 6 replies read only at the end; then ops

@@ -137,10 +137,18 @@ static void meta_context(struct mem *m, uint32_t id, const char *name)
 	opt_reply(m, NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT, b, 4 + (uint32_t)strlen(name));
 }
 
-/* What a modern server (qemu-nbd) says to the client's options. */
+/* A server without extended headers refuses the client's first option. */
+static void no_extended(struct mem *m)
+{
+	opt_reply(m, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_UNSUP, NULL, 0);
+}
+
+/* What a modern server without extended headers (qemu-nbd before 8.2) says to the client's
+ * options. */
 static void modern_server(struct mem *m, uint16_t tx_flags)
 {
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	no_extended(m);
 	opt_reply(m, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
 	meta_context(m, 7, "base:allocation");
 	opt_reply(m, NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK, NULL, 0);
@@ -184,8 +192,11 @@ static void handshake_with_a_modern_server(void **state)
 	assert_int_equal(info.min_block, 512);
 	assert_int_equal(info.max_payload, 1 << 20);
 	assert_int_equal(info.flags & NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_TRIM);
-	/* what the client said: fixed newstyle and no zeroes, then its three options */
+	assert_false(info.extended);
+	/* what the client said: fixed newstyle and no zeroes, then its four options */
 	assert_int_equal(nbd_get_be32(m->out), NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_EXTENDED_HEADERS);
+	assert_int_equal(len, 0);
 	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_STRUCTURED_REPLY);
 	assert_int_equal(len, 0);
 	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_SET_META_CONTEXT);
@@ -201,6 +212,37 @@ static void handshake_with_a_modern_server(void **state)
 	free(m);
 }
 
+/* A server that takes extended headers (qemu-nbd 8.2 on, vireo's): no STRUCTURED_REPLY then. */
+static void handshake_with_extended_headers(void **state)
+{
+	struct mem *m = calloc(1, sizeof(*m));
+	struct nbd_stream s = stream_of(m);
+	struct nbd_export_info info;
+	struct error *err = NULL;
+	const uint8_t *d;
+	uint32_t len;
+	size_t off = 4;
+
+	greeting(m, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	opt_reply(m, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, NULL, 0);
+	meta_context(m, 0, "base:allocation");
+	opt_reply(m, NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK, NULL, 0);
+	info_export(m, 8ull << 30, NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_WRITE_ZEROES);
+	info_block_size(m, 1, 4096, 32 << 20);
+	opt_reply(m, NBD_OPT_GO, NBD_REP_ACK, NULL, 0);
+	if (nbd_handshake(&s, "big", &info, &err) < 0)
+		fail_msg("%s", error_msg(err));
+	assert_int_equal(m->pos, m->in_len);
+	assert_true(info.extended && info.structured && info.base_allocation);
+	assert_int_equal(info.meta_id, 0);
+	assert_true(info.size == 8ull << 30);
+	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_EXTENDED_HEADERS);
+	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_SET_META_CONTEXT);
+	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_GO);
+	assert_int_equal(off, m->out_len);
+	free(m);
+}
+
 static void handshake_falls_back_on_an_old_server(void **state)
 {
 	struct mem *m = calloc(1, sizeof(*m));
@@ -212,8 +254,10 @@ static void handshake_falls_back_on_an_old_server(void **state)
 	size_t off = 4;
 	uint8_t zeroes[NBD_ZERO_PAD_LEN] = { 0 };
 
-	/* fixed newstyle, but no structured replies, no contexts, no NBD_OPT_GO */
+	/* fixed newstyle, but no extended headers, no structured replies, no contexts, no
+	 * NBD_OPT_GO */
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
+	no_extended(m);
 	opt_reply(m, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_UNSUP, NULL, 0);
 	opt_reply(m, NBD_OPT_GO, NBD_REP_ERR_UNSUP, "no", 2);
 	put64(m, 12345);
@@ -228,6 +272,7 @@ static void handshake_falls_back_on_an_old_server(void **state)
 	assert_int_equal(info.min_block, 512); /* the cautious default without structured */
 	assert_int_equal(info.max_payload, NBD_MAX_PAYLOAD);
 	assert_int_equal(nbd_get_be32(m->out), NBD_FLAG_C_FIXED_NEWSTYLE);
+	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_EXTENDED_HEADERS);
 	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_STRUCTURED_REPLY);
 	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_GO);
 	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_EXPORT_NAME);
@@ -263,6 +308,7 @@ static void unknown_export_is_named_and_aborted(void **state)
 	size_t off = 4;
 
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
+	no_extended(m);
 	opt_reply(m, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
 	opt_reply(m, NBD_OPT_SET_META_CONTEXT, NBD_REP_ERR_UNKNOWN, NULL, 0);
 	opt_reply(m, NBD_OPT_GO, NBD_REP_ERR_UNKNOWN, "no such\x01thing", 14);
@@ -270,6 +316,7 @@ static void unknown_export_is_named_and_aborted(void **state)
 	assert_int_equal(nbd_handshake(&s, "gone", &info, &err), -1);
 	assert_non_null(strstr(error_msg(err), "no export 'gone': no such?thing"));
 	error_free(err);
+	sent_option(m, &off, &d, &len);
 	sent_option(m, &off, &d, &len);
 	sent_option(m, &off, &d, &len);
 	assert_int_equal(sent_option(m, &off, &d, &len), NBD_OPT_GO);
@@ -299,7 +346,7 @@ static void bs_huge_reply(struct mem *m)
 {
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
 	put64(m, NBD_REP_MAGIC);
-	put32(m, NBD_OPT_STRUCTURED_REPLY);
+	put32(m, NBD_OPT_EXTENDED_HEADERS);
 	put32(m, NBD_REP_ACK);
 	put32(m, 0xffffffff);
 }
@@ -314,7 +361,7 @@ static void bs_bad_reply_magic(struct mem *m)
 {
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
 	put64(m, 0x1234);
-	put32(m, NBD_OPT_STRUCTURED_REPLY);
+	put32(m, NBD_OPT_EXTENDED_HEADERS);
 	put32(m, NBD_REP_ACK);
 	put32(m, 0);
 }
@@ -322,6 +369,7 @@ static void bs_bad_reply_magic(struct mem *m)
 static void bs_endless_contexts(struct mem *m)
 {
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
+	no_extended(m);
 	opt_reply(m, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
 	for (int i = 0; i < 70; i++)
 		meta_context(m, (uint32_t)i, "x:y");
@@ -330,7 +378,25 @@ static void bs_endless_contexts(struct mem *m)
 static void bs_go_before(struct mem *m)
 {
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
+	no_extended(m);
 	opt_reply(m, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_POLICY, NULL, 0);
+}
+
+/* extended headers taken, then NBD_OPT_GO unknown: NBD_OPT_EXPORT_NAME is not allowed now */
+static void bs_extended_no_go(struct mem *m)
+{
+	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
+	opt_reply(m, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, NULL, 0);
+	opt_reply(m, NBD_OPT_SET_META_CONTEXT, NBD_REP_ACK, NULL, 0);
+	opt_reply(m, NBD_OPT_GO, NBD_REP_ERR_UNSUP, NULL, 0);
+	opt_reply(m, NBD_OPT_ABORT, NBD_REP_ACK, NULL, 0);
+}
+
+/* an ACK with data to NBD_OPT_EXTENDED_HEADERS */
+static void bs_extended_ack_data(struct mem *m)
+{
+	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
+	opt_reply(m, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, "x", 1);
 }
 
 static void bs_no_export_info(struct mem *m)
@@ -369,7 +435,7 @@ static void bs_tls_required(struct mem *m)
 static void bs_shutdown(struct mem *m)
 {
 	greeting(m, NBD_FLAG_FIXED_NEWSTYLE);
-	opt_reply(m, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_SHUTDOWN, "bye", 3);
+	opt_reply(m, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_SHUTDOWN, "bye", 3);
 }
 
 static void bs_cut_off(struct mem *m)
@@ -408,6 +474,8 @@ static void hostile_handshakes_are_refused_with_a_message(void **state)
 		{ "cut off", bs_cut_off, "closed the connection" },
 		{ "closes on export name", bs_closes_on_export_name, "has it an export" },
 		{ "huge export", bs_huge_export, "too large" },
+		{ "extended, no GO", bs_extended_no_go, "extended headers but not NBD_OPT_GO" },
+		{ "extended ACK with data", bs_extended_ack_data, "unexpected NBD_REP_ACK" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -478,7 +546,7 @@ static struct nbd_creq *rx_read(struct rx *r, int i, uint64_t off, uint32_t len)
 }
 
 static struct nbd_creq *rx_cmd(struct rx *r, int i, uint16_t type, uint16_t flags, uint64_t off,
-			       uint32_t len)
+			       uint64_t len)
 {
 	r->cmd[i] = (struct nbd_creq){ .type = type, .flags = flags, .offset = off, .len = len };
 	return &r->cmd[i];
@@ -541,6 +609,29 @@ static void status_chunk(struct mem *m, uint16_t flags, uint64_t cookie, uint32_
 	put32(m, id);
 	for (uint32_t i = 0; i < 2 * n; i++)
 		put32(m, extents[i]);
+}
+
+/* An extended chunk header (32 bytes: the request's offset, a 64-bit length). */
+static void xchunk_hdr(struct mem *m, uint16_t flags, uint16_t type, uint64_t cookie,
+		       uint64_t offset, uint64_t len)
+{
+	put32(m, NBD_EXTENDED_REPLY_MAGIC);
+	put16(m, flags);
+	put16(m, type);
+	put64(m, cookie);
+	put64(m, offset);
+	put64(m, len);
+}
+
+/* NBD_REPLY_TYPE_BLOCK_STATUS_EXT: context @id, @n extents (length, flags) claimed as @count. */
+static void xstatus_chunk(struct mem *m, uint16_t flags, uint64_t cookie, uint64_t offset,
+			  uint32_t id, uint32_t count, uint32_t n, const uint64_t *extents)
+{
+	xchunk_hdr(m, flags, NBD_REPLY_TYPE_BLOCK_STATUS_EXT, cookie, offset, 8 + 16ull * n);
+	put32(m, id);
+	put32(m, count);
+	for (uint32_t i = 0; i < 2 * n; i++)
+		put64(m, extents[i]);
 }
 
 /* Reads every message in the stream; returns the last result. */
@@ -687,6 +778,61 @@ static void block_status_replies(void **state)
 	assert_int_equal(c->status_len, 4096);
 	assert_int_equal(c->status_flags, 0);
 	assert_true(res.done && res.cmd == &r->cmd[2]);
+	free(r);
+}
+
+/* With extended headers: 32-byte chunks carrying the request's offset, 64-bit extents. */
+static void extended_replies(void **state)
+{
+	static const uint64_t big[] = { 5ull << 30, NBD_STATE_HOLE | NBD_STATE_ZERO };
+	static const uint64_t two[] = { 4096, 0, 1ull << 40, NBD_STATE_ZERO };
+	struct rx *r = rx_new(true);
+	struct nbd_reply_result res;
+	struct nbd_creq *c = rx_read(r, 0, 1 << 20, 3000);
+	uint64_t base = 1 << 20;
+	uint8_t b[1000];
+
+	r->ctx.extended = true;
+	/* a read: a hole, then data, each header echoing the request's offset; NONE ends it */
+	xchunk_hdr(&r->m, 0, NBD_REPLY_TYPE_OFFSET_HOLE, r->cookie[0], base, 12);
+	put64(&r->m, base);
+	put32(&r->m, 2000);
+	memset(b, 0x3e, sizeof(b));
+	xchunk_hdr(&r->m, 0, NBD_REPLY_TYPE_OFFSET_DATA, r->cookie[0], base, 8 + sizeof(b));
+	put64(&r->m, base + 2000);
+	put(&r->m, b, sizeof(b));
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie[0], base, 0);
+	/* a write-zeroes of 6 GiB answered by NONE, a trim by an error */
+	rx_cmd(r, 1, NBD_CMD_WRITE_ZEROES, 0, 4096, 6ull << 30);
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie[1], 4096, 0);
+	rx_cmd(r, 2, NBD_CMD_TRIM, 0, 0, 1ull << 33);
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, r->cookie[2], 0, 6 + 4);
+	put32(&r->m, NBD_ENOSPC);
+	put16(&r->m, 4);
+	put(&r->m, "full", 4);
+	assert_int_equal(read_all(r, &res), 0);
+	assert_true(res.done);
+	assert_true(nbd_creq_read_complete(c) && !c->err);
+	for (size_t i = 0; i < 3000; i++)
+		assert_int_equal(dest(r, i), i < 2000 ? 0 : 0x3e);
+	assert_int_equal(r->cmd[1].err, 0);
+	assert_int_equal(r->cmd[2].err, ENOSPC);
+	assert_string_equal(r->cmd[2].msg, "full");
+
+	/* block status: an extent past 4 GiB under REQ_ONE; without it the first of two */
+	r->m.in_len = r->m.pos = 0;
+	c = rx_cmd(r, 3, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 0, 8ull << 30);
+	xstatus_chunk(&r->m, NBD_REPLY_FLAG_DONE, r->cookie[3], 0, 3, 1, 1, big);
+	assert_int_equal(read_all(r, &res), 0);
+	assert_true(res.done && c->got_status);
+	assert_true(c->status_len == 5ull << 30);
+	assert_int_equal(c->status_flags, NBD_STATE_HOLE | NBD_STATE_ZERO);
+	r->m.in_len = r->m.pos = 0;
+	c = rx_cmd(r, 3, NBD_CMD_BLOCK_STATUS, 0, 4096, 1ull << 40);
+	xstatus_chunk(&r->m, 0, r->cookie[3], 4096, 3, 2, 2, two);
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie[3], 4096, 0);
+	assert_int_equal(read_all(r, &res), 0);
+	assert_true(res.done && c->got_status && c->status_len == 4096 && !c->status_flags);
 	free(r);
 }
 
@@ -972,6 +1118,83 @@ static void br_truncated(struct rx *r)
 	put(&r->m, "only a little", 13);
 }
 
+static void br_x_simple(struct rx *r)
+{
+	r->ctx.extended = true;
+	rx_cmd(r, 0, NBD_CMD_WRITE, 0, 0, 512);
+	simple(&r->m, 0, r->cookie[0]);
+}
+
+static void br_x_structured(struct rx *r)
+{
+	r->ctx.extended = true;
+	rx_cmd(r, 0, NBD_CMD_FLUSH, 0, 0, 0);
+	none_chunk(&r->m, r->cookie[0]);
+}
+
+static void br_x_unnegotiated(struct rx *r)
+{
+	rx_cmd(r, 0, NBD_CMD_FLUSH, 0, 0, 0);
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie[0], 0, 0);
+}
+
+static void br_x_offset(struct rx *r)
+{
+	r->ctx.extended = true;
+	rx_cmd(r, 0, NBD_CMD_TRIM, 0, 4096, 4096);
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, r->cookie[0], 0, 0);
+}
+
+static void br_x_compact_status(struct rx *r)
+{
+	static const uint32_t e[] = { 512, 0 };
+
+	r->ctx.extended = true;
+	rx_cmd(r, 0, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 0, 512);
+	xchunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, r->cookie[0], 0, 12);
+	put32(&r->m, 3);
+	put32(&r->m, e[0]);
+	put32(&r->m, e[1]);
+}
+
+static void br_x_status_without(struct rx *r)
+{
+	static const uint64_t e[] = { 512, 0 };
+
+	rx_cmd(r, 0, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 0, 512);
+	/* a compact chunk header announcing the extended chunk type */
+	chunk_hdr(&r->m, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS_EXT, r->cookie[0], 24);
+	put32(&r->m, 3);
+	put32(&r->m, 1);
+	put64(&r->m, e[0]);
+	put64(&r->m, e[1]);
+}
+
+static void br_x_count(struct rx *r)
+{
+	static const uint64_t e[] = { 256, 0, 256, 1 };
+
+	r->ctx.extended = true;
+	rx_cmd(r, 0, NBD_CMD_BLOCK_STATUS, 0, 0, 512);
+	xstatus_chunk(&r->m, NBD_REPLY_FLAG_DONE, r->cookie[0], 0, 3, 3, 2, e);
+}
+
+static void br_x_extent_long(struct rx *r)
+{
+	static const uint64_t e[] = { 1ull << 32, 0 };
+
+	r->ctx.extended = true;
+	rx_cmd(r, 0, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, 0, 1ull << 31);
+	xstatus_chunk(&r->m, NBD_REPLY_FLAG_DONE, r->cookie[0], 0, 3, 1, 1, e);
+}
+
+static void br_x_data_huge(struct rx *r)
+{
+	r->ctx.extended = true;
+	rx_read(r, 0, 0, 512);
+	xchunk_hdr(&r->m, 0, NBD_REPLY_TYPE_OFFSET_DATA, r->cookie[0], 0, 1ull << 40);
+}
+
 static void hostile_replies_are_refused_by_kind(void **state)
 {
 	static const struct bad_reply bad[] = {
@@ -1015,6 +1238,15 @@ static void hostile_replies_are_refused_by_kind(void **state)
 		{ "extent past REQ_ONE", br_extent_long, NBD_REPLY_BAD_EXTENT },
 		{ "two status chunks", br_two_status, NBD_REPLY_TWO_STATUS },
 		{ "truncated", br_truncated, NBD_REPLY_IO },
+		{ "simple after extended", br_x_simple, NBD_REPLY_WRONG_HEADER },
+		{ "structured after extended", br_x_structured, NBD_REPLY_WRONG_HEADER },
+		{ "extended unnegotiated", br_x_unnegotiated, NBD_REPLY_WRONG_HEADER },
+		{ "extended, wrong offset", br_x_offset, NBD_REPLY_BAD_OFFSET },
+		{ "extended, compact status", br_x_compact_status, NBD_REPLY_BAD_TYPE },
+		{ "STATUS_EXT without extended", br_x_status_without, NBD_REPLY_BAD_TYPE },
+		{ "STATUS_EXT count", br_x_count, NBD_REPLY_BAD_LENGTH },
+		{ "STATUS_EXT past REQ_ONE", br_x_extent_long, NBD_REPLY_BAD_EXTENT },
+		{ "extended data of 1 TiB", br_x_data_huge, NBD_REPLY_BAD_LENGTH },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -1043,6 +1275,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(handshake_with_a_modern_server),
+		cmocka_unit_test(handshake_with_extended_headers),
 		cmocka_unit_test(handshake_falls_back_on_an_old_server),
 		cmocka_unit_test(unknown_export_is_named_and_aborted),
 		cmocka_unit_test(hostile_handshakes_are_refused_with_a_message),
@@ -1050,6 +1283,7 @@ int main(void)
 		cmocka_unit_test(structured_read_in_pieces),
 		cmocka_unit_test(error_chunks),
 		cmocka_unit_test(block_status_replies),
+		cmocka_unit_test(extended_replies),
 		cmocka_unit_test(hostile_replies_are_refused_by_kind),
 	};
 
