@@ -18,9 +18,14 @@
 #    are going, restarted within reconnect-delay: every request succeeds and every byte is
 #    there (qemu-io); without reconnect-delay a request fails at once with EIO; with a delay
 #    that runs out it fails after the delay.
+#  - extended headers (NBD_OPT_EXTENDED_HEADERS) with qemu-nbd on an 8 GiB sparse export,
+#    proven by qemu-nbd's trace events: the option ACKed, every request with the extended magic,
+#    a 6 GiB write-zeroes and an 8 GiB trim as one request each, block status past 4 GiB (map
+#    as qemu-img's), reads that agree;
 #  - the other servers: a qcow2 image exported by qemu-storage-daemon (when installed) and by
 #    vireo-storage-daemon (when given): info and map as qemu-img's, writes and reads (img_io),
-#    convert checked with qemu-img compare.
+#    convert checked with qemu-img compare; vireo-storage-daemon through a proxy that records
+#    the bytes: extended request and reply magics on the wire.
 # Output: "ok - NAME" / "not ok - NAME" lines, then "N passed, N failed"; exit 1 on a failure,
 # 77 without qemu-nbd, qemu-img, qemu-io or python3 (for a free port). About 20 s.
 # usage: nbd-client.sh VIREO_IMG IMG_IO [VIREO_STORAGE_DAEMON]
@@ -200,6 +205,44 @@ else
 	else not_ok "reconnect-delay=1 runs out: EIO after it" "after $ms ms" "$(cat rc4.log)"; fi
 fi
 
+echo "# extended headers"
+# qemu-nbd's trace events (the log backend, on stderr) show what it negotiated and received
+if qemu-nbd --trace help 2>&1 | grep -qx nbd_receive_request; then
+	qemu-img create -q -f raw big.raw 8G
+	qemu-io -f raw -c "write -P 0x41 5G 64k" -c "write -P 0x44 7G 1M" big.raw >/dev/null
+	qemu-nbd -t -f raw -k "$T/big.sock" -x big --trace nbd_negotiate_send_rep_len \
+		--trace nbd_receive_request big.raw 2> big-trace.log &
+	PIDS="$PIDS $!"
+	disown $!
+	for _ in $(seq 100); do [ -S "$T/big.sock" ] && break; sleep 0.05; done
+	B="nbd+unix:///big?socket=$T/big.sock"
+	check "6 GiB write-zeroes, reads, 8 GiB trim (img_io)" "$IO" -f raw "$B" \
+		-c "write -z 1G 6G" -c "read -P 0 5G 64K" -c "read -P 0x44 7G 1M" -c "flush" \
+		-c "discard 4G 4G" -c "flush"
+	"$VI" map --output=json "$B" > big-map.json 2>&1 || not_ok "vireo-img map" "$(cat big-map.json)"
+	cp big-trace.log vireo-trace.log # what vireo's client sent, before any QEMU client's
+	same "  map --output=json of the 8 GiB export" "cat big-map.json" \
+		"qemu-img map --output=json '$B'"
+	check "  qemu-img compare" qemu-img compare -U -f raw -F raw big.raw "$B"
+	grep -q 'Reply opt=11 (extended headers), type=1 (ack)' vireo-trace.log \
+		&& ok "  qemu-nbd ACKed NBD_OPT_EXTENDED_HEADERS" \
+		|| not_ok "  qemu-nbd ACKed NBD_OPT_EXTENDED_HEADERS" "$(grep opt= vireo-trace.log)"
+	if grep -q 'Got request' vireo-trace.log && ! grep 'Got request' vireo-trace.log |
+		grep -qv 'magic = 0x21e41c71'; then
+		ok "  every request had the extended magic"
+	else
+		not_ok "  every request had the extended magic" \
+			"$(grep 'Got request' vireo-trace.log | head -5)"
+	fi
+	for want in 'type = 0x6, from = 1073741824, len = 6442450944' \
+		'type = 0x4, from = 4294967296, len = 4294967296' 'type = 0x7, from = 0, len = 8589934592'; do
+		grep -q "$want" vireo-trace.log && ok "  one request: $want" \
+			|| not_ok "  one request: $want" "$(grep 'Got request' vireo-trace.log | head -5)"
+	done
+else
+	echo "ok - extended headers # SKIP this qemu-nbd has no trace events"
+fi
+
 echo "# other servers"
 # other_server NAME URI: what a daemon exports (a copy of src.qcow2 as qcow2 node "d")
 other_server() {
@@ -236,6 +279,51 @@ if [ -n "$VSD" ]; then
 	disown $! # no "Killed" notice from bash at the end
 	for _ in $(seq 100); do [ -S "$T/vsd.sock" ] && break; sleep 0.05; done
 	other_server vireo-storage-daemon "nbd+unix:///d?socket=$T/vsd.sock"
+	# the same through a proxy that records both directions: extended headers on the wire
+	python3 - "$T/vsd.sock" "$T/rec.sock" "$T/rec" <<'PY' &
+import os, socket, sys, threading
+up, path, rec = sys.argv[1:]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(4)
+def pipe(a, b, f):
+    while True:
+        d = a.recv(65536)
+        if not d:
+            break
+        f.write(d)
+        f.flush()
+        b.sendall(d)
+    b.shutdown(socket.SHUT_WR)
+n = 0
+while True:
+    c, _ = srv.accept()
+    u = socket.socket(socket.AF_UNIX)
+    u.connect(up)
+    n += 1
+    for a, b, name in ((c, u, "c"), (u, c, "s")):
+        threading.Thread(target=pipe, args=(a, b, open("%s.%d.%s" % (rec, n, name), "wb")),
+                         daemon=True).start()
+PY
+	PIDS="$PIDS $!"
+	disown $!
+	for _ in $(seq 100); do [ -S "$T/rec.sock" ] && break; sleep 0.05; done
+	check "vireo-storage-daemon through the proxy (img_io)" "$IO" \
+		"nbd+unix:///d?socket=$T/rec.sock" -c "write -P 0x6a 6M 64K" -c "read -P 0x6a 6M 64K" \
+		-c "write -z 7M 1M" -c "discard 8M 1M" -c "flush"
+	if python3 - "$T/rec.1.c" "$T/rec.1.s" <<'PY'
+import struct, sys
+c, s = (open(f, "rb").read() for f in sys.argv[1:])
+ext_opt = struct.pack(">QII", 0x49484156454F5054, 11, 0)
+ack = struct.pack(">QIII", 0x3e889045565a9, 11, 1, 0)
+assert ext_opt in c, "NBD_OPT_EXTENDED_HEADERS not sent"
+assert ack in s, "NBD_OPT_EXTENDED_HEADERS not ACKed"
+assert struct.pack(">I", 0x21e41c71) in c and struct.pack(">I", 0x25609513) not in c
+assert struct.pack(">I", 0x6e8a278c) in s
+assert struct.pack(">I", 0x67446698) not in s and struct.pack(">I", 0x668e33ef) not in s
+PY
+	then ok "  extended headers on the wire (request and reply magics, no compact ones)"
+	else not_ok "  extended headers on the wire (request and reply magics, no compact ones)"; fi
 fi
 
 echo "$pass passed, $fail failed"
