@@ -159,7 +159,8 @@ int nbd_client_pipe_get(struct nbd_client *cl, uint64_t len, struct nbd_bio *b)
 {
 	int p;
 
-	if (len > NBD_PIPE_SIZE || cl->tls || nbd_conn_state(cl->conn) == NBD_CONN_CLOSED)
+	if (len < NBD_SPLICE_MIN || len > NBD_PIPE_SIZE || cl->tls ||
+	    nbd_conn_state(cl->conn) == NBD_CONN_CLOSED)
 		return 0;
 	for (unsigned int i = 0; i < cl->nr_pipes; i++) {
 		if (!cl->pipes[i].busy) {

@@ -1604,17 +1604,20 @@ static int pipes_open(void)
  */
 static void test_reads_are_spliced_and_wait_for_a_free_pipe(void **state)
 {
-	enum { N = 40, LEN = 32u << 10 };
+	/* 40 reads of 128 KiB (the shortest spliced) over 8 places of [WR_OFF, +1 MiB), whose
+	 * 4 KiB blocks each hold their own byte */
+	enum { N = 40, LEN = 128u << 10, BLOCK = 4096 };
 	static uint8_t back[LEN];
 	int before = pipes_open(), fd, after;
 	bool seen[N] = { false };
 
-	for (int i = 0; i < N; i++)
-		imgfx_fill(bs, WR_OFF + (uint64_t)i * LEN, LEN, (uint8_t)(0x10 + i));
+	for (unsigned int b = 0; b < (1u << 20) / BLOCK; b++)
+		imgfx_fill(bs, WR_OFF + (uint64_t)b * BLOCK, BLOCK, (uint8_t)(0x10 + b));
 	fd = client(NBD_FLAG_C_FIXED_NEWSTYLE);
 	go(fd, "rw", false);
 	for (int i = 0; i < N; i++)
-		send_req(fd, NBD_CMD_READ, 0, (uint64_t)i, WR_OFF + (uint64_t)i * LEN, LEN, NULL);
+		send_req(fd, NBD_CMD_READ, 0, (uint64_t)i, WR_OFF + (uint64_t)(i % 8) * LEN, LEN,
+			 NULL);
 	for (int i = 0; i < N; i++) {
 		uint8_t r[NBD_SIMPLE_REPLY_LEN];
 		struct nbd_simple_reply sr;
@@ -1625,14 +1628,17 @@ static void test_reads_are_spliced_and_wait_for_a_free_pipe(void **state)
 		assert_true(sr.cookie < N && !seen[sr.cookie]);
 		seen[sr.cookie] = true;
 		must_read(fd, back, LEN);
-		assert_true(all(back, LEN, (uint8_t)(0x10 + sr.cookie)));
+		for (unsigned int k = 0; k < LEN / BLOCK; k++)
+			assert_true(all(back + k * BLOCK, BLOCK,
+					(uint8_t)(0x10 + (sr.cookie % 8) * (LEN / BLOCK) + k)));
 	}
 	after = pipes_open();
 	assert_true(after > before);            /* the reads went through pipes */
 	assert_true(after - before <= 2 * 16);  /* both ends of at most NBD_PIPES */
 	/* reads waiting for pipes, then the client goes */
 	for (int i = 0; i < N; i++)
-		send_req(fd, NBD_CMD_READ, 0, (uint64_t)i, WR_OFF + (uint64_t)i * LEN, LEN, NULL);
+		send_req(fd, NBD_CMD_READ, 0, (uint64_t)i, WR_OFF + (uint64_t)(i % 8) * LEN, LEN,
+			 NULL);
 	close(fd);
 	assert_true(wait_connections("rw", 0));
 	assert_int_equal(pipes_open(), before);
