@@ -17,7 +17,7 @@
 # Environment: NBD_SIZE (1G), NBD_REPEAT (3: runs per figure, interleaved), NBD_FORMATS
 # ("raw qcow2"), NBD_SERVERS ("vireo qsd qemu-nbd"), NBD_OPS ("read write randread randwrite"),
 # NBD_QD (32), NBD_FIO_SECS (10), NBD_DIR (BUILD_DIR/bench-nbd: images, sockets, logs),
-# NBD_WARM (1: before each write, touch and free as much memory as it will fill; see warm()).
+# NBD_WARM (1: before each write, the same copy into a scratch file first; see warm()).
 # The load average is printed on each line (load=): on a busy machine compare the ratios only.
 # Needs nbdcopy (libnbd-bin), fio with its nbd engine, qemu-img; qemu-storage-daemon and
 # qemu-nbd (qemu-utils, QEMU 10) for the peers.
@@ -113,26 +113,24 @@ start_server() {
 	die "$s did not serve $img"
 }
 
-# a fresh target for the writes, in format F; then the memory warmed for them (see NBD_WARM)
+# a fresh target for the writes, in format F; then the first-write cost paid (see warm())
 fresh() {
 	rm -f "$dir/write.$1"
 	qemu-img create -q -f "$1" "$dir/write.$1" "$bytes" || die "cannot create $dir/write.$1"
 	warm
 }
 
-# Every write fills about NBD_SIZE of page cache that was free memory. This machine's kernel
-# hands free memory back to its host as soon as it is freed (free page reporting), and memory
-# the host took back costs a fault there on its first touch: a copy landing in it runs at a
-# third of its speed. Which server meets such memory depended on the order of the runs (the
-# first writer after the read phase did: vireo's raw writes took 0.6 s right after another
-# write and 1.8-2.7 s after the reads, the peers' 1.1 s). So before each write the same amount
-# of memory is touched in a tmpfs file and freed again, which leaves every server memory the
-# host backs. NBD_WARM=0: not.
+# The first write after the random writes ran at a third of its speed, whichever server made
+# it (qemu-storage-daemon first: 1.9-2.3 s, then vireo 0.5 s; vireo first: 2.2-2.7 s), its
+# time in copies into fresh page-cache folios (this machine's kernel hands freed memory back to
+# its host at once: free page reporting). The server order is fixed, so vireo paid it in every
+# round. Before each write, the same copy with dd into a scratch file of the same file system,
+# deleted again, takes that first-write cost for every server alike (measured: qsd then vireo
+# 1.05-1.07 / 0.54-0.60 s, vireo then qsd 0.58-0.65 / 1.29-1.35 s). NBD_WARM=0: not.
 warm() {
 	[ "${NBD_WARM:-1}" = 1 ] || return 0
-	local w=/dev/shm/vireo-bench-nbd-warm
-	head -c $((bytes + (256 << 20))) /dev/zero >"$w" 2>/dev/null
-	rm -f "$w"
+	dd if="$src" of="$dir/warm.raw" bs=256k status=none 2>/dev/null
+	rm -f "$dir/warm.raw"
 }
 
 secs_of() { # COMMAND...: "WALL CPU", its wall time and CPU time (user + system) in seconds,
