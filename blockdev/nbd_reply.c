@@ -182,6 +182,25 @@ bool nbd_creq_read_complete(const struct nbd_creq *cmd)
 	return cmd->nr_pieces == 1 && cmd->pieces[0].start == 0 && cmd->pieces[0].end == cmd->len;
 }
 
+/* The first extent of a block status chunk of context @id: checked against the request and
+ * kept (the rest are read and dropped). 0, or -1 with @res filled. */
+static int first_extent(const struct nbd_reply_ctx *ctx, struct nbd_creq *cmd, uint32_t id,
+			uint64_t elen, uint32_t flags, struct nbd_reply_result *res)
+{
+	if (id != ctx->meta_id)
+		return fail(res, NBD_REPLY_BAD_CONTEXT, "context id %u (base:allocation is %u)",
+			    id, ctx->meta_id);
+	if (cmd->got_status)
+		return fail(res, NBD_REPLY_TWO_STATUS, "context id %u", id);
+	if (!elen || ((cmd->flags & NBD_CMD_FLAG_REQ_ONE) && elen > cmd->len))
+		return fail(res, NBD_REPLY_BAD_EXTENT, "extent of %llu bytes for a request of %llu",
+			    (unsigned long long)elen, (unsigned long long)cmd->len);
+	cmd->got_status = true;
+	cmd->status_len = elen;
+	cmd->status_flags = flags;
+	return 0;
+}
+
 /* [@off, @off+@len) inside the request? */
 static bool in_request(const struct nbd_creq *cmd, uint64_t off, uint64_t len)
 {
@@ -289,17 +308,8 @@ static int block_status(const struct nbd_stream *s, const struct nbd_reply_ctx *
 		return -1;
 	id = nbd_get_be32(b);
 	elen = nbd_get_be32(b + 4);
-	if (id != ctx->meta_id)
-		return fail(res, NBD_REPLY_BAD_CONTEXT, "context id %u (base:allocation is %u)",
-			    id, ctx->meta_id);
-	if (cmd->got_status)
-		return fail(res, NBD_REPLY_TWO_STATUS, "context id %u", id);
-	if (!elen || (one && elen > cmd->len))
-		return fail(res, NBD_REPLY_BAD_EXTENT, "extent of %u bytes for a request of %llu",
-			    elen, (unsigned long long)cmd->len);
-	cmd->got_status = true;
-	cmd->status_len = elen;
-	cmd->status_flags = nbd_get_be32(b + 8);
+	if (first_extent(ctx, cmd, id, elen, nbd_get_be32(b + 8), res) < 0)
+		return -1;
 	return rd_discard(s, ctx, len - sizeof(b), res); /* the extents after the first */
 }
 
@@ -327,19 +337,11 @@ static int block_status_ext(const struct nbd_stream *s, const struct nbd_reply_c
 	if (count != n)
 		return fail(res, NBD_REPLY_BAD_LENGTH, "descriptor count %u in a chunk of %llu "
 			    "descriptors", count, (unsigned long long)n);
-	if (id != ctx->meta_id)
-		return fail(res, NBD_REPLY_BAD_CONTEXT, "context id %u (base:allocation is %u)",
-			    id, ctx->meta_id);
-	if (cmd->got_status)
-		return fail(res, NBD_REPLY_TWO_STATUS, "context id %u", id);
 	elen = nbd_get_be64(b + NBD_BLOCK_STATUS_EXT_HDR_LEN);
-	if (!elen || (one && elen > cmd->len))
-		return fail(res, NBD_REPLY_BAD_EXTENT, "extent of %llu bytes for a request of %llu",
-			    (unsigned long long)elen, (unsigned long long)cmd->len);
-	cmd->got_status = true;
-	cmd->status_len = elen;
 	/* base:allocation's status is 32 bits (proto.md: the high ones are zero) */
-	cmd->status_flags = (uint32_t)nbd_get_be64(b + NBD_BLOCK_STATUS_EXT_HDR_LEN + 8);
+	if (first_extent(ctx, cmd, id, elen,
+			 (uint32_t)nbd_get_be64(b + NBD_BLOCK_STATUS_EXT_HDR_LEN + 8), res) < 0)
+		return -1;
 	return rd_discard(s, ctx, len - sizeof(b), res); /* the extents after the first */
 }
 

@@ -93,9 +93,9 @@ stop() {
 	fi
 }
 
-# data ranges "start end" (merged) of qemu-img map --output=json, and of nbdinfo --map --json
-qemu_data() {
-	qemu-img map --output=json -f "$1" "$2" | python3 -c '
+# data ranges "start end" (merged) of qemu-img map --output=json on stdin
+map_data() {
+	python3 -c '
 import json, sys
 out = []
 for e in json.load(sys.stdin):
@@ -105,6 +105,11 @@ for e in json.load(sys.stdin):
         else:
             out.append([e["start"], e["start"] + e["length"]])
 for s, e in out: print(s, e)'
+}
+
+# data ranges "start end" (merged) of qemu-img map --output=json, and of nbdinfo --map --json
+qemu_data() {
+	qemu-img map --output=json -f "$1" "$2" | map_data
 }
 nbd_map() { # $1: context; prints "start end" of extents whose type has none of the bits of $2
 	nbdinfo --json --map="$1" "$uri" | python3 -c '
@@ -235,16 +240,8 @@ if qemu-img --trace help 2>&1 | grep -qx nbd_receive_option_reply; then
 	ext_ok ext-map.log "qemu-img map"
 	grep -q 'type = 6 (block status (64-bit))' ext-map.log \
 		|| fail "qemu-img map: no NBD_REPLY_TYPE_BLOCK_STATUS_EXT chunk"
-	diff <(qemu_data raw big.raw) <(qemu-img map --output=json -f raw "$uri" | python3 -c '
-import json, sys
-out = []
-for e in json.load(sys.stdin):
-    if e["data"]:
-        if out and out[-1][1] == e["start"]:
-            out[-1][1] += e["length"]
-        else:
-            out.append([e["start"], e["start"] + e["length"]])
-for s, e in out: print(s, e)') > ext-map.diff \
+	diff <(qemu_data raw big.raw) <(qemu-img map --output=json -f raw "$uri" | map_data) \
+		> ext-map.diff \
 		&& ok "qemu-img map over extended headers = qemu-img map of the file" \
 		|| { fail "qemu-img map over extended headers differs:"; cat ext-map.diff; }
 	qemu-img --trace 'nbd_receive_option_reply' compare -f raw -F raw big.raw "$uri" \

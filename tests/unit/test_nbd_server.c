@@ -426,21 +426,28 @@ static uint32_t error_chunk(int fd, uint64_t cookie)
 	return err;
 }
 
-/* A structured read reply assembled into @buf (holes as zeroes); the number of hole chunks. */
-static unsigned int read_structured(int fd, uint64_t cookie, uint64_t off, uint8_t *buf,
-				    uint32_t len)
+static void read_xchunk(int fd, struct chunk *c, uint64_t cookie, uint64_t off);
+
+/* A read reply (compact chunks, or with @ext extended ones) assembled into @buf (holes as
+ * zeroes); the number of hole chunks. */
+static unsigned int read_chunks(int fd, uint64_t cookie, uint64_t off, uint8_t *buf,
+				uint32_t len, bool ext)
 {
 	uint64_t covered = 0;
 	unsigned int holes = 0;
 	struct chunk c;
 
 	do {
-		read_chunk(fd, &c);
-		assert_true(c.cookie == cookie);
+		if (ext) {
+			read_xchunk(fd, &c, cookie, off);
+		} else {
+			read_chunk(fd, &c);
+			assert_true(c.cookie == cookie);
+		}
 		if (c.type == NBD_REPLY_TYPE_OFFSET_DATA) {
 			uint64_t o = nbd_get_be64(c.data);
 
-			assert_true(o >= off && o - off + (c.len - 8) <= len);
+			assert_true(c.len > 8 && o >= off && o - off + (c.len - 8) <= len);
 			memcpy(buf + (o - off), c.data + 8, c.len - 8);
 			covered += c.len - 8;
 		} else if (c.type == NBD_REPLY_TYPE_OFFSET_HOLE) {
@@ -459,6 +466,13 @@ static unsigned int read_structured(int fd, uint64_t cookie, uint64_t off, uint8
 	} while (!(c.flags & NBD_REPLY_FLAG_DONE));
 	assert_true(covered == len);
 	return holes;
+}
+
+/* A structured read reply assembled into @buf (holes as zeroes); the number of hole chunks. */
+static unsigned int read_structured(int fd, uint64_t cookie, uint64_t off, uint8_t *buf,
+				    uint32_t len)
+{
+	return read_chunks(fd, cookie, off, buf, len, false);
 }
 
 static void fill(uint8_t *p, size_t n, uint8_t b)
@@ -1033,34 +1047,7 @@ static uint32_t xerror(int fd, uint64_t cookie, uint64_t off)
 /* A read reply of extended chunks assembled into @buf; the number of hole chunks. */
 static unsigned int xread_reply(int fd, uint64_t cookie, uint64_t off, uint8_t *buf, uint32_t len)
 {
-	uint64_t covered = 0;
-	unsigned int holes = 0;
-	struct chunk c;
-
-	do {
-		read_xchunk(fd, &c, cookie, off);
-		if (c.type == NBD_REPLY_TYPE_OFFSET_DATA) {
-			uint64_t o = nbd_get_be64(c.data);
-
-			assert_true(c.len > 8 && o >= off && o - off + (c.len - 8) <= len);
-			memcpy(buf + (o - off), c.data + 8, c.len - 8);
-			covered += c.len - 8;
-		} else if (c.type == NBD_REPLY_TYPE_OFFSET_HOLE) {
-			uint64_t o = nbd_get_be64(c.data);
-			uint32_t n = nbd_get_be32(c.data + 8);
-
-			assert_int_equal(c.len, 12);
-			assert_true(n && o >= off && o - off + n <= len);
-			memset(buf + (o - off), 0, n);
-			covered += n;
-			holes++;
-		} else if (c.type != NBD_REPLY_TYPE_NONE) {
-			fail_msg("chunk type %#x in a read reply", c.type);
-		}
-		free(c.data);
-	} while (!(c.flags & NBD_REPLY_FLAG_DONE));
-	assert_true(covered == len);
-	return holes;
+	return read_chunks(fd, cookie, off, buf, len, true);
 }
 
 struct xext {
