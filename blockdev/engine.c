@@ -862,14 +862,15 @@ static void issue_range(struct blockdev_queue *q, struct blockdev_req *req, stru
 static void issue_splice(struct blockdev_queue *q, struct blockdev_req *req, struct blockdev *bs)
 {
 	struct blockdev_extent ext;
-	int ret = blockdev_map(bs, BLOCKDEV_OP_READ, req->offset, req->priv.len, &ext);
+	int ret = req->priv.len ? blockdev_map(bs, BLOCKDEV_OP_READ, req->offset, req->priv.len,
+					       &ext) : -EOPNOTSUPP;
 
 	if (ret < 0) {
-		req_fail(req, ret);
+		req_fail(req, ret); /* -EOPNOTSUPP: nothing moved, the caller reads it into @iov */
 		return;
 	}
 	if (ext.kind != BLOCKDEV_EXTENT_DATA || ext.len != req->priv.len || ext.crypt ||
-	    !ext.file || ext.file->fd < 0 || ext.file->align > 1 || !req->priv.len) {
+	    !ext.file || ext.file->fd < 0 || ext.file->align > 1) {
 		req_fail(req, -EOPNOTSUPP); /* nothing moved: the caller reads it into @iov */
 		return;
 	}

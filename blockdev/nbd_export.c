@@ -387,7 +387,6 @@ static void bio_done(struct blockdev_req *req, int ret)
 
 		b->pipe = 0;
 		if (!ret) { /* the bytes wait in the pipe: the reply sends them from there */
-			b->cl->pipes[p - 1].left = io->len;
 			io->pipe = p;
 		} else { /* read it into the buffer instead (a real error repeats there) */
 			nbd_client_pipe_put(b->cl, p, ret != -EOPNOTSUPP);
@@ -422,9 +421,13 @@ static void start(struct nbd_export *exp, struct nbd_bio *b)
 	}
 	switch (io->type) {
 	case NBD_CMD_READ:
-		if (io->want_holes && read_map(exp->bs, io) && all_holes(io)) {
-			nbd_conn_io_done(io, 0); /* nothing to read */
-			return;
+		/* once: a read started again (it waited for a pipe) keeps its pieces, no lseek */
+		if (io->want_holes && !b->mapped) {
+			b->mapped = true;
+			if (read_map(exp->bs, io) && all_holes(io)) {
+				nbd_conn_io_done(io, 0); /* nothing to read */
+				return;
+			}
 		}
 		/* fall through */
 	case NBD_CMD_WRITE:

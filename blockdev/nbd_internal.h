@@ -109,6 +109,7 @@ struct nbd_bio {
 	struct nbd_export *exp;
 	bool flushing;        /* a FUA write's flush */
 	bool no_splice;       /* READ: a splice failed: read into the buffer */
+	bool mapped;          /* READ: its data and hole pieces were found (read_map) */
 	int pipe;             /* READ: 1 + the client's pipe being filled, or 0 */
 	struct nbd_client *cl;
 	int ret;
@@ -140,7 +141,6 @@ struct nbd_client {
 	 * empties it into the socket); made on adoption, both ends in cl->it's fixed files */
 	struct nbd_pipe {
 		int fd[2], fix[2];             /* read and write end; their slots */
-		size_t left;                   /* bytes of a read in it, not yet sent */
 		bool busy;                     /* given to a read, until its bytes were sent */
 		bool dead;                     /* closed */
 	} pipes[NBD_PIPES];

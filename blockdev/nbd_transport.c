@@ -165,7 +165,6 @@ int nbd_client_pipe_get(struct nbd_client *cl, uint64_t len, struct nbd_bio *b)
 	for (unsigned int i = 0; i < cl->nr_pipes; i++) {
 		if (!cl->pipes[i].busy) {
 			cl->pipes[i].busy = true;
-			cl->pipes[i].left = 0;
 			return (int)i + 1;
 		}
 	}
@@ -265,17 +264,8 @@ static void send_done(struct iothread_op *op, int res)
 
 	cl->send_armed = false;
 	cl->splice_pipe = 0;
-	if (p && res > 0) {
-		struct nbd_pipe *pp = &cl->pipes[p - 1];
-
-		pp->left -= MIN(pp->left, (size_t)res);
-		if (!pp->left) {
-			pp->busy = false;
-			pipe_wake(cl, false);
-		}
-	} else if (p && !res) {
+	if (p && !res)
 		res = -EIO; /* the pipe had nothing: never expected */
-	}
 	if (res < 0 && res != -EINTR && res != -EAGAIN) {
 		cl->send_failed = true;
 		nbd_conn_close(cl->conn, res == -EPIPE || res == -ECONNRESET ?
@@ -284,6 +274,10 @@ static void send_done(struct iothread_op *op, int res)
 		nbd_tls_cout_done(cl->tls, (size_t)res);
 	} else if (res > 0) {
 		nbd_conn_tx_done(cl->conn, (size_t)res);
+	}
+	if (p && res > 0 && nbd_conn_tx_pipe(cl->conn, &(size_t){ 0 }) != p) {
+		cl->pipes[p - 1].busy = false; /* its reply went out (or never will: closed) */
+		pipe_wake(cl, false);
 	}
 	update(cl);
 }
